@@ -1,0 +1,330 @@
+//! The federation manifest (联盟配置): who the members are and which keys speak for them.
+//!
+//! Signed by the federation authority (the inter-ministerial joint conference). A node
+//! pins the authority's public key in its configuration and accepts a manifest only if
+//! that key signed it, it has not expired, and it does not go back in version.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::PROTOCOL_VERSION;
+use crate::codec::{self, DecodeError};
+use crate::crypto::{Domain, Hash256, Keypair, PublicKey, Signature, SignatureError, sha256};
+use crate::ids::RegionCode;
+use crate::limits::*;
+use crate::time::Timestamp;
+
+/// One member region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Provincial-level region code.
+    pub region: RegionCode,
+    /// Name of the region's credit platform.
+    pub name: String,
+    /// The node's Ed25519 key: signs the region's envelopes and is its libp2p PeerId.
+    pub node_key: PublicKey,
+    /// Bootstrap multiaddresses.
+    pub addresses: Vec<String>,
+}
+
+/// Deadlines in working days that the state rules apply (articles 十七, 二十二, 二十三).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Working days after initiation by which a target region should acknowledge, when the
+    /// initiator gives no later respond-by date. Default 5.
+    pub acknowledge_working_days: u16,
+    /// Working days within which the issuer should resolve an objection. Default 10.
+    pub objection_working_days: u16,
+    /// Working days from decision to publication (article 十七: 7).
+    pub disclosure_working_days: u16,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { acknowledge_working_days: 5, objection_working_days: 10, disclosure_working_days: 7 }
+    }
+}
+
+/// The manifest content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Federation id (part of every signing tag), e.g. `cn-credit`.
+    pub federation_id: String,
+    /// Protocol version the members speak.
+    pub protocol_version: u16,
+    /// Manifest version; a higher version supersedes a lower.
+    pub version: u64,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// After this instant the manifest is refused: the authority must re-issue.
+    pub expires_at: Timestamp,
+    /// Key of the federation authority.
+    pub authority_key: PublicKey,
+    /// Members, sorted by region code.
+    pub members: Vec<Member>,
+    /// Deadlines.
+    pub policy: Policy,
+    /// SHA-256 of the measures catalogue file the federation uses.
+    pub catalogue_hash: Hash256,
+}
+
+/// A manifest and the authority's signature over its exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedManifest {
+    /// Canonical manifest bytes.
+    #[serde(with = "hex_bytes")]
+    pub manifest: Vec<u8>,
+    /// Authority signature.
+    pub signature: Signature,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.serialize_str(&hex::encode(b)) } else { s.serialize_bytes(b) }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        if d.is_human_readable() {
+            hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+        } else {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Vec<u8>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                    Ok(v.to_vec())
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                    Ok(v)
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Not a canonical manifest.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Signature or key failure.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The signer is not the authority this node trusts.
+    #[error("manifest.authority_key: {found} is not the pinned federation authority {expected}; check the node's authority_key setting")]
+    WrongAuthority {
+        /// Key named in the manifest.
+        found: PublicKey,
+        /// Key the node pins.
+        expected: PublicKey,
+    },
+    /// Expired.
+    #[error("manifest.expires_at: manifest version {version} expired at {expires_at} ms (now {now} ms); ask the federation authority for a new one")]
+    Expired {
+        /// Version.
+        version: u64,
+        /// Expiry.
+        expires_at: i64,
+        /// Now.
+        now: i64,
+    },
+    /// Not newer than the one held.
+    #[error("manifest.version: {offered} does not supersede the held version {held}")]
+    NotNewer {
+        /// Offered.
+        offered: u64,
+        /// Held.
+        held: u64,
+    },
+    /// Any other field rule.
+    #[error("manifest.{field}: {rule}")]
+    Field {
+        /// Field.
+        field: &'static str,
+        /// Rule.
+        rule: String,
+    },
+}
+
+fn field(field: &'static str, rule: impl Into<String>) -> ManifestError {
+    ManifestError::Field { field, rule: rule.into() }
+}
+
+impl Manifest {
+    /// Structural rules: id shape, protocol version, members sorted and unique by region
+    /// and by key, provincial codes, address and name limits.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let id = &self.federation_id;
+        if id.is_empty() || id.len() > MAX_FEDERATION_ID_BYTES || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(field("federation_id", "1-64 characters of A-Z a-z 0-9 and '-'"));
+        }
+        if self.protocol_version != PROTOCOL_VERSION {
+            return Err(field("protocol_version", format!("{} is not {PROTOCOL_VERSION}, the version this build speaks", self.protocol_version)));
+        }
+        if self.expires_at <= self.issued_at {
+            return Err(field("expires_at", "must be after issued_at"));
+        }
+        if self.members.is_empty() || self.members.len() > MAX_MEMBERS {
+            return Err(field("members", format!("1-{MAX_MEMBERS} members required")));
+        }
+        if !self.members.windows(2).all(|w| w[0].region < w[1].region) {
+            return Err(field("members", "must be sorted by region with no region twice"));
+        }
+        let mut keys: Vec<_> = self.members.iter().map(|m| m.node_key).collect();
+        keys.sort();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(field("members", "two members share a node key"));
+        }
+        for m in &self.members {
+            if !m.region.is_province() {
+                return Err(field("members", format!("{} is not a provincial-level code", m.region)));
+            }
+            m.node_key.verifying_key("manifest.members[].node_key")?;
+            if m.name.is_empty() || m.name.len() > MAX_TEXT_BYTES {
+                return Err(field("members", format!("{}: name must be 1-{MAX_TEXT_BYTES} bytes", m.region)));
+            }
+            if m.addresses.len() > MAX_ADDRESSES_PER_MEMBER || m.addresses.iter().any(|a| a.len() > MAX_SHORT_TEXT_BYTES * 2) {
+                return Err(field("members", format!("{}: at most {MAX_ADDRESSES_PER_MEMBER} addresses of at most 256 bytes", m.region)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The member for a region.
+    pub fn member(&self, region: RegionCode) -> Option<&Member> {
+        self.members.binary_search_by_key(&region, |m| m.region).ok().map(|i| &self.members[i])
+    }
+
+    /// The member whose node key this is.
+    pub fn member_by_key(&self, key: &PublicKey) -> Option<&Member> {
+        self.members.iter().find(|m| &m.node_key == key)
+    }
+
+    /// Signs this manifest with the authority key (whose public half must be `authority_key`).
+    pub fn sign(&self, authority: &Keypair) -> Result<SignedManifest, ManifestError> {
+        self.validate()?;
+        if authority.public() != self.authority_key {
+            return Err(ManifestError::WrongAuthority { found: authority.public(), expected: self.authority_key });
+        }
+        let manifest = codec::encode(self).map_err(|e| field("encoding", e.0))?;
+        let signature = authority.sign(Domain::Manifest, &self.federation_id, &manifest);
+        Ok(SignedManifest { manifest, signature })
+    }
+}
+
+impl SignedManifest {
+    /// Decodes, checks structure and signature against the pinned authority, and refuses
+    /// an expired manifest.
+    pub fn verify(&self, pinned_authority: &PublicKey, now: Timestamp) -> Result<Manifest, ManifestError> {
+        let m: Manifest = codec::decode(&self.manifest, MAX_MANIFEST_BYTES, "manifest")?;
+        if &m.authority_key != pinned_authority {
+            return Err(ManifestError::WrongAuthority { found: m.authority_key, expected: *pinned_authority });
+        }
+        m.validate()?;
+        pinned_authority.verify(Domain::Manifest, &m.federation_id, &self.manifest, &self.signature, "manifest.signature")?;
+        if now >= m.expires_at {
+            return Err(ManifestError::Expired { version: m.version, expires_at: m.expires_at.0, now: now.0 });
+        }
+        Ok(m)
+    }
+
+    /// Verifies `self` as a successor of `held`: same federation, higher version.
+    pub fn verify_update(&self, held: &Manifest, now: Timestamp) -> Result<Manifest, ManifestError> {
+        let m = self.verify(&held.authority_key, now)?;
+        if m.federation_id != held.federation_id {
+            return Err(field("federation_id", format!("'{}' differs from the held '{}'", m.federation_id, held.federation_id)));
+        }
+        if m.version <= held.version {
+            return Err(ManifestError::NotNewer { offered: m.version, held: held.version });
+        }
+        Ok(m)
+    }
+
+    /// Hash of the signed manifest bytes (for status displays and pinning).
+    pub fn hash(&self) -> Hash256 {
+        sha256(&[&self.manifest])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PROVINCES;
+
+    fn manifest(authority: &Keypair, version: u64, n: usize) -> Manifest {
+        Manifest {
+            federation_id: "cn-credit".into(),
+            protocol_version: PROTOCOL_VERSION,
+            version,
+            issued_at: Timestamp(1_000),
+            expires_at: Timestamp(10_000),
+            authority_key: authority.public(),
+            members: PROVINCES[..n]
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Member {
+                    region: RegionCode::new(p.code, "r").unwrap(),
+                    name: p.name_zh.into(),
+                    node_key: Keypair::from_secret([i as u8 + 10; 32]).public(),
+                    addresses: vec![format!("/ip4/127.0.0.1/tcp/{}", 4000 + i)],
+                })
+                .collect(),
+            policy: Policy::default(),
+            catalogue_hash: Hash256([0; 32]),
+        }
+    }
+
+    #[test]
+    fn sign_verify_lookup() {
+        let auth = Keypair::from_secret([1; 32]);
+        let m = manifest(&auth, 1, 31);
+        let signed = m.sign(&auth).unwrap();
+        let back = signed.verify(&auth.public(), Timestamp(2_000)).unwrap();
+        assert_eq!(back, m);
+        let sh = RegionCode::parse("310000", "r").unwrap();
+        assert_eq!(back.member(sh).unwrap().name, "上海市");
+        let key = back.member(sh).unwrap().node_key;
+        assert_eq!(back.member_by_key(&key).unwrap().region, sh);
+        assert!(back.member(RegionCode::parse("623001", "r").unwrap()).is_none());
+    }
+
+    #[test]
+    fn expired_wrong_authority_tampered_and_older_are_refused() {
+        let auth = Keypair::from_secret([1; 32]);
+        let other = Keypair::from_secret([2; 32]);
+        let signed = manifest(&auth, 2, 3).sign(&auth).unwrap();
+        let e = signed.verify(&auth.public(), Timestamp(10_000)).unwrap_err();
+        assert!(matches!(e, ManifestError::Expired { .. }), "{e}");
+        assert!(e.to_string().contains("expired"));
+        assert!(matches!(signed.verify(&other.public(), Timestamp(2_000)), Err(ManifestError::WrongAuthority { .. })));
+        let mut tampered = signed.clone();
+        let last = tampered.manifest.len() - 1;
+        tampered.manifest[last] ^= 1;
+        assert!(tampered.verify(&auth.public(), Timestamp(2_000)).is_err());
+        let held = signed.verify(&auth.public(), Timestamp(2_000)).unwrap();
+        let older = manifest(&auth, 1, 3).sign(&auth).unwrap();
+        assert!(matches!(older.verify_update(&held, Timestamp(2_000)), Err(ManifestError::NotNewer { offered: 1, held: 2 })));
+        let newer = manifest(&auth, 3, 4).sign(&auth).unwrap();
+        assert_eq!(newer.verify_update(&held, Timestamp(2_000)).unwrap().members.len(), 4);
+        // Only the authority can sign.
+        assert!(matches!(manifest(&auth, 1, 3).sign(&other), Err(ManifestError::WrongAuthority { .. })));
+    }
+
+    #[test]
+    fn structural_rules() {
+        let auth = Keypair::from_secret([1; 32]);
+        let mut m = manifest(&auth, 1, 3);
+        m.members.swap(0, 1);
+        assert!(m.validate().is_err());
+        let mut m = manifest(&auth, 1, 3);
+        m.members[1].node_key = m.members[0].node_key;
+        assert!(m.validate().is_err());
+        let mut m = manifest(&auth, 1, 3);
+        m.federation_id = "cn credit".into();
+        assert!(m.validate().unwrap_err().to_string().starts_with("manifest.federation_id"));
+    }
+}
