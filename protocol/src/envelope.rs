@@ -223,7 +223,10 @@ pub struct AppendPosition {
     pub timestamp: Timestamp,
 }
 
-/// Builds and node-signs an envelope around an author-signed body.
+/// Builds and node-signs an envelope around an author-signed body, returning its bytes.
+///
+/// Sealing checks nothing: the node then passes the bytes through
+/// [`crate::ledger::admit`] like any envelope from a peer, so there is one validation path.
 pub fn seal(
     federation_id: &str,
     node_key: &Keypair,
@@ -231,7 +234,7 @@ pub fn seal(
     author: DepartmentId,
     body: Vec<u8>,
     author_sig: Signature,
-) -> Result<VerifiedEnvelope, EnvelopeError> {
+) -> Result<Vec<u8>, codec::EncodeError> {
     let mut envelope = Envelope {
         version: PROTOCOL_VERSION,
         region: at.region,
@@ -244,8 +247,7 @@ pub fn seal(
         node_sig: Signature([0; 64]),
     };
     envelope.node_sig = node_key.sign(Domain::EnvelopeHeader, federation_id, &envelope.header_bytes());
-    let bytes = codec::encode(&envelope).map_err(|e| EnvelopeError::Chain(e.0))?;
-    decode_envelope(federation_id, &bytes)
+    codec::encode(&envelope)
 }
 
 /// Signs a body as its author: returns the canonical bytes and the signature.

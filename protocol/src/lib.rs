@@ -16,13 +16,16 @@
 
 pub mod calendar;
 pub mod catalogue;
+pub mod check;
 pub mod codec;
 pub mod crypto;
 pub mod envelope;
 pub mod ids;
 pub mod limits;
+pub mod ledger;
 pub mod manifest;
 pub mod record;
+pub mod state;
 pub mod time;
 
 /// The protocol version this build speaks. Part of every signing tag and envelope.

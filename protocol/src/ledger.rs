@@ -1,0 +1,670 @@
+//! Admission of envelopes and the effects they have on state.
+//!
+//! [`admit`] decides, as a pure function of the bytes, the manifest, the catalogue and
+//! the current state, whether an envelope is the next valid record of its region's
+//! log; [`effects`] lists the state changes an admitted envelope causes. A node applies
+//! those changes to its store in one atomic step; [`Ledger`] applies them in memory
+//! (tests, the demo, the offline verifier).
+//!
+//! Determinism: every node must reach the same verdict on the same log, whatever else
+//! it holds. Rules therefore look only at (a) the record's own log prefix and (b) the
+//! *existence* of records it references in other logs — never at their later fate,
+//! which a node may or may not have heard of yet. A missing reference is not a
+//! rejection but [`Admission::MissingDependency`]: fetch and retry.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::catalogue::Catalogue;
+use crate::crypto::{Hash256, PublicKey};
+use crate::envelope::{EnvelopeError, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, decode_envelope};
+use crate::ids::{DepartmentId, RegionCode, Role};
+use crate::manifest::Manifest;
+use crate::record::*;
+use crate::state::*;
+use crate::time::Timestamp;
+
+/// The head of a region's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// Last sequence number.
+    pub seq: u64,
+    /// Hash of that envelope.
+    pub hash: Hash256,
+    /// Its node timestamp.
+    pub timestamp: Timestamp,
+}
+
+/// A department as registered in its province's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepartmentRecord {
+    /// Id.
+    pub department: DepartmentId,
+    /// Name.
+    pub name: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Signing key.
+    pub key: PublicKey,
+    /// The registration record.
+    pub registered_at: RecordPos,
+    /// Revocation record, if revoked.
+    pub revoked_at: Option<RecordPos>,
+}
+
+/// What an index entry for a subject points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectRef {
+    /// A list entry.
+    Entry(EntryId),
+    /// An evaluation.
+    Evaluation(EvaluationId),
+}
+
+/// Read access to the state admission and checks need. Implemented in memory by
+/// [`Ledger`] and over sled by the node.
+pub trait StateView {
+    /// Head of a region's log.
+    fn head(&self, region: RegionCode) -> Option<Head>;
+    /// The envelope bytes at a position.
+    fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>>;
+    /// A department.
+    fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord>;
+    /// A list entry.
+    fn entry(&self, id: &EntryId) -> Option<EntryFold>;
+    /// A joint action.
+    fn action(&self, id: &ActionId) -> Option<ActionFold>;
+    /// The entry an objection is about.
+    fn objection_entry(&self, id: &ObjectionId) -> Option<EntryId>;
+    /// An evaluation.
+    fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord>;
+    /// Entries and evaluations about a subject.
+    fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef>;
+    /// Regions flagged for equivocation.
+    fn equivocators(&self) -> Vec<RegionCode>;
+}
+
+/// What a node holds fixed while admitting: the federation's manifest and catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    /// The manifest in force.
+    pub manifest: &'a Manifest,
+    /// The measures catalogue.
+    pub catalogue: &'a Catalogue,
+}
+
+/// Proof that a region's node signed two different envelopes at one position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EquivocationProof {
+    /// Region accused.
+    pub region: RegionCode,
+    /// The position.
+    pub seq: u64,
+    /// One envelope (the one held).
+    pub first: Vec<u8>,
+    /// The other.
+    pub second: Vec<u8>,
+}
+
+/// Verdict on an envelope that is not refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The next valid record of its log: apply [`effects`].
+    Accept(Box<VerifiedEnvelope>),
+    /// Already held, byte for byte.
+    Duplicate,
+    /// Validly node-signed but beyond the head: fetch the gap first.
+    Gap {
+        /// Region.
+        region: RegionCode,
+        /// Head held (0 for none).
+        have: u64,
+        /// Sequence number received.
+        got: u64,
+    },
+    /// Validly node-signed, different from the held envelope at the same position.
+    Equivocation(Box<EquivocationProof>),
+    /// References a record in another log not yet held: fetch and retry.
+    MissingDependency {
+        /// What is missing.
+        what: String,
+    },
+}
+
+/// Why an envelope is refused (each maps to a metric label and an HTTP status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Not a canonical envelope/body, over size, bad field, unknown version.
+    Malformed,
+    /// Region not in the manifest.
+    NotMember,
+    /// Node signature fails.
+    BadNodeSignature,
+    /// Author signature fails.
+    BadAuthorSignature,
+    /// Author not registered in its region.
+    UnknownAuthor,
+    /// Author revoked.
+    AuthorRevoked,
+    /// Author lacks the role, writes through another province, or another region
+    /// touches an entry it did not issue.
+    Unauthorised,
+    /// An id already used with different content, or a state that forbids the record.
+    Conflict,
+    /// prev_hash or timestamp do not continue the held chain.
+    ChainBroken,
+}
+
+/// A refusal with its reason and a message naming the field and rule.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{message}")]
+pub struct Rejection {
+    /// Category.
+    pub reason: RejectReason,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+fn reject(reason: RejectReason, message: impl Into<String>) -> Rejection {
+    Rejection { reason, message: message.into() }
+}
+
+impl From<EnvelopeError> for Rejection {
+    fn from(e: EnvelopeError) -> Rejection {
+        let reason = match e {
+            EnvelopeError::Signature(_) => RejectReason::BadNodeSignature,
+            _ => RejectReason::Malformed,
+        };
+        reject(reason, e.to_string())
+    }
+}
+
+/// Which role a body needs, or `None` for bodies only the node itself writes
+/// (department registration may also be written by an operator).
+pub fn required_role(kind: BodyKind) -> Option<Role> {
+    use BodyKind::*;
+    match kind {
+        DepartmentRegistered | DepartmentRevoked => Some(Role::Operator),
+        ListEntryPublished | ListEntryAmended | ListEntryRevoked | ListEntryRepaired | EvaluationPublished => {
+            Some(Role::Publisher)
+        }
+        JointActionInitiated => Some(Role::Initiator),
+        JointActionAcknowledged | MeasureExecuted | MeasureLifted => Some(Role::Implementer),
+        ObjectionFiled | ObjectionResolved => Some(Role::ObjectionHandler),
+        EquivocationEvidence => None,
+    }
+}
+
+/// Bodies the node may write in its own name (author unit [`NODE_UNIT`]).
+pub fn node_may_author(kind: BodyKind) -> bool {
+    matches!(kind, BodyKind::DepartmentRegistered | BodyKind::DepartmentRevoked | BodyKind::EquivocationEvidence)
+}
+
+/// Decides whether `bytes` is the next valid envelope of its region's log.
+pub fn admit(rules: Rules<'_>, view: &impl StateView, bytes: &[u8]) -> Result<Admission, Rejection> {
+    let fed = rules.manifest.federation_id.as_str();
+    let v = decode_envelope(fed, bytes)?;
+    let env = &v.envelope;
+    let member = rules
+        .manifest
+        .member(env.region)
+        .ok_or_else(|| reject(RejectReason::NotMember, format!("envelope.region: {} is not a member of federation {fed}", env.region)))?;
+    env.verify_node_sig(fed, &member.node_key).map_err(|e| reject(RejectReason::BadNodeSignature, e.to_string()))?;
+
+    let head = view.head(env.region);
+    let have = head.map_or(0, |h| h.seq);
+    if env.seq <= have {
+        let pos = RecordPos { region: env.region, seq: env.seq };
+        return Ok(match view.envelope_at(pos) {
+            Some(held) if held == bytes => Admission::Duplicate,
+            Some(held) => Admission::Equivocation(Box::new(EquivocationProof { region: env.region, seq: env.seq, first: held, second: bytes.to_vec() })),
+            // A store that has the head must have every position below it.
+            None => return Err(reject(RejectReason::ChainBroken, format!("position {}#{} missing below head {have}", env.region, env.seq))),
+        });
+    }
+    if env.seq > have + 1 {
+        return Ok(Admission::Gap { region: env.region, have, got: env.seq });
+    }
+    let (prev_hash, prev_time) = head.map_or((GENESIS_PREV_HASH, Timestamp(i64::MIN)), |h| (h.hash, h.timestamp));
+    if env.prev_hash != prev_hash {
+        return Err(reject(RejectReason::ChainBroken, format!("envelope.prev_hash: does not match the hash of {}#{have}", env.region)));
+    }
+    if env.timestamp < prev_time {
+        return Err(reject(RejectReason::ChainBroken, "envelope.timestamp: earlier than the previous envelope's"));
+    }
+
+    let kind = v.body.kind();
+    let author_key = if env.author.unit == NODE_UNIT {
+        if env.author.region != env.region || !node_may_author(kind) {
+            return Err(reject(RejectReason::Unauthorised, format!("envelope.author: the node of {} may not write {kind:?} in its own name", env.author.region)));
+        }
+        member.node_key
+    } else {
+        let dept = view
+            .department(&env.author)
+            .ok_or_else(|| reject(RejectReason::UnknownAuthor, format!("envelope.author: {} is not registered", env.author)))?;
+        if dept.revoked_at.is_some() {
+            return Err(reject(RejectReason::AuthorRevoked, format!("envelope.author: {} was revoked", env.author)));
+        }
+        if env.author.home_province() != env.region {
+            return Err(reject(RejectReason::Unauthorised, format!("envelope.author: {} belongs to {}, not to {}", env.author, env.author.home_province(), env.region)));
+        }
+        match required_role(kind) {
+            Some(role) if dept.roles.contains(&role) => {}
+            Some(role) => {
+                return Err(reject(RejectReason::Unauthorised, format!("envelope.author: {} lacks the {} role needed for {kind:?}", env.author, role.name())));
+            }
+            None => return Err(reject(RejectReason::Unauthorised, format!("envelope.author: {kind:?} is written by the node only"))),
+        }
+        dept.key
+    };
+    env.verify_author_sig(fed, &author_key).map_err(|e| reject(RejectReason::BadAuthorSignature, e.to_string()))?;
+
+    match authorise(rules, view, &v)? {
+        Some(missing) => Ok(Admission::MissingDependency { what: missing }),
+        None => Ok(Admission::Accept(Box::new(v))),
+    }
+}
+
+/// Body rules that need state. `Ok(Some(what))` means a referenced record is missing.
+fn authorise(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> Result<Option<String>, Rejection> {
+    let env = &v.envelope;
+    let region = env.region;
+    let fed = rules.manifest.federation_id.as_str();
+    let unauth = |m: String| Err(reject(RejectReason::Unauthorised, m));
+    let conflict = |m: String| Err(reject(RejectReason::Conflict, m));
+    // An entry referenced by an issuer-only record must be in the same log: a missing one
+    // is a conflict (the log prefix is complete), not a dependency.
+    let own_entry = |id: &EntryId| -> Result<EntryFold, Rejection> {
+        match view.entry(id) {
+            Some(e) if e.issuer() == region => Ok(e),
+            Some(e) => Err(reject(RejectReason::Unauthorised, format!("entry: {id} was issued by {}; only the issuing region may change it (谁认定、谁修复, article 二十二)", e.issuer()))),
+            None => Err(reject(RejectReason::Conflict, format!("entry: {id} does not exist in {region}'s log"))),
+        }
+    };
+    let check_measures = |field: &str, ms: &[MeasureCode]| -> Result<(), Rejection> {
+        for m in ms {
+            if rules.catalogue.get(m).is_none() {
+                return Err(reject(RejectReason::Malformed, format!("{field}: {} is not in the measures catalogue v{}", m.0, rules.catalogue.version)));
+            }
+        }
+        Ok(())
+    };
+
+    match &v.body {
+        Body::DepartmentRegistered { department, key, .. } => {
+            if department.home_province() != region {
+                return unauth(format!("department: {department} belongs to {}; it is registered by that province's node", department.home_province()));
+            }
+            if department.unit == NODE_UNIT {
+                return unauth("department.unit: 'node' is reserved for the region node".into());
+            }
+            key.verifying_key("key").map_err(|e| reject(RejectReason::Malformed, e.to_string()))?;
+            if let Some(d) = view.department(department)
+                && d.revoked_at.is_some()
+            {
+                return conflict(format!("department: {department} was revoked; register a new unit code"));
+            }
+        }
+        Body::DepartmentRevoked { department, .. } => match view.department(department) {
+            Some(d) if d.department.home_province() == region && d.revoked_at.is_none() => {}
+            Some(d) if d.revoked_at.is_some() => return conflict(format!("department: {department} is already revoked")),
+            _ => return conflict(format!("department: {department} is not registered in {region}")),
+        },
+        Body::ListEntryPublished(e) => {
+            check_measures("entry.requested_measures", &e.requested_measures)?;
+            if view.entry(&entry_id(region, e)).is_some() {
+                return conflict(format!("entry: decision {} for this subject is already published in {region}", e.basis.document_no));
+            }
+        }
+        Body::ListEntryAmended { entry, amended, .. } => {
+            let held = own_entry(entry)?;
+            if held.revoked.is_some() {
+                return conflict(format!("entry: {entry} is revoked"));
+            }
+            if amended.category.list() != held.content.category.list() {
+                return conflict("amended.category: an amendment cannot move an entry between red and black lists; revoke and publish".into());
+            }
+            check_measures("amended.requested_measures", &amended.requested_measures)?;
+        }
+        Body::ListEntryRevoked { entry, .. } => {
+            if own_entry(entry)?.revoked.is_some() {
+                return conflict(format!("entry: {entry} is already revoked"));
+            }
+        }
+        Body::ListEntryRepaired { entry, .. } => {
+            let held = own_entry(entry)?;
+            if held.content.category.list() != ListKind::Black {
+                return conflict("entry: credit repair applies to black-list entries (article 二十一)".into());
+            }
+            if held.revoked.is_some() || held.repaired.is_some() {
+                return conflict(format!("entry: {entry} is already revoked or repaired"));
+            }
+        }
+        Body::EvaluationPublished(ev) => {
+            if view.evaluation(&evaluation_id(&env.author, ev)).is_some() {
+                return conflict("evaluation: this department already published this scheme's result for this subject on that date".into());
+            }
+        }
+        Body::JointActionInitiated(a) => {
+            check_measures("action.measures", &a.measures)?;
+            let entry = own_entry(&a.entry).map_err(|_| {
+                reject(RejectReason::Unauthorised, format!("action.entry: {} is not an entry of {region}; a region initiates actions on its own decisions (article 十六)", a.entry))
+            })?;
+            if entry.content.category.list() != a.kind.list() {
+                return conflict(format!("action.kind: {:?} must rest on a {:?}-list entry", a.kind, a.kind.list()));
+            }
+            if entry.revoked.is_some() || entry.repaired.is_some() {
+                return conflict(format!("action.entry: {} is revoked or repaired", a.entry));
+            }
+            if a.respond_by < env.timestamp.date_cst() {
+                return conflict(format!("action.respond_by: {} is before the initiation date", a.respond_by));
+            }
+            if view.action(&action_id(&env.author, &a.reference)).is_some() {
+                return conflict(format!("action.reference: {} was already used by {}", a.reference, env.author));
+            }
+        }
+        Body::JointActionAcknowledged { action, decision, implementing } => {
+            let Some(a) = view.action(action) else { return Ok(Some(format!("action {action}"))) };
+            if !a.targets_region(region) {
+                return unauth(format!("action: {region} is not a target of {action}"));
+            }
+            if let AckDecision::Partly { accepted, .. } = decision
+                && let Some(m) = accepted.iter().find(|m| !a.action.measures.contains(m))
+            {
+                return conflict(format!("decision.accepted: {} was not asked for", m.0));
+            }
+            if let Some(d) = implementing.iter().find(|d| d.home_province() != region) {
+                return unauth(format!("implementing: {d} is not a department of {region}"));
+            }
+        }
+        Body::MeasureExecuted { action, measure, .. } | Body::MeasureLifted { action, measure, .. } => {
+            let Some(a) = view.action(action) else { return Ok(Some(format!("action {action}"))) };
+            if !a.accepted_measures(region).contains(measure) {
+                return conflict(format!("measure: {region} has not accepted {} for {action}; acknowledge first", measure.0));
+            }
+            if matches!(v.body, Body::MeasureLifted { .. }) && !a.executions.contains_key(&(region, measure.clone())) {
+                return conflict(format!("measure: {} was never executed in {region}", measure.0));
+            }
+        }
+        Body::ObjectionFiled { entry, case_no, .. } => {
+            if view.entry(entry).is_none() {
+                return Ok(Some(format!("entry {entry}")));
+            }
+            if view.objection_entry(&objection_id(&env.author, case_no)).is_some() {
+                return conflict(format!("case_no: {case_no} was already used by {}", env.author));
+            }
+        }
+        Body::ObjectionResolved { objection, .. } => {
+            let Some(entry_id) = view.objection_entry(objection) else { return Ok(Some(format!("objection {objection}"))) };
+            let entry = own_entry(&entry_id)?;
+            if entry.objections.get(objection).is_some_and(|o| o.resolved.is_some()) {
+                return conflict(format!("objection: {objection} is already resolved"));
+            }
+        }
+        Body::EquivocationEvidence { first, second } => {
+            verify_equivocation(rules.manifest, fed, first, second).map_err(|m| reject(RejectReason::Conflict, m))?;
+        }
+    }
+    Ok(None)
+}
+
+/// Verifies equivocation evidence offline: both envelopes well-formed, validly signed
+/// by the same member's node key, at the same position, and different.
+pub fn verify_equivocation(manifest: &Manifest, fed: &str, first: &[u8], second: &[u8]) -> Result<RegionCode, String> {
+    let a = decode_envelope(fed, first).map_err(|e| format!("evidence.first: {e}"))?;
+    let b = decode_envelope(fed, second).map_err(|e| format!("evidence.second: {e}"))?;
+    let (ea, eb) = (&a.envelope, &b.envelope);
+    if ea.region != eb.region || ea.seq != eb.seq {
+        return Err("evidence: the envelopes are not at the same (region, seq)".into());
+    }
+    if first == second {
+        return Err("evidence: the envelopes are identical".into());
+    }
+    let member = manifest.member(ea.region).ok_or_else(|| format!("evidence: {} is not a member", ea.region))?;
+    ea.verify_node_sig(fed, &member.node_key).map_err(|e| format!("evidence.first: {e}"))?;
+    eb.verify_node_sig(fed, &member.node_key).map_err(|e| format!("evidence.second: {e}"))?;
+    Ok(ea.region)
+}
+
+/// A state change caused by an admitted envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Append the envelope to its log and move the head.
+    Append {
+        /// Position.
+        pos: RecordPos,
+        /// New head.
+        head: Head,
+        /// Exact bytes.
+        bytes: Vec<u8>,
+    },
+    /// Store a department.
+    Department(DepartmentRecord),
+    /// Store an entry fold.
+    Entry(EntryFold),
+    /// Store an action fold.
+    Action(ActionFold),
+    /// Remember which entry an objection is about.
+    Objection(ObjectionId, EntryId),
+    /// Store an evaluation.
+    Evaluation(EvaluationRecord),
+    /// Index a subject.
+    Subject(SubjectKey, SubjectRef),
+    /// Flag a region for equivocation.
+    Equivocator(RegionCode),
+}
+
+/// The state changes an admitted envelope causes, computed against the state it was
+/// admitted against.
+pub fn effects(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> Vec<Update> {
+    let env = &v.envelope;
+    let pos = RecordPos { region: env.region, seq: env.seq };
+    let origin = Origin { pos, at: env.timestamp, author: env.author.clone() };
+    let mut out = vec![Update::Append { pos, head: Head { seq: env.seq, hash: v.hash, timestamp: env.timestamp }, bytes: v.bytes.clone() }];
+    let touch_entry = |out: &mut Vec<Update>, id: &EntryId| {
+        if let Some(mut e) = view.entry(id) {
+            e.apply(&origin, &v.body);
+            out.push(Update::Entry(e));
+        }
+    };
+    let touch_action = |out: &mut Vec<Update>, id: &ActionId| {
+        if let Some(mut a) = view.action(id) {
+            a.apply(&origin, &v.body);
+            out.push(Update::Action(a));
+        }
+    };
+    match &v.body {
+        Body::DepartmentRegistered { department, name, roles, key } => out.push(Update::Department(DepartmentRecord {
+            department: department.clone(),
+            name: name.clone(),
+            roles: roles.clone(),
+            key: *key,
+            registered_at: pos,
+            revoked_at: None,
+        })),
+        Body::DepartmentRevoked { department, .. } => {
+            if let Some(mut d) = view.department(department) {
+                d.revoked_at = Some(pos);
+                out.push(Update::Department(d));
+            }
+        }
+        Body::ListEntryPublished(e) => {
+            let id = entry_id(env.region, e);
+            out.push(Update::Subject(e.subject.key(), SubjectRef::Entry(id)));
+            out.push(Update::Entry(EntryFold::published(id, origin.clone(), e.clone())));
+        }
+        Body::ListEntryAmended { entry, amended, .. } => {
+            if let Some(old) = view.entry(entry)
+                && old.content.subject.key() != amended.subject.key()
+            {
+                out.push(Update::Subject(amended.subject.key(), SubjectRef::Entry(*entry)));
+            }
+            touch_entry(&mut out, entry);
+        }
+        Body::ListEntryRevoked { entry, .. } | Body::ListEntryRepaired { entry, .. } => touch_entry(&mut out, entry),
+        Body::EvaluationPublished(ev) => {
+            let id = evaluation_id(&env.author, ev);
+            out.push(Update::Subject(ev.subject.key(), SubjectRef::Evaluation(id)));
+            out.push(Update::Evaluation(EvaluationRecord { id, published: origin.clone(), evaluation: ev.clone() }));
+        }
+        Body::JointActionInitiated(a) => {
+            let id = action_id(&env.author, &a.reference);
+            out.push(Update::Action(ActionFold::initiated(id, origin.clone(), a.clone())));
+            touch_entry(&mut out, &a.entry);
+        }
+        Body::JointActionAcknowledged { action, .. } | Body::MeasureExecuted { action, .. } | Body::MeasureLifted { action, .. } => {
+            touch_action(&mut out, action)
+        }
+        Body::ObjectionFiled { entry, case_no, .. } => {
+            out.push(Update::Objection(objection_id(&env.author, case_no), *entry));
+            touch_entry(&mut out, entry);
+        }
+        Body::ObjectionResolved { objection, .. } => {
+            if let Some(entry) = view.objection_entry(objection) {
+                touch_entry(&mut out, &entry);
+            }
+        }
+        Body::EquivocationEvidence { first, second } => {
+            if let Ok(region) = verify_equivocation(rules.manifest, &rules.manifest.federation_id, first, second) {
+                out.push(Update::Equivocator(region));
+            }
+        }
+    }
+    out
+}
+
+/// In-memory state: every region's log and the folds over it.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    logs: BTreeMap<RegionCode, Vec<Vec<u8>>>,
+    heads: BTreeMap<RegionCode, Head>,
+    departments: BTreeMap<DepartmentId, DepartmentRecord>,
+    entries: BTreeMap<EntryId, EntryFold>,
+    actions: BTreeMap<ActionId, ActionFold>,
+    objections: BTreeMap<ObjectionId, EntryId>,
+    evaluations: BTreeMap<EvaluationId, EvaluationRecord>,
+    subjects: BTreeMap<SubjectKey, BTreeSet<SubjectRef>>,
+    equivocators: BTreeSet<RegionCode>,
+    /// Equivocation proofs seen (kept so they can be forwarded).
+    pub proofs: Vec<EquivocationProof>,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// Admits and, if accepted, applies an envelope. Equivocation proofs are kept and the
+    /// region flagged locally (the node also records them as evidence in its own log).
+    pub fn ingest(&mut self, rules: Rules<'_>, bytes: &[u8]) -> Result<Admission, Rejection> {
+        let verdict = admit(rules, self, bytes)?;
+        match &verdict {
+            Admission::Accept(v) => {
+                let updates = effects(rules, self, v);
+                self.apply(updates);
+            }
+            Admission::Equivocation(p) => {
+                self.equivocators.insert(p.region);
+                if !self.proofs.iter().any(|q| q.region == p.region && q.seq == p.seq) {
+                    self.proofs.push((**p).clone());
+                }
+            }
+            _ => {}
+        }
+        Ok(verdict)
+    }
+
+    /// Applies updates computed by [`effects`].
+    pub fn apply(&mut self, updates: Vec<Update>) {
+        for u in updates {
+            match u {
+                Update::Append { pos, head, bytes } => {
+                    let log = self.logs.entry(pos.region).or_default();
+                    debug_assert_eq!(log.len() as u64 + 1, pos.seq, "append must extend the log by one");
+                    log.push(bytes);
+                    self.heads.insert(pos.region, head);
+                }
+                Update::Department(d) => {
+                    self.departments.insert(d.department.clone(), d);
+                }
+                Update::Entry(e) => {
+                    self.entries.insert(e.id, e);
+                }
+                Update::Action(a) => {
+                    self.actions.insert(a.id, a);
+                }
+                Update::Objection(o, e) => {
+                    self.objections.insert(o, e);
+                }
+                Update::Evaluation(ev) => {
+                    self.evaluations.insert(ev.id, ev);
+                }
+                Update::Subject(k, r) => {
+                    self.subjects.entry(k).or_default().insert(r);
+                }
+                Update::Equivocator(r) => {
+                    self.equivocators.insert(r);
+                }
+            }
+        }
+    }
+
+    /// All heads.
+    pub fn heads(&self) -> &BTreeMap<RegionCode, Head> {
+        &self.heads
+    }
+
+    /// Envelopes of a region from `from_seq` (inclusive), at most `limit`.
+    pub fn range(&self, region: RegionCode, from_seq: u64, limit: usize) -> Vec<Vec<u8>> {
+        let Some(log) = self.logs.get(&region) else { return Vec::new() };
+        let start = from_seq.saturating_sub(1) as usize;
+        log.iter().skip(start).take(limit).cloned().collect()
+    }
+
+    /// Every entry.
+    pub fn entries(&self) -> impl Iterator<Item = &EntryFold> {
+        self.entries.values()
+    }
+
+    /// Every action.
+    pub fn actions(&self) -> impl Iterator<Item = &ActionFold> {
+        self.actions.values()
+    }
+}
+
+impl StateView for Ledger {
+    fn head(&self, region: RegionCode) -> Option<Head> {
+        self.heads.get(&region).copied()
+    }
+    fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>> {
+        let idx = usize::try_from(pos.seq.checked_sub(1)?).ok()?;
+        self.logs.get(&pos.region)?.get(idx).cloned()
+    }
+    fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord> {
+        self.departments.get(id).cloned()
+    }
+    fn entry(&self, id: &EntryId) -> Option<EntryFold> {
+        self.entries.get(id).cloned()
+    }
+    fn action(&self, id: &ActionId) -> Option<ActionFold> {
+        self.actions.get(id).cloned()
+    }
+    fn objection_entry(&self, id: &ObjectionId) -> Option<EntryId> {
+        self.objections.get(id).copied()
+    }
+    fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord> {
+        self.evaluations.get(id).cloned()
+    }
+    fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
+        self.subjects.get(key).map(|s| s.iter().copied().collect()).unwrap_or_default()
+    }
+    fn equivocators(&self) -> Vec<RegionCode> {
+        self.equivocators.iter().copied().collect()
+    }
+}

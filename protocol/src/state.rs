@@ -1,0 +1,405 @@
+//! Folds: the state of an entry or a joint action is a pure function of the records
+//! that touch it (DESIGN §5).
+//!
+//! A fold stores what it has seen keyed by record position, never by arrival order, so
+//! folding the same records in any interleaving of regions gives the same value; the
+//! state at a time `t` is then read off the fold by [`EntryFold::state_at`] and
+//! [`ActionFold::view_at`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::WorkingCalendar;
+use crate::ids::{DepartmentId, RegionCode};
+use crate::manifest::{Manifest, Policy};
+use crate::record::*;
+use crate::time::{Date, Timestamp};
+
+/// Where a record sits: its region's log and sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RecordPos {
+    /// Region whose log holds it.
+    pub region: RegionCode,
+    /// Its sequence number there.
+    pub seq: u64,
+}
+
+/// A record's position, author and node timestamp: what every fold step needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Position.
+    pub pos: RecordPos,
+    /// Node timestamp of the envelope.
+    pub at: Timestamp,
+    /// Authoring department.
+    pub author: DepartmentId,
+}
+
+/// State of a list entry at an instant (DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryState {
+    /// Published but its effective period has not begun.
+    Pending,
+    /// In force: measures apply.
+    Active,
+    /// An objection from some region is open: measures are not applied (article 二十二).
+    Suspended,
+    /// The period is over: the subject left the list with no action (退出机制, article 十九).
+    Expired,
+    /// Credit repaired (article 二十一).
+    Repaired,
+    /// Revoked as wrong (article 二十二).
+    Revoked,
+}
+
+/// An objection's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectionStatus {
+    /// Entry objected to.
+    pub entry: EntryId,
+    /// Where it was recorded.
+    pub filed: Origin,
+    /// Case number at the recording department.
+    pub case_no: String,
+    /// Day filed.
+    pub filed_on: Date,
+    /// Resolution, once the issuer resolves it.
+    pub resolved: Option<(ObjectionOutcome, Origin)>,
+}
+
+/// Everything known about a list entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryFold {
+    /// Id.
+    pub id: EntryId,
+    /// Publication.
+    pub published: Origin,
+    /// Current content (after amendments).
+    pub content: ListEntry,
+    /// Number of amendments applied.
+    pub amendments: u32,
+    /// Revocation, if any (directly or by an objection resolved as revoked).
+    pub revoked: Option<Origin>,
+    /// Repair, if any.
+    pub repaired: Option<(RepairBasis, Origin)>,
+    /// Objections on this entry.
+    pub objections: BTreeMap<ObjectionId, ObjectionStatus>,
+    /// Joint actions resting on this entry.
+    pub actions: BTreeSet<ActionId>,
+    /// Every record that touched the entry (the evidence a check returns).
+    pub evidence: BTreeSet<RecordPos>,
+}
+
+impl EntryFold {
+    /// A new fold from its publication.
+    pub fn published(id: EntryId, origin: Origin, content: ListEntry) -> EntryFold {
+        let mut evidence = BTreeSet::new();
+        evidence.insert(origin.pos);
+        EntryFold {
+            id,
+            published: origin,
+            content,
+            amendments: 0,
+            revoked: None,
+            repaired: None,
+            objections: BTreeMap::new(),
+            actions: BTreeSet::new(),
+            evidence,
+        }
+    }
+
+    /// The issuing region: the only one that may amend, revoke, repair or resolve
+    /// (谁认定、谁修复).
+    pub fn issuer(&self) -> RegionCode {
+        self.published.pos.region
+    }
+
+    /// Applies a record that touches this entry. Records not about this entry are ignored.
+    pub fn apply(&mut self, origin: &Origin, body: &Body) {
+        let touched = match body {
+            Body::ListEntryAmended { entry, amended, .. } if *entry == self.id => {
+                self.content = amended.clone();
+                self.amendments += 1;
+                true
+            }
+            Body::ListEntryRevoked { entry, .. } if *entry == self.id => {
+                self.revoked.get_or_insert(origin.clone());
+                true
+            }
+            Body::ListEntryRepaired { entry, basis, .. } if *entry == self.id => {
+                self.repaired.get_or_insert((*basis, origin.clone()));
+                true
+            }
+            Body::ObjectionFiled { entry, case_no, filed_on, .. } if *entry == self.id => {
+                let oid = objection_id(&origin.author, case_no);
+                let resolved = self.objections.get(&oid).and_then(|o| o.resolved.clone());
+                self.objections.insert(
+                    oid,
+                    ObjectionStatus { entry: self.id, filed: origin.clone(), case_no: case_no.clone(), filed_on: *filed_on, resolved },
+                );
+                true
+            }
+            Body::ObjectionResolved { objection, outcome, .. } => match self.objections.get_mut(objection) {
+                Some(o) => {
+                    o.resolved.get_or_insert((*outcome, origin.clone()));
+                    if *outcome == ObjectionOutcome::Revoked {
+                        self.revoked.get_or_insert(origin.clone());
+                    }
+                    true
+                }
+                None => false,
+            },
+            Body::JointActionInitiated(a) if a.entry == self.id => {
+                self.actions.insert(action_id(&origin.author, &a.reference));
+                true
+            }
+            _ => false,
+        };
+        if touched {
+            self.evidence.insert(origin.pos);
+        }
+    }
+
+    /// Objections not yet resolved.
+    pub fn open_objections(&self) -> impl Iterator<Item = (&ObjectionId, &ObjectionStatus)> {
+        self.objections.iter().filter(|(_, o)| o.resolved.is_none())
+    }
+
+    /// The entry's state at `now` (dates in China Standard Time).
+    ///
+    /// Precedence: revoked, repaired and expired are final and win over a pending
+    /// objection; an open objection suspends an entry that would otherwise be in force
+    /// or about to be.
+    pub fn state_at(&self, now: Timestamp) -> EntryState {
+        let today = now.date_cst();
+        if self.revoked.is_some() {
+            EntryState::Revoked
+        } else if self.repaired.is_some() {
+            EntryState::Repaired
+        } else if today >= self.content.expires_on {
+            EntryState::Expired
+        } else if self.open_objections().next().is_some() {
+            EntryState::Suspended
+        } else if today < self.content.effective_from {
+            EntryState::Pending
+        } else {
+            EntryState::Active
+        }
+    }
+
+    /// Whether publication came later than the disclosure deadline (article 十七: within
+    /// 7 working days of the decision).
+    pub fn disclosed_late(&self, calendar: &WorkingCalendar, policy: &Policy) -> bool {
+        let due = calendar.add_working_days(self.content.basis.decided_on, policy.disclosure_working_days as u32);
+        self.published.at.date_cst() > due.date
+    }
+
+    /// Open objections past their verification deadline (article 二十二, 二十三).
+    pub fn overdue_objections(&self, now: Timestamp, calendar: &WorkingCalendar, policy: &Policy) -> Vec<ObjectionId> {
+        let today = now.date_cst();
+        self.open_objections()
+            .filter(|(_, o)| today > calendar.add_working_days(o.filed_on, policy.objection_working_days as u32).date)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// A target region's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The decision.
+    pub decision: AckDecision,
+    /// Implementing departments.
+    pub implementing: Vec<DepartmentId>,
+    /// The acknowledgement record.
+    pub origin: Origin,
+}
+
+/// Execution feedback for one measure in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Implementing decision reference.
+    pub reference: String,
+    /// Day executed.
+    pub executed_on: Date,
+    /// The feedback record.
+    pub origin: Origin,
+    /// Lifting, if the measure was lifted later.
+    pub lifted: Option<Origin>,
+}
+
+/// Everything known about a joint action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionFold {
+    /// Id.
+    pub id: ActionId,
+    /// The initiation.
+    pub initiated: Origin,
+    /// What was asked.
+    pub action: JointAction,
+    /// Latest answer per target region.
+    pub responses: BTreeMap<RegionCode, Response>,
+    /// Execution feedback per (region, measure).
+    pub executions: BTreeMap<(RegionCode, MeasureCode), Execution>,
+    /// Every record that touched the action.
+    pub evidence: BTreeSet<RecordPos>,
+}
+
+/// Where a target region stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetStatus {
+    /// No answer yet, deadline not passed.
+    Awaiting,
+    /// No answer and the respond-by date has passed (跟踪问效, article 二十三).
+    Overdue,
+    /// Accepted all measures.
+    Accepted,
+    /// Accepted some.
+    Partly,
+    /// Declined.
+    Declined,
+}
+
+/// One target region's line in an action view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetView {
+    /// Region.
+    pub region: RegionCode,
+    /// Status.
+    pub status: TargetStatus,
+    /// Whether the answer came after the respond-by date.
+    pub answered_late: bool,
+    /// Milliseconds from initiation to the answer.
+    pub acknowledgement_ms: Option<i64>,
+    /// Measures executed and not lifted.
+    pub executed: Vec<MeasureCode>,
+    /// Measures lifted.
+    pub lifted: Vec<MeasureCode>,
+}
+
+impl ActionFold {
+    /// A new fold from its initiation.
+    pub fn initiated(id: ActionId, origin: Origin, action: JointAction) -> ActionFold {
+        let mut evidence = BTreeSet::new();
+        evidence.insert(origin.pos);
+        ActionFold { id, initiated: origin, action, responses: BTreeMap::new(), executions: BTreeMap::new(), evidence }
+    }
+
+    /// Applies an acknowledgement or execution feedback for this action.
+    pub fn apply(&mut self, origin: &Origin, body: &Body) {
+        let region = origin.pos.region;
+        let touched = match body {
+            Body::JointActionAcknowledged { action, decision, implementing } if *action == self.id => {
+                // A region may revise its answer; its log orders the revisions.
+                let newer = self.responses.get(&region).is_none_or(|r| r.origin.pos.seq < origin.pos.seq);
+                if newer {
+                    self.responses.insert(region, Response { decision: decision.clone(), implementing: implementing.clone(), origin: origin.clone() });
+                }
+                true
+            }
+            Body::MeasureExecuted { action, measure, reference, executed_on } if *action == self.id => {
+                self.executions.entry((region, measure.clone())).or_insert_with(|| Execution {
+                    reference: reference.clone(),
+                    executed_on: *executed_on,
+                    origin: origin.clone(),
+                    lifted: None,
+                });
+                true
+            }
+            Body::MeasureLifted { action, measure, .. } if *action == self.id => {
+                if let Some(e) = self.executions.get_mut(&(region, measure.clone())) {
+                    e.lifted.get_or_insert(origin.clone());
+                }
+                true
+            }
+            _ => false,
+        };
+        if touched {
+            self.evidence.insert(origin.pos);
+        }
+    }
+
+    /// The regions asked to act, resolving "all members" against a manifest.
+    pub fn target_regions(&self, manifest: &Manifest) -> Vec<RegionCode> {
+        match &self.action.targets {
+            Targets::Regions(r) => r.clone(),
+            Targets::AllMembers => {
+                manifest.members.iter().map(|m| m.region).filter(|r| *r != self.initiated.pos.region).collect()
+            }
+        }
+    }
+
+    /// Whether `region` is a target (used by authorisation, which cannot depend on the
+    /// manifest version a node happens to hold: "all members" admits any region other
+    /// than the initiator's).
+    pub fn targets_region(&self, region: RegionCode) -> bool {
+        match &self.action.targets {
+            Targets::Regions(r) => r.binary_search(&region).is_ok(),
+            Targets::AllMembers => region != self.initiated.pos.region,
+        }
+    }
+
+    /// The measures a region accepted, given its answer.
+    pub fn accepted_measures(&self, region: RegionCode) -> Vec<MeasureCode> {
+        match self.responses.get(&region).map(|r| &r.decision) {
+            Some(AckDecision::Accepted) => self.action.measures.clone(),
+            Some(AckDecision::Partly { accepted, .. }) => accepted.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Per-target view at `now`.
+    pub fn view_at(&self, now: Timestamp, manifest: &Manifest) -> Vec<TargetView> {
+        let today = now.date_cst();
+        self.target_regions(manifest)
+            .into_iter()
+            .map(|region| {
+                let resp = self.responses.get(&region);
+                let status = match resp.map(|r| &r.decision) {
+                    Some(AckDecision::Accepted) => TargetStatus::Accepted,
+                    Some(AckDecision::Partly { .. }) => TargetStatus::Partly,
+                    Some(AckDecision::Declined { .. }) => TargetStatus::Declined,
+                    None if today > self.action.respond_by => TargetStatus::Overdue,
+                    None => TargetStatus::Awaiting,
+                };
+                let mut executed = Vec::new();
+                let mut lifted = Vec::new();
+                for ((r, m), e) in &self.executions {
+                    if *r == region {
+                        if e.lifted.is_some() { lifted.push(m.clone()) } else { executed.push(m.clone()) }
+                    }
+                }
+                TargetView {
+                    region,
+                    status,
+                    answered_late: resp.is_some_and(|r| r.origin.at.date_cst() > self.action.respond_by),
+                    acknowledgement_ms: resp.map(|r| r.origin.at.0 - self.initiated.at.0),
+                    executed,
+                    lifted,
+                }
+            })
+            .collect()
+    }
+}
+
+/// An evaluation result as held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvaluationRecord {
+    /// Id.
+    pub id: EvaluationId,
+    /// Publication.
+    pub published: Origin,
+    /// The result.
+    pub evaluation: Evaluation,
+}
+
+impl EvaluationRecord {
+    /// Valid on the date of `now`.
+    pub fn valid_at(&self, now: Timestamp) -> bool {
+        let today = now.date_cst();
+        self.evaluation.evaluated_on <= today && today < self.evaluation.valid_until
+    }
+}

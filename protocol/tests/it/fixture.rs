@@ -1,0 +1,214 @@
+//! A federation in memory: an authority, member nodes, registered departments and a
+//! "world" ledger holding every region's log, written the way nodes write them.
+
+use std::collections::BTreeMap;
+
+use credfed_protocol::calendar::WorkingCalendar;
+use credfed_protocol::catalogue::Catalogue;
+use credfed_protocol::crypto::Keypair;
+use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, seal, sign_body};
+use credfed_protocol::ids::person::person_ref;
+use credfed_protocol::ids::{DepartmentId, PersonHashKey, PersonRef, RegionCode, Role};
+use credfed_protocol::ledger::{Admission, Ledger, Rejection, Rules, StateView};
+use credfed_protocol::manifest::{Manifest, Member, Policy};
+use credfed_protocol::record::*;
+use credfed_protocol::time::{Date, Timestamp};
+
+pub const FED: &str = "cn-credit-test";
+
+pub fn date(s: &str) -> Date {
+    Date::parse(s).unwrap()
+}
+
+/// Noon in Beijing on `s`.
+pub fn noon(s: &str) -> Timestamp {
+    Timestamp(date(s).start_cst().0 + 12 * 3600 * 1000)
+}
+
+pub fn region(code: u32) -> RegionCode {
+    RegionCode::new(code, "region").unwrap()
+}
+
+pub fn dept(s: &str) -> DepartmentId {
+    DepartmentId::parse(s, "department").unwrap()
+}
+
+pub fn mc(code: &str) -> MeasureCode {
+    MeasureCode(code.into())
+}
+
+/// Deterministic key for a label.
+pub fn key(label: &str) -> Keypair {
+    let h = credfed_protocol::crypto::sha256(&[b"test-key", label.as_bytes()]);
+    Keypair::from_secret(h.0)
+}
+
+pub struct World {
+    #[allow(dead_code)] // kept so tests can sign manifest updates
+    pub authority: Keypair,
+    pub nodes: BTreeMap<RegionCode, Keypair>,
+    pub manifest: Manifest,
+    pub catalogue: Catalogue,
+    pub calendar: WorkingCalendar,
+    pub depts: BTreeMap<DepartmentId, Keypair>,
+    pub ledger: Ledger,
+    pub now: Timestamp,
+    pub person_key: PersonHashKey,
+}
+
+/// Units every test region gets, with their roles.
+pub const UNITS: &[(&str, &[Role])] = &[
+    ("pub", &[Role::Publisher]),
+    ("init", &[Role::Initiator]),
+    ("impl", &[Role::Implementer]),
+    ("obj", &[Role::ObjectionHandler]),
+    ("ops", &[Role::Operator]),
+];
+
+impl World {
+    pub fn new(codes: &[u32]) -> World {
+        let authority = key("authority");
+        let nodes: BTreeMap<RegionCode, Keypair> = codes.iter().map(|&c| (region(c), key(&format!("node-{c}")))).collect();
+        let manifest = Manifest {
+            federation_id: FED.into(),
+            protocol_version: credfed_protocol::PROTOCOL_VERSION,
+            version: 1,
+            issued_at: noon("2026-01-01"),
+            expires_at: noon("2030-01-01"),
+            authority_key: authority.public(),
+            members: nodes
+                .iter()
+                .map(|(r, k)| Member { region: *r, name: r.province_info().name_zh.into(), node_key: k.public(), addresses: vec![] })
+                .collect(),
+            policy: Policy::default(),
+            catalogue_hash: Catalogue::file_hash(credfed_protocol::catalogue::EMBEDDED_CATALOGUE),
+        };
+        let mut w = World {
+            authority,
+            nodes,
+            manifest,
+            catalogue: Catalogue::embedded().unwrap(),
+            calendar: WorkingCalendar::embedded().unwrap(),
+            depts: BTreeMap::new(),
+            ledger: Ledger::new(),
+            now: noon("2026-10-01"),
+            person_key: PersonHashKey::new(&[7; 32]).unwrap(),
+        };
+        for &c in codes {
+            for (unit, roles) in UNITS {
+                w.register(&format!("{c}:{unit}"), roles);
+            }
+        }
+        w.now = noon("2026-11-02");
+        w
+    }
+
+    pub fn rules(&self) -> Rules<'_> {
+        Rules { manifest: &self.manifest, catalogue: &self.catalogue }
+    }
+
+    /// Registers a department through its province's node.
+    pub fn register(&mut self, id: &str, roles: &[Role]) -> DepartmentId {
+        let d = dept(id);
+        let k = key(&format!("dept-{id}"));
+        let body = Body::DepartmentRegistered { department: d.clone(), name: format!("unit {id}"), roles: roles.to_vec(), key: k.public() };
+        let node = DepartmentId { region: d.home_province(), unit: NODE_UNIT.into() };
+        self.depts.insert(d.clone(), k);
+        self.accept(&node.to_string(), body);
+        d
+    }
+
+    /// The envelope `author` would get for `body` at the head of its province's log.
+    pub fn seal_as(&self, author: &str, body: &Body) -> Vec<u8> {
+        let author = dept(author);
+        let region = author.home_province();
+        let signer = if author.unit == NODE_UNIT { &self.nodes[&region] } else { &self.depts[&author] };
+        let (bytes, sig) = sign_body(FED, signer, body);
+        self.seal_signed(author, bytes, sig)
+    }
+
+    pub fn seal_signed(&self, author: DepartmentId, body: Vec<u8>, sig: credfed_protocol::crypto::Signature) -> Vec<u8> {
+        let region = author.home_province();
+        let head = self.ledger.head(region);
+        let at = AppendPosition {
+            region,
+            seq: head.map_or(1, |h| h.seq + 1),
+            prev_hash: head.map_or(GENESIS_PREV_HASH, |h| h.hash),
+            timestamp: self.now,
+        };
+        seal(FED, &self.nodes[&region], &at, author, body, sig).unwrap()
+    }
+
+    pub fn submit(&mut self, author: &str, body: Body) -> Result<Admission, Rejection> {
+        let bytes = self.seal_as(author, &body);
+        self.ingest(&bytes)
+    }
+
+    pub fn ingest(&mut self, bytes: &[u8]) -> Result<Admission, Rejection> {
+        let rules = Rules { manifest: &self.manifest, catalogue: &self.catalogue };
+        self.ledger.ingest(rules, bytes)
+    }
+
+    /// Submits and asserts acceptance.
+    pub fn accept(&mut self, author: &str, body: Body) {
+        match self.submit(author, body) {
+            Ok(Admission::Accept(_)) => {}
+            other => panic!("expected Accept for {author}, got {other:?}"),
+        }
+    }
+
+    /// Submits and returns the rejection message.
+    pub fn refuse(&mut self, author: &str, body: Body) -> Rejection {
+        match self.submit(author, body) {
+            Err(r) => r,
+            other => panic!("expected a rejection for {author}, got {other:?}"),
+        }
+    }
+
+    pub fn person(&self, number: &str, name: &str) -> PersonRef {
+        person_ref(&self.person_key, number, name, "person").unwrap()
+    }
+
+    /// Every region's log, in order.
+    pub fn logs(&self) -> Vec<Vec<Vec<u8>>> {
+        self.ledger.heads().keys().map(|r| self.ledger.range(*r, 1, usize::MAX)).collect()
+    }
+}
+
+pub const ACME: &str = "91350100M000100Y43";
+
+pub fn org(uscc: &str) -> Subject {
+    Subject::Organisation { uscc: uscc.into(), name: "某某食品有限公司".into(), check_exemption: None }
+}
+
+pub fn black_entry(subject: Subject, doc: &str, measures: &[&str]) -> ListEntry {
+    ListEntry {
+        category: Category::Black(BlackCategory::FoodAndDrug),
+        subject,
+        related_persons: vec![],
+        basis: Basis {
+            document_no: doc.into(),
+            authority: "上海市市场监督管理局".into(),
+            decided_on: date("2026-10-28"),
+            legal_basis: "《中华人民共和国食品安全法》第一百三十五条".into(),
+        },
+        effective_from: date("2026-11-01"),
+        expires_on: date("2029-11-01"),
+        requested_measures: measures.iter().map(|m| mc(m)).collect(),
+        summary: "生产经营致病性微生物超标食品".into(),
+    }
+}
+
+pub fn red_entry(subject: Subject, doc: &str, measures: &[&str]) -> ListEntry {
+    ListEntry {
+        category: Category::Red(RedSource::GoodCreditClassification),
+        requested_measures: measures.iter().map(|m| mc(m)).collect(),
+        ..black_entry(subject, doc, &[])
+    }
+}
+
+pub fn published_id(w: &World, code: u32, e: &ListEntry) -> EntryId {
+    let _ = w;
+    entry_id(region(code), e)
+}
+

@@ -1,0 +1,445 @@
+//! One test per state rule, each naming the article of 国发〔2016〕33号 it serves.
+
+use credfed_protocol::catalogue::MeasureDomain;
+use credfed_protocol::check::{Verdict, check};
+use credfed_protocol::codec;
+use credfed_protocol::envelope::{Envelope, NODE_UNIT};
+use credfed_protocol::ids::Role;
+use credfed_protocol::ledger::{Admission, RejectReason, StateView, verify_equivocation};
+use credfed_protocol::record::*;
+use credfed_protocol::state::{EntryState, TargetStatus};
+
+use crate::fixture::*;
+
+const SH: u32 = 310000;
+const GD: u32 = 440000;
+const GS: u32 = 620000;
+
+fn world() -> World {
+    World::new(&[110000, SH, GD, GS])
+}
+
+fn publish_black(w: &mut World) -> EntryId {
+    let e = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-10-10", "P-11-04"]);
+    w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
+    published_id(w, SH, &e)
+}
+
+fn state(w: &World, id: &EntryId) -> EntryState {
+    w.ledger.entry(id).unwrap().state_at(w.now)
+}
+
+/// Articles 九, 十一: a black-list entry applies its mandatory measures from its effective date.
+#[test]
+fn art9_11_black_entry_is_active_in_its_period_and_pending_before() {
+    let mut w = world();
+    w.now = noon("2026-10-30");
+    let id = publish_black(&mut w);
+    assert_eq!(state(&w, &id), EntryState::Pending);
+    w.now = noon("2026-11-01");
+    assert_eq!(state(&w, &id), EntryState::Active);
+    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Travel, w.now);
+    assert_eq!(a.verdict, Verdict::MeasuresApply);
+    assert_eq!(a.mandatory.iter().map(|m| m.code.0.as_str()).collect::<Vec<_>>(), ["P-11-04"]);
+}
+
+/// Article 十九 (退出机制): at the end of the period the entry leaves the list with no action.
+#[test]
+fn art19_entry_expires_at_end_of_period() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    w.now = noon("2029-10-31");
+    assert_eq!(state(&w, &id), EntryState::Active);
+    w.now = noon("2029-11-01");
+    assert_eq!(state(&w, &id), EntryState::Expired);
+    assert_eq!(check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Travel, w.now).verdict, Verdict::Clear);
+}
+
+/// Article 二十二: an objection recorded in any region suspends the entry everywhere;
+/// a suspended entry yields no applied measure; only the issuer resolves.
+#[test]
+fn art22_objection_from_any_region_suspends_and_only_issuer_resolves() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    let filed = Body::ObjectionFiled { case_no: "粤异〔2026〕3号".into(), entry: id, grounds: "主体名称登记错误".into(), filed_on: date("2026-11-02") };
+    w.accept("440000:obj", filed);
+    assert_eq!(state(&w, &id), EntryState::Suspended);
+    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::PublicResourceTrading, w.now);
+    assert_eq!(a.verdict, Verdict::NothingApplies);
+    assert!(a.mandatory.is_empty() && a.recommended.is_empty());
+    assert_eq!(a.entries[0].state, EntryState::Suspended);
+    assert_eq!(a.entries[0].measures_in_domain, vec![mc("P-10-10")]);
+
+    let oid = objection_id(&dept("440000:obj"), "粤异〔2026〕3号");
+    let resolve = |outcome| Body::ObjectionResolved { objection: oid, outcome, note: "经核实".into() };
+    let r = w.refuse("440000:obj", resolve(ObjectionOutcome::Upheld));
+    assert_eq!(r.reason, RejectReason::Unauthorised, "{r}");
+    assert!(r.message.contains("谁认定"), "{r}");
+    let r = w.refuse("310000:pub", resolve(ObjectionOutcome::Upheld));
+    assert_eq!(r.reason, RejectReason::Unauthorised, "a publisher is not an objection handler: {r}");
+    w.accept("310000:obj", resolve(ObjectionOutcome::Upheld));
+    assert_eq!(state(&w, &id), EntryState::Active);
+    assert_eq!(w.refuse("310000:obj", resolve(ObjectionOutcome::Revoked)).reason, RejectReason::Conflict);
+
+    // A second case resolved as revoked revokes the entry.
+    w.accept("620000:obj", Body::ObjectionFiled { case_no: "甘异1".into(), entry: id, grounds: "已履行".into(), filed_on: date("2026-11-02") });
+    let oid2 = objection_id(&dept("620000:obj"), "甘异1");
+    w.accept("310000:obj", Body::ObjectionResolved { objection: oid2, outcome: ObjectionOutcome::Revoked, note: "信息有误".into() });
+    assert_eq!(state(&w, &id), EntryState::Revoked);
+}
+
+/// Article 二十二 (谁认定、谁修复): only the issuing region amends or revokes.
+#[test]
+fn art22_only_issuer_amends_or_revokes() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    let mut amended = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-10-10"]);
+    amended.summary = "更正：涉案批次".into();
+    let body = Body::ListEntryAmended { entry: id, amended: amended.clone(), reason: "更正".into() };
+    let r = w.refuse("440000:pub", body.clone());
+    assert_eq!(r.reason, RejectReason::Unauthorised, "{r}");
+    w.accept("310000:pub", body);
+    assert_eq!(w.ledger.entry(&id).unwrap().content.summary, "更正：涉案批次");
+    assert_eq!(w.ledger.entry(&id).unwrap().amendments, 1);
+
+    let moved = Body::ListEntryAmended { entry: id, amended: red_entry(org(ACME), "x", &[]), reason: "r".into() };
+    assert_eq!(w.refuse("310000:pub", moved).reason, RejectReason::Conflict);
+
+    assert_eq!(w.refuse("440000:pub", Body::ListEntryRevoked { entry: id, reason: "r".into() }).reason, RejectReason::Unauthorised);
+    w.accept("310000:pub", Body::ListEntryRevoked { entry: id, reason: "撤销".into() });
+    assert_eq!(state(&w, &id), EntryState::Revoked);
+    assert_eq!(w.refuse("310000:pub", Body::ListEntryRevoked { entry: id, reason: "again".into() }).reason, RejectReason::Conflict);
+}
+
+/// Article 二十一: credit repair by the issuer ends the measures; repair is for black entries.
+#[test]
+fn art21_repair_ends_measures_and_applies_to_black_entries_only() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    w.accept("310000:pub", Body::ListEntryRepaired { entry: id, basis: RepairBasis::CorrectedWithinPeriod, reason: "已整改".into() });
+    assert_eq!(state(&w, &id), EntryState::Repaired);
+    let red = red_entry(org("91110000100000000R"), "京发改〔2026〕1号", &["I-04-01"]);
+    w.accept("310000:pub", Body::ListEntryPublished(red.clone()));
+    let rid = published_id(&w, SH, &red);
+    let r = w.refuse("310000:pub", Body::ListEntryRepaired { entry: rid, basis: RepairBasis::PublicService, reason: "x".into() });
+    assert_eq!(r.reason, RejectReason::Conflict);
+    assert!(r.message.contains("二十一"));
+}
+
+/// Articles 十五, 十八, 二十三: initiation by an initiating department, acknowledgement by
+/// targets, execution feedback, overdue tracking and acknowledgement times.
+#[test]
+fn art15_18_23_joint_action_cycle() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    let action = JointAction {
+        reference: "沪联惩〔2026〕5号".into(),
+        kind: ActionKind::Punishment,
+        entry: id,
+        targets: Targets::Regions(vec![region(GD), region(GS)]),
+        measures: vec![mc("P-10-10"), mc("P-11-04")],
+        respond_by: date("2026-11-09"),
+    };
+    // A publisher is not an initiating department (article 十五).
+    assert_eq!(w.refuse("310000:pub", Body::JointActionInitiated(action.clone())).reason, RejectReason::Unauthorised);
+    w.accept("310000:init", Body::JointActionInitiated(action.clone()));
+    let aid = action_id(&dept("310000:init"), &action.reference);
+    assert_eq!(w.refuse("310000:init", Body::JointActionInitiated(action.clone())).reason, RejectReason::Conflict);
+
+    w.now = noon("2026-11-03");
+    let ack = Body::JointActionAcknowledged { action: aid, decision: AckDecision::Accepted, implementing: vec![dept("440000:impl")] };
+    w.accept("440000:impl", ack);
+    // Beijing is not a target.
+    let r = w.refuse("110000:impl", Body::JointActionAcknowledged { action: aid, decision: AckDecision::Accepted, implementing: vec![dept("110000:impl")] });
+    assert_eq!(r.reason, RejectReason::Unauthorised);
+    // A partial acceptance may not accept what was not asked.
+    let bad = AckDecision::Partly { accepted: vec![mc("P-11-02")], reason: "x".into() };
+    assert_eq!(w.refuse("620000:impl", Body::JointActionAcknowledged { action: aid, decision: bad, implementing: vec![dept("620000:impl")] }).reason, RejectReason::Conflict);
+    // Execution before acceptance is refused.
+    let exec = |m: &str| Body::MeasureExecuted { action: aid, measure: mc(m), reference: "粤财采〔2026〕9号".into(), executed_on: date("2026-11-04") };
+    assert_eq!(w.refuse("620000:impl", exec("P-10-10")).reason, RejectReason::Conflict);
+    w.accept("440000:impl", exec("P-10-10"));
+
+    let a = w.ledger.action(&aid).unwrap();
+    w.now = noon("2026-11-09");
+    let v = a.view_at(w.now, &w.manifest);
+    assert_eq!(v[0].status, TargetStatus::Accepted);
+    assert_eq!(v[0].executed, vec![mc("P-10-10")]);
+    assert_eq!(v[0].acknowledgement_ms, Some(24 * 3600 * 1000));
+    assert_eq!(v[1].status, TargetStatus::Awaiting);
+    w.now = noon("2026-11-10");
+    assert_eq!(a.view_at(w.now, &w.manifest)[1].status, TargetStatus::Overdue);
+    // Gansu answers late: recorded, flagged late.
+    w.accept("620000:impl", Body::JointActionAcknowledged { action: aid, decision: AckDecision::Declined { reason: "本省无此类交易".into() }, implementing: vec![] });
+    let v = w.ledger.action(&aid).unwrap().view_at(w.now, &w.manifest);
+    assert_eq!(v[1].status, TargetStatus::Declined);
+    assert!(v[1].answered_late);
+    // Lifting a measure that was executed.
+    w.accept("440000:impl", Body::MeasureLifted { action: aid, measure: mc("P-10-10"), reference: "粤解".into(), reason: "信用修复".into() });
+    assert_eq!(w.ledger.action(&aid).unwrap().view_at(w.now, &w.manifest)[0].lifted, vec![mc("P-10-10")]);
+}
+
+/// Article 十六: an action rests on the initiating region's own entry and on the right list.
+#[test]
+fn art16_actions_rest_on_own_entries_of_the_matching_list() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    let action = JointAction {
+        reference: "粤1".into(),
+        kind: ActionKind::Punishment,
+        entry: id,
+        targets: Targets::AllMembers,
+        measures: vec![mc("P-10-10")],
+        respond_by: date("2026-11-09"),
+    };
+    assert_eq!(w.refuse("440000:init", Body::JointActionInitiated(action.clone())).reason, RejectReason::Unauthorised);
+    let incentive = JointAction { kind: ActionKind::Incentive, measures: vec![mc("I-04-01")], ..action.clone() };
+    assert_eq!(w.refuse("310000:init", Body::JointActionInitiated(incentive)).reason, RejectReason::Conflict);
+    let unknown = JointAction { measures: vec![mc("P-99-01")], ..action };
+    assert_eq!(w.refuse("310000:init", Body::JointActionInitiated(unknown)).reason, RejectReason::Malformed);
+}
+
+/// Article 十五: departments write only what their role allows, only through their own
+/// province's node, and not after revocation; city departments belong to their province.
+#[test]
+fn art15_department_roles_regions_and_revocation() {
+    let mut w = world();
+    let e = black_entry(org(ACME), "d1", &[]);
+    let r = w.refuse("310000:impl", Body::ListEntryPublished(e.clone()));
+    assert_eq!(r.reason, RejectReason::Unauthorised);
+    assert!(r.message.contains("publisher"), "{r}");
+    // 合作市 (623001) is a Gansu city: registered by and writing through 620000.
+    w.register("623001:fgw", &[Role::Publisher]);
+    w.accept("623001:fgw", Body::ListEntryPublished(e.clone()));
+    assert_eq!(w.ledger.entry(&published_id(&w, GS, &e)).unwrap().issuer(), region(GS));
+    // A province cannot register another province's department.
+    let k = key("x");
+    let foreign = Body::DepartmentRegistered { department: dept("440000:fake"), name: "x".into(), roles: vec![Role::Publisher], key: k.public() };
+    assert_eq!(w.refuse("310000:node", foreign.clone()).reason, RejectReason::Unauthorised);
+    // Operators register; publishers do not.
+    assert_eq!(w.refuse("310000:pub", Body::DepartmentRegistered { department: dept("310000:new"), name: "n".into(), roles: vec![Role::Publisher], key: k.public() }).reason, RejectReason::Unauthorised);
+    w.accept("310000:ops", Body::DepartmentRegistered { department: dept("310000:new"), name: "n".into(), roles: vec![Role::Publisher], key: k.public() });
+    // Revoked departments write nothing more, and cannot be re-registered.
+    w.accept("310000:node", Body::DepartmentRevoked { department: dept("310000:pub"), reason: "机构改革".into() });
+    let r = w.refuse("310000:pub", Body::ListEntryPublished(black_entry(org(ACME), "d2", &[])));
+    assert_eq!(r.reason, RejectReason::AuthorRevoked);
+    assert_eq!(w.refuse("310000:node", Body::DepartmentRegistered { department: dept("310000:pub"), name: "n".into(), roles: vec![Role::Publisher], key: k.public() }).reason, RejectReason::Conflict);
+    // The node may not publish list entries in its own name.
+    assert_eq!(w.refuse("310000:node", Body::ListEntryPublished(black_entry(org(ACME), "d3", &[]))).reason, RejectReason::Unauthorised);
+}
+
+/// Invariant 3: forged signatures, non-members, broken chains and replays are refused;
+/// identical replays are idempotent.
+#[test]
+fn signatures_membership_chain_and_replay() {
+    let mut w = world();
+    let body = Body::ListEntryPublished(black_entry(org(ACME), "d1", &[]));
+    // Author signature by the wrong key.
+    let (bytes, _) = credfed_protocol::envelope::sign_body(FED, &w.depts[&dept("310000:pub")], &body);
+    let forged = key("mallory").sign(credfed_protocol::crypto::Domain::Body, FED, &bytes);
+    let env = w.seal_signed(dept("310000:pub"), bytes.clone(), forged);
+    assert_eq!(w.ingest(&env).unwrap_err().reason, RejectReason::BadAuthorSignature);
+    // Node signature flipped.
+    let mut good = w.seal_as("310000:pub", &body);
+    let n = good.len();
+    good[n - 1] ^= 0x01;
+    assert_eq!(w.ingest(&good).unwrap_err().reason, RejectReason::BadNodeSignature);
+    good[n - 1] ^= 0x01;
+    // A signature for another federation does not verify here.
+    let other_fed = key("x").sign(credfed_protocol::crypto::Domain::Body, "other-fed", &bytes);
+    let env = w.seal_signed(dept("310000:pub"), bytes, other_fed);
+    assert_eq!(w.ingest(&env).unwrap_err().reason, RejectReason::BadAuthorSignature);
+    // Accept, then replay: duplicate.
+    assert!(matches!(w.ingest(&good).unwrap(), Admission::Accept(_)));
+    assert_eq!(w.ingest(&good).unwrap(), Admission::Duplicate);
+    // A non-member's log.
+    let mut stranger = World::new(&[SH, 650000]);
+    let env = stranger.seal_as("650000:pub", &body);
+    stranger.accept("650000:pub", body.clone());
+    assert_eq!(w.ingest(&env).unwrap_err().reason, RejectReason::NotMember);
+    // Gap: an envelope two ahead.
+    let mut ahead = World::new(&[110000, SH, GD, GS]);
+    ahead.ledger = w.ledger.clone();
+    ahead.accept("310000:pub", Body::ListEntryPublished(black_entry(org(ACME), "d9", &[])));
+    let skip = ahead.seal_as("310000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d10", &[])));
+    assert!(matches!(w.ingest(&skip).unwrap(), Admission::Gap { got, have, .. } if got == have + 2));
+}
+
+/// Invariant 4: two different envelopes at one position are proof of equivocation that a
+/// third party verifies offline; the evidence record flags the region everywhere.
+#[test]
+fn equivocation_is_detected_and_provable() {
+    let mut w = world();
+    let a = w.seal_as("310000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d1", &[])));
+    let b = w.seal_as("310000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d2", &[])));
+    assert!(matches!(w.ingest(&a).unwrap(), Admission::Accept(_)));
+    let Admission::Equivocation(proof) = w.ingest(&b).unwrap() else { panic!("not detected") };
+    assert_eq!(verify_equivocation(&w.manifest, FED, &proof.first, &proof.second), Ok(region(SH)));
+    assert!(verify_equivocation(&w.manifest, FED, &proof.first, &proof.first).is_err());
+    assert_eq!(w.ledger.equivocators(), vec![region(SH)]);
+    // Recorded by Guangdong's node as evidence: every replica that folds it flags Shanghai.
+    let mut fresh = World::new(&[110000, SH, GD, GS]);
+    fresh.accept("440000:node", Body::EquivocationEvidence { first: proof.first.clone(), second: proof.second.clone() });
+    assert_eq!(fresh.ledger.equivocators(), vec![region(SH)]);
+    // Forged evidence (same envelope twice, or a tampered one) is refused.
+    let mut tampered = proof.second.clone();
+    let n = tampered.len();
+    tampered[n - 1] ^= 1;
+    assert_eq!(fresh.refuse("440000:node", Body::EquivocationEvidence { first: proof.first.clone(), second: tampered }).reason, RejectReason::Conflict);
+}
+
+/// References across logs wait for their dependency instead of being refused, so
+/// replicas that receive logs in different orders reach the same verdicts.
+#[test]
+fn missing_cross_region_reference_is_a_dependency_not_a_rejection() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    let filed = w.seal_as("440000:obj", &Body::ObjectionFiled { case_no: "c".into(), entry: id, grounds: "g".into(), filed_on: date("2026-11-02") });
+    let mut replica = World::new(&[110000, SH, GD, GS]);
+    assert!(matches!(replica.ingest(&filed).unwrap(), Admission::MissingDependency { .. }));
+}
+
+/// Wire rules: unknown versions, oversize, trailing bytes and non-canonical forms.
+#[test]
+fn decoder_limits_and_canonical_form() {
+    let mut w = world();
+    let good = w.seal_as("310000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d1", &[])));
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert!(w.ingest(&trailing).unwrap_err().message.contains("trailing"));
+    // Version 2 in front.
+    let mut v2 = good.clone();
+    v2[0] = 2;
+    assert!(w.ingest(&v2).unwrap_err().message.contains("not supported"));
+    // Non-canonical: the version written as a 3-byte varint (251, 1, 0) decodes to 1.
+    let mut long = vec![251, 1, 0];
+    long.extend_from_slice(&good[1..]);
+    let e = w.ingest(&long).unwrap_err();
+    assert_eq!(e.reason, RejectReason::Malformed);
+    assert!(e.message.contains("non-canonical"), "{e}");
+    // Oversize body.
+    let mut big = black_entry(org(ACME), "d1", &[]);
+    big.summary = "长".repeat(5_000);
+    let r = w.refuse("310000:pub", Body::ListEntryPublished(big.clone()));
+    assert_eq!(r.reason, RejectReason::Malformed);
+    assert!(r.message.contains("entry.summary"), "{r}");
+    big.summary = "长".repeat(20_000);
+    let r = w.refuse("310000:pub", Body::ListEntryPublished(big));
+    assert!(r.message.contains("exceeds the limit"), "{r}");
+    let huge = vec![0u8; credfed_protocol::limits::MAX_ENVELOPE_BYTES + 1];
+    assert!(w.ingest(&huge).unwrap_err().message.contains("exceeds"));
+    // Nothing above changed the log.
+    assert!(w.ledger.head(region(SH)).unwrap().seq == 5);
+    let _: Envelope = codec::decode(&good, usize::MAX, "envelope").unwrap();
+}
+
+/// GB 32100-2015: a failing check character is accepted only with a recorded exemption.
+#[test]
+fn uscc_check_exemption_is_explicit() {
+    let mut w = world();
+    let pilot = "91350100M000100Y44";
+    let no_ex = Body::ListEntryPublished(black_entry(org(pilot), "d1", &[]));
+    let r = w.refuse("310000:pub", no_ex);
+    assert_eq!(r.message, "body.subject.uscc: check character is '4', expected '3' (GB 32100-2015)");
+    let with = Subject::Organisation { uscc: pilot.into(), name: "试点企业".into(), check_exemption: Some(CheckExemption { reason: "登记机关确认函 沪市监〔2015〕8号".into() }) };
+    w.accept("310000:pub", Body::ListEntryPublished(black_entry(with, "d1", &[])));
+    let needless = Subject::Organisation { uscc: ACME.into(), name: "x".into(), check_exemption: Some(CheckExemption { reason: "r".into() }) };
+    assert!(w.refuse("310000:pub", Body::ListEntryPublished(black_entry(needless, "d2", &[]))).message.contains("check_exemption"));
+}
+
+/// Article 十四: related persons are carried by keyed hash and masked number; the clear
+/// identity number never appears in any envelope, and a check by number finds the person.
+#[test]
+fn art14_persons_are_hashed_and_masked() {
+    let mut w = world();
+    let legal_rep = w.person("11010519491231002X", "张三");
+    let mut e = black_entry(org(ACME), "d1", &["P-11-04"]);
+    e.related_persons = vec![RelatedPerson { role: RelatedRole::LegalRepresentative, person: legal_rep.clone() }];
+    w.accept("310000:pub", Body::ListEntryPublished(e));
+    let debtor = black_entry(Subject::Person(w.person("440304200002290014", "李四")), "d2", &["P-11-04"]);
+    w.accept("310000:pub", Body::ListEntryPublished(debtor));
+    for log in w.logs() {
+        for env in log {
+            let hay = String::from_utf8_lossy(&env);
+            assert!(!hay.contains("11010519491231002X") && !hay.contains("440304200002290014"));
+        }
+    }
+    let key = Subject::Person(w.person("440304200002290014", "李四")).key();
+    let a = check(w.rules(), &w.ledger, &key, MeasureDomain::Travel, w.now);
+    assert_eq!(a.mandatory.len(), 1);
+    assert_eq!(a.entries[0].subject_name, "李四 (440304********0014)");
+    // A clear number typed into the masked field is refused.
+    let mut leak = black_entry(Subject::Person(legal_rep), "d3", &[]);
+    if let Subject::Person(p) = &mut leak.subject {
+        p.masked = "11010519491231002X".into();
+    }
+    assert!(w.refuse("310000:pub", Body::ListEntryPublished(leak)).message.contains("masked"));
+}
+
+/// Article 十七: publication more than 7 working days after the decision is flagged late.
+#[test]
+fn art17_late_disclosure_is_flagged() {
+    let mut w = world();
+    let mut e = black_entry(org(ACME), "d1", &[]);
+    e.basis.decided_on = date("2026-09-28");
+    e.effective_from = date("2026-09-28");
+    w.now = noon("2026-10-13");
+    w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
+    let on_time = w.ledger.entry(&published_id(&w, SH, &e)).unwrap();
+    assert!(!on_time.disclosed_late(&w.calendar, &w.manifest.policy));
+    let mut e2 = e.clone();
+    e2.basis.document_no = "d2".into();
+    w.now = noon("2026-10-14");
+    w.accept("310000:pub", Body::ListEntryPublished(e2.clone()));
+    assert!(w.ledger.entry(&published_id(&w, SH, &e2)).unwrap().disclosed_late(&w.calendar, &w.manifest.policy));
+}
+
+/// Article 二十二 with 二十三: an objection open past its working-day deadline is overdue.
+#[test]
+fn art22_23_objection_overdue_after_working_days() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    w.accept("440000:obj", Body::ObjectionFiled { case_no: "c".into(), entry: id, grounds: "g".into(), filed_on: date("2026-09-28") });
+    let e = w.ledger.entry(&id).unwrap();
+    // 10 working days from 28 Sept 2026: 29, 30 Sept; (1-7 Oct holiday); 8, 9, 10 (adjusted
+    // Saturday), 12, 13, 14, 15, 16 Oct. Counting 24-hour days would say 8 Oct.
+    assert!(e.overdue_objections(noon("2026-10-16"), &w.calendar, &w.manifest.policy).is_empty());
+    assert_eq!(e.overdue_objections(noon("2026-10-17"), &w.calendar, &w.manifest.policy).len(), 1);
+}
+
+/// Article 三, 四: a red-list entry yields the green-channel incentive in licensing.
+#[test]
+fn art3_4_red_list_green_channel() {
+    let mut w = world();
+    let e = red_entry(org(ACME), "沪信用〔2026〕1号", &["I-04-01", "I-06-01"]);
+    w.accept("310000:pub", Body::ListEntryPublished(e));
+    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Licensing, w.now);
+    assert_eq!(a.recommended.iter().map(|m| m.code.0.as_str()).collect::<Vec<_>>(), ["I-04-01"]);
+    assert_eq!(a.recommended[0].kind, ActionKind::Incentive);
+    assert!(a.mandatory.is_empty());
+    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Inspection, w.now);
+    assert_eq!(a.recommended[0].code, mc("I-06-01"));
+}
+
+/// Articles 六, 十六: evaluation results are returned while valid, from any region.
+#[test]
+fn art6_16_evaluations_are_mutually_recognised_while_valid() {
+    let mut w = world();
+    let ev = Evaluation { subject: org(ACME), scheme: "tax-abcd".into(), grade: Grade::Class(*b"A\0\0\0"), evaluated_on: date("2026-04-01"), valid_until: date("2027-04-01") };
+    w.accept("440000:pub", Body::EvaluationPublished(ev.clone()));
+    assert_eq!(w.refuse("440000:pub", Body::EvaluationPublished(ev)).reason, RejectReason::Conflict);
+    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Financing, w.now);
+    assert_eq!(a.evaluations.len(), 1);
+    assert_eq!(a.evaluations[0].region, region(GD));
+    let later = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Financing, noon("2027-04-01"));
+    assert!(later.evaluations.is_empty());
+    let bad = Evaluation { subject: org(ACME), scheme: "s".into(), grade: Grade::Class(*b"a\0\0\0"), evaluated_on: date("2026-04-01"), valid_until: date("2027-04-01") };
+    assert!(w.refuse("440000:pub", Body::EvaluationPublished(bad)).message.contains("evaluation.grade"));
+}
+
+#[test]
+fn node_unit_is_reserved() {
+    let mut w = world();
+    let r = w.refuse("310000:node", Body::DepartmentRegistered { department: dept(&format!("310000:{NODE_UNIT}")), name: "n".into(), roles: vec![Role::Operator], key: key("k").public() });
+    assert_eq!(r.reason, RejectReason::Unauthorised);
+}
