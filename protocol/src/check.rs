@@ -449,6 +449,22 @@ pub fn verify_answer(answer: &CheckAnswer, manifest: &Manifest, catalogue: &Cata
         }
         confirmed += 1;
     }
+    for claimed in &answer.evaluations {
+        let backed = authentic.values().any(|v| match &v.body {
+            Body::EvaluationPublished(ev) => {
+                *ev == claimed.evaluation && evaluation_id(&v.envelope.author, ev) == claimed.id && v.envelope.author == claimed.author
+            }
+            _ => false,
+        });
+        let today = answer.as_of.date_cst();
+        if !backed {
+            failures.push(format!("evaluation {}: not backed by an authentic envelope in the evidence", claimed.id));
+        } else if !(claimed.evaluation.evaluated_on <= today && today < claimed.evaluation.valid_until) {
+            failures.push(format!("evaluation {}: not valid on {today}", claimed.id));
+        } else if claimed.evaluation.subject.key() != answer.subject {
+            failures.push(format!("evaluation {}: is about another subject", claimed.id));
+        }
+    }
     for m in answer.mandatory.iter().chain(answer.recommended.iter()) {
         if !answer.entries.iter().any(|e| e.entry == m.entry) {
             failures.push(format!("measure {}: rests on entry {} which the answer does not list", m.code.0, m.entry));

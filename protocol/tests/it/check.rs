@@ -1,0 +1,137 @@
+//! The check (应查必查) and offline verification of its answers.
+
+use credfed_protocol::catalogue::MeasureDomain;
+use credfed_protocol::check::{CheckAnswer, Verdict, check, verify_answer};
+use credfed_protocol::envelope::sign_body;
+use credfed_protocol::ids::Role;
+use credfed_protocol::record::*;
+use credfed_protocol::state::EntryState;
+
+use crate::fixture::*;
+
+/// Shanghai lists ACME (black), initiates a punishment to all; Guangdong lists ACME red
+/// too (an unrelated good record), and an evaluation exists; Gansu objects to a second
+/// black entry, which is therefore suspended.
+fn scenario() -> (World, EntryId, EntryId) {
+    let mut w = World::new(&[310000, 440000, 620000]);
+    let e1 = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-10-10", "P-11-04"]);
+    w.accept("310000:pub", Body::ListEntryPublished(e1.clone()));
+    let id1 = published_id(&w, 310000, &e1);
+    let mut e2 = black_entry(org(ACME), "沪税处〔2026〕3号", &["P-10-10"]);
+    e2.category = Category::Black(BlackCategory::TaxEvasionOrFraud);
+    w.accept("310000:pub", Body::ListEntryPublished(e2.clone()));
+    let id2 = published_id(&w, 310000, &e2);
+    w.accept(
+        "310000:init",
+        Body::JointActionInitiated(JointAction {
+            reference: "沪联惩〔2026〕5号".into(),
+            kind: ActionKind::Punishment,
+            entry: id1,
+            targets: Targets::AllMembers,
+            measures: vec![mc("P-10-09"), mc("P-10-10")],
+            respond_by: date("2026-11-09"),
+        }),
+    );
+    w.accept("620000:obj", Body::ObjectionFiled { case_no: "甘异1".into(), entry: id2, grounds: "已补缴".into(), filed_on: date("2026-11-02") });
+    w.accept(
+        "440000:pub",
+        Body::EvaluationPublished(Evaluation { subject: org(ACME), scheme: "tax-abcd".into(), grade: Grade::Class(*b"D\0\0\0"), evaluated_on: date("2026-04-01"), valid_until: date("2027-04-01") }),
+    );
+    (w, id1, id2)
+}
+
+fn answer(w: &World) -> CheckAnswer {
+    check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::FiscalFunding, w.now)
+}
+
+#[test]
+fn answer_splits_active_and_suspended_and_verifies_offline() {
+    let (w, id1, id2) = scenario();
+    let a = answer(&w);
+    assert_eq!(a.verdict, Verdict::MeasuresApply);
+    // P-10-09 comes from the joint action, not the entry's request.
+    assert_eq!(a.mandatory.iter().map(|m| m.code.0.as_str()).collect::<Vec<_>>(), ["P-10-09"]);
+    assert!(a.mandatory.iter().all(|m| m.entry == id1));
+    let suspended = a.entries.iter().find(|e| e.entry == id2).unwrap();
+    assert_eq!(suspended.state, EntryState::Suspended);
+    assert_eq!(a.evaluations.len(), 1);
+    assert_eq!(a.freshness.len(), 3);
+    assert!(a.freshness.iter().all(|f| f.head_seq > 0));
+
+    // Through JSON, as the CLI receives it.
+    let json = serde_json::to_string(&a).unwrap();
+    let back: CheckAnswer = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, a);
+    let report = verify_answer(&back, &w.manifest, &w.catalogue);
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.entries_confirmed, 2);
+    assert!(report.envelopes_verified >= 5);
+}
+
+#[test]
+fn a_flipped_byte_is_named() {
+    let (w, _, _) = scenario();
+    let mut a = answer(&w);
+    let pos = a.evidence[0].pos;
+    let n = a.evidence[0].envelope.len();
+    a.evidence[0].envelope[n / 2] ^= 0x10;
+    let r = verify_answer(&a, &w.manifest, &w.catalogue);
+    assert!(!r.ok());
+    let label = format!("evidence {}#{}", pos.region, pos.seq);
+    assert!(r.failures.iter().any(|f| f.starts_with(&label)), "{:?}", r.failures);
+}
+
+#[test]
+fn a_missing_envelope_is_named() {
+    let (w, id1, _) = scenario();
+    let mut a = answer(&w);
+    // Drop the publication of entry 1.
+    let publication = w.ledger.entries().find(|e| e.id == id1).unwrap().published.pos;
+    a.evidence.retain(|e| e.pos != publication);
+    let r = verify_answer(&a, &w.manifest, &w.catalogue);
+    assert!(r.failures.iter().any(|f| f.contains(&id1.to_string()) && f.contains("not in the evidence")), "{:?}", r.failures);
+    // Dropping an author's registration breaks every envelope that author signed.
+    let mut a = answer(&w);
+    let reg = w.ledger.entries().find(|e| e.id == id1).unwrap().published.author.clone();
+    let reg_pos = credfed_protocol::ledger::StateView::department(&w.ledger, &reg).unwrap().registered_at;
+    a.evidence.retain(|e| e.pos != reg_pos);
+    let r = verify_answer(&a, &w.manifest, &w.catalogue);
+    assert!(r.failures.iter().any(|f| f.contains("no registration of author 310000:pub")), "{:?}", r.failures);
+}
+
+#[test]
+fn an_unauthorised_author_is_named() {
+    let (mut w, _, _) = scenario();
+    // An implementer signs a publication; a lying node puts it in its log and the answer.
+    w.register("310000:rogue", &[Role::Implementer]);
+    let e = black_entry(org(ACME), "伪造", &["P-10-09"]);
+    let body = Body::ListEntryPublished(e.clone());
+    let (bytes, sig) = sign_body(FED, &w.depts[&dept("310000:rogue")], &body);
+    let forged = w.seal_signed(dept("310000:rogue"), bytes, sig);
+    assert!(w.ingest(&forged).is_err(), "the ledger refuses it");
+    let mut a = answer(&w);
+    let head = credfed_protocol::ledger::StateView::head(&w.ledger, region(310000)).unwrap();
+    a.evidence.push(credfed_protocol::check::Evidence { pos: credfed_protocol::state::RecordPos { region: region(310000), seq: head.seq + 1 }, envelope: forged });
+    let reg = credfed_protocol::ledger::StateView::department(&w.ledger, &dept("310000:rogue")).unwrap().registered_at;
+    a.evidence.push(credfed_protocol::check::Evidence { pos: reg, envelope: w.ledger.range(region(310000), reg.seq, 1).remove(0) });
+    let r = verify_answer(&a, &w.manifest, &w.catalogue);
+    assert!(r.failures.iter().any(|f| f.contains("lacks the publisher role")), "{:?}", r.failures);
+}
+
+#[test]
+fn a_tampered_claim_is_caught() {
+    let (w, _, id2) = scenario();
+    let mut a = answer(&w);
+    // Claim the suspended entry is active and applies its measure (invariant 5).
+    let e = a.entries.iter_mut().find(|e| e.entry == id2).unwrap();
+    e.state = EntryState::Active;
+    let r = verify_answer(&a, &w.manifest, &w.catalogue);
+    assert!(r.failures.iter().any(|f| f.contains("claimed Active")), "{:?}", r.failures);
+    let mut a = answer(&w);
+    a.mandatory.push(credfed_protocol::check::AppliedMeasure { code: mc("P-10-10"), title_zh: "x".into(), kind: ActionKind::Punishment, entry: id2, region: region(310000) });
+    let r = verify_answer(&a, &w.manifest, &w.catalogue);
+    assert!(r.failures.iter().any(|f| f.contains("a suspended entry applies none")), "{:?}", r.failures);
+    let mut a = answer(&w);
+    a.evaluations[0].evaluation.grade = Grade::Class(*b"A\0\0\0");
+    assert!(!verify_answer(&a, &w.manifest, &w.catalogue).ok());
+}
