@@ -9,16 +9,18 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use criterion::{BatchSize, Criterion, Throughput};
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::codec;
 use credfed_protocol::crypto::{Domain, Keypair, SignedMessage, verify_batch};
-use credfed_protocol::envelope::{AppendPosition, Envelope, GENESIS_PREV_HASH, NODE_UNIT, decode_envelope, seal, sign_body};
+use credfed_protocol::envelope::{
+    AppendPosition, Envelope, GENESIS_PREV_HASH, NODE_UNIT, decode_envelope, seal, sign_body,
+};
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::ledger::{Admission, Ledger, Rules, StateView, admit};
 use credfed_protocol::manifest::{Manifest, Member, Policy};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};
+use criterion::{BatchSize, Criterion, Throughput};
 
 const FED: &str = "cn-credit-bench";
 
@@ -40,7 +42,12 @@ fn setup() -> Setup {
         issued_at: Timestamp(0),
         expires_at: Timestamp(i64::MAX),
         authority_key: Keypair::from_secret([1; 32]).public(),
-        members: vec![Member { region: sh, name: "上海".into(), node_key: node.public(), addresses: vec![] }],
+        members: vec![Member {
+            region: sh,
+            name: "上海".into(),
+            node_key: node.public(),
+            addresses: vec![],
+        }],
         policy: Policy::default(),
         catalogue_hash: Catalogue::file_hash(credfed_protocol::catalogue::EMBEDDED_CATALOGUE),
     };
@@ -48,40 +55,82 @@ fn setup() -> Setup {
     let mut ledger = Ledger::new();
     let dept = DepartmentId::new(sh, "scjgj", "d").unwrap();
     let node_author = DepartmentId::new(sh, NODE_UNIT, "d").unwrap();
-    let rules = Rules { manifest: &manifest, catalogue: &catalogue };
+    let rules = Rules {
+        manifest: &manifest,
+        catalogue: &catalogue,
+    };
     let append = |ledger: &mut Ledger, author: DepartmentId, signer: &Keypair, body: &Body| {
         let head = ledger.head(sh);
-        let at = AppendPosition { region: sh, seq: head.map_or(1, |h| h.seq + 1), prev_hash: head.map_or(GENESIS_PREV_HASH, |h| h.hash), timestamp: Timestamp(1_793_000_000_000) };
+        let at = AppendPosition {
+            region: sh,
+            seq: head.map_or(1, |h| h.seq + 1),
+            prev_hash: head.map_or(GENESIS_PREV_HASH, |h| h.hash),
+            timestamp: Timestamp(1_793_000_000_000),
+        };
         let (b, s) = sign_body(FED, signer, body);
         seal(FED, &node, &at, author, b, s).unwrap()
     };
-    let reg = Body::DepartmentRegistered { department: dept.clone(), name: "市场监管局".into(), roles: vec![Role::Publisher], key: dept_key.public() };
+    let reg = Body::DepartmentRegistered {
+        department: dept.clone(),
+        name: "市场监管局".into(),
+        roles: vec![Role::Publisher],
+        key: dept_key.public(),
+    };
     let env = append(&mut ledger, node_author, &node, &reg);
-    assert!(matches!(ledger.ingest(rules, &env).unwrap(), Admission::Accept(_)));
+    assert!(matches!(
+        ledger.ingest(rules, &env).unwrap(),
+        Admission::Accept(_)
+    ));
     let d = |s: &str| Date::parse(s).unwrap();
     let entry = ListEntry {
         category: Category::Black(BlackCategory::FoodAndDrug),
-        subject: Subject::Organisation { uscc: "91350100M000100Y43".into(), name: "某某食品有限公司".into(), check_exemption: None },
+        subject: Subject::Organisation {
+            uscc: "91350100M000100Y43".into(),
+            name: "某某食品有限公司".into(),
+            check_exemption: None,
+        },
         related_persons: vec![],
-        basis: Basis { document_no: "沪市监处〔2026〕12号".into(), authority: "上海市市场监督管理局".into(), decided_on: d("2026-10-28"), legal_basis: "《食品安全法》第一百三十五条".into() },
+        basis: Basis {
+            document_no: "沪市监处〔2026〕12号".into(),
+            authority: "上海市市场监督管理局".into(),
+            decided_on: d("2026-10-28"),
+            legal_basis: "《食品安全法》第一百三十五条".into(),
+        },
         effective_from: d("2026-11-01"),
         expires_on: d("2029-11-01"),
         requested_measures: vec![MeasureCode("P-10-10".into()), MeasureCode("P-11-04".into())],
         summary: "生产经营致病性微生物超标食品".into(),
     };
-    let envelope = append(&mut ledger, dept, &dept_key, &Body::ListEntryPublished(entry));
-    Setup { manifest, catalogue, ledger, envelope }
+    let envelope = append(
+        &mut ledger,
+        dept,
+        &dept_key,
+        &Body::ListEntryPublished(entry),
+    );
+    Setup {
+        manifest,
+        catalogue,
+        ledger,
+        envelope,
+    }
 }
 
 fn benches(c: &mut Criterion) {
     let s = setup();
-    let rules = Rules { manifest: &s.manifest, catalogue: &s.catalogue };
+    let rules = Rules {
+        manifest: &s.manifest,
+        catalogue: &s.catalogue,
+    };
     let decoded: Envelope = codec::decode(&s.envelope, usize::MAX, "envelope").unwrap();
 
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Bytes(s.envelope.len() as u64));
-    g.bench_function("encode_envelope", |b| b.iter(|| codec::encode(black_box(&decoded)).unwrap()));
-    g.bench_function("decode_envelope", |b| b.iter(|| decode_envelope(FED, black_box(&s.envelope)).unwrap()));
+    g.bench_function("encode_envelope", |b| {
+        b.iter(|| codec::encode(black_box(&decoded)).unwrap())
+    });
+    g.bench_function("decode_envelope", |b| {
+        b.iter(|| decode_envelope(FED, black_box(&s.envelope)).unwrap())
+    });
     g.finish();
 
     let key = Keypair::from_secret([9; 32]);
@@ -89,10 +138,19 @@ fn benches(c: &mut Criterion) {
     let sig = key.sign(Domain::EnvelopeHeader, FED, &msg);
     let mut g = c.benchmark_group("verify");
     g.bench_function("raw_verify_strict", |b| {
-        b.iter(|| key.public().verify(Domain::EnvelopeHeader, FED, black_box(&msg), &sig, "s").unwrap())
+        b.iter(|| {
+            key.public()
+                .verify(Domain::EnvelopeHeader, FED, black_box(&msg), &sig, "s")
+                .unwrap()
+        })
     });
     g.bench_function("admit_envelope", |b| {
-        b.iter(|| assert!(matches!(admit(rules, &s.ledger, black_box(&s.envelope)), Ok(Admission::Accept(_)))))
+        b.iter(|| {
+            assert!(matches!(
+                admit(rules, &s.ledger, black_box(&s.envelope)),
+                Ok(Admission::Accept(_))
+            ))
+        })
     });
     let items: Vec<SignedMessage> = (0..64u8)
         .map(|i| {
@@ -103,11 +161,26 @@ fn benches(c: &mut Criterion) {
         })
         .collect();
     g.throughput(Throughput::Elements(64));
-    g.bench_function("batch_64", |b| b.iter_batched(|| items.clone(), |it| assert!(verify_batch(&it).iter().all(|v| v.is_ok())), BatchSize::SmallInput));
+    g.bench_function("batch_64", |b| {
+        b.iter_batched(
+            || items.clone(),
+            |it| assert!(verify_batch(&it).iter().all(|v| v.is_ok())),
+            BatchSize::SmallInput,
+        )
+    });
     g.bench_function("single_64", |b| {
         b.iter(|| {
             for it in &items {
-                it.key.verify(Domain::EnvelopeHeader, FED, &it.message[credfed_protocol::crypto::tag(Domain::EnvelopeHeader, FED).len()..], &it.signature, "s").unwrap();
+                it.key
+                    .verify(
+                        Domain::EnvelopeHeader,
+                        FED,
+                        &it.message
+                            [credfed_protocol::crypto::tag(Domain::EnvelopeHeader, FED).len()..],
+                        &it.signature,
+                        "s",
+                    )
+                    .unwrap();
             }
         })
     });
@@ -115,8 +188,17 @@ fn benches(c: &mut Criterion) {
 }
 
 fn mean_ns(group: &str, id: &str) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let text = std::fs::read_to_string(target.join("criterion").join(group).join(id).join("new/estimates.json")).ok()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let text = std::fs::read_to_string(
+        target
+            .join("criterion")
+            .join(group)
+            .join(id)
+            .join("new/estimates.json"),
+    )
+    .ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v["mean"]["point_estimate"].as_f64()
 }
@@ -126,13 +208,32 @@ fn main() {
     benches(&mut c);
     c.final_summary();
     // Ratios against limits measured in this same run.
-    if let (Some(raw), Some(admit)) = (mean_ns("verify", "raw_verify_strict"), mean_ns("verify", "admit_envelope")) {
-        println!("RATIO admit_envelope / (2 x raw verify_strict) = {:.3}  (goal <= 1.1; raw verify_strict {:.1} us)", admit / (2.0 * raw), raw / 1000.0);
+    if let (Some(raw), Some(admit)) = (
+        mean_ns("verify", "raw_verify_strict"),
+        mean_ns("verify", "admit_envelope"),
+    ) {
+        println!(
+            "RATIO admit_envelope / (2 x raw verify_strict) = {:.3}  (goal <= 1.1; raw verify_strict {:.1} us)",
+            admit / (2.0 * raw),
+            raw / 1000.0
+        );
     }
-    if let (Some(batch), Some(single)) = (mean_ns("verify", "batch_64"), mean_ns("verify", "single_64")) {
-        println!("RATIO batch speed-up (64 signatures) = {:.2}x", single / batch);
+    if let (Some(batch), Some(single)) = (
+        mean_ns("verify", "batch_64"),
+        mean_ns("verify", "single_64"),
+    ) {
+        println!(
+            "RATIO batch speed-up (64 signatures) = {:.2}x",
+            single / batch
+        );
     }
-    if let (Some(raw), Some(dec)) = (mean_ns("verify", "raw_verify_strict"), mean_ns("codec", "decode_envelope")) {
-        println!("RATIO decode_envelope / raw verify_strict = {:.3}", dec / raw);
+    if let (Some(raw), Some(dec)) = (
+        mean_ns("verify", "raw_verify_strict"),
+        mean_ns("codec", "decode_envelope"),
+    ) {
+        println!(
+            "RATIO decode_envelope / raw verify_strict = {:.3}",
+            dec / raw
+        );
     }
 }

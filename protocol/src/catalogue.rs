@@ -64,9 +64,26 @@ impl MeasureDomain {
     pub const ALL: [MeasureDomain; 21] = {
         use MeasureDomain::*;
         [
-            Licensing, ProjectApproval, Securities, FinancialInstitutions, InternetServices, FiscalFunding,
-            PublicResourceTrading, Procurement, Concessions, MarketEntry, Honours, Inspection, PublicServices,
-            Financing, Insurance, MarketServices, Travel, HighConsumption, Disclosure, IndustrySelfRegulation,
+            Licensing,
+            ProjectApproval,
+            Securities,
+            FinancialInstitutions,
+            InternetServices,
+            FiscalFunding,
+            PublicResourceTrading,
+            Procurement,
+            Concessions,
+            MarketEntry,
+            Honours,
+            Inspection,
+            PublicServices,
+            Financing,
+            Insurance,
+            MarketServices,
+            Travel,
+            HighConsumption,
+            Disclosure,
+            IndustrySelfRegulation,
             SocialSupervision,
         ]
     };
@@ -75,7 +92,10 @@ impl MeasureDomain {
     pub fn name(self) -> String {
         // serde_json is not a dependency of this crate; the TOML serializer gives the
         // same snake_case spelling for a unit variant.
-        toml::Value::try_from(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        toml::Value::try_from(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 
     /// Parses a snake_case name.
@@ -136,7 +156,8 @@ pub enum CatalogueError {
 impl Catalogue {
     /// Parses and validates a catalogue file.
     pub fn parse(text: &str) -> Result<Catalogue, CatalogueError> {
-        let c: Catalogue = toml::from_str(text).map_err(|e| CatalogueError::Parse(e.to_string()))?;
+        let c: Catalogue =
+            toml::from_str(text).map_err(|e| CatalogueError::Parse(e.to_string()))?;
         c.validate()?;
         Ok(c)
     }
@@ -155,7 +176,10 @@ impl Catalogue {
     pub fn validate(&self) -> Result<(), CatalogueError> {
         let mut seen = BTreeSet::new();
         for m in &self.measures {
-            let bad = |rule: String| CatalogueError::Measure { code: m.code.0.clone(), rule };
+            let bad = |rule: String| CatalogueError::Measure {
+                code: m.code.0.clone(),
+                rule,
+            };
             m.code.validate("code").map_err(|e| bad(e.to_string()))?;
             if !seen.insert(&m.code) {
                 return Err(bad("code appears twice".into()));
@@ -165,10 +189,16 @@ impl Catalogue {
                 _ => (ActionKind::Punishment, 10..=13),
             };
             if m.kind != want_kind {
-                return Err(bad(format!("kind {:?} does not match the code prefix", m.kind)));
+                return Err(bad(format!(
+                    "kind {:?} does not match the code prefix",
+                    m.kind
+                )));
             }
             if !articles.contains(&m.article) || m.code.0[2..4] != format!("{:02}", m.article) {
-                return Err(bad(format!("article {} does not match the code or the kind", m.article)));
+                return Err(bad(format!(
+                    "article {} does not match the code or the kind",
+                    m.article
+                )));
             }
             if m.domains.is_empty() {
                 return Err(bad("names no domain".into()));
@@ -195,11 +225,19 @@ mod tests {
         let c = Catalogue::embedded().unwrap();
         // Articles 四–八 (incentives) and 十–十三 (punishments) each have measures.
         for article in (4..=8).chain(10..=13) {
-            assert!(c.measures.iter().any(|m| m.article == article), "article {article} has no measure");
+            assert!(
+                c.measures.iter().any(|m| m.article == article),
+                "article {article} has no measure"
+            );
         }
         // Article 十一's consumption and travel restrictions are all there (失信被执行人).
-        for code in ["P-11-02", "P-11-03", "P-11-04", "P-11-05", "P-11-06", "P-11-07"] {
-            assert!(c.get(&MeasureCode(code.into())).unwrap().mandatory, "{code}");
+        for code in [
+            "P-11-02", "P-11-03", "P-11-04", "P-11-05", "P-11-06", "P-11-07",
+        ] {
+            assert!(
+                c.get(&MeasureCode(code.into())).unwrap().mandatory,
+                "{code}"
+            );
         }
         // Article 四's green channel is an incentive in licensing.
         let g = c.get(&MeasureCode("I-04-01".into())).unwrap();
@@ -210,12 +248,29 @@ mod tests {
 
     #[test]
     fn duplicate_codes_unknown_domains_and_mismatches_are_refused() {
-        let dup = format!("{}\n[[measure]]\ncode = \"I-04-01\"\nkind = \"incentive\"\nmandatory = false\narticle = 4\ndomains = [\"licensing\"]\ntitle_zh = \"x\"\ntitle_en = \"x\"\nlegal_basis = \"x\"\n", EMBEDDED_CATALOGUE);
-        assert!(Catalogue::parse(&dup).unwrap_err().to_string().contains("appears twice"));
+        let dup = format!(
+            "{}\n[[measure]]\ncode = \"I-04-01\"\nkind = \"incentive\"\nmandatory = false\narticle = 4\ndomains = [\"licensing\"]\ntitle_zh = \"x\"\ntitle_en = \"x\"\nlegal_basis = \"x\"\n",
+            EMBEDDED_CATALOGUE
+        );
+        assert!(
+            Catalogue::parse(&dup)
+                .unwrap_err()
+                .to_string()
+                .contains("appears twice")
+        );
         let unknown = EMBEDDED_CATALOGUE.replacen("\"licensing\"", "\"astrology\"", 1);
-        assert!(matches!(Catalogue::parse(&unknown), Err(CatalogueError::Parse(_))));
-        let wrong_kind = EMBEDDED_CATALOGUE.replacen("kind = \"incentive\"", "kind = \"punishment\"", 1);
-        assert!(Catalogue::parse(&wrong_kind).unwrap_err().to_string().contains("does not match"));
+        assert!(matches!(
+            Catalogue::parse(&unknown),
+            Err(CatalogueError::Parse(_))
+        ));
+        let wrong_kind =
+            EMBEDDED_CATALOGUE.replacen("kind = \"incentive\"", "kind = \"punishment\"", 1);
+        assert!(
+            Catalogue::parse(&wrong_kind)
+                .unwrap_err()
+                .to_string()
+                .contains("does not match")
+        );
     }
 
     #[test]

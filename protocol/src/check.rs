@@ -105,7 +105,11 @@ pub struct Evidence {
 mod hex_vec {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(&hex::encode(b)) } else { s.serialize_bytes(b) }
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(b))
+        } else {
+            s.serialize_bytes(b)
+        }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         // Answers are exchanged as JSON; the binary form is not used on any wire.
@@ -149,7 +153,10 @@ pub fn entry_measures<'c>(
     actions: &[ActionFold],
     catalogue: &'c Catalogue,
     domain: MeasureDomain,
-) -> (Vec<&'c crate::catalogue::Measure>, Vec<&'c crate::catalogue::Measure>) {
+) -> (
+    Vec<&'c crate::catalogue::Measure>,
+    Vec<&'c crate::catalogue::Measure>,
+) {
     let mut codes: BTreeSet<&MeasureCode> = entry.content.requested_measures.iter().collect();
     for a in actions.iter().filter(|a| a.action.entry == entry.id) {
         codes.extend(a.action.measures.iter());
@@ -161,14 +168,24 @@ pub fn entry_measures<'c>(
     let (mut mandatory, mut recommended) = (Vec::new(), Vec::new());
     for m in codes.into_iter().filter_map(|c| catalogue.get(c)) {
         if m.kind == want && m.domains.contains(&domain) {
-            if m.mandatory { mandatory.push(m) } else { recommended.push(m) }
+            if m.mandatory {
+                mandatory.push(m)
+            } else {
+                recommended.push(m)
+            }
         }
     }
     (mandatory, recommended)
 }
 
 /// Answers a check from the local replica.
-pub fn check(rules: Rules<'_>, view: &impl StateView, subject: &SubjectKey, domain: MeasureDomain, now: Timestamp) -> CheckAnswer {
+pub fn check(
+    rules: Rules<'_>,
+    view: &impl StateView,
+    subject: &SubjectKey,
+    domain: MeasureDomain,
+    now: Timestamp,
+) -> CheckAnswer {
     let mut entries = Vec::new();
     let mut evaluations = Vec::new();
     let (mut mandatory, mut recommended) = (Vec::new(), Vec::new());
@@ -181,7 +198,8 @@ pub fn check(rules: Rules<'_>, view: &impl StateView, subject: &SubjectKey, doma
                 if !matches!(state, EntryState::Active | EntryState::Suspended) {
                     continue;
                 }
-                let actions: Vec<ActionFold> = e.actions.iter().filter_map(|a| view.action(a)).collect();
+                let actions: Vec<ActionFold> =
+                    e.actions.iter().filter_map(|a| view.action(a)).collect();
                 let (mand, rec) = entry_measures(&e, &actions, rules.catalogue, domain);
                 let applied = |m: &crate::catalogue::Measure| AppliedMeasure {
                     code: m.code.clone(),
@@ -205,14 +223,25 @@ pub fn check(rules: Rules<'_>, view: &impl StateView, subject: &SubjectKey, doma
                     document_no: e.content.basis.document_no.clone(),
                     effective_from: e.content.effective_from,
                     expires_on: e.content.expires_on,
-                    measures_in_domain: mand.iter().chain(rec.iter()).map(|m| m.code.clone()).collect(),
+                    measures_in_domain: mand
+                        .iter()
+                        .chain(rec.iter())
+                        .map(|m| m.code.clone())
+                        .collect(),
                 });
             }
             SubjectRef::Evaluation(id) => {
-                let Some(ev) = view.evaluation(&id) else { continue };
+                let Some(ev) = view.evaluation(&id) else {
+                    continue;
+                };
                 if ev.valid_at(now) {
                     positions.insert(ev.published.pos);
-                    evaluations.push(CheckedEvaluation { id, region: ev.published.pos.region, author: ev.published.author.clone(), evaluation: ev.evaluation });
+                    evaluations.push(CheckedEvaluation {
+                        id,
+                        region: ev.published.pos.region,
+                        author: ev.published.author.clone(),
+                        evaluation: ev.evaluation,
+                    });
                 }
             }
         }
@@ -225,7 +254,12 @@ pub fn check(rules: Rules<'_>, view: &impl StateView, subject: &SubjectKey, doma
         .iter()
         .map(|m| {
             let h = view.head(m.region);
-            RegionFreshness { region: m.region, head_seq: h.map_or(0, |h| h.seq), head_time: h.map(|h| h.timestamp), equivocated: equivocators.contains(&m.region) }
+            RegionFreshness {
+                region: m.region,
+                head_seq: h.map_or(0, |h| h.seq),
+                head_time: h.map(|h| h.timestamp),
+                equivocated: equivocators.contains(&m.region),
+            }
         })
         .collect();
     let verdict = if !mandatory.is_empty() || !recommended.is_empty() {
@@ -259,25 +293,43 @@ fn subject_name(s: &Subject) -> String {
 }
 
 /// The envelopes at `positions` plus, transitively, the registrations of their authors.
-fn collect_evidence(view: &impl StateView, mut positions: BTreeSet<RecordPos>) -> (Vec<Evidence>, bool) {
+fn collect_evidence(
+    view: &impl StateView,
+    mut positions: BTreeSet<RecordPos>,
+) -> (Vec<Evidence>, bool) {
     let mut out: BTreeMap<RecordPos, Vec<u8>> = BTreeMap::new();
     while let Some(pos) = positions.pop_first() {
         if out.contains_key(&pos) {
             continue;
         }
         if out.len() >= MAX_EVIDENCE_ENVELOPES {
-            return (out.into_iter().map(|(pos, envelope)| Evidence { pos, envelope }).collect(), true);
+            return (
+                out.into_iter()
+                    .map(|(pos, envelope)| Evidence { pos, envelope })
+                    .collect(),
+                true,
+            );
         }
-        let Some(bytes) = view.envelope_at(pos) else { continue };
-        if let Ok(env) = crate::codec::decode::<crate::envelope::Envelope>(&bytes, crate::limits::MAX_ENVELOPE_BYTES, "envelope")
-            && env.author.unit != NODE_UNIT
+        let Some(bytes) = view.envelope_at(pos) else {
+            continue;
+        };
+        if let Ok(env) = crate::codec::decode::<crate::envelope::Envelope>(
+            &bytes,
+            crate::limits::MAX_ENVELOPE_BYTES,
+            "envelope",
+        ) && env.author.unit != NODE_UNIT
             && let Some(d) = view.department(&env.author)
         {
             positions.insert(d.registered_at);
         }
         out.insert(pos, bytes);
     }
-    (out.into_iter().map(|(pos, envelope)| Evidence { pos, envelope }).collect(), false)
+    (
+        out.into_iter()
+            .map(|(pos, envelope)| Evidence { pos, envelope })
+            .collect(),
+        false,
+    )
 }
 
 /// The result of verifying an answer offline.
@@ -305,20 +357,29 @@ impl VerificationReport {
 ///
 /// What this does not prove: that the answering node withheld nothing. The freshness
 /// section says how far each region's log was known; compare it with another node.
-pub fn verify_answer(answer: &CheckAnswer, manifest: &Manifest, catalogue: &Catalogue) -> VerificationReport {
+pub fn verify_answer(
+    answer: &CheckAnswer,
+    manifest: &Manifest,
+    catalogue: &Catalogue,
+) -> VerificationReport {
     let fed = manifest.federation_id.as_str();
     let mut failures = Vec::new();
     if answer.federation_id != manifest.federation_id {
-        failures.push(format!("federation_id: answer is for '{}', manifest for '{fed}'", answer.federation_id));
+        failures.push(format!(
+            "federation_id: answer is for '{}', manifest for '{fed}'",
+            answer.federation_id
+        ));
     }
     let mut decoded: BTreeMap<RecordPos, VerifiedEnvelope> = BTreeMap::new();
     for ev in &answer.evidence {
         let label = format!("evidence {}#{}", ev.pos.region, ev.pos.seq);
         match decode_envelope(fed, &ev.envelope) {
             Err(e) => failures.push(format!("{label}: {e}")),
-            Ok(v) if v.envelope.region != ev.pos.region || v.envelope.seq != ev.pos.seq => {
-                failures.push(format!("{label}: envelope says {}#{}", v.envelope.region, v.envelope.seq))
-            }
+            Ok(v) if v.envelope.region != ev.pos.region || v.envelope.seq != ev.pos.seq => failures
+                .push(format!(
+                    "{label}: envelope says {}#{}",
+                    v.envelope.region, v.envelope.seq
+                )),
             Ok(v) => match manifest.member(v.envelope.region) {
                 None => failures.push(format!("{label}: {} is not a member", v.envelope.region)),
                 Some(m) => match v.envelope.verify_node_sig(fed, &m.node_key) {
@@ -331,12 +392,22 @@ pub fn verify_answer(answer: &CheckAnswer, manifest: &Manifest, catalogue: &Cata
         }
     }
     // Department keys and roles as registered in the evidence (latest registration before use).
-    let mut registrations: BTreeMap<DepartmentId, Vec<(u64, PublicKey, Vec<crate::ids::Role>)>> = BTreeMap::new();
+    let mut registrations: BTreeMap<DepartmentId, Vec<(u64, PublicKey, Vec<crate::ids::Role>)>> =
+        BTreeMap::new();
     for (pos, v) in &decoded {
-        if let Body::DepartmentRegistered { department, key, roles, .. } = &v.body
+        if let Body::DepartmentRegistered {
+            department,
+            key,
+            roles,
+            ..
+        } = &v.body
             && department.home_province() == pos.region
         {
-            registrations.entry(department.clone()).or_default().push((pos.seq, *key, roles.clone()));
+            registrations.entry(department.clone()).or_default().push((
+                pos.seq,
+                *key,
+                roles.clone(),
+            ));
         }
     }
     let mut authentic: BTreeMap<RecordPos, &VerifiedEnvelope> = BTreeMap::new();
@@ -349,10 +420,17 @@ pub fn verify_answer(answer: &CheckAnswer, manifest: &Manifest, catalogue: &Cata
                 None => continue,
             }
         } else {
-            match registrations.get(&env.author).and_then(|r| r.iter().rev().find(|(s, _, _)| env.author.home_province() == pos.region && *s < pos.seq)) {
+            match registrations.get(&env.author).and_then(|r| {
+                r.iter()
+                    .rev()
+                    .find(|(s, _, _)| env.author.home_province() == pos.region && *s < pos.seq)
+            }) {
                 Some((_, k, roles)) => (*k, Some(roles.clone())),
                 None => {
-                    failures.push(format!("{label}: no registration of author {} in the evidence", env.author));
+                    failures.push(format!(
+                        "{label}: no registration of author {} in the evidence",
+                        env.author
+                    ));
                     continue;
                 }
             }
@@ -364,7 +442,12 @@ pub fn verify_answer(answer: &CheckAnswer, manifest: &Manifest, catalogue: &Cata
         if let (Some(roles), Some(role)) = (roles, required_role(v.body.kind()))
             && !roles.contains(&role)
         {
-            failures.push(format!("{label}: author {} lacks the {} role for {:?}", env.author, role.name(), v.body.kind()));
+            failures.push(format!(
+                "{label}: author {} lacks the {} role for {:?}",
+                env.author,
+                role.name(),
+                v.body.kind()
+            ));
             continue;
         }
         authentic.insert(*pos, v);
@@ -382,7 +465,11 @@ pub fn verify_answer(answer: &CheckAnswer, manifest: &Manifest, catalogue: &Cata
     let mut actions: Vec<ActionFold> = Vec::new();
     let mut objections: BTreeMap<ObjectionId, EntryId> = BTreeMap::new();
     for (pos, v) in ordered {
-        let origin = Origin { pos: *pos, at: v.envelope.timestamp, author: v.envelope.author.clone() };
+        let origin = Origin {
+            pos: *pos,
+            at: v.envelope.timestamp,
+            author: v.envelope.author.clone(),
+        };
         match &v.body {
             Body::ListEntryPublished(e) => {
                 let id = entry_id(pos.region, e);
@@ -408,7 +495,9 @@ pub fn verify_answer(answer: &CheckAnswer, manifest: &Manifest, catalogue: &Cata
                     e.apply(&origin, &v.body);
                 }
             }
-            Body::ListEntryAmended { entry, .. } | Body::ListEntryRevoked { entry, .. } | Body::ListEntryRepaired { entry, .. } => {
+            Body::ListEntryAmended { entry, .. }
+            | Body::ListEntryRevoked { entry, .. }
+            | Body::ListEntryRepaired { entry, .. } => {
                 if let Some(e) = entries.get_mut(entry)
                     && e.issuer() == pos.region
                 {
@@ -431,18 +520,37 @@ pub fn verify_answer(answer: &CheckAnswer, manifest: &Manifest, catalogue: &Cata
         }
         let state = e.state_at(answer.as_of);
         if state != claimed.state {
-            failures.push(format!("{label}: claimed {:?}, evidence gives {state:?} at {}", claimed.state, answer.as_of.0));
+            failures.push(format!(
+                "{label}: claimed {:?}, evidence gives {state:?} at {}",
+                claimed.state, answer.as_of.0
+            ));
             continue;
         }
         let (mand, rec) = entry_measures(e, &actions, catalogue, answer.domain);
-        let recomputed: Vec<MeasureCode> = mand.iter().chain(rec.iter()).map(|m| m.code.clone()).collect();
+        let recomputed: Vec<MeasureCode> = mand
+            .iter()
+            .chain(rec.iter())
+            .map(|m| m.code.clone())
+            .collect();
         if recomputed != claimed.measures_in_domain {
-            failures.push(format!("{label}: claimed measures {:?}, evidence gives {:?}", claimed.measures_in_domain, recomputed));
+            failures.push(format!(
+                "{label}: claimed measures {:?}, evidence gives {:?}",
+                claimed.measures_in_domain, recomputed
+            ));
             continue;
         }
-        let applied_here: Vec<&MeasureCode> =
-            answer.mandatory.iter().chain(answer.recommended.iter()).filter(|m| m.entry == claimed.entry).map(|m| &m.code).collect();
-        let should_apply: Vec<&MeasureCode> = if state == EntryState::Active { recomputed.iter().collect() } else { Vec::new() };
+        let applied_here: Vec<&MeasureCode> = answer
+            .mandatory
+            .iter()
+            .chain(answer.recommended.iter())
+            .filter(|m| m.entry == claimed.entry)
+            .map(|m| &m.code)
+            .collect();
+        let should_apply: Vec<&MeasureCode> = if state == EntryState::Active {
+            recomputed.iter().collect()
+        } else {
+            Vec::new()
+        };
         if applied_here != should_apply {
             failures.push(format!("{label}: applied measures {applied_here:?} differ from {should_apply:?} (a suspended entry applies none)"));
             continue;
@@ -452,23 +560,40 @@ pub fn verify_answer(answer: &CheckAnswer, manifest: &Manifest, catalogue: &Cata
     for claimed in &answer.evaluations {
         let backed = authentic.values().any(|v| match &v.body {
             Body::EvaluationPublished(ev) => {
-                *ev == claimed.evaluation && evaluation_id(&v.envelope.author, ev) == claimed.id && v.envelope.author == claimed.author
+                *ev == claimed.evaluation
+                    && evaluation_id(&v.envelope.author, ev) == claimed.id
+                    && v.envelope.author == claimed.author
             }
             _ => false,
         });
         let today = answer.as_of.date_cst();
         if !backed {
-            failures.push(format!("evaluation {}: not backed by an authentic envelope in the evidence", claimed.id));
-        } else if !(claimed.evaluation.evaluated_on <= today && today < claimed.evaluation.valid_until) {
+            failures.push(format!(
+                "evaluation {}: not backed by an authentic envelope in the evidence",
+                claimed.id
+            ));
+        } else if !(claimed.evaluation.evaluated_on <= today
+            && today < claimed.evaluation.valid_until)
+        {
             failures.push(format!("evaluation {}: not valid on {today}", claimed.id));
         } else if claimed.evaluation.subject.key() != answer.subject {
-            failures.push(format!("evaluation {}: is about another subject", claimed.id));
+            failures.push(format!(
+                "evaluation {}: is about another subject",
+                claimed.id
+            ));
         }
     }
     for m in answer.mandatory.iter().chain(answer.recommended.iter()) {
         if !answer.entries.iter().any(|e| e.entry == m.entry) {
-            failures.push(format!("measure {}: rests on entry {} which the answer does not list", m.code.0, m.entry));
+            failures.push(format!(
+                "measure {}: rests on entry {} which the answer does not list",
+                m.code.0, m.entry
+            ));
         }
     }
-    VerificationReport { envelopes_verified: authentic.len(), entries_confirmed: confirmed, failures }
+    VerificationReport {
+        envelopes_verified: authentic.len(),
+        entries_confirmed: confirmed,
+        failures,
+    }
 }

@@ -80,12 +80,22 @@ pub fn decode<T: Serialize + DeserializeOwned>(
     what: &'static str,
 ) -> Result<T, DecodeError> {
     if bytes.len() > limit {
-        return Err(DecodeError::TooLarge { what, len: bytes.len(), limit });
+        return Err(DecodeError::TooLarge {
+            what,
+            len: bytes.len(),
+            limit,
+        });
     }
     let (value, consumed): (T, usize) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| DecodeError::Malformed { what, detail: e.to_string() })?;
+        .map_err(|e| DecodeError::Malformed {
+            what,
+            detail: e.to_string(),
+        })?;
     if consumed != bytes.len() {
-        return Err(DecodeError::TrailingBytes { what, extra: bytes.len() - consumed });
+        return Err(DecodeError::TrailingBytes {
+            what,
+            extra: bytes.len() - consumed,
+        });
     }
     match encode(&value) {
         Ok(again) if again == bytes => Ok(value),

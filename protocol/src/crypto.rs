@@ -114,7 +114,9 @@ fn deserialize_fixed<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
             let mut out = [0u8; N];
             for (i, slot) in out.iter_mut().enumerate() {
-                *slot = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                *slot = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
             }
             Ok(out)
         }
@@ -243,8 +245,12 @@ impl fmt::Debug for Keypair {
 
 impl PublicKey {
     /// Parses the key and refuses invalid and weak keys.
-    pub fn verifying_key(&self, field: &'static str) -> Result<ed25519_dalek::VerifyingKey, SignatureError> {
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::InvalidKey { field })?;
+    pub fn verifying_key(
+        &self,
+        field: &'static str,
+    ) -> Result<ed25519_dalek::VerifyingKey, SignatureError> {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| SignatureError::InvalidKey { field })?;
         if key.is_weak() {
             return Err(SignatureError::WeakKey { field });
         }
@@ -281,10 +287,20 @@ pub struct SignedMessage {
 
 impl SignedMessage {
     /// Builds the item for `payload` signed under `domain` and `federation_id`.
-    pub fn new(domain: Domain, federation_id: &str, payload: &[u8], signature: Signature, key: PublicKey) -> Self {
+    pub fn new(
+        domain: Domain,
+        federation_id: &str,
+        payload: &[u8],
+        signature: Signature,
+        key: PublicKey,
+    ) -> Self {
         let mut message = tag(domain, federation_id);
         message.extend_from_slice(payload);
-        SignedMessage { message, signature, key }
+        SignedMessage {
+            message,
+            signature,
+            key,
+        }
     }
 }
 
@@ -310,21 +326,36 @@ pub fn verify_batch(items: &[SignedMessage]) -> Vec<Result<(), SignatureError>> 
         }
     }
     if !batch_idx.is_empty() {
-        let msgs: Vec<&[u8]> = batch_idx.iter().map(|&i| items[i].message.as_slice()).collect();
-        let sigs: Vec<ed25519_dalek::Signature> =
-            batch_idx.iter().map(|&i| ed25519_dalek::Signature::from_bytes(&items[i].signature.0)).collect();
+        let msgs: Vec<&[u8]> = batch_idx
+            .iter()
+            .map(|&i| items[i].message.as_slice())
+            .collect();
+        let sigs: Vec<ed25519_dalek::Signature> = batch_idx
+            .iter()
+            .map(|&i| ed25519_dalek::Signature::from_bytes(&items[i].signature.0))
+            .collect();
         let batch_ok = ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
         for &i in &batch_idx {
-            verdicts[i] = Some(if batch_ok { Ok(()) } else { verify_one(&items[i]) });
+            verdicts[i] = Some(if batch_ok {
+                Ok(())
+            } else {
+                verify_one(&items[i])
+            });
         }
     }
-    verdicts.into_iter().map(|v| v.unwrap_or(Err(SignatureError::BadSignature { field: "signature" }))).collect()
+    verdicts
+        .into_iter()
+        .map(|v| v.unwrap_or(Err(SignatureError::BadSignature { field: "signature" })))
+        .collect()
 }
 
 fn verify_one(it: &SignedMessage) -> Result<(), SignatureError> {
     let key = it.key.verifying_key("signature.key")?;
-    key.verify_strict(&it.message, &ed25519_dalek::Signature::from_bytes(&it.signature.0))
-        .map_err(|_| SignatureError::BadSignature { field: "signature" })
+    key.verify_strict(
+        &it.message,
+        &ed25519_dalek::Signature::from_bytes(&it.signature.0),
+    )
+    .map_err(|_| SignatureError::BadSignature { field: "signature" })
 }
 
 /// True when the signature's `R` decodes to a point of small order (or not at all),
@@ -350,10 +381,26 @@ mod tests {
     fn signatures_are_bound_to_domain_and_federation() {
         let k = kp(1);
         let sig = k.sign(Domain::Body, "cn-credit", b"payload");
-        assert!(k.public().verify(Domain::Body, "cn-credit", b"payload", &sig, "s").is_ok());
-        assert!(k.public().verify(Domain::EnvelopeHeader, "cn-credit", b"payload", &sig, "s").is_err());
-        assert!(k.public().verify(Domain::Body, "cn-credit-drill", b"payload", &sig, "s").is_err());
-        assert!(k.public().verify(Domain::Body, "cn-credit", b"payloae", &sig, "s").is_err());
+        assert!(
+            k.public()
+                .verify(Domain::Body, "cn-credit", b"payload", &sig, "s")
+                .is_ok()
+        );
+        assert!(
+            k.public()
+                .verify(Domain::EnvelopeHeader, "cn-credit", b"payload", &sig, "s")
+                .is_err()
+        );
+        assert!(
+            k.public()
+                .verify(Domain::Body, "cn-credit-drill", b"payload", &sig, "s")
+                .is_err()
+        );
+        assert!(
+            k.public()
+                .verify(Domain::Body, "cn-credit", b"payloae", &sig, "s")
+                .is_err()
+        );
     }
 
     #[test]
@@ -391,6 +438,9 @@ mod tests {
 
     #[test]
     fn tag_layout_is_stable() {
-        assert_eq!(hex::encode(tag(Domain::Body, "cn")), "63726564666564000862 6f64792d736967 0100 02636e".replace(' ', ""));
+        assert_eq!(
+            hex::encode(tag(Domain::Body, "cn")),
+            "63726564666564000862 6f64792d736967 0100 02636e".replace(' ', "")
+        );
     }
 }

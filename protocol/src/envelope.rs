@@ -57,7 +57,11 @@ mod body_bytes {
     // Binary: length-prefixed raw bytes (serde's bytes, which bincode writes as varint
     // length + bytes). Human-readable: hex, so JSON stays readable and exact.
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(&hex::encode(b)) } else { s.serialize_bytes(b) }
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(b))
+        } else {
+            s.serialize_bytes(b)
+        }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         if d.is_human_readable() {
@@ -104,7 +108,9 @@ pub enum EnvelopeError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
     /// Written by a protocol version this node does not speak.
-    #[error("envelope.version: {found} is not supported (this node speaks {PROTOCOL_VERSION}); upgrade the node")]
+    #[error(
+        "envelope.version: {found} is not supported (this node speaks {PROTOCOL_VERSION}); upgrade the node"
+    )]
     UnknownVersion {
         /// Version found.
         found: u16,
@@ -142,19 +148,42 @@ impl Envelope {
     }
 
     /// Verifies the node signature with the region's node key.
-    pub fn verify_node_sig(&self, federation_id: &str, node_key: &PublicKey) -> Result<(), SignatureError> {
-        node_key.verify(Domain::EnvelopeHeader, federation_id, &self.header_bytes(), &self.node_sig, "envelope.node_sig")
+    pub fn verify_node_sig(
+        &self,
+        federation_id: &str,
+        node_key: &PublicKey,
+    ) -> Result<(), SignatureError> {
+        node_key.verify(
+            Domain::EnvelopeHeader,
+            federation_id,
+            &self.header_bytes(),
+            &self.node_sig,
+            "envelope.node_sig",
+        )
     }
 
     /// Verifies the author signature with the author's key.
-    pub fn verify_author_sig(&self, federation_id: &str, author_key: &PublicKey) -> Result<(), SignatureError> {
-        author_key.verify(Domain::Body, federation_id, &self.body, &self.author_sig, "envelope.author_sig")
+    pub fn verify_author_sig(
+        &self,
+        federation_id: &str,
+        author_key: &PublicKey,
+    ) -> Result<(), SignatureError> {
+        author_key.verify(
+            Domain::Body,
+            federation_id,
+            &self.body,
+            &self.author_sig,
+            "envelope.author_sig",
+        )
     }
 }
 
 /// Hash of an envelope's exact bytes: what the next envelope's `prev_hash` names.
 pub fn envelope_hash(federation_id: &str, bytes: &[u8]) -> Hash256 {
-    sha256(&[&crate::crypto::tag(Domain::EnvelopeHash, federation_id), bytes])
+    sha256(&[
+        &crate::crypto::tag(Domain::EnvelopeHash, federation_id),
+        bytes,
+    ])
 }
 
 /// An envelope whose structure, body fields and (once through the ledger) signatures
@@ -184,9 +213,17 @@ pub fn peek_version(bytes: &[u8]) -> Option<u16> {
 
 /// Decodes envelope bytes and checks everything that needs no key and no state:
 /// size, canonical form, version, region level, chain start, body form and fields.
-pub fn decode_envelope(federation_id: &str, bytes: &[u8]) -> Result<VerifiedEnvelope, EnvelopeError> {
+pub fn decode_envelope(
+    federation_id: &str,
+    bytes: &[u8],
+) -> Result<VerifiedEnvelope, EnvelopeError> {
     if bytes.len() > MAX_ENVELOPE_BYTES {
-        return Err(DecodeError::TooLarge { what: "envelope", len: bytes.len(), limit: MAX_ENVELOPE_BYTES }.into());
+        return Err(DecodeError::TooLarge {
+            what: "envelope",
+            len: bytes.len(),
+            limit: MAX_ENVELOPE_BYTES,
+        }
+        .into());
     }
     if let Some(v) = peek_version(bytes)
         && v != PROTOCOL_VERSION
@@ -201,13 +238,23 @@ pub fn decode_envelope(federation_id: &str, bytes: &[u8]) -> Result<VerifiedEnve
         return Err(EnvelopeError::Chain("sequence numbers start at 1".into()));
     }
     if envelope.seq == 1 && envelope.prev_hash != GENESIS_PREV_HASH {
-        return Err(EnvelopeError::Chain("the first envelope's prev_hash must be all zeros".into()));
+        return Err(EnvelopeError::Chain(
+            "the first envelope's prev_hash must be all zeros".into(),
+        ));
     }
-    envelope.author.validate("envelope.author").map_err(|e| EnvelopeError::Field(e.into()))?;
+    envelope
+        .author
+        .validate("envelope.author")
+        .map_err(|e| EnvelopeError::Field(e.into()))?;
     let body = Body::decode(&envelope.body).map_err(EnvelopeError::Body)?;
     body.validate()?;
     let hash = envelope_hash(federation_id, bytes);
-    Ok(VerifiedEnvelope { bytes: bytes.to_vec(), envelope, body, hash })
+    Ok(VerifiedEnvelope {
+        bytes: bytes.to_vec(),
+        envelope,
+        body,
+        hash,
+    })
 }
 
 /// Everything a node needs to append to its own log.
@@ -246,7 +293,11 @@ pub fn seal(
         author_sig,
         node_sig: Signature([0; 64]),
     };
-    envelope.node_sig = node_key.sign(Domain::EnvelopeHeader, federation_id, &envelope.header_bytes());
+    envelope.node_sig = node_key.sign(
+        Domain::EnvelopeHeader,
+        federation_id,
+        &envelope.header_bytes(),
+    );
     codec::encode(&envelope)
 }
 

@@ -19,7 +19,9 @@ use thiserror::Error;
 
 use crate::catalogue::Catalogue;
 use crate::crypto::{Hash256, PublicKey};
-use crate::envelope::{EnvelopeError, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, decode_envelope};
+use crate::envelope::{
+    EnvelopeError, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, decode_envelope,
+};
 use crate::ids::{DepartmentId, RegionCode, Role};
 use crate::manifest::Manifest;
 use crate::record::*;
@@ -170,7 +172,10 @@ pub struct Rejection {
 }
 
 fn reject(reason: RejectReason, message: impl Into<String>) -> Rejection {
-    Rejection { reason, message: message.into() }
+    Rejection {
+        reason,
+        message: message.into(),
+    }
 }
 
 impl From<EnvelopeError> for Rejection {
@@ -189,9 +194,8 @@ pub fn required_role(kind: BodyKind) -> Option<Role> {
     use BodyKind::*;
     match kind {
         DepartmentRegistered | DepartmentRevoked => Some(Role::Operator),
-        ListEntryPublished | ListEntryAmended | ListEntryRevoked | ListEntryRepaired | EvaluationPublished => {
-            Some(Role::Publisher)
-        }
+        ListEntryPublished | ListEntryAmended | ListEntryRevoked | ListEntryRepaired
+        | EvaluationPublished => Some(Role::Publisher),
         JointActionInitiated => Some(Role::Initiator),
         JointActionAcknowledged | MeasureExecuted | MeasureLifted => Some(Role::Implementer),
         ObjectionFiled | ObjectionResolved => Some(Role::ObjectionHandler),
@@ -201,68 +205,147 @@ pub fn required_role(kind: BodyKind) -> Option<Role> {
 
 /// Bodies the node may write in its own name (author unit [`NODE_UNIT`]).
 pub fn node_may_author(kind: BodyKind) -> bool {
-    matches!(kind, BodyKind::DepartmentRegistered | BodyKind::DepartmentRevoked | BodyKind::EquivocationEvidence)
+    matches!(
+        kind,
+        BodyKind::DepartmentRegistered
+            | BodyKind::DepartmentRevoked
+            | BodyKind::EquivocationEvidence
+    )
 }
 
 /// Decides whether `bytes` is the next valid envelope of its region's log.
-pub fn admit(rules: Rules<'_>, view: &impl StateView, bytes: &[u8]) -> Result<Admission, Rejection> {
+pub fn admit(
+    rules: Rules<'_>,
+    view: &impl StateView,
+    bytes: &[u8],
+) -> Result<Admission, Rejection> {
     let fed = rules.manifest.federation_id.as_str();
     let v = decode_envelope(fed, bytes)?;
     let env = &v.envelope;
-    let member = rules
-        .manifest
-        .member(env.region)
-        .ok_or_else(|| reject(RejectReason::NotMember, format!("envelope.region: {} is not a member of federation {fed}", env.region)))?;
-    env.verify_node_sig(fed, &member.node_key).map_err(|e| reject(RejectReason::BadNodeSignature, e.to_string()))?;
+    let member = rules.manifest.member(env.region).ok_or_else(|| {
+        reject(
+            RejectReason::NotMember,
+            format!(
+                "envelope.region: {} is not a member of federation {fed}",
+                env.region
+            ),
+        )
+    })?;
+    env.verify_node_sig(fed, &member.node_key)
+        .map_err(|e| reject(RejectReason::BadNodeSignature, e.to_string()))?;
 
     let head = view.head(env.region);
     let have = head.map_or(0, |h| h.seq);
     if env.seq <= have {
-        let pos = RecordPos { region: env.region, seq: env.seq };
+        let pos = RecordPos {
+            region: env.region,
+            seq: env.seq,
+        };
         return Ok(match view.envelope_at(pos) {
             Some(held) if held == bytes => Admission::Duplicate,
-            Some(held) => Admission::Equivocation(Box::new(EquivocationProof { region: env.region, seq: env.seq, first: held, second: bytes.to_vec() })),
+            Some(held) => Admission::Equivocation(Box::new(EquivocationProof {
+                region: env.region,
+                seq: env.seq,
+                first: held,
+                second: bytes.to_vec(),
+            })),
             // A store that has the head must have every position below it.
-            None => return Err(reject(RejectReason::ChainBroken, format!("position {}#{} missing below head {have}", env.region, env.seq))),
+            None => {
+                return Err(reject(
+                    RejectReason::ChainBroken,
+                    format!(
+                        "position {}#{} missing below head {have}",
+                        env.region, env.seq
+                    ),
+                ));
+            }
         });
     }
     if env.seq > have + 1 {
-        return Ok(Admission::Gap { region: env.region, have, got: env.seq });
+        return Ok(Admission::Gap {
+            region: env.region,
+            have,
+            got: env.seq,
+        });
     }
-    let (prev_hash, prev_time) = head.map_or((GENESIS_PREV_HASH, Timestamp(i64::MIN)), |h| (h.hash, h.timestamp));
+    let (prev_hash, prev_time) = head.map_or((GENESIS_PREV_HASH, Timestamp(i64::MIN)), |h| {
+        (h.hash, h.timestamp)
+    });
     if env.prev_hash != prev_hash {
-        return Err(reject(RejectReason::ChainBroken, format!("envelope.prev_hash: does not match the hash of {}#{have}", env.region)));
+        return Err(reject(
+            RejectReason::ChainBroken,
+            format!(
+                "envelope.prev_hash: does not match the hash of {}#{have}",
+                env.region
+            ),
+        ));
     }
     if env.timestamp < prev_time {
-        return Err(reject(RejectReason::ChainBroken, "envelope.timestamp: earlier than the previous envelope's"));
+        return Err(reject(
+            RejectReason::ChainBroken,
+            "envelope.timestamp: earlier than the previous envelope's",
+        ));
     }
 
     let kind = v.body.kind();
     let author_key = if env.author.unit == NODE_UNIT {
         if env.author.region != env.region || !node_may_author(kind) {
-            return Err(reject(RejectReason::Unauthorised, format!("envelope.author: the node of {} may not write {kind:?} in its own name", env.author.region)));
+            return Err(reject(
+                RejectReason::Unauthorised,
+                format!(
+                    "envelope.author: the node of {} may not write {kind:?} in its own name",
+                    env.author.region
+                ),
+            ));
         }
         member.node_key
     } else {
-        let dept = view
-            .department(&env.author)
-            .ok_or_else(|| reject(RejectReason::UnknownAuthor, format!("envelope.author: {} is not registered", env.author)))?;
+        let dept = view.department(&env.author).ok_or_else(|| {
+            reject(
+                RejectReason::UnknownAuthor,
+                format!("envelope.author: {} is not registered", env.author),
+            )
+        })?;
         if dept.revoked_at.is_some() {
-            return Err(reject(RejectReason::AuthorRevoked, format!("envelope.author: {} was revoked", env.author)));
+            return Err(reject(
+                RejectReason::AuthorRevoked,
+                format!("envelope.author: {} was revoked", env.author),
+            ));
         }
         if env.author.home_province() != env.region {
-            return Err(reject(RejectReason::Unauthorised, format!("envelope.author: {} belongs to {}, not to {}", env.author, env.author.home_province(), env.region)));
+            return Err(reject(
+                RejectReason::Unauthorised,
+                format!(
+                    "envelope.author: {} belongs to {}, not to {}",
+                    env.author,
+                    env.author.home_province(),
+                    env.region
+                ),
+            ));
         }
         match required_role(kind) {
             Some(role) if dept.roles.contains(&role) => {}
             Some(role) => {
-                return Err(reject(RejectReason::Unauthorised, format!("envelope.author: {} lacks the {} role needed for {kind:?}", env.author, role.name())));
+                return Err(reject(
+                    RejectReason::Unauthorised,
+                    format!(
+                        "envelope.author: {} lacks the {} role needed for {kind:?}",
+                        env.author,
+                        role.name()
+                    ),
+                ));
             }
-            None => return Err(reject(RejectReason::Unauthorised, format!("envelope.author: {kind:?} is written by the node only"))),
+            None => {
+                return Err(reject(
+                    RejectReason::Unauthorised,
+                    format!("envelope.author: {kind:?} is written by the node only"),
+                ));
+            }
         }
         dept.key
     };
-    env.verify_author_sig(fed, &author_key).map_err(|e| reject(RejectReason::BadAuthorSignature, e.to_string()))?;
+    env.verify_author_sig(fed, &author_key)
+        .map_err(|e| reject(RejectReason::BadAuthorSignature, e.to_string()))?;
 
     match authorise(rules, view, &v)? {
         Some(missing) => Ok(Admission::MissingDependency { what: missing }),
@@ -271,7 +354,11 @@ pub fn admit(rules: Rules<'_>, view: &impl StateView, bytes: &[u8]) -> Result<Ad
 }
 
 /// Body rules that need state. `Ok(Some(what))` means a referenced record is missing.
-fn authorise(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> Result<Option<String>, Rejection> {
+fn authorise(
+    rules: Rules<'_>,
+    view: &impl StateView,
+    v: &VerifiedEnvelope,
+) -> Result<Option<String>, Rejection> {
     let env = &v.envelope;
     let region = env.region;
     let fed = rules.manifest.federation_id.as_str();
@@ -282,43 +369,75 @@ fn authorise(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> R
     let own_entry = |id: &EntryId| -> Result<EntryFold, Rejection> {
         match view.entry(id) {
             Some(e) if e.issuer() == region => Ok(e),
-            Some(e) => Err(reject(RejectReason::Unauthorised, format!("entry: {id} was issued by {}; only the issuing region may change it (谁认定、谁修复, article 二十二)", e.issuer()))),
-            None => Err(reject(RejectReason::Conflict, format!("entry: {id} does not exist in {region}'s log"))),
+            Some(e) => Err(reject(
+                RejectReason::Unauthorised,
+                format!(
+                    "entry: {id} was issued by {}; only the issuing region may change it (谁认定、谁修复, article 二十二)",
+                    e.issuer()
+                ),
+            )),
+            None => Err(reject(
+                RejectReason::Conflict,
+                format!("entry: {id} does not exist in {region}'s log"),
+            )),
         }
     };
     let check_measures = |field: &str, ms: &[MeasureCode]| -> Result<(), Rejection> {
         for m in ms {
             if rules.catalogue.get(m).is_none() {
-                return Err(reject(RejectReason::Malformed, format!("{field}: {} is not in the measures catalogue v{}", m.0, rules.catalogue.version)));
+                return Err(reject(
+                    RejectReason::Malformed,
+                    format!(
+                        "{field}: {} is not in the measures catalogue v{}",
+                        m.0, rules.catalogue.version
+                    ),
+                ));
             }
         }
         Ok(())
     };
 
     match &v.body {
-        Body::DepartmentRegistered { department, key, .. } => {
+        Body::DepartmentRegistered {
+            department, key, ..
+        } => {
             if department.home_province() != region {
-                return unauth(format!("department: {department} belongs to {}; it is registered by that province's node", department.home_province()));
+                return unauth(format!(
+                    "department: {department} belongs to {}; it is registered by that province's node",
+                    department.home_province()
+                ));
             }
             if department.unit == NODE_UNIT {
                 return unauth("department.unit: 'node' is reserved for the region node".into());
             }
-            key.verifying_key("key").map_err(|e| reject(RejectReason::Malformed, e.to_string()))?;
+            key.verifying_key("key")
+                .map_err(|e| reject(RejectReason::Malformed, e.to_string()))?;
             if let Some(d) = view.department(department)
                 && d.revoked_at.is_some()
             {
-                return conflict(format!("department: {department} was revoked; register a new unit code"));
+                return conflict(format!(
+                    "department: {department} was revoked; register a new unit code"
+                ));
             }
         }
         Body::DepartmentRevoked { department, .. } => match view.department(department) {
             Some(d) if d.department.home_province() == region && d.revoked_at.is_none() => {}
-            Some(d) if d.revoked_at.is_some() => return conflict(format!("department: {department} is already revoked")),
-            _ => return conflict(format!("department: {department} is not registered in {region}")),
+            Some(d) if d.revoked_at.is_some() => {
+                return conflict(format!("department: {department} is already revoked"));
+            }
+            _ => {
+                return conflict(format!(
+                    "department: {department} is not registered in {region}"
+                ));
+            }
         },
         Body::ListEntryPublished(e) => {
             check_measures("entry.requested_measures", &e.requested_measures)?;
             if view.entry(&entry_id(region, e)).is_some() {
-                return conflict(format!("entry: decision {} for this subject is already published in {region}", e.basis.document_no));
+                return conflict(format!(
+                    "entry: decision {} for this subject is already published in {region}",
+                    e.basis.document_no
+                ));
             }
         }
         Body::ListEntryAmended { entry, amended, .. } => {
@@ -339,7 +458,9 @@ fn authorise(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> R
         Body::ListEntryRepaired { entry, .. } => {
             let held = own_entry(entry)?;
             if held.content.category.list() != ListKind::Black {
-                return conflict("entry: credit repair applies to black-list entries (article 二十一)".into());
+                return conflict(
+                    "entry: credit repair applies to black-list entries (article 二十一)".into(),
+                );
             }
             if held.revoked.is_some() || held.repaired.is_some() {
                 return conflict(format!("entry: {entry} is already revoked or repaired"));
@@ -356,20 +477,36 @@ fn authorise(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> R
                 reject(RejectReason::Unauthorised, format!("action.entry: {} is not an entry of {region}; a region initiates actions on its own decisions (article 十六)", a.entry))
             })?;
             if entry.content.category.list() != a.kind.list() {
-                return conflict(format!("action.kind: {:?} must rest on a {:?}-list entry", a.kind, a.kind.list()));
+                return conflict(format!(
+                    "action.kind: {:?} must rest on a {:?}-list entry",
+                    a.kind,
+                    a.kind.list()
+                ));
             }
             if entry.revoked.is_some() || entry.repaired.is_some() {
                 return conflict(format!("action.entry: {} is revoked or repaired", a.entry));
             }
             if a.respond_by < env.timestamp.date_cst() {
-                return conflict(format!("action.respond_by: {} is before the initiation date", a.respond_by));
+                return conflict(format!(
+                    "action.respond_by: {} is before the initiation date",
+                    a.respond_by
+                ));
             }
             if view.action(&action_id(&env.author, &a.reference)).is_some() {
-                return conflict(format!("action.reference: {} was already used by {}", a.reference, env.author));
+                return conflict(format!(
+                    "action.reference: {} was already used by {}",
+                    a.reference, env.author
+                ));
             }
         }
-        Body::JointActionAcknowledged { action, decision, implementing } => {
-            let Some(a) = view.action(action) else { return Ok(Some(format!("action {action}"))) };
+        Body::JointActionAcknowledged {
+            action,
+            decision,
+            implementing,
+        } => {
+            let Some(a) = view.action(action) else {
+                return Ok(Some(format!("action {action}")));
+            };
             if !a.targets_region(region) {
                 return unauth(format!("action: {region} is not a target of {action}"));
             }
@@ -382,32 +519,60 @@ fn authorise(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> R
                 return unauth(format!("implementing: {d} is not a department of {region}"));
             }
         }
-        Body::MeasureExecuted { action, measure, .. } | Body::MeasureLifted { action, measure, .. } => {
-            let Some(a) = view.action(action) else { return Ok(Some(format!("action {action}"))) };
+        Body::MeasureExecuted {
+            action, measure, ..
+        }
+        | Body::MeasureLifted {
+            action, measure, ..
+        } => {
+            let Some(a) = view.action(action) else {
+                return Ok(Some(format!("action {action}")));
+            };
             if !a.accepted_measures(region).contains(measure) {
-                return conflict(format!("measure: {region} has not accepted {} for {action}; acknowledge first", measure.0));
+                return conflict(format!(
+                    "measure: {region} has not accepted {} for {action}; acknowledge first",
+                    measure.0
+                ));
             }
-            if matches!(v.body, Body::MeasureLifted { .. }) && !a.executions.contains_key(&(region, measure.clone())) {
-                return conflict(format!("measure: {} was never executed in {region}", measure.0));
+            if matches!(v.body, Body::MeasureLifted { .. })
+                && !a.executions.contains_key(&(region, measure.clone()))
+            {
+                return conflict(format!(
+                    "measure: {} was never executed in {region}",
+                    measure.0
+                ));
             }
         }
         Body::ObjectionFiled { entry, case_no, .. } => {
             if view.entry(entry).is_none() {
                 return Ok(Some(format!("entry {entry}")));
             }
-            if view.objection_entry(&objection_id(&env.author, case_no)).is_some() {
-                return conflict(format!("case_no: {case_no} was already used by {}", env.author));
+            if view
+                .objection_entry(&objection_id(&env.author, case_no))
+                .is_some()
+            {
+                return conflict(format!(
+                    "case_no: {case_no} was already used by {}",
+                    env.author
+                ));
             }
         }
         Body::ObjectionResolved { objection, .. } => {
-            let Some(entry_id) = view.objection_entry(objection) else { return Ok(Some(format!("objection {objection}"))) };
+            let Some(entry_id) = view.objection_entry(objection) else {
+                return Ok(Some(format!("objection {objection}")));
+            };
             let entry = own_entry(&entry_id)?;
-            if entry.objections.get(objection).is_some_and(|o| o.resolved.is_some()) {
+            if entry
+                .objections
+                .get(objection)
+                .is_some_and(|o| o.resolved.is_some())
+            {
                 return conflict(format!("objection: {objection} is already resolved"));
             }
         }
         Body::EquivocationEvidence { first, second } => {
-            verify_equivocation(rules.manifest, fed, first, second).map_err(|m| reject(RejectReason::Conflict, m))?;
+            verify_equivocation(rules.manifest, fed, first, second)
+                .map_err(|m| reject(RejectReason::Conflict, m))?;
         }
     }
     Ok(None)
@@ -415,7 +580,12 @@ fn authorise(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> R
 
 /// Verifies equivocation evidence offline: both envelopes well-formed, validly signed
 /// by the same member's node key, at the same position, and different.
-pub fn verify_equivocation(manifest: &Manifest, fed: &str, first: &[u8], second: &[u8]) -> Result<RegionCode, String> {
+pub fn verify_equivocation(
+    manifest: &Manifest,
+    fed: &str,
+    first: &[u8],
+    second: &[u8],
+) -> Result<RegionCode, String> {
     let a = decode_envelope(fed, first).map_err(|e| format!("evidence.first: {e}"))?;
     let b = decode_envelope(fed, second).map_err(|e| format!("evidence.second: {e}"))?;
     let (ea, eb) = (&a.envelope, &b.envelope);
@@ -425,9 +595,13 @@ pub fn verify_equivocation(manifest: &Manifest, fed: &str, first: &[u8], second:
     if first == second {
         return Err("evidence: the envelopes are identical".into());
     }
-    let member = manifest.member(ea.region).ok_or_else(|| format!("evidence: {} is not a member", ea.region))?;
-    ea.verify_node_sig(fed, &member.node_key).map_err(|e| format!("evidence.first: {e}"))?;
-    eb.verify_node_sig(fed, &member.node_key).map_err(|e| format!("evidence.second: {e}"))?;
+    let member = manifest
+        .member(ea.region)
+        .ok_or_else(|| format!("evidence: {} is not a member", ea.region))?;
+    ea.verify_node_sig(fed, &member.node_key)
+        .map_err(|e| format!("evidence.first: {e}"))?;
+    eb.verify_node_sig(fed, &member.node_key)
+        .map_err(|e| format!("evidence.second: {e}"))?;
     Ok(ea.region)
 }
 
@@ -446,9 +620,9 @@ pub enum Update {
     /// Store a department.
     Department(DepartmentRecord),
     /// Store an entry fold.
-    Entry(EntryFold),
+    Entry(Box<EntryFold>),
     /// Store an action fold.
-    Action(ActionFold),
+    Action(Box<ActionFold>),
     /// Remember which entry an objection is about.
     Objection(ObjectionId, EntryId),
     /// Store an evaluation.
@@ -463,23 +637,43 @@ pub enum Update {
 /// admitted against.
 pub fn effects(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> Vec<Update> {
     let env = &v.envelope;
-    let pos = RecordPos { region: env.region, seq: env.seq };
-    let origin = Origin { pos, at: env.timestamp, author: env.author.clone() };
-    let mut out = vec![Update::Append { pos, head: Head { seq: env.seq, hash: v.hash, timestamp: env.timestamp }, bytes: v.bytes.clone() }];
+    let pos = RecordPos {
+        region: env.region,
+        seq: env.seq,
+    };
+    let origin = Origin {
+        pos,
+        at: env.timestamp,
+        author: env.author.clone(),
+    };
+    let mut out = vec![Update::Append {
+        pos,
+        head: Head {
+            seq: env.seq,
+            hash: v.hash,
+            timestamp: env.timestamp,
+        },
+        bytes: v.bytes.clone(),
+    }];
     let touch_entry = |out: &mut Vec<Update>, id: &EntryId| {
         if let Some(mut e) = view.entry(id) {
             e.apply(&origin, &v.body);
-            out.push(Update::Entry(e));
+            out.push(Update::Entry(Box::new(e)));
         }
     };
     let touch_action = |out: &mut Vec<Update>, id: &ActionId| {
         if let Some(mut a) = view.action(id) {
             a.apply(&origin, &v.body);
-            out.push(Update::Action(a));
+            out.push(Update::Action(Box::new(a)));
         }
     };
     match &v.body {
-        Body::DepartmentRegistered { department, name, roles, key } => out.push(Update::Department(DepartmentRecord {
+        Body::DepartmentRegistered {
+            department,
+            name,
+            roles,
+            key,
+        } => out.push(Update::Department(DepartmentRecord {
             department: department.clone(),
             name: name.clone(),
             roles: roles.clone(),
@@ -496,32 +690,55 @@ pub fn effects(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) ->
         Body::ListEntryPublished(e) => {
             let id = entry_id(env.region, e);
             out.push(Update::Subject(e.subject.key(), SubjectRef::Entry(id)));
-            out.push(Update::Entry(EntryFold::published(id, origin.clone(), e.clone())));
+            out.push(Update::Entry(Box::new(EntryFold::published(
+                id,
+                origin.clone(),
+                e.clone(),
+            ))));
         }
         Body::ListEntryAmended { entry, amended, .. } => {
             if let Some(old) = view.entry(entry)
                 && old.content.subject.key() != amended.subject.key()
             {
-                out.push(Update::Subject(amended.subject.key(), SubjectRef::Entry(*entry)));
+                out.push(Update::Subject(
+                    amended.subject.key(),
+                    SubjectRef::Entry(*entry),
+                ));
             }
             touch_entry(&mut out, entry);
         }
-        Body::ListEntryRevoked { entry, .. } | Body::ListEntryRepaired { entry, .. } => touch_entry(&mut out, entry),
+        Body::ListEntryRevoked { entry, .. } | Body::ListEntryRepaired { entry, .. } => {
+            touch_entry(&mut out, entry)
+        }
         Body::EvaluationPublished(ev) => {
             let id = evaluation_id(&env.author, ev);
-            out.push(Update::Subject(ev.subject.key(), SubjectRef::Evaluation(id)));
-            out.push(Update::Evaluation(EvaluationRecord { id, published: origin.clone(), evaluation: ev.clone() }));
+            out.push(Update::Subject(
+                ev.subject.key(),
+                SubjectRef::Evaluation(id),
+            ));
+            out.push(Update::Evaluation(EvaluationRecord {
+                id,
+                published: origin.clone(),
+                evaluation: ev.clone(),
+            }));
         }
         Body::JointActionInitiated(a) => {
             let id = action_id(&env.author, &a.reference);
-            out.push(Update::Action(ActionFold::initiated(id, origin.clone(), a.clone())));
+            out.push(Update::Action(Box::new(ActionFold::initiated(
+                id,
+                origin.clone(),
+                a.clone(),
+            ))));
             touch_entry(&mut out, &a.entry);
         }
-        Body::JointActionAcknowledged { action, .. } | Body::MeasureExecuted { action, .. } | Body::MeasureLifted { action, .. } => {
-            touch_action(&mut out, action)
-        }
+        Body::JointActionAcknowledged { action, .. }
+        | Body::MeasureExecuted { action, .. }
+        | Body::MeasureLifted { action, .. } => touch_action(&mut out, action),
         Body::ObjectionFiled { entry, case_no, .. } => {
-            out.push(Update::Objection(objection_id(&env.author, case_no), *entry));
+            out.push(Update::Objection(
+                objection_id(&env.author, case_no),
+                *entry,
+            ));
             touch_entry(&mut out, entry);
         }
         Body::ObjectionResolved { objection, .. } => {
@@ -530,7 +747,9 @@ pub fn effects(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) ->
             }
         }
         Body::EquivocationEvidence { first, second } => {
-            if let Ok(region) = verify_equivocation(rules.manifest, &rules.manifest.federation_id, first, second) {
+            if let Ok(region) =
+                verify_equivocation(rules.manifest, &rules.manifest.federation_id, first, second)
+            {
                 out.push(Update::Equivocator(region));
             }
         }
@@ -571,7 +790,11 @@ impl Ledger {
             }
             Admission::Equivocation(p) => {
                 self.equivocators.insert(p.region);
-                if !self.proofs.iter().any(|q| q.region == p.region && q.seq == p.seq) {
+                if !self
+                    .proofs
+                    .iter()
+                    .any(|q| q.region == p.region && q.seq == p.seq)
+                {
                     self.proofs.push((**p).clone());
                 }
             }
@@ -586,7 +809,11 @@ impl Ledger {
             match u {
                 Update::Append { pos, head, bytes } => {
                     let log = self.logs.entry(pos.region).or_default();
-                    debug_assert_eq!(log.len() as u64 + 1, pos.seq, "append must extend the log by one");
+                    debug_assert_eq!(
+                        log.len() as u64 + 1,
+                        pos.seq,
+                        "append must extend the log by one"
+                    );
                     log.push(bytes);
                     self.heads.insert(pos.region, head);
                 }
@@ -594,10 +821,10 @@ impl Ledger {
                     self.departments.insert(d.department.clone(), d);
                 }
                 Update::Entry(e) => {
-                    self.entries.insert(e.id, e);
+                    self.entries.insert(e.id, *e);
                 }
                 Update::Action(a) => {
-                    self.actions.insert(a.id, a);
+                    self.actions.insert(a.id, *a);
                 }
                 Update::Objection(o, e) => {
                     self.objections.insert(o, e);
@@ -622,7 +849,9 @@ impl Ledger {
 
     /// Envelopes of a region from `from_seq` (inclusive), at most `limit`.
     pub fn range(&self, region: RegionCode, from_seq: u64, limit: usize) -> Vec<Vec<u8>> {
-        let Some(log) = self.logs.get(&region) else { return Vec::new() };
+        let Some(log) = self.logs.get(&region) else {
+            return Vec::new();
+        };
         let start = from_seq.saturating_sub(1) as usize;
         log.iter().skip(start).take(limit).cloned().collect()
     }
@@ -662,7 +891,10 @@ impl StateView for Ledger {
         self.evaluations.get(id).cloned()
     }
     fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
-        self.subjects.get(key).map(|s| s.iter().copied().collect()).unwrap_or_default()
+        self.subjects
+            .get(key)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
     }
     fn equivocators(&self) -> Vec<RegionCode> {
         self.equivocators.iter().copied().collect()

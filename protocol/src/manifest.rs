@@ -41,7 +41,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { acknowledge_working_days: 5, objection_working_days: 10, disclosure_working_days: 7 }
+        Policy {
+            acknowledge_working_days: 5,
+            objection_working_days: 10,
+            disclosure_working_days: 7,
+        }
     }
 }
 
@@ -81,7 +85,11 @@ pub struct SignedManifest {
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(&hex::encode(b)) } else { s.serialize_bytes(b) }
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(b))
+        } else {
+            s.serialize_bytes(b)
+        }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         if d.is_human_readable() {
@@ -115,7 +123,9 @@ pub enum ManifestError {
     #[error(transparent)]
     Signature(#[from] SignatureError),
     /// The signer is not the authority this node trusts.
-    #[error("manifest.authority_key: {found} is not the pinned federation authority {expected}; check the node's authority_key setting")]
+    #[error(
+        "manifest.authority_key: {found} is not the pinned federation authority {expected}; check the node's authority_key setting"
+    )]
     WrongAuthority {
         /// Key named in the manifest.
         found: PublicKey,
@@ -123,7 +133,9 @@ pub enum ManifestError {
         expected: PublicKey,
     },
     /// Expired.
-    #[error("manifest.expires_at: manifest version {version} expired at {expires_at} ms (now {now} ms); ask the federation authority for a new one")]
+    #[error(
+        "manifest.expires_at: manifest version {version} expired at {expires_at} ms (now {now} ms); ask the federation authority for a new one"
+    )]
     Expired {
         /// Version.
         version: u64,
@@ -151,7 +163,10 @@ pub enum ManifestError {
 }
 
 fn field(field: &'static str, rule: impl Into<String>) -> ManifestError {
-    ManifestError::Field { field, rule: rule.into() }
+    ManifestError::Field {
+        field,
+        rule: rule.into(),
+    }
 }
 
 impl Manifest {
@@ -159,20 +174,38 @@ impl Manifest {
     /// and by key, provincial codes, address and name limits.
     pub fn validate(&self) -> Result<(), ManifestError> {
         let id = &self.federation_id;
-        if id.is_empty() || id.len() > MAX_FEDERATION_ID_BYTES || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(field("federation_id", "1-64 characters of A-Z a-z 0-9 and '-'"));
+        if id.is_empty()
+            || id.len() > MAX_FEDERATION_ID_BYTES
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(field(
+                "federation_id",
+                "1-64 characters of A-Z a-z 0-9 and '-'",
+            ));
         }
         if self.protocol_version != PROTOCOL_VERSION {
-            return Err(field("protocol_version", format!("{} is not {PROTOCOL_VERSION}, the version this build speaks", self.protocol_version)));
+            return Err(field(
+                "protocol_version",
+                format!(
+                    "{} is not {PROTOCOL_VERSION}, the version this build speaks",
+                    self.protocol_version
+                ),
+            ));
         }
         if self.expires_at <= self.issued_at {
             return Err(field("expires_at", "must be after issued_at"));
         }
         if self.members.is_empty() || self.members.len() > MAX_MEMBERS {
-            return Err(field("members", format!("1-{MAX_MEMBERS} members required")));
+            return Err(field(
+                "members",
+                format!("1-{MAX_MEMBERS} members required"),
+            ));
         }
         if !self.members.windows(2).all(|w| w[0].region < w[1].region) {
-            return Err(field("members", "must be sorted by region with no region twice"));
+            return Err(field(
+                "members",
+                "must be sorted by region with no region twice",
+            ));
         }
         let mut keys: Vec<_> = self.members.iter().map(|m| m.node_key).collect();
         keys.sort();
@@ -181,14 +214,30 @@ impl Manifest {
         }
         for m in &self.members {
             if !m.region.is_province() {
-                return Err(field("members", format!("{} is not a provincial-level code", m.region)));
+                return Err(field(
+                    "members",
+                    format!("{} is not a provincial-level code", m.region),
+                ));
             }
             m.node_key.verifying_key("manifest.members[].node_key")?;
             if m.name.is_empty() || m.name.len() > MAX_TEXT_BYTES {
-                return Err(field("members", format!("{}: name must be 1-{MAX_TEXT_BYTES} bytes", m.region)));
+                return Err(field(
+                    "members",
+                    format!("{}: name must be 1-{MAX_TEXT_BYTES} bytes", m.region),
+                ));
             }
-            if m.addresses.len() > MAX_ADDRESSES_PER_MEMBER || m.addresses.iter().any(|a| a.len() > MAX_SHORT_TEXT_BYTES * 2) {
-                return Err(field("members", format!("{}: at most {MAX_ADDRESSES_PER_MEMBER} addresses of at most 256 bytes", m.region)));
+            if m.addresses.len() > MAX_ADDRESSES_PER_MEMBER
+                || m.addresses
+                    .iter()
+                    .any(|a| a.len() > MAX_SHORT_TEXT_BYTES * 2)
+            {
+                return Err(field(
+                    "members",
+                    format!(
+                        "{}: at most {MAX_ADDRESSES_PER_MEMBER} addresses of at most 256 bytes",
+                        m.region
+                    ),
+                ));
             }
         }
         Ok(())
@@ -196,7 +245,10 @@ impl Manifest {
 
     /// The member for a region.
     pub fn member(&self, region: RegionCode) -> Option<&Member> {
-        self.members.binary_search_by_key(&region, |m| m.region).ok().map(|i| &self.members[i])
+        self.members
+            .binary_search_by_key(&region, |m| m.region)
+            .ok()
+            .map(|i| &self.members[i])
     }
 
     /// The member whose node key this is.
@@ -208,38 +260,74 @@ impl Manifest {
     pub fn sign(&self, authority: &Keypair) -> Result<SignedManifest, ManifestError> {
         self.validate()?;
         if authority.public() != self.authority_key {
-            return Err(ManifestError::WrongAuthority { found: authority.public(), expected: self.authority_key });
+            return Err(ManifestError::WrongAuthority {
+                found: authority.public(),
+                expected: self.authority_key,
+            });
         }
         let manifest = codec::encode(self).map_err(|e| field("encoding", e.0))?;
         let signature = authority.sign(Domain::Manifest, &self.federation_id, &manifest);
-        Ok(SignedManifest { manifest, signature })
+        Ok(SignedManifest {
+            manifest,
+            signature,
+        })
     }
 }
 
 impl SignedManifest {
     /// Decodes, checks structure and signature against the pinned authority, and refuses
     /// an expired manifest.
-    pub fn verify(&self, pinned_authority: &PublicKey, now: Timestamp) -> Result<Manifest, ManifestError> {
+    pub fn verify(
+        &self,
+        pinned_authority: &PublicKey,
+        now: Timestamp,
+    ) -> Result<Manifest, ManifestError> {
         let m: Manifest = codec::decode(&self.manifest, MAX_MANIFEST_BYTES, "manifest")?;
         if &m.authority_key != pinned_authority {
-            return Err(ManifestError::WrongAuthority { found: m.authority_key, expected: *pinned_authority });
+            return Err(ManifestError::WrongAuthority {
+                found: m.authority_key,
+                expected: *pinned_authority,
+            });
         }
         m.validate()?;
-        pinned_authority.verify(Domain::Manifest, &m.federation_id, &self.manifest, &self.signature, "manifest.signature")?;
+        pinned_authority.verify(
+            Domain::Manifest,
+            &m.federation_id,
+            &self.manifest,
+            &self.signature,
+            "manifest.signature",
+        )?;
         if now >= m.expires_at {
-            return Err(ManifestError::Expired { version: m.version, expires_at: m.expires_at.0, now: now.0 });
+            return Err(ManifestError::Expired {
+                version: m.version,
+                expires_at: m.expires_at.0,
+                now: now.0,
+            });
         }
         Ok(m)
     }
 
     /// Verifies `self` as a successor of `held`: same federation, higher version.
-    pub fn verify_update(&self, held: &Manifest, now: Timestamp) -> Result<Manifest, ManifestError> {
+    pub fn verify_update(
+        &self,
+        held: &Manifest,
+        now: Timestamp,
+    ) -> Result<Manifest, ManifestError> {
         let m = self.verify(&held.authority_key, now)?;
         if m.federation_id != held.federation_id {
-            return Err(field("federation_id", format!("'{}' differs from the held '{}'", m.federation_id, held.federation_id)));
+            return Err(field(
+                "federation_id",
+                format!(
+                    "'{}' differs from the held '{}'",
+                    m.federation_id, held.federation_id
+                ),
+            ));
         }
         if m.version <= held.version {
-            return Err(ManifestError::NotNewer { offered: m.version, held: held.version });
+            return Err(ManifestError::NotNewer {
+                offered: m.version,
+                held: held.version,
+            });
         }
         Ok(m)
     }
@@ -289,7 +377,10 @@ mod tests {
         assert_eq!(back.member(sh).unwrap().name, "上海市");
         let key = back.member(sh).unwrap().node_key;
         assert_eq!(back.member_by_key(&key).unwrap().region, sh);
-        assert!(back.member(RegionCode::parse("623001", "r").unwrap()).is_none());
+        assert!(
+            back.member(RegionCode::parse("623001", "r").unwrap())
+                .is_none()
+        );
     }
 
     #[test]
@@ -297,21 +388,42 @@ mod tests {
         let auth = Keypair::from_secret([1; 32]);
         let other = Keypair::from_secret([2; 32]);
         let signed = manifest(&auth, 2, 3).sign(&auth).unwrap();
-        let e = signed.verify(&auth.public(), Timestamp(10_000)).unwrap_err();
+        let e = signed
+            .verify(&auth.public(), Timestamp(10_000))
+            .unwrap_err();
         assert!(matches!(e, ManifestError::Expired { .. }), "{e}");
         assert!(e.to_string().contains("expired"));
-        assert!(matches!(signed.verify(&other.public(), Timestamp(2_000)), Err(ManifestError::WrongAuthority { .. })));
+        assert!(matches!(
+            signed.verify(&other.public(), Timestamp(2_000)),
+            Err(ManifestError::WrongAuthority { .. })
+        ));
         let mut tampered = signed.clone();
         let last = tampered.manifest.len() - 1;
         tampered.manifest[last] ^= 1;
         assert!(tampered.verify(&auth.public(), Timestamp(2_000)).is_err());
         let held = signed.verify(&auth.public(), Timestamp(2_000)).unwrap();
         let older = manifest(&auth, 1, 3).sign(&auth).unwrap();
-        assert!(matches!(older.verify_update(&held, Timestamp(2_000)), Err(ManifestError::NotNewer { offered: 1, held: 2 })));
+        assert!(matches!(
+            older.verify_update(&held, Timestamp(2_000)),
+            Err(ManifestError::NotNewer {
+                offered: 1,
+                held: 2
+            })
+        ));
         let newer = manifest(&auth, 3, 4).sign(&auth).unwrap();
-        assert_eq!(newer.verify_update(&held, Timestamp(2_000)).unwrap().members.len(), 4);
+        assert_eq!(
+            newer
+                .verify_update(&held, Timestamp(2_000))
+                .unwrap()
+                .members
+                .len(),
+            4
+        );
         // Only the authority can sign.
-        assert!(matches!(manifest(&auth, 1, 3).sign(&other), Err(ManifestError::WrongAuthority { .. })));
+        assert!(matches!(
+            manifest(&auth, 1, 3).sign(&other),
+            Err(ManifestError::WrongAuthority { .. })
+        ));
     }
 
     #[test]
@@ -325,6 +437,11 @@ mod tests {
         assert!(m.validate().is_err());
         let mut m = manifest(&auth, 1, 3);
         m.federation_id = "cn credit".into();
-        assert!(m.validate().unwrap_err().to_string().starts_with("manifest.federation_id"));
+        assert!(
+            m.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("manifest.federation_id")
+        );
     }
 }

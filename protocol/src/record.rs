@@ -35,7 +35,10 @@ pub enum FieldError {
 }
 
 fn rule(field: &str, rule: impl Into<String>) -> FieldError {
-    FieldError::Rule { field: field.to_owned(), rule: rule.into() }
+    FieldError::Rule {
+        field: field.to_owned(),
+        rule: rule.into(),
+    }
 }
 
 fn text(field: &str, value: &str, max: usize, required: bool) -> Result<(), FieldError> {
@@ -43,7 +46,10 @@ fn text(field: &str, value: &str, max: usize, required: bool) -> Result<(), Fiel
         return Err(rule(field, "must not be empty"));
     }
     if value.len() > max {
-        return Err(rule(field, format!("{} bytes exceeds the limit of {max}", value.len())));
+        return Err(rule(
+            field,
+            format!("{} bytes exceeds the limit of {max}", value.len()),
+        ));
     }
     if value.chars().any(|c| c.is_control() && c != '\n') {
         return Err(rule(field, "control characters are not allowed"));
@@ -53,7 +59,10 @@ fn text(field: &str, value: &str, max: usize, required: bool) -> Result<(), Fiel
 
 fn sorted_unique<T: Ord>(field: &str, items: &[T], max: usize) -> Result<(), FieldError> {
     if items.len() > max {
-        return Err(rule(field, format!("{} items exceeds the limit of {max}", items.len())));
+        return Err(rule(
+            field,
+            format!("{} items exceeds the limit of {max}", items.len()),
+        ));
     }
     // One order for sets keeps the encoding canonical: the same set, the same bytes.
     if !items.windows(2).all(|w| w[0] < w[1]) {
@@ -123,7 +132,13 @@ impl MeasureCode {
             && b[4] == b'-'
             && [2, 3, 5, 6].iter().all(|&i| b[i].is_ascii_digit());
         if !ok {
-            return Err(rule(field, format!("'{}' is not a measure code like P-11-04", self.0.chars().take(16).collect::<String>())));
+            return Err(rule(
+                field,
+                format!(
+                    "'{}' is not a measure code like P-11-04",
+                    self.0.chars().take(16).collect::<String>()
+                ),
+            ));
         }
         Ok(())
     }
@@ -226,12 +241,33 @@ impl BlackCategory {
     pub const ALL: [BlackCategory; 27] = {
         use BlackCategory::*;
         [
-            FoodAndDrug, Environment, ConstructionQuality, WorkSafety, FireSafety, CompulsoryCertification,
-            Bribery, TaxEvasionOrFraud, MaliciousDebtEvasion, MaliciousPaymentArrears, MaliciousWageArrears,
-            IllegalFundraising, ContractFraud, PyramidSelling, UnlicensedOperation, CounterfeitGoods,
-            IntellectualPropertyInfringement, QualificationLending, BidRigging, FalseAdvertising,
-            ConsumerOrInvestorHarm, CyberspaceDisorder, DisturbingPublicOrder, DefyingJudgmentOrDecision,
-            EvadingMilitaryService, ObstructingCivilResourceRequisition, HarmingNationalDefence,
+            FoodAndDrug,
+            Environment,
+            ConstructionQuality,
+            WorkSafety,
+            FireSafety,
+            CompulsoryCertification,
+            Bribery,
+            TaxEvasionOrFraud,
+            MaliciousDebtEvasion,
+            MaliciousPaymentArrears,
+            MaliciousWageArrears,
+            IllegalFundraising,
+            ContractFraud,
+            PyramidSelling,
+            UnlicensedOperation,
+            CounterfeitGoods,
+            IntellectualPropertyInfringement,
+            QualificationLending,
+            BidRigging,
+            FalseAdvertising,
+            ConsumerOrInvestorHarm,
+            CyberspaceDisorder,
+            DisturbingPublicOrder,
+            DefyingJudgmentOrDecision,
+            EvadingMilitaryService,
+            ObstructingCivilResourceRequisition,
+            HarmingNationalDefence,
         ]
     };
 
@@ -239,9 +275,16 @@ impl BlackCategory {
     pub fn group(self) -> u8 {
         use BlackCategory::*;
         match self {
-            FoodAndDrug | Environment | ConstructionQuality | WorkSafety | FireSafety | CompulsoryCertification => 1,
+            FoodAndDrug
+            | Environment
+            | ConstructionQuality
+            | WorkSafety
+            | FireSafety
+            | CompulsoryCertification => 1,
             DefyingJudgmentOrDecision => 3,
-            EvadingMilitaryService | ObstructingCivilResourceRequisition | HarmingNationalDefence => 4,
+            EvadingMilitaryService
+            | ObstructingCivilResourceRequisition
+            | HarmingNationalDefence => 4,
             _ => 2,
         }
     }
@@ -347,7 +390,11 @@ impl Subject {
 
     fn validate(&self, field: &'static str) -> Result<(), FieldError> {
         match self {
-            Subject::Organisation { uscc, name, check_exemption } => {
+            Subject::Organisation {
+                uscc,
+                name,
+                check_exemption,
+            } => {
                 text("subject.name", name, MAX_TEXT_BYTES, true)?;
                 match (uscc::validate(uscc, field), check_exemption) {
                     (Ok(()), None) => Ok(()),
@@ -356,7 +403,12 @@ impl Subject {
                         "given for a code whose check character is correct; remove the exemption",
                     )),
                     (Err(UsccError::Check { .. }), Some(ex)) => {
-                        text("subject.check_exemption.reason", &ex.reason, MAX_TEXT_BYTES, true)?;
+                        text(
+                            "subject.check_exemption.reason",
+                            &ex.reason,
+                            MAX_TEXT_BYTES,
+                            true,
+                        )?;
                         uscc::validate_structure(uscc, field).map_err(FieldError::from)
                     }
                     (Err(e), _) => Err(e.into()),
@@ -369,7 +421,10 @@ impl Subject {
 
 fn validate_person(p: &PersonRef, field: &str) -> Result<(), FieldError> {
     if !person::is_masked_form(&p.masked) {
-        return Err(rule(&format!("{field}.masked"), "must be 6 digits, 8 '*', 3 digits and a digit or X (a clear number never appears in a record)"));
+        return Err(rule(
+            &format!("{field}.masked"),
+            "must be 6 digits, 8 '*', 3 digits and a digit or X (a clear number never appears in a record)",
+        ));
     }
     text(&format!("{field}.name"), &p.name, MAX_TEXT_BYTES, true)
 }
@@ -432,28 +487,67 @@ pub struct ListEntry {
 impl ListEntry {
     fn validate(&self) -> Result<(), FieldError> {
         self.subject.validate("subject.uscc")?;
-        sorted_unique("entry.related_persons", &self.related_persons, MAX_RELATED_PERSONS)?;
+        sorted_unique(
+            "entry.related_persons",
+            &self.related_persons,
+            MAX_RELATED_PERSONS,
+        )?;
         if !self.related_persons.is_empty() && matches!(self.subject, Subject::Person(_)) {
-            return Err(rule("entry.related_persons", "only an organisation's entry names related persons (article 十四)"));
+            return Err(rule(
+                "entry.related_persons",
+                "only an organisation's entry names related persons (article 十四)",
+            ));
         }
         for rp in &self.related_persons {
             validate_person(&rp.person, "entry.related_persons[]")?;
         }
-        text("entry.basis.document_no", &self.basis.document_no, MAX_SHORT_TEXT_BYTES, true)?;
-        text("entry.basis.authority", &self.basis.authority, MAX_TEXT_BYTES, true)?;
-        text("entry.basis.legal_basis", &self.basis.legal_basis, MAX_TEXT_BYTES, true)?;
+        text(
+            "entry.basis.document_no",
+            &self.basis.document_no,
+            MAX_SHORT_TEXT_BYTES,
+            true,
+        )?;
+        text(
+            "entry.basis.authority",
+            &self.basis.authority,
+            MAX_TEXT_BYTES,
+            true,
+        )?;
+        text(
+            "entry.basis.legal_basis",
+            &self.basis.legal_basis,
+            MAX_TEXT_BYTES,
+            true,
+        )?;
         if self.expires_on <= self.effective_from {
-            return Err(rule("entry.expires_on", format!("{} must be after effective_from {}", self.expires_on, self.effective_from)));
+            return Err(rule(
+                "entry.expires_on",
+                format!(
+                    "{} must be after effective_from {}",
+                    self.expires_on, self.effective_from
+                ),
+            ));
         }
         if self.effective_from < self.basis.decided_on {
-            return Err(rule("entry.effective_from", "must not precede the decision date"));
+            return Err(rule(
+                "entry.effective_from",
+                "must not precede the decision date",
+            ));
         }
-        validate_measures("entry.requested_measures", &self.requested_measures, self.category.list())?;
+        validate_measures(
+            "entry.requested_measures",
+            &self.requested_measures,
+            self.category.list(),
+        )?;
         text("entry.summary", &self.summary, MAX_TEXT_BYTES, false)
     }
 }
 
-fn validate_measures(field: &str, measures: &[MeasureCode], list: ListKind) -> Result<(), FieldError> {
+fn validate_measures(
+    field: &str,
+    measures: &[MeasureCode],
+    list: ListKind,
+) -> Result<(), FieldError> {
     sorted_unique(field, measures, MAX_MEASURES)?;
     let want = match list {
         ListKind::Red => b'I',
@@ -462,7 +556,10 @@ fn validate_measures(field: &str, measures: &[MeasureCode], list: ListKind) -> R
     for m in measures {
         m.validate(field)?;
         if m.0.as_bytes()[0] != want {
-            return Err(rule(field, format!("{} is not a measure for the {list:?} list", m.0)));
+            return Err(rule(
+                field,
+                format!("{} is not a measure for the {list:?} list", m.0),
+            ));
         }
     }
     Ok(())
@@ -721,7 +818,11 @@ impl Body {
     pub fn decode(bytes: &[u8]) -> Result<Body, crate::codec::DecodeError> {
         crate::codec::decode(bytes, MAX_EVIDENCE_BODY_BYTES, "body").and_then(|b: Body| {
             if !matches!(b, Body::EquivocationEvidence { .. }) && bytes.len() > MAX_BODY_BYTES {
-                return Err(crate::codec::DecodeError::TooLarge { what: "body", len: bytes.len(), limit: MAX_BODY_BYTES });
+                return Err(crate::codec::DecodeError::TooLarge {
+                    what: "body",
+                    len: bytes.len(),
+                    limit: MAX_BODY_BYTES,
+                });
             }
             Ok(b)
         })
@@ -757,7 +858,12 @@ impl Body {
     /// Field rules that need no other record.
     pub fn validate(&self) -> Result<(), FieldError> {
         match self {
-            Body::DepartmentRegistered { department, name, roles, key: _ } => {
+            Body::DepartmentRegistered {
+                department,
+                name,
+                roles,
+                key: _,
+            } => {
                 department.validate("department")?;
                 text("name", name, MAX_TEXT_BYTES, true)?;
                 if roles.is_empty() {
@@ -770,7 +876,9 @@ impl Body {
                 text("reason", reason, MAX_TEXT_BYTES, true)
             }
             Body::ListEntryPublished(e) => e.validate(),
-            Body::ListEntryAmended { amended, reason, .. } => {
+            Body::ListEntryAmended {
+                amended, reason, ..
+            } => {
                 amended.validate()?;
                 text("reason", reason, MAX_TEXT_BYTES, true)
             }
@@ -784,13 +892,20 @@ impl Body {
                     Grade::Class(c) => {
                         let len = c.iter().position(|&b| b == 0).unwrap_or(4);
                         let ok = len >= 1
-                            && c[..len].iter().enumerate().all(|(i, &b)| b.is_ascii_uppercase() || (i > 0 && (b == b'+' || b == b'-')))
+                            && c[..len].iter().enumerate().all(|(i, &b)| {
+                                b.is_ascii_uppercase() || (i > 0 && (b == b'+' || b == b'-'))
+                            })
                             && c[len..].iter().all(|&b| b == 0);
                         if !ok {
-                            return Err(rule("evaluation.grade", "a class is 1-4 upper-case letters (then '+'/'-'), zero-padded"));
+                            return Err(rule(
+                                "evaluation.grade",
+                                "a class is 1-4 upper-case letters (then '+'/'-'), zero-padded",
+                            ));
                         }
                     }
-                    Grade::Score(s) if s > 1000 => return Err(rule("evaluation.grade", "a score is 0-1000 thousandths")),
+                    Grade::Score(s) if s > 1000 => {
+                        return Err(rule("evaluation.grade", "a score is 0-1000 thousandths"));
+                    }
                     Grade::Score(_) => {}
                 }
                 if ev.valid_until <= ev.evaluated_on {
@@ -802,11 +917,19 @@ impl Body {
                 text("action.reference", &a.reference, MAX_SHORT_TEXT_BYTES, true)?;
                 if let Targets::Regions(r) = &a.targets {
                     if r.is_empty() {
-                        return Err(rule("action.targets", "name at least one region, or all_members"));
+                        return Err(rule(
+                            "action.targets",
+                            "name at least one region, or all_members",
+                        ));
                     }
                     sorted_unique("action.targets", r, MAX_MEMBERS)?;
                     if let Some(bad) = r.iter().find(|c| !c.is_province()) {
-                        return Err(rule("action.targets", format!("{bad} is not a provincial-level code; targets are member regions")));
+                        return Err(rule(
+                            "action.targets",
+                            format!(
+                                "{bad} is not a provincial-level code; targets are member regions"
+                            ),
+                        ));
                     }
                 }
                 if a.measures.is_empty() {
@@ -814,14 +937,23 @@ impl Body {
                 }
                 validate_measures("action.measures", &a.measures, a.kind.list())
             }
-            Body::JointActionAcknowledged { decision, implementing, .. } => {
+            Body::JointActionAcknowledged {
+                decision,
+                implementing,
+                ..
+            } => {
                 match decision {
                     AckDecision::Accepted => {}
-                    AckDecision::Declined { reason } => text("decision.reason", reason, MAX_TEXT_BYTES, true)?,
+                    AckDecision::Declined { reason } => {
+                        text("decision.reason", reason, MAX_TEXT_BYTES, true)?
+                    }
                     AckDecision::Partly { accepted, reason } => {
                         text("decision.reason", reason, MAX_TEXT_BYTES, true)?;
                         if accepted.is_empty() {
-                            return Err(rule("decision.accepted", "a partial acceptance names at least one measure"));
+                            return Err(rule(
+                                "decision.accepted",
+                                "a partial acceptance names at least one measure",
+                            ));
                         }
                         sorted_unique("decision.accepted", accepted, MAX_MEASURES)?;
                         for m in accepted {
@@ -831,23 +963,35 @@ impl Body {
                 }
                 sorted_unique("implementing", implementing, MAX_IMPLEMENTERS)?;
                 if !matches!(decision, AckDecision::Declined { .. }) && implementing.is_empty() {
-                    return Err(rule("implementing", "name the implementing departments (article 十五)"));
+                    return Err(rule(
+                        "implementing",
+                        "name the implementing departments (article 十五)",
+                    ));
                 }
                 for d in implementing {
                     d.validate("implementing[]")?;
                 }
                 Ok(())
             }
-            Body::MeasureExecuted { measure, reference, .. } => {
+            Body::MeasureExecuted {
+                measure, reference, ..
+            } => {
                 measure.validate("measure")?;
                 text("reference", reference, MAX_SHORT_TEXT_BYTES, true)
             }
-            Body::MeasureLifted { measure, reference, reason, .. } => {
+            Body::MeasureLifted {
+                measure,
+                reference,
+                reason,
+                ..
+            } => {
                 measure.validate("measure")?;
                 text("reference", reference, MAX_SHORT_TEXT_BYTES, true)?;
                 text("reason", reason, MAX_TEXT_BYTES, true)
             }
-            Body::ObjectionFiled { case_no, grounds, .. } => {
+            Body::ObjectionFiled {
+                case_no, grounds, ..
+            } => {
                 text("case_no", case_no, MAX_SHORT_TEXT_BYTES, true)?;
                 text("grounds", grounds, MAX_TEXT_BYTES, true)
             }
@@ -867,22 +1011,44 @@ impl Body {
 pub fn entry_id(region: RegionCode, entry: &ListEntry) -> EntryId {
     let list = [entry.category.list() as u8];
     let subject = crate::codec::encode(&entry.subject.key()).unwrap_or_default();
-    EntryId(derive_id("entry", &[&region.code().to_le_bytes(), &list, entry.basis.document_no.as_bytes(), &subject]))
+    EntryId(derive_id(
+        "entry",
+        &[
+            &region.code().to_le_bytes(),
+            &list,
+            entry.basis.document_no.as_bytes(),
+            &subject,
+        ],
+    ))
 }
 
 /// The id of an action initiated by `author`.
 pub fn action_id(author: &DepartmentId, reference: &str) -> ActionId {
-    ActionId(derive_id("action", &[author.to_string().as_bytes(), reference.as_bytes()]))
+    ActionId(derive_id(
+        "action",
+        &[author.to_string().as_bytes(), reference.as_bytes()],
+    ))
 }
 
 /// The id of an evaluation by `author` in `scheme` for `subject` on `evaluated_on`.
 pub fn evaluation_id(author: &DepartmentId, ev: &Evaluation) -> EvaluationId {
     let subject = crate::codec::encode(&ev.subject.key()).unwrap_or_default();
     let day = ev.evaluated_on.days_since_epoch().to_le_bytes();
-    EvaluationId(derive_id("evaluation", &[author.to_string().as_bytes(), ev.scheme.as_bytes(), &subject, &day]))
+    EvaluationId(derive_id(
+        "evaluation",
+        &[
+            author.to_string().as_bytes(),
+            ev.scheme.as_bytes(),
+            &subject,
+            &day,
+        ],
+    ))
 }
 
 /// The id of an objection recorded by `author` under `case_no`.
 pub fn objection_id(author: &DepartmentId, case_no: &str) -> ObjectionId {
-    ObjectionId(derive_id("objection", &[author.to_string().as_bytes(), case_no.as_bytes()]))
+    ObjectionId(derive_id(
+        "objection",
+        &[author.to_string().as_bytes(), case_no.as_bytes()],
+    ))
 }

@@ -132,16 +132,29 @@ impl EntryFold {
                 self.repaired.get_or_insert((*basis, origin.clone()));
                 true
             }
-            Body::ObjectionFiled { entry, case_no, filed_on, .. } if *entry == self.id => {
+            Body::ObjectionFiled {
+                entry,
+                case_no,
+                filed_on,
+                ..
+            } if *entry == self.id => {
                 let oid = objection_id(&origin.author, case_no);
                 let resolved = self.objections.get(&oid).and_then(|o| o.resolved.clone());
                 self.objections.insert(
                     oid,
-                    ObjectionStatus { entry: self.id, filed: origin.clone(), case_no: case_no.clone(), filed_on: *filed_on, resolved },
+                    ObjectionStatus {
+                        entry: self.id,
+                        filed: origin.clone(),
+                        case_no: case_no.clone(),
+                        filed_on: *filed_on,
+                        resolved,
+                    },
                 );
                 true
             }
-            Body::ObjectionResolved { objection, outcome, .. } => match self.objections.get_mut(objection) {
+            Body::ObjectionResolved {
+                objection, outcome, ..
+            } => match self.objections.get_mut(objection) {
                 Some(o) => {
                     o.resolved.get_or_insert((*outcome, origin.clone()));
                     if *outcome == ObjectionOutcome::Revoked {
@@ -192,15 +205,28 @@ impl EntryFold {
     /// Whether publication came later than the disclosure deadline (article 十七: within
     /// 7 working days of the decision).
     pub fn disclosed_late(&self, calendar: &WorkingCalendar, policy: &Policy) -> bool {
-        let due = calendar.add_working_days(self.content.basis.decided_on, policy.disclosure_working_days as u32);
+        let due = calendar.add_working_days(
+            self.content.basis.decided_on,
+            policy.disclosure_working_days as u32,
+        );
         self.published.at.date_cst() > due.date
     }
 
     /// Open objections past their verification deadline (article 二十二, 二十三).
-    pub fn overdue_objections(&self, now: Timestamp, calendar: &WorkingCalendar, policy: &Policy) -> Vec<ObjectionId> {
+    pub fn overdue_objections(
+        &self,
+        now: Timestamp,
+        calendar: &WorkingCalendar,
+        policy: &Policy,
+    ) -> Vec<ObjectionId> {
         let today = now.date_cst();
         self.open_objections()
-            .filter(|(_, o)| today > calendar.add_working_days(o.filed_on, policy.objection_working_days as u32).date)
+            .filter(|(_, o)| {
+                today
+                    > calendar
+                        .add_working_days(o.filed_on, policy.objection_working_days as u32)
+                        .date
+            })
             .map(|(id, _)| *id)
             .collect()
     }
@@ -285,31 +311,61 @@ impl ActionFold {
     pub fn initiated(id: ActionId, origin: Origin, action: JointAction) -> ActionFold {
         let mut evidence = BTreeSet::new();
         evidence.insert(origin.pos);
-        ActionFold { id, initiated: origin, action, responses: BTreeMap::new(), executions: BTreeMap::new(), evidence }
+        ActionFold {
+            id,
+            initiated: origin,
+            action,
+            responses: BTreeMap::new(),
+            executions: BTreeMap::new(),
+            evidence,
+        }
     }
 
     /// Applies an acknowledgement or execution feedback for this action.
     pub fn apply(&mut self, origin: &Origin, body: &Body) {
         let region = origin.pos.region;
         let touched = match body {
-            Body::JointActionAcknowledged { action, decision, implementing } if *action == self.id => {
+            Body::JointActionAcknowledged {
+                action,
+                decision,
+                implementing,
+            } if *action == self.id => {
                 // A region may revise its answer; its log orders the revisions.
-                let newer = self.responses.get(&region).is_none_or(|r| r.origin.pos.seq < origin.pos.seq);
+                let newer = self
+                    .responses
+                    .get(&region)
+                    .is_none_or(|r| r.origin.pos.seq < origin.pos.seq);
                 if newer {
-                    self.responses.insert(region, Response { decision: decision.clone(), implementing: implementing.clone(), origin: origin.clone() });
+                    self.responses.insert(
+                        region,
+                        Response {
+                            decision: decision.clone(),
+                            implementing: implementing.clone(),
+                            origin: origin.clone(),
+                        },
+                    );
                 }
                 true
             }
-            Body::MeasureExecuted { action, measure, reference, executed_on } if *action == self.id => {
-                self.executions.entry((region, measure.clone())).or_insert_with(|| Execution {
-                    reference: reference.clone(),
-                    executed_on: *executed_on,
-                    origin: origin.clone(),
-                    lifted: None,
-                });
+            Body::MeasureExecuted {
+                action,
+                measure,
+                reference,
+                executed_on,
+            } if *action == self.id => {
+                self.executions
+                    .entry((region, measure.clone()))
+                    .or_insert_with(|| Execution {
+                        reference: reference.clone(),
+                        executed_on: *executed_on,
+                        origin: origin.clone(),
+                        lifted: None,
+                    });
                 true
             }
-            Body::MeasureLifted { action, measure, .. } if *action == self.id => {
+            Body::MeasureLifted {
+                action, measure, ..
+            } if *action == self.id => {
                 if let Some(e) = self.executions.get_mut(&(region, measure.clone())) {
                     e.lifted.get_or_insert(origin.clone());
                 }
@@ -326,9 +382,12 @@ impl ActionFold {
     pub fn target_regions(&self, manifest: &Manifest) -> Vec<RegionCode> {
         match &self.action.targets {
             Targets::Regions(r) => r.clone(),
-            Targets::AllMembers => {
-                manifest.members.iter().map(|m| m.region).filter(|r| *r != self.initiated.pos.region).collect()
-            }
+            Targets::AllMembers => manifest
+                .members
+                .iter()
+                .map(|m| m.region)
+                .filter(|r| *r != self.initiated.pos.region)
+                .collect(),
         }
     }
 
@@ -369,13 +428,18 @@ impl ActionFold {
                 let mut lifted = Vec::new();
                 for ((r, m), e) in &self.executions {
                     if *r == region {
-                        if e.lifted.is_some() { lifted.push(m.clone()) } else { executed.push(m.clone()) }
+                        if e.lifted.is_some() {
+                            lifted.push(m.clone())
+                        } else {
+                            executed.push(m.clone())
+                        }
                     }
                 }
                 TargetView {
                     region,
                     status,
-                    answered_late: resp.is_some_and(|r| r.origin.at.date_cst() > self.action.respond_by),
+                    answered_late: resp
+                        .is_some_and(|r| r.origin.at.date_cst() > self.action.respond_by),
                     acknowledgement_ms: resp.map(|r| r.origin.at.0 - self.initiated.at.0),
                     executed,
                     lifted,

@@ -61,12 +61,11 @@ impl Date {
 
     /// Builds a date from a day count, refusing counts outside 1900–2199.
     pub fn from_days_since_epoch(days: i32) -> Result<Date, DateError> {
-        let d = Date(days);
-        let (y, _, _) = d.ymd();
-        if !(MIN_YEAR..=MAX_YEAR).contains(&y) {
+        // 1900-01-01 is day -25567; 2200-01-01 is day 84006.
+        if !(-25_567..84_006).contains(&days) {
             return Err(DateError(format!("day {days}")));
         }
-        Ok(d)
+        Ok(Date(days))
     }
 
     /// Year, month (1–12) and day (1–31).
@@ -103,11 +102,19 @@ impl Date {
             return Err(bad());
         }
         let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
-        let digits_only = text.bytes().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        let digits_only = text
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
         if !digits_only {
             return Err(bad());
         }
-        Date::from_ymd(num(&text[0..4])? as i32, num(&text[5..7])?, num(&text[8..10])?).map_err(|_| bad())
+        Date::from_ymd(
+            num(&text[0..4])? as i32,
+            num(&text[5..7])?,
+            num(&text[8..10])?,
+        )
+        .map_err(|_| bad())
     }
 }
 
@@ -120,7 +127,11 @@ impl fmt::Display for Date {
 
 impl Serialize for Date {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.collect_str(self) } else { s.serialize_i32(self.0) }
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_i32(self.0)
+        }
     }
 }
 
@@ -161,7 +172,8 @@ fn days_from_civil(y: i32, m: u32, d: u32) -> i32 {
 }
 
 fn civil_from_days(z: i32) -> (i32, u32, u32) {
-    let z = z + 719_468;
+    // i64 so that any i32 day count, however absurd, converts without overflow.
+    let z = z as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -170,7 +182,8 @@ fn civil_from_days(z: i32) -> (i32, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let y = if m <= 2 { y + 1 } else { y };
+    (y.clamp(i32::MIN as i64, i32::MAX as i64) as i32, m, d)
 }
 
 #[cfg(test)]
@@ -190,9 +203,35 @@ mod tests {
         }
     }
 
+    /// Found by the `body` fuzz target: extreme day counts overflowed the conversion.
+    #[test]
+    fn extreme_day_counts_are_refused_not_panicking() {
+        for days in [i32::MIN, i32::MIN + 1, -25_568, 84_006, i32::MAX] {
+            assert!(Date::from_days_since_epoch(days).is_err(), "{days}");
+            let _ = Date(days).ymd();
+        }
+        assert_eq!(
+            Date::from_days_since_epoch(-25_567).unwrap().to_string(),
+            "1900-01-01"
+        );
+        assert_eq!(
+            Date::from_days_since_epoch(84_005).unwrap().to_string(),
+            "2199-12-31"
+        );
+    }
+
     #[test]
     fn rejects_impossible_dates() {
-        for bad in ["2025-02-29", "2024-13-01", "2024-00-10", "2024-04-31", "20240101", "2024-1-01", "1899-12-31", "+024-01-01"] {
+        for bad in [
+            "2025-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-04-31",
+            "20240101",
+            "2024-1-01",
+            "1899-12-31",
+            "+024-01-01",
+        ] {
             assert!(Date::parse(bad).is_err(), "{bad}");
         }
         assert!(Date::parse("2024-02-29").is_ok());

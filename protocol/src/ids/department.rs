@@ -50,18 +50,27 @@ pub enum DepartmentIdError {
 
 impl DepartmentId {
     /// Builds and validates an id.
-    pub fn new(region: RegionCode, unit: &str, field: &'static str) -> Result<DepartmentId, DepartmentIdError> {
-        let id = DepartmentId { region, unit: unit.to_owned() };
+    pub fn new(
+        region: RegionCode,
+        unit: &str,
+        field: &'static str,
+    ) -> Result<DepartmentId, DepartmentIdError> {
+        let id = DepartmentId {
+            region,
+            unit: unit.to_owned(),
+        };
         id.validate(field)?;
         Ok(id)
     }
 
     /// Parses `REGION:UNIT`.
     pub fn parse(text: &str, field: &'static str) -> Result<DepartmentId, DepartmentIdError> {
-        let (region, unit) = text.split_once(':').ok_or_else(|| DepartmentIdError::Shape {
-            field,
-            value: text.chars().take(MAX_SHORT_TEXT_BYTES).collect(),
-        })?;
+        let (region, unit) = text
+            .split_once(':')
+            .ok_or_else(|| DepartmentIdError::Shape {
+                field,
+                value: text.chars().take(MAX_SHORT_TEXT_BYTES).collect(),
+            })?;
         DepartmentId::new(RegionCode::parse(region, field)?, unit, field)
     }
 
@@ -70,9 +79,13 @@ impl DepartmentId {
         let u = &self.unit;
         let ok = !u.is_empty()
             && u.len() <= MAX_UNIT_CODE_BYTES
-            && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && u.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
-            return Err(DepartmentIdError::Unit { field, unit: u.chars().take(MAX_SHORT_TEXT_BYTES).collect() });
+            return Err(DepartmentIdError::Unit {
+                field,
+                unit: u.chars().take(MAX_SHORT_TEXT_BYTES).collect(),
+            });
         }
         Ok(())
     }
@@ -109,7 +122,13 @@ pub enum Role {
 
 impl Role {
     /// All roles.
-    pub const ALL: [Role; 5] = [Role::Publisher, Role::Initiator, Role::Implementer, Role::ObjectionHandler, Role::Operator];
+    pub const ALL: [Role; 5] = [
+        Role::Publisher,
+        Role::Initiator,
+        Role::Implementer,
+        Role::ObjectionHandler,
+        Role::Operator,
+    ];
 
     /// The snake_case name used in JSON and on the command line.
     pub fn name(self) -> &'static str {
@@ -136,7 +155,9 @@ mod tests {
         assert!(DepartmentId::parse("623001:FGW", "author").is_err());
         assert!(DepartmentId::parse("623001:", "author").is_err());
         assert!(DepartmentId::parse(&format!("623001:{}", "a".repeat(33)), "author").is_err());
-        let e = DepartmentId::parse("993001:fgw", "author").unwrap_err().to_string();
+        let e = DepartmentId::parse("993001:fgw", "author")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("author:"), "{e}");
     }
 }

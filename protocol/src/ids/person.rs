@@ -89,7 +89,11 @@ pub fn person_ref(
 ) -> Result<PersonRef, ResidentIdError> {
     let n = resident_id::normalise(clear_number);
     resident_id::validate(&n, field)?;
-    Ok(PersonRef { id_hash: person_hash(key, &n), masked: mask(&n), name: name.to_owned() })
+    Ok(PersonRef {
+        id_hash: person_hash(key, &n),
+        masked: mask(&n),
+        name: name.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -103,8 +107,18 @@ mod tests {
         let a = person_ref(&k1, "11010519491231002x", "张三", "p").unwrap();
         assert_eq!(a.masked, "110105********002X");
         assert!(is_masked_form(&a.masked));
-        assert_ne!(a.id_hash, person_ref(&k2, "11010519491231002X", "张三", "p").unwrap().id_hash);
-        assert_ne!(a.id_hash, person_ref(&k1, "440304200002290014", "张三", "p").unwrap().id_hash);
+        assert_ne!(
+            a.id_hash,
+            person_ref(&k2, "11010519491231002X", "张三", "p")
+                .unwrap()
+                .id_hash
+        );
+        assert_ne!(
+            a.id_hash,
+            person_ref(&k1, "440304200002290014", "张三", "p")
+                .unwrap()
+                .id_hash
+        );
         let json = serde_json::to_string(&a).unwrap();
         assert!(!json.contains("19491231"), "{json}");
         assert!(PersonHashKey::new(&[0; 16]).is_err());

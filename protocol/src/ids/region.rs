@@ -22,7 +22,9 @@ pub enum RegionError {
         value: String,
     },
     /// The first two digits name no provincial-level region of mainland China.
-    #[error("{field}: '{value}' names no provincial-level region of mainland China (first two digits, GB/T 2260)")]
+    #[error(
+        "{field}: '{value}' names no provincial-level region of mainland China (first two digits, GB/T 2260)"
+    )]
     UnknownProvince {
         /// Field name.
         field: &'static str,
@@ -44,57 +46,193 @@ pub struct Province {
 
 /// The 31 provincial-level regions of mainland China, in GB/T 2260 order.
 pub const PROVINCES: [Province; 31] = [
-    Province { code: 110000, name_zh: "北京市", name_en: "Beijing" },
-    Province { code: 120000, name_zh: "天津市", name_en: "Tianjin" },
-    Province { code: 130000, name_zh: "河北省", name_en: "Hebei" },
-    Province { code: 140000, name_zh: "山西省", name_en: "Shanxi" },
-    Province { code: 150000, name_zh: "内蒙古自治区", name_en: "Inner Mongolia" },
-    Province { code: 210000, name_zh: "辽宁省", name_en: "Liaoning" },
-    Province { code: 220000, name_zh: "吉林省", name_en: "Jilin" },
-    Province { code: 230000, name_zh: "黑龙江省", name_en: "Heilongjiang" },
-    Province { code: 310000, name_zh: "上海市", name_en: "Shanghai" },
-    Province { code: 320000, name_zh: "江苏省", name_en: "Jiangsu" },
-    Province { code: 330000, name_zh: "浙江省", name_en: "Zhejiang" },
-    Province { code: 340000, name_zh: "安徽省", name_en: "Anhui" },
-    Province { code: 350000, name_zh: "福建省", name_en: "Fujian" },
-    Province { code: 360000, name_zh: "江西省", name_en: "Jiangxi" },
-    Province { code: 370000, name_zh: "山东省", name_en: "Shandong" },
-    Province { code: 410000, name_zh: "河南省", name_en: "Henan" },
-    Province { code: 420000, name_zh: "湖北省", name_en: "Hubei" },
-    Province { code: 430000, name_zh: "湖南省", name_en: "Hunan" },
-    Province { code: 440000, name_zh: "广东省", name_en: "Guangdong" },
-    Province { code: 450000, name_zh: "广西壮族自治区", name_en: "Guangxi" },
-    Province { code: 460000, name_zh: "海南省", name_en: "Hainan" },
-    Province { code: 500000, name_zh: "重庆市", name_en: "Chongqing" },
-    Province { code: 510000, name_zh: "四川省", name_en: "Sichuan" },
-    Province { code: 520000, name_zh: "贵州省", name_en: "Guizhou" },
-    Province { code: 530000, name_zh: "云南省", name_en: "Yunnan" },
-    Province { code: 540000, name_zh: "西藏自治区", name_en: "Xizang" },
-    Province { code: 610000, name_zh: "陕西省", name_en: "Shaanxi" },
-    Province { code: 620000, name_zh: "甘肃省", name_en: "Gansu" },
-    Province { code: 630000, name_zh: "青海省", name_en: "Qinghai" },
-    Province { code: 640000, name_zh: "宁夏回族自治区", name_en: "Ningxia" },
-    Province { code: 650000, name_zh: "新疆维吾尔自治区", name_en: "Xinjiang" },
+    Province {
+        code: 110000,
+        name_zh: "北京市",
+        name_en: "Beijing",
+    },
+    Province {
+        code: 120000,
+        name_zh: "天津市",
+        name_en: "Tianjin",
+    },
+    Province {
+        code: 130000,
+        name_zh: "河北省",
+        name_en: "Hebei",
+    },
+    Province {
+        code: 140000,
+        name_zh: "山西省",
+        name_en: "Shanxi",
+    },
+    Province {
+        code: 150000,
+        name_zh: "内蒙古自治区",
+        name_en: "Inner Mongolia",
+    },
+    Province {
+        code: 210000,
+        name_zh: "辽宁省",
+        name_en: "Liaoning",
+    },
+    Province {
+        code: 220000,
+        name_zh: "吉林省",
+        name_en: "Jilin",
+    },
+    Province {
+        code: 230000,
+        name_zh: "黑龙江省",
+        name_en: "Heilongjiang",
+    },
+    Province {
+        code: 310000,
+        name_zh: "上海市",
+        name_en: "Shanghai",
+    },
+    Province {
+        code: 320000,
+        name_zh: "江苏省",
+        name_en: "Jiangsu",
+    },
+    Province {
+        code: 330000,
+        name_zh: "浙江省",
+        name_en: "Zhejiang",
+    },
+    Province {
+        code: 340000,
+        name_zh: "安徽省",
+        name_en: "Anhui",
+    },
+    Province {
+        code: 350000,
+        name_zh: "福建省",
+        name_en: "Fujian",
+    },
+    Province {
+        code: 360000,
+        name_zh: "江西省",
+        name_en: "Jiangxi",
+    },
+    Province {
+        code: 370000,
+        name_zh: "山东省",
+        name_en: "Shandong",
+    },
+    Province {
+        code: 410000,
+        name_zh: "河南省",
+        name_en: "Henan",
+    },
+    Province {
+        code: 420000,
+        name_zh: "湖北省",
+        name_en: "Hubei",
+    },
+    Province {
+        code: 430000,
+        name_zh: "湖南省",
+        name_en: "Hunan",
+    },
+    Province {
+        code: 440000,
+        name_zh: "广东省",
+        name_en: "Guangdong",
+    },
+    Province {
+        code: 450000,
+        name_zh: "广西壮族自治区",
+        name_en: "Guangxi",
+    },
+    Province {
+        code: 460000,
+        name_zh: "海南省",
+        name_en: "Hainan",
+    },
+    Province {
+        code: 500000,
+        name_zh: "重庆市",
+        name_en: "Chongqing",
+    },
+    Province {
+        code: 510000,
+        name_zh: "四川省",
+        name_en: "Sichuan",
+    },
+    Province {
+        code: 520000,
+        name_zh: "贵州省",
+        name_en: "Guizhou",
+    },
+    Province {
+        code: 530000,
+        name_zh: "云南省",
+        name_en: "Yunnan",
+    },
+    Province {
+        code: 540000,
+        name_zh: "西藏自治区",
+        name_en: "Xizang",
+    },
+    Province {
+        code: 610000,
+        name_zh: "陕西省",
+        name_en: "Shaanxi",
+    },
+    Province {
+        code: 620000,
+        name_zh: "甘肃省",
+        name_en: "Gansu",
+    },
+    Province {
+        code: 630000,
+        name_zh: "青海省",
+        name_en: "Qinghai",
+    },
+    Province {
+        code: 640000,
+        name_zh: "宁夏回族自治区",
+        name_en: "Ningxia",
+    },
+    Province {
+        code: 650000,
+        name_zh: "新疆维吾尔自治区",
+        name_en: "Xinjiang",
+    },
 ];
 
 impl RegionCode {
     /// Parses a code, checking the digits and the province.
     pub fn parse(text: &str, field: &'static str) -> Result<RegionCode, RegionError> {
         if text.len() != 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(RegionError::NotSixDigits { field, value: text.chars().take(32).collect() });
+            return Err(RegionError::NotSixDigits {
+                field,
+                value: text.chars().take(32).collect(),
+            });
         }
-        let code: u32 = text.parse().map_err(|_| RegionError::NotSixDigits { field, value: text.to_owned() })?;
+        let code: u32 = text.parse().map_err(|_| RegionError::NotSixDigits {
+            field,
+            value: text.to_owned(),
+        })?;
         RegionCode::new(code, field)
     }
 
     /// Checks a numeric code.
     pub fn new(code: u32, field: &'static str) -> Result<RegionCode, RegionError> {
-        if code > 999_999 || code < 100_000 {
-            return Err(RegionError::NotSixDigits { field, value: code.to_string() });
+        if !(100_000..=999_999).contains(&code) {
+            return Err(RegionError::NotSixDigits {
+                field,
+                value: code.to_string(),
+            });
         }
         let province = code / 10_000 * 10_000;
         if !PROVINCES.iter().any(|p| p.code == province) {
-            return Err(RegionError::UnknownProvince { field, value: format!("{code:06}") });
+            return Err(RegionError::UnknownProvince {
+                field,
+                value: format!("{code:06}"),
+            });
         }
         Ok(RegionCode(code))
     }
@@ -111,14 +249,22 @@ impl RegionCode {
 
     /// True for a provincial-level code (last four digits zero).
     pub fn is_province(self) -> bool {
-        self.0 % 10_000 == 0
+        self.0.is_multiple_of(10_000)
     }
 
     /// Names of the province this code belongs to.
     pub fn province_info(self) -> Province {
         let p = self.province().0;
         // Construction guarantees the province is in the table.
-        PROVINCES.iter().copied().find(|x| x.code == p).unwrap_or(Province { code: p, name_zh: "?", name_en: "?" })
+        PROVINCES
+            .iter()
+            .copied()
+            .find(|x| x.code == p)
+            .unwrap_or(Province {
+                code: p,
+                name_zh: "?",
+                name_en: "?",
+            })
     }
 }
 
@@ -130,7 +276,11 @@ impl fmt::Display for RegionCode {
 
 impl Serialize for RegionCode {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.collect_str(self) } else { s.serialize_u32(self.0) }
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_u32(self.0)
+        }
     }
 }
 
@@ -154,7 +304,11 @@ mod tests {
         let mut codes: Vec<u32> = PROVINCES.iter().map(|p| p.code).collect();
         codes.dedup();
         assert_eq!(codes.len(), 31);
-        assert!(PROVINCES.iter().all(|p| RegionCode::new(p.code, "r").unwrap().is_province()));
+        assert!(
+            PROVINCES
+                .iter()
+                .all(|p| RegionCode::new(p.code, "r").unwrap().is_province())
+        );
     }
 
     #[test]
@@ -168,13 +322,21 @@ mod tests {
 
     #[test]
     fn rejects_bad_codes_with_the_rule() {
-        assert!(matches!(RegionCode::parse("31000", "r"), Err(RegionError::NotSixDigits { .. })));
-        assert!(matches!(RegionCode::parse("31000a", "r"), Err(RegionError::NotSixDigits { .. })));
+        assert!(matches!(
+            RegionCode::parse("31000", "r"),
+            Err(RegionError::NotSixDigits { .. })
+        ));
+        assert!(matches!(
+            RegionCode::parse("31000a", "r"),
+            Err(RegionError::NotSixDigits { .. })
+        ));
         // 71 Taiwan, 81 Hong Kong, 99 nothing: not mainland provincial-level members.
         for c in ["710000", "810000", "990000", "000000"] {
             assert!(RegionCode::parse(c, "r").is_err(), "{c}");
         }
-        let e = RegionCode::parse("990000", "subject.region").unwrap_err().to_string();
+        let e = RegionCode::parse("990000", "subject.region")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("subject.region:"), "{e}");
     }
 }

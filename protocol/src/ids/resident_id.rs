@@ -23,7 +23,9 @@ pub enum ResidentIdError {
         len: usize,
     },
     /// A non-digit among the first 17, or a last character other than a digit or X.
-    #[error("{field}: character '{ch}' at position {position} is not allowed (digits; X only as the check character) (GB 11643-1999)")]
+    #[error(
+        "{field}: character '{ch}' at position {position} is not allowed (digits; X only as the check character) (GB 11643-1999)"
+    )]
     Character {
         /// Field name.
         field: &'static str,
@@ -33,7 +35,9 @@ pub enum ResidentIdError {
         position: usize,
     },
     /// The first six digits are not a region of mainland China.
-    #[error("{field}: address code '{region}' is not a GB/T 2260 region of mainland China (GB 11643-1999 positions 1-6)")]
+    #[error(
+        "{field}: address code '{region}' is not a GB/T 2260 region of mainland China (GB 11643-1999 positions 1-6)"
+    )]
     Region {
         /// Field name.
         field: &'static str,
@@ -49,7 +53,9 @@ pub enum ResidentIdError {
         text: String,
     },
     /// Wrong check character.
-    #[error("{field}: check character is '{found}', expected '{expected}' (ISO 7064 MOD 11-2, GB 11643-1999)")]
+    #[error(
+        "{field}: check character is '{found}', expected '{expected}' (ISO 7064 MOD 11-2, GB 11643-1999)"
+    )]
     Check {
         /// Field name.
         field: &'static str,
@@ -65,7 +71,11 @@ pub fn check_character(first17: &[u8]) -> Option<char> {
     if first17.len() != 17 || !first17.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let sum: u32 = first17.iter().zip(WEIGHTS).map(|(c, w)| (c - b'0') as u32 * w).sum();
+    let sum: u32 = first17
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(c, w)| (c - b'0') as u32 * w)
+        .sum();
     Some(CHECK[(sum % 11) as usize] as char)
 }
 
@@ -79,20 +89,34 @@ pub fn validate(number: &str, field: &'static str) -> Result<(), ResidentIdError
     for (i, ch) in number.chars().enumerate() {
         let ok = ch.is_ascii_digit() || (i == 17 && ch == 'X');
         if !ok {
-            return Err(ResidentIdError::Character { field, ch, position: i + 1 });
+            return Err(ResidentIdError::Character {
+                field,
+                ch,
+                position: i + 1,
+            });
         }
     }
     let b = number.as_bytes();
     if RegionCode::parse(&number[0..6], field).is_err() {
-        return Err(ResidentIdError::Region { field, region: number[0..6].to_owned() });
+        return Err(ResidentIdError::Region {
+            field,
+            region: number[0..6].to_owned(),
+        });
     }
     let digits = |r: std::ops::Range<usize>| number[r].parse::<u32>().unwrap_or(0);
     if Date::from_ymd(digits(6..10) as i32, digits(10..12), digits(12..14)).is_err() {
-        return Err(ResidentIdError::BirthDate { field, text: number[6..14].to_owned() });
+        return Err(ResidentIdError::BirthDate {
+            field,
+            text: number[6..14].to_owned(),
+        });
     }
     let expected = check_character(&b[..17]).unwrap_or('?');
     if b[17] as char != expected {
-        return Err(ResidentIdError::Check { field, found: b[17] as char, expected });
+        return Err(ResidentIdError::Check {
+            field,
+            found: b[17] as char,
+            expected,
+        });
     }
     Ok(())
 }
@@ -109,7 +133,11 @@ mod tests {
     #[test]
     fn the_standards_example_and_others_validate() {
         // 11010519491231002X is the example printed in GB 11643-1999.
-        for n in ["11010519491231002X", "440304200002290014", "623001199001011234"] {
+        for n in [
+            "11010519491231002X",
+            "440304200002290014",
+            "623001199001011234",
+        ] {
             assert_eq!(validate(n, "person.id"), Ok(()), "{n}");
         }
     }
@@ -117,13 +145,35 @@ mod tests {
     #[test]
     fn each_rule_is_named() {
         let f = "person.id";
-        assert!(matches!(validate("1101051949123100", f), Err(ResidentIdError::Length { len: 16, .. })));
-        assert!(matches!(validate("11010519491231002x", f), Err(ResidentIdError::Character { ch: 'x', position: 18, .. })));
-        assert!(matches!(validate("1101051949123X002X", f), Err(ResidentIdError::Character { position: 14, .. })));
-        assert!(matches!(validate("99010519491231002X", f), Err(ResidentIdError::Region { .. })));
-        assert!(matches!(validate("440304200102290014", f), Err(ResidentIdError::BirthDate { .. })));
+        assert!(matches!(
+            validate("1101051949123100", f),
+            Err(ResidentIdError::Length { len: 16, .. })
+        ));
+        assert!(matches!(
+            validate("11010519491231002x", f),
+            Err(ResidentIdError::Character {
+                ch: 'x',
+                position: 18,
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate("1101051949123X002X", f),
+            Err(ResidentIdError::Character { position: 14, .. })
+        ));
+        assert!(matches!(
+            validate("99010519491231002X", f),
+            Err(ResidentIdError::Region { .. })
+        ));
+        assert!(matches!(
+            validate("440304200102290014", f),
+            Err(ResidentIdError::BirthDate { .. })
+        ));
         let e = validate("110105194912310021", f).unwrap_err();
-        assert_eq!(e.to_string(), "person.id: check character is '1', expected 'X' (ISO 7064 MOD 11-2, GB 11643-1999)");
+        assert_eq!(
+            e.to_string(),
+            "person.id: check character is '1', expected 'X' (ISO 7064 MOD 11-2, GB 11643-1999)"
+        );
         assert_eq!(normalise(" 11010519491231002x "), "11010519491231002X");
     }
 }

@@ -13,7 +13,9 @@ use super::region::RegionCode;
 pub const ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 
 /// Weights of positions 1–17: 3^(i-1) mod 31.
-const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 
 /// Registration authorities and the entity types each may assign (GB 32100-2015, table 1
 /// and its later additions). A code whose first two characters are not a pair from this
@@ -45,7 +47,9 @@ pub enum UsccError {
         len: usize,
     },
     /// A character outside the 31-character alphabet.
-    #[error("{field}: character '{ch}' at position {position} is not in 0-9 A-H J-N P-R T U W-Y (GB 32100-2015)")]
+    #[error(
+        "{field}: character '{ch}' at position {position} is not in 0-9 A-H J-N P-R T U W-Y (GB 32100-2015)"
+    )]
     Character {
         /// Field name.
         field: &'static str,
@@ -55,7 +59,9 @@ pub enum UsccError {
         position: usize,
     },
     /// Unknown registration authority code (position 1).
-    #[error("{field}: registration authority code '{ch}' is not assigned (GB 32100-2015 position 1)")]
+    #[error(
+        "{field}: registration authority code '{ch}' is not assigned (GB 32100-2015 position 1)"
+    )]
     Authority {
         /// Field name.
         field: &'static str,
@@ -63,7 +69,9 @@ pub enum UsccError {
         ch: char,
     },
     /// Entity type (position 2) not defined for that authority.
-    #[error("{field}: entity type '{ch}' is not defined for authority '{authority}' {authority_name} (GB 32100-2015 position 2)")]
+    #[error(
+        "{field}: entity type '{ch}' is not defined for authority '{authority}' {authority_name} (GB 32100-2015 position 2)"
+    )]
     EntityType {
         /// Field name.
         field: &'static str,
@@ -75,7 +83,9 @@ pub enum UsccError {
         authority_name: &'static str,
     },
     /// Positions 3–8 are not a region code.
-    #[error("{field}: positions 3-8 '{region}' are not a GB/T 2260 region code of mainland China (GB 32100-2015)")]
+    #[error(
+        "{field}: positions 3-8 '{region}' are not a GB/T 2260 region code of mainland China (GB 32100-2015)"
+    )]
     Region {
         /// Field name.
         field: &'static str,
@@ -119,7 +129,11 @@ pub fn validate(code: &str, field: &'static str) -> Result<(), UsccError> {
     // validate_structure guarantees 17 alphabet characters.
     let expected = check_character(&b[..17]).unwrap_or('?');
     if b[17] as char != expected {
-        return Err(UsccError::Check { field, found: b[17] as char, expected });
+        return Err(UsccError::Check {
+            field,
+            found: b[17] as char,
+            expected,
+        });
     }
     Ok(())
 }
@@ -132,19 +146,34 @@ pub fn validate_structure(code: &str, field: &'static str) -> Result<(), UsccErr
     }
     for (i, ch) in code.chars().enumerate() {
         if !ch.is_ascii() || value(ch as u8).is_none() {
-            return Err(UsccError::Character { field, ch, position: i + 1 });
+            return Err(UsccError::Character {
+                field,
+                ch,
+                position: i + 1,
+            });
         }
     }
     let b = code.as_bytes();
     let Some(&(_, authority_name, types)) = AUTHORITIES.iter().find(|(a, _, _)| *a == b[0]) else {
-        return Err(UsccError::Authority { field, ch: b[0] as char });
+        return Err(UsccError::Authority {
+            field,
+            ch: b[0] as char,
+        });
     };
     if !types.contains(&b[1]) {
-        return Err(UsccError::EntityType { field, ch: b[1] as char, authority: b[0] as char, authority_name });
+        return Err(UsccError::EntityType {
+            field,
+            ch: b[1] as char,
+            authority: b[0] as char,
+            authority_name,
+        });
     }
     let region = &code[2..8];
     if RegionCode::parse(region, field).is_err() {
-        return Err(UsccError::Region { field, region: region.to_owned() });
+        return Err(UsccError::Region {
+            field,
+            region: region.to_owned(),
+        });
     }
     Ok(())
 }
@@ -154,7 +183,12 @@ mod tests {
     use super::*;
 
     // Computed independently (Python, weights 3^i mod 31) for codes built from the layout.
-    const VALID: &[&str] = &["91350100M000100Y43", "91110000100000000R", "12310000425010117M", "52620000MJX000001F"];
+    const VALID: &[&str] = &[
+        "91350100M000100Y43",
+        "91110000100000000R",
+        "12310000425010117M",
+        "52620000MJX000001F",
+    ];
 
     #[test]
     fn accepts_valid_codes() {
@@ -166,7 +200,10 @@ mod tests {
     #[test]
     fn wrong_check_character_names_expected() {
         let e = validate("91350100M000100Y44", "subject.uscc").unwrap_err();
-        assert_eq!(e.to_string(), "subject.uscc: check character is '4', expected '3' (GB 32100-2015)");
+        assert_eq!(
+            e.to_string(),
+            "subject.uscc: check character is '4', expected '3' (GB 32100-2015)"
+        );
     }
 
     #[test]
@@ -188,12 +225,37 @@ mod tests {
 
     #[test]
     fn structural_rules() {
-        assert!(matches!(validate("9135010", "u"), Err(UsccError::Length { len: 7, .. })));
-        assert!(matches!(validate("91350100M000100I43", "u"), Err(UsccError::Character { ch: 'I', position: 16, .. })));
-        assert!(matches!(validate("Z1350100M000100Y43", "u"), Err(UsccError::Character { .. })));
-        assert!(matches!(validate("B1350100M000100Y43", "u"), Err(UsccError::Authority { ch: 'B', .. })));
-        assert!(matches!(validate("94350100M000100Y43", "u"), Err(UsccError::EntityType { ch: '4', .. })));
-        assert!(matches!(validate("91990100M000100Y43", "u"), Err(UsccError::Region { .. })));
-        assert!(matches!(validate("91350100M000100Y4中", "u"), Err(UsccError::Character { .. })));
+        assert!(matches!(
+            validate("9135010", "u"),
+            Err(UsccError::Length { len: 7, .. })
+        ));
+        assert!(matches!(
+            validate("91350100M000100I43", "u"),
+            Err(UsccError::Character {
+                ch: 'I',
+                position: 16,
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate("Z1350100M000100Y43", "u"),
+            Err(UsccError::Character { .. })
+        ));
+        assert!(matches!(
+            validate("B1350100M000100Y43", "u"),
+            Err(UsccError::Authority { ch: 'B', .. })
+        ));
+        assert!(matches!(
+            validate("94350100M000100Y43", "u"),
+            Err(UsccError::EntityType { ch: '4', .. })
+        ));
+        assert!(matches!(
+            validate("91990100M000100Y43", "u"),
+            Err(UsccError::Region { .. })
+        ));
+        assert!(matches!(
+            validate("91350100M000100Y4中", "u"),
+            Err(UsccError::Character { .. })
+        ));
     }
 }

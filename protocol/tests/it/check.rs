@@ -32,16 +32,36 @@ fn scenario() -> (World, EntryId, EntryId) {
             respond_by: date("2026-11-09"),
         }),
     );
-    w.accept("620000:obj", Body::ObjectionFiled { case_no: "甘异1".into(), entry: id2, grounds: "已补缴".into(), filed_on: date("2026-11-02") });
+    w.accept(
+        "620000:obj",
+        Body::ObjectionFiled {
+            case_no: "甘异1".into(),
+            entry: id2,
+            grounds: "已补缴".into(),
+            filed_on: date("2026-11-02"),
+        },
+    );
     w.accept(
         "440000:pub",
-        Body::EvaluationPublished(Evaluation { subject: org(ACME), scheme: "tax-abcd".into(), grade: Grade::Class(*b"D\0\0\0"), evaluated_on: date("2026-04-01"), valid_until: date("2027-04-01") }),
+        Body::EvaluationPublished(Evaluation {
+            subject: org(ACME),
+            scheme: "tax-abcd".into(),
+            grade: Grade::Class(*b"D\0\0\0"),
+            evaluated_on: date("2026-04-01"),
+            valid_until: date("2027-04-01"),
+        }),
     );
     (w, id1, id2)
 }
 
 fn answer(w: &World) -> CheckAnswer {
-    check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::FiscalFunding, w.now)
+    check(
+        w.rules(),
+        &w.ledger,
+        &org(ACME).key(),
+        MeasureDomain::FiscalFunding,
+        w.now,
+    )
 }
 
 #[test]
@@ -50,7 +70,13 @@ fn answer_splits_active_and_suspended_and_verifies_offline() {
     let a = answer(&w);
     assert_eq!(a.verdict, Verdict::MeasuresApply);
     // P-10-09 comes from the joint action, not the entry's request.
-    assert_eq!(a.mandatory.iter().map(|m| m.code.0.as_str()).collect::<Vec<_>>(), ["P-10-09"]);
+    assert_eq!(
+        a.mandatory
+            .iter()
+            .map(|m| m.code.0.as_str())
+            .collect::<Vec<_>>(),
+        ["P-10-09"]
+    );
     assert!(a.mandatory.iter().all(|m| m.entry == id1));
     let suspended = a.entries.iter().find(|e| e.entry == id2).unwrap();
     assert_eq!(suspended.state, EntryState::Suspended);
@@ -78,7 +104,11 @@ fn a_flipped_byte_is_named() {
     let r = verify_answer(&a, &w.manifest, &w.catalogue);
     assert!(!r.ok());
     let label = format!("evidence {}#{}", pos.region, pos.seq);
-    assert!(r.failures.iter().any(|f| f.starts_with(&label)), "{:?}", r.failures);
+    assert!(
+        r.failures.iter().any(|f| f.starts_with(&label)),
+        "{:?}",
+        r.failures
+    );
 }
 
 #[test]
@@ -86,17 +116,44 @@ fn a_missing_envelope_is_named() {
     let (w, id1, _) = scenario();
     let mut a = answer(&w);
     // Drop the publication of entry 1.
-    let publication = w.ledger.entries().find(|e| e.id == id1).unwrap().published.pos;
+    let publication = w
+        .ledger
+        .entries()
+        .find(|e| e.id == id1)
+        .unwrap()
+        .published
+        .pos;
     a.evidence.retain(|e| e.pos != publication);
     let r = verify_answer(&a, &w.manifest, &w.catalogue);
-    assert!(r.failures.iter().any(|f| f.contains(&id1.to_string()) && f.contains("not in the evidence")), "{:?}", r.failures);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains(&id1.to_string()) && f.contains("not in the evidence")),
+        "{:?}",
+        r.failures
+    );
     // Dropping an author's registration breaks every envelope that author signed.
     let mut a = answer(&w);
-    let reg = w.ledger.entries().find(|e| e.id == id1).unwrap().published.author.clone();
-    let reg_pos = credfed_protocol::ledger::StateView::department(&w.ledger, &reg).unwrap().registered_at;
+    let reg = w
+        .ledger
+        .entries()
+        .find(|e| e.id == id1)
+        .unwrap()
+        .published
+        .author
+        .clone();
+    let reg_pos = credfed_protocol::ledger::StateView::department(&w.ledger, &reg)
+        .unwrap()
+        .registered_at;
     a.evidence.retain(|e| e.pos != reg_pos);
     let r = verify_answer(&a, &w.manifest, &w.catalogue);
-    assert!(r.failures.iter().any(|f| f.contains("no registration of author 310000:pub")), "{:?}", r.failures);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains("no registration of author 310000:pub")),
+        "{:?}",
+        r.failures
+    );
 }
 
 #[test]
@@ -111,11 +168,28 @@ fn an_unauthorised_author_is_named() {
     assert!(w.ingest(&forged).is_err(), "the ledger refuses it");
     let mut a = answer(&w);
     let head = credfed_protocol::ledger::StateView::head(&w.ledger, region(310000)).unwrap();
-    a.evidence.push(credfed_protocol::check::Evidence { pos: credfed_protocol::state::RecordPos { region: region(310000), seq: head.seq + 1 }, envelope: forged });
-    let reg = credfed_protocol::ledger::StateView::department(&w.ledger, &dept("310000:rogue")).unwrap().registered_at;
-    a.evidence.push(credfed_protocol::check::Evidence { pos: reg, envelope: w.ledger.range(region(310000), reg.seq, 1).remove(0) });
+    a.evidence.push(credfed_protocol::check::Evidence {
+        pos: credfed_protocol::state::RecordPos {
+            region: region(310000),
+            seq: head.seq + 1,
+        },
+        envelope: forged,
+    });
+    let reg = credfed_protocol::ledger::StateView::department(&w.ledger, &dept("310000:rogue"))
+        .unwrap()
+        .registered_at;
+    a.evidence.push(credfed_protocol::check::Evidence {
+        pos: reg,
+        envelope: w.ledger.range(region(310000), reg.seq, 1).remove(0),
+    });
     let r = verify_answer(&a, &w.manifest, &w.catalogue);
-    assert!(r.failures.iter().any(|f| f.contains("lacks the publisher role")), "{:?}", r.failures);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains("lacks the publisher role")),
+        "{:?}",
+        r.failures
+    );
 }
 
 #[test]
@@ -126,11 +200,27 @@ fn a_tampered_claim_is_caught() {
     let e = a.entries.iter_mut().find(|e| e.entry == id2).unwrap();
     e.state = EntryState::Active;
     let r = verify_answer(&a, &w.manifest, &w.catalogue);
-    assert!(r.failures.iter().any(|f| f.contains("claimed Active")), "{:?}", r.failures);
+    assert!(
+        r.failures.iter().any(|f| f.contains("claimed Active")),
+        "{:?}",
+        r.failures
+    );
     let mut a = answer(&w);
-    a.mandatory.push(credfed_protocol::check::AppliedMeasure { code: mc("P-10-10"), title_zh: "x".into(), kind: ActionKind::Punishment, entry: id2, region: region(310000) });
+    a.mandatory.push(credfed_protocol::check::AppliedMeasure {
+        code: mc("P-10-10"),
+        title_zh: "x".into(),
+        kind: ActionKind::Punishment,
+        entry: id2,
+        region: region(310000),
+    });
     let r = verify_answer(&a, &w.manifest, &w.catalogue);
-    assert!(r.failures.iter().any(|f| f.contains("a suspended entry applies none")), "{:?}", r.failures);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains("a suspended entry applies none")),
+        "{:?}",
+        r.failures
+    );
     let mut a = answer(&w);
     a.evaluations[0].evaluation.grade = Grade::Class(*b"A\0\0\0");
     assert!(!verify_answer(&a, &w.manifest, &w.catalogue).ok());

@@ -68,7 +68,10 @@ pub const UNITS: &[(&str, &[Role])] = &[
 impl World {
     pub fn new(codes: &[u32]) -> World {
         let authority = key("authority");
-        let nodes: BTreeMap<RegionCode, Keypair> = codes.iter().map(|&c| (region(c), key(&format!("node-{c}")))).collect();
+        let nodes: BTreeMap<RegionCode, Keypair> = codes
+            .iter()
+            .map(|&c| (region(c), key(&format!("node-{c}"))))
+            .collect();
         let manifest = Manifest {
             federation_id: FED.into(),
             protocol_version: credfed_protocol::PROTOCOL_VERSION,
@@ -78,7 +81,12 @@ impl World {
             authority_key: authority.public(),
             members: nodes
                 .iter()
-                .map(|(r, k)| Member { region: *r, name: r.province_info().name_zh.into(), node_key: k.public(), addresses: vec![] })
+                .map(|(r, k)| Member {
+                    region: *r,
+                    name: r.province_info().name_zh.into(),
+                    node_key: k.public(),
+                    addresses: vec![],
+                })
                 .collect(),
             policy: Policy::default(),
             catalogue_hash: Catalogue::file_hash(credfed_protocol::catalogue::EMBEDDED_CATALOGUE),
@@ -104,15 +112,26 @@ impl World {
     }
 
     pub fn rules(&self) -> Rules<'_> {
-        Rules { manifest: &self.manifest, catalogue: &self.catalogue }
+        Rules {
+            manifest: &self.manifest,
+            catalogue: &self.catalogue,
+        }
     }
 
     /// Registers a department through its province's node.
     pub fn register(&mut self, id: &str, roles: &[Role]) -> DepartmentId {
         let d = dept(id);
         let k = key(&format!("dept-{id}"));
-        let body = Body::DepartmentRegistered { department: d.clone(), name: format!("unit {id}"), roles: roles.to_vec(), key: k.public() };
-        let node = DepartmentId { region: d.home_province(), unit: NODE_UNIT.into() };
+        let body = Body::DepartmentRegistered {
+            department: d.clone(),
+            name: format!("unit {id}"),
+            roles: roles.to_vec(),
+            key: k.public(),
+        };
+        let node = DepartmentId {
+            region: d.home_province(),
+            unit: NODE_UNIT.into(),
+        };
         self.depts.insert(d.clone(), k);
         self.accept(&node.to_string(), body);
         d
@@ -122,12 +141,21 @@ impl World {
     pub fn seal_as(&self, author: &str, body: &Body) -> Vec<u8> {
         let author = dept(author);
         let region = author.home_province();
-        let signer = if author.unit == NODE_UNIT { &self.nodes[&region] } else { &self.depts[&author] };
+        let signer = if author.unit == NODE_UNIT {
+            &self.nodes[&region]
+        } else {
+            &self.depts[&author]
+        };
         let (bytes, sig) = sign_body(FED, signer, body);
         self.seal_signed(author, bytes, sig)
     }
 
-    pub fn seal_signed(&self, author: DepartmentId, body: Vec<u8>, sig: credfed_protocol::crypto::Signature) -> Vec<u8> {
+    pub fn seal_signed(
+        &self,
+        author: DepartmentId,
+        body: Vec<u8>,
+        sig: credfed_protocol::crypto::Signature,
+    ) -> Vec<u8> {
         let region = author.home_province();
         let head = self.ledger.head(region);
         let at = AppendPosition {
@@ -145,7 +173,10 @@ impl World {
     }
 
     pub fn ingest(&mut self, bytes: &[u8]) -> Result<Admission, Rejection> {
-        let rules = Rules { manifest: &self.manifest, catalogue: &self.catalogue };
+        let rules = Rules {
+            manifest: &self.manifest,
+            catalogue: &self.catalogue,
+        };
         self.ledger.ingest(rules, bytes)
     }
 
@@ -171,14 +202,22 @@ impl World {
 
     /// Every region's log, in order.
     pub fn logs(&self) -> Vec<Vec<Vec<u8>>> {
-        self.ledger.heads().keys().map(|r| self.ledger.range(*r, 1, usize::MAX)).collect()
+        self.ledger
+            .heads()
+            .keys()
+            .map(|r| self.ledger.range(*r, 1, usize::MAX))
+            .collect()
     }
 }
 
 pub const ACME: &str = "91350100M000100Y43";
 
 pub fn org(uscc: &str) -> Subject {
-    Subject::Organisation { uscc: uscc.into(), name: "某某食品有限公司".into(), check_exemption: None }
+    Subject::Organisation {
+        uscc: uscc.into(),
+        name: "某某食品有限公司".into(),
+        check_exemption: None,
+    }
 }
 
 pub fn black_entry(subject: Subject, doc: &str, measures: &[&str]) -> ListEntry {
@@ -211,4 +250,3 @@ pub fn published_id(w: &World, code: u32, e: &ListEntry) -> EntryId {
     let _ = w;
     entry_id(region(code), e)
 }
-

@@ -38,9 +38,21 @@ fn art9_11_black_entry_is_active_in_its_period_and_pending_before() {
     assert_eq!(state(&w, &id), EntryState::Pending);
     w.now = noon("2026-11-01");
     assert_eq!(state(&w, &id), EntryState::Active);
-    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Travel, w.now);
+    let a = check(
+        w.rules(),
+        &w.ledger,
+        &org(ACME).key(),
+        MeasureDomain::Travel,
+        w.now,
+    );
     assert_eq!(a.verdict, Verdict::MeasuresApply);
-    assert_eq!(a.mandatory.iter().map(|m| m.code.0.as_str()).collect::<Vec<_>>(), ["P-11-04"]);
+    assert_eq!(
+        a.mandatory
+            .iter()
+            .map(|m| m.code.0.as_str())
+            .collect::<Vec<_>>(),
+        ["P-11-04"]
+    );
 }
 
 /// Article 十九 (退出机制): at the end of the period the entry leaves the list with no action.
@@ -52,7 +64,17 @@ fn art19_entry_expires_at_end_of_period() {
     assert_eq!(state(&w, &id), EntryState::Active);
     w.now = noon("2029-11-01");
     assert_eq!(state(&w, &id), EntryState::Expired);
-    assert_eq!(check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Travel, w.now).verdict, Verdict::Clear);
+    assert_eq!(
+        check(
+            w.rules(),
+            &w.ledger,
+            &org(ACME).key(),
+            MeasureDomain::Travel,
+            w.now
+        )
+        .verdict,
+        Verdict::Clear
+    );
 }
 
 /// Article 二十二: an objection recorded in any region suspends the entry everywhere;
@@ -61,30 +83,68 @@ fn art19_entry_expires_at_end_of_period() {
 fn art22_objection_from_any_region_suspends_and_only_issuer_resolves() {
     let mut w = world();
     let id = publish_black(&mut w);
-    let filed = Body::ObjectionFiled { case_no: "粤异〔2026〕3号".into(), entry: id, grounds: "主体名称登记错误".into(), filed_on: date("2026-11-02") };
+    let filed = Body::ObjectionFiled {
+        case_no: "粤异〔2026〕3号".into(),
+        entry: id,
+        grounds: "主体名称登记错误".into(),
+        filed_on: date("2026-11-02"),
+    };
     w.accept("440000:obj", filed);
     assert_eq!(state(&w, &id), EntryState::Suspended);
-    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::PublicResourceTrading, w.now);
+    let a = check(
+        w.rules(),
+        &w.ledger,
+        &org(ACME).key(),
+        MeasureDomain::PublicResourceTrading,
+        w.now,
+    );
     assert_eq!(a.verdict, Verdict::NothingApplies);
     assert!(a.mandatory.is_empty() && a.recommended.is_empty());
     assert_eq!(a.entries[0].state, EntryState::Suspended);
     assert_eq!(a.entries[0].measures_in_domain, vec![mc("P-10-10")]);
 
     let oid = objection_id(&dept("440000:obj"), "粤异〔2026〕3号");
-    let resolve = |outcome| Body::ObjectionResolved { objection: oid, outcome, note: "经核实".into() };
+    let resolve = |outcome| Body::ObjectionResolved {
+        objection: oid,
+        outcome,
+        note: "经核实".into(),
+    };
     let r = w.refuse("440000:obj", resolve(ObjectionOutcome::Upheld));
     assert_eq!(r.reason, RejectReason::Unauthorised, "{r}");
     assert!(r.message.contains("谁认定"), "{r}");
     let r = w.refuse("310000:pub", resolve(ObjectionOutcome::Upheld));
-    assert_eq!(r.reason, RejectReason::Unauthorised, "a publisher is not an objection handler: {r}");
+    assert_eq!(
+        r.reason,
+        RejectReason::Unauthorised,
+        "a publisher is not an objection handler: {r}"
+    );
     w.accept("310000:obj", resolve(ObjectionOutcome::Upheld));
     assert_eq!(state(&w, &id), EntryState::Active);
-    assert_eq!(w.refuse("310000:obj", resolve(ObjectionOutcome::Revoked)).reason, RejectReason::Conflict);
+    assert_eq!(
+        w.refuse("310000:obj", resolve(ObjectionOutcome::Revoked))
+            .reason,
+        RejectReason::Conflict
+    );
 
     // A second case resolved as revoked revokes the entry.
-    w.accept("620000:obj", Body::ObjectionFiled { case_no: "甘异1".into(), entry: id, grounds: "已履行".into(), filed_on: date("2026-11-02") });
+    w.accept(
+        "620000:obj",
+        Body::ObjectionFiled {
+            case_no: "甘异1".into(),
+            entry: id,
+            grounds: "已履行".into(),
+            filed_on: date("2026-11-02"),
+        },
+    );
     let oid2 = objection_id(&dept("620000:obj"), "甘异1");
-    w.accept("310000:obj", Body::ObjectionResolved { objection: oid2, outcome: ObjectionOutcome::Revoked, note: "信息有误".into() });
+    w.accept(
+        "310000:obj",
+        Body::ObjectionResolved {
+            objection: oid2,
+            outcome: ObjectionOutcome::Revoked,
+            note: "信息有误".into(),
+        },
+    );
     assert_eq!(state(&w, &id), EntryState::Revoked);
 }
 
@@ -95,20 +155,57 @@ fn art22_only_issuer_amends_or_revokes() {
     let id = publish_black(&mut w);
     let mut amended = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-10-10"]);
     amended.summary = "更正：涉案批次".into();
-    let body = Body::ListEntryAmended { entry: id, amended: amended.clone(), reason: "更正".into() };
+    let body = Body::ListEntryAmended {
+        entry: id,
+        amended: amended.clone(),
+        reason: "更正".into(),
+    };
     let r = w.refuse("440000:pub", body.clone());
     assert_eq!(r.reason, RejectReason::Unauthorised, "{r}");
     w.accept("310000:pub", body);
-    assert_eq!(w.ledger.entry(&id).unwrap().content.summary, "更正：涉案批次");
+    assert_eq!(
+        w.ledger.entry(&id).unwrap().content.summary,
+        "更正：涉案批次"
+    );
     assert_eq!(w.ledger.entry(&id).unwrap().amendments, 1);
 
-    let moved = Body::ListEntryAmended { entry: id, amended: red_entry(org(ACME), "x", &[]), reason: "r".into() };
+    let moved = Body::ListEntryAmended {
+        entry: id,
+        amended: red_entry(org(ACME), "x", &[]),
+        reason: "r".into(),
+    };
     assert_eq!(w.refuse("310000:pub", moved).reason, RejectReason::Conflict);
 
-    assert_eq!(w.refuse("440000:pub", Body::ListEntryRevoked { entry: id, reason: "r".into() }).reason, RejectReason::Unauthorised);
-    w.accept("310000:pub", Body::ListEntryRevoked { entry: id, reason: "撤销".into() });
+    assert_eq!(
+        w.refuse(
+            "440000:pub",
+            Body::ListEntryRevoked {
+                entry: id,
+                reason: "r".into()
+            }
+        )
+        .reason,
+        RejectReason::Unauthorised
+    );
+    w.accept(
+        "310000:pub",
+        Body::ListEntryRevoked {
+            entry: id,
+            reason: "撤销".into(),
+        },
+    );
     assert_eq!(state(&w, &id), EntryState::Revoked);
-    assert_eq!(w.refuse("310000:pub", Body::ListEntryRevoked { entry: id, reason: "again".into() }).reason, RejectReason::Conflict);
+    assert_eq!(
+        w.refuse(
+            "310000:pub",
+            Body::ListEntryRevoked {
+                entry: id,
+                reason: "again".into()
+            }
+        )
+        .reason,
+        RejectReason::Conflict
+    );
 }
 
 /// Article 二十一: credit repair by the issuer ends the measures; repair is for black entries.
@@ -116,12 +213,26 @@ fn art22_only_issuer_amends_or_revokes() {
 fn art21_repair_ends_measures_and_applies_to_black_entries_only() {
     let mut w = world();
     let id = publish_black(&mut w);
-    w.accept("310000:pub", Body::ListEntryRepaired { entry: id, basis: RepairBasis::CorrectedWithinPeriod, reason: "已整改".into() });
+    w.accept(
+        "310000:pub",
+        Body::ListEntryRepaired {
+            entry: id,
+            basis: RepairBasis::CorrectedWithinPeriod,
+            reason: "已整改".into(),
+        },
+    );
     assert_eq!(state(&w, &id), EntryState::Repaired);
     let red = red_entry(org("91110000100000000R"), "京发改〔2026〕1号", &["I-04-01"]);
     w.accept("310000:pub", Body::ListEntryPublished(red.clone()));
     let rid = published_id(&w, SH, &red);
-    let r = w.refuse("310000:pub", Body::ListEntryRepaired { entry: rid, basis: RepairBasis::PublicService, reason: "x".into() });
+    let r = w.refuse(
+        "310000:pub",
+        Body::ListEntryRepaired {
+            entry: rid,
+            basis: RepairBasis::PublicService,
+            reason: "x".into(),
+        },
+    );
     assert_eq!(r.reason, RejectReason::Conflict);
     assert!(r.message.contains("二十一"));
 }
@@ -141,23 +252,64 @@ fn art15_18_23_joint_action_cycle() {
         respond_by: date("2026-11-09"),
     };
     // A publisher is not an initiating department (article 十五).
-    assert_eq!(w.refuse("310000:pub", Body::JointActionInitiated(action.clone())).reason, RejectReason::Unauthorised);
+    assert_eq!(
+        w.refuse("310000:pub", Body::JointActionInitiated(action.clone()))
+            .reason,
+        RejectReason::Unauthorised
+    );
     w.accept("310000:init", Body::JointActionInitiated(action.clone()));
     let aid = action_id(&dept("310000:init"), &action.reference);
-    assert_eq!(w.refuse("310000:init", Body::JointActionInitiated(action.clone())).reason, RejectReason::Conflict);
+    assert_eq!(
+        w.refuse("310000:init", Body::JointActionInitiated(action.clone()))
+            .reason,
+        RejectReason::Conflict
+    );
 
     w.now = noon("2026-11-03");
-    let ack = Body::JointActionAcknowledged { action: aid, decision: AckDecision::Accepted, implementing: vec![dept("440000:impl")] };
+    let ack = Body::JointActionAcknowledged {
+        action: aid,
+        decision: AckDecision::Accepted,
+        implementing: vec![dept("440000:impl")],
+    };
     w.accept("440000:impl", ack);
     // Beijing is not a target.
-    let r = w.refuse("110000:impl", Body::JointActionAcknowledged { action: aid, decision: AckDecision::Accepted, implementing: vec![dept("110000:impl")] });
+    let r = w.refuse(
+        "110000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Accepted,
+            implementing: vec![dept("110000:impl")],
+        },
+    );
     assert_eq!(r.reason, RejectReason::Unauthorised);
     // A partial acceptance may not accept what was not asked.
-    let bad = AckDecision::Partly { accepted: vec![mc("P-11-02")], reason: "x".into() };
-    assert_eq!(w.refuse("620000:impl", Body::JointActionAcknowledged { action: aid, decision: bad, implementing: vec![dept("620000:impl")] }).reason, RejectReason::Conflict);
+    let bad = AckDecision::Partly {
+        accepted: vec![mc("P-11-02")],
+        reason: "x".into(),
+    };
+    assert_eq!(
+        w.refuse(
+            "620000:impl",
+            Body::JointActionAcknowledged {
+                action: aid,
+                decision: bad,
+                implementing: vec![dept("620000:impl")]
+            }
+        )
+        .reason,
+        RejectReason::Conflict
+    );
     // Execution before acceptance is refused.
-    let exec = |m: &str| Body::MeasureExecuted { action: aid, measure: mc(m), reference: "粤财采〔2026〕9号".into(), executed_on: date("2026-11-04") };
-    assert_eq!(w.refuse("620000:impl", exec("P-10-10")).reason, RejectReason::Conflict);
+    let exec = |m: &str| Body::MeasureExecuted {
+        action: aid,
+        measure: mc(m),
+        reference: "粤财采〔2026〕9号".into(),
+        executed_on: date("2026-11-04"),
+    };
+    assert_eq!(
+        w.refuse("620000:impl", exec("P-10-10")).reason,
+        RejectReason::Conflict
+    );
     w.accept("440000:impl", exec("P-10-10"));
 
     let a = w.ledger.action(&aid).unwrap();
@@ -168,15 +320,38 @@ fn art15_18_23_joint_action_cycle() {
     assert_eq!(v[0].acknowledgement_ms, Some(24 * 3600 * 1000));
     assert_eq!(v[1].status, TargetStatus::Awaiting);
     w.now = noon("2026-11-10");
-    assert_eq!(a.view_at(w.now, &w.manifest)[1].status, TargetStatus::Overdue);
+    assert_eq!(
+        a.view_at(w.now, &w.manifest)[1].status,
+        TargetStatus::Overdue
+    );
     // Gansu answers late: recorded, flagged late.
-    w.accept("620000:impl", Body::JointActionAcknowledged { action: aid, decision: AckDecision::Declined { reason: "本省无此类交易".into() }, implementing: vec![] });
+    w.accept(
+        "620000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Declined {
+                reason: "本省无此类交易".into(),
+            },
+            implementing: vec![],
+        },
+    );
     let v = w.ledger.action(&aid).unwrap().view_at(w.now, &w.manifest);
     assert_eq!(v[1].status, TargetStatus::Declined);
     assert!(v[1].answered_late);
     // Lifting a measure that was executed.
-    w.accept("440000:impl", Body::MeasureLifted { action: aid, measure: mc("P-10-10"), reference: "粤解".into(), reason: "信用修复".into() });
-    assert_eq!(w.ledger.action(&aid).unwrap().view_at(w.now, &w.manifest)[0].lifted, vec![mc("P-10-10")]);
+    w.accept(
+        "440000:impl",
+        Body::MeasureLifted {
+            action: aid,
+            measure: mc("P-10-10"),
+            reference: "粤解".into(),
+            reason: "信用修复".into(),
+        },
+    );
+    assert_eq!(
+        w.ledger.action(&aid).unwrap().view_at(w.now, &w.manifest)[0].lifted,
+        vec![mc("P-10-10")]
+    );
 }
 
 /// Article 十六: an action rests on the initiating region's own entry and on the right list.
@@ -192,11 +367,30 @@ fn art16_actions_rest_on_own_entries_of_the_matching_list() {
         measures: vec![mc("P-10-10")],
         respond_by: date("2026-11-09"),
     };
-    assert_eq!(w.refuse("440000:init", Body::JointActionInitiated(action.clone())).reason, RejectReason::Unauthorised);
-    let incentive = JointAction { kind: ActionKind::Incentive, measures: vec![mc("I-04-01")], ..action.clone() };
-    assert_eq!(w.refuse("310000:init", Body::JointActionInitiated(incentive)).reason, RejectReason::Conflict);
-    let unknown = JointAction { measures: vec![mc("P-99-01")], ..action };
-    assert_eq!(w.refuse("310000:init", Body::JointActionInitiated(unknown)).reason, RejectReason::Malformed);
+    assert_eq!(
+        w.refuse("440000:init", Body::JointActionInitiated(action.clone()))
+            .reason,
+        RejectReason::Unauthorised
+    );
+    let incentive = JointAction {
+        kind: ActionKind::Incentive,
+        measures: vec![mc("I-04-01")],
+        ..action.clone()
+    };
+    assert_eq!(
+        w.refuse("310000:init", Body::JointActionInitiated(incentive))
+            .reason,
+        RejectReason::Conflict
+    );
+    let unknown = JointAction {
+        measures: vec![mc("P-99-01")],
+        ..action
+    };
+    assert_eq!(
+        w.refuse("310000:init", Body::JointActionInitiated(unknown))
+            .reason,
+        RejectReason::Malformed
+    );
 }
 
 /// Article 十五: departments write only what their role allows, only through their own
@@ -211,21 +405,80 @@ fn art15_department_roles_regions_and_revocation() {
     // 合作市 (623001) is a Gansu city: registered by and writing through 620000.
     w.register("623001:fgw", &[Role::Publisher]);
     w.accept("623001:fgw", Body::ListEntryPublished(e.clone()));
-    assert_eq!(w.ledger.entry(&published_id(&w, GS, &e)).unwrap().issuer(), region(GS));
+    assert_eq!(
+        w.ledger.entry(&published_id(&w, GS, &e)).unwrap().issuer(),
+        region(GS)
+    );
     // A province cannot register another province's department.
     let k = key("x");
-    let foreign = Body::DepartmentRegistered { department: dept("440000:fake"), name: "x".into(), roles: vec![Role::Publisher], key: k.public() };
-    assert_eq!(w.refuse("310000:node", foreign.clone()).reason, RejectReason::Unauthorised);
+    let foreign = Body::DepartmentRegistered {
+        department: dept("440000:fake"),
+        name: "x".into(),
+        roles: vec![Role::Publisher],
+        key: k.public(),
+    };
+    assert_eq!(
+        w.refuse("310000:node", foreign.clone()).reason,
+        RejectReason::Unauthorised
+    );
     // Operators register; publishers do not.
-    assert_eq!(w.refuse("310000:pub", Body::DepartmentRegistered { department: dept("310000:new"), name: "n".into(), roles: vec![Role::Publisher], key: k.public() }).reason, RejectReason::Unauthorised);
-    w.accept("310000:ops", Body::DepartmentRegistered { department: dept("310000:new"), name: "n".into(), roles: vec![Role::Publisher], key: k.public() });
+    assert_eq!(
+        w.refuse(
+            "310000:pub",
+            Body::DepartmentRegistered {
+                department: dept("310000:new"),
+                name: "n".into(),
+                roles: vec![Role::Publisher],
+                key: k.public()
+            }
+        )
+        .reason,
+        RejectReason::Unauthorised
+    );
+    w.accept(
+        "310000:ops",
+        Body::DepartmentRegistered {
+            department: dept("310000:new"),
+            name: "n".into(),
+            roles: vec![Role::Publisher],
+            key: k.public(),
+        },
+    );
     // Revoked departments write nothing more, and cannot be re-registered.
-    w.accept("310000:node", Body::DepartmentRevoked { department: dept("310000:pub"), reason: "机构改革".into() });
-    let r = w.refuse("310000:pub", Body::ListEntryPublished(black_entry(org(ACME), "d2", &[])));
+    w.accept(
+        "310000:node",
+        Body::DepartmentRevoked {
+            department: dept("310000:pub"),
+            reason: "机构改革".into(),
+        },
+    );
+    let r = w.refuse(
+        "310000:pub",
+        Body::ListEntryPublished(black_entry(org(ACME), "d2", &[])),
+    );
     assert_eq!(r.reason, RejectReason::AuthorRevoked);
-    assert_eq!(w.refuse("310000:node", Body::DepartmentRegistered { department: dept("310000:pub"), name: "n".into(), roles: vec![Role::Publisher], key: k.public() }).reason, RejectReason::Conflict);
+    assert_eq!(
+        w.refuse(
+            "310000:node",
+            Body::DepartmentRegistered {
+                department: dept("310000:pub"),
+                name: "n".into(),
+                roles: vec![Role::Publisher],
+                key: k.public()
+            }
+        )
+        .reason,
+        RejectReason::Conflict
+    );
     // The node may not publish list entries in its own name.
-    assert_eq!(w.refuse("310000:node", Body::ListEntryPublished(black_entry(org(ACME), "d3", &[]))).reason, RejectReason::Unauthorised);
+    assert_eq!(
+        w.refuse(
+            "310000:node",
+            Body::ListEntryPublished(black_entry(org(ACME), "d3", &[]))
+        )
+        .reason,
+        RejectReason::Unauthorised
+    );
 }
 
 /// Invariant 3: forged signatures, non-members, broken chains and replays are refused;
@@ -235,20 +488,30 @@ fn signatures_membership_chain_and_replay() {
     let mut w = world();
     let body = Body::ListEntryPublished(black_entry(org(ACME), "d1", &[]));
     // Author signature by the wrong key.
-    let (bytes, _) = credfed_protocol::envelope::sign_body(FED, &w.depts[&dept("310000:pub")], &body);
+    let (bytes, _) =
+        credfed_protocol::envelope::sign_body(FED, &w.depts[&dept("310000:pub")], &body);
     let forged = key("mallory").sign(credfed_protocol::crypto::Domain::Body, FED, &bytes);
     let env = w.seal_signed(dept("310000:pub"), bytes.clone(), forged);
-    assert_eq!(w.ingest(&env).unwrap_err().reason, RejectReason::BadAuthorSignature);
+    assert_eq!(
+        w.ingest(&env).unwrap_err().reason,
+        RejectReason::BadAuthorSignature
+    );
     // Node signature flipped.
     let mut good = w.seal_as("310000:pub", &body);
     let n = good.len();
     good[n - 1] ^= 0x01;
-    assert_eq!(w.ingest(&good).unwrap_err().reason, RejectReason::BadNodeSignature);
+    assert_eq!(
+        w.ingest(&good).unwrap_err().reason,
+        RejectReason::BadNodeSignature
+    );
     good[n - 1] ^= 0x01;
     // A signature for another federation does not verify here.
     let other_fed = key("x").sign(credfed_protocol::crypto::Domain::Body, "other-fed", &bytes);
     let env = w.seal_signed(dept("310000:pub"), bytes, other_fed);
-    assert_eq!(w.ingest(&env).unwrap_err().reason, RejectReason::BadAuthorSignature);
+    assert_eq!(
+        w.ingest(&env).unwrap_err().reason,
+        RejectReason::BadAuthorSignature
+    );
     // Accept, then replay: duplicate.
     assert!(matches!(w.ingest(&good).unwrap(), Admission::Accept(_)));
     assert_eq!(w.ingest(&good).unwrap(), Admission::Duplicate);
@@ -260,9 +523,17 @@ fn signatures_membership_chain_and_replay() {
     // Gap: an envelope two ahead.
     let mut ahead = World::new(&[110000, SH, GD, GS]);
     ahead.ledger = w.ledger.clone();
-    ahead.accept("310000:pub", Body::ListEntryPublished(black_entry(org(ACME), "d9", &[])));
-    let skip = ahead.seal_as("310000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d10", &[])));
-    assert!(matches!(w.ingest(&skip).unwrap(), Admission::Gap { got, have, .. } if got == have + 2));
+    ahead.accept(
+        "310000:pub",
+        Body::ListEntryPublished(black_entry(org(ACME), "d9", &[])),
+    );
+    let skip = ahead.seal_as(
+        "310000:pub",
+        &Body::ListEntryPublished(black_entry(org(ACME), "d10", &[])),
+    );
+    assert!(
+        matches!(w.ingest(&skip).unwrap(), Admission::Gap { got, have, .. } if got == have + 2)
+    );
 }
 
 /// Invariant 4: two different envelopes at one position are proof of equivocation that a
@@ -270,22 +541,50 @@ fn signatures_membership_chain_and_replay() {
 #[test]
 fn equivocation_is_detected_and_provable() {
     let mut w = world();
-    let a = w.seal_as("310000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d1", &[])));
-    let b = w.seal_as("310000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d2", &[])));
+    let a = w.seal_as(
+        "310000:pub",
+        &Body::ListEntryPublished(black_entry(org(ACME), "d1", &[])),
+    );
+    let b = w.seal_as(
+        "310000:pub",
+        &Body::ListEntryPublished(black_entry(org(ACME), "d2", &[])),
+    );
     assert!(matches!(w.ingest(&a).unwrap(), Admission::Accept(_)));
-    let Admission::Equivocation(proof) = w.ingest(&b).unwrap() else { panic!("not detected") };
-    assert_eq!(verify_equivocation(&w.manifest, FED, &proof.first, &proof.second), Ok(region(SH)));
+    let Admission::Equivocation(proof) = w.ingest(&b).unwrap() else {
+        panic!("not detected")
+    };
+    assert_eq!(
+        verify_equivocation(&w.manifest, FED, &proof.first, &proof.second),
+        Ok(region(SH))
+    );
     assert!(verify_equivocation(&w.manifest, FED, &proof.first, &proof.first).is_err());
     assert_eq!(w.ledger.equivocators(), vec![region(SH)]);
     // Recorded by Guangdong's node as evidence: every replica that folds it flags Shanghai.
     let mut fresh = World::new(&[110000, SH, GD, GS]);
-    fresh.accept("440000:node", Body::EquivocationEvidence { first: proof.first.clone(), second: proof.second.clone() });
+    fresh.accept(
+        "440000:node",
+        Body::EquivocationEvidence {
+            first: proof.first.clone(),
+            second: proof.second.clone(),
+        },
+    );
     assert_eq!(fresh.ledger.equivocators(), vec![region(SH)]);
     // Forged evidence (same envelope twice, or a tampered one) is refused.
     let mut tampered = proof.second.clone();
     let n = tampered.len();
     tampered[n - 1] ^= 1;
-    assert_eq!(fresh.refuse("440000:node", Body::EquivocationEvidence { first: proof.first.clone(), second: tampered }).reason, RejectReason::Conflict);
+    assert_eq!(
+        fresh
+            .refuse(
+                "440000:node",
+                Body::EquivocationEvidence {
+                    first: proof.first.clone(),
+                    second: tampered
+                }
+            )
+            .reason,
+        RejectReason::Conflict
+    );
 }
 
 /// References across logs wait for their dependency instead of being refused, so
@@ -294,19 +593,38 @@ fn equivocation_is_detected_and_provable() {
 fn missing_cross_region_reference_is_a_dependency_not_a_rejection() {
     let mut w = world();
     let id = publish_black(&mut w);
-    let filed = w.seal_as("440000:obj", &Body::ObjectionFiled { case_no: "c".into(), entry: id, grounds: "g".into(), filed_on: date("2026-11-02") });
+    let filed = w.seal_as(
+        "440000:obj",
+        &Body::ObjectionFiled {
+            case_no: "c".into(),
+            entry: id,
+            grounds: "g".into(),
+            filed_on: date("2026-11-02"),
+        },
+    );
     let mut replica = World::new(&[110000, SH, GD, GS]);
-    assert!(matches!(replica.ingest(&filed).unwrap(), Admission::MissingDependency { .. }));
+    assert!(matches!(
+        replica.ingest(&filed).unwrap(),
+        Admission::MissingDependency { .. }
+    ));
 }
 
 /// Wire rules: unknown versions, oversize, trailing bytes and non-canonical forms.
 #[test]
 fn decoder_limits_and_canonical_form() {
     let mut w = world();
-    let good = w.seal_as("310000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d1", &[])));
+    let good = w.seal_as(
+        "310000:pub",
+        &Body::ListEntryPublished(black_entry(org(ACME), "d1", &[])),
+    );
     let mut trailing = good.clone();
     trailing.push(0);
-    assert!(w.ingest(&trailing).unwrap_err().message.contains("trailing"));
+    assert!(
+        w.ingest(&trailing)
+            .unwrap_err()
+            .message
+            .contains("trailing")
+    );
     // Version 2 in front.
     let mut v2 = good.clone();
     v2[0] = 2;
@@ -340,11 +658,34 @@ fn uscc_check_exemption_is_explicit() {
     let pilot = "91350100M000100Y44";
     let no_ex = Body::ListEntryPublished(black_entry(org(pilot), "d1", &[]));
     let r = w.refuse("310000:pub", no_ex);
-    assert_eq!(r.message, "body.subject.uscc: check character is '4', expected '3' (GB 32100-2015)");
-    let with = Subject::Organisation { uscc: pilot.into(), name: "试点企业".into(), check_exemption: Some(CheckExemption { reason: "登记机关确认函 沪市监〔2015〕8号".into() }) };
-    w.accept("310000:pub", Body::ListEntryPublished(black_entry(with, "d1", &[])));
-    let needless = Subject::Organisation { uscc: ACME.into(), name: "x".into(), check_exemption: Some(CheckExemption { reason: "r".into() }) };
-    assert!(w.refuse("310000:pub", Body::ListEntryPublished(black_entry(needless, "d2", &[]))).message.contains("check_exemption"));
+    assert_eq!(
+        r.message,
+        "body.subject.uscc: check character is '4', expected '3' (GB 32100-2015)"
+    );
+    let with = Subject::Organisation {
+        uscc: pilot.into(),
+        name: "试点企业".into(),
+        check_exemption: Some(CheckExemption {
+            reason: "登记机关确认函 沪市监〔2015〕8号".into(),
+        }),
+    };
+    w.accept(
+        "310000:pub",
+        Body::ListEntryPublished(black_entry(with, "d1", &[])),
+    );
+    let needless = Subject::Organisation {
+        uscc: ACME.into(),
+        name: "x".into(),
+        check_exemption: Some(CheckExemption { reason: "r".into() }),
+    };
+    assert!(
+        w.refuse(
+            "310000:pub",
+            Body::ListEntryPublished(black_entry(needless, "d2", &[]))
+        )
+        .message
+        .contains("check_exemption")
+    );
 }
 
 /// Article 十四: related persons are carried by keyed hash and masked number; the clear
@@ -354,9 +695,16 @@ fn art14_persons_are_hashed_and_masked() {
     let mut w = world();
     let legal_rep = w.person("11010519491231002X", "张三");
     let mut e = black_entry(org(ACME), "d1", &["P-11-04"]);
-    e.related_persons = vec![RelatedPerson { role: RelatedRole::LegalRepresentative, person: legal_rep.clone() }];
+    e.related_persons = vec![RelatedPerson {
+        role: RelatedRole::LegalRepresentative,
+        person: legal_rep.clone(),
+    }];
     w.accept("310000:pub", Body::ListEntryPublished(e));
-    let debtor = black_entry(Subject::Person(w.person("440304200002290014", "李四")), "d2", &["P-11-04"]);
+    let debtor = black_entry(
+        Subject::Person(w.person("440304200002290014", "李四")),
+        "d2",
+        &["P-11-04"],
+    );
     w.accept("310000:pub", Body::ListEntryPublished(debtor));
     for log in w.logs() {
         for env in log {
@@ -373,7 +721,11 @@ fn art14_persons_are_hashed_and_masked() {
     if let Subject::Person(p) = &mut leak.subject {
         p.masked = "11010519491231002X".into();
     }
-    assert!(w.refuse("310000:pub", Body::ListEntryPublished(leak)).message.contains("masked"));
+    assert!(
+        w.refuse("310000:pub", Body::ListEntryPublished(leak))
+            .message
+            .contains("masked")
+    );
 }
 
 /// Article 十七: publication more than 7 working days after the decision is flagged late.
@@ -391,7 +743,12 @@ fn art17_late_disclosure_is_flagged() {
     e2.basis.document_no = "d2".into();
     w.now = noon("2026-10-14");
     w.accept("310000:pub", Body::ListEntryPublished(e2.clone()));
-    assert!(w.ledger.entry(&published_id(&w, SH, &e2)).unwrap().disclosed_late(&w.calendar, &w.manifest.policy));
+    assert!(
+        w.ledger
+            .entry(&published_id(&w, SH, &e2))
+            .unwrap()
+            .disclosed_late(&w.calendar, &w.manifest.policy)
+    );
 }
 
 /// Article 二十二 with 二十三: an objection open past its working-day deadline is overdue.
@@ -399,12 +756,27 @@ fn art17_late_disclosure_is_flagged() {
 fn art22_23_objection_overdue_after_working_days() {
     let mut w = world();
     let id = publish_black(&mut w);
-    w.accept("440000:obj", Body::ObjectionFiled { case_no: "c".into(), entry: id, grounds: "g".into(), filed_on: date("2026-09-28") });
+    w.accept(
+        "440000:obj",
+        Body::ObjectionFiled {
+            case_no: "c".into(),
+            entry: id,
+            grounds: "g".into(),
+            filed_on: date("2026-09-28"),
+        },
+    );
     let e = w.ledger.entry(&id).unwrap();
     // 10 working days from 28 Sept 2026: 29, 30 Sept; (1-7 Oct holiday); 8, 9, 10 (adjusted
     // Saturday), 12, 13, 14, 15, 16 Oct. Counting 24-hour days would say 8 Oct.
-    assert!(e.overdue_objections(noon("2026-10-16"), &w.calendar, &w.manifest.policy).is_empty());
-    assert_eq!(e.overdue_objections(noon("2026-10-17"), &w.calendar, &w.manifest.policy).len(), 1);
+    assert!(
+        e.overdue_objections(noon("2026-10-16"), &w.calendar, &w.manifest.policy)
+            .is_empty()
+    );
+    assert_eq!(
+        e.overdue_objections(noon("2026-10-17"), &w.calendar, &w.manifest.policy)
+            .len(),
+        1
+    );
 }
 
 /// Article 三, 四: a red-list entry yields the green-channel incentive in licensing.
@@ -413,11 +785,29 @@ fn art3_4_red_list_green_channel() {
     let mut w = world();
     let e = red_entry(org(ACME), "沪信用〔2026〕1号", &["I-04-01", "I-06-01"]);
     w.accept("310000:pub", Body::ListEntryPublished(e));
-    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Licensing, w.now);
-    assert_eq!(a.recommended.iter().map(|m| m.code.0.as_str()).collect::<Vec<_>>(), ["I-04-01"]);
+    let a = check(
+        w.rules(),
+        &w.ledger,
+        &org(ACME).key(),
+        MeasureDomain::Licensing,
+        w.now,
+    );
+    assert_eq!(
+        a.recommended
+            .iter()
+            .map(|m| m.code.0.as_str())
+            .collect::<Vec<_>>(),
+        ["I-04-01"]
+    );
     assert_eq!(a.recommended[0].kind, ActionKind::Incentive);
     assert!(a.mandatory.is_empty());
-    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Inspection, w.now);
+    let a = check(
+        w.rules(),
+        &w.ledger,
+        &org(ACME).key(),
+        MeasureDomain::Inspection,
+        w.now,
+    );
     assert_eq!(a.recommended[0].code, mc("I-06-01"));
 }
 
@@ -425,21 +815,60 @@ fn art3_4_red_list_green_channel() {
 #[test]
 fn art6_16_evaluations_are_mutually_recognised_while_valid() {
     let mut w = world();
-    let ev = Evaluation { subject: org(ACME), scheme: "tax-abcd".into(), grade: Grade::Class(*b"A\0\0\0"), evaluated_on: date("2026-04-01"), valid_until: date("2027-04-01") };
+    let ev = Evaluation {
+        subject: org(ACME),
+        scheme: "tax-abcd".into(),
+        grade: Grade::Class(*b"A\0\0\0"),
+        evaluated_on: date("2026-04-01"),
+        valid_until: date("2027-04-01"),
+    };
     w.accept("440000:pub", Body::EvaluationPublished(ev.clone()));
-    assert_eq!(w.refuse("440000:pub", Body::EvaluationPublished(ev)).reason, RejectReason::Conflict);
-    let a = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Financing, w.now);
+    assert_eq!(
+        w.refuse("440000:pub", Body::EvaluationPublished(ev)).reason,
+        RejectReason::Conflict
+    );
+    let a = check(
+        w.rules(),
+        &w.ledger,
+        &org(ACME).key(),
+        MeasureDomain::Financing,
+        w.now,
+    );
     assert_eq!(a.evaluations.len(), 1);
     assert_eq!(a.evaluations[0].region, region(GD));
-    let later = check(w.rules(), &w.ledger, &org(ACME).key(), MeasureDomain::Financing, noon("2027-04-01"));
+    let later = check(
+        w.rules(),
+        &w.ledger,
+        &org(ACME).key(),
+        MeasureDomain::Financing,
+        noon("2027-04-01"),
+    );
     assert!(later.evaluations.is_empty());
-    let bad = Evaluation { subject: org(ACME), scheme: "s".into(), grade: Grade::Class(*b"a\0\0\0"), evaluated_on: date("2026-04-01"), valid_until: date("2027-04-01") };
-    assert!(w.refuse("440000:pub", Body::EvaluationPublished(bad)).message.contains("evaluation.grade"));
+    let bad = Evaluation {
+        subject: org(ACME),
+        scheme: "s".into(),
+        grade: Grade::Class(*b"a\0\0\0"),
+        evaluated_on: date("2026-04-01"),
+        valid_until: date("2027-04-01"),
+    };
+    assert!(
+        w.refuse("440000:pub", Body::EvaluationPublished(bad))
+            .message
+            .contains("evaluation.grade")
+    );
 }
 
 #[test]
 fn node_unit_is_reserved() {
     let mut w = world();
-    let r = w.refuse("310000:node", Body::DepartmentRegistered { department: dept(&format!("310000:{NODE_UNIT}")), name: "n".into(), roles: vec![Role::Operator], key: key("k").public() });
+    let r = w.refuse(
+        "310000:node",
+        Body::DepartmentRegistered {
+            department: dept(&format!("310000:{NODE_UNIT}")),
+            name: "n".into(),
+            roles: vec![Role::Operator],
+            key: key("k").public(),
+        },
+    );
     assert_eq!(r.reason, RejectReason::Unauthorised);
 }
