@@ -5,7 +5,7 @@
 
 /// Upper bound on a single allocation while decoding. No valid structure comes near
 /// it; it stops a forged length prefix from reserving gigabytes before the input runs out.
-pub const MAX_DECODE_ALLOCATION: usize = 4 * 1024 * 1024;
+pub const MAX_DECODE_ALLOCATION: usize = 16 * 1024 * 1024;
 
 /// Largest record body. A list entry with its basis, ten related persons and the
 /// requested measures is about 2 KiB; 32 KiB leaves room for long legal texts while

@@ -1,0 +1,103 @@
+//! A minimal HTTPS/JSON client for the node's API (used by `credfed-node status`, the
+//! tests and the CLI). HTTP/1.1, one request per connection, bounded response size.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Largest response read.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A client for one node.
+#[derive(Clone)]
+pub struct ApiClient {
+    addr: String,
+    tls: tokio_rustls::TlsConnector,
+}
+
+/// A response: status and body.
+#[derive(Debug)]
+pub struct ApiResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Body text.
+    pub body: String,
+}
+
+impl ApiResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_str(&self.body).with_context(|| format!("response is not JSON: {}", self.body.chars().take(200).collect::<String>()))
+    }
+}
+
+impl ApiClient {
+    /// A client for `addr` (host:port) trusting the CA in `ca_pem_file`.
+    pub fn new(addr: &str, ca_pem_file: &Path) -> Result<ApiClient> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let pem = std::fs::read(ca_pem_file).with_context(|| format!("reading CA certificate {}", ca_pem_file.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            let cert: rustls::pki_types::CertificateDer<'static> = cert.context("CA certificate PEM")?;
+            roots.add(cert)?;
+        }
+        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        Ok(ApiClient { addr: addr.to_owned(), tls: tokio_rustls::TlsConnector::from(Arc::new(config)) })
+    }
+
+    /// GET a path.
+    pub async fn get(&self, path: &str) -> Result<ApiResponse> {
+        self.request("GET", path, None).await
+    }
+
+    /// POST JSON to a path.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<ApiResponse> {
+        self.request("POST", path, Some(body.to_string())).await
+    }
+
+    async fn request(&self, method: &str, path: &str, body: Option<String>) -> Result<ApiResponse> {
+        let tcp = tokio::net::TcpStream::connect(&self.addr).await.with_context(|| format!("connecting to {}: is the node running? start it with `credfed-node run`", self.addr))?;
+        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        let name = rustls::pki_types::ServerName::try_from(if host == "127.0.0.1" { "127.0.0.1".to_string() } else { "localhost".to_string() })?;
+        let mut tls = self.tls.connect(name, tcp).await.context("TLS handshake with the node")?;
+        let body = body.unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tls.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        (&mut tls).take(MAX_RESPONSE_BYTES as u64 + 1).read_to_end(&mut buf).await.or_else(|e| {
+            // Servers may close without close_notify after Connection: close.
+            if e.kind() == std::io::ErrorKind::UnexpectedEof { Ok(0) } else { Err(e) }
+        })?;
+        parse_response(&buf)
+    }
+}
+
+fn parse_response(buf: &[u8]) -> Result<ApiResponse> {
+    let text = String::from_utf8_lossy(buf);
+    let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("malformed status line")?;
+    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked { dechunk(body)? } else { body.to_string() };
+    Ok(ApiResponse { status, body })
+}
+
+fn dechunk(mut s: &str) -> Result<String> {
+    let mut out = String::new();
+    loop {
+        let (len, rest) = s.split_once("\r\n").context("malformed chunk")?;
+        let n = usize::from_str_radix(len.trim(), 16).context("malformed chunk size")?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if rest.len() < n {
+            bail!("truncated chunk");
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+}

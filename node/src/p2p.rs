@@ -1,0 +1,339 @@
+//! libp2p glue: transports, gossip push, request-response pull, connection gating.
+//!
+//! Transports are TCP + TLS 1.3 (rustls, via libp2p-tls; noise as fallback) + yamux, and
+//! QUIC, so that nodes behind networks that block UDP still connect. libp2p's TLS
+//! certificates are self-signed and carry the node key, so authorisation is the
+//! manifest's PeerId allow-list: any other peer is refused at the connection level.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use credfed_protocol::codec;
+use credfed_protocol::envelope::Envelope;
+use credfed_protocol::ids::RegionCode;
+use credfed_protocol::ledger::{Admission, StateView};
+use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
+use futures::StreamExt;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
+use libp2p::{Multiaddr, PeerId, allow_block_list, connection_limits, gossipsub, identify, identity, ping};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::core::Core;
+use crate::replication::{Input, Output, Parked, ReplicationConfig, Replicator};
+use crate::wire::{MAX_RANGE_ENVELOPES, MAX_RESPONSE_BYTES, SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse};
+
+/// Capacity of the command channel from the API to the network task. A full channel
+/// drops the push (pull repairs it), it never blocks a write.
+pub const COMMAND_CAPACITY: usize = 1024;
+
+/// Work for the network task.
+#[derive(Debug)]
+pub enum Command {
+    /// Gossip an envelope this node appended.
+    Publish(Vec<u8>),
+}
+
+/// What the network task reports for `/v1/peers` and `/v1/status`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct NetStatus {
+    /// PeerId of this node.
+    pub peer_id: String,
+    /// Connected members: region → peer id.
+    pub connected: BTreeMap<String, String>,
+    /// Highest head any peer reported, per region.
+    pub best_known: BTreeMap<String, u64>,
+    /// Envelopes waiting for a gap or a dependency.
+    pub parked: usize,
+    /// Last time (ms since the epoch) anything was heard from each member.
+    pub last_contact_ms: BTreeMap<String, i64>,
+    /// Whether writes are open (own log confirmed with a peer).
+    pub writes_open: bool,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    limits: connection_limits::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// The libp2p PeerId of a manifest key.
+pub fn peer_id_of(key: &credfed_protocol::crypto::PublicKey) -> Result<PeerId> {
+    let ed = identity::ed25519::PublicKey::try_from_bytes(&key.0).context("node key is not an Ed25519 key")?;
+    Ok(identity::PublicKey::from(ed).to_peer_id())
+}
+
+/// Network settings.
+#[derive(Debug, Clone)]
+pub struct P2pConfig {
+    /// Node secret (the same key signs envelopes).
+    pub node_secret: [u8; 32],
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Anti-entropy tunables.
+    pub replication: ReplicationConfig,
+    /// Re-dial period for disconnected members.
+    pub redial_interval: Duration,
+    /// Start with writes open (see `NodeConfig::solo`).
+    pub solo: bool,
+}
+
+/// Runs the network until `shutdown` turns true.
+pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<Command>, status: Arc<Mutex<NetStatus>>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    let mut secret = cfg.node_secret;
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).context("node key")?;
+    let local_peer = keypair.public().to_peer_id();
+    let fed = core.manifest.federation_id.clone();
+
+    // Members other than ourselves: the allow-list and the dial book.
+    let mut members: BTreeMap<PeerId, (RegionCode, Vec<Multiaddr>)> = BTreeMap::new();
+    for m in &core.manifest.members {
+        let pid = peer_id_of(&m.node_key)?;
+        if pid != local_peer {
+            members.insert(pid, (m.region, m.addresses.iter().filter_map(|a| a.parse().ok()).collect()));
+        }
+    }
+
+    let topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/envelopes/1"));
+    let gossip_cfg = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .validate_messages()
+        // Content-addressed ids: the same envelope is the same message whoever sends it.
+        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(credfed_protocol::crypto::sha256(&[&m.data]).0.to_vec()))
+        .max_transmit_size(MAX_ENVELOPE_BYTES + 1024)
+        .heartbeat_interval(Duration::from_millis(700))
+        .heartbeat_initial_delay(Duration::from_millis(100))
+        .build()
+        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+    let member_count = members.len() as u32;
+
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(libp2p::tcp::Config::default().nodelay(true), (libp2p::tls::Config::new, libp2p::noise::Config::new), libp2p::yamux::Config::default)?
+        .with_quic()
+        .with_behaviour(|key| {
+            let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+            for p in members.keys() {
+                allow.allow_peer(*p);
+            }
+            let limits = connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established_per_peer(Some(2))
+                    .with_max_established(Some(2 * member_count + 4))
+                    .with_max_pending_incoming(Some(64)),
+            );
+            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_cfg.clone()).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let sync = request_response::Behaviour::with_codec(
+                SyncCodec,
+                [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(64),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new("/credfed/1".into(), key.public()));
+            Ok(Behaviour { allow, limits, gossipsub, sync, identify, ping: ping::Behaviour::default() })
+        })?
+        // Members stay connected: libp2p would close idle connections after 10 s.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .build();
+    swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
+    for a in &cfg.listen {
+        swarm.listen_on(a.clone()).with_context(|| format!("listening on {a}"))?;
+    }
+    if let Ok(mut s) = status.lock() {
+        s.peer_id = local_peer.to_string();
+    }
+
+    let mut replicator = Replicator::new(cfg.replication, core.region, cfg.solo || members.is_empty());
+    let mut parked = Parked::default();
+    let mut pending_ranges: BTreeMap<request_response::OutboundRequestId, RegionCode> = BTreeMap::new();
+    let mut connected: BTreeMap<PeerId, RegionCode> = BTreeMap::new();
+    let mut evidence_published: BTreeSet<(RegionCode, u64)> = BTreeSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut redial = tokio::time::interval(cfg.redial_interval);
+
+    let local_heads = |core: &Core| -> BTreeMap<RegionCode, u64> { core.store.heads().map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect()).unwrap_or_default() };
+
+    loop {
+        let mut outputs = Vec::new();
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(cmd) = commands.recv() => match cmd {
+                Command::Publish(bytes) => {
+                    if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes) {
+                        tracing::debug!(error = %e, "gossip publish skipped; pull will deliver");
+                    }
+                }
+            },
+            _ = tick.tick() => outputs.extend(replicator.step(Input::Tick, &local_heads(&core), Instant::now())),
+            _ = redial.tick() => {
+                for (pid, (_, addrs)) in &members {
+                    if !connected.contains_key(pid) && !addrs.is_empty() {
+                        let opts = DialOpts::peer_id(*pid).addresses(addrs.clone()).build();
+                        let _ = swarm.dial(opts);
+                    }
+                }
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    if let Some((region, _)) = members.get(&peer_id)
+                        && connected.insert(peer_id, *region).is_none()
+                    {
+                        tracing::info!(%peer_id, region = %region, "member connected");
+                        outputs.extend(replicator.step(Input::PeerUp(peer_id), &local_heads(&core), Instant::now()));
+                    }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    if connected.remove(&peer_id).is_some() {
+                        tracing::info!(%peer_id, "member disconnected");
+                        outputs.extend(replicator.step(Input::PeerDown(peer_id), &local_heads(&core), Instant::now()));
+                    }
+                }
+                SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+                    if matches!(error, libp2p::swarm::ListenError::Denied { .. }) {
+                        core.metrics.refused_connections.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%send_back_addr, "refused a connection from a peer not in the manifest");
+                    }
+                }
+                SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+                    core.metrics.gossip_received.fetch_add(1, Ordering::Relaxed);
+                    core.metrics.bytes_received.fetch_add(message.data.len() as u64, Ordering::Relaxed);
+                    touch(&status, &connected, &propagation_source, &core);
+                    let acceptance = handle_envelope(&core, message.data, &mut parked, &mut evidence_published);
+                    swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, acceptance);
+                    drain_parked(&core, &mut parked, &mut evidence_published);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
+                    request_response::Message::Request { request, channel, .. } => {
+                        let response = answer(&core, request);
+                        let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                    }
+                    request_response::Message::Response { request_id, response } => {
+                        touch(&status, &connected, &peer, &core);
+                        match response {
+                            SyncResponse::Heads(heads) => outputs.extend(replicator.step(Input::Heads(peer, heads), &local_heads(&core), Instant::now())),
+                            SyncResponse::Range { region, envelopes } => {
+                                pending_ranges.remove(&request_id);
+                                core.metrics.ranges_fetched.fetch_add(1, Ordering::Relaxed);
+                                for bytes in envelopes {
+                                    core.metrics.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                                    handle_envelope(&core, bytes, &mut parked, &mut evidence_published);
+                                }
+                                drain_parked(&core, &mut parked, &mut evidence_published);
+                                outputs.extend(replicator.step(Input::RangeDone(peer, region), &local_heads(&core), Instant::now()));
+                            }
+                        }
+                    }
+                },
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. })) => {
+                    tracing::debug!(%peer, %error, "sync request failed");
+                    let region = pending_ranges.remove(&request_id);
+                    outputs.extend(replicator.step(Input::RequestFailed(peer, region), &local_heads(&core), Instant::now()));
+                }
+                _ => {}
+            },
+        }
+        for o in outputs {
+            match o {
+                Output::RequestHeads(p) => {
+                    swarm.behaviour_mut().sync.send_request(&p, SyncRequest::Heads);
+                }
+                Output::RequestRange { peer, region, from, limit } => {
+                    let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Range { region, from, limit });
+                    pending_ranges.insert(id, region);
+                }
+                Output::OpenWrites => core.open_writes(),
+            }
+        }
+        core.metrics.peers.store(connected.len() as u64, Ordering::Relaxed);
+        if let Ok(mut s) = status.lock() {
+            s.connected = connected.iter().map(|(p, r)| (r.to_string(), p.to_string())).collect();
+            s.best_known = replicator.best_known().into_iter().map(|(r, h)| (r.to_string(), h)).collect();
+            s.parked = parked.len();
+            s.writes_open = core.write_gate.lock().map(|g| g.is_none()).unwrap_or(false);
+        }
+    }
+    tracing::info!("network stopped");
+    Ok(())
+}
+
+fn touch(status: &Arc<Mutex<NetStatus>>, connected: &BTreeMap<PeerId, RegionCode>, peer: &PeerId, core: &Core) {
+    if let (Some(r), Ok(mut s)) = (connected.get(peer), status.lock()) {
+        s.last_contact_ms.insert(r.to_string(), core.now().0);
+    }
+}
+
+/// Admits one envelope from the network and says what gossip should do with it.
+fn handle_envelope(core: &Core, bytes: Vec<u8>, parked: &mut Parked, evidence_published: &mut BTreeSet<(RegionCode, u64)>) -> gossipsub::MessageAcceptance {
+    use gossipsub::MessageAcceptance::*;
+    match core.ingest(&bytes) {
+        Ok(Admission::Accept(_)) => Accept,
+        Ok(Admission::Duplicate) => Ignore,
+        Ok(Admission::Gap { region, got, .. }) => {
+            parked.park(region, got, bytes);
+            Ignore
+        }
+        Ok(Admission::MissingDependency { what }) => {
+            tracing::debug!(%what, "envelope waits for a dependency");
+            if let Ok(env) = codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "envelope") {
+                parked.park(env.region, env.seq, bytes);
+            }
+            Ignore
+        }
+        Ok(Admission::Equivocation(proof)) => {
+            if evidence_published.insert((proof.region, proof.seq)) {
+                match core.publish_evidence(&proof) {
+                    Ok(v) => tracing::warn!(region = %proof.region, seq = proof.seq, evidence_seq = v.envelope.seq, "equivocation evidence recorded in own log"),
+                    Err(e) => tracing::warn!(error = %e, "could not record equivocation evidence yet"),
+                }
+            }
+            Ignore
+        }
+        Err(r) => {
+            tracing::warn!(reason = ?r.reason, message = %r.message, "rejected envelope");
+            Reject
+        }
+    }
+}
+
+/// Retries parked envelopes while progress is made (bounded by what is parked).
+fn drain_parked(core: &Core, parked: &mut Parked, evidence_published: &mut BTreeSet<(RegionCode, u64)>) {
+    for _ in 0..crate::replication::MAX_PARKED_PER_REGION {
+        let local: BTreeMap<RegionCode, u64> = core.store.heads().map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect()).unwrap_or_default();
+        let ready = parked.ready(&local);
+        if ready.is_empty() {
+            return;
+        }
+        let mut progressed = false;
+        for bytes in ready {
+            let before = core.store.head(codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "e").map(|e| e.region).unwrap_or(core.region)).map(|h| h.seq);
+            handle_envelope(core, bytes.clone(), &mut Parked::default(), evidence_published);
+            let env = codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "e").ok();
+            let after = env.as_ref().and_then(|e| core.store.head(e.region)).map(|h| h.seq);
+            if after != before {
+                progressed = true;
+            }
+        }
+        if !progressed {
+            return;
+        }
+    }
+}
+
+fn answer(core: &Core, request: SyncRequest) -> SyncResponse {
+    match request {
+        SyncRequest::Heads => SyncResponse::Heads(core.store.heads().map(|h| h.into_iter().collect()).unwrap_or_default()),
+        SyncRequest::Range { region, from, limit } => {
+            let limit = limit.min(MAX_RANGE_ENVELOPES) as usize;
+            let envelopes = core.store.range(region, from, limit, MAX_RESPONSE_BYTES - 64 * 1024).unwrap_or_default();
+            SyncResponse::Range { region, envelopes }
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Anti-entropy as a state machine: inputs in, requests out, no I/O.
+//!
+//! The libp2p glue (`p2p.rs`) feeds it peer events, heads and completed ranges and sends
+//! what it returns. Keeping it pure lets tests drive many peers through failures
+//! deterministically.
+//!
+//! Policy: learn every connected member's heads (on connect and every few seconds);
+//! for each region where some peer is ahead, fetch the next range from the least busy
+//! peer that has it — any peer, not only the region's own node, so an offline origin's
+//! records still spread (DESIGN §6). One range in flight per region, a bounded number
+//! per peer, and a timeout that frees a stuck fetch for another peer.
+//!
+//! No rollback: until some peer has told us its view of our own region and we hold at
+//! least that much of our own log, the node must not write (it could reuse sequence
+//! numbers). [`Output::OpenWrites`] is emitted once that is confirmed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use credfed_protocol::ids::RegionCode;
+use credfed_protocol::ledger::Head;
+use libp2p::PeerId;
+
+use crate::wire::MAX_RANGE_ENVELOPES;
+
+/// Tunables, all bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicationConfig {
+    /// How often to ask each peer for its heads.
+    pub heads_interval: Duration,
+    /// A range fetch not answered within this is given up and re-planned.
+    pub fetch_timeout: Duration,
+    /// Range requests in flight to one peer.
+    pub max_inflight_per_peer: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig { heads_interval: Duration::from_secs(2), fetch_timeout: Duration::from_secs(10), max_inflight_per_peer: 4 }
+    }
+}
+
+/// Something that happened.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A member peer connected.
+    PeerUp(PeerId),
+    /// It disconnected.
+    PeerDown(PeerId),
+    /// It reported its heads.
+    Heads(PeerId, Vec<(RegionCode, Head)>),
+    /// A range request to it finished (applied or not).
+    RangeDone(PeerId, RegionCode),
+    /// A request to it failed.
+    RequestFailed(PeerId, Option<RegionCode>),
+    /// Time passed.
+    Tick,
+}
+
+/// Something to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Ask a peer for its heads.
+    RequestHeads(PeerId),
+    /// Ask a peer for a range.
+    RequestRange {
+        /// Whom.
+        peer: PeerId,
+        /// Which log.
+        region: RegionCode,
+        /// First sequence number.
+        from: u64,
+        /// How many at most.
+        limit: u32,
+    },
+    /// The own log is confirmed complete: writes may start.
+    OpenWrites,
+}
+
+#[derive(Debug, Default)]
+struct PeerSync {
+    heads: BTreeMap<RegionCode, u64>,
+    inflight: usize,
+    last_heads_request: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Fetch {
+    peer: PeerId,
+    sent: Instant,
+}
+
+/// The anti-entropy state machine.
+#[derive(Debug)]
+pub struct Replicator {
+    config: ReplicationConfig,
+    own_region: RegionCode,
+    peers: BTreeMap<PeerId, PeerSync>,
+    fetching: BTreeMap<RegionCode, Fetch>,
+    /// Highest own-region head any peer reported, once one has.
+    own_head_seen: Option<u64>,
+    writes_open: bool,
+}
+
+impl Replicator {
+    /// A replicator for a node of `own_region`. With `solo`, writes open at once (a
+    /// federation of one, or an operator's explicit first start).
+    pub fn new(config: ReplicationConfig, own_region: RegionCode, solo: bool) -> Replicator {
+        Replicator { config, own_region, peers: BTreeMap::new(), fetching: BTreeMap::new(), own_head_seen: solo.then_some(0), writes_open: false }
+    }
+
+    /// Connected peers and what they reported.
+    pub fn peer_heads(&self) -> impl Iterator<Item = (&PeerId, &BTreeMap<RegionCode, u64>)> {
+        self.peers.iter().map(|(p, s)| (p, &s.heads))
+    }
+
+    /// Highest head any connected peer reported for each region.
+    pub fn best_known(&self) -> BTreeMap<RegionCode, u64> {
+        let mut best = BTreeMap::new();
+        for s in self.peers.values() {
+            for (r, h) in &s.heads {
+                let e = best.entry(*r).or_insert(0);
+                *e = (*e).max(*h);
+            }
+        }
+        best
+    }
+
+    /// Feeds one input; `local` is the store's heads now, `now` the monotonic clock.
+    pub fn step(&mut self, input: Input, local: &BTreeMap<RegionCode, u64>, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::PeerUp(p) => {
+                let s = self.peers.entry(p).or_default();
+                s.last_heads_request = Some(now);
+                out.push(Output::RequestHeads(p));
+            }
+            Input::PeerDown(p) => {
+                self.peers.remove(&p);
+                self.fetching.retain(|_, f| f.peer != p);
+            }
+            Input::Heads(p, heads) => {
+                if let Some(s) = self.peers.get_mut(&p) {
+                    for (r, h) in heads {
+                        let e = s.heads.entry(r).or_insert(0);
+                        *e = (*e).max(h.seq);
+                    }
+                    let own = s.heads.get(&self.own_region).copied().unwrap_or(0);
+                    self.own_head_seen = Some(self.own_head_seen.unwrap_or(0).max(own));
+                }
+            }
+            Input::RangeDone(p, r) | Input::RequestFailed(p, Some(r)) => {
+                if self.fetching.get(&r).is_some_and(|f| f.peer == p) {
+                    self.fetching.remove(&r);
+                }
+                if let Some(s) = self.peers.get_mut(&p) {
+                    s.inflight = s.inflight.saturating_sub(1);
+                }
+            }
+            Input::RequestFailed(_, None) => {}
+            Input::Tick => {
+                let timeout = self.config.fetch_timeout;
+                let stale: Vec<RegionCode> = self.fetching.iter().filter(|(_, f)| now.duration_since(f.sent) > timeout).map(|(r, _)| *r).collect();
+                for r in stale {
+                    if let Some(f) = self.fetching.remove(&r)
+                        && let Some(s) = self.peers.get_mut(&f.peer)
+                    {
+                        s.inflight = s.inflight.saturating_sub(1);
+                    }
+                }
+                for (p, s) in self.peers.iter_mut() {
+                    if s.last_heads_request.is_none_or(|t| now.duration_since(t) >= self.config.heads_interval) {
+                        s.last_heads_request = Some(now);
+                        out.push(Output::RequestHeads(*p));
+                    }
+                }
+            }
+        }
+        self.plan(local, now, &mut out);
+        if !self.writes_open
+            && let Some(seen) = self.own_head_seen
+            && local.get(&self.own_region).copied().unwrap_or(0) >= seen
+        {
+            self.writes_open = true;
+            out.push(Output::OpenWrites);
+        }
+        out
+    }
+
+    fn plan(&mut self, local: &BTreeMap<RegionCode, u64>, now: Instant, out: &mut Vec<Output>) {
+        for (region, best) in self.best_known() {
+            let have = local.get(&region).copied().unwrap_or(0);
+            if best <= have || self.fetching.contains_key(&region) {
+                continue;
+            }
+            let max = self.config.max_inflight_per_peer;
+            let candidate = self
+                .peers
+                .iter()
+                .filter(|(_, s)| s.inflight < max && s.heads.get(&region).copied().unwrap_or(0) > have)
+                .min_by_key(|(p, s)| (s.inflight, **p))
+                .map(|(p, _)| *p);
+            if let Some(peer) = candidate {
+                if let Some(s) = self.peers.get_mut(&peer) {
+                    s.inflight += 1;
+                }
+                self.fetching.insert(region, Fetch { peer, sent: now });
+                out.push(Output::RequestRange { peer, region, from: have + 1, limit: MAX_RANGE_ENVELOPES });
+            }
+        }
+    }
+}
+
+/// Envelopes that arrived ahead of their turn (a gap in push, or a cross-region
+/// reference not yet held), kept until pull fills in what they wait for. Bounded per
+/// region; the oldest are dropped first, and pull fetches them again later.
+#[derive(Debug, Default)]
+pub struct Parked {
+    by_region: BTreeMap<RegionCode, VecDeque<(u64, Vec<u8>)>>,
+}
+
+/// Envelopes parked per region.
+pub const MAX_PARKED_PER_REGION: usize = 1024;
+
+impl Parked {
+    /// Keeps an envelope at `(region, seq)`.
+    pub fn park(&mut self, region: RegionCode, seq: u64, bytes: Vec<u8>) {
+        let q = self.by_region.entry(region).or_default();
+        if q.iter().any(|(s, _)| *s == seq) {
+            return;
+        }
+        if q.len() >= MAX_PARKED_PER_REGION {
+            q.pop_back();
+        }
+        let at = q.partition_point(|(s, _)| *s < seq);
+        q.insert(at, (seq, bytes));
+    }
+
+    /// Drops what is at or below the local head and returns, per region, the envelope
+    /// that is next in line, if parked.
+    pub fn ready(&mut self, local: &BTreeMap<RegionCode, u64>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (r, q) in self.by_region.iter_mut() {
+            let have = local.get(r).copied().unwrap_or(0);
+            while q.front().is_some_and(|(s, _)| *s <= have) {
+                q.pop_front();
+            }
+            if let Some((s, b)) = q.front()
+                && *s == have + 1
+            {
+                out.push(b.clone());
+            }
+        }
+        self.by_region.retain(|_, q| !q.is_empty());
+        out
+    }
+
+    /// Total parked.
+    pub fn len(&self) -> usize {
+        self.by_region.values().map(VecDeque::len).sum()
+    }
+
+    /// Nothing parked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credfed_protocol::crypto::Hash256;
+    use credfed_protocol::time::Timestamp;
+
+    fn r(c: u32) -> RegionCode {
+        RegionCode::new(c, "r").unwrap()
+    }
+    fn head(seq: u64) -> Head {
+        Head { seq, hash: Hash256([0; 32]), timestamp: Timestamp(0) }
+    }
+
+    #[test]
+    fn fetches_from_any_peer_that_has_the_range_and_reassigns_on_timeout() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut rep = Replicator::new(ReplicationConfig::default(), r(110000), false);
+        let t0 = Instant::now();
+        let local = BTreeMap::new();
+        assert_eq!(rep.step(Input::PeerUp(a), &local, t0), vec![Output::RequestHeads(a)]);
+        rep.step(Input::PeerUp(b), &local, t0);
+        // B (not Shanghai's own node) has Shanghai's records: fetch from B.
+        let out = rep.step(Input::Heads(b, vec![(r(310000), head(10))]), &local, t0);
+        assert!(out.contains(&Output::RequestRange { peer: b, region: r(310000), from: 1, limit: MAX_RANGE_ENVELOPES }), "{out:?}");
+        // One fetch per region at a time.
+        let out = rep.step(Input::Heads(a, vec![(r(310000), head(10))]), &local, t0);
+        assert!(!out.iter().any(|o| matches!(o, Output::RequestRange { .. })), "{out:?}");
+        // B goes silent: after the timeout the region is re-planned, on A (least busy).
+        let later = t0 + Duration::from_secs(11);
+        let out = rep.step(Input::Tick, &local, later);
+        assert!(out.contains(&Output::RequestRange { peer: a, region: r(310000), from: 1, limit: MAX_RANGE_ENVELOPES }), "{out:?}");
+        // Progress: the next fetch starts after what is now held.
+        let mut local = BTreeMap::new();
+        local.insert(r(310000), 4);
+        let out = rep.step(Input::RangeDone(a, r(310000)), &local, later);
+        assert!(out.iter().any(|o| matches!(o, Output::RequestRange { region, from: 5, .. } if *region == r(310000))), "{out:?}");
+    }
+
+    #[test]
+    fn writes_open_only_after_own_log_is_confirmed_and_recovered() {
+        let p = PeerId::random();
+        let own = r(310000);
+        let mut rep = Replicator::new(ReplicationConfig::default(), own, false);
+        let t = Instant::now();
+        let mut local = BTreeMap::new();
+        let out = rep.step(Input::PeerUp(p), &local, t);
+        assert!(!out.contains(&Output::OpenWrites));
+        // The peer holds 7 of our records, we hold 3 (restored from an old backup).
+        local.insert(own, 3);
+        let out = rep.step(Input::Heads(p, vec![(own, head(7))]), &local, t);
+        assert!(!out.contains(&Output::OpenWrites));
+        assert!(out.contains(&Output::RequestRange { peer: p, region: own, from: 4, limit: MAX_RANGE_ENVELOPES }));
+        local.insert(own, 7);
+        let out = rep.step(Input::RangeDone(p, own), &local, t);
+        assert!(out.contains(&Output::OpenWrites));
+        // Once only.
+        assert!(!rep.step(Input::Tick, &local, t).contains(&Output::OpenWrites));
+        // Solo mode opens at once.
+        let mut solo = Replicator::new(ReplicationConfig::default(), own, true);
+        assert!(solo.step(Input::Tick, &BTreeMap::new(), t).contains(&Output::OpenWrites));
+    }
+
+    #[test]
+    fn heads_are_polled_and_busy_peers_are_spared() {
+        let p = PeerId::random();
+        let cfg = ReplicationConfig { max_inflight_per_peer: 1, ..ReplicationConfig::default() };
+        let mut rep = Replicator::new(cfg, r(110000), false);
+        let t = Instant::now();
+        let local = BTreeMap::new();
+        rep.step(Input::PeerUp(p), &local, t);
+        let out = rep.step(Input::Heads(p, vec![(r(310000), head(3)), (r(440000), head(3))]), &local, t);
+        assert_eq!(out.iter().filter(|o| matches!(o, Output::RequestRange { .. })).count(), 1, "{out:?}");
+        let out = rep.step(Input::Tick, &local, t + Duration::from_secs(3));
+        assert!(out.contains(&Output::RequestHeads(p)));
+        // Disconnect frees everything.
+        rep.step(Input::PeerDown(p), &local, t);
+        assert!(rep.best_known().is_empty());
+    }
+
+    #[test]
+    fn parked_envelopes_come_out_in_order_and_are_bounded() {
+        let mut parked = Parked::default();
+        let sh = r(310000);
+        parked.park(sh, 3, vec![3]);
+        parked.park(sh, 2, vec![2]);
+        parked.park(sh, 2, vec![2]);
+        assert_eq!(parked.len(), 2);
+        let mut local = BTreeMap::new();
+        assert!(parked.ready(&local).is_empty());
+        local.insert(sh, 1);
+        assert_eq!(parked.ready(&local), vec![vec![2]]);
+        local.insert(sh, 2);
+        assert_eq!(parked.ready(&local), vec![vec![3]]);
+        local.insert(sh, 3);
+        assert!(parked.ready(&local).is_empty() && parked.is_empty());
+        for s in 0..(MAX_PARKED_PER_REGION as u64 + 10) {
+            parked.park(sh, 100 + s, vec![]);
+        }
+        assert_eq!(parked.len(), MAX_PARKED_PER_REGION);
+    }
+}

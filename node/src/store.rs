@@ -1,0 +1,343 @@
+//! Durable state: every region's log and the folds over it, in one sled tree.
+//!
+//! Why one tree with key prefixes: an admitted envelope and every state change it causes
+//! (DESIGN §6, "one atomic step") go into a single `sled::Batch`, which sled applies
+//! atomically within a tree. Multi-tree transactions would add conflict retries for no gain.
+//!
+//! Why an explicit fsync: sled 0.34's `flush` ends in `sync_file_range` (sled issue 1452),
+//! which neither flushes the drive's write cache nor file metadata, and blob files are
+//! written without any sync. [`Store::sync`] flushes and then `fsync`s the data file and
+//! every blob file; a write is acknowledged only after it returns.
+//!
+//! Key layout (all integers big-endian so that sled's order is numeric order):
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `M` | `format` | u32 LE on-disk format version |
+//! | `L` | region u32, seq u64 | envelope bytes, verbatim |
+//! | `H` | region u32 | `Head` |
+//! | `D` | department id text | `DepartmentRecord` |
+//! | `E` | entry id | `EntryFold` |
+//! | `A` | action id | `ActionFold` |
+//! | `O` | objection id | entry id |
+//! | `V` | evaluation id | `EvaluationRecord` |
+//! | `S` | u16 len, SubjectKey, SubjectRef | empty |
+//! | `Q` | region u32 | empty: region flagged for equivocation |
+//! | `P` | region u32, seq u64 | `EquivocationProof` |
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use credfed_protocol::codec;
+use credfed_protocol::envelope::{GENESIS_PREV_HASH, decode_envelope, envelope_hash};
+use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::ledger::{DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update};
+use credfed_protocol::record::{ActionId, EntryId, EvaluationId, ObjectionId, SubjectKey};
+use credfed_protocol::state::{ActionFold, EntryFold, EvaluationRecord, RecordPos};
+use serde::{Serialize, de::DeserializeOwned};
+use thiserror::Error;
+
+/// On-disk format written by this build. Bump with a migration in [`migrate`].
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Largest stored fold. Folds grow with the records touching them (objections, actions);
+/// 16 MiB is far beyond any real entry and stops a corrupt length from allocating more.
+const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Storage failures.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// sled reported an error (I/O, corruption it detected).
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A filesystem call failed.
+    #[error("store: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored data fails a check: the node must not serve it.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+    /// The data directory was written by a newer build.
+    #[error("store format {found} is newer than this build's {FORMAT_VERSION}; run a newer credfed-node")]
+    NewerFormat {
+        /// Version on disk.
+        found: u32,
+    },
+}
+
+/// The node's durable store.
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    dir: PathBuf,
+}
+
+fn region_key(prefix: u8, region: RegionCode) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(&region.code().to_be_bytes());
+    k
+}
+
+fn pos_key(prefix: u8, pos: RecordPos) -> Vec<u8> {
+    let mut k = region_key(prefix, pos.region);
+    k.extend_from_slice(&pos.seq.to_be_bytes());
+    k
+}
+
+fn id_key(prefix: u8, id: &[u8]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(id);
+    k
+}
+
+fn subject_prefix(key: &SubjectKey) -> Vec<u8> {
+    let enc = codec::encode(key).unwrap_or_default();
+    let mut k = vec![b'S'];
+    k.extend_from_slice(&(enc.len() as u16).to_be_bytes());
+    k.extend_from_slice(&enc);
+    k
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    // The stored types are the protocol's own: encoding cannot fail.
+    codec::encode(v).unwrap_or_default()
+}
+
+fn dec<T: Serialize + DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+    codec::decode(bytes, MAX_VALUE_BYTES, what).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Upgrades the on-disk format from `from` to [`FORMAT_VERSION`]. Version 1 is the first;
+/// a future version adds its step here and a test that opens a version-1 store.
+fn migrate(_tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
+    match from {
+        FORMAT_VERSION => Ok(()),
+        found if found > FORMAT_VERSION => Err(StoreError::NewerFormat { found }),
+        other => Err(StoreError::Corrupt(format!("unknown store format {other}"))),
+    }
+}
+
+/// What start-up verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Regions whose chains verified.
+    pub regions: usize,
+    /// Envelopes checked.
+    pub envelopes: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, checking the format version.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let tree = db.open_tree("credfed")?;
+        match tree.get(b"Mformat")? {
+            None => {
+                tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+            }
+            Some(v) => {
+                let found = u32::from_le_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("format marker".into()))?);
+                migrate(&tree, found)?;
+            }
+        }
+        let store = Store { db, tree, dir: dir.to_path_buf() };
+        store.sync()?;
+        Ok(store)
+    }
+
+    /// Applies the updates of one admitted envelope atomically.
+    pub fn apply(&self, updates: &[Update]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for u in updates {
+            match u {
+                Update::Append { pos, head, bytes } => {
+                    batch.insert(pos_key(b'L', *pos), bytes.as_slice());
+                    batch.insert(region_key(b'H', pos.region), enc(head));
+                }
+                Update::Department(d) => batch.insert(id_key(b'D', d.department.to_string().as_bytes()), enc(d)),
+                Update::Entry(e) => batch.insert(id_key(b'E', &e.id.0.0), enc(e.as_ref())),
+                Update::Action(a) => batch.insert(id_key(b'A', &a.id.0.0), enc(a.as_ref())),
+                Update::Objection(o, e) => batch.insert(id_key(b'O', &o.0.0), &e.0.0[..]),
+                Update::Evaluation(v) => batch.insert(id_key(b'V', &v.id.0.0), enc(v)),
+                Update::Subject(k, r) => {
+                    let mut key = subject_prefix(k);
+                    key.extend_from_slice(&enc(r));
+                    batch.insert(key, &[][..]);
+                }
+                Update::Equivocator(r) => batch.insert(region_key(b'Q', *r), &[][..]),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Keeps an equivocation proof and flags the region.
+    pub fn record_equivocation(&self, proof: &EquivocationProof) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(pos_key(b'P', RecordPos { region: proof.region, seq: proof.seq }), enc(proof));
+        batch.insert(region_key(b'Q', proof.region), &[][..]);
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Equivocation proofs held.
+    pub fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
+        self.tree.scan_prefix([b'P']).map(|kv| dec(&kv?.1, "proof")).collect()
+    }
+
+    /// Makes everything applied so far durable: sled flush, then a real fsync of the
+    /// data file, the blob files and the blob directory.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        std::fs::File::open(self.dir.join("db"))?.sync_all()?;
+        let blobs = self.dir.join("blobs");
+        if let Ok(entries) = std::fs::read_dir(&blobs) {
+            for e in entries.flatten() {
+                std::fs::File::open(e.path())?.sync_all()?;
+            }
+            std::fs::File::open(&blobs)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Every region's head.
+    pub fn heads(&self) -> Result<BTreeMap<RegionCode, Head>, StoreError> {
+        let mut out = BTreeMap::new();
+        for kv in self.tree.scan_prefix([b'H']) {
+            let (k, v) = kv?;
+            let code = u32::from_be_bytes(k[1..5].try_into().map_err(|_| StoreError::Corrupt("head key".into()))?);
+            let region = RegionCode::new(code, "head").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.insert(region, dec(&v, "head")?);
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` envelopes of `region` from `from_seq`, stopping at `max_bytes`.
+    pub fn range(&self, region: RegionCode, from_seq: u64, limit: usize, max_bytes: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let start = pos_key(b'L', RecordPos { region, seq: from_seq.max(1) });
+        let end = pos_key(b'L', RecordPos { region, seq: u64::MAX });
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for kv in self.tree.range(start..end).take(limit) {
+            let v = kv?.1.to_vec();
+            bytes += v.len();
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Re-walks every chain: contiguous sequence numbers, decodable envelopes, each
+    /// `prev_hash` equal to the previous envelope's hash, and the head matching the last.
+    /// Signatures were verified on admission and are not re-checked here.
+    pub fn verify_chains(&self, federation_id: &str, mut progress: impl FnMut(RegionCode, u64)) -> Result<ChainReport, StoreError> {
+        let heads = self.heads()?;
+        let mut envelopes = 0;
+        for (region, head) in &heads {
+            let mut prev = GENESIS_PREV_HASH;
+            let mut expect = 1u64;
+            let start = pos_key(b'L', RecordPos { region: *region, seq: 1 });
+            let end = pos_key(b'L', RecordPos { region: *region, seq: u64::MAX });
+            for kv in self.tree.range(start..end) {
+                let (_, bytes) = kv?;
+                let v = decode_envelope(federation_id, &bytes).map_err(|e| StoreError::Corrupt(format!("{region}#{expect}: {e}")))?;
+                if v.envelope.seq != expect || v.envelope.prev_hash != prev || v.envelope.region != *region {
+                    return Err(StoreError::Corrupt(format!("{region}#{expect}: chain broken (seq {}, prev_hash mismatch or wrong region)", v.envelope.seq)));
+                }
+                prev = envelope_hash(federation_id, &bytes);
+                expect += 1;
+                envelopes += 1;
+                if envelopes % 100_000 == 0 {
+                    progress(*region, expect - 1);
+                }
+            }
+            if expect - 1 != head.seq || prev != head.hash {
+                return Err(StoreError::Corrupt(format!("{region}: head says seq {} but the log ends at {}", head.seq, expect - 1)));
+            }
+        }
+        Ok(ChainReport { regions: heads.len(), envelopes })
+    }
+
+    /// Bytes on disk (sled's estimate).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Number of entries held.
+    pub fn count(&self, prefix: u8) -> usize {
+        self.tree.scan_prefix([prefix]).count()
+    }
+
+    /// All entry folds (for statistics).
+    pub fn all_entries(&self) -> impl Iterator<Item = EntryFold> + '_ {
+        self.tree.scan_prefix([b'E']).filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "entry").ok()))
+    }
+
+    /// All action folds (for statistics).
+    pub fn all_actions(&self) -> impl Iterator<Item = ActionFold> + '_ {
+        self.tree.scan_prefix([b'A']).filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "action").ok()))
+    }
+
+    fn get<T: Serialize + DeserializeOwned>(&self, key: &[u8], what: &'static str) -> Option<T> {
+        // A read error or an undecodable value is reported as absent to the pure rules and
+        // logged: admission then refuses or waits instead of acting on bad data.
+        match self.tree.get(key) {
+            Ok(Some(v)) => match dec(&v, what) {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    tracing::error!(error = %e, "undecodable {what} in store");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "store read failed");
+                None
+            }
+        }
+    }
+}
+
+impl StateView for Store {
+    fn head(&self, region: RegionCode) -> Option<Head> {
+        self.get(&region_key(b'H', region), "head")
+    }
+    fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>> {
+        self.tree.get(pos_key(b'L', pos)).ok().flatten().map(|v| v.to_vec())
+    }
+    fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord> {
+        self.get(&id_key(b'D', id.to_string().as_bytes()), "department")
+    }
+    fn entry(&self, id: &EntryId) -> Option<EntryFold> {
+        self.get(&id_key(b'E', &id.0.0), "entry")
+    }
+    fn action(&self, id: &ActionId) -> Option<ActionFold> {
+        self.get(&id_key(b'A', &id.0.0), "action")
+    }
+    fn objection_entry(&self, id: &ObjectionId) -> Option<EntryId> {
+        let v = self.tree.get(id_key(b'O', &id.0.0)).ok()??;
+        let arr: [u8; 32] = v.as_ref().try_into().ok()?;
+        Some(EntryId(credfed_protocol::crypto::Hash256(arr)))
+    }
+    fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord> {
+        self.get(&id_key(b'V', &id.0.0), "evaluation")
+    }
+    fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
+        let prefix = subject_prefix(key);
+        self.tree
+            .scan_prefix(&prefix)
+            .filter_map(|kv| kv.ok())
+            .filter_map(|(k, _)| dec(&k[prefix.len()..], "subject ref").ok())
+            .collect()
+    }
+    fn equivocators(&self) -> Vec<RegionCode> {
+        self.tree
+            .scan_prefix([b'Q'])
+            .filter_map(|kv| kv.ok())
+            .filter_map(|(k, _)| k[1..5].try_into().ok().map(u32::from_be_bytes))
+            .filter_map(|c| RegionCode::new(c, "q").ok())
+            .collect()
+    }
+}
