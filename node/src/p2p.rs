@@ -31,6 +31,9 @@ use crate::wire::{MAX_RANGE_ENVELOPES, MAX_RESPONSE_BYTES, SYNC_PROTOCOL, SyncCo
 /// drops the push (pull repairs it), it never blocks a write.
 pub const COMMAND_CAPACITY: usize = 1024;
 
+/// Envelopes fetched below our head when a peer's copy of a log forks from ours.
+const FORK_PROBE: u64 = 64;
+
 /// Work for the network task.
 #[derive(Debug)]
 pub enum Command {
@@ -155,6 +158,8 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
     let mut pending_ranges: BTreeMap<request_response::OutboundRequestId, RegionCode> = BTreeMap::new();
     let mut connected: BTreeMap<PeerId, RegionCode> = BTreeMap::new();
     let mut evidence_published: BTreeSet<(RegionCode, u64)> = BTreeSet::new();
+    // One fork probe per (peer, region) per connection: a forked log keeps failing to chain.
+    let mut fork_probed: BTreeSet<(PeerId, RegionCode)> = BTreeSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut redial = tokio::time::interval(cfg.redial_interval);
 
@@ -190,6 +195,7 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    fork_probed.retain(|(p, _)| *p != peer_id);
                     if connected.remove(&peer_id).is_some() {
                         tracing::info!(%peer_id, "member disconnected");
                         outputs.extend(replicator.step(Input::PeerDown(peer_id), &local_heads(&core), Instant::now()));
@@ -222,9 +228,21 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
                             SyncResponse::Range { region, envelopes } => {
                                 pending_ranges.remove(&request_id);
                                 core.metrics.ranges_fetched.fetch_add(1, Ordering::Relaxed);
+                                let mut forked = false;
                                 for bytes in envelopes {
                                     core.metrics.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                                    handle_envelope(&core, bytes, &mut parked, &mut evidence_published);
+                                    if handle_envelope(&core, bytes, &mut parked, &mut evidence_published) == gossipsub::MessageAcceptance::Reject {
+                                        forked = true;
+                                        break;
+                                    }
+                                }
+                                if forked && fork_probed.insert((peer, region)) {
+                                    // The peer's copy of this log does not continue ours: fetch
+                                    // an overlapping range so that a differing envelope at a
+                                    // position we hold (equivocation proof) is found.
+                                    let have = core.store.head(region).map_or(0, |h| h.seq);
+                                    let from = have.saturating_sub(FORK_PROBE - 1).max(1);
+                                    swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Range { region, from, limit: FORK_PROBE as u32 });
                                 }
                                 drain_parked(&core, &mut parked, &mut evidence_published);
                                 outputs.extend(replicator.step(Input::RangeDone(peer, region), &local_heads(&core), Instant::now()));

@@ -97,6 +97,8 @@ pub struct Replicator {
     own_region: RegionCode,
     peers: BTreeMap<PeerId, PeerSync>,
     fetching: BTreeMap<RegionCode, Fetch>,
+    /// Per region, the peer whose last fetch timed out or failed: tried last next time.
+    failed: BTreeMap<RegionCode, PeerId>,
     /// Highest own-region head any peer reported, once one has.
     own_head_seen: Option<u64>,
     writes_open: bool,
@@ -106,7 +108,7 @@ impl Replicator {
     /// A replicator for a node of `own_region`. With `solo`, writes open at once (a
     /// federation of one, or an operator's explicit first start).
     pub fn new(config: ReplicationConfig, own_region: RegionCode, solo: bool) -> Replicator {
-        Replicator { config, own_region, peers: BTreeMap::new(), fetching: BTreeMap::new(), own_head_seen: solo.then_some(0), writes_open: false }
+        Replicator { config, own_region, peers: BTreeMap::new(), fetching: BTreeMap::new(), failed: BTreeMap::new(), own_head_seen: solo.then_some(0), writes_open: false }
     }
 
     /// Connected peers and what they reported.
@@ -150,6 +152,11 @@ impl Replicator {
                 }
             }
             Input::RangeDone(p, r) | Input::RequestFailed(p, Some(r)) => {
+                if matches!(input, Input::RequestFailed(..)) {
+                    self.failed.insert(r, p);
+                } else if self.failed.get(&r) == Some(&p) {
+                    self.failed.remove(&r);
+                }
                 if self.fetching.get(&r).is_some_and(|f| f.peer == p) {
                     self.fetching.remove(&r);
                 }
@@ -162,10 +169,11 @@ impl Replicator {
                 let timeout = self.config.fetch_timeout;
                 let stale: Vec<RegionCode> = self.fetching.iter().filter(|(_, f)| now.duration_since(f.sent) > timeout).map(|(r, _)| *r).collect();
                 for r in stale {
-                    if let Some(f) = self.fetching.remove(&r)
-                        && let Some(s) = self.peers.get_mut(&f.peer)
-                    {
-                        s.inflight = s.inflight.saturating_sub(1);
+                    if let Some(f) = self.fetching.remove(&r) {
+                        self.failed.insert(r, f.peer);
+                        if let Some(s) = self.peers.get_mut(&f.peer) {
+                            s.inflight = s.inflight.saturating_sub(1);
+                        }
                     }
                 }
                 for (p, s) in self.peers.iter_mut() {
@@ -198,7 +206,7 @@ impl Replicator {
                 .peers
                 .iter()
                 .filter(|(_, s)| s.inflight < max && s.heads.get(&region).copied().unwrap_or(0) > have)
-                .min_by_key(|(p, s)| (s.inflight, **p))
+                .min_by_key(|(p, s)| (self.failed.get(&region) == Some(*p), s.inflight, **p))
                 .map(|(p, _)| *p);
             if let Some(peer) = candidate {
                 if let Some(s) = self.peers.get_mut(&peer) {

@@ -1,0 +1,245 @@
+//! The node's integration tests (issue 3), each on its own federation of processes.
+
+use std::time::Duration;
+
+use credfed_protocol::catalogue::Catalogue;
+use credfed_protocol::check::{CheckAnswer, Verdict, verify_answer};
+use credfed_protocol::ids::RegionCode;
+use credfed_protocol::record::*;
+use credfed_protocol::time::Date;
+use serde_json::json;
+
+use crate::harness::*;
+
+const SH: u32 = 310000;
+const GD: u32 = 440000;
+const GS: u32 = 620000;
+const ACME: &str = "91350100M000100Y43";
+
+fn d(s: &str) -> Date {
+    Date::parse(s).unwrap()
+}
+
+fn entry(doc: &str) -> ListEntry {
+    ListEntry {
+        category: Category::Black(BlackCategory::FoodAndDrug),
+        subject: Subject::Organisation { uscc: ACME.into(), name: "某某食品有限公司".into(), check_exemption: None },
+        related_persons: vec![],
+        basis: Basis { document_no: doc.into(), authority: "上海市市场监督管理局".into(), decided_on: d("2026-01-05"), legal_basis: "《食品安全法》第一百三十五条".into() },
+        effective_from: d("2026-01-05"),
+        expires_on: d("2031-01-05"),
+        requested_measures: vec![MeasureCode("P-10-10".into()), MeasureCode("P-11-04".into())],
+        summary: "生产经营致病性微生物超标食品".into(),
+    }
+}
+
+async fn check_at(c: &Cluster, i: usize, domain: &str) -> Option<CheckAnswer> {
+    let r = c.nodes[i].client.get(&format!("/v1/check?uscc={ACME}&domain={domain}")).await.ok()?;
+    serde_json::from_str(&r.body).ok()
+}
+
+/// Issue 3, test 1: a record published at A is applied at B and C; a check at C returns
+/// it with evidence that verifies offline against the manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_at_a_is_applied_everywhere_and_check_verifies_offline() {
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let r = c.submit(0, "310000:pub", &Body::ListEntryPublished(entry("沪市监处〔2026〕12号"))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let receipt = r.json().unwrap();
+    assert_eq!(receipt["region"], json!("310000"));
+    assert_eq!(receipt["seq"], json!(5));
+    for i in [1, 2] {
+        let ok = wait_until(Duration::from_secs(30), || async { check_at(&c, i, "travel").await.is_some_and(|a| a.verdict == Verdict::MeasuresApply) }).await;
+        assert!(ok, "node {i} never applied the entry; log:\n{}", c.log(i));
+    }
+    let answer = check_at(&c, 2, "travel").await.unwrap();
+    assert_eq!(answer.mandatory.iter().map(|m| m.code.0.as_str()).collect::<Vec<_>>(), ["P-11-04"]);
+    let report = verify_answer(&answer, &c.manifest, &Catalogue::embedded().unwrap());
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.entries_confirmed, 1);
+    // Freshness names every member and what C holds of Shanghai's log.
+    let sh = answer.freshness.iter().find(|f| f.region == RegionCode::new(SH, "r").unwrap()).unwrap();
+    assert_eq!(sh.head_seq, 5);
+    // A check for a clean subject in another domain is clear.
+    let r = c.nodes[2].client.get("/v1/check?uscc=91110000100000000R&domain=procurement").await.unwrap();
+    assert_eq!(r.json().unwrap()["verdict"], json!("clear"));
+    // Bad input names the field and the rule.
+    let r = c.nodes[2].client.get("/v1/check?uscc=91350100M000100Y4I&domain=travel").await.unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("position 18"), "{}", r.body);
+}
+
+/// Issue 3, test 2: B is stopped while A publishes; A is stopped; B restarts and catches
+/// up from C alone (logs are self-authenticating: any peer may serve them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_catches_up_from_a_third_peer() {
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    c.stop(1);
+    for n in 0..30 {
+        let r = c.submit(0, "310000:pub", &Body::ListEntryPublished(entry(&format!("doc-{n}")))).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let want = c.head(0, SH).await;
+    assert_eq!(want, 34);
+    assert!(wait_until(Duration::from_secs(30), || async { c.head(2, SH).await == want }).await, "C never caught up");
+    c.stop(0);
+    c.start(1);
+    let ok = wait_until(Duration::from_secs(60), || async { c.head(1, SH).await == want }).await;
+    assert!(ok, "B did not catch up from C; log:\n{}", c.log(1));
+    let peers = c.nodes[1].client.get("/v1/peers").await.unwrap().json().unwrap();
+    assert!(peers["connected"].get("310000").is_none(), "A is down, so B learned from C: {peers}");
+}
+
+/// Issue 3, test 3: a node killed with SIGKILL during a burst of writes restarts with
+/// every acknowledged record and an intact chain (start-up re-verifies every chain).
+async fn kill_during_burst(cycles: usize, writes_per_cycle: usize) {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let mut acknowledged: Vec<(u64, String)> = Vec::new();
+    let mut doc = 0;
+    for cycle in 0..cycles {
+        let client = c.nodes[0].client.clone();
+        let mut tasks = Vec::new();
+        for _ in 0..writes_per_cycle {
+            doc += 1;
+            let (bytes, sig) = credfed_protocol::envelope::sign_body(FED, &key("dept-310000:pub"), &Body::ListEntryPublished(entry(&format!("burst-{doc}"))));
+            let req = json!({"author": "310000:pub", "body": hex::encode(bytes), "signature": sig.to_hex()});
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move { client.post("/v1/records", &req).await }));
+        }
+        // Kill while requests are in flight.
+        tokio::time::sleep(Duration::from_millis(30 + (cycle as u64 * 17) % 60)).await;
+        c.kill(0);
+        for t in tasks {
+            if let Ok(Ok(r)) = t.await
+                && r.status == 201
+            {
+                let v = r.json().unwrap();
+                acknowledged.push((v["seq"].as_u64().unwrap(), v["hash"].as_str().unwrap().to_string()));
+            }
+        }
+        c.start(0);
+        c.wait_writable(0).await;
+        let heads = c.nodes[0].client.get("/v1/heads").await.unwrap().json().unwrap();
+        let held = heads[SH.to_string()]["seq"].as_u64().unwrap_or(0);
+        let max_ack = acknowledged.iter().map(|(s, _)| *s).max().unwrap_or(0);
+        assert!(held >= max_ack, "cycle {cycle}: acknowledged seq {max_ack} but only {held} survived; log:\n{}", c.log(0));
+    }
+    // Every acknowledged position holds the acknowledged envelope: B replicated them, and
+    // both nodes agree on A's head hash chain end to end.
+    assert!(wait_until(Duration::from_secs(30), || async { c.head(1, SH).await == c.head(0, SH).await }).await);
+    assert!(!acknowledged.is_empty(), "no write was acknowledged before the kills");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_writes_loses_no_acknowledged_record() {
+    kill_during_burst(3, 20).await;
+}
+
+/// Soak: many kill cycles. `cargo test -p credfed-node --test it -- --ignored soak`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn soak_sigkill_many_cycles() {
+    kill_during_burst(40, 40).await;
+}
+
+/// Issue 3, test 4: peers outside the manifest cannot connect; forged, unauthorised,
+/// other-region, replayed and oversize submissions are refused with their reason,
+/// counted, and store nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intruders_and_bad_records_are_refused() {
+    let (mut c, mut outsiders) = Cluster::with_extra(&[SH, GD], &[650000]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    c.register_departments(1).await;
+    start_node(&mut outsiders[0]);
+    let refused = wait_until(Duration::from_secs(30), || async { c.metric(0, "credfed_connections_refused_total").await >= 1 }).await;
+    assert!(refused, "the intruder's connection was not refused");
+    let peers = c.nodes[0].client.get("/v1/peers").await.unwrap().json().unwrap();
+    assert!(peers["connected"].get("650000").is_none());
+
+    let before = c.head(0, SH).await;
+    // Forged signature: signed by another key.
+    let e = Body::ListEntryPublished(entry("d-1"));
+    let r = c.submit_signed(0, "310000:pub", &key("mallory"), &e).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("author_sig"), "{}", r.body);
+    // Wrong role.
+    let r = c.submit(0, "310000:impl", &e).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("publisher"), "{}", r.body);
+    // Unknown department.
+    let r = c.submit(0, "310000:ghost", &e).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    // Accepted once, then the same decision again: conflict.
+    assert_eq!(c.submit(0, "310000:pub", &e).await.status, 201);
+    let r = c.submit(0, "310000:pub", &e).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    // Another region amends Shanghai's entry (谁认定、谁修复).
+    let Body::ListEntryPublished(le) = &e else { unreachable!() };
+    let id = entry_id(RegionCode::new(SH, "r").unwrap(), le);
+    assert!(wait_until(Duration::from_secs(30), || async { c.nodes[1].client.get(&format!("/v1/entries/{id}")).await.is_ok_and(|r| r.status == 200) }).await);
+    let r = c.submit(1, "440000:pub", &Body::ListEntryRevoked { entry: id, reason: "越权".into() }).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Oversize.
+    let mut big = entry("d-2");
+    big.summary = "长".repeat(20_000);
+    let r = c.submit(0, "310000:pub", &Body::ListEntryPublished(big)).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    // Malformed field, named.
+    let mut bad = entry("d-3");
+    bad.subject = Subject::Organisation { uscc: "91350100M000100Y44".into(), name: "x".into(), check_exemption: None };
+    let r = c.submit(0, "310000:pub", &Body::ListEntryPublished(bad)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json().unwrap()["message"], json!("body.subject.uscc: check character is '4', expected '3' (GB 32100-2015)"));
+
+    assert_eq!(c.head(0, SH).await, before + 1, "only the one valid record was stored");
+    assert!(c.metric(0, "credfed_records_rejected_total{reason=\"bad_author_signature\"}").await >= 1);
+    assert!(c.metric(0, "credfed_records_rejected_total{reason=\"unauthorised\"}").await >= 1);
+    assert!(c.metric(0, "credfed_records_rejected_total{reason=\"conflict\"}").await >= 1);
+    let audit = std::fs::read_to_string(c.nodes[0].dir.join("audit.log")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("401 bad_signature")), "{audit}");
+}
+
+/// Issue 3, test 5: a member that signs two different envelopes at the same seq (here: its
+/// store was wiped and it was started `solo`, so it reused sequence numbers) is detected
+/// by every other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equivocating_member_is_detected_by_every_other_node() {
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    c.start_all().await;
+    c.register_departments(1).await;
+    for i in [0, 2] {
+        assert!(wait_until(Duration::from_secs(30), || async { c.head(i, GD).await == 4 }).await);
+    }
+    c.stop(0);
+    c.stop(2);
+    c.stop(1);
+    let dir = c.nodes[1].dir.clone();
+    std::fs::remove_dir_all(dir.join("store")).unwrap();
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    std::fs::write(dir.join("config.toml"), cfg.replace("solo = false", "solo = true")).unwrap();
+    c.start(1);
+    c.wait_writable(1).await;
+    // A different history: six records, so its head passes what the others hold.
+    for n in 0..6 {
+        let d = credfed_protocol::ids::DepartmentId::new(RegionCode::new(GD, "r").unwrap(), &format!("other{n}"), "d").unwrap();
+        let body = Body::DepartmentRegistered { department: d, name: "x".into(), roles: vec![credfed_protocol::ids::Role::Publisher], key: key("x").public() };
+        let r = c.submit_signed(1, "440000:node", &c.nodes[1].node_key, &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    c.start(0);
+    c.start(2);
+    for i in [0, 2] {
+        let ok = wait_until(Duration::from_secs(60), || async {
+            c.status(i).await.is_some_and(|s| s["equivocating_regions"].as_array().is_some_and(|a| a.contains(&json!("440000"))))
+        })
+        .await;
+        assert!(ok, "node {i} did not detect Guangdong's equivocation; log:\n{}", c.log(i));
+    }
+}

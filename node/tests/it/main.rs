@@ -1,0 +1,4 @@
+//! Integration tests: several real credfed-node processes on loopback.
+
+mod cluster;
+mod harness;
