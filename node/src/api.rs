@@ -9,8 +9,9 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -40,6 +41,79 @@ pub struct ApiState {
     pub audit: Mutex<std::fs::File>,
     /// Serve /metrics unauthenticated.
     pub metrics_public: bool,
+    /// Directory of issued client certificate fingerprints (`<data-dir>/clients`).
+    pub clients_dir: std::path::PathBuf,
+}
+
+/// The department a request's client certificate was issued to.
+#[derive(Debug, Clone)]
+pub struct Caller(pub DepartmentId);
+
+impl Caller {
+    /// The node's own operator identity (`REGION:node`).
+    pub fn is_operator(&self, core: &Core) -> bool {
+        self.0.unit == credfed_protocol::envelope::NODE_UNIT && self.0.region == core.region
+            || core
+                .store
+                .department(&self.0)
+                .is_some_and(|d| d.roles.contains(&credfed_protocol::ids::Role::Operator))
+    }
+}
+
+/// Mutual TLS: a request must present a client certificate this node issued, to a
+/// department registered and not revoked in its log (or to the node's operator), except
+/// for the public endpoints. Revoking a department or deleting its fingerprint file cuts
+/// it off at the next request.
+async fn authenticate(
+    State(state): State<Arc<ApiState>>,
+    tls: Option<Extension<Arc<axum_server::tls::TlsInfo>>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == "/v1/openapi.json" || (path == "/metrics" && state.metrics_public) {
+        return next.run(req).await;
+    }
+    let cert = tls
+        .as_ref()
+        .and_then(|t| t.peer_certificates.first().cloned());
+    let Some(cert) = cert else {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "no_client_certificate", None, "present the client certificate this node issued to your department (credfed-node issue-client-cert)").into_response();
+    };
+    let fp = crate::config::cert_fingerprint(&cert);
+    let Some(id) = std::fs::read_to_string(state.clients_dir.join(&fp))
+        .ok()
+        .and_then(|t| DepartmentId::parse(t.trim(), "client").ok())
+    else {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unknown_client_certificate", None, format!("certificate {fp} is not (or no longer) registered with this node; ask the operator for a new one")).into_response();
+    };
+    let core = &state.core;
+    let is_node = id.unit == credfed_protocol::envelope::NODE_UNIT && id.region == core.region;
+    if !is_node {
+        match core.store.department(&id) {
+            None => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unknown_department",
+                    None,
+                    format!("{id} is not registered in {}'s log", core.region),
+                )
+                .into_response();
+            }
+            Some(d) if d.revoked_at.is_some() => {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "department_revoked",
+                    None,
+                    format!("{id} was revoked"),
+                )
+                .into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    req.extensions_mut().insert(Caller(id));
+    next.run(req).await
 }
 
 /// The OpenAPI document, checked in at `docs/openapi.json`.
@@ -59,8 +133,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, field: Option<&str>, message: impl Into<String>) -> ApiError {
-        ApiError { code: code.into(), field: field.map(str::to_owned), message: message.into(), status: status.as_u16() }
+    fn new(
+        status: StatusCode,
+        code: &str,
+        field: Option<&str>,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            code: code.into(),
+            field: field.map(str::to_owned),
+            message: message.into(),
+            status: status.as_u16(),
+        }
     }
 }
 
@@ -72,7 +156,10 @@ impl IntoResponse for ApiError {
 }
 
 fn field_of(message: &str) -> Option<&str> {
-    message.split_once(": ").map(|(f, _)| f).filter(|f| !f.contains(' '))
+    message
+        .split_once(": ")
+        .map(|(f, _)| f)
+        .filter(|f| !f.contains(' '))
 }
 
 impl From<AppendError> for ApiError {
@@ -86,13 +173,25 @@ impl From<AppendError> for ApiError {
                     RejectReason::AuthorRevoked => (StatusCode::FORBIDDEN, "department_revoked"),
                     RejectReason::Unauthorised => (StatusCode::FORBIDDEN, "not_allowed"),
                     RejectReason::Conflict => (StatusCode::CONFLICT, "conflict"),
-                    RejectReason::NotMember | RejectReason::BadNodeSignature | RejectReason::ChainBroken => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                    RejectReason::NotMember
+                    | RejectReason::BadNodeSignature
+                    | RejectReason::ChainBroken => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 };
                 let field = field_of(&r.message).map(str::to_owned);
                 ApiError::new(status, code, field.as_deref(), r.message)
             }
-            AppendError::Store(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot_persist", None, format!("{e}; nothing was recorded, retry later")),
-            AppendError::Gated(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "writes_paused", None, format!("{why}; retry in a few seconds")),
+            AppendError::Store(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot_persist",
+                None,
+                format!("{e}; nothing was recorded, retry later"),
+            ),
+            AppendError::Gated(why) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "writes_paused",
+                None,
+                format!("{why}; retry in a few seconds"),
+            ),
         }
     }
 }
@@ -133,49 +232,124 @@ pub fn router(state: Arc<ApiState>, max_body: usize, max_concurrency: usize) -> 
         .route("/v1/peers", get(peers))
         .route("/v1/status", get(status))
         .route("/v1/stats", get(stats))
-        .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { ([("content-type", "application/json")], OPENAPI) }),
+        )
+        .route("/v1/audit", get(audit_log))
         .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(max_concurrency))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            max_concurrency,
+        ))
         .with_state(state)
 }
 
-fn audit(state: &ApiState, endpoint: &str, department: Option<&str>, subject: Option<&str>, outcome: &str, started: Instant) {
-    state.core.metrics.observe_api(endpoint, started.elapsed().as_secs_f64());
+fn audit(
+    state: &ApiState,
+    endpoint: &str,
+    department: Option<&str>,
+    subject: Option<&str>,
+    outcome: &str,
+    started: Instant,
+) {
+    state
+        .core
+        .metrics
+        .observe_api(endpoint, started.elapsed().as_secs_f64());
     let line = json!({"time_ms": state.core.now().0, "endpoint": endpoint, "department": department, "subject": subject, "outcome": outcome});
     if let Ok(mut f) = state.audit.lock() {
         let _ = writeln!(f, "{line}");
     }
 }
 
-async fn submit(State(state): State<Arc<ApiState>>, Json(req): Json<SubmitRecord>) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+async fn submit(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<SubmitRecord>,
+) -> Result<(StatusCode, Json<Receipt>), ApiError> {
     let started = Instant::now();
-    let result = submit_inner(&state, &req).await;
+    // A department submits its own records; the operator may submit any department's
+    // (bulk import), which still needs that department's signature.
+    let result = if caller.0.to_string() != req.author && !caller.is_operator(&state.core) {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_allowed",
+            Some("author"),
+            format!(
+                "author: {} may not submit records authored by {}",
+                caller.0, req.author
+            ),
+        ))
+    } else {
+        submit_inner(&state, &req).await
+    };
     let outcome = match &result {
         Ok(r) => format!("201 {}#{}", r.region, r.seq),
         Err(e) => format!("{} {}", e.status, e.code),
     };
-    audit(&state, "POST /v1/records", Some(&req.author), None, &outcome, started);
+    audit(
+        &state,
+        "POST /v1/records",
+        Some(&req.author),
+        None,
+        &outcome,
+        started,
+    );
     result.map(|r| (StatusCode::CREATED, Json(r)))
 }
 
 async fn submit_inner(state: &Arc<ApiState>, req: &SubmitRecord) -> Result<Receipt, ApiError> {
-    let bad = |field: &str, m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", Some(field), m);
-    let author = DepartmentId::parse(&req.author, "author").map_err(|e| bad("author", e.to_string()))?;
-    let body = hex::decode(&req.body).map_err(|_| bad("body", "body: expected hex of the body's canonical bytes".into()))?;
+    let bad =
+        |field: &str, m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", Some(field), m);
+    let author =
+        DepartmentId::parse(&req.author, "author").map_err(|e| bad("author", e.to_string()))?;
+    let body = hex::decode(&req.body).map_err(|_| {
+        bad(
+            "body",
+            "body: expected hex of the body's canonical bytes".into(),
+        )
+    })?;
     if body.len() > credfed_protocol::limits::MAX_BODY_BYTES {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", Some("body"), format!("body: {} bytes exceeds {}", body.len(), credfed_protocol::limits::MAX_BODY_BYTES)));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            Some("body"),
+            format!(
+                "body: {} bytes exceeds {}",
+                body.len(),
+                credfed_protocol::limits::MAX_BODY_BYTES
+            ),
+        ));
     }
-    let signature = Signature::from_hex(&req.signature).map_err(|e| bad("signature", format!("signature: {e}")))?;
+    let signature = Signature::from_hex(&req.signature)
+        .map_err(|e| bad("signature", format!("signature: {e}")))?;
     let core = state.core.clone();
     // The append ends in an fsync: keep it off the async workers.
     let v = tokio::task::spawn_blocking(move || core.append(author, body, signature))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", None, e.to_string()))??;
-    if state.commands.try_send(Command::Publish(v.bytes.clone())).is_err() {
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                None,
+                e.to_string(),
+            )
+        })??;
+    if state
+        .commands
+        .try_send(Command::Publish(v.bytes.clone()))
+        .is_err()
+    {
         tracing::debug!("push queue full; peers will pull the record");
     }
-    Ok(Receipt { region: v.envelope.region.to_string(), seq: v.envelope.seq, hash: v.hash.to_hex(), envelope: hex::encode(&v.bytes) })
+    Ok(Receipt {
+        region: v.envelope.region.to_string(),
+        seq: v.envelope.seq,
+        hash: v.hash.to_hex(),
+        envelope: hex::encode(&v.bytes),
+    })
 }
 
 /// Query of `/v1/check`: exactly one of `uscc` and `person`.
@@ -189,12 +363,20 @@ pub struct CheckQuery {
     pub domain: String,
 }
 
-async fn check_subject(State(state): State<Arc<ApiState>>, Query(q): Query<CheckQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn check_subject(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<CheckQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let started = Instant::now();
-    let bad = |field: &str, m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", Some(field), m);
+    let bad =
+        |field: &str, m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", Some(field), m);
     let domain = MeasureDomain::parse(&q.domain).ok_or_else(|| {
         let names: Vec<String> = MeasureDomain::ALL.iter().map(|d| d.name()).collect();
-        bad("domain", format!("domain: '{}' is not one of {}", q.domain, names.join(", ")))
+        bad(
+            "domain",
+            format!("domain: '{}' is not one of {}", q.domain, names.join(", ")),
+        )
     })?;
     let (key, shown) = match (&q.uscc, &q.person) {
         (Some(code), None) => {
@@ -207,14 +389,31 @@ async fn check_subject(State(state): State<Arc<ApiState>>, Query(q): Query<Check
         (None, Some(n)) => {
             let n = resident_id::normalise(n);
             resident_id::validate(&n, "person").map_err(|e| bad("person", e.to_string()))?;
-            (SubjectKey::Person(person_hash(&state.core.person_key, &n)), credfed_protocol::ids::person::mask(&n))
+            (
+                SubjectKey::Person(person_hash(&state.core.person_key, &n)),
+                credfed_protocol::ids::person::mask(&n),
+            )
         }
         _ => return Err(bad("uscc", "give exactly one of uscc= and person=".into())),
     };
     let core = &state.core;
     let answer = check(core.rules(), &core.store, &key, domain, core.now());
-    audit(&state, "GET /v1/check", None, Some(&shown), &format!("{:?}", answer.verdict), started);
-    let mut v = serde_json::to_value(&answer).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", None, e.to_string()))?;
+    audit(
+        &state,
+        "GET /v1/check",
+        Some(&caller.0.to_string()),
+        Some(&shown),
+        &format!("{:?}", answer.verdict),
+        started,
+    );
+    let mut v = serde_json::to_value(&answer).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            None,
+            e.to_string(),
+        )
+    })?;
     if let Ok(s) = state.status.lock() {
         v["last_contact_ms"] = json!(s.last_contact_ms);
     }
@@ -222,16 +421,34 @@ async fn check_subject(State(state): State<Arc<ApiState>>, Query(q): Query<Check
 }
 
 fn parse_id(text: &str, field: &str) -> Result<Hash256, ApiError> {
-    Hash256::from_hex(text).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", Some(field), format!("{field}: {e}")))
+    Hash256::from_hex(text).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            Some(field),
+            format!("{field}: {e}"),
+        )
+    })
 }
 
 fn not_found(what: &str, id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", None, format!("no {what} {id} in this node's replica (it may not have replicated yet)"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+        format!("no {what} {id} in this node's replica (it may not have replicated yet)"),
+    )
 }
 
-async fn entry(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn entry(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let core = &state.core;
-    let e = core.store.entry(&EntryId(parse_id(&id, "id")?)).ok_or_else(|| not_found("entry", &id))?;
+    let e = core
+        .store
+        .entry(&EntryId(parse_id(&id, "id")?))
+        .ok_or_else(|| not_found("entry", &id))?;
     let now = core.now();
     Ok(Json(json!({
         "entry": e,
@@ -241,28 +458,93 @@ async fn entry(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Re
     })))
 }
 
-async fn action(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn action(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let core = &state.core;
-    let a = core.store.action(&ActionId(parse_id(&id, "id")?)).ok_or_else(|| not_found("action", &id))?;
+    let a = core
+        .store
+        .action(&ActionId(parse_id(&id, "id")?))
+        .ok_or_else(|| not_found("action", &id))?;
     let targets = a.view_at(core.now(), &core.manifest);
     Ok(Json(json!({ "action": a, "targets": targets })))
 }
 
-async fn department(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let d = DepartmentId::parse(&id, "id").map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", Some("id"), e.to_string()))?;
-    let rec = state.core.store.department(&d).ok_or_else(|| not_found("department", &id))?;
+async fn department(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let d = DepartmentId::parse(&id, "id").map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            Some("id"),
+            e.to_string(),
+        )
+    })?;
+    let rec = state
+        .core
+        .store
+        .department(&d)
+        .ok_or_else(|| not_found("department", &id))?;
     Ok(Json(json!(rec)))
 }
 
+/// The last lines of the audit log: operators only.
+async fn audit_log(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !caller.is_operator(&state.core) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_allowed",
+            None,
+            "the audit log is for the node's operator",
+        ));
+    }
+    let path = state
+        .clients_dir
+        .parent()
+        .map(|d| d.join("audit.log"))
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .rev()
+        .take(1000)
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Ok(Json(json!(lines)))
+}
+
 async fn heads(State(state): State<Arc<ApiState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let h = state.core.store.heads().map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", None, e.to_string()))?;
-    let map: BTreeMap<String, _> = h.into_iter().map(|(r, h)| (r.to_string(), json!({"seq": h.seq, "hash": h.hash.to_hex(), "timestamp_ms": h.timestamp.0}))).collect();
+    let h = state.core.store.heads().map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store",
+            None,
+            e.to_string(),
+        )
+    })?;
+    let map: BTreeMap<String, _> = h
+        .into_iter()
+        .map(|(r, h)| {
+            (
+                r.to_string(),
+                json!({"seq": h.seq, "hash": h.hash.to_hex(), "timestamp_ms": h.timestamp.0}),
+            )
+        })
+        .collect();
     Ok(Json(json!(map)))
 }
 
 async fn peers(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     let s = state.status.lock().map(|s| s.clone()).unwrap_or_default();
-    Json(json!({ "connected": s.connected, "best_known": s.best_known, "last_contact_ms": s.last_contact_ms }))
+    Json(
+        json!({ "connected": s.connected, "best_known": s.best_known, "last_contact_ms": s.last_contact_ms }),
+    )
 }
 
 async fn status(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
@@ -270,10 +552,17 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     let s = state.status.lock().map(|s| s.clone()).unwrap_or_default();
     let heads = core.store.heads().unwrap_or_default();
     let own = heads.get(&core.region).map_or(0, |h| h.seq);
-    let lag: BTreeMap<String, u64> = s.best_known.iter().map(|(r, best)| {
-        let have = heads.iter().find(|(rc, _)| rc.to_string() == *r).map_or(0, |(_, h)| h.seq);
-        (r.clone(), best.saturating_sub(have))
-    }).collect();
+    let lag: BTreeMap<String, u64> = s
+        .best_known
+        .iter()
+        .map(|(r, best)| {
+            let have = heads
+                .iter()
+                .find(|(rc, _)| rc.to_string() == *r)
+                .map_or(0, |(_, h)| h.seq);
+            (r.clone(), best.saturating_sub(have))
+        })
+        .collect();
     Json(json!({
         "region": core.region.to_string(),
         "federation_id": core.manifest.federation_id,
@@ -301,17 +590,31 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
     let mut overdue_objections = 0;
     for e in core.store.all_entries() {
-        *by_list.entry(format!("{:?}", e.content.category.list()).to_lowercase()).or_default() += 1;
-        *by_category.entry(serde_json::to_value(e.content.category).map(|v| v.to_string()).unwrap_or_default()).or_default() += 1;
+        *by_list
+            .entry(format!("{:?}", e.content.category.list()).to_lowercase())
+            .or_default() += 1;
+        *by_category
+            .entry(
+                serde_json::to_value(e.content.category)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            )
+            .or_default() += 1;
         *by_region.entry(e.issuer().to_string()).or_default() += 1;
-        *by_state.entry(format!("{:?}", e.state_at(now)).to_lowercase()).or_default() += 1;
-        overdue_objections += e.overdue_objections(now, &core.calendar, &core.manifest.policy).len();
+        *by_state
+            .entry(format!("{:?}", e.state_at(now)).to_lowercase())
+            .or_default() += 1;
+        overdue_objections += e
+            .overdue_objections(now, &core.calendar, &core.manifest.policy)
+            .len();
     }
     let mut targets: BTreeMap<String, u64> = BTreeMap::new();
     let mut ack_ms: Vec<i64> = Vec::new();
     for a in core.store.all_actions() {
         for t in a.view_at(now, &core.manifest) {
-            *targets.entry(format!("{:?}", t.status).to_lowercase()).or_default() += 1;
+            *targets
+                .entry(format!("{:?}", t.status).to_lowercase())
+                .or_default() += 1;
             ack_ms.extend(t.acknowledgement_ms);
         }
     }
@@ -326,14 +629,31 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     if !state.metrics_public {
-        return ApiError::new(StatusCode::FORBIDDEN, "not_allowed", None, "metrics are not public on this node (metrics_public = false)").into_response();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_allowed",
+            None,
+            "metrics are not public on this node (metrics_public = false)",
+        )
+        .into_response();
     }
     let core = &state.core;
     let heads = core.store.heads().unwrap_or_default();
     let s = state.status.lock().map(|s| s.clone()).unwrap_or_default();
-    let lag: Vec<(String, u64)> = s.best_known.iter().map(|(r, best)| {
-        let have = heads.iter().find(|(rc, _)| rc.to_string() == *r).map_or(0, |(_, h)| h.seq);
-        (r.clone(), best.saturating_sub(have))
-    }).collect();
-    ([("content-type", "text/plain; version=0.0.4")], core.metrics.render(&lag, core.store.size_on_disk())).into_response()
+    let lag: Vec<(String, u64)> = s
+        .best_known
+        .iter()
+        .map(|(r, best)| {
+            let have = heads
+                .iter()
+                .find(|(rc, _)| rc.to_string() == *r)
+                .map_or(0, |(_, h)| h.seq);
+            (r.clone(), best.saturating_sub(have))
+        })
+        .collect();
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        core.metrics.render(&lag, core.store.size_on_disk()),
+    )
+        .into_response()
 }

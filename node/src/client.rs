@@ -29,22 +29,63 @@ pub struct ApiResponse {
 impl ApiResponse {
     /// The body as JSON.
     pub fn json(&self) -> Result<serde_json::Value> {
-        serde_json::from_str(&self.body).with_context(|| format!("response is not JSON: {}", self.body.chars().take(200).collect::<String>()))
+        serde_json::from_str(&self.body).with_context(|| {
+            format!(
+                "response is not JSON: {}",
+                self.body.chars().take(200).collect::<String>()
+            )
+        })
     }
 }
 
 impl ApiClient {
-    /// A client for `addr` (host:port) trusting the CA in `ca_pem_file`.
+    /// A client for `addr` (host:port) trusting the CA in `ca_pem_file`, without a client
+    /// certificate (only public endpoints will answer).
     pub fn new(addr: &str, ca_pem_file: &Path) -> Result<ApiClient> {
+        Self::build(addr, ca_pem_file, None)
+    }
+
+    /// A client presenting the certificate and key a node issued to a department.
+    pub fn with_identity(
+        addr: &str,
+        ca_pem_file: &Path,
+        cert_pem_file: &Path,
+        key_pem_file: &Path,
+    ) -> Result<ApiClient> {
+        Self::build(addr, ca_pem_file, Some((cert_pem_file, key_pem_file)))
+    }
+
+    fn build(
+        addr: &str,
+        ca_pem_file: &Path,
+        identity: Option<(&Path, &Path)>,
+    ) -> Result<ApiClient> {
+        use rustls::pki_types::pem::PemObject;
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let pem = std::fs::read(ca_pem_file).with_context(|| format!("reading CA certificate {}", ca_pem_file.display()))?;
+        let pem = std::fs::read(ca_pem_file)
+            .with_context(|| format!("reading CA certificate {}", ca_pem_file.display()))?;
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-            let cert: rustls::pki_types::CertificateDer<'static> = cert.context("CA certificate PEM")?;
+            let cert: rustls::pki_types::CertificateDer<'static> =
+                cert.context("CA certificate PEM")?;
             roots.add(cert)?;
         }
-        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        Ok(ApiClient { addr: addr.to_owned(), tls: tokio_rustls::TlsConnector::from(Arc::new(config)) })
+        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+                    .with_context(|| format!("reading client certificate {}", cert.display()))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+                    .with_context(|| format!("reading client key {}", key.display()))?;
+                builder.with_client_auth_cert(certs, key)?
+            }
+        };
+        Ok(ApiClient {
+            addr: addr.to_owned(),
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        })
     }
 
     /// GET a path.
@@ -58,10 +99,28 @@ impl ApiClient {
     }
 
     async fn request(&self, method: &str, path: &str, body: Option<String>) -> Result<ApiResponse> {
-        let tcp = tokio::net::TcpStream::connect(&self.addr).await.with_context(|| format!("connecting to {}: is the node running? start it with `credfed-node run`", self.addr))?;
-        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
-        let name = rustls::pki_types::ServerName::try_from(if host == "127.0.0.1" { "127.0.0.1".to_string() } else { "localhost".to_string() })?;
-        let mut tls = self.tls.connect(name, tcp).await.context("TLS handshake with the node")?;
+        let tcp = tokio::net::TcpStream::connect(&self.addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to {}: is the node running? start it with `credfed-node run`",
+                    self.addr
+                )
+            })?;
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h);
+        let name = rustls::pki_types::ServerName::try_from(if host == "127.0.0.1" {
+            "127.0.0.1".to_string()
+        } else {
+            "localhost".to_string()
+        })?;
+        let mut tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .context("TLS handshake with the node")?;
         let body = body.unwrap_or_default();
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -69,20 +128,41 @@ impl ApiClient {
         );
         tls.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
-        (&mut tls).take(MAX_RESPONSE_BYTES as u64 + 1).read_to_end(&mut buf).await.or_else(|e| {
-            // Servers may close without close_notify after Connection: close.
-            if e.kind() == std::io::ErrorKind::UnexpectedEof { Ok(0) } else { Err(e) }
-        })?;
+        (&mut tls)
+            .take(MAX_RESPONSE_BYTES as u64 + 1)
+            .read_to_end(&mut buf)
+            .await
+            .or_else(|e| {
+                // Servers may close without close_notify after Connection: close.
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    Ok(0)
+                } else {
+                    Err(e)
+                }
+            })?;
         parse_response(&buf)
     }
 }
 
 fn parse_response(buf: &[u8]) -> Result<ApiResponse> {
     let text = String::from_utf8_lossy(buf);
-    let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("malformed status line")?;
-    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(body)? } else { body.to_string() };
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("malformed status line")?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
     Ok(ApiResponse { status, body })
 }
 

@@ -61,7 +61,12 @@ const TEMPLATE_COMMENTS: &str = "\
 
 impl NodeConfig {
     /// Defaults for a region and data directory.
-    pub fn defaults(region: RegionCode, data_dir: &Path, p2p_port: u16, api_port: u16) -> NodeConfig {
+    pub fn defaults(
+        region: RegionCode,
+        data_dir: &Path,
+        p2p_port: u16,
+        api_port: u16,
+    ) -> NodeConfig {
         NodeConfig {
             region: region.to_string(),
             data_dir: data_dir.to_path_buf(),
@@ -69,7 +74,10 @@ impl NodeConfig {
             authority_key: String::new(),
             node_key_file: "node.key".into(),
             person_secret_file: "person.secret".into(),
-            p2p_listen: vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}"), format!("/ip4/127.0.0.1/udp/{p2p_port}/quic-v1")],
+            p2p_listen: vec![
+                format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+                format!("/ip4/127.0.0.1/udp/{p2p_port}/quic-v1"),
+            ],
             api_listen: format!("127.0.0.1:{api_port}"),
             tls_cert: "api-cert.pem".into(),
             tls_key: "api-key.pem".into(),
@@ -86,22 +94,42 @@ impl NodeConfig {
 
     /// Reads a config file and applies `CREDFED_*` overrides.
     pub fn load(path: &Path) -> Result<NodeConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}; create one with `credfed-node init`", path.display()))?;
-        let mut value: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading config {}; create one with `credfed-node init`",
+                path.display()
+            )
+        })?;
+        let mut value: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         for (k, v) in std::env::vars() {
-            let Some(name) = k.strip_prefix("CREDFED_") else { continue };
+            let Some(name) = k.strip_prefix("CREDFED_") else {
+                continue;
+            };
             let name = name.to_ascii_lowercase();
             if let Some(old) = value.get(&name) {
                 let new = match old {
-                    toml::Value::Integer(_) => toml::Value::Integer(v.parse().with_context(|| format!("{k}: expected an integer"))?),
-                    toml::Value::Boolean(_) => toml::Value::Boolean(v.parse().with_context(|| format!("{k}: expected true or false"))?),
-                    toml::Value::Array(_) => toml::Value::Array(v.split(',').map(|s| toml::Value::String(s.trim().into())).collect()),
+                    toml::Value::Integer(_) => toml::Value::Integer(
+                        v.parse()
+                            .with_context(|| format!("{k}: expected an integer"))?,
+                    ),
+                    toml::Value::Boolean(_) => toml::Value::Boolean(
+                        v.parse()
+                            .with_context(|| format!("{k}: expected true or false"))?,
+                    ),
+                    toml::Value::Array(_) => toml::Value::Array(
+                        v.split(',')
+                            .map(|s| toml::Value::String(s.trim().into()))
+                            .collect(),
+                    ),
                     _ => toml::Value::String(v),
                 };
                 value.insert(name, new);
             }
         }
-        let cfg: NodeConfig = value.try_into().with_context(|| format!("{}: invalid configuration", path.display()))?;
+        let cfg: NodeConfig = value
+            .try_into()
+            .with_context(|| format!("{}: invalid configuration", path.display()))?;
         cfg.region()?;
         Ok(cfg)
     }
@@ -117,27 +145,36 @@ impl NodeConfig {
     pub fn region(&self) -> Result<RegionCode> {
         let r = RegionCode::parse(&self.region, "region")?;
         if !r.is_province() {
-            bail!("region: {r} is not a provincial-level code; city and county departments register with their province's node");
+            bail!(
+                "region: {r} is not a provincial-level code; city and county departments register with their province's node"
+            );
         }
         Ok(r)
     }
 
     /// A path relative to the data directory.
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.data_dir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.data_dir.join(p)
+        }
     }
 
     /// The pinned authority key.
     pub fn authority(&self) -> Result<PublicKey> {
-        PublicKey::from_hex(&self.authority_key).context("authority_key: set the federation authority's public key (64 hex characters)")
+        PublicKey::from_hex(&self.authority_key)
+            .context("authority_key: set the federation authority's public key (64 hex characters)")
     }
 }
 
 /// Reads a hex secret key file.
 pub fn read_key(path: &Path) -> Result<Keypair> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
     let mut secret = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut secret).with_context(|| format!("{}: expected 64 hex characters", path.display()))?;
+    hex::decode_to_slice(text.trim(), &mut secret)
+        .with_context(|| format!("{}: expected 64 hex characters", path.display()))?;
     Ok(Keypair::from_secret(secret))
 }
 
@@ -171,16 +208,77 @@ pub fn write_api_certs(dir: &Path, region: RegionCode) -> Result<()> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, format!("credfed node {region} API CA"));
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("credfed node {region} API CA"));
     let ca_cert = ca.self_signed(&ca_key)?;
     let server_key = KeyPair::generate()?;
-    let mut server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    server.distinguished_name.push(DnType::CommonName, format!("credfed node {region}"));
+    let mut server =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, format!("credfed node {region}"));
     let issuer = Issuer::new(ca, ca_key);
     let server_cert = server.signed_by(&server_key, &issuer)?;
+    std::fs::create_dir_all(dir.join("clients"))?;
     std::fs::write(dir.join("api-ca.pem"), ca_cert.pem())?;
     write_secret(&dir.join("api-ca-key.pem"), &issuer.key().serialize_pem())?;
     std::fs::write(dir.join("api-cert.pem"), server_cert.pem())?;
     write_secret(&dir.join("api-key.pem"), &server_key.serialize_pem())?;
     Ok(())
+}
+
+fn ca_issuer(dir: &Path, region: RegionCode) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let key_pem = std::fs::read_to_string(dir.join("api-ca-key.pem"))
+        .context("reading api-ca-key.pem (run this on the node's machine)")?;
+    let key = KeyPair::from_pem(&key_pem)?;
+    // The same subject as at `init`: certificates chain to api-ca.pem by name and key.
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("credfed node {region} API CA"));
+    Ok(Issuer::new(ca, key))
+}
+
+/// SHA-256 of a certificate's DER: the name of its entry in `<data-dir>/clients/`.
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    credfed_protocol::crypto::sha256(&[der]).to_hex()
+}
+
+/// Issues an API client certificate for `department`, writes `<out>/<department>.pem` and
+/// `<out>/<department>.key` (0600), and registers its fingerprint with the node.
+/// Deleting `<data-dir>/clients/<fingerprint>` revokes it.
+pub fn issue_client_cert(
+    data_dir: &Path,
+    region: RegionCode,
+    department: &credfed_protocol::ids::DepartmentId,
+    out: &Path,
+) -> Result<PathBuf> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    if department.home_province() != region {
+        bail!(
+            "{department} belongs to {}; its certificate is issued by that province's node",
+            department.home_province()
+        );
+    }
+    let issuer = ca_issuer(data_dir, region)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, department.to_string());
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer)?;
+    std::fs::create_dir_all(out)?;
+    let stem = department.to_string().replace(':', "-");
+    let cert_path = out.join(format!("{stem}.pem"));
+    std::fs::write(&cert_path, cert.pem())?;
+    write_secret(&out.join(format!("{stem}.key")), &key.serialize_pem())?;
+    let clients = data_dir.join("clients");
+    std::fs::create_dir_all(&clients)?;
+    std::fs::write(
+        clients.join(cert_fingerprint(cert.der())),
+        department.to_string(),
+    )?;
+    Ok(cert_path)
 }

@@ -12,9 +12,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::crypto::{Keypair, Signature};
-use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, seal, sign_body};
+use credfed_protocol::envelope::{
+    AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, seal, sign_body,
+};
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode};
-use credfed_protocol::ledger::{Admission, EquivocationProof, RejectReason, Rejection, Rules, StateView, admit, effects};
+use credfed_protocol::ledger::{
+    Admission, EquivocationProof, RejectReason, Rejection, Rules, StateView, admit, effects,
+};
 use credfed_protocol::manifest::Manifest;
 use credfed_protocol::record::Body;
 use credfed_protocol::time::Timestamp;
@@ -87,19 +91,27 @@ impl Core {
             metrics,
             node_key,
             write_lock: Mutex::new(()),
-            write_gate: Mutex::new(Some("waiting to confirm this region's head with a peer".into())),
+            write_gate: Mutex::new(Some(
+                "waiting to confirm this region's head with a peer".into(),
+            )),
         }
     }
 
     /// The node clock.
     pub fn now(&self) -> Timestamp {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         Timestamp(ms + self.clock_offset_ms)
     }
 
     /// Protocol rules in force.
     pub fn rules(&self) -> Rules<'_> {
-        Rules { manifest: &self.manifest, catalogue: &self.catalogue }
+        Rules {
+            manifest: &self.manifest,
+            catalogue: &self.catalogue,
+        }
     }
 
     /// Lifts the write gate.
@@ -126,7 +138,10 @@ impl Core {
                 let updates = effects(self.rules(), &self.store, v);
                 if let Err(e) = self.store.apply(&updates) {
                     tracing::error!(error = %e, "store apply failed");
-                    return Err(Rejection { reason: RejectReason::Malformed, message: format!("store: {e}") });
+                    return Err(Rejection {
+                        reason: RejectReason::Malformed,
+                        message: format!("store: {e}"),
+                    });
                 }
                 self.metrics.ingested.fetch_add(1, Ordering::Relaxed);
             }
@@ -148,7 +163,12 @@ impl Core {
 
     /// Appends a department-signed body to this region's log and makes it durable.
     /// Returns only after the fsync: the envelope is then acknowledged.
-    pub fn append(&self, author: DepartmentId, body: Vec<u8>, author_sig: Signature) -> Result<VerifiedEnvelope, AppendError> {
+    pub fn append(
+        &self,
+        author: DepartmentId,
+        body: Vec<u8>,
+        author_sig: Signature,
+    ) -> Result<VerifiedEnvelope, AppendError> {
         if let Some(why) = self.write_gate.lock().ok().and_then(|g| g.clone()) {
             return Err(AppendError::Gated(why));
         }
@@ -163,8 +183,11 @@ impl Core {
             timestamp,
         };
         let fed = self.manifest.federation_id.clone();
-        let bytes = seal(&fed, &self.node_key, &at, author, body, author_sig)
-            .map_err(|e| Rejection { reason: RejectReason::Malformed, message: e.to_string() })?;
+        let bytes =
+            seal(&fed, &self.node_key, &at, author, body, author_sig).map_err(|e| Rejection {
+                reason: RejectReason::Malformed,
+                message: e.to_string(),
+            })?;
         match self.ingest_locked(&bytes)? {
             Admission::Accept(v) => {
                 self.store.sync()?;
@@ -183,12 +206,21 @@ impl Core {
     pub fn append_as_node(&self, body: &Body) -> Result<VerifiedEnvelope, AppendError> {
         let fed = self.manifest.federation_id.clone();
         let (bytes, sig) = sign_body(&fed, &self.node_key, body);
-        let author = DepartmentId { region: self.region, unit: NODE_UNIT.into() };
+        let author = DepartmentId {
+            region: self.region,
+            unit: NODE_UNIT.into(),
+        };
         self.append(author, bytes, sig)
     }
 
     /// Records equivocation evidence in this region's log, so that every node folds it.
-    pub fn publish_evidence(&self, proof: &EquivocationProof) -> Result<VerifiedEnvelope, AppendError> {
-        self.append_as_node(&Body::EquivocationEvidence { first: proof.first.clone(), second: proof.second.clone() })
+    pub fn publish_evidence(
+        &self,
+        proof: &EquivocationProof,
+    ) -> Result<VerifiedEnvelope, AppendError> {
+        self.append_as_node(&Body::EquivocationEvidence {
+            first: proof.first.clone(),
+            second: proof.second.clone(),
+        })
     }
 }

@@ -19,13 +19,17 @@ use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
-use libp2p::{Multiaddr, PeerId, allow_block_list, connection_limits, gossipsub, identify, identity, ping};
+use libp2p::{
+    Multiaddr, PeerId, allow_block_list, connection_limits, gossipsub, identify, identity, ping,
+};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::core::Core;
 use crate::replication::{Input, Output, Parked, ReplicationConfig, Replicator};
-use crate::wire::{MAX_RANGE_ENVELOPES, MAX_RESPONSE_BYTES, SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse};
+use crate::wire::{
+    MAX_RANGE_ENVELOPES, MAX_RESPONSE_BYTES, SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse,
+};
 
 /// Capacity of the command channel from the API to the network task. A full channel
 /// drops the push (pull repairs it), it never blocks a write.
@@ -70,7 +74,8 @@ struct Behaviour {
 
 /// The libp2p PeerId of a manifest key.
 pub fn peer_id_of(key: &credfed_protocol::crypto::PublicKey) -> Result<PeerId> {
-    let ed = identity::ed25519::PublicKey::try_from_bytes(&key.0).context("node key is not an Ed25519 key")?;
+    let ed = identity::ed25519::PublicKey::try_from_bytes(&key.0)
+        .context("node key is not an Ed25519 key")?;
     Ok(identity::PublicKey::from(ed).to_peer_id())
 }
 
@@ -90,7 +95,13 @@ pub struct P2pConfig {
 }
 
 /// Runs the network until `shutdown` turns true.
-pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<Command>, status: Arc<Mutex<NetStatus>>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(
+    core: Arc<Core>,
+    cfg: P2pConfig,
+    mut commands: mpsc::Receiver<Command>,
+    status: Arc<Mutex<NetStatus>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let mut secret = cfg.node_secret;
     let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).context("node key")?;
     let local_peer = keypair.public().to_peer_id();
@@ -101,7 +112,13 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
     for m in &core.manifest.members {
         let pid = peer_id_of(&m.node_key)?;
         if pid != local_peer {
-            members.insert(pid, (m.region, m.addresses.iter().filter_map(|a| a.parse().ok()).collect()));
+            members.insert(
+                pid,
+                (
+                    m.region,
+                    m.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+                ),
+            );
         }
     }
 
@@ -110,7 +127,9 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
         // Content-addressed ids: the same envelope is the same message whoever sends it.
-        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(credfed_protocol::crypto::sha256(&[&m.data]).0.to_vec()))
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(credfed_protocol::crypto::sha256(&[&m.data]).0.to_vec())
+        })
         .max_transmit_size(MAX_ENVELOPE_BYTES + 1024)
         .heartbeat_interval(Duration::from_millis(700))
         .heartbeat_initial_delay(Duration::from_millis(100))
@@ -120,10 +139,15 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
 
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(libp2p::tcp::Config::default().nodelay(true), (libp2p::tls::Config::new, libp2p::noise::Config::new), libp2p::yamux::Config::default)?
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            (libp2p::tls::Config::new, libp2p::noise::Config::new),
+            libp2p::yamux::Config::default,
+        )?
         .with_quic()
         .with_behaviour(|key| {
-            let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+            let mut allow =
+                allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
             for p in members.keys() {
                 allow.allow_peer(*p);
             }
@@ -133,29 +157,47 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
                     .with_max_established(Some(2 * member_count + 4))
                     .with_max_pending_incoming(Some(64)),
             );
-            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_cfg.clone()).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Anonymous,
+                gossip_cfg.clone(),
+            )
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
             let sync = request_response::Behaviour::with_codec(
                 SyncCodec,
                 [(SYNC_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(64),
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(64),
             );
-            let identify = identify::Behaviour::new(identify::Config::new("/credfed/1".into(), key.public()));
-            Ok(Behaviour { allow, limits, gossipsub, sync, identify, ping: ping::Behaviour::default() })
+            let identify =
+                identify::Behaviour::new(identify::Config::new("/credfed/1".into(), key.public()));
+            Ok(Behaviour {
+                allow,
+                limits,
+                gossipsub,
+                sync,
+                identify,
+                ping: ping::Behaviour::default(),
+            })
         })?
         // Members stay connected: libp2p would close idle connections after 10 s.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
         .build();
     swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
     for a in &cfg.listen {
-        swarm.listen_on(a.clone()).with_context(|| format!("listening on {a}"))?;
+        swarm
+            .listen_on(a.clone())
+            .with_context(|| format!("listening on {a}"))?;
     }
     if let Ok(mut s) = status.lock() {
         s.peer_id = local_peer.to_string();
     }
 
-    let mut replicator = Replicator::new(cfg.replication, core.region, cfg.solo || members.is_empty());
+    let mut replicator =
+        Replicator::new(cfg.replication, core.region, cfg.solo || members.is_empty());
     let mut parked = Parked::default();
-    let mut pending_ranges: BTreeMap<request_response::OutboundRequestId, RegionCode> = BTreeMap::new();
+    let mut pending_ranges: BTreeMap<request_response::OutboundRequestId, RegionCode> =
+        BTreeMap::new();
     let mut connected: BTreeMap<PeerId, RegionCode> = BTreeMap::new();
     let mut evidence_published: BTreeSet<(RegionCode, u64)> = BTreeSet::new();
     // One fork probe per (peer, region) per connection: a forked log keeps failing to chain.
@@ -163,7 +205,12 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut redial = tokio::time::interval(cfg.redial_interval);
 
-    let local_heads = |core: &Core| -> BTreeMap<RegionCode, u64> { core.store.heads().map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect()).unwrap_or_default() };
+    let local_heads = |core: &Core| -> BTreeMap<RegionCode, u64> {
+        core.store
+            .heads()
+            .map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect())
+            .unwrap_or_default()
+    };
 
     loop {
         let mut outputs = Vec::new();
@@ -261,19 +308,43 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
         for o in outputs {
             match o {
                 Output::RequestHeads(p) => {
-                    swarm.behaviour_mut().sync.send_request(&p, SyncRequest::Heads);
+                    swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&p, SyncRequest::Heads);
                 }
-                Output::RequestRange { peer, region, from, limit } => {
-                    let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Range { region, from, limit });
+                Output::RequestRange {
+                    peer,
+                    region,
+                    from,
+                    limit,
+                } => {
+                    let id = swarm.behaviour_mut().sync.send_request(
+                        &peer,
+                        SyncRequest::Range {
+                            region,
+                            from,
+                            limit,
+                        },
+                    );
                     pending_ranges.insert(id, region);
                 }
                 Output::OpenWrites => core.open_writes(),
             }
         }
-        core.metrics.peers.store(connected.len() as u64, Ordering::Relaxed);
+        core.metrics
+            .peers
+            .store(connected.len() as u64, Ordering::Relaxed);
         if let Ok(mut s) = status.lock() {
-            s.connected = connected.iter().map(|(p, r)| (r.to_string(), p.to_string())).collect();
-            s.best_known = replicator.best_known().into_iter().map(|(r, h)| (r.to_string(), h)).collect();
+            s.connected = connected
+                .iter()
+                .map(|(p, r)| (r.to_string(), p.to_string()))
+                .collect();
+            s.best_known = replicator
+                .best_known()
+                .into_iter()
+                .map(|(r, h)| (r.to_string(), h))
+                .collect();
             s.parked = parked.len();
             s.writes_open = core.write_gate.lock().map(|g| g.is_none()).unwrap_or(false);
         }
@@ -282,14 +353,24 @@ pub async fn run(core: Arc<Core>, cfg: P2pConfig, mut commands: mpsc::Receiver<C
     Ok(())
 }
 
-fn touch(status: &Arc<Mutex<NetStatus>>, connected: &BTreeMap<PeerId, RegionCode>, peer: &PeerId, core: &Core) {
+fn touch(
+    status: &Arc<Mutex<NetStatus>>,
+    connected: &BTreeMap<PeerId, RegionCode>,
+    peer: &PeerId,
+    core: &Core,
+) {
     if let (Some(r), Ok(mut s)) = (connected.get(peer), status.lock()) {
         s.last_contact_ms.insert(r.to_string(), core.now().0);
     }
 }
 
 /// Admits one envelope from the network and says what gossip should do with it.
-fn handle_envelope(core: &Core, bytes: Vec<u8>, parked: &mut Parked, evidence_published: &mut BTreeSet<(RegionCode, u64)>) -> gossipsub::MessageAcceptance {
+fn handle_envelope(
+    core: &Core,
+    bytes: Vec<u8>,
+    parked: &mut Parked,
+    evidence_published: &mut BTreeSet<(RegionCode, u64)>,
+) -> gossipsub::MessageAcceptance {
     use gossipsub::MessageAcceptance::*;
     match core.ingest(&bytes) {
         Ok(Admission::Accept(_)) => Accept,
@@ -308,8 +389,12 @@ fn handle_envelope(core: &Core, bytes: Vec<u8>, parked: &mut Parked, evidence_pu
         Ok(Admission::Equivocation(proof)) => {
             if evidence_published.insert((proof.region, proof.seq)) {
                 match core.publish_evidence(&proof) {
-                    Ok(v) => tracing::warn!(region = %proof.region, seq = proof.seq, evidence_seq = v.envelope.seq, "equivocation evidence recorded in own log"),
-                    Err(e) => tracing::warn!(error = %e, "could not record equivocation evidence yet"),
+                    Ok(v) => {
+                        tracing::warn!(region = %proof.region, seq = proof.seq, evidence_seq = v.envelope.seq, "equivocation evidence recorded in own log")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record equivocation evidence yet")
+                    }
                 }
             }
             Ignore
@@ -322,19 +407,42 @@ fn handle_envelope(core: &Core, bytes: Vec<u8>, parked: &mut Parked, evidence_pu
 }
 
 /// Retries parked envelopes while progress is made (bounded by what is parked).
-fn drain_parked(core: &Core, parked: &mut Parked, evidence_published: &mut BTreeSet<(RegionCode, u64)>) {
+fn drain_parked(
+    core: &Core,
+    parked: &mut Parked,
+    evidence_published: &mut BTreeSet<(RegionCode, u64)>,
+) {
     for _ in 0..crate::replication::MAX_PARKED_PER_REGION {
-        let local: BTreeMap<RegionCode, u64> = core.store.heads().map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect()).unwrap_or_default();
+        let local: BTreeMap<RegionCode, u64> = core
+            .store
+            .heads()
+            .map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect())
+            .unwrap_or_default();
         let ready = parked.ready(&local);
         if ready.is_empty() {
             return;
         }
         let mut progressed = false;
         for bytes in ready {
-            let before = core.store.head(codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "e").map(|e| e.region).unwrap_or(core.region)).map(|h| h.seq);
-            handle_envelope(core, bytes.clone(), &mut Parked::default(), evidence_published);
+            let before = core
+                .store
+                .head(
+                    codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "e")
+                        .map(|e| e.region)
+                        .unwrap_or(core.region),
+                )
+                .map(|h| h.seq);
+            handle_envelope(
+                core,
+                bytes.clone(),
+                &mut Parked::default(),
+                evidence_published,
+            );
             let env = codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "e").ok();
-            let after = env.as_ref().and_then(|e| core.store.head(e.region)).map(|h| h.seq);
+            let after = env
+                .as_ref()
+                .and_then(|e| core.store.head(e.region))
+                .map(|h| h.seq);
             if after != before {
                 progressed = true;
             }
@@ -347,10 +455,22 @@ fn drain_parked(core: &Core, parked: &mut Parked, evidence_published: &mut BTree
 
 fn answer(core: &Core, request: SyncRequest) -> SyncResponse {
     match request {
-        SyncRequest::Heads => SyncResponse::Heads(core.store.heads().map(|h| h.into_iter().collect()).unwrap_or_default()),
-        SyncRequest::Range { region, from, limit } => {
+        SyncRequest::Heads => SyncResponse::Heads(
+            core.store
+                .heads()
+                .map(|h| h.into_iter().collect())
+                .unwrap_or_default(),
+        ),
+        SyncRequest::Range {
+            region,
+            from,
+            limit,
+        } => {
             let limit = limit.min(MAX_RANGE_ENVELOPES) as usize;
-            let envelopes = core.store.range(region, from, limit, MAX_RESPONSE_BYTES - 64 * 1024).unwrap_or_default();
+            let envelopes = core
+                .store
+                .range(region, from, limit, MAX_RESPONSE_BYTES - 64 * 1024)
+                .unwrap_or_default();
             SyncResponse::Range { region, envelopes }
         }
     }

@@ -36,7 +36,11 @@ pub struct ReplicationConfig {
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
-        ReplicationConfig { heads_interval: Duration::from_secs(2), fetch_timeout: Duration::from_secs(10), max_inflight_per_peer: 4 }
+        ReplicationConfig {
+            heads_interval: Duration::from_secs(2),
+            fetch_timeout: Duration::from_secs(10),
+            max_inflight_per_peer: 4,
+        }
     }
 }
 
@@ -108,7 +112,15 @@ impl Replicator {
     /// A replicator for a node of `own_region`. With `solo`, writes open at once (a
     /// federation of one, or an operator's explicit first start).
     pub fn new(config: ReplicationConfig, own_region: RegionCode, solo: bool) -> Replicator {
-        Replicator { config, own_region, peers: BTreeMap::new(), fetching: BTreeMap::new(), failed: BTreeMap::new(), own_head_seen: solo.then_some(0), writes_open: false }
+        Replicator {
+            config,
+            own_region,
+            peers: BTreeMap::new(),
+            fetching: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            own_head_seen: solo.then_some(0),
+            writes_open: false,
+        }
     }
 
     /// Connected peers and what they reported.
@@ -129,7 +141,12 @@ impl Replicator {
     }
 
     /// Feeds one input; `local` is the store's heads now, `now` the monotonic clock.
-    pub fn step(&mut self, input: Input, local: &BTreeMap<RegionCode, u64>, now: Instant) -> Vec<Output> {
+    pub fn step(
+        &mut self,
+        input: Input,
+        local: &BTreeMap<RegionCode, u64>,
+        now: Instant,
+    ) -> Vec<Output> {
         let mut out = Vec::new();
         match input {
             Input::PeerUp(p) => {
@@ -167,7 +184,12 @@ impl Replicator {
             Input::RequestFailed(_, None) => {}
             Input::Tick => {
                 let timeout = self.config.fetch_timeout;
-                let stale: Vec<RegionCode> = self.fetching.iter().filter(|(_, f)| now.duration_since(f.sent) > timeout).map(|(r, _)| *r).collect();
+                let stale: Vec<RegionCode> = self
+                    .fetching
+                    .iter()
+                    .filter(|(_, f)| now.duration_since(f.sent) > timeout)
+                    .map(|(r, _)| *r)
+                    .collect();
                 for r in stale {
                     if let Some(f) = self.fetching.remove(&r) {
                         self.failed.insert(r, f.peer);
@@ -177,7 +199,9 @@ impl Replicator {
                     }
                 }
                 for (p, s) in self.peers.iter_mut() {
-                    if s.last_heads_request.is_none_or(|t| now.duration_since(t) >= self.config.heads_interval) {
+                    if s.last_heads_request
+                        .is_none_or(|t| now.duration_since(t) >= self.config.heads_interval)
+                    {
                         s.last_heads_request = Some(now);
                         out.push(Output::RequestHeads(*p));
                     }
@@ -205,7 +229,9 @@ impl Replicator {
             let candidate = self
                 .peers
                 .iter()
-                .filter(|(_, s)| s.inflight < max && s.heads.get(&region).copied().unwrap_or(0) > have)
+                .filter(|(_, s)| {
+                    s.inflight < max && s.heads.get(&region).copied().unwrap_or(0) > have
+                })
                 .min_by_key(|(p, s)| (self.failed.get(&region) == Some(*p), s.inflight, **p))
                 .map(|(p, _)| *p);
             if let Some(peer) = candidate {
@@ -213,7 +239,12 @@ impl Replicator {
                     s.inflight += 1;
                 }
                 self.fetching.insert(region, Fetch { peer, sent: now });
-                out.push(Output::RequestRange { peer, region, from: have + 1, limit: MAX_RANGE_ENVELOPES });
+                out.push(Output::RequestRange {
+                    peer,
+                    region,
+                    from: have + 1,
+                    limit: MAX_RANGE_ENVELOPES,
+                });
             }
         }
     }
@@ -284,7 +315,11 @@ mod tests {
         RegionCode::new(c, "r").unwrap()
     }
     fn head(seq: u64) -> Head {
-        Head { seq, hash: Hash256([0; 32]), timestamp: Timestamp(0) }
+        Head {
+            seq,
+            hash: Hash256([0; 32]),
+            timestamp: Timestamp(0),
+        }
     }
 
     #[test]
@@ -293,18 +328,40 @@ mod tests {
         let mut rep = Replicator::new(ReplicationConfig::default(), r(110000), false);
         let t0 = Instant::now();
         let local = BTreeMap::new();
-        assert_eq!(rep.step(Input::PeerUp(a), &local, t0), vec![Output::RequestHeads(a)]);
+        assert_eq!(
+            rep.step(Input::PeerUp(a), &local, t0),
+            vec![Output::RequestHeads(a)]
+        );
         rep.step(Input::PeerUp(b), &local, t0);
         // B (not Shanghai's own node) has Shanghai's records: fetch from B.
         let out = rep.step(Input::Heads(b, vec![(r(310000), head(10))]), &local, t0);
-        assert!(out.contains(&Output::RequestRange { peer: b, region: r(310000), from: 1, limit: MAX_RANGE_ENVELOPES }), "{out:?}");
+        assert!(
+            out.contains(&Output::RequestRange {
+                peer: b,
+                region: r(310000),
+                from: 1,
+                limit: MAX_RANGE_ENVELOPES
+            }),
+            "{out:?}"
+        );
         // One fetch per region at a time.
         let out = rep.step(Input::Heads(a, vec![(r(310000), head(10))]), &local, t0);
-        assert!(!out.iter().any(|o| matches!(o, Output::RequestRange { .. })), "{out:?}");
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::RequestRange { .. })),
+            "{out:?}"
+        );
         // B goes silent: after the timeout the region is re-planned, on A (least busy).
         let later = t0 + Duration::from_secs(11);
         let out = rep.step(Input::Tick, &local, later);
-        assert!(out.contains(&Output::RequestRange { peer: a, region: r(310000), from: 1, limit: MAX_RANGE_ENVELOPES }), "{out:?}");
+        assert!(
+            out.contains(&Output::RequestRange {
+                peer: a,
+                region: r(310000),
+                from: 1,
+                limit: MAX_RANGE_ENVELOPES
+            }),
+            "{out:?}"
+        );
         // Progress: the next fetch starts after what is now held.
         let mut local = BTreeMap::new();
         local.insert(r(310000), 4);
@@ -325,27 +382,51 @@ mod tests {
         local.insert(own, 3);
         let out = rep.step(Input::Heads(p, vec![(own, head(7))]), &local, t);
         assert!(!out.contains(&Output::OpenWrites));
-        assert!(out.contains(&Output::RequestRange { peer: p, region: own, from: 4, limit: MAX_RANGE_ENVELOPES }));
+        assert!(out.contains(&Output::RequestRange {
+            peer: p,
+            region: own,
+            from: 4,
+            limit: MAX_RANGE_ENVELOPES
+        }));
         local.insert(own, 7);
         let out = rep.step(Input::RangeDone(p, own), &local, t);
         assert!(out.contains(&Output::OpenWrites));
         // Once only.
-        assert!(!rep.step(Input::Tick, &local, t).contains(&Output::OpenWrites));
+        assert!(
+            !rep.step(Input::Tick, &local, t)
+                .contains(&Output::OpenWrites)
+        );
         // Solo mode opens at once.
         let mut solo = Replicator::new(ReplicationConfig::default(), own, true);
-        assert!(solo.step(Input::Tick, &BTreeMap::new(), t).contains(&Output::OpenWrites));
+        assert!(
+            solo.step(Input::Tick, &BTreeMap::new(), t)
+                .contains(&Output::OpenWrites)
+        );
     }
 
     #[test]
     fn heads_are_polled_and_busy_peers_are_spared() {
         let p = PeerId::random();
-        let cfg = ReplicationConfig { max_inflight_per_peer: 1, ..ReplicationConfig::default() };
+        let cfg = ReplicationConfig {
+            max_inflight_per_peer: 1,
+            ..ReplicationConfig::default()
+        };
         let mut rep = Replicator::new(cfg, r(110000), false);
         let t = Instant::now();
         let local = BTreeMap::new();
         rep.step(Input::PeerUp(p), &local, t);
-        let out = rep.step(Input::Heads(p, vec![(r(310000), head(3)), (r(440000), head(3))]), &local, t);
-        assert_eq!(out.iter().filter(|o| matches!(o, Output::RequestRange { .. })).count(), 1, "{out:?}");
+        let out = rep.step(
+            Input::Heads(p, vec![(r(310000), head(3)), (r(440000), head(3))]),
+            &local,
+            t,
+        );
+        assert_eq!(
+            out.iter()
+                .filter(|o| matches!(o, Output::RequestRange { .. }))
+                .count(),
+            1,
+            "{out:?}"
+        );
         let out = rep.step(Input::Tick, &local, t + Duration::from_secs(3));
         assert!(out.contains(&Output::RequestHeads(p)));
         // Disconnect frees everything.

@@ -31,7 +31,9 @@ use std::path::{Path, PathBuf};
 use credfed_protocol::codec;
 use credfed_protocol::envelope::{GENESIS_PREV_HASH, decode_envelope, envelope_hash};
 use credfed_protocol::ids::{DepartmentId, RegionCode};
-use credfed_protocol::ledger::{DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update};
+use credfed_protocol::ledger::{
+    DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
+};
 use credfed_protocol::record::{ActionId, EntryId, EvaluationId, ObjectionId, SubjectKey};
 use credfed_protocol::state::{ActionFold, EntryFold, EvaluationRecord, RecordPos};
 use serde::{Serialize, de::DeserializeOwned};
@@ -57,7 +59,9 @@ pub enum StoreError {
     #[error("store corrupt: {0}")]
     Corrupt(String),
     /// The data directory was written by a newer build.
-    #[error("store format {found} is newer than this build's {FORMAT_VERSION}; run a newer credfed-node")]
+    #[error(
+        "store format {found} is newer than this build's {FORMAT_VERSION}; run a newer credfed-node"
+    )]
     NewerFormat {
         /// Version on disk.
         found: u32,
@@ -129,18 +133,29 @@ impl Store {
     /// Opens (or creates) the store in `dir`, checking the format version.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
         let tree = db.open_tree("credfed")?;
         match tree.get(b"Mformat")? {
             None => {
                 tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             }
             Some(v) => {
-                let found = u32::from_le_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("format marker".into()))?);
+                let found = u32::from_le_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("format marker".into()))?,
+                );
                 migrate(&tree, found)?;
             }
         }
-        let store = Store { db, tree, dir: dir.to_path_buf() };
+        let store = Store {
+            db,
+            tree,
+            dir: dir.to_path_buf(),
+        };
         store.sync()?;
         Ok(store)
     }
@@ -154,7 +169,9 @@ impl Store {
                     batch.insert(pos_key(b'L', *pos), bytes.as_slice());
                     batch.insert(region_key(b'H', pos.region), enc(head));
                 }
-                Update::Department(d) => batch.insert(id_key(b'D', d.department.to_string().as_bytes()), enc(d)),
+                Update::Department(d) => {
+                    batch.insert(id_key(b'D', d.department.to_string().as_bytes()), enc(d))
+                }
                 Update::Entry(e) => batch.insert(id_key(b'E', &e.id.0.0), enc(e.as_ref())),
                 Update::Action(a) => batch.insert(id_key(b'A', &a.id.0.0), enc(a.as_ref())),
                 Update::Objection(o, e) => batch.insert(id_key(b'O', &o.0.0), &e.0.0[..]),
@@ -174,7 +191,16 @@ impl Store {
     /// Keeps an equivocation proof and flags the region.
     pub fn record_equivocation(&self, proof: &EquivocationProof) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        batch.insert(pos_key(b'P', RecordPos { region: proof.region, seq: proof.seq }), enc(proof));
+        batch.insert(
+            pos_key(
+                b'P',
+                RecordPos {
+                    region: proof.region,
+                    seq: proof.seq,
+                },
+            ),
+            enc(proof),
+        );
         batch.insert(region_key(b'Q', proof.region), &[][..]);
         self.tree.apply_batch(batch)?;
         Ok(())
@@ -182,7 +208,10 @@ impl Store {
 
     /// Equivocation proofs held.
     pub fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
-        self.tree.scan_prefix([b'P']).map(|kv| dec(&kv?.1, "proof")).collect()
+        self.tree
+            .scan_prefix([b'P'])
+            .map(|kv| dec(&kv?.1, "proof"))
+            .collect()
     }
 
     /// Makes everything applied so far durable: sled flush, then a real fsync of the
@@ -205,17 +234,40 @@ impl Store {
         let mut out = BTreeMap::new();
         for kv in self.tree.scan_prefix([b'H']) {
             let (k, v) = kv?;
-            let code = u32::from_be_bytes(k[1..5].try_into().map_err(|_| StoreError::Corrupt("head key".into()))?);
-            let region = RegionCode::new(code, "head").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let code = u32::from_be_bytes(
+                k[1..5]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("head key".into()))?,
+            );
+            let region =
+                RegionCode::new(code, "head").map_err(|e| StoreError::Corrupt(e.to_string()))?;
             out.insert(region, dec(&v, "head")?);
         }
         Ok(out)
     }
 
     /// Up to `limit` envelopes of `region` from `from_seq`, stopping at `max_bytes`.
-    pub fn range(&self, region: RegionCode, from_seq: u64, limit: usize, max_bytes: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        let start = pos_key(b'L', RecordPos { region, seq: from_seq.max(1) });
-        let end = pos_key(b'L', RecordPos { region, seq: u64::MAX });
+    pub fn range(
+        &self,
+        region: RegionCode,
+        from_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let start = pos_key(
+            b'L',
+            RecordPos {
+                region,
+                seq: from_seq.max(1),
+            },
+        );
+        let end = pos_key(
+            b'L',
+            RecordPos {
+                region,
+                seq: u64::MAX,
+            },
+        );
         let mut out = Vec::new();
         let mut bytes = 0;
         for kv in self.tree.range(start..end).take(limit) {
@@ -232,19 +284,42 @@ impl Store {
     /// Re-walks every chain: contiguous sequence numbers, decodable envelopes, each
     /// `prev_hash` equal to the previous envelope's hash, and the head matching the last.
     /// Signatures were verified on admission and are not re-checked here.
-    pub fn verify_chains(&self, federation_id: &str, mut progress: impl FnMut(RegionCode, u64)) -> Result<ChainReport, StoreError> {
+    pub fn verify_chains(
+        &self,
+        federation_id: &str,
+        mut progress: impl FnMut(RegionCode, u64),
+    ) -> Result<ChainReport, StoreError> {
         let heads = self.heads()?;
         let mut envelopes = 0;
         for (region, head) in &heads {
             let mut prev = GENESIS_PREV_HASH;
             let mut expect = 1u64;
-            let start = pos_key(b'L', RecordPos { region: *region, seq: 1 });
-            let end = pos_key(b'L', RecordPos { region: *region, seq: u64::MAX });
+            let start = pos_key(
+                b'L',
+                RecordPos {
+                    region: *region,
+                    seq: 1,
+                },
+            );
+            let end = pos_key(
+                b'L',
+                RecordPos {
+                    region: *region,
+                    seq: u64::MAX,
+                },
+            );
             for kv in self.tree.range(start..end) {
                 let (_, bytes) = kv?;
-                let v = decode_envelope(federation_id, &bytes).map_err(|e| StoreError::Corrupt(format!("{region}#{expect}: {e}")))?;
-                if v.envelope.seq != expect || v.envelope.prev_hash != prev || v.envelope.region != *region {
-                    return Err(StoreError::Corrupt(format!("{region}#{expect}: chain broken (seq {}, prev_hash mismatch or wrong region)", v.envelope.seq)));
+                let v = decode_envelope(federation_id, &bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("{region}#{expect}: {e}")))?;
+                if v.envelope.seq != expect
+                    || v.envelope.prev_hash != prev
+                    || v.envelope.region != *region
+                {
+                    return Err(StoreError::Corrupt(format!(
+                        "{region}#{expect}: chain broken (seq {}, prev_hash mismatch or wrong region)",
+                        v.envelope.seq
+                    )));
                 }
                 prev = envelope_hash(federation_id, &bytes);
                 expect += 1;
@@ -254,10 +329,17 @@ impl Store {
                 }
             }
             if expect - 1 != head.seq || prev != head.hash {
-                return Err(StoreError::Corrupt(format!("{region}: head says seq {} but the log ends at {}", head.seq, expect - 1)));
+                return Err(StoreError::Corrupt(format!(
+                    "{region}: head says seq {} but the log ends at {}",
+                    head.seq,
+                    expect - 1
+                )));
             }
         }
-        Ok(ChainReport { regions: heads.len(), envelopes })
+        Ok(ChainReport {
+            regions: heads.len(),
+            envelopes,
+        })
     }
 
     /// Bytes on disk (sled's estimate).
@@ -272,12 +354,16 @@ impl Store {
 
     /// All entry folds (for statistics).
     pub fn all_entries(&self) -> impl Iterator<Item = EntryFold> + '_ {
-        self.tree.scan_prefix([b'E']).filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "entry").ok()))
+        self.tree
+            .scan_prefix([b'E'])
+            .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "entry").ok()))
     }
 
     /// All action folds (for statistics).
     pub fn all_actions(&self) -> impl Iterator<Item = ActionFold> + '_ {
-        self.tree.scan_prefix([b'A']).filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "action").ok()))
+        self.tree
+            .scan_prefix([b'A'])
+            .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "action").ok()))
     }
 
     fn get<T: Serialize + DeserializeOwned>(&self, key: &[u8], what: &'static str) -> Option<T> {
@@ -305,7 +391,11 @@ impl StateView for Store {
         self.get(&region_key(b'H', region), "head")
     }
     fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>> {
-        self.tree.get(pos_key(b'L', pos)).ok().flatten().map(|v| v.to_vec())
+        self.tree
+            .get(pos_key(b'L', pos))
+            .ok()
+            .flatten()
+            .map(|v| v.to_vec())
     }
     fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord> {
         self.get(&id_key(b'D', id.to_string().as_bytes()), "department")

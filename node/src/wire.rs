@@ -60,19 +60,28 @@ pub enum SyncResponse {
 #[derive(Debug, Clone, Default)]
 pub struct SyncCodec;
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> std::io::Result<Vec<u8>> {
+async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    limit: usize,
+) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > limit {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds {limit}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {limit}"),
+        ));
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     Ok(buf)
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
     io.write_all(bytes).await?;
     io.close().await
@@ -87,21 +96,39 @@ impl libp2p::request_response::Codec for SyncCodec {
     type Request = SyncRequest;
     type Response = SyncResponse;
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<SyncRequest> {
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<SyncRequest> {
         let b = read_frame(io, MAX_REQUEST_BYTES).await?;
         codec::decode(&b, MAX_REQUEST_BYTES, "sync request").map_err(invalid)
     }
 
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<SyncResponse> {
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<SyncResponse> {
         let b = read_frame(io, MAX_RESPONSE_BYTES).await?;
         codec::decode(&b, MAX_RESPONSE_BYTES, "sync response").map_err(invalid)
     }
 
-    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: SyncRequest) -> std::io::Result<()> {
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: SyncRequest,
+    ) -> std::io::Result<()> {
         write_frame(io, &codec::encode(&req).map_err(invalid)?).await
     }
 
-    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: SyncResponse) -> std::io::Result<()> {
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: SyncResponse,
+    ) -> std::io::Result<()> {
         write_frame(io, &codec::encode(&res).map_err(invalid)?).await
     }
 }

@@ -23,9 +23,18 @@ fn d(s: &str) -> Date {
 fn entry(doc: &str) -> ListEntry {
     ListEntry {
         category: Category::Black(BlackCategory::FoodAndDrug),
-        subject: Subject::Organisation { uscc: ACME.into(), name: "某某食品有限公司".into(), check_exemption: None },
+        subject: Subject::Organisation {
+            uscc: ACME.into(),
+            name: "某某食品有限公司".into(),
+            check_exemption: None,
+        },
         related_persons: vec![],
-        basis: Basis { document_no: doc.into(), authority: "上海市市场监督管理局".into(), decided_on: d("2026-01-05"), legal_basis: "《食品安全法》第一百三十五条".into() },
+        basis: Basis {
+            document_no: doc.into(),
+            authority: "上海市市场监督管理局".into(),
+            decided_on: d("2026-01-05"),
+            legal_basis: "《食品安全法》第一百三十五条".into(),
+        },
         effective_from: d("2026-01-05"),
         expires_on: d("2031-01-05"),
         requested_measures: vec![MeasureCode("P-10-10".into()), MeasureCode("P-11-04".into())],
@@ -34,7 +43,11 @@ fn entry(doc: &str) -> ListEntry {
 }
 
 async fn check_at(c: &Cluster, i: usize, domain: &str) -> Option<CheckAnswer> {
-    let r = c.nodes[i].client.get(&format!("/v1/check?uscc={ACME}&domain={domain}")).await.ok()?;
+    let r = c.nodes[i]
+        .client
+        .get(&format!("/v1/check?uscc={ACME}&domain={domain}"))
+        .await
+        .ok()?;
     serde_json::from_str(&r.body).ok()
 }
 
@@ -45,28 +58,58 @@ async fn published_at_a_is_applied_everywhere_and_check_verifies_offline() {
     let mut c = Cluster::new(&[SH, GD, GS]);
     c.start_all().await;
     c.register_departments(0).await;
-    let r = c.submit(0, "310000:pub", &Body::ListEntryPublished(entry("沪市监处〔2026〕12号"))).await;
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(entry("沪市监处〔2026〕12号")),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let receipt = r.json().unwrap();
     assert_eq!(receipt["region"], json!("310000"));
     assert_eq!(receipt["seq"], json!(5));
     for i in [1, 2] {
-        let ok = wait_until(Duration::from_secs(30), || async { check_at(&c, i, "travel").await.is_some_and(|a| a.verdict == Verdict::MeasuresApply) }).await;
+        let ok = wait_until(Duration::from_secs(30), || async {
+            check_at(&c, i, "travel")
+                .await
+                .is_some_and(|a| a.verdict == Verdict::MeasuresApply)
+        })
+        .await;
         assert!(ok, "node {i} never applied the entry; log:\n{}", c.log(i));
     }
     let answer = check_at(&c, 2, "travel").await.unwrap();
-    assert_eq!(answer.mandatory.iter().map(|m| m.code.0.as_str()).collect::<Vec<_>>(), ["P-11-04"]);
+    assert_eq!(
+        answer
+            .mandatory
+            .iter()
+            .map(|m| m.code.0.as_str())
+            .collect::<Vec<_>>(),
+        ["P-11-04"]
+    );
     let report = verify_answer(&answer, &c.manifest, &Catalogue::embedded().unwrap());
     assert!(report.ok(), "{:?}", report.failures);
     assert_eq!(report.entries_confirmed, 1);
     // Freshness names every member and what C holds of Shanghai's log.
-    let sh = answer.freshness.iter().find(|f| f.region == RegionCode::new(SH, "r").unwrap()).unwrap();
+    let sh = answer
+        .freshness
+        .iter()
+        .find(|f| f.region == RegionCode::new(SH, "r").unwrap())
+        .unwrap();
     assert_eq!(sh.head_seq, 5);
     // A check for a clean subject in another domain is clear.
-    let r = c.nodes[2].client.get("/v1/check?uscc=91110000100000000R&domain=procurement").await.unwrap();
+    let r = c.nodes[2]
+        .client
+        .get("/v1/check?uscc=91110000100000000R&domain=procurement")
+        .await
+        .unwrap();
     assert_eq!(r.json().unwrap()["verdict"], json!("clear"));
     // Bad input names the field and the rule.
-    let r = c.nodes[2].client.get("/v1/check?uscc=91350100M000100Y4I&domain=travel").await.unwrap();
+    let r = c.nodes[2]
+        .client
+        .get("/v1/check?uscc=91350100M000100Y4I&domain=travel")
+        .await
+        .unwrap();
     assert_eq!(r.status, 400);
     assert!(r.body.contains("position 18"), "{}", r.body);
 }
@@ -80,18 +123,42 @@ async fn restarted_node_catches_up_from_a_third_peer() {
     c.register_departments(0).await;
     c.stop(1);
     for n in 0..30 {
-        let r = c.submit(0, "310000:pub", &Body::ListEntryPublished(entry(&format!("doc-{n}")))).await;
+        let r = c
+            .submit(
+                0,
+                "310000:pub",
+                &Body::ListEntryPublished(entry(&format!("doc-{n}"))),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
     let want = c.head(0, SH).await;
     assert_eq!(want, 34);
-    assert!(wait_until(Duration::from_secs(30), || async { c.head(2, SH).await == want }).await, "C never caught up");
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(2, SH).await == want
+        })
+        .await,
+        "C never caught up"
+    );
     c.stop(0);
     c.start(1);
-    let ok = wait_until(Duration::from_secs(60), || async { c.head(1, SH).await == want }).await;
+    let ok = wait_until(Duration::from_secs(60), || async {
+        c.head(1, SH).await == want
+    })
+    .await;
     assert!(ok, "B did not catch up from C; log:\n{}", c.log(1));
-    let peers = c.nodes[1].client.get("/v1/peers").await.unwrap().json().unwrap();
-    assert!(peers["connected"].get("310000").is_none(), "A is down, so B learned from C: {peers}");
+    let peers = c.nodes[1]
+        .client
+        .get("/v1/peers")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        peers["connected"].get("310000").is_none(),
+        "A is down, so B learned from C: {peers}"
+    );
 }
 
 /// Issue 3, test 3: a node killed with SIGKILL during a burst of writes restarts with
@@ -107,10 +174,16 @@ async fn kill_during_burst(cycles: usize, writes_per_cycle: usize) {
         let mut tasks = Vec::new();
         for _ in 0..writes_per_cycle {
             doc += 1;
-            let (bytes, sig) = credfed_protocol::envelope::sign_body(FED, &key("dept-310000:pub"), &Body::ListEntryPublished(entry(&format!("burst-{doc}"))));
+            let (bytes, sig) = credfed_protocol::envelope::sign_body(
+                FED,
+                &key("dept-310000:pub"),
+                &Body::ListEntryPublished(entry(&format!("burst-{doc}"))),
+            );
             let req = json!({"author": "310000:pub", "body": hex::encode(bytes), "signature": sig.to_hex()});
             let client = client.clone();
-            tasks.push(tokio::spawn(async move { client.post("/v1/records", &req).await }));
+            tasks.push(tokio::spawn(async move {
+                client.post("/v1/records", &req).await
+            }));
         }
         // Kill while requests are in flight.
         tokio::time::sleep(Duration::from_millis(30 + (cycle as u64 * 17) % 60)).await;
@@ -120,20 +193,41 @@ async fn kill_during_burst(cycles: usize, writes_per_cycle: usize) {
                 && r.status == 201
             {
                 let v = r.json().unwrap();
-                acknowledged.push((v["seq"].as_u64().unwrap(), v["hash"].as_str().unwrap().to_string()));
+                acknowledged.push((
+                    v["seq"].as_u64().unwrap(),
+                    v["hash"].as_str().unwrap().to_string(),
+                ));
             }
         }
         c.start(0);
         c.wait_writable(0).await;
-        let heads = c.nodes[0].client.get("/v1/heads").await.unwrap().json().unwrap();
+        let heads = c.nodes[0]
+            .client
+            .get("/v1/heads")
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
         let held = heads[SH.to_string()]["seq"].as_u64().unwrap_or(0);
         let max_ack = acknowledged.iter().map(|(s, _)| *s).max().unwrap_or(0);
-        assert!(held >= max_ack, "cycle {cycle}: acknowledged seq {max_ack} but only {held} survived; log:\n{}", c.log(0));
+        assert!(
+            held >= max_ack,
+            "cycle {cycle}: acknowledged seq {max_ack} but only {held} survived; log:\n{}",
+            c.log(0)
+        );
     }
     // Every acknowledged position holds the acknowledged envelope: B replicated them, and
     // both nodes agree on A's head hash chain end to end.
-    assert!(wait_until(Duration::from_secs(30), || async { c.head(1, SH).await == c.head(0, SH).await }).await);
-    assert!(!acknowledged.is_empty(), "no write was acknowledged before the kills");
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(1, SH).await == c.head(0, SH).await
+        })
+        .await
+    );
+    assert!(
+        !acknowledged.is_empty(),
+        "no write was acknowledged before the kills"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,9 +252,18 @@ async fn intruders_and_bad_records_are_refused() {
     c.register_departments(0).await;
     c.register_departments(1).await;
     start_node(&mut outsiders[0]);
-    let refused = wait_until(Duration::from_secs(30), || async { c.metric(0, "credfed_connections_refused_total").await >= 1 }).await;
+    let refused = wait_until(Duration::from_secs(30), || async {
+        c.metric(0, "credfed_connections_refused_total").await >= 1
+    })
+    .await;
     assert!(refused, "the intruder's connection was not refused");
-    let peers = c.nodes[0].client.get("/v1/peers").await.unwrap().json().unwrap();
+    let peers = c.nodes[0]
+        .client
+        .get("/v1/peers")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
     assert!(peers["connected"].get("650000").is_none());
 
     let before = c.head(0, SH).await;
@@ -181,29 +284,161 @@ async fn intruders_and_bad_records_are_refused() {
     let r = c.submit(0, "310000:pub", &e).await;
     assert_eq!(r.status, 409, "{}", r.body);
     // Another region amends Shanghai's entry (谁认定、谁修复).
-    let Body::ListEntryPublished(le) = &e else { unreachable!() };
+    let Body::ListEntryPublished(le) = &e else {
+        unreachable!()
+    };
     let id = entry_id(RegionCode::new(SH, "r").unwrap(), le);
-    assert!(wait_until(Duration::from_secs(30), || async { c.nodes[1].client.get(&format!("/v1/entries/{id}")).await.is_ok_and(|r| r.status == 200) }).await);
-    let r = c.submit(1, "440000:pub", &Body::ListEntryRevoked { entry: id, reason: "越权".into() }).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.nodes[1]
+                .client
+                .get(&format!("/v1/entries/{id}"))
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await
+    );
+    let r = c
+        .submit(
+            1,
+            "440000:pub",
+            &Body::ListEntryRevoked {
+                entry: id,
+                reason: "越权".into(),
+            },
+        )
+        .await;
     assert_eq!(r.status, 403, "{}", r.body);
     // Oversize.
     let mut big = entry("d-2");
     big.summary = "长".repeat(20_000);
-    let r = c.submit(0, "310000:pub", &Body::ListEntryPublished(big)).await;
+    let r = c
+        .submit(0, "310000:pub", &Body::ListEntryPublished(big))
+        .await;
     assert_eq!(r.status, 413, "{}", r.body);
     // Malformed field, named.
     let mut bad = entry("d-3");
-    bad.subject = Subject::Organisation { uscc: "91350100M000100Y44".into(), name: "x".into(), check_exemption: None };
-    let r = c.submit(0, "310000:pub", &Body::ListEntryPublished(bad)).await;
+    bad.subject = Subject::Organisation {
+        uscc: "91350100M000100Y44".into(),
+        name: "x".into(),
+        check_exemption: None,
+    };
+    let r = c
+        .submit(0, "310000:pub", &Body::ListEntryPublished(bad))
+        .await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.json().unwrap()["message"], json!("body.subject.uscc: check character is '4', expected '3' (GB 32100-2015)"));
+    assert_eq!(
+        r.json().unwrap()["message"],
+        json!("body.subject.uscc: check character is '4', expected '3' (GB 32100-2015)")
+    );
 
-    assert_eq!(c.head(0, SH).await, before + 1, "only the one valid record was stored");
-    assert!(c.metric(0, "credfed_records_rejected_total{reason=\"bad_author_signature\"}").await >= 1);
-    assert!(c.metric(0, "credfed_records_rejected_total{reason=\"unauthorised\"}").await >= 1);
-    assert!(c.metric(0, "credfed_records_rejected_total{reason=\"conflict\"}").await >= 1);
+    assert_eq!(
+        c.head(0, SH).await,
+        before + 1,
+        "only the one valid record was stored"
+    );
+    assert!(
+        c.metric(
+            0,
+            "credfed_records_rejected_total{reason=\"bad_author_signature\"}"
+        )
+        .await
+            >= 1
+    );
+    assert!(
+        c.metric(0, "credfed_records_rejected_total{reason=\"unauthorised\"}")
+            .await
+            >= 1
+    );
+    assert!(
+        c.metric(0, "credfed_records_rejected_total{reason=\"conflict\"}")
+            .await
+            >= 1
+    );
     let audit = std::fs::read_to_string(c.nodes[0].dir.join("audit.log")).unwrap();
-    assert!(audit.lines().any(|l| l.contains("401 bad_signature")), "{audit}");
+    assert!(
+        audit.lines().any(|l| l.contains("401 bad_signature")),
+        "{audit}"
+    );
+
+    // Mutual TLS: without a client certificate only the public endpoints answer.
+    let anonymous =
+        credfed_node::client::ApiClient::new(&c.nodes[0].api, &c.nodes[0].dir.join("api-ca.pem"))
+            .unwrap();
+    assert_eq!(
+        anonymous
+            .get(&format!("/v1/check?uscc={ACME}&domain=travel"))
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    assert_eq!(anonymous.get("/v1/status").await.unwrap().status, 401);
+    assert_eq!(anonymous.get("/v1/openapi.json").await.unwrap().status, 200);
+    assert_eq!(anonymous.get("/metrics").await.unwrap().status, 200);
+    // A registered department's certificate reads, but may not submit as another department
+    // nor read the operator's audit log.
+    let obj = department_client(&c.nodes[0], "310000:obj");
+    assert_eq!(
+        obj.get(&format!("/v1/check?uscc={ACME}&domain=travel"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let (bytes, sig) = credfed_protocol::envelope::sign_body(
+        FED,
+        &key("dept-310000:pub"),
+        &Body::ListEntryPublished(entry("d-9")),
+    );
+    let r = obj
+        .post(
+            "/v1/records",
+            &json!({"author": "310000:pub", "body": hex::encode(bytes), "signature": sig.to_hex()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(obj.get("/v1/audit").await.unwrap().status, 403);
+    assert_eq!(
+        c.nodes[0].client.get("/v1/audit").await.unwrap().status,
+        200
+    );
+    // Once the department is revoked, its certificate gets nothing but the public endpoints.
+    let r = c
+        .submit_signed(
+            0,
+            "310000:node",
+            &c.nodes[0].node_key,
+            &Body::DepartmentRevoked {
+                department: credfed_protocol::ids::DepartmentId::parse("310000:obj", "d").unwrap(),
+                reason: "机构改革".into(),
+            },
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = obj
+        .get(&format!("/v1/check?uscc={ACME}&domain=travel"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(obj.get("/v1/openapi.json").await.unwrap().status, 200);
+    // A certificate from another node's CA is not accepted at all (TLS or 401).
+    let foreign = department_client(&c.nodes[1], "440000:pub");
+    let foreign_here = credfed_node::client::ApiClient::with_identity(
+        &c.nodes[0].api,
+        &c.nodes[0].dir.join("api-ca.pem"),
+        &c.nodes[1].dir.join("certs/440000-pub.pem"),
+        &c.nodes[1].dir.join("certs/440000-pub.key"),
+    )
+    .unwrap();
+    drop(foreign);
+    assert!(
+        foreign_here
+            .get("/v1/status")
+            .await
+            .map_or(true, |r| r.status == 401)
+    );
 }
 
 /// Issue 3, test 5: a member that signs two different envelopes at the same seq (here: its
@@ -215,7 +450,12 @@ async fn equivocating_member_is_detected_by_every_other_node() {
     c.start_all().await;
     c.register_departments(1).await;
     for i in [0, 2] {
-        assert!(wait_until(Duration::from_secs(30), || async { c.head(i, GD).await == 4 }).await);
+        assert!(
+            wait_until(Duration::from_secs(30), || async {
+                c.head(i, GD).await == 4
+            })
+            .await
+        );
     }
     c.stop(0);
     c.stop(2);
@@ -223,23 +463,47 @@ async fn equivocating_member_is_detected_by_every_other_node() {
     let dir = c.nodes[1].dir.clone();
     std::fs::remove_dir_all(dir.join("store")).unwrap();
     let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    std::fs::write(dir.join("config.toml"), cfg.replace("solo = false", "solo = true")).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        cfg.replace("solo = false", "solo = true"),
+    )
+    .unwrap();
     c.start(1);
     c.wait_writable(1).await;
     // A different history: six records, so its head passes what the others hold.
     for n in 0..6 {
-        let d = credfed_protocol::ids::DepartmentId::new(RegionCode::new(GD, "r").unwrap(), &format!("other{n}"), "d").unwrap();
-        let body = Body::DepartmentRegistered { department: d, name: "x".into(), roles: vec![credfed_protocol::ids::Role::Publisher], key: key("x").public() };
-        let r = c.submit_signed(1, "440000:node", &c.nodes[1].node_key, &body).await;
+        let d = credfed_protocol::ids::DepartmentId::new(
+            RegionCode::new(GD, "r").unwrap(),
+            &format!("other{n}"),
+            "d",
+        )
+        .unwrap();
+        let body = Body::DepartmentRegistered {
+            department: d,
+            name: "x".into(),
+            roles: vec![credfed_protocol::ids::Role::Publisher],
+            key: key("x").public(),
+        };
+        let r = c
+            .submit_signed(1, "440000:node", &c.nodes[1].node_key, &body)
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
     c.start(0);
     c.start(2);
     for i in [0, 2] {
         let ok = wait_until(Duration::from_secs(60), || async {
-            c.status(i).await.is_some_and(|s| s["equivocating_regions"].as_array().is_some_and(|a| a.contains(&json!("440000"))))
+            c.status(i).await.is_some_and(|s| {
+                s["equivocating_regions"]
+                    .as_array()
+                    .is_some_and(|a| a.contains(&json!("440000")))
+            })
         })
         .await;
-        assert!(ok, "node {i} did not detect Guangdong's equivocation; log:\n{}", c.log(i));
+        assert!(
+            ok,
+            "node {i} did not detect Guangdong's equivocation; log:\n{}",
+            c.log(i)
+        );
     }
 }

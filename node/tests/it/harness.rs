@@ -26,10 +26,17 @@ pub fn key(label: &str) -> Keypair {
 fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 400) as u16 * 100, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 400) as u16 * 100,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
         let p = NEXT.fetch_add(1, Ordering::SeqCst);
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        {
             return p;
         }
     }
@@ -37,6 +44,7 @@ fn free_port() -> u16 {
 
 pub struct Node {
     pub region: RegionCode,
+    pub api: String,
     pub dir: PathBuf,
     pub p2p_port: u16,
     pub node_key: Keypair,
@@ -53,7 +61,12 @@ pub struct Cluster {
 pub const FED: &str = "cn-credit-it";
 
 /// Units registered in every region, with roles.
-pub const UNITS: &[(&str, &[Role])] = &[("pub", &[Role::Publisher]), ("init", &[Role::Initiator]), ("impl", &[Role::Implementer]), ("obj", &[Role::ObjectionHandler])];
+pub const UNITS: &[(&str, &[Role])] = &[
+    ("pub", &[Role::Publisher]),
+    ("init", &[Role::Initiator]),
+    ("impl", &[Role::Implementer]),
+    ("obj", &[Role::ObjectionHandler]),
+];
 
 impl Cluster {
     /// Creates data directories and a signed manifest for `regions` (not started).
@@ -73,25 +86,71 @@ impl Cluster {
             let dir = tmp.path().join(code.to_string());
             let (p2p_port, api_port) = (free_port(), free_port());
             let out = Command::new(BIN)
-                .args(["init", "--region", &code.to_string(), "--data-dir", dir.to_str().unwrap(), "--p2p-port", &p2p_port.to_string(), "--api-port", &api_port.to_string(), "--output", "json"])
-                .args(["--authority-key", &authority.public().to_hex(), "--person-secret", secret_file.to_str().unwrap()])
+                .args([
+                    "init",
+                    "--region",
+                    &code.to_string(),
+                    "--data-dir",
+                    dir.to_str().unwrap(),
+                    "--p2p-port",
+                    &p2p_port.to_string(),
+                    "--api-port",
+                    &api_port.to_string(),
+                    "--output",
+                    "json",
+                ])
+                .args([
+                    "--authority-key",
+                    &authority.public().to_hex(),
+                    "--person-secret",
+                    secret_file.to_str().unwrap(),
+                ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "init failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let node_key = credfed_node::config::read_key(&dir.join("node.key")).unwrap();
             let api = format!("127.0.0.1:{api_port}");
-            let client = ApiClient::new(&api, &dir.join("api-ca.pem")).unwrap();
+            let op = dir.join("operator");
+            let client = ApiClient::with_identity(
+                &api,
+                &dir.join("api-ca.pem"),
+                &op.join(format!("{code}-node.pem")),
+                &op.join(format!("{code}-node.key")),
+            )
+            .unwrap();
             // Fast anti-entropy for tests.
             let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-            std::fs::write(dir.join("config.toml"), cfg.replace("heads_interval_ms = 2000", "heads_interval_ms = 500").replace("redial_interval_ms = 2000", "redial_interval_ms = 500")).unwrap();
-            Node { region, dir, p2p_port, node_key, child: None, client }
+            std::fs::write(
+                dir.join("config.toml"),
+                cfg.replace("heads_interval_ms = 2000", "heads_interval_ms = 500")
+                    .replace("redial_interval_ms = 2000", "redial_interval_ms = 500"),
+            )
+            .unwrap();
+            Node {
+                region,
+                dir,
+                api,
+                p2p_port,
+                node_key,
+                child: None,
+                client,
+            }
         };
         let nodes: Vec<Node> = regions.iter().map(|&c| make(c)).collect();
         let extra: Vec<Node> = outsiders.iter().map(|&c| make(c)).collect();
         let manifest_for = |ns: &[&Node]| {
             let mut members: Vec<Member> = ns
                 .iter()
-                .map(|n| Member { region: n.region, name: n.region.province_info().name_zh.into(), node_key: n.node_key.public(), addresses: vec![format!("/ip4/127.0.0.1/tcp/{}", n.p2p_port)] })
+                .map(|n| Member {
+                    region: n.region,
+                    name: n.region.province_info().name_zh.into(),
+                    node_key: n.node_key.public(),
+                    addresses: vec![format!("/ip4/127.0.0.1/tcp/{}", n.p2p_port)],
+                })
                 .collect();
             members.sort_by_key(|m| m.region);
             Manifest {
@@ -109,15 +168,30 @@ impl Cluster {
         let manifest = manifest_for(&nodes.iter().collect::<Vec<_>>());
         let signed = manifest.sign(&authority).unwrap();
         for n in &nodes {
-            std::fs::write(n.dir.join("manifest.json"), serde_json::to_string(&signed).unwrap()).unwrap();
+            std::fs::write(
+                n.dir.join("manifest.json"),
+                serde_json::to_string(&signed).unwrap(),
+            )
+            .unwrap();
         }
         for x in &extra {
             // The intruder's own manifest names itself and the first member, signed by
             // the same authority key it was given — but the members' manifest omits it.
             let m = manifest_for(&[x, &nodes[0]]);
-            std::fs::write(x.dir.join("manifest.json"), serde_json::to_string(&m.sign(&authority).unwrap()).unwrap()).unwrap();
+            std::fs::write(
+                x.dir.join("manifest.json"),
+                serde_json::to_string(&m.sign(&authority).unwrap()).unwrap(),
+            )
+            .unwrap();
         }
-        (Cluster { _tmp: tmp, nodes, manifest }, extra)
+        (
+            Cluster {
+                _tmp: tmp,
+                nodes,
+                manifest,
+            },
+            extra,
+        )
     }
 
     pub fn start(&mut self, i: usize) {
@@ -144,17 +218,39 @@ impl Cluster {
     }
 
     pub async fn status(&self, i: usize) -> Option<Value> {
-        self.nodes[i].client.get("/v1/status").await.ok().and_then(|r| r.json().ok())
+        self.nodes[i]
+            .client
+            .get("/v1/status")
+            .await
+            .ok()
+            .and_then(|r| r.json().ok())
     }
 
     pub async fn wait_writable(&self, i: usize) {
-        let ok = wait_until(Duration::from_secs(60), || async { self.status(i).await.is_some_and(|s| s["writes_open"] == json!(true)) }).await;
-        assert!(ok, "node {} never opened writes; log:\n{}", self.nodes[i].region, self.log(i));
+        let ok = wait_until(Duration::from_secs(60), || async {
+            self.status(i)
+                .await
+                .is_some_and(|s| s["writes_open"] == json!(true))
+        })
+        .await;
+        assert!(
+            ok,
+            "node {} never opened writes; log:\n{}",
+            self.nodes[i].region,
+            self.log(i)
+        );
     }
 
     pub fn log(&self, i: usize) -> String {
         let s = std::fs::read_to_string(self.nodes[i].dir.join("node.log")).unwrap_or_default();
-        s.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        s.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Registers the standard departments of node `i` (node-authored records).
@@ -162,40 +258,102 @@ impl Cluster {
         let n = &self.nodes[i];
         for (unit, roles) in UNITS {
             let d = DepartmentId::new(n.region, unit, "d").unwrap();
-            let body = Body::DepartmentRegistered { department: d.clone(), name: format!("{d}"), roles: roles.to_vec(), key: key(&format!("dept-{d}")).public() };
-            let r = self.submit_signed(i, &format!("{}:node", n.region), &n.node_key, &body).await;
+            let body = Body::DepartmentRegistered {
+                department: d.clone(),
+                name: format!("{d}"),
+                roles: roles.to_vec(),
+                key: key(&format!("dept-{d}")).public(),
+            };
+            let r = self
+                .submit_signed(i, &format!("{}:node", n.region), &n.node_key, &body)
+                .await;
             assert_eq!(r.status, 201, "{}", r.body);
         }
     }
 
     /// Submits `body` authored by department `author` (its test key).
     pub async fn submit(&self, i: usize, author: &str, body: &Body) -> ApiResponse {
-        self.submit_signed(i, author, &key(&format!("dept-{author}")), body).await
+        self.submit_signed(i, author, &key(&format!("dept-{author}")), body)
+            .await
     }
 
-    pub async fn submit_signed(&self, i: usize, author: &str, signer: &Keypair, body: &Body) -> ApiResponse {
+    pub async fn submit_signed(
+        &self,
+        i: usize,
+        author: &str,
+        signer: &Keypair,
+        body: &Body,
+    ) -> ApiResponse {
         let (bytes, sig) = sign_body(FED, signer, body);
         let req = json!({"author": author, "body": hex::encode(bytes), "signature": sig.to_hex()});
-        self.nodes[i].client.post("/v1/records", &req).await.unwrap()
+        self.nodes[i]
+            .client
+            .post("/v1/records", &req)
+            .await
+            .unwrap()
     }
 
     pub async fn head(&self, i: usize, region: u32) -> u64 {
         match self.nodes[i].client.get("/v1/heads").await {
-            Ok(r) => r.json().ok().and_then(|v| v[region.to_string()]["seq"].as_u64()).unwrap_or(0),
+            Ok(r) => r
+                .json()
+                .ok()
+                .and_then(|v| v[region.to_string()]["seq"].as_u64())
+                .unwrap_or(0),
             Err(_) => 0,
         }
     }
 
     pub async fn metric(&self, i: usize, name: &str) -> u64 {
-        let Ok(r) = self.nodes[i].client.get("/metrics").await else { return 0 };
-        r.body.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+        let Ok(r) = self.nodes[i].client.get("/metrics").await else {
+            return 0;
+        };
+        r.body
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 }
 
+/// Issues a client certificate for `department` with the node's CLI; returns a client using it.
+pub fn department_client(n: &Node, department: &str) -> ApiClient {
+    let out = n.dir.join("certs");
+    let st = Command::new(BIN)
+        .args([
+            "issue-client-cert",
+            "--config",
+            n.dir.join("config.toml").to_str().unwrap(),
+            "--department",
+            department,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let stem = department.replace(':', "-");
+    ApiClient::with_identity(
+        &n.api,
+        &n.dir.join("api-ca.pem"),
+        &out.join(format!("{stem}.pem")),
+        &out.join(format!("{stem}.key")),
+    )
+    .unwrap()
+}
+
 pub fn start_node(n: &mut Node) {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(n.dir.join("node.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(n.dir.join("node.log"))
+        .unwrap();
     let child = Command::new(BIN)
-        .args(["run", "--config", n.dir.join("config.toml").to_str().unwrap()])
+        .args([
+            "run",
+            "--config",
+            n.dir.join("config.toml").to_str().unwrap(),
+        ])
         .env("RUST_LOG", "info,libp2p_gossipsub=warn,libp2p_swarm=warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -207,7 +365,9 @@ pub fn start_node(n: &mut Node) {
 pub fn stop_node(n: &mut Node, kill: bool) {
     if let Some(mut c) = n.child.take() {
         let sig = if kill { "-KILL" } else { "-TERM" };
-        let _ = Command::new("kill").args([sig, &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status();
         let _ = c.wait();
     }
 }
