@@ -20,7 +20,7 @@ use credfed_protocol::check::check;
 use credfed_protocol::crypto::{Hash256, Signature};
 use credfed_protocol::ids::person::person_hash;
 use credfed_protocol::ids::{DepartmentId, resident_id, uscc};
-use credfed_protocol::ledger::{RejectReason, StateView};
+use credfed_protocol::ledger::RejectReason;
 use credfed_protocol::record::{ActionId, EntryId, SubjectKey};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -397,7 +397,7 @@ async fn check_subject(
         _ => return Err(bad("uscc", "give exactly one of uscc= and person=".into())),
     };
     let core = &state.core;
-    let answer = check(core.rules(), &core.store, &key, domain, core.now());
+    let answer = check(core.rules(), &*core.store, &key, domain, core.now());
     audit(
         &state,
         "GET /v1/check",
@@ -656,4 +656,41 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         core.metrics.render(&lag, core.store.size_on_disk()),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in OpenAPI document lists every route the router serves.
+    #[test]
+    fn openapi_documents_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        // Only the code above the tests: this test's own text would match too.
+        let src = include_str!("api.rs").split("#[cfg(test)]").next().unwrap();
+        let routes: Vec<&str> = src
+            .split(".route(")
+            .skip(1)
+            .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+            .collect();
+        assert!(routes.len() >= 12, "{routes:?}");
+        for r in routes {
+            assert!(
+                doc["paths"].get(r).is_some(),
+                "route {r} missing from docs/openapi.json"
+            );
+        }
+    }
+
+    /// Fail closed: a store that cannot persist answers 503 and says nothing was recorded.
+    #[test]
+    fn persistence_failure_is_503() {
+        let e = ApiError::from(AppendError::Store(crate::store::StoreError::Io(
+            std::io::Error::other("disk full"),
+        )));
+        assert_eq!(e.status, 503);
+        assert!(e.message.contains("nothing was recorded"));
+        let e = ApiError::from(AppendError::Gated("waiting".into()));
+        assert_eq!((e.status, e.code.as_str()), (503, "writes_paused"));
+    }
 }

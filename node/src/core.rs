@@ -17,7 +17,7 @@ use credfed_protocol::envelope::{
 };
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode};
 use credfed_protocol::ledger::{
-    Admission, EquivocationProof, RejectReason, Rejection, Rules, StateView, admit, effects,
+    Admission, EquivocationProof, RejectReason, Rejection, Rules, admit, effects,
 };
 use credfed_protocol::manifest::Manifest;
 use credfed_protocol::record::Body;
@@ -25,7 +25,7 @@ use credfed_protocol::time::Timestamp;
 use thiserror::Error;
 
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, StoreError};
 
 /// Why an append failed.
 #[derive(Debug, Error)]
@@ -45,7 +45,7 @@ pub enum AppendError {
 /// The engine.
 pub struct Core {
     /// Durable state.
-    pub store: Store,
+    pub store: Box<dyn Backend>,
     /// The manifest in force.
     pub manifest: Manifest,
     /// Measures catalogue.
@@ -70,7 +70,7 @@ impl Core {
     /// Builds the engine. Writes start gated until [`Core::open_writes`].
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Store,
+        store: Box<dyn Backend>,
         manifest: Manifest,
         catalogue: Catalogue,
         calendar: WorkingCalendar,
@@ -132,10 +132,10 @@ impl Core {
     }
 
     fn ingest_locked(&self, bytes: &[u8]) -> Result<Admission, Rejection> {
-        let verdict = admit(self.rules(), &self.store, bytes);
+        let verdict = admit(self.rules(), &*self.store, bytes);
         match &verdict {
             Ok(Admission::Accept(v)) => {
-                let updates = effects(self.rules(), &self.store, v);
+                let updates = effects(self.rules(), &*self.store, v);
                 if let Err(e) = self.store.apply(&updates) {
                     tracing::error!(error = %e, "store apply failed");
                     return Err(Rejection {

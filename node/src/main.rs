@@ -11,7 +11,7 @@ use credfed_node::core::Core;
 use credfed_node::metrics::Metrics;
 use credfed_node::p2p::{self, COMMAND_CAPACITY, NetStatus, P2pConfig, peer_id_of};
 use credfed_node::replication::ReplicationConfig;
-use credfed_node::store::Store;
+use credfed_node::store::{Backend, Store};
 use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::ids::{PersonHashKey, RegionCode};
@@ -300,7 +300,8 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening store {}", store_dir.display()))?;
     let started = std::time::Instant::now();
-    let report = store.verify_chains(&manifest.federation_id, |r, n| tracing::info!(region = %r, verified = n, "verifying chains"))
+    let report = store
+        .verify_chains(&manifest.federation_id, &mut |r, n| tracing::info!(region = %r, verified = n, "verifying chains"))
         .context("the store failed verification; restore a backup or move the store away to re-sync from peers")?;
     tracing::info!(
         regions = report.regions,
@@ -310,7 +311,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     );
 
     let core = Arc::new(Core::new(
-        store,
+        Box::new(store),
         manifest,
         catalogue,
         WorkingCalendar::embedded()?,

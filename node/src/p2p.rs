@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use credfed_protocol::codec;
 use credfed_protocol::envelope::Envelope;
 use credfed_protocol::ids::RegionCode;
-use credfed_protocol::ledger::{Admission, StateView};
+use credfed_protocol::ledger::Admission;
 use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport};

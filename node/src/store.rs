@@ -68,6 +68,39 @@ pub enum StoreError {
     },
 }
 
+/// What the node needs from durable storage. [`Store`] (sled) is the embedded default;
+/// a second backend (e.g. redb, which fsyncs per commit) implements this trait.
+pub trait Backend: StateView + Send + Sync {
+    /// Applies one admitted envelope's updates atomically.
+    fn apply(&self, updates: &[Update]) -> Result<(), StoreError>;
+    /// Makes everything applied so far durable (a real fsync).
+    fn sync(&self) -> Result<(), StoreError>;
+    /// Every region's head.
+    fn heads(&self) -> Result<BTreeMap<RegionCode, Head>, StoreError>;
+    /// Up to `limit` envelopes of `region` from `from_seq`, stopping at `max_bytes`.
+    fn range(
+        &self,
+        region: RegionCode,
+        from_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Keeps an equivocation proof and flags the region.
+    fn record_equivocation(&self, proof: &EquivocationProof) -> Result<(), StoreError>;
+    /// Re-walks every chain (start-up check).
+    fn verify_chains(
+        &self,
+        federation_id: &str,
+        progress: &mut dyn FnMut(RegionCode, u64),
+    ) -> Result<ChainReport, StoreError>;
+    /// Bytes on disk.
+    fn size_on_disk(&self) -> u64;
+    /// All entry folds (statistics).
+    fn all_entries(&self) -> Box<dyn Iterator<Item = EntryFold> + '_>;
+    /// All action folds (statistics).
+    fn all_actions(&self) -> Box<dyn Iterator<Item = ActionFold> + '_>;
+}
+
 /// The node's durable store.
 pub struct Store {
     db: sled::Db,
@@ -160,8 +193,33 @@ impl Store {
         Ok(store)
     }
 
-    /// Applies the updates of one admitted envelope atomically.
-    pub fn apply(&self, updates: &[Update]) -> Result<(), StoreError> {
+    /// Overwrites a stored envelope without any check: corruption drills and tests only.
+    #[doc(hidden)]
+    pub fn corrupt_envelope_for_drills(
+        &self,
+        pos: RecordPos,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.tree.insert(pos_key(b'L', pos), bytes)?;
+        Ok(())
+    }
+
+    /// Equivocation proofs held.
+    pub fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
+        self.tree
+            .scan_prefix([b'P'])
+            .map(|kv| dec(&kv?.1, "proof"))
+            .collect()
+    }
+
+    /// Number of keys under a prefix.
+    pub fn count(&self, prefix: u8) -> usize {
+        self.tree.scan_prefix([prefix]).count()
+    }
+}
+
+impl Backend for Store {
+    fn apply(&self, updates: &[Update]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for u in updates {
             match u {
@@ -188,8 +246,7 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps an equivocation proof and flags the region.
-    pub fn record_equivocation(&self, proof: &EquivocationProof) -> Result<(), StoreError> {
+    fn record_equivocation(&self, proof: &EquivocationProof) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         batch.insert(
             pos_key(
@@ -206,17 +263,9 @@ impl Store {
         Ok(())
     }
 
-    /// Equivocation proofs held.
-    pub fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
-        self.tree
-            .scan_prefix([b'P'])
-            .map(|kv| dec(&kv?.1, "proof"))
-            .collect()
-    }
-
     /// Makes everything applied so far durable: sled flush, then a real fsync of the
     /// data file, the blob files and the blob directory.
-    pub fn sync(&self) -> Result<(), StoreError> {
+    fn sync(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         std::fs::File::open(self.dir.join("db"))?.sync_all()?;
         let blobs = self.dir.join("blobs");
@@ -229,8 +278,7 @@ impl Store {
         Ok(())
     }
 
-    /// Every region's head.
-    pub fn heads(&self) -> Result<BTreeMap<RegionCode, Head>, StoreError> {
+    fn heads(&self) -> Result<BTreeMap<RegionCode, Head>, StoreError> {
         let mut out = BTreeMap::new();
         for kv in self.tree.scan_prefix([b'H']) {
             let (k, v) = kv?;
@@ -246,8 +294,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` envelopes of `region` from `from_seq`, stopping at `max_bytes`.
-    pub fn range(
+    fn range(
         &self,
         region: RegionCode,
         from_seq: u64,
@@ -284,10 +331,10 @@ impl Store {
     /// Re-walks every chain: contiguous sequence numbers, decodable envelopes, each
     /// `prev_hash` equal to the previous envelope's hash, and the head matching the last.
     /// Signatures were verified on admission and are not re-checked here.
-    pub fn verify_chains(
+    fn verify_chains(
         &self,
         federation_id: &str,
-        mut progress: impl FnMut(RegionCode, u64),
+        progress: &mut dyn FnMut(RegionCode, u64),
     ) -> Result<ChainReport, StoreError> {
         let heads = self.heads()?;
         let mut envelopes = 0;
@@ -343,29 +390,30 @@ impl Store {
     }
 
     /// Bytes on disk (sled's estimate).
-    pub fn size_on_disk(&self) -> u64 {
+    fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Number of entries held.
-    pub fn count(&self, prefix: u8) -> usize {
-        self.tree.scan_prefix([prefix]).count()
-    }
-
     /// All entry folds (for statistics).
-    pub fn all_entries(&self) -> impl Iterator<Item = EntryFold> + '_ {
-        self.tree
-            .scan_prefix([b'E'])
-            .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "entry").ok()))
+    fn all_entries(&self) -> Box<dyn Iterator<Item = EntryFold> + '_> {
+        Box::new(
+            self.tree
+                .scan_prefix([b'E'])
+                .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "entry").ok())),
+        )
     }
 
     /// All action folds (for statistics).
-    pub fn all_actions(&self) -> impl Iterator<Item = ActionFold> + '_ {
-        self.tree
-            .scan_prefix([b'A'])
-            .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "action").ok()))
+    fn all_actions(&self) -> Box<dyn Iterator<Item = ActionFold> + '_> {
+        Box::new(
+            self.tree
+                .scan_prefix([b'A'])
+                .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "action").ok())),
+        )
     }
+}
 
+impl Store {
     fn get<T: Serialize + DeserializeOwned>(&self, key: &[u8], what: &'static str) -> Option<T> {
         // A read error or an undecodable value is reported as absent to the pure rules and
         // logged: admission then refuses or waits instead of acting on bad data.

@@ -181,7 +181,7 @@ pub fn entry_measures<'c>(
 /// Answers a check from the local replica.
 pub fn check(
     rules: Rules<'_>,
-    view: &impl StateView,
+    view: &(impl StateView + ?Sized),
     subject: &SubjectKey,
     domain: MeasureDomain,
     now: Timestamp,
@@ -294,7 +294,7 @@ fn subject_name(s: &Subject) -> String {
 
 /// The envelopes at `positions` plus, transitively, the registrations of their authors.
 fn collect_evidence(
-    view: &impl StateView,
+    view: &(impl StateView + ?Sized),
     mut positions: BTreeSet<RecordPos>,
 ) -> (Vec<Evidence>, bool) {
     let mut out: BTreeMap<RecordPos, Vec<u8>> = BTreeMap::new();

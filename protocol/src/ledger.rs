@@ -216,7 +216,7 @@ pub fn node_may_author(kind: BodyKind) -> bool {
 /// Decides whether `bytes` is the next valid envelope of its region's log.
 pub fn admit(
     rules: Rules<'_>,
-    view: &impl StateView,
+    view: &(impl StateView + ?Sized),
     bytes: &[u8],
 ) -> Result<Admission, Rejection> {
     let fed = rules.manifest.federation_id.as_str();
@@ -356,7 +356,7 @@ pub fn admit(
 /// Body rules that need state. `Ok(Some(what))` means a referenced record is missing.
 fn authorise(
     rules: Rules<'_>,
-    view: &impl StateView,
+    view: &(impl StateView + ?Sized),
     v: &VerifiedEnvelope,
 ) -> Result<Option<String>, Rejection> {
     let env = &v.envelope;
@@ -635,7 +635,11 @@ pub enum Update {
 
 /// The state changes an admitted envelope causes, computed against the state it was
 /// admitted against.
-pub fn effects(rules: Rules<'_>, view: &impl StateView, v: &VerifiedEnvelope) -> Vec<Update> {
+pub fn effects(
+    rules: Rules<'_>,
+    view: &(impl StateView + ?Sized),
+    v: &VerifiedEnvelope,
+) -> Vec<Update> {
     let env = &v.envelope;
     let pos = RecordPos {
         region: env.region,

@@ -507,3 +507,91 @@ async fn equivocating_member_is_detected_by_every_other_node() {
         );
     }
 }
+
+/// QUIC alone: members reachable only over QUIC still replicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_over_quic() {
+    let (mut c, _) = Cluster::with_options(&[SH, GD], &[], true);
+    c.start_all().await;
+    c.register_departments(0).await;
+    assert_eq!(
+        c.submit(0, "310000:pub", &Body::ListEntryPublished(entry("q-1")))
+            .await
+            .status,
+        201
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(1, SH).await == 5
+        })
+        .await,
+        "log:\n{}",
+        c.log(1)
+    );
+}
+
+/// No rollback (DESIGN §6): a node that cannot confirm its own head with any peer refuses
+/// writes with 503 instead of risking reuse of sequence numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_a_peer_to_confirm_the_own_log() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(0).await.is_some()
+        })
+        .await
+    );
+    let r = c
+        .submit_signed(
+            0,
+            "310000:node",
+            &c.nodes[0].node_key,
+            &Body::DepartmentRevoked {
+                department: credfed_protocol::ids::DepartmentId::parse("310000:x", "d").unwrap(),
+                reason: "r".into(),
+            },
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json().unwrap()["code"], json!("writes_paused"));
+    c.start(1);
+    c.wait_writable(0).await;
+}
+
+/// A store whose chain no longer verifies is detected at start and not served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_store_is_detected_at_start() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    c.stop(0);
+    {
+        use credfed_node::store::{Backend, Store};
+        use credfed_protocol::state::RecordPos;
+        let store = Store::open(&c.nodes[0].dir.join("store")).unwrap();
+        let sh = RegionCode::new(SH, "r").unwrap();
+        let third = store.range(sh, 3, 1, usize::MAX).unwrap().remove(0);
+        store
+            .corrupt_envelope_for_drills(RecordPos { region: sh, seq: 2 }, &third)
+            .unwrap();
+        store.sync().unwrap();
+    }
+    c.start(0);
+    let child = c.nodes[0].child.as_mut().unwrap();
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(st) = child.try_wait().unwrap() {
+            exited = Some(st);
+            break;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    let st = exited.expect("the node kept running on a corrupt store");
+    assert!(!st.success());
+    let log = std::fs::read_to_string(c.nodes[0].dir.join("node.log")).unwrap();
+    assert!(
+        log.contains("failed verification") && log.contains("310000#2"),
+        "{log}"
+    );
+}

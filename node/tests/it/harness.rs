@@ -77,6 +77,12 @@ impl Cluster {
     /// Also creates nodes for `outsiders`, which are NOT in the manifest (they get their
     /// own manifest naming themselves and the first member).
     pub fn with_extra(regions: &[u32], outsiders: &[u32]) -> (Cluster, Vec<Node>) {
+        Self::with_options(regions, outsiders, false)
+    }
+
+    /// With `quic`, the manifest gives members only QUIC addresses, so every connection
+    /// runs over QUIC.
+    pub fn with_options(regions: &[u32], outsiders: &[u32], quic: bool) -> (Cluster, Vec<Node>) {
         let tmp = tempfile::tempdir().unwrap();
         let authority = key("authority");
         let secret_file = tmp.path().join("person.secret");
@@ -149,7 +155,11 @@ impl Cluster {
                     region: n.region,
                     name: n.region.province_info().name_zh.into(),
                     node_key: n.node_key.public(),
-                    addresses: vec![format!("/ip4/127.0.0.1/tcp/{}", n.p2p_port)],
+                    addresses: vec![if quic {
+                        format!("/ip4/127.0.0.1/udp/{}/quic-v1", n.p2p_port)
+                    } else {
+                        format!("/ip4/127.0.0.1/tcp/{}", n.p2p_port)
+                    }],
                 })
                 .collect();
             members.sort_by_key(|m| m.region);
