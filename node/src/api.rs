@@ -229,6 +229,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize, max_concurrency: usize) -> 
         .route("/v1/actions/{id}", get(action))
         .route("/v1/departments/{id}", get(department))
         .route("/v1/heads", get(heads))
+        .route("/v1/log/{region}", get(log_range))
         .route("/v1/peers", get(peers))
         .route("/v1/status", get(status))
         .route("/v1/stats", get(stats))
@@ -237,6 +238,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize, max_concurrency: usize) -> 
             get(|| async { ([("content-type", "application/json")], OPENAPI) }),
         )
         .route("/v1/audit", get(audit_log))
+        .route("/v1/admin/partition", post(partition))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(max_body))
@@ -420,6 +422,18 @@ async fn check_subject(
     Ok(Json(v))
 }
 
+/// JSON of a value, as an error rather than a panic if it cannot be represented.
+fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            None,
+            format!("cannot render as JSON: {e}"),
+        )
+    })
+}
+
 fn parse_id(text: &str, field: &str) -> Result<Hash256, ApiError> {
     Hash256::from_hex(text).map_err(|e| {
         ApiError::new(
@@ -451,7 +465,7 @@ async fn entry(
         .ok_or_else(|| not_found("entry", &id))?;
     let now = core.now();
     Ok(Json(json!({
-        "entry": e,
+        "entry": to_json(&e)?,
         "state": e.state_at(now),
         "disclosed_late": e.disclosed_late(&core.calendar, &core.manifest.policy),
         "overdue_objections": e.overdue_objections(now, &core.calendar, &core.manifest.policy),
@@ -468,7 +482,9 @@ async fn action(
         .action(&ActionId(parse_id(&id, "id")?))
         .ok_or_else(|| not_found("action", &id))?;
     let targets = a.view_at(core.now(), &core.manifest);
-    Ok(Json(json!({ "action": a, "targets": targets })))
+    Ok(Json(
+        json!({ "action": to_json(&a)?, "targets": to_json(&targets)? }),
+    ))
 }
 
 async fn department(
@@ -488,7 +504,60 @@ async fn department(
         .store
         .department(&d)
         .ok_or_else(|| not_found("department", &id))?;
-    Ok(Json(json!(rec)))
+    Ok(Json(to_json(&rec)?))
+}
+
+/// Body of `/v1/admin/partition`.
+#[derive(Debug, Deserialize)]
+pub struct PartitionRequest {
+    /// Regions whose nodes this node must not talk to; empty heals.
+    pub blocked: Vec<String>,
+}
+
+/// Drill fault mode (operator only): cut this node's links to some regions. Used by
+/// credfed-testnet where network namespaces are unavailable; the cut is at the libp2p
+/// connection level, so gossip and pull both stop.
+async fn partition(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<PartitionRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !caller.is_operator(&state.core) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_allowed",
+            None,
+            "fault injection is for the node's operator",
+        ));
+    }
+    let mut regions = std::collections::BTreeSet::new();
+    for r in &req.blocked {
+        regions.insert(
+            credfed_protocol::ids::RegionCode::parse(r, "blocked").map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    Some("blocked"),
+                    e.to_string(),
+                )
+            })?,
+        );
+    }
+    state
+        .commands
+        .send(Command::Partition(regions.clone()))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "network_down",
+                None,
+                "the network task is not running",
+            )
+        })?;
+    Ok(Json(
+        json!({"blocked": regions.iter().map(|r| r.to_string()).collect::<Vec<_>>()}),
+    ))
 }
 
 /// The last lines of the audit log: operators only.
@@ -517,6 +586,47 @@ async fn audit_log(
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     Ok(Json(json!(lines)))
+}
+
+/// Query of `/v1/log/{region}`.
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    /// First sequence number (default 1).
+    pub from: Option<u64>,
+    /// At most this many (default and maximum 256).
+    pub limit: Option<usize>,
+}
+
+/// Envelopes of a region's log, verbatim (hex), in sequence order.
+async fn log_range(
+    State(state): State<Arc<ApiState>>,
+    Path(region): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = credfed_protocol::ids::RegionCode::parse(&region, "region").map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            Some("region"),
+            e.to_string(),
+        )
+    })?;
+    let limit = q.limit.unwrap_or(256).min(256);
+    let envs = state
+        .core
+        .store
+        .range(r, q.from.unwrap_or(1), limit, 8 * 1024 * 1024)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store",
+                None,
+                e.to_string(),
+            )
+        })?;
+    Ok(Json(
+        json!({"region": r.to_string(), "from": q.from.unwrap_or(1), "envelopes": envs.iter().map(hex::encode).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn heads(State(state): State<Arc<ApiState>>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -43,6 +43,9 @@ const FORK_PROBE: u64 = 64;
 pub enum Command {
     /// Gossip an envelope this node appended.
     Publish(Vec<u8>),
+    /// Drill fault (in-node partition): cut and refuse connections to these regions'
+    /// nodes; an empty set heals.
+    Partition(BTreeSet<RegionCode>),
 }
 
 /// What the network task reports for `/v1/peers` and `/v1/status`.
@@ -202,6 +205,8 @@ pub async fn run(
     let mut evidence_published: BTreeSet<(RegionCode, u64)> = BTreeSet::new();
     // One fork probe per (peer, region) per connection: a forked log keeps failing to chain.
     let mut fork_probed: BTreeSet<(PeerId, RegionCode)> = BTreeSet::new();
+    // Peers cut off by a drill partition.
+    let mut blocked: BTreeSet<PeerId> = BTreeSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut redial = tokio::time::interval(cfg.redial_interval);
 
@@ -222,11 +227,23 @@ pub async fn run(
                         tracing::debug!(error = %e, "gossip publish skipped; pull will deliver");
                     }
                 }
+                Command::Partition(regions) => {
+                    tracing::warn!(?regions, "drill partition: cutting links to these regions");
+                    blocked.clear();
+                    for (pid, (region, _)) in &members {
+                        if regions.contains(region) {
+                            blocked.insert(*pid);
+                            swarm.behaviour_mut().allow.disallow_peer(*pid);
+                        } else {
+                            swarm.behaviour_mut().allow.allow_peer(*pid);
+                        }
+                    }
+                }
             },
             _ = tick.tick() => outputs.extend(replicator.step(Input::Tick, &local_heads(&core), Instant::now())),
             _ = redial.tick() => {
                 for (pid, (_, addrs)) in &members {
-                    if !connected.contains_key(pid) && !addrs.is_empty() {
+                    if !connected.contains_key(pid) && !blocked.contains(pid) && !addrs.is_empty() {
                         let opts = DialOpts::peer_id(*pid).addresses(addrs.clone()).build();
                         let _ = swarm.dial(opts);
                     }

@@ -267,10 +267,36 @@ pub struct ActionFold {
     pub action: JointAction,
     /// Latest answer per target region.
     pub responses: BTreeMap<RegionCode, Response>,
-    /// Execution feedback per (region, measure).
+    /// Execution feedback per (region, measure). Serialised as a list of pairs: JSON maps
+    /// need string keys.
+    #[serde(with = "pairs")]
     pub executions: BTreeMap<(RegionCode, MeasureCode), Execution>,
     /// Every record that touched the action.
     pub evidence: BTreeSet<RecordPos>,
+}
+
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<
+        'de,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    >(
+        d: D,
+    ) -> Result<BTreeMap<K, V>, D::Error> {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// Where a target region stands.

@@ -1,368 +1,181 @@
-//! credfed-testnet: local federations and drills.
-//!
-//! Until the networked node lands, the only command is `demo`: the protocol's full
-//! cycle on the 31 provincial regions, in one process, each region's replica a separate
-//! in-memory ledger fed every region's log in a shuffled order. It exercises signing,
-//! chaining, admission, folding, the check and offline verification — not networking,
-//! storage or processes, and it says so when it runs.
+//! credfed-testnet: local federations, drills and reports.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use credfed_protocol::catalogue::{Catalogue, EMBEDDED_CATALOGUE, MeasureDomain};
-use credfed_protocol::check::{check, verify_answer};
-use credfed_protocol::crypto::{Keypair, sha256};
-use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, seal, sign_body};
-use credfed_protocol::ids::{DepartmentId, PROVINCES, RegionCode, Role};
-use credfed_protocol::ledger::{Admission, Ledger, Rules, StateView};
-use credfed_protocol::manifest::{Manifest, Member, Policy};
-use credfed_protocol::record::*;
-use credfed_protocol::state::{EntryState, TargetStatus};
-use credfed_protocol::time::{Date, Timestamp};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use credfed_testnet::{DrillRun, fed, report, run_drill, scenario};
 
-const FED: &str = "cn-credit-demo";
+#[derive(Parser)]
+#[command(
+    name = "credfed-testnet",
+    version,
+    about = "Whole credfed federations on one machine: drills with real faults and reports"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start a federation of real credfed-node processes and leave it running.
+    Up {
+        /// A count (first N of the 31 provinces) or a list like 110000,310000,440000.
+        #[arg(long, default_value = "31")]
+        regions: String,
+        /// Directory for keys, manifest and node data.
+        #[arg(long)]
+        dir: PathBuf,
+        /// First port (node i: base+2i for libp2p, base+2i+1 for the API).
+        #[arg(long, default_value_t = 24000)]
+        base_port: u16,
+    },
+    /// Stop a federation started with `up`.
+    Down {
+        /// The directory given to `up`.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Run a drill scenario on a fresh federation and write report.json and report.html.
+    Drill {
+        /// Scenario file, or the name of a shipped scenario (default: cross-region joint
+        /// punishment with a partition, kill and heal).
+        scenario: Option<String>,
+        /// A count or a list of region codes.
+        #[arg(long, default_value = "31")]
+        regions: String,
+        /// Where to write the report.
+        #[arg(long, default_value = "drill-report")]
+        report_dir: PathBuf,
+        /// Keep the federation in this directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// First port.
+        #[arg(long, default_value_t = 24000)]
+        base_port: u16,
+        /// Print the report as JSON instead of a summary.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+    },
+    /// List the shipped scenarios.
+    Scenarios,
+    /// The protocol cycle on 31 regions in one process (no networking).
+    Demo,
+}
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("demo") => match demo() {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    match cli.command {
+        Cmd::Demo => Ok(match credfed_testnet::demo::demo() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("demo failed: {e}");
                 ExitCode::FAILURE
             }
-        },
-        _ => {
-            eprintln!(
-                "usage: credfed-testnet demo\n\n  demo   the protocol cycle on 31 regions in one process (no networking yet)"
-            );
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
-}
-
-/// Demo keys derive from labels so runs are reproducible. Never use such keys for real.
-fn key(label: &str) -> Keypair {
-    Keypair::from_secret(sha256(&[b"credfed-demo-key", label.as_bytes()]).0)
-}
-
-struct Origin {
-    manifest: Manifest,
-    catalogue: Catalogue,
-    /// The writers' view: every region appends to its own log here.
-    ledger: Ledger,
-    now: Timestamp,
-}
-
-impl Origin {
-    fn write(&mut self, author: &DepartmentId, body: Body) -> Result<(), String> {
-        let region = author.home_province();
-        let signer = if author.unit == NODE_UNIT {
-            key(&format!("node-{region}"))
-        } else {
-            key(&format!("dept-{author}"))
-        };
-        let (bytes, sig) = sign_body(FED, &signer, &body);
-        let head = self.ledger.head(region);
-        let at = AppendPosition {
-            region,
-            seq: head.map_or(1, |h| h.seq + 1),
-            prev_hash: head.map_or(GENESIS_PREV_HASH, |h| h.hash),
-            timestamp: self.now,
-        };
-        let env = seal(
-            FED,
-            &key(&format!("node-{region}")),
-            &at,
-            author.clone(),
-            bytes,
-            sig,
-        )
-        .map_err(|e| e.to_string())?;
-        let rules = Rules {
-            manifest: &self.manifest,
-            catalogue: &self.catalogue,
-        };
-        match self.ledger.ingest(rules, &env) {
-            Ok(Admission::Accept(_)) => Ok(()),
-            other => Err(format!(
-                "{author} could not write {:?}: {other:?}",
-                body.kind()
-            )),
-        }
-    }
-}
-
-fn demo() -> Result<(), String> {
-    println!("credfed protocol demo — 31 regions in ONE process: signing, chaining, admission,");
-    println!(
-        "folding, the check and offline verification. No networking, storage or processes yet.\n"
-    );
-    let d = |s: &str| Date::parse(s).map_err(|e| e.to_string());
-    let regions: Vec<RegionCode> = PROVINCES
-        .iter()
-        .map(|p| RegionCode::new(p.code, "region"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let manifest = Manifest {
-        federation_id: FED.into(),
-        protocol_version: credfed_protocol::PROTOCOL_VERSION,
-        version: 1,
-        issued_at: d("2026-01-01")?.start_cst(),
-        expires_at: d("2027-01-01")?.start_cst(),
-        authority_key: key("authority").public(),
-        members: regions
-            .iter()
-            .map(|r| Member {
-                region: *r,
-                name: r.province_info().name_zh.into(),
-                node_key: key(&format!("node-{r}")).public(),
-                addresses: vec![],
-            })
-            .collect(),
-        policy: Policy::default(),
-        catalogue_hash: Catalogue::file_hash(EMBEDDED_CATALOGUE),
-    };
-    let signed = manifest
-        .sign(&key("authority"))
-        .map_err(|e| e.to_string())?;
-    let now = d("2026-11-02")?.start_cst();
-    let manifest = signed
-        .verify(&key("authority").public(), now)
-        .map_err(|e| e.to_string())?;
-    let catalogue = Catalogue::embedded().map_err(|e| e.to_string())?;
-    let mut o = Origin {
-        manifest,
-        catalogue,
-        ledger: Ledger::new(),
-        now,
-    };
-    let dept = |r: RegionCode, unit: &str| {
-        DepartmentId::new(r, unit, "department").map_err(|e| e.to_string())
-    };
-
-    // Every node registers its departments (article 十五: initiating and implementing).
-    for r in &regions {
-        for (unit, roles) in [
-            (
-                "xyb",
-                vec![Role::Publisher, Role::Initiator, Role::ObjectionHandler],
-            ),
-            ("ssbm", vec![Role::Implementer]),
-        ] {
-            let id = dept(*r, unit)?;
-            let body = Body::DepartmentRegistered {
-                department: id.clone(),
-                name: format!("{} {unit}", r.province_info().name_zh),
-                roles,
-                key: key(&format!("dept-{id}")).public(),
-            };
-            o.write(&dept(*r, NODE_UNIT)?, body)?;
-        }
-    }
-    let sh = regions
-        .iter()
-        .copied()
-        .find(|r| r.code() == 310000)
-        .ok_or("no Shanghai")?;
-    let gd = regions
-        .iter()
-        .copied()
-        .find(|r| r.code() == 440000)
-        .ok_or("no Guangdong")?;
-    let gs = regions
-        .iter()
-        .copied()
-        .find(|r| r.code() == 620000)
-        .ok_or("no Gansu")?;
-    let subject = Subject::Organisation {
-        uscc: "91350100M000100Y43".into(),
-        name: "某某食品有限公司".into(),
-        check_exemption: None,
-    };
-    let entry = ListEntry {
-        category: Category::Black(BlackCategory::FoodAndDrug),
-        subject: subject.clone(),
-        related_persons: vec![],
-        basis: Basis {
-            document_no: "沪市监处〔2026〕12号".into(),
-            authority: "上海市市场监督管理局".into(),
-            decided_on: d("2026-10-28")?,
-            legal_basis: "《中华人民共和国食品安全法》第一百三十五条".into(),
-        },
-        effective_from: d("2026-11-01")?,
-        expires_on: d("2029-11-01")?,
-        requested_measures: vec![MeasureCode("P-10-10".into()), MeasureCode("P-11-04".into())],
-        summary: "生产经营致病性微生物超标食品".into(),
-    };
-    let entry_id = credfed_protocol::record::entry_id(sh, &entry);
-    o.write(&dept(sh, "xyb")?, Body::ListEntryPublished(entry))?;
-    let action = JointAction {
-        reference: "沪联惩〔2026〕5号".into(),
-        kind: ActionKind::Punishment,
-        entry: entry_id,
-        targets: Targets::AllMembers,
-        measures: vec![MeasureCode("P-10-10".into()), MeasureCode("P-11-04".into())],
-        respond_by: d("2026-11-09")?,
-    };
-    let action_id = credfed_protocol::record::action_id(&dept(sh, "xyb")?, &action.reference);
-    o.write(&dept(sh, "xyb")?, Body::JointActionInitiated(action))?;
-    for (i, r) in regions.iter().filter(|r| **r != sh).enumerate() {
-        o.now = Timestamp(now.0 + (i as i64 + 1) * 3_600_000);
-        let implementer = dept(*r, "ssbm")?;
-        o.write(
-            &implementer,
-            Body::JointActionAcknowledged {
-                action: action_id,
-                decision: AckDecision::Accepted,
-                implementing: vec![implementer.clone()],
-            },
-        )?;
-        o.write(
-            &implementer,
-            Body::MeasureExecuted {
-                action: action_id,
-                measure: MeasureCode("P-10-10".into()),
-                reference: format!("{r}-exec-1"),
-                executed_on: d("2026-11-03")?,
-            },
-        )?;
-    }
-    // A second entry that Guangdong objects to: suspended everywhere (article 二十二).
-    let mut second = ListEntry {
-        category: Category::Black(BlackCategory::TaxEvasionOrFraud),
-        ..match o.ledger.entry(&entry_id) {
-            Some(e) => e.content,
-            None => return Err("entry missing".into()),
-        }
-    };
-    second.basis.document_no = "沪税处〔2026〕3号".into();
-    let second_id = credfed_protocol::record::entry_id(sh, &second);
-    o.write(&dept(sh, "xyb")?, Body::ListEntryPublished(second))?;
-    o.write(
-        &dept(gd, "xyb")?,
-        Body::ObjectionFiled {
-            case_no: "粤异〔2026〕1号".into(),
-            entry: second_id,
-            grounds: "已补缴税款".into(),
-            filed_on: d("2026-11-02")?,
-        },
-    )?;
-
-    // Replicate: every region's replica takes every log, in a per-region shuffled order,
-    // retrying records whose cross-region references have not arrived yet.
-    let logs: Vec<Vec<Vec<u8>>> = o
-        .ledger
-        .heads()
-        .keys()
-        .map(|r| o.ledger.range(*r, 1, usize::MAX))
-        .collect();
-    let total: usize = logs.iter().map(Vec::len).sum();
-    let rules = Rules {
-        manifest: &o.manifest,
-        catalogue: &o.catalogue,
-    };
-    let started = Instant::now();
-    let mut replicas = Vec::new();
-    for (ri, r) in regions.iter().enumerate() {
-        let mut replica = Ledger::new();
-        let mut cursors = vec![0usize; logs.len()];
-        // A stride coprime with the number of logs visits every log in turn (so the
-        // earliest pending record is always reached) in an order that differs per replica.
-        let n = logs.len();
-        let stride = (1..n)
-            .map(|k| (ri + k) % n)
-            .find(|&s| s > 0 && gcd(s, n) == 1)
-            .unwrap_or(1);
-        let mut turn = ri % n.max(1);
-        while cursors.iter().zip(&logs).any(|(c, l)| *c < l.len()) {
-            turn = (turn + stride) % n;
-            let Some(bytes) = logs[turn].get(cursors[turn]) else {
-                continue;
-            };
-            match replica.ingest(rules, bytes) {
-                Ok(Admission::Accept(_)) => cursors[turn] += 1,
-                Ok(Admission::MissingDependency { .. }) => {}
-                other => return Err(format!("replica {r} refused a valid record: {other:?}")),
+        }),
+        Cmd::Scenarios => {
+            for (name, text) in scenario::SHIPPED {
+                let s = scenario::parse(text)?;
+                println!("{name:<28} {}", s.description.lines().next().unwrap_or(""));
             }
+            Ok(ExitCode::SUCCESS)
         }
-        replicas.push((*r, replica));
+        Cmd::Up { regions, dir, base_port } => rt()?.block_on(async {
+            let regions = fed::parse_regions(&regions)?;
+            let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: if regions.len() > 8 { 2000 } else { 500 } })?;
+            f.start_all(true).await?;
+            f.register_departments().await?;
+            f.save()?;
+            println!("{:<8} {:<18} {:<22} data", "region", "name", "API (HTTPS)");
+            for n in &f.nodes {
+                println!("{:<8} {:<18} {:<22} {}", n.region, n.region.province_info().name_en, n.api, n.dir.display());
+            }
+            println!("\n{} nodes running. Operator certificates: <node dir>/operator/. Stop with: credfed-testnet down --dir {}", f.nodes.len(), dir.display());
+            // Leave the processes running: forget the handles so Drop does not kill them.
+            for n in &mut f.nodes {
+                std::mem::forget(n.child.take());
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Down { dir } => {
+            let n = fed::down(&dir)?;
+            println!("stopped {n} nodes");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Drill { scenario: which, regions, report_dir, dir, base_port, output } => {
+            let text = match &which {
+                None => scenario::SHIPPED[0].1.to_string(),
+                Some(w) => match scenario::SHIPPED.iter().find(|(n, _)| n == w) {
+                    Some((_, t)) => t.to_string(),
+                    None => std::fs::read_to_string(w).with_context(|| format!("{w}: not a shipped scenario (see `credfed-testnet scenarios`) nor a readable file"))?,
+                },
+            };
+            let sc = scenario::parse(&text)?;
+            eprintln!("drill: {} on {regions} regions", sc.name);
+            let run = DrillRun { regions, dir, report_dir: report_dir.clone(), base_port };
+            let report = rt()?.block_on(run_drill(&sc, &run));
+            let report = match report {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("drill failed: {e:#}\n(partial report in {})", report_dir.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            if output == "json" {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                summary(&report, &report_dir);
+            }
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
     }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "replicated {total} records to {} replicas: {:.0} records/s admitted (two signatures each)",
-        regions.len(),
-        (total * regions.len()) as f64 / secs
-    );
-    let converged = replicas.iter().all(|(_, l)| l.heads() == o.ledger.heads());
-    println!("all replicas hold the same heads: {converged}");
+}
 
-    let gansu = &replicas
-        .iter()
-        .find(|(r, _)| *r == gs)
-        .ok_or("no Gansu replica")?
-        .1;
-    let answer = check(rules, gansu, &subject.key(), MeasureDomain::Travel, o.now);
-    println!("\ncheck at 甘肃 (620000), domain travel, subject 91350100M000100Y43:");
-    println!("  verdict: {:?}", answer.verdict);
-    for m in &answer.mandatory {
+fn summary(r: &report::Report, dir: &std::path::Path) {
+    println!(
+        "\ndrill '{}' on {} regions: {} in {:.1} s",
+        r.scenario,
+        r.regions.len(),
+        if r.passed() { "PASSED" } else { "FAILED" },
+        r.duration_ms as f64 / 1000.0
+    );
+    for i in &r.invariants {
         println!(
-            "  mandatory  {}  {}  (entry {} of {})",
-            m.code.0,
-            m.title_zh,
-            &m.entry.to_string()[..12],
-            m.region
+            "  {} {:<44} {}",
+            if i.held { "held    " } else { "VIOLATED" },
+            i.name,
+            i.detail.chars().take(90).collect::<String>()
         );
     }
-    for e in &answer.entries {
-        println!(
-            "  entry {}…  {:<9}  {}",
-            &e.entry.to_string()[..12],
-            format!("{:?}", e.state),
-            e.document_no
-        );
+    let p = &r.propagation_ms;
+    println!(
+        "  propagation to every reachable node: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} records)",
+        p.p50, p.p90, p.p99, p.max, p.n
+    );
+    for c in &r.convergence_ms {
+        println!("  converged {:.0} ms after {}", c.since_fault_ms, c.after);
     }
-    let report = verify_answer(&answer, &o.manifest, &o.catalogue);
     println!(
-        "  offline verification: {} envelopes verified, {} entries confirmed, {} failures",
-        report.envelopes_verified,
-        report.entries_confirmed,
-        report.failures.len()
+        "  report: {}/report.json, {}/report.html",
+        dir.display(),
+        dir.display()
     );
-    let suspended = answer
-        .entries
-        .iter()
-        .filter(|e| e.state == EntryState::Suspended)
-        .count();
-    let action = gansu.action(&action_id).ok_or("action missing")?;
-    let accepted = action
-        .view_at(o.now, &o.manifest)
-        .iter()
-        .filter(|t| t.status == TargetStatus::Accepted)
-        .count();
-    println!(
-        "\njoint action {}…: {accepted}/30 target regions accepted and reported execution",
-        &action_id.to_string()[..12]
-    );
-    let ok = converged
-        && report.ok()
-        && suspended == 1
-        && accepted == 30
-        && !answer.mandatory.is_empty();
-    println!(
-        "\nsummary: {}",
-        if ok {
-            "all checks held"
-        } else {
-            "SOMETHING FAILED"
-        }
-    );
-    if ok {
-        Ok(())
-    } else {
-        Err("a demo check did not hold".into())
-    }
 }

@@ -225,3 +225,47 @@ fn a_tampered_claim_is_caught() {
     a.evaluations[0].evaluation.grade = Grade::Class(*b"A\0\0\0");
     assert!(!verify_answer(&a, &w.manifest, &w.catalogue).ok());
 }
+
+/// The folds travel as JSON through the node's API: every map must have string keys.
+#[test]
+fn folds_round_trip_through_json() {
+    let (mut w, id1, _) = scenario();
+    let aid = action_id(&dept("310000:init"), "沪联惩〔2026〕5号");
+    w.accept(
+        "440000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Accepted,
+            implementing: vec![dept("440000:impl")],
+        },
+    );
+    w.accept(
+        "440000:impl",
+        Body::MeasureExecuted {
+            action: aid,
+            measure: mc("P-10-10"),
+            reference: "r".into(),
+            executed_on: date("2026-11-03"),
+        },
+    );
+    let a = credfed_protocol::ledger::StateView::action(&w.ledger, &aid).unwrap();
+    assert_eq!(a.executions.len(), 1);
+    let back: credfed_protocol::state::ActionFold =
+        serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+    assert_eq!(back, a);
+    let e = credfed_protocol::ledger::StateView::entry(&w.ledger, &id1).unwrap();
+    let back: credfed_protocol::state::EntryFold =
+        serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+    assert_eq!(back, e);
+    // And through the binary store encoding.
+    let bytes = credfed_protocol::codec::encode(&a).unwrap();
+    assert_eq!(
+        credfed_protocol::codec::decode::<credfed_protocol::state::ActionFold>(
+            &bytes,
+            1 << 20,
+            "a"
+        )
+        .unwrap(),
+        a
+    );
+}

@@ -1,0 +1,1146 @@
+//! Runs a scenario against a federation, checks the invariants of DESIGN §8 and measures.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use credfed_protocol::catalogue::Catalogue;
+use credfed_protocol::check::{CheckAnswer, verify_answer};
+use credfed_protocol::envelope::envelope_hash;
+use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::record::*;
+use credfed_protocol::state::EntryState;
+use credfed_protocol::time::{Date, Timestamp};
+use serde_json::json;
+
+use crate::fed::{FEDERATION_ID, Federation};
+use crate::report::{Convergence, Invariant, Percentiles, Report, StepReport};
+use crate::scenario::{Regions, Scenario, Step};
+
+struct Named<T> {
+    id: T,
+    region: RegionCode,
+}
+
+/// Drill state.
+pub struct Drill {
+    /// The federation under test.
+    pub fed: Federation,
+    entries: BTreeMap<String, (Named<EntryId>, ListEntry)>,
+    actions: BTreeMap<String, (Named<ActionId>, Vec<RegionCode>)>,
+    objections: BTreeMap<String, (Named<ObjectionId>, String)>,
+    acked: Vec<(RegionCode, u64, String)>,
+    propagation_ms: Vec<f64>,
+    convergence: Vec<Convergence>,
+    steps: Vec<StepReport>,
+    invariants: BTreeMap<String, (bool, Vec<String>)>,
+    groups: Option<Vec<BTreeSet<usize>>>,
+    expected_equivocators: BTreeSet<RegionCode>,
+    last_fault: Option<(String, Instant)>,
+    started: Instant,
+    doc_counter: usize,
+}
+
+fn today() -> Date {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Timestamp(ms).date_cst()
+}
+
+const INVARIANTS: [&str; 5] = [
+    "no_acknowledged_record_lost",
+    "live_connected_nodes_converge",
+    "nothing_invalid_accepted",
+    "equivocation_detected_by_every_honest_node",
+    "suspended_entry_never_applies_a_measure",
+];
+
+impl Drill {
+    /// A drill on a running federation with departments registered.
+    pub fn new(fed: Federation) -> Drill {
+        Drill {
+            fed,
+            entries: BTreeMap::new(),
+            actions: BTreeMap::new(),
+            objections: BTreeMap::new(),
+            acked: Vec::new(),
+            propagation_ms: Vec::new(),
+            convergence: Vec::new(),
+            steps: Vec::new(),
+            invariants: INVARIANTS
+                .iter()
+                .map(|n| (n.to_string(), (true, Vec::new())))
+                .collect(),
+            groups: None,
+            expected_equivocators: BTreeSet::new(),
+            last_fault: None,
+            started: Instant::now(),
+            doc_counter: 0,
+        }
+    }
+
+    fn violate(&mut self, name: &str, detail: String) {
+        let e = self.invariants.entry(name.into()).or_default();
+        e.0 = false;
+        e.1.push(detail);
+    }
+
+    fn note(&mut self, name: &str, detail: String) {
+        self.invariants
+            .entry(name.into())
+            .or_default()
+            .1
+            .push(detail);
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.fed.live(a)
+            && self.fed.live(b)
+            && self
+                .groups
+                .as_ref()
+                .is_none_or(|g| g.iter().any(|s| s.contains(&a) && s.contains(&b)))
+    }
+
+    fn regions(&self, r: &Regions, action: Option<&str>) -> Result<Vec<usize>> {
+        match r {
+            Regions::Word(w) if w == "all" => Ok((0..self.fed.nodes.len()).collect()),
+            Regions::Word(w) if w == "targets" => {
+                let a = action.context("'targets' needs an action")?;
+                let (_, t) = self
+                    .actions
+                    .get(a)
+                    .with_context(|| format!("no action named {a}"))?;
+                t.iter().map(|r| self.fed.index(&r.to_string())).collect()
+            }
+            Regions::Word(w) => Ok(vec![self.fed.index(w)?]),
+            Regions::List(l) => l.iter().map(|r| self.fed.index(r)).collect(),
+        }
+    }
+
+    /// Submits, requires 201, records the acknowledgement; returns (seq, origin index).
+    async fn write(&mut self, author: &str, body: &Body) -> Result<(u64, usize)> {
+        let r = self.fed.submit(author, body).await?;
+        if r.status != 201 {
+            bail!("{author} {:?}: {} {}", body.kind(), r.status, r.body);
+        }
+        let v = r.json()?;
+        let region = RegionCode::parse(v["region"].as_str().unwrap_or(""), "region")?;
+        let seq = v["seq"].as_u64().unwrap_or(0);
+        self.acked
+            .push((region, seq, v["hash"].as_str().unwrap_or("").to_string()));
+        Ok((seq, self.fed.index(&region.to_string())?))
+    }
+
+    /// Waits until every node reachable from the origin holds `region#seq`; records the time.
+    async fn propagate(&mut self, origin: usize, seq: u64, since: Instant) -> Result<()> {
+        let region = self.fed.nodes[origin].region.to_string();
+        let targets: Vec<usize> = (0..self.fed.nodes.len())
+            .filter(|&j| j != origin && self.reachable(origin, j))
+            .collect();
+        let mut pending: BTreeSet<usize> = targets.into_iter().collect();
+        let end = Instant::now() + Duration::from_secs(30);
+        while !pending.is_empty() {
+            let polls = pending.iter().map(|&j| {
+                let region = region.clone();
+                let fed = &self.fed;
+                async move {
+                    (
+                        j,
+                        fed.heads(j)
+                            .await
+                            .and_then(|h| h.get(&region).map(|x| x.0))
+                            .unwrap_or(0)
+                            >= seq,
+                    )
+                }
+            });
+            for (j, done) in futures::future::join_all(polls).await {
+                if done {
+                    pending.remove(&j);
+                }
+            }
+            if Instant::now() > end {
+                bail!(
+                    "{region}#{seq} did not reach {} node(s) within 30 s",
+                    pending.len()
+                );
+            }
+        }
+        self.propagation_ms
+            .push(since.elapsed().as_secs_f64() * 1000.0);
+        Ok(())
+    }
+
+    fn entry_named(&self, name: &str) -> Result<&(Named<EntryId>, ListEntry)> {
+        self.entries
+            .get(name)
+            .with_context(|| format!("no entry named {name} (publish it first)"))
+    }
+
+    fn author(&self, region: RegionCode, unit: &str) -> String {
+        format!("{region}:{unit}")
+    }
+
+    /// Runs every step, then the final convergence and invariant checks.
+    pub async fn run(&mut self, scenario: &Scenario) -> Result<()> {
+        for (i, step) in scenario.steps.iter().enumerate() {
+            let t0 = Instant::now();
+            let at_ms = self.started.elapsed().as_millis() as u64;
+            let result = self.step(step).await;
+            let (ok, detail) = match &result {
+                Ok(d) => (true, d.clone()),
+                Err(e) => (false, format!("{e:#}")),
+            };
+            self.steps.push(StepReport {
+                index: i + 1,
+                action: step.kind(),
+                at_ms,
+                duration_ms: t0.elapsed().as_millis() as u64,
+                ok,
+                detail,
+            });
+            if !ok {
+                eprintln!(
+                    "  step {} {} FAILED: {}",
+                    i + 1,
+                    step.kind(),
+                    self.steps.last().map(|s| s.detail.as_str()).unwrap_or("")
+                );
+                return result.map(|_| ());
+            }
+        }
+        // Whatever the scenario left, the federation must heal and converge.
+        if self.groups.is_some() {
+            self.step(&Step::Heal).await?;
+        }
+        for i in 0..self.fed.nodes.len() {
+            if self.fed.nodes[i].paused {
+                self.fed.signal(i, "-CONT")?;
+            }
+            if self.fed.nodes[i].child.is_none() {
+                self.fed.start(i, false)?;
+            }
+        }
+        self.step(&Step::WaitConverged { timeout_ms: 60_000 })
+            .await?;
+        Ok(())
+    }
+
+    async fn step(&mut self, step: &Step) -> Result<String> {
+        match step {
+            Step::Publish {
+                id,
+                region,
+                list,
+                uscc,
+                measures,
+                expires_in_days,
+            } => {
+                let r = RegionCode::parse(region, "region")?;
+                let today = today();
+                let category = if list == "red" {
+                    Category::Red(RedSource::GoodCreditClassification)
+                } else {
+                    Category::Black(BlackCategory::FoodAndDrug)
+                };
+                self.doc_counter += 1;
+                let e = ListEntry {
+                    category,
+                    subject: Subject::Organisation {
+                        uscc: uscc.clone(),
+                        name: format!("演练企业 {uscc}"),
+                        check_exemption: None,
+                    },
+                    related_persons: vec![],
+                    basis: Basis {
+                        document_no: format!(
+                            "演练〔{}〕{}号 {id}",
+                            today.ymd().0,
+                            self.doc_counter
+                        ),
+                        authority: format!("{} 演练部门", r.province_info().name_zh),
+                        decided_on: today.add_days(-1),
+                        legal_basis: "国发〔2016〕33号".into(),
+                    },
+                    effective_from: today.add_days(-1),
+                    expires_on: today.add_days(expires_in_days.unwrap_or(3 * 365)),
+                    requested_measures: measures.iter().map(|m| MeasureCode(m.clone())).collect(),
+                    summary: format!("drill entry {id}"),
+                };
+                let t = Instant::now();
+                let (seq, origin) = self
+                    .write(&self.author(r, "pub"), &Body::ListEntryPublished(e.clone()))
+                    .await?;
+                self.propagate(origin, seq, t).await?;
+                self.entries.insert(
+                    id.clone(),
+                    (
+                        Named {
+                            id: entry_id(r, &e),
+                            region: r,
+                        },
+                        e,
+                    ),
+                );
+                Ok(format!(
+                    "{region}#{seq}, at every reachable node in {:.0} ms",
+                    self.propagation_ms.last().copied().unwrap_or(0.0)
+                ))
+            }
+            Step::Amend { entry } | Step::Revoke { entry } | Step::Repair { entry } => {
+                let (named, content) = self.entry_named(entry)?;
+                let (id, r) = (named.id, named.region);
+                let body = match step {
+                    Step::Amend { .. } => {
+                        let mut c = content.clone();
+                        c.summary = format!("{} (amended)", c.summary);
+                        Body::ListEntryAmended {
+                            entry: id,
+                            amended: c,
+                            reason: "演练更正".into(),
+                        }
+                    }
+                    Step::Revoke { .. } => Body::ListEntryRevoked {
+                        entry: id,
+                        reason: "演练撤销".into(),
+                    },
+                    _ => Body::ListEntryRepaired {
+                        entry: id,
+                        basis: RepairBasis::CorrectedWithinPeriod,
+                        reason: "演练修复".into(),
+                    },
+                };
+                let t = Instant::now();
+                let (seq, origin) = self.write(&self.author(r, "pub"), &body).await?;
+                self.propagate(origin, seq, t).await?;
+                Ok(format!("{r}#{seq}"))
+            }
+            Step::Initiate {
+                id,
+                entry,
+                targets,
+                measures,
+            } => {
+                let (named, _) = self.entry_named(entry)?;
+                let (eid, r) = (named.id, named.region);
+                let kind = if measures.iter().all(|m| m.starts_with('I')) {
+                    ActionKind::Incentive
+                } else {
+                    ActionKind::Punishment
+                };
+                let target_list: Vec<RegionCode> = match targets {
+                    Regions::Word(w) if w == "all" => self
+                        .fed
+                        .nodes
+                        .iter()
+                        .map(|n| n.region)
+                        .filter(|x| *x != r)
+                        .collect(),
+                    other => self
+                        .regions(other, None)?
+                        .into_iter()
+                        .map(|i| self.fed.nodes[i].region)
+                        .collect(),
+                };
+                let a = JointAction {
+                    reference: format!("演练联〔{}〕{id}", today().ymd().0),
+                    kind,
+                    entry: eid,
+                    targets: if matches!(targets, Regions::Word(w) if w == "all") {
+                        Targets::AllMembers
+                    } else {
+                        Targets::Regions(target_list.clone())
+                    },
+                    measures: measures.iter().map(|m| MeasureCode(m.clone())).collect(),
+                    respond_by: today().add_days(7),
+                };
+                let author = self.author(r, "init");
+                let t = Instant::now();
+                let (seq, origin) = self
+                    .write(&author, &Body::JointActionInitiated(a.clone()))
+                    .await?;
+                self.propagate(origin, seq, t).await?;
+                let aid = action_id(&DepartmentId::parse(&author, "a")?, &a.reference);
+                self.actions
+                    .insert(id.clone(), (Named { id: aid, region: r }, target_list));
+                Ok(format!("{r}#{seq} to {} regions", self.actions[id].1.len()))
+            }
+            Step::Acknowledge { action, regions }
+            | Step::Execute {
+                action, regions, ..
+            } => {
+                let aid = self
+                    .actions
+                    .get(action)
+                    .with_context(|| format!("no action named {action}"))?
+                    .0
+                    .id;
+                let who = self.regions(regions, Some(action))?;
+                let mut writes = Vec::new();
+                for i in who {
+                    let r = self.fed.nodes[i].region;
+                    let implementer = DepartmentId::parse(&self.author(r, "impl"), "d")?;
+                    let body = match step {
+                        Step::Acknowledge { .. } => Body::JointActionAcknowledged {
+                            action: aid,
+                            decision: AckDecision::Accepted,
+                            implementing: vec![implementer.clone()],
+                        },
+                        Step::Execute { measure, .. } => Body::MeasureExecuted {
+                            action: aid,
+                            measure: MeasureCode(measure.clone()),
+                            reference: format!("{r} 执行 {measure}"),
+                            executed_on: today(),
+                        },
+                        _ => unreachable!(),
+                    };
+                    // The record references the action, so the target must hold it first.
+                    self.wait_holds_action(i, &aid).await?;
+                    writes.push((implementer.to_string(), body));
+                }
+                let n = writes.len();
+                for (author, body) in writes {
+                    self.write(&author, &body).await?;
+                }
+                Ok(format!("{n} regions"))
+            }
+            Step::Object { id, entry, region } => {
+                let (named, _) = self.entry_named(entry)?;
+                let (eid, issuer) = (named.id, named.region);
+                let r = RegionCode::parse(region, "region")?;
+                let i = self.fed.index(region)?;
+                self.wait_holds_entry(i, &eid).await?;
+                let case_no = format!("演练异〔{}〕{id}", today().ymd().0);
+                let author = self.author(r, "obj");
+                let t = Instant::now();
+                let (seq, origin) = self
+                    .write(
+                        &author,
+                        &Body::ObjectionFiled {
+                            case_no: case_no.clone(),
+                            entry: eid,
+                            grounds: "演练异议".into(),
+                            filed_on: today(),
+                        },
+                    )
+                    .await?;
+                self.propagate(origin, seq, t).await?;
+                let oid = objection_id(&DepartmentId::parse(&author, "a")?, &case_no);
+                self.objections.insert(
+                    id.clone(),
+                    (
+                        Named {
+                            id: oid,
+                            region: issuer,
+                        },
+                        entry.clone(),
+                    ),
+                );
+                Ok(format!("{r}#{seq}"))
+            }
+            Step::Resolve { objection, outcome } => {
+                let (named, _) = self
+                    .objections
+                    .get(objection)
+                    .with_context(|| format!("no objection named {objection}"))?;
+                let (oid, issuer) = (named.id, named.region);
+                let outcome = match outcome.as_str() {
+                    "upheld" => ObjectionOutcome::Upheld,
+                    "corrected" => ObjectionOutcome::Corrected,
+                    "revoked" => ObjectionOutcome::Revoked,
+                    o => bail!("outcome {o}: upheld, corrected or revoked"),
+                };
+                let t = Instant::now();
+                let (seq, origin) = self
+                    .write(
+                        &self.author(issuer, "obj"),
+                        &Body::ObjectionResolved {
+                            objection: oid,
+                            outcome,
+                            note: "演练核实".into(),
+                        },
+                    )
+                    .await?;
+                self.propagate(origin, seq, t).await?;
+                Ok(format!("{issuer}#{seq}"))
+            }
+            Step::Burst { region, count } => {
+                let r = RegionCode::parse(region, "region")?;
+                let t = Instant::now();
+                let mut last = (0, 0);
+                for _ in 0..*count {
+                    self.doc_counter += 1;
+                    let e = ListEntry {
+                        category: Category::Black(BlackCategory::MaliciousWageArrears),
+                        subject: Subject::Organisation {
+                            uscc: "91350100M000100Y43".into(),
+                            name: "演练企业".into(),
+                            check_exemption: None,
+                        },
+                        related_persons: vec![],
+                        basis: Basis {
+                            document_no: format!("演练批量 {}", self.doc_counter),
+                            authority: "演练".into(),
+                            decided_on: today().add_days(-1),
+                            legal_basis: "演练".into(),
+                        },
+                        effective_from: today().add_days(-1),
+                        expires_on: today().add_days(365),
+                        requested_measures: vec![],
+                        summary: String::new(),
+                    };
+                    last = self
+                        .write(&self.author(r, "pub"), &Body::ListEntryPublished(e))
+                        .await?;
+                }
+                let rate = *count as f64 / t.elapsed().as_secs_f64();
+                Ok(format!(
+                    "{count} acknowledged writes at {rate:.0}/s, last {region}#{}",
+                    last.0
+                ))
+            }
+            Step::Kill { region } => {
+                let i = self.fed.index(region)?;
+                self.fed.signal(i, "-KILL")?;
+                self.last_fault = Some((format!("kill {region}"), Instant::now()));
+                Ok(String::new())
+            }
+            Step::Restart { region } => {
+                let i = self.fed.index(region)?;
+                if self.fed.nodes[i].child.is_some() {
+                    self.fed.signal(i, "-TERM")?;
+                }
+                self.fed.start(i, false)?;
+                self.fed.wait_writable(i, Duration::from_secs(60)).await?;
+                self.last_fault = Some((format!("restart {region}"), Instant::now()));
+                Ok("writable again".into())
+            }
+            Step::Pause { region } => {
+                let i = self.fed.index(region)?;
+                self.fed.signal(i, "-STOP")?;
+                self.last_fault = Some((format!("pause {region}"), Instant::now()));
+                Ok(String::new())
+            }
+            Step::Resume { region } => {
+                let i = self.fed.index(region)?;
+                self.fed.signal(i, "-CONT")?;
+                self.last_fault = Some((format!("resume {region}"), Instant::now()));
+                Ok(String::new())
+            }
+            Step::Wipe { region } => {
+                let i = self.fed.index(region)?;
+                if self.fed.nodes[i].child.is_some() {
+                    self.fed.signal(i, "-KILL")?;
+                }
+                std::fs::remove_dir_all(self.fed.nodes[i].dir.join("store"))
+                    .context("wiping the store")?;
+                self.fed.start(i, false)?;
+                self.fed.wait_writable(i, Duration::from_secs(60)).await?;
+                let own = self
+                    .fed
+                    .heads(i)
+                    .await
+                    .and_then(|h| h.get(region).map(|x| x.0))
+                    .unwrap_or(0);
+                let acked_own = self
+                    .acked
+                    .iter()
+                    .filter(|(r, _, _)| r.to_string() == *region)
+                    .map(|(_, s, _)| *s)
+                    .max()
+                    .unwrap_or(0);
+                if own < acked_own {
+                    self.violate("no_acknowledged_record_lost", format!("{region} reopened writes holding {own} of its own records, {acked_own} were acknowledged"));
+                }
+                self.last_fault = Some((format!("wipe {region}"), Instant::now()));
+                Ok(format!(
+                    "recovered its own log to #{own} before accepting writes"
+                ))
+            }
+            Step::Partition { groups } => {
+                let mut sets: Vec<BTreeSet<usize>> = Vec::new();
+                for g in groups {
+                    sets.push(g.iter().map(|r| self.fed.index(r)).collect::<Result<_>>()?);
+                }
+                let listed: BTreeSet<usize> = sets.iter().flatten().copied().collect();
+                let rest: BTreeSet<usize> = (0..self.fed.nodes.len())
+                    .filter(|i| !listed.contains(i))
+                    .collect();
+                if !rest.is_empty() {
+                    sets.push(rest);
+                }
+                self.apply_partition(&sets).await?;
+                self.groups = Some(sets);
+                self.last_fault = Some(("partition".into(), Instant::now()));
+                Ok(format!(
+                    "{} groups (in-node fault mode: libp2p connections cut and refused)",
+                    self.groups.as_ref().map_or(0, Vec::len)
+                ))
+            }
+            Step::Heal => {
+                let all: Vec<BTreeSet<usize>> = vec![(0..self.fed.nodes.len()).collect()];
+                self.apply_partition(&all).await?;
+                self.groups = None;
+                self.last_fault = Some(("heal".into(), Instant::now()));
+                Ok(String::new())
+            }
+            Step::WaitConverged { timeout_ms } => {
+                self.wait_converged(Duration::from_millis(*timeout_ms))
+                    .await
+            }
+            Step::AssertCheck {
+                at,
+                uscc,
+                domain,
+                mandatory,
+                recommended,
+            } => {
+                let mut asked = 0;
+                let catalogue = Catalogue::embedded()?;
+                for i in self.regions(at, None)? {
+                    if !self.fed.live(i) {
+                        continue;
+                    }
+                    let path = format!("/v1/check?uscc={uscc}&domain={domain}");
+                    let v = self
+                        .fed
+                        .get(i, &path)
+                        .await
+                        .with_context(|| format!("check at {}", self.fed.nodes[i].region))?;
+                    let answer: CheckAnswer = serde_json::from_value(v).context("check answer")?;
+                    let report = verify_answer(&answer, &self.fed.manifest, &catalogue);
+                    let region = self.fed.nodes[i].region;
+                    for e in answer
+                        .entries
+                        .iter()
+                        .filter(|e| e.state == EntryState::Suspended)
+                    {
+                        if answer
+                            .mandatory
+                            .iter()
+                            .chain(&answer.recommended)
+                            .any(|m| m.entry == e.entry)
+                        {
+                            self.violate(
+                                "suspended_entry_never_applies_a_measure",
+                                format!("{region}: suspended entry {} applied a measure", e.entry),
+                            );
+                        }
+                    }
+                    if !report.ok() {
+                        bail!(
+                            "{region}: answer failed offline verification: {:?}",
+                            report.failures
+                        );
+                    }
+                    let got_m: BTreeSet<String> =
+                        answer.mandatory.iter().map(|m| m.code.0.clone()).collect();
+                    let got_r: BTreeSet<String> = answer
+                        .recommended
+                        .iter()
+                        .map(|m| m.code.0.clone())
+                        .collect();
+                    let want_m: BTreeSet<String> = mandatory.iter().cloned().collect();
+                    let want_r: BTreeSet<String> = recommended.iter().cloned().collect();
+                    if got_m != want_m || got_r != want_r {
+                        bail!(
+                            "{region}: mandatory {got_m:?} recommended {got_r:?}, expected {want_m:?} {want_r:?}"
+                        );
+                    }
+                    asked += 1;
+                }
+                self.note(
+                    "suspended_entry_never_applies_a_measure",
+                    format!("{asked} check answers verified offline"),
+                );
+                Ok(format!(
+                    "{asked} nodes answered as expected; evidence verified offline"
+                ))
+            }
+            Step::AssertEntry { at, entry, state } => {
+                let id = self.entry_named(entry)?.0.id;
+                let mut n = 0;
+                for i in self.regions(at, None)? {
+                    if !self.fed.live(i) {
+                        continue;
+                    }
+                    let v = self
+                        .fed
+                        .get(i, &format!("/v1/entries/{id}"))
+                        .await
+                        .with_context(|| format!("entry at {}", self.fed.nodes[i].region))?;
+                    if v["state"] != json!(state) {
+                        bail!(
+                            "{}: entry {entry} is {}, expected {state}",
+                            self.fed.nodes[i].region,
+                            v["state"]
+                        );
+                    }
+                    n += 1;
+                }
+                Ok(format!("{state} at {n} nodes"))
+            }
+            Step::InjectInvalid { entry, region } => self.inject_invalid(entry, region).await,
+            Step::Equivocate { region } => self.equivocate(region).await,
+        }
+    }
+
+    async fn wait_holds(&self, i: usize, path: &str) -> Result<()> {
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            poll.tick().await;
+            if self.fed.nodes[i]
+                .client
+                .get(path)
+                .await
+                .is_ok_and(|r| r.status == 200)
+            {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!("{} never received {path}", self.fed.nodes[i].region);
+            }
+        }
+    }
+
+    async fn wait_holds_action(&self, i: usize, id: &ActionId) -> Result<()> {
+        self.wait_holds(i, &format!("/v1/actions/{id}")).await
+    }
+
+    async fn wait_holds_entry(&self, i: usize, id: &EntryId) -> Result<()> {
+        self.wait_holds(i, &format!("/v1/entries/{id}")).await
+    }
+
+    async fn apply_partition(&self, groups: &[BTreeSet<usize>]) -> Result<()> {
+        for (i, n) in self.fed.nodes.iter().enumerate() {
+            if !self.fed.live(i) {
+                continue;
+            }
+            let mine = groups.iter().find(|g| g.contains(&i));
+            let blocked: Vec<String> = (0..self.fed.nodes.len())
+                .filter(|j| mine.is_none_or(|g| !g.contains(j)))
+                .map(|j| self.fed.nodes[j].region.to_string())
+                .collect();
+            let r = n
+                .client
+                .post("/v1/admin/partition", &json!({"blocked": blocked}))
+                .await?;
+            if r.status != 200 {
+                bail!("partition at {}: {} {}", n.region, r.status, r.body);
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_converged(&mut self, timeout: Duration) -> Result<String> {
+        let t0 = Instant::now();
+        // An equivocating member holds a forked copy of its own log that can never match
+        // the honest copies: convergence is judged among the honest nodes.
+        let live: Vec<usize> = (0..self.fed.nodes.len())
+            .filter(|&i| {
+                self.fed.live(i)
+                    && !self
+                        .expected_equivocators
+                        .contains(&self.fed.nodes[i].region)
+            })
+            .collect();
+        let components: Vec<Vec<usize>> = match &self.groups {
+            None => vec![live.clone()],
+            Some(g) => g
+                .iter()
+                .map(|s| s.iter().copied().filter(|i| live.contains(i)).collect())
+                .collect(),
+        };
+        let mut poll = tokio::time::interval(Duration::from_millis(50));
+        let heads = loop {
+            poll.tick().await;
+            let fed = &self.fed;
+            let all = futures::future::join_all(
+                live.iter().map(|&i| async move { (i, fed.heads(i).await) }),
+            )
+            .await;
+            let map: BTreeMap<usize, BTreeMap<String, (u64, String)>> = all
+                .into_iter()
+                .filter_map(|(i, h)| h.map(|h| (i, h)))
+                .collect();
+            let same = components.iter().all(|c| {
+                c.windows(2)
+                    .all(|w| map.get(&w[0]).is_some() && map.get(&w[0]) == map.get(&w[1]))
+            });
+            if same && map.len() == live.len() {
+                break map;
+            }
+            if t0.elapsed() > timeout {
+                let detail = format!("heads differ after {timeout:?}");
+                self.violate("live_connected_nodes_converge", detail.clone());
+                bail!(detail);
+            }
+        };
+        let took = t0.elapsed().as_secs_f64() * 1000.0;
+        if let Some((fault, at)) = &self.last_fault {
+            self.convergence.push(Convergence {
+                after: fault.clone(),
+                since_fault_ms: at.elapsed().as_secs_f64() * 1000.0,
+                wait_ms: took,
+            });
+        }
+        // Derived state: the same statistics everywhere within a component.
+        for c in &components {
+            let mut first: Option<(usize, serde_json::Value)> = None;
+            for &i in c {
+                let Some(mut s) = self.fed.get(i, "/v1/stats").await else {
+                    continue;
+                };
+                if let Some(o) = s.as_object_mut() {
+                    o.remove("median_acknowledgement_ms");
+                }
+                match &first {
+                    None => first = Some((i, s)),
+                    Some((j, f)) if *f != s => {
+                        let d = format!(
+                            "{} and {} hold the same heads but derive different state",
+                            self.fed.nodes[*j].region, self.fed.nodes[i].region
+                        );
+                        self.violate("live_connected_nodes_converge", d);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.note(
+            "live_connected_nodes_converge",
+            format!("{} live nodes converged in {took:.0} ms", live.len()),
+        );
+        if self.groups.is_none() {
+            self.check_acknowledged(&heads).await?;
+            self.check_equivocation().await;
+        }
+        Ok(format!("{} live nodes, {took:.0} ms", live.len()))
+    }
+
+    /// Every acknowledged record is at its position, with its hash, at a live node whose
+    /// heads every live node shares (hash-linked chains: same head ⇒ same log).
+    async fn check_acknowledged(
+        &mut self,
+        heads: &BTreeMap<usize, BTreeMap<String, (u64, String)>>,
+    ) -> Result<()> {
+        let Some((&i, h)) = heads.iter().next() else {
+            return Ok(());
+        };
+        let mut by_region: BTreeMap<RegionCode, Vec<(u64, String)>> = BTreeMap::new();
+        for (r, s, hash) in &self.acked {
+            by_region.entry(*r).or_default().push((*s, hash.clone()));
+        }
+        let mut checked = 0;
+        for (r, acks) in by_region {
+            let held = h.get(&r.to_string()).map_or(0, |x| x.0);
+            let mut positions: BTreeMap<u64, String> = BTreeMap::new();
+            let mut from = 1;
+            while from <= held {
+                let v = self
+                    .fed
+                    .get(i, &format!("/v1/log/{r}?from={from}&limit=256"))
+                    .await
+                    .context("log range")?;
+                let envs = v["envelopes"].as_array().cloned().unwrap_or_default();
+                if envs.is_empty() {
+                    break;
+                }
+                for (k, e) in envs.iter().enumerate() {
+                    let bytes = hex::decode(e.as_str().unwrap_or("")).unwrap_or_default();
+                    positions.insert(
+                        from + k as u64,
+                        envelope_hash(FEDERATION_ID, &bytes).to_hex(),
+                    );
+                }
+                from += envs.len() as u64;
+            }
+            for (s, hash) in acks {
+                checked += 1;
+                match positions.get(&s) {
+                    Some(x) if *x == hash => {}
+                    Some(_) if self.expected_equivocators.contains(&r) => {}
+                    other => self.violate(
+                        "no_acknowledged_record_lost",
+                        format!("{r}#{s}: acknowledged {hash}, held {other:?}"),
+                    ),
+                }
+            }
+        }
+        self.note(
+            "no_acknowledged_record_lost",
+            format!("{checked} acknowledged records found with their hashes on every live node"),
+        );
+        Ok(())
+    }
+
+    async fn check_equivocation(&mut self) {
+        if self.expected_equivocators.is_empty() {
+            self.invariants
+                .entry("equivocation_detected_by_every_honest_node".into())
+                .or_default()
+                .1 = vec!["no member equivocated in this scenario; no node flagged one".into()];
+            for i in 0..self.fed.nodes.len() {
+                if !self.fed.live(i) {
+                    continue;
+                }
+                let flagged = self
+                    .fed
+                    .get(i, "/v1/status")
+                    .await
+                    .and_then(|s| s["equivocating_regions"].as_array().cloned())
+                    .unwrap_or_default();
+                if !flagged.is_empty() {
+                    self.violate(
+                        "equivocation_detected_by_every_honest_node",
+                        format!(
+                            "{} flagged {flagged:?} though nobody equivocated",
+                            self.fed.nodes[i].region
+                        ),
+                    );
+                }
+            }
+        }
+        for r in self.expected_equivocators.clone() {
+            for i in 0..self.fed.nodes.len() {
+                if !self.fed.live(i) || self.fed.nodes[i].region == r {
+                    continue;
+                }
+                let flagged = self.fed.get(i, "/v1/status").await.is_some_and(|s| {
+                    s["equivocating_regions"]
+                        .as_array()
+                        .is_some_and(|a| a.contains(&json!(r.to_string())))
+                });
+                if !flagged {
+                    self.violate(
+                        "equivocation_detected_by_every_honest_node",
+                        format!("{} did not flag {r}", self.fed.nodes[i].region),
+                    );
+                }
+            }
+            self.note(
+                "equivocation_detected_by_every_honest_node",
+                format!("{r} flagged by every other live node"),
+            );
+        }
+    }
+
+    async fn inject_invalid(&mut self, entry: &str, region: &str) -> Result<String> {
+        let (named, content) = self.entry_named(entry)?;
+        let (eid, issuer) = (named.id, named.region);
+        let content = content.clone();
+        let i = self.fed.index(region)?;
+        let r = self.fed.nodes[i].region;
+        let before = self.fed.heads(i).await.unwrap_or_default();
+        let client = &self.fed.nodes[i].client;
+        let mut refused = Vec::new();
+        let submit = |author: String, key: &credfed_protocol::crypto::Keypair, body: Body| {
+            let (bytes, sig) = credfed_protocol::envelope::sign_body(FEDERATION_ID, key, &body);
+            let req =
+                json!({"author": author, "body": hex::encode(bytes), "signature": sig.to_hex()});
+            async move { client.post("/v1/records", &req).await }
+        };
+        let forged = credfed_protocol::crypto::Keypair::from_secret([0x66; 32]);
+        let cases = vec![
+            (
+                "forged signature",
+                submit(
+                    format!("{r}:pub"),
+                    &forged,
+                    Body::ListEntryPublished(ListEntry {
+                        summary: "forged".into(),
+                        ..content.clone()
+                    }),
+                )
+                .await?,
+            ),
+            (
+                "wrong role",
+                submit(
+                    format!("{r}:impl"),
+                    &self.fed.dept_key(&format!("{r}:impl")),
+                    Body::ListEntryPublished(ListEntry {
+                        summary: "role".into(),
+                        ..content.clone()
+                    }),
+                )
+                .await?,
+            ),
+            (
+                "another region revokes",
+                if r == issuer {
+                    bail!("inject_invalid: choose a region other than the entry's issuer {issuer}")
+                } else {
+                    submit(
+                        format!("{r}:pub"),
+                        &self.fed.dept_key(&format!("{r}:pub")),
+                        Body::ListEntryRevoked {
+                            entry: eid,
+                            reason: "越权".into(),
+                        },
+                    )
+                    .await?
+                },
+            ),
+        ];
+        for (what, resp) in &cases {
+            if resp.status == 201 {
+                self.violate("nothing_invalid_accepted", format!("{r} accepted a {what}"));
+            } else {
+                refused.push(format!("{what}: {}", resp.status));
+            }
+        }
+        let after = self.fed.heads(i).await.unwrap_or_default();
+        if before.get(&r.to_string()) != after.get(&r.to_string()) {
+            self.violate(
+                "nothing_invalid_accepted",
+                format!("{r}'s log changed while refusing invalid records"),
+            );
+        }
+        self.note(
+            "nothing_invalid_accepted",
+            format!("at {r}: {}", refused.join(", ")),
+        );
+        Ok(refused.join("; "))
+    }
+
+    async fn equivocate(&mut self, region: &str) -> Result<String> {
+        let i = self.fed.index(region)?;
+        let r = self.fed.nodes[i].region;
+        // Everyone else goes offline, the member loses its store and is (wrongly) started
+        // solo: it rewrites its log from seq 1.
+        let others: Vec<usize> = (0..self.fed.nodes.len())
+            .filter(|&j| j != i && self.fed.nodes[j].child.is_some())
+            .collect();
+        for &j in &others {
+            self.fed.signal(j, "-STOP")?;
+        }
+        self.fed.signal(i, "-KILL")?;
+        std::fs::remove_dir_all(self.fed.nodes[i].dir.join("store"))?;
+        let cfg = self.fed.nodes[i].dir.join("config.toml");
+        let text = std::fs::read_to_string(&cfg)?;
+        std::fs::write(&cfg, text.replace("solo = false", "solo = true"))?;
+        self.fed.start(i, false)?;
+        self.fed.wait_writable(i, Duration::from_secs(30)).await?;
+        let held_elsewhere = self
+            .acked
+            .iter()
+            .filter(|(x, _, _)| *x == r)
+            .map(|(_, s, _)| *s)
+            .max()
+            .unwrap_or(0);
+        for n in 0..(held_elsewhere + 6) {
+            let d = DepartmentId::new(r, &format!("rogue{n}"), "d")?;
+            let body = Body::DepartmentRegistered {
+                department: d,
+                name: "rogue".into(),
+                roles: vec![credfed_protocol::ids::Role::Publisher],
+                key: self.fed.dept_key("rogue").public(),
+            };
+            let (bytes, sig) = credfed_protocol::envelope::sign_body(
+                FEDERATION_ID,
+                &self.fed.nodes[i].node_key,
+                &body,
+            );
+            let resp = self.fed.nodes[i].client.post("/v1/records", &json!({"author": format!("{r}:node"), "body": hex::encode(bytes), "signature": sig.to_hex()})).await?;
+            if resp.status != 201 {
+                bail!("rogue write at {r}: {} {}", resp.status, resp.body);
+            }
+        }
+        std::fs::write(&cfg, text)?;
+        for &j in &others {
+            self.fed.signal(j, "-CONT")?;
+        }
+        self.expected_equivocators.insert(r);
+        self.last_fault = Some((format!("equivocate {region}"), Instant::now()));
+        // Detection is checked at the next convergence.
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            poll.tick().await;
+            let mut all = true;
+            for &j in &others {
+                if !self.fed.live(j) {
+                    continue;
+                }
+                let flagged = self.fed.get(j, "/v1/status").await.is_some_and(|s| {
+                    s["equivocating_regions"]
+                        .as_array()
+                        .is_some_and(|a| a.contains(&json!(r.to_string())))
+                });
+                all &= flagged;
+            }
+            if all {
+                return Ok(format!("{} honest nodes flagged {r}", others.len()));
+            }
+            if Instant::now() > end {
+                self.violate(
+                    "equivocation_detected_by_every_honest_node",
+                    format!("not every node flagged {r} within 60 s"),
+                );
+                return Ok("detection incomplete".into());
+            }
+        }
+    }
+
+    /// Builds the report.
+    pub async fn report(&mut self, scenario: &Scenario) -> Report {
+        let mut messages = 0;
+        let mut bytes = 0;
+        for i in 0..self.fed.nodes.len() {
+            if !self.fed.live(i) {
+                continue;
+            }
+            if let Ok(r) = self.fed.nodes[i].client.get("/metrics").await {
+                for l in r.body.lines() {
+                    let v = l
+                        .rsplit(' ')
+                        .next()
+                        .and_then(|x| x.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    if l.starts_with("credfed_gossip_received_total ")
+                        || l.starts_with("credfed_ranges_fetched_total ")
+                    {
+                        messages += v;
+                    } else if l.starts_with("credfed_bytes_received_total ") {
+                        bytes += v;
+                    }
+                }
+            }
+        }
+        let mut acknowledgement_ms: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (named, _) in self.actions.values() {
+            let i = self.fed.index(&named.region.to_string()).unwrap_or(0);
+            if let Some(v) = self.fed.get(i, &format!("/v1/actions/{}", named.id)).await {
+                for t in v["targets"].as_array().cloned().unwrap_or_default() {
+                    if let (Some(r), Some(ms)) =
+                        (t["region"].as_str(), t["acknowledgement_ms"].as_i64())
+                    {
+                        acknowledgement_ms
+                            .entry(r.to_string())
+                            .or_default()
+                            .push(ms);
+                    }
+                }
+            }
+        }
+        Report {
+            scenario: scenario.name.clone(),
+            regions: self.fed.nodes.iter().map(|n| n.region.to_string()).collect(),
+            steps: self.steps.clone(),
+            invariants: self.invariants.iter().map(|(n, (held, d))| Invariant { name: n.clone(), held: *held, detail: d.join("; ") }).collect(),
+            propagation_ms: Percentiles::of(&self.propagation_ms),
+            propagation_samples_ms: self.propagation_ms.clone(),
+            convergence_ms: self.convergence.clone(),
+            acknowledgement_ms,
+            messages,
+            bytes,
+            fault_mode: "processes: SIGKILL/SIGSTOP/restart/wipe; links: in-node partition (libp2p connections cut and refused by each node's allow-list)".into(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! A federation of real `credfed-node` processes on loopback.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use credfed_node::client::{ApiClient, ApiResponse};
+use credfed_protocol::catalogue::{Catalogue, EMBEDDED_CATALOGUE};
+use credfed_protocol::crypto::{Keypair, sha256};
+use credfed_protocol::envelope::{NODE_UNIT, sign_body};
+use credfed_protocol::ids::{DepartmentId, PROVINCES, RegionCode, Role};
+use credfed_protocol::manifest::{Manifest, Member, Policy};
+use credfed_protocol::record::Body;
+use credfed_protocol::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Federation id of testnets.
+pub const FEDERATION_ID: &str = "cn-credit-testnet";
+
+/// Departments every region gets, with their roles.
+pub const UNITS: &[(&str, &[Role])] = &[
+    ("pub", &[Role::Publisher]),
+    ("init", &[Role::Initiator]),
+    ("impl", &[Role::Implementer]),
+    ("obj", &[Role::ObjectionHandler]),
+];
+
+/// Where to find the `credfed-node` binary: `$CREDFED_NODE_BIN`, else beside this
+/// executable (or one directory up, for test executables in `deps/`).
+pub fn node_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("CREDFED_NODE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(2) {
+        let p = dir.join("credfed-node");
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "credfed-node binary not found beside {}; build it with `cargo build --release -p credfed-node` or set CREDFED_NODE_BIN",
+        exe.display()
+    )
+}
+
+/// Parses `--regions`: a count (the first N of the 31 provinces) or a comma list of codes.
+pub fn parse_regions(spec: &str) -> Result<Vec<RegionCode>> {
+    if let Ok(n) = spec.parse::<usize>() {
+        if !(1..=31).contains(&n) {
+            bail!("--regions {n}: between 1 and 31");
+        }
+        return PROVINCES[..n]
+            .iter()
+            .map(|p| RegionCode::new(p.code, "--regions").map_err(Into::into))
+            .collect();
+    }
+    let mut out: Vec<RegionCode> = spec
+        .split(',')
+        .map(|c| RegionCode::parse(c.trim(), "--regions"))
+        .collect::<Result<_, _>>()?;
+    out.sort();
+    out.dedup();
+    if let Some(r) = out.iter().find(|r| !r.is_province()) {
+        bail!("--regions: {r} is not provincial-level");
+    }
+    Ok(out)
+}
+
+/// Deterministic key for a label within one testnet (seeded by the authority key, which
+/// is random per testnet).
+pub fn derived_key(seed: &Keypair, label: &str) -> Keypair {
+    Keypair::from_secret(sha256(&[&seed.secret_bytes(), label.as_bytes()]).0)
+}
+
+/// One node.
+pub struct NodeHandle {
+    /// Region.
+    pub region: RegionCode,
+    /// Data directory.
+    pub dir: PathBuf,
+    /// API address.
+    pub api: String,
+    /// libp2p port.
+    pub p2p_port: u16,
+    /// Node key.
+    pub node_key: Keypair,
+    /// Operator client (node certificate).
+    pub client: ApiClient,
+    /// The process, if this testnet process started it.
+    pub child: Option<Child>,
+    /// Stopped by SIGSTOP.
+    pub paused: bool,
+}
+
+/// What `up` records so that `down` (another process) can find the nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FederationFile {
+    /// Regions and API addresses.
+    pub nodes: Vec<(String, String, u32)>,
+}
+
+/// A running federation.
+pub struct Federation {
+    /// Root directory.
+    pub dir: PathBuf,
+    /// Nodes, by region order.
+    pub nodes: Vec<NodeHandle>,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Authority key (seeds department keys).
+    pub authority: Keypair,
+}
+
+/// Options for building a federation.
+#[derive(Debug, Clone)]
+pub struct FedOptions {
+    /// First port; node i uses base + 2i (p2p) and base + 2i + 1 (API).
+    pub base_port: u16,
+    /// Heads exchange interval in ms (more nodes → slower, to spare the CPU).
+    pub heads_interval_ms: u64,
+}
+
+impl Federation {
+    /// Creates keys, certificates, a signed manifest and configs for `regions` in `dir`.
+    pub fn create(dir: &Path, regions: &[RegionCode], opts: &FedOptions) -> Result<Federation> {
+        std::fs::create_dir_all(dir)?;
+        let bin = node_bin()?;
+        let authority = Keypair::from_secret(credfed_node::config::random_secret()?);
+        let secret = dir.join("person.secret");
+        std::fs::write(&secret, hex::encode(credfed_node::config::random_secret()?))?;
+        let mut nodes = Vec::new();
+        for (i, r) in regions.iter().enumerate() {
+            let ndir = dir.join(r.to_string());
+            let p2p = opts.base_port + 2 * i as u16;
+            let api = p2p + 1;
+            let out = Command::new(&bin)
+                .args(["init", "--region", &r.to_string(), "--data-dir"])
+                .arg(&ndir)
+                .args([
+                    "--p2p-port",
+                    &p2p.to_string(),
+                    "--api-port",
+                    &api.to_string(),
+                    "--output",
+                    "json",
+                    "--authority-key",
+                    &authority.public().to_hex(),
+                    "--person-secret",
+                ])
+                .arg(&secret)
+                .output()
+                .context("running credfed-node init")?;
+            if !out.status.success() {
+                bail!(
+                    "credfed-node init for {r} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let cfg_path = ndir.join("config.toml");
+            let cfg = std::fs::read_to_string(&cfg_path)?;
+            std::fs::write(
+                &cfg_path,
+                cfg.replace(
+                    "heads_interval_ms = 2000",
+                    &format!("heads_interval_ms = {}", opts.heads_interval_ms),
+                )
+                .replace("redial_interval_ms = 2000", "redial_interval_ms = 1000"),
+            )?;
+            let node_key = credfed_node::config::read_key(&ndir.join("node.key"))?;
+            let op = ndir.join("operator");
+            let api_addr = format!("127.0.0.1:{api}");
+            let client = ApiClient::with_identity(
+                &api_addr,
+                &ndir.join("api-ca.pem"),
+                &op.join(format!("{r}-node.pem")),
+                &op.join(format!("{r}-node.key")),
+            )?;
+            nodes.push(NodeHandle {
+                region: *r,
+                dir: ndir,
+                api: api_addr,
+                p2p_port: p2p,
+                node_key,
+                client,
+                child: None,
+                paused: false,
+            });
+        }
+        let manifest = Manifest {
+            federation_id: FEDERATION_ID.into(),
+            protocol_version: credfed_protocol::PROTOCOL_VERSION,
+            version: 1,
+            issued_at: Timestamp(0),
+            expires_at: Timestamp(i64::MAX / 2),
+            authority_key: authority.public(),
+            members: nodes
+                .iter()
+                .map(|n| Member {
+                    region: n.region,
+                    name: n.region.province_info().name_zh.into(),
+                    node_key: n.node_key.public(),
+                    addresses: vec![format!("/ip4/127.0.0.1/tcp/{}", n.p2p_port)],
+                })
+                .collect(),
+            policy: Policy::default(),
+            catalogue_hash: Catalogue::file_hash(EMBEDDED_CATALOGUE),
+        };
+        let signed = serde_json::to_string_pretty(&manifest.sign(&authority)?)?;
+        for n in &nodes {
+            std::fs::write(n.dir.join("manifest.json"), &signed)?;
+        }
+        std::fs::write(dir.join("manifest.json"), &signed)?;
+        std::fs::write(
+            dir.join("authority.key"),
+            hex::encode(authority.secret_bytes()),
+        )?;
+        Ok(Federation {
+            dir: dir.to_path_buf(),
+            nodes,
+            manifest,
+            authority,
+        })
+    }
+
+    /// Starts node `i`. With `detached`, it outlives this process (`up`).
+    pub fn start(&mut self, i: usize, detached: bool) -> Result<()> {
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(n.dir.join("node.log"))?;
+        let mut cmd = Command::new(node_bin()?);
+        cmd.args(["run", "--config"])
+            .arg(n.dir.join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .stdin(Stdio::null());
+        if detached {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().context("starting credfed-node")?;
+        std::fs::write(n.dir.join("pid"), child.id().to_string())?;
+        n.child = Some(child);
+        n.paused = false;
+        Ok(())
+    }
+
+    /// Sends a signal to node `i`'s process.
+    pub fn signal(&mut self, i: usize, sig: &str) -> Result<()> {
+        let n = &mut self.nodes[i];
+        let Some(c) = n.child.as_mut() else {
+            bail!("{} is not running", n.region)
+        };
+        let st = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status()?;
+        if !st.success() {
+            bail!("kill {sig} {} failed", c.id());
+        }
+        match sig {
+            "-STOP" => n.paused = true,
+            "-CONT" => n.paused = false,
+            "-KILL" | "-TERM" => {
+                let _ = c.wait();
+                n.child = None;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether node `i` is running and not paused.
+    pub fn live(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some() && !self.nodes[i].paused
+    }
+
+    /// Index of a region.
+    pub fn index(&self, region: &str) -> Result<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.region.to_string() == region)
+            .with_context(|| format!("region {region} is not in this testnet"))
+    }
+
+    /// Waits until node `i` accepts writes.
+    pub async fn wait_writable(&self, i: usize, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            poll.tick().await;
+            if let Ok(r) = self.nodes[i].client.get("/v1/status").await
+                && r.json().is_ok_and(|v| v["writes_open"] == json!(true))
+            {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!(
+                    "node {} did not open writes within {timeout:?}; see {}",
+                    self.nodes[i].region,
+                    self.nodes[i].dir.join("node.log").display()
+                );
+            }
+        }
+    }
+
+    /// Starts every node and waits until all accept writes.
+    pub async fn start_all(&mut self, detached: bool) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            self.start(i, detached)?;
+        }
+        for i in 0..self.nodes.len() {
+            self.wait_writable(i, Duration::from_secs(120)).await?;
+        }
+        Ok(())
+    }
+
+    /// Key of a department in this testnet.
+    pub fn dept_key(&self, dept: &str) -> Keypair {
+        derived_key(&self.authority, &format!("dept-{dept}"))
+    }
+
+    /// Registers the standard departments in every region.
+    pub async fn register_departments(&self) -> Result<()> {
+        let tasks = self.nodes.iter().map(|n| async move {
+            for (unit, roles) in UNITS {
+                let d = DepartmentId::new(n.region, unit, "department")?;
+                let body = Body::DepartmentRegistered {
+                    department: d.clone(),
+                    name: format!("{} {unit}", n.region.province_info().name_zh),
+                    roles: roles.to_vec(),
+                    key: self.dept_key(&d.to_string()).public(),
+                };
+                let r = self
+                    .submit_signed(n, &format!("{}:{NODE_UNIT}", n.region), &n.node_key, &body)
+                    .await?;
+                if r.status != 201 {
+                    bail!("registering {d}: {} {}", r.status, r.body);
+                }
+            }
+            Ok(())
+        });
+        for r in futures::future::join_all(tasks).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Signs and submits a body at the author's node.
+    pub async fn submit(&self, author: &str, body: &Body) -> Result<ApiResponse> {
+        let d = DepartmentId::parse(author, "author")?;
+        let i = self.index(&d.home_province().to_string())?;
+        self.submit_signed(&self.nodes[i], author, &self.dept_key(author), body)
+            .await
+    }
+
+    async fn submit_signed(
+        &self,
+        n: &NodeHandle,
+        author: &str,
+        key: &Keypair,
+        body: &Body,
+    ) -> Result<ApiResponse> {
+        let (bytes, sig) = sign_body(FEDERATION_ID, key, body);
+        n.client
+            .post(
+                "/v1/records",
+                &json!({"author": author, "body": hex::encode(bytes), "signature": sig.to_hex()}),
+            )
+            .await
+    }
+
+    /// Heads of node `i` (region → (seq, hash)).
+    pub async fn heads(&self, i: usize) -> Option<BTreeMap<String, (u64, String)>> {
+        let v = self.nodes[i]
+            .client
+            .get("/v1/heads")
+            .await
+            .ok()?
+            .json()
+            .ok()?;
+        Some(
+            v.as_object()?
+                .iter()
+                .map(|(k, h)| {
+                    (
+                        k.clone(),
+                        (
+                            h["seq"].as_u64().unwrap_or(0),
+                            h["hash"].as_str().unwrap_or("").to_string(),
+                        ),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// A JSON GET at node `i`.
+    pub async fn get(&self, i: usize, path: &str) -> Option<Value> {
+        self.nodes[i].client.get(path).await.ok()?.json().ok()
+    }
+
+    /// Writes `federation.json` for `down`.
+    pub fn save(&self) -> Result<()> {
+        let f = FederationFile {
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| {
+                    (
+                        n.region.to_string(),
+                        n.api.clone(),
+                        n.child.as_ref().map_or(0, |c| c.id()),
+                    )
+                })
+                .collect(),
+        };
+        std::fs::write(
+            self.dir.join("federation.json"),
+            serde_json::to_string_pretty(&f)?,
+        )?;
+        Ok(())
+    }
+
+    /// Stops every node (SIGTERM, then wait).
+    pub fn stop_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused {
+                let _ = self.signal(i, "-CONT");
+            }
+            if self.nodes[i].child.is_some() {
+                let _ = self.signal(i, "-TERM");
+            }
+        }
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = Command::new("kill")
+                    .args(["-CONT", &c.id().to_string()])
+                    .status();
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Stops the nodes a previous `up` started in `dir`.
+pub fn down(dir: &Path) -> Result<usize> {
+    let f: FederationFile = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("federation.json")).with_context(|| {
+            format!(
+                "{}: no federation.json; was `up` run with this --dir?",
+                dir.display()
+            )
+        })?,
+    )?;
+    let mut stopped = 0;
+    for (_, _, pid) in f.nodes {
+        if pid != 0
+            && Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        {
+            stopped += 1;
+        }
+    }
+    Ok(stopped)
+}

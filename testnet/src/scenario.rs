@@ -1,0 +1,265 @@
+//! Drill scenarios: TOML files of steps (see `docs/testnet.md`).
+
+use serde::Deserialize;
+
+/// A scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name.
+    pub name: String,
+    /// What it rehearses.
+    #[serde(default)]
+    pub description: String,
+    /// Steps, in order.
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+fn default_measures() -> Vec<String> {
+    vec!["P-10-10".into(), "P-11-04".into()]
+}
+
+/// Regions a step applies to: `"all"`, `"targets"` (of an action) or a list of codes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Regions {
+    /// A keyword.
+    Word(String),
+    /// Region codes.
+    List(Vec<String>),
+}
+
+/// One step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Publish a list entry; `id` names it for later steps.
+    Publish {
+        /// Name for later steps.
+        id: String,
+        /// Issuing region.
+        region: String,
+        /// `black` or `red`.
+        #[serde(default = "black")]
+        list: String,
+        /// USCC of the subject.
+        uscc: String,
+        /// Measures requested.
+        #[serde(default = "default_measures")]
+        measures: Vec<String>,
+        /// Days until expiry (default 3 years).
+        #[serde(default)]
+        expires_in_days: Option<i32>,
+    },
+    /// Correct an entry's summary (issuing region).
+    Amend {
+        /// Entry name.
+        entry: String,
+    },
+    /// Revoke an entry (issuing region).
+    Revoke {
+        /// Entry name.
+        entry: String,
+    },
+    /// Credit repair (issuing region).
+    Repair {
+        /// Entry name.
+        entry: String,
+    },
+    /// Initiate a joint action on an entry, from its issuing region.
+    Initiate {
+        /// Name for later steps.
+        id: String,
+        /// Entry name.
+        entry: String,
+        /// `all` or a list of target regions.
+        #[serde(default = "all")]
+        targets: Regions,
+        /// Measures asked for.
+        #[serde(default = "default_measures")]
+        measures: Vec<String>,
+    },
+    /// Target regions acknowledge an action.
+    Acknowledge {
+        /// Action name.
+        action: String,
+        /// Which regions answer (`targets` = every target).
+        #[serde(default = "targets")]
+        regions: Regions,
+    },
+    /// Target regions report execution of a measure.
+    Execute {
+        /// Action name.
+        action: String,
+        /// Measure code.
+        measure: String,
+        /// Which regions report.
+        #[serde(default = "targets")]
+        regions: Regions,
+    },
+    /// A region records an objection (suspends the entry everywhere).
+    Object {
+        /// Name for later steps.
+        id: String,
+        /// Entry name.
+        entry: String,
+        /// Recording region.
+        region: String,
+    },
+    /// The issuing region resolves an objection.
+    Resolve {
+        /// Objection name.
+        objection: String,
+        /// `upheld`, `corrected` or `revoked`.
+        outcome: String,
+    },
+    /// A stream of publications from one region.
+    Burst {
+        /// Region.
+        region: String,
+        /// How many.
+        count: usize,
+    },
+    /// SIGKILL a node.
+    Kill {
+        /// Region.
+        region: String,
+    },
+    /// Restart a killed or stopped node.
+    Restart {
+        /// Region.
+        region: String,
+    },
+    /// SIGSTOP a node.
+    Pause {
+        /// Region.
+        region: String,
+    },
+    /// SIGCONT a paused node.
+    Resume {
+        /// Region.
+        region: String,
+    },
+    /// Stop a node, delete its store, restart it: it must recover its own log from peers.
+    Wipe {
+        /// Region.
+        region: String,
+    },
+    /// Split the federation: nodes talk only within their group (regions not listed form
+    /// their own group).
+    Partition {
+        /// Groups of region codes.
+        groups: Vec<Vec<String>>,
+    },
+    /// Remove every partition.
+    Heal,
+    /// Wait until every live node holds the same heads (and check invariants).
+    WaitConverged {
+        /// Deadline in milliseconds.
+        #[serde(default = "thirty_seconds")]
+        timeout_ms: u64,
+    },
+    /// Ask nodes a check (应查必查) and compare.
+    AssertCheck {
+        /// Where to ask.
+        #[serde(default = "all")]
+        at: Regions,
+        /// Subject.
+        uscc: String,
+        /// Domain.
+        domain: String,
+        /// Mandatory measures expected to apply (exactly).
+        #[serde(default)]
+        mandatory: Vec<String>,
+        /// Recommended measures expected to apply (exactly).
+        #[serde(default)]
+        recommended: Vec<String>,
+    },
+    /// Ask nodes for an entry's state.
+    AssertEntry {
+        /// Where to ask.
+        #[serde(default = "all")]
+        at: Regions,
+        /// Entry name.
+        entry: String,
+        /// Expected state (`active`, `suspended`, `revoked`, `repaired`, `expired`, `pending`).
+        state: String,
+    },
+    /// Submit invalid records (forged signature, wrong role, another region revoking) and
+    /// check that each is refused and nothing is stored.
+    InjectInvalid {
+        /// Entry name to attack.
+        entry: String,
+        /// Region whose node receives the forgeries.
+        region: String,
+    },
+    /// Make a member equivocate: stop it, wipe its store, start it alone and let it write a
+    /// different history; every other node must detect it.
+    Equivocate {
+        /// Region.
+        region: String,
+    },
+}
+
+fn black() -> String {
+    "black".into()
+}
+fn all() -> Regions {
+    Regions::Word("all".into())
+}
+fn targets() -> Regions {
+    Regions::Word("targets".into())
+}
+fn thirty_seconds() -> u64 {
+    30_000
+}
+
+impl Step {
+    /// The step's kind, as written in the file.
+    pub fn kind(&self) -> String {
+        format!("{self:?}")
+            .split([' ', '{'])
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// Parses a scenario.
+pub fn parse(text: &str) -> anyhow::Result<Scenario> {
+    Ok(toml::from_str(text)?)
+}
+
+/// The scenarios shipped in `testnet/scenarios/`, by file stem.
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("default", include_str!("../scenarios/default.toml")),
+    (
+        "01-joint-punishment",
+        include_str!("../scenarios/01-joint-punishment.toml"),
+    ),
+    (
+        "02-objection",
+        include_str!("../scenarios/02-objection.toml"),
+    ),
+    (
+        "03-repair-expiry-red-list",
+        include_str!("../scenarios/03-repair-expiry-red-list.toml"),
+    ),
+    (
+        "04-partition-heal",
+        include_str!("../scenarios/04-partition-heal.toml"),
+    ),
+    (
+        "05-origin-offline",
+        include_str!("../scenarios/05-origin-offline.toml"),
+    ),
+    (
+        "06-kill-and-wipe",
+        include_str!("../scenarios/06-kill-and-wipe.toml"),
+    ),
+    (
+        "07-equivocation-intruder",
+        include_str!("../scenarios/07-equivocation-intruder.toml"),
+    ),
+];
