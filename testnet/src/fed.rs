@@ -308,7 +308,8 @@ impl Federation {
         }
     }
 
-    /// Starts every node and waits until all accept writes.
+    /// Starts every node and waits until all accept writes and every node is connected
+    /// to every other (so push reaches everyone from the first record on).
     pub async fn start_all(&mut self, detached: bool) -> Result<()> {
         for i in 0..self.nodes.len() {
             self.start(i, detached)?;
@@ -316,7 +317,32 @@ impl Federation {
         for i in 0..self.nodes.len() {
             self.wait_writable(i, Duration::from_secs(120)).await?;
         }
-        Ok(())
+        let want = self.nodes.len() - 1;
+        let end = Instant::now() + Duration::from_secs(120);
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            poll.tick().await;
+            let nodes = &self.nodes;
+            let counts = futures::future::join_all((0..nodes.len()).map(|i| async move {
+                nodes[i]
+                    .client
+                    .get("/v1/status")
+                    .await
+                    .ok()
+                    .and_then(|r| r.json().ok())
+                    .and_then(|v| v["peers_connected"].as_u64())
+                    .unwrap_or(0)
+            }))
+            .await;
+            if counts.iter().all(|c| *c as usize >= want) {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!(
+                    "not every node connected to all {want} others within 120 s (connected counts {counts:?})"
+                );
+            }
+        }
     }
 
     /// Key of a department in this testnet.
