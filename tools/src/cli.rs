@@ -1,0 +1,573 @@
+//! Command-line surface (clap). Every setting that names a node, a key or a manifest can
+//! also come from the environment (`CREDFED_*`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "credfed", version, about = "Sign, submit and check credit records of a credfed federation (国发〔2016〕33号)", long_about = None)]
+pub struct Cli {
+    /// Output for people (tables) or machines (JSON).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text, env = "CREDFED_OUTPUT")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// How to reach a node's API.
+#[derive(Args, Clone)]
+pub struct NodeArgs {
+    /// Node API address (host:port).
+    #[arg(long, env = "CREDFED_NODE", default_value = "127.0.0.1:8443")]
+    pub node: String,
+    /// The node's API CA certificate (api-ca.pem from the node's operator).
+    #[arg(long, env = "CREDFED_CA")]
+    pub ca: PathBuf,
+    /// Client certificate the node issued to your department.
+    #[arg(long, env = "CREDFED_CERT")]
+    pub cert: PathBuf,
+    /// Its private key.
+    #[arg(long, env = "CREDFED_CERT_KEY")]
+    pub cert_key: PathBuf,
+}
+
+/// Who signs.
+#[derive(Args, Clone)]
+pub struct SignArgs {
+    /// Authoring department, REGION:UNIT (REGION:node for the node itself).
+    #[arg(long, env = "CREDFED_AUTHOR")]
+    pub author: String,
+    /// The department's secret key file (from `credfed key gen`).
+    #[arg(long, env = "CREDFED_KEY")]
+    pub key: PathBuf,
+    /// The federation manifest (gives the federation id that every signature names).
+    #[arg(long, env = "CREDFED_MANIFEST")]
+    pub manifest: PathBuf,
+    /// Print the signed record instead of submitting it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Validate identifiers (USCC, GB 32100-2015; resident identity numbers, GB 11643-1999).
+    Id {
+        #[command(subcommand)]
+        command: IdCmd,
+    },
+    /// Generate and show keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+    },
+    /// Build, sign and verify the federation manifest.
+    Federation {
+        #[command(subcommand)]
+        command: FederationCmd,
+    },
+    /// Register, revoke and show departments.
+    Dept {
+        #[command(subcommand)]
+        command: DeptCmd,
+    },
+    /// Red- and black-list entries.
+    Entry {
+        #[command(subcommand)]
+        command: EntryCmd,
+    },
+    /// Credit evaluation results.
+    Evaluation {
+        #[command(subcommand)]
+        command: EvaluationCmd,
+    },
+    /// Joint incentives and punishments.
+    Action {
+        #[command(subcommand)]
+        command: ActionCmd,
+    },
+    /// Objections and complaints.
+    Objection {
+        #[command(subcommand)]
+        command: ObjectionCmd,
+    },
+    /// Sign and submit any record body given as JSON (see docs/protocol.md).
+    Submit {
+        /// File with the body as JSON, e.g. {"list_entry_revoked": {...}}.
+        file: PathBuf,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Import existing list data (CSV or JSON Lines), validating every row first.
+    Import(ImportArgs),
+    /// 应查必查: what applies to a subject in a domain.
+    Check {
+        /// USCC or resident identity number.
+        code: String,
+        /// Domain of your approval workflow, e.g. procurement, licensing, travel.
+        #[arg(long)]
+        domain: String,
+        /// Save the full answer (with evidence) for offline verification.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Verify a saved check answer offline: signatures, chain positions, authorisation, states.
+    Verify {
+        /// The answer (JSON from `credfed check --save`).
+        answer: PathBuf,
+        /// The federation manifest.
+        #[arg(long, env = "CREDFED_MANIFEST")]
+        manifest: PathBuf,
+        /// Federation authority public key (hex) to check the manifest's signature against.
+        #[arg(long, env = "CREDFED_AUTHORITY_KEY")]
+        authority_key: Option<String>,
+    },
+    /// Tracking statistics of a node (跟踪问效).
+    Stats {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// A node's status.
+    Status {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// A node's peers.
+    Peers {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum IdCmd {
+    /// Check codes; exits 0 only if all are valid.
+    Check {
+        /// Codes to check.
+        #[arg(required = true)]
+        codes: Vec<String>,
+        /// Force the kind instead of detecting it.
+        #[arg(long, value_enum)]
+        kind: Option<IdKind>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum IdKind {
+    Uscc,
+    Person,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Generate a key file (mode 0600; never overwrites).
+    Gen {
+        /// What the key is for.
+        #[arg(long, value_enum)]
+        kind: KeyKind,
+        /// File to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show a key file's public key (and PeerId for node keys).
+    Show {
+        /// Key file.
+        key: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum KeyKind {
+    Authority,
+    Node,
+    Department,
+}
+
+#[derive(Subcommand)]
+pub enum FederationCmd {
+    /// Create an unsigned manifest from a members file (TOML: [[member]] region, name, node_key, addresses).
+    Init {
+        /// Members file.
+        #[arg(long)]
+        members: PathBuf,
+        /// Federation id.
+        #[arg(long)]
+        federation_id: String,
+        /// Authority public key (hex) or key file.
+        #[arg(long)]
+        authority: String,
+        /// Days until the manifest expires.
+        #[arg(long, default_value_t = 365)]
+        valid_days: i64,
+        /// Manifest version.
+        #[arg(long, default_value_t = 1)]
+        version: u64,
+        /// Draft file to write (unsigned manifest JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add or replace a member in a draft.
+    AddMember {
+        /// Draft manifest.
+        draft: PathBuf,
+        /// Region code.
+        #[arg(long)]
+        region: String,
+        /// Platform name.
+        #[arg(long)]
+        name: String,
+        /// Node public key (hex).
+        #[arg(long)]
+        node_key: String,
+        /// Bootstrap addresses.
+        #[arg(long, value_delimiter = ',')]
+        addresses: Vec<String>,
+    },
+    /// Remove a member from a draft.
+    RemoveMember {
+        /// Draft manifest.
+        draft: PathBuf,
+        /// Region code.
+        #[arg(long)]
+        region: String,
+    },
+    /// Sign a draft with the authority key.
+    Sign {
+        /// Draft manifest.
+        draft: PathBuf,
+        /// Authority secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Signed manifest to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify a signed manifest against the authority key.
+    Verify {
+        /// Signed manifest.
+        manifest: PathBuf,
+        /// Authority public key (hex).
+        #[arg(long, env = "CREDFED_AUTHORITY_KEY")]
+        authority_key: String,
+    },
+    /// Show a signed manifest or a draft.
+    Show {
+        /// File.
+        manifest: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DeptCmd {
+    /// Register a department (signed by the node key or an operator department).
+    Register {
+        /// Department id REGION:UNIT.
+        #[arg(long)]
+        department: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// Roles: publisher, initiator, implementer, objection_handler, operator.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// The department's public key (hex) or its key file.
+        #[arg(long)]
+        public_key: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Revoke a department.
+    Revoke {
+        /// Department id.
+        #[arg(long)]
+        department: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Show a department as registered.
+    Show {
+        /// Department id.
+        department: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct EntryFields {
+    /// Subject: USCC (organisation) or resident identity number (hashed by the node's
+    /// federation secret is NOT available to the CLI: use USCC subjects here).
+    #[arg(long)]
+    pub uscc: String,
+    /// Subject's registered name.
+    #[arg(long)]
+    pub name: String,
+    /// black or red.
+    #[arg(long, default_value = "black")]
+    pub list: String,
+    /// Category: a field of article 九 (e.g. food_and_drug) or a red-list source of article 三.
+    #[arg(long)]
+    pub category: String,
+    /// Decision document number.
+    #[arg(long)]
+    pub document_no: String,
+    /// Deciding authority.
+    #[arg(long)]
+    pub authority: String,
+    /// Decision date YYYY-MM-DD.
+    #[arg(long)]
+    pub decided_on: String,
+    /// Legal basis.
+    #[arg(long)]
+    pub legal_basis: String,
+    /// First day in force (default: decision date).
+    #[arg(long)]
+    pub effective_from: Option<String>,
+    /// First day no longer in force.
+    #[arg(long)]
+    pub expires_on: String,
+    /// Requested measures, e.g. P-10-10,P-11-04.
+    #[arg(long, value_delimiter = ',')]
+    pub measures: Vec<String>,
+    /// Public summary.
+    #[arg(long, default_value = "")]
+    pub summary: String,
+    /// Reason, if the code fails the check character but is a legal early pilot code.
+    #[arg(long)]
+    pub check_exemption: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum EntryCmd {
+    /// Publish an entry.
+    Publish {
+        #[command(flatten)]
+        fields: EntryFields,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Revoke an entry of your region.
+    Revoke {
+        /// Entry id.
+        #[arg(long)]
+        entry: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Record a credit repair.
+    Repair {
+        /// Entry id.
+        #[arg(long)]
+        entry: String,
+        /// corrected_within_period or public_service.
+        #[arg(long, default_value = "corrected_within_period")]
+        basis: String,
+        /// Details.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Show an entry, its state and overdue objections.
+    Show {
+        /// Entry id.
+        entry: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EvaluationCmd {
+    /// Publish an evaluation result.
+    Publish {
+        /// Subject USCC.
+        #[arg(long)]
+        uscc: String,
+        /// Subject name.
+        #[arg(long)]
+        name: String,
+        /// Scheme code.
+        #[arg(long)]
+        scheme: String,
+        /// Class (A, B, C, D …).
+        #[arg(long, conflicts_with = "score")]
+        class: Option<String>,
+        /// Score in thousandths (0–1000).
+        #[arg(long)]
+        score: Option<u16>,
+        /// Evaluation date.
+        #[arg(long)]
+        evaluated_on: String,
+        /// First day no longer valid.
+        #[arg(long)]
+        valid_until: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ActionCmd {
+    /// Initiate a joint action on an entry of your region.
+    Initiate {
+        /// Entry id.
+        #[arg(long)]
+        entry: String,
+        /// Your action document reference.
+        #[arg(long)]
+        reference: String,
+        /// punishment or incentive.
+        #[arg(long, default_value = "punishment")]
+        kind: String,
+        /// "all" or region codes.
+        #[arg(long, value_delimiter = ',', default_value = "all")]
+        targets: Vec<String>,
+        /// Measures.
+        #[arg(long, value_delimiter = ',', required = true)]
+        measures: Vec<String>,
+        /// Last day to acknowledge.
+        #[arg(long)]
+        respond_by: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Acknowledge an action as a target region.
+    Ack {
+        /// Action id.
+        #[arg(long)]
+        action: String,
+        /// accepted, declined or partly.
+        #[arg(long, default_value = "accepted")]
+        decision: String,
+        /// For partly: the measures accepted.
+        #[arg(long, value_delimiter = ',')]
+        accepted: Vec<String>,
+        /// Reason (declined, partly).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Implementing departments.
+        #[arg(long, value_delimiter = ',')]
+        implementing: Vec<String>,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Report execution of a measure.
+    Execute {
+        /// Action id.
+        #[arg(long)]
+        action: String,
+        /// Measure code.
+        #[arg(long)]
+        measure: String,
+        /// Implementing decision reference.
+        #[arg(long)]
+        reference: String,
+        /// Date executed.
+        #[arg(long)]
+        executed_on: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Show an action with per-region acknowledgement, execution and overdue status.
+    Show {
+        /// Action id.
+        action: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ObjectionCmd {
+    /// Record an objection (any region); the entry is suspended everywhere.
+    File {
+        /// Entry id.
+        #[arg(long)]
+        entry: String,
+        /// Your case number.
+        #[arg(long)]
+        case_no: String,
+        /// Grounds.
+        #[arg(long)]
+        grounds: String,
+        /// Date filed.
+        #[arg(long)]
+        filed_on: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Resolve an objection (issuing region only).
+    Resolve {
+        /// Objection id.
+        #[arg(long)]
+        objection: String,
+        /// upheld, corrected or revoked.
+        #[arg(long)]
+        outcome: String,
+        /// Explanation.
+        #[arg(long)]
+        note: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// CSV (header row, columns in docs/cli.md) or JSON Lines (one entry object per line).
+    pub file: PathBuf,
+    /// Submit the valid rows even if some are invalid (those are reported and skipped).
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Rows submitted concurrently.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub sign: SignArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}

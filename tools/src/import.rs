@@ -1,0 +1,239 @@
+//! Bulk import of existing list data.
+//!
+//! Every row is validated before anything is sent; bad rows are reported with line,
+//! field and rule, and nothing is submitted unless `--skip-invalid`. Entry ids derive
+//! from region, list, document number and subject, so a rerun after an interruption
+//! meets its earlier rows as 409 "already published" and counts them as done instead of
+//! duplicating them.
+//!
+//! CSV columns (header row required; see docs/cli.md): `uscc, name, list, category,
+//! document_no, authority, decided_on, legal_basis, effective_from, expires_on, measures,
+//! summary` — `measures` separated by `;`, `effective_from` optional. JSON Lines: one
+//! object per line with the same keys (`measures` an array or a `;` string).
+
+use std::collections::BTreeMap;
+
+use credfed_protocol::envelope::sign_body;
+use credfed_protocol::ids::DepartmentId;
+use credfed_protocol::record::{Body, ListEntry, entry_id};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::cli::{EntryFields, ImportArgs, Output};
+use crate::commands::{client, entry_from_fields};
+use crate::output::emit;
+use crate::{Failure, exit};
+
+fn field(row: &BTreeMap<String, String>, k: &str) -> String {
+    row.get(k).cloned().unwrap_or_default().trim().to_string()
+}
+
+fn to_entry(row: &BTreeMap<String, String>) -> Result<ListEntry, Failure> {
+    let opt = |k: &str| Some(field(row, k)).filter(|v| !v.is_empty());
+    let f = EntryFields {
+        uscc: field(row, "uscc"),
+        name: field(row, "name"),
+        list: opt("list").unwrap_or_else(|| "black".into()),
+        category: field(row, "category"),
+        document_no: field(row, "document_no"),
+        authority: field(row, "authority"),
+        decided_on: field(row, "decided_on"),
+        legal_basis: field(row, "legal_basis"),
+        effective_from: opt("effective_from"),
+        expires_on: field(row, "expires_on"),
+        measures: field(row, "measures")
+            .split(';')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect(),
+        summary: field(row, "summary"),
+        check_exemption: opt("check_exemption"),
+    };
+    let e = entry_from_fields(&f)?;
+    Body::ListEntryPublished(e.clone())
+        .validate()
+        .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
+    Ok(e)
+}
+
+fn read_rows(path: &std::path::Path) -> Result<Vec<(usize, BTreeMap<String, String>)>, Failure> {
+    let bad = |m: String| Failure::new(exit::INVALID, m);
+    let is_jsonl = path
+        .extension()
+        .is_some_and(|e| e == "jsonl" || e == "json");
+    let mut rows = Vec::new();
+    if is_jsonl {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| bad(format!("line {}: not JSON: {e}", i + 1)))?;
+            let mut row = BTreeMap::new();
+            for (k, x) in v.as_object().cloned().unwrap_or_default() {
+                let text = match x {
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                row.insert(k, text);
+            }
+            rows.push((i + 1, row));
+        }
+    } else {
+        let mut r = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(path)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let headers = r
+            .headers()
+            .map_err(|e| bad(format!("{}: header row: {e}", path.display())))?
+            .clone();
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec.map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
+            rows.push((
+                i + 2,
+                headers
+                    .iter()
+                    .map(str::to_string)
+                    .zip(rec.iter().map(str::to_string))
+                    .collect(),
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs an import.
+pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
+    let rows = read_rows(&args.file)?;
+    let author = DepartmentId::parse(&args.sign.author, "--author")
+        .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
+    let mut valid = Vec::new();
+    let mut problems = Vec::new();
+    for (line, row) in &rows {
+        match to_entry(row) {
+            Ok(e) => valid.push((*line, e)),
+            Err(f) => problems.push(json!({"line": line, "error": f.message})),
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("line {}: {}", p["line"], p["error"].as_str().unwrap_or(""));
+        }
+        if !args.skip_invalid {
+            return Err(Failure::new(
+                exit::INVALID,
+                format!(
+                    "{} of {} rows are invalid; nothing was submitted. Fix them, or rerun with --skip-invalid to submit the {} valid rows",
+                    problems.len(),
+                    rows.len(),
+                    valid.len()
+                ),
+            ));
+        }
+    }
+    if args.sign.dry_run {
+        emit(
+            mode,
+            &json!({"valid": valid.len(), "invalid": problems.len()}),
+            || {
+                format!(
+                    "{} valid rows, {} invalid; nothing submitted (--dry-run)",
+                    valid.len(),
+                    problems.len()
+                )
+            },
+        );
+        return Ok(());
+    }
+    let manifest_text = std::fs::read_to_string(&args.sign.manifest).map_err(|e| {
+        Failure::new(
+            exit::INVALID,
+            format!("{}: {e}", args.sign.manifest.display()),
+        )
+    })?;
+    let signed: credfed_protocol::manifest::SignedManifest =
+        serde_json::from_str(&manifest_text)
+            .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
+    let manifest: credfed_protocol::manifest::Manifest = credfed_protocol::codec::decode(
+        &signed.manifest,
+        credfed_protocol::limits::MAX_MANIFEST_BYTES,
+        "manifest",
+    )
+    .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
+    let key = credfed_node::config::read_key(&args.sign.key)
+        .map_err(|e| Failure::new(exit::INVALID, format!("{e:#}")))?;
+    let c = client(&args.node)?;
+    let bar = ProgressBar::new(valid.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if mode == Output::Json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
+    let (mut submitted, mut already, mut refused) = (0usize, 0usize, Vec::new());
+    let batch = args.batch.clamp(1, 256);
+    for chunk in valid.chunks(batch) {
+        let results = rt.block_on(async {
+            let futs = chunk.iter().map(|(line, e)| {
+                let (bytes, sig) = sign_body(&manifest.federation_id, &key, &Body::ListEntryPublished(e.clone()));
+                let req = json!({"author": author.to_string(), "body": hex::encode(bytes), "signature": sig.to_hex()});
+                let c = c.clone();
+                async move { (*line, c.post("/v1/records", &req).await) }
+            });
+            futures::future::join_all(futs).await
+        });
+        for (line, r) in results {
+            match r {
+                Err(e) => {
+                    bar.abandon();
+                    return Err(Failure::new(exit::UNREACHABLE, format!("cannot reach the node at {} ({e:#}) after {submitted} rows; rerun the same command to resume (rows already recorded are recognised, not duplicated)", args.node.node)));
+                }
+                Ok(r) if r.status == 201 => submitted += 1,
+                Ok(r) if r.status == 409 && r.body.contains("already published") => already += 1,
+                Ok(r) => refused.push(json!({"line": line, "status": r.status, "error": r.json().ok().and_then(|v| v["message"].as_str().map(str::to_owned)).unwrap_or(r.body)})),
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let ids: Vec<String> = valid
+        .iter()
+        .take(3)
+        .map(|(_, e)| entry_id(author.home_province(), e).to_string())
+        .collect();
+    let v = json!({"rows": rows.len(), "invalid": problems.len(), "submitted": submitted, "already_recorded": already, "refused": refused, "first_entry_ids": ids});
+    emit(mode, &v, || {
+        format!(
+            "{} rows: {submitted} submitted, {already} already recorded (resumed), {} refused by the node, {} invalid skipped",
+            rows.len(),
+            refused.len(),
+            problems.len()
+        )
+    });
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "{} rows refused by the node (first: {})",
+                refused.len(),
+                refused[0]
+            ),
+        ))
+    }
+}

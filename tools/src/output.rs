@@ -1,0 +1,54 @@
+//! Printing: readable tables for people, JSON for machines.
+
+use serde_json::Value;
+
+use crate::cli::Output;
+
+/// Prints `value` as JSON, or `text` for people.
+pub fn emit(mode: Output, value: &Value, text: impl FnOnce() -> String) {
+    match mode {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
+        Output::Text => println!("{}", text()),
+    }
+}
+
+/// A simple aligned table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "{c}{}",
+                    " ".repeat(widths[i].saturating_sub(c.chars().count()) + 2)
+                )
+            })
+            .collect::<String>()
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n")
+}
+
+/// A JSON value as short text.
+pub fn s(v: &Value) -> String {
+    match v {
+        Value::String(x) => x.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}

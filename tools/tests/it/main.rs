@@ -1,0 +1,533 @@
+//! End-to-end tests of the `credfed` CLI against real node processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use credfed_protocol::ids::RegionCode;
+use credfed_testnet::fed::{FedOptions, Federation};
+use serde_json::Value;
+
+const CLI: &str = env!("CARGO_BIN_EXE_credfed");
+
+struct Env {
+    fed: Federation,
+    _tmp: tempfile::TempDir,
+    keys: PathBuf,
+}
+
+async fn federation(base_port: u16) -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let regions = [
+        RegionCode::new(310000, "r").unwrap(),
+        RegionCode::new(440000, "r").unwrap(),
+    ];
+    let mut fed = Federation::create(
+        &tmp.path().join("fed"),
+        &regions,
+        &FedOptions {
+            base_port,
+            heads_interval_ms: 300,
+        },
+    )
+    .unwrap();
+    fed.start_all(false).await.unwrap();
+    fed.register_departments().await.unwrap();
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for r in ["310000", "440000"] {
+        for u in ["pub", "init", "impl", "obj"] {
+            let d = format!("{r}:{u}");
+            std::fs::write(
+                keys.join(format!("{r}-{u}.key")),
+                hex::encode(fed.dept_key(&d).secret_bytes()),
+            )
+            .unwrap();
+        }
+    }
+    Env {
+        fed,
+        _tmp: tmp,
+        keys,
+    }
+}
+
+impl Env {
+    /// Runs the CLI against node `i` (its operator certificate) as department `dept`.
+    fn cli(&self, i: usize, dept: &str, args: &[&str]) -> Output {
+        let n = &self.fed.nodes[i];
+        let r = n.region.to_string();
+        Command::new(CLI)
+            .args(args)
+            .env("CREDFED_NODE", &n.api)
+            .env("CREDFED_CA", n.dir.join("api-ca.pem"))
+            .env(
+                "CREDFED_CERT",
+                n.dir.join("operator").join(format!("{r}-node.pem")),
+            )
+            .env(
+                "CREDFED_CERT_KEY",
+                n.dir.join("operator").join(format!("{r}-node.key")),
+            )
+            .env("CREDFED_AUTHOR", dept)
+            .env(
+                "CREDFED_KEY",
+                self.keys.join(format!("{}.key", dept.replace(':', "-"))),
+            )
+            .env("CREDFED_MANIFEST", self.fed.dir.join("manifest.json"))
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, i: usize, dept: &str, args: &[&str]) -> Value {
+        let mut a = vec!["--output", "json"];
+        a.extend_from_slice(args);
+        let out = self.cli(i, dept, &a);
+        assert!(
+            out.status.success(),
+            "credfed {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    async fn wait_json(&self, i: usize, args: &[&str], cond: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            poll.tick().await;
+            let mut a = vec!["--output", "json"];
+            a.extend_from_slice(args);
+            let out = self.cli(i, "310000:pub", &a);
+            if out.status.success()
+                && let Ok(v) = serde_json::from_slice::<Value>(&out.stdout)
+                && cond(&v)
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < end,
+                "condition never held for {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+const PUBLISH: &[&str] = &[
+    "entry",
+    "publish",
+    "--uscc",
+    "91350100M000100Y43",
+    "--name",
+    "某某食品有限公司",
+    "--category",
+    "food_and_drug",
+    "--document-no",
+    "沪市监处〔2026〕12号",
+    "--authority",
+    "上海市市场监督管理局",
+    "--decided-on",
+    "2026-01-05",
+    "--expires-on",
+    "2031-01-05",
+    "--legal-basis",
+    "《食品安全法》第一百三十五条",
+    "--measures",
+    "P-10-10,P-11-04",
+];
+
+/// Issue 4: the whole joint-action cycle between two nodes, driven only by the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joint_action_cycle_between_two_nodes() {
+    let env = federation(29000).await;
+    let v = env.json(0, "310000:pub", PUBLISH);
+    let entry = v["entry"].as_str().unwrap().to_string();
+    let v = env.json(
+        0,
+        "310000:init",
+        &[
+            "action",
+            "initiate",
+            "--entry",
+            &entry,
+            "--reference",
+            "沪联惩〔2026〕5号",
+            "--targets",
+            "440000",
+            "--measures",
+            "P-10-10,P-11-04",
+            "--respond-by",
+            "2030-01-01",
+        ],
+    );
+    let action = v["action"].as_str().unwrap().to_string();
+    env.wait_json(1, &["action", "show", &action], |_| true)
+        .await;
+    env.json(
+        1,
+        "440000:impl",
+        &[
+            "action",
+            "ack",
+            "--action",
+            &action,
+            "--implementing",
+            "440000:impl",
+        ],
+    );
+    env.json(
+        1,
+        "440000:impl",
+        &[
+            "action",
+            "execute",
+            "--action",
+            &action,
+            "--measure",
+            "P-10-10",
+            "--reference",
+            "粤财采〔2026〕9号",
+            "--executed-on",
+            "2026-11-20",
+        ],
+    );
+    let v = env
+        .wait_json(0, &["action", "show", &action], |v| {
+            v["targets"][0]["status"] == "accepted"
+                && v["targets"][0]["executed"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(v["targets"][0]["region"], "440000");
+    // The text table for people.
+    let out = env.cli(0, "310000:pub", &["action", "show", &action]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("440000") && text.contains("accepted") && text.contains("P-10-10"),
+        "{text}"
+    );
+    // A check at Guangdong applies the mandatory travel restriction, saved and verified offline.
+    let answer = env._tmp.path().join("answer.json");
+    let v = env
+        .wait_json(
+            1,
+            &[
+                "check",
+                "91350100M000100Y43",
+                "--domain",
+                "travel",
+                "--save",
+                answer.to_str().unwrap(),
+            ],
+            |v| v["verdict"] == "measures_apply",
+        )
+        .await;
+    assert_eq!(v["mandatory"][0]["code"], "P-11-04");
+    let out = Command::new(CLI)
+        .args([
+            "verify",
+            answer.to_str().unwrap(),
+            "--manifest",
+            env.fed.dir.join("manifest.json").to_str().unwrap(),
+            "--authority-key",
+            &env.fed.authority.public().to_hex(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("VERIFIED"));
+    // --dry-run signs without submitting.
+    let mut dry = PUBLISH.to_vec();
+    dry.push("--dry-run");
+    let before = env.json(0, "310000:pub", &["status"])["own_head"].clone();
+    env.json(0, "310000:pub", &dry);
+    assert_eq!(env.json(0, "310000:pub", &["status"])["own_head"], before);
+}
+
+fn write_csv(path: &Path, rows: usize, bad: &[usize]) {
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record([
+        "uscc",
+        "name",
+        "list",
+        "category",
+        "document_no",
+        "authority",
+        "decided_on",
+        "legal_basis",
+        "effective_from",
+        "expires_on",
+        "measures",
+        "summary",
+    ])
+    .unwrap();
+    for i in 0..rows {
+        let uscc = if bad.contains(&i) {
+            "91350100M000100Y44"
+        } else {
+            "91350100M000100Y43"
+        };
+        let decided = if bad.contains(&i) && i % 2 == 0 {
+            "2026-02-30"
+        } else {
+            "2026-01-05"
+        };
+        w.write_record([
+            uscc,
+            "某某公司",
+            "black",
+            "malicious_wage_arrears",
+            &format!("沪人社罚〔2026〕{i}号"),
+            "上海市人社局",
+            decided,
+            "《劳动保障监察条例》",
+            "",
+            "2029-01-05",
+            "P-10-10;P-10-12",
+            "",
+        ])
+        .unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// Issue 4: bulk import with bad rows, and an interrupted import resumed without duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_import_validates_first_and_resumes_without_duplicates() {
+    let env = federation(29100).await;
+    let dir = env._tmp.path();
+    let all = dir.join("all.csv");
+    let bad = [7, 500, 1501, 1999];
+    write_csv(&all, 2000, &bad);
+    let head = |env: &Env| {
+        env.json(0, "310000:pub", &["status"])["own_head"]
+            .as_u64()
+            .unwrap()
+    };
+    let start = head(&env);
+    // Bad rows: reported with line and rule, nothing submitted, exit 4.
+    let out = env.cli(0, "310000:pub", &["import", all.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 9: subject.uscc: check character is '4', expected '3'"),
+        "{err}"
+    );
+    assert!(err.contains("line 502: --decided-on"), "{err}");
+    assert!(err.contains("nothing was submitted"), "{err}");
+    assert_eq!(head(&env), start);
+    // An interrupted import: the first 600 rows went in.
+    let part = dir.join("part.csv");
+    write_csv(&part, 600, &bad);
+    let v = env.json(
+        0,
+        "310000:pub",
+        &["import", part.to_str().unwrap(), "--skip-invalid"],
+    );
+    assert_eq!(v["submitted"], 598);
+    // Rerun on the whole file: earlier rows are recognised, not duplicated.
+    let v = env.json(
+        0,
+        "310000:pub",
+        &["import", all.to_str().unwrap(), "--skip-invalid"],
+    );
+    assert_eq!(v["already_recorded"], 598);
+    assert_eq!(v["submitted"], 2000 - 4 - 598);
+    assert_eq!(v["invalid"], 4);
+    assert_eq!(head(&env), start + 1996, "exactly one record per valid row");
+}
+
+/// Issue 4: offline verification of a good answer and of broken ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_says_exactly_what_fails() {
+    let env = federation(29200).await;
+    env.json(0, "310000:pub", PUBLISH);
+    let dir = env._tmp.path();
+    let good = dir.join("good.json");
+    env.json(
+        0,
+        "310000:pub",
+        &[
+            "check",
+            "91350100M000100Y43",
+            "--domain",
+            "travel",
+            "--save",
+            good.to_str().unwrap(),
+        ],
+    );
+    let manifest = env.fed.dir.join("manifest.json");
+    let verify = |p: &Path| {
+        Command::new(CLI)
+            .args([
+                "verify",
+                p.to_str().unwrap(),
+                "--manifest",
+                manifest.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(verify(&good).status.success());
+    let answer: Value = serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
+    // A flipped byte.
+    let mut a = answer.clone();
+    let hex_env = a["evidence"][0]["envelope"].as_str().unwrap().to_string();
+    let mut bytes = hex::decode(&hex_env).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    a["evidence"][0]["envelope"] = Value::String(hex::encode(bytes));
+    let p = dir.join("flipped.json");
+    std::fs::write(&p, a.to_string()).unwrap();
+    let out = verify(&p);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("evidence 310000#"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A missing envelope (the publication).
+    let mut a = answer.clone();
+    let ev = a["evidence"].as_array().unwrap().clone();
+    let kept: Vec<Value> = ev.into_iter().filter(|e| e["pos"]["seq"] != 5).collect();
+    a["evidence"] = Value::Array(kept);
+    let p = dir.join("missing.json");
+    std::fs::write(&p, a.to_string()).unwrap();
+    let out = verify(&p);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not in the evidence"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // An unauthorised author: an implementer's publication, sealed by the node, slipped in.
+    let mut a = answer.clone();
+    let body = credfed_protocol::record::Body::ListEntryPublished(serde_json::from_value::<credfed_protocol::record::ListEntry>(serde_json::json!({
+        "category": {"black": "food_and_drug"},
+        "subject": {"organisation": {"uscc": "91350100M000100Y43", "name": "x", "check_exemption": null}},
+        "related_persons": [], "basis": {"document_no": "forged", "authority": "x", "decided_on": "2026-01-05", "legal_basis": "x"},
+        "effective_from": "2026-01-05", "expires_on": "2031-01-05", "requested_measures": ["P-11-02"], "summary": ""
+    })).unwrap());
+    let (b, sig) = credfed_protocol::envelope::sign_body(
+        credfed_testnet::fed::FEDERATION_ID,
+        &env.fed.dept_key("310000:impl"),
+        &body,
+    );
+    let at = credfed_protocol::envelope::AppendPosition {
+        region: RegionCode::new(310000, "r").unwrap(),
+        seq: 99,
+        prev_hash: credfed_protocol::crypto::Hash256([1; 32]),
+        timestamp: credfed_protocol::time::Timestamp(1_790_000_000_000),
+    };
+    let forged = credfed_protocol::envelope::seal(
+        credfed_testnet::fed::FEDERATION_ID,
+        &env.fed.nodes[0].node_key,
+        &at,
+        credfed_protocol::ids::DepartmentId::parse("310000:impl", "d").unwrap(),
+        b,
+        sig,
+    )
+    .unwrap();
+    let reg = env.json(0, "310000:pub", &["dept", "show", "310000:impl"])["registered_at"]["seq"]
+        .as_u64()
+        .unwrap();
+    let log: Value = serde_json::from_str(
+        &env.fed.nodes[0]
+            .client
+            .get(&format!("/v1/log/310000?from={reg}&limit=1"))
+            .await
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    let ev = a["evidence"].as_array_mut().unwrap();
+    ev.push(serde_json::json!({"pos": {"region": "310000", "seq": 99}, "envelope": hex::encode(forged)}));
+    ev.push(serde_json::json!({"pos": {"region": "310000", "seq": reg}, "envelope": log["envelopes"][0]}));
+    let p = dir.join("unauthorised.json");
+    std::fs::write(&p, a.to_string()).unwrap();
+    let out = verify(&p);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("lacks the publisher role"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Issue 4: a node that is down gives exit code 3 and says where it looked and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_down_gives_exit_code_3() {
+    let mut env = federation(29300).await;
+    env.fed.signal(0, "-TERM").unwrap();
+    let out = env.cli(0, "310000:pub", &["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&env.fed.nodes[0].api) && err.contains("credfed-node run"),
+        "{err}"
+    );
+}
+
+#[test]
+fn id_check_and_keys_and_completions() {
+    let out = Command::new(CLI)
+        .args(["id", "check", "91350100M000100Y43", "11010519491231002X"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = Command::new(CLI)
+        .args(["--output", "json", "id", "check", "110105194912310021"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["expected_check_character"], "X");
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("dept.key");
+    assert!(
+        Command::new(CLI)
+            .args([
+                "key",
+                "gen",
+                "--kind",
+                "department",
+                "--out",
+                k.to_str().unwrap()
+            ])
+            .status()
+            .unwrap()
+            .success()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !Command::new(CLI)
+            .args([
+                "key",
+                "gen",
+                "--kind",
+                "department",
+                "--out",
+                k.to_str().unwrap()
+            ])
+            .status()
+            .unwrap()
+            .success(),
+        "must refuse to overwrite"
+    );
+    let out = Command::new(CLI)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("credfed"));
+}
