@@ -624,9 +624,16 @@ async fn log_range(
                 e.to_string(),
             )
         })?;
-    Ok(Json(
-        json!({"region": r.to_string(), "from": q.from.unwrap_or(1), "envelopes": envs.iter().map(hex::encode).collect::<Vec<_>>()}),
-    ))
+    let from = q.from.unwrap_or(1).max(1);
+    let received: Vec<Option<i64>> = (0..envs.len() as u64)
+        .map(|k| state.core.store.received_at(credfed_protocol::state::RecordPos { region: r, seq: from + k }))
+        .collect();
+    Ok(Json(json!({
+        "region": r.to_string(),
+        "from": from,
+        "envelopes": envs.iter().map(hex::encode).collect::<Vec<_>>(),
+        "received_ms": received,
+    })))
 }
 
 async fn heads(State(state): State<Arc<ApiState>>) -> Result<Json<serde_json::Value>, ApiError> {

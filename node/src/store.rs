@@ -24,6 +24,7 @@
 //! | `S` | u16 len, SubjectKey, SubjectRef | empty |
 //! | `Q` | region u32 | empty: region flagged for equivocation |
 //! | `P` | region u32, seq u64 | `EquivocationProof` |
+//! | `R` | region u32, seq u64 | i64 LE: when this node applied it (local, not replicated) |
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,11 @@ pub trait Backend: StateView + Send + Sync {
     fn all_entries(&self) -> Box<dyn Iterator<Item = EntryFold> + '_>;
     /// All action folds (statistics).
     fn all_actions(&self) -> Box<dyn Iterator<Item = ActionFold> + '_>;
+    /// Remembers when this node applied the envelope at `pos` (node clock, ms): what
+    /// drills use to measure propagation. Not part of the replicated state.
+    fn note_received(&self, pos: RecordPos, at_ms: i64);
+    /// When this node applied the envelope at `pos`.
+    fn received_at(&self, pos: RecordPos) -> Option<i64>;
 }
 
 /// The node's durable store.
@@ -411,8 +417,16 @@ impl Backend for Store {
                 .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "action").ok())),
         )
     }
-}
 
+    fn note_received(&self, pos: RecordPos, at_ms: i64) {
+        let _ = self.tree.insert(pos_key(b'R', pos), &at_ms.to_le_bytes());
+    }
+
+    fn received_at(&self, pos: RecordPos) -> Option<i64> {
+        let v = self.tree.get(pos_key(b'R', pos)).ok()??;
+        Some(i64::from_le_bytes(v.as_ref().try_into().ok()?))
+    }
+}
 impl Store {
     fn get<T: Serialize + DeserializeOwned>(&self, key: &[u8], what: &'static str) -> Option<T> {
         // A read error or an undecodable value is reported as absent to the pure rules and

@@ -135,27 +135,22 @@ impl Drill {
     }
 
     /// Waits until every node reachable from the origin holds `region#seq`; records the time.
-    async fn propagate(&mut self, origin: usize, seq: u64, since: Instant) -> Result<()> {
+    /// Waits until every node reachable from the origin holds `region#seq`, then records
+    /// the propagation time from the nodes' own clocks: the latest moment any of them
+    /// applied the envelope, minus the origin's append timestamp (all nodes share this
+    /// machine's clock, so the difference is exact, unlike timing the polls).
+    async fn propagate(&mut self, origin: usize, seq: u64, _since: Instant) -> Result<()> {
         let region = self.fed.nodes[origin].region.to_string();
-        let targets: Vec<usize> = (0..self.fed.nodes.len())
-            .filter(|&j| j != origin && self.reachable(origin, j))
-            .collect();
-        let mut pending: BTreeSet<usize> = targets.into_iter().collect();
+        let targets: Vec<usize> = (0..self.fed.nodes.len()).filter(|&j| j != origin && self.reachable(origin, j)).collect();
+        let mut pending: BTreeSet<usize> = targets.iter().copied().collect();
         let end = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
         while !pending.is_empty() {
+            poll.tick().await;
+            let fed = &self.fed;
             let polls = pending.iter().map(|&j| {
                 let region = region.clone();
-                let fed = &self.fed;
-                async move {
-                    (
-                        j,
-                        fed.heads(j)
-                            .await
-                            .and_then(|h| h.get(&region).map(|x| x.0))
-                            .unwrap_or(0)
-                            >= seq,
-                    )
-                }
+                async move { (j, fed.heads(j).await.and_then(|h| h.get(&region).map(|x| x.0)).unwrap_or(0) >= seq) }
             });
             for (j, done) in futures::future::join_all(polls).await {
                 if done {
@@ -163,14 +158,21 @@ impl Drill {
                 }
             }
             if Instant::now() > end {
-                bail!(
-                    "{region}#{seq} did not reach {} node(s) within 30 s",
-                    pending.len()
-                );
+                bail!("{region}#{seq} did not reach {} node(s) within 30 s", pending.len());
             }
         }
-        self.propagation_ms
-            .push(since.elapsed().as_secs_f64() * 1000.0);
+        let path = format!("/v1/log/{region}?from={seq}&limit=1");
+        let origin_log = self.fed.get(origin, &path).await.context("origin log")?;
+        let bytes = hex::decode(origin_log["envelopes"][0].as_str().unwrap_or("")).unwrap_or_default();
+        let env: credfed_protocol::envelope::Envelope = credfed_protocol::codec::decode(&bytes, credfed_protocol::limits::MAX_ENVELOPE_BYTES, "envelope").context("origin envelope")?;
+        let fed = &self.fed;
+        let applied = futures::future::join_all(targets.iter().map(|&j| {
+            let path = path.clone();
+            async move { fed.get(j, &path).await.and_then(|v| v["received_ms"][0].as_i64()) }
+        }))
+        .await;
+        let latest = applied.into_iter().flatten().max().unwrap_or(env.timestamp.0);
+        self.propagation_ms.push((latest - env.timestamp.0).max(0) as f64);
         Ok(())
     }
 
@@ -467,7 +469,7 @@ impl Drill {
                 self.propagate(origin, seq, t).await?;
                 Ok(format!("{issuer}#{seq}"))
             }
-            Step::Burst { region, count } => {
+            Step::Burst { region, count, measure } => {
                 let r = RegionCode::parse(region, "region")?;
                 let t = Instant::now();
                 let mut last = (0, 0);
@@ -495,6 +497,9 @@ impl Drill {
                     last = self
                         .write(&self.author(r, "pub"), &Body::ListEntryPublished(e))
                         .await?;
+                    if *measure {
+                        self.propagate(last.1, last.0, Instant::now()).await?;
+                    }
                 }
                 let rate = *count as f64 / t.elapsed().as_secs_f64();
                 Ok(format!(
@@ -1128,7 +1133,14 @@ impl Drill {
                 }
             }
         }
+        let mut resources = BTreeMap::new();
+        for n in &self.fed.nodes {
+            if let Some(pid) = n.child.as_ref().map(|c| c.id()) {
+                resources.insert(n.region.to_string(), proc_usage(pid));
+            }
+        }
         Report {
+            resources,
             scenario: scenario.name.clone(),
             regions: self.fed.nodes.iter().map(|n| n.region.to_string()).collect(),
             steps: self.steps.clone(),
@@ -1143,4 +1155,23 @@ impl Drill {
             duration_ms: self.started.elapsed().as_millis() as u64,
         }
     }
+}
+
+/// Resident memory (KiB) and CPU time (s) of a process, from /proc.
+pub fn proc_usage(pid: u32) -> (u64, f64) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0);
+    // Fields 14 and 15 of /proc/<pid>/stat (after the command name) are utime and stime in
+    // clock ticks; Linux uses 100 ticks per second.
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?) as f64 / 100.0)
+        })
+        .unwrap_or(0.0);
+    (rss, cpu)
 }

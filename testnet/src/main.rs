@@ -173,9 +173,11 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
     for c in &r.convergence_ms {
         println!("  converged {:.0} ms after {}", c.since_fault_ms, c.after);
     }
-    println!(
-        "  report: {}/report.json, {}/report.html",
-        dir.display(),
-        dir.display()
-    );
+    if !r.resources.is_empty() {
+        let n = r.resources.len() as f64;
+        let rss = r.resources.values().map(|v| v.0 as f64).sum::<f64>() / n / 1024.0;
+        let cpu = r.resources.values().map(|v| v.1).sum::<f64>() / n;
+        println!("  per node: {rss:.0} MiB resident, {cpu:.2} s CPU over the whole run (mean of {n} nodes)");
+    }
+    println!("  report: {}/report.json, {}/report.html", dir.display(), dir.display());
 }

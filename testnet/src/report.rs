@@ -101,6 +101,8 @@ pub struct Report {
     pub messages: u64,
     /// Envelope bytes received, all nodes.
     pub bytes: u64,
+    /// Per-node resources at the end: region → (resident memory KiB, CPU seconds used).
+    pub resources: BTreeMap<String, (u64, f64)>,
     /// How faults were injected.
     pub fault_mode: String,
     /// Whole drill.

@@ -120,6 +120,9 @@ pub enum Step {
         region: String,
         /// How many.
         count: usize,
+        /// Wait for each record to reach every reachable node and time it.
+        #[serde(default)]
+        measure: bool,
     },
     /// SIGKILL a node.
     Kill {
@@ -262,4 +265,6 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "07-equivocation-intruder",
         include_str!("../scenarios/07-equivocation-intruder.toml"),
     ),
+    ("perf-propagation", include_str!("../scenarios/perf-propagation.toml")),
+    ("perf-heal-10k", include_str!("../scenarios/perf-heal-10k.toml")),
 ];
