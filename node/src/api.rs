@@ -626,7 +626,15 @@ async fn log_range(
         })?;
     let from = q.from.unwrap_or(1).max(1);
     let received: Vec<Option<i64>> = (0..envs.len() as u64)
-        .map(|k| state.core.store.received_at(credfed_protocol::state::RecordPos { region: r, seq: from + k }))
+        .map(|k| {
+            state
+                .core
+                .store
+                .received_at(credfed_protocol::state::RecordPos {
+                    region: r,
+                    seq: from + k,
+                })
+        })
         .collect();
     Ok(Json(json!({
         "region": r.to_string(),

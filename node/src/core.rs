@@ -143,7 +143,10 @@ impl Core {
                         message: format!("store: {e}"),
                     });
                 }
-                let pos = credfed_protocol::state::RecordPos { region: v.envelope.region, seq: v.envelope.seq };
+                let pos = credfed_protocol::state::RecordPos {
+                    region: v.envelope.region,
+                    seq: v.envelope.seq,
+                };
                 self.store.note_received(pos, self.now().0);
                 self.metrics.ingested.fetch_add(1, Ordering::Relaxed);
             }

@@ -141,7 +141,9 @@ impl Drill {
     /// machine's clock, so the difference is exact, unlike timing the polls).
     async fn propagate(&mut self, origin: usize, seq: u64, _since: Instant) -> Result<()> {
         let region = self.fed.nodes[origin].region.to_string();
-        let targets: Vec<usize> = (0..self.fed.nodes.len()).filter(|&j| j != origin && self.reachable(origin, j)).collect();
+        let targets: Vec<usize> = (0..self.fed.nodes.len())
+            .filter(|&j| j != origin && self.reachable(origin, j))
+            .collect();
         let mut pending: BTreeSet<usize> = targets.iter().copied().collect();
         let end = Instant::now() + Duration::from_secs(30);
         let mut poll = tokio::time::interval(Duration::from_millis(10));
@@ -150,7 +152,16 @@ impl Drill {
             let fed = &self.fed;
             let polls = pending.iter().map(|&j| {
                 let region = region.clone();
-                async move { (j, fed.heads(j).await.and_then(|h| h.get(&region).map(|x| x.0)).unwrap_or(0) >= seq) }
+                async move {
+                    (
+                        j,
+                        fed.heads(j)
+                            .await
+                            .and_then(|h| h.get(&region).map(|x| x.0))
+                            .unwrap_or(0)
+                            >= seq,
+                    )
+                }
             });
             for (j, done) in futures::future::join_all(polls).await {
                 if done {
@@ -158,21 +169,39 @@ impl Drill {
                 }
             }
             if Instant::now() > end {
-                bail!("{region}#{seq} did not reach {} node(s) within 30 s", pending.len());
+                bail!(
+                    "{region}#{seq} did not reach {} node(s) within 30 s",
+                    pending.len()
+                );
             }
         }
         let path = format!("/v1/log/{region}?from={seq}&limit=1");
         let origin_log = self.fed.get(origin, &path).await.context("origin log")?;
-        let bytes = hex::decode(origin_log["envelopes"][0].as_str().unwrap_or("")).unwrap_or_default();
-        let env: credfed_protocol::envelope::Envelope = credfed_protocol::codec::decode(&bytes, credfed_protocol::limits::MAX_ENVELOPE_BYTES, "envelope").context("origin envelope")?;
+        let bytes =
+            hex::decode(origin_log["envelopes"][0].as_str().unwrap_or("")).unwrap_or_default();
+        let env: credfed_protocol::envelope::Envelope = credfed_protocol::codec::decode(
+            &bytes,
+            credfed_protocol::limits::MAX_ENVELOPE_BYTES,
+            "envelope",
+        )
+        .context("origin envelope")?;
         let fed = &self.fed;
         let applied = futures::future::join_all(targets.iter().map(|&j| {
             let path = path.clone();
-            async move { fed.get(j, &path).await.and_then(|v| v["received_ms"][0].as_i64()) }
+            async move {
+                fed.get(j, &path)
+                    .await
+                    .and_then(|v| v["received_ms"][0].as_i64())
+            }
         }))
         .await;
-        let latest = applied.into_iter().flatten().max().unwrap_or(env.timestamp.0);
-        self.propagation_ms.push((latest - env.timestamp.0).max(0) as f64);
+        let latest = applied
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(env.timestamp.0);
+        self.propagation_ms
+            .push((latest - env.timestamp.0).max(0) as f64);
         Ok(())
     }
 
@@ -469,7 +498,11 @@ impl Drill {
                 self.propagate(origin, seq, t).await?;
                 Ok(format!("{issuer}#{seq}"))
             }
-            Step::Burst { region, count, measure } => {
+            Step::Burst {
+                region,
+                count,
+                measure,
+            } => {
                 let r = RegionCode::parse(region, "region")?;
                 let t = Instant::now();
                 let mut last = (0, 0);
@@ -520,6 +553,7 @@ impl Drill {
                 }
                 self.fed.start(i, false)?;
                 self.fed.wait_writable(i, Duration::from_secs(60)).await?;
+                self.reapply_partition().await?;
                 self.last_fault = Some((format!("restart {region}"), Instant::now()));
                 Ok("writable again".into())
             }
@@ -532,6 +566,7 @@ impl Drill {
             Step::Resume { region } => {
                 let i = self.fed.index(region)?;
                 self.fed.signal(i, "-CONT")?;
+                self.reapply_partition().await?;
                 self.last_fault = Some((format!("resume {region}"), Instant::now()));
                 Ok(String::new())
             }
@@ -718,6 +753,15 @@ impl Drill {
 
     async fn wait_holds_entry(&self, i: usize, id: &EntryId) -> Result<()> {
         self.wait_holds(i, &format!("/v1/entries/{id}")).await
+    }
+
+    /// A restarted or resumed node must rejoin the partition in force (the in-node fault
+    /// mode is process state, lost on restart).
+    async fn reapply_partition(&self) -> Result<()> {
+        if let Some(g) = self.groups.clone() {
+            self.apply_partition(&g).await?;
+        }
+        Ok(())
     }
 
     async fn apply_partition(&self, groups: &[BTreeSet<usize>]) -> Result<()> {
@@ -1161,7 +1205,11 @@ impl Drill {
 pub fn proc_usage(pid: u32) -> (u64, f64) {
     let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0);
     // Fields 14 and 15 of /proc/<pid>/stat (after the command name) are utime and stime in
     // clock ticks; Linux uses 100 ticks per second.

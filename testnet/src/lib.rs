@@ -5,6 +5,7 @@
 //! steps, checks DESIGN §8 invariants, measures) · [`report`] (JSON and HTML) · [`demo`]
 //! (the protocol cycle in one process).
 
+pub mod chaos;
 pub mod demo;
 pub mod drill;
 pub mod fed;
@@ -26,6 +27,54 @@ pub struct DrillRun {
     pub report_dir: PathBuf,
     /// First port.
     pub base_port: u16,
+}
+
+/// Runs chaos schedules `start..start+count` of `seed`; returns (passed, failures).
+pub async fn run_chaos(
+    seed: u64,
+    start: u64,
+    count: u64,
+    nodes: usize,
+    steps: usize,
+    report_dir: &Path,
+    base_port: u16,
+) -> Result<(usize, Vec<(u64, String)>)> {
+    let regions: Vec<String> = fed::parse_regions(&nodes.to_string())?
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    std::fs::create_dir_all(report_dir)?;
+    let mut passed = 0;
+    let mut failed = Vec::new();
+    for i in start..start + count {
+        let sc = chaos::schedule(seed, i, &regions, steps);
+        let file = report_dir.join(format!("schedule-{i}.toml"));
+        std::fs::write(&file, toml::to_string(&sc)?)?;
+        let run = DrillRun {
+            regions: regions.join(","),
+            dir: None,
+            report_dir: report_dir.join(format!("schedule-{i}")),
+            base_port: base_port + (i % 8) as u16 * 100,
+        };
+        eprintln!("chaos schedule {i}: {} steps", sc.steps.len());
+        match run_drill(&sc, &run).await {
+            Ok(r) if r.passed() => {
+                passed += 1;
+                let _ = std::fs::remove_file(&file);
+            }
+            Ok(r) => failed.push((
+                i,
+                r.invariants
+                    .iter()
+                    .filter(|x| !x.held)
+                    .map(|x| format!("{}: {}", x.name, x.detail))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+            Err(e) => failed.push((i, format!("{e:#}"))),
+        }
+    }
+    Ok((passed, failed))
 }
 
 /// Builds a federation, runs `scenario`, writes the report, stops the nodes.

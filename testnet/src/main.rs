@@ -59,6 +59,31 @@ enum Cmd {
         #[arg(long, value_parser = ["text", "json"], default_value = "text")]
         output: String,
     },
+    /// Random fault schedules with random workloads; every invariant checked. A failing
+    /// schedule is saved as a scenario file and its replay command printed.
+    Chaos {
+        /// Seed of the schedules.
+        #[arg(long)]
+        seed: u64,
+        /// How many schedules.
+        #[arg(long, default_value_t = 5)]
+        schedules: u64,
+        /// First schedule index (replays one schedule with --schedules 1).
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Nodes per federation.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Steps per schedule.
+        #[arg(long, default_value_t = 16)]
+        steps: usize,
+        /// Where reports and failing schedules go.
+        #[arg(long, default_value = "chaos-report")]
+        report_dir: PathBuf,
+        /// First port.
+        #[arg(long, default_value_t = 25000)]
+        base_port: u16,
+    },
     /// List the shipped scenarios.
     Scenarios,
     /// The protocol cycle on 31 regions in one process (no networking).
@@ -91,6 +116,14 @@ fn real_main() -> Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
+        Cmd::Chaos { seed, schedules, start, nodes, steps, report_dir, base_port } => {
+            let (passed, failed) = rt()?.block_on(credfed_testnet::run_chaos(seed, start, schedules, nodes, steps, &report_dir, base_port))?;
+            println!("chaos seed {seed}: {passed} schedules passed, {} failed", failed.len());
+            for (i, why) in &failed {
+                println!("  schedule {i}: {why}\n    replay: credfed-testnet chaos --seed {seed} --start {i} --schedules 1 --nodes {nodes} --steps {steps}\n    scenario: {}", report_dir.join(format!("schedule-{i}.toml")).display());
+            }
+            Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Cmd::Scenarios => {
             for (name, text) in scenario::SHIPPED {
                 let s = scenario::parse(text)?;
@@ -177,7 +210,13 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
         let n = r.resources.len() as f64;
         let rss = r.resources.values().map(|v| v.0 as f64).sum::<f64>() / n / 1024.0;
         let cpu = r.resources.values().map(|v| v.1).sum::<f64>() / n;
-        println!("  per node: {rss:.0} MiB resident, {cpu:.2} s CPU over the whole run (mean of {n} nodes)");
+        println!(
+            "  per node: {rss:.0} MiB resident, {cpu:.2} s CPU over the whole run (mean of {n} nodes)"
+        );
     }
-    println!("  report: {}/report.json, {}/report.html", dir.display(), dir.display());
+    println!(
+        "  report: {}/report.json, {}/report.html",
+        dir.display(),
+        dir.display()
+    );
 }

@@ -1,9 +1,9 @@
 //! Drill scenarios: TOML files of steps (see `docs/testnet.md`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A scenario file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Short name.
@@ -21,7 +21,7 @@ fn default_measures() -> Vec<String> {
 }
 
 /// Regions a step applies to: `"all"`, `"targets"` (of an action) or a list of codes.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Regions {
     /// A keyword.
@@ -31,7 +31,7 @@ pub enum Regions {
 }
 
 /// One step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "do", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// Publish a list entry; `id` names it for later steps.
@@ -265,6 +265,12 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "07-equivocation-intruder",
         include_str!("../scenarios/07-equivocation-intruder.toml"),
     ),
-    ("perf-propagation", include_str!("../scenarios/perf-propagation.toml")),
-    ("perf-heal-10k", include_str!("../scenarios/perf-heal-10k.toml")),
+    (
+        "perf-propagation",
+        include_str!("../scenarios/perf-propagation.toml"),
+    ),
+    (
+        "perf-heal-10k",
+        include_str!("../scenarios/perf-heal-10k.toml"),
+    ),
 ];

@@ -94,3 +94,15 @@ fn every_shipped_scenario_parses() {
     }
     assert!(scenario::parse("name = 'x'\n[[step]]\ndo = 'teleport'\n").is_err());
 }
+
+/// A few chaos seeds (the long run is `credfed-testnet chaos --seed S --schedules 200`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_seeds() {
+    let dir = std::env::temp_dir().join(format!("credfed-it-chaos-{}", std::process::id()));
+    let (passed, failed) = credfed_testnet::run_chaos(20261126, 0, 3, 4, 14, &dir, 27400)
+        .await
+        .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(passed, 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
