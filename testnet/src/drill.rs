@@ -557,6 +557,22 @@ impl Drill {
                 self.last_fault = Some((format!("restart {region}"), Instant::now()));
                 Ok("writable again".into())
             }
+            Step::Skew { region, offset_ms } => {
+                let i = self.fed.index(region)?;
+                if self.fed.nodes[i].child.is_some() {
+                    self.fed.signal(i, "-TERM")?;
+                }
+                let cfg = self.fed.nodes[i].dir.join("config.toml");
+                let text = std::fs::read_to_string(&cfg)?;
+                let mut table: toml::Table = toml::from_str(&text)?;
+                table.insert("clock_offset_ms".into(), toml::Value::Integer(*offset_ms));
+                std::fs::write(&cfg, toml::to_string(&table)?)?;
+                self.fed.start(i, false)?;
+                self.fed.wait_writable(i, Duration::from_secs(60)).await?;
+                self.reapply_partition().await?;
+                self.last_fault = Some((format!("skew {region} {offset_ms} ms"), Instant::now()));
+                Ok(format!("clock offset {offset_ms} ms"))
+            }
             Step::Pause { region } => {
                 let i = self.fed.index(region)?;
                 self.fed.signal(i, "-STOP")?;

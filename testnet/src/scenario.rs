@@ -134,6 +134,14 @@ pub enum Step {
         /// Region.
         region: String,
     },
+    /// Restart a node with its clock moved by `offset_ms` (its envelopes carry the skewed
+    /// time; deadlines it computes move with it).
+    Skew {
+        /// Region.
+        region: String,
+        /// Milliseconds added to the system clock (negative: behind).
+        offset_ms: i64,
+    },
     /// SIGSTOP a node.
     Pause {
         /// Region.
