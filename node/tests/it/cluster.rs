@@ -170,6 +170,7 @@ async fn kill_during_burst(cycles: usize, writes_per_cycle: usize) {
     let mut acknowledged: Vec<(u64, String)> = Vec::new();
     let mut doc = 0;
     for cycle in 0..cycles {
+        let before = c.head(0, SH).await;
         let client = c.nodes[0].client.clone();
         let mut tasks = Vec::new();
         for _ in 0..writes_per_cycle {
@@ -185,8 +186,9 @@ async fn kill_during_burst(cycles: usize, writes_per_cycle: usize) {
                 client.post("/v1/records", &req).await
             }));
         }
-        // Kill while requests are in flight.
-        tokio::time::sleep(Duration::from_millis(30 + (cycle as u64 * 17) % 60)).await;
+        // Kill as soon as the burst has started landing, with the rest still in flight.
+        let landed = wait_until(Duration::from_secs(30), || async { c.head(0, SH).await > before }).await;
+        assert!(landed, "no write of the burst was applied; log:\n{}", c.log(0));
         c.kill(0);
         for t in tasks {
             if let Ok(Ok(r)) = t.await
