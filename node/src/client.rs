@@ -10,6 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Largest response read.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Deadline for one request, connection and TLS handshake included: a lost response must
+/// not hang the caller (seen under heavy load in a 31-node drill).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A client for one node.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -99,6 +103,13 @@ impl ApiClient {
     }
 
     async fn request(&self, method: &str, path: &str, body: Option<String>) -> Result<ApiResponse> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner(method, path, body)).await {
+            Ok(r) => r,
+            Err(_) => bail!("{method} {path} at {}: no response within {REQUEST_TIMEOUT:?}", self.addr),
+        }
+    }
+
+    async fn request_inner(&self, method: &str, path: &str, body: Option<String>) -> Result<ApiResponse> {
         let tcp = tokio::net::TcpStream::connect(&self.addr)
             .await
             .with_context(|| {
