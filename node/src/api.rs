@@ -227,6 +227,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize, max_concurrency: usize) -> 
         .route("/v1/check", get(check_subject))
         .route("/v1/entries/{id}", get(entry))
         .route("/v1/actions/{id}", get(action))
+        .route("/v1/departments", get(departments))
         .route("/v1/departments/{id}", get(department))
         .route("/v1/heads", get(heads))
         .route("/v1/log/{region}", get(log_range))
@@ -505,6 +506,30 @@ async fn department(
         .department(&d)
         .ok_or_else(|| not_found("department", &id))?;
     Ok(Json(to_json(&rec)?))
+}
+
+/// Query of `/v1/departments`.
+#[derive(Debug, Deserialize)]
+pub struct DepartmentsQuery {
+    /// Only departments of this province (default: every region).
+    pub region: Option<String>,
+}
+
+async fn departments(
+    State(state): State<Arc<ApiState>>,
+    Query(q): Query<DepartmentsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let list: Vec<_> = state
+        .core
+        .store
+        .all_departments()
+        .filter(|d| {
+            q.region
+                .as_ref()
+                .is_none_or(|r| d.department.home_province().to_string() == *r)
+        })
+        .collect();
+    Ok(Json(to_json(&list)?))
 }
 
 /// Body of `/v1/admin/partition`.

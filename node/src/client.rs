@@ -105,11 +105,19 @@ impl ApiClient {
     async fn request(&self, method: &str, path: &str, body: Option<String>) -> Result<ApiResponse> {
         match tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner(method, path, body)).await {
             Ok(r) => r,
-            Err(_) => bail!("{method} {path} at {}: no response within {REQUEST_TIMEOUT:?}", self.addr),
+            Err(_) => bail!(
+                "{method} {path} at {}: no response within {REQUEST_TIMEOUT:?}",
+                self.addr
+            ),
         }
     }
 
-    async fn request_inner(&self, method: &str, path: &str, body: Option<String>) -> Result<ApiResponse> {
+    async fn request_inner(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<ApiResponse> {
         let tcp = tokio::net::TcpStream::connect(&self.addr)
             .await
             .with_context(|| {

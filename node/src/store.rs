@@ -100,6 +100,8 @@ pub trait Backend: StateView + Send + Sync {
     fn all_entries(&self) -> Box<dyn Iterator<Item = EntryFold> + '_>;
     /// All action folds (statistics).
     fn all_actions(&self) -> Box<dyn Iterator<Item = ActionFold> + '_>;
+    /// Every registered department (including revoked ones).
+    fn all_departments(&self) -> Box<dyn Iterator<Item = DepartmentRecord> + '_>;
     /// Remembers when this node applied the envelope at `pos` (node clock, ms): what
     /// drills use to measure propagation. Not part of the replicated state.
     fn note_received(&self, pos: RecordPos, at_ms: i64);
@@ -415,6 +417,14 @@ impl Backend for Store {
             self.tree
                 .scan_prefix([b'A'])
                 .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "action").ok())),
+        )
+    }
+
+    fn all_departments(&self) -> Box<dyn Iterator<Item = DepartmentRecord> + '_> {
+        Box::new(
+            self.tree
+                .scan_prefix([b'D'])
+                .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "department").ok())),
         )
     }
 

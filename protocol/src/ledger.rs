@@ -231,9 +231,6 @@ pub fn admit(
             ),
         )
     })?;
-    env.verify_node_sig(fed, &member.node_key)
-        .map_err(|e| reject(RejectReason::BadNodeSignature, e.to_string()))?;
-
     let head = view.head(env.region);
     let have = head.map_or(0, |h| h.seq);
     if env.seq <= have {
@@ -242,13 +239,20 @@ pub fn admit(
             seq: env.seq,
         };
         return Ok(match view.envelope_at(pos) {
+            // Byte-identical to an envelope admitted (and verified) before: nothing to
+            // check again. Pull overlapping push makes this the common case under load.
             Some(held) if held == bytes => Admission::Duplicate,
-            Some(held) => Admission::Equivocation(Box::new(EquivocationProof {
-                region: env.region,
-                seq: env.seq,
-                first: held,
-                second: bytes.to_vec(),
-            })),
+            // A different envelope is proof of equivocation only if validly signed.
+            Some(held) => {
+                env.verify_node_sig(fed, &member.node_key)
+                    .map_err(|e| reject(RejectReason::BadNodeSignature, e.to_string()))?;
+                Admission::Equivocation(Box::new(EquivocationProof {
+                    region: env.region,
+                    seq: env.seq,
+                    first: held,
+                    second: bytes.to_vec(),
+                }))
+            }
             // A store that has the head must have every position below it.
             None => {
                 return Err(reject(
@@ -261,6 +265,8 @@ pub fn admit(
             }
         });
     }
+    env.verify_node_sig(fed, &member.node_key)
+        .map_err(|e| reject(RejectReason::BadNodeSignature, e.to_string()))?;
     if env.seq > have + 1 {
         return Ok(Admission::Gap {
             region: env.region,

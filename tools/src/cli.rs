@@ -306,6 +306,14 @@ pub enum DeptCmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// List registered departments (of one province with --region).
+    List {
+        /// Province code.
+        #[arg(long)]
+        region: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Show a department as registered.
     Show {
         /// Department id.
@@ -365,6 +373,22 @@ pub enum EntryCmd {
     Publish {
         #[command(flatten)]
         fields: EntryFields,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Correct an entry of your region: the new content as JSON (the entry's list may not change).
+    Amend {
+        /// Entry id.
+        #[arg(long)]
+        entry: String,
+        /// File with the corrected entry as JSON (the `list_entry_published` content).
+        #[arg(long)]
+        file: PathBuf,
+        /// Why.
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         sign: SignArgs,
         #[command(flatten)]

@@ -307,6 +307,40 @@ pub fn run(cli: Cli) -> Res {
                     &Body::DepartmentRevoked { department, reason },
                 )
             }
+            DeptCmd::List { region, node } => {
+                let path = match &region {
+                    Some(r) => format!("/v1/departments?region={r}"),
+                    None => "/v1/departments".to_string(),
+                };
+                let v = get_json(&node, &path)?;
+                emit(mode, &v, || {
+                    let rows: Vec<Vec<String>> = v
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|d| {
+                            let id = format!(
+                                "{}:{}",
+                                s(&d["department"]["region"]),
+                                s(&d["department"]["unit"])
+                            );
+                            vec![
+                                id,
+                                s(&d["name"]),
+                                s(&d["roles"]),
+                                if d["revoked_at"].is_null() {
+                                    "".into()
+                                } else {
+                                    "revoked".into()
+                                },
+                            ]
+                        })
+                        .collect();
+                    table(&["department", "name", "roles", ""], &rows)
+                });
+                Ok(())
+            }
             DeptCmd::Show { department, node } => {
                 let v = get_json(&node, &format!("/v1/departments/{department}"))?;
                 emit(mode, &v, || {
@@ -335,6 +369,28 @@ pub fn run(cli: Cli) -> Res {
                 &node,
                 &Body::ListEntryPublished(entry_from_fields(&fields)?),
             ),
+            EntryCmd::Amend {
+                entry,
+                file,
+                reason,
+                sign,
+                node,
+            } => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| invalid(format!("{}: {e}", file.display())))?;
+                let amended: ListEntry = serde_json::from_str(&text)
+                    .map_err(|e| invalid(format!("{}: not an entry: {e}", file.display())))?;
+                sign_and_submit(
+                    mode,
+                    &sign,
+                    &node,
+                    &Body::ListEntryAmended {
+                        entry: EntryId(hash_id(&entry, "--entry")?),
+                        amended,
+                        reason,
+                    },
+                )
+            }
             EntryCmd::Revoke {
                 entry,
                 reason,

@@ -51,7 +51,49 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// Settings from a config file become `CREDFED_*` defaults, below the environment and
+/// flags: `$CREDFED_CONFIG`, else `$XDG_CONFIG_HOME/credfed/config.toml` or
+/// `~/.config/credfed/config.toml`. Keys: node, ca, cert, cert_key, author, key, manifest,
+/// output, authority_key.
+fn load_config_file() -> Result<(), String> {
+    let path = match std::env::var_os("CREDFED_CONFIG") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let base = std::env::var_os("XDG_CONFIG_HOME")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config"))
+                });
+            match base {
+                Some(b) => b.join("credfed").join("config.toml"),
+                None => return Ok(()),
+            }
+        }
+    };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (k, v) in table {
+        let name = format!("CREDFED_{}", k.to_ascii_uppercase());
+        let value = match v {
+            toml::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        if std::env::var_os(&name).is_none() {
+            // SAFETY: single-threaded at this point; nothing else reads the environment yet.
+            unsafe { std::env::set_var(&name, value) };
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Err(e) = load_config_file() {
+        eprintln!("error: config file: {e}");
+        return ExitCode::from(exit::INVALID);
+    }
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -187,8 +187,15 @@ async fn kill_during_burst(cycles: usize, writes_per_cycle: usize) {
             }));
         }
         // Kill as soon as the burst has started landing, with the rest still in flight.
-        let landed = wait_until(Duration::from_secs(30), || async { c.head(0, SH).await > before }).await;
-        assert!(landed, "no write of the burst was applied; log:\n{}", c.log(0));
+        let landed = wait_until(Duration::from_secs(30), || async {
+            c.head(0, SH).await > before
+        })
+        .await;
+        assert!(
+            landed,
+            "no write of the burst was applied; log:\n{}",
+            c.log(0)
+        );
         c.kill(0);
         for t in tasks {
             if let Ok(Ok(r)) = t.await

@@ -243,6 +243,35 @@ async fn joint_action_cycle_between_two_nodes() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("VERIFIED"));
+    // Departments as registered, and a correction of the entry through `entry amend`.
+    let v = env.json(0, "310000:pub", &["dept", "list", "--region", "310000"]);
+    assert_eq!(v.as_array().unwrap().len(), 4);
+    let mut corrected: Value = env
+        .fed
+        .get(0, &format!("/v1/entries/{entry}"))
+        .await
+        .unwrap()["entry"]["content"]
+        .clone();
+    corrected["summary"] = Value::String("更正：涉案批次".into());
+    let file = env._tmp.path().join("corrected.json");
+    std::fs::write(&file, corrected.to_string()).unwrap();
+    env.json(
+        0,
+        "310000:pub",
+        &[
+            "entry",
+            "amend",
+            "--entry",
+            &entry,
+            "--file",
+            file.to_str().unwrap(),
+            "--reason",
+            "更正",
+        ],
+    );
+    let v = env.json(0, "310000:pub", &["entry", "show", &entry]);
+    assert_eq!(v["entry"]["content"]["summary"], "更正：涉案批次");
+    assert_eq!(v["entry"]["amendments"], 1);
     // --dry-run signs without submitting.
     let mut dry = PUBLISH.to_vec();
     dry.push("--dry-run");
@@ -524,6 +553,20 @@ fn id_check_and_keys_and_completions() {
             .unwrap()
             .success(),
         "must refuse to overwrite"
+    );
+    // A config file supplies settings below the environment and flags.
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "output = \"json\"\n").unwrap();
+    let out = Command::new(CLI)
+        .args(["id", "check", "91350100M000100Y43"])
+        .env("CREDFED_CONFIG", &cfg)
+        .env_remove("CREDFED_OUTPUT")
+        .output()
+        .unwrap();
+    assert!(
+        serde_json::from_slice::<Value>(&out.stdout).is_ok(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
     let out = Command::new(CLI)
         .args(["completions", "bash"])
