@@ -728,6 +728,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
         "equivocating_regions": core.store.equivocators().iter().map(|r| r.to_string()).collect::<Vec<_>>(),
         "store_bytes": core.store.size_on_disk(),
         "now_ms": core.now().0,
+        "last_applied_ms": core.metrics.last_applied_ms.load(std::sync::atomic::Ordering::Relaxed),
     }))
 }
 

@@ -18,6 +18,7 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 #[derive(Clone)]
 pub struct ApiClient {
     addr: String,
+    timeout: std::time::Duration,
     tls: tokio_rustls::TlsConnector,
 }
 
@@ -88,8 +89,16 @@ impl ApiClient {
         };
         Ok(ApiClient {
             addr: addr.to_owned(),
+            timeout: REQUEST_TIMEOUT,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
         })
+    }
+
+    /// The same client with another per-request deadline (pollers use a short one, so a
+    /// stalled connection costs little).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> ApiClient {
+        self.timeout = timeout;
+        self
     }
 
     /// GET a path.
@@ -103,11 +112,12 @@ impl ApiClient {
     }
 
     async fn request(&self, method: &str, path: &str, body: Option<String>) -> Result<ApiResponse> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner(method, path, body)).await {
+        match tokio::time::timeout(self.timeout, self.request_inner(method, path, body)).await {
             Ok(r) => r,
             Err(_) => bail!(
-                "{method} {path} at {}: no response within {REQUEST_TIMEOUT:?}",
-                self.addr
+                "{method} {path} at {}: no response within {:?}",
+                self.addr,
+                self.timeout
             ),
         }
     }
@@ -146,21 +156,52 @@ impl ApiClient {
             body.len()
         );
         tls.write_all(req.as_bytes()).await?;
+        // Read until the response is complete (by Content-Length or the last chunk), not
+        // until the server closes: waiting for the close stalled requests under load.
         let mut buf = Vec::new();
-        (&mut tls)
-            .take(MAX_RESPONSE_BYTES as u64 + 1)
-            .read_to_end(&mut buf)
-            .await
-            .or_else(|e| {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if response_complete(&buf) {
+                break;
+            }
+            if buf.len() > MAX_RESPONSE_BYTES {
+                bail!(
+                    "response from {} exceeds {MAX_RESPONSE_BYTES} bytes",
+                    self.addr
+                );
+            }
+            match tls.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 // Servers may close without close_notify after Connection: close.
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    Ok(0)
-                } else {
-                    Err(e)
-                }
-            })?;
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
         parse_response(&buf)
     }
+}
+
+/// Whether `buf` holds a whole HTTP/1.1 response.
+fn response_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let body = &buf[end + 4..];
+    if let Some(len) = head.lines().find_map(|l| {
+        l.strip_prefix("content-length:")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    }) {
+        return body.len() >= len;
+    }
+    if head
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"))
+    {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    false
 }
 
 fn parse_response(buf: &[u8]) -> Result<ApiResponse> {

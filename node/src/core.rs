@@ -147,7 +147,9 @@ impl Core {
                     region: v.envelope.region,
                     seq: v.envelope.seq,
                 };
-                self.store.note_received(pos, self.now().0);
+                let now = self.now().0;
+                self.store.note_received(pos, now);
+                self.metrics.last_applied_ms.store(now, Ordering::Relaxed);
                 self.metrics.ingested.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Admission::Duplicate) => {

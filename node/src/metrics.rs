@@ -34,6 +34,8 @@ pub struct Metrics {
     pub equivocations: AtomicU64,
     /// Connected member peers.
     pub peers: AtomicU64,
+    /// When this node last admitted an envelope (node clock, ms; 0 = never).
+    pub last_applied_ms: std::sync::atomic::AtomicI64,
     /// API latency histogram: per-route bucket counts, sum and count.
     latency: Mutex<BTreeMap<String, Histogram>>,
 }

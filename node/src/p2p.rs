@@ -290,6 +290,7 @@ pub async fn run(
                         match response {
                             SyncResponse::Heads(heads) => outputs.extend(replicator.step(Input::Heads(peer, heads), &local_heads(&core), Instant::now())),
                             SyncResponse::Range { region, envelopes } => {
+                                tracing::debug!(%peer, %region, count = envelopes.len(), "pull: range received");
                                 pending_ranges.remove(&request_id);
                                 core.metrics.ranges_fetched.fetch_add(1, Ordering::Relaxed);
                                 let mut forked = false;
@@ -336,6 +337,7 @@ pub async fn run(
                     from,
                     limit,
                 } => {
+                    tracing::debug!(%peer, %region, from, limit, "pull: requesting range");
                     let id = swarm.behaviour_mut().sync.send_request(
                         &peer,
                         SyncRequest::Range {

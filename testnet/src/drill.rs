@@ -41,6 +41,13 @@ pub struct Drill {
     doc_counter: usize,
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 fn today() -> Date {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -820,7 +827,7 @@ impl Drill {
                 .map(|s| s.iter().copied().filter(|i| live.contains(i)).collect())
                 .collect(),
         };
-        let mut poll = tokio::time::interval(Duration::from_millis(50));
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
         let heads = loop {
             poll.tick().await;
             let fed = &self.fed;
@@ -846,10 +853,28 @@ impl Drill {
             }
         };
         let took = t0.elapsed().as_secs_f64() * 1000.0;
-        if let Some((fault, at)) = &self.last_fault {
+        if let Some((fault, at)) = self.last_fault.clone() {
+            // Exact time of convergence from the nodes' own clocks: the last moment any live
+            // node applied an envelope (all share this machine's clock), measured from the
+            // fault; polling only bounds it from above.
+            let fault_wall_ms = now_ms() - at.elapsed().as_millis() as i64;
+            let fed = &self.fed;
+            let last = futures::future::join_all(live.iter().map(|&i| async move {
+                fed.get(i, "/v1/status")
+                    .await
+                    .and_then(|s| s["last_applied_ms"].as_i64())
+            }))
+            .await;
+            let polled = at.elapsed().as_secs_f64() * 1000.0;
+            let exact = last
+                .into_iter()
+                .flatten()
+                .max()
+                .map(|t| (t - fault_wall_ms) as f64)
+                .filter(|ms| *ms >= 0.0 && *ms <= polled);
             self.convergence.push(Convergence {
-                after: fault.clone(),
-                since_fault_ms: at.elapsed().as_secs_f64() * 1000.0,
+                after: fault,
+                since_fault_ms: exact.unwrap_or(polled),
                 wait_ms: took,
             });
         }

@@ -173,12 +173,14 @@ impl Federation {
             let node_key = credfed_node::config::read_key(&ndir.join("node.key"))?;
             let op = ndir.join("operator");
             let api_addr = format!("127.0.0.1:{api}");
+            // Drills poll many nodes at once: a stalled connection must cost seconds, not 30.
             let client = ApiClient::with_identity(
                 &api_addr,
                 &ndir.join("api-ca.pem"),
                 &op.join(format!("{r}-node.pem")),
                 &op.join(format!("{r}-node.key")),
-            )?;
+            )?
+            .with_timeout(Duration::from_secs(5));
             nodes.push(NodeHandle {
                 region: *r,
                 dir: ndir,

@@ -561,19 +561,35 @@ fn equivocation_is_detected_and_provable() {
     assert_eq!(w.ledger.equivocators(), vec![region(SH)]);
     // A different envelope at a held position that the node did not sign is a forgery,
     // not proof: refused, and nobody else is flagged.
-    let forged = w.seal_as("440000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d3", &[])));
+    let forged = w.seal_as(
+        "440000:pub",
+        &Body::ListEntryPublished(black_entry(org(ACME), "d3", &[])),
+    );
     assert!(matches!(w.ingest(&forged).unwrap(), Admission::Accept(_)));
-    let mut tampered = w.seal_as("440000:pub", &Body::ListEntryPublished(black_entry(org(ACME), "d4", &[])));
-    let decoded: credfed_protocol::envelope::Envelope = credfed_protocol::codec::decode(&tampered, usize::MAX, "e").unwrap();
+    let mut tampered = w.seal_as(
+        "440000:pub",
+        &Body::ListEntryPublished(black_entry(org(ACME), "d4", &[])),
+    );
+    let decoded: credfed_protocol::envelope::Envelope =
+        credfed_protocol::codec::decode(&tampered, usize::MAX, "e").unwrap();
     assert_eq!(decoded.seq, w.ledger.head(region(GD)).unwrap().seq + 1);
     // Rewrite it to claim the held position and break its signature.
     let mut env = decoded.clone();
     env.seq -= 1;
-    env.prev_hash = credfed_protocol::ledger::StateView::envelope_at(&w.ledger, credfed_protocol::state::RecordPos { region: region(GD), seq: env.seq - 1 })
-        .map(|b| credfed_protocol::envelope::envelope_hash(FED, &b))
-        .unwrap();
+    env.prev_hash = credfed_protocol::ledger::StateView::envelope_at(
+        &w.ledger,
+        credfed_protocol::state::RecordPos {
+            region: region(GD),
+            seq: env.seq - 1,
+        },
+    )
+    .map(|b| credfed_protocol::envelope::envelope_hash(FED, &b))
+    .unwrap();
     tampered = codec::encode(&env).unwrap();
-    assert_eq!(w.ingest(&tampered).unwrap_err().reason, RejectReason::BadNodeSignature);
+    assert_eq!(
+        w.ingest(&tampered).unwrap_err().reason,
+        RejectReason::BadNodeSignature
+    );
     assert_eq!(w.ledger.equivocators(), vec![region(SH)]);
     // Recorded by Guangdong's node as evidence: every replica that folds it flags Shanghai.
     let mut fresh = World::new(&[110000, SH, GD, GS]);
