@@ -697,13 +697,12 @@ async fn peers(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     )
 }
 
-async fn status(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
-    let core = &state.core;
-    let s = state.status.lock().map(|s| s.clone()).unwrap_or_default();
-    let heads = core.store.heads().unwrap_or_default();
-    let own = heads.get(&core.region).map_or(0, |h| h.seq);
-    let lag: BTreeMap<String, u64> = s
-        .best_known
+/// Records behind the highest head any peer reported, per region.
+fn replication_lag(
+    s: &NetStatus,
+    heads: &BTreeMap<credfed_protocol::ids::RegionCode, credfed_protocol::ledger::Head>,
+) -> Vec<(String, u64)> {
+    s.best_known
         .iter()
         .map(|(r, best)| {
             let have = heads
@@ -712,7 +711,15 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
                 .map_or(0, |(_, h)| h.seq);
             (r.clone(), best.saturating_sub(have))
         })
-        .collect();
+        .collect()
+}
+
+async fn status(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    let core = &state.core;
+    let s = state.status.lock().map(|s| s.clone()).unwrap_or_default();
+    let heads = core.store.heads().unwrap_or_default();
+    let own = heads.get(&core.region).map_or(0, |h| h.seq);
+    let lag: BTreeMap<String, u64> = replication_lag(&s, &heads).into_iter().collect();
     Json(json!({
         "region": core.region.to_string(),
         "federation_id": core.manifest.federation_id,
@@ -791,17 +798,7 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     let core = &state.core;
     let heads = core.store.heads().unwrap_or_default();
     let s = state.status.lock().map(|s| s.clone()).unwrap_or_default();
-    let lag: Vec<(String, u64)> = s
-        .best_known
-        .iter()
-        .map(|(r, best)| {
-            let have = heads
-                .iter()
-                .find(|(rc, _)| rc.to_string() == *r)
-                .map_or(0, |(_, h)| h.seq);
-            (r.clone(), best.saturating_sub(have))
-        })
-        .collect();
+    let lag = replication_lag(&s, &heads);
     (
         [("content-type", "text/plain; version=0.0.4")],
         core.metrics.render(&lag, core.store.size_on_disk()),

@@ -98,23 +98,8 @@ pub struct Evidence {
     /// Position.
     pub pos: RecordPos,
     /// Envelope bytes (hex in JSON).
-    #[serde(with = "hex_vec")]
+    #[serde(with = "crate::codec::hex_bytes")]
     pub envelope: Vec<u8>,
-}
-
-mod hex_vec {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.serialize_str(&hex::encode(b))
-        } else {
-            s.serialize_bytes(b)
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        // Answers are exchanged as JSON; the binary form is not used on any wire.
-        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
 }
 
 /// The answer to a check.

@@ -102,3 +102,40 @@ pub fn decode<T: Serialize + DeserializeOwned>(
         _ => Err(DecodeError::NonCanonical { what }),
     }
 }
+
+/// Serde for byte strings that are themselves encodings (envelope bodies, manifests,
+/// evidence): raw length-prefixed bytes in binary encodings, lower-case hex in JSON, so
+/// that JSON stays readable and exact.
+pub mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises bytes.
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(b))
+        } else {
+            s.serialize_bytes(b)
+        }
+    }
+
+    /// Deserialises bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        if d.is_human_readable() {
+            return hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom);
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}

@@ -44,49 +44,12 @@ pub struct Envelope {
     /// The authoring department (or the node itself, unit [`NODE_UNIT`]).
     pub author: DepartmentId,
     /// The body's canonical bytes, exactly as the author signed them.
-    #[serde(with = "body_bytes")]
+    #[serde(with = "crate::codec::hex_bytes")]
     pub body: Vec<u8>,
     /// The author's signature over the body.
     pub author_sig: Signature,
     /// The region node's signature over the header.
     pub node_sig: Signature,
-}
-
-mod body_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-    // Binary: length-prefixed raw bytes (serde's bytes, which bincode writes as varint
-    // length + bytes). Human-readable: hex, so JSON stays readable and exact.
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.serialize_str(&hex::encode(b))
-        } else {
-            s.serialize_bytes(b)
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        if d.is_human_readable() {
-            let t = String::deserialize(d)?;
-            hex::decode(t).map_err(serde::de::Error::custom)
-        } else {
-            serde_bytes_vec(d)
-        }
-    }
-    fn serde_bytes_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
 }
 
 #[derive(Serialize)]

@@ -76,41 +76,10 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedManifest {
     /// Canonical manifest bytes.
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "crate::codec::hex_bytes")]
     pub manifest: Vec<u8>,
     /// Authority signature.
     pub signature: Signature,
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.serialize_str(&hex::encode(b))
-        } else {
-            s.serialize_bytes(b)
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        if d.is_human_readable() {
-            hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
-        } else {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Vec<u8>;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("bytes")
-                }
-                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                    Ok(v.to_vec())
-                }
-                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                    Ok(v)
-                }
-            }
-            d.deserialize_byte_buf(V)
-        }
-    }
 }
 
 /// Why a manifest was refused.
