@@ -841,7 +841,7 @@ impl Drill {
                 .collect();
             let same = components.iter().all(|c| {
                 c.windows(2)
-                    .all(|w| map.get(&w[0]).is_some() && map.get(&w[0]) == map.get(&w[1]))
+                    .all(|w| map.contains_key(&w[0]) && map.get(&w[0]) == map.get(&w[1]))
             });
             if same && map.len() == live.len() {
                 break map;

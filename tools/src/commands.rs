@@ -775,6 +775,7 @@ fn id_check(mode: Output, codes: &[String], kind: Option<IdKind>) -> Res {
         // 17 digits with a birth date in positions 7-14 is a resident identity number;
         // anything else is treated as a USCC.
         let looks_like_person = c.len() == 18
+            && c.is_ascii()
             && c[..17].bytes().all(|b| b.is_ascii_digit())
             && Date::parse(&format!("{}-{}-{}", &c[6..10], &c[10..12], &c[12..14])).is_ok();
         let k = kind.unwrap_or(if looks_like_person {
@@ -787,7 +788,7 @@ fn id_check(mode: Output, codes: &[String], kind: Option<IdKind>) -> Res {
                 Ok(()) => (None, None),
                 Err(e) => {
                     let exp = if c.len() == 18 {
-                        uscc::check_character(c[..17].as_bytes())
+                        uscc::check_character(&c.as_bytes()[..17])
                     } else {
                         None
                     };
@@ -799,7 +800,7 @@ fn id_check(mode: Output, codes: &[String], kind: Option<IdKind>) -> Res {
                 Err(e) => (
                     Some(e.to_string()),
                     if c.len() == 18 {
-                        resident_id::check_character(c[..17].as_bytes())
+                        resident_id::check_character(&c.as_bytes()[..17])
                     } else {
                         None
                     },

@@ -506,6 +506,28 @@ async fn node_down_gives_exit_code_3() {
 
 #[test]
 fn id_check_and_keys_and_completions() {
+    // Non-ASCII input 18 bytes long is an invalid code, not a crash (byte slicing).
+    assert_eq!("123456789012345合".len(), 18);
+    let out = Command::new(CLI)
+        .args(["id", "check", "123456789012345合"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(CLI)
+        .args(["id", "check", "--kind", "person", "123456789012345合"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(CLI)
         .args(["id", "check", "91350100M000100Y43", "11010519491231002X"])
         .output()
