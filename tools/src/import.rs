@@ -56,7 +56,10 @@ fn to_entry(row: &BTreeMap<String, String>) -> Result<ListEntry, Failure> {
     Ok(e)
 }
 
-fn read_rows(path: &std::path::Path) -> Result<Vec<(usize, BTreeMap<String, String>)>, Failure> {
+/// A row: its line number in the file and its fields by column name.
+type Row = (usize, BTreeMap<String, String>);
+
+fn read_rows(path: &std::path::Path) -> Result<Vec<Row>, Failure> {
     let bad = |m: String| Failure::new(exit::INVALID, m);
     let is_jsonl = path
         .extension()
