@@ -547,6 +547,68 @@ impl Drill {
                     last.0
                 ))
             }
+            Step::Evaluation {
+                region,
+                uscc,
+                scheme,
+                class,
+            } => {
+                let r = RegionCode::parse(region, "region")?;
+                let mut grade = [0u8; 4];
+                for (i, b) in class.bytes().take(4).enumerate() {
+                    grade[i] = b;
+                }
+                let ev = Evaluation {
+                    subject: Subject::Organisation {
+                        uscc: uscc.clone(),
+                        name: format!("演练企业 {uscc}"),
+                        check_exemption: None,
+                    },
+                    scheme: scheme.clone(),
+                    grade: Grade::Class(grade),
+                    evaluated_on: today().add_days(-1),
+                    valid_until: today().add_days(365),
+                };
+                let t = Instant::now();
+                let (seq, origin) = self
+                    .write(&self.author(r, "pub"), &Body::EvaluationPublished(ev))
+                    .await?;
+                self.propagate(origin, seq, t).await?;
+                Ok(format!("{region}#{seq}"))
+            }
+            Step::WaitUntil {
+                at,
+                entry,
+                state,
+                timeout_ms,
+            } => {
+                let id = self.entry_named(entry)?.0.id;
+                let nodes: Vec<usize> = self
+                    .regions(at, None)?
+                    .into_iter()
+                    .filter(|&i| self.fed.live(i))
+                    .collect();
+                let end = Instant::now() + Duration::from_millis(*timeout_ms);
+                let mut poll = tokio::time::interval(Duration::from_millis(100));
+                loop {
+                    poll.tick().await;
+                    let fed = &self.fed;
+                    let states = futures::future::join_all(nodes.iter().map(|&i| async move {
+                        fed.get(i, &format!("/v1/entries/{id}"))
+                            .await
+                            .map(|v| v["state"].clone())
+                    }))
+                    .await;
+                    if states.iter().all(|s| s.as_ref() == Some(&json!(state))) {
+                        return Ok(format!("{state} at {} nodes", nodes.len()));
+                    }
+                    if Instant::now() > end {
+                        bail!(
+                            "entry {entry} did not become {state} everywhere within {timeout_ms} ms: {states:?}"
+                        );
+                    }
+                }
+            }
             Step::Kill { region } => {
                 let i = self.fed.index(region)?;
                 self.fed.signal(i, "-KILL")?;

@@ -52,6 +52,30 @@ pub enum Step {
         #[serde(default)]
         expires_in_days: Option<i32>,
     },
+    /// Publish a credit evaluation result (articles 六, 十六).
+    Evaluation {
+        /// Evaluating region.
+        region: String,
+        /// Subject USCC.
+        uscc: String,
+        /// Scheme code.
+        scheme: String,
+        /// Class such as A or D.
+        class: String,
+    },
+    /// Wait until an entry is in a state at the given nodes (a condition with a deadline).
+    WaitUntil {
+        /// Where.
+        #[serde(default = "all")]
+        at: Regions,
+        /// Entry name.
+        entry: String,
+        /// State to reach.
+        state: String,
+        /// Deadline in milliseconds.
+        #[serde(default = "thirty_seconds")]
+        timeout_ms: u64,
+    },
     /// Correct an entry's summary (issuing region).
     Amend {
         /// Entry name.
