@@ -210,13 +210,6 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut redial = tokio::time::interval(cfg.redial_interval);
 
-    let local_heads = |core: &Core| -> BTreeMap<RegionCode, u64> {
-        core.store
-            .heads()
-            .map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect())
-            .unwrap_or_default()
-    };
-
     loop {
         let mut outputs = Vec::new();
         tokio::select! {
@@ -431,45 +424,30 @@ fn drain_parked(
     parked: &mut Parked,
     evidence_published: &mut BTreeSet<(RegionCode, u64)>,
 ) {
+    let mut local = local_heads(core);
     for _ in 0..crate::replication::MAX_PARKED_PER_REGION {
-        let local: BTreeMap<RegionCode, u64> = core
-            .store
-            .heads()
-            .map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect())
-            .unwrap_or_default();
         let ready = parked.ready(&local);
         if ready.is_empty() {
             return;
         }
-        let mut progressed = false;
         for bytes in ready {
-            let before = core
-                .store
-                .head(
-                    codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "e")
-                        .map(|e| e.region)
-                        .unwrap_or(core.region),
-                )
-                .map(|h| h.seq);
-            handle_envelope(
-                core,
-                bytes.clone(),
-                &mut Parked::default(),
-                evidence_published,
-            );
-            let env = codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "e").ok();
-            let after = env
-                .as_ref()
-                .and_then(|e| core.store.head(e.region))
-                .map(|h| h.seq);
-            if after != before {
-                progressed = true;
-            }
+            // Whatever does not apply yet stays in `parked` until its turn comes.
+            handle_envelope(core, bytes, &mut Parked::default(), evidence_published);
         }
-        if !progressed {
+        let now = local_heads(core);
+        if now == local {
             return;
         }
+        local = now;
     }
+}
+
+/// Sequence number of every region's head in the store.
+fn local_heads(core: &Core) -> BTreeMap<RegionCode, u64> {
+    core.store
+        .heads()
+        .map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect())
+        .unwrap_or_default()
 }
 
 fn answer(core: &Core, request: SyncRequest) -> SyncResponse {

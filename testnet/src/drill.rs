@@ -146,7 +146,7 @@ impl Drill {
     /// the propagation time from the nodes' own clocks: the latest moment any of them
     /// applied the envelope, minus the origin's append timestamp (all nodes share this
     /// machine's clock, so the difference is exact, unlike timing the polls).
-    async fn propagate(&mut self, origin: usize, seq: u64, _since: Instant) -> Result<()> {
+    async fn propagate(&mut self, origin: usize, seq: u64) -> Result<()> {
         let region = self.fed.nodes[origin].region.to_string();
         let targets: Vec<usize> = (0..self.fed.nodes.len())
             .filter(|&j| j != origin && self.reachable(origin, j))
@@ -308,11 +308,10 @@ impl Drill {
                     requested_measures: measures.iter().map(|m| MeasureCode(m.clone())).collect(),
                     summary: format!("drill entry {id}"),
                 };
-                let t = Instant::now();
                 let (seq, origin) = self
                     .write(&self.author(r, "pub"), &Body::ListEntryPublished(e.clone()))
                     .await?;
-                self.propagate(origin, seq, t).await?;
+                self.propagate(origin, seq).await?;
                 self.entries.insert(
                     id.clone(),
                     (
@@ -351,9 +350,8 @@ impl Drill {
                         reason: "演练修复".into(),
                     },
                 };
-                let t = Instant::now();
                 let (seq, origin) = self.write(&self.author(r, "pub"), &body).await?;
-                self.propagate(origin, seq, t).await?;
+                self.propagate(origin, seq).await?;
                 Ok(format!("{r}#{seq}"))
             }
             Step::Initiate {
@@ -396,11 +394,10 @@ impl Drill {
                     respond_by: today().add_days(7),
                 };
                 let author = self.author(r, "init");
-                let t = Instant::now();
                 let (seq, origin) = self
                     .write(&author, &Body::JointActionInitiated(a.clone()))
                     .await?;
-                self.propagate(origin, seq, t).await?;
+                self.propagate(origin, seq).await?;
                 let aid = action_id(&DepartmentId::parse(&author, "a")?, &a.reference);
                 self.actions
                     .insert(id.clone(), (Named { id: aid, region: r }, target_list));
@@ -453,7 +450,6 @@ impl Drill {
                 self.wait_holds_entry(i, &eid).await?;
                 let case_no = format!("演练异〔{}〕{id}", today().ymd().0);
                 let author = self.author(r, "obj");
-                let t = Instant::now();
                 let (seq, origin) = self
                     .write(
                         &author,
@@ -465,7 +461,7 @@ impl Drill {
                         },
                     )
                     .await?;
-                self.propagate(origin, seq, t).await?;
+                self.propagate(origin, seq).await?;
                 let oid = objection_id(&DepartmentId::parse(&author, "a")?, &case_no);
                 self.objections.insert(
                     id.clone(),
@@ -491,7 +487,6 @@ impl Drill {
                     "revoked" => ObjectionOutcome::Revoked,
                     o => bail!("outcome {o}: upheld, corrected or revoked"),
                 };
-                let t = Instant::now();
                 let (seq, origin) = self
                     .write(
                         &self.author(issuer, "obj"),
@@ -502,7 +497,7 @@ impl Drill {
                         },
                     )
                     .await?;
-                self.propagate(origin, seq, t).await?;
+                self.propagate(origin, seq).await?;
                 Ok(format!("{issuer}#{seq}"))
             }
             Step::Burst {
@@ -538,7 +533,7 @@ impl Drill {
                         .write(&self.author(r, "pub"), &Body::ListEntryPublished(e))
                         .await?;
                     if *measure {
-                        self.propagate(last.1, last.0, Instant::now()).await?;
+                        self.propagate(last.1, last.0).await?;
                     }
                 }
                 let rate = *count as f64 / t.elapsed().as_secs_f64();
@@ -569,11 +564,10 @@ impl Drill {
                     evaluated_on: today().add_days(-1),
                     valid_until: today().add_days(365),
                 };
-                let t = Instant::now();
                 let (seq, origin) = self
                     .write(&self.author(r, "pub"), &Body::EvaluationPublished(ev))
                     .await?;
-                self.propagate(origin, seq, t).await?;
+                self.propagate(origin, seq).await?;
                 Ok(format!("{region}#{seq}"))
             }
             Step::WaitUntil {
