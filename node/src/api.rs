@@ -534,14 +534,18 @@ async fn departments(
 
 /// Body of `/v1/admin/partition`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PartitionRequest {
     /// Regions whose nodes this node must not talk to; empty heals.
     pub blocked: Vec<String>,
+    /// Percentage of received gossip messages and pulled ranges to drop (0 = none).
+    #[serde(default)]
+    pub loss_percent: u8,
 }
 
-/// Drill fault mode (operator only): cut this node's links to some regions. Used by
-/// credfed-testnet where network namespaces are unavailable; the cut is at the libp2p
-/// connection level, so gossip and pull both stop.
+/// Drill fault mode (operator only): cut this node's links to some regions and drop a
+/// share of what it receives. Used by credfed-testnet where network namespaces are
+/// unavailable; the cut is at the libp2p connection level, so gossip and pull both stop.
 async fn partition(
     State(state): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
@@ -568,9 +572,23 @@ async fn partition(
             })?,
         );
     }
+    if req.loss_percent > 100 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            Some("loss_percent"),
+            format!(
+                "loss_percent: {} is not a percentage (0..=100)",
+                req.loss_percent
+            ),
+        ));
+    }
     state
         .commands
-        .send(Command::Partition(regions.clone()))
+        .send(Command::Fault(crate::p2p::InNodeFault {
+            blocked: regions.clone(),
+            loss_percent: req.loss_percent,
+        }))
         .await
         .map_err(|_| {
             ApiError::new(
@@ -581,7 +599,7 @@ async fn partition(
             )
         })?;
     Ok(Json(
-        json!({"blocked": regions.iter().map(|r| r.to_string()).collect::<Vec<_>>()}),
+        json!({"blocked": regions.iter().map(|r| r.to_string()).collect::<Vec<_>>(), "loss_percent": req.loss_percent}),
     ))
 }
 

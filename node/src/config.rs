@@ -47,10 +47,19 @@ pub struct NodeConfig {
     pub heads_interval_ms: u64,
     /// How often to re-dial disconnected members, ms.
     pub redial_interval_ms: u64,
+    /// A member that answers no ping for this long is disconnected and re-dialled, ms.
+    /// Without it a silently dropped link (a firewall dropping packets, a cut cable) stays
+    /// "connected" until TCP gives up, which takes minutes.
+    #[serde(default = "default_liveness_timeout_ms")]
+    pub liveness_timeout_ms: u64,
     /// Concurrent API requests.
     pub api_max_concurrency: usize,
     /// Largest API request body, bytes.
     pub api_max_body_bytes: usize,
+}
+
+fn default_liveness_timeout_ms() -> u64 {
+    10_000
 }
 
 const TEMPLATE_COMMENTS: &str = "\
@@ -64,9 +73,11 @@ impl NodeConfig {
     pub fn defaults(
         region: RegionCode,
         data_dir: &Path,
+        listen_ip: std::net::IpAddr,
         p2p_port: u16,
         api_port: u16,
     ) -> NodeConfig {
+        let ip_proto = if listen_ip.is_ipv4() { "ip4" } else { "ip6" };
         NodeConfig {
             region: region.to_string(),
             data_dir: data_dir.to_path_buf(),
@@ -75,10 +86,10 @@ impl NodeConfig {
             node_key_file: "node.key".into(),
             person_secret_file: "person.secret".into(),
             p2p_listen: vec![
-                format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
-                format!("/ip4/127.0.0.1/udp/{p2p_port}/quic-v1"),
+                format!("/{ip_proto}/{listen_ip}/tcp/{p2p_port}"),
+                format!("/{ip_proto}/{listen_ip}/udp/{p2p_port}/quic-v1"),
             ],
-            api_listen: format!("127.0.0.1:{api_port}"),
+            api_listen: std::net::SocketAddr::new(listen_ip, api_port).to_string(),
             tls_cert: "api-cert.pem".into(),
             tls_key: "api-key.pem".into(),
             metrics_public: true,
@@ -87,6 +98,7 @@ impl NodeConfig {
             solo: false,
             heads_interval_ms: 2000,
             redial_interval_ms: 2000,
+            liveness_timeout_ms: default_liveness_timeout_ms(),
             api_max_concurrency: 256,
             api_max_body_bytes: 256 * 1024,
         }
@@ -201,9 +213,9 @@ pub fn random_secret() -> Result<[u8; 32]> {
 }
 
 /// The node's API certificate authority and a server certificate it signs for
-/// `localhost` and 127.0.0.1. Clients trust the CA (`api-ca.pem`); the CA key also signs
+/// `localhost`, 127.0.0.1 and the listen address. Clients trust the CA (`api-ca.pem`); the CA key also signs
 /// department client certificates.
-pub fn write_api_certs(dir: &Path, region: RegionCode) -> Result<()> {
+pub fn write_api_certs(dir: &Path, region: RegionCode, listen_ip: std::net::IpAddr) -> Result<()> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
@@ -212,8 +224,11 @@ pub fn write_api_certs(dir: &Path, region: RegionCode) -> Result<()> {
         .push(DnType::CommonName, format!("credfed node {region} API CA"));
     let ca_cert = ca.self_signed(&ca_key)?;
     let server_key = KeyPair::generate()?;
-    let mut server =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !listen_ip.is_loopback() {
+        names.push(listen_ip.to_string());
+    }
+    let mut server = CertificateParams::new(names)?;
     server
         .distinguished_name
         .push(DnType::CommonName, format!("credfed node {region}"));

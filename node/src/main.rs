@@ -58,6 +58,10 @@ enum Cmd {
         /// HTTPS API port.
         #[arg(long, default_value_t = 8443)]
         api_port: u16,
+        /// Address both listeners bind to (and the API certificate names): the host's
+        /// address on the federation's network; loopback by default.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen_ip: std::net::IpAddr,
         /// Print machine-readable JSON.
         #[arg(long, value_parser = ["text", "json"], default_value = "text")]
         output: String,
@@ -102,6 +106,7 @@ fn main() -> Result<()> {
             person_secret,
             p2p_port,
             api_port,
+            listen_ip,
             output,
         } => init(
             &region,
@@ -112,6 +117,7 @@ fn main() -> Result<()> {
             person_secret,
             p2p_port,
             api_port,
+            listen_ip,
             &output,
         ),
         Cmd::Run { config } => {
@@ -182,6 +188,7 @@ fn init(
     person_secret: Option<PathBuf>,
     p2p_port: u16,
     api_port: u16,
+    listen_ip: std::net::IpAddr,
     output: &str,
 ) -> Result<()> {
     let region = RegionCode::parse(region, "region")?;
@@ -211,7 +218,7 @@ fn init(
         None => hex::encode(random_secret()?),
     };
     write_secret(&dir.join("person.secret"), &person)?;
-    write_api_certs(&dir, region)?;
+    write_api_certs(&dir, region, listen_ip)?;
     if let Some(m) = manifest {
         std::fs::copy(&m, dir.join("manifest.json"))
             .with_context(|| format!("copying manifest {}", m.display()))?;
@@ -221,7 +228,7 @@ fn init(
         unit: credfed_protocol::envelope::NODE_UNIT.into(),
     };
     credfed_node::config::issue_client_cert(&dir, region, &operator, &dir.join("operator"))?;
-    let mut cfg = NodeConfig::defaults(region, &dir, p2p_port, api_port);
+    let mut cfg = NodeConfig::defaults(region, &dir, listen_ip, p2p_port, api_port);
     cfg.authority_key = authority_key.to_string();
     cfg.save(&dir.join("config.toml"))?;
     let peer = peer_id_of(&key.public())?;
@@ -337,6 +344,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
             ..ReplicationConfig::default()
         },
         redial_interval: std::time::Duration::from_millis(cfg.redial_interval_ms),
+        liveness_timeout: std::time::Duration::from_millis(cfg.liveness_timeout_ms.max(1000)),
         solo: cfg.solo,
     };
     let net = tokio::spawn(p2p::run(

@@ -18,7 +18,8 @@ use credfed_protocol::ledger::Admission;
 use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, allow_block_list, connection_limits, gossipsub, identify, identity, ping,
 };
@@ -38,14 +39,56 @@ pub const COMMAND_CAPACITY: usize = 1024;
 /// Envelopes fetched below our head when a peer's copy of a log forks from ours.
 const FORK_PROBE: u64 = 64;
 
+/// A dial that has not produced a connection after this is abandoned; the next re-dial
+/// tries again. Bounded so that a dial into a black hole (SYNs dropped) does not hold the
+/// slot for TCP's two-minute connect timeout after the link is back.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Work for the network task.
 #[derive(Debug)]
 pub enum Command {
     /// Gossip an envelope this node appended.
     Publish(Vec<u8>),
-    /// Drill fault (in-node partition): cut and refuse connections to these regions'
-    /// nodes; an empty set heals.
-    Partition(BTreeSet<RegionCode>),
+    /// Drill fault (in-node mode, where network namespaces are unavailable).
+    Fault(InNodeFault),
+}
+
+/// The in-node fault mode: what a drill asks a node to simulate at the libp2p level.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InNodeFault {
+    /// Cut and refuse connections to these regions' nodes; empty heals.
+    pub blocked: BTreeSet<RegionCode>,
+    /// Percentage of received gossip messages and pulled ranges to drop, 0..=100.
+    pub loss_percent: u8,
+}
+
+/// Random drops for the in-node loss fault. A xorshift generator: the drops need to be
+/// spread, not unpredictable, and this keeps a random-number crate out of the node.
+struct Loss {
+    percent: u8,
+    state: u64,
+}
+
+impl Loss {
+    fn new(percent: u8) -> Loss {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
+        Loss {
+            percent: percent.min(100),
+            state: seed | 1,
+        }
+    }
+
+    fn drops(&mut self) -> bool {
+        if self.percent == 0 {
+            return false;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        (self.state % 100) < u64::from(self.percent)
+    }
 }
 
 /// What the network task reports for `/v1/peers` and `/v1/status`.
@@ -93,6 +136,8 @@ pub struct P2pConfig {
     pub replication: ReplicationConfig,
     /// Re-dial period for disconnected members.
     pub redial_interval: Duration,
+    /// Silence after which a connection is closed (see `NodeConfig::liveness_timeout_ms`).
+    pub liveness_timeout: Duration,
     /// Start with writes open (see `NodeConfig::solo`).
     pub solo: bool,
 }
@@ -180,11 +225,18 @@ pub async fn run(
                 gossipsub,
                 sync,
                 identify,
-                ping: ping::Behaviour::default(),
+                // Pings are the liveness probe: a failed ping closes the connection
+                // (libp2p no longer does so itself), and the re-dial finds the peer again.
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(cfg.liveness_timeout / 4)
+                        .with_timeout(cfg.liveness_timeout),
+                ),
             })
         })?
         // Members stay connected: libp2p would close idle connections after 10 s.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .with_connection_timeout(CONNECTION_TIMEOUT)
         .build();
     swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
     for a in &cfg.listen {
@@ -205,8 +257,9 @@ pub async fn run(
     let mut evidence_published: BTreeSet<(RegionCode, u64)> = BTreeSet::new();
     // One fork probe per (peer, region) per connection: a forked log keeps failing to chain.
     let mut fork_probed: BTreeSet<(PeerId, RegionCode)> = BTreeSet::new();
-    // Peers cut off by a drill partition.
+    // Peers cut off by a drill partition, and drill packet loss (in-node fault mode).
     let mut blocked: BTreeSet<PeerId> = BTreeSet::new();
+    let mut loss = Loss::new(0);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut redial = tokio::time::interval(cfg.redial_interval);
 
@@ -220,11 +273,12 @@ pub async fn run(
                         tracing::debug!(error = %e, "gossip publish skipped; pull will deliver");
                     }
                 }
-                Command::Partition(regions) => {
-                    tracing::warn!(?regions, "drill partition: cutting links to these regions");
+                Command::Fault(fault) => {
+                    tracing::warn!(blocked = ?fault.blocked, loss_percent = fault.loss_percent, "drill fault (in-node mode)");
+                    loss = Loss::new(fault.loss_percent);
                     blocked.clear();
                     for (pid, (region, _)) in &members {
-                        if regions.contains(region) {
+                        if fault.blocked.contains(region) {
                             blocked.insert(*pid);
                             swarm.behaviour_mut().allow.disallow_peer(*pid);
                         } else {
@@ -237,7 +291,11 @@ pub async fn run(
             _ = redial.tick() => {
                 for (pid, (_, addrs)) in &members {
                     if !connected.contains_key(pid) && !blocked.contains(pid) && !addrs.is_empty() {
-                        let opts = DialOpts::peer_id(*pid).addresses(addrs.clone()).build();
+                        // One dial at a time per member: dials into a dead link must not pile up.
+                        let opts = DialOpts::peer_id(*pid)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .addresses(addrs.clone())
+                            .build();
                         let _ = swarm.dial(opts);
                     }
                 }
@@ -265,6 +323,13 @@ pub async fn run(
                     }
                 }
                 SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })) => {
+                    tracing::info!(%peer, %error, "member silent: closing the connection, re-dial will follow");
+                    swarm.close_connection(connection);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, .. })) if loss.drops() => {
+                    swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Ignore);
+                }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
                     core.metrics.gossip_received.fetch_add(1, Ordering::Relaxed);
                     core.metrics.bytes_received.fetch_add(message.data.len() as u64, Ordering::Relaxed);
@@ -277,6 +342,10 @@ pub async fn run(
                     request_response::Message::Request { request, channel, .. } => {
                         let response = answer(&core, request);
                         let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                    }
+                    request_response::Message::Response { request_id, .. } if loss.drops() => {
+                        let region = pending_ranges.remove(&request_id);
+                        outputs.extend(replicator.step(Input::RequestFailed(peer, region), &local_heads(&core), Instant::now()));
                     }
                     request_response::Message::Response { request_id, response } => {
                         touch(&status, &connected, &peer, &core);

@@ -3,7 +3,8 @@
 //! Schedule `i` of seed `S` is generated from `S` and `i` alone, so a failure is
 //! replayed exactly with `--seed S --start i --schedules 1`. Each schedule runs on a fresh
 //! federation with a random workload interleaved with kills, restarts, pauses,
-//! partitions and heals; every invariant is checked at the end.
+//! partitions, one-way cuts, packet loss and heals; every invariant is checked after every
+//! step and at the end.
 
 use std::collections::BTreeSet;
 
@@ -33,7 +34,9 @@ pub fn schedule(seed: u64, index: u64, regions: &[String], steps: usize) -> Scen
     let mut rng = Rng::new(seed, index);
     let mut dead: BTreeSet<usize> = BTreeSet::new();
     let mut paused: BTreeSet<usize> = BTreeSet::new();
+    // Links cut (partition or one-way) / loss in force.
     let mut partitioned = false;
+    let mut lossy = false;
     let mut out = Vec::new();
     let mut published = 0;
     let usable = |dead: &BTreeSet<usize>, paused: &BTreeSet<usize>| -> Vec<usize> {
@@ -43,7 +46,7 @@ pub fn schedule(seed: u64, index: u64, regions: &[String], steps: usize) -> Scen
     };
     for _ in 0..steps {
         let live = usable(&dead, &paused);
-        match rng.below(10) {
+        match rng.below(12) {
             0..=3 => {
                 let r = live[rng.below(live.len())];
                 if rng.below(2) == 0 {
@@ -71,7 +74,9 @@ pub fn schedule(seed: u64, index: u64, regions: &[String], steps: usize) -> Scen
                     region: regions[r].clone(),
                 });
             }
-            5 if !dead.is_empty() => {
+            // A node restarted behind a cut could not confirm its own log with a peer and
+            // would keep writes closed: restarts wait for the links.
+            5 if !dead.is_empty() && !partitioned => {
                 let d: Vec<usize> = dead.iter().copied().collect();
                 let r = d[rng.below(d.len())];
                 dead.remove(&r);
@@ -106,9 +111,31 @@ pub fn schedule(seed: u64, index: u64, regions: &[String], steps: usize) -> Scen
                     groups: vec![group],
                 });
             }
-            9 if partitioned => {
+            9 if partitioned || lossy => {
                 partitioned = false;
+                lossy = false;
                 out.push(Step::Heal);
+            }
+            10 if !partitioned && regions.len() > 2 => {
+                let a = rng.below(regions.len());
+                let to: Vec<String> = (0..regions.len())
+                    .filter(|&b| b != a && rng.below(2) == 0)
+                    .map(|b| regions[b].clone())
+                    .collect();
+                if !to.is_empty() {
+                    partitioned = true;
+                    out.push(Step::OneWay {
+                        from: vec![regions[a].clone()],
+                        to,
+                    });
+                }
+            }
+            11 if !lossy => {
+                lossy = true;
+                out.push(Step::Loss {
+                    regions: crate::scenario::Regions::Word("all".into()),
+                    percent: 5 + rng.below(26) as u8,
+                });
             }
             _ => {
                 let r = live[rng.below(live.len())];

@@ -1,4 +1,5 @@
-//! A federation of real `credfed-node` processes on loopback.
+//! A federation of real `credfed-node` processes: on loopback, or (as root) each in its
+//! own network namespace of a [`NetLab`] so that link faults are real packet drops.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use credfed_protocol::record::Body;
 use credfed_protocol::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::netns::NetLab;
 
 /// Federation id of testnets.
 pub const FEDERATION_ID: &str = "cn-credit-testnet";
@@ -101,6 +104,32 @@ pub struct NodeHandle {
 pub struct FederationFile {
     /// Regions and API addresses.
     pub nodes: Vec<(String, String, u32)>,
+    /// The network lab (slot, node count), if the nodes run in namespaces.
+    #[serde(default)]
+    pub lab: Option<(u8, usize)>,
+}
+
+/// How link faults (partitions, one-way cuts, loss) are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkChoice {
+    /// Namespaces + nftables where possible (root, `ip` and `nft` present), else in-node.
+    Auto,
+    /// Namespaces + nftables, or fail.
+    Netns,
+    /// The nodes' own fault mode over loopback (`POST /v1/admin/partition`).
+    InNode,
+}
+
+impl std::str::FromStr for NetworkChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(NetworkChoice::Auto),
+            "netns" => Ok(NetworkChoice::Netns),
+            "in-node" => Ok(NetworkChoice::InNode),
+            other => bail!("--network {other}: expected auto, netns or in-node"),
+        }
+    }
 }
 
 /// A running federation.
@@ -113,6 +142,10 @@ pub struct Federation {
     pub manifest: Manifest,
     /// Authority key (seeds department keys).
     pub authority: Keypair,
+    /// The namespaces the nodes run in, if link faults are real.
+    pub lab: Option<NetLab>,
+    /// How faults are injected, in words (for the report).
+    pub fault_mode: String,
 }
 
 /// Options for building a federation.
@@ -122,6 +155,8 @@ pub struct FedOptions {
     pub base_port: u16,
     /// Heads exchange interval in ms (more nodes → slower, to spare the CPU).
     pub heads_interval_ms: u64,
+    /// Namespaces or in-node faults.
+    pub network: NetworkChoice,
 }
 
 impl Federation {
@@ -129,6 +164,25 @@ impl Federation {
     pub fn create(dir: &Path, regions: &[RegionCode], opts: &FedOptions) -> Result<Federation> {
         std::fs::create_dir_all(dir)?;
         let bin = node_bin()?;
+        let (lab, fault_mode) = match (opts.network, crate::netns::unavailable_reason()) {
+            (NetworkChoice::InNode, _) => (None, IN_NODE_MODE.to_string()),
+            (NetworkChoice::Auto, Some(why)) => (
+                None,
+                format!("{IN_NODE_MODE} (namespaces unavailable: {why})"),
+            ),
+            (NetworkChoice::Netns, Some(why)) => bail!(
+                "--network netns: {why}; run as root with iproute2 and nftables installed, or use --network in-node"
+            ),
+            (_, None) => {
+                let lab = NetLab::create(regions.len())?;
+                let mode = format!(
+                    "network namespaces + nftables (lab {}, {}): partitions, one-way cuts and loss are real packet drops between namespaces",
+                    lab.slot,
+                    lab.subnet()
+                );
+                (Some(lab), mode)
+            }
+        };
         let authority = Keypair::from_secret(credfed_node::config::random_secret()?);
         let secret = dir.join("person.secret");
         std::fs::write(&secret, hex::encode(credfed_node::config::random_secret()?))?;
@@ -137,6 +191,9 @@ impl Federation {
             let ndir = dir.join(r.to_string());
             let p2p = opts.base_port + 2 * i as u16;
             let api = p2p + 1;
+            let ip = lab
+                .as_ref()
+                .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.node_ip(i));
             let out = Command::new(&bin)
                 .args(["init", "--region", &r.to_string(), "--data-dir"])
                 .arg(&ndir)
@@ -145,6 +202,8 @@ impl Federation {
                     &p2p.to_string(),
                     "--api-port",
                     &api.to_string(),
+                    "--listen-ip",
+                    &ip.to_string(),
                     "--output",
                     "json",
                     "--authority-key",
@@ -168,11 +227,13 @@ impl Federation {
                     "heads_interval_ms = 2000",
                     &format!("heads_interval_ms = {}", opts.heads_interval_ms),
                 )
-                .replace("redial_interval_ms = 2000", "redial_interval_ms = 1000"),
+                .replace("redial_interval_ms = 2000", "redial_interval_ms = 1000")
+                // Drills cut links for seconds: notice the silence within a few.
+                .replace("liveness_timeout_ms = 10000", "liveness_timeout_ms = 4000"),
             )?;
             let node_key = credfed_node::config::read_key(&ndir.join("node.key"))?;
             let op = ndir.join("operator");
-            let api_addr = format!("127.0.0.1:{api}");
+            let api_addr = format!("{ip}:{api}");
             // Drills poll many nodes at once: a stalled connection must cost seconds, not 30.
             let client = ApiClient::with_identity(
                 &api_addr,
@@ -205,7 +266,11 @@ impl Federation {
                     region: n.region,
                     name: n.region.province_info().name_zh.into(),
                     node_key: n.node_key.public(),
-                    addresses: vec![format!("/ip4/127.0.0.1/tcp/{}", n.p2p_port)],
+                    addresses: vec![format!(
+                        "/ip4/{}/tcp/{}",
+                        n.api.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h),
+                        n.p2p_port
+                    )],
                 })
                 .collect(),
             policy: Policy::default(),
@@ -225,6 +290,8 @@ impl Federation {
             nodes,
             manifest,
             authority,
+            lab,
+            fault_mode,
         })
     }
 
@@ -235,7 +302,11 @@ impl Federation {
             .create(true)
             .append(true)
             .open(n.dir.join("node.log"))?;
-        let mut cmd = Command::new(node_bin()?);
+        let bin = node_bin()?;
+        let mut cmd = match &self.lab {
+            Some(lab) => lab.command(i, &bin),
+            None => Command::new(bin),
+        };
         cmd.args(["run", "--config"])
             .arg(n.dir.join("config.toml"))
             .stdout(Stdio::null())
@@ -446,6 +517,7 @@ impl Federation {
                     )
                 })
                 .collect(),
+            lab: self.lab.as_ref().map(|l| (l.slot, l.nodes)),
         };
         std::fs::write(
             self.dir.join("federation.json"),
@@ -467,6 +539,16 @@ impl Federation {
     }
 }
 
+impl Federation {
+    /// Leaves the nodes and their namespaces running after this process exits (`up`).
+    pub fn detach(&mut self) {
+        for n in &mut self.nodes {
+            std::mem::forget(n.child.take());
+        }
+        self.lab = None;
+    }
+}
+
 impl Drop for Federation {
     fn drop(&mut self) {
         for n in &mut self.nodes {
@@ -478,8 +560,14 @@ impl Drop for Federation {
                 let _ = c.wait();
             }
         }
+        if let Some(lab) = self.lab.take() {
+            lab.destroy();
+        }
     }
 }
+
+/// Description of the fallback fault mode, for reports.
+pub const IN_NODE_MODE: &str = "in-node fault mode over loopback: links cut at the libp2p connection level by each node's allow-list (one-way cuts act both ways), loss drops received gossip messages and pulled ranges";
 
 /// Stops the nodes a previous `up` started in `dir`.
 pub fn down(dir: &Path) -> Result<usize> {
@@ -492,6 +580,7 @@ pub fn down(dir: &Path) -> Result<usize> {
         })?,
     )?;
     let mut stopped = 0;
+    let lab = f.lab.map(|(slot, nodes)| NetLab { slot, nodes });
     for (_, _, pid) in f.nodes {
         if pid != 0
             && Command::new("kill")
@@ -501,6 +590,9 @@ pub fn down(dir: &Path) -> Result<usize> {
         {
             stopped += 1;
         }
+    }
+    if let Some(lab) = lab {
+        lab.destroy();
     }
     Ok(stopped)
 }

@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod demo;
 pub mod drill;
 pub mod fed;
+pub mod netns;
 pub mod report;
 pub mod scenario;
 
@@ -27,18 +28,43 @@ pub struct DrillRun {
     pub report_dir: PathBuf,
     /// First port.
     pub base_port: u16,
+    /// How link faults are made.
+    pub network: fed::NetworkChoice,
+}
+
+/// Options of a chaos run.
+#[derive(Debug, Clone)]
+pub struct ChaosRun {
+    /// Seed of the schedules.
+    pub seed: u64,
+    /// First schedule index.
+    pub start: u64,
+    /// How many schedules.
+    pub count: u64,
+    /// Nodes per federation.
+    pub nodes: usize,
+    /// Steps per schedule.
+    pub steps: usize,
+    /// Where reports and failing schedules go.
+    pub report_dir: PathBuf,
+    /// First port.
+    pub base_port: u16,
+    /// How link faults are made.
+    pub network: fed::NetworkChoice,
 }
 
 /// Runs chaos schedules `start..start+count` of `seed`; returns (passed, failures).
-pub async fn run_chaos(
-    seed: u64,
-    start: u64,
-    count: u64,
-    nodes: usize,
-    steps: usize,
-    report_dir: &Path,
-    base_port: u16,
-) -> Result<(usize, Vec<(u64, String)>)> {
+pub async fn run_chaos(opts: &ChaosRun) -> Result<(usize, Vec<(u64, String)>)> {
+    let ChaosRun {
+        seed,
+        start,
+        count,
+        nodes,
+        steps,
+        ref report_dir,
+        base_port,
+        network,
+    } = *opts;
     let regions: Vec<String> = fed::parse_regions(&nodes.to_string())?
         .iter()
         .map(|r| r.to_string())
@@ -55,6 +81,7 @@ pub async fn run_chaos(
             dir: None,
             report_dir: report_dir.join(format!("schedule-{i}")),
             base_port: base_port + (i % 8) as u16 * 100,
+            network,
         };
         eprintln!("chaos schedule {i}: {} steps", sc.steps.len());
         match run_drill(&sc, &run).await {
@@ -101,6 +128,7 @@ pub async fn run_drill(scenario: &scenario::Scenario, opts: &DrillRun) -> Result
         &fed::FedOptions {
             base_port: opts.base_port,
             heads_interval_ms,
+            network: opts.network,
         },
     )?;
     eprintln!(

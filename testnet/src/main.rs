@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use credfed_testnet::{DrillRun, fed, report, run_drill, scenario};
+use credfed_testnet::{ChaosRun, DrillRun, fed, report, run_drill, scenario};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +31,10 @@ enum Cmd {
         /// First port (node i: base+2i for libp2p, base+2i+1 for the API).
         #[arg(long, default_value_t = 24000)]
         base_port: u16,
+        /// Link faults: `netns` (real packet drops between network namespaces; needs root and
+        /// nftables), `in-node` (the nodes' own fault mode on loopback) or `auto`.
+        #[arg(long, value_parser = ["auto", "netns", "in-node"], default_value = "auto")]
+        network: String,
     },
     /// Stop a federation started with `up`.
     Down {
@@ -58,6 +62,10 @@ enum Cmd {
         /// Print the report as JSON instead of a summary.
         #[arg(long, value_parser = ["text", "json"], default_value = "text")]
         output: String,
+        /// Link faults: `netns` (real packet drops between network namespaces; needs root and
+        /// nftables), `in-node` (the nodes' own fault mode on loopback) or `auto`.
+        #[arg(long, value_parser = ["auto", "netns", "in-node"], default_value = "auto")]
+        network: String,
     },
     /// Random fault schedules with random workloads; every invariant checked. A failing
     /// schedule is saved as a scenario file and its replay command printed.
@@ -83,6 +91,10 @@ enum Cmd {
         /// First port.
         #[arg(long, default_value_t = 25000)]
         base_port: u16,
+        /// Link faults: `netns` (real packet drops between network namespaces; needs root and
+        /// nftables), `in-node` (the nodes' own fault mode on loopback) or `auto`.
+        #[arg(long, value_parser = ["auto", "netns", "in-node"], default_value = "auto")]
+        network: String,
     },
     /// List the shipped scenarios.
     Scenarios,
@@ -116,11 +128,12 @@ fn real_main() -> Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
-        Cmd::Chaos { seed, schedules, start, nodes, steps, report_dir, base_port } => {
-            let (passed, failed) = rt()?.block_on(credfed_testnet::run_chaos(seed, start, schedules, nodes, steps, &report_dir, base_port))?;
+        Cmd::Chaos { seed, schedules, start, nodes, steps, report_dir, base_port, network } => {
+            let run = ChaosRun { seed, start, count: schedules, nodes, steps, report_dir: report_dir.clone(), base_port, network: network.parse()? };
+            let (passed, failed) = rt()?.block_on(credfed_testnet::run_chaos(&run))?;
             println!("chaos seed {seed}: {passed} schedules passed, {} failed", failed.len());
             for (i, why) in &failed {
-                println!("  schedule {i}: {why}\n    replay: credfed-testnet chaos --seed {seed} --start {i} --schedules 1 --nodes {nodes} --steps {steps}\n    scenario: {}", report_dir.join(format!("schedule-{i}.toml")).display());
+                println!("  schedule {i}: {why}\n    replay: credfed-testnet chaos --seed {seed} --start {i} --schedules 1 --nodes {nodes} --steps {steps} --network {network}\n    scenario: {}", report_dir.join(format!("schedule-{i}.toml")).display());
             }
             Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -131,9 +144,9 @@ fn real_main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Up { regions, dir, base_port } => rt()?.block_on(async {
+        Cmd::Up { regions, dir, base_port, network } => rt()?.block_on(async {
             let regions = fed::parse_regions(&regions)?;
-            let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: if regions.len() > 8 { 2000 } else { 500 } })?;
+            let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: if regions.len() > 8 { 2000 } else { 500 }, network: network.parse()? })?;
             f.start_all(true).await?;
             f.register_departments().await?;
             f.save()?;
@@ -141,11 +154,8 @@ fn real_main() -> Result<ExitCode> {
             for n in &f.nodes {
                 println!("{:<8} {:<18} {:<22} {}", n.region, n.region.province_info().name_en, n.api, n.dir.display());
             }
-            println!("\n{} nodes running. Operator certificates: <node dir>/operator/. Stop with: credfed-testnet down --dir {}", f.nodes.len(), dir.display());
-            // Leave the processes running: forget the handles so Drop does not kill them.
-            for n in &mut f.nodes {
-                std::mem::forget(n.child.take());
-            }
+            println!("\n{} nodes running. Links: {}.\nOperator certificates: <node dir>/operator/. Stop with: credfed-testnet down --dir {}", f.nodes.len(), f.fault_mode, dir.display());
+            f.detach();
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Down { dir } => {
@@ -153,7 +163,7 @@ fn real_main() -> Result<ExitCode> {
             println!("stopped {n} nodes");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Drill { scenario: which, regions, report_dir, dir, base_port, output } => {
+        Cmd::Drill { scenario: which, regions, report_dir, dir, base_port, output, network } => {
             let text = match &which {
                 None => scenario::SHIPPED[0].1.to_string(),
                 Some(w) => match scenario::SHIPPED.iter().find(|(n, _)| n == w) {
@@ -163,7 +173,7 @@ fn real_main() -> Result<ExitCode> {
             };
             let sc = scenario::parse(&text)?;
             eprintln!("drill: {} on {regions} regions", sc.name);
-            let run = DrillRun { regions, dir, report_dir: report_dir.clone(), base_port };
+            let run = DrillRun { regions, dir, report_dir: report_dir.clone(), base_port, network: network.parse()? };
             let report = rt()?.block_on(run_drill(&sc, &run));
             let report = match report {
                 Ok(r) => r,

@@ -187,7 +187,25 @@ pub enum Step {
         /// Groups of region codes.
         groups: Vec<Vec<String>>,
     },
-    /// Remove every partition.
+    /// Cut links one way: packets from the `from` regions' nodes no longer reach the `to`
+    /// regions' nodes (TCP then fails both ways, as on a real asymmetric fault). Adds to
+    /// the cuts in force.
+    OneWay {
+        /// Sending regions.
+        from: Vec<String>,
+        /// Receiving regions.
+        to: Vec<String>,
+    },
+    /// Drop a share of the packets that reach these regions' nodes from other nodes
+    /// (`percent` = 0 removes the loss).
+    Loss {
+        /// Receiving regions.
+        #[serde(default = "all")]
+        regions: Regions,
+        /// Percentage dropped, 0..=100.
+        percent: u8,
+    },
+    /// Remove every partition, cut and loss.
     Heal,
     /// Wait until every live node holds the same heads (and check invariants).
     WaitConverged {
@@ -296,6 +314,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "07-equivocation-intruder",
         include_str!("../scenarios/07-equivocation-intruder.toml"),
+    ),
+    (
+        "08-one-way-and-loss",
+        include_str!("../scenarios/08-one-way-and-loss.toml"),
     ),
     (
         "perf-propagation",

@@ -28,6 +28,8 @@ async fn federation(base_port: u16) -> Env {
         &FedOptions {
             base_port,
             heads_interval_ms: 300,
+            // The CLI needs no link faults: loopback keeps these tests root-free.
+            network: credfed_testnet::fed::NetworkChoice::InNode,
         },
     )
     .unwrap();
