@@ -263,6 +263,9 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut redial = tokio::time::interval(cfg.redial_interval);
 
+    // The connected map is published only when it changes: rendering 30 PeerIds in
+    // base58 after every swarm event cost more CPU than admitting the envelopes.
+    let mut connected_changed = true;
     loop {
         let mut outputs = Vec::new();
         tokio::select! {
@@ -306,6 +309,7 @@ pub async fn run(
                         && connected.insert(peer_id, *region).is_none()
                     {
                         tracing::info!(%peer_id, region = %region, "member connected");
+                        connected_changed = true;
                         outputs.extend(replicator.step(Input::PeerUp(peer_id), &local_heads(&core), Instant::now()));
                     }
                 }
@@ -313,6 +317,7 @@ pub async fn run(
                     fork_probed.retain(|(p, _)| *p != peer_id);
                     if connected.remove(&peer_id).is_some() {
                         tracing::info!(%peer_id, "member disconnected");
+                        connected_changed = true;
                         outputs.extend(replicator.step(Input::PeerDown(peer_id), &local_heads(&core), Instant::now()));
                     }
                 }
@@ -417,10 +422,13 @@ pub async fn run(
             .peers
             .store(connected.len() as u64, Ordering::Relaxed);
         if let Ok(mut s) = status.lock() {
-            s.connected = connected
-                .iter()
-                .map(|(p, r)| (r.to_string(), p.to_string()))
-                .collect();
+            if connected_changed {
+                s.connected = connected
+                    .iter()
+                    .map(|(p, r)| (r.to_string(), p.to_string()))
+                    .collect();
+                connected_changed = false;
+            }
             s.best_known = replicator
                 .best_known()
                 .into_iter()
