@@ -1535,7 +1535,7 @@ impl Drill {
                 &self.fed.nodes[i].node_key,
                 &body,
             );
-            let resp = self.fed.nodes[i].client.post("/v1/records", &json!({"author": format!("{r}:node"), "body": hex::encode(bytes), "signature": sig.to_hex()})).await?;
+            let resp = self.fed.nodes[i].writer.post("/v1/records", &json!({"author": format!("{r}:node"), "body": hex::encode(bytes), "signature": sig.to_hex()})).await?;
             if resp.status != 201 {
                 bail!("rogue write at {r}: {} {}", resp.status, resp.body);
             }

@@ -91,8 +91,11 @@ pub struct NodeHandle {
     pub p2p_port: u16,
     /// Node key.
     pub node_key: Keypair,
-    /// Operator client (node certificate).
+    /// Operator client (node certificate) for reads and polls: short deadline.
     pub client: ApiClient,
+    /// The same for writes: a write waits for an fsync, which on a machine running 31
+    /// nodes can take seconds while they all start at once.
+    pub writer: ApiClient,
     /// The process, if this testnet process started it.
     pub child: Option<Child>,
     /// Stopped by SIGSTOP.
@@ -242,6 +245,7 @@ impl Federation {
                 &op.join(format!("{r}-node.key")),
             )?
             .with_timeout(Duration::from_secs(5));
+            let writer = client.clone().with_timeout(Duration::from_secs(30));
             nodes.push(NodeHandle {
                 region: *r,
                 dir: ndir,
@@ -249,6 +253,7 @@ impl Federation {
                 p2p_port: p2p,
                 node_key,
                 client,
+                writer,
                 child: None,
                 paused: false,
             });
@@ -465,7 +470,7 @@ impl Federation {
         body: &Body,
     ) -> Result<ApiResponse> {
         let (bytes, sig) = sign_body(FEDERATION_ID, key, body);
-        n.client
+        n.writer
             .post(
                 "/v1/records",
                 &json!({"author": author, "body": hex::encode(bytes), "signature": sig.to_hex()}),
