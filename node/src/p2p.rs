@@ -229,7 +229,7 @@ pub async fn run(
                 // (libp2p no longer does so itself), and the re-dial finds the peer again.
                 ping: ping::Behaviour::new(
                     ping::Config::new()
-                        .with_interval(cfg.liveness_timeout / 4)
+                        .with_interval(cfg.liveness_timeout / 2)
                         .with_timeout(cfg.liveness_timeout),
                 ),
             })

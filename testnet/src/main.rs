@@ -102,6 +102,18 @@ enum Cmd {
     Demo,
 }
 
+/// Runs `work` until it ends or the organiser interrupts (Ctrl-C, SIGTERM). Interrupted,
+/// the work is dropped, and with it the federation: its nodes are killed and its network
+/// namespaces removed, instead of being left behind.
+async fn interruptible<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted: nodes stopped and network namespaces removed"),
+        _ = term.recv() => anyhow::bail!("terminated: nodes stopped and network namespaces removed"),
+    }
+}
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
@@ -130,7 +142,7 @@ fn real_main() -> Result<ExitCode> {
         }),
         Cmd::Chaos { seed, schedules, start, nodes, steps, report_dir, base_port, network } => {
             let run = ChaosRun { seed, start, count: schedules, nodes, steps, report_dir: report_dir.clone(), base_port, network: network.parse()? };
-            let (passed, failed) = rt()?.block_on(credfed_testnet::run_chaos(&run))?;
+            let (passed, failed) = rt()?.block_on(interruptible(credfed_testnet::run_chaos(&run)))?;
             println!("chaos seed {seed}: {passed} schedules passed, {} failed", failed.len());
             for (i, why) in &failed {
                 println!("  schedule {i}: {why}\n    replay: credfed-testnet chaos --seed {seed} --start {i} --schedules 1 --nodes {nodes} --steps {steps} --network {network}\n    scenario: {}", report_dir.join(format!("schedule-{i}.toml")).display());
@@ -144,7 +156,7 @@ fn real_main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Up { regions, dir, base_port, network } => rt()?.block_on(async {
+        Cmd::Up { regions, dir, base_port, network } => rt()?.block_on(interruptible(async {
             let regions = fed::parse_regions(&regions)?;
             let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: if regions.len() > 8 { 2000 } else { 500 }, network: network.parse()? })?;
             f.start_all(true).await?;
@@ -157,7 +169,7 @@ fn real_main() -> Result<ExitCode> {
             println!("\n{} nodes running. Links: {}.\nOperator certificates: <node dir>/operator/. Stop with: credfed-testnet down --dir {}", f.nodes.len(), f.fault_mode, dir.display());
             f.detach();
             Ok(ExitCode::SUCCESS)
-        }),
+        })),
         Cmd::Down { dir } => {
             let n = fed::down(&dir)?;
             println!("stopped {n} nodes");
@@ -174,7 +186,7 @@ fn real_main() -> Result<ExitCode> {
             let sc = scenario::parse(&text)?;
             eprintln!("drill: {} on {regions} regions", sc.name);
             let run = DrillRun { regions, dir, report_dir: report_dir.clone(), base_port, network: network.parse()? };
-            let report = rt()?.block_on(run_drill(&sc, &run));
+            let report = rt()?.block_on(interruptible(run_drill(&sc, &run)));
             let report = match report {
                 Ok(r) => r,
                 Err(e) => {

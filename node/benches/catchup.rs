@@ -1,0 +1,166 @@
+//! Catch-up ingest: how fast a node admits and stores a long run of another region's
+//! envelopes (what it does after a heal or a wipe), against the limit set by signature
+//! checking alone, measured in the same run.
+//!
+//! `cargo bench -p credfed-node --bench catchup [-- N]` (default N = 5000). Prints the
+//! ingest rate, the rate of raw `verify_strict` pairs (two signatures per envelope) and
+//! their ratio; docs/performance.md records the figures.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use credfed_node::core::Core;
+use credfed_node::metrics::Metrics;
+use credfed_node::store::Store;
+use credfed_protocol::calendar::WorkingCalendar;
+use credfed_protocol::catalogue::{Catalogue, EMBEDDED_CATALOGUE};
+use credfed_protocol::crypto::{Domain, Keypair};
+use credfed_protocol::envelope::{
+    AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, envelope_hash, seal, sign_body,
+};
+use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode, Role};
+use credfed_protocol::ledger::Admission;
+use credfed_protocol::manifest::{Manifest, Member, Policy};
+use credfed_protocol::record::*;
+use credfed_protocol::time::Timestamp;
+
+const FED: &str = "cn-credit-bench";
+
+fn region(code: u32) -> RegionCode {
+    RegionCode::new(code, "region").expect("valid region")
+}
+
+/// `n` envelopes of 310000's log: a department registration, then list entries.
+fn origin_log(n: usize, origin: &Keypair, publisher: &Keypair, now: Timestamp) -> Vec<Vec<u8>> {
+    let r = region(310000);
+    let dept = DepartmentId::new(r, "pub", "department").expect("valid department");
+    let node = DepartmentId {
+        region: r,
+        unit: NODE_UNIT.into(),
+    };
+    let today = now.date_cst();
+    let mut out = Vec::with_capacity(n);
+    let mut prev = GENESIS_PREV_HASH;
+    for seq in 1..=n as u64 {
+        let (author, key, body) = if seq == 1 {
+            let body = Body::DepartmentRegistered {
+                department: dept.clone(),
+                name: "上海市 pub".into(),
+                roles: vec![Role::Publisher],
+                key: publisher.public(),
+            };
+            (node.clone(), origin, body)
+        } else {
+            let entry = ListEntry {
+                category: Category::Black(BlackCategory::MaliciousWageArrears),
+                subject: Subject::Organisation {
+                    uscc: "91350100M000100Y43".into(),
+                    name: "基准企业".into(),
+                    check_exemption: None,
+                },
+                related_persons: vec![],
+                basis: Basis {
+                    document_no: format!("基准 {seq}"),
+                    authority: "基准".into(),
+                    decided_on: today.add_days(-1),
+                    legal_basis: "基准".into(),
+                },
+                effective_from: today.add_days(-1),
+                expires_on: today.add_days(365),
+                requested_measures: vec![],
+                summary: String::new(),
+            };
+            (dept.clone(), publisher, Body::ListEntryPublished(entry))
+        };
+        let (bytes, sig) = sign_body(FED, key, &body);
+        let at = AppendPosition {
+            region: r,
+            seq,
+            prev_hash: prev,
+            timestamp: now,
+        };
+        let env = seal(FED, origin, &at, author, bytes, sig).expect("seal");
+        prev = envelope_hash(FED, &env);
+        out.push(env);
+    }
+    out
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5000);
+    let origin = Keypair::from_secret([2; 32]);
+    let receiver = Keypair::from_secret([3; 32]);
+    let publisher = Keypair::from_secret([4; 32]);
+    let authority = Keypair::from_secret([1; 32]);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let now = Timestamp(now_ms - 60_000);
+    let manifest = Manifest {
+        federation_id: FED.into(),
+        protocol_version: credfed_protocol::PROTOCOL_VERSION,
+        version: 1,
+        issued_at: Timestamp(0),
+        expires_at: Timestamp(i64::MAX / 2),
+        authority_key: authority.public(),
+        members: [(310000, &origin), (620000, &receiver)]
+            .into_iter()
+            .map(|(c, k)| Member {
+                region: region(c),
+                name: region(c).province_info().name_zh.into(),
+                node_key: k.public(),
+                addresses: vec![],
+            })
+            .collect(),
+        policy: Policy::default(),
+        catalogue_hash: Catalogue::file_hash(EMBEDDED_CATALOGUE),
+    };
+    eprintln!("sealing {n} envelopes of 310000's log…");
+    let log = origin_log(n, &origin, &publisher, now);
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = Store::open(&dir.path().join("store")).expect("store");
+    let core = Core::new(
+        Box::new(store),
+        manifest,
+        Catalogue::embedded().expect("catalogue"),
+        WorkingCalendar::embedded().expect("calendar"),
+        region(620000),
+        receiver,
+        PersonHashKey::new(&[9; 32]).expect("person key"),
+        0,
+        Arc::new(Metrics::default()),
+    );
+    let t = Instant::now();
+    for (i, env) in log.iter().enumerate() {
+        match core.ingest(env) {
+            Ok(Admission::Accept(_)) => {}
+            other => panic!("envelope {} not accepted: {other:?}", i + 1),
+        }
+    }
+    let ingest_s = t.elapsed().as_secs_f64();
+
+    // The limit: two strict verifications per envelope, nothing else.
+    let payload = vec![0x5a; log.iter().map(Vec::len).sum::<usize>() / n.max(1)];
+    let sig = origin.sign(Domain::EnvelopeHeader, FED, &payload);
+    let key = origin.public();
+    let t = Instant::now();
+    for _ in 0..2 * n {
+        key.verify(Domain::EnvelopeHeader, FED, &payload, &sig, "bench")
+            .expect("verifies");
+    }
+    let verify_s = t.elapsed().as_secs_f64();
+
+    let ingest_rate = n as f64 / ingest_s;
+    let verify_rate = n as f64 / verify_s;
+    println!("catch-up ingest: {n} envelopes in {ingest_s:.2} s = {ingest_rate:.0} envelopes/s");
+    println!("raw verify_strict pairs: {verify_rate:.0}/s");
+    println!(
+        "ingest rate / verify-pair rate = {:.2}  (1.00 would mean signatures are the only cost)",
+        ingest_rate / verify_rate
+    );
+}
