@@ -123,10 +123,11 @@ fn main() -> Result<()> {
         Cmd::Run { config } => {
             let cfg = NodeConfig::load(&config)?;
             init_logging(&cfg.log_format);
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(run(cfg))
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if cfg.worker_threads > 0 {
+                runtime.worker_threads(cfg.worker_threads);
+            }
+            runtime.enable_all().build()?.block_on(run(cfg))
         }
         Cmd::IssueClientCert {
             config,

@@ -199,10 +199,13 @@ pub async fn run(
             for p in members.keys() {
                 allow.allow_peer(*p);
             }
+            // Four per member: the two a simultaneous dial makes, plus room for a fresh
+            // connection while one closed for silence is still shutting down (a graceful
+            // close over a dead link waits for TCP to give up).
             let limits = connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
-                    .with_max_established_per_peer(Some(2))
-                    .with_max_established(Some(2 * member_count + 4))
+                    .with_max_established_per_peer(Some(4))
+                    .with_max_established(Some(4 * member_count + 4))
                     .with_max_pending_incoming(Some(64)),
             );
             let gossipsub = gossipsub::Behaviour::new(
@@ -251,9 +254,13 @@ pub async fn run(
     let mut replicator =
         Replicator::new(cfg.replication, core.region, cfg.solo || members.is_empty());
     let mut parked = Parked::default();
-    let mut pending_ranges: BTreeMap<request_response::OutboundRequestId, RegionCode> =
+    let mut pending_ranges: BTreeMap<request_response::OutboundRequestId, (RegionCode, u64)> =
         BTreeMap::new();
     let mut connected: BTreeMap<PeerId, RegionCode> = BTreeMap::new();
+    // A member counts as connected while it has a live connection: one closed for silence
+    // may take long to finish closing, and must not keep the member from being re-dialled.
+    let mut live_connections: BTreeMap<PeerId, BTreeSet<libp2p::swarm::ConnectionId>> =
+        BTreeMap::new();
     let mut evidence_published: BTreeSet<(RegionCode, u64)> = BTreeSet::new();
     // One fork probe per (peer, region) per connection: a forked log keeps failing to chain.
     let mut fork_probed: BTreeSet<(PeerId, RegionCode)> = BTreeSet::new();
@@ -295,8 +302,9 @@ pub async fn run(
                 for (pid, (_, addrs)) in &members {
                     if !connected.contains_key(pid) && !blocked.contains(pid) && !addrs.is_empty() {
                         // One dial at a time per member: dials into a dead link must not pile up.
+                        // Not `Disconnected`: a connection still closing counts as connected.
                         let opts = DialOpts::peer_id(*pid)
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .condition(PeerCondition::NotDialing)
                             .addresses(addrs.clone())
                             .build();
                         let _ = swarm.dial(opts);
@@ -304,7 +312,10 @@ pub async fn run(
                 }
             }
             event = swarm.select_next_some() => match event {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } => {
+                    if members.contains_key(&peer_id) {
+                        live_connections.entry(peer_id).or_default().insert(connection_id);
+                    }
                     if let Some((region, _)) = members.get(&peer_id)
                         && connected.insert(peer_id, *region).is_none()
                     {
@@ -313,9 +324,11 @@ pub async fn run(
                         outputs.extend(replicator.step(Input::PeerUp(peer_id), &local_heads(&core), Instant::now()));
                     }
                 }
-                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                    fork_probed.retain(|(p, _)| *p != peer_id);
-                    if connected.remove(&peer_id).is_some() {
+                SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                    if num_established == 0 {
+                        fork_probed.retain(|(p, _)| *p != peer_id);
+                    }
+                    if lose_connection(&mut live_connections, peer_id, connection_id) && connected.remove(&peer_id).is_some() {
                         tracing::info!(%peer_id, "member disconnected");
                         connected_changed = true;
                         outputs.extend(replicator.step(Input::PeerDown(peer_id), &local_heads(&core), Instant::now()));
@@ -331,6 +344,11 @@ pub async fn run(
                 SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })) => {
                     tracing::info!(%peer, %error, "member silent: closing the connection, re-dial will follow");
                     swarm.close_connection(connection);
+                    if lose_connection(&mut live_connections, peer, connection) && connected.remove(&peer).is_some() {
+                        tracing::info!(%peer, "member disconnected (silent)");
+                        connected_changed = true;
+                        outputs.extend(replicator.step(Input::PeerDown(peer), &local_heads(&core), Instant::now()));
+                    }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, .. })) if loss.drops() => {
                     swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Ignore);
@@ -349,8 +367,8 @@ pub async fn run(
                         let _ = swarm.behaviour_mut().sync.send_response(channel, response);
                     }
                     request_response::Message::Response { request_id, .. } if loss.drops() => {
-                        let region = pending_ranges.remove(&request_id);
-                        outputs.extend(replicator.step(Input::RequestFailed(peer, region), &local_heads(&core), Instant::now()));
+                        let range = pending_ranges.remove(&request_id);
+                        outputs.extend(replicator.step(Input::RequestFailed(peer, range), &local_heads(&core), Instant::now()));
                     }
                     request_response::Message::Response { request_id, response } => {
                         touch(&status, &connected, &peer, &core);
@@ -358,7 +376,7 @@ pub async fn run(
                             SyncResponse::Heads(heads) => outputs.extend(replicator.step(Input::Heads(peer, heads), &local_heads(&core), Instant::now())),
                             SyncResponse::Range { region, envelopes } => {
                                 tracing::debug!(%peer, %region, count = envelopes.len(), "pull: range received");
-                                pending_ranges.remove(&request_id);
+                                let from = pending_ranges.remove(&request_id).map_or(0, |(_, from)| from);
                                 core.metrics.ranges_fetched.fetch_add(1, Ordering::Relaxed);
                                 let mut forked = false;
                                 for bytes in envelopes {
@@ -377,15 +395,15 @@ pub async fn run(
                                     swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Range { region, from, limit: FORK_PROBE as u32 });
                                 }
                                 drain_parked(&core, &mut parked, &mut evidence_published);
-                                outputs.extend(replicator.step(Input::RangeDone(peer, region), &local_heads(&core), Instant::now()));
+                                outputs.extend(replicator.step(Input::RangeDone(peer, region, from), &local_heads(&core), Instant::now()));
                             }
                         }
                     }
                 },
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. })) => {
                     tracing::debug!(%peer, %error, "sync request failed");
-                    let region = pending_ranges.remove(&request_id);
-                    outputs.extend(replicator.step(Input::RequestFailed(peer, region), &local_heads(&core), Instant::now()));
+                    let range = pending_ranges.remove(&request_id);
+                    outputs.extend(replicator.step(Input::RequestFailed(peer, range), &local_heads(&core), Instant::now()));
                 }
                 _ => {}
             },
@@ -413,7 +431,7 @@ pub async fn run(
                             limit,
                         },
                     );
-                    pending_ranges.insert(id, region);
+                    pending_ranges.insert(id, (region, from));
                 }
                 Output::OpenWrites => core.open_writes(),
             }
@@ -429,17 +447,37 @@ pub async fn run(
                     .collect();
                 connected_changed = false;
             }
-            s.best_known = replicator
-                .best_known()
-                .into_iter()
-                .map(|(r, h)| (r.to_string(), h))
-                .collect();
+            if replicator.take_best_changed() {
+                s.best_known = replicator
+                    .best_known()
+                    .into_iter()
+                    .map(|(r, h)| (r.to_string(), h))
+                    .collect();
+            }
             s.parked = parked.len();
             s.writes_open = core.write_gate.lock().map(|g| g.is_none()).unwrap_or(false);
         }
     }
     tracing::info!("network stopped");
     Ok(())
+}
+
+/// Forgets one connection of `peer`; true if it had no other live one.
+fn lose_connection(
+    live: &mut BTreeMap<PeerId, BTreeSet<libp2p::swarm::ConnectionId>>,
+    peer: PeerId,
+    connection: libp2p::swarm::ConnectionId,
+) -> bool {
+    let Some(set) = live.get_mut(&peer) else {
+        return true;
+    };
+    set.remove(&connection);
+    if set.is_empty() {
+        live.remove(&peer);
+        true
+    } else {
+        false
+    }
 }
 
 fn touch(

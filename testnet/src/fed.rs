@@ -31,6 +31,17 @@ pub const UNITS: &[(&str, &[Role])] = &[
     ("obj", &[Role::ObjectionHandler]),
 ];
 
+/// Heads exchange interval for a federation of `nodes`: every node asks every other, so
+/// the cost grows with the square of the size while gossip carries the records anyway;
+/// the exchange only repairs what gossip missed (and runs at once on every reconnect).
+pub fn heads_interval_ms(nodes: usize) -> u64 {
+    match nodes {
+        0..=8 => 500,
+        9..=16 => 2000,
+        _ => 5000,
+    }
+}
+
 /// Where to find the `credfed-node` binary: `$CREDFED_NODE_BIN`, else beside this
 /// executable (or one directory up, for test executables in `deps/`).
 pub fn node_bin() -> Result<PathBuf> {
@@ -230,9 +241,14 @@ impl Federation {
                     "heads_interval_ms = 2000",
                     &format!("heads_interval_ms = {}", opts.heads_interval_ms),
                 )
-                .replace("redial_interval_ms = 2000", "redial_interval_ms = 1000")
+                .replace("redial_interval_ms = 2000", "redial_interval_ms = 500")
                 // Drills cut links for seconds: notice the silence within a few.
-                .replace("liveness_timeout_ms = 10000", "liveness_timeout_ms = 4000"),
+                .replace("liveness_timeout_ms = 10000", "liveness_timeout_ms = 4000")
+                // Many nodes on few cores: one worker thread each spares context switches.
+                .replace(
+                    "worker_threads = 0",
+                    &format!("worker_threads = {}", if regions.len() > 8 { 1 } else { 0 }),
+                ),
             )?;
             let node_key = credfed_node::config::read_key(&ndir.join("node.key"))?;
             let op = ndir.join("operator");

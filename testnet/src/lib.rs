@@ -120,7 +120,7 @@ pub async fn run_drill(scenario: &scenario::Scenario, opts: &DrillRun) -> Result
         }
     };
     // Heads exchange costs CPU per peer pair; large federations poll less often.
-    let heads_interval_ms = if regions.len() > 8 { 2000 } else { 500 };
+    let heads_interval_ms = fed::heads_interval_ms(regions.len());
     let started = std::time::Instant::now();
     let mut federation = fed::Federation::create(
         dir,

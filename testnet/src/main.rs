@@ -158,7 +158,7 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::Up { regions, dir, base_port, network } => rt()?.block_on(interruptible(async {
             let regions = fed::parse_regions(&regions)?;
-            let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: if regions.len() > 8 { 2000 } else { 500 }, network: network.parse()? })?;
+            let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: fed::heads_interval_ms(regions.len()), network: network.parse()? })?;
             f.start_all(true).await?;
             f.register_departments().await?;
             f.save()?;
