@@ -270,7 +270,9 @@ impl Drill {
         for (i, step) in scenario.steps.iter().enumerate() {
             let t0 = Instant::now();
             let at_ms = self.started.elapsed().as_millis() as u64;
-            let result = self.step(step).await;
+            // Boxed: the future of `step` holds the state of every kind of step, and on a
+            // debug build's 2 MiB thread stack it does not fit beside its callers.
+            let result = Box::pin(self.step(step)).await;
             // The step's own time; the invariant checks that follow are not part of it.
             let duration_ms = t0.elapsed().as_millis() as u64;
             let (ok, mut detail) = match &result {
@@ -278,7 +280,7 @@ impl Drill {
                 Err(e) => (false, format!("{e:#}")),
             };
             if ok {
-                let violated = self.check_step_invariants(i + 1, step).await;
+                let violated = Box::pin(self.check_step_invariants(i + 1, step)).await;
                 if !violated.is_empty() {
                     detail = format!("{detail} [invariants violated: {}]", violated.join(", "));
                 }
@@ -303,7 +305,7 @@ impl Drill {
         }
         // Whatever the scenario left, the federation must heal and converge.
         if !self.cuts.is_empty() || !self.loss.is_empty() {
-            self.step(&Step::Heal).await?;
+            Box::pin(self.step(&Step::Heal)).await?;
         }
         for i in 0..self.fed.nodes.len() {
             if self.fed.nodes[i].paused {
@@ -313,8 +315,7 @@ impl Drill {
                 self.fed.start(i, false)?;
             }
         }
-        self.step(&Step::WaitConverged { timeout_ms: 60_000 })
-            .await?;
+        Box::pin(self.step(&Step::WaitConverged { timeout_ms: 60_000 })).await?;
         Ok(())
     }
 
@@ -899,6 +900,79 @@ impl Drill {
                     n += 1;
                 }
                 Ok(format!("{state} at {n} nodes"))
+            }
+            Step::AssertAction {
+                at,
+                action,
+                regions,
+                status,
+                executed,
+            } => {
+                let (named, _) = self
+                    .actions
+                    .get(action)
+                    .with_context(|| format!("no action named {action}"))?;
+                let id = named.id;
+                let lines: BTreeSet<String> = self
+                    .regions(regions, Some(action))?
+                    .into_iter()
+                    .map(|i| self.fed.nodes[i].region.to_string())
+                    .collect();
+                let mut asked = 0;
+                for i in self.regions(at, None)? {
+                    if !self.fed.live(i) {
+                        continue;
+                    }
+                    let here = self.fed.nodes[i].region;
+                    let v = self
+                        .fed
+                        .get(i, &format!("/v1/actions/{id}"))
+                        .await
+                        .with_context(|| format!("action {action} at {here}"))?;
+                    let targets = v["targets"].as_array().cloned().unwrap_or_default();
+                    for region in &lines {
+                        let Some(t) = targets.iter().find(|t| t["region"] == json!(region)) else {
+                            bail!("{here}: action {action} has no target line for {region}");
+                        };
+                        if t["status"] != json!(status) {
+                            bail!(
+                                "{here}: action {action}, target {region} is {}, expected {status}",
+                                t["status"]
+                            );
+                        }
+                        if let Some(m) = executed
+                            && !t["executed"]
+                                .as_array()
+                                .is_some_and(|a| a.contains(&json!(m)))
+                        {
+                            bail!(
+                                "{here}: action {action}, target {region} has not executed {m} (executed {})",
+                                t["executed"]
+                            );
+                        }
+                    }
+                    asked += 1;
+                }
+                Ok(format!(
+                    "{} target lines {status}{} at {asked} nodes",
+                    lines.len(),
+                    executed
+                        .as_ref()
+                        .map(|m| format!(", {m} executed"))
+                        .unwrap_or_default()
+                ))
+            }
+            Step::AssertInvariants => {
+                let violated: Vec<String> = self
+                    .invariants
+                    .iter()
+                    .filter(|(_, (held, _))| !held)
+                    .map(|(name, (_, detail))| format!("{name}: {}", detail.join("; ")))
+                    .collect();
+                if !violated.is_empty() {
+                    bail!("invariants violated: {}", violated.join(" | "));
+                }
+                Ok(format!("all {} invariants hold", self.invariants.len()))
             }
             Step::InjectInvalid { entry, region } => self.inject_invalid(entry, region).await,
             Step::Equivocate { region } => self.equivocate(region).await,

@@ -239,6 +239,24 @@ pub enum Step {
         /// Expected state (`active`, `suspended`, `revoked`, `repaired`, `expired`, `pending`).
         state: String,
     },
+    /// Ask nodes for an action's target lines.
+    AssertAction {
+        /// Where to ask.
+        #[serde(default = "all")]
+        at: Regions,
+        /// Action name.
+        action: String,
+        /// Which target lines (`targets` = every target).
+        #[serde(default = "targets")]
+        regions: Regions,
+        /// Expected status: `awaiting`, `overdue`, `accepted`, `partly` or `declined`.
+        status: String,
+        /// A measure each of those regions must report executed (and not lifted).
+        #[serde(default)]
+        executed: Option<String>,
+    },
+    /// Fail here if any invariant has been violated so far.
+    AssertInvariants,
     /// Submit invalid records (forged signature, wrong role, another region revoking) and
     /// check that each is refused and nothing is stored.
     InjectInvalid {

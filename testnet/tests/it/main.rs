@@ -76,6 +76,17 @@ async fn scenario_1_joint_punishment() {
     assert!(r.propagation_ms.n >= 2);
     // Three target regions acknowledged.
     assert_eq!(r.acknowledgement_ms.len(), 3);
+    // Every node shows every target's acknowledgement and execution report.
+    let lines = r.steps.iter().find(|s| s.action == "AssertAction").unwrap();
+    assert_eq!(
+        lines.detail,
+        "3 target lines accepted, P-10-10 executed at 4 nodes"
+    );
+    assert!(
+        r.steps
+            .iter()
+            .any(|s| s.action == "AssertInvariants" && s.ok)
+    );
     assert!(r.messages > 0 && r.bytes > 0);
 }
 
