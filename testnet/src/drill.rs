@@ -1023,8 +1023,14 @@ impl Drill {
             .iter()
             .map(|(k, v)| (k.clone(), v.0))
             .collect();
-        // A wiped or rewritten store starts again from nothing: its heads are new.
-        if let Step::Wipe { region } | Step::Equivocate { region } = step
+        // A wiped or rewritten store starts again from nothing, and a crash may lose
+        // replicated records not yet synced (by design: they are fetched again; only the
+        // node's own acknowledged records must survive, which is checked below).
+        if let Step::Wipe { region }
+        | Step::Equivocate { region }
+        | Step::Kill { region }
+        | Step::Restart { region }
+        | Step::Skew { region, .. } = step
             && let Ok(i) = self.fed.index(region)
         {
             self.last_heads[i].clear();
