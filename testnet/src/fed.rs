@@ -333,9 +333,21 @@ impl Federation {
             .stdout(Stdio::null())
             .stderr(log)
             .stdin(Stdio::null());
+        use std::os::unix::process::CommandExt;
         if detached {
-            use std::os::unix::process::CommandExt;
             cmd.process_group(0);
+        } else {
+            // A drill's nodes must not outlive it, even if it is SIGKILLed or aborts (no
+            // destructor runs then). The signal is kept across `ip netns exec`'s exec.
+            // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = cmd.spawn().context("starting credfed-node")?;
         std::fs::write(n.dir.join("pid"), child.id().to_string())?;

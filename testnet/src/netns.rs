@@ -34,6 +34,10 @@ pub const MAX_NODES: usize = 253;
 /// real network on a drill machine; a clash is reported by `ip` when the lab is made.
 const SUBNET: [u8; 2] = [10, 213];
 
+/// A lab this old with no process in it was abandoned (its drill was killed) and may be
+/// reclaimed. Drills that are building a lab are seconds old.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Last octet of the host's address in each lab.
 const HOST_OCTET: u8 = 254;
 
@@ -116,7 +120,9 @@ impl NetLab {
             let lab = NetLab { slot, nodes };
             // `ip netns add` fails if the name exists: that is the slot lock. A host
             // interface still present (its lab being torn down) also means busy.
-            if std::path::Path::new(&format!("/sys/class/net/{}", lab.host_if())).exists() {
+            if std::path::Path::new(&format!("/sys/class/net/{}", lab.host_if())).exists()
+                && !lab.reclaim_if_abandoned()
+            {
                 continue;
             }
             if run("ip", &["netns", "add", &lab.hub()], None).is_err() {
@@ -193,6 +199,47 @@ impl NetLab {
             )?;
         }
         Ok(())
+    }
+
+    /// A lab left behind by a drill that was killed before it could clean up: older than
+    /// [`ABANDONED_AFTER`] and no process in any of its namespaces. Removes it and says
+    /// whether it did. (A lab being built right now is young; a running one has nodes.)
+    fn reclaim_if_abandoned(&self) -> bool {
+        let hub = format!("/run/netns/{}", self.hub());
+        let old_enough = std::fs::metadata(&hub)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > ABANDONED_AFTER);
+        if !old_enough {
+            return false;
+        }
+        let mut nodes = 0;
+        while std::path::Path::new(&format!("/run/netns/{}", self.node_ns(nodes))).exists() {
+            nodes += 1;
+        }
+        let empty = (0..nodes).all(|i| {
+            Command::new("ip")
+                .args(["netns", "pids", &self.node_ns(i)])
+                .output()
+                .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
+        });
+        if !empty {
+            return false;
+        }
+        NetLab {
+            slot: self.slot,
+            nodes,
+        }
+        .destroy();
+        // The veth pair goes with the namespaces, asynchronously.
+        for _ in 0..50 {
+            if !std::path::Path::new(&format!("/sys/class/net/{}", self.host_if())).exists() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
     }
 
     /// Removes every namespace of the lab (and with them the veth pairs). Best effort:
