@@ -261,6 +261,11 @@ pub async fn run(
     // may take long to finish closing, and must not keep the member from being re-dialled.
     let mut live_connections: BTreeMap<PeerId, BTreeSet<libp2p::swarm::ConnectionId>> =
         BTreeMap::new();
+    // Last answered ping (or the start) of each live member connection. libp2p's ping
+    // reports only the second failure in a row, and the second attempt first renegotiates
+    // a stream (10 s timeout), so a cut took ≈ 18 s to notice; judging by the last pong
+    // notices it within `liveness_timeout`.
+    let mut last_pong: BTreeMap<libp2p::swarm::ConnectionId, (PeerId, Instant)> = BTreeMap::new();
     let mut evidence_published: BTreeSet<(RegionCode, u64)> = BTreeSet::new();
     // One fork probe per (peer, region) per connection: a forked log keeps failing to chain.
     let mut fork_probed: BTreeSet<(PeerId, RegionCode)> = BTreeSet::new();
@@ -297,7 +302,25 @@ pub async fn run(
                     }
                 }
             },
-            _ = tick.tick() => outputs.extend(replicator.step(Input::Tick, &local_heads(&core), Instant::now())),
+            _ = tick.tick() => {
+                let now = Instant::now();
+                let silent: Vec<(libp2p::swarm::ConnectionId, PeerId)> = last_pong
+                    .iter()
+                    .filter(|(_, (_, t))| now.duration_since(*t) > cfg.liveness_timeout)
+                    .map(|(c, (p, _))| (*c, *p))
+                    .collect();
+                for (connection, peer) in silent {
+                    last_pong.remove(&connection);
+                    tracing::info!(%peer, "member silent (no pong within the liveness timeout): closing the connection, re-dial will follow");
+                    swarm.close_connection(connection);
+                    if lose_connection(&mut live_connections, peer, connection) && connected.remove(&peer).is_some() {
+                        tracing::info!(%peer, "member disconnected (silent)");
+                        connected_changed = true;
+                        outputs.extend(replicator.step(Input::PeerDown(peer), &local_heads(&core), now));
+                    }
+                }
+                outputs.extend(replicator.step(Input::Tick, &local_heads(&core), now));
+            }
             _ = redial.tick() => {
                 for (pid, (_, addrs)) in &members {
                     if !connected.contains_key(pid) && !blocked.contains(pid) && !addrs.is_empty() {
@@ -315,6 +338,7 @@ pub async fn run(
                 SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } => {
                     if members.contains_key(&peer_id) {
                         live_connections.entry(peer_id).or_default().insert(connection_id);
+                        last_pong.insert(connection_id, (peer_id, Instant::now()));
                     }
                     if let Some((region, _)) = members.get(&peer_id)
                         && connected.insert(peer_id, *region).is_none()
@@ -328,6 +352,7 @@ pub async fn run(
                     if num_established == 0 {
                         fork_probed.retain(|(p, _)| *p != peer_id);
                     }
+                    last_pong.remove(&connection_id);
                     if lose_connection(&mut live_connections, peer_id, connection_id) && connected.remove(&peer_id).is_some() {
                         tracing::info!(%peer_id, "member disconnected");
                         connected_changed = true;
@@ -341,8 +366,14 @@ pub async fn run(
                     }
                 }
                 SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { connection, result: Ok(_), .. })) => {
+                    if let Some(entry) = last_pong.get_mut(&connection) {
+                        entry.1 = Instant::now();
+                    }
+                }
                 SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })) => {
                     tracing::info!(%peer, %error, "member silent: closing the connection, re-dial will follow");
+                    last_pong.remove(&connection);
                     swarm.close_connection(connection);
                     if lose_connection(&mut live_connections, peer, connection) && connected.remove(&peer).is_some() {
                         tracing::info!(%peer, "member disconnected (silent)");

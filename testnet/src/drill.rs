@@ -805,6 +805,62 @@ impl Drill {
                 self.last_fault = Some(("heal".into(), Instant::now()));
                 Ok(String::new())
             }
+            Step::WaitLinks { timeout_ms } => {
+                let t0 = Instant::now();
+                let deadline = Duration::from_millis(*timeout_ms);
+                let n = self.fed.nodes.len();
+                let live: Vec<usize> = (0..n).filter(|&i| self.fed.live(i)).collect();
+                let expected: BTreeMap<usize, BTreeSet<String>> = live
+                    .iter()
+                    .map(|&i| {
+                        let peers = live
+                            .iter()
+                            .filter(|&&j| j != i && self.reachable(i, j))
+                            .map(|&j| self.fed.nodes[j].region.to_string())
+                            .collect();
+                        (i, peers)
+                    })
+                    .collect();
+                let mut poll = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    poll.tick().await;
+                    let fed = &self.fed;
+                    let seen = futures::future::join_all(live.iter().map(|&i| async move {
+                        let connected: Option<BTreeSet<String>> =
+                            fed.get(i, "/v1/peers").await.and_then(|v| {
+                                v["connected"]
+                                    .as_object()
+                                    .map(|m| m.keys().cloned().collect())
+                            });
+                        (i, connected)
+                    }))
+                    .await;
+                    let wrong: Vec<String> = seen
+                        .iter()
+                        .filter(|(i, c)| c.as_ref() != expected.get(i))
+                        .map(|(i, c)| {
+                            format!(
+                                "{} sees {c:?}, expected {:?}",
+                                self.fed.nodes[*i].region,
+                                expected.get(i)
+                            )
+                        })
+                        .collect();
+                    if wrong.is_empty() {
+                        return Ok(format!(
+                            "links match the faults at {} nodes after {} ms",
+                            live.len(),
+                            t0.elapsed().as_millis()
+                        ));
+                    }
+                    if t0.elapsed() > deadline {
+                        bail!(
+                            "links did not match the faults within {timeout_ms} ms: {}",
+                            wrong.join("; ")
+                        );
+                    }
+                }
+            }
             Step::WaitConverged { timeout_ms } => {
                 self.wait_converged(Duration::from_millis(*timeout_ms))
                     .await

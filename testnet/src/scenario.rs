@@ -207,6 +207,14 @@ pub enum Step {
     },
     /// Remove every partition, cut and loss.
     Heal,
+    /// Wait until every live node is connected to exactly the live nodes it can reach
+    /// under the faults in force: a cut noticed (silent connections closed), a healed
+    /// link re-dialled.
+    WaitLinks {
+        /// Deadline in milliseconds.
+        #[serde(default = "thirty_seconds")]
+        timeout_ms: u64,
+    },
     /// Wait until every live node holds the same heads (and check invariants).
     WaitConverged {
         /// Deadline in milliseconds.

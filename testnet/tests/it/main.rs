@@ -105,6 +105,14 @@ async fn scenario_4_partition_and_heal() {
     let network = real_links();
     let r = drill("04-partition-heal", 27200, network).await;
     assert!(r.convergence_ms.iter().any(|c| c.after == "heal"));
+    // The cut was noticed (silent connections closed) and the heal re-dialled.
+    let links: Vec<_> = r.steps.iter().filter(|s| s.action == "WaitLinks").collect();
+    assert_eq!(links.len(), 2);
+    assert!(
+        links
+            .iter()
+            .all(|s| s.ok && s.detail.starts_with("links match the faults at 4 nodes"))
+    );
     // Both sides wrote during the partition and neither saw the other's records.
     let split = r
         .steps
