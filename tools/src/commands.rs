@@ -19,6 +19,17 @@ use crate::{Failure, exit};
 
 type Res = Result<(), Failure>;
 
+/// Parses the snake_case name of a unit variant (as the records spell it in JSON), or
+/// names the allowed ones.
+fn choice<T: serde::de::DeserializeOwned>(
+    text: &str,
+    field: &str,
+    allowed: &str,
+) -> Result<T, Failure> {
+    serde_json::from_value(json!(text))
+        .map_err(|_| invalid(format!("{field}: '{text}' is not one of {allowed}")))
+}
+
 fn invalid(m: impl Into<String>) -> Failure {
     Failure::new(exit::INVALID, m)
 }
@@ -276,7 +287,16 @@ pub fn run(cli: Cli) -> Res {
             } => {
                 let department = DepartmentId::parse(&department, "--department")
                     .map_err(|e| invalid(e.to_string()))?;
-                let mut rs: Vec<Role> = roles.iter().map(|r| serde_json::from_value(json!(r.trim())).map_err(|_| invalid(format!("--roles: '{r}' is not one of publisher, initiator, implementer, objection_handler, operator")))).collect::<Result<_, _>>()?;
+                let mut rs: Vec<Role> = roles
+                    .iter()
+                    .map(|r| {
+                        choice(
+                            r.trim(),
+                            "--roles",
+                            "publisher, initiator, implementer, objection_handler, operator",
+                        )
+                    })
+                    .collect::<Result<_, _>>()?;
                 rs.sort();
                 rs.dedup();
                 let key = public_key_arg(&public_key)?;
@@ -412,8 +432,7 @@ pub fn run(cli: Cli) -> Res {
                 sign,
                 node,
             } => {
-                let basis = serde_json::from_value(json!(basis))
-                    .map_err(|_| invalid("--basis: corrected_within_period or public_service"))?;
+                let basis = choice(&basis, "--basis", "corrected_within_period, public_service")?;
                 sign_and_submit(
                     mode,
                     &sign,
@@ -659,8 +678,7 @@ pub fn run(cli: Cli) -> Res {
                 sign,
                 node,
             } => {
-                let outcome = serde_json::from_value(json!(outcome))
-                    .map_err(|_| invalid("--outcome: upheld, corrected or revoked"))?;
+                let outcome = choice(&outcome, "--outcome", "upheld, corrected, revoked")?;
                 sign_and_submit(
                     mode,
                     &sign,
