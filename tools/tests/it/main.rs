@@ -407,6 +407,18 @@ async fn verify_says_exactly_what_fails() {
             .unwrap()
     };
     assert!(verify(&good).status.success());
+    // Saves a mangled answer, verifies it, and expects exit code 5 naming the failure.
+    let refused = |name: &str, answer: &Value, expected: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, answer.to_string()).unwrap();
+        let out = verify(&p);
+        assert_eq!(out.status.code(), Some(5), "{name}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(expected),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
     let answer: Value = serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
     // A flipped byte.
     let mut a = answer.clone();
@@ -415,29 +427,13 @@ async fn verify_says_exactly_what_fails() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     a["evidence"][0]["envelope"] = Value::String(hex::encode(bytes));
-    let p = dir.join("flipped.json");
-    std::fs::write(&p, a.to_string()).unwrap();
-    let out = verify(&p);
-    assert_eq!(out.status.code(), Some(5));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("evidence 310000#"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    refused("flipped.json", &a, "evidence 310000#");
     // A missing envelope (the publication).
     let mut a = answer.clone();
     let ev = a["evidence"].as_array().unwrap().clone();
     let kept: Vec<Value> = ev.into_iter().filter(|e| e["pos"]["seq"] != 5).collect();
     a["evidence"] = Value::Array(kept);
-    let p = dir.join("missing.json");
-    std::fs::write(&p, a.to_string()).unwrap();
-    let out = verify(&p);
-    assert_eq!(out.status.code(), Some(5));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("not in the evidence"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    refused("missing.json", &a, "not in the evidence");
     // An unauthorised author: an implementer's publication, sealed by the node, slipped in.
     let mut a = answer.clone();
     let body = credfed_protocol::record::Body::ListEntryPublished(serde_json::from_value::<credfed_protocol::record::ListEntry>(serde_json::json!({
@@ -481,15 +477,7 @@ async fn verify_says_exactly_what_fails() {
     let ev = a["evidence"].as_array_mut().unwrap();
     ev.push(serde_json::json!({"pos": {"region": "310000", "seq": 99}, "envelope": hex::encode(forged)}));
     ev.push(serde_json::json!({"pos": {"region": "310000", "seq": reg}, "envelope": log["envelopes"][0]}));
-    let p = dir.join("unauthorised.json");
-    std::fs::write(&p, a.to_string()).unwrap();
-    let out = verify(&p);
-    assert_eq!(out.status.code(), Some(5));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("lacks the publisher role"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    refused("unauthorised.json", &a, "lacks the publisher role");
 }
 
 /// Issue 4: a node that is down gives exit code 3 and says where it looked and what to do.
