@@ -13,14 +13,14 @@ use credfed_node::core::Core;
 use credfed_node::metrics::Metrics;
 use credfed_node::store::Store;
 use credfed_protocol::calendar::WorkingCalendar;
-use credfed_protocol::catalogue::{Catalogue, EMBEDDED_CATALOGUE};
+use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::crypto::{Domain, Keypair};
 use credfed_protocol::envelope::{
     AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, envelope_hash, seal, sign_body,
 };
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode, Role};
 use credfed_protocol::ledger::Admission;
-use credfed_protocol::manifest::{Manifest, Member, Policy};
+use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::Timestamp;
 
@@ -100,25 +100,17 @@ fn main() {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let now = Timestamp(now_ms - 60_000);
-    let manifest = Manifest {
-        federation_id: FED.into(),
-        protocol_version: credfed_protocol::PROTOCOL_VERSION,
-        version: 1,
-        issued_at: Timestamp(0),
-        expires_at: Timestamp(i64::MAX / 2),
-        authority_key: authority.public(),
-        members: [(310000, &origin), (620000, &receiver)]
+    let manifest = Manifest::for_build(
+        FED,
+        1,
+        Timestamp(0),
+        Timestamp(i64::MAX / 2),
+        authority.public(),
+        [(310000, &origin), (620000, &receiver)]
             .into_iter()
-            .map(|(c, k)| Member {
-                region: region(c),
-                name: region(c).province_info().name_zh.into(),
-                node_key: k.public(),
-                addresses: vec![],
-            })
+            .map(|(c, k)| Member::for_province(region(c), k.public(), vec![]))
             .collect(),
-        policy: Policy::default(),
-        catalogue_hash: Catalogue::file_hash(EMBEDDED_CATALOGUE),
-    };
+    );
     eprintln!("sealing {n} envelopes of 310000's log…");
     let log = origin_log(n, &origin, &publisher, now);
 

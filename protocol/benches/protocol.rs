@@ -17,7 +17,7 @@ use credfed_protocol::envelope::{
 };
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::ledger::{Admission, Ledger, Rules, StateView, admit};
-use credfed_protocol::manifest::{Manifest, Member, Policy};
+use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};
 use criterion::{BatchSize, Criterion, Throughput};
@@ -35,22 +35,14 @@ fn setup() -> Setup {
     let node = Keypair::from_secret([2; 32]);
     let dept_key = Keypair::from_secret([3; 32]);
     let sh = RegionCode::new(310000, "r").unwrap();
-    let manifest = Manifest {
-        federation_id: FED.into(),
-        protocol_version: credfed_protocol::PROTOCOL_VERSION,
-        version: 1,
-        issued_at: Timestamp(0),
-        expires_at: Timestamp(i64::MAX),
-        authority_key: Keypair::from_secret([1; 32]).public(),
-        members: vec![Member {
-            region: sh,
-            name: "上海".into(),
-            node_key: node.public(),
-            addresses: vec![],
-        }],
-        policy: Policy::default(),
-        catalogue_hash: Catalogue::file_hash(credfed_protocol::catalogue::EMBEDDED_CATALOGUE),
-    };
+    let manifest = Manifest::for_build(
+        FED,
+        1,
+        Timestamp(0),
+        Timestamp(i64::MAX),
+        Keypair::from_secret([1; 32]).public(),
+        vec![Member::for_province(sh, node.public(), vec![])],
+    );
     let catalogue = Catalogue::embedded().unwrap();
     let mut ledger = Ledger::new();
     let dept = DepartmentId::new(sh, "scjgj", "d").unwrap();

@@ -138,7 +138,46 @@ fn field(field: &'static str, rule: impl Into<String>) -> ManifestError {
     }
 }
 
+impl Member {
+    /// A member named after its province (GB/T 2260 Chinese name).
+    pub fn for_province(region: RegionCode, node_key: PublicKey, addresses: Vec<String>) -> Member {
+        Member {
+            region,
+            name: region.province_info().name_zh.into(),
+            node_key,
+            addresses,
+        }
+    }
+}
+
 impl Manifest {
+    /// A manifest for this build: its protocol version, the embedded measures catalogue
+    /// and the default policy, with `members` sorted by region as [`Manifest::validate`]
+    /// requires.
+    pub fn for_build(
+        federation_id: impl Into<String>,
+        version: u64,
+        issued_at: Timestamp,
+        expires_at: Timestamp,
+        authority_key: PublicKey,
+        mut members: Vec<Member>,
+    ) -> Manifest {
+        members.sort_by_key(|m| m.region);
+        Manifest {
+            federation_id: federation_id.into(),
+            protocol_version: PROTOCOL_VERSION,
+            version,
+            issued_at,
+            expires_at,
+            authority_key,
+            members,
+            policy: Policy::default(),
+            catalogue_hash: crate::catalogue::Catalogue::file_hash(
+                crate::catalogue::EMBEDDED_CATALOGUE,
+            ),
+        }
+    }
+
     /// Structural rules: id shape, protocol version, members sorted and unique by region
     /// and by key, provincial codes, address and name limits.
     pub fn validate(&self) -> Result<(), ManifestError> {
@@ -333,6 +372,36 @@ mod tests {
             policy: Policy::default(),
             catalogue_hash: Hash256([0; 32]),
         }
+    }
+
+    #[test]
+    fn for_build_sorts_members_and_names_this_build() {
+        let auth = Keypair::from_secret([1; 32]);
+        let members: Vec<Member> = PROVINCES[..3]
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, p)| {
+                let key = Keypair::from_secret([i as u8 + 10; 32]).public();
+                Member::for_province(RegionCode::new(p.code, "r").unwrap(), key, vec![])
+            })
+            .collect();
+        let m = Manifest::for_build(
+            "cn-credit",
+            1,
+            Timestamp(1),
+            Timestamp(2),
+            auth.public(),
+            members,
+        );
+        m.validate().unwrap();
+        assert_eq!(m.members[0].region.to_string(), "110000");
+        assert_eq!(m.members[0].name, "北京市");
+        assert_eq!(m.protocol_version, PROTOCOL_VERSION);
+        assert_eq!(
+            m.catalogue_hash,
+            crate::catalogue::Catalogue::file_hash(crate::catalogue::EMBEDDED_CATALOGUE)
+        );
     }
 
     #[test]

@@ -5,13 +5,13 @@
 
 use std::time::Instant;
 
-use credfed_protocol::catalogue::{Catalogue, EMBEDDED_CATALOGUE, MeasureDomain};
+use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
 use credfed_protocol::check::{check, verify_answer};
 use credfed_protocol::crypto::{Keypair, sha256};
 use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, seal, sign_body};
 use credfed_protocol::ids::{DepartmentId, PROVINCES, RegionCode, Role};
 use credfed_protocol::ledger::{Admission, Ledger, Rules, StateView};
-use credfed_protocol::manifest::{Manifest, Member, Policy};
+use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::state::{EntryState, TargetStatus};
 use credfed_protocol::time::{Date, Timestamp};
@@ -86,25 +86,17 @@ pub fn demo() -> Result<(), String> {
         .map(|p| RegionCode::new(p.code, "region"))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
-    let manifest = Manifest {
-        federation_id: FED.into(),
-        protocol_version: credfed_protocol::PROTOCOL_VERSION,
-        version: 1,
-        issued_at: d("2026-01-01")?.start_cst(),
-        expires_at: d("2027-01-01")?.start_cst(),
-        authority_key: key("authority").public(),
-        members: regions
+    let manifest = Manifest::for_build(
+        FED,
+        1,
+        d("2026-01-01")?.start_cst(),
+        d("2027-01-01")?.start_cst(),
+        key("authority").public(),
+        regions
             .iter()
-            .map(|r| Member {
-                region: *r,
-                name: r.province_info().name_zh.into(),
-                node_key: key(&format!("node-{r}")).public(),
-                addresses: vec![],
-            })
+            .map(|r| Member::for_province(*r, key(&format!("node-{r}")).public(), vec![]))
             .collect(),
-        policy: Policy::default(),
-        catalogue_hash: Catalogue::file_hash(EMBEDDED_CATALOGUE),
-    };
+    );
     let signed = manifest
         .sign(&key("authority"))
         .map_err(|e| e.to_string())?;

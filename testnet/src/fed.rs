@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use credfed_node::client::{ApiClient, ApiResponse};
-use credfed_protocol::catalogue::{Catalogue, EMBEDDED_CATALOGUE};
 use credfed_protocol::crypto::{Keypair, sha256};
 use credfed_protocol::envelope::{NODE_UNIT, sign_body};
 use credfed_protocol::ids::{DepartmentId, PROVINCES, RegionCode, Role};
-use credfed_protocol::manifest::{Manifest, Member, Policy};
+use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::Body;
 use credfed_protocol::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -197,6 +196,10 @@ impl Federation {
                 (Some(lab), mode)
             }
         };
+        let node_ip = |i: usize| {
+            lab.as_ref()
+                .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.node_ip(i))
+        };
         let authority = Keypair::from_secret(credfed_node::config::random_secret()?);
         let secret = dir.join("person.secret");
         std::fs::write(&secret, hex::encode(credfed_node::config::random_secret()?))?;
@@ -205,9 +208,7 @@ impl Federation {
             let ndir = dir.join(r.to_string());
             let p2p = opts.base_port + 2 * i as u16;
             let api = p2p + 1;
-            let ip = lab
-                .as_ref()
-                .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.node_ip(i));
+            let ip = node_ip(i);
             let out = Command::new(&bin)
                 .args(["init", "--region", &r.to_string(), "--data-dir"])
                 .arg(&ndir)
@@ -274,29 +275,21 @@ impl Federation {
                 paused: false,
             });
         }
-        let manifest = Manifest {
-            federation_id: FEDERATION_ID.into(),
-            protocol_version: credfed_protocol::PROTOCOL_VERSION,
-            version: 1,
-            issued_at: Timestamp(0),
-            expires_at: Timestamp(i64::MAX / 2),
-            authority_key: authority.public(),
-            members: nodes
+        let manifest = Manifest::for_build(
+            FEDERATION_ID,
+            1,
+            Timestamp(0),
+            Timestamp(i64::MAX / 2),
+            authority.public(),
+            nodes
                 .iter()
-                .map(|n| Member {
-                    region: n.region,
-                    name: n.region.province_info().name_zh.into(),
-                    node_key: n.node_key.public(),
-                    addresses: vec![format!(
-                        "/ip4/{}/tcp/{}",
-                        n.api.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h),
-                        n.p2p_port
-                    )],
+                .enumerate()
+                .map(|(i, n)| {
+                    let address = format!("/ip4/{}/tcp/{}", node_ip(i), n.p2p_port);
+                    Member::for_province(n.region, n.node_key.public(), vec![address])
                 })
                 .collect(),
-            policy: Policy::default(),
-            catalogue_hash: Catalogue::file_hash(EMBEDDED_CATALOGUE),
-        };
+        );
         let signed = serde_json::to_string_pretty(&manifest.sign(&authority)?)?;
         for n in &nodes {
             std::fs::write(n.dir.join("manifest.json"), &signed)?;

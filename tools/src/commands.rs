@@ -958,24 +958,18 @@ fn federation(mode: Output, cmd: FederationCmd) -> Res {
                     addresses: m.addresses,
                 });
             }
-            ms.sort_by_key(|m| m.region);
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            let m = Manifest {
+            let m = Manifest::for_build(
                 federation_id,
-                protocol_version: credfed_protocol::PROTOCOL_VERSION,
                 version,
-                issued_at: Timestamp(now),
-                expires_at: Timestamp(now + valid_days * 86_400_000),
-                authority_key: public_key_arg(&authority)?,
-                members: ms,
-                policy: Default::default(),
-                catalogue_hash: Catalogue::file_hash(
-                    credfed_protocol::catalogue::EMBEDDED_CATALOGUE,
-                ),
-            };
+                Timestamp(now),
+                Timestamp(now + valid_days * 86_400_000),
+                public_key_arg(&authority)?,
+                ms,
+            );
             m.validate().map_err(|e| invalid(e.to_string()))?;
             write_json(&out, &m)?;
             emit(

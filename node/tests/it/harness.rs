@@ -5,11 +5,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use credfed_node::client::{ApiClient, ApiResponse};
-use credfed_protocol::catalogue::{Catalogue, EMBEDDED_CATALOGUE};
 use credfed_protocol::crypto::{Keypair, sha256};
 use credfed_protocol::envelope::sign_body;
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
-use credfed_protocol::manifest::{Manifest, Member, Policy};
+use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::Body;
 use credfed_protocol::time::Timestamp;
 use serde_json::{Value, json};
@@ -149,31 +148,25 @@ impl Cluster {
         let nodes: Vec<Node> = regions.iter().map(|&c| make(c)).collect();
         let extra: Vec<Node> = outsiders.iter().map(|&c| make(c)).collect();
         let manifest_for = |ns: &[&Node]| {
-            let mut members: Vec<Member> = ns
+            let members: Vec<Member> = ns
                 .iter()
-                .map(|n| Member {
-                    region: n.region,
-                    name: n.region.province_info().name_zh.into(),
-                    node_key: n.node_key.public(),
-                    addresses: vec![if quic {
+                .map(|n| {
+                    let address = if quic {
                         format!("/ip4/127.0.0.1/udp/{}/quic-v1", n.p2p_port)
                     } else {
                         format!("/ip4/127.0.0.1/tcp/{}", n.p2p_port)
-                    }],
+                    };
+                    Member::for_province(n.region, n.node_key.public(), vec![address])
                 })
                 .collect();
-            members.sort_by_key(|m| m.region);
-            Manifest {
-                federation_id: FED.into(),
-                protocol_version: credfed_protocol::PROTOCOL_VERSION,
-                version: 1,
-                issued_at: Timestamp(0),
-                expires_at: Timestamp(i64::MAX / 2),
-                authority_key: authority.public(),
+            Manifest::for_build(
+                FED,
+                1,
+                Timestamp(0),
+                Timestamp(i64::MAX / 2),
+                authority.public(),
                 members,
-                policy: Policy::default(),
-                catalogue_hash: Catalogue::file_hash(EMBEDDED_CATALOGUE),
-            }
+            )
         };
         let manifest = manifest_for(&nodes.iter().collect::<Vec<_>>());
         let signed = manifest.sign(&authority).unwrap();

@@ -10,7 +10,7 @@ use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, s
 use credfed_protocol::ids::person::person_ref;
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, PersonRef, RegionCode, Role};
 use credfed_protocol::ledger::{Admission, Ledger, Rejection, Rules, StateView};
-use credfed_protocol::manifest::{Manifest, Member, Policy};
+use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};
 
@@ -72,25 +72,17 @@ impl World {
             .iter()
             .map(|&c| (region(c), key(&format!("node-{c}"))))
             .collect();
-        let manifest = Manifest {
-            federation_id: FED.into(),
-            protocol_version: credfed_protocol::PROTOCOL_VERSION,
-            version: 1,
-            issued_at: noon("2026-01-01"),
-            expires_at: noon("2030-01-01"),
-            authority_key: authority.public(),
-            members: nodes
+        let manifest = Manifest::for_build(
+            FED,
+            1,
+            noon("2026-01-01"),
+            noon("2030-01-01"),
+            authority.public(),
+            nodes
                 .iter()
-                .map(|(r, k)| Member {
-                    region: *r,
-                    name: r.province_info().name_zh.into(),
-                    node_key: k.public(),
-                    addresses: vec![],
-                })
+                .map(|(r, k)| Member::for_province(*r, k.public(), vec![]))
                 .collect(),
-            policy: Policy::default(),
-            catalogue_hash: Catalogue::file_hash(credfed_protocol::catalogue::EMBEDDED_CATALOGUE),
-        };
+        );
         let mut w = World {
             authority,
             nodes,
