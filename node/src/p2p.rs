@@ -228,8 +228,9 @@ pub async fn run(
                 gossipsub,
                 sync,
                 identify,
-                // Pings are the liveness probe: a failed ping closes the connection
-                // (libp2p no longer does so itself), and the re-dial finds the peer again.
+                // Pings are the liveness probe: a connection without a pong for
+                // `liveness_timeout` is closed (see `live_connections`), and the re-dial
+                // finds the peer again.
                 ping: ping::Behaviour::new(
                     ping::Config::new()
                         .with_interval(cfg.liveness_timeout / 2)
@@ -257,15 +258,14 @@ pub async fn run(
     let mut pending_ranges: BTreeMap<request_response::OutboundRequestId, (RegionCode, u64)> =
         BTreeMap::new();
     let mut connected: BTreeMap<PeerId, RegionCode> = BTreeMap::new();
-    // A member counts as connected while it has a live connection: one closed for silence
-    // may take long to finish closing, and must not keep the member from being re-dialled.
-    let mut live_connections: BTreeMap<PeerId, BTreeSet<libp2p::swarm::ConnectionId>> =
+    // Live member connections and the last answered ping (or the start) of each.
+    // A member counts as connected while it has one: a connection closed for silence may
+    // take long to finish closing, and must not keep the member from being re-dialled.
+    // Silence is judged by the last pong because libp2p's ping reports only the second
+    // failure in a row, after renegotiating a stream (10 s timeout): a cut took ≈ 18 s to
+    // notice that way, and `liveness_timeout` this way.
+    let mut live_connections: BTreeMap<libp2p::swarm::ConnectionId, (PeerId, Instant)> =
         BTreeMap::new();
-    // Last answered ping (or the start) of each live member connection. libp2p's ping
-    // reports only the second failure in a row, and the second attempt first renegotiates
-    // a stream (10 s timeout), so a cut took ≈ 18 s to notice; judging by the last pong
-    // notices it within `liveness_timeout`.
-    let mut last_pong: BTreeMap<libp2p::swarm::ConnectionId, (PeerId, Instant)> = BTreeMap::new();
     let mut evidence_published: BTreeSet<(RegionCode, u64)> = BTreeSet::new();
     // One fork probe per (peer, region) per connection: a forked log keeps failing to chain.
     let mut fork_probed: BTreeSet<(PeerId, RegionCode)> = BTreeSet::new();
@@ -304,16 +304,15 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 let now = Instant::now();
-                let silent: Vec<(libp2p::swarm::ConnectionId, PeerId)> = last_pong
+                let silent: Vec<(libp2p::swarm::ConnectionId, PeerId)> = live_connections
                     .iter()
                     .filter(|(_, (_, t))| now.duration_since(*t) > cfg.liveness_timeout)
                     .map(|(c, (p, _))| (*c, *p))
                     .collect();
                 for (connection, peer) in silent {
-                    last_pong.remove(&connection);
                     tracing::info!(%peer, "member silent (no pong within the liveness timeout): closing the connection, re-dial will follow");
                     swarm.close_connection(connection);
-                    if lose_connection(&mut live_connections, peer, connection) && connected.remove(&peer).is_some() {
+                    if forget_connection(&mut live_connections, peer, connection) && connected.remove(&peer).is_some() {
                         tracing::info!(%peer, "member disconnected (silent)");
                         connected_changed = true;
                         outputs.extend(replicator.step(Input::PeerDown(peer), &local_heads(&core), now));
@@ -337,8 +336,7 @@ pub async fn run(
             event = swarm.select_next_some() => match event {
                 SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } => {
                     if members.contains_key(&peer_id) {
-                        live_connections.entry(peer_id).or_default().insert(connection_id);
-                        last_pong.insert(connection_id, (peer_id, Instant::now()));
+                        live_connections.insert(connection_id, (peer_id, Instant::now()));
                     }
                     if let Some((region, _)) = members.get(&peer_id)
                         && connected.insert(peer_id, *region).is_none()
@@ -352,8 +350,7 @@ pub async fn run(
                     if num_established == 0 {
                         fork_probed.retain(|(p, _)| *p != peer_id);
                     }
-                    last_pong.remove(&connection_id);
-                    if lose_connection(&mut live_connections, peer_id, connection_id) && connected.remove(&peer_id).is_some() {
+                    if forget_connection(&mut live_connections, peer_id, connection_id) && connected.remove(&peer_id).is_some() {
                         tracing::info!(%peer_id, "member disconnected");
                         connected_changed = true;
                         outputs.extend(replicator.step(Input::PeerDown(peer_id), &local_heads(&core), Instant::now()));
@@ -367,18 +364,8 @@ pub async fn run(
                 }
                 SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
                 SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { connection, result: Ok(_), .. })) => {
-                    if let Some(entry) = last_pong.get_mut(&connection) {
+                    if let Some(entry) = live_connections.get_mut(&connection) {
                         entry.1 = Instant::now();
-                    }
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })) => {
-                    tracing::info!(%peer, %error, "member silent: closing the connection, re-dial will follow");
-                    last_pong.remove(&connection);
-                    swarm.close_connection(connection);
-                    if lose_connection(&mut live_connections, peer, connection) && connected.remove(&peer).is_some() {
-                        tracing::info!(%peer, "member disconnected (silent)");
-                        connected_changed = true;
-                        outputs.extend(replicator.step(Input::PeerDown(peer), &local_heads(&core), Instant::now()));
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, .. })) if loss.drops() => {
@@ -493,22 +480,14 @@ pub async fn run(
     Ok(())
 }
 
-/// Forgets one connection of `peer`; true if it had no other live one.
-fn lose_connection(
-    live: &mut BTreeMap<PeerId, BTreeSet<libp2p::swarm::ConnectionId>>,
+/// Forgets one connection of `peer`; true if `peer` has no live connection left.
+fn forget_connection(
+    live: &mut BTreeMap<libp2p::swarm::ConnectionId, (PeerId, Instant)>,
     peer: PeerId,
     connection: libp2p::swarm::ConnectionId,
 ) -> bool {
-    let Some(set) = live.get_mut(&peer) else {
-        return true;
-    };
-    set.remove(&connection);
-    if set.is_empty() {
-        live.remove(&peer);
-        true
-    } else {
-        false
-    }
+    live.remove(&connection);
+    !live.values().any(|(p, _)| *p == peer)
 }
 
 fn touch(
