@@ -668,7 +668,7 @@ impl Drill {
                 }
                 self.fed.start(i, false)?;
                 let detail = self.wait_started(i).await?;
-                self.reapply_partition().await?;
+                self.reapply_faults().await?;
                 self.last_fault = Some((format!("restart {region}"), Instant::now()));
                 Ok(detail)
             }
@@ -684,7 +684,7 @@ impl Drill {
                 std::fs::write(&cfg, toml::to_string(&table)?)?;
                 self.fed.start(i, false)?;
                 let detail = self.wait_started(i).await?;
-                self.reapply_partition().await?;
+                self.reapply_faults().await?;
                 self.last_fault = Some((format!("skew {region} {offset_ms} ms"), Instant::now()));
                 Ok(format!("clock offset {offset_ms} ms; {detail}"))
             }
@@ -697,7 +697,7 @@ impl Drill {
             Step::Resume { region } => {
                 let i = self.fed.index(region)?;
                 self.fed.signal(i, "-CONT")?;
-                self.reapply_partition().await?;
+                self.reapply_faults().await?;
                 self.last_fault = Some((format!("resume {region}"), Instant::now()));
                 Ok(String::new())
             }
@@ -1278,7 +1278,7 @@ impl Drill {
 
     /// A restarted or resumed node must rejoin the faults in force: in the in-node mode
     /// they are process state, lost on restart (namespace rules outlive the process).
-    async fn reapply_partition(&mut self) -> Result<()> {
+    async fn reapply_faults(&mut self) -> Result<()> {
         if self.fed.lab.is_none() && (!self.cuts.is_empty() || !self.loss.is_empty()) {
             self.apply_faults().await?;
         }
