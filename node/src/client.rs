@@ -156,6 +156,7 @@ impl ApiClient {
             body.len()
         );
         tls.write_all(req.as_bytes()).await?;
+        tls.flush().await?;
         // Read until the response is complete (by Content-Length or the last chunk), not
         // until the server closes: waiting for the close stalled requests under load.
         let mut buf = Vec::new();
