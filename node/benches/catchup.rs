@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use credfed_node::core::Core;
+use credfed_node::engine::{Clock, Core, EngineConfig, EngineEvent, IngestJob};
 use credfed_node::metrics::Metrics;
 use credfed_node::store::Store;
 use credfed_protocol::calendar::WorkingCalendar;
@@ -19,7 +19,6 @@ use credfed_protocol::envelope::{
     AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, envelope_hash, seal, sign_body,
 };
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode, Role};
-use credfed_protocol::ledger::Admission;
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::Timestamp;
@@ -116,25 +115,53 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = Store::open(&dir.path().join("store")).expect("store");
-    let core = Core::new(
+    let metrics = Arc::new(Metrics::default());
+    let (_core, mut links) = Core::start(
         Box::new(store),
-        manifest,
-        Catalogue::embedded().expect("catalogue"),
-        WorkingCalendar::embedded().expect("calendar"),
-        region(620000),
-        receiver,
-        PersonHashKey::new(&[9; 32]).expect("person key"),
-        0,
-        Arc::new(Metrics::default()),
-    );
+        EngineConfig {
+            region: region(620000),
+            manifest,
+            catalogue: Catalogue::embedded().expect("catalogue"),
+            calendar: WorkingCalendar::embedded().expect("calendar"),
+            node_key: receiver,
+            person_key: PersonHashKey::new(&[9; 32]).expect("person key"),
+            clock: Clock::new(0),
+            group_commit_max: 256,
+        },
+        metrics.clone(),
+    )
+    .expect("engine");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The writer's path exactly as the network feeds it: ranges of 1024 envelopes.
+    let peer = libp2p::PeerId::random();
     let t = Instant::now();
-    for (i, env) in log.iter().enumerate() {
-        match core.ingest(env) {
-            Ok(Admission::Accept(_)) => {}
-            other => panic!("envelope {} not accepted: {other:?}", i + 1),
+    runtime.block_on(async {
+        for (k, chunk) in log.chunks(1024).enumerate() {
+            let from = (k * 1024 + 1) as u64;
+            let job = IngestJob::Range {
+                peer,
+                region: region(310000),
+                from: Some(from),
+                envelopes: chunk.to_vec(),
+            };
+            links.ingest.send(job).await.expect("writer running");
+            loop {
+                match links.events.recv().await.expect("writer running") {
+                    EngineEvent::RangeDone { forked, .. } => {
+                        assert!(!forked, "range from {from} refused");
+                        break;
+                    }
+                    _ => continue,
+                }
+            }
         }
-    }
+    });
     let ingest_s = t.elapsed().as_secs_f64();
+    let applied = metrics.ingested.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(applied, n as u64, "every envelope applied");
 
     // The limit: two strict verifications per envelope, nothing else.
     let payload = vec![0x5a; log.iter().map(Vec::len).sum::<usize>() / n.max(1)];

@@ -1,221 +1,14 @@
-//! Node configuration: a TOML file written by `credfed-node init` with every default
-//! spelled out, overridable by `CREDFED_*` environment variables and flags.
+//! The node's configuration file ([`NodeConfig`], shared with the tools in
+//! `credfed_client::node_config`) and its certificates: the API CA, the server
+//! certificate and department client certificates.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use credfed_protocol::crypto::{Keypair, PublicKey};
 use credfed_protocol::ids::RegionCode;
-use serde::{Deserialize, Serialize};
 
-/// The configuration file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeConfig {
-    /// Provincial-level region code this node speaks for.
-    pub region: String,
-    /// Directory of the store and keys (relative paths below are relative to it).
-    pub data_dir: PathBuf,
-    /// Signed manifest (JSON), as issued by the federation authority.
-    pub manifest: PathBuf,
-    /// Federation authority public key (hex): the trust anchor for manifests.
-    pub authority_key: String,
-    /// Node secret key file (hex, mode 0600).
-    pub node_key_file: PathBuf,
-    /// Federation secret keying person hashes (hex, ≥ 32 bytes, mode 0600); the same on
-    /// every member node.
-    pub person_secret_file: PathBuf,
-    /// libp2p listen addresses (TCP+TLS+yamux and QUIC).
-    pub p2p_listen: Vec<String>,
-    /// HTTPS API listen address.
-    pub api_listen: String,
-    /// API server certificate and key (PEM).
-    pub tls_cert: PathBuf,
-    /// API server key (PEM).
-    pub tls_key: PathBuf,
-    /// Serve `/metrics` without authentication.
-    pub metrics_public: bool,
-    /// Log format: `text` or `json`.
-    pub log_format: String,
-    /// Milliseconds added to the system clock (drills).
-    pub clock_offset_ms: i64,
-    /// Accept writes without confirming this region's head with a peer first. Only for a
-    /// federation of one or a deliberate first start: otherwise a restored backup could
-    /// reuse sequence numbers.
-    pub solo: bool,
-    /// How often to exchange heads with each peer, ms.
-    pub heads_interval_ms: u64,
-    /// How often to re-dial disconnected members, ms.
-    pub redial_interval_ms: u64,
-    /// A member that answers no ping for this long is disconnected and re-dialled, ms.
-    /// Without it a silently dropped link (a firewall dropping packets, a cut cable) stays
-    /// "connected" until TCP gives up, which takes minutes.
-    #[serde(default = "default_liveness_timeout_ms")]
-    pub liveness_timeout_ms: u64,
-    /// Async runtime worker threads; 0 = one per core. Drills running 31 nodes on two
-    /// cores set 1: idle profiles were dominated by threads waking each other.
-    #[serde(default)]
-    pub worker_threads: usize,
-    /// Concurrent API requests.
-    pub api_max_concurrency: usize,
-    /// Largest API request body, bytes.
-    pub api_max_body_bytes: usize,
-}
-
-fn default_liveness_timeout_ms() -> u64 {
-    10_000
-}
-
-const TEMPLATE_COMMENTS: &str = "\
-# credfed-node configuration. Every setting is shown with its value; paths are relative
-# to data_dir unless absolute. Environment variables CREDFED_<NAME> (upper case) override
-# the file, and command-line flags override both.
-";
-
-impl NodeConfig {
-    /// Defaults for a region and data directory.
-    pub fn defaults(
-        region: RegionCode,
-        data_dir: &Path,
-        listen_ip: std::net::IpAddr,
-        p2p_port: u16,
-        api_port: u16,
-    ) -> NodeConfig {
-        let ip_proto = if listen_ip.is_ipv4() { "ip4" } else { "ip6" };
-        NodeConfig {
-            region: region.to_string(),
-            data_dir: data_dir.to_path_buf(),
-            manifest: "manifest.json".into(),
-            authority_key: String::new(),
-            node_key_file: "node.key".into(),
-            person_secret_file: "person.secret".into(),
-            p2p_listen: vec![
-                format!("/{ip_proto}/{listen_ip}/tcp/{p2p_port}"),
-                format!("/{ip_proto}/{listen_ip}/udp/{p2p_port}/quic-v1"),
-            ],
-            api_listen: std::net::SocketAddr::new(listen_ip, api_port).to_string(),
-            tls_cert: "api-cert.pem".into(),
-            tls_key: "api-key.pem".into(),
-            metrics_public: true,
-            log_format: "text".into(),
-            clock_offset_ms: 0,
-            solo: false,
-            heads_interval_ms: 2000,
-            redial_interval_ms: 2000,
-            liveness_timeout_ms: default_liveness_timeout_ms(),
-            worker_threads: 0,
-            api_max_concurrency: 256,
-            api_max_body_bytes: 256 * 1024,
-        }
-    }
-
-    /// Reads a config file and applies `CREDFED_*` overrides.
-    pub fn load(path: &Path) -> Result<NodeConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "reading config {}; create one with `credfed-node init`",
-                path.display()
-            )
-        })?;
-        let mut value: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        for (k, v) in std::env::vars() {
-            let Some(name) = k.strip_prefix("CREDFED_") else {
-                continue;
-            };
-            let name = name.to_ascii_lowercase();
-            if let Some(old) = value.get(&name) {
-                let new = match old {
-                    toml::Value::Integer(_) => toml::Value::Integer(
-                        v.parse()
-                            .with_context(|| format!("{k}: expected an integer"))?,
-                    ),
-                    toml::Value::Boolean(_) => toml::Value::Boolean(
-                        v.parse()
-                            .with_context(|| format!("{k}: expected true or false"))?,
-                    ),
-                    toml::Value::Array(_) => toml::Value::Array(
-                        v.split(',')
-                            .map(|s| toml::Value::String(s.trim().into()))
-                            .collect(),
-                    ),
-                    _ => toml::Value::String(v),
-                };
-                value.insert(name, new);
-            }
-        }
-        let cfg: NodeConfig = value
-            .try_into()
-            .with_context(|| format!("{}: invalid configuration", path.display()))?;
-        cfg.region()?;
-        Ok(cfg)
-    }
-
-    /// Writes the file with a header comment.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let body = toml::to_string(self)?;
-        std::fs::write(path, format!("{TEMPLATE_COMMENTS}\n{body}"))?;
-        Ok(())
-    }
-
-    /// The region code.
-    pub fn region(&self) -> Result<RegionCode> {
-        let r = RegionCode::parse(&self.region, "region")?;
-        if !r.is_province() {
-            bail!(
-                "region: {r} is not a provincial-level code; city and county departments register with their province's node"
-            );
-        }
-        Ok(r)
-    }
-
-    /// A path relative to the data directory.
-    pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.data_dir.join(p)
-        }
-    }
-
-    /// The pinned authority key.
-    pub fn authority(&self) -> Result<PublicKey> {
-        PublicKey::from_hex(&self.authority_key)
-            .context("authority_key: set the federation authority's public key (64 hex characters)")
-    }
-}
-
-/// Reads a hex secret key file.
-pub fn read_key(path: &Path) -> Result<Keypair> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
-    let mut secret = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut secret)
-        .with_context(|| format!("{}: expected 64 hex characters", path.display()))?;
-    Ok(Keypair::from_secret(secret))
-}
-
-/// Writes a secret file with mode 0600, refusing to overwrite.
-pub fn write_secret(path: &Path, hex_text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-    f.write_all(hex_text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
-}
-
-/// 32 bytes from the operating system.
-pub fn random_secret() -> Result<[u8; 32]> {
-    let mut s = [0u8; 32];
-    getrandom::fill(&mut s).map_err(|e| anyhow::anyhow!("no entropy: {e}"))?;
-    Ok(s)
-}
+pub use credfed_client::keys::{random_secret, read_key, write_secret};
+pub use credfed_client::node_config::{DEFAULT_GROUP_COMMIT_MAX, MAX_CLOCK_OFFSET_MS, NodeConfig};
 
 /// The node's API certificate authority and a server certificate it signs for
 /// `localhost`, 127.0.0.1 and the listen address. Clients trust the CA (`api-ca.pem`); the CA key also signs
@@ -265,15 +58,53 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
     credfed_protocol::crypto::sha256(&[der]).to_hex()
 }
 
+/// What [`issue_client_cert`] wrote.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    /// The certificate (PEM).
+    pub cert: PathBuf,
+    /// Its key (PEM, mode 0600).
+    pub key: PathBuf,
+    /// Where the files it replaced were moved, with `--replace`.
+    pub backups: Vec<PathBuf>,
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a
+/// rename, so that `path` holds either nothing or the whole new content.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("moving {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
 /// Issues an API client certificate for `department`, writes `<out>/<department>.pem` and
 /// `<out>/<department>.key` (0600), and registers its fingerprint with the node.
 /// Deleting `<data-dir>/clients/<fingerprint>` revokes it.
+///
+/// A working certificate is never destroyed: every output path is checked before
+/// anything is written, and an existing certificate or key is refused unless `replace`
+/// is given, in which case the old files are kept beside the new ones as
+/// `<name>.replaced-<ms>` (and the old certificate stays registered until its
+/// fingerprint file is deleted).
 pub fn issue_client_cert(
     data_dir: &Path,
     region: RegionCode,
     department: &credfed_protocol::ids::DepartmentId,
     out: &Path,
-) -> Result<PathBuf> {
+    replace: bool,
+) -> Result<IssuedCertificate> {
     use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
     if department.home_province() != region {
         bail!(
@@ -281,6 +112,20 @@ pub fn issue_client_cert(
             department.home_province()
         );
     }
+    let stem = department.to_string().replace(':', "-");
+    let cert_path = out.join(format!("{stem}.pem"));
+    let key_path = out.join(format!("{stem}.key"));
+    let existing: Vec<&PathBuf> = [&cert_path, &key_path]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect();
+    if !replace && !existing.is_empty() {
+        bail!(
+            "{} already exists: a department's certificate is never overwritten. Give it another --out directory, or pass --replace to issue a new one (the old files are kept as backups)",
+            existing[0].display()
+        );
+    }
+    let clients = data_dir.join("clients");
     let issuer = ca_issuer(data_dir, region)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -289,16 +134,33 @@ pub fn issue_client_cert(
         .push(DnType::CommonName, department.to_string());
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.signed_by(&key, &issuer)?;
-    std::fs::create_dir_all(out)?;
-    let stem = department.to_string().replace(':', "-");
-    let cert_path = out.join(format!("{stem}.pem"));
-    std::fs::write(&cert_path, cert.pem())?;
-    write_secret(&out.join(format!("{stem}.key")), &key.serialize_pem())?;
-    let clients = data_dir.join("clients");
-    std::fs::create_dir_all(&clients)?;
-    std::fs::write(
-        clients.join(cert_fingerprint(cert.der())),
-        department.to_string(),
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(&clients).with_context(|| format!("creating {}", clients.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut backups = Vec::new();
+    for old in existing {
+        let name = old
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let backup = old.with_file_name(format!("{name}.replaced-{stamp}"));
+        std::fs::rename(old, &backup)
+            .with_context(|| format!("keeping {} as {}", old.display(), backup.display()))?;
+        backups.push(backup);
+    }
+    write_atomically(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    write_atomically(&cert_path, cert.pem().as_bytes(), 0o644)?;
+    // Registered last: a certificate is usable only once both files are in place.
+    write_atomically(
+        &clients.join(cert_fingerprint(cert.der())),
+        department.to_string().as_bytes(),
+        0o644,
     )?;
-    Ok(cert_path)
+    Ok(IssuedCertificate {
+        cert: cert_path,
+        key: key_path,
+        backups,
+    })
 }

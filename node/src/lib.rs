@@ -1,13 +1,17 @@
 //! credfed-node: a provincial node of a credfed federation.
 //!
-//! [`store`] (sled, durable) · [`core`] (admission and appends with the protocol's rules)
-//! · [`replication`] (anti-entropy state machine) · [`wire`] (pull protocol) · [`p2p`]
-//! (libp2p glue) · [`api`] (HTTPS/JSON) · [`config`] · [`metrics`].
+//! [`engine`] (the one writer: admission, group commit; reads) · [`store`] (sled,
+//! durable; a fault-injecting wrapper) · [`replication`] (anti-entropy state machine) ·
+//! [`wire`] (pull protocol) · [`p2p`] (libp2p event loop) · [`api`] (HTTPS/JSON, audit,
+//! server limits) · [`daemon`] (start and stop a node) · [`config`] · [`metrics`].
+//! docs/architecture.md is the map.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
-pub mod client;
 pub mod config;
-pub mod core;
+pub mod daemon;
+pub mod engine;
 pub mod metrics;
 pub mod p2p;
 pub mod replication;

@@ -1,21 +1,12 @@
 //! credfed-node: the daemon a provincial operator runs.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use credfed_node::api::{ApiState, router};
 use credfed_node::config::{NodeConfig, random_secret, read_key, write_api_certs, write_secret};
-use credfed_node::core::Core;
-use credfed_node::metrics::Metrics;
-use credfed_node::p2p::{self, COMMAND_CAPACITY, NetStatus, P2pConfig, peer_id_of};
-use credfed_node::replication::ReplicationConfig;
-use credfed_node::store::{Backend, Store};
-use credfed_protocol::calendar::WorkingCalendar;
-use credfed_protocol::catalogue::Catalogue;
-use credfed_protocol::ids::{PersonHashKey, RegionCode};
-use credfed_protocol::manifest::SignedManifest;
+use credfed_node::p2p::peer_id_of;
+use credfed_protocol::ids::RegionCode;
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +75,11 @@ enum Cmd {
         /// Directory to write <dept>.pem and <dept>.key into.
         #[arg(long)]
         out: PathBuf,
+        /// Replace an existing certificate and key in --out (they are kept as
+        /// <name>.replaced-<ms>; the old certificate stays valid until its fingerprint
+        /// file under <data-dir>/clients/ is deleted).
+        #[arg(long)]
+        replace: bool,
     },
     /// Ask a running node for its status (uses the operator certificate in
     /// <data-dir>/operator/, created by `init`).
@@ -133,15 +129,25 @@ fn main() -> Result<()> {
             config,
             department,
             out,
+            replace,
         } => {
             let cfg = NodeConfig::load(&config)?;
             let dept = credfed_protocol::ids::DepartmentId::parse(&department, "--department")?;
-            let path =
-                credfed_node::config::issue_client_cert(&cfg.data_dir, cfg.region()?, &dept, &out)?;
+            let issued = credfed_node::config::issue_client_cert(
+                &cfg.data_dir,
+                cfg.region()?,
+                &dept,
+                &out,
+                replace,
+            )?;
             println!(
-                "issued {} (key beside it, mode 0600); give both to {dept} with api-ca.pem",
-                path.display()
+                "issued {} and {} (mode 0600); give both to {dept} with api-ca.pem",
+                issued.cert.display(),
+                issued.key.display()
             );
+            for b in issued.backups {
+                println!("  kept the replaced file as {}", b.display());
+            }
             Ok(())
         }
         Cmd::Status { config } => {
@@ -152,14 +158,14 @@ fn main() -> Result<()> {
                 .block_on(async {
                     let op = cfg.data_dir.join("operator");
                     let stem = format!("{}-node", cfg.region);
-                    let client = credfed_node::client::ApiClient::with_identity(
+                    let client = credfed_client::ApiClient::with_identity(
                         &cfg.api_listen,
                         &cfg.path(&PathBuf::from("api-ca.pem")),
                         &op.join(format!("{stem}.pem")),
                         &op.join(format!("{stem}.key")),
                     )?;
-                    let r = client.get("/v1/status").await?;
-                    println!("{}", serde_json::to_string_pretty(&r.json()?)?);
+                    let status = client.status().await?;
+                    println!("{}", serde_json::to_string_pretty(&status)?);
                     Ok(())
                 })
         }
@@ -228,7 +234,7 @@ fn init(
         region,
         unit: credfed_protocol::envelope::NODE_UNIT.into(),
     };
-    credfed_node::config::issue_client_cert(&dir, region, &operator, &dir.join("operator"))?;
+    credfed_node::config::issue_client_cert(&dir, region, &operator, &dir.join("operator"), false)?;
     let mut cfg = NodeConfig::defaults(region, &dir, listen_ip, p2p_port, api_port);
     cfg.authority_key = authority_key.to_string();
     cfg.save(&dir.join("config.toml"))?;
@@ -253,167 +259,12 @@ fn init(
 }
 
 async fn run(cfg: NodeConfig) -> Result<()> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let region = cfg.region()?;
-    let node_key = read_key(&cfg.path(&cfg.node_key_file))?;
-    let node_secret = node_key.secret_bytes();
-    let manifest_path = cfg.path(&cfg.manifest);
-    let signed: SignedManifest =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).with_context(|| {
-            format!(
-                "reading manifest {}; ask the federation authority for it",
-                manifest_path.display()
-            )
-        })?)
-        .with_context(|| format!("{}: not a signed manifest", manifest_path.display()))?;
-    let metrics = Arc::new(Metrics::default());
-    let now = credfed_protocol::time::Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64
-            + cfg.clock_offset_ms,
-    );
-    let manifest = signed
-        .verify(&cfg.authority()?, now)
-        .with_context(|| format!("manifest {}", manifest_path.display()))?;
-    let member = manifest.member(region).with_context(|| {
-        format!(
-            "region {region} is not a member of federation {}",
-            manifest.federation_id
-        )
-    })?;
-    if member.node_key != node_key.public() {
-        bail!(
-            "the manifest names node key {} for {region}, but {} holds {}; use the key the manifest names",
-            member.node_key,
-            cfg.node_key_file.display(),
-            node_key.public()
-        );
-    }
-    let catalogue = Catalogue::embedded()?;
-    if Catalogue::file_hash(credfed_protocol::catalogue::EMBEDDED_CATALOGUE)
-        != manifest.catalogue_hash
-    {
-        bail!(
-            "the manifest names measures catalogue {}, this build ships {}; run the build that matches the manifest",
-            manifest.catalogue_hash,
-            Catalogue::file_hash(credfed_protocol::catalogue::EMBEDDED_CATALOGUE)
-        );
-    }
-    let person_hex = std::fs::read_to_string(cfg.path(&cfg.person_secret_file))?;
-    let person_key =
-        PersonHashKey::new(&hex::decode(person_hex.trim()).context("person secret: hex")?)?;
-
-    let store_dir = cfg.data_dir.join("store");
-    let store = Store::open(&store_dir)
-        .with_context(|| format!("opening store {}", store_dir.display()))?;
-    let started = std::time::Instant::now();
-    let report = store
-        .verify_chains(&manifest.federation_id, &mut |r, n| tracing::info!(region = %r, verified = n, "verifying chains"))
-        .context("the store failed verification; restore a backup or move the store away to re-sync from peers")?;
-    tracing::info!(
-        regions = report.regions,
-        envelopes = report.envelopes,
-        ms = started.elapsed().as_millis() as u64,
-        "store chains verified"
-    );
-
-    let core = Arc::new(Core::new(
-        Box::new(store),
-        manifest,
-        catalogue,
-        WorkingCalendar::embedded()?,
-        region,
-        node_key,
-        person_key,
-        cfg.clock_offset_ms,
-        metrics,
-    ));
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
-    let status = Arc::new(Mutex::new(NetStatus::default()));
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let p2p_cfg = P2pConfig {
-        node_secret,
-        listen: cfg
-            .p2p_listen
-            .iter()
-            .map(|a| a.parse())
-            .collect::<Result<_, _>>()
-            .context("p2p_listen: not a multiaddress")?,
-        replication: ReplicationConfig {
-            heads_interval: std::time::Duration::from_millis(cfg.heads_interval_ms),
-            ..ReplicationConfig::default()
-        },
-        redial_interval: std::time::Duration::from_millis(cfg.redial_interval_ms),
-        liveness_timeout: std::time::Duration::from_millis(cfg.liveness_timeout_ms.max(1000)),
-        solo: cfg.solo,
-    };
-    let net = tokio::spawn(p2p::run(
-        core.clone(),
-        p2p_cfg,
-        cmd_rx,
-        status.clone(),
-        shutdown_rx,
-    ));
-
-    let audit = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(cfg.data_dir.join("audit.log"))?;
-    let state = Arc::new(ApiState {
-        core: core.clone(),
-        commands: cmd_tx,
-        status,
-        audit: Mutex::new(audit),
-        metrics_public: cfg.metrics_public,
-        clients_dir: cfg.data_dir.join("clients"),
-    });
-    let app = router(state, cfg.api_max_body_bytes, cfg.api_max_concurrency);
-    let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(api_tls_config(&cfg)?));
-    let addr: std::net::SocketAddr = cfg.api_listen.parse().context("api_listen")?;
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = shutdown_tx.send(true);
-        h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-    });
-    tracing::info!(%addr, region = %region, "API listening (HTTPS)");
-    axum_server::bind_rustls(addr, tls)
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
-        .context("API server")?;
-    let _ = net.await;
-    core.store.sync()?;
+    let node = credfed_node::daemon::start(&cfg).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.stop().await?;
     tracing::info!("stopped cleanly");
     Ok(())
-}
-
-/// Server TLS with optional client certificates from the node's API CA: public endpoints
-/// answer without one, everything else checks it (api::authenticate).
-fn api_tls_config(cfg: &NodeConfig) -> Result<rustls::ServerConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(cfg.path(&PathBuf::from("api-ca.pem")))
-        .context("api-ca.pem")?
-    {
-        roots.add(c?)?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-        .allow_unauthenticated()
-        .build()?;
-    let certs = CertificateDer::pem_file_iter(cfg.path(&cfg.tls_cert))
-        .context("tls_cert")?
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(cfg.path(&cfg.tls_key)).context("tls_key")?;
-    let mut server = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)?;
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(server)
 }
 
 async fn shutdown_signal() {

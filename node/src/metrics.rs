@@ -34,8 +34,23 @@ pub struct Metrics {
     pub equivocations: AtomicU64,
     /// Connected member peers.
     pub peers: AtomicU64,
+    /// Envelopes parked until a gap or a dependency is filled.
+    pub parked: AtomicU64,
     /// When this node last admitted an envelope (node clock, ms; 0 = never).
     pub last_applied_ms: std::sync::atomic::AtomicI64,
+    /// Own appends acknowledged (made durable).
+    pub appends: AtomicU64,
+    /// fsyncs of the store (one per group of appends with group commit).
+    pub fsyncs: AtomicU64,
+    /// Envelopes from peers not applied because the local store failed (never blamed
+    /// on the peer).
+    pub ingest_store_errors: AtomicU64,
+    /// Gossip messages and ranges dropped because the writer's queue was full.
+    pub ingest_queue_full: AtomicU64,
+    /// Range requests from peers answered empty because every reader was busy.
+    pub range_reads_refused: AtomicU64,
+    /// API connections refused at accept (per-client or total limit).
+    pub api_connections_refused: AtomicU64,
     /// API latency histogram: per-route bucket counts, sum and count.
     latency: Mutex<BTreeMap<String, Histogram>>,
 }
@@ -66,52 +81,86 @@ impl Metrics {
 
     /// Renders the text exposition format; `lag` is (region, replication lag in records
     /// behind the highest head any peer reported) and `store_bytes` the store size.
-    pub fn render(&self, lag: &[(String, u64)], store_bytes: u64) -> String {
+    pub fn render(&self, lag: &[(String, u64)], store_bytes: u64, audit_failures: u64) -> String {
         let mut s = String::new();
         let c = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
+        let counters: [(&str, &str, &AtomicU64); 13] = [
+            (
+                "credfed_records_ingested_total",
+                "Envelopes admitted.",
+                &self.ingested,
+            ),
+            (
+                "credfed_records_duplicate_total",
+                "Envelopes already held.",
+                &self.duplicates,
+            ),
+            (
+                "credfed_connections_refused_total",
+                "Connections refused: peer not in the manifest.",
+                &self.refused_connections,
+            ),
+            (
+                "credfed_gossip_received_total",
+                "Gossip messages received.",
+                &self.gossip_received,
+            ),
+            (
+                "credfed_ranges_fetched_total",
+                "Ranges fetched by anti-entropy.",
+                &self.ranges_fetched,
+            ),
+            (
+                "credfed_bytes_received_total",
+                "Envelope bytes received from peers.",
+                &self.bytes_received,
+            ),
+            (
+                "credfed_equivocations_total",
+                "Equivocations detected.",
+                &self.equivocations,
+            ),
+            (
+                "credfed_appends_total",
+                "Own appends acknowledged after an fsync.",
+                &self.appends,
+            ),
+            (
+                "credfed_fsyncs_total",
+                "fsyncs of the store (appends_total / fsyncs_total = appends per fsync).",
+                &self.fsyncs,
+            ),
+            (
+                "credfed_ingest_store_errors_total",
+                "Envelopes from peers not applied because the local store failed.",
+                &self.ingest_store_errors,
+            ),
+            (
+                "credfed_ingest_queue_full_total",
+                "Gossip messages and ranges dropped because the writer queue was full.",
+                &self.ingest_queue_full,
+            ),
+            (
+                "credfed_range_reads_refused_total",
+                "Range requests answered empty because every reader was busy.",
+                &self.range_reads_refused,
+            ),
+            (
+                "credfed_api_connections_refused_total",
+                "API connections refused at accept (per-client or total limit).",
+                &self.api_connections_refused,
+            ),
+        ];
+        for (name, help, v) in counters {
+            c(&mut s, name, help, v.load(Ordering::Relaxed));
+        }
         c(
             &mut s,
-            "credfed_records_ingested_total",
-            "Envelopes admitted.",
-            self.ingested.load(Ordering::Relaxed),
-        );
-        c(
-            &mut s,
-            "credfed_records_duplicate_total",
-            "Envelopes already held.",
-            self.duplicates.load(Ordering::Relaxed),
-        );
-        c(
-            &mut s,
-            "credfed_connections_refused_total",
-            "Connections refused: peer not in the manifest.",
-            self.refused_connections.load(Ordering::Relaxed),
-        );
-        c(
-            &mut s,
-            "credfed_gossip_received_total",
-            "Gossip messages received.",
-            self.gossip_received.load(Ordering::Relaxed),
-        );
-        c(
-            &mut s,
-            "credfed_ranges_fetched_total",
-            "Ranges fetched by anti-entropy.",
-            self.ranges_fetched.load(Ordering::Relaxed),
-        );
-        c(
-            &mut s,
-            "credfed_bytes_received_total",
-            "Envelope bytes received from peers.",
-            self.bytes_received.load(Ordering::Relaxed),
-        );
-        c(
-            &mut s,
-            "credfed_equivocations_total",
-            "Equivocations detected.",
-            self.equivocations.load(Ordering::Relaxed),
+            "credfed_audit_failures_total",
+            "Audit lines that could not be written (writes are refused meanwhile).",
+            audit_failures,
         );
         let _ = writeln!(
             s,
@@ -133,6 +182,11 @@ impl Metrics {
             s,
             "# HELP credfed_peers Connected member peers.\n# TYPE credfed_peers gauge\ncredfed_peers {}",
             self.peers.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP credfed_parked Envelopes waiting for a gap or a dependency.\n# TYPE credfed_parked gauge\ncredfed_parked {}",
+            self.parked.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             s,

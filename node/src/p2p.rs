@@ -4,6 +4,14 @@
 //! QUIC, so that nodes behind networks that block UDP still connect. libp2p's TLS
 //! certificates are self-signed and carry the node key, so authorisation is the
 //! manifest's PeerId allow-list: any other peer is refused at the connection level.
+//!
+//! The event loop ([`Network`]) only moves bytes and decisions, in the manner of
+//! rust-libp2p's examples: one method per kind of event (swarm event, engine event,
+//! command, tick). Envelopes go to the engine's writer through a bounded queue and
+//! verdicts come back as events; range reads run on blocking threads; the heads it
+//! answers and plans with are the ones the engine reported, so no event costs a store
+//! scan. Nothing here waits: a full queue drops a gossip message (pull repairs it) or
+//! fails a range (it is fetched again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -11,30 +19,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use credfed_protocol::codec;
-use credfed_protocol::envelope::Envelope;
 use credfed_protocol::ids::RegionCode;
-use credfed_protocol::ledger::Admission;
+use credfed_protocol::ledger::Head;
 use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use futures::StreamExt;
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, allow_block_list, connection_limits, gossipsub, identify, identity, ping,
+    Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, gossipsub, identify, identity,
+    ping,
 };
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::core::Core;
-use crate::replication::{Input, Output, Parked, ReplicationConfig, Replicator};
+use crate::engine::{Core, EngineEvent, EngineLinks, IngestJob, PeerVerdict};
+use crate::replication::{Input, Output, ReplicationConfig, Replicator};
 use crate::wire::{
     MAX_RANGE_ENVELOPES, MAX_RESPONSE_BYTES, SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse,
 };
 
-/// Capacity of the command channel from the API to the network task. A full channel
-/// drops the push (pull repairs it), it never blocks a write.
-pub const COMMAND_CAPACITY: usize = 1024;
+/// Capacity of the command channel from the API to the network task.
+pub const COMMAND_CAPACITY: usize = 64;
 
 /// Envelopes fetched below our head when a peer's copy of a log forks from ours.
 const FORK_PROBE: u64 = 64;
@@ -44,11 +50,17 @@ const FORK_PROBE: u64 = 64;
 /// slot for TCP's two-minute connect timeout after the link is back.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Work for the network task.
+/// Range reads from the store running at once for peers. A read of 1024 envelopes
+/// takes milliseconds; more in flight would only queue on the disk. A request beyond
+/// this is answered with an empty range, which the asking peer re-plans.
+const MAX_RANGE_READS: usize = 8;
+
+/// How often the loop checks liveness and lets the replicator plan.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Work for the network task from the API.
 #[derive(Debug)]
 pub enum Command {
-    /// Gossip an envelope this node appended.
-    Publish(Vec<u8>),
     /// Drill fault (in-node mode, where network namespaces are unavailable).
     Fault(InNodeFault),
 }
@@ -100,12 +112,8 @@ pub struct NetStatus {
     pub connected: BTreeMap<String, String>,
     /// Highest head any peer reported, per region.
     pub best_known: BTreeMap<String, u64>,
-    /// Envelopes waiting for a gap or a dependency.
-    pub parked: usize,
     /// Last time (ms since the epoch) anything was heard from each member.
     pub last_contact_ms: BTreeMap<String, i64>,
-    /// Whether writes are open (own log confirmed with a peer).
-    pub writes_open: bool,
 }
 
 #[derive(NetworkBehaviour)]
@@ -142,35 +150,547 @@ pub struct P2pConfig {
     pub solo: bool,
 }
 
-/// Runs the network until `shutdown` turns true.
-pub async fn run(
+type ReadDone = (ResponseChannel<SyncResponse>, SyncResponse);
+
+/// The network event loop and everything it owns.
+pub struct Network {
+    swarm: Swarm<Behaviour>,
     core: Arc<Core>,
     cfg: P2pConfig,
-    mut commands: mpsc::Receiver<Command>,
+    topic: gossipsub::IdentTopic,
+    /// Members other than ourselves: the allow-list and the dial book.
+    members: BTreeMap<PeerId, (RegionCode, Vec<Multiaddr>)>,
+    replicator: Replicator,
+    /// Heads held, as the engine reports them.
+    local: BTreeMap<RegionCode, Head>,
+    /// The same, sequence numbers only (what the replicator plans with).
+    local_seq: BTreeMap<RegionCode, u64>,
+    pending_ranges: BTreeMap<OutboundRequestId, (RegionCode, u64)>,
+    connected: BTreeMap<PeerId, RegionCode>,
+    /// Live member connections and the last answered ping (or the start) of each. A
+    /// member counts as connected while it has one: a connection closed for silence may
+    /// take long to finish closing, and must not keep the member from being re-dialled.
+    /// Silence is judged by the last pong because libp2p's ping reports only the second
+    /// failure in a row, after renegotiating a stream (10 s timeout): a cut took ≈ 18 s
+    /// to notice that way, and `liveness_timeout` this way.
+    live_connections: BTreeMap<ConnectionId, (PeerId, Instant)>,
+    /// One fork probe per (peer, region) per connection: a forked log keeps failing.
+    fork_probed: BTreeSet<(PeerId, RegionCode)>,
+    /// Peers cut off by a drill partition (in-node fault mode).
+    blocked: BTreeSet<PeerId>,
+    loss: Loss,
+    ingest: mpsc::Sender<IngestJob>,
+    reads: Arc<Semaphore>,
+    reads_done_tx: mpsc::Sender<ReadDone>,
     status: Arc<Mutex<NetStatus>>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<()> {
-    let mut secret = cfg.node_secret;
-    let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).context("node key")?;
-    let local_peer = keypair.public().to_peer_id();
-    let fed = core.manifest.federation_id.clone();
+    /// The connected map is published only when it changes: rendering 30 PeerIds in
+    /// base58 after every swarm event cost more CPU than admitting the envelopes.
+    connected_changed: bool,
+    outputs: Vec<Output>,
+}
 
-    // Members other than ourselves: the allow-list and the dial book.
-    let mut members: BTreeMap<PeerId, (RegionCode, Vec<Multiaddr>)> = BTreeMap::new();
-    for m in &core.manifest.members {
-        let pid = peer_id_of(&m.node_key)?;
-        if pid != local_peer {
-            members.insert(
-                pid,
-                (
-                    m.region,
-                    m.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
-                ),
-            );
+impl Network {
+    /// Builds the swarm and starts listening.
+    pub fn new(
+        core: Arc<Core>,
+        cfg: P2pConfig,
+        ingest: mpsc::Sender<IngestJob>,
+        status: Arc<Mutex<NetStatus>>,
+        reads_done_tx: mpsc::Sender<ReadDone>,
+    ) -> Result<Network> {
+        let mut secret = cfg.node_secret;
+        let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).context("node key")?;
+        let local_peer = keypair.public().to_peer_id();
+        let fed = core.manifest().federation_id.clone();
+        let mut members = BTreeMap::new();
+        for m in &core.manifest().members {
+            let pid = peer_id_of(&m.node_key)?;
+            if pid != local_peer {
+                members.insert(
+                    pid,
+                    (
+                        m.region,
+                        m.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+                    ),
+                );
+            }
+        }
+        let topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/envelopes/1"));
+        let swarm = build_swarm(keypair, &members, &cfg)?;
+        let local = core.heads().context("reading heads at start")?;
+        let local_seq = local.iter().map(|(r, h)| (*r, h.seq)).collect();
+        if let Ok(mut s) = status.lock() {
+            s.peer_id = local_peer.to_string();
+        }
+        let replicator = Replicator::new(
+            cfg.replication,
+            core.region(),
+            cfg.solo || members.is_empty(),
+        );
+        let mut net = Network {
+            swarm,
+            core,
+            topic,
+            members,
+            replicator,
+            local,
+            local_seq,
+            pending_ranges: BTreeMap::new(),
+            connected: BTreeMap::new(),
+            live_connections: BTreeMap::new(),
+            fork_probed: BTreeSet::new(),
+            blocked: BTreeSet::new(),
+            loss: Loss::new(0),
+            ingest,
+            reads: Arc::new(Semaphore::new(MAX_RANGE_READS)),
+            reads_done_tx,
+            status,
+            connected_changed: true,
+            outputs: Vec::new(),
+            cfg,
+        };
+        net.swarm.behaviour_mut().gossipsub.subscribe(&net.topic)?;
+        for a in net.cfg.listen.clone() {
+            net.swarm
+                .listen_on(a.clone())
+                .with_context(|| format!("listening on {a}"))?;
+        }
+        Ok(net)
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut events: mpsc::Receiver<EngineEvent>,
+        mut reads_done: mpsc::Receiver<ReadDone>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        let mut redial = tokio::time::interval(self.cfg.redial_interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(event) = events.recv() => self.on_engine_event(event),
+                Some((channel, response)) = reads_done.recv() => {
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                }
+                _ = tick.tick() => self.on_tick(),
+                _ = redial.tick() => self.on_redial(),
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+            }
+            self.send_outputs();
+            self.publish_status();
+        }
+        tracing::info!("network stopped");
+    }
+
+    fn step(&mut self, input: Input) {
+        let out = self.replicator.step(input, &self.local_seq, Instant::now());
+        self.outputs.extend(out);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Fault(fault) => {
+                tracing::warn!(blocked = ?fault.blocked, loss_percent = fault.loss_percent, "drill fault (in-node mode)");
+                self.loss = Loss::new(fault.loss_percent);
+                self.blocked.clear();
+                for (pid, (region, _)) in &self.members {
+                    if fault.blocked.contains(region) {
+                        self.blocked.insert(*pid);
+                        self.swarm.behaviour_mut().allow.disallow_peer(*pid);
+                    } else {
+                        self.swarm.behaviour_mut().allow.allow_peer(*pid);
+                    }
+                }
+            }
         }
     }
 
-    let topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/envelopes/1"));
+    fn on_engine_event(&mut self, event: EngineEvent) {
+        match event {
+            EngineEvent::Gossip {
+                source,
+                message_id,
+                verdict,
+            } => {
+                let acceptance = match verdict {
+                    PeerVerdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    PeerVerdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                    PeerVerdict::Reject => gossipsub::MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &source, acceptance);
+            }
+            EngineEvent::RangeDone {
+                peer,
+                region,
+                from,
+                forked,
+            } => {
+                if forked && self.fork_probed.insert((peer, region)) {
+                    // The peer's copy of this log does not continue ours: fetch an
+                    // overlapping range so that a differing envelope at a position we
+                    // hold (equivocation proof) is found.
+                    let have = self.local_seq.get(&region).copied().unwrap_or(0);
+                    let from = have.saturating_sub(FORK_PROBE - 1).max(1);
+                    self.swarm.behaviour_mut().sync.send_request(
+                        &peer,
+                        SyncRequest::Range {
+                            region,
+                            from,
+                            limit: FORK_PROBE as u32,
+                        },
+                    );
+                }
+                if let Some(from) = from {
+                    self.step(Input::RangeDone(peer, region, from));
+                }
+            }
+            EngineEvent::Heads(moved) => {
+                for (region, head) in moved {
+                    self.local.insert(region, head);
+                    self.local_seq.insert(region, head.seq);
+                }
+                self.step(Input::Tick);
+            }
+            EngineEvent::Appended(bytes) => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), bytes)
+                {
+                    tracing::debug!(error = %e, "gossip publish skipped; pull will deliver");
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let timeout = self.cfg.liveness_timeout;
+        let silent: Vec<(ConnectionId, PeerId)> = self
+            .live_connections
+            .iter()
+            .filter(|(_, (_, t))| now.duration_since(*t) > timeout)
+            .map(|(c, (p, _))| (*c, *p))
+            .collect();
+        for (connection, peer) in silent {
+            tracing::info!(%peer, "member silent (no pong within the liveness timeout): closing the connection, re-dial will follow");
+            self.swarm.close_connection(connection);
+            self.forget_connection(peer, connection, "silent");
+        }
+        self.step(Input::Tick);
+    }
+
+    fn on_redial(&mut self) {
+        for (pid, (_, addrs)) in &self.members {
+            if !self.connected.contains_key(pid) && !self.blocked.contains(pid) && !addrs.is_empty()
+            {
+                // One dial at a time per member: dials into a dead link must not pile up.
+                // Not `Disconnected`: a connection still closing counts as connected.
+                let opts = DialOpts::peer_id(*pid)
+                    .condition(PeerCondition::NotDialing)
+                    .addresses(addrs.clone())
+                    .build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
+    }
+
+    /// Forgets one connection of `peer`; the member is down once none is left.
+    fn forget_connection(&mut self, peer: PeerId, connection: ConnectionId, why: &str) {
+        self.live_connections.remove(&connection);
+        let none_left = !self.live_connections.values().any(|(p, _)| *p == peer);
+        if none_left && self.connected.remove(&peer).is_some() {
+            tracing::info!(%peer, "member disconnected ({why})");
+            self.connected_changed = true;
+            self.step(Input::PeerDown(peer));
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                if let Some((region, _)) = self.members.get(&peer_id) {
+                    let region = *region;
+                    self.live_connections
+                        .insert(connection_id, (peer_id, Instant::now()));
+                    if self.connected.insert(peer_id, region).is_none() {
+                        tracing::info!(%peer_id, region = %region, "member connected");
+                        self.connected_changed = true;
+                        self.step(Input::PeerUp(peer_id));
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.fork_probed.retain(|(p, _)| *p != peer_id);
+                }
+                self.forget_connection(peer_id, connection_id, "closed");
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                if matches!(error, libp2p::swarm::ListenError::Denied { .. }) {
+                    self.core
+                        .metrics()
+                        .refused_connections
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%send_back_addr, "refused a connection from a peer not in the manifest");
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                connection,
+                result: Ok(_),
+                ..
+            })) => {
+                if let Some(entry) = self.live_connections.get_mut(&connection) {
+                    entry.1 = Instant::now();
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message.data),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_request(request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.on_response(peer, request_id, response),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                },
+            )) => {
+                tracing::debug!(%peer, %error, "sync request failed");
+                let range = self.pending_ranges.remove(&request_id);
+                self.step(Input::RequestFailed(peer, range));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, message_id: gossipsub::MessageId, data: Vec<u8>) {
+        let ignore = gossipsub::MessageAcceptance::Ignore;
+        if self.loss.drops() {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&message_id, &source, ignore);
+            return;
+        }
+        let metrics = self.core.metrics();
+        metrics.gossip_received.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .bytes_received
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.touch(&source);
+        let job = IngestJob::Gossip {
+            bytes: data,
+            source,
+            message_id: message_id.clone(),
+        };
+        if self.ingest.try_send(job).is_err() {
+            // The writer is behind: drop the message without blaming anyone; pull
+            // brings the record later.
+            metrics.ingest_queue_full.fetch_add(1, Ordering::Relaxed);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&message_id, &source, ignore);
+        }
+    }
+
+    fn on_request(&mut self, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
+        match request {
+            SyncRequest::Heads => {
+                let heads = self.local.iter().map(|(r, h)| (*r, *h)).collect();
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, SyncResponse::Heads(heads));
+            }
+            SyncRequest::Range {
+                region,
+                from,
+                limit,
+            } => {
+                let Ok(permit) = self.reads.clone().try_acquire_owned() else {
+                    self.core
+                        .metrics()
+                        .range_reads_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    let empty = SyncResponse::Range {
+                        region,
+                        envelopes: Vec::new(),
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, empty);
+                    return;
+                };
+                let core = self.core.clone();
+                let done = self.reads_done_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let limit = limit.min(MAX_RANGE_ENVELOPES) as usize;
+                    let envelopes = core
+                        .range(region, from, limit, MAX_RESPONSE_BYTES - 64 * 1024)
+                        .unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "range read failed; answering empty");
+                            Vec::new()
+                        });
+                    // Room for every permit: this never waits.
+                    let _ =
+                        done.blocking_send((channel, SyncResponse::Range { region, envelopes }));
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: SyncResponse) {
+        if self.loss.drops() {
+            let range = self.pending_ranges.remove(&request_id);
+            self.step(Input::RequestFailed(peer, range));
+            return;
+        }
+        self.touch(&peer);
+        match response {
+            SyncResponse::Heads(heads) => self.step(Input::Heads(peer, heads)),
+            SyncResponse::Range { region, envelopes } => {
+                tracing::debug!(%peer, %region, count = envelopes.len(), "pull: range received");
+                let metrics = self.core.metrics();
+                metrics.ranges_fetched.fetch_add(1, Ordering::Relaxed);
+                let bytes: usize = envelopes.iter().map(Vec::len).sum();
+                metrics
+                    .bytes_received
+                    .fetch_add(bytes as u64, Ordering::Relaxed);
+                // A fork probe was not planned by the replicator: only its envelopes matter.
+                let from = self
+                    .pending_ranges
+                    .remove(&request_id)
+                    .map(|(_, from)| from);
+                let job = IngestJob::Range {
+                    peer,
+                    region,
+                    from,
+                    envelopes,
+                };
+                if self.ingest.try_send(job).is_err() {
+                    metrics.ingest_queue_full.fetch_add(1, Ordering::Relaxed);
+                    if let Some(from) = from {
+                        self.step(Input::RequestFailed(peer, Some((region, from))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn touch(&self, peer: &PeerId) {
+        if let (Some(r), Ok(mut s)) = (self.connected.get(peer), self.status.lock()) {
+            s.last_contact_ms.insert(r.to_string(), self.core.now().0);
+        }
+    }
+
+    fn send_outputs(&mut self) {
+        for o in std::mem::take(&mut self.outputs) {
+            match o {
+                Output::RequestHeads(p) => {
+                    self.swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&p, SyncRequest::Heads);
+                }
+                Output::RequestRange {
+                    peer,
+                    region,
+                    from,
+                    limit,
+                } => {
+                    tracing::debug!(%peer, %region, from, limit, "pull: requesting range");
+                    let id = self.swarm.behaviour_mut().sync.send_request(
+                        &peer,
+                        SyncRequest::Range {
+                            region,
+                            from,
+                            limit,
+                        },
+                    );
+                    self.pending_ranges.insert(id, (region, from));
+                }
+                Output::OpenWrites => self.core.open_writes(),
+            }
+        }
+    }
+
+    fn publish_status(&mut self) {
+        self.core
+            .metrics()
+            .peers
+            .store(self.connected.len() as u64, Ordering::Relaxed);
+        let best_changed = self.replicator.take_best_changed();
+        if !self.connected_changed && !best_changed {
+            return;
+        }
+        if let Ok(mut s) = self.status.lock() {
+            if self.connected_changed {
+                s.connected = self
+                    .connected
+                    .iter()
+                    .map(|(p, r)| (r.to_string(), p.to_string()))
+                    .collect();
+                self.connected_changed = false;
+            }
+            if best_changed {
+                s.best_known = self
+                    .replicator
+                    .best_known()
+                    .into_iter()
+                    .map(|(r, h)| (r.to_string(), h))
+                    .collect();
+            }
+        }
+    }
+}
+
+fn build_swarm(
+    keypair: identity::Keypair,
+    members: &BTreeMap<PeerId, (RegionCode, Vec<Multiaddr>)>,
+    cfg: &P2pConfig,
+) -> Result<Swarm<Behaviour>> {
     let gossip_cfg = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
@@ -184,8 +704,8 @@ pub async fn run(
         .build()
         .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
     let member_count = members.len() as u32;
-
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+    let liveness = cfg.liveness_timeout;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             libp2p::tcp::Config::default().nodelay(true),
@@ -229,12 +749,12 @@ pub async fn run(
                 sync,
                 identify,
                 // Pings are the liveness probe: a connection without a pong for
-                // `liveness_timeout` is closed (see `live_connections`), and the re-dial
+                // `liveness_timeout` is closed (see `Network::on_tick`), and the re-dial
                 // finds the peer again.
                 ping: ping::Behaviour::new(
                     ping::Config::new()
-                        .with_interval(cfg.liveness_timeout / 2)
-                        .with_timeout(cfg.liveness_timeout),
+                        .with_interval(liveness / 2)
+                        .with_timeout(liveness),
                 ),
             })
         })?
@@ -242,358 +762,25 @@ pub async fn run(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
         .with_connection_timeout(CONNECTION_TIMEOUT)
         .build();
-    swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
-    for a in &cfg.listen {
-        swarm
-            .listen_on(a.clone())
-            .with_context(|| format!("listening on {a}"))?;
-    }
-    if let Ok(mut s) = status.lock() {
-        s.peer_id = local_peer.to_string();
-    }
-
-    let mut replicator =
-        Replicator::new(cfg.replication, core.region, cfg.solo || members.is_empty());
-    let mut parked = Parked::default();
-    let mut pending_ranges: BTreeMap<request_response::OutboundRequestId, (RegionCode, u64)> =
-        BTreeMap::new();
-    let mut connected: BTreeMap<PeerId, RegionCode> = BTreeMap::new();
-    // Live member connections and the last answered ping (or the start) of each.
-    // A member counts as connected while it has one: a connection closed for silence may
-    // take long to finish closing, and must not keep the member from being re-dialled.
-    // Silence is judged by the last pong because libp2p's ping reports only the second
-    // failure in a row, after renegotiating a stream (10 s timeout): a cut took ≈ 18 s to
-    // notice that way, and `liveness_timeout` this way.
-    let mut live_connections: BTreeMap<libp2p::swarm::ConnectionId, (PeerId, Instant)> =
-        BTreeMap::new();
-    let mut evidence_published: BTreeSet<(RegionCode, u64)> = BTreeSet::new();
-    // One fork probe per (peer, region) per connection: a forked log keeps failing to chain.
-    let mut fork_probed: BTreeSet<(PeerId, RegionCode)> = BTreeSet::new();
-    // Peers cut off by a drill partition, and drill packet loss (in-node fault mode).
-    let mut blocked: BTreeSet<PeerId> = BTreeSet::new();
-    let mut loss = Loss::new(0);
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut redial = tokio::time::interval(cfg.redial_interval);
-
-    // The connected map is published only when it changes: rendering 30 PeerIds in
-    // base58 after every swarm event cost more CPU than admitting the envelopes.
-    let mut connected_changed = true;
-    loop {
-        let mut outputs = Vec::new();
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            Some(cmd) = commands.recv() => match cmd {
-                Command::Publish(bytes) => {
-                    if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes) {
-                        tracing::debug!(error = %e, "gossip publish skipped; pull will deliver");
-                    }
-                }
-                Command::Fault(fault) => {
-                    tracing::warn!(blocked = ?fault.blocked, loss_percent = fault.loss_percent, "drill fault (in-node mode)");
-                    loss = Loss::new(fault.loss_percent);
-                    blocked.clear();
-                    for (pid, (region, _)) in &members {
-                        if fault.blocked.contains(region) {
-                            blocked.insert(*pid);
-                            swarm.behaviour_mut().allow.disallow_peer(*pid);
-                        } else {
-                            swarm.behaviour_mut().allow.allow_peer(*pid);
-                        }
-                    }
-                }
-            },
-            _ = tick.tick() => {
-                let now = Instant::now();
-                let silent: Vec<(libp2p::swarm::ConnectionId, PeerId)> = live_connections
-                    .iter()
-                    .filter(|(_, (_, t))| now.duration_since(*t) > cfg.liveness_timeout)
-                    .map(|(c, (p, _))| (*c, *p))
-                    .collect();
-                for (connection, peer) in silent {
-                    tracing::info!(%peer, "member silent (no pong within the liveness timeout): closing the connection, re-dial will follow");
-                    swarm.close_connection(connection);
-                    if forget_connection(&mut live_connections, peer, connection) && connected.remove(&peer).is_some() {
-                        tracing::info!(%peer, "member disconnected (silent)");
-                        connected_changed = true;
-                        outputs.extend(replicator.step(Input::PeerDown(peer), &local_heads(&core), now));
-                    }
-                }
-                outputs.extend(replicator.step(Input::Tick, &local_heads(&core), now));
-            }
-            _ = redial.tick() => {
-                for (pid, (_, addrs)) in &members {
-                    if !connected.contains_key(pid) && !blocked.contains(pid) && !addrs.is_empty() {
-                        // One dial at a time per member: dials into a dead link must not pile up.
-                        // Not `Disconnected`: a connection still closing counts as connected.
-                        let opts = DialOpts::peer_id(*pid)
-                            .condition(PeerCondition::NotDialing)
-                            .addresses(addrs.clone())
-                            .build();
-                        let _ = swarm.dial(opts);
-                    }
-                }
-            }
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } => {
-                    if members.contains_key(&peer_id) {
-                        live_connections.insert(connection_id, (peer_id, Instant::now()));
-                    }
-                    if let Some((region, _)) = members.get(&peer_id)
-                        && connected.insert(peer_id, *region).is_none()
-                    {
-                        tracing::info!(%peer_id, region = %region, "member connected");
-                        connected_changed = true;
-                        outputs.extend(replicator.step(Input::PeerUp(peer_id), &local_heads(&core), Instant::now()));
-                    }
-                }
-                SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
-                    if num_established == 0 {
-                        fork_probed.retain(|(p, _)| *p != peer_id);
-                    }
-                    if forget_connection(&mut live_connections, peer_id, connection_id) && connected.remove(&peer_id).is_some() {
-                        tracing::info!(%peer_id, "member disconnected");
-                        connected_changed = true;
-                        outputs.extend(replicator.step(Input::PeerDown(peer_id), &local_heads(&core), Instant::now()));
-                    }
-                }
-                SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
-                    if matches!(error, libp2p::swarm::ListenError::Denied { .. }) {
-                        core.metrics.refused_connections.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%send_back_addr, "refused a connection from a peer not in the manifest");
-                    }
-                }
-                SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
-                SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { connection, result: Ok(_), .. })) => {
-                    if let Some(entry) = live_connections.get_mut(&connection) {
-                        entry.1 = Instant::now();
-                    }
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, .. })) if loss.drops() => {
-                    swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Ignore);
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
-                    core.metrics.gossip_received.fetch_add(1, Ordering::Relaxed);
-                    core.metrics.bytes_received.fetch_add(message.data.len() as u64, Ordering::Relaxed);
-                    touch(&status, &connected, &propagation_source, &core);
-                    let acceptance = handle_envelope(&core, message.data, &mut parked, &mut evidence_published);
-                    swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, acceptance);
-                    drain_parked(&core, &mut parked, &mut evidence_published);
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
-                    request_response::Message::Request { request, channel, .. } => {
-                        let response = answer(&core, request);
-                        let _ = swarm.behaviour_mut().sync.send_response(channel, response);
-                    }
-                    request_response::Message::Response { request_id, .. } if loss.drops() => {
-                        let range = pending_ranges.remove(&request_id);
-                        outputs.extend(replicator.step(Input::RequestFailed(peer, range), &local_heads(&core), Instant::now()));
-                    }
-                    request_response::Message::Response { request_id, response } => {
-                        touch(&status, &connected, &peer, &core);
-                        match response {
-                            SyncResponse::Heads(heads) => outputs.extend(replicator.step(Input::Heads(peer, heads), &local_heads(&core), Instant::now())),
-                            SyncResponse::Range { region, envelopes } => {
-                                tracing::debug!(%peer, %region, count = envelopes.len(), "pull: range received");
-                                let from = pending_ranges.remove(&request_id).map_or(0, |(_, from)| from);
-                                core.metrics.ranges_fetched.fetch_add(1, Ordering::Relaxed);
-                                let mut forked = false;
-                                for bytes in envelopes {
-                                    core.metrics.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                                    if handle_envelope(&core, bytes, &mut parked, &mut evidence_published) == gossipsub::MessageAcceptance::Reject {
-                                        forked = true;
-                                        break;
-                                    }
-                                }
-                                if forked && fork_probed.insert((peer, region)) {
-                                    // The peer's copy of this log does not continue ours: fetch
-                                    // an overlapping range so that a differing envelope at a
-                                    // position we hold (equivocation proof) is found.
-                                    let have = core.store.head(region).map_or(0, |h| h.seq);
-                                    let from = have.saturating_sub(FORK_PROBE - 1).max(1);
-                                    swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Range { region, from, limit: FORK_PROBE as u32 });
-                                }
-                                drain_parked(&core, &mut parked, &mut evidence_published);
-                                outputs.extend(replicator.step(Input::RangeDone(peer, region, from), &local_heads(&core), Instant::now()));
-                            }
-                        }
-                    }
-                },
-                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. })) => {
-                    tracing::debug!(%peer, %error, "sync request failed");
-                    let range = pending_ranges.remove(&request_id);
-                    outputs.extend(replicator.step(Input::RequestFailed(peer, range), &local_heads(&core), Instant::now()));
-                }
-                _ => {}
-            },
-        }
-        for o in outputs {
-            match o {
-                Output::RequestHeads(p) => {
-                    swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_request(&p, SyncRequest::Heads);
-                }
-                Output::RequestRange {
-                    peer,
-                    region,
-                    from,
-                    limit,
-                } => {
-                    tracing::debug!(%peer, %region, from, limit, "pull: requesting range");
-                    let id = swarm.behaviour_mut().sync.send_request(
-                        &peer,
-                        SyncRequest::Range {
-                            region,
-                            from,
-                            limit,
-                        },
-                    );
-                    pending_ranges.insert(id, (region, from));
-                }
-                Output::OpenWrites => core.open_writes(),
-            }
-        }
-        core.metrics
-            .peers
-            .store(connected.len() as u64, Ordering::Relaxed);
-        if let Ok(mut s) = status.lock() {
-            if connected_changed {
-                s.connected = connected
-                    .iter()
-                    .map(|(p, r)| (r.to_string(), p.to_string()))
-                    .collect();
-                connected_changed = false;
-            }
-            if replicator.take_best_changed() {
-                s.best_known = replicator
-                    .best_known()
-                    .into_iter()
-                    .map(|(r, h)| (r.to_string(), h))
-                    .collect();
-            }
-            s.parked = parked.len();
-            s.writes_open = core.write_gate.lock().map(|g| g.is_none()).unwrap_or(false);
-        }
-    }
-    tracing::info!("network stopped");
-    Ok(())
+    Ok(swarm)
 }
 
-/// Forgets one connection of `peer`; true if `peer` has no live connection left.
-fn forget_connection(
-    live: &mut BTreeMap<libp2p::swarm::ConnectionId, (PeerId, Instant)>,
-    peer: PeerId,
-    connection: libp2p::swarm::ConnectionId,
-) -> bool {
-    live.remove(&connection);
-    !live.values().any(|(p, _)| *p == peer)
-}
-
-fn touch(
-    status: &Arc<Mutex<NetStatus>>,
-    connected: &BTreeMap<PeerId, RegionCode>,
-    peer: &PeerId,
-    core: &Core,
-) {
-    if let (Some(r), Ok(mut s)) = (connected.get(peer), status.lock()) {
-        s.last_contact_ms.insert(r.to_string(), core.now().0);
-    }
-}
-
-/// Admits one envelope from the network and says what gossip should do with it.
-fn handle_envelope(
-    core: &Core,
-    bytes: Vec<u8>,
-    parked: &mut Parked,
-    evidence_published: &mut BTreeSet<(RegionCode, u64)>,
-) -> gossipsub::MessageAcceptance {
-    use gossipsub::MessageAcceptance::*;
-    match core.ingest(&bytes) {
-        Ok(Admission::Accept(_)) => Accept,
-        Ok(Admission::Duplicate) => Ignore,
-        Ok(Admission::Gap { region, got, .. }) => {
-            parked.park(region, got, bytes);
-            Ignore
-        }
-        Ok(Admission::MissingDependency { what }) => {
-            tracing::debug!(%what, "envelope waits for a dependency");
-            if let Ok(env) = codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "envelope") {
-                parked.park(env.region, env.seq, bytes);
-            }
-            Ignore
-        }
-        Ok(Admission::Equivocation(proof)) => {
-            if evidence_published.insert((proof.region, proof.seq)) {
-                match core.publish_evidence(&proof) {
-                    Ok(v) => {
-                        tracing::warn!(region = %proof.region, seq = proof.seq, evidence_seq = v.envelope.seq, "equivocation evidence recorded in own log")
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not record equivocation evidence yet")
-                    }
-                }
-            }
-            Ignore
-        }
-        Err(r) => {
-            tracing::warn!(reason = ?r.reason, message = %r.message, "rejected envelope");
-            Reject
-        }
-    }
-}
-
-/// Retries parked envelopes while progress is made (bounded by what is parked).
-fn drain_parked(
-    core: &Core,
-    parked: &mut Parked,
-    evidence_published: &mut BTreeSet<(RegionCode, u64)>,
-) {
-    let mut local = local_heads(core);
-    for _ in 0..crate::replication::MAX_PARKED_PER_REGION {
-        let ready = parked.ready(&local);
-        if ready.is_empty() {
-            return;
-        }
-        for bytes in ready {
-            // Whatever does not apply yet stays in `parked` until its turn comes.
-            handle_envelope(core, bytes, &mut Parked::default(), evidence_published);
-        }
-        let now = local_heads(core);
-        if now == local {
-            return;
-        }
-        local = now;
-    }
-}
-
-/// Sequence number of every region's head in the store.
-fn local_heads(core: &Core) -> BTreeMap<RegionCode, u64> {
-    core.store
-        .heads()
-        .map(|h| h.into_iter().map(|(r, h)| (r, h.seq)).collect())
-        .unwrap_or_default()
-}
-
-fn answer(core: &Core, request: SyncRequest) -> SyncResponse {
-    match request {
-        SyncRequest::Heads => SyncResponse::Heads(
-            core.store
-                .heads()
-                .map(|h| h.into_iter().collect())
-                .unwrap_or_default(),
-        ),
-        SyncRequest::Range {
-            region,
-            from,
-            limit,
-        } => {
-            let limit = limit.min(MAX_RANGE_ENVELOPES) as usize;
-            let envelopes = core
-                .store
-                .range(region, from, limit, MAX_RESPONSE_BYTES - 64 * 1024)
-                .unwrap_or_default();
-            SyncResponse::Range { region, envelopes }
-        }
-    }
+/// Starts the network task: builds the swarm, listens, and runs the loop until
+/// `shutdown`.
+pub fn spawn(
+    core: Arc<Core>,
+    cfg: P2pConfig,
+    links: EngineLinks,
+    commands: mpsc::Receiver<Command>,
+    status: Arc<Mutex<NetStatus>>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let (reads_done_tx, reads_done_rx) = mpsc::channel(MAX_RANGE_READS);
+    let net = Network::new(core, cfg, links.ingest, status, reads_done_tx)?;
+    Ok(tokio::spawn(net.run(
+        commands,
+        links.events,
+        reads_done_rx,
+        shutdown,
+    )))
 }

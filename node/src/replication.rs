@@ -355,6 +355,16 @@ impl Parked {
         out
     }
 
+    /// Drops the envelope parked at `(region, seq)`, if any.
+    pub fn remove(&mut self, region: RegionCode, seq: u64) {
+        if let Some(q) = self.by_region.get_mut(&region) {
+            q.retain(|(s, _)| *s != seq);
+            if q.is_empty() {
+                self.by_region.remove(&region);
+            }
+        }
+    }
+
     /// Total parked.
     pub fn len(&self) -> usize {
         self.by_region.values().map(VecDeque::len).sum()

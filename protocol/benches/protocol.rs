@@ -16,7 +16,7 @@ use credfed_protocol::envelope::{
     AppendPosition, Envelope, GENESIS_PREV_HASH, NODE_UNIT, decode_envelope, seal, sign_body,
 };
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
-use credfed_protocol::ledger::{Admission, Ledger, Rules, StateView, admit};
+use credfed_protocol::ledger::{Admission, Ledger, Rules, admit};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};

@@ -9,7 +9,7 @@ use crate::catalogue::{Catalogue, MeasureDomain};
 use crate::crypto::PublicKey;
 use crate::envelope::{NODE_UNIT, VerifiedEnvelope, decode_envelope};
 use crate::ids::{DepartmentId, RegionCode};
-use crate::ledger::{Rules, StateView, SubjectRef, required_role};
+use crate::ledger::{Reads, Rules, StateView, SubjectRef, required_role};
 use crate::limits::MAX_EVIDENCE_ENVELOPES;
 use crate::manifest::Manifest;
 use crate::record::*;
@@ -163,10 +163,23 @@ pub fn entry_measures<'c>(
     (mandatory, recommended)
 }
 
-/// Answers a check from the local replica.
-pub fn check(
+/// Answers a check from the local replica. A failed read of `view` gives its error,
+/// never an answer that might leave out an entry.
+pub fn check<V: StateView + ?Sized>(
     rules: Rules<'_>,
-    view: &(impl StateView + ?Sized),
+    view: &V,
+    subject: &SubjectKey,
+    domain: MeasureDomain,
+    now: Timestamp,
+) -> Result<CheckAnswer, V::Error> {
+    let reads = Reads::new(view);
+    let answer = check_reading(rules, &reads, subject, domain, now);
+    reads.finish(answer)
+}
+
+fn check_reading<V: StateView + ?Sized>(
+    rules: Rules<'_>,
+    view: &Reads<'_, V>,
     subject: &SubjectKey,
     domain: MeasureDomain,
     now: Timestamp,
@@ -278,8 +291,8 @@ fn subject_name(s: &Subject) -> String {
 }
 
 /// The envelopes at `positions` plus, transitively, the registrations of their authors.
-fn collect_evidence(
-    view: &(impl StateView + ?Sized),
+fn collect_evidence<V: StateView + ?Sized>(
+    view: &Reads<'_, V>,
     mut positions: BTreeSet<RecordPos>,
 ) -> (Vec<Evidence>, bool) {
     let mut out: BTreeMap<RecordPos, Vec<u8>> = BTreeMap::new();

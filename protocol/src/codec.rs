@@ -58,6 +58,18 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// The type whose bytes were refused (the field of a record it was read for).
+    pub fn field(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge { what, .. }
+            | DecodeError::Malformed { what, .. }
+            | DecodeError::TrailingBytes { what, .. }
+            | DecodeError::NonCanonical { what } => what,
+        }
+    }
+}
+
 /// Encodes a value in the canonical form.
 ///
 /// Encoding of the crate's own types cannot fail (no maps with non-string keys, no

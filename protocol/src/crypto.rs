@@ -212,6 +212,17 @@ pub enum SignatureError {
     },
 }
 
+impl SignatureError {
+    /// The key or signature field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            SignatureError::InvalidKey { field }
+            | SignatureError::WeakKey { field }
+            | SignatureError::BadSignature { field } => field,
+        }
+    }
+}
+
 /// A signing key. The secret never leaves this type except through [`Keypair::secret_bytes`],
 /// which key files use.
 pub struct Keypair(SigningKey);

@@ -95,6 +95,21 @@ pub enum EnvelopeError {
     Signature(#[from] SignatureError),
 }
 
+impl EnvelopeError {
+    /// Dotted path of the field at fault (`envelope` when the bytes as a whole are).
+    pub fn field(&self) -> String {
+        match self {
+            EnvelopeError::Decode(_) => "envelope".into(),
+            EnvelopeError::UnknownVersion { .. } => "envelope.version".into(),
+            EnvelopeError::Body(_) => "envelope.body".into(),
+            EnvelopeError::Field(e) => format!("body.{}", e.field()),
+            EnvelopeError::RegionNotProvincial(_) => "envelope.region".into(),
+            EnvelopeError::Chain(_) => "envelope.seq".into(),
+            EnvelopeError::Signature(e) => e.field().into(),
+        }
+    }
+}
+
 impl Envelope {
     fn header_bytes(&self) -> Vec<u8> {
         let h = Header {

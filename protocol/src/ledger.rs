@@ -68,25 +68,97 @@ pub enum SubjectRef {
 
 /// Read access to the state admission and checks need. Implemented in memory by
 /// [`Ledger`] and over sled by the node.
+///
+/// Every read can fail (a store's disk error): the rules never turn a failed read into
+/// "absent", because a verdict reached on a missing department or entry would blame a
+/// valid record for our own fault. [`admit`], [`effects`] and [`crate::check::check`]
+/// return the store's error instead of any verdict reached while a read failed.
 pub trait StateView {
+    /// Why a read failed. The in-memory [`Ledger`] cannot fail
+    /// ([`std::convert::Infallible`]).
+    type Error;
     /// Head of a region's log.
-    fn head(&self, region: RegionCode) -> Option<Head>;
+    fn head(&self, region: RegionCode) -> Result<Option<Head>, Self::Error>;
     /// The envelope bytes at a position.
-    fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>>;
+    fn envelope_at(&self, pos: RecordPos) -> Result<Option<Vec<u8>>, Self::Error>;
     /// A department.
-    fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord>;
+    fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, Self::Error>;
     /// A list entry.
-    fn entry(&self, id: &EntryId) -> Option<EntryFold>;
+    fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, Self::Error>;
     /// A joint action.
-    fn action(&self, id: &ActionId) -> Option<ActionFold>;
+    fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, Self::Error>;
     /// The entry an objection is about.
-    fn objection_entry(&self, id: &ObjectionId) -> Option<EntryId>;
+    fn objection_entry(&self, id: &ObjectionId) -> Result<Option<EntryId>, Self::Error>;
     /// An evaluation.
-    fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord>;
+    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationRecord>, Self::Error>;
     /// Entries and evaluations about a subject.
-    fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef>;
+    fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, Self::Error>;
     /// Regions flagged for equivocation.
-    fn equivocators(&self) -> Vec<RegionCode>;
+    fn equivocators(&self) -> Result<Vec<RegionCode>, Self::Error>;
+}
+
+/// The rules' view of a [`StateView`]: reads return plain options, and the first failed
+/// read is kept so that the caller can discard the verdict and report the failure.
+/// This keeps every rule free of error plumbing while guaranteeing that no verdict is
+/// reached on a read that failed.
+pub(crate) struct Reads<'v, V: StateView + ?Sized> {
+    view: &'v V,
+    failed: std::cell::RefCell<Option<V::Error>>,
+}
+
+impl<'v, V: StateView + ?Sized> Reads<'v, V> {
+    pub(crate) fn new(view: &'v V) -> Self {
+        Reads {
+            view,
+            failed: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// `Ok(value)` if every read succeeded, else the first read's error.
+    pub(crate) fn finish<T>(self, value: T) -> Result<T, V::Error> {
+        match self.failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
+    }
+
+    fn keep<T: Default>(&self, r: Result<T, V::Error>) -> T {
+        r.unwrap_or_else(|e| {
+            let mut failed = self.failed.borrow_mut();
+            if failed.is_none() {
+                *failed = Some(e);
+            }
+            T::default()
+        })
+    }
+
+    pub(crate) fn head(&self, region: RegionCode) -> Option<Head> {
+        self.keep(self.view.head(region))
+    }
+    pub(crate) fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>> {
+        self.keep(self.view.envelope_at(pos))
+    }
+    pub(crate) fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord> {
+        self.keep(self.view.department(id))
+    }
+    pub(crate) fn entry(&self, id: &EntryId) -> Option<EntryFold> {
+        self.keep(self.view.entry(id))
+    }
+    pub(crate) fn action(&self, id: &ActionId) -> Option<ActionFold> {
+        self.keep(self.view.action(id))
+    }
+    pub(crate) fn objection_entry(&self, id: &ObjectionId) -> Option<EntryId> {
+        self.keep(self.view.objection_entry(id))
+    }
+    pub(crate) fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord> {
+        self.keep(self.view.evaluation(id))
+    }
+    pub(crate) fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
+        self.keep(self.view.subject_refs(key))
+    }
+    pub(crate) fn equivocators(&self) -> Vec<RegionCode> {
+        self.keep(self.view.equivocators())
+    }
 }
 
 /// What a node holds fixed while admitting: the federation's manifest and catalogue.
@@ -161,21 +233,48 @@ pub enum RejectReason {
     ChainBroken,
 }
 
-/// A refusal with its reason and a message naming the field and rule.
+/// A refusal with its reason, the field at fault and a message naming the field and
+/// the rule (`"field: rule"`).
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("{message}")]
 pub struct Rejection {
     /// Category.
     pub reason: RejectReason,
-    /// Human-readable detail.
+    /// Dotted path of the field at fault (e.g. `entry.requested_measures`), or the record
+    /// part (`envelope`) when no single field is.
+    pub field: String,
+    /// Human-readable detail, starting with the field.
     pub message: String,
 }
 
-fn reject(reason: RejectReason, message: impl Into<String>) -> Rejection {
-    Rejection {
-        reason,
-        message: message.into(),
+impl Rejection {
+    /// A refusal of `field` for breaking `rule`.
+    pub fn new(reason: RejectReason, field: &str, rule: impl std::fmt::Display) -> Rejection {
+        Rejection {
+            reason,
+            field: field.to_owned(),
+            message: format!("{field}: {rule}"),
+        }
     }
+}
+
+impl Rejection {
+    /// A refusal carrying an error whose message already names `field`.
+    pub fn from_error(
+        reason: RejectReason,
+        field: &str,
+        error: &impl std::fmt::Display,
+    ) -> Rejection {
+        Rejection {
+            reason,
+            field: field.to_owned(),
+            message: error.to_string(),
+        }
+    }
+}
+
+fn reject(reason: RejectReason, field: &str, rule: impl std::fmt::Display) -> Rejection {
+    Rejection::new(reason, field, rule)
 }
 
 impl From<EnvelopeError> for Rejection {
@@ -184,7 +283,32 @@ impl From<EnvelopeError> for Rejection {
             EnvelopeError::Signature(_) => RejectReason::BadNodeSignature,
             _ => RejectReason::Malformed,
         };
-        reject(reason, e.to_string())
+        Rejection {
+            reason,
+            field: e.field(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Why [`admit`] reached no verdict.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AdmitError<E> {
+    /// The envelope breaks a rule: the sender may be blamed.
+    #[error(transparent)]
+    Invalid(#[from] Rejection),
+    /// Reading the state failed: a fault of the local store, never of the sender.
+    #[error("state could not be read: {0}")]
+    Unavailable(E),
+}
+
+impl AdmitError<std::convert::Infallible> {
+    /// The rejection, for a view that cannot fail.
+    pub fn into_rejection(self) -> Rejection {
+        match self {
+            AdmitError::Invalid(r) => r,
+            AdmitError::Unavailable(never) => match never {},
+        }
     }
 }
 
@@ -214,9 +338,25 @@ pub fn node_may_author(kind: BodyKind) -> bool {
 }
 
 /// Decides whether `bytes` is the next valid envelope of its region's log.
-pub fn admit(
+///
+/// A failed read of `view` gives [`AdmitError::Unavailable`], never a verdict: the
+/// envelope may be perfectly valid, and its sender must not be blamed for our disk.
+pub fn admit<V: StateView + ?Sized>(
     rules: Rules<'_>,
-    view: &(impl StateView + ?Sized),
+    view: &V,
+    bytes: &[u8],
+) -> Result<Admission, AdmitError<V::Error>> {
+    let reads = Reads::new(view);
+    let verdict = admit_reading(rules, &reads, bytes);
+    match reads.finish(verdict) {
+        Ok(verdict) => Ok(verdict?),
+        Err(e) => Err(AdmitError::Unavailable(e)),
+    }
+}
+
+fn admit_reading<V: StateView + ?Sized>(
+    rules: Rules<'_>,
+    view: &Reads<'_, V>,
     bytes: &[u8],
 ) -> Result<Admission, Rejection> {
     let fed = rules.manifest.federation_id.as_str();
@@ -225,10 +365,8 @@ pub fn admit(
     let member = rules.manifest.member(env.region).ok_or_else(|| {
         reject(
             RejectReason::NotMember,
-            format!(
-                "envelope.region: {} is not a member of federation {fed}",
-                env.region
-            ),
+            "envelope.region",
+            format!("{} is not a member of federation {fed}", env.region),
         )
     })?;
     let head = view.head(env.region);
@@ -244,8 +382,9 @@ pub fn admit(
             Some(held) if held == bytes => Admission::Duplicate,
             // A different envelope is proof of equivocation only if validly signed.
             Some(held) => {
-                env.verify_node_sig(fed, &member.node_key)
-                    .map_err(|e| reject(RejectReason::BadNodeSignature, e.to_string()))?;
+                env.verify_node_sig(fed, &member.node_key).map_err(|e| {
+                    Rejection::from_error(RejectReason::BadNodeSignature, e.field(), &e)
+                })?;
                 Admission::Equivocation(Box::new(EquivocationProof {
                     region: env.region,
                     seq: env.seq,
@@ -257,6 +396,7 @@ pub fn admit(
             None => {
                 return Err(reject(
                     RejectReason::ChainBroken,
+                    "envelope.seq",
                     format!(
                         "position {}#{} missing below head {have}",
                         env.region, env.seq
@@ -266,7 +406,7 @@ pub fn admit(
         });
     }
     env.verify_node_sig(fed, &member.node_key)
-        .map_err(|e| reject(RejectReason::BadNodeSignature, e.to_string()))?;
+        .map_err(|e| Rejection::from_error(RejectReason::BadNodeSignature, e.field(), &e))?;
     if env.seq > have + 1 {
         return Ok(Admission::Gap {
             region: env.region,
@@ -280,16 +420,15 @@ pub fn admit(
     if env.prev_hash != prev_hash {
         return Err(reject(
             RejectReason::ChainBroken,
-            format!(
-                "envelope.prev_hash: does not match the hash of {}#{have}",
-                env.region
-            ),
+            "envelope.prev_hash",
+            format!("does not match the hash of {}#{have}", env.region),
         ));
     }
     if env.timestamp < prev_time {
         return Err(reject(
             RejectReason::ChainBroken,
-            "envelope.timestamp: earlier than the previous envelope's",
+            "envelope.timestamp",
+            "earlier than the previous envelope's",
         ));
     }
 
@@ -298,8 +437,9 @@ pub fn admit(
         if env.author.region != env.region || !node_may_author(kind) {
             return Err(reject(
                 RejectReason::Unauthorised,
+                "envelope.author",
                 format!(
-                    "envelope.author: the node of {} may not write {kind:?} in its own name",
+                    "the node of {} may not write {kind:?} in its own name",
                     env.author.region
                 ),
             ));
@@ -309,20 +449,23 @@ pub fn admit(
         let dept = view.department(&env.author).ok_or_else(|| {
             reject(
                 RejectReason::UnknownAuthor,
-                format!("envelope.author: {} is not registered", env.author),
+                "envelope.author",
+                format!("{} is not registered", env.author),
             )
         })?;
         if dept.revoked_at.is_some() {
             return Err(reject(
                 RejectReason::AuthorRevoked,
-                format!("envelope.author: {} was revoked", env.author),
+                "envelope.author",
+                format!("{} was revoked", env.author),
             ));
         }
         if env.author.home_province() != env.region {
             return Err(reject(
                 RejectReason::Unauthorised,
+                "envelope.author",
                 format!(
-                    "envelope.author: {} belongs to {}, not to {}",
+                    "{} belongs to {}, not to {}",
                     env.author,
                     env.author.home_province(),
                     env.region
@@ -334,8 +477,9 @@ pub fn admit(
             Some(role) => {
                 return Err(reject(
                     RejectReason::Unauthorised,
+                    "envelope.author",
                     format!(
-                        "envelope.author: {} lacks the {} role needed for {kind:?}",
+                        "{} lacks the {} role needed for {kind:?}",
                         env.author,
                         role.name()
                     ),
@@ -344,14 +488,15 @@ pub fn admit(
             None => {
                 return Err(reject(
                     RejectReason::Unauthorised,
-                    format!("envelope.author: {kind:?} is written by the node only"),
+                    "envelope.author",
+                    format!("{kind:?} is written by the node only"),
                 ));
             }
         }
         dept.key
     };
     env.verify_author_sig(fed, &author_key)
-        .map_err(|e| reject(RejectReason::BadAuthorSignature, e.to_string()))?;
+        .map_err(|e| Rejection::from_error(RejectReason::BadAuthorSignature, e.field(), &e))?;
 
     match authorise(rules, view, &v)? {
         Some(missing) => Ok(Admission::MissingDependency { what: missing }),
@@ -360,16 +505,16 @@ pub fn admit(
 }
 
 /// Body rules that need state. `Ok(Some(what))` means a referenced record is missing.
-fn authorise(
+fn authorise<V: StateView + ?Sized>(
     rules: Rules<'_>,
-    view: &(impl StateView + ?Sized),
+    view: &Reads<'_, V>,
     v: &VerifiedEnvelope,
 ) -> Result<Option<String>, Rejection> {
     let env = &v.envelope;
     let region = env.region;
     let fed = rules.manifest.federation_id.as_str();
-    let unauth = |m: String| Err(reject(RejectReason::Unauthorised, m));
-    let conflict = |m: String| Err(reject(RejectReason::Conflict, m));
+    let unauth = |field: &str, m: String| Err(reject(RejectReason::Unauthorised, field, m));
+    let conflict = |field: &str, m: String| Err(reject(RejectReason::Conflict, field, m));
     // An entry referenced by an issuer-only record must be in the same log: a missing one
     // is a conflict (the log prefix is complete), not a dependency.
     let own_entry = |id: &EntryId| -> Result<EntryFold, Rejection> {
@@ -377,14 +522,16 @@ fn authorise(
             Some(e) if e.issuer() == region => Ok(e),
             Some(e) => Err(reject(
                 RejectReason::Unauthorised,
+                "entry",
                 format!(
-                    "entry: {id} was issued by {}; only the issuing region may change it (谁认定、谁修复, article 二十二)",
+                    "{id} was issued by {}; only the issuing region may change it (谁认定、谁修复, article 二十二)",
                     e.issuer()
                 ),
             )),
             None => Err(reject(
                 RejectReason::Conflict,
-                format!("entry: {id} does not exist in {region}'s log"),
+                "entry",
+                format!("{id} does not exist in {region}'s log"),
             )),
         }
     };
@@ -393,8 +540,9 @@ fn authorise(
             if rules.catalogue.get(m).is_none() {
                 return Err(reject(
                     RejectReason::Malformed,
+                    field,
                     format!(
-                        "{field}: {} is not in the measures catalogue v{}",
+                        "{} is not in the measures catalogue v{}",
                         m.0, rules.catalogue.version
                     ),
                 ));
@@ -408,101 +556,115 @@ fn authorise(
             department, key, ..
         } => {
             if department.home_province() != region {
-                return unauth(format!(
-                    "department: {department} belongs to {}; it is registered by that province's node",
-                    department.home_province()
-                ));
+                return unauth(
+                    "department",
+                    format!(
+                        "{department} belongs to {}; it is registered by that province's node",
+                        department.home_province()
+                    ),
+                );
             }
             if department.unit == NODE_UNIT {
-                return unauth("department.unit: 'node' is reserved for the region node".into());
+                return unauth(
+                    "department.unit",
+                    "'node' is reserved for the region node".into(),
+                );
             }
             key.verifying_key("key")
-                .map_err(|e| reject(RejectReason::Malformed, e.to_string()))?;
+                .map_err(|e| Rejection::from_error(RejectReason::Malformed, e.field(), &e))?;
             if let Some(d) = view.department(department)
                 && d.revoked_at.is_some()
             {
-                return conflict(format!(
-                    "department: {department} was revoked; register a new unit code"
-                ));
+                return conflict(
+                    "department",
+                    format!("{department} was revoked; register a new unit code"),
+                );
             }
         }
         Body::DepartmentRevoked { department, .. } => match view.department(department) {
             Some(d) if d.department.home_province() == region && d.revoked_at.is_none() => {}
             Some(d) if d.revoked_at.is_some() => {
-                return conflict(format!("department: {department} is already revoked"));
+                return conflict("department", format!("{department} is already revoked"));
             }
             _ => {
-                return conflict(format!(
-                    "department: {department} is not registered in {region}"
-                ));
+                return conflict(
+                    "department",
+                    format!("{department} is not registered in {region}"),
+                );
             }
         },
         Body::ListEntryPublished(e) => {
             check_measures("entry.requested_measures", &e.requested_measures)?;
             if view.entry(&entry_id(region, e)).is_some() {
-                return conflict(format!(
-                    "entry: decision {} for this subject is already published in {region}",
-                    e.basis.document_no
-                ));
+                return conflict(
+                    "entry",
+                    format!(
+                        "decision {} for this subject is already published in {region}",
+                        e.basis.document_no
+                    ),
+                );
             }
         }
         Body::ListEntryAmended { entry, amended, .. } => {
             let held = own_entry(entry)?;
             if held.revoked.is_some() {
-                return conflict(format!("entry: {entry} is revoked"));
+                return conflict("entry", format!("{entry} is revoked"));
             }
             if amended.category.list() != held.content.category.list() {
-                return conflict("amended.category: an amendment cannot move an entry between red and black lists; revoke and publish".into());
+                return conflict("amended.category", "an amendment cannot move an entry between red and black lists; revoke and publish".into());
             }
             check_measures("amended.requested_measures", &amended.requested_measures)?;
         }
         Body::ListEntryRevoked { entry, .. } => {
             if own_entry(entry)?.revoked.is_some() {
-                return conflict(format!("entry: {entry} is already revoked"));
+                return conflict("entry", format!("{entry} is already revoked"));
             }
         }
         Body::ListEntryRepaired { entry, .. } => {
             let held = own_entry(entry)?;
             if held.content.category.list() != ListKind::Black {
                 return conflict(
-                    "entry: credit repair applies to black-list entries (article 二十一)".into(),
+                    "entry",
+                    "credit repair applies to black-list entries (article 二十一)".into(),
                 );
             }
             if held.revoked.is_some() || held.repaired.is_some() {
-                return conflict(format!("entry: {entry} is already revoked or repaired"));
+                return conflict("entry", format!("{entry} is already revoked or repaired"));
             }
         }
         Body::EvaluationPublished(ev) => {
             if view.evaluation(&evaluation_id(&env.author, ev)).is_some() {
-                return conflict("evaluation: this department already published this scheme's result for this subject on that date".into());
+                return conflict("evaluation", "this department already published this scheme's result for this subject on that date".into());
             }
         }
         Body::JointActionInitiated(a) => {
             check_measures("action.measures", &a.measures)?;
             let entry = own_entry(&a.entry).map_err(|_| {
-                reject(RejectReason::Unauthorised, format!("action.entry: {} is not an entry of {region}; a region initiates actions on its own decisions (article 十六)", a.entry))
+                reject(RejectReason::Unauthorised, "action.entry", format!("{} is not an entry of {region}; a region initiates actions on its own decisions (article 十六)", a.entry))
             })?;
             if entry.content.category.list() != a.kind.list() {
-                return conflict(format!(
-                    "action.kind: {:?} must rest on a {:?}-list entry",
-                    a.kind,
-                    a.kind.list()
-                ));
+                return conflict(
+                    "action.kind",
+                    format!("{:?} must rest on a {:?}-list entry", a.kind, a.kind.list()),
+                );
             }
             if entry.revoked.is_some() || entry.repaired.is_some() {
-                return conflict(format!("action.entry: {} is revoked or repaired", a.entry));
+                return conflict(
+                    "action.entry",
+                    format!("{} is revoked or repaired", a.entry),
+                );
             }
             if a.respond_by < env.timestamp.date_cst() {
-                return conflict(format!(
-                    "action.respond_by: {} is before the initiation date",
-                    a.respond_by
-                ));
+                return conflict(
+                    "action.respond_by",
+                    format!("{} is before the initiation date", a.respond_by),
+                );
             }
             if view.action(&action_id(&env.author, &a.reference)).is_some() {
-                return conflict(format!(
-                    "action.reference: {} was already used by {}",
-                    a.reference, env.author
-                ));
+                return conflict(
+                    "action.reference",
+                    format!("{} was already used by {}", a.reference, env.author),
+                );
             }
         }
         Body::JointActionAcknowledged {
@@ -514,15 +676,18 @@ fn authorise(
                 return Ok(Some(format!("action {action}")));
             };
             if !a.targets_region(region) {
-                return unauth(format!("action: {region} is not a target of {action}"));
+                return unauth("action", format!("{region} is not a target of {action}"));
             }
             if let AckDecision::Partly { accepted, .. } = decision
                 && let Some(m) = accepted.iter().find(|m| !a.action.measures.contains(m))
             {
-                return conflict(format!("decision.accepted: {} was not asked for", m.0));
+                return conflict("decision.accepted", format!("{} was not asked for", m.0));
             }
             if let Some(d) = implementing.iter().find(|d| d.home_province() != region) {
-                return unauth(format!("implementing: {d} is not a department of {region}"));
+                return unauth(
+                    "implementing",
+                    format!("{d} is not a department of {region}"),
+                );
             }
         }
         Body::MeasureExecuted {
@@ -535,18 +700,21 @@ fn authorise(
                 return Ok(Some(format!("action {action}")));
             };
             if !a.accepted_measures(region).contains(measure) {
-                return conflict(format!(
-                    "measure: {region} has not accepted {} for {action}; acknowledge first",
-                    measure.0
-                ));
+                return conflict(
+                    "measure",
+                    format!(
+                        "{region} has not accepted {} for {action}; acknowledge first",
+                        measure.0
+                    ),
+                );
             }
             if matches!(v.body, Body::MeasureLifted { .. })
                 && !a.executions.contains_key(&(region, measure.clone()))
             {
-                return conflict(format!(
-                    "measure: {} was never executed in {region}",
-                    measure.0
-                ));
+                return conflict(
+                    "measure",
+                    format!("{} was never executed in {region}", measure.0),
+                );
             }
         }
         Body::ObjectionFiled { entry, case_no, .. } => {
@@ -557,10 +725,10 @@ fn authorise(
                 .objection_entry(&objection_id(&env.author, case_no))
                 .is_some()
             {
-                return conflict(format!(
-                    "case_no: {case_no} was already used by {}",
-                    env.author
-                ));
+                return conflict(
+                    "case_no",
+                    format!("{case_no} was already used by {}", env.author),
+                );
             }
         }
         Body::ObjectionResolved { objection, .. } => {
@@ -573,12 +741,12 @@ fn authorise(
                 .get(objection)
                 .is_some_and(|o| o.resolved.is_some())
             {
-                return conflict(format!("objection: {objection} is already resolved"));
+                return conflict("objection", format!("{objection} is already resolved"));
             }
         }
         Body::EquivocationEvidence { first, second } => {
             verify_equivocation(rules.manifest, fed, first, second)
-                .map_err(|m| reject(RejectReason::Conflict, m))?;
+                .map_err(|m| Rejection::from_error(RejectReason::Conflict, "evidence", &m))?;
         }
     }
     Ok(None)
@@ -640,10 +808,20 @@ pub enum Update {
 }
 
 /// The state changes an admitted envelope causes, computed against the state it was
-/// admitted against.
-pub fn effects(
+/// admitted against. A failed read gives the view's error, never partial updates.
+pub fn effects<V: StateView + ?Sized>(
     rules: Rules<'_>,
-    view: &(impl StateView + ?Sized),
+    view: &V,
+    v: &VerifiedEnvelope,
+) -> Result<Vec<Update>, V::Error> {
+    let reads = Reads::new(view);
+    let updates = effects_reading(rules, &reads, v);
+    reads.finish(updates)
+}
+
+fn effects_reading<V: StateView + ?Sized>(
+    rules: Rules<'_>,
+    view: &Reads<'_, V>,
     v: &VerifiedEnvelope,
 ) -> Vec<Update> {
     let env = &v.envelope;
@@ -792,10 +970,10 @@ impl Ledger {
     /// Admits and, if accepted, applies an envelope. Equivocation proofs are kept and the
     /// region flagged locally (the node also records them as evidence in its own log).
     pub fn ingest(&mut self, rules: Rules<'_>, bytes: &[u8]) -> Result<Admission, Rejection> {
-        let verdict = admit(rules, self, bytes)?;
+        let verdict = admit(rules, self, bytes).map_err(AdmitError::into_rejection)?;
         match &verdict {
             Admission::Accept(v) => {
-                let updates = effects(rules, self, v);
+                let Ok(updates) = effects(rules, self, v);
                 self.apply(updates);
             }
             Admission::Equivocation(p) => {
@@ -852,6 +1030,50 @@ impl Ledger {
         }
     }
 
+    /// Head of a region's log (in memory a read cannot fail, so this answers directly).
+    pub fn head(&self, region: RegionCode) -> Option<Head> {
+        self.heads.get(&region).copied()
+    }
+
+    /// A department.
+    pub fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord> {
+        self.departments.get(id).cloned()
+    }
+
+    /// A list entry.
+    pub fn entry(&self, id: &EntryId) -> Option<EntryFold> {
+        self.entries.get(id).cloned()
+    }
+
+    /// A joint action.
+    pub fn action(&self, id: &ActionId) -> Option<ActionFold> {
+        self.actions.get(id).cloned()
+    }
+
+    /// An evaluation.
+    pub fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord> {
+        self.evaluations.get(id).cloned()
+    }
+
+    /// Entries and evaluations about a subject.
+    pub fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
+        self.subjects
+            .get(key)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The envelope bytes at a position.
+    pub fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>> {
+        let idx = usize::try_from(pos.seq.checked_sub(1)?).ok()?;
+        self.logs.get(&pos.region)?.get(idx).cloned()
+    }
+
+    /// Regions flagged for equivocation.
+    pub fn equivocators(&self) -> Vec<RegionCode> {
+        self.equivocators.iter().copied().collect()
+    }
+
     /// All heads.
     pub fn heads(&self) -> &BTreeMap<RegionCode, Head> {
         &self.heads
@@ -878,35 +1100,32 @@ impl Ledger {
 }
 
 impl StateView for Ledger {
-    fn head(&self, region: RegionCode) -> Option<Head> {
-        self.heads.get(&region).copied()
+    type Error = std::convert::Infallible;
+    fn head(&self, region: RegionCode) -> Result<Option<Head>, Self::Error> {
+        Ok(Ledger::head(self, region))
     }
-    fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>> {
-        let idx = usize::try_from(pos.seq.checked_sub(1)?).ok()?;
-        self.logs.get(&pos.region)?.get(idx).cloned()
+    fn envelope_at(&self, pos: RecordPos) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(Ledger::envelope_at(self, pos))
     }
-    fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord> {
-        self.departments.get(id).cloned()
+    fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, Self::Error> {
+        Ok(Ledger::department(self, id))
     }
-    fn entry(&self, id: &EntryId) -> Option<EntryFold> {
-        self.entries.get(id).cloned()
+    fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, Self::Error> {
+        Ok(Ledger::entry(self, id))
     }
-    fn action(&self, id: &ActionId) -> Option<ActionFold> {
-        self.actions.get(id).cloned()
+    fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, Self::Error> {
+        Ok(Ledger::action(self, id))
     }
-    fn objection_entry(&self, id: &ObjectionId) -> Option<EntryId> {
-        self.objections.get(id).copied()
+    fn objection_entry(&self, id: &ObjectionId) -> Result<Option<EntryId>, Self::Error> {
+        Ok(self.objections.get(id).copied())
     }
-    fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord> {
-        self.evaluations.get(id).cloned()
+    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationRecord>, Self::Error> {
+        Ok(Ledger::evaluation(self, id))
     }
-    fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
-        self.subjects
-            .get(key)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+    fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, Self::Error> {
+        Ok(Ledger::subject_refs(self, key))
     }
-    fn equivocators(&self) -> Vec<RegionCode> {
-        self.equivocators.iter().copied().collect()
+    fn equivocators(&self) -> Result<Vec<RegionCode>, Self::Error> {
+        Ok(Ledger::equivocators(self))
     }
 }

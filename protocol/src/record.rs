@@ -34,6 +34,17 @@ pub enum FieldError {
     },
 }
 
+impl FieldError {
+    /// Dotted path of the field at fault.
+    pub fn field(&self) -> &str {
+        match self {
+            FieldError::Uscc(e) => e.field(),
+            FieldError::Department(e) => e.field(),
+            FieldError::Rule { field, .. } => field,
+        }
+    }
+}
+
 fn rule(field: &str, rule: impl Into<String>) -> FieldError {
     FieldError::Rule {
         field: field.to_owned(),

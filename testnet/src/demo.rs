@@ -10,7 +10,7 @@ use credfed_protocol::check::{check, verify_answer};
 use credfed_protocol::crypto::{Keypair, sha256};
 use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, seal, sign_body};
 use credfed_protocol::ids::{DepartmentId, PROVINCES, RegionCode, Role};
-use credfed_protocol::ledger::{Admission, Ledger, Rules, StateView};
+use credfed_protocol::ledger::{Admission, Ledger, Rules};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::state::{EntryState, TargetStatus};
@@ -276,7 +276,7 @@ pub fn demo() -> Result<(), String> {
         .find(|(r, _)| *r == gs)
         .ok_or("no Gansu replica")?
         .1;
-    let answer = check(rules, gansu, &subject.key(), MeasureDomain::Travel, o.now);
+    let Ok(answer) = check(rules, gansu, &subject.key(), MeasureDomain::Travel, o.now);
     println!("\ncheck at 甘肃 (620000), domain travel, subject 91350100M000100Y43:");
     println!("  verdict: {:?}", answer.verdict);
     for m in &answer.mandatory {

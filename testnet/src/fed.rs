@@ -7,9 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use credfed_node::client::{ApiClient, ApiResponse};
+use credfed_client::keys::{random_secret, read_key};
+use credfed_client::node_config::NodeConfig;
+use credfed_client::{ApiClient, ApiResponse, SubmitRecord};
 use credfed_protocol::crypto::{Keypair, sha256};
-use credfed_protocol::envelope::{NODE_UNIT, sign_body};
+use credfed_protocol::envelope::NODE_UNIT;
 use credfed_protocol::ids::{DepartmentId, PROVINCES, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::Body;
@@ -200,9 +202,9 @@ impl Federation {
             lab.as_ref()
                 .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.node_ip(i))
         };
-        let authority = Keypair::from_secret(credfed_node::config::random_secret()?);
+        let authority = Keypair::from_secret(random_secret()?);
         let secret = dir.join("person.secret");
-        std::fs::write(&secret, hex::encode(credfed_node::config::random_secret()?))?;
+        std::fs::write(&secret, hex::encode(random_secret()?))?;
         let mut nodes = Vec::new();
         for (i, r) in regions.iter().enumerate() {
             let ndir = dir.join(r.to_string());
@@ -235,23 +237,17 @@ impl Federation {
                 );
             }
             let cfg_path = ndir.join("config.toml");
-            let cfg = std::fs::read_to_string(&cfg_path)?;
-            std::fs::write(
-                &cfg_path,
-                cfg.replace(
-                    "heads_interval_ms = 2000",
-                    &format!("heads_interval_ms = {}", opts.heads_interval_ms),
-                )
-                .replace("redial_interval_ms = 2000", "redial_interval_ms = 500")
-                // Drills cut links for seconds: notice the silence within a few.
-                .replace("liveness_timeout_ms = 10000", "liveness_timeout_ms = 4000")
-                // Many nodes on few cores: one worker thread each spares context switches.
-                .replace(
-                    "worker_threads = 0",
-                    &format!("worker_threads = {}", if regions.len() > 8 { 1 } else { 0 }),
-                ),
-            )?;
-            let node_key = credfed_node::config::read_key(&ndir.join("node.key"))?;
+            let mut cfg = NodeConfig::load(&cfg_path)?;
+            cfg.heads_interval_ms = opts.heads_interval_ms;
+            cfg.redial_interval_ms = 500;
+            // Drills cut links for seconds: notice the silence within a few.
+            cfg.liveness_timeout_ms = 4000;
+            // Many nodes on few cores: one worker thread each spares context switches.
+            cfg.worker_threads = if regions.len() > 8 { 1 } else { 0 };
+            // The in-node fault mode is a drill's; it exists only where drills run.
+            cfg.drill_faults = true;
+            cfg.save(&cfg_path)?;
+            let node_key = read_key(&ndir.join("node.key"))?;
             let op = ndir.join("operator");
             let api_addr = format!("{ip}:{api}");
             // Drills poll many nodes at once: a stalled connection must cost seconds, not 30.
@@ -490,13 +486,9 @@ impl Federation {
         key: &Keypair,
         body: &Body,
     ) -> Result<ApiResponse> {
-        let (bytes, sig) = sign_body(FEDERATION_ID, key, body);
-        n.writer
-            .post(
-                "/v1/records",
-                &json!({"author": author, "body": hex::encode(bytes), "signature": sig.to_hex()}),
-            )
-            .await
+        let author = DepartmentId::parse(author, "author")?;
+        let record = SubmitRecord::sign(FEDERATION_ID, &author, key, body);
+        Ok(n.writer.post("/v1/records", &record).await?)
     }
 
     /// Heads of node `i` (region → (seq, hash)).

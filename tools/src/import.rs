@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use credfed_protocol::envelope::sign_body;
+use credfed_client::SubmitRecord;
 use credfed_protocol::ids::DepartmentId;
 use credfed_protocol::record::{Body, ListEntry, entry_id};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -171,7 +171,7 @@ pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
         "manifest",
     )
     .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
-    let key = credfed_node::config::read_key(&args.sign.key)
+    let key = credfed_client::keys::read_key(&args.sign.key)
         .map_err(|e| Failure::new(exit::INVALID, format!("{e:#}")))?;
     let c = client(&args.node)?;
     let bar = ProgressBar::new(valid.len() as u64);
@@ -192,8 +192,12 @@ pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
     for chunk in valid.chunks(batch) {
         let results = rt.block_on(async {
             let futs = chunk.iter().map(|(line, e)| {
-                let (bytes, sig) = sign_body(&manifest.federation_id, &key, &Body::ListEntryPublished(e.clone()));
-                let req = json!({"author": author.to_string(), "body": hex::encode(bytes), "signature": sig.to_hex()});
+                let req = SubmitRecord::sign(
+                    &manifest.federation_id,
+                    &author,
+                    &key,
+                    &Body::ListEntryPublished(e.clone()),
+                );
                 let c = c.clone();
                 async move { (*line, c.post("/v1/records", &req).await) }
             });
@@ -203,7 +207,8 @@ pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
             match r {
                 Err(e) => {
                     bar.abandon();
-                    return Err(Failure::new(exit::UNREACHABLE, format!("cannot reach the node at {} ({e:#}) after {submitted} rows; rerun the same command to resume (rows already recorded are recognised, not duplicated)", args.node.node)));
+                    let f = crate::commands::client_failure(&args.node, e);
+                    return Err(Failure::new(f.code, format!("{} — after {submitted} rows; rerun the same command to resume (rows already recorded are recognised, not duplicated)", f.message)));
                 }
                 Ok(r) if r.status == 201 => submitted += 1,
                 Ok(r) if r.status == 409 && r.body.contains("already published") => already += 1,

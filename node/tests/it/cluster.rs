@@ -366,13 +366,16 @@ async fn intruders_and_bad_records_are_refused() {
     );
     let audit = std::fs::read_to_string(c.nodes[0].dir.join("audit.log")).unwrap();
     assert!(
-        audit.lines().any(|l| l.contains("401 bad_signature")),
+        audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| l["status"] == 401 && l["outcome"] == "bad_signature"),
         "{audit}"
     );
 
     // Mutual TLS: without a client certificate only the public endpoints answer.
     let anonymous =
-        credfed_node::client::ApiClient::new(&c.nodes[0].api, &c.nodes[0].dir.join("api-ca.pem"))
+        credfed_client::ApiClient::new(&c.nodes[0].api, &c.nodes[0].dir.join("api-ca.pem"))
             .unwrap();
     assert_eq!(
         anonymous
@@ -434,7 +437,7 @@ async fn intruders_and_bad_records_are_refused() {
     assert_eq!(obj.get("/v1/openapi.json").await.unwrap().status, 200);
     // A certificate from another node's CA is not accepted at all (TLS or 401).
     let foreign = department_client(&c.nodes[1], "440000:pub");
-    let foreign_here = credfed_node::client::ApiClient::with_identity(
+    let foreign_here = credfed_client::ApiClient::with_identity(
         &c.nodes[0].api,
         &c.nodes[0].dir.join("api-ca.pem"),
         &c.nodes[1].dir.join("certs/440000-pub.pem"),

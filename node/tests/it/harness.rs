@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use credfed_node::client::{ApiClient, ApiResponse};
+use credfed_client::{ApiClient, ApiResponse};
+use credfed_node::config::NodeConfig;
 use credfed_protocol::crypto::{Keypair, sha256};
 use credfed_protocol::envelope::sign_body;
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
@@ -128,13 +129,11 @@ impl Cluster {
             )
             .unwrap();
             // Fast anti-entropy for tests.
-            let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-            std::fs::write(
-                dir.join("config.toml"),
-                cfg.replace("heads_interval_ms = 2000", "heads_interval_ms = 500")
-                    .replace("redial_interval_ms = 2000", "redial_interval_ms = 500"),
-            )
-            .unwrap();
+            let cfg_path = dir.join("config.toml");
+            let mut cfg = NodeConfig::load(&cfg_path).unwrap();
+            cfg.heads_interval_ms = 500;
+            cfg.redial_interval_ms = 500;
+            cfg.save(&cfg_path).unwrap();
             Node {
                 region,
                 dir,

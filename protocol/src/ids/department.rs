@@ -48,6 +48,16 @@ pub enum DepartmentIdError {
     },
 }
 
+impl DepartmentIdError {
+    /// The field holding the id.
+    pub fn field(&self) -> &'static str {
+        match self {
+            DepartmentIdError::Shape { field, .. } | DepartmentIdError::Unit { field, .. } => field,
+            DepartmentIdError::Region(e) => e.field(),
+        }
+    }
+}
+
 impl DepartmentId {
     /// Builds and validates an id.
     pub fn new(

@@ -33,6 +33,16 @@ pub enum RegionError {
     },
 }
 
+impl RegionError {
+    /// The field holding the code.
+    pub fn field(&self) -> &'static str {
+        match self {
+            RegionError::NotSixDigits { field, .. }
+            | RegionError::UnknownProvince { field, .. } => field,
+        }
+    }
+}
+
 /// A provincial-level region: code and names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Province {

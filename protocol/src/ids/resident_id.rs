@@ -66,6 +66,19 @@ pub enum ResidentIdError {
     },
 }
 
+impl ResidentIdError {
+    /// The field holding the number.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ResidentIdError::Length { field, .. }
+            | ResidentIdError::Character { field, .. }
+            | ResidentIdError::Region { field, .. }
+            | ResidentIdError::BirthDate { field, .. }
+            | ResidentIdError::Check { field, .. } => field,
+        }
+    }
+}
+
 /// The check character for 17 digits.
 pub fn check_character(first17: &[u8]) -> Option<char> {
     if first17.len() != 17 || !first17.iter().all(u8::is_ascii_digit) {

@@ -104,6 +104,20 @@ pub enum UsccError {
     },
 }
 
+impl UsccError {
+    /// The field holding the code.
+    pub fn field(&self) -> &'static str {
+        match self {
+            UsccError::Length { field, .. }
+            | UsccError::Character { field, .. }
+            | UsccError::Authority { field, .. }
+            | UsccError::EntityType { field, .. }
+            | UsccError::Region { field, .. }
+            | UsccError::Check { field, .. } => field,
+        }
+    }
+}
+
 /// The check character for the first 17 characters (which must be in the alphabet).
 pub fn check_character(first17: &[u8]) -> Option<char> {
     if first17.len() != 17 {

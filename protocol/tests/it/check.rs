@@ -62,6 +62,7 @@ fn answer(w: &World) -> CheckAnswer {
         MeasureDomain::FiscalFunding,
         w.now,
     )
+    .unwrap()
 }
 
 #[test]
@@ -142,9 +143,7 @@ fn a_missing_envelope_is_named() {
         .published
         .author
         .clone();
-    let reg_pos = credfed_protocol::ledger::StateView::department(&w.ledger, &reg)
-        .unwrap()
-        .registered_at;
+    let reg_pos = w.ledger.department(&reg).unwrap().registered_at;
     a.evidence.retain(|e| e.pos != reg_pos);
     let r = verify_answer(&a, &w.manifest, &w.catalogue);
     assert!(
@@ -167,7 +166,7 @@ fn an_unauthorised_author_is_named() {
     let forged = w.seal_signed(dept("310000:rogue"), bytes, sig);
     assert!(w.ingest(&forged).is_err(), "the ledger refuses it");
     let mut a = answer(&w);
-    let head = credfed_protocol::ledger::StateView::head(&w.ledger, region(310000)).unwrap();
+    let head = w.ledger.head(region(310000)).unwrap();
     a.evidence.push(credfed_protocol::check::Evidence {
         pos: credfed_protocol::state::RecordPos {
             region: region(310000),
@@ -175,7 +174,9 @@ fn an_unauthorised_author_is_named() {
         },
         envelope: forged,
     });
-    let reg = credfed_protocol::ledger::StateView::department(&w.ledger, &dept("310000:rogue"))
+    let reg = w
+        .ledger
+        .department(&dept("310000:rogue"))
         .unwrap()
         .registered_at;
     a.evidence.push(credfed_protocol::check::Evidence {
@@ -248,12 +249,12 @@ fn folds_round_trip_through_json() {
             executed_on: date("2026-11-03"),
         },
     );
-    let a = credfed_protocol::ledger::StateView::action(&w.ledger, &aid).unwrap();
+    let a = w.ledger.action(&aid).unwrap();
     assert_eq!(a.executions.len(), 1);
     let back: credfed_protocol::state::ActionFold =
         serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
     assert_eq!(back, a);
-    let e = credfed_protocol::ledger::StateView::entry(&w.ledger, &id1).unwrap();
+    let e = w.ledger.entry(&id1).unwrap();
     let back: credfed_protocol::state::EntryFold =
         serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
     assert_eq!(back, e);

@@ -9,7 +9,7 @@ use credfed_protocol::crypto::Keypair;
 use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, seal, sign_body};
 use credfed_protocol::ids::person::person_ref;
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, PersonRef, RegionCode, Role};
-use credfed_protocol::ledger::{Admission, Ledger, Rejection, Rules, StateView};
+use credfed_protocol::ledger::{Admission, Ledger, Rejection, Rules};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};

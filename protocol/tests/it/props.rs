@@ -6,7 +6,7 @@ use credfed_protocol::codec;
 use credfed_protocol::crypto::{Hash256, PublicKey, Signature};
 use credfed_protocol::envelope::{Envelope, decode_envelope};
 use credfed_protocol::ids::{DepartmentId, PROVINCES, PersonRef, RegionCode, Role};
-use credfed_protocol::ledger::{Admission, StateView};
+use credfed_protocol::ledger::Admission;
 use credfed_protocol::record::*;
 use credfed_protocol::state::RecordPos;
 use credfed_protocol::time::{Date, Timestamp};

@@ -5,7 +5,7 @@ use credfed_protocol::check::{Verdict, check};
 use credfed_protocol::codec;
 use credfed_protocol::envelope::{Envelope, NODE_UNIT};
 use credfed_protocol::ids::Role;
-use credfed_protocol::ledger::{Admission, RejectReason, StateView, verify_equivocation};
+use credfed_protocol::ledger::{Admission, RejectReason, verify_equivocation};
 use credfed_protocol::record::*;
 use credfed_protocol::state::{EntryState, TargetStatus};
 
@@ -44,7 +44,8 @@ fn art9_11_black_entry_is_active_in_its_period_and_pending_before() {
         &org(ACME).key(),
         MeasureDomain::Travel,
         w.now,
-    );
+    )
+    .unwrap();
     assert_eq!(a.verdict, Verdict::MeasuresApply);
     assert_eq!(
         a.mandatory
@@ -72,6 +73,7 @@ fn art19_entry_expires_at_end_of_period() {
             MeasureDomain::Travel,
             w.now
         )
+        .unwrap()
         .verdict,
         Verdict::Clear
     );
@@ -97,7 +99,8 @@ fn art22_objection_from_any_region_suspends_and_only_issuer_resolves() {
         &org(ACME).key(),
         MeasureDomain::PublicResourceTrading,
         w.now,
-    );
+    )
+    .unwrap();
     assert_eq!(a.verdict, Verdict::NothingApplies);
     assert!(a.mandatory.is_empty() && a.recommended.is_empty());
     assert_eq!(a.entries[0].state, EntryState::Suspended);
@@ -576,15 +579,14 @@ fn equivocation_is_detected_and_provable() {
     // Rewrite it to claim the held position and break its signature.
     let mut env = decoded.clone();
     env.seq -= 1;
-    env.prev_hash = credfed_protocol::ledger::StateView::envelope_at(
-        &w.ledger,
-        credfed_protocol::state::RecordPos {
+    env.prev_hash = w
+        .ledger
+        .envelope_at(credfed_protocol::state::RecordPos {
             region: region(GD),
             seq: env.seq - 1,
-        },
-    )
-    .map(|b| credfed_protocol::envelope::envelope_hash(FED, &b))
-    .unwrap();
+        })
+        .map(|b| credfed_protocol::envelope::envelope_hash(FED, &b))
+        .unwrap();
     tampered = codec::encode(&env).unwrap();
     assert_eq!(
         w.ingest(&tampered).unwrap_err().reason,
@@ -745,7 +747,7 @@ fn art14_persons_are_hashed_and_masked() {
         }
     }
     let key = Subject::Person(w.person("440304200002290014", "李四")).key();
-    let a = check(w.rules(), &w.ledger, &key, MeasureDomain::Travel, w.now);
+    let a = check(w.rules(), &w.ledger, &key, MeasureDomain::Travel, w.now).unwrap();
     assert_eq!(a.mandatory.len(), 1);
     assert_eq!(a.entries[0].subject_name, "李四 (440304********0014)");
     // A clear number typed into the masked field is refused.
@@ -823,7 +825,8 @@ fn art3_4_red_list_green_channel() {
         &org(ACME).key(),
         MeasureDomain::Licensing,
         w.now,
-    );
+    )
+    .unwrap();
     assert_eq!(
         a.recommended
             .iter()
@@ -839,7 +842,8 @@ fn art3_4_red_list_green_channel() {
         &org(ACME).key(),
         MeasureDomain::Inspection,
         w.now,
-    );
+    )
+    .unwrap();
     assert_eq!(a.recommended[0].code, mc("I-06-01"));
 }
 
@@ -865,7 +869,8 @@ fn art6_16_evaluations_are_mutually_recognised_while_valid() {
         &org(ACME).key(),
         MeasureDomain::Financing,
         w.now,
-    );
+    )
+    .unwrap();
     assert_eq!(a.evaluations.len(), 1);
     assert_eq!(a.evaluations[0].region, region(GD));
     let later = check(
@@ -874,7 +879,8 @@ fn art6_16_evaluations_are_mutually_recognised_while_valid() {
         &org(ACME).key(),
         MeasureDomain::Financing,
         noon("2027-04-01"),
-    );
+    )
+    .unwrap();
     assert!(later.evaluations.is_empty());
     let bad = Evaluation {
         subject: org(ACME),

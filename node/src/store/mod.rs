@@ -70,8 +70,11 @@ pub enum StoreError {
 }
 
 /// What the node needs from durable storage. [`Store`] (sled) is the embedded default;
+/// [`faulty::FaultyStore`] wraps any backend to fail or stall on demand (tests, benches);
 /// a second backend (e.g. redb, which fsyncs per commit) implements this trait.
-pub trait Backend: StateView + Send + Sync {
+///
+/// Only the engine's writer thread calls the mutating methods; reads come from any thread.
+pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     /// Applies one admitted envelope's updates atomically.
     fn apply(&self, updates: &[Update]) -> Result<(), StoreError>;
     /// Makes everything applied so far durable (a real fsync).
@@ -97,17 +100,24 @@ pub trait Backend: StateView + Send + Sync {
     /// Bytes on disk.
     fn size_on_disk(&self) -> u64;
     /// All entry folds (statistics).
-    fn all_entries(&self) -> Box<dyn Iterator<Item = EntryFold> + '_>;
+    fn all_entries(&self) -> Box<dyn Iterator<Item = Result<EntryFold, StoreError>> + '_>;
     /// All action folds (statistics).
-    fn all_actions(&self) -> Box<dyn Iterator<Item = ActionFold> + '_>;
+    fn all_actions(&self) -> Box<dyn Iterator<Item = Result<ActionFold, StoreError>> + '_>;
     /// Every registered department (including revoked ones).
-    fn all_departments(&self) -> Box<dyn Iterator<Item = DepartmentRecord> + '_>;
+    fn all_departments(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<DepartmentRecord, StoreError>> + '_>;
     /// Remembers when this node applied the envelope at `pos` (node clock, ms): what
-    /// drills use to measure propagation. Not part of the replicated state.
+    /// drills use to measure propagation. Not part of the replicated state, so a failure
+    /// only loses a measurement.
     fn note_received(&self, pos: RecordPos, at_ms: i64);
     /// When this node applied the envelope at `pos`.
-    fn received_at(&self, pos: RecordPos) -> Option<i64>;
+    fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError>;
+    /// Equivocation proofs held.
+    fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError>;
 }
+
+pub mod faulty;
 
 /// The node's durable store.
 pub struct Store {
@@ -210,14 +220,6 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.tree.insert(pos_key(b'L', pos), bytes)?;
         Ok(())
-    }
-
-    /// Equivocation proofs held.
-    pub fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
-        self.tree
-            .scan_prefix([b'P'])
-            .map(|kv| dec(&kv?.1, "proof"))
-            .collect()
     }
 
     /// Number of keys under a prefix.
@@ -402,104 +404,118 @@ impl Backend for Store {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    /// All entry folds (for statistics).
-    fn all_entries(&self) -> Box<dyn Iterator<Item = EntryFold> + '_> {
-        Box::new(
-            self.tree
-                .scan_prefix([b'E'])
-                .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "entry").ok())),
-        )
+    fn all_entries(&self) -> Box<dyn Iterator<Item = Result<EntryFold, StoreError>> + '_> {
+        Box::new(self.scan_values(b'E', "entry"))
     }
 
-    /// All action folds (for statistics).
-    fn all_actions(&self) -> Box<dyn Iterator<Item = ActionFold> + '_> {
-        Box::new(
-            self.tree
-                .scan_prefix([b'A'])
-                .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "action").ok())),
-        )
+    fn all_actions(&self) -> Box<dyn Iterator<Item = Result<ActionFold, StoreError>> + '_> {
+        Box::new(self.scan_values(b'A', "action"))
     }
 
-    fn all_departments(&self) -> Box<dyn Iterator<Item = DepartmentRecord> + '_> {
-        Box::new(
-            self.tree
-                .scan_prefix([b'D'])
-                .filter_map(|kv| kv.ok().and_then(|(_, v)| dec(&v, "department").ok())),
-        )
+    fn all_departments(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<DepartmentRecord, StoreError>> + '_> {
+        Box::new(self.scan_values(b'D', "department"))
     }
 
     fn note_received(&self, pos: RecordPos, at_ms: i64) {
-        let _ = self.tree.insert(pos_key(b'R', pos), &at_ms.to_le_bytes());
+        if let Err(e) = self.tree.insert(pos_key(b'R', pos), &at_ms.to_le_bytes()) {
+            tracing::debug!(error = %e, "could not note the receive time (a measurement only)");
+        }
     }
 
-    fn received_at(&self, pos: RecordPos) -> Option<i64> {
-        let v = self.tree.get(pos_key(b'R', pos)).ok()??;
-        Some(i64::from_le_bytes(v.as_ref().try_into().ok()?))
+    fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError> {
+        let Some(v) = self.tree.get(pos_key(b'R', pos))? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 8] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("receive time at {pos:?}")))?;
+        Ok(Some(i64::from_le_bytes(bytes)))
+    }
+
+    fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
+        self.scan_values(b'P', "proof").collect()
     }
 }
+
 impl Store {
-    fn get<T: Serialize + DeserializeOwned>(&self, key: &[u8], what: &'static str) -> Option<T> {
-        // A read error or an undecodable value is reported as absent to the pure rules and
-        // logged: admission then refuses or waits instead of acting on bad data.
-        match self.tree.get(key) {
-            Ok(Some(v)) => match dec(&v, what) {
-                Ok(x) => Some(x),
-                Err(e) => {
-                    tracing::error!(error = %e, "undecodable {what} in store");
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "store read failed");
-                None
-            }
+    /// Decoded values under a prefix; a read or decode failure is an item, not a skip.
+    fn scan_values<T: Serialize + DeserializeOwned>(
+        &self,
+        prefix: u8,
+        what: &'static str,
+    ) -> impl Iterator<Item = Result<T, StoreError>> + '_ {
+        self.tree
+            .scan_prefix([prefix])
+            .map(move |kv| dec(&kv?.1, what))
+    }
+
+    fn get<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key)? {
+            Some(v) => Ok(Some(dec(&v, what)?)),
+            None => Ok(None),
         }
     }
 }
 
 impl StateView for Store {
-    fn head(&self, region: RegionCode) -> Option<Head> {
+    type Error = StoreError;
+    fn head(&self, region: RegionCode) -> Result<Option<Head>, StoreError> {
         self.get(&region_key(b'H', region), "head")
     }
-    fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>> {
-        self.tree
-            .get(pos_key(b'L', pos))
-            .ok()
-            .flatten()
-            .map(|v| v.to_vec())
+    fn envelope_at(&self, pos: RecordPos) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(pos_key(b'L', pos))?.map(|v| v.to_vec()))
     }
-    fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord> {
+    fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, StoreError> {
         self.get(&id_key(b'D', id.to_string().as_bytes()), "department")
     }
-    fn entry(&self, id: &EntryId) -> Option<EntryFold> {
+    fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, StoreError> {
         self.get(&id_key(b'E', &id.0.0), "entry")
     }
-    fn action(&self, id: &ActionId) -> Option<ActionFold> {
+    fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, StoreError> {
         self.get(&id_key(b'A', &id.0.0), "action")
     }
-    fn objection_entry(&self, id: &ObjectionId) -> Option<EntryId> {
-        let v = self.tree.get(id_key(b'O', &id.0.0)).ok()??;
-        let arr: [u8; 32] = v.as_ref().try_into().ok()?;
-        Some(EntryId(credfed_protocol::crypto::Hash256(arr)))
+    fn objection_entry(&self, id: &ObjectionId) -> Result<Option<EntryId>, StoreError> {
+        let Some(v) = self.tree.get(id_key(b'O', &id.0.0))? else {
+            return Ok(None);
+        };
+        let arr: [u8; 32] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("objection {id}: entry id")))?;
+        Ok(Some(EntryId(credfed_protocol::crypto::Hash256(arr))))
     }
-    fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord> {
+    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationRecord>, StoreError> {
         self.get(&id_key(b'V', &id.0.0), "evaluation")
     }
-    fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
+    fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
         let prefix = subject_prefix(key);
         self.tree
             .scan_prefix(&prefix)
-            .filter_map(|kv| kv.ok())
-            .filter_map(|(k, _)| dec(&k[prefix.len()..], "subject ref").ok())
+            .map(|kv| {
+                let (k, _) = kv?;
+                dec(&k[prefix.len()..], "subject ref")
+            })
             .collect()
     }
-    fn equivocators(&self) -> Vec<RegionCode> {
+    fn equivocators(&self) -> Result<Vec<RegionCode>, StoreError> {
         self.tree
             .scan_prefix([b'Q'])
-            .filter_map(|kv| kv.ok())
-            .filter_map(|(k, _)| k[1..5].try_into().ok().map(u32::from_be_bytes))
-            .filter_map(|c| RegionCode::new(c, "q").ok())
+            .map(|kv| {
+                let (k, _) = kv?;
+                let code = k
+                    .get(1..5)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| StoreError::Corrupt("equivocator key".into()))?;
+                RegionCode::new(code, "equivocator").map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
             .collect()
     }
 }

@@ -1,0 +1,370 @@
+//! The node's configuration file: a TOML file written by `credfed-node init` with every
+//! default spelled out, overridable by `CREDFED_*` environment variables and flags.
+//!
+//! It lives here, beside the API types, because tools other than the node write it (the
+//! testnet configures the nodes it starts): one definition, edited only through
+//! [`NodeConfig`], never by string replacement.
+
+use std::path::{Path, PathBuf};
+
+use credfed_protocol::crypto::PublicKey;
+use credfed_protocol::ids::RegionCode;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A configuration that cannot be used; the message names the file or setting.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file cannot be read or written.
+    #[error("{path}: {detail}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong and what to do.
+        detail: String,
+    },
+    /// The file is not a valid configuration.
+    #[error("{path}: invalid configuration: {detail}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A setting is out of its range or malformed.
+    #[error("{0}")]
+    Setting(String),
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err(ConfigError::Setting(format!($($arg)*))) };
+}
+
+/// The configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Provincial-level region code this node speaks for.
+    pub region: String,
+    /// Directory of the store and keys (relative paths below are relative to it).
+    pub data_dir: PathBuf,
+    /// Signed manifest (JSON), as issued by the federation authority.
+    pub manifest: PathBuf,
+    /// Federation authority public key (hex): the trust anchor for manifests.
+    pub authority_key: String,
+    /// Node secret key file (hex, mode 0600).
+    pub node_key_file: PathBuf,
+    /// Federation secret keying person hashes (hex, ≥ 32 bytes, mode 0600); the same on
+    /// every member node.
+    pub person_secret_file: PathBuf,
+    /// libp2p listen addresses (TCP+TLS+yamux and QUIC).
+    pub p2p_listen: Vec<String>,
+    /// HTTPS API listen address.
+    pub api_listen: String,
+    /// API server certificate and key (PEM).
+    pub tls_cert: PathBuf,
+    /// API server key (PEM).
+    pub tls_key: PathBuf,
+    /// Serve `/metrics` without authentication.
+    pub metrics_public: bool,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+    /// Milliseconds added to the system clock (drills).
+    pub clock_offset_ms: i64,
+    /// Accept writes without confirming this region's head with a peer first. Only for a
+    /// federation of one or a deliberate first start: otherwise a restored backup could
+    /// reuse sequence numbers.
+    pub solo: bool,
+    /// How often to exchange heads with each peer, ms.
+    pub heads_interval_ms: u64,
+    /// How often to re-dial disconnected members, ms.
+    pub redial_interval_ms: u64,
+    /// A member that answers no ping for this long is disconnected and re-dialled, ms.
+    /// Without it a silently dropped link (a firewall dropping packets, a cut cable) stays
+    /// "connected" until TCP gives up, which takes minutes.
+    #[serde(default = "default_liveness_timeout_ms")]
+    pub liveness_timeout_ms: u64,
+    /// Async runtime worker threads; 0 = one per core. Drills running 31 nodes on two
+    /// cores set 1: idle profiles were dominated by threads waking each other.
+    #[serde(default)]
+    pub worker_threads: usize,
+    /// Concurrent API requests.
+    pub api_max_concurrency: usize,
+    /// Largest API request body, bytes.
+    pub api_max_body_bytes: usize,
+    /// Open API connections per client address; more are refused at accept.
+    #[serde(default = "default_api_max_connections_per_client")]
+    pub api_max_connections_per_client: usize,
+    /// Open API connections in all.
+    #[serde(default = "default_api_max_connections")]
+    pub api_max_connections: usize,
+    /// Time for a client to complete the TLS handshake, ms.
+    #[serde(default = "default_api_handshake_timeout_ms")]
+    pub api_handshake_timeout_ms: u64,
+    /// Time for a request head to arrive, and for an idle kept-alive connection to send
+    /// its next one, ms.
+    #[serde(default = "default_api_request_head_timeout_ms")]
+    pub api_request_head_timeout_ms: u64,
+    /// Time for a request body to arrive, ms.
+    #[serde(default = "default_api_request_body_timeout_ms")]
+    pub api_request_body_timeout_ms: u64,
+    /// Appends made durable by one fsync at most (group commit); 1 turns group commit
+    /// off (one fsync per append).
+    #[serde(default = "default_group_commit_max")]
+    pub group_commit_max: usize,
+    /// Serve `POST /v1/admin/partition`, the in-node fault mode of drills. Off on every
+    /// real node: `credfed-testnet` turns it on for its own federations.
+    #[serde(default)]
+    pub drill_faults: bool,
+}
+
+fn default_liveness_timeout_ms() -> u64 {
+    10_000
+}
+fn default_api_max_connections_per_client() -> usize {
+    64
+}
+fn default_api_max_connections() -> usize {
+    4096
+}
+fn default_api_handshake_timeout_ms() -> u64 {
+    10_000
+}
+fn default_api_request_head_timeout_ms() -> u64 {
+    10_000
+}
+fn default_api_request_body_timeout_ms() -> u64 {
+    10_000
+}
+/// Appends made durable by one fsync at most, by default. Bounds the latency of the
+/// first caller of a group; 1 turns group commit off (one fsync per append, as a
+/// baseline).
+pub const DEFAULT_GROUP_COMMIT_MAX: usize = 256;
+
+fn default_group_commit_max() -> usize {
+    DEFAULT_GROUP_COMMIT_MAX
+}
+
+/// The furthest a drill may skew a node's clock: a year either way. Anything beyond is
+/// a typo, and an offset near `i64::MAX` would wrap the clock.
+pub const MAX_CLOCK_OFFSET_MS: i64 = 366 * 24 * 3600 * 1000;
+
+const TEMPLATE_COMMENTS: &str = "\
+# credfed-node configuration. Every setting is shown with its value; paths are relative
+# to data_dir unless absolute. Environment variables CREDFED_<NAME> (upper case) override
+# the file, and command-line flags override both.
+";
+
+impl NodeConfig {
+    /// Defaults for a region and data directory.
+    pub fn defaults(
+        region: RegionCode,
+        data_dir: &Path,
+        listen_ip: std::net::IpAddr,
+        p2p_port: u16,
+        api_port: u16,
+    ) -> NodeConfig {
+        let ip_proto = if listen_ip.is_ipv4() { "ip4" } else { "ip6" };
+        NodeConfig {
+            region: region.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            manifest: "manifest.json".into(),
+            authority_key: String::new(),
+            node_key_file: "node.key".into(),
+            person_secret_file: "person.secret".into(),
+            p2p_listen: vec![
+                format!("/{ip_proto}/{listen_ip}/tcp/{p2p_port}"),
+                format!("/{ip_proto}/{listen_ip}/udp/{p2p_port}/quic-v1"),
+            ],
+            api_listen: std::net::SocketAddr::new(listen_ip, api_port).to_string(),
+            tls_cert: "api-cert.pem".into(),
+            tls_key: "api-key.pem".into(),
+            metrics_public: true,
+            log_format: "text".into(),
+            clock_offset_ms: 0,
+            solo: false,
+            heads_interval_ms: 2000,
+            redial_interval_ms: 2000,
+            liveness_timeout_ms: default_liveness_timeout_ms(),
+            worker_threads: 0,
+            api_max_concurrency: 256,
+            api_max_body_bytes: 256 * 1024,
+            api_max_connections_per_client: default_api_max_connections_per_client(),
+            api_max_connections: default_api_max_connections(),
+            api_handshake_timeout_ms: default_api_handshake_timeout_ms(),
+            api_request_head_timeout_ms: default_api_request_head_timeout_ms(),
+            api_request_body_timeout_ms: default_api_request_body_timeout_ms(),
+            group_commit_max: default_group_commit_max(),
+            drill_faults: false,
+        }
+    }
+
+    /// Checks every value against its range, naming the setting at fault.
+    pub fn validate(&self) -> Result<()> {
+        self.region()?;
+        let range = |name: &str, v: u64, lo: u64, hi: u64| -> Result<()> {
+            if !(lo..=hi).contains(&v) {
+                bail!("{name} = {v}: must be between {lo} and {hi}");
+            }
+            Ok(())
+        };
+        if !(-MAX_CLOCK_OFFSET_MS..=MAX_CLOCK_OFFSET_MS).contains(&self.clock_offset_ms) {
+            bail!(
+                "clock_offset_ms = {}: must be within ±{MAX_CLOCK_OFFSET_MS} (a year); drills skew clocks by minutes or days",
+                self.clock_offset_ms
+            );
+        }
+        range("heads_interval_ms", self.heads_interval_ms, 100, 600_000)?;
+        range("redial_interval_ms", self.redial_interval_ms, 100, 600_000)?;
+        range(
+            "liveness_timeout_ms",
+            self.liveness_timeout_ms,
+            1_000,
+            600_000,
+        )?;
+        range("worker_threads", self.worker_threads as u64, 0, 1024)?;
+        range(
+            "api_max_concurrency",
+            self.api_max_concurrency as u64,
+            1,
+            65_536,
+        )?;
+        range(
+            "api_max_body_bytes",
+            self.api_max_body_bytes as u64,
+            1024,
+            64 * 1024 * 1024,
+        )?;
+        range(
+            "api_max_connections_per_client",
+            self.api_max_connections_per_client as u64,
+            1,
+            65_536,
+        )?;
+        range(
+            "api_max_connections",
+            self.api_max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "api_handshake_timeout_ms",
+            self.api_handshake_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "api_request_head_timeout_ms",
+            self.api_request_head_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "api_request_body_timeout_ms",
+            self.api_request_body_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range("group_commit_max", self.group_commit_max as u64, 1, 65_536)?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!(
+                "log_format = {:?}: must be \"text\" or \"json\"",
+                self.log_format
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads a config file and applies `CREDFED_*` overrides.
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: shown.clone(),
+            detail: format!(
+                "cannot read the configuration ({e}); create one with `credfed-node init`"
+            ),
+        })?;
+        let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            detail: e.to_string(),
+        })?;
+        for (k, v) in std::env::vars() {
+            let Some(name) = k.strip_prefix("CREDFED_") else {
+                continue;
+            };
+            let name = name.to_ascii_lowercase();
+            if let Some(old) = value.get(&name) {
+                let new = match old {
+                    toml::Value::Integer(_) => toml::Value::Integer(v.parse().map_err(|_| {
+                        ConfigError::Setting(format!("{k}={v:?}: expected an integer"))
+                    })?),
+                    toml::Value::Boolean(_) => toml::Value::Boolean(v.parse().map_err(|_| {
+                        ConfigError::Setting(format!("{k}={v:?}: expected true or false"))
+                    })?),
+                    toml::Value::Array(_) => toml::Value::Array(
+                        v.split(',')
+                            .map(|s| toml::Value::String(s.trim().into()))
+                            .collect(),
+                    ),
+                    _ => toml::Value::String(v),
+                };
+                value.insert(name, new);
+            }
+        }
+        let cfg: NodeConfig =
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: shown.clone(),
+                    detail: e.to_string(),
+                })?;
+        cfg.validate().map_err(|e| ConfigError::Parse {
+            path: shown,
+            detail: e.to_string(),
+        })?;
+        Ok(cfg)
+    }
+
+    /// Writes the file with a header comment.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |detail: String| ConfigError::Io {
+            path: path.display().to_string(),
+            detail,
+        };
+        let body = toml::to_string(self).map_err(|e| io(format!("cannot render: {e}")))?;
+        std::fs::write(path, format!("{TEMPLATE_COMMENTS}\n{body}"))
+            .map_err(|e| io(format!("cannot write: {e}")))
+    }
+
+    /// The region code.
+    pub fn region(&self) -> Result<RegionCode> {
+        let r = RegionCode::parse(&self.region, "region")
+            .map_err(|e| ConfigError::Setting(e.to_string()))?;
+        if !r.is_province() {
+            bail!(
+                "region: {r} is not a provincial-level code; city and county departments register with their province's node"
+            );
+        }
+        Ok(r)
+    }
+
+    /// A path relative to the data directory.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.data_dir.join(p)
+        }
+    }
+
+    /// The pinned authority key.
+    pub fn authority(&self) -> Result<PublicKey> {
+        PublicKey::from_hex(&self.authority_key).map_err(|e| {
+            ConfigError::Setting(format!(
+                "authority_key: {e}; set the federation authority's public key (64 hex characters)"
+            ))
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! What travels over the API, in one place: the node serialises these and clients
+//! deserialise them, so that a field renamed on one side is a compile error on the other.
+
+use std::collections::BTreeMap;
+
+use credfed_protocol::crypto::{Keypair, Signature};
+use credfed_protocol::envelope::sign_body;
+use credfed_protocol::ids::DepartmentId;
+use credfed_protocol::record::Body;
+use serde::{Deserialize, Serialize};
+
+/// Every API error: a machine code, the field at fault (if one is) and a message that
+/// names the rule broken and what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code, e.g. `invalid`, `not_found`, `writes_paused`.
+    pub code: String,
+    /// Dotted path of the field at fault.
+    pub field: Option<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+/// A department-signed record: `POST /v1/records`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRecord {
+    /// Authoring department, `REGION:UNIT`.
+    pub author: String,
+    /// The body's canonical bytes, hex.
+    pub body: String,
+    /// The department's signature over the body (body-sig tag), hex.
+    pub signature: String,
+}
+
+impl SubmitRecord {
+    /// Signs `body` as `author` with `key` for federation `federation_id`: the one way
+    /// every tool builds a submission.
+    pub fn sign(
+        federation_id: &str,
+        author: &DepartmentId,
+        key: &Keypair,
+        body: &Body,
+    ) -> SubmitRecord {
+        let (bytes, signature) = sign_body(federation_id, key, body);
+        SubmitRecord::from_parts(author, &bytes, &signature)
+    }
+
+    /// A submission of body bytes already signed.
+    pub fn from_parts(author: &DepartmentId, body: &[u8], signature: &Signature) -> SubmitRecord {
+        SubmitRecord {
+            author: author.to_string(),
+            body: hex::encode(body),
+            signature: signature.to_hex(),
+        }
+    }
+}
+
+/// Where a record landed: the answer to `POST /v1/records`, sent only once the envelope
+/// is on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Region log.
+    pub region: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Envelope hash, hex.
+    pub hash: String,
+    /// The envelope, hex (so the caller keeps the signed evidence).
+    pub envelope: String,
+}
+
+/// One region's head: `GET /v1/heads` answers a map of these by region code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadInfo {
+    /// Last sequence number.
+    pub seq: u64,
+    /// Hash of that envelope, hex.
+    pub hash: String,
+    /// Its node timestamp, ms since the epoch.
+    pub timestamp_ms: i64,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// This node's region.
+    pub region: String,
+    /// Federation id.
+    pub federation_id: String,
+    /// Version of the manifest in force.
+    pub manifest_version: u64,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Head of this region's own log.
+    pub own_head: u64,
+    /// Regions whose logs this node holds.
+    pub regions_held: usize,
+    /// Members connected now.
+    pub peers_connected: usize,
+    /// Members in the manifest (this node included).
+    pub members: usize,
+    /// Whether writes are accepted.
+    pub writes_open: bool,
+    /// Why writes are paused, when they are.
+    pub writes_paused_reason: Option<String>,
+    /// Whether the audit log is being written (writes are refused while it is not).
+    pub audit_ok: bool,
+    /// Envelopes waiting for a gap or a dependency.
+    pub parked: usize,
+    /// Records behind the highest head any peer reported, per region.
+    pub lag: BTreeMap<String, u64>,
+    /// Regions flagged for equivocation.
+    pub equivocating_regions: Vec<String>,
+    /// Store size on disk, bytes.
+    pub store_bytes: u64,
+    /// Node clock, ms since the epoch.
+    pub now_ms: i64,
+    /// When this node last applied an envelope (node clock, ms; 0 = never).
+    pub last_applied_ms: i64,
+}
+
+/// `GET /v1/peers`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peers {
+    /// Connected members: region → peer id.
+    pub connected: BTreeMap<String, String>,
+    /// Highest head any peer reported, per region.
+    pub best_known: BTreeMap<String, u64>,
+    /// Last time (ms since the epoch) anything was heard from each member.
+    pub last_contact_ms: BTreeMap<String, i64>,
+}
+
+/// `GET /v1/log/{region}`: envelopes verbatim, in sequence order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    /// Region.
+    pub region: String,
+    /// Sequence number of the first envelope.
+    pub from: u64,
+    /// Envelopes, hex.
+    pub envelopes: Vec<String>,
+    /// When this node applied each (node clock, ms), where it remembers.
+    pub received_ms: Vec<Option<i64>>,
+}
+
+/// `POST /v1/admin/partition` (only on nodes whose configuration enables drill faults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionRequest {
+    /// Regions whose nodes this node must not talk to; empty heals.
+    pub blocked: Vec<String>,
+    /// Percentage of received gossip messages and pulled ranges to drop (0 = none).
+    #[serde(default)]
+    pub loss_percent: u8,
+}

@@ -1,0 +1,868 @@
+//! The HTTPS/JSON API (paths under `/v1`).
+//!
+//! Writes carry a department's signature over the exact body bytes; the node places the
+//! body in its log only if the protocol admits it, and answers 201 only after the
+//! envelope is on disk. Requests and answers are the types of `credfed_client`; errors
+//! are [`ApiError`]s. Every call leaves one audit line ([`audit`]).
+//!
+//! Layers, outermost first: audit → body read within its time limit → concurrency
+//! limit → routing (404/405 answered here, before authentication) → authentication
+//! (mutual TLS, matched routes only) → handler.
+
+pub mod audit;
+pub mod error;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use credfed_client::{
+    HeadInfo, LogPage, NodeStatus, PartitionRequest, Peers, Receipt, SubmitRecord,
+};
+use credfed_protocol::catalogue::MeasureDomain;
+use credfed_protocol::crypto::{Hash256, Signature};
+use credfed_protocol::ids::person::person_hash;
+use credfed_protocol::ids::{DepartmentId, RegionCode, Role, resident_id, uscc};
+use credfed_protocol::record::{ActionId, EntryId, SubjectKey};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
+
+use crate::api::audit::{Audit, AuditCaller, AuditLine, AuditSubject};
+use crate::api::server::{ClientAddr, PeerCertificate};
+use crate::engine::Core;
+use crate::p2p::{Command, NetStatus};
+
+/// Shared API state.
+pub struct ApiState {
+    /// The engine.
+    pub core: Arc<Core>,
+    /// To the network task.
+    pub commands: mpsc::Sender<Command>,
+    /// Network status.
+    pub status: Arc<Mutex<NetStatus>>,
+    /// Append-only audit log.
+    pub audit: Audit,
+    /// Serve /metrics unauthenticated.
+    pub metrics_public: bool,
+    /// Directory of issued client certificate fingerprints (`<data-dir>/clients`).
+    pub clients_dir: PathBuf,
+    /// Serve the in-node drill fault endpoint (testnets only).
+    pub drill_faults: bool,
+}
+
+/// Limits of request handling (the connection limits are in [`server::ServerLimits`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest request body.
+    pub max_body: usize,
+    /// Requests handled at once.
+    pub max_concurrency: usize,
+    /// Time to receive a request body.
+    pub body_timeout: Duration,
+}
+
+/// The department a request's client certificate was issued to.
+#[derive(Debug, Clone)]
+pub struct Caller(pub DepartmentId);
+
+impl Caller {
+    /// The node's own operator (`REGION:node`), or a department holding the operator role.
+    pub fn is_operator(&self, state: &ApiState) -> Result<bool, ApiError> {
+        let core = &state.core;
+        if self.0.unit == credfed_protocol::envelope::NODE_UNIT && self.0.region == core.region() {
+            return Ok(true);
+        }
+        Ok(core
+            .department(&self.0)?
+            .is_some_and(|d| d.roles.contains(&Role::Operator)))
+    }
+
+    fn require_operator(&self, state: &ApiState, what: &str) -> Result<(), ApiError> {
+        if self.is_operator(state)? {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "not_allowed",
+                format!("{what} is for the node's operator; use the operator certificate"),
+            ))
+        }
+    }
+}
+
+/// The OpenAPI document, checked in at `docs/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// Builds the router.
+pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
+    let mut routes = Router::new()
+        .route("/v1/records", post(submit))
+        .route("/v1/check", get(check_subject))
+        .route("/v1/entries/{id}", get(entry))
+        .route("/v1/actions/{id}", get(action))
+        .route("/v1/departments", get(departments))
+        .route("/v1/departments/{id}", get(department))
+        .route("/v1/heads", get(heads))
+        .route("/v1/log/{region}", get(log_range))
+        .route("/v1/peers", get(peers))
+        .route("/v1/status", get(status))
+        .route("/v1/stats", get(stats))
+        .route("/v1/audit", get(audit_log))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics));
+    if state.drill_faults {
+        routes = routes.route("/v1/admin/partition", post(partition));
+    }
+    routes
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrency,
+        ))
+        .layer(middleware::from_fn_with_state(limits, read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), audit_calls))
+        .with_state(state)
+}
+
+async fn unknown_route(req: Request) -> ApiError {
+    ApiError::new_not_found_route(req.uri().path())
+}
+
+async fn wrong_method(req: Request) -> ApiError {
+    ApiError::method_not_allowed(req.method().as_str(), req.uri().path())
+}
+
+impl ApiError {
+    fn new_not_found_route(path: &str) -> ApiError {
+        let shown: String = path.chars().take(200).collect();
+        ApiError::not_found("route", &format!("{shown} (see /v1/openapi.json)"))
+    }
+}
+
+/// Reads the whole body within its time limit before the request takes a concurrency
+/// slot: a client that sends its body slowly holds only its own connection.
+async fn read_body(State(limits): State<RequestLimits>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(
+        limits.body_timeout,
+        axum::body::to_bytes(body, limits.max_body),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::too_large(
+                    "body",
+                    format!(
+                        "body: larger than the node's limit of {} bytes",
+                        limits.max_body
+                    ),
+                )
+                .into_response()
+            } else {
+                ApiError::bad_request("invalid_body", format!("body: could not be read: {e}"))
+                    .into_response()
+            }
+        }
+        Err(_) => {
+            let mut r = ApiError::request_timeout(limits.body_timeout).into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+    }
+}
+
+/// One audit line per call, written before the answer leaves.
+async fn audit_calls(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let endpoint = match req.extensions().get::<MatchedPath>() {
+        Some(p) => format!("{} {}", req.method(), p.as_str()),
+        None => format!(
+            "{} {}",
+            req.method(),
+            req.uri().path().chars().take(200).collect::<String>()
+        ),
+    };
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|a| a.0.to_string())
+        .unwrap_or_default();
+    let response = next.run(req).await;
+    let caller = response
+        .extensions()
+        .get::<AuditCaller>()
+        .map_or("anonymous", |c| c.0.as_str());
+    let subject = response
+        .extensions()
+        .get::<AuditSubject>()
+        .map(|s| s.0.as_str());
+    let status = response.status();
+    let outcome = if status.is_success() {
+        "ok"
+    } else {
+        response
+            .extensions()
+            .get::<ErrorCode>()
+            .map_or(status.canonical_reason().unwrap_or("error"), |c| {
+                c.0.as_str()
+            })
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    state.core.metrics().observe_api(&endpoint, seconds);
+    state.audit.record(&AuditLine {
+        time_ms: state.core.now().0,
+        caller,
+        client,
+        endpoint: &endpoint,
+        subject,
+        status: status.as_u16(),
+        outcome,
+        ms: seconds * 1000.0,
+    });
+    response
+}
+
+/// The error code of an error answer, for the audit line.
+#[derive(Debug, Clone)]
+struct ErrorCode(String);
+
+impl ApiError {
+    fn method_not_allowed(method: &str, path: &str) -> ApiError {
+        let shown: String = path.chars().take(200).collect();
+        ApiError::with_status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not served at {shown}; see /v1/openapi.json"),
+        )
+    }
+
+    fn request_timeout(limit: Duration) -> ApiError {
+        ApiError::with_status(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request body did not arrive within {limit:?}; send it at once"),
+        )
+    }
+
+    /// An answer carrying `subject` for the audit line, whatever the outcome.
+    fn respond(result: Result<Response, ApiError>, subject: Option<String>) -> Response {
+        let mut r = match result {
+            Ok(r) => r,
+            Err(e) => e.into_response_with_code(),
+        };
+        if let Some(s) = subject {
+            r.extensions_mut().insert(AuditSubject(s));
+        }
+        r
+    }
+
+    fn into_response_with_code(self) -> Response {
+        let code = ErrorCode(self.code().to_owned());
+        let mut r = self.into_response();
+        r.extensions_mut().insert(code);
+        r
+    }
+}
+
+/// Mutual TLS: a request must present a client certificate this node issued, to a
+/// department registered and not revoked in its log (or to the node's operator), except
+/// for the public endpoints. Revoking a department or deleting its fingerprint file cuts
+/// it off at the next request.
+async fn authenticate(
+    State(state): State<Arc<ApiState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == "/v1/openapi.json" || (path == "/metrics" && state.metrics_public) {
+        return next.run(req).await;
+    }
+    let cert = req
+        .extensions()
+        .get::<PeerCertificate>()
+        .and_then(|c| c.0.clone());
+    let (caller, verdict) = match cert {
+        None => (
+            "anonymous".to_string(),
+            Err(ApiError::unauthorized(
+                "no_client_certificate",
+                "present the client certificate this node issued to your department (credfed-node issue-client-cert)",
+            )),
+        ),
+        Some(cert) => {
+            let fp = crate::config::cert_fingerprint(&cert);
+            match identify(&state, &fp) {
+                Ok(id) => (id.to_string(), Ok(id)),
+                Err(e) => (format!("certificate {fp}"), Err(e)),
+            }
+        }
+    };
+    let mut response = match verdict {
+        Ok(id) => {
+            req.extensions_mut().insert(Caller(id));
+            next.run(req).await
+        }
+        Err(e) => e.into_response_with_code(),
+    };
+    response.extensions_mut().insert(AuditCaller(caller));
+    response
+}
+
+fn identify(state: &ApiState, fingerprint: &str) -> Result<DepartmentId, ApiError> {
+    let unknown = || {
+        ApiError::unauthorized(
+            "unknown_client_certificate",
+            format!(
+                "certificate {fingerprint} is not (or no longer) registered with this node; ask the operator for a new one"
+            ),
+        )
+    };
+    let text =
+        std::fs::read_to_string(state.clients_dir.join(fingerprint)).map_err(|_| unknown())?;
+    let id = DepartmentId::parse(text.trim(), "client").map_err(|_| unknown())?;
+    let core = &state.core;
+    if id.unit == credfed_protocol::envelope::NODE_UNIT && id.region == core.region() {
+        return Ok(id);
+    }
+    match core.department(&id)? {
+        None => Err(ApiError::unauthorized(
+            "unknown_department",
+            format!("{id} is not registered in {}'s log", core.region()),
+        )),
+        Some(d) if d.revoked_at.is_some() => Err(ApiError::forbidden(
+            "department_revoked",
+            format!("{id} was revoked"),
+        )),
+        Some(_) => Ok(id),
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Result<Response, ApiError> {
+    let value = serde_json::to_value(v)
+        .map_err(|e| ApiError::internal(format!("cannot render the answer as JSON: {e}")))?;
+    Ok((status, Json(value)).into_response())
+}
+
+fn ok<T: Serialize>(v: &T) -> Result<Response, ApiError> {
+    json_response(StatusCode::OK, v)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn submit(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<SubmitRecord>,
+) -> Response {
+    let subject = Some(format!(
+        "author {}",
+        req.author.chars().take(64).collect::<String>()
+    ));
+    ApiError::respond(submit_inner(&state, &caller, req).await, subject)
+}
+
+async fn submit_inner(
+    state: &ApiState,
+    caller: &Caller,
+    req: SubmitRecord,
+) -> Result<Response, ApiError> {
+    let author =
+        DepartmentId::parse(&req.author, "author").map_err(|e| ApiError::invalid("author", e))?;
+    // A department submits its own records; the operator may submit any department's
+    // (bulk import), which still needs that department's signature.
+    if caller.0 != author && !caller.is_operator(state)? {
+        return Err(ApiError::forbidden(
+            "not_allowed",
+            format!(
+                "author: {} may not submit records authored by {author}",
+                caller.0
+            ),
+        ));
+    }
+    if !state.audit.healthy() {
+        return Err(ApiError::unavailable(
+            "audit_unavailable",
+            "the node's audit log cannot be written, so it accepts no writes; the operator must free the disk or fix the file",
+        ));
+    }
+    let body = hex::decode(&req.body).map_err(|_| {
+        ApiError::invalid("body", "body: expected hex of the body's canonical bytes")
+    })?;
+    if body.len() > credfed_protocol::limits::MAX_BODY_BYTES {
+        return Err(ApiError::too_large(
+            "body",
+            format!(
+                "body: {} bytes exceeds {}",
+                body.len(),
+                credfed_protocol::limits::MAX_BODY_BYTES
+            ),
+        ));
+    }
+    let signature = Signature::from_hex(&req.signature)
+        .map_err(|e| ApiError::invalid("signature", format!("signature: {e}")))?;
+    let v = state.core.append(author, body, signature).await?;
+    json_response(
+        StatusCode::CREATED,
+        &Receipt {
+            region: v.envelope.region.to_string(),
+            seq: v.envelope.seq,
+            hash: v.hash.to_hex(),
+            envelope: hex::encode(&v.bytes),
+        },
+    )
+}
+
+/// Query of `/v1/check`: exactly one of `uscc` and `person`.
+#[derive(Debug, Deserialize)]
+pub struct CheckQuery {
+    /// Unified Social Credit Code.
+    pub uscc: Option<String>,
+    /// Resident identity number (clear; hashed here, never stored or logged).
+    pub person: Option<String>,
+    /// Domain of the asking department, e.g. `procurement`.
+    pub domain: String,
+}
+
+async fn check_subject(
+    State(state): State<Arc<ApiState>>,
+    ApiQuery(q): ApiQuery<CheckQuery>,
+) -> Response {
+    let mut shown = None;
+    let result = check_inner(&state, &q, &mut shown);
+    ApiError::respond(result, shown)
+}
+
+fn check_inner(
+    state: &ApiState,
+    q: &CheckQuery,
+    shown: &mut Option<String>,
+) -> Result<Response, ApiError> {
+    let core = &state.core;
+    let (key, label) = match (&q.uscc, &q.person) {
+        (Some(code), None) => {
+            let code = code.trim().to_ascii_uppercase();
+            // A failing check character may still be an exempted pilot code: only the
+            // structure is required to ask.
+            uscc::validate_structure(&code, "uscc").map_err(|e| ApiError::invalid("uscc", e))?;
+            (SubjectKey::Uscc(code.clone()), code)
+        }
+        (None, Some(n)) => {
+            let n = resident_id::normalise(n);
+            resident_id::validate(&n, "person").map_err(|e| ApiError::invalid("person", e))?;
+            (
+                SubjectKey::Person(person_hash(core.person_key(), &n)),
+                credfed_protocol::ids::person::mask(&n),
+            )
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "uscc",
+                "uscc: give exactly one of uscc= and person=",
+            ));
+        }
+    };
+    *shown = Some(label);
+    let domain = MeasureDomain::parse(&q.domain).ok_or_else(|| {
+        let names: Vec<String> = MeasureDomain::ALL.iter().map(|d| d.name()).collect();
+        ApiError::invalid(
+            "domain",
+            format!("domain: '{}' is not one of {}", q.domain, names.join(", ")),
+        )
+    })?;
+    let answer = core.check(&key, domain)?;
+    let mut v = serde_json::to_value(&answer)
+        .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?;
+    if let Ok(s) = state.status.lock() {
+        v["last_contact_ms"] = json!(s.last_contact_ms);
+    }
+    ok(&v)
+}
+
+fn parse_id(text: &str, field: &str) -> Result<Hash256, ApiError> {
+    Hash256::from_hex(text).map_err(|e| ApiError::invalid(field, format!("{field}: {e}")))
+}
+
+async fn entry(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>) -> Response {
+    let subject = Some(format!("entry {}", id.chars().take(64).collect::<String>()));
+    let result = (|| {
+        let core = &state.core;
+        let e = core
+            .entry(&EntryId(parse_id(&id, "id")?))?
+            .ok_or_else(|| ApiError::not_found("entry", &id))?;
+        let now = core.now();
+        ok(&json!({
+            "entry": e,
+            "state": e.state_at(now),
+            "disclosed_late": e.disclosed_late(core.calendar(), &core.manifest().policy),
+            "overdue_objections": e.overdue_objections(now, core.calendar(), &core.manifest().policy),
+        }))
+    })();
+    ApiError::respond(result, subject)
+}
+
+async fn action(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>) -> Response {
+    let subject = Some(format!(
+        "action {}",
+        id.chars().take(64).collect::<String>()
+    ));
+    let result = (|| {
+        let core = &state.core;
+        let a = core
+            .action(&ActionId(parse_id(&id, "id")?))?
+            .ok_or_else(|| ApiError::not_found("action", &id))?;
+        let targets = a.view_at(core.now(), core.manifest());
+        ok(&json!({ "action": a, "targets": targets }))
+    })();
+    ApiError::respond(result, subject)
+}
+
+async fn department(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>) -> Response {
+    let subject = Some(format!(
+        "department {}",
+        id.chars().take(64).collect::<String>()
+    ));
+    let result = (|| {
+        let d = DepartmentId::parse(&id, "id").map_err(|e| ApiError::invalid("id", e))?;
+        let rec = state
+            .core
+            .department(&d)?
+            .ok_or_else(|| ApiError::not_found("department", &id))?;
+        ok(&rec)
+    })();
+    ApiError::respond(result, subject)
+}
+
+/// Query of `/v1/departments`.
+#[derive(Debug, Deserialize)]
+pub struct DepartmentsQuery {
+    /// Only departments of this province (default: every region).
+    pub region: Option<String>,
+}
+
+async fn departments(
+    State(state): State<Arc<ApiState>>,
+    ApiQuery(q): ApiQuery<DepartmentsQuery>,
+) -> Response {
+    let result = (|| {
+        let region = match &q.region {
+            Some(r) => {
+                Some(RegionCode::parse(r, "region").map_err(|e| ApiError::invalid("region", e))?)
+            }
+            None => None,
+        };
+        let list: Vec<_> = state
+            .core
+            .departments()?
+            .into_iter()
+            .filter(|d| region.is_none_or(|r| d.department.home_province() == r))
+            .collect();
+        ok(&list)
+    })();
+    ApiError::respond(result, q.region.clone().map(|r| format!("region {r}")))
+}
+
+async fn partition(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<PartitionRequest>,
+) -> Response {
+    let result = async {
+        caller.require_operator(&state, "fault injection")?;
+        let mut regions = std::collections::BTreeSet::new();
+        for r in &req.blocked {
+            regions.insert(
+                RegionCode::parse(r, "blocked").map_err(|e| ApiError::invalid("blocked", e))?,
+            );
+        }
+        if req.loss_percent > 100 {
+            return Err(ApiError::invalid(
+                "loss_percent",
+                format!(
+                    "loss_percent: {} is not a percentage (0..=100)",
+                    req.loss_percent
+                ),
+            ));
+        }
+        state
+            .commands
+            .send(Command::Fault(crate::p2p::InNodeFault {
+                blocked: regions.clone(),
+                loss_percent: req.loss_percent,
+            }))
+            .await
+            .map_err(|_| {
+                ApiError::unavailable("network_down", "the network task is not running")
+            })?;
+        ok(&PartitionRequest {
+            blocked: regions.iter().map(|r| r.to_string()).collect(),
+            loss_percent: req.loss_percent,
+        })
+    }
+    .await;
+    ApiError::respond(result, None)
+}
+
+async fn audit_log(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let result = (|| {
+        caller.require_operator(&state, "the audit log")?;
+        let lines = state.audit.tail(1000).map_err(|e| {
+            ApiError::unavailable("audit_unavailable", format!("reading the audit log: {e}"))
+        })?;
+        ok(&lines)
+    })();
+    ApiError::respond(result, None)
+}
+
+/// Query of `/v1/log/{region}`.
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    /// First sequence number (default 1).
+    pub from: Option<u64>,
+    /// At most this many (default and maximum 256).
+    pub limit: Option<usize>,
+}
+
+async fn log_range(
+    State(state): State<Arc<ApiState>>,
+    ApiPath(region): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> Response {
+    let subject = Some(format!(
+        "log {}",
+        region.chars().take(16).collect::<String>()
+    ));
+    let result = (|| {
+        let r = RegionCode::parse(&region, "region").map_err(|e| ApiError::invalid("region", e))?;
+        let core = &state.core;
+        let from = q.from.unwrap_or(1).max(1);
+        let limit = q.limit.unwrap_or(256).min(256);
+        let envelopes = core.range(r, from, limit, 8 * 1024 * 1024)?;
+        let mut received_ms = Vec::with_capacity(envelopes.len());
+        for k in 0..envelopes.len() as u64 {
+            received_ms.push(core.received_at(credfed_protocol::state::RecordPos {
+                region: r,
+                seq: from + k,
+            })?);
+        }
+        ok(&LogPage {
+            region: r.to_string(),
+            from,
+            envelopes: envelopes.iter().map(hex::encode).collect(),
+            received_ms,
+        })
+    })();
+    ApiError::respond(result, subject)
+}
+
+async fn heads(State(state): State<Arc<ApiState>>) -> Response {
+    let result = (|| {
+        let map: BTreeMap<String, HeadInfo> = state
+            .core
+            .heads()?
+            .into_iter()
+            .map(|(r, h)| {
+                (
+                    r.to_string(),
+                    HeadInfo {
+                        seq: h.seq,
+                        hash: h.hash.to_hex(),
+                        timestamp_ms: h.timestamp.0,
+                    },
+                )
+            })
+            .collect();
+        ok(&map)
+    })();
+    ApiError::respond(result, None)
+}
+
+fn net_status(state: &ApiState) -> NetStatus {
+    state.status.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+async fn peers(State(state): State<Arc<ApiState>>) -> Response {
+    let s = net_status(&state);
+    ApiError::respond(
+        ok(&Peers {
+            connected: s.connected,
+            best_known: s.best_known,
+            last_contact_ms: s.last_contact_ms,
+        }),
+        None,
+    )
+}
+
+/// Records behind the highest head any peer reported, per region.
+fn replication_lag(
+    s: &NetStatus,
+    heads: &BTreeMap<RegionCode, credfed_protocol::ledger::Head>,
+) -> Vec<(String, u64)> {
+    let held: BTreeMap<String, u64> = heads.iter().map(|(r, h)| (r.to_string(), h.seq)).collect();
+    s.best_known
+        .iter()
+        .map(|(r, best)| {
+            (
+                r.clone(),
+                best.saturating_sub(held.get(r).copied().unwrap_or(0)),
+            )
+        })
+        .collect()
+}
+
+async fn status(State(state): State<Arc<ApiState>>) -> Response {
+    let result = (|| {
+        let core = &state.core;
+        let s = net_status(&state);
+        let heads = core.heads()?;
+        let paused = core.writes_paused();
+        let metrics = core.metrics();
+        ok(&NodeStatus {
+            region: core.region().to_string(),
+            federation_id: core.manifest().federation_id.clone(),
+            manifest_version: core.manifest().version,
+            peer_id: s.peer_id.clone(),
+            own_head: heads.get(&core.region()).map_or(0, |h| h.seq),
+            regions_held: heads.len(),
+            peers_connected: s.connected.len(),
+            members: core.manifest().members.len(),
+            writes_open: paused.is_none() && state.audit.healthy(),
+            writes_paused_reason: paused.or_else(|| {
+                (!state.audit.healthy()).then(|| "the audit log cannot be written".to_string())
+            }),
+            audit_ok: state.audit.healthy(),
+            parked: metrics.parked.load(std::sync::atomic::Ordering::Relaxed) as usize,
+            lag: replication_lag(&s, &heads).into_iter().collect(),
+            equivocating_regions: core.equivocators()?.iter().map(|r| r.to_string()).collect(),
+            store_bytes: core.store_bytes(),
+            now_ms: core.now().0,
+            last_applied_ms: metrics
+                .last_applied_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
+    })();
+    ApiError::respond(result, None)
+}
+
+async fn stats(State(state): State<Arc<ApiState>>) -> Response {
+    let result = (|| {
+        let core = &state.core;
+        let now = core.now();
+        let mut by_list: BTreeMap<String, u64> = BTreeMap::new();
+        let mut by_category: BTreeMap<String, u64> = BTreeMap::new();
+        let mut by_region: BTreeMap<String, u64> = BTreeMap::new();
+        let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+        let mut overdue_objections = 0;
+        for e in core.entries() {
+            let e = e?;
+            *by_list
+                .entry(format!("{:?}", e.content.category.list()).to_lowercase())
+                .or_default() += 1;
+            *by_category
+                .entry(
+                    serde_json::to_value(e.content.category)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                )
+                .or_default() += 1;
+            *by_region.entry(e.issuer().to_string()).or_default() += 1;
+            *by_state
+                .entry(format!("{:?}", e.state_at(now)).to_lowercase())
+                .or_default() += 1;
+            overdue_objections += e
+                .overdue_objections(now, core.calendar(), &core.manifest().policy)
+                .len();
+        }
+        let mut targets: BTreeMap<String, u64> = BTreeMap::new();
+        let mut ack_ms: Vec<i64> = Vec::new();
+        for a in core.actions() {
+            for t in a?.view_at(now, core.manifest()) {
+                *targets
+                    .entry(format!("{:?}", t.status).to_lowercase())
+                    .or_default() += 1;
+                ack_ms.extend(t.acknowledgement_ms);
+            }
+        }
+        ack_ms.sort_unstable();
+        let median = ack_ms.get(ack_ms.len() / 2).copied();
+        ok(&json!({
+            "entries_by_list": by_list, "entries_by_category": by_category, "entries_by_region": by_region, "entries_by_state": by_state,
+            "action_targets_by_status": targets, "overdue_acknowledgements": targets.get("overdue").copied().unwrap_or(0),
+            "overdue_objections": overdue_objections, "median_acknowledgement_ms": median,
+        }))
+    })();
+    ApiError::respond(result, None)
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    if !state.metrics_public {
+        return ApiError::respond(
+            Err(ApiError::forbidden(
+                "not_allowed",
+                "metrics are not public on this node (metrics_public = false)",
+            )),
+            None,
+        );
+    }
+    let core = &state.core;
+    let heads = match core.heads() {
+        Ok(h) => h,
+        Err(e) => return ApiError::respond(Err(e.into()), None),
+    };
+    let lag = replication_lag(&net_status(&state), &heads);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        core.metrics()
+            .render(&lag, core.store_bytes(), state.audit.failures()),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in OpenAPI document lists every route the router serves.
+    #[test]
+    fn openapi_documents_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        // Only the code above the tests: this test's own text would match too.
+        let src = include_str!("mod.rs").split("#[cfg(test)]").next().unwrap();
+        let routes: Vec<&str> = src
+            .split(".route(")
+            .skip(1)
+            .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+            .collect();
+        assert!(routes.len() >= 12, "{routes:?}");
+        for r in routes {
+            assert!(
+                doc["paths"].get(r).is_some(),
+                "route {r} missing from docs/openapi.json"
+            );
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Starting and stopping a node: what `credfed-node run` does, as a library so that
+//! tests and benchmarks can run a node in-process over a store of their choosing.
+//!
+//! Order matters: every file the node needs (keys, manifest, secret, certificates, audit
+//! log) is read and checked first, each error naming the file and the setting; only
+//! then is the store opened and verified, and only then does the node listen.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use credfed_protocol::calendar::WorkingCalendar;
+use credfed_protocol::catalogue::Catalogue;
+use credfed_protocol::ids::PersonHashKey;
+use credfed_protocol::manifest::SignedManifest;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::audit::Audit;
+use crate::api::server::{ServerLimits, serve};
+use crate::api::{ApiState, RequestLimits, router};
+use crate::config::{NodeConfig, read_key};
+use crate::engine::{Clock, Core, EngineConfig};
+use crate::metrics::Metrics;
+use crate::p2p::{self, COMMAND_CAPACITY, NetStatus, P2pConfig};
+use crate::replication::ReplicationConfig;
+use crate::store::{Backend, Store};
+
+/// A node running in this process.
+pub struct RunningNode {
+    /// The engine (for in-process tests).
+    pub core: Arc<Core>,
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    network: tokio::task::JoinHandle<()>,
+    api: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stops the API and the network, answers every queued append, and makes the store
+    /// durable.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        let _ = self.api.await;
+        let _ = self.network.await;
+        let core = self.core;
+        tokio::task::spawn_blocking(move || core.shutdown())
+            .await
+            .context("engine shutdown")?
+            .context("final store sync")
+    }
+}
+
+fn read_text(path: &Path, setting: &str, hint: &str) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("{setting} = {}: cannot read it; {hint}", path.display()))
+}
+
+/// Starts a node over the store in its data directory.
+pub async fn start(cfg: &NodeConfig) -> Result<RunningNode> {
+    start_with(cfg, None).await
+}
+
+/// Starts a node; `store` replaces the one in the data directory (tests wrap it to
+/// inject faults).
+pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Result<RunningNode> {
+    // Both rustls providers may be linked into this binary; pick one explicitly.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    cfg.validate()?;
+    let region = cfg.region()?;
+    let clock = Clock::new(cfg.clock_offset_ms);
+    let node_key_path = cfg.path(&cfg.node_key_file);
+    let node_key = read_key(&node_key_path)
+        .with_context(|| format!("node_key_file = {}", node_key_path.display()))?;
+    let manifest_path = cfg.path(&cfg.manifest);
+    let signed: SignedManifest = serde_json::from_str(&read_text(
+        &manifest_path,
+        "manifest",
+        "ask the federation authority for the signed manifest",
+    )?)
+    .with_context(|| {
+        format!(
+            "manifest = {}: not a signed manifest",
+            manifest_path.display()
+        )
+    })?;
+    let manifest = signed
+        .verify(&cfg.authority()?, clock.now())
+        .with_context(|| format!("manifest = {}", manifest_path.display()))?;
+    let member = manifest.member(region).with_context(|| {
+        format!(
+            "region {region} is not a member of federation {} (manifest = {})",
+            manifest.federation_id,
+            manifest_path.display()
+        )
+    })?;
+    if member.node_key != node_key.public() {
+        bail!(
+            "the manifest names node key {} for {region}, but node_key_file = {} holds {}; use the key the manifest names",
+            member.node_key,
+            node_key_path.display(),
+            node_key.public()
+        );
+    }
+    let catalogue = Catalogue::embedded()?;
+    let shipped = Catalogue::file_hash(credfed_protocol::catalogue::EMBEDDED_CATALOGUE);
+    if shipped != manifest.catalogue_hash {
+        bail!(
+            "the manifest names measures catalogue {}, this build ships {shipped}; run the build that matches the manifest",
+            manifest.catalogue_hash
+        );
+    }
+    let secret_path = cfg.path(&cfg.person_secret_file);
+    let person_hex = read_text(
+        &secret_path,
+        "person_secret_file",
+        "every node of the federation holds the same person-hash secret; copy it from the federation's key custodian",
+    )?;
+    let person_key = PersonHashKey::new(&hex::decode(person_hex.trim()).with_context(|| {
+        format!(
+            "person_secret_file = {}: expected hex",
+            secret_path.display()
+        )
+    })?)
+    .with_context(|| format!("person_secret_file = {}", secret_path.display()))?;
+    let tls = Arc::new(api_tls_config(cfg)?);
+    let audit_path = cfg.data_dir.join("audit.log");
+    let audit = Audit::open(&audit_path)?;
+    let api_addr: SocketAddr = cfg
+        .api_listen
+        .parse()
+        .with_context(|| format!("api_listen = {:?}: expected IP:port", cfg.api_listen))?;
+    let listen = cfg
+        .p2p_listen
+        .iter()
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("p2p_listen: {a:?} is not a multiaddress"))
+        })
+        .collect::<Result<Vec<libp2p::Multiaddr>>>()?;
+
+    let store = match store {
+        Some(s) => s,
+        None => {
+            let dir = cfg.data_dir.join("store");
+            Box::new(Store::open(&dir).with_context(|| format!("opening store {}", dir.display()))?)
+        }
+    };
+    let started = std::time::Instant::now();
+    let fed = manifest.federation_id.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let r = store.verify_chains(&fed, &mut |r, n| {
+            tracing::info!(region = %r, verified = n, "verifying chains")
+        });
+        r.map(|r| (r, store))
+    })
+    .await
+    .context("chain verification")?
+    .context("the store failed verification; restore a backup or move the store away to re-sync from peers")?;
+    let (report, store) = report;
+    tracing::info!(
+        regions = report.regions,
+        envelopes = report.envelopes,
+        ms = started.elapsed().as_millis() as u64,
+        "store chains verified"
+    );
+
+    let metrics = Arc::new(Metrics::default());
+    let node_secret = node_key.secret_bytes();
+    let (core, links) = Core::start(
+        store,
+        EngineConfig {
+            region,
+            manifest,
+            catalogue,
+            calendar: WorkingCalendar::embedded()?,
+            node_key,
+            person_key,
+            clock,
+            group_commit_max: cfg.group_commit_max,
+        },
+        metrics.clone(),
+    )
+    .context("starting the engine")?;
+
+    let listener = tokio::net::TcpListener::bind(api_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "api_listen = {api_addr}: cannot listen (in use, or not an address of this host?)"
+            )
+        })?;
+    let api_addr = listener.local_addr()?;
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let status = Arc::new(Mutex::new(NetStatus::default()));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let network = p2p::spawn(
+        core.clone(),
+        P2pConfig {
+            node_secret,
+            listen,
+            replication: ReplicationConfig {
+                heads_interval: Duration::from_millis(cfg.heads_interval_ms),
+                ..ReplicationConfig::default()
+            },
+            redial_interval: Duration::from_millis(cfg.redial_interval_ms),
+            liveness_timeout: Duration::from_millis(cfg.liveness_timeout_ms),
+            solo: cfg.solo,
+        },
+        links,
+        command_rx,
+        status.clone(),
+        shutdown_rx.clone(),
+    )?;
+    let state = Arc::new(ApiState {
+        core: core.clone(),
+        commands: command_tx,
+        status,
+        audit,
+        metrics_public: cfg.metrics_public,
+        clients_dir: cfg.data_dir.join("clients"),
+        drill_faults: cfg.drill_faults,
+    });
+    let app = router(
+        state,
+        RequestLimits {
+            max_body: cfg.api_max_body_bytes,
+            max_concurrency: cfg.api_max_concurrency,
+            body_timeout: Duration::from_millis(cfg.api_request_body_timeout_ms),
+        },
+    );
+    let limits = ServerLimits {
+        handshake: Duration::from_millis(cfg.api_handshake_timeout_ms),
+        request_head: Duration::from_millis(cfg.api_request_head_timeout_ms),
+        request_body: Duration::from_millis(cfg.api_request_body_timeout_ms),
+        per_client: cfg.api_max_connections_per_client,
+        total: cfg.api_max_connections,
+        drain: Duration::from_secs(5),
+    };
+    tracing::info!(%api_addr, region = %region, "API listening (HTTPS)");
+    let api = tokio::spawn(serve(listener, tls, app, limits, metrics, shutdown_rx));
+    Ok(RunningNode {
+        core,
+        api_addr,
+        shutdown: shutdown_tx,
+        network,
+        api,
+    })
+}
+
+/// Server TLS with optional client certificates from the node's API CA: public endpoints
+/// answer without one, everything else checks it (see `api::authenticate`). Offers
+/// HTTP/1.1 only (see `api::server`).
+pub fn api_tls_config(cfg: &NodeConfig) -> Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let ca_path = cfg.path(&PathBuf::from("api-ca.pem"));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&ca_path).with_context(|| {
+        format!(
+            "{}: cannot read the API CA certificate (written by `credfed-node init`)",
+            ca_path.display()
+        )
+    })? {
+        roots.add(c.with_context(|| format!("{}: not a PEM certificate", ca_path.display()))?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()?;
+    let cert_path = cfg.path(&cfg.tls_cert);
+    let certs = CertificateDer::pem_file_iter(&cert_path)
+        .with_context(|| format!("tls_cert = {}: cannot read it", cert_path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("tls_cert = {}: not a PEM certificate", cert_path.display()))?;
+    let key_path = cfg.path(&cfg.tls_key);
+    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| {
+        format!(
+            "tls_key = {}: cannot read a PEM private key",
+            key_path.display()
+        )
+    })?;
+    let mut server = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!(
+                "tls_cert and tls_key ({} and {}) do not match",
+                cert_path.display(),
+                key_path.display()
+            )
+        })?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(server)
+}

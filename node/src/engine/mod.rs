@@ -1,0 +1,440 @@
+//! The node's record engine: the only writer of the store, and the read side the API
+//! and the network use.
+//!
+//! ```text
+//!  API ──append──▶ [append queue] ─┐                      ┌─▶ replies (after fsync)
+//!                                  ├─▶ writer thread ──▶ syncer thread ──▶ Appended (gossip)
+//!  network ─ingest─▶ [ingest queue]┘   admit, effects,      one fsync per group
+//!                                      apply, park          of sealed appends
+//!  network ◀── verdicts, applied heads, range results ─────┘
+//! ```
+//!
+//! Why one writer: each region's chain grows one envelope at a time and an admission
+//! reads what the previous one wrote, so writes are serial anyway; a thread that owns
+//! them needs no lock, keeps the heads and the parked envelopes in memory, and keeps
+//! signature checks and disk writes off the network's event loop.
+//!
+//! Why group commit: an fsync costs milliseconds whatever it covers. The writer applies
+//! every append waiting in the queue, hands the group to the syncer and goes on with the
+//! next group while the syncer makes the previous one durable with one fsync; each caller
+//! is answered only after the fsync that covers its record.
+//!
+//! Reads (checks, lookups, statistics) go to the store directly from any thread: sled
+//! reads are consistent with what the writer applied.
+
+mod writer;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use credfed_protocol::calendar::WorkingCalendar;
+use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
+use credfed_protocol::check::CheckAnswer;
+use credfed_protocol::crypto::{Keypair, Signature};
+use credfed_protocol::envelope::VerifiedEnvelope;
+use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode};
+use credfed_protocol::ledger::{DepartmentRecord, Head, Rejection, Rules};
+use credfed_protocol::manifest::Manifest;
+use credfed_protocol::record::{ActionId, EntryId, SubjectKey};
+use credfed_protocol::state::{ActionFold, EntryFold, RecordPos};
+use credfed_protocol::time::Timestamp;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+pub use writer::{EngineEvent, IngestJob, PeerVerdict};
+
+use crate::metrics::Metrics;
+use crate::store::{Backend, StoreError};
+
+/// Appends waiting for the writer. A full queue makes a caller wait up to
+/// [`APPEND_QUEUE_WAIT`], then refuses with 503: the node is overloaded, not broken.
+pub const APPEND_QUEUE: usize = 1024;
+
+/// Batches of envelopes from peers waiting for the writer. The network never waits on
+/// it: a gossip message that finds it full is ignored and a range is re-fetched later.
+pub const INGEST_QUEUE: usize = 256;
+
+/// Events from the writer to the network loop, which drains them as they come.
+pub const EVENT_QUEUE: usize = 4096;
+
+/// How long an append may wait for room in a full queue.
+pub const APPEND_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+pub use credfed_client::node_config::DEFAULT_GROUP_COMMIT_MAX;
+
+/// Why an append was not acknowledged.
+#[derive(Debug, Error)]
+pub enum AppendError {
+    /// The record breaks a protocol rule.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The store could not apply or persist it.
+    #[error("cannot persist: {0}")]
+    Store(#[from] StoreError),
+    /// Writes are paused (own log not yet confirmed with a peer, or the store failed).
+    #[error("writes are paused: {0}")]
+    Gated(String),
+    /// The write queue stayed full.
+    #[error("{0}")]
+    Busy(String),
+    /// The engine has stopped (the node is shutting down).
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+/// Why an envelope from a peer was not applied. Only [`IngestError::Invalid`] says
+/// anything about the peer; [`IngestError::Store`] is our own fault.
+#[derive(Debug, Error)]
+pub enum IngestError {
+    /// The envelope breaks a rule: the sender may be penalised, a fork probed.
+    #[error(transparent)]
+    Invalid(Rejection),
+    /// The local store failed: retry later, blame no one.
+    #[error("local store: {0}")]
+    Store(StoreError),
+}
+
+/// The node clock: the system clock plus a configured offset (drills skew clocks).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    offset_ms: i64,
+}
+
+impl Clock {
+    /// A clock `offset_ms` ahead of the system clock (behind if negative).
+    pub fn new(offset_ms: i64) -> Clock {
+        Clock { offset_ms }
+    }
+
+    /// Now, in ms since the epoch. Saturates rather than wraps: an absurd offset gives
+    /// an absurd time, never a negative one from an overflow (the configuration check
+    /// refuses such offsets before the node starts).
+    pub fn now(&self) -> Timestamp {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Timestamp(ms.saturating_add(self.offset_ms))
+    }
+}
+
+/// Why writes are paused, shared by the API, the writer and the network.
+#[derive(Debug, Default)]
+pub struct WriteGate {
+    reason: Mutex<Option<String>>,
+}
+
+impl WriteGate {
+    fn closed(reason: &str) -> WriteGate {
+        WriteGate {
+            reason: Mutex::new(Some(reason.to_owned())),
+        }
+    }
+
+    /// The reason writes are paused, if they are.
+    pub fn reason(&self) -> Option<String> {
+        match self.reason.lock() {
+            Ok(g) => g.clone(),
+            Err(_) => Some("the write gate is poisoned; restart the node".into()),
+        }
+    }
+
+    fn check(&self) -> Result<(), AppendError> {
+        match self.reason() {
+            Some(why) => Err(AppendError::Gated(why)),
+            None => Ok(()),
+        }
+    }
+
+    fn set(&self, reason: Option<String>) {
+        if let Ok(mut g) = self.reason.lock() {
+            *g = reason;
+        }
+    }
+}
+
+/// What the engine is built from.
+pub struct EngineConfig {
+    /// This node's region.
+    pub region: RegionCode,
+    /// The manifest in force.
+    pub manifest: Manifest,
+    /// Measures catalogue.
+    pub catalogue: Catalogue,
+    /// Working-day calendar.
+    pub calendar: WorkingCalendar,
+    /// Signs this region's envelopes.
+    pub node_key: Keypair,
+    /// Keys persons' identity numbers.
+    pub person_key: PersonHashKey,
+    /// The node clock.
+    pub clock: Clock,
+    /// Appends per fsync at most; 1 disables group commit.
+    pub group_commit_max: usize,
+}
+
+/// The network's end of the engine.
+pub struct EngineLinks {
+    /// Envelopes from peers, to be admitted.
+    pub ingest: mpsc::Sender<IngestJob>,
+    /// What the engine did: verdicts, applied heads, envelopes to gossip.
+    pub events: mpsc::Receiver<EngineEvent>,
+}
+
+struct AppendJob {
+    author: DepartmentId,
+    body: Vec<u8>,
+    signature: Signature,
+    reply: oneshot::Sender<Result<VerifiedEnvelope, AppendError>>,
+}
+
+/// The engine's handle: writes go to the writer thread, reads to the store.
+pub struct Core {
+    store: Arc<dyn Backend>,
+    manifest: Manifest,
+    catalogue: Catalogue,
+    calendar: WorkingCalendar,
+    region: RegionCode,
+    person_key: PersonHashKey,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    /// Taken at shutdown: the writer ends once the queue is closed and drained.
+    appends: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    gate: Arc<WriteGate>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Core {
+    /// Starts the writer and syncer threads over `store`. Writes start paused until
+    /// [`Core::open_writes`]: the network must first confirm this region's head with a
+    /// peer (no rollback).
+    pub fn start(
+        store: Box<dyn Backend>,
+        config: EngineConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Arc<Core>, EngineLinks), StoreError> {
+        let store: Arc<dyn Backend> = Arc::from(store);
+        let heads = store.heads()?;
+        let (append_tx, append_rx) = mpsc::channel(APPEND_QUEUE);
+        let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
+        let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
+        let gate = Arc::new(WriteGate::closed(
+            "waiting to confirm this region's head with a peer",
+        ));
+        let threads = writer::spawn(writer::WriterParts {
+            store: store.clone(),
+            manifest: config.manifest.clone(),
+            catalogue: config.catalogue.clone(),
+            region: config.region,
+            node_key: config.node_key,
+            clock: config.clock,
+            metrics: metrics.clone(),
+            gate: gate.clone(),
+            heads,
+            group_commit_max: config.group_commit_max.max(1),
+            appends: append_rx,
+            ingests: ingest_rx,
+            events: event_tx,
+        })
+        .map_err(StoreError::Io)?;
+        let core = Arc::new(Core {
+            store,
+            manifest: config.manifest,
+            catalogue: config.catalogue,
+            calendar: config.calendar,
+            region: config.region,
+            person_key: config.person_key,
+            clock: config.clock,
+            metrics,
+            appends: Mutex::new(Some(append_tx)),
+            gate,
+            threads: Mutex::new(threads),
+        });
+        Ok((
+            core,
+            EngineLinks {
+                ingest: ingest_tx,
+                events: event_rx,
+            },
+        ))
+    }
+
+    /// Appends a department-signed body to this region's log. Returns once the envelope
+    /// is durable (the fsync covering it has returned): it is then acknowledged.
+    pub async fn append(
+        &self,
+        author: DepartmentId,
+        body: Vec<u8>,
+        signature: Signature,
+    ) -> Result<VerifiedEnvelope, AppendError> {
+        self.gate.check()?;
+        let queue = self
+            .appends
+            .lock()
+            .ok()
+            .and_then(|q| q.clone())
+            .ok_or(AppendError::Stopped)?;
+        let (reply, answer) = oneshot::channel();
+        let job = AppendJob {
+            author,
+            body,
+            signature,
+            reply,
+        };
+        match tokio::time::timeout(APPEND_QUEUE_WAIT, queue.send(job)).await {
+            Err(_) => {
+                return Err(AppendError::Busy(format!(
+                    "the write queue stayed full for {APPEND_QUEUE_WAIT:?}; the node is overloaded, retry later"
+                )));
+            }
+            Ok(Err(_)) => return Err(AppendError::Stopped),
+            Ok(Ok(())) => {}
+        }
+        answer.await.map_err(|_| AppendError::Stopped)?
+    }
+
+    /// Lifts the write gate: this region's head is confirmed with a peer.
+    pub fn open_writes(&self) {
+        if self.gate.reason().is_some() {
+            tracing::info!("own log confirmed with peers: accepting writes");
+        }
+        self.gate.set(None);
+    }
+
+    /// Why writes are paused, if they are.
+    pub fn writes_paused(&self) -> Option<String> {
+        self.gate.reason()
+    }
+
+    /// Stops the writer and syncer once every queued append is answered, and makes
+    /// everything applied durable. Appends after this are refused as
+    /// [`AppendError::Stopped`].
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        // Closing the append queue ends the writer once it has drained it; the writer
+        // closes the syncer's queue, and the syncer answers what it holds and ends.
+        if let Ok(mut q) = self.appends.lock() {
+            q.take();
+        }
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => Vec::new(),
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+        self.store.sync()
+    }
+
+    /// The node clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// This node's region.
+    pub fn region(&self) -> RegionCode {
+        self.region
+    }
+
+    /// The manifest in force.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The measures catalogue.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The working-day calendar.
+    pub fn calendar(&self) -> &WorkingCalendar {
+        &self.calendar
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Rules<'_> {
+        Rules {
+            manifest: &self.manifest,
+            catalogue: &self.catalogue,
+        }
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The key persons' identity numbers are hashed under.
+    pub fn person_key(&self) -> &PersonHashKey {
+        &self.person_key
+    }
+
+    /// Every region's head held.
+    pub fn heads(&self) -> Result<BTreeMap<RegionCode, Head>, StoreError> {
+        self.store.heads()
+    }
+
+    /// Envelopes of a region's log from `from`, verbatim.
+    pub fn range(
+        &self,
+        region: RegionCode,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.store.range(region, from, limit, max_bytes)
+    }
+
+    /// When this node applied the envelope at `pos`.
+    pub fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError> {
+        self.store.received_at(pos)
+    }
+
+    /// A list entry.
+    pub fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, StoreError> {
+        self.store.entry(id)
+    }
+
+    /// A joint action.
+    pub fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, StoreError> {
+        self.store.action(id)
+    }
+
+    /// A department.
+    pub fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, StoreError> {
+        self.store.department(id)
+    }
+
+    /// Every registered department, revoked ones included.
+    pub fn departments(&self) -> Result<Vec<DepartmentRecord>, StoreError> {
+        self.store.all_departments().collect()
+    }
+
+    /// Every entry fold (statistics).
+    pub fn entries(&self) -> impl Iterator<Item = Result<EntryFold, StoreError>> + '_ {
+        self.store.all_entries()
+    }
+
+    /// Every action fold (statistics).
+    pub fn actions(&self) -> impl Iterator<Item = Result<ActionFold, StoreError>> + '_ {
+        self.store.all_actions()
+    }
+
+    /// Regions flagged for equivocation.
+    pub fn equivocators(&self) -> Result<Vec<RegionCode>, StoreError> {
+        self.store.equivocators()
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn store_bytes(&self) -> u64 {
+        self.store.size_on_disk()
+    }
+
+    /// The check (应查必查) answered from this replica now.
+    pub fn check(
+        &self,
+        subject: &SubjectKey,
+        domain: MeasureDomain,
+    ) -> Result<CheckAnswer, StoreError> {
+        credfed_protocol::check::check(self.rules(), &*self.store, subject, domain, self.now())
+    }
+}

@@ -1,0 +1,643 @@
+//! The writer thread (admission, effects, apply, parking) and the syncer thread (fsync,
+//! then acknowledge and gossip). See the module above for why they exist.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::Duration;
+
+use credfed_protocol::catalogue::Catalogue;
+use credfed_protocol::codec;
+use credfed_protocol::crypto::{Keypair, Signature};
+use credfed_protocol::envelope::{
+    AppendPosition, Envelope, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, seal, sign_body,
+};
+use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::ledger::{
+    Admission, AdmitError, EquivocationProof, Head, RejectReason, Rejection, Rules, admit, effects,
+};
+use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
+use credfed_protocol::manifest::Manifest;
+use credfed_protocol::record::Body;
+use credfed_protocol::state::RecordPos;
+use credfed_protocol::time::Timestamp;
+use libp2p::PeerId;
+use libp2p::gossipsub::MessageId;
+use std::sync::atomic::Ordering;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{AppendError, AppendJob, Clock, IngestError, WriteGate};
+use crate::metrics::Metrics;
+use crate::replication::{MAX_PARKED_PER_REGION, Parked};
+use crate::store::{Backend, StoreError};
+
+/// Groups handed from the writer to the syncer and not yet synced. Two keep the disk
+/// busy (one syncing, one waiting) while the writer applies a third; more would only
+/// add latency.
+const SYNC_QUEUE: usize = 2;
+
+/// Equivocation proofs waiting to be recorded as evidence in the own log. Proofs come
+/// from misbehaving members, of which there are at most 30.
+const MAX_PENDING_EVIDENCE: usize = 64;
+
+/// How often the writer retries work that waits on time (evidence while writes were
+/// paused).
+const WRITER_TICK: Duration = Duration::from_secs(1);
+
+/// Envelopes from a peer, for the writer to admit.
+#[derive(Debug)]
+pub enum IngestJob {
+    /// One gossip message; its verdict goes back to gossipsub's validation.
+    Gossip {
+        /// Envelope bytes.
+        bytes: Vec<u8>,
+        /// The peer that forwarded it.
+        source: PeerId,
+        /// Its gossip id.
+        message_id: MessageId,
+    },
+    /// A pulled range of one region's log.
+    Range {
+        /// The peer that answered.
+        peer: PeerId,
+        /// Region of the log.
+        region: RegionCode,
+        /// First sequence number the replicator asked for; `None` for a fork probe,
+        /// which the replicator did not plan.
+        from: Option<u64>,
+        /// Envelopes, in order.
+        envelopes: Vec<Vec<u8>>,
+    },
+}
+
+/// What gossip should do with a message, decided by admission alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerVerdict {
+    /// Valid and new: forward it.
+    Accept,
+    /// Not forwarded, no one blamed (duplicate, early, or our own store failed).
+    Ignore,
+    /// Invalid: the sender sent what no honest member sends.
+    Reject,
+}
+
+/// What the engine tells the network.
+#[derive(Debug)]
+pub enum EngineEvent {
+    /// The verdict on a gossip message.
+    Gossip {
+        /// Who forwarded it.
+        source: PeerId,
+        /// Its id.
+        message_id: MessageId,
+        /// The verdict.
+        verdict: PeerVerdict,
+    },
+    /// A pulled range was processed.
+    RangeDone {
+        /// Who answered.
+        peer: PeerId,
+        /// Region.
+        region: RegionCode,
+        /// First sequence number asked for (`None`: a fork probe).
+        from: Option<u64>,
+        /// An envelope in it was invalid: the peer's log may fork from ours.
+        forked: bool,
+    },
+    /// Heads that moved since the last report.
+    Heads(BTreeMap<RegionCode, Head>),
+    /// An own envelope is durable: gossip it.
+    Appended(Vec<u8>),
+}
+
+/// An own envelope applied and waiting for the fsync that acknowledges it.
+struct Sealed {
+    reply: Option<oneshot::Sender<Result<VerifiedEnvelope, AppendError>>>,
+    envelope: VerifiedEnvelope,
+}
+
+pub(super) struct WriterParts {
+    pub store: Arc<dyn Backend>,
+    pub manifest: Manifest,
+    pub catalogue: Catalogue,
+    pub region: RegionCode,
+    pub node_key: Keypair,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+    pub gate: Arc<WriteGate>,
+    pub heads: BTreeMap<RegionCode, Head>,
+    pub group_commit_max: usize,
+    pub appends: mpsc::Receiver<AppendJob>,
+    pub ingests: mpsc::Receiver<IngestJob>,
+    pub events: mpsc::Sender<EngineEvent>,
+}
+
+/// Starts the writer (and, with group commit, the syncer).
+pub(super) fn spawn(parts: WriterParts) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let WriterParts {
+        store,
+        manifest,
+        catalogue,
+        region,
+        node_key,
+        clock,
+        metrics,
+        gate,
+        heads,
+        group_commit_max,
+        appends,
+        ingests,
+        events,
+    } = parts;
+    let mut threads = Vec::new();
+    let syncer = if group_commit_max > 1 {
+        let (tx, rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE);
+        let s = Syncer {
+            store: store.clone(),
+            gate: gate.clone(),
+            metrics: metrics.clone(),
+            events: events.clone(),
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("credfed-syncer".into())
+                .spawn(move || s.run(rx))?,
+        );
+        Some(tx)
+    } else {
+        None
+    };
+    let mut writer = Writer {
+        store,
+        manifest,
+        catalogue,
+        region,
+        node_key,
+        clock,
+        metrics,
+        gate,
+        heads,
+        moved: BTreeMap::new(),
+        parked: Parked::default(),
+        evidence: VecDeque::new(),
+        evidence_seen: BTreeSet::new(),
+        group_commit_max,
+        syncer,
+        events,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    threads.push(
+        std::thread::Builder::new()
+            .name("credfed-writer".into())
+            .spawn(move || runtime.block_on(writer.run(appends, ingests)))?,
+    );
+    Ok(threads)
+}
+
+struct Writer {
+    store: Arc<dyn Backend>,
+    manifest: Manifest,
+    catalogue: Catalogue,
+    region: RegionCode,
+    node_key: Keypair,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    gate: Arc<WriteGate>,
+    /// Every region's head, kept here because only this thread moves them.
+    heads: BTreeMap<RegionCode, Head>,
+    /// Heads moved since the network was last told.
+    moved: BTreeMap<RegionCode, Head>,
+    parked: Parked,
+    evidence: VecDeque<EquivocationProof>,
+    evidence_seen: BTreeSet<(RegionCode, u64)>,
+    group_commit_max: usize,
+    syncer: Option<SyncSender<Vec<Sealed>>>,
+    events: mpsc::Sender<EngineEvent>,
+}
+
+impl Writer {
+    async fn run(
+        &mut self,
+        mut appends: mpsc::Receiver<AppendJob>,
+        mut ingests: mpsc::Receiver<IngestJob>,
+    ) {
+        let mut tick = tokio::time::interval(WRITER_TICK);
+        loop {
+            tokio::select! {
+                // Departments wait on appends; peers' envelopes can wait a moment.
+                biased;
+                job = appends.recv() => match job {
+                    Some(job) => self.on_appends(job, &mut appends).await,
+                    None => break,
+                },
+                Some(job) = ingests.recv() => self.on_ingest(job).await,
+                _ = tick.tick() => self.commit_evidence().await,
+            }
+        }
+        // The syncer ends when its queue closes, after answering what it holds.
+        self.syncer = None;
+    }
+
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            manifest: &self.manifest,
+            catalogue: &self.catalogue,
+        }
+    }
+
+    async fn on_appends(&mut self, first: AppendJob, queue: &mut mpsc::Receiver<AppendJob>) {
+        let mut group = vec![first];
+        while group.len() < self.group_commit_max {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut sealed = Vec::with_capacity(group.len());
+        for job in group {
+            match self.append(job.author, job.body, job.signature) {
+                Ok(envelope) => sealed.push(Sealed {
+                    reply: Some(job.reply),
+                    envelope,
+                }),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+        self.seal_evidence(&mut sealed);
+        self.commit(sealed);
+        self.report_heads().await;
+    }
+
+    async fn on_ingest(&mut self, job: IngestJob) {
+        // The heads go first, so that the network plans its next fetch from them and
+        // not from the heads before this job.
+        let verdict = match job {
+            IngestJob::Gossip {
+                bytes,
+                source,
+                message_id,
+            } => EngineEvent::Gossip {
+                verdict: self.ingest_from_peer(bytes),
+                source,
+                message_id,
+            },
+            IngestJob::Range {
+                peer,
+                region,
+                from,
+                envelopes,
+            } => {
+                let mut forked = false;
+                for bytes in envelopes {
+                    if self.ingest_from_peer(bytes) == PeerVerdict::Reject {
+                        forked = true;
+                        break;
+                    }
+                }
+                EngineEvent::RangeDone {
+                    peer,
+                    region,
+                    from,
+                    forked,
+                }
+            }
+        };
+        self.report_heads().await;
+        self.send(verdict).await;
+        self.commit_evidence().await;
+    }
+
+    async fn send(&self, event: EngineEvent) {
+        // The network drains its events continuously; it is gone only at shutdown.
+        let _ = self.events.send(event).await;
+    }
+
+    async fn report_heads(&mut self) {
+        self.metrics
+            .parked
+            .store(self.parked.len() as u64, Ordering::Relaxed);
+        if !self.moved.is_empty() {
+            let moved = std::mem::take(&mut self.moved);
+            self.send(EngineEvent::Heads(moved)).await;
+        }
+    }
+
+    /// Admits and applies one envelope. Store failures are [`IngestError::Store`], never
+    /// a verdict on the envelope.
+    fn ingest(&mut self, bytes: &[u8]) -> Result<Admission, IngestError> {
+        let store_failed = |metrics: &Metrics, e: StoreError| {
+            metrics.ingest_store_errors.fetch_add(1, Ordering::Relaxed);
+            IngestError::Store(e)
+        };
+        let verdict = match admit(self.rules(), &*self.store, bytes) {
+            Ok(v) => v,
+            Err(AdmitError::Invalid(r)) => {
+                self.metrics.reject(r.reason);
+                return Err(IngestError::Invalid(r));
+            }
+            Err(AdmitError::Unavailable(e)) => return Err(store_failed(&self.metrics, e)),
+        };
+        match &verdict {
+            Admission::Accept(v) => {
+                let updates = effects(self.rules(), &*self.store, v)
+                    .map_err(|e| store_failed(&self.metrics, e))?;
+                self.store
+                    .apply(&updates)
+                    .map_err(|e| store_failed(&self.metrics, e))?;
+                let head = Head {
+                    seq: v.envelope.seq,
+                    hash: v.hash,
+                    timestamp: v.envelope.timestamp,
+                };
+                self.heads.insert(v.envelope.region, head);
+                self.moved.insert(v.envelope.region, head);
+                let now = self.clock.now().0;
+                self.store.note_received(
+                    RecordPos {
+                        region: v.envelope.region,
+                        seq: v.envelope.seq,
+                    },
+                    now,
+                );
+                self.metrics.last_applied_ms.store(now, Ordering::Relaxed);
+                self.metrics.ingested.fetch_add(1, Ordering::Relaxed);
+            }
+            Admission::Duplicate => {
+                self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            Admission::Equivocation(p) => {
+                self.metrics.equivocations.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(region = %p.region, seq = p.seq, "equivocation detected");
+                self.store
+                    .record_equivocation(p)
+                    .map_err(|e| store_failed(&self.metrics, e))?;
+            }
+            Admission::Gap { .. } | Admission::MissingDependency { .. } => {}
+        }
+        Ok(verdict)
+    }
+
+    /// Admits an envelope from a peer, parking what is early and queueing evidence.
+    fn ingest_from_peer(&mut self, bytes: Vec<u8>) -> PeerVerdict {
+        match self.ingest(&bytes) {
+            Ok(Admission::Accept(_)) => {
+                self.drain_parked();
+                PeerVerdict::Accept
+            }
+            Ok(Admission::Duplicate) => PeerVerdict::Ignore,
+            Ok(Admission::Gap { region, got, .. }) => {
+                self.parked.park(region, got, bytes);
+                PeerVerdict::Ignore
+            }
+            Ok(Admission::MissingDependency { what }) => {
+                tracing::debug!(%what, "envelope waits for a dependency");
+                if let Ok(env) = codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "envelope") {
+                    self.parked.park(env.region, env.seq, bytes);
+                }
+                PeerVerdict::Ignore
+            }
+            Ok(Admission::Equivocation(proof)) => {
+                self.queue_evidence(*proof);
+                PeerVerdict::Ignore
+            }
+            Err(IngestError::Invalid(r)) => {
+                tracing::warn!(reason = ?r.reason, message = %r.message, "rejected envelope");
+                PeerVerdict::Reject
+            }
+            Err(IngestError::Store(e)) => {
+                tracing::error!(error = %e, "could not apply an envelope from a peer (local store failure; pull will bring it again)");
+                PeerVerdict::Ignore
+            }
+        }
+    }
+
+    /// Applies parked envelopes whose turn has come, while that makes progress.
+    fn drain_parked(&mut self) {
+        for _ in 0..MAX_PARKED_PER_REGION {
+            let local: BTreeMap<RegionCode, u64> =
+                self.heads.iter().map(|(r, h)| (*r, h.seq)).collect();
+            let ready = self.parked.ready(&local);
+            if ready.is_empty() {
+                return;
+            }
+            let mut progress = false;
+            for bytes in ready {
+                match self.ingest(&bytes) {
+                    Ok(Admission::Accept(_)) => progress = true,
+                    Ok(Admission::Equivocation(proof)) => self.queue_evidence(*proof),
+                    // Invalid where it waited: it never will be valid there.
+                    Err(IngestError::Invalid(_)) => {
+                        if let Ok(env) =
+                            codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "envelope")
+                        {
+                            self.parked.remove(env.region, env.seq);
+                        }
+                    }
+                    // Still waiting for a dependency, or the store failed: stays parked.
+                    _ => {}
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    fn queue_evidence(&mut self, proof: EquivocationProof) {
+        if self.evidence.len() < MAX_PENDING_EVIDENCE
+            && self.evidence_seen.insert((proof.region, proof.seq))
+        {
+            self.evidence.push_back(proof);
+        }
+    }
+
+    /// Seals one append at the own head and applies it (not yet durable).
+    fn append(
+        &mut self,
+        author: DepartmentId,
+        body: Vec<u8>,
+        signature: Signature,
+    ) -> Result<VerifiedEnvelope, AppendError> {
+        self.gate.check()?;
+        let head = self.heads.get(&self.region).copied();
+        // Timestamps never go backwards in a log, whatever the clock does.
+        let timestamp = Timestamp(
+            self.clock
+                .now()
+                .0
+                .max(head.map_or(i64::MIN, |h| h.timestamp.0)),
+        );
+        let at = AppendPosition {
+            region: self.region,
+            seq: head.map_or(1, |h| h.seq + 1),
+            prev_hash: head.map_or(GENESIS_PREV_HASH, |h| h.hash),
+            timestamp,
+        };
+        let bytes = seal(
+            &self.manifest.federation_id,
+            &self.node_key,
+            &at,
+            author,
+            body,
+            signature,
+        )
+        .map_err(|e| Rejection::from_error(RejectReason::Malformed, "body", &e))?;
+        match self.ingest(&bytes) {
+            Ok(Admission::Accept(v)) => Ok(*v),
+            Ok(Admission::MissingDependency { what }) => Err(Rejection::new(
+                RejectReason::Conflict,
+                "body",
+                format!(
+                    "references {what}, which this node has not received yet; retry when it has replicated"
+                ),
+            )
+            .into()),
+            Ok(other) => Err(Rejection::new(
+                RejectReason::Conflict,
+                "body",
+                format!("unexpected verdict on an own append: {other:?}"),
+            )
+            .into()),
+            Err(IngestError::Invalid(r)) => Err(r.into()),
+            Err(IngestError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Seals pending equivocation evidence into the own log (once writes are open).
+    fn seal_evidence(&mut self, sealed: &mut Vec<Sealed>) {
+        if self.gate.reason().is_some() {
+            return;
+        }
+        while let Some(proof) = self.evidence.pop_front() {
+            let body = Body::EquivocationEvidence {
+                first: proof.first.clone(),
+                second: proof.second.clone(),
+            };
+            let (bytes, sig) = sign_body(&self.manifest.federation_id, &self.node_key, &body);
+            let author = DepartmentId {
+                region: self.region,
+                unit: NODE_UNIT.into(),
+            };
+            match self.append(author, bytes, sig) {
+                Ok(envelope) => {
+                    tracing::warn!(region = %proof.region, seq = proof.seq, evidence_seq = envelope.envelope.seq, "equivocation evidence recorded in own log");
+                    sealed.push(Sealed {
+                        reply: None,
+                        envelope,
+                    });
+                }
+                Err(AppendError::Rejected(r)) => {
+                    tracing::warn!(error = %r, "equivocation evidence refused; dropped");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record equivocation evidence yet");
+                    self.evidence.push_front(proof);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn commit_evidence(&mut self) {
+        if self.evidence.is_empty() {
+            return;
+        }
+        let mut sealed = Vec::new();
+        self.seal_evidence(&mut sealed);
+        self.commit(sealed);
+        self.report_heads().await;
+    }
+
+    /// Hands applied appends to the syncer, or (group commit off) syncs them here.
+    fn commit(&mut self, sealed: Vec<Sealed>) {
+        if sealed.is_empty() {
+            return;
+        }
+        let Some(syncer) = &self.syncer else {
+            let result = self.store.sync();
+            self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+            acknowledge(sealed, result, &self.gate, &self.metrics, &self.events);
+            return;
+        };
+        // Blocks while the syncer is two groups behind: the disk sets the pace.
+        if let Err(e) = syncer.send(sealed) {
+            for s in e.0 {
+                if let Some(reply) = s.reply {
+                    let _ = reply.send(Err(AppendError::Stopped));
+                }
+            }
+        }
+    }
+}
+
+struct Syncer {
+    store: Arc<dyn Backend>,
+    gate: Arc<WriteGate>,
+    metrics: Arc<Metrics>,
+    events: mpsc::Sender<EngineEvent>,
+}
+
+impl Syncer {
+    fn run(self, queue: Receiver<Vec<Sealed>>) {
+        while let Ok(mut group) = queue.recv() {
+            // Everything applied by now is covered by the same fsync.
+            while let Ok(more) = queue.try_recv() {
+                group.extend(more);
+            }
+            let result = self.store.sync();
+            self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+            acknowledge(group, result, &self.gate, &self.metrics, &self.events);
+        }
+    }
+}
+
+/// Answers the callers of a synced group, then gossips their envelopes. A failed sync
+/// pauses writes: what was applied may or may not survive a crash, and the node must
+/// not go on acknowledging on a disk that fails.
+fn acknowledge(
+    group: Vec<Sealed>,
+    result: Result<(), StoreError>,
+    gate: &WriteGate,
+    metrics: &Metrics,
+    events: &mpsc::Sender<EngineEvent>,
+) {
+    match result {
+        Ok(()) => {
+            metrics
+                .appends
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            for s in group {
+                let bytes = s.envelope.bytes.clone();
+                if let Some(reply) = s.reply {
+                    let _ = reply.send(Ok(s.envelope));
+                }
+                // Gossip is best effort: pull delivers what a full queue drops.
+                if let Err(mpsc::error::TrySendError::Full(_)) =
+                    events.try_send(EngineEvent::Appended(bytes))
+                {
+                    tracing::debug!("event queue full; peers will pull the record");
+                }
+            }
+        }
+        Err(e) => {
+            let why = format!(
+                "the store failed to make writes durable ({e}); check the disk, then restart the node"
+            );
+            tracing::error!("{why}");
+            gate.set(Some(why.clone()));
+            for s in group {
+                if let Some(reply) = s.reply {
+                    let _ = reply.send(Err(AppendError::Store(StoreError::Io(
+                        std::io::Error::other(format!(
+                            "{e}; the record was not acknowledged and may or may not be in the log after a restart: check before resubmitting"
+                        )),
+                    ))));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! A backend that fails or stalls on demand, wrapped around a real one.
+//!
+//! Why it exists: the node's promises about its own faults — a disk error is never
+//! blamed on a peer, nothing is acknowledged that was not made durable, a slow disk does
+//! not silence the network — can only be tested against a disk that misbehaves when
+//! told to. Tests and benchmarks flip the switches in [`Faults`] while the node runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::ledger::{
+    DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
+};
+use credfed_protocol::record::{ActionId, EntryId, EvaluationId, ObjectionId, SubjectKey};
+use credfed_protocol::state::{ActionFold, EntryFold, EvaluationRecord, RecordPos};
+
+use super::{Backend, ChainReport, StoreError};
+
+/// Switches shared between a [`FaultyStore`] and whoever drives the faults.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Writes (`apply`, `record_equivocation`) fail.
+    pub fail_writes: AtomicBool,
+    /// Reads of state fail.
+    pub fail_reads: AtomicBool,
+    /// `sync` fails.
+    pub fail_sync: AtomicBool,
+    /// `sync` sleeps this long first (a slow disk), ms.
+    pub sync_delay_ms: AtomicU64,
+}
+
+impl Faults {
+    fn check(&self, flag: &AtomicBool, what: &str) -> Result<(), StoreError> {
+        if flag.load(Ordering::SeqCst) {
+            return Err(StoreError::Io(std::io::Error::other(format!(
+                "injected {what} failure"
+            ))));
+        }
+        Ok(())
+    }
+}
+
+/// A backend whose operations fail or stall as its [`Faults`] say.
+pub struct FaultyStore {
+    inner: Box<dyn Backend>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`; the returned switches start with every fault off.
+    pub fn wrap(inner: Box<dyn Backend>) -> (FaultyStore, Arc<Faults>) {
+        let faults = Arc::new(Faults::default());
+        (
+            FaultyStore {
+                inner,
+                faults: faults.clone(),
+            },
+            faults,
+        )
+    }
+
+    fn read(&self) -> Result<(), StoreError> {
+        self.faults.check(&self.faults.fail_reads, "read")
+    }
+}
+
+impl StateView for FaultyStore {
+    type Error = StoreError;
+    fn head(&self, region: RegionCode) -> Result<Option<Head>, StoreError> {
+        self.read()?;
+        self.inner.head(region)
+    }
+    fn envelope_at(&self, pos: RecordPos) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read()?;
+        self.inner.envelope_at(pos)
+    }
+    fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, StoreError> {
+        self.read()?;
+        self.inner.department(id)
+    }
+    fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, StoreError> {
+        self.read()?;
+        self.inner.entry(id)
+    }
+    fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, StoreError> {
+        self.read()?;
+        self.inner.action(id)
+    }
+    fn objection_entry(&self, id: &ObjectionId) -> Result<Option<EntryId>, StoreError> {
+        self.read()?;
+        self.inner.objection_entry(id)
+    }
+    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationRecord>, StoreError> {
+        self.read()?;
+        self.inner.evaluation(id)
+    }
+    fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
+        self.read()?;
+        self.inner.subject_refs(key)
+    }
+    fn equivocators(&self) -> Result<Vec<RegionCode>, StoreError> {
+        self.read()?;
+        self.inner.equivocators()
+    }
+}
+
+impl Backend for FaultyStore {
+    fn apply(&self, updates: &[Update]) -> Result<(), StoreError> {
+        self.faults.check(&self.faults.fail_writes, "write")?;
+        self.inner.apply(updates)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        let delay = self.faults.sync_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        self.faults.check(&self.faults.fail_sync, "sync")?;
+        self.inner.sync()
+    }
+    fn heads(&self) -> Result<BTreeMap<RegionCode, Head>, StoreError> {
+        self.read()?;
+        self.inner.heads()
+    }
+    fn range(
+        &self,
+        region: RegionCode,
+        from_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.read()?;
+        self.inner.range(region, from_seq, limit, max_bytes)
+    }
+    fn record_equivocation(&self, proof: &EquivocationProof) -> Result<(), StoreError> {
+        self.faults.check(&self.faults.fail_writes, "write")?;
+        self.inner.record_equivocation(proof)
+    }
+    fn verify_chains(
+        &self,
+        federation_id: &str,
+        progress: &mut dyn FnMut(RegionCode, u64),
+    ) -> Result<ChainReport, StoreError> {
+        self.inner.verify_chains(federation_id, progress)
+    }
+    fn size_on_disk(&self) -> u64 {
+        self.inner.size_on_disk()
+    }
+    fn all_entries(&self) -> Box<dyn Iterator<Item = Result<EntryFold, StoreError>> + '_> {
+        self.inner.all_entries()
+    }
+    fn all_actions(&self) -> Box<dyn Iterator<Item = Result<ActionFold, StoreError>> + '_> {
+        self.inner.all_actions()
+    }
+    fn all_departments(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<DepartmentRecord, StoreError>> + '_> {
+        self.inner.all_departments()
+    }
+    fn note_received(&self, pos: RecordPos, at_ms: i64) {
+        self.inner.note_received(pos, at_ms)
+    }
+    fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError> {
+        self.inner.received_at(pos)
+    }
+    fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
+        self.inner.proofs()
+    }
+}

@@ -1,0 +1,234 @@
+//! Keys and the federation manifest.
+
+use super::*;
+
+pub fn key(mode: Output, cmd: KeyCmd) -> Res {
+    match cmd {
+        KeyCmd::Gen { kind, out } => {
+            let secret =
+                credfed_client::keys::random_secret().map_err(|e| invalid(e.to_string()))?;
+            let k = Keypair::from_secret(secret);
+            credfed_client::keys::write_secret(&out, &hex::encode(secret))
+                .map_err(|e| invalid(format!("{e:#}")))?;
+            let mut v = json!({"file": out, "public_key": k.public().to_hex()});
+            if kind == KeyKind::Node {
+                v["peer_id"] = json!(credfed_client::keys::peer_id(&k.public()));
+            }
+            emit(mode, &v, || {
+                format!(
+                    "wrote {} (mode 0600)\npublic key {}",
+                    out.display(),
+                    k.public()
+                )
+            });
+            Ok(())
+        }
+        KeyCmd::Show { key } => {
+            let k = read_key(&key)?;
+            let peer = credfed_client::keys::peer_id(&k.public());
+            let v = json!({"public_key": k.public().to_hex(), "peer_id_if_node_key": peer});
+            emit(mode, &v, || {
+                format!("public key {}\npeer id (if a node key) {peer}", k.public())
+            });
+            Ok(())
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MembersFile {
+    member: Vec<MemberRow>,
+}
+
+#[derive(serde::Deserialize)]
+struct MemberRow {
+    region: String,
+    name: String,
+    node_key: String,
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
+    match cmd {
+        FederationCmd::Init {
+            members,
+            federation_id,
+            authority,
+            valid_days,
+            version,
+            out,
+        } => {
+            let text = std::fs::read_to_string(&members)
+                .map_err(|e| invalid(format!("{}: {e}", members.display())))?;
+            let mf: MembersFile = toml::from_str(&text)
+                .map_err(|e| invalid(format!("{}: {e}", members.display())))?;
+            let mut ms = Vec::new();
+            for m in mf.member {
+                ms.push(Member {
+                    region: RegionCode::parse(&m.region, "member.region")
+                        .map_err(|e| invalid(e.to_string()))?,
+                    name: m.name,
+                    node_key: PublicKey::from_hex(&m.node_key)
+                        .map_err(|e| invalid(format!("member.node_key: {e}")))?,
+                    addresses: m.addresses,
+                });
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let m = Manifest::for_build(
+                federation_id,
+                version,
+                Timestamp(now),
+                Timestamp(now + valid_days * 86_400_000),
+                public_key_arg(&authority)?,
+                ms,
+            );
+            m.validate().map_err(|e| invalid(e.to_string()))?;
+            write_json(&out, &m)?;
+            emit(
+                mode,
+                &json!({"draft": out, "members": m.members.len()}),
+                || {
+                    format!(
+                        "wrote draft {} with {} members; sign it with `credfed federation sign`",
+                        out.display(),
+                        m.members.len()
+                    )
+                },
+            );
+            Ok(())
+        }
+        FederationCmd::AddMember {
+            draft,
+            region,
+            name,
+            node_key,
+            addresses,
+        } => {
+            let mut m = read_draft(&draft)?;
+            let region =
+                RegionCode::parse(&region, "--region").map_err(|e| invalid(e.to_string()))?;
+            m.members.retain(|x| x.region != region);
+            m.members.push(Member {
+                region,
+                name,
+                node_key: PublicKey::from_hex(&node_key)
+                    .map_err(|e| invalid(format!("--node-key: {e}")))?,
+                addresses,
+            });
+            m.members.sort_by_key(|x| x.region);
+            m.validate().map_err(|e| invalid(e.to_string()))?;
+            write_json(&draft, &m)?;
+            emit(mode, &json!({"members": m.members.len()}), || {
+                format!("{} now has {} members", draft.display(), m.members.len())
+            });
+            Ok(())
+        }
+        FederationCmd::RemoveMember { draft, region } => {
+            let mut m = read_draft(&draft)?;
+            let before = m.members.len();
+            m.members.retain(|x| x.region.to_string() != region);
+            if m.members.len() == before {
+                return Err(invalid(format!(
+                    "--region {region} is not a member of the draft"
+                )));
+            }
+            write_json(&draft, &m)?;
+            emit(mode, &json!({"members": m.members.len()}), || {
+                format!("{} now has {} members", draft.display(), m.members.len())
+            });
+            Ok(())
+        }
+        FederationCmd::Sign { draft, key, out } => {
+            let m = read_draft(&draft)?;
+            let signed = m
+                .sign(&read_key(&key)?)
+                .map_err(|e| invalid(e.to_string()))?;
+            write_json(&out, &signed)?;
+            emit(
+                mode,
+                &json!({"manifest": out, "hash": signed.hash().to_hex()}),
+                || {
+                    format!(
+                        "signed manifest v{} written to {} (hash {})",
+                        m.version,
+                        out.display(),
+                        signed.hash()
+                    )
+                },
+            );
+            Ok(())
+        }
+        FederationCmd::Verify {
+            manifest,
+            authority_key,
+        } => {
+            let signed: SignedManifest = serde_json::from_str(
+                &std::fs::read_to_string(&manifest).map_err(|e| invalid(e.to_string()))?,
+            )
+            .map_err(|e| invalid(format!("{}: {e}", manifest.display())))?;
+            let key = PublicKey::from_hex(&authority_key)
+                .map_err(|e| invalid(format!("--authority-key: {e}")))?;
+            let now = Timestamp(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0),
+            );
+            let m = signed
+                .verify(&key, now)
+                .map_err(|e| Failure::new(exit::UNVERIFIED, e.to_string()))?;
+            emit(
+                mode,
+                &json!({"valid": true, "federation_id": m.federation_id, "version": m.version, "members": m.members.len()}),
+                || {
+                    format!(
+                        "valid: {} v{} with {} members",
+                        m.federation_id,
+                        m.version,
+                        m.members.len()
+                    )
+                },
+            );
+            Ok(())
+        }
+        FederationCmd::Show { manifest } => {
+            let text = std::fs::read_to_string(&manifest).map_err(|e| invalid(e.to_string()))?;
+            let m: Manifest = match serde_json::from_str::<SignedManifest>(&text) {
+                Ok(sm) => credfed_protocol::codec::decode(
+                    &sm.manifest,
+                    credfed_protocol::limits::MAX_MANIFEST_BYTES,
+                    "manifest",
+                )
+                .map_err(|e| invalid(e.to_string()))?,
+                Err(_) => read_draft(&manifest)?,
+            };
+            let v = serde_json::to_value(&m).map_err(|e| invalid(e.to_string()))?;
+            emit(mode, &v, || {
+                let rows: Vec<Vec<String>> = m
+                    .members
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.region.to_string(),
+                            x.name.clone(),
+                            x.node_key.to_hex().chars().take(16).collect(),
+                            x.addresses.join(" "),
+                        ]
+                    })
+                    .collect();
+                format!(
+                    "{} v{} (expires {} ms)\n{}",
+                    m.federation_id,
+                    m.version,
+                    m.expires_at.0,
+                    table(&["region", "name", "node key", "addresses"], &rows)
+                )
+            });
+            Ok(())
+        }
+    }
+}
