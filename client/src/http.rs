@@ -54,7 +54,7 @@ pub enum ClientError {
     },
     /// The TLS handshake failed.
     #[error(
-        "TLS handshake with the node at {addr} failed ({detail}); check that the CA file is the node's api-ca.pem and that the client certificate was issued by this node"
+        "TLS handshake with the node at {addr} failed ({detail}); check that the CA file is the node's api-ca.pem and that the client certificate was issued by this node. A connection closed at once may also mean the node refused it: it limits open connections per client address (api_max_connections_per_client)"
     )]
     Tls {
         /// Address tried.

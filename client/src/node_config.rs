@@ -124,7 +124,8 @@ fn default_liveness_timeout_ms() -> u64 {
     10_000
 }
 fn default_api_max_connections_per_client() -> usize {
-    64
+    // A department's tools use a pool of 32; several people behind one address share it.
+    128
 }
 fn default_api_max_connections() -> usize {
     4096

@@ -10,6 +10,81 @@ use credfed_protocol::ids::RegionCode;
 pub use credfed_client::keys::{random_secret, read_key, write_secret};
 pub use credfed_client::node_config::{DEFAULT_GROUP_COMMIT_MAX, MAX_CLOCK_OFFSET_MS, NodeConfig};
 
+/// What a new data directory is made from.
+pub struct InitOptions {
+    /// Provincial-level region.
+    pub region: RegionCode,
+    /// Directory to create.
+    pub dir: PathBuf,
+    /// Federation authority public key (hex) to pin; may be set later.
+    pub authority_key: String,
+    /// The node key, or `None` to generate one.
+    pub node_key: Option<credfed_protocol::crypto::Keypair>,
+    /// The federation's person-hash secret (hex), or `None` to generate one (first node).
+    pub person_secret_hex: Option<String>,
+    /// libp2p port (TCP and UDP/QUIC).
+    pub p2p_port: u16,
+    /// HTTPS API port.
+    pub api_port: u16,
+    /// Address both listeners bind to, and the API certificate names.
+    pub listen_ip: std::net::IpAddr,
+}
+
+/// What [`init_data_dir`] made.
+pub struct InitReport {
+    /// The data directory (canonical).
+    pub dir: PathBuf,
+    /// The configuration written to `<dir>/config.toml`.
+    pub config: NodeConfig,
+    /// The node's public key (send it to the federation authority).
+    pub node_key: credfed_protocol::crypto::PublicKey,
+}
+
+/// Creates a data directory: node key (0600), person-hash secret (0600), API
+/// certificates, the operator's client certificate and a config file with every default
+/// written out. Refuses a directory that already holds a node.
+pub fn init_data_dir(opts: &InitOptions) -> Result<InitReport> {
+    let region = opts.region;
+    if !region.is_province() {
+        bail!(
+            "--region {region}: nodes are provincial; register city departments with the province's node"
+        );
+    }
+    let dir = &opts.dir;
+    if dir.join("config.toml").exists() {
+        bail!(
+            "{} already holds a node (config.toml exists); choose another --data-dir",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let key = match &opts.node_key {
+        Some(k) => credfed_protocol::crypto::Keypair::from_secret(k.secret_bytes()),
+        None => credfed_protocol::crypto::Keypair::from_secret(random_secret()?),
+    };
+    write_secret(&dir.join("node.key"), &hex::encode(key.secret_bytes()))?;
+    let person = match &opts.person_secret_hex {
+        Some(h) => h.clone(),
+        None => hex::encode(random_secret()?),
+    };
+    write_secret(&dir.join("person.secret"), &person)?;
+    write_api_certs(&dir, region, opts.listen_ip)?;
+    let operator = credfed_protocol::ids::DepartmentId {
+        region,
+        unit: credfed_protocol::envelope::NODE_UNIT.into(),
+    };
+    issue_client_cert(&dir, region, &operator, &dir.join("operator"), false)?;
+    let mut cfg = NodeConfig::defaults(region, &dir, opts.listen_ip, opts.p2p_port, opts.api_port);
+    cfg.authority_key = opts.authority_key.clone();
+    cfg.save(&dir.join("config.toml"))?;
+    Ok(InitReport {
+        dir,
+        config: cfg,
+        node_key: key.public(),
+    })
+}
+
 /// The node's API certificate authority and a server certificate it signs for
 /// `localhost`, 127.0.0.1 and the listen address. Clients trust the CA (`api-ca.pem`); the CA key also signs
 /// department client certificates.

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use credfed_node::config::{NodeConfig, random_secret, read_key, write_api_certs, write_secret};
+use credfed_node::config::{InitOptions, NodeConfig, init_data_dir, read_key};
 use credfed_node::p2p::peer_id_of;
 use credfed_protocol::ids::RegionCode;
 
@@ -198,61 +198,50 @@ fn init(
     listen_ip: std::net::IpAddr,
     output: &str,
 ) -> Result<()> {
-    let region = RegionCode::parse(region, "region")?;
-    if !region.is_province() {
-        bail!(
-            "--region {region}: nodes are provincial; register city departments with the province's node"
-        );
-    }
-    if dir.join("config.toml").exists() {
-        bail!(
-            "{} already holds a node (config.toml exists); choose another --data-dir",
-            dir.display()
-        );
-    }
-    std::fs::create_dir_all(dir)?;
-    let dir = dir.canonicalize()?;
-    let key = match node_key {
-        Some(p) => read_key(&p)?,
-        None => credfed_protocol::crypto::Keypair::from_secret(random_secret()?),
+    let region = RegionCode::parse(region, "--region")?;
+    let node_key = match node_key {
+        Some(p) => Some(read_key(&p)?),
+        None => None,
     };
-    write_secret(&dir.join("node.key"), &hex::encode(key.secret_bytes()))?;
-    let person = match person_secret {
-        Some(p) => std::fs::read_to_string(&p)
-            .with_context(|| format!("reading {}", p.display()))?
-            .trim()
-            .to_string(),
-        None => hex::encode(random_secret()?),
+    let person_secret = match person_secret {
+        Some(p) => Some(
+            std::fs::read_to_string(&p)
+                .with_context(|| format!("--person-secret {}: cannot read it", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
     };
-    write_secret(&dir.join("person.secret"), &person)?;
-    write_api_certs(&dir, region, listen_ip)?;
+    let done = init_data_dir(&InitOptions {
+        region,
+        dir: dir.to_path_buf(),
+        authority_key: authority_key.to_string(),
+        node_key,
+        person_secret_hex: person_secret,
+        p2p_port,
+        api_port,
+        listen_ip,
+    })?;
     if let Some(m) = manifest {
-        std::fs::copy(&m, dir.join("manifest.json"))
+        std::fs::copy(&m, done.dir.join("manifest.json"))
             .with_context(|| format!("copying manifest {}", m.display()))?;
     }
-    let operator = credfed_protocol::ids::DepartmentId {
-        region,
-        unit: credfed_protocol::envelope::NODE_UNIT.into(),
-    };
-    credfed_node::config::issue_client_cert(&dir, region, &operator, &dir.join("operator"), false)?;
-    let mut cfg = NodeConfig::defaults(region, &dir, listen_ip, p2p_port, api_port);
-    cfg.authority_key = authority_key.to_string();
-    cfg.save(&dir.join("config.toml"))?;
-    let peer = peer_id_of(&key.public())?;
+    let cfg = &done.config;
+    let peer = peer_id_of(&done.node_key)?;
     if output == "json" {
         println!(
             "{}",
-            serde_json::json!({"region": region.to_string(), "node_key": key.public().to_hex(), "peer_id": peer.to_string(), "config": dir.join("config.toml"), "addresses": cfg.p2p_listen})
+            serde_json::json!({"region": region.to_string(), "node_key": done.node_key.to_hex(), "peer_id": peer.to_string(), "config": done.dir.join("config.toml"), "addresses": cfg.p2p_listen})
         );
     } else {
-        println!("created node {region} in {}", dir.display());
-        println!("  node public key  {}", key.public());
+        println!("created node {region} in {}", done.dir.display());
+        println!("  node public key  {}", done.node_key);
         println!("  peer id          {peer}");
         println!("  addresses        {}", cfg.p2p_listen.join(" "));
         println!(
             "next: send the public key and addresses to the federation authority, put the signed manifest at {}, set authority_key in config.toml, then run `credfed-node run --config {}`",
-            dir.join("manifest.json").display(),
-            dir.join("config.toml").display()
+            done.dir.join("manifest.json").display(),
+            done.dir.join("config.toml").display()
         );
     }
     Ok(())

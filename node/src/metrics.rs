@@ -51,6 +51,10 @@ pub struct Metrics {
     pub range_reads_refused: AtomicU64,
     /// API connections refused at accept (per-client or total limit).
     pub api_connections_refused: AtomicU64,
+    /// Gossip messages reported to gossipsub as invalid (their sender penalised).
+    pub gossip_rejected: AtomicU64,
+    /// Overlapping ranges fetched because a peer's log seemed to fork from ours.
+    pub fork_probes: AtomicU64,
     /// API latency histogram: per-route bucket counts, sum and count.
     latency: Mutex<BTreeMap<String, Histogram>>,
 }
@@ -86,7 +90,7 @@ impl Metrics {
         let c = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
             (
                 "credfed_records_ingested_total",
                 "Envelopes admitted.",
@@ -151,6 +155,16 @@ impl Metrics {
                 "credfed_api_connections_refused_total",
                 "API connections refused at accept (per-client or total limit).",
                 &self.api_connections_refused,
+            ),
+            (
+                "credfed_gossip_rejected_total",
+                "Gossip messages reported invalid to gossipsub (sender penalised).",
+                &self.gossip_rejected,
+            ),
+            (
+                "credfed_fork_probes_total",
+                "Overlapping ranges fetched to find where a peer's log forks.",
+                &self.fork_probes,
             ),
         ];
         for (name, help, v) in counters {

@@ -319,7 +319,13 @@ impl Network {
                 let acceptance = match verdict {
                     PeerVerdict::Accept => gossipsub::MessageAcceptance::Accept,
                     PeerVerdict::Ignore => gossipsub::MessageAcceptance::Ignore,
-                    PeerVerdict::Reject => gossipsub::MessageAcceptance::Reject,
+                    PeerVerdict::Reject => {
+                        self.core
+                            .metrics()
+                            .gossip_rejected
+                            .fetch_add(1, Ordering::Relaxed);
+                        gossipsub::MessageAcceptance::Reject
+                    }
                 };
                 self.swarm
                     .behaviour_mut()
@@ -336,6 +342,10 @@ impl Network {
                     // The peer's copy of this log does not continue ours: fetch an
                     // overlapping range so that a differing envelope at a position we
                     // hold (equivocation proof) is found.
+                    self.core
+                        .metrics()
+                        .fork_probes
+                        .fetch_add(1, Ordering::Relaxed);
                     let have = self.local_seq.get(&region).copied().unwrap_or(0);
                     let from = have.saturating_sub(FORK_PROBE - 1).max(1);
                     self.swarm.behaviour_mut().sync.send_request(

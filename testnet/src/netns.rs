@@ -52,14 +52,7 @@ pub struct LinkRules {
 
 /// Why this machine cannot run labs, or `None` if it can.
 pub fn unavailable_reason() -> Option<String> {
-    // The effective uid, from /proc (no libc binding needed for one number).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or("");
-    if euid != "0" {
+    if !is_root() {
         return Some("not running as root (network namespaces need CAP_NET_ADMIN)".into());
     }
     for (program, package) in [("ip", "iproute2"), ("nft", "nftables")] {
@@ -76,6 +69,12 @@ pub fn unavailable_reason() -> Option<String> {
         }
     }
     None
+}
+
+/// Whether this process runs with effective uid 0.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// The nftables script that replaces a node's `credfed` table with `rules`. The

@@ -5,7 +5,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use credfed_client::{ApiClient, ApiResponse};
+use std::sync::Arc;
+
 use credfed_node::config::NodeConfig;
+use credfed_node::daemon::RunningNode;
+use credfed_node::store::Store;
+use credfed_node::store::faulty::{Faults, FaultyStore};
 use credfed_protocol::crypto::{Keypair, sha256};
 use credfed_protocol::envelope::sign_body;
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
@@ -198,6 +203,27 @@ impl Cluster {
 
     pub fn start(&mut self, i: usize) {
         start_node(&mut self.nodes[i]);
+    }
+
+    /// Node `i`'s configuration (tests change it before starting the node).
+    pub fn config(&self, i: usize) -> NodeConfig {
+        NodeConfig::load(&self.nodes[i].dir.join("config.toml")).unwrap()
+    }
+
+    pub fn save_config(&self, i: usize, cfg: &NodeConfig) {
+        cfg.save(&self.nodes[i].dir.join("config.toml")).unwrap();
+    }
+
+    /// Starts node `i` inside this test process over its own store wrapped in a
+    /// [`FaultyStore`], so that the test can make its disk fail or stall.
+    pub async fn start_faulty(&mut self, i: usize) -> (RunningNode, Arc<Faults>) {
+        let cfg = self.config(i);
+        let store = Store::open(&cfg.data_dir.join("store")).unwrap();
+        let (faulty, faults) = FaultyStore::wrap(Box::new(store));
+        let node = credfed_node::daemon::start_with(&cfg, Some(Box::new(faulty)))
+            .await
+            .unwrap();
+        (node, faults)
     }
 
     /// SIGTERM and wait.

@@ -1,4 +1,5 @@
 //! Integration tests: several real credfed-node processes on loopback.
 
 mod cluster;
+mod engine;
 mod harness;

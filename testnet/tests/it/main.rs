@@ -6,17 +6,29 @@ use credfed_testnet::{ChaosRun, DrillRun, run_drill, scenario};
 
 const REGIONS: &str = "110000,310000,440000,620000";
 
-/// Link faults for the tests that need real ones: network namespaces (CI runs as root with
-/// nftables installed by `.ci/run`). A developer without root sets
-/// `CREDFED_TESTNET_NETWORK=in-node` to run them in the nodes' fault mode instead.
-fn real_links() -> NetworkChoice {
-    std::env::var("CREDFED_TESTNET_NETWORK")
-        .ok()
-        .map(|v| {
+/// Link faults for the tests that need real ones: network namespaces and nftables, which
+/// `scripts/setup` installs as root (the README's test command runs it). Without root the
+/// test is skipped and says why; as root, missing tools are a failure (run the setup).
+/// `CREDFED_TESTNET_NETWORK=in-node` runs these drills in the nodes' fault mode instead.
+fn real_links(test: &str) -> Option<NetworkChoice> {
+    if let Ok(v) = std::env::var("CREDFED_TESTNET_NETWORK") {
+        return Some(
             v.parse()
-                .expect("CREDFED_TESTNET_NETWORK: auto, netns or in-node")
-        })
-        .unwrap_or(NetworkChoice::Netns)
+                .expect("CREDFED_TESTNET_NETWORK: auto, netns or in-node"),
+        );
+    }
+    match credfed_testnet::netns::unavailable_reason() {
+        Some(why) if !credfed_testnet::netns::is_root() => {
+            eprintln!(
+                "SKIPPED {test}: {why}. Run `scripts/setup` and the tests as root for real link faults, or set CREDFED_TESTNET_NETWORK=in-node to run it in the in-node fault mode."
+            );
+            None
+        }
+        Some(why) => {
+            panic!("{test}: {why}; run `scripts/setup` first (the README's test command does)")
+        }
+        None => Some(NetworkChoice::Netns),
+    }
 }
 
 async fn drill(
@@ -102,7 +114,9 @@ async fn scenario_2_objection_in_node_fault_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_4_partition_and_heal() {
-    let network = real_links();
+    let Some(network) = real_links("scenario_4_partition_and_heal") else {
+        return;
+    };
     let r = drill("04-partition-heal", 27200, network).await;
     assert!(r.convergence_ms.iter().any(|c| c.after == "heal"));
     // The cut was noticed (silent connections closed) and the heal re-dialled.
@@ -149,7 +163,10 @@ async fn scenario_4_partition_and_heal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_8_one_way_cut_and_loss() {
-    let r = drill("08-one-way-and-loss", 28200, real_links()).await;
+    let Some(network) = real_links("scenario_8_one_way_cut_and_loss") else {
+        return;
+    };
+    let r = drill("08-one-way-and-loss", 28200, network).await;
     let cut = r.steps.iter().find(|s| s.action == "OneWay").unwrap();
     assert!(
         cut.detail.starts_with("1 directed links cut"),

@@ -375,6 +375,30 @@ async fn bulk_import_validates_first_and_resumes_without_duplicates() {
     assert_eq!(head(&env), start + 1996, "exactly one record per valid row");
 }
 
+/// A bulk import with 256 rows in flight at once completes (it used to hang after a few
+/// hundred rows: a request left unflushed in a TLS buffer), every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_import_with_256_rows_in_flight_completes() {
+    let env = federation(29200).await;
+    let all = env._tmp.path().join("big.csv");
+    write_csv(&all, 20_000, &[]);
+    let start = env.json(0, "310000:pub", &["status"])["own_head"]
+        .as_u64()
+        .unwrap();
+    let began = Instant::now();
+    let v = env.json(
+        0,
+        "310000:pub",
+        &["import", all.to_str().unwrap(), "--batch", "256"],
+    );
+    assert_eq!(v["submitted"], 20_000, "{v}");
+    let head = env.json(0, "310000:pub", &["status"])["own_head"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(head, start + 20_000);
+    eprintln!("20000 rows in {:?}", began.elapsed());
+}
+
 /// Issue 4: offline verification of a good answer and of broken ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_says_exactly_what_fails() {

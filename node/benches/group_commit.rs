@@ -1,0 +1,271 @@
+//! Group commit: acknowledged appends per second with 1, 16 and 64 concurrent writers
+//! against one node, with group commit on and off in the same run (off = one fsync per
+//! append, what the node did before), and appends per fsync.
+//!
+//! `cargo bench -p credfed-node --bench group_commit [-- SECONDS [SYNC_DELAY_MS]]`
+//! (default 5 s per measurement, no added delay). A real node runs in this process on a
+//! real disk (a temporary directory) and is driven over HTTPS by the same client the CLI
+//! uses, one kept-alive connection per writer; docs/performance.md records the figures.
+//!
+//! The limit measured in the same run is the disk's: how many durable single writes per
+//! second the store manages alone (write, flush, fsync). On a disk whose fsync is
+//! cheap, appends are bound by CPU (signatures, TLS) whatever group commit does;
+//! SYNC_DELAY_MS adds that many milliseconds to every sync (the store wrapped in the
+//! fault-injecting backend) to show a disk whose fsync costs more.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use credfed_client::{ApiClient, SubmitRecord};
+use credfed_node::config::{InitOptions, init_data_dir};
+use credfed_protocol::crypto::Keypair;
+use credfed_protocol::envelope::NODE_UNIT;
+use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
+use credfed_protocol::manifest::{Manifest, Member};
+use credfed_protocol::record::*;
+use credfed_protocol::time::{Date, Timestamp};
+
+const FED: &str = "cn-credit-bench";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn entry(doc: String) -> Body {
+    let d = |s: &str| Date::parse(s).expect("date");
+    Body::ListEntryPublished(ListEntry {
+        category: Category::Black(BlackCategory::MaliciousWageArrears),
+        subject: Subject::Organisation {
+            uscc: "91350100M000100Y43".into(),
+            name: "基准企业".into(),
+            check_exemption: None,
+        },
+        related_persons: vec![],
+        basis: Basis {
+            document_no: doc,
+            authority: "基准".into(),
+            decided_on: d("2026-01-05"),
+            legal_basis: "基准".into(),
+        },
+        effective_from: d("2026-01-05"),
+        expires_on: d("2029-01-05"),
+        requested_measures: vec![],
+        summary: String::new(),
+    })
+}
+
+struct Measurement {
+    writers: usize,
+    appends: u64,
+    seconds: f64,
+    fsyncs: u64,
+}
+
+async fn metric(client: &ApiClient, name: &str) -> u64 {
+    let r = client.get("/metrics").await.expect("metrics");
+    r.body
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Durable single writes per second of the store alone on this disk.
+fn raw_sync_rate(sync_delay_ms: u64) -> f64 {
+    use credfed_node::store::{Backend, Store};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = Store::open(dir.path()).expect("store");
+    let (store, faults) = credfed_node::store::faulty::FaultyStore::wrap(Box::new(store));
+    faults.sync_delay_ms.store(sync_delay_ms, Ordering::SeqCst);
+    let n = 200;
+    let started = Instant::now();
+    for _ in 0..n {
+        store.note_received(
+            credfed_protocol::state::RecordPos {
+                region: RegionCode::new(310000, "r").expect("region"),
+                seq: 1,
+            },
+            0,
+        );
+        store.sync().expect("sync");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn run_mode(group_commit_max: usize, seconds: f64, sync_delay_ms: u64) -> Vec<Measurement> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let region = RegionCode::new(310000, "region").expect("region");
+    let authority = Keypair::from_secret([1; 32]);
+    let report = init_data_dir(&InitOptions {
+        region,
+        dir: dir.path().join("node"),
+        authority_key: authority.public().to_hex(),
+        node_key: None,
+        person_secret_hex: None,
+        p2p_port: free_port(),
+        api_port: free_port(),
+        listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    })
+    .expect("data directory");
+    let manifest = Manifest::for_build(
+        FED,
+        1,
+        Timestamp(0),
+        Timestamp(i64::MAX / 2),
+        authority.public(),
+        vec![Member::for_province(region, report.node_key, vec![])],
+    );
+    std::fs::write(
+        report.dir.join("manifest.json"),
+        serde_json::to_string(&manifest.sign(&authority).expect("sign")).expect("json"),
+    )
+    .expect("manifest");
+    let mut cfg = report.config;
+    cfg.solo = true;
+    cfg.group_commit_max = group_commit_max;
+    // 64 writers and the metrics client share one address.
+    cfg.api_max_connections_per_client = 256;
+    cfg.save(&report.dir.join("config.toml")).expect("config");
+    let store = credfed_node::store::Store::open(&cfg.data_dir.join("store")).expect("store");
+    let (store, faults) = credfed_node::store::faulty::FaultyStore::wrap(Box::new(store));
+    faults.sync_delay_ms.store(sync_delay_ms, Ordering::SeqCst);
+    let node = credfed_node::daemon::start_with(&cfg, Some(Box::new(store)))
+        .await
+        .expect("node starts");
+    let op = report.dir.join("operator");
+    let client = ApiClient::with_identity(
+        &node.api_addr.to_string(),
+        &report.dir.join("api-ca.pem"),
+        &op.join("310000-node.pem"),
+        &op.join("310000-node.key"),
+    )
+    .expect("client");
+    let end = Instant::now() + Duration::from_secs(30);
+    while !client.status().await.is_ok_and(|s| s.writes_open) {
+        assert!(Instant::now() < end, "writes never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let node_key = credfed_client::keys::read_key(&report.dir.join("node.key")).expect("key");
+    let publisher = Keypair::from_secret([4; 32]);
+    let dept = DepartmentId::new(region, "pub", "department").expect("department");
+    let register = Body::DepartmentRegistered {
+        department: dept.clone(),
+        name: "基准".into(),
+        roles: vec![Role::Publisher],
+        key: publisher.public(),
+    };
+    let node_author = DepartmentId {
+        region,
+        unit: NODE_UNIT.into(),
+    };
+    client
+        .submit(&SubmitRecord::sign(FED, &node_author, &node_key, &register))
+        .await
+        .expect("department registered");
+
+    let publisher = Arc::new(publisher);
+    let doc = Arc::new(AtomicU64::new(0));
+    let mut out = Vec::new();
+    for writers in [1usize, 16, 64] {
+        let pool = client.clone().with_max_connections(writers);
+        let appends_before = metric(&pool, "credfed_appends_total").await;
+        let fsyncs_before = metric(&pool, "credfed_fsyncs_total").await;
+        let started = Instant::now();
+        let stop = started + Duration::from_secs_f64(seconds);
+        let tasks: Vec<_> = (0..writers)
+            .map(|_| {
+                let pool = pool.clone();
+                let publisher = publisher.clone();
+                let dept = dept.clone();
+                let doc = doc.clone();
+                tokio::spawn(async move {
+                    let mut done = 0u64;
+                    while Instant::now() < stop {
+                        let n = doc.fetch_add(1, Ordering::Relaxed);
+                        let record =
+                            SubmitRecord::sign(FED, &dept, &publisher, &entry(format!("基准 {n}")));
+                        pool.submit(&record).await.expect("acknowledged");
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut appends = 0;
+        for t in tasks {
+            appends += t.await.expect("writer");
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let acknowledged = metric(&pool, "credfed_appends_total").await - appends_before;
+        assert_eq!(
+            acknowledged, appends,
+            "every acknowledged append counted once"
+        );
+        out.push(Measurement {
+            writers,
+            appends,
+            seconds,
+            fsyncs: metric(&pool, "credfed_fsyncs_total").await - fsyncs_before,
+        });
+    }
+    node.stop().await.expect("node stops");
+    out
+}
+
+fn main() {
+    let numbers: Vec<f64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let seconds = numbers.first().copied().unwrap_or(5.0);
+    let sync_delay_ms = numbers.get(1).copied().unwrap_or(0.0) as u64;
+    let disk = raw_sync_rate(sync_delay_ms);
+    println!(
+        "disk: {disk:.0} durable single writes/s alone (write + flush + fsync{})",
+        if sync_delay_ms > 0 {
+            format!(", {sync_delay_ms} ms added per sync")
+        } else {
+            String::new()
+        }
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let off = runtime.block_on(run_mode(1, seconds, sync_delay_ms));
+    let on = runtime.block_on(run_mode(
+        credfed_node::config::DEFAULT_GROUP_COMMIT_MAX,
+        seconds,
+        sync_delay_ms,
+    ));
+    println!("group commit | writers | acknowledged appends/s | appends per fsync | ÷ disk rate");
+    for (name, rows) in [("off", &off), ("on", &on)] {
+        for m in rows.iter() {
+            let rate = m.appends as f64 / m.seconds;
+            println!(
+                "{name:>12} | {:>7} | {:>22.0} | {:>17.1} | {:>11.2}",
+                m.writers,
+                rate,
+                m.appends as f64 / m.fsyncs.max(1) as f64,
+                rate / disk
+            );
+        }
+    }
+    let rate = |rows: &[Measurement], w: usize| {
+        rows.iter()
+            .find(|m| m.writers == w)
+            .map_or(0.0, |m| m.appends as f64 / m.seconds)
+    };
+    for w in [1, 16, 64] {
+        println!(
+            "{w} writers: group commit on / off = {:.1}×",
+            rate(&on, w) / rate(&off, w).max(f64::MIN_POSITIVE)
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! The engine's promises about its own faults and about load: a disk error is never
+//! blamed on a peer, nothing is acknowledged that was not made durable, a slow disk does
+//! not silence the network, and a burst of concurrent writers is answered in time.
+//! Faulty nodes run inside the test process over a store that fails on demand.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use credfed_client::SubmitRecord;
+use credfed_protocol::ids::DepartmentId;
+use credfed_protocol::record::*;
+use credfed_protocol::time::Date;
+
+use crate::harness::*;
+
+const SH: u32 = 310000;
+const GD: u32 = 440000;
+
+fn entry(doc: &str) -> ListEntry {
+    let d = |s: &str| Date::parse(s).unwrap();
+    ListEntry {
+        category: Category::Black(BlackCategory::MaliciousWageArrears),
+        subject: Subject::Organisation {
+            uscc: "91350100M000100Y43".into(),
+            name: "某某建筑劳务有限公司".into(),
+            check_exemption: None,
+        },
+        related_persons: vec![],
+        basis: Basis {
+            document_no: doc.into(),
+            authority: "人力资源社会保障局".into(),
+            decided_on: d("2026-01-05"),
+            legal_basis: "《保障农民工工资支付条例》第四十八条".into(),
+        },
+        effective_from: d("2026-01-05"),
+        expires_on: d("2029-01-05"),
+        requested_measures: vec![MeasureCode("P-10-10".into())],
+        summary: String::new(),
+    }
+}
+
+/// A store failure while applying records from a peer is ours: the peer's messages
+/// are not reported invalid, no fork probe starts, the failures are counted in their
+/// own metric, and the records arrive once the disk works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failure_during_ingest_blames_no_peer() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start(0);
+    let (gd, faults) = c.start_faulty(1).await;
+    c.wait_writable(0).await;
+    c.wait_writable(1).await;
+    c.register_departments(0).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(1, SH).await == 4
+        })
+        .await
+    );
+    let m = gd.core.metrics();
+    for (phase, switch) in [
+        ("writes", &faults.fail_writes),
+        ("reads", &faults.fail_reads),
+    ] {
+        let errors_before = m.ingest_store_errors.load(Ordering::SeqCst);
+        switch.store(true, Ordering::SeqCst);
+        for n in 0..3 {
+            let r = c
+                .submit(
+                    0,
+                    "310000:pub",
+                    &Body::ListEntryPublished(entry(&format!("{phase}-{n}"))),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+        // Gossip and several rounds of pull (heads every 500 ms) meet the failing disk.
+        assert!(
+            wait_until(Duration::from_secs(20), || async {
+                m.ingest_store_errors.load(Ordering::SeqCst) >= errors_before + 3
+            })
+            .await,
+            "{phase}: the failures were not counted"
+        );
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            assert_eq!(
+                m.gossip_rejected.load(Ordering::SeqCst),
+                0,
+                "{phase}: a peer was blamed"
+            );
+            assert_eq!(
+                m.fork_probes.load(Ordering::SeqCst),
+                0,
+                "{phase}: a fork probe started"
+            );
+            assert!(
+                m.rejected.lock().unwrap().is_empty(),
+                "{phase}: a valid record was counted as rejected"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        switch.store(false, Ordering::SeqCst);
+        let want = c.head(0, SH).await;
+        assert!(
+            wait_until(Duration::from_secs(30), || async {
+                c.head(1, SH).await == want
+            })
+            .await,
+            "{phase}: the records never arrived once the disk worked"
+        );
+    }
+    gd.stop().await.unwrap();
+}
+
+/// A store failure during an append answers 503 and acknowledges nothing; a failed
+/// fsync also pauses writes (the disk cannot be trusted) and says why in the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failure_during_append_is_503_and_nothing_acknowledged() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start(0);
+    let (gd, faults) = c.start_faulty(1).await;
+    c.wait_writable(0).await;
+    c.wait_writable(1).await;
+    c.register_departments(1).await;
+    let m = gd.core.metrics();
+    let head = c.head(1, GD).await;
+    let acknowledged = m.appends.load(Ordering::SeqCst);
+
+    faults.fail_writes.store(true, Ordering::SeqCst);
+    let r = c
+        .submit(1, "440000:pub", &Body::ListEntryPublished(entry("gd-1")))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.error().code, "cannot_persist");
+    assert_eq!(c.head(1, GD).await, head, "nothing applied");
+    assert_eq!(m.appends.load(Ordering::SeqCst), acknowledged);
+    faults.fail_writes.store(false, Ordering::SeqCst);
+
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    let r = c
+        .submit(1, "440000:pub", &Body::ListEntryPublished(entry("gd-2")))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("not acknowledged"), "{}", r.body);
+    assert_eq!(
+        m.appends.load(Ordering::SeqCst),
+        acknowledged,
+        "nothing acknowledged"
+    );
+    let r = c
+        .submit(1, "440000:pub", &Body::ListEntryPublished(entry("gd-3")))
+        .await;
+    assert_eq!(
+        (r.status, r.error().code.as_str()),
+        (503, "writes_paused"),
+        "{}",
+        r.body
+    );
+    let status = c.status(1).await.unwrap();
+    assert_eq!(status["writes_open"], false);
+    assert!(
+        status["writes_paused_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed to make writes durable"),
+        "{status}"
+    );
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    gd.stop().await.unwrap();
+}
+
+/// A node whose disk takes seconds to sync keeps answering pings and gossip: its peer
+/// does not drop it for silence, and records from the peer are applied while its own
+/// write waits for the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_disk_keeps_the_node_answering_pings_and_gossip() {
+    let mut c = Cluster::new(&[SH, GD]);
+    for i in 0..2 {
+        let mut cfg = c.config(i);
+        cfg.liveness_timeout_ms = 2000;
+        c.save_config(i, &cfg);
+    }
+    c.start(0);
+    let (gd, faults) = c.start_faulty(1).await;
+    c.wait_writable(0).await;
+    c.wait_writable(1).await;
+    c.register_departments(0).await;
+    c.register_departments(1).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(1, SH).await == 4
+        })
+        .await
+    );
+
+    // Six seconds per sync: three liveness timeouts.
+    faults.sync_delay_ms.store(6000, Ordering::SeqCst);
+    let writer = {
+        let client = c.nodes[1]
+            .client
+            .clone()
+            .with_timeout(Duration::from_secs(30));
+        let author = DepartmentId::parse("440000:pub", "author").unwrap();
+        let record = SubmitRecord::sign(
+            FED,
+            &author,
+            &key("dept-440000:pub"),
+            &Body::ListEntryPublished(entry("slow")),
+        );
+        tokio::spawn(async move { client.submit(&record).await })
+    };
+    let started = Instant::now();
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(entry("while-slow")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut gossip_applied = false;
+    while started.elapsed() < Duration::from_millis(5000) {
+        let t = Instant::now();
+        let s = c.status(1).await.expect("the slow node answers its API");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "status took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(s["peers_connected"], 1, "the slow node lost its peer: {s}");
+        let peer = c.status(0).await.unwrap();
+        assert_eq!(
+            peer["peers_connected"], 1,
+            "the peer dropped the slow node: {peer}"
+        );
+        gossip_applied |= c.head(1, SH).await == 5;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        !writer.is_finished(),
+        "the slow write should still wait for its fsync"
+    );
+    assert!(
+        gossip_applied,
+        "a record from the peer was not applied while the disk was slow"
+    );
+    let receipt = writer.await.unwrap().expect("acknowledged once synced");
+    assert_eq!(receipt.seq, 5);
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    faults.sync_delay_ms.store(0, Ordering::SeqCst);
+    gd.stop().await.unwrap();
+}
+
+/// 256 writers at once against one node: every write is acknowledged within its
+/// deadline, and group commit made several durable per fsync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_are_all_answered_within_their_deadline() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let client = c.nodes[0]
+        .client
+        .clone()
+        // Below the node's limit of connections per client address, with room for the
+        // harness's own client.
+        .with_max_connections(48)
+        .with_timeout(Duration::from_secs(30));
+    let author = DepartmentId::parse("310000:pub", "author").unwrap();
+    let signer = key("dept-310000:pub");
+    let metric = |name: &'static str| {
+        let c = &c;
+        async move { c.metric(0, name).await }
+    };
+    let (appends, fsyncs) = (
+        metric("credfed_appends_total").await,
+        metric("credfed_fsyncs_total").await,
+    );
+    let writers: Vec<_> = (0..256)
+        .map(|n| {
+            let record = SubmitRecord::sign(
+                FED,
+                &author,
+                &signer,
+                &Body::ListEntryPublished(entry(&format!("w-{n}"))),
+            );
+            let client = client.clone();
+            tokio::spawn(async move { client.submit(&record).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for w in writers {
+        match w.await.unwrap() {
+            Ok(receipt) => seqs.push(receipt.seq),
+            Err(e) => panic!("a writer got no acknowledgement: {e}"),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (5..=260).collect::<Vec<u64>>(),
+        "one position per write, no gaps"
+    );
+    let appended = metric("credfed_appends_total").await - appends;
+    let synced = metric("credfed_fsyncs_total").await - fsyncs;
+    assert_eq!(appended, 256);
+    assert!(
+        synced < 256 / 2,
+        "group commit: {appended} appends took {synced} fsyncs"
+    );
+}
