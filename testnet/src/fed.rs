@@ -198,6 +198,13 @@ impl Federation {
                 (Some(lab), mode)
             }
         };
+        // Each node in its own namespace has its own address; on loopback a federation
+        // must find ports no other federation uses.
+        let base_port = if lab.is_some() {
+            opts.base_port
+        } else {
+            crate::procs::free_range(opts.base_port, 2 * regions.len() as u16)?
+        };
         let node_ip = |i: usize| {
             lab.as_ref()
                 .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.node_ip(i))
@@ -208,7 +215,7 @@ impl Federation {
         let mut nodes = Vec::new();
         for (i, r) in regions.iter().enumerate() {
             let ndir = dir.join(r.to_string());
-            let p2p = opts.base_port + 2 * i as u16;
+            let p2p = base_port + 2 * i as u16;
             let api = p2p + 1;
             let ip = node_ip(i);
             let out = Command::new(&bin)
@@ -587,7 +594,9 @@ impl Drop for Federation {
 /// Description of the fallback fault mode, for reports.
 pub const IN_NODE_MODE: &str = "in-node fault mode over loopback: links cut at the libp2p connection level by each node's allow-list (one-way cuts act both ways), loss drops received gossip messages and pulled ranges";
 
-/// Stops the nodes a previous `up` started in `dir`.
+/// Stops every node of the federation in `dir` (SIGTERM, then waits for each to exit):
+/// found by their configuration files, not by recorded PIDs (see [`crate::procs`]), so a
+/// node restarted by hand is stopped too and no other process is ever signalled.
 pub fn down(dir: &Path) -> Result<usize> {
     let f: FederationFile = serde_json::from_str(
         &std::fs::read_to_string(dir.join("federation.json")).with_context(|| {
@@ -598,19 +607,13 @@ pub fn down(dir: &Path) -> Result<usize> {
         })?,
     )?;
     let mut stopped = 0;
-    let lab = f.lab.map(|(slot, nodes)| NetLab { slot, nodes });
-    for (_, _, pid) in f.nodes {
-        if pid != 0
-            && Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .is_ok_and(|s| s.success())
-        {
+    for p in crate::procs::nodes_of(dir) {
+        if crate::procs::stop(&p, libc::SIGTERM, Duration::from_secs(15))? {
             stopped += 1;
         }
     }
-    if let Some(lab) = lab {
-        lab.destroy();
+    if let Some((slot, nodes)) = f.lab {
+        NetLab { slot, nodes }.destroy();
     }
     Ok(stopped)
 }

@@ -5,11 +5,14 @@
 //! steps, checks DESIGN §8 invariants, measures) · [`report`] (JSON and HTML) · [`demo`]
 //! (the protocol cycle in one process).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod chaos;
 pub mod demo;
 pub mod drill;
 pub mod fed;
 pub mod netns;
+pub mod procs;
 pub mod report;
 pub mod scenario;
 

@@ -1,0 +1,408 @@
+//! Process faults (kill, restart, skew, pause, wipe) and link faults (partitions,
+//! one-way cuts, loss), applied as real packet drops or in the nodes' fault mode.
+
+use super::*;
+
+impl Drill {
+    /// SIGKILL a node.
+    pub(super) async fn kill(&mut self, region: &str) -> Result<String> {
+        let i = self.fed.index(region)?;
+        self.fed.signal(i, "-KILL")?;
+        self.last_fault = Some((format!("kill {region}"), Instant::now()));
+        Ok(String::new())
+    }
+
+    /// Stop a node if it runs, start it, wait until it serves.
+    pub(super) async fn restart(&mut self, region: &str) -> Result<String> {
+        let i = self.fed.index(region)?;
+        if self.fed.nodes[i].child.is_some() {
+            self.fed.signal(i, "-TERM")?;
+        }
+        self.fed.start(i, false)?;
+        let detail = self.wait_started(i).await?;
+        self.reapply_faults().await?;
+        self.last_fault = Some((format!("restart {region}"), Instant::now()));
+        Ok(detail)
+    }
+
+    /// Restart a node with its clock offset by `offset_ms`.
+    pub(super) async fn skew(&mut self, region: &str, offset_ms: &i64) -> Result<String> {
+        let i = self.fed.index(region)?;
+        if self.fed.nodes[i].child.is_some() {
+            self.fed.signal(i, "-TERM")?;
+        }
+        let path = self.fed.nodes[i].dir.join("config.toml");
+        let mut cfg = credfed_client::node_config::NodeConfig::load(&path)?;
+        cfg.clock_offset_ms = *offset_ms;
+        cfg.save(&path)?;
+        self.fed.start(i, false)?;
+        let detail = self.wait_started(i).await?;
+        self.reapply_faults().await?;
+        self.last_fault = Some((format!("skew {region} {offset_ms} ms"), Instant::now()));
+        Ok(format!("clock offset {offset_ms} ms; {detail}"))
+    }
+
+    /// SIGSTOP a node.
+    pub(super) async fn pause(&mut self, region: &str) -> Result<String> {
+        let i = self.fed.index(region)?;
+        self.fed.signal(i, "-STOP")?;
+        self.last_fault = Some((format!("pause {region}"), Instant::now()));
+        Ok(String::new())
+    }
+
+    /// SIGCONT a node.
+    pub(super) async fn resume(&mut self, region: &str) -> Result<String> {
+        let i = self.fed.index(region)?;
+        self.fed.signal(i, "-CONT")?;
+        self.reapply_faults().await?;
+        self.last_fault = Some((format!("resume {region}"), Instant::now()));
+        Ok(String::new())
+    }
+
+    /// Kill a node, delete its store, restart it: it must recover its own log from peers before writing.
+    pub(super) async fn wipe(&mut self, region: &str) -> Result<String> {
+        let i = self.fed.index(region)?;
+        if self.fed.nodes[i].child.is_some() {
+            self.fed.signal(i, "-KILL")?;
+        }
+        std::fs::remove_dir_all(self.fed.nodes[i].dir.join("store")).context("wiping the store")?;
+        self.fed.start(i, false)?;
+        self.fed.wait_writable(i, Duration::from_secs(60)).await?;
+        let own = self
+            .fed
+            .heads(i)
+            .await
+            .and_then(|h| h.get(region).map(|x| x.0))
+            .unwrap_or(0);
+        let acked_own = self
+            .acked
+            .iter()
+            .filter(|(r, _, _)| r.to_string() == *region)
+            .map(|(_, s, _)| *s)
+            .max()
+            .unwrap_or(0);
+        if own < acked_own {
+            self.violate("no_acknowledged_record_lost", format!("{region} reopened writes holding {own} of its own records, {acked_own} were acknowledged"));
+        }
+        self.last_fault = Some((format!("wipe {region}"), Instant::now()));
+        Ok(format!(
+            "recovered its own log to #{own} before accepting writes"
+        ))
+    }
+
+    /// Cut every link between the groups (the unlisted nodes form one more group).
+    pub(super) async fn partition(&mut self, groups: &[Vec<String>]) -> Result<String> {
+        let mut sets: Vec<BTreeSet<usize>> = Vec::new();
+        for g in groups {
+            sets.push(g.iter().map(|r| self.fed.index(r)).collect::<Result<_>>()?);
+        }
+        let listed: BTreeSet<usize> = sets.iter().flatten().copied().collect();
+        let rest: BTreeSet<usize> = (0..self.fed.nodes.len())
+            .filter(|i| !listed.contains(i))
+            .collect();
+        if !rest.is_empty() {
+            sets.push(rest);
+        }
+        let n = self.fed.nodes.len();
+        let group_of = |i: usize| sets.iter().position(|s| s.contains(&i));
+        self.cuts = (0..n)
+            .flat_map(|a| (0..n).map(move |b| (a, b)))
+            .filter(|&(a, b)| a != b && group_of(a) != group_of(b))
+            .collect();
+        self.apply_faults().await?;
+        self.last_fault = Some(("partition".into(), Instant::now()));
+        Ok(format!("{} groups, {}", sets.len(), self.link_fault_kind()))
+    }
+
+    /// Cut the links from `from` to `to` in that direction only.
+    pub(super) async fn one_way(&mut self, from: &[String], to: &[String]) -> Result<String> {
+        let from: Vec<usize> = from
+            .iter()
+            .map(|r| self.fed.index(r))
+            .collect::<Result<_>>()?;
+        let to: Vec<usize> = to
+            .iter()
+            .map(|r| self.fed.index(r))
+            .collect::<Result<_>>()?;
+        let before = self.cuts.len();
+        for &a in &from {
+            for &b in &to {
+                if a != b {
+                    self.cuts.insert((a, b));
+                }
+            }
+        }
+        self.apply_faults().await?;
+        self.last_fault = Some(("one-way cut".into(), Instant::now()));
+        Ok(format!(
+            "{} directed links cut, {}",
+            self.cuts.len() - before,
+            self.link_fault_kind()
+        ))
+    }
+
+    /// Drop `percent` of the packets into the given nodes.
+    pub(super) async fn loss(&mut self, regions: &Regions, percent: &u8) -> Result<String> {
+        if *percent > 100 {
+            bail!("loss.percent: {percent} is not a percentage (0..=100)");
+        }
+        let nodes = self.regions(regions, None)?;
+        for &i in &nodes {
+            if *percent == 0 {
+                self.loss.remove(&i);
+            } else {
+                self.loss.insert(i, *percent);
+            }
+        }
+        self.apply_faults().await?;
+        self.last_fault = Some((format!("{percent}% loss"), Instant::now()));
+        Ok(format!(
+            "{percent}% of packets into {} node(s) dropped, {}",
+            nodes.len(),
+            self.link_fault_kind()
+        ))
+    }
+
+    /// Lift every cut and every loss.
+    pub(super) async fn heal(&mut self) -> Result<String> {
+        self.cuts.clear();
+        self.loss.clear();
+        self.apply_faults().await?;
+        self.last_fault = Some(("heal".into(), Instant::now()));
+        Ok(String::new())
+    }
+
+    /// A restarted or resumed node must rejoin the faults in force: in the in-node mode
+    /// they are process state, lost on restart (namespace rules outlive the process).
+    pub(super) async fn reapply_faults(&mut self) -> Result<()> {
+        if self.fed.lab.is_none() && (!self.cuts.is_empty() || !self.loss.is_empty()) {
+            self.apply_faults().await?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn link_fault_kind(&self) -> &'static str {
+        if self.fed.lab.is_some() {
+            "nftables drops between namespaces"
+        } else {
+            "in-node fault mode"
+        }
+    }
+
+    /// Makes the links match `cuts` and `loss`.
+    pub(super) async fn apply_faults(&mut self) -> Result<()> {
+        let n = self.fed.nodes.len();
+        if let Some(lab) = self.fed.lab.clone() {
+            for i in 0..n {
+                let rules = LinkRules {
+                    drop_from: self
+                        .cuts
+                        .iter()
+                        .filter(|(_, to)| *to == i)
+                        .map(|(from, _)| lab.node_ip(*from))
+                        .collect(),
+                    loss_percent: self.loss.get(&i).copied().unwrap_or(0),
+                };
+                if self.applied_rules[i].as_ref() != Some(&rules) {
+                    lab.apply(i, &rules)?;
+                    self.applied_rules[i] = Some(rules);
+                }
+            }
+            return Ok(());
+        }
+        for (i, node) in self.fed.nodes.iter().enumerate() {
+            if !self.fed.live(i) {
+                continue;
+            }
+            // A connection needs both directions: a one-way cut is a cut at this level.
+            let blocked: Vec<String> = (0..n)
+                .filter(|&j| self.cuts.contains(&(i, j)) || self.cuts.contains(&(j, i)))
+                .map(|j| self.fed.nodes[j].region.to_string())
+                .collect();
+            let loss_percent = self.loss.get(&i).copied().unwrap_or(0);
+            let r = node
+                .client
+                .post(
+                    "/v1/admin/partition",
+                    &credfed_client::PartitionRequest {
+                        blocked: blocked.into_iter().collect(),
+                        loss_percent,
+                    },
+                )
+                .await?;
+            if r.status != 200 {
+                bail!("fault at {}: {} {}", node.region, r.status, r.body);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn inject_invalid(&mut self, entry: &str, region: &str) -> Result<String> {
+        let (named, content) = self.entry_named(entry)?;
+        let (eid, issuer) = (named.id, named.region);
+        let content = content.clone();
+        let i = self.fed.index(region)?;
+        let r = self.fed.nodes[i].region;
+        let before = self.fed.heads(i).await.unwrap_or_default();
+        let client = &self.fed.nodes[i].client;
+        let mut refused = Vec::new();
+        // Submitted as the node's operator: what matters is that the node refuses them.
+        let submit = |author: String, key: &credfed_protocol::crypto::Keypair, body: Body| {
+            let (bytes, sig) = credfed_protocol::envelope::sign_body(FEDERATION_ID, key, &body);
+            let req = credfed_client::SubmitRecord {
+                author,
+                body: hex::encode(bytes),
+                signature: sig.to_hex(),
+            };
+            async move { client.post("/v1/records", &req).await }
+        };
+        let forged = credfed_protocol::crypto::Keypair::from_secret([0x66; 32]);
+        let cases = vec![
+            (
+                "forged signature",
+                submit(
+                    format!("{r}:pub"),
+                    &forged,
+                    Body::ListEntryPublished(ListEntry {
+                        summary: "forged".into(),
+                        ..content.clone()
+                    }),
+                )
+                .await?,
+            ),
+            (
+                "wrong role",
+                submit(
+                    format!("{r}:impl"),
+                    &self.fed.dept_key(&format!("{r}:impl")),
+                    Body::ListEntryPublished(ListEntry {
+                        summary: "role".into(),
+                        ..content.clone()
+                    }),
+                )
+                .await?,
+            ),
+            (
+                "another region revokes",
+                if r == issuer {
+                    bail!("inject_invalid: choose a region other than the entry's issuer {issuer}")
+                } else {
+                    submit(
+                        format!("{r}:pub"),
+                        &self.fed.dept_key(&format!("{r}:pub")),
+                        Body::ListEntryRevoked {
+                            entry: eid,
+                            reason: "越权".into(),
+                        },
+                    )
+                    .await?
+                },
+            ),
+        ];
+        for (what, resp) in &cases {
+            if resp.status == 201 {
+                self.violate("nothing_invalid_accepted", format!("{r} accepted a {what}"));
+            } else {
+                refused.push(format!("{what}: {}", resp.status));
+            }
+        }
+        let after = self.fed.heads(i).await.unwrap_or_default();
+        if before.get(&r.to_string()) != after.get(&r.to_string()) {
+            self.violate(
+                "nothing_invalid_accepted",
+                format!("{r}'s log changed while refusing invalid records"),
+            );
+        }
+        self.note(
+            "nothing_invalid_accepted",
+            format!("at {r}: {}", refused.join(", ")),
+        );
+        Ok(refused.join("; "))
+    }
+
+    pub(super) async fn equivocate(&mut self, region: &str) -> Result<String> {
+        let i = self.fed.index(region)?;
+        let r = self.fed.nodes[i].region;
+        // Everyone else goes offline, the member loses its store and is (wrongly) started
+        // solo: it rewrites its log from seq 1.
+        let others: Vec<usize> = (0..self.fed.nodes.len())
+            .filter(|&j| j != i && self.fed.nodes[j].child.is_some())
+            .collect();
+        for &j in &others {
+            self.fed.signal(j, "-STOP")?;
+        }
+        self.fed.signal(i, "-KILL")?;
+        std::fs::remove_dir_all(self.fed.nodes[i].dir.join("store"))?;
+        let path = self.fed.nodes[i].dir.join("config.toml");
+        let mut cfg = credfed_client::node_config::NodeConfig::load(&path)?;
+        cfg.solo = true;
+        cfg.save(&path)?;
+        self.fed.start(i, false)?;
+        self.fed.wait_writable(i, Duration::from_secs(30)).await?;
+        let held_elsewhere = self
+            .acked
+            .iter()
+            .filter(|(x, _, _)| *x == r)
+            .map(|(_, s, _)| *s)
+            .max()
+            .unwrap_or(0);
+        for n in 0..(held_elsewhere + 6) {
+            let d = DepartmentId::new(r, &format!("rogue{n}"), "d")?;
+            let body = Body::DepartmentRegistered {
+                department: d,
+                name: "rogue".into(),
+                roles: vec![credfed_protocol::ids::Role::Publisher],
+                key: self.fed.dept_key("rogue").public(),
+            };
+            let node = DepartmentId::parse(&format!("{r}:node"), "author")?;
+            let record = credfed_client::SubmitRecord::sign(
+                FEDERATION_ID,
+                &node,
+                &self.fed.nodes[i].node_key,
+                &body,
+            );
+            let resp = self.fed.nodes[i]
+                .writer
+                .post("/v1/records", &record)
+                .await?;
+            if resp.status != 201 {
+                bail!("rogue write at {r}: {} {}", resp.status, resp.body);
+            }
+        }
+        cfg.solo = false;
+        cfg.save(&path)?;
+        for &j in &others {
+            self.fed.signal(j, "-CONT")?;
+        }
+        self.expected_equivocators.insert(r);
+        self.last_fault = Some((format!("equivocate {region}"), Instant::now()));
+        // Detection is checked at the next convergence.
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            poll.tick().await;
+            let mut all = true;
+            for &j in &others {
+                if !self.fed.live(j) {
+                    continue;
+                }
+                let flagged = self.fed.get(j, "/v1/status").await.is_some_and(|s| {
+                    s["equivocating_regions"]
+                        .as_array()
+                        .is_some_and(|a| a.contains(&json!(r.to_string())))
+                });
+                all &= flagged;
+            }
+            if all {
+                return Ok(format!("{} honest nodes flagged {r}", others.len()));
+            }
+            if Instant::now() > end {
+                self.violate(
+                    "equivocation_detected_by_every_honest_node",
+                    format!("not every node flagged {r} within 60 s"),
+                );
+                return Ok("detection incomplete".into());
+            }
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! Assertions steps make, and the invariants checked after every step.
+
+use super::*;
+
+impl Drill {
+    /// Ask the check at the given nodes, verify each answer offline and compare the measures.
+    pub(super) async fn assert_check(
+        &mut self,
+        at: &Regions,
+        uscc: &str,
+        domain: &str,
+        mandatory: &[String],
+        recommended: &[String],
+    ) -> Result<String> {
+        let mut asked = 0;
+        let catalogue = Catalogue::embedded()?;
+        for i in self.regions(at, None)? {
+            if !self.fed.live(i) {
+                continue;
+            }
+            let path = format!("/v1/check?uscc={uscc}&domain={domain}");
+            let v = self
+                .fed
+                .get(i, &path)
+                .await
+                .with_context(|| format!("check at {}", self.fed.nodes[i].region))?;
+            let answer: CheckAnswer = serde_json::from_value(v).context("check answer")?;
+            let report = verify_answer(&answer, &self.fed.manifest, &catalogue);
+            let region = self.fed.nodes[i].region;
+            for e in answer
+                .entries
+                .iter()
+                .filter(|e| e.state == EntryState::Suspended)
+            {
+                if answer
+                    .mandatory
+                    .iter()
+                    .chain(&answer.recommended)
+                    .any(|m| m.entry == e.entry)
+                {
+                    self.violate(
+                        "suspended_entry_never_applies_a_measure",
+                        format!("{region}: suspended entry {} applied a measure", e.entry),
+                    );
+                }
+            }
+            if !report.ok() {
+                bail!(
+                    "{region}: answer failed offline verification: {:?}",
+                    report.failures
+                );
+            }
+            let got_m: BTreeSet<String> =
+                answer.mandatory.iter().map(|m| m.code.0.clone()).collect();
+            let got_r: BTreeSet<String> = answer
+                .recommended
+                .iter()
+                .map(|m| m.code.0.clone())
+                .collect();
+            let want_m: BTreeSet<String> = mandatory.iter().cloned().collect();
+            let want_r: BTreeSet<String> = recommended.iter().cloned().collect();
+            if got_m != want_m || got_r != want_r {
+                bail!(
+                    "{region}: mandatory {got_m:?} recommended {got_r:?}, expected {want_m:?} {want_r:?}"
+                );
+            }
+            asked += 1;
+        }
+        self.note(
+            "suspended_entry_never_applies_a_measure",
+            format!("{asked} check answers verified offline"),
+        );
+        Ok(format!(
+            "{asked} nodes answered as expected; evidence verified offline"
+        ))
+    }
+
+    /// The entry is in `state` at the given nodes.
+    pub(super) async fn assert_entry(
+        &mut self,
+        at: &Regions,
+        entry: &str,
+        state: &str,
+    ) -> Result<String> {
+        let id = self.entry_named(entry)?.0.id;
+        let mut n = 0;
+        for i in self.regions(at, None)? {
+            if !self.fed.live(i) {
+                continue;
+            }
+            let v = self
+                .fed
+                .get(i, &format!("/v1/entries/{id}"))
+                .await
+                .with_context(|| format!("entry at {}", self.fed.nodes[i].region))?;
+            if v["state"] != json!(state) {
+                bail!(
+                    "{}: entry {entry} is {}, expected {state}",
+                    self.fed.nodes[i].region,
+                    v["state"]
+                );
+            }
+            n += 1;
+        }
+        Ok(format!("{state} at {n} nodes"))
+    }
+
+    /// Every node shows the action's target lines in `status` (and the measure executed).
+    pub(super) async fn assert_action(
+        &mut self,
+        at: &Regions,
+        action: &str,
+        regions: &Regions,
+        status: &str,
+        executed: &Option<String>,
+    ) -> Result<String> {
+        let (named, _) = self
+            .actions
+            .get(action)
+            .with_context(|| format!("no action named {action}"))?;
+        let id = named.id;
+        let lines: BTreeSet<String> = self
+            .regions(regions, Some(action))?
+            .into_iter()
+            .map(|i| self.fed.nodes[i].region.to_string())
+            .collect();
+        let mut asked = 0;
+        for i in self.regions(at, None)? {
+            if !self.fed.live(i) {
+                continue;
+            }
+            let here = self.fed.nodes[i].region;
+            let v = self
+                .fed
+                .get(i, &format!("/v1/actions/{id}"))
+                .await
+                .with_context(|| format!("action {action} at {here}"))?;
+            let targets = v["targets"].as_array().cloned().unwrap_or_default();
+            for region in &lines {
+                let Some(t) = targets.iter().find(|t| t["region"] == json!(region)) else {
+                    bail!("{here}: action {action} has no target line for {region}");
+                };
+                if t["status"] != json!(status) {
+                    bail!(
+                        "{here}: action {action}, target {region} is {}, expected {status}",
+                        t["status"]
+                    );
+                }
+                if let Some(m) = executed
+                    && !t["executed"]
+                        .as_array()
+                        .is_some_and(|a| a.contains(&json!(m)))
+                {
+                    bail!(
+                        "{here}: action {action}, target {region} has not executed {m} (executed {})",
+                        t["executed"]
+                    );
+                }
+            }
+            asked += 1;
+        }
+        Ok(format!(
+            "{} target lines {status}{} at {asked} nodes",
+            lines.len(),
+            executed
+                .as_ref()
+                .map(|m| format!(", {m} executed"))
+                .unwrap_or_default()
+        ))
+    }
+
+    /// Every invariant held so far.
+    pub(super) async fn assert_invariants(&mut self) -> Result<String> {
+        let violated: Vec<String> = self
+            .invariants
+            .iter()
+            .filter(|(_, (held, _))| !held)
+            .map(|(name, (_, detail))| format!("{name}: {}", detail.join("; ")))
+            .collect();
+        if !violated.is_empty() {
+            bail!("invariants violated: {}", violated.join(" | "));
+        }
+        Ok(format!("all {} invariants hold", self.invariants.len()))
+    }
+
+    /// The invariants that hold at every instant, checked after every step (convergence
+    /// can only be judged at a `wait_converged`, and is):
+    /// - a node's head of a log never moves back, and the origin holds every record it
+    ///   acknowledged (`no_acknowledged_record_lost`);
+    /// - no two nodes hold different records at the same position of an honest region's
+    ///   log (`nothing_invalid_accepted`: a forged or altered record would show as such);
+    /// - no node flags a region that did not equivocate;
+    /// - no node's check lets a suspended entry apply a measure.
+    ///
+    /// Returns the names of the invariants this step violated.
+    pub(super) async fn check_step_invariants(&mut self, index: usize, step: &Step) -> Vec<String> {
+        let n = self.fed.nodes.len();
+        let before: BTreeMap<String, bool> = self
+            .invariants
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0))
+            .collect();
+        // A wiped or rewritten store starts again from nothing, and a crash may lose
+        // replicated records not yet synced (by design: they are fetched again; only the
+        // node's own acknowledged records must survive, which is checked below).
+        if let Step::Wipe { region }
+        | Step::Equivocate { region }
+        | Step::Kill { region }
+        | Step::Restart { region }
+        | Step::Skew { region, .. } = step
+            && let Ok(i) = self.fed.index(region)
+        {
+            self.last_heads[i].clear();
+        }
+        let live: Vec<usize> = (0..n).filter(|&i| self.fed.live(i)).collect();
+        let fed = &self.fed;
+        let polled = futures::future::join_all(
+            live.iter()
+                .map(|&i| async move { (i, fed.heads(i).await, fed.get(i, "/v1/status").await) }),
+        )
+        .await;
+        let mut by_position: BTreeMap<(String, u64), (String, usize)> = BTreeMap::new();
+        for (i, heads, status) in polled {
+            let region_i = self.fed.nodes[i].region;
+            let Some(heads) = heads else {
+                continue; // busy or restarting: judged at the next step
+            };
+            for (r, (seq, hash)) in &heads {
+                let previous = self.last_heads[i].get(r).copied().unwrap_or(0);
+                if *seq < previous {
+                    self.violate(
+                        "no_acknowledged_record_lost",
+                        format!("after step {index}: {region_i}'s head of {r} went back from #{previous} to #{seq}"),
+                    );
+                }
+                let honest = !self
+                    .expected_equivocators
+                    .iter()
+                    .any(|e| e.to_string() == *r);
+                if honest {
+                    match by_position.get(&(r.clone(), *seq)) {
+                        Some((other, j)) if other != hash => {
+                            let d = format!(
+                                "after step {index}: {} and {region_i} hold different records at {r}#{seq}",
+                                self.fed.nodes[*j].region
+                            );
+                            self.violate("nothing_invalid_accepted", d);
+                        }
+                        Some(_) => {}
+                        None => {
+                            by_position.insert((r.clone(), *seq), (hash.clone(), i));
+                        }
+                    }
+                }
+            }
+            self.last_heads[i] = heads.iter().map(|(r, (s, _))| (r.clone(), *s)).collect();
+            if !self.expected_equivocators.contains(&region_i) {
+                let acked_own = self
+                    .acked
+                    .iter()
+                    .filter(|(r, _, _)| *r == region_i)
+                    .map(|(_, s, _)| *s)
+                    .max()
+                    .unwrap_or(0);
+                let own = heads.get(&region_i.to_string()).map_or(0, |h| h.0);
+                if own < acked_own {
+                    self.violate(
+                        "no_acknowledged_record_lost",
+                        format!("after step {index}: {region_i} holds its log to #{own}, #{acked_own} was acknowledged"),
+                    );
+                }
+            }
+            let flagged = status
+                .and_then(|s| s["equivocating_regions"].as_array().cloned())
+                .unwrap_or_default();
+            for f in flagged {
+                let f = f.as_str().unwrap_or("").to_string();
+                if !self
+                    .expected_equivocators
+                    .iter()
+                    .any(|e| e.to_string() == f)
+                {
+                    self.violate(
+                        "equivocation_detected_by_every_honest_node",
+                        format!(
+                            "after step {index}: {region_i} flagged {f}, which did not equivocate"
+                        ),
+                    );
+                }
+            }
+        }
+        self.check_suspended_entries(index, &live).await;
+        self.step_checks += 1;
+        self.invariants
+            .iter()
+            .filter(|(k, v)| !v.0 && before.get(*k).copied().unwrap_or(true))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// For every entry that has had an objection: wherever it is suspended, a check of
+    /// its subject in the domains of its measures must not apply any of them.
+    pub(super) async fn check_suspended_entries(&mut self, index: usize, live: &[usize]) {
+        let Ok(catalogue) = Catalogue::embedded() else {
+            return;
+        };
+        let objected: BTreeSet<&String> = self.objections.values().map(|(_, e)| e).collect();
+        let mut work = Vec::new();
+        for name in objected {
+            let Some((named, entry)) = self.entries.get(name) else {
+                continue;
+            };
+            let Subject::Organisation { uscc, .. } = &entry.subject else {
+                continue;
+            };
+            let domains: BTreeSet<String> = entry
+                .requested_measures
+                .iter()
+                .filter_map(|c| catalogue.get(c))
+                .filter_map(|m| m.domains.first().map(|d| d.name()))
+                .collect();
+            work.push((named.id, uscc.clone(), domains));
+        }
+        for (id, uscc, domains) in work {
+            for &i in live {
+                let suspended = self
+                    .fed
+                    .get(i, &format!("/v1/entries/{id}"))
+                    .await
+                    .is_some_and(|v| v["state"] == json!("suspended"));
+                if !suspended {
+                    continue;
+                }
+                for domain in &domains {
+                    let Some(v) = self
+                        .fed
+                        .get(i, &format!("/v1/check?uscc={uscc}&domain={domain}"))
+                        .await
+                    else {
+                        continue;
+                    };
+                    let Ok(answer) = serde_json::from_value::<CheckAnswer>(v) else {
+                        continue;
+                    };
+                    // The entry may have been resolved between the two requests: judge by
+                    // the state the answer itself reports.
+                    let still_suspended = answer
+                        .entries
+                        .iter()
+                        .any(|e| e.entry == id && e.state == EntryState::Suspended);
+                    if still_suspended
+                        && answer
+                            .mandatory
+                            .iter()
+                            .chain(&answer.recommended)
+                            .any(|m| m.entry == id)
+                    {
+                        let region = self.fed.nodes[i].region;
+                        self.violate(
+                            "suspended_entry_never_applies_a_measure",
+                            format!("after step {index}: {region} applied a measure of suspended entry {id} ({domain})"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every acknowledged record is at its position, with its hash, at a live node whose
+    /// heads every live node shares (hash-linked chains: same head ⇒ same log).
+    pub(super) async fn check_acknowledged(
+        &mut self,
+        heads: &BTreeMap<usize, BTreeMap<String, (u64, String)>>,
+    ) -> Result<()> {
+        let Some((&i, h)) = heads.iter().next() else {
+            return Ok(());
+        };
+        let mut by_region: BTreeMap<RegionCode, Vec<(u64, String)>> = BTreeMap::new();
+        for (r, s, hash) in &self.acked {
+            by_region.entry(*r).or_default().push((*s, hash.clone()));
+        }
+        let mut checked = 0;
+        for (r, acks) in by_region {
+            let held = h.get(&r.to_string()).map_or(0, |x| x.0);
+            let mut positions: BTreeMap<u64, String> = BTreeMap::new();
+            let mut from = 1;
+            while from <= held {
+                let v = self
+                    .fed
+                    .get(i, &format!("/v1/log/{r}?from={from}&limit=256"))
+                    .await
+                    .context("log range")?;
+                let envs = v["envelopes"].as_array().cloned().unwrap_or_default();
+                if envs.is_empty() {
+                    break;
+                }
+                for (k, e) in envs.iter().enumerate() {
+                    let bytes = hex::decode(e.as_str().unwrap_or("")).unwrap_or_default();
+                    positions.insert(
+                        from + k as u64,
+                        envelope_hash(FEDERATION_ID, &bytes).to_hex(),
+                    );
+                }
+                from += envs.len() as u64;
+            }
+            for (s, hash) in acks {
+                checked += 1;
+                match positions.get(&s) {
+                    Some(x) if *x == hash => {}
+                    Some(_) if self.expected_equivocators.contains(&r) => {}
+                    other => self.violate(
+                        "no_acknowledged_record_lost",
+                        format!("{r}#{s}: acknowledged {hash}, held {other:?}"),
+                    ),
+                }
+            }
+        }
+        self.note(
+            "no_acknowledged_record_lost",
+            format!("{checked} acknowledged records found with their hashes on every live node"),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn check_equivocation(&mut self) {
+        if self.expected_equivocators.is_empty() {
+            self.invariants
+                .entry("equivocation_detected_by_every_honest_node".into())
+                .or_default()
+                .1 = vec!["no member equivocated in this scenario; no node flagged one".into()];
+            for i in 0..self.fed.nodes.len() {
+                if !self.fed.live(i) {
+                    continue;
+                }
+                let flagged = self
+                    .fed
+                    .get(i, "/v1/status")
+                    .await
+                    .and_then(|s| s["equivocating_regions"].as_array().cloned())
+                    .unwrap_or_default();
+                if !flagged.is_empty() {
+                    self.violate(
+                        "equivocation_detected_by_every_honest_node",
+                        format!(
+                            "{} flagged {flagged:?} though nobody equivocated",
+                            self.fed.nodes[i].region
+                        ),
+                    );
+                }
+            }
+        }
+        for r in self.expected_equivocators.clone() {
+            for i in 0..self.fed.nodes.len() {
+                if !self.fed.live(i) || self.fed.nodes[i].region == r {
+                    continue;
+                }
+                let flagged = self.fed.get(i, "/v1/status").await.is_some_and(|s| {
+                    s["equivocating_regions"]
+                        .as_array()
+                        .is_some_and(|a| a.contains(&json!(r.to_string())))
+                });
+                if !flagged {
+                    self.violate(
+                        "equivocation_detected_by_every_honest_node",
+                        format!("{} did not flag {r}", self.fed.nodes[i].region),
+                    );
+                }
+            }
+            self.note(
+                "equivocation_detected_by_every_honest_node",
+                format!("{r} flagged by every other live node"),
+            );
+        }
+    }
+}

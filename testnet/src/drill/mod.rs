@@ -1,0 +1,452 @@
+//! Runs a scenario against a federation, checks the invariants after every step and
+//! measures (the invariants are listed in docs/design.md).
+//!
+//! [`bodies`] (what each writing step writes, pure) · [`writes`] (steps that write) ·
+//! [`faults`] (process and link faults) · [`waits`] (waiting on conditions with a
+//! deadline) · [`invariants`] (assertions and the invariants checked after every step).
+
+mod bodies;
+mod faults;
+mod invariants;
+mod waits;
+mod writes;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use credfed_protocol::catalogue::Catalogue;
+use credfed_protocol::check::{CheckAnswer, verify_answer};
+use credfed_protocol::envelope::envelope_hash;
+use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::record::*;
+use credfed_protocol::state::EntryState;
+use credfed_protocol::time::{Date, Timestamp};
+use serde_json::json;
+
+use crate::fed::{FEDERATION_ID, Federation};
+use crate::netns::LinkRules;
+use crate::report::{Convergence, Invariant, Percentiles, Report, StepReport};
+use crate::scenario::{Regions, Scenario, Step};
+
+struct Named<T> {
+    id: T,
+    region: RegionCode,
+}
+
+/// Drill state.
+pub struct Drill {
+    /// The federation under test.
+    pub fed: Federation,
+    entries: BTreeMap<String, (Named<EntryId>, ListEntry)>,
+    actions: BTreeMap<String, (Named<ActionId>, Vec<RegionCode>)>,
+    objections: BTreeMap<String, (Named<ObjectionId>, String)>,
+    acked: Vec<(RegionCode, u64, String)>,
+    propagation_ms: Vec<f64>,
+    convergence: Vec<Convergence>,
+    steps: Vec<StepReport>,
+    invariants: BTreeMap<String, (bool, Vec<String>)>,
+    /// Directed cuts in force: (from, to) = packets from node `from` do not reach `to`.
+    cuts: BTreeSet<(usize, usize)>,
+    /// Packet loss in force, percent, by receiving node.
+    loss: BTreeMap<usize, u8>,
+    /// Firewall rules last applied per node (namespaces mode), so that unchanged ones are
+    /// not rewritten.
+    applied_rules: Vec<Option<LinkRules>>,
+    /// Heads each node held after the previous step (a head never moves back).
+    last_heads: Vec<BTreeMap<String, u64>>,
+    /// Steps after which the always-true invariants were checked.
+    step_checks: usize,
+    expected_equivocators: BTreeSet<RegionCode>,
+    last_fault: Option<(String, Instant)>,
+    started: Instant,
+    doc_counter: usize,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn today() -> Date {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Timestamp(ms).date_cst()
+}
+
+const INVARIANTS: [&str; 5] = [
+    "no_acknowledged_record_lost",
+    "live_connected_nodes_converge",
+    "nothing_invalid_accepted",
+    "equivocation_detected_by_every_honest_node",
+    "suspended_entry_never_applies_a_measure",
+];
+
+impl Drill {
+    /// A drill on a running federation with departments registered.
+    pub fn new(fed: Federation) -> Drill {
+        let n = fed.nodes.len();
+        Drill {
+            fed,
+            entries: BTreeMap::new(),
+            actions: BTreeMap::new(),
+            objections: BTreeMap::new(),
+            acked: Vec::new(),
+            propagation_ms: Vec::new(),
+            convergence: Vec::new(),
+            steps: Vec::new(),
+            invariants: INVARIANTS
+                .iter()
+                .map(|n| (n.to_string(), (true, Vec::new())))
+                .collect(),
+            cuts: BTreeSet::new(),
+            loss: BTreeMap::new(),
+            applied_rules: vec![None; n],
+            last_heads: vec![BTreeMap::new(); n],
+            step_checks: 0,
+            expected_equivocators: BTreeSet::new(),
+            last_fault: None,
+            started: Instant::now(),
+            doc_counter: 0,
+        }
+    }
+
+    fn violate(&mut self, name: &str, detail: String) {
+        let e = self.invariants.entry(name.into()).or_default();
+        e.0 = false;
+        e.1.push(detail);
+    }
+
+    fn note(&mut self, name: &str, detail: String) {
+        self.invariants
+            .entry(name.into())
+            .or_default()
+            .1
+            .push(detail);
+    }
+
+    /// Whether `a` and `b` can talk directly: both live, no cut either way (a connection
+    /// needs packets in both directions).
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.fed.live(a)
+            && self.fed.live(b)
+            && !self.cuts.contains(&(a, b))
+            && !self.cuts.contains(&(b, a))
+    }
+
+    /// Connected components of `nodes` under `reachable`: records travel between any two
+    /// nodes of a component, through others if need be, so each must converge.
+    fn components(&self, nodes: &[usize]) -> Vec<Vec<usize>> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for &start in nodes {
+            if !seen.insert(start) {
+                continue;
+            }
+            let mut component = vec![start];
+            let mut k = 0;
+            while k < component.len() {
+                let a = component[k];
+                for &b in nodes {
+                    if !seen.contains(&b) && self.reachable(a, b) {
+                        seen.insert(b);
+                        component.push(b);
+                    }
+                }
+                k += 1;
+            }
+            component.sort();
+            out.push(component);
+        }
+        out
+    }
+
+    fn regions(&self, r: &Regions, action: Option<&str>) -> Result<Vec<usize>> {
+        match r {
+            Regions::Word(w) if w == "all" => Ok((0..self.fed.nodes.len()).collect()),
+            Regions::Word(w) if w == "targets" => {
+                let a = action.context("'targets' needs an action")?;
+                let (_, t) = self
+                    .actions
+                    .get(a)
+                    .with_context(|| format!("no action named {a}"))?;
+                t.iter().map(|r| self.fed.index(&r.to_string())).collect()
+            }
+            Regions::Word(w) => Ok(vec![self.fed.index(w)?]),
+            Regions::List(l) => l.iter().map(|r| self.fed.index(r)).collect(),
+        }
+    }
+
+    fn entry_named(&self, name: &str) -> Result<&(Named<EntryId>, ListEntry)> {
+        self.entries
+            .get(name)
+            .with_context(|| format!("no entry named {name} (publish it first)"))
+    }
+
+    fn author(&self, region: RegionCode, unit: &str) -> String {
+        format!("{region}:{unit}")
+    }
+
+    /// Runs every step, then the final convergence and invariant checks.
+    pub async fn run(&mut self, scenario: &Scenario) -> Result<()> {
+        for (i, step) in scenario.steps.iter().enumerate() {
+            let t0 = Instant::now();
+            let at_ms = self.started.elapsed().as_millis() as u64;
+            // Boxed: the future of `step` holds the state of every kind of step, and on a
+            // debug build's 2 MiB thread stack it does not fit beside its callers.
+            let result = Box::pin(self.step(step)).await;
+            // The step's own time; the invariant checks that follow are not part of it.
+            let duration_ms = t0.elapsed().as_millis() as u64;
+            let (ok, mut detail) = match &result {
+                Ok(d) => (true, d.clone()),
+                Err(e) => (false, format!("{e:#}")),
+            };
+            if ok {
+                let violated = Box::pin(self.check_step_invariants(i + 1, step)).await;
+                if !violated.is_empty() {
+                    detail = format!("{detail} [invariants violated: {}]", violated.join(", "));
+                }
+            }
+            self.steps.push(StepReport {
+                index: i + 1,
+                action: step.kind(),
+                at_ms,
+                duration_ms,
+                ok,
+                detail,
+            });
+            if !ok {
+                eprintln!(
+                    "  step {} {} FAILED: {}",
+                    i + 1,
+                    step.kind(),
+                    self.steps.last().map(|s| s.detail.as_str()).unwrap_or("")
+                );
+                return result.map(|_| ());
+            }
+        }
+        // Whatever the scenario left, the federation must heal and converge.
+        if !self.cuts.is_empty() || !self.loss.is_empty() {
+            Box::pin(self.step(&Step::Heal)).await?;
+        }
+        for i in 0..self.fed.nodes.len() {
+            if self.fed.nodes[i].paused {
+                self.fed.signal(i, "-CONT")?;
+            }
+            if self.fed.nodes[i].child.is_none() {
+                self.fed.start(i, false)?;
+            }
+        }
+        Box::pin(self.step(&Step::WaitConverged { timeout_ms: 60_000 })).await?;
+        Ok(())
+    }
+
+    /// One step: dispatched to the module that knows how to do it.
+    async fn step(&mut self, step: &Step) -> Result<String> {
+        use bodies::Change;
+        match step {
+            Step::Publish {
+                id,
+                region,
+                list,
+                uscc,
+                measures,
+                expires_in_days,
+            } => {
+                self.publish(id, region, list, uscc, measures, *expires_in_days)
+                    .await
+            }
+            Step::Amend { entry } => self.change(entry, Change::Amend).await,
+            Step::Revoke { entry } => self.change(entry, Change::Revoke).await,
+            Step::Repair { entry } => self.change(entry, Change::Repair).await,
+            Step::Initiate {
+                id,
+                entry,
+                targets,
+                measures,
+            } => self.initiate(id, entry, targets, measures).await,
+            Step::Acknowledge { action, regions } => self.respond(action, regions, None).await,
+            Step::Execute {
+                action,
+                regions,
+                measure,
+            } => self.respond(action, regions, Some(measure)).await,
+            Step::Object { id, entry, region } => self.object(id, entry, region).await,
+            Step::Resolve { objection, outcome } => self.resolve(objection, outcome).await,
+            Step::Burst {
+                region,
+                count,
+                measure,
+            } => self.burst(region, *count, *measure).await,
+            Step::Evaluation {
+                region,
+                uscc,
+                scheme,
+                class,
+            } => self.evaluate(region, uscc, scheme, class).await,
+            Step::WaitUntil {
+                at,
+                entry,
+                state,
+                timeout_ms,
+            } => self.wait_until_state(at, entry, state, timeout_ms).await,
+            Step::Kill { region } => self.kill(region).await,
+            Step::Restart { region } => self.restart(region).await,
+            Step::Skew { region, offset_ms } => self.skew(region, offset_ms).await,
+            Step::Pause { region } => self.pause(region).await,
+            Step::Resume { region } => self.resume(region).await,
+            Step::Wipe { region } => self.wipe(region).await,
+            Step::Partition { groups } => self.partition(groups).await,
+            Step::OneWay { from, to } => self.one_way(from, to).await,
+            Step::Loss { regions, percent } => self.loss(regions, percent).await,
+            Step::Heal => self.heal().await,
+            Step::WaitLinks { timeout_ms } => self.wait_links(timeout_ms).await,
+            Step::WaitConverged { timeout_ms } => {
+                self.wait_converged(Duration::from_millis(*timeout_ms))
+                    .await
+            }
+            Step::AssertCheck {
+                at,
+                uscc,
+                domain,
+                mandatory,
+                recommended,
+            } => {
+                self.assert_check(at, uscc, domain, mandatory, recommended)
+                    .await
+            }
+            Step::AssertEntry { at, entry, state } => self.assert_entry(at, entry, state).await,
+            Step::AssertAction {
+                at,
+                action,
+                regions,
+                status,
+                executed,
+            } => {
+                self.assert_action(at, action, regions, status, executed)
+                    .await
+            }
+            Step::AssertInvariants => self.assert_invariants().await,
+            Step::InjectInvalid { entry, region } => self.inject_invalid(entry, region).await,
+            Step::Equivocate { region } => self.equivocate(region).await,
+        }
+    }
+
+    /// Builds the report.
+    pub async fn report(&mut self, scenario: &Scenario) -> Report {
+        let mut messages = 0;
+        let mut bytes = 0;
+        for i in 0..self.fed.nodes.len() {
+            if !self.fed.live(i) {
+                continue;
+            }
+            if let Ok(r) = self.fed.nodes[i].client.get("/metrics").await {
+                for l in r.body.lines() {
+                    let v = l
+                        .rsplit(' ')
+                        .next()
+                        .and_then(|x| x.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    if l.starts_with("credfed_gossip_received_total ")
+                        || l.starts_with("credfed_ranges_fetched_total ")
+                    {
+                        messages += v;
+                    } else if l.starts_with("credfed_bytes_received_total ") {
+                        bytes += v;
+                    }
+                }
+            }
+        }
+        let mut acknowledgement_ms: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (named, _) in self.actions.values() {
+            let i = self.fed.index(&named.region.to_string()).unwrap_or(0);
+            if let Some(v) = self.fed.get(i, &format!("/v1/actions/{}", named.id)).await {
+                for t in v["targets"].as_array().cloned().unwrap_or_default() {
+                    if let (Some(r), Some(ms)) =
+                        (t["region"].as_str(), t["acknowledgement_ms"].as_i64())
+                    {
+                        acknowledgement_ms
+                            .entry(r.to_string())
+                            .or_default()
+                            .push(ms);
+                    }
+                }
+            }
+        }
+        let mut resources = BTreeMap::new();
+        for n in &self.fed.nodes {
+            if let Some(pid) = n.child.as_ref().map(|c| c.id()) {
+                resources.insert(n.region.to_string(), proc_usage(pid));
+            }
+        }
+        for name in [
+            "no_acknowledged_record_lost",
+            "nothing_invalid_accepted",
+            "equivocation_detected_by_every_honest_node",
+            "suspended_entry_never_applies_a_measure",
+        ] {
+            self.note(
+                name,
+                format!("checked after each of {} steps", self.step_checks),
+            );
+        }
+        Report {
+            resources,
+            scenario: scenario.name.clone(),
+            regions: self
+                .fed
+                .nodes
+                .iter()
+                .map(|n| n.region.to_string())
+                .collect(),
+            steps: self.steps.clone(),
+            invariants: self
+                .invariants
+                .iter()
+                .map(|(n, (held, d))| Invariant {
+                    name: n.clone(),
+                    held: *held,
+                    detail: d.join("; "),
+                })
+                .collect(),
+            propagation_ms: Percentiles::of(&self.propagation_ms),
+            propagation_samples_ms: self.propagation_ms.clone(),
+            convergence_ms: self.convergence.clone(),
+            acknowledgement_ms,
+            messages,
+            bytes,
+            fault_mode: format!(
+                "processes: SIGKILL, SIGSTOP/SIGCONT, restart, wipe; links: {}",
+                self.fed.fault_mode
+            ),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+/// Resident memory (KiB) and CPU time (s) of a process, from /proc.
+pub fn proc_usage(pid: u32) -> (u64, f64) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    // Fields 14 and 15 of /proc/<pid>/stat (after the command name) are utime and stime in
+    // clock ticks; Linux uses 100 ticks per second.
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?) as f64 / 100.0)
+        })
+        .unwrap_or(0.0);
+    (rss, cpu)
+}

@@ -1,0 +1,290 @@
+//! Steps that write records: each builds its body with [`super::bodies`], submits it at
+//! the author's node and waits until it has reached every node it can reach.
+
+use super::bodies::{self, Change};
+use super::*;
+
+impl Drill {
+    /// `publish`: a list entry at `region`.
+    pub(super) async fn publish(
+        &mut self,
+        name: &str,
+        region: &str,
+        list: &str,
+        uscc: &str,
+        measures: &[String],
+        expires_in_days: Option<i32>,
+    ) -> Result<String> {
+        let r = RegionCode::parse(region, "region")?;
+        self.doc_counter += 1;
+        let e = bodies::drill_entry(
+            r,
+            name,
+            list,
+            uscc,
+            measures,
+            expires_in_days,
+            self.doc_counter,
+            today(),
+        );
+        let (seq, origin) = self
+            .write(&self.author(r, "pub"), &Body::ListEntryPublished(e.clone()))
+            .await?;
+        self.propagate(origin, seq).await?;
+        let id = entry_id(r, &e);
+        self.entries
+            .insert(name.to_owned(), (Named { id, region: r }, e));
+        Ok(format!(
+            "{region}#{seq}, at every reachable node in {:.0} ms",
+            self.propagation_ms.last().copied().unwrap_or(0.0)
+        ))
+    }
+
+    /// `amend`, `revoke`, `repair`: the issuer changes its entry.
+    pub(super) async fn change(&mut self, entry: &str, change: Change) -> Result<String> {
+        let (named, content) = self.entry_named(entry)?;
+        let (id, r) = (named.id, named.region);
+        let body = bodies::change_body(change, id, content);
+        let (seq, origin) = self.write(&self.author(r, "pub"), &body).await?;
+        self.propagate(origin, seq).await?;
+        Ok(format!("{r}#{seq}"))
+    }
+
+    /// `initiate`: a joint action on an entry, at the entry's region.
+    pub(super) async fn initiate(
+        &mut self,
+        name: &str,
+        entry: &str,
+        targets: &Regions,
+        measures: &[String],
+    ) -> Result<String> {
+        let (named, _) = self.entry_named(entry)?;
+        let (eid, r) = (named.id, named.region);
+        let all = matches!(targets, Regions::Word(w) if w == "all");
+        let target_list: Vec<RegionCode> = if all {
+            self.fed
+                .nodes
+                .iter()
+                .map(|n| n.region)
+                .filter(|x| *x != r)
+                .collect()
+        } else {
+            self.regions(targets, None)?
+                .into_iter()
+                .map(|i| self.fed.nodes[i].region)
+                .collect()
+        };
+        let targets = if all {
+            Targets::AllMembers
+        } else {
+            Targets::Regions(target_list.clone())
+        };
+        let a = bodies::joint_action(name, eid, targets, measures, today());
+        let author = self.author(r, "init");
+        let (seq, origin) = self
+            .write(&author, &Body::JointActionInitiated(a.clone()))
+            .await?;
+        self.propagate(origin, seq).await?;
+        let aid = action_id(&DepartmentId::parse(&author, "author")?, &a.reference);
+        let n = target_list.len();
+        self.actions
+            .insert(name.to_owned(), (Named { id: aid, region: r }, target_list));
+        Ok(format!("{r}#{seq} to {n} regions"))
+    }
+
+    /// `acknowledge` (no measure) or `execute` (a measure): each target region answers.
+    pub(super) async fn respond(
+        &mut self,
+        action: &str,
+        regions: &Regions,
+        measure: Option<&str>,
+    ) -> Result<String> {
+        let aid = self
+            .actions
+            .get(action)
+            .with_context(|| format!("no action named {action}"))?
+            .0
+            .id;
+        let who = self.regions(regions, Some(action))?;
+        let mut writes = Vec::new();
+        for i in who {
+            let r = self.fed.nodes[i].region;
+            let implementer = DepartmentId::parse(&self.author(r, "impl"), "implementer")?;
+            let body = bodies::target_answer(aid, r, &implementer, measure, today());
+            // The record references the action, so the target must hold it first.
+            self.wait_holds_action(i, &aid).await?;
+            writes.push((implementer.to_string(), body));
+        }
+        let n = writes.len();
+        for (author, body) in writes {
+            self.write(&author, &body).await?;
+        }
+        Ok(format!("{n} regions"))
+    }
+
+    /// `object`: an objection recorded at `region` (any region may).
+    pub(super) async fn object(&mut self, name: &str, entry: &str, region: &str) -> Result<String> {
+        let (named, _) = self.entry_named(entry)?;
+        let (eid, issuer) = (named.id, named.region);
+        let r = RegionCode::parse(region, "region")?;
+        let i = self.fed.index(region)?;
+        self.wait_holds_entry(i, &eid).await?;
+        let case_no = bodies::objection_case(name, today());
+        let author = self.author(r, "obj");
+        let (seq, origin) = self
+            .write(&author, &bodies::objection_body(&case_no, eid, today()))
+            .await?;
+        self.propagate(origin, seq).await?;
+        let oid = objection_id(&DepartmentId::parse(&author, "author")?, &case_no);
+        self.objections.insert(
+            name.to_owned(),
+            (
+                Named {
+                    id: oid,
+                    region: issuer,
+                },
+                entry.to_owned(),
+            ),
+        );
+        Ok(format!("{r}#{seq}"))
+    }
+
+    /// `resolve`: the issuing region resolves an objection.
+    pub(super) async fn resolve(&mut self, objection: &str, outcome: &str) -> Result<String> {
+        let (named, _) = self
+            .objections
+            .get(objection)
+            .with_context(|| format!("no objection named {objection}"))?;
+        let (oid, issuer) = (named.id, named.region);
+        let body = bodies::resolution_body(oid, outcome)?;
+        let (seq, origin) = self.write(&self.author(issuer, "obj"), &body).await?;
+        self.propagate(origin, seq).await?;
+        Ok(format!("{issuer}#{seq}"))
+    }
+
+    /// `burst`: `count` acknowledged writes one after another.
+    pub(super) async fn burst(
+        &mut self,
+        region: &str,
+        count: usize,
+        measure: bool,
+    ) -> Result<String> {
+        let r = RegionCode::parse(region, "region")?;
+        let t = Instant::now();
+        let mut last = (0, 0);
+        for _ in 0..count {
+            self.doc_counter += 1;
+            let e = bodies::burst_entry(self.doc_counter, today());
+            last = self
+                .write(&self.author(r, "pub"), &Body::ListEntryPublished(e))
+                .await?;
+            if measure {
+                self.propagate(last.1, last.0).await?;
+            }
+        }
+        let rate = count as f64 / t.elapsed().as_secs_f64();
+        Ok(format!(
+            "{count} acknowledged writes at {rate:.0}/s, last {region}#{}",
+            last.0
+        ))
+    }
+
+    /// `evaluation`: an evaluation result at `region`.
+    pub(super) async fn evaluate(
+        &mut self,
+        region: &str,
+        uscc: &str,
+        scheme: &str,
+        class: &str,
+    ) -> Result<String> {
+        let r = RegionCode::parse(region, "region")?;
+        let ev = bodies::evaluation(uscc, scheme, class, today());
+        let (seq, origin) = self
+            .write(&self.author(r, "pub"), &Body::EvaluationPublished(ev))
+            .await?;
+        self.propagate(origin, seq).await?;
+        Ok(format!("{region}#{seq}"))
+    }
+
+    /// Submits, requires 201, records the acknowledgement; returns (seq, origin index).
+    pub(super) async fn write(&mut self, author: &str, body: &Body) -> Result<(u64, usize)> {
+        let r = self.fed.submit(author, body).await?;
+        if r.status != 201 {
+            bail!("{author} {:?}: {} {}", body.kind(), r.status, r.body);
+        }
+        let receipt: credfed_client::Receipt = serde_json::from_str(&r.body).context("receipt")?;
+        let region = RegionCode::parse(&receipt.region, "region")?;
+        self.acked.push((region, receipt.seq, receipt.hash));
+        Ok((receipt.seq, self.fed.index(&region.to_string())?))
+    }
+
+    /// Waits until every node reachable from the origin holds `region#seq`, then records
+    /// the propagation time from the nodes' own clocks: the latest moment any of them
+    /// applied the envelope, minus the origin's append timestamp (all nodes share this
+    /// machine's clock, so the difference is exact, unlike timing the polls).
+    pub(super) async fn propagate(&mut self, origin: usize, seq: u64) -> Result<()> {
+        let region = self.fed.nodes[origin].region.to_string();
+        let targets: Vec<usize> = (0..self.fed.nodes.len())
+            .filter(|&j| j != origin && self.reachable(origin, j))
+            .collect();
+        let mut pending: BTreeSet<usize> = targets.iter().copied().collect();
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
+        while !pending.is_empty() {
+            poll.tick().await;
+            let fed = &self.fed;
+            let polls = pending.iter().map(|&j| {
+                let region = region.clone();
+                async move {
+                    (
+                        j,
+                        fed.heads(j)
+                            .await
+                            .and_then(|h| h.get(&region).map(|x| x.0))
+                            .unwrap_or(0)
+                            >= seq,
+                    )
+                }
+            });
+            for (j, done) in futures::future::join_all(polls).await {
+                if done {
+                    pending.remove(&j);
+                }
+            }
+            if Instant::now() > end {
+                bail!(
+                    "{region}#{seq} did not reach {} node(s) within 30 s",
+                    pending.len()
+                );
+            }
+        }
+        let path = format!("/v1/log/{region}?from={seq}&limit=1");
+        let origin_log = self.fed.get(origin, &path).await.context("origin log")?;
+        let bytes =
+            hex::decode(origin_log["envelopes"][0].as_str().unwrap_or("")).unwrap_or_default();
+        let env: credfed_protocol::envelope::Envelope = credfed_protocol::codec::decode(
+            &bytes,
+            credfed_protocol::limits::MAX_ENVELOPE_BYTES,
+            "envelope",
+        )
+        .context("origin envelope")?;
+        let fed = &self.fed;
+        let applied = futures::future::join_all(targets.iter().map(|&j| {
+            let path = path.clone();
+            async move {
+                fed.get(j, &path)
+                    .await
+                    .and_then(|v| v["received_ms"][0].as_i64())
+            }
+        }))
+        .await;
+        let latest = applied
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(env.timestamp.0);
+        self.propagation_ms
+            .push((latest - env.timestamp.0).max(0) as f64);
+        Ok(())
+    }
+}
