@@ -7,7 +7,7 @@
 //! Policy: learn every connected member's heads (on connect and every few seconds);
 //! for each region where some peer is ahead, fetch the next range from the least busy
 //! peer that has it — any peer, not only the region's own node, so an offline origin's
-//! records still spread (DESIGN §6). Up to [`RANGES_PER_REGION`] consecutive ranges in
+//! records still spread (docs/design.md §6). Up to [`RANGES_PER_REGION`] consecutive ranges in
 //! flight per region (the next one travels while this one is applied), a bounded number
 //! per peer, and a timeout that frees a stuck fetch for another peer.
 //!

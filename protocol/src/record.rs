@@ -1,4 +1,4 @@
-//! Record bodies: what departments and nodes write into region logs (DESIGN §4).
+//! Record bodies: what departments and nodes write into region logs (docs/design.md §4).
 //!
 //! A body is signed by its author department over its canonical bytes. Field-level
 //! rules that need no other record are checked by [`Body::validate`]; rules that need
@@ -690,7 +690,7 @@ pub enum ObjectionOutcome {
     Revoked,
 }
 
-/// Every record kind (DESIGN §4). The variant order is part of the wire format.
+/// Every record kind (docs/design.md §4). The variant order is part of the wire format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Body {

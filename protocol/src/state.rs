@@ -1,5 +1,5 @@
 //! Folds: the state of an entry or a joint action is a pure function of the records
-//! that touch it (DESIGN §5).
+//! that touch it (docs/design.md §5).
 //!
 //! A fold stores what it has seen keyed by record position, never by arrival order, so
 //! folding the same records in any interleaving of regions gives the same value; the
@@ -36,7 +36,7 @@ pub struct Origin {
     pub author: DepartmentId,
 }
 
-/// State of a list entry at an instant (DESIGN §5).
+/// State of a list entry at an instant (docs/design.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryState {

@@ -2,7 +2,7 @@
 //! drills with faults, invariant checks and reports.
 //!
 //! [`fed`] (start, stop, signal nodes) · [`scenario`] (TOML steps) · [`drill`] (runs
-//! steps, checks DESIGN §8 invariants, measures) · [`report`] (JSON and HTML) · [`demo`]
+//! steps, checks docs/design.md §8 invariants, measures) · [`report`] (JSON and HTML) · [`demo`]
 //! (the protocol cycle in one process).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

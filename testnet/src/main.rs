@@ -212,6 +212,8 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
         if r.passed() { "PASSED" } else { "FAILED" },
         r.duration_ms as f64 / 1000.0
     );
+    // Which fault mode ran matters to the reader: real packet drops, or the fallback.
+    println!("  links: {}", r.fault_mode);
     for i in &r.invariants {
         println!(
             "  {} {:<44} {}",

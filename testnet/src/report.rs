@@ -22,7 +22,7 @@ pub struct StepReport {
     pub detail: String,
 }
 
-/// An invariant of DESIGN §8.
+/// An invariant of docs/design.md §8.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invariant {
     /// Name.
@@ -211,7 +211,7 @@ pub fn html(r: &Report) -> String {
         r.duration_ms as f64 / 1000.0,
         esc(&r.fault_mode)
     );
-    s.push_str("<h2>Invariants (DESIGN §8)</h2><table border=1 cellpadding=4 style='border-collapse:collapse'><tr><th>invariant</th><th>held</th><th>evidence</th></tr>");
+    s.push_str("<h2>Invariants (docs/design.md §8)</h2><table border=1 cellpadding=4 style='border-collapse:collapse'><tr><th>invariant</th><th>held</th><th>evidence</th></tr>");
     for i in &r.invariants {
         let _ = write!(
             s,

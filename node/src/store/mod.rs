@@ -1,7 +1,7 @@
 //! Durable state: every region's log and the folds over it, in one sled tree.
 //!
 //! Why one tree with key prefixes: an admitted envelope and every state change it causes
-//! (DESIGN §6, "one atomic step") go into a single `sled::Batch`, which sled applies
+//! (docs/design.md §6, "one atomic step") go into a single `sled::Batch`, which sled applies
 //! atomically within a tree. Multi-tree transactions would add conflict retries for no gain.
 //!
 //! Why an explicit fsync: sled 0.34's `flush` ends in `sync_file_range` (sled issue 1452),

@@ -1,4 +1,4 @@
-//! The node's integration tests (issue 3), each on its own federation of processes.
+//! The node's integration tests, each on its own federation of processes.
 
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ async fn check_at(c: &Cluster, i: usize, domain: &str) -> Option<CheckAnswer> {
     serde_json::from_str(&r.body).ok()
 }
 
-/// Issue 3, test 1: a record published at A is applied at B and C; a check at C returns
+/// a record published at A is applied at B and C; a check at C returns
 /// it with evidence that verifies offline against the manifest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_at_a_is_applied_everywhere_and_check_verifies_offline() {
@@ -114,7 +114,7 @@ async fn published_at_a_is_applied_everywhere_and_check_verifies_offline() {
     assert!(r.body.contains("position 18"), "{}", r.body);
 }
 
-/// Issue 3, test 2: B is stopped while A publishes; A is stopped; B restarts and catches
+/// B is stopped while A publishes; A is stopped; B restarts and catches
 /// up from C alone (logs are self-authenticating: any peer may serve them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_catches_up_from_a_third_peer() {
@@ -161,7 +161,7 @@ async fn restarted_node_catches_up_from_a_third_peer() {
     );
 }
 
-/// Issue 3, test 3: a node killed with SIGKILL during a burst of writes restarts with
+/// a node killed with SIGKILL during a burst of writes restarts with
 /// every acknowledged record and an intact chain (start-up re-verifies every chain).
 async fn kill_during_burst(cycles: usize, writes_per_cycle: usize) {
     let mut c = Cluster::new(&[SH, GD]);
@@ -251,7 +251,7 @@ async fn soak_sigkill_many_cycles() {
     kill_during_burst(40, 40).await;
 }
 
-/// Issue 3, test 4: peers outside the manifest cannot connect; forged, unauthorised,
+/// peers outside the manifest cannot connect; forged, unauthorised,
 /// other-region, replayed and oversize submissions are refused with their reason,
 /// counted, and store nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,7 +453,7 @@ async fn intruders_and_bad_records_are_refused() {
     );
 }
 
-/// Issue 3, test 5: a member that signs two different envelopes at the same seq (here: its
+/// a member that signs two different envelopes at the same seq (here: its
 /// store was wiped and it was started `solo`, so it reused sequence numbers) is detected
 /// by every other node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -542,7 +542,7 @@ async fn replication_over_quic() {
     );
 }
 
-/// No rollback (DESIGN §6): a node that cannot confirm its own head with any peer refuses
+/// No rollback (docs/design.md §6): a node that cannot confirm its own head with any peer refuses
 /// writes with 503 instead of risking reuse of sequence numbers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_wait_for_a_peer_to_confirm_the_own_log() {

@@ -545,7 +545,7 @@ fn derived(w: &World) -> String {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// DESIGN §8 invariant 2: replicas that receive the region logs in any interleaving
+    /// docs/design.md §8 invariant 2: replicas that receive the region logs in any interleaving
     /// (waiting on missing cross-region references) reach the same heads and state.
     #[test]
     fn any_interleaving_of_region_logs_folds_to_the_same_state(

@@ -140,7 +140,7 @@ const PUBLISH: &[&str] = &[
     "P-10-10,P-11-04",
 ];
 
-/// Issue 4: the whole joint-action cycle between two nodes, driven only by the CLI.
+/// the whole joint-action cycle between two nodes, driven only by the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joint_action_cycle_between_two_nodes() {
     let env = federation(29000).await;
@@ -329,7 +329,7 @@ fn write_csv(path: &Path, rows: usize, bad: &[usize]) {
     w.flush().unwrap();
 }
 
-/// Issue 4: bulk import with bad rows, and an interrupted import resumed without duplicates.
+/// bulk import with bad rows, and an interrupted import resumed without duplicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_import_validates_first_and_resumes_without_duplicates() {
     let env = federation(29100).await;
@@ -399,7 +399,7 @@ async fn bulk_import_with_256_rows_in_flight_completes() {
     eprintln!("20000 rows in {:?}", began.elapsed());
 }
 
-/// Issue 4: offline verification of a good answer and of broken ones.
+/// offline verification of a good answer and of broken ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_says_exactly_what_fails() {
     let env = federation(29200).await;
@@ -504,7 +504,7 @@ async fn verify_says_exactly_what_fails() {
     refused("unauthorised.json", &a, "lacks the publisher role");
 }
 
-/// Issue 4: a node that is down gives exit code 3 and says where it looked and what to do.
+/// a node that is down gives exit code 3 and says where it looked and what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_down_gives_exit_code_3() {
     let mut env = federation(29300).await;
