@@ -213,8 +213,52 @@ async fn run_mode(group_commit_max: usize, seconds: f64, sync_delay_ms: u64) -> 
             fsyncs: metric(&pool, "credfed_fsyncs_total").await - fsyncs_before,
         });
     }
+    if group_commit_max > 1 {
+        check_latency(&client, &node.api_addr.to_string(), &report.dir).await;
+    }
     node.stop().await.expect("node stops");
     out
+}
+
+/// p50/p90/p99 of a check on one kept-alive connection, and with a new connection (TLS
+/// handshake included) per check, as the CLI did before it kept connections.
+async fn check_latency(kept: &ApiClient, addr: &str, dir: &std::path::Path) {
+    // A subject no bench record names: the common answer, "clear".
+    let path = "/v1/check?uscc=91110000100000000R&domain=procurement";
+    let percentiles = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        (at(0.5), at(0.9), at(0.99))
+    };
+    let kept = kept.clone().with_max_connections(1);
+    let mut warm = Vec::new();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        assert_eq!(kept.get(path).await.expect("check").status, 200);
+        warm.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut fresh = Vec::new();
+    for _ in 0..200 {
+        let op = dir.join("operator");
+        let c = ApiClient::with_identity(
+            addr,
+            &dir.join("api-ca.pem"),
+            &op.join("310000-node.pem"),
+            &op.join("310000-node.key"),
+        )
+        .expect("client");
+        let t = Instant::now();
+        assert_eq!(c.get(path).await.expect("check").status, 200);
+        fresh.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (a50, a90, a99) = percentiles(warm);
+    let (b50, b90, b99) = percentiles(fresh);
+    println!(
+        "check latency, kept-alive connection (1000): p50 {a50:.2} ms, p90 {a90:.2} ms, p99 {a99:.2} ms"
+    );
+    println!(
+        "check latency, new connection each (200):    p50 {b50:.2} ms, p90 {b90:.2} ms, p99 {b99:.2} ms"
+    );
 }
 
 fn main() {

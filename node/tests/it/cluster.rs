@@ -416,6 +416,29 @@ async fn intruders_and_bad_records_are_refused() {
         c.nodes[0].client.get("/v1/audit").await.unwrap().status,
         200
     );
+    // The drill fault endpoint does not exist on a node that is not a drill's, not even
+    // for its operator; unknown routes and methods answer before authentication, as JSON.
+    let r = c.nodes[0]
+        .client
+        .post("/v1/admin/partition", &json!({"blocked": ["440000"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.error().code.as_str()),
+        (404, "not_found"),
+        "{}",
+        r.body
+    );
+    let r = anonymous_client(&c)
+        .post("/v1/status", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.error().code.as_str()),
+        (405, "method_not_allowed"),
+        "{}",
+        r.body
+    );
     // Once the department is revoked, its certificate gets nothing but the public endpoints.
     let r = c
         .submit_signed(
@@ -606,4 +629,8 @@ async fn corrupted_store_is_detected_at_start() {
         log.contains("failed verification") && log.contains("310000#2"),
         "{log}"
     );
+}
+
+fn anonymous_client(c: &Cluster) -> credfed_client::ApiClient {
+    credfed_client::ApiClient::new(&c.nodes[0].api, &c.nodes[0].dir.join("api-ca.pem")).unwrap()
 }
