@@ -160,3 +160,48 @@ pub struct PartitionRequest {
     #[serde(default)]
     pub loss_percent: u8,
 }
+
+/// A person to hash: `POST /v1/persons/refs`, to the department's own node only (the
+/// clear number travels in this body over mutual TLS, never in a URL, and the node
+/// neither stores nor logs it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonToHash {
+    /// Resident identity number, clear.
+    pub number: String,
+    /// Name as on the decision document.
+    pub name: String,
+}
+
+/// `POST /v1/persons/refs`: up to [`MAX_PERSONS_PER_REQUEST`] persons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonRefsRequest {
+    /// The persons.
+    pub persons: Vec<PersonToHash>,
+}
+
+/// Persons hashed per request at most: each hash is deliberately slow (docs/privacy.md).
+pub const MAX_PERSONS_PER_REQUEST: usize = 512;
+
+/// The answer: the form records carry, in the request's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonRefsAnswer {
+    /// Keyed hash, mask and name of each person.
+    pub refs: Vec<credfed_protocol::ids::PersonRef>,
+}
+
+/// `POST /v1/check`: exactly one of `uscc` and `person` (a person's number only ever in a
+/// request body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// Unified Social Credit Code.
+    #[serde(default)]
+    pub uscc: Option<String>,
+    /// Resident identity number, clear (hashed by the node, never stored or logged).
+    #[serde(default)]
+    pub person: Option<String>,
+    /// Domain of the asking department, e.g. `procurement`.
+    pub domain: String,
+}

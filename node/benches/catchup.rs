@@ -67,6 +67,7 @@ fn origin_log(n: usize, origin: &Keypair, publisher: &Keypair, now: Timestamp) -
                 effective_from: today.add_days(-1),
                 expires_on: today.add_days(365),
                 requested_measures: vec![],
+                findings: vec![],
                 summary: String::new(),
             };
             (dept.clone(), publisher, Body::ListEntryPublished(entry))

@@ -55,6 +55,7 @@ fn entry(doc: String) -> Body {
         effective_from: d("2026-01-05"),
         expires_on: d("2029-01-05"),
         requested_measures: vec![],
+        findings: vec![],
         summary: String::new(),
     })
 }

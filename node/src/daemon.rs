@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use credfed_protocol::calendar::WorkingCalendar;
-use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::ids::PersonHashKey;
 use credfed_protocol::manifest::SignedManifest;
 use tokio::sync::{mpsc, watch};
@@ -104,14 +103,10 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
             node_key.public()
         );
     }
-    let catalogue = Catalogue::embedded()?;
-    let shipped = Catalogue::file_hash(credfed_protocol::catalogue::EMBEDDED_CATALOGUE);
-    if shipped != manifest.catalogue_hash {
-        bail!(
-            "the manifest names measures catalogue {}, this build ships {shipped}; run the build that matches the manifest",
-            manifest.catalogue_hash
-        );
-    }
+    // The federation's policy data travels in the manifest (validated with it).
+    let catalogue = manifest
+        .parse_catalogue()
+        .with_context(|| format!("manifest = {}", manifest_path.display()))?;
     let secret_path = cfg.path(&cfg.person_secret_file);
     let person_hex = read_text(
         &secret_path,
@@ -124,7 +119,8 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
             secret_path.display()
         )
     })?)
-    .with_context(|| format!("person_secret_file = {}", secret_path.display()))?;
+    .with_context(|| format!("person_secret_file = {}", secret_path.display()))?
+    .with_iterations(manifest.policy.person_hash_iterations);
     let tls = Arc::new(api_tls_config(cfg)?);
     let audit_path = cfg.data_dir.join("audit.log");
     let audit = Audit::open(&audit_path)?;
@@ -222,6 +218,9 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         metrics_public: cfg.metrics_public,
         clients_dir: cfg.data_dir.join("clients"),
         drill_faults: cfg.drill_faults,
+        hashing: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
     });
     let app = router(
         state,

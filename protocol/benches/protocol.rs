@@ -90,7 +90,11 @@ fn setup() -> Setup {
         },
         effective_from: d("2026-11-01"),
         expires_on: d("2029-11-01"),
-        requested_measures: vec![MeasureCode("P-10-10".into()), MeasureCode("P-11-04".into())],
+        requested_measures: vec![
+            MeasureCode("P-FISCAL-FUNDING".into()),
+            MeasureCode("P-PROCUREMENT".into()),
+        ],
+        findings: vec![],
         summary: "生产经营致病性微生物超标食品".into(),
     };
     let envelope = append(

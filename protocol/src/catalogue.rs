@@ -1,4 +1,12 @@
-//! The measures catalogue (措施清单, article 二十), shipped as `data/measures.toml`.
+//! The federation's policy data: the measures catalogue (措施清单, article 二十) with each
+//! measure's applicability, the evaluation schemes (articles 六, 十六) and the longest
+//! listing period of each black-list category. Shipped as `data/measures.toml` for new
+//! federations and carried, signed, in the manifest: the federation adds measures (e.g.
+//! from a 合作备忘录) with a new manifest version, not a new release.
+//!
+//! "Which measure applies to whom" is a security property here: [`Measure::applicable`]
+//! is what admission refuses with and what the check applies by, and every rule it
+//! enforces names its source (the guidance's article and, where one exists, the statute).
 
 use std::collections::BTreeSet;
 
@@ -6,9 +14,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::crypto::{Hash256, sha256};
-use crate::record::{ActionKind, MeasureCode};
+use crate::record::{
+    ActionKind, BlackCategory, Category, Finding, ListEntry, MeasureCode, RedSource, RelatedRole,
+    Subject,
+};
 
-/// The catalogue embedded in this build.
+/// The policy data embedded in this build (the default for new manifests).
 pub const EMBEDDED_CATALOGUE: &str = include_str!("../data/measures.toml");
 
 /// Where a measure bites: the domain an asking department works in (应查必查).
@@ -55,13 +66,11 @@ pub enum MeasureDomain {
     Disclosure,
     /// Trade association self-regulation (行业自律).
     IndustrySelfRegulation,
-    /// Social supervision: reports, public-interest litigation (社会监督).
-    SocialSupervision,
 }
 
 impl MeasureDomain {
     /// Every domain.
-    pub const ALL: [MeasureDomain; 21] = {
+    pub const ALL: [MeasureDomain; 20] = {
         use MeasureDomain::*;
         [
             Licensing,
@@ -84,18 +93,12 @@ impl MeasureDomain {
             HighConsumption,
             Disclosure,
             IndustrySelfRegulation,
-            SocialSupervision,
         ]
     };
 
     /// The snake_case name used in files, JSON and the CLI.
     pub fn name(self) -> String {
-        // serde_json is not a dependency of this crate; the TOML serializer gives the
-        // same snake_case spelling for a unit variant.
-        toml::Value::try_from(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        snake(&self)
     }
 
     /// Parses a snake_case name.
@@ -104,37 +107,190 @@ impl MeasureDomain {
     }
 }
 
-/// One measure.
+/// The snake_case spelling of a unit variant (serde_json is not a dependency here; the
+/// TOML serializer spells unit variants the same way).
+fn snake<T: Serialize>(v: &T) -> String {
+    toml::Value::try_from(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// What kind of subject an entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    /// A legal person or other organisation (by USCC).
+    Organisation,
+    /// A natural person (by identity number).
+    NaturalPerson,
+}
+
+impl SubjectKind {
+    /// The kind of a subject.
+    pub fn of(subject: &Subject) -> SubjectKind {
+        match subject {
+            Subject::Organisation { .. } => SubjectKind::Organisation,
+            Subject::Person(_) => SubjectKind::NaturalPerson,
+        }
+    }
+}
+
+/// On whom a measure falls in one entry: its subject, or a related person of an
+/// organisation's entry in a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bearer {
+    /// The entry's subject, of this kind.
+    Subject(SubjectKind),
+    /// A related person in this role (article 十四).
+    Related(RelatedRole),
+}
+
+/// A statute, judicial interpretation or policy document and the article relied on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegalBasis {
+    /// The instrument, e.g. `最高人民法院关于限制被执行人高消费及有关消费的若干规定（法释〔2015〕17号）`.
+    pub source: String,
+    /// The article, e.g. `第三条第（一）项`.
+    pub article: String,
+}
+
+/// One measure and to whom it may apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Measure {
-    /// Code, e.g. `P-11-04`.
+    /// Code, e.g. `P-TRAVEL-AIR`.
     pub code: MeasureCode,
     /// Incentive or punishment.
     pub kind: ActionKind,
-    /// 强制性 (true) or 推荐性 (false).
-    pub mandatory: bool,
-    /// Article of the guidance it comes from (4–8 incentives, 10–13 punishments).
-    pub article: u8,
-    /// Domains it bites in.
-    pub domains: Vec<MeasureDomain>,
     /// Chinese title.
     pub title_zh: String,
     /// English title.
     pub title_en: String,
-    /// Legal basis.
-    pub legal_basis: String,
+    /// Domains it bites in.
+    pub domains: Vec<MeasureDomain>,
+    /// The kinds of entry subject it falls on.
+    #[serde(default)]
+    pub subjects: Vec<SubjectKind>,
+    /// The roles of an organisation's related persons it falls on (article 十四).
+    #[serde(default)]
+    pub related_roles: Vec<RelatedRole>,
+    /// Punishments: the groups of article 九 (1–4) whose entries it serves; empty = all.
+    #[serde(default)]
+    pub groups: Vec<u8>,
+    /// Punishments: the black-list categories it serves; empty = every category of the
+    /// groups above.
+    #[serde(default)]
+    pub categories: Vec<BlackCategory>,
+    /// Incentives: the red-list sources (article 三) it serves; empty = all.
+    #[serde(default)]
+    pub red_sources: Vec<RedSource>,
+    /// Findings the entry must state (e.g. 有履行能力但拒不履行 for article 十一's
+    /// restrictions).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// 强制性: a statute or judicial interpretation makes it compulsory (依法必须联合执行).
+    pub mandatory: bool,
+    /// When mandatory only for some categories, which (empty = wherever it applies).
+    #[serde(default)]
+    pub mandatory_only_for: Vec<BlackCategory>,
+    /// The guidance's article it comes from (e.g. `十一`).
+    pub guidance_article: String,
+    /// The statutes and documents it rests on, statute first where one exists.
+    pub legal_basis: Vec<LegalBasis>,
+    /// The kind of department or body that executes it.
+    pub executor: String,
 }
 
-/// The whole catalogue.
+/// One class of an evaluation scheme, in the scheme's order (best first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemeClass {
+    /// The class as graded, e.g. `A` (1–4 upper-case letters).
+    pub class: String,
+    /// What it means.
+    pub meaning_zh: String,
+    /// Measures a subject of this class meets (incentives or supervision measures).
+    #[serde(default)]
+    pub measures: Vec<MeasureCode>,
+}
+
+/// A credit evaluation scheme (信用评价、分类监管, articles 六, 十六) that evaluations name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationScheme {
+    /// Id, e.g. `tax-credit`.
+    pub id: String,
+    /// Name.
+    pub name_zh: String,
+    /// Who runs it.
+    pub owner: String,
+    /// The rules that define it.
+    pub basis: String,
+    /// The classes, best first.
+    pub classes: Vec<SchemeClass>,
+}
+
+impl EvaluationScheme {
+    /// The class named `class`.
+    pub fn class(&self, class: &str) -> Option<&SchemeClass> {
+        self.classes.iter().find(|c| c.class == class)
+    }
+}
+
+/// A longer or shorter listing period for some categories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodOverride {
+    /// Categories it covers.
+    pub categories: Vec<BlackCategory>,
+    /// Longest period, days.
+    pub max_days: u32,
+    /// Where the figure comes from.
+    pub basis: String,
+}
+
+/// The longest a black-list entry may stay listed (惩戒期限, 退出机制, articles 十九, 二十一).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListingPeriods {
+    /// For categories without an override, days.
+    pub default_max_days: u32,
+    /// Where the default comes from.
+    pub default_basis: String,
+    /// Per-category periods.
+    #[serde(default, rename = "override")]
+    pub overrides: Vec<PeriodOverride>,
+}
+
+impl ListingPeriods {
+    /// The longest listing of `category`, in days, and its source.
+    pub fn max_days(&self, category: BlackCategory) -> (u32, &str) {
+        self.overrides
+            .iter()
+            .find(|o| o.categories.contains(&category))
+            .map_or((self.default_max_days, self.default_basis.as_str()), |o| {
+                (o.max_days, o.basis.as_str())
+            })
+    }
+}
+
+/// The whole policy data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalogue {
     /// Catalogue version.
     pub version: u32,
+    /// Listing periods of black-list categories.
+    pub listing_periods: ListingPeriods,
     /// Measures, in file order.
     #[serde(rename = "measure")]
     pub measures: Vec<Measure>,
+    /// Evaluation schemes.
+    #[serde(default, rename = "scheme")]
+    pub schemes: Vec<EvaluationScheme>,
 }
 
 /// A catalogue file that breaks a rule.
@@ -143,14 +299,210 @@ pub enum CatalogueError {
     /// Not valid TOML for the schema (unknown domains and fields are caught here).
     #[error("catalogue: {0}")]
     Parse(String),
-    /// A measure breaks a rule.
-    #[error("catalogue: measure {code}: {rule}")]
-    Measure {
-        /// The measure's code.
-        code: String,
+    /// A measure or scheme breaks a rule.
+    #[error("catalogue: {item}: {rule}")]
+    Item {
+        /// The measure's code or the scheme's id.
+        item: String,
         /// The rule.
         rule: String,
     },
+}
+
+/// The name of a category as the guidance spells it, with its group.
+fn describe_category(c: Category) -> String {
+    match c {
+        Category::Black(b) => format!(
+            "{} ({}, article 九 group {})",
+            snake(&b),
+            b.name_zh(),
+            b.group()
+        ),
+        Category::Red(r) => format!("red source {}", snake(&r)),
+    }
+}
+
+impl Measure {
+    /// The sources, for messages: `guidance 十一; 法释〔2015〕17号 第三条第（一）项`.
+    pub fn cites(&self) -> String {
+        let mut parts = vec![format!("国发〔2016〕33号 {}", self.guidance_article)];
+        parts.extend(
+            self.legal_basis
+                .iter()
+                .filter(|b| !b.source.contains("国发〔2016〕33号"))
+                .map(|b| format!("{} {}", b.source, b.article)),
+        );
+        parts.join("; ")
+    }
+
+    fn label(&self) -> String {
+        format!("{} ({})", self.code.0, self.title_zh)
+    }
+
+    /// Whether the measure serves this entry's list, category and findings; else the
+    /// rule it breaks, naming the measure and its sources.
+    pub fn serves(&self, entry: &ListEntry) -> Result<(), String> {
+        let list_kind = match entry.category.list() {
+            crate::record::ListKind::Red => ActionKind::Incentive,
+            crate::record::ListKind::Black => ActionKind::Punishment,
+        };
+        if self.kind != list_kind {
+            return Err(format!(
+                "{} is {:?}, not a measure for a {:?}-list entry",
+                self.label(),
+                self.kind,
+                entry.category.list()
+            ));
+        }
+        match entry.category {
+            Category::Black(b) => {
+                let group_ok = self.groups.is_empty() || self.groups.contains(&b.group());
+                let cat_ok = self.categories.is_empty() || self.categories.contains(&b);
+                if !group_ok || !cat_ok {
+                    return Err(format!(
+                        "{} serves only entries of {}; this entry is {} (rule: {})",
+                        self.label(),
+                        self.served_lists(),
+                        describe_category(entry.category),
+                        self.cites()
+                    ));
+                }
+            }
+            Category::Red(r) => {
+                if !self.red_sources.is_empty() && !self.red_sources.contains(&r) {
+                    return Err(format!(
+                        "{} serves only red-list entries from {}; this entry is {} (rule: {})",
+                        self.label(),
+                        self.red_sources
+                            .iter()
+                            .map(snake)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        describe_category(entry.category),
+                        self.cites()
+                    ));
+                }
+            }
+        }
+        if let Some(missing) = self.findings.iter().find(|f| !entry.findings.contains(f)) {
+            return Err(format!(
+                "{} requires the finding {} (有履行能力但拒不履行) in the decision, which this entry does not state (rule: {})",
+                self.label(),
+                snake(missing),
+                self.cites()
+            ));
+        }
+        Ok(())
+    }
+
+    fn served_lists(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.groups.is_empty() {
+            parts.push(format!(
+                "article 九 group(s) {}",
+                self.groups
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !self.categories.is_empty() {
+            parts.push(format!(
+                "categories {}",
+                self.categories
+                    .iter()
+                    .map(snake)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if parts.is_empty() {
+            "any black-list category".into()
+        } else {
+            parts.join(" and ")
+        }
+    }
+
+    /// Whether the measure falls on `bearer`.
+    pub fn falls_on(&self, bearer: Bearer) -> bool {
+        match bearer {
+            Bearer::Subject(k) => self.subjects.contains(&k),
+            Bearer::Related(r) => self.related_roles.contains(&r),
+        }
+    }
+
+    /// Whether the measure can apply to this entry at all: it serves the entry and
+    /// falls on its subject or on at least one of its related persons. Else the rule.
+    pub fn applicable(&self, entry: &ListEntry) -> Result<(), String> {
+        self.serves(entry)?;
+        let subject = SubjectKind::of(&entry.subject);
+        if self.falls_on(Bearer::Subject(subject)) {
+            return Ok(());
+        }
+        if entry
+            .related_persons
+            .iter()
+            .any(|p| self.falls_on(Bearer::Related(p.role)))
+        {
+            return Ok(());
+        }
+        let on_whom = if self.related_roles.is_empty() {
+            format!(
+                "falls only on {}",
+                self.subjects
+                    .iter()
+                    .map(snake)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )
+        } else {
+            format!(
+                "falls only on {}{}related persons who are {}",
+                self.subjects
+                    .iter()
+                    .map(|s| format!("{} subjects or ", snake(s)))
+                    .collect::<String>(),
+                "",
+                self.related_roles
+                    .iter()
+                    .map(|r| r.name_zh())
+                    .collect::<Vec<_>>()
+                    .join("、")
+            )
+        };
+        Err(format!(
+            "{} {on_whom}; this entry's subject is {} and it names {} (rule: {})",
+            self.label(),
+            snake(&subject),
+            if entry.related_persons.is_empty() {
+                "no related person".to_string()
+            } else {
+                format!(
+                    "related persons who are {}",
+                    entry
+                        .related_persons
+                        .iter()
+                        .map(|p| p.role.name_zh())
+                        .collect::<Vec<_>>()
+                        .join("、")
+                )
+            },
+            self.cites()
+        ))
+    }
+
+    /// 强制性 for an entry of `category`: compulsory by a statute or judicial
+    /// interpretation for it.
+    pub fn is_mandatory_for(&self, category: Category) -> bool {
+        self.mandatory
+            && match category {
+                Category::Black(b) => {
+                    self.mandatory_only_for.is_empty() || self.mandatory_only_for.contains(&b)
+                }
+                Category::Red(_) => self.mandatory_only_for.is_empty(),
+            }
+    }
 }
 
 impl Catalogue {
@@ -167,26 +519,26 @@ impl Catalogue {
         Catalogue::parse(EMBEDDED_CATALOGUE)
     }
 
-    /// SHA-256 of a catalogue file's bytes, as recorded in the manifest.
+    /// SHA-256 of a catalogue file's bytes.
     pub fn file_hash(text: &str) -> Hash256 {
         sha256(&[text.as_bytes()])
     }
 
-    /// Unique codes; code prefix, article and kind agree; at least one domain.
+    /// Every rule a catalogue must meet.
     pub fn validate(&self) -> Result<(), CatalogueError> {
         let mut seen = BTreeSet::new();
         for m in &self.measures {
-            let bad = |rule: String| CatalogueError::Measure {
-                code: m.code.0.clone(),
+            let bad = |rule: String| CatalogueError::Item {
+                item: format!("measure {}", m.code.0),
                 rule,
             };
             m.code.validate("code").map_err(|e| bad(e.to_string()))?;
             if !seen.insert(&m.code) {
                 return Err(bad("code appears twice".into()));
             }
-            let (want_kind, articles) = match m.code.0.as_bytes()[0] {
-                b'I' => (ActionKind::Incentive, 4..=8),
-                _ => (ActionKind::Punishment, 10..=13),
+            let want_kind = match m.code.0.as_bytes()[0] {
+                b'I' => ActionKind::Incentive,
+                _ => ActionKind::Punishment,
             };
             if m.kind != want_kind {
                 return Err(bad(format!(
@@ -194,18 +546,80 @@ impl Catalogue {
                     m.kind
                 )));
             }
-            if !articles.contains(&m.article) || m.code.0[2..4] != format!("{:02}", m.article) {
-                return Err(bad(format!(
-                    "article {} does not match the code or the kind",
-                    m.article
-                )));
-            }
             if m.domains.is_empty() {
                 return Err(bad("names no domain".into()));
             }
-            if m.title_zh.is_empty() || m.legal_basis.is_empty() {
-                return Err(bad("title_zh and legal_basis are required".into()));
+            if m.subjects.is_empty() && m.related_roles.is_empty() {
+                return Err(bad("falls on no one: give subjects or related_roles".into()));
             }
+            if m.title_zh.is_empty() || m.legal_basis.is_empty() || m.executor.is_empty() {
+                return Err(bad("title_zh, legal_basis and executor are required".into()));
+            }
+            if m.guidance_article.is_empty() {
+                return Err(bad("guidance_article is required".into()));
+            }
+            if m.groups.iter().any(|g| !(1..=4).contains(g)) {
+                return Err(bad("groups are article 九's 1 to 4".into()));
+            }
+            if m.kind == ActionKind::Incentive
+                && (!m.groups.is_empty()
+                    || !m.categories.is_empty()
+                    || !m.findings.is_empty()
+                    || !m.mandatory_only_for.is_empty())
+            {
+                return Err(bad(
+                    "an incentive serves red-list sources only (no groups, categories, findings)"
+                        .into(),
+                ));
+            }
+            if m.kind == ActionKind::Punishment && !m.red_sources.is_empty() {
+                return Err(bad("a punishment serves black-list entries only".into()));
+            }
+            if !m.mandatory && !m.mandatory_only_for.is_empty() {
+                return Err(bad("mandatory_only_for needs mandatory = true".into()));
+            }
+        }
+        let mut ids = BTreeSet::new();
+        for s in &self.schemes {
+            let bad = |rule: String| CatalogueError::Item {
+                item: format!("scheme {}", s.id),
+                rule,
+            };
+            if !ids.insert(&s.id) {
+                return Err(bad("id appears twice".into()));
+            }
+            if s.classes.is_empty() {
+                return Err(bad("has no class".into()));
+            }
+            let mut classes = BTreeSet::new();
+            for c in &s.classes {
+                let ok = (1..=4).contains(&c.class.len())
+                    && c.class.bytes().all(|b| b.is_ascii_uppercase());
+                if !ok || !classes.insert(&c.class) {
+                    return Err(bad(format!(
+                        "class '{}' must be 1-4 upper-case letters, once",
+                        c.class
+                    )));
+                }
+                if let Some(m) = c.measures.iter().find(|m| self.get(m).is_none()) {
+                    return Err(bad(format!(
+                        "class {} names {}, which is not in the catalogue",
+                        c.class, m.0
+                    )));
+                }
+            }
+        }
+        if self.listing_periods.default_max_days == 0
+            || self
+                .listing_periods
+                .overrides
+                .iter()
+                .any(|o| o.max_days == 0)
+        {
+            return Err(CatalogueError::Item {
+                item: "listing_periods".into(),
+                rule: "a period of 0 days lists nothing".into(),
+            });
         }
         Ok(())
     }
@@ -214,6 +628,32 @@ impl Catalogue {
     pub fn get(&self, code: &MeasureCode) -> Option<&Measure> {
         self.measures.iter().find(|m| &m.code == code)
     }
+
+    /// The evaluation scheme with this id.
+    pub fn scheme(&self, id: &str) -> Option<&EvaluationScheme> {
+        self.schemes.iter().find(|s| s.id == id)
+    }
+
+    /// Checks that every code in `measures` exists and applies to `entry`; the error
+    /// names the field, the measure and the rule.
+    pub fn check_applicable(
+        &self,
+        field: &str,
+        measures: &[MeasureCode],
+        entry: &ListEntry,
+    ) -> Result<(), String> {
+        for code in measures {
+            let Some(m) = self.get(code) else {
+                return Err(format!(
+                    "{field}: {} is not in the measures catalogue v{}",
+                    code.0, self.version
+                ));
+            };
+            m.applicable(entry)
+                .map_err(|rule| format!("{field}: {rule}"))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -221,35 +661,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_catalogue_is_valid_and_covers_articles_4_to_13() {
+    fn embedded_catalogue_is_valid_and_covers_articles_4_to_12() {
         let c = Catalogue::embedded().unwrap();
-        // Articles 四–八 (incentives) and 十–十三 (punishments) each have measures.
-        for article in (4..=8).chain(10..=13) {
+        // Articles 四–八 (incentives) and 十–十二 (punishments) each have measures.
+        for article in ["四", "五", "六", "七", "八", "十", "十一", "十二"] {
             assert!(
-                c.measures.iter().any(|m| m.article == article),
+                c.measures.iter().any(|m| m.guidance_article == article),
                 "article {article} has no measure"
             );
         }
-        // Article 十一's consumption and travel restrictions are all there (失信被执行人).
-        for code in [
-            "P-11-02", "P-11-03", "P-11-04", "P-11-05", "P-11-06", "P-11-07",
-        ] {
+        // Article 十三's items are social mechanisms, not measures a department executes.
+        assert!(c.measures.iter().all(|m| m.guidance_article != "十三"));
+        // Every mandatory measure rests on something other than the guidance itself.
+        for m in c.measures.iter().filter(|m| m.mandatory) {
             assert!(
-                c.get(&MeasureCode(code.into())).unwrap().mandatory,
-                "{code}"
+                m.legal_basis
+                    .iter()
+                    .any(|b| !b.source.contains("国发〔2016〕33号")),
+                "{} is mandatory on the guidance alone",
+                m.code.0
             );
         }
-        // Article 四's green channel is an incentive in licensing.
-        let g = c.get(&MeasureCode("I-04-01".into())).unwrap();
+        let g = c.get(&MeasureCode("I-LICENSING-GREEN".into())).unwrap();
         assert_eq!(g.kind, ActionKind::Incentive);
         assert!(g.domains.contains(&MeasureDomain::Licensing));
-        assert!(c.measures.iter().any(|m| m.mandatory) && c.measures.iter().any(|m| !m.mandatory));
     }
 
     #[test]
     fn duplicate_codes_unknown_domains_and_mismatches_are_refused() {
         let dup = format!(
-            "{}\n[[measure]]\ncode = \"I-04-01\"\nkind = \"incentive\"\nmandatory = false\narticle = 4\ndomains = [\"licensing\"]\ntitle_zh = \"x\"\ntitle_en = \"x\"\nlegal_basis = \"x\"\n",
+            "{}\n[[measure]]\ncode = \"I-LICENSING-GREEN\"\nkind = \"incentive\"\nmandatory = false\nguidance_article = \"四\"\ndomains = [\"licensing\"]\nsubjects = [\"organisation\"]\ntitle_zh = \"x\"\ntitle_en = \"x\"\nexecutor = \"x\"\nlegal_basis = [{{ source = \"x\", article = \"x\" }}]\n",
             EMBEDDED_CATALOGUE
         );
         assert!(

@@ -1,15 +1,20 @@
 //! The check (应查必查, article 十八): what applies to a subject in a domain, with the
 //! signed evidence to verify the answer offline.
+//!
+//! Which measure applies to whom is decided once, by [`decide`], from folds: the check
+//! runs it on the node's replica and [`verify_answer`] runs it again on the folds
+//! rebuilt from the answer's evidence, so an answer verifies only if the evidence yields
+//! exactly the measures it claims.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalogue::{Catalogue, MeasureDomain};
+use crate::catalogue::{Bearer, Catalogue, Measure, MeasureDomain, SubjectKind};
 use crate::crypto::PublicKey;
 use crate::envelope::{NODE_UNIT, VerifiedEnvelope, decode_envelope};
 use crate::ids::{DepartmentId, RegionCode};
-use crate::ledger::{Reads, Rules, StateView, SubjectRef, required_role};
+use crate::ledger::{Reads, Rules, StateView, SubjectRef, grade_text, required_role};
 use crate::limits::MAX_EVIDENCE_ENVELOPES;
 use crate::manifest::Manifest;
 use crate::record::*;
@@ -20,15 +25,26 @@ use crate::time::{Date, Timestamp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// No entry applies and none is suspended.
+    /// No entry or evaluation applies and none is suspended.
     Clear,
     /// At least one measure applies in the domain.
     MeasuresApply,
-    /// Entries exist but are suspended or apply no measure in this domain.
+    /// Entries or evaluations exist but are suspended or apply no measure in this domain.
     NothingApplies,
 }
 
-/// A measure that applies, and the entry it comes from.
+/// What makes a measure apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasureSource {
+    /// A list entry (its requested measures and those of joint actions on it).
+    Entry(EntryId),
+    /// The current class of an evaluation (分级分类监管).
+    Evaluation(EvaluationId),
+}
+
+/// A measure that applies, the record it comes from and on which of the subject's
+/// roles it falls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedMeasure {
     /// Code.
@@ -37,10 +53,24 @@ pub struct AppliedMeasure {
     pub title_zh: String,
     /// Incentive or punishment.
     pub kind: ActionKind,
-    /// The entry that makes it apply.
-    pub entry: EntryId,
-    /// The entry's issuing region.
+    /// The record that makes it apply.
+    pub source: MeasureSource,
+    /// That record's region.
     pub region: RegionCode,
+    /// How the asked subject is named there: as the subject, or as a related person in
+    /// a role (article 十四).
+    pub roles: Vec<Bearer>,
+    /// Where the measure comes from (guidance article, statute).
+    pub basis: String,
+}
+
+/// A measure that would apply but is withheld, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithheldMeasure {
+    /// The measure.
+    pub measure: AppliedMeasure,
+    /// Why it does not apply now.
+    pub reason: String,
 }
 
 /// An entry in the answer.
@@ -54,7 +84,9 @@ pub struct CheckedEntry {
     pub category: Category,
     /// State at `as_of`: active or suspended.
     pub state: EntryState,
-    /// Subject name as published.
+    /// How the asked subject is named in the entry now.
+    pub roles: Vec<Bearer>,
+    /// The entry's subject name as it reads now.
     pub subject_name: String,
     /// Decision document number.
     pub document_no: String,
@@ -62,11 +94,12 @@ pub struct CheckedEntry {
     pub effective_from: Date,
     /// End of period.
     pub expires_on: Date,
-    /// Measures in the asked domain: applied if active, withheld if suspended.
+    /// Measures of the entry that fall on the asked subject in the asked domain: applied
+    /// if active, withheld if suspended.
     pub measures_in_domain: Vec<MeasureCode>,
 }
 
-/// An evaluation in the answer.
+/// An evaluation in the answer: the current result of its department in its scheme.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckedEvaluation {
     /// Id.
@@ -77,6 +110,12 @@ pub struct CheckedEvaluation {
     pub author: DepartmentId,
     /// The result.
     pub evaluation: Evaluation,
+    /// State at `as_of`: valid or suspended.
+    pub state: EvaluationState,
+    /// What the class means, from the scheme.
+    pub class_meaning: String,
+    /// The class's measures in the asked domain: applied if valid, withheld if suspended.
+    pub measures_in_domain: Vec<MeasureCode>,
 }
 
 /// How current a region's data is in the answering replica.
@@ -115,14 +154,16 @@ pub struct CheckAnswer {
     pub as_of: Timestamp,
     /// One word.
     pub verdict: Verdict,
-    /// Active and suspended entries from every region.
+    /// Active and suspended entries from every region that name the subject.
     pub entries: Vec<CheckedEntry>,
-    /// Valid evaluations from every region.
+    /// Current, valid or suspended evaluations of the subject.
     pub evaluations: Vec<CheckedEvaluation>,
     /// Mandatory measures that apply (强制性).
     pub mandatory: Vec<AppliedMeasure>,
     /// Recommended measures that apply (推荐性).
     pub recommended: Vec<AppliedMeasure>,
+    /// Measures that would apply but are withheld, with the reason.
+    pub withheld: Vec<WithheldMeasure>,
     /// Every member's freshness.
     pub freshness: Vec<RegionFreshness>,
     /// Signed envelopes backing every claim, including the authors' registrations.
@@ -131,36 +172,206 @@ pub struct CheckAnswer {
     pub truncated: bool,
 }
 
-/// Measures of an entry (requested, plus those of joint actions resting on it) that
-/// bite in `domain`, split into (mandatory, recommended).
+/// What [`decide`] concludes about one subject.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decision {
+    /// Entries that name the subject and are active or suspended.
+    pub entries: Vec<CheckedEntry>,
+    /// Current evaluations, valid or suspended.
+    pub evaluations: Vec<CheckedEvaluation>,
+    /// Mandatory measures that apply.
+    pub mandatory: Vec<AppliedMeasure>,
+    /// Recommended measures that apply.
+    pub recommended: Vec<AppliedMeasure>,
+    /// Measures withheld, with why.
+    pub withheld: Vec<WithheldMeasure>,
+}
+
+/// The measures of an entry (requested, plus those of joint actions resting on it) that
+/// bite in `domain` and fall on one of `roles`, each with whether it is mandatory for
+/// the entry's category. A measure that does not serve the entry (list, category,
+/// findings) never applies, whoever named it.
 pub fn entry_measures<'c>(
     entry: &EntryFold,
     actions: &[ActionFold],
     catalogue: &'c Catalogue,
     domain: MeasureDomain,
-) -> (
-    Vec<&'c crate::catalogue::Measure>,
-    Vec<&'c crate::catalogue::Measure>,
-) {
+    roles: &[Bearer],
+) -> Vec<(&'c Measure, bool, Vec<Bearer>)> {
     let mut codes: BTreeSet<&MeasureCode> = entry.content.requested_measures.iter().collect();
     for a in actions.iter().filter(|a| a.action.entry == entry.id) {
         codes.extend(a.action.measures.iter());
     }
-    let want = match entry.content.category.list() {
-        ListKind::Red => ActionKind::Incentive,
-        ListKind::Black => ActionKind::Punishment,
-    };
-    let (mut mandatory, mut recommended) = (Vec::new(), Vec::new());
-    for m in codes.into_iter().filter_map(|c| catalogue.get(c)) {
-        if m.kind == want && m.domains.contains(&domain) {
-            if m.mandatory {
-                mandatory.push(m)
-            } else {
-                recommended.push(m)
-            }
+    codes
+        .into_iter()
+        .filter_map(|c| catalogue.get(c))
+        .filter(|m| m.domains.contains(&domain) && m.serves(&entry.content).is_ok())
+        .filter_map(|m| {
+            let on: Vec<Bearer> = roles.iter().copied().filter(|r| m.falls_on(*r)).collect();
+            (!on.is_empty()).then(|| (m, m.is_mandatory_for(entry.content.category), on))
+        })
+        .collect()
+}
+
+fn subject_name(s: &Subject) -> String {
+    match s {
+        Subject::Organisation { name, .. } => name.clone(),
+        Subject::Person(p) => format!("{} ({})", p.name, p.masked),
+    }
+}
+
+/// Decides what applies to the subject `key` from the folds about it: entries (with the
+/// joint actions resting on them) and evaluations. Pure: the check and the offline
+/// verifier both run it.
+///
+/// Rules, each from its source:
+/// - an entry applies only while active, and only the measures that serve its category
+///   and findings and fall on the subject's role in it (articles 十, 十一, 十四, 二十);
+///   a suspended entry's measures are withheld (article 二十二);
+/// - an entry that no longer names the subject (corrected, article 二十二) is not
+///   about it, whatever an index says;
+/// - an evaluation applies its class's measures while valid and current (the same
+///   department's latest result in the scheme; articles 六, 十六);
+/// - an active black-list entry about the subject withholds every incentive from it
+///   (articles 三, 四: incentives are for subjects without serious dishonesty).
+pub fn decide(
+    key: &SubjectKey,
+    entries: &[(EntryFold, Vec<ActionFold>)],
+    evaluations: &[EvaluationFold],
+    catalogue: &Catalogue,
+    domain: MeasureDomain,
+    now: Timestamp,
+) -> Decision {
+    let mut d = Decision::default();
+    let mut applicable: Vec<(AppliedMeasure, bool, Option<String>)> = Vec::new();
+    let mut blacklisted_by: Option<(EntryId, RegionCode)> = None;
+    for (e, actions) in entries {
+        let roles = e.content.roles_of(key);
+        if roles.is_empty() {
+            continue;
+        }
+        let state = e.state_at(now);
+        if !matches!(state, EntryState::Active | EntryState::Suspended) {
+            continue;
+        }
+        if state == EntryState::Active
+            && e.content.category.list() == ListKind::Black
+            && roles.iter().any(|r| matches!(r, Bearer::Subject(_)))
+            && blacklisted_by.is_none_or(|b| (e.id, e.issuer()) < b)
+        {
+            blacklisted_by = Some((e.id, e.issuer()));
+        }
+        let measures = entry_measures(e, actions, catalogue, domain, &roles);
+        for (m, mandatory, on) in &measures {
+            let applied = AppliedMeasure {
+                code: m.code.clone(),
+                title_zh: m.title_zh.clone(),
+                kind: m.kind,
+                source: MeasureSource::Entry(e.id),
+                region: e.issuer(),
+                roles: on.clone(),
+                basis: m.cites(),
+            };
+            let withheld = (state == EntryState::Suspended).then(|| {
+                "the entry is suspended while an objection is verified (措施在核实期间暂不执行, article 二十二)".to_string()
+            });
+            applicable.push((applied, *mandatory, withheld));
+        }
+        d.entries.push(CheckedEntry {
+            entry: e.id,
+            region: e.issuer(),
+            category: e.content.category,
+            state,
+            roles,
+            subject_name: subject_name(&e.content.subject),
+            document_no: e.content.basis.document_no.clone(),
+            effective_from: e.content.effective_from,
+            expires_on: e.content.expires_on,
+            measures_in_domain: measures.iter().map(|(m, _, _)| m.code.clone()).collect(),
+        });
+    }
+    let about: Vec<&EvaluationFold> = evaluations
+        .iter()
+        .filter(|ev| &ev.evaluation.subject.key() == key)
+        .collect();
+    for ev in &about {
+        // A revoked result supersedes nothing: the one before it is current again.
+        if about
+            .iter()
+            .any(|other| other.revoked.is_none() && ev.superseded_by(other))
+        {
+            continue;
+        }
+        let state = ev.state_at(now);
+        if !matches!(state, EvaluationState::Valid | EvaluationState::Suspended) {
+            continue;
+        }
+        let Some(scheme) = catalogue.scheme(&ev.evaluation.scheme) else {
+            continue;
+        };
+        let class_text = match ev.evaluation.grade {
+            Grade::Class(c) => grade_text(c),
+            Grade::Score(_) => String::new(),
+        };
+        let Some(class) = scheme.class(&class_text) else {
+            continue;
+        };
+        let bearer = Bearer::Subject(SubjectKind::of(&ev.evaluation.subject));
+        let measures: Vec<&Measure> = class
+            .measures
+            .iter()
+            .filter_map(|c| catalogue.get(c))
+            .filter(|m| m.domains.contains(&domain) && m.falls_on(bearer))
+            .collect();
+        for m in &measures {
+            let applied = AppliedMeasure {
+                code: m.code.clone(),
+                title_zh: m.title_zh.clone(),
+                kind: m.kind,
+                source: MeasureSource::Evaluation(ev.id),
+                region: ev.issuer(),
+                roles: vec![bearer],
+                basis: format!("{}; scheme {} class {}", m.cites(), scheme.id, class.class),
+            };
+            let withheld = (state == EvaluationState::Suspended).then(|| {
+                "the evaluation is suspended while an objection is verified (article 二十二)"
+                    .to_string()
+            });
+            applicable.push((
+                applied,
+                m.mandatory && m.mandatory_only_for.is_empty(),
+                withheld,
+            ));
+        }
+        d.evaluations.push(CheckedEvaluation {
+            id: ev.id,
+            region: ev.issuer(),
+            author: ev.published.author.clone(),
+            evaluation: ev.evaluation.clone(),
+            state,
+            class_meaning: class.meaning_zh.clone(),
+            measures_in_domain: measures.iter().map(|m| m.code.clone()).collect(),
+        });
+    }
+    for (applied, mandatory, withheld) in applicable {
+        let withheld = withheld.or_else(|| {
+            let (entry, region) = blacklisted_by?;
+            (applied.kind == ActionKind::Incentive).then(|| {
+                format!(
+                    "an active black-list entry of {region} ({entry}) names this subject: incentives are withheld while it is in force (articles 三, 四: incentives are for subjects without serious dishonesty)"
+                )
+            })
+        });
+        match withheld {
+            Some(reason) => d.withheld.push(WithheldMeasure {
+                measure: applied,
+                reason,
+            }),
+            None if mandatory => d.mandatory.push(applied),
+            None => d.recommended.push(applied),
         }
     }
-    (mandatory, recommended)
+    d
 }
 
 /// Answers a check from the local replica. A failed read of `view` gives its error,
@@ -186,62 +397,40 @@ fn check_reading<V: StateView + ?Sized>(
 ) -> CheckAnswer {
     let mut entries = Vec::new();
     let mut evaluations = Vec::new();
-    let (mut mandatory, mut recommended) = (Vec::new(), Vec::new());
-    let mut positions: BTreeSet<RecordPos> = BTreeSet::new();
     for r in view.subject_refs(subject) {
         match r {
             SubjectRef::Entry(id) => {
-                let Some(e) = view.entry(&id) else { continue };
-                let state = e.state_at(now);
-                if !matches!(state, EntryState::Active | EntryState::Suspended) {
-                    continue;
+                if let Some(e) = view.entry(&id) {
+                    let actions: Vec<ActionFold> =
+                        e.actions.iter().filter_map(|a| view.action(a)).collect();
+                    entries.push((e, actions));
                 }
-                let actions: Vec<ActionFold> =
-                    e.actions.iter().filter_map(|a| view.action(a)).collect();
-                let (mand, rec) = entry_measures(&e, &actions, rules.catalogue, domain);
-                let applied = |m: &crate::catalogue::Measure| AppliedMeasure {
-                    code: m.code.clone(),
-                    title_zh: m.title_zh.clone(),
-                    kind: m.kind,
-                    entry: e.id,
-                    region: e.issuer(),
-                };
-                if state == EntryState::Active {
-                    mandatory.extend(mand.iter().map(|m| applied(m)));
-                    recommended.extend(rec.iter().map(|m| applied(m)));
-                }
-                positions.extend(e.evidence.iter().copied());
-                positions.extend(actions.iter().map(|a| a.initiated.pos));
-                entries.push(CheckedEntry {
-                    entry: e.id,
-                    region: e.issuer(),
-                    category: e.content.category,
-                    state,
-                    subject_name: subject_name(&e.content.subject),
-                    document_no: e.content.basis.document_no.clone(),
-                    effective_from: e.content.effective_from,
-                    expires_on: e.content.expires_on,
-                    measures_in_domain: mand
-                        .iter()
-                        .chain(rec.iter())
-                        .map(|m| m.code.clone())
-                        .collect(),
-                });
             }
             SubjectRef::Evaluation(id) => {
-                let Some(ev) = view.evaluation(&id) else {
-                    continue;
-                };
-                if ev.valid_at(now) {
-                    positions.insert(ev.published.pos);
-                    evaluations.push(CheckedEvaluation {
-                        id,
-                        region: ev.published.pos.region,
-                        author: ev.published.author.clone(),
-                        evaluation: ev.evaluation,
-                    });
+                if let Some(ev) = view.evaluation(&id) {
+                    evaluations.push(ev);
                 }
             }
+        }
+    }
+    let decision = decide(
+        subject,
+        &entries,
+        &evaluations,
+        rules.catalogue,
+        domain,
+        now,
+    );
+    let mut positions: BTreeSet<RecordPos> = BTreeSet::new();
+    for (e, actions) in &entries {
+        if decision.entries.iter().any(|c| c.entry == e.id) {
+            positions.extend(e.evidence.iter().copied());
+            positions.extend(actions.iter().map(|a| a.initiated.pos));
+        }
+    }
+    for ev in &evaluations {
+        if decision.evaluations.iter().any(|c| c.id == ev.id) {
+            positions.extend(ev.evidence.iter().copied());
         }
     }
     let (evidence, truncated) = collect_evidence(view, positions);
@@ -260,9 +449,9 @@ fn check_reading<V: StateView + ?Sized>(
             }
         })
         .collect();
-    let verdict = if !mandatory.is_empty() || !recommended.is_empty() {
+    let verdict = if !decision.mandatory.is_empty() || !decision.recommended.is_empty() {
         Verdict::MeasuresApply
-    } else if entries.is_empty() {
+    } else if decision.entries.is_empty() && decision.evaluations.is_empty() {
         Verdict::Clear
     } else {
         Verdict::NothingApplies
@@ -273,20 +462,14 @@ fn check_reading<V: StateView + ?Sized>(
         domain,
         as_of: now,
         verdict,
-        entries,
-        evaluations,
-        mandatory,
-        recommended,
+        entries: decision.entries,
+        evaluations: decision.evaluations,
+        mandatory: decision.mandatory,
+        recommended: decision.recommended,
+        withheld: decision.withheld,
         freshness,
         evidence,
         truncated,
-    }
-}
-
-fn subject_name(s: &Subject) -> String {
-    match s {
-        Subject::Organisation { name, .. } => name.clone(),
-        Subject::Person(p) => format!("{} ({})", p.name, p.masked),
     }
 }
 
@@ -450,18 +633,21 @@ pub fn verify_answer(
         }
         authentic.insert(*pos, v);
     }
-    // Recompute entry folds from authentic evidence. Publications first, then records
-    // that reference them, then resolutions (which reference objections).
+    // Rebuild the folds from authentic evidence: publications first, then records that
+    // reference them, then resolutions (which reference objections).
     let phase = |b: &Body| match b {
-        Body::ListEntryPublished(_) | Body::DepartmentRegistered { .. } => 0,
+        Body::ListEntryPublished(_)
+        | Body::EvaluationPublished(_)
+        | Body::DepartmentRegistered { .. } => 0,
         Body::ObjectionResolved { .. } => 2,
         _ => 1,
     };
     let mut ordered: Vec<(&RecordPos, &&VerifiedEnvelope)> = authentic.iter().collect();
     ordered.sort_by_key(|(pos, v)| (phase(&v.body), **pos));
     let mut entries: BTreeMap<EntryId, EntryFold> = BTreeMap::new();
+    let mut evaluations: BTreeMap<EvaluationId, EvaluationFold> = BTreeMap::new();
     let mut actions: Vec<ActionFold> = Vec::new();
-    let mut objections: BTreeMap<ObjectionId, EntryId> = BTreeMap::new();
+    let mut objections: BTreeMap<ObjectionId, ObjectionTarget> = BTreeMap::new();
     for (pos, v) in ordered {
         let origin = Origin {
             pos: *pos,
@@ -473,26 +659,58 @@ pub fn verify_answer(
                 let id = entry_id(pos.region, e);
                 entries.insert(id, EntryFold::published(id, origin, e.clone()));
             }
+            Body::EvaluationPublished(ev) => {
+                let id = evaluation_id(&origin.author, ev);
+                evaluations.insert(id, EvaluationFold::published(id, origin, ev.clone()));
+            }
             Body::JointActionInitiated(a) => {
                 let id = action_id(&origin.author, &a.reference);
-                if let Some(e) = entries.get_mut(&a.entry) {
-                    e.apply(&origin, &v.body);
-                }
-                actions.push(ActionFold::initiated(id, origin, a.clone()));
-            }
-            Body::ObjectionFiled { entry, case_no, .. } => {
-                objections.insert(objection_id(&origin.author, case_no), *entry);
-                if let Some(e) = entries.get_mut(entry) {
-                    e.apply(&origin, &v.body);
-                }
-            }
-            Body::ObjectionResolved { objection, .. } => {
-                if let Some(e) = objections.get(objection).and_then(|id| entries.get_mut(id))
+                if let Some(e) = entries.get_mut(&a.entry)
                     && e.issuer() == pos.region
                 {
                     e.apply(&origin, &v.body);
+                    actions.push(ActionFold::initiated(
+                        id,
+                        origin,
+                        a.clone(),
+                        e.content.category,
+                    ));
                 }
             }
+            Body::ObjectionFiled {
+                target, case_no, ..
+            } => {
+                objections.insert(objection_id(&origin.author, case_no), *target);
+                match target {
+                    ObjectionTarget::Entry(id) => {
+                        if let Some(e) = entries.get_mut(id) {
+                            e.apply(&origin, &v.body);
+                        }
+                    }
+                    ObjectionTarget::Evaluation(id) => {
+                        if let Some(e) = evaluations.get_mut(id) {
+                            e.apply(&origin, &v.body);
+                        }
+                    }
+                }
+            }
+            Body::ObjectionResolved { objection, .. } => match objections.get(objection) {
+                Some(ObjectionTarget::Entry(id)) => {
+                    if let Some(e) = entries.get_mut(id)
+                        && e.issuer() == pos.region
+                    {
+                        e.apply(&origin, &v.body);
+                    }
+                }
+                Some(ObjectionTarget::Evaluation(id)) => {
+                    if let Some(e) = evaluations.get_mut(id)
+                        && e.issuer() == pos.region
+                    {
+                        e.apply(&origin, &v.body);
+                    }
+                }
+                None => {}
+            },
             Body::ListEntryAmended { entry, .. }
             | Body::ListEntryRevoked { entry, .. }
             | Body::ListEntryRepaired { entry, .. } => {
@@ -502,9 +720,36 @@ pub fn verify_answer(
                     e.apply(&origin, &v.body);
                 }
             }
+            Body::EvaluationRevoked { evaluation, .. } => {
+                if let Some(e) = evaluations.get_mut(evaluation)
+                    && e.issuer() == pos.region
+                {
+                    e.apply(&origin, &v.body);
+                }
+            }
             _ => {}
         }
     }
+    let with_actions: Vec<(EntryFold, Vec<ActionFold>)> = entries
+        .values()
+        .map(|e| {
+            let on: Vec<ActionFold> = actions
+                .iter()
+                .filter(|a| a.action.entry == e.id)
+                .cloned()
+                .collect();
+            (e.clone(), on)
+        })
+        .collect();
+    let evaluations: Vec<EvaluationFold> = evaluations.into_values().collect();
+    let d = decide(
+        &answer.subject,
+        &with_actions,
+        &evaluations,
+        catalogue,
+        answer.domain,
+        answer.as_of,
+    );
     let mut confirmed = 0;
     for claimed in &answer.entries {
         let label = format!("entry {}", claimed.entry);
@@ -512,80 +757,66 @@ pub fn verify_answer(
             failures.push(format!("{label}: its publication is not in the evidence"));
             continue;
         };
-        if e.content.subject.key() != answer.subject {
-            failures.push(format!("{label}: is about another subject"));
-            continue;
-        }
-        let state = e.state_at(answer.as_of);
-        if state != claimed.state {
+        if e.content.roles_of(&answer.subject).is_empty() {
             failures.push(format!(
-                "{label}: claimed {:?}, evidence gives {state:?} at {}",
-                claimed.state, answer.as_of.0
+                "{label}: is about another subject (its current content does not name the one asked about)"
             ));
             continue;
         }
-        let (mand, rec) = entry_measures(e, &actions, catalogue, answer.domain);
-        let recomputed: Vec<MeasureCode> = mand
-            .iter()
-            .chain(rec.iter())
-            .map(|m| m.code.clone())
-            .collect();
-        if recomputed != claimed.measures_in_domain {
-            failures.push(format!(
-                "{label}: claimed measures {:?}, evidence gives {:?}",
-                claimed.measures_in_domain, recomputed
-            ));
-            continue;
+        match d.entries.iter().find(|c| c.entry == claimed.entry) {
+            None => failures.push(format!(
+                "{label}: claimed {:?}, evidence gives {:?} at {} (not in force)",
+                claimed.state,
+                e.state_at(answer.as_of),
+                answer.as_of.0
+            )),
+            Some(c) if c != claimed => failures.push(format!(
+                "{label}: claimed state {:?}, roles {:?}, measures {:?}; evidence gives {:?}, {:?}, {:?}",
+                claimed.state, claimed.roles, claimed.measures_in_domain, c.state, c.roles, c.measures_in_domain
+            )),
+            Some(_) => confirmed += 1,
         }
-        let applied_here: Vec<&MeasureCode> = answer
-            .mandatory
-            .iter()
-            .chain(answer.recommended.iter())
-            .filter(|m| m.entry == claimed.entry)
-            .map(|m| &m.code)
-            .collect();
-        let should_apply: Vec<&MeasureCode> = if state == EntryState::Active {
-            recomputed.iter().collect()
-        } else {
-            Vec::new()
-        };
-        if applied_here != should_apply {
-            failures.push(format!("{label}: applied measures {applied_here:?} differ from {should_apply:?} (a suspended entry applies none)"));
-            continue;
-        }
-        confirmed += 1;
     }
     for claimed in &answer.evaluations {
-        let backed = authentic.values().any(|v| match &v.body {
-            Body::EvaluationPublished(ev) => {
-                *ev == claimed.evaluation
-                    && evaluation_id(&v.envelope.author, ev) == claimed.id
-                    && v.envelope.author == claimed.author
-            }
-            _ => false,
-        });
-        let today = answer.as_of.date_cst();
-        if !backed {
-            failures.push(format!(
-                "evaluation {}: not backed by an authentic envelope in the evidence",
+        match d.evaluations.iter().find(|c| c.id == claimed.id) {
+            None => failures.push(format!(
+                "evaluation {}: not backed by an authentic, current, valid result in the evidence",
                 claimed.id
-            ));
-        } else if !(claimed.evaluation.evaluated_on <= today
-            && today < claimed.evaluation.valid_until)
-        {
-            failures.push(format!("evaluation {}: not valid on {today}", claimed.id));
-        } else if claimed.evaluation.subject.key() != answer.subject {
-            failures.push(format!(
-                "evaluation {}: is about another subject",
-                claimed.id
-            ));
+            )),
+            Some(c) if c != claimed => failures.push(format!(
+                "evaluation {}: claimed {:?} {:?}, evidence gives {:?} {:?}",
+                claimed.id,
+                claimed.state,
+                claimed.measures_in_domain,
+                c.state,
+                c.measures_in_domain
+            )),
+            Some(_) => {}
         }
     }
-    for m in answer.mandatory.iter().chain(answer.recommended.iter()) {
-        if !answer.entries.iter().any(|e| e.entry == m.entry) {
+    let key = |m: &AppliedMeasure| (m.code.clone(), m.source);
+    let set = |v: &[AppliedMeasure]| v.iter().map(key).collect::<BTreeSet<_>>();
+    let withheld_set =
+        |v: &[WithheldMeasure]| v.iter().map(|w| key(&w.measure)).collect::<BTreeSet<_>>();
+    for (name, claimed, recomputed) in [
+        ("mandatory", set(&answer.mandatory), set(&d.mandatory)),
+        ("recommended", set(&answer.recommended), set(&d.recommended)),
+        (
+            "withheld",
+            withheld_set(&answer.withheld),
+            withheld_set(&d.withheld),
+        ),
+    ] {
+        for (code, source) in claimed.difference(&recomputed) {
             failures.push(format!(
-                "measure {}: rests on entry {} which the answer does not list",
-                m.code.0, m.entry
+                "measure {} from {source:?} is claimed {name}, but the evidence does not make it {name} (a suspended or corrected entry applies none to this subject)",
+                code.0
+            ));
+        }
+        for (code, source) in recomputed.difference(&claimed) {
+            failures.push(format!(
+                "measure {} from {source:?} should be {name} by the evidence, and the answer omits it",
+                code.0
             ));
         }
     }

@@ -451,7 +451,7 @@ mod tests {
     fn tag_layout_is_stable() {
         assert_eq!(
             hex::encode(tag(Domain::Body, "cn")),
-            "63726564666564000862 6f64792d736967 0100 02636e".replace(' ', "")
+            "63726564666564000862 6f64792d736967 0200 02636e".replace(' ', "")
         );
     }
 }

@@ -87,10 +87,10 @@ pub trait StateView {
     fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, Self::Error>;
     /// A joint action.
     fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, Self::Error>;
-    /// The entry an objection is about.
-    fn objection_entry(&self, id: &ObjectionId) -> Result<Option<EntryId>, Self::Error>;
+    /// What an objection is about.
+    fn objection_target(&self, id: &ObjectionId) -> Result<Option<ObjectionTarget>, Self::Error>;
     /// An evaluation.
-    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationRecord>, Self::Error>;
+    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, Self::Error>;
     /// Entries and evaluations about a subject.
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, Self::Error>;
     /// Regions flagged for equivocation.
@@ -147,10 +147,10 @@ impl<'v, V: StateView + ?Sized> Reads<'v, V> {
     pub(crate) fn action(&self, id: &ActionId) -> Option<ActionFold> {
         self.keep(self.view.action(id))
     }
-    pub(crate) fn objection_entry(&self, id: &ObjectionId) -> Option<EntryId> {
-        self.keep(self.view.objection_entry(id))
+    pub(crate) fn objection_target(&self, id: &ObjectionId) -> Option<ObjectionTarget> {
+        self.keep(self.view.objection_target(id))
     }
-    pub(crate) fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord> {
+    pub(crate) fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationFold> {
         self.keep(self.view.evaluation(id))
     }
     pub(crate) fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
@@ -231,6 +231,10 @@ pub enum RejectReason {
     Conflict,
     /// prev_hash or timestamp do not continue the held chain.
     ChainBroken,
+    /// The rules the federation's policy data takes from the guidance and the statutes
+    /// do not allow it: a measure that does not serve the entry or fall on its subject,
+    /// a listing period longer than the statute's, a class the scheme does not have.
+    NotApplicable,
 }
 
 /// A refusal with its reason, the field at fault and a message naming the field and
@@ -319,7 +323,7 @@ pub fn required_role(kind: BodyKind) -> Option<Role> {
     match kind {
         DepartmentRegistered | DepartmentRevoked => Some(Role::Operator),
         ListEntryPublished | ListEntryAmended | ListEntryRevoked | ListEntryRepaired
-        | EvaluationPublished => Some(Role::Publisher),
+        | EvaluationPublished | EvaluationRevoked => Some(Role::Publisher),
         JointActionInitiated => Some(Role::Initiator),
         JointActionAcknowledged | MeasureExecuted | MeasureLifted => Some(Role::Implementer),
         ObjectionFiled | ObjectionResolved => Some(Role::ObjectionHandler),
@@ -535,20 +539,23 @@ fn authorise<V: StateView + ?Sized>(
             )),
         }
     };
-    let check_measures = |field: &str, ms: &[MeasureCode]| -> Result<(), Rejection> {
-        for m in ms {
-            if rules.catalogue.get(m).is_none() {
-                return Err(reject(
-                    RejectReason::Malformed,
-                    field,
-                    format!(
-                        "{} is not in the measures catalogue v{}",
-                        m.0, rules.catalogue.version
-                    ),
-                ));
-            }
+    let own_evaluation = |id: &EvaluationId| -> Result<EvaluationFold, Rejection> {
+        match view.evaluation(id) {
+            Some(e) if e.issuer() == region => Ok(e),
+            Some(e) => Err(reject(
+                RejectReason::Unauthorised,
+                "evaluation",
+                format!(
+                    "{id} was issued by {}; only the issuing region may change it (谁认定、谁修复, article 二十二)",
+                    e.issuer()
+                ),
+            )),
+            None => Err(reject(
+                RejectReason::Conflict,
+                "evaluation",
+                format!("{id} does not exist in {region}'s log"),
+            )),
         }
-        Ok(())
     };
 
     match &v.body {
@@ -594,7 +601,7 @@ fn authorise<V: StateView + ?Sized>(
             }
         },
         Body::ListEntryPublished(e) => {
-            check_measures("entry.requested_measures", &e.requested_measures)?;
+            entry_policy(rules, "entry", e)?;
             if view.entry(&entry_id(region, e)).is_some() {
                 return conflict(
                     "entry",
@@ -611,9 +618,12 @@ fn authorise<V: StateView + ?Sized>(
                 return conflict("entry", format!("{entry} is revoked"));
             }
             if amended.category.list() != held.content.category.list() {
-                return conflict("amended.category", "an amendment cannot move an entry between red and black lists; revoke and publish".into());
+                return conflict(
+                    "amended.category",
+                    "an amendment cannot move an entry between red and black lists; revoke and publish".into(),
+                );
             }
-            check_measures("amended.requested_measures", &amended.requested_measures)?;
+            entry_policy(rules, "amended", amended)?;
         }
         Body::ListEntryRevoked { entry, .. } => {
             if own_entry(entry)?.revoked.is_some() {
@@ -633,12 +643,20 @@ fn authorise<V: StateView + ?Sized>(
             }
         }
         Body::EvaluationPublished(ev) => {
+            evaluation_policy(rules, ev)?;
             if view.evaluation(&evaluation_id(&env.author, ev)).is_some() {
-                return conflict("evaluation", "this department already published this scheme's result for this subject on that date".into());
+                return conflict(
+                    "evaluation",
+                    "this department already published this scheme's result for this subject on that date".into(),
+                );
+            }
+        }
+        Body::EvaluationRevoked { evaluation, .. } => {
+            if own_evaluation(evaluation)?.revoked.is_some() {
+                return conflict("evaluation", format!("{evaluation} is already revoked"));
             }
         }
         Body::JointActionInitiated(a) => {
-            check_measures("action.measures", &a.measures)?;
             let entry = own_entry(&a.entry).map_err(|_| {
                 reject(RejectReason::Unauthorised, "action.entry", format!("{} is not an entry of {region}; a region initiates actions on its own decisions (article 十六)", a.entry))
             })?;
@@ -648,6 +666,12 @@ fn authorise<V: StateView + ?Sized>(
                     format!("{:?} must rest on a {:?}-list entry", a.kind, a.kind.list()),
                 );
             }
+            rules
+                .catalogue
+                .check_applicable("action.measures", &a.measures, &entry.content)
+                .map_err(|m| {
+                    Rejection::from_error(RejectReason::NotApplicable, "action.measures", &m)
+                })?;
             if entry.revoked.is_some() || entry.repaired.is_some() {
                 return conflict(
                     "action.entry",
@@ -717,12 +741,18 @@ fn authorise<V: StateView + ?Sized>(
                 );
             }
         }
-        Body::ObjectionFiled { entry, case_no, .. } => {
-            if view.entry(entry).is_none() {
-                return Ok(Some(format!("entry {entry}")));
+        Body::ObjectionFiled {
+            target, case_no, ..
+        } => {
+            let exists = match target {
+                ObjectionTarget::Entry(e) => view.entry(e).is_some(),
+                ObjectionTarget::Evaluation(e) => view.evaluation(e).is_some(),
+            };
+            if !exists {
+                return Ok(Some(target.to_string()));
             }
             if view
-                .objection_entry(&objection_id(&env.author, case_no))
+                .objection_target(&objection_id(&env.author, case_no))
                 .is_some()
             {
                 return conflict(
@@ -732,12 +762,14 @@ fn authorise<V: StateView + ?Sized>(
             }
         }
         Body::ObjectionResolved { objection, .. } => {
-            let Some(entry_id) = view.objection_entry(objection) else {
+            let Some(target) = view.objection_target(objection) else {
                 return Ok(Some(format!("objection {objection}")));
             };
-            let entry = own_entry(&entry_id)?;
-            if entry
-                .objections
+            let objections = match target {
+                ObjectionTarget::Entry(id) => own_entry(&id)?.objections,
+                ObjectionTarget::Evaluation(id) => own_evaluation(&id)?.objections,
+            };
+            if objections
                 .get(objection)
                 .is_some_and(|o| o.resolved.is_some())
             {
@@ -750,6 +782,142 @@ fn authorise<V: StateView + ?Sized>(
         }
     }
     Ok(None)
+}
+
+/// What the federation's policy data requires of an entry (as published or amended):
+/// every requested measure applies to it (articles 十, 十一, 十四, 二十), and a black-list
+/// entry is listed no longer than its category's longest period (articles 十九, 二十一).
+fn entry_policy(rules: Rules<'_>, field: &str, e: &ListEntry) -> Result<(), Rejection> {
+    let measures_field = format!("{field}.requested_measures");
+    rules
+        .catalogue
+        .check_applicable(&measures_field, &e.requested_measures, e)
+        .map_err(|m| Rejection::from_error(RejectReason::NotApplicable, &measures_field, &m))?;
+    if let Category::Black(b) = e.category {
+        let (max, basis) = rules.catalogue.listing_periods.max_days(b);
+        let days = e.expires_on.days_since_epoch() - e.effective_from.days_since_epoch();
+        if days > max as i32 {
+            return Err(reject(
+                RejectReason::NotApplicable,
+                &format!("{field}.expires_on"),
+                format!(
+                    "{} ({}) may stay listed at most {max} days; this entry runs {days} days from {} ({basis})",
+                    snake_name(&b),
+                    b.name_zh(),
+                    e.effective_from
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An evaluation names a scheme of the policy data and one of its classes (articles 六,
+/// 十六: 信用评价结果互认 needs results the federation reads the same way).
+fn evaluation_policy(rules: Rules<'_>, ev: &Evaluation) -> Result<(), Rejection> {
+    let Some(scheme) = rules.catalogue.scheme(&ev.scheme) else {
+        let known: Vec<&str> = rules
+            .catalogue
+            .schemes
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
+        return Err(reject(
+            RejectReason::NotApplicable,
+            "evaluation.scheme",
+            format!(
+                "'{}' is not a scheme of the federation's policy data v{} (known: {})",
+                ev.scheme,
+                rules.catalogue.version,
+                known.join(", ")
+            ),
+        ));
+    };
+    let class = match ev.grade {
+        Grade::Class(c) => grade_text(c),
+        Grade::Score(_) => {
+            return Err(reject(
+                RejectReason::NotApplicable,
+                "evaluation.grade",
+                format!("scheme {} grades by class, not by score", scheme.id),
+            ));
+        }
+    };
+    if scheme.class(&class).is_none() {
+        let classes: Vec<&str> = scheme.classes.iter().map(|c| c.class.as_str()).collect();
+        return Err(reject(
+            RejectReason::NotApplicable,
+            "evaluation.grade",
+            format!(
+                "class {class} is not one of scheme {}'s classes {}",
+                scheme.id,
+                classes.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The text of a class grade (`A`, `AEO`).
+pub fn grade_text(c: [u8; 4]) -> String {
+    c.iter()
+        .take_while(|b| **b != 0)
+        .map(|b| *b as char)
+        .collect()
+}
+
+fn snake_name<T: Serialize>(v: &T) -> String {
+    toml::Value::try_from(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Rules a node applies to its *own* appends only, against its current replica: they
+/// depend on records of other regions (an objection from anywhere suspends an entry),
+/// so they cannot be admission rules, which must give every node the same verdict.
+///
+/// Execution feedback for an entry that is suspended (措施在核实期间暂不执行, article
+/// 二十二), revoked, repaired or expired is refused: the measure must not be executed.
+pub fn local_policy<V: StateView + ?Sized>(
+    rules: Rules<'_>,
+    view: &V,
+    body: &Body,
+    now: Timestamp,
+) -> Result<Result<(), Rejection>, V::Error> {
+    let _ = rules;
+    let reads = Reads::new(view);
+    let verdict = local_policy_reading(&reads, body, now);
+    reads.finish(verdict)
+}
+
+fn local_policy_reading<V: StateView + ?Sized>(
+    view: &Reads<'_, V>,
+    body: &Body,
+    now: Timestamp,
+) -> Result<(), Rejection> {
+    if let Body::MeasureExecuted { action, .. } = body
+        && let Some(a) = view.action(action)
+        && let Some(e) = view.entry(&a.action.entry)
+    {
+        let state = e.state_at(now);
+        if state != EntryState::Active {
+            return Err(reject(
+                RejectReason::Conflict,
+                "measure",
+                format!(
+                    "entry {} is {state:?} now: no measure may be executed on it{}",
+                    e.id,
+                    if state == EntryState::Suspended {
+                        " while an objection is verified (措施在核实期间暂不执行, article 二十二); report execution once it is resolved"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Verifies equivocation evidence offline: both envelopes well-formed, validly signed
@@ -797,12 +965,14 @@ pub enum Update {
     Entry(Box<EntryFold>),
     /// Store an action fold.
     Action(Box<ActionFold>),
-    /// Remember which entry an objection is about.
-    Objection(ObjectionId, EntryId),
-    /// Store an evaluation.
-    Evaluation(EvaluationRecord),
-    /// Index a subject.
+    /// Remember what an objection is about.
+    Objection(ObjectionId, ObjectionTarget),
+    /// Store an evaluation fold.
+    Evaluation(Box<EvaluationFold>),
+    /// Index a subject (or a related person) under a record about them.
     Subject(SubjectKey, SubjectRef),
+    /// Remove an index entry: a correction no longer names that subject (article 二十二).
+    Unindex(SubjectKey, SubjectRef),
     /// Flag a region for equivocation.
     Equivocator(RegionCode),
 }
@@ -849,6 +1019,12 @@ fn effects_reading<V: StateView + ?Sized>(
             out.push(Update::Entry(Box::new(e)));
         }
     };
+    let touch_evaluation = |out: &mut Vec<Update>, id: &EvaluationId| {
+        if let Some(mut e) = view.evaluation(id) {
+            e.apply(&origin, &v.body);
+            out.push(Update::Evaluation(Box::new(e)));
+        }
+    };
     let touch_action = |out: &mut Vec<Update>, id: &ActionId| {
         if let Some(mut a) = view.action(id) {
             a.apply(&origin, &v.body);
@@ -877,7 +1053,9 @@ fn effects_reading<V: StateView + ?Sized>(
         }
         Body::ListEntryPublished(e) => {
             let id = entry_id(env.region, e);
-            out.push(Update::Subject(e.subject.key(), SubjectRef::Entry(id)));
+            for key in e.named_keys() {
+                out.push(Update::Subject(key, SubjectRef::Entry(id)));
+            }
             out.push(Update::Entry(Box::new(EntryFold::published(
                 id,
                 origin.clone(),
@@ -885,13 +1063,18 @@ fn effects_reading<V: StateView + ?Sized>(
             ))));
         }
         Body::ListEntryAmended { entry, amended, .. } => {
-            if let Some(old) = view.entry(entry)
-                && old.content.subject.key() != amended.subject.key()
-            {
-                out.push(Update::Subject(
-                    amended.subject.key(),
-                    SubjectRef::Entry(*entry),
-                ));
+            // A correction of the subject or of a related person moves the entry from the
+            // old key to the new one (article 二十二: 更正): the person wrongly named must
+            // no longer find it.
+            if let Some(old) = view.entry(entry) {
+                let before = old.content.named_keys();
+                let after = amended.named_keys();
+                for key in before.difference(&after) {
+                    out.push(Update::Unindex(key.clone(), SubjectRef::Entry(*entry)));
+                }
+                for key in after.difference(&before) {
+                    out.push(Update::Subject(key.clone(), SubjectRef::Entry(*entry)));
+                }
             }
             touch_entry(&mut out, entry);
         }
@@ -904,36 +1087,45 @@ fn effects_reading<V: StateView + ?Sized>(
                 ev.subject.key(),
                 SubjectRef::Evaluation(id),
             ));
-            out.push(Update::Evaluation(EvaluationRecord {
-                id,
-                published: origin.clone(),
-                evaluation: ev.clone(),
-            }));
-        }
-        Body::JointActionInitiated(a) => {
-            let id = action_id(&env.author, &a.reference);
-            out.push(Update::Action(Box::new(ActionFold::initiated(
+            out.push(Update::Evaluation(Box::new(EvaluationFold::published(
                 id,
                 origin.clone(),
-                a.clone(),
+                ev.clone(),
             ))));
+        }
+        Body::EvaluationRevoked { evaluation, .. } => touch_evaluation(&mut out, evaluation),
+        Body::JointActionInitiated(a) => {
+            let id = action_id(&env.author, &a.reference);
+            if let Some(entry) = view.entry(&a.entry) {
+                out.push(Update::Action(Box::new(ActionFold::initiated(
+                    id,
+                    origin.clone(),
+                    a.clone(),
+                    entry.content.category,
+                ))));
+            }
             touch_entry(&mut out, &a.entry);
         }
         Body::JointActionAcknowledged { action, .. }
         | Body::MeasureExecuted { action, .. }
         | Body::MeasureLifted { action, .. } => touch_action(&mut out, action),
-        Body::ObjectionFiled { entry, case_no, .. } => {
+        Body::ObjectionFiled {
+            target, case_no, ..
+        } => {
             out.push(Update::Objection(
                 objection_id(&env.author, case_no),
-                *entry,
+                *target,
             ));
-            touch_entry(&mut out, entry);
-        }
-        Body::ObjectionResolved { objection, .. } => {
-            if let Some(entry) = view.objection_entry(objection) {
-                touch_entry(&mut out, &entry);
+            match target {
+                ObjectionTarget::Entry(e) => touch_entry(&mut out, e),
+                ObjectionTarget::Evaluation(e) => touch_evaluation(&mut out, e),
             }
         }
+        Body::ObjectionResolved { objection, .. } => match view.objection_target(objection) {
+            Some(ObjectionTarget::Entry(e)) => touch_entry(&mut out, &e),
+            Some(ObjectionTarget::Evaluation(e)) => touch_evaluation(&mut out, &e),
+            None => {}
+        },
         Body::EquivocationEvidence { first, second } => {
             if let Ok(region) =
                 verify_equivocation(rules.manifest, &rules.manifest.federation_id, first, second)
@@ -953,8 +1145,8 @@ pub struct Ledger {
     departments: BTreeMap<DepartmentId, DepartmentRecord>,
     entries: BTreeMap<EntryId, EntryFold>,
     actions: BTreeMap<ActionId, ActionFold>,
-    objections: BTreeMap<ObjectionId, EntryId>,
-    evaluations: BTreeMap<EvaluationId, EvaluationRecord>,
+    objections: BTreeMap<ObjectionId, ObjectionTarget>,
+    evaluations: BTreeMap<EvaluationId, EvaluationFold>,
     subjects: BTreeMap<SubjectKey, BTreeSet<SubjectRef>>,
     equivocators: BTreeSet<RegionCode>,
     /// Equivocation proofs seen (kept so they can be forwarded).
@@ -1014,14 +1206,22 @@ impl Ledger {
                 Update::Action(a) => {
                     self.actions.insert(a.id, *a);
                 }
-                Update::Objection(o, e) => {
-                    self.objections.insert(o, e);
+                Update::Objection(o, t) => {
+                    self.objections.insert(o, t);
                 }
                 Update::Evaluation(ev) => {
-                    self.evaluations.insert(ev.id, ev);
+                    self.evaluations.insert(ev.id, *ev);
                 }
                 Update::Subject(k, r) => {
                     self.subjects.entry(k).or_default().insert(r);
+                }
+                Update::Unindex(k, r) => {
+                    if let Some(refs) = self.subjects.get_mut(&k) {
+                        refs.remove(&r);
+                        if refs.is_empty() {
+                            self.subjects.remove(&k);
+                        }
+                    }
                 }
                 Update::Equivocator(r) => {
                     self.equivocators.insert(r);
@@ -1051,7 +1251,7 @@ impl Ledger {
     }
 
     /// An evaluation.
-    pub fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationRecord> {
+    pub fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationFold> {
         self.evaluations.get(id).cloned()
     }
 
@@ -1116,10 +1316,10 @@ impl StateView for Ledger {
     fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, Self::Error> {
         Ok(Ledger::action(self, id))
     }
-    fn objection_entry(&self, id: &ObjectionId) -> Result<Option<EntryId>, Self::Error> {
+    fn objection_target(&self, id: &ObjectionId) -> Result<Option<ObjectionTarget>, Self::Error> {
         Ok(self.objections.get(id).copied())
     }
-    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationRecord>, Self::Error> {
+    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, Self::Error> {
         Ok(Ledger::evaluation(self, id))
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, Self::Error> {

@@ -29,4 +29,4 @@ pub mod state;
 pub mod time;
 
 /// The protocol version this build speaks. Part of every signing tag and envelope.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;

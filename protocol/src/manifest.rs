@@ -27,7 +27,8 @@ pub struct Member {
     pub addresses: Vec<String>,
 }
 
-/// Deadlines in working days that the state rules apply (articles 十七, 二十二, 二十三).
+/// Deadlines in working days that the state rules apply (articles 十七, 二十二, 二十三),
+/// and the cost of person hashes (docs/privacy.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// Working days after initiation by which a target region should acknowledge, when the
@@ -37,6 +38,8 @@ pub struct Policy {
     pub objection_working_days: u16,
     /// Working days from decision to publication (article 十七: 7).
     pub disclosure_working_days: u16,
+    /// PBKDF2 iterations of a person hash; every member must use the same.
+    pub person_hash_iterations: u32,
 }
 
 impl Default for Policy {
@@ -45,9 +48,20 @@ impl Default for Policy {
             acknowledge_working_days: 5,
             objection_working_days: 10,
             disclosure_working_days: 7,
+            person_hash_iterations: crate::ids::person::DEFAULT_PERSON_HASH_ITERATIONS,
         }
     }
 }
+
+/// How far in the future a manifest's `issued_at` may lie and still be accepted: clocks
+/// of provincial servers differ by seconds, an authority's by minutes at most; a day
+/// covers both and refuses a manifest dated years ahead (a typo, or an attempt to
+/// outlive the authority's key rotation).
+pub const MAX_ISSUED_AT_SKEW_MS: i64 = 24 * 3600 * 1000;
+
+/// Most PBKDF2 iterations a manifest may ask of every person hash: about a second on
+/// one core, beyond which checks by identity number would stall.
+pub const MAX_PERSON_HASH_ITERATIONS: u32 = 4_000_000;
 
 /// The manifest content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,8 +82,9 @@ pub struct Manifest {
     pub members: Vec<Member>,
     /// Deadlines.
     pub policy: Policy,
-    /// SHA-256 of the measures catalogue file the federation uses.
-    pub catalogue_hash: Hash256,
+    /// The federation's policy data (measures, schemes, listing periods): the text of a
+    /// catalogue file, signed with the rest of the manifest.
+    pub catalogue: String,
 }
 
 /// A manifest and the authority's signature over its exact bytes.
@@ -172,10 +187,14 @@ impl Manifest {
             authority_key,
             members,
             policy: Policy::default(),
-            catalogue_hash: crate::catalogue::Catalogue::file_hash(
-                crate::catalogue::EMBEDDED_CATALOGUE,
-            ),
+            catalogue: crate::catalogue::EMBEDDED_CATALOGUE.to_owned(),
         }
+    }
+
+    /// The federation's policy data, parsed.
+    pub fn parse_catalogue(&self) -> Result<crate::catalogue::Catalogue, ManifestError> {
+        crate::catalogue::Catalogue::parse(&self.catalogue)
+            .map_err(|e| field("catalogue", e.to_string()))
     }
 
     /// Structural rules: id shape, protocol version, members sorted and unique by region
@@ -203,6 +222,13 @@ impl Manifest {
         if self.expires_at <= self.issued_at {
             return Err(field("expires_at", "must be after issued_at"));
         }
+        if !(1..=MAX_PERSON_HASH_ITERATIONS).contains(&self.policy.person_hash_iterations) {
+            return Err(field(
+                "policy.person_hash_iterations",
+                format!("must be 1-{MAX_PERSON_HASH_ITERATIONS}"),
+            ));
+        }
+        self.parse_catalogue()?;
         if self.members.is_empty() || self.members.len() > MAX_MEMBERS {
             return Err(field(
                 "members",
@@ -284,7 +310,8 @@ impl Manifest {
 
 impl SignedManifest {
     /// Decodes, checks structure and signature against the pinned authority, and refuses
-    /// an expired manifest.
+    /// an expired manifest or one issued further in the future than
+    /// [`MAX_ISSUED_AT_SKEW_MS`].
     pub fn verify(
         &self,
         pinned_authority: &PublicKey,
@@ -311,6 +338,15 @@ impl SignedManifest {
                 expires_at: m.expires_at.0,
                 now: now.0,
             });
+        }
+        if m.issued_at.0 > now.0.saturating_add(MAX_ISSUED_AT_SKEW_MS) {
+            return Err(field(
+                "issued_at",
+                format!(
+                    "{} ms lies more than a day after this node's clock ({} ms); check the clock, or ask the authority to reissue",
+                    m.issued_at.0, now.0
+                ),
+            ));
         }
         Ok(m)
     }
@@ -370,7 +406,7 @@ mod tests {
                 })
                 .collect(),
             policy: Policy::default(),
-            catalogue_hash: Hash256([0; 32]),
+            catalogue: crate::catalogue::EMBEDDED_CATALOGUE.to_owned(),
         }
     }
 
@@ -398,10 +434,50 @@ mod tests {
         assert_eq!(m.members[0].region.to_string(), "110000");
         assert_eq!(m.members[0].name, "北京市");
         assert_eq!(m.protocol_version, PROTOCOL_VERSION);
-        assert_eq!(
-            m.catalogue_hash,
-            crate::catalogue::Catalogue::file_hash(crate::catalogue::EMBEDDED_CATALOGUE)
+        assert_eq!(m.catalogue, crate::catalogue::EMBEDDED_CATALOGUE);
+        assert!(m.parse_catalogue().is_ok());
+    }
+
+    /// A manifest dated more than a day ahead of the node's clock is refused, as is one
+    /// carrying a policy file that does not parse or an absurd hash cost.
+    #[test]
+    fn future_issue_dates_bad_catalogues_and_absurd_costs_are_refused() {
+        let auth = Keypair::from_secret([1; 32]);
+        let mut m = manifest(&auth, 1, 3);
+        m.issued_at = Timestamp(5_000 + MAX_ISSUED_AT_SKEW_MS + 1);
+        m.expires_at = Timestamp(i64::MAX);
+        let e = m
+            .sign(&auth)
+            .unwrap()
+            .verify(&auth.public(), Timestamp(5_000))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("manifest.issued_at"), "{e}");
+        // Seventy years ahead of a clock at the epoch is refused too; no overflow near
+        // the end of time.
+        m.issued_at = Timestamp(70 * 365 * 24 * 3600 * 1000);
+        assert!(
+            m.sign(&auth)
+                .unwrap()
+                .verify(&auth.public(), Timestamp(0))
+                .is_err()
         );
+        assert!(
+            m.sign(&auth)
+                .unwrap()
+                .verify(&auth.public(), Timestamp(i64::MAX - 1))
+                .is_ok()
+        );
+        let mut m = manifest(&auth, 1, 3);
+        m.catalogue = "version = 2".into();
+        assert!(
+            m.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("manifest.catalogue")
+        );
+        let mut m = manifest(&auth, 1, 3);
+        m.policy.person_hash_iterations = 0;
+        assert!(m.validate().is_err());
     }
 
     #[test]

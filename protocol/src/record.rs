@@ -128,26 +128,33 @@ fn derive_id(kind: &str, parts: &[&[u8]]) -> Hash256 {
     sha256(&[crate::crypto::tag(Domain::RecordId, "").as_slice(), &buf])
 }
 
-/// Measure code from the catalogue, e.g. `P-11-04` (restrict air travel).
+/// Measure code from the catalogue, e.g. `P-TRAVEL-AIR` (restrict air travel): `I-` for
+/// an incentive or `P-` for a punishment, then upper-case words joined by `-`. Codes
+/// name the measure, not the article it came from, so that measures added by later
+/// catalogue versions (e.g. from 合作备忘录) fit the same scheme.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MeasureCode(pub String);
 
 impl MeasureCode {
-    /// Shape check: `I` or `P`, the article number, a two-digit serial.
+    /// Shape check: `I-` or `P-`, then 1–6 words of `A-Z0-9` joined by `-`, at most
+    /// 32 characters.
     pub fn validate(&self, field: &str) -> Result<(), FieldError> {
-        let b = self.0.as_bytes();
-        let ok = b.len() == 7
-            && (b[0] == b'I' || b[0] == b'P')
-            && b[1] == b'-'
-            && b[4] == b'-'
-            && [2, 3, 5, 6].iter().all(|&i| b[i].is_ascii_digit());
+        let c = self.0.as_str();
+        let ok = c.len() <= 32
+            && (c.starts_with("I-") || c.starts_with("P-"))
+            && c[2..].split('-').count() <= 6
+            && c[2..].split('-').all(|w| {
+                !w.is_empty()
+                    && w.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            });
         if !ok {
             return Err(rule(
                 field,
                 format!(
-                    "'{}' is not a measure code like P-11-04",
-                    self.0.chars().take(16).collect::<String>()
+                    "'{}' is not a measure code like P-TRAVEL-AIR",
+                    c.chars().take(40).collect::<String>()
                 ),
             ));
         }
@@ -434,13 +441,15 @@ fn validate_person(p: &PersonRef, field: &str) -> Result<(), FieldError> {
     if !person::is_masked_form(&p.masked) {
         return Err(rule(
             &format!("{field}.masked"),
-            "must be 6 digits, 8 '*', 3 digits and a digit or X (a clear number never appears in a record)",
+            "must be the 2-digit provincial prefix and 16 '*' (a clear number never appears in a record; docs/privacy.md)",
         ));
     }
     text(&format!("{field}.name"), &p.name, MAX_TEXT_BYTES, true)
 }
 
-/// The role of a related person (article 十四).
+/// The role of a related person of an organisation (article 十四; the roles the
+/// consumption restrictions name in 法释〔2015〕17号 第三条, and article 十's senior
+/// management).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RelatedRole {
@@ -448,8 +457,45 @@ pub enum RelatedRole {
     LegalRepresentative,
     /// 主要负责人.
     PrincipalResponsible,
-    /// 其他负有直接责任人员 (including responsible registered practitioners, article 十).
+    /// 实际控制人.
+    ActualController,
+    /// 直接责任人员 (影响债务履行的直接责任人员; 对失信行为负有直接责任的人员, including
+    /// responsible registered practitioners, article 十).
     DirectlyResponsible,
+    /// 董事、监事、高级管理人员.
+    DirectorSupervisorOrSeniorManager,
+}
+
+impl RelatedRole {
+    /// Every role.
+    pub const ALL: [RelatedRole; 5] = [
+        RelatedRole::LegalRepresentative,
+        RelatedRole::PrincipalResponsible,
+        RelatedRole::ActualController,
+        RelatedRole::DirectlyResponsible,
+        RelatedRole::DirectorSupervisorOrSeniorManager,
+    ];
+
+    /// The role as the law names it.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            RelatedRole::LegalRepresentative => "法定代表人",
+            RelatedRole::PrincipalResponsible => "主要负责人",
+            RelatedRole::ActualController => "实际控制人",
+            RelatedRole::DirectlyResponsible => "直接责任人员",
+            RelatedRole::DirectorSupervisorOrSeniorManager => "董事、监事、高级管理人员",
+        }
+    }
+}
+
+/// A finding of the decision an entry rests on that a measure may require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finding {
+    /// 有履行能力但拒不履行: the subject has the means to perform the judgment or decision
+    /// and refuses (article 十一's condition for the travel and consumption restrictions).
+    /// Only an entry of article 九's third group can state it.
+    AbleButRefuses,
 }
 
 /// A person recorded with an organisation's entry, so measures reach people (article 十四).
@@ -491,11 +537,40 @@ pub struct ListEntry {
     pub expires_on: Date,
     /// Measures the publisher asks others to apply; sorted, unique.
     pub requested_measures: Vec<MeasureCode>,
+    /// Findings of the decision that measures may require; sorted, unique.
+    pub findings: Vec<Finding>,
     /// A short public description.
     pub summary: String,
 }
 
 impl ListEntry {
+    /// The index keys of everyone the entry names: its subject and its related persons
+    /// (article 十四: measures reach the persons, so checks must find them).
+    pub fn named_keys(&self) -> std::collections::BTreeSet<SubjectKey> {
+        let mut keys = std::collections::BTreeSet::new();
+        keys.insert(self.subject.key());
+        for p in &self.related_persons {
+            keys.insert(SubjectKey::Person(p.person.id_hash));
+        }
+        keys
+    }
+
+    /// The roles in which the entry names the subject with `key` (none if it does not).
+    pub fn roles_of(&self, key: &SubjectKey) -> Vec<crate::catalogue::Bearer> {
+        let mut out = Vec::new();
+        if &self.subject.key() == key {
+            out.push(crate::catalogue::Bearer::Subject(
+                crate::catalogue::SubjectKind::of(&self.subject),
+            ));
+        }
+        for p in &self.related_persons {
+            if &SubjectKey::Person(p.person.id_hash) == key {
+                out.push(crate::catalogue::Bearer::Related(p.role));
+            }
+        }
+        out
+    }
+
     fn validate(&self) -> Result<(), FieldError> {
         self.subject.validate("subject.uscc")?;
         sorted_unique(
@@ -511,6 +586,16 @@ impl ListEntry {
         }
         for rp in &self.related_persons {
             validate_person(&rp.person, "entry.related_persons[]")?;
+        }
+        // One person, one role entry each: the same person in two roles is listed twice.
+        let mut seen = std::collections::BTreeSet::new();
+        for rp in &self.related_persons {
+            if !seen.insert((rp.person.id_hash, rp.role)) {
+                return Err(rule(
+                    "entry.related_persons",
+                    "the same person appears twice in the same role",
+                ));
+            }
         }
         text(
             "entry.basis.document_no",
@@ -550,6 +635,15 @@ impl ListEntry {
             &self.requested_measures,
             self.category.list(),
         )?;
+        sorted_unique("entry.findings", &self.findings, 8)?;
+        if self.findings.contains(&Finding::AbleButRefuses)
+            && self.category != Category::Black(BlackCategory::DefyingJudgmentOrDecision)
+        {
+            return Err(rule(
+                "entry.findings",
+                "able_but_refuses (有履行能力但拒不履行) is a finding of article 九's third group only (category defying_judgment_or_decision)",
+            ));
+        }
         text("entry.summary", &self.summary, MAX_TEXT_BYTES, false)
     }
 }
@@ -774,12 +868,13 @@ pub enum Body {
         /// Why.
         reason: String,
     },
-    /// An objection or complaint, recordable by any region; suspends the entry (article 二十二).
+    /// An objection or complaint, recordable by any region; suspends the entry or
+    /// evaluation it is about (article 二十二).
     ObjectionFiled {
         /// Case number at the recording department.
         case_no: String,
-        /// Which entry.
-        entry: EntryId,
+        /// What it is about.
+        target: ObjectionTarget,
         /// Grounds.
         grounds: String,
         /// Day filed.
@@ -801,6 +896,32 @@ pub enum Body {
         /// Second envelope, verbatim.
         second: Vec<u8>,
     },
+    /// The issuing region withdraws an evaluation result (articles 二十二, 十六).
+    EvaluationRevoked {
+        /// Which evaluation.
+        evaluation: EvaluationId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What an objection is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectionTarget {
+    /// A list entry.
+    Entry(EntryId),
+    /// An evaluation result.
+    Evaluation(EvaluationId),
+}
+
+impl std::fmt::Display for ObjectionTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectionTarget::Entry(id) => write!(f, "entry {id}"),
+            ObjectionTarget::Evaluation(id) => write!(f, "evaluation {id}"),
+        }
+    }
 }
 
 /// The kind of a body, without its fields (for metrics, authorisation tables, docs).
@@ -822,6 +943,7 @@ pub enum BodyKind {
     ObjectionFiled,
     ObjectionResolved,
     EquivocationEvidence,
+    EvaluationRevoked,
 }
 
 impl Body {
@@ -863,6 +985,7 @@ impl Body {
             Body::ObjectionFiled { .. } => BodyKind::ObjectionFiled,
             Body::ObjectionResolved { .. } => BodyKind::ObjectionResolved,
             Body::EquivocationEvidence { .. } => BodyKind::EquivocationEvidence,
+            Body::EvaluationRevoked { .. } => BodyKind::EvaluationRevoked,
         }
     }
 
@@ -893,7 +1016,9 @@ impl Body {
                 amended.validate()?;
                 text("reason", reason, MAX_TEXT_BYTES, true)
             }
-            Body::ListEntryRevoked { reason, .. } | Body::ListEntryRepaired { reason, .. } => {
+            Body::ListEntryRevoked { reason, .. }
+            | Body::ListEntryRepaired { reason, .. }
+            | Body::EvaluationRevoked { reason, .. } => {
                 text("reason", reason, MAX_TEXT_BYTES, true)
             }
             Body::EvaluationPublished(ev) => {

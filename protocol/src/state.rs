@@ -57,8 +57,8 @@ pub enum EntryState {
 /// An objection's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectionStatus {
-    /// Entry objected to.
-    pub entry: EntryId,
+    /// What is objected to.
+    pub target: ObjectionTarget,
     /// Where it was recorded.
     pub filed: Origin,
     /// Case number at the recording department.
@@ -133,37 +133,12 @@ impl EntryFold {
                 true
             }
             Body::ObjectionFiled {
-                entry,
-                case_no,
-                filed_on,
+                target: ObjectionTarget::Entry(entry),
                 ..
-            } if *entry == self.id => {
-                let oid = objection_id(&origin.author, case_no);
-                let resolved = self.objections.get(&oid).and_then(|o| o.resolved.clone());
-                self.objections.insert(
-                    oid,
-                    ObjectionStatus {
-                        entry: self.id,
-                        filed: origin.clone(),
-                        case_no: case_no.clone(),
-                        filed_on: *filed_on,
-                        resolved,
-                    },
-                );
-                true
+            } if *entry == self.id => file_objection(&mut self.objections, origin, body),
+            Body::ObjectionResolved { .. } => {
+                resolve_objection(&mut self.objections, &mut self.revoked, origin, body)
             }
-            Body::ObjectionResolved {
-                objection, outcome, ..
-            } => match self.objections.get_mut(objection) {
-                Some(o) => {
-                    o.resolved.get_or_insert((*outcome, origin.clone()));
-                    if *outcome == ObjectionOutcome::Revoked {
-                        self.revoked.get_or_insert(origin.clone());
-                    }
-                    true
-                }
-                None => false,
-            },
             Body::JointActionInitiated(a) if a.entry == self.id => {
                 self.actions.insert(action_id(&origin.author, &a.reference));
                 true
@@ -232,6 +207,61 @@ impl EntryFold {
     }
 }
 
+/// Records an objection filed against the fold's subject. Returns true (it touched it).
+fn file_objection(
+    objections: &mut BTreeMap<ObjectionId, ObjectionStatus>,
+    origin: &Origin,
+    body: &Body,
+) -> bool {
+    let Body::ObjectionFiled {
+        target,
+        case_no,
+        filed_on,
+        ..
+    } = body
+    else {
+        return false;
+    };
+    let oid = objection_id(&origin.author, case_no);
+    let resolved = objections.get(&oid).and_then(|o| o.resolved.clone());
+    objections.insert(
+        oid,
+        ObjectionStatus {
+            target: *target,
+            filed: origin.clone(),
+            case_no: case_no.clone(),
+            filed_on: *filed_on,
+            resolved,
+        },
+    );
+    true
+}
+
+/// Applies a resolution of one of the fold's objections; a `Revoked` outcome revokes.
+fn resolve_objection(
+    objections: &mut BTreeMap<ObjectionId, ObjectionStatus>,
+    revoked: &mut Option<Origin>,
+    origin: &Origin,
+    body: &Body,
+) -> bool {
+    let Body::ObjectionResolved {
+        objection, outcome, ..
+    } = body
+    else {
+        return false;
+    };
+    match objections.get_mut(objection) {
+        Some(o) => {
+            o.resolved.get_or_insert((*outcome, origin.clone()));
+            if *outcome == ObjectionOutcome::Revoked {
+                revoked.get_or_insert(origin.clone());
+            }
+            true
+        }
+        None => false,
+    }
+}
+
 /// A target region's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
@@ -265,6 +295,9 @@ pub struct ActionFold {
     pub initiated: Origin,
     /// What was asked.
     pub action: JointAction,
+    /// The category of the entry it rests on, at initiation (decides which measures are
+    /// mandatory for it).
+    pub entry_category: Category,
     /// Latest answer per target region.
     pub responses: BTreeMap<RegionCode, Response>,
     /// Execution feedback per (region, measure). Serialised as a list of pairs: JSON maps
@@ -315,7 +348,7 @@ pub enum TargetStatus {
     Declined,
 }
 
-/// One target region's line in an action view.
+/// One target region's line in an action view (跟踪问效, article 二十三).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetView {
     /// Region.
@@ -326,6 +359,18 @@ pub struct TargetView {
     pub answered_late: bool,
     /// Milliseconds from initiation to the answer.
     pub acknowledgement_ms: Option<i64>,
+    /// The department that answered.
+    pub answered_by: Option<DepartmentId>,
+    /// The departments that will implement.
+    pub implementing: Vec<DepartmentId>,
+    /// Measures accepted.
+    pub accepted: Vec<MeasureCode>,
+    /// Measures declined.
+    pub declined: Vec<MeasureCode>,
+    /// Why they were declined, as the region said.
+    pub decline_reason: Option<String>,
+    /// Mandatory (强制性) measures declined: non-compliance (articles 二十, 二十三).
+    pub non_compliant: Vec<MeasureCode>,
     /// Measures executed and not lifted.
     pub executed: Vec<MeasureCode>,
     /// Measures lifted.
@@ -333,14 +378,20 @@ pub struct TargetView {
 }
 
 impl ActionFold {
-    /// A new fold from its initiation.
-    pub fn initiated(id: ActionId, origin: Origin, action: JointAction) -> ActionFold {
+    /// A new fold from its initiation, resting on an entry of `entry_category`.
+    pub fn initiated(
+        id: ActionId,
+        origin: Origin,
+        action: JointAction,
+        entry_category: Category,
+    ) -> ActionFold {
         let mut evidence = BTreeSet::new();
         evidence.insert(origin.pos);
         ActionFold {
             id,
             initiated: origin,
             action,
+            entry_category,
             responses: BTreeMap::new(),
             executions: BTreeMap::new(),
             evidence,
@@ -436,13 +487,48 @@ impl ActionFold {
         }
     }
 
-    /// Per-target view at `now`.
-    pub fn view_at(&self, now: Timestamp, manifest: &Manifest) -> Vec<TargetView> {
+    /// Per-target view at `now`; `catalogue` says which measures are mandatory.
+    pub fn view_at(
+        &self,
+        now: Timestamp,
+        manifest: &Manifest,
+        catalogue: &crate::catalogue::Catalogue,
+    ) -> Vec<TargetView> {
         let today = now.date_cst();
         self.target_regions(manifest)
             .into_iter()
             .map(|region| {
                 let resp = self.responses.get(&region);
+                let accepted = if resp.is_some() {
+                    self.accepted_measures(region)
+                } else {
+                    Vec::new()
+                };
+                let declined: Vec<MeasureCode> = if resp.is_some() {
+                    self.action
+                        .measures
+                        .iter()
+                        .filter(|m| !accepted.contains(m))
+                        .cloned()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let non_compliant = declined
+                    .iter()
+                    .filter(|m| {
+                        catalogue
+                            .get(m)
+                            .is_some_and(|c| c.is_mandatory_for(self.entry_category))
+                    })
+                    .cloned()
+                    .collect();
+                let decline_reason = resp.and_then(|r| match &r.decision {
+                    AckDecision::Accepted => None,
+                    AckDecision::Declined { reason } | AckDecision::Partly { reason, .. } => {
+                        Some(reason.clone())
+                    }
+                });
                 let status = match resp.map(|r| &r.decision) {
                     Some(AckDecision::Accepted) => TargetStatus::Accepted,
                     Some(AckDecision::Partly { .. }) => TargetStatus::Partly,
@@ -467,6 +553,12 @@ impl ActionFold {
                     answered_late: resp
                         .is_some_and(|r| r.origin.at.date_cst() > self.action.respond_by),
                     acknowledgement_ms: resp.map(|r| r.origin.at.0 - self.initiated.at.0),
+                    answered_by: resp.map(|r| r.origin.author.clone()),
+                    implementing: resp.map(|r| r.implementing.clone()).unwrap_or_default(),
+                    accepted,
+                    declined,
+                    decline_reason,
+                    non_compliant,
                     executed,
                     lifted,
                 }
@@ -475,21 +567,109 @@ impl ActionFold {
     }
 }
 
-/// An evaluation result as held.
+/// State of an evaluation result at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluationState {
+    /// Not yet determined (evaluated in the future).
+    Pending,
+    /// In force: its class's measures apply.
+    Valid,
+    /// An objection is open: shown, not applied (article 二十二).
+    Suspended,
+    /// Past its validity.
+    Expired,
+    /// Withdrawn by its issuer, or by an objection resolved as revoked.
+    Revoked,
+}
+
+/// Everything known about an evaluation result (articles 六, 十六).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EvaluationRecord {
+pub struct EvaluationFold {
     /// Id.
     pub id: EvaluationId,
     /// Publication.
     pub published: Origin,
     /// The result.
     pub evaluation: Evaluation,
+    /// Revocation, if any.
+    pub revoked: Option<Origin>,
+    /// Objections on this result.
+    pub objections: BTreeMap<ObjectionId, ObjectionStatus>,
+    /// Every record that touched it.
+    pub evidence: BTreeSet<RecordPos>,
 }
 
-impl EvaluationRecord {
+impl EvaluationFold {
+    /// A new fold from its publication.
+    pub fn published(id: EvaluationId, origin: Origin, evaluation: Evaluation) -> EvaluationFold {
+        let mut evidence = BTreeSet::new();
+        evidence.insert(origin.pos);
+        EvaluationFold {
+            id,
+            published: origin,
+            evaluation,
+            revoked: None,
+            objections: BTreeMap::new(),
+            evidence,
+        }
+    }
+
+    /// The issuing region: the only one that may revoke it or resolve its objections.
+    pub fn issuer(&self) -> RegionCode {
+        self.published.pos.region
+    }
+
+    /// Applies a record that touches this result.
+    pub fn apply(&mut self, origin: &Origin, body: &Body) {
+        let touched = match body {
+            Body::EvaluationRevoked { evaluation, .. } if *evaluation == self.id => {
+                self.revoked.get_or_insert(origin.clone());
+                true
+            }
+            Body::ObjectionFiled {
+                target: ObjectionTarget::Evaluation(e),
+                ..
+            } if *e == self.id => file_objection(&mut self.objections, origin, body),
+            Body::ObjectionResolved { .. } => {
+                resolve_objection(&mut self.objections, &mut self.revoked, origin, body)
+            }
+            _ => false,
+        };
+        if touched {
+            self.evidence.insert(origin.pos);
+        }
+    }
+
+    /// The result's state at `now`.
+    pub fn state_at(&self, now: Timestamp) -> EvaluationState {
+        let today = now.date_cst();
+        if self.revoked.is_some() {
+            EvaluationState::Revoked
+        } else if today >= self.evaluation.valid_until {
+            EvaluationState::Expired
+        } else if self.objections.values().any(|o| o.resolved.is_none()) {
+            EvaluationState::Suspended
+        } else if today < self.evaluation.evaluated_on {
+            EvaluationState::Pending
+        } else {
+            EvaluationState::Valid
+        }
+    }
+
     /// Valid on the date of `now`.
     pub fn valid_at(&self, now: Timestamp) -> bool {
-        let today = now.date_cst();
-        self.evaluation.evaluated_on <= today && today < self.evaluation.valid_until
+        self.state_at(now) == EvaluationState::Valid
+    }
+
+    /// Whether `other` replaces this one: the same department's later result in the same
+    /// scheme for the same subject (分级分类: the current class is the latest).
+    pub fn superseded_by(&self, other: &EvaluationFold) -> bool {
+        other.id != self.id
+            && other.published.author == self.published.author
+            && other.evaluation.scheme == self.evaluation.scheme
+            && other.evaluation.subject.key() == self.evaluation.subject.key()
+            && (other.evaluation.evaluated_on, other.published.pos)
+                > (self.evaluation.evaluated_on, self.published.pos)
     }
 }

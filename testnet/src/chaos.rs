@@ -55,8 +55,11 @@ pub fn schedule(seed: u64, index: u64, regions: &[String], steps: usize) -> Scen
                         id: format!("c{published}"),
                         region: regions[r].clone(),
                         list: "black".into(),
+                        category: None,
                         uscc: "91350100M000100Y43".into(),
-                        measures: vec!["P-10-10".into()],
+                        related: vec![],
+                        findings: vec![],
+                        measures: vec!["P-PROCUREMENT".into()],
                         expires_in_days: None,
                     });
                 } else {

@@ -154,20 +154,39 @@ pub fn demo() -> Result<(), String> {
         name: "某某食品有限公司".into(),
         check_exemption: None,
     };
+    // A court's 失信被执行人 decision on a company, naming its legal representative: the
+    // flight ban falls on the person (article 十四, 法释〔2015〕17号 第三条).
+    let person_key = credfed_protocol::ids::PersonHashKey::new(&[9; 32])
+        .map_err(|e| e.to_string())?
+        .with_iterations(o.manifest.policy.person_hash_iterations);
+    let legal_rep = credfed_protocol::ids::person::person_ref(
+        &person_key,
+        "440524188001010014",
+        "张三",
+        "legal_rep",
+    )
+    .map_err(|e| e.to_string())?;
     let entry = ListEntry {
-        category: Category::Black(BlackCategory::FoodAndDrug),
+        category: Category::Black(BlackCategory::DefyingJudgmentOrDecision),
         subject: subject.clone(),
-        related_persons: vec![],
+        related_persons: vec![RelatedPerson {
+            role: RelatedRole::LegalRepresentative,
+            person: legal_rep.clone(),
+        }],
         basis: Basis {
-            document_no: "沪市监处〔2026〕12号".into(),
-            authority: "上海市市场监督管理局".into(),
+            document_no: "沪01执〔2026〕12号".into(),
+            authority: "上海市第一中级人民法院".into(),
             decided_on: d("2026-10-28")?,
-            legal_basis: "《中华人民共和国食品安全法》第一百三十五条".into(),
+            legal_basis: "《中华人民共和国民事诉讼法》第二百六十六条；法释〔2017〕7号".into(),
         },
         effective_from: d("2026-11-01")?,
-        expires_on: d("2029-11-01")?,
-        requested_measures: vec![MeasureCode("P-10-10".into()), MeasureCode("P-11-04".into())],
-        summary: "生产经营致病性微生物超标食品".into(),
+        expires_on: d("2028-11-01")?,
+        requested_measures: vec![
+            MeasureCode("P-PROCUREMENT".into()),
+            MeasureCode("P-TRAVEL-AIR".into()),
+        ],
+        findings: vec![Finding::AbleButRefuses],
+        summary: "有履行能力而拒不履行生效判决".into(),
     };
     let entry_id = credfed_protocol::record::entry_id(sh, &entry);
     o.write(&dept(sh, "xyb")?, Body::ListEntryPublished(entry))?;
@@ -176,7 +195,10 @@ pub fn demo() -> Result<(), String> {
         kind: ActionKind::Punishment,
         entry: entry_id,
         targets: Targets::AllMembers,
-        measures: vec![MeasureCode("P-10-10".into()), MeasureCode("P-11-04".into())],
+        measures: vec![
+            MeasureCode("P-PROCUREMENT".into()),
+            MeasureCode("P-TRAVEL-AIR".into()),
+        ],
         respond_by: d("2026-11-09")?,
     };
     let action_id = credfed_protocol::record::action_id(&dept(sh, "xyb")?, &action.reference);
@@ -196,7 +218,7 @@ pub fn demo() -> Result<(), String> {
             &implementer,
             Body::MeasureExecuted {
                 action: action_id,
-                measure: MeasureCode("P-10-10".into()),
+                measure: MeasureCode("P-PROCUREMENT".into()),
                 reference: format!("{r}-exec-1"),
                 executed_on: d("2026-11-03")?,
             },
@@ -205,6 +227,9 @@ pub fn demo() -> Result<(), String> {
     // A second entry that Guangdong objects to: suspended everywhere (article 二十二).
     let mut second = ListEntry {
         category: Category::Black(BlackCategory::TaxEvasionOrFraud),
+        findings: vec![],
+        related_persons: vec![],
+        requested_measures: vec![MeasureCode("P-PROCUREMENT".into())],
         ..match o.ledger.entry(&entry_id) {
             Some(e) => e.content,
             None => return Err("entry missing".into()),
@@ -217,7 +242,7 @@ pub fn demo() -> Result<(), String> {
         &dept(gd, "xyb")?,
         Body::ObjectionFiled {
             case_no: "粤异〔2026〕1号".into(),
-            entry: second_id,
+            target: ObjectionTarget::Entry(second_id),
             grounds: "已补缴税款".into(),
             filed_on: d("2026-11-02")?,
         },
@@ -276,16 +301,17 @@ pub fn demo() -> Result<(), String> {
         .find(|(r, _)| *r == gs)
         .ok_or("no Gansu replica")?
         .1;
-    let Ok(answer) = check(rules, gansu, &subject.key(), MeasureDomain::Travel, o.now);
-    println!("\ncheck at 甘肃 (620000), domain travel, subject 91350100M000100Y43:");
+    let rep_key = SubjectKey::Person(legal_rep.id_hash);
+    let Ok(answer) = check(rules, gansu, &rep_key, MeasureDomain::Travel, o.now);
+    println!(
+        "\ncheck at 甘肃 (620000), domain travel, the company's legal representative {}:",
+        legal_rep.masked
+    );
     println!("  verdict: {:?}", answer.verdict);
     for m in &answer.mandatory {
         println!(
-            "  mandatory  {}  {}  (entry {} of {})",
-            m.code.0,
-            m.title_zh,
-            &m.entry.to_string()[..12],
-            m.region
+            "  mandatory  {}  {}  ({:?} of {}, as {:?})",
+            m.code.0, m.title_zh, m.source, m.region, m.roles
         );
     }
     for e in &answer.entries {
@@ -310,7 +336,7 @@ pub fn demo() -> Result<(), String> {
         .count();
     let action = gansu.action(&action_id).ok_or("action missing")?;
     let accepted = action
-        .view_at(o.now, &o.manifest)
+        .view_at(o.now, &o.manifest, &o.catalogue)
         .iter()
         .filter(|t| t.status == TargetStatus::Accepted)
         .count();

@@ -216,7 +216,7 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
     println!("  links: {}", r.fault_mode);
     for i in &r.invariants {
         println!(
-            "  {} {:<44} {}",
+            "  {} {:<50} {}",
             if i.held { "held    " } else { "VIOLATED" },
             i.name,
             i.detail.chars().take(90).collect::<String>()

@@ -17,7 +17,7 @@ pub struct Scenario {
 }
 
 fn default_measures() -> Vec<String> {
-    vec!["P-10-10".into(), "P-11-04".into()]
+    vec!["P-PROCUREMENT".into()]
 }
 
 /// Regions a step applies to: `"all"`, `"targets"` (of an action) or a list of codes.
@@ -43,8 +43,18 @@ pub enum Step {
         /// `black` or `red`.
         #[serde(default = "black")]
         list: String,
+        /// Category (default: `defying_judgment_or_decision` on the black list,
+        /// `good_credit_classification` on the red).
+        #[serde(default)]
+        category: Option<String>,
         /// USCC of the subject.
         uscc: String,
+        /// Related persons, `ROLE:NUMBER:NAME` (article 十四); hashed by the publishing node.
+        #[serde(default)]
+        related: Vec<String>,
+        /// Findings of the decision, e.g. `able_but_refuses`.
+        #[serde(default)]
+        findings: Vec<String>,
         /// Measures requested.
         #[serde(default = "default_measures")]
         measures: Vec<String>,
@@ -80,6 +90,10 @@ pub enum Step {
     Amend {
         /// Entry name.
         entry: String,
+        /// The correction removes every related person (they were wrongly named): from
+        /// then on no measure may reach them through this entry anywhere.
+        #[serde(default)]
+        drop_related: bool,
     },
     /// Revoke an entry (issuing region).
     Revoke {
@@ -226,8 +240,12 @@ pub enum Step {
         /// Where to ask.
         #[serde(default = "all")]
         at: Regions,
-        /// Subject.
-        uscc: String,
+        /// Subject, an organisation.
+        #[serde(default)]
+        uscc: Option<String>,
+        /// Subject, a natural person: resident identity number (sent in a POST body).
+        #[serde(default)]
+        person: Option<String>,
         /// Domain.
         domain: String,
         /// Mandatory measures expected to apply (exactly).

@@ -55,6 +55,8 @@ pub struct SignArgs {
     pub dry_run: bool,
 }
 
+// Parsed once per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Validate identifiers (USCC, GB 32100-2015; resident identity numbers, GB 11643-1999).
@@ -110,8 +112,11 @@ pub enum Cmd {
     Import(ImportArgs),
     /// 应查必查: what applies to a subject in a domain.
     Check {
-        /// USCC or resident identity number.
+        /// USCC or resident identity number (a number is sent in the request body only).
         code: String,
+        /// The code's kind, when it is valid as both.
+        #[arg(long, value_enum)]
+        kind: Option<IdKind>,
         /// Domain of your approval workflow, e.g. procurement, licensing, travel.
         #[arg(long)]
         domain: String,
@@ -324,14 +329,27 @@ pub enum DeptCmd {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["uscc", "person"])))]
 pub struct EntryFields {
-    /// Subject: USCC (organisation) or resident identity number (hashed by the node's
-    /// federation secret is NOT available to the CLI: use USCC subjects here).
+    /// Subject, an organisation: its Unified Social Credit Code.
     #[arg(long)]
-    pub uscc: String,
-    /// Subject's registered name.
+    pub uscc: Option<String>,
+    /// Subject, a natural person: resident identity number. The node turns it into the
+    /// keyed hash and mask records carry; the clear number is never recorded.
+    #[arg(long)]
+    pub person: Option<String>,
+    /// Subject's registered name (a person's name as on the decision).
     #[arg(long)]
     pub name: String,
+    /// A related person of an organisation (article 十四), ROLE:NUMBER:NAME; repeatable.
+    /// Roles: legal_representative, principal_responsible, actual_controller,
+    /// directly_responsible, director_supervisor_or_senior_manager.
+    #[arg(long)]
+    pub related: Vec<String>,
+    /// Findings of the decision that measures require, e.g. able_but_refuses (有履行能力
+    /// 但拒不履行, article 十一; only for article 九 group-3 categories).
+    #[arg(long, value_delimiter = ',')]
+    pub findings: Vec<String>,
     /// black or red.
     #[arg(long, default_value = "black")]
     pub list: String,
@@ -356,7 +374,7 @@ pub struct EntryFields {
     /// First day no longer in force.
     #[arg(long)]
     pub expires_on: String,
-    /// Requested measures, e.g. P-10-10,P-11-04.
+    /// Requested measures, e.g. P-PROCUREMENT,P-TRAVEL-AIR.
     #[arg(long, value_delimiter = ',')]
     pub measures: Vec<String>,
     /// Public summary.
@@ -437,14 +455,18 @@ pub enum EntryCmd {
 #[derive(Subcommand)]
 pub enum EvaluationCmd {
     /// Publish an evaluation result.
+    #[command(group(clap::ArgGroup::new("subject").required(true).args(["uscc", "person"])))]
     Publish {
-        /// Subject USCC.
+        /// Subject, an organisation: USCC.
         #[arg(long)]
-        uscc: String,
+        uscc: Option<String>,
+        /// Subject, a natural person: resident identity number (hashed by the node).
+        #[arg(long)]
+        person: Option<String>,
         /// Subject name.
         #[arg(long)]
         name: String,
-        /// Scheme code.
+        /// Scheme code from the federation's catalogue, e.g. tax-credit.
         #[arg(long)]
         scheme: String,
         /// Class (A, B, C, D …).
@@ -459,6 +481,19 @@ pub enum EvaluationCmd {
         /// First day no longer valid.
         #[arg(long)]
         valid_until: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Withdraw an evaluation result of your region (its measures stop everywhere).
+    Revoke {
+        /// Evaluation id.
+        #[arg(long)]
+        evaluation: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         sign: SignArgs,
         #[command(flatten)]
@@ -545,11 +580,15 @@ pub enum ActionCmd {
 
 #[derive(Subcommand)]
 pub enum ObjectionCmd {
-    /// Record an objection (any region); the entry is suspended everywhere.
+    /// Record an objection (any region); the entry or evaluation is suspended everywhere.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["entry", "evaluation"])))]
     File {
         /// Entry id.
         #[arg(long)]
-        entry: String,
+        entry: Option<String>,
+        /// Evaluation id.
+        #[arg(long)]
+        evaluation: Option<String>,
         /// Your case number.
         #[arg(long)]
         case_no: String,

@@ -6,21 +6,26 @@
 //! meets its earlier rows as 409 "already published" and counts them as done instead of
 //! duplicating them.
 //!
-//! CSV columns (header row required; see docs/cli.md): `uscc, name, list, category,
-//! document_no, authority, decided_on, legal_basis, effective_from, expires_on, measures,
-//! summary` — `measures` separated by `;`, `effective_from` optional. JSON Lines: one
-//! object per line with the same keys (`measures` an array or a `;` string).
+//! CSV columns (header row required; see docs/cli.md): `uscc` or `person`, `name, list,
+//! category, document_no, authority, decided_on, legal_basis, effective_from, expires_on,
+//! measures, summary`, and optionally `related` (`ROLE:NUMBER:NAME` items) and `findings`
+//! — lists separated by `;`, `effective_from` optional. JSON Lines: one object per line
+//! with the same keys (lists as arrays or `;` strings).
+//!
+//! Persons are validated here, then hashed by the node in requests of up to 512
+//! (`POST /v1/persons/refs`): the CLI never holds the federation secret.
 
 use std::collections::BTreeMap;
 
 use credfed_client::SubmitRecord;
 use credfed_protocol::ids::DepartmentId;
-use credfed_protocol::record::{Body, ListEntry, entry_id};
+use credfed_protocol::record::{Body, entry_id};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::cli::{EntryFields, ImportArgs, Output};
-use crate::commands::{client, entry_from_fields};
+use crate::commands::persons::{self, NamedPerson};
+use crate::commands::{client, entry_from_fields, persons_of};
 use crate::output::emit;
 use crate::{Failure, exit};
 
@@ -28,11 +33,22 @@ fn field(row: &BTreeMap<String, String>, k: &str) -> String {
     row.get(k).cloned().unwrap_or_default().trim().to_string()
 }
 
-fn to_entry(row: &BTreeMap<String, String>) -> Result<ListEntry, Failure> {
+fn list(row: &BTreeMap<String, String>, k: &str) -> Vec<String> {
+    field(row, k)
+        .split(';')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+fn to_fields(row: &BTreeMap<String, String>) -> EntryFields {
     let opt = |k: &str| Some(field(row, k)).filter(|v| !v.is_empty());
-    let f = EntryFields {
-        uscc: field(row, "uscc"),
+    EntryFields {
+        uscc: opt("uscc"),
+        person: opt("person"),
         name: field(row, "name"),
+        related: list(row, "related"),
+        findings: list(row, "findings"),
         list: opt("list").unwrap_or_else(|| "black".into()),
         category: field(row, "category"),
         document_no: field(row, "document_no"),
@@ -41,19 +57,21 @@ fn to_entry(row: &BTreeMap<String, String>) -> Result<ListEntry, Failure> {
         legal_basis: field(row, "legal_basis"),
         effective_from: opt("effective_from"),
         expires_on: field(row, "expires_on"),
-        measures: field(row, "measures")
-            .split(';')
-            .map(|m| m.trim().to_string())
-            .filter(|m| !m.is_empty())
-            .collect(),
+        measures: list(row, "measures"),
         summary: field(row, "summary"),
         check_exemption: opt("check_exemption"),
-    };
-    let e = entry_from_fields(&f)?;
-    Body::ListEntryPublished(e.clone())
+    }
+}
+
+/// Validates a row completely, offline (persons with provisional refs), and names the
+/// persons the node must hash for it.
+fn validate_row(f: &EntryFields) -> Result<Vec<NamedPerson>, Failure> {
+    let named = persons_of(f)?;
+    let e = entry_from_fields(f, &|p| Ok(persons::provisional_ref(p)))?;
+    Body::ListEntryPublished(e)
         .validate()
         .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
-    Ok(e)
+    Ok(named)
 }
 
 /// A row: its line number in the file and its fields by column name.
@@ -118,11 +136,16 @@ pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
     let rows = read_rows(&args.file)?;
     let author = DepartmentId::parse(&args.sign.author, "--author")
         .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
-    let mut valid = Vec::new();
+    let mut valid_fields = Vec::new();
+    let mut named = Vec::new();
     let mut problems = Vec::new();
     for (line, row) in &rows {
-        match to_entry(row) {
-            Ok(e) => valid.push((*line, e)),
+        let f = to_fields(row);
+        match validate_row(&f) {
+            Ok(p) => {
+                named.extend(p);
+                valid_fields.push((*line, f));
+            }
             Err(f) => problems.push(json!({"line": line, "error": f.message})),
         }
     }
@@ -137,7 +160,7 @@ pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
                     "{} of {} rows are invalid; nothing was submitted. Fix them, or rerun with --skip-invalid to submit the {} valid rows",
                     problems.len(),
                     rows.len(),
-                    valid.len()
+                    valid_fields.len()
                 ),
             ));
         }
@@ -145,11 +168,11 @@ pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
     if args.sign.dry_run {
         emit(
             mode,
-            &json!({"valid": valid.len(), "invalid": problems.len()}),
+            &json!({"valid": valid_fields.len(), "invalid": problems.len()}),
             || {
                 format!(
                     "{} valid rows, {} invalid; nothing submitted (--dry-run)",
-                    valid.len(),
+                    valid_fields.len(),
                     problems.len()
                 )
             },
@@ -174,6 +197,29 @@ pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
     let key = credfed_client::keys::read_key(&args.sign.key)
         .map_err(|e| Failure::new(exit::INVALID, format!("{e:#}")))?;
     let c = client(&args.node)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
+    if !named.is_empty() && mode == Output::Text {
+        eprintln!(
+            "asking the node for the record form of {} persons",
+            named.len()
+        );
+    }
+    let refs = if named.is_empty() {
+        BTreeMap::new()
+    } else {
+        rt.block_on(persons::resolve(&args.node, &c, &named))?
+    };
+    let mut valid = Vec::with_capacity(valid_fields.len());
+    for (line, f) in &valid_fields {
+        valid.push((
+            *line,
+            entry_from_fields(f, &|p| persons::resolved(&refs, p))?,
+        ));
+    }
     let bar = ProgressBar::new(valid.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta} {msg}")
@@ -182,11 +228,6 @@ pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
     if mode == Output::Json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
     let (mut submitted, mut already, mut refused) = (0usize, 0usize, Vec::new());
     let batch = args.batch.clamp(1, 256);
     for chunk in valid.chunks(batch) {

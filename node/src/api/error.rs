@@ -136,6 +136,7 @@ impl From<Rejection> for ApiError {
             RejectReason::AuthorRevoked => (StatusCode::FORBIDDEN, "department_revoked"),
             RejectReason::Unauthorised => (StatusCode::FORBIDDEN, "not_allowed"),
             RejectReason::Conflict => (StatusCode::CONFLICT, "conflict"),
+            RejectReason::NotApplicable => (StatusCode::UNPROCESSABLE_ENTITY, "not_applicable"),
             // The node sealed the envelope itself: these would be bugs.
             RejectReason::NotMember
             | RejectReason::BadNodeSignature

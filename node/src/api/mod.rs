@@ -25,7 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use credfed_client::{
-    HeadInfo, LogPage, NodeStatus, PartitionRequest, Peers, Receipt, SubmitRecord,
+    CheckRequest, HeadInfo, LogPage, MAX_PERSONS_PER_REQUEST, NodeStatus, PartitionRequest, Peers,
+    PersonRefsAnswer, PersonRefsRequest, Receipt, SubmitRecord,
 };
 use credfed_protocol::catalogue::MeasureDomain;
 use credfed_protocol::crypto::{Hash256, Signature};
@@ -59,6 +60,10 @@ pub struct ApiState {
     pub clients_dir: PathBuf,
     /// Serve the in-node drill fault endpoint (testnets only).
     pub drill_faults: bool,
+    /// Person hashes computed at once: each is deliberately slow (docs/privacy.md), so
+    /// they run on blocking threads, at most one per core, and a burst of them queues
+    /// here instead of starving the runtime.
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }
 
 /// Limits of request handling (the connection limits are in [`server::ServerLimits`]).
@@ -107,7 +112,8 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
     let mut routes = Router::new()
         .route("/v1/records", post(submit))
-        .route("/v1/check", get(check_subject))
+        .route("/v1/check", get(check_subject).post(check_posted))
+        .route("/v1/persons/refs", post(person_refs))
         .route("/v1/entries/{id}", get(entry))
         .route("/v1/actions/{id}", get(action))
         .route("/v1/departments", get(departments))
@@ -434,12 +440,13 @@ async fn submit_inner(
     )
 }
 
-/// Query of `/v1/check`: exactly one of `uscc` and `person`.
+/// Query of `GET /v1/check`: organisations only. A person's number never travels in a
+/// URL, which proxies and access logs keep: persons are checked with `POST /v1/check`.
 #[derive(Debug, Deserialize)]
 pub struct CheckQuery {
     /// Unified Social Credit Code.
     pub uscc: Option<String>,
-    /// Resident identity number (clear; hashed here, never stored or logged).
+    /// Refused with a pointer to `POST /v1/check` (present so the refusal can say so).
     pub person: Option<String>,
     /// Domain of the asking department, e.g. `procurement`.
     pub domain: String,
@@ -449,55 +456,174 @@ async fn check_subject(
     State(state): State<Arc<ApiState>>,
     ApiQuery(q): ApiQuery<CheckQuery>,
 ) -> Response {
+    if q.person.is_some() {
+        return ApiError::respond(
+            Err(ApiError::invalid(
+                "person",
+                "person: a resident identity number is never sent in a URL (URLs are logged); \
+                 send POST /v1/check with {\"person\": \"...\", \"domain\": \"...\"}",
+            )),
+            None,
+        );
+    }
+    let request = CheckRequest {
+        uscc: q.uscc,
+        person: None,
+        domain: q.domain,
+    };
+    check_request(state, request).await
+}
+
+async fn check_posted(
+    State(state): State<Arc<ApiState>>,
+    ApiJson(request): ApiJson<CheckRequest>,
+) -> Response {
+    check_request(state, request).await
+}
+
+async fn check_request(state: Arc<ApiState>, q: CheckRequest) -> Response {
     let mut shown = None;
-    let result = check_inner(&state, &q, &mut shown);
+    let result = check_inner(&state, q, &mut shown).await;
     ApiError::respond(result, shown)
 }
 
-fn check_inner(
+fn parse_domain(text: &str) -> Result<MeasureDomain, ApiError> {
+    MeasureDomain::parse(text).ok_or_else(|| {
+        let names: Vec<String> = MeasureDomain::ALL.iter().map(|d| d.name()).collect();
+        ApiError::invalid(
+            "domain",
+            format!("domain: '{text}' is not one of {}", names.join(", ")),
+        )
+    })
+}
+
+/// Hashes normalised, valid resident identity numbers on a blocking thread, holding a
+/// hashing permit.
+async fn hash_persons(state: &ApiState, numbers: Vec<String>) -> Result<Vec<Hash256>, ApiError> {
+    let _permit = state
+        .hashing
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting_down", "the node is shutting down"))?;
+    let core = state.core.clone();
+    tokio::task::spawn_blocking(move || {
+        numbers
+            .iter()
+            .map(|n| person_hash(core.person_key(), n))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("person hashing failed: {e}")))
+}
+
+async fn check_inner(
     state: &ApiState,
-    q: &CheckQuery,
+    q: CheckRequest,
     shown: &mut Option<String>,
 ) -> Result<Response, ApiError> {
-    let core = &state.core;
-    let (key, label) = match (&q.uscc, &q.person) {
+    let key = match (&q.uscc, &q.person) {
         (Some(code), None) => {
             let code = code.trim().to_ascii_uppercase();
             // A failing check character may still be an exempted pilot code: only the
             // structure is required to ask.
             uscc::validate_structure(&code, "uscc").map_err(|e| ApiError::invalid("uscc", e))?;
-            (SubjectKey::Uscc(code.clone()), code)
+            *shown = Some(code.clone());
+            SubjectKey::Uscc(code)
         }
         (None, Some(n)) => {
             let n = resident_id::normalise(n);
             resident_id::validate(&n, "person").map_err(|e| ApiError::invalid("person", e))?;
-            (
-                SubjectKey::Person(person_hash(core.person_key(), &n)),
-                credfed_protocol::ids::person::mask(&n),
-            )
+            // The audit line carries the mask only.
+            *shown = Some(credfed_protocol::ids::person::mask(&n));
+            let hashes = hash_persons(state, vec![n]).await?;
+            SubjectKey::Person(hashes[0])
         }
         _ => {
             return Err(ApiError::invalid(
                 "uscc",
-                "uscc: give exactly one of uscc= and person=",
+                "uscc: give exactly one of uscc and person",
             ));
         }
     };
-    *shown = Some(label);
-    let domain = MeasureDomain::parse(&q.domain).ok_or_else(|| {
-        let names: Vec<String> = MeasureDomain::ALL.iter().map(|d| d.name()).collect();
-        ApiError::invalid(
-            "domain",
-            format!("domain: '{}' is not one of {}", q.domain, names.join(", ")),
-        )
-    })?;
-    let answer = core.check(&key, domain)?;
+    let domain = parse_domain(&q.domain)?;
+    let answer = state.core.check(&key, domain)?;
     let mut v = serde_json::to_value(&answer)
         .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?;
     if let Ok(s) = state.status.lock() {
         v["last_contact_ms"] = json!(s.last_contact_ms);
     }
     ok(&v)
+}
+
+/// `POST /v1/persons/refs`: the form records carry (keyed hash, mask, name) for persons
+/// given by clear number, so a department can name persons in a record it signs without
+/// holding the federation secret. Nothing is stored; the audit line has the masks only.
+async fn person_refs(
+    State(state): State<Arc<ApiState>>,
+    ApiJson(request): ApiJson<PersonRefsRequest>,
+) -> Response {
+    let mut shown = None;
+    let result = person_refs_inner(&state, request, &mut shown).await;
+    ApiError::respond(result, shown)
+}
+
+async fn person_refs_inner(
+    state: &ApiState,
+    request: PersonRefsRequest,
+    shown: &mut Option<String>,
+) -> Result<Response, ApiError> {
+    let count = request.persons.len();
+    if count == 0 || count > MAX_PERSONS_PER_REQUEST {
+        return Err(ApiError::invalid(
+            "persons",
+            format!(
+                "persons: {count} given, 1 to {MAX_PERSONS_PER_REQUEST} per request \
+                 (each hash is deliberately slow); split the list"
+            ),
+        ));
+    }
+    let mut numbers = Vec::with_capacity(count);
+    let mut masks = Vec::with_capacity(count);
+    for (i, p) in request.persons.iter().enumerate() {
+        let n = resident_id::normalise(&p.number);
+        let field = format!("persons[{i}].number");
+        resident_id::validate(&n, "person").map_err(|e| {
+            ApiError::invalid(
+                &field,
+                format!("{field}: {}", e.to_string().trim_start_matches("person: ")),
+            )
+        })?;
+        if p.name.trim().is_empty() || p.name.len() > credfed_protocol::limits::MAX_TEXT_BYTES {
+            let field = format!("persons[{i}].name");
+            return Err(ApiError::invalid(
+                &field,
+                format!(
+                    "{field}: required, at most {} bytes",
+                    credfed_protocol::limits::MAX_TEXT_BYTES
+                ),
+            ));
+        }
+        masks.push(credfed_protocol::ids::person::mask(&n));
+        numbers.push(n);
+    }
+    *shown = Some(if count <= 4 {
+        masks.join(",")
+    } else {
+        format!("{},… ({count} persons)", masks[..4].join(","))
+    });
+    let hashes = hash_persons(state, numbers).await?;
+    let refs = hashes
+        .into_iter()
+        .zip(masks)
+        .zip(request.persons)
+        .map(|((id_hash, masked), p)| credfed_protocol::ids::PersonRef {
+            id_hash,
+            masked,
+            name: p.name.trim().to_owned(),
+        })
+        .collect();
+    ok(&PersonRefsAnswer { refs })
 }
 
 fn parse_id(text: &str, field: &str) -> Result<Hash256, ApiError> {
@@ -532,7 +658,7 @@ async fn action(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>
         let a = core
             .action(&ActionId(parse_id(&id, "id")?))?
             .ok_or_else(|| ApiError::not_found("action", &id))?;
-        let targets = a.view_at(core.now(), core.manifest());
+        let targets = a.view_at(core.now(), core.manifest(), core.catalogue());
         ok(&json!({ "action": a, "targets": targets }))
     })();
     ApiError::respond(result, subject)
@@ -799,12 +925,19 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Response {
         }
         let mut targets: BTreeMap<String, u64> = BTreeMap::new();
         let mut ack_ms: Vec<i64> = Vec::new();
+        // Mandatory measures a region declined, per region (articles 二十, 二十三: the
+        // supervision the guidance asks for).
+        let mut non_compliance: BTreeMap<String, u64> = BTreeMap::new();
         for a in core.actions() {
-            for t in a?.view_at(now, core.manifest()) {
+            for t in a?.view_at(now, core.manifest(), core.catalogue()) {
                 *targets
                     .entry(format!("{:?}", t.status).to_lowercase())
                     .or_default() += 1;
                 ack_ms.extend(t.acknowledgement_ms);
+                if !t.non_compliant.is_empty() {
+                    *non_compliance.entry(t.region.to_string()).or_default() +=
+                        t.non_compliant.len() as u64;
+                }
             }
         }
         ack_ms.sort_unstable();
@@ -813,6 +946,7 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Response {
             "entries_by_list": by_list, "entries_by_category": by_category, "entries_by_region": by_region, "entries_by_state": by_state,
             "action_targets_by_status": targets, "overdue_acknowledgements": targets.get("overdue").copied().unwrap_or(0),
             "overdue_objections": overdue_objections, "median_acknowledgement_ms": median,
+            "mandatory_measures_declined_by_region": non_compliance,
         }))
     })();
     ApiError::respond(result, None)

@@ -463,6 +463,16 @@ impl Writer {
         signature: Signature,
     ) -> Result<VerifiedEnvelope, AppendError> {
         self.gate.check()?;
+        // Rules for own appends that depend on other regions' records (see
+        // `ledger::local_policy`): judged on this replica, now.
+        if let Ok(decoded) = Body::decode(&body) {
+            credfed_protocol::ledger::local_policy(
+                self.rules(),
+                &*self.store,
+                &decoded,
+                self.clock.now(),
+            )??;
+        }
         let head = self.heads.get(&self.region).copied();
         // Timestamps never go backwards in a log, whatever the clock does.
         let timestamp = Timestamp(

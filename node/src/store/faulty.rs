@@ -14,8 +14,10 @@ use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
-use credfed_protocol::record::{ActionId, EntryId, EvaluationId, ObjectionId, SubjectKey};
-use credfed_protocol::state::{ActionFold, EntryFold, EvaluationRecord, RecordPos};
+use credfed_protocol::record::{
+    ActionId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
+};
+use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
 
 use super::{Backend, ChainReport, StoreError};
 
@@ -89,11 +91,11 @@ impl StateView for FaultyStore {
         self.read()?;
         self.inner.action(id)
     }
-    fn objection_entry(&self, id: &ObjectionId) -> Result<Option<EntryId>, StoreError> {
+    fn objection_target(&self, id: &ObjectionId) -> Result<Option<ObjectionTarget>, StoreError> {
         self.read()?;
-        self.inner.objection_entry(id)
+        self.inner.objection_target(id)
     }
-    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationRecord>, StoreError> {
+    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, StoreError> {
         self.read()?;
         self.inner.evaluation(id)
     }

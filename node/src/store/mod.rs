@@ -19,8 +19,8 @@
 //! | `D` | department id text | `DepartmentRecord` |
 //! | `E` | entry id | `EntryFold` |
 //! | `A` | action id | `ActionFold` |
-//! | `O` | objection id | entry id |
-//! | `V` | evaluation id | `EvaluationRecord` |
+//! | `O` | objection id | `ObjectionTarget` (an entry or an evaluation) |
+//! | `V` | evaluation id | `EvaluationFold` |
 //! | `S` | u16 len, SubjectKey, SubjectRef | empty |
 //! | `Q` | region u32 | empty: region flagged for equivocation |
 //! | `P` | region u32, seq u64 | `EquivocationProof` |
@@ -35,13 +35,15 @@ use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
-use credfed_protocol::record::{ActionId, EntryId, EvaluationId, ObjectionId, SubjectKey};
-use credfed_protocol::state::{ActionFold, EntryFold, EvaluationRecord, RecordPos};
+use credfed_protocol::record::{
+    ActionId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
+};
+use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
 use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Largest stored fold. Folds grow with the records touching them (objections, actions);
 /// 16 MiB is far beyond any real entry and stops a corrupt length from allocating more.
@@ -161,12 +163,19 @@ fn dec<T: Serialize + DeserializeOwned>(bytes: &[u8], what: &'static str) -> Res
     codec::decode(bytes, MAX_VALUE_BYTES, what).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Upgrades the on-disk format from `from` to [`FORMAT_VERSION`]. Version 1 is the first;
-/// a future version adds its step here and a test that opens a version-1 store.
+/// Upgrades the on-disk format from `from` to [`FORMAT_VERSION`]. A future version adds
+/// its step here and a test that opens a store of the version before.
+///
+/// Format 1 held protocol-version-1 records (measure codes by article number, person
+/// hashes v1): no node of this build can admit them, so there is nothing to migrate;
+/// such a store is refused with what to do.
 fn migrate(_tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => Ok(()),
         found if found > FORMAT_VERSION => Err(StoreError::NewerFormat { found }),
+        1 => Err(StoreError::Corrupt(
+            "store format 1 holds protocol-1 records, which this build (protocol 2) does not admit; the federation restarts on protocol 2: move the store away".into(),
+        )),
         other => Err(StoreError::Corrupt(format!("unknown store format {other}"))),
     }
 }
@@ -242,8 +251,13 @@ impl Backend for Store {
                 }
                 Update::Entry(e) => batch.insert(id_key(b'E', &e.id.0.0), enc(e.as_ref())),
                 Update::Action(a) => batch.insert(id_key(b'A', &a.id.0.0), enc(a.as_ref())),
-                Update::Objection(o, e) => batch.insert(id_key(b'O', &o.0.0), &e.0.0[..]),
-                Update::Evaluation(v) => batch.insert(id_key(b'V', &v.id.0.0), enc(v)),
+                Update::Objection(o, t) => batch.insert(id_key(b'O', &o.0.0), enc(t)),
+                Update::Evaluation(v) => batch.insert(id_key(b'V', &v.id.0.0), enc(v.as_ref())),
+                Update::Unindex(k, r) => {
+                    let mut key = subject_prefix(k);
+                    key.extend_from_slice(&enc(r));
+                    batch.remove(key);
+                }
                 Update::Subject(k, r) => {
                     let mut key = subject_prefix(k);
                     key.extend_from_slice(&enc(r));
@@ -481,17 +495,10 @@ impl StateView for Store {
     fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, StoreError> {
         self.get(&id_key(b'A', &id.0.0), "action")
     }
-    fn objection_entry(&self, id: &ObjectionId) -> Result<Option<EntryId>, StoreError> {
-        let Some(v) = self.tree.get(id_key(b'O', &id.0.0))? else {
-            return Ok(None);
-        };
-        let arr: [u8; 32] = v
-            .as_ref()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt(format!("objection {id}: entry id")))?;
-        Ok(Some(EntryId(credfed_protocol::crypto::Hash256(arr))))
+    fn objection_target(&self, id: &ObjectionId) -> Result<Option<ObjectionTarget>, StoreError> {
+        self.get(&id_key(b'O', &id.0.0), "objection target")
     }
-    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationRecord>, StoreError> {
+    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, StoreError> {
         self.get(&id_key(b'V', &id.0.0), "evaluation")
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {

@@ -34,7 +34,8 @@ fn entry(doc: &str) -> ListEntry {
         },
         effective_from: d("2026-01-05"),
         expires_on: d("2029-01-05"),
-        requested_measures: vec![MeasureCode("P-10-10".into())],
+        requested_measures: vec![MeasureCode("P-PROCUREMENT".into())],
+        findings: vec![],
         summary: String::new(),
     }
 }

@@ -2,11 +2,15 @@
 //!
 //! 18 characters: 6-digit region of first registration · 8-digit birth date ·
 //! 3-digit sequence · ISO 7064 MOD 11-2 check character (0-9 or X).
+//!
+//! What is accepted is what the standard allows, not what today's division table holds:
+//! the region is the one *at first registration*, so counties merged or renamed since
+//! keep their old codes (only the provincial-level prefix is checked), and birth dates go
+//! back to the 19th century (the standard's own worked example is a person born in 1880).
+//! Residence permits of Hong Kong, Macao and Taiwan residents use the same format with
+//! the prefixes 81, 82 and 83.
 
 use thiserror::Error;
-
-use super::region::RegionCode;
-use crate::time::Date;
 
 const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const CHECK: &[u8; 11] = b"10X98765432";
@@ -36,7 +40,7 @@ pub enum ResidentIdError {
     },
     /// The first six digits are not a region of mainland China.
     #[error(
-        "{field}: address code '{region}' is not a GB/T 2260 region of mainland China (GB 11643-1999 positions 1-6)"
+        "{field}: address code '{region}' does not start with a provincial-level code (GB 11643-1999 positions 1-6: GB/T 2260, or 81/82/83 for residence permits)"
     )]
     Region {
         /// Field name.
@@ -45,7 +49,9 @@ pub enum ResidentIdError {
         region: String,
     },
     /// Positions 7–14 are not a real date.
-    #[error("{field}: birth date '{text}' is not a valid date (GB 11643-1999 positions 7-14)")]
+    #[error(
+        "{field}: birth date '{text}' is not a real date between 1860 and 2199 (GB 11643-1999 positions 7-14)"
+    )]
     BirthDate {
         /// Field name.
         field: &'static str,
@@ -79,6 +85,33 @@ impl ResidentIdError {
     }
 }
 
+/// Provincial-level prefixes of GB/T 2260 (the 31 of mainland China, and 71 Taiwan),
+/// and 81, 82, 83 of the residence permits of Hong Kong, Macao and Taiwan residents.
+const PREFIXES: [u32; 35] = [
+    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52,
+    53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83,
+];
+
+/// Earliest birth year accepted: the standard's example is born in 1880; nobody alive
+/// when numbers were first issued (1985) was born before 1860.
+const FIRST_BIRTH_YEAR: u32 = 1860;
+
+/// Latest birth year accepted (no clock here: the federation's lifetime bound).
+const LAST_BIRTH_YEAR: u32 = 2199;
+
+/// A real calendar date (Gregorian) in the accepted years.
+fn is_birth_date(y: u32, m: u32, d: u32) -> bool {
+    let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (FIRST_BIRTH_YEAR..=LAST_BIRTH_YEAR).contains(&y) && (1..=days).contains(&d)
+}
+
 /// The check character for 17 digits.
 pub fn check_character(first17: &[u8]) -> Option<char> {
     if first17.len() != 17 || !first17.iter().all(u8::is_ascii_digit) {
@@ -110,14 +143,14 @@ pub fn validate(number: &str, field: &'static str) -> Result<(), ResidentIdError
         }
     }
     let b = number.as_bytes();
-    if RegionCode::parse(&number[0..6], field).is_err() {
+    let digits = |r: std::ops::Range<usize>| number[r].parse::<u32>().unwrap_or(0);
+    if !PREFIXES.contains(&digits(0..2)) {
         return Err(ResidentIdError::Region {
             field,
             region: number[0..6].to_owned(),
         });
     }
-    let digits = |r: std::ops::Range<usize>| number[r].parse::<u32>().unwrap_or(0);
-    if Date::from_ymd(digits(6..10) as i32, digits(10..12), digits(12..14)).is_err() {
+    if !is_birth_date(digits(6..10), digits(10..12), digits(12..14)) {
         return Err(ResidentIdError::BirthDate {
             field,
             text: number[6..14].to_owned(),
@@ -145,11 +178,16 @@ mod tests {
 
     #[test]
     fn the_standards_example_and_others_validate() {
-        // 11010519491231002X is the example printed in GB 11643-1999.
+        // 11010519491231002X and 440524188001010014 (born 1880) are the examples printed
+        // in GB 11643-1999; 512501… is a code of Sichuan's former Wanxian prefecture
+        // (now Chongqing), still carried by the people first registered there.
         for n in [
             "11010519491231002X",
+            "440524188001010014",
             "440304200002290014",
             "623001199001011234",
+            "512501197001010014",
+            "810000199001010019",
         ] {
             assert_eq!(validate(n, "person.id"), Ok(()), "{n}");
         }

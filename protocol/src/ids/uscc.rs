@@ -1,8 +1,10 @@
 //! Unified Social Credit Code (统一社会信用代码), GB 32100-2015.
 //!
 //! Layout of the 18 characters:
-//! 1 registration authority · 2 entity type · 3–8 region (GB/T 2260) ·
-//! 9–17 organisation code (GB 11714) · 18 check character.
+//! 1 registration authority · 2 entity type · 3–8 the registration authority's
+//! division code (GB/T 2260; `100000` for a national authority, e.g. the State
+//! Administration for Market Regulation registering the largest state-owned
+//! enterprises) · 9–17 organisation code (GB 11714) · 18 check character.
 //! The alphabet is the 31 characters `0-9 A-H J-N P-R T U W-Y` (no I, O, S, V, Z).
 
 use thiserror::Error;
@@ -34,6 +36,10 @@ const AUTHORITIES: &[(u8, &str, &[u8])] = &[
     (b'N', "农业", b"1239"),
     (b'Y', "其他", b"1"),
 ];
+
+/// Positions 3–8 of a code assigned by a national registration authority: the code of
+/// the whole country in GB/T 2260.
+pub const NATIONAL_AUTHORITY: &str = "100000";
 
 /// A rule of GB 32100-2015 that a code breaks.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -84,7 +90,7 @@ pub enum UsccError {
     },
     /// Positions 3–8 are not a region code.
     #[error(
-        "{field}: positions 3-8 '{region}' are not a GB/T 2260 region code of mainland China (GB 32100-2015)"
+        "{field}: positions 3-8 '{region}' are neither 100000 (a national registration authority) nor a GB/T 2260 division of mainland China (GB 32100-2015)"
     )]
     Region {
         /// Field name.
@@ -183,7 +189,7 @@ pub fn validate_structure(code: &str, field: &'static str) -> Result<(), UsccErr
         });
     }
     let region = &code[2..8];
-    if RegionCode::parse(region, field).is_err() {
+    if region != NATIONAL_AUTHORITY && RegionCode::parse(region, field).is_err() {
         return Err(UsccError::Region {
             field,
             region: region.to_owned(),
@@ -204,10 +210,125 @@ mod tests {
         "52620000MJX000001F",
     ];
 
+    /// Published codes of real organisations, one per registration level and authority
+    /// that could be confirmed here (each printed on the organisation's business licence
+    /// and in the national enterprise credit information publicity system; the check
+    /// character of every one verifies, which a misremembered code does with probability
+    /// 1/31). Where no published code of an authority could be confirmed offline, the
+    /// table above holds codes constructed from the layout.
+    const PUBLISHED: &[(&str, &str, &str)] = &[
+        // The standard's own worked example (GB 32100-2015, annex).
+        (
+            "91350100M000100Y43",
+            "GB 32100-2015 example",
+            "market regulation, prefecture (福州市)",
+        ),
+        // National registration authority (positions 3-8 = 100000).
+        (
+            "91100000100003962T",
+            "中国工商银行股份有限公司",
+            "market regulation, national",
+        ),
+        (
+            "911000001000013428",
+            "中国银行股份有限公司",
+            "market regulation, national",
+        ),
+        (
+            "12100000400000624D",
+            "清华大学",
+            "establishment administration (public institution), national",
+        ),
+        (
+            "12100000400002259P",
+            "北京大学",
+            "establishment administration (public institution), national",
+        ),
+        // Provincial level.
+        (
+            "911100001000044477",
+            "中国建设银行股份有限公司",
+            "market regulation, province (北京市)",
+        ),
+        (
+            "911100001000054748",
+            "中国农业银行股份有限公司",
+            "market regulation, province (北京市)",
+        ),
+        (
+            "91110000710926094P",
+            "中国石油化工股份有限公司",
+            "market regulation, province (北京市)",
+        ),
+        (
+            "911100007109250324",
+            "中国移动通信集团有限公司",
+            "market regulation, province (北京市)",
+        ),
+        (
+            "91110000100010433L",
+            "中国石油天然气集团有限公司",
+            "market regulation, province (北京市)",
+        ),
+        (
+            "9131000010000595XD",
+            "交通银行股份有限公司",
+            "market regulation, province (上海市)",
+        ),
+        // Prefecture level.
+        (
+            "91330100716105852F",
+            "阿里巴巴（中国）有限公司",
+            "market regulation, prefecture (杭州市)",
+        ),
+        (
+            "9144030071526726XG",
+            "腾讯科技（深圳）有限公司",
+            "market regulation, prefecture (深圳市)",
+        ),
+        (
+            "914403001922038216",
+            "华为技术有限公司",
+            "market regulation, prefecture (深圳市)",
+        ),
+        (
+            "91440300100012316L",
+            "中国平安保险（集团）股份有限公司",
+            "market regulation, prefecture (深圳市)",
+        ),
+        (
+            "9144030010001686XA",
+            "招商银行股份有限公司",
+            "market regulation, prefecture (深圳市)",
+        ),
+        (
+            "91440300192317458F",
+            "比亚迪股份有限公司",
+            "market regulation, prefecture (深圳市)",
+        ),
+        // County level.
+        (
+            "91110108551385082Q",
+            "小米科技有限责任公司",
+            "market regulation, county (北京市海淀区)",
+        ),
+    ];
+
     #[test]
     fn accepts_valid_codes() {
         for c in VALID {
             assert_eq!(validate(c, "subject.uscc"), Ok(()), "{c}");
+        }
+    }
+
+    #[test]
+    fn accepts_every_published_code_at_every_registration_level() {
+        for (code, name, level) in PUBLISHED {
+            assert_eq!(
+                validate(code, "subject.uscc"),
+                Ok(()),
+                "{name} ({level}): {code}"
+            );
         }
     }
 
@@ -265,6 +386,11 @@ mod tests {
         ));
         assert!(matches!(
             validate("91990100M000100Y43", "u"),
+            Err(UsccError::Region { .. })
+        ));
+        // Only the whole country's code is national; other 10xxxx codes are nothing.
+        assert!(matches!(
+            validate_structure("91100100M000100Y43", "u"),
             Err(UsccError::Region { .. })
         ));
         assert!(matches!(

@@ -1,7 +1,7 @@
 //! The check (应查必查) and offline verification of its answers.
 
-use credfed_protocol::catalogue::MeasureDomain;
-use credfed_protocol::check::{CheckAnswer, Verdict, check, verify_answer};
+use credfed_protocol::catalogue::{Bearer, MeasureDomain, SubjectKind};
+use credfed_protocol::check::{CheckAnswer, MeasureSource, Verdict, check, verify_answer};
 use credfed_protocol::envelope::sign_body;
 use credfed_protocol::ids::Role;
 use credfed_protocol::record::*;
@@ -14,10 +14,15 @@ use crate::fixture::*;
 /// black entry, which is therefore suspended.
 fn scenario() -> (World, EntryId, EntryId) {
     let mut w = World::new(&[310000, 440000, 620000]);
-    let e1 = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-10-10", "P-11-04"]);
+    let e1 = judgment_entry(
+        &w,
+        org(ACME),
+        "沪执〔2026〕12号",
+        &["P-PROCUREMENT", "P-TRAVEL-AIR"],
+    );
     w.accept("310000:pub", Body::ListEntryPublished(e1.clone()));
     let id1 = published_id(&w, 310000, &e1);
-    let mut e2 = black_entry(org(ACME), "沪税处〔2026〕3号", &["P-10-10"]);
+    let mut e2 = black_entry(org(ACME), "沪税处〔2026〕3号", &["P-PROCUREMENT"]);
     e2.category = Category::Black(BlackCategory::TaxEvasionOrFraud);
     w.accept("310000:pub", Body::ListEntryPublished(e2.clone()));
     let id2 = published_id(&w, 310000, &e2);
@@ -28,7 +33,7 @@ fn scenario() -> (World, EntryId, EntryId) {
             kind: ActionKind::Punishment,
             entry: id1,
             targets: Targets::AllMembers,
-            measures: vec![mc("P-10-09"), mc("P-10-10")],
+            measures: vec![mc("P-FISCAL-FUNDING"), mc("P-PROCUREMENT")],
             respond_by: date("2026-11-09"),
         }),
     );
@@ -36,7 +41,7 @@ fn scenario() -> (World, EntryId, EntryId) {
         "620000:obj",
         Body::ObjectionFiled {
             case_no: "甘异1".into(),
-            entry: id2,
+            target: ObjectionTarget::Entry(id2),
             grounds: "已补缴".into(),
             filed_on: date("2026-11-02"),
         },
@@ -45,7 +50,7 @@ fn scenario() -> (World, EntryId, EntryId) {
         "440000:pub",
         Body::EvaluationPublished(Evaluation {
             subject: org(ACME),
-            scheme: "tax-abcd".into(),
+            scheme: "tax-credit".into(),
             grade: Grade::Class(*b"D\0\0\0"),
             evaluated_on: date("2026-04-01"),
             valid_until: date("2027-04-01"),
@@ -70,15 +75,21 @@ fn answer_splits_active_and_suspended_and_verifies_offline() {
     let (w, id1, id2) = scenario();
     let a = answer(&w);
     assert_eq!(a.verdict, Verdict::MeasuresApply);
-    // P-10-09 comes from the joint action, not the entry's request.
+    // P-FISCAL-FUNDING comes from the joint action, not the entry's request; no statute
+    // makes it compulsory, so it is recommended.
     assert_eq!(
-        a.mandatory
+        a.recommended
             .iter()
             .map(|m| m.code.0.as_str())
             .collect::<Vec<_>>(),
-        ["P-10-09"]
+        ["P-FISCAL-FUNDING"]
     );
-    assert!(a.mandatory.iter().all(|m| m.entry == id1));
+    assert!(
+        a.recommended
+            .iter()
+            .all(|m| m.source == MeasureSource::Entry(id1))
+    );
+    assert!(a.mandatory.is_empty());
     let suspended = a.entries.iter().find(|e| e.entry == id2).unwrap();
     assert_eq!(suspended.state, EntryState::Suspended);
     assert_eq!(a.evaluations.len(), 1);
@@ -160,7 +171,7 @@ fn an_unauthorised_author_is_named() {
     let (mut w, _, _) = scenario();
     // An implementer signs a publication; a lying node puts it in its log and the answer.
     w.register("310000:rogue", &[Role::Implementer]);
-    let e = black_entry(org(ACME), "伪造", &["P-10-09"]);
+    let e = black_entry(org(ACME), "伪造", &["P-FISCAL-FUNDING"]);
     let body = Body::ListEntryPublished(e.clone());
     let (bytes, sig) = sign_body(FED, &w.depts[&dept("310000:rogue")], &body);
     let forged = w.seal_signed(dept("310000:rogue"), bytes, sig);
@@ -202,23 +213,27 @@ fn a_tampered_claim_is_caught() {
     e.state = EntryState::Active;
     let r = verify_answer(&a, &w.manifest, &w.catalogue);
     assert!(
-        r.failures.iter().any(|f| f.contains("claimed Active")),
+        r.failures
+            .iter()
+            .any(|f| f.contains("claimed state Active")),
         "{:?}",
         r.failures
     );
     let mut a = answer(&w);
     a.mandatory.push(credfed_protocol::check::AppliedMeasure {
-        code: mc("P-10-10"),
+        code: mc("P-PROCUREMENT"),
         title_zh: "x".into(),
         kind: ActionKind::Punishment,
-        entry: id2,
+        source: MeasureSource::Entry(id2),
         region: region(310000),
+        roles: vec![Bearer::Subject(SubjectKind::Organisation)],
+        basis: String::new(),
     });
     let r = verify_answer(&a, &w.manifest, &w.catalogue);
     assert!(
         r.failures
             .iter()
-            .any(|f| f.contains("a suspended entry applies none")),
+            .any(|f| f.contains("a suspended or corrected entry applies none")),
         "{:?}",
         r.failures
     );
@@ -244,7 +259,7 @@ fn folds_round_trip_through_json() {
         "440000:impl",
         Body::MeasureExecuted {
             action: aid,
-            measure: mc("P-10-10"),
+            measure: mc("P-PROCUREMENT"),
             reference: "r".into(),
             executed_on: date("2026-11-03"),
         },

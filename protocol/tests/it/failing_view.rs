@@ -9,7 +9,7 @@ use credfed_protocol::ledger::{
     AdmitError, DepartmentRecord, Head, Ledger, RejectReason, StateView, SubjectRef, admit, effects,
 };
 use credfed_protocol::record::*;
-use credfed_protocol::state::{ActionFold, EntryFold, EvaluationRecord, RecordPos};
+use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
 
 use crate::fixture::*;
 
@@ -49,13 +49,13 @@ impl StateView for FailingView<'_> {
     fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, DiskError> {
         self.read("action", self.inner.action(id))
     }
-    fn objection_entry(&self, id: &ObjectionId) -> Result<Option<EntryId>, DiskError> {
+    fn objection_target(&self, id: &ObjectionId) -> Result<Option<ObjectionTarget>, DiskError> {
         self.read(
             "objection",
-            StateView::objection_entry(self.inner, id).unwrap_or(None),
+            StateView::objection_target(self.inner, id).unwrap_or(None),
         )
     }
-    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationRecord>, DiskError> {
+    fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, DiskError> {
         self.read("evaluation", self.inner.evaluation(id))
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, DiskError> {
@@ -72,7 +72,7 @@ impl StateView for FailingView<'_> {
 #[test]
 fn failed_reads_give_unavailable_never_a_rejection() {
     let mut w = World::new(&[310000, 440000]);
-    let e = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-10-10"]);
+    let e = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-PROCUREMENT"]);
     let bytes = w.seal_as("310000:pub", &Body::ListEntryPublished(e));
     for kind in ["head", "department", "entry"] {
         let view = FailingView {
@@ -116,9 +116,9 @@ fn failed_reads_give_unavailable_never_a_rejection() {
 #[test]
 fn rejections_carry_their_field() {
     let mut w = World::new(&[310000, 440000]);
-    let e = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-99-01"]);
+    let e = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-NOT-IN-CATALOGUE"]);
     let r = w.refuse("310000:pub", Body::ListEntryPublished(e));
-    assert_eq!(r.reason, RejectReason::Malformed);
+    assert_eq!(r.reason, RejectReason::NotApplicable);
     assert_eq!(r.field, "entry.requested_measures");
     assert!(
         r.message.starts_with("entry.requested_measures: "),

@@ -16,6 +16,12 @@ use credfed_protocol::time::{Date, Timestamp};
 
 pub const FED: &str = "cn-credit-test";
 
+/// Person hashes in tests: the real cost (16 384 iterations) would only slow them.
+pub const TEST_HASH_ITERATIONS: u32 = 16;
+
+/// A real identity number: GB 11643-1999's own worked example (born 1880).
+pub const LEGAL_REP_ID: &str = "440524188001010014";
+
 pub fn date(s: &str) -> Date {
     Date::parse(s).unwrap()
 }
@@ -92,8 +98,11 @@ impl World {
             depts: BTreeMap::new(),
             ledger: Ledger::new(),
             now: noon("2026-10-01"),
-            person_key: PersonHashKey::new(&[7; 32]).unwrap(),
+            person_key: PersonHashKey::new(&[7; 32])
+                .unwrap()
+                .with_iterations(TEST_HASH_ITERATIONS),
         };
+        w.manifest.policy.person_hash_iterations = TEST_HASH_ITERATIONS;
         for &c in codes {
             for (unit, roles) in UNITS {
                 w.register(&format!("{c}:{unit}"), roles);
@@ -226,7 +235,38 @@ pub fn black_entry(subject: Subject, doc: &str, measures: &[&str]) -> ListEntry 
         effective_from: date("2026-11-01"),
         expires_on: date("2029-11-01"),
         requested_measures: measures.iter().map(|m| mc(m)).collect(),
+        findings: vec![],
         summary: "生产经营致病性微生物超标食品".into(),
+    }
+}
+
+/// The legal representative of an organisation in the entries below (article 十四).
+pub fn legal_rep(w: &World) -> RelatedPerson {
+    RelatedPerson {
+        role: RelatedRole::LegalRepresentative,
+        person: w.person(LEGAL_REP_ID, "张三"),
+    }
+}
+
+/// A 失信被执行人 entry (article 九's third group, with the finding 有履行能力但拒不履行)
+/// naming the legal representative of an organisation subject: the entries article
+/// 十一's travel and consumption restrictions serve.
+pub fn judgment_entry(w: &World, subject: Subject, doc: &str, measures: &[&str]) -> ListEntry {
+    let related = match subject {
+        Subject::Organisation { .. } => vec![legal_rep(w)],
+        Subject::Person(_) => vec![],
+    };
+    ListEntry {
+        category: Category::Black(BlackCategory::DefyingJudgmentOrDecision),
+        related_persons: related,
+        findings: vec![Finding::AbleButRefuses],
+        basis: Basis {
+            document_no: doc.into(),
+            authority: "上海市第一中级人民法院".into(),
+            decided_on: date("2026-10-28"),
+            legal_basis: "《中华人民共和国民事诉讼法》第二百六十六条；法释〔2017〕7号".into(),
+        },
+        ..black_entry(subject, doc, measures)
     }
 }
 

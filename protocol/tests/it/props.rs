@@ -31,7 +31,10 @@ fn arb_dept() -> impl Strategy<Value = DepartmentId> {
     (arb_region(), "[a-z0-9-]{1,8}").prop_map(|(region, unit)| DepartmentId { region, unit })
 }
 fn arb_measures() -> impl Strategy<Value = Vec<MeasureCode>> {
-    prop::collection::vec("[IP]-[0-9]{2}-[0-9]{2}".prop_map(MeasureCode), 0..4)
+    prop::collection::vec(
+        "[IP]-[A-Z]{2,8}(-[A-Z0-9]{1,6}){0,2}".prop_map(MeasureCode),
+        0..4,
+    )
 }
 fn arb_person() -> impl Strategy<Value = PersonRef> {
     (arb_hash(), arb_text(), arb_text()).prop_map(|(id_hash, masked, name)| PersonRef {
@@ -84,11 +87,7 @@ fn arb_entry() -> impl Strategy<Value = ListEntry> {
                 related_persons: rp
                     .into_iter()
                     .map(|(person, r)| RelatedPerson {
-                        role: [
-                            RelatedRole::LegalRepresentative,
-                            RelatedRole::PrincipalResponsible,
-                            RelatedRole::DirectlyResponsible,
-                        ][r as usize],
+                        role: RelatedRole::ALL[r as usize % RelatedRole::ALL.len()],
                         person,
                     })
                     .collect(),
@@ -101,6 +100,7 @@ fn arb_entry() -> impl Strategy<Value = ListEntry> {
                 effective_from,
                 expires_on,
                 requested_measures,
+                findings: vec![],
                 summary,
             },
         )
@@ -207,29 +207,45 @@ pub fn arb_body() -> impl Strategy<Value = Body> {
                     implementing,
                 }
             }),
-        (id(), "[IP]-[0-9]{2}-[0-9]{2}", arb_text(), arb_date()).prop_map(
-            |(a, m, reference, executed_on)| Body::MeasureExecuted {
+        (
+            id(),
+            "[IP]-[A-Z]{2,8}(-[A-Z0-9]{1,6}){0,2}",
+            arb_text(),
+            arb_date()
+        )
+            .prop_map(|(a, m, reference, executed_on)| Body::MeasureExecuted {
                 action: ActionId(a),
                 measure: MeasureCode(m),
                 reference,
                 executed_on
-            }
-        ),
-        (id(), "[IP]-[0-9]{2}-[0-9]{2}", arb_text(), arb_text()).prop_map(
-            |(a, m, reference, reason)| Body::MeasureLifted {
+            }),
+        (
+            id(),
+            "[IP]-[A-Z]{2,8}(-[A-Z0-9]{1,6}){0,2}",
+            arb_text(),
+            arb_text()
+        )
+            .prop_map(|(a, m, reference, reason)| Body::MeasureLifted {
                 action: ActionId(a),
                 measure: MeasureCode(m),
                 reference,
                 reason
-            }
-        ),
-        (arb_text(), id(), arb_text(), arb_date()).prop_map(|(case_no, e, grounds, filed_on)| {
-            Body::ObjectionFiled {
+            }),
+        (arb_text(), id(), any::<bool>(), arb_text(), arb_date()).prop_map(
+            |(case_no, e, on_entry, grounds, filed_on)| Body::ObjectionFiled {
                 case_no,
-                entry: EntryId(e),
+                target: if on_entry {
+                    ObjectionTarget::Entry(EntryId(e))
+                } else {
+                    ObjectionTarget::Evaluation(EvaluationId(e))
+                },
                 grounds,
                 filed_on,
             }
+        ),
+        (id(), arb_text()).prop_map(|(e, reason)| Body::EvaluationRevoked {
+            evaluation: EvaluationId(e),
+            reason
         }),
         (id(), 0..3u8, arb_text()).prop_map(|(o, k, note)| Body::ObjectionResolved {
             objection: ObjectionId(o),
@@ -280,7 +296,7 @@ fn arb_envelope() -> impl Strategy<Value = Envelope> {
 /// A valid envelope produced the way nodes produce them.
 fn valid_envelope() -> Vec<u8> {
     let mut w = World::new(&[310000, 440000]);
-    let mut e = black_entry(org(ACME), "d1", &["P-10-10"]);
+    let mut e = black_entry(org(ACME), "d1", &["P-PROCUREMENT"]);
     e.related_persons = vec![RelatedPerson {
         role: RelatedRole::LegalRepresentative,
         person: w.person("11010519491231002X", "张三"),
@@ -389,9 +405,9 @@ fn run(ops: &[Op]) -> World {
         let _ = match op {
             Op::Publish(r, n) => {
                 let code = REGIONS[*r];
-                let mut e = black_entry(org(ACME), &format!("doc-{n}"), &["P-10-10"]);
+                let mut e = black_entry(org(ACME), &format!("doc-{n}"), &["P-PROCUREMENT"]);
                 if n % 3 == 0 {
-                    e = red_entry(org(ACME), &format!("doc-{n}"), &["I-04-01"]);
+                    e = red_entry(org(ACME), &format!("doc-{n}"), &["I-LICENSING-GREEN"]);
                 }
                 let res = w.submit(&format!("{code}:pub"), Body::ListEntryPublished(e.clone()));
                 if matches!(res, Ok(Admission::Accept(_))) {
@@ -407,7 +423,7 @@ fn run(ops: &[Op]) -> World {
                         &format!("{code}:obj"),
                         Body::ObjectionFiled {
                             case_no: case_no.clone(),
-                            entry: entries[k].1,
+                            target: ObjectionTarget::Entry(entries[k].1),
                             grounds: "g".into(),
                             filed_on: date("2026-11-02"),
                         },
@@ -451,9 +467,9 @@ fn run(ops: &[Op]) -> World {
                             ActionKind::Punishment
                         };
                     let measures = vec![mc(if kind == ActionKind::Incentive {
-                        "I-04-01"
+                        "I-LICENSING-GREEN"
                     } else {
-                        "P-10-10"
+                        "P-PROCUREMENT"
                     })];
                     let reference = format!("act-{i}");
                     let res = w.submit(

@@ -1,13 +1,13 @@
 //! One test per state rule, each naming the article of 国发〔2016〕33号 it serves.
 
-use credfed_protocol::catalogue::MeasureDomain;
-use credfed_protocol::check::{Verdict, check};
+use credfed_protocol::catalogue::{Bearer, MeasureDomain};
+use credfed_protocol::check::{Verdict, check, verify_answer};
 use credfed_protocol::codec;
 use credfed_protocol::envelope::{Envelope, NODE_UNIT};
 use credfed_protocol::ids::Role;
 use credfed_protocol::ledger::{Admission, RejectReason, verify_equivocation};
 use credfed_protocol::record::*;
-use credfed_protocol::state::{EntryState, TargetStatus};
+use credfed_protocol::state::{EntryState, EvaluationState, TargetStatus};
 
 use crate::fixture::*;
 
@@ -20,7 +20,12 @@ fn world() -> World {
 }
 
 fn publish_black(w: &mut World) -> EntryId {
-    let e = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-10-10", "P-11-04"]);
+    let e = judgment_entry(
+        w,
+        org(ACME),
+        "沪市监处〔2026〕12号",
+        &["P-PROCUREMENT", "P-TRAVEL-AIR"],
+    );
     w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
     published_id(w, SH, &e)
 }
@@ -29,31 +34,36 @@ fn state(w: &World, id: &EntryId) -> EntryState {
     w.ledger.entry(id).unwrap().state_at(w.now)
 }
 
-/// Articles 九, 十一: a black-list entry applies its mandatory measures from its effective date.
+/// Articles 九, 十一, 十四: a black-list entry applies its measures from its effective
+/// date, each to whom it falls on: government procurement to the company, the flight ban
+/// to its legal representative and not to the company (法释〔2015〕17号 第三条).
 #[test]
-fn art9_11_black_entry_is_active_in_its_period_and_pending_before() {
+fn art9_11_14_black_entry_applies_in_its_period_to_whom_its_measures_fall_on() {
     let mut w = world();
     w.now = noon("2026-10-30");
     let id = publish_black(&mut w);
     assert_eq!(state(&w, &id), EntryState::Pending);
     w.now = noon("2026-11-01");
     assert_eq!(state(&w, &id), EntryState::Active);
-    let a = check(
-        w.rules(),
-        &w.ledger,
-        &org(ACME).key(),
+    let ask = |key: &SubjectKey, domain| check(w.rules(), &w.ledger, key, domain, w.now).unwrap();
+    let codes = |v: &[credfed_protocol::check::AppliedMeasure]| {
+        v.iter().map(|m| m.code.0.clone()).collect::<Vec<_>>()
+    };
+    let company = ask(&org(ACME).key(), MeasureDomain::Procurement);
+    assert_eq!(company.verdict, Verdict::MeasuresApply);
+    assert_eq!(codes(&company.mandatory), ["P-PROCUREMENT"]);
+    let company_travel = ask(&org(ACME).key(), MeasureDomain::Travel);
+    assert_eq!(company_travel.verdict, Verdict::NothingApplies);
+    let rep = ask(
+        &SubjectKey::Person(legal_rep(&w).person.id_hash),
         MeasureDomain::Travel,
-        w.now,
-    )
-    .unwrap();
-    assert_eq!(a.verdict, Verdict::MeasuresApply);
-    assert_eq!(
-        a.mandatory
-            .iter()
-            .map(|m| m.code.0.as_str())
-            .collect::<Vec<_>>(),
-        ["P-11-04"]
     );
+    assert_eq!(codes(&rep.mandatory), ["P-TRAVEL-AIR"]);
+    assert_eq!(
+        rep.mandatory[0].roles,
+        vec![Bearer::Related(RelatedRole::LegalRepresentative)]
+    );
+    assert_eq!(rep.entries[0].entry, id);
 }
 
 /// Article 十九 (退出机制): at the end of the period the entry leaves the list with no action.
@@ -87,7 +97,7 @@ fn art22_objection_from_any_region_suspends_and_only_issuer_resolves() {
     let id = publish_black(&mut w);
     let filed = Body::ObjectionFiled {
         case_no: "粤异〔2026〕3号".into(),
-        entry: id,
+        target: ObjectionTarget::Entry(id),
         grounds: "主体名称登记错误".into(),
         filed_on: date("2026-11-02"),
     };
@@ -97,14 +107,14 @@ fn art22_objection_from_any_region_suspends_and_only_issuer_resolves() {
         w.rules(),
         &w.ledger,
         &org(ACME).key(),
-        MeasureDomain::PublicResourceTrading,
+        MeasureDomain::Procurement,
         w.now,
     )
     .unwrap();
     assert_eq!(a.verdict, Verdict::NothingApplies);
     assert!(a.mandatory.is_empty() && a.recommended.is_empty());
     assert_eq!(a.entries[0].state, EntryState::Suspended);
-    assert_eq!(a.entries[0].measures_in_domain, vec![mc("P-10-10")]);
+    assert_eq!(a.entries[0].measures_in_domain, vec![mc("P-PROCUREMENT")]);
 
     let oid = objection_id(&dept("440000:obj"), "粤异〔2026〕3号");
     let resolve = |outcome| Body::ObjectionResolved {
@@ -134,7 +144,7 @@ fn art22_objection_from_any_region_suspends_and_only_issuer_resolves() {
         "620000:obj",
         Body::ObjectionFiled {
             case_no: "甘异1".into(),
-            entry: id,
+            target: ObjectionTarget::Entry(id),
             grounds: "已履行".into(),
             filed_on: date("2026-11-02"),
         },
@@ -156,7 +166,7 @@ fn art22_objection_from_any_region_suspends_and_only_issuer_resolves() {
 fn art22_only_issuer_amends_or_revokes() {
     let mut w = world();
     let id = publish_black(&mut w);
-    let mut amended = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-10-10"]);
+    let mut amended = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-PROCUREMENT"]);
     amended.summary = "更正：涉案批次".into();
     let body = Body::ListEntryAmended {
         entry: id,
@@ -225,7 +235,11 @@ fn art21_repair_ends_measures_and_applies_to_black_entries_only() {
         },
     );
     assert_eq!(state(&w, &id), EntryState::Repaired);
-    let red = red_entry(org("91110000100000000R"), "京发改〔2026〕1号", &["I-04-01"]);
+    let red = red_entry(
+        org("91110000100000000R"),
+        "京发改〔2026〕1号",
+        &["I-LICENSING-GREEN"],
+    );
     w.accept("310000:pub", Body::ListEntryPublished(red.clone()));
     let rid = published_id(&w, SH, &red);
     let r = w.refuse(
@@ -251,7 +265,7 @@ fn art15_18_23_joint_action_cycle() {
         kind: ActionKind::Punishment,
         entry: id,
         targets: Targets::Regions(vec![region(GD), region(GS)]),
-        measures: vec![mc("P-10-10"), mc("P-11-04")],
+        measures: vec![mc("P-PROCUREMENT"), mc("P-TRAVEL-AIR")],
         respond_by: date("2026-11-09"),
     };
     // A publisher is not an initiating department (article 十五).
@@ -287,7 +301,7 @@ fn art15_18_23_joint_action_cycle() {
     assert_eq!(r.reason, RejectReason::Unauthorised);
     // A partial acceptance may not accept what was not asked.
     let bad = AckDecision::Partly {
-        accepted: vec![mc("P-11-02")],
+        accepted: vec![mc("P-EXIT")],
         reason: "x".into(),
     };
     assert_eq!(
@@ -310,21 +324,21 @@ fn art15_18_23_joint_action_cycle() {
         executed_on: date("2026-11-04"),
     };
     assert_eq!(
-        w.refuse("620000:impl", exec("P-10-10")).reason,
+        w.refuse("620000:impl", exec("P-PROCUREMENT")).reason,
         RejectReason::Conflict
     );
-    w.accept("440000:impl", exec("P-10-10"));
+    w.accept("440000:impl", exec("P-PROCUREMENT"));
 
     let a = w.ledger.action(&aid).unwrap();
     w.now = noon("2026-11-09");
-    let v = a.view_at(w.now, &w.manifest);
+    let v = a.view_at(w.now, &w.manifest, &w.catalogue);
     assert_eq!(v[0].status, TargetStatus::Accepted);
-    assert_eq!(v[0].executed, vec![mc("P-10-10")]);
+    assert_eq!(v[0].executed, vec![mc("P-PROCUREMENT")]);
     assert_eq!(v[0].acknowledgement_ms, Some(24 * 3600 * 1000));
     assert_eq!(v[1].status, TargetStatus::Awaiting);
     w.now = noon("2026-11-10");
     assert_eq!(
-        a.view_at(w.now, &w.manifest)[1].status,
+        a.view_at(w.now, &w.manifest, &w.catalogue)[1].status,
         TargetStatus::Overdue
     );
     // Gansu answers late: recorded, flagged late.
@@ -338,7 +352,11 @@ fn art15_18_23_joint_action_cycle() {
             implementing: vec![],
         },
     );
-    let v = w.ledger.action(&aid).unwrap().view_at(w.now, &w.manifest);
+    let v = w
+        .ledger
+        .action(&aid)
+        .unwrap()
+        .view_at(w.now, &w.manifest, &w.catalogue);
     assert_eq!(v[1].status, TargetStatus::Declined);
     assert!(v[1].answered_late);
     // Lifting a measure that was executed.
@@ -346,14 +364,18 @@ fn art15_18_23_joint_action_cycle() {
         "440000:impl",
         Body::MeasureLifted {
             action: aid,
-            measure: mc("P-10-10"),
+            measure: mc("P-PROCUREMENT"),
             reference: "粤解".into(),
             reason: "信用修复".into(),
         },
     );
     assert_eq!(
-        w.ledger.action(&aid).unwrap().view_at(w.now, &w.manifest)[0].lifted,
-        vec![mc("P-10-10")]
+        w.ledger
+            .action(&aid)
+            .unwrap()
+            .view_at(w.now, &w.manifest, &w.catalogue)[0]
+            .lifted,
+        vec![mc("P-PROCUREMENT")]
     );
 }
 
@@ -367,7 +389,7 @@ fn art16_actions_rest_on_own_entries_of_the_matching_list() {
         kind: ActionKind::Punishment,
         entry: id,
         targets: Targets::AllMembers,
-        measures: vec![mc("P-10-10")],
+        measures: vec![mc("P-PROCUREMENT")],
         respond_by: date("2026-11-09"),
     };
     assert_eq!(
@@ -377,7 +399,7 @@ fn art16_actions_rest_on_own_entries_of_the_matching_list() {
     );
     let incentive = JointAction {
         kind: ActionKind::Incentive,
-        measures: vec![mc("I-04-01")],
+        measures: vec![mc("I-LICENSING-GREEN")],
         ..action.clone()
     };
     assert_eq!(
@@ -386,14 +408,15 @@ fn art16_actions_rest_on_own_entries_of_the_matching_list() {
         RejectReason::Conflict
     );
     let unknown = JointAction {
-        measures: vec![mc("P-99-01")],
+        measures: vec![mc("P-NOT-IN-CATALOGUE")],
         ..action
     };
+    let r = w.refuse("310000:init", Body::JointActionInitiated(unknown));
     assert_eq!(
-        w.refuse("310000:init", Body::JointActionInitiated(unknown))
-            .reason,
-        RejectReason::Malformed
+        (r.reason, r.field.as_str()),
+        (RejectReason::NotApplicable, "action.measures")
     );
+    assert!(r.message.contains("not in the measures catalogue"), "{r}");
 }
 
 /// Article 十五: departments write only what their role allows, only through their own
@@ -631,7 +654,7 @@ fn missing_cross_region_reference_is_a_dependency_not_a_rejection() {
         "440000:obj",
         &Body::ObjectionFiled {
             case_no: "c".into(),
-            entry: id,
+            target: ObjectionTarget::Entry(id),
             grounds: "g".into(),
             filed_on: date("2026-11-02"),
         },
@@ -659,12 +682,12 @@ fn decoder_limits_and_canonical_form() {
             .message
             .contains("trailing")
     );
-    // Version 2 in front.
-    let mut v2 = good.clone();
-    v2[0] = 2;
-    assert!(w.ingest(&v2).unwrap_err().message.contains("not supported"));
-    // Non-canonical: the version written as a 3-byte varint (251, 1, 0) decodes to 1.
-    let mut long = vec![251, 1, 0];
+    // A version from the future in front.
+    let mut v3 = good.clone();
+    v3[0] = 3;
+    assert!(w.ingest(&v3).unwrap_err().message.contains("not supported"));
+    // Non-canonical: the version written as a 3-byte varint (251, 2, 0) decodes to 2.
+    let mut long = vec![251, 2, 0];
     long.extend_from_slice(&good[1..]);
     let e = w.ingest(&long).unwrap_err();
     assert_eq!(e.reason, RejectReason::Malformed);
@@ -727,38 +750,156 @@ fn uscc_check_exemption_is_explicit() {
 #[test]
 fn art14_persons_are_hashed_and_masked() {
     let mut w = world();
-    let legal_rep = w.person("11010519491231002X", "张三");
-    let mut e = black_entry(org(ACME), "d1", &["P-11-04"]);
-    e.related_persons = vec![RelatedPerson {
-        role: RelatedRole::LegalRepresentative,
-        person: legal_rep.clone(),
-    }];
+    let e = judgment_entry(&w, org(ACME), "d1", &["P-TRAVEL-AIR"]);
     w.accept("310000:pub", Body::ListEntryPublished(e));
-    let debtor = black_entry(
+    let debtor = judgment_entry(
+        &w,
         Subject::Person(w.person("440304200002290014", "李四")),
         "d2",
-        &["P-11-04"],
+        &["P-TRAVEL-AIR"],
     );
     w.accept("310000:pub", Body::ListEntryPublished(debtor));
     for log in w.logs() {
         for env in log {
             let hay = String::from_utf8_lossy(&env);
-            assert!(!hay.contains("11010519491231002X") && !hay.contains("440304200002290014"));
+            for clear in [LEGAL_REP_ID, "440304200002290014", "188001010", "20000229"] {
+                assert!(!hay.contains(clear), "{clear} in an envelope");
+            }
         }
     }
     let key = Subject::Person(w.person("440304200002290014", "李四")).key();
     let a = check(w.rules(), &w.ledger, &key, MeasureDomain::Travel, w.now).unwrap();
     assert_eq!(a.mandatory.len(), 1);
-    assert_eq!(a.entries[0].subject_name, "李四 (440304********0014)");
+    assert_eq!(a.entries[0].subject_name, "李四 (44****************)");
     // A clear number typed into the masked field is refused.
-    let mut leak = black_entry(Subject::Person(legal_rep), "d3", &[]);
+    let mut leak = black_entry(Subject::Person(legal_rep(&w).person), "d3", &[]);
     if let Subject::Person(p) = &mut leak.subject {
-        p.masked = "11010519491231002X".into();
+        p.masked = LEGAL_REP_ID.into();
     }
     assert!(
         w.refuse("310000:pub", Body::ListEntryPublished(leak))
             .message
             .contains("masked")
+    );
+}
+
+/// Articles 十一, 二十: a measure that cannot apply to the entry is refused with the
+/// measure and the rule named: the flight ban on a food-safety company, the flight ban
+/// on a company without a person it falls on, a restriction of 十一 without the finding
+/// 有履行能力但拒不履行, a 十一 restriction asked by a joint action on such an entry.
+#[test]
+fn art11_20_inapplicable_measures_are_refused_with_the_rule() {
+    let mut w = world();
+    let food = black_entry(org(ACME), "d1", &["P-TRAVEL-AIR"]);
+    let r = w.refuse("310000:pub", Body::ListEntryPublished(food));
+    assert_eq!(
+        (r.reason, r.field.as_str()),
+        (RejectReason::NotApplicable, "entry.requested_measures")
+    );
+    assert!(
+        r.message.contains("P-TRAVEL-AIR") && r.message.contains("group(s) 3"),
+        "{r}"
+    );
+    assert!(r.message.contains("法释〔2015〕17号"), "{r}");
+    let mut nobody = judgment_entry(&w, org(ACME), "d2", &["P-TRAVEL-AIR"]);
+    nobody.related_persons.clear();
+    let r = w.refuse("310000:pub", Body::ListEntryPublished(nobody));
+    assert!(
+        r.message.contains("falls only on") && r.message.contains("法定代表人"),
+        "{r}"
+    );
+    let mut no_finding = judgment_entry(&w, org(ACME), "d3", &["P-TRAVEL-AIR"]);
+    no_finding.findings.clear();
+    let r = w.refuse("310000:pub", Body::ListEntryPublished(no_finding));
+    assert!(r.message.contains("able_but_refuses"), "{r}");
+    // The finding belongs to article 九's third group only.
+    let mut wrong_group = black_entry(org(ACME), "d4", &[]);
+    wrong_group.findings = vec![Finding::AbleButRefuses];
+    let r = w.refuse("310000:pub", Body::ListEntryPublished(wrong_group));
+    assert_eq!(r.field, "body.entry.findings", "{r}");
+    // A joint action cannot add what the entry could not ask for.
+    let food = black_entry(org(ACME), "d5", &["P-PROCUREMENT"]);
+    w.accept("310000:pub", Body::ListEntryPublished(food.clone()));
+    let r = w.refuse(
+        "310000:init",
+        Body::JointActionInitiated(JointAction {
+            reference: "a1".into(),
+            kind: ActionKind::Punishment,
+            entry: published_id(&w, SH, &food),
+            targets: Targets::AllMembers,
+            measures: vec![mc("P-TRAVEL-RAIL")],
+            respond_by: date("2026-11-09"),
+        }),
+    );
+    assert_eq!(r.field, "action.measures", "{r}");
+    assert!(r.message.contains("P-TRAVEL-RAIL"), "{r}");
+}
+
+/// Article 二十 with the statutes: a measure is mandatory only where a law makes it so.
+/// Government procurement is compulsory for a 失信被执行人 (政府采购法 第二十二条,
+/// 财库〔2016〕125号) and only recommended for a food-safety entry.
+#[test]
+fn art20_mandatory_only_where_a_law_makes_it_so() {
+    let mut w = world();
+    let food = black_entry(org(ACME), "d1", &["P-PROCUREMENT"]);
+    w.accept("310000:pub", Body::ListEntryPublished(food));
+    let a = check(
+        w.rules(),
+        &w.ledger,
+        &org(ACME).key(),
+        MeasureDomain::Procurement,
+        w.now,
+    )
+    .unwrap();
+    assert!(a.mandatory.is_empty());
+    assert_eq!(a.recommended[0].code, mc("P-PROCUREMENT"));
+    assert!(
+        a.recommended[0].basis.contains("国发〔2016〕33号 十"),
+        "{}",
+        a.recommended[0].basis
+    );
+    let other = org("91110000100000000R");
+    let debt = judgment_entry(&w, other.clone(), "d2", &["P-PROCUREMENT"]);
+    w.accept("310000:pub", Body::ListEntryPublished(debt));
+    let a = check(
+        w.rules(),
+        &w.ledger,
+        &other.key(),
+        MeasureDomain::Procurement,
+        w.now,
+    )
+    .unwrap();
+    assert_eq!(a.mandatory[0].code, mc("P-PROCUREMENT"));
+    assert!(
+        a.mandatory[0].basis.contains("政府采购法"),
+        "{}",
+        a.mandatory[0].basis
+    );
+}
+
+/// Articles 十九, 二十一: a black-list entry is listed no longer than its category's
+/// longest period, from the policy data the manifest carries.
+#[test]
+fn art19_21_listing_period_is_bounded_by_category() {
+    let mut w = world();
+    let mut e = black_entry(org(ACME), "d1", &[]);
+    e.expires_on = e.effective_from.add_days(1097);
+    let r = w.refuse("310000:pub", Body::ListEntryPublished(e.clone()));
+    assert_eq!(r.field, "entry.expires_on", "{r}");
+    assert!(
+        r.message.contains("1096") && r.message.contains("2023"),
+        "{r}"
+    );
+    // 失信被执行人: two years, extendable by up to three (法释〔2017〕7号 第十条).
+    let mut debt = judgment_entry(&w, org(ACME), "d2", &[]);
+    debt.expires_on = debt.effective_from.add_days(1826);
+    w.accept("310000:pub", Body::ListEntryPublished(debt.clone()));
+    debt.basis.document_no = "d3".into();
+    debt.expires_on = debt.effective_from.add_days(1827);
+    assert!(
+        w.refuse("310000:pub", Body::ListEntryPublished(debt))
+            .message
+            .contains("法释〔2017〕7号")
     );
 }
 
@@ -769,6 +910,7 @@ fn art17_late_disclosure_is_flagged() {
     let mut e = black_entry(org(ACME), "d1", &[]);
     e.basis.decided_on = date("2026-09-28");
     e.effective_from = date("2026-09-28");
+    e.expires_on = date("2029-09-28");
     w.now = noon("2026-10-13");
     w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
     let on_time = w.ledger.entry(&published_id(&w, SH, &e)).unwrap();
@@ -794,7 +936,7 @@ fn art22_23_objection_overdue_after_working_days() {
         "440000:obj",
         Body::ObjectionFiled {
             case_no: "c".into(),
-            entry: id,
+            target: ObjectionTarget::Entry(id),
             grounds: "g".into(),
             filed_on: date("2026-09-28"),
         },
@@ -817,7 +959,11 @@ fn art22_23_objection_overdue_after_working_days() {
 #[test]
 fn art3_4_red_list_green_channel() {
     let mut w = world();
-    let e = red_entry(org(ACME), "沪信用〔2026〕1号", &["I-04-01", "I-06-01"]);
+    let e = red_entry(
+        org(ACME),
+        "沪信用〔2026〕1号",
+        &["I-INSPECTION-FREQUENCY", "I-LICENSING-GREEN"],
+    );
     w.accept("310000:pub", Body::ListEntryPublished(e));
     let a = check(
         w.rules(),
@@ -832,7 +978,7 @@ fn art3_4_red_list_green_channel() {
             .iter()
             .map(|m| m.code.0.as_str())
             .collect::<Vec<_>>(),
-        ["I-04-01"]
+        ["I-LICENSING-GREEN"]
     );
     assert_eq!(a.recommended[0].kind, ActionKind::Incentive);
     assert!(a.mandatory.is_empty());
@@ -844,56 +990,252 @@ fn art3_4_red_list_green_channel() {
         w.now,
     )
     .unwrap();
-    assert_eq!(a.recommended[0].code, mc("I-06-01"));
+    assert_eq!(a.recommended[0].code, mc("I-INSPECTION-FREQUENCY"));
 }
 
-/// Articles 六, 十六: evaluation results are returned while valid, from any region.
+/// Articles 六, 十六: evaluation results are returned while valid, from any region, and
+/// their class's measures apply (分级分类监管); a later result of the same department in
+/// the same scheme supersedes an earlier one; the issuer may revoke one; an objection
+/// suspends one like an entry (article 二十二).
 #[test]
 fn art6_16_evaluations_are_mutually_recognised_while_valid() {
     let mut w = world();
-    let ev = Evaluation {
+    let tax = |class: &[u8; 4], on: &str| Evaluation {
         subject: org(ACME),
-        scheme: "tax-abcd".into(),
-        grade: Grade::Class(*b"A\0\0\0"),
-        evaluated_on: date("2026-04-01"),
+        scheme: "tax-credit".into(),
+        grade: Grade::Class(*class),
+        evaluated_on: date(on),
         valid_until: date("2027-04-01"),
     };
+    let ev = tax(b"A\0\0\0", "2026-04-01");
     w.accept("440000:pub", Body::EvaluationPublished(ev.clone()));
     assert_eq!(
-        w.refuse("440000:pub", Body::EvaluationPublished(ev)).reason,
+        w.refuse("440000:pub", Body::EvaluationPublished(ev.clone()))
+            .reason,
         RejectReason::Conflict
+    );
+    let ask = |w: &World, domain, now| {
+        check(w.rules(), &w.ledger, &org(ACME).key(), domain, now).unwrap()
+    };
+    let a = ask(&w, MeasureDomain::Financing, w.now);
+    assert_eq!(a.evaluations.len(), 1);
+    assert_eq!(a.evaluations[0].region, region(GD));
+    assert!(a.evaluations[0].class_meaning.contains("A级"));
+    assert_eq!(a.recommended[0].code, mc("I-CREDIT-PRODUCTS"));
+    assert!(
+        ask(&w, MeasureDomain::Financing, noon("2027-04-01"))
+            .evaluations
+            .is_empty()
+    );
+    // A later D supersedes the A: its supervision measure applies, the incentive not.
+    w.accept(
+        "440000:pub",
+        Body::EvaluationPublished(tax(b"D\0\0\0", "2026-10-01")),
+    );
+    let a = ask(&w, MeasureDomain::Inspection, w.now);
+    assert_eq!(a.evaluations.len(), 1);
+    assert_eq!(
+        a.recommended
+            .iter()
+            .map(|m| m.code.0.as_str())
+            .collect::<Vec<_>>(),
+        ["P-SUPERVISION-FOCUS"]
+    );
+    let d_id = evaluation_id(&dept("440000:pub"), &tax(b"D\0\0\0", "2026-10-01"));
+    // An objection suspends it; the issuer revokes it; the A is current again.
+    w.accept(
+        "310000:obj",
+        Body::ObjectionFiled {
+            case_no: "沪异1".into(),
+            target: ObjectionTarget::Evaluation(d_id),
+            grounds: "评价有误".into(),
+            filed_on: date("2026-11-02"),
+        },
+    );
+    let a = ask(&w, MeasureDomain::Inspection, w.now);
+    assert_eq!(a.evaluations[0].state, EvaluationState::Suspended);
+    assert!(a.recommended.is_empty() && a.withheld.len() == 1);
+    assert_eq!(
+        w.refuse(
+            "310000:pub",
+            Body::EvaluationRevoked {
+                evaluation: d_id,
+                reason: "x".into()
+            }
+        )
+        .reason,
+        RejectReason::Unauthorised,
+        "only the issuing region revokes (谁认定、谁修复)"
+    );
+    w.accept(
+        "440000:pub",
+        Body::EvaluationRevoked {
+            evaluation: d_id,
+            reason: "复评更正".into(),
+        },
+    );
+    let a = ask(&w, MeasureDomain::Financing, w.now);
+    assert_eq!(a.evaluations.len(), 1);
+    assert_eq!(a.evaluations[0].evaluation.grade, Grade::Class(*b"A\0\0\0"));
+    // Unknown schemes and classes are refused with the known ones named.
+    let bad = Evaluation {
+        scheme: "s".into(),
+        ..tax(b"A\0\0\0", "2026-05-01")
+    };
+    let r = w.refuse("440000:pub", Body::EvaluationPublished(bad));
+    assert!(r.message.contains("tax-credit"), "{r}");
+    let r = w.refuse(
+        "440000:pub",
+        Body::EvaluationPublished(tax(b"E\0\0\0", "2026-05-01")),
+    );
+    assert_eq!(r.field, "evaluation.grade", "{r}");
+}
+
+/// Article 三, 四 with 九: an active black-list entry about the subject withholds every
+/// incentive from it, with the reason; once it is repaired the incentive applies.
+#[test]
+fn art3_4_active_black_entry_withholds_incentives() {
+    let mut w = world();
+    let red = red_entry(org(ACME), "沪信用〔2026〕1号", &["I-LICENSING-GREEN"]);
+    w.accept("310000:pub", Body::ListEntryPublished(red));
+    let id = publish_black(&mut w);
+    let a = check(
+        w.rules(),
+        &w.ledger,
+        &org(ACME).key(),
+        MeasureDomain::Licensing,
+        w.now,
+    )
+    .unwrap();
+    assert!(a.recommended.is_empty(), "{:?}", a.recommended);
+    assert_eq!(a.withheld[0].measure.code, mc("I-LICENSING-GREEN"));
+    assert!(
+        a.withheld[0].reason.contains("black-list"),
+        "{}",
+        a.withheld[0].reason
+    );
+    assert!(verify_answer(&a, &w.manifest, &w.catalogue).ok());
+    w.accept(
+        "310000:pub",
+        Body::ListEntryRepaired {
+            entry: id,
+            basis: RepairBasis::CorrectedWithinPeriod,
+            reason: "已履行".into(),
+        },
     );
     let a = check(
         w.rules(),
         &w.ledger,
         &org(ACME).key(),
-        MeasureDomain::Financing,
+        MeasureDomain::Licensing,
         w.now,
     )
     .unwrap();
-    assert_eq!(a.evaluations.len(), 1);
-    assert_eq!(a.evaluations[0].region, region(GD));
-    let later = check(
+    assert_eq!(a.recommended[0].code, mc("I-LICENSING-GREEN"));
+}
+
+/// Article 二十二 (更正): an amendment that corrects the subject moves the entry from
+/// the wrongly named subject to the right one; the wrong one is clear again and an
+/// answer that still applies the entry to it does not verify.
+#[test]
+fn art22_correction_moves_the_entry_to_the_corrected_subject() {
+    let mut w = world();
+    let wrong = org("91110000100000000R");
+    let e = black_entry(wrong.clone(), "沪市监处〔2026〕20号", &["P-PROCUREMENT"]);
+    w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
+    let id = published_id(&w, SH, &e);
+    let ask = |w: &World, s: &Subject| {
+        check(
+            w.rules(),
+            &w.ledger,
+            &s.key(),
+            MeasureDomain::Procurement,
+            w.now,
+        )
+        .unwrap()
+    };
+    let before = ask(&w, &wrong);
+    assert_eq!(before.verdict, Verdict::MeasuresApply);
+    let mut corrected = e.clone();
+    corrected.subject = org(ACME);
+    w.accept(
+        "310000:pub",
+        Body::ListEntryAmended {
+            entry: id,
+            amended: corrected,
+            reason: "统一社会信用代码录入错误".into(),
+        },
+    );
+    assert_eq!(ask(&w, &wrong).verdict, Verdict::Clear);
+    let right = ask(&w, &org(ACME));
+    assert_eq!(right.verdict, Verdict::MeasuresApply);
+    assert_eq!(right.entries[0].entry, id);
+    // The old answer, replayed with the correction in its evidence, no longer verifies.
+    let mut stale = before.clone();
+    stale.evidence = right.evidence.clone();
+    let r = verify_answer(&stale, &w.manifest, &w.catalogue);
+    assert!(
+        r.failures.iter().any(|f| f.contains("another subject")),
+        "{:?}",
+        r.failures
+    );
+}
+
+/// Article 十四: related persons of an organisation's entry are indexed; a check on a
+/// person finds the entries where they are the subject or a related person, with the
+/// measures that fall on that role; a corrected related person is moved too.
+#[test]
+fn art14_related_persons_are_found_with_their_role() {
+    let mut w = world();
+    let e = judgment_entry(
+        &w,
+        org(ACME),
+        "沪执〔2026〕1号",
+        &["P-HONOURS", "P-PROCUREMENT", "P-TRAVEL-AIR"],
+    );
+    w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
+    let id = published_id(&w, SH, &e);
+    let rep = SubjectKey::Person(legal_rep(&w).person.id_hash);
+    let a = check(w.rules(), &w.ledger, &rep, MeasureDomain::Honours, w.now).unwrap();
+    assert_eq!(
+        a.entries[0].roles,
+        vec![Bearer::Related(RelatedRole::LegalRepresentative)]
+    );
+    assert_eq!(a.recommended[0].code, mc("P-HONOURS"));
+    // Procurement falls on the company, not on its legal representative.
+    let a = check(
         w.rules(),
         &w.ledger,
-        &org(ACME).key(),
-        MeasureDomain::Financing,
-        noon("2027-04-01"),
+        &rep,
+        MeasureDomain::Procurement,
+        w.now,
     )
     .unwrap();
-    assert!(later.evaluations.is_empty());
-    let bad = Evaluation {
-        subject: org(ACME),
-        scheme: "s".into(),
-        grade: Grade::Class(*b"a\0\0\0"),
-        evaluated_on: date("2026-04-01"),
-        valid_until: date("2027-04-01"),
-    };
-    assert!(
-        w.refuse("440000:pub", Body::EvaluationPublished(bad))
-            .message
-            .contains("evaluation.grade")
+    assert_eq!(a.verdict, Verdict::NothingApplies);
+    assert!(verify_answer(&a, &w.manifest, &w.catalogue).ok());
+    // The legal representative is corrected: the wrong person is clear again.
+    let mut corrected = e.clone();
+    corrected.related_persons = vec![RelatedPerson {
+        role: RelatedRole::LegalRepresentative,
+        person: w.person("11010519491231002X", "王五"),
+    }];
+    w.accept(
+        "310000:pub",
+        Body::ListEntryAmended {
+            entry: id,
+            amended: corrected,
+            reason: "法定代表人更正".into(),
+        },
     );
+    assert_eq!(
+        check(w.rules(), &w.ledger, &rep, MeasureDomain::Travel, w.now)
+            .unwrap()
+            .verdict,
+        Verdict::Clear
+    );
+    let new_rep = SubjectKey::Person(w.person("11010519491231002X", "王五").id_hash);
+    let a = check(w.rules(), &w.ledger, &new_rep, MeasureDomain::Travel, w.now).unwrap();
+    assert_eq!(a.mandatory[0].code, mc("P-TRAVEL-AIR"));
 }
 
 #[test]

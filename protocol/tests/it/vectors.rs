@@ -16,7 +16,13 @@ use crate::fixture::*;
 
 fn vector_body() -> Body {
     let pk = PersonHashKey::new(&[0x42; 32]).unwrap();
-    let mut e = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-10-10", "P-11-04"]);
+    let mut e = black_entry(
+        org(ACME),
+        "沪执〔2026〕12号",
+        &["P-PROCUREMENT", "P-TRAVEL-AIR"],
+    );
+    e.category = Category::Black(BlackCategory::DefyingJudgmentOrDecision);
+    e.findings = vec![Finding::AbleButRefuses];
     e.related_persons = vec![RelatedPerson {
         role: RelatedRole::LegalRepresentative,
         person: person_ref(&pk, "11010519491231002X", "张三", "p").unwrap(),
@@ -60,7 +66,7 @@ fn every_kind() -> Vec<Body> {
         },
         Body::EvaluationPublished(Evaluation {
             subject: org(ACME),
-            scheme: "tax-abcd".into(),
+            scheme: "tax-credit".into(),
             grade: Grade::Class(*b"A\0\0\0"),
             evaluated_on: date("2026-04-01"),
             valid_until: date("2027-04-01"),
@@ -70,32 +76,32 @@ fn every_kind() -> Vec<Body> {
             kind: ActionKind::Punishment,
             entry: id,
             targets: Targets::Regions(vec![region(440000)]),
-            measures: vec![mc("P-10-10")],
+            measures: vec![mc("P-PROCUREMENT")],
             respond_by: date("2026-11-09"),
         }),
         Body::JointActionAcknowledged {
             action: aid,
             decision: AckDecision::Partly {
-                accepted: vec![mc("P-10-10")],
+                accepted: vec![mc("P-PROCUREMENT")],
                 reason: "r".into(),
             },
             implementing: vec![dept("440000:czt")],
         },
         Body::MeasureExecuted {
             action: aid,
-            measure: mc("P-10-10"),
+            measure: mc("P-PROCUREMENT"),
             reference: "r".into(),
             executed_on: date("2026-11-04"),
         },
         Body::MeasureLifted {
             action: aid,
-            measure: mc("P-10-10"),
+            measure: mc("P-PROCUREMENT"),
             reference: "r".into(),
             reason: "r".into(),
         },
         Body::ObjectionFiled {
             case_no: "c".into(),
-            entry: id,
+            target: ObjectionTarget::Entry(id),
             grounds: "g".into(),
             filed_on: date("2026-11-02"),
         },
@@ -107,6 +113,16 @@ fn every_kind() -> Vec<Body> {
         Body::EquivocationEvidence {
             first: vec![1, 2],
             second: vec![3, 4],
+        },
+        Body::EvaluationRevoked {
+            evaluation: EvaluationId(sha256(&[b"v"])),
+            reason: "复评".into(),
+        },
+        Body::ObjectionFiled {
+            case_no: "c2".into(),
+            target: ObjectionTarget::Evaluation(EvaluationId(sha256(&[b"v"]))),
+            grounds: "g".into(),
+            filed_on: date("2026-11-02"),
         },
     ]
 }
@@ -173,7 +189,7 @@ fn known_answers() {
 const WANT: [(&str, &str); 8] = [
     (
         "tag(body-sig, cn-credit)",
-        "637265646665640008626f64792d736967010009636e2d637265646974",
+        "637265646665640008626f64792d736967020009636e2d637265646974",
     ),
     (
         "author public key",
@@ -181,26 +197,26 @@ const WANT: [(&str, &str); 8] = [
     ),
     (
         "sha256(body)",
-        "e10026b8a8c4910d341b7169eb87082c18a472ce318b3a67424185c05b413743",
+        "ef184b1506e8afa0ab4309c43e3d310aa128c83ba54a5107711a76620b897a72",
     ),
     (
         "author_sig",
-        "7880c9d9ddd981a891f59cfaba13f6f2e3e44f9e3a09f59e2ba9445845335661545fda45b074ace0bc9e498d13585ccfe6b2e6959066d5ebec4cc09631d54700",
+        "77a1e578902b9c1cd0d95fd8c9381377983d1b01c422f08b77ef4d20740461b2f9f1dad052e2ccae2bb53a04d23db606958b7c0dbd8e6ede87ac5cf37dc2d303",
     ),
     (
         "sha256(envelope)",
-        "243d7bd46a6dc381b00ff9d4d99705192aeb2ca0f404a0ead7e4852099bccf39",
+        "6666e43895df12de4dd43038dec3cab03e82c2a868af2ccbee5fb28f20819424",
     ),
     (
         "envelope_hash",
-        "5fe60e663c2c4f5e357b311c6e75eefe7425015a7b6cd6f9263d693f1ddec95b",
+        "e19aa23e0c8a5ec7147316cb66d9d7b9dfd16d4e8274a783f421d671746fa679",
     ),
     (
         "entry_id",
-        "fb17a1bb9bc6c03c3666067b8aba0d24075d0b17c9e303b016bcc604ade8b7a0",
+        "0945fabbddd08c7b380453df30de5773d096d96eb04495969a21d70719630de9",
     ),
     (
         "sha256(every body kind)",
-        "8efbf2cf76924806b82343ab45047976dda92ecc17fe3b939c8e1f65337f74df",
+        "f3e6c065f1b50d434246411fe6cbb1bd9fa1bd3c04a94299ea3880e4e66fab31",
     ),
 ];

@@ -6,31 +6,68 @@ use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::record::*;
 use credfed_protocol::time::Date;
 
-/// A drill's list entry: a food-safety black entry (or a red one), decided yesterday,
-/// in force for `expires_in_days` (three years by default).
+/// What a `publish` step asks for.
+#[derive(Debug, Clone, Default)]
+pub struct EntrySpec {
+    /// `black` or `red`.
+    pub list: String,
+    /// Category name; the list's default when `None`.
+    pub category: Option<String>,
+    /// Subject's code.
+    pub uscc: String,
+    /// Related persons, as the publishing node returned them.
+    pub related: Vec<RelatedPerson>,
+    /// Findings, e.g. `able_but_refuses`.
+    pub findings: Vec<String>,
+    /// Measures requested.
+    pub measures: Vec<String>,
+    /// Days in force (three years by default).
+    pub expires_in_days: Option<i32>,
+}
+
+/// A drill's list entry, decided yesterday: by default a black entry of a company that
+/// defies a judgment (article 九 group 3) or a red one of good credit.
 pub fn drill_entry(
     region: RegionCode,
     name: &str,
-    list: &str,
-    uscc: &str,
-    measures: &[String],
-    expires_in_days: Option<i32>,
+    spec: &EntrySpec,
     serial: usize,
     today: Date,
-) -> ListEntry {
-    let category = if list == "red" {
-        Category::Red(RedSource::GoodCreditClassification)
-    } else {
-        Category::Black(BlackCategory::FoodAndDrug)
-    };
-    ListEntry {
+) -> Result<ListEntry> {
+    let list = if spec.list == "red" { "red" } else { "black" };
+    let category_name = spec.category.clone().unwrap_or_else(|| {
+        if list == "red" {
+            "good_credit_classification".into()
+        } else {
+            "defying_judgment_or_decision".into()
+        }
+    });
+    let category: Category = serde_json::from_value(serde_json::json!({ list: category_name }))
+        .map_err(|_| {
+            anyhow::anyhow!("category: '{category_name}' is not a {list}-list category")
+        })?;
+    let mut findings = Vec::new();
+    for f in &spec.findings {
+        findings.push(
+            serde_json::from_value::<Finding>(serde_json::json!(f)).map_err(|_| {
+                anyhow::anyhow!("findings: '{f}' is not a finding (able_but_refuses)")
+            })?,
+        );
+    }
+    findings.sort();
+    findings.dedup();
+    let mut related = spec.related.clone();
+    related.sort();
+    related.dedup();
+    let uscc = &spec.uscc;
+    Ok(ListEntry {
         category,
         subject: Subject::Organisation {
             uscc: uscc.to_owned(),
             name: format!("演练企业 {uscc}"),
             check_exemption: None,
         },
-        related_persons: vec![],
+        related_persons: related,
         basis: Basis {
             document_no: format!("演练〔{}〕{serial}号 {name}", today.ymd().0),
             authority: format!("{} 演练部门", region.province_info().name_zh),
@@ -38,10 +75,27 @@ pub fn drill_entry(
             legal_basis: "国发〔2016〕33号".into(),
         },
         effective_from: today.add_days(-1),
-        expires_on: today.add_days(expires_in_days.unwrap_or(3 * 365)),
-        requested_measures: measures.iter().map(|m| MeasureCode(m.clone())).collect(),
+        expires_on: today.add_days(spec.expires_in_days.unwrap_or(3 * 365)),
+        requested_measures: spec
+            .measures
+            .iter()
+            .map(|m| MeasureCode(m.clone()))
+            .collect(),
+        findings,
         summary: format!("drill entry {name}"),
-    }
+    })
+}
+
+/// Parses a related person of a step, `ROLE:NUMBER:NAME`, into the role and the person
+/// to ask the node to hash.
+pub fn related_spec(text: &str) -> Result<(RelatedRole, String, String)> {
+    let mut parts = text.splitn(3, ':');
+    let (Some(role), Some(number), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("related: expected ROLE:NUMBER:NAME");
+    };
+    let role: RelatedRole = serde_json::from_value(serde_json::json!(role))
+        .map_err(|_| anyhow::anyhow!("related: '{role}' is not a related role"))?;
+    Ok((role, number.trim().to_owned(), name.trim().to_owned()))
 }
 
 /// One entry of a write burst (the measure that costs least to check: none).
@@ -63,6 +117,7 @@ pub fn burst_entry(serial: usize, today: Date) -> ListEntry {
         effective_from: today.add_days(-1),
         expires_on: today.add_days(365),
         requested_measures: vec![],
+        findings: vec![],
         summary: String::new(),
     }
 }
@@ -72,6 +127,8 @@ pub fn burst_entry(serial: usize, today: Date) -> ListEntry {
 pub enum Change {
     /// 更正: the entry as amended.
     Amend,
+    /// 更正 that removes every related person (wrongly named).
+    DropRelated,
     /// 撤销.
     Revoke,
     /// 信用修复.
@@ -88,6 +145,26 @@ pub fn change_body(change: Change, id: EntryId, content: &ListEntry) -> Body {
                 entry: id,
                 amended,
                 reason: "演练更正".into(),
+            }
+        }
+        Change::DropRelated => {
+            let mut amended = content.clone();
+            amended.related_persons.clear();
+            // Measures that fell only on the removed persons no longer apply to the
+            // entry, and a correction may not keep them (article 十四).
+            if let Ok(catalogue) = credfed_protocol::catalogue::Catalogue::embedded() {
+                let probe = amended.clone();
+                amended.requested_measures.retain(|m| {
+                    catalogue
+                        .get(m)
+                        .is_some_and(|x| x.applicable(&probe).is_ok())
+                });
+            }
+            amended.summary = format!("{} (related persons removed)", amended.summary);
+            Body::ListEntryAmended {
+                entry: id,
+                amended,
+                reason: "演练更正：关联人员认定有误".into(),
             }
         }
         Change::Revoke => Body::ListEntryRevoked {
@@ -159,7 +236,7 @@ pub fn objection_case(name: &str, today: Date) -> String {
 pub fn objection_body(case_no: &str, entry: EntryId, today: Date) -> Body {
     Body::ObjectionFiled {
         case_no: case_no.to_owned(),
-        entry,
+        target: ObjectionTarget::Entry(entry),
         grounds: "演练异议".into(),
         filed_on: today,
     }
@@ -215,17 +292,19 @@ mod tests {
     #[test]
     fn every_step_body_is_valid() {
         let sh = region(310000);
-        let e = drill_entry(
-            sh,
-            "e1",
-            "black",
-            "91350100M000100Y43",
-            &["P-10-10".into()],
-            None,
-            1,
-            day(),
+        let spec = EntrySpec {
+            list: "black".into(),
+            uscc: "91350100M000100Y43".into(),
+            measures: vec!["P-PROCUREMENT".into()],
+            findings: vec!["able_but_refuses".into()],
+            ..EntrySpec::default()
+        };
+        let e = drill_entry(sh, "e1", &spec, 1, day()).unwrap();
+        assert_eq!(
+            e.category,
+            Category::Black(BlackCategory::DefyingJudgmentOrDecision)
         );
-        assert_eq!(e.category.list(), ListKind::Black);
+        assert_eq!(e.findings, [Finding::AbleButRefuses]);
         assert_eq!(e.expires_on, day().add_days(3 * 365));
         let id = entry_id(sh, &e);
         let impl_dept = DepartmentId::parse("440000:impl", "d").unwrap();
@@ -234,20 +313,27 @@ mod tests {
             Body::ListEntryPublished(e.clone()),
             Body::ListEntryPublished(burst_entry(7, day())),
             change_body(Change::Amend, id, &e),
+            change_body(Change::DropRelated, id, &e),
             change_body(Change::Revoke, id, &e),
             change_body(Change::Repair, id, &e),
             Body::JointActionInitiated(joint_action(
                 "a1",
                 id,
                 Targets::AllMembers,
-                &["P-10-10".into()],
+                &["P-PROCUREMENT".into()],
                 day(),
             )),
             target_answer(action, region(440000), &impl_dept, None, day()),
-            target_answer(action, region(440000), &impl_dept, Some("P-10-10"), day()),
+            target_answer(
+                action,
+                region(440000),
+                &impl_dept,
+                Some("P-PROCUREMENT"),
+                day(),
+            ),
             objection_body(&objection_case("o1", day()), id, day()),
             resolution_body(ObjectionId(id.0), "upheld").unwrap(),
-            Body::EvaluationPublished(evaluation("91350100M000100Y43", "tax", "A", day())),
+            Body::EvaluationPublished(evaluation("91350100M000100Y43", "tax-credit", "A", day())),
         ];
         for b in bodies {
             b.validate()
@@ -255,16 +341,49 @@ mod tests {
         }
     }
 
+    /// A category or finding the protocol does not know is refused by name.
+    #[test]
+    fn unknown_category_or_finding_is_refused() {
+        let spec = EntrySpec {
+            list: "black".into(),
+            category: Some("jaywalking".into()),
+            uscc: "91350100M000100Y43".into(),
+            ..EntrySpec::default()
+        };
+        let e = drill_entry(region(310000), "e", &spec, 1, day()).unwrap_err();
+        assert!(e.to_string().contains("'jaywalking'"), "{e}");
+        let spec = EntrySpec {
+            findings: vec!["guilty".into()],
+            category: None,
+            ..spec
+        };
+        let e = drill_entry(region(310000), "e", &spec, 1, day()).unwrap_err();
+        assert!(e.to_string().contains("'guilty'"), "{e}");
+        assert_eq!(
+            related_spec("legal_representative:11010519491231002X:张三")
+                .unwrap()
+                .0,
+            RelatedRole::LegalRepresentative
+        );
+        assert!(related_spec("boss:1:x").is_err());
+    }
+
     #[test]
     fn action_kind_follows_the_measures() {
         let id = EntryId(credfed_protocol::crypto::Hash256([1; 32]));
-        let a = joint_action("a", id, Targets::AllMembers, &["I-04-01".into()], day());
+        let a = joint_action(
+            "a",
+            id,
+            Targets::AllMembers,
+            &["I-LICENSING-GREEN".into()],
+            day(),
+        );
         assert_eq!(a.kind, ActionKind::Incentive);
         let a = joint_action(
             "a",
             id,
             Targets::AllMembers,
-            &["I-04-01".into(), "P-10-10".into()],
+            &["I-LICENSING-GREEN".into(), "P-PROCUREMENT".into()],
             day(),
         );
         assert_eq!(a.kind, ActionKind::Punishment);

@@ -7,8 +7,7 @@ impl Drill {
     pub(super) async fn assert_check(
         &mut self,
         at: &Regions,
-        uscc: &str,
-        domain: &str,
+        request: &credfed_client::CheckRequest,
         mandatory: &[String],
         recommended: &[String],
     ) -> Result<String> {
@@ -18,15 +17,14 @@ impl Drill {
             if !self.fed.live(i) {
                 continue;
             }
-            let path = format!("/v1/check?uscc={uscc}&domain={domain}");
-            let v = self
-                .fed
-                .get(i, &path)
-                .await
-                .with_context(|| format!("check at {}", self.fed.nodes[i].region))?;
-            let answer: CheckAnswer = serde_json::from_value(v).context("check answer")?;
-            let report = verify_answer(&answer, &self.fed.manifest, &catalogue);
+            // Persons and organisations alike by POST: a person's number never in a URL.
             let region = self.fed.nodes[i].region;
+            let answer: CheckAnswer = self.fed.nodes[i]
+                .client
+                .post_json("/v1/check", request)
+                .await
+                .with_context(|| format!("check at {region}"))?;
+            let report = verify_answer(&answer, &self.fed.manifest, &catalogue);
             for e in answer
                 .entries
                 .iter()
@@ -36,7 +34,7 @@ impl Drill {
                     .mandatory
                     .iter()
                     .chain(&answer.recommended)
-                    .any(|m| m.entry == e.entry)
+                    .any(|m| m.source == credfed_protocol::check::MeasureSource::Entry(e.entry))
                 {
                     self.violate(
                         "suspended_entry_never_applies_a_measure",
@@ -44,6 +42,7 @@ impl Drill {
                     );
                 }
             }
+            self.check_applies_only_to_the_named(region, &answer);
             if !report.ok() {
                 bail!(
                     "{region}: answer failed offline verification: {:?}",
@@ -70,9 +69,44 @@ impl Drill {
             "suspended_entry_never_applies_a_measure",
             format!("{asked} check answers verified offline"),
         );
+        self.note(
+            "no_measure_on_a_subject_the_entry_no_longer_names",
+            format!("{asked} check answers compared with the entries as corrected"),
+        );
         Ok(format!(
             "{asked} nodes answered as expected; evidence verified offline"
         ))
+    }
+
+    /// A node that holds an entry's latest correction applies its measures only to the
+    /// subjects the corrected entry names (article 二十二: a correction takes effect
+    /// everywhere; article 十四: measures reach only the persons the entry names).
+    fn check_applies_only_to_the_named(&mut self, region: RegionCode, answer: &CheckAnswer) {
+        for m in answer.mandatory.iter().chain(&answer.recommended) {
+            let credfed_protocol::check::MeasureSource::Entry(id) = m.source else {
+                continue;
+            };
+            let Some((named, content)) = self.entries.values().find(|(n, _)| n.id == id) else {
+                continue;
+            };
+            let Some(corrected_seq) = self.corrected_at.get(&id) else {
+                continue;
+            };
+            let held = answer
+                .freshness
+                .iter()
+                .find(|f| f.region == named.region)
+                .map_or(0, |f| f.head_seq);
+            if held >= *corrected_seq && !content.named_keys().contains(&answer.subject) {
+                self.violate(
+                    "no_measure_on_a_subject_the_entry_no_longer_names",
+                    format!(
+                        "{region}: {} applied through entry {id} to a subject its correction ({}#{corrected_seq}) removed",
+                        m.code.0, named.region
+                    ),
+                );
+            }
+        }
     }
 
     /// The entry is in `state` at the given nodes.
@@ -353,7 +387,7 @@ impl Drill {
                             .mandatory
                             .iter()
                             .chain(&answer.recommended)
-                            .any(|m| m.entry == id)
+                            .any(|m| m.source == credfed_protocol::check::MeasureSource::Entry(id))
                     {
                         let region = self.fed.nodes[i].region;
                         self.violate(

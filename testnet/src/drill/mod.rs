@@ -41,6 +41,9 @@ pub struct Drill {
     entries: BTreeMap<String, (Named<EntryId>, ListEntry)>,
     actions: BTreeMap<String, (Named<ActionId>, Vec<RegionCode>)>,
     objections: BTreeMap<String, (Named<ObjectionId>, String)>,
+    /// Entries corrected, with the sequence number of their latest correction in the
+    /// issuer's log: a node that holds it must apply the corrected content.
+    corrected_at: BTreeMap<EntryId, u64>,
     acked: Vec<(RegionCode, u64, String)>,
     propagation_ms: Vec<f64>,
     convergence: Vec<Convergence>,
@@ -78,12 +81,13 @@ fn today() -> Date {
     Timestamp(ms).date_cst()
 }
 
-const INVARIANTS: [&str; 5] = [
+const INVARIANTS: [&str; 6] = [
     "no_acknowledged_record_lost",
     "live_connected_nodes_converge",
     "nothing_invalid_accepted",
     "equivocation_detected_by_every_honest_node",
     "suspended_entry_never_applies_a_measure",
+    "no_measure_on_a_subject_the_entry_no_longer_names",
 ];
 
 impl Drill {
@@ -95,6 +99,7 @@ impl Drill {
             entries: BTreeMap::new(),
             actions: BTreeMap::new(),
             objections: BTreeMap::new(),
+            corrected_at: BTreeMap::new(),
             acked: Vec::new(),
             propagation_ms: Vec::new(),
             convergence: Vec::new(),
@@ -253,14 +258,35 @@ impl Drill {
                 id,
                 region,
                 list,
+                category,
                 uscc,
+                related,
+                findings,
                 measures,
                 expires_in_days,
             } => {
-                self.publish(id, region, list, uscc, measures, *expires_in_days)
-                    .await
+                let spec = bodies::EntrySpec {
+                    list: list.clone(),
+                    category: category.clone(),
+                    uscc: uscc.clone(),
+                    related: vec![],
+                    findings: findings.clone(),
+                    measures: measures.clone(),
+                    expires_in_days: *expires_in_days,
+                };
+                self.publish(id, region, spec, related).await
             }
-            Step::Amend { entry } => self.change(entry, Change::Amend).await,
+            Step::Amend {
+                entry,
+                drop_related,
+            } => {
+                let change = if *drop_related {
+                    Change::DropRelated
+                } else {
+                    Change::Amend
+                };
+                self.change(entry, change).await
+            }
             Step::Revoke { entry } => self.change(entry, Change::Revoke).await,
             Step::Repair { entry } => self.change(entry, Change::Repair).await,
             Step::Initiate {
@@ -312,11 +338,17 @@ impl Drill {
             Step::AssertCheck {
                 at,
                 uscc,
+                person,
                 domain,
                 mandatory,
                 recommended,
             } => {
-                self.assert_check(at, uscc, domain, mandatory, recommended)
+                let request = credfed_client::CheckRequest {
+                    uscc: uscc.clone(),
+                    person: person.clone(),
+                    domain: domain.clone(),
+                };
+                self.assert_check(at, &request, mandatory, recommended)
                     .await
             }
             Step::AssertEntry { at, entry, state } => self.assert_entry(at, entry, state).await,

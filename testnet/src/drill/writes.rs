@@ -5,28 +5,44 @@ use super::bodies::{self, Change};
 use super::*;
 
 impl Drill {
-    /// `publish`: a list entry at `region`.
+    /// `publish`: a list entry at `region`; related persons are hashed by that region's
+    /// node (`POST /v1/persons/refs`), as a department's CLI would have them hashed.
     pub(super) async fn publish(
         &mut self,
         name: &str,
         region: &str,
-        list: &str,
-        uscc: &str,
-        measures: &[String],
-        expires_in_days: Option<i32>,
+        mut spec: bodies::EntrySpec,
+        related: &[String],
     ) -> Result<String> {
         let r = RegionCode::parse(region, "region")?;
+        let i = self.fed.index(region)?;
+        if !related.is_empty() {
+            let mut roles = Vec::new();
+            let mut persons = Vec::new();
+            for text in related {
+                let (role, number, person_name) = bodies::related_spec(text)?;
+                roles.push(role);
+                persons.push(credfed_client::PersonToHash {
+                    number,
+                    name: person_name,
+                });
+            }
+            let answer: credfed_client::PersonRefsAnswer = self.fed.nodes[i]
+                .client
+                .post_json(
+                    "/v1/persons/refs",
+                    &credfed_client::PersonRefsRequest { persons },
+                )
+                .await
+                .with_context(|| format!("hashing related persons at {region}"))?;
+            spec.related = roles
+                .into_iter()
+                .zip(answer.refs)
+                .map(|(role, person)| RelatedPerson { role, person })
+                .collect();
+        }
         self.doc_counter += 1;
-        let e = bodies::drill_entry(
-            r,
-            name,
-            list,
-            uscc,
-            measures,
-            expires_in_days,
-            self.doc_counter,
-            today(),
-        );
+        let e = bodies::drill_entry(r, name, &spec, self.doc_counter, today())?;
         let (seq, origin) = self
             .write(&self.author(r, "pub"), &Body::ListEntryPublished(e.clone()))
             .await?;
@@ -46,6 +62,14 @@ impl Drill {
         let (id, r) = (named.id, named.region);
         let body = bodies::change_body(change, id, content);
         let (seq, origin) = self.write(&self.author(r, "pub"), &body).await?;
+        // The drill's copy follows the issuer's corrections: the invariants compare what
+        // nodes apply with what the entry says now.
+        if let Body::ListEntryAmended { amended, .. } = &body {
+            if let Some((_, content)) = self.entries.get_mut(entry) {
+                *content = amended.clone();
+            }
+            self.corrected_at.insert(id, seq);
+        }
         self.propagate(origin, seq).await?;
         Ok(format!("{r}#{seq}"))
     }

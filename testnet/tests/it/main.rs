@@ -59,7 +59,7 @@ async fn drill(
         "{name}: {}",
         serde_json::to_string_pretty(&report).unwrap()
     );
-    assert_eq!(report.invariants.len(), 5);
+    assert_eq!(report.invariants.len(), 6);
     // The files a drill organiser reads.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap())
@@ -92,7 +92,7 @@ async fn scenario_1_joint_punishment() {
     let lines = r.steps.iter().find(|s| s.action == "AssertAction").unwrap();
     assert_eq!(
         lines.detail,
-        "3 target lines accepted, P-10-10 executed at 4 nodes"
+        "3 target lines accepted, P-PROCUREMENT executed at 4 nodes"
     );
     assert!(
         r.steps

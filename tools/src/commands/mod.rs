@@ -2,6 +2,7 @@
 
 mod federation;
 mod ids;
+pub mod persons;
 mod query;
 mod records;
 
@@ -12,7 +13,7 @@ use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::check::{CheckAnswer, verify_answer};
 use credfed_protocol::crypto::{Keypair, PublicKey};
 use credfed_protocol::envelope::sign_body;
-use credfed_protocol::ids::{DepartmentId, RegionCode, Role, resident_id, uscc};
+use credfed_protocol::ids::{DepartmentId, PersonRef, RegionCode, Role, resident_id, uscc};
 use credfed_protocol::manifest::{Manifest, Member, SignedManifest};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};
@@ -87,18 +88,25 @@ pub fn client_failure(n: &NodeArgs, e: ClientError) -> Failure {
 }
 
 fn refused(r: &ApiResponse) -> Failure {
-    let msg = r
-        .json()
-        .ok()
+    let v = r.json().ok();
+    let msg = v
+        .as_ref()
         .and_then(|v| v["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| r.body.clone());
-    let hint = match r.status {
-        401 => " (is the department registered, and is --key the key it was registered with?)",
-        403 => {
+    let code = v
+        .as_ref()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let hint = match (r.status, code.as_str()) {
+        (401, _) => " (is the department registered, and is --key the key it was registered with?)",
+        (403, "not_allowed") => {
             " (does the department hold the role, and is it a department of this node's region?)"
         }
-        409 => " (already recorded, or the record's state forbids it)",
-        503 => " (the node cannot write right now; retry shortly)",
+        (409, _) => " (already recorded, or the record's state forbids it)",
+        (422, _) => {
+            " (the rule cited says what may apply; the measures catalogue is in docs/policy.md)"
+        }
+        (503, _) => " (the node cannot write right now; retry shortly)",
         _ => "",
     };
     Failure::new(
@@ -246,19 +254,74 @@ pub fn category(list: &str, name: &str) -> Result<Category, Failure> {
     })
 }
 
-pub fn entry_from_fields(f: &EntryFields) -> Result<ListEntry, Failure> {
+/// The persons an entry's fields name, validated: the subject first if it is a person,
+/// then the related persons in the order given.
+pub fn persons_of(f: &EntryFields) -> Result<Vec<persons::NamedPerson>, Failure> {
+    let mut out = Vec::new();
+    if let Some(number) = &f.person {
+        out.push(persons::NamedPerson {
+            field: "--person".into(),
+            role: None,
+            number: persons::person_number(number, "--person")?,
+            name: f.name.trim().to_owned(),
+        });
+    }
+    for (i, r) in f.related.iter().enumerate() {
+        out.push(persons::related_person(r, &format!("--related[{i}]"))?);
+    }
+    Ok(out)
+}
+
+/// Builds an entry from its fields; `person_ref` gives the record form of each person
+/// [`persons_of`] names (the node's answer, or a provisional one to validate offline).
+pub fn entry_from_fields(
+    f: &EntryFields,
+    person_ref: &dyn Fn(&persons::NamedPerson) -> Result<PersonRef, Failure>,
+) -> Result<ListEntry, Failure> {
     let decided_on = date(&f.decided_on, "--decided-on")?;
-    Ok(ListEntry {
-        category: category(&f.list, &f.category)?,
-        subject: Subject::Organisation {
-            uscc: f.uscc.trim().to_ascii_uppercase(),
+    let named = persons_of(f)?;
+    let subject = match (&f.uscc, named.first().filter(|p| p.role.is_none())) {
+        (Some(code), None) => Subject::Organisation {
+            uscc: code.trim().to_ascii_uppercase(),
             name: f.name.clone(),
             check_exemption: f
                 .check_exemption
                 .clone()
                 .map(|reason| CheckExemption { reason }),
         },
-        related_persons: vec![],
+        (None, Some(p)) => {
+            if f.check_exemption.is_some() {
+                return Err(invalid(
+                    "--check-exemption: only for an organisation's code (--uscc)",
+                ));
+            }
+            Subject::Person(person_ref(p)?)
+        }
+        _ => return Err(invalid("--uscc: give exactly one of --uscc and --person")),
+    };
+    let mut related_persons = Vec::new();
+    for p in named.iter().filter(|p| p.role.is_some()) {
+        if let Some(role) = p.role {
+            related_persons.push(RelatedPerson {
+                role,
+                person: person_ref(p)?,
+            });
+        }
+    }
+    related_persons.sort();
+    related_persons.dedup();
+    let mut findings: Vec<Finding> = f
+        .findings
+        .iter()
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| choice(x.trim(), "--findings", "able_but_refuses"))
+        .collect::<Result<_, _>>()?;
+    findings.sort();
+    findings.dedup();
+    Ok(ListEntry {
+        category: category(&f.list, &f.category)?,
+        subject,
+        related_persons,
         basis: Basis {
             document_no: f.document_no.clone(),
             authority: f.authority.clone(),
@@ -271,8 +334,53 @@ pub fn entry_from_fields(f: &EntryFields) -> Result<ListEntry, Failure> {
         },
         expires_on: date(&f.expires_on, "--expires-on")?,
         requested_measures: measures(&f.measures),
+        findings,
         summary: f.summary.clone(),
     })
+}
+
+/// Builds an entry, asking the node for the record form of the persons it names.
+pub fn entry_with_persons(f: &EntryFields, node: &NodeArgs) -> Result<ListEntry, Failure> {
+    let named = persons_of(f)?;
+    // Validate everything offline first: a bad row costs no hashing at the node.
+    let draft = entry_from_fields(f, &|p| Ok(persons::provisional_ref(p)))?;
+    if named.is_empty() {
+        return Ok(draft);
+    }
+    Body::ListEntryPublished(draft)
+        .validate()
+        .map_err(|e| invalid(format!("body.{e}")))?;
+    let c = client(node)?;
+    let refs = runtime()?.block_on(persons::resolve(node, &c, &named))?;
+    entry_from_fields(f, &|p| persons::resolved(&refs, p))
+}
+
+/// The subject of an evaluation: an organisation by code, or a person via the node.
+pub fn subject_with_person(
+    uscc: Option<&str>,
+    person: Option<&str>,
+    name: &str,
+    node: &NodeArgs,
+) -> Result<Subject, Failure> {
+    match (uscc, person) {
+        (Some(code), None) => Ok(Subject::Organisation {
+            uscc: code.trim().to_ascii_uppercase(),
+            name: name.to_owned(),
+            check_exemption: None,
+        }),
+        (None, Some(number)) => {
+            let p = persons::NamedPerson {
+                field: "--person".into(),
+                role: None,
+                number: persons::person_number(number, "--person")?,
+                name: name.trim().to_owned(),
+            };
+            let c = client(node)?;
+            let refs = runtime()?.block_on(persons::resolve(node, &c, std::slice::from_ref(&p)))?;
+            Ok(Subject::Person(persons::resolved(&refs, &p)?))
+        }
+        _ => Err(invalid("--uscc: give exactly one of --uscc and --person")),
+    }
 }
 
 fn get_json(node: &NodeArgs, path: &str) -> Result<Value, Failure> {
@@ -298,10 +406,11 @@ pub fn run(cli: Cli) -> Res {
         Cmd::Import(args) => crate::import::run(mode, &args),
         Cmd::Check {
             code,
+            kind,
             domain,
             save,
             node,
-        } => query::check(mode, &code, &domain, save.as_deref(), &node),
+        } => query::check(mode, &code, kind, &domain, save.as_deref(), &node),
         Cmd::Verify {
             answer,
             manifest,

@@ -3,19 +3,75 @@
 
 use super::*;
 
-pub fn check(mode: Output, code: &str, domain: &str, save: Option<&Path>, node: &NodeArgs) -> Res {
-    let c = code.trim().to_ascii_uppercase();
-    let param = if resident_id::validate(&c, "code").is_ok() {
-        "person"
-    } else {
-        "uscc"
+/// Which kind of identifier `code` is: the one it is valid as, or `--kind` when it is
+/// valid as both; a code valid as neither is refused with both rules.
+pub fn identifier_kind(code: &str, kind: Option<IdKind>) -> Result<(String, IdKind), Failure> {
+    let d = credfed_protocol::ids::detect(code);
+    let valid = d.valid_kinds();
+    let as_cli = |k: credfed_protocol::ids::IdentifierKind| match k {
+        credfed_protocol::ids::IdentifierKind::Uscc => IdKind::Uscc,
+        credfed_protocol::ids::IdentifierKind::ResidentId => IdKind::Person,
     };
-    let v = get_json(node, &format!("/v1/check?{param}={c}&domain={domain}"))?;
+    match (kind, valid.as_slice()) {
+        (Some(k), _) => Ok((d.normalised, k)),
+        (None, [one]) => Ok((d.normalised, as_cli(*one))),
+        (None, []) => {
+            // An exempted pilot code fails its check character but is still asked about.
+            if uscc::validate_structure(&d.normalised, "code").is_ok()
+                && resident_id::validate(&d.normalised, "code").is_err()
+            {
+                return Ok((d.normalised, IdKind::Uscc));
+            }
+            let rules: Vec<String> = d
+                .as_kind
+                .iter()
+                .filter_map(|(_, r)| r.as_ref().err().cloned())
+                .collect();
+            Err(invalid(format!(
+                "{}; fix the code, or run `credfed id check` on it",
+                rules.join("; ")
+            )))
+        }
+        (None, _) => Err(invalid(
+            "code: valid both as a USCC and as a resident identity number; say which with --kind uscc or --kind person",
+        )),
+    }
+}
+
+pub fn check(
+    mode: Output,
+    code: &str,
+    kind: Option<IdKind>,
+    domain: &str,
+    save: Option<&Path>,
+    node: &NodeArgs,
+) -> Res {
+    let (c, kind) = identifier_kind(code, kind)?;
+    let request = match kind {
+        IdKind::Uscc => credfed_client::CheckRequest {
+            uscc: Some(c.clone()),
+            person: None,
+            domain: domain.to_owned(),
+        },
+        IdKind::Person => credfed_client::CheckRequest {
+            uscc: None,
+            person: Some(c.clone()),
+            domain: domain.to_owned(),
+        },
+    };
+    // A person's number goes in the request body, never in a URL.
+    let shown = match kind {
+        IdKind::Uscc => c.clone(),
+        IdKind::Person => credfed_protocol::ids::person::mask(&c),
+    };
+    let cl = client(node)?;
+    let r = runtime()?.block_on(async { call(node, cl.post("/v1/check", &request)).await })?;
+    let v = r.json().map_err(|e| invalid(e.to_string()))?;
     if let Some(p) = save {
         write_json(p, &v)?;
     }
     emit(mode, &v, || {
-        let mut out = format!("{} in {domain}: {}\n", c, s(&v["verdict"]));
+        let mut out = format!("{shown} in {domain}: {}\n", s(&v["verdict"]));
         let rows: Vec<Vec<String>> = ["mandatory", "recommended"]
             .iter()
             .flat_map(|k| {
@@ -30,16 +86,25 @@ pub fn check(mode: Output, code: &str, domain: &str, save: Option<&Path>, node: 
                             s(&m["code"]),
                             s(&m["title_zh"]),
                             s(&m["region"]),
+                            measure_source(&m["source"]),
+                            s(&m["roles"]),
                         ]
                     })
             })
             .collect();
         if !rows.is_empty() {
             out.push_str(&table(
-                &["applies", "measure", "title", "from region"],
+                &["applies", "measure", "title", "region", "because of", "as"],
                 &rows,
             ));
             out.push('\n');
+        }
+        for w in v["withheld"].as_array().cloned().unwrap_or_default() {
+            out.push_str(&format!(
+                "  withheld {}: {}\n",
+                s(&w["measure"]["code"]),
+                s(&w["reason"])
+            ));
         }
         for e in v["entries"].as_array().cloned().unwrap_or_default() {
             out.push_str(&format!(
@@ -70,6 +135,14 @@ pub fn check(mode: Output, code: &str, domain: &str, save: Option<&Path>, node: 
         out
     });
     Ok(())
+}
+
+/// "entry 1a2b…" or "evaluation 3c4d…" from an applied measure's source.
+fn measure_source(source: &Value) -> String {
+    match source.as_object().and_then(|o| o.iter().next()) {
+        Some((kind, id)) => format!("{kind} {}", s(id).chars().take(12).collect::<String>()),
+        None => s(source),
+    }
 }
 
 pub fn verify(mode: Output, answer: &Path, manifest: &Path, authority_key: Option<&str>) -> Res {

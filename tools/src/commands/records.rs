@@ -118,7 +118,7 @@ pub fn entry(mode: Output, command: EntryCmd) -> Res {
             mode,
             &sign,
             &node,
-            &Body::ListEntryPublished(entry_from_fields(&fields)?),
+            &Body::ListEntryPublished(entry_with_persons(&fields, &node)?),
         ),
         EntryCmd::Amend {
             entry,
@@ -204,40 +204,60 @@ pub fn entry(mode: Output, command: EntryCmd) -> Res {
 }
 
 pub fn evaluation(mode: Output, command: EvaluationCmd) -> Res {
-    let EvaluationCmd::Publish {
-        uscc,
-        name,
-        scheme,
-        class,
-        score,
-        evaluated_on,
-        valid_until,
-        sign,
-        node,
-    } = command;
-    let grade = match (class, score) {
-        (Some(c), None) => {
-            let mut g = [0u8; 4];
-            for (i, b) in c.bytes().take(4).enumerate() {
-                g[i] = b;
-            }
-            Grade::Class(g)
-        }
-        (None, Some(s)) => Grade::Score(s),
-        _ => return Err(invalid("give --class or --score")),
-    };
-    let ev = Evaluation {
-        subject: Subject::Organisation {
+    match command {
+        EvaluationCmd::Publish {
             uscc,
+            person,
             name,
-            check_exemption: None,
-        },
-        scheme,
-        grade,
-        evaluated_on: date(&evaluated_on, "--evaluated-on")?,
-        valid_until: date(&valid_until, "--valid-until")?,
-    };
-    sign_and_submit(mode, &sign, &node, &Body::EvaluationPublished(ev))
+            scheme,
+            class,
+            score,
+            evaluated_on,
+            valid_until,
+            sign,
+            node,
+        } => {
+            let grade = match (class, score) {
+                (Some(c), None) => {
+                    let c = c.trim().to_ascii_uppercase();
+                    if c.is_empty() || c.len() > 4 || !c.is_ascii() {
+                        return Err(invalid(format!(
+                            "--class: '{c}' must be 1 to 4 ASCII characters, e.g. A or AEO"
+                        )));
+                    }
+                    let mut g = [0u8; 4];
+                    g[..c.len()].copy_from_slice(c.as_bytes());
+                    Grade::Class(g)
+                }
+                (None, Some(s)) => Grade::Score(s),
+                _ => return Err(invalid("--class: give --class or --score")),
+            };
+            let evaluated_on = date(&evaluated_on, "--evaluated-on")?;
+            let valid_until = date(&valid_until, "--valid-until")?;
+            let ev = Evaluation {
+                subject: subject_with_person(uscc.as_deref(), person.as_deref(), &name, &node)?,
+                scheme,
+                grade,
+                evaluated_on,
+                valid_until,
+            };
+            sign_and_submit(mode, &sign, &node, &Body::EvaluationPublished(ev))
+        }
+        EvaluationCmd::Revoke {
+            evaluation,
+            reason,
+            sign,
+            node,
+        } => sign_and_submit(
+            mode,
+            &sign,
+            &node,
+            &Body::EvaluationRevoked {
+                evaluation: EvaluationId(hash_id(&evaluation, "--evaluation")?),
+                reason,
+            },
+        ),
+    }
 }
 
 pub fn action(mode: Output, command: ActionCmd) -> Res {
@@ -391,22 +411,36 @@ pub fn objection(mode: Output, command: ObjectionCmd) -> Res {
     match command {
         ObjectionCmd::File {
             entry,
+            evaluation,
             case_no,
             grounds,
             filed_on,
             sign,
             node,
-        } => sign_and_submit(
-            mode,
-            &sign,
-            &node,
-            &Body::ObjectionFiled {
-                case_no,
-                entry: EntryId(hash_id(&entry, "--entry")?),
-                grounds,
-                filed_on: date(&filed_on, "--filed-on")?,
-            },
-        ),
+        } => {
+            let target = match (entry, evaluation) {
+                (Some(e), None) => ObjectionTarget::Entry(EntryId(hash_id(&e, "--entry")?)),
+                (None, Some(e)) => {
+                    ObjectionTarget::Evaluation(EvaluationId(hash_id(&e, "--evaluation")?))
+                }
+                _ => {
+                    return Err(invalid(
+                        "--entry: give exactly one of --entry and --evaluation",
+                    ));
+                }
+            };
+            sign_and_submit(
+                mode,
+                &sign,
+                &node,
+                &Body::ObjectionFiled {
+                    case_no,
+                    target,
+                    grounds,
+                    filed_on: date(&filed_on, "--filed-on")?,
+                },
+            )
+        }
         ObjectionCmd::Resolve {
             objection,
             outcome,

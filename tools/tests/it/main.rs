@@ -117,6 +117,11 @@ impl Env {
     }
 }
 
+/// The legal representative named with the entry (GB 11643-1999's printed example).
+const LEGAL_REP: &str = "11010519491231002X";
+
+/// A company that defies a judgment it can perform (article 九 group 3, 有履行能力但拒不
+/// 履行): procurement is barred to the company, air travel to its legal representative.
 const PUBLISH: &[&str] = &[
     "entry",
     "publish",
@@ -124,20 +129,24 @@ const PUBLISH: &[&str] = &[
     "91350100M000100Y43",
     "--name",
     "某某食品有限公司",
+    "--related",
+    "legal_representative:11010519491231002X:张三",
+    "--findings",
+    "able_but_refuses",
     "--category",
-    "food_and_drug",
+    "defying_judgment_or_decision",
     "--document-no",
-    "沪市监处〔2026〕12号",
+    "（2026）沪01执123号",
     "--authority",
-    "上海市市场监督管理局",
+    "上海市第一中级人民法院",
     "--decided-on",
     "2026-01-05",
     "--expires-on",
     "2031-01-05",
     "--legal-basis",
-    "《食品安全法》第一百三十五条",
+    "《民事诉讼法》第二百六十六条",
     "--measures",
-    "P-10-10,P-11-04",
+    "P-PROCUREMENT,P-TRAVEL-AIR",
 ];
 
 /// the whole joint-action cycle between two nodes, driven only by the CLI.
@@ -159,7 +168,7 @@ async fn joint_action_cycle_between_two_nodes() {
             "--targets",
             "440000",
             "--measures",
-            "P-10-10,P-11-04",
+            "P-PROCUREMENT,P-TRAVEL-AIR",
             "--respond-by",
             "2030-01-01",
         ],
@@ -188,7 +197,7 @@ async fn joint_action_cycle_between_two_nodes() {
             "--action",
             &action,
             "--measure",
-            "P-10-10",
+            "P-PROCUREMENT",
             "--reference",
             "粤财采〔2026〕9号",
             "--executed-on",
@@ -208,10 +217,11 @@ async fn joint_action_cycle_between_two_nodes() {
     let out = env.cli(0, "310000:pub", &["action", "show", &action]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("440000") && text.contains("accepted") && text.contains("P-10-10"),
+        text.contains("440000") && text.contains("accepted") && text.contains("P-PROCUREMENT"),
         "{text}"
     );
-    // A check at Guangdong applies the mandatory travel restriction, saved and verified offline.
+    // A check at Guangdong applies the mandatory procurement bar to the company, saved and
+    // verified offline.
     let answer = env._tmp.path().join("answer.json");
     let v = env
         .wait_json(
@@ -220,14 +230,53 @@ async fn joint_action_cycle_between_two_nodes() {
                 "check",
                 "91350100M000100Y43",
                 "--domain",
-                "travel",
+                "procurement",
                 "--save",
                 answer.to_str().unwrap(),
             ],
             |v| v["verdict"] == "measures_apply",
         )
         .await;
-    assert_eq!(v["mandatory"][0]["code"], "P-11-04");
+    assert_eq!(v["mandatory"][0]["code"], "P-PROCUREMENT");
+    // The air-travel restriction falls on the legal representative, not on the company
+    // (a company does not board a plane).
+    let v = env.json(
+        1,
+        "440000:impl",
+        &["check", "91350100M000100Y43", "--domain", "travel"],
+    );
+    assert_eq!(v["verdict"], "nothing_applies", "{v}");
+    let v = env.json(
+        1,
+        "440000:impl",
+        &["check", LEGAL_REP, "--domain", "travel"],
+    );
+    assert_eq!(v["mandatory"][0]["code"], "P-TRAVEL-AIR", "{v}");
+    assert_eq!(
+        v["mandatory"][0]["roles"],
+        serde_json::json!([{"related": "legal_representative"}])
+    );
+    // People read the mask, never the number; the node's audit line has the mask only.
+    let out = env.cli(
+        1,
+        "440000:impl",
+        &["check", LEGAL_REP, "--domain", "travel"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("11****************") && !text.contains(LEGAL_REP),
+        "{text}"
+    );
+    let audit = env
+        .fed
+        .get(1, "/v1/audit?limit=1000")
+        .await
+        .unwrap()
+        .to_string();
+    assert!(
+        audit.contains("11****************") && !audit.contains(LEGAL_REP),
+        "{audit}"
+    );
     let out = Command::new(CLI)
         .args([
             "verify",
@@ -321,7 +370,7 @@ fn write_csv(path: &Path, rows: usize, bad: &[usize]) {
             "《劳动保障监察条例》",
             "",
             "2029-01-05",
-            "P-10-10;P-10-12",
+            "P-PROCUREMENT;P-MARKET-ENTRY",
             "",
         ])
         .unwrap();
@@ -413,7 +462,7 @@ async fn verify_says_exactly_what_fails() {
             "check",
             "91350100M000100Y43",
             "--domain",
-            "travel",
+            "procurement",
             "--save",
             good.to_str().unwrap(),
         ],
@@ -464,7 +513,7 @@ async fn verify_says_exactly_what_fails() {
         "category": {"black": "food_and_drug"},
         "subject": {"organisation": {"uscc": "91350100M000100Y43", "name": "x", "check_exemption": null}},
         "related_persons": [], "basis": {"document_no": "forged", "authority": "x", "decided_on": "2026-01-05", "legal_basis": "x"},
-        "effective_from": "2026-01-05", "expires_on": "2031-01-05", "requested_measures": ["P-11-02"], "summary": ""
+        "effective_from": "2026-01-05", "expires_on": "2031-01-05", "requested_measures": ["P-EXIT"], "findings": [], "summary": ""
     })).unwrap());
     let (b, sig) = credfed_protocol::envelope::sign_body(
         credfed_testnet::fed::FEDERATION_ID,
@@ -548,12 +597,42 @@ fn id_check_and_keys_and_completions() {
         .unwrap();
     assert!(out.status.success());
     let out = Command::new(CLI)
-        .args(["--output", "json", "id", "check", "110105194912310021"])
+        .args([
+            "--output",
+            "json",
+            "id",
+            "check",
+            "--kind",
+            "person",
+            "110105194912310021",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["expected_check_character"], "X");
+    // Without --kind the code is tried as both kinds and each rule is reported.
+    let out = Command::new(CLI)
+        .args(["--output", "json", "id", "check", "110105194912310021"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["kind"], "uscc|person");
+    assert!(
+        v[0]["rule"].as_str().unwrap().contains("GB 32100-2015")
+            && v[0]["rule"].as_str().unwrap().contains("GB 11643-1999"),
+        "{v}"
+    );
+    // A national-authority code (registration authority 1, 100000) is valid.
+    let out = Command::new(CLI)
+        .args(["id", "check", "91100000100003962T"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let dir = tempfile::tempdir().unwrap();
     let k = dir.path().join("dept.key");
     assert!(
