@@ -3,6 +3,9 @@
 //!
 //! * envelope admission ÷ two raw `verify_strict` (goal ≤ 1.1)
 //! * batch verification speed-up over one-by-one `verify_strict`
+//! * one person hash at the default iteration count ÷ raw `verify_strict`: what a check
+//!   by a clear number costs the node, and (× ~10^10 candidates) what enumerating one
+//!   masked person costs a member (docs/privacy.md)
 //!
 //! Run: `cargo bench -p credfed-protocol --bench protocol`
 
@@ -181,6 +184,16 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    let person_key = credfed_protocol::ids::PersonHashKey::new(&[7; 32]).unwrap();
+    let mut g = c.benchmark_group("person");
+    g.sample_size(20);
+    g.bench_function("person_hash_default_iterations", |b| {
+        b.iter(|| {
+            credfed_protocol::ids::person::person_hash(&person_key, black_box("11010519491231002X"))
+        })
+    });
+    g.finish();
 }
 
 fn mean_ns(group: &str, id: &str) -> Option<f64> {
@@ -221,6 +234,18 @@ fn main() {
         println!(
             "RATIO batch speed-up (64 signatures) = {:.2}x",
             single / batch
+        );
+    }
+    if let (Some(raw), Some(hash)) = (
+        mean_ns("verify", "raw_verify_strict"),
+        mean_ns("person", "person_hash_default_iterations"),
+    ) {
+        // 10^10 candidates per masked person (docs/privacy.md).
+        let core_years = hash * 1e10 / 1e9 / (365.25 * 24.0 * 3600.0);
+        println!(
+            "RATIO person_hash (16384 iterations) / raw verify_strict = {:.0}  ({:.2} ms per hash; enumerating one masked person ~ {core_years:.0} core-years)",
+            hash / raw,
+            hash / 1e6
         );
     }
     if let (Some(raw), Some(dec)) = (

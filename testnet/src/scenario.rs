@@ -47,8 +47,12 @@ pub enum Step {
         /// `good_credit_classification` on the red).
         #[serde(default)]
         category: Option<String>,
-        /// USCC of the subject.
-        uscc: String,
+        /// Subject, an organisation: its USCC.
+        #[serde(default)]
+        uscc: Option<String>,
+        /// Subject, a natural person: `NUMBER:NAME`; hashed by the publishing node.
+        #[serde(default)]
+        person: Option<String>,
         /// Related persons, `ROLE:NUMBER:NAME` (article 十四); hashed by the publishing node.
         #[serde(default)]
         related: Vec<String>,

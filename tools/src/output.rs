@@ -49,6 +49,16 @@ pub fn s(v: &Value) -> String {
     match v {
         Value::String(x) => x.clone(),
         Value::Null => "-".into(),
+        Value::Array(items) => items.iter().map(s).collect::<Vec<_>>().join(","),
+        // A department id reads as people write it.
+        Value::Object(o) if o.len() == 2 && o.contains_key("region") && o.contains_key("unit") => {
+            format!("{}:{}", s(&o["region"]), s(&o["unit"]))
+        }
+        // A one-field variant ({"related": "legal_representative"}) as two words.
+        Value::Object(o) if o.len() == 1 => o
+            .iter()
+            .map(|(k, v)| format!("{k} {}", s(v)))
+            .collect::<String>(),
         other => other.to_string(),
     }
 }

@@ -806,6 +806,66 @@ async fn correction_at_a_stops_measures_on_the_removed_person_at_b_and_c() {
         let company = check_at(&c, i, "procurement").await.unwrap();
         assert_eq!(company.mandatory[0].code.0, "P-PROCUREMENT", "node {i}");
     }
+    // Articles 二十 and 二十三: Guangdong declines the mandatory procurement bar (with a
+    // reason); every node's statistics count it against Guangdong.
+    c.register_departments(1).await;
+    let action = JointAction {
+        reference: "沪联惩〔2026〕8号".into(),
+        kind: ActionKind::Punishment,
+        entry: id,
+        targets: Targets::Regions(vec![RegionCode::new(GD, "r").unwrap()]),
+        measures: vec![MeasureCode("P-PROCUREMENT".into())],
+        respond_by: d("2030-01-01"),
+    };
+    let r = c
+        .submit(
+            0,
+            "310000:init",
+            &Body::JointActionInitiated(action.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let aid = action_id(
+        &credfed_protocol::ids::DepartmentId::parse("310000:init", "d").unwrap(),
+        &action.reference,
+    );
+    let ok = wait_until(Duration::from_secs(30), || async {
+        c.nodes[1]
+            .client
+            .get(&format!("/v1/actions/{aid}"))
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(ok, "the action never reached Guangdong");
+    let r = c
+        .submit(
+            1,
+            "440000:impl",
+            &Body::JointActionAcknowledged {
+                action: aid,
+                decision: AckDecision::Declined {
+                    reason: "本省未参与该备忘录".into(),
+                },
+                implementing: vec![],
+            },
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for i in [0, 2] {
+        let ok = wait_until(Duration::from_secs(30), || async {
+            c.nodes[i]
+                .client
+                .get("/v1/stats")
+                .await
+                .ok()
+                .and_then(|r| r.json().ok())
+                .is_some_and(|v| v["mandatory_measures_declined_by_region"]["440000"] == json!(1))
+        })
+        .await;
+        assert!(ok, "node {i} does not count Guangdong's non-compliance");
+    }
+
     // A correction may not keep a measure that now falls on no one (422, the rule cited).
     let mut keeps_travel = e.clone();
     keeps_travel.related_persons.clear();

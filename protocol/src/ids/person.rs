@@ -10,10 +10,11 @@
 //! Why slow, and why the mask shows so little: every member node holds the key, so the
 //! hash alone does not stop a member from enumerating candidates. The mask keeps only
 //! the provincial-level prefix (not the county, birth date, sequence or sex), which
-//! leaves about 10^10 candidates per person, and the hash is PBKDF2-HMAC-SHA256 with a
-//! federation-wide iteration count (16 384 by default, a few milliseconds), so recovering
-//! one listed person's number costs a member about a core-year, while a check by a clear
-//! number costs one hash.
+//! leaves about 5 × 10^9 candidates per person, and the hash is PBKDF2-HMAC-SHA256 with a
+//! federation-wide iteration count (16 384 by default, about 2 ms), so recovering one
+//! listed person's number costs a member about 0.3 core-years on CPUs (less on GPUs:
+//! docs/privacy.md says what is and is not provided), while a check by a clear number
+//! costs one hash.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};

@@ -1252,3 +1252,143 @@ fn node_unit_is_reserved() {
     );
     assert_eq!(r.reason, RejectReason::Unauthorised);
 }
+
+/// Articles 二十 and 二十三: a target region may decline a measure, but must say why; a
+/// declined 强制性 measure is recorded as non-compliance of that region and department,
+/// while a declined recommended one is not.
+#[test]
+fn art20_23_declining_a_mandatory_measure_is_non_compliance() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    let aid = action_id(&dept("310000:init"), "沪联惩〔2026〕6号");
+    w.accept(
+        "310000:init",
+        Body::JointActionInitiated(JointAction {
+            reference: "沪联惩〔2026〕6号".into(),
+            kind: ActionKind::Punishment,
+            entry: id,
+            targets: Targets::Regions(vec![region(GD), region(GS)]),
+            measures: vec![mc("P-FISCAL-FUNDING"), mc("P-PROCUREMENT")],
+            respond_by: date("2026-11-09"),
+        }),
+    );
+    // A decline without a reason is refused, naming the field.
+    let silent = w.refuse(
+        "440000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Declined { reason: " ".into() },
+            implementing: vec![],
+        },
+    );
+    assert_eq!(
+        (silent.reason, silent.field.as_str()),
+        (RejectReason::Malformed, "body.decision.reason"),
+        "{silent}"
+    );
+    // Guangdong declines both; Gansu accepts only the procurement bar.
+    w.accept(
+        "440000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Declined {
+                reason: "本省财政资金项目已另行处理".into(),
+            },
+            implementing: vec![],
+        },
+    );
+    w.accept(
+        "620000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Partly {
+                accepted: vec![mc("P-PROCUREMENT")],
+                reason: "本省无财政性资金支持项目".into(),
+            },
+            implementing: vec![dept("620000:impl")],
+        },
+    );
+    let v = w
+        .ledger
+        .action(&aid)
+        .unwrap()
+        .view_at(w.now, &w.manifest, &w.catalogue);
+    let gd = v.iter().find(|t| t.region == region(GD)).unwrap();
+    assert_eq!(gd.status, TargetStatus::Declined);
+    assert_eq!(gd.answered_by, Some(dept("440000:impl")));
+    assert_eq!(gd.declined, [mc("P-FISCAL-FUNDING"), mc("P-PROCUREMENT")]);
+    // P-PROCUREMENT is mandatory for judgment defiers (财库〔2016〕125号); fiscal funding
+    // is recommended.
+    assert_eq!(gd.non_compliant, [mc("P-PROCUREMENT")]);
+    assert_eq!(
+        gd.decline_reason.as_deref(),
+        Some("本省财政资金项目已另行处理")
+    );
+    let gs = v.iter().find(|t| t.region == region(GS)).unwrap();
+    assert_eq!(gs.accepted, [mc("P-PROCUREMENT")]);
+    assert_eq!(gs.declined, [mc("P-FISCAL-FUNDING")]);
+    assert!(gs.non_compliant.is_empty());
+}
+
+/// Article 二十二 (措施在核实期间暂不执行): while an objection suspends the entry, a
+/// region's own node refuses to record the execution of a measure on it, and accepts it
+/// again once the objection is resolved.
+#[test]
+fn art22_no_execution_is_recorded_while_the_entry_is_suspended() {
+    let mut w = world();
+    let id = publish_black(&mut w);
+    let aid = action_id(&dept("310000:init"), "沪联惩〔2026〕7号");
+    w.accept(
+        "310000:init",
+        Body::JointActionInitiated(JointAction {
+            reference: "沪联惩〔2026〕7号".into(),
+            kind: ActionKind::Punishment,
+            entry: id,
+            targets: Targets::Regions(vec![region(GD)]),
+            measures: vec![mc("P-PROCUREMENT")],
+            respond_by: date("2026-11-09"),
+        }),
+    );
+    w.accept(
+        "440000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Accepted,
+            implementing: vec![dept("440000:impl")],
+        },
+    );
+    w.accept(
+        "620000:obj",
+        Body::ObjectionFiled {
+            case_no: "甘异〔2026〕1号".into(),
+            target: ObjectionTarget::Entry(id),
+            grounds: "主体认定有误".into(),
+            filed_on: date("2026-11-02"),
+        },
+    );
+    let exec = Body::MeasureExecuted {
+        action: aid,
+        measure: mc("P-PROCUREMENT"),
+        reference: "粤财采〔2026〕10号".into(),
+        executed_on: date("2026-11-02"),
+    };
+    let refused = credfed_protocol::ledger::local_policy(w.rules(), &w.ledger, &exec, w.now)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.reason, RejectReason::Conflict);
+    assert!(refused.message.contains("article 二十二"), "{refused}");
+    let oid = objection_id(&dept("620000:obj"), "甘异〔2026〕1号");
+    w.accept(
+        "310000:obj",
+        Body::ObjectionResolved {
+            objection: oid,
+            outcome: ObjectionOutcome::Upheld,
+            note: "经核实，认定无误".into(),
+        },
+    );
+    assert!(
+        credfed_protocol::ledger::local_policy(w.rules(), &w.ledger, &exec, w.now)
+            .unwrap()
+            .is_ok()
+    );
+}

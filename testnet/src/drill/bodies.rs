@@ -13,8 +13,10 @@ pub struct EntrySpec {
     pub list: String,
     /// Category name; the list's default when `None`.
     pub category: Option<String>,
-    /// Subject's code.
+    /// Subject's code (an organisation).
     pub uscc: String,
+    /// The subject when it is a natural person, as the publishing node returned it.
+    pub person: Option<credfed_protocol::ids::PersonRef>,
     /// Related persons, as the publishing node returned them.
     pub related: Vec<RelatedPerson>,
     /// Findings, e.g. `able_but_refuses`.
@@ -60,13 +62,17 @@ pub fn drill_entry(
     related.sort();
     related.dedup();
     let uscc = &spec.uscc;
-    Ok(ListEntry {
-        category,
-        subject: Subject::Organisation {
+    let subject = match &spec.person {
+        Some(p) => Subject::Person(p.clone()),
+        None => Subject::Organisation {
             uscc: uscc.to_owned(),
             name: format!("演练企业 {uscc}"),
             check_exemption: None,
         },
+    };
+    Ok(ListEntry {
+        category,
+        subject,
         related_persons: related,
         basis: Basis {
             document_no: format!("演练〔{}〕{serial}号 {name}", today.ymd().0),
@@ -84,6 +90,16 @@ pub fn drill_entry(
         findings,
         summary: format!("drill entry {name}"),
     })
+}
+
+/// Parses a person subject of a step, `NUMBER:NAME`.
+pub fn person_spec(text: &str) -> Result<(String, String)> {
+    match text.split_once(':') {
+        Some((number, name)) if !name.trim().is_empty() => {
+            Ok((number.trim().to_owned(), name.trim().to_owned()))
+        }
+        _ => bail!("person: expected NUMBER:NAME"),
+    }
 }
 
 /// Parses a related person of a step, `ROLE:NUMBER:NAME`, into the role and the person

@@ -260,6 +260,7 @@ impl Drill {
                 list,
                 category,
                 uscc,
+                person,
                 related,
                 findings,
                 measures,
@@ -268,13 +269,15 @@ impl Drill {
                 let spec = bodies::EntrySpec {
                     list: list.clone(),
                     category: category.clone(),
-                    uscc: uscc.clone(),
+                    uscc: uscc.clone().unwrap_or_default(),
+                    person: None,
                     related: vec![],
                     findings: findings.clone(),
                     measures: measures.clone(),
                     expires_in_days: *expires_in_days,
                 };
-                self.publish(id, region, spec, related).await
+                self.publish(id, region, spec, person.as_deref(), related)
+                    .await
             }
             Step::Amend {
                 entry,

@@ -12,21 +12,32 @@ impl Drill {
         name: &str,
         region: &str,
         mut spec: bodies::EntrySpec,
+        person: Option<&str>,
         related: &[String],
     ) -> Result<String> {
         let r = RegionCode::parse(region, "region")?;
         let i = self.fed.index(region)?;
-        if !related.is_empty() {
-            let mut roles = Vec::new();
-            let mut persons = Vec::new();
-            for text in related {
-                let (role, number, person_name) = bodies::related_spec(text)?;
-                roles.push(role);
-                persons.push(credfed_client::PersonToHash {
-                    number,
-                    name: person_name,
-                });
-            }
+        if person.is_some() != spec.uscc.is_empty() {
+            bail!("publish {name}: give exactly one of uscc and person");
+        }
+        let mut roles = Vec::new();
+        let mut persons = Vec::new();
+        if let Some(text) = person {
+            let (number, person_name) = bodies::person_spec(text)?;
+            persons.push(credfed_client::PersonToHash {
+                number,
+                name: person_name,
+            });
+        }
+        for text in related {
+            let (role, number, person_name) = bodies::related_spec(text)?;
+            roles.push(role);
+            persons.push(credfed_client::PersonToHash {
+                number,
+                name: person_name,
+            });
+        }
+        if !persons.is_empty() {
             let answer: credfed_client::PersonRefsAnswer = self.fed.nodes[i]
                 .client
                 .post_json(
@@ -34,10 +45,14 @@ impl Drill {
                     &credfed_client::PersonRefsRequest { persons },
                 )
                 .await
-                .with_context(|| format!("hashing related persons at {region}"))?;
+                .with_context(|| format!("hashing persons at {region}"))?;
+            let mut refs = answer.refs.into_iter();
+            if person.is_some() {
+                spec.person = refs.next();
+            }
             spec.related = roles
                 .into_iter()
-                .zip(answer.refs)
+                .zip(refs)
                 .map(|(role, person)| RelatedPerson { role, person })
                 .collect();
         }

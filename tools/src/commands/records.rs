@@ -383,13 +383,31 @@ pub fn action(mode: Output, command: ActionCmd) -> Res {
                                 .as_i64()
                                 .map(|m| format!("{:.1} h", m as f64 / 3.6e6))
                                 .unwrap_or("-".into()),
+                            s(&t["answered_by"]),
+                            s(&t["accepted"]),
                             s(&t["executed"]),
                             s(&t["lifted"]),
+                            s(&t["declined"]),
+                            s(&t["non_compliant"]),
                         ]
                     })
                     .collect();
+                let reasons: String = v["targets"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|t| !t["decline_reason"].is_null())
+                    .map(|t| {
+                        format!(
+                            "\n  {} declined because: {}",
+                            s(&t["region"]),
+                            s(&t["decline_reason"])
+                        )
+                    })
+                    .collect();
                 format!(
-                    "action {} on entry {}, respond by {}\n{}",
+                    "action {} on entry {}, respond by {}\n{}{reasons}",
                     action.chars().take(16).collect::<String>(),
                     s(&v["action"]["action"]["entry"])
                         .chars()
@@ -397,7 +415,18 @@ pub fn action(mode: Output, command: ActionCmd) -> Res {
                         .collect::<String>(),
                     s(&v["action"]["action"]["respond_by"]),
                     table(
-                        &["region", "status", "", "ack after", "executed", "lifted"],
+                        &[
+                            "region",
+                            "status",
+                            "",
+                            "ack after",
+                            "by",
+                            "accepted",
+                            "executed",
+                            "lifted",
+                            "declined",
+                            "MANDATORY DECLINED"
+                        ],
                         &rows
                     )
                 )

@@ -424,6 +424,84 @@ async fn bulk_import_validates_first_and_resumes_without_duplicates() {
     assert_eq!(head(&env), start + 1996, "exactly one record per valid row");
 }
 
+/// Bulk import of natural-person entries and related persons: the CLI validates every
+/// person first (bad role, bad number: line, field and rule), the node hashes them, and
+/// a person is then found at the other region both as a subject and as a related person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_import_of_persons_and_related_persons() {
+    let env = federation(29400).await;
+    let file = env._tmp.path().join("persons.jsonl");
+    let person = "440524188001010014";
+    let court = r#""authority": "广州市中级人民法院", "decided_on": "2026-01-05", "legal_basis": "《民事诉讼法》第二百六十六条", "expires_on": "2028-01-05", "category": "defying_judgment_or_decision", "findings": ["able_but_refuses"]"#;
+    let rows = [
+        format!(
+            r#"{{"person": "{person}", "name": "李四", "document_no": "（2026）粤01执1号", "measures": ["P-TRAVEL-RAIL"], {court}}}"#
+        ),
+        format!(
+            r#"{{"uscc": "91350100M000100Y43", "name": "某某公司", "related": ["legal_representative:11010519491231002X:张三", "actual_controller:{person}:李四"], "document_no": "（2026）粤01执2号", "measures": ["P-PROCUREMENT", "P-TRAVEL-AIR"], {court}}}"#
+        ),
+        format!(
+            r#"{{"uscc": "91350100M000100Y43", "name": "某某公司", "related": ["chairman:{person}:李四"], "document_no": "（2026）粤01执3号", "measures": ["P-PROCUREMENT"], {court}}}"#
+        ),
+        format!(
+            r#"{{"uscc": "91350100M000100Y43", "name": "某某公司", "related": ["legal_representative:440524188001010015:李四"], "document_no": "（2026）粤01执4号", "measures": ["P-PROCUREMENT"], {court}}}"#
+        ),
+    ];
+    std::fs::write(&file, rows.join("\n")).unwrap();
+    let out = env.cli(0, "310000:pub", &["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3: --related[0].role: 'chairman'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 4: --related[0].number") && err.contains("GB 11643-1999"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("440524188001010015"),
+        "a clear number in an error: {err}"
+    );
+    let v = env.json(
+        0,
+        "310000:pub",
+        &["import", file.to_str().unwrap(), "--skip-invalid"],
+    );
+    assert_eq!(v["submitted"], 2, "{v}");
+    // Found at Guangdong by the number: rail as the subject, air as the actual controller.
+    let v = env
+        .wait_json(1, &["check", person, "--domain", "travel"], |v| {
+            v["mandatory"].as_array().is_some_and(|m| m.len() == 2)
+        })
+        .await;
+    let mut got: Vec<(String, String)> = v["mandatory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["code"].as_str().unwrap().to_owned(),
+                m["roles"].to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "P-TRAVEL-AIR".to_owned(),
+                r#"[{"related":"actual_controller"}]"#.to_owned()
+            ),
+            (
+                "P-TRAVEL-RAIL".to_owned(),
+                r#"[{"subject":"natural_person"}]"#.to_owned()
+            ),
+        ]
+    );
+}
+
 /// A bulk import with 256 rows in flight at once completes (it used to hang after a few
 /// hundred rows: a request left unflushed in a TLS buffer), every row once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
