@@ -448,6 +448,27 @@ impl ApiClient {
         None
     }
 
+    /// A TLS connection to the node with this client's identity, outside the pool, for
+    /// tools that speak HTTP themselves (tests of slow and hostile clients).
+    pub async fn connect_tls(
+        &self,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ClientError> {
+        let pool = &self.pool;
+        let tcp = tokio::net::TcpStream::connect(&pool.addr)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: pool.addr.clone(),
+                detail: e.to_string(),
+            })?;
+        pool.tls
+            .connect(pool.server_name.clone(), tcp)
+            .await
+            .map_err(|e| ClientError::Tls {
+                addr: pool.addr.clone(),
+                detail: e.to_string(),
+            })
+    }
+
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
         let pool = &self.pool;
         let tcp = tokio::net::TcpStream::connect(&pool.addr)

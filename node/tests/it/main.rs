@@ -2,4 +2,5 @@
 
 mod cluster;
 mod engine;
+mod hardening;
 mod harness;

@@ -1,0 +1,565 @@
+//! Hostile and careless clients and operators: each test reproduces one way a node could
+//! be held, misled or made to lose something, and checks that it no longer can.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use credfed_client::ApiClient;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+const SH: u32 = 310000;
+const GD: u32 = 440000;
+
+/// Reads until the node closes the connection (or `limit` passes); what it sent.
+async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    limit: Duration,
+) -> Option<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Slow clients cost only their own connections: a request head sent a line at a time
+/// (slowloris), a body that never completes, a TCP connection that never starts TLS —
+/// each is cut within its documented limit, and meanwhile other clients, including
+/// public endpoints, are answered within 100 ms even with only 8 request slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_and_bodies_are_cut_while_others_are_served() {
+    let mut c = Cluster::new(&[SH, GD]);
+    let mut cfg = c.config(0);
+    cfg.api_handshake_timeout_ms = 1_000;
+    cfg.api_request_head_timeout_ms = 1_000;
+    cfg.api_request_body_timeout_ms = 1_000;
+    cfg.api_max_concurrency = 8;
+    c.save_config(0, &cfg);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let node = &c.nodes[0];
+    let anonymous = ApiClient::new(&node.api, &node.dir.join("api-ca.pem")).unwrap();
+    let department = department_client(node, "310000:obj");
+
+    // 40 heads that never finish (no client certificate needed to get this far).
+    let mut heads = Vec::new();
+    for _ in 0..40 {
+        let mut s = anonymous.connect_tls().await.unwrap();
+        s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: node\r\n")
+            .await
+            .unwrap();
+        heads.push(s);
+    }
+    // 10 bodies that never finish, more than the 8 request slots.
+    let mut bodies = Vec::new();
+    for _ in 0..10 {
+        let mut s = department.connect_tls().await.unwrap();
+        s.write_all(
+            b"POST /v1/records HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"author\":",
+        )
+        .await
+        .unwrap();
+        bodies.push(s);
+    }
+    // 10 TCP connections that never start TLS.
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(tokio::net::TcpStream::connect(&node.api).await.unwrap());
+    }
+    let started = Instant::now();
+    let head_before = c.status(0).await.unwrap()["own_head"].clone();
+
+    // Others are served meanwhile: public and authenticated endpoints, on connections
+    // opened now, while a slowloris client keeps adding header lines.
+    let fresh = ApiClient::new(&node.api, &node.dir.join("api-ca.pem")).unwrap();
+    let mut worst = Duration::ZERO;
+    for i in 0..20 {
+        heads[0]
+            .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+            .await
+            .ok();
+        let t = Instant::now();
+        let r = if i % 2 == 0 {
+            fresh.get("/v1/openapi.json").await.unwrap()
+        } else {
+            c.nodes[0].client.get("/v1/status").await.unwrap()
+        };
+        assert_eq!(r.status, 200, "{}", r.body);
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        worst < Duration::from_millis(100),
+        "a request took {worst:?} while slow clients held connections"
+    );
+
+    // Every slow connection is closed within its limit (1 s) plus scheduling slack.
+    let limit = Duration::from_millis(1_000 + 2_000);
+    for (i, s) in heads.iter_mut().enumerate() {
+        let left = limit.saturating_sub(started.elapsed());
+        assert!(
+            read_until_closed(s, left + Duration::from_millis(10))
+                .await
+                .is_some(),
+            "slow head {i} still open after {:?}",
+            started.elapsed()
+        );
+    }
+    for (i, s) in bodies.iter_mut().enumerate() {
+        let left = limit.saturating_sub(started.elapsed());
+        let answer = read_until_closed(s, left + Duration::from_millis(10))
+            .await
+            .unwrap_or_else(|| panic!("slow body {i} still open after {:?}", started.elapsed()));
+        assert!(
+            answer.starts_with("HTTP/1.1 408") && answer.contains("\"request_timeout\""),
+            "slow body {i} got: {answer}"
+        );
+    }
+    for (i, s) in silent.iter_mut().enumerate() {
+        let left = limit.saturating_sub(started.elapsed());
+        assert!(
+            read_until_closed(s, left + Duration::from_millis(10))
+                .await
+                .is_some(),
+            "silent connection {i} still open after {:?}",
+            started.elapsed()
+        );
+    }
+    // Nothing of the half-sent records was stored.
+    assert_eq!(c.status(0).await.unwrap()["own_head"], head_before);
+}
+
+/// One client address may hold only `api_max_connections_per_client` connections: the
+/// next ones are refused at accept and counted, and a connection freed is reusable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_address_holds_at_most_its_connection_budget() {
+    let mut c = Cluster::new(&[SH, GD]);
+    let mut cfg = c.config(0);
+    cfg.api_max_connections_per_client = 16;
+    c.save_config(0, &cfg);
+    c.start_all().await;
+    let node = &c.nodes[0];
+    // The harness's own client already holds one or two kept-alive connections.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(tokio::net::TcpStream::connect(&node.api).await.unwrap());
+    }
+    let mut refused = 0;
+    for s in held.iter_mut() {
+        // A refused connection is closed at once; a held one stays open (silent).
+        if read_until_closed(s, Duration::from_millis(300))
+            .await
+            .is_some()
+        {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 4,
+        "only {refused} of 20 connections refused at a budget of 16"
+    );
+    drop(held);
+    let ok = wait_until(Duration::from_secs(5), || async {
+        c.nodes[0]
+            .client
+            .get("/v1/status")
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(ok, "the budget was not given back");
+    assert!(c.metric(0, "credfed_api_connections_refused").await >= 4);
+}
+
+/// Every API call leaves exactly one audit line, in order, failures and unauthenticated
+/// calls included, with caller, endpoint, subject and outcome; a person's number never
+/// appears, only its mask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_of_a_scripted_session_is_audited() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let node = &c.nodes[0];
+    let anonymous = ApiClient::new(&node.api, &node.dir.join("api-ca.pem")).unwrap();
+    let department = department_client(node, "310000:obj");
+    let operator = &node.client;
+    // Start from a marker: everything before it is setup.
+    let marker = operator.get("/v1/status").await.unwrap();
+    assert_eq!(marker.status, 200);
+    let acme = "91350100M000100Y43";
+    // (client, method, path, body, expected status, expected caller, expected subject)
+    type Call<'a> = (
+        &'a ApiClient,
+        &'a str,
+        String,
+        Option<Value>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let script: Vec<Call> = vec![
+        (
+            &anonymous,
+            "GET",
+            "/v1/openapi.json".into(),
+            None,
+            200,
+            "anonymous",
+            None,
+        ),
+        (
+            &anonymous,
+            "GET",
+            "/v1/status".into(),
+            None,
+            401,
+            "anonymous",
+            None,
+        ),
+        (
+            &anonymous,
+            "GET",
+            "/v1/nowhere".into(),
+            None,
+            404,
+            "anonymous",
+            None,
+        ),
+        (
+            &anonymous,
+            "POST",
+            "/v1/status".into(),
+            Some(json!({})),
+            405,
+            "anonymous",
+            None,
+        ),
+        (
+            &department,
+            "GET",
+            format!("/v1/check?uscc={acme}&domain=procurement"),
+            None,
+            200,
+            "310000:obj",
+            Some(acme),
+        ),
+        (
+            &department,
+            "GET",
+            "/v1/check?uscc=BAD&domain=procurement".into(),
+            None,
+            400,
+            "310000:obj",
+            None,
+        ),
+        (
+            &department,
+            "POST",
+            "/v1/check".into(),
+            Some(json!({"person": "11010519491231002X", "domain": "travel"})),
+            200,
+            "310000:obj",
+            Some("11****************"),
+        ),
+        (
+            &department,
+            "GET",
+            "/v1/log/310000?from=1&limit=2".into(),
+            None,
+            200,
+            "310000:obj",
+            None,
+        ),
+        (
+            &department,
+            "GET",
+            "/v1/stats".into(),
+            None,
+            200,
+            "310000:obj",
+            None,
+        ),
+        (
+            &department,
+            "GET",
+            "/v1/departments".into(),
+            None,
+            200,
+            "310000:obj",
+            None,
+        ),
+        (
+            &department,
+            "GET",
+            "/v1/heads".into(),
+            None,
+            200,
+            "310000:obj",
+            None,
+        ),
+        (
+            &department,
+            "GET",
+            "/v1/audit".into(),
+            None,
+            403,
+            "310000:obj",
+            None,
+        ),
+        (
+            &department,
+            "POST",
+            "/v1/admin/partition".into(),
+            Some(json!({"blocked": []})),
+            404,
+            "anonymous",
+            None,
+        ),
+        (
+            &department,
+            "POST",
+            "/v1/records".into(),
+            Some(json!({"author": "310000:obj", "body": "zz", "signature": "00"})),
+            400,
+            "310000:obj",
+            None,
+        ),
+        (
+            operator,
+            "GET",
+            "/v1/peers".into(),
+            None,
+            200,
+            "310000:node",
+            None,
+        ),
+    ];
+    for (client, method, path, body, status, _, _) in &script {
+        let r = match *method {
+            "GET" => client.get(path).await.unwrap(),
+            _ => client.post(path, body.as_ref().unwrap()).await.unwrap(),
+        };
+        assert_eq!(r.status, *status, "{method} {path}: {}", r.body);
+    }
+    let lines: Vec<Value> = operator
+        .get("/v1/audit")
+        .await
+        .unwrap()
+        .json()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    // Newest first on the wire; oldest first here.
+    let lines: Vec<Value> = lines.into_iter().rev().collect();
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(
+        !text.contains("11010519491231002X"),
+        "a clear number in the audit log"
+    );
+    // The session's lines follow the marker, one per call, in order.
+    let start = lines
+        .iter()
+        .rposition(|l| l["endpoint"] == "GET /v1/status" && l["caller"] == "310000:node")
+        .expect("the marker's line");
+    let session = &lines[start + 1..];
+    assert_eq!(session.len(), script.len(), "{session:#?}");
+    for (line, (_, method, path, _, status, caller, subject)) in session.iter().zip(&script) {
+        let route = path.split('?').next().unwrap();
+        let endpoint = line["endpoint"].as_str().unwrap();
+        assert!(
+            endpoint.starts_with(method) && (endpoint.ends_with(route) || endpoint.contains('{')),
+            "{endpoint} for {method} {path}"
+        );
+        assert_eq!(line["status"], json!(status), "{line}");
+        assert_eq!(line["caller"], json!(caller), "{line}");
+        if let Some(s) = subject {
+            assert_eq!(line["subject"], json!(s), "{line}");
+        }
+        assert!(
+            line["time_ms"].as_i64().is_some() && line["outcome"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+/// Issuing a department's certificate a second time never destroys the first: without
+/// `--replace` it refuses before writing anything; with it the old files are kept and
+/// the old certificate keeps working until its fingerprint file is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_issuance_leaves_the_first_certificate_working() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let node = &c.nodes[0];
+    let first = department_client(node, "310000:obj");
+    assert_eq!(first.get("/v1/stats").await.unwrap().status, 200);
+    let certs = node.dir.join("certs");
+    let pem = certs.join("310000-obj.pem");
+    let before = std::fs::read(&pem).unwrap();
+    let issue = |replace: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "issue-client-cert",
+            "--config",
+            node.dir.join("config.toml").to_str().unwrap(),
+            "--department",
+            "310000:obj",
+            "--out",
+            certs.to_str().unwrap(),
+        ]);
+        if replace {
+            cmd.arg("--replace");
+        }
+        cmd.output().unwrap()
+    };
+    let out = issue(false);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--replace") && err.contains("310000-obj"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&pem).unwrap(),
+        before,
+        "the certificate was touched"
+    );
+    // A fresh connection with the first identity still works.
+    let again = ApiClient::with_identity(
+        &node.api,
+        &node.dir.join("api-ca.pem"),
+        &pem,
+        &certs.join("310000-obj.key"),
+    )
+    .unwrap();
+    assert_eq!(again.get("/v1/stats").await.unwrap().status, 200);
+    // --replace: a new pair, the old kept beside it, both accepted.
+    let out = issue(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(std::fs::read(&pem).unwrap(), before);
+    let backups: Vec<_> = std::fs::read_dir(&certs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("310000-obj.pem.replaced-"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let old = ApiClient::with_identity(
+        &node.api,
+        &node.dir.join("api-ca.pem"),
+        &certs.join(&backups[0]),
+        &certs.join(backups[0].replace(".pem.", ".key.")),
+    )
+    .unwrap();
+    assert_eq!(old.get("/v1/stats").await.unwrap().status, 200);
+    let new = ApiClient::with_identity(
+        &node.api,
+        &node.dir.join("api-ca.pem"),
+        &pem,
+        &certs.join("310000-obj.key"),
+    )
+    .unwrap();
+    assert_eq!(new.get("/v1/stats").await.unwrap().status, 200);
+}
+
+/// Runs the node on `c`'s node 0 configuration and returns its stderr once it exits
+/// (it must exit: every case here is refused before the node listens).
+fn refused_start(c: &Cluster) -> String {
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            c.nodes[0].dir.join("config.toml").to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(!status.success());
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            assert!(
+                !err.contains("listening"),
+                "the node listened before refusing: {err}"
+            );
+            return err;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("the node started although it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Settings and files are checked before anything listens, and an error names the
+/// setting, the file and what to do: an overflowing clock offset, a manifest issued
+/// seventy years ahead, a missing person secret, a missing API certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_time_manifest_and_files_are_refused_at_start_naming_the_culprit() {
+    let c = Cluster::new(&[SH, GD]);
+    let good = c.config(0);
+
+    let mut cfg = good.clone();
+    cfg.clock_offset_ms = i64::MAX;
+    c.save_config(0, &cfg);
+    let err = refused_start(&c);
+    assert!(
+        err.contains("clock_offset_ms = 9223372036854775807"),
+        "{err}"
+    );
+    c.save_config(0, &good);
+
+    let manifest_path = c.nodes[0].dir.join("manifest.json");
+    let original = std::fs::read(&manifest_path).unwrap();
+    let mut future = c.manifest.clone();
+    let seventy_years = 70 * 366 * 24 * 3600 * 1000_i64;
+    future.issued_at = credfed_protocol::time::Timestamp(
+        future.issued_at.0.max(1_790_000_000_000) + seventy_years,
+    );
+    future.expires_at = credfed_protocol::time::Timestamp(future.issued_at.0 + seventy_years);
+    future.version += 1;
+    let signed = future.sign(&key("authority")).unwrap();
+    std::fs::write(&manifest_path, serde_json::to_string(&signed).unwrap()).unwrap();
+    let err = refused_start(&c);
+    assert!(
+        err.contains("manifest = ")
+            && err.contains("issued_at")
+            && err.contains("more than a day after this node's clock"),
+        "{err}"
+    );
+    std::fs::write(&manifest_path, original).unwrap();
+
+    let secret = c.nodes[0].dir.join("person.secret");
+    let kept = std::fs::read(&secret).unwrap();
+    std::fs::remove_file(&secret).unwrap();
+    let err = refused_start(&c);
+    assert!(
+        err.contains(&format!("person_secret_file = {}", secret.display())),
+        "{err}"
+    );
+    std::fs::write(&secret, kept).unwrap();
+
+    let cert = c.nodes[0].dir.join(&good.tls_cert);
+    std::fs::rename(&cert, cert.with_extension("away")).unwrap();
+    let err = refused_start(&c);
+    assert!(err.contains(&cert.display().to_string()), "{err}");
+    std::fs::rename(cert.with_extension("away"), &cert).unwrap();
+}
