@@ -22,8 +22,9 @@ pub struct Metrics {
     pub duplicates: AtomicU64,
     /// Refusals by reason.
     pub rejected: Mutex<BTreeMap<RejectReason, u64>>,
-    /// Connections refused because the peer is not in the manifest.
-    pub refused_connections: AtomicU64,
+    /// Inbound libp2p connections refused, by reason (not_member, the admission
+    /// budgets, established_limit).
+    pub refused_connections: Mutex<BTreeMap<&'static str, u64>>,
     /// Gossip messages received.
     pub gossip_received: AtomicU64,
     /// Ranges fetched by pull.
@@ -83,6 +84,13 @@ impl Metrics {
         }
     }
 
+    /// Counts an inbound connection refused for `reason`.
+    pub fn count_refused_connection(&self, reason: &'static str) {
+        if let Ok(mut m) = self.refused_connections.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
     /// Renders the text exposition format; `lag` is (region, replication lag in records
     /// behind the highest head any peer reported) and `store_bytes` the store size.
     pub fn render(&self, lag: &[(String, u64)], store_bytes: u64, audit_failures: u64) -> String {
@@ -90,7 +98,7 @@ impl Metrics {
         let c = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "credfed_records_ingested_total",
                 "Envelopes admitted.",
@@ -100,11 +108,6 @@ impl Metrics {
                 "credfed_records_duplicate_total",
                 "Envelopes already held.",
                 &self.duplicates,
-            ),
-            (
-                "credfed_connections_refused_total",
-                "Connections refused: peer not in the manifest.",
-                &self.refused_connections,
             ),
             (
                 "credfed_gossip_received_total",
@@ -189,6 +192,18 @@ impl Metrics {
                 let _ = writeln!(
                     s,
                     "credfed_records_rejected_total{{reason=\"{label}\"}} {v}"
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP credfed_connections_refused_total Inbound peer connections refused, by reason.\n# TYPE credfed_connections_refused_total counter"
+        );
+        if let Ok(m) = self.refused_connections.lock() {
+            for (reason, v) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "credfed_connections_refused_total{{reason=\"{reason}\"}} {v}"
                 );
             }
         }

@@ -116,9 +116,12 @@ pub struct NetStatus {
     pub last_contact_ms: BTreeMap<String, i64>,
 }
 
+// Order matters: the allow list decides first, so that a non-member's denial reaches
+// `admission` as a listen failure with the peer id (and penalises its address).
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    admission: crate::admission::Behaviour,
     limits: connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
@@ -187,6 +190,64 @@ pub struct Network {
     /// base58 after every swarm event cost more CPU than admitting the envelopes.
     connected_changed: bool,
     outputs: Vec<Output>,
+    refusal_log: RefusalLog,
+}
+
+/// Refused inbound connections are logged at most once per [`REFUSAL_LOG_PERIOD`] per
+/// reason, with the count since the last line: a flood must not fill the disk with
+/// one line per attempt.
+#[derive(Default)]
+struct RefusalLog {
+    last: BTreeMap<&'static str, (Instant, u64)>,
+}
+
+/// How often each refusal reason may be logged.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+impl RefusalLog {
+    /// Counts a refusal; returns how many to report if a line is due now.
+    fn note(&mut self, reason: &'static str, now: Instant) -> Option<u64> {
+        match self.last.get_mut(reason) {
+            Some((at, n)) if now.duration_since(*at) < REFUSAL_LOG_PERIOD => {
+                *n += 1;
+                None
+            }
+            Some((at, n)) => {
+                let count = *n + 1;
+                *at = now;
+                *n = 0;
+                Some(count)
+            }
+            None => {
+                self.last.insert(reason, (now, 0));
+                Some(1)
+            }
+        }
+    }
+}
+
+/// Why an inbound connection was refused, as a metric label.
+fn refusal_reason(error: &libp2p::swarm::ListenError) -> Option<&'static str> {
+    let libp2p::swarm::ListenError::Denied { cause } = error else {
+        return None;
+    };
+    Some(
+        if let Some(r) = cause.downcast_ref::<crate::admission::AdmissionRefused>() {
+            r.reason.name()
+        } else if cause
+            .downcast_ref::<allow_block_list::NotAllowed>()
+            .is_some()
+        {
+            "not_member"
+        } else if cause
+            .downcast_ref::<connection_limits::Exceeded>()
+            .is_some()
+        {
+            "established_limit"
+        } else {
+            "other"
+        },
+    )
 }
 
 impl Network {
@@ -247,6 +308,7 @@ impl Network {
             status,
             connected_changed: true,
             outputs: Vec::new(),
+            refusal_log: RefusalLog::default(),
             cfg,
         };
         net.swarm.behaviour_mut().gossipsub.subscribe(&net.topic)?;
@@ -458,12 +520,16 @@ impl Network {
                 error,
                 ..
             } => {
-                if matches!(error, libp2p::swarm::ListenError::Denied { .. }) {
-                    self.core
-                        .metrics()
-                        .refused_connections
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%send_back_addr, "refused a connection from a peer not in the manifest");
+                if let Some(reason) = refusal_reason(&error) {
+                    self.core.metrics().count_refused_connection(reason);
+                    if let Some(n) = self.refusal_log.note(reason, Instant::now()) {
+                        tracing::warn!(
+                            reason,
+                            refused = n,
+                            last_from = %send_back_addr,
+                            "refused inbound connections (logged at most every {REFUSAL_LOG_PERIOD:?} per reason)"
+                        );
+                    }
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
@@ -732,11 +798,17 @@ fn build_swarm(
             // Four per member: the two a simultaneous dial makes, plus room for a fresh
             // connection while one closed for silence is still shutting down (a graceful
             // close over a dead link waits for TCP to give up).
+            // Pending inbound connections are budgeted by `admission` (members' addresses
+            // apart from strangers'), not by one shared limit a flood could fill.
             let limits = connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established_per_peer(Some(4))
-                    .with_max_established(Some(4 * member_count + 4))
-                    .with_max_pending_incoming(Some(64)),
+                    .with_max_established(Some(4 * member_count + 4)),
+            );
+            let admission = crate::admission::Behaviour::new(
+                crate::admission::AdmissionLimits::for_members(members.len()),
+                crate::admission::Admission::ips_of(members.values().flat_map(|(_, a)| a)),
+                members.keys().copied().collect(),
             );
             let gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Anonymous,
@@ -754,6 +826,7 @@ fn build_swarm(
                 identify::Behaviour::new(identify::Config::new("/credfed/1".into(), key.public()));
             Ok(Behaviour {
                 allow,
+                admission,
                 limits,
                 gossipsub,
                 sync,
@@ -793,4 +866,29 @@ pub fn spawn(
         reads_done_rx,
         shutdown,
     )))
+}
+
+#[cfg(test)]
+mod refusal_log_tests {
+    use super::*;
+
+    /// The first refusal of a reason is logged at once; the next ones only after the
+    /// period, with their count; reasons do not share a budget.
+    #[test]
+    fn refusals_are_logged_at_a_bounded_rate_with_their_count() {
+        let mut log = RefusalLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.note("not_member", t0), Some(1));
+        for n in 1..1000u64 {
+            assert_eq!(log.note("not_member", t0 + Duration::from_millis(n)), None);
+        }
+        assert_eq!(log.note("source_penalised", t0), Some(1));
+        assert_eq!(
+            log.note(
+                "not_member",
+                t0 + REFUSAL_LOG_PERIOD + Duration::from_millis(1)
+            ),
+            Some(1000)
+        );
+    }
 }

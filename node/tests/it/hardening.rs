@@ -563,3 +563,146 @@ async fn bad_time_manifest_and_files_are_refused_at_start_naming_the_culprit() {
     assert!(err.contains(&cert.display().to_string()), "{err}");
     std::fs::rename(cert.with_extension("away"), &cert).unwrap();
 }
+
+/// Keeps `per_node` TCP connections from `source` open to each of `targets`, reopening
+/// each as soon as the node closes it, never speaking (a stranger holding handshake
+/// slots), until `stop` turns true. Returns how many connections it opened.
+async fn flood(
+    source: std::net::IpAddr,
+    targets: Vec<std::net::SocketAddr>,
+    per_node: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> u64 {
+    let mut tasks = tokio::task::JoinSet::new();
+    for target in targets {
+        for _ in 0..per_node {
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                let mut opened = 0u64;
+                while !*stop.borrow() {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    if socket.bind(std::net::SocketAddr::new(source, 0)).is_err() {
+                        return opened;
+                    }
+                    let Ok(mut conn) = socket.connect(target).await else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    opened += 1;
+                    // Held until the node closes it (or the flood ends).
+                    let mut stop = stop.clone();
+                    let mut buf = [0u8; 64];
+                    tokio::select! {
+                        _ = async { while conn.read(&mut buf).await.is_ok_and(|n| n > 0) {} } => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                opened
+            });
+        }
+    }
+    let mut total = 0;
+    while let Some(n) = tasks.join_next().await {
+        total += n.unwrap_or(0);
+    }
+    total
+}
+
+async fn linked(c: &Cluster) -> bool {
+    connected_to(c, 0, "440000").await && connected_to(c, 1, "310000").await
+}
+
+async fn connected_to(c: &Cluster, i: usize, region: &str) -> bool {
+    c.nodes[i]
+        .client
+        .get("/v1/peers")
+        .await
+        .ok()
+        .and_then(|r| r.json().ok())
+        .is_some_and(|v: Value| v["connected"].get(region).is_some())
+}
+
+/// Members first: while 80 connections per node from a stranger's address are held and
+/// reopened as fast as they are closed, two members whose link was cut reconnect within
+/// 2 s of the heal; the stranger's connections are refused by reason, counted per
+/// reason, and logged at a bounded rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_reconnect_within_two_seconds_during_a_stranger_flood() {
+    let mut c = Cluster::new(&[SH, GD]);
+    for i in 0..2 {
+        let mut cfg = c.config(i);
+        cfg.drill_faults = true;
+        c.save_config(i, &cfg);
+    }
+    c.start_all().await;
+    assert!(
+        wait_until(Duration::from_secs(30), || linked(&c)).await,
+        "never linked"
+    );
+    // Cut the link in both nodes.
+    for (i, other) in [(0, "440000"), (1, "310000")] {
+        let r = c.nodes[i]
+            .client
+            .post("/v1/admin/partition", &json!({"blocked": [other]}))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let cut = wait_until(Duration::from_secs(30), || async {
+        !connected_to(&c, 0, "440000").await && !connected_to(&c, 1, "310000").await
+    })
+    .await;
+    assert!(cut, "the partition did not cut the link");
+    // A stranger (another loopback address than the members' 127.0.0.1) floods both.
+    let targets: Vec<std::net::SocketAddr> = c
+        .nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.p2p_port).parse().unwrap())
+        .collect();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flooder = tokio::spawn(flood("127.0.0.2".parse().unwrap(), targets, 80, stop_rx));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Heal, and time the reconnection.
+    let healed = Instant::now();
+    for i in 0..2 {
+        let r = c.nodes[i]
+            .client
+            .post("/v1/admin/partition", &json!({"blocked": []}))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let back = wait_until(Duration::from_secs(30), || linked(&c)).await;
+    let took = healed.elapsed();
+    stop_tx.send(true).unwrap();
+    let opened = flooder.await.unwrap();
+    assert!(back, "members never reconnected during the flood");
+    assert!(
+        took < Duration::from_secs(2),
+        "members took {took:?} to reconnect after the heal"
+    );
+    assert!(opened >= 160, "the flood opened only {opened} connections");
+    // Refusals are counted by their real reason, and logged at a bounded rate.
+    for i in 0..2 {
+        let refused = c
+            .metric(
+                i,
+                "credfed_connections_refused_total{reason=\"per_source_pending_limit\"}",
+            )
+            .await;
+        assert!(
+            refused > 0,
+            "node {i}: no refusal counted as per_source_pending_limit"
+        );
+        let lines = c
+            .log(i)
+            .lines()
+            .filter(|l| l.contains("refused inbound connections"))
+            .count();
+        assert!(
+            lines <= 12,
+            "node {i} logged {lines} refusal lines:\n{}",
+            c.log(i)
+        );
+    }
+}
