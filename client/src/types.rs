@@ -157,8 +157,22 @@ pub struct PartitionRequest {
     /// Regions whose nodes this node must not talk to; empty heals.
     pub blocked: Vec<String>,
     /// Percentage of received gossip messages and pulled ranges to drop (0 = none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub loss_percent: u8,
+}
+
+/// A JSON number that is a whole number of the target type: `75` and `75.0` alike (JSON
+/// Schema's "integer" admits both).
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let x = f64::deserialize(d)?;
+    if x.fract() == 0.0 && (0.0..=f64::from(u8::MAX)).contains(&x) {
+        Ok(x as u8)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{x} is not a whole number from 0 to {}",
+            u8::MAX
+        )))
+    }
 }
 
 /// A person to hash: `POST /v1/persons/refs`, to the department's own node only (the
@@ -197,11 +211,25 @@ pub struct PersonRefsAnswer {
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     /// Unified Social Credit Code.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "present_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub uscc: Option<String>,
     /// Resident identity number, clear (hashed by the node, never stored or logged).
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "present_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub person: Option<String>,
     /// Domain of the asking department, e.g. `procurement`.
     pub domain: String,
+}
+
+/// Deserialises a field that may be absent but, when present, is a string and not
+/// `null`: what the OpenAPI document's `"type": "string"` says.
+fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    <String as Deserialize>::deserialize(d).map(Some)
 }

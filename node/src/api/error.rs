@@ -41,6 +41,16 @@ impl ApiError {
         Self::new(status, code, None, message)
     }
 
+    /// An error with any status, naming the field at fault.
+    pub(crate) fn with_status_field(
+        status: StatusCode,
+        code: &str,
+        field: &str,
+        message: impl Display,
+    ) -> ApiError {
+        Self::new(status, code, Some(field), message)
+    }
+
     /// 400: `field` breaks a rule the message names.
     pub fn invalid(field: &str, message: impl Display) -> ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid", Some(field), message)
@@ -130,7 +140,9 @@ impl From<StoreError> for ApiError {
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> ApiError {
         let (status, code) = match r.reason {
-            RejectReason::Malformed => (StatusCode::BAD_REQUEST, "invalid"),
+            // The request had the documented shape; the record bytes it carries break a
+            // rule of the protocol (`input` explains 400 against 422).
+            RejectReason::Malformed => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             RejectReason::UnknownAuthor => (StatusCode::UNAUTHORIZED, "unknown_department"),
             RejectReason::BadAuthorSignature => (StatusCode::UNAUTHORIZED, "bad_signature"),
             RejectReason::AuthorRevoked => (StatusCode::FORBIDDEN, "department_revoked"),
@@ -180,18 +192,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {
-    let status = r.status();
-    let (code, hint) = match &r {
+    // A body that is not the documented JSON is 400 (axum says 422 for wrong fields;
+    // here 422 means a well-formed request that breaks a rule).
+    let (status, code, hint) = match &r {
         JsonRejection::MissingJsonContentType(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json",
         ),
-        JsonRejection::JsonSyntaxError(_) => ("invalid_json", "the body is not valid JSON"),
+        JsonRejection::JsonSyntaxError(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body is not valid JSON",
+        ),
         JsonRejection::JsonDataError(_) => (
+            StatusCode::BAD_REQUEST,
             "invalid",
             "the JSON does not have the fields the API documents (see /v1/openapi.json)",
         ),
-        _ => ("invalid", "the body could not be read"),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the body could not be read",
+        ),
     };
     ApiError::new(
         status,

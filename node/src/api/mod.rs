@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod input;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -28,10 +29,9 @@ use credfed_client::{
     CheckRequest, HeadInfo, LogPage, MAX_PERSONS_PER_REQUEST, NodeStatus, PartitionRequest, Peers,
     PersonRefsAnswer, PersonRefsRequest, Receipt, SubmitRecord,
 };
-use credfed_protocol::catalogue::MeasureDomain;
 use credfed_protocol::crypto::{Hash256, Signature};
 use credfed_protocol::ids::person::person_hash;
-use credfed_protocol::ids::{DepartmentId, RegionCode, Role, resident_id, uscc};
+use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::record::{ActionId, EntryId, SubjectKey};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -110,7 +110,7 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 /// Builds the router.
 pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
-    let mut routes = Router::new()
+    Router::new()
         .route("/v1/records", post(submit))
         .route("/v1/check", get(check_subject).post(check_posted))
         .route("/v1/persons/refs", post(person_refs))
@@ -125,11 +125,10 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/audit", get(audit_log))
         .route("/v1/openapi.json", get(openapi))
-        .route("/metrics", get(metrics));
-    if state.drill_faults {
-        routes = routes.route("/v1/admin/partition", post(partition));
-    }
-    routes
+        .route("/metrics", get(metrics))
+        // Always routed, so that other methods get 405 like everywhere; the handler
+        // answers 404 on nodes without drill faults.
+        .route("/v1/admin/partition", post(partition))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
@@ -394,8 +393,7 @@ async fn submit_inner(
     caller: &Caller,
     req: SubmitRecord,
 ) -> Result<Response, ApiError> {
-    let author =
-        DepartmentId::parse(&req.author, "author").map_err(|e| ApiError::invalid("author", e))?;
+    let author = input::department_id("author", &req.author)?;
     // A department submits its own records; the operator may submit any department's
     // (bulk import), which still needs that department's signature.
     if caller.0 != author && !caller.is_operator(state)? {
@@ -413,20 +411,15 @@ async fn submit_inner(
             "the node's audit log cannot be written, so it accepts no writes; the operator must free the disk or fix the file",
         ));
     }
-    let body = hex::decode(&req.body).map_err(|_| {
-        ApiError::invalid("body", "body: expected hex of the body's canonical bytes")
-    })?;
-    if body.len() > credfed_protocol::limits::MAX_BODY_BYTES {
-        return Err(ApiError::too_large(
-            "body",
-            format!(
-                "body: {} bytes exceeds {}",
-                body.len(),
-                credfed_protocol::limits::MAX_BODY_BYTES
-            ),
+    let body = input::hex_bytes("body", &req.body, credfed_protocol::limits::MAX_BODY_BYTES)?;
+    let signature_bytes = input::hex_bytes("signature", &req.signature, 64)?;
+    if signature_bytes.len() != 64 {
+        return Err(ApiError::invalid(
+            "signature",
+            "signature: expected 128 hex digits (an Ed25519 signature)",
         ));
     }
-    let signature = Signature::from_hex(&req.signature)
+    let signature = Signature::from_hex(&req.signature.to_ascii_lowercase())
         .map_err(|e| ApiError::invalid("signature", format!("signature: {e}")))?;
     let v = state.core.append(author, body, signature).await?;
     json_response(
@@ -487,16 +480,6 @@ async fn check_request(state: Arc<ApiState>, q: CheckRequest) -> Response {
     ApiError::respond(result, shown)
 }
 
-fn parse_domain(text: &str) -> Result<MeasureDomain, ApiError> {
-    MeasureDomain::parse(text).ok_or_else(|| {
-        let names: Vec<String> = MeasureDomain::ALL.iter().map(|d| d.name()).collect();
-        ApiError::invalid(
-            "domain",
-            format!("domain: '{text}' is not one of {}", names.join(", ")),
-        )
-    })
-}
-
 /// Hashes normalised, valid resident identity numbers on a blocking thread, holding a
 /// hashing permit.
 async fn hash_persons(state: &ApiState, numbers: Vec<String>) -> Result<Vec<Hash256>, ApiError> {
@@ -522,18 +505,17 @@ async fn check_inner(
     q: CheckRequest,
     shown: &mut Option<String>,
 ) -> Result<Response, ApiError> {
+    let domain = input::domain(&q.domain)?;
     let key = match (&q.uscc, &q.person) {
         (Some(code), None) => {
-            let code = code.trim().to_ascii_uppercase();
             // A failing check character may still be an exempted pilot code: only the
             // structure is required to ask.
-            uscc::validate_structure(&code, "uscc").map_err(|e| ApiError::invalid("uscc", e))?;
+            let code = input::uscc_code("uscc", code)?;
             *shown = Some(code.clone());
             SubjectKey::Uscc(code)
         }
         (None, Some(n)) => {
-            let n = resident_id::normalise(n);
-            resident_id::validate(&n, "person").map_err(|e| ApiError::invalid("person", e))?;
+            let n = input::resident_number("person", n)?;
             // The audit line carries the mask only.
             *shown = Some(credfed_protocol::ids::person::mask(&n));
             let hashes = hash_persons(state, vec![n]).await?;
@@ -546,7 +528,6 @@ async fn check_inner(
             ));
         }
     };
-    let domain = parse_domain(&q.domain)?;
     let answer = state.core.check(&key, domain)?;
     let mut v = serde_json::to_value(&answer)
         .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?;
@@ -585,25 +566,14 @@ async fn person_refs_inner(
     }
     let mut numbers = Vec::with_capacity(count);
     let mut masks = Vec::with_capacity(count);
+    // Every shape first (400), then the rules (422), so a request is judged the same
+    // whatever order its faults come in.
+    let mut names = Vec::with_capacity(count);
     for (i, p) in request.persons.iter().enumerate() {
-        let n = resident_id::normalise(&p.number);
-        let field = format!("persons[{i}].number");
-        resident_id::validate(&n, "person").map_err(|e| {
-            ApiError::invalid(
-                &field,
-                format!("{field}: {}", e.to_string().trim_start_matches("person: ")),
-            )
-        })?;
-        if p.name.trim().is_empty() || p.name.len() > credfed_protocol::limits::MAX_TEXT_BYTES {
-            let field = format!("persons[{i}].name");
-            return Err(ApiError::invalid(
-                &field,
-                format!(
-                    "{field}: required, at most {} bytes",
-                    credfed_protocol::limits::MAX_TEXT_BYTES
-                ),
-            ));
-        }
+        names.push(input::person_name(&format!("persons[{i}].name"), &p.name)?);
+    }
+    for (i, p) in request.persons.iter().enumerate() {
+        let n = input::resident_number(&format!("persons[{i}].number"), &p.number)?;
         masks.push(credfed_protocol::ids::person::mask(&n));
         numbers.push(n);
     }
@@ -616,18 +586,16 @@ async fn person_refs_inner(
     let refs = hashes
         .into_iter()
         .zip(masks)
-        .zip(request.persons)
-        .map(|((id_hash, masked), p)| credfed_protocol::ids::PersonRef {
-            id_hash,
-            masked,
-            name: p.name.trim().to_owned(),
-        })
+        .zip(names)
+        .map(
+            |((id_hash, masked), name)| credfed_protocol::ids::PersonRef {
+                id_hash,
+                masked,
+                name,
+            },
+        )
         .collect();
     ok(&PersonRefsAnswer { refs })
-}
-
-fn parse_id(text: &str, field: &str) -> Result<Hash256, ApiError> {
-    Hash256::from_hex(text).map_err(|e| ApiError::invalid(field, format!("{field}: {e}")))
 }
 
 async fn entry(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>) -> Response {
@@ -635,7 +603,7 @@ async fn entry(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>)
     let result = (|| {
         let core = &state.core;
         let e = core
-            .entry(&EntryId(parse_id(&id, "id")?))?
+            .entry(&EntryId(input::record_id("id", &id)?))?
             .ok_or_else(|| ApiError::not_found("entry", &id))?;
         let now = core.now();
         ok(&json!({
@@ -656,7 +624,7 @@ async fn action(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>
     let result = (|| {
         let core = &state.core;
         let a = core
-            .action(&ActionId(parse_id(&id, "id")?))?
+            .action(&ActionId(input::record_id("id", &id)?))?
             .ok_or_else(|| ApiError::not_found("action", &id))?;
         let targets = a.view_at(core.now(), core.manifest(), core.catalogue());
         ok(&json!({ "action": a, "targets": targets }))
@@ -670,7 +638,7 @@ async fn department(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<Str
         id.chars().take(64).collect::<String>()
     ));
     let result = (|| {
-        let d = DepartmentId::parse(&id, "id").map_err(|e| ApiError::invalid("id", e))?;
+        let d = input::department_id("id", &id)?;
         let rec = state
             .core
             .department(&d)?
@@ -693,9 +661,7 @@ async fn departments(
 ) -> Response {
     let result = (|| {
         let region = match &q.region {
-            Some(r) => {
-                Some(RegionCode::parse(r, "region").map_err(|e| ApiError::invalid("region", e))?)
-            }
+            Some(r) => Some(input::region_code("region", r)?),
             None => None,
         };
         let list: Vec<_> = state
@@ -715,12 +681,16 @@ async fn partition(
     ApiJson(req): ApiJson<PartitionRequest>,
 ) -> Response {
     let result = async {
+        if !state.drill_faults {
+            return Err(ApiError::not_found(
+                "drill fault endpoint",
+                "(drill_faults is off: this node is not a drill's)",
+            ));
+        }
         caller.require_operator(&state, "fault injection")?;
         let mut regions = std::collections::BTreeSet::new();
         for r in &req.blocked {
-            regions.insert(
-                RegionCode::parse(r, "blocked").map_err(|e| ApiError::invalid("blocked", e))?,
-            );
+            regions.insert(input::region_code("blocked", r)?);
         }
         if req.loss_percent > 100 {
             return Err(ApiError::invalid(
@@ -783,7 +753,7 @@ async fn log_range(
         region.chars().take(16).collect::<String>()
     ));
     let result = (|| {
-        let r = RegionCode::parse(&region, "region").map_err(|e| ApiError::invalid("region", e))?;
+        let r = input::region_code("region", &region)?;
         let core = &state.core;
         let from = q.from.unwrap_or(1).max(1);
         let limit = q.limit.unwrap_or(256).min(256);

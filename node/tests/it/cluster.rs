@@ -117,7 +117,8 @@ async fn published_at_a_is_applied_everywhere_and_check_verifies_offline() {
         .get("/v1/check?uscc=91350100M000100Y4I&domain=procurement")
         .await
         .unwrap();
-    assert_eq!(r.status, 400);
+    // The shape is right (18 letters and digits); a rule of GB 32100 is broken: 422.
+    assert_eq!(r.status, 422);
     assert!(r.body.contains("position 18"), "{}", r.body);
 }
 
@@ -342,7 +343,7 @@ async fn intruders_and_bad_records_are_refused() {
     let r = c
         .submit(0, "310000:pub", &Body::ListEntryPublished(bad))
         .await;
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 422);
     assert_eq!(
         r.json().unwrap()["message"],
         json!("body.subject.uscc: check character is '4', expected '3' (GB 32100-2015)")
@@ -700,7 +701,7 @@ async fn correction_at_a_stops_measures_on_the_removed_person_at_b_and_c() {
         .unwrap();
     assert_eq!(
         (r.status, r.error().field.as_deref()),
-        (400, Some("persons[1].number")),
+        (422, Some("persons[1].number")),
         "{}",
         r.body
     );

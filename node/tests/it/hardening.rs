@@ -321,7 +321,7 @@ async fn every_call_of_a_scripted_session_is_audited() {
             "/v1/admin/partition".into(),
             Some(json!({"blocked": []})),
             404,
-            "anonymous",
+            "310000:obj",
             None,
         ),
         (

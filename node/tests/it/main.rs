@@ -4,3 +4,4 @@ mod cluster;
 mod engine;
 mod hardening;
 mod harness;
+mod openapi;
