@@ -552,7 +552,8 @@ impl ActionFold {
                     status,
                     answered_late: resp
                         .is_some_and(|r| r.origin.at.date_cst() > self.action.respond_by),
-                    acknowledgement_ms: resp.map(|r| r.origin.at.0 - self.initiated.at.0),
+                    acknowledgement_ms: resp
+                        .map(|r| r.origin.at.0.saturating_sub(self.initiated.at.0)),
                     answered_by: resp.map(|r| r.origin.author.clone()),
                     implementing: resp.map(|r| r.implementing.clone()).unwrap_or_default(),
                     accepted,

@@ -76,12 +76,12 @@ impl Date {
     /// Day of the week, 0 = Monday … 6 = Sunday.
     pub fn weekday(self) -> u32 {
         // 1970-01-01 was a Thursday (3 when Monday is 0).
-        (self.0 + 3).rem_euclid(7) as u32
+        (i64::from(self.0) + 3).rem_euclid(7) as u32
     }
 
     /// The next calendar day.
     pub fn succ(self) -> Date {
-        Date(self.0 + 1)
+        Date(self.0.saturating_add(1))
     }
 
     /// This date plus `n` calendar days (negative moves back).
@@ -91,6 +91,7 @@ impl Date {
 
     /// The first instant of this date in China Standard Time.
     pub fn start_cst(self) -> Timestamp {
+        // i32 days × ms per day fits an i64 with room to spare (|days| < 2^31).
         Timestamp(self.0 as i64 * MS_PER_DAY - CST_OFFSET_MS)
     }
 

@@ -614,3 +614,19 @@ fn fuzz_regressions_do_not_panic() {
     }
     assert!(n >= 1);
 }
+
+proptest! {
+    /// Time arithmetic saturates instead of overflowing, whatever a record or a
+    /// configuration carries: no day count or instant panics or wraps.
+    #[test]
+    fn time_arithmetic_never_overflows(days in any::<i32>(), n in any::<i32>(), ms in any::<i64>()) {
+        let d = Date::parse("1970-01-01").unwrap().add_days(days);
+        prop_assert!(d.weekday() < 7);
+        prop_assert!(d.succ() >= d);
+        let moved = d.add_days(n);
+        let monotone = if n >= 0 { moved >= d } else { moved <= d };
+        prop_assert!(monotone);
+        let _ = d.start_cst();
+        let _ = Timestamp(ms).date_cst();
+    }
+}
