@@ -3,6 +3,8 @@
 //!
 //! * envelope admission ÷ two raw `verify_strict` (goal ≤ 1.1)
 //! * batch verification speed-up over one-by-one `verify_strict`
+//! * RFC 9162 inclusion-proof verification in a tree of 10^7 leaves ÷ raw `verify_strict`,
+//!   and proof sizes at 10^3, 10^6 and 10^7 leaves
 //! * one person hash at the default iteration count ÷ raw `verify_strict`: what a check
 //!   by a clear number costs the node, and (× ~10^10 candidates) what enumerating one
 //!   masked person costs a member (docs/privacy.md)
@@ -185,6 +187,37 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
+    // Proofs in a tree of 10^7 leaves: nodes come from a stand-in store (every complete
+    // subtree hashes to a constant), which is all proof generation and verification
+    // need to be timed.
+    struct AnyNodes;
+    impl credfed_protocol::merkle::TreeNodes for AnyNodes {
+        type Error = ();
+        fn node(&self, level: u8, index: u64) -> Result<credfed_protocol::crypto::Hash256, ()> {
+            Ok(credfed_protocol::crypto::sha256(&[
+                &[level],
+                &index.to_be_bytes(),
+            ]))
+        }
+    }
+    let big = 10_000_000u64;
+    let proof = credfed_protocol::merkle::inclusion_proof(&AnyNodes, big / 3, big).unwrap();
+    let root = credfed_protocol::merkle::root_at(&AnyNodes, big).unwrap();
+    let leaf = credfed_protocol::merkle::TreeNodes::node(&AnyNodes, 0, big / 3).unwrap();
+    let mut g = c.benchmark_group("merkle");
+    g.bench_function("verify_inclusion_1e7", |b| {
+        b.iter(|| {
+            credfed_protocol::merkle::verify_inclusion(
+                big / 3,
+                big,
+                black_box(&leaf),
+                black_box(&proof),
+                &root,
+            )
+        })
+    });
+    g.finish();
+
     let person_key = credfed_protocol::ids::PersonHashKey::new(&[7; 32]).unwrap();
     let mut g = c.benchmark_group("person");
     g.sample_size(20);
@@ -194,6 +227,48 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// Proof sizes at 10^3, 10^6 and 10^7 leaves: the longest inclusion proof (over leaves
+/// at the start, the middle and the end) and the longest consistency proof (from sizes
+/// just past a power of two, the worst case).
+fn proof_sizes() {
+    struct AnyNodes;
+    impl credfed_protocol::merkle::TreeNodes for AnyNodes {
+        type Error = ();
+        fn node(&self, _: u8, _: u64) -> Result<credfed_protocol::crypto::Hash256, ()> {
+            Ok(credfed_protocol::crypto::Hash256([0; 32]))
+        }
+    }
+    for n in [1_000u64, 1_000_000, 10_000_000] {
+        let inclusion = [0, n / 2, n - 1]
+            .iter()
+            .map(|&i| {
+                credfed_protocol::merkle::inclusion_proof(&AnyNodes, i, n)
+                    .unwrap()
+                    .len()
+            })
+            .max()
+            .unwrap_or(0);
+        let consistency = (0..40)
+            .filter_map(|k| {
+                let m = (1u64 << k) + 1;
+                (m < n).then(|| {
+                    credfed_protocol::merkle::consistency_proof(&AnyNodes, m, n)
+                        .unwrap()
+                        .len()
+                })
+            })
+            .max()
+            .unwrap_or(0);
+        println!(
+            "PROOF n = {n}: inclusion {} hashes = {} bytes; consistency {} hashes = {} bytes",
+            inclusion,
+            inclusion * 32,
+            consistency,
+            consistency * 32
+        );
+    }
 }
 
 fn mean_ns(group: &str, id: &str) -> Option<f64> {
@@ -234,6 +309,17 @@ fn main() {
         println!(
             "RATIO batch speed-up (64 signatures) = {:.2}x",
             single / batch
+        );
+    }
+    proof_sizes();
+    if let (Some(raw), Some(v)) = (
+        mean_ns("verify", "raw_verify_strict"),
+        mean_ns("merkle", "verify_inclusion_1e7"),
+    ) {
+        println!(
+            "RATIO verify_inclusion (10^7 leaves) / raw verify_strict = {:.3}  ({:.1} us)",
+            v / raw,
+            v / 1000.0
         );
     }
     if let (Some(raw), Some(hash)) = (

@@ -248,6 +248,16 @@ impl Keypair {
     }
 }
 
+impl Keypair {
+    /// Signs a message whose format an external specification defines (the C2SP notes of
+    /// `checkpoint`), without a credfed tag. Only for messages that cannot begin with
+    /// `"credfed\0"`: the caller's format must guarantee it (see `checkpoint`).
+    pub(crate) fn sign_external(&self, message: &[u8]) -> Signature {
+        debug_assert!(!message.starts_with(b"credfed\0"));
+        Signature(self.0.sign(message).to_bytes())
+    }
+}
+
 impl fmt::Debug for Keypair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Keypair(public {})", self.public())
@@ -282,6 +292,19 @@ impl PublicKey {
         msg.extend_from_slice(payload);
         key.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
             .map_err(|_| SignatureError::BadSignature { field })
+    }
+}
+
+impl PublicKey {
+    /// Verifies a signature made by [`Keypair::sign_external`], with `verify_strict`.
+    pub(crate) fn verify_external(
+        &self,
+        message: &[u8],
+        sig: &Signature,
+    ) -> Result<(), SignatureError> {
+        let key = self.verifying_key("key")?;
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .map_err(|_| SignatureError::BadSignature { field: "signature" })
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod calendar;
 pub mod catalogue;
 pub mod check;
+pub mod checkpoint;
 pub mod codec;
 pub mod crypto;
 pub mod envelope;
@@ -24,6 +25,7 @@ pub mod ids;
 pub mod ledger;
 pub mod limits;
 pub mod manifest;
+pub mod merkle;
 pub mod record;
 pub mod state;
 pub mod time;

@@ -120,6 +120,9 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         .route("/v1/departments/{id}", get(department))
         .route("/v1/heads", get(heads))
         .route("/v1/log/{region}", get(log_range))
+        .route("/v1/log/{region}/checkpoint", get(checkpoint))
+        .route("/v1/log/{region}/proof/inclusion", get(inclusion_proof))
+        .route("/v1/log/{region}/proof/consistency", get(consistency_proof))
         .route("/v1/peers", get(peers))
         .route("/v1/status", get(status))
         .route("/v1/stats", get(stats))
@@ -773,6 +776,109 @@ async fn log_range(
         })
     })();
     ApiError::respond(result, subject)
+}
+
+impl From<crate::engine::ProofFailure> for ApiError {
+    fn from(e: crate::engine::ProofFailure) -> ApiError {
+        use crate::engine::ProofFailure;
+        match e {
+            ProofFailure::NotHeld { held } => ApiError::not_found(
+                "tree of that size",
+                &format!(
+                    "(this node holds {held} records of the region; ask later or ask the region's node)"
+                ),
+            ),
+            ProofFailure::OutOfRange(m) => ApiError::unprocessable("query", format!("query: {m}")),
+            ProofFailure::Store(e) => ApiError::store(e),
+        }
+    }
+}
+
+fn hex_list(hashes: &[Hash256]) -> Vec<String> {
+    hashes.iter().map(|h| h.to_hex()).collect()
+}
+
+/// `GET /v1/log/{region}/checkpoint`: the region's tree as this replica holds it, and
+/// the region's own signed checkpoint when this node is that region's.
+async fn checkpoint(
+    State(state): State<Arc<ApiState>>,
+    ApiPath(region): ApiPath<String>,
+) -> Response {
+    let subject = Some(format!(
+        "checkpoint {}",
+        region.chars().take(16).collect::<String>()
+    ));
+    let result = (|| {
+        let r = input::region_code("region", &region)?;
+        let core = &state.core;
+        if r == core.region() {
+            let signed = core.own_checkpoint()?;
+            return ok(&json!({
+                "region": r.to_string(),
+                "size": signed.checkpoint.size,
+                "root": signed.checkpoint.root.to_hex(),
+                "note": signed.encode(),
+            }));
+        }
+        let (size, root) = core.tree_head(r)?;
+        ok(&json!({ "region": r.to_string(), "size": size, "root": root.to_hex(), "note": null }))
+    })();
+    ApiError::respond(result, subject)
+}
+
+/// Query of `/v1/log/{region}/proof/inclusion`.
+#[derive(Debug, Deserialize)]
+pub struct InclusionQuery {
+    /// The envelope's sequence number.
+    pub seq: u64,
+    /// Tree size (a checkpoint's).
+    pub size: u64,
+}
+
+async fn inclusion_proof(
+    State(state): State<Arc<ApiState>>,
+    ApiPath(region): ApiPath<String>,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
+) -> Response {
+    let result = (|| {
+        let r = input::region_code("region", &region)?;
+        let core = &state.core;
+        let proof = core.inclusion_proof(r, q.seq, q.size)?;
+        let root = core.tree_root_at(r, q.size)?;
+        ok(&json!({
+            "region": r.to_string(), "seq": q.seq, "size": q.size,
+            "root": root.to_hex(), "proof": hex_list(&proof),
+        }))
+    })();
+    ApiError::respond(result, None)
+}
+
+/// Query of `/v1/log/{region}/proof/consistency`.
+#[derive(Debug, Deserialize)]
+pub struct ConsistencyQuery {
+    /// The older tree size.
+    pub from: u64,
+    /// The newer tree size.
+    pub to: u64,
+}
+
+async fn consistency_proof(
+    State(state): State<Arc<ApiState>>,
+    ApiPath(region): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
+) -> Response {
+    let result = (|| {
+        let r = input::region_code("region", &region)?;
+        let core = &state.core;
+        let proof = core.consistency_proof(r, q.from, q.to)?;
+        ok(&json!({
+            "region": r.to_string(), "from": q.from, "to": q.to,
+            "from_root": core.tree_root_at(r, q.from)?.to_hex(),
+            "to_root": core.tree_root_at(r, q.to)?.to_hex(),
+            "proof": hex_list(&proof),
+        }))
+    })();
+    ApiError::respond(result, None)
 }
 
 async fn heads(State(state): State<Arc<ApiState>>) -> Response {

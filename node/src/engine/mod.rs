@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
 use credfed_protocol::check::CheckAnswer;
-use credfed_protocol::crypto::{Keypair, Signature};
+use credfed_protocol::crypto::{Hash256, Keypair, Signature};
 use credfed_protocol::envelope::VerifiedEnvelope;
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode};
 use credfed_protocol::ledger::{DepartmentRecord, Head, Rejection, Rules};
@@ -191,6 +191,8 @@ struct AppendJob {
 /// The engine's handle: writes go to the writer thread, reads to the store.
 pub struct Core {
     store: Arc<dyn Backend>,
+    /// Signs this region's checkpoints (the node key; the writer holds its own copy).
+    checkpoint_key: Keypair,
     manifest: Manifest,
     catalogue: Catalogue,
     calendar: WorkingCalendar,
@@ -221,6 +223,7 @@ impl Core {
         let gate = Arc::new(WriteGate::closed(
             "waiting to confirm this region's head with a peer",
         ));
+        let checkpoint_key = Keypair::from_secret(config.node_key.secret_bytes());
         let threads = writer::spawn(writer::WriterParts {
             store: store.clone(),
             manifest: config.manifest.clone(),
@@ -239,6 +242,7 @@ impl Core {
         .map_err(StoreError::Io)?;
         let core = Arc::new(Core {
             store,
+            checkpoint_key,
             manifest: config.manifest,
             catalogue: config.catalogue,
             calendar: config.calendar,
@@ -384,6 +388,82 @@ impl Core {
         self.store.range(region, from, limit, max_bytes)
     }
 
+    /// The region's Merkle tree as this replica holds it: (size, root).
+    pub fn tree_head(&self, region: RegionCode) -> Result<(u64, Hash256), StoreError> {
+        let f = self.store.tree_frontier(region)?;
+        Ok((f.size, f.root()))
+    }
+
+    /// The root of the region's tree at `size` (at most the replica's size).
+    pub fn tree_root_at(&self, region: RegionCode, size: u64) -> Result<Hash256, ProofFailure> {
+        self.tree_bounds(region, size)?;
+        credfed_protocol::merkle::root_at(&self.tree_nodes(region), size)
+            .map_err(ProofFailure::Store)
+    }
+
+    /// The inclusion proof of the envelope at `seq` in the region's tree of `size`.
+    pub fn inclusion_proof(
+        &self,
+        region: RegionCode,
+        seq: u64,
+        size: u64,
+    ) -> Result<Vec<Hash256>, ProofFailure> {
+        self.tree_bounds(region, size)?;
+        if seq == 0 || seq > size {
+            return Err(ProofFailure::OutOfRange(format!(
+                "seq {seq} is not in a tree of {size} (1 to {size})"
+            )));
+        }
+        credfed_protocol::merkle::inclusion_proof(&self.tree_nodes(region), seq - 1, size)
+            .map_err(ProofFailure::from_merkle)
+    }
+
+    /// The consistency proof of the region's tree from `from` to `to` records.
+    pub fn consistency_proof(
+        &self,
+        region: RegionCode,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash256>, ProofFailure> {
+        self.tree_bounds(region, to)?;
+        if from > to {
+            return Err(ProofFailure::OutOfRange(format!(
+                "from {from} is after to {to}"
+            )));
+        }
+        credfed_protocol::merkle::consistency_proof(&self.tree_nodes(region), from, to)
+            .map_err(ProofFailure::from_merkle)
+    }
+
+    /// This region's checkpoint, signed by this node (a C2SP signed note).
+    pub fn own_checkpoint(
+        &self,
+    ) -> Result<credfed_protocol::checkpoint::SignedCheckpoint, StoreError> {
+        use credfed_protocol::checkpoint::{Checkpoint, SignedCheckpoint, origin};
+        let (size, root) = self.tree_head(self.region)?;
+        let name = origin(&self.manifest.federation_id, self.region);
+        Ok(SignedCheckpoint::sign(
+            Checkpoint::new(name.clone(), size, root),
+            &name,
+            &self.checkpoint_key,
+        ))
+    }
+
+    fn tree_bounds(&self, region: RegionCode, size: u64) -> Result<(), ProofFailure> {
+        let held = self.store.tree_frontier(region)?.size;
+        if size > held {
+            return Err(ProofFailure::NotHeld { held });
+        }
+        Ok(())
+    }
+
+    fn tree_nodes(&self, region: RegionCode) -> StoredTree<'_> {
+        StoredTree {
+            store: &*self.store,
+            region,
+        }
+    }
+
     /// When this node applied the envelope at `pos`.
     pub fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError> {
         self.store.received_at(pos)
@@ -436,5 +516,51 @@ impl Core {
         domain: MeasureDomain,
     ) -> Result<CheckAnswer, StoreError> {
         credfed_protocol::check::check(self.rules(), &*self.store, subject, domain, self.now())
+    }
+}
+
+/// Why a proof could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofFailure {
+    /// The replica does not hold that many records of the region (yet).
+    #[error("this node holds {held} records of the region")]
+    NotHeld {
+        /// Records held.
+        held: u64,
+    },
+    /// The positions asked for are not in the tree asked about.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ProofFailure {
+    fn from_merkle(e: credfed_protocol::merkle::ProofError<StoreError>) -> ProofFailure {
+        match e {
+            credfed_protocol::merkle::ProofError::OutOfRange(m) => ProofFailure::OutOfRange(m),
+            credfed_protocol::merkle::ProofError::Nodes(e) => ProofFailure::Store(e),
+        }
+    }
+}
+
+/// A region's stored tree, as the Merkle proofs read it.
+struct StoredTree<'a> {
+    store: &'a dyn Backend,
+    region: RegionCode,
+}
+
+impl credfed_protocol::merkle::TreeNodes for StoredTree<'_> {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash256, StoreError> {
+        self.store
+            .tree_node(self.region, level, index)?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "{}: tree node {level}/{index} missing",
+                    self.region
+                ))
+            })
     }
 }

@@ -167,6 +167,24 @@ impl Backend for FaultyStore {
     fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError> {
         self.inner.received_at(pos)
     }
+    fn tree_frontier(
+        &self,
+        region: RegionCode,
+    ) -> Result<credfed_protocol::merkle::Frontier, StoreError> {
+        self.read()?;
+        self.inner.tree_frontier(region)
+    }
+
+    fn tree_node(
+        &self,
+        region: RegionCode,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<credfed_protocol::crypto::Hash256>, StoreError> {
+        self.read()?;
+        self.inner.tree_node(region, level, index)
+    }
+
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
         self.inner.proofs()
     }

@@ -25,16 +25,23 @@
 //! | `Q` | region u32 | empty: region flagged for equivocation |
 //! | `P` | region u32, seq u64 | `EquivocationProof` |
 //! | `R` | region u32, seq u64 | i64 LE: when this node applied it (local, not replicated) |
+//! | `T` | region u32 | `Frontier`: the region's Merkle tree size and peaks |
+//! | `N` | region u32, level u8, index u64 | 32-byte hash of a complete subtree of that tree |
+//!
+//! The Merkle tree (docs/protocol.md, "Merkle trees and checkpoints") is written in the
+//! same batch as the envelope it covers, so the tree and the log never disagree.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use credfed_protocol::codec;
+use credfed_protocol::crypto::Hash256;
 use credfed_protocol::envelope::{GENESIS_PREV_HASH, decode_envelope, envelope_hash};
 use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
+use credfed_protocol::merkle::{Frontier, leaf_hash};
 use credfed_protocol::record::{
     ActionId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
 };
@@ -43,7 +50,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Largest stored fold. Folds grow with the records touching them (objections, actions);
 /// 16 MiB is far beyond any real entry and stops a corrupt length from allocating more.
@@ -117,6 +124,15 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError>;
     /// Equivocation proofs held.
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError>;
+    /// The region's Merkle tree: its size and peaks (empty for a region without records).
+    fn tree_frontier(&self, region: RegionCode) -> Result<Frontier, StoreError>;
+    /// The hash of a complete subtree of the region's tree, if the tree has it.
+    fn tree_node(
+        &self,
+        region: RegionCode,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<Hash256>, StoreError>;
 }
 
 pub mod faulty;
@@ -163,21 +179,62 @@ fn dec<T: Serialize + DeserializeOwned>(bytes: &[u8], what: &'static str) -> Res
     codec::decode(bytes, MAX_VALUE_BYTES, what).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Upgrades the on-disk format from `from` to [`FORMAT_VERSION`]. A future version adds
-/// its step here and a test that opens a store of the version before.
+fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
+    let mut k = region_key(b'N', region);
+    k.push(level);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Upgrades the on-disk format from `from` to [`FORMAT_VERSION`]. Each step has a test
+/// that opens a store of the version before.
 ///
 /// Format 1 held protocol-version-1 records (measure codes by article number, person
 /// hashes v1): no node of this build can admit them, so there is nothing to migrate;
-/// such a store is refused with what to do.
-fn migrate(_tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
+/// such a store is refused with what to do. Format 2 lacks the Merkle trees: they are
+/// built from the logs.
+fn migrate(tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => Ok(()),
         found if found > FORMAT_VERSION => Err(StoreError::NewerFormat { found }),
+        2 => {
+            build_trees(tree)?;
+            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+            Ok(())
+        }
         1 => Err(StoreError::Corrupt(
             "store format 1 holds protocol-1 records, which this build (protocol 2) does not admit; the federation restarts on protocol 2: move the store away".into(),
         )),
         other => Err(StoreError::Corrupt(format!("unknown store format {other}"))),
     }
+}
+
+/// Builds every region's Merkle tree from its log (format 2 → 3), a region at a time.
+fn build_trees(tree: &sled::Tree) -> Result<(), StoreError> {
+    let mut regions = Vec::new();
+    for kv in tree.scan_prefix([b'H']) {
+        let (k, _) = kv?;
+        let code = u32::from_be_bytes(
+            k[1..5]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("head key".into()))?,
+        );
+        regions
+            .push(RegionCode::new(code, "head").map_err(|e| StoreError::Corrupt(e.to_string()))?);
+    }
+    for region in regions {
+        let mut frontier = Frontier::empty();
+        let mut batch = sled::Batch::default();
+        for kv in tree.scan_prefix(region_key(b'L', region)) {
+            let (_, bytes) = kv?;
+            for c in frontier.append(leaf_hash(&bytes)) {
+                batch.insert(tree_key(region, c.level, c.index), &c.hash.0[..]);
+            }
+        }
+        batch.insert(region_key(b'T', region), enc(&frontier));
+        tree.apply_batch(batch)?;
+    }
+    Ok(())
 }
 
 /// What start-up verification found.
@@ -231,6 +288,19 @@ impl Store {
         Ok(())
     }
 
+    fn frontier(&self, region: RegionCode) -> Result<Frontier, StoreError> {
+        match self.tree.get(region_key(b'T', region))? {
+            None => Ok(Frontier::empty()),
+            Some(v) => {
+                let f: Frontier = dec(&v, "tree frontier")?;
+                if !f.is_well_formed() {
+                    return Err(StoreError::Corrupt(format!("{region}: tree frontier")));
+                }
+                Ok(f)
+            }
+        }
+    }
+
     /// Number of keys under a prefix.
     pub fn count(&self, prefix: u8) -> usize {
         self.tree.scan_prefix([prefix]).count()
@@ -245,6 +315,19 @@ impl Backend for Store {
                 Update::Append { pos, head, bytes } => {
                     batch.insert(pos_key(b'L', *pos), bytes.as_slice());
                     batch.insert(region_key(b'H', pos.region), enc(head));
+                    // The writer thread applies one envelope per call, in order, so the
+                    // stored frontier is the tree before this envelope.
+                    let mut frontier = self.frontier(pos.region)?;
+                    if frontier.size + 1 != pos.seq {
+                        return Err(StoreError::Corrupt(format!(
+                            "{}: tree holds {} leaves, appending #{}",
+                            pos.region, frontier.size, pos.seq
+                        )));
+                    }
+                    for c in frontier.append(leaf_hash(bytes)) {
+                        batch.insert(tree_key(pos.region, c.level, c.index), &c.hash.0[..]);
+                    }
+                    batch.insert(region_key(b'T', pos.region), enc(&frontier));
                 }
                 Update::Department(d) => {
                     batch.insert(id_key(b'D', d.department.to_string().as_bytes()), enc(d))
@@ -365,6 +448,7 @@ impl Backend for Store {
         for (region, head) in &heads {
             let mut prev = GENESIS_PREV_HASH;
             let mut expect = 1u64;
+            let mut rebuilt = Frontier::empty();
             let start = pos_key(
                 b'L',
                 RecordPos {
@@ -393,6 +477,7 @@ impl Backend for Store {
                     )));
                 }
                 prev = envelope_hash(federation_id, &bytes);
+                rebuilt.append(leaf_hash(&bytes));
                 expect += 1;
                 envelopes += 1;
                 if envelopes % 100_000 == 0 {
@@ -404,6 +489,13 @@ impl Backend for Store {
                     "{region}: head says seq {} but the log ends at {}",
                     head.seq,
                     expect - 1
+                )));
+            }
+            let stored = self.frontier(*region)?;
+            if stored != rebuilt {
+                return Err(StoreError::Corrupt(format!(
+                    "{region}: the stored Merkle tree ({} leaves) does not match the log",
+                    stored.size
                 )));
             }
         }
@@ -447,6 +539,24 @@ impl Backend for Store {
             .try_into()
             .map_err(|_| StoreError::Corrupt(format!("receive time at {pos:?}")))?;
         Ok(Some(i64::from_le_bytes(bytes)))
+    }
+
+    fn tree_frontier(&self, region: RegionCode) -> Result<Frontier, StoreError> {
+        self.frontier(region)
+    }
+
+    fn tree_node(
+        &self,
+        region: RegionCode,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<Hash256>, StoreError> {
+        match self.tree.get(tree_key(region, level, index))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(Hash256(v.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt(format!("{region}: tree node {level}/{index}"))
+            })?))),
+        }
     }
 
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
@@ -524,5 +634,118 @@ impl StateView for Store {
                 RegionCode::new(code, "equivocator").map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credfed_protocol::merkle::{MemoryTree, TreeNodes, inclusion_proof, root_at};
+    use credfed_protocol::time::Timestamp;
+
+    fn sh() -> RegionCode {
+        RegionCode::new(310000, "r").unwrap()
+    }
+
+    fn append(store: &Store, seq: u64, bytes: &[u8]) {
+        store
+            .apply(&[Update::Append {
+                pos: RecordPos { region: sh(), seq },
+                head: Head {
+                    seq,
+                    hash: credfed_protocol::crypto::sha256(&[bytes]),
+                    timestamp: Timestamp(seq as i64),
+                },
+                bytes: bytes.to_vec(),
+            }])
+            .unwrap();
+    }
+
+    struct Nodes<'a>(&'a Store);
+    impl TreeNodes for Nodes<'_> {
+        type Error = String;
+        fn node(&self, level: u8, index: u64) -> Result<Hash256, String> {
+            self.0
+                .tree_node(sh(), level, index)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no node {level}/{index}"))
+        }
+    }
+
+    /// The stored tree follows the log append by append, gives the same roots and proofs
+    /// as a tree built in memory, and refuses an append out of order.
+    #[test]
+    fn the_tree_follows_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data: Vec<Vec<u8>> = (0..37u8).map(|i| vec![i; 1 + i as usize]).collect();
+        for (i, d) in data.iter().enumerate() {
+            append(&store, i as u64 + 1, d);
+        }
+        let memory = MemoryTree::from_data(&data);
+        let f = store.tree_frontier(sh()).unwrap();
+        assert_eq!((f.size, f.root()), (37, memory.root()));
+        for size in [1, 2, 5, 16, 37] {
+            assert_eq!(
+                root_at(&Nodes(&store), size).unwrap(),
+                root_at(&memory, size).unwrap()
+            );
+            assert_eq!(
+                inclusion_proof(&Nodes(&store), size - 1, size).unwrap(),
+                inclusion_proof(&memory, size - 1, size).unwrap()
+            );
+        }
+        let e = store
+            .apply(&[Update::Append {
+                pos: RecordPos {
+                    region: sh(),
+                    seq: 40,
+                },
+                head: Head {
+                    seq: 40,
+                    hash: Hash256([0; 32]),
+                    timestamp: Timestamp(0),
+                },
+                bytes: vec![1],
+            }])
+            .unwrap_err();
+        assert!(e.to_string().contains("tree holds 37 leaves"), "{e}");
+    }
+
+    /// A format-2 store (logs without trees) is upgraded at open: the trees are built
+    /// from the logs and match what appends would have built.
+    #[test]
+    fn a_format_2_store_gets_its_trees_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<Vec<u8>> = (0..21u8).map(|i| vec![i, i]).collect();
+        let expected = {
+            let store = Store::open(dir.path()).unwrap();
+            for (i, d) in data.iter().enumerate() {
+                append(&store, i as u64 + 1, d);
+            }
+            let f = store.tree_frontier(sh()).unwrap();
+            // Back to format 2: no trees.
+            for prefix in [b'T', b'N'] {
+                let keys: Vec<_> = store
+                    .tree
+                    .scan_prefix([prefix])
+                    .keys()
+                    .map(|k| k.unwrap())
+                    .collect();
+                for k in keys {
+                    store.tree.remove(k).unwrap();
+                }
+            }
+            store.tree.insert(b"Mformat", &2u32.to_le_bytes()).unwrap();
+            store.sync().unwrap();
+            f
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.tree_frontier(sh()).unwrap(), expected);
+        assert_eq!(
+            store.tree.get(b"Mformat").unwrap().unwrap().as_ref(),
+            &3u32.to_le_bytes()
+        );
+        assert!(store.tree_node(sh(), 4, 0).unwrap().is_some());
     }
 }

@@ -889,3 +889,163 @@ async fn correction_at_a_stops_measures_on_the_removed_person_at_b_and_c() {
     );
     assert!(r.body.contains("P-TRAVEL-AIR"), "{}", r.body);
 }
+
+/// Merkle proofs across real nodes: Shanghai signs a checkpoint of its log; Guangdong,
+/// a replica, proves that a Shanghai envelope is included under that checkpoint and
+/// that a later checkpoint extends it; the proofs verify offline against the node key
+/// the manifest names, and a proof against another root does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_proves_inclusion_and_consistency_under_the_signed_checkpoint() {
+    use credfed_protocol::checkpoint::{SignedCheckpoint, origin};
+    use credfed_protocol::crypto::Hash256;
+    use credfed_protocol::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    for n in 0..5 {
+        let r = c
+            .submit(
+                0,
+                "310000:pub",
+                &Body::ListEntryPublished(entry(&format!("m-{n}"))),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let sh_key = c
+        .manifest
+        .members
+        .iter()
+        .find(|m| m.region.code() == SH)
+        .unwrap()
+        .node_key;
+    let name = origin(FED, RegionCode::new(SH, "r").unwrap());
+    let checkpoint = |v: serde_json::Value| {
+        let note = v["note"]
+            .as_str()
+            .expect("the region's own node signs")
+            .to_owned();
+        let s = SignedCheckpoint::parse(&note).unwrap();
+        s.verify_log_signature(&name, &sh_key).unwrap();
+        s
+    };
+    let first = checkpoint(
+        c.nodes[0]
+            .client
+            .get_json("/v1/log/310000/checkpoint")
+            .await
+            .unwrap(),
+    );
+    let size = first.checkpoint.size;
+    assert!(size >= 9, "registrations and publications: {size}");
+    // Guangdong holds the same tree, but does not sign Shanghai's checkpoint.
+    let ok = wait_until(Duration::from_secs(30), || async {
+        c.head(1, SH).await >= size
+    })
+    .await;
+    assert!(ok, "Guangdong never caught up");
+    let replica: serde_json::Value = c.nodes[1]
+        .client
+        .get_json("/v1/log/310000/checkpoint")
+        .await
+        .unwrap();
+    assert!(replica["note"].is_null());
+    // Inclusion of #7 under the signed checkpoint, proven by the replica.
+    let p: serde_json::Value = c.nodes[1]
+        .client
+        .get_json(&format!("/v1/log/310000/proof/inclusion?seq=7&size={size}"))
+        .await
+        .unwrap();
+    let proof: Vec<Hash256> = p["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Hash256::from_hex(h.as_str().unwrap()).unwrap())
+        .collect();
+    let page: serde_json::Value = c.nodes[1]
+        .client
+        .get_json("/v1/log/310000?from=7&limit=1")
+        .await
+        .unwrap();
+    let envelope = hex::decode(page["envelopes"][0].as_str().unwrap()).unwrap();
+    let leaf = leaf_hash(&envelope);
+    assert!(verify_inclusion(
+        6,
+        size,
+        &leaf,
+        &proof,
+        &first.checkpoint.root
+    ));
+    assert!(!verify_inclusion(6, size, &leaf, &proof, &Hash256([0; 32])));
+    // More records; the newer checkpoint extends the older one.
+    for n in 5..8 {
+        let r = c
+            .submit(
+                0,
+                "310000:pub",
+                &Body::ListEntryPublished(entry(&format!("m-{n}"))),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let second = checkpoint(
+        c.nodes[0]
+            .client
+            .get_json("/v1/log/310000/checkpoint")
+            .await
+            .unwrap(),
+    );
+    let to = second.checkpoint.size;
+    assert_eq!(to, size + 3);
+    let ok = wait_until(Duration::from_secs(30), || async {
+        c.head(1, SH).await >= to
+    })
+    .await;
+    assert!(ok);
+    let p: serde_json::Value = c.nodes[1]
+        .client
+        .get_json(&format!(
+            "/v1/log/310000/proof/consistency?from={size}&to={to}"
+        ))
+        .await
+        .unwrap();
+    let proof: Vec<Hash256> = p["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Hash256::from_hex(h.as_str().unwrap()).unwrap())
+        .collect();
+    assert!(verify_consistency(
+        size,
+        to,
+        &first.checkpoint.root,
+        &second.checkpoint.root,
+        &proof
+    ));
+    assert!(!verify_consistency(
+        size,
+        to,
+        &second.checkpoint.root,
+        &first.checkpoint.root,
+        &proof
+    ));
+    // Asking beyond what the replica holds is 404, an impossible range 422.
+    let r = c.nodes[1]
+        .client
+        .get(&format!(
+            "/v1/log/310000/proof/inclusion?seq=1&size={}",
+            to + 100
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = c.nodes[1]
+        .client
+        .get(&format!(
+            "/v1/log/310000/proof/inclusion?seq={}&size={size}",
+            size + 1
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 422, "{}", r.body);
+}

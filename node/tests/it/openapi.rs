@@ -50,7 +50,7 @@ fn run_schemathesis(c: &Cluster, with_certificate: bool) -> (bool, String) {
         "--workers",
         "2",
         "--request-timeout",
-        "10",
+        "30",
         "--tls-verify",
         node.dir.join("api-ca.pem").to_str().unwrap(),
         "--report-dir",
@@ -66,7 +66,13 @@ fn run_schemathesis(c: &Cluster, with_certificate: bool) -> (bool, String) {
             op.join(format!("{code}-node.key")).to_str().unwrap(),
         ]);
     }
-    let out = cmd.env("NO_COLOR", "1").output().unwrap();
+    // Schemathesis keeps a cache in its working directory: keep it out of the tree.
+    std::fs::create_dir_all(&report).unwrap();
+    let out = cmd
+        .current_dir(&report)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -102,7 +108,7 @@ async fn schemathesis_finds_nothing_with_and_without_a_certificate() {
             .and_then(|t| t.split_whitespace().next()?.parse().ok())
             .unwrap_or(0);
         assert!(
-            tested >= 16 && generated >= 300,
+            tested >= 19 && generated >= 300,
             "schemathesis {how} a certificate tested too little ({generated} cases):\n{text}"
         );
     }

@@ -630,3 +630,129 @@ proptest! {
         let _ = Timestamp(ms).date_cst();
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every leaf's inclusion proof verifies in every tree size, and any tampering with
+    /// the proof, the leaf or the index makes it fail. (The size is not in the proof: a
+    /// proof for leaf 0 of 3 also fits leaf 0 of 4 under the same root, which is why
+    /// checkpoints sign the size with the root.)
+    #[test]
+    fn inclusion_proofs_verify_and_any_tampering_fails(
+        n in 1u64..70,
+        pick in any::<u64>(),
+        flip in any::<(usize, usize, u8)>(),
+    ) {
+        use credfed_protocol::merkle::*;
+        let data: Vec<Vec<u8>> = (0..n).map(|i| i.to_le_bytes().to_vec()).collect();
+        let tree = MemoryTree::from_data(&data);
+        let size = 1 + pick % n;
+        let root = root_at(&tree, size).unwrap();
+        for index in 0..size {
+            let leaf = leaf_hash(&data[index as usize]);
+            let proof = inclusion_proof(&tree, index, size).unwrap();
+            prop_assert!(verify_inclusion(index, size, &leaf, &proof, &root));
+            if size > 1 {
+                prop_assert!(!verify_inclusion((index + 1) % size, size, &leaf, &proof, &root));
+                let mut bad = proof.clone();
+                let (i, byte, bit) = flip;
+                let k = i % bad.len();
+                bad[k].0[byte % 32] ^= 1 << (bit % 8);
+                prop_assert!(!verify_inclusion(index, size, &leaf, &bad, &root));
+                let mut short = proof.clone();
+                short.pop();
+                prop_assert!(!verify_inclusion(index, size, &leaf, &short, &root));
+            }
+            let mut long = proof.clone();
+            long.push(leaf);
+            prop_assert!(!verify_inclusion(index, size, &leaf, &long, &root));
+            let mut other = leaf;
+            other.0[0] ^= 1;
+            prop_assert!(!verify_inclusion(index, size, &other, &proof, &root));
+        }
+    }
+
+    /// Every pair of sizes has a verifying consistency proof; tampering fails, and a
+    /// tree whose history differs at any leaf is never proven consistent.
+    #[test]
+    fn consistency_proofs_verify_and_a_rewritten_history_never_does(
+        n in 2u64..50,
+        changed in any::<u64>(),
+        flip in any::<(usize, usize)>(),
+    ) {
+        use credfed_protocol::merkle::*;
+        let data: Vec<Vec<u8>> = (0..n).map(|i| i.to_le_bytes().to_vec()).collect();
+        let tree = MemoryTree::from_data(&data);
+        let mut forked_data = data.clone();
+        let at = (changed % n) as usize;
+        forked_data[at].push(0xff);
+        let forked = MemoryTree::from_data(&forked_data);
+        for first in 1..=n {
+            for second in first..=n {
+                let proof = consistency_proof(&tree, first, second).unwrap();
+                let r1 = root_at(&tree, first).unwrap();
+                let r2 = root_at(&tree, second).unwrap();
+                prop_assert!(verify_consistency(first, second, &r1, &r2, &proof));
+                if !proof.is_empty() {
+                    let mut bad = proof.clone();
+                    let k = flip.0 % bad.len();
+                    bad[k].0[flip.1 % 32] ^= 1;
+                    prop_assert!(!verify_consistency(first, second, &r1, &r2, &bad));
+                }
+                // A fork at a leaf the first tree already holds is caught.
+                if (at as u64) < first {
+                    let fr2 = root_at(&forked, second).unwrap();
+                    let fproof = consistency_proof(&forked, first, second).unwrap();
+                    prop_assert!(!verify_consistency(first, second, &r1, &fr2, &fproof));
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Signed checkpoints round-trip through their text, and mangled texts (bit flips,
+    /// truncation, appended bytes) never panic and never verify.
+    #[test]
+    fn checkpoint_notes_round_trip_and_mangling_never_verifies(
+        size in any::<u64>(),
+        root in any::<[u8; 32]>(),
+        at in any::<usize>(),
+        bit in 0u8..8,
+        cut in any::<usize>(),
+        tail in proptest::collection::vec(any::<u8>(), 0..16),
+    ) {
+        use credfed_protocol::checkpoint::*;
+        use credfed_protocol::crypto::Keypair;
+        let sh = RegionCode::new(310000, "r").unwrap();
+        let name = origin("cn-credit", sh);
+        let key = Keypair::from_secret([9; 32]);
+        let s = SignedCheckpoint::sign(Checkpoint::new(name.clone(), size, Hash256(root)), &name, &key);
+        let text = s.encode();
+        let back = SignedCheckpoint::parse(&text).unwrap();
+        prop_assert_eq!(&back, &s);
+        prop_assert!(back.verify_log_signature(&name, &key.public()).is_ok());
+        let mut bytes = text.clone().into_bytes();
+        let i = at % bytes.len();
+        bytes[i] ^= 1 << bit;
+        let mut variants = vec![bytes, text.as_bytes()[..cut % text.len()].to_vec()];
+        let mut appended = text.clone().into_bytes();
+        appended.extend_from_slice(&tail);
+        variants.push(appended);
+        for v in variants {
+            if v == text.as_bytes() {
+                continue;
+            }
+            if let Ok(t) = std::str::from_utf8(&v)
+                && let Ok(parsed) = SignedCheckpoint::parse(t)
+            {
+                // Something parsed: it must not be the same signed statement unless the
+                // bytes that changed were outside the body and signature.
+                if parsed.checkpoint != s.checkpoint {
+                    prop_assert!(parsed.verify_log_signature(&name, &key.public()).is_err());
+                }
+            }
+        }
+    }
+}

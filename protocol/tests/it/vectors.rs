@@ -220,3 +220,42 @@ const WANT: [(&str, &str); 8] = [
         "f3e6c065f1b50d434246411fe6cbb1bd9fa1bd3c04a94299ea3880e4e66fab31",
     ),
 ];
+
+/// A checkpoint of the reference tree (RFC 6962 vectors, 8 leaves), signed by a fixed
+/// log key and cosigned by a fixed witness key at a fixed time: the C2SP note bytes are
+/// pinned (Ed25519 signatures are deterministic).
+#[test]
+fn checkpoint_note_bytes() {
+    use credfed_protocol::checkpoint::{Checkpoint, SignedCheckpoint, origin, witness_name};
+    use credfed_protocol::ids::RegionCode;
+    use credfed_protocol::merkle::MemoryTree;
+    let leaves: Vec<Vec<u8>> = [
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    ]
+    .iter()
+    .map(|x| hex::decode(x).unwrap())
+    .collect();
+    let tree = MemoryTree::from_data(&leaves);
+    let sh = RegionCode::new(310000, "r").unwrap();
+    let cp = Checkpoint::new(origin("cn-credit-vectors", sh), tree.size(), tree.root());
+    let mut s = SignedCheckpoint::sign(
+        cp,
+        &origin("cn-credit-vectors", sh),
+        &Keypair::from_secret([0x31; 32]),
+    );
+    s.cosign(
+        &witness_name("cn-credit-vectors", RegionCode::new(440000, "r").unwrap()),
+        &Keypair::from_secret([0x44; 32]),
+        1_795_000_000,
+    );
+    assert_eq!(s.encode(), CHECKPOINT_NOTE, "{}", s.encode());
+}
+
+const CHECKPOINT_NOTE: &str = "credfed/cn-credit-vectors/310000\n8\nXcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=\n\n\u{2014} credfed/cn-credit-vectors/310000 CORSuiI5h0mQJ1A6omOG6x/BmAEpTnkuR3eR3y1nrrFTyL9zSThMI3F5vhnLBZD6D21+aWZ7tTkNfRC7zY/c0zS0aAo=\n\u{2014} credfed/cn-credit-vectors/witness/440000 gqdA5gAAAABq/YbARC6bUj7bFSkPgkOLDhGjD1ic5PYEOY7Z4AmuOgmsMfb8ynrOzQ1QSVPZ2WpHCpdzq9xkHFFw0Mz7vG//xv2zCQ==\n";
