@@ -188,8 +188,9 @@ paths = {
                     query("from", U64, description="First sequence number (default 1)"),
                     query("limit", U64, description="At most this many (at most 256)")])},
     "/v1/log/{region}/checkpoint": {"get": op(
-        "The region's Merkle tree head as this replica holds it; with the region's own "
-        "signed checkpoint (a C2SP signed note) when this node is that region's",
+        "The region's Merkle tree head as this replica holds it, the region's own signed "
+        "checkpoint (C2SP note) on its own node, the latest witnessed checkpoint held, "
+        "what this node cosigned, and split-view evidence",
         merge(ok("Tree head", {"$ref": "#/components/schemas/TreeHead"}), AUTH, {
             "400": err("region is not six digits"),
             "422": err("region is not a region of GB/T 2260"),
@@ -291,11 +292,19 @@ schemas = {
                 "properties": {"region": {"type": "string"}, "from": {"type": "integer"},
                                "envelopes": {"type": "array", "items": {"type": "string"}},
                                "received_ms": {"type": "array"}}},
-    "TreeHead": {"type": "object", "required": ["region", "size", "root", "note"],
+    "TreeHead": {"type": "object",
+                 "required": ["region", "size", "root", "note", "witnessed", "cosigned",
+                              "split_view_evidence"],
                  "properties": {"region": {"type": "string"}, "size": {"type": "integer"},
                                 "root": {"type": "string", "description": "hex"},
                                 "note": {"type": ["string", "null"],
-                                         "description": "C2SP signed checkpoint, from the region's own node"}}},
+                                         "description": "C2SP signed checkpoint, from the region's own node"},
+                                "witnessed": {"type": ["string", "null"],
+                                              "description": "the latest checkpoint held with a quorum of cosignatures"},
+                                "cosigned": {"type": ["object", "null"],
+                                             "description": "the largest checkpoint this node cosigned as a witness"},
+                                "split_view_evidence": {"type": ["string", "null"],
+                                                        "description": "a witnessed checkpoint that contradicts this replica"}}},
     "InclusionProof": {"type": "object", "required": ["region", "seq", "size", "root", "proof"],
                        "properties": {"region": {"type": "string"}, "seq": {"type": "integer"},
                                       "size": {"type": "integer"},

@@ -18,3 +18,4 @@ pub mod p2p;
 pub mod replication;
 pub mod store;
 pub mod wire;
+pub mod witnessing;

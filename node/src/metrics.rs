@@ -56,11 +56,31 @@ pub struct Metrics {
     pub gossip_rejected: AtomicU64,
     /// Overlapping ranges fetched because a peer's log seemed to fork from ours.
     pub fork_probes: AtomicU64,
+    /// This region's checkpoints witnessed (a quorum of cosignatures reached).
+    pub checkpoints_witnessed: AtomicU64,
+    /// Witnessed checkpoints of a region that contradicted this replica.
+    pub split_views: AtomicU64,
     /// API latency histogram: per-route bucket counts, sum and count.
     latency: Mutex<BTreeMap<String, Histogram>>,
+    /// From the start of a witnessing round to its quorum.
+    witness_latency: Mutex<Option<Histogram>>,
 }
 
 impl Metrics {
+    /// Records how long a witnessing round took to reach its quorum.
+    pub fn observe_witness_latency(&self, seconds: f64) {
+        if let Ok(mut h) = self.witness_latency.lock() {
+            let h = h.get_or_insert(([0; LATENCY_BUCKETS.len()], 0.0, 0));
+            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.0[i] += 1;
+                }
+            }
+            h.1 += seconds;
+            h.2 += 1;
+        }
+    }
+
     /// Counts a refusal.
     pub fn reject(&self, reason: RejectReason) {
         if let Ok(mut m) = self.rejected.lock() {
@@ -231,6 +251,37 @@ impl Metrics {
             s,
             "# HELP credfed_store_bytes Store size on disk.\n# TYPE credfed_store_bytes gauge\ncredfed_store_bytes {store_bytes}"
         );
+        c(
+            &mut s,
+            "credfed_checkpoints_witnessed_total",
+            "This region's checkpoints that reached their quorum of cosignatures.",
+            self.checkpoints_witnessed.load(Ordering::Relaxed),
+        );
+        c(
+            &mut s,
+            "credfed_split_views_total",
+            "Witnessed checkpoints that contradicted this replica (evidence kept).",
+            self.split_views.load(Ordering::Relaxed),
+        );
+        if let Ok(h) = self.witness_latency.lock()
+            && let Some((buckets, sum, count)) = *h
+        {
+            let _ = writeln!(
+                s,
+                "# HELP credfed_witness_round_seconds From a checkpoint's signing to its quorum of cosignatures.\n# TYPE credfed_witness_round_seconds histogram"
+            );
+            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "credfed_witness_round_seconds_bucket{{le=\"{b}\"}} {}",
+                    buckets[i]
+                );
+            }
+            let _ = writeln!(
+                s,
+                "credfed_witness_round_seconds_bucket{{le=\"+Inf\"}} {count}\ncredfed_witness_round_seconds_sum {sum}\ncredfed_witness_round_seconds_count {count}"
+            );
+        }
         let _ = writeln!(
             s,
             "# HELP credfed_api_seconds API latency.\n# TYPE credfed_api_seconds histogram"

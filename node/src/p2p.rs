@@ -191,6 +191,12 @@ pub struct Network {
     connected_changed: bool,
     outputs: Vec<Output>,
     refusal_log: RefusalLog,
+    /// This region's witnessing rounds (docs/protocol.md, witnessing).
+    rounds: crate::witnessing::Rounds,
+    /// Where witnessed checkpoints are gossiped.
+    checkpoint_topic: gossipsub::IdentTopic,
+    /// Outstanding cosign requests, to tell their failures from range failures.
+    cosign_requests: BTreeSet<OutboundRequestId>,
 }
 
 /// Refused inbound connections are logged at most once per [`REFUSAL_LOG_PERIOD`] per
@@ -277,6 +283,8 @@ impl Network {
             }
         }
         let topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/envelopes/1"));
+        let checkpoint_topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/checkpoints/1"));
+        let quorum = credfed_protocol::witness::quorum(core.manifest().members.len());
         let swarm = build_swarm(keypair, &members, &cfg)?;
         let local = core.heads().context("reading heads at start")?;
         let local_seq = local.iter().map(|(r, h)| (*r, h.seq)).collect();
@@ -309,9 +317,16 @@ impl Network {
             connected_changed: true,
             outputs: Vec::new(),
             refusal_log: RefusalLog::default(),
+            rounds: crate::witnessing::Rounds::new(quorum),
+            checkpoint_topic,
+            cosign_requests: BTreeSet::new(),
             cfg,
         };
         net.swarm.behaviour_mut().gossipsub.subscribe(&net.topic)?;
+        net.swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&net.checkpoint_topic)?;
         for a in net.cfg.listen.clone() {
             net.swarm
                 .listen_on(a.clone())
@@ -424,11 +439,15 @@ impl Network {
                 }
             }
             EngineEvent::Heads(moved) => {
+                let own = moved.iter().any(|(r, _)| *r == self.core.region());
                 for (region, head) in moved {
                     self.local.insert(region, head);
                     self.local_seq.insert(region, head.seq);
                 }
                 self.step(Input::Tick);
+                if own {
+                    self.maybe_start_round();
+                }
             }
             EngineEvent::Appended(bytes) => {
                 if let Err(e) = self
@@ -458,6 +477,106 @@ impl Network {
             self.forget_connection(peer, connection, "silent");
         }
         self.step(Input::Tick);
+        if let Some(action) = self.rounds.tick(now) {
+            self.on_round_action(action);
+        }
+        self.maybe_start_round();
+    }
+
+    /// Starts a witnessing round if this region's log grew since the last witnessed
+    /// checkpoint and the rounds allow one now.
+    fn maybe_start_round(&mut self) {
+        let size = self
+            .local_seq
+            .get(&self.core.region())
+            .copied()
+            .unwrap_or(0);
+        let now = Instant::now();
+        if self.connected.is_empty() || !self.rounds.due(size, now) {
+            return;
+        }
+        let signed = match self.core.own_checkpoint() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sign a checkpoint; retrying at the next tick");
+                return;
+            }
+        };
+        let peers: Vec<PeerId> = self
+            .connected
+            .keys()
+            .filter(|p| !self.blocked.contains(p))
+            .copied()
+            .collect();
+        let action = self.rounds.start(signed, peers, now);
+        self.on_round_action(action);
+    }
+
+    fn on_round_action(&mut self, action: crate::witnessing::RoundAction) {
+        match action {
+            crate::witnessing::RoundAction::Ask(peers, note) => {
+                for p in peers {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&p, SyncRequest::Cosign { note: note.clone() });
+                    self.cosign_requests.insert(id);
+                }
+            }
+            crate::witnessing::RoundAction::Witnessed(note, took) => {
+                let metrics = self.core.metrics();
+                metrics
+                    .checkpoints_witnessed
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics.observe_witness_latency(took.as_secs_f64());
+                if let Err(e) = self.core.accept_witnessed(&note) {
+                    tracing::warn!(error = %e, "own witnessed checkpoint not kept");
+                }
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.checkpoint_topic.clone(), note.into_bytes())
+                {
+                    tracing::debug!(error = %e, "witnessed checkpoint not gossiped (no peers?)");
+                }
+            }
+        }
+    }
+
+    /// A witnessed checkpoint from the gossip: kept if larger than the one held,
+    /// split-view evidence if it contradicts this replica, rejected (and its sender
+    /// penalised) if it is not witnessed.
+    fn on_checkpoint_gossip(
+        &mut self,
+        source: PeerId,
+        message_id: gossipsub::MessageId,
+        data: Vec<u8>,
+    ) {
+        use crate::engine::Witnessed;
+        let verdict = match std::str::from_utf8(&data)
+            .map_err(|e| e.to_string())
+            .and_then(|note| self.core.accept_witnessed(note))
+        {
+            Ok(Witnessed::SplitView(region)) => {
+                self.core
+                    .metrics()
+                    .split_views
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%region, "a witnessed checkpoint of {region} contradicts this replica: split view, evidence kept");
+                gossipsub::MessageAcceptance::Accept
+            }
+            Ok(_) => gossipsub::MessageAcceptance::Accept,
+            Err(e) => {
+                tracing::debug!(%source, error = %e, "checkpoint gossip refused");
+                gossipsub::MessageAcceptance::Reject
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message_id, &source, verdict);
     }
 
     fn on_redial(&mut self) {
@@ -546,7 +665,13 @@ impl Network {
                 propagation_source,
                 message_id,
                 message,
-            })) => self.on_gossip(propagation_source, message_id, message.data),
+            })) => {
+                if message.topic == self.checkpoint_topic.hash() {
+                    self.on_checkpoint_gossip(propagation_source, message_id, message.data)
+                } else {
+                    self.on_gossip(propagation_source, message_id, message.data)
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,
                 message,
@@ -569,6 +694,10 @@ impl Network {
                 },
             )) => {
                 tracing::debug!(%peer, %error, "sync request failed");
+                if self.cosign_requests.remove(&request_id) {
+                    self.rounds.failed(peer);
+                    return;
+                }
                 let range = self.pending_ranges.remove(&request_id);
                 self.step(Input::RequestFailed(peer, range));
             }
@@ -654,6 +783,34 @@ impl Network {
                     drop(permit);
                 });
             }
+            SyncRequest::Cosign { note } => {
+                // Witnessing ends in an fsync: off the loop, bounded like range reads.
+                let Ok(permit) = self.reads.clone().try_acquire_owned() else {
+                    let busy = SyncResponse::CosignRefused(
+                        credfed_protocol::witness::CosignRefusal::NotYet { held: 0 },
+                    );
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, busy);
+                    return;
+                };
+                let core = self.core.clone();
+                let done = self.reads_done_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let response = match core.witness(&note) {
+                        Ok(line) => SyncResponse::Cosigned(line),
+                        Err(why) => {
+                            if matches!(
+                                why,
+                                credfed_protocol::witness::CosignRefusal::Conflict { .. }
+                            ) {
+                                tracing::error!(%why, "refused to cosign a checkpoint");
+                            }
+                            SyncResponse::CosignRefused(why)
+                        }
+                    };
+                    let _ = done.blocking_send((channel, response));
+                    drop(permit);
+                });
+            }
         }
     }
 
@@ -665,6 +822,20 @@ impl Network {
         }
         self.touch(&peer);
         match response {
+            SyncResponse::Cosigned(line) => {
+                self.cosign_requests.remove(&request_id);
+                self.on_cosigned(peer, line);
+            }
+            SyncResponse::CosignRefused(why) => {
+                self.cosign_requests.remove(&request_id);
+                if matches!(
+                    why,
+                    credfed_protocol::witness::CosignRefusal::Conflict { .. }
+                ) {
+                    tracing::error!(%peer, %why, "a witness holds another history of this region");
+                }
+                self.rounds.refused(peer, &why, Instant::now());
+            }
             SyncResponse::Heads(heads) => self.step(Input::Heads(peer, heads)),
             SyncResponse::Range { region, envelopes } => {
                 tracing::debug!(%peer, %region, count = envelopes.len(), "pull: range received");
@@ -692,6 +863,35 @@ impl Network {
                     }
                 }
             }
+        }
+    }
+
+    /// A cosignature from `peer`: counted only if it is that member's, over this round's
+    /// checkpoint.
+    fn on_cosigned(&mut self, peer: PeerId, line: credfed_protocol::checkpoint::NoteSignature) {
+        let Some((region, _)) = self.members.get(&peer) else {
+            return;
+        };
+        let region = *region;
+        let valid = self.rounds.current().is_some_and(|cp| {
+            let manifest = self.core.manifest();
+            let mut with = cp.clone();
+            with.signatures.push(line.clone());
+            manifest.member(region).is_some_and(|m| {
+                with.verify_cosignature(
+                    &credfed_protocol::checkpoint::witness_name(&manifest.federation_id, region),
+                    &m.node_key,
+                )
+                .is_ok()
+            })
+        });
+        if !valid {
+            tracing::warn!(%peer, %region, "cosignature does not verify; ignored");
+            self.rounds.failed(peer);
+            return;
+        }
+        if let Some(action) = self.rounds.cosigned(peer, region, line, Instant::now()) {
+            self.on_round_action(action);
         }
     }
 

@@ -1,7 +1,9 @@
 //! The pull protocol (anti-entropy) spoken over libp2p request-response.
 //!
 //! `/credfed/sync/1`: a request is `Heads` or `Range { region, from, limit }`; the answer is
-//! every region's head, or up to `limit` envelopes of a region from `from`. Messages are
+//! every region's head, or up to `limit` envelopes of a region from `from`. A region's
+//! node also asks the others to witness its checkpoint (`Cosign`): the answer is a
+//! cosignature line or the reason for refusing (docs/protocol.md, witnessing). Messages are
 //! the protocol's canonical encoding, prefixed by a u32 big-endian length, and bounded so
 //! that a peer can never make another allocate more than the limits below.
 
@@ -31,6 +33,8 @@ pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024 + 64 * 1024;
 
 /// A pull request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Cosign carries a short note (bounded by MAX_REQUEST_BYTES); size is not a concern.
+#[allow(clippy::large_enum_variant)]
 pub enum SyncRequest {
     /// Every region's head.
     Heads,
@@ -42,6 +46,11 @@ pub enum SyncRequest {
         from: u64,
         /// At most this many (capped at [`MAX_RANGE_ENVELOPES`]).
         limit: u32,
+    },
+    /// Witness this checkpoint of the requester's region (a C2SP note it signed).
+    Cosign {
+        /// The note text.
+        note: String,
     },
 }
 
@@ -57,6 +66,10 @@ pub enum SyncResponse {
         /// Envelope bytes.
         envelopes: Vec<Vec<u8>>,
     },
+    /// The witness's cosignature line.
+    Cosigned(credfed_protocol::checkpoint::NoteSignature),
+    /// Why it does not cosign.
+    CosignRefused(credfed_protocol::witness::CosignRefusal),
 }
 
 /// Length-prefixed canonical codec with limits.

@@ -29,6 +29,7 @@ pub mod merkle;
 pub mod record;
 pub mod state;
 pub mod time;
+pub mod witness;
 
 /// The protocol version this build speaks. Part of every signing tag and envelope.
 pub const PROTOCOL_VERSION: u16 = 2;

@@ -798,8 +798,9 @@ fn hex_list(hashes: &[Hash256]) -> Vec<String> {
     hashes.iter().map(|h| h.to_hex()).collect()
 }
 
-/// `GET /v1/log/{region}/checkpoint`: the region's tree as this replica holds it, and
-/// the region's own signed checkpoint when this node is that region's.
+/// `GET /v1/log/{region}/checkpoint`: the region's tree as this replica holds it; the
+/// region's own signed checkpoint when this node is that region's; the latest witnessed
+/// checkpoint held; what this node cosigned as a witness; split-view evidence if any.
 async fn checkpoint(
     State(state): State<Arc<ApiState>>,
     ApiPath(region): ApiPath<String>,
@@ -811,17 +812,24 @@ async fn checkpoint(
     let result = (|| {
         let r = input::region_code("region", &region)?;
         let core = &state.core;
-        if r == core.region() {
-            let signed = core.own_checkpoint()?;
-            return ok(&json!({
-                "region": r.to_string(),
-                "size": signed.checkpoint.size,
-                "root": signed.checkpoint.root.to_hex(),
-                "note": signed.encode(),
-            }));
-        }
-        let (size, root) = core.tree_head(r)?;
-        ok(&json!({ "region": r.to_string(), "size": size, "root": root.to_hex(), "note": null }))
+        let own = if r == core.region() {
+            Some(core.own_checkpoint()?)
+        } else {
+            None
+        };
+        let (size, root) = match &own {
+            Some(s) => (s.checkpoint.size, s.checkpoint.root),
+            None => core.tree_head(r)?,
+        };
+        ok(&json!({
+            "region": r.to_string(),
+            "size": size,
+            "root": root.to_hex(),
+            "note": own.map(|s| s.encode()),
+            "witnessed": core.witnessed_checkpoint(r)?.map(|s| s.encode()),
+            "cosigned": core.witness_view(r)?.map(|v| json!({"size": v.size, "root": v.root.to_hex()})),
+            "split_view_evidence": core.split_view_evidence(r)?,
+        }))
     })();
     ApiError::respond(result, subject)
 }

@@ -449,6 +449,95 @@ impl Core {
         ))
     }
 
+    /// Witnesses another region's checkpoint (a C2SP note signed by that region's node):
+    /// cosigns it only if this replica reproduces its root at its size and it does not
+    /// go back on a checkpoint cosigned before; the view is durable before the answer.
+    /// Blocking (an fsync): call from a blocking thread.
+    pub fn witness(
+        &self,
+        note: &str,
+    ) -> Result<credfed_protocol::checkpoint::NoteSignature, CosignRefusal> {
+        use credfed_protocol::checkpoint::{SignedCheckpoint, witness_name};
+        use credfed_protocol::witness::{checkpoint_region, judge};
+        let mut signed =
+            SignedCheckpoint::parse(note).map_err(|e| CosignRefusal::Invalid(e.to_string()))?;
+        let region = checkpoint_region(&signed, &self.manifest)?;
+        if region == self.region {
+            return Err(CosignRefusal::Invalid(
+                "a node does not witness its own region".into(),
+            ));
+        }
+        let unavailable = |e: StoreError| CosignRefusal::Invalid(format!("witness store: {e}"));
+        let replica = self.store.tree_frontier(region).map_err(unavailable)?;
+        let before = self.store.witness_view(region).map_err(unavailable)?;
+        let view = judge(&signed, before, replica.size, |n| {
+            credfed_protocol::merkle::root_at(&self.tree_nodes(region), n).ok()
+        })?;
+        if before != Some(view) {
+            self.store
+                .set_witness_view(region, view)
+                .map_err(unavailable)?;
+        }
+        let name = witness_name(&self.manifest.federation_id, self.region);
+        let seconds = u64::try_from(self.now().0 / 1000).unwrap_or(0);
+        signed.cosign(&name, &self.checkpoint_key, seconds);
+        signed
+            .signatures
+            .pop()
+            .ok_or_else(|| CosignRefusal::Invalid("cosigning failed".into()))
+    }
+
+    /// Takes a witnessed checkpoint of any region (its own included): keeps it if it is
+    /// larger than the one held; if it contradicts this replica, keeps it as split-view
+    /// evidence instead and says so.
+    pub fn accept_witnessed(&self, note: &str) -> Result<Witnessed, String> {
+        use credfed_protocol::checkpoint::SignedCheckpoint;
+        let signed = SignedCheckpoint::parse(note).map_err(|e| e.to_string())?;
+        let (region, _) = credfed_protocol::witness::verify_witnessed(&signed, &self.manifest)
+            .map_err(|e| e.to_string())?;
+        let cp = &signed.checkpoint;
+        let store_err = |e: StoreError| e.to_string();
+        let replica = self.store.tree_frontier(region).map_err(store_err)?;
+        if cp.size <= replica.size {
+            let ours = credfed_protocol::merkle::root_at(&self.tree_nodes(region), cp.size)
+                .map_err(store_err)?;
+            if ours != cp.root {
+                self.store.set_note(b'X', region, note).map_err(store_err)?;
+                return Ok(Witnessed::SplitView(region));
+            }
+        }
+        let held = self.witnessed_checkpoint(region).map_err(store_err)?;
+        if held.as_ref().is_some_and(|h| h.checkpoint.size >= cp.size) {
+            return Ok(Witnessed::Older(region));
+        }
+        self.store.set_note(b'C', region, note).map_err(store_err)?;
+        Ok(Witnessed::Stored(region, cp.size))
+    }
+
+    /// The latest witnessed checkpoint of `region` this node holds.
+    pub fn witnessed_checkpoint(
+        &self,
+        region: RegionCode,
+    ) -> Result<Option<credfed_protocol::checkpoint::SignedCheckpoint>, StoreError> {
+        Ok(self
+            .store
+            .note(b'C', region)?
+            .and_then(|n| credfed_protocol::checkpoint::SignedCheckpoint::parse(&n).ok()))
+    }
+
+    /// The largest checkpoint of `region` this node has cosigned as a witness.
+    pub fn witness_view(
+        &self,
+        region: RegionCode,
+    ) -> Result<Option<credfed_protocol::witness::WitnessView>, StoreError> {
+        self.store.witness_view(region)
+    }
+
+    /// Split-view evidence held against `region`, if any.
+    pub fn split_view_evidence(&self, region: RegionCode) -> Result<Option<String>, StoreError> {
+        self.store.note(b'X', region)
+    }
+
     fn tree_bounds(&self, region: RegionCode, size: u64) -> Result<(), ProofFailure> {
         let held = self.store.tree_frontier(region)?.size;
         if size > held {
@@ -517,6 +606,19 @@ impl Core {
     ) -> Result<CheckAnswer, StoreError> {
         credfed_protocol::check::check(self.rules(), &*self.store, subject, domain, self.now())
     }
+}
+
+pub use credfed_protocol::witness::CosignRefusal;
+
+/// What became of a witnessed checkpoint received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Witnessed {
+    /// Kept: the largest witnessed checkpoint of the region held.
+    Stored(RegionCode, u64),
+    /// Not larger than the one held.
+    Older(RegionCode),
+    /// Its root contradicts this replica: kept as evidence.
+    SplitView(RegionCode),
 }
 
 /// Why a proof could not be given.

@@ -185,6 +185,32 @@ impl Backend for FaultyStore {
         self.inner.tree_node(region, level, index)
     }
 
+    fn witness_view(
+        &self,
+        region: RegionCode,
+    ) -> Result<Option<credfed_protocol::witness::WitnessView>, StoreError> {
+        self.read()?;
+        self.inner.witness_view(region)
+    }
+
+    fn set_witness_view(
+        &self,
+        region: RegionCode,
+        view: credfed_protocol::witness::WitnessView,
+    ) -> Result<(), StoreError> {
+        self.faults.check(&self.faults.fail_sync, "sync")?;
+        self.inner.set_witness_view(region, view)
+    }
+
+    fn note(&self, kind: u8, region: RegionCode) -> Result<Option<String>, StoreError> {
+        self.read()?;
+        self.inner.note(kind, region)
+    }
+
+    fn set_note(&self, kind: u8, region: RegionCode, note: &str) -> Result<(), StoreError> {
+        self.inner.set_note(kind, region, note)
+    }
+
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
         self.inner.proofs()
     }

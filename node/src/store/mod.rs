@@ -27,6 +27,9 @@
 //! | `R` | region u32, seq u64 | i64 LE: when this node applied it (local, not replicated) |
 //! | `T` | region u32 | `Frontier`: the region's Merkle tree size and peaks |
 //! | `N` | region u32, level u8, index u64 | 32-byte hash of a complete subtree of that tree |
+//! | `W` | region u32 | `WitnessView`: the largest checkpoint of the region this node cosigned |
+//! | `C` | region u32 | the latest witnessed checkpoint of the region held (C2SP note text) |
+//! | `X` | region u32 | a checkpoint of the region that contradicts this replica (split-view evidence) |
 //!
 //! The Merkle tree (docs/protocol.md, "Merkle trees and checkpoints") is written in the
 //! same batch as the envelope it covers, so the tree and the log never disagree.
@@ -46,6 +49,7 @@ use credfed_protocol::record::{
     ActionId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
 };
 use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
+use credfed_protocol::witness::WitnessView;
 use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
@@ -133,6 +137,15 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
         level: u8,
         index: u64,
     ) -> Result<Option<Hash256>, StoreError>;
+    /// The largest checkpoint of `region` this node has cosigned.
+    fn witness_view(&self, region: RegionCode) -> Result<Option<WitnessView>, StoreError>;
+    /// Records a cosigned checkpoint; durable (fsynced) when it returns, because a witness
+    /// answers only after (it must never cosign two histories, even across a crash).
+    fn set_witness_view(&self, region: RegionCode, view: WitnessView) -> Result<(), StoreError>;
+    /// A stored note under `kind` (`b'C'` witnessed checkpoint, `b'X'` split-view evidence).
+    fn note(&self, kind: u8, region: RegionCode) -> Result<Option<String>, StoreError>;
+    /// Stores a note under `kind`.
+    fn set_note(&self, kind: u8, region: RegionCode, note: &str) -> Result<(), StoreError>;
 }
 
 pub mod faulty;
@@ -557,6 +570,30 @@ impl Backend for Store {
                 StoreError::Corrupt(format!("{region}: tree node {level}/{index}"))
             })?))),
         }
+    }
+
+    fn witness_view(&self, region: RegionCode) -> Result<Option<WitnessView>, StoreError> {
+        self.get(&region_key(b'W', region), "witness view")
+    }
+
+    fn set_witness_view(&self, region: RegionCode, view: WitnessView) -> Result<(), StoreError> {
+        self.tree.insert(region_key(b'W', region), enc(&view))?;
+        self.sync()
+    }
+
+    fn note(&self, kind: u8, region: RegionCode) -> Result<Option<String>, StoreError> {
+        match self.tree.get(region_key(kind, region))? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v.to_vec())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("{region}: stored note"))),
+        }
+    }
+
+    fn set_note(&self, kind: u8, region: RegionCode, note: &str) -> Result<(), StoreError> {
+        self.tree
+            .insert(region_key(kind, region), note.as_bytes())?;
+        Ok(())
     }
 
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {

@@ -1049,3 +1049,131 @@ async fn a_replica_proves_inclusion_and_consistency_under_the_signed_checkpoint(
         .unwrap();
     assert_eq!(r.status, 422, "{}", r.body);
 }
+
+async fn checkpoint_view(c: &Cluster, i: usize, region: u32) -> serde_json::Value {
+    c.nodes[i]
+        .client
+        .get_json(&format!("/v1/log/{region}/checkpoint"))
+        .await
+        .unwrap_or_default()
+}
+
+/// Witnessing across real nodes: after Shanghai appends, its checkpoint collects a
+/// quorum of cosignatures (both other members of three) and every node holds it; it
+/// verifies offline against the manifest alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_witnessed_by_a_majority_of_the_other_members() {
+    use credfed_protocol::checkpoint::SignedCheckpoint;
+    use credfed_protocol::witness::verify_witnessed;
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let r = c
+        .submit(0, "310000:pub", &Body::ListEntryPublished(entry("w-1")))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let size = c.head(0, SH).await;
+    for i in [0, 1, 2] {
+        let ok = wait_until(Duration::from_secs(30), || async {
+            checkpoint_view(&c, i, SH).await["witnessed"]
+                .as_str()
+                .and_then(|n| SignedCheckpoint::parse(n).ok())
+                .is_some_and(|s| s.checkpoint.size >= size)
+        })
+        .await;
+        assert!(
+            ok,
+            "node {i} never held a witnessed checkpoint of Shanghai at {size}; log:\n{}",
+            c.log(i)
+        );
+    }
+    let v = checkpoint_view(&c, 2, SH).await;
+    let s = SignedCheckpoint::parse(v["witnessed"].as_str().unwrap()).unwrap();
+    let (region, cosigners) = verify_witnessed(&s, &c.manifest).unwrap();
+    assert_eq!(region, RegionCode::new(SH, "r").unwrap());
+    assert_eq!(cosigners.len(), 2);
+    // Gansu cosigned it as a witness, and remembers the size.
+    assert!(v["cosigned"]["size"].as_u64().unwrap() >= size);
+    assert!(c.metric(0, "credfed_checkpoints_witnessed_total").await >= 1);
+}
+
+/// A region that forks its history (restarted from a wiped store, writing different
+/// records at the same positions) cannot get the forked checkpoint witnessed: the
+/// witnesses refuse it as a split view and keep vouching for the history they hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_region_cannot_get_its_checkpoint_witnessed() {
+    use credfed_protocol::checkpoint::SignedCheckpoint;
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    c.start_all().await;
+    c.register_departments(1).await;
+    let size = c.head(1, GD).await;
+    let mut original = None;
+    for i in [0, 2] {
+        let ok = wait_until(Duration::from_secs(30), || async {
+            checkpoint_view(&c, i, GD).await["cosigned"]["size"].as_u64() == Some(size)
+        })
+        .await;
+        assert!(
+            ok,
+            "node {i} never cosigned Guangdong at {size}; log:\n{}",
+            c.log(i)
+        );
+        original = checkpoint_view(&c, i, GD).await["cosigned"]["root"]
+            .as_str()
+            .map(str::to_owned);
+    }
+    c.stop(0);
+    c.stop(2);
+    c.stop(1);
+    let dir = c.nodes[1].dir.clone();
+    std::fs::remove_dir_all(dir.join("store")).unwrap();
+    let mut cfg = c.config(1);
+    cfg.solo = true;
+    c.save_config(1, &cfg);
+    c.start(1);
+    c.wait_writable(1).await;
+    // Another history of the same length.
+    for n in 0..size {
+        let d = credfed_protocol::ids::DepartmentId::new(
+            RegionCode::new(GD, "r").unwrap(),
+            &format!("fork{n}"),
+            "d",
+        )
+        .unwrap();
+        let body = Body::DepartmentRegistered {
+            department: d,
+            name: "x".into(),
+            roles: vec![credfed_protocol::ids::Role::Publisher],
+            key: key("x").public(),
+        };
+        let r = c
+            .submit_signed(1, "440000:node", &c.nodes[1].node_key, &body)
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let forked = checkpoint_view(&c, 1, GD).await;
+    assert_ne!(
+        forked["root"].as_str().map(str::to_owned),
+        original,
+        "the fork has another root"
+    );
+    c.start(0);
+    c.start(2);
+    // The witnesses are asked and refuse: a split view.
+    for i in [0, 2] {
+        let ok = wait_until(Duration::from_secs(60), || async {
+            c.log(i).contains("refused to cosign a checkpoint")
+        })
+        .await;
+        assert!(
+            ok,
+            "node {i} never refused the forked checkpoint; log:\n{}",
+            c.log(i)
+        );
+        let v = checkpoint_view(&c, i, GD).await;
+        assert_eq!(v["cosigned"]["root"].as_str().map(str::to_owned), original);
+        let held = SignedCheckpoint::parse(v["witnessed"].as_str().unwrap()).unwrap();
+        assert_eq!(Some(held.checkpoint.root.to_hex()), original);
+    }
+    assert_eq!(c.metric(1, "credfed_checkpoints_witnessed_total").await, 0);
+}
