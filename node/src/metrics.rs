@@ -13,6 +13,12 @@ const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 /// One route's latency histogram: bucket counts, sum of seconds, count.
 type Histogram = ([u64; LATENCY_BUCKETS.len()], f64, u64);
 
+/// Buckets of witnessing rounds, s: rounds wait on other nodes, so they reach further.
+const WITNESS_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The witnessing-round histogram.
+type WitnessHistogram = ([u64; WITNESS_BUCKETS.len()], f64, u64);
+
 /// Node metrics. Every field is cheap to update from any task.
 #[derive(Default)]
 pub struct Metrics {
@@ -63,15 +69,15 @@ pub struct Metrics {
     /// API latency histogram: per-route bucket counts, sum and count.
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// From the start of a witnessing round to its quorum.
-    witness_latency: Mutex<Option<Histogram>>,
+    witness_latency: Mutex<Option<WitnessHistogram>>,
 }
 
 impl Metrics {
     /// Records how long a witnessing round took to reach its quorum.
     pub fn observe_witness_latency(&self, seconds: f64) {
         if let Ok(mut h) = self.witness_latency.lock() {
-            let h = h.get_or_insert(([0; LATENCY_BUCKETS.len()], 0.0, 0));
-            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            let h = h.get_or_insert(([0; WITNESS_BUCKETS.len()], 0.0, 0));
+            for (i, b) in WITNESS_BUCKETS.iter().enumerate() {
                 if seconds <= *b {
                     h.0[i] += 1;
                 }

@@ -230,6 +230,13 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
     for c in &r.convergence_ms {
         println!("  converged {:.0} ms after {}", c.since_fault_ms, c.after);
     }
+    let w = &r.witness_round_ms;
+    if let (Some(p50), Some(p99)) = (w.p50_at_most, w.p99_at_most) {
+        println!(
+            "  checkpoints witnessed (quorum of cosignatures): {} rounds, p50 ≤ {p50:.0} ms, p99 ≤ {p99:.0} ms from signing",
+            w.count
+        );
+    }
     if !r.resources.is_empty() {
         let n = r.resources.len() as f64;
         let rss = r.resources.values().map(|v| v.0 as f64).sum::<f64>() / n / 1024.0;

@@ -97,6 +97,10 @@ pub struct Report {
     pub convergence_ms: Vec<Convergence>,
     /// Acknowledgement times per target region.
     pub acknowledgement_ms: BTreeMap<String, Vec<i64>>,
+    /// Witnessing rounds, all regions: from a checkpoint's signing to its quorum of
+    /// cosignatures, as bucket bounds of the nodes' histograms (p50, p99 and the count).
+    #[serde(default)]
+    pub witness_round_ms: WitnessRounds,
     /// Gossip messages and pulled ranges received, all nodes.
     pub messages: u64,
     /// Envelope bytes received, all nodes.
@@ -107,6 +111,46 @@ pub struct Report {
     pub fault_mode: String,
     /// Whole drill.
     pub duration_ms: u64,
+}
+
+/// Witnessing round latency over the whole federation.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WitnessRounds {
+    /// Rounds that reached their quorum.
+    pub count: u64,
+    /// Upper bound of the bucket holding the median, ms (None: no round).
+    pub p50_at_most: Option<f64>,
+    /// Upper bound of the bucket holding the 99th percentile, ms.
+    pub p99_at_most: Option<f64>,
+}
+
+impl WitnessRounds {
+    /// From cumulative histogram buckets `(upper bound in seconds, count)` summed over
+    /// nodes, and the total count.
+    pub fn from_buckets(buckets: &BTreeMap<String, u64>, count: u64) -> WitnessRounds {
+        let mut bounds: Vec<(f64, u64)> = buckets
+            .iter()
+            .filter_map(|(le, n)| Some((le.parse::<f64>().ok()?, *n)))
+            .collect();
+        bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let at = |q: f64| {
+            if count == 0 {
+                return None;
+            }
+            let need = (q * count as f64).ceil() as u64;
+            Some(
+                bounds
+                    .iter()
+                    .find(|(_, n)| *n >= need)
+                    .map_or(f64::INFINITY, |(le, _)| le * 1000.0),
+            )
+        };
+        WitnessRounds {
+            count,
+            p50_at_most: at(0.5),
+            p99_at_most: at(0.99),
+        }
+    }
 }
 
 impl Report {
@@ -273,4 +317,24 @@ pub fn html(r: &Report) -> String {
     }
     s.push_str("</table></body>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Percentiles come from cumulative buckets: the first bound whose count covers the
+    /// quantile; nothing without rounds.
+    #[test]
+    fn witness_percentiles_from_cumulative_buckets() {
+        let b: BTreeMap<String, u64> = [("0.01", 10), ("0.025", 90), ("0.05", 99), ("0.1", 100)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        let w = WitnessRounds::from_buckets(&b, 100);
+        assert_eq!((w.p50_at_most, w.p99_at_most), (Some(25.0), Some(50.0)));
+        assert_eq!(WitnessRounds::from_buckets(&b, 0).p99_at_most, None);
+        let w = WitnessRounds::from_buckets(&b, 200);
+        assert_eq!(w.p99_at_most, Some(f64::INFINITY));
+    }
 }

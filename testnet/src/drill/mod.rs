@@ -375,6 +375,8 @@ impl Drill {
     pub async fn report(&mut self, scenario: &Scenario) -> Report {
         let mut messages = 0;
         let mut bytes = 0;
+        let mut witness_buckets: BTreeMap<String, u64> = BTreeMap::new();
+        let mut witness_count = 0;
         for i in 0..self.fed.nodes.len() {
             if !self.fed.live(i) {
                 continue;
@@ -392,6 +394,13 @@ impl Drill {
                         messages += v;
                     } else if l.starts_with("credfed_bytes_received_total ") {
                         bytes += v;
+                    } else if let Some(le) = l
+                        .strip_prefix("credfed_witness_round_seconds_bucket{le=\"")
+                        .and_then(|r| r.split('"').next())
+                    {
+                        *witness_buckets.entry(le.to_owned()).or_default() += v;
+                    } else if l.starts_with("credfed_witness_round_seconds_count ") {
+                        witness_count += v;
                     }
                 }
             }
@@ -452,6 +461,10 @@ impl Drill {
             propagation_samples_ms: self.propagation_ms.clone(),
             convergence_ms: self.convergence.clone(),
             acknowledgement_ms,
+            witness_round_ms: crate::report::WitnessRounds::from_buckets(
+                &witness_buckets,
+                witness_count,
+            ),
             messages,
             bytes,
             fault_mode: format!(
