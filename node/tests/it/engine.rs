@@ -256,6 +256,7 @@ async fn slow_disk_keeps_the_node_answering_pings_and_gossip() {
 /// deadline, and group commit made several durable per fsync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_are_all_answered_within_their_deadline() {
+    let _exclusive = crate::harness::EXCLUSIVE.lock().await;
     let mut c = Cluster::new(&[SH, GD]);
     c.start_all().await;
     c.register_departments(0).await;

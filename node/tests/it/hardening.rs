@@ -37,6 +37,7 @@ async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
 /// public endpoints, are answered within 100 ms even with only 8 request slots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_and_bodies_are_cut_while_others_are_served() {
+    let _exclusive = crate::harness::EXCLUSIVE.lock().await;
     let mut c = Cluster::new(&[SH, GD]);
     let mut cfg = c.config(0);
     cfg.api_handshake_timeout_ms = 1_000;
@@ -628,6 +629,7 @@ async fn connected_to(c: &Cluster, i: usize, region: &str) -> bool {
 /// reason, and logged at a bounded rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_reconnect_within_two_seconds_during_a_stranger_flood() {
+    let _exclusive = crate::harness::EXCLUSIVE.lock().await;
     let mut c = Cluster::new(&[SH, GD]);
     for i in 0..2 {
         let mut cfg = c.config(i);

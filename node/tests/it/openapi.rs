@@ -83,6 +83,7 @@ fn run_schemathesis(c: &Cluster, with_certificate: bool) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_with_and_without_a_certificate() {
+    let _exclusive = crate::harness::EXCLUSIVE.lock().await;
     let mut c = Cluster::new(&[310000, 440000]);
     c.start_all().await;
     c.register_departments(0).await;
