@@ -66,6 +66,8 @@ pub struct Metrics {
     pub checkpoints_witnessed: AtomicU64,
     /// Witnessed checkpoints of a region that contradicted this replica.
     pub split_views: AtomicU64,
+    /// Cosignatures this node refused as a witness, by reason.
+    pub cosign_refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// API latency histogram: per-route bucket counts, sum and count.
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// From the start of a witnessing round to its quorum.
@@ -269,6 +271,18 @@ impl Metrics {
             "Witnessed checkpoints that contradicted this replica (evidence kept).",
             self.split_views.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            s,
+            "# HELP credfed_cosign_refusals_total Cosignatures refused as a witness, by reason.\n# TYPE credfed_cosign_refusals_total counter"
+        );
+        if let Ok(m) = self.cosign_refusals.lock() {
+            for (reason, v) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "credfed_cosign_refusals_total{{reason=\"{reason}\"}} {v}"
+                );
+            }
+        }
         if let Ok(h) = self.witness_latency.lock()
             && let Some((buckets, sum, count)) = *h
         {

@@ -798,9 +798,20 @@ impl Network {
                     let response = match core.witness(&note) {
                         Ok(line) => SyncResponse::Cosigned(line),
                         Err(why) => {
+                            use credfed_protocol::witness::CosignRefusal;
+                            let reason = match &why {
+                                CosignRefusal::NotYet { .. } => "not_yet",
+                                CosignRefusal::Older { .. } => "older",
+                                CosignRefusal::Conflict { .. } => "split_view",
+                                CosignRefusal::Equivocator => "equivocator",
+                                CosignRefusal::Invalid(_) => "invalid",
+                            };
+                            if let Ok(mut m) = core.metrics().cosign_refusals.lock() {
+                                *m.entry(reason).or_default() += 1;
+                            }
                             if matches!(
                                 why,
-                                credfed_protocol::witness::CosignRefusal::Conflict { .. }
+                                CosignRefusal::Conflict { .. } | CosignRefusal::Equivocator
                             ) {
                                 tracing::error!(%why, "refused to cosign a checkpoint");
                             }

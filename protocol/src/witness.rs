@@ -59,6 +59,10 @@ pub enum CosignRefusal {
         /// The checkpoint's.
         theirs: Hash256,
     },
+    /// The witness holds proof that this region's node signed two different envelopes
+    /// at one position: it vouches for none of its checkpoints any more.
+    #[error("this region equivocated (evidence held): no checkpoint of it is cosigned")]
+    Equivocator,
     /// Not a checkpoint of a member region, or not signed by that region's node.
     #[error("{0}")]
     Invalid(String),

@@ -230,6 +230,14 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
     for c in &r.convergence_ms {
         println!("  converged {:.0} ms after {}", c.since_fault_ms, c.after);
     }
+    if !r.cosign_refusals.is_empty() {
+        let parts: Vec<String> = r
+            .cosign_refusals
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("  cosignatures refused by witnesses: {}", parts.join(", "));
+    }
     let w = &r.witness_round_ms;
     if let (Some(p50), Some(p99)) = (w.p50_at_most, w.p99_at_most) {
         println!(

@@ -101,6 +101,10 @@ pub struct Report {
     /// cosignatures, as bucket bounds of the nodes' histograms (p50, p99 and the count).
     #[serde(default)]
     pub witness_round_ms: WitnessRounds,
+    /// Cosignatures refused by witnesses, by reason (`split_view`: a region showed a
+    /// history the witness's replica contradicts), all nodes.
+    #[serde(default)]
+    pub cosign_refusals: BTreeMap<String, u64>,
     /// Gossip messages and pulled ranges received, all nodes.
     pub messages: u64,
     /// Envelope bytes received, all nodes.

@@ -468,6 +468,14 @@ impl Core {
             ));
         }
         let unavailable = |e: StoreError| CosignRefusal::Invalid(format!("witness store: {e}"));
+        if self
+            .store
+            .equivocators()
+            .map_err(unavailable)?
+            .contains(&region)
+        {
+            return Err(CosignRefusal::Equivocator);
+        }
         let replica = self.store.tree_frontier(region).map_err(unavailable)?;
         let before = self.store.witness_view(region).map_err(unavailable)?;
         let view = judge(&signed, before, replica.size, |n| {

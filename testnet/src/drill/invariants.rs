@@ -109,6 +109,54 @@ impl Drill {
         }
     }
 
+    /// `no_split_view_witnessed`: every witnessed checkpoint a node holds verifies against
+    /// the manifest (a quorum of the other members cosigned it), and no node holds one
+    /// that contradicts its replica — a region that forks can get no checkpoint of the
+    /// fork witnessed.
+    pub(super) async fn check_witnessed_checkpoints(&mut self, live: &[usize]) {
+        let regions: Vec<RegionCode> = self.fed.nodes.iter().map(|n| n.region).collect();
+        let mut checked = 0;
+        for &i in live {
+            let at = self.fed.nodes[i].region;
+            for r in &regions {
+                let Some(v) = self.fed.get(i, &format!("/v1/log/{r}/checkpoint")).await else {
+                    continue;
+                };
+                if let Some(evidence) = v["split_view_evidence"].as_str() {
+                    self.violate(
+                        "no_split_view_witnessed",
+                        format!(
+                            "{at} holds a witnessed checkpoint of {r} that contradicts its replica: {}",
+                            evidence.lines().take(3).collect::<Vec<_>>().join(" ")
+                        ),
+                    );
+                }
+                if let Some(note) = v["witnessed"].as_str() {
+                    let verdict = credfed_protocol::checkpoint::SignedCheckpoint::parse(note)
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| {
+                            credfed_protocol::witness::verify_witnessed(&s, &self.fed.manifest)
+                                .map_err(|e| e.to_string())
+                        });
+                    if let Err(e) = verdict {
+                        self.violate(
+                            "no_split_view_witnessed",
+                            format!("{at} holds a checkpoint of {r} that is not witnessed: {e}"),
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        self.note(
+            "no_split_view_witnessed",
+            format!(
+                "{checked} witnessed checkpoints held by {} nodes verified against the manifest; no split-view evidence",
+                live.len()
+            ),
+        );
+    }
+
     /// The entry is in `state` at the given nodes.
     pub(super) async fn assert_entry(
         &mut self,

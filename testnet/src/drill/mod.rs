@@ -81,13 +81,14 @@ fn today() -> Date {
     Timestamp(ms).date_cst()
 }
 
-const INVARIANTS: [&str; 6] = [
+const INVARIANTS: [&str; 7] = [
     "no_acknowledged_record_lost",
     "live_connected_nodes_converge",
     "nothing_invalid_accepted",
     "equivocation_detected_by_every_honest_node",
     "suspended_entry_never_applies_a_measure",
     "no_measure_on_a_subject_the_entry_no_longer_names",
+    "no_split_view_witnessed",
 ];
 
 impl Drill {
@@ -377,6 +378,7 @@ impl Drill {
         let mut bytes = 0;
         let mut witness_buckets: BTreeMap<String, u64> = BTreeMap::new();
         let mut witness_count = 0;
+        let mut cosign_refusals: BTreeMap<String, u64> = BTreeMap::new();
         for i in 0..self.fed.nodes.len() {
             if !self.fed.live(i) {
                 continue;
@@ -401,6 +403,11 @@ impl Drill {
                         *witness_buckets.entry(le.to_owned()).or_default() += v;
                     } else if l.starts_with("credfed_witness_round_seconds_count ") {
                         witness_count += v;
+                    } else if let Some(reason) = l
+                        .strip_prefix("credfed_cosign_refusals_total{reason=\"")
+                        .and_then(|r| r.split('"').next())
+                    {
+                        *cosign_refusals.entry(reason.to_owned()).or_default() += v;
                     }
                 }
             }
@@ -465,6 +472,7 @@ impl Drill {
                 &witness_buckets,
                 witness_count,
             ),
+            cosign_refusals,
             messages,
             bytes,
             fault_mode: format!(

@@ -223,6 +223,7 @@ impl Drill {
                 wait_ms: took,
             });
         }
+        self.check_witnessed_checkpoints(&live).await;
         // Derived state: the same statistics everywhere within a component.
         for c in &components {
             let mut first: Option<(usize, serde_json::Value)> = None;

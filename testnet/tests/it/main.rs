@@ -59,7 +59,7 @@ async fn drill(
         "{name}: {}",
         serde_json::to_string_pretty(&report).unwrap()
     );
-    assert_eq!(report.invariants.len(), 6);
+    assert_eq!(report.invariants.len(), 7);
     // The files a drill organiser reads.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap())
@@ -194,6 +194,19 @@ async fn scenario_7_equivocation() {
         "{}",
         inv.detail
     );
+    // The split view is shown: witnesses refused the forked region's checkpoints, and no
+    // node holds a witnessed checkpoint of the fork.
+    let refused: u64 = ["equivocator", "split_view"]
+        .iter()
+        .filter_map(|k| r.cosign_refusals.get(*k))
+        .sum();
+    assert!(refused > 0, "{:?}", r.cosign_refusals);
+    let inv = r
+        .invariants
+        .iter()
+        .find(|i| i.name == "no_split_view_witnessed")
+        .unwrap();
+    assert!(inv.held, "{}", inv.detail);
 }
 
 #[test]
