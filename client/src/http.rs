@@ -448,18 +448,23 @@ impl ApiClient {
         None
     }
 
-    /// A TLS connection to the node with this client's identity, outside the pool, for
-    /// tools that speak HTTP themselves (tests of slow and hostile clients).
+    /// A TLS connection to the node with this client's identity: what the pool's
+    /// connections are made of, and, outside the pool, for tools that speak HTTP
+    /// themselves (tests of slow and hostile clients).
     pub async fn connect_tls(
         &self,
     ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ClientError> {
         let pool = &self.pool;
+        let unreachable = |e: std::io::Error| ClientError::Unreachable {
+            addr: pool.addr.clone(),
+            detail: e.to_string(),
+        };
         let tcp = tokio::net::TcpStream::connect(&pool.addr)
             .await
-            .map_err(|e| ClientError::Unreachable {
-                addr: pool.addr.clone(),
-                detail: e.to_string(),
-            })?;
+            .map_err(unreachable)?;
+        // Requests and answers are small writes: without this, Nagle's algorithm holds
+        // them for the peer's delayed acknowledgement (≈ 40 ms).
+        tcp.set_nodelay(true).map_err(unreachable)?;
         pool.tls
             .connect(pool.server_name.clone(), tcp)
             .await
@@ -471,27 +476,7 @@ impl ApiClient {
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
         let pool = &self.pool;
-        let tcp = tokio::net::TcpStream::connect(&pool.addr)
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                addr: pool.addr.clone(),
-                detail: e.to_string(),
-            })?;
-        // Requests and answers are small writes: without this, Nagle's algorithm holds
-        // them for the peer's delayed acknowledgement (≈ 40 ms).
-        tcp.set_nodelay(true)
-            .map_err(|e| ClientError::Unreachable {
-                addr: pool.addr.clone(),
-                detail: e.to_string(),
-            })?;
-        let tls = pool
-            .tls
-            .connect(pool.server_name.clone(), tcp)
-            .await
-            .map_err(|e| ClientError::Tls {
-                addr: pool.addr.clone(),
-                detail: e.to_string(),
-            })?;
+        let tls = self.connect_tls().await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| ClientError::Protocol(format!("HTTP with {}: {e}", pool.addr)))?;

@@ -122,6 +122,39 @@ async fn published_at_a_is_applied_everywhere_and_check_verifies_offline() {
     assert!(r.body.contains("position 18"), "{}", r.body);
 }
 
+/// Guangdong (node 1) loses its store and is (wrongly) restarted alone, with the other
+/// nodes stopped, and writes `records` node-signed registrations named `<prefix><n>`:
+/// another history of its log. The other nodes stay stopped.
+async fn rewrite_guangdong_alone(c: &mut Cluster, records: u64, prefix: &str) {
+    c.stop(0);
+    c.stop(2);
+    c.stop(1);
+    std::fs::remove_dir_all(c.nodes[1].dir.join("store")).unwrap();
+    let mut cfg = c.config(1);
+    cfg.solo = true;
+    c.save_config(1, &cfg);
+    c.start(1);
+    c.wait_writable(1).await;
+    for n in 0..records {
+        let d = credfed_protocol::ids::DepartmentId::new(
+            RegionCode::new(GD, "r").unwrap(),
+            &format!("{prefix}{n}"),
+            "d",
+        )
+        .unwrap();
+        let body = Body::DepartmentRegistered {
+            department: d,
+            name: "x".into(),
+            roles: vec![credfed_protocol::ids::Role::Publisher],
+            key: key("x").public(),
+        };
+        let r = c
+            .submit_signed(1, "440000:node", &c.nodes[1].node_key, &body)
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+}
+
 /// B is stopped while A publishes; A is stopped; B restarts and catches
 /// up from C alone (logs are self-authenticating: any peer may serve them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,38 +533,8 @@ async fn equivocating_member_is_detected_by_every_other_node() {
             .await
         );
     }
-    c.stop(0);
-    c.stop(2);
-    c.stop(1);
-    let dir = c.nodes[1].dir.clone();
-    std::fs::remove_dir_all(dir.join("store")).unwrap();
-    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    std::fs::write(
-        dir.join("config.toml"),
-        cfg.replace("solo = false", "solo = true"),
-    )
-    .unwrap();
-    c.start(1);
-    c.wait_writable(1).await;
     // A different history: six records, so its head passes what the others hold.
-    for n in 0..6 {
-        let d = credfed_protocol::ids::DepartmentId::new(
-            RegionCode::new(GD, "r").unwrap(),
-            &format!("other{n}"),
-            "d",
-        )
-        .unwrap();
-        let body = Body::DepartmentRegistered {
-            department: d,
-            name: "x".into(),
-            roles: vec![credfed_protocol::ids::Role::Publisher],
-            key: key("x").public(),
-        };
-        let r = c
-            .submit_signed(1, "440000:node", &c.nodes[1].node_key, &body)
-            .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-    }
+    rewrite_guangdong_alone(&mut c, 6, "other").await;
     c.start(0);
     c.start(2);
     for i in [0, 2] {
@@ -1122,35 +1125,8 @@ async fn a_forked_region_cannot_get_its_checkpoint_witnessed() {
             .as_str()
             .map(str::to_owned);
     }
-    c.stop(0);
-    c.stop(2);
-    c.stop(1);
-    let dir = c.nodes[1].dir.clone();
-    std::fs::remove_dir_all(dir.join("store")).unwrap();
-    let mut cfg = c.config(1);
-    cfg.solo = true;
-    c.save_config(1, &cfg);
-    c.start(1);
-    c.wait_writable(1).await;
     // Another history of the same length.
-    for n in 0..size {
-        let d = credfed_protocol::ids::DepartmentId::new(
-            RegionCode::new(GD, "r").unwrap(),
-            &format!("fork{n}"),
-            "d",
-        )
-        .unwrap();
-        let body = Body::DepartmentRegistered {
-            department: d,
-            name: "x".into(),
-            roles: vec![credfed_protocol::ids::Role::Publisher],
-            key: key("x").public(),
-        };
-        let r = c
-            .submit_signed(1, "440000:node", &c.nodes[1].node_key, &body)
-            .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-    }
+    rewrite_guangdong_alone(&mut c, size, "fork").await;
     let forked = checkpoint_view(&c, 1, GD).await;
     assert_ne!(
         forked["root"].as_str().map(str::to_owned),

@@ -31,6 +31,25 @@ async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// Time left until `deadline`, and a little more for the read to report the close.
+fn left_until(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(10)
+}
+
+/// Every stream in `streams` is closed by the node before `deadline`.
+async fn assert_all_closed<S: tokio::io::AsyncRead + Unpin>(
+    streams: &mut [S],
+    what: &str,
+    deadline: Instant,
+) {
+    for (i, s) in streams.iter_mut().enumerate() {
+        assert!(
+            read_until_closed(s, left_until(deadline)).await.is_some(),
+            "{what} {i} still open at the deadline"
+        );
+    }
+}
+
 /// Slow clients cost only their own connections: a request head sent a line at a time
 /// (slowloris), a body that never completes, a TCP connection that never starts TLS —
 /// each is cut within its documented limit, and meanwhile other clients, including
@@ -83,7 +102,10 @@ async fn slow_heads_and_bodies_are_cut_while_others_are_served() {
     // opened now, while a slowloris client keeps adding header lines.
     let fresh = ApiClient::new(&node.api, &node.dir.join("api-ca.pem")).unwrap();
     let mut worst = Duration::ZERO;
+    // Requests are paced over ~0.5 s, the window in which the slow clients hold on.
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
     for i in 0..20 {
+        pace.tick().await;
         heads[0]
             .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
             .await
@@ -96,7 +118,6 @@ async fn slow_heads_and_bodies_are_cut_while_others_are_served() {
         };
         assert_eq!(r.status, 200, "{}", r.body);
         worst = worst.max(t.elapsed());
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
         worst < Duration::from_millis(100),
@@ -104,20 +125,10 @@ async fn slow_heads_and_bodies_are_cut_while_others_are_served() {
     );
 
     // Every slow connection is closed within its limit (1 s) plus scheduling slack.
-    let limit = Duration::from_millis(1_000 + 2_000);
-    for (i, s) in heads.iter_mut().enumerate() {
-        let left = limit.saturating_sub(started.elapsed());
-        assert!(
-            read_until_closed(s, left + Duration::from_millis(10))
-                .await
-                .is_some(),
-            "slow head {i} still open after {:?}",
-            started.elapsed()
-        );
-    }
+    let deadline = started + Duration::from_millis(1_000 + 2_000);
+    assert_all_closed(&mut heads, "slow head", deadline).await;
     for (i, s) in bodies.iter_mut().enumerate() {
-        let left = limit.saturating_sub(started.elapsed());
-        let answer = read_until_closed(s, left + Duration::from_millis(10))
+        let answer = read_until_closed(s, left_until(deadline))
             .await
             .unwrap_or_else(|| panic!("slow body {i} still open after {:?}", started.elapsed()));
         assert!(
@@ -125,16 +136,7 @@ async fn slow_heads_and_bodies_are_cut_while_others_are_served() {
             "slow body {i} got: {answer}"
         );
     }
-    for (i, s) in silent.iter_mut().enumerate() {
-        let left = limit.saturating_sub(started.elapsed());
-        assert!(
-            read_until_closed(s, left + Duration::from_millis(10))
-                .await
-                .is_some(),
-            "silent connection {i} still open after {:?}",
-            started.elapsed()
-        );
-    }
+    assert_all_closed(&mut silent, "silent connection", deadline).await;
     // Nothing of the half-sent records was stored.
     assert_eq!(c.status(0).await.unwrap()["own_head"], head_before);
 }
@@ -663,7 +665,25 @@ async fn members_reconnect_within_two_seconds_during_a_stranger_flood() {
         .collect();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let flooder = tokio::spawn(flood("127.0.0.2".parse().unwrap(), targets, 80, stop_rx));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The flood is in force once both nodes refuse it for holding too many connections.
+    let flooding = wait_until(Duration::from_secs(10), || async {
+        let mut all = true;
+        for i in 0..2 {
+            all &= c
+                .metric(
+                    i,
+                    "credfed_connections_refused_total{reason=\"per_source_pending_limit\"}",
+                )
+                .await
+                > 0;
+        }
+        all
+    })
+    .await;
+    assert!(
+        flooding,
+        "the flood never filled a node's budget for strangers"
+    );
     // Heal, and time the reconnection.
     let healed = Instant::now();
     for i in 0..2 {
