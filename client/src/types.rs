@@ -226,6 +226,10 @@ pub struct CheckRequest {
     pub person: Option<String>,
     /// Domain of the asking department, e.g. `procurement`.
     pub domain: String,
+    /// Answer with proofs under a federation checkpoint (a proven answer, verifiable
+    /// offline with `credfed verify`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proofs: bool,
 }
 
 /// Deserialises a field that may be absent but, when present, is a string and not

@@ -63,6 +63,37 @@ const TICK: Duration = Duration::from_millis(250);
 pub enum Command {
     /// Drill fault (in-node mode, where network namespaces are unavailable).
     Fault(InNodeFault),
+    /// Collect a fresh federation checkpoint (docs/protocol.md, "Federation
+    /// checkpoints"); the reply comes when a quorum cosigned or the round failed.
+    Federation(tokio::sync::oneshot::Sender<Result<crate::engine::FederationHead, String>>),
+}
+
+/// Results of blocking work the loop handed to other threads.
+enum Background {
+    /// This region's checkpoint, signed (its map computed).
+    OwnCheckpoint(Result<credfed_protocol::checkpoint::SignedCheckpoint, String>),
+    /// A federation checkpoint proposal, cosigned by this node, with its leaves.
+    Federation(
+        Result<
+            (
+                credfed_protocol::checkpoint::SignedCheckpoint,
+                Vec<credfed_protocol::checkpoint::Checkpoint>,
+            ),
+            String,
+        >,
+    ),
+}
+
+/// Federation rounds: the rounds machinery, the leaves of the round in flight, who
+/// waits for it, and why members refused.
+struct FederationRounds {
+    rounds: crate::witnessing::Rounds,
+    leaves: Vec<String>,
+    proposing: bool,
+    waiters: Vec<tokio::sync::oneshot::Sender<Result<crate::engine::FederationHead, String>>>,
+    refusals: BTreeMap<String, usize>,
+    requests: BTreeSet<OutboundRequestId>,
+    need: usize,
 }
 
 /// The in-node fault mode: what a drill asks a node to simulate at the libp2p level.
@@ -197,6 +228,12 @@ pub struct Network {
     checkpoint_topic: gossipsub::IdentTopic,
     /// Outstanding cosign requests, to tell their failures from range failures.
     cosign_requests: BTreeSet<OutboundRequestId>,
+    /// This region's checkpoint is being signed on a blocking thread.
+    signing: bool,
+    /// Federation checkpoints being collected.
+    federation: FederationRounds,
+    background_tx: mpsc::Sender<Background>,
+    background_rx: Option<mpsc::Receiver<Background>>,
 }
 
 /// Refused inbound connections are logged at most once per [`REFUSAL_LOG_PERIOD`] per
@@ -265,6 +302,7 @@ impl Network {
         status: Arc<Mutex<NetStatus>>,
         reads_done_tx: mpsc::Sender<ReadDone>,
     ) -> Result<Network> {
+        let (background_tx, background_rx) = mpsc::channel(8);
         let mut secret = cfg.node_secret;
         let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).context("node key")?;
         let local_peer = keypair.public().to_peer_id();
@@ -296,6 +334,7 @@ impl Network {
             core.region(),
             cfg.solo || members.is_empty(),
         );
+        let members_count = core.manifest().members.len();
         let mut net = Network {
             swarm,
             core,
@@ -320,6 +359,23 @@ impl Network {
             rounds: crate::witnessing::Rounds::new(quorum),
             checkpoint_topic,
             cosign_requests: BTreeSet::new(),
+            signing: false,
+            federation: FederationRounds {
+                // The proposer's own cosignature is on the note from the start.
+                need: credfed_protocol::federation::federation_quorum(members_count)
+                    .saturating_sub(1),
+                rounds: crate::witnessing::Rounds::new(
+                    credfed_protocol::federation::federation_quorum(members_count)
+                        .saturating_sub(1),
+                ),
+                leaves: Vec::new(),
+                proposing: false,
+                waiters: Vec::new(),
+                refusals: BTreeMap::new(),
+                requests: BTreeSet::new(),
+            },
+            background_tx,
+            background_rx: Some(background_rx),
             cfg,
         };
         net.swarm.behaviour_mut().gossipsub.subscribe(&net.topic)?;
@@ -345,10 +401,14 @@ impl Network {
     ) {
         let mut tick = tokio::time::interval(TICK);
         let mut redial = tokio::time::interval(self.cfg.redial_interval);
+        let Some(mut background) = self.background_rx.take() else {
+            return;
+        };
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(done) = background.recv() => self.on_background(done),
                 Some(event) = events.recv() => self.on_engine_event(event),
                 Some((channel, response)) = reads_done.recv() => {
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
@@ -383,6 +443,146 @@ impl Network {
                     }
                 }
             }
+            Command::Federation(reply) => {
+                self.federation.waiters.push(reply);
+                if self.federation.proposing || self.federation.rounds.current().is_some() {
+                    return;
+                }
+                self.federation.proposing = true;
+                self.federation.refusals.clear();
+                let core = self.core.clone();
+                let done = self.background_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let proposal = core.propose_federation().map_err(|e| e.to_string());
+                    let _ = done.blocking_send(Background::Federation(proposal));
+                });
+            }
+        }
+    }
+
+    fn on_background(&mut self, done: Background) {
+        match done {
+            Background::OwnCheckpoint(signed) => {
+                self.signing = false;
+                let signed = match signed {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot sign a checkpoint; retrying at the next tick");
+                        return;
+                    }
+                };
+                let now = Instant::now();
+                if self.connected.is_empty() || !self.rounds.due(signed.checkpoint.size, now) {
+                    return;
+                }
+                let peers = self.cosigning_peers();
+                let action = self.rounds.start(signed, peers, now);
+                self.on_round_action(action);
+            }
+            Background::Federation(Err(e)) => {
+                self.federation.proposing = false;
+                self.end_federation_round(Err(format!("cannot propose: {e}")));
+            }
+            Background::Federation(Ok((signed, leaves))) => {
+                self.federation.proposing = false;
+                let now = Instant::now();
+                if self.federation.need == 0 {
+                    self.federation.leaves = leaves.iter().map(|l| l.body()).collect();
+                    let note = signed.encode();
+                    self.federation_witnessed(&note);
+                    return;
+                }
+                self.federation.leaves = leaves.iter().map(|l| l.body()).collect();
+                let peers = self.cosigning_peers();
+                if peers.is_empty() {
+                    self.end_federation_round(Err("no member is connected".into()));
+                    return;
+                }
+                let action = self.federation.rounds.start(signed, peers, now);
+                self.on_federation_action(action);
+            }
+        }
+    }
+
+    fn cosigning_peers(&self) -> Vec<PeerId> {
+        self.connected
+            .keys()
+            .filter(|p| !self.blocked.contains(p))
+            .copied()
+            .collect()
+    }
+
+    fn on_federation_action(&mut self, action: crate::witnessing::RoundAction) {
+        match action {
+            crate::witnessing::RoundAction::Ask(peers, note) => {
+                for p in peers {
+                    let id = self.swarm.behaviour_mut().sync.send_request(
+                        &p,
+                        SyncRequest::CosignFederation {
+                            note: note.clone(),
+                            leaves: self.federation.leaves.clone(),
+                        },
+                    );
+                    self.federation.requests.insert(id);
+                }
+            }
+            crate::witnessing::RoundAction::Witnessed(note, _) => self.federation_witnessed(&note),
+        }
+    }
+
+    fn federation_witnessed(&mut self, note: &str) {
+        let head = credfed_protocol::checkpoint::SignedCheckpoint::parse(note)
+            .map_err(|e| e.to_string())
+            .and_then(|signed| {
+                let leaves = self
+                    .federation
+                    .leaves
+                    .iter()
+                    .map(|l| credfed_protocol::checkpoint::Checkpoint::parse_body(l))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
+                Ok(crate::engine::FederationHead {
+                    signed,
+                    leaves,
+                    witnessed_at: self.core.now_seconds(),
+                })
+            });
+        if let Ok(head) = &head {
+            self.core.set_federation(head.clone());
+        }
+        self.end_federation_round(head);
+    }
+
+    /// Answers everyone waiting for a federation checkpoint.
+    fn end_federation_round(&mut self, result: Result<crate::engine::FederationHead, String>) {
+        let result = result.map_err(|e| {
+            let refusals: Vec<String> = self
+                .federation
+                .refusals
+                .iter()
+                .map(|(why, n)| format!("{n}× {why}"))
+                .collect();
+            if refusals.is_empty() {
+                e
+            } else {
+                format!("{e}; refusals: {}", refusals.join("; "))
+            }
+        });
+        for w in self.federation.waiters.drain(..) {
+            let _ = w.send(result.clone());
+        }
+    }
+
+    /// A federation round that ended without its quorum fails its waiters.
+    fn check_federation_round(&mut self) {
+        if !self.federation.proposing
+            && self.federation.rounds.current().is_none()
+            && !self.federation.waiters.is_empty()
+        {
+            let need = self.federation.need + 1;
+            self.end_federation_round(Err(format!(
+                "no quorum of {need} cosignatures for a federation checkpoint (a majority of all members)"
+            )));
         }
     }
 
@@ -480,6 +680,10 @@ impl Network {
         if let Some(action) = self.rounds.tick(now) {
             self.on_round_action(action);
         }
+        if let Some(action) = self.federation.rounds.tick(now) {
+            self.on_federation_action(action);
+        }
+        self.check_federation_round();
         self.maybe_start_round();
     }
 
@@ -495,21 +699,17 @@ impl Network {
         if self.connected.is_empty() || !self.rounds.due(size, now) {
             return;
         }
-        let signed = match self.core.own_checkpoint() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot sign a checkpoint; retrying at the next tick");
-                return;
-            }
-        };
-        let peers: Vec<PeerId> = self
-            .connected
-            .keys()
-            .filter(|p| !self.blocked.contains(p))
-            .copied()
-            .collect();
-        let action = self.rounds.start(signed, peers, now);
-        self.on_round_action(action);
+        if self.signing {
+            return;
+        }
+        // Signing computes the region's map for the new records: off the loop.
+        self.signing = true;
+        let core = self.core.clone();
+        let done = self.background_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let signed = core.own_checkpoint().map_err(|e| e.to_string());
+            let _ = done.blocking_send(Background::OwnCheckpoint(signed));
+        });
     }
 
     fn on_round_action(&mut self, action: crate::witnessing::RoundAction) {
@@ -698,6 +898,16 @@ impl Network {
                     self.rounds.failed(peer);
                     return;
                 }
+                if self.federation.requests.remove(&request_id) {
+                    *self
+                        .federation
+                        .refusals
+                        .entry("unreachable".into())
+                        .or_default() += 1;
+                    self.federation.rounds.failed(peer);
+                    self.check_federation_round();
+                    return;
+                }
                 let range = self.pending_ranges.remove(&request_id);
                 self.step(Input::RequestFailed(peer, range));
             }
@@ -784,45 +994,65 @@ impl Network {
                 });
             }
             SyncRequest::Cosign { note } => {
-                // Witnessing ends in an fsync: off the loop, bounded like range reads.
-                let Ok(permit) = self.reads.clone().try_acquire_owned() else {
-                    let busy = SyncResponse::CosignRefused(
-                        credfed_protocol::witness::CosignRefusal::NotYet { held: 0 },
-                    );
-                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, busy);
-                    return;
-                };
-                let core = self.core.clone();
-                let done = self.reads_done_tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    let response = match core.witness(&note) {
-                        Ok(line) => SyncResponse::Cosigned(line),
-                        Err(why) => {
-                            use credfed_protocol::witness::CosignRefusal;
-                            let reason = match &why {
-                                CosignRefusal::NotYet { .. } => "not_yet",
-                                CosignRefusal::Older { .. } => "older",
-                                CosignRefusal::Conflict { .. } => "split_view",
-                                CosignRefusal::Equivocator => "equivocator",
-                                CosignRefusal::Invalid(_) => "invalid",
-                            };
-                            if let Ok(mut m) = core.metrics().cosign_refusals.lock() {
-                                *m.entry(reason).or_default() += 1;
-                            }
-                            if matches!(
-                                why,
-                                CosignRefusal::Conflict { .. } | CosignRefusal::Equivocator
-                            ) {
-                                tracing::error!(%why, "refused to cosign a checkpoint");
-                            }
-                            SyncResponse::CosignRefused(why)
-                        }
-                    };
-                    let _ = done.blocking_send((channel, response));
-                    drop(permit);
-                });
+                self.answer_cosign(channel, move |core| core.witness(&note));
+            }
+            SyncRequest::CosignFederation { note, leaves } => {
+                self.answer_cosign(channel, move |core| core.witness_federation(&note, &leaves));
             }
         }
+    }
+
+    /// Runs a witness judgement off the loop (it may fsync or compute a map), bounded
+    /// like range reads, and answers with the cosignature or the refusal.
+    fn answer_cosign(
+        &mut self,
+        channel: ResponseChannel<SyncResponse>,
+        judge: impl FnOnce(
+            &Core,
+        ) -> Result<
+            credfed_protocol::checkpoint::NoteSignature,
+            credfed_protocol::witness::CosignRefusal,
+        > + Send
+        + 'static,
+    ) {
+        use credfed_protocol::witness::CosignRefusal;
+        let Ok(permit) = self.reads.clone().try_acquire_owned() else {
+            let busy = SyncResponse::CosignRefused(CosignRefusal::NotYet { held: 0 });
+            let _ = self.swarm.behaviour_mut().sync.send_response(channel, busy);
+            return;
+        };
+        let core = self.core.clone();
+        let done = self.reads_done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let response = match judge(&core) {
+                Ok(line) => SyncResponse::Cosigned(line),
+                Err(why) => {
+                    let reason = match &why {
+                        CosignRefusal::NotYet { .. } => "not_yet",
+                        CosignRefusal::Older { .. } => "older",
+                        CosignRefusal::Conflict { .. } => "split_view",
+                        CosignRefusal::Equivocator => "equivocator",
+                        CosignRefusal::Invalid(_) => "invalid",
+                        CosignRefusal::WrongMap { .. } => "wrong_map",
+                        CosignRefusal::Stale { .. } => "stale",
+                    };
+                    if let Ok(mut m) = core.metrics().cosign_refusals.lock() {
+                        *m.entry(reason).or_default() += 1;
+                    }
+                    if matches!(
+                        why,
+                        CosignRefusal::Conflict { .. }
+                            | CosignRefusal::Equivocator
+                            | CosignRefusal::WrongMap { .. }
+                    ) {
+                        tracing::error!(%why, "refused to cosign a checkpoint");
+                    }
+                    SyncResponse::CosignRefused(why)
+                }
+            };
+            let _ = done.blocking_send((channel, response));
+            drop(permit);
+        });
     }
 
     fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: SyncResponse) {
@@ -832,6 +1062,31 @@ impl Network {
             return;
         }
         self.touch(&peer);
+        if self.federation.requests.remove(&request_id) {
+            match response {
+                SyncResponse::Cosigned(line) => self.on_federation_cosigned(peer, line),
+                SyncResponse::CosignRefused(why) => {
+                    tracing::debug!(%peer, %why, "federation checkpoint not cosigned");
+                    let kind = match &why {
+                        credfed_protocol::witness::CosignRefusal::NotYet { .. } => "not yet",
+                        credfed_protocol::witness::CosignRefusal::Stale { .. } => "stale",
+                        _ => "refused",
+                    };
+                    *self
+                        .federation
+                        .refusals
+                        .entry(format!("{kind} ({why})").chars().take(160).collect())
+                        .or_default() += 1;
+                    self.federation.rounds.refused(peer, &why, Instant::now());
+                    self.check_federation_round();
+                }
+                _ => {
+                    self.federation.rounds.failed(peer);
+                    self.check_federation_round();
+                }
+            }
+            return;
+        }
         match response {
             SyncResponse::Cosigned(line) => {
                 self.cosign_requests.remove(&request_id);
@@ -904,6 +1159,45 @@ impl Network {
         if let Some(action) = self.rounds.cosigned(peer, region, line, Instant::now()) {
             self.on_round_action(action);
         }
+    }
+
+    /// A cosignature on the federation checkpoint in flight: counted only if it is
+    /// that member's.
+    fn on_federation_cosigned(
+        &mut self,
+        peer: PeerId,
+        line: credfed_protocol::checkpoint::NoteSignature,
+    ) {
+        let Some((region, _)) = self.members.get(&peer) else {
+            return;
+        };
+        let region = *region;
+        let valid = self.federation.rounds.current().is_some_and(|cp| {
+            let manifest = self.core.manifest();
+            let mut with = cp.clone();
+            with.signatures.push(line.clone());
+            manifest.member(region).is_some_and(|m| {
+                with.verify_cosignature(
+                    &credfed_protocol::checkpoint::witness_name(&manifest.federation_id, region),
+                    &m.node_key,
+                )
+                .is_ok()
+            })
+        });
+        if !valid {
+            tracing::warn!(%peer, %region, "federation cosignature does not verify; ignored");
+            self.federation.rounds.failed(peer);
+            self.check_federation_round();
+            return;
+        }
+        if let Some(action) = self
+            .federation
+            .rounds
+            .cosigned(peer, region, line, Instant::now())
+        {
+            self.on_federation_action(action);
+        }
+        self.check_federation_round();
     }
 
     fn touch(&self, peer: &PeerId) {

@@ -2,7 +2,8 @@
 //!
 //! `/credfed/sync/1`: a request is `Heads` or `Range { region, from, limit }`; the answer is
 //! every region's head, or up to `limit` envelopes of a region from `from`. A region's
-//! node also asks the others to witness its checkpoint (`Cosign`): the answer is a
+//! node also asks the others to witness its checkpoint (`Cosign`), and any node asks the
+//! others to cosign a federation checkpoint (`CosignFederation`): the answer is a
 //! cosignature line or the reason for refusing (docs/protocol.md, witnessing). Messages are
 //! the protocol's canonical encoding, prefixed by a u32 big-endian length, and bounded so
 //! that a peer can never make another allocate more than the limits below.
@@ -17,8 +18,10 @@ use serde::{Deserialize, Serialize};
 /// Protocol name.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/credfed/sync/1");
 
-/// A request is tiny; anything larger is hostile.
-pub const MAX_REQUEST_BYTES: usize = 1024;
+/// Largest request. Most are tiny; the largest is a federation checkpoint to cosign,
+/// which carries one region checkpoint body (≈ 150 bytes) per member: 512 members
+/// (the manifest's limit) need about 77 KiB.
+pub const MAX_REQUEST_BYTES: usize = 96 * 1024;
 
 /// Envelopes per range response. Catch-up is bound by applying envelopes (≈ 0.3 ms
 /// each), and every round trip adds a wait on a loaded peer: 1024 catches up 10 k records
@@ -33,7 +36,7 @@ pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024 + 64 * 1024;
 
 /// A pull request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-// Cosign carries a short note (bounded by MAX_REQUEST_BYTES); size is not a concern.
+// Cosign requests carry notes (bounded by MAX_REQUEST_BYTES); size is not a concern.
 #[allow(clippy::large_enum_variant)]
 pub enum SyncRequest {
     /// Every region's head.
@@ -51,6 +54,13 @@ pub enum SyncRequest {
     Cosign {
         /// The note text.
         note: String,
+    },
+    /// Cosign this federation checkpoint (docs/protocol.md, "Federation checkpoints").
+    CosignFederation {
+        /// The note text (the proposer's cosignature on it).
+        note: String,
+        /// Its leaves: every member region's checkpoint body, in manifest order.
+        leaves: Vec<String>,
     },
 }
 

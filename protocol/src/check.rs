@@ -383,8 +383,21 @@ pub fn check<V: StateView + ?Sized>(
     domain: MeasureDomain,
     now: Timestamp,
 ) -> Result<CheckAnswer, V::Error> {
+    check_including(rules, view, subject, domain, now, BTreeSet::new())
+}
+
+/// [`check`], with the envelopes at `extra` (and their authors' registrations) added to
+/// the evidence: a proven answer carries every record its map proofs list.
+pub fn check_including<V: StateView + ?Sized>(
+    rules: Rules<'_>,
+    view: &V,
+    subject: &SubjectKey,
+    domain: MeasureDomain,
+    now: Timestamp,
+    extra: BTreeSet<RecordPos>,
+) -> Result<CheckAnswer, V::Error> {
     let reads = Reads::new(view);
-    let answer = check_reading(rules, &reads, subject, domain, now);
+    let answer = check_reading(rules, &reads, subject, domain, now, extra);
     reads.finish(answer)
 }
 
@@ -394,6 +407,7 @@ fn check_reading<V: StateView + ?Sized>(
     subject: &SubjectKey,
     domain: MeasureDomain,
     now: Timestamp,
+    extra: BTreeSet<RecordPos>,
 ) -> CheckAnswer {
     let mut entries = Vec::new();
     let mut evaluations = Vec::new();
@@ -421,7 +435,7 @@ fn check_reading<V: StateView + ?Sized>(
         domain,
         now,
     );
-    let mut positions: BTreeSet<RecordPos> = BTreeSet::new();
+    let mut positions: BTreeSet<RecordPos> = extra;
     for (e, actions) in &entries {
         if decision.entries.iter().any(|c| c.entry == e.id) {
             positions.extend(e.evidence.iter().copied());

@@ -37,6 +37,9 @@ pub const MAX_NOTE_SIGNATURES: usize = 128;
 /// Most extension lines a checkpoint may carry.
 pub const MAX_EXTENSION_LINES: usize = 8;
 
+/// How a region checkpoint's extension line naming its map root starts.
+pub const MAP_EXTENSION: &str = "map ";
+
 /// Signature type byte of an Ed25519 signed-note key (C2SP signed-note).
 const NOTE_ED25519: u8 = 0x01;
 /// Signature type byte of an Ed25519 cosigner key (C2SP tlog-cosignature).
@@ -97,6 +100,27 @@ impl Checkpoint {
             root,
             extensions: Vec::new(),
         }
+    }
+
+    /// A region checkpoint committing to the region's verifiable map
+    /// ([`crate::map`]): the extension line `map <base64 root>`.
+    pub fn with_map(origin: String, size: u64, root: Hash256, map_root: Hash256) -> Checkpoint {
+        Checkpoint {
+            origin,
+            size,
+            root,
+            extensions: vec![format!("{MAP_EXTENSION}{}", BASE64.encode(map_root.0))],
+        }
+    }
+
+    /// The map root the checkpoint commits to, if it has a well-formed `map` line.
+    pub fn map_root(&self) -> Option<Hash256> {
+        let line = self
+            .extensions
+            .iter()
+            .find_map(|e| e.strip_prefix(MAP_EXTENSION))?;
+        let bytes: [u8; 32] = BASE64.decode(line).ok()?.try_into().ok()?;
+        (BASE64.encode(bytes) == line).then_some(Hash256(bytes))
     }
 
     /// The note body: every line ends with a line feed.
@@ -284,6 +308,17 @@ impl SignedCheckpoint {
         )
         .map_err(|e| CheckpointError::Signature(format!("{name}: {e}")))?;
         Ok(timestamp)
+    }
+
+    /// The timestamps of every cosignature line, as written (not verified: for notes
+    /// this node verified before it stored them).
+    pub fn cosignature_times(&self) -> Vec<u64> {
+        self.signatures
+            .iter()
+            .filter(|s| s.data.len() == 8 + 64)
+            .filter_map(|s| <[u8; 8]>::try_from(&s.data[..8]).ok())
+            .map(u64::from_be_bytes)
+            .collect()
     }
 
     /// The signed note's text: body, a blank line, one line per signature.

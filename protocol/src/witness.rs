@@ -66,6 +66,32 @@ pub enum CosignRefusal {
     /// Not a checkpoint of a member region, or not signed by that region's node.
     #[error("{0}")]
     Invalid(String),
+    /// A federation checkpoint's leaf for `region` is older than a witnessed checkpoint
+    /// of it this member has held for longer than the grace period.
+    #[error(
+        "stale: the leaf of {region} has {leaf} records; a checkpoint of {witnessed} was witnessed {age}s ago"
+    )]
+    Stale {
+        /// Region.
+        region: RegionCode,
+        /// The leaf's size.
+        leaf: u64,
+        /// The witnessed checkpoint's size.
+        witnessed: u64,
+        /// Seconds since it was witnessed.
+        age: u64,
+    },
+    /// The log root matches this replica but the map root does not (or is missing):
+    /// the region commits to an index that its own log does not give.
+    #[error("at {size} records this replica's map root is {ours}, the checkpoint says {theirs}")]
+    WrongMap {
+        /// Size.
+        size: u64,
+        /// The witness's map root.
+        ours: Hash256,
+        /// The checkpoint's (zeros if it has none).
+        theirs: Hash256,
+    },
 }
 
 /// Cosignatures a checkpoint needs: a majority of the members other than its region.

@@ -123,13 +123,33 @@ pub enum Cmd {
         /// Save the full answer (with evidence) for offline verification.
         #[arg(long)]
         save: Option<PathBuf>,
+        /// Ask for a proven answer: per region a map proof (the subject's records, or
+        /// that there are none) and inclusion proofs under a federation checkpoint that
+        /// a majority of members cosigned.
+        #[arg(long)]
+        proofs: bool,
+        /// Export the proven answer as one self-contained evidence file (implies
+        /// --proofs), to attach to an approval file; check it with `credfed verify`.
+        #[arg(long)]
+        evidence: Option<PathBuf>,
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Verify a saved check answer offline: signatures, chain positions, authorisation, states.
+    /// Verify a saved check answer or evidence file offline: signatures, authorisation
+    /// and states; for proven answers also the cosignature quorum, map and inclusion
+    /// proofs and freshness.
     Verify {
-        /// The answer (JSON from `credfed check --save`).
+        /// The answer (JSON from `credfed check --save`) or evidence file (from
+        /// `credfed check --evidence`).
         answer: PathBuf,
+        /// Oldest acceptable federation checkpoint, in seconds before now (proven
+        /// answers only).
+        #[arg(long, default_value_t = 3600)]
+        max_age: u64,
+        /// Verify as of this instant (seconds since the epoch) instead of now: to
+        /// re-check an archived evidence file as it stood when it was filed.
+        #[arg(long)]
+        at: Option<u64>,
         /// The federation manifest.
         #[arg(long, env = "CREDFED_MANIFEST")]
         manifest: PathBuf,

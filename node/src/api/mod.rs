@@ -446,6 +446,9 @@ pub struct CheckQuery {
     pub person: Option<String>,
     /// Domain of the asking department, e.g. `procurement`.
     pub domain: String,
+    /// Answer with proofs (`true`/`false`).
+    #[serde(default)]
+    pub proofs: bool,
 }
 
 async fn check_subject(
@@ -466,6 +469,7 @@ async fn check_subject(
         uscc: q.uscc,
         person: None,
         domain: q.domain,
+        proofs: q.proofs,
     };
     check_request(state, request).await
 }
@@ -531,14 +535,61 @@ async fn check_inner(
             ));
         }
     };
-    let answer = state.core.check(&key, domain)?;
-    let mut v = serde_json::to_value(&answer)
-        .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?;
+    let mut v = if q.proofs {
+        let head = federation_head(state).await?;
+        let core = state.core.clone();
+        let proven = tokio::task::spawn_blocking(move || core.prove(&key, domain, &head))
+            .await
+            .map_err(|e| ApiError::internal(format!("proving failed: {e}")))?
+            .map_err(|e| ApiError::internal(format!("cannot prove the answer: {e}")))?;
+        serde_json::to_value(&proven)
+    } else {
+        serde_json::to_value(state.core.check(&key, domain)?)
+    }
+    .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?;
     if let Ok(s) = state.status.lock() {
         v["last_contact_ms"] = json!(s.last_contact_ms);
     }
     ok(&v)
 }
+
+/// A federation checkpoint recent enough to prove under: the one held if it was
+/// witnessed less than [`FEDERATION_REUSE_SECONDS`] ago, else a fresh one collected by
+/// the network task (waiting at most [`FEDERATION_WAIT`]).
+async fn federation_head(state: &ApiState) -> Result<crate::engine::FederationHead, ApiError> {
+    if let Some(h) = state.core.federation()
+        && state.core.now_seconds().saturating_sub(h.witnessed_at) < FEDERATION_REUSE_SECONDS
+    {
+        return Ok(h);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state
+        .commands
+        .send(Command::Federation(tx))
+        .await
+        .map_err(|_| ApiError::unavailable("network_down", "the network task is not running"))?;
+    match tokio::time::timeout(FEDERATION_WAIT, rx).await {
+        Ok(Ok(Ok(head))) => Ok(head),
+        Ok(Ok(Err(why))) => Err(ApiError::unavailable(
+            "no_quorum",
+            format!(
+                "proofs: the members did not cosign a federation checkpoint ({why}); \
+                 retry shortly, or ask without proofs"
+            ),
+        )),
+        _ => Err(ApiError::unavailable(
+            "no_quorum",
+            "proofs: no federation checkpoint within the time limit; retry shortly, or ask without proofs",
+        )),
+    }
+}
+
+/// A federation checkpoint younger than this is reused for proven answers: collecting
+/// one costs every member a signature, and verifiers ask for freshness in minutes.
+pub const FEDERATION_REUSE_SECONDS: u64 = 10;
+
+/// Longest wait for a fresh federation checkpoint (a round ends after 5 s).
+const FEDERATION_WAIT: Duration = Duration::from_secs(7);
 
 /// `POST /v1/persons/refs`: the form records carry (keyed hash, mask, name) for persons
 /// given by clear number, so a department can name persons in a record it signs without

@@ -204,6 +204,22 @@ pub struct Core {
     appends: Mutex<Option<mpsc::Sender<AppendJob>>>,
     gate: Arc<WriteGate>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// One map computation at a time: a new version is built on the latest one.
+    map_lock: Mutex<()>,
+    /// The latest federation checkpoint this node collected a quorum for, with its
+    /// leaves (kept in memory: a restarted node collects a fresh one on demand).
+    federation: Mutex<Option<FederationHead>>,
+}
+
+/// A federation checkpoint with its quorum, as proven answers use it.
+#[derive(Debug, Clone)]
+pub struct FederationHead {
+    /// The note, cosigned by at least a quorum.
+    pub signed: credfed_protocol::checkpoint::SignedCheckpoint,
+    /// Its leaves, in manifest order.
+    pub leaves: Vec<credfed_protocol::checkpoint::Checkpoint>,
+    /// When the quorum was reached (node clock, seconds).
+    pub witnessed_at: u64,
 }
 
 impl Core {
@@ -253,6 +269,8 @@ impl Core {
             appends: Mutex::new(Some(append_tx)),
             gate,
             threads: Mutex::new(threads),
+            map_lock: Mutex::new(()),
+            federation: Mutex::new(None),
         });
         Ok((
             core,
@@ -441,12 +459,295 @@ impl Core {
     ) -> Result<credfed_protocol::checkpoint::SignedCheckpoint, StoreError> {
         use credfed_protocol::checkpoint::{Checkpoint, SignedCheckpoint, origin};
         let (size, root) = self.tree_head(self.region)?;
+        let map_root = self.map_root(self.region, size).map_err(|e| match e {
+            ProofFailure::Store(e) => e,
+            other => StoreError::Corrupt(format!("own map: {other}")),
+        })?;
         let name = origin(&self.manifest.federation_id, self.region);
         Ok(SignedCheckpoint::sign(
-            Checkpoint::new(name.clone(), size, root),
+            Checkpoint::with_map(name.clone(), size, root, map_root),
             &name,
             &self.checkpoint_key,
         ))
+    }
+
+    /// The root of `region`'s verifiable map over its first `size` records
+    /// (docs/protocol.md, "Verifiable map"), computing and storing that version from the
+    /// latest earlier one if needed. Blocking (reads the log): call off the network loop.
+    pub fn map_root(&self, region: RegionCode, size: u64) -> Result<Hash256, ProofFailure> {
+        use credfed_protocol::map::{EMPTY, changes_from, map_get, map_update};
+        if size == 0 {
+            return Ok(EMPTY);
+        }
+        if let Some(root) = self.store.map_root_at(region, size)? {
+            return Ok(root);
+        }
+        let _one_at_a_time = self
+            .map_lock
+            .lock()
+            .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?;
+        if let Some(root) = self.store.map_root_at(region, size)? {
+            return Ok(root);
+        }
+        self.tree_bounds(region, size)?;
+        let from = match self.store.map_latest(region)? {
+            Some((latest, _)) if latest > size => {
+                return Err(ProofFailure::OutOfRange(format!(
+                    "the map of {region} was computed at {latest} records and not at {size}; \
+                     ask about a later checkpoint"
+                )));
+            }
+            Some((latest, _)) => latest,
+            None => 0,
+        };
+        let nodes = StoredMap {
+            store: &*self.store,
+            region,
+        };
+        let mut decoded = Vec::with_capacity(usize::try_from(size - from).unwrap_or(0));
+        let mut seq = from + 1;
+        while seq <= size {
+            let want = usize::try_from(size - seq + 1)
+                .unwrap_or(usize::MAX)
+                .min(1024);
+            let batch = self.store.range(region, seq, want, usize::MAX)?;
+            if batch.is_empty() {
+                return Err(StoreError::Corrupt(format!("{region}: record {seq} missing")).into());
+            }
+            for bytes in batch {
+                // Stored envelopes were verified when admitted; only their shape matters here.
+                let v = credfed_protocol::envelope::decode_envelope(
+                    &self.manifest.federation_id,
+                    &bytes,
+                )
+                .map_err(|e| StoreError::Corrupt(format!("{region}#{seq}: {e}")))?;
+                decoded.push((seq, v.envelope, v.body));
+                seq += 1;
+            }
+        }
+        let changes = changes_from(decoded.iter().map(|(s, e, b)| (*s, e, b)), |key| {
+            map_get(&nodes, from, key)
+        })
+        .map_err(map_failure)?;
+        let (root, writes) = map_update(&nodes, from, &changes.values).map_err(map_failure)?;
+        self.store
+            .put_map_version(region, size, &writes, root, &changes.positions)?;
+        Ok(root)
+    }
+
+    /// The leaf this node proposes for `region` in a federation checkpoint: the
+    /// witnessed checkpoint it holds if it can prove under it, else the latest head at
+    /// which it computed the region's map (a checkpoint it signed or cosigned).
+    pub fn federation_leaf(
+        &self,
+        region: RegionCode,
+    ) -> Result<credfed_protocol::checkpoint::Checkpoint, ProofFailure> {
+        use credfed_protocol::checkpoint::{Checkpoint, origin};
+        let name = origin(&self.manifest.federation_id, region);
+        if let Some(held) = self.witnessed_checkpoint(region)?
+            && let Some(map) = held.checkpoint.map_root()
+            && self.map_root(region, held.checkpoint.size).ok() == Some(map)
+        {
+            return Ok(held.checkpoint);
+        }
+        let (size, map) = self
+            .store
+            .map_latest(region)?
+            .unwrap_or((0, credfed_protocol::map::EMPTY));
+        let root = self.tree_root_at(region, size)?;
+        Ok(Checkpoint::with_map(name, size, root, map))
+    }
+
+    /// A federation checkpoint over this node's leaves, with this node's cosignature.
+    /// Blocking (may compute maps): call off the network loop.
+    pub fn propose_federation(
+        &self,
+    ) -> Result<
+        (
+            credfed_protocol::checkpoint::SignedCheckpoint,
+            Vec<credfed_protocol::checkpoint::Checkpoint>,
+        ),
+        ProofFailure,
+    > {
+        use credfed_protocol::checkpoint::{SignedCheckpoint, witness_name};
+        let leaves = self
+            .manifest
+            .members
+            .iter()
+            .map(|m| self.federation_leaf(m.region))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cp = credfed_protocol::federation::federation_checkpoint(
+            &self.manifest.federation_id,
+            &leaves,
+        );
+        let mut signed = SignedCheckpoint {
+            checkpoint: cp,
+            signatures: Vec::new(),
+        };
+        signed.cosign(
+            &witness_name(&self.manifest.federation_id, self.region),
+            &self.checkpoint_key,
+            self.now_seconds(),
+        );
+        Ok((signed, leaves))
+    }
+
+    /// Cosigns a federation checkpoint if every leaf is a head this node has verified
+    /// and none is stale (docs/protocol.md, "Federation checkpoints"). Blocking.
+    pub fn witness_federation(
+        &self,
+        note: &str,
+        leaves: &[String],
+    ) -> Result<credfed_protocol::checkpoint::NoteSignature, CosignRefusal> {
+        use credfed_protocol::checkpoint::{Checkpoint, SignedCheckpoint, witness_name};
+        use credfed_protocol::federation::{STALE_AFTER_SECONDS, judge_federation};
+        let mut signed =
+            SignedCheckpoint::parse(note).map_err(|e| CosignRefusal::Invalid(e.to_string()))?;
+        let leaves = leaves
+            .iter()
+            .map(|l| Checkpoint::parse_body(l))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CosignRefusal::Invalid(format!("leaf: {e}")))?;
+        let unavailable = |e: StoreError| CosignRefusal::Invalid(format!("witness store: {e}"));
+        let now = self.now_seconds();
+        let quorum = credfed_protocol::witness::quorum(self.manifest.members.len());
+        judge_federation(&self.manifest, &signed, &leaves, |region, leaf| {
+            let held = self.witnessed_checkpoint(region).map_err(unavailable)?;
+            if let Some(h) = &held {
+                if h.checkpoint == *leaf {
+                    return Ok(());
+                }
+                let mut times = h.cosignature_times();
+                times.sort_unstable();
+                let at = times
+                    .get(quorum.saturating_sub(1))
+                    .or(times.last())
+                    .copied()
+                    .unwrap_or(0);
+                let age = now.saturating_sub(at);
+                if h.checkpoint.size > leaf.size && age > STALE_AFTER_SECONDS {
+                    return Err(CosignRefusal::Stale {
+                        region,
+                        leaf: leaf.size,
+                        witnessed: h.checkpoint.size,
+                        age,
+                    });
+                }
+            }
+            let ours = self.tree_root_at(region, leaf.size).map_err(|e| match e {
+                ProofFailure::NotHeld { held } => CosignRefusal::NotYet { held },
+                other => CosignRefusal::Invalid(format!("{region}: {other}")),
+            })?;
+            if ours != leaf.root {
+                return Err(CosignRefusal::Invalid(format!(
+                    "{region}: at {} records this replica's root is {ours}, the leaf says {}",
+                    leaf.size, leaf.root
+                )));
+            }
+            let map = self.map_root(region, leaf.size).map_err(|e| match e {
+                ProofFailure::NotHeld { held } => CosignRefusal::NotYet { held },
+                other => CosignRefusal::Invalid(format!("{region}: {other}")),
+            })?;
+            if leaf.map_root() != Some(map) {
+                return Err(CosignRefusal::WrongMap {
+                    size: leaf.size,
+                    ours: map,
+                    theirs: leaf.map_root().unwrap_or(credfed_protocol::map::EMPTY),
+                });
+            }
+            Ok(())
+        })?;
+        let name = witness_name(&self.manifest.federation_id, self.region);
+        signed.signatures.clear();
+        signed.cosign(&name, &self.checkpoint_key, now);
+        signed
+            .signatures
+            .pop()
+            .ok_or_else(|| CosignRefusal::Invalid("cosigning failed".into()))
+    }
+
+    /// Keeps a federation checkpoint that reached its quorum.
+    pub fn set_federation(&self, head: FederationHead) {
+        if let Ok(mut f) = self.federation.lock() {
+            *f = Some(head);
+        }
+    }
+
+    /// The latest federation checkpoint with a quorum, if any.
+    pub fn federation(&self) -> Option<FederationHead> {
+        self.federation.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Seconds since the epoch on the node clock.
+    pub fn now_seconds(&self) -> u64 {
+        u64::try_from(self.now().0 / 1000).unwrap_or(0)
+    }
+
+    /// A check answer with proofs under `head` (docs/protocol.md, "Proven answers"):
+    /// per region the subject's map proof and inclusion proofs of the records it lists,
+    /// which the answer's evidence carries. Blocking.
+    pub fn prove(
+        &self,
+        subject: &SubjectKey,
+        domain: MeasureDomain,
+        head: &FederationHead,
+    ) -> Result<credfed_protocol::federation::ProvenAnswer, ProofFailure> {
+        use credfed_protocol::federation::{InclusionProof, ProvenAnswer, RegionProof};
+        use credfed_protocol::map::{Indexed, map_key};
+        let key = map_key(&Indexed::Subject(subject.clone()));
+        let mut regions = Vec::with_capacity(head.leaves.len());
+        let mut extra = std::collections::BTreeSet::new();
+        for (m, leaf) in self.manifest.members.iter().zip(&head.leaves) {
+            let size = leaf.size;
+            let proof = self.map_proof(m.region, size, &key)?;
+            let positions = self.store.map_positions(m.region, &key, size)?;
+            let mut inclusion = Vec::with_capacity(positions.len());
+            for seq in &positions {
+                inclusion.push(InclusionProof {
+                    seq: *seq,
+                    hashes: self.inclusion_proof(m.region, *seq, size)?,
+                });
+                extra.insert(RecordPos {
+                    region: m.region,
+                    seq: *seq,
+                });
+            }
+            regions.push(RegionProof {
+                region: m.region,
+                subject: proof,
+                positions,
+                inclusion,
+            });
+        }
+        let answer = credfed_protocol::check::check_including(
+            self.rules(),
+            &*self.store,
+            subject,
+            domain,
+            self.now(),
+            extra,
+        )?;
+        Ok(ProvenAnswer {
+            answer,
+            federation_note: head.signed.encode(),
+            leaves: head.leaves.iter().map(|l| l.body()).collect(),
+            regions,
+        })
+    }
+
+    /// The proof of what `key` maps to in `region`'s map at `size` records.
+    pub fn map_proof(
+        &self,
+        region: RegionCode,
+        size: u64,
+        key: &Hash256,
+    ) -> Result<credfed_protocol::map::MapProof, ProofFailure> {
+        self.map_root(region, size)?;
+        let nodes = StoredMap {
+            store: &*self.store,
+            region,
+        };
+        credfed_protocol::map::map_proof(&nodes, size, key).map_err(map_failure)
     }
 
     /// Witnesses another region's checkpoint (a C2SP note signed by that region's node):
@@ -481,6 +782,19 @@ impl Core {
         let view = judge(&signed, before, replica.size, |n| {
             credfed_protocol::merkle::root_at(&self.tree_nodes(region), n).ok()
         })?;
+        // The log matches; the index it commits to must be the one this replica gives.
+        let size = signed.checkpoint.size;
+        let ours = self.map_root(region, size).map_err(|e| match e {
+            ProofFailure::NotHeld { held } => CosignRefusal::NotYet { held },
+            other => CosignRefusal::Invalid(format!("witness map: {other}")),
+        })?;
+        let theirs = signed
+            .checkpoint
+            .map_root()
+            .unwrap_or(credfed_protocol::map::EMPTY);
+        if signed.checkpoint.map_root() != Some(ours) {
+            return Err(CosignRefusal::WrongMap { size, ours, theirs });
+        }
         if before != Some(view) {
             self.store
                 .set_witness_view(region, view)
@@ -652,6 +966,31 @@ impl ProofFailure {
             credfed_protocol::merkle::ProofError::OutOfRange(m) => ProofFailure::OutOfRange(m),
             credfed_protocol::merkle::ProofError::Nodes(e) => ProofFailure::Store(e),
         }
+    }
+}
+
+fn map_failure(e: credfed_protocol::map::MapError<StoreError>) -> ProofFailure {
+    match e {
+        credfed_protocol::map::MapError::Store(e) => ProofFailure::Store(e),
+        credfed_protocol::map::MapError::Corrupt(m) => ProofFailure::Store(StoreError::Corrupt(m)),
+    }
+}
+
+/// A region's stored map, as the map functions read it.
+struct StoredMap<'a> {
+    store: &'a dyn Backend,
+    region: RegionCode,
+}
+
+impl credfed_protocol::map::MapNodes for StoredMap<'_> {
+    type Error = StoreError;
+    fn map_node(
+        &self,
+        depth: u16,
+        prefix: &Hash256,
+        version: u64,
+    ) -> Result<Option<credfed_protocol::map::MapNode>, StoreError> {
+        self.store.map_node(self.region, depth, prefix, version)
     }
 }
 

@@ -193,6 +193,56 @@ impl Backend for FaultyStore {
         self.inner.witness_view(region)
     }
 
+    fn map_node(
+        &self,
+        region: RegionCode,
+        depth: u16,
+        prefix: &credfed_protocol::crypto::Hash256,
+        version: u64,
+    ) -> Result<Option<credfed_protocol::map::MapNode>, StoreError> {
+        self.read()?;
+        self.inner.map_node(region, depth, prefix, version)
+    }
+
+    fn map_latest(
+        &self,
+        region: RegionCode,
+    ) -> Result<Option<(u64, credfed_protocol::crypto::Hash256)>, StoreError> {
+        self.read()?;
+        self.inner.map_latest(region)
+    }
+
+    fn map_root_at(
+        &self,
+        region: RegionCode,
+        version: u64,
+    ) -> Result<Option<credfed_protocol::crypto::Hash256>, StoreError> {
+        self.read()?;
+        self.inner.map_root_at(region, version)
+    }
+
+    fn put_map_version(
+        &self,
+        region: RegionCode,
+        version: u64,
+        writes: &[credfed_protocol::map::MapWrite],
+        root: credfed_protocol::crypto::Hash256,
+        positions: &[(credfed_protocol::crypto::Hash256, u64)],
+    ) -> Result<(), StoreError> {
+        self.inner
+            .put_map_version(region, version, writes, root, positions)
+    }
+
+    fn map_positions(
+        &self,
+        region: RegionCode,
+        key: &credfed_protocol::crypto::Hash256,
+        up_to: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.read()?;
+        self.inner.map_positions(region, key, up_to)
+    }
+
     fn set_witness_view(
         &self,
         region: RegionCode,

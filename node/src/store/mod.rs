@@ -30,6 +30,13 @@
 //! | `W` | region u32 | `WitnessView`: the largest checkpoint of the region this node cosigned |
 //! | `C` | region u32 | the latest witnessed checkpoint of the region held (C2SP note text) |
 //! | `X` | region u32 | a checkpoint of the region that contradicts this replica (split-view evidence) |
+//! | `I` | region u32, depth u16, path (32 bytes), version u64 | `MapNode`: a node of the region's verifiable map, as of that version (log size) |
+//! | `J` | region u32, version u64 | 32-byte map root at that version |
+//! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key |
+//!
+//! The verifiable map (`I`, `J`) is derived from the log and computed when a checkpoint
+//! needs it (docs/protocol.md, "Verifiable map"): a store without it — an older store,
+//! or one whose map writes were lost in a crash — recomputes it from the log.
 //!
 //! The Merkle tree (docs/protocol.md, "Merkle trees and checkpoints") is written in the
 //! same batch as the envelope it covers, so the tree and the log never disagree.
@@ -44,6 +51,7 @@ use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
+use credfed_protocol::map::{MapNode, MapWrite};
 use credfed_protocol::merkle::{Frontier, leaf_hash};
 use credfed_protocol::record::{
     ActionId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
@@ -146,6 +154,63 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn note(&self, kind: u8, region: RegionCode) -> Result<Option<String>, StoreError>;
     /// Stores a note under `kind`.
     fn set_note(&self, kind: u8, region: RegionCode, note: &str) -> Result<(), StoreError>;
+    /// The region's map node at `depth` on `prefix`, as of `version`.
+    fn map_node(
+        &self,
+        region: RegionCode,
+        depth: u16,
+        prefix: &Hash256,
+        version: u64,
+    ) -> Result<Option<MapNode>, StoreError>;
+    /// The largest version at which the region's map was computed, and its root.
+    fn map_latest(&self, region: RegionCode) -> Result<Option<(u64, Hash256)>, StoreError>;
+    /// The map root at exactly `version`, if the map was computed there.
+    fn map_root_at(&self, region: RegionCode, version: u64) -> Result<Option<Hash256>, StoreError>;
+    /// Stores a new map version's nodes, its root and the (key, seq) pairs it added, in
+    /// one batch (not fsynced: the map is derived from the log, and a lost version is
+    /// recomputed).
+    fn put_map_version(
+        &self,
+        region: RegionCode,
+        version: u64,
+        writes: &[MapWrite],
+        root: Hash256,
+        positions: &[(Hash256, u64)],
+    ) -> Result<(), StoreError>;
+    /// The positions (≤ `up_to`) of the region's records that name map key `key`.
+    fn map_positions(
+        &self,
+        region: RegionCode,
+        key: &Hash256,
+        up_to: u64,
+    ) -> Result<Vec<u64>, StoreError>;
+}
+
+fn map_position_key(region: RegionCode, key: &Hash256, seq: u64) -> Vec<u8> {
+    let mut k = region_key(b'K', region);
+    k.extend_from_slice(&key.0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn map_node_key(region: RegionCode, depth: u16, prefix: &Hash256, version: u64) -> Vec<u8> {
+    let mut k = region_key(b'I', region);
+    k.extend_from_slice(&depth.to_be_bytes());
+    k.extend_from_slice(&prefix.0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn map_root_key(region: RegionCode, version: u64) -> Vec<u8> {
+    let mut k = region_key(b'J', region);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn hash_value(v: &[u8], what: &str) -> Result<Hash256, StoreError> {
+    Ok(Hash256(v.try_into().map_err(|_| {
+        StoreError::Corrupt(format!("{what}: not 32 bytes"))
+    })?))
 }
 
 pub mod faulty;
@@ -594,6 +659,87 @@ impl Backend for Store {
         self.tree
             .insert(region_key(kind, region), note.as_bytes())?;
         Ok(())
+    }
+
+    fn map_node(
+        &self,
+        region: RegionCode,
+        depth: u16,
+        prefix: &Hash256,
+        version: u64,
+    ) -> Result<Option<MapNode>, StoreError> {
+        let lo = map_node_key(region, depth, prefix, 0);
+        let hi = map_node_key(region, depth, prefix, version);
+        match self.tree.range(lo..=hi).next_back() {
+            None => Ok(None),
+            Some(kv) => Ok(Some(dec(&kv?.1, "map node")?)),
+        }
+    }
+
+    fn map_latest(&self, region: RegionCode) -> Result<Option<(u64, Hash256)>, StoreError> {
+        let prefix = region_key(b'J', region);
+        match self.tree.scan_prefix(&prefix).next_back() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv?;
+                let version: [u8; 8] = k[prefix.len()..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(format!("{region}: map version key")))?;
+                Ok(Some((
+                    u64::from_be_bytes(version),
+                    hash_value(&v, "map root")?,
+                )))
+            }
+        }
+    }
+
+    fn map_root_at(&self, region: RegionCode, version: u64) -> Result<Option<Hash256>, StoreError> {
+        match self.tree.get(map_root_key(region, version))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(hash_value(&v, "map root")?)),
+        }
+    }
+
+    fn put_map_version(
+        &self,
+        region: RegionCode,
+        version: u64,
+        writes: &[MapWrite],
+        root: Hash256,
+        positions: &[(Hash256, u64)],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for w in writes {
+            batch.insert(
+                map_node_key(region, w.depth, &w.prefix, version),
+                enc(&w.node),
+            );
+        }
+        for (key, seq) in positions {
+            batch.insert(map_position_key(region, key, *seq), &[]);
+        }
+        batch.insert(map_root_key(region, version), &root.0);
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn map_positions(
+        &self,
+        region: RegionCode,
+        key: &Hash256,
+        up_to: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let lo = map_position_key(region, key, 0);
+        let hi = map_position_key(region, key, up_to);
+        let mut out = Vec::new();
+        for kv in self.tree.range(lo..=hi) {
+            let (k, _) = kv?;
+            let seq: [u8; 8] = k[k.len() - 8..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("{region}: map position key")))?;
+            out.push(u64::from_be_bytes(seq));
+        }
+        Ok(out)
     }
 
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {

@@ -655,6 +655,7 @@ async fn check_person(c: &Cluster, i: usize, domain: &str) -> Option<CheckAnswer
         .post(
             "/v1/check",
             &credfed_client::CheckRequest {
+                proofs: false,
                 uscc: None,
                 person: Some(LEGAL_REP.into()),
                 domain: domain.into(),

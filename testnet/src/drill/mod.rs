@@ -348,6 +348,7 @@ impl Drill {
                 recommended,
             } => {
                 let request = credfed_client::CheckRequest {
+                    proofs: false,
                     uscc: uscc.clone(),
                     person: person.clone(),
                     domain: domain.clone(),

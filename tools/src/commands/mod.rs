@@ -13,6 +13,7 @@ use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::check::{CheckAnswer, verify_answer};
 use credfed_protocol::crypto::{Keypair, PublicKey};
 use credfed_protocol::envelope::sign_body;
+use credfed_protocol::federation::{ProvenAnswer, verify_proven_answer};
 use credfed_protocol::ids::{DepartmentId, PersonRef, RegionCode, Role, resident_id, uscc};
 use credfed_protocol::manifest::{Manifest, Member, SignedManifest};
 use credfed_protocol::record::*;
@@ -409,13 +410,34 @@ pub fn run(cli: Cli) -> Res {
             kind,
             domain,
             save,
+            proofs,
+            evidence,
             node,
-        } => query::check(mode, &code, kind, &domain, save.as_deref(), &node),
+        } => query::check(
+            mode,
+            &code,
+            kind,
+            &domain,
+            query::CheckOutputs {
+                save: save.as_deref(),
+                proofs,
+                evidence: evidence.as_deref(),
+            },
+            &node,
+        ),
         Cmd::Verify {
             answer,
+            max_age,
+            at,
             manifest,
             authority_key,
-        } => query::verify(mode, &answer, &manifest, authority_key.as_deref()),
+        } => query::verify(
+            mode,
+            &answer,
+            &manifest,
+            authority_key.as_deref(),
+            query::Freshness { max_age, at },
+        ),
         Cmd::Stats { node } => query::stats(mode, &node),
         Cmd::Status { node } => query::status(mode, &node),
         Cmd::Peers { node } => query::peers(mode, &node),

@@ -38,25 +38,39 @@ pub fn identifier_kind(code: &str, kind: Option<IdKind>) -> Result<(String, IdKi
     }
 }
 
+/// Where a check's answer goes besides the screen.
+pub struct CheckOutputs<'a> {
+    /// The answer as JSON.
+    pub save: Option<&'a Path>,
+    /// Ask for proofs.
+    pub proofs: bool,
+    /// The proven answer as an evidence file.
+    pub evidence: Option<&'a Path>,
+}
+
 pub fn check(
     mode: Output,
     code: &str,
     kind: Option<IdKind>,
     domain: &str,
-    save: Option<&Path>,
+    outputs: CheckOutputs<'_>,
     node: &NodeArgs,
 ) -> Res {
     let (c, kind) = identifier_kind(code, kind)?;
+    let proofs = outputs.proofs || outputs.evidence.is_some();
+    let save = outputs.save;
     let request = match kind {
         IdKind::Uscc => credfed_client::CheckRequest {
             uscc: Some(c.clone()),
             person: None,
             domain: domain.to_owned(),
+            proofs,
         },
         IdKind::Person => credfed_client::CheckRequest {
             uscc: None,
             person: Some(c.clone()),
             domain: domain.to_owned(),
+            proofs,
         },
     };
     // A person's number goes in the request body, never in a URL.
@@ -66,11 +80,22 @@ pub fn check(
     };
     let cl = client(node)?;
     let r = runtime()?.block_on(async { call(node, cl.post("/v1/check", &request)).await })?;
-    let v = r.json().map_err(|e| invalid(e.to_string()))?;
+    let full = r.json().map_err(|e| invalid(e.to_string()))?;
     if let Some(p) = save {
-        write_json(p, &v)?;
+        write_json(p, &full)?;
     }
-    emit(mode, &v, || {
+    if let Some(p) = outputs.evidence {
+        let proven: ProvenAnswer = serde_json::from_value(full.clone())
+            .map_err(|e| invalid(format!("the node's answer has no proofs: {e}")))?;
+        std::fs::write(p, proven.to_file())
+            .map_err(|e| invalid(format!("{}: {e}", p.display())))?;
+    }
+    let v = if proofs {
+        full["answer"].clone()
+    } else {
+        full.clone()
+    };
+    emit(mode, &full, || {
         let mut out = format!("{shown} in {domain}: {}\n", s(&v["verdict"]));
         let rows: Vec<Vec<String>> = ["mandatory", "recommended"]
             .iter()
@@ -126,13 +151,26 @@ pub fn check(
         if !stale.is_empty() {
             out.push_str(&format!("  no data yet from: {}\n", stale.join(" ")));
         }
+        if proofs {
+            out.push_str(&format!(
+                "  proven under a federation checkpoint of {} regions\n",
+                full["regions"].as_array().map_or(0, Vec::len)
+            ));
+        }
         if let Some(p) = save {
             out.push_str(&format!(
-                "  answer with evidence saved to {} (verify with `credfed verify`)",
+                "  answer with evidence saved to {} (verify with `credfed verify`)\n",
                 p.display()
             ));
         }
-        out
+        if let Some(p) = outputs.evidence {
+            out.push_str(&format!(
+                "  evidence file written to {} (check it with `credfed verify {}`)\n",
+                p.display(),
+                p.display()
+            ));
+        }
+        out.trim_end().to_string()
     });
     Ok(())
 }
@@ -145,11 +183,71 @@ fn measure_source(source: &Value) -> String {
     }
 }
 
-pub fn verify(mode: Output, answer: &Path, manifest: &Path, authority_key: Option<&str>) -> Res {
-    let text = std::fs::read_to_string(answer)
-        .map_err(|e| invalid(format!("{}: {e}", answer.display())))?;
-    let a: CheckAnswer = serde_json::from_str(&text)
-        .map_err(|e| invalid(format!("{}: not a check answer: {e}", answer.display())))?;
+/// "2026-11-27 17:30:12 CST" for seconds since the epoch.
+fn cst_time(seconds: u64) -> String {
+    let ms = i64::try_from(seconds)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let of_day = (seconds + 8 * 3600) % 86_400;
+    format!(
+        "{} {:02}:{:02}:{:02} CST",
+        Timestamp(ms).date_cst(),
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+/// The freshness bound of `credfed verify`.
+pub struct Freshness {
+    /// Oldest acceptable federation checkpoint, seconds.
+    pub max_age: u64,
+    /// Verify as of this instant instead of now.
+    pub at: Option<u64>,
+}
+
+/// What `credfed verify` was given.
+enum Saved {
+    Plain(Box<CheckAnswer>),
+    Proven(Box<ProvenAnswer>),
+}
+
+fn read_saved(path: &Path) -> Result<Saved, Failure> {
+    let bytes = std::fs::read(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    if bytes.starts_with(credfed_protocol::federation::EVIDENCE_MAGIC) {
+        return ProvenAnswer::from_file(&bytes)
+            .map(|p| Saved::Proven(Box::new(p)))
+            .map_err(|e| invalid(format!("{}: {e}", path.display())));
+    }
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        invalid(format!(
+            "{}: neither an evidence file nor a JSON answer: {e}",
+            path.display()
+        ))
+    })?;
+    if v.get("federation_note").is_some() {
+        serde_json::from_value(v)
+            .map(|p| Saved::Proven(Box::new(p)))
+            .map_err(|e| invalid(format!("{}: not a proven answer: {e}", path.display())))
+    } else {
+        serde_json::from_value(v)
+            .map(|a| Saved::Plain(Box::new(a)))
+            .map_err(|e| invalid(format!("{}: not a check answer: {e}", path.display())))
+    }
+}
+
+pub fn verify(
+    mode: Output,
+    answer: &Path,
+    manifest: &Path,
+    authority_key: Option<&str>,
+    freshness: Freshness,
+) -> Res {
+    let saved = read_saved(answer)?;
+    let as_of = match &saved {
+        Saved::Plain(a) => a.as_of,
+        Saved::Proven(p) => p.answer.as_of,
+    };
     let signed: SignedManifest = serde_json::from_str(
         &std::fs::read_to_string(manifest)
             .map_err(|e| invalid(format!("{}: {e}", manifest.display())))?,
@@ -161,7 +259,7 @@ pub fn verify(mode: Output, answer: &Path, manifest: &Path, authority_key: Optio
                 PublicKey::from_hex(k).map_err(|e| invalid(format!("--authority-key: {e}")))?;
             (
                 signed
-                    .verify(&key, a.as_of)
+                    .verify(&key, as_of)
                     .map_err(|e| Failure::new(exit::UNVERIFIED, e.to_string()))?,
                 true,
             )
@@ -176,29 +274,116 @@ pub fn verify(mode: Output, answer: &Path, manifest: &Path, authority_key: Optio
             false,
         ),
     };
-    let catalogue = Catalogue::embedded().map_err(|e| invalid(e.to_string()))?;
-    let report = verify_answer(&a, &m, &catalogue);
-    let v = json!({"ok": report.ok(), "envelopes_verified": report.envelopes_verified, "entries_confirmed": report.entries_confirmed, "failures": report.failures, "manifest_signature_checked": pinned});
-    emit(mode, &v, || {
-        let mut out = if report.ok() {
-            format!(
-                "VERIFIED: {} envelopes, {} entries confirmed against manifest {} v{}",
-                report.envelopes_verified, report.entries_confirmed, m.federation_id, m.version
-            )
-        } else {
-            format!("NOT VERIFIED:\n  {}", report.failures.join("\n  "))
-        };
-        if !pinned {
-            out.push_str("\n(the manifest's own signature was not checked: pass --authority-key to pin the federation authority)");
+    let catalogue = Catalogue::parse(&m.catalogue)
+        .or_else(|_| Catalogue::embedded())
+        .map_err(|e| invalid(e.to_string()))?;
+    let unpinned = "\n(the manifest's own signature was not checked: pass --authority-key to pin the federation authority)";
+    let (ok, problems) = match saved {
+        Saved::Plain(a) => {
+            let report = verify_answer(&a, &m, &catalogue);
+            let v = json!({"ok": report.ok(), "proven": false, "envelopes_verified": report.envelopes_verified, "entries_confirmed": report.entries_confirmed, "failures": report.failures, "manifest_signature_checked": pinned});
+            emit(mode, &v, || {
+                let mut out = if report.ok() {
+                    format!(
+                        "VERIFIED: {} envelopes, {} entries confirmed against manifest {} v{}\n\
+                         (an answer without proofs shows that what it lists is genuine, not that it is complete: ask with --proofs)",
+                        report.envelopes_verified,
+                        report.entries_confirmed,
+                        m.federation_id,
+                        m.version
+                    )
+                } else {
+                    format!("NOT VERIFIED:\n  {}", report.failures.join("\n  "))
+                };
+                if !pinned {
+                    out.push_str(unpinned);
+                }
+                out
+            });
+            (report.ok(), report.failures.len())
         }
-        out
-    });
-    if report.ok() {
+        Saved::Proven(p) => {
+            let now = freshness.at.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            });
+            let report = verify_proven_answer(&p, &m, &catalogue, now, freshness.max_age);
+            let mut failures = report.answer.failures.clone();
+            failures.extend(report.failures.iter().cloned());
+            let v = json!({
+                "ok": report.ok(), "proven": true, "subject": p.answer.subject,
+                "domain": p.answer.domain, "verdict": p.answer.verdict,
+                "cosigners": report.cosigners, "quorum": credfed_protocol::federation::federation_quorum(m.members.len()),
+                "witnessed_at": report.witnessed_at, "age_seconds": report.age_seconds, "max_age_seconds": freshness.max_age,
+                "regions": report.regions, "envelopes_verified": report.answer.envelopes_verified,
+                "entries_confirmed": report.answer.entries_confirmed, "failures": failures,
+                "manifest_signature_checked": pinned,
+            });
+            emit(mode, &v, || {
+                let subject = match &p.answer.subject {
+                    SubjectKey::Uscc(c) => c.clone(),
+                    SubjectKey::Person(_) => "the person asked about".to_string(),
+                };
+                let mut out = if report.ok() {
+                    format!(
+                        "VERIFIED: {subject} in {}: {}\n",
+                        p.answer.domain.name(),
+                        s(&json!(p.answer.verdict))
+                    )
+                } else {
+                    format!("NOT VERIFIED:\n  {}\n", failures.join("\n  "))
+                };
+                out.push_str(&format!(
+                    "  federation checkpoint cosigned by {} members (quorum {} of {}), witnessed at {} ({}s before {}, limit {}s)\n",
+                    report.cosigners.len(),
+                    credfed_protocol::federation::federation_quorum(m.members.len()),
+                    m.members.len(),
+                    cst_time(report.witnessed_at),
+                    report.age_seconds,
+                    if freshness.at.is_some() { "the instant given" } else { "now" },
+                    freshness.max_age
+                ));
+                let rows: Vec<Vec<String>> = report
+                    .regions
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.region.to_string(),
+                            r.size.to_string(),
+                            if r.naming_records == 0 {
+                                "none (proven absent)".to_string()
+                            } else {
+                                format!("{} record(s), all shown", r.naming_records)
+                            },
+                        ]
+                    })
+                    .collect();
+                out.push_str(&table(
+                    &["region", "records in head", "naming the subject"],
+                    &rows,
+                ));
+                out.push_str(&format!(
+                    "\n  {} envelopes verified, {} entries confirmed against manifest {} v{}",
+                    report.answer.envelopes_verified,
+                    report.answer.entries_confirmed,
+                    m.federation_id,
+                    m.version
+                ));
+                if !pinned {
+                    out.push_str(unpinned);
+                }
+                out
+            });
+            (report.ok(), failures.len())
+        }
+    };
+    if ok {
         Ok(())
     } else {
         Err(Failure::new(
             exit::UNVERIFIED,
-            format!("{} problem(s) in the answer", report.failures.len()),
+            format!("{problems} problem(s) in the answer"),
         ))
     }
 }

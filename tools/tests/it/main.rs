@@ -631,6 +631,117 @@ async fn verify_says_exactly_what_fails() {
     refused("unauthorised.json", &a, "lacks the publisher role");
 }
 
+/// Proven answers: a clear answer exported as an evidence file verifies offline with
+/// every region proven absent; a listed subject's proven answer lists its records; and
+/// `credfed verify` refuses an answer that claims absence for the listed subject, one
+/// whose federation checkpoint is older than the bound, and one without its quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proven_answers_verify_offline_and_lies_are_refused() {
+    let env = federation(29400).await;
+    env.json(0, "310000:pub", PUBLISH);
+    let dir = env._tmp.path();
+    let manifest = env.fed.dir.join("manifest.json");
+    let verify = |p: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            p.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Command::new(CLI).args(&args).output().unwrap()
+    };
+    // An unlisted company, exported as an evidence file at the other node.
+    let file = dir.join("clear.evidence");
+    let v = env.json(
+        1,
+        "440000:pub",
+        &[
+            "check",
+            "91110000100000000R",
+            "--domain",
+            "procurement",
+            "--evidence",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v["answer"]["verdict"], "clear");
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"credfed evidence v1\n"));
+    let out = verify(&file, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("VERIFIED: 91110000100000000R"), "{text}");
+    assert_eq!(text.matches("none (proven absent)").count(), 2, "{text}");
+    // The listed company: once the federation checkpoint covers the entry, Shanghai's
+    // map lists the publication, and the answer verifies.
+    let listed = dir.join("listed.json");
+    env.wait_json(
+        1,
+        &[
+            "check",
+            "91350100M000100Y43",
+            "--domain",
+            "procurement",
+            "--proofs",
+            "--save",
+            listed.to_str().unwrap(),
+        ],
+        |v| {
+            v["regions"][0]["positions"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        },
+    )
+    .await;
+    let out = verify(&listed, &["--output", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["regions"][0]["naming_records"], 1, "{report}");
+    let answer: Value = serde_json::from_str(&std::fs::read_to_string(&listed).unwrap()).unwrap();
+    let refused = |name: &str, a: &Value, extra: &[&str], expected: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, a.to_string()).unwrap();
+        let out = verify(&p, extra);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(5), "{name}: {text}");
+        assert!(text.contains(expected), "{name}: {text}");
+    };
+    // Claiming absence for the listed company: no entries, no positions.
+    let mut a = answer.clone();
+    a["regions"][0]["positions"] = Value::Array(vec![]);
+    a["regions"][0]["inclusion"] = Value::Array(vec![]);
+    for k in ["entries", "mandatory", "recommended", "withheld"] {
+        a["answer"][k] = Value::Array(vec![]);
+    }
+    a["answer"]["verdict"] = Value::String("clear".into());
+    refused(
+        "absent.json",
+        &a,
+        &[],
+        "310000: the map lists other records",
+    );
+    // Stale: verified two hours after the checkpoint with a one-hour bound.
+    let at = (report["witnessed_at"].as_u64().unwrap() + 7200).to_string();
+    refused(
+        "stale.json",
+        &answer,
+        &["--at", &at, "--max-age", "3600"],
+        "freshness",
+    );
+    // Uncosigned: the federation checkpoint stripped of all but its first signature.
+    let mut a = answer.clone();
+    let note = a["federation_note"].as_str().unwrap().to_string();
+    let (body, sigs) = note.split_once("\n\n").unwrap();
+    let first = sigs.lines().next().unwrap();
+    a["federation_note"] = Value::String(format!("{body}\n\n{first}\n"));
+    refused("uncosigned.json", &a, &[], "cosignatures needed");
+}
+
 /// a node that is down gives exit code 3 and says where it looked and what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_down_gives_exit_code_3() {
