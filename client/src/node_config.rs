@@ -118,6 +118,16 @@ pub struct NodeConfig {
     /// real node: `credfed-testnet` turns it on for its own federations.
     #[serde(default)]
     pub drill_faults: bool,
+    /// Shortest time between the starts of two witnessing rounds of this region's
+    /// checkpoints, ms: under load, a record waits for up to this long plus one round
+    /// before it is witnessed, and every round costs each other member a signature and
+    /// an fsync (docs/decisions.md, "Witnessing cadence").
+    #[serde(default = "default_witness_round_gap_ms")]
+    pub witness_round_gap_ms: u64,
+}
+
+fn default_witness_round_gap_ms() -> u64 {
+    250
 }
 
 fn default_liveness_timeout_ms() -> u64 {
@@ -189,6 +199,7 @@ impl NodeConfig {
             heads_interval_ms: 2000,
             redial_interval_ms: 2000,
             liveness_timeout_ms: default_liveness_timeout_ms(),
+            witness_round_gap_ms: default_witness_round_gap_ms(),
             worker_threads: 0,
             api_max_concurrency: 256,
             api_max_body_bytes: 256 * 1024,

@@ -202,6 +202,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
                 ..ReplicationConfig::default()
             },
             redial_interval: Duration::from_millis(cfg.redial_interval_ms),
+            witness_round_gap: Duration::from_millis(cfg.witness_round_gap_ms),
             liveness_timeout: Duration::from_millis(cfg.liveness_timeout_ms),
             solo: cfg.solo,
         },

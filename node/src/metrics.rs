@@ -72,21 +72,53 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// From the start of a witnessing round to its quorum.
     witness_latency: Mutex<Option<WitnessHistogram>>,
+    /// From the append of the oldest record a witnessed checkpoint newly covers to the
+    /// checkpoint's quorum.
+    witness_from_append: Mutex<Option<WitnessHistogram>>,
+}
+
+fn observe_into(h: &Mutex<Option<WitnessHistogram>>, seconds: f64) {
+    if let Ok(mut h) = h.lock() {
+        let h = h.get_or_insert(([0; WITNESS_BUCKETS.len()], 0.0, 0));
+        for (i, b) in WITNESS_BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                h.0[i] += 1;
+            }
+        }
+        h.1 += seconds;
+        h.2 += 1;
+    }
+}
+
+/// Renders a witnessing histogram with its own bucket bounds.
+fn render_witness(s: &mut String, name: &str, help: &str, h: &Mutex<Option<WitnessHistogram>>) {
+    use std::fmt::Write;
+    let Ok(h) = h.lock() else {
+        return;
+    };
+    let Some((buckets, sum, count)) = *h else {
+        return;
+    };
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (b, n) in WITNESS_BUCKETS.iter().zip(buckets) {
+        let _ = writeln!(s, "{name}_bucket{{le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(
+        s,
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+    );
 }
 
 impl Metrics {
     /// Records how long a witnessing round took to reach its quorum.
     pub fn observe_witness_latency(&self, seconds: f64) {
-        if let Ok(mut h) = self.witness_latency.lock() {
-            let h = h.get_or_insert(([0; WITNESS_BUCKETS.len()], 0.0, 0));
-            for (i, b) in WITNESS_BUCKETS.iter().enumerate() {
-                if seconds <= *b {
-                    h.0[i] += 1;
-                }
-            }
-            h.1 += seconds;
-            h.2 += 1;
-        }
+        observe_into(&self.witness_latency, seconds);
+    }
+
+    /// Records how long after its append the oldest record a newly witnessed checkpoint
+    /// covers got witnessed.
+    pub fn observe_witness_from_append(&self, seconds: f64) {
+        observe_into(&self.witness_from_append, seconds);
     }
 
     /// Counts a refusal.
@@ -283,25 +315,18 @@ impl Metrics {
                 );
             }
         }
-        if let Ok(h) = self.witness_latency.lock()
-            && let Some((buckets, sum, count)) = *h
-        {
-            let _ = writeln!(
-                s,
-                "# HELP credfed_witness_round_seconds From a checkpoint's signing to its quorum of cosignatures.\n# TYPE credfed_witness_round_seconds histogram"
-            );
-            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    s,
-                    "credfed_witness_round_seconds_bucket{{le=\"{b}\"}} {}",
-                    buckets[i]
-                );
-            }
-            let _ = writeln!(
-                s,
-                "credfed_witness_round_seconds_bucket{{le=\"+Inf\"}} {count}\ncredfed_witness_round_seconds_sum {sum}\ncredfed_witness_round_seconds_count {count}"
-            );
-        }
+        render_witness(
+            &mut s,
+            "credfed_witness_round_seconds",
+            "From a checkpoint's signing to its quorum of cosignatures.",
+            &self.witness_latency,
+        );
+        render_witness(
+            &mut s,
+            "credfed_witness_from_append_seconds",
+            "From the append of the oldest record a witnessed checkpoint newly covers to the checkpoint's quorum.",
+            &self.witness_from_append,
+        );
         let _ = writeln!(
             s,
             "# HELP credfed_api_seconds API latency.\n# TYPE credfed_api_seconds histogram"

@@ -68,6 +68,23 @@ pub enum Command {
     Federation(tokio::sync::oneshot::Sender<Result<crate::engine::FederationHead, String>>),
 }
 
+/// A cosign request waiting for records this replica does not hold yet.
+struct ParkedCosign {
+    needs: Vec<(RegionCode, u64)>,
+    until: Instant,
+    channel: ResponseChannel<SyncResponse>,
+    request: SyncRequest,
+}
+
+/// A cosign request about records not here yet waits at most this long for them (the
+/// asker's round lasts 5 s): a witness a few milliseconds behind the gossip answers once
+/// the records land, instead of refusing and being asked again.
+const PARK_LIMIT: Duration = Duration::from_secs(1);
+
+/// Cosign requests parked at once; beyond this they are judged at once (and refused as
+/// "not yet" if the records are still missing).
+const MAX_PARKED: usize = 64;
+
 /// Results of blocking work the loop handed to other threads.
 enum Background {
     /// This region's checkpoint, signed (its map computed).
@@ -92,7 +109,7 @@ struct FederationRounds {
     proposing: bool,
     waiters: Vec<tokio::sync::oneshot::Sender<Result<crate::engine::FederationHead, String>>>,
     refusals: BTreeMap<String, usize>,
-    requests: BTreeSet<OutboundRequestId>,
+    requests: BTreeMap<OutboundRequestId, u64>,
     need: usize,
 }
 
@@ -178,6 +195,8 @@ pub struct P2pConfig {
     pub replication: ReplicationConfig,
     /// Re-dial period for disconnected members.
     pub redial_interval: Duration,
+    /// Shortest time between the starts of two witnessing rounds.
+    pub witness_round_gap: Duration,
     /// Silence after which a connection is closed (see `NodeConfig::liveness_timeout_ms`).
     pub liveness_timeout: Duration,
     /// Start with writes open (see `NodeConfig::solo`).
@@ -226,8 +245,11 @@ pub struct Network {
     rounds: crate::witnessing::Rounds,
     /// Where witnessed checkpoints are gossiped.
     checkpoint_topic: gossipsub::IdentTopic,
-    /// Outstanding cosign requests, to tell their failures from range failures.
-    cosign_requests: BTreeSet<OutboundRequestId>,
+    /// Outstanding cosign requests and the round each belongs to, to tell their
+    /// failures from range failures and late answers from current ones.
+    cosign_requests: BTreeMap<OutboundRequestId, u64>,
+    /// Cosign requests held until this replica has the records they are about.
+    parked: Vec<ParkedCosign>,
     /// This region's checkpoint is being signed on a blocking thread.
     signing: bool,
     /// Federation checkpoints being collected.
@@ -356,9 +378,10 @@ impl Network {
             connected_changed: true,
             outputs: Vec::new(),
             refusal_log: RefusalLog::default(),
-            rounds: crate::witnessing::Rounds::new(quorum),
+            rounds: crate::witnessing::Rounds::with_gap(quorum, cfg.witness_round_gap),
             checkpoint_topic,
-            cosign_requests: BTreeSet::new(),
+            cosign_requests: BTreeMap::new(),
+            parked: Vec::new(),
             signing: false,
             federation: FederationRounds {
                 // The proposer's own cosignature is on the note from the start.
@@ -372,7 +395,7 @@ impl Network {
                 proposing: false,
                 waiters: Vec::new(),
                 refusals: BTreeMap::new(),
-                requests: BTreeSet::new(),
+                requests: BTreeMap::new(),
             },
             background_tx,
             background_rx: Some(background_rx),
@@ -445,7 +468,7 @@ impl Network {
             }
             Command::Federation(reply) => {
                 self.federation.waiters.push(reply);
-                if self.federation.proposing || self.federation.rounds.current().is_some() {
+                if self.federation.proposing || self.federation.rounds.in_flight() {
                     return;
                 }
                 self.federation.proposing = true;
@@ -523,10 +546,14 @@ impl Network {
                             leaves: self.federation.leaves.clone(),
                         },
                     );
-                    self.federation.requests.insert(id);
+                    self.federation
+                        .requests
+                        .insert(id, self.federation.rounds.current_id().unwrap_or(0));
                 }
             }
-            crate::witnessing::RoundAction::Witnessed(note, _) => self.federation_witnessed(&note),
+            crate::witnessing::RoundAction::Witnessed(note, _, _) => {
+                self.federation_witnessed(&note)
+            }
         }
     }
 
@@ -576,7 +603,7 @@ impl Network {
     /// A federation round that ended without its quorum fails its waiters.
     fn check_federation_round(&mut self) {
         if !self.federation.proposing
-            && self.federation.rounds.current().is_none()
+            && !self.federation.rounds.in_flight()
             && !self.federation.waiters.is_empty()
         {
             let need = self.federation.need + 1;
@@ -645,6 +672,9 @@ impl Network {
                     self.local_seq.insert(region, head.seq);
                 }
                 self.step(Input::Tick);
+                if !self.parked.is_empty() {
+                    self.release_parked(Instant::now());
+                }
                 if own {
                     self.maybe_start_round();
                 }
@@ -684,6 +714,7 @@ impl Network {
             self.on_federation_action(action);
         }
         self.check_federation_round();
+        self.release_parked(now);
         self.maybe_start_round();
     }
 
@@ -721,15 +752,25 @@ impl Network {
                         .behaviour_mut()
                         .sync
                         .send_request(&p, SyncRequest::Cosign { note: note.clone() });
-                    self.cosign_requests.insert(id);
+                    self.cosign_requests
+                        .insert(id, self.rounds.current_id().unwrap_or(0));
                 }
             }
-            crate::witnessing::RoundAction::Witnessed(note, took) => {
+            crate::witnessing::RoundAction::Witnessed(note, took, before) => {
                 let metrics = self.core.metrics();
                 metrics
                     .checkpoints_witnessed
                     .fetch_add(1, Ordering::Relaxed);
                 metrics.observe_witness_latency(took.as_secs_f64());
+                // One small read: when the oldest newly covered record was appended here.
+                let first = credfed_protocol::state::RecordPos {
+                    region: self.core.region(),
+                    seq: before + 1,
+                };
+                if let Ok(Some(at_ms)) = self.core.received_at(first) {
+                    let waited = (self.core.now().0 - at_ms).max(0) as f64 / 1000.0;
+                    metrics.observe_witness_from_append(waited);
+                }
                 if let Err(e) = self.core.accept_witnessed(&note) {
                     tracing::warn!(error = %e, "own witnessed checkpoint not kept");
                 }
@@ -894,11 +935,16 @@ impl Network {
                 },
             )) => {
                 tracing::debug!(%peer, %error, "sync request failed");
-                if self.cosign_requests.remove(&request_id) {
-                    self.rounds.failed(peer);
+                if let Some(round) = self.cosign_requests.remove(&request_id) {
+                    if self.rounds.current_id() == Some(round) {
+                        self.rounds.failed(peer);
+                    }
                     return;
                 }
-                if self.federation.requests.remove(&request_id) {
+                if let Some(round) = self.federation.requests.remove(&request_id) {
+                    if self.federation.rounds.current_id() != Some(round) {
+                        return;
+                    }
                     *self
                         .federation
                         .refusals
@@ -993,12 +1039,76 @@ impl Network {
                     drop(permit);
                 });
             }
+            request @ (SyncRequest::Cosign { .. } | SyncRequest::CosignFederation { .. }) => {
+                let needs = self.records_needed(&request);
+                if self.missing(&needs) && self.parked.len() < MAX_PARKED {
+                    self.parked.push(ParkedCosign {
+                        needs,
+                        until: Instant::now() + PARK_LIMIT,
+                        channel,
+                        request,
+                    });
+                } else {
+                    self.judge_cosign(request, channel);
+                }
+            }
+        }
+    }
+
+    /// The (region, size) pairs a cosign request is about, read from its text without
+    /// checking signatures (the judgement does that).
+    fn records_needed(&self, request: &SyncRequest) -> Vec<(RegionCode, u64)> {
+        use credfed_protocol::checkpoint::{Checkpoint, SignedCheckpoint, origin};
+        let manifest = self.core.manifest();
+        let region_of = |cp: &Checkpoint| {
+            manifest
+                .members
+                .iter()
+                .find(|m| origin(&manifest.federation_id, m.region) == cp.origin)
+                .map(|m| (m.region, cp.size))
+        };
+        match request {
+            SyncRequest::Cosign { note } => SignedCheckpoint::parse(note)
+                .ok()
+                .and_then(|s| region_of(&s.checkpoint))
+                .into_iter()
+                .collect(),
+            SyncRequest::CosignFederation { leaves, .. } => leaves
+                .iter()
+                .filter_map(|l| Checkpoint::parse_body(l).ok())
+                .filter_map(|c| region_of(&c))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn missing(&self, needs: &[(RegionCode, u64)]) -> bool {
+        needs
+            .iter()
+            .any(|(r, n)| self.local_seq.get(r).copied().unwrap_or(0) < *n)
+    }
+
+    /// Judges parked cosign requests whose records have arrived, or whose wait is over.
+    fn release_parked(&mut self, now: Instant) {
+        let parked = std::mem::take(&mut self.parked);
+        for p in parked {
+            if !self.missing(&p.needs) || now >= p.until {
+                self.judge_cosign(p.request, p.channel);
+            } else {
+                self.parked.push(p);
+            }
+        }
+    }
+
+    fn judge_cosign(&mut self, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
+        match request {
             SyncRequest::Cosign { note } => {
                 self.answer_cosign(channel, move |core| core.witness(&note));
             }
             SyncRequest::CosignFederation { note, leaves } => {
                 self.answer_cosign(channel, move |core| core.witness_federation(&note, &leaves));
             }
+            _ => {}
         }
     }
 
@@ -1046,6 +1156,8 @@ impl Network {
                             | CosignRefusal::WrongMap { .. }
                     ) {
                         tracing::error!(%why, "refused to cosign a checkpoint");
+                    } else if matches!(why, CosignRefusal::Invalid(_)) {
+                        tracing::warn!(%why, "refused to cosign an invalid checkpoint request");
                     }
                     SyncResponse::CosignRefused(why)
                 }
@@ -1062,7 +1174,10 @@ impl Network {
             return;
         }
         self.touch(&peer);
-        if self.federation.requests.remove(&request_id) {
+        if let Some(round) = self.federation.requests.remove(&request_id) {
+            if self.federation.rounds.current_id() != Some(round) {
+                return;
+            }
             match response {
                 SyncResponse::Cosigned(line) => self.on_federation_cosigned(peer, line),
                 SyncResponse::CosignRefused(why) => {
@@ -1087,13 +1202,17 @@ impl Network {
             }
             return;
         }
+        if let Some(round) = self.cosign_requests.remove(&request_id)
+            && self.rounds.current_id() != Some(round)
+        {
+            // An answer to a round already over: its checkpoint is not the current one.
+            return;
+        }
         match response {
             SyncResponse::Cosigned(line) => {
-                self.cosign_requests.remove(&request_id);
                 self.on_cosigned(peer, line);
             }
             SyncResponse::CosignRefused(why) => {
-                self.cosign_requests.remove(&request_id);
                 if matches!(
                     why,
                     credfed_protocol::witness::CosignRefusal::Conflict { .. }

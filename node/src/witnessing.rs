@@ -40,36 +40,58 @@ pub enum RoundAction {
     /// Ask these peers to cosign this note.
     Ask(Vec<PeerId>, String),
     /// The checkpoint reached its quorum: keep and gossip this note; `after` is how long
-    /// the round took.
-    Witnessed(String, Duration),
+    /// the round took; the size witnessed before it (its first new record is the one
+    /// that waited longest).
+    Witnessed(String, Duration, u64),
 }
 
 /// This region's witnessing rounds.
 pub struct Rounds {
     quorum: usize,
+    gap: Duration,
     current: Option<Round>,
+    /// Numbers the rounds, so that a late answer to an earlier round is told apart.
+    round_id: u64,
     last_start: Option<Instant>,
     witnessed_size: u64,
 }
 
 impl Rounds {
-    /// Rounds needing `quorum` cosignatures.
+    /// Rounds needing `quorum` cosignatures, at most one per [`MIN_ROUND_GAP`].
     pub fn new(quorum: usize) -> Rounds {
+        Rounds::with_gap(quorum, MIN_ROUND_GAP)
+    }
+
+    /// Rounds needing `quorum` cosignatures, at most one per `gap`.
+    pub fn with_gap(quorum: usize, gap: Duration) -> Rounds {
         Rounds {
             quorum,
+            gap,
+            round_id: 0,
             current: None,
             last_start: None,
             witnessed_size: 0,
         }
     }
 
-    /// Whether a round should start now for a log of `size` records.
+    /// Whether a round should start now for a log of `size` records: one round at a
+    /// time until it is witnessed (its stragglers are then not waited for), one per gap.
     pub fn due(&self, size: u64, now: Instant) -> bool {
         size > self.witnessed_size
-            && self.current.is_none()
+            && self.current.as_ref().is_none_or(|r| r.witnessed)
             && self
                 .last_start
-                .is_none_or(|t| now.duration_since(t) >= MIN_ROUND_GAP)
+                .is_none_or(|t| now.duration_since(t) >= self.gap)
+    }
+
+    /// A round is collecting cosignatures and has not reached its quorum.
+    pub fn in_flight(&self) -> bool {
+        self.current.as_ref().is_some_and(|r| !r.witnessed)
+    }
+
+    /// The number of the round in flight: answers carrying another are late.
+    pub fn current_id(&self) -> Option<u64> {
+        self.current.as_ref().map(|_| self.round_id)
     }
 
     /// Starts a round for `signed` (this node's checkpoint), asking `peers`.
@@ -81,6 +103,7 @@ impl Rounds {
     ) -> RoundAction {
         let note = signed.encode();
         self.last_start = Some(now);
+        self.round_id += 1;
         self.current = Some(Round {
             signed,
             started: now,
@@ -111,10 +134,12 @@ impl Rounds {
         let mut out = None;
         if !round.witnessed && round.cosigners.len() >= self.quorum {
             round.witnessed = true;
+            let before = self.witnessed_size;
             self.witnessed_size = round.signed.checkpoint.size;
             out = Some(RoundAction::Witnessed(
                 round.signed.encode(),
                 now.duration_since(round.started),
+                before,
             ));
         }
         self.finish_if_done();
@@ -230,7 +255,7 @@ mod tests {
         assert_eq!(r.cosigned(a, region(440000), line(440000), t0), None);
         // The same peer twice counts once.
         assert_eq!(r.cosigned(a, region(440000), line(440000), t0), None);
-        let Some(RoundAction::Witnessed(note, took)) = r.cosigned(
+        let Some(RoundAction::Witnessed(note, took, _)) = r.cosigned(
             b,
             region(620000),
             line(620000),
@@ -240,11 +265,15 @@ mod tests {
         };
         assert_eq!(took, Duration::from_millis(120));
         assert_eq!(SignedCheckpoint::parse(&note).unwrap().signatures.len(), 3);
-        // Nothing new to witness at size 5; at 6, not before the gap has passed.
-        r.failed(c);
+        // Nothing new to witness at size 5; at 6, not before the gap has passed — and
+        // then without waiting for the straggler c.
         assert!(!r.due(5, t0 + Duration::from_secs(2)));
         assert!(!r.due(6, t0 + Duration::from_millis(500)));
         assert!(r.due(6, t0 + MIN_ROUND_GAP));
+        let id = r.current_id();
+        r.start(checkpoint(6), vec![a, b, c], t0 + MIN_ROUND_GAP);
+        assert_ne!(r.current_id(), id, "a new round has a new number");
+        r.failed(c);
     }
 
     /// A round whose witnesses never answer ends at its deadline, unwitnessed.

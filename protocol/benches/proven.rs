@@ -24,9 +24,7 @@ use credfed_protocol::federation::{
 };
 use credfed_protocol::ids::{PROVINCES, RegionCode};
 use credfed_protocol::manifest::{Manifest, Member};
-use credfed_protocol::map::{
-    Indexed, MemoryMap, map_key, map_proof, map_update, value_after,
-};
+use credfed_protocol::map::{Indexed, MemoryMap, map_key, map_proof, map_update, value_after};
 use credfed_protocol::record::SubjectKey;
 use credfed_protocol::time::Timestamp;
 use criterion::{BatchSize, Criterion};
@@ -98,7 +96,12 @@ fn fixture(keys: u64) -> Fixture {
         checkpoint: federation_checkpoint(FED, &leaves),
         signatures: vec![],
     };
-    for (i, m) in manifest.members.iter().enumerate().take(federation_quorum(31)) {
+    for (i, m) in manifest
+        .members
+        .iter()
+        .enumerate()
+        .take(federation_quorum(31))
+    {
         note.cosign(&witness_name(FED, m.region), &key_of(i), NOW - 5);
     }
     let regions = manifest

@@ -146,6 +146,7 @@ pub async fn run_drill(scenario: &scenario::Scenario, opts: &DrillRun) -> Result
         started.elapsed().as_secs_f64()
     );
     let mut d = drill::Drill::new(federation);
+    d.mark_baseline().await;
     let outcome = d.run(scenario).await;
     let report = d.report(scenario).await;
     d.fed.stop_all();

@@ -245,6 +245,20 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
             w.count
         );
     }
+    let w = &r.witness_from_append_ms;
+    if let (Some(p50), Some(p99)) = (w.p50_at_most, w.p99_at_most) {
+        println!(
+            "  a record waits to be witnessed: p50 ≤ {p50:.0} ms, p99 ≤ {p99:.0} ms from its append ({} checkpoints)",
+            w.count
+        );
+    }
+    let p = &r.proven_answers;
+    if p.count > 0 {
+        println!(
+            "  proven answers (unlisted subject, every region): {} verified offline, ≤ {} bytes, ≤ {} µs to verify",
+            p.count, p.max_file_bytes, p.max_verify_us
+        );
+    }
     if !r.resources.is_empty() {
         let n = r.resources.len() as f64;
         let rss = r.resources.values().map(|v| v.0 as f64).sum::<f64>() / n / 1024.0;

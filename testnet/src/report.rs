@@ -101,6 +101,13 @@ pub struct Report {
     /// cosignatures, as bucket bounds of the nodes' histograms (p50, p99 and the count).
     #[serde(default)]
     pub witness_round_ms: WitnessRounds,
+    /// From the append of the oldest record a checkpoint newly covers to the
+    /// checkpoint's quorum, all nodes: how long a record waits to be witnessed.
+    #[serde(default)]
+    pub witness_from_append_ms: WitnessRounds,
+    /// Proven answers for an unlisted subject, verified offline at convergences.
+    #[serde(default)]
+    pub proven_answers: ProvenAnswers,
     /// Cosignatures refused by witnesses, by reason (`split_view`: a region showed a
     /// history the witness's replica contradicts), all nodes.
     #[serde(default)]
@@ -115,6 +122,18 @@ pub struct Report {
     pub fault_mode: String,
     /// Whole drill.
     pub duration_ms: u64,
+}
+
+/// Proven answers asked and verified offline at convergences.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProvenAnswers {
+    /// Answers verified.
+    pub count: u64,
+    /// Largest evidence file, bytes.
+    pub max_file_bytes: u64,
+    /// Longest offline verification, µs (one run on a loaded machine: a bound, not a
+    /// benchmark; `cargo bench -p credfed-protocol --bench proven` gives the ratio).
+    pub max_verify_us: u64,
 }
 
 /// Witnessing round latency over the whole federation.

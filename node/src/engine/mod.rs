@@ -204,8 +204,9 @@ pub struct Core {
     appends: Mutex<Option<mpsc::Sender<AppendJob>>>,
     gate: Arc<WriteGate>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// One map computation at a time: a new version is built on the latest one.
-    map_lock: Mutex<()>,
+    /// One map computation at a time per region: a new version is built on the latest
+    /// one. Regions do not wait for each other.
+    map_locks: Mutex<BTreeMap<RegionCode, Arc<Mutex<()>>>>,
     /// The latest federation checkpoint this node collected a quorum for, with its
     /// leaves (kept in memory: a restarted node collects a fresh one on demand).
     federation: Mutex<Option<FederationHead>>,
@@ -269,7 +270,7 @@ impl Core {
             appends: Mutex::new(Some(append_tx)),
             gate,
             threads: Mutex::new(threads),
-            map_lock: Mutex::new(()),
+            map_locks: Mutex::new(BTreeMap::new()),
             federation: Mutex::new(None),
         });
         Ok((
@@ -482,8 +483,14 @@ impl Core {
         if let Some(root) = self.store.map_root_at(region, size)? {
             return Ok(root);
         }
-        let _one_at_a_time = self
-            .map_lock
+        let lock = self
+            .map_locks
+            .lock()
+            .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?
+            .entry(region)
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock
             .lock()
             .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?;
         if let Some(root) = self.store.map_root_at(region, size)? {

@@ -89,7 +89,15 @@ async fn schemathesis_finds_nothing_with_and_without_a_certificate() {
     c.register_departments(0).await;
     for with_certificate in [true, false] {
         let c = &c;
-        let (ok, text) = tokio::task::block_in_place(|| run_schemathesis(c, with_certificate));
+        let (mut ok, mut text) =
+            tokio::task::block_in_place(|| run_schemathesis(c, with_certificate));
+        // schemathesis 4.32.5 now and then crashes inside its own coverage phase (a
+        // KeyError in its schema walker, listed under ERRORS) without having found
+        // anything (no FAILURES section). That says nothing about the API, so such a run
+        // is repeated once; a run that reports failures is never repeated.
+        if !ok && !text.contains("FAILURES") && text.contains("ERRORS") {
+            (ok, text) = tokio::task::block_in_place(|| run_schemathesis(c, with_certificate));
+        }
         let how = if with_certificate { "with" } else { "without" };
         assert!(
             ok,

@@ -157,6 +157,106 @@ impl Drill {
         );
     }
 
+    /// `proven_answers_verify`: with every live node converged and a quorum of members
+    /// live and uncut, a proven answer for a subject no region lists, asked at one live
+    /// node, verifies offline against the manifest: a quorum cosigned a federation
+    /// checkpoint within the last minute, and every region's map proves the subject
+    /// absent.
+    pub(super) async fn check_proven_answer(&mut self, live: &[usize]) {
+        const NAME: &str = "proven_answers_verify";
+        let quorum = credfed_protocol::federation::federation_quorum(self.fed.nodes.len());
+        if live.len() < quorum || !self.cuts.is_empty() {
+            self.note(
+                NAME,
+                format!(
+                    "skipped at a convergence with {} live nodes (quorum {quorum}) and {} cuts",
+                    live.len(),
+                    self.cuts.len()
+                ),
+            );
+            return;
+        }
+        let Some(&i) = live.first() else {
+            return;
+        };
+        let region = self.fed.nodes[i].region;
+        let request = credfed_client::CheckRequest {
+            uscc: Some(UNLISTED_USCC.into()),
+            person: None,
+            domain: "procurement".into(),
+            proofs: true,
+        };
+        // A round can miss its quorum while a member is still catching up: ask again
+        // until the deadline.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        let proven = loop {
+            poll.tick().await;
+            match self.fed.nodes[i]
+                .client
+                .post_json::<credfed_protocol::federation::ProvenAnswer>("/v1/check", &request)
+                .await
+            {
+                Ok(p) => break p,
+                Err(e) if Instant::now() >= deadline => {
+                    self.violate(
+                        NAME,
+                        format!("{region} gave no proven answer within 20 s: {e}"),
+                    );
+                    return;
+                }
+                Err(_) => {}
+            }
+        };
+        let catalogue = match Catalogue::parse(&self.fed.manifest.catalogue) {
+            Ok(c) => c,
+            Err(e) => {
+                self.violate(NAME, format!("the manifest's catalogue: {e}"));
+                return;
+            }
+        };
+        let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        let t0 = Instant::now();
+        let report = credfed_protocol::federation::verify_proven_answer(
+            &proven,
+            &self.fed.manifest,
+            &catalogue,
+            now,
+            60,
+        );
+        let verify_us = t0.elapsed().as_micros() as u64;
+        let absent = report
+            .regions
+            .iter()
+            .filter(|r| r.naming_records == 0)
+            .count();
+        if !report.ok() || absent != self.fed.nodes.len() {
+            let mut failures = report.failures.clone();
+            failures.extend(report.answer.failures.iter().cloned());
+            self.violate(
+                NAME,
+                format!(
+                    "{region}: proven answer did not verify ({absent} regions proven absent): {}",
+                    failures.join("; ")
+                ),
+            );
+            return;
+        }
+        let bytes = proven.to_file().len() as u64;
+        self.proven.count += 1;
+        self.proven.max_file_bytes = self.proven.max_file_bytes.max(bytes);
+        self.proven.max_verify_us = self.proven.max_verify_us.max(verify_us);
+        self.note(
+            NAME,
+            format!(
+                "{region}: {} regions proven absent under a checkpoint cosigned by {} members {} s before; {bytes} bytes, verified in {verify_us} µs",
+                absent,
+                report.cosigners.len(),
+                report.age_seconds
+            ),
+        );
+    }
+
     /// The entry is in `state` at the given nodes.
     pub(super) async fn assert_entry(
         &mut self,

@@ -64,6 +64,9 @@ pub struct Drill {
     last_fault: Option<(String, Instant)>,
     started: Instant,
     doc_counter: usize,
+    proven: crate::report::ProvenAnswers,
+    /// Each node's witnessing counters after set-up ([`Drill::mark_baseline`]).
+    baseline: Vec<Option<NodeMetrics>>,
 }
 
 fn now_ms() -> i64 {
@@ -81,7 +84,7 @@ fn today() -> Date {
     Timestamp(ms).date_cst()
 }
 
-const INVARIANTS: [&str; 7] = [
+const INVARIANTS: [&str; 8] = [
     "no_acknowledged_record_lost",
     "live_connected_nodes_converge",
     "nothing_invalid_accepted",
@@ -89,7 +92,52 @@ const INVARIANTS: [&str; 7] = [
     "suspended_entry_never_applies_a_measure",
     "no_measure_on_a_subject_the_entry_no_longer_names",
     "no_split_view_witnessed",
+    "proven_answers_verify",
 ];
+
+/// Counters read from one node's /metrics (or summed over nodes).
+#[derive(Debug, Clone, Default)]
+struct NodeMetrics {
+    messages: u64,
+    bytes: u64,
+    round_buckets: BTreeMap<String, u64>,
+    round_count: u64,
+    append_buckets: BTreeMap<String, u64>,
+    append_count: u64,
+    cosign_refusals: BTreeMap<String, u64>,
+}
+
+impl NodeMetrics {
+    /// The witnessing histograms since `before` (same node, counters not restarted).
+    fn minus(&self, before: &NodeMetrics) -> NodeMetrics {
+        let sub = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
+            a.iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(b.get(k).copied().unwrap_or(0))))
+                .collect()
+        };
+        NodeMetrics {
+            round_buckets: sub(&self.round_buckets, &before.round_buckets),
+            round_count: self.round_count.saturating_sub(before.round_count),
+            append_buckets: sub(&self.append_buckets, &before.append_buckets),
+            append_count: self.append_count.saturating_sub(before.append_count),
+            ..self.clone()
+        }
+    }
+
+    fn add(&mut self, other: &NodeMetrics) {
+        for (k, v) in &other.round_buckets {
+            *self.round_buckets.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.append_buckets {
+            *self.append_buckets.entry(k.clone()).or_default() += v;
+        }
+        self.round_count += other.round_count;
+        self.append_count += other.append_count;
+    }
+}
+
+/// A company no scenario lists: what `proven_answers_verify` asks about.
+const UNLISTED_USCC: &str = "91110000100000000R";
 
 impl Drill {
     /// A drill on a running federation with departments registered.
@@ -118,6 +166,8 @@ impl Drill {
             last_fault: None,
             started: Instant::now(),
             doc_counter: 0,
+            proven: Default::default(),
+            baseline: Vec::new(),
         }
     }
 
@@ -373,45 +423,108 @@ impl Drill {
         }
     }
 
+    /// Notes every node's witnessing counters now, so that the report counts what
+    /// happened after this point (call after the federation's set-up).
+    pub async fn mark_baseline(&mut self) {
+        // First let the set-up's own appends get witnessed: every node's checkpoint of
+        // its own log at its head (bounded: a drill that cannot get there reports it in
+        // its witnessing figures, it is not blocked).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            poll.tick().await;
+            let mut pending = 0;
+            for (i, n) in self.fed.nodes.iter().enumerate() {
+                let r = n.region;
+                let Some(v) = self.fed.get(i, &format!("/v1/log/{r}/checkpoint")).await else {
+                    pending += 1;
+                    continue;
+                };
+                let witnessed = v["witnessed"]
+                    .as_str()
+                    .and_then(|t| credfed_protocol::checkpoint::SignedCheckpoint::parse(t).ok())
+                    .map_or(0, |c| c.checkpoint.size);
+                if witnessed < v["size"].as_u64().unwrap_or(0) {
+                    pending += 1;
+                }
+            }
+            if pending == 0 || Instant::now() >= deadline {
+                break;
+            }
+        }
+        let mut baseline = Vec::with_capacity(self.fed.nodes.len());
+        for i in 0..self.fed.nodes.len() {
+            baseline.push(self.node_metrics(i).await);
+        }
+        self.baseline = baseline;
+    }
+
+    /// One node's counters from its /metrics.
+    async fn node_metrics(&self, i: usize) -> Option<NodeMetrics> {
+        let r = self.fed.nodes[i].client.get("/metrics").await.ok()?;
+        let mut m = NodeMetrics::default();
+        for l in r.body.lines() {
+            let v = l
+                .rsplit(' ')
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0);
+            let bucket = |name: &str| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix("_bucket{le=\""))
+                    .and_then(|r| r.split('"').next())
+                    .map(str::to_owned)
+            };
+            if l.starts_with("credfed_gossip_received_total ")
+                || l.starts_with("credfed_ranges_fetched_total ")
+            {
+                m.messages += v;
+            } else if l.starts_with("credfed_bytes_received_total ") {
+                m.bytes += v;
+            } else if let Some(le) = bucket("credfed_witness_round_seconds") {
+                *m.round_buckets.entry(le).or_default() += v;
+            } else if l.starts_with("credfed_witness_round_seconds_count ") {
+                m.round_count += v;
+            } else if let Some(le) = bucket("credfed_witness_from_append_seconds") {
+                *m.append_buckets.entry(le).or_default() += v;
+            } else if l.starts_with("credfed_witness_from_append_seconds_count ") {
+                m.append_count += v;
+            } else if let Some(reason) = l
+                .strip_prefix("credfed_cosign_refusals_total{reason=\"")
+                .and_then(|r| r.split('"').next())
+            {
+                *m.cosign_refusals.entry(reason.to_owned()).or_default() += v;
+            }
+        }
+        Some(m)
+    }
+
     /// Builds the report.
     pub async fn report(&mut self, scenario: &Scenario) -> Report {
         let mut messages = 0;
         let mut bytes = 0;
-        let mut witness_buckets: BTreeMap<String, u64> = BTreeMap::new();
-        let mut witness_count = 0;
+        let mut witness = NodeMetrics::default();
         let mut cosign_refusals: BTreeMap<String, u64> = BTreeMap::new();
         for i in 0..self.fed.nodes.len() {
             if !self.fed.live(i) {
                 continue;
             }
-            if let Ok(r) = self.fed.nodes[i].client.get("/metrics").await {
-                for l in r.body.lines() {
-                    let v = l
-                        .rsplit(' ')
-                        .next()
-                        .and_then(|x| x.parse::<u64>().ok())
-                        .unwrap_or(0);
-                    if l.starts_with("credfed_gossip_received_total ")
-                        || l.starts_with("credfed_ranges_fetched_total ")
-                    {
-                        messages += v;
-                    } else if l.starts_with("credfed_bytes_received_total ") {
-                        bytes += v;
-                    } else if let Some(le) = l
-                        .strip_prefix("credfed_witness_round_seconds_bucket{le=\"")
-                        .and_then(|r| r.split('"').next())
-                    {
-                        *witness_buckets.entry(le.to_owned()).or_default() += v;
-                    } else if l.starts_with("credfed_witness_round_seconds_count ") {
-                        witness_count += v;
-                    } else if let Some(reason) = l
-                        .strip_prefix("credfed_cosign_refusals_total{reason=\"")
-                        .and_then(|r| r.split('"').next())
-                    {
-                        *cosign_refusals.entry(reason.to_owned()).or_default() += v;
-                    }
-                }
+            let Some(m) = self.node_metrics(i).await else {
+                continue;
+            };
+            messages += m.messages;
+            bytes += m.bytes;
+            for (k, v) in &m.cosign_refusals {
+                *cosign_refusals.entry(k.clone()).or_default() += v;
             }
+            // Witnessing after the drill's set-up: the genesis rounds of 31 nodes
+            // starting at once say nothing about a running federation. A node restarted
+            // since (its counters began again) counts whole.
+            let since = match self.baseline.get(i).and_then(Option::as_ref) {
+                Some(b) if m.round_count >= b.round_count => m.minus(b),
+                _ => m,
+            };
+            witness.add(&since);
         }
         let mut acknowledgement_ms: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for (named, _) in self.actions.values() {
@@ -470,9 +583,14 @@ impl Drill {
             convergence_ms: self.convergence.clone(),
             acknowledgement_ms,
             witness_round_ms: crate::report::WitnessRounds::from_buckets(
-                &witness_buckets,
-                witness_count,
+                &witness.round_buckets,
+                witness.round_count,
             ),
+            witness_from_append_ms: crate::report::WitnessRounds::from_buckets(
+                &witness.append_buckets,
+                witness.append_count,
+            ),
+            proven_answers: self.proven.clone(),
             cosign_refusals,
             messages,
             bytes,

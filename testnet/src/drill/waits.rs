@@ -224,6 +224,7 @@ impl Drill {
             });
         }
         self.check_witnessed_checkpoints(&live).await;
+        self.check_proven_answer(&live).await;
         // Derived state: the same statistics everywhere within a component.
         for c in &components {
             let mut first: Option<(usize, serde_json::Value)> = None;

@@ -59,7 +59,7 @@ async fn drill(
         "{name}: {}",
         serde_json::to_string_pretty(&report).unwrap()
     );
-    assert_eq!(report.invariants.len(), 7);
+    assert_eq!(report.invariants.len(), 8);
     // The files a drill organiser reads.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap())
