@@ -344,7 +344,11 @@ impl Network {
         }
         let topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/envelopes/1"));
         let checkpoint_topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/checkpoints/1"));
-        let quorum = credfed_protocol::witness::quorum(core.manifest().members.len());
+        let quorum = core
+            .manifest()
+            .policy
+            .witness
+            .cosignatures_needed(core.manifest().members.len());
         let swarm = build_swarm(keypair, &members, &cfg)?;
         let local = core.heads().context("reading heads at start")?;
         let local_seq = local.iter().map(|(r, h)| (*r, h.seq)).collect();

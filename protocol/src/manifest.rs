@@ -40,6 +40,33 @@ pub struct Policy {
     pub disclosure_working_days: u16,
     /// PBKDF2 iterations of a person hash; every member must use the same.
     pub person_hash_iterations: u32,
+    /// How many other members must cosign a region's checkpoint before it counts as
+    /// witnessed (docs/protocol.md, "Witnessing").
+    pub witness: WitnessPolicy,
+}
+
+/// The witness policy: cosignatures a region's checkpoint needs from the other members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WitnessPolicy {
+    /// A majority of the members other than the region (the default): with at most a
+    /// minority colluding with a region, two conflicting checkpoints of it can never
+    /// both be witnessed.
+    MajorityOfOthers,
+    /// At least this many of the other members: a stricter federation may ask for more
+    /// than a majority (never fewer, which [`Manifest::validate`] refuses).
+    AtLeast(u16),
+}
+
+impl WitnessPolicy {
+    /// Cosignatures a region's checkpoint needs in a federation of `members`.
+    pub fn cosignatures_needed(self, members: usize) -> usize {
+        let majority = crate::witness::quorum(members);
+        match self {
+            WitnessPolicy::MajorityOfOthers => majority,
+            WitnessPolicy::AtLeast(n) => usize::from(n).max(majority),
+        }
+    }
 }
 
 impl Default for Policy {
@@ -49,6 +76,7 @@ impl Default for Policy {
             objection_working_days: 10,
             disclosure_working_days: 7,
             person_hash_iterations: crate::ids::person::DEFAULT_PERSON_HASH_ITERATIONS,
+            witness: WitnessPolicy::MajorityOfOthers,
         }
     }
 }
@@ -227,6 +255,26 @@ impl Manifest {
                 "policy.person_hash_iterations",
                 format!("must be 1-{MAX_PERSON_HASH_ITERATIONS}"),
             ));
+        }
+        if let WitnessPolicy::AtLeast(n) = self.policy.witness {
+            let others = self.members.len().saturating_sub(1);
+            let majority = crate::witness::quorum(self.members.len());
+            if usize::from(n) < majority {
+                return Err(field(
+                    "policy.witness",
+                    format!(
+                        "at_least {n} is below a majority of the other members ({majority} of {others}): two conflicting checkpoints of one region could both be witnessed"
+                    ),
+                ));
+            }
+            if usize::from(n) > others {
+                return Err(field(
+                    "policy.witness",
+                    format!(
+                        "at_least {n} is more than the {others} other members: no checkpoint could ever be witnessed"
+                    ),
+                ));
+            }
         }
         self.parse_catalogue()?;
         if self.members.is_empty() || self.members.len() > MAX_MEMBERS {
@@ -478,6 +526,28 @@ mod tests {
         let mut m = manifest(&auth, 1, 3);
         m.policy.person_hash_iterations = 0;
         assert!(m.validate().is_err());
+    }
+
+    /// The witness policy may ask for more than a majority of the other members, never
+    /// fewer (two conflicting checkpoints could then both be witnessed), and never more
+    /// than there are.
+    #[test]
+    fn witness_policy_is_at_least_a_majority_of_the_others() {
+        let auth = Keypair::from_secret([1; 32]);
+        let mut m = manifest(&auth, 1, 31);
+        assert_eq!(m.policy.witness.cosignatures_needed(31), 16);
+        m.policy.witness = WitnessPolicy::AtLeast(20);
+        m.validate().unwrap();
+        assert_eq!(m.policy.witness.cosignatures_needed(31), 20);
+        m.policy.witness = WitnessPolicy::AtLeast(15);
+        let e = m.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("policy.witness") && e.contains("below a majority"),
+            "{e}"
+        );
+        m.policy.witness = WitnessPolicy::AtLeast(31);
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("more than the 30 other members"), "{e}");
     }
 
     #[test]

@@ -13,9 +13,9 @@
 //! before it answers, and never cosigns a smaller one or a different root at that size:
 //! even a witness whose replica was lost cannot be made to vouch for two histories.
 //!
-//! The quorum is a majority of the other members ([`quorum`]): with at most a minority of
-//! members colluding with a region, no two conflicting checkpoints of it can both be
-//! witnessed.
+//! The quorum is the manifest's witness policy, by default a majority of the other
+//! members ([`quorum`]): with at most a minority of members colluding with a region, no
+//! two conflicting checkpoints of it can both be witnessed.
 
 use crate::checkpoint::{CheckpointError, SignedCheckpoint, origin, witness_name};
 use crate::crypto::Hash256;
@@ -172,7 +172,10 @@ pub fn verify_witnessed(
 ) -> Result<(RegionCode, Vec<RegionCode>), CheckpointError> {
     let region = checkpoint_region(signed, manifest)
         .map_err(|e| CheckpointError::Signature(e.to_string()))?;
-    let need = quorum(manifest.members.len());
+    let need = manifest
+        .policy
+        .witness
+        .cosignatures_needed(manifest.members.len());
     let witnesses: std::collections::BTreeMap<String, &crate::manifest::Member> = manifest
         .members
         .iter()
@@ -196,7 +199,7 @@ pub fn verify_witnessed(
     }
     if cosigners.len() < need {
         return Err(CheckpointError::Signature(format!(
-            "{} of {need} cosignatures needed (a majority of the other members)",
+            "{} of {need} cosignatures needed (the manifest's witness policy)",
             cosigners.len()
         )));
     }

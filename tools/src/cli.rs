@@ -242,6 +242,10 @@ pub enum FederationCmd {
         /// Manifest version.
         #[arg(long, default_value_t = 1)]
         version: u64,
+        /// Cosignatures of other members a region's checkpoint needs; default: a
+        /// majority of the other members (no fewer is accepted).
+        #[arg(long)]
+        witnesses: Option<u16>,
         /// Draft file to write (unsigned manifest JSON).
         #[arg(long)]
         out: PathBuf,

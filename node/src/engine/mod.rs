@@ -617,7 +617,11 @@ impl Core {
             .map_err(|e| CosignRefusal::Invalid(format!("leaf: {e}")))?;
         let unavailable = |e: StoreError| CosignRefusal::Invalid(format!("witness store: {e}"));
         let now = self.now_seconds();
-        let quorum = credfed_protocol::witness::quorum(self.manifest.members.len());
+        let quorum = self
+            .manifest
+            .policy
+            .witness
+            .cosignatures_needed(self.manifest.members.len());
         judge_federation(&self.manifest, &signed, &leaves, |region, leaf| {
             let held = self.witnessed_checkpoint(region).map_err(unavailable)?;
             if let Some(h) = &held {

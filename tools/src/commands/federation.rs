@@ -57,6 +57,7 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
             authority,
             valid_days,
             version,
+            witnesses,
             out,
         } => {
             let text = std::fs::read_to_string(&members)
@@ -78,7 +79,7 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            let m = Manifest::for_build(
+            let mut m = Manifest::for_build(
                 federation_id,
                 version,
                 Timestamp(now),
@@ -86,7 +87,17 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
                 public_key_arg(&authority)?,
                 ms,
             );
-            m.validate().map_err(|e| invalid(e.to_string()))?;
+            if let Some(n) = witnesses {
+                m.policy.witness = credfed_protocol::manifest::WitnessPolicy::AtLeast(n);
+            }
+            m.validate().map_err(|e| {
+                let text = e.to_string();
+                if text.contains("policy.witness") {
+                    invalid(format!("{text}; change --witnesses or leave it out"))
+                } else {
+                    invalid(text)
+                }
+            })?;
             write_json(&out, &m)?;
             emit(
                 mode,
