@@ -1154,3 +1154,95 @@ async fn a_forked_region_cannot_get_its_checkpoint_witnessed() {
     }
     assert_eq!(c.metric(1, "credfed_checkpoints_witnessed_total").await, 0);
 }
+
+/// A witness killed (SIGKILL) while it is cosigning a burst of checkpoints remembers,
+/// after restart, every checkpoint it had cosigned (its view is on disk before it
+/// answers), and then refuses a forked history of the same region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_killed_mid_cosign_never_goes_back_on_what_it_cosigned() {
+    use credfed_protocol::checkpoint::{SignedCheckpoint, witness_name};
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    c.start_all().await;
+    c.register_departments(1).await;
+    let gansu = witness_name(FED, RegionCode::new(GS, "r").unwrap());
+    let mut doc = 0;
+    for cycle in 0..3 {
+        let before = checkpoint_view(&c, 2, GD).await["cosigned"]["size"]
+            .as_u64()
+            .unwrap_or(0);
+        // A burst at Guangdong: a round every 250 ms, each asking Gansu to cosign.
+        let mut tasks = Vec::new();
+        for _ in 0..30 {
+            doc += 1;
+            let (bytes, sig) = credfed_protocol::envelope::sign_body(
+                FED,
+                &key("dept-440000:pub"),
+                &Body::ListEntryPublished(entry(&format!("cosign-kill-{doc}"))),
+            );
+            let req = json!({"author": "440000:pub", "body": hex::encode(bytes), "signature": sig.to_hex()});
+            let client = c.nodes[1].client.clone();
+            tasks.push(tokio::spawn(async move {
+                client.post("/v1/records", &req).await
+            }));
+        }
+        // Kill Gansu once it has cosigned part of the burst, with more rounds coming.
+        let cosigning = wait_until(Duration::from_secs(30), || async {
+            checkpoint_view(&c, 2, GD).await["cosigned"]["size"]
+                .as_u64()
+                .unwrap_or(0)
+                > before
+        })
+        .await;
+        assert!(
+            cosigning,
+            "cycle {cycle}: Gansu never cosigned; log:\n{}",
+            c.log(2)
+        );
+        c.kill(2);
+        for t in tasks {
+            let _ = t.await;
+        }
+        // With three members a checkpoint needs both others: every witnessed checkpoint
+        // Guangdong holds carries a cosignature Gansu handed out before the kill.
+        let held = checkpoint_view(&c, 1, GD).await["witnessed"]
+            .as_str()
+            .and_then(|n| SignedCheckpoint::parse(n).ok())
+            .expect("Guangdong holds a witnessed checkpoint");
+        assert!(held.signatures.iter().any(|s| s.name == gansu));
+        let handed_out = held.checkpoint.size;
+        c.start(2);
+        let remembered = wait_until(Duration::from_secs(30), || async {
+            checkpoint_view(&c, 2, GD).await["cosigned"]["size"]
+                .as_u64()
+                .is_some()
+        })
+        .await;
+        assert!(remembered, "Gansu did not come back; log:\n{}", c.log(2));
+        let view = checkpoint_view(&c, 2, GD).await["cosigned"]["size"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(
+            view >= handed_out,
+            "cycle {cycle}: Gansu cosigned {handed_out} records before the kill but remembers {view}"
+        );
+    }
+    // Now Guangdong forks (wiped, rewritten alone): Gansu refuses the other history.
+    let size = c.head(1, GD).await;
+    let original = checkpoint_view(&c, 2, GD).await["cosigned"]["root"]
+        .as_str()
+        .map(str::to_owned);
+    rewrite_guangdong_alone(&mut c, size, "fork").await;
+    c.start(0);
+    c.start(2);
+    let refused = wait_until(Duration::from_secs(60), || async {
+        c.log(2).contains("refused to cosign a checkpoint")
+    })
+    .await;
+    assert!(refused, "Gansu never refused the fork; log:\n{}", c.log(2));
+    assert_eq!(
+        checkpoint_view(&c, 2, GD).await["cosigned"]["root"]
+            .as_str()
+            .map(str::to_owned),
+        original
+    );
+}
