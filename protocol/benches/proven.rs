@@ -163,7 +163,16 @@ fn benches(c: &mut Criterion, f: &Fixture) {
     // a subject and an entry.
     let mut base = MemoryMap::default();
     base.apply(1, &random_keys(100_000, "base")).unwrap();
-    let batch = random_keys(2_000, "batch");
+    let batch: BTreeMap<Hash256, credfed_protocol::map::ValueUpdate> = random_keys(2_000, "batch")
+        .into_keys()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                k,
+                credfed_protocol::map::ValueUpdate::Append(vec![i as u64 + 1]),
+            )
+        })
+        .collect();
     g.bench_function("map_update_1000_records", |b| {
         b.iter_batched(
             || (),

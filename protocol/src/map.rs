@@ -250,23 +250,66 @@ pub fn map_root<N: MapNodes>(nodes: &N, version: u64) -> Result<Hash256, MapErro
         .map_or(EMPTY, |n| n.hash()))
 }
 
-/// Applies `changes` (key → new value, sorted by key as a `BTreeMap` gives them) to the
-/// map as of `version`; returns the new root and the nodes to store under the new
-/// version. Work is O(changes × depth); untouched subtrees are not read.
+/// What happens to one key's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueUpdate {
+    /// It becomes this value.
+    Set(Hash256),
+    /// Records at these positions (in log order) now name the key too: their positions
+    /// are chained onto its value ([`value_after`]).
+    Append(Vec<u64>),
+}
+
+impl ValueUpdate {
+    fn apply(&self, old: Option<Hash256>) -> Hash256 {
+        match self {
+            ValueUpdate::Set(v) => *v,
+            ValueUpdate::Append(seqs) => seqs
+                .iter()
+                .fold(old, |acc, seq| Some(value_after(acc, *seq)))
+                .unwrap_or(EMPTY),
+        }
+    }
+}
+
+/// A key on its way down the tree: its final value, or the update to apply to the value
+/// it has now (known only where its path ends).
+#[derive(Clone, Copy)]
+enum Pending<'a> {
+    Resolved(Hash256),
+    Apply(&'a ValueUpdate),
+}
+
+impl Pending<'_> {
+    fn value(self, old: Option<Hash256>) -> Hash256 {
+        match self {
+            Pending::Resolved(v) => v,
+            Pending::Apply(u) => u.apply(old),
+        }
+    }
+}
+
+/// Applies `changes` (sorted by key, as a `BTreeMap` gives them) to the map as of
+/// `version`; returns the new root and the nodes to store under the new version. Each
+/// key's path is walked once, and the value it had is read where the walk ends, so work
+/// is O(changes × depth) and untouched subtrees are not read.
 pub fn map_update<N: MapNodes>(
     nodes: &N,
     version: u64,
-    changes: &std::collections::BTreeMap<Hash256, Hash256>,
+    changes: &std::collections::BTreeMap<Hash256, ValueUpdate>,
 ) -> Result<(Hash256, Vec<MapWrite>), MapError<N::Error>> {
-    let changes: Vec<(Hash256, Hash256)> = changes.iter().map(|(k, v)| (*k, *v)).collect();
+    let items: Vec<(Hash256, Pending<'_>)> = changes
+        .iter()
+        .map(|(k, u)| (*k, Pending::Apply(u)))
+        .collect();
     let root = nodes
         .map_node(0, &EMPTY, version)
         .map_err(MapError::Store)?;
-    if changes.is_empty() {
+    if items.is_empty() {
         return Ok((root.map_or(EMPTY, |n| n.hash()), Vec::new()));
     }
     let mut writes = Vec::new();
-    let hash = update(nodes, version, 0, EMPTY, root, &changes, &mut writes)?;
+    let hash = update(nodes, version, 0, EMPTY, root, &items, &mut writes)?;
     Ok((hash, writes))
 }
 
@@ -276,11 +319,11 @@ fn update<N: MapNodes>(
     depth: u16,
     prefix: Hash256,
     current: Option<MapNode>,
-    changes: &[(Hash256, Hash256)],
+    changes: &[(Hash256, Pending<'_>)],
     writes: &mut Vec<MapWrite>,
 ) -> Result<Hash256, MapError<N::Error>> {
     // The keys this subtree holds afterwards, when it has no internal node now.
-    let mut merged: Vec<(Hash256, Hash256)>;
+    let mut merged: Vec<(Hash256, Pending<'_>)>;
     let (children, changes) = match current {
         Some(MapNode::Internal(_)) => {
             let read = |p: &Hash256| {
@@ -298,19 +341,23 @@ fn update<N: MapNodes>(
             ((left, right), changes)
         }
         Some(MapNode::Leaf { key, value }) => {
+            // The one key here meets the changes: its value is known now.
             merged = changes.to_vec();
-            if let Err(at) = merged.binary_search_by(|(k, _)| k.cmp(&key)) {
-                merged.insert(at, (key, value));
+            match merged.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(at) => {
+                    let resolved = merged[at].1.value(Some(value));
+                    merged[at].1 = Pending::Resolved(resolved);
+                }
+                Err(at) => merged.insert(at, (key, Pending::Resolved(value))),
             }
-            if merged.len() == 1 {
-                let (key, value) = merged[0];
-                return Ok(put_leaf(depth, prefix, key, value, writes));
+            if let [(key, pending)] = merged.as_slice() {
+                return Ok(put_leaf(depth, prefix, *key, pending.value(None), writes));
             }
             ((None, None), merged.as_slice())
         }
         None => {
-            if let [(key, value)] = changes {
-                return Ok(put_leaf(depth, prefix, *key, *value, writes));
+            if let [(key, pending)] = changes {
+                return Ok(put_leaf(depth, prefix, *key, pending.value(None), writes));
             }
             ((None, None), changes)
         }
@@ -407,33 +454,35 @@ pub fn map_get<N: MapNodes>(
 /// What a run of records does to a map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MapChanges {
-    /// Each key's new value.
-    pub values: std::collections::BTreeMap<Hash256, Hash256>,
+    /// Per key, the positions that now name it, in log order.
+    pub updates: std::collections::BTreeMap<Hash256, ValueUpdate>,
     /// Each (key, position) pair the run adds, in log order: what a node keeps to list
     /// a key's positions when it proves them.
     pub positions: Vec<(Hash256, u64)>,
 }
 
 /// The changes a run of records makes to a map: each key a record names gets the
-/// record's position chained onto its value. `current` reads a key's value before the
-/// run; records come in log order as (seq, envelope, body).
-pub fn changes_from<'a, E>(
+/// record's position chained onto its value. Records come in log order as
+/// (seq, envelope, body).
+pub fn changes_from<'a>(
     records: impl IntoIterator<Item = (u64, &'a Envelope, &'a Body)>,
-    mut current: impl FnMut(&Hash256) -> Result<Option<Hash256>, E>,
-) -> Result<MapChanges, E> {
+) -> MapChanges {
     let mut out = MapChanges::default();
     for (seq, envelope, body) in records {
         for named in keys_named(envelope, body) {
             let key = map_key(&named);
-            let before = match out.values.get(&key) {
-                Some(v) => Some(*v),
-                None => current(&key)?,
-            };
-            out.values.insert(key, value_after(before, seq));
+            match out
+                .updates
+                .entry(key)
+                .or_insert_with(|| ValueUpdate::Append(Vec::new()))
+            {
+                ValueUpdate::Append(seqs) => seqs.push(seq),
+                ValueUpdate::Set(_) => {}
+            }
             out.positions.push((key, seq));
         }
     }
-    Ok(out)
+    out
 }
 
 /// A proof of what one key maps to: the sibling hashes from the root down, and where
@@ -627,7 +676,20 @@ impl MemoryMap {
         version: u64,
         changes: &std::collections::BTreeMap<Hash256, Hash256>,
     ) -> Result<Hash256, MapError<std::convert::Infallible>> {
-        let (root, writes) = map_update(self, version, changes)?;
+        let updates = changes
+            .iter()
+            .map(|(k, v)| (*k, ValueUpdate::Set(*v)))
+            .collect();
+        self.apply_updates(version, &updates)
+    }
+
+    /// Applies `updates` at `version` (reading the latest state) and returns the root.
+    pub fn apply_updates(
+        &mut self,
+        version: u64,
+        updates: &std::collections::BTreeMap<Hash256, ValueUpdate>,
+    ) -> Result<Hash256, MapError<std::convert::Infallible>> {
+        let (root, writes) = map_update(self, version, updates)?;
         self.write(version, &writes);
         Ok(root)
     }
@@ -706,6 +768,30 @@ mod tests {
             root.to_hex(),
             "26520022f56b46cf5dad7990cb89cabc38b4509be85f898aca1a0c7c33399808"
         );
+    }
+
+    /// Appending positions to a key chains them onto the value it had, read where the
+    /// key's path ends: the same as setting the chained value directly.
+    #[test]
+    fn appended_positions_chain_onto_the_old_value() {
+        let mut m = MemoryMap::default();
+        let base: BTreeMap<_, _> = (0..50)
+            .map(|i| (k(i), value_of(&[i + 1]).unwrap()))
+            .collect();
+        m.apply(1, &base).unwrap();
+        let updates: BTreeMap<_, _> = [
+            (k(7), ValueUpdate::Append(vec![60, 61])),
+            (k(900), ValueUpdate::Append(vec![62])),
+        ]
+        .into_iter()
+        .collect();
+        let root = m.apply_updates(2, &updates).unwrap();
+        let mut expected = base.clone();
+        expected.insert(k(7), value_of(&[8, 60, 61]).unwrap());
+        expected.insert(k(900), value_of(&[62]).unwrap());
+        assert_eq!(root, reference_root(&expected));
+        assert_eq!(map_get(&m, 2, &k(7)).unwrap(), value_of(&[8, 60, 61]));
+        assert_eq!(map_get(&m, 1, &k(7)).unwrap(), value_of(&[8]));
     }
 
     #[test]

@@ -476,7 +476,7 @@ impl Core {
     /// (docs/protocol.md, "Verifiable map"), computing and storing that version from the
     /// latest earlier one if needed. Blocking (reads the log): call off the network loop.
     pub fn map_root(&self, region: RegionCode, size: u64) -> Result<Hash256, ProofFailure> {
-        use credfed_protocol::map::{EMPTY, changes_from, map_get, map_update};
+        use credfed_protocol::map::{EMPTY, changes_from, map_update};
         if size == 0 {
             return Ok(EMPTY);
         }
@@ -522,21 +522,26 @@ impl Core {
                 return Err(StoreError::Corrupt(format!("{region}: record {seq} missing")).into());
             }
             for bytes in batch {
-                // Stored envelopes were verified when admitted; only their shape matters here.
-                let v = credfed_protocol::envelope::decode_envelope(
-                    &self.manifest.federation_id,
-                    &bytes,
-                )
-                .map_err(|e| StoreError::Corrupt(format!("{region}#{seq}: {e}")))?;
-                decoded.push((seq, v.envelope, v.body));
+                // Stored envelopes were verified and validated when admitted: decoding
+                // is all that is needed here.
+                let corrupt = |e: credfed_protocol::codec::DecodeError| {
+                    StoreError::Corrupt(format!("{region}#{seq}: {e}"))
+                };
+                let envelope: credfed_protocol::envelope::Envelope =
+                    credfed_protocol::codec::decode(
+                        &bytes,
+                        credfed_protocol::limits::MAX_ENVELOPE_BYTES,
+                        "envelope",
+                    )
+                    .map_err(corrupt)?;
+                let body =
+                    credfed_protocol::record::Body::decode(&envelope.body).map_err(corrupt)?;
+                decoded.push((seq, envelope, body));
                 seq += 1;
             }
         }
-        let changes = changes_from(decoded.iter().map(|(s, e, b)| (*s, e, b)), |key| {
-            map_get(&nodes, from, key)
-        })
-        .map_err(map_failure)?;
-        let (root, writes) = map_update(&nodes, from, &changes.values).map_err(map_failure)?;
+        let changes = changes_from(decoded.iter().map(|(s, e, b)| (*s, e, b)));
+        let (root, writes) = map_update(&nodes, from, &changes.updates).map_err(map_failure)?;
         self.store
             .put_map_version(region, size, &writes, root, &changes.positions)?;
         Ok(root)
