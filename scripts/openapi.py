@@ -51,6 +51,11 @@ def ok(description, schema=None, status="200"):
     return {status: body}
 
 
+NO_QUORUM = {
+    "503": err("Proofs asked for, but the members did not cosign a federation checkpoint "
+               "in time (code no_quorum); retry shortly, or ask without proofs"),
+}
+
 AUTH = {
     "401": err("No client certificate, or one this node did not issue (code "
                "no_client_certificate or unknown_certificate)"),
@@ -125,19 +130,25 @@ paths = {
     "/v1/check": {
         "get": op(
             "应查必查 for an organisation: what applies to it in a domain, with evidence",
-            merge(ok("CheckAnswer (protocol::check) and last_contact_ms per region"),
-                  AUTH, {
+            merge(ok("CheckAnswer (protocol::check) and last_contact_ms per region; with "
+                     "proofs=true a ProvenAnswer (protocol::federation): the answer, a "
+                     "federation checkpoint, its leaves and per-region map and inclusion "
+                     "proofs"),
+                  AUTH, NO_QUORUM, {
                       "400": err("A parameter without its documented shape, or person= "
                                  "(persons are checked with POST so that their number is "
                                  "never in a URL)"),
                       "422": err("A code whose structure breaks GB 32100-2015"),
                   }),
             parameters=[query("uscc", USCC, True),
-                        query("domain", {"type": "string", "enum": DOMAINS}, True)]),
+                        query("domain", {"type": "string", "enum": DOMAINS}, True),
+                        query("proofs", {"type": "boolean"}, False,
+                              "Answer with proofs verifiable offline (credfed verify)")]),
         "post": op(
             "应查必查 for an organisation or a person: the number travels in the body only",
-            merge(ok("CheckAnswer (protocol::check) and last_contact_ms per region"),
-                  AUTH, BODY),
+            merge(ok("CheckAnswer (protocol::check) and last_contact_ms per region; with "
+                     "proofs a ProvenAnswer (protocol::federation)"),
+                  AUTH, BODY, NO_QUORUM),
             body={"$ref": "#/components/schemas/CheckRequest"}),
     },
     "/v1/persons/refs": {"post": op(
@@ -269,7 +280,9 @@ schemas = {
     "CheckRequest": {"type": "object", "additionalProperties": False,
                      "required": ["domain"],
                      "properties": {"uscc": USCC, "person": PERSON,
-                                    "domain": {"type": "string", "enum": DOMAINS}},
+                                    "domain": {"type": "string", "enum": DOMAINS},
+                                    "proofs": {"type": "boolean",
+                                               "description": "answer with proofs verifiable offline"}},
                      "oneOf": [{"required": ["uscc"]}, {"required": ["person"]}]},
     "PersonRefsRequest": {"type": "object", "additionalProperties": False,
                           "required": ["persons"],
