@@ -66,6 +66,9 @@ pub struct Metrics {
     pub checkpoints_witnessed: AtomicU64,
     /// Witnessed checkpoints of a region that contradicted this replica.
     pub split_views: AtomicU64,
+    /// Checkpoints a region's node signed that contradict this replica (fork evidence
+    /// kept; one per region).
+    pub fork_evidence: AtomicU64,
     /// Cosignatures this node refused as a witness, by reason.
     pub cosign_refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// API latency histogram: per-route bucket counts, sum and count.
@@ -302,6 +305,12 @@ impl Metrics {
             "credfed_split_views_total",
             "Witnessed checkpoints that contradicted this replica (evidence kept).",
             self.split_views.load(Ordering::Relaxed),
+        );
+        c(
+            &mut s,
+            "credfed_fork_evidence_total",
+            "Regions whose node signed a checkpoint this replica contradicts (evidence kept).",
+            self.fork_evidence.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             s,

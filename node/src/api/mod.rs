@@ -880,6 +880,7 @@ async fn checkpoint(
             "witnessed": core.witnessed_checkpoint(r)?.map(|s| s.encode()),
             "cosigned": core.witness_view(r)?.map(|v| json!({"size": v.size, "root": v.root.to_hex()})),
             "split_view_evidence": core.split_view_evidence(r)?,
+            "fork_evidence": core.fork_evidence(r)?,
         }))
     })();
     ApiError::respond(result, subject)

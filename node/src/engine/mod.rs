@@ -797,6 +797,11 @@ impl Core {
         let before = self.store.witness_view(region).map_err(unavailable)?;
         let view = judge(&signed, before, replica.size, |n| {
             credfed_protocol::merkle::root_at(&self.tree_nodes(region), n).ok()
+        })
+        .inspect_err(|why| {
+            if matches!(why, CosignRefusal::Conflict { .. }) {
+                self.keep_fork_evidence(region, &signed);
+            }
         })?;
         // The log matches; the index it commits to must be the one this replica gives.
         let size = signed.checkpoint.size;
@@ -869,6 +874,39 @@ impl Core {
         region: RegionCode,
     ) -> Result<Option<credfed_protocol::witness::WitnessView>, StoreError> {
         self.store.witness_view(region)
+    }
+
+    /// Keeps the first checkpoint `region`'s node signed that contradicts this replica
+    /// (or what this node cosigned): evidence anyone can check — the region's own
+    /// signature on a root that no honest replica reproduces.
+    fn keep_fork_evidence(
+        &self,
+        region: RegionCode,
+        signed: &credfed_protocol::checkpoint::SignedCheckpoint,
+    ) {
+        let mut evidence = signed.clone();
+        // The region's own signature is the evidence; cosignatures are not.
+        let name = signed.checkpoint.origin.clone();
+        evidence.signatures.retain(|s| s.name == name);
+        match self.store.note(b'Y', region) {
+            Ok(None) => {
+                if let Err(e) = self.store.set_note(b'Y', region, &evidence.encode()) {
+                    tracing::warn!(%region, error = %e, "fork evidence not kept");
+                } else {
+                    self.metrics
+                        .fork_evidence
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(%region, size = signed.checkpoint.size, "this region signed a checkpoint its replica contradicts: fork evidence kept");
+                }
+            }
+            Ok(Some(_)) => {}
+            Err(e) => tracing::warn!(%region, error = %e, "fork evidence not kept"),
+        }
+    }
+
+    /// A checkpoint signed by `region`'s node that contradicts this replica, if held.
+    pub fn fork_evidence(&self, region: RegionCode) -> Result<Option<String>, StoreError> {
+        self.store.note(b'Y', region)
     }
 
     /// Split-view evidence held against `region`, if any.

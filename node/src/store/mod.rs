@@ -29,7 +29,8 @@
 //! | `N` | region u32, level u8, index u64 | 32-byte hash of a complete subtree of that tree |
 //! | `W` | region u32 | `WitnessView`: the largest checkpoint of the region this node cosigned |
 //! | `C` | region u32 | the latest witnessed checkpoint of the region held (C2SP note text) |
-//! | `X` | region u32 | a checkpoint of the region that contradicts this replica (split-view evidence) |
+//! | `X` | region u32 | a witnessed checkpoint of the region that contradicts this replica (split-view evidence) |
+//! | `Y` | region u32 | a checkpoint the region's node signed that contradicts this replica (fork evidence) |
 //! | `I` | region u32, depth u16, path (32 bytes), version u64 | `MapNode`: a node of the region's verifiable map, as of that version (log size) |
 //! | `J` | region u32, version u64 | 32-byte map root at that version |
 //! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key |
@@ -150,7 +151,8 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     /// Records a cosigned checkpoint; durable (fsynced) when it returns, because a witness
     /// answers only after (it must never cosign two histories, even across a crash).
     fn set_witness_view(&self, region: RegionCode, view: WitnessView) -> Result<(), StoreError>;
-    /// A stored note under `kind` (`b'C'` witnessed checkpoint, `b'X'` split-view evidence).
+    /// A stored note under `kind` (`b'C'` witnessed checkpoint, `b'X'` split-view
+    /// evidence, `b'Y'` fork evidence).
     fn note(&self, kind: u8, region: RegionCode) -> Result<Option<String>, StoreError>;
     /// Stores a note under `kind`.
     fn set_note(&self, kind: u8, region: RegionCode, note: &str) -> Result<(), StoreError>;

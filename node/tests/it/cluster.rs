@@ -1103,7 +1103,8 @@ async fn checkpoints_are_witnessed_by_a_majority_of_the_other_members() {
 
 /// A region that forks its history (restarted from a wiped store, writing different
 /// records at the same positions) cannot get the forked checkpoint witnessed: the
-/// witnesses refuse it as a split view and keep vouching for the history they hold.
+/// witnesses refuse it as a split view, keep vouching for the history they hold, and
+/// each keeps the forked checkpoint, signed by the region, as evidence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forked_region_cannot_get_its_checkpoint_witnessed() {
     use credfed_protocol::checkpoint::SignedCheckpoint;
@@ -1151,6 +1152,15 @@ async fn a_forked_region_cannot_get_its_checkpoint_witnessed() {
         assert_eq!(v["cosigned"]["root"].as_str().map(str::to_owned), original);
         let held = SignedCheckpoint::parse(v["witnessed"].as_str().unwrap()).unwrap();
         assert_eq!(Some(held.checkpoint.root.to_hex()), original);
+        // Every honest node keeps evidence anyone can check: Guangdong's own signature
+        // on a root at a size where the witnessed history has another.
+        let evidence = SignedCheckpoint::parse(v["fork_evidence"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            credfed_protocol::witness::checkpoint_region(&evidence, &c.manifest).unwrap(),
+            RegionCode::new(GD, "r").unwrap()
+        );
+        assert_eq!(evidence.checkpoint.size, held.checkpoint.size);
+        assert_ne!(evidence.checkpoint.root, held.checkpoint.root);
     }
     assert_eq!(c.metric(1, "credfed_checkpoints_witnessed_total").await, 0);
 }

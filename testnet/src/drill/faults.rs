@@ -394,7 +394,7 @@ impl Drill {
                 all &= flagged;
             }
             if all {
-                return Ok(format!("{} honest nodes flagged {r}", others.len()));
+                break;
             }
             if Instant::now() > end {
                 self.violate(
@@ -404,5 +404,28 @@ impl Drill {
                 return Ok("detection incomplete".into());
             }
         }
+        // The forked node asks the others to witness its new history as soon as it is
+        // connected again: wait until a witness has refused it, so that the report
+        // shows the split view whatever the timing.
+        let mut refused = 0;
+        while Instant::now() < end {
+            poll.tick().await;
+            refused = 0;
+            for &j in &others {
+                if let Some(m) = self.node_metrics(j).await {
+                    refused += ["equivocator", "split_view"]
+                        .iter()
+                        .filter_map(|k| m.cosign_refusals.get(*k))
+                        .sum::<u64>();
+                }
+            }
+            if refused > 0 {
+                break;
+            }
+        }
+        Ok(format!(
+            "{} honest nodes flagged {r}; {refused} cosignatures of its forked history refused",
+            others.len()
+        ))
     }
 }

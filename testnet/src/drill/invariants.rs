@@ -116,6 +116,7 @@ impl Drill {
     pub(super) async fn check_witnessed_checkpoints(&mut self, live: &[usize]) {
         let regions: Vec<RegionCode> = self.fed.nodes.iter().map(|n| n.region).collect();
         let mut checked = 0;
+        let mut fork_evidence = 0;
         for &i in live {
             let at = self.fed.nodes[i].region;
             for r in &regions {
@@ -130,6 +131,29 @@ impl Drill {
                             evidence.lines().take(3).collect::<Vec<_>>().join(" ")
                         ),
                     );
+                }
+                if let Some(note) = v["fork_evidence"].as_str() {
+                    // Expected where a scenario forks a region; it must be that region's
+                    // own signature, or it is no evidence at all.
+                    let verdict = credfed_protocol::checkpoint::SignedCheckpoint::parse(note)
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| {
+                            credfed_protocol::witness::checkpoint_region(&s, &self.fed.manifest)
+                                .map_err(|e| e.to_string())
+                        });
+                    match verdict {
+                        Ok(signer) if signer == *r => fork_evidence += 1,
+                        Ok(signer) => self.violate(
+                            "no_split_view_witnessed",
+                            format!("{at} holds fork evidence against {r} signed by {signer}"),
+                        ),
+                        Err(e) => self.violate(
+                            "no_split_view_witnessed",
+                            format!(
+                                "{at} holds fork evidence against {r} that does not verify: {e}"
+                            ),
+                        ),
+                    }
                 }
                 if let Some(note) = v["witnessed"].as_str() {
                     let verdict = credfed_protocol::checkpoint::SignedCheckpoint::parse(note)
@@ -151,7 +175,7 @@ impl Drill {
         self.note(
             "no_split_view_witnessed",
             format!(
-                "{checked} witnessed checkpoints held by {} nodes verified against the manifest; no split-view evidence",
+                "{checked} witnessed checkpoints held by {} nodes verified against the manifest; no split-view evidence; {fork_evidence} verified pieces of fork evidence held",
                 live.len()
             ),
         );

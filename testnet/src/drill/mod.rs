@@ -97,14 +97,14 @@ const INVARIANTS: [&str; 8] = [
 
 /// Counters read from one node's /metrics (or summed over nodes).
 #[derive(Debug, Clone, Default)]
-struct NodeMetrics {
+pub(super) struct NodeMetrics {
     messages: u64,
     bytes: u64,
     round_buckets: BTreeMap<String, u64>,
     round_count: u64,
     append_buckets: BTreeMap<String, u64>,
     append_count: u64,
-    cosign_refusals: BTreeMap<String, u64>,
+    pub(super) cosign_refusals: BTreeMap<String, u64>,
 }
 
 impl NodeMetrics {
@@ -460,7 +460,7 @@ impl Drill {
     }
 
     /// One node's counters from its /metrics.
-    async fn node_metrics(&self, i: usize) -> Option<NodeMetrics> {
+    pub(super) async fn node_metrics(&self, i: usize) -> Option<NodeMetrics> {
         let r = self.fed.nodes[i].client.get("/metrics").await.ok()?;
         let mut m = NodeMetrics::default();
         for l in r.body.lines() {
