@@ -153,8 +153,14 @@ pub fn value_of(positions: &[u64]) -> Option<Hash256> {
 /// A stored node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MapNode {
-    /// A subtree of two or more keys: its hash.
-    Internal(Hash256),
+    /// A subtree of two or more keys: its children's hashes (kept here so that an update
+    /// or a proof reads only the nodes on a key's path, never its siblings).
+    Internal {
+        /// The subtree whose next key bit is 0.
+        left: Hash256,
+        /// The subtree whose next key bit is 1.
+        right: Hash256,
+    },
     /// A subtree of exactly one key.
     Leaf {
         /// The key.
@@ -168,7 +174,7 @@ impl MapNode {
     /// The node's hash.
     pub fn hash(&self) -> Hash256 {
         match self {
-            MapNode::Internal(h) => *h,
+            MapNode::Internal { left, right } => internal_hash(left, right),
             MapNode::Leaf { key, value } => leaf_hash(key, value),
         }
     }
@@ -325,21 +331,7 @@ fn update<N: MapNodes>(
     // The keys this subtree holds afterwards, when it has no internal node now.
     let mut merged: Vec<(Hash256, Pending<'_>)>;
     let (children, changes) = match current {
-        Some(MapNode::Internal(_)) => {
-            let read = |p: &Hash256| {
-                nodes
-                    .map_node(depth + 1, p, version)
-                    .map_err(MapError::Store)
-            };
-            let left = read(&prefix)?;
-            let right = read(&with_bit(&prefix, depth))?;
-            if left.is_none() && right.is_none() {
-                return Err(MapError::Corrupt(format!(
-                    "internal node at depth {depth} has no children"
-                )));
-            }
-            ((left, right), changes)
-        }
+        Some(MapNode::Internal { left, right }) => ((left, right), changes),
         Some(MapNode::Leaf { key, value }) => {
             // The one key here meets the changes: its value is known now.
             merged = changes.to_vec();
@@ -353,13 +345,13 @@ fn update<N: MapNodes>(
             if let [(key, pending)] = merged.as_slice() {
                 return Ok(put_leaf(depth, prefix, *key, pending.value(None), writes));
             }
-            ((None, None), merged.as_slice())
+            ((EMPTY, EMPTY), merged.as_slice())
         }
         None => {
             if let [(key, pending)] = changes {
                 return Ok(put_leaf(depth, prefix, *key, pending.value(None), writes));
             }
-            ((None, None), changes)
+            ((EMPTY, EMPTY), changes)
         }
     };
     if depth >= MAX_DEPTH {
@@ -371,40 +363,61 @@ fn update<N: MapNodes>(
     let split = changes.partition_point(|(k, _)| !bit(k, depth));
     let (left_changes, right_changes) = changes.split_at(split);
     let (left, right) = children;
+    let left = update_side(
+        nodes,
+        version,
+        depth + 1,
+        prefix,
+        left,
+        left_changes,
+        writes,
+    )?;
     let right_prefix = with_bit(&prefix, depth);
-    let left_hash = if left_changes.is_empty() {
-        left.map_or(EMPTY, |n| n.hash())
-    } else {
-        update(
-            nodes,
-            version,
-            depth + 1,
-            prefix,
-            left,
-            left_changes,
-            writes,
-        )?
-    };
-    let right_hash = if right_changes.is_empty() {
-        right.map_or(EMPTY, |n| n.hash())
-    } else {
-        update(
-            nodes,
-            version,
-            depth + 1,
-            right_prefix,
-            right,
-            right_changes,
-            writes,
-        )?
-    };
-    let hash = internal_hash(&left_hash, &right_hash);
+    let right = update_side(
+        nodes,
+        version,
+        depth + 1,
+        right_prefix,
+        right,
+        right_changes,
+        writes,
+    )?;
+    let node = MapNode::Internal { left, right };
     writes.push(MapWrite {
         depth,
         prefix,
-        node: MapNode::Internal(hash),
+        node,
     });
-    Ok(hash)
+    Ok(node.hash())
+}
+
+/// One side of an internal node: unchanged (its stored hash), or read and updated.
+fn update_side<N: MapNodes>(
+    nodes: &N,
+    version: u64,
+    depth: u16,
+    prefix: Hash256,
+    stored: Hash256,
+    changes: &[(Hash256, Pending<'_>)],
+    writes: &mut Vec<MapWrite>,
+) -> Result<Hash256, MapError<N::Error>> {
+    if changes.is_empty() {
+        return Ok(stored);
+    }
+    let current = if stored == EMPTY {
+        None
+    } else {
+        let node = nodes
+            .map_node(depth, &prefix, version)
+            .map_err(MapError::Store)?;
+        if node.is_none() {
+            return Err(MapError::Corrupt(format!(
+                "a node at depth {depth} its parent names is missing"
+            )));
+        }
+        node
+    };
+    update(nodes, version, depth, prefix, current, changes, writes)
 }
 
 fn put_leaf(
@@ -438,12 +451,18 @@ pub fn map_get<N: MapNodes>(
         {
             None => return Ok(None),
             Some(MapNode::Leaf { key: k, value }) => return Ok((k == *key).then_some(value)),
-            Some(MapNode::Internal(_)) => {
+            Some(MapNode::Internal { left, right }) => {
                 if depth >= MAX_DEPTH {
                     return Err(MapError::Corrupt("internal node below depth 255".into()));
                 }
-                if bit(key, depth) {
+                let next = if bit(key, depth) {
                     prefix = with_bit(&prefix, depth);
+                    right
+                } else {
+                    left
+                };
+                if next == EMPTY {
+                    return Ok(None);
                 }
                 depth += 1;
             }
@@ -456,8 +475,9 @@ pub fn map_get<N: MapNodes>(
 pub struct MapChanges {
     /// Per key, the positions that now name it, in log order.
     pub updates: std::collections::BTreeMap<Hash256, ValueUpdate>,
-    /// Each (key, position) pair the run adds, in log order: what a node keeps to list
-    /// a key's positions when it proves them.
+    /// Each (subject key, position) pair the run adds, in log order: what a node keeps
+    /// to list a subject's records when it proves them (an entry's records are listed
+    /// by its fold already).
     pub positions: Vec<(Hash256, u64)>,
 }
 
@@ -471,6 +491,9 @@ pub fn changes_from<'a>(
     for (seq, envelope, body) in records {
         for named in keys_named(envelope, body) {
             let key = map_key(&named);
+            if matches!(named, Indexed::Subject(_)) {
+                out.positions.push((key, seq));
+            }
             match out
                 .updates
                 .entry(key)
@@ -479,7 +502,6 @@ pub fn changes_from<'a>(
                 ValueUpdate::Append(seqs) => seqs.push(seq),
                 ValueUpdate::Set(_) => {}
             }
-            out.positions.push((key, seq));
         }
     }
     out
@@ -536,23 +558,23 @@ pub fn map_proof<N: MapNodes>(
                     leaf: Some((key, value)),
                 });
             }
-            Some(MapNode::Internal(_)) => {
+            Some(MapNode::Internal { left, right }) => {
                 if depth >= MAX_DEPTH {
                     return Err(MapError::Corrupt("internal node below depth 255".into()));
                 }
-                let right_prefix = with_bit(&prefix, depth);
-                let (next, sibling) = if bit(key, depth) {
-                    (right_prefix, prefix)
+                let (next, next_hash, sibling) = if bit(key, depth) {
+                    (with_bit(&prefix, depth), right, left)
                 } else {
-                    (prefix, right_prefix)
+                    (prefix, left, right)
                 };
-                let sibling_node = nodes
-                    .map_node(depth + 1, &sibling, version)
-                    .map_err(MapError::Store)?;
-                siblings.push(sibling_node.map_or(EMPTY, |n| n.hash()));
-                node = nodes
-                    .map_node(depth + 1, &next, version)
-                    .map_err(MapError::Store)?;
+                siblings.push(sibling);
+                node = if next_hash == EMPTY {
+                    None
+                } else {
+                    nodes
+                        .map_node(depth + 1, &next, version)
+                        .map_err(MapError::Store)?
+                };
                 prefix = next;
                 depth += 1;
             }

@@ -31,9 +31,9 @@
 //! | `C` | region u32 | the latest witnessed checkpoint of the region held (C2SP note text) |
 //! | `X` | region u32 | a witnessed checkpoint of the region that contradicts this replica (split-view evidence) |
 //! | `Y` | region u32 | a checkpoint the region's node signed that contradicts this replica (fork evidence) |
-//! | `I` | region u32, depth u16, path (32 bytes), version u64 | `MapNode`: a node of the region's verifiable map, as of that version (log size) |
+//! | `I` | region u32, depth u16, path (the ⌈depth/8⌉ bytes it uses), version u64 | `MapNode`: a node of the region's verifiable map, as of that version (log size) |
 //! | `J` | region u32, version u64 | 32-byte map root at that version |
-//! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key |
+//! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that subject (subject keys only: entries list their records in their folds) |
 //!
 //! The verifiable map (`I`, `J`) is derived from the log and computed when a checkpoint
 //! needs it (docs/protocol.md, "Verifiable map"): a store without it — an older store,
@@ -195,10 +195,13 @@ fn map_position_key(region: RegionCode, key: &Hash256, seq: u64) -> Vec<u8> {
     k
 }
 
+/// A map node's key: only the bytes of the path its depth uses (the rest are zero), so
+/// that keys stay short — the map writes several nodes per record.
 fn map_node_key(region: RegionCode, depth: u16, prefix: &Hash256, version: u64) -> Vec<u8> {
+    let used = usize::from(depth).div_ceil(8).min(32);
     let mut k = region_key(b'I', region);
     k.extend_from_slice(&depth.to_be_bytes());
-    k.extend_from_slice(&prefix.0);
+    k.extend_from_slice(&prefix.0[..used]);
     k.extend_from_slice(&version.to_be_bytes());
     k
 }
