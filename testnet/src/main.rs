@@ -238,17 +238,29 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
             .collect();
         println!("  cosignatures refused by witnesses: {}", parts.join(", "));
     }
+    // A bucket bound, or "over 10000 ms" past the last bucket.
+    let bound = |ms: f64| {
+        if ms.is_finite() {
+            format!("≤ {ms:.0} ms")
+        } else {
+            "> 10000 ms".to_string()
+        }
+    };
     let w = &r.witness_round_ms;
     if let (Some(p50), Some(p99)) = (w.p50_at_most, w.p99_at_most) {
         println!(
-            "  checkpoints witnessed (quorum of cosignatures): {} rounds, p50 ≤ {p50:.0} ms, p99 ≤ {p99:.0} ms from signing",
-            w.count
+            "  checkpoints witnessed (quorum of cosignatures): {} rounds, p50 {}, p99 {} from signing",
+            w.count,
+            bound(p50),
+            bound(p99)
         );
     }
     let w = &r.witness_from_append_ms;
     if let (Some(p50), Some(p99)) = (w.p50_at_most, w.p99_at_most) {
         println!(
-            "  a record waits to be witnessed: p50 ≤ {p50:.0} ms, p99 ≤ {p99:.0} ms from its append ({} checkpoints)",
+            "  a record waits to be witnessed: p50 {}, p99 {} from its append ({} checkpoints)",
+            bound(p50),
+            bound(p99),
             w.count
         );
     }
