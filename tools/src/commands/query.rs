@@ -165,7 +165,7 @@ pub fn check(
         }
         if let Some(p) = outputs.evidence {
             out.push_str(&format!(
-                "  evidence file written to {} (check it with `credfed verify {}`)\n",
+                "  evidence file written to {} (check it anywhere with `credfed verify {} --manifest <manifest.json>`)\n",
                 p.display(),
                 p.display()
             ));
