@@ -1,7 +1,9 @@
-//! Check answers arrive as JSON at the offline verifier: parsing and verifying never panic.
+//! Check answers and proven answers arrive as JSON at the offline verifier: parsing and
+//! verifying never panic.
 #![no_main]
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::check::{CheckAnswer, verify_answer};
+use credfed_protocol::federation::{ProvenAnswer, verify_proven_answer};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,5 +17,13 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         };
         let _ = verify_answer(&answer, &manifest, &catalogue);
+    }
+    if let Ok(proven) = serde_json::from_slice::<ProvenAnswer>(data) {
+        let catalogue = Catalogue::embedded().unwrap();
+        let manifest: credfed_protocol::manifest::Manifest = match serde_json::from_str(include_str!("../seed_manifest.json")) {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        let _ = verify_proven_answer(&proven, &manifest, &catalogue, 1_800_000_000, 3600);
     }
 });

@@ -213,6 +213,16 @@ enum Saved {
 }
 
 fn read_saved(path: &Path) -> Result<Saved, Failure> {
+    let limit = credfed_protocol::federation::MAX_EVIDENCE_FILE_BYTES;
+    let len = std::fs::metadata(path)
+        .map_err(|e| invalid(format!("{}: {e}", path.display())))?
+        .len();
+    if len > limit as u64 {
+        return Err(invalid(format!(
+            "{}: {len} bytes, more than any answer ({limit} at most); is it the right file?",
+            path.display()
+        )));
+    }
     let bytes = std::fs::read(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
     if bytes.starts_with(credfed_protocol::federation::EVIDENCE_MAGIC) {
         return ProvenAnswer::from_file(&bytes)

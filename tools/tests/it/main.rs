@@ -756,6 +756,31 @@ async fn node_down_gives_exit_code_3() {
     );
 }
 
+/// `credfed verify` refuses a file larger than any answer before reading it.
+#[test]
+fn verify_refuses_a_file_larger_than_any_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.evidence");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(credfed_protocol::federation::MAX_EVIDENCE_FILE_BYTES as u64 + 1)
+        .unwrap();
+    let out = Command::new(CLI)
+        .args([
+            "verify",
+            big.to_str().unwrap(),
+            "--manifest",
+            tmp.path().join("absent.json").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("more than any answer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn id_check_and_keys_and_completions() {
     // Non-ASCII input 18 bytes long is an invalid code, not a crash (byte slicing).
