@@ -315,3 +315,81 @@ async fn concurrent_writers_are_all_answered_within_their_deadline() {
         "group commit: {appended} appends took {synced} fsyncs"
     );
 }
+
+/// A witness refuses a checkpoint whose log root its replica reproduces but whose map
+/// root it does not — for a region's checkpoint and for a leaf of a federation
+/// checkpoint — and cosigns the same checkpoint with the map root its replica gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_refuses_a_wrong_map_root() {
+    use credfed_protocol::checkpoint::{Checkpoint, SignedCheckpoint, origin, witness_name};
+    use credfed_protocol::crypto::Hash256;
+    use credfed_protocol::ids::RegionCode;
+    use credfed_protocol::witness::CosignRefusal;
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start(0);
+    let (gd, _faults) = c.start_faulty(1).await;
+    c.wait_writable(0).await;
+    c.wait_writable(1).await;
+    c.register_departments(0).await;
+    let r = c
+        .submit(0, "310000:pub", &Body::ListEntryPublished(entry("map-1")))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let size = c.head(0, SH).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(1, SH).await == size
+        })
+        .await
+    );
+    let sh = RegionCode::new(SH, "r").unwrap();
+    let core = gd.core.clone();
+    let root = core.tree_root_at(sh, size).unwrap();
+    let name = origin(FED, sh);
+    let signed = |map: Hash256| {
+        SignedCheckpoint::sign(
+            Checkpoint::with_map(name.clone(), size, root, map),
+            &name,
+            &c.nodes[0].node_key,
+        )
+        .encode()
+    };
+    let wrong = signed(Hash256([7; 32]));
+    let refused = tokio::task::block_in_place(|| core.witness(&wrong));
+    assert!(
+        matches!(refused, Err(CosignRefusal::WrongMap { size: s, .. }) if s == size),
+        "{refused:?}"
+    );
+    let right = signed(tokio::task::block_in_place(|| core.map_root(sh, size)).unwrap());
+    let cosigned = tokio::task::block_in_place(|| core.witness(&right));
+    assert!(cosigned.is_ok(), "{cosigned:?}");
+    // A federation checkpoint whose Shanghai leaf carries a wrong map root.
+    let mut leaves: Vec<Checkpoint> = c
+        .manifest
+        .members
+        .iter()
+        .map(|m| tokio::task::block_in_place(|| core.federation_leaf(m.region)).unwrap())
+        .collect();
+    let at = c
+        .manifest
+        .members
+        .iter()
+        .position(|m| m.region == sh)
+        .unwrap();
+    leaves[at] = Checkpoint::with_map(name.clone(), size, root, Hash256([7; 32]));
+    let mut note = SignedCheckpoint {
+        checkpoint: credfed_protocol::federation::federation_checkpoint(FED, &leaves),
+        signatures: vec![],
+    };
+    note.cosign(
+        &witness_name(FED, sh),
+        &c.nodes[0].node_key,
+        core.now_seconds(),
+    );
+    let bodies: Vec<String> = leaves.iter().map(Checkpoint::body).collect();
+    let refused = tokio::task::block_in_place(|| core.witness_federation(&note.encode(), &bodies));
+    assert!(
+        matches!(refused, Err(CosignRefusal::WrongMap { .. })),
+        "{refused:?}"
+    );
+}
