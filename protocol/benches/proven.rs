@@ -112,6 +112,7 @@ fn fixture(keys: u64) -> Fixture {
             subject: proof.clone(),
             positions: vec![],
             inclusion: vec![],
+            related: vec![],
         })
         .collect();
     let proven = ProvenAnswer {

@@ -33,7 +33,9 @@ use crate::ids::RegionCode;
 use crate::manifest::Manifest;
 use crate::map::{Indexed, MapProof, map_key, value_of, verify_map_proof};
 use crate::merkle::{MemoryTree, leaf_hash, verify_inclusion};
-use crate::record::{Body, entry_id, evaluation_id};
+use crate::record::{
+    Body, EntryId, EvaluationId, ObjectionId, entry_id, evaluation_id, objection_id,
+};
 use crate::state::RecordPos;
 use crate::witness::CosignRefusal;
 
@@ -200,6 +202,46 @@ pub struct RegionProof {
     /// One inclusion proof per listed position; the envelopes are in the answer's
     /// evidence.
     pub inclusion: Vec<InclusionProof>,
+    /// The same for every entry, evaluation and objection the answer follows: what
+    /// this region's map lists for it (see [`verify_proven_answer`]).
+    pub related: Vec<KeyProof>,
+}
+
+/// An id a proven answer follows beyond the subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Followed {
+    /// Every record about a list entry (corrections, repair, revocation, objections,
+    /// joint actions).
+    Entry(EntryId),
+    /// Every record about an evaluation (revocation, objections).
+    Evaluation(EvaluationId),
+    /// An objection's resolution.
+    Objection(ObjectionId),
+}
+
+impl Followed {
+    /// Its key in a region's map.
+    pub fn map_key(&self) -> Hash256 {
+        map_key(&match self {
+            Followed::Entry(id) => Indexed::Entry(id.0),
+            Followed::Evaluation(id) => Indexed::Evaluation(id.0),
+            Followed::Objection(id) => Indexed::Objection(id.0),
+        })
+    }
+}
+
+/// What one region's map lists for a followed id, with inclusion proofs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyProof {
+    /// What is followed.
+    pub key: Followed,
+    /// The map proof for its key.
+    pub proof: MapProof,
+    /// The positions the map lists, in log order.
+    pub positions: Vec<u64>,
+    /// One inclusion proof per position.
+    pub inclusion: Vec<InclusionProof>,
 }
 
 /// A check answer with everything needed to verify it offline against the manifest.
@@ -232,6 +274,164 @@ impl ProvenAnswer {
         crate::codec::decode(body, MAX_EVIDENCE_FILE_BYTES, "evidence file")
             .map_err(|e| e.to_string())
     }
+}
+
+/// What a listed record means for following: the entry or evaluation it publishes, the
+/// one it names as the subject's (a publication or correction), the objection it files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    /// The entry or evaluation it publishes.
+    pub publishes: Option<Followed>,
+    /// The entry or evaluation it shows as the subject's (publication or correction).
+    pub names: Option<Followed>,
+    /// The objection it files.
+    pub objection: Option<Followed>,
+}
+
+impl Listed {
+    /// What the record at `region` by `author` with `body` leads a follower to.
+    pub fn of(region: RegionCode, author: &crate::ids::DepartmentId, body: &Body) -> Listed {
+        let mut l = Listed {
+            publishes: None,
+            names: None,
+            objection: None,
+        };
+        match body {
+            Body::ListEntryPublished(e) => {
+                l.publishes = Some(Followed::Entry(entry_id(region, e)));
+                l.names = l.publishes;
+            }
+            Body::ListEntryAmended { entry, .. } => l.names = Some(Followed::Entry(*entry)),
+            Body::EvaluationPublished(ev) => {
+                l.publishes = Some(Followed::Evaluation(evaluation_id(author, ev)));
+                l.names = l.publishes;
+            }
+            Body::ObjectionFiled { case_no, .. } => {
+                l.objection = Some(Followed::Objection(objection_id(author, case_no)));
+            }
+            _ => {}
+        }
+        l
+    }
+}
+
+/// Decodes the evidence at `positions` of `region` into `out`.
+fn decode_listed(
+    manifest: &Manifest,
+    region: RegionCode,
+    positions: &[u64],
+    evidence: &BTreeMap<RecordPos, &Vec<u8>>,
+    out: &mut BTreeMap<RecordPos, Listed>,
+) {
+    for seq in positions {
+        let pos = RecordPos { region, seq: *seq };
+        if let Some(v) = evidence
+            .get(&pos)
+            .and_then(|b| decode_envelope(&manifest.federation_id, b).ok())
+        {
+            out.insert(pos, Listed::of(region, &v.envelope.author, &v.body));
+        }
+    }
+}
+
+/// Checks `region`'s proof for `key` and decodes what it lists into `found`.
+fn check_followed(
+    proven: &ProvenAnswer,
+    heads: &BTreeMap<RegionCode, &Checkpoint>,
+    evidence: &BTreeMap<RecordPos, &Vec<u8>>,
+    manifest: &Manifest,
+    region: RegionCode,
+    key: Followed,
+    found: &mut BTreeMap<RecordPos, Listed>,
+) -> Result<(), String> {
+    let (Some(proof), Some(leaf)) = (
+        proven.regions.iter().find(|p| p.region == region),
+        heads.get(&region),
+    ) else {
+        return Err(format!("{region}: no head proven"));
+    };
+    let Some(kp) = proof.related.iter().find(|k| k.key == key) else {
+        return Err(format!(
+            "{region}: no map proof for {key:?}, which the answer rests on"
+        ));
+    };
+    check_listing(
+        leaf,
+        &key.map_key(),
+        &kp.proof,
+        &kp.positions,
+        &kp.inclusion,
+        evidence,
+        region,
+    )
+    .map_err(|e| format!("{region}: {key:?}: {e}"))?;
+    decode_listed(manifest, region, &kp.positions, evidence, found);
+    Ok(())
+}
+
+/// Checks that the map under `leaf` lists exactly `positions` for `key`, each included
+/// under the leaf's log root and present in the evidence.
+fn check_listing(
+    leaf: &Checkpoint,
+    key: &Hash256,
+    proof: &MapProof,
+    positions: &[u64],
+    inclusion: &[InclusionProof],
+    evidence: &BTreeMap<RecordPos, &Vec<u8>>,
+    region: RegionCode,
+) -> Result<(), String> {
+    let map_root = leaf.map_root().unwrap_or(crate::map::EMPTY);
+    match verify_map_proof(&map_root, key, proof) {
+        Err(e) => return Err(e.to_string()),
+        Ok(value) if value != value_of(positions) => {
+            return Err(format!(
+                "the map {} but the answer lists {} record(s)",
+                match value {
+                    None => "names nothing here",
+                    Some(_) => "lists other records",
+                },
+                positions.len()
+            ));
+        }
+        Ok(_) => {}
+    }
+    if positions.windows(2).any(|w| w[0] >= w[1])
+        || positions.iter().any(|s| *s == 0 || *s > leaf.size)
+    {
+        return Err(format!(
+            "positions must be increasing and within the head's {} records",
+            leaf.size
+        ));
+    }
+    if inclusion.len() != positions.len() {
+        return Err(format!(
+            "{} inclusion proofs for {} positions",
+            inclusion.len(),
+            positions.len()
+        ));
+    }
+    for (seq, inc) in positions.iter().zip(inclusion) {
+        let pos = RecordPos { region, seq: *seq };
+        let Some(bytes) = evidence.get(&pos) else {
+            return Err(format!(
+                "#{seq} is listed by the map but missing from the evidence"
+            ));
+        };
+        if inc.seq != *seq
+            || !verify_inclusion(
+                seq - 1,
+                leaf.size,
+                &leaf_hash(bytes),
+                &inc.hashes,
+                &leaf.root,
+            )
+        {
+            return Err(format!(
+                "#{seq}: inclusion proof does not lead to the head's root"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What offline verification of a proven answer concluded.
@@ -347,6 +547,14 @@ pub fn verify_proven_answer(
             manifest.members.len()
         ));
     }
+    let heads: BTreeMap<RegionCode, &Checkpoint> = manifest
+        .members
+        .iter()
+        .map(|m| m.region)
+        .zip(&leaves)
+        .collect();
+    // The records the proofs list, decoded: what they name is followed next.
+    let mut listed: BTreeMap<RecordPos, Listed> = BTreeMap::new();
     for ((proof, leaf), m) in proven.regions.iter().zip(&leaves).zip(&manifest.members) {
         let r = m.region;
         if proof.region != r {
@@ -356,61 +564,18 @@ pub fn verify_proven_answer(
             ));
             continue;
         }
-        let map_root = leaf.map_root().unwrap_or(crate::map::EMPTY);
-        let claimed = value_of(&proof.positions);
-        match verify_map_proof(&map_root, &key, &proof.subject) {
+        let checked = check_listing(
+            leaf,
+            &key,
+            &proof.subject,
+            &proof.positions,
+            &proof.inclusion,
+            &evidence,
+            r,
+        );
+        match checked {
             Err(e) => failures.push(format!("{r}: {e}")),
-            Ok(value) if value != claimed => failures.push(format!(
-                "{r}: the map {} but the answer lists {} record(s) naming the subject",
-                match value {
-                    None => "names nothing for the subject".to_string(),
-                    Some(_) => "lists other records for the subject".to_string(),
-                },
-                proof.positions.len()
-            )),
-            Ok(_) => {}
-        }
-        if proof.positions.windows(2).any(|w| w[0] >= w[1])
-            || proof.positions.iter().any(|s| *s == 0 || *s > leaf.size)
-        {
-            failures.push(format!(
-                "{r}: positions must be increasing and within the head's {} records",
-                leaf.size
-            ));
-            continue;
-        }
-        if proof.inclusion.len() != proof.positions.len() {
-            failures.push(format!(
-                "{r}: {} inclusion proofs for {} positions",
-                proof.inclusion.len(),
-                proof.positions.len()
-            ));
-            continue;
-        }
-        for (seq, inc) in proof.positions.iter().zip(&proof.inclusion) {
-            let pos = RecordPos {
-                region: r,
-                seq: *seq,
-            };
-            let Some(bytes) = evidence.get(&pos) else {
-                failures.push(format!(
-                    "{r}#{seq}: named by the map but missing from the evidence"
-                ));
-                continue;
-            };
-            if inc.seq != *seq
-                || !verify_inclusion(
-                    seq - 1,
-                    leaf.size,
-                    &leaf_hash(bytes),
-                    &inc.hashes,
-                    &leaf.root,
-                )
-            {
-                failures.push(format!(
-                    "{r}#{seq}: inclusion proof does not lead to the head's root"
-                ));
-            }
+            Ok(()) => decode_listed(manifest, r, &proof.positions, &evidence, &mut listed),
         }
         report.regions.push(RegionReport {
             region: r,
@@ -418,49 +583,100 @@ pub fn verify_proven_answer(
             naming_records: proof.positions.len(),
         });
     }
-    // Every entry and evaluation the answer reports must come from a record the map
-    // lists: one shown but not listed would be outside what the proofs cover.
-    let mut covered_entries = std::collections::BTreeSet::new();
-    let mut covered_evaluations = std::collections::BTreeSet::new();
-    for p in &proven.regions {
-        for seq in &p.positions {
-            let pos = RecordPos {
-                region: p.region,
-                seq: *seq,
-            };
-            let Some(v) = evidence
-                .get(&pos)
-                .and_then(|b| decode_envelope(&manifest.federation_id, b).ok())
-            else {
+    // Follow every entry and evaluation the subject's records or the answer name, to
+    // every record about it in every region (corrections, repairs, revocations,
+    // objections, joint actions), and every objection found to its resolutions in the
+    // issuer's log. A record withheld here would change a state the answer claims.
+    let mut queue: Vec<Followed> = listed.values().filter_map(|l| l.names).collect();
+    queue.extend(
+        proven
+            .answer
+            .entries
+            .iter()
+            .map(|e| Followed::Entry(e.entry)),
+    );
+    queue.extend(
+        proven
+            .answer
+            .evaluations
+            .iter()
+            .map(|e| Followed::Evaluation(e.id)),
+    );
+    let mut done: std::collections::BTreeSet<Followed> = std::collections::BTreeSet::new();
+    // Where each entry or evaluation was published: its issuer.
+    let mut issuer: BTreeMap<Followed, RegionCode> = BTreeMap::new();
+    let mut objections: Vec<(Followed, Followed)> = Vec::new();
+    while let Some(next) = queue.pop() {
+        if !done.insert(next) {
+            continue;
+        }
+        let regions: Vec<RegionCode> = match next {
+            Followed::Objection(_) => Vec::new(),
+            _ => manifest.members.iter().map(|m| m.region).collect(),
+        };
+        for r in regions {
+            let mut found = BTreeMap::new();
+            if let Err(e) = check_followed(proven, &heads, &evidence, manifest, r, next, &mut found)
+            {
+                failures.push(e);
                 continue;
-            };
-            match &v.body {
-                Body::ListEntryPublished(e) => {
-                    covered_entries.insert(entry_id(p.region, e));
+            }
+            for (pos, l) in found {
+                if l.publishes == Some(next) {
+                    issuer.insert(next, pos.region);
                 }
-                Body::ListEntryAmended { entry, .. } => {
-                    covered_entries.insert(*entry);
+                if let Some(o) = l.objection {
+                    objections.push((o, next));
                 }
-                Body::EvaluationPublished(ev) => {
-                    covered_evaluations.insert(evaluation_id(&v.envelope.author, ev));
-                }
-                _ => {}
+                listed.insert(pos, l);
             }
         }
     }
-    for e in &proven.answer.entries {
-        if !covered_entries.contains(&e.entry) {
-            failures.push(format!(
-                "entry {}: no record the map lists for the subject publishes or corrects it",
-                e.entry
-            ));
+    for (o, about) in objections {
+        // Resolved only by the issuer of what it is about (article 二十二); an entry
+        // whose publication lies beyond the heads proven has nothing proven to resolve.
+        let Some(r) = issuer.get(&about).copied() else {
+            continue;
+        };
+        if !done.insert(o) {
+            continue;
+        }
+        let mut found = BTreeMap::new();
+        if let Err(e) = check_followed(proven, &heads, &evidence, manifest, r, o, &mut found) {
+            failures.push(e);
+        }
+        listed.extend(found);
+    }
+    // Every entry and evaluation the answer shows must come from a record the proofs
+    // list, or be newer than the heads proven.
+    let covered: std::collections::BTreeSet<Followed> =
+        listed.values().filter_map(|l| l.names).collect();
+    let newer = |pos: &RecordPos| heads.get(&pos.region).is_some_and(|h| pos.seq > h.size);
+    let mut published_at: BTreeMap<Followed, RecordPos> = BTreeMap::new();
+    for (pos, bytes) in &evidence {
+        if let Ok(v) = decode_envelope(&manifest.federation_id, bytes)
+            && let Some(f) = Listed::of(pos.region, &v.envelope.author, &v.body).publishes
+        {
+            published_at.insert(f, *pos);
         }
     }
-    for ev in &proven.answer.evaluations {
-        if !covered_evaluations.contains(&ev.id) {
+    let shown = proven
+        .answer
+        .entries
+        .iter()
+        .map(|e| (Followed::Entry(e.entry), e.entry.to_string(), "entry"))
+        .chain(
+            proven
+                .answer
+                .evaluations
+                .iter()
+                .map(|e| (Followed::Evaluation(e.id), e.id.to_string(), "evaluation")),
+        );
+    for (f, id, what) in shown {
+        let is_newer = published_at.get(&f).is_some_and(newer);
+        if !covered.contains(&f) && !is_newer {
             failures.push(format!(
-                "evaluation {}: no record the map lists for the subject publishes it",
-                ev.id
+                "{what} {id}: no record the map lists for the subject publishes or corrects it"
             ));
         }
     }
@@ -557,6 +773,7 @@ mod tests {
                 },
                 positions: vec![],
                 inclusion: vec![],
+                related: vec![],
             })
             .collect();
         ProvenAnswer {

@@ -475,9 +475,9 @@ pub fn map_get<N: MapNodes>(
 pub struct MapChanges {
     /// Per key, the positions that now name it, in log order.
     pub updates: std::collections::BTreeMap<Hash256, ValueUpdate>,
-    /// Each (subject key, position) pair the run adds, in log order: what a node keeps
-    /// to list a subject's records when it proves them (an entry's records are listed
-    /// by its fold already).
+    /// Each (key, position) pair the run adds for subjects, entries, evaluations and
+    /// objections, in log order: what a node keeps to list a key's records when it
+    /// proves them.
     pub positions: Vec<(Hash256, u64)>,
 }
 
@@ -491,7 +491,10 @@ pub fn changes_from<'a>(
     for (seq, envelope, body) in records {
         for named in keys_named(envelope, body) {
             let key = map_key(&named);
-            if matches!(named, Indexed::Subject(_)) {
+            // Positions are kept for what proven answers follow; an action's records
+            // change no measure's applicability beyond its initiation (indexed under
+            // its entry), so action keys are left out.
+            if !matches!(named, Indexed::Action(_)) {
                 out.positions.push((key, seq));
             }
             match out

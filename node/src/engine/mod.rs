@@ -708,47 +708,171 @@ impl Core {
         domain: MeasureDomain,
         head: &FederationHead,
     ) -> Result<credfed_protocol::federation::ProvenAnswer, ProofFailure> {
-        use credfed_protocol::federation::{InclusionProof, ProvenAnswer, RegionProof};
+        use credfed_protocol::federation::{Followed, Listed, ProvenAnswer, RegionProof};
         use credfed_protocol::map::{Indexed, map_key};
-        let key = map_key(&Indexed::Subject(subject.clone()));
-        let mut regions = Vec::with_capacity(head.leaves.len());
+        let sizes: BTreeMap<RegionCode, u64> = self
+            .manifest
+            .members
+            .iter()
+            .zip(&head.leaves)
+            .map(|(m, l)| (m.region, l.size))
+            .collect();
         let mut extra = std::collections::BTreeSet::new();
-        for (m, leaf) in self.manifest.members.iter().zip(&head.leaves) {
-            let size = leaf.size;
-            let proof = self.map_proof(m.region, size, &key)?;
-            let positions = self.store.map_positions(m.region, &key, size)?;
-            let mut inclusion = Vec::with_capacity(positions.len());
-            for seq in &positions {
-                inclusion.push(InclusionProof {
-                    seq: *seq,
-                    hashes: self.inclusion_proof(m.region, *seq, size)?,
-                });
-                extra.insert(RecordPos {
-                    region: m.region,
-                    seq: *seq,
-                });
-            }
+        let mut listed: Vec<(RecordPos, Listed)> = Vec::new();
+        let subject_key = map_key(&Indexed::Subject(subject.clone()));
+        let mut regions = Vec::with_capacity(head.leaves.len());
+        for (region, size) in &sizes {
+            let (proof, positions, inclusion) =
+                self.listing(*region, *size, &subject_key, &mut extra, &mut listed)?;
             regions.push(RegionProof {
-                region: m.region,
+                region: *region,
                 subject: proof,
                 positions,
                 inclusion,
+                related: Vec::new(),
             });
         }
-        let answer = credfed_protocol::check::check_including(
-            self.rules(),
-            &*self.store,
-            subject,
-            domain,
-            self.now(),
-            extra,
-        )?;
-        Ok(ProvenAnswer {
-            answer,
-            federation_note: head.signed.encode(),
-            leaves: head.leaves.iter().map(|l| l.body()).collect(),
-            regions,
-        })
+        // What the verifier follows (federation::verify_proven_answer): the entries and
+        // evaluations the subject's records publish or correct and those the answer
+        // shows, in every region, then every objection found, in its issuer's log. The
+        // answer is recomputed until what it shows is all followed (a record may land
+        // between two readings).
+        let mut followed: std::collections::BTreeSet<Followed> = std::collections::BTreeSet::new();
+        let mut issuer: BTreeMap<Followed, RegionCode> = BTreeMap::new();
+        for _ in 0..3 {
+            let answer = credfed_protocol::check::check_including(
+                self.rules(),
+                &*self.store,
+                subject,
+                domain,
+                self.now(),
+                extra.clone(),
+            )?;
+            let mut queue: Vec<Followed> = listed
+                .iter()
+                .filter_map(|(_, l)| l.names)
+                .chain(answer.entries.iter().map(|e| Followed::Entry(e.entry)))
+                .chain(
+                    answer
+                        .evaluations
+                        .iter()
+                        .map(|e| Followed::Evaluation(e.id)),
+                )
+                .filter(|f| !followed.contains(f))
+                .collect();
+            if queue.is_empty() {
+                return Ok(ProvenAnswer {
+                    answer,
+                    federation_note: head.signed.encode(),
+                    leaves: head.leaves.iter().map(|l| l.body()).collect(),
+                    regions,
+                });
+            }
+            let mut objections = Vec::new();
+            while let Some(next) = queue.pop() {
+                if !followed.insert(next) {
+                    continue;
+                }
+                for (i, (region, size)) in sizes.iter().enumerate() {
+                    let mut found = Vec::new();
+                    let (proof, positions, inclusion) =
+                        self.listing(*region, *size, &next.map_key(), &mut extra, &mut found)?;
+                    for (pos, l) in &found {
+                        if l.publishes == Some(next) {
+                            issuer.insert(next, pos.region);
+                        }
+                        if let Some(o) = l.objection {
+                            objections.push((o, next));
+                        }
+                    }
+                    listed.extend(found);
+                    regions[i]
+                        .related
+                        .push(credfed_protocol::federation::KeyProof {
+                            key: next,
+                            proof,
+                            positions,
+                            inclusion,
+                        });
+                }
+            }
+            for (o, about) in objections {
+                let Some(region) = issuer.get(&about).copied() else {
+                    continue;
+                };
+                if !followed.insert(o) {
+                    continue;
+                }
+                let (Some(i), Some(size)) =
+                    (sizes.keys().position(|r| *r == region), sizes.get(&region))
+                else {
+                    continue;
+                };
+                let mut found = Vec::new();
+                let (proof, positions, inclusion) =
+                    self.listing(region, *size, &o.map_key(), &mut extra, &mut found)?;
+                listed.extend(found);
+                regions[i]
+                    .related
+                    .push(credfed_protocol::federation::KeyProof {
+                        key: o,
+                        proof,
+                        positions,
+                        inclusion,
+                    });
+            }
+        }
+        Err(ProofFailure::OutOfRange(
+            "the answer kept changing while it was being proven; ask again".into(),
+        ))
+    }
+
+    /// What `region`'s map at `size` lists for `key`: its proof, the positions, their
+    /// inclusion proofs; the positions join `extra` (the answer's evidence) and the
+    /// records, decoded, join `listed`.
+    #[allow(clippy::type_complexity)]
+    fn listing(
+        &self,
+        region: RegionCode,
+        size: u64,
+        key: &Hash256,
+        extra: &mut std::collections::BTreeSet<RecordPos>,
+        listed: &mut Vec<(RecordPos, credfed_protocol::federation::Listed)>,
+    ) -> Result<
+        (
+            credfed_protocol::map::MapProof,
+            Vec<u64>,
+            Vec<credfed_protocol::federation::InclusionProof>,
+        ),
+        ProofFailure,
+    > {
+        let proof = self.map_proof(region, size, key)?;
+        let positions = self.store.map_positions(region, key, size)?;
+        let mut inclusion = Vec::with_capacity(positions.len());
+        for seq in &positions {
+            let pos = RecordPos { region, seq: *seq };
+            inclusion.push(credfed_protocol::federation::InclusionProof {
+                seq: *seq,
+                hashes: self.inclusion_proof(region, *seq, size)?,
+            });
+            extra.insert(pos);
+            if let Some(bytes) = self.store.envelope_at(pos)? {
+                let envelope: credfed_protocol::envelope::Envelope =
+                    credfed_protocol::codec::decode(
+                        &bytes,
+                        credfed_protocol::limits::MAX_ENVELOPE_BYTES,
+                        "envelope",
+                    )
+                    .map_err(|e| StoreError::Corrupt(format!("{region}#{seq}: {e}")))?;
+                let body = credfed_protocol::record::Body::decode(&envelope.body)
+                    .map_err(|e| StoreError::Corrupt(format!("{region}#{seq}: {e}")))?;
+                listed.push((
+                    pos,
+                    credfed_protocol::federation::Listed::of(region, &envelope.author, &body),
+                ));
+            }
+        }
+        Ok((proof, positions, inclusion))
     }
 
     /// The proof of what `key` maps to in `region`'s map at `size` records.

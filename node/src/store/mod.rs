@@ -33,7 +33,7 @@
 //! | `Y` | region u32 | a checkpoint the region's node signed that contradicts this replica (fork evidence) |
 //! | `I` | region u32, depth u16, path (the ⌈depth/8⌉ bytes it uses), version u64 | `MapNode`: a node of the region's verifiable map, as of that version (log size) |
 //! | `J` | region u32, version u64 | 32-byte map root at that version |
-//! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that subject (subject keys only: entries list their records in their folds) |
+//! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key (subjects, entries, evaluations, objections) |
 //!
 //! The verifiable map (`I`, `J`) is derived from the log and computed when a checkpoint
 //! needs it (docs/protocol.md, "Verifiable map"): a store without it — an older store,

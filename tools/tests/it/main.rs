@@ -740,6 +740,84 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     let first = sigs.lines().next().unwrap();
     a["federation_note"] = Value::String(format!("{body}\n\n{first}\n"));
     refused("uncosigned.json", &a, &[], "cosignatures needed");
+
+    // An objection recorded in Guangdong suspends the entry: the proven answer follows
+    // the entry into every region and shows it suspended, and withholding the
+    // objection — from the evidence and from Guangdong's listing — is refused.
+    let entry = answer["answer"]["entries"][0]["entry"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.json(
+        1,
+        "440000:obj",
+        &[
+            "objection",
+            "file",
+            "--entry",
+            &entry,
+            "--case-no",
+            "粤异议〔2026〕7号",
+            "--grounds",
+            "当事人称已履行",
+            "--filed-on",
+            "2026-02-01",
+        ],
+    );
+    let suspended = dir.join("suspended.json");
+    env.wait_json(
+        1,
+        &[
+            "check",
+            "91350100M000100Y43",
+            "--domain",
+            "procurement",
+            "--proofs",
+            "--save",
+            suspended.to_str().unwrap(),
+        ],
+        |v| {
+            v["answer"]["entries"][0]["state"] == "suspended"
+                && v["regions"][1]["related"].as_array().is_some_and(|r| {
+                    r.iter()
+                        .any(|k| !k["positions"].as_array().unwrap().is_empty())
+                })
+        },
+    )
+    .await;
+    let out = verify(&suspended, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let answer: Value =
+        serde_json::from_str(&std::fs::read_to_string(&suspended).unwrap()).unwrap();
+    let mut a = answer.clone();
+    let related = a["regions"][1]["related"].as_array_mut().unwrap();
+    let k = related
+        .iter_mut()
+        .find(|k| !k["positions"].as_array().unwrap().is_empty())
+        .unwrap();
+    let seqs: Vec<u64> = k["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    k["positions"] = Value::Array(vec![]);
+    k["inclusion"] = Value::Array(vec![]);
+    let evidence = a["answer"]["evidence"].as_array_mut().unwrap();
+    evidence.retain(|e| {
+        !(e["pos"]["region"] == "440000" && seqs.contains(&e["pos"]["seq"].as_u64().unwrap()))
+    });
+    let entries = a["answer"]["entries"].as_array_mut().unwrap();
+    entries[0]["state"] = Value::String("active".into());
+    refused("withheld-objection.json", &a, &[], "440000: Entry");
+    // And a proof left out altogether.
+    let mut a = answer.clone();
+    a["regions"][1]["related"] = Value::Array(vec![]);
+    refused("no-entry-proof.json", &a, &[], "no map proof");
 }
 
 /// a node that is down gives exit code 3 and says where it looked and what to do.
