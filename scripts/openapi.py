@@ -53,7 +53,8 @@ def ok(description, schema=None, status="200"):
 
 NO_QUORUM = {
     "503": err("Proofs asked for, but the members did not cosign a federation checkpoint "
-               "in time (code no_quorum); retry shortly, or ask without proofs"),
+               "in time (code no_quorum), or the heads moved under the proof (code "
+               "proofs_unavailable); retry shortly, or ask without proofs"),
 }
 
 AUTH = {

@@ -541,7 +541,14 @@ async fn check_inner(
         let proven = tokio::task::spawn_blocking(move || core.prove(&key, domain, &head))
             .await
             .map_err(|e| ApiError::internal(format!("proving failed: {e}")))?
-            .map_err(|e| ApiError::internal(format!("cannot prove the answer: {e}")))?;
+            .map_err(|e| match e {
+                crate::engine::ProofFailure::Store(e) => ApiError::store(e),
+                // The heads moved under the proof: the next try uses fresher ones.
+                other => ApiError::unavailable(
+                    "proofs_unavailable",
+                    format!("proofs: {other}; ask again"),
+                ),
+            })?;
         serde_json::to_value(&proven)
     } else {
         serde_json::to_value(state.core.check(&key, domain)?)
@@ -840,6 +847,9 @@ impl From<crate::engine::ProofFailure> for ApiError {
                 ),
             ),
             ProofFailure::OutOfRange(m) => ApiError::unprocessable("query", format!("query: {m}")),
+            e @ ProofFailure::Passed { .. } => {
+                ApiError::unavailable("map_passed", format!("proofs: {e}"))
+            }
             ProofFailure::Store(e) => ApiError::store(e),
         }
     }

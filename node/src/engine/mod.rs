@@ -499,10 +499,7 @@ impl Core {
         self.tree_bounds(region, size)?;
         let from = match self.store.map_latest(region)? {
             Some((latest, _)) if latest > size => {
-                return Err(ProofFailure::OutOfRange(format!(
-                    "the map of {region} was computed at {latest} records and not at {size}; \
-                     ask about a later checkpoint"
-                )));
+                return Err(ProofFailure::Passed { latest });
             }
             Some((latest, _)) => latest,
             None => 0,
@@ -662,6 +659,7 @@ impl Core {
             }
             let map = self.map_root(region, leaf.size).map_err(|e| match e {
                 ProofFailure::NotHeld { held } => CosignRefusal::NotYet { held },
+                ProofFailure::Passed { latest } => CosignRefusal::Older { cosigned: latest },
                 other => CosignRefusal::Invalid(format!("{region}: {other}")),
             })?;
             if leaf.map_root() != Some(map) {
@@ -931,6 +929,8 @@ impl Core {
         let size = signed.checkpoint.size;
         let ours = self.map_root(region, size).map_err(|e| match e {
             ProofFailure::NotHeld { held } => CosignRefusal::NotYet { held },
+            // A later checkpoint of the region was handled here already.
+            ProofFailure::Passed { latest } => CosignRefusal::Older { cosigned: latest },
             other => CosignRefusal::Invalid(format!("witness map: {other}")),
         })?;
         let theirs = signed
@@ -1133,6 +1133,15 @@ pub enum ProofFailure {
     /// The positions asked for are not in the tree asked about.
     #[error("{0}")]
     OutOfRange(String),
+    /// The region's map was computed at a later size and never at the one asked about
+    /// (a version is computed per checkpoint signed or cosigned, and only forward).
+    #[error(
+        "the map was computed at {latest} records and not at the size asked about; ask about a later checkpoint"
+    )]
+    Passed {
+        /// The latest size the map was computed at.
+        latest: u64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
