@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{CheckAnswer, VerificationReport, verify_answer};
-use crate::checkpoint::{Checkpoint, SignedCheckpoint, origin, witness_name};
+use crate::checkpoint::{Checkpoint, SignedCheckpoint, origin};
 use crate::crypto::Hash256;
 use crate::envelope::decode_envelope;
 use crate::ids::RegionCode;
@@ -140,38 +140,10 @@ pub fn verify_federation_quorum(
     manifest: &Manifest,
     note: &SignedCheckpoint,
 ) -> Result<(Vec<RegionCode>, u64), String> {
-    let fed = &manifest.federation_id;
     let need = federation_quorum(manifest.members.len());
-    let names: BTreeMap<String, &crate::manifest::Member> = manifest
-        .members
-        .iter()
-        .map(|m| (witness_name(fed, m.region), m))
-        .collect();
-    // Newest first, so that the quorum found is the freshest one the note offers.
-    let mut lines: Vec<(u64, &crate::manifest::Member)> = Vec::new();
-    for line in &note.signatures {
-        let Some(m) = names.get(&line.name) else {
-            continue;
-        };
-        if line.data.len() != 72 || lines.iter().any(|(_, x)| x.region == m.region) {
-            continue;
-        }
-        let mut t = [0u8; 8];
-        t.copy_from_slice(&line.data[..8]);
-        lines.push((u64::from_be_bytes(t), m));
-    }
-    lines.sort_by_key(|l| std::cmp::Reverse(l.0));
-    let mut cosigners = Vec::new();
-    let mut oldest = u64::MAX;
-    for (_, m) in lines {
-        if cosigners.len() >= need {
-            break;
-        }
-        if let Ok(t) = note.verify_cosignature(&witness_name(fed, m.region), &m.node_key) {
-            cosigners.push(m.region);
-            oldest = oldest.min(t);
-        }
-    }
+    let verified = crate::witness::verified_cosigners(note, manifest, need, |_| true);
+    let oldest = verified.iter().map(|(_, t)| *t).min().unwrap_or(u64::MAX);
+    let cosigners: Vec<RegionCode> = verified.into_iter().map(|(r, _)| r).collect();
     if cosigners.len() < need {
         return Err(format!(
             "federation checkpoint: {} of {need} cosignatures needed (a majority of all members) verify",
@@ -689,6 +661,7 @@ mod tests {
     use super::*;
     use crate::catalogue::{Catalogue, MeasureDomain};
     use crate::check::Verdict;
+    use crate::checkpoint::witness_name;
     use crate::crypto::Keypair;
     use crate::manifest::Member;
     use crate::map::{EMPTY, MemoryMap, map_proof};
