@@ -109,9 +109,11 @@ fn fixture(keys: u64) -> Fixture {
         .iter()
         .map(|m| RegionProof {
             region: m.region,
-            subject: proof.clone(),
-            positions: vec![],
-            inclusion: vec![],
+            subject: credfed_protocol::federation::Listing {
+                proof: proof.clone(),
+                positions: vec![],
+                inclusion: vec![],
+            },
             related: vec![],
         })
         .collect();

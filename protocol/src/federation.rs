@@ -162,20 +162,26 @@ pub struct InclusionProof {
     pub hashes: Vec<Hash256>,
 }
 
+/// What a region's map lists for one key under the region's leaf, with the proofs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The map proof for the key.
+    pub proof: MapProof,
+    /// The positions the map lists, in log order (empty: nothing).
+    pub positions: Vec<u64>,
+    /// One inclusion proof per position; the envelopes are in the answer's evidence.
+    pub inclusion: Vec<InclusionProof>,
+}
+
 /// What one region's map and log say about the subject, under that region's leaf.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionProof {
     /// Region.
     pub region: RegionCode,
-    /// The map proof for the subject's key.
-    pub subject: MapProof,
-    /// The positions the map lists for the subject, in log order (empty: not named).
-    pub positions: Vec<u64>,
-    /// One inclusion proof per listed position; the envelopes are in the answer's
-    /// evidence.
-    pub inclusion: Vec<InclusionProof>,
-    /// The same for every entry, evaluation and objection the answer follows: what
-    /// this region's map lists for it (see [`verify_proven_answer`]).
+    /// What the map lists for the subject.
+    pub subject: Listing,
+    /// The same for every entry, evaluation and objection the answer follows (see
+    /// [`verify_proven_answer`]).
     pub related: Vec<KeyProof>,
 }
 
@@ -203,17 +209,13 @@ impl Followed {
     }
 }
 
-/// What one region's map lists for a followed id, with inclusion proofs.
+/// What one region's map lists for a followed id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyProof {
     /// What is followed.
     pub key: Followed,
-    /// The map proof for its key.
-    pub proof: MapProof,
-    /// The positions the map lists, in log order.
-    pub positions: Vec<u64>,
-    /// One inclusion proof per position.
-    pub inclusion: Vec<InclusionProof>,
+    /// What the map lists for it.
+    pub listing: Listing,
 }
 
 /// A check answer with everything needed to verify it offline against the manifest.
@@ -327,17 +329,9 @@ fn check_followed(
             "{region}: no map proof for {key:?}, which the answer rests on"
         ));
     };
-    check_listing(
-        leaf,
-        &key.map_key(),
-        &kp.proof,
-        &kp.positions,
-        &kp.inclusion,
-        evidence,
-        region,
-    )
-    .map_err(|e| format!("{region}: {key:?}: {e}"))?;
-    decode_listed(manifest, region, &kp.positions, evidence, found);
+    check_listing(leaf, &key.map_key(), &kp.listing, evidence, region)
+        .map_err(|e| format!("{region}: {key:?}: {e}"))?;
+    decode_listed(manifest, region, &kp.listing.positions, evidence, found);
     Ok(())
 }
 
@@ -346,12 +340,11 @@ fn check_followed(
 fn check_listing(
     leaf: &Checkpoint,
     key: &Hash256,
-    proof: &MapProof,
-    positions: &[u64],
-    inclusion: &[InclusionProof],
+    listing: &Listing,
     evidence: &BTreeMap<RecordPos, &Vec<u8>>,
     region: RegionCode,
 ) -> Result<(), String> {
+    let (proof, positions, inclusion) = (&listing.proof, &listing.positions, &listing.inclusion);
     let map_root = leaf.map_root().unwrap_or(crate::map::EMPTY);
     match verify_map_proof(&map_root, key, proof) {
         Err(e) => return Err(e.to_string()),
@@ -536,23 +529,15 @@ pub fn verify_proven_answer(
             ));
             continue;
         }
-        let checked = check_listing(
-            leaf,
-            &key,
-            &proof.subject,
-            &proof.positions,
-            &proof.inclusion,
-            &evidence,
-            r,
-        );
-        match checked {
+        let positions = &proof.subject.positions;
+        match check_listing(leaf, &key, &proof.subject, &evidence, r) {
             Err(e) => failures.push(format!("{r}: {e}")),
-            Ok(()) => decode_listed(manifest, r, &proof.positions, &evidence, &mut listed),
+            Ok(()) => decode_listed(manifest, r, positions, &evidence, &mut listed),
         }
         report.regions.push(RegionReport {
             region: r,
             size: leaf.size,
-            naming_records: proof.positions.len(),
+            naming_records: positions.len(),
         });
     }
     // Follow every entry and evaluation the subject's records or the answer name, to
@@ -736,16 +721,18 @@ mod tests {
             .iter()
             .map(|mb| RegionProof {
                 region: mb.region,
-                subject: if mb.region.code() == 620000 {
-                    map_proof(&gansu, 40, &key).unwrap()
-                } else {
-                    MapProof {
-                        siblings: vec![],
-                        leaf: None,
-                    }
+                subject: Listing {
+                    proof: if mb.region.code() == 620000 {
+                        map_proof(&gansu, 40, &key).unwrap()
+                    } else {
+                        MapProof {
+                            siblings: vec![],
+                            leaf: None,
+                        }
+                    },
+                    positions: vec![],
+                    inclusion: vec![],
                 },
-                positions: vec![],
-                inclusion: vec![],
                 related: vec![],
             })
             .collect();
@@ -848,8 +835,8 @@ mod tests {
         let p = proven(&[310000, 620000], NOW);
         // Claim the subject has a record in Gansu: the map says otherwise.
         let mut a = p.clone();
-        a.regions[2].positions = vec![3];
-        a.regions[2].inclusion = vec![InclusionProof {
+        a.regions[2].subject.positions = vec![3];
+        a.regions[2].subject.inclusion = vec![InclusionProof {
             seq: 3,
             hashes: vec![],
         }];
@@ -865,7 +852,7 @@ mod tests {
             })
             .collect();
         gansu.apply(40, &others).unwrap();
-        a.regions[2].subject = map_proof(&gansu, 40, &other).unwrap();
+        a.regions[2].subject.proof = map_proof(&gansu, 40, &other).unwrap();
         assert!(!verify(&a, NOW, 60).ok());
     }
 

@@ -720,13 +720,9 @@ impl Core {
         let subject_key = map_key(&Indexed::Subject(subject.clone()));
         let mut regions = Vec::with_capacity(head.leaves.len());
         for (region, size) in &sizes {
-            let (proof, positions, inclusion) =
-                self.listing(*region, *size, &subject_key, &mut extra, &mut listed)?;
             regions.push(RegionProof {
                 region: *region,
-                subject: proof,
-                positions,
-                inclusion,
+                subject: self.listing(*region, *size, &subject_key, &mut extra, &mut listed)?,
                 related: Vec::new(),
             });
         }
@@ -773,7 +769,7 @@ impl Core {
                 }
                 for (i, (region, size)) in sizes.iter().enumerate() {
                     let mut found = Vec::new();
-                    let (proof, positions, inclusion) =
+                    let listing =
                         self.listing(*region, *size, &next.map_key(), &mut extra, &mut found)?;
                     for (pos, l) in &found {
                         if l.publishes == Some(next) {
@@ -786,12 +782,7 @@ impl Core {
                     listed.extend(found);
                     regions[i]
                         .related
-                        .push(credfed_protocol::federation::KeyProof {
-                            key: next,
-                            proof,
-                            positions,
-                            inclusion,
-                        });
+                        .push(credfed_protocol::federation::KeyProof { key: next, listing });
                 }
             }
             for (o, about) in objections {
@@ -807,17 +798,11 @@ impl Core {
                     continue;
                 };
                 let mut found = Vec::new();
-                let (proof, positions, inclusion) =
-                    self.listing(region, *size, &o.map_key(), &mut extra, &mut found)?;
+                let listing = self.listing(region, *size, &o.map_key(), &mut extra, &mut found)?;
                 listed.extend(found);
                 regions[i]
                     .related
-                    .push(credfed_protocol::federation::KeyProof {
-                        key: o,
-                        proof,
-                        positions,
-                        inclusion,
-                    });
+                    .push(credfed_protocol::federation::KeyProof { key: o, listing });
             }
         }
         Err(ProofFailure::OutOfRange(
@@ -825,10 +810,8 @@ impl Core {
         ))
     }
 
-    /// What `region`'s map at `size` lists for `key`: its proof, the positions, their
-    /// inclusion proofs; the positions join `extra` (the answer's evidence) and the
-    /// records, decoded, join `listed`.
-    #[allow(clippy::type_complexity)]
+    /// What `region`'s map at `size` lists for `key`, with its proofs; the positions join
+    /// `extra` (the answer's evidence) and the records, decoded, join `listed`.
     fn listing(
         &self,
         region: RegionCode,
@@ -836,14 +819,7 @@ impl Core {
         key: &Hash256,
         extra: &mut std::collections::BTreeSet<RecordPos>,
         listed: &mut Vec<(RecordPos, credfed_protocol::federation::Listed)>,
-    ) -> Result<
-        (
-            credfed_protocol::map::MapProof,
-            Vec<u64>,
-            Vec<credfed_protocol::federation::InclusionProof>,
-        ),
-        ProofFailure,
-    > {
+    ) -> Result<credfed_protocol::federation::Listing, ProofFailure> {
         let proof = self.map_proof(region, size, key)?;
         let positions = self.store.map_positions(region, key, size)?;
         let mut inclusion = Vec::with_capacity(positions.len());
@@ -870,7 +846,11 @@ impl Core {
                 ));
             }
         }
-        Ok((proof, positions, inclusion))
+        Ok(credfed_protocol::federation::Listing {
+            proof,
+            positions,
+            inclusion,
+        })
     }
 
     /// The proof of what `key` maps to in `region`'s map at `size` records.

@@ -692,7 +692,7 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
             listed.to_str().unwrap(),
         ],
         |v| {
-            v["regions"][0]["positions"]
+            v["regions"][0]["subject"]["positions"]
                 .as_array()
                 .is_some_and(|p| !p.is_empty())
         },
@@ -713,8 +713,8 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     };
     // Claiming absence for the listed company: no entries, no positions.
     let mut a = answer.clone();
-    a["regions"][0]["positions"] = Value::Array(vec![]);
-    a["regions"][0]["inclusion"] = Value::Array(vec![]);
+    a["regions"][0]["subject"]["positions"] = Value::Array(vec![]);
+    a["regions"][0]["subject"]["inclusion"] = Value::Array(vec![]);
     for k in ["entries", "mandatory", "recommended", "withheld"] {
         a["answer"][k] = Value::Array(vec![]);
     }
@@ -780,7 +780,7 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
             v["answer"]["entries"][0]["state"] == "suspended"
                 && v["regions"][1]["related"].as_array().is_some_and(|r| {
                     r.iter()
-                        .any(|k| !k["positions"].as_array().unwrap().is_empty())
+                        .any(|k| !k["listing"]["positions"].as_array().unwrap().is_empty())
                 })
         },
     )
@@ -797,16 +797,16 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     let related = a["regions"][1]["related"].as_array_mut().unwrap();
     let k = related
         .iter_mut()
-        .find(|k| !k["positions"].as_array().unwrap().is_empty())
+        .find(|k| !k["listing"]["positions"].as_array().unwrap().is_empty())
         .unwrap();
-    let seqs: Vec<u64> = k["positions"]
+    let seqs: Vec<u64> = k["listing"]["positions"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p.as_u64().unwrap())
         .collect();
-    k["positions"] = Value::Array(vec![]);
-    k["inclusion"] = Value::Array(vec![]);
+    k["listing"]["positions"] = Value::Array(vec![]);
+    k["listing"]["inclusion"] = Value::Array(vec![]);
     let evidence = a["answer"]["evidence"].as_array_mut().unwrap();
     evidence.retain(|e| {
         !(e["pos"]["region"] == "440000" && seqs.contains(&e["pos"]["seq"].as_u64().unwrap()))
