@@ -110,7 +110,6 @@ struct FederationRounds {
     waiters: Vec<tokio::sync::oneshot::Sender<Result<crate::engine::FederationHead, String>>>,
     refusals: BTreeMap<String, usize>,
     requests: BTreeMap<OutboundRequestId, u64>,
-    need: usize,
 }
 
 /// The in-node fault mode: what a drill asks a node to simulate at the libp2p level.
@@ -389,8 +388,6 @@ impl Network {
             signing: false,
             federation: FederationRounds {
                 // The proposer's own cosignature is on the note from the start.
-                need: credfed_protocol::federation::federation_quorum(members_count)
-                    .saturating_sub(1),
                 rounds: crate::witnessing::Rounds::new(
                     credfed_protocol::federation::federation_quorum(members_count)
                         .saturating_sub(1),
@@ -512,14 +509,12 @@ impl Network {
             }
             Background::Federation(Ok((signed, leaves))) => {
                 self.federation.proposing = false;
-                let now = Instant::now();
-                if self.federation.need == 0 {
-                    self.federation.leaves = leaves.iter().map(|l| l.body()).collect();
-                    let note = signed.encode();
-                    self.federation_witnessed(&note);
+                self.federation.leaves = leaves.iter().map(|l| l.body()).collect();
+                if self.federation.rounds.quorum() == 0 {
+                    self.federation_witnessed(&signed.encode());
                     return;
                 }
-                self.federation.leaves = leaves.iter().map(|l| l.body()).collect();
+                let now = Instant::now();
                 let peers = self.cosigning_peers();
                 if peers.is_empty() {
                     self.end_federation_round(Err("no member is connected".into()));
@@ -610,7 +605,7 @@ impl Network {
             && !self.federation.rounds.in_flight()
             && !self.federation.waiters.is_empty()
         {
-            let need = self.federation.need + 1;
+            let need = self.federation.rounds.quorum() + 1;
             self.end_federation_round(Err(format!(
                 "no quorum of {need} cosignatures for a federation checkpoint (a majority of all members)"
             )));
@@ -1257,13 +1252,16 @@ impl Network {
 
     /// A cosignature from `peer`: counted only if it is that member's, over this round's
     /// checkpoint.
-    fn on_cosigned(&mut self, peer: PeerId, line: credfed_protocol::checkpoint::NoteSignature) {
-        let Some((region, _)) = self.members.get(&peer) else {
-            return;
-        };
-        let region = *region;
-        let valid = self.rounds.current().is_some_and(|cp| {
-            let manifest = self.core.manifest();
+    /// Whether `line` is `region`'s member's cosignature on the checkpoint of the round
+    /// in flight (`None`: no round, nothing to count).
+    fn cosignature_verifies(
+        &self,
+        round: Option<&credfed_protocol::checkpoint::SignedCheckpoint>,
+        region: RegionCode,
+        line: &credfed_protocol::checkpoint::NoteSignature,
+    ) -> bool {
+        let manifest = self.core.manifest();
+        round.is_some_and(|cp| {
             let mut with = cp.clone();
             with.signatures.push(line.clone());
             manifest.member(region).is_some_and(|m| {
@@ -1273,7 +1271,15 @@ impl Network {
                 )
                 .is_ok()
             })
-        });
+        })
+    }
+
+    fn on_cosigned(&mut self, peer: PeerId, line: credfed_protocol::checkpoint::NoteSignature) {
+        let Some((region, _)) = self.members.get(&peer) else {
+            return;
+        };
+        let region = *region;
+        let valid = self.cosignature_verifies(self.rounds.current(), region, &line);
         if !valid {
             tracing::warn!(%peer, %region, "cosignature does not verify; ignored");
             self.rounds.failed(peer);
@@ -1295,18 +1301,7 @@ impl Network {
             return;
         };
         let region = *region;
-        let valid = self.federation.rounds.current().is_some_and(|cp| {
-            let manifest = self.core.manifest();
-            let mut with = cp.clone();
-            with.signatures.push(line.clone());
-            manifest.member(region).is_some_and(|m| {
-                with.verify_cosignature(
-                    &credfed_protocol::checkpoint::witness_name(&manifest.federation_id, region),
-                    &m.node_key,
-                )
-                .is_ok()
-            })
-        });
+        let valid = self.cosignature_verifies(self.federation.rounds.current(), region, &line);
         if !valid {
             tracing::warn!(%peer, %region, "federation cosignature does not verify; ignored");
             self.federation.rounds.failed(peer);

@@ -84,6 +84,11 @@ impl Rounds {
                 .is_none_or(|t| now.duration_since(t) >= self.gap)
     }
 
+    /// Cosignatures a round needs.
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
     /// A round is collecting cosignatures and has not reached its quorum.
     pub fn in_flight(&self) -> bool {
         self.current.as_ref().is_some_and(|r| !r.witnessed)
