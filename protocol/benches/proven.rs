@@ -12,8 +12,11 @@
 //! Run: `cargo bench -p credfed-protocol --bench proven`
 
 use std::collections::BTreeMap;
+mod common;
+
 use std::hint::black_box;
-use std::path::PathBuf;
+
+use common::mean_ns;
 
 use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
 use credfed_protocol::check::{CheckAnswer, Verdict};
@@ -184,22 +187,6 @@ fn benches(c: &mut Criterion, f: &Fixture) {
         )
     });
     g.finish();
-}
-
-fn mean_ns(group: &str, id: &str) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let text = std::fs::read_to_string(
-        target
-            .join("criterion")
-            .join(group)
-            .join(id)
-            .join("new/estimates.json"),
-    )
-    .ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }
 
 fn main() {
