@@ -289,31 +289,27 @@ impl Listed {
     }
 }
 
-/// Decodes the evidence at `positions` of `region` into `out`.
+/// What the evidence at `positions` of `region` means, into `out`.
 fn decode_listed(
-    manifest: &Manifest,
     region: RegionCode,
     positions: &[u64],
-    evidence: &BTreeMap<RecordPos, &Vec<u8>>,
+    meaning: &BTreeMap<RecordPos, Listed>,
     out: &mut BTreeMap<RecordPos, Listed>,
 ) {
     for seq in positions {
         let pos = RecordPos { region, seq: *seq };
-        if let Some(v) = evidence
-            .get(&pos)
-            .and_then(|b| decode_envelope(&manifest.federation_id, b).ok())
-        {
-            out.insert(pos, Listed::of(region, &v.envelope.author, &v.body));
+        if let Some(l) = meaning.get(&pos) {
+            out.insert(pos, *l);
         }
     }
 }
 
-/// Checks `region`'s proof for `key` and decodes what it lists into `found`.
+/// Checks `region`'s proof for `key` and adds what it lists to `found`.
 fn check_followed(
     proven: &ProvenAnswer,
     heads: &BTreeMap<RegionCode, &Checkpoint>,
     evidence: &BTreeMap<RecordPos, &Vec<u8>>,
-    manifest: &Manifest,
+    meaning: &BTreeMap<RecordPos, Listed>,
     region: RegionCode,
     key: Followed,
     found: &mut BTreeMap<RecordPos, Listed>,
@@ -331,7 +327,7 @@ fn check_followed(
     };
     check_listing(leaf, &key.map_key(), &kp.listing, evidence, region)
         .map_err(|e| format!("{region}: {key:?}: {e}"))?;
-    decode_listed(manifest, region, &kp.listing.positions, evidence, found);
+    decode_listed(region, &kp.listing.positions, meaning, found);
     Ok(())
 }
 
@@ -505,6 +501,14 @@ pub fn verify_proven_answer(
         .iter()
         .map(|e| (e.pos, &e.envelope))
         .collect();
+    // Each evidence envelope decoded once: what it publishes, names or files.
+    let meaning: BTreeMap<RecordPos, Listed> = evidence
+        .iter()
+        .filter_map(|(pos, bytes)| {
+            let v = decode_envelope(&manifest.federation_id, bytes).ok()?;
+            Some((*pos, Listed::of(pos.region, &v.envelope.author, &v.body)))
+        })
+        .collect();
     if proven.regions.len() != manifest.members.len() {
         failures.push(format!(
             "regions: {} region proofs, the manifest has {} members",
@@ -532,7 +536,7 @@ pub fn verify_proven_answer(
         let positions = &proof.subject.positions;
         match check_listing(leaf, &key, &proof.subject, &evidence, r) {
             Err(e) => failures.push(format!("{r}: {e}")),
-            Ok(()) => decode_listed(manifest, r, positions, &evidence, &mut listed),
+            Ok(()) => decode_listed(r, positions, &meaning, &mut listed),
         }
         report.regions.push(RegionReport {
             region: r,
@@ -573,7 +577,7 @@ pub fn verify_proven_answer(
         };
         for r in regions {
             let mut found = BTreeMap::new();
-            if let Err(e) = check_followed(proven, &heads, &evidence, manifest, r, next, &mut found)
+            if let Err(e) = check_followed(proven, &heads, &evidence, &meaning, r, next, &mut found)
             {
                 failures.push(e);
                 continue;
@@ -599,7 +603,7 @@ pub fn verify_proven_answer(
             continue;
         }
         let mut found = BTreeMap::new();
-        if let Err(e) = check_followed(proven, &heads, &evidence, manifest, r, o, &mut found) {
+        if let Err(e) = check_followed(proven, &heads, &evidence, &meaning, r, o, &mut found) {
             failures.push(e);
         }
         listed.extend(found);
@@ -609,14 +613,10 @@ pub fn verify_proven_answer(
     let covered: std::collections::BTreeSet<Followed> =
         listed.values().filter_map(|l| l.names).collect();
     let newer = |pos: &RecordPos| heads.get(&pos.region).is_some_and(|h| pos.seq > h.size);
-    let mut published_at: BTreeMap<Followed, RecordPos> = BTreeMap::new();
-    for (pos, bytes) in &evidence {
-        if let Ok(v) = decode_envelope(&manifest.federation_id, bytes)
-            && let Some(f) = Listed::of(pos.region, &v.envelope.author, &v.body).publishes
-        {
-            published_at.insert(f, *pos);
-        }
-    }
+    let published_at: BTreeMap<Followed, RecordPos> = meaning
+        .iter()
+        .filter_map(|(pos, l)| Some((l.publishes?, *pos)))
+        .collect();
     let shown = proven
         .answer
         .entries

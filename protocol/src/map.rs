@@ -42,10 +42,6 @@ pub const EMPTY: Hash256 = Hash256([0; 32]);
 /// Deepest a node can be: keys are 256 bits.
 pub const MAX_DEPTH: u16 = 256;
 
-/// Most records one key may name in a proof-carrying answer: keeps an answer's size
-/// bounded even for a subject named ten thousand times (a real subject has a handful).
-pub const MAX_POSITIONS_PER_KEY: usize = 10_000;
-
 /// What a map key is the hash of.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Indexed {
