@@ -6,7 +6,9 @@
 //! ingest rate, the rate of raw `verify_strict` pairs (two signatures per envelope) and
 //! their ratio, and what computing the verifiable map over the same records adds (one
 //! map version per quarter-second of records at the measured rate, as witnesses compute
-//! it under load; `-- N V` for versions of V records); docs/performance.md records the
+//! it under load; `-- N V` for versions of V records). Every entry names one company
+//! unless `--distinct-subjects` is given: then each names its own, the harder case for
+//! the map (two new keys per record instead of one). docs/performance.md records the
 //! figures.
 
 use std::sync::Arc;
@@ -32,8 +34,25 @@ fn region(code: u32) -> RegionCode {
     RegionCode::new(code, "region").expect("valid region")
 }
 
+/// The company entry `seq` names: one for all, or its own.
+fn company(seq: u64, distinct: bool) -> String {
+    if !distinct {
+        return "91350100M000100Y43".into();
+    }
+    let first17 = format!("91350100{seq:09}");
+    let check = credfed_protocol::ids::uscc::check_character(first17.as_bytes())
+        .expect("digits are in the alphabet");
+    format!("{first17}{check}")
+}
+
 /// `n` envelopes of 310000's log: a department registration, then list entries.
-fn origin_log(n: usize, origin: &Keypair, publisher: &Keypair, now: Timestamp) -> Vec<Vec<u8>> {
+fn origin_log(
+    n: usize,
+    origin: &Keypair,
+    publisher: &Keypair,
+    now: Timestamp,
+    distinct: bool,
+) -> Vec<Vec<u8>> {
     let r = region(310000);
     let dept = DepartmentId::new(r, "pub", "department").expect("valid department");
     let node = DepartmentId {
@@ -56,7 +75,7 @@ fn origin_log(n: usize, origin: &Keypair, publisher: &Keypair, now: Timestamp) -
             let entry = ListEntry {
                 category: Category::Black(BlackCategory::MaliciousWageArrears),
                 subject: Subject::Organisation {
-                    uscc: "91350100M000100Y43".into(),
+                    uscc: company(seq, distinct),
                     name: "基准企业".into(),
                     check_exemption: None,
                 },
@@ -94,6 +113,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(5000);
+    let distinct = std::env::args().any(|a| a == "--distinct-subjects");
     let origin = Keypair::from_secret([2; 32]);
     let receiver = Keypair::from_secret([3; 32]);
     let publisher = Keypair::from_secret([4; 32]);
@@ -115,7 +135,7 @@ fn main() {
             .collect(),
     );
     eprintln!("sealing {n} envelopes of 310000's log…");
-    let log = origin_log(n, &origin, &publisher, now);
+    let log = origin_log(n, &origin, &publisher, now, distinct);
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = Store::open(&dir.path().join("store")).expect("store");

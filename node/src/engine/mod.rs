@@ -24,7 +24,7 @@
 
 mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use writer::{EngineEvent, IngestJob, PeerVerdict};
 
 use crate::metrics::Metrics;
-use crate::store::{Backend, StoreError};
+use crate::store::{Backend, MapPage, PageId, PageNode, StoreError};
 
 /// Appends waiting for the writer. A full queue makes a caller wait up to
 /// [`APPEND_QUEUE_WAIT`], then refuses with 503: the node is overloaded, not broken.
@@ -504,10 +504,7 @@ impl Core {
             Some((latest, _)) => latest,
             None => 0,
         };
-        let nodes = StoredMap {
-            store: &*self.store,
-            region,
-        };
+        let nodes = StoredMap::new(&*self.store, region);
         let mut decoded = Vec::with_capacity(usize::try_from(size - from).unwrap_or(0));
         let mut seq = from + 1;
         while seq <= size {
@@ -539,8 +536,9 @@ impl Core {
         }
         let changes = changes_from(decoded.iter().map(|(s, e, b)| (*s, e, b)));
         let (root, writes) = map_update(&nodes, from, &changes.updates).map_err(map_failure)?;
+        let stored = nodes.version_writes(from, &writes, &changes)?;
         self.store
-            .put_map_version(region, size, &writes, root, &changes.positions)?;
+            .put_map_version(region, size, &stored.pages, root, &stored.positions)?;
         Ok(root)
     }
 
@@ -820,8 +818,10 @@ impl Core {
         extra: &mut std::collections::BTreeSet<RecordPos>,
         listed: &mut Vec<(RecordPos, credfed_protocol::federation::Listed)>,
     ) -> Result<credfed_protocol::federation::Listing, ProofFailure> {
-        let proof = self.map_proof(region, size, key)?;
-        let positions = self.store.map_positions(region, key, size)?;
+        self.map_root(region, size)?;
+        let nodes = StoredMap::new(&*self.store, region);
+        let proof = credfed_protocol::map::map_proof(&nodes, size, key).map_err(map_failure)?;
+        let positions = nodes.positions(key, size)?;
         let mut inclusion = Vec::with_capacity(positions.len());
         for seq in &positions {
             let pos = RecordPos { region, seq: *seq };
@@ -851,21 +851,6 @@ impl Core {
             positions,
             inclusion,
         })
-    }
-
-    /// The proof of what `key` maps to in `region`'s map at `size` records.
-    pub fn map_proof(
-        &self,
-        region: RegionCode,
-        size: u64,
-        key: &Hash256,
-    ) -> Result<credfed_protocol::map::MapProof, ProofFailure> {
-        self.map_root(region, size)?;
-        let nodes = StoredMap {
-            store: &*self.store,
-            region,
-        };
-        credfed_protocol::map::map_proof(&nodes, size, key).map_err(map_failure)
     }
 
     /// Witnesses another region's checkpoint (a C2SP note signed by that region's node):
@@ -1143,10 +1128,145 @@ fn map_failure(e: credfed_protocol::map::MapError<StoreError>) -> ProofFailure {
     }
 }
 
-/// A region's stored map, as the map functions read it.
+/// A region's stored map, as the map functions read it: nodes come from pages
+/// (crate::store::map_page), each read once per computation and kept here, because an
+/// update or a proof reads up to four nodes of every page on its path. The first
+/// position of every leaf read is kept too: it is how a computation learns which keys
+/// already had one.
 struct StoredMap<'a> {
     store: &'a dyn Backend,
     region: RegionCode,
+    pages: std::cell::RefCell<HashMap<(PageId, u64), Option<MapPage>>>,
+    firsts: std::cell::RefCell<HashMap<Hash256, Option<u64>>>,
+}
+
+/// What a map version stores: its changed pages and the positions kept apart from them.
+struct MapVersionWrites {
+    pages: Vec<(PageId, MapPage)>,
+    positions: Vec<(Hash256, u64)>,
+}
+
+impl<'a> StoredMap<'a> {
+    fn new(store: &'a dyn Backend, region: RegionCode) -> Self {
+        StoredMap {
+            store,
+            region,
+            pages: Default::default(),
+            firsts: Default::default(),
+        }
+    }
+
+    /// The node in `slot` of page `id` as of `version`, reading the page on first use.
+    fn node_in(
+        &self,
+        id: PageId,
+        slot: u8,
+        version: u64,
+    ) -> Result<Option<credfed_protocol::map::MapNode>, StoreError> {
+        let cached = self.pages.borrow().get(&(id, version)).cloned();
+        let page = match cached {
+            Some(page) => page,
+            None => {
+                let page = self.store.map_page(self.region, &id, version)?;
+                self.pages.borrow_mut().insert((id, version), page.clone());
+                page
+            }
+        };
+        let found = page.and_then(|p| p.get(slot));
+        if let Some(PageNode {
+            node: credfed_protocol::map::MapNode::Leaf { key, .. },
+            first,
+            ..
+        }) = found
+        {
+            self.firsts.borrow_mut().insert(key, first);
+        }
+        Ok(found.map(|n| n.node))
+    }
+
+    /// The positions (≤ `up_to`) of the records naming `key`, after a walk down its
+    /// path at a version ≤ `up_to` (a proof or a lookup) has read its leaf.
+    fn positions(&self, key: &Hash256, up_to: u64) -> Result<Vec<u64>, StoreError> {
+        let mut out: Vec<u64> = self
+            .firsts
+            .borrow()
+            .get(key)
+            .copied()
+            .flatten()
+            .into_iter()
+            .collect();
+        out.extend(self.store.map_positions(self.region, key, up_to)?);
+        Ok(out)
+    }
+
+    /// What to store for a version computed from `from`: every page a write touches,
+    /// as it was at `from` with the written nodes put in (taken from the cache, which
+    /// is spent), and the positions a leaf does not carry. A key new in this version
+    /// keeps its first position in its leaf; every later position is stored apart.
+    fn version_writes(
+        self,
+        from: u64,
+        writes: &[credfed_protocol::map::MapWrite],
+        changes: &credfed_protocol::map::MapChanges,
+    ) -> Result<MapVersionWrites, StoreError> {
+        use credfed_protocol::map::{MapNode, ValueUpdate};
+        let firsts = self.firsts.borrow();
+        // A key is new exactly when no leaf of it was read: an update reads the leaf of
+        // every key it changes that exists, to chain onto its value.
+        let first_of = |key: &Hash256| -> Option<u64> {
+            match firsts.get(key) {
+                Some(kept) => *kept,
+                None => match changes.updates.get(key) {
+                    Some(ValueUpdate::Append(seqs)) => seqs.first().copied(),
+                    _ => None,
+                },
+            }
+        };
+        let mut changed: BTreeMap<PageId, MapPage> = BTreeMap::new();
+        for w in writes {
+            let (id, slot) = PageId::of(w.depth, &w.prefix);
+            let page = match changed.entry(id) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let before = match self.pages.borrow_mut().remove(&(id, from)) {
+                        Some(cached) => cached,
+                        // An update reads every node from the root down to where a
+                        // changed key's path ends (a leaf or an empty subtree) and
+                        // writes below that without reading. A page it never read
+                        // therefore lies wholly below such an end: empty at `from`.
+                        None => {
+                            debug_assert_eq!(
+                                self.store.map_page(self.region, &id, from).ok().flatten(),
+                                None,
+                                "a page the update did not read holds nodes"
+                            );
+                            None
+                        }
+                    };
+                    v.insert(before.unwrap_or_default())
+                }
+            };
+            let first = match w.node {
+                MapNode::Leaf { key, .. } => first_of(&key),
+                MapNode::Internal { .. } => None,
+            };
+            page.set(PageNode {
+                slot,
+                node: w.node,
+                first,
+            });
+        }
+        let positions = changes
+            .positions
+            .iter()
+            .filter(|(key, seq)| firsts.contains_key(key) || first_of(key) != Some(*seq))
+            .copied()
+            .collect();
+        Ok(MapVersionWrites {
+            pages: changed.into_iter().collect(),
+            positions,
+        })
+    }
 }
 
 impl credfed_protocol::map::MapNodes for StoredMap<'_> {
@@ -1157,7 +1277,8 @@ impl credfed_protocol::map::MapNodes for StoredMap<'_> {
         prefix: &Hash256,
         version: u64,
     ) -> Result<Option<credfed_protocol::map::MapNode>, StoreError> {
-        self.store.map_node(self.region, depth, prefix, version)
+        let (id, slot) = PageId::of(depth, prefix);
+        self.node_in(id, slot, version)
     }
 }
 
@@ -1178,5 +1299,122 @@ impl credfed_protocol::merkle::TreeNodes for StoredTree<'_> {
                     self.region
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod map_storage_tests {
+    //! The paged map store against the definition: every version's root is the root of
+    //! the map built from scratch, every key's proof verifies under it, and the
+    //! positions listed for a key at a version are exactly the records naming it up to
+    //! then — whether its first position sits in its leaf or all are stored apart.
+
+    use super::*;
+    use crate::store::Store;
+    use credfed_protocol::crypto::sha256;
+    use credfed_protocol::map::{
+        MapChanges, ValueUpdate, map_proof, map_update, reference_root, value_of, verify_map_proof,
+    };
+
+    fn key(i: u64) -> Hash256 {
+        sha256(&[b"map storage test key", &i.to_be_bytes()])
+    }
+
+    /// A small deterministic generator (the test must not depend on a seed file).
+    struct Lcg(u64);
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    fn expected_at(
+        named: &BTreeMap<Hash256, Vec<u64>>,
+        version: u64,
+    ) -> BTreeMap<Hash256, Vec<u64>> {
+        named
+            .iter()
+            .map(|(k, seqs)| (*k, seqs.iter().copied().filter(|s| *s <= version).collect()))
+            .filter(|(_, seqs): &(Hash256, Vec<u64>)| !seqs.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn paged_map_versions_match_the_definition_and_list_every_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        const POOL: u64 = 400;
+        // A region per seed keeps the runs apart.
+        for (seed, code) in [(1u64, 310000), (7, 440000), (2026, 110000)] {
+            let region = RegionCode::new(code, "region").unwrap();
+            let mut rng = Lcg(seed);
+            let apart_before = store.count(b'K');
+            let mut named: BTreeMap<Hash256, Vec<u64>> = BTreeMap::new();
+            let mut roots = Vec::new();
+            let mut size = 0u64;
+            for _ in 0..14 {
+                let from = size;
+                size += 1 + rng.below(90);
+                let mut changes = MapChanges::default();
+                for seq in from + 1..=size {
+                    // Key 0 is a busy subject, named by a third of the records.
+                    let mut keys = std::collections::BTreeSet::new();
+                    if rng.below(3) == 0 {
+                        keys.insert(key(0));
+                    }
+                    for _ in 0..1 + rng.below(2) {
+                        keys.insert(key(rng.below(POOL)));
+                    }
+                    for k in keys {
+                        changes.positions.push((k, seq));
+                        named.entry(k).or_default().push(seq);
+                        match changes
+                            .updates
+                            .entry(k)
+                            .or_insert_with(|| ValueUpdate::Append(Vec::new()))
+                        {
+                            ValueUpdate::Append(seqs) => seqs.push(seq),
+                            ValueUpdate::Set(_) => unreachable!(),
+                        }
+                    }
+                }
+                let nodes = StoredMap::new(&store, region);
+                let (root, writes) = map_update(&nodes, from, &changes.updates).unwrap();
+                let stored = nodes.version_writes(from, &writes, &changes).unwrap();
+                store
+                    .put_map_version(region, size, &stored.pages, root, &stored.positions)
+                    .unwrap();
+                let definition = reference_root(
+                    &expected_at(&named, size)
+                        .iter()
+                        .map(|(k, s)| (*k, value_of(s).unwrap()))
+                        .collect(),
+                );
+                assert_eq!(root, definition, "seed {seed}, version {size}");
+                roots.push((size, root));
+            }
+            for (version, root) in &roots {
+                let expected = expected_at(&named, *version);
+                for i in 0..POOL {
+                    let k = key(i);
+                    let nodes = StoredMap::new(&store, region);
+                    let proof = map_proof(&nodes, *version, &k).unwrap();
+                    let value = verify_map_proof(root, &k, &proof).unwrap();
+                    let listed = nodes.positions(&k, *version).unwrap();
+                    let want = expected.get(&k).cloned().unwrap_or_default();
+                    assert_eq!(value, value_of(&want), "seed {seed} key {i} at {version}");
+                    assert_eq!(listed, want, "seed {seed} key {i} at {version}");
+                }
+            }
+            // Each key's first position lives in its leaf: the records kept apart are
+            // the others only.
+            let total: usize = named.values().map(Vec::len).sum();
+            let kept_apart = store.count(b'K') - apart_before;
+            assert_eq!(kept_apart, total - named.len(), "seed {seed}");
+        }
     }
 }

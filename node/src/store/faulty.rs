@@ -193,15 +193,14 @@ impl Backend for FaultyStore {
         self.inner.witness_view(region)
     }
 
-    fn map_node(
+    fn map_page(
         &self,
         region: RegionCode,
-        depth: u16,
-        prefix: &credfed_protocol::crypto::Hash256,
+        page: &super::PageId,
         version: u64,
-    ) -> Result<Option<credfed_protocol::map::MapNode>, StoreError> {
+    ) -> Result<Option<super::MapPage>, StoreError> {
         self.read()?;
-        self.inner.map_node(region, depth, prefix, version)
+        self.inner.map_page(region, page, version)
     }
 
     fn map_latest(
@@ -225,12 +224,12 @@ impl Backend for FaultyStore {
         &self,
         region: RegionCode,
         version: u64,
-        writes: &[credfed_protocol::map::MapWrite],
+        pages: &[(super::PageId, super::MapPage)],
         root: credfed_protocol::crypto::Hash256,
         positions: &[(credfed_protocol::crypto::Hash256, u64)],
     ) -> Result<(), StoreError> {
         self.inner
-            .put_map_version(region, version, writes, root, positions)
+            .put_map_version(region, version, pages, root, positions)
     }
 
     fn map_positions(

@@ -31,7 +31,7 @@
 //! | `C` | region u32 | the latest witnessed checkpoint of the region held (C2SP note text) |
 //! | `X` | region u32 | a witnessed checkpoint of the region that contradicts this replica (split-view evidence) |
 //! | `Y` | region u32 | a checkpoint the region's node signed that contradicts this replica (fork evidence) |
-//! | `I` | region u32, depth u16, path (the ⌈depth/8⌉ bytes it uses), version u64 | `MapNode`: a node of the region's verifiable map, as of that version (log size) |
+//! | `I` | region u32, band depth u16, path (the ⌈depth/8⌉ bytes it uses), version u64 | `MapPage`: four levels of the region's verifiable map under that path, as of that version (log size) |
 //! | `J` | region u32, version u64 | 32-byte map root at that version |
 //! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key (subjects, entries, evaluations, objections) |
 //!
@@ -52,7 +52,6 @@ use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
-use credfed_protocol::map::{MapNode, MapWrite};
 use credfed_protocol::merkle::{Frontier, leaf_hash};
 use credfed_protocol::record::{
     ActionId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
@@ -63,7 +62,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Largest stored fold. Folds grow with the records touching them (objections, actions);
 /// 16 MiB is far beyond any real entry and stops a corrupt length from allocating more.
@@ -156,26 +155,25 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn note(&self, kind: u8, region: RegionCode) -> Result<Option<String>, StoreError>;
     /// Stores a note under `kind`.
     fn set_note(&self, kind: u8, region: RegionCode, note: &str) -> Result<(), StoreError>;
-    /// The region's map node at `depth` on `prefix`, as of `version`.
-    fn map_node(
+    /// The region's map page `page` as of `version` (the last written at or before it).
+    fn map_page(
         &self,
         region: RegionCode,
-        depth: u16,
-        prefix: &Hash256,
+        page: &PageId,
         version: u64,
-    ) -> Result<Option<MapNode>, StoreError>;
+    ) -> Result<Option<MapPage>, StoreError>;
     /// The largest version at which the region's map was computed, and its root.
     fn map_latest(&self, region: RegionCode) -> Result<Option<(u64, Hash256)>, StoreError>;
     /// The map root at exactly `version`, if the map was computed there.
     fn map_root_at(&self, region: RegionCode, version: u64) -> Result<Option<Hash256>, StoreError>;
-    /// Stores a new map version's nodes, its root and the (key, seq) pairs it added, in
-    /// one batch (not fsynced: the map is derived from the log, and a lost version is
-    /// recomputed).
+    /// Stores a new map version's changed pages (whole), its root and the (key, seq)
+    /// pairs it added, in one batch (not fsynced: the map is derived from the log, and a
+    /// lost version is recomputed).
     fn put_map_version(
         &self,
         region: RegionCode,
         version: u64,
-        writes: &[MapWrite],
+        pages: &[(PageId, MapPage)],
         root: Hash256,
         positions: &[(Hash256, u64)],
     ) -> Result<(), StoreError>;
@@ -195,13 +193,12 @@ fn map_position_key(region: RegionCode, key: &Hash256, seq: u64) -> Vec<u8> {
     k
 }
 
-/// A map node's key: only the bytes of the path its depth uses (the rest are zero), so
-/// that keys stay short — the map writes several nodes per record.
-fn map_node_key(region: RegionCode, depth: u16, prefix: &Hash256, version: u64) -> Vec<u8> {
-    let used = usize::from(depth).div_ceil(8).min(32);
+/// A map page's key: only the path bytes its band uses (the rest are zero), so that
+/// keys stay short.
+fn map_page_key(region: RegionCode, page: &PageId, version: u64) -> Vec<u8> {
     let mut k = region_key(b'I', region);
-    k.extend_from_slice(&depth.to_be_bytes());
-    k.extend_from_slice(&prefix.0[..used]);
+    k.extend_from_slice(&page.band_depth.to_be_bytes());
+    k.extend_from_slice(page.path_bytes());
     k.extend_from_slice(&version.to_be_bytes());
     k
 }
@@ -219,6 +216,9 @@ fn hash_value(v: &[u8], what: &str) -> Result<Hash256, StoreError> {
 }
 
 pub mod faulty;
+pub mod map_page;
+
+pub use map_page::{MapPage, PageId, PageNode};
 
 /// The node's durable store.
 pub struct Store {
@@ -275,11 +275,18 @@ fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
 /// Format 1 held protocol-version-1 records (measure codes by article number, person
 /// hashes v1): no node of this build can admit them, so there is nothing to migrate;
 /// such a store is refused with what to do. Format 2 lacks the Merkle trees: they are
-/// built from the logs.
+/// built from the logs. Format 3 kept the verifiable map a node per record and every
+/// position apart: the map is dropped, to be recomputed from the log in pages when a
+/// checkpoint next needs it (it is derived data, never the only copy of anything).
 fn migrate(tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => Ok(()),
         found if found > FORMAT_VERSION => Err(StoreError::NewerFormat { found }),
+        3 => {
+            drop_maps(tree)?;
+            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+            Ok(())
+        }
         2 => {
             build_trees(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
@@ -290,6 +297,18 @@ fn migrate(tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
         )),
         other => Err(StoreError::Corrupt(format!("unknown store format {other}"))),
     }
+}
+
+/// Removes every region's verifiable map: nodes, roots and positions (format 3 → 4).
+fn drop_maps(tree: &sled::Tree) -> Result<(), StoreError> {
+    for prefix in [b'I', b'J', b'K'] {
+        let mut batch = sled::Batch::default();
+        for k in tree.scan_prefix([prefix]).keys() {
+            batch.remove(k?);
+        }
+        tree.apply_batch(batch)?;
+    }
+    Ok(())
 }
 
 /// Builds every region's Merkle tree from its log (format 2 → 3), a region at a time.
@@ -666,18 +685,26 @@ impl Backend for Store {
         Ok(())
     }
 
-    fn map_node(
+    fn map_page(
         &self,
         region: RegionCode,
-        depth: u16,
-        prefix: &Hash256,
+        page: &PageId,
         version: u64,
-    ) -> Result<Option<MapNode>, StoreError> {
-        let lo = map_node_key(region, depth, prefix, 0);
-        let hi = map_node_key(region, depth, prefix, version);
+    ) -> Result<Option<MapPage>, StoreError> {
+        let lo = map_page_key(region, page, 0);
+        let hi = map_page_key(region, page, version);
         match self.tree.range(lo..=hi).next_back() {
             None => Ok(None),
-            Some(kv) => Ok(Some(dec(&kv?.1, "map node")?)),
+            Some(kv) => {
+                let stored: MapPage = dec(&kv?.1, "map page")?;
+                if !stored.is_well_formed() {
+                    return Err(StoreError::Corrupt(format!(
+                        "{region}: map page at depth {} has misplaced slots",
+                        page.band_depth
+                    )));
+                }
+                Ok(Some(stored))
+            }
         }
     }
 
@@ -709,16 +736,13 @@ impl Backend for Store {
         &self,
         region: RegionCode,
         version: u64,
-        writes: &[MapWrite],
+        pages: &[(PageId, MapPage)],
         root: Hash256,
         positions: &[(Hash256, u64)],
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for w in writes {
-            batch.insert(
-                map_node_key(region, w.depth, &w.prefix, version),
-                enc(&w.node),
-            );
+        for (id, page) in pages {
+            batch.insert(map_page_key(region, id, version), enc(page));
         }
         for (key, seq) in positions {
             batch.insert(map_position_key(region, key, *seq), &[]);
@@ -932,8 +956,48 @@ mod tests {
         assert_eq!(store.tree_frontier(sh()).unwrap(), expected);
         assert_eq!(
             store.tree.get(b"Mformat").unwrap().unwrap().as_ref(),
-            &3u32.to_le_bytes()
+            &FORMAT_VERSION.to_le_bytes()
         );
         assert!(store.tree_node(sh(), 4, 0).unwrap().is_some());
+    }
+
+    /// A format-3 store (the map a node per record) is upgraded at open: its map is
+    /// dropped, to be recomputed in pages, and nothing else is touched.
+    #[test]
+    fn a_format_3_store_drops_its_map_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let frontier = {
+            let store = Store::open(dir.path()).unwrap();
+            for i in 0..9u8 {
+                append(&store, u64::from(i) + 1, &[i]);
+            }
+            // What format 3 kept: a node record, a root and a position.
+            let mut node_key = region_key(b'I', sh());
+            node_key.extend_from_slice(&[0, 0]);
+            node_key.extend_from_slice(&9u64.to_be_bytes());
+            store.tree.insert(node_key, &[1, 2, 3][..]).unwrap();
+            store
+                .tree
+                .insert(map_root_key(sh(), 9), &[7u8; 32][..])
+                .unwrap();
+            store
+                .tree
+                .insert(map_position_key(sh(), &Hash256([5; 32]), 3), &[][..])
+                .unwrap();
+            store.tree.insert(b"Mformat", &3u32.to_le_bytes()).unwrap();
+            store.sync().unwrap();
+            store.tree_frontier(sh()).unwrap()
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.tree.get(b"Mformat").unwrap().unwrap().as_ref(),
+            &FORMAT_VERSION.to_le_bytes()
+        );
+        for prefix in [b'I', b'J', b'K'] {
+            assert_eq!(store.count(prefix), 0, "{}", prefix as char);
+        }
+        assert_eq!(store.map_latest(sh()).unwrap(), None);
+        assert_eq!(store.tree_frontier(sh()).unwrap(), frontier);
+        assert_eq!(store.count(b'L'), 9);
     }
 }
