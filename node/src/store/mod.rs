@@ -33,7 +33,7 @@
 //! | `Y` | region u32 | a checkpoint the region's node signed that contradicts this replica (fork evidence) |
 //! | `I` | region u32, band depth u16, path (the ⌈depth/8⌉ bytes it uses), version u64 | `MapPage`: four levels of the region's verifiable map under that path, as of that version (log size) |
 //! | `J` | region u32, version u64 | 32-byte map root at that version |
-//! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key (subjects, entries, evaluations, objections) |
+//! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key (subjects, entries, evaluations, objections), for every position but the key's first, which its leaf carries |
 //!
 //! The verifiable map (`I`, `J`) is derived from the log and computed when a checkpoint
 //! needs it (docs/protocol.md, "Verifiable map"): a store without it — an older store,
