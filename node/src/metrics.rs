@@ -69,6 +69,10 @@ pub struct Metrics {
     /// Checkpoints a region's node signed that contradict this replica (fork evidence
     /// kept; one per region).
     pub fork_evidence: AtomicU64,
+    /// Map versions forgotten by pruning (every region).
+    pub map_versions_pruned: AtomicU64,
+    /// Map page records forgotten by pruning (every region).
+    pub map_pages_pruned: AtomicU64,
     /// Cosignatures this node refused as a witness, by reason.
     pub cosign_refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// API latency histogram: per-route bucket counts, sum and count.
@@ -311,6 +315,18 @@ impl Metrics {
             "credfed_fork_evidence_total",
             "Regions whose node signed a checkpoint this replica contradicts (evidence kept).",
             self.fork_evidence.load(Ordering::Relaxed),
+        );
+        c(
+            &mut s,
+            "credfed_map_versions_pruned_total",
+            "Map versions forgotten (superseded over a minute ago and below every checkpoint still served).",
+            self.map_versions_pruned.load(Ordering::Relaxed),
+        );
+        c(
+            &mut s,
+            "credfed_map_pages_pruned_total",
+            "Map page records forgotten with them (only versions forgotten could read them).",
+            self.map_pages_pruned.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             s,

@@ -61,6 +61,17 @@ pub const EVENT_QUEUE: usize = 4096;
 /// How long an append may wait for room in a full queue.
 pub const APPEND_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a superseded map version is kept (beyond what checkpoints still served
+/// need): a proof being built under an older federation checkpoint, here or at a peer
+/// asking for one, finishes well within a minute (federation checkpoints are reused for
+/// 10 s and collected within 7 s).
+pub const MAP_VERSION_RETAIN_SECONDS: u64 = 60;
+
+/// How often a region's map is pruned at most: pruning reads the list of every version
+/// kept, so doing it at every version (up to four a second) would cost more than it
+/// frees.
+pub const MAP_PRUNE_EVERY_SECONDS: u64 = 10;
+
 pub use credfed_client::node_config::DEFAULT_GROUP_COMMIT_MAX;
 
 /// Why an append was not acknowledged.
@@ -207,6 +218,8 @@ pub struct Core {
     /// One map computation at a time per region: a new version is built on the latest
     /// one. Regions do not wait for each other.
     map_locks: Mutex<BTreeMap<RegionCode, Arc<Mutex<()>>>>,
+    /// When each region's map was last pruned (node clock, seconds).
+    map_pruned_at: Mutex<HashMap<RegionCode, u64>>,
     /// The latest federation checkpoint this node collected a quorum for, with its
     /// leaves (kept in memory: a restarted node collects a fresh one on demand).
     federation: Mutex<Option<FederationHead>>,
@@ -271,6 +284,7 @@ impl Core {
             gate,
             threads: Mutex::new(threads),
             map_locks: Mutex::new(BTreeMap::new()),
+            map_pruned_at: Mutex::new(HashMap::new()),
             federation: Mutex::new(None),
         });
         Ok((
@@ -537,9 +551,59 @@ impl Core {
         let changes = changes_from(decoded.iter().map(|(s, e, b)| (*s, e, b)));
         let (root, writes) = map_update(&nodes, from, &changes.updates).map_err(map_failure)?;
         let stored = nodes.version_writes(from, &writes, &changes)?;
+        let now = self.now_seconds();
         self.store
-            .put_map_version(region, size, &stored.pages, root, &stored.positions)?;
+            .put_map_version(region, size, &stored.pages, root, &stored.positions, now)?;
+        self.prune_map(region, size, now)?;
         Ok(root)
+    }
+
+    /// Forgets `region`'s map versions that nothing can ask for any more: below the
+    /// witnessed checkpoint held, the federation checkpoint's leaf and the latest
+    /// version, and superseded more than [`MAP_VERSION_RETAIN_SECONDS`] ago (a proof
+    /// being built under an older federation checkpoint finishes first). At most once
+    /// per [`MAP_PRUNE_EVERY_SECONDS`] per region; the caller holds the region's map
+    /// lock. Without it storage would grow by every page a version rewrites, for every
+    /// checkpoint (docs/decisions.md, "Map versions are pruned").
+    fn prune_map(&self, region: RegionCode, latest: u64, now: u64) -> Result<(), StoreError> {
+        {
+            let mut last = self
+                .map_pruned_at
+                .lock()
+                .map_err(|_| StoreError::Corrupt("prune clock poisoned".into()))?;
+            let at = last.entry(region).or_insert(0);
+            if now < at.saturating_add(MAP_PRUNE_EVERY_SECONDS) {
+                return Ok(());
+            }
+            *at = now;
+        }
+        let mut keep_from = latest;
+        if let Some(held) = self.witnessed_checkpoint(region)? {
+            keep_from = keep_from.min(held.checkpoint.size);
+        }
+        if let Some(head) = self.federation()
+            && let Some(leaf) = self
+                .manifest
+                .members
+                .iter()
+                .zip(&head.leaves)
+                .find(|(m, _)| m.region == region)
+                .map(|(_, l)| l)
+        {
+            keep_from = keep_from.min(leaf.size);
+        }
+        let (versions, pages) = self.store.prune_map(
+            region,
+            keep_from,
+            now.saturating_sub(MAP_VERSION_RETAIN_SECONDS),
+        )?;
+        self.metrics
+            .map_versions_pruned
+            .fetch_add(versions as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .map_pages_pruned
+            .fetch_add(pages as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// The leaf this node proposes for `region` in a federation checkpoint: the
@@ -1307,7 +1371,8 @@ mod map_storage_tests {
     //! The paged map store against the definition: every version's root is the root of
     //! the map built from scratch, every key's proof verifies under it, and the
     //! positions listed for a key at a version are exactly the records naming it up to
-    //! then — whether its first position sits in its leaf or all are stored apart.
+    //! then — whether its first position sits in its leaf or all are stored apart —
+    //! before and after older versions are pruned.
 
     use super::*;
     use crate::store::Store;
@@ -1344,7 +1409,7 @@ mod map_storage_tests {
     }
 
     #[test]
-    fn paged_map_versions_match_the_definition_and_list_every_position() {
+    fn paged_map_versions_match_the_definition_list_every_position_and_survive_pruning() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         const POOL: u64 = 400;
@@ -1385,8 +1450,17 @@ mod map_storage_tests {
                 let nodes = StoredMap::new(&store, region);
                 let (root, writes) = map_update(&nodes, from, &changes.updates).unwrap();
                 let stored = nodes.version_writes(from, &writes, &changes).unwrap();
+                // Version n is computed at second 10·n.
+                let computed_at = 10 * roots.len() as u64;
                 store
-                    .put_map_version(region, size, &stored.pages, root, &stored.positions)
+                    .put_map_version(
+                        region,
+                        size,
+                        &stored.pages,
+                        root,
+                        &stored.positions,
+                        computed_at,
+                    )
                     .unwrap();
                 let definition = reference_root(
                     &expected_at(&named, size)
@@ -1397,19 +1471,43 @@ mod map_storage_tests {
                 assert_eq!(root, definition, "seed {seed}, version {size}");
                 roots.push((size, root));
             }
-            for (version, root) in &roots {
-                let expected = expected_at(&named, *version);
+            let check = |version: u64, root: &Hash256| {
+                let expected = expected_at(&named, version);
                 for i in 0..POOL {
                     let k = key(i);
                     let nodes = StoredMap::new(&store, region);
-                    let proof = map_proof(&nodes, *version, &k).unwrap();
+                    let proof = map_proof(&nodes, version, &k).unwrap();
                     let value = verify_map_proof(root, &k, &proof).unwrap();
-                    let listed = nodes.positions(&k, *version).unwrap();
+                    let listed = nodes.positions(&k, version).unwrap();
                     let want = expected.get(&k).cloned().unwrap_or_default();
                     assert_eq!(value, value_of(&want), "seed {seed} key {i} at {version}");
                     assert_eq!(listed, want, "seed {seed} key {i} at {version}");
                 }
+            };
+            for (version, root) in &roots {
+                check(*version, root);
             }
+            // Pruning: versions 0..=7 were computed by second 70; a checkpoint still
+            // served at version 10 does not hold back what the clock allows.
+            let pages_before = store.count(b'I');
+            let (versions, pages) = store.prune_map(region, roots[10].0, 70).unwrap();
+            assert_eq!(versions, 7, "seed {seed}: versions below the 8th forgotten");
+            assert!(pages > 0, "seed {seed}: shadowed pages forgotten");
+            assert_eq!(store.count(b'I'), pages_before - pages);
+            for (version, _) in &roots[..7] {
+                assert_eq!(store.map_root_at(region, *version).unwrap(), None);
+            }
+            for (version, root) in &roots[7..] {
+                assert_eq!(store.map_root_at(region, *version).unwrap(), Some(*root));
+                check(*version, root);
+            }
+            // A checkpoint still served holds pruning back whatever the clock says.
+            let (versions, _) = store.prune_map(region, roots[9].0, u64::MAX).unwrap();
+            assert_eq!(versions, 2, "seed {seed}: only versions below the 10th");
+            for (version, root) in &roots[9..] {
+                check(*version, root);
+            }
+            assert_eq!(store.map_latest(region).unwrap(), roots.last().copied());
             // Each key's first position lives in its leaf: the records kept apart are
             // the others only.
             let total: usize = named.values().map(Vec::len).sum();

@@ -227,9 +227,19 @@ impl Backend for FaultyStore {
         pages: &[(super::PageId, super::MapPage)],
         root: credfed_protocol::crypto::Hash256,
         positions: &[(credfed_protocol::crypto::Hash256, u64)],
+        computed_at: u64,
     ) -> Result<(), StoreError> {
         self.inner
-            .put_map_version(region, version, pages, root, positions)
+            .put_map_version(region, version, pages, root, positions, computed_at)
+    }
+
+    fn prune_map(
+        &self,
+        region: RegionCode,
+        keep_from: u64,
+        computed_before: u64,
+    ) -> Result<(usize, usize), StoreError> {
+        self.inner.prune_map(region, keep_from, computed_before)
     }
 
     fn map_positions(

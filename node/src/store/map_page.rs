@@ -61,9 +61,39 @@ impl PageId {
 
     /// The path bytes a key needs (those holding bits above the band).
     pub fn path_bytes(&self) -> &[u8] {
-        let used = usize::from(self.band_depth).div_ceil(8).min(32);
-        &self.prefix.0[..used]
+        &self.prefix.0[..Self::used_bytes(self.band_depth)]
     }
+
+    /// The page named by a band depth and the path bytes [`PageId::path_bytes`] gave;
+    /// `None` if they cannot name one (a stored list that is corrupt).
+    pub fn from_parts(band_depth: u16, path: &[u8]) -> Option<PageId> {
+        if !band_depth.is_multiple_of(PAGE_LEVELS)
+            || band_depth >= 256
+            || path.len() != Self::used_bytes(band_depth)
+        {
+            return None;
+        }
+        let mut prefix = Hash256([0; 32]);
+        prefix.0[..path.len()].copy_from_slice(path);
+        let mut masked = prefix;
+        clear_from(&mut masked, band_depth);
+        (masked == prefix).then_some(PageId { band_depth, prefix })
+    }
+
+    fn used_bytes(band_depth: u16) -> usize {
+        usize::from(band_depth).div_ceil(8).min(32)
+    }
+}
+
+/// What the store keeps about a map version besides its pages: when it was computed
+/// and which pages it wrote, so that pruning finds the records a later version
+/// shadows without scanning the whole map.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionRecord {
+    /// When it was computed (node clock, seconds since the epoch).
+    pub computed_at: u64,
+    /// The pages it wrote: band depth and path bytes.
+    pub pages: Vec<(u16, Vec<u8>)>,
 }
 
 /// A node as a page keeps it.
@@ -175,6 +205,23 @@ mod tests {
         let truncated = path(&[true, false, true, true, false, true]);
         assert_eq!(PageId::of(6, &key), PageId::of(6, &truncated));
         assert_eq!(PageId::of(6, &key).0.path_bytes(), &[0b1011_0000]);
+    }
+
+    #[test]
+    fn a_page_id_survives_its_parts_and_bad_parts_are_refused() {
+        let key = path(&[
+            true, true, false, true, false, false, true, true, true, false,
+        ]);
+        for depth in [0u16, 3, 4, 9, 12, 17] {
+            let (page, _) = PageId::of(depth, &key);
+            assert_eq!(
+                PageId::from_parts(page.band_depth, page.path_bytes()),
+                Some(page)
+            );
+        }
+        assert_eq!(PageId::from_parts(6, &[0x80]), None, "not a band start");
+        assert_eq!(PageId::from_parts(8, &[]), None, "path too short");
+        assert_eq!(PageId::from_parts(4, &[0x08]), None, "bits below the band");
     }
 
     #[test]

@@ -33,6 +33,7 @@
 //! | `Y` | region u32 | a checkpoint the region's node signed that contradicts this replica (fork evidence) |
 //! | `I` | region u32, band depth u16, path (the ⌈depth/8⌉ bytes it uses), version u64 | `MapPage`: four levels of the region's verifiable map under that path, as of that version (log size) |
 //! | `J` | region u32, version u64 | 32-byte map root at that version |
+//! | `U` | region u32, version u64 | `VersionRecord`: when that map version was computed and the pages it wrote (what pruning reads) |
 //! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key (subjects, entries, evaluations, objections), for every position but the key's first, which its leaf carries |
 //!
 //! The verifiable map (`I`, `J`) is derived from the log and computed when a checkpoint
@@ -166,9 +167,9 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn map_latest(&self, region: RegionCode) -> Result<Option<(u64, Hash256)>, StoreError>;
     /// The map root at exactly `version`, if the map was computed there.
     fn map_root_at(&self, region: RegionCode, version: u64) -> Result<Option<Hash256>, StoreError>;
-    /// Stores a new map version's changed pages (whole), its root and the (key, seq)
-    /// pairs it added, in one batch (not fsynced: the map is derived from the log, and a
-    /// lost version is recomputed).
+    /// Stores a new map version's changed pages (whole), its root, the (key, seq) pairs
+    /// it keeps apart and when it was computed, in one batch (not fsynced: the map is
+    /// derived from the log, and a lost version is recomputed).
     fn put_map_version(
         &self,
         region: RegionCode,
@@ -176,7 +177,18 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
         pages: &[(PageId, MapPage)],
         root: Hash256,
         positions: &[(Hash256, u64)],
+        computed_at: u64,
     ) -> Result<(), StoreError>;
+    /// Forgets the region's map versions below the cut — `keep_from`, or the newest
+    /// version computed at or before `computed_before` if that is smaller — and every
+    /// page record only they could read. Versions at and above the cut read exactly
+    /// what they read before. Returns the versions and page records removed.
+    fn prune_map(
+        &self,
+        region: RegionCode,
+        keep_from: u64,
+        computed_before: u64,
+    ) -> Result<(usize, usize), StoreError>;
     /// The positions (≤ `up_to`) of the region's records that name map key `key`.
     fn map_positions(
         &self,
@@ -203,6 +215,21 @@ fn map_page_key(region: RegionCode, page: &PageId, version: u64) -> Vec<u8> {
     k
 }
 
+fn map_version_key(region: RegionCode, version: u64) -> Vec<u8> {
+    let mut k = region_key(b'U', region);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The version a `J` or `U` key names (its last eight bytes).
+fn version_in(key: &[u8], region: RegionCode) -> Result<u64, StoreError> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| key[at..].try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("{region}: map version key")))
+}
+
 fn map_root_key(region: RegionCode, version: u64) -> Vec<u8> {
     let mut k = region_key(b'J', region);
     k.extend_from_slice(&version.to_be_bytes());
@@ -218,7 +245,7 @@ fn hash_value(v: &[u8], what: &str) -> Result<Hash256, StoreError> {
 pub mod faulty;
 pub mod map_page;
 
-pub use map_page::{MapPage, PageId, PageNode};
+pub use map_page::{MapPage, PageId, PageNode, VersionRecord};
 
 /// The node's durable store.
 pub struct Store {
@@ -739,11 +766,20 @@ impl Backend for Store {
         pages: &[(PageId, MapPage)],
         root: Hash256,
         positions: &[(Hash256, u64)],
+        computed_at: u64,
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (id, page) in pages {
             batch.insert(map_page_key(region, id, version), enc(page));
         }
+        let record = VersionRecord {
+            computed_at,
+            pages: pages
+                .iter()
+                .map(|(id, _)| (id.band_depth, id.path_bytes().to_vec()))
+                .collect(),
+        };
+        batch.insert(map_version_key(region, version), enc(&record));
         for (key, seq) in positions {
             batch.insert(map_position_key(region, key, *seq), &[]);
         }
@@ -769,6 +805,65 @@ impl Backend for Store {
             out.push(u64::from_be_bytes(seq));
         }
         Ok(out)
+    }
+
+    fn prune_map(
+        &self,
+        region: RegionCode,
+        keep_from: u64,
+        computed_before: u64,
+    ) -> Result<(usize, usize), StoreError> {
+        // Versions are computed in increasing order, so the newest one computed before
+        // the time is the last such in key order; the scan stops at `keep_from`.
+        let mut versions: Vec<(u64, VersionRecord)> = Vec::new();
+        let mut settled = None;
+        for kv in self.tree.scan_prefix(region_key(b'U', region)) {
+            let (k, v) = kv?;
+            let version = version_in(&k, region)?;
+            let record: VersionRecord = dec(&v, "map version")?;
+            if record.computed_at > computed_before {
+                break;
+            }
+            if version >= keep_from {
+                settled = Some(keep_from);
+                break;
+            }
+            settled = Some(version);
+            versions.push((version, record));
+        }
+        let Some(cut) = settled else {
+            return Ok((0, 0));
+        };
+        let mut batch = sled::Batch::default();
+        let mut pages = std::collections::BTreeSet::new();
+        let mut removed_versions = 0;
+        for (version, record) in versions.iter().take_while(|(v, _)| *v < cut) {
+            for (band, path) in &record.pages {
+                let id = PageId::from_parts(*band, path).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{region}: map version {version} names a bad page"))
+                })?;
+                pages.insert(id);
+            }
+            batch.remove(map_version_key(region, *version));
+            batch.remove(map_root_key(region, *version));
+            removed_versions += 1;
+        }
+        // A page record below the cut is read by a version at or above it only if it
+        // is that page's newest record at or below the cut.
+        let mut removed_pages = 0;
+        for id in &pages {
+            let lo = map_page_key(region, id, 0);
+            let hi = map_page_key(region, id, cut);
+            let mut below: Vec<sled::IVec> =
+                self.tree.range(lo..=hi).keys().collect::<Result<_, _>>()?;
+            below.pop();
+            removed_pages += below.len();
+            for k in below {
+                batch.remove(k);
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok((removed_versions, removed_pages))
     }
 
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
