@@ -8,8 +8,9 @@
 //! map version per quarter-second of records at the measured rate, as witnesses compute
 //! it under load; `-- N V` for versions of V records). Every entry names one company
 //! unless `--distinct-subjects` is given: then each names its own, the harder case for
-//! the map (two new keys per record instead of one). docs/performance.md records the
-//! figures.
+//! the map (two new keys per record instead of one). It also reports what the map's
+//! pages occupy per record, with every version kept and after superseded versions are
+//! pruned. docs/performance.md records the figures.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -203,6 +204,12 @@ fn main() {
         core.map_root(region(310000), size).expect("map computed");
     }
     let map_s = t.elapsed().as_secs_f64();
+    let log_bytes: usize = log.iter().map(Vec::len).sum();
+    let kept = core.map_storage(region(310000)).expect("map storage");
+    let (pruned_versions, _) = core
+        .prune_map_versions(region(310000), 0)
+        .expect("map pruned");
+    let pruned = core.map_storage(region(310000)).expect("map storage");
 
     // The limit: two strict verifications per envelope, nothing else.
     let payload = vec![0x5a; log.iter().map(Vec::len).sum::<usize>() / n.max(1)];
@@ -226,5 +233,15 @@ fn main() {
     println!(
         "map: {n} records in {map_s:.2} s, a version per {per_version} records; (ingest + map) / ingest = {:.3}  (goal <= 1.2: a record's cost with its map update against without)",
         (ingest_s + map_s) / ingest_s
+    );
+    let per_record = |bytes: u64| bytes as f64 / n as f64;
+    println!(
+        "map storage: {} versions, {} page records, {:.0} bytes/record; after pruning {pruned_versions} superseded versions: {} page records, {:.0} bytes/record  (the log itself: {:.0} bytes/record)",
+        kept.versions,
+        kept.page_records,
+        per_record(kept.page_bytes),
+        pruned.page_records,
+        per_record(pruned.page_bytes),
+        log_bytes as f64 / n as f64
     );
 }

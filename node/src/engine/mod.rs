@@ -558,13 +558,11 @@ impl Core {
         Ok(root)
     }
 
-    /// Forgets `region`'s map versions that nothing can ask for any more: below the
-    /// witnessed checkpoint held, the federation checkpoint's leaf and the latest
-    /// version, and superseded more than [`MAP_VERSION_RETAIN_SECONDS`] ago (a proof
-    /// being built under an older federation checkpoint finishes first). At most once
-    /// per [`MAP_PRUNE_EVERY_SECONDS`] per region; the caller holds the region's map
-    /// lock. Without it storage would grow by every page a version rewrites, for every
-    /// checkpoint (docs/decisions.md, "Map versions are pruned").
+    /// Forgets `region`'s map versions that nothing can ask for any more (see
+    /// [`Core::prune_map_versions`]), at most once per [`MAP_PRUNE_EVERY_SECONDS`] per
+    /// region; the caller holds the region's map lock. Without it storage would grow by
+    /// every page a version rewrites, for every checkpoint (docs/decisions.md, "Map
+    /// versions are pruned").
     fn prune_map(&self, region: RegionCode, latest: u64, now: u64) -> Result<(), StoreError> {
         {
             let mut last = self
@@ -577,6 +575,48 @@ impl Core {
             }
             *at = now;
         }
+        self.prune_below_served(region, latest, now, MAP_VERSION_RETAIN_SECONDS)?;
+        Ok(())
+    }
+
+    /// Forgets `region`'s map versions below the witnessed checkpoint held, the
+    /// federation checkpoint's leaf and the latest version that were superseded more
+    /// than `retain_seconds` ago (the node does this by itself with
+    /// [`MAP_VERSION_RETAIN_SECONDS`]); returns the versions and page records removed.
+    /// Blocking.
+    pub fn prune_map_versions(
+        &self,
+        region: RegionCode,
+        retain_seconds: u64,
+    ) -> Result<(usize, usize), StoreError> {
+        let lock = self
+            .map_locks
+            .lock()
+            .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?
+            .entry(region)
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock
+            .lock()
+            .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?;
+        let Some((latest, _)) = self.store.map_latest(region)? else {
+            return Ok((0, 0));
+        };
+        self.prune_below_served(region, latest, self.now_seconds(), retain_seconds)
+    }
+
+    /// What `region`'s verifiable map occupies in the store. Blocking (scans it).
+    pub fn map_storage(&self, region: RegionCode) -> Result<crate::store::MapStorage, StoreError> {
+        self.store.map_storage(region)
+    }
+
+    fn prune_below_served(
+        &self,
+        region: RegionCode,
+        latest: u64,
+        now: u64,
+        retain_seconds: u64,
+    ) -> Result<(usize, usize), StoreError> {
         let mut keep_from = latest;
         if let Some(held) = self.witnessed_checkpoint(region)? {
             keep_from = keep_from.min(held.checkpoint.size);
@@ -592,18 +632,16 @@ impl Core {
         {
             keep_from = keep_from.min(leaf.size);
         }
-        let (versions, pages) = self.store.prune_map(
-            region,
-            keep_from,
-            now.saturating_sub(MAP_VERSION_RETAIN_SECONDS),
-        )?;
+        let (versions, pages) =
+            self.store
+                .prune_map(region, keep_from, now.saturating_sub(retain_seconds))?;
         self.metrics
             .map_versions_pruned
             .fetch_add(versions as u64, std::sync::atomic::Ordering::Relaxed);
         self.metrics
             .map_pages_pruned
             .fetch_add(pages as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        Ok((versions, pages))
     }
 
     /// The leaf this node proposes for `region` in a federation checkpoint: the

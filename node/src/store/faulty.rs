@@ -233,6 +233,11 @@ impl Backend for FaultyStore {
             .put_map_version(region, version, pages, root, positions, computed_at)
     }
 
+    fn map_storage(&self, region: RegionCode) -> Result<super::MapStorage, StoreError> {
+        self.read()?;
+        self.inner.map_storage(region)
+    }
+
     fn prune_map(
         &self,
         region: RegionCode,

@@ -179,6 +179,8 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
         positions: &[(Hash256, u64)],
         computed_at: u64,
     ) -> Result<(), StoreError>;
+    /// How much the region's map holds: versions, page records and their bytes.
+    fn map_storage(&self, region: RegionCode) -> Result<MapStorage, StoreError>;
     /// Forgets the region's map versions below the cut — `keep_from`, or the newest
     /// version computed at or before `computed_before` if that is smaller — and every
     /// page record only they could read. Versions at and above the cut read exactly
@@ -246,6 +248,17 @@ pub mod faulty;
 pub mod map_page;
 
 pub use map_page::{MapPage, PageId, PageNode, VersionRecord};
+
+/// What a region's verifiable map occupies in the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapStorage {
+    /// Versions kept.
+    pub versions: u64,
+    /// Page records kept (every version's pages that a kept version can read).
+    pub page_records: u64,
+    /// Their keys' and values' bytes.
+    pub page_bytes: u64,
+}
 
 /// The node's durable store.
 pub struct Store {
@@ -803,6 +816,20 @@ impl Backend for Store {
                 .try_into()
                 .map_err(|_| StoreError::Corrupt(format!("{region}: map position key")))?;
             out.push(u64::from_be_bytes(seq));
+        }
+        Ok(out)
+    }
+
+    fn map_storage(&self, region: RegionCode) -> Result<MapStorage, StoreError> {
+        let mut out = MapStorage::default();
+        for kv in self.tree.scan_prefix(region_key(b'U', region)).keys() {
+            kv?;
+            out.versions += 1;
+        }
+        for kv in self.tree.scan_prefix(region_key(b'I', region)) {
+            let (k, v) = kv?;
+            out.page_records += 1;
+            out.page_bytes += (k.len() + v.len()) as u64;
         }
         Ok(out)
     }
