@@ -1224,9 +1224,13 @@ impl ProofFailure {
 }
 
 fn map_failure(e: credfed_protocol::map::MapError<StoreError>) -> ProofFailure {
+    ProofFailure::Store(map_store_error(e))
+}
+
+fn map_store_error(e: credfed_protocol::map::MapError<StoreError>) -> StoreError {
     match e {
-        credfed_protocol::map::MapError::Store(e) => ProofFailure::Store(e),
-        credfed_protocol::map::MapError::Corrupt(m) => ProofFailure::Store(StoreError::Corrupt(m)),
+        credfed_protocol::map::MapError::Store(e) => e,
+        credfed_protocol::map::MapError::Corrupt(m) => StoreError::Corrupt(m),
     }
 }
 
@@ -1286,15 +1290,20 @@ impl<'a> StoredMap<'a> {
         Ok(found.map(|n| n.node))
     }
 
-    /// The positions (≤ `up_to`) of the records naming `key`, after a walk down its
-    /// path at a version ≤ `up_to` (a proof or a lookup) has read its leaf.
+    /// The positions (≤ `up_to`) of the records naming `key` in the map as of
+    /// `up_to`: the first from its leaf (read now unless a proof just read it — pages
+    /// are cached), the others from the records kept apart.
     fn positions(&self, key: &Hash256, up_to: u64) -> Result<Vec<u64>, StoreError> {
+        if !self.firsts.borrow().contains_key(key) {
+            credfed_protocol::map::map_get(self, up_to, key).map_err(map_store_error)?;
+        }
         let mut out: Vec<u64> = self
             .firsts
             .borrow()
             .get(key)
             .copied()
             .flatten()
+            .filter(|first| *first <= up_to)
             .into_iter()
             .collect();
         out.extend(self.store.map_positions(self.region, key, up_to)?);
@@ -1518,6 +1527,14 @@ mod map_storage_tests {
                     let value = verify_map_proof(root, &k, &proof).unwrap();
                     let listed = nodes.positions(&k, version).unwrap();
                     let want = expected.get(&k).cloned().unwrap_or_default();
+                    // Without a proof first, the lookup walks to the leaf itself.
+                    let alone = StoredMap::new(&store, region)
+                        .positions(&k, version)
+                        .unwrap();
+                    assert_eq!(
+                        alone, want,
+                        "seed {seed} key {i} at {version}, no proof first"
+                    );
                     assert_eq!(value, value_of(&want), "seed {seed} key {i} at {version}");
                     assert_eq!(listed, want, "seed {seed} key {i} at {version}");
                 }
