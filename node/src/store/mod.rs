@@ -1083,6 +1083,65 @@ mod tests {
         assert!(store.tree_node(sh(), 4, 0).unwrap().is_some());
     }
 
+    /// A damaged map page or version record is refused as corrupt, never a panic or a
+    /// page with misplaced nodes: every truncation and every single-byte change of a
+    /// valid encoding.
+    #[test]
+    fn mangled_map_records_are_refused_not_trusted() {
+        use credfed_protocol::map::MapNode;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (id, slot) = PageId::of(5, &Hash256([0xa5; 32]));
+        let mut page = MapPage::default();
+        page.set(PageNode {
+            slot,
+            node: MapNode::Leaf {
+                key: Hash256([1; 32]),
+                value: Hash256([2; 32]),
+            },
+            first: Some(300),
+        });
+        page.set(PageNode {
+            slot: 1,
+            node: MapNode::Internal {
+                left: Hash256([3; 32]),
+                right: Hash256([4; 32]),
+            },
+            first: None,
+        });
+        store
+            .put_map_version(sh(), 9, &[(id, page.clone())], Hash256([5; 32]), &[], 1)
+            .unwrap();
+        assert_eq!(store.map_page(sh(), &id, 9).unwrap(), Some(page.clone()));
+        let good = enc(&page);
+        let mut variants: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
+        for at in 0..good.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut v = good.clone();
+                v[at] ^= flip;
+                variants.push(v);
+            }
+        }
+        for bytes in variants {
+            store
+                .tree
+                .insert(map_page_key(sh(), &id, 9), bytes.as_slice())
+                .unwrap();
+            match store.map_page(sh(), &id, 9) {
+                Ok(Some(read)) => assert!(read.is_well_formed(), "{bytes:?}"),
+                Ok(None) => panic!("a stored record read as absent"),
+                Err(StoreError::Corrupt(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+            store
+                .tree
+                .insert(map_version_key(sh(), 9), bytes.as_slice())
+                .unwrap();
+            // Pruning reads version records: a damaged one is an error, not a panic.
+            let _ = store.prune_map(sh(), 10, u64::MAX);
+        }
+    }
+
     /// A format-3 store (the map a node per record) is upgraded at open: its map is
     /// dropped, to be recomputed in pages, and nothing else is touched.
     #[test]
