@@ -238,6 +238,12 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
             .collect();
         println!("  cosignatures refused by witnesses: {}", parts.join(", "));
     }
+    if r.map_versions_pruned > 0 {
+        println!(
+            "  map versions pruned (superseded over a minute ago, no longer served): {}",
+            r.map_versions_pruned
+        );
+    }
     // A bucket bound, or "over 10000 ms" past the last bucket.
     let bound = |ms: f64| {
         if ms.is_finite() {

@@ -112,6 +112,10 @@ pub struct Report {
     /// history the witness's replica contradicts), all nodes.
     #[serde(default)]
     pub cosign_refusals: BTreeMap<String, u64>,
+    /// Verifiable-map versions the nodes forgot (superseded over a minute ago and no
+    /// longer served), all nodes.
+    #[serde(default)]
+    pub map_versions_pruned: u64,
     /// Gossip messages and pulled ranges received, all nodes.
     pub messages: u64,
     /// Envelope bytes received, all nodes.

@@ -105,6 +105,7 @@ pub(super) struct NodeMetrics {
     append_buckets: BTreeMap<String, u64>,
     append_count: u64,
     pub(super) cosign_refusals: BTreeMap<String, u64>,
+    map_versions_pruned: u64,
 }
 
 impl NodeMetrics {
@@ -481,6 +482,8 @@ impl Drill {
                 m.messages += v;
             } else if l.starts_with("credfed_bytes_received_total ") {
                 m.bytes += v;
+            } else if l.starts_with("credfed_map_versions_pruned_total ") {
+                m.map_versions_pruned += v;
             } else if let Some(le) = bucket("credfed_witness_round_seconds") {
                 *m.round_buckets.entry(le).or_default() += v;
             } else if l.starts_with("credfed_witness_round_seconds_count ") {
@@ -505,6 +508,7 @@ impl Drill {
         let mut bytes = 0;
         let mut witness = NodeMetrics::default();
         let mut cosign_refusals: BTreeMap<String, u64> = BTreeMap::new();
+        let mut map_versions_pruned = 0;
         for i in 0..self.fed.nodes.len() {
             if !self.fed.live(i) {
                 continue;
@@ -514,6 +518,7 @@ impl Drill {
             };
             messages += m.messages;
             bytes += m.bytes;
+            map_versions_pruned += m.map_versions_pruned;
             for (k, v) in &m.cosign_refusals {
                 *cosign_refusals.entry(k.clone()).or_default() += v;
             }
@@ -592,6 +597,7 @@ impl Drill {
             ),
             proven_answers: self.proven.clone(),
             cosign_refusals,
+            map_versions_pruned,
             messages,
             bytes,
             fault_mode: format!(
