@@ -497,13 +497,7 @@ impl Core {
         if let Some(root) = self.store.map_root_at(region, size)? {
             return Ok(root);
         }
-        let lock = self
-            .map_locks
-            .lock()
-            .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?
-            .entry(region)
-            .or_default()
-            .clone();
+        let lock = self.map_lock(region)?;
         let _one_at_a_time = lock
             .lock()
             .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?;
@@ -554,8 +548,23 @@ impl Core {
         let now = self.now_seconds();
         self.store
             .put_map_version(region, size, &stored.pages, root, &stored.positions, now)?;
-        self.prune_map(region, size, now)?;
+        // The version is stored: a failure to forget older ones must not fail it (the
+        // next pruning tries again).
+        if let Err(e) = self.prune_map(region, size, now) {
+            tracing::warn!(%region, error = %e, "map versions not pruned");
+        }
         Ok(root)
+    }
+
+    /// The lock that lets one map computation or pruning of `region` run at a time.
+    fn map_lock(&self, region: RegionCode) -> Result<Arc<Mutex<()>>, StoreError> {
+        Ok(self
+            .map_locks
+            .lock()
+            .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?
+            .entry(region)
+            .or_default()
+            .clone())
     }
 
     /// Forgets `region`'s map versions that nothing can ask for any more (see
@@ -589,13 +598,7 @@ impl Core {
         region: RegionCode,
         retain_seconds: u64,
     ) -> Result<(usize, usize), StoreError> {
-        let lock = self
-            .map_locks
-            .lock()
-            .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?
-            .entry(region)
-            .or_default()
-            .clone();
+        let lock = self.map_lock(region)?;
         let _one_at_a_time = lock
             .lock()
             .map_err(|_| StoreError::Corrupt("map lock poisoned".into()))?;
