@@ -1272,16 +1272,21 @@ impl<'a> StoredMap<'a> {
         slot: u8,
         version: u64,
     ) -> Result<Option<credfed_protocol::map::MapNode>, StoreError> {
-        let cached = self.pages.borrow().get(&(id, version)).cloned();
-        let page = match cached {
-            Some(page) => page,
+        // Only the node leaves the cache: a page is not copied per read.
+        let cached = self
+            .pages
+            .borrow()
+            .get(&(id, version))
+            .map(|page| page.as_ref().and_then(|p| p.get(slot)));
+        let found = match cached {
+            Some(found) => found,
             None => {
                 let page = self.store.map_page(self.region, &id, version)?;
-                self.pages.borrow_mut().insert((id, version), page.clone());
-                page
+                let found = page.as_ref().and_then(|p| p.get(slot));
+                self.pages.borrow_mut().insert((id, version), page);
+                found
             }
         };
-        let found = page.and_then(|p| p.get(slot));
         if let Some(PageNode {
             node: credfed_protocol::map::MapNode::Leaf { key, .. },
             first,
