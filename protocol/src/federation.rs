@@ -678,11 +678,8 @@ mod tests {
         )
     }
 
-    /// A clear answer over empty logs, whose Gansu map holds other subjects, cosigned by
-    /// the members `cosign` at `at`.
-    fn proven(cosign: &[u32], at: u64) -> ProvenAnswer {
-        let m = manifest();
-        let subject = SubjectKey::Uscc("91110000100000000R".into());
+    /// Gansu's map in these tests: forty other subjects, one record each; and its root.
+    fn gansu_map() -> (MemoryMap, Hash256) {
         let mut gansu = MemoryMap::default();
         let others: std::collections::BTreeMap<_, _> = (0..40u64)
             .map(|i| {
@@ -690,7 +687,16 @@ mod tests {
                 (k, crate::map::value_after(None, i + 1))
             })
             .collect();
-        let gansu_root = gansu.apply(40, &others).unwrap();
+        let root = gansu.apply(40, &others).unwrap();
+        (gansu, root)
+    }
+
+    /// A clear answer over empty logs, whose Gansu map holds other subjects, cosigned by
+    /// the members `cosign` at `at`.
+    fn proven(cosign: &[u32], at: u64) -> ProvenAnswer {
+        let m = manifest();
+        let subject = SubjectKey::Uscc("91110000100000000R".into());
+        let (gansu, gansu_root) = gansu_map();
         let leaves: Vec<Checkpoint> = m
             .members
             .iter()
@@ -844,14 +850,7 @@ mod tests {
         // The proof of another subject (present in Gansu's map) for this one.
         let mut a = p.clone();
         let other = map_key(&Indexed::Subject(SubjectKey::Uscc("other7".into())));
-        let mut gansu = MemoryMap::default();
-        let others: std::collections::BTreeMap<_, _> = (0..40u64)
-            .map(|i| {
-                let k = map_key(&Indexed::Subject(SubjectKey::Uscc(format!("other{i}"))));
-                (k, crate::map::value_after(None, i + 1))
-            })
-            .collect();
-        gansu.apply(40, &others).unwrap();
+        let (gansu, _) = gansu_map();
         a.regions[2].subject.proof = map_proof(&gansu, 40, &other).unwrap();
         assert!(!verify(&a, NOW, 60).ok());
     }
