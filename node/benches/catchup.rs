@@ -152,6 +152,7 @@ fn main() {
             person_key: PersonHashKey::new(&[9; 32]).expect("person key"),
             clock: Clock::new(0),
             group_commit_max: 256,
+            signed_manifest: None,
         },
         metrics.clone(),
     )

@@ -176,6 +176,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
             person_key,
             clock,
             group_commit_max: cfg.group_commit_max,
+            signed_manifest: Some(signed.clone()),
         },
         metrics.clone(),
     )

@@ -95,6 +95,7 @@ enum Background {
             (
                 credfed_protocol::checkpoint::SignedCheckpoint,
                 Vec<credfed_protocol::checkpoint::Checkpoint>,
+                Vec<String>,
             ),
             String,
         >,
@@ -106,6 +107,8 @@ enum Background {
 struct FederationRounds {
     rounds: crate::witnessing::Rounds,
     leaves: Vec<String>,
+    /// Witnessed notes sent along with the round's requests.
+    witnessed: Vec<String>,
     proposing: bool,
     waiters: Vec<tokio::sync::oneshot::Sender<Result<crate::engine::FederationHead, String>>>,
     refusals: BTreeMap<String, usize>,
@@ -346,8 +349,7 @@ impl Network {
         let quorum = core
             .manifest()
             .policy
-            .witness
-            .cosignatures_needed(core.manifest().members.len());
+            .witness_quorum(core.manifest().members.len());
         let swarm = build_swarm(keypair, &members, &cfg)?;
         let local = core.heads().context("reading heads at start")?;
         let local_seq = local.iter().map(|(r, h)| (*r, h.seq)).collect();
@@ -360,6 +362,7 @@ impl Network {
             cfg.solo || members.is_empty(),
         );
         let members_count = core.manifest().members.len();
+        let federation_quorum = core.manifest().policy.federation_quorum(members_count);
         let mut net = Network {
             swarm,
             core,
@@ -388,11 +391,9 @@ impl Network {
             signing: false,
             federation: FederationRounds {
                 // The proposer's own cosignature is on the note from the start.
-                rounds: crate::witnessing::Rounds::new(
-                    credfed_protocol::federation::federation_quorum(members_count)
-                        .saturating_sub(1),
-                ),
+                rounds: crate::witnessing::Rounds::new(federation_quorum.saturating_sub(1)),
                 leaves: Vec::new(),
+                witnessed: Vec::new(),
                 proposing: false,
                 waiters: Vec::new(),
                 refusals: BTreeMap::new(),
@@ -507,9 +508,10 @@ impl Network {
                 self.federation.proposing = false;
                 self.end_federation_round(Err(format!("cannot propose: {e}")));
             }
-            Background::Federation(Ok((signed, leaves))) => {
+            Background::Federation(Ok((signed, leaves, witnessed))) => {
                 self.federation.proposing = false;
                 self.federation.leaves = leaves.iter().map(|l| l.body()).collect();
+                self.federation.witnessed = witnessed;
                 if self.federation.rounds.quorum() == 0 {
                     self.federation_witnessed(&signed.encode());
                     return;
@@ -543,6 +545,7 @@ impl Network {
                         SyncRequest::CosignFederation {
                             note: note.clone(),
                             leaves: self.federation.leaves.clone(),
+                            witnessed: self.federation.witnessed.clone(),
                         },
                     );
                     self.federation
@@ -567,10 +570,16 @@ impl Network {
                     .map(|l| credfed_protocol::checkpoint::Checkpoint::parse_body(l))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| e.to_string())?;
+                // The time its quorum vouches for, from the cosignatures: what answers
+                // proven under it state as their `as_of`.
+                let quorum = credfed_protocol::federation::verify_federation_quorum(
+                    self.core.manifest(),
+                    &signed,
+                )?;
                 Ok(crate::engine::FederationHead {
                     signed,
                     leaves,
-                    witnessed_at: self.core.now_seconds(),
+                    witnessed_at: quorum.time,
                 })
             });
         if let Ok(head) = &head {
@@ -799,12 +808,29 @@ impl Network {
             .map_err(|e| e.to_string())
             .and_then(|note| self.core.accept_witnessed(note))
         {
-            Ok(Witnessed::SplitView(region)) => {
+            Ok(Witnessed::SplitView(region, size)) => {
                 self.core
                     .metrics()
                     .split_views
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%region, "a witnessed checkpoint of {region} contradicts this replica: split view, evidence kept");
+                // Whoever forwarded it may hold that other history: its envelope at
+                // that size and ours are two envelopes the region signed at one
+                // position — equivocation evidence every member can check.
+                if self.fork_probed.insert((source, region)) {
+                    self.core
+                        .metrics()
+                        .fork_probes
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.swarm.behaviour_mut().sync.send_request(
+                        &source,
+                        SyncRequest::Range {
+                            region,
+                            from: size.max(1),
+                            limit: 1,
+                        },
+                    );
+                }
                 gossipsub::MessageAcceptance::Accept
             }
             Ok(_) => gossipsub::MessageAcceptance::Accept,
@@ -817,6 +843,38 @@ impl Network {
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(&message_id, &source, verdict);
+    }
+
+    /// A peer whose head of a region is at our position but hashes differently holds
+    /// another history of that region: a fork at the tip, which no chain check catches
+    /// while the region stays quiet. Fetch its envelope there; the writer turns the two
+    /// into equivocation evidence (docs/protocol.md, "Forks"). One probe per (peer,
+    /// region) per connection.
+    fn probe_tip_forks(&mut self, peer: PeerId, heads: &[(RegionCode, Head)]) {
+        for (region, theirs) in heads {
+            let Some(ours) = self.local.get(region) else {
+                continue;
+            };
+            if ours.seq != theirs.seq || ours.hash == theirs.hash || theirs.seq == 0 {
+                continue;
+            }
+            if !self.fork_probed.insert((peer, *region)) {
+                continue;
+            }
+            tracing::warn!(%peer, %region, seq = theirs.seq, "a peer's head differs from ours at the same position: fetching its envelope");
+            self.core
+                .metrics()
+                .fork_probes
+                .fetch_add(1, Ordering::Relaxed);
+            self.swarm.behaviour_mut().sync.send_request(
+                &peer,
+                SyncRequest::Range {
+                    region: *region,
+                    from: theirs.seq,
+                    limit: 1,
+                },
+            );
+        }
     }
 
     fn on_redial(&mut self) {
@@ -1104,8 +1162,14 @@ impl Network {
             SyncRequest::Cosign { note } => {
                 self.answer_cosign(channel, move |core| core.witness(&note));
             }
-            SyncRequest::CosignFederation { note, leaves } => {
-                self.answer_cosign(channel, move |core| core.witness_federation(&note, &leaves));
+            SyncRequest::CosignFederation {
+                note,
+                leaves,
+                witnessed,
+            } => {
+                self.answer_cosign(channel, move |core| {
+                    core.witness_federation(&note, &leaves, &witnessed)
+                });
             }
             _ => {}
         }
@@ -1136,15 +1200,7 @@ impl Network {
             let response = match judge(&core) {
                 Ok(line) => SyncResponse::Cosigned(line),
                 Err(why) => {
-                    let reason = match &why {
-                        CosignRefusal::NotYet { .. } => "not_yet",
-                        CosignRefusal::Older { .. } => "older",
-                        CosignRefusal::Conflict { .. } => "split_view",
-                        CosignRefusal::Equivocator => "equivocator",
-                        CosignRefusal::Invalid(_) => "invalid",
-                        CosignRefusal::WrongMap { .. } => "wrong_map",
-                        CosignRefusal::Stale { .. } => "stale",
-                    };
+                    let reason = why.reason();
                     if let Ok(mut m) = core.metrics().cosign_refusals.lock() {
                         *m.entry(reason).or_default() += 1;
                     }
@@ -1220,7 +1276,10 @@ impl Network {
                 }
                 self.rounds.refused(peer, &why, Instant::now());
             }
-            SyncResponse::Heads(heads) => self.step(Input::Heads(peer, heads)),
+            SyncResponse::Heads(heads) => {
+                self.probe_tip_forks(peer, &heads);
+                self.step(Input::Heads(peer, heads));
+            }
             SyncResponse::Range { region, envelopes } => {
                 tracing::debug!(%peer, %region, count = envelopes.len(), "pull: range received");
                 let metrics = self.core.metrics();

@@ -19,9 +19,15 @@ use serde::{Deserialize, Serialize};
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/credfed/sync/1");
 
 /// Largest request. Most are tiny; the largest is a federation checkpoint to cosign,
-/// which carries one region checkpoint body (≈ 150 bytes) per member: 512 members
-/// (the manifest's limit) need about 77 KiB.
-pub const MAX_REQUEST_BYTES: usize = 96 * 1024;
+/// which carries one region checkpoint body (≈ 170 bytes) per member — 512 members (the
+/// manifest's limit) need about 87 KiB — and the witnessed notes of recently changed
+/// leaves ([`MAX_WITNESSED_NOTES_BYTES`]).
+pub const MAX_REQUEST_BYTES: usize = 96 * 1024 + MAX_WITNESSED_NOTES_BYTES;
+
+/// Bytes of witnessed notes a federation proposal carries at most: a note with every
+/// one of 31 members' cosignatures is about 3.5 KiB, so this holds the notes of every
+/// region of a 31-member federation that changed in the last seconds.
+pub const MAX_WITNESSED_NOTES_BYTES: usize = 128 * 1024;
 
 /// Envelopes per range response. Catch-up is bound by applying envelopes (≈ 0.3 ms
 /// each), and every round trip adds a wait on a loaded peer: 1024 catches up 10 k records
@@ -61,6 +67,9 @@ pub enum SyncRequest {
         note: String,
         /// Its leaves: every member region's checkpoint body, in manifest order.
         leaves: Vec<String>,
+        /// Witnessed notes of leaves the proposer received recently, which the cosigner
+        /// may not hold yet.
+        witnessed: Vec<String>,
     },
 }
 

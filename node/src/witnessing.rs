@@ -6,9 +6,14 @@
 //! [`MIN_ROUND_GAP`] under load, so that a burst of appends costs one round, not one per
 //! append, while a single append on an idle node is witnessed at once. A member that has
 //! not received the records yet answers "not yet" and is asked again shortly. As soon as
-//! a majority of the other members have cosigned, the checkpoint is *witnessed*: the node
-//! keeps it and gossips it. A round ends when everyone asked has answered or after
-//! [`ROUND_DEADLINE`].
+//! the witnessing quorum of the other members (the manifest's fault policy) have
+//! cosigned, the checkpoint is *witnessed*: the node keeps it and gossips it. A round
+//! ends when everyone asked has answered or after [`ROUND_DEADLINE`].
+//!
+//! An idle region signs its unchanged head again every [`REFRESH`]: each checkpoint
+//! carries the time its node signed it, and that is how a verifier tells an idle region
+//! (fresh, witnessed a few seconds ago) from one cut off from its witnesses (its last
+//! witnessed head grows old) — docs/protocol.md, "Freshness".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -24,6 +29,11 @@ pub const MIN_ROUND_GAP: Duration = Duration::from_secs(1);
 pub const ROUND_DEADLINE: Duration = Duration::from_secs(5);
 /// A member that is behind is asked again after this.
 pub const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// An unchanged head is signed and witnessed again after this: a verifier's freshness
+/// bound is in minutes (docs/cli.md, `verify --max-age`), so ten seconds keeps an idle
+/// region's age well inside it for the price of one round per region every ten
+/// seconds (no fsync at the witnesses: their view does not change).
+pub const REFRESH: Duration = Duration::from_secs(10);
 
 struct Round {
     signed: SignedCheckpoint,
@@ -54,6 +64,7 @@ pub struct Rounds {
     round_id: u64,
     last_start: Option<Instant>,
     witnessed_size: u64,
+    refresh: Duration,
 }
 
 impl Rounds {
@@ -71,17 +82,24 @@ impl Rounds {
             current: None,
             last_start: None,
             witnessed_size: 0,
+            refresh: REFRESH,
         }
     }
 
+    /// The same rounds refreshing an unchanged head every `refresh` (tests).
+    pub fn with_refresh(mut self, refresh: Duration) -> Rounds {
+        self.refresh = refresh;
+        self
+    }
+
     /// Whether a round should start now for a log of `size` records: one round at a
-    /// time until it is witnessed (its stragglers are then not waited for), one per gap.
+    /// time until it is witnessed (its stragglers are then not waited for), one per gap
+    /// when the log grew, one per [`REFRESH`] when it did not (also for an empty log,
+    /// whose head is witnessed like any other).
     pub fn due(&self, size: u64, now: Instant) -> bool {
-        size > self.witnessed_size
-            && self.current.as_ref().is_none_or(|r| r.witnessed)
-            && self
-                .last_start
-                .is_none_or(|t| now.duration_since(t) >= self.gap)
+        let since_start = |d: Duration| self.last_start.is_none_or(|t| now.duration_since(t) >= d);
+        self.current.as_ref().is_none_or(|r| r.witnessed)
+            && ((size > self.witnessed_size && since_start(self.gap)) || since_start(self.refresh))
     }
 
     /// Cosignatures a round needs.
@@ -161,7 +179,7 @@ impl Rounds {
         let Some(round) = self.current.as_mut() else {
             return;
         };
-        if matches!(why, CosignRefusal::NotYet { .. }) && round.waiting.contains(&peer) {
+        if why.retryable() && round.waiting.contains(&peer) {
             round.retry.insert(peer, now + RETRY_AFTER);
             return;
         }
@@ -270,9 +288,10 @@ mod tests {
         };
         assert_eq!(took, Duration::from_millis(120));
         assert_eq!(SignedCheckpoint::parse(&note).unwrap().signatures.len(), 3);
-        // Nothing new to witness at size 5; at 6, not before the gap has passed — and
-        // then without waiting for the straggler c.
+        // Nothing new to witness at size 5 until the refresh; at 6, not before the gap
+        // has passed — and then without waiting for the straggler c.
         assert!(!r.due(5, t0 + Duration::from_secs(2)));
+        assert!(r.due(5, t0 + REFRESH));
         assert!(!r.due(6, t0 + Duration::from_millis(500)));
         assert!(r.due(6, t0 + MIN_ROUND_GAP));
         let id = r.current_id();
@@ -290,5 +309,19 @@ mod tests {
         assert_eq!(r.tick(t0 + ROUND_DEADLINE), None);
         assert!(r.current().is_none());
         assert!(r.due(3, t0 + ROUND_DEADLINE));
+    }
+
+    /// An idle region (its log unchanged, even empty) signs its head again every
+    /// refresh, not more often.
+    #[test]
+    fn an_unchanged_head_is_refreshed_once_per_refresh_interval() {
+        let t0 = Instant::now();
+        let mut r = Rounds::new(1).with_refresh(Duration::from_secs(3));
+        assert!(r.due(0, t0), "an empty log's head is witnessed too");
+        r.start(checkpoint(0), vec![PeerId::random()], t0);
+        assert!(!r.due(0, t0 + Duration::from_secs(1)), "a round in flight");
+        r.current = None;
+        assert!(!r.due(0, t0 + Duration::from_secs(2)));
+        assert!(r.due(0, t0 + Duration::from_secs(3)));
     }
 }

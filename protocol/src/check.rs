@@ -463,13 +463,7 @@ fn check_reading<V: StateView + ?Sized>(
             }
         })
         .collect();
-    let verdict = if !decision.mandatory.is_empty() || !decision.recommended.is_empty() {
-        Verdict::MeasuresApply
-    } else if decision.entries.is_empty() && decision.evaluations.is_empty() {
-        Verdict::Clear
-    } else {
-        Verdict::NothingApplies
-    };
+    let verdict = verdict_of(&decision);
     CheckAnswer {
         federation_id: rules.manifest.federation_id.clone(),
         subject: subject.clone(),
@@ -545,28 +539,29 @@ impl VerificationReport {
     }
 }
 
-/// Verifies a check answer against a manifest and catalogue without any node: every
-/// envelope's node signature, every author's signature and role (from registrations in
-/// the evidence), and every claimed entry state and measure list, recomputed from the
-/// evidence.
-///
-/// What this does not prove: that the answering node withheld nothing. The freshness
-/// section says how far each region's log was known; compare it with another node.
-pub fn verify_answer(
-    answer: &CheckAnswer,
-    manifest: &Manifest,
-    catalogue: &Catalogue,
-) -> VerificationReport {
+/// What the evidence of an answer gives once every envelope's signatures and authorship
+/// are checked: the folds of the entries, evaluations and joint actions it carries.
+/// Shared by [`verify_answer`] and [`recompute_answer`], so that an answer verifies only
+/// if the node's computation and the verifier's agree.
+pub struct Folded {
+    /// Entries with the joint actions resting on them.
+    pub entries: Vec<(EntryFold, Vec<ActionFold>)>,
+    /// Evaluations.
+    pub evaluations: Vec<EvaluationFold>,
+    /// Envelopes whose signatures and authorship verified.
+    pub envelopes_verified: usize,
+    /// Envelopes refused, each naming the envelope and the rule.
+    pub failures: Vec<String>,
+}
+
+/// Folds the authentic envelopes of `evidence` (node signature of a member, author
+/// signature and role from a registration in the evidence, an author's registration
+/// before its use) into entries, actions and evaluations.
+pub fn fold_evidence(evidence: &[Evidence], manifest: &Manifest) -> Folded {
     let fed = manifest.federation_id.as_str();
     let mut failures = Vec::new();
-    if answer.federation_id != manifest.federation_id {
-        failures.push(format!(
-            "federation_id: answer is for '{}', manifest for '{fed}'",
-            answer.federation_id
-        ));
-    }
     let mut decoded: BTreeMap<RecordPos, VerifiedEnvelope> = BTreeMap::new();
-    for ev in &answer.evidence {
+    for ev in evidence {
         let label = format!("evidence {}#{}", ev.pos.region, ev.pos.seq);
         match decode_envelope(fed, &ev.envelope) {
             Err(e) => failures.push(format!("{label}: {e}")),
@@ -745,97 +740,276 @@ pub fn verify_answer(
         }
     }
     let with_actions: Vec<(EntryFold, Vec<ActionFold>)> = entries
-        .values()
+        .into_values()
         .map(|e| {
             let on: Vec<ActionFold> = actions
                 .iter()
                 .filter(|a| a.action.entry == e.id)
                 .cloned()
                 .collect();
-            (e.clone(), on)
+            (e, on)
         })
         .collect();
-    let evaluations: Vec<EvaluationFold> = evaluations.into_values().collect();
-    let d = decide(
-        &answer.subject,
-        &with_actions,
-        &evaluations,
-        catalogue,
-        answer.domain,
-        answer.as_of,
-    );
-    let mut confirmed = 0;
-    for claimed in &answer.entries {
-        let label = format!("entry {}", claimed.entry);
-        let Some(e) = entries.get(&claimed.entry) else {
-            failures.push(format!("{label}: its publication is not in the evidence"));
-            continue;
-        };
-        if e.content.roles_of(&answer.subject).is_empty() {
-            failures.push(format!(
-                "{label}: is about another subject (its current content does not name the one asked about)"
-            ));
-            continue;
-        }
-        match d.entries.iter().find(|c| c.entry == claimed.entry) {
-            None => failures.push(format!(
-                "{label}: claimed {:?}, evidence gives {:?} at {} (not in force)",
-                claimed.state,
-                e.state_at(answer.as_of),
-                answer.as_of.0
-            )),
-            Some(c) if c != claimed => failures.push(format!(
-                "{label}: claimed state {:?}, roles {:?}, measures {:?}; evidence gives {:?}, {:?}, {:?}",
-                claimed.state, claimed.roles, claimed.measures_in_domain, c.state, c.roles, c.measures_in_domain
-            )),
-            Some(_) => confirmed += 1,
-        }
+    Folded {
+        entries: with_actions,
+        evaluations: evaluations.into_values().collect(),
+        envelopes_verified: authentic.len(),
+        failures,
     }
-    for claimed in &answer.evaluations {
-        match d.evaluations.iter().find(|c| c.id == claimed.id) {
-            None => failures.push(format!(
-                "evaluation {}: not backed by an authentic, current, valid result in the evidence",
-                claimed.id
-            )),
-            Some(c) if c != claimed => failures.push(format!(
-                "evaluation {}: claimed {:?} {:?}, evidence gives {:?} {:?}",
-                claimed.id,
-                claimed.state,
-                claimed.measures_in_domain,
-                c.state,
-                c.measures_in_domain
+}
+
+/// The one word for a decision: measures apply, or entries or evaluations exist that
+/// apply nothing here, or nothing at all.
+pub fn verdict_of(d: &Decision) -> Verdict {
+    if !d.mandatory.is_empty() || !d.recommended.is_empty() {
+        Verdict::MeasuresApply
+    } else if d.entries.is_empty() && d.evaluations.is_empty() {
+        Verdict::Clear
+    } else {
+        Verdict::NothingApplies
+    }
+}
+
+/// The answer the evidence gives: `decide` over the authentic evidence for `subject` in
+/// `domain` at `as_of`, with `freshness` as the caller proves it and the evidence
+/// itself, sorted. A proven answer is made by this function at the node and checked by
+/// calling it again at the verifier ([`crate::federation::verify_proven_answer`]), so
+/// that nothing an answer states is left to the node's word. Also returns what
+/// [`fold_evidence`] refused.
+#[allow(clippy::too_many_arguments)]
+pub fn recompute_answer(
+    manifest: &Manifest,
+    catalogue: &Catalogue,
+    subject: &SubjectKey,
+    domain: MeasureDomain,
+    as_of: Timestamp,
+    freshness: Vec<RegionFreshness>,
+    mut evidence: Vec<Evidence>,
+) -> (CheckAnswer, Folded) {
+    evidence.sort_by_key(|e| e.pos);
+    let folded = fold_evidence(&evidence, manifest);
+    let d = decide(
+        subject,
+        &folded.entries,
+        &folded.evaluations,
+        catalogue,
+        domain,
+        as_of,
+    );
+    let answer = CheckAnswer {
+        federation_id: manifest.federation_id.clone(),
+        subject: subject.clone(),
+        domain,
+        as_of,
+        verdict: verdict_of(&d),
+        entries: d.entries,
+        evaluations: d.evaluations,
+        mandatory: d.mandatory,
+        recommended: d.recommended,
+        withheld: d.withheld,
+        freshness,
+        evidence,
+        truncated: false,
+    };
+    (answer, folded)
+}
+
+/// Names every difference between what `claimed` states and what the evidence gives
+/// (`recomputed`): the verdict, each entry and evaluation shown or omitted, each
+/// measure with its title, kind, roles, basis and, when withheld, the reason. Order is
+/// not compared here.
+pub fn answer_differences(
+    claimed: &CheckAnswer,
+    recomputed: &Decision,
+    folded: &Folded,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let verdict = verdict_of(recomputed);
+    if claimed.verdict != verdict {
+        out.push(format!(
+            "verdict: the answer says {}, the evidence gives {} (the verdict is recomputed, never taken from the answer)",
+            verdict_name(claimed.verdict),
+            verdict_name(verdict)
+        ));
+    }
+    for c in &claimed.entries {
+        let label = format!("entry {}", c.entry);
+        match recomputed.entries.iter().find(|r| r.entry == c.entry) {
+            None => match folded.entries.iter().find(|(e, _)| e.id == c.entry) {
+                None => out.push(format!(
+                    "{label}: shown as {:?}, but its publication is not in the evidence",
+                    c.state
+                )),
+                Some((e, _)) if e.content.roles_of(&claimed.subject).is_empty() => out.push(format!(
+                    "{label}: is about another subject (its current content does not name the one asked about)"
+                )),
+                Some((e, _)) => out.push(format!(
+                    "{label}: claimed {:?}, evidence gives {:?} at {} (not in force)",
+                    c.state,
+                    e.state_at(claimed.as_of),
+                    claimed.as_of.0
+                )),
+            },
+            Some(r) if r != c => out.push(format!(
+                "{label}: claimed state {:?}, roles {:?}, measures {:?}; evidence gives {:?}, {:?}, {:?}",
+                c.state, c.roles, c.measures_in_domain, r.state, r.roles, r.measures_in_domain
             )),
             Some(_) => {}
         }
     }
-    let key = |m: &AppliedMeasure| (m.code.clone(), m.source);
-    let set = |v: &[AppliedMeasure]| v.iter().map(key).collect::<BTreeSet<_>>();
-    let withheld_set =
-        |v: &[WithheldMeasure]| v.iter().map(|w| key(&w.measure)).collect::<BTreeSet<_>>();
-    for (name, claimed, recomputed) in [
-        ("mandatory", set(&answer.mandatory), set(&d.mandatory)),
-        ("recommended", set(&answer.recommended), set(&d.recommended)),
-        (
-            "withheld",
-            withheld_set(&answer.withheld),
-            withheld_set(&d.withheld),
-        ),
-    ] {
-        for (code, source) in claimed.difference(&recomputed) {
-            failures.push(format!(
-                "measure {} from {source:?} is claimed {name}, but the evidence does not make it {name} (a suspended or corrected entry applies none to this subject)",
-                code.0
-            ));
-        }
-        for (code, source) in recomputed.difference(&claimed) {
-            failures.push(format!(
-                "measure {} from {source:?} should be {name} by the evidence, and the answer omits it",
-                code.0
+    for r in &recomputed.entries {
+        if !claimed.entries.iter().any(|c| c.entry == r.entry) {
+            out.push(format!(
+                "entry {}: {:?} by the evidence, and the answer omits it",
+                r.entry, r.state
             ));
         }
     }
+    for c in &claimed.evaluations {
+        match recomputed.evaluations.iter().find(|r| r.id == c.id) {
+            None => out.push(format!(
+                "evaluation {}: not backed by an authentic, current, valid result in the evidence",
+                c.id
+            )),
+            Some(r) if r != c => out.push(format!(
+                "evaluation {}: claimed {:?} {:?}, evidence gives {:?} {:?}",
+                c.id, c.state, c.measures_in_domain, r.state, r.measures_in_domain
+            )),
+            Some(_) => {}
+        }
+    }
+    for r in &recomputed.evaluations {
+        if !claimed.evaluations.iter().any(|c| c.id == r.id) {
+            out.push(format!(
+                "evaluation {}: current by the evidence, and the answer omits it",
+                r.id
+            ));
+        }
+    }
+    let applied = |v: &[AppliedMeasure]| -> Vec<(AppliedMeasure, Option<String>)> {
+        v.iter().map(|m| (m.clone(), None)).collect()
+    };
+    let withheld = |v: &[WithheldMeasure]| -> Vec<(AppliedMeasure, Option<String>)> {
+        v.iter()
+            .map(|w| (w.measure.clone(), Some(w.reason.clone())))
+            .collect()
+    };
+    for (name, claimed, recomputed) in [
+        (
+            "mandatory",
+            applied(&claimed.mandatory),
+            applied(&recomputed.mandatory),
+        ),
+        (
+            "recommended",
+            applied(&claimed.recommended),
+            applied(&recomputed.recommended),
+        ),
+        (
+            "withheld",
+            withheld(&claimed.withheld),
+            withheld(&recomputed.withheld),
+        ),
+    ] {
+        let key = |m: &AppliedMeasure| (m.code.clone(), m.source);
+        for (m, reason) in &claimed {
+            match recomputed.iter().find(|(r, _)| key(r) == key(m)) {
+                None => out.push(format!(
+                    "measure {} from {:?} is claimed {name}, but the evidence does not make it {name} (a suspended or corrected entry applies none to this subject)",
+                    m.code.0, m.source
+                )),
+                Some((r, r_reason)) => {
+                    let mut fields = Vec::new();
+                    if r.title_zh != m.title_zh {
+                        fields.push("title");
+                    }
+                    if r.kind != m.kind {
+                        fields.push("kind");
+                    }
+                    if r.region != m.region {
+                        fields.push("region");
+                    }
+                    if r.roles != m.roles {
+                        fields.push("roles");
+                    }
+                    if r.basis != m.basis {
+                        fields.push("basis");
+                    }
+                    if r_reason != reason {
+                        fields.push("reason withheld");
+                    }
+                    if !fields.is_empty() {
+                        out.push(format!(
+                            "measure {} from {:?} ({name}): {} differ from what the manifest's catalogue and the evidence give",
+                            m.code.0,
+                            m.source,
+                            fields.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        for (r, _) in &recomputed {
+            if !claimed.iter().any(|(m, _)| key(m) == key(r)) {
+                out.push(format!(
+                    "measure {} from {:?} should be {name} by the evidence, and the answer omits it",
+                    r.code.0, r.source
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The verdict as the API spells it.
+pub fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Clear => "clear",
+        Verdict::MeasuresApply => "measures_apply",
+        Verdict::NothingApplies => "nothing_applies",
+    }
+}
+
+/// Verifies a check answer against a manifest and catalogue without any node: every
+/// envelope's node signature, every author's signature and role (from registrations in
+/// the evidence), and everything the answer states — verdict, entries, evaluations,
+/// measures with their details, reasons withheld — recomputed from the evidence at the
+/// answer's `as_of`.
+///
+/// What this does not prove: that the answering node withheld nothing, nor the time:
+/// `as_of` and `freshness` of an answer without proofs are the node's word. A proven
+/// answer ([`crate::federation::verify_proven_answer`]) proves both.
+pub fn verify_answer(
+    answer: &CheckAnswer,
+    manifest: &Manifest,
+    catalogue: &Catalogue,
+) -> VerificationReport {
+    let mut failures = Vec::new();
+    if answer.federation_id != manifest.federation_id {
+        failures.push(format!(
+            "federation_id: answer is for '{}', manifest for '{}'",
+            answer.federation_id, manifest.federation_id
+        ));
+    }
+    let folded = fold_evidence(&answer.evidence, manifest);
+    failures.extend(folded.failures.iter().cloned());
+    let d = decide(
+        &answer.subject,
+        &folded.entries,
+        &folded.evaluations,
+        catalogue,
+        answer.domain,
+        answer.as_of,
+    );
+    let differences = answer_differences(answer, &d, &folded);
+    let confirmed = answer
+        .entries
+        .iter()
+        .filter(|c| d.entries.iter().any(|r| r == *c))
+        .count();
+    failures.extend(differences);
     VerificationReport {
-        envelopes_verified: authentic.len(),
+        envelopes_verified: folded.envelopes_verified,
         entries_confirmed: confirmed,
         failures,
     }

@@ -40,6 +40,19 @@ pub const MAX_EXTENSION_LINES: usize = 8;
 /// How a region checkpoint's extension line naming its map root starts.
 pub const MAP_EXTENSION: &str = "map ";
 
+/// How a region checkpoint's extension line giving the time its node signed it starts
+/// (seconds since the epoch on the region's clock): what a verifier measures the
+/// region's freshness by (docs/protocol.md, "Freshness").
+pub const TIME_EXTENSION: &str = "time ";
+
+/// The extension line of a federation leaf that excludes a region for equivocation
+/// (docs/protocol.md, "Federation checkpoints").
+pub const EXCLUDED_EXTENSION: &str = "excluded";
+
+/// How a federation checkpoint's extension line naming the manifest starts:
+/// `manifest <version> <base64 SHA-256 of the manifest's canonical bytes>`.
+pub const MANIFEST_EXTENSION: &str = "manifest ";
+
 /// Signature type byte of an Ed25519 signed-note key (C2SP signed-note).
 const NOTE_ED25519: u8 = 0x01;
 /// Signature type byte of an Ed25519 cosigner key (C2SP tlog-cosignature).
@@ -86,6 +99,13 @@ pub struct Checkpoint {
     pub extensions: Vec<String>,
 }
 
+/// A canonical decimal u64: "0", or digits without a leading zero.
+fn canonical_decimal(text: &str) -> Option<u64> {
+    let canonical =
+        text == "0" || (!text.starts_with('0') && text.bytes().all(|b| b.is_ascii_digit()));
+    text.parse().ok().filter(|_| canonical)
+}
+
 /// A line of text as notes allow it: non-empty, no control characters.
 fn valid_line(line: &str) -> bool {
     !line.is_empty() && !line.chars().any(char::is_control)
@@ -111,6 +131,68 @@ impl Checkpoint {
             root,
             extensions: vec![format!("{MAP_EXTENSION}{}", BASE64.encode(map_root.0))],
         }
+    }
+
+    /// A region checkpoint committing to its map and stamped with the time its node
+    /// signs it: the `map` line, then `time <seconds>`.
+    pub fn with_map_at(
+        origin: String,
+        size: u64,
+        root: Hash256,
+        map_root: Hash256,
+        time: u64,
+    ) -> Checkpoint {
+        let mut c = Checkpoint::with_map(origin, size, root, map_root);
+        c.extensions.push(format!("{TIME_EXTENSION}{time}"));
+        c
+    }
+
+    /// The federation leaf of a region excluded for equivocation: size 0, the empty
+    /// tree's root and the single extension line `excluded` — it proves nothing about
+    /// the region's log, and a verifier says so.
+    pub fn excluded(origin: String) -> Checkpoint {
+        Checkpoint {
+            origin,
+            size: 0,
+            root: crate::merkle::empty_root(),
+            extensions: vec![EXCLUDED_EXTENSION.to_owned()],
+        }
+    }
+
+    /// Whether this is an exclusion leaf (exactly [`Checkpoint::excluded`]'s shape).
+    pub fn is_excluded(&self) -> bool {
+        self.extensions.len() == 1
+            && self.extensions[0] == EXCLUDED_EXTENSION
+            && self.size == 0
+            && self.root == crate::merkle::empty_root()
+    }
+
+    /// The time the region's node signed this checkpoint (seconds since the epoch), if
+    /// it has a well-formed `time` line (canonical decimal).
+    pub fn time(&self) -> Option<u64> {
+        let line = self
+            .extensions
+            .iter()
+            .find_map(|e| e.strip_prefix(TIME_EXTENSION))?;
+        canonical_decimal(line)
+    }
+
+    /// A federation checkpoint's `manifest` line: the version and hash of the manifest
+    /// its cosigners held.
+    pub fn manifest_named(&self) -> Option<(u64, Hash256)> {
+        let line = self
+            .extensions
+            .iter()
+            .find_map(|e| e.strip_prefix(MANIFEST_EXTENSION))?;
+        let (version, hash) = line.split_once(' ')?;
+        let version = canonical_decimal(version)?;
+        let bytes: [u8; 32] = BASE64.decode(hash).ok()?.try_into().ok()?;
+        (BASE64.encode(bytes) == hash).then_some((version, Hash256(bytes)))
+    }
+
+    /// The `manifest` extension line for a manifest of `version` and `hash`.
+    pub fn manifest_line(version: u64, hash: &Hash256) -> String {
+        format!("{MANIFEST_EXTENSION}{version} {}", BASE64.encode(hash.0))
     }
 
     /// The map root the checkpoint commits to, if it has a well-formed `map` line.

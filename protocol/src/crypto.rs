@@ -155,6 +155,8 @@ pub enum Domain {
     EnvelopeHash,
     /// Derivation of entry, action and objection ids from their bodies.
     RecordId,
+    /// A node's signature over a proven answer it gives (evidence files).
+    ProvenAnswer,
 }
 
 impl Domain {
@@ -166,6 +168,7 @@ impl Domain {
             Domain::Manifest => "manifest-sig",
             Domain::EnvelopeHash => "envelope-hash",
             Domain::RecordId => "record-id",
+            Domain::ProvenAnswer => "proven-answer-sig",
         }
     }
 }

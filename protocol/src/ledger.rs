@@ -178,8 +178,10 @@ pub struct EquivocationProof {
     /// The position.
     pub seq: u64,
     /// One envelope (the one held).
+    #[serde(with = "crate::codec::hex_bytes")]
     pub first: Vec<u8>,
     /// The other.
+    #[serde(with = "crate::codec::hex_bytes")]
     pub second: Vec<u8>,
 }
 

@@ -43,29 +43,51 @@ pub struct Policy {
     /// How many other members must cosign a region's checkpoint before it counts as
     /// witnessed (docs/protocol.md, "Witnessing").
     pub witness: WitnessPolicy,
+    /// How many faulty members (lying, forking, colluding) the federation tolerates:
+    /// every quorum is sized so that two quorums share at least this many plus one
+    /// members ([`crate::witness::quorum`], [`crate::federation::federation_quorum`]).
+    /// [`Manifest::for_build`] sets the most the membership allows
+    /// ([`crate::witness::max_faults`]); [`Manifest::validate`] refuses more.
+    pub faults_tolerated: u16,
 }
 
 /// The witness policy: cosignatures a region's checkpoint needs from the other members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WitnessPolicy {
-    /// A majority of the members other than the region (the default): with at most a
-    /// minority colluding with a region, two conflicting checkpoints of it can never
-    /// both be witnessed.
-    MajorityOfOthers,
+    /// The quorum that the tolerated faults require (the default): ⌈(n + f) / 2⌉ of the
+    /// other members, so that two conflicting checkpoints of a region can never both be
+    /// witnessed while at most f members are faulty.
+    #[serde(alias = "majority_of_others")]
+    Intersecting,
     /// At least this many of the other members: a stricter federation may ask for more
-    /// than a majority (never fewer, which [`Manifest::validate`] refuses).
+    /// (never fewer, which [`Manifest::validate`] refuses).
     AtLeast(u16),
 }
 
 impl WitnessPolicy {
-    /// Cosignatures a region's checkpoint needs in a federation of `members`.
-    pub fn cosignatures_needed(self, members: usize) -> usize {
-        let majority = crate::witness::quorum(members);
+    /// Cosignatures a region's checkpoint needs in a federation of `members` tolerating
+    /// `faults`.
+    pub fn cosignatures_needed(self, members: usize, faults: usize) -> usize {
+        let intersecting = crate::witness::quorum(members, faults);
         match self {
-            WitnessPolicy::MajorityOfOthers => majority,
-            WitnessPolicy::AtLeast(n) => usize::from(n).max(majority),
+            WitnessPolicy::Intersecting => intersecting,
+            WitnessPolicy::AtLeast(n) => usize::from(n).max(intersecting),
         }
+    }
+}
+
+impl Policy {
+    /// Cosignatures of other members a region's checkpoint needs in a federation of
+    /// `members`.
+    pub fn witness_quorum(&self, members: usize) -> usize {
+        self.witness
+            .cosignatures_needed(members, usize::from(self.faults_tolerated))
+    }
+
+    /// Cosignatures a federation checkpoint needs in a federation of `members`.
+    pub fn federation_quorum(&self, members: usize) -> usize {
+        crate::federation::federation_quorum(members, usize::from(self.faults_tolerated))
     }
 }
 
@@ -76,7 +98,8 @@ impl Default for Policy {
             objection_working_days: 10,
             disclosure_working_days: 7,
             person_hash_iterations: crate::ids::person::DEFAULT_PERSON_HASH_ITERATIONS,
-            witness: WitnessPolicy::MajorityOfOthers,
+            witness: WitnessPolicy::Intersecting,
+            faults_tolerated: 0,
         }
     }
 }
@@ -206,6 +229,11 @@ impl Manifest {
         mut members: Vec<Member>,
     ) -> Manifest {
         members.sort_by_key(|m| m.region);
+        let policy = Policy {
+            faults_tolerated: u16::try_from(crate::witness::max_faults(members.len()))
+                .unwrap_or(u16::MAX),
+            ..Policy::default()
+        };
         Manifest {
             federation_id: federation_id.into(),
             protocol_version: PROTOCOL_VERSION,
@@ -214,7 +242,7 @@ impl Manifest {
             expires_at,
             authority_key,
             members,
-            policy: Policy::default(),
+            policy,
             catalogue: crate::catalogue::EMBEDDED_CATALOGUE.to_owned(),
         }
     }
@@ -256,22 +284,35 @@ impl Manifest {
                 format!("must be 1-{MAX_PERSON_HASH_ITERATIONS}"),
             ));
         }
-        if let WitnessPolicy::AtLeast(n) = self.policy.witness {
-            let others = self.members.len().saturating_sub(1);
-            let majority = crate::witness::quorum(self.members.len());
-            if usize::from(n) < majority {
+        let n = self.members.len();
+        let f = usize::from(self.policy.faults_tolerated);
+        let most = crate::witness::max_faults(n);
+        if f > most {
+            return Err(field(
+                "policy.faults_tolerated",
+                format!(
+                    "{f} with {n} members: quorums that share f + 1 members ({} of the other members for a region's checkpoint, {} of all for a federation checkpoint) could not be reached with {f} members down; at most {most} (members ≥ 3f + 2)",
+                    crate::witness::quorum(n, f),
+                    crate::federation::federation_quorum(n, f)
+                ),
+            ));
+        }
+        if let WitnessPolicy::AtLeast(at_least) = self.policy.witness {
+            let others = n.saturating_sub(1);
+            let intersecting = crate::witness::quorum(n, f);
+            if usize::from(at_least) < intersecting {
                 return Err(field(
                     "policy.witness",
                     format!(
-                        "at_least {n} is below a majority of the other members ({majority} of {others}): two conflicting checkpoints of one region could both be witnessed"
+                        "at_least {at_least} is below the {intersecting} of the {others} other members that {f} tolerated faults need: two conflicting checkpoints of one region could both be witnessed"
                     ),
                 ));
             }
-            if usize::from(n) > others {
+            if usize::from(at_least) > others {
                 return Err(field(
                     "policy.witness",
                     format!(
-                        "at_least {n} is more than the {others} other members: no checkpoint could ever be witnessed"
+                        "at_least {at_least} is more than the {others} other members: no checkpoint could ever be witnessed"
                     ),
                 ));
             }
@@ -331,6 +372,12 @@ impl Manifest {
             .binary_search_by_key(&region, |m| m.region)
             .ok()
             .map(|i| &self.members[i])
+    }
+
+    /// The hash that names this manifest in federation checkpoints and evidence files:
+    /// SHA-256 of its canonical encoding (the bytes the authority signs).
+    pub fn hash(&self) -> Hash256 {
+        sha256(&[&codec::encode(self).unwrap_or_default()])
     }
 
     /// The member whose node key this is.
@@ -453,7 +500,10 @@ mod tests {
                     addresses: vec![format!("/ip4/127.0.0.1/tcp/{}", 4000 + i)],
                 })
                 .collect(),
-            policy: Policy::default(),
+            policy: Policy {
+                faults_tolerated: crate::witness::max_faults(n) as u16,
+                ..Policy::default()
+            },
             catalogue: crate::catalogue::EMBEDDED_CATALOGUE.to_owned(),
         }
     }
@@ -528,26 +578,47 @@ mod tests {
         assert!(m.validate().is_err());
     }
 
-    /// The witness policy may ask for more than a majority of the other members, never
-    /// fewer (two conflicting checkpoints could then both be witnessed), and never more
-    /// than there are.
+    /// The witness policy may ask for more than the intersecting quorum of the other
+    /// members, never fewer (two conflicting checkpoints could then both be witnessed),
+    /// and never more than there are.
     #[test]
-    fn witness_policy_is_at_least_a_majority_of_the_others() {
+    fn witness_policy_is_at_least_the_intersecting_quorum() {
         let auth = Keypair::from_secret([1; 32]);
         let mut m = manifest(&auth, 1, 31);
-        assert_eq!(m.policy.witness.cosignatures_needed(31), 16);
-        m.policy.witness = WitnessPolicy::AtLeast(20);
+        assert_eq!(m.policy.faults_tolerated, 9, "the most 31 members tolerate");
+        assert_eq!(m.policy.witness_quorum(31), 20);
+        assert_eq!(m.policy.federation_quorum(31), 21);
+        m.policy.witness = WitnessPolicy::AtLeast(25);
         m.validate().unwrap();
-        assert_eq!(m.policy.witness.cosignatures_needed(31), 20);
-        m.policy.witness = WitnessPolicy::AtLeast(15);
+        assert_eq!(m.policy.witness_quorum(31), 25);
+        m.policy.witness = WitnessPolicy::AtLeast(19);
         let e = m.validate().unwrap_err().to_string();
         assert!(
-            e.contains("policy.witness") && e.contains("below a majority"),
+            e.contains("policy.witness") && e.contains("below the 20 of the 30"),
             "{e}"
         );
         m.policy.witness = WitnessPolicy::AtLeast(31);
         let e = m.validate().unwrap_err().to_string();
         assert!(e.contains("more than the 30 other members"), "{e}");
+    }
+
+    /// A federation cannot claim to tolerate more faulty members than its quorums can
+    /// survive (members ≥ 3f + 2); fewer is allowed and gives smaller quorums.
+    #[test]
+    fn faults_tolerated_is_at_most_what_the_membership_allows() {
+        let auth = Keypair::from_secret([1; 32]);
+        let mut m = manifest(&auth, 1, 31);
+        m.policy.faults_tolerated = 10;
+        let e = m.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("manifest.policy.faults_tolerated: 10 with 31 members")
+                && e.contains("at most 9"),
+            "{e}"
+        );
+        m.policy.faults_tolerated = 1;
+        m.validate().unwrap();
+        assert_eq!(m.policy.witness_quorum(31), 16);
+        assert_eq!(m.policy.federation_quorum(31), 17);
     }
 
     #[test]

@@ -13,9 +13,12 @@
 //! before it answers, and never cosigns a smaller one or a different root at that size:
 //! even a witness whose replica was lost cannot be made to vouch for two histories.
 //!
-//! The quorum is the manifest's witness policy, by default a majority of the other
-//! members ([`quorum`]): with at most a minority of members colluding with a region, no
-//! two conflicting checkpoints of it can both be witnessed.
+//! The quorum follows from the number *f* of faulty members the manifest's policy
+//! tolerates ([`quorum`]): any two quorums of the other members intersect in at least
+//! *f* + 1 of them, so one honest member is in both, and an honest member never cosigns
+//! two conflicting checkpoints of a region — with at most *f* members faulty (the region
+//! included or not), no two conflicting checkpoints of a region can both be witnessed
+//! (docs/protocol.md, "Security argument").
 
 use crate::checkpoint::{CheckpointError, SignedCheckpoint, origin, witness_name};
 use crate::crypto::Hash256;
@@ -92,11 +95,70 @@ pub enum CosignRefusal {
         /// The checkpoint's (zeros if it has none).
         theirs: Hash256,
     },
+    /// A federation leaf of `region` is newer than the witnessed checkpoint of it this
+    /// member holds: ask again once the witnessed checkpoint has reached it (gossip).
+    #[error(
+        "not yet: no witnessed checkpoint of {region} at {size} records (or as recent) is held here yet"
+    )]
+    NotYetWitnessed {
+        /// Region.
+        region: RegionCode,
+        /// The leaf's size.
+        size: u64,
+    },
+    /// A federation leaf excludes `region` for equivocation, but this member holds no
+    /// proof of it yet: ask again once the evidence has replicated.
+    #[error("not yet: {region} is excluded, but no proof that it equivocated is held here yet")]
+    NoEvidence {
+        /// Region.
+        region: RegionCode,
+    },
 }
 
-/// Cosignatures a checkpoint needs: a majority of the members other than its region.
-pub fn quorum(members: usize) -> usize {
-    members.saturating_sub(1) / 2 + 1
+impl CosignRefusal {
+    /// Whether the witness may cosign later without anything changing at the asker:
+    /// it is only behind.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            CosignRefusal::NotYet { .. }
+                | CosignRefusal::NotYetWitnessed { .. }
+                | CosignRefusal::NoEvidence { .. }
+        )
+    }
+
+    /// A short name for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CosignRefusal::NotYet { .. } => "not_yet",
+            CosignRefusal::Older { .. } => "older",
+            CosignRefusal::Conflict { .. } => "split_view",
+            CosignRefusal::Equivocator => "equivocator",
+            CosignRefusal::Invalid(_) => "invalid",
+            CosignRefusal::Stale { .. } => "stale",
+            CosignRefusal::WrongMap { .. } => "wrong_map",
+            CosignRefusal::NotYetWitnessed { .. } => "not_yet_witnessed",
+            CosignRefusal::NoEvidence { .. } => "no_evidence",
+        }
+    }
+}
+
+/// The most faulty members a federation of `members` can tolerate: ⌊(n − 2) / 3⌋. With
+/// more, quorums that intersect in f + 1 members could not be reached while f members
+/// are down or cut off (see [`quorum`] and [`crate::federation::federation_quorum`]).
+pub fn max_faults(members: usize) -> usize {
+    members.saturating_sub(2) / 3
+}
+
+/// Cosignatures a region's checkpoint needs from the other members when `faults` of all
+/// `members` may be faulty: ⌈(n + f) / 2⌉ of the n − 1 others, so that two such quorums
+/// share at least 2⌈(n + f)/2⌉ − (n − 1) ≥ f + 1 members — one of them honest. A
+/// federation of one has no others to ask: 0.
+pub fn quorum(members: usize, faults: usize) -> usize {
+    if members <= 1 {
+        return 0;
+    }
+    (members + faults).div_ceil(2)
 }
 
 /// The region whose checkpoint this is, checked against the manifest: the origin line
@@ -172,10 +234,7 @@ pub fn verify_witnessed(
 ) -> Result<(RegionCode, Vec<RegionCode>), CheckpointError> {
     let region = checkpoint_region(signed, manifest)
         .map_err(|e| CheckpointError::Signature(e.to_string()))?;
-    let need = manifest
-        .policy
-        .witness
-        .cosignatures_needed(manifest.members.len());
+    let need = manifest.policy.witness_quorum(manifest.members.len());
     let cosigners: Vec<RegionCode> = verified_cosigners(signed, manifest, need, |r| r != region)
         .into_iter()
         .map(|(r, _)| r)
@@ -270,9 +329,25 @@ mod tests {
         )
     }
 
+    /// With f = 0 the quorum is a majority of the others; with the most faults a
+    /// membership tolerates, any two quorums of the others share f + 1 members and a
+    /// quorum is still reachable with f members down.
     #[test]
-    fn quorum_is_a_majority_of_the_others() {
-        assert_eq!([2, 3, 4, 5, 31].map(quorum), [1, 2, 2, 3, 16]);
+    fn quorums_of_the_others_intersect_in_f_plus_one_and_stay_reachable() {
+        assert_eq!([2, 3, 4, 5, 31].map(|n| quorum(n, 0)), [1, 2, 2, 3, 16]);
+        assert_eq!([2, 3, 4, 5, 8, 31].map(max_faults), [0, 0, 0, 1, 2, 9]);
+        assert_eq!(quorum(31, 9), 20);
+        assert_eq!(quorum(5, 1), 3);
+        for n in 2..=64usize {
+            for f in 0..=max_faults(n) {
+                let q = quorum(n, f);
+                let others = n - 1;
+                // Two quorums of the others share at least f + 1 of them.
+                let shared = 2 * q - others;
+                assert!(shared > f, "n={n} f={f}: intersection");
+                assert!(others - f >= q, "n={n} f={f}: reachable with f down");
+            }
+        }
     }
 
     /// A witness cosigns what its replica reproduces, waits when behind, refuses a root

@@ -137,25 +137,69 @@ pub enum Cmd {
     },
     /// Verify a saved check answer or evidence file offline: signatures, authorisation
     /// and states; for proven answers also the cosignature quorum, map and inclusion
-    /// proofs and freshness.
+    /// proofs, the answering node's signature, each region's freshness, and the answer
+    /// itself, recomputed from the proven evidence. Exit 0 verified, 5 not verified,
+    /// 6 verified but partial (with --partial), 7 authority not pinned.
     Verify {
         /// The answer (JSON from `credfed check --save`) or evidence file (from
         /// `credfed check --evidence`).
         answer: PathBuf,
-        /// Oldest acceptable federation checkpoint, in seconds before now (proven
-        /// answers only).
-        #[arg(long, default_value_t = 3600)]
+        /// Oldest acceptable federation checkpoint and region head, in seconds before
+        /// now (or --at): a region whose head is older is stale.
+        #[arg(long, default_value_t = 300)]
         max_age: u64,
         /// Verify as of this instant (seconds since the epoch) instead of now: to
         /// re-check an archived evidence file as it stood when it was filed.
         #[arg(long)]
         at: Option<u64>,
-        /// The federation manifest.
+        /// Accept an answer in which some regions are stale or excluded for
+        /// equivocation: it verifies with exit code 6 and names them.
+        #[arg(long)]
+        partial: bool,
+        /// The federation manifest (signed). Optional when the evidence file carries
+        /// the manifest its checkpoint names.
         #[arg(long, env = "CREDFED_MANIFEST")]
-        manifest: PathBuf,
-        /// Federation authority public key (hex) to check the manifest's signature against.
+        manifest: Option<PathBuf>,
+        /// Federation authority public key (hex): the manifest must be signed by it.
         #[arg(long, env = "CREDFED_AUTHORITY_KEY")]
         authority_key: Option<String>,
+        /// Verify against the manifest without checking who signed it (anyone can make
+        /// a manifest: the first line of the result says so).
+        #[arg(long)]
+        trust_manifest: bool,
+        /// For an answer about a person: the resident identity number to confirm it is
+        /// about, through your own node (which alone computes person keys).
+        #[arg(long)]
+        person: Option<String>,
+        /// Your node's API address (with --person).
+        #[arg(long, env = "CREDFED_NODE")]
+        node: Option<String>,
+        /// Your node's API CA certificate (with --person).
+        #[arg(long, env = "CREDFED_CA")]
+        ca: Option<PathBuf>,
+        /// Your department's client certificate (with --person).
+        #[arg(long, env = "CREDFED_CERT")]
+        cert: Option<PathBuf>,
+        /// Its private key (with --person).
+        #[arg(long, env = "CREDFED_CERT_KEY")]
+        cert_key: Option<PathBuf>,
+    },
+    /// Verify evidence that a member equivocated (two envelopes it signed at one
+    /// position, JSON as `GET /v1/log/{region}/checkpoint` gives it under
+    /// `equivocation_evidence`) or showed a split view (two checkpoints it signed with
+    /// one size and different roots), offline against the manifest.
+    VerifyEvidence {
+        /// The evidence (JSON).
+        evidence: PathBuf,
+        /// The federation manifest (signed).
+        #[arg(long, env = "CREDFED_MANIFEST")]
+        manifest: PathBuf,
+        /// Federation authority public key (hex).
+        #[arg(long, env = "CREDFED_AUTHORITY_KEY")]
+        authority_key: Option<String>,
+        /// Verify against the manifest without checking who signed it.
+        #[arg(long)]
+        trust_manifest: bool,
     },
     /// Tracking statistics of a node (跟踪问效).
     Stats {

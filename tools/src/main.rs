@@ -3,7 +3,9 @@
 //! It keeps department keys on the department's side, signs record bodies and submits
 //! them to a node's HTTPS API, so the department's signature travels with every record.
 //! Exit codes: 0 ok · 1 refused by the node · 2 usage · 3 node unreachable · 4 invalid
-//! input (nothing submitted) · 5 verification failed.
+//! input (nothing submitted) · 5 verification failed · 6 verified but partial (stale or
+//! excluded regions, with `verify --partial`) · 7 not verified: the federation
+//! authority is not pinned.
 
 mod cli;
 mod commands;
@@ -33,6 +35,10 @@ pub mod exit {
     pub const INVALID: u8 = 4;
     /// Offline verification failed.
     pub const UNVERIFIED: u8 = 5;
+    /// Verified, but some regions are stale or excluded (`verify --partial`).
+    pub const PARTIAL: u8 = 6;
+    /// Not verified: no authority key pinned and the manifest not explicitly trusted.
+    pub const UNPINNED: u8 = 7;
 }
 
 impl Failure {

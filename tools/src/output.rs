@@ -4,15 +4,17 @@ use serde_json::Value;
 
 use crate::cli::Output;
 
-/// Prints `value` as JSON, or `text` for people.
+/// Prints `value` as JSON, or `text` for people. A reader that stops early (`| head`)
+/// is not an error of the command: the rest is dropped and the command's own exit code
+/// stands (`println!` would panic on the closed pipe).
 pub fn emit(mode: Output, value: &Value, text: impl FnOnce() -> String) {
-    match mode {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        ),
-        Output::Text => println!("{}", text()),
-    }
+    use std::io::Write;
+    let body = match mode {
+        Output::Json => serde_json::to_string_pretty(value).unwrap_or_default(),
+        Output::Text => text(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{body}").and_then(|()| out.flush());
 }
 
 /// A simple aligned table.

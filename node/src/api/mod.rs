@@ -549,7 +549,10 @@ async fn check_inner(
                     format!("proofs: {other}; ask again"),
                 ),
             })?;
-        serde_json::to_value(&proven)
+        // Every field of a proven answer is signed and recomputed by its verifier:
+        // nothing is added to it here.
+        return ok(&serde_json::to_value(&proven)
+            .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?);
     } else {
         serde_json::to_value(state.core.check(&key, domain)?)
     }
@@ -561,13 +564,22 @@ async fn check_inner(
 }
 
 /// A federation checkpoint recent enough to prove under: the one held if it was
-/// witnessed less than [`FEDERATION_REUSE_SECONDS`] ago, else a fresh one collected by
-/// the network task (waiting at most [`FEDERATION_WAIT`]).
+/// cosigned less than [`FEDERATION_REUSE_SECONDS`] ago and still has every region's
+/// witnessed head held ([`crate::engine::Core::federation_is_current`]), else a fresh
+/// one collected by the network task (waiting at most [`FEDERATION_WAIT`]).
 async fn federation_head(state: &ApiState) -> Result<crate::engine::FederationHead, ApiError> {
     if let Some(h) = state.core.federation()
         && state.core.now_seconds().saturating_sub(h.witnessed_at) < FEDERATION_REUSE_SECONDS
     {
-        return Ok(h);
+        let core = state.core.clone();
+        let head = h.clone();
+        let current = tokio::task::spawn_blocking(move || core.federation_is_current(&head))
+            .await
+            .map_err(|e| ApiError::internal(format!("reading witnessed heads failed: {e}")))?
+            .map_err(ApiError::store)?;
+        if current {
+            return Ok(h);
+        }
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     state
@@ -891,6 +903,7 @@ async fn checkpoint(
             "cosigned": core.witness_view(r)?.map(|v| json!({"size": v.size, "root": v.root.to_hex()})),
             "split_view_evidence": core.split_view_evidence(r)?,
             "fork_evidence": core.fork_evidence(r)?,
+            "equivocation_evidence": core.equivocation_evidence(r)?,
         }))
     })();
     ApiError::respond(result, subject)

@@ -182,6 +182,9 @@ pub struct EngineConfig {
     pub clock: Clock,
     /// Appends per fsync at most; 1 disables group commit.
     pub group_commit_max: usize,
+    /// The manifest as the authority signed it, carried in evidence files so that a
+    /// verifier holding only the authority key can check them.
+    pub signed_manifest: Option<credfed_protocol::manifest::SignedManifest>,
 }
 
 /// The network's end of the engine.
@@ -223,6 +226,12 @@ pub struct Core {
     /// The latest federation checkpoint this node collected a quorum for, with its
     /// leaves (kept in memory: a restarted node collects a fresh one on demand).
     federation: Mutex<Option<FederationHead>>,
+    /// The manifest as signed, for evidence files.
+    signed_manifest: Option<credfed_protocol::manifest::SignedManifest>,
+    /// When (node clock, seconds) the witnessed checkpoint held of each region was
+    /// stored: proposals carry the notes of recent ones, which their cosigners may not
+    /// have received yet.
+    witnessed_received: Mutex<BTreeMap<RegionCode, u64>>,
 }
 
 /// A federation checkpoint with its quorum, as proven answers use it.
@@ -232,7 +241,8 @@ pub struct FederationHead {
     pub signed: credfed_protocol::checkpoint::SignedCheckpoint,
     /// Its leaves, in manifest order.
     pub leaves: Vec<credfed_protocol::checkpoint::Checkpoint>,
-    /// When the quorum was reached (node clock, seconds).
+    /// The instant its quorum vouches for (seconds, from the cosignatures): the
+    /// `as_of` of every answer proven under it.
     pub witnessed_at: u64,
 }
 
@@ -286,6 +296,8 @@ impl Core {
             map_locks: Mutex::new(BTreeMap::new()),
             map_pruned_at: Mutex::new(HashMap::new()),
             federation: Mutex::new(None),
+            signed_manifest: config.signed_manifest,
+            witnessed_received: Mutex::new(BTreeMap::new()),
         });
         Ok((
             core,
@@ -480,7 +492,7 @@ impl Core {
         })?;
         let name = origin(&self.manifest.federation_id, self.region);
         Ok(SignedCheckpoint::sign(
-            Checkpoint::with_map(name.clone(), size, root, map_root),
+            Checkpoint::with_map_at(name.clone(), size, root, map_root, self.now_seconds()),
             &name,
             &self.checkpoint_key,
         ))
@@ -648,36 +660,55 @@ impl Core {
     }
 
     /// The leaf this node proposes for `region` in a federation checkpoint: the
-    /// witnessed checkpoint it holds if it can prove under it, else the latest head at
-    /// which it computed the region's map (a checkpoint it signed or cosigned).
+    /// exclusion leaf if it holds proof that the region equivocated, else the witnessed
+    /// checkpoint it holds — never a head no quorum witnessed (docs/protocol.md,
+    /// "Federation checkpoints"). Fails if it holds none, or cannot prove under it (its
+    /// replica is behind, or its map passed that size): proofs are then unavailable
+    /// until a newer witnessed checkpoint arrives.
     pub fn federation_leaf(
         &self,
         region: RegionCode,
     ) -> Result<credfed_protocol::checkpoint::Checkpoint, ProofFailure> {
         use credfed_protocol::checkpoint::{Checkpoint, origin};
-        let name = origin(&self.manifest.federation_id, region);
-        if let Some(held) = self.witnessed_checkpoint(region)?
-            && let Some(map) = held.checkpoint.map_root()
-            && self.map_root(region, held.checkpoint.size).ok() == Some(map)
-        {
-            return Ok(held.checkpoint);
+        if self.store.equivocators()?.contains(&region) {
+            return Ok(Checkpoint::excluded(origin(
+                &self.manifest.federation_id,
+                region,
+            )));
         }
-        let (size, map) = self
-            .store
-            .map_latest(region)?
-            .unwrap_or((0, credfed_protocol::map::EMPTY));
-        let root = self.tree_root_at(region, size)?;
-        Ok(Checkpoint::with_map(name, size, root, map))
+        let Some(held) = self.witnessed_checkpoint(region)? else {
+            return Err(ProofFailure::OutOfRange(format!(
+                "no witnessed checkpoint of {region} is held yet"
+            )));
+        };
+        let cp = held.checkpoint;
+        if cp.time().is_none() {
+            return Err(ProofFailure::OutOfRange(format!(
+                "the witnessed checkpoint of {region} held has no time (an earlier version's)"
+            )));
+        }
+        let map = self.map_root(region, cp.size)?;
+        if cp.map_root() != Some(map) {
+            return Err(ProofFailure::OutOfRange(format!(
+                "{region}: this replica's map at {} records differs from the witnessed checkpoint's",
+                cp.size
+            )));
+        }
+        Ok(cp)
     }
 
-    /// A federation checkpoint over this node's leaves, with this node's cosignature.
-    /// Blocking (may compute maps): call off the network loop.
+    /// A federation checkpoint over this node's leaves, with this node's cosignature,
+    /// and the witnessed notes of the leaves it received in the last
+    /// [`credfed_protocol::federation::STALE_AFTER_SECONDS`] (its cosigners may not have
+    /// them yet). Blocking (may compute maps): call off the network loop.
+    #[allow(clippy::type_complexity)]
     pub fn propose_federation(
         &self,
     ) -> Result<
         (
             credfed_protocol::checkpoint::SignedCheckpoint,
             Vec<credfed_protocol::checkpoint::Checkpoint>,
+            Vec<String>,
         ),
         ProofFailure,
     > {
@@ -688,10 +719,7 @@ impl Core {
             .iter()
             .map(|m| self.federation_leaf(m.region))
             .collect::<Result<Vec<_>, _>>()?;
-        let cp = credfed_protocol::federation::federation_checkpoint(
-            &self.manifest.federation_id,
-            &leaves,
-        );
+        let cp = credfed_protocol::federation::federation_checkpoint(&self.manifest, &leaves);
         let mut signed = SignedCheckpoint {
             checkpoint: cp,
             signatures: Vec::new(),
@@ -701,18 +729,44 @@ impl Core {
             &self.checkpoint_key,
             self.now_seconds(),
         );
-        Ok((signed, leaves))
+        let now = self.now_seconds();
+        let recent: Vec<RegionCode> = self
+            .witnessed_received
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, at)| {
+                        now.saturating_sub(**at)
+                            <= credfed_protocol::federation::STALE_AFTER_SECONDS
+                    })
+                    .map(|(region, _)| *region)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut notes = Vec::new();
+        let mut bytes = 0;
+        for region in recent {
+            if let Some(n) = self.store.note(b'C', region)?
+                && bytes + n.len() <= crate::wire::MAX_WITNESSED_NOTES_BYTES
+            {
+                bytes += n.len();
+                notes.push(n);
+            }
+        }
+        Ok((signed, leaves, notes))
     }
 
-    /// Cosigns a federation checkpoint if every leaf is a head this node has verified
-    /// and none is stale (docs/protocol.md, "Federation checkpoints"). Blocking.
+    /// Cosigns a federation checkpoint if every leaf passes [`Core::judge_leaf`]
+    /// (docs/protocol.md, "Federation checkpoints"); first takes the witnessed notes
+    /// that came with it. Blocking.
     pub fn witness_federation(
         &self,
         note: &str,
         leaves: &[String],
+        witnessed: &[String],
     ) -> Result<credfed_protocol::checkpoint::NoteSignature, CosignRefusal> {
         use credfed_protocol::checkpoint::{Checkpoint, SignedCheckpoint, witness_name};
-        use credfed_protocol::federation::{STALE_AFTER_SECONDS, judge_federation};
+        use credfed_protocol::federation::judge_federation;
         let mut signed =
             SignedCheckpoint::parse(note).map_err(|e| CosignRefusal::Invalid(e.to_string()))?;
         let leaves = leaves
@@ -720,59 +774,16 @@ impl Core {
             .map(|l| Checkpoint::parse_body(l))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CosignRefusal::Invalid(format!("leaf: {e}")))?;
-        let unavailable = |e: StoreError| CosignRefusal::Invalid(format!("witness store: {e}"));
+        for w in witnessed {
+            // A note that does not verify is the proposer's problem, not a reason to
+            // refuse: the leaf it was for is judged on its own below.
+            if let Err(e) = self.accept_witnessed(w) {
+                tracing::debug!(error = %e, "a witnessed note carried by a federation proposal was not taken");
+            }
+        }
         let now = self.now_seconds();
-        let quorum = self
-            .manifest
-            .policy
-            .witness
-            .cosignatures_needed(self.manifest.members.len());
         judge_federation(&self.manifest, &signed, &leaves, |region, leaf| {
-            let held = self.witnessed_checkpoint(region).map_err(unavailable)?;
-            if let Some(h) = &held {
-                if h.checkpoint == *leaf {
-                    return Ok(());
-                }
-                let mut times = h.cosignature_times();
-                times.sort_unstable();
-                let at = times
-                    .get(quorum.saturating_sub(1))
-                    .or(times.last())
-                    .copied()
-                    .unwrap_or(0);
-                let age = now.saturating_sub(at);
-                if h.checkpoint.size > leaf.size && age > STALE_AFTER_SECONDS {
-                    return Err(CosignRefusal::Stale {
-                        region,
-                        leaf: leaf.size,
-                        witnessed: h.checkpoint.size,
-                        age,
-                    });
-                }
-            }
-            let ours = self.tree_root_at(region, leaf.size).map_err(|e| match e {
-                ProofFailure::NotHeld { held } => CosignRefusal::NotYet { held },
-                other => CosignRefusal::Invalid(format!("{region}: {other}")),
-            })?;
-            if ours != leaf.root {
-                return Err(CosignRefusal::Invalid(format!(
-                    "{region}: at {} records this replica's root is {ours}, the leaf says {}",
-                    leaf.size, leaf.root
-                )));
-            }
-            let map = self.map_root(region, leaf.size).map_err(|e| match e {
-                ProofFailure::NotHeld { held } => CosignRefusal::NotYet { held },
-                ProofFailure::Passed { latest } => CosignRefusal::Older { cosigned: latest },
-                other => CosignRefusal::Invalid(format!("{region}: {other}")),
-            })?;
-            if leaf.map_root() != Some(map) {
-                return Err(CosignRefusal::WrongMap {
-                    size: leaf.size,
-                    ours: map,
-                    theirs: leaf.map_root().unwrap_or(credfed_protocol::map::EMPTY),
-                });
-            }
-            Ok(())
+            self.judge_leaf(region, leaf, now)
         })?;
         let name = witness_name(&self.manifest.federation_id, self.region);
         signed.signatures.clear();
@@ -781,6 +792,125 @@ impl Core {
             .signatures
             .pop()
             .ok_or_else(|| CosignRefusal::Invalid("cosigning failed".into()))
+    }
+
+    /// Whether this member vouches for `leaf` as `region`'s head in a federation
+    /// checkpoint at `now`:
+    ///
+    /// * excluded exactly when this member holds proof that the region equivocated
+    ///   (it never vouches for a forked region's head);
+    /// * otherwise the leaf is the witnessed checkpoint it holds, or an earlier head of
+    ///   the same history — its replica reproduces the log root and map root at that
+    ///   size, and it agrees with what this member cosigned — that is not stale (older
+    ///   than a witnessed checkpoint held for over
+    ///   [`credfed_protocol::federation::STALE_AFTER_SECONDS`]); never a head beyond
+    ///   what a quorum witnessed (the unwitnessed head of a region that forked);
+    /// * its time is not ahead of this member's clock by more than
+    ///   [`credfed_protocol::federation::MAX_CLOCK_AHEAD_SECONDS`].
+    pub fn judge_leaf(
+        &self,
+        region: RegionCode,
+        leaf: &credfed_protocol::checkpoint::Checkpoint,
+        now: u64,
+    ) -> Result<(), CosignRefusal> {
+        use credfed_protocol::federation::{MAX_CLOCK_AHEAD_SECONDS, STALE_AFTER_SECONDS};
+        let unavailable = |e: StoreError| CosignRefusal::Invalid(format!("witness store: {e}"));
+        let evidence = self
+            .store
+            .equivocators()
+            .map_err(unavailable)?
+            .contains(&region);
+        match (leaf.is_excluded(), evidence) {
+            (true, true) => return Ok(()),
+            (true, false) => return Err(CosignRefusal::NoEvidence { region }),
+            (false, true) => return Err(CosignRefusal::Equivocator),
+            (false, false) => {}
+        }
+        let time = leaf
+            .time()
+            .ok_or_else(|| CosignRefusal::Invalid(format!("{region}: the leaf has no time")))?;
+        if time > now.saturating_add(MAX_CLOCK_AHEAD_SECONDS) {
+            return Err(CosignRefusal::Invalid(format!(
+                "{region}: the leaf was signed at {time}, {}s ahead of this member's clock",
+                time - now
+            )));
+        }
+        let Some(held) = self.witnessed_checkpoint(region).map_err(unavailable)? else {
+            return Err(CosignRefusal::NotYetWitnessed {
+                region,
+                size: leaf.size,
+            });
+        };
+        let h = &held.checkpoint;
+        if *h == *leaf {
+            // Witnessed by the region's quorum, whose members reproduced its log and
+            // map roots: nothing more to check here.
+            return Ok(());
+        }
+        let newer = leaf.size > h.size
+            || (leaf.size == h.size && leaf.time().unwrap_or(0) > h.time().unwrap_or(0));
+        if newer {
+            return Err(CosignRefusal::NotYetWitnessed {
+                region,
+                size: leaf.size,
+            });
+        }
+        if leaf.size < h.size {
+            let quorum = self
+                .manifest
+                .policy
+                .witness_quorum(self.manifest.members.len());
+            let mut times = held.cosignature_times();
+            times.sort_unstable();
+            let at = times
+                .get(quorum.saturating_sub(1))
+                .or(times.last())
+                .copied()
+                .unwrap_or(0);
+            let age = now.saturating_sub(at);
+            if age > STALE_AFTER_SECONDS {
+                return Err(CosignRefusal::Stale {
+                    region,
+                    leaf: leaf.size,
+                    witnessed: h.size,
+                    age,
+                });
+            }
+        }
+        if let Some(view) = self.store.witness_view(region).map_err(unavailable)?
+            && view.size == leaf.size
+            && view.root != leaf.root
+        {
+            return Err(CosignRefusal::Conflict {
+                size: leaf.size,
+                ours: view.root,
+                theirs: leaf.root,
+            });
+        }
+        let ours = self.tree_root_at(region, leaf.size).map_err(|e| match e {
+            ProofFailure::NotHeld { held } => CosignRefusal::NotYet { held },
+            other => CosignRefusal::Invalid(format!("{region}: {other}")),
+        })?;
+        if ours != leaf.root {
+            return Err(CosignRefusal::Conflict {
+                size: leaf.size,
+                ours,
+                theirs: leaf.root,
+            });
+        }
+        let map = self.map_root(region, leaf.size).map_err(|e| match e {
+            ProofFailure::NotHeld { held } => CosignRefusal::NotYet { held },
+            ProofFailure::Passed { latest } => CosignRefusal::Older { cosigned: latest },
+            other => CosignRefusal::Invalid(format!("{region}: {other}")),
+        })?;
+        if leaf.map_root() != Some(map) {
+            return Err(CosignRefusal::WrongMap {
+                size: leaf.size,
+                ours: map,
+                theirs: leaf.map_root().unwrap_or(credfed_protocol::map::EMPTY),
+            });
+        }
+        Ok(())
     }
 
     /// Keeps a federation checkpoint that reached its quorum.
@@ -795,167 +925,87 @@ impl Core {
         self.federation.lock().ok().and_then(|f| f.clone())
     }
 
+    /// Whether `head` still covers every region as this node would propose it now: each
+    /// leaf has the size of the witnessed checkpoint held (or excludes a region exactly
+    /// when a proof against it is held). A newer witnessed head anywhere — a
+    /// publication — calls for a new federation checkpoint, so that proven answers
+    /// show it within seconds.
+    pub fn federation_is_current(&self, head: &FederationHead) -> Result<bool, StoreError> {
+        let equivocators = self.store.equivocators()?;
+        for (m, leaf) in self.manifest.members.iter().zip(&head.leaves) {
+            let excluded = equivocators.contains(&m.region);
+            if leaf.is_excluded() != excluded {
+                return Ok(false);
+            }
+            if !excluded
+                && self
+                    .witnessed_checkpoint(m.region)?
+                    .is_some_and(|h| h.checkpoint.size != leaf.size)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Seconds since the epoch on the node clock.
     pub fn now_seconds(&self) -> u64 {
         u64::try_from(self.now().0 / 1000).unwrap_or(0)
     }
 
-    /// A check answer with proofs under `head` (docs/protocol.md, "Proven answers"):
-    /// per region the subject's map proof and inclusion proofs of the records it lists,
-    /// which the answer's evidence carries. Blocking.
+    /// A check answer with proofs under `head` (docs/protocol.md, "Proven answers"): per
+    /// region the listings for the subject and everything the answer rests on
+    /// ([`credfed_protocol::federation::gather_proofs`], the same search the verifier
+    /// makes), the answer recomputed from that evidence at the checkpoint's cosigned
+    /// time, the proof against each excluded region, the signed manifest, and this
+    /// node's signature. Blocking.
     pub fn prove(
         &self,
         subject: &SubjectKey,
         domain: MeasureDomain,
         head: &FederationHead,
     ) -> Result<credfed_protocol::federation::ProvenAnswer, ProofFailure> {
-        use credfed_protocol::federation::{Followed, Listed, ProvenAnswer, RegionProof};
-        use credfed_protocol::map::{Indexed, map_key};
-        let sizes: BTreeMap<RegionCode, u64> = self
-            .manifest
-            .members
-            .iter()
-            .zip(&head.leaves)
-            .map(|(m, l)| (m.region, l.size))
-            .collect();
-        let mut extra = std::collections::BTreeSet::new();
-        let mut listed: Vec<(RecordPos, Listed)> = Vec::new();
-        let subject_key = map_key(&Indexed::Subject(subject.clone()));
-        let mut regions = Vec::with_capacity(head.leaves.len());
-        for (region, size) in &sizes {
-            regions.push(RegionProof {
-                region: *region,
-                subject: self.listing(*region, *size, &subject_key, &mut extra, &mut listed)?,
-                related: Vec::new(),
-            });
-        }
-        // What the verifier follows (federation::verify_proven_answer): the entries and
-        // evaluations the subject's records publish or correct and those the answer
-        // shows, in every region, then every objection found, in its issuer's log. The
-        // answer is recomputed until what it shows is all followed (a record may land
-        // between two readings).
-        let mut followed: std::collections::BTreeSet<Followed> = std::collections::BTreeSet::new();
-        let mut issuer: BTreeMap<Followed, RegionCode> = BTreeMap::new();
-        for _ in 0..3 {
-            let answer = credfed_protocol::check::check_including(
-                self.rules(),
-                &*self.store,
-                subject,
-                domain,
-                self.now(),
-                extra.clone(),
-            )?;
-            let mut queue: Vec<Followed> = listed
-                .iter()
-                .filter_map(|(_, l)| l.names)
-                .chain(answer.entries.iter().map(|e| Followed::Entry(e.entry)))
-                .chain(
-                    answer
-                        .evaluations
-                        .iter()
-                        .map(|e| Followed::Evaluation(e.id)),
-                )
-                .filter(|f| !followed.contains(f))
-                .collect();
-            if queue.is_empty() {
-                return Ok(ProvenAnswer {
-                    answer,
-                    federation_note: head.signed.encode(),
-                    leaves: head.leaves.iter().map(|l| l.body()).collect(),
-                    regions,
-                });
-            }
-            let mut objections = Vec::new();
-            while let Some(next) = queue.pop() {
-                if !followed.insert(next) {
-                    continue;
-                }
-                for (i, (region, size)) in sizes.iter().enumerate() {
-                    let mut found = Vec::new();
-                    let listing =
-                        self.listing(*region, *size, &next.map_key(), &mut extra, &mut found)?;
-                    for (pos, l) in &found {
-                        if l.publishes == Some(next) {
-                            issuer.insert(next, pos.region);
-                        }
-                        if let Some(o) = l.objection {
-                            objections.push((o, next));
-                        }
-                    }
-                    listed.extend(found);
-                    regions[i]
-                        .related
-                        .push(credfed_protocol::federation::KeyProof { key: next, listing });
-                }
-            }
-            for (o, about) in objections {
-                let Some(region) = issuer.get(&about).copied() else {
-                    continue;
-                };
-                if !followed.insert(o) {
-                    continue;
-                }
-                let (Some(i), Some(size)) =
-                    (sizes.keys().position(|r| *r == region), sizes.get(&region))
-                else {
-                    continue;
-                };
-                let mut found = Vec::new();
-                let listing = self.listing(region, *size, &o.map_key(), &mut extra, &mut found)?;
-                listed.extend(found);
-                regions[i]
-                    .related
-                    .push(credfed_protocol::federation::KeyProof { key: o, listing });
+        use credfed_protocol::federation::{GatherError, assemble_proven_answer, gather_proofs};
+        let source = StoreProofs { core: self };
+        let (regions, evidence) = gather_proofs(&source, &self.manifest, subject, &head.leaves)
+            .map_err(|e| match e {
+                GatherError::Source(e) => e,
+                GatherError::Corrupt(what) => StoreError::Corrupt(what).into(),
+                GatherError::TooLarge(n) => ProofFailure::OutOfRange(format!(
+                    "the answer would carry more than {n} envelopes, more than an answer may"
+                )),
+            })?;
+        let proofs = self.store.proofs()?;
+        let mut exclusions = Vec::new();
+        for (m, leaf) in self.manifest.members.iter().zip(&head.leaves) {
+            if leaf.is_excluded() {
+                let p = proofs
+                    .iter()
+                    .find(|p| p.region == m.region)
+                    .ok_or_else(|| {
+                        ProofFailure::OutOfRange(format!(
+                            "{} is excluded but no proof against it is held here",
+                            m.region
+                        ))
+                    })?;
+                exclusions.push(p.clone());
             }
         }
-        Err(ProofFailure::OutOfRange(
-            "the answer kept changing while it was being proven; ask again".into(),
-        ))
-    }
-
-    /// What `region`'s map at `size` lists for `key`, with its proofs; the positions join
-    /// `extra` (the answer's evidence) and the records, decoded, join `listed`.
-    fn listing(
-        &self,
-        region: RegionCode,
-        size: u64,
-        key: &Hash256,
-        extra: &mut std::collections::BTreeSet<RecordPos>,
-        listed: &mut Vec<(RecordPos, credfed_protocol::federation::Listed)>,
-    ) -> Result<credfed_protocol::federation::Listing, ProofFailure> {
-        self.map_root(region, size)?;
-        let nodes = StoredMap::new(&*self.store, region);
-        let proof = credfed_protocol::map::map_proof(&nodes, size, key).map_err(map_failure)?;
-        let positions = nodes.positions(key, size)?;
-        let mut inclusion = Vec::with_capacity(positions.len());
-        for seq in &positions {
-            let pos = RecordPos { region, seq: *seq };
-            inclusion.push(credfed_protocol::federation::InclusionProof {
-                seq: *seq,
-                hashes: self.inclusion_proof(region, *seq, size)?,
-            });
-            extra.insert(pos);
-            if let Some(bytes) = self.store.envelope_at(pos)? {
-                let envelope: credfed_protocol::envelope::Envelope =
-                    credfed_protocol::codec::decode(
-                        &bytes,
-                        credfed_protocol::limits::MAX_ENVELOPE_BYTES,
-                        "envelope",
-                    )
-                    .map_err(|e| StoreError::Corrupt(format!("{region}#{seq}: {e}")))?;
-                let body = credfed_protocol::record::Body::decode(&envelope.body)
-                    .map_err(|e| StoreError::Corrupt(format!("{region}#{seq}: {e}")))?;
-                listed.push((
-                    pos,
-                    credfed_protocol::federation::Listed::of(region, &envelope.author, &body),
-                ));
-            }
-        }
-        Ok(credfed_protocol::federation::Listing {
-            proof,
-            positions,
-            inclusion,
-        })
+        assemble_proven_answer(
+            &self.manifest,
+            &self.catalogue,
+            subject,
+            domain,
+            &head.signed,
+            &head.leaves,
+            regions,
+            exclusions,
+            evidence,
+            self.signed_manifest.clone(),
+            self.region,
+            &self.checkpoint_key,
+        )
+        .map_err(|e| StoreError::Corrupt(format!("proving: {e}")).into())
     }
 
     /// Witnesses another region's checkpoint (a C2SP note signed by that region's node):
@@ -975,6 +1025,24 @@ impl Core {
             return Err(CosignRefusal::Invalid(
                 "a node does not witness its own region".into(),
             ));
+        }
+        // A region's head carries exactly its map root and the time its node signed it:
+        // the time is what verifiers measure the region's freshness by, so a witness
+        // refuses one ahead of its own clock (a region post-dating its freshness).
+        let now = self.now_seconds();
+        let time = match (signed.checkpoint.extensions.len(), signed.checkpoint.time()) {
+            (2, Some(t)) if signed.checkpoint.map_root().is_some() => t,
+            _ => {
+                return Err(CosignRefusal::Invalid(
+                    "a region checkpoint carries exactly a 'map' and a 'time' line".into(),
+                ));
+            }
+        };
+        if time > now.saturating_add(credfed_protocol::federation::MAX_CLOCK_AHEAD_SECONDS) {
+            return Err(CosignRefusal::Invalid(format!(
+                "the checkpoint was signed at {time}, {}s ahead of this witness's clock: check the region's clock",
+                time - now
+            )));
         }
         let unavailable = |e: StoreError| CosignRefusal::Invalid(format!("witness store: {e}"));
         if self
@@ -1016,8 +1084,7 @@ impl Core {
                 .map_err(unavailable)?;
         }
         let name = witness_name(&self.manifest.federation_id, self.region);
-        let seconds = u64::try_from(self.now().0 / 1000).unwrap_or(0);
-        signed.cosign(&name, &self.checkpoint_key, seconds);
+        signed.cosign(&name, &self.checkpoint_key, now);
         signed
             .signatures
             .pop()
@@ -1040,14 +1107,23 @@ impl Core {
                 .map_err(store_err)?;
             if ours != cp.root {
                 self.store.set_note(b'X', region, note).map_err(store_err)?;
-                return Ok(Witnessed::SplitView(region));
+                return Ok(Witnessed::SplitView(region, cp.size));
             }
         }
+        // Kept if it covers more records, or the same records signed later (an idle
+        // region's refreshed head: its time is the region's freshness).
         let held = self.witnessed_checkpoint(region).map_err(store_err)?;
-        if held.as_ref().is_some_and(|h| h.checkpoint.size >= cp.size) {
+        let time = |c: &credfed_protocol::checkpoint::Checkpoint| c.time().unwrap_or(0);
+        if held.as_ref().is_some_and(|h| {
+            h.checkpoint.size > cp.size
+                || (h.checkpoint.size == cp.size && time(&h.checkpoint) >= time(cp))
+        }) {
             return Ok(Witnessed::Older(region));
         }
         self.store.set_note(b'C', region, note).map_err(store_err)?;
+        if let Ok(mut r) = self.witnessed_received.lock() {
+            r.insert(region, self.now_seconds());
+        }
         Ok(Witnessed::Stored(region, cp.size))
     }
 
@@ -1101,6 +1177,19 @@ impl Core {
     /// A checkpoint signed by `region`'s node that contradicts this replica, if held.
     pub fn fork_evidence(&self, region: RegionCode) -> Result<Option<String>, StoreError> {
         self.store.note(b'Y', region)
+    }
+
+    /// A proof that `region`'s node signed two envelopes at one position, if held
+    /// (`credfed verify-evidence` checks it offline).
+    pub fn equivocation_evidence(
+        &self,
+        region: RegionCode,
+    ) -> Result<Option<credfed_protocol::ledger::EquivocationProof>, StoreError> {
+        Ok(self
+            .store
+            .proofs()?
+            .into_iter()
+            .find(|p| p.region == region))
     }
 
     /// Split-view evidence held against `region`, if any.
@@ -1178,6 +1267,63 @@ impl Core {
     }
 }
 
+/// The store as a [`credfed_protocol::federation::ProofSource`]: listings under the
+/// map version and tree of a size, envelopes, registrations.
+struct StoreProofs<'a> {
+    core: &'a Core,
+}
+
+impl credfed_protocol::federation::ProofSource for StoreProofs<'_> {
+    type Error = ProofFailure;
+
+    fn listing(
+        &self,
+        region: RegionCode,
+        size: u64,
+        key: &Hash256,
+    ) -> Result<(credfed_protocol::federation::Listing, Vec<Vec<u8>>), ProofFailure> {
+        let core = self.core;
+        core.map_root(region, size)?;
+        let nodes = StoredMap::new(&*core.store, region);
+        let proof = credfed_protocol::map::map_proof(&nodes, size, key).map_err(map_failure)?;
+        let positions = nodes.positions(key, size)?;
+        let mut inclusion = Vec::with_capacity(positions.len());
+        let mut envelopes = Vec::with_capacity(positions.len());
+        for seq in &positions {
+            let pos = RecordPos { region, seq: *seq };
+            inclusion.push(credfed_protocol::federation::InclusionProof {
+                seq: *seq,
+                hashes: core.inclusion_proof(region, *seq, size)?,
+            });
+            envelopes.push(core.store.envelope_at(pos)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("{region}#{seq}: listed by the map, not stored"))
+            })?);
+        }
+        Ok((
+            credfed_protocol::federation::Listing {
+                proof,
+                positions,
+                inclusion,
+            },
+            envelopes,
+        ))
+    }
+
+    fn registration(
+        &self,
+        department: &DepartmentId,
+    ) -> Result<Option<(RecordPos, Vec<u8>)>, ProofFailure> {
+        let Some(d) = self.core.store.department(department)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .core
+            .store
+            .envelope_at(d.registered_at)?
+            .map(|bytes| (d.registered_at, bytes)))
+    }
+}
+
 pub use credfed_protocol::witness::CosignRefusal;
 
 /// What became of a witnessed checkpoint received.
@@ -1187,8 +1333,8 @@ pub enum Witnessed {
     Stored(RegionCode, u64),
     /// Not larger than the one held.
     Older(RegionCode),
-    /// Its root contradicts this replica: kept as evidence.
-    SplitView(RegionCode),
+    /// Its root contradicts this replica at that size: kept as evidence.
+    SplitView(RegionCode, u64),
 }
 
 /// Why a proof could not be given.

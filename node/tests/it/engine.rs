@@ -346,9 +346,10 @@ async fn a_witness_refuses_a_wrong_map_root() {
     let core = gd.core.clone();
     let root = core.tree_root_at(sh, size).unwrap();
     let name = origin(FED, sh);
+    let now = core.now_seconds();
     let signed = |map: Hash256| {
         SignedCheckpoint::sign(
-            Checkpoint::with_map(name.clone(), size, root, map),
+            Checkpoint::with_map_at(name.clone(), size, root, map, now),
             &name,
             &c.nodes[0].node_key,
         )
@@ -363,22 +364,36 @@ async fn a_witness_refuses_a_wrong_map_root() {
     let right = signed(tokio::task::block_in_place(|| core.map_root(sh, size)).unwrap());
     let cosigned = tokio::task::block_in_place(|| core.witness(&right));
     assert!(cosigned.is_ok(), "{cosigned:?}");
-    // A federation checkpoint whose Shanghai leaf carries a wrong map root.
-    let mut leaves: Vec<Checkpoint> = c
-        .manifest
-        .members
-        .iter()
-        .map(|m| tokio::task::block_in_place(|| core.federation_leaf(m.region)).unwrap())
-        .collect();
+    // A federation checkpoint whose Shanghai leaf carries a wrong map root, once this
+    // node holds a witnessed head of every region.
+    let leaves_now = || {
+        c.manifest
+            .members
+            .iter()
+            .map(|m| tokio::task::block_in_place(|| core.federation_leaf(m.region)))
+            .collect::<Result<Vec<Checkpoint>, _>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            leaves_now().is_ok_and(|l| l.iter().any(|x| x.origin == name && x.size == size))
+        })
+        .await,
+        "{:?}",
+        leaves_now()
+    );
+    let mut leaves = leaves_now().unwrap();
     let at = c
         .manifest
         .members
         .iter()
         .position(|m| m.region == sh)
         .unwrap();
-    leaves[at] = Checkpoint::with_map(name.clone(), size, root, Hash256([7; 32]));
+    // Signed no later than the witnessed head held, so that it is judged against the
+    // replica rather than awaited as a newer witnessed head.
+    let held_time = leaves[at].time().unwrap();
+    leaves[at] = Checkpoint::with_map_at(name.clone(), size, root, Hash256([7; 32]), held_time);
     let mut note = SignedCheckpoint {
-        checkpoint: credfed_protocol::federation::federation_checkpoint(FED, &leaves),
+        checkpoint: credfed_protocol::federation::federation_checkpoint(&c.manifest, &leaves),
         signatures: vec![],
     };
     note.cosign(
@@ -387,7 +402,8 @@ async fn a_witness_refuses_a_wrong_map_root() {
         core.now_seconds(),
     );
     let bodies: Vec<String> = leaves.iter().map(Checkpoint::body).collect();
-    let refused = tokio::task::block_in_place(|| core.witness_federation(&note.encode(), &bodies));
+    let refused =
+        tokio::task::block_in_place(|| core.witness_federation(&note.encode(), &bodies, &[]));
     assert!(
         matches!(refused, Err(CosignRefusal::WrongMap { .. })),
         "{refused:?}"

@@ -4,5 +4,6 @@ mod check;
 mod failing_view;
 mod fixture;
 mod props;
+mod proven;
 mod rules;
 mod vectors;

@@ -35,6 +35,12 @@ impl Drill {
         let mut cfg = credfed_client::node_config::NodeConfig::load(&path)?;
         cfg.clock_offset_ms = *offset_ms;
         cfg.save(&path)?;
+        let region_code = self.fed.nodes[i].region;
+        if *offset_ms == 0 {
+            self.skewed.remove(&region_code);
+        } else {
+            self.skewed.insert(region_code);
+        }
         self.fed.start(i, false)?;
         let detail = self.wait_started(i).await?;
         self.reapply_faults().await?;

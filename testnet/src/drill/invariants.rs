@@ -182,13 +182,20 @@ impl Drill {
     }
 
     /// `proven_answers_verify`: with every live node converged and a quorum of members
-    /// live and uncut, a proven answer for a subject no region lists, asked at one live
-    /// node, verifies offline against the manifest: a quorum cosigned a federation
-    /// checkpoint within the last minute, and every region's map proves the subject
-    /// absent.
+    /// live and uncut, a proven answer for a subject no region lists, asked at a live
+    /// node whose clock the drill did not skew, verifies offline against the manifest
+    /// with a freshness bound of a minute: a quorum cosigned a federation checkpoint
+    /// within the last minute, every region's map proves the subject absent or the
+    /// region is excluded for an equivocation the scenario caused, and every region's
+    /// head is under a minute old — but for regions whose clock the drill skewed (their
+    /// heads carry their clock's time) and excluded ones.
     pub(super) async fn check_proven_answer(&mut self, live: &[usize]) {
         const NAME: &str = "proven_answers_verify";
-        let quorum = credfed_protocol::federation::federation_quorum(self.fed.nodes.len());
+        let quorum = self
+            .fed
+            .manifest
+            .policy
+            .federation_quorum(self.fed.nodes.len());
         if live.len() < quorum || !self.cuts.is_empty() {
             self.note(
                 NAME,
@@ -200,7 +207,11 @@ impl Drill {
             );
             return;
         }
-        let Some(&i) = live.first() else {
+        let Some(&i) = live
+            .iter()
+            .find(|i| !self.skewed.contains(&self.fed.nodes[**i].region))
+        else {
+            self.note(NAME, "skipped: every live node's clock is skewed".into());
             return;
         };
         let region = self.fed.nodes[i].region;
@@ -210,8 +221,8 @@ impl Drill {
             domain: "procurement".into(),
             proofs: true,
         };
-        // A round can miss its quorum while a member is still catching up: ask again
-        // until the deadline.
+        // A round can miss its quorum while a member is still catching up, or while an
+        // equivocation's evidence is still replicating: ask again until the deadline.
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut poll = tokio::time::interval(Duration::from_millis(500));
         let proven = loop {
@@ -252,15 +263,29 @@ impl Drill {
         let absent = report
             .regions
             .iter()
-            .filter(|r| r.naming_records == 0)
+            .filter(|r| r.standing == credfed_protocol::federation::RegionStanding::ProvenAbsent)
             .count();
-        if !report.ok() || absent != self.fed.nodes.len() {
+        let excluded: Vec<RegionCode> = report
+            .regions
+            .iter()
+            .filter(|r| r.standing == credfed_protocol::federation::RegionStanding::Excluded)
+            .map(|r| r.region)
+            .collect();
+        let unexpected_partial: Vec<RegionCode> = report
+            .partial_regions()
+            .into_iter()
+            .filter(|r| !self.skewed.contains(r) && !self.expected_equivocators.contains(r))
+            .collect();
+        if !report.verified()
+            || absent + excluded.len() != self.fed.nodes.len()
+            || !unexpected_partial.is_empty()
+        {
             let mut failures = report.failures.clone();
             failures.extend(report.answer.failures.iter().cloned());
             self.violate(
                 NAME,
                 format!(
-                    "{region}: proven answer did not verify ({absent} regions proven absent): {}",
+                    "{region}: proven answer did not verify ({absent} regions proven absent, excluded {excluded:?}, stale or excluded unexpectedly {unexpected_partial:?}): {}",
                     failures.join("; ")
                 ),
             );
@@ -273,10 +298,18 @@ impl Drill {
         self.note(
             NAME,
             format!(
-                "{region}: {} regions proven absent under a checkpoint cosigned by {} members {} s before; {bytes} bytes, verified in {verify_us} µs",
+                "{region}: {} regions proven absent, {} excluded, under a checkpoint cosigned by {} members {} s before, oldest region head {} s; {bytes} bytes, verified in {verify_us} µs",
                 absent,
+                excluded.len(),
                 report.cosigners.len(),
-                report.age_seconds
+                report.age_seconds,
+                report
+                    .regions
+                    .iter()
+                    .filter(|r| !self.skewed.contains(&r.region))
+                    .filter_map(|r| r.age_seconds)
+                    .max()
+                    .unwrap_or(0)
             ),
         );
     }

@@ -61,6 +61,8 @@ pub struct Drill {
     /// Steps after which the always-true invariants were checked.
     step_checks: usize,
     expected_equivocators: BTreeSet<RegionCode>,
+    /// Regions whose node clock the drill set off (their heads carry that clock's time).
+    skewed: BTreeSet<RegionCode>,
     last_fault: Option<(String, Instant)>,
     started: Instant,
     doc_counter: usize,
@@ -164,6 +166,7 @@ impl Drill {
             last_heads: vec![BTreeMap::new(); n],
             step_checks: 0,
             expected_equivocators: BTreeSet::new(),
+            skewed: BTreeSet::new(),
             last_fault: None,
             started: Instant::now(),
             doc_counter: 0,

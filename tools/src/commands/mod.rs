@@ -13,7 +13,7 @@ use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::check::{CheckAnswer, verify_answer};
 use credfed_protocol::crypto::{Keypair, PublicKey};
 use credfed_protocol::envelope::sign_body;
-use credfed_protocol::federation::{ProvenAnswer, verify_proven_answer};
+use credfed_protocol::federation::{ProvenAnswer, RegionStanding, verify_proven_answer};
 use credfed_protocol::ids::{DepartmentId, PersonRef, RegionCode, Role, resident_id, uscc};
 use credfed_protocol::manifest::{Manifest, Member, SignedManifest};
 use credfed_protocol::record::*;
@@ -429,14 +429,59 @@ pub fn run(cli: Cli) -> Res {
             answer,
             max_age,
             at,
+            partial,
             manifest,
             authority_key,
-        } => query::verify(
+            trust_manifest,
+            person,
+            node,
+            ca,
+            cert,
+            cert_key,
+        } => {
+            let node_args = match (&person, ca, cert, cert_key) {
+                (None, ..) => None,
+                (Some(_), Some(ca), Some(cert), Some(cert_key)) => Some(NodeArgs {
+                    node: node.unwrap_or_else(|| "127.0.0.1:8443".into()),
+                    ca,
+                    cert,
+                    cert_key,
+                }),
+                (Some(_), ..) => {
+                    return Err(invalid(
+                        "--person: your node computes the person key, so give its --ca, --cert and --cert-key (or CREDFED_CA, CREDFED_CERT, CREDFED_CERT_KEY)",
+                    ));
+                }
+            };
+            query::verify(
+                mode,
+                &answer,
+                query::Trust {
+                    manifest: manifest.as_deref(),
+                    authority_key: authority_key.as_deref(),
+                    trust_manifest,
+                },
+                query::Freshness {
+                    max_age,
+                    at,
+                    partial,
+                },
+                person.as_deref().zip(node_args.as_ref()),
+            )
+        }
+        Cmd::VerifyEvidence {
+            evidence,
+            manifest,
+            authority_key,
+            trust_manifest,
+        } => query::verify_evidence(
             mode,
-            &answer,
-            &manifest,
-            authority_key.as_deref(),
-            query::Freshness { max_age, at },
+            &evidence,
+            query::Trust {
+                manifest: Some(&manifest),
+                authority_key: authority_key.as_deref(),
+                trust_manifest,
+            },
         ),
         Cmd::Stats { node } => query::stats(mode, &node),
         Cmd::Status { node } => query::status(mode, &node),

@@ -200,10 +200,22 @@ fn cst_time(seconds: u64) -> String {
 
 /// The freshness bound of `credfed verify`.
 pub struct Freshness {
-    /// Oldest acceptable federation checkpoint, seconds.
+    /// Oldest acceptable federation checkpoint and region head, seconds.
     pub max_age: u64,
     /// Verify as of this instant instead of now.
     pub at: Option<u64>,
+    /// Accept an answer in which some regions are stale or excluded (exit 6 then).
+    pub partial: bool,
+}
+
+/// Where the manifest comes from and whether its authority is pinned.
+pub struct Trust<'a> {
+    /// The manifest file given (`--manifest`), if any.
+    pub manifest: Option<&'a Path>,
+    /// The federation authority's public key (hex), if pinned.
+    pub authority_key: Option<&'a str>,
+    /// Verify against the manifest without checking who signed it.
+    pub trust_manifest: bool,
 }
 
 /// What `credfed verify` was given.
@@ -224,10 +236,17 @@ fn read_saved(path: &Path) -> Result<Saved, Failure> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-    if bytes.starts_with(credfed_protocol::federation::EVIDENCE_MAGIC) {
+    if bytes.starts_with(b"credfed evidence") {
+        // An evidence file that does not decode was changed or cut: that is a failed
+        // verification, not a usage error.
         return ProvenAnswer::from_file(&bytes)
             .map(|p| Saved::Proven(Box::new(p)))
-            .map_err(|e| invalid(format!("{}: {e}", path.display())));
+            .map_err(|e| {
+                Failure::new(
+                    exit::UNVERIFIED,
+                    format!("NOT VERIFIED: {}: {e}", path.display()),
+                )
+            });
     }
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
         invalid(format!(
@@ -246,35 +265,48 @@ fn read_saved(path: &Path) -> Result<Saved, Failure> {
     }
 }
 
-pub fn verify(
-    mode: Output,
-    answer: &Path,
-    manifest: &Path,
-    authority_key: Option<&str>,
-    freshness: Freshness,
-) -> Res {
-    let saved = read_saved(answer)?;
-    let as_of = match &saved {
-        Saved::Plain(a) => a.as_of,
-        Saved::Proven(p) => p.answer.as_of,
+/// The manifest to verify against: the one given or the one the file carries — the
+/// one its federation checkpoint names when both are at hand — checked against the
+/// pinned authority, or taken as it stands when the caller said to trust it.
+fn manifest_for(
+    trust: &Trust<'_>,
+    carried: Option<&SignedManifest>,
+    named: Option<credfed_protocol::federation::ManifestRef>,
+    at: Timestamp,
+) -> Result<(Manifest, bool), Failure> {
+    let given = match trust.manifest {
+        Some(path) => Some(
+            serde_json::from_str::<SignedManifest>(
+                &std::fs::read_to_string(path)
+                    .map_err(|e| invalid(format!("{}: {e}", path.display())))?,
+            )
+            .map_err(|e| invalid(format!("{}: not a signed manifest: {e}", path.display())))?,
+        ),
+        None => None,
     };
-    let signed: SignedManifest = serde_json::from_str(
-        &std::fs::read_to_string(manifest)
-            .map_err(|e| invalid(format!("{}: {e}", manifest.display())))?,
-    )
-    .map_err(|e| invalid(format!("{}: {e}", manifest.display())))?;
-    let (m, pinned) = match authority_key {
-        Some(k) => {
+    let named_hash = named.map(|n| n.hash);
+    let signed = match (given, carried) {
+        (Some(g), Some(c)) if Some(g.hash()) != named_hash && Some(c.hash()) == named_hash => {
+            c.clone()
+        }
+        (Some(g), _) => g,
+        (None, Some(c)) => c.clone(),
+        (None, None) => {
+            return Err(invalid(
+                "no manifest: the file carries none; pass --manifest FILE (the federation's signed manifest)",
+            ));
+        }
+    };
+    match (trust.authority_key, trust.trust_manifest) {
+        (Some(k), _) => {
             let key =
                 PublicKey::from_hex(k).map_err(|e| invalid(format!("--authority-key: {e}")))?;
-            (
-                signed
-                    .verify(&key, as_of)
-                    .map_err(|e| Failure::new(exit::UNVERIFIED, e.to_string()))?,
-                true,
-            )
+            let m = signed
+                .verify(&key, at)
+                .map_err(|e| Failure::new(exit::UNVERIFIED, format!("NOT VERIFIED: {e}")))?;
+            Ok((m, true))
         }
-        None => (
+        (None, true) => Ok((
             credfed_protocol::codec::decode::<Manifest>(
                 &signed.manifest,
                 credfed_protocol::limits::MAX_MANIFEST_BYTES,
@@ -282,120 +314,462 @@ pub fn verify(
             )
             .map_err(|e| invalid(e.to_string()))?,
             false,
+        )),
+        (None, false) => Err(Failure::new(
+            exit::UNPINNED,
+            "NOT VERIFIED: the federation authority is not pinned, so any self-made manifest would do; \
+             pass --authority-key HEX (the authority's public key, from your operator or CREDFED_AUTHORITY_KEY), \
+             or --trust-manifest to verify against the manifest as it stands",
+        )),
+    }
+}
+
+pub fn verify(
+    mode: Output,
+    answer: &Path,
+    trust: Trust<'_>,
+    freshness: Freshness,
+    person: Option<(&str, &NodeArgs)>,
+) -> Res {
+    let saved = read_saved(answer)?;
+    let (as_of, carried, named) = match &saved {
+        Saved::Plain(a) => (a.as_of, None, None),
+        Saved::Proven(p) => (
+            p.answer.as_of,
+            p.signed_manifest.as_ref(),
+            p.manifest_named(),
         ),
     };
+    let (m, pinned) = manifest_for(&trust, carried, named, as_of)?;
     let catalogue = Catalogue::parse(&m.catalogue)
-        .or_else(|_| Catalogue::embedded())
-        .map_err(|e| invalid(e.to_string()))?;
-    let unpinned = "\n(the manifest's own signature was not checked: pass --authority-key to pin the federation authority)";
-    let (ok, problems) = match saved {
+        .map_err(|e| invalid(format!("the manifest's catalogue: {e}")))?;
+    let unpinned_line = format!(
+        "UNPINNED: verified against manifest {} v{} as it stands; who signed it was not checked (--trust-manifest)",
+        m.federation_id, m.version
+    );
+    match saved {
         Saved::Plain(a) => {
             let report = verify_answer(&a, &m, &catalogue);
-            let v = json!({"ok": report.ok(), "proven": false, "envelopes_verified": report.envelopes_verified, "entries_confirmed": report.entries_confirmed, "failures": report.failures, "manifest_signature_checked": pinned});
+            let v = json!({"ok": report.ok(), "proven": false, "envelopes_verified": report.envelopes_verified, "entries_confirmed": report.entries_confirmed, "failures": report.failures, "authority_pinned": pinned});
             emit(mode, &v, || {
-                let mut out = if report.ok() {
+                let mut out = String::new();
+                if !pinned {
+                    out.push_str(&unpinned_line);
+                    out.push('\n');
+                }
+                out.push_str(&if report.ok() {
                     format!(
-                        "VERIFIED: {} envelopes, {} entries confirmed against manifest {} v{}\n\
-                         (an answer without proofs shows that what it lists is genuine, not that it is complete: ask with --proofs)",
+                        "VERIFIED (NOT PROVEN COMPLETE): {} in {}: {} at {} (the node's time)\n  {} envelopes, {} entries confirmed against manifest {} v{}\n  an answer without proofs shows that what it lists is genuine, not that it is complete or current: ask with --proofs",
+                        subject_text(&a.subject, &a.entries),
+                        a.domain.name(),
+                        credfed_protocol::check::verdict_name(a.verdict),
+                        cst_time_ms(a.as_of),
                         report.envelopes_verified,
                         report.entries_confirmed,
                         m.federation_id,
                         m.version
                     )
                 } else {
-                    format!("NOT VERIFIED:\n  {}", report.failures.join("\n  "))
-                };
-                if !pinned {
-                    out.push_str(unpinned);
-                }
-                out
-            });
-            (report.ok(), report.failures.len())
-        }
-        Saved::Proven(p) => {
-            let now = freshness.at.unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs())
-            });
-            let report = verify_proven_answer(&p, &m, &catalogue, now, freshness.max_age);
-            let mut failures = report.answer.failures.clone();
-            failures.extend(report.failures.iter().cloned());
-            let v = json!({
-                "ok": report.ok(), "proven": true, "subject": p.answer.subject,
-                "domain": p.answer.domain, "verdict": p.answer.verdict,
-                "cosigners": report.cosigners, "quorum": credfed_protocol::federation::federation_quorum(m.members.len()),
-                "witnessed_at": report.witnessed_at, "age_seconds": report.age_seconds, "max_age_seconds": freshness.max_age,
-                "regions": report.regions, "envelopes_verified": report.answer.envelopes_verified,
-                "entries_confirmed": report.answer.entries_confirmed, "failures": failures,
-                "manifest_signature_checked": pinned,
-            });
-            emit(mode, &v, || {
-                let subject = match &p.answer.subject {
-                    SubjectKey::Uscc(c) => c.clone(),
-                    SubjectKey::Person(_) => "the person asked about".to_string(),
-                };
-                let mut out = if report.ok() {
                     format!(
-                        "VERIFIED: {subject} in {}: {}\n",
-                        p.answer.domain.name(),
-                        s(&json!(p.answer.verdict))
+                        "NOT VERIFIED: {} problem(s)\n  {}",
+                        report.failures.len(),
+                        report.failures.join("\n  ")
                     )
-                } else {
-                    format!("NOT VERIFIED:\n  {}\n", failures.join("\n  "))
-                };
-                out.push_str(&format!(
-                    "  federation checkpoint cosigned by {} members (quorum {} of {}), witnessed at {} ({}s before {}, limit {}s)\n",
-                    report.cosigners.len(),
-                    credfed_protocol::federation::federation_quorum(m.members.len()),
-                    m.members.len(),
-                    cst_time(report.witnessed_at),
-                    report.age_seconds,
-                    if freshness.at.is_some() { "the instant given" } else { "now" },
-                    freshness.max_age
-                ));
-                let rows: Vec<Vec<String>> = report
-                    .regions
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.region.to_string(),
-                            r.size.to_string(),
-                            if r.naming_records == 0 {
-                                "none (proven absent)".to_string()
-                            } else {
-                                format!("{} record(s), all shown", r.naming_records)
-                            },
-                        ]
-                    })
-                    .collect();
-                out.push_str(&table(
-                    &["region", "records in head", "naming the subject"],
-                    &rows,
-                ));
-                out.push_str(&format!(
-                    "\n  {} envelopes verified, {} entries confirmed against manifest {} v{}",
-                    report.answer.envelopes_verified,
-                    report.answer.entries_confirmed,
-                    m.federation_id,
-                    m.version
-                ));
-                if !pinned {
-                    out.push_str(unpinned);
-                }
+                });
                 out
             });
-            (report.ok(), failures.len())
+            if report.ok() {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    exit::UNVERIFIED,
+                    format!("{} problem(s) in the answer", report.failures.len()),
+                ))
+            }
         }
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            exit::UNVERIFIED,
-            format!("{problems} problem(s) in the answer"),
-        ))
+        Saved::Proven(p) => verify_proven(
+            mode,
+            &p,
+            &m,
+            &catalogue,
+            pinned,
+            &unpinned_line,
+            freshness,
+            person,
+        ),
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn verify_proven(
+    mode: Output,
+    p: &ProvenAnswer,
+    m: &Manifest,
+    catalogue: &Catalogue,
+    pinned: bool,
+    unpinned_line: &str,
+    freshness: Freshness,
+    person: Option<(&str, &NodeArgs)>,
+) -> Res {
+    let now = freshness.at.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    let report = verify_proven_answer(p, m, catalogue, now, freshness.max_age);
+    let mut failures = report.failures.clone();
+    failures.extend(report.answer.failures.iter().cloned());
+    // The person the file is about, confirmed through the verifier's own node.
+    let mut person_line = None;
+    if let (Some((number, node)), SubjectKey::Person(key)) = (person, &p.answer.subject) {
+        match person_key_of(number, node) {
+            Ok((hash, masked)) if &hash == key => {
+                person_line = Some(format!(
+                    "the person is {masked}: the file's person key is this number's, as your node computes it"
+                ));
+            }
+            Ok((_, masked)) => failures.push(format!(
+                "--person: the file is about another person than {masked} (its person key is not this number's)"
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    let stale: Vec<&credfed_protocol::federation::RegionReport> =
+        report.regions.iter().filter(|r| r.stale).collect();
+    let excluded: Vec<&credfed_protocol::federation::RegionReport> = report
+        .regions
+        .iter()
+        .filter(|r| r.standing == RegionStanding::Excluded)
+        .collect();
+    let verified = failures.is_empty();
+    let partial = verified && !(stale.is_empty() && excluded.is_empty());
+    if partial && !freshness.partial {
+        for r in &stale {
+            failures.push(format!(
+                "freshness: {}'s head was signed {} before the instant verified, more than the {}s allowed (cut off, or its clock is wrong); ask again later, or pass --partial to accept an answer without it",
+                r.region,
+                r.age_seconds.map_or("an unknown time".into(), |a| format!("{a}s")),
+                freshness.max_age
+            ));
+        }
+        for r in &excluded {
+            failures.push(format!(
+                "{} is excluded: it signed two histories (at #{}), so nothing about its records is proven; pass --partial to accept an answer without it",
+                r.region,
+                r.equivocated_at.unwrap_or(0)
+            ));
+        }
+    }
+    let status = if !failures.is_empty() {
+        "not_verified"
+    } else if partial {
+        "partial"
+    } else {
+        "verified"
+    };
+    let subject = subject_text(&p.answer.subject, &p.answer.entries);
+    let v = json!({
+        "ok": status == "verified", "status": status, "proven": true,
+        "subject": p.answer.subject, "subject_shown": subject, "person_confirmed": person_line.is_some(),
+        "domain": p.answer.domain, "verdict": report.verdict, "as_of": report.witnessed_at,
+        "manifest": {"federation_id": m.federation_id, "version": m.version, "hash": m.hash(), "authority_pinned": pinned},
+        "answered_by": report.answered_by,
+        "cosigners": report.cosigners, "quorum": report.quorum, "members": m.members.len(),
+        "faults_tolerated": m.policy.faults_tolerated,
+        "age_seconds": report.age_seconds, "max_age_seconds": freshness.max_age,
+        "regions": report.regions, "envelopes_verified": report.answer.envelopes_verified,
+        "entries_confirmed": report.answer.entries_confirmed, "failures": failures,
+    });
+    emit(mode, &v, || {
+        let mut out = String::new();
+        if !pinned {
+            out.push_str(unpinned_line);
+            out.push('\n');
+        }
+        let verdict = report
+            .verdict
+            .map_or("-", credfed_protocol::check::verdict_name);
+        match status {
+            "verified" => out.push_str(&format!(
+                "VERIFIED: {subject} in {}: {verdict}, as of {} (manifest {} v{})\n",
+                p.answer.domain.name(),
+                cst_time(report.witnessed_at),
+                m.federation_id,
+                m.version
+            )),
+            "partial" => out.push_str(&format!(
+                "VERIFIED, PARTIAL: {subject} in {}: {verdict} for the regions proven fresh, as of {} (manifest {} v{})\n",
+                p.answer.domain.name(),
+                cst_time(report.witnessed_at),
+                m.federation_id,
+                m.version
+            )),
+            _ => out.push_str(&format!(
+                "NOT VERIFIED: {} problem(s) — do not rely on this answer\n  {}\n",
+                failures.len(),
+                failures.join("\n  ")
+            )),
+        }
+        if let Some(l) = &person_line {
+            out.push_str(&format!("  {l}\n"));
+        } else if matches!(p.answer.subject, SubjectKey::Person(_)) {
+            out.push_str("  a person's answer names them by a key only the federation's nodes compute: pass --person NUMBER (with your node's --node, --ca, --cert, --cert-key) to confirm whom it is about\n");
+        }
+        for r in &excluded {
+            out.push_str(&format!(
+                "WARNING: {} signed two different records at #{} (proof in the file): it is excluded, and nothing about its records is proven\n",
+                r.region,
+                r.equivocated_at.unwrap_or(0)
+            ));
+        }
+        for r in &stale {
+            out.push_str(&format!(
+                "WARNING: {} is stale: its head was signed {} before the instant verified (limit {}s)\n",
+                r.region,
+                r.age_seconds.map_or("an unknown time".into(), |a| format!("{a}s")),
+                freshness.max_age
+            ));
+        }
+        if report.cosigners.is_empty() {
+            out.push_str("  no cosignature on the federation checkpoint verified\n");
+        } else {
+            out.push_str(&format!(
+                "  federation checkpoint cosigned by {} of {} members (quorum {}, tolerating {} faulty), {}s before {} (limit {}s); answered and signed by {}\n",
+                report.cosigners.len(),
+                m.members.len(),
+                report.quorum,
+                m.policy.faults_tolerated,
+                report.age_seconds,
+                if freshness.at.is_some() { "the instant given" } else { "now" },
+                freshness.max_age,
+                report.answered_by
+            ));
+        }
+        let rows: Vec<Vec<String>> = report
+            .regions
+            .iter()
+            .map(|r| {
+                vec![
+                    r.region.to_string(),
+                    if r.standing == RegionStanding::Excluded {
+                        "-".into()
+                    } else {
+                        r.size.to_string()
+                    },
+                    r.signed_at.map_or("-".into(), cst_time),
+                    match (r.age_seconds, r.stale) {
+                        (Some(a), true) => format!("{a}s STALE"),
+                        (Some(a), false) => format!("{a}s"),
+                        (None, _) => "-".into(),
+                    },
+                    match r.standing {
+                        RegionStanding::ProvenAbsent => "none (proven absent)".into(),
+                        RegionStanding::AllShown if r.naming_records == r.records => {
+                            format!("{} record(s), all shown", r.records)
+                        }
+                        RegionStanding::AllShown => format!(
+                            "{} record(s), all shown ({} naming the subject)",
+                            r.records, r.naming_records
+                        ),
+                        RegionStanding::Excluded => format!(
+                            "EXCLUDED (equivocated at #{})",
+                            r.equivocated_at.unwrap_or(0)
+                        ),
+                    },
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "region",
+                "records in head",
+                "head signed",
+                "age",
+                "about this subject",
+            ],
+            &rows,
+        ));
+        out.push('\n');
+        for (kind, list) in [
+            ("mandatory", &p.answer.mandatory),
+            ("recommended", &p.answer.recommended),
+        ] {
+            for a in list {
+                out.push_str(&format!(
+                    "  {kind}: {} {} (from {}; {})\n",
+                    a.code.0, a.title_zh, a.region, a.basis
+                ));
+            }
+        }
+        for w in &p.answer.withheld {
+            out.push_str(&format!(
+                "  withheld: {} {}: {}\n",
+                w.measure.code.0, w.measure.title_zh, w.reason
+            ));
+        }
+        out.push_str(&format!(
+            "  {} envelopes verified, {} entries confirmed; every field recomputed from the proven evidence",
+            report.answer.envelopes_verified, report.answer.entries_confirmed
+        ));
+        out
+    });
+    match status {
+        "verified" => Ok(()),
+        "partial" => Err(Failure::new(
+            exit::PARTIAL,
+            "verified, but not every region is covered fresh (stale or excluded regions listed above)",
+        )),
+        _ => Err(Failure::new(
+            exit::UNVERIFIED,
+            format!("{} problem(s) in the answer", failures.len()),
+        )),
+    }
+}
+
+/// Evidence against a member, as `credfed verify-evidence` reads it.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum MemberEvidence {
+    /// Two envelopes the region's node signed at one position.
+    Equivocation(credfed_protocol::ledger::EquivocationProof),
+    /// Two checkpoints the region's node signed with one size and different roots.
+    SplitView {
+        /// The two signed notes.
+        notes: [String; 2],
+    },
+}
+
+pub fn verify_evidence(mode: Output, evidence: &Path, trust: Trust<'_>) -> Res {
+    let text = std::fs::read_to_string(evidence)
+        .map_err(|e| invalid(format!("{}: {e}", evidence.display())))?;
+    let parsed: MemberEvidence = serde_json::from_str(&text).map_err(|e| {
+        invalid(format!(
+            "{}: neither equivocation evidence {{region, seq, first, second}} nor {{notes: [two checkpoints]}}: {e}",
+            evidence.display()
+        ))
+    })?;
+    let now = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    );
+    let (m, pinned) = manifest_for(&trust, None, None, now)?;
+    let result: Result<(RegionCode, String), String> = match parsed {
+        MemberEvidence::Equivocation(p) => {
+            credfed_protocol::ledger::verify_equivocation(&m, &m.federation_id, &p.first, &p.second)
+                .and_then(|region| {
+                    let seq =
+                        credfed_protocol::envelope::decode_envelope(&m.federation_id, &p.first)
+                            .map(|v| v.envelope.seq)
+                            .map_err(|e| e.to_string())?;
+                    Ok((
+                        region,
+                        format!("its node signed two different envelopes at #{seq} (equivocation)"),
+                    ))
+                })
+        }
+        MemberEvidence::SplitView { notes } => (|| {
+            let a = credfed_protocol::checkpoint::SignedCheckpoint::parse(&notes[0])
+                .map_err(|e| format!("notes[0]: {e}"))?;
+            let b = credfed_protocol::checkpoint::SignedCheckpoint::parse(&notes[1])
+                .map_err(|e| format!("notes[1]: {e}"))?;
+            let ra = credfed_protocol::witness::checkpoint_region(&a, &m)
+                .map_err(|e| format!("notes[0]: {e}"))?;
+            let rb = credfed_protocol::witness::checkpoint_region(&b, &m)
+                .map_err(|e| format!("notes[1]: {e}"))?;
+            if ra != rb {
+                return Err(format!("the notes are of two regions ({ra}, {rb})"));
+            }
+            if a.checkpoint.size != b.checkpoint.size || a.checkpoint.root == b.checkpoint.root {
+                return Err("the notes do not contradict each other: a split view is two checkpoints of one size with different roots".into());
+            }
+            Ok((
+                ra,
+                format!(
+                    "its node signed two different roots for its first {} records (a split view)",
+                    a.checkpoint.size
+                ),
+            ))
+        })(),
+    };
+    let v = json!({
+        "ok": result.is_ok(),
+        "region": result.as_ref().ok().map(|(r, _)| r.to_string()),
+        "finding": result.as_ref().ok().map(|(_, f)| f.clone()),
+        "failure": result.as_ref().err(),
+        "authority_pinned": pinned,
+    });
+    emit(mode, &v, || {
+        let mut out = String::new();
+        if !pinned {
+            out.push_str(&format!(
+                "UNPINNED: verified against manifest {} v{} as it stands (--trust-manifest)\n",
+                m.federation_id, m.version
+            ));
+        }
+        match &result {
+            Ok((r, finding)) => out.push_str(&format!(
+                "VERIFIED: {r} ({}): {finding}; signed with the node key manifest {} v{} names",
+                m.member(*r).map_or("", |x| x.name.as_str()),
+                m.federation_id,
+                m.version
+            )),
+            Err(e) => out.push_str(&format!("NOT VERIFIED: {e}")),
+        }
+        out
+    });
+    result
+        .map(|_| ())
+        .map_err(|e| Failure::new(exit::UNVERIFIED, e))
+}
+
+/// How a reader recognises the subject: the USCC, or for a person the name and masked
+/// number the entries give (the key alone names no one).
+fn subject_text(subject: &SubjectKey, entries: &[credfed_protocol::check::CheckedEntry]) -> String {
+    match subject {
+        SubjectKey::Uscc(c) => c.clone(),
+        SubjectKey::Person(key) => {
+            let named = entries.first().map(|e| e.subject_name.clone());
+            match named {
+                Some(n) => format!("person {n} (key {})", &key.to_hex()[..12]),
+                None => format!("the person with key {}…", &key.to_hex()[..12]),
+            }
+        }
+    }
+}
+
+/// The person key and mask of `number` as the verifier's own node computes them.
+fn person_key_of(
+    number: &str,
+    node: &NodeArgs,
+) -> Result<(credfed_protocol::crypto::Hash256, String), Failure> {
+    let n = number.trim().to_ascii_uppercase();
+    resident_id::validate(&n, "--person").map_err(|e| invalid(e.to_string()))?;
+    let cl = client(node)?;
+    let request = credfed_client::PersonRefsRequest {
+        persons: vec![credfed_client::PersonToHash {
+            number: n.clone(),
+            name: "-".into(),
+        }],
+    };
+    let r =
+        runtime()?.block_on(async { call(node, cl.post("/v1/persons/refs", &request)).await })?;
+    let answer: credfed_client::PersonRefsAnswer = r
+        .json()
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        .map_err(|e| invalid(format!("the node's answer to /v1/persons/refs: {e}")))?;
+    let first = answer
+        .refs
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("the node's answer to /v1/persons/refs is empty"))?;
+    Ok((first.id_hash, first.masked))
+}
+
+/// "2026-11-27 17:30:12 CST" for a timestamp in milliseconds.
+fn cst_time_ms(t: Timestamp) -> String {
+    cst_time(u64::try_from(t.0 / 1000).unwrap_or(0))
 }
 
 pub fn stats(mode: Output, node: &NodeArgs) -> Res {

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use credfed_protocol::federation::ProvenAnswer;
 use credfed_protocol::ids::RegionCode;
 use credfed_testnet::fed::{FedOptions, Federation};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const CLI: &str = env!("CARGO_BIN_EXE_credfed");
 
@@ -546,6 +547,7 @@ async fn verify_says_exactly_what_fails() {
         ],
     );
     let manifest = env.fed.dir.join("manifest.json");
+    let authority = env.fed.authority.public().to_hex();
     let verify = |p: &Path| {
         Command::new(CLI)
             .args([
@@ -553,11 +555,26 @@ async fn verify_says_exactly_what_fails() {
                 p.to_str().unwrap(),
                 "--manifest",
                 manifest.to_str().unwrap(),
+                "--authority-key",
+                &authority,
             ])
             .output()
             .unwrap()
     };
     assert!(verify(&good).status.success());
+    // The verdict is recomputed even without proofs: a listed company shown clear.
+    let mut a: Value = serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
+    a["verdict"] = Value::String("clear".into());
+    let p = dir.join("flipped-verdict.json");
+    std::fs::write(&p, a.to_string()).unwrap();
+    let out = verify(&p);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("verdict: the answer says clear, the evidence gives measures_apply"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Saves a mangled answer, verifies it, and expects exit code 5 naming the failure.
     let refused = |name: &str, answer: &Value, expected: &str| {
         let p = dir.join(name);
@@ -641,15 +658,28 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     env.json(0, "310000:pub", PUBLISH);
     let dir = env._tmp.path();
     let manifest = env.fed.dir.join("manifest.json");
+    let authority = env.fed.authority.public().to_hex();
     let verify = |p: &Path, extra: &[&str]| {
         let mut args = vec![
             "verify",
             p.to_str().unwrap(),
             "--manifest",
             manifest.to_str().unwrap(),
+            "--authority-key",
+            &authority,
         ];
         args.extend_from_slice(extra);
         Command::new(CLI).args(&args).output().unwrap()
+    };
+    // What a lying answering node could produce: the changed answer, signed again with
+    // its node key (so that only recomputation and the proofs can catch it).
+    let resign = |v: &Value, node: usize| -> Value {
+        let mut p: ProvenAnswer = serde_json::from_value(v.clone()).unwrap();
+        p.sign(
+            &env.fed.nodes[node].node_key,
+            credfed_testnet::fed::FEDERATION_ID,
+        );
+        serde_json::to_value(&p).unwrap()
     };
     // An unlisted company, exported as an evidence file at the other node.
     let file = dir.join("clear.evidence");
@@ -667,7 +697,7 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     );
     assert_eq!(v["answer"]["verdict"], "clear");
     let bytes = std::fs::read(&file).unwrap();
-    assert!(bytes.starts_with(b"credfed evidence v1\n"));
+    assert!(bytes.starts_with(b"credfed evidence v2\n"));
     let out = verify(&file, &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -675,8 +705,78 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("VERIFIED: 91110000100000000R"), "{text}");
+    assert!(
+        text.starts_with("VERIFIED: 91110000100000000R in procurement: clear, as of 20"),
+        "{text}"
+    );
     assert_eq!(text.matches("none (proven absent)").count(), 2, "{text}");
+    // The file carries its manifest: the authority key alone verifies it.
+    let out = Command::new(CLI)
+        .args([
+            "verify",
+            file.to_str().unwrap(),
+            "--authority-key",
+            &authority,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without the authority pinned: refused (exit 7) unless told to trust the manifest,
+    // and then the first line says so.
+    let out = Command::new(CLI)
+        .args([
+            "verify",
+            file.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
+        .env_remove("CREDFED_AUTHORITY_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--authority-key"));
+    let out = Command::new(CLI)
+        .args(["verify", file.to_str().unwrap(), "--trust-manifest"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("UNPINNED: "));
+    // A reader that stops after the first line: no panic, the exit code stands.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{CLI}' verify '{}' --authority-key {authority} | head -c 1 >/dev/null; exit ${{PIPESTATUS:-0}}",
+            file.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every byte of the file is authenticated: one flipped bit is refused.
+    let mut flipped = bytes.clone();
+    let at = flipped.len() / 3;
+    flipped[at] ^= 0x10;
+    let flipped_path = dir.join("flipped.evidence");
+    std::fs::write(&flipped_path, &flipped).unwrap();
+    let out = verify(&flipped_path, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // The listed company: once the federation checkpoint covers the entry, Shanghai's
     // map lists the publication, and the answer verifies.
     let listed = dir.join("listed.json");
@@ -703,14 +803,67 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     assert!(out.status.success(), "{report}");
     assert_eq!(report["regions"][0]["naming_records"], 1, "{report}");
     let answer: Value = serde_json::from_str(&std::fs::read_to_string(&listed).unwrap()).unwrap();
+    // A self-made manifest (another authority, the same members) given for a file that
+    // does not carry one: refused when the authority is pinned.
+    let mut forged_manifest = env.fed.manifest.clone();
+    let forger = credfed_protocol::crypto::Keypair::from_secret([42; 32]);
+    forged_manifest.authority_key = forger.public();
+    let forged_path = dir.join("forged-manifest.json");
+    std::fs::write(
+        &forged_path,
+        serde_json::to_string(&forged_manifest.sign(&forger).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let mut bare = answer.clone();
+    bare["signed_manifest"] = Value::Null;
+    let bare_path = dir.join("bare.json");
+    std::fs::write(&bare_path, resign(&bare, 1).to_string()).unwrap();
+    let out = Command::new(CLI)
+        .args([
+            "verify",
+            bare_path.to_str().unwrap(),
+            "--manifest",
+            forged_path.to_str().unwrap(),
+            "--authority-key",
+            &authority,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not the pinned federation authority"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let refused = |name: &str, a: &Value, extra: &[&str], expected: &str| {
         let p = dir.join(name);
-        std::fs::write(&p, a.to_string()).unwrap();
+        std::fs::write(&p, resign(a, 1).to_string()).unwrap();
         let out = verify(&p, extra);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(5), "{name}: {text}");
         assert!(text.contains(expected), "{name}: {text}");
     };
+    // The verdict flipped: unsigned, the answering node's signature fails; re-signed by
+    // it, the recomputation refuses it.
+    let mut a = answer.clone();
+    a["answer"]["verdict"] = Value::String("clear".into());
+    let p = dir.join("verdict-unsigned.json");
+    std::fs::write(&p, a.to_string()).unwrap();
+    let out = verify(&p, &[]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("signature: not 440000's node's signature")
+    );
+    refused(
+        "verdict.json",
+        &a,
+        &[],
+        "verdict: the answer says clear, the evidence gives measures_apply",
+    );
+    // as_of moved a year back.
+    let mut a = answer.clone();
+    a["answer"]["as_of"] = json!(a["answer"]["as_of"].as_i64().unwrap() - 365 * 86_400_000);
+    refused("as_of.json", &a, &[], "as_of: the answer says");
     // Claiming absence for the listed company: no entries, no positions.
     let mut a = answer.clone();
     a["regions"][0]["subject"]["positions"] = Value::Array(vec![]);
@@ -726,7 +879,7 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
         "310000: the map lists other records",
     );
     // Stale: verified two hours after the checkpoint with a one-hour bound.
-    let at = (report["witnessed_at"].as_u64().unwrap() + 7200).to_string();
+    let at = (report["as_of"].as_u64().unwrap() + 7200).to_string();
     refused(
         "stale.json",
         &answer,
