@@ -144,7 +144,9 @@ paths = {
             parameters=[query("uscc", USCC, True),
                         query("domain", {"type": "string", "enum": DOMAINS}, True),
                         query("proofs", {"type": "boolean"}, False,
-                              "Answer with proofs verifiable offline (credfed verify)")]),
+                              "Answer with proofs verifiable offline (credfed verify)"),
+                        query("manifest", {"type": "boolean"}, False,
+                              "With proofs, carry the signed manifest in the answer")]),
         "post": op(
             "应查必查 for an organisation or a person: the number travels in the body only",
             merge(ok("CheckAnswer (protocol::check) and last_contact_ms per region; with "
@@ -283,7 +285,12 @@ schemas = {
                      "properties": {"uscc": USCC, "person": PERSON,
                                     "domain": {"type": "string", "enum": DOMAINS},
                                     "proofs": {"type": "boolean",
-                                               "description": "answer with proofs verifiable offline"}},
+                                               "description": "answer with proofs verifiable offline"},
+                                    "manifest": {"type": "boolean",
+                                                 "description": "with proofs, carry the signed "
+                                                                "manifest (about 30 KB) so that "
+                                                                "the answer verifies with the "
+                                                                "authority key alone"}},
                      "oneOf": [{"required": ["uscc"]}, {"required": ["person"]}]},
     "PersonRefsRequest": {"type": "object", "additionalProperties": False,
                           "required": ["persons"],

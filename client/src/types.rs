@@ -230,6 +230,10 @@ pub struct CheckRequest {
     /// offline with `credfed verify`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub proofs: bool,
+    /// With `proofs`: carry the signed manifest in the answer (about 30 KB, its
+    /// catalogue), so that an evidence file verifies with the authority key alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manifest: bool,
 }
 
 /// Deserialises a field that may be absent but, when present, is a string and not

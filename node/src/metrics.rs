@@ -82,6 +82,8 @@ pub struct Metrics {
     /// From the append of the oldest record a witnessed checkpoint newly covers to the
     /// checkpoint's quorum.
     witness_from_append: Mutex<Option<WitnessHistogram>>,
+    /// From a proven answer's call for a federation checkpoint to its quorum.
+    federation_latency: Mutex<Option<WitnessHistogram>>,
 }
 
 fn observe_into(h: &Mutex<Option<WitnessHistogram>>, seconds: f64) {
@@ -126,6 +128,12 @@ impl Metrics {
     /// covers got witnessed.
     pub fn observe_witness_from_append(&self, seconds: f64) {
         observe_into(&self.witness_from_append, seconds);
+    }
+
+    /// Records how long a federation checkpoint took from its proposal (computing the
+    /// leaves included) to its quorum.
+    pub fn observe_federation_latency(&self, seconds: f64) {
+        observe_into(&self.federation_latency, seconds);
     }
 
     /// Counts a refusal.
@@ -345,6 +353,12 @@ impl Metrics {
             "credfed_witness_round_seconds",
             "From a checkpoint's signing to its quorum of cosignatures.",
             &self.witness_latency,
+        );
+        render_witness(
+            &mut s,
+            "credfed_federation_round_seconds",
+            "From a federation checkpoint's proposal (its leaves computed) to its quorum of cosignatures.",
+            &self.federation_latency,
         );
         render_witness(
             &mut s,

@@ -109,6 +109,8 @@ struct FederationRounds {
     leaves: Vec<String>,
     /// Witnessed notes sent along with the round's requests.
     witnessed: Vec<String>,
+    /// When the proposal in flight was asked for.
+    asked_at: Option<Instant>,
     proposing: bool,
     waiters: Vec<tokio::sync::oneshot::Sender<Result<crate::engine::FederationHead, String>>>,
     refusals: BTreeMap<String, usize>,
@@ -394,6 +396,7 @@ impl Network {
                 rounds: crate::witnessing::Rounds::new(federation_quorum.saturating_sub(1)),
                 leaves: Vec::new(),
                 witnessed: Vec::new(),
+                asked_at: None,
                 proposing: false,
                 waiters: Vec::new(),
                 refusals: BTreeMap::new(),
@@ -474,6 +477,7 @@ impl Network {
                     return;
                 }
                 self.federation.proposing = true;
+                self.federation.asked_at = Some(Instant::now());
                 self.federation.refusals.clear();
                 let core = self.core.clone();
                 let done = self.background_tx.clone();
@@ -584,6 +588,11 @@ impl Network {
             });
         if let Ok(head) = &head {
             self.core.set_federation(head.clone());
+            if let Some(at) = self.federation.asked_at.take() {
+                self.core
+                    .metrics()
+                    .observe_federation_latency(at.elapsed().as_secs_f64());
+            }
         }
         self.end_federation_round(head);
     }

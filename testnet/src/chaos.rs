@@ -68,6 +68,7 @@ pub fn schedule(seed: u64, index: u64, regions: &[String], steps: usize) -> Scen
                         region: regions[r].clone(),
                         count: 3 + rng.below(15),
                         measure: false,
+                        measure_proven: false,
                     });
                 }
             }
@@ -147,6 +148,7 @@ pub fn schedule(seed: u64, index: u64, regions: &[String], steps: usize) -> Scen
                     region: regions[r].clone(),
                     count: 2 + rng.below(5),
                     measure: false,
+                    measure_proven: false,
                 });
             }
         }

@@ -189,7 +189,9 @@ impl Federation {
                 "--network netns: {why}; run as root with iproute2 and nftables installed, or use --network in-node"
             ),
             (_, None) => {
-                let lab = NetLab::create(regions.len())?;
+                // One namespace more than nodes: room for a region's twin, the second
+                // copy of its node a drill may start to fork its log (drill::fork).
+                let lab = NetLab::create(regions.len() + 1)?;
                 let mode = format!(
                     "network namespaces + nftables (lab {}, {}): partitions, one-way cuts and loss are real packet drops between namespaces",
                     lab.slot,

@@ -227,6 +227,18 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
         "  propagation to every reachable node: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} records)",
         p.p50, p.p90, p.p99, p.max, p.n
     );
+    let p = &r.proven_visible_ms;
+    if p.n > 0 {
+        println!(
+            "  a record in a proven answer at another node: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms from its acknowledgement ({} records; goal p99 ≤ 2000 ms)",
+            p.p50, p.p90, p.p99, p.max, p.n
+        );
+    }
+    if let Some(ms) = r.fork_flagged_ms {
+        println!(
+            "  a quiet fork flagged by every honest node {ms} ms after the links healed (goal ≤ 5000 ms)"
+        );
+    }
     for c in &r.convergence_ms {
         println!("  converged {:.0} ms after {}", c.since_fault_ms, c.after);
     }
@@ -256,6 +268,15 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
     if let (Some(p50), Some(p99)) = (w.p50_at_most, w.p99_at_most) {
         println!(
             "  checkpoints witnessed (quorum of cosignatures): {} rounds, p50 {}, p99 {} from signing",
+            w.count,
+            bound(p50),
+            bound(p99)
+        );
+    }
+    let w = &r.federation_round_ms;
+    if let (Some(p50), Some(p99)) = (w.p50_at_most, w.p99_at_most) {
+        println!(
+            "  federation checkpoints for proven answers: {} rounds, p50 {}, p99 {} from the call",
             w.count,
             bound(p50),
             bound(p99)

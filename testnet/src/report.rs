@@ -93,6 +93,14 @@ pub struct Report {
     pub propagation_ms: Percentiles,
     /// The samples behind it.
     pub propagation_samples_ms: Vec<f64>,
+    /// From a record's acknowledgement to the first proven answer at another node that
+    /// covers it (bursts with `measure_proven`).
+    #[serde(default)]
+    pub proven_visible_ms: Percentiles,
+    /// How long after the links healed every honest node flagged a quiet fork
+    /// (`fork_across_partition`).
+    #[serde(default)]
+    pub fork_flagged_ms: Option<u64>,
     /// Convergence after each fault.
     pub convergence_ms: Vec<Convergence>,
     /// Acknowledgement times per target region.
@@ -105,6 +113,10 @@ pub struct Report {
     /// checkpoint's quorum, all nodes: how long a record waits to be witnessed.
     #[serde(default)]
     pub witness_from_append_ms: WitnessRounds,
+    /// Federation checkpoints collected for proven answers, all nodes: from the call for
+    /// one (its leaves computed) to its quorum.
+    #[serde(default)]
+    pub federation_round_ms: WitnessRounds,
     /// Proven answers for an unlisted subject, verified offline at convergences.
     #[serde(default)]
     pub proven_answers: ProvenAnswers,

@@ -165,6 +165,10 @@ pub enum Step {
         /// Wait for each record to reach every reachable node and time it.
         #[serde(default)]
         measure: bool,
+        /// Then wait until a proven answer at another node covers it, and time that
+        /// (docs/testnet.md, `proven_visible_ms`).
+        #[serde(default)]
+        measure_proven: bool,
     },
     /// SIGKILL a node.
     Kill {
@@ -301,6 +305,26 @@ pub enum Step {
         /// Region.
         region: String,
     },
+    /// A member forks its log across a partition: a second copy of its node (from a copy
+    /// of its store, with its own address) runs on the side of `side`, the original on
+    /// the other, and each writes a different record at the same position. For
+    /// `watch_ms` every node is asked for proven answers about both records and each is
+    /// verified: no two that contradict may verify. Then the copy stops and the
+    /// partition heals; every honest node must flag the member within 5 s, although
+    /// the fork sits quietly at the tip of both copies.
+    ForkAcrossPartition {
+        /// The forking member.
+        region: String,
+        /// The members that see its copy (the rest see the original).
+        side: Vec<String>,
+        /// How long proven answers are asked for during the split.
+        #[serde(default = "fifteen_seconds")]
+        watch_ms: u64,
+    },
+}
+
+fn fifteen_seconds() -> u64 {
+    15_000
 }
 
 fn black() -> String {
@@ -368,9 +392,14 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../scenarios/08-one-way-and-loss.toml"),
     ),
     (
+        "09-fork-across-partition",
+        include_str!("../scenarios/09-fork-across-partition.toml"),
+    ),
+    (
         "perf-propagation",
         include_str!("../scenarios/perf-propagation.toml"),
     ),
+    ("perf-proven", include_str!("../scenarios/perf-proven.toml")),
     (
         "perf-heal-10k",
         include_str!("../scenarios/perf-heal-10k.toml"),

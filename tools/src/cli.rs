@@ -286,10 +286,15 @@ pub enum FederationCmd {
         /// Manifest version.
         #[arg(long, default_value_t = 1)]
         version: u64,
-        /// Cosignatures of other members a region's checkpoint needs; default: a
-        /// majority of the other members (no fewer is accepted).
+        /// Cosignatures of other members a region's checkpoint needs at least; default
+        /// and minimum: the quorum the tolerated faults require, ⌈(n + f)/2⌉.
         #[arg(long)]
         witnesses: Option<u16>,
+        /// Faulty members the federation's quorums tolerate; default: the most the
+        /// membership allows, ⌊(n − 2)/3⌋ (docs/design.md, "Availability under
+        /// partition").
+        #[arg(long)]
+        faults_tolerated: Option<u16>,
         /// Draft file to write (unsigned manifest JSON).
         #[arg(long)]
         out: PathBuf,

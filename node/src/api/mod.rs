@@ -449,6 +449,9 @@ pub struct CheckQuery {
     /// Answer with proofs (`true`/`false`).
     #[serde(default)]
     pub proofs: bool,
+    /// With proofs, carry the signed manifest (`true`/`false`).
+    #[serde(default)]
+    pub manifest: bool,
 }
 
 async fn check_subject(
@@ -470,6 +473,7 @@ async fn check_subject(
         person: None,
         domain: q.domain,
         proofs: q.proofs,
+        manifest: q.manifest,
     };
     check_request(state, request).await
 }
@@ -538,17 +542,19 @@ async fn check_inner(
     let mut v = if q.proofs {
         let head = federation_head(state).await?;
         let core = state.core.clone();
-        let proven = tokio::task::spawn_blocking(move || core.prove(&key, domain, &head))
-            .await
-            .map_err(|e| ApiError::internal(format!("proving failed: {e}")))?
-            .map_err(|e| match e {
-                crate::engine::ProofFailure::Store(e) => ApiError::store(e),
-                // The heads moved under the proof: the next try uses fresher ones.
-                other => ApiError::unavailable(
-                    "proofs_unavailable",
-                    format!("proofs: {other}; ask again"),
-                ),
-            })?;
+        let with_manifest = q.manifest;
+        let proven =
+            tokio::task::spawn_blocking(move || core.prove(&key, domain, &head, with_manifest))
+                .await
+                .map_err(|e| ApiError::internal(format!("proving failed: {e}")))?
+                .map_err(|e| match e {
+                    crate::engine::ProofFailure::Store(e) => ApiError::store(e),
+                    // The heads moved under the proof: the next try uses fresher ones.
+                    other => ApiError::unavailable(
+                        "proofs_unavailable",
+                        format!("proofs: {other}; ask again"),
+                    ),
+                })?;
         // Every field of a proven answer is signed and recomputed by its verifier:
         // nothing is added to it here.
         return ok(&serde_json::to_value(&proven)

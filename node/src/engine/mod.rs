@@ -67,6 +67,12 @@ pub const APPEND_QUEUE_WAIT: Duration = Duration::from_secs(10);
 /// 10 s and collected within 7 s).
 pub const MAP_VERSION_RETAIN_SECONDS: u64 = 60;
 
+/// A federation proposal carries the witnessed notes its proposer received this
+/// recently: gossip brings them to every member within milliseconds, so a few seconds
+/// cover the race between a new witnessed head and a proposal that uses it, without
+/// making every proposal carry (and every cosigner check) every region's refreshed head.
+pub const CARRY_WITNESSED_SECONDS: u64 = 3;
+
 /// How often a region's map is pruned at most: pruning reads the list of every version
 /// kept, so doing it at every version (up to four a second) would cost more than it
 /// frees.
@@ -699,8 +705,8 @@ impl Core {
 
     /// A federation checkpoint over this node's leaves, with this node's cosignature,
     /// and the witnessed notes of the leaves it received in the last
-    /// [`credfed_protocol::federation::STALE_AFTER_SECONDS`] (its cosigners may not have
-    /// them yet). Blocking (may compute maps): call off the network loop.
+    /// [`CARRY_WITNESSED_SECONDS`] (gossip may not have brought them to its cosigners
+    /// yet). Blocking (may compute maps): call off the network loop.
     #[allow(clippy::type_complexity)]
     pub fn propose_federation(
         &self,
@@ -735,10 +741,7 @@ impl Core {
             .lock()
             .map(|r| {
                 r.iter()
-                    .filter(|(_, at)| {
-                        now.saturating_sub(**at)
-                            <= credfed_protocol::federation::STALE_AFTER_SECONDS
-                    })
+                    .filter(|(_, at)| now.saturating_sub(**at) <= CARRY_WITNESSED_SECONDS)
                     .map(|(region, _)| *region)
                     .collect()
             })
@@ -775,8 +778,12 @@ impl Core {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CosignRefusal::Invalid(format!("leaf: {e}")))?;
         for w in witnessed {
-            // A note that does not verify is the proposer's problem, not a reason to
-            // refuse: the leaf it was for is judged on its own below.
+            // A note held already (the usual case: gossip brought it) costs no
+            // verification; a new one is verified and kept. One that does not verify is
+            // the proposer's problem, not a reason to refuse: its leaf is judged below.
+            if self.holds_witnessed(w) {
+                continue;
+            }
             if let Err(e) = self.accept_witnessed(w) {
                 tracing::debug!(error = %e, "a witnessed note carried by a federation proposal was not taken");
             }
@@ -957,13 +964,14 @@ impl Core {
     /// region the listings for the subject and everything the answer rests on
     /// ([`credfed_protocol::federation::gather_proofs`], the same search the verifier
     /// makes), the answer recomputed from that evidence at the checkpoint's cosigned
-    /// time, the proof against each excluded region, the signed manifest, and this
-    /// node's signature. Blocking.
+    /// time, the proof against each excluded region, the signed manifest if
+    /// `with_manifest`, and this node's signature. Blocking.
     pub fn prove(
         &self,
         subject: &SubjectKey,
         domain: MeasureDomain,
         head: &FederationHead,
+        with_manifest: bool,
     ) -> Result<credfed_protocol::federation::ProvenAnswer, ProofFailure> {
         use credfed_protocol::federation::{GatherError, assemble_proven_answer, gather_proofs};
         let source = StoreProofs { core: self };
@@ -1001,7 +1009,7 @@ impl Core {
             regions,
             exclusions,
             evidence,
-            self.signed_manifest.clone(),
+            self.signed_manifest.clone().filter(|_| with_manifest),
             self.region,
             &self.checkpoint_key,
         )
@@ -1125,6 +1133,38 @@ impl Core {
             r.insert(region, self.now_seconds());
         }
         Ok(Witnessed::Stored(region, cp.size))
+    }
+
+    /// Whether the witnessed checkpoint held for the region of `note` is this one or a
+    /// later one (more records, or the same records signed later): then there is
+    /// nothing to verify or keep.
+    fn holds_witnessed(&self, note: &str) -> bool {
+        use credfed_protocol::checkpoint::SignedCheckpoint;
+        let Ok(offered) = SignedCheckpoint::parse(note) else {
+            return false;
+        };
+        let Some(region) = self
+            .manifest
+            .members
+            .iter()
+            .find(|m| {
+                credfed_protocol::checkpoint::origin(&self.manifest.federation_id, m.region)
+                    == offered.checkpoint.origin
+            })
+            .map(|m| m.region)
+        else {
+            return false;
+        };
+        let time = |c: &credfed_protocol::checkpoint::Checkpoint| c.time().unwrap_or(0);
+        self.witnessed_checkpoint(region)
+            .ok()
+            .flatten()
+            .is_some_and(|h| {
+                h.checkpoint.size > offered.checkpoint.size
+                    || (h.checkpoint.size == offered.checkpoint.size
+                        && h.checkpoint.root == offered.checkpoint.root
+                        && time(&h.checkpoint) >= time(&offered.checkpoint))
+            })
     }
 
     /// The latest witnessed checkpoint of `region` this node holds.

@@ -656,6 +656,7 @@ async fn check_person(c: &Cluster, i: usize, domain: &str) -> Option<CheckAnswer
             "/v1/check",
             &credfed_client::CheckRequest {
                 proofs: false,
+                manifest: false,
                 uscc: None,
                 person: Some(LEGAL_REP.into()),
                 domain: domain.into(),

@@ -231,6 +231,53 @@ impl Cluster {
         (node, faults)
     }
 
+    /// A second instance of node `i`'s region: node `i` is stopped, its data directory
+    /// copied (store, keys, certificates) to a new one with its own ports, and node `i`
+    /// restarted. The twin is not started. What a region does when it runs two copies of
+    /// its node, one on each side of a partition, to fork its log.
+    pub fn twin(&mut self, i: usize) -> Node {
+        self.stop(i);
+        let src = self.nodes[i].dir.clone();
+        let dst = src.with_file_name(format!(
+            "{}-twin",
+            src.file_name().unwrap().to_string_lossy()
+        ));
+        copy_dir(&src, &dst);
+        let _ = std::fs::remove_file(dst.join("node.log"));
+        let (p2p_port, api_port) = (free_port(), free_port());
+        let cfg_path = dst.join("config.toml");
+        let mut cfg = NodeConfig::load(&cfg_path).unwrap();
+        let old = self.nodes[i].p2p_port.to_string();
+        cfg.data_dir = dst.clone();
+        cfg.p2p_listen = cfg
+            .p2p_listen
+            .iter()
+            .map(|a| a.replace(&old, &p2p_port.to_string()))
+            .collect();
+        cfg.api_listen = format!("127.0.0.1:{api_port}");
+        cfg.save(&cfg_path).unwrap();
+        self.start(i);
+        let code = self.nodes[i].region.code();
+        let api = format!("127.0.0.1:{api_port}");
+        let op = dst.join("operator");
+        let client = ApiClient::with_identity(
+            &api,
+            &dst.join("api-ca.pem"),
+            &op.join(format!("{code}-node.pem")),
+            &op.join(format!("{code}-node.key")),
+        )
+        .unwrap();
+        Node {
+            region: self.nodes[i].region,
+            api,
+            dir: dst,
+            p2p_port,
+            node_key: Keypair::from_secret(self.nodes[i].node_key.secret_bytes()),
+            child: None,
+            client,
+        }
+    }
+
     /// SIGTERM and wait.
     pub fn stop(&mut self, i: usize) {
         stop_node(&mut self.nodes[i], false);
@@ -373,6 +420,20 @@ pub fn department_client(n: &Node, department: &str) -> ApiClient {
         &out.join(format!("{stem}.key")),
     )
     .unwrap()
+}
+
+/// Copies a directory tree (regular files and directories).
+fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
 }
 
 pub fn start_node(n: &mut Node) {

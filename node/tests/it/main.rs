@@ -5,3 +5,4 @@ mod engine;
 mod hardening;
 mod harness;
 mod openapi;
+mod proven;

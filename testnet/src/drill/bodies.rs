@@ -115,11 +115,14 @@ pub fn related_spec(text: &str) -> Result<(RelatedRole, String, String)> {
 }
 
 /// One entry of a write burst (the measure that costs least to check: none).
+/// The company burst entries are about.
+pub const BURST_USCC: &str = "91350100M000100Y43";
+
 pub fn burst_entry(serial: usize, today: Date) -> ListEntry {
     ListEntry {
         category: Category::Black(BlackCategory::MaliciousWageArrears),
         subject: Subject::Organisation {
-            uscc: "91350100M000100Y43".into(),
+            uscc: BURST_USCC.into(),
             name: "演练企业".into(),
             check_exemption: None,
         },

@@ -195,11 +195,19 @@ impl Drill {
         }
     }
 
-    /// Makes the links match `cuts` and `loss`.
+    /// Makes the links match `cuts` and `loss`. A region's twin (a second copy of its
+    /// node, [`super::fork`]) is node index `nodes.len()` in `cuts`: in namespaces it has
+    /// an address of its own; in the in-node mode, where a node blocks peers by region,
+    /// a node blocks the twin's region only if it is cut from both copies.
     pub(super) async fn apply_faults(&mut self) -> Result<()> {
         let n = self.fed.nodes.len();
+        let twin = self.twin.as_ref().map(|t| t.of);
+        let total = n + usize::from(twin.is_some());
         if let Some(lab) = self.fed.lab.clone() {
-            for i in 0..n {
+            if self.applied_rules.len() < total {
+                self.applied_rules.resize(total, None);
+            }
+            for i in 0..total {
                 let rules = LinkRules {
                     drop_from: self
                         .cuts
@@ -216,18 +224,42 @@ impl Drill {
             }
             return Ok(());
         }
-        for (i, node) in self.fed.nodes.iter().enumerate() {
-            if !self.fed.live(i) {
+        let cut = |a: usize, b: usize| self.cuts.contains(&(a, b)) || self.cuts.contains(&(b, a));
+        let region_of = |j: usize| match twin {
+            Some(of) if j == n => self.fed.nodes[of].region,
+            _ => self.fed.nodes[j].region,
+        };
+        let mut requests = Vec::new();
+        for i in 0..total {
+            let client = if i == n {
+                match &self.twin {
+                    Some(t) if t.running => t.handle.client.clone(),
+                    _ => continue,
+                }
+            } else if self.fed.live(i) {
+                self.fed.nodes[i].client.clone()
+            } else {
                 continue;
-            }
+            };
             // A connection needs both directions: a one-way cut is a cut at this level.
-            let blocked: Vec<String> = (0..n)
-                .filter(|&j| self.cuts.contains(&(i, j)) || self.cuts.contains(&(j, i)))
-                .map(|j| self.fed.nodes[j].region.to_string())
-                .collect();
+            let mut blocked: BTreeSet<String> = BTreeSet::new();
+            for j in (0..total).filter(|&j| j != i && cut(i, j)) {
+                let both_copies = match twin {
+                    Some(of) if j == of || j == n => {
+                        let other = if j == of { n } else { of };
+                        other == i || cut(i, other)
+                    }
+                    _ => true,
+                };
+                if both_copies {
+                    blocked.insert(region_of(j).to_string());
+                }
+            }
             let loss_percent = self.loss.get(&i).copied().unwrap_or(0);
-            let r = node
-                .client
+            requests.push((region_of(i), client, blocked, loss_percent));
+        }
+        for (region, client, blocked, loss_percent) in requests {
+            let r = client
                 .post(
                     "/v1/admin/partition",
                     &credfed_client::PartitionRequest {
@@ -237,7 +269,7 @@ impl Drill {
                 )
                 .await?;
             if r.status != 200 {
-                bail!("fault at {}: {} {}", node.region, r.status, r.body);
+                bail!("fault at {region}: {} {}", r.status, r.body);
             }
         }
         Ok(())

@@ -220,6 +220,7 @@ impl Drill {
             person: None,
             domain: "procurement".into(),
             proofs: true,
+            manifest: false,
         };
         // A round can miss its quorum while a member is still catching up, or while an
         // equivocation's evidence is still replicating: ask again until the deadline.

@@ -7,6 +7,7 @@
 
 mod bodies;
 mod faults;
+mod fork;
 mod invariants;
 mod waits;
 mod writes;
@@ -46,6 +47,9 @@ pub struct Drill {
     corrected_at: BTreeMap<EntryId, u64>,
     acked: Vec<(RegionCode, u64, String)>,
     propagation_ms: Vec<f64>,
+    /// From a record's acknowledgement to the first proven answer at another node that
+    /// covers it, ms.
+    proven_visible_ms: Vec<f64>,
     convergence: Vec<Convergence>,
     steps: Vec<StepReport>,
     invariants: BTreeMap<String, (bool, Vec<String>)>,
@@ -63,6 +67,10 @@ pub struct Drill {
     expected_equivocators: BTreeSet<RegionCode>,
     /// Regions whose node clock the drill set off (their heads carry that clock's time).
     skewed: BTreeSet<RegionCode>,
+    /// A region's second node copy while a `fork_across_partition` step runs.
+    twin: Option<fork::Twin>,
+    /// How long after the heal every honest node flagged a quiet fork (ms).
+    fork_flagged_ms: Option<u64>,
     last_fault: Option<(String, Instant)>,
     started: Instant,
     doc_counter: usize,
@@ -86,7 +94,7 @@ fn today() -> Date {
     Timestamp(ms).date_cst()
 }
 
-const INVARIANTS: [&str; 8] = [
+const INVARIANTS: [&str; 9] = [
     "no_acknowledged_record_lost",
     "live_connected_nodes_converge",
     "nothing_invalid_accepted",
@@ -95,6 +103,7 @@ const INVARIANTS: [&str; 8] = [
     "no_measure_on_a_subject_the_entry_no_longer_names",
     "no_split_view_witnessed",
     "proven_answers_verify",
+    "no_contradicting_proven_answers",
 ];
 
 /// Counters read from one node's /metrics (or summed over nodes).
@@ -106,6 +115,8 @@ pub(super) struct NodeMetrics {
     round_count: u64,
     append_buckets: BTreeMap<String, u64>,
     append_count: u64,
+    federation_buckets: BTreeMap<String, u64>,
+    federation_count: u64,
     pub(super) cosign_refusals: BTreeMap<String, u64>,
     map_versions_pruned: u64,
 }
@@ -123,6 +134,10 @@ impl NodeMetrics {
             round_count: self.round_count.saturating_sub(before.round_count),
             append_buckets: sub(&self.append_buckets, &before.append_buckets),
             append_count: self.append_count.saturating_sub(before.append_count),
+            federation_buckets: sub(&self.federation_buckets, &before.federation_buckets),
+            federation_count: self
+                .federation_count
+                .saturating_sub(before.federation_count),
             ..self.clone()
         }
     }
@@ -134,6 +149,10 @@ impl NodeMetrics {
         for (k, v) in &other.append_buckets {
             *self.append_buckets.entry(k.clone()).or_default() += v;
         }
+        for (k, v) in &other.federation_buckets {
+            *self.federation_buckets.entry(k.clone()).or_default() += v;
+        }
+        self.federation_count += other.federation_count;
         self.round_count += other.round_count;
         self.append_count += other.append_count;
     }
@@ -154,6 +173,7 @@ impl Drill {
             corrected_at: BTreeMap::new(),
             acked: Vec::new(),
             propagation_ms: Vec::new(),
+            proven_visible_ms: Vec::new(),
             convergence: Vec::new(),
             steps: Vec::new(),
             invariants: INVARIANTS
@@ -167,6 +187,8 @@ impl Drill {
             step_checks: 0,
             expected_equivocators: BTreeSet::new(),
             skewed: BTreeSet::new(),
+            twin: None,
+            fork_flagged_ms: None,
             last_fault: None,
             started: Instant::now(),
             doc_counter: 0,
@@ -365,7 +387,8 @@ impl Drill {
                 region,
                 count,
                 measure,
-            } => self.burst(region, *count, *measure).await,
+                measure_proven,
+            } => self.burst(region, *count, *measure, *measure_proven).await,
             Step::Evaluation {
                 region,
                 uscc,
@@ -403,6 +426,7 @@ impl Drill {
             } => {
                 let request = credfed_client::CheckRequest {
                     proofs: false,
+                    manifest: false,
                     uscc: uscc.clone(),
                     person: person.clone(),
                     domain: domain.clone(),
@@ -424,6 +448,11 @@ impl Drill {
             Step::AssertInvariants => self.assert_invariants().await,
             Step::InjectInvalid { entry, region } => self.inject_invalid(entry, region).await,
             Step::Equivocate { region } => self.equivocate(region).await,
+            Step::ForkAcrossPartition {
+                region,
+                side,
+                watch_ms,
+            } => self.fork_across_partition(region, side, *watch_ms).await,
         }
     }
 
@@ -491,6 +520,10 @@ impl Drill {
                 *m.round_buckets.entry(le).or_default() += v;
             } else if l.starts_with("credfed_witness_round_seconds_count ") {
                 m.round_count += v;
+            } else if let Some(le) = bucket("credfed_federation_round_seconds") {
+                *m.federation_buckets.entry(le).or_default() += v;
+            } else if l.starts_with("credfed_federation_round_seconds_count ") {
+                m.federation_count += v;
             } else if let Some(le) = bucket("credfed_witness_from_append_seconds") {
                 *m.append_buckets.entry(le).or_default() += v;
             } else if l.starts_with("credfed_witness_from_append_seconds_count ") {
@@ -588,6 +621,8 @@ impl Drill {
                 .collect(),
             propagation_ms: Percentiles::of(&self.propagation_ms),
             propagation_samples_ms: self.propagation_ms.clone(),
+            proven_visible_ms: Percentiles::of(&self.proven_visible_ms),
+            fork_flagged_ms: self.fork_flagged_ms,
             convergence_ms: self.convergence.clone(),
             acknowledgement_ms,
             witness_round_ms: crate::report::WitnessRounds::from_buckets(
@@ -597,6 +632,10 @@ impl Drill {
             witness_from_append_ms: crate::report::WitnessRounds::from_buckets(
                 &witness.append_buckets,
                 witness.append_count,
+            ),
+            federation_round_ms: crate::report::WitnessRounds::from_buckets(
+                &witness.federation_buckets,
+                witness.federation_count,
             ),
             proven_answers: self.proven.clone(),
             cosign_refusals,

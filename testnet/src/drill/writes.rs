@@ -207,6 +207,7 @@ impl Drill {
         region: &str,
         count: usize,
         measure: bool,
+        measure_proven: bool,
     ) -> Result<String> {
         let r = RegionCode::parse(region, "region")?;
         let t = Instant::now();
@@ -217,8 +218,12 @@ impl Drill {
             last = self
                 .write(&self.author(r, "pub"), &Body::ListEntryPublished(e))
                 .await?;
+            let acknowledged = Instant::now();
             if measure {
                 self.propagate(last.1, last.0).await?;
+            }
+            if measure_proven {
+                self.proven_visible(last.1, last.0, acknowledged).await?;
             }
         }
         let rate = count as f64 / t.elapsed().as_secs_f64();
@@ -226,6 +231,55 @@ impl Drill {
             "{count} acknowledged writes at {rate:.0}/s, last {region}#{}",
             last.0
         ))
+    }
+
+    /// Polls proven answers about the burst's company at the next reachable node after
+    /// the origin until one covers `origin`'s record `seq` (its map lists it for the
+    /// company), and records the time since `acknowledged`.
+    pub(super) async fn proven_visible(
+        &mut self,
+        origin: usize,
+        seq: u64,
+        acknowledged: Instant,
+    ) -> Result<()> {
+        let n = self.fed.nodes.len();
+        let at = (1..n)
+            .map(|k| (origin + k) % n)
+            .find(|&j| {
+                self.reachable(origin, j) && !self.skewed.contains(&self.fed.nodes[j].region)
+            })
+            .context("no other reachable node to ask for proven answers")?;
+        let request = credfed_client::CheckRequest {
+            uscc: Some(bodies::BURST_USCC.into()),
+            person: None,
+            domain: "procurement".into(),
+            proofs: true,
+            manifest: false,
+        };
+        let origin_index = origin;
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(p) = self.fed.nodes[at]
+                .client
+                .post_json::<credfed_protocol::federation::ProvenAnswer>("/v1/check", &request)
+                .await
+                && p.regions
+                    .get(origin_index)
+                    .is_some_and(|r| r.subject.positions.contains(&seq))
+            {
+                self.proven_visible_ms
+                    .push(acknowledged.elapsed().as_secs_f64() * 1000.0);
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!(
+                    "{}#{seq} was in no proven answer at {} within 30 s",
+                    self.fed.nodes[origin].region,
+                    self.fed.nodes[at].region
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `evaluation`: an evaluation result at `region`.

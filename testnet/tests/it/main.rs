@@ -41,11 +41,21 @@ async fn drill(
         .find(|(n, _)| *n == name)
         .unwrap()
         .1;
+    drill_text(name, text, REGIONS, base_port, network).await
+}
+
+async fn drill_text(
+    name: &str,
+    text: &str,
+    regions: &str,
+    base_port: u16,
+    network: NetworkChoice,
+) -> credfed_testnet::report::Report {
     let sc = scenario::parse(text).unwrap();
     let report_dir =
         std::env::temp_dir().join(format!("credfed-it-report-{name}-{}", std::process::id()));
     let run = DrillRun {
-        regions: REGIONS.into(),
+        regions: regions.into(),
         dir: None,
         report_dir: report_dir.clone(),
         base_port,
@@ -59,7 +69,7 @@ async fn drill(
         "{name}: {}",
         serde_json::to_string_pretty(&report).unwrap()
     );
-    assert_eq!(report.invariants.len(), 8);
+    assert_eq!(report.invariants.len(), 9);
     // The files a drill organiser reads.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap())
@@ -207,6 +217,69 @@ async fn scenario_7_equivocation() {
         .find(|i| i.name == "no_split_view_witnessed")
         .unwrap();
     assert!(inv.held, "{}", inv.detail);
+}
+
+/// Scenario 9 on five members (tolerating one faulty): Guangdong forks its log across a
+/// 2 | 2 partition of the honest members, a copy of its node on each side. No two
+/// contradicting proven answers verify during the split; after the heal the quiet fork
+/// at the tip is flagged everywhere within 5 s, and proven answers exclude Guangdong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_9_fork_across_partition() {
+    let Some(network) = real_links("scenario_9_fork_across_partition") else {
+        return;
+    };
+    let text = r#"
+name = "a member forks its log across a partition (five members)"
+description = "scenario 9 on five members"
+[[step]]
+do = "publish"
+id = "e1"
+region = "310000"
+uscc = "91350100M000100Y43"
+[[step]]
+do = "wait_converged"
+[[step]]
+do = "fork_across_partition"
+region = "440000"
+side = ["110000", "120000"]
+watch_ms = 8000
+[[step]]
+do = "wait_converged"
+"#;
+    let r = drill_text(
+        "09-fork-across-partition",
+        text,
+        "110000,120000,310000,440000,620000",
+        27500,
+        network,
+    )
+    .await;
+    let inv = |name: &str| r.invariants.iter().find(|i| i.name == name).unwrap();
+    let contradicting = inv("no_contradicting_proven_answers");
+    assert!(
+        contradicting.held
+            && contradicting
+                .detail
+                .contains("proven answers asked for during the split"),
+        "{}",
+        contradicting.detail
+    );
+    let flagged = inv("equivocation_detected_by_every_honest_node");
+    assert!(
+        flagged.held
+            && flagged
+                .detail
+                .contains("the quiet fork flagged by all 4 honest nodes"),
+        "{}",
+        flagged.detail
+    );
+    assert!(
+        r.fork_flagged_ms.is_some_and(|ms| ms <= 5000),
+        "{:?}",
+        r.fork_flagged_ms
+    );
+    let proven = inv("proven_answers_verify");
+    assert!(proven.detail.contains("1 excluded"), "{}", proven.detail);
 }
 
 #[test]

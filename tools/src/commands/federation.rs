@@ -58,6 +58,7 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
             valid_days,
             version,
             witnesses,
+            faults_tolerated,
             out,
         } => {
             let text = std::fs::read_to_string(&members)
@@ -90,9 +91,14 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
             if let Some(n) = witnesses {
                 m.policy.witness = credfed_protocol::manifest::WitnessPolicy::AtLeast(n);
             }
+            if let Some(f) = faults_tolerated {
+                m.policy.faults_tolerated = f;
+            }
             m.validate().map_err(|e| {
                 let text = e.to_string();
-                if text.contains("policy.witness") {
+                if text.contains("policy.faults_tolerated") {
+                    invalid(format!("{text}; change --faults-tolerated or leave it out"))
+                } else if text.contains("policy.witness") {
                     invalid(format!("{text}; change --witnesses or leave it out"))
                 } else {
                     invalid(text)
@@ -101,12 +107,19 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
             write_json(&out, &m)?;
             emit(
                 mode,
-                &json!({"draft": out, "members": m.members.len()}),
+                &json!({"draft": out, "members": m.members.len(),
+                        "faults_tolerated": m.policy.faults_tolerated,
+                        "witness_quorum": m.policy.witness_quorum(m.members.len()),
+                        "federation_quorum": m.policy.federation_quorum(m.members.len())}),
                 || {
+                    let n = m.members.len();
                     format!(
-                        "wrote draft {} with {} members; sign it with `credfed federation sign`",
+                        "wrote draft {} with {n} members, tolerating {} faulty: a region's head is witnessed by {} of the {} others, a federation checkpoint needs {} of {n}; sign it with `credfed federation sign`",
                         out.display(),
-                        m.members.len()
+                        m.policy.faults_tolerated,
+                        m.policy.witness_quorum(n),
+                        n.saturating_sub(1),
+                        m.policy.federation_quorum(n)
                     )
                 },
             );

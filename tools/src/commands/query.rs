@@ -65,12 +65,14 @@ pub fn check(
             person: None,
             domain: domain.to_owned(),
             proofs,
+            manifest: outputs.evidence.is_some(),
         },
         IdKind::Person => credfed_client::CheckRequest {
             uscc: None,
             person: Some(c.clone()),
             domain: domain.to_owned(),
             proofs,
+            manifest: outputs.evidence.is_some(),
         },
     };
     // A person's number goes in the request body, never in a URL.

@@ -1134,3 +1134,75 @@ fn id_check_and_keys_and_completions() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("credfed"));
 }
+
+/// `federation init` sizes the quorums from the faults tolerated: by default the most
+/// the membership allows (says the quorums it gives); a federation may tolerate fewer;
+/// claiming more than its quorums can survive is refused, naming the setting and the
+/// flag to change.
+#[test]
+fn federation_init_states_the_faults_its_quorums_tolerate() {
+    use credfed_protocol::crypto::Keypair;
+    use credfed_protocol::ids::PROVINCES;
+    let tmp = tempfile::tempdir().unwrap();
+    let members = tmp.path().join("members.toml");
+    let text: String = PROVINCES[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "[[member]]\nregion = \"{}\"\nname = \"{}\"\nnode_key = \"{}\"\n\n",
+                p.code,
+                p.name_zh,
+                Keypair::from_secret([i as u8 + 1; 32]).public().to_hex()
+            )
+        })
+        .collect();
+    std::fs::write(&members, text).unwrap();
+    let authority = Keypair::from_secret([9; 32]).public().to_hex();
+    let init = |extra: &[&str]| {
+        let out = tmp.path().join("draft.json");
+        let mut args = vec![
+            "federation",
+            "init",
+            "--members",
+            members.to_str().unwrap(),
+            "--federation-id",
+            "cn-test",
+            "--authority",
+            &authority,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Command::new(CLI).args(&args).output().unwrap()
+    };
+    let out = init(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("5 members, tolerating 1 faulty: a region's head is witnessed by 3 of the 4 others, a federation checkpoint needs 4 of 5"),
+        "{text}"
+    );
+    let out = init(&["--faults-tolerated", "0", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["witness_quorum"].as_u64(),
+            v["federation_quorum"].as_u64()
+        ),
+        (Some(3), Some(3))
+    );
+    let out = init(&["--faults-tolerated", "2"]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("manifest.policy.faults_tolerated: 2 with 5 members")
+            && err.contains("at most 1")
+            && err.contains("--faults-tolerated"),
+        "{err}"
+    );
+}
