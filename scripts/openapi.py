@@ -132,9 +132,13 @@ paths = {
         "get": op(
             "应查必查 for an organisation: what applies to it in a domain, with evidence",
             merge(ok("CheckAnswer (protocol::check) and last_contact_ms per region; with "
-                     "proofs=true a ProvenAnswer (protocol::federation): the answer, a "
-                     "federation checkpoint, its leaves and per-region map and inclusion "
-                     "proofs"),
+                     "proofs=true a ProvenAnswer (protocol::federation), nothing added: the "
+                     "answer computed from the proven evidence at the federation "
+                     "checkpoint's cosigned time, the checkpoint and its leaves (each "
+                     "region's witnessed head with the time it was signed, or its "
+                     "exclusion), per-region map and inclusion proofs, the proofs against "
+                     "excluded regions, the signed manifest if asked, and the answering "
+                     "node's signature"),
                   AUTH, NO_QUORUM, {
                       "400": err("A parameter without its documented shape, or person= "
                                  "(persons are checked with POST so that their number is "
@@ -150,7 +154,7 @@ paths = {
         "post": op(
             "应查必查 for an organisation or a person: the number travels in the body only",
             merge(ok("CheckAnswer (protocol::check) and last_contact_ms per region; with "
-                     "proofs a ProvenAnswer (protocol::federation)"),
+                     "proofs a ProvenAnswer (protocol::federation), as for GET"),
                   AUTH, BODY, NO_QUORUM),
             body={"$ref": "#/components/schemas/CheckRequest"}),
     },

@@ -67,6 +67,13 @@ pub const APPEND_QUEUE_WAIT: Duration = Duration::from_secs(10);
 /// 10 s and collected within 7 s).
 pub const MAP_VERSION_RETAIN_SECONDS: u64 = 60;
 
+/// A cached federation checkpoint stays in use while each region's witnessed head held
+/// was signed at most this long after the leaf: an idle region re-signs its head every
+/// 10 s, which alone is no reason to collect a new federation checkpoint (with a slack of
+/// one refresh, any of 31 regions' refreshes — three a second — invalidated it), while a
+/// region back from a cut (a jump of minutes) is.
+pub const LEAF_TIME_SLACK_SECONDS: u64 = 2 * crate::witnessing::REFRESH.as_secs();
+
 /// A federation proposal carries the witnessed notes its proposer received this
 /// recently: gossip brings them to every member within milliseconds, so a few seconds
 /// cover the race between a new witnessed head and a proposal that uses it, without
@@ -933,9 +940,10 @@ impl Core {
     }
 
     /// Whether `head` still covers every region as this node would propose it now: each
-    /// leaf has the size of the witnessed checkpoint held (or excludes a region exactly
-    /// when a proof against it is held). A newer witnessed head anywhere — a
-    /// publication — calls for a new federation checkpoint, so that proven answers
+    /// leaf has the size of the witnessed checkpoint held and was signed no more than
+    /// [`LEAF_TIME_SLACK_SECONDS`] before it (or excludes a region exactly when a proof
+    /// against it is held). A newer witnessed head anywhere — a publication, or a region
+    /// back from a cut — calls for a new federation checkpoint, so that proven answers
     /// show it within seconds.
     pub fn federation_is_current(&self, head: &FederationHead) -> Result<bool, StoreError> {
         let equivocators = self.store.equivocators()?;
@@ -944,10 +952,17 @@ impl Core {
             if leaf.is_excluded() != excluded {
                 return Ok(false);
             }
+            // A newer head, or the same head signed again well after the leaf (a region
+            // that was cut off and is back): the leaf would show it staler than it is.
             if !excluded
-                && self
-                    .witnessed_checkpoint(m.region)?
-                    .is_some_and(|h| h.checkpoint.size != leaf.size)
+                && self.witnessed_checkpoint(m.region)?.is_some_and(|h| {
+                    h.checkpoint.size != leaf.size
+                        || h.checkpoint.time().unwrap_or(0)
+                            > leaf
+                                .time()
+                                .unwrap_or(0)
+                                .saturating_add(LEAF_TIME_SLACK_SECONDS)
+                })
             {
                 return Ok(false);
             }

@@ -259,3 +259,39 @@ fn checkpoint_note_bytes() {
 }
 
 const CHECKPOINT_NOTE: &str = "credfed/cn-credit-vectors/310000\n8\nXcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=\n\n\u{2014} credfed/cn-credit-vectors/310000 CORSuiI5h0mQJ1A6omOG6x/BmAEpTnkuR3eR3y1nrrFTyL9zSThMI3F5vhnLBZD6D21+aWZ7tTkNfRC7zY/c0zS0aAo=\n\u{2014} credfed/cn-credit-vectors/witness/440000 gqdA5gAAAABq/YbARC6bUj7bFSkPgkOLDhGjD1ic5PYEOY7Z4AmuOgmsMfb8ynrOzQ1QSVPZ2WpHCpdzq9xkHFFw0Mz7vG//xv2zCQ==\n";
+
+/// The manifest the JSON fuzz target verifies against must parse as today's
+/// `Manifest`, or that target would fuzz only the parser: this keeps it current.
+/// Regenerate with `CREDFED_WRITE_FUZZ_SEED=1 cargo test -p credfed-protocol --test it
+/// fuzz_seed`.
+#[test]
+fn fuzz_seed_manifest_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seed_manifest.json");
+    if std::env::var_os("CREDFED_WRITE_FUZZ_SEED").is_some() {
+        use credfed_protocol::crypto::Keypair;
+        use credfed_protocol::ids::{PROVINCES, RegionCode};
+        use credfed_protocol::manifest::{Manifest, Member};
+        let m = Manifest::for_build(
+            "cn-credit-fuzz",
+            1,
+            credfed_protocol::time::Timestamp(0),
+            credfed_protocol::time::Timestamp(i64::MAX / 2),
+            Keypair::from_secret([99; 32]).public(),
+            PROVINCES[..5]
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    Member::for_province(
+                        RegionCode::new(p.code, "r").unwrap(),
+                        Keypair::from_secret([i as u8 + 1; 32]).public(),
+                        vec![],
+                    )
+                })
+                .collect(),
+        );
+        std::fs::write(path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    }
+    let m: credfed_protocol::manifest::Manifest =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    m.validate().unwrap();
+}

@@ -26,7 +26,8 @@ const LISTED_BY_THE_ORIGINAL: &str = "91650000100000001Y";
 /// The company its twin lists at the same position on the other side.
 const LISTED_BY_THE_TWIN: &str = "916500001000000022";
 
-/// A second running copy of a region's node.
+/// A second running copy of a region's node; killed when dropped (a step that fails
+/// midway leaves no process behind).
 pub(super) struct Twin {
     /// Index of the node it copies.
     pub(super) of: usize,
@@ -34,6 +35,15 @@ pub(super) struct Twin {
     pub(super) handle: NodeHandle,
     /// Whether its process runs.
     pub(super) running: bool,
+}
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.handle.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Goal for flagging a quiet fork everywhere after the links heal (docs/testnet.md).
@@ -213,6 +223,18 @@ impl Drill {
             .stdout(Stdio::null())
             .stderr(log)
             .stdin(Stdio::null());
+        // Like every drill node, the twin must not outlive the drill, however the drill
+        // ends (a failed step, SIGKILL): the kernel kills it when the drill dies.
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         t.handle.child = Some(cmd.spawn().context("starting the twin")?);
         t.running = true;
         let client = t.handle.client.clone();

@@ -223,27 +223,8 @@ impl Drill {
             manifest: false,
         };
         // A round can miss its quorum while a member is still catching up, or while an
-        // equivocation's evidence is still replicating: ask again until the deadline.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut poll = tokio::time::interval(Duration::from_millis(500));
-        let proven = loop {
-            poll.tick().await;
-            match self.fed.nodes[i]
-                .client
-                .post_json::<credfed_protocol::federation::ProvenAnswer>("/v1/check", &request)
-                .await
-            {
-                Ok(p) => break p,
-                Err(e) if Instant::now() >= deadline => {
-                    self.violate(
-                        NAME,
-                        format!("{region} gave no proven answer within 20 s: {e}"),
-                    );
-                    return;
-                }
-                Err(_) => {}
-            }
-        };
+        // equivocation's evidence is still replicating; a region back from a cut needs a
+        // round to get a fresh head witnessed: ask again until the deadline.
         let catalogue = match Catalogue::parse(&self.fed.manifest.catalogue) {
             Ok(c) => c,
             Err(e) => {
@@ -251,47 +232,73 @@ impl Drill {
                 return;
             }
         };
-        let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
-        let t0 = Instant::now();
-        let report = credfed_protocol::federation::verify_proven_answer(
-            &proven,
-            &self.fed.manifest,
-            &catalogue,
-            now,
-            60,
-        );
-        let verify_us = t0.elapsed().as_micros() as u64;
-        let absent = report
-            .regions
-            .iter()
-            .filter(|r| r.standing == credfed_protocol::federation::RegionStanding::ProvenAbsent)
-            .count();
-        let excluded: Vec<RegionCode> = report
-            .regions
-            .iter()
-            .filter(|r| r.standing == credfed_protocol::federation::RegionStanding::Excluded)
-            .map(|r| r.region)
-            .collect();
-        let unexpected_partial: Vec<RegionCode> = report
-            .partial_regions()
-            .into_iter()
-            .filter(|r| !self.skewed.contains(r) && !self.expected_equivocators.contains(r))
-            .collect();
-        if !report.verified()
-            || absent + excluded.len() != self.fed.nodes.len()
-            || !unexpected_partial.is_empty()
-        {
-            let mut failures = report.failures.clone();
-            failures.extend(report.answer.failures.iter().cloned());
-            self.violate(
-                NAME,
-                format!(
-                    "{region}: proven answer did not verify ({absent} regions proven absent, excluded {excluded:?}, stale or excluded unexpectedly {unexpected_partial:?}): {}",
-                    failures.join("; ")
-                ),
-            );
-            return;
-        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        let (proven, report, verify_us, absent, excluded) = loop {
+            poll.tick().await;
+            let answer = self.fed.nodes[i]
+                .client
+                .post_json::<credfed_protocol::federation::ProvenAnswer>("/v1/check", &request)
+                .await;
+            let outcome = match answer {
+                Ok(proven) => {
+                    let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+                    let t0 = Instant::now();
+                    let report = credfed_protocol::federation::verify_proven_answer(
+                        &proven,
+                        &self.fed.manifest,
+                        &catalogue,
+                        now,
+                        60,
+                    );
+                    let verify_us = t0.elapsed().as_micros() as u64;
+                    let absent = report
+                        .regions
+                        .iter()
+                        .filter(|r| {
+                            r.standing == credfed_protocol::federation::RegionStanding::ProvenAbsent
+                        })
+                        .count();
+                    let excluded: Vec<RegionCode> = report
+                        .regions
+                        .iter()
+                        .filter(|r| {
+                            r.standing == credfed_protocol::federation::RegionStanding::Excluded
+                        })
+                        .map(|r| r.region)
+                        .collect();
+                    let unexpected: Vec<RegionCode> = report
+                        .partial_regions()
+                        .into_iter()
+                        .filter(|r| {
+                            !self.skewed.contains(r) && !self.expected_equivocators.contains(r)
+                        })
+                        .collect();
+                    if report.verified()
+                        && absent + excluded.len() == self.fed.nodes.len()
+                        && unexpected.is_empty()
+                    {
+                        Ok((proven, report, verify_us, absent, excluded))
+                    } else {
+                        let mut failures = report.failures.clone();
+                        failures.extend(report.answer.failures.iter().cloned());
+                        Err(format!(
+                            "proven answer did not verify ({absent} regions proven absent, excluded {excluded:?}, stale or excluded unexpectedly {unexpected:?}): {}",
+                            failures.join("; ")
+                        ))
+                    }
+                }
+                Err(e) => Err(format!("no proven answer: {e}")),
+            };
+            match outcome {
+                Ok(done) => break done,
+                Err(why) if Instant::now() >= deadline => {
+                    self.violate(NAME, format!("{region}: within 20 s: {why}"));
+                    return;
+                }
+                Err(_) => {}
+            }
+        };
         let bytes = proven.to_file().len() as u64;
         self.proven.count += 1;
         self.proven.max_file_bytes = self.proven.max_file_bytes.max(bytes);

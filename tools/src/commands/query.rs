@@ -362,7 +362,7 @@ pub fn verify(
                 out.push_str(&if report.ok() {
                     format!(
                         "VERIFIED (NOT PROVEN COMPLETE): {} in {}: {} at {} (the node's time)\n  {} envelopes, {} entries confirmed against manifest {} v{}\n  an answer without proofs shows that what it lists is genuine, not that it is complete or current: ask with --proofs",
-                        subject_text(&a.subject, &a.entries),
+                        subject_text(&a.subject, &a.evidence),
                         a.domain.name(),
                         credfed_protocol::check::verdict_name(a.verdict),
                         cst_time_ms(a.as_of),
@@ -469,7 +469,7 @@ fn verify_proven(
     } else {
         "verified"
     };
-    let subject = subject_text(&p.answer.subject, &p.answer.entries);
+    let subject = subject_text(&p.answer.subject, &p.answer.evidence);
     let v = json!({
         "ok": status == "verified", "status": status, "proven": true,
         "subject": p.answer.subject, "subject_shown": subject, "person_confirmed": person_line.is_some(),
@@ -726,17 +726,54 @@ pub fn verify_evidence(mode: Output, evidence: &Path, trust: Trust<'_>) -> Res {
 }
 
 /// How a reader recognises the subject: the USCC, or for a person the name and masked
-/// number the entries give (the key alone names no one).
-fn subject_text(subject: &SubjectKey, entries: &[credfed_protocol::check::CheckedEntry]) -> String {
-    match subject {
-        SubjectKey::Uscc(c) => c.clone(),
-        SubjectKey::Person(key) => {
-            let named = entries.first().map(|e| e.subject_name.clone());
-            match named {
-                Some(n) => format!("person {n} (key {})", &key.to_hex()[..12]),
-                None => format!("the person with key {}…", &key.to_hex()[..12]),
+/// number a record in the evidence gives for their key (as the subject of an entry or
+/// evaluation, or as a related person) — the key alone names no one.
+fn subject_text(subject: &SubjectKey, evidence: &[credfed_protocol::check::Evidence]) -> String {
+    let key = match subject {
+        SubjectKey::Uscc(c) => return c.clone(),
+        SubjectKey::Person(key) => key,
+    };
+    let mut named = None;
+    for e in evidence {
+        // Names only: the envelopes' signatures are checked by the verification this
+        // line is printed beside.
+        let Ok(env) = credfed_protocol::codec::decode::<credfed_protocol::envelope::Envelope>(
+            &e.envelope,
+            credfed_protocol::limits::MAX_ENVELOPE_BYTES,
+            "envelope",
+        ) else {
+            continue;
+        };
+        let Ok(body) = Body::decode(&env.body) else {
+            continue;
+        };
+        let entry = match &body {
+            Body::ListEntryPublished(e) | Body::ListEntryAmended { amended: e, .. } => Some(e),
+            _ => None,
+        };
+        if let Some(e) = entry {
+            let persons = std::iter::once(&e.subject)
+                .filter_map(|s| match s {
+                    Subject::Person(p) => Some(p),
+                    Subject::Organisation { .. } => None,
+                })
+                .chain(e.related_persons.iter().map(|r| &r.person));
+            for p in persons {
+                if &p.id_hash == key {
+                    named = Some(format!("{} ({})", p.name, p.masked));
+                }
             }
         }
+        if let Body::EvaluationPublished(ev) = &body
+            && let Subject::Person(p) = &ev.subject
+            && &p.id_hash == key
+        {
+            named = Some(format!("{} ({})", p.name, p.masked));
+        }
+    }
+    match named {
+        Some(n) => format!("person {n}"),
+        None => format!("the person with key {}…", &key.to_hex()[..12]),
     }
 }
 

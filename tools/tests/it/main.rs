@@ -894,6 +894,68 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     a["federation_note"] = Value::String(format!("{body}\n\n{first}\n"));
     refused("uncosigned.json", &a, &[], "cosignatures needed");
 
+    // A person's file names them by name and mask, and `--person` confirms the number
+    // through the verifier's own node (which alone computes person keys).
+    let person_file = dir.join("person.evidence");
+    env.json(
+        1,
+        "440000:pub",
+        &[
+            "check",
+            "11010519491231002X",
+            "--domain",
+            "travel",
+            "--evidence",
+            person_file.to_str().unwrap(),
+        ],
+    );
+    let out = env.cli(
+        1,
+        "440000:pub",
+        &[
+            "verify",
+            person_file.to_str().unwrap(),
+            "--authority-key",
+            &authority,
+            "--person",
+            "11010519491231002X",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("VERIFIED: person 张三 (11****************) in travel: measures_apply"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the person is 11****************: the file's person key is this number's"),
+        "{text}"
+    );
+    assert!(!text.contains("11010519491231002X"), "{text}");
+    let out = env.cli(
+        1,
+        "440000:pub",
+        &[
+            "verify",
+            person_file.to_str().unwrap(),
+            "--authority-key",
+            &authority,
+            "--person",
+            "440524188001010014",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("--person: the file is about another person than 44****************"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     // An objection recorded in Guangdong suspends the entry: the proven answer follows
     // the entry into every region and shows it suspended, and withholding the
     // objection — from the evidence and from Guangdong's listing — is refused.
@@ -1205,4 +1267,110 @@ fn federation_init_states_the_faults_its_quorums_tolerate() {
             && err.contains("--faults-tolerated"),
         "{err}"
     );
+}
+
+/// `credfed verify-evidence` checks evidence against a member offline: two envelopes its
+/// node signed at one position, or two checkpoints it signed with one size and different
+/// roots; evidence that does not hold (one envelope twice, a checkpoint signed by
+/// another key, two consistent checkpoints) is refused with exit code 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_evidence_checks_a_members_fork_offline() {
+    use credfed_protocol::checkpoint::{Checkpoint, SignedCheckpoint, origin};
+    use credfed_protocol::crypto::Hash256;
+    use credfed_protocol::envelope::{AppendPosition, seal, sign_body};
+    let env = federation(29600).await;
+    let dir = env._tmp.path();
+    let manifest = env.fed.dir.join("manifest.json");
+    let authority = env.fed.authority.public().to_hex();
+    let fed_id = credfed_testnet::fed::FEDERATION_ID;
+    let sh = RegionCode::new(310000, "r").unwrap();
+    let node_key = &env.fed.nodes[0].node_key;
+    let envelope = |name: &str| {
+        let body = credfed_protocol::record::Body::DepartmentRegistered {
+            department: credfed_protocol::ids::DepartmentId::new(sh, name, "d").unwrap(),
+            name: name.into(),
+            roles: vec![credfed_protocol::ids::Role::Publisher],
+            key: node_key.public(),
+        };
+        let (bytes, sig) = sign_body(fed_id, node_key, &body);
+        let at = AppendPosition {
+            region: sh,
+            seq: 3,
+            prev_hash: Hash256([2; 32]),
+            timestamp: credfed_protocol::time::Timestamp(1_790_000_000_000),
+        };
+        let author = credfed_protocol::ids::DepartmentId::parse("310000:node", "a").unwrap();
+        seal(fed_id, node_key, &at, author, bytes, sig).unwrap()
+    };
+    let verify = |name: &str, v: &Value| {
+        let p = dir.join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        Command::new(CLI)
+            .args([
+                "verify-evidence",
+                p.to_str().unwrap(),
+                "--manifest",
+                manifest.to_str().unwrap(),
+                "--authority-key",
+                &authority,
+            ])
+            .output()
+            .unwrap()
+    };
+    let (a, b) = (envelope("one"), envelope("two"));
+    let proof =
+        json!({"region": "310000", "seq": 3, "first": hex::encode(&a), "second": hex::encode(&b)});
+    let out = verify("equivocation.json", &proof);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("VERIFIED: 310000") && text.contains("two different envelopes at #3"),
+        "{text}"
+    );
+    let same =
+        json!({"region": "310000", "seq": 3, "first": hex::encode(&a), "second": hex::encode(&a)});
+    let out = verify("same.json", &same);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("identical"));
+    // Split view: two checkpoints of one size with different roots, both Shanghai's.
+    let name = origin(fed_id, sh);
+    let note = |root: u8, key: &credfed_protocol::crypto::Keypair| {
+        SignedCheckpoint::sign(
+            Checkpoint::new(name.clone(), 5, Hash256([root; 32])),
+            &name,
+            key,
+        )
+        .encode()
+    };
+    let out = verify(
+        "split.json",
+        &json!({"notes": [note(1, node_key), note(2, node_key)]}),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("split view"));
+    let other = &env.fed.nodes[1].node_key;
+    let out = verify(
+        "forged.json",
+        &json!({"notes": [note(1, node_key), note(2, other)]}),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = verify(
+        "consistent.json",
+        &json!({"notes": [note(1, node_key), note(1, node_key)]}),
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("do not contradict"));
 }
