@@ -154,10 +154,49 @@ pub fn check(
             out.push_str(&format!("  no data yet from: {}\n", stale.join(" ")));
         }
         if proofs {
+            // Each region's head and how old it is (the time its node signed it).
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let ages: Vec<(String, Option<i64>, bool)> = v["freshness"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|f| {
+                    (
+                        s(&f["region"]),
+                        f["head_time"].as_i64().map(|t| (now_ms - t).max(0) / 1000),
+                        f["equivocated"] == json!(true),
+                    )
+                })
+                .collect();
+            let oldest = ages.iter().filter_map(|a| a.1).max().unwrap_or(0);
             out.push_str(&format!(
-                "  proven under a federation checkpoint of {} regions\n",
-                full["regions"].as_array().map_or(0, Vec::len)
+                "  proven under a federation checkpoint of {} regions as of {}; oldest region head {oldest}s\n",
+                ages.len(),
+                v["as_of"]
+                    .as_i64()
+                    .map_or("-".into(), |t| cst_time(u64::try_from(t / 1000).unwrap_or(0)))
             ));
+            let excluded: Vec<&str> = ages.iter().filter(|a| a.2).map(|a| a.0.as_str()).collect();
+            if !excluded.is_empty() {
+                out.push_str(&format!(
+                    "  WARNING: excluded for equivocation (nothing of theirs proven): {}\n",
+                    excluded.join(" ")
+                ));
+            }
+            let old: Vec<String> = ages
+                .iter()
+                .filter(|a| a.1.is_some_and(|x| x > 60))
+                .map(|a| format!("{} {}s", a.0, a.1.unwrap_or(0)))
+                .collect();
+            if !old.is_empty() {
+                out.push_str(&format!(
+                    "  regions whose head is over a minute old (cut off, or a wrong clock): {}\n",
+                    old.join(", ")
+                ));
+            }
         }
         if let Some(p) = save {
             out.push_str(&format!(

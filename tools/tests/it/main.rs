@@ -894,6 +894,25 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     a["federation_note"] = Value::String(format!("{body}\n\n{first}\n"));
     refused("uncosigned.json", &a, &[], "cosignatures needed");
 
+    // The check printout of a proven answer says as of when and how old the oldest
+    // region's head is.
+    let out = env.cli(
+        1,
+        "440000:pub",
+        &[
+            "check",
+            "91110000100000000R",
+            "--domain",
+            "procurement",
+            "--proofs",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("proven under a federation checkpoint of 2 regions as of 20")
+            && text.contains("oldest region head"),
+        "{text}"
+    );
     // A person's file names them by name and mask, and `--person` confirms the number
     // through the verifier's own node (which alone computes person keys).
     let person_file = dir.join("person.evidence");
