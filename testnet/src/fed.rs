@@ -85,6 +85,44 @@ pub fn parse_regions(spec: &str) -> Result<Vec<RegionCode>> {
     Ok(out)
 }
 
+/// Makes a node's data directory with `credfed-node init`: keys, API certificates and a
+/// configuration listening on `ip` at ports `p2p` and `api`.
+pub fn init_node_dir(
+    bin: &Path,
+    region: RegionCode,
+    dir: &Path,
+    (ip, p2p, api): (std::net::Ipv4Addr, u16, u16),
+    authority_key_hex: &str,
+    person_secret: &Path,
+) -> Result<()> {
+    let out = Command::new(bin)
+        .args(["init", "--region", &region.to_string(), "--data-dir"])
+        .arg(dir)
+        .args([
+            "--p2p-port",
+            &p2p.to_string(),
+            "--api-port",
+            &api.to_string(),
+            "--listen-ip",
+            &ip.to_string(),
+            "--output",
+            "json",
+            "--authority-key",
+            authority_key_hex,
+            "--person-secret",
+        ])
+        .arg(person_secret)
+        .output()
+        .context("running credfed-node init")?;
+    if !out.status.success() {
+        bail!(
+            "credfed-node init for {region} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Deterministic key for a label within one testnet (seeded by the authority key, which
 /// is random per testnet).
 pub fn derived_key(seed: &Keypair, label: &str) -> Keypair {
@@ -220,31 +258,14 @@ impl Federation {
             let p2p = base_port + 2 * i as u16;
             let api = p2p + 1;
             let ip = node_ip(i);
-            let out = Command::new(&bin)
-                .args(["init", "--region", &r.to_string(), "--data-dir"])
-                .arg(&ndir)
-                .args([
-                    "--p2p-port",
-                    &p2p.to_string(),
-                    "--api-port",
-                    &api.to_string(),
-                    "--listen-ip",
-                    &ip.to_string(),
-                    "--output",
-                    "json",
-                    "--authority-key",
-                    &authority.public().to_hex(),
-                    "--person-secret",
-                ])
-                .arg(&secret)
-                .output()
-                .context("running credfed-node init")?;
-            if !out.status.success() {
-                bail!(
-                    "credfed-node init for {r} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            init_node_dir(
+                &bin,
+                *r,
+                &ndir,
+                (ip, p2p, api),
+                &authority.public().to_hex(),
+                &secret,
+            )?;
             let cfg_path = ndir.join("config.toml");
             let mut cfg = NodeConfig::load(&cfg_path)?;
             cfg.heads_interval_ms = opts.heads_interval_ms;

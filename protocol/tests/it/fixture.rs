@@ -282,3 +282,53 @@ pub fn published_id(w: &World, code: u32, e: &ListEntry) -> EntryId {
     let _ = w;
     entry_id(region(code), e)
 }
+
+/// Shanghai lists ACME (black), initiates a punishment to all; Guangdong lists ACME red
+/// too (an unrelated good record), and an evaluation exists; Gansu objects to a second
+/// black entry, which is therefore suspended.
+pub fn acme_world() -> (World, EntryId, EntryId) {
+    let mut w = World::new(&[310000, 440000, 620000]);
+    let e1 = judgment_entry(
+        &w,
+        org(ACME),
+        "沪执〔2026〕12号",
+        &["P-PROCUREMENT", "P-TRAVEL-AIR"],
+    );
+    w.accept("310000:pub", Body::ListEntryPublished(e1.clone()));
+    let id1 = published_id(&w, 310000, &e1);
+    let mut e2 = black_entry(org(ACME), "沪税处〔2026〕3号", &["P-PROCUREMENT"]);
+    e2.category = Category::Black(BlackCategory::TaxEvasionOrFraud);
+    w.accept("310000:pub", Body::ListEntryPublished(e2.clone()));
+    let id2 = published_id(&w, 310000, &e2);
+    w.accept(
+        "310000:init",
+        Body::JointActionInitiated(JointAction {
+            reference: "沪联惩〔2026〕5号".into(),
+            kind: ActionKind::Punishment,
+            entry: id1,
+            targets: Targets::AllMembers,
+            measures: vec![mc("P-FISCAL-FUNDING"), mc("P-PROCUREMENT")],
+            respond_by: date("2026-11-09"),
+        }),
+    );
+    w.accept(
+        "620000:obj",
+        Body::ObjectionFiled {
+            case_no: "甘异1".into(),
+            target: ObjectionTarget::Entry(id2),
+            grounds: "已补缴".into(),
+            filed_on: date("2026-11-02"),
+        },
+    );
+    w.accept(
+        "440000:pub",
+        Body::EvaluationPublished(Evaluation {
+            subject: org(ACME),
+            scheme: "tax-credit".into(),
+            grade: Grade::Class(*b"D\0\0\0"),
+            evaluated_on: date("2026-04-01"),
+            valid_until: date("2027-04-01"),
+        }),
+    );
+    (w, id1, id2)
+}

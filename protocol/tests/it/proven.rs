@@ -38,52 +38,10 @@ const GD: u32 = 440000;
 const GS: u32 = 620000;
 
 /// Shanghai lists ACME twice (a judgment entry with a joint punishment, a tax entry that
-/// Gansu's objection suspends); Guangdong publishes a D-class tax evaluation of it.
+/// Gansu's objection suspends); Guangdong publishes a D-class tax evaluation of it
+/// (`fixture::acme_world`).
 fn world() -> World {
-    let mut w = World::new(&[SH, GD, GS]);
-    let e1 = judgment_entry(
-        &w,
-        org(ACME),
-        "沪执〔2026〕12号",
-        &["P-PROCUREMENT", "P-TRAVEL-AIR"],
-    );
-    w.accept("310000:pub", Body::ListEntryPublished(e1.clone()));
-    let id1 = published_id(&w, SH, &e1);
-    let mut e2 = black_entry(org(ACME), "沪税处〔2026〕3号", &["P-PROCUREMENT"]);
-    e2.category = Category::Black(BlackCategory::TaxEvasionOrFraud);
-    w.accept("310000:pub", Body::ListEntryPublished(e2.clone()));
-    let id2 = published_id(&w, SH, &e2);
-    w.accept(
-        "310000:init",
-        Body::JointActionInitiated(JointAction {
-            reference: "沪联惩〔2026〕5号".into(),
-            kind: ActionKind::Punishment,
-            entry: id1,
-            targets: Targets::AllMembers,
-            measures: vec![mc("P-FISCAL-FUNDING"), mc("P-PROCUREMENT")],
-            respond_by: date("2026-11-09"),
-        }),
-    );
-    w.accept(
-        "620000:obj",
-        Body::ObjectionFiled {
-            case_no: "甘异1".into(),
-            target: ObjectionTarget::Entry(id2),
-            grounds: "已补缴".into(),
-            filed_on: date("2026-11-02"),
-        },
-    );
-    w.accept(
-        "440000:pub",
-        Body::EvaluationPublished(Evaluation {
-            subject: org(ACME),
-            scheme: "tax-credit".into(),
-            grade: Grade::Class(*b"D\0\0\0"),
-            evaluated_on: date("2026-04-01"),
-            valid_until: date("2027-04-01"),
-        }),
-    );
-    w
+    acme_world().0
 }
 
 fn seconds(t: Timestamp) -> u64 {

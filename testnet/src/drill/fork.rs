@@ -132,32 +132,15 @@ impl Drill {
             ),
         };
         let api = p2p + 1;
-        let out = Command::new(node_bin()?)
-            .args(["init", "--region", &region.to_string(), "--data-dir"])
-            .arg(&dir)
-            .args([
-                "--p2p-port",
-                &p2p.to_string(),
-                "--api-port",
-                &api.to_string(),
-                "--listen-ip",
-                &ip.to_string(),
-                "--output",
-                "json",
-                "--authority-key",
-                &self.fed.authority.public().to_hex(),
-                "--person-secret",
-            ])
-            .arg(self.fed.dir.join("person.secret"))
-            .stdout(Stdio::null())
-            .output()
-            .context("running credfed-node init for the twin")?;
-        if !out.status.success() {
-            bail!(
-                "credfed-node init for {region}'s twin failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        crate::fed::init_node_dir(
+            &node_bin()?,
+            region,
+            &dir,
+            (ip, p2p, api),
+            &self.fed.authority.public().to_hex(),
+            &self.fed.dir.join("person.secret"),
+        )
+        .context("making the twin's data directory")?;
         let original = self.fed.nodes[i].dir.clone();
         let original_cfg = NodeConfig::load(&original.join("config.toml"))?;
         let mut cfg = NodeConfig::load(&dir.join("config.toml"))?;
