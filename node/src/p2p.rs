@@ -659,24 +659,13 @@ impl Network {
                 from,
                 forked,
             } => {
-                if forked && self.fork_probed.insert((peer, region)) {
+                if forked {
                     // The peer's copy of this log does not continue ours: fetch an
                     // overlapping range so that a differing envelope at a position we
                     // hold (equivocation proof) is found.
-                    self.core
-                        .metrics()
-                        .fork_probes
-                        .fetch_add(1, Ordering::Relaxed);
                     let have = self.local_seq.get(&region).copied().unwrap_or(0);
                     let from = have.saturating_sub(FORK_PROBE - 1).max(1);
-                    self.swarm.behaviour_mut().sync.send_request(
-                        &peer,
-                        SyncRequest::Range {
-                            region,
-                            from,
-                            limit: FORK_PROBE as u32,
-                        },
-                    );
+                    self.probe_fork(peer, region, from, FORK_PROBE as u32);
                 }
                 if let Some(from) = from {
                     self.step(Input::RangeDone(peer, region, from));
@@ -826,20 +815,7 @@ impl Network {
                 // Whoever forwarded it may hold that other history: its envelope at
                 // that size and ours are two envelopes the region signed at one
                 // position — equivocation evidence every member can check.
-                if self.fork_probed.insert((source, region)) {
-                    self.core
-                        .metrics()
-                        .fork_probes
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.swarm.behaviour_mut().sync.send_request(
-                        &source,
-                        SyncRequest::Range {
-                            region,
-                            from: size.max(1),
-                            limit: 1,
-                        },
-                    );
-                }
+                self.probe_fork(source, region, size.max(1), 1);
                 gossipsub::MessageAcceptance::Accept
             }
             Ok(_) => gossipsub::MessageAcceptance::Accept,
@@ -867,23 +843,34 @@ impl Network {
             if ours.seq != theirs.seq || ours.hash == theirs.hash || theirs.seq == 0 {
                 continue;
             }
-            if !self.fork_probed.insert((peer, *region)) {
+            if self.fork_probed.contains(&(peer, *region)) {
                 continue;
             }
             tracing::warn!(%peer, %region, seq = theirs.seq, "a peer's head differs from ours at the same position: fetching its envelope");
-            self.core
-                .metrics()
-                .fork_probes
-                .fetch_add(1, Ordering::Relaxed);
-            self.swarm.behaviour_mut().sync.send_request(
-                &peer,
-                SyncRequest::Range {
-                    region: *region,
-                    from: theirs.seq,
-                    limit: 1,
-                },
-            );
+            self.probe_fork(peer, *region, theirs.seq, 1);
         }
+    }
+
+    /// Fetches `limit` envelopes of `region` from `from` off `peer`, whose copy of that
+    /// log may be another history: the writer turns an envelope that differs from the
+    /// one held at its position into equivocation evidence. At most one probe per
+    /// (peer, region) per connection: a forked log keeps failing.
+    fn probe_fork(&mut self, peer: PeerId, region: RegionCode, from: u64, limit: u32) {
+        if !self.fork_probed.insert((peer, region)) {
+            return;
+        }
+        self.core
+            .metrics()
+            .fork_probes
+            .fetch_add(1, Ordering::Relaxed);
+        self.swarm.behaviour_mut().sync.send_request(
+            &peer,
+            SyncRequest::Range {
+                region,
+                from,
+                limit,
+            },
+        );
     }
 
     fn on_redial(&mut self) {

@@ -820,11 +820,11 @@ pub fn recompute_answer(
 /// not compared here.
 pub fn answer_differences(
     claimed: &CheckAnswer,
-    recomputed: &Decision,
+    recomputed: &CheckAnswer,
     folded: &Folded,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let verdict = verdict_of(recomputed);
+    let verdict = recomputed.verdict;
     if claimed.verdict != verdict {
         out.push(format!(
             "verdict: the answer says {}, the evidence gives {} (the verdict is recomputed, never taken from the answer)",
@@ -991,23 +991,22 @@ pub fn verify_answer(
             answer.federation_id, manifest.federation_id
         ));
     }
-    let folded = fold_evidence(&answer.evidence, manifest);
-    failures.extend(folded.failures.iter().cloned());
-    let d = decide(
-        &answer.subject,
-        &folded.entries,
-        &folded.evaluations,
+    let (recomputed, folded) = recompute_answer(
+        manifest,
         catalogue,
+        &answer.subject,
         answer.domain,
         answer.as_of,
+        answer.freshness.clone(),
+        answer.evidence.clone(),
     );
-    let differences = answer_differences(answer, &d, &folded);
+    failures.extend(folded.failures.iter().cloned());
     let confirmed = answer
         .entries
         .iter()
-        .filter(|c| d.entries.iter().any(|r| r == *c))
+        .filter(|c| recomputed.entries.contains(c))
         .count();
-    failures.extend(differences);
+    failures.extend(answer_differences(answer, &recomputed, &folded));
     VerificationReport {
         envelopes_verified: folded.envelopes_verified,
         entries_confirmed: confirmed,

@@ -177,6 +177,13 @@ impl Checkpoint {
         canonical_decimal(line)
     }
 
+    /// Whether this head of a region supersedes `other`: it covers more records, or the
+    /// same number signed later (an idle region's refreshed head).
+    pub fn is_later_than(&self, other: &Checkpoint) -> bool {
+        self.size > other.size
+            || (self.size == other.size && self.time().unwrap_or(0) > other.time().unwrap_or(0))
+    }
+
     /// A federation checkpoint's `manifest` line: the version and hash of the manifest
     /// its cosigners held.
     pub fn manifest_named(&self) -> Option<(u64, Hash256)> {

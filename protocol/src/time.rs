@@ -19,6 +19,11 @@ const MS_PER_DAY: i64 = 86_400_000;
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The instant `seconds` after the epoch (saturating).
+    pub fn from_seconds(seconds: u64) -> Timestamp {
+        Timestamp(i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX))
+    }
+
     /// The civil date of this instant in China Standard Time.
     pub fn date_cst(self) -> Date {
         Date(self.0.saturating_add(CST_OFFSET_MS).div_euclid(MS_PER_DAY) as i32)

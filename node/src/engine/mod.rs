@@ -681,9 +681,10 @@ impl Core {
     pub fn federation_leaf(
         &self,
         region: RegionCode,
+        equivocators: &[RegionCode],
     ) -> Result<credfed_protocol::checkpoint::Checkpoint, ProofFailure> {
         use credfed_protocol::checkpoint::{Checkpoint, origin};
-        if self.store.equivocators()?.contains(&region) {
+        if equivocators.contains(&region) {
             return Ok(Checkpoint::excluded(origin(
                 &self.manifest.federation_id,
                 region,
@@ -726,11 +727,12 @@ impl Core {
         ProofFailure,
     > {
         use credfed_protocol::checkpoint::{SignedCheckpoint, witness_name};
+        let equivocators = self.store.equivocators()?;
         let leaves = self
             .manifest
             .members
             .iter()
-            .map(|m| self.federation_leaf(m.region))
+            .map(|m| self.federation_leaf(m.region, &equivocators))
             .collect::<Result<Vec<_>, _>>()?;
         let cp = credfed_protocol::federation::federation_checkpoint(&self.manifest, &leaves);
         let mut signed = SignedCheckpoint {
@@ -796,8 +798,12 @@ impl Core {
             }
         }
         let now = self.now_seconds();
+        let equivocators = self
+            .store
+            .equivocators()
+            .map_err(|e| CosignRefusal::Invalid(format!("witness store: {e}")))?;
         judge_federation(&self.manifest, &signed, &leaves, |region, leaf| {
-            self.judge_leaf(region, leaf, now)
+            self.judge_leaf(region, leaf, now, &equivocators)
         })?;
         let name = witness_name(&self.manifest.federation_id, self.region);
         signed.signatures.clear();
@@ -821,20 +827,18 @@ impl Core {
     ///   what a quorum witnessed (the unwitnessed head of a region that forked);
     /// * its time is not ahead of this member's clock by more than
     ///   [`credfed_protocol::federation::MAX_CLOCK_AHEAD_SECONDS`].
+    ///
+    /// `equivocators`: the regions this member holds proof against.
     pub fn judge_leaf(
         &self,
         region: RegionCode,
         leaf: &credfed_protocol::checkpoint::Checkpoint,
         now: u64,
+        equivocators: &[RegionCode],
     ) -> Result<(), CosignRefusal> {
         use credfed_protocol::federation::{MAX_CLOCK_AHEAD_SECONDS, STALE_AFTER_SECONDS};
         let unavailable = |e: StoreError| CosignRefusal::Invalid(format!("witness store: {e}"));
-        let evidence = self
-            .store
-            .equivocators()
-            .map_err(unavailable)?
-            .contains(&region);
-        match (leaf.is_excluded(), evidence) {
+        match (leaf.is_excluded(), equivocators.contains(&region)) {
             (true, true) => return Ok(()),
             (true, false) => return Err(CosignRefusal::NoEvidence { region }),
             (false, true) => return Err(CosignRefusal::Equivocator),
@@ -861,9 +865,7 @@ impl Core {
             // map roots: nothing more to check here.
             return Ok(());
         }
-        let newer = leaf.size > h.size
-            || (leaf.size == h.size && leaf.time().unwrap_or(0) > h.time().unwrap_or(0));
-        if newer {
+        if leaf.is_later_than(h) {
             return Err(CosignRefusal::NotYetWitnessed {
                 region,
                 size: leaf.size,
@@ -998,7 +1000,11 @@ impl Core {
                     "the answer would carry more than {n} envelopes, more than an answer may"
                 )),
             })?;
-        let proofs = self.store.proofs()?;
+        let proofs = if head.leaves.iter().any(|l| l.is_excluded()) {
+            self.store.proofs()?
+        } else {
+            Vec::new()
+        };
         let mut exclusions = Vec::new();
         for (m, leaf) in self.manifest.members.iter().zip(&head.leaves) {
             if leaf.is_excluded() {
@@ -1136,11 +1142,10 @@ impl Core {
         // Kept if it covers more records, or the same records signed later (an idle
         // region's refreshed head: its time is the region's freshness).
         let held = self.witnessed_checkpoint(region).map_err(store_err)?;
-        let time = |c: &credfed_protocol::checkpoint::Checkpoint| c.time().unwrap_or(0);
-        if held.as_ref().is_some_and(|h| {
-            h.checkpoint.size > cp.size
-                || (h.checkpoint.size == cp.size && time(&h.checkpoint) >= time(cp))
-        }) {
+        if held
+            .as_ref()
+            .is_some_and(|h| !cp.is_later_than(&h.checkpoint))
+        {
             return Ok(Witnessed::Older(region));
         }
         self.store.set_note(b'C', region, note).map_err(store_err)?;
@@ -1170,15 +1175,13 @@ impl Core {
         else {
             return false;
         };
-        let time = |c: &credfed_protocol::checkpoint::Checkpoint| c.time().unwrap_or(0);
         self.witnessed_checkpoint(region)
             .ok()
             .flatten()
             .is_some_and(|h| {
-                h.checkpoint.size > offered.checkpoint.size
-                    || (h.checkpoint.size == offered.checkpoint.size
-                        && h.checkpoint.root == offered.checkpoint.root
-                        && time(&h.checkpoint) >= time(&offered.checkpoint))
+                !offered.checkpoint.is_later_than(&h.checkpoint)
+                    && (offered.checkpoint.size != h.checkpoint.size
+                        || offered.checkpoint.root == h.checkpoint.root)
             })
     }
 

@@ -370,7 +370,7 @@ async fn a_witness_refuses_a_wrong_map_root() {
         c.manifest
             .members
             .iter()
-            .map(|m| tokio::task::block_in_place(|| core.federation_leaf(m.region)))
+            .map(|m| tokio::task::block_in_place(|| core.federation_leaf(m.region, &[])))
             .collect::<Result<Vec<Checkpoint>, _>>()
     };
     assert!(

@@ -211,7 +211,9 @@ async fn a_forking_member_on_both_sides_of_a_partition_gets_no_contradicting_ans
     let mut verified: BTreeMap<&str, BTreeMap<&'static str, usize>> = BTreeMap::new();
     let mut asked = 0;
     let end = Instant::now() + Duration::from_secs(15);
+    let mut every = tokio::time::interval(Duration::from_millis(500));
     while Instant::now() < end {
+        every.tick().await;
         for n in &everyone {
             for uscc in [LISTED_ON_ONE_SIDE, LISTED_ON_THE_OTHER] {
                 asked += 1;
@@ -227,7 +229,6 @@ async fn a_forking_member_on_both_sides_of_a_partition_gets_no_contradicting_ans
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     eprintln!("during the split: {asked} proven answers asked for, verified: {verified:?}");
     for (uscc, verdicts) in &verified {
@@ -265,7 +266,9 @@ async fn a_forking_member_on_both_sides_of_a_partition_gets_no_contradicting_ans
     );
     // Proven answers now exclude Guangdong, with the proof: verified, but partial.
     let end = Instant::now() + Duration::from_secs(30);
+    let mut poll = tokio::time::interval(Duration::from_millis(300));
     let report = loop {
+        poll.tick().await;
         if let Some(p) = proven(&c.nodes[0], LISTED_ON_ONE_SIDE).await {
             let r = verify(&c, &p, 60);
             if r.verified() || Instant::now() > end {
@@ -273,7 +276,6 @@ async fn a_forking_member_on_both_sides_of_a_partition_gets_no_contradicting_ans
             }
         }
         assert!(Instant::now() < end, "no proven answer after the heal");
-        tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert!(
         report.verified(),
@@ -319,11 +321,12 @@ async fn a_region_cut_off_longer_than_the_bound_is_stale_in_every_answer() {
     const BOUND: u64 = 25;
     // Wait past the bound (and past Gansu's last refresh), asking as we go.
     let mut last = None;
+    let mut every = tokio::time::interval(Duration::from_secs(1));
     while cut.elapsed() < Duration::from_secs(BOUND + 12) {
+        every.tick().await;
         if let Some(p) = proven(&c.nodes[0], LISTED_ON_ONE_SIDE).await {
             last = Some(p);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let p = last.expect("the three connected members kept giving proven answers");
     let r = verify(&c, &p, BOUND);

@@ -76,10 +76,7 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
                     addresses: m.addresses,
                 });
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let now = now().0;
             let mut m = Manifest::for_build(
                 federation_id,
                 version,
@@ -196,12 +193,7 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
             .map_err(|e| invalid(format!("{}: {e}", manifest.display())))?;
             let key = PublicKey::from_hex(&authority_key)
                 .map_err(|e| invalid(format!("--authority-key: {e}")))?;
-            let now = Timestamp(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0),
-            );
+            let now = now();
             let m = signed
                 .verify(&key, now)
                 .map_err(|e| Failure::new(exit::UNVERIFIED, e.to_string()))?;

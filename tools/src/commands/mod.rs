@@ -499,6 +499,15 @@ pub fn run(cli: Cli) -> Res {
     }
 }
 
+/// This computer's clock.
+pub fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+    )
+}
+
 pub fn public_key_arg(text: &str) -> Result<PublicKey, Failure> {
     if let Ok(k) = PublicKey::from_hex(text.trim()) {
         return Ok(k);

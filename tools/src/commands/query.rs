@@ -155,9 +155,7 @@ pub fn check(
         }
         if proofs {
             // Each region's head and how old it is (the time its node signed it).
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now_ms = now().0;
             let ages: Vec<(String, Option<i64>, bool)> = v["freshness"]
                 .as_array()
                 .cloned()
@@ -452,11 +450,9 @@ fn verify_proven(
     freshness: Freshness,
     person: Option<(&str, &NodeArgs)>,
 ) -> Res {
-    let now = freshness.at.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    });
+    let now = freshness
+        .at
+        .unwrap_or_else(|| u64::try_from(now().0 / 1000).unwrap_or(0));
     let report = verify_proven_answer(p, m, catalogue, now, freshness.max_age);
     let mut failures = report.failures.clone();
     failures.extend(report.answer.failures.iter().cloned());
@@ -531,16 +527,19 @@ fn verify_proven(
             .verdict
             .map_or("-", credfed_protocol::check::verdict_name);
         match status {
-            "verified" => out.push_str(&format!(
-                "VERIFIED: {subject} in {}: {verdict}, as of {} (manifest {} v{})\n",
+            "verified" | "partial" => out.push_str(&format!(
+                "{}: {subject} in {}: {verdict}{}, as of {} (manifest {} v{})\n",
+                if status == "partial" {
+                    "VERIFIED, PARTIAL"
+                } else {
+                    "VERIFIED"
+                },
                 p.answer.domain.name(),
-                cst_time(report.witnessed_at),
-                m.federation_id,
-                m.version
-            )),
-            "partial" => out.push_str(&format!(
-                "VERIFIED, PARTIAL: {subject} in {}: {verdict} for the regions proven fresh, as of {} (manifest {} v{})\n",
-                p.answer.domain.name(),
+                if status == "partial" {
+                    " for the regions proven fresh"
+                } else {
+                    ""
+                },
                 cst_time(report.witnessed_at),
                 m.federation_id,
                 m.version
@@ -689,12 +688,7 @@ pub fn verify_evidence(mode: Output, evidence: &Path, trust: Trust<'_>) -> Res {
             evidence.display()
         ))
     })?;
-    let now = Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
-    );
-    let (m, pinned) = manifest_for(&trust, None, None, now)?;
+    let (m, pinned) = manifest_for(&trust, None, None, now())?;
     let result: Result<(RegionCode, String), String> = match parsed {
         MemberEvidence::Equivocation(p) => {
             credfed_protocol::ledger::verify_equivocation(&m, &m.federation_id, &p.first, &p.second)
