@@ -204,7 +204,7 @@ pub fn check(
         }
         if let Some(p) = outputs.evidence {
             out.push_str(&format!(
-                "  evidence file written to {} (check it anywhere with `credfed verify {} --manifest <manifest.json>`)\n",
+                "  evidence file written to {} (check it anywhere with `credfed verify {} --authority-key <the federation authority's public key>`: it carries the manifest)\n",
                 p.display(),
                 p.display()
             ));
@@ -293,14 +293,72 @@ fn read_saved(path: &Path) -> Result<Saved, Failure> {
             path.display()
         ))
     })?;
+    // A JSON answer must be exactly the answer it parses to: a field no answer has
+    // (JSON parsing would ignore it) or a value in another spelling is refused, so that
+    // nothing in the file escapes verification. A plain answer's `last_contact_ms` is
+    // the node's word, said so in docs/cli.md.
+    let unchanged = |parsed: serde_json::Result<Value>, mut original: Value| {
+        if let Some(o) = original.as_object_mut()
+            && !o.contains_key("federation_note")
+        {
+            o.remove("last_contact_ms");
+        }
+        match parsed {
+            Ok(back) if back == original => Ok(()),
+            Ok(back) => Err(Failure::new(
+                exit::UNVERIFIED,
+                format!(
+                    "NOT VERIFIED: {}: {} is no part of an answer as the node gave it: the file was changed",
+                    path.display(),
+                    first_difference(&original, &back, "")
+                ),
+            )),
+            Err(e) => Err(invalid(e.to_string())),
+        }
+    };
     if v.get("federation_note").is_some() {
-        serde_json::from_value(v)
-            .map(|p| Saved::Proven(Box::new(p)))
-            .map_err(|e| invalid(format!("{}: not a proven answer: {e}", path.display())))
+        let p: ProvenAnswer = serde_json::from_value(v.clone())
+            .map_err(|e| invalid(format!("{}: not a proven answer: {e}", path.display())))?;
+        unchanged(serde_json::to_value(&p), v)?;
+        Ok(Saved::Proven(Box::new(p)))
     } else {
-        serde_json::from_value(v)
-            .map(|a| Saved::Plain(Box::new(a)))
-            .map_err(|e| invalid(format!("{}: not a check answer: {e}", path.display())))
+        let a: CheckAnswer = serde_json::from_value(v.clone())
+            .map_err(|e| invalid(format!("{}: not a check answer: {e}", path.display())))?;
+        unchanged(serde_json::to_value(&a), v)?;
+        Ok(Saved::Plain(Box::new(a)))
+    }
+}
+
+/// Where `original` first differs from `parsed` (its answer re-serialised), as a path
+/// like `answer.note`.
+fn first_difference(original: &Value, parsed: &Value, at: &str) -> String {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match (original, parsed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                match b.get(k) {
+                    None => return join(k),
+                    Some(w) if w != v => return first_difference(v, w, &join(k)),
+                    Some(_) => {}
+                }
+            }
+            at.to_owned()
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find(|(_, (x, y))| x != y)
+            .map_or(at.to_owned(), |(i, (x, y))| {
+                first_difference(x, y, &format!("{at}[{i}]"))
+            }),
+        _ => at.to_owned(),
     }
 }
 
@@ -634,18 +692,40 @@ fn verify_proven(
             ("mandatory", &p.answer.mandatory),
             ("recommended", &p.answer.recommended),
         ] {
-            for a in list {
+            // One line per measure, region and basis, however many entries it comes
+            // from (a company listed 50 times bears one restriction).
+            let grouped = tally(list.iter().map(|a| {
+                (
+                    a.code.0.as_str(),
+                    a.title_zh.as_str(),
+                    a.region,
+                    a.basis.as_str(),
+                )
+            }));
+            for ((code, title, region, basis), n) in grouped {
+                let from = if n == 1 {
+                    format!("{region}")
+                } else {
+                    format!("{n} entries of {region}")
+                };
                 out.push_str(&format!(
-                    "  {kind}: {} {} (from {}; {})\n",
-                    a.code.0, a.title_zh, a.region, a.basis
+                    "  {kind}: {code} {title} (from {from}; {basis})\n"
                 ));
             }
         }
-        for w in &p.answer.withheld {
-            out.push_str(&format!(
-                "  withheld: {} {}: {}\n",
-                w.measure.code.0, w.measure.title_zh, w.reason
-            ));
+        let reasons = tally(
+            p.answer
+                .withheld
+                .iter()
+                .map(|w| format!("{} {}: {}", w.measure.code.0, w.measure.title_zh, w.reason)),
+        );
+        for (line, n) in reasons {
+            let times = if n > 1 {
+                format!(" ({n} entries)")
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("  withheld: {line}{times}\n"));
         }
         out.push_str(&format!(
             "  {} envelopes verified, {} entries confirmed; every field recomputed from the proven evidence",
@@ -664,6 +744,18 @@ fn verify_proven(
             format!("{} problem(s) in the answer", failures.len()),
         )),
     }
+}
+
+/// Each distinct item with how many times it occurs, in order of first occurrence.
+fn tally<K: PartialEq>(items: impl Iterator<Item = K>) -> Vec<(K, usize)> {
+    let mut out: Vec<(K, usize)> = Vec::new();
+    for k in items {
+        match out.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, n)) => *n += 1,
+            None => out.push((k, 1)),
+        }
+    }
+    out
 }
 
 /// Evidence against a member, as `credfed verify-evidence` reads it.
@@ -900,4 +992,16 @@ pub fn peers(mode: Output, node: &NodeArgs) -> Res {
         table(&["region", "peer id", "last contact (ms)"], &rows)
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tally;
+
+    /// A measure that comes from many entries is printed once, with their number.
+    #[test]
+    fn tally_counts_each_distinct_item_in_first_seen_order() {
+        let got = tally(["b", "a", "b", "b", "c"].into_iter());
+        assert_eq!(got, vec![("b", 3), ("a", 1), ("c", 1)]);
+    }
 }

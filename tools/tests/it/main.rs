@@ -843,6 +843,19 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
         assert_eq!(out.status.code(), Some(5), "{name}: {text}");
         assert!(text.contains(expected), "{name}: {text}");
     };
+    // A field no answer has, added to the JSON: refused, named (JSON parsing alone
+    // would have ignored it).
+    let mut a = answer.clone();
+    a["answer"]["note"] = json!("clear, really");
+    let p = dir.join("extra-field.json");
+    std::fs::write(&p, a.to_string()).unwrap();
+    let out = verify(&p, &[]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("answer.note is no part of an answer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The verdict flipped: unsigned, the answering node's signature fails; re-signed by
     // it, the recomputation refuses it.
     let mut a = answer.clone();
