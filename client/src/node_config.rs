@@ -124,6 +124,24 @@ pub struct NodeConfig {
     /// an fsync (docs/decisions.md, "Witnessing cadence").
     #[serde(default = "default_witness_round_gap_ms")]
     pub witness_round_gap_ms: u64,
+    /// The engine of a store created by this node: `sled` (the embedded default) or
+    /// `redb` (a B-tree whose file tracks its live data; docs/decisions.md, "Store
+    /// engine"). An existing store keeps the engine it was created with.
+    #[serde(default = "default_store_engine")]
+    pub store_engine: String,
+    /// The store engine's page cache, MiB; 0 = derived from the machine (a thirty-second
+    /// of its memory, between 64 and 512 MiB). Exported as
+    /// `credfed_store_cache_budget_bytes`.
+    #[serde(default)]
+    pub store_cache_mib: u64,
+    /// Compact the store's file at start-up (redb only: gives the pages freed by pruned
+    /// map versions back to the file system; takes about 2 s per GB).
+    #[serde(default)]
+    pub store_compact_at_start: bool,
+}
+
+fn default_store_engine() -> String {
+    "sled".into()
 }
 
 fn default_witness_round_gap_ms() -> u64 {
@@ -210,6 +228,9 @@ impl NodeConfig {
             api_request_body_timeout_ms: default_api_request_body_timeout_ms(),
             group_commit_max: default_group_commit_max(),
             drill_faults: false,
+            store_engine: default_store_engine(),
+            store_cache_mib: 0,
+            store_compact_at_start: false,
         }
     }
 
@@ -237,6 +258,15 @@ impl NodeConfig {
             600_000,
         )?;
         range("worker_threads", self.worker_threads as u64, 0, 1024)?;
+        if !matches!(self.store_engine.as_str(), "sled" | "redb") {
+            bail!(
+                "store_engine = {:?}: must be \"sled\" or \"redb\"",
+                self.store_engine
+            );
+        }
+        if self.store_cache_mib != 0 {
+            range("store_cache_mib", self.store_cache_mib, 16, 1 << 20)?;
+        }
         range(
             "api_max_concurrency",
             self.api_max_concurrency as u64,

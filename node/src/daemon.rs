@@ -24,7 +24,7 @@ use crate::engine::{Clock, Core, EngineConfig};
 use crate::metrics::Metrics;
 use crate::p2p::{self, COMMAND_CAPACITY, NetStatus, P2pConfig};
 use crate::replication::ReplicationConfig;
-use crate::store::{Backend, Store};
+use crate::store::{Backend, Store, StoreOptions};
 
 /// A node running in this process.
 pub struct RunningNode {
@@ -141,7 +141,22 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         Some(s) => s,
         None => {
             let dir = cfg.data_dir.join("store");
-            Box::new(Store::open(&dir).with_context(|| format!("opening store {}", dir.display()))?)
+            let options = StoreOptions {
+                engine: cfg.store_engine.parse().map_err(anyhow::Error::msg)?,
+                cache_bytes: match cfg.store_cache_mib {
+                    0 => crate::store::machine_cache_bytes(),
+                    mib => mib << 20,
+                },
+                compact: cfg.store_compact_at_start,
+            };
+            let store = Store::open_with(&dir, &options)
+                .with_context(|| format!("opening store {}", dir.display()))?;
+            tracing::info!(
+                engine = store.engine().name(),
+                cache_mib = options.cache_bytes >> 20,
+                "store opened"
+            );
+            Box::new(store)
         }
     };
     let started = std::time::Instant::now();

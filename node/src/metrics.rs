@@ -168,7 +168,13 @@ impl Metrics {
 
     /// Renders the text exposition format; `lag` is (region, replication lag in records
     /// behind the highest head any peer reported) and `store_bytes` the store size.
-    pub fn render(&self, lag: &[(String, u64)], store_bytes: u64, audit_failures: u64) -> String {
+    pub fn render(
+        &self,
+        lag: &[(String, u64)],
+        store_bytes: u64,
+        store_cache: crate::store::CacheUsage,
+        audit_failures: u64,
+    ) -> String {
         let mut s = String::new();
         let c = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -306,6 +312,17 @@ impl Metrics {
             s,
             "# HELP credfed_store_bytes Store size on disk.\n# TYPE credfed_store_bytes gauge\ncredfed_store_bytes {store_bytes}"
         );
+        let _ = writeln!(
+            s,
+            "# HELP credfed_store_cache_budget_bytes The store engine's page cache budget (store_cache_mib).\n# TYPE credfed_store_cache_budget_bytes gauge\ncredfed_store_cache_budget_bytes {}",
+            store_cache.budget
+        );
+        if let Some(used) = store_cache.used {
+            let _ = writeln!(
+                s,
+                "# HELP credfed_store_cache_bytes What the store engine's page cache holds now.\n# TYPE credfed_store_cache_bytes gauge\ncredfed_store_cache_bytes {used}"
+            );
+        }
         c(
             &mut s,
             "credfed_checkpoints_witnessed_total",

@@ -274,6 +274,8 @@ impl Federation {
             cfg.liveness_timeout_ms = 4000;
             // Many nodes on few cores: one worker thread each spares context switches.
             cfg.worker_threads = if regions.len() > 8 { 1 } else { 0 };
+            // Many nodes share one machine's memory: each store's cache gets a share.
+            cfg.store_cache_mib = if regions.len() > 8 { 32 } else { 0 };
             // The in-node fault mode is a drill's; it exists only where drills run.
             cfg.drill_faults = true;
             cfg.save(&cfg_path)?;

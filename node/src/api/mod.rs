@@ -1135,8 +1135,12 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     let lag = replication_lag(&net_status(&state), &heads);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        core.metrics()
-            .render(&lag, core.store_bytes(), state.audit.failures()),
+        core.metrics().render(
+            &lag,
+            core.store_bytes(),
+            core.store_cache(),
+            state.audit.failures(),
+        ),
     )
         .into_response()
 }

@@ -1315,6 +1315,11 @@ impl Core {
         self.store.size_on_disk()
     }
 
+    /// The store engine's page cache: budget and use.
+    pub fn store_cache(&self) -> crate::store::CacheUsage {
+        self.store.cache_usage()
+    }
+
     /// The check (应查必查) answered from this replica now.
     pub fn check(
         &self,

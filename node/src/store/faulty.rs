@@ -150,6 +150,9 @@ impl Backend for FaultyStore {
     fn size_on_disk(&self) -> u64 {
         self.inner.size_on_disk()
     }
+    fn cache_usage(&self) -> super::CacheUsage {
+        self.inner.cache_usage()
+    }
     fn all_entries(&self) -> Box<dyn Iterator<Item = Result<EntryFold, StoreError>> + '_> {
         self.inner.all_entries()
     }

@@ -1,15 +1,18 @@
-//! Durable state: every region's log and the folds over it, in one sled tree.
+//! Durable state: every region's log and the folds over it, in one ordered key-value
+//! table of the store engine ([`kv`]: sled, the embedded default, or redb).
 //!
-//! Why one tree with key prefixes: an admitted envelope and every state change it causes
-//! (docs/design.md §6, "one atomic step") go into a single `sled::Batch`, which sled applies
-//! atomically within a tree. Multi-tree transactions would add conflict retries for no gain.
+//! Why one table with key prefixes: an admitted envelope and every state change it
+//! causes (docs/design.md §6, "one atomic step") go into a single batch, which both
+//! engines apply atomically. Several tables would add nothing but transactions across
+//! them.
 //!
 //! Why an explicit fsync: sled 0.34's `flush` ends in `sync_file_range` (sled issue 1452),
 //! which neither flushes the drive's write cache nor file metadata, and blob files are
 //! written without any sync. [`Store::sync`] flushes and then `fsync`s the data file and
-//! every blob file; a write is acknowledged only after it returns.
+//! every blob file (on redb: a commit with immediate durability); a write is
+//! acknowledged only after it returns.
 //!
-//! Key layout (all integers big-endian so that sled's order is numeric order):
+//! Key layout (all integers big-endian so that the engine's order is numeric order):
 //!
 //! | prefix | key | value |
 //! |---|---|---|
@@ -44,7 +47,8 @@
 //! same batch as the envelope it covers, so the tree and the log never disagree.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::ops::Bound;
+use std::path::Path;
 
 use credfed_protocol::codec;
 use credfed_protocol::crypto::Hash256;
@@ -75,6 +79,9 @@ pub enum StoreError {
     /// sled reported an error (I/O, corruption it detected).
     #[error("store: {0}")]
     Sled(#[from] sled::Error),
+    /// redb reported an error (I/O, corruption it detected).
+    #[error("store: {0}")]
+    Redb(String),
     /// A filesystem call failed.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
@@ -121,6 +128,8 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     ) -> Result<ChainReport, StoreError>;
     /// Bytes on disk.
     fn size_on_disk(&self) -> u64;
+    /// The engine's page cache: its budget and what it holds.
+    fn cache_usage(&self) -> CacheUsage;
     /// All entry folds (statistics).
     fn all_entries(&self) -> Box<dyn Iterator<Item = Result<EntryFold, StoreError>> + '_>;
     /// All action folds (statistics).
@@ -245,7 +254,60 @@ fn hash_value(v: &[u8], what: &str) -> Result<Hash256, StoreError> {
 }
 
 pub mod faulty;
+pub mod kv;
 pub mod map_page;
+
+pub use kv::Engine;
+use kv::{Batch, Kv};
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The engine of a store created now (an existing store keeps its own).
+    pub engine: Engine,
+    /// The engine's page cache, bytes.
+    pub cache_bytes: u64,
+    /// Compact the file when it opens (see [`Store::compact`]).
+    pub compact: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            engine: Engine::default(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            compact: false,
+        }
+    }
+}
+
+/// The page cache of a store opened without a budget (tests, benches): 256 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
+/// The page cache a node gets unless its config says otherwise: a thirty-second of the
+/// machine's memory, between 64 and 512 MiB — enough for the upper levels of every
+/// index of a national store, and small enough that a drill of 31 nodes on one
+/// machine fits (docs/decisions.md, "Store engine").
+pub fn machine_cache_bytes() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kb| kb * 1024);
+    (total / 32).clamp(64 << 20, 512 << 20)
+}
+
+/// What the store engine's page cache may hold and holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheUsage {
+    /// The budget, bytes.
+    pub budget: u64,
+    /// What it holds now, if the engine says (redb does; sled does not).
+    pub used: Option<u64>,
+}
 
 pub use map_page::{MapPage, PageId, PageNode, VersionRecord};
 
@@ -260,11 +322,19 @@ pub struct MapStorage {
     pub page_bytes: u64,
 }
 
+/// One part of the store (a key prefix): its records and their key and value bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartSize {
+    /// Records under the prefix.
+    pub records: u64,
+    /// Their keys' and values' bytes.
+    pub bytes: u64,
+}
+
 /// The node's durable store.
 pub struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
-    dir: PathBuf,
+    kv: Kv,
+    cache_budget: u64,
 }
 
 fn region_key(prefix: u8, region: RegionCode) -> Vec<u8> {
@@ -318,7 +388,7 @@ fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
 /// built from the logs. Format 3 kept the verifiable map a node per record and every
 /// position apart: the map is dropped, to be recomputed from the log in pages when a
 /// checkpoint next needs it (it is derived data, never the only copy of anything).
-fn migrate(tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
+fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => Ok(()),
         found if found > FORMAT_VERSION => Err(StoreError::NewerFormat { found }),
@@ -340,21 +410,21 @@ fn migrate(tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
 }
 
 /// Removes every region's verifiable map: nodes, roots and positions (format 3 → 4).
-fn drop_maps(tree: &sled::Tree) -> Result<(), StoreError> {
+fn drop_maps(tree: &Kv) -> Result<(), StoreError> {
     for prefix in [b'I', b'J', b'K'] {
-        let mut batch = sled::Batch::default();
-        for k in tree.scan_prefix([prefix]).keys() {
-            batch.remove(k?);
+        let mut batch = Batch::default();
+        for kv in tree.scan_prefix(&[prefix])? {
+            batch.remove(kv?.0);
         }
-        tree.apply_batch(batch)?;
+        tree.apply(batch)?;
     }
     Ok(())
 }
 
 /// Builds every region's Merkle tree from its log (format 2 → 3), a region at a time.
-fn build_trees(tree: &sled::Tree) -> Result<(), StoreError> {
+fn build_trees(tree: &Kv) -> Result<(), StoreError> {
     let mut regions = Vec::new();
-    for kv in tree.scan_prefix([b'H']) {
+    for kv in tree.scan_prefix(b"H")? {
         let (k, _) = kv?;
         let code = u32::from_be_bytes(
             k[1..5]
@@ -366,15 +436,15 @@ fn build_trees(tree: &sled::Tree) -> Result<(), StoreError> {
     }
     for region in regions {
         let mut frontier = Frontier::empty();
-        let mut batch = sled::Batch::default();
-        for kv in tree.scan_prefix(region_key(b'L', region)) {
+        let mut batch = Batch::default();
+        for kv in tree.scan_prefix(&region_key(b'L', region))? {
             let (_, bytes) = kv?;
             for c in frontier.append(leaf_hash(&bytes)) {
                 batch.insert(tree_key(region, c.level, c.index), &c.hash.0[..]);
             }
         }
         batch.insert(region_key(b'T', region), enc(&frontier));
-        tree.apply_batch(batch)?;
+        tree.apply(batch)?;
     }
     Ok(())
 }
@@ -389,34 +459,54 @@ pub struct ChainReport {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`, checking the format version.
+    /// Opens the store in `dir` with the engine it was created with, or creates one
+    /// with the default engine, and the default cache budget.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
-        let tree = db.open_tree("credfed")?;
+        Store::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `dir`, checking the format version. An existing
+    /// store keeps the engine it was created with, whatever `options.engine` says.
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let engine = Engine::in_dir(dir).unwrap_or(options.engine);
+        let tree = Kv::open(dir, engine, options.cache_bytes)?;
         match tree.get(b"Mformat")? {
             None => {
                 tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             }
             Some(v) => {
                 let found = u32::from_le_bytes(
-                    v.as_ref()
+                    v.as_slice()
                         .try_into()
                         .map_err(|_| StoreError::Corrupt("format marker".into()))?,
                 );
                 migrate(&tree, found)?;
             }
         }
-        let store = Store {
-            db,
-            tree,
-            dir: dir.to_path_buf(),
+        let mut store = Store {
+            kv: tree,
+            cache_budget: options.cache_bytes,
         };
+        if options.compact {
+            store.compact()?;
+        }
         store.sync()?;
         Ok(store)
+    }
+
+    /// Compacts the store's file (see [`Kv::compact`]); the store must not be in use.
+    pub fn compact(&mut self) -> Result<bool, StoreError> {
+        self.kv.compact()
+    }
+
+    /// The engine under this store.
+    pub fn engine(&self) -> Engine {
+        self.kv.engine()
+    }
+
+    /// Bytes the engine's page cache holds now, if the engine says.
+    pub fn cache_bytes(&self) -> Option<u64> {
+        self.kv.cache_bytes()
     }
 
     /// Overwrites a stored envelope without any check: corruption drills and tests only.
@@ -426,12 +516,11 @@ impl Store {
         pos: RecordPos,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        self.tree.insert(pos_key(b'L', pos), bytes)?;
-        Ok(())
+        self.kv.insert(&pos_key(b'L', pos), bytes)
     }
 
     fn frontier(&self, region: RegionCode) -> Result<Frontier, StoreError> {
-        match self.tree.get(region_key(b'T', region))? {
+        match self.kv.get(&region_key(b'T', region))? {
             None => Ok(Frontier::empty()),
             Some(v) => {
                 let f: Frontier = dec(&v, "tree frontier")?;
@@ -445,17 +534,34 @@ impl Store {
 
     /// Number of keys under a prefix.
     pub fn count(&self, prefix: u8) -> usize {
-        self.tree.scan_prefix([prefix]).count()
+        self.kv
+            .scan_prefix(&[prefix])
+            .map_or(0, |pairs| pairs.count())
+    }
+
+    /// What each part of the store holds: for every key prefix (the table in this
+    /// module's documentation), its records and their key and value bytes. The live
+    /// data, against which [`Backend::size_on_disk`] shows what the file wastes.
+    /// Blocking: walks the whole tree.
+    pub fn live_bytes(&self) -> Result<BTreeMap<u8, PartSize>, StoreError> {
+        let mut out: BTreeMap<u8, PartSize> = BTreeMap::new();
+        for kv in self.kv.scan_prefix(b"")? {
+            let (k, v) = kv?;
+            let part = out.entry(k.first().copied().unwrap_or(0)).or_default();
+            part.records += 1;
+            part.bytes += (k.len() + v.len()) as u64;
+        }
+        Ok(out)
     }
 }
 
 impl Backend for Store {
     fn apply(&self, updates: &[Update]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         for u in updates {
             match u {
                 Update::Append { pos, head, bytes } => {
-                    batch.insert(pos_key(b'L', *pos), bytes.as_slice());
+                    batch.insert(pos_key(b'L', *pos), bytes);
                     batch.insert(region_key(b'H', pos.region), enc(head));
                     // The writer thread applies one envelope per call, in order, so the
                     // stored frontier is the tree before this envelope.
@@ -486,17 +592,16 @@ impl Backend for Store {
                 Update::Subject(k, r) => {
                     let mut key = subject_prefix(k);
                     key.extend_from_slice(&enc(r));
-                    batch.insert(key, &[][..]);
+                    batch.insert(key, []);
                 }
-                Update::Equivocator(r) => batch.insert(region_key(b'Q', *r), &[][..]),
+                Update::Equivocator(r) => batch.insert(region_key(b'Q', *r), []),
             }
         }
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        self.kv.apply(batch)
     }
 
     fn record_equivocation(&self, proof: &EquivocationProof) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.insert(
             pos_key(
                 b'P',
@@ -507,29 +612,18 @@ impl Backend for Store {
             ),
             enc(proof),
         );
-        batch.insert(region_key(b'Q', proof.region), &[][..]);
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        batch.insert(region_key(b'Q', proof.region), []);
+        self.kv.apply(batch)
     }
 
-    /// Makes everything applied so far durable: sled flush, then a real fsync of the
-    /// data file, the blob files and the blob directory.
+    /// Makes everything applied so far durable: a real fsync (see [`kv`]).
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        std::fs::File::open(self.dir.join("db"))?.sync_all()?;
-        let blobs = self.dir.join("blobs");
-        if let Ok(entries) = std::fs::read_dir(&blobs) {
-            for e in entries.flatten() {
-                std::fs::File::open(e.path())?.sync_all()?;
-            }
-            std::fs::File::open(&blobs)?.sync_all()?;
-        }
-        Ok(())
+        self.kv.sync()
     }
 
     fn heads(&self) -> Result<BTreeMap<RegionCode, Head>, StoreError> {
         let mut out = BTreeMap::new();
-        for kv in self.tree.scan_prefix([b'H']) {
+        for kv in self.kv.scan_prefix(b"H")? {
             let (k, v) = kv?;
             let code = u32::from_be_bytes(
                 k[1..5]
@@ -566,8 +660,12 @@ impl Backend for Store {
         );
         let mut out = Vec::new();
         let mut bytes = 0;
-        for kv in self.tree.range(start..end).take(limit) {
-            let v = kv?.1.to_vec();
+        for kv in self
+            .kv
+            .range(Bound::Included(start), Bound::Excluded(end))?
+            .take(limit)
+        {
+            let v = kv?.1;
             bytes += v.len();
             if bytes > max_bytes && !out.is_empty() {
                 break;
@@ -605,7 +703,10 @@ impl Backend for Store {
                     seq: u64::MAX,
                 },
             );
-            for kv in self.tree.range(start..end) {
+            for kv in self
+                .kv
+                .range(Bound::Included(start), Bound::Excluded(end))?
+            {
                 let (_, bytes) = kv?;
                 let v = decode_envelope(federation_id, &bytes)
                     .map_err(|e| StoreError::Corrupt(format!("{region}#{expect}: {e}")))?;
@@ -647,37 +748,44 @@ impl Backend for Store {
         })
     }
 
-    /// Bytes on disk (sled's estimate).
+    /// Bytes on disk (the engine's files).
     fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.kv.size_on_disk()
+    }
+
+    fn cache_usage(&self) -> CacheUsage {
+        CacheUsage {
+            budget: self.cache_budget,
+            used: self.kv.cache_bytes(),
+        }
     }
 
     fn all_entries(&self) -> Box<dyn Iterator<Item = Result<EntryFold, StoreError>> + '_> {
-        Box::new(self.scan_values(b'E', "entry"))
+        self.scan_values(b'E', "entry")
     }
 
     fn all_actions(&self) -> Box<dyn Iterator<Item = Result<ActionFold, StoreError>> + '_> {
-        Box::new(self.scan_values(b'A', "action"))
+        self.scan_values(b'A', "action")
     }
 
     fn all_departments(
         &self,
     ) -> Box<dyn Iterator<Item = Result<DepartmentRecord, StoreError>> + '_> {
-        Box::new(self.scan_values(b'D', "department"))
+        self.scan_values(b'D', "department")
     }
 
     fn note_received(&self, pos: RecordPos, at_ms: i64) {
-        if let Err(e) = self.tree.insert(pos_key(b'R', pos), &at_ms.to_le_bytes()) {
+        if let Err(e) = self.kv.insert(&pos_key(b'R', pos), &at_ms.to_le_bytes()) {
             tracing::debug!(error = %e, "could not note the receive time (a measurement only)");
         }
     }
 
     fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError> {
-        let Some(v) = self.tree.get(pos_key(b'R', pos))? else {
+        let Some(v) = self.kv.get(&pos_key(b'R', pos))? else {
             return Ok(None);
         };
         let bytes: [u8; 8] = v
-            .as_ref()
+            .as_slice()
             .try_into()
             .map_err(|_| StoreError::Corrupt(format!("receive time at {pos:?}")))?;
         Ok(Some(i64::from_le_bytes(bytes)))
@@ -693,9 +801,9 @@ impl Backend for Store {
         level: u8,
         index: u64,
     ) -> Result<Option<Hash256>, StoreError> {
-        match self.tree.get(tree_key(region, level, index))? {
+        match self.kv.get(&tree_key(region, level, index))? {
             None => Ok(None),
-            Some(v) => Ok(Some(Hash256(v.as_ref().try_into().map_err(|_| {
+            Some(v) => Ok(Some(Hash256(v.as_slice().try_into().map_err(|_| {
                 StoreError::Corrupt(format!("{region}: tree node {level}/{index}"))
             })?))),
         }
@@ -706,23 +814,21 @@ impl Backend for Store {
     }
 
     fn set_witness_view(&self, region: RegionCode, view: WitnessView) -> Result<(), StoreError> {
-        self.tree.insert(region_key(b'W', region), enc(&view))?;
+        self.kv.insert(&region_key(b'W', region), &enc(&view))?;
         self.sync()
     }
 
     fn note(&self, kind: u8, region: RegionCode) -> Result<Option<String>, StoreError> {
-        match self.tree.get(region_key(kind, region))? {
+        match self.kv.get(&region_key(kind, region))? {
             None => Ok(None),
-            Some(v) => String::from_utf8(v.to_vec())
+            Some(v) => String::from_utf8(v)
                 .map(Some)
                 .map_err(|_| StoreError::Corrupt(format!("{region}: stored note"))),
         }
     }
 
     fn set_note(&self, kind: u8, region: RegionCode, note: &str) -> Result<(), StoreError> {
-        self.tree
-            .insert(region_key(kind, region), note.as_bytes())?;
-        Ok(())
+        self.kv.insert(&region_key(kind, region), note.as_bytes())
     }
 
     fn map_page(
@@ -733,7 +839,7 @@ impl Backend for Store {
     ) -> Result<Option<MapPage>, StoreError> {
         let lo = map_page_key(region, page, 0);
         let hi = map_page_key(region, page, version);
-        match self.tree.range(lo..=hi).next_back() {
+        match self.kv.range_inclusive(lo, hi)?.next_back() {
             None => Ok(None),
             Some(kv) => {
                 let stored: MapPage = dec(&kv?.1, "map page")?;
@@ -750,7 +856,7 @@ impl Backend for Store {
 
     fn map_latest(&self, region: RegionCode) -> Result<Option<(u64, Hash256)>, StoreError> {
         let prefix = region_key(b'J', region);
-        match self.tree.scan_prefix(&prefix).next_back() {
+        match self.kv.scan_prefix(&prefix)?.next_back() {
             None => Ok(None),
             Some(kv) => {
                 let (k, v) = kv?;
@@ -766,7 +872,7 @@ impl Backend for Store {
     }
 
     fn map_root_at(&self, region: RegionCode, version: u64) -> Result<Option<Hash256>, StoreError> {
-        match self.tree.get(map_root_key(region, version))? {
+        match self.kv.get(&map_root_key(region, version))? {
             None => Ok(None),
             Some(v) => Ok(Some(hash_value(&v, "map root")?)),
         }
@@ -781,7 +887,7 @@ impl Backend for Store {
         positions: &[(Hash256, u64)],
         computed_at: u64,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         for (id, page) in pages {
             batch.insert(map_page_key(region, id, version), enc(page));
         }
@@ -794,11 +900,10 @@ impl Backend for Store {
         };
         batch.insert(map_version_key(region, version), enc(&record));
         for (key, seq) in positions {
-            batch.insert(map_position_key(region, key, *seq), &[]);
+            batch.insert(map_position_key(region, key, *seq), []);
         }
-        batch.insert(map_root_key(region, version), &root.0);
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        batch.insert(map_root_key(region, version), root.0);
+        self.kv.apply(batch)
     }
 
     fn map_positions(
@@ -810,7 +915,7 @@ impl Backend for Store {
         let lo = map_position_key(region, key, 0);
         let hi = map_position_key(region, key, up_to);
         let mut out = Vec::new();
-        for kv in self.tree.range(lo..=hi) {
+        for kv in self.kv.range_inclusive(lo, hi)? {
             let (k, _) = kv?;
             let seq: [u8; 8] = k[k.len() - 8..]
                 .try_into()
@@ -822,11 +927,11 @@ impl Backend for Store {
 
     fn map_storage(&self, region: RegionCode) -> Result<MapStorage, StoreError> {
         let mut out = MapStorage::default();
-        for kv in self.tree.scan_prefix(region_key(b'U', region)).keys() {
+        for kv in self.kv.scan_prefix(&region_key(b'U', region))? {
             kv?;
             out.versions += 1;
         }
-        for kv in self.tree.scan_prefix(region_key(b'I', region)) {
+        for kv in self.kv.scan_prefix(&region_key(b'I', region))? {
             let (k, v) = kv?;
             out.page_records += 1;
             out.page_bytes += (k.len() + v.len()) as u64;
@@ -844,7 +949,7 @@ impl Backend for Store {
         // the time is the last such in key order; the scan stops at `keep_from`.
         let mut versions: Vec<(u64, VersionRecord)> = Vec::new();
         let mut settled = None;
-        for kv in self.tree.scan_prefix(region_key(b'U', region)) {
+        for kv in self.kv.scan_prefix(&region_key(b'U', region))? {
             let (k, v) = kv?;
             let version = version_in(&k, region)?;
             let record: VersionRecord = dec(&v, "map version")?;
@@ -861,7 +966,7 @@ impl Backend for Store {
         let Some(cut) = settled else {
             return Ok((0, 0));
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut pages = std::collections::BTreeSet::new();
         let mut removed_versions = 0;
         for (version, record) in versions.iter().take_while(|(v, _)| *v < cut) {
@@ -881,15 +986,18 @@ impl Backend for Store {
         for id in &pages {
             let lo = map_page_key(region, id, 0);
             let hi = map_page_key(region, id, cut);
-            let mut below: Vec<sled::IVec> =
-                self.tree.range(lo..=hi).keys().collect::<Result<_, _>>()?;
+            let mut below: Vec<Vec<u8>> = self
+                .kv
+                .range_inclusive(lo, hi)?
+                .map(|kv| kv.map(|(k, _)| k))
+                .collect::<Result<_, _>>()?;
             below.pop();
             removed_pages += below.len();
             for k in below {
                 batch.remove(k);
             }
         }
-        self.tree.apply_batch(batch)?;
+        self.kv.apply(batch)?;
         Ok((removed_versions, removed_pages))
     }
 
@@ -900,14 +1008,15 @@ impl Backend for Store {
 
 impl Store {
     /// Decoded values under a prefix; a read or decode failure is an item, not a skip.
-    fn scan_values<T: Serialize + DeserializeOwned>(
+    fn scan_values<T: Serialize + DeserializeOwned + 'static>(
         &self,
         prefix: u8,
         what: &'static str,
-    ) -> impl Iterator<Item = Result<T, StoreError>> + '_ {
-        self.tree
-            .scan_prefix([prefix])
-            .map(move |kv| dec(&kv?.1, what))
+    ) -> Box<dyn Iterator<Item = Result<T, StoreError>> + '_> {
+        match self.kv.scan_prefix(&[prefix]) {
+            Ok(pairs) => Box::new(pairs.map(move |kv| dec(&kv?.1, what))),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
     }
 
     fn get<T: Serialize + DeserializeOwned>(
@@ -915,7 +1024,7 @@ impl Store {
         key: &[u8],
         what: &'static str,
     ) -> Result<Option<T>, StoreError> {
-        match self.tree.get(key)? {
+        match self.kv.get(key)? {
             Some(v) => Ok(Some(dec(&v, what)?)),
             None => Ok(None),
         }
@@ -928,7 +1037,7 @@ impl StateView for Store {
         self.get(&region_key(b'H', region), "head")
     }
     fn envelope_at(&self, pos: RecordPos) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(pos_key(b'L', pos))?.map(|v| v.to_vec()))
+        self.kv.get(&pos_key(b'L', pos))
     }
     fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, StoreError> {
         self.get(&id_key(b'D', id.to_string().as_bytes()), "department")
@@ -947,8 +1056,8 @@ impl StateView for Store {
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
         let prefix = subject_prefix(key);
-        self.tree
-            .scan_prefix(&prefix)
+        self.kv
+            .scan_prefix(&prefix)?
             .map(|kv| {
                 let (k, _) = kv?;
                 dec(&k[prefix.len()..], "subject ref")
@@ -956,8 +1065,8 @@ impl StateView for Store {
             .collect()
     }
     fn equivocators(&self) -> Result<Vec<RegionCode>, StoreError> {
-        self.tree
-            .scan_prefix([b'Q'])
+        self.kv
+            .scan_prefix(b"Q")?
             .map(|kv| {
                 let (k, _) = kv?;
                 let code = k
@@ -1061,23 +1170,23 @@ mod tests {
             // Back to format 2: no trees.
             for prefix in [b'T', b'N'] {
                 let keys: Vec<_> = store
-                    .tree
-                    .scan_prefix([prefix])
-                    .keys()
-                    .map(|k| k.unwrap())
+                    .kv
+                    .scan_prefix(&[prefix])
+                    .unwrap()
+                    .map(|kv| kv.unwrap().0)
                     .collect();
                 for k in keys {
-                    store.tree.remove(k).unwrap();
+                    store.kv.remove(&k).unwrap();
                 }
             }
-            store.tree.insert(b"Mformat", &2u32.to_le_bytes()).unwrap();
+            store.kv.insert(b"Mformat", &2u32.to_le_bytes()).unwrap();
             store.sync().unwrap();
             f
         };
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.tree_frontier(sh()).unwrap(), expected);
         assert_eq!(
-            store.tree.get(b"Mformat").unwrap().unwrap().as_ref(),
+            store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
             &FORMAT_VERSION.to_le_bytes()
         );
         assert!(store.tree_node(sh(), 4, 0).unwrap().is_some());
@@ -1124,8 +1233,8 @@ mod tests {
         }
         for bytes in variants {
             store
-                .tree
-                .insert(map_page_key(sh(), &id, 9), bytes.as_slice())
+                .kv
+                .insert(&map_page_key(sh(), &id, 9), bytes.as_slice())
                 .unwrap();
             match store.map_page(sh(), &id, 9) {
                 Ok(Some(read)) => assert!(read.is_well_formed(), "{bytes:?}"),
@@ -1134,12 +1243,126 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
             store
-                .tree
-                .insert(map_version_key(sh(), 9), bytes.as_slice())
+                .kv
+                .insert(&map_version_key(sh(), 9), bytes.as_slice())
                 .unwrap();
             // Pruning reads version records: a damaged one is an error, not a panic.
             let _ = store.prune_map(sh(), 10, u64::MAX);
         }
+    }
+
+    fn redb_options(cache_bytes: u64) -> StoreOptions {
+        StoreOptions {
+            engine: Engine::Redb,
+            cache_bytes,
+            compact: false,
+        }
+    }
+
+    /// Writes `versions` map versions of `region`, each rewriting the pages of 64 keys
+    /// (three bands deep) and pruning every version before it, as a witness under load
+    /// does.
+    fn churn_map(store: &Store, from: u64, versions: u64) {
+        use credfed_protocol::map::MapNode;
+        for version in from..from + versions {
+            let mut pages = BTreeMap::new();
+            for k in 0..64u64 {
+                let key = credfed_protocol::crypto::sha256(&[&(version * 64 + k).to_be_bytes()]);
+                for depth in [5u16, 9, 13] {
+                    let (id, slot) = PageId::of(depth, &key);
+                    let page: &mut MapPage = pages.entry(id).or_default();
+                    page.set(PageNode {
+                        slot,
+                        node: MapNode::Leaf { key, value: key },
+                        first: Some(version),
+                    });
+                }
+            }
+            let pages: Vec<_> = pages.into_iter().collect();
+            store
+                .put_map_version(sh(), version, &pages, Hash256([1; 32]), &[], version)
+                .unwrap();
+            store.prune_map(sh(), version, u64::MAX).unwrap();
+        }
+        store.sync().unwrap();
+    }
+
+    fn live(store: &Store) -> u64 {
+        store.live_bytes().unwrap().values().map(|p| p.bytes).sum()
+    }
+
+    /// The store's file tracks its live data, not the history written: map versions
+    /// written and pruned by the hundred leave the redb file where the first hundred
+    /// left it, and a compaction brings it within a small factor of the live bytes.
+    #[test]
+    fn the_file_tracks_live_data_through_map_churn() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = redb_options(8 << 20);
+        let store = Store::open_with(dir.path(), &options).unwrap();
+        churn_map(&store, 1, 100);
+        let after_first = store.size_on_disk();
+        churn_map(&store, 101, 400);
+        let after_all = store.size_on_disk();
+        let live_bytes = live(&store);
+        assert!(
+            after_all <= after_first + after_first / 2,
+            "the file grew with the versions written: {after_first} bytes after 100, {after_all} after 500 (live {live_bytes})"
+        );
+        drop(store);
+        let compacting = StoreOptions {
+            compact: true,
+            ..options
+        };
+        let store = Store::open_with(dir.path(), &compacting).unwrap();
+        let compacted = store.size_on_disk();
+        assert_eq!(live(&store), live_bytes, "compaction changed the data");
+        assert!(
+            compacted <= 3 * live_bytes + (1 << 20),
+            "compacted file {compacted} bytes for {live_bytes} live bytes"
+        );
+        assert!(compacted <= after_all);
+    }
+
+    /// The engine's cache stays within its budget however much more the store holds and
+    /// however much of it is read, and the metrics say so.
+    #[test]
+    fn the_cache_stays_within_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 2u64 << 20;
+        let store = Store::open_with(dir.path(), &redb_options(budget)).unwrap();
+        for chunk in 0..64u64 {
+            let mut batch = Batch::default();
+            for i in 0..256u64 {
+                let seq = chunk * 256 + i;
+                batch.insert(
+                    pos_key(b'L', RecordPos { region: sh(), seq }),
+                    [seq as u8; 1024],
+                );
+            }
+            store.kv.apply(batch).unwrap();
+        }
+        store.sync().unwrap();
+        let mut read = 0usize;
+        for seq in 0..64 * 256 {
+            read += store
+                .envelope_at(RecordPos { region: sh(), seq })
+                .unwrap()
+                .unwrap()
+                .len();
+        }
+        assert_eq!(read, 16 << 20, "every record read back");
+        let usage = store.cache_usage();
+        assert_eq!(usage.budget, budget);
+        let used = usage.used.expect("redb reports its cache");
+        assert!(used > 0 && used <= budget, "cache holds {used} bytes");
+        let text = crate::metrics::Metrics::default().render(&[], store.size_on_disk(), usage, 0);
+        assert!(text.contains(&format!("credfed_store_cache_budget_bytes {budget}")));
+        let reported: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("credfed_store_cache_bytes "))
+            .and_then(|v| v.parse().ok())
+            .expect("the cache metric");
+        assert!(reported <= budget, "metric says {reported}");
     }
 
     /// A format-3 store (the map a node per record) is upgraded at open: its map is
@@ -1156,22 +1379,22 @@ mod tests {
             let mut node_key = region_key(b'I', sh());
             node_key.extend_from_slice(&[0, 0]);
             node_key.extend_from_slice(&9u64.to_be_bytes());
-            store.tree.insert(node_key, &[1, 2, 3][..]).unwrap();
+            store.kv.insert(&node_key, &[1, 2, 3][..]).unwrap();
             store
-                .tree
-                .insert(map_root_key(sh(), 9), &[7u8; 32][..])
+                .kv
+                .insert(&map_root_key(sh(), 9), &[7u8; 32][..])
                 .unwrap();
             store
-                .tree
-                .insert(map_position_key(sh(), &Hash256([5; 32]), 3), &[][..])
+                .kv
+                .insert(&map_position_key(sh(), &Hash256([5; 32]), 3), &[][..])
                 .unwrap();
-            store.tree.insert(b"Mformat", &3u32.to_le_bytes()).unwrap();
+            store.kv.insert(b"Mformat", &3u32.to_le_bytes()).unwrap();
             store.sync().unwrap();
             store.tree_frontier(sh()).unwrap()
         };
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(
-            store.tree.get(b"Mformat").unwrap().unwrap().as_ref(),
+            store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
             &FORMAT_VERSION.to_le_bytes()
         );
         for prefix in [b'I', b'J', b'K'] {

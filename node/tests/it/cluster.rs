@@ -204,8 +204,13 @@ async fn restarted_node_catches_up_from_a_third_peer() {
 
 /// a node killed with SIGKILL during a burst of writes restarts with
 /// every acknowledged record and an intact chain (start-up re-verifies every chain).
-async fn kill_during_burst(cycles: usize, writes_per_cycle: usize) {
+async fn kill_during_burst(cycles: usize, writes_per_cycle: usize, engine: &str) {
     let mut c = Cluster::new(&[SH, GD]);
+    for i in 0..c.nodes.len() {
+        let mut cfg = c.config(i);
+        cfg.store_engine = engine.into();
+        c.save_config(i, &cfg);
+    }
     c.start_all().await;
     c.register_departments(0).await;
     let mut acknowledged: Vec<(u64, String)> = Vec::new();
@@ -282,14 +287,21 @@ async fn kill_during_burst(cycles: usize, writes_per_cycle: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_writes_loses_no_acknowledged_record() {
-    kill_during_burst(3, 20).await;
+    kill_during_burst(3, 20, "sled").await;
+}
+
+/// The same on the redb engine: a durable commit there is what acknowledges a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_writes_loses_no_acknowledged_record_on_redb() {
+    kill_during_burst(3, 20, "redb").await;
 }
 
 /// Soak: many kill cycles. `cargo test -p credfed-node --test it -- --ignored soak`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn soak_sigkill_many_cycles() {
-    kill_during_burst(40, 40).await;
+    kill_during_burst(40, 40, "sled").await;
+    kill_during_burst(40, 40, "redb").await;
 }
 
 /// peers outside the manifest cannot connect; forged, unauthorised,

@@ -1,0 +1,657 @@
+//! National scale: a node filled with N records of 30 other provinces (the 31st is the
+//! node's own), through the path catch-up takes (ranges of 1024 envelopes admitted and
+//! applied by the writer), with one map version per range as a witness computes them;
+//! then what the store occupies per record and per part, resident memory, start-up time
+//! (open, chain verification, engine start), check latency in process (listed and
+//! unlisted subjects) and what a map version costs.
+//!
+//! `cargo bench -p credfed-node --bench scale -- N [--engine redb|sled] [--cache-mib M]
+//! [--no-map] [--dir DIR]` (default N = 100000, redb, the default cache).
+//! Signatures are made beforehand on every core, into files under the work directory
+//! (a temporary one unless `--dir` is given), so that the node's memory is measured
+//! without the generated log in it. docs/performance.md records the figures.
+//!
+//! The mix, per hundred records of a region: 40 black-list companies (wage arrears),
+//! 10 companies defying a judgment with their legal representative and a requested
+//! measure, 10 natural persons defying a judgment, 20 evaluation results, 5 red-list
+//! companies, 5 joint punishments on the region's own entries, 5 corrections and 5
+//! credit repairs of earlier entries.
+
+use std::collections::VecDeque;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use credfed_node::engine::{Clock, Core, EngineConfig, EngineEvent, IngestJob};
+use credfed_node::metrics::Metrics;
+use credfed_node::store::{Backend, DEFAULT_CACHE_BYTES, Engine, Store, StoreOptions};
+use credfed_protocol::calendar::WorkingCalendar;
+use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
+use credfed_protocol::crypto::{Domain, Keypair, sha256};
+use credfed_protocol::envelope::{
+    AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, envelope_hash, seal, sign_body,
+};
+use credfed_protocol::ids::region::PROVINCES;
+use credfed_protocol::ids::{DepartmentId, PersonHashKey, PersonRef, RegionCode, Role};
+use credfed_protocol::manifest::{Manifest, Member};
+use credfed_protocol::record::*;
+use credfed_protocol::time::{Date, Timestamp};
+
+const FED: &str = "cn-credit-bench";
+/// The node's own region: it holds every other region's log.
+const OWN: u32 = 110000;
+/// Envelopes per pulled range, as the replicator asks for them.
+const RANGE: usize = 1024;
+
+fn region(code: u32) -> RegionCode {
+    RegionCode::new(code, "region").expect("valid region")
+}
+
+fn node_key(code: u32) -> Keypair {
+    let mut seed = [7u8; 32];
+    seed[..4].copy_from_slice(&code.to_be_bytes());
+    Keypair::from_secret(seed)
+}
+
+fn department_key(code: u32) -> Keypair {
+    let mut seed = [8u8; 32];
+    seed[..4].copy_from_slice(&code.to_be_bytes());
+    Keypair::from_secret(seed)
+}
+
+/// The company named by `serial` in region `code`: listed when `serial` is below the
+/// number of records the region published, never when it is above.
+fn company(code: u32, serial: u64) -> String {
+    let first17 = format!("91{:02}0100{serial:09}", code / 10000);
+    let check = credfed_protocol::ids::uscc::check_character(first17.as_bytes())
+        .expect("digits are in the alphabet");
+    format!("{first17}{check}")
+}
+
+fn person(code: u32, serial: u64) -> PersonRef {
+    PersonRef {
+        id_hash: sha256(&[&code.to_be_bytes(), &serial.to_be_bytes()]),
+        masked: format!("{:02}****************", code / 10000),
+        name: "基准人员".into(),
+    }
+}
+
+fn basis(serial: u64, today: Date) -> Basis {
+    Basis {
+        document_no: format!("基准〔2026〕{serial}号"),
+        authority: "基准认定部门".into(),
+        decided_on: today.add_days(-1),
+        legal_basis: "国发〔2016〕33号".into(),
+    }
+}
+
+fn entry(category: Category, subject: Subject, serial: u64, today: Date) -> ListEntry {
+    ListEntry {
+        category,
+        subject,
+        related_persons: vec![],
+        basis: basis(serial, today),
+        effective_from: today.add_days(-1),
+        expires_on: today.add_days(3 * 365),
+        requested_measures: vec![],
+        findings: vec![],
+        summary: String::new(),
+    }
+}
+
+/// What a region has published that later records refer to.
+#[derive(Default)]
+struct Published {
+    /// Entries a joint punishment may be initiated on.
+    defying: VecDeque<EntryId>,
+    /// Entries to correct.
+    to_amend: VecDeque<(EntryId, ListEntry)>,
+    /// Entries to repair.
+    to_repair: VecDeque<EntryId>,
+}
+
+/// The body of record `serial` (2, 3, …) of region `code`, following the mix above.
+fn body(code: u32, serial: u64, today: Date, p: &mut Published) -> Body {
+    let r = region(code);
+    let org = |serial: u64| Subject::Organisation {
+        uscc: company(code, serial),
+        name: "基准企业".into(),
+        check_exemption: None,
+    };
+    let black = |e: ListEntry, p: &mut Published| {
+        let id = entry_id(r, &e);
+        p.to_repair.push_back(id);
+        p.to_amend.push_back((id, e.clone()));
+        Body::ListEntryPublished(e)
+    };
+    match serial % 100 {
+        0..40 => black(
+            entry(
+                Category::Black(BlackCategory::MaliciousWageArrears),
+                org(serial),
+                serial,
+                today,
+            ),
+            p,
+        ),
+        40..50 => {
+            let mut e = entry(
+                Category::Black(BlackCategory::DefyingJudgmentOrDecision),
+                org(serial),
+                serial,
+                today,
+            );
+            e.related_persons = vec![RelatedPerson {
+                role: RelatedRole::LegalRepresentative,
+                person: person(code, serial),
+            }];
+            e.findings = vec![Finding::AbleButRefuses];
+            e.requested_measures = vec![MeasureCode("P-PROCUREMENT".into())];
+            p.defying.push_back(entry_id(r, &e));
+            Body::ListEntryPublished(e)
+        }
+        50..60 => {
+            let mut e = entry(
+                Category::Black(BlackCategory::DefyingJudgmentOrDecision),
+                Subject::Person(person(code, serial)),
+                serial,
+                today,
+            );
+            e.findings = vec![Finding::AbleButRefuses];
+            Body::ListEntryPublished(e)
+        }
+        60..80 => Body::EvaluationPublished(Evaluation {
+            subject: org(serial),
+            scheme: "tax-credit".into(),
+            grade: Grade::Class(*b"A\0\0\0"),
+            evaluated_on: today.add_days(-1),
+            valid_until: today.add_days(365),
+        }),
+        80..85 => Body::ListEntryPublished(entry(
+            Category::Red(RedSource::GoodCreditClassification),
+            org(serial),
+            serial,
+            today,
+        )),
+        85..90 => match p.defying.pop_front() {
+            Some(on) => Body::JointActionInitiated(JointAction {
+                reference: format!("基准联〔2026〕{serial}号"),
+                kind: ActionKind::Punishment,
+                entry: on,
+                targets: Targets::AllMembers,
+                measures: vec![MeasureCode("P-PROCUREMENT".into())],
+                respond_by: today.add_days(7),
+            }),
+            None => black(
+                entry(
+                    Category::Black(BlackCategory::MaliciousWageArrears),
+                    org(serial),
+                    serial,
+                    today,
+                ),
+                p,
+            ),
+        },
+        90..95 => match p.to_amend.pop_front() {
+            Some((id, mut amended)) => {
+                p.to_repair.retain(|x| *x != id);
+                amended.summary = format!("更正 {serial}");
+                Body::ListEntryAmended {
+                    entry: id,
+                    amended,
+                    reason: "基准更正".into(),
+                }
+            }
+            None => unreachable!("forty entries precede every correction"),
+        },
+        _ => match p.to_repair.pop_back() {
+            Some(id) => {
+                p.to_amend.retain(|(x, _)| *x != id);
+                Body::ListEntryRepaired {
+                    entry: id,
+                    basis: RepairBasis::CorrectedWithinPeriod,
+                    reason: "基准修复".into(),
+                }
+            }
+            None => unreachable!("forty entries precede every repair"),
+        },
+    }
+}
+
+/// Writes region `code`'s log of `n` envelopes to `path`: length-prefixed, in order.
+fn generate(code: u32, n: u64, now: Timestamp, path: &Path) -> u64 {
+    let r = region(code);
+    let origin = node_key(code);
+    let publisher = department_key(code);
+    let dept = DepartmentId::new(r, "pub", "department").expect("valid department");
+    let node = DepartmentId {
+        region: r,
+        unit: NODE_UNIT.into(),
+    };
+    let today = now.date_cst();
+    let mut out = BufWriter::new(std::fs::File::create(path).expect("log file"));
+    let mut prev = GENESIS_PREV_HASH;
+    let mut published = Published::default();
+    let mut bytes_total = 0;
+    for seq in 1..=n {
+        let (author, key, body) = if seq == 1 {
+            let body = Body::DepartmentRegistered {
+                department: dept.clone(),
+                name: "基准认定部门".into(),
+                roles: vec![Role::Publisher, Role::Initiator],
+                key: publisher.public(),
+            };
+            (node.clone(), &origin, body)
+        } else {
+            (
+                dept.clone(),
+                &publisher,
+                body(code, seq, today, &mut published),
+            )
+        };
+        let (bytes, sig) = sign_body(FED, key, &body);
+        let at = AppendPosition {
+            region: r,
+            seq,
+            prev_hash: prev,
+            timestamp: now,
+        };
+        let env = seal(FED, &origin, &at, author, bytes, sig).expect("seal");
+        prev = envelope_hash(FED, &env);
+        bytes_total += env.len() as u64;
+        out.write_all(&(env.len() as u32).to_le_bytes())
+            .and_then(|()| out.write_all(&env))
+            .expect("log written");
+    }
+    out.flush().expect("log written");
+    bytes_total
+}
+
+fn read_range(reader: &mut BufReader<std::fs::File>, max: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(max);
+    while out.len() < max {
+        let mut len = [0u8; 4];
+        if reader.read_exact(&mut len).is_err() {
+            break;
+        }
+        let mut env = vec![0u8; u32::from_le_bytes(len) as usize];
+        reader.read_exact(&mut env).expect("log read");
+        out.push(env);
+    }
+    out
+}
+
+/// Resident and peak resident memory of this process, bytes.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Bytes the files under `dir` occupy (allocated blocks).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            total += disk_usage(&e.path());
+        } else {
+            total += meta.blocks() * 512;
+        }
+    }
+    total
+}
+
+fn part_name(prefix: u8) -> &'static str {
+    match prefix {
+        b'L' => "envelopes (L)",
+        b'E' => "entry folds (E)",
+        b'A' => "action folds (A)",
+        b'V' => "evaluation folds (V)",
+        b'S' => "subject index (S)",
+        b'R' => "receive times (R)",
+        b'N' => "Merkle nodes (N)",
+        b'I' => "map pages (I)",
+        b'K' => "map positions (K)",
+        b'U' => "map version records (U)",
+        b'J' => "map roots (J)",
+        b'D' => "departments (D)",
+        b'H' => "heads (H)",
+        b'T' => "Merkle frontiers (T)",
+        b'M' => "format marker (M)",
+        _ => "other",
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn engine(
+    store: Store,
+    manifest: &Manifest,
+    metrics: Arc<Metrics>,
+) -> (Arc<Core>, credfed_node::engine::EngineLinks) {
+    Core::start(
+        Box::new(store),
+        EngineConfig {
+            region: region(OWN),
+            manifest: manifest.clone(),
+            catalogue: Catalogue::embedded().expect("catalogue"),
+            calendar: WorkingCalendar::embedded().expect("calendar"),
+            node_key: node_key(OWN),
+            person_key: PersonHashKey::new(&[9; 32]).expect("person key"),
+            clock: Clock::new(0),
+            group_commit_max: 256,
+            signed_manifest: None,
+        },
+        metrics,
+    )
+    .expect("engine")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(100_000);
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let options = StoreOptions {
+        engine: flag("--engine")
+            .map(|e| e.parse::<Engine>().expect("--engine redb|sled"))
+            .unwrap_or_default(),
+        cache_bytes: flag("--cache-mib")
+            .map(|m| m.parse::<u64>().expect("--cache-mib N") << 20)
+            .unwrap_or(DEFAULT_CACHE_BYTES),
+        compact: false,
+    };
+    // Without map versions: what the rest of the store costs alone.
+    let with_map = !args.iter().any(|a| a == "--no-map");
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let work = flag("--dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(work.join("logs")).expect("work directory");
+    let regions: Vec<u32> = PROVINCES
+        .iter()
+        .map(|p| p.code)
+        .filter(|c| *c != OWN)
+        .collect();
+    let per_region = n.div_ceil(regions.len() as u64).max(100);
+    let n = per_region * regions.len() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let now = Timestamp(now_ms - 60_000);
+    let authority = Keypair::from_secret([1; 32]);
+    let manifest = Manifest::for_build(
+        FED,
+        1,
+        Timestamp(0),
+        Timestamp(i64::MAX / 2),
+        authority.public(),
+        PROVINCES
+            .iter()
+            .map(|p| Member::for_province(region(p.code), node_key(p.code).public(), vec![]))
+            .collect(),
+    );
+
+    // 1. The logs, signed on every core beforehand.
+    let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
+    eprintln!(
+        "signing {n} envelopes ({per_region} for each of {} regions) on {cores} threads…",
+        regions.len()
+    );
+    let t = Instant::now();
+    let log_bytes: u64 = std::thread::scope(|s| {
+        let chunks: Vec<Vec<u32>> = (0..cores)
+            .map(|i| regions.iter().copied().skip(i).step_by(cores).collect())
+            .collect();
+        let work = &work;
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|mine| {
+                s.spawn(move || {
+                    mine.iter()
+                        .map(|c| generate(*c, per_region, now, &work.join(format!("logs/{c}"))))
+                        .sum::<u64>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("signer")).sum()
+    });
+    eprintln!("signed in {:.1} s", t.elapsed().as_secs_f64());
+
+    // 2. Ingest: ranges of every region in turn, a map version after each.
+    let store_dir = work.join("store");
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let metrics = Arc::new(Metrics::default());
+    let (core, mut links) = engine(
+        Store::open_with(&store_dir, &options).expect("store"),
+        &manifest,
+        metrics.clone(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut readers: Vec<(u32, BufReader<std::fs::File>, u64)> = regions
+        .iter()
+        .map(|c| {
+            let f = std::fs::File::open(work.join(format!("logs/{c}"))).expect("log file");
+            (*c, BufReader::with_capacity(1 << 20, f), 0)
+        })
+        .collect();
+    let peer = libp2p::PeerId::random();
+    let (mut ingest_s, mut map_s, mut versions) = (0.0, 0.0, 0u64);
+    let mut progress = Instant::now();
+    let started = Instant::now();
+    runtime.block_on(async {
+        loop {
+            let mut any = false;
+            for (code, reader, size) in readers.iter_mut() {
+                let envelopes = read_range(reader, RANGE);
+                if envelopes.is_empty() {
+                    continue;
+                }
+                any = true;
+                let count = envelopes.len() as u64;
+                let t = Instant::now();
+                let job = IngestJob::Range {
+                    peer,
+                    region: region(*code),
+                    from: Some(*size + 1),
+                    envelopes,
+                };
+                links.ingest.send(job).await.expect("writer running");
+                loop {
+                    match links.events.recv().await.expect("writer running") {
+                        EngineEvent::RangeDone { forked, .. } => {
+                            assert!(!forked, "{code}: range from {} refused", *size + 1);
+                            break;
+                        }
+                        _ => continue,
+                    }
+                }
+                ingest_s += t.elapsed().as_secs_f64();
+                *size += count;
+                if with_map {
+                    let t = Instant::now();
+                    core.map_root(region(*code), *size).expect("map computed");
+                    map_s += t.elapsed().as_secs_f64();
+                    versions += 1;
+                }
+            }
+            if !any {
+                break;
+            }
+            if progress.elapsed().as_secs() >= 10 {
+                progress = Instant::now();
+                let done = metrics.ingested.load(Ordering::Relaxed);
+                eprintln!(
+                    "  {done}/{n} records ({:.0}%), {:.0} s, {} MB on disk",
+                    100.0 * done as f64 / n as f64,
+                    started.elapsed().as_secs_f64(),
+                    disk_usage(&store_dir) / 1_000_000
+                );
+            }
+        }
+    });
+    let applied = metrics.ingested.load(Ordering::Relaxed);
+    assert_eq!(applied, n, "every envelope applied");
+    let (rss_filled, peak_filled) = memory();
+    let disk_before_prune = disk_usage(&store_dir);
+    // What stays once superseded map versions age out (the node prunes them by itself
+    // a minute after they are superseded).
+    for c in &regions {
+        core.prune_map_versions(region(*c), 0).expect("map pruned");
+    }
+    core.shutdown().expect("engine stopped");
+    drop(core);
+    drop(links);
+
+    // 3. What the store holds, part by part, against its files.
+    let mut store = Store::open_with(&store_dir, &options).expect("store reopens");
+    let parts = store.live_bytes().expect("store walked");
+    let sled_estimate = store.size_on_disk();
+    let disk_uncompacted = disk_usage(&store_dir);
+    let t = Instant::now();
+    store.compact().expect("store compacts");
+    let compact_s = t.elapsed().as_secs_f64();
+    drop(store);
+    let disk = disk_usage(&store_dir);
+
+    // 4. Start-up as the daemon does it: open, verify every chain, start the engine.
+    let t = Instant::now();
+    let store = Store::open_with(&store_dir, &options).expect("store reopens");
+    let report = store
+        .verify_chains(FED, &mut |_, _| {})
+        .expect("chains verify");
+    assert_eq!(report.envelopes, n);
+    let metrics = Arc::new(Metrics::default());
+    let (core, _links) = engine(store, &manifest, metrics);
+    let startup_s = t.elapsed().as_secs_f64();
+
+    // 5. Checks: listed companies (every region's first block is listed) and unlisted
+    // ones (serials no region used), one at a time.
+    let samples = 20_000u64;
+    let time_checks = |listed: bool| {
+        let mut lat = Vec::with_capacity(samples as usize);
+        for i in 0..samples {
+            let code = regions[(i as usize * 7) % regions.len()];
+            let serial = if listed {
+                2 + (i * 7919) % 40
+            } else {
+                per_region + 1_000 + i
+            };
+            let key = SubjectKey::Uscc(company(code, serial));
+            let t = Instant::now();
+            let answer = core.check(&key, MeasureDomain::Procurement).expect("check");
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(answer);
+        }
+        lat.sort_by(f64::total_cmp);
+        lat
+    };
+    let listed = time_checks(true);
+    let unlisted = time_checks(false);
+    let (rss_serving, _) = memory();
+
+    // The limit: two strict verifications per envelope (catch-up's own cryptography).
+    let key = node_key(OWN);
+    let payload = vec![0x5a; (log_bytes / n) as usize];
+    let sig = key.sign(Domain::EnvelopeHeader, FED, &payload);
+    let public = key.public();
+    let t = Instant::now();
+    for _ in 0..20_000 {
+        public
+            .verify(Domain::EnvelopeHeader, FED, &payload, &sig, "bench")
+            .expect("verifies");
+    }
+    let verify_pairs = 10_000.0 / t.elapsed().as_secs_f64();
+    core.shutdown().expect("engine stopped");
+
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let envelope_bytes = parts.get(&b'L').map_or(log_bytes, |p| p.bytes);
+    println!(
+        "engine: {}, cache {} MiB",
+        options.engine.name(),
+        options.cache_bytes >> 20
+    );
+    println!(
+        "scale: {n} records of {} regions ({per_region} each), envelopes {:.0} bytes each",
+        regions.len(),
+        log_bytes as f64 / n as f64
+    );
+    println!(
+        "ingest: {:.0} records/s; raw verify pairs {verify_pairs:.0}/s; ingest / verify = {:.2}",
+        n as f64 / ingest_s,
+        n as f64 / ingest_s / verify_pairs
+    );
+    println!(
+        "map: {versions} versions in {map_s:.1} s, {:.2} ms each, {:.1} µs per record; (ingest + map) / ingest = {:.2}",
+        map_s * 1e3 / versions as f64,
+        map_s * 1e6 / n as f64,
+        (ingest_s + map_s) / ingest_s
+    );
+    println!(
+        "disk: {:.1} MiB = {:.0} bytes/record = {:.2} × the envelope bytes (before pruning the map: {:.1} MiB; sled's estimate {:.1} MiB)",
+        mib(disk),
+        disk as f64 / n as f64,
+        disk as f64 / envelope_bytes as f64,
+        mib(disk_before_prune),
+        mib(sled_estimate)
+    );
+    println!(
+        "before compaction: {:.1} MiB = {:.2} × the envelope bytes; compaction took {compact_s:.1} s",
+        mib(disk_uncompacted),
+        disk_uncompacted as f64 / envelope_bytes as f64
+    );
+    let live: u64 = parts.values().map(|p| p.bytes).sum();
+    println!(
+        "live data: {:.0} bytes/record; file / live = {:.2}",
+        live as f64 / n as f64,
+        disk as f64 / live as f64
+    );
+    let mut by_size: Vec<_> = parts.iter().collect();
+    by_size.sort_by_key(|(_, p)| std::cmp::Reverse(p.bytes));
+    for (prefix, p) in by_size {
+        println!(
+            "  {:<26} {:>10} records {:>8.1} bytes/record",
+            part_name(*prefix),
+            p.records,
+            p.bytes as f64 / n as f64
+        );
+    }
+    println!(
+        "memory: {:.0} MiB resident after filling (peak {:.0} MiB), {:.0} MiB after restart and {} checks",
+        mib(rss_filled),
+        mib(peak_filled),
+        mib(rss_serving),
+        2 * samples
+    );
+    println!("start-up: {startup_s:.2} s (open, verify {n} envelopes' chains, engine start)");
+    println!(
+        "check in process: listed p50 {:.3} ms p99 {:.3} ms; unlisted p50 {:.3} ms p99 {:.3} ms",
+        percentile(&listed, 0.5),
+        percentile(&listed, 0.99),
+        percentile(&unlisted, 0.5),
+        percentile(&unlisted, 0.99)
+    );
+}

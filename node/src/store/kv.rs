@@ -1,0 +1,420 @@
+//! The ordered key-value engine under [`super::Store`]: sled or redb, one byte-keyed
+//! table either way, so that the store's layout (the key table in `mod.rs`) and every
+//! rule above it are the same on both.
+//!
+//! Why two: sled 0.34 keeps about five bytes of file per live byte under the store's
+//! write pattern (docs/decisions.md, "Store engine"), and its cache does not bound the
+//! process's memory; redb is a copy-on-write B-tree whose file tracks its live pages,
+//! whose cache has a byte budget, and whose commit is a real fsync. A store directory
+//! holds one or the other: which one is decided when it is created and read from the
+//! files at every open.
+//!
+//! Atomicity and durability are the same contract on both: [`Kv::apply`] applies a batch
+//! atomically and visibly (not yet durably); [`Kv::sync`] makes everything applied so
+//! far durable. sled: `apply_batch`, then flush and fsync (sled's flush alone is not an
+//! fsync). redb: a commit without durability per batch, then an empty commit with
+//! immediate durability, which persists every commit before it.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::StoreError;
+
+/// The one redb table: byte keys, byte values.
+const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("credfed");
+
+/// How long applied writes may wait for a durable commit (sled's flusher runs every
+/// 500 ms; the same here).
+const DURABLE_EVERY: Duration = Duration::from_millis(500);
+
+/// The redb file in a store directory.
+pub const REDB_FILE: &str = "store.redb";
+
+/// Which engine a store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// sled 0.34 (a log-structured tree): the embedded default.
+    #[default]
+    Sled,
+    /// redb (a copy-on-write B-tree, fsync per durable commit).
+    Redb,
+}
+
+impl Engine {
+    /// The engine of the store already in `dir`, if there is one.
+    pub fn in_dir(dir: &Path) -> Option<Engine> {
+        if dir.join(REDB_FILE).exists() {
+            Some(Engine::Redb)
+        } else if dir.join("db").exists() || dir.join("conf").exists() {
+            Some(Engine::Sled)
+        } else {
+            None
+        }
+    }
+
+    /// Its name in the config and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sled => "sled",
+            Engine::Redb => "redb",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "sled" => Ok(Engine::Sled),
+            "redb" => Ok(Engine::Redb),
+            other => Err(format!(
+                "store.engine: '{other}' is not an engine; use 'redb' or 'sled'"
+            )),
+        }
+    }
+}
+
+/// A set of writes applied together.
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    /// Sets `key` to `value`.
+    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl AsRef<[u8]>) {
+        self.ops.push((key.into(), Some(value.as_ref().to_vec())));
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), None));
+    }
+}
+
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// Pairs in key order; also walkable from the end.
+pub type Pairs<'a> = Box<dyn DoubleEndedIterator<Item = Result<Pair, StoreError>> + 'a>;
+
+/// The engine, opened.
+pub enum Kv {
+    /// sled: the database (flushes) and the one tree.
+    Sled {
+        /// For flush and size.
+        db: sled::Db,
+        /// Every key.
+        tree: sled::Tree,
+        /// The directory, for the fsyncs sled does not do.
+        dir: PathBuf,
+    },
+    /// redb: the database file.
+    Redb {
+        /// The database.
+        db: redb::Database,
+        /// Its file, for its size.
+        file: PathBuf,
+        /// When a commit was last made durable.
+        last_durable: Mutex<Instant>,
+    },
+}
+
+fn redb_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Redb(e.into().to_string())
+}
+
+impl Kv {
+    /// Opens (or creates) the engine's files in `dir`. `cache_bytes` is the engine's
+    /// page cache budget.
+    pub fn open(dir: &Path, engine: Engine, cache_bytes: u64) -> Result<Kv, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        match engine {
+            Engine::Sled => {
+                let db = sled::Config::new()
+                    .path(dir)
+                    .cache_capacity(cache_bytes)
+                    .open()?;
+                let tree = db.open_tree("credfed")?;
+                Ok(Kv::Sled {
+                    db,
+                    tree,
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Engine::Redb => {
+                let file = dir.join(REDB_FILE);
+                let db = redb::Builder::new()
+                    .set_cache_size(usize::try_from(cache_bytes).unwrap_or(usize::MAX))
+                    .create(&file)
+                    .map_err(redb_err)?;
+                // The table exists from the start, so that readers never meet its absence.
+                let txn = db.begin_write().map_err(redb_err)?;
+                txn.open_table(TABLE).map_err(redb_err)?;
+                txn.commit().map_err(redb_err)?;
+                Ok(Kv::Redb {
+                    db,
+                    file,
+                    last_durable: Mutex::new(Instant::now()),
+                })
+            }
+        }
+    }
+
+    /// Which engine this is.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Kv::Sled { .. } => Engine::Sled,
+            Kv::Redb { .. } => Engine::Redb,
+        }
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Kv::Sled { tree, .. } => Ok(tree.get(key)?.map(|v| v.to_vec())),
+            Kv::Redb { db, .. } => {
+                let txn = db.begin_read().map_err(redb_err)?;
+                let table = txn.open_table(TABLE).map_err(redb_err)?;
+                Ok(table
+                    .get(key)
+                    .map_err(redb_err)?
+                    .map(|v| v.value().to_vec()))
+            }
+        }
+    }
+
+    /// Sets one key (applied, not yet durable).
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        batch.insert(key, value);
+        self.apply(batch)
+    }
+
+    /// Removes one key (applied, not yet durable).
+    pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        batch.remove(key);
+        self.apply(batch)
+    }
+
+    /// Applies `batch` atomically: after a crash, all of it or none of it.
+    pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        match self {
+            Kv::Sled { tree, .. } => {
+                let mut b = sled::Batch::default();
+                for (k, v) in batch.ops {
+                    match v {
+                        Some(v) => b.insert(k, v),
+                        None => b.remove(k),
+                    }
+                }
+                tree.apply_batch(b)?;
+                Ok(())
+            }
+            Kv::Redb {
+                db, last_durable, ..
+            } => {
+                let mut txn = db.begin_write().map_err(redb_err)?;
+                // Like sled's flusher, a commit at least every DURABLE_EVERY is made
+                // durable, so that what a node replicates without appending is not
+                // held back from the disk indefinitely (nor lost in a crash after a
+                // long quiet time).
+                let due = last_durable
+                    .lock()
+                    .map(|at| at.elapsed() >= DURABLE_EVERY)
+                    .unwrap_or(true);
+                if !due {
+                    txn.set_durability(redb::Durability::None)
+                        .map_err(redb_err)?;
+                }
+                {
+                    let mut table = txn.open_table(TABLE).map_err(redb_err)?;
+                    for (k, v) in &batch.ops {
+                        match v {
+                            Some(v) => {
+                                table.insert(k.as_slice(), v.as_slice()).map_err(redb_err)?;
+                            }
+                            None => {
+                                table.remove(k.as_slice()).map_err(redb_err)?;
+                            }
+                        }
+                    }
+                }
+                txn.commit().map_err(redb_err)?;
+                if due && let Ok(mut at) = last_durable.lock() {
+                    *at = Instant::now();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes everything applied so far durable (a real fsync).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        match self {
+            Kv::Sled { db, dir, .. } => {
+                db.flush()?;
+                std::fs::File::open(dir.join("db"))?.sync_all()?;
+                let blobs = dir.join("blobs");
+                if let Ok(entries) = std::fs::read_dir(&blobs) {
+                    for e in entries.flatten() {
+                        std::fs::File::open(e.path())?.sync_all()?;
+                    }
+                    std::fs::File::open(&blobs)?.sync_all()?;
+                }
+                Ok(())
+            }
+            Kv::Redb {
+                db, last_durable, ..
+            } => {
+                let txn = db.begin_write().map_err(redb_err)?;
+                txn.commit().map_err(redb_err)?;
+                if let Ok(mut at) = last_durable.lock() {
+                    *at = Instant::now();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Pairs with keys in `(lo, hi)`.
+    pub fn range(&self, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Result<Pairs<'_>, StoreError> {
+        match self {
+            Kv::Sled { tree, .. } => Ok(Box::new(tree.range::<Vec<u8>, _>((lo, hi)).map(|kv| {
+                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(Into::into)
+            }))),
+            Kv::Redb { db, .. } => {
+                let txn = db.begin_read().map_err(redb_err)?;
+                let table = txn.open_table(TABLE).map_err(redb_err)?;
+                fn bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+                    match b {
+                        Bound::Included(k) => Bound::Included(k.as_slice()),
+                        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+                        Bound::Unbounded => Bound::Unbounded,
+                    }
+                }
+                let range = table
+                    .range_owned((bound(&lo), bound(&hi)))
+                    .map_err(redb_err)?;
+                Ok(Box::new(range.map(|kv| {
+                    kv.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
+                        .map_err(redb_err)
+                })))
+            }
+        }
+    }
+
+    /// Pairs whose key starts with `prefix`.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Pairs<'_>, StoreError> {
+        let hi = match prefix_end(prefix) {
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
+        };
+        self.range(Bound::Included(prefix.to_vec()), hi)
+    }
+
+    /// Pairs with keys from `lo` to `hi`, both included.
+    pub fn range_inclusive(&self, lo: Vec<u8>, hi: Vec<u8>) -> Result<Pairs<'_>, StoreError> {
+        self.range(Bound::Included(lo), Bound::Included(hi))
+    }
+
+    /// Gives the engine's free space back to the file system where it can (redb: a
+    /// compaction, which needs no other transaction open; sled cannot). Returns
+    /// whether anything was done.
+    pub fn compact(&mut self) -> Result<bool, StoreError> {
+        match self {
+            Kv::Sled { .. } => Ok(false),
+            Kv::Redb { db, .. } => {
+                let mut any = false;
+                while db
+                    .compact(redb::CompactionMode::default())
+                    .map_err(redb_err)?
+                {
+                    any = true;
+                }
+                Ok(any)
+            }
+        }
+    }
+
+    /// Bytes the engine's files occupy.
+    pub fn size_on_disk(&self) -> u64 {
+        match self {
+            Kv::Sled { db, .. } => db.size_on_disk().unwrap_or(0),
+            Kv::Redb { file, .. } => std::fs::metadata(file).map_or(0, |m| m.len()),
+        }
+    }
+
+    /// Bytes the engine's page cache holds now (sled does not say: `None`).
+    pub fn cache_bytes(&self) -> Option<u64> {
+        match self {
+            Kv::Sled { .. } => None,
+            Kv::Redb { db, .. } => Some(db.cache_stats().used_bytes() as u64),
+        }
+    }
+}
+
+/// The smallest key above every key that starts with `prefix` (`None`: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both engines keep the same contract: ordered ranges both ways, prefixes, batches
+    /// with removals, and what was synced survives a reopen.
+    #[test]
+    fn both_engines_agree() {
+        for engine in [Engine::Sled, Engine::Redb] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let kv = Kv::open(dir.path(), engine, 1 << 20).unwrap();
+                let mut batch = Batch::default();
+                for k in [b"a1".as_slice(), b"a2", b"a\xff", b"b", b"\xff\xff"] {
+                    batch.insert(k, k);
+                }
+                kv.apply(batch).unwrap();
+                kv.remove(b"a2").unwrap();
+                kv.sync().unwrap();
+                assert_eq!(Engine::in_dir(dir.path()), Some(engine));
+            }
+            let kv = Kv::open(dir.path(), engine, 1 << 20).unwrap();
+            let keys = |it: Pairs<'_>| -> Vec<Vec<u8>> { it.map(|kv| kv.unwrap().0).collect() };
+            assert_eq!(
+                keys(kv.scan_prefix(b"a").unwrap()),
+                [b"a1".to_vec(), b"a\xff".to_vec()],
+                "{engine:?}"
+            );
+            assert_eq!(
+                keys(kv.scan_prefix(b"\xff").unwrap()),
+                [b"\xff\xff".to_vec()]
+            );
+            assert_eq!(
+                kv.scan_prefix(b"").unwrap().next_back().unwrap().unwrap().0,
+                b"\xff\xff"
+            );
+            assert_eq!(
+                keys(kv.range_inclusive(b"a2".to_vec(), b"b".to_vec()).unwrap()),
+                [b"a\xff".to_vec(), b"b".to_vec()]
+            );
+            assert_eq!(kv.get(b"b").unwrap().as_deref(), Some(&b"b"[..]));
+            assert_eq!(kv.get(b"a2").unwrap(), None);
+        }
+    }
+}
