@@ -135,7 +135,7 @@ pub struct NodeConfig {
     #[serde(default)]
     pub store_cache_mib: u64,
     /// Compact the store's file at start-up (redb only: gives the pages freed by pruned
-    /// map versions back to the file system; takes about 2 s per GB).
+    /// map versions back to the file system; takes about 17 s per GB measured).
     #[serde(default)]
     pub store_compact_at_start: bool,
 }

@@ -611,7 +611,7 @@ fn main() {
         (ingest_s + map_s) / ingest_s
     );
     println!(
-        "disk: {:.1} MiB = {:.0} bytes/record = {:.2} × the envelope bytes (before pruning the map: {:.1} MiB; sled's estimate {:.1} MiB)",
+        "disk: {:.1} MiB = {:.0} bytes/record = {:.2} × the envelope bytes (before pruning the map: {:.1} MiB; the engine's own figure {:.1} MiB)",
         mib(disk),
         disk as f64 / n as f64,
         disk as f64 / envelope_bytes as f64,
