@@ -12,18 +12,19 @@
 //! pages occupy per record, with every version kept and after superseded versions are
 //! pruned. docs/performance.md records the figures.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use common::Chain;
 use credfed_node::engine::{Clock, Core, EngineConfig, EngineEvent, IngestJob};
 use credfed_node::metrics::Metrics;
 use credfed_node::store::Store;
 use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::crypto::{Domain, Keypair};
-use credfed_protocol::envelope::{
-    AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, envelope_hash, seal, sign_body,
-};
+use credfed_protocol::envelope::NODE_UNIT;
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
@@ -62,7 +63,7 @@ fn origin_log(
     };
     let today = now.date_cst();
     let mut out = Vec::with_capacity(n);
-    let mut prev = GENESIS_PREV_HASH;
+    let mut chain = Chain::new(FED, r, origin, now);
     for seq in 1..=n as u64 {
         let (author, key, body) = if seq == 1 {
             let body = Body::DepartmentRegistered {
@@ -95,16 +96,7 @@ fn origin_log(
             };
             (dept.clone(), publisher, Body::ListEntryPublished(entry))
         };
-        let (bytes, sig) = sign_body(FED, key, &body);
-        let at = AppendPosition {
-            region: r,
-            seq,
-            prev_hash: prev,
-            timestamp: now,
-        };
-        let env = seal(FED, origin, &at, author, bytes, sig).expect("seal");
-        prev = envelope_hash(FED, &env);
-        out.push(env);
+        out.push(chain.append(author, key, &body));
     }
     out
 }

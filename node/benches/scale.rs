@@ -20,19 +20,20 @@
 use std::collections::VecDeque;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use common::Chain;
 use credfed_node::engine::{Clock, Core, EngineConfig, EngineEvent, IngestJob};
 use credfed_node::metrics::Metrics;
 use credfed_node::store::{Backend, DEFAULT_CACHE_BYTES, Engine, Store, StoreOptions};
 use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
 use credfed_protocol::crypto::{Domain, Keypair, sha256};
-use credfed_protocol::envelope::{
-    AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, envelope_hash, seal, sign_body,
-};
+use credfed_protocol::envelope::NODE_UNIT;
 use credfed_protocol::ids::region::PROVINCES;
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, PersonRef, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
@@ -106,10 +107,9 @@ fn entry(category: Category, subject: Subject, serial: u64, today: Date) -> List
 struct Published {
     /// Entries a joint punishment may be initiated on.
     defying: VecDeque<EntryId>,
-    /// Entries to correct.
-    to_amend: VecDeque<(EntryId, ListEntry)>,
-    /// Entries to repair.
-    to_repair: VecDeque<EntryId>,
+    /// Black-list entries not yet corrected or repaired: corrections take the oldest,
+    /// repairs the newest, so that no entry is both.
+    black: VecDeque<(EntryId, ListEntry)>,
 }
 
 /// The body of record `serial` (2, 3, …) of region `code`, following the mix above.
@@ -121,9 +121,7 @@ fn body(code: u32, serial: u64, today: Date, p: &mut Published) -> Body {
         check_exemption: None,
     };
     let black = |e: ListEntry, p: &mut Published| {
-        let id = entry_id(r, &e);
-        p.to_repair.push_back(id);
-        p.to_amend.push_back((id, e.clone()));
+        p.black.push_back((entry_id(r, &e), e.clone()));
         Body::ListEntryPublished(e)
     };
     match serial % 100 {
@@ -194,9 +192,8 @@ fn body(code: u32, serial: u64, today: Date, p: &mut Published) -> Body {
                 p,
             ),
         },
-        90..95 => match p.to_amend.pop_front() {
+        90..95 => match p.black.pop_front() {
             Some((id, mut amended)) => {
-                p.to_repair.retain(|x| *x != id);
                 amended.summary = format!("更正 {serial}");
                 Body::ListEntryAmended {
                     entry: id,
@@ -206,15 +203,12 @@ fn body(code: u32, serial: u64, today: Date, p: &mut Published) -> Body {
             }
             None => unreachable!("forty entries precede every correction"),
         },
-        _ => match p.to_repair.pop_back() {
-            Some(id) => {
-                p.to_amend.retain(|(x, _)| *x != id);
-                Body::ListEntryRepaired {
-                    entry: id,
-                    basis: RepairBasis::CorrectedWithinPeriod,
-                    reason: "基准修复".into(),
-                }
-            }
+        _ => match p.black.pop_back() {
+            Some((id, _)) => Body::ListEntryRepaired {
+                entry: id,
+                basis: RepairBasis::CorrectedWithinPeriod,
+                reason: "基准修复".into(),
+            },
             None => unreachable!("forty entries precede every repair"),
         },
     }
@@ -232,7 +226,7 @@ fn generate(code: u32, n: u64, now: Timestamp, path: &Path) -> u64 {
     };
     let today = now.date_cst();
     let mut out = BufWriter::new(std::fs::File::create(path).expect("log file"));
-    let mut prev = GENESIS_PREV_HASH;
+    let mut chain = Chain::new(FED, r, &origin, now);
     let mut published = Published::default();
     let mut bytes_total = 0;
     for seq in 1..=n {
@@ -251,15 +245,7 @@ fn generate(code: u32, n: u64, now: Timestamp, path: &Path) -> u64 {
                 body(code, seq, today, &mut published),
             )
         };
-        let (bytes, sig) = sign_body(FED, key, &body);
-        let at = AppendPosition {
-            region: r,
-            seq,
-            prev_hash: prev,
-            timestamp: now,
-        };
-        let env = seal(FED, &origin, &at, author, bytes, sig).expect("seal");
-        prev = envelope_hash(FED, &env);
+        let env = chain.append(author, key, &body);
         bytes_total += env.len() as u64;
         out.write_all(&(env.len() as u32).to_le_bytes())
             .and_then(|()| out.write_all(&env))

@@ -1,0 +1,54 @@
+//! What the node's benches share: sealing a region's log as its node would.
+
+use credfed_protocol::crypto::{Hash256, Keypair};
+use credfed_protocol::envelope::{
+    AppendPosition, GENESIS_PREV_HASH, envelope_hash, seal, sign_body,
+};
+use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::record::Body;
+use credfed_protocol::time::Timestamp;
+
+/// One region's log being written: each envelope sealed by the region's node after the
+/// one before, all with the same timestamp.
+pub struct Chain<'a> {
+    federation_id: &'a str,
+    region: RegionCode,
+    node_key: &'a Keypair,
+    timestamp: Timestamp,
+    prev: Hash256,
+    seq: u64,
+}
+
+impl<'a> Chain<'a> {
+    /// An empty log of `region`.
+    pub fn new(
+        federation_id: &'a str,
+        region: RegionCode,
+        node_key: &'a Keypair,
+        timestamp: Timestamp,
+    ) -> Chain<'a> {
+        Chain {
+            federation_id,
+            region,
+            node_key,
+            timestamp,
+            prev: GENESIS_PREV_HASH,
+            seq: 0,
+        }
+    }
+
+    /// The next envelope: `body` signed by `author` with `author_key`, sealed.
+    pub fn append(&mut self, author: DepartmentId, author_key: &Keypair, body: &Body) -> Vec<u8> {
+        let (bytes, sig) = sign_body(self.federation_id, author_key, body);
+        self.seq += 1;
+        let at = AppendPosition {
+            region: self.region,
+            seq: self.seq,
+            prev_hash: self.prev,
+            timestamp: self.timestamp,
+        };
+        let env = seal(self.federation_id, self.node_key, &at, author, bytes, sig).expect("seal");
+        self.prev = envelope_hash(self.federation_id, &env);
+        env
+    }
+}
