@@ -2,7 +2,6 @@
 //! same run (machines here are shared and noisy), printed at the end:
 //!
 //! * envelope admission ÷ two raw `verify_strict` (goal ≤ 1.1)
-//! * batch verification speed-up over one-by-one `verify_strict`
 //! * RFC 9162 inclusion-proof verification in a tree of 10^7 leaves ÷ raw `verify_strict`,
 //!   and proof sizes at 10^3, 10^6 and 10^7 leaves
 //! * one person hash at the default iteration count ÷ raw `verify_strict`: what a check
@@ -19,7 +18,7 @@ use common::mean_ns;
 
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::codec;
-use credfed_protocol::crypto::{Domain, Keypair, SignedMessage, verify_batch};
+use credfed_protocol::crypto::{Domain, Keypair};
 use credfed_protocol::envelope::{
     AppendPosition, Envelope, GENESIS_PREV_HASH, NODE_UNIT, decode_envelope, seal, sign_body,
 };
@@ -28,7 +27,7 @@ use credfed_protocol::ledger::{Admission, Ledger, Rules, admit};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};
-use criterion::{BatchSize, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 
 const FED: &str = "cn-credit-bench";
 
@@ -156,38 +155,6 @@ fn benches(c: &mut Criterion) {
             ))
         })
     });
-    let items: Vec<SignedMessage> = (0..64u8)
-        .map(|i| {
-            let k = Keypair::from_secret([i.wrapping_add(20); 32]);
-            let m = vec![i; 200];
-            let sig = k.sign(Domain::EnvelopeHeader, FED, &m);
-            SignedMessage::new(Domain::EnvelopeHeader, FED, &m, sig, k.public())
-        })
-        .collect();
-    g.throughput(Throughput::Elements(64));
-    g.bench_function("batch_64", |b| {
-        b.iter_batched(
-            || items.clone(),
-            |it| assert!(verify_batch(&it).iter().all(|v| v.is_ok())),
-            BatchSize::SmallInput,
-        )
-    });
-    g.bench_function("single_64", |b| {
-        b.iter(|| {
-            for it in &items {
-                it.key
-                    .verify(
-                        Domain::EnvelopeHeader,
-                        FED,
-                        &it.message
-                            [credfed_protocol::crypto::tag(Domain::EnvelopeHeader, FED).len()..],
-                        &it.signature,
-                        "s",
-                    )
-                    .unwrap();
-            }
-        })
-    });
     g.finish();
 
     // Proofs in a tree of 10^7 leaves: nodes come from a stand-in store (every complete
@@ -287,15 +254,6 @@ fn main() {
             "RATIO admit_envelope / (2 x raw verify_strict) = {:.3}  (goal <= 1.1; raw verify_strict {:.1} us)",
             admit / (2.0 * raw),
             raw / 1000.0
-        );
-    }
-    if let (Some(batch), Some(single)) = (
-        mean_ns("verify", "batch_64"),
-        mean_ns("verify", "single_64"),
-    ) {
-        println!(
-            "RATIO batch speed-up (64 signatures) = {:.2}x",
-            single / batch
         );
     }
     proof_sizes();

@@ -311,98 +311,123 @@ impl PublicKey {
     }
 }
 
-/// One item of a batch: a tagged message, its signature and the claimed key.
-#[derive(Debug, Clone)]
-pub struct SignedMessage {
-    /// The full message (tag included).
-    pub message: Vec<u8>,
-    /// The signature.
-    pub signature: Signature,
-    /// The key that should have made it.
-    pub key: PublicKey,
+/// Signatures already verified with `verify_strict` — on another core, ahead of the
+/// thread that admits envelopes — so that admission need not verify them again.
+///
+/// The only way in is [`VerifiedSignatures::verify`], which runs the same strict check
+/// as [`PublicKey::verify`] and keeps the signature only when it passes; a lookup
+/// ([`VerifiedSignatures::holds`]) matches the key, the signature and the exact tagged
+/// message. A hit is therefore the same fact a fresh verification would establish,
+/// whoever filled the set and whatever state it read keys from: admission still decides
+/// which key must have signed, and a key the set does not hold is verified afresh.
+///
+/// There is deliberately no batch verification: `ed25519_dalek::verify_batch` accepts
+/// signatures whose `R` carries a torsion component, which `verify_strict` refuses, so a
+/// signer could make envelopes that one node admits in a batch and another rejects
+/// alone (docs/decisions.md, "No batch verification").
+#[derive(Debug, Default)]
+pub struct VerifiedSignatures {
+    by_signature: std::collections::HashMap<[u8; 64], (PublicKey, Vec<u8>)>,
 }
 
-impl SignedMessage {
-    /// Builds the item for `payload` signed under `domain` and `federation_id`.
-    pub fn new(
+impl VerifiedSignatures {
+    /// An empty set: every lookup misses.
+    pub fn new() -> VerifiedSignatures {
+        VerifiedSignatures::default()
+    }
+
+    /// Verifies `sig` strictly and, when it holds, remembers it. Returns the verdict.
+    pub fn verify(
+        &mut self,
         domain: Domain,
         federation_id: &str,
         payload: &[u8],
-        signature: Signature,
-        key: PublicKey,
-    ) -> Self {
+        sig: &Signature,
+        key: &PublicKey,
+    ) -> bool {
+        let Ok(vk) = key.verifying_key("key") else {
+            return false;
+        };
         let mut message = tag(domain, federation_id);
         message.extend_from_slice(payload);
-        SignedMessage {
-            message,
-            signature,
-            key,
+        let ok = vk
+            .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .is_ok();
+        if ok {
+            self.by_signature.insert(sig.0, (*key, message));
         }
+        ok
+    }
+
+    /// Signs `payload` with `key` and remembers the signature as verified: a signature
+    /// just made with the secret key passes `verify_strict` by construction (its `R` is
+    /// a multiple of the base point and the key is not weak), so verifying it again —
+    /// as admission of the node's own appends did — only repeats work.
+    pub fn sign(
+        &mut self,
+        key: &Keypair,
+        domain: Domain,
+        federation_id: &str,
+        payload: &[u8],
+    ) -> Signature {
+        let mut message = tag(domain, federation_id);
+        message.extend_from_slice(payload);
+        let sig = Signature(key.0.sign(&message).to_bytes());
+        self.by_signature.insert(sig.0, (key.public(), message));
+        sig
+    }
+
+    /// True when `sig` by `key` over `payload` (under `domain` and `federation_id`) was
+    /// verified into this set.
+    pub fn holds(
+        &self,
+        domain: Domain,
+        federation_id: &str,
+        payload: &[u8],
+        sig: &Signature,
+        key: &PublicKey,
+    ) -> bool {
+        let Some((held_key, message)) = self.by_signature.get(&sig.0) else {
+            return false;
+        };
+        let t = tag(domain, federation_id);
+        held_key == key
+            && message.len() == t.len() + payload.len()
+            && message[..t.len()] == t[..]
+            && message[t.len()..] == *payload
+    }
+
+    /// Takes in what another set verified.
+    pub fn absorb(&mut self, other: VerifiedSignatures) {
+        self.by_signature.extend(other.by_signature);
+    }
+
+    /// How many signatures the set holds.
+    pub fn len(&self) -> usize {
+        self.by_signature.len()
+    }
+
+    /// True when the set holds none.
+    pub fn is_empty(&self) -> bool {
+        self.by_signature.is_empty()
     }
 }
 
-/// Verifies many signatures at once; returns one verdict per item, in order.
-///
-/// Batch verification is faster but skips two checks that `verify_strict` makes:
-/// weak keys and small-order `R`. Items with invalid or weak keys, or a small-order
-/// `R`, are judged alone first; the rest go through the batch, and if the batch fails
-/// every remaining item is verified on its own so the caller learns exactly which
-/// ones are bad. The verdicts are therefore always those of `verify_strict`.
-pub fn verify_batch(items: &[SignedMessage]) -> Vec<Result<(), SignatureError>> {
-    let mut verdicts: Vec<Option<Result<(), SignatureError>>> = vec![None; items.len()];
-    let mut batch_idx = Vec::with_capacity(items.len());
-    let mut keys = Vec::with_capacity(items.len());
-    for (i, it) in items.iter().enumerate() {
-        match it.key.verifying_key("signature.key") {
-            Err(e) => verdicts[i] = Some(Err(e)),
-            Ok(_) if r_is_small_order(&it.signature) => verdicts[i] = Some(verify_one(it)),
-            Ok(k) => {
-                batch_idx.push(i);
-                keys.push(k);
-            }
+impl PublicKey {
+    /// [`PublicKey::verify`], unless `known` already holds this exact signature.
+    pub fn verify_unless_known(
+        &self,
+        known: &VerifiedSignatures,
+        domain: Domain,
+        federation_id: &str,
+        payload: &[u8],
+        sig: &Signature,
+        field: &'static str,
+    ) -> Result<(), SignatureError> {
+        if known.holds(domain, federation_id, payload, sig, self) {
+            return Ok(());
         }
-    }
-    if !batch_idx.is_empty() {
-        let msgs: Vec<&[u8]> = batch_idx
-            .iter()
-            .map(|&i| items[i].message.as_slice())
-            .collect();
-        let sigs: Vec<ed25519_dalek::Signature> = batch_idx
-            .iter()
-            .map(|&i| ed25519_dalek::Signature::from_bytes(&items[i].signature.0))
-            .collect();
-        let batch_ok = ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
-        for &i in &batch_idx {
-            verdicts[i] = Some(if batch_ok {
-                Ok(())
-            } else {
-                verify_one(&items[i])
-            });
-        }
-    }
-    verdicts
-        .into_iter()
-        .map(|v| v.unwrap_or(Err(SignatureError::BadSignature { field: "signature" })))
-        .collect()
-}
-
-fn verify_one(it: &SignedMessage) -> Result<(), SignatureError> {
-    let key = it.key.verifying_key("signature.key")?;
-    key.verify_strict(
-        &it.message,
-        &ed25519_dalek::Signature::from_bytes(&it.signature.0),
-    )
-    .map_err(|_| SignatureError::BadSignature { field: "signature" })
-}
-
-/// True when the signature's `R` decodes to a point of small order (or not at all),
-/// which `verify_strict` refuses but batch verification would not notice.
-fn r_is_small_order(sig: &Signature) -> bool {
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&sig.0[..32]);
-    match curve25519_dalek::edwards::CompressedEdwardsY(r).decompress() {
-        Some(p) => p.is_small_order(),
-        None => true,
+        self.verify(domain, federation_id, payload, sig, field)
     }
 }
 
@@ -453,31 +478,115 @@ mod tests {
     }
 
     #[test]
-    fn batch_matches_single_verification_and_names_bad_items() {
-        let mut items: Vec<SignedMessage> = (0..20u8)
-            .map(|i| {
-                let k = kp(i + 1);
-                let payload = vec![i; 10];
-                let sig = k.sign(Domain::Body, "f", &payload);
-                SignedMessage::new(Domain::Body, "f", &payload, sig, k.public())
-            })
-            .collect();
-        assert!(verify_batch(&items).iter().all(|v| v.is_ok()));
-        items[7].message.push(0);
-        let mut weak = [0u8; 32];
-        weak[0] = 1;
-        items[11].key = PublicKey(weak);
-        let verdicts = verify_batch(&items);
-        for (i, v) in verdicts.iter().enumerate() {
-            assert_eq!(v.is_ok(), i != 7 && i != 11, "item {i}: {v:?}");
-        }
-    }
-
-    #[test]
     fn tag_layout_is_stable() {
         assert_eq!(
             hex::encode(tag(Domain::Body, "cn")),
             "63726564666564000862 6f64792d736967 0200 02636e".replace(' ', "")
+        );
+    }
+}
+
+#[cfg(test)]
+mod no_batch_verification {
+    use super::*;
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::Sha512;
+
+    /// A signature whose `R` is a valid nonce point plus the point of order 2: strict
+    /// verification computes `R` without the torsion and refuses it.
+    fn torsioned_signature(n: u32) -> (PublicKey, Vec<u8>, Signature) {
+        let a = Scalar::from_bytes_mod_order([7; 32]);
+        let pk = (ED25519_BASEPOINT_POINT * a).compress();
+        let r = Scalar::from_bytes_mod_order([9; 32]);
+        let payload = n.to_le_bytes().to_vec();
+        let mut msg = tag(Domain::Body, "f");
+        msg.extend_from_slice(&payload);
+        let big_r = (ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[4]).compress();
+        let mut h = Sha512::new();
+        h.update(big_r.as_bytes());
+        h.update(pk.as_bytes());
+        h.update(&msg);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        let s = r + k * a;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(big_r.as_bytes());
+        sig[32..].copy_from_slice(s.as_bytes());
+        (PublicKey(pk.to_bytes()), payload, Signature(sig))
+    }
+
+    /// Why credfed verifies one signature at a time (docs/decisions.md, "No batch
+    /// verification"): dalek's batch accepts about half of these signatures, strict
+    /// verification none. Should this test ever fail, the batch has become strict.
+    #[test]
+    fn dalek_batch_accepts_torsioned_signatures_that_strict_verification_refuses() {
+        let mut batch_accepted = 0;
+        for n in 0..64u32 {
+            let (key, payload, sig) = torsioned_signature(n);
+            assert!(key.verify(Domain::Body, "f", &payload, &sig, "s").is_err());
+            let mut known = VerifiedSignatures::new();
+            assert!(!known.verify(Domain::Body, "f", &payload, &sig, &key));
+            assert!(known.is_empty());
+            let mut msg = tag(Domain::Body, "f");
+            msg.extend_from_slice(&payload);
+            let vk = key.verifying_key("k").expect("key");
+            let dsig = ed25519_dalek::Signature::from_bytes(&sig.0);
+            if ed25519_dalek::verify_batch(&[&msg], &[dsig], &[vk]).is_ok() {
+                batch_accepted += 1;
+            }
+        }
+        assert!(
+            batch_accepted > 0,
+            "dalek's batch refused every torsioned signature"
+        );
+    }
+
+    #[test]
+    fn a_known_signature_matches_only_its_key_domain_federation_and_message() {
+        let k = Keypair::from_secret([3; 32]);
+        let other = Keypair::from_secret([4; 32]).public();
+        let sig = k.sign(Domain::Body, "f", b"payload");
+        let mut known = VerifiedSignatures::new();
+        assert!(known.verify(Domain::Body, "f", b"payload", &sig, &k.public()));
+        assert!(known.holds(Domain::Body, "f", b"payload", &sig, &k.public()));
+        assert!(!known.holds(Domain::Body, "f", b"payloae", &sig, &k.public()));
+        assert!(!known.holds(Domain::Body, "f", b"payload\0", &sig, &k.public()));
+        assert!(!known.holds(Domain::Body, "g", b"payload", &sig, &k.public()));
+        assert!(!known.holds(Domain::EnvelopeHeader, "f", b"payload", &sig, &k.public()));
+        assert!(!known.holds(Domain::Body, "f", b"payload", &sig, &other));
+        let mut forged = sig;
+        forged.0[40] ^= 1;
+        assert!(!known.holds(Domain::Body, "f", b"payload", &forged, &k.public()));
+        // What the set signs itself verifies strictly, and is held.
+        let mut own = VerifiedSignatures::new();
+        let made = own.sign(&k, Domain::EnvelopeHeader, "f", b"header");
+        assert_eq!(made, k.sign(Domain::EnvelopeHeader, "f", b"header"));
+        assert!(
+            k.public()
+                .verify(Domain::EnvelopeHeader, "f", b"header", &made, "s")
+                .is_ok()
+        );
+        assert!(own.holds(Domain::EnvelopeHeader, "f", b"header", &made, &k.public()));
+        // A bad signature never enters.
+        assert!(!known.verify(Domain::Body, "f", b"payload", &forged, &k.public()));
+        assert_eq!(known.len(), 1);
+        // A miss falls back to strict verification, with its verdict.
+        assert!(
+            other
+                .verify_unless_known(&known, Domain::Body, "f", b"payload", &sig, "s")
+                .is_err()
+        );
+        assert!(
+            k.public()
+                .verify_unless_known(
+                    &VerifiedSignatures::new(),
+                    Domain::Body,
+                    "f",
+                    b"payload",
+                    &sig,
+                    "s"
+                )
+                .is_ok()
         );
     }
 }

@@ -15,7 +15,9 @@ use thiserror::Error;
 
 use crate::PROTOCOL_VERSION;
 use crate::codec::{self, DecodeError};
-use crate::crypto::{Domain, Hash256, Keypair, PublicKey, Signature, SignatureError, sha256};
+use crate::crypto::{
+    Domain, Hash256, Keypair, PublicKey, Signature, SignatureError, VerifiedSignatures, sha256,
+};
 use crate::ids::{DepartmentId, RegionCode};
 use crate::limits::MAX_ENVELOPE_BYTES;
 use crate::record::{Body, FieldError};
@@ -140,6 +142,68 @@ impl Envelope {
         )
     }
 
+    /// [`Envelope::verify_node_sig`], unless `known` already holds the signature.
+    pub fn verify_node_sig_unless_known(
+        &self,
+        known: &VerifiedSignatures,
+        federation_id: &str,
+        node_key: &PublicKey,
+    ) -> Result<(), SignatureError> {
+        node_key.verify_unless_known(
+            known,
+            Domain::EnvelopeHeader,
+            federation_id,
+            &self.header_bytes(),
+            &self.node_sig,
+            "envelope.node_sig",
+        )
+    }
+
+    /// [`Envelope::verify_author_sig`], unless `known` already holds the signature.
+    pub fn verify_author_sig_unless_known(
+        &self,
+        known: &VerifiedSignatures,
+        federation_id: &str,
+        author_key: &PublicKey,
+    ) -> Result<(), SignatureError> {
+        author_key.verify_unless_known(
+            known,
+            Domain::Body,
+            federation_id,
+            &self.body,
+            &self.author_sig,
+            "envelope.author_sig",
+        )
+    }
+
+    /// Verifies the signatures of this envelope into `known` ahead of admission, on
+    /// any thread: the node's with `node_key` and the author's with `author_key` when
+    /// the caller knows it. Admission decides later whether these were the right keys.
+    pub fn preverify(
+        &self,
+        known: &mut VerifiedSignatures,
+        federation_id: &str,
+        node_key: &PublicKey,
+        author_key: Option<&PublicKey>,
+    ) {
+        known.verify(
+            Domain::EnvelopeHeader,
+            federation_id,
+            &self.header_bytes(),
+            &self.node_sig,
+            node_key,
+        );
+        if let Some(key) = author_key {
+            known.verify(
+                Domain::Body,
+                federation_id,
+                &self.body,
+                &self.author_sig,
+                key,
+            );
+        }
+    }
+
     /// Verifies the author signature with the author's key.
     pub fn verify_author_sig(
         &self,
@@ -260,6 +324,29 @@ pub fn seal(
     body: Vec<u8>,
     author_sig: Signature,
 ) -> Result<Vec<u8>, codec::EncodeError> {
+    let mut unused = VerifiedSignatures::new();
+    seal_recording(
+        federation_id,
+        node_key,
+        at,
+        author,
+        body,
+        author_sig,
+        &mut unused,
+    )
+}
+
+/// [`seal`], recording the node signature it makes in `known`, so that admitting the
+/// envelope right after does not verify the node's own signature again.
+pub fn seal_recording(
+    federation_id: &str,
+    node_key: &Keypair,
+    at: &AppendPosition,
+    author: DepartmentId,
+    body: Vec<u8>,
+    author_sig: Signature,
+    known: &mut VerifiedSignatures,
+) -> Result<Vec<u8>, codec::EncodeError> {
     let mut envelope = Envelope {
         version: PROTOCOL_VERSION,
         region: at.region,
@@ -271,7 +358,8 @@ pub fn seal(
         author_sig,
         node_sig: Signature([0; 64]),
     };
-    envelope.node_sig = node_key.sign(
+    envelope.node_sig = known.sign(
+        node_key,
         Domain::EnvelopeHeader,
         federation_id,
         &envelope.header_bytes(),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::catalogue::Catalogue;
-use crate::crypto::{Hash256, PublicKey};
+use crate::crypto::{Hash256, PublicKey, VerifiedSignatures};
 use crate::envelope::{
     EnvelopeError, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, decode_envelope,
 };
@@ -352,8 +352,21 @@ pub fn admit<V: StateView + ?Sized>(
     view: &V,
     bytes: &[u8],
 ) -> Result<Admission, AdmitError<V::Error>> {
+    admit_with(rules, view, bytes, &VerifiedSignatures::new())
+}
+
+/// [`admit`], taking signatures already verified (strictly, on other threads) from
+/// `known` instead of verifying them again. The verdict is the same as [`admit`]'s:
+/// `known` can only hold signatures that verify, and admission still decides which key
+/// each signature must be by.
+pub fn admit_with<V: StateView + ?Sized>(
+    rules: Rules<'_>,
+    view: &V,
+    bytes: &[u8],
+    known: &VerifiedSignatures,
+) -> Result<Admission, AdmitError<V::Error>> {
     let reads = Reads::new(view);
-    let verdict = admit_reading(rules, &reads, bytes);
+    let verdict = admit_reading(rules, &reads, bytes, known);
     match reads.finish(verdict) {
         Ok(verdict) => Ok(verdict?),
         Err(e) => Err(AdmitError::Unavailable(e)),
@@ -364,6 +377,7 @@ fn admit_reading<V: StateView + ?Sized>(
     rules: Rules<'_>,
     view: &Reads<'_, V>,
     bytes: &[u8],
+    known: &VerifiedSignatures,
 ) -> Result<Admission, Rejection> {
     let fed = rules.manifest.federation_id.as_str();
     let v = decode_envelope(fed, bytes)?;
@@ -411,7 +425,7 @@ fn admit_reading<V: StateView + ?Sized>(
             }
         });
     }
-    env.verify_node_sig(fed, &member.node_key)
+    env.verify_node_sig_unless_known(known, fed, &member.node_key)
         .map_err(|e| Rejection::from_error(RejectReason::BadNodeSignature, e.field(), &e))?;
     if env.seq > have + 1 {
         return Ok(Admission::Gap {
@@ -501,7 +515,7 @@ fn admit_reading<V: StateView + ?Sized>(
         }
         dept.key
     };
-    env.verify_author_sig(fed, &author_key)
+    env.verify_author_sig_unless_known(known, fed, &author_key)
         .map_err(|e| Rejection::from_error(RejectReason::BadAuthorSignature, e.field(), &e))?;
 
     match authorise(rules, view, &v)? {

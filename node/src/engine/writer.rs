@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::codec;
-use credfed_protocol::crypto::{Keypair, Signature};
+use credfed_protocol::crypto::{Keypair, PublicKey, Signature, VerifiedSignatures};
 use credfed_protocol::envelope::{
-    AppendPosition, Envelope, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, seal, sign_body,
+    AppendPosition, Envelope, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, seal_recording,
+    sign_body,
 };
 use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::ledger::{
-    Admission, AdmitError, EquivocationProof, Head, RejectReason, Rejection, Rules, admit, effects,
+    Admission, AdmitError, EquivocationProof, Head, RejectReason, Rejection, Rules, admit_with,
+    effects,
 };
 use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use credfed_protocol::manifest::Manifest;
@@ -43,6 +45,53 @@ const MAX_PENDING_EVIDENCE: usize = 64;
 /// How often the writer retries work that waits on time (evidence while writes were
 /// paused).
 const WRITER_TICK: Duration = Duration::from_secs(1);
+
+/// Envelopes a pre-verifying thread takes at a time: large enough that handing a chunk
+/// over costs nothing next to its 128 signature checks, small enough that the writer
+/// starts applying after one chunk's verification, not the whole range's.
+const PREVERIFY_CHUNK: usize = 64;
+
+/// Ranges shorter than this are verified by admission on the writer alone: starting
+/// threads would cost more than it saves.
+const PREVERIFY_MIN_RANGE: usize = 2 * PREVERIFY_CHUNK;
+
+/// Threads that verify a pulled range's signatures ahead of the writer: one per core,
+/// at most four (the writer then applies as fast as they verify on this kind of
+/// machine; more would only compete with the API for the cores).
+fn preverifier_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Verifies the signatures of `chunk` strictly into a [`VerifiedSignatures`]: the
+/// node's under the manifest's key for the envelope's region, the author's under the
+/// key the store holds for it now. Anything that does not decode, or names an author
+/// not yet known, is left for admission to judge.
+fn preverify(
+    federation_id: &str,
+    node_keys: &BTreeMap<RegionCode, PublicKey>,
+    store: &dyn Backend,
+    chunk: &[Vec<u8>],
+) -> VerifiedSignatures {
+    let mut known = VerifiedSignatures::new();
+    let mut authors: BTreeMap<DepartmentId, Option<PublicKey>> = BTreeMap::new();
+    for bytes in chunk {
+        let Ok(env) = codec::decode::<Envelope>(bytes, MAX_ENVELOPE_BYTES, "envelope") else {
+            continue;
+        };
+        let Some(node_key) = node_keys.get(&env.region) else {
+            continue;
+        };
+        let author_key = if env.author.unit == NODE_UNIT {
+            Some(*node_key)
+        } else {
+            *authors
+                .entry(env.author.clone())
+                .or_insert_with(|| store.department(&env.author).ok().flatten().map(|d| d.key))
+        };
+        env.preverify(&mut known, federation_id, node_key, author_key.as_ref());
+    }
+    known
+}
 
 /// Envelopes from a peer, for the writer to admit.
 #[derive(Debug)]
@@ -281,7 +330,7 @@ impl Writer {
                 source,
                 message_id,
             } => EngineEvent::Gossip {
-                verdict: self.ingest_from_peer(bytes),
+                verdict: self.ingest_from_peer(&bytes, &VerifiedSignatures::new()),
                 source,
                 message_id,
             },
@@ -291,13 +340,7 @@ impl Writer {
                 from,
                 envelopes,
             } => {
-                let mut forked = false;
-                for bytes in envelopes {
-                    if self.ingest_from_peer(bytes) == PeerVerdict::Reject {
-                        forked = true;
-                        break;
-                    }
-                }
+                let forked = self.ingest_range(&envelopes);
                 EngineEvent::RangeDone {
                     peer,
                     region,
@@ -326,14 +369,90 @@ impl Writer {
         }
     }
 
-    /// Admits and applies one envelope. Store failures are [`IngestError::Store`], never
-    /// a verdict on the envelope.
-    fn ingest(&mut self, bytes: &[u8]) -> Result<Admission, IngestError> {
+    /// Admits a pulled range in order, stopping at the first invalid envelope (then the
+    /// peer's log may fork from ours: the answer is `true`).
+    ///
+    /// The signatures are verified ahead on [`preverifier_threads`] other threads, a
+    /// chunk at a time, while this one applies the chunks before: catch-up then runs at
+    /// the speed of the cores' cryptography instead of one core's cryptography plus the
+    /// store. What those threads verified is only ever a fact about a signature, key and
+    /// message (`VerifiedSignatures`); which key must have signed is decided here, by
+    /// admission, against the state at that moment.
+    fn ingest_range(&mut self, envelopes: &[Vec<u8>]) -> bool {
+        let verifiers = preverifier_threads();
+        if envelopes.len() < PREVERIFY_MIN_RANGE || verifiers == 0 {
+            let none = VerifiedSignatures::new();
+            return envelopes
+                .iter()
+                .any(|bytes| self.ingest_from_peer(bytes, &none) == PeerVerdict::Reject);
+        }
+        let federation_id = self.manifest.federation_id.clone();
+        let node_keys: BTreeMap<RegionCode, PublicKey> = self
+            .manifest
+            .members
+            .iter()
+            .map(|m| (m.region, m.node_key))
+            .collect();
+        let store = self.store.clone();
+        let chunks: Vec<&[Vec<u8>]> = envelopes.chunks(PREVERIFY_CHUNK).collect();
+        std::thread::scope(|scope| {
+            let mut verified = Vec::with_capacity(verifiers);
+            for first in 0..verifiers {
+                // Two chunks ahead per thread at most: bounded memory, and the writer
+                // never waits on a chunk a thread has not started.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<VerifiedSignatures>(2);
+                verified.push(rx);
+                let (chunks, federation_id, node_keys, store) =
+                    (&chunks, &federation_id, &node_keys, &store);
+                let spawned = std::thread::Builder::new()
+                    .name("credfed-verify".into())
+                    .spawn_scoped(scope, move || {
+                        for chunk in chunks.iter().skip(first).step_by(verifiers) {
+                            let known = preverify(federation_id, node_keys, &**store, chunk);
+                            if tx.send(known).is_err() {
+                                return; // the writer stopped at an invalid envelope
+                            }
+                        }
+                    });
+                if spawned.is_err() {
+                    // No thread: that thread's chunks are verified by admission itself.
+                    verified.pop();
+                    break;
+                }
+            }
+            let mut forked = false;
+            for (i, chunk) in chunks.iter().enumerate() {
+                let known = if verified.len() == verifiers {
+                    verified[i % verifiers].recv().unwrap_or_default()
+                } else {
+                    VerifiedSignatures::new()
+                };
+                if chunk
+                    .iter()
+                    .any(|bytes| self.ingest_from_peer(bytes, &known) == PeerVerdict::Reject)
+                {
+                    forked = true;
+                    break;
+                }
+            }
+            // Dropping the receivers ends threads still verifying chunks not needed.
+            drop(verified);
+            forked
+        })
+    }
+
+    /// Admits and applies one envelope, taking signatures in `known` as verified.
+    /// Store failures are [`IngestError::Store`], never a verdict on the envelope.
+    fn ingest(
+        &mut self,
+        bytes: &[u8],
+        known: &VerifiedSignatures,
+    ) -> Result<Admission, IngestError> {
         let store_failed = |metrics: &Metrics, e: StoreError| {
             metrics.ingest_store_errors.fetch_add(1, Ordering::Relaxed);
             IngestError::Store(e)
         };
-        let verdict = match admit(self.rules(), &*self.store, bytes) {
+        let verdict = match admit_with(self.rules(), &*self.store, bytes, known) {
             Ok(v) => v,
             Err(AdmitError::Invalid(r)) => {
                 self.metrics.reject(r.reason);
@@ -382,21 +501,21 @@ impl Writer {
     }
 
     /// Admits an envelope from a peer, parking what is early and queueing evidence.
-    fn ingest_from_peer(&mut self, bytes: Vec<u8>) -> PeerVerdict {
-        match self.ingest(&bytes) {
+    fn ingest_from_peer(&mut self, bytes: &[u8], known: &VerifiedSignatures) -> PeerVerdict {
+        match self.ingest(bytes, known) {
             Ok(Admission::Accept(_)) => {
                 self.drain_parked();
                 PeerVerdict::Accept
             }
             Ok(Admission::Duplicate) => PeerVerdict::Ignore,
             Ok(Admission::Gap { region, got, .. }) => {
-                self.parked.park(region, got, bytes);
+                self.parked.park(region, got, bytes.to_vec());
                 PeerVerdict::Ignore
             }
             Ok(Admission::MissingDependency { what }) => {
                 tracing::debug!(%what, "envelope waits for a dependency");
-                if let Ok(env) = codec::decode::<Envelope>(&bytes, MAX_ENVELOPE_BYTES, "envelope") {
-                    self.parked.park(env.region, env.seq, bytes);
+                if let Ok(env) = codec::decode::<Envelope>(bytes, MAX_ENVELOPE_BYTES, "envelope") {
+                    self.parked.park(env.region, env.seq, bytes.to_vec());
                 }
                 PeerVerdict::Ignore
             }
@@ -426,7 +545,7 @@ impl Writer {
             }
             let mut progress = false;
             for bytes in ready {
-                match self.ingest(&bytes) {
+                match self.ingest(&bytes, &VerifiedSignatures::new()) {
                     Ok(Admission::Accept(_)) => progress = true,
                     Ok(Admission::Equivocation(proof)) => self.queue_evidence(*proof),
                     // Invalid where it waited: it never will be valid there.
@@ -487,16 +606,19 @@ impl Writer {
             prev_hash: head.map_or(GENESIS_PREV_HASH, |h| h.hash),
             timestamp,
         };
-        let bytes = seal(
+        // The node signature just made is not verified again; the author's is.
+        let mut own = VerifiedSignatures::new();
+        let bytes = seal_recording(
             &self.manifest.federation_id,
             &self.node_key,
             &at,
             author,
             body,
             signature,
+            &mut own,
         )
         .map_err(|e| Rejection::from_error(RejectReason::Malformed, "body", &e))?;
-        match self.ingest(&bytes) {
+        match self.ingest(&bytes, &own) {
             Ok(Admission::Accept(v)) => Ok(*v),
             Ok(Admission::MissingDependency { what }) => Err(Rejection::new(
                 RejectReason::Conflict,

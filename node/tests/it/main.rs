@@ -1,8 +1,11 @@
 //! Integration tests: several real credfed-node processes on loopback.
 
+#[path = "../../benches/common/mod.rs"]
+mod chain;
 mod cluster;
 mod engine;
 mod hardening;
 mod harness;
 mod openapi;
 mod proven;
+mod ranges;

@@ -562,6 +562,84 @@ fn signatures_membership_chain_and_replay() {
     );
 }
 
+/// Signatures verified ahead of admission on other threads (catch-up verifies a range's
+/// signatures in parallel) decide nothing that admission alone would not: a signature
+/// known under the wrong key, a flipped one, or one by a revoked author is refused as
+/// before, and a good one is admitted as before.
+#[test]
+fn signatures_known_ahead_decide_nothing_admission_would_not() {
+    use credfed_protocol::crypto::{Domain, VerifiedSignatures};
+    use credfed_protocol::ledger::admit_with;
+    let mut w = world();
+    let preverified =
+        |w: &World, bytes: &[u8], author_key: &credfed_protocol::crypto::PublicKey| {
+            let env: Envelope = codec::decode(bytes, 1 << 16, "envelope").unwrap();
+            let mut known = VerifiedSignatures::new();
+            env.preverify(
+                &mut known,
+                FED,
+                &w.nodes[&env.region].public(),
+                Some(author_key),
+            );
+            known
+        };
+    let body = Body::ListEntryPublished(black_entry(org(ACME), "d1", &[]));
+    // Signed by mallory and known as mallory's: still not the department's signature.
+    let (bytes, _) =
+        credfed_protocol::envelope::sign_body(FED, &w.depts[&dept("310000:pub")], &body);
+    let mallory = key("mallory");
+    let forged = mallory.sign(Domain::Body, FED, &bytes);
+    let env = w.seal_signed(dept("310000:pub"), bytes, forged);
+    let known = preverified(&w, &env, &mallory.public());
+    assert_eq!(known.len(), 2, "signatures verified ahead");
+    assert_eq!(
+        admit_with(w.rules(), &w.ledger, &env, &known)
+            .unwrap_err()
+            .into_rejection()
+            .reason,
+        RejectReason::BadAuthorSignature
+    );
+    // Known before a bit of the node signature flipped: the flipped one is not known.
+    let good = w.seal_as("310000:pub", &body);
+    let author = w.depts[&dept("310000:pub")].public();
+    let known = preverified(&w, &good, &author);
+    assert_eq!(known.len(), 2, "signatures verified ahead");
+    let mut flipped = good.clone();
+    let n = flipped.len();
+    flipped[n - 1] ^= 0x01;
+    assert_eq!(
+        admit_with(w.rules(), &w.ledger, &flipped, &known)
+            .unwrap_err()
+            .into_rejection()
+            .reason,
+        RejectReason::BadNodeSignature
+    );
+    // The good envelope: admitted exactly as without the set.
+    let plain = credfed_protocol::ledger::admit(w.rules(), &w.ledger, &good).unwrap();
+    let with = admit_with(w.rules(), &w.ledger, &good, &known).unwrap();
+    assert_eq!(plain, with);
+    assert!(matches!(with, Admission::Accept(_)));
+    // Known while the author was registered, admitted after its revocation: refused.
+    let later = Body::ListEntryPublished(black_entry(org(ACME), "d2", &[]));
+    w.accept(
+        "310000:ops",
+        Body::DepartmentRevoked {
+            department: dept("310000:pub"),
+            reason: "rotated".into(),
+        },
+    );
+    let env = w.seal_as("310000:pub", &later);
+    let known = preverified(&w, &env, &author);
+    assert_eq!(known.len(), 2, "signatures verified ahead");
+    assert_eq!(
+        admit_with(w.rules(), &w.ledger, &env, &known)
+            .unwrap_err()
+            .into_rejection()
+            .reason,
+        RejectReason::AuthorRevoked
+    );
+}
+
 /// Invariant 4: two different envelopes at one position are proof of equivocation that a
 /// third party verifies offline; the evidence record flags the region everywhere.
 #[test]

@@ -1,0 +1,194 @@
+//! Pulled ranges through the writer, whose signatures other threads verify ahead of
+//! admission: the outcome is exactly what one-by-one admission gives — everything up
+//! to the first invalid envelope applied, that one and everything after it not, the
+//! range reported as a possible fork — whoever signed what and wherever in the range.
+
+use std::sync::Arc;
+
+use credfed_node::engine::{Clock, Core, EngineConfig, EngineEvent, IngestJob};
+use credfed_node::metrics::Metrics;
+use credfed_node::store::{Engine, Store, StoreOptions};
+use credfed_protocol::calendar::WorkingCalendar;
+use credfed_protocol::catalogue::Catalogue;
+use credfed_protocol::crypto::Keypair;
+use credfed_protocol::envelope::NODE_UNIT;
+use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode, Role};
+use credfed_protocol::manifest::{Manifest, Member};
+use credfed_protocol::record::*;
+use credfed_protocol::time::{Date, Timestamp};
+
+use crate::chain::Chain;
+
+const FED: &str = "cn-credit-ranges";
+
+fn region(code: u32) -> RegionCode {
+    RegionCode::new(code, "region").unwrap()
+}
+
+fn key(n: u8) -> Keypair {
+    Keypair::from_secret([n; 32])
+}
+
+/// Region 310000's log of `n` envelopes: the node registers a publisher, which then
+/// publishes; `tamper(index, envelope)` may change any envelope as it is made.
+fn log(n: usize, tamper: impl Fn(usize, &mut Vec<u8>)) -> Vec<Vec<u8>> {
+    let node_key = key(31);
+    let publisher = key(32);
+    let sh = region(310000);
+    let dept = DepartmentId::new(sh, "pub", "department").unwrap();
+    let node = DepartmentId {
+        region: sh,
+        unit: NODE_UNIT.into(),
+    };
+    let now = Timestamp(1_780_000_000_000);
+    let mut chain = Chain::new(FED, sh, &node_key, now);
+    (0..n)
+        .map(|i| {
+            let mut env = if i == 0 {
+                chain.append(
+                    node.clone(),
+                    &node_key,
+                    &Body::DepartmentRegistered {
+                        department: dept.clone(),
+                        name: "认定部门".into(),
+                        roles: vec![Role::Publisher],
+                        key: publisher.public(),
+                    },
+                )
+            } else {
+                let d = |s: &str| Date::parse(s).unwrap();
+                let entry = ListEntry {
+                    category: Category::Black(BlackCategory::MaliciousWageArrears),
+                    subject: Subject::Organisation {
+                        uscc: "91350100M000100Y43".into(),
+                        name: "某某建筑劳务有限公司".into(),
+                        check_exemption: None,
+                    },
+                    related_persons: vec![],
+                    basis: Basis {
+                        document_no: format!("沪人社〔2026〕{i}号"),
+                        authority: "人力资源社会保障局".into(),
+                        decided_on: d("2026-01-05"),
+                        legal_basis: "《保障农民工工资支付条例》第四十八条".into(),
+                    },
+                    effective_from: d("2026-01-05"),
+                    expires_on: d("2029-01-05"),
+                    requested_measures: vec![],
+                    findings: vec![],
+                    summary: String::new(),
+                };
+                chain.append(dept.clone(), &publisher, &Body::ListEntryPublished(entry))
+            };
+            tamper(i, &mut env);
+            env
+        })
+        .collect()
+}
+
+/// Admits `envelopes` as one pulled range into a fresh node of 110000 and returns
+/// whether the range was reported forked and the head it reached.
+async fn pull(envelopes: Vec<Vec<u8>>) -> (bool, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        &StoreOptions {
+            engine: Engine::Redb,
+            cache_bytes: 8 << 20,
+            compact: false,
+        },
+    )
+    .unwrap();
+    let manifest = Manifest::for_build(
+        FED,
+        1,
+        Timestamp(0),
+        Timestamp(i64::MAX / 2),
+        key(1).public(),
+        vec![
+            Member::for_province(region(110000), key(11).public(), vec![]),
+            Member::for_province(region(310000), key(31).public(), vec![]),
+        ],
+    );
+    let (core, mut links) = Core::start(
+        Box::new(store),
+        EngineConfig {
+            region: region(110000),
+            manifest,
+            catalogue: Catalogue::embedded().unwrap(),
+            calendar: WorkingCalendar::embedded().unwrap(),
+            node_key: key(11),
+            person_key: PersonHashKey::new(&[9; 32]).unwrap(),
+            clock: Clock::new(0),
+            group_commit_max: 256,
+            signed_manifest: None,
+        },
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    links
+        .ingest
+        .send(IngestJob::Range {
+            peer: libp2p::PeerId::random(),
+            region: region(310000),
+            from: Some(1),
+            envelopes,
+        })
+        .await
+        .unwrap();
+    let forked = loop {
+        match links.events.recv().await.unwrap() {
+            EngineEvent::RangeDone { forked, .. } => break forked,
+            _ => continue,
+        }
+    };
+    let head = core
+        .heads()
+        .unwrap()
+        .get(&region(310000))
+        .map_or(0, |h| h.seq);
+    core.shutdown().unwrap();
+    (forked, head)
+}
+
+fn flip_last_byte(env: &mut [u8]) {
+    let n = env.len();
+    env[n - 1] ^= 1;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_range_verified_ahead_is_applied_whole() {
+    // 700 envelopes: eleven chunks over the verifying threads, the first of which names
+    // an author only registered inside the range.
+    assert_eq!(pull(log(700, |_, _| {})).await, (false, 700));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_stops_at_a_flipped_node_signature() {
+    // Index 450 is seq 451: 450 envelopes before it are applied.
+    let envelopes = log(700, |i, env| {
+        if i == 450 {
+            flip_last_byte(env)
+        }
+    });
+    assert_eq!(pull(envelopes).await, (true, 450));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_stops_at_an_author_signature_by_another_key() {
+    // The body at index 200 is re-signed by a key the publisher never registered and
+    // re-sealed by the (honest) node: only the author signature is wrong.
+    let forger = key(66);
+    let mut envelopes = log(700, |_, _| {});
+    let env: credfed_protocol::envelope::Envelope =
+        credfed_protocol::codec::decode(&envelopes[200], 1 << 16, "envelope").unwrap();
+    let forged = forger.sign(credfed_protocol::crypto::Domain::Body, FED, &env.body);
+    let at = credfed_protocol::envelope::AppendPosition {
+        region: env.region,
+        seq: env.seq,
+        prev_hash: env.prev_hash,
+        timestamp: env.timestamp,
+    };
+    envelopes[200] =
+        credfed_protocol::envelope::seal(FED, &key(31), &at, env.author, env.body, forged).unwrap();
+    assert_eq!(pull(envelopes).await, (true, 200));
+}
