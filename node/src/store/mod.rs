@@ -1291,22 +1291,24 @@ mod tests {
         store.live_bytes().unwrap().values().map(|p| p.bytes).sum()
     }
 
-    /// The store's file tracks its live data, not the history written: map versions
-    /// written and pruned by the hundred leave the redb file where the first hundred
-    /// left it, and a compaction brings it within a small factor of the live bytes.
+    /// The store's file tracks its live data, not the history written: after the file
+    /// has reached its working size (500 map versions written and pruned), three times
+    /// as many more leave it where it was, and a compaction brings it within a small
+    /// factor of the live bytes. (redb grows its file by doubling regions, so the first
+    /// versions say little; the growth that matters is the one with the history.)
     #[test]
     fn the_file_tracks_live_data_through_map_churn() {
         let dir = tempfile::tempdir().unwrap();
         let options = redb_options(8 << 20);
         let store = Store::open_with(dir.path(), &options).unwrap();
-        churn_map(&store, 1, 100);
-        let after_first = store.size_on_disk();
-        churn_map(&store, 101, 400);
+        churn_map(&store, 1, 500);
+        let warm = store.size_on_disk();
+        churn_map(&store, 501, 1500);
         let after_all = store.size_on_disk();
         let live_bytes = live(&store);
         assert!(
-            after_all <= after_first + after_first / 2,
-            "the file grew with the versions written: {after_first} bytes after 100, {after_all} after 500 (live {live_bytes})"
+            after_all <= warm + warm / 4,
+            "the file grew with the versions written: {warm} bytes after 500, {after_all} after 2000 (live {live_bytes})"
         );
         drop(store);
         let compacting = StoreOptions {
