@@ -3,10 +3,11 @@
 //! applied by the writer), with one map version per range as a witness computes them;
 //! then what the store occupies per record and per part, resident memory, start-up time
 //! (open, chain verification, engine start), check latency in process (listed and
-//! unlisted subjects) and what a map version costs.
+//! unlisted subjects), checks over HTTPS from 1 to 64 kept-alive clients (the daemon
+//! started on the filled store) and what a map version costs.
 //!
 //! `cargo bench -p credfed-node --bench scale -- N [--engine redb|sled] [--cache-mib M]
-//! [--no-map] [--dir DIR]` (default N = 100000, redb, the default cache).
+//! [--no-map] [--no-https] [--dir DIR]` (default N = 100000, sled, the default cache).
 //! Signatures are made beforehand on every core, into files under the work directory
 //! (a temporary one unless `--dir` is given), so that the node's memory is measured
 //! without the generated log in it. docs/performance.md records the figures.
@@ -572,6 +573,16 @@ fn main() {
     }
     let verify_pairs = 10_000.0 / t.elapsed().as_secs_f64();
     core.shutdown().expect("engine stopped");
+    drop(core);
+    drop(_links);
+
+    // 6. Checks over HTTPS: the daemon on the filled store, kept-alive connections.
+    let https = if args.iter().any(|a| a == "--no-https") {
+        Vec::new()
+    } else {
+        let store = Store::open_with(&store_dir, &options).expect("store reopens");
+        https_checks(&work, &manifest, &authority, store, &regions, per_region)
+    };
 
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let envelope_bytes = parts.get(&b'L').map_or(log_bytes, |p| p.bytes);
@@ -640,4 +651,149 @@ fn main() {
         percentile(&unlisted, 0.5),
         percentile(&unlisted, 0.99)
     );
+    for h in &https {
+        println!(
+            "checks over HTTPS, {:>2} clients: {:>6.0} checks/s = {:.2} × the raw verify-pair rate; p50 {:.2} ms p99 {:.2} ms",
+            h.clients,
+            h.rate,
+            h.rate / verify_pairs,
+            h.p50_ms,
+            h.p99_ms
+        );
+    }
+}
+
+/// Checks per second and latency over HTTPS with one number of clients.
+struct HttpsChecks {
+    clients: usize,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts the node daemon (its own data directory: keys, certificates, the bench's
+/// manifest) on the filled store and measures `GET /v1/check` — listed and unlisted
+/// companies in turn — from 1, 4, 16 and 64 clients, each on its own kept-alive
+/// connection, for `HTTPS_SECONDS` each. The clients run in this process, on the same
+/// two cores as the node: the rate is the node's and its load's together.
+fn https_checks(
+    work: &Path,
+    manifest: &Manifest,
+    authority: &Keypair,
+    store: Store,
+    regions: &[u32],
+    per_region: u64,
+) -> Vec<HttpsChecks> {
+    use credfed_node::config::{InitOptions, init_data_dir};
+    const HTTPS_SECONDS: f64 = 3.0;
+    let dir = work.join("node");
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = init_data_dir(&InitOptions {
+        region: region(OWN),
+        dir: dir.clone(),
+        authority_key: authority.public().to_hex(),
+        node_key: Some(node_key(OWN)),
+        person_secret_hex: Some(hex::encode([9u8; 32])),
+        p2p_port: free_port(),
+        api_port: free_port(),
+        listen_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    })
+    .expect("data directory");
+    std::fs::write(
+        report.dir.join("manifest.json"),
+        serde_json::to_string(&manifest.sign(authority).expect("sign")).expect("json"),
+    )
+    .expect("manifest");
+    let mut cfg = report.config;
+    cfg.solo = true;
+    // 64 clients and this bench share one address.
+    cfg.api_max_connections_per_client = 256;
+    cfg.save(&report.dir.join("config.toml")).expect("config");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let node = credfed_node::daemon::start_with(&cfg, Some(Box::new(store)))
+            .await
+            .expect("node starts");
+        let op = report.dir.join("operator");
+        let client = credfed_client::ApiClient::with_identity(
+            &node.api_addr.to_string(),
+            &report.dir.join("api-ca.pem"),
+            &op.join(format!("{OWN}-node.pem")),
+            &op.join(format!("{OWN}-node.key")),
+        )
+        .expect("client");
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        while client.status().await.is_err() {
+            assert!(Instant::now() < deadline, "the node never answered");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let paths: Arc<Vec<String>> = Arc::new(
+            (0..1000u64)
+                .map(|i| {
+                    let code = regions[(i as usize * 7) % regions.len()];
+                    let serial = if i % 2 == 0 {
+                        2 + (i * 7919) % 40
+                    } else {
+                        per_region + 1_000 + i
+                    };
+                    format!(
+                        "/v1/check?uscc={}&domain=procurement",
+                        company(code, serial)
+                    )
+                })
+                .collect(),
+        );
+        // Every path answers 200 before anything is timed.
+        for p in paths.iter().take(20) {
+            assert_eq!(client.get(p).await.expect("check").status, 200, "{p}");
+        }
+        let mut out = Vec::new();
+        for clients in [1usize, 4, 16, 64] {
+            let pool = client.clone().with_max_connections(clients);
+            let stop = Instant::now() + std::time::Duration::from_secs_f64(HTTPS_SECONDS);
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..clients)
+                .map(|c| {
+                    let (pool, paths) = (pool.clone(), paths.clone());
+                    tokio::spawn(async move {
+                        let mut lat = Vec::new();
+                        let mut i = c * 13;
+                        while Instant::now() < stop {
+                            let t = Instant::now();
+                            let r = pool.get(&paths[i % paths.len()]).await.expect("check");
+                            assert_eq!(r.status, 200);
+                            lat.push(t.elapsed().as_secs_f64() * 1e3);
+                            i += 1;
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            let mut lat = Vec::new();
+            for t in tasks {
+                lat.extend(t.await.expect("client"));
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            out.push(HttpsChecks {
+                clients,
+                rate: lat.len() as f64 / seconds,
+                p50_ms: percentile(&lat, 0.5),
+                p99_ms: percentile(&lat, 0.99),
+            });
+        }
+        node.stop().await.expect("node stops");
+        out
+    })
 }
