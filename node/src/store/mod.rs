@@ -57,7 +57,7 @@ use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
-use credfed_protocol::merkle::{Frontier, leaf_hash};
+use credfed_protocol::merkle::{Frontier, leaf_hash, node_hash};
 use credfed_protocol::record::{
     ActionId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
 };
@@ -67,7 +67,14 @@ use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
+
+/// The lowest level of a region's Merkle tree that is stored. Nodes below it are
+/// hashed again from the envelopes when a proof needs them — at most eight envelopes
+/// for a level-3 node — instead of being kept: levels 0 to 3 are fifteen of every
+/// sixteen tree nodes (about 86 of the 92 bytes per record the tree took), and the
+/// envelopes they hash are in the store anyway.
+pub const STORED_TREE_LEVEL: u8 = 4;
 
 /// Largest stored fold. Folds grow with the records touching them (objections, actions);
 /// 16 MiB is far beyond any real entry and stops a corrupt length from allocating more.
@@ -388,12 +395,20 @@ fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
 /// built from the logs. Format 3 kept the verifiable map a node per record and every
 /// position apart: the map is dropped, to be recomputed from the log in pages when a
 /// checkpoint next needs it (it is derived data, never the only copy of anything).
+/// Format 4 stored every level of the Merkle trees: the levels below
+/// [`STORED_TREE_LEVEL`] are removed (they are hashed from the envelopes when needed).
 fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => Ok(()),
         found if found > FORMAT_VERSION => Err(StoreError::NewerFormat { found }),
+        4 => {
+            drop_low_tree_levels(tree)?;
+            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+            Ok(())
+        }
         3 => {
             drop_maps(tree)?;
+            drop_low_tree_levels(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             Ok(())
         }
@@ -421,6 +436,36 @@ fn drop_maps(tree: &Kv) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Removes the stored tree nodes below [`STORED_TREE_LEVEL`] (format 4 → 5), a bounded
+/// batch at a time so that a large store is not held in memory.
+fn drop_low_tree_levels(tree: &Kv) -> Result<(), StoreError> {
+    const KEYS_PER_BATCH: usize = 16_384;
+    let end = vec![b'N' + 1];
+    let mut from = Bound::Included(vec![b'N']);
+    loop {
+        let mut batch = Batch::default();
+        let mut last = None;
+        let mut seen = 0;
+        for kv in tree.range(from.clone(), Bound::Excluded(end.clone()))? {
+            let (k, _) = kv?;
+            // 'N', region (4 bytes), level, index (8 bytes).
+            if k.get(5).is_some_and(|level| *level < STORED_TREE_LEVEL) {
+                batch.remove(k.clone());
+            }
+            last = Some(k);
+            seen += 1;
+            if seen == KEYS_PER_BATCH {
+                break;
+            }
+        }
+        tree.apply(batch)?;
+        match last {
+            Some(k) if seen == KEYS_PER_BATCH => from = Bound::Excluded(k),
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// Builds every region's Merkle tree from its log (format 2 → 3), a region at a time.
 fn build_trees(tree: &Kv) -> Result<(), StoreError> {
     let mut regions = Vec::new();
@@ -440,7 +485,9 @@ fn build_trees(tree: &Kv) -> Result<(), StoreError> {
         for kv in tree.scan_prefix(&region_key(b'L', region))? {
             let (_, bytes) = kv?;
             for c in frontier.append(leaf_hash(&bytes)) {
-                batch.insert(tree_key(region, c.level, c.index), &c.hash.0[..]);
+                if c.level >= STORED_TREE_LEVEL {
+                    batch.insert(tree_key(region, c.level, c.index), &c.hash.0[..]);
+                }
             }
         }
         batch.insert(region_key(b'T', region), enc(&frontier));
@@ -573,7 +620,9 @@ impl Backend for Store {
                         )));
                     }
                     for c in frontier.append(leaf_hash(bytes)) {
-                        batch.insert(tree_key(pos.region, c.level, c.index), &c.hash.0[..]);
+                        if c.level >= STORED_TREE_LEVEL {
+                            batch.insert(tree_key(pos.region, c.level, c.index), &c.hash.0[..]);
+                        }
                     }
                     batch.insert(region_key(b'T', pos.region), enc(&frontier));
                 }
@@ -801,6 +850,9 @@ impl Backend for Store {
         level: u8,
         index: u64,
     ) -> Result<Option<Hash256>, StoreError> {
+        if level < STORED_TREE_LEVEL {
+            return self.subtree_from_log(region, level, index);
+        }
         match self.kv.get(&tree_key(region, level, index))? {
             None => Ok(None),
             Some(v) => Ok(Some(Hash256(v.as_slice().try_into().map_err(|_| {
@@ -1007,6 +1059,38 @@ impl Backend for Store {
 }
 
 impl Store {
+    /// The hash of the complete subtree at `level` (below [`STORED_TREE_LEVEL`]) and
+    /// `index`, from the envelopes it covers; `None` while the log does not hold them
+    /// all (the subtree is not complete).
+    fn subtree_from_log(
+        &self,
+        region: RegionCode,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<Hash256>, StoreError> {
+        let width = 1u64 << level;
+        let Some(first) = index.checked_mul(width) else {
+            return Ok(None);
+        };
+        let mut hashes = Vec::with_capacity(width as usize);
+        for leaf in first..first.saturating_add(width) {
+            let Some(seq) = leaf.checked_add(1) else {
+                return Ok(None);
+            };
+            match self.kv.get(&pos_key(b'L', RecordPos { region, seq }))? {
+                Some(bytes) => hashes.push(leaf_hash(&bytes)),
+                None => return Ok(None),
+            }
+        }
+        while hashes.len() > 1 {
+            hashes = hashes
+                .chunks(2)
+                .map(|pair| node_hash(&pair[0], &pair[1]))
+                .collect();
+        }
+        Ok(hashes.pop())
+    }
+
     /// Decoded values under a prefix; a read or decode failure is an item, not a skip.
     fn scan_values<T: Serialize + DeserializeOwned + 'static>(
         &self,
@@ -1133,11 +1217,34 @@ mod tests {
                 root_at(&Nodes(&store), size).unwrap(),
                 root_at(&memory, size).unwrap()
             );
+            for leaf in [0, size / 2, size - 1] {
+                assert_eq!(
+                    inclusion_proof(&Nodes(&store), leaf, size).unwrap(),
+                    inclusion_proof(&memory, leaf, size).unwrap()
+                );
+            }
             assert_eq!(
-                inclusion_proof(&Nodes(&store), size - 1, size).unwrap(),
-                inclusion_proof(&memory, size - 1, size).unwrap()
+                credfed_protocol::merkle::consistency_proof(&Nodes(&store), 3, size.max(3))
+                    .unwrap(),
+                credfed_protocol::merkle::consistency_proof(&memory, 3, size.max(3)).unwrap()
             );
         }
+        // Every complete subtree, stored (level 4 up) or hashed from the log (below),
+        // is the memory tree's; an incomplete one is absent.
+        for level in 0..6u8 {
+            for index in 0..(37u64 >> level) {
+                assert_eq!(
+                    store.tree_node(sh(), level, index).unwrap(),
+                    Some(memory.node(level, index).unwrap()),
+                    "{level}/{index}"
+                );
+            }
+            assert_eq!(store.tree_node(sh(), level, 37u64 >> level).unwrap(), None);
+        }
+        assert_eq!(store.tree_node(sh(), 3, u64::MAX).unwrap(), None);
+        // Only the levels from STORED_TREE_LEVEL up take room: of 37 leaves, two
+        // complete subtrees of 16 and one of 32.
+        assert_eq!(store.count(b'N'), 3);
         let e = store
             .apply(&[Update::Append {
                 pos: RecordPos {
@@ -1190,6 +1297,51 @@ mod tests {
             &FORMAT_VERSION.to_le_bytes()
         );
         assert!(store.tree_node(sh(), 4, 0).unwrap().is_some());
+    }
+
+    /// A format-4 store (every tree level stored) is upgraded at open: the levels
+    /// below STORED_TREE_LEVEL are removed, the rest kept, and proofs are the same.
+    #[test]
+    fn a_format_4_store_drops_its_low_tree_levels_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 3]).collect();
+        let memory = MemoryTree::from_data(&data);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for (i, d) in data.iter().enumerate() {
+                append(&store, i as u64 + 1, d);
+            }
+            // As format 4 stored them: every complete subtree below level 4 too.
+            let mut batch = Batch::default();
+            for level in 0..STORED_TREE_LEVEL {
+                for index in 0..(50u64 >> level) {
+                    batch.insert(
+                        tree_key(sh(), level, index),
+                        memory.node(level, index).unwrap().0,
+                    );
+                }
+            }
+            store.kv.apply(batch).unwrap();
+            store.kv.insert(b"Mformat", &4u32.to_le_bytes()).unwrap();
+            store.sync().unwrap();
+            assert_eq!(store.count(b'N'), 50 + 25 + 12 + 6 + 3 + 1);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.count(b'N'), 4, "levels 4 and 5 stay, the rest goes");
+        for size in [7, 32, 50] {
+            assert_eq!(
+                root_at(&Nodes(&store), size).unwrap(),
+                root_at(&memory, size).unwrap()
+            );
+            assert_eq!(
+                inclusion_proof(&Nodes(&store), 5, size).unwrap(),
+                inclusion_proof(&memory, 5, size).unwrap()
+            );
+        }
+        assert_eq!(
+            store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
+            &FORMAT_VERSION.to_le_bytes()
+        );
     }
 
     /// A damaged map page or version record is refused as corrupt, never a panic or a
