@@ -20,7 +20,7 @@
 //! | `L` | region u32, seq u64 | envelope bytes, verbatim |
 //! | `H` | region u32 | `Head` |
 //! | `D` | department id text | `DepartmentRecord` |
-//! | `E` | entry id | `EntryFold` |
+//! | `E` | entry id | `StoredEntry`: the `EntryFold` without its content, which the envelope it names carries |
 //! | `A` | action id | `ActionFold` |
 //! | `O` | objection id | `ObjectionTarget` (an entry or an evaluation) |
 //! | `V` | evaluation id | `EvaluationFold` |
@@ -29,7 +29,7 @@
 //! | `P` | region u32, seq u64 | `EquivocationProof` |
 //! | `R` | region u32, seq u64 | i64 LE: when this node applied it (local, not replicated) |
 //! | `T` | region u32 | `Frontier`: the region's Merkle tree size and peaks |
-//! | `N` | region u32, level u8, index u64 | 32-byte hash of a complete subtree of that tree |
+//! | `N` | region u32, level u8, index u64 | 32-byte hash of a complete subtree of that tree, from level 4 up |
 //! | `W` | region u32 | `WitnessView`: the largest checkpoint of the region this node cosigned |
 //! | `C` | region u32 | the latest witnessed checkpoint of the region held (C2SP note text) |
 //! | `X` | region u32 | a witnessed checkpoint of the region that contradicts this replica (split-view evidence) |
@@ -52,22 +52,25 @@ use std::path::Path;
 
 use credfed_protocol::codec;
 use credfed_protocol::crypto::Hash256;
-use credfed_protocol::envelope::{GENESIS_PREV_HASH, decode_envelope, envelope_hash};
+use credfed_protocol::envelope::{Envelope, GENESIS_PREV_HASH, decode_envelope, envelope_hash};
 use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
+use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use credfed_protocol::merkle::{Frontier, leaf_hash, node_hash};
 use credfed_protocol::record::{
-    ActionId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
+    ActionId, Body, EntryId, EvaluationId, ListEntry, ObjectionId, ObjectionTarget, RepairBasis,
+    SubjectKey,
 };
 use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
+use credfed_protocol::state::{ObjectionStatus, Origin};
 use credfed_protocol::witness::WitnessView;
 use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The lowest level of a region's Merkle tree that is stored. Nodes below it are
 /// hashed again from the envelopes when a proof needs them — at most eight envelopes
@@ -379,6 +382,96 @@ fn dec<T: Serialize + DeserializeOwned>(bytes: &[u8], what: &'static str) -> Res
     codec::decode(bytes, MAX_VALUE_BYTES, what).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// An entry fold as the store keeps it: everything but the entry's content (the
+/// subject, basis, measures — about 150 bytes), which the envelope at `content_at` —
+/// the entry's publication or its latest amendment — carries already. Keeping a second
+/// copy made entry folds the third largest part of the store.
+///
+/// `content_digest` (the first 8 bytes of the SHA-256 of the content's encoding) is
+/// checked whenever the content is read back, so that a store that pointed at the wrong
+/// envelope fails loudly as corrupt instead of answering with another entry's content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct StoredEntry {
+    id: EntryId,
+    published: Origin,
+    content_at: RecordPos,
+    content_digest: [u8; 8],
+    amendments: u32,
+    revoked: Option<Origin>,
+    repaired: Option<(RepairBasis, Origin)>,
+    objections: std::collections::BTreeMap<ObjectionId, ObjectionStatus>,
+    actions: std::collections::BTreeSet<ActionId>,
+    evidence: std::collections::BTreeSet<RecordPos>,
+}
+
+fn content_digest(content: &ListEntry) -> [u8; 8] {
+    let digest = credfed_protocol::crypto::sha256(&[&enc(content)]);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest.0[..8]);
+    out
+}
+
+/// The list entry a record's body carries as an entry's content, if any.
+fn carried_content(body: &Body) -> Option<&ListEntry> {
+    match body {
+        Body::ListEntryPublished(e) => Some(e),
+        Body::ListEntryAmended { amended, .. } => Some(amended),
+        _ => None,
+    }
+}
+
+/// The body of envelope bytes read from the store.
+fn stored_body(bytes: &[u8], pos: RecordPos) -> Result<Body, StoreError> {
+    let env: Envelope = codec::decode(bytes, MAX_ENVELOPE_BYTES, "envelope")
+        .map_err(|e| StoreError::Corrupt(format!("envelope at {pos:?}: {e}")))?;
+    Body::decode(&env.body).map_err(|e| StoreError::Corrupt(format!("body at {pos:?}: {e}")))
+}
+
+impl StoredEntry {
+    /// The fold without its content, which `content_at` carries.
+    fn from_fold(fold: &EntryFold, content_at: RecordPos, content_digest: [u8; 8]) -> StoredEntry {
+        // Every field named: a field added to EntryFold fails to compile here.
+        let EntryFold {
+            id,
+            published,
+            content: _,
+            amendments,
+            revoked,
+            repaired,
+            objections,
+            actions,
+            evidence,
+        } = fold;
+        StoredEntry {
+            id: *id,
+            published: published.clone(),
+            content_at,
+            content_digest,
+            amendments: *amendments,
+            revoked: revoked.clone(),
+            repaired: repaired.clone(),
+            objections: objections.clone(),
+            actions: actions.clone(),
+            evidence: evidence.clone(),
+        }
+    }
+
+    /// The whole fold, with the content from the envelope it names.
+    fn into_fold(self, content: ListEntry) -> EntryFold {
+        EntryFold {
+            id: self.id,
+            published: self.published,
+            content,
+            amendments: self.amendments,
+            revoked: self.revoked,
+            repaired: self.repaired,
+            objections: self.objections,
+            actions: self.actions,
+            evidence: self.evidence,
+        }
+    }
+}
+
 fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
     let mut k = region_key(b'N', region);
     k.push(level);
@@ -397,30 +490,89 @@ fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
 /// checkpoint next needs it (it is derived data, never the only copy of anything).
 /// Format 4 stored every level of the Merkle trees: the levels below
 /// [`STORED_TREE_LEVEL`] are removed (they are hashed from the envelopes when needed).
+/// Format 5 and earlier stored entry folds with their content: they are rewritten as
+/// [`StoredEntry`].
 fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     match from {
-        FORMAT_VERSION => Ok(()),
-        found if found > FORMAT_VERSION => Err(StoreError::NewerFormat { found }),
-        4 => {
-            drop_low_tree_levels(tree)?;
-            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
-            Ok(())
-        }
+        FORMAT_VERSION => return Ok(()),
+        found if found > FORMAT_VERSION => return Err(StoreError::NewerFormat { found }),
+        5 => {}
+        4 => drop_low_tree_levels(tree)?,
         3 => {
             drop_maps(tree)?;
             drop_low_tree_levels(tree)?;
-            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
-            Ok(())
         }
-        2 => {
-            build_trees(tree)?;
-            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
-            Ok(())
+        2 => build_trees(tree)?,
+        1 => {
+            return Err(StoreError::Corrupt(
+                "store format 1 holds protocol-1 records, which this build (protocol 2) does not admit; the federation restarts on protocol 2: move the store away".into(),
+            ));
         }
-        1 => Err(StoreError::Corrupt(
-            "store format 1 holds protocol-1 records, which this build (protocol 2) does not admit; the federation restarts on protocol 2: move the store away".into(),
-        )),
-        other => Err(StoreError::Corrupt(format!("unknown store format {other}"))),
+        other => return Err(StoreError::Corrupt(format!("unknown store format {other}"))),
+    }
+    slim_entries(tree)?;
+    tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+    Ok(())
+}
+
+/// Rewrites every entry fold without its content (format 5 → 6): the content is found
+/// in the newest record of the fold's evidence that carries it (the publication or the
+/// latest amendment). A bounded batch at a time; folds already rewritten (a migration
+/// interrupted by a crash) are left as they are.
+fn slim_entries(tree: &Kv) -> Result<(), StoreError> {
+    const FOLDS_PER_BATCH: usize = 4_096;
+    let end = vec![b'E' + 1];
+    let mut from = Bound::Included(vec![b'E']);
+    loop {
+        let mut batch = Batch::default();
+        let mut last = None;
+        let mut seen = 0;
+        for kv in tree.range(from.clone(), Bound::Excluded(end.clone()))? {
+            let (k, v) = kv?;
+            match dec::<EntryFold>(&v, "entry") {
+                Ok(fold) => {
+                    let mut content_at = None;
+                    for pos in fold.evidence.iter().rev() {
+                        let Some(bytes) = tree.get(&pos_key(b'L', *pos))? else {
+                            continue;
+                        };
+                        if stored_body(&bytes, *pos)
+                            .ok()
+                            .as_ref()
+                            .and_then(carried_content)
+                            == Some(&fold.content)
+                        {
+                            content_at = Some(*pos);
+                            break;
+                        }
+                    }
+                    let content_at = content_at.ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "entry {}: no record in its evidence carries its content",
+                            fold.id
+                        ))
+                    })?;
+                    let digest = content_digest(&fold.content);
+                    batch.insert(
+                        k.clone(),
+                        enc(&StoredEntry::from_fold(&fold, content_at, digest)),
+                    );
+                }
+                Err(_) => {
+                    dec::<StoredEntry>(&v, "entry")?;
+                }
+            }
+            last = Some(k);
+            seen += 1;
+            if seen == FOLDS_PER_BATCH {
+                break;
+            }
+        }
+        tree.apply(batch)?;
+        match last {
+            Some(k) if seen == FOLDS_PER_BATCH => from = Bound::Excluded(k),
+            _ => return Ok(()),
+        }
     }
 }
 
@@ -605,6 +757,13 @@ impl Store {
 impl Backend for Store {
     fn apply(&self, updates: &[Update]) -> Result<(), StoreError> {
         let mut batch = Batch::default();
+        // The envelope these updates come from, decoded only if an entry fold needs to
+        // know whether it carries the entry's content.
+        let appended = updates.iter().find_map(|u| match u {
+            Update::Append { pos, bytes, .. } => Some((*pos, bytes.as_slice())),
+            _ => None,
+        });
+        let mut appended_body: Option<Option<Body>> = None;
         for u in updates {
             match u {
                 Update::Append { pos, head, bytes } => {
@@ -629,7 +788,34 @@ impl Backend for Store {
                 Update::Department(d) => {
                     batch.insert(id_key(b'D', d.department.to_string().as_bytes()), enc(d))
                 }
-                Update::Entry(e) => batch.insert(id_key(b'E', &e.id.0.0), enc(e.as_ref())),
+                Update::Entry(e) => {
+                    let digest = content_digest(&e.content);
+                    let body = appended_body.get_or_insert_with(|| {
+                        appended.and_then(|(pos, bytes)| stored_body(bytes, pos).ok())
+                    });
+                    let here = appended
+                        .zip(body.as_ref().and_then(carried_content))
+                        .filter(|(_, carried)| **carried == e.content)
+                        .map(|(at, _)| at.0);
+                    let content_at = match here {
+                        Some(pos) => pos,
+                        // Not this record (an objection, an action, a revocation…): the
+                        // content is unchanged, and so is where it is read from.
+                        None => match self.stored_entry(&e.id)? {
+                            Some(prev) if prev.content_digest == digest => prev.content_at,
+                            _ => {
+                                return Err(StoreError::Corrupt(format!(
+                                    "entry {}: content neither in the record applied nor unchanged",
+                                    e.id
+                                )));
+                            }
+                        },
+                    };
+                    batch.insert(
+                        id_key(b'E', &e.id.0.0),
+                        enc(&StoredEntry::from_fold(e, content_at, digest)),
+                    );
+                }
                 Update::Action(a) => batch.insert(id_key(b'A', &a.id.0.0), enc(a.as_ref())),
                 Update::Objection(o, t) => batch.insert(id_key(b'O', &o.0.0), enc(t)),
                 Update::Evaluation(v) => batch.insert(id_key(b'V', &v.id.0.0), enc(v.as_ref())),
@@ -810,7 +996,10 @@ impl Backend for Store {
     }
 
     fn all_entries(&self) -> Box<dyn Iterator<Item = Result<EntryFold, StoreError>> + '_> {
-        self.scan_values(b'E', "entry")
+        Box::new(
+            self.scan_values::<StoredEntry>(b'E', "entry")
+                .map(|stored| self.with_content(stored?)),
+        )
     }
 
     fn all_actions(&self) -> Box<dyn Iterator<Item = Result<ActionFold, StoreError>> + '_> {
@@ -1059,6 +1248,32 @@ impl Backend for Store {
 }
 
 impl Store {
+    /// An entry fold as stored, without its content.
+    fn stored_entry(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
+        self.get(&id_key(b'E', &id.0.0), "entry")
+    }
+
+    /// The whole fold: the content read from the envelope the stored fold names, and
+    /// checked against its digest.
+    fn with_content(&self, stored: StoredEntry) -> Result<EntryFold, StoreError> {
+        let pos = stored.content_at;
+        let corrupt = |what: &str| {
+            StoreError::Corrupt(format!("entry {}: content at {pos:?} {what}", stored.id))
+        };
+        let bytes = self
+            .kv
+            .get(&pos_key(b'L', pos))?
+            .ok_or_else(|| corrupt("is missing"))?;
+        let body = stored_body(&bytes, pos)?;
+        let content = carried_content(&body)
+            .ok_or_else(|| corrupt("is not a publication or amendment"))?
+            .clone();
+        if content_digest(&content) != stored.content_digest {
+            return Err(corrupt("does not match the stored digest"));
+        }
+        Ok(stored.into_fold(content))
+    }
+
     /// The hash of the complete subtree at `level` (below [`STORED_TREE_LEVEL`]) and
     /// `index`, from the envelopes it covers; `None` while the log does not hold them
     /// all (the subtree is not complete).
@@ -1127,7 +1342,10 @@ impl StateView for Store {
         self.get(&id_key(b'D', id.to_string().as_bytes()), "department")
     }
     fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, StoreError> {
-        self.get(&id_key(b'E', &id.0.0), "entry")
+        match self.stored_entry(id)? {
+            Some(stored) => self.with_content(stored).map(Some),
+            None => Ok(None),
+        }
     }
     fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, StoreError> {
         self.get(&id_key(b'A', &id.0.0), "action")
@@ -1161,6 +1379,317 @@ impl StateView for Store {
                 RegionCode::new(code, "equivocator").map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod entry_tests {
+    //! Entry folds stored without their content: what reads back is, at every step of
+    //! an entry's life, the fold the in-memory ledger computes from the same records.
+    use super::*;
+    use credfed_protocol::catalogue::Catalogue;
+    use credfed_protocol::crypto::Keypair;
+    use credfed_protocol::envelope::{AppendPosition, NODE_UNIT, seal, sign_body};
+    use credfed_protocol::ids::Role;
+    use credfed_protocol::ledger::{Admission, Ledger, Rules, admit, effects};
+    use credfed_protocol::manifest::{Manifest, Member};
+    use credfed_protocol::record::*;
+    use credfed_protocol::time::{Date, Timestamp};
+
+    const FED: &str = "cn-credit-entries";
+
+    struct World {
+        manifest: Manifest,
+        catalogue: Catalogue,
+        node: Keypair,
+        publisher: Keypair,
+        region: RegionCode,
+        seq: u64,
+        prev: Hash256,
+        ledger: Ledger,
+    }
+
+    impl World {
+        fn new() -> World {
+            let node = Keypair::from_secret([31; 32]);
+            let region = RegionCode::new(310000, "r").unwrap();
+            World {
+                manifest: Manifest::for_build(
+                    FED,
+                    1,
+                    Timestamp(0),
+                    Timestamp(i64::MAX / 2),
+                    Keypair::from_secret([1; 32]).public(),
+                    vec![Member::for_province(region, node.public(), vec![])],
+                ),
+                catalogue: Catalogue::embedded().unwrap(),
+                node,
+                publisher: Keypair::from_secret([32; 32]),
+                region,
+                seq: 0,
+                prev: GENESIS_PREV_HASH,
+                ledger: Ledger::new(),
+            }
+        }
+
+        /// Seals `body`, admits and applies it to the store as the writer does (and to
+        /// the ledger), and returns the updates.
+        fn record(&mut self, store: &Store, by_node: bool, body: &Body) -> Vec<Update> {
+            let (author, key) = if by_node {
+                (
+                    DepartmentId {
+                        region: self.region,
+                        unit: NODE_UNIT.into(),
+                    },
+                    &self.node,
+                )
+            } else {
+                (
+                    DepartmentId::new(self.region, "pub", "d").unwrap(),
+                    &self.publisher,
+                )
+            };
+            let (bytes, sig) = sign_body(FED, key, body);
+            self.seq += 1;
+            let at = AppendPosition {
+                region: self.region,
+                seq: self.seq,
+                prev_hash: self.prev,
+                timestamp: Timestamp(1_790_000_000_000 + self.seq as i64),
+            };
+            let env = seal(FED, &self.node, &at, author, bytes, sig).unwrap();
+            self.prev = envelope_hash(FED, &env);
+            let rules = Rules {
+                manifest: &self.manifest,
+                catalogue: &self.catalogue,
+            };
+            let Ok(Admission::Accept(v)) = admit(rules, store, &env) else {
+                panic!("not admitted: {body:?}");
+            };
+            let updates = effects(rules, store, &v).unwrap();
+            store.apply(&updates).unwrap();
+            assert!(matches!(
+                self.ledger.ingest(rules, &env),
+                Ok(Admission::Accept(_))
+            ));
+            updates
+        }
+    }
+
+    fn entry(summary: &str) -> ListEntry {
+        let d = |s: &str| Date::parse(s).unwrap();
+        ListEntry {
+            category: Category::Black(BlackCategory::MaliciousWageArrears),
+            subject: Subject::Organisation {
+                uscc: "91350100M000100Y43".into(),
+                name: "某某建筑劳务有限公司".into(),
+                check_exemption: None,
+            },
+            related_persons: vec![],
+            basis: Basis {
+                document_no: "沪人社〔2026〕1号".into(),
+                authority: "人力资源社会保障局".into(),
+                decided_on: d("2026-01-05"),
+                legal_basis: "《保障农民工工资支付条例》第四十八条".into(),
+            },
+            effective_from: d("2026-01-05"),
+            expires_on: d("2029-01-05"),
+            requested_measures: vec![],
+            findings: vec![],
+            summary: summary.into(),
+        }
+    }
+
+    fn stored_value(store: &Store, id: &EntryId) -> Vec<u8> {
+        store.kv.get(&id_key(b'E', &id.0.0)).unwrap().unwrap()
+    }
+
+    /// Publication, amendment, objection filed and resolved, revocation: after each,
+    /// the fold read back is the ledger's, and the stored value is the fold less its
+    /// content.
+    #[test]
+    fn an_entry_reads_back_whole_through_its_life() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = World::new();
+        w.record(
+            &store,
+            true,
+            &Body::DepartmentRegistered {
+                department: DepartmentId::new(w.region, "pub", "d").unwrap(),
+                name: "认定部门".into(),
+                roles: vec![Role::Publisher, Role::ObjectionHandler],
+                key: w.publisher.public(),
+            },
+        );
+        let updates = w.record(&store, false, &Body::ListEntryPublished(entry("")));
+        let id = updates
+            .iter()
+            .find_map(|u| match u {
+                Update::Entry(e) => Some(e.id),
+                _ => None,
+            })
+            .unwrap();
+        let same = |store: &Store, w: &World| {
+            let read = store.entry(&id).unwrap().unwrap();
+            assert_eq!(Some(&read), w.ledger.entry(&id).as_ref());
+            let full = enc(&read).len();
+            let content = enc(&read.content).len();
+            let stored = stored_value(store, &id).len();
+            assert!(
+                stored + content <= full + 30,
+                "stored {stored} bytes for a fold of {full} with {content} of content"
+            );
+        };
+        same(&store, &w);
+        w.record(
+            &store,
+            false,
+            &Body::ListEntryAmended {
+                entry: id,
+                amended: entry("更正后的摘要"),
+                reason: "更正".into(),
+            },
+        );
+        same(&store, &w);
+        assert_eq!(
+            store.entry(&id).unwrap().unwrap().content.summary,
+            "更正后的摘要"
+        );
+        let updates = w.record(
+            &store,
+            false,
+            &Body::ObjectionFiled {
+                case_no: "异议〔2026〕1号".into(),
+                target: ObjectionTarget::Entry(id),
+                grounds: "理由".into(),
+                filed_on: Date::parse("2026-09-20").unwrap(),
+            },
+        );
+        same(&store, &w);
+        let objection = updates
+            .iter()
+            .find_map(|u| match u {
+                Update::Objection(o, _) => Some(*o),
+                _ => None,
+            })
+            .unwrap();
+        w.record(
+            &store,
+            false,
+            &Body::ObjectionResolved {
+                objection,
+                outcome: ObjectionOutcome::Upheld,
+                note: "维持".into(),
+            },
+        );
+        same(&store, &w);
+        w.record(
+            &store,
+            false,
+            &Body::ListEntryRevoked {
+                entry: id,
+                reason: "撤销".into(),
+            },
+        );
+        same(&store, &w);
+        assert_eq!(store.all_entries().count(), 1);
+        assert_eq!(
+            store.all_entries().next().unwrap().unwrap(),
+            w.ledger.entry(&id).unwrap()
+        );
+
+        // A stored fold pointing at a record that does not carry its content, or whose
+        // digest does not match, is refused as corrupt — never answered.
+        let good: StoredEntry = dec(&stored_value(&store, &id), "entry").unwrap();
+        for bad in [
+            StoredEntry {
+                content_at: RecordPos {
+                    region: w.region,
+                    seq: 1,
+                },
+                ..good.clone()
+            },
+            StoredEntry {
+                content_at: RecordPos {
+                    region: w.region,
+                    seq: 99,
+                },
+                ..good.clone()
+            },
+            StoredEntry {
+                content_at: good.published.pos,
+                ..good.clone()
+            },
+            StoredEntry {
+                content_digest: [0; 8],
+                ..good.clone()
+            },
+        ] {
+            store.kv.insert(&id_key(b'E', &id.0.0), &enc(&bad)).unwrap();
+            assert!(
+                matches!(store.entry(&id), Err(StoreError::Corrupt(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// A format-5 store (folds with their content) is rewritten at open: the same folds
+    /// read back, stored without content.
+    #[test]
+    fn a_format_5_store_slims_its_entry_folds_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::new();
+        let id;
+        {
+            let store = Store::open(dir.path()).unwrap();
+            w.record(
+                &store,
+                true,
+                &Body::DepartmentRegistered {
+                    department: DepartmentId::new(w.region, "pub", "d").unwrap(),
+                    name: "认定部门".into(),
+                    roles: vec![Role::Publisher],
+                    key: w.publisher.public(),
+                },
+            );
+            let updates = w.record(&store, false, &Body::ListEntryPublished(entry("")));
+            id = updates
+                .iter()
+                .find_map(|u| match u {
+                    Update::Entry(e) => Some(e.id),
+                    _ => None,
+                })
+                .unwrap();
+            w.record(
+                &store,
+                false,
+                &Body::ListEntryAmended {
+                    entry: id,
+                    amended: entry("改"),
+                    reason: "更正".into(),
+                },
+            );
+            // As format 5 stored it: the whole fold.
+            let fold = w.ledger.entry(&id).unwrap();
+            store
+                .kv
+                .insert(&id_key(b'E', &id.0.0), &enc(&fold))
+                .unwrap();
+            store.kv.insert(b"Mformat", &5u32.to_le_bytes()).unwrap();
+            store.sync().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.entry(&id).unwrap(), w.ledger.entry(&id));
+        let stored: StoredEntry = dec(&stored_value(&store, &id), "entry").unwrap();
+        assert_eq!(
+            stored.content_at.seq, 3,
+            "the amendment carries the content"
+        );
+        assert_eq!(
+            store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
+            &FORMAT_VERSION.to_le_bytes()
+        );
     }
 }
 
