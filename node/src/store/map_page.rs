@@ -14,6 +14,10 @@
 //! read at a version is the last page written at or before it (docs/decisions.md,
 //! "Map nodes in pages").
 //!
+//! A page record leaves out the child hashes of an internal node whose children are in
+//! the same page and hash to them ([`MapPage::encode_stored`]): they are recomputed
+//! when the page is read.
+//!
 //! A leaf also carries the position of the first record naming its key (not part of
 //! any hash). Most keys are named once — an entry's publication, a subject listed once
 //! — so keeping that position with the leaf, which is written anyway, spares a
@@ -149,6 +153,104 @@ impl MapPage {
     }
 }
 
+/// A node as a page record stores it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum StoredNode {
+    /// A leaf, with the position of the first record naming its key.
+    Leaf {
+        key: Hash256,
+        value: Hash256,
+        first: Option<u64>,
+    },
+    /// An internal node whose children are in another page (or not in this one).
+    Internal { left: Hash256, right: Hash256 },
+    /// An internal node whose two children are in this page: its child hashes are
+    /// theirs, recomputed when the page is read.
+    Derived,
+}
+
+/// A page record: its nodes by slot, internal nodes above the band's bottom level
+/// without the child hashes the page's own nodes give (about half the bytes of a
+/// crowded page; see [`MapPage::encode_stored`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct StoredPage {
+    nodes: Vec<(u8, StoredNode)>,
+}
+
+impl MapPage {
+    /// The page as stored. An internal node is stored without its child hashes when
+    /// both children are in the page and hash to exactly those values — so the form is
+    /// lossless whatever the page holds, and reading it back gives this page.
+    pub fn encode_stored(&self) -> Vec<u8> {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let stored = match n.node {
+                    MapNode::Leaf { key, value } => StoredNode::Leaf {
+                        key,
+                        value,
+                        first: n.first,
+                    },
+                    MapNode::Internal { left, right } => {
+                        let child = |slot: u8| {
+                            (slot <= SLOTS)
+                                .then(|| self.get(slot))
+                                .flatten()
+                                .map(|c| c.node.hash())
+                        };
+                        let (l, r) = (n.slot.checked_mul(2), n.slot.checked_mul(2));
+                        let derived = l.and_then(child) == Some(left)
+                            && r.and_then(|r| child(r + 1)) == Some(right);
+                        if derived {
+                            StoredNode::Derived
+                        } else {
+                            StoredNode::Internal { left, right }
+                        }
+                    }
+                };
+                (n.slot, stored)
+            })
+            .collect();
+        credfed_protocol::codec::encode(&StoredPage { nodes }).unwrap_or_default()
+    }
+
+    /// A page from its stored form; `None` when the bytes are not a well-formed page
+    /// (bad encoding, slots out of range or out of order, a derived node whose
+    /// children are not in the page).
+    pub fn decode_stored(bytes: &[u8], max_bytes: usize) -> Option<MapPage> {
+        let stored: StoredPage =
+            credfed_protocol::codec::decode(bytes, max_bytes, "map page").ok()?;
+        if stored.nodes.len() > usize::from(SLOTS)
+            || !stored
+                .nodes
+                .iter()
+                .all(|(slot, _)| (1..=SLOTS).contains(slot))
+            || !stored.nodes.windows(2).all(|w| w[0].0 < w[1].0)
+        {
+            return None;
+        }
+        // Deepest slots first, so that a derived node's children are complete.
+        let mut nodes: Vec<PageNode> = Vec::with_capacity(stored.nodes.len());
+        for (slot, node) in stored.nodes.into_iter().rev() {
+            let (node, first) = match node {
+                StoredNode::Leaf { key, value, first } => (MapNode::Leaf { key, value }, first),
+                StoredNode::Internal { left, right } => (MapNode::Internal { left, right }, None),
+                StoredNode::Derived => {
+                    let child = |at: u8| nodes.iter().find(|n| n.slot == at).map(|n| n.node.hash());
+                    let left = child(slot.checked_mul(2)?)?;
+                    let right = child(slot.checked_mul(2)?.checked_add(1)?)?;
+                    (MapNode::Internal { left, right }, None)
+                }
+            };
+            nodes.push(PageNode { slot, node, first });
+        }
+        nodes.reverse();
+        let page = MapPage { nodes };
+        page.is_well_formed().then_some(page)
+    }
+}
+
 fn bit(h: &Hash256, depth: u16) -> bool {
     let byte = h.0[usize::from(depth / 8)];
     byte & (0x80 >> (depth % 8)) != 0
@@ -177,6 +279,79 @@ mod tests {
             }
         }
         h
+    }
+
+    /// The stored form gives back the page exactly, derived or not: a full page whose
+    /// internal nodes all hash their children, one whose nodes do not (stored whole),
+    /// and a sparse one; a full page stores in about half the bytes.
+    #[test]
+    fn a_page_survives_its_stored_form_and_crowded_pages_shrink() {
+        let leaf = |slot: u8, k: u8| PageNode {
+            slot,
+            node: MapNode::Leaf {
+                key: Hash256([k; 32]),
+                value: Hash256([k.wrapping_add(1); 32]),
+            },
+            first: Some(u64::from(k)),
+        };
+        // A full band: leaves at slots 8..=15, internal nodes above hashing them.
+        let mut full = MapPage::default();
+        for slot in 8..=15u8 {
+            full.set(leaf(slot, slot));
+        }
+        for slot in (1..8u8).rev() {
+            let left = full.get(2 * slot).unwrap().node.hash();
+            let right = full.get(2 * slot + 1).unwrap().node.hash();
+            full.set(PageNode {
+                slot,
+                node: MapNode::Internal { left, right },
+                first: None,
+            });
+        }
+        let stored = full.encode_stored();
+        assert_eq!(MapPage::decode_stored(&stored, 1 << 16), Some(full.clone()));
+        let plain = credfed_protocol::codec::encode(&full).unwrap();
+        assert!(
+            stored.len() * 10 < plain.len() * 7,
+            "{} vs {}",
+            stored.len(),
+            plain.len()
+        );
+        // Internal nodes whose hashes are not their children's: kept as they are.
+        let mut odd = full.clone();
+        odd.set(PageNode {
+            slot: 3,
+            node: MapNode::Internal {
+                left: Hash256([9; 32]),
+                right: Hash256([8; 32]),
+            },
+            first: None,
+        });
+        assert_eq!(
+            MapPage::decode_stored(&odd.encode_stored(), 1 << 16),
+            Some(odd)
+        );
+        // Bottom-level internal nodes (children in the next band) and a lone leaf.
+        let mut sparse = MapPage::default();
+        sparse.set(PageNode {
+            slot: 9,
+            node: MapNode::Internal {
+                left: Hash256([1; 32]),
+                right: Hash256([2; 32]),
+            },
+            first: None,
+        });
+        sparse.set(leaf(12, 7));
+        assert_eq!(
+            MapPage::decode_stored(&sparse.encode_stored(), 1 << 16),
+            Some(sparse)
+        );
+        // A derived node without its children is refused.
+        let orphan = credfed_protocol::codec::encode(&StoredPage {
+            nodes: vec![(2, StoredNode::Derived)],
+        })
+        .unwrap();
+        assert_eq!(MapPage::decode_stored(&orphan, 1 << 16), None);
     }
 
     /// Every node of the first three bands has one (page, slot), and no two nodes share

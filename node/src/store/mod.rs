@@ -70,7 +70,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// The lowest level of a region's Merkle tree that is stored. Nodes below it are
 /// hashed again from the envelopes when a proof needs them — at most eight envelopes
@@ -491,14 +491,21 @@ fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
 /// Format 4 stored every level of the Merkle trees: the levels below
 /// [`STORED_TREE_LEVEL`] are removed (they are hashed from the envelopes when needed).
 /// Format 5 and earlier stored entry folds with their content: they are rewritten as
-/// [`StoredEntry`].
+/// [`StoredEntry`]. Format 6 and earlier stored map pages whole: the maps are dropped
+/// (derived data; recomputed with pages in their stored form, [`MapPage::encode_stored`]).
 fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => return Ok(()),
         found if found > FORMAT_VERSION => return Err(StoreError::NewerFormat { found }),
-        5 => {}
-        4 => drop_low_tree_levels(tree)?,
-        3 => {
+        // Map pages in the whole form: the map is derived data, recomputed in the
+        // stored form when a checkpoint next needs it.
+        6 => {
+            drop_maps(tree)?;
+            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+            return Ok(());
+        }
+        5 => drop_maps(tree)?,
+        3 | 4 => {
             drop_maps(tree)?;
             drop_low_tree_levels(tree)?;
         }
@@ -576,14 +583,26 @@ fn slim_entries(tree: &Kv) -> Result<(), StoreError> {
     }
 }
 
-/// Removes every region's verifiable map: nodes, roots and positions (format 3 → 4).
+/// Removes every region's verifiable map: pages, roots, positions and version records
+/// (formats 3 to 6), a bounded batch at a time.
 fn drop_maps(tree: &Kv) -> Result<(), StoreError> {
-    for prefix in [b'I', b'J', b'K'] {
-        let mut batch = Batch::default();
-        for kv in tree.scan_prefix(&[prefix])? {
-            batch.remove(kv?.0);
+    const KEYS_PER_BATCH: usize = 16_384;
+    for prefix in [b'I', b'J', b'K', b'U'] {
+        loop {
+            let keys: Vec<Vec<u8>> = tree
+                .scan_prefix(&[prefix])?
+                .take(KEYS_PER_BATCH)
+                .map(|kv| kv.map(|(k, _)| k))
+                .collect::<Result<_, _>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut batch = Batch::default();
+            for k in keys {
+                batch.remove(k);
+            }
+            tree.apply(batch)?;
         }
-        tree.apply(batch)?;
     }
     Ok(())
 }
@@ -1083,14 +1102,15 @@ impl Backend for Store {
         match self.kv.range_inclusive(lo, hi)?.next_back() {
             None => Ok(None),
             Some(kv) => {
-                let stored: MapPage = dec(&kv?.1, "map page")?;
-                if !stored.is_well_formed() {
-                    return Err(StoreError::Corrupt(format!(
-                        "{region}: map page at depth {} has misplaced slots",
-                        page.band_depth
-                    )));
-                }
-                Ok(Some(stored))
+                let bytes = kv?.1;
+                MapPage::decode_stored(&bytes, MAX_VALUE_BYTES)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "{region}: map page at depth {} is not a well-formed page",
+                            page.band_depth
+                        ))
+                    })
             }
         }
     }
@@ -1130,7 +1150,7 @@ impl Backend for Store {
     ) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         for (id, page) in pages {
-            batch.insert(map_page_key(region, id, version), enc(page));
+            batch.insert(map_page_key(region, id, version), page.encode_stored());
         }
         let record = VersionRecord {
             computed_at,
@@ -1903,7 +1923,7 @@ mod tests {
             .put_map_version(sh(), 9, &[(id, page.clone())], Hash256([5; 32]), &[], 1)
             .unwrap();
         assert_eq!(store.map_page(sh(), &id, 9).unwrap(), Some(page.clone()));
-        let good = enc(&page);
+        let good = page.encode_stored();
         let mut variants: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
         for at in 0..good.len() {
             for flip in [0x01u8, 0x80, 0xff] {
@@ -2048,43 +2068,50 @@ mod tests {
         assert!(reported <= budget, "metric says {reported}");
     }
 
-    /// A format-3 store (the map a node per record) is upgraded at open: its map is
-    /// dropped, to be recomputed in pages, and nothing else is touched.
+    /// A format-3 store (the map a node per record) and a format-6 store (pages stored
+    /// whole) are upgraded at open: the map is dropped, to be recomputed in stored
+    /// pages, and nothing else is touched.
     #[test]
     fn a_format_3_store_drops_its_map_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let frontier = {
+        for format in [3u32, 6] {
+            let dir = tempfile::tempdir().unwrap();
+            let frontier = {
+                let store = Store::open(dir.path()).unwrap();
+                for i in 0..9u8 {
+                    append(&store, u64::from(i) + 1, &[i]);
+                }
+                // What format 3 kept: a node record, a root and a position.
+                let mut node_key = region_key(b'I', sh());
+                node_key.extend_from_slice(&[0, 0]);
+                node_key.extend_from_slice(&9u64.to_be_bytes());
+                store.kv.insert(&node_key, &[1, 2, 3][..]).unwrap();
+                store
+                    .kv
+                    .insert(&map_root_key(sh(), 9), &[7u8; 32][..])
+                    .unwrap();
+                store
+                    .kv
+                    .insert(&map_version_key(sh(), 9), &enc(&VersionRecord::default()))
+                    .unwrap();
+                store
+                    .kv
+                    .insert(&map_position_key(sh(), &Hash256([5; 32]), 3), &[][..])
+                    .unwrap();
+                store.kv.insert(b"Mformat", &format.to_le_bytes()).unwrap();
+                store.sync().unwrap();
+                store.tree_frontier(sh()).unwrap()
+            };
             let store = Store::open(dir.path()).unwrap();
-            for i in 0..9u8 {
-                append(&store, u64::from(i) + 1, &[i]);
+            assert_eq!(
+                store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
+                &FORMAT_VERSION.to_le_bytes()
+            );
+            for prefix in [b'I', b'J', b'K', b'U'] {
+                assert_eq!(store.count(prefix), 0, "{}", prefix as char);
             }
-            // What format 3 kept: a node record, a root and a position.
-            let mut node_key = region_key(b'I', sh());
-            node_key.extend_from_slice(&[0, 0]);
-            node_key.extend_from_slice(&9u64.to_be_bytes());
-            store.kv.insert(&node_key, &[1, 2, 3][..]).unwrap();
-            store
-                .kv
-                .insert(&map_root_key(sh(), 9), &[7u8; 32][..])
-                .unwrap();
-            store
-                .kv
-                .insert(&map_position_key(sh(), &Hash256([5; 32]), 3), &[][..])
-                .unwrap();
-            store.kv.insert(b"Mformat", &3u32.to_le_bytes()).unwrap();
-            store.sync().unwrap();
-            store.tree_frontier(sh()).unwrap()
-        };
-        let store = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
-            &FORMAT_VERSION.to_le_bytes()
-        );
-        for prefix in [b'I', b'J', b'K'] {
-            assert_eq!(store.count(prefix), 0, "{}", prefix as char);
+            assert_eq!(store.map_latest(sh()).unwrap(), None);
+            assert_eq!(store.tree_frontier(sh()).unwrap(), frontier);
+            assert_eq!(store.count(b'L'), 9);
         }
-        assert_eq!(store.map_latest(sh()).unwrap(), None);
-        assert_eq!(store.tree_frontier(sh()).unwrap(), frontier);
-        assert_eq!(store.count(b'L'), 9);
     }
 }
