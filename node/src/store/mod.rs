@@ -1992,6 +1992,30 @@ mod tests {
         store.live_bytes().unwrap().values().map(|p| p.bytes).sum()
     }
 
+    /// The engine is the one the store was created with, whatever the options say
+    /// later: a sled store opened with `store_engine = "redb"` stays sled (and keeps its
+    /// records), and a redb store opened with sled stays redb.
+    #[test]
+    fn an_existing_store_keeps_its_engine() {
+        for (created, asked) in [(Engine::Sled, Engine::Redb), (Engine::Redb, Engine::Sled)] {
+            let dir = tempfile::tempdir().unwrap();
+            let with = |engine| StoreOptions {
+                engine,
+                cache_bytes: 8 << 20,
+                compact: false,
+            };
+            {
+                let store = Store::open_with(dir.path(), &with(created)).unwrap();
+                append(&store, 1, b"first");
+                store.sync().unwrap();
+            }
+            let store = Store::open_with(dir.path(), &with(asked)).unwrap();
+            assert_eq!(store.engine(), created);
+            assert_eq!(store.head(sh()).unwrap().map(|h| h.seq), Some(1));
+            assert_eq!(Engine::in_dir(dir.path()), Some(created));
+        }
+    }
+
     /// The store's file tracks its live data, not the history written: after the file
     /// has reached its working size (500 map versions written and pruned), three times
     /// as many more leave it where it was, and a compaction brings it within a small
