@@ -2,13 +2,15 @@
 //! against one node, with group commit on and off in the same run (off = one fsync per
 //! append, what the node did before), and appends per fsync.
 //!
-//! `cargo bench -p credfed-node --bench group_commit [-- SECONDS [SYNC_DELAY_MS]]`
-//! (default 5 s per measurement, no added delay). A real node runs in this process on a
+//! `cargo bench -p credfed-node --bench group_commit [-- SECONDS [SYNC_DELAY_MS]]
+//! [--engine=redb]` (default 5 s per measurement, no added delay, sled). A real node runs in this process on a
 //! real disk (a temporary directory) and is driven over HTTPS by the same client the CLI
 //! uses, one kept-alive connection per writer; docs/performance.md records the figures.
 //!
-//! The limit measured in the same run is the disk's: how many durable single writes per
-//! second the store manages alone (write, flush, fsync). On a disk whose fsync is
+//! The limits measured in the same run are the disk's — how many durable single writes
+//! per second the store manages alone (write, flush, fsync) — and the cryptography's: the
+//! process's CPU time per acknowledged append (the node and its clients, which run in
+//! this process) against two signatures and one strict verification. On a disk whose fsync is
 //! cheap, appends are bound by CPU (signatures, TLS) whatever group commit does;
 //! SYNC_DELAY_MS adds that many milliseconds to every sync (the store wrapped in the
 //! fault-injecting backend) to show a disk whose fsync costs more.
@@ -65,6 +67,56 @@ struct Measurement {
     appends: u64,
     seconds: f64,
     fsyncs: u64,
+    /// CPU time this process (the node and its clients) spent during the measurement.
+    cpu_seconds: f64,
+}
+
+/// CPU time (user + system) of this whole process so far, from /proc (clock ticks of
+/// 10 ms: ample over measurements of seconds).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The cryptography one acknowledged append needs, in seconds, measured here: the
+/// department signs its body, the node verifies that signature (strictly) and signs
+/// the envelope header.
+fn crypto_per_append() -> f64 {
+    use credfed_protocol::crypto::Domain;
+    let key = Keypair::from_secret([9; 32]);
+    let body = vec![0x5a_u8; 300];
+    let n = 2_000;
+    let started = Instant::now();
+    let mut sig = key.sign(Domain::Body, FED, &body);
+    for _ in 0..n {
+        sig = key.sign(Domain::Body, FED, std::hint::black_box(&body));
+    }
+    let sign = started.elapsed().as_secs_f64() / n as f64;
+    let public = key.public();
+    let started = Instant::now();
+    for _ in 0..n {
+        public
+            .verify(
+                Domain::Body,
+                FED,
+                std::hint::black_box(&body),
+                &sig,
+                "bench",
+            )
+            .expect("verifies");
+    }
+    let verify = started.elapsed().as_secs_f64() / n as f64;
+    2.0 * sign + verify
 }
 
 async fn metric(client: &ApiClient, name: &str) -> u64 {
@@ -98,7 +150,12 @@ fn raw_sync_rate(sync_delay_ms: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn run_mode(group_commit_max: usize, seconds: f64, sync_delay_ms: u64) -> Vec<Measurement> {
+async fn run_mode(
+    group_commit_max: usize,
+    seconds: f64,
+    sync_delay_ms: u64,
+    engine: credfed_node::store::Engine,
+) -> Vec<Measurement> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let region = RegionCode::new(310000, "region").expect("region");
     let authority = Keypair::from_secret([1; 32]);
@@ -132,7 +189,14 @@ async fn run_mode(group_commit_max: usize, seconds: f64, sync_delay_ms: u64) -> 
     // 64 writers and the metrics client share one address.
     cfg.api_max_connections_per_client = 256;
     cfg.save(&report.dir.join("config.toml")).expect("config");
-    let store = credfed_node::store::Store::open(&cfg.data_dir.join("store")).expect("store");
+    let store = credfed_node::store::Store::open_with(
+        &cfg.data_dir.join("store"),
+        &credfed_node::store::StoreOptions {
+            engine,
+            ..Default::default()
+        },
+    )
+    .expect("store");
     let (store, faults) = credfed_node::store::faulty::FaultyStore::wrap(Box::new(store));
     faults.sync_delay_ms.store(sync_delay_ms, Ordering::SeqCst);
     let node = credfed_node::daemon::start_with(&cfg, Some(Box::new(store)))
@@ -176,6 +240,7 @@ async fn run_mode(group_commit_max: usize, seconds: f64, sync_delay_ms: u64) -> 
         let pool = client.clone().with_max_connections(writers);
         let appends_before = metric(&pool, "credfed_appends_total").await;
         let fsyncs_before = metric(&pool, "credfed_fsyncs_total").await;
+        let cpu_before = process_cpu_seconds();
         let started = Instant::now();
         let stop = started + Duration::from_secs_f64(seconds);
         let tasks: Vec<_> = (0..writers)
@@ -202,6 +267,7 @@ async fn run_mode(group_commit_max: usize, seconds: f64, sync_delay_ms: u64) -> 
             appends += t.await.expect("writer");
         }
         let seconds = started.elapsed().as_secs_f64();
+        let cpu_seconds = process_cpu_seconds() - cpu_before;
         let acknowledged = metric(&pool, "credfed_appends_total").await - appends_before;
         assert_eq!(
             acknowledged, appends,
@@ -212,6 +278,7 @@ async fn run_mode(group_commit_max: usize, seconds: f64, sync_delay_ms: u64) -> 
             appends,
             seconds,
             fsyncs: metric(&pool, "credfed_fsyncs_total").await - fsyncs_before,
+            cpu_seconds,
         });
     }
     if group_commit_max > 1 {
@@ -269,6 +336,12 @@ fn main() {
         .collect();
     let seconds = numbers.first().copied().unwrap_or(5.0);
     let sync_delay_ms = numbers.get(1).copied().unwrap_or(0.0) as u64;
+    let engine: credfed_node::store::Engine = std::env::args()
+        .skip(1)
+        .find_map(|a| a.strip_prefix("--engine=").map(str::to_owned))
+        .map(|e| e.parse().expect("--engine=sled|redb"))
+        .unwrap_or_default();
+    println!("store engine: {}", engine.name());
     let disk = raw_sync_rate(sync_delay_ms);
     println!(
         "disk: {disk:.0} durable single writes/s alone (write + flush + fsync{})",
@@ -283,22 +356,33 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let off = runtime.block_on(run_mode(1, seconds, sync_delay_ms));
+    let off = runtime.block_on(run_mode(1, seconds, sync_delay_ms, engine));
     let on = runtime.block_on(run_mode(
         credfed_node::config::DEFAULT_GROUP_COMMIT_MAX,
         seconds,
         sync_delay_ms,
+        engine,
     ));
-    println!("group commit | writers | acknowledged appends/s | appends per fsync | ÷ disk rate");
+    let crypto = crypto_per_append();
+    println!(
+        "cryptography per append (2 signatures + 1 strict verification): {:.1} µs",
+        crypto * 1e6
+    );
+    println!(
+        "group commit | writers | acknowledged appends/s | appends per fsync | ÷ disk rate | CPU µs per append (node + clients) | ÷ cryptography"
+    );
     for (name, rows) in [("off", &off), ("on", &on)] {
         for m in rows.iter() {
             let rate = m.appends as f64 / m.seconds;
+            let cpu = m.cpu_seconds / m.appends.max(1) as f64;
             println!(
-                "{name:>12} | {:>7} | {:>22.0} | {:>17.1} | {:>11.2}",
+                "{name:>12} | {:>7} | {:>22.0} | {:>17.1} | {:>11.2} | {:>34.0} | {:>14.1}",
                 m.writers,
                 rate,
                 m.appends as f64 / m.fsyncs.max(1) as f64,
-                rate / disk
+                rate / disk,
+                cpu * 1e6,
+                cpu / crypto
             );
         }
     }
