@@ -210,6 +210,8 @@ pub struct FedOptions {
     pub heads_interval_ms: u64,
     /// Namespaces or in-node faults.
     pub network: NetworkChoice,
+    /// Store engine of every node (`None`: the node's default).
+    pub store_engine: Option<String>,
 }
 
 impl Federation {
@@ -276,6 +278,9 @@ impl Federation {
             cfg.worker_threads = if regions.len() > 8 { 1 } else { 0 };
             // Many nodes share one machine's memory: each store's cache gets a share.
             cfg.store_cache_mib = if regions.len() > 8 { 32 } else { 0 };
+            if let Some(engine) = &opts.store_engine {
+                cfg.store_engine = engine.clone();
+            }
             // The in-node fault mode is a drill's; it exists only where drills run.
             cfg.drill_faults = true;
             cfg.save(&cfg_path)?;

@@ -33,6 +33,8 @@ pub struct DrillRun {
     pub base_port: u16,
     /// How link faults are made.
     pub network: fed::NetworkChoice,
+    /// Store engine of every node (`None`: the node's default).
+    pub store_engine: Option<String>,
 }
 
 /// Options of a chaos run.
@@ -85,6 +87,7 @@ pub async fn run_chaos(opts: &ChaosRun) -> Result<(usize, Vec<(u64, String)>)> {
             report_dir: report_dir.join(format!("schedule-{i}")),
             base_port: base_port + (i % 8) as u16 * 100,
             network,
+            store_engine: None,
         };
         eprintln!("chaos schedule {i}: {} steps", sc.steps.len());
         match run_drill(&sc, &run).await {
@@ -132,6 +135,7 @@ pub async fn run_drill(scenario: &scenario::Scenario, opts: &DrillRun) -> Result
             base_port: opts.base_port,
             heads_interval_ms,
             network: opts.network,
+            store_engine: opts.store_engine.clone(),
         },
     )?;
     eprintln!(

@@ -35,6 +35,9 @@ enum Cmd {
         /// nftables), `in-node` (the nodes' own fault mode on loopback) or `auto`.
         #[arg(long, value_parser = ["auto", "netns", "in-node"], default_value = "auto")]
         network: String,
+        /// Store engine of every node (`sled`, the default, or `redb`): drills on either.
+        #[arg(long, value_parser = ["sled", "redb"])]
+        store_engine: Option<String>,
     },
     /// Stop a federation started with `up`.
     Down {
@@ -66,6 +69,9 @@ enum Cmd {
         /// nftables), `in-node` (the nodes' own fault mode on loopback) or `auto`.
         #[arg(long, value_parser = ["auto", "netns", "in-node"], default_value = "auto")]
         network: String,
+        /// Store engine of every node (`sled`, the default, or `redb`): drills on either.
+        #[arg(long, value_parser = ["sled", "redb"])]
+        store_engine: Option<String>,
     },
     /// Random fault schedules with random workloads; every invariant checked. A failing
     /// schedule is saved as a scenario file and its replay command printed.
@@ -156,9 +162,9 @@ fn real_main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Up { regions, dir, base_port, network } => rt()?.block_on(interruptible(async {
+        Cmd::Up { regions, dir, base_port, network, store_engine } => rt()?.block_on(interruptible(async {
             let regions = fed::parse_regions(&regions)?;
-            let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: fed::heads_interval_ms(regions.len()), network: network.parse()? })?;
+            let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: fed::heads_interval_ms(regions.len()), network: network.parse()?, store_engine })?;
             f.start_all(true).await?;
             f.register_departments().await?;
             f.save()?;
@@ -175,7 +181,7 @@ fn real_main() -> Result<ExitCode> {
             println!("stopped {n} nodes");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Drill { scenario: which, regions, report_dir, dir, base_port, output, network } => {
+        Cmd::Drill { scenario: which, regions, report_dir, dir, base_port, output, network, store_engine } => {
             let text = match &which {
                 None => scenario::SHIPPED[0].1.to_string(),
                 Some(w) => match scenario::SHIPPED.iter().find(|(n, _)| n == w) {
@@ -185,7 +191,7 @@ fn real_main() -> Result<ExitCode> {
             };
             let sc = scenario::parse(&text)?;
             eprintln!("drill: {} on {regions} regions", sc.name);
-            let run = DrillRun { regions, dir, report_dir: report_dir.clone(), base_port, network: network.parse()? };
+            let run = DrillRun { regions, dir, report_dir: report_dir.clone(), base_port, network: network.parse()?, store_engine };
             let report = rt()?.block_on(interruptible(run_drill(&sc, &run)));
             let report = match report {
                 Ok(r) => r,

@@ -60,6 +60,7 @@ async fn drill_text(
         report_dir: report_dir.clone(),
         base_port,
         network,
+        store_engine: None,
     };
     let report = run_drill(&sc, &run)
         .await

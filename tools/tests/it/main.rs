@@ -31,6 +31,7 @@ async fn federation(base_port: u16) -> Env {
             heads_interval_ms: 300,
             // The CLI needs no link faults: loopback keeps these tests root-free.
             network: credfed_testnet::fed::NetworkChoice::InNode,
+            store_engine: None,
         },
     )
     .unwrap();
