@@ -120,9 +120,7 @@ pub enum Kv {
         db: redb::Database,
         /// Its file, for its size.
         file: PathBuf,
-        /// When a commit was last made durable.
-        last_durable: Mutex<Instant>,
-        /// Batches applied and not yet committed.
+        /// Batches applied and not yet committed, and when a commit was last durable.
         pending: Mutex<Pending>,
     },
 }
@@ -137,12 +135,24 @@ pub enum Kv {
 /// durability was never persistent before the next durable one, so holding its writes
 /// here instead loses nothing a crash would not have lost; each batch still lands in
 /// one commit, so after a crash it is all there or not at all.
-#[derive(Default)]
 pub struct Pending {
     ops: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     bytes: usize,
     /// Bytes committed without durability since the last durable commit.
     since_durable: usize,
+    /// When a commit was last durable.
+    last_durable: Instant,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            ops: std::collections::BTreeMap::new(),
+            bytes: 0,
+            since_durable: 0,
+            last_durable: Instant::now(),
+        }
+    }
 }
 
 /// Bytes committed without durability after which the next commit is durable. redb
@@ -165,14 +175,18 @@ fn lock_pending(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> 
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Commits the pending writes in one transaction (durable or not) and forgets them;
-/// on failure they stay pending, still visible, and the error is returned.
+/// Commits the pending writes in one transaction and forgets them; on failure they stay
+/// pending, still visible, and the error is returned. The commit is durable when asked,
+/// and whenever [`DURABLE_EVERY`] has passed or [`DURABLE_AFTER_BYTES`] were committed
+/// without durability since the last durable one.
 fn commit_pending(
     db: &redb::Database,
     pending: &mut Pending,
     durable: bool,
 ) -> Result<(), StoreError> {
-    let durable = durable || pending.since_durable + pending.bytes >= DURABLE_AFTER_BYTES;
+    let durable = durable
+        || pending.last_durable.elapsed() >= DURABLE_EVERY
+        || pending.since_durable + pending.bytes >= DURABLE_AFTER_BYTES;
     let mut txn = db.begin_write().map_err(redb_err)?;
     if !durable {
         txn.set_durability(redb::Durability::None)
@@ -192,11 +206,12 @@ fn commit_pending(
         }
     }
     txn.commit().map_err(redb_err)?;
-    pending.since_durable = if durable {
-        0
+    if durable {
+        pending.since_durable = 0;
+        pending.last_durable = Instant::now();
     } else {
-        pending.since_durable + pending.bytes
-    };
+        pending.since_durable += pending.bytes;
+    }
     pending.ops.clear();
     pending.bytes = 0;
     Ok(())
@@ -250,8 +265,7 @@ impl Kv {
                 Ok(Kv::Redb {
                     db,
                     file,
-                    last_durable: Mutex::new(Instant::now()),
-                    pending: Mutex::new(Pending::default()),
+                    pending: Mutex::new(Pending::new()),
                 })
             }
         }
@@ -311,27 +325,15 @@ impl Kv {
                 tree.apply_batch(b)?;
                 Ok(())
             }
-            Kv::Redb {
-                db,
-                last_durable,
-                pending,
-                ..
-            } => {
+            Kv::Redb { db, pending, .. } => {
                 let mut p = lock_pending(pending);
                 // Like sled's flusher, applied writes are made durable at least every
                 // DURABLE_EVERY, so that what a node replicates without appending is
                 // not held back from the disk indefinitely. What is already pending is
                 // committed before this batch joins, so that a failed commit refuses
                 // this batch (not applied) and keeps the earlier ones pending.
-                let due = last_durable
-                    .lock()
-                    .map(|at| at.elapsed() >= DURABLE_EVERY)
-                    .unwrap_or(true);
-                if due || p.bytes >= PENDING_MAX_BYTES {
-                    commit_pending(db, &mut p, due)?;
-                    if due && let Ok(mut at) = last_durable.lock() {
-                        *at = Instant::now();
-                    }
+                if p.last_durable.elapsed() >= DURABLE_EVERY || p.bytes >= PENDING_MAX_BYTES {
+                    commit_pending(db, &mut p, false)?;
                 }
                 for (k, v) in batch.ops {
                     p.bytes += k.len() + v.as_ref().map_or(0, Vec::len);
@@ -357,18 +359,7 @@ impl Kv {
                 }
                 Ok(())
             }
-            Kv::Redb {
-                db,
-                last_durable,
-                pending,
-                ..
-            } => {
-                commit_pending(db, &mut lock_pending(pending), true)?;
-                if let Ok(mut at) = last_durable.lock() {
-                    *at = Instant::now();
-                }
-                Ok(())
-            }
+            Kv::Redb { db, pending, .. } => commit_pending(db, &mut lock_pending(pending), true),
         }
     }
 
