@@ -527,82 +527,46 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
 /// latest amendment). A bounded batch at a time; folds already rewritten (a migration
 /// interrupted by a crash) are left as they are.
 fn slim_entries(tree: &Kv) -> Result<(), StoreError> {
-    const FOLDS_PER_BATCH: usize = 4_096;
-    let end = vec![b'E' + 1];
-    let mut from = Bound::Included(vec![b'E']);
-    loop {
-        let mut batch = Batch::default();
-        let mut last = None;
-        let mut seen = 0;
-        for kv in tree.range(from.clone(), Bound::Excluded(end.clone()))? {
-            let (k, v) = kv?;
-            match dec::<EntryFold>(&v, "entry") {
-                Ok(fold) => {
-                    let mut content_at = None;
-                    for pos in fold.evidence.iter().rev() {
-                        let Some(bytes) = tree.get(&pos_key(b'L', *pos))? else {
-                            continue;
-                        };
-                        if stored_body(&bytes, *pos)
-                            .ok()
-                            .as_ref()
-                            .and_then(carried_content)
-                            == Some(&fold.content)
-                        {
-                            content_at = Some(*pos);
-                            break;
-                        }
-                    }
-                    let content_at = content_at.ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "entry {}: no record in its evidence carries its content",
-                            fold.id
-                        ))
-                    })?;
-                    let digest = content_digest(&fold.content);
-                    batch.insert(
-                        k.clone(),
-                        enc(&StoredEntry::from_fold(&fold, content_at, digest)),
-                    );
-                }
-                Err(_) => {
-                    dec::<StoredEntry>(&v, "entry")?;
-                }
-            }
-            last = Some(k);
-            seen += 1;
-            if seen == FOLDS_PER_BATCH {
+    in_bounded_batches(tree, b'E', 4_096, |k, v, batch| {
+        let Ok(fold) = dec::<EntryFold>(v, "entry") else {
+            // Already rewritten, or corrupt: say which.
+            return dec::<StoredEntry>(v, "entry").map(|_| ());
+        };
+        let mut content_at = None;
+        for pos in fold.evidence.iter().rev() {
+            let Some(bytes) = tree.get(&pos_key(b'L', *pos))? else {
+                continue;
+            };
+            if stored_body(&bytes, *pos)
+                .ok()
+                .as_ref()
+                .and_then(carried_content)
+                == Some(&fold.content)
+            {
+                content_at = Some(*pos);
                 break;
             }
         }
-        tree.apply(batch)?;
-        match last {
-            Some(k) if seen == FOLDS_PER_BATCH => from = Bound::Excluded(k),
-            _ => return Ok(()),
-        }
-    }
+        let content_at = content_at.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "entry {}: no record in its evidence carries its content",
+                fold.id
+            ))
+        })?;
+        let digest = content_digest(&fold.content);
+        batch.insert(k, enc(&StoredEntry::from_fold(&fold, content_at, digest)));
+        Ok(())
+    })
 }
 
 /// Removes every region's verifiable map: pages, roots, positions and version records
 /// (formats 3 to 6), a bounded batch at a time.
 fn drop_maps(tree: &Kv) -> Result<(), StoreError> {
-    const KEYS_PER_BATCH: usize = 16_384;
     for prefix in [b'I', b'J', b'K', b'U'] {
-        loop {
-            let keys: Vec<Vec<u8>> = tree
-                .scan_prefix(&[prefix])?
-                .take(KEYS_PER_BATCH)
-                .map(|kv| kv.map(|(k, _)| k))
-                .collect::<Result<_, _>>()?;
-            if keys.is_empty() {
-                break;
-            }
-            let mut batch = Batch::default();
-            for k in keys {
-                batch.remove(k);
-            }
-            tree.apply(batch)?;
-        }
+        in_bounded_batches(tree, prefix, 16_384, |k, _, batch| {
+            batch.remove(k);
+            Ok(())
+        })?;
     }
     Ok(())
 }
@@ -610,28 +574,45 @@ fn drop_maps(tree: &Kv) -> Result<(), StoreError> {
 /// Removes the stored tree nodes below [`STORED_TREE_LEVEL`] (format 4 → 5), a bounded
 /// batch at a time so that a large store is not held in memory.
 fn drop_low_tree_levels(tree: &Kv) -> Result<(), StoreError> {
-    const KEYS_PER_BATCH: usize = 16_384;
-    let end = vec![b'N' + 1];
-    let mut from = Bound::Included(vec![b'N']);
+    in_bounded_batches(tree, b'N', 16_384, |k, _, batch| {
+        // 'N', region (4 bytes), level, index (8 bytes).
+        if k.get(5).is_some_and(|level| *level < STORED_TREE_LEVEL) {
+            batch.remove(k);
+        }
+        Ok(())
+    })
+}
+
+/// Walks every pair under `prefix` in key order, `per_batch` at a time, letting `f` add
+/// writes for each to a batch that is applied before the next pairs are read: what a
+/// migration needs to rewrite a large store without holding it in memory. Each round
+/// reads on after the last key seen, so `f` may remove or rewrite the keys it is given.
+fn in_bounded_batches(
+    tree: &Kv,
+    prefix: u8,
+    per_batch: usize,
+    mut f: impl FnMut(&[u8], &[u8], &mut Batch) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let end = prefix
+        .checked_add(1)
+        .map_or(Bound::Unbounded, |next| Bound::Excluded(vec![next]));
+    let mut from = Bound::Included(vec![prefix]);
     loop {
         let mut batch = Batch::default();
         let mut last = None;
         let mut seen = 0;
-        for kv in tree.range(from.clone(), Bound::Excluded(end.clone()))? {
-            let (k, _) = kv?;
-            // 'N', region (4 bytes), level, index (8 bytes).
-            if k.get(5).is_some_and(|level| *level < STORED_TREE_LEVEL) {
-                batch.remove(k.clone());
-            }
+        for kv in tree.range(from.clone(), end.clone())? {
+            let (k, v) = kv?;
+            f(&k, &v, &mut batch)?;
             last = Some(k);
             seen += 1;
-            if seen == KEYS_PER_BATCH {
+            if seen == per_batch {
                 break;
             }
         }
         tree.apply(batch)?;
         match last {
-            Some(k) if seen == KEYS_PER_BATCH => from = Bound::Excluded(k),
+            Some(k) if seen == per_batch => from = Bound::Excluded(k),
             _ => return Ok(()),
         }
     }
@@ -1990,6 +1971,46 @@ mod tests {
 
     fn live(store: &Store) -> u64 {
         store.live_bytes().unwrap().values().map(|p| p.bytes).sum()
+    }
+
+    /// A migration's walk meets every key under its prefix once, across batch
+    /// boundaries, whether it removes, rewrites or keeps them, and nothing else.
+    #[test]
+    fn bounded_batches_meet_every_key_once() {
+        for engine in [Engine::Sled, Engine::Redb] {
+            let dir = tempfile::tempdir().unwrap();
+            let kv = Kv::open(dir.path(), engine, 8 << 20).unwrap();
+            let mut batch = Batch::default();
+            for i in 0..10u8 {
+                batch.insert(vec![b'Z', i], [i]);
+            }
+            batch.insert(b"Y".as_slice(), [0]);
+            batch.insert(b"[".as_slice(), [0]);
+            kv.apply(batch).unwrap();
+            let mut met = Vec::new();
+            in_bounded_batches(&kv, b'Z', 3, |k, v, batch| {
+                met.push(k[1]);
+                match k[1] % 3 {
+                    0 => batch.remove(k),
+                    1 => batch.insert(k, [v[0] + 100]),
+                    _ => {}
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(met, (0..10).collect::<Vec<u8>>(), "{engine:?}");
+            let left: Vec<(Vec<u8>, Vec<u8>)> = kv
+                .scan_prefix(b"Z")
+                .unwrap()
+                .map(|kv| kv.unwrap())
+                .collect();
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = (0..10u8)
+                .filter(|i| i % 3 != 0)
+                .map(|i| (vec![b'Z', i], vec![if i % 3 == 1 { i + 100 } else { i }]))
+                .collect();
+            assert_eq!(left, expected);
+            assert!(kv.get(b"Y").unwrap().is_some() && kv.get(b"[").unwrap().is_some());
+        }
     }
 
     /// The engine is the one the store was created with, whatever the options say
