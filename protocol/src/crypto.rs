@@ -245,10 +245,20 @@ impl Keypair {
     }
     /// Signs `payload` under the tag for `domain` and `federation_id`.
     pub fn sign(&self, domain: Domain, federation_id: &str, payload: &[u8]) -> Signature {
-        let mut msg = tag(domain, federation_id);
-        msg.extend_from_slice(payload);
-        Signature(self.0.sign(&msg).to_bytes())
+        self.sign_tagged(&tagged(domain, federation_id, payload))
     }
+
+    /// Signs a message that already carries its tag ([`tagged`]).
+    fn sign_tagged(&self, message: &[u8]) -> Signature {
+        Signature(self.0.sign(message).to_bytes())
+    }
+}
+
+/// `tag(domain, federation_id) || payload`: what a credfed signature covers.
+fn tagged(domain: Domain, federation_id: &str, payload: &[u8]) -> Vec<u8> {
+    let mut message = tag(domain, federation_id);
+    message.extend_from_slice(payload);
+    message
 }
 
 impl Keypair {
@@ -290,10 +300,18 @@ impl PublicKey {
         sig: &Signature,
         field: &'static str,
     ) -> Result<(), SignatureError> {
-        let key = self.verifying_key(field)?;
-        let mut msg = tag(domain, federation_id);
-        msg.extend_from_slice(payload);
-        key.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
+        self.verify_tagged(&tagged(domain, federation_id, payload), sig, field)
+    }
+
+    /// Verifies `sig` over a message that already carries its tag ([`tagged`]).
+    fn verify_tagged(
+        &self,
+        message: &[u8],
+        sig: &Signature,
+        field: &'static str,
+    ) -> Result<(), SignatureError> {
+        self.verifying_key(field)?
+            .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig.0))
             .map_err(|_| SignatureError::BadSignature { field })
     }
 }
@@ -345,14 +363,8 @@ impl VerifiedSignatures {
         sig: &Signature,
         key: &PublicKey,
     ) -> bool {
-        let Ok(vk) = key.verifying_key("key") else {
-            return false;
-        };
-        let mut message = tag(domain, federation_id);
-        message.extend_from_slice(payload);
-        let ok = vk
-            .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig.0))
-            .is_ok();
+        let message = tagged(domain, federation_id, payload);
+        let ok = key.verify_tagged(&message, sig, "key").is_ok();
         if ok {
             self.by_signature.insert(sig.0, (*key, message));
         }
@@ -370,9 +382,8 @@ impl VerifiedSignatures {
         federation_id: &str,
         payload: &[u8],
     ) -> Signature {
-        let mut message = tag(domain, federation_id);
-        message.extend_from_slice(payload);
-        let sig = Signature(key.0.sign(&message).to_bytes());
+        let message = tagged(domain, federation_id, payload);
+        let sig = key.sign_tagged(&message);
         self.by_signature.insert(sig.0, (key.public(), message));
         sig
     }
@@ -500,8 +511,7 @@ mod no_batch_verification {
         let pk = (ED25519_BASEPOINT_POINT * a).compress();
         let r = Scalar::from_bytes_mod_order([9; 32]);
         let payload = n.to_le_bytes().to_vec();
-        let mut msg = tag(Domain::Body, "f");
-        msg.extend_from_slice(&payload);
+        let msg = tagged(Domain::Body, "f", &payload);
         let big_r = (ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[4]).compress();
         let mut h = Sha512::new();
         h.update(big_r.as_bytes());
@@ -527,8 +537,7 @@ mod no_batch_verification {
             let mut known = VerifiedSignatures::new();
             assert!(!known.verify(Domain::Body, "f", &payload, &sig, &key));
             assert!(known.is_empty());
-            let mut msg = tag(Domain::Body, "f");
-            msg.extend_from_slice(&payload);
+            let msg = tagged(Domain::Body, "f", &payload);
             let vk = key.verifying_key("k").expect("key");
             let dsig = ed25519_dalek::Signature::from_bytes(&sig.0);
             if ed25519_dalek::verify_batch(&[&msg], &[dsig], &[vk]).is_ok() {
