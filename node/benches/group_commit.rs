@@ -29,14 +29,10 @@ use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};
 
-const FED: &str = "cn-credit-bench";
+mod common;
+use common::free_port;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+const FED: &str = "cn-credit-bench";
 
 fn entry(doc: String) -> Body {
     let d = |s: &str| Date::parse(s).expect("date");

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use common::Chain;
+use common::{Chain, free_port};
 use credfed_node::engine::{Clock, Core, EngineConfig, EngineEvent, IngestJob};
 use credfed_node::metrics::Metrics;
 use credfed_node::store::{Backend, DEFAULT_CACHE_BYTES, Engine, Store, StoreOptions};
@@ -669,13 +669,6 @@ struct HttpsChecks {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Starts the node daemon (its own data directory: keys, certificates, the bench's

@@ -1,4 +1,6 @@
-//! What the node's benches share: sealing a region's log as its node would.
+//! What the node's benches (and the range tests) share: sealing a region's log as its
+//! node would, and a free loopback port. Each includes the whole module and uses part.
+#![allow(dead_code)]
 
 use credfed_protocol::crypto::{Hash256, Keypair};
 use credfed_protocol::envelope::{
@@ -51,4 +53,12 @@ impl<'a> Chain<'a> {
         self.prev = envelope_hash(self.federation_id, &env);
         env
     }
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

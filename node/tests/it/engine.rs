@@ -9,36 +9,11 @@ use std::time::{Duration, Instant};
 use credfed_client::SubmitRecord;
 use credfed_protocol::ids::DepartmentId;
 use credfed_protocol::record::*;
-use credfed_protocol::time::Date;
 
 use crate::harness::*;
 
 const SH: u32 = 310000;
 const GD: u32 = 440000;
-
-fn entry(doc: &str) -> ListEntry {
-    let d = |s: &str| Date::parse(s).unwrap();
-    ListEntry {
-        category: Category::Black(BlackCategory::MaliciousWageArrears),
-        subject: Subject::Organisation {
-            uscc: "91350100M000100Y43".into(),
-            name: "某某建筑劳务有限公司".into(),
-            check_exemption: None,
-        },
-        related_persons: vec![],
-        basis: Basis {
-            document_no: doc.into(),
-            authority: "人力资源社会保障局".into(),
-            decided_on: d("2026-01-05"),
-            legal_basis: "《保障农民工工资支付条例》第四十八条".into(),
-        },
-        effective_from: d("2026-01-05"),
-        expires_on: d("2029-01-05"),
-        requested_measures: vec![MeasureCode("P-PROCUREMENT".into())],
-        findings: vec![],
-        summary: String::new(),
-    }
-}
 
 /// A store failure while applying records from a peer is ours: the peer's messages
 /// are not reported invalid, no fork probe starts, the failures are counted in their
@@ -69,7 +44,7 @@ async fn store_failure_during_ingest_blames_no_peer() {
                 .submit(
                     0,
                     "310000:pub",
-                    &Body::ListEntryPublished(entry(&format!("{phase}-{n}"))),
+                    &Body::ListEntryPublished(wage_arrears_entry(&format!("{phase}-{n}"))),
                 )
                 .await;
             assert_eq!(r.status, 201, "{}", r.body);
@@ -132,7 +107,11 @@ async fn store_failure_during_append_is_503_and_nothing_acknowledged() {
 
     faults.fail_writes.store(true, Ordering::SeqCst);
     let r = c
-        .submit(1, "440000:pub", &Body::ListEntryPublished(entry("gd-1")))
+        .submit(
+            1,
+            "440000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("gd-1")),
+        )
         .await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.error().code, "cannot_persist");
@@ -142,7 +121,11 @@ async fn store_failure_during_append_is_503_and_nothing_acknowledged() {
 
     faults.fail_sync.store(true, Ordering::SeqCst);
     let r = c
-        .submit(1, "440000:pub", &Body::ListEntryPublished(entry("gd-2")))
+        .submit(
+            1,
+            "440000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("gd-2")),
+        )
         .await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("not acknowledged"), "{}", r.body);
@@ -152,7 +135,11 @@ async fn store_failure_during_append_is_503_and_nothing_acknowledged() {
         "nothing acknowledged"
     );
     let r = c
-        .submit(1, "440000:pub", &Body::ListEntryPublished(entry("gd-3")))
+        .submit(
+            1,
+            "440000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("gd-3")),
+        )
         .await;
     assert_eq!(
         (r.status, r.error().code.as_str()),
@@ -209,7 +196,7 @@ async fn slow_disk_keeps_the_node_answering_pings_and_gossip() {
             FED,
             &author,
             &key("dept-440000:pub"),
-            &Body::ListEntryPublished(entry("slow")),
+            &Body::ListEntryPublished(wage_arrears_entry("slow")),
         );
         tokio::spawn(async move { client.submit(&record).await })
     };
@@ -218,7 +205,7 @@ async fn slow_disk_keeps_the_node_answering_pings_and_gossip() {
         .submit(
             0,
             "310000:pub",
-            &Body::ListEntryPublished(entry("while-slow")),
+            &Body::ListEntryPublished(wage_arrears_entry("while-slow")),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -288,7 +275,7 @@ async fn concurrent_writers_are_all_answered_within_their_deadline() {
                 FED,
                 &author,
                 &signer,
-                &Body::ListEntryPublished(entry(&format!("w-{n}"))),
+                &Body::ListEntryPublished(wage_arrears_entry(&format!("w-{n}"))),
             );
             let client = client.clone();
             tokio::spawn(async move { client.submit(&record).await })
@@ -332,7 +319,11 @@ async fn a_witness_refuses_a_wrong_map_root() {
     c.wait_writable(1).await;
     c.register_departments(0).await;
     let r = c
-        .submit(0, "310000:pub", &Body::ListEntryPublished(entry("map-1")))
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("map-1")),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let size = c.head(0, SH).await;

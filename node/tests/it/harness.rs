@@ -15,11 +15,39 @@ use credfed_protocol::crypto::{Keypair, sha256};
 use credfed_protocol::envelope::sign_body;
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
-use credfed_protocol::record::Body;
+use credfed_protocol::record::{
+    Basis, BlackCategory, Body, Category, ListEntry, MeasureCode, Subject,
+};
 use credfed_protocol::time::Timestamp;
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_credfed-node");
+
+/// A black-list entry for malicious wage arrears against one company, under document
+/// number `doc` (what the engine and replication tests publish).
+pub fn wage_arrears_entry(doc: &str) -> ListEntry {
+    let d = |s: &str| credfed_protocol::time::Date::parse(s).unwrap();
+    ListEntry {
+        category: Category::Black(BlackCategory::MaliciousWageArrears),
+        subject: Subject::Organisation {
+            uscc: "91350100M000100Y43".into(),
+            name: "某某建筑劳务有限公司".into(),
+            check_exemption: None,
+        },
+        related_persons: vec![],
+        basis: Basis {
+            document_no: doc.into(),
+            authority: "人力资源社会保障局".into(),
+            decided_on: d("2026-01-05"),
+            legal_basis: "《保障农民工工资支付条例》第四十八条".into(),
+        },
+        effective_from: d("2026-01-05"),
+        expires_on: d("2029-01-05"),
+        requested_measures: vec![MeasureCode("P-PROCUREMENT".into())],
+        findings: vec![],
+        summary: String::new(),
+    }
+}
 
 pub fn key(label: &str) -> Keypair {
     Keypair::from_secret(sha256(&[b"it-key", label.as_bytes()]).0)

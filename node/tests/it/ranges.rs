@@ -15,9 +15,10 @@ use credfed_protocol::envelope::NODE_UNIT;
 use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
-use credfed_protocol::time::{Date, Timestamp};
+use credfed_protocol::time::Timestamp;
 
 use crate::chain::Chain;
+use crate::harness::wage_arrears_entry;
 
 const FED: &str = "cn-credit-ranges";
 
@@ -56,27 +57,7 @@ fn log(n: usize, tamper: impl Fn(usize, &mut Vec<u8>)) -> Vec<Vec<u8>> {
                     },
                 )
             } else {
-                let d = |s: &str| Date::parse(s).unwrap();
-                let entry = ListEntry {
-                    category: Category::Black(BlackCategory::MaliciousWageArrears),
-                    subject: Subject::Organisation {
-                        uscc: "91350100M000100Y43".into(),
-                        name: "某某建筑劳务有限公司".into(),
-                        check_exemption: None,
-                    },
-                    related_persons: vec![],
-                    basis: Basis {
-                        document_no: format!("沪人社〔2026〕{i}号"),
-                        authority: "人力资源社会保障局".into(),
-                        decided_on: d("2026-01-05"),
-                        legal_basis: "《保障农民工工资支付条例》第四十八条".into(),
-                    },
-                    effective_from: d("2026-01-05"),
-                    expires_on: d("2029-01-05"),
-                    requested_measures: vec![],
-                    findings: vec![],
-                    summary: String::new(),
-                };
+                let entry = wage_arrears_entry(&format!("沪人社〔2026〕{i}号"));
                 chain.append(dept.clone(), &publisher, &Body::ListEntryPublished(entry))
             };
             tamper(i, &mut env);

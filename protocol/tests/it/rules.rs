@@ -583,6 +583,12 @@ fn signatures_known_ahead_decide_nothing_admission_would_not() {
             );
             known
         };
+    let refusal = |w: &World, bytes: &[u8], known: &VerifiedSignatures| {
+        admit_with(w.rules(), &w.ledger, bytes, known)
+            .unwrap_err()
+            .into_rejection()
+            .reason
+    };
     let body = Body::ListEntryPublished(black_entry(org(ACME), "d1", &[]));
     // Signed by mallory and known as mallory's: still not the department's signature.
     let (bytes, _) =
@@ -592,13 +598,7 @@ fn signatures_known_ahead_decide_nothing_admission_would_not() {
     let env = w.seal_signed(dept("310000:pub"), bytes, forged);
     let known = preverified(&w, &env, &mallory.public());
     assert_eq!(known.len(), 2, "signatures verified ahead");
-    assert_eq!(
-        admit_with(w.rules(), &w.ledger, &env, &known)
-            .unwrap_err()
-            .into_rejection()
-            .reason,
-        RejectReason::BadAuthorSignature
-    );
+    assert_eq!(refusal(&w, &env, &known), RejectReason::BadAuthorSignature);
     // Known before a bit of the node signature flipped: the flipped one is not known.
     let good = w.seal_as("310000:pub", &body);
     let author = w.depts[&dept("310000:pub")].public();
@@ -608,10 +608,7 @@ fn signatures_known_ahead_decide_nothing_admission_would_not() {
     let n = flipped.len();
     flipped[n - 1] ^= 0x01;
     assert_eq!(
-        admit_with(w.rules(), &w.ledger, &flipped, &known)
-            .unwrap_err()
-            .into_rejection()
-            .reason,
+        refusal(&w, &flipped, &known),
         RejectReason::BadNodeSignature
     );
     // The good envelope: admitted exactly as without the set.
@@ -631,13 +628,7 @@ fn signatures_known_ahead_decide_nothing_admission_would_not() {
     let env = w.seal_as("310000:pub", &later);
     let known = preverified(&w, &env, &author);
     assert_eq!(known.len(), 2, "signatures verified ahead");
-    assert_eq!(
-        admit_with(w.rules(), &w.ledger, &env, &known)
-            .unwrap_err()
-            .into_rejection()
-            .reason,
-        RejectReason::AuthorRevoked
-    );
+    assert_eq!(refusal(&w, &env, &known), RejectReason::AuthorRevoked);
 }
 
 /// Invariant 4: two different envelopes at one position are proof of equivocation that a
