@@ -1475,6 +1475,28 @@ mod entry_tests {
             ));
             updates
         }
+
+        /// The node registers the publishing department with `roles`.
+        fn register_publisher(&mut self, store: &Store, roles: Vec<Role>) {
+            let body = Body::DepartmentRegistered {
+                department: DepartmentId::new(self.region, "pub", "d").unwrap(),
+                name: "认定部门".into(),
+                roles,
+                key: self.publisher.public(),
+            };
+            self.record(store, true, &body);
+        }
+
+        /// Publishes `entry` and returns its id.
+        fn publish(&mut self, store: &Store, entry: ListEntry) -> EntryId {
+            self.record(store, false, &Body::ListEntryPublished(entry))
+                .iter()
+                .find_map(|u| match u {
+                    Update::Entry(e) => Some(e.id),
+                    _ => None,
+                })
+                .unwrap()
+        }
     }
 
     fn entry(summary: &str) -> ListEntry {
@@ -1513,24 +1535,8 @@ mod entry_tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut w = World::new();
-        w.record(
-            &store,
-            true,
-            &Body::DepartmentRegistered {
-                department: DepartmentId::new(w.region, "pub", "d").unwrap(),
-                name: "认定部门".into(),
-                roles: vec![Role::Publisher, Role::ObjectionHandler],
-                key: w.publisher.public(),
-            },
-        );
-        let updates = w.record(&store, false, &Body::ListEntryPublished(entry("")));
-        let id = updates
-            .iter()
-            .find_map(|u| match u {
-                Update::Entry(e) => Some(e.id),
-                _ => None,
-            })
-            .unwrap();
+        w.register_publisher(&store, vec![Role::Publisher, Role::ObjectionHandler]);
+        let id = w.publish(&store, entry(""));
         let same = |store: &Store, w: &World| {
             let read = store.entry(&id).unwrap().unwrap();
             assert_eq!(Some(&read), w.ledger.entry(&id).as_ref());
@@ -1644,24 +1650,8 @@ mod entry_tests {
         let id;
         {
             let store = Store::open(dir.path()).unwrap();
-            w.record(
-                &store,
-                true,
-                &Body::DepartmentRegistered {
-                    department: DepartmentId::new(w.region, "pub", "d").unwrap(),
-                    name: "认定部门".into(),
-                    roles: vec![Role::Publisher],
-                    key: w.publisher.public(),
-                },
-            );
-            let updates = w.record(&store, false, &Body::ListEntryPublished(entry("")));
-            id = updates
-                .iter()
-                .find_map(|u| match u {
-                    Update::Entry(e) => Some(e.id),
-                    _ => None,
-                })
-                .unwrap();
+            w.register_publisher(&store, vec![Role::Publisher]);
+            id = w.publish(&store, entry(""));
             w.record(
                 &store,
                 false,
