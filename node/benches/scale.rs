@@ -532,7 +532,7 @@ fn main() {
         .expect("chains verify");
     assert_eq!(report.envelopes, n);
     let metrics = Arc::new(Metrics::default());
-    let (core, _links) = engine(store, &manifest, metrics);
+    let (core, links) = engine(store, &manifest, metrics);
     let startup_s = t.elapsed().as_secs_f64();
 
     // 5. Checks: listed companies (every region's first block is listed) and unlisted
@@ -574,7 +574,7 @@ fn main() {
     let verify_pairs = 10_000.0 / t.elapsed().as_secs_f64();
     core.shutdown().expect("engine stopped");
     drop(core);
-    drop(_links);
+    drop(links);
 
     // 6. Checks over HTTPS: the daemon on the filled store, kept-alive connections.
     let https = if args.iter().any(|a| a == "--no-https") {
