@@ -22,6 +22,7 @@ pub mod codec;
 pub mod crypto;
 pub mod envelope;
 pub mod federation;
+pub mod gossip;
 pub mod ids;
 pub mod ledger;
 pub mod limits;

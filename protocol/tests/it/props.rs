@@ -326,6 +326,32 @@ proptest! {
     }
 
     #[test]
+    fn mangled_gossip_batches_never_panic_and_never_decode_differently(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..4),
+        cut in any::<prop::sample::Index>(),
+        tail in prop::collection::vec(any::<u8>(), 1..16),
+        copies in 1usize..5,
+    ) {
+        let envelopes = vec![valid_envelope(); copies];
+        let good = credfed_protocol::gossip::encode_batch(&envelopes).unwrap();
+        prop_assert_eq!(credfed_protocol::gossip::decode_batch(&good).unwrap(), envelopes);
+        let mut flipped = good.clone();
+        for (i, bit) in &flips {
+            let at = i.index(flipped.len());
+            flipped[at] ^= 1 << bit;
+        }
+        if let Ok(back) = credfed_protocol::gossip::decode_batch(&flipped) {
+            // Whatever still decodes is exactly what it encodes to.
+            prop_assert_eq!(credfed_protocol::gossip::encode_batch(&back).unwrap(), flipped);
+        }
+        let truncated = &good[..cut.index(good.len())];
+        prop_assert!(credfed_protocol::gossip::decode_batch(truncated).is_err());
+        let mut appended = good.clone();
+        appended.extend_from_slice(&tail);
+        prop_assert!(credfed_protocol::gossip::decode_batch(&appended).is_err());
+    }
+
+    #[test]
     fn mangled_envelopes_never_panic_and_never_decode_differently(
         flips in prop::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..4),
         cut in any::<prop::sample::Index>(),

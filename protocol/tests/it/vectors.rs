@@ -295,3 +295,17 @@ fn fuzz_seed_manifest_parses() {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     m.validate().unwrap();
 }
+
+/// A gossip message's layout is pinned like the envelope's: a change is a deliberate
+/// act (and a new topic version, docs/protocol.md "Gossip").
+#[test]
+fn gossip_batch_known_answer() {
+    let bytes =
+        credfed_protocol::gossip::encode_batch(&[vec![1, 2, 3], vec![], vec![0xab; 251]]).unwrap();
+    let want = format!("030301020300fbfb00{}", "ab".repeat(251));
+    assert_eq!(
+        hex::encode(&bytes),
+        want,
+        "gossip batch wire format changed"
+    );
+}
