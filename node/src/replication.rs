@@ -29,6 +29,18 @@ use crate::wire::MAX_RANGE_ENVELOPES;
 /// and [`MAX_PARKED_PER_REGION`] holds exactly one range, so more would be refetched.
 pub const RANGES_PER_REGION: usize = 2;
 
+/// A region a peer is ahead in by at most this many records is left to gossip for
+/// [`PUSH_GRACE`]: in a steady stream every heads answer shows some peer a record or
+/// two ahead, which gossip is delivering at that moment, and fetching it as well made
+/// every node receive and check it twice. A larger gap (a partition healed, a node
+/// restarted) is not gossip's to fill and is fetched at once.
+pub const PUSH_WINDOW: u64 = 32;
+
+/// How long a small gap may wait for gossip before it is fetched: several times the
+/// propagation p99 of a 31-node federation on one machine (docs/performance.md), short
+/// next to the heads interval that finds a gap gossip lost.
+pub const PUSH_GRACE: Duration = Duration::from_millis(500);
+
 /// Tunables, all bounded.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplicationConfig {
@@ -118,6 +130,9 @@ pub struct Replicator {
     /// Highest own-region head any peer reported, once one has.
     own_head_seen: Option<u64>,
     writes_open: bool,
+    /// Per region, since when a peer has been at most [`PUSH_WINDOW`] records ahead of
+    /// us with nothing fetched: the gap gossip is given [`PUSH_GRACE`] to fill.
+    behind_since: BTreeMap<RegionCode, Instant>,
 }
 
 impl Replicator {
@@ -134,6 +149,7 @@ impl Replicator {
             best_changed: false,
             own_head_seen: solo.then_some(0),
             writes_open: false,
+            behind_since: BTreeMap::new(),
         }
     }
 
@@ -255,8 +271,17 @@ impl Replicator {
             .filter(|(r, b)| **b > local.get(*r).copied().unwrap_or(0))
             .map(|(r, b)| (*r, *b))
             .collect();
+        self.behind_since
+            .retain(|r, _| behind.iter().any(|(b, _)| b == r));
         for (region, best) in behind {
             let have = local.get(&region).copied().unwrap_or(0);
+            let idle = self.fetching.get(&region).is_none_or(Vec::is_empty);
+            if idle && region != self.own_region && best - have <= PUSH_WINDOW {
+                let since = *self.behind_since.entry(region).or_insert(now);
+                if now.duration_since(since) < PUSH_GRACE {
+                    continue;
+                }
+            }
             for _ in 0..RANGES_PER_REGION {
                 let fetches = self.fetching.entry(region).or_default();
                 if fetches.len() >= RANGES_PER_REGION {
@@ -405,7 +430,7 @@ mod tests {
         );
         rep.step(Input::PeerUp(b), &local, t0);
         // B (not Shanghai's own node) has Shanghai's records: fetch from B.
-        let out = rep.step(Input::Heads(b, vec![(r(310000), head(10))]), &local, t0);
+        let out = rep.step(Input::Heads(b, vec![(r(310000), head(100))]), &local, t0);
         assert!(
             out.contains(&Output::RequestRange {
                 peer: b,
@@ -416,7 +441,7 @@ mod tests {
             "{out:?}"
         );
         // One fetch per region at a time.
-        let out = rep.step(Input::Heads(a, vec![(r(310000), head(10))]), &local, t0);
+        let out = rep.step(Input::Heads(a, vec![(r(310000), head(100))]), &local, t0);
         assert!(
             !out.iter().any(|o| matches!(o, Output::RequestRange { .. })),
             "{out:?}"
@@ -502,6 +527,9 @@ mod tests {
         let mut fresh = Replicator::new(ReplicationConfig::default(), r(110000), false);
         fresh.step(Input::PeerUp(a), &near_end, t);
         let out = fresh.step(Input::Heads(a, vec![(sh, head(10 * n))]), &near_end, t);
+        // Five records behind: gossip gets its grace first.
+        assert!(ranges(&out).is_empty(), "{out:?}");
+        let out = fresh.step(Input::Tick, &near_end, t + PUSH_GRACE);
         assert_eq!(ranges(&out), vec![(a, 10 * n - 4)]);
     }
 
@@ -552,7 +580,7 @@ mod tests {
         let local = BTreeMap::new();
         rep.step(Input::PeerUp(p), &local, t);
         let out = rep.step(
-            Input::Heads(p, vec![(r(310000), head(3)), (r(440000), head(3))]),
+            Input::Heads(p, vec![(r(310000), head(100)), (r(440000), head(100))]),
             &local,
             t,
         );
@@ -568,6 +596,64 @@ mod tests {
         // Disconnect frees everything.
         rep.step(Input::PeerDown(p), &local, t);
         assert!(rep.best_known().is_empty());
+    }
+
+    #[test]
+    fn small_gaps_are_left_to_gossip_for_a_grace_then_fetched() {
+        let p = PeerId::random();
+        let (own, sh, gd) = (r(110000), r(310000), r(440000));
+        let mut rep = Replicator::new(ReplicationConfig::default(), own, false);
+        let t = Instant::now();
+        let mut local = BTreeMap::new();
+        local.insert(sh, 10);
+        rep.step(Input::PeerUp(p), &local, t);
+        // Shanghai two records ahead, Guangdong far ahead, our own log one behind.
+        let heads = vec![
+            (sh, head(12)),
+            (gd, head(10 + PUSH_WINDOW + 1)),
+            (own, head(1)),
+        ];
+        let out = rep.step(Input::Heads(p, heads), &local, t);
+        let regions: Vec<RegionCode> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::RequestRange { region, .. } => Some(*region),
+                _ => None,
+            })
+            .collect();
+        assert!(regions.contains(&gd) && regions.contains(&own), "{out:?}");
+        assert!(
+            !regions.contains(&sh),
+            "a two-record gap waits for gossip: {out:?}"
+        );
+        // Gossip delivers one of the two; the gap is still open inside the grace.
+        local.insert(sh, 11);
+        let out = rep.step(Input::Tick, &local, t + PUSH_GRACE / 2);
+        assert!(!ranges(&out).iter().any(|(_, from)| *from == 12), "{out:?}");
+        // The grace runs out with the last record still missing: it is fetched.
+        let out = rep.step(Input::Tick, &local, t + PUSH_GRACE);
+        assert!(
+            out.contains(&Output::RequestRange {
+                peer: p,
+                region: sh,
+                from: 12,
+                limit: MAX_RANGE_ENVELOPES
+            }),
+            "{out:?}"
+        );
+        // A gap gossip closes in time is never fetched, and the next one waits afresh.
+        let mut fresh = Replicator::new(ReplicationConfig::default(), own, false);
+        let mut local = BTreeMap::new();
+        local.insert(sh, 10);
+        fresh.step(Input::PeerUp(p), &local, t);
+        fresh.step(Input::Heads(p, vec![(sh, head(11))]), &local, t);
+        local.insert(sh, 11);
+        let out = fresh.step(Input::Tick, &local, t + PUSH_GRACE / 2);
+        assert!(ranges(&out).is_empty(), "{out:?}");
+        let later = t + PUSH_GRACE;
+        fresh.step(Input::Heads(p, vec![(sh, head(12))]), &local, later);
+        let out = fresh.step(Input::Tick, &local, later + PUSH_GRACE / 2);
+        assert!(ranges(&out).is_empty(), "{out:?}");
     }
 
     #[test]
