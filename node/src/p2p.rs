@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use credfed_protocol::ids::RegionCode;
 use credfed_protocol::ledger::Head;
-use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -54,6 +53,11 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// takes milliseconds; more in flight would only queue on the disk. A request beyond
 /// this is answered with an empty range, which the asking peer re-plans.
 const MAX_RANGE_READS: usize = 8;
+
+/// Mesh peers per node for the envelope and checkpoint topics (gossipsub's D). Every
+/// copy beyond the first a node receives is a duplicate it pays for in TLS, framing and
+/// a system call; see `build_swarm` for why 4 suits a federation of about 31 members.
+const GOSSIP_MESH: usize = 4;
 
 /// How often the loop checks liveness and lets the replicator plan.
 const TICK: Duration = Duration::from_millis(250);
@@ -346,7 +350,7 @@ impl Network {
                 );
             }
         }
-        let topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/envelopes/1"));
+        let topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/envelopes/2"));
         let checkpoint_topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/checkpoints/1"));
         let quorum = core
             .manifest()
@@ -685,14 +689,23 @@ impl Network {
                     self.maybe_start_round();
                 }
             }
-            EngineEvent::Appended(bytes) => {
-                if let Err(e) = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(self.topic.clone(), bytes)
-                {
-                    tracing::debug!(error = %e, "gossip publish skipped; pull will deliver");
+            EngineEvent::Appended(envelopes) => {
+                for batch in credfed_protocol::gossip::split_into_batches(envelopes) {
+                    let message = match credfed_protocol::gossip::encode_batch(&batch) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "own envelopes not gossiped; pull will deliver");
+                            continue;
+                        }
+                    };
+                    if let Err(e) = self
+                        .swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .publish(self.topic.clone(), message)
+                    {
+                        tracing::debug!(error = %e, "gossip publish skipped; pull will deliver");
+                    }
                 }
             }
         }
@@ -1452,9 +1465,24 @@ fn build_swarm(
         .message_id_fn(|m: &gossipsub::Message| {
             gossipsub::MessageId::from(credfed_protocol::crypto::sha256(&[&m.data]).0.to_vec())
         })
-        .max_transmit_size(MAX_ENVELOPE_BYTES + 1024)
+        .max_transmit_size(credfed_protocol::gossip::MAX_GOSSIP_BYTES + 1024)
         .heartbeat_interval(Duration::from_millis(700))
         .heartbeat_initial_delay(Duration::from_millis(100))
+        // Sized for a federation of about 31 members, where every member wants every
+        // message: each node receives a message about once per mesh peer (one copy is
+        // used, the rest are duplicates it still decrypts and drops). gossipsub's
+        // defaults (6 mesh peers, up to 12, gossip to 6 more) suit open networks of
+        // strangers; among 31 authorised members a mesh of 4 still reaches everyone in
+        // three hops, and the origin publishes to every member directly (flood
+        // publishing, on by default), so a record is one hop from most nodes anyway.
+        .mesh_n(GOSSIP_MESH)
+        .mesh_n_low(GOSSIP_MESH - 1)
+        .mesh_n_high(2 * GOSSIP_MESH)
+        .mesh_outbound_min(GOSSIP_MESH / 2)
+        // IHAVE announcements to peers outside the mesh repair what the mesh missed;
+        // pull (anti-entropy) repairs it too, so three such peers are enough.
+        .gossip_lazy(3)
+        .gossip_factor(0.1)
         .build()
         .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
     let member_count = members.len() as u32;

@@ -96,9 +96,10 @@ fn preverify(
 /// Envelopes from a peer, for the writer to admit.
 #[derive(Debug)]
 pub enum IngestJob {
-    /// One gossip message; its verdict goes back to gossipsub's validation.
+    /// One gossip message (a batch of envelopes, `credfed_protocol::gossip`); its
+    /// verdict goes back to gossipsub's validation.
     Gossip {
-        /// Envelope bytes.
+        /// The message's bytes.
         bytes: Vec<u8>,
         /// The peer that forwarded it.
         source: PeerId,
@@ -155,8 +156,9 @@ pub enum EngineEvent {
     },
     /// Heads that moved since the last report.
     Heads(BTreeMap<RegionCode, Head>),
-    /// An own envelope is durable: gossip it.
-    Appended(Vec<u8>),
+    /// Own envelopes made durable together, in log order: gossip them (in as few
+    /// messages as the gossip limits allow).
+    Appended(Vec<Vec<u8>>),
 }
 
 /// An own envelope applied and waiting for the fsync that acknowledges it.
@@ -330,7 +332,7 @@ impl Writer {
                 source,
                 message_id,
             } => EngineEvent::Gossip {
-                verdict: self.ingest_from_peer(&bytes, &VerifiedSignatures::new()),
+                verdict: self.ingest_gossip(&bytes),
                 source,
                 message_id,
             },
@@ -366,6 +368,28 @@ impl Writer {
         if !self.moved.is_empty() {
             let moved = std::mem::take(&mut self.moved);
             self.send(EngineEvent::Heads(moved)).await;
+        }
+    }
+
+    /// Admits a gossip message's envelopes in order, as a range is admitted. The verdict
+    /// is the message's: rejected if an envelope in it is invalid (no honest member
+    /// forwards one), accepted if one is new here, else ignored (all held or early).
+    fn ingest_gossip(&mut self, bytes: &[u8]) -> PeerVerdict {
+        let envelopes = match credfed_protocol::gossip::decode_batch(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "rejected gossip message");
+                return PeerVerdict::Reject;
+            }
+        };
+        let before = self.metrics.ingested.load(Ordering::Relaxed);
+        if self.ingest_range(&envelopes) {
+            return PeerVerdict::Reject;
+        }
+        if self.metrics.ingested.load(Ordering::Relaxed) > before {
+            PeerVerdict::Accept
+        } else {
+            PeerVerdict::Ignore
         }
     }
 
@@ -742,17 +766,18 @@ fn acknowledge(
             metrics
                 .appends
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
+            let mut durable = Vec::with_capacity(group.len());
             for s in group {
-                let bytes = s.envelope.bytes.clone();
+                durable.push(s.envelope.bytes.clone());
                 if let Some(reply) = s.reply {
                     let _ = reply.send(Ok(s.envelope));
                 }
-                // Gossip is best effort: pull delivers what a full queue drops.
-                if let Err(mpsc::error::TrySendError::Full(_)) =
-                    events.try_send(EngineEvent::Appended(bytes))
-                {
-                    tracing::debug!("event queue full; peers will pull the record");
-                }
+            }
+            // Gossip is best effort: pull delivers what a full queue drops.
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                events.try_send(EngineEvent::Appended(durable))
+            {
+                tracing::debug!("event queue full; peers will pull the records");
             }
         }
         Err(e) => {
