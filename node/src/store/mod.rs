@@ -345,6 +345,11 @@ pub struct PartSize {
 pub struct Store {
     kv: Kv,
     cache_budget: u64,
+    /// Regions proven to have equivocated, as last read, with a generation that every
+    /// new proof moves on. Every check and every cosignature asks for them, and a scan
+    /// of the store costs redb a commit of the writes it holds; they change only when a
+    /// proof is recorded (never removed), so a read is kept until then.
+    equivocators: std::sync::Mutex<(u64, Option<Vec<RegionCode>>)>,
 }
 
 fn region_key(prefix: u8, region: RegionCode) -> Vec<u8> {
@@ -685,6 +690,7 @@ impl Store {
         let mut store = Store {
             kv: tree,
             cache_budget: options.cache_bytes,
+            equivocators: std::sync::Mutex::new((0, None)),
         };
         if options.compact {
             store.compact()?;
@@ -832,7 +838,12 @@ impl Backend for Store {
                 Update::Equivocator(r) => batch.insert(region_key(b'Q', *r), []),
             }
         }
-        self.kv.apply(batch)
+        let new_equivocator = updates.iter().any(|u| matches!(u, Update::Equivocator(_)));
+        let applied = self.kv.apply(batch);
+        if new_equivocator {
+            self.forget_equivocators();
+        }
+        applied
     }
 
     fn record_equivocation(&self, proof: &EquivocationProof) -> Result<(), StoreError> {
@@ -848,7 +859,9 @@ impl Backend for Store {
             enc(proof),
         );
         batch.insert(region_key(b'Q', proof.region), []);
-        self.kv.apply(batch)
+        let applied = self.kv.apply(batch);
+        self.forget_equivocators();
+        applied
     }
 
     /// Makes everything applied so far durable: a real fsync (see [`kv`]).
@@ -1368,6 +1381,32 @@ impl StateView for Store {
             .collect()
     }
     fn equivocators(&self) -> Result<Vec<RegionCode>, StoreError> {
+        let generation = {
+            let cached = self.equivocators.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(regions) = &cached.1 {
+                return Ok(regions.clone());
+            }
+            cached.0
+        };
+        let regions = self.scan_equivocators()?;
+        let mut cached = self.equivocators.lock().unwrap_or_else(|e| e.into_inner());
+        // Kept only if no proof was recorded while the store was read.
+        if cached.0 == generation {
+            cached.1 = Some(regions.clone());
+        }
+        Ok(regions)
+    }
+}
+
+impl Store {
+    /// A proof was recorded: the next read of the equivocators goes to the store.
+    fn forget_equivocators(&self) {
+        let mut cached = self.equivocators.lock().unwrap_or_else(|e| e.into_inner());
+        cached.0 += 1;
+        cached.1 = None;
+    }
+
+    fn scan_equivocators(&self) -> Result<Vec<RegionCode>, StoreError> {
         self.kv
             .scan_prefix(b"Q")?
             .map(|kv| {
@@ -1717,6 +1756,35 @@ mod tests {
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no node {level}/{index}"))
         }
+    }
+
+    /// The equivocators read once are kept, and every way a new one is recorded (a
+    /// proof, or the update an evidence record applies) shows in the next read, also
+    /// after reopening.
+    #[test]
+    fn equivocators_kept_between_reads_follow_every_new_proof() {
+        use credfed_protocol::ledger::{EquivocationProof, StateView};
+        let dir = tempfile::tempdir().unwrap();
+        let gd = RegionCode::new(440000, "r").unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(StateView::equivocators(&store).unwrap().is_empty());
+            assert!(StateView::equivocators(&store).unwrap().is_empty());
+            store
+                .record_equivocation(&EquivocationProof {
+                    region: sh(),
+                    seq: 3,
+                    first: vec![1],
+                    second: vec![2],
+                })
+                .unwrap();
+            assert_eq!(StateView::equivocators(&store).unwrap(), vec![sh()]);
+            store.apply(&[Update::Equivocator(gd)]).unwrap();
+            assert_eq!(StateView::equivocators(&store).unwrap(), vec![sh(), gd]);
+            store.sync().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(StateView::equivocators(&store).unwrap(), vec![sh(), gd]);
     }
 
     /// The stored tree follows the log append by append, gives the same roots and proofs
