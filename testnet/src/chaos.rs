@@ -69,6 +69,7 @@ pub fn schedule(seed: u64, index: u64, regions: &[String], steps: usize) -> Scen
                         count: 3 + rng.below(15),
                         measure: false,
                         measure_proven: false,
+                        concurrency: None,
                     });
                 }
             }
@@ -149,6 +150,7 @@ pub fn schedule(seed: u64, index: u64, regions: &[String], steps: usize) -> Scen
                     count: 2 + rng.below(5),
                     measure: false,
                     measure_proven: false,
+                    concurrency: None,
                 });
             }
         }

@@ -256,6 +256,15 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
             .collect();
         println!("  cosignatures refused by witnesses: {}", parts.join(", "));
     }
+    if r.records_applied > 0 {
+        println!(
+            "  traffic: {} messages (gossip + pulled ranges), {} envelopes applied, {} received again after they were held ({:.1} %)",
+            r.messages,
+            r.records_applied,
+            r.records_duplicate,
+            100.0 * r.records_duplicate as f64 / r.records_applied as f64
+        );
+    }
     if r.map_versions_pruned > 0 {
         println!(
             "  map versions pruned (superseded over a minute ago, no longer served): {}",

@@ -132,6 +132,13 @@ pub struct Report {
     pub messages: u64,
     /// Envelope bytes received, all nodes.
     pub bytes: u64,
+    /// Envelopes applied from peers and own appends, all nodes.
+    #[serde(default)]
+    pub records_applied: u64,
+    /// Envelopes received again after they were held (push and pull both delivering
+    /// one, or two gossip batches overlapping), all nodes.
+    #[serde(default)]
+    pub records_duplicate: u64,
     /// Per-node resources at the end: region → (resident memory KiB, CPU seconds used).
     pub resources: BTreeMap<String, (u64, f64)>,
     /// How faults were injected.
@@ -338,8 +345,8 @@ pub fn html(r: &Report) -> String {
     );
     let _ = write!(
         s,
-        "<h2>Traffic</h2><p>{} messages (gossip + pulled ranges), {} envelope bytes received across all nodes.</p>",
-        r.messages, r.bytes
+        "<h2>Traffic</h2><p>{} messages (gossip + pulled ranges), {} envelope bytes received across all nodes; {} envelopes applied, {} received again after they were held.</p>",
+        r.messages, r.bytes, r.records_applied, r.records_duplicate
     );
     s.push_str("<h2>Steps</h2><table border=1 cellpadding=4 style='border-collapse:collapse'><tr><th>#</th><th>step</th><th>at</th><th>took</th><th>ok</th><th>detail</th></tr>");
     for st in &r.steps {

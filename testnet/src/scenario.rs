@@ -169,6 +169,11 @@ pub enum Step {
         /// (docs/testnet.md, `proven_visible_ms`).
         #[serde(default)]
         measure_proven: bool,
+        /// Writes in flight at once (default 1: each waits for the one before), as a
+        /// department's import keeps many in flight; the node makes them durable and
+        /// gossips them in groups. Measuring each record needs 1.
+        #[serde(default)]
+        concurrency: Option<usize>,
     },
     /// SIGKILL a node.
     Kill {
@@ -403,5 +408,9 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "perf-heal-10k",
         include_str!("../scenarios/perf-heal-10k.toml"),
+    ),
+    (
+        "perf-stream-10k",
+        include_str!("../scenarios/perf-stream-10k.toml"),
     ),
 ];

@@ -111,6 +111,8 @@ const INVARIANTS: [&str; 9] = [
 pub(super) struct NodeMetrics {
     messages: u64,
     bytes: u64,
+    records_applied: u64,
+    records_duplicate: u64,
     round_buckets: BTreeMap<String, u64>,
     round_count: u64,
     append_buckets: BTreeMap<String, u64>,
@@ -388,6 +390,21 @@ impl Drill {
                 count,
                 measure,
                 measure_proven,
+                concurrency: Some(n),
+            } if *n > 1 => {
+                if *measure || *measure_proven {
+                    bail!(
+                        "burst.concurrency: {n} writes in flight cannot be measured one by one; set measure and measure_proven to false, or concurrency to 1"
+                    );
+                }
+                self.concurrent_burst(region, *count, *n).await
+            }
+            Step::Burst {
+                region,
+                count,
+                measure,
+                measure_proven,
+                ..
             } => self.burst(region, *count, *measure, *measure_proven).await,
             Step::Evaluation {
                 region,
@@ -514,6 +531,10 @@ impl Drill {
                 m.messages += v;
             } else if l.starts_with("credfed_bytes_received_total ") {
                 m.bytes += v;
+            } else if l.starts_with("credfed_records_ingested_total ") {
+                m.records_applied += v;
+            } else if l.starts_with("credfed_records_duplicate_total ") {
+                m.records_duplicate += v;
             } else if l.starts_with("credfed_map_versions_pruned_total ") {
                 m.map_versions_pruned += v;
             } else if let Some(le) = bucket("credfed_witness_round_seconds") {
@@ -542,6 +563,7 @@ impl Drill {
     pub async fn report(&mut self, scenario: &Scenario) -> Report {
         let mut messages = 0;
         let mut bytes = 0;
+        let (mut records_applied, mut records_duplicate) = (0, 0);
         let mut witness = NodeMetrics::default();
         let mut cosign_refusals: BTreeMap<String, u64> = BTreeMap::new();
         let mut map_versions_pruned = 0;
@@ -554,6 +576,8 @@ impl Drill {
             };
             messages += m.messages;
             bytes += m.bytes;
+            records_applied += m.records_applied;
+            records_duplicate += m.records_duplicate;
             map_versions_pruned += m.map_versions_pruned;
             for (k, v) in &m.cosign_refusals {
                 *cosign_refusals.entry(k.clone()).or_default() += v;
@@ -642,6 +666,8 @@ impl Drill {
             map_versions_pruned,
             messages,
             bytes,
+            records_applied,
+            records_duplicate,
             fault_mode: format!(
                 "processes: SIGKILL, SIGSTOP/SIGCONT, restart, wipe; links: {}",
                 self.fed.fault_mode

@@ -233,6 +233,53 @@ impl Drill {
         ))
     }
 
+    /// Publishes `count` entries from `region` with `concurrency` writes in flight, as an
+    /// import does; every acknowledgement is kept for the invariants, as in [`Self::burst`].
+    pub(super) async fn concurrent_burst(
+        &mut self,
+        region: &str,
+        count: usize,
+        concurrency: usize,
+    ) -> Result<String> {
+        use futures::StreamExt;
+        let r = RegionCode::parse(region, "region")?;
+        let author = self.author(r, "pub");
+        let bodies: Vec<Body> = (0..count)
+            .map(|_| {
+                self.doc_counter += 1;
+                Body::ListEntryPublished(bodies::burst_entry(self.doc_counter, today()))
+            })
+            .collect();
+        let t = Instant::now();
+        let fed = &self.fed;
+        let receipts: Vec<Result<credfed_client::Receipt>> = futures::stream::iter(&bodies)
+            .map(|body| {
+                let author = author.clone();
+                async move {
+                    let resp = fed.submit(&author, body).await?;
+                    if resp.status != 201 {
+                        bail!("{author} {:?}: {} {}", body.kind(), resp.status, resp.body);
+                    }
+                    serde_json::from_str::<credfed_client::Receipt>(&resp.body).context("receipt")
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let elapsed = t.elapsed().as_secs_f64();
+        let mut last = 0;
+        for receipt in receipts {
+            let receipt = receipt?;
+            let at = RegionCode::parse(&receipt.region, "region")?;
+            last = last.max(receipt.seq);
+            self.acked.push((at, receipt.seq, receipt.hash));
+        }
+        Ok(format!(
+            "{count} acknowledged writes at {:.0}/s with {concurrency} in flight, last {region}#{last}",
+            count as f64 / elapsed
+        ))
+    }
+
     /// Polls proven answers about the burst's company at the next reachable node after
     /// the origin until one covers `origin`'s record `seq` (its map lists it for the
     /// company), and records the time since `acknowledged`.
