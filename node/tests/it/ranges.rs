@@ -2,10 +2,11 @@
 //! admission: the outcome is exactly what one-by-one admission gives — everything up
 //! to the first invalid envelope applied, that one and everything after it not, the
 //! range reported as a possible fork — whoever signed what and wherever in the range.
+//! Gossip batches go through the same path and are judged as one message.
 
 use std::sync::Arc;
 
-use credfed_node::engine::{Clock, Core, EngineConfig, EngineEvent, IngestJob};
+use credfed_node::engine::{Clock, Core, EngineConfig, EngineEvent, IngestJob, PeerVerdict};
 use credfed_node::metrics::Metrics;
 use credfed_node::store::{Engine, Store, StoreOptions};
 use credfed_protocol::calendar::WorkingCalendar;
@@ -66,12 +67,10 @@ fn log(n: usize, tamper: impl Fn(usize, &mut Vec<u8>)) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Admits `envelopes` as one pulled range into a fresh node of 110000 and returns
-/// whether the range was reported forked and the head it reached.
-async fn pull(envelopes: Vec<Vec<u8>>) -> (bool, u64) {
-    let dir = tempfile::tempdir().unwrap();
+/// A fresh node of 110000 on redb in `dir`.
+fn start_node(dir: &std::path::Path) -> (Arc<Core>, credfed_node::engine::EngineLinks) {
     let store = Store::open_with(
-        dir.path(),
+        dir,
         &StoreOptions {
             engine: Engine::Redb,
             cache_bytes: 8 << 20,
@@ -90,7 +89,7 @@ async fn pull(envelopes: Vec<Vec<u8>>) -> (bool, u64) {
             Member::for_province(region(310000), key(31).public(), vec![]),
         ],
     );
-    let (core, mut links) = Core::start(
+    Core::start(
         Box::new(store),
         EngineConfig {
             region: region(110000),
@@ -105,7 +104,21 @@ async fn pull(envelopes: Vec<Vec<u8>>) -> (bool, u64) {
         },
         Arc::new(Metrics::default()),
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn shanghai_head(core: &Core) -> u64 {
+    core.heads()
+        .unwrap()
+        .get(&region(310000))
+        .map_or(0, |h| h.seq)
+}
+
+/// Admits `envelopes` as one pulled range into a fresh node of 110000 and returns
+/// whether the range was reported forked and the head it reached.
+async fn pull(envelopes: Vec<Vec<u8>>) -> (bool, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (core, mut links) = start_node(dir.path());
     links
         .ingest
         .send(IngestJob::Range {
@@ -122,13 +135,82 @@ async fn pull(envelopes: Vec<Vec<u8>>) -> (bool, u64) {
             _ => continue,
         }
     };
-    let head = core
-        .heads()
-        .unwrap()
-        .get(&region(310000))
-        .map_or(0, |h| h.seq);
+    let head = shanghai_head(&core);
     core.shutdown().unwrap();
     (forked, head)
+}
+
+/// Delivers gossip messages one after another to a fresh node of 110000 and returns
+/// the verdict on each and the head reached.
+async fn gossip(messages: Vec<Vec<u8>>) -> (Vec<PeerVerdict>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (core, mut links) = start_node(dir.path());
+    let mut verdicts = Vec::new();
+    for bytes in messages {
+        links
+            .ingest
+            .send(IngestJob::Gossip {
+                bytes,
+                source: libp2p::PeerId::random(),
+                message_id: libp2p::gossipsub::MessageId::from(vec![1]),
+            })
+            .await
+            .unwrap();
+        verdicts.push(loop {
+            match links.events.recv().await.unwrap() {
+                EngineEvent::Gossip { verdict, .. } => break verdict,
+                _ => continue,
+            }
+        });
+    }
+    let head = shanghai_head(&core);
+    core.shutdown().unwrap();
+    (verdicts, head)
+}
+
+fn batch(envelopes: &[Vec<u8>]) -> Vec<u8> {
+    credfed_protocol::gossip::encode_batch(envelopes).unwrap()
+}
+
+/// A gossip batch is admitted as a range is: all of a good one (accepted, so gossipsub
+/// forwards it), nothing new from the same again (ignored, no one blamed), and a batch
+/// that carries an invalid envelope rejected (its forwarder penalised) after applying
+/// what came before it; whatever does not decode as a batch is rejected and changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_batches_are_admitted_in_order_and_judged_whole() {
+    let good = log(400, |_, _| {});
+    let (verdicts, head) = gossip(vec![
+        batch(&good[..200]),
+        batch(&good[..200]),
+        batch(&good[200..]),
+    ])
+    .await;
+    assert_eq!(
+        verdicts,
+        vec![
+            PeerVerdict::Accept,
+            PeerVerdict::Ignore,
+            PeerVerdict::Accept
+        ]
+    );
+    assert_eq!(head, 400);
+
+    let bad = log(300, |i, env| {
+        if i == 250 {
+            flip_last_byte(env)
+        }
+    });
+    let (verdicts, head) = gossip(vec![batch(&bad[..200]), batch(&bad[200..])]).await;
+    assert_eq!(verdicts, vec![PeerVerdict::Accept, PeerVerdict::Reject]);
+    assert_eq!(head, 250);
+
+    // A bare envelope (the old topic's message) and bytes cut short are not batches.
+    let mut cut = batch(&good[..3]);
+    cut.truncate(cut.len() - 1);
+    let (verdicts, head) = gossip(vec![good[0].clone(), cut]).await;
+    assert_eq!(verdicts, vec![PeerVerdict::Reject, PeerVerdict::Reject]);
+    assert_eq!(head, 0);
 }
 
 fn flip_last_byte(env: &mut [u8]) {
