@@ -74,10 +74,23 @@ fn preverify(
 ) -> VerifiedSignatures {
     let mut known = VerifiedSignatures::new();
     let mut authors: BTreeMap<DepartmentId, Option<PublicKey>> = BTreeMap::new();
+    let mut heads: BTreeMap<RegionCode, u64> = BTreeMap::new();
     for bytes in chunk {
         let Ok(env) = codec::decode::<Envelope>(bytes, MAX_ENVELOPE_BYTES, "envelope") else {
             continue;
         };
+        // Positions already held are admission's to compare (a duplicate costs a read,
+        // an equivocation one node signature): verifying them here would let a member
+        // replay old envelopes, in batches of hundreds, for checks it never pays for.
+        let held = *heads.entry(env.region).or_insert_with(|| {
+            credfed_protocol::ledger::StateView::head(store, env.region)
+                .ok()
+                .flatten()
+                .map_or(0, |h| h.seq)
+        });
+        if env.seq <= held {
+            continue;
+        }
         let Some(node_key) = node_keys.get(&env.region) else {
             continue;
         };
@@ -796,5 +809,68 @@ fn acknowledge(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Backend, Store};
+    use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, seal, sign_body};
+    use credfed_protocol::ledger::Update;
+    use credfed_protocol::time::Timestamp;
+
+    /// Positions the store already holds are left to admission (a duplicate costs it a
+    /// read): verifying them ahead would let a member replay held envelopes in batches
+    /// for strict verifications no one is blamed for.
+    #[test]
+    fn held_positions_are_not_verified_ahead() {
+        let sh = RegionCode::new(310000, "r").unwrap();
+        let node_key = Keypair::from_secret([31; 32]);
+        let node = DepartmentId {
+            region: sh,
+            unit: NODE_UNIT.into(),
+        };
+        let chunk: Vec<Vec<u8>> = (1..=5u64)
+            .map(|seq| {
+                let body = Body::ListEntryRevoked {
+                    entry: credfed_protocol::record::EntryId(credfed_protocol::crypto::sha256(&[
+                        b"e",
+                    ])),
+                    reason: format!("r{seq}"),
+                };
+                let (bytes, sig) = sign_body("fed", &node_key, &body);
+                let at = AppendPosition {
+                    region: sh,
+                    seq,
+                    prev_hash: GENESIS_PREV_HASH,
+                    timestamp: Timestamp(1),
+                };
+                seal("fed", &node_key, &at, node.clone(), bytes, sig).unwrap()
+            })
+            .collect();
+        let keys: BTreeMap<RegionCode, PublicKey> = [(sh, node_key.public())].into();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let all = preverify("fed", &keys, &store, &chunk).len();
+        assert!(
+            all >= 5,
+            "every envelope's signatures verified ahead: {all}"
+        );
+        for seq in 1..=3u64 {
+            store
+                .apply(&[Update::Append {
+                    pos: RecordPos { region: sh, seq },
+                    head: Head {
+                        seq,
+                        hash: credfed_protocol::crypto::sha256(&[&chunk[seq as usize - 1]]),
+                        timestamp: Timestamp(1),
+                    },
+                    bytes: chunk[seq as usize - 1].clone(),
+                }])
+                .unwrap();
+        }
+        let fresh = preverify("fed", &keys, &store, &chunk).len();
+        assert_eq!(fresh * 5, all * 2, "only seq 4 and 5 verified ahead");
     }
 }
