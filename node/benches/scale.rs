@@ -543,13 +543,7 @@ fn main() {
     let time_checks = |listed: bool| {
         let mut lat = Vec::with_capacity(samples as usize);
         for i in 0..samples {
-            let code = regions[(i as usize * 7) % regions.len()];
-            let serial = if listed {
-                2 + (i * 7919) % 40
-            } else {
-                per_region + 1_000 + i
-            };
-            let key = SubjectKey::Uscc(company(code, serial));
+            let key = sample_company(&regions, per_region, i, listed);
             let t = Instant::now();
             let answer = core.check(&key, MeasureDomain::Procurement).expect("check");
             lat.push(t.elapsed().as_secs_f64() * 1e3);
@@ -678,6 +672,18 @@ fn main() {
     }
 }
 
+/// The `i`-th company a check sample asks about: listed ones among every region's first
+/// block of publications, unlisted ones at serials no region used.
+fn sample_company(regions: &[u32], per_region: u64, i: u64, listed: bool) -> SubjectKey {
+    let code = regions[(i as usize * 7) % regions.len()];
+    let serial = if listed {
+        2 + (i * 7919) % 40
+    } else {
+        per_region + 1_000 + i
+    };
+    SubjectKey::Uscc(company(code, serial))
+}
+
 /// Proven answers timed on the filled node.
 struct ProvenTimes {
     /// Witnessing every region's head and cosigning a federation checkpoint over them.
@@ -739,13 +745,7 @@ fn proven_answers(
     let mut time = |listed: bool| {
         let mut lat = Vec::with_capacity(1000);
         for i in 0..1000u64 {
-            let code = regions[(i as usize * 7) % regions.len()];
-            let serial = if listed {
-                2 + (i * 7919) % 40
-            } else {
-                per_region + 1_000 + i
-            };
-            let key = SubjectKey::Uscc(company(code, serial));
+            let key = sample_company(regions, per_region, i, listed);
             let t = Instant::now();
             let answer = core
                 .prove(&key, MeasureDomain::Procurement, &head, false)
