@@ -355,7 +355,7 @@ impl Writer {
                 from,
                 envelopes,
             } => {
-                let forked = self.ingest_range(&envelopes);
+                let forked = self.ingest_range(&envelopes) == PeerVerdict::Reject;
                 EngineEvent::RangeDone {
                     peer,
                     region,
@@ -395,19 +395,13 @@ impl Writer {
                 return PeerVerdict::Reject;
             }
         };
-        let before = self.metrics.ingested.load(Ordering::Relaxed);
-        if self.ingest_range(&envelopes) {
-            return PeerVerdict::Reject;
-        }
-        if self.metrics.ingested.load(Ordering::Relaxed) > before {
-            PeerVerdict::Accept
-        } else {
-            PeerVerdict::Ignore
-        }
+        self.ingest_range(&envelopes)
     }
 
-    /// Admits a pulled range in order, stopping at the first invalid envelope (then the
-    /// peer's log may fork from ours: the answer is `true`).
+    /// Admits envelopes in order (a pulled range, a gossip batch), stopping at the first
+    /// invalid one. The verdict is the sequence's: `Reject` if it stopped (for a range,
+    /// the peer's log may fork from ours), `Accept` if an envelope was new here, else
+    /// `Ignore`.
     ///
     /// The signatures are verified ahead on [`preverifier_threads`] other threads, a
     /// chunk at a time, while this one applies the chunks before: catch-up then runs at
@@ -415,13 +409,10 @@ impl Writer {
     /// store. What those threads verified is only ever a fact about a signature, key and
     /// message (`VerifiedSignatures`); which key must have signed is decided here, by
     /// admission, against the state at that moment.
-    fn ingest_range(&mut self, envelopes: &[Vec<u8>]) -> bool {
+    fn ingest_range(&mut self, envelopes: &[Vec<u8>]) -> PeerVerdict {
         let verifiers = preverifier_threads();
         if envelopes.len() < PREVERIFY_MIN_RANGE || verifiers == 0 {
-            let none = VerifiedSignatures::new();
-            return envelopes
-                .iter()
-                .any(|bytes| self.ingest_from_peer(bytes, &none) == PeerVerdict::Reject);
+            return self.ingest_in_order(envelopes, &VerifiedSignatures::new());
         }
         let federation_id = self.manifest.federation_id.clone();
         let node_keys: BTreeMap<RegionCode, PublicKey> = self
@@ -457,25 +448,44 @@ impl Writer {
                     break;
                 }
             }
-            let mut forked = false;
+            let mut verdict = PeerVerdict::Ignore;
             for (i, chunk) in chunks.iter().enumerate() {
                 let known = if verified.len() == verifiers {
                     verified[i % verifiers].recv().unwrap_or_default()
                 } else {
                     VerifiedSignatures::new()
                 };
-                if chunk
-                    .iter()
-                    .any(|bytes| self.ingest_from_peer(bytes, &known) == PeerVerdict::Reject)
-                {
-                    forked = true;
-                    break;
+                match self.ingest_in_order(chunk, &known) {
+                    PeerVerdict::Reject => {
+                        verdict = PeerVerdict::Reject;
+                        break;
+                    }
+                    PeerVerdict::Accept => verdict = PeerVerdict::Accept,
+                    PeerVerdict::Ignore => {}
                 }
             }
             // Dropping the receivers ends threads still verifying chunks not needed.
             drop(verified);
-            forked
+            verdict
         })
+    }
+
+    /// Admits `envelopes` one by one with the signatures in `known`, stopping at the
+    /// first invalid one; the verdict as [`Self::ingest_range`] gives it.
+    fn ingest_in_order(
+        &mut self,
+        envelopes: &[Vec<u8>],
+        known: &VerifiedSignatures,
+    ) -> PeerVerdict {
+        let mut verdict = PeerVerdict::Ignore;
+        for bytes in envelopes {
+            match self.ingest_from_peer(bytes, known) {
+                PeerVerdict::Reject => return PeerVerdict::Reject,
+                PeerVerdict::Accept => verdict = PeerVerdict::Accept,
+                PeerVerdict::Ignore => {}
+            }
+        }
+        verdict
     }
 
     /// Admits and applies one envelope, taking signatures in `known` as verified.
