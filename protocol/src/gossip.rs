@@ -54,6 +54,10 @@ const _: () = assert!(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct EnvelopeBytes(#[serde(with = "crate::codec::hex_bytes")] Vec<u8>);
 
+/// The same, borrowed: what the encoder writes, without copying the envelopes first.
+#[derive(Serialize)]
+struct EnvelopeRef<'a>(#[serde(with = "crate::codec::hex_bytes")] &'a [u8]);
+
 /// Why a gossip batch was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum GossipError {
@@ -112,8 +116,8 @@ fn check_envelopes<T: AsRef<[u8]>>(envelopes: &[T]) -> Result<(), GossipError> {
 /// Encodes envelopes (each an envelope's canonical encoding) as one gossip message.
 pub fn encode_batch(envelopes: &[Vec<u8>]) -> Result<Vec<u8>, GossipError> {
     check_envelopes(envelopes)?;
-    let wrapped: Vec<EnvelopeBytes> = envelopes.iter().cloned().map(EnvelopeBytes).collect();
-    let bytes = codec::encode(&wrapped).map_err(|e| {
+    let borrowed: Vec<EnvelopeRef<'_>> = envelopes.iter().map(|e| EnvelopeRef(e)).collect();
+    let bytes = codec::encode(&borrowed).map_err(|e| {
         GossipError::Decode(DecodeError::Malformed {
             what: "gossip batch",
             detail: e.to_string(),
