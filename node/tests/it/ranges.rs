@@ -114,6 +114,18 @@ fn shanghai_head(core: &Core) -> u64 {
         .map_or(0, |h| h.seq)
 }
 
+/// The next event `pick` takes, passing over the others (heads reports).
+async fn next_event<T>(
+    links: &mut credfed_node::engine::EngineLinks,
+    pick: impl Fn(EngineEvent) -> Option<T>,
+) -> T {
+    loop {
+        if let Some(t) = pick(links.events.recv().await.unwrap()) {
+            return t;
+        }
+    }
+}
+
 /// Admits `envelopes` as one pulled range into a fresh node of 110000 and returns
 /// whether the range was reported forked and the head it reached.
 async fn pull(envelopes: Vec<Vec<u8>>) -> (bool, u64) {
@@ -129,12 +141,11 @@ async fn pull(envelopes: Vec<Vec<u8>>) -> (bool, u64) {
         })
         .await
         .unwrap();
-    let forked = loop {
-        match links.events.recv().await.unwrap() {
-            EngineEvent::RangeDone { forked, .. } => break forked,
-            _ => continue,
-        }
-    };
+    let forked = next_event(&mut links, |e| match e {
+        EngineEvent::RangeDone { forked, .. } => Some(forked),
+        _ => None,
+    })
+    .await;
     let head = shanghai_head(&core);
     core.shutdown().unwrap();
     (forked, head)
@@ -156,12 +167,13 @@ async fn gossip(messages: Vec<Vec<u8>>) -> (Vec<PeerVerdict>, u64) {
             })
             .await
             .unwrap();
-        verdicts.push(loop {
-            match links.events.recv().await.unwrap() {
-                EngineEvent::Gossip { verdict, .. } => break verdict,
-                _ => continue,
-            }
-        });
+        verdicts.push(
+            next_event(&mut links, |e| match e {
+                EngineEvent::Gossip { verdict, .. } => Some(verdict),
+                _ => None,
+            })
+            .await,
+        );
     }
     let head = shanghai_head(&core);
     core.shutdown().unwrap();
