@@ -356,9 +356,27 @@ impl Step {
     }
 }
 
-/// Parses a scenario.
+/// A company no scenario may list or evaluate: the `proven_answers_verify` invariant
+/// asks every convergence for a proven answer that all regions hold nothing about it,
+/// which a step naming it would make false (docs/testnet.md, "Invariants").
+pub const UNLISTED_USCC: &str = "91110000100000000R";
+
+/// Parses a scenario, refusing one whose steps list or evaluate [`UNLISTED_USCC`].
 pub fn parse(text: &str) -> anyhow::Result<Scenario> {
-    Ok(toml::from_str(text)?)
+    let scenario: Scenario = toml::from_str(text)?;
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let named = match step {
+            Step::Publish { uscc, .. } => uscc.as_deref(),
+            Step::Evaluation { uscc, .. } => Some(uscc.as_str()),
+            _ => None,
+        };
+        if named == Some(UNLISTED_USCC) {
+            anyhow::bail!(
+                "step[{i}].uscc: {UNLISTED_USCC} is reserved as the subject every convergence proves unlisted; choose another USCC"
+            );
+        }
+    }
+    Ok(scenario)
 }
 
 /// The scenarios shipped in `testnet/scenarios/`, by file stem.

@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::fed::{FEDERATION_ID, Federation};
 use crate::netns::LinkRules;
 use crate::report::{Convergence, Invariant, Percentiles, Report, StepReport};
-use crate::scenario::{Regions, Scenario, Step};
+use crate::scenario::{Regions, Scenario, Step, UNLISTED_USCC};
 
 struct Named<T> {
     id: T,
@@ -160,8 +160,6 @@ impl NodeMetrics {
     }
 }
 
-/// A company no scenario lists: what `proven_answers_verify` asks about.
-const UNLISTED_USCC: &str = "91110000100000000R";
 
 impl Drill {
     /// A drill on a running federation with departments registered.

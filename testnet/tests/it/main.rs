@@ -292,6 +292,23 @@ fn every_shipped_scenario_parses() {
     assert!(scenario::parse("name = 'x'\n[[step]]\ndo = 'teleport'\n").is_err());
 }
 
+/// A scenario that lists the subject every convergence proves unlisted would make the
+/// `proven_answers_verify` invariant fail for the scenario's sake, not the federation's.
+#[test]
+fn a_scenario_may_not_list_the_subject_proven_unlisted() {
+    let text = format!(
+        "name = 'x'\n[[step]]\ndo = 'publish'\nid = 'e'\nregion = '440000'\nuscc = '{}'\n",
+        scenario::UNLISTED_USCC
+    );
+    let err = scenario::parse(&text).unwrap_err().to_string();
+    assert!(err.contains("step[0].uscc") && err.contains("reserved"), "{err}");
+    let text = format!(
+        "name = 'x'\n[[step]]\ndo = 'evaluation'\nregion = '440000'\nuscc = '{}'\nscheme = 'tax-credit'\nclass = 'A'\n",
+        scenario::UNLISTED_USCC
+    );
+    assert!(scenario::parse(&text).is_err());
+}
+
 /// A few chaos seeds (the long run is `credfed-testnet chaos --seed S --schedules 200`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_seeds() {
