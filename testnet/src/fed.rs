@@ -482,6 +482,70 @@ impl Federation {
         derived_key(&self.authority, &format!("dept-{dept}"))
     }
 
+    /// Gives every department of [`UNITS`] what it needs to act through the CLI: its
+    /// signing key (`<node dir>/departments/<unit>.signing.key`, the key registered for
+    /// it), an API client certificate issued by its node's CA, and a CLI config file
+    /// `<node dir>/<unit>.toml` naming them, the node and the manifest
+    /// (`CREDFED_CONFIG=<node dir>/pub.toml credfed inbox`). Returns the config files.
+    pub fn write_department_credentials(&self) -> Result<Vec<PathBuf>> {
+        let bin = node_bin()?;
+        let manifest = std::fs::canonicalize(self.dir.join("manifest.json"))?;
+        let mut configs = Vec::new();
+        for n in &self.nodes {
+            let dir = std::fs::canonicalize(&n.dir)?;
+            let out = dir.join("departments");
+            std::fs::create_dir_all(&out)?;
+            for (unit, _) in UNITS {
+                let d = DepartmentId::new(n.region, unit, "department")?;
+                let stem = d.to_string().replace(':', "-");
+                if !out.join(format!("{stem}.pem")).exists() {
+                    let issued = Command::new(&bin)
+                        .args(["issue-client-cert", "--config"])
+                        .arg(dir.join("config.toml"))
+                        .args(["--department", &d.to_string(), "--out"])
+                        .arg(&out)
+                        .output()
+                        .context("running credfed-node issue-client-cert")?;
+                    if !issued.status.success() {
+                        bail!(
+                            "issuing {d}'s client certificate: {}",
+                            String::from_utf8_lossy(&issued.stderr)
+                        );
+                    }
+                }
+                let key = out.join(format!("{unit}.signing.key"));
+                credfed_client::keys::write_secret(
+                    &key,
+                    &hex::encode(self.dept_key(&d.to_string()).secret_bytes()),
+                )?;
+                let mut config = toml::Table::new();
+                for (k, v) in [
+                    ("node", n.api.clone()),
+                    ("ca", dir.join("api-ca.pem").display().to_string()),
+                    ("cert", out.join(format!("{stem}.pem")).display().to_string()),
+                    ("cert_key", out.join(format!("{stem}.key")).display().to_string()),
+                    ("author", d.to_string()),
+                    ("key", key.display().to_string()),
+                    ("manifest", manifest.display().to_string()),
+                    ("authority_key", self.authority.public().to_hex()),
+                ] {
+                    config.insert(k.into(), toml::Value::String(v));
+                }
+                let path = dir.join(format!("{unit}.toml"));
+                std::fs::write(
+                    &path,
+                    format!(
+                        "# CLI settings of {d} in this testnet: CREDFED_CONFIG={} credfed …\n{}",
+                        path.display(),
+                        toml::to_string(&config)?
+                    ),
+                )?;
+                configs.push(path);
+            }
+        }
+        Ok(configs)
+    }
+
     /// Registers the standard departments in every region.
     pub async fn register_departments(&self) -> Result<()> {
         let tasks = self.nodes.iter().map(|n| async move {

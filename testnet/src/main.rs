@@ -167,12 +167,15 @@ fn real_main() -> Result<ExitCode> {
             let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: fed::heads_interval_ms(regions.len()), network: network.parse()?, store_engine })?;
             f.start_all(true).await?;
             f.register_departments().await?;
+            f.write_department_credentials()?;
             f.save()?;
             println!("{:<8} {:<18} {:<22} data", "region", "name", "API (HTTPS)");
             for n in &f.nodes {
                 println!("{:<8} {:<18} {:<22} {}", n.region, n.region.province_info().name_en, n.api, n.dir.display());
             }
-            println!("\n{} nodes running. Links: {}.\nOperator certificates: <node dir>/operator/. Stop with: credfed-testnet down --dir {}", f.nodes.len(), f.fault_mode, dir.display());
+            let units: Vec<String> = fed::UNITS.iter().map(|(u, roles)| format!("{u} ({})", roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join(", "))).collect();
+            let first = &f.nodes[0];
+            println!("\n{} nodes running. Links: {}.\nDepartments of every region: {}; each has a CLI config <node dir>/<unit>.toml (signing key, client certificate, node, manifest), e.g.\n  CREDFED_CONFIG={}/pub.toml credfed status\nOperator certificates: <node dir>/operator/. Stop with: credfed-testnet down --dir {}", f.nodes.len(), f.fault_mode, units.join(", "), first.dir.display(), dir.display());
             f.detach();
             Ok(ExitCode::SUCCESS)
         })),
