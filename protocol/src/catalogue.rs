@@ -107,6 +107,11 @@ impl MeasureDomain {
     }
 }
 
+/// The snake_case spelling of a unit variant, as files, JSON and the CLI spell it.
+pub fn snake_name<T: Serialize>(v: &T) -> String {
+    snake(v)
+}
+
 /// The snake_case spelling of a unit variant (serde_json is not a dependency here; the
 /// TOML serializer spells unit variants the same way).
 fn snake<T: Serialize>(v: &T) -> String {
@@ -145,6 +150,55 @@ pub enum Bearer {
     Subject(SubjectKind),
     /// A related person in this role (article 十四).
     Related(RelatedRole),
+}
+
+impl Bearer {
+    /// The name the CLI and JSON use: `organisation`, `natural_person` or a related
+    /// role (`legal_representative`, …).
+    pub fn name(self) -> String {
+        match self {
+            Bearer::Subject(k) => snake(&k),
+            Bearer::Related(r) => snake(&r),
+        }
+    }
+
+    /// Parses [`Bearer::name`].
+    pub fn parse(name: &str) -> Option<Bearer> {
+        [SubjectKind::Organisation, SubjectKind::NaturalPerson]
+            .into_iter()
+            .map(Bearer::Subject)
+            .chain(RelatedRole::ALL.into_iter().map(Bearer::Related))
+            .find(|b| b.name() == name)
+    }
+
+    /// Every bearer's name, for error messages.
+    pub fn all_names() -> String {
+        [SubjectKind::Organisation, SubjectKind::NaturalPerson]
+            .into_iter()
+            .map(Bearer::Subject)
+            .chain(RelatedRole::ALL.into_iter().map(Bearer::Related))
+            .map(Bearer::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Which measures a reader of the catalogue wants to see (`credfed measures list`);
+/// `None` leaves a criterion open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeasureFilter {
+    /// Incentives or punishments.
+    pub kind: Option<ActionKind>,
+    /// Bites in this domain.
+    pub domain: Option<MeasureDomain>,
+    /// Falls on this bearer.
+    pub bearer: Option<Bearer>,
+    /// Serves entries of this group of article 九 (punishments only: an incentive
+    /// serves no group).
+    pub group: Option<u8>,
+    /// Mandatory (强制性) wherever it applies or for some categories (`true`), or
+    /// recommended everywhere (`false`).
+    pub mandatory: Option<bool>,
 }
 
 /// A statute, judicial interpretation or policy document and the article relied on.
@@ -337,6 +391,21 @@ impl Measure {
 
     fn label(&self) -> String {
         format!("{} ({})", self.code.0, self.title_zh)
+    }
+
+    /// Whether the measure meets every criterion `filter` sets.
+    pub fn matches(&self, filter: &MeasureFilter) -> bool {
+        filter.kind.is_none_or(|k| self.kind == k)
+            && filter.domain.is_none_or(|d| self.domains.contains(&d))
+            && filter.bearer.is_none_or(|b| self.falls_on(b))
+            && filter.group.is_none_or(|g| {
+                self.kind == ActionKind::Punishment
+                    && (self.groups.contains(&g)
+                        || (self.groups.is_empty()
+                            && (self.categories.is_empty()
+                                || self.categories.iter().any(|c| c.group() == g))))
+            })
+            && filter.mandatory.is_none_or(|m| self.mandatory == m)
     }
 
     /// Whether the measure serves this entry's list, category and findings; else the

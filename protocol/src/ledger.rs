@@ -26,7 +26,8 @@ use crate::ids::{DepartmentId, RegionCode, Role};
 use crate::manifest::Manifest;
 use crate::record::*;
 use crate::state::*;
-use crate::time::Timestamp;
+use crate::inbox::{TaskMark, TaskRef};
+use crate::time::{Date, Timestamp};
 
 /// The head of a region's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -991,6 +992,9 @@ pub enum Update {
     Unindex(SubjectKey, SubjectRef),
     /// Flag a region for equivocation.
     Equivocator(RegionCode),
+    /// Move or remove a region's attention mark on an action or objection (the inbox's
+    /// index: [`crate::inbox`]). Local, derived state: never part of a proof.
+    Task(crate::inbox::TaskMark),
 }
 
 /// The state changes an admitted envelope causes, computed against the state it was
@@ -1150,7 +1154,84 @@ fn effects_reading<V: StateView + ?Sized>(
             }
         }
     }
+    let marks = task_marks(view, &out);
+    out.extend(marks.into_iter().map(Update::Task));
     out
+}
+
+/// The attention marks the fold updates in `out` move ([`crate::inbox`]): an action's
+/// targets when the action changes, or when its entry ends or its expiry moves; the
+/// issuer when an objection is filed or resolved.
+fn task_marks<V: StateView + ?Sized>(view: &Reads<'_, V>, out: &[Update]) -> Vec<TaskMark> {
+    use crate::inbox::{action_marks, changed_marks, end_of_force, objection_mark};
+    let new_entries: BTreeMap<EntryId, &EntryFold> = out
+        .iter()
+        .filter_map(|u| match u {
+            Update::Entry(e) => Some((e.id, e.as_ref())),
+            _ => None,
+        })
+        .collect();
+    let mut marks = Vec::new();
+    let mut done: BTreeSet<ActionId> = BTreeSet::new();
+    for u in out {
+        if let Update::Action(a) = u {
+            let old_entry = view.entry(&a.action.entry);
+            let before = match (view.action(&a.id), &old_entry) {
+                (Some(old), Some(e)) => action_marks(&old, e),
+                _ => Vec::new(),
+            };
+            let after = match new_entries.get(&a.action.entry) {
+                Some(e) => action_marks(a, e),
+                None => old_entry.map(|e| action_marks(a, &e)).unwrap_or_default(),
+            };
+            marks.extend(changed_marks(&before, &after));
+            done.insert(a.id);
+        }
+    }
+    let objection_changes = |old: Option<&BTreeMap<ObjectionId, ObjectionStatus>>,
+                             new: &BTreeMap<ObjectionId, ObjectionStatus>,
+                             issuer: RegionCode,
+                             marks: &mut Vec<TaskMark>| {
+        for (id, status) in new {
+            if old.and_then(|o| o.get(id)) != Some(status) {
+                marks.push(objection_mark(*id, status, issuer));
+            }
+        }
+    };
+    for u in out {
+        match u {
+            Update::Entry(e) => {
+                let old = view.entry(&e.id);
+                objection_changes(
+                    old.as_ref().map(|o| &o.objections),
+                    &e.objections,
+                    e.issuer(),
+                    &mut marks,
+                );
+                let Some(old) = old else { continue };
+                let ended = |f: &EntryFold| f.revoked.is_some() || f.repaired.is_some();
+                if end_of_force(&old) == end_of_force(e) && ended(&old) == ended(e) {
+                    continue;
+                }
+                for id in e.actions.iter().filter(|id| !done.contains(id)) {
+                    if let Some(a) = view.action(id) {
+                        marks.extend(changed_marks(&action_marks(&a, &old), &action_marks(&a, e)));
+                    }
+                }
+            }
+            Update::Evaluation(ev) => {
+                let old = view.evaluation(&ev.id);
+                objection_changes(
+                    old.as_ref().map(|o| &o.objections),
+                    &ev.objections,
+                    ev.issuer(),
+                    &mut marks,
+                );
+            }
+            _ => {}
+        }
+    }
+    marks
 }
 
 /// In-memory state: every region's log and the folds over it.
@@ -1165,6 +1246,7 @@ pub struct Ledger {
     evaluations: BTreeMap<EvaluationId, EvaluationFold>,
     subjects: BTreeMap<SubjectKey, BTreeSet<SubjectRef>>,
     equivocators: BTreeSet<RegionCode>,
+    tasks: BTreeMap<(RegionCode, TaskRef), Date>,
     /// Equivocation proofs seen (kept so they can be forwarded).
     pub proofs: Vec<EquivocationProof>,
 }
@@ -1242,6 +1324,14 @@ impl Ledger {
                 Update::Equivocator(r) => {
                     self.equivocators.insert(r);
                 }
+                Update::Task(m) => match m.from {
+                    Some(from) => {
+                        self.tasks.insert((m.region, m.task), from);
+                    }
+                    None => {
+                        self.tasks.remove(&(m.region, m.task));
+                    }
+                },
             }
         }
     }
@@ -1312,6 +1402,15 @@ impl Ledger {
     /// Every action.
     pub fn actions(&self) -> impl Iterator<Item = &ActionFold> {
         self.actions.values()
+    }
+
+    /// A region's attention marks due by `today` (the inbox's index, [`crate::inbox`]).
+    pub fn marks_due(&self, region: RegionCode, today: Date) -> Vec<(TaskRef, Date)> {
+        self.tasks
+            .iter()
+            .filter(|((r, _), from)| *r == region && **from <= today)
+            .map(|((_, t), from)| (*t, *from))
+            .collect()
     }
 }
 

@@ -201,6 +201,30 @@ pub enum Cmd {
         #[arg(long)]
         trust_manifest: bool,
     },
+    /// The measures catalogue (措施清单): which measures exist, where they bite, on whom
+    /// they fall and what they rest on (docs/measures.md).
+    Measures {
+        #[command(subcommand)]
+        command: MeasuresCmd,
+    },
+    /// Your department's inbox: what your region must do (acknowledge joint actions,
+    /// report execution, lift measures, resolve objections), earliest due first.
+    Inbox {
+        /// Only tasks of this kind.
+        #[arg(long, value_enum)]
+        kind: Option<TaskKindArg>,
+        /// Only overdue tasks.
+        #[arg(long)]
+        overdue: bool,
+        /// Tasks per page (1–1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Tasks to skip (the next offset a previous page printed).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Tracking statistics of a node (跟踪问效).
     Stats {
         #[command(flatten)]
@@ -221,6 +245,65 @@ pub enum Cmd {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+pub enum MeasuresCmd {
+    /// List measures, filtered: e.g. `--domain travel --bearer legal_representative`.
+    List {
+        /// Only incentives or only punishments.
+        #[arg(long, value_enum)]
+        kind: Option<MeasureKindArg>,
+        /// Only those that bite in this domain (e.g. procurement, travel, licensing).
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only those that fall on this bearer: organisation, natural_person, or a
+        /// related person's role (legal_representative, principal_responsible,
+        /// actual_controller, directly_responsible,
+        /// director_supervisor_or_senior_manager).
+        #[arg(long)]
+        bearer: Option<String>,
+        /// Only punishments that serve entries of this group of article 九 (1–4).
+        #[arg(long)]
+        group: Option<u8>,
+        /// Only mandatory (强制性) measures.
+        #[arg(long, conflicts_with = "recommended")]
+        mandatory: bool,
+        /// Only recommended (推荐性) measures.
+        #[arg(long)]
+        recommended: bool,
+        /// Read the catalogue of this manifest (signed or draft) instead of the one
+        /// this build embeds.
+        #[arg(long, env = "CREDFED_MANIFEST")]
+        manifest: Option<PathBuf>,
+    },
+    /// Print the catalogue as Markdown (what docs/measures.md holds for the embedded
+    /// catalogue).
+    Doc {
+        /// Read the catalogue of this manifest (signed or draft) instead.
+        #[arg(long, env = "CREDFED_MANIFEST")]
+        manifest: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TaskKindArg {
+    /// Answer a joint action.
+    Acknowledge,
+    /// Report the execution of accepted measures.
+    ReportExecution,
+    /// Lift executed measures of an entry no longer in force.
+    Lift,
+    /// Resolve an objection.
+    ResolveObjection,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MeasureKindArg {
+    /// 守信联合激励.
+    Incentive,
+    /// 失信联合惩戒.
+    Punishment,
 }
 
 #[derive(Subcommand)]

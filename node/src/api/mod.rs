@@ -116,6 +116,7 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         .route("/v1/persons/refs", post(person_refs))
         .route("/v1/entries/{id}", get(entry))
         .route("/v1/actions/{id}", get(action))
+        .route("/v1/inbox", get(inbox))
         .route("/v1/departments", get(departments))
         .route("/v1/departments/{id}", get(department))
         .route("/v1/heads", get(heads))
@@ -709,6 +710,93 @@ async fn action(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>
         ok(&json!({ "action": a, "targets": targets }))
     })();
     ApiError::respond(result, subject)
+}
+
+/// Query of `/v1/inbox`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    /// Only tasks of this kind (`acknowledge`, `report_execution`, `lift`,
+    /// `resolve_objection`).
+    pub kind: Option<String>,
+    /// Only overdue tasks (`true`) or only those not yet due (`false`).
+    pub overdue: Option<bool>,
+    /// Tasks per page (default 100, at most [`MAX_INBOX_PAGE`]).
+    pub limit: Option<usize>,
+    /// Tasks to skip (the `next_offset` of the previous page).
+    pub offset: Option<usize>,
+}
+
+/// The largest inbox page.
+pub const MAX_INBOX_PAGE: usize = 1_000;
+
+/// Attention marks an inbox reads at most: a region with more due marks sees the
+/// oldest and `truncated: true` (its backlog is then the problem to report).
+pub const MAX_INBOX_MARKS: usize = 20_000;
+
+/// The caller's inbox: what its region must do, for the roles the caller holds (the
+/// node's operator sees every role's tasks), earliest due first.
+async fn inbox(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<InboxQuery>,
+) -> Response {
+    let result = (|| {
+        use credfed_protocol::inbox::TaskKind;
+        let core = &state.core;
+        let kind: Option<TaskKind> = match &q.kind {
+            Some(k) => Some(serde_json::from_value(json!(k)).map_err(|_| {
+                ApiError::invalid(
+                    "kind",
+                    format!(
+                        "'{}' is not a task kind: acknowledge, report_execution, lift or resolve_objection",
+                        k.chars().take(40).collect::<String>()
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let limit = q.limit.unwrap_or(100);
+        if limit == 0 || limit > MAX_INBOX_PAGE {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("{limit}: a page holds 1 to {MAX_INBOX_PAGE} tasks"),
+            ));
+        }
+        let offset = q.offset.unwrap_or(0);
+        let roles: Option<Vec<Role>> = if caller.is_operator(&state)? {
+            None
+        } else {
+            Some(
+                core.department(&caller.0)?
+                    .map(|d| d.roles)
+                    .unwrap_or_default(),
+            )
+        };
+        let region = caller.0.home_province();
+        let (tasks, truncated) = core.inbox(region, MAX_INBOX_MARKS)?;
+        let mine: Vec<_> = tasks
+            .into_iter()
+            .filter(|t| roles.as_ref().is_none_or(|r| r.contains(&t.role)))
+            .filter(|t| kind.is_none_or(|k| t.kind == k))
+            .filter(|t| q.overdue.is_none_or(|o| t.overdue == o))
+            .collect();
+        let total = mine.len();
+        let overdue = mine.iter().filter(|t| t.overdue).count();
+        let page: Vec<_> = mine.into_iter().skip(offset).take(limit).collect();
+        let next_offset = (offset + page.len() < total).then_some(offset + page.len());
+        ok(&json!({
+            "region": region,
+            "department": caller.0,
+            "as_of": core.now().date_cst(),
+            "total": total,
+            "overdue": overdue,
+            "truncated": truncated,
+            "next_offset": next_offset,
+            "tasks": page,
+        }))
+    })();
+    ApiError::respond(result, None)
 }
 
 async fn department(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>) -> Response {

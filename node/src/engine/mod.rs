@@ -1285,6 +1285,51 @@ impl Core {
         self.store.action(id)
     }
 
+    /// The tasks `region` has today (its inbox, `credfed_protocol::inbox`), earliest due
+    /// first, from at most `max_marks` of its attention marks; and whether more marks
+    /// were due than were read. Reads only the region's due marks and their folds.
+    pub fn inbox(
+        &self,
+        region: RegionCode,
+        max_marks: usize,
+    ) -> Result<(Vec<credfed_protocol::inbox::Task>, bool), StoreError> {
+        use credfed_protocol::inbox::{TaskRef, action_tasks, objection_task, sort_tasks};
+        use credfed_protocol::record::ObjectionTarget;
+        let now = self.now();
+        let policy = &self.manifest().policy;
+        let (marks, truncated) = self.store.marks_due(region, now.date_cst(), max_marks)?;
+        let mut tasks = Vec::new();
+        for (task, _) in marks {
+            match task {
+                TaskRef::Action(id) => {
+                    let Some(a) = self.store.action(&id)? else { continue };
+                    let Some(e) = self.store.entry(&a.action.entry)? else {
+                        continue;
+                    };
+                    tasks.extend(action_tasks(&a, &e, region, now, self.calendar(), policy));
+                }
+                TaskRef::Objection(id) => {
+                    let status = match self.store.objection_target(&id)? {
+                        Some(ObjectionTarget::Entry(e)) => self
+                            .store
+                            .entry(&e)?
+                            .and_then(|f| f.objections.get(&id).cloned()),
+                        Some(ObjectionTarget::Evaluation(v)) => self
+                            .store
+                            .evaluation(&v)?
+                            .and_then(|f| f.objections.get(&id).cloned()),
+                        None => None,
+                    };
+                    if let Some(s) = status {
+                        tasks.extend(objection_task(id, &s, now, self.calendar(), policy));
+                    }
+                }
+            }
+        }
+        sort_tasks(&mut tasks);
+        Ok((tasks, truncated))
+    }
+
     /// A department.
     pub fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, StoreError> {
         self.store.department(id)

@@ -281,4 +281,14 @@ impl Backend for FaultyStore {
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
         self.inner.proofs()
     }
+
+    fn marks_due(
+        &self,
+        region: RegionCode,
+        today: credfed_protocol::time::Date,
+        limit: usize,
+    ) -> Result<(Vec<(credfed_protocol::inbox::TaskRef, credfed_protocol::time::Date)>, bool), StoreError>
+    {
+        self.inner.marks_due(region, today, limit)
+    }
 }

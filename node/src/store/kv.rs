@@ -162,6 +162,10 @@ impl Pending {
 /// keeps that small, at one fsync per few MiB.
 const DURABLE_AFTER_BYTES: usize = 4 << 20;
 
+/// How long opening a sled store waits for its lock: what a dropped instance's
+/// background threads need to let go of it; another process holding it is an error.
+const SLED_LOCK_WAIT: Duration = Duration::from_secs(3);
+
 /// Pending writes beyond which they are committed: large enough that a commit carries
 /// hundreds of envelopes, small enough to bound the memory (it adds to the page cache's
 /// budget) and a reader's wait for the commit.
@@ -241,10 +245,28 @@ impl Kv {
         std::fs::create_dir_all(dir)?;
         match engine {
             Engine::Sled => {
-                let db = sled::Config::new()
-                    .path(dir)
-                    .cache_capacity(cache_bytes)
-                    .open()?;
+                // sled releases its file lock only when its background threads finish
+                // with a dropped instance, which on a loaded machine can trail the
+                // drop: wait for it with a deadline, then say what holds it.
+                let deadline = Instant::now() + SLED_LOCK_WAIT;
+                let db = loop {
+                    match sled::Config::new()
+                        .path(dir)
+                        .cache_capacity(cache_bytes)
+                        .open()
+                    {
+                        Ok(db) => break db,
+                        Err(sled::Error::Io(e))
+                            if e.to_string().contains("could not acquire lock") =>
+                        {
+                            if Instant::now() >= deadline {
+                                return Err(StoreError::InUse(dir.display().to_string()));
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
                 let tree = db.open_tree("credfed")?;
                 Ok(Kv::Sled {
                     db,

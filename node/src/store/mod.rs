@@ -38,6 +38,8 @@
 //! | `J` | region u32, version u64 | 32-byte map root at that version |
 //! | `U` | region u32, version u64 | `VersionRecord`: when that map version was computed and the pages it wrote (what pruning reads) |
 //! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key (subjects, entries, evaluations, objections), for every position but the key's first, which its leaf carries |
+//! | `G` | region u32, from day u32 (days since 1970 + 2^31), task (kind u8, id 32 bytes) | empty: the region has something to do on the action or objection from that day (the inbox's index, `credfed_protocol::inbox`; local, derived) |
+//! | `g` | region u32, task (kind u8, id 32 bytes) | u32 BE: the day its `G` key holds (to move or remove it) |
 //!
 //! The verifiable map (`I`, `J`) is derived from the log and computed when a checkpoint
 //! needs it (docs/protocol.md, "Verifiable map"): a store without it — an older store,
@@ -65,12 +67,14 @@ use credfed_protocol::record::{
 };
 use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
 use credfed_protocol::state::{ObjectionStatus, Origin};
+use credfed_protocol::inbox::TaskRef;
+use credfed_protocol::time::Date;
 use credfed_protocol::witness::WitnessView;
 use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 /// The lowest level of a region's Merkle tree that is stored. Nodes below it are
 /// hashed again from the envelopes when a proof needs them — at most eight envelopes
@@ -95,6 +99,11 @@ pub enum StoreError {
     /// A filesystem call failed.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
+    /// Another process holds the store open.
+    #[error(
+        "store {0} is in use by another process: is a node already running on this data directory? Stop it first (credfed-node status shows it)"
+    )]
+    InUse(String),
     /// Stored data fails a check: the node must not serve it.
     #[error("store corrupt: {0}")]
     Corrupt(String),
@@ -156,6 +165,15 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError>;
     /// Equivocation proofs held.
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError>;
+    /// `region`'s attention marks due by `today` (the inbox's index,
+    /// `credfed_protocol::inbox`), oldest first: at most `limit`, and whether more
+    /// were due. Reads only those marks, never the whole store.
+    fn marks_due(
+        &self,
+        region: RegionCode,
+        today: Date,
+        limit: usize,
+    ) -> Result<(Vec<(TaskRef, Date)>, bool), StoreError>;
     /// The region's Merkle tree: its size and peaks (empty for a region without records).
     fn tree_frontier(&self, region: RegionCode) -> Result<Frontier, StoreError>;
     /// The hash of a complete subtree of the region's tree, if the tree has it.
@@ -364,6 +382,49 @@ fn pos_key(prefix: u8, pos: RecordPos) -> Vec<u8> {
     k
 }
 
+/// A task's bytes in the `G` and `g` keys: kind, then id.
+fn task_bytes(task: &TaskRef) -> [u8; 33] {
+    let (kind, id) = match task {
+        TaskRef::Action(a) => (b'a', a.0.0),
+        TaskRef::Objection(o) => (b'o', o.0.0),
+    };
+    let mut out = [0u8; 33];
+    out[0] = kind;
+    out[1..].copy_from_slice(&id);
+    out
+}
+
+fn task_from_bytes(bytes: &[u8]) -> Option<TaskRef> {
+    let id: [u8; 32] = bytes.get(1..33)?.try_into().ok()?;
+    match bytes.first()? {
+        b'a' => Some(TaskRef::Action(ActionId(Hash256(id)))),
+        b'o' => Some(TaskRef::Objection(ObjectionId(Hash256(id)))),
+        _ => None,
+    }
+}
+
+/// A day as a key part that sorts in date order.
+fn day_bytes(day: Date) -> [u8; 4] {
+    (day.days_since_epoch() as u32 ^ 0x8000_0000).to_be_bytes()
+}
+
+fn day_from_bytes(bytes: [u8; 4]) -> Option<Date> {
+    Date::from_days_since_epoch((u32::from_be_bytes(bytes) ^ 0x8000_0000) as i32).ok()
+}
+
+fn mark_key(region: RegionCode, from: Date, task: &TaskRef) -> Vec<u8> {
+    let mut k = region_key(b'G', region);
+    k.extend_from_slice(&day_bytes(from));
+    k.extend_from_slice(&task_bytes(task));
+    k
+}
+
+fn mark_reverse_key(region: RegionCode, task: &TaskRef) -> Vec<u8> {
+    let mut k = region_key(b'g', region);
+    k.extend_from_slice(&task_bytes(task));
+    k
+}
+
 fn id_key(prefix: u8, id: &[u8]) -> Vec<u8> {
     let mut k = vec![prefix];
     k.extend_from_slice(id);
@@ -502,6 +563,11 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => return Ok(()),
         found if found > FORMAT_VERSION => return Err(StoreError::NewerFormat { found }),
+        // The inbox's index is built when the store opens (`Store::build_task_index`).
+        7 => {
+            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+            return Ok(());
+        }
         // Map pages in the whole form: the map is derived data, recomputed in the
         // stored form when a checkpoint next needs it.
         6 => {
@@ -692,6 +758,13 @@ impl Store {
             cache_budget: options.cache_bytes,
             equivocators: std::sync::Mutex::new((0, None)),
         };
+        // Format 8 added the inbox's index, built from the folds (which needs whole
+        // entries, so after the other migrations); a crash before the marker is written
+        // builds it again, writing the same keys.
+        if store.kv.get(b"Mtasks")?.is_none() {
+            store.build_task_index()?;
+            store.kv.insert(b"Mtasks", &[1])?;
+        }
         if options.compact {
             store.compact()?;
         }
@@ -836,7 +909,19 @@ impl Backend for Store {
                     batch.insert(key, []);
                 }
                 Update::Equivocator(r) => batch.insert(region_key(b'Q', *r), []),
+                // Applied below, once per task: the last mark of a task wins.
+                Update::Task(_) => {}
             }
+        }
+        let marks: BTreeMap<(RegionCode, TaskRef), Option<Date>> = updates
+            .iter()
+            .filter_map(|u| match u {
+                Update::Task(m) => Some(((m.region, m.task), m.from)),
+                _ => None,
+            })
+            .collect();
+        for ((region, task), from) in marks {
+            self.move_mark(&mut batch, region, &task, from)?;
         }
         let new_equivocator = updates.iter().any(|u| matches!(u, Update::Equivocator(_)));
         let applied = self.kv.apply(batch);
@@ -1259,9 +1344,104 @@ impl Backend for Store {
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
         self.scan_values(b'P', "proof").collect()
     }
+
+    /// `region`'s attention marks due by `today` (the inbox's index), oldest first: at
+    /// most `limit`, and whether more were due. Reads only those marks.
+    fn marks_due(
+        &self,
+        region: RegionCode,
+        today: Date,
+        limit: usize,
+    ) -> Result<(Vec<(TaskRef, Date)>, bool), StoreError> {
+        let lo = region_key(b'G', region);
+        let mut hi = region_key(b'G', region);
+        hi.extend_from_slice(&day_bytes(today.succ()));
+        let mut out = Vec::new();
+        for kv in self.kv.range(Bound::Included(lo), Bound::Excluded(hi))? {
+            let (k, _) = kv?;
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let corrupt = || StoreError::Corrupt(format!("task mark key {k:?}"));
+            let day = k
+                .get(5..9)
+                .and_then(|d| <[u8; 4]>::try_from(d).ok())
+                .and_then(day_from_bytes)
+                .ok_or_else(corrupt)?;
+            let task = k.get(9..).and_then(task_from_bytes).ok_or_else(corrupt)?;
+            out.push((task, day));
+        }
+        Ok((out, false))
+    }
 }
 
 impl Store {
+    /// Moves a task's attention mark in `batch`: removes the `G` key it held and writes
+    /// the new one (ops apply in order, so the same key removed and written stays).
+    fn move_mark(
+        &self,
+        batch: &mut Batch,
+        region: RegionCode,
+        task: &TaskRef,
+        from: Option<Date>,
+    ) -> Result<(), StoreError> {
+        let reverse = mark_reverse_key(region, task);
+        if let Some(old) = self.kv.get(&reverse)? {
+            let day = <[u8; 4]>::try_from(old.as_slice())
+                .ok()
+                .and_then(day_from_bytes)
+                .ok_or_else(|| StoreError::Corrupt(format!("task mark of {region}: {old:?}")))?;
+            batch.remove(mark_key(region, day, task));
+        }
+        match from {
+            Some(day) => {
+                batch.insert(mark_key(region, day, task), []);
+                batch.insert(reverse, day_bytes(day));
+            }
+            None => batch.remove(reverse),
+        }
+        Ok(())
+    }
+
+    /// Builds the inbox's index from the folds (a store of format 7 or older has none):
+    /// every action's marks and every open objection's, a bounded batch at a time.
+    fn build_task_index(&self) -> Result<(), StoreError> {
+        use credfed_protocol::inbox::{action_marks, objection_mark};
+        in_bounded_batches(&self.kv, b'A', 1_024, |_, v, batch| {
+            let action: ActionFold = dec(v, "action")?;
+            if let Some(entry) = self.entry(&action.action.entry)? {
+                for m in action_marks(&action, &entry) {
+                    if let Some(from) = m.from {
+                        batch.insert(mark_key(m.region, from, &m.task), []);
+                        batch.insert(mark_reverse_key(m.region, &m.task), day_bytes(from));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let objection_marks = |issuer: RegionCode,
+                                   objections: &BTreeMap<ObjectionId, ObjectionStatus>,
+                                   batch: &mut Batch| {
+            for (id, status) in objections {
+                let m = objection_mark(*id, status, issuer);
+                if let Some(from) = m.from {
+                    batch.insert(mark_key(m.region, from, &m.task), []);
+                    batch.insert(mark_reverse_key(m.region, &m.task), day_bytes(from));
+                }
+            }
+        };
+        in_bounded_batches(&self.kv, b'E', 4_096, |_, v, batch| {
+            let e: StoredEntry = dec(v, "entry")?;
+            objection_marks(e.published.pos.region, &e.objections, batch);
+            Ok(())
+        })?;
+        in_bounded_batches(&self.kv, b'V', 4_096, |_, v, batch| {
+            let ev: EvaluationFold = dec(v, "evaluation")?;
+            objection_marks(ev.issuer(), &ev.objections, batch);
+            Ok(())
+        })
+    }
+
     /// An entry fold as stored, without its content.
     fn stored_entry(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
         self.get(&id_key(b'E', &id.0.0), "entry")
@@ -1564,6 +1744,85 @@ mod entry_tests {
 
     fn stored_value(store: &Store, id: &EntryId) -> Vec<u8> {
         store.kv.get(&id_key(b'E', &id.0.0)).unwrap().unwrap()
+    }
+
+    /// The inbox's index: an objection marks its issuer from the filing day until it is
+    /// resolved, in the store exactly as in the ledger; a store that lost the index (a
+    /// format 7 store has none) rebuilds the same marks when it opens.
+    #[test]
+    fn the_inbox_index_follows_the_ledger_and_is_rebuilt_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::new();
+        let filed = Date::parse("2026-09-20").unwrap();
+        let later = Date::parse("2027-01-01").unwrap();
+        let objection = {
+            let store = Store::open(dir.path()).unwrap();
+            w.register_publisher(&store, vec![Role::Publisher, Role::ObjectionHandler]);
+            let id = w.publish(&store, entry(""));
+            assert!(store.marks_due(w.region, later, 10).unwrap().0.is_empty());
+            let updates = w.record(
+                &store,
+                false,
+                &Body::ObjectionFiled {
+                    case_no: "异议〔2026〕2号".into(),
+                    target: ObjectionTarget::Entry(id),
+                    grounds: "理由".into(),
+                    filed_on: filed,
+                },
+            );
+            let (marks, more) = store.marks_due(w.region, later, 10).unwrap();
+            assert_eq!(marks, w.ledger.marks_due(w.region, later));
+            assert_eq!(marks.len(), 1);
+            assert_eq!(marks[0].1, filed);
+            assert!(!more);
+            // Not due before the filing day.
+            assert!(
+                store
+                    .marks_due(w.region, Date::parse("2026-09-19").unwrap(), 10)
+                    .unwrap()
+                    .0
+                    .is_empty()
+            );
+            store.sync().unwrap();
+            updates
+                .iter()
+                .find_map(|u| match u {
+                    Update::Objection(o, _) => Some(*o),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        // Lose the index, as a store of format 7 would not have it.
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = Batch::default();
+            for prefix in [b"G", b"g"] {
+                for kv in store.kv.scan_prefix(prefix).unwrap() {
+                    batch.remove(kv.unwrap().0);
+                }
+            }
+            batch.remove(b"Mtasks".to_vec());
+            store.kv.apply(batch).unwrap();
+            store.sync().unwrap();
+            assert!(store.marks_due(w.region, later, 10).unwrap().0.is_empty());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.marks_due(w.region, later, 10).unwrap().0,
+            w.ledger.marks_due(w.region, later)
+        );
+        w.record(
+            &store,
+            false,
+            &Body::ObjectionResolved {
+                objection,
+                outcome: ObjectionOutcome::Upheld,
+                note: "维持".into(),
+            },
+        );
+        assert!(store.marks_due(w.region, later, 10).unwrap().0.is_empty());
+        assert!(w.ledger.marks_due(w.region, later).is_empty());
+        assert!(store.kv.scan_prefix(b"g").unwrap().next().is_none());
     }
 
     /// Publication, amendment, objection filed and resolved, revocation: after each,
@@ -2069,6 +2328,19 @@ mod tests {
             assert_eq!(left, expected);
             assert!(kv.get(b"Y").unwrap().is_some() && kv.get(b"[").unwrap().is_some());
         }
+    }
+
+    /// A sled store another instance holds open is refused after a bounded wait, with
+    /// what to do; once that instance is gone it opens.
+    #[test]
+    fn a_store_held_open_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).err().expect("a second open must fail");
+        assert!(matches!(err, StoreError::InUse(_)), "{err}");
+        assert!(err.to_string().contains("already running"), "{err}");
+        drop(held);
+        Store::open(dir.path()).unwrap();
     }
 
     /// The engine is the one the store was created with, whatever the options say

@@ -5,6 +5,7 @@ mod chain;
 mod cluster;
 mod engine;
 mod hardening;
+mod inbox;
 mod harness;
 mod openapi;
 mod proven;

@@ -2,6 +2,7 @@
 
 mod check;
 mod failing_view;
+mod inbox;
 mod fixture;
 mod props;
 mod proven;

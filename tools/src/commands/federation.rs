@@ -212,16 +212,7 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
             Ok(())
         }
         FederationCmd::Show { manifest } => {
-            let text = std::fs::read_to_string(&manifest).map_err(|e| invalid(e.to_string()))?;
-            let m: Manifest = match serde_json::from_str::<SignedManifest>(&text) {
-                Ok(sm) => credfed_protocol::codec::decode(
-                    &sm.manifest,
-                    credfed_protocol::limits::MAX_MANIFEST_BYTES,
-                    "manifest",
-                )
-                .map_err(|e| invalid(e.to_string()))?,
-                Err(_) => read_draft(&manifest)?,
-            };
+            let m = read_any_manifest(&manifest)?;
             let v = serde_json::to_value(&m).map_err(|e| invalid(e.to_string()))?;
             emit(mode, &v, || {
                 let rows: Vec<Vec<String>> = m

@@ -2,6 +2,7 @@
 
 mod federation;
 mod ids;
+mod measures;
 pub mod persons;
 mod query;
 mod records;
@@ -105,7 +106,7 @@ fn refused(r: &ApiResponse) -> Failure {
         }
         (409, _) => " (already recorded, or the record's state forbids it)",
         (422, _) => {
-            " (the rule cited says what may apply; the measures catalogue is in docs/policy.md)"
+            " (the rule cited says what may apply: `credfed measures list` shows the catalogue, docs/measures.md explains it)"
         }
         (503, _) => " (the node cannot write right now; retry shortly)",
         _ => "",
@@ -483,6 +484,14 @@ pub fn run(cli: Cli) -> Res {
                 trust_manifest,
             },
         ),
+        Cmd::Measures { command } => measures::measures(mode, command),
+        Cmd::Inbox {
+            kind,
+            overdue,
+            limit,
+            offset,
+            node,
+        } => query::inbox(mode, kind, overdue, limit, offset, &node),
         Cmd::Stats { node } => query::stats(mode, &node),
         Cmd::Status { node } => query::status(mode, &node),
         Cmd::Peers { node } => query::peers(mode, &node),
@@ -513,6 +522,22 @@ pub fn public_key_arg(text: &str) -> Result<PublicKey, Failure> {
         return Ok(k);
     }
     Ok(read_key(Path::new(text))?.public())
+}
+
+/// A manifest file as either a signed manifest or a draft (its contents only: whoever
+/// signed it is not checked here).
+pub fn read_any_manifest(p: &Path) -> Result<Manifest, Failure> {
+    let text =
+        std::fs::read_to_string(p).map_err(|e| invalid(format!("{}: {e}", p.display())))?;
+    match serde_json::from_str::<SignedManifest>(&text) {
+        Ok(sm) => credfed_protocol::codec::decode(
+            &sm.manifest,
+            credfed_protocol::limits::MAX_MANIFEST_BYTES,
+            "manifest",
+        )
+        .map_err(|e| invalid(format!("{}: {e}", p.display()))),
+        Err(_) => read_draft(p),
+    }
 }
 
 pub fn read_draft(p: &Path) -> Result<Manifest, Failure> {

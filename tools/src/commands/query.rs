@@ -936,6 +936,76 @@ fn cst_time_ms(t: Timestamp) -> String {
     cst_time(u64::try_from(t.0 / 1000).unwrap_or(0))
 }
 
+pub fn inbox(
+    mode: Output,
+    kind: Option<TaskKindArg>,
+    overdue: bool,
+    limit: usize,
+    offset: usize,
+    node: &NodeArgs,
+) -> Res {
+    let mut path = format!("/v1/inbox?limit={limit}&offset={offset}");
+    if let Some(k) = kind {
+        let name = match k {
+            TaskKindArg::Acknowledge => "acknowledge",
+            TaskKindArg::ReportExecution => "report_execution",
+            TaskKindArg::Lift => "lift",
+            TaskKindArg::ResolveObjection => "resolve_objection",
+        };
+        path.push_str(&format!("&kind={name}"));
+    }
+    if overdue {
+        path.push_str("&overdue=true");
+    }
+    let v = get_json(node, &path)?;
+    emit(mode, &v, || {
+        let empty = Vec::new();
+        let tasks = v["tasks"].as_array().unwrap_or(&empty);
+        let rows: Vec<Vec<String>> = tasks
+            .iter()
+            .map(|t| {
+                let (what, id) = t["about"]
+                    .as_object()
+                    .and_then(|o| o.iter().next())
+                    .map(|(k, v)| (k.clone(), s(v)))
+                    .unwrap_or_default();
+                vec![
+                    format!(
+                        "{}{}{}",
+                        s(&t["due"]),
+                        if t["due_estimated"] == json!(true) { "~" } else { "" },
+                        if t["overdue"] == json!(true) { " OVERDUE" } else { "" }
+                    ),
+                    s(&t["kind"]),
+                    format!("{what} {id}"),
+                    s(&t["measures"]),
+                    s(&t["entry_state"]),
+                ]
+            })
+            .collect();
+        let mut out = format!(
+            "inbox of {} ({}) on {}: {} tasks, {} overdue\n{}",
+            s(&v["department"]),
+            s(&v["region"]),
+            s(&v["as_of"]),
+            s(&v["total"]),
+            s(&v["overdue"]),
+            table(&["due", "task", "about", "measures", "entry"], &rows)
+        );
+        if let Some(next) = v["next_offset"].as_u64() {
+            out.push_str(&format!("\nmore: credfed inbox --offset {next}"));
+        }
+        if v["truncated"] == json!(true) {
+            out.push_str("\nthe region has more due tasks than an inbox reads: the oldest are shown; clear them first");
+        }
+        if tasks.iter().any(|t| t["due_estimated"] == json!(true)) {
+            out.push_str("\n~ due date beyond the node's working-day calendar: counted as if every later weekday were a working day");
+        }
+        out
+    });
+    Ok(())
+}
+
 pub fn stats(mode: Output, node: &NodeArgs) -> Res {
     let v = get_json(node, "/v1/stats")?;
     emit(mode, &v, || {

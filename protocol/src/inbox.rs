@@ -1,0 +1,333 @@
+//! What a region has to do next: the tasks of a department's inbox (跟踪问效, article
+//! 二十三; 异议处理, article 二十二).
+//!
+//! Two halves, both pure:
+//!
+//! * [`attention`] and [`TaskMark`]: when a record changes an action or an objection,
+//!   the date from which each region concerned has something to do on it, or `None`
+//!   when nothing is left. A node keeps these marks in an index ordered by region and
+//!   date, so an inbox reads only the region's marks due by today — never the whole
+//!   store, and never an executed measure whose entry is still in force (its mark is
+//!   dated at the entry's expiry, when lifting becomes due).
+//! * [`action_tasks`] and [`objection_task`]: at the moment an inbox is read, what
+//!   exactly is to be done, by which role and by when (deadlines in working days from
+//!   the federation's calendar).
+//!
+//! The deadlines (docs/policy.md, "Inbox"): acknowledging by the action's respond-by
+//! date; reporting execution within the policy's acknowledgement working days of
+//! accepting; lifting within the same number of working days of the day the entry
+//! stopped being in force (revoked, repaired or expired); resolving an objection within
+//! the policy's objection working days of its filing.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::WorkingCalendar;
+use crate::ids::{PROVINCES, RegionCode, Role};
+use crate::manifest::Policy;
+use crate::record::{ActionId, EntryId, MeasureCode, ObjectionId, ObjectionTarget, Targets};
+use crate::state::{ActionFold, EntryFold, EntryState, ObjectionStatus};
+use crate::time::{Date, Timestamp};
+
+/// What a task is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskRef {
+    /// A joint action the region is a target of.
+    Action(ActionId),
+    /// An objection to a record the region issued.
+    Objection(ObjectionId),
+}
+
+/// A region's attention mark on an action or objection: from `from` on it has something
+/// to do; `None` removes the mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskMark {
+    /// The region that must act.
+    pub region: RegionCode,
+    /// On what.
+    pub task: TaskRef,
+    /// From when; `None`: nothing left to do.
+    pub from: Option<Date>,
+}
+
+/// The regions an action's targets name. "All members" is every province but the
+/// initiator's, the same reading authorisation uses ([`ActionFold::targets_region`]):
+/// the marks must not depend on the manifest version a node holds, and a region that is
+/// not a member never reads an inbox.
+pub fn target_regions(action: &ActionFold) -> Vec<RegionCode> {
+    match &action.action.targets {
+        Targets::Regions(r) => r.clone(),
+        Targets::AllMembers => PROVINCES
+            .iter()
+            .filter_map(|p| RegionCode::new(p.code, "province").ok())
+            .filter(|r| *r != action.initiated.pos.region)
+            .collect(),
+    }
+}
+
+/// The day an entry stopped being in force for good, if a record ended it (revocation,
+/// or repair); its expiry date otherwise.
+pub fn end_of_force(entry: &EntryFold) -> Date {
+    let by_record = [
+        entry.revoked.as_ref(),
+        entry.repaired.as_ref().map(|(_, o)| o),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|o| o.at.date_cst())
+    .min();
+    by_record.map_or(entry.content.expires_on, |d| d.min(entry.content.expires_on))
+}
+
+/// Whether a record ended the entry (revoked or repaired): no region need act on it
+/// any more but to lift what it executed.
+fn ended_by_record(entry: &EntryFold) -> bool {
+    entry.revoked.is_some() || entry.repaired.is_some()
+}
+
+/// Measures `region` accepted and has not reported executing.
+fn unreported(action: &ActionFold, region: RegionCode) -> Vec<MeasureCode> {
+    action
+        .accepted_measures(region)
+        .into_iter()
+        .filter(|m| !action.executions.contains_key(&(region, m.clone())))
+        .collect()
+}
+
+/// Measures `region` executed and has not lifted.
+fn unlifted(action: &ActionFold, region: RegionCode) -> Vec<MeasureCode> {
+    action
+        .executions
+        .iter()
+        .filter(|((r, _), e)| *r == region && e.lifted.is_none())
+        .map(|((_, m), _)| m.clone())
+        .collect()
+}
+
+/// From when `region` has something to do on `action` (resting on `entry`), or `None`.
+///
+/// * not answered, and no record ended the entry: from the initiation;
+/// * accepted measures not reported executed, and no record ended the entry: from the
+///   answer;
+/// * measures executed and not lifted: from the day the entry stopped being in force
+///   ([`end_of_force`]; its expiry while it is in force, so the mark waits until then).
+///
+/// The earliest applies: a region with several things to do sees the action once.
+pub fn attention(action: &ActionFold, entry: &EntryFold, region: RegionCode) -> Option<Date> {
+    let ended = ended_by_record(entry);
+    let answer = action.responses.get(&region);
+    let mut from: Vec<Date> = Vec::new();
+    match answer {
+        None if !ended => from.push(action.initiated.at.date_cst()),
+        Some(r) if !ended && !unreported(action, region).is_empty() => {
+            from.push(r.origin.at.date_cst())
+        }
+        _ => {}
+    }
+    if !unlifted(action, region).is_empty() {
+        from.push(end_of_force(entry));
+    }
+    from.into_iter().min()
+}
+
+/// The marks of every target region of `action`.
+pub fn action_marks(action: &ActionFold, entry: &EntryFold) -> Vec<TaskMark> {
+    target_regions(action)
+        .into_iter()
+        .map(|region| TaskMark {
+            region,
+            task: TaskRef::Action(action.id),
+            from: attention(action, entry, region),
+        })
+        .collect()
+}
+
+/// The mark an objection leaves on the region that must resolve it (the issuer of what
+/// it objects to, 谁认定、谁核实).
+pub fn objection_mark(id: ObjectionId, status: &ObjectionStatus, issuer: RegionCode) -> TaskMark {
+    TaskMark {
+        region: issuer,
+        task: TaskRef::Objection(id),
+        from: status.resolved.is_none().then_some(status.filed_on),
+    }
+}
+
+/// What is to be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Answer a joint action: accept, accept some, or decline with a reason (article 二十).
+    Acknowledge,
+    /// Report the execution of accepted measures (执行反馈, article 二十三).
+    ReportExecution,
+    /// Lift executed measures: the entry is revoked, repaired or expired (article 二十一).
+    Lift,
+    /// Verify and resolve an objection (article 二十二).
+    ResolveObjection,
+}
+
+impl TaskKind {
+    /// The role whose departments do it.
+    pub fn role(self) -> Role {
+        match self {
+            TaskKind::Acknowledge | TaskKind::ReportExecution | TaskKind::Lift => {
+                Role::Implementer
+            }
+            TaskKind::ResolveObjection => Role::ObjectionHandler,
+        }
+    }
+}
+
+/// One line of an inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// What is to be done.
+    pub kind: TaskKind,
+    /// The role that does it.
+    pub role: Role,
+    /// On what.
+    pub about: TaskRef,
+    /// The list entry concerned (the action's, or the objected entry).
+    pub entry: Option<EntryId>,
+    /// The day the task arose.
+    pub since: Date,
+    /// The day it is due.
+    pub due: Date,
+    /// Whether `due` lies beyond the working-day calendar the node holds (counted as
+    /// if every later weekday were a working day).
+    pub due_estimated: bool,
+    /// Past due.
+    pub overdue: bool,
+    /// The measures concerned (to report or lift; for an acknowledgement, those asked).
+    pub measures: Vec<MeasureCode>,
+    /// The entry's state today.
+    pub entry_state: Option<EntryState>,
+}
+
+/// The tasks `region` has on `action` today.
+pub fn action_tasks(
+    action: &ActionFold,
+    entry: &EntryFold,
+    region: RegionCode,
+    now: Timestamp,
+    calendar: &WorkingCalendar,
+    policy: &Policy,
+) -> Vec<Task> {
+    let today = now.date_cst();
+    let state = entry.state_at(now);
+    let in_force = !matches!(
+        state,
+        EntryState::Revoked | EntryState::Repaired | EntryState::Expired
+    );
+    let task = |kind, since: Date, due: Date, covered: bool, measures| Task {
+        kind,
+        role: TaskKind::role(kind),
+        about: TaskRef::Action(action.id),
+        entry: Some(entry.id),
+        since,
+        due,
+        due_estimated: !covered,
+        overdue: today > due,
+        measures,
+        entry_state: Some(state),
+    };
+    let mut out = Vec::new();
+    let answer = action.responses.get(&region);
+    if in_force {
+        match answer {
+            None => out.push(task(
+                TaskKind::Acknowledge,
+                action.initiated.at.date_cst(),
+                action.action.respond_by,
+                calendar.covers(action.action.respond_by),
+                action.action.measures.clone(),
+            )),
+            Some(r) => {
+                let missing = unreported(action, region);
+                if !missing.is_empty() {
+                    let since = r.origin.at.date_cst();
+                    let due =
+                        calendar.add_working_days(since, policy.acknowledge_working_days as u32);
+                    out.push(task(
+                        TaskKind::ReportExecution,
+                        since,
+                        due.date,
+                        due.calendar_covered,
+                        missing,
+                    ));
+                }
+            }
+        }
+    }
+    let executed = unlifted(action, region);
+    if !in_force && !executed.is_empty() {
+        let since = end_of_force(entry);
+        let due = calendar.add_working_days(since, policy.acknowledge_working_days as u32);
+        out.push(task(
+            TaskKind::Lift,
+            since,
+            due.date,
+            due.calendar_covered,
+            executed,
+        ));
+    }
+    out
+}
+
+/// The task an open objection sets its issuer today (`None` once resolved).
+pub fn objection_task(
+    id: ObjectionId,
+    status: &ObjectionStatus,
+    now: Timestamp,
+    calendar: &WorkingCalendar,
+    policy: &Policy,
+) -> Option<Task> {
+    if status.resolved.is_some() {
+        return None;
+    }
+    let due = calendar.add_working_days(status.filed_on, policy.objection_working_days as u32);
+    Some(Task {
+        kind: TaskKind::ResolveObjection,
+        role: Role::ObjectionHandler,
+        about: TaskRef::Objection(id),
+        entry: match status.target {
+            ObjectionTarget::Entry(e) => Some(e),
+            ObjectionTarget::Evaluation(_) => None,
+        },
+        since: status.filed_on,
+        due: due.date,
+        due_estimated: !due.calendar_covered,
+        overdue: now.date_cst() > due.date,
+        measures: Vec::new(),
+        entry_state: None,
+    })
+}
+
+/// Orders an inbox: earliest due first, then the oldest, then by kind and subject, so
+/// that pages are stable.
+pub fn sort_tasks(tasks: &mut [Task]) {
+    tasks.sort_by(|a, b| {
+        (a.due, a.since, a.kind, a.about).cmp(&(b.due, b.since, b.kind, b.about))
+    });
+}
+
+/// Marks that differ between two sets, as the updates that turn `before` into `after`
+/// (marks absent from `after` are removed). Used when one record moves several marks.
+pub fn changed_marks(before: &[TaskMark], after: &[TaskMark]) -> Vec<TaskMark> {
+    let after_keys: BTreeSet<(RegionCode, TaskRef)> =
+        after.iter().map(|m| (m.region, m.task)).collect();
+    let mut out: Vec<TaskMark> = after
+        .iter()
+        .filter(|m| !before.contains(m))
+        .copied()
+        .collect();
+    out.extend(
+        before
+            .iter()
+            .filter(|m| m.from.is_some() && !after_keys.contains(&(m.region, m.task)))
+            .map(|m| TaskMark { from: None, ..*m }),
+    );
+    out
+}
