@@ -541,6 +541,51 @@ pub struct EntryFields {
     pub check_exemption: Option<String>,
 }
 
+/// The fields `entry amend` may change; those not given stay as they are.
+#[derive(Args)]
+pub struct AmendFields {
+    /// The subject's registered name (or a person's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The organisation's corrected code (a wrongly named organisation stops finding
+    /// the entry; the new one finds it).
+    #[arg(long)]
+    pub uscc: Option<String>,
+    /// Public summary.
+    #[arg(long)]
+    pub summary: Option<String>,
+    /// First day no longer in force.
+    #[arg(long)]
+    pub expires_on: Option<String>,
+    /// First day in force.
+    #[arg(long)]
+    pub effective_from: Option<String>,
+    /// Requested measures (replaces the list).
+    #[arg(long, value_delimiter = ',')]
+    pub measures: Option<Vec<String>>,
+    /// Legal basis.
+    #[arg(long)]
+    pub legal_basis: Option<String>,
+    /// Decision document number.
+    #[arg(long)]
+    pub document_no: Option<String>,
+    /// Deciding authority.
+    #[arg(long)]
+    pub authority: Option<String>,
+    /// Decision date.
+    #[arg(long)]
+    pub decided_on: Option<String>,
+    /// Findings (replaces the list), e.g. able_but_refuses.
+    #[arg(long, value_delimiter = ',')]
+    pub findings: Option<Vec<String>>,
+    /// Related persons, ROLE:NUMBER:NAME, repeatable (replaces the list).
+    #[arg(long)]
+    pub related: Vec<String>,
+    /// Remove every related person.
+    #[arg(long, conflicts_with = "related")]
+    pub no_related: bool,
+}
+
 // Parsed once per run: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
@@ -554,17 +599,20 @@ pub enum EntryCmd {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Correct an entry of your region: the new content as JSON (the entry's list may not change).
+    /// Correct an entry of your region (更正, article 二十二): give the fields that change;
+    /// the rest is kept as the node holds it. The list and category may not change.
     Amend {
-        /// Entry id.
+        /// Entry id (or a unique prefix of at least 8 hex digits).
         #[arg(long)]
         entry: String,
-        /// File with the corrected entry as JSON (the `list_entry_published` content).
-        #[arg(long)]
-        file: PathBuf,
         /// Why.
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        changes: AmendFields,
+        /// Or: the whole corrected entry as JSON (the `list_entry_published` content).
+        #[arg(long, conflicts_with_all = ["name", "uscc", "summary", "expires_on", "effective_from", "measures", "legal_basis", "document_no", "authority", "decided_on", "findings", "related", "no_related"])]
+        file: Option<PathBuf>,
         #[command(flatten)]
         sign: SignArgs,
         #[command(flatten)]
@@ -720,6 +768,26 @@ pub enum ActionCmd {
         /// Date executed.
         #[arg(long)]
         executed_on: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Report that a measure your region executed was lifted (the entry was revoked,
+    /// repaired or expired: `credfed inbox --kind lift` lists what is due).
+    Lift {
+        /// Action id (or a unique prefix of at least 8 hex digits).
+        #[arg(long)]
+        action: String,
+        /// Measure code.
+        #[arg(long)]
+        measure: String,
+        /// Lifting decision reference.
+        #[arg(long)]
+        reference: String,
+        /// Why, e.g. 信用修复 or 期满.
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         sign: SignArgs,
         #[command(flatten)]

@@ -117,6 +117,7 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         .route("/v1/entries/{id}", get(entry))
         .route("/v1/actions/{id}", get(action))
         .route("/v1/inbox", get(inbox))
+        .route("/v1/ids/{prefix}", get(ids_by_prefix))
         .route("/v1/departments", get(departments))
         .route("/v1/departments/{id}", get(department))
         .route("/v1/heads", get(heads))
@@ -710,6 +711,70 @@ async fn action(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>
         ok(&json!({ "action": a, "targets": targets }))
     })();
     ApiError::respond(result, subject)
+}
+
+/// Query of `/v1/ids/{prefix}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdsQuery {
+    /// Only this kind of record: `entry`, `action`, `evaluation` or `objection`.
+    pub kind: Option<String>,
+}
+
+/// The fewest hex digits an id prefix may have: 8 digits leave 2^32 ids apart, so a
+/// prefix from a table is unique in practice and a typo rarely lands on another record.
+pub const MIN_ID_PREFIX: usize = 8;
+
+/// The records whose ids start with `prefix` (8–64 hex digits), at most two per kind:
+/// one is the record meant, two say the prefix is ambiguous.
+async fn ids_by_prefix(
+    State(state): State<Arc<ApiState>>,
+    ApiPath(prefix): ApiPath<String>,
+    ApiQuery(q): ApiQuery<IdsQuery>,
+) -> Response {
+    let result = (|| {
+        if !(MIN_ID_PREFIX..=64).contains(&prefix.len())
+            || !prefix.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(ApiError::invalid(
+                "prefix",
+                format!(
+                    "'{}' is not an id prefix: give {MIN_ID_PREFIX} to 64 hex digits of the id",
+                    prefix.chars().take(70).collect::<String>()
+                ),
+            ));
+        }
+        const KINDS: [(&str, u8); 4] = [
+            ("entry", b'E'),
+            ("action", b'A'),
+            ("evaluation", b'V'),
+            ("objection", b'O'),
+        ];
+        let kinds: Vec<(&str, u8)> = match &q.kind {
+            None => KINDS.to_vec(),
+            Some(k) => vec![*KINDS.iter().find(|(n, _)| n == k).ok_or_else(|| {
+                ApiError::invalid(
+                    "kind",
+                    format!(
+                        "'{}' is not a kind of record with an id: entry, action, evaluation or objection",
+                        k.chars().take(40).collect::<String>()
+                    ),
+                )
+            })?],
+        };
+        let mut matches = Vec::new();
+        for (name, byte) in kinds {
+            for id in state.core.ids_with_prefix(byte, &prefix, 2)? {
+                matches.push(json!({"kind": name, "id": id.to_hex()}));
+            }
+        }
+        ok(&json!({
+            "prefix": prefix.to_ascii_lowercase(),
+            "ambiguous": matches.len() > 1,
+            "matches": matches,
+        }))
+    })();
+    ApiError::respond(result, None)
 }
 
 /// Query of `/v1/inbox`.

@@ -1330,6 +1330,17 @@ impl Core {
         Ok((tasks, truncated))
     }
 
+    /// Up to `limit` ids of records of `kind` (`b'E'`, `b'A'`, `b'V'`, `b'O'`) that
+    /// start with the hex digits `hex`.
+    pub fn ids_with_prefix(
+        &self,
+        kind: u8,
+        hex: &str,
+        limit: usize,
+    ) -> Result<Vec<Hash256>, StoreError> {
+        self.store.ids_with_prefix(kind, hex, limit)
+    }
+
     /// A department.
     pub fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, StoreError> {
         self.store.department(id)

@@ -282,6 +282,15 @@ impl Backend for FaultyStore {
         self.inner.proofs()
     }
 
+    fn ids_with_prefix(
+        &self,
+        kind: u8,
+        hex: &str,
+        limit: usize,
+    ) -> Result<Vec<credfed_protocol::crypto::Hash256>, StoreError> {
+        self.inner.ids_with_prefix(kind, hex, limit)
+    }
+
     fn marks_due(
         &self,
         region: RegionCode,

@@ -165,6 +165,11 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError>;
     /// Equivocation proofs held.
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError>;
+    /// Up to `limit` ids of records of `kind` (`b'E'` entries, `b'A'` actions, `b'V'`
+    /// evaluations, `b'O'` objections) whose lower-case hex starts with `hex`: what
+    /// resolves an id given by a unique prefix. Reads only the keys under the prefix.
+    fn ids_with_prefix(&self, kind: u8, hex: &str, limit: usize)
+    -> Result<Vec<Hash256>, StoreError>;
     /// `region`'s attention marks due by `today` (the inbox's index,
     /// `credfed_protocol::inbox`), oldest first: at most `limit`, and whether more
     /// were due. Reads only those marks, never the whole store.
@@ -1343,6 +1348,33 @@ impl Backend for Store {
 
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError> {
         self.scan_values(b'P', "proof").collect()
+    }
+
+    fn ids_with_prefix(
+        &self,
+        kind: u8,
+        hex: &str,
+        limit: usize,
+    ) -> Result<Vec<Hash256>, StoreError> {
+        let hex = hex.to_ascii_lowercase();
+        // The whole bytes the prefix gives; an odd last digit is matched on the text.
+        let whole = hex::decode(&hex[..hex.len() & !1])
+            .map_err(|e| StoreError::Corrupt(format!("id prefix: {e}")))?;
+        let mut out = Vec::new();
+        for kv in self.kv.scan_prefix(&id_key(kind, &whole))? {
+            let (k, _) = kv?;
+            let Some(id) = k.get(1..33).and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+                continue;
+            };
+            let id = Hash256(id);
+            if id.to_hex().starts_with(&hex) {
+                out.push(id);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `region`'s attention marks due by `today` (the inbox's index), oldest first: at

@@ -206,8 +206,41 @@ pub fn derived_id(author: &DepartmentId, body: &Body) -> Option<(&'static str, S
     }
 }
 
-fn hash_id(text: &str, field: &str) -> Result<credfed_protocol::crypto::Hash256, Failure> {
-    credfed_protocol::crypto::Hash256::from_hex(text).map_err(|e| invalid(format!("{field}: {e}")))
+/// A record id given in full (64 hex digits) or by a unique prefix of at least 8, which
+/// the node resolves among the records of `kind` (`entry`, `action`, `evaluation`,
+/// `objection`) it holds.
+fn resolve_id(
+    text: &str,
+    field: &str,
+    kind: &str,
+    node: &NodeArgs,
+) -> Result<credfed_protocol::crypto::Hash256, Failure> {
+    let text = text.trim();
+    if text.len() == 64 {
+        return credfed_protocol::crypto::Hash256::from_hex(&text.to_ascii_lowercase())
+            .map_err(|e| invalid(format!("{field}: {e}")));
+    }
+    if text.len() < 8 || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(format!(
+            "{field}: '{text}' is not a {kind} id: give its 64 hex digits, or a unique prefix of at least 8 (as tables show them)"
+        )));
+    }
+    let v = get_json(node, &format!("/v1/ids/{text}?kind={kind}"))?;
+    let ids: Vec<String> = v["matches"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|x| x["id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    match ids.as_slice() {
+        [one] => credfed_protocol::crypto::Hash256::from_hex(one)
+            .map_err(|e| invalid(format!("{field}: the node answered {one}: {e}"))),
+        [] => Err(invalid(format!(
+            "{field}: no {kind} on this node starts with {text}; check the id, or wait until the record has replicated here"
+        ))),
+        several => Err(invalid(format!(
+            "{field}: {text} starts more than one {kind} ({}); give more digits",
+            several.join(", ")
+        ))),
+    }
 }
 
 fn measures(list: &[String]) -> Vec<MeasureCode> {

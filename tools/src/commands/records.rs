@@ -122,21 +122,28 @@ pub fn entry(mode: Output, command: EntryCmd) -> Res {
         ),
         EntryCmd::Amend {
             entry,
-            file,
             reason,
+            changes,
+            file,
             sign,
             node,
         } => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| invalid(format!("{}: {e}", file.display())))?;
-            let amended: ListEntry = serde_json::from_str(&text)
-                .map_err(|e| invalid(format!("{}: not an entry: {e}", file.display())))?;
+            let id = EntryId(resolve_id(&entry, "--entry", "entry", &node)?);
+            let amended = match file {
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| invalid(format!("{}: {e}", file.display())))?;
+                    serde_json::from_str(&text)
+                        .map_err(|e| invalid(format!("{}: not an entry: {e}", file.display())))?
+                }
+                None => amended_entry(&id, &changes, &node)?,
+            };
             sign_and_submit(
                 mode,
                 &sign,
                 &node,
                 &Body::ListEntryAmended {
-                    entry: EntryId(hash_id(&entry, "--entry")?),
+                    entry: id,
                     amended,
                     reason,
                 },
@@ -152,7 +159,7 @@ pub fn entry(mode: Output, command: EntryCmd) -> Res {
             &sign,
             &node,
             &Body::ListEntryRevoked {
-                entry: EntryId(hash_id(&entry, "--entry")?),
+                entry: EntryId(resolve_id(&entry, "--entry", "entry", &node)?),
                 reason,
             },
         ),
@@ -169,13 +176,14 @@ pub fn entry(mode: Output, command: EntryCmd) -> Res {
                 &sign,
                 &node,
                 &Body::ListEntryRepaired {
-                    entry: EntryId(hash_id(&entry, "--entry")?),
+                    entry: EntryId(resolve_id(&entry, "--entry", "entry", &node)?),
                     basis,
                     reason,
                 },
             )
         }
         EntryCmd::Show { entry, node } => {
+            let entry = resolve_id(&entry, "entry", "entry", &node)?.to_hex();
             let v = get_json(&node, &format!("/v1/entries/{entry}"))?;
             let e = &v["entry"];
             emit(mode, &v, || {
@@ -253,7 +261,7 @@ pub fn evaluation(mode: Output, command: EvaluationCmd) -> Res {
             &sign,
             &node,
             &Body::EvaluationRevoked {
-                evaluation: EvaluationId(hash_id(&evaluation, "--evaluation")?),
+                evaluation: EvaluationId(resolve_id(&evaluation, "--evaluation", "evaluation", &node)?),
                 reason,
             },
         ),
@@ -296,7 +304,7 @@ pub fn action(mode: Output, command: ActionCmd) -> Res {
             let a = JointAction {
                 reference,
                 kind,
-                entry: EntryId(hash_id(&entry, "--entry")?),
+                entry: EntryId(resolve_id(&entry, "--entry", "entry", &node)?),
                 targets,
                 measures: measures(&m),
                 respond_by: date(&respond_by, "--respond-by")?,
@@ -338,7 +346,7 @@ pub fn action(mode: Output, command: ActionCmd) -> Res {
                 &sign,
                 &node,
                 &Body::JointActionAcknowledged {
-                    action: ActionId(hash_id(&action, "--action")?),
+                    action: ActionId(resolve_id(&action, "--action", "action", &node)?),
                     decision,
                     implementing: imp,
                 },
@@ -356,13 +364,32 @@ pub fn action(mode: Output, command: ActionCmd) -> Res {
             &sign,
             &node,
             &Body::MeasureExecuted {
-                action: ActionId(hash_id(&action, "--action")?),
+                action: ActionId(resolve_id(&action, "--action", "action", &node)?),
                 measure: MeasureCode(measure),
                 reference,
                 executed_on: date(&executed_on, "--executed-on")?,
             },
         ),
+        ActionCmd::Lift {
+            action,
+            measure,
+            reference,
+            reason,
+            sign,
+            node,
+        } => sign_and_submit(
+            mode,
+            &sign,
+            &node,
+            &Body::MeasureLifted {
+                action: ActionId(resolve_id(&action, "--action", "action", &node)?),
+                measure: MeasureCode(measure.trim().to_string()),
+                reference,
+                reason,
+            },
+        ),
         ActionCmd::Show { action, node } => {
+            let action = resolve_id(&action, "action", "action", &node)?.to_hex();
             let v = get_json(&node, &format!("/v1/actions/{action}"))?;
             emit(mode, &v, || {
                 let rows: Vec<Vec<String>> = v["targets"]
@@ -448,9 +475,9 @@ pub fn objection(mode: Output, command: ObjectionCmd) -> Res {
             node,
         } => {
             let target = match (entry, evaluation) {
-                (Some(e), None) => ObjectionTarget::Entry(EntryId(hash_id(&e, "--entry")?)),
+                (Some(e), None) => ObjectionTarget::Entry(EntryId(resolve_id(&e, "--entry", "entry", &node)?)),
                 (None, Some(e)) => {
-                    ObjectionTarget::Evaluation(EvaluationId(hash_id(&e, "--evaluation")?))
+                    ObjectionTarget::Evaluation(EvaluationId(resolve_id(&e, "--evaluation", "evaluation", &node)?))
                 }
                 _ => {
                     return Err(invalid(
@@ -483,7 +510,7 @@ pub fn objection(mode: Output, command: ObjectionCmd) -> Res {
                 &sign,
                 &node,
                 &Body::ObjectionResolved {
-                    objection: ObjectionId(hash_id(&objection, "--objection")?),
+                    objection: ObjectionId(resolve_id(&objection, "--objection", "objection", &node)?),
                     outcome,
                     note,
                 },
@@ -498,4 +525,100 @@ pub fn submit_file(mode: Output, file: &Path, sign: &SignArgs, node: &NodeArgs) 
     let body: Body = serde_json::from_str(&text)
         .map_err(|e| invalid(format!("{}: not a record body: {e}", file.display())))?;
     sign_and_submit(mode, sign, node, &body)
+}
+
+/// The entry as the node holds it, with the fields `changes` gives replaced: what
+/// `entry amend` signs. Persons named anew are resolved through the node.
+fn amended_entry(id: &EntryId, changes: &AmendFields, node: &NodeArgs) -> Result<ListEntry, Failure> {
+    let c = changes;
+    let nothing = c.name.is_none()
+        && c.uscc.is_none()
+        && c.summary.is_none()
+        && c.expires_on.is_none()
+        && c.effective_from.is_none()
+        && c.measures.is_none()
+        && c.legal_basis.is_none()
+        && c.document_no.is_none()
+        && c.authority.is_none()
+        && c.decided_on.is_none()
+        && c.findings.is_none()
+        && c.related.is_empty()
+        && !c.no_related;
+    if nothing {
+        return Err(invalid(
+            "nothing to amend: give the fields that change (--name, --uscc, --summary, --expires-on, --effective-from, --measures, --legal-basis, --document-no, --authority, --decided-on, --findings, --related or --no-related), or --file",
+        ));
+    }
+    let v = get_json(node, &format!("/v1/entries/{id}"))?;
+    let mut e: ListEntry = serde_json::from_value(v["entry"]["content"].clone())
+        .map_err(|e| invalid(format!("the node's entry {id}: {e}")))?;
+    if let Some(name) = &c.name {
+        match &mut e.subject {
+            Subject::Organisation { name: n, .. } => *n = name.trim().to_owned(),
+            Subject::Person(p) => p.name = name.trim().to_owned(),
+        }
+    }
+    if let Some(code) = &c.uscc {
+        match &mut e.subject {
+            Subject::Organisation { uscc, .. } => *uscc = code.trim().to_ascii_uppercase(),
+            Subject::Person(_) => {
+                return Err(invalid(
+                    "--uscc: the entry's subject is a natural person; a person's number is corrected by a new entry",
+                ));
+            }
+        }
+    }
+    if let Some(x) = &c.summary {
+        e.summary = x.clone();
+    }
+    if let Some(x) = &c.expires_on {
+        e.expires_on = date(x, "--expires-on")?;
+    }
+    if let Some(x) = &c.effective_from {
+        e.effective_from = date(x, "--effective-from")?;
+    }
+    if let Some(x) = &c.measures {
+        e.requested_measures = measures(x);
+    }
+    if let Some(x) = &c.legal_basis {
+        e.basis.legal_basis = x.clone();
+    }
+    if let Some(x) = &c.document_no {
+        e.basis.document_no = x.clone();
+    }
+    if let Some(x) = &c.authority {
+        e.basis.authority = x.clone();
+    }
+    if let Some(x) = &c.decided_on {
+        e.basis.decided_on = date(x, "--decided-on")?;
+    }
+    if let Some(x) = &c.findings {
+        e.findings = x
+            .iter()
+            .filter(|f| !f.is_empty())
+            .map(|f| choice(f.trim(), "--findings", "able_but_refuses"))
+            .collect::<Result<_, _>>()?;
+    }
+    if c.no_related {
+        e.related_persons.clear();
+    } else if !c.related.is_empty() {
+        let named: Vec<persons::NamedPerson> = c
+            .related
+            .iter()
+            .enumerate()
+            .map(|(i, r)| persons::related_person(r, &format!("--related[{i}]")))
+            .collect::<Result<_, _>>()?;
+        let client = client(node)?;
+        let refs = runtime()?.block_on(persons::resolve(node, &client, &named))?;
+        e.related_persons = named
+            .iter()
+            .map(|p| {
+                Ok(RelatedPerson {
+                    role: p.role.ok_or_else(|| invalid("--related: ROLE:NUMBER:NAME"))?,
+                    person: persons::resolved(&refs, p)?,
+                })
+            })
+            .collect::<Result<_, Failure>>()?;
+    }
+    Ok(e)
 }

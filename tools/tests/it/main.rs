@@ -325,6 +325,69 @@ async fn joint_action_cycle_between_two_nodes() {
     let v = env.json(0, "310000:pub", &["entry", "show", &entry]);
     assert_eq!(v["entry"]["content"]["summary"], "更正：涉案批次");
     assert_eq!(v["entry"]["amendments"], 1);
+    // The same with typed flags and the id by a prefix as tables show it: only the
+    // fields given change.
+    let short = &entry[..12];
+    env.json(
+        0,
+        "310000:pub",
+        &[
+            "entry",
+            "amend",
+            "--entry",
+            short,
+            "--summary",
+            "更正：第二批次",
+            "--reason",
+            "更正摘要",
+        ],
+    );
+    let v = env.json(0, "310000:pub", &["entry", "show", short]);
+    assert_eq!(v["entry"]["content"]["summary"], "更正：第二批次");
+    assert_eq!(v["entry"]["amendments"], 2);
+    assert_eq!(v["entry"]["content"]["basis"], corrected["basis"]);
+    let out = env.cli(0, "310000:pub", &["entry", "amend", "--entry", short, "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to amend"));
+    // Prefixes too short, or matching nothing, are refused with what to do.
+    for (prefix, says) in [("abc", "at least 8"), ("00000000", "no entry on this node")] {
+        let out = env.cli(0, "310000:pub", &["entry", "show", prefix]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{prefix}: {err}");
+    }
+    // Guangdong's inbox still asks for the air-travel measure's execution report;
+    // lifting the procurement bar goes through `action lift` by prefix.
+    let v = env.json(1, "440000:impl", &["inbox"]);
+    let task = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["about"]["action"] == action.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(task["kind"], "report_execution", "{v}");
+    assert_eq!(task["measures"], serde_json::json!(["P-TRAVEL-AIR"]));
+    env.json(
+        1,
+        "440000:impl",
+        &[
+            "action",
+            "lift",
+            "--action",
+            &action[..10],
+            "--measure",
+            "P-PROCUREMENT",
+            "--reference",
+            "粤财采解〔2026〕1号",
+            "--reason",
+            "演练",
+        ],
+    );
+    env.wait_json(0, &["action", "show", &action[..10]], |v| {
+        v["targets"][0]["lifted"] == serde_json::json!(["P-PROCUREMENT"])
+    })
+    .await;
     // --dry-run signs without submitting.
     let mut dry = PUBLISH.to_vec();
     dry.push("--dry-run");
