@@ -27,6 +27,7 @@ pub mod inbox;
 pub mod ids;
 pub mod ledger;
 pub mod limits;
+pub mod listing;
 pub mod manifest;
 pub mod map;
 pub mod measures_doc;

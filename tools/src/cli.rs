@@ -541,6 +541,36 @@ pub struct EntryFields {
     pub check_exemption: Option<String>,
 }
 
+/// Filters and paging of `entry list`, `evaluation list` and `action list`.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Issuing (or initiating) region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Publishing (or initiating) department, REGION:unit.
+    #[arg(long)]
+    pub department: Option<String>,
+    /// State today (entries: pending, active, suspended, expired, repaired, revoked;
+    /// evaluations: pending, valid, suspended, expired, revoked; actions: open, answered).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// The subject's name contains this (two characters or more).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Dated on or after (decision, evaluation or initiation), YYYY-MM-DD.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Dated on or before.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Lines per page (1–200).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Continue where a previous page stopped (the cursor it printed).
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
 /// The fields `entry amend` may change; those not given stay as they are.
 #[derive(Args)]
 pub struct AmendFields {
@@ -647,6 +677,17 @@ pub enum EntryCmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// List entries, newest decision first: by region, department, category, state,
+    /// name or decision dates.
+    List {
+        /// A black-list category of article 九 or a red-list source of article 三.
+        #[arg(long)]
+        category: Option<String>,
+        #[command(flatten)]
+        filter: ListArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Show an entry, its state and overdue objections.
     Show {
         /// Entry id.
@@ -700,6 +741,17 @@ pub enum EvaluationCmd {
         reason: String,
         #[command(flatten)]
         sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// List evaluation results, newest first: by region, department, scheme, state,
+    /// name or dates.
+    List {
+        /// The scheme, e.g. tax-credit.
+        #[arg(long)]
+        scheme: Option<String>,
+        #[command(flatten)]
+        filter: ListArgs,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -770,6 +822,20 @@ pub enum ActionCmd {
         executed_on: String,
         #[command(flatten)]
         sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// List joint actions, newest first: by region, department, target, category of
+    /// the entry, state (open, answered), the subject's name or dates.
+    List {
+        /// The category of the entry the action rests on.
+        #[arg(long)]
+        category: Option<String>,
+        /// Naming this region as a target.
+        #[arg(long)]
+        target: Option<String>,
+        #[command(flatten)]
+        filter: ListArgs,
         #[command(flatten)]
         node: NodeArgs,
     },

@@ -118,6 +118,9 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         .route("/v1/actions/{id}", get(action))
         .route("/v1/inbox", get(inbox))
         .route("/v1/ids/{prefix}", get(ids_by_prefix))
+        .route("/v1/entries", get(list_entries))
+        .route("/v1/evaluations", get(list_evaluations))
+        .route("/v1/actions", get(list_actions))
         .route("/v1/departments", get(departments))
         .route("/v1/departments/{id}", get(department))
         .route("/v1/heads", get(heads))
@@ -711,6 +714,223 @@ async fn action(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>
         ok(&json!({ "action": a, "targets": targets }))
     })();
     ApiError::respond(result, subject)
+}
+
+/// Query of the listings `/v1/entries`, `/v1/evaluations` and `/v1/actions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Issuing (or initiating) region.
+    pub region: Option<String>,
+    /// Publishing (or initiating) department, `REGION:unit`.
+    pub department: Option<String>,
+    /// Entries and actions: a black-list category (article 九) or red-list source (三).
+    pub category: Option<String>,
+    /// Evaluations: the scheme.
+    pub scheme: Option<String>,
+    /// State today.
+    pub state: Option<String>,
+    /// Actions: naming this region as a target.
+    pub target: Option<String>,
+    /// The subject's name contains this (at least two characters).
+    pub name: Option<String>,
+    /// Dated on or after (YYYY-MM-DD).
+    pub from: Option<String>,
+    /// Dated on or before.
+    pub to: Option<String>,
+    /// Lines per page (1–[`MAX_LIST_PAGE`], default 50).
+    pub limit: Option<usize>,
+    /// Where the previous page stopped (its `next_cursor`).
+    pub cursor: Option<String>,
+}
+
+/// The longest listing page.
+pub const MAX_LIST_PAGE: usize = 200;
+
+/// Index keys one listing request reads at most: a selective filter over a large
+/// region answers in pages that each cost a bounded read, with a cursor to go on.
+pub const LIST_SCAN_BUDGET: usize = 5_000;
+
+fn list_filter(
+    kind: credfed_protocol::listing::ListingKind,
+    q: &ListQuery,
+) -> Result<credfed_protocol::listing::ListFilter, ApiError> {
+    use credfed_protocol::listing::{
+        ListFilter, ListingKind, MAX_NAME_QUERY_CHARS, MIN_NAME_QUERY_CHARS, normalise_name,
+    };
+    use credfed_protocol::record::{BlackCategory, Category, RedSource};
+    let date = |field: &'static str, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| {
+                credfed_protocol::time::Date::parse(t)
+                    .map_err(|e| ApiError::invalid(field, format!("{field}: {e}")))
+            })
+            .transpose()
+    };
+    let category = match &q.category {
+        None => None,
+        Some(_) if kind == ListingKind::Evaluation => {
+            return Err(ApiError::invalid(
+                "category",
+                "evaluations have schemes, not categories: use scheme",
+            ));
+        }
+        Some(c) => Some(
+            serde_json::from_value::<BlackCategory>(json!(c))
+                .map(Category::Black)
+                .or_else(|_| serde_json::from_value::<RedSource>(json!(c)).map(Category::Red))
+                .map_err(|_| {
+                    ApiError::invalid(
+                        "category",
+                        format!(
+                            "'{}' is neither a black-list category of article 九 (e.g. food_and_drug) nor a red-list source of article 三 (e.g. good_credit_classification)",
+                            c.chars().take(60).collect::<String>()
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let states: &[&str] = match kind {
+        ListingKind::Entry => &["pending", "active", "suspended", "expired", "repaired", "revoked"],
+        ListingKind::Evaluation => &["pending", "valid", "suspended", "expired", "revoked"],
+        ListingKind::Action => &["open", "answered"],
+    };
+    if let Some(st) = &q.state
+        && !states.contains(&st.as_str())
+    {
+        return Err(ApiError::invalid(
+            "state",
+            format!(
+                "'{}' is not a state here: {}",
+                st.chars().take(40).collect::<String>(),
+                states.join(", ")
+            ),
+        ));
+    }
+    if q.scheme.is_some() && kind != ListingKind::Evaluation {
+        return Err(ApiError::invalid("scheme", "only evaluations have a scheme"));
+    }
+    if q.target.is_some() && kind != ListingKind::Action {
+        return Err(ApiError::invalid("target", "only actions have targets"));
+    }
+    let name = match &q.name {
+        None => None,
+        Some(n) => {
+            let chars = normalise_name(n);
+            if chars.len() < MIN_NAME_QUERY_CHARS || chars.len() > MAX_NAME_QUERY_CHARS {
+                return Err(ApiError::invalid(
+                    "name",
+                    format!(
+                        "search by {MIN_NAME_QUERY_CHARS} to {MAX_NAME_QUERY_CHARS} characters of the name (spaces are ignored)"
+                    ),
+                ));
+            }
+            Some(chars)
+        }
+    };
+    let filter = ListFilter {
+        region: q
+            .region
+            .as_deref()
+            .map(|r| input::region_code("region", r))
+            .transpose()?,
+        department: q
+            .department
+            .as_deref()
+            .map(|d| input::department_id("department", d))
+            .transpose()?,
+        category,
+        scheme: q.scheme.clone(),
+        state: q.state.clone(),
+        target: q
+            .target
+            .as_deref()
+            .map(|r| input::region_code("target", r))
+            .transpose()?,
+        name,
+        from: date("from", &q.from)?,
+        to: date("to", &q.to)?,
+    };
+    if let (Some(f), Some(t)) = (filter.from, filter.to)
+        && f > t
+    {
+        return Err(ApiError::invalid("from", format!("from {f} is after to {t}")));
+    }
+    Ok(filter)
+}
+
+fn listing(
+    state: &ApiState,
+    kind: credfed_protocol::listing::ListingKind,
+    q: &ListQuery,
+) -> Result<Response, ApiError> {
+    let filter = list_filter(kind, q)?;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIST_PAGE {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("{limit}: a page holds 1 to {MAX_LIST_PAGE} lines"),
+        ));
+    }
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            hex::decode(c)
+                .ok()
+                .filter(|b| b.len() >= 2 && b.len() <= 128)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "cursor",
+                        "not a cursor this node gave: pass the next_cursor of the previous page unchanged",
+                    )
+                })
+        })
+        .transpose()?;
+    let (items, next) =
+        state
+            .core
+            .list(kind, &filter, limit, cursor.as_deref(), LIST_SCAN_BUDGET)?;
+    ok(&json!({
+        "kind": kind,
+        "count": items.len(),
+        "items": items,
+        "next_cursor": next.map(hex::encode),
+    }))
+}
+
+/// Entries, newest decision first, filtered (region, department, category, state,
+/// name, decision dates).
+async fn list_entries(
+    State(state): State<Arc<ApiState>>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Response {
+    ApiError::respond(
+        listing(&state, credfed_protocol::listing::ListingKind::Entry, &q),
+        None,
+    )
+}
+
+/// Evaluation results, newest first, filtered.
+async fn list_evaluations(
+    State(state): State<Arc<ApiState>>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Response {
+    ApiError::respond(
+        listing(&state, credfed_protocol::listing::ListingKind::Evaluation, &q),
+        None,
+    )
+}
+
+/// Joint actions, newest first, filtered (also by target region).
+async fn list_actions(
+    State(state): State<Arc<ApiState>>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Response {
+    ApiError::respond(
+        listing(&state, credfed_protocol::listing::ListingKind::Action, &q),
+        None,
+    )
 }
 
 /// Query of `/v1/ids/{prefix}`.

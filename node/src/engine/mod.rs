@@ -1330,6 +1330,130 @@ impl Core {
         Ok((tasks, truncated))
     }
 
+    /// A page of a listing (`credfed_protocol::listing`): lines matching `filter`,
+    /// newest first within a region (regions in code order) or in name-index order for
+    /// a name search, at most `limit`, reading at most `scan_budget` index keys; the
+    /// cursor to continue from, if more may remain. Reads only the index range the
+    /// filter selects (one region's dates, all regions' dates, or one piece of the
+    /// name) and the folds it names.
+    pub fn list(
+        &self,
+        kind: credfed_protocol::listing::ListingKind,
+        filter: &credfed_protocol::listing::ListFilter,
+        limit: usize,
+        cursor: Option<&[u8]>,
+        scan_budget: usize,
+    ) -> Result<(Vec<serde_json::Value>, Option<Vec<u8>>), StoreError> {
+        use credfed_protocol::listing::{ListingKind, action_line, entry_line, evaluation_line};
+        use crate::store::{listing_key_id, listing_range_by_date, listing_range_by_gram};
+        let now = self.now();
+        let mut lines: Vec<serde_json::Value> = Vec::new();
+        let mut budget = scan_budget;
+        // What a key names, as listing lines (an entry's actions, for actions by name).
+        let lines_of = |key: &[u8], via_entry: bool, lines: &mut Vec<serde_json::Value>| -> Result<(), StoreError> {
+            let Some(id) = listing_key_id(key) else {
+                return Ok(());
+            };
+            match (kind, via_entry) {
+                (ListingKind::Entry, _) => {
+                    if let Some(e) = self.store.entry(&EntryId(id))?
+                        && let Some(l) = entry_line(&e, filter, now)
+                    {
+                        lines.push(serde_json::to_value(&l).unwrap_or_default());
+                    }
+                }
+                (ListingKind::Evaluation, _) => {
+                    if let Some(v) = self.store.evaluation(&credfed_protocol::record::EvaluationId(id))?
+                        && let Some(l) = evaluation_line(&v, filter, now)
+                    {
+                        lines.push(serde_json::to_value(&l).unwrap_or_default());
+                    }
+                }
+                (ListingKind::Action, false) => {
+                    if let Some(a) = self.store.action(&ActionId(id))?
+                        && let Some(e) = self.store.entry(&a.action.entry)?
+                        && let Some(l) = action_line(&a, &e, filter)
+                    {
+                        lines.push(serde_json::to_value(&l).unwrap_or_default());
+                    }
+                }
+                (ListingKind::Action, true) => {
+                    if let Some(e) = self.store.entry(&EntryId(id))? {
+                        for aid in &e.actions {
+                            if let Some(a) = self.store.action(aid)?
+                                && let Some(l) = action_line(&a, &e, filter)
+                            {
+                                lines.push(serde_json::to_value(&l).unwrap_or_default());
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        };
+        // The ranges to read, in order, and whether each is read newest first.
+        let mut ranges: Vec<(Vec<u8>, Vec<u8>, bool, bool)> = Vec::new();
+        if let Some(query) = filter.name.as_ref().filter(|q| q.len() >= 2) {
+            let gram = [query[0] as u32, query[1] as u32];
+            // Actions are found through the entries they rest on.
+            let index_kind = if kind == ListingKind::Action { ListingKind::Entry } else { kind };
+            let (lo, hi) = listing_range_by_gram(index_kind, gram);
+            ranges.push((lo, hi, false, kind == ListingKind::Action));
+        } else {
+            let regions: Vec<RegionCode> = match filter.region {
+                Some(r) => vec![r],
+                None => self.manifest().members.iter().map(|m| m.region).collect(),
+            };
+            for r in regions {
+                let (lo, hi) = listing_range_by_date(kind, r, filter.from, filter.to);
+                ranges.push((lo, hi, true, false));
+            }
+        }
+        // A cursor is the range's index (u16) and the last key read in it (none: from
+        // its start).
+        let (start, mut after) = match cursor {
+            Some(c) if c.len() >= 2 => (
+                usize::from(u16::from_be_bytes([c[0], c[1]])),
+                Some(c[2..].to_vec()).filter(|k| !k.is_empty()),
+            ),
+            _ => (0, None),
+        };
+        let encode = |idx: usize, key: &Option<Vec<u8>>| {
+            let mut c = (idx as u16).to_be_bytes().to_vec();
+            c.extend_from_slice(key.as_deref().unwrap_or_default());
+            c
+        };
+        for (idx, (lo, hi, descending, via_entry)) in ranges.iter().enumerate().skip(start) {
+            if idx > start {
+                after = None;
+            }
+            loop {
+                if budget == 0 {
+                    return Ok((lines, Some(encode(idx, &after))));
+                }
+                let (keys, more) = self.store.listing_keys(
+                    lo,
+                    hi,
+                    after.as_deref(),
+                    *descending,
+                    budget.min(256),
+                )?;
+                budget -= keys.len();
+                for key in keys {
+                    lines_of(&key, *via_entry, &mut lines)?;
+                    after = Some(key);
+                    if lines.len() >= limit {
+                        return Ok((lines, Some(encode(idx, &after))));
+                    }
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+        Ok((lines, None))
+    }
+
     /// Up to `limit` ids of records of `kind` (`b'E'`, `b'A'`, `b'V'`, `b'O'`) that
     /// start with the hex digits `hex`.
     pub fn ids_with_prefix(

@@ -291,6 +291,17 @@ impl Backend for FaultyStore {
         self.inner.ids_with_prefix(kind, hex, limit)
     }
 
+    fn listing_keys(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        after: Option<&[u8]>,
+        descending: bool,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
+        self.inner.listing_keys(lo, hi, after, descending, limit)
+    }
+
     fn marks_due(
         &self,
         region: RegionCode,

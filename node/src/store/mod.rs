@@ -40,6 +40,8 @@
 //! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key (subjects, entries, evaluations, objections), for every position but the key's first, which its leaf carries |
 //! | `G` | region u32, from day u32 (days since 1970 + 2^31), task (kind u8, id 32 bytes) | empty: the region has something to do on the action or objection from that day (the inbox's index, `credfed_protocol::inbox`; local, derived) |
 //! | `g` | region u32, task (kind u8, id 32 bytes) | u32 BE: the day its `G` key holds (to move or remove it) |
+//! | `Zd` | kind u8 (`e` entry, `v` evaluation, `a` action), region u32, day u32, id 32 bytes | empty: listings by region and date (decision, evaluation, initiation) |
+//! | `Zn` | kind u8, two characters of the subject's normalised name (2 × u32), id 32 bytes | empty: name search (`credfed_protocol::listing`) |
 //!
 //! The verifiable map (`I`, `J`) is derived from the log and computed when a checkpoint
 //! needs it (docs/protocol.md, "Verifiable map"): a store without it — an older store,
@@ -68,6 +70,7 @@ use credfed_protocol::record::{
 use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
 use credfed_protocol::state::{ObjectionStatus, Origin};
 use credfed_protocol::inbox::TaskRef;
+use credfed_protocol::listing::{ListingKind, name_grams, subject_name};
 use credfed_protocol::time::Date;
 use credfed_protocol::witness::WitnessView;
 use serde::{Serialize, de::DeserializeOwned};
@@ -170,6 +173,18 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     /// resolves an id given by a unique prefix. Reads only the keys under the prefix.
     fn ids_with_prefix(&self, kind: u8, hex: &str, limit: usize)
     -> Result<Vec<Hash256>, StoreError>;
+    /// Keys of a listing index between `lo` and `hi` (both included; see
+    /// [`listing_range_by_date`], [`listing_range_by_gram`]), newest first when
+    /// `descending`, continuing after the key `after` (a cursor): at most `limit`, and
+    /// whether more remain.
+    fn listing_keys(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        after: Option<&[u8]>,
+        descending: bool,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool), StoreError>;
     /// `region`'s attention marks due by `today` (the inbox's index,
     /// `credfed_protocol::inbox`), oldest first: at most `limit`, and whether more
     /// were due. Reads only those marks, never the whole store.
@@ -415,6 +430,97 @@ fn day_bytes(day: Date) -> [u8; 4] {
 
 fn day_from_bytes(bytes: [u8; 4]) -> Option<Date> {
     Date::from_days_since_epoch((u32::from_be_bytes(bytes) ^ 0x8000_0000) as i32).ok()
+}
+
+/// A listing key by date: `Z d kind region day id`.
+fn listing_date_key(kind: ListingKind, region: RegionCode, day: Date, id: &Hash256) -> Vec<u8> {
+    let mut k = vec![b'Z', b'd', kind.tag()];
+    k.extend_from_slice(&region.code().to_be_bytes());
+    k.extend_from_slice(&day_bytes(day));
+    k.extend_from_slice(&id.0);
+    k
+}
+
+/// A listing key by a piece of the subject's name: `Z n kind gram id`.
+fn listing_gram_key(kind: ListingKind, gram: [u32; 2], id: &Hash256) -> Vec<u8> {
+    let mut k = vec![b'Z', b'n', kind.tag()];
+    k.extend_from_slice(&gram[0].to_be_bytes());
+    k.extend_from_slice(&gram[1].to_be_bytes());
+    k.extend_from_slice(&id.0);
+    k
+}
+
+/// The first and last keys of a listing by region and date (both included); an open
+/// end takes every date.
+pub fn listing_range_by_date(
+    kind: ListingKind,
+    region: RegionCode,
+    from: Option<Date>,
+    to: Option<Date>,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut lo = vec![b'Z', b'd', kind.tag()];
+    lo.extend_from_slice(&region.code().to_be_bytes());
+    let mut hi = lo.clone();
+    if let Some(from) = from {
+        lo.extend_from_slice(&day_bytes(from));
+    }
+    match to {
+        Some(to) => hi.extend_from_slice(&day_bytes(to)),
+        None => hi.extend_from_slice(&[0xff; 4]),
+    }
+    hi.extend_from_slice(&[0xff; 33]);
+    (lo, hi)
+}
+
+/// The first and last keys of a listing by one piece of a name (both included).
+pub fn listing_range_by_gram(kind: ListingKind, gram: [u32; 2]) -> (Vec<u8>, Vec<u8>) {
+    let mut lo = listing_gram_key(kind, gram, &Hash256([0; 32]));
+    lo.truncate(lo.len() - 32);
+    let mut hi = lo.clone();
+    hi.extend_from_slice(&[0xff; 33]);
+    (lo, hi)
+}
+
+/// The record id a listing key ends with.
+pub fn listing_key_id(key: &[u8]) -> Option<Hash256> {
+    key.len()
+        .checked_sub(32)
+        .and_then(|at| <[u8; 32]>::try_from(&key[at..]).ok())
+        .map(Hash256)
+}
+
+/// The listing keys of an entry: its region and decision date, its name's pieces.
+fn entry_listing_keys(e: &EntryFold) -> Vec<Vec<u8>> {
+    let c = &e.content;
+    let mut keys = vec![listing_date_key(
+        ListingKind::Entry,
+        e.issuer(),
+        c.basis.decided_on,
+        &e.id.0,
+    )];
+    keys.extend(
+        name_grams(subject_name(&c.subject))
+            .into_iter()
+            .map(|g| listing_gram_key(ListingKind::Entry, g, &e.id.0)),
+    );
+    keys
+}
+
+/// The listing keys of an evaluation: its region and date, its subject's name's pieces.
+fn evaluation_listing_keys(v: &EvaluationFold) -> Vec<Vec<u8>> {
+    let ev = &v.evaluation;
+    let mut keys = vec![listing_date_key(
+        ListingKind::Evaluation,
+        v.issuer(),
+        ev.evaluated_on,
+        &v.id.0,
+    )];
+    keys.extend(
+        name_grams(subject_name(&ev.subject))
+            .into_iter()
+            .map(|g| listing_gram_key(ListingKind::Evaluation, g, &v.id.0)),
+    );
+    keys
 }
 
 fn mark_key(region: RegionCode, from: Date, task: &TaskRef) -> Vec<u8> {
@@ -770,6 +876,11 @@ impl Store {
             store.build_task_index()?;
             store.kv.insert(b"Mtasks", &[1])?;
         }
+        // The listing indexes, likewise built from the folds of a store without them.
+        if store.kv.get(b"Mlisting")?.is_none() {
+            store.build_listing_index()?;
+            store.kv.insert(b"Mlisting", &[1])?;
+        }
         if options.compact {
             store.compact()?;
         }
@@ -895,14 +1006,51 @@ impl Backend for Store {
                             }
                         },
                     };
+                    if here.is_some() {
+                        // A publication, or an amendment: the listing keys follow the
+                        // content (an amendment's old keys go).
+                        if e.evidence.len() > 1
+                            && let Some(prev) = self.stored_entry(&e.id)?
+                        {
+                            let old = self.with_content(prev)?;
+                            for k in entry_listing_keys(&old) {
+                                batch.remove(k);
+                            }
+                        }
+                        for k in entry_listing_keys(e) {
+                            batch.insert(k, []);
+                        }
+                    }
                     batch.insert(
                         id_key(b'E', &e.id.0.0),
                         enc(&StoredEntry::from_fold(e, content_at, digest)),
                     );
                 }
-                Update::Action(a) => batch.insert(id_key(b'A', &a.id.0.0), enc(a.as_ref())),
+                Update::Action(a) => {
+                    // Just initiated: its only evidence is the initiation.
+                    if a.evidence.len() == 1 {
+                        batch.insert(
+                            listing_date_key(
+                                ListingKind::Action,
+                                a.initiated.pos.region,
+                                a.initiated.at.date_cst(),
+                                &a.id.0,
+                            ),
+                            [],
+                        );
+                    }
+                    batch.insert(id_key(b'A', &a.id.0.0), enc(a.as_ref()))
+                }
                 Update::Objection(o, t) => batch.insert(id_key(b'O', &o.0.0), enc(t)),
-                Update::Evaluation(v) => batch.insert(id_key(b'V', &v.id.0.0), enc(v.as_ref())),
+                Update::Evaluation(v) => {
+                    // Just published (an evaluation's content never changes).
+                    if v.evidence.len() == 1 {
+                        for k in evaluation_listing_keys(v) {
+                            batch.insert(k, []);
+                        }
+                    }
+                    batch.insert(id_key(b'V', &v.id.0.0), enc(v.as_ref()))
+                }
                 Update::Unindex(k, r) => {
                     let mut key = subject_prefix(k);
                     key.extend_from_slice(&enc(r));
@@ -1350,6 +1498,35 @@ impl Backend for Store {
         self.scan_values(b'P', "proof").collect()
     }
 
+    fn listing_keys(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        after: Option<&[u8]>,
+        descending: bool,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
+        let (lo, hi) = match (after, descending) {
+            (None, _) => (Bound::Included(lo.to_vec()), Bound::Included(hi.to_vec())),
+            (Some(a), false) => (Bound::Excluded(a.to_vec()), Bound::Included(hi.to_vec())),
+            (Some(a), true) => (Bound::Included(lo.to_vec()), Bound::Excluded(a.to_vec())),
+        };
+        let range = self.kv.range(lo, hi)?;
+        let iter: Box<dyn Iterator<Item = Result<kv::Pair, StoreError>>> = if descending {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut out = Vec::new();
+        for kv in iter {
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(kv?.0);
+        }
+        Ok((out, false))
+    }
+
     fn ids_with_prefix(
         &self,
         kind: u8,
@@ -1433,6 +1610,36 @@ impl Store {
             None => batch.remove(reverse),
         }
         Ok(())
+    }
+
+    /// Builds the listing indexes from the folds, a bounded batch at a time.
+    fn build_listing_index(&self) -> Result<(), StoreError> {
+        in_bounded_batches(&self.kv, b'E', 1_024, |_, v, batch| {
+            let e = self.with_content(dec(v, "entry")?)?;
+            for k in entry_listing_keys(&e) {
+                batch.insert(k, []);
+            }
+            Ok(())
+        })?;
+        in_bounded_batches(&self.kv, b'V', 4_096, |_, v, batch| {
+            for k in evaluation_listing_keys(&dec(v, "evaluation")?) {
+                batch.insert(k, []);
+            }
+            Ok(())
+        })?;
+        in_bounded_batches(&self.kv, b'A', 4_096, |_, v, batch| {
+            let a: ActionFold = dec(v, "action")?;
+            batch.insert(
+                listing_date_key(
+                    ListingKind::Action,
+                    a.initiated.pos.region,
+                    a.initiated.at.date_cst(),
+                    &a.id.0,
+                ),
+                [],
+            );
+            Ok(())
+        })
     }
 
     /// Builds the inbox's index from the folds (a store of format 7 or older has none):

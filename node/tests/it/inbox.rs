@@ -244,3 +244,152 @@ async fn a_joint_action_moves_through_the_target_regions_inboxes() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("limit"), "{}", r.body);
 }
+
+async fn list(client: &ApiClient, path: &str) -> Value {
+    let r = client.get(path).await.unwrap();
+    assert_eq!(r.status, 200, "{path}: {}", r.body);
+    r.json().unwrap()
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Listings by region, name (Chinese substring, across regions), category, state and
+/// decision dates, newest first, in pages joined by cursors; bad filters are named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_find_records_by_region_name_state_and_dates() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    for i in 0..2 {
+        c.register_departments(i).await;
+    }
+    let d = |s: &str| credfed_protocol::time::Date::parse(s).unwrap();
+    let company = |name: &str, doc: &str, decided: &str, category| {
+        let mut e = wage_arrears_entry(doc);
+        e.subject = Subject::Organisation {
+            uscc: "91350100M000100Y43".into(),
+            name: name.into(),
+            check_exemption: None,
+        };
+        e.category = Category::Black(category);
+        e.basis.decided_on = d(decided);
+        e.effective_from = d(decided);
+        e
+    };
+    let published = [
+        (0, "310000:pub", company("上海某某食品有限公司", "沪市监处〔2026〕1号", "2026-03-01", BlackCategory::FoodAndDrug)),
+        (0, "310000:pub", company("上海某某食品有限公司", "沪市监处〔2026〕2号", "2026-06-01", BlackCategory::FoodAndDrug)),
+        (0, "310000:pub", company("某某建筑劳务有限公司", "沪人社罚〔2026〕3号", "2026-04-01", BlackCategory::MaliciousWageArrears)),
+        (1, "440000:pub", company("广州 ABC 食品厂", "粤市监处〔2026〕4号", "2026-05-01", BlackCategory::FoodAndDrug)),
+    ];
+    let mut entry_ids = Vec::new();
+    for (i, author, e) in &published {
+        let r = c
+            .submit(*i, author, &Body::ListEntryPublished(e.clone()))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let region = if *i == 0 { SH } else { GD };
+        entry_ids.push(
+            entry_id(credfed_protocol::ids::RegionCode::new(region, "r").unwrap(), e).to_string(),
+        );
+    }
+    let gd = department_client(&c.nodes[1], "440000:impl");
+    // Everything has replicated to Guangdong once its listing of all regions holds four.
+    let ok = wait_until(Duration::from_secs(30), || async {
+        list(&gd, "/v1/entries").await["count"] == json!(4)
+    })
+    .await;
+    assert!(ok, "entries never replicated: {}", list(&gd, "/v1/entries").await);
+    // One region, newest decision first.
+    let v = list(&gd, "/v1/entries?region=310000").await;
+    assert_eq!(ids(&v), [entry_ids[1].as_str(), entry_ids[2].as_str(), entry_ids[0].as_str()]);
+    assert_eq!(v["items"][0]["name"], json!("上海某某食品有限公司"));
+    assert_eq!(v["next_cursor"], Value::Null);
+    // A name, in Chinese, across regions; Latin letters however typed.
+    let by_name = |q: &str| format!("/v1/entries?name={}", percent(q));
+    assert_eq!(list(&gd, &by_name("食品")).await["count"], json!(3));
+    assert_eq!(ids(&list(&gd, &by_name("ａｂｃ食品")).await), [entry_ids[3].as_str()]);
+    assert_eq!(list(&gd, &by_name("建筑劳务")).await["count"], json!(1));
+    assert_eq!(list(&gd, &by_name("食品厂家")).await["count"], json!(0));
+    // Category, state and dates.
+    let v = list(&gd, "/v1/entries?category=malicious_wage_arrears&state=active").await;
+    assert_eq!(ids(&v), [entry_ids[2].as_str()]);
+    let v = list(&gd, "/v1/entries?region=310000&from=2026-03-15&to=2026-05-31").await;
+    assert_eq!(ids(&v), [entry_ids[2].as_str()]);
+    let v = list(&gd, &format!("/v1/entries?department=440000:pub&name={}", percent("食品"))).await;
+    assert_eq!(ids(&v), [entry_ids[3].as_str()]);
+    // Pages of one, joined by cursors: every entry once, in the same order.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/entries?limit=1&cursor={c}"),
+            None => "/v1/entries?limit=1".to_string(),
+        };
+        let v = list(&gd, &path).await;
+        seen.extend(ids(&v));
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(seen.len() <= 4, "{seen:?}");
+    }
+    let all = ids(&list(&gd, "/v1/entries").await);
+    assert_eq!(seen, all);
+    // Actions by target and state; evaluations by scheme.
+    let action = JointAction {
+        reference: "沪联惩〔2026〕31号".into(),
+        kind: ActionKind::Punishment,
+        entry: credfed_protocol::record::EntryId(
+            credfed_protocol::crypto::Hash256::from_hex(&entry_ids[1]).unwrap(),
+        ),
+        targets: Targets::Regions(vec![credfed_protocol::ids::RegionCode::new(GD, "r").unwrap()]),
+        measures: vec![MeasureCode("P-PROCUREMENT".into())],
+        respond_by: d("2030-01-01"),
+    };
+    let r = c
+        .submit(0, "310000:init", &Body::JointActionInitiated(action))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ok = wait_until(Duration::from_secs(30), || async {
+        list(&gd, "/v1/actions?target=440000&state=open").await["count"] == json!(1)
+    })
+    .await;
+    assert!(ok, "{}", list(&gd, "/v1/actions").await);
+    let v = list(&gd, &format!("/v1/actions?name={}", percent("食品"))).await;
+    assert_eq!(v["count"], json!(1), "{v}");
+    assert_eq!(list(&gd, "/v1/actions?target=310000").await["count"], json!(0));
+    // Bad filters name the parameter and the rule.
+    for (path, field) in [
+        (by_name("食"), "name"),
+        ("/v1/entries?state=dormant".to_string(), "state"),
+        ("/v1/entries?category=speeding".to_string(), "category"),
+        ("/v1/entries?from=2026-05-01&to=2026-01-01".to_string(), "from"),
+        ("/v1/entries?cursor=zz".to_string(), "cursor"),
+        ("/v1/entries?limit=500".to_string(), "limit"),
+        ("/v1/evaluations?category=food_and_drug".to_string(), "category"),
+    ] {
+        let r = gd.get(&path).await.unwrap();
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.body.contains(field), "{path}: {}", r.body);
+    }
+}
+
+/// A query value, percent-encoded.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

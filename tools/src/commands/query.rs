@@ -1064,6 +1064,61 @@ pub fn peers(mode: Output, node: &NodeArgs) -> Res {
     Ok(())
 }
 
+/// A listing table's column: its header and how a line's JSON gives its cell.
+pub type Column<'a> = (&'a str, &'a dyn Fn(&Value) -> String);
+
+/// A listing page (`GET /v1/entries`, `/v1/evaluations`, `/v1/actions`): the query
+/// built from the filters, a table of `columns` for people.
+pub fn list(
+    mode: Output,
+    path: &str,
+    extra: &[(&str, &Option<String>)],
+    f: &ListArgs,
+    node: &NodeArgs,
+    columns: &[Column<'_>],
+) -> Res {
+    let mut query = vec![format!("limit={}", f.limit)];
+    let given = [
+        ("region", &f.region),
+        ("department", &f.department),
+        ("state", &f.state),
+        ("name", &f.name),
+        ("from", &f.from),
+        ("to", &f.to),
+        ("cursor", &f.cursor),
+    ];
+    for (k, v) in given.iter().chain(extra.iter()) {
+        if let Some(v) = v {
+            query.push(format!("{k}={}", crate::output::query_value(v)));
+        }
+    }
+    let v = get_json(node, &format!("{path}?{}", query.join("&")))?;
+    emit(mode, &v, || {
+        let empty = Vec::new();
+        let items = v["items"].as_array().unwrap_or(&empty);
+        let rows: Vec<Vec<String>> = items
+            .iter()
+            .map(|item| columns.iter().map(|(_, c)| c(item)).collect())
+            .collect();
+        let headers: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+        let mut out = table(&headers, &rows);
+        match v["next_cursor"].as_str() {
+            Some(c) => out.push_str(&format!(
+                "\n{} shown; more: add --cursor {c}",
+                items.len()
+            )),
+            None => out.push_str(&format!("\n{} shown; no more", items.len())),
+        }
+        out
+    });
+    Ok(())
+}
+
+/// The first 12 hex digits of an id: what tables show and commands take back.
+pub fn short_id(v: &Value) -> String {
+    v.as_str().unwrap_or("-").chars().take(12).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::tally;

@@ -2,6 +2,7 @@
 //! actions, objections.
 
 use super::*;
+use super::query;
 
 pub fn dept(mode: Output, command: DeptCmd) -> Res {
     match command {
@@ -182,6 +183,26 @@ pub fn entry(mode: Output, command: EntryCmd) -> Res {
                 },
             )
         }
+        EntryCmd::List {
+            category,
+            filter,
+            node,
+        } => query::list(
+            mode,
+            "/v1/entries",
+            &[("category", &category)],
+            &filter,
+            &node,
+            &[
+                ("entry", &|v| query::short_id(&v["id"])),
+                ("region", &|v| s(&v["region"])),
+                ("decided", &|v| s(&v["decided_on"])),
+                ("state", &|v| s(&v["state"])),
+                ("category", &|v| s(&v["category"])),
+                ("subject", &|v| format!("{} {}", s(&v["name"]), s(&v["code"]))),
+                ("document", &|v| s(&v["document_no"])),
+            ],
+        ),
         EntryCmd::Show { entry, node } => {
             let entry = resolve_id(&entry, "entry", "entry", &node)?.to_hex();
             let v = get_json(&node, &format!("/v1/entries/{entry}"))?;
@@ -264,6 +285,26 @@ pub fn evaluation(mode: Output, command: EvaluationCmd) -> Res {
                 evaluation: EvaluationId(resolve_id(&evaluation, "--evaluation", "evaluation", &node)?),
                 reason,
             },
+        ),
+        EvaluationCmd::List {
+            scheme,
+            filter,
+            node,
+        } => query::list(
+            mode,
+            "/v1/evaluations",
+            &[("scheme", &scheme)],
+            &filter,
+            &node,
+            &[
+                ("evaluation", &|v| query::short_id(&v["id"])),
+                ("region", &|v| s(&v["region"])),
+                ("evaluated", &|v| s(&v["evaluated_on"])),
+                ("state", &|v| s(&v["state"])),
+                ("scheme", &|v| s(&v["scheme"])),
+                ("grade", &|v| s(&v["grade"])),
+                ("subject", &|v| format!("{} {}", s(&v["name"]), s(&v["code"]))),
+            ],
         ),
     }
 }
@@ -369,6 +410,27 @@ pub fn action(mode: Output, command: ActionCmd) -> Res {
                 reference,
                 executed_on: date(&executed_on, "--executed-on")?,
             },
+        ),
+        ActionCmd::List {
+            category,
+            target,
+            filter,
+            node,
+        } => query::list(
+            mode,
+            "/v1/actions",
+            &[("category", &category), ("target", &target)],
+            &filter,
+            &node,
+            &[
+                ("action", &|v| query::short_id(&v["id"])),
+                ("region", &|v| s(&v["region"])),
+                ("initiated", &|v| s(&v["initiated_on"])),
+                ("respond by", &|v| s(&v["respond_by"])),
+                ("state", &|v| format!("{} ({} answered)", s(&v["state"]), s(&v["answered"]))),
+                ("subject", &|v| s(&v["name"])),
+                ("reference", &|v| s(&v["reference"])),
+            ],
         ),
         ActionCmd::Lift {
             action,
