@@ -399,7 +399,8 @@ impl Measure {
             && filter.domain.is_none_or(|d| self.domains.contains(&d))
             && filter.bearer.is_none_or(|b| self.falls_on(b))
             && filter.group.is_none_or(|g| {
-                self.kind == ActionKind::Punishment
+                (1..=4).contains(&g)
+                    && self.kind == ActionKind::Punishment
                     && (self.groups.contains(&g)
                         || (self.groups.is_empty()
                             && (self.categories.is_empty()
