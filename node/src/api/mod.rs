@@ -759,11 +759,20 @@ fn list_filter(
         ListFilter, ListingKind, MAX_NAME_QUERY_CHARS, MIN_NAME_QUERY_CHARS, normalise_name,
     };
     use credfed_protocol::record::{BlackCategory, Category, RedSource};
+    // Shapes the schema states are 400; a value of the right shape that breaks a
+    // rule is 422 (docs/openapi.json).
     let date = |field: &'static str, text: &Option<String>| {
         text.as_deref()
             .map(|t| {
+                let shaped = t.len() == 10
+                    && t.bytes().enumerate().all(|(i, b)| {
+                        if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() }
+                    });
+                if !shaped {
+                    return Err(ApiError::invalid(field, format!("{field}: expected YYYY-MM-DD")));
+                }
                 credfed_protocol::time::Date::parse(t)
-                    .map_err(|e| ApiError::invalid(field, format!("{field}: {e}")))
+                    .map_err(|e| ApiError::unprocessable(field, format!("{field}: {e}")))
             })
             .transpose()
     };
@@ -807,6 +816,9 @@ fn list_filter(
             ),
         ));
     }
+    if q.scheme.as_ref().is_some_and(|x| x.is_empty() || x.len() > 64) {
+        return Err(ApiError::invalid("scheme", "scheme: expected 1 to 64 characters"));
+    }
     if q.scheme.is_some() && kind != ListingKind::Evaluation {
         return Err(ApiError::invalid("scheme", "only evaluations have a scheme"));
     }
@@ -816,14 +828,16 @@ fn list_filter(
     let name = match &q.name {
         None => None,
         Some(n) => {
+            let rule = format!(
+                "search by {MIN_NAME_QUERY_CHARS} to {MAX_NAME_QUERY_CHARS} characters of the name (spaces are ignored)"
+            );
+            let given = n.chars().count();
+            if !(MIN_NAME_QUERY_CHARS..=MAX_NAME_QUERY_CHARS).contains(&given) {
+                return Err(ApiError::invalid("name", format!("name: {rule}")));
+            }
             let chars = normalise_name(n);
-            if chars.len() < MIN_NAME_QUERY_CHARS || chars.len() > MAX_NAME_QUERY_CHARS {
-                return Err(ApiError::invalid(
-                    "name",
-                    format!(
-                        "search by {MIN_NAME_QUERY_CHARS} to {MAX_NAME_QUERY_CHARS} characters of the name (spaces are ignored)"
-                    ),
-                ));
+            if chars.len() < MIN_NAME_QUERY_CHARS {
+                return Err(ApiError::unprocessable("name", format!("name: {rule}")));
             }
             Some(chars)
         }
@@ -854,7 +868,7 @@ fn list_filter(
     if let (Some(f), Some(t)) = (filter.from, filter.to)
         && f > t
     {
-        return Err(ApiError::invalid("from", format!("from {f} is after to {t}")));
+        return Err(ApiError::unprocessable("from", format!("from {f} is after to {t}")));
     }
     Ok(filter)
 }

@@ -366,17 +366,19 @@ async fn listings_find_records_by_region_name_state_and_dates() {
     assert_eq!(v["count"], json!(1), "{v}");
     assert_eq!(list(&gd, "/v1/actions?target=310000").await["count"], json!(0));
     // Bad filters name the parameter and the rule.
-    for (path, field) in [
-        (by_name("食"), "name"),
-        ("/v1/entries?state=dormant".to_string(), "state"),
-        ("/v1/entries?category=speeding".to_string(), "category"),
-        ("/v1/entries?from=2026-05-01&to=2026-01-01".to_string(), "from"),
-        ("/v1/entries?cursor=zz".to_string(), "cursor"),
-        ("/v1/entries?limit=500".to_string(), "limit"),
-        ("/v1/evaluations?category=food_and_drug".to_string(), "category"),
+    for (path, field, status) in [
+        (by_name("食"), "name", 400),
+        (by_name("食 "), "name", 422),
+        ("/v1/entries?state=dormant".to_string(), "state", 400),
+        ("/v1/entries?category=speeding".to_string(), "category", 400),
+        ("/v1/entries?from=2026-05-01&to=2026-01-01".to_string(), "from", 422),
+        ("/v1/entries?from=2026-02-30".to_string(), "from", 422),
+        ("/v1/entries?cursor=zz".to_string(), "cursor", 400),
+        ("/v1/entries?limit=500".to_string(), "limit", 400),
+        ("/v1/evaluations?category=food_and_drug".to_string(), "category", 400),
     ] {
         let r = gd.get(&path).await.unwrap();
-        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(r.status, status, "{path}: {}", r.body);
         assert!(r.body.contains(field), "{path}: {}", r.body);
     }
 }
