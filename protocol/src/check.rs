@@ -220,6 +220,17 @@ fn subject_name(s: &Subject) -> String {
     }
 }
 
+/// The roles of an organisation's related persons whose personal credit record article
+/// 十四 says the organisation's serious dishonesty goes into (法定代表人、主要负责人和其他
+/// 负有直接责任人员): incentives are withheld from them as from the organisation. Actual
+/// controllers and directors, supervisors or senior managers are not named there; the
+/// measures that fall on them rest on other instruments (docs/policy.md).
+pub const ARTICLE_14_ROLES: [RelatedRole; 3] = [
+    RelatedRole::LegalRepresentative,
+    RelatedRole::PrincipalResponsible,
+    RelatedRole::DirectlyResponsible,
+];
+
 /// Decides what applies to the subject `key` from the folds about it: entries (with the
 /// joint actions resting on them) and evaluations. Pure: the check and the offline
 /// verifier both run it.
@@ -233,7 +244,9 @@ fn subject_name(s: &Subject) -> String {
 /// - an evaluation applies its class's measures while valid and current (the same
 ///   department's latest result in the scheme; articles 六, 十六);
 /// - an active black-list entry about the subject withholds every incentive from it
-///   (articles 三, 四: incentives are for subjects without serious dishonesty).
+///   (articles 三, 四: incentives are for subjects without serious dishonesty), and so
+///   does one naming it as a related person in a role article 十四 names
+///   ([`ARTICLE_14_ROLES`]).
 pub fn decide(
     key: &SubjectKey,
     entries: &[(EntryFold, Vec<ActionFold>)],
@@ -244,7 +257,10 @@ pub fn decide(
 ) -> Decision {
     let mut d = Decision::default();
     let mut applicable: Vec<(AppliedMeasure, bool, Option<String>)> = Vec::new();
-    let mut blacklisted_by: Option<(EntryId, RegionCode)> = None;
+    // The active black-list entry that withholds incentives (the least by id and region,
+    // so that every node names the same one), and the related role it names the subject
+    // in, if not as its subject.
+    let mut blacklisted_by: Option<(EntryId, RegionCode, Option<RelatedRole>)> = None;
     for (e, actions) in entries {
         let roles = e.content.roles_of(key);
         if roles.is_empty() {
@@ -254,12 +270,23 @@ pub fn decide(
         if !matches!(state, EntryState::Active | EntryState::Suspended) {
             continue;
         }
+        // Article 十四: an organisation's serious dishonesty is recorded in the personal
+        // credit record of its 法定代表人, 主要负责人 and other directly responsible
+        // persons too, so they are not trustworthy subjects for incentives either.
+        let named_as = if roles.iter().any(|r| matches!(r, Bearer::Subject(_))) {
+            Some(None)
+        } else {
+            roles.iter().find_map(|r| match r {
+                Bearer::Related(role) if ARTICLE_14_ROLES.contains(role) => Some(Some(*role)),
+                _ => None,
+            })
+        };
         if state == EntryState::Active
             && e.content.category.list() == ListKind::Black
-            && roles.iter().any(|r| matches!(r, Bearer::Subject(_)))
-            && blacklisted_by.is_none_or(|b| (e.id, e.issuer()) < b)
+            && let Some(role) = named_as
+            && blacklisted_by.is_none_or(|(id, r, _)| (e.id, e.issuer()) < (id, r))
         {
-            blacklisted_by = Some((e.id, e.issuer()));
+            blacklisted_by = Some((e.id, e.issuer(), role));
         }
         let measures = entry_measures(e, actions, catalogue, domain, &roles);
         for (m, mandatory, on) in &measures {
@@ -355,11 +382,15 @@ pub fn decide(
     }
     for (applied, mandatory, withheld) in applicable {
         let withheld = withheld.or_else(|| {
-            let (entry, region) = blacklisted_by?;
-            (applied.kind == ActionKind::Incentive).then(|| {
-                format!(
+            let (entry, region, role) = blacklisted_by?;
+            (applied.kind == ActionKind::Incentive).then(|| match role {
+                None => format!(
                     "an active black-list entry of {region} ({entry}) names this subject: incentives are withheld while it is in force (articles 三, 四: incentives are for subjects without serious dishonesty)"
-                )
+                ),
+                Some(role) => format!(
+                    "an active black-list entry of {region} ({entry}) names this person as {} of a seriously untrustworthy organisation: incentives are withheld while it is in force (article 十四: the organisation's serious dishonesty is recorded in the personal credit record of its 法定代表人, 主要负责人 and other directly responsible persons)",
+                    role.name_zh()
+                ),
             })
         });
         match withheld {

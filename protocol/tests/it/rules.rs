@@ -1203,6 +1203,62 @@ fn art3_4_active_black_entry_withholds_incentives() {
     assert_eq!(a.recommended[0].code, mc("I-LICENSING-GREEN"));
 }
 
+/// Article 十四: an organisation's serious dishonesty goes into the personal credit
+/// record of its 法定代表人, 主要负责人 and other directly responsible persons, so while
+/// its black-list entry is in force they are not given incentives either (the answer
+/// says why); a director named in the entry is not one of those roles, and the
+/// incentive returns once the entry is repaired.
+#[test]
+fn art14_incentives_are_withheld_from_the_responsible_persons_of_a_listed_organisation() {
+    let mut w = world();
+    let director = w.person("11010519491231002X", "王五");
+    let mut e = judgment_entry(&w, org(ACME), "沪执〔2026〕7号", &["P-PROCUREMENT"]);
+    e.related_persons.push(RelatedPerson {
+        role: RelatedRole::DirectorSupervisorOrSeniorManager,
+        person: director.clone(),
+    });
+    w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
+    let id = published_id(&w, SH, &e);
+    let rep = legal_rep(&w).person;
+    for (person, doc) in [(&rep, "粤文明〔2026〕1号"), (&director, "粤文明〔2026〕2号")] {
+        let mut red = red_entry(Subject::Person(person.clone()), doc, &["I-PUBLIC-SERVICES-PRIORITY"]);
+        red.category = Category::Red(RedSource::MoralModel);
+        w.accept("440000:pub", Body::ListEntryPublished(red));
+    }
+    let ask = |w: &World, who: &credfed_protocol::ids::PersonRef| {
+        check(
+            w.rules(),
+            &w.ledger,
+            &SubjectKey::Person(who.id_hash),
+            MeasureDomain::PublicServices,
+            w.now,
+        )
+        .unwrap()
+    };
+    let a = ask(&w, &rep);
+    assert!(a.recommended.is_empty(), "{:?}", a.recommended);
+    assert_eq!(a.withheld.len(), 1, "{:?}", a.withheld);
+    assert_eq!(a.withheld[0].measure.code, mc("I-PUBLIC-SERVICES-PRIORITY"));
+    let reason = &a.withheld[0].reason;
+    assert!(reason.contains("十四") && reason.contains("法定代表人"), "{reason}");
+    assert!(verify_answer(&a, &w.manifest, &w.catalogue).ok());
+    // A director is not named by article 十四: the incentive stands.
+    let a = ask(&w, &director);
+    assert_eq!(a.recommended[0].code, mc("I-PUBLIC-SERVICES-PRIORITY"), "{:?}", a.withheld);
+    // Repaired: the legal representative's incentive applies again.
+    w.accept(
+        "310000:pub",
+        Body::ListEntryRepaired {
+            entry: id,
+            basis: RepairBasis::CorrectedWithinPeriod,
+            reason: "已履行".into(),
+        },
+    );
+    let a = ask(&w, &rep);
+    assert!(a.withheld.is_empty(), "{:?}", a.withheld);
+    assert_eq!(a.recommended[0].code, mc("I-PUBLIC-SERVICES-PRIORITY"));
+}
+
 /// Article 二十二 (更正): an amendment that corrects the subject moves the entry from
 /// the wrongly named subject to the right one; the wrong one is clear again and an
 /// answer that still applies the entry to it does not verify.
