@@ -306,6 +306,20 @@ pub struct PeriodOverride {
     pub basis: String,
 }
 
+/// Entries listed without a fixed term: those of these categories that state one of
+/// these findings stay listed until their issuer ends them (repair, revocation), so no
+/// longest period applies to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenEndedListing {
+    /// Categories it covers.
+    pub categories: Vec<BlackCategory>,
+    /// Findings that make the listing open-ended (any of them).
+    pub findings: Vec<Finding>,
+    /// Where the rule comes from.
+    pub basis: String,
+}
+
 /// The longest a black-list entry may stay listed (惩戒期限, 退出机制, articles 十九, 二十一).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -317,9 +331,20 @@ pub struct ListingPeriods {
     /// Per-category periods.
     #[serde(default, rename = "override")]
     pub overrides: Vec<PeriodOverride>,
+    /// Listings without a fixed term.
+    #[serde(default)]
+    pub open_ended: Vec<OpenEndedListing>,
 }
 
 impl ListingPeriods {
+    /// If an entry of `category` stating `findings` has no fixed term, the rule's source.
+    pub fn open_ended(&self, category: BlackCategory, findings: &[Finding]) -> Option<&str> {
+        self.open_ended
+            .iter()
+            .find(|o| o.categories.contains(&category) && o.findings.iter().any(|f| findings.contains(f)))
+            .map(|o| o.basis.as_str())
+    }
+
     /// The longest listing of `category`, in days, and its source.
     pub fn max_days(&self, category: BlackCategory) -> (u32, &str) {
         self.overrides

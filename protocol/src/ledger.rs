@@ -810,7 +810,13 @@ fn entry_policy(rules: Rules<'_>, field: &str, e: &ListEntry) -> Result<(), Reje
         .catalogue
         .check_applicable(&measures_field, &e.requested_measures, e)
         .map_err(|m| Rejection::from_error(RejectReason::NotApplicable, &measures_field, &m))?;
-    if let Category::Black(b) = e.category {
+    if let Category::Black(b) = e.category
+        && rules
+            .catalogue
+            .listing_periods
+            .open_ended(b, &e.findings)
+            .is_none()
+    {
         let (max, basis) = rules.catalogue.listing_periods.max_days(b);
         let days = e.expires_on.days_since_epoch() - e.effective_from.days_since_epoch();
         if days > max as i32 {

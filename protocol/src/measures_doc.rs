@@ -161,6 +161,15 @@ pub fn render(catalogue: &Catalogue, source: &str) -> String {
             cell(&o.basis)
         );
     }
+    for o in &periods.open_ended {
+        let _ = writeln!(
+            out,
+            "| {} stating {} | no fixed term: listed until the issuer ends it (repair, revocation) | {} |",
+            list(&o.categories, ""),
+            list(&o.findings, ""),
+            cell(&o.basis)
+        );
+    }
     let _ = writeln!(
         out,
         "\n## Evaluation schemes (信用评价、分类监管, articles 六, 十六)"

@@ -959,17 +959,45 @@ fn art19_21_listing_period_is_bounded_by_category() {
         r.message.contains("1096") && r.message.contains("2023"),
         "{r}"
     );
-    // 失信被执行人: two years, extendable by up to three (法释〔2017〕7号 第十条).
+    // 失信被执行人 of 第一条第二项至第六项: two years, extendable by one to three
+    // (法释〔2017〕7号 第二条).
     let mut debt = judgment_entry(&w, org(ACME), "d2", &[]);
+    debt.findings.clear();
     debt.expires_on = debt.effective_from.add_days(1826);
     w.accept("310000:pub", Body::ListEntryPublished(debt.clone()));
     debt.basis.document_no = "d3".into();
     debt.expires_on = debt.effective_from.add_days(1827);
+    let r = w.refuse("310000:pub", Body::ListEntryPublished(debt));
     assert!(
-        w.refuse("310000:pub", Body::ListEntryPublished(debt))
-            .message
-            .contains("法释〔2017〕7号")
+        r.message.contains("法释〔2017〕7号") && r.message.contains("第二条"),
+        "{r}"
     );
+    assert!(!r.message.contains("第十条"), "{r}");
+}
+
+/// 法释〔2017〕7号 第一条第一项 with 第二条 and 第十条: a subject with the means to perform
+/// who refuses (finding able_but_refuses) is listed without a fixed term, until deleted
+/// under 第十条 (recorded as a repair or revocation); the term of 第二条 does not bind it.
+#[test]
+fn fashi_2017_7_art1_item1_listing_has_no_fixed_term() {
+    let mut w = world();
+    let mut debt = judgment_entry(&w, org(ACME), "沪执〔2026〕99号", &[]);
+    assert!(debt.findings.contains(&Finding::AbleButRefuses));
+    debt.expires_on = date("2199-12-31");
+    w.accept("310000:pub", Body::ListEntryPublished(debt.clone()));
+    let id = published_id(&w, SH, &debt);
+    w.now = noon("2040-01-01");
+    assert_eq!(state(&w, &id), EntryState::Active);
+    // Deleted under 第十条 once performed: the issuer records the repair.
+    w.accept(
+        "310000:pub",
+        Body::ListEntryRepaired {
+            entry: id,
+            basis: RepairBasis::CorrectedWithinPeriod,
+            reason: "已履行完毕（法释〔2017〕7号 第十条第一项）".into(),
+        },
+    );
+    assert_eq!(state(&w, &id), EntryState::Repaired);
 }
 
 /// Article 十七: publication more than 7 working days after the decision is flagged late.
