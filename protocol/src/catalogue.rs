@@ -283,6 +283,12 @@ pub struct EvaluationScheme {
     pub owner: String,
     /// The rules that define it.
     pub basis: String,
+    /// The kinds of subject it grades (empty: any, as catalogues before version 3 read).
+    #[serde(default)]
+    pub subjects: Vec<SubjectKind>,
+    /// Where `subjects` comes from.
+    #[serde(default)]
+    pub subjects_basis: String,
     /// The classes, best first.
     pub classes: Vec<SchemeClass>,
 }

@@ -856,6 +856,26 @@ fn evaluation_policy(rules: Rules<'_>, ev: &Evaluation) -> Result<(), Rejection>
             ),
         ));
     };
+    let kind = crate::catalogue::SubjectKind::of(&ev.subject);
+    if !scheme.subjects.is_empty() && !scheme.subjects.contains(&kind) {
+        return Err(reject(
+            RejectReason::NotApplicable,
+            "evaluation.subject",
+            format!(
+                "scheme {} ({}) grades {} only, not a {} ({})",
+                scheme.id,
+                scheme.name_zh,
+                scheme
+                    .subjects
+                    .iter()
+                    .map(snake_name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                snake_name(&kind),
+                scheme.subjects_basis
+            ),
+        ));
+    }
     let class = match ev.grade {
         Grade::Class(c) => grade_text(c),
         Grade::Score(_) => {
@@ -919,6 +939,22 @@ fn local_policy_reading<V: StateView + ?Sized>(
     body: &Body,
     now: Timestamp,
 ) -> Result<(), Rejection> {
+    // Articles 六, 十六: results are recognised across regions while they hold; a result
+    // whose validity has already ended when it is recorded has nothing to be recognised
+    // for (replicas take it as it was recorded: this is the author's rule).
+    if let Body::EvaluationPublished(ev) = body
+        && ev.valid_until <= now.date_cst()
+    {
+        return Err(reject(
+            RejectReason::NotApplicable,
+            "evaluation.valid_until",
+            format!(
+                "{} has passed (today is {}): record a result while it is valid (articles 六, 十六: results in force are recognised across regions)",
+                ev.valid_until,
+                now.date_cst()
+            ),
+        ));
+    }
     if let Body::MeasureExecuted { action, .. } = body
         && let Some(a) = view.action(action)
         && let Some(e) = view.entry(&a.action.entry)

@@ -175,9 +175,14 @@ pub fn render(catalogue: &Catalogue, source: &str) -> String {
         "\n## Evaluation schemes (信用评价、分类监管, articles 六, 十六)"
     );
     for s in &catalogue.schemes {
+        let grades = if s.subjects.is_empty() {
+            String::new()
+        } else {
+            format!(" Grades {} only ({}).", list(&s.subjects, ""), s.subjects_basis)
+        };
         let _ = writeln!(
             out,
-            "\n### `{}`: {}\n\nRun by {}; rules: {}.\n\n| class | meaning | measures |\n|---|---|---|",
+            "\n### `{}`: {}\n\nRun by {}; rules: {}.{grades}\n\n| class | meaning | measures |\n|---|---|---|",
             s.id,
             cell(&s.name_zh),
             cell(&s.owner),

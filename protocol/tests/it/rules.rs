@@ -1090,6 +1090,41 @@ fn art3_4_red_list_green_channel() {
     assert_eq!(a.recommended[0].code, mc("I-INSPECTION-FREQUENCY"));
 }
 
+/// Articles 六, 十六: results are recognised across regions while they hold, so the
+/// authoring node refuses a result whose validity has already ended; and a scheme grades
+/// only the subjects its rules cover (纳税信用管理办法（试行）第二条: enterprises), so a tax
+/// credit class for a natural person is refused, naming the rule.
+#[test]
+fn art6_16_evaluations_only_while_valid_and_for_the_subjects_a_scheme_covers() {
+    let mut w = world();
+    let ended = Body::EvaluationPublished(Evaluation {
+        subject: org(ACME),
+        scheme: "tax-credit".into(),
+        grade: Grade::Class(*b"A\0\0\0"),
+        evaluated_on: date("2024-04-01"),
+        valid_until: date("2025-04-01"),
+    });
+    let refused = credfed_protocol::ledger::local_policy(w.rules(), &w.ledger, &ended, w.now)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.field, "evaluation.valid_until", "{refused}");
+    assert!(refused.message.contains("2025-04-01"), "{refused}");
+    let person = w.person(LEGAL_REP_ID, "张三");
+    let r = w.refuse(
+        "440000:pub",
+        Body::EvaluationPublished(Evaluation {
+            subject: Subject::Person(person),
+            scheme: "tax-credit".into(),
+            grade: Grade::Class(*b"A\0\0\0"),
+            evaluated_on: date("2026-04-01"),
+            valid_until: date("2027-04-01"),
+        }),
+    );
+    assert_eq!(r.reason, RejectReason::NotApplicable, "{r}");
+    assert_eq!(r.field, "evaluation.subject", "{r}");
+    assert!(r.message.contains("第二条") && r.message.contains("natural_person"), "{r}");
+}
+
 /// Articles 六, 十六: evaluation results are returned while valid, from any region, and
 /// their class's measures apply (分级分类监管); a later result of the same department in
 /// the same scheme supersedes an earlier one; the issuer may revoke one; an objection
