@@ -48,6 +48,17 @@ pub enum ResidentIdError {
         /// The six digits.
         region: String,
     },
+    /// The six digits start with a provincial-level code but are no code GB/T 2260 has
+    /// listed.
+    #[error(
+        "{field}: address code '{code}' is not a code GB/T 2260 has ever listed (GB 11643-1999 positions 1-6: the county of first registration; abolished codes are valid, never-existing ones are not; protocol/data/gbt2260-codes.txt)"
+    )]
+    AddressCode {
+        /// Field name.
+        field: &'static str,
+        /// The six digits.
+        code: String,
+    },
     /// Positions 7–14 are not a real date.
     #[error(
         "{field}: birth date '{text}' is not a real date between 1860 and 2199 (GB 11643-1999 positions 7-14)"
@@ -79,6 +90,7 @@ impl ResidentIdError {
             ResidentIdError::Length { field, .. }
             | ResidentIdError::Character { field, .. }
             | ResidentIdError::Region { field, .. }
+            | ResidentIdError::AddressCode { field, .. }
             | ResidentIdError::BirthDate { field, .. }
             | ResidentIdError::Check { field, .. } => field,
         }
@@ -150,6 +162,12 @@ pub fn validate(number: &str, field: &'static str) -> Result<(), ResidentIdError
             region: number[0..6].to_owned(),
         });
     }
+    if !is_address_code(digits(0..6)) {
+        return Err(ResidentIdError::AddressCode {
+            field,
+            code: number[0..6].to_owned(),
+        });
+    }
     if !is_birth_date(digits(6..10), digits(10..12), digits(12..14)) {
         return Err(ResidentIdError::BirthDate {
             field,
@@ -165,6 +183,26 @@ pub fn validate(number: &str, field: &'static str) -> Result<(), ResidentIdError
         });
     }
     Ok(())
+}
+
+/// The address codes GB/T 2260 has listed (with their source: the file's header).
+pub const ADDRESS_CODES: &str = include_str!("../../data/gbt2260-codes.txt");
+
+/// Whether `code` is one of [`ADDRESS_CODES`] (parsed once, then a binary search).
+pub fn is_address_code(code: u32) -> bool {
+    static CODES: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    CODES
+        .get_or_init(|| {
+            let mut codes: Vec<u32> = ADDRESS_CODES
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            codes.sort_unstable();
+            codes
+        })
+        .binary_search(&code)
+        .is_ok()
 }
 
 /// Trims spaces and upper-cases a trailing `x`, the usual typing variants.
@@ -191,6 +229,31 @@ mod tests {
         ] {
             assert_eq!(validate(n, "person.id"), Ok(()), "{n}");
         }
+    }
+
+    /// GB 11643-1999 positions 1-6 are a GB/T 2260 code: one that never existed is
+    /// refused (319999), one abolished long ago is not (310221 上海县, 1992; 512501
+    /// 万县), and the list holds every year's codes, not only today's.
+    #[test]
+    fn gb11643_address_code_is_a_code_gbt2260_has_listed() {
+        let with = |code: &str| {
+            let first17 = format!("{code}19900101001");
+            let check = check_character(first17.as_bytes()).unwrap();
+            format!("{first17}{check}")
+        };
+        for code in ["310221", "512501", "110105", "810000", "830000", "310101"] {
+            assert_eq!(validate(&with(code), "person.id"), Ok(()), "{code}");
+        }
+        for code in ["319999", "110199", "440599"] {
+            let err = validate(&with(code), "person.id").unwrap_err();
+            assert!(
+                matches!(err, ResidentIdError::AddressCode { .. }),
+                "{code}: {err}"
+            );
+            assert!(err.to_string().contains(code), "{err}");
+        }
+        let listed = ADDRESS_CODES.lines().filter(|l| !l.starts_with('#')).count();
+        assert!(listed > 6_000, "{listed}");
     }
 
     #[test]
