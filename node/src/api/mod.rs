@@ -1460,13 +1460,17 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Response {
             *by_list
                 .entry(format!("{:?}", e.content.category.list()).to_lowercase())
                 .or_default() += 1;
-            *by_category
-                .entry(
-                    serde_json::to_value(e.content.category)
-                        .map(|v| v.to_string())
-                        .unwrap_or_default(),
-                )
-                .or_default() += 1;
+            // "black:food_and_drug", "red:moral_model": the list and the category as
+            // records spell them.
+            let category = match e.content.category {
+                credfed_protocol::record::Category::Black(b) => {
+                    format!("black:{}", credfed_protocol::catalogue::snake_name(&b))
+                }
+                credfed_protocol::record::Category::Red(r) => {
+                    format!("red:{}", credfed_protocol::catalogue::snake_name(&r))
+                }
+            };
+            *by_category.entry(category).or_default() += 1;
             *by_region.entry(e.issuer().to_string()).or_default() += 1;
             *by_state
                 .entry(format!("{:?}", e.state_at(now)).to_lowercase())

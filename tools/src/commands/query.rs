@@ -1009,7 +1009,44 @@ pub fn inbox(
 pub fn stats(mode: Output, node: &NodeArgs) -> Res {
     let v = get_json(node, "/v1/stats")?;
     emit(mode, &v, || {
-        serde_json::to_string_pretty(&v).unwrap_or_default()
+        // Each count map as a two-column table under its heading.
+        let section = |title: &str, key: &str, what: &str| {
+            let rows: Vec<Vec<String>> = v[key]
+                .as_object()
+                .map(|o| o.iter().map(|(k, n)| vec![k.clone(), s(n)]).collect())
+                .unwrap_or_default();
+            if rows.is_empty() {
+                format!("{title}: none")
+            } else {
+                format!("{title}\n{}", table(&[what, "count"], &rows))
+            }
+        };
+        let median = v["median_acknowledgement_ms"]
+            .as_i64()
+            .map(|ms| format!("{:.1} h", ms as f64 / 3_600_000.0))
+            .unwrap_or_else(|| "-".into());
+        [
+            section("Entries by list", "entries_by_list", "list"),
+            section("Entries by category", "entries_by_category", "category"),
+            section("Entries by issuing region", "entries_by_region", "region"),
+            section("Entries by state today", "entries_by_state", "state"),
+            section(
+                "Action targets by status (跟踪问效)",
+                "action_targets_by_status",
+                "status",
+            ),
+            section(
+                "Mandatory measures declined, by region (non-compliance)",
+                "mandatory_measures_declined_by_region",
+                "region",
+            ),
+            format!(
+                "overdue acknowledgements {}, overdue objections {}, median acknowledgement {median}",
+                s(&v["overdue_acknowledgements"]),
+                s(&v["overdue_objections"])
+            ),
+        ]
+        .join("\n\n")
     });
     Ok(())
 }

@@ -388,6 +388,15 @@ async fn joint_action_cycle_between_two_nodes() {
         v["targets"][0]["lifted"] == serde_json::json!(["P-PROCUREMENT"])
     })
     .await;
+    // Statistics as tables for people, readable keys in JSON.
+    let out = env.cli(0, "310000:pub", &["stats"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Entries by category") && text.contains("black:defying_judgment_or_decision"),
+        "{text}"
+    );
+    let v = env.json(0, "310000:pub", &["stats"]);
+    assert_eq!(v["entries_by_category"]["black:defying_judgment_or_decision"], 1, "{v}");
     // --dry-run signs without submitting.
     let mut dry = PUBLISH.to_vec();
     dry.push("--dry-run");
