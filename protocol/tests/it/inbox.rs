@@ -258,3 +258,65 @@ fn art21_expiry_makes_lifting_due_without_a_record() {
     assert_eq!(t[0].since, date("2026-12-01"));
     assert_eq!(t[0].due, date("2026-12-08"));
 }
+
+/// Article 二十三 with the working-day calendar: a task's deadline skips the Spring
+/// Festival and National Day holidays and counts the Saturdays made working days
+/// (2026: 2-14 and 2-28; 10-10), and a deadline beyond the calendar held is marked as
+/// estimated.
+#[test]
+fn art23_deadlines_count_working_days_across_spring_festival_and_national_day() {
+    // One real answer, then the same answer dated as each case needs (the world's clock
+    // cannot go back before its registrations): the deadline is computed from the fold.
+    let mut w = World::new(&[SH, GD]);
+    let e = black_entry(org(ACME), "沪市监处〔2026〕77号", &["P-PROCUREMENT"]);
+    w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
+    let id = published_id(&w, SH, &e);
+    w.accept(
+        "310000:init",
+        Body::JointActionInitiated(JointAction {
+            reference: "沪联惩〔2026〕88号".into(),
+            kind: ActionKind::Punishment,
+            entry: id,
+            targets: Targets::Regions(vec![region(GD)]),
+            measures: vec![mc("P-PROCUREMENT")],
+            respond_by: date("2028-01-01"),
+        }),
+    );
+    let aid = action_id(&dept("310000:init"), "沪联惩〔2026〕88号");
+    w.accept(
+        "440000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Accepted,
+            implementing: vec![dept("440000:impl")],
+        },
+    );
+    let action = w.ledger.action(&aid).unwrap();
+    let entry = w.ledger.entry(&id).unwrap();
+    let run = |answered: &str| -> Task {
+        let mut a = action.clone();
+        a.responses.get_mut(&region(GD)).unwrap().origin.at = noon(answered);
+        let t = action_tasks(
+            &a,
+            &entry,
+            region(GD),
+            noon(answered),
+            &w.calendar,
+            &w.manifest.policy,
+        );
+        assert_eq!(kinds(&t), vec![TaskKind::ReportExecution], "{t:?}");
+        t[0].clone()
+    };
+    // Friday 2-13: Saturday 2-14 is a working day (1), 2-15 to 2-23 are the holiday,
+    // 2-24 … 2-27 (2 to 5).
+    let t = run("2026-02-13");
+    assert_eq!(t.due, date("2026-02-27"));
+    assert!(!t.due_estimated);
+    // Wednesday 9-30: 10-1 to 10-7 are the holiday; 10-8, 10-9, Saturday 10-10 (a working
+    // day), 10-12, 10-13.
+    let t = run("2026-09-30");
+    assert_eq!(t.due, date("2026-10-13"));
+    // Answered on 2026-12-28: five working days end in 2027, beyond the calendar held.
+    let t = run("2026-12-28");
+    assert!(t.due_estimated, "{t:?}");
+}
