@@ -313,21 +313,52 @@ pub fn sort_tasks(tasks: &mut [Task]) {
     });
 }
 
-/// Marks that differ between two sets, as the updates that turn `before` into `after`
-/// (marks absent from `after` are removed). Used when one record moves several marks.
-pub fn changed_marks(before: &[TaskMark], after: &[TaskMark]) -> Vec<TaskMark> {
+/// A mark a record moves: from the day it held (`was`, computed from the folds before
+/// the record) to the day it holds now (`now`); `None` on either side is no mark. The
+/// node removes the old key and writes the new one without reading either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MarkMove {
+    /// The region that must act.
+    pub region: RegionCode,
+    /// On what.
+    pub task: TaskRef,
+    /// The day the mark held before the record.
+    pub was: Option<Date>,
+    /// The day it holds after.
+    pub now: Option<Date>,
+}
+
+/// The moves that turn the marks `before` a record into those `after` it (marks absent
+/// from `after` are removed); unchanged marks give none.
+pub fn changed_marks(before: &[TaskMark], after: &[TaskMark]) -> Vec<MarkMove> {
+    let was = |region: RegionCode, task: TaskRef| {
+        before
+            .iter()
+            .find(|m| m.region == region && m.task == task)
+            .and_then(|m| m.from)
+    };
     let after_keys: BTreeSet<(RegionCode, TaskRef)> =
         after.iter().map(|m| (m.region, m.task)).collect();
-    let mut out: Vec<TaskMark> = after
+    let mut out: Vec<MarkMove> = after
         .iter()
-        .filter(|m| !before.contains(m))
-        .copied()
+        .map(|m| MarkMove {
+            region: m.region,
+            task: m.task,
+            was: was(m.region, m.task),
+            now: m.from,
+        })
+        .filter(|m| m.was != m.now)
         .collect();
     out.extend(
         before
             .iter()
             .filter(|m| m.from.is_some() && !after_keys.contains(&(m.region, m.task)))
-            .map(|m| TaskMark { from: None, ..*m }),
+            .map(|m| MarkMove {
+                region: m.region,
+                task: m.task,
+                was: m.from,
+                now: None,
+            }),
     );
     out
 }

@@ -26,7 +26,7 @@ use crate::ids::{DepartmentId, RegionCode, Role};
 use crate::manifest::Manifest;
 use crate::record::*;
 use crate::state::*;
-use crate::inbox::{TaskMark, TaskRef};
+use crate::inbox::{MarkMove, TaskRef};
 use crate::time::{Date, Timestamp};
 
 /// The head of a region's log.
@@ -1036,7 +1036,7 @@ pub enum Update {
     Equivocator(RegionCode),
     /// Move or remove a region's attention mark on an action or objection (the inbox's
     /// index: [`crate::inbox`]). Local, derived state: never part of a proof.
-    Task(crate::inbox::TaskMark),
+    Task(crate::inbox::MarkMove),
 }
 
 /// The state changes an admitted envelope causes, computed against the state it was
@@ -1204,7 +1204,7 @@ fn effects_reading<V: StateView + ?Sized>(
 /// The attention marks the fold updates in `out` move ([`crate::inbox`]): an action's
 /// targets when the action changes, or when its entry ends or its expiry moves; the
 /// issuer when an objection is filed or resolved.
-fn task_marks<V: StateView + ?Sized>(view: &Reads<'_, V>, out: &[Update]) -> Vec<TaskMark> {
+fn task_marks<V: StateView + ?Sized>(view: &Reads<'_, V>, out: &[Update]) -> Vec<MarkMove> {
     use crate::inbox::{action_marks, changed_marks, end_of_force, objection_mark};
     let new_entries: BTreeMap<EntryId, &EntryFold> = out
         .iter()
@@ -1233,10 +1233,20 @@ fn task_marks<V: StateView + ?Sized>(view: &Reads<'_, V>, out: &[Update]) -> Vec
     let objection_changes = |old: Option<&BTreeMap<ObjectionId, ObjectionStatus>>,
                              new: &BTreeMap<ObjectionId, ObjectionStatus>,
                              issuer: RegionCode,
-                             marks: &mut Vec<TaskMark>| {
+                             marks: &mut Vec<MarkMove>| {
         for (id, status) in new {
-            if old.and_then(|o| o.get(id)) != Some(status) {
-                marks.push(objection_mark(*id, status, issuer));
+            let before = old.and_then(|o| o.get(id));
+            if before != Some(status) {
+                let was = before.and_then(|b| objection_mark(*id, b, issuer).from);
+                let m = objection_mark(*id, status, issuer);
+                if was != m.from {
+                    marks.push(MarkMove {
+                        region: m.region,
+                        task: m.task,
+                        was,
+                        now: m.from,
+                    });
+                }
             }
         }
     };
@@ -1366,7 +1376,7 @@ impl Ledger {
                 Update::Equivocator(r) => {
                     self.equivocators.insert(r);
                 }
-                Update::Task(m) => match m.from {
+                Update::Task(m) => match m.now {
                     Some(from) => {
                         self.tasks.insert((m.region, m.task), from);
                     }

@@ -38,8 +38,7 @@
 //! | `J` | region u32, version u64 | 32-byte map root at that version |
 //! | `U` | region u32, version u64 | `VersionRecord`: when that map version was computed and the pages it wrote (what pruning reads) |
 //! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key (subjects, entries, evaluations, objections), for every position but the key's first, which its leaf carries |
-//! | `G` | region u32, from day u32 (days since 1970 + 2^31), task (kind u8, id 32 bytes) | empty: the region has something to do on the action or objection from that day (the inbox's index, `credfed_protocol::inbox`; local, derived) |
-//! | `g` | region u32, task (kind u8, id 32 bytes) | u32 BE: the day its `G` key holds (to move or remove it) |
+//! | `G` | region u32, from day u32 (days since 1970 + 2^31), task (kind u8, id 32 bytes) | empty: the region has something to do on the action or objection from that day (the inbox's index, `credfed_protocol::inbox`; local, derived; a record's update names the day it held and the day it holds) |
 //! | `Zd` | kind u8 (`e` entry, `v` evaluation, `a` action), region u32, day u32, id 32 bytes | empty: listings by region and date (decision, evaluation, initiation) |
 //! | `Zn` | kind u8, two characters of the subject's normalised name (2 × u32), id 32 bytes | empty: name search (`credfed_protocol::listing`) |
 //!
@@ -526,12 +525,6 @@ fn evaluation_listing_keys(v: &EvaluationFold) -> Vec<Vec<u8>> {
 fn mark_key(region: RegionCode, from: Date, task: &TaskRef) -> Vec<u8> {
     let mut k = region_key(b'G', region);
     k.extend_from_slice(&day_bytes(from));
-    k.extend_from_slice(&task_bytes(task));
-    k
-}
-
-fn mark_reverse_key(region: RegionCode, task: &TaskRef) -> Vec<u8> {
-    let mut k = region_key(b'g', region);
     k.extend_from_slice(&task_bytes(task));
     k
 }
@@ -1066,15 +1059,21 @@ impl Backend for Store {
                 Update::Task(_) => {}
             }
         }
-        let marks: BTreeMap<(RegionCode, TaskRef), Option<Date>> = updates
-            .iter()
-            .filter_map(|u| match u {
-                Update::Task(m) => Some(((m.region, m.task), m.from)),
-                _ => None,
-            })
-            .collect();
-        for ((region, task), from) in marks {
-            self.move_mark(&mut batch, region, &task, from)?;
+        // Removals first: a record that moves a mark removes its old key and writes the
+        // new one in this batch (ops apply in order, so a key removed and written stays).
+        for u in updates {
+            if let Update::Task(m) = u
+                && let Some(day) = m.was
+            {
+                batch.remove(mark_key(m.region, day, &m.task));
+            }
+        }
+        for u in updates {
+            if let Update::Task(m) = u
+                && let Some(day) = m.now
+            {
+                batch.insert(mark_key(m.region, day, &m.task), []);
+            }
         }
         let new_equivocator = updates.iter().any(|u| matches!(u, Update::Equivocator(_)));
         let applied = self.kv.apply(batch);
@@ -1585,33 +1584,6 @@ impl Backend for Store {
 }
 
 impl Store {
-    /// Moves a task's attention mark in `batch`: removes the `G` key it held and writes
-    /// the new one (ops apply in order, so the same key removed and written stays).
-    fn move_mark(
-        &self,
-        batch: &mut Batch,
-        region: RegionCode,
-        task: &TaskRef,
-        from: Option<Date>,
-    ) -> Result<(), StoreError> {
-        let reverse = mark_reverse_key(region, task);
-        if let Some(old) = self.kv.get(&reverse)? {
-            let day = <[u8; 4]>::try_from(old.as_slice())
-                .ok()
-                .and_then(day_from_bytes)
-                .ok_or_else(|| StoreError::Corrupt(format!("task mark of {region}: {old:?}")))?;
-            batch.remove(mark_key(region, day, task));
-        }
-        match from {
-            Some(day) => {
-                batch.insert(mark_key(region, day, task), []);
-                batch.insert(reverse, day_bytes(day));
-            }
-            None => batch.remove(reverse),
-        }
-        Ok(())
-    }
-
     /// Builds the listing indexes from the folds, a bounded batch at a time.
     fn build_listing_index(&self) -> Result<(), StoreError> {
         in_bounded_batches(&self.kv, b'E', 1_024, |_, v, batch| {
@@ -1652,7 +1624,6 @@ impl Store {
                 for m in action_marks(&action, &entry) {
                     if let Some(from) = m.from {
                         batch.insert(mark_key(m.region, from, &m.task), []);
-                        batch.insert(mark_reverse_key(m.region, &m.task), day_bytes(from));
                     }
                 }
             }
@@ -1665,7 +1636,6 @@ impl Store {
                 let m = objection_mark(*id, status, issuer);
                 if let Some(from) = m.from {
                     batch.insert(mark_key(m.region, from, &m.task), []);
-                    batch.insert(mark_reverse_key(m.region, &m.task), day_bytes(from));
                 }
             }
         };
@@ -2035,7 +2005,7 @@ mod entry_tests {
         {
             let store = Store::open(dir.path()).unwrap();
             let mut batch = Batch::default();
-            for prefix in [b"G", b"g"] {
+            for prefix in [b"G"] {
                 for kv in store.kv.scan_prefix(prefix).unwrap() {
                     batch.remove(kv.unwrap().0);
                 }
@@ -2061,7 +2031,7 @@ mod entry_tests {
         );
         assert!(store.marks_due(w.region, later, 10).unwrap().0.is_empty());
         assert!(w.ledger.marks_due(w.region, later).is_empty());
-        assert!(store.kv.scan_prefix(b"g").unwrap().next().is_none());
+        assert!(store.kv.scan_prefix(b"G").unwrap().next().is_none());
     }
 
     /// Publication, amendment, objection filed and resolved, revocation: after each,
