@@ -65,6 +65,26 @@ fn department_key(code: u32) -> Keypair {
     Keypair::from_secret(seed)
 }
 
+/// Words company names are made of: 40 × 40 pairs and five trades, so that a search by
+/// one pair of words matches about one name in 1,600, and one by a trade one in five.
+const NAME_WORDS: [&str; 40] = [
+    "华信", "宏达", "恒通", "鑫源", "永安", "金鼎", "瑞丰", "天成", "盛世", "东方", "新星", "博远",
+    "正大", "海川", "中兴", "嘉禾", "万通", "长城", "利民", "富强", "广厦", "光明", "和平", "景泰",
+    "康达", "凯旋", "隆兴", "明珠", "南方", "启航", "荣昌", "顺发", "泰和", "同创", "伟业", "祥云",
+    "信达", "阳光", "远航", "卓越",
+];
+const NAME_TRADES: [&str; 5] = ["建筑", "食品", "科技", "贸易", "物流"];
+
+/// A company's registered name by its serial.
+fn company_name(serial: u64) -> String {
+    format!(
+        "{}{}{}有限公司",
+        NAME_WORDS[(serial % 40) as usize],
+        NAME_WORDS[((serial / 40) % 40) as usize],
+        NAME_TRADES[((serial / 1600) % 5) as usize]
+    )
+}
+
 /// The company named by `serial` in region `code`: listed when `serial` is below the
 /// number of records the region published, never when it is above.
 fn company(code: u32, serial: u64) -> String {
@@ -120,7 +140,7 @@ fn body(code: u32, serial: u64, today: Date, p: &mut Published) -> Body {
     let r = region(code);
     let org = |serial: u64| Subject::Organisation {
         uscc: company(code, serial),
-        name: "基准企业".into(),
+        name: company_name(serial),
         check_exemption: None,
     };
     let black = |e: ListEntry, p: &mut Published| {
@@ -317,6 +337,8 @@ fn part_name(prefix: u8) -> &'static str {
         b'H' => "heads (H)",
         b'T' => "Merkle frontiers (T)",
         b'M' => "format marker (M)",
+        b'G' => "inbox marks (G)",
+        b'Z' => "listing indexes (Z)",
         _ => "other",
     }
 }
@@ -555,6 +577,7 @@ fn main() {
     let listed = time_checks(true);
     let unlisted = time_checks(false);
     let proven = with_map.then(|| proven_answers(&core, &manifest, &regions, per_region));
+    let workflows = workflow_reads(&core, &regions);
     let (rss_serving, _) = memory();
 
     // The limit: two strict verifications per envelope (catch-up's own cryptography).
@@ -660,6 +683,21 @@ fn main() {
             p.verify_ms
         );
     }
+    println!(
+        "inbox (every region's, {} reads): p50 {:.2} ms p99 {:.2} ms, up to {} tasks",
+        workflows.inbox_ms.len(),
+        percentile(&workflows.inbox_ms, 0.5),
+        percentile(&workflows.inbox_ms, 0.99),
+        workflows.max_tasks
+    );
+    for (what, lat) in &workflows.listings {
+        println!(
+            "listing, {what}: p50 {:.2} ms p99 {:.2} ms ({} pages)",
+            percentile(lat, 0.5),
+            percentile(lat, 0.99),
+            lat.len()
+        );
+    }
     for h in &https {
         println!(
             "checks over HTTPS, {:>2} clients: {:>6.0} checks/s = {:.2} × the raw verify-pair rate; p50 {:.2} ms p99 {:.2} ms",
@@ -685,6 +723,103 @@ fn sample_company(regions: &[u32], per_region: u64, i: u64, listed: bool) -> Sub
 }
 
 /// Proven answers timed on the filled node.
+/// Inbox and listing latencies, in process.
+struct WorkflowTimes {
+    inbox_ms: Vec<f64>,
+    max_tasks: usize,
+    listings: Vec<(&'static str, Vec<f64>)>,
+}
+
+/// Every region's inbox, ten times over; then first pages of 50 (reading at most the
+/// API's scan budget of index keys) for listings a department asks: a region's entries
+/// newest first, the same filtered to a rare state (repaired), a name search by a pair
+/// of words (one name in 1,600) and by a trade (one in five), and the actions
+/// targeting a region.
+fn workflow_reads(core: &Core, regions: &[u32]) -> WorkflowTimes {
+    use credfed_protocol::listing::{ListFilter, ListingKind, normalise_name};
+    const BUDGET: usize = 5_000;
+    let mut inbox_ms = Vec::new();
+    let mut max_tasks = 0;
+    for _ in 0..10 {
+        for code in regions {
+            let t = Instant::now();
+            let (tasks, _) = core.inbox(region(*code), 20_000).expect("inbox");
+            inbox_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            max_tasks = max_tasks.max(tasks.len());
+        }
+    }
+    inbox_ms.sort_by(f64::total_cmp);
+    let mut listings = Vec::new();
+    let mut time = |what: &'static str, kind: ListingKind, filters: Vec<ListFilter>| {
+        let mut lat = Vec::new();
+        for f in &filters {
+            let t = Instant::now();
+            let page = core.list(kind, f, 50, None, BUDGET).expect("listing");
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(page);
+        }
+        lat.sort_by(f64::total_cmp);
+        listings.push((what, lat));
+    };
+    let by_region = |state: Option<&str>| -> Vec<ListFilter> {
+        regions
+            .iter()
+            .map(|c| ListFilter {
+                region: Some(region(*c)),
+                state: state.map(str::to_owned),
+                ..ListFilter::default()
+            })
+            .collect()
+    };
+    time("a region's entries, newest first", ListingKind::Entry, by_region(None));
+    time(
+        "a region's repaired entries",
+        ListingKind::Entry,
+        by_region(Some("repaired")),
+    );
+    time(
+        "entries by a pair of words of the name",
+        ListingKind::Entry,
+        (0..200u64)
+            .map(|i| ListFilter {
+                name: Some(normalise_name(&format!(
+                    "{}{}",
+                    NAME_WORDS[(i * 7 % 40) as usize],
+                    NAME_WORDS[(i * 13 % 40) as usize]
+                ))),
+                ..ListFilter::default()
+            })
+            .collect(),
+    );
+    time(
+        "entries by a trade in the name",
+        ListingKind::Entry,
+        NAME_TRADES
+            .iter()
+            .map(|t| ListFilter {
+                name: Some(normalise_name(t)),
+                ..ListFilter::default()
+            })
+            .collect(),
+    );
+    time(
+        "actions targeting a region",
+        ListingKind::Action,
+        regions
+            .iter()
+            .map(|c| ListFilter {
+                target: Some(region(*c)),
+                ..ListFilter::default()
+            })
+            .collect(),
+    );
+    WorkflowTimes {
+        inbox_ms,
+        max_tasks,
+        listings,
+    }
+}
+
 struct ProvenTimes {
     /// Witnessing every region's head and cosigning a federation checkpoint over them.
     setup_s: f64,

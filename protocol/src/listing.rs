@@ -60,8 +60,22 @@ pub fn normalise_name(name: &str) -> Vec<char> {
         .collect()
 }
 
+/// Pairs the index leaves out: those inside the legal forms nearly every company name
+/// ends with (有限公司, 有限责任公司, 股份有限公司, 分公司). They would add a key per name
+/// and find every company; a search goes by another pair of its query.
+pub const STOP_GRAMS: [&str; 9] = [
+    "有限", "限公", "公司", "限责", "责任", "任公", "股份", "份有", "分公",
+];
+
+fn is_stop_gram(g: [u32; 2]) -> bool {
+    STOP_GRAMS.iter().any(|s| {
+        let mut c = s.chars();
+        c.next().map(|a| a as u32) == Some(g[0]) && c.next().map(|b| b as u32) == Some(g[1])
+    })
+}
+
 /// The pieces of a name the index keys: every two consecutive characters of the
-/// normalised name (a one-character name is its character twice).
+/// normalised name (a one-character name is its character twice) but [`STOP_GRAMS`].
 pub fn name_grams(name: &str) -> BTreeSet<[u32; 2]> {
     let chars = normalise_name(name);
     match chars.as_slice() {
@@ -70,8 +84,18 @@ pub fn name_grams(name: &str) -> BTreeSet<[u32; 2]> {
         _ => chars
             .windows(2)
             .map(|w| [w[0] as u32, w[1] as u32])
+            .filter(|g| !is_stop_gram(*g))
             .collect(),
     }
+}
+
+/// The pair of a (normalised) query a search reads the index by: its first that is not a
+/// [`STOP_GRAMS`] pair; `None` when the query is only a legal form.
+pub fn query_gram(query: &[char]) -> Option<[u32; 2]> {
+    query
+        .windows(2)
+        .map(|w| [w[0] as u32, w[1] as u32])
+        .find(|g| !is_stop_gram(*g))
 }
 
 /// Whether `name` contains `query` as the index would find it.
@@ -321,5 +345,12 @@ mod tests {
         }
         assert_eq!(name_grams("张").len(), 1);
         assert!(name_grams("").is_empty());
+        // The legal form is not indexed, and a query goes by a pair that is.
+        assert!(!name_grams(name).contains(&['公' as u32, '司' as u32]));
+        assert_eq!(
+            query_gram(&normalise_name("有限公司建筑")),
+            Some(['司' as u32, '建' as u32])
+        );
+        assert_eq!(query_gram(&normalise_name("有限公司")), None);
     }
 }

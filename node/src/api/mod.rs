@@ -839,6 +839,12 @@ fn list_filter(
             if chars.len() < MIN_NAME_QUERY_CHARS {
                 return Err(ApiError::unprocessable("name", format!("name: {rule}")));
             }
+            if credfed_protocol::listing::query_gram(&chars).is_none() {
+                return Err(ApiError::unprocessable(
+                    "name",
+                    "name: only a legal form such as 有限公司, which nearly every company name has: add more of the name",
+                ));
+            }
             Some(chars)
         }
     };

@@ -1345,45 +1345,54 @@ impl Core {
         scan_budget: usize,
     ) -> Result<(Vec<serde_json::Value>, Option<Vec<u8>>), StoreError> {
         use credfed_protocol::listing::{ListingKind, action_line, entry_line, evaluation_line};
-        use crate::store::{listing_key_id, listing_range_by_date, listing_range_by_gram};
+        use crate::store::{listing_key_id_prefix, listing_range_by_date, listing_range_by_gram};
         let now = self.now();
         let mut lines: Vec<serde_json::Value> = Vec::new();
         let mut budget = scan_budget;
         // What a key names, as listing lines (an entry's actions, for actions by name).
+        // A key ends with the first bytes of the record's id: the fold is found by that
+        // prefix (two records sharing it are both checked against the filter).
         let lines_of = |key: &[u8], via_entry: bool, lines: &mut Vec<serde_json::Value>| -> Result<(), StoreError> {
-            let Some(id) = listing_key_id(key) else {
+            let Some(prefix) = listing_key_id_prefix(key) else {
                 return Ok(());
             };
-            match (kind, via_entry) {
-                (ListingKind::Entry, _) => {
-                    if let Some(e) = self.store.entry(&EntryId(id))?
-                        && let Some(l) = entry_line(&e, filter, now)
-                    {
-                        lines.push(serde_json::to_value(&l).unwrap_or_default());
+            let fold_kind = match (kind, via_entry) {
+                (ListingKind::Entry, _) | (ListingKind::Action, true) => b'E',
+                (ListingKind::Evaluation, _) => b'V',
+                (ListingKind::Action, false) => b'A',
+            };
+            for id in self.store.ids_with_prefix(fold_kind, &prefix, 4)? {
+                match (kind, via_entry) {
+                    (ListingKind::Entry, _) => {
+                        if let Some(e) = self.store.entry(&EntryId(id))?
+                            && let Some(l) = entry_line(&e, filter, now)
+                        {
+                            lines.push(serde_json::to_value(&l).unwrap_or_default());
+                        }
                     }
-                }
-                (ListingKind::Evaluation, _) => {
-                    if let Some(v) = self.store.evaluation(&credfed_protocol::record::EvaluationId(id))?
-                        && let Some(l) = evaluation_line(&v, filter, now)
-                    {
-                        lines.push(serde_json::to_value(&l).unwrap_or_default());
+                    (ListingKind::Evaluation, _) => {
+                        if let Some(v) = self.store.evaluation(&credfed_protocol::record::EvaluationId(id))?
+                            && let Some(l) = evaluation_line(&v, filter, now)
+                        {
+                            lines.push(serde_json::to_value(&l).unwrap_or_default());
+                        }
                     }
-                }
-                (ListingKind::Action, false) => {
-                    if let Some(a) = self.store.action(&ActionId(id))?
-                        && let Some(e) = self.store.entry(&a.action.entry)?
-                        && let Some(l) = action_line(&a, &e, filter)
-                    {
-                        lines.push(serde_json::to_value(&l).unwrap_or_default());
+                    (ListingKind::Action, false) => {
+                        if let Some(a) = self.store.action(&ActionId(id))?
+                            && let Some(e) = self.store.entry(&a.action.entry)?
+                            && let Some(l) = action_line(&a, &e, filter)
+                        {
+                            lines.push(serde_json::to_value(&l).unwrap_or_default());
+                        }
                     }
-                }
-                (ListingKind::Action, true) => {
-                    if let Some(e) = self.store.entry(&EntryId(id))? {
-                        for aid in &e.actions {
-                            if let Some(a) = self.store.action(aid)?
-                                && let Some(l) = action_line(&a, &e, filter)
-                            {
-                                lines.push(serde_json::to_value(&l).unwrap_or_default());
+                    (ListingKind::Action, true) => {
+                        if let Some(e) = self.store.entry(&EntryId(id))? {
+                            for aid in &e.actions {
+                                if let Some(a) = self.store.action(aid)?
+                                    && let Some(l) = action_line(&a, &e, filter)
+                                {
+                                    lines.push(serde_json::to_value(&l).unwrap_or_default());
+                                }
                             }
                         }
                     }
@@ -1394,7 +1403,10 @@ impl Core {
         // The ranges to read, in order, and whether each is read newest first.
         let mut ranges: Vec<(Vec<u8>, Vec<u8>, bool, bool)> = Vec::new();
         if let Some(query) = filter.name.as_ref().filter(|q| q.len() >= 2) {
-            let gram = [query[0] as u32, query[1] as u32];
+            // The API refuses a query that is only a legal form; nothing to read here.
+            let Some(gram) = credfed_protocol::listing::query_gram(query) else {
+                return Ok((lines, None));
+            };
             // Actions are found through the entries they rest on.
             let index_kind = if kind == ListingKind::Action { ListingKind::Entry } else { kind };
             let (lo, hi) = listing_range_by_gram(index_kind, gram);
