@@ -711,7 +711,18 @@ async fn action(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>
             .action(&ActionId(input::record_id("id", &id)?))?
             .ok_or_else(|| ApiError::not_found("action", &id))?;
         let targets = a.view_at(core.now(), core.manifest(), core.catalogue());
-        ok(&json!({ "action": a, "targets": targets }))
+        // The entry it rests on as it stands today: a repaired, revoked or expired entry
+        // means executed measures are to be lifted (the targets' inboxes say so).
+        let entry = core.entry(&a.action.entry)?.map(|e| {
+            json!({
+                "id": e.id,
+                "state": e.state_at(core.now()),
+                "revoked": e.revoked.as_ref().map(|o| o.at.date_cst()),
+                "repaired": e.repaired.as_ref().map(|(basis, o)| json!({"basis": basis, "on": o.at.date_cst()})),
+                "expires_on": e.content.expires_on,
+            })
+        });
+        ok(&json!({ "action": a, "targets": targets, "entry": entry }))
     })();
     ApiError::respond(result, subject)
 }

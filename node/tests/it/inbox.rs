@@ -218,6 +218,11 @@ async fn a_joint_action_moves_through_the_target_regions_inboxes() {
     assert_eq!(r.status, 201, "{}", r.body);
     let v = wait_for_kinds(&gd_impl, &aid, &["lift"]).await;
     assert_eq!(v["tasks"][0]["since"], json!(today.to_string()));
+    // The action says its entry was repaired, and when.
+    let r = gd_impl.get(&format!("/v1/actions/{aid}")).await.unwrap();
+    let shown = r.json().unwrap();
+    assert_eq!(shown["entry"]["state"], json!("repaired"), "{shown}");
+    assert_eq!(shown["entry"]["repaired"]["on"], json!(today.to_string()));
     wait_for_kinds(&gs_impl, &aid, &[]).await;
     for m in &action.measures {
         let r = c

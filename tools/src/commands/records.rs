@@ -495,8 +495,20 @@ pub fn action(mode: Output, command: ActionCmd) -> Res {
                         )
                     })
                     .collect();
+                let entry_state = match v["entry"]["state"].as_str() {
+                    Some(st @ ("repaired" | "revoked" | "expired")) => format!(
+                        " ({st}{}: executed measures are to be lifted)",
+                        v["entry"][st]
+                            .as_str()
+                            .or(v["entry"]["repaired"]["on"].as_str())
+                            .map(|d| format!(" on {d}"))
+                            .unwrap_or_default()
+                    ),
+                    Some(st) => format!(" ({st})"),
+                    None => String::new(),
+                };
                 format!(
-                    "action {} on entry {}, respond by {}\n{}{reasons}",
+                    "action {} on entry {}{entry_state}, respond by {}\n{}{reasons}",
                     action.chars().take(16).collect::<String>(),
                     s(&v["action"]["action"]["entry"])
                         .chars()

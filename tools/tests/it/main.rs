@@ -388,6 +388,11 @@ async fn joint_action_cycle_between_two_nodes() {
         v["targets"][0]["lifted"] == serde_json::json!(["P-PROCUREMENT"])
     })
     .await;
+    // `action show` says what the entry it rests on is today.
+    let v = env.json(0, "310000:pub", &["action", "show", &action]);
+    assert_eq!(v["entry"]["state"], "active", "{v}");
+    let out = env.cli(0, "310000:pub", &["action", "show", &action]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(active)"));
     // Statistics as tables for people, readable keys in JSON.
     let out = env.cli(0, "310000:pub", &["stats"]);
     let text = String::from_utf8_lossy(&out.stdout);
