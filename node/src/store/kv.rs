@@ -387,6 +387,17 @@ impl Kv {
 
     /// Pairs with keys in `(lo, hi)`.
     pub fn range(&self, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Result<Pairs<'_>, StoreError> {
+        // A range whose start lies past its end holds nothing, whatever an engine's own
+        // range call would make of it (a bound can come from a client's cursor).
+        let inverted = match (&lo, &hi) {
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+            | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+            _ => false,
+        };
+        if inverted {
+            return Ok(Box::new(std::iter::empty()));
+        }
         match self {
             Kv::Sled { tree, .. } => Ok(Box::new(tree.range::<Vec<u8>, _>((lo, hi)).map(|kv| {
                 kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
