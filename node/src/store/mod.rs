@@ -489,33 +489,40 @@ pub fn listing_key_id_prefix(key: &[u8]) -> Option<String> {
 /// The listing keys of an entry: its region and decision date, its name's pieces.
 fn entry_listing_keys(e: &EntryFold) -> Vec<Vec<u8>> {
     let c = &e.content;
-    let mut keys = vec![listing_date_key(
+    subject_listing_keys(
         ListingKind::Entry,
         e.issuer(),
         c.basis.decided_on,
+        &c.subject,
         &e.id.0,
-    )];
-    keys.extend(
-        name_grams(subject_name(&c.subject))
-            .into_iter()
-            .map(|g| listing_gram_key(ListingKind::Entry, g, &e.id.0)),
-    );
-    keys
+    )
 }
 
 /// The listing keys of an evaluation: its region and date, its subject's name's pieces.
 fn evaluation_listing_keys(v: &EvaluationFold) -> Vec<Vec<u8>> {
     let ev = &v.evaluation;
-    let mut keys = vec![listing_date_key(
+    subject_listing_keys(
         ListingKind::Evaluation,
         v.issuer(),
         ev.evaluated_on,
+        &ev.subject,
         &v.id.0,
-    )];
+    )
+}
+
+/// A record's key by region and date, and one per piece of its subject's name.
+fn subject_listing_keys(
+    kind: ListingKind,
+    region: RegionCode,
+    day: Date,
+    subject: &credfed_protocol::record::Subject,
+    id: &Hash256,
+) -> Vec<Vec<u8>> {
+    let mut keys = vec![listing_date_key(kind, region, day, id)];
     keys.extend(
-        name_grams(subject_name(&ev.subject))
+        name_grams(subject_name(subject))
             .into_iter()
-            .map(|g| listing_gram_key(ListingKind::Evaluation, g, &v.id.0)),
+            .map(|g| listing_gram_key(kind, g, id)),
     );
     keys
 }
