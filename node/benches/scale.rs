@@ -771,7 +771,11 @@ fn workflow_reads(core: &Core, regions: &[u32]) -> WorkflowTimes {
             })
             .collect()
     };
-    time("a region's entries, newest first", ListingKind::Entry, by_region(None));
+    time(
+        "a region's entries, newest first",
+        ListingKind::Entry,
+        by_region(None),
+    );
     time(
         "a region's repaired entries",
         ListingKind::Entry,

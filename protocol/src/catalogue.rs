@@ -347,7 +347,9 @@ impl ListingPeriods {
     pub fn open_ended(&self, category: BlackCategory, findings: &[Finding]) -> Option<&str> {
         self.open_ended
             .iter()
-            .find(|o| o.categories.contains(&category) && o.findings.iter().any(|f| findings.contains(f)))
+            .find(|o| {
+                o.categories.contains(&category) && o.findings.iter().any(|f| findings.contains(f))
+            })
             .map(|o| o.basis.as_str())
     }
 

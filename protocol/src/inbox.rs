@@ -78,7 +78,9 @@ pub fn end_of_force(entry: &EntryFold) -> Date {
     .flatten()
     .map(|o| o.at.date_cst())
     .min();
-    by_record.map_or(entry.content.expires_on, |d| d.min(entry.content.expires_on))
+    by_record.map_or(entry.content.expires_on, |d| {
+        d.min(entry.content.expires_on)
+    })
 }
 
 /// Whether a record ended the entry (revoked or repaired): no region need act on it
@@ -172,9 +174,7 @@ impl TaskKind {
     /// The role whose departments do it.
     pub fn role(self) -> Role {
         match self {
-            TaskKind::Acknowledge | TaskKind::ReportExecution | TaskKind::Lift => {
-                Role::Implementer
-            }
+            TaskKind::Acknowledge | TaskKind::ReportExecution | TaskKind::Lift => Role::Implementer,
             TaskKind::ResolveObjection => Role::ObjectionHandler,
         }
     }
@@ -308,9 +308,7 @@ pub fn objection_task(
 /// Orders an inbox: earliest due first, then the oldest, then by kind and subject, so
 /// that pages are stable.
 pub fn sort_tasks(tasks: &mut [Task]) {
-    tasks.sort_by(|a, b| {
-        (a.due, a.since, a.kind, a.about).cmp(&(b.due, b.since, b.kind, b.about))
-    });
+    tasks.sort_by(|a, b| (a.due, a.since, a.kind, a.about).cmp(&(b.due, b.since, b.kind, b.about)));
 }
 
 /// A mark a record moves: from the day it held (`was`, computed from the folds before

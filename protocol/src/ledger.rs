@@ -23,10 +23,10 @@ use crate::envelope::{
     EnvelopeError, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, decode_envelope,
 };
 use crate::ids::{DepartmentId, RegionCode, Role};
+use crate::inbox::{MarkMove, TaskRef};
 use crate::manifest::Manifest;
 use crate::record::*;
 use crate::state::*;
-use crate::inbox::{MarkMove, TaskRef};
 use crate::time::{Date, Timestamp};
 
 /// The head of a region's log.

@@ -174,7 +174,10 @@ pub fn entry_line(e: &EntryFold, filter: &ListFilter, now: Timestamp) -> Option<
     let state = e.state_at(now);
     let c = &e.content;
     let ok = filter.region.is_none_or(|r| e.issuer() == r)
-        && filter.department.as_ref().is_none_or(|d| *d == e.published.author)
+        && filter
+            .department
+            .as_ref()
+            .is_none_or(|d| *d == e.published.author)
         && filter.category.is_none_or(|k| c.category == k)
         && filter.state.as_ref().is_none_or(|s| *s == snake(&state))
         && filter.scheme.is_none()
@@ -233,7 +236,10 @@ pub fn evaluation_line(
     let state = v.state_at(now);
     let ev = &v.evaluation;
     let ok = filter.region.is_none_or(|r| v.issuer() == r)
-        && filter.department.as_ref().is_none_or(|d| *d == v.published.author)
+        && filter
+            .department
+            .as_ref()
+            .is_none_or(|d| *d == v.published.author)
         && filter.category.is_none()
         && filter.target.is_none()
         && filter.scheme.as_ref().is_none_or(|s| *s == ev.scheme)
@@ -304,7 +310,10 @@ pub fn action_line(a: &ActionFold, entry: &EntryFold, filter: &ListFilter) -> Op
     let day = a.initiated.at.date_cst();
     let name = subject_name(&entry.content.subject);
     let ok = filter.region.is_none_or(|r| a.initiated.pos.region == r)
-        && filter.department.as_ref().is_none_or(|d| *d == a.initiated.author)
+        && filter
+            .department
+            .as_ref()
+            .is_none_or(|d| *d == a.initiated.author)
         && filter.category.is_none_or(|k| a.entry_category == k)
         && filter.scheme.is_none()
         && filter.target.is_none_or(|t| a.targets_region(t))
@@ -335,8 +344,14 @@ mod tests {
     fn names_are_found_however_latin_letters_and_spaces_were_typed() {
         let q = normalise_name("ＡＢＣ 食品");
         assert!(name_contains("上海abc食品有限公司", &q));
-        assert!(name_contains("上海 ABC 食品有限公司", &normalise_name("abc食品")));
-        assert!(!name_contains("上海某某食品有限公司", &normalise_name("食品厂")));
+        assert!(name_contains(
+            "上海 ABC 食品有限公司",
+            &normalise_name("abc食品")
+        ));
+        assert!(!name_contains(
+            "上海某某食品有限公司",
+            &normalise_name("食品厂")
+        ));
         // Every piece of a query is a piece of the name it is in.
         let name = "某某建筑劳务有限公司";
         let grams = name_grams(name);

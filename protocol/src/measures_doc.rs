@@ -35,7 +35,11 @@ fn list<T: serde::Serialize>(items: &[T], empty: &str) -> String {
 
 /// On whom a measure falls, as a cell.
 fn falls_on(m: &Measure) -> String {
-    let mut parts: Vec<String> = m.subjects.iter().map(|k| format!("`{}`", snake_name(k))).collect();
+    let mut parts: Vec<String> = m
+        .subjects
+        .iter()
+        .map(|k| format!("`{}`", snake_name(k)))
+        .collect();
     parts.extend(
         m.related_roles
             .iter()
@@ -117,8 +121,14 @@ pub fn render(catalogue: &Catalogue, source: &str) -> String {
         catalogue.version
     );
     for (kind, title) in [
-        (ActionKind::Punishment, "Punishments (失信联合惩戒, articles 十–十二)"),
-        (ActionKind::Incentive, "Incentives (守信联合激励, articles 四–八)"),
+        (
+            ActionKind::Punishment,
+            "Punishments (失信联合惩戒, articles 十–十二)",
+        ),
+        (
+            ActionKind::Incentive,
+            "Incentives (守信联合激励, articles 四–八)",
+        ),
     ] {
         let _ = writeln!(
             out,
@@ -178,7 +188,11 @@ pub fn render(catalogue: &Catalogue, source: &str) -> String {
         let grades = if s.subjects.is_empty() {
             String::new()
         } else {
-            format!(" Grades {} only ({}).", list(&s.subjects, ""), s.subjects_basis)
+            format!(
+                " Grades {} only ({}).",
+                list(&s.subjects, ""),
+                s.subjects_basis
+            )
         };
         let _ = writeln!(
             out,
@@ -200,7 +214,11 @@ pub fn render(catalogue: &Catalogue, source: &str) -> String {
                 "| {} | {} | {} |",
                 c.class,
                 cell(&c.meaning_zh),
-                if measures.is_empty() { "—".into() } else { measures }
+                if measures.is_empty() {
+                    "—".into()
+                } else {
+                    measures
+                }
             );
         }
     }
@@ -257,7 +275,10 @@ mod tests {
         };
         let hits: Vec<_> = c.measures.iter().filter(|m| m.matches(&f)).collect();
         assert!(!hits.is_empty());
-        assert!(hits.iter().all(|m| m.related_roles.contains(&RelatedRole::LegalRepresentative)));
+        assert!(
+            hits.iter()
+                .all(|m| m.related_roles.contains(&RelatedRole::LegalRepresentative))
+        );
         let org = MeasureFilter {
             bearer: Some(Bearer::Subject(SubjectKind::Organisation)),
             domain: Some(MeasureDomain::Travel),

@@ -522,8 +522,14 @@ impl Federation {
                 for (k, v) in [
                     ("node", n.api.clone()),
                     ("ca", dir.join("api-ca.pem").display().to_string()),
-                    ("cert", out.join(format!("{stem}.pem")).display().to_string()),
-                    ("cert_key", out.join(format!("{stem}.key")).display().to_string()),
+                    (
+                        "cert",
+                        out.join(format!("{stem}.pem")).display().to_string(),
+                    ),
+                    (
+                        "cert_key",
+                        out.join(format!("{stem}.key")).display().to_string(),
+                    ),
                     ("author", d.to_string()),
                     ("key", key.display().to_string()),
                     ("manifest", manifest.display().to_string()),

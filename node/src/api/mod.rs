@@ -777,10 +777,17 @@ fn list_filter(
             .map(|t| {
                 let shaped = t.len() == 10
                     && t.bytes().enumerate().all(|(i, b)| {
-                        if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() }
+                        if i == 4 || i == 7 {
+                            b == b'-'
+                        } else {
+                            b.is_ascii_digit()
+                        }
                     });
                 if !shaped {
-                    return Err(ApiError::invalid(field, format!("{field}: expected YYYY-MM-DD")));
+                    return Err(ApiError::invalid(
+                        field,
+                        format!("{field}: expected YYYY-MM-DD"),
+                    ));
                 }
                 credfed_protocol::time::Date::parse(t)
                     .map_err(|e| ApiError::unprocessable(field, format!("{field}: {e}")))
@@ -811,7 +818,14 @@ fn list_filter(
         ),
     };
     let states: &[&str] = match kind {
-        ListingKind::Entry => &["pending", "active", "suspended", "expired", "repaired", "revoked"],
+        ListingKind::Entry => &[
+            "pending",
+            "active",
+            "suspended",
+            "expired",
+            "repaired",
+            "revoked",
+        ],
         ListingKind::Evaluation => &["pending", "valid", "suspended", "expired", "revoked"],
         ListingKind::Action => &["open", "answered"],
     };
@@ -827,11 +841,20 @@ fn list_filter(
             ),
         ));
     }
-    if q.scheme.as_ref().is_some_and(|x| x.is_empty() || x.len() > 64) {
-        return Err(ApiError::invalid("scheme", "scheme: expected 1 to 64 characters"));
+    if q.scheme
+        .as_ref()
+        .is_some_and(|x| x.is_empty() || x.len() > 64)
+    {
+        return Err(ApiError::invalid(
+            "scheme",
+            "scheme: expected 1 to 64 characters",
+        ));
     }
     if q.scheme.is_some() && kind != ListingKind::Evaluation {
-        return Err(ApiError::invalid("scheme", "only evaluations have a scheme"));
+        return Err(ApiError::invalid(
+            "scheme",
+            "only evaluations have a scheme",
+        ));
     }
     if q.target.is_some() && kind != ListingKind::Action {
         return Err(ApiError::invalid("target", "only actions have targets"));
@@ -885,7 +908,10 @@ fn list_filter(
     if let (Some(f), Some(t)) = (filter.from, filter.to)
         && f > t
     {
-        return Err(ApiError::unprocessable("from", format!("from {f} is after to {t}")));
+        return Err(ApiError::unprocessable(
+            "from",
+            format!("from {f} is after to {t}"),
+        ));
     }
     Ok(filter)
 }
@@ -948,7 +974,11 @@ async fn list_evaluations(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Response {
     ApiError::respond(
-        listing(&state, credfed_protocol::listing::ListingKind::Evaluation, &q),
+        listing(
+            &state,
+            credfed_protocol::listing::ListingKind::Evaluation,
+            &q,
+        ),
         None,
     )
 }

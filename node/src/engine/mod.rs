@@ -1302,7 +1302,9 @@ impl Core {
         for (task, _) in marks {
             match task {
                 TaskRef::Action(id) => {
-                    let Some(a) = self.store.action(&id)? else { continue };
+                    let Some(a) = self.store.action(&id)? else {
+                        continue;
+                    };
                     let Some(e) = self.store.entry(&a.action.entry)? else {
                         continue;
                     };
@@ -1344,15 +1346,18 @@ impl Core {
         cursor: Option<&[u8]>,
         scan_budget: usize,
     ) -> Result<(Vec<serde_json::Value>, Option<Vec<u8>>), StoreError> {
-        use credfed_protocol::listing::{ListingKind, action_line, entry_line, evaluation_line};
         use crate::store::{listing_key_id_prefix, listing_range_by_date, listing_range_by_gram};
+        use credfed_protocol::listing::{ListingKind, action_line, entry_line, evaluation_line};
         let now = self.now();
         let mut lines: Vec<serde_json::Value> = Vec::new();
         let mut budget = scan_budget;
         // What a key names, as listing lines (an entry's actions, for actions by name).
         // A key ends with the first bytes of the record's id: the fold is found by that
         // prefix (two records sharing it are both checked against the filter).
-        let lines_of = |key: &[u8], via_entry: bool, lines: &mut Vec<serde_json::Value>| -> Result<(), StoreError> {
+        let lines_of = |key: &[u8],
+                        via_entry: bool,
+                        lines: &mut Vec<serde_json::Value>|
+         -> Result<(), StoreError> {
             let Some(prefix) = listing_key_id_prefix(key) else {
                 return Ok(());
             };
@@ -1371,7 +1376,9 @@ impl Core {
                         }
                     }
                     (ListingKind::Evaluation, _) => {
-                        if let Some(v) = self.store.evaluation(&credfed_protocol::record::EvaluationId(id))?
+                        if let Some(v) = self
+                            .store
+                            .evaluation(&credfed_protocol::record::EvaluationId(id))?
                             && let Some(l) = evaluation_line(&v, filter, now)
                         {
                             lines.push(serde_json::to_value(&l).unwrap_or_default());
@@ -1408,7 +1415,11 @@ impl Core {
                 return Ok((lines, None));
             };
             // Actions are found through the entries they rest on.
-            let index_kind = if kind == ListingKind::Action { ListingKind::Entry } else { kind };
+            let index_kind = if kind == ListingKind::Action {
+                ListingKind::Entry
+            } else {
+                kind
+            };
             let (lo, hi) = listing_range_by_gram(index_kind, gram);
             ranges.push((lo, hi, false, kind == ListingKind::Action));
         } else {

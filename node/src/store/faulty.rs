@@ -307,8 +307,16 @@ impl Backend for FaultyStore {
         region: RegionCode,
         today: credfed_protocol::time::Date,
         limit: usize,
-    ) -> Result<(Vec<(credfed_protocol::inbox::TaskRef, credfed_protocol::time::Date)>, bool), StoreError>
-    {
+    ) -> Result<
+        (
+            Vec<(
+                credfed_protocol::inbox::TaskRef,
+                credfed_protocol::time::Date,
+            )>,
+            bool,
+        ),
+        StoreError,
+    > {
         self.inner.marks_due(region, today, limit)
     }
 }

@@ -57,10 +57,12 @@ use credfed_protocol::codec;
 use credfed_protocol::crypto::Hash256;
 use credfed_protocol::envelope::{Envelope, GENESIS_PREV_HASH, decode_envelope, envelope_hash};
 use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::inbox::TaskRef;
 use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
 use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
+use credfed_protocol::listing::{ListingKind, name_grams, subject_name};
 use credfed_protocol::merkle::{Frontier, leaf_hash, node_hash};
 use credfed_protocol::record::{
     ActionId, Body, EntryId, EvaluationId, ListEntry, ObjectionId, ObjectionTarget, RepairBasis,
@@ -68,8 +70,6 @@ use credfed_protocol::record::{
 };
 use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
 use credfed_protocol::state::{ObjectionStatus, Origin};
-use credfed_protocol::inbox::TaskRef;
-use credfed_protocol::listing::{ListingKind, name_grams, subject_name};
 use credfed_protocol::time::Date;
 use credfed_protocol::witness::WitnessView;
 use serde::{Serialize, de::DeserializeOwned};
@@ -170,8 +170,12 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     /// Up to `limit` ids of records of `kind` (`b'E'` entries, `b'A'` actions, `b'V'`
     /// evaluations, `b'O'` objections) whose lower-case hex starts with `hex`: what
     /// resolves an id given by a unique prefix. Reads only the keys under the prefix.
-    fn ids_with_prefix(&self, kind: u8, hex: &str, limit: usize)
-    -> Result<Vec<Hash256>, StoreError>;
+    fn ids_with_prefix(
+        &self,
+        kind: u8,
+        hex: &str,
+        limit: usize,
+    ) -> Result<Vec<Hash256>, StoreError>;
     /// Keys of a listing index between `lo` and `hi` (both included; see
     /// [`listing_range_by_date`], [`listing_range_by_gram`]), newest first when
     /// `descending`, continuing after the key `after` (a cursor): at most `limit`, and
@@ -1651,8 +1655,8 @@ impl Store {
             Ok(())
         })?;
         let objection_marks = |issuer: RegionCode,
-                                   objections: &BTreeMap<ObjectionId, ObjectionStatus>,
-                                   batch: &mut Batch| {
+                               objections: &BTreeMap<ObjectionId, ObjectionStatus>,
+                               batch: &mut Batch| {
             for (id, status) in objections {
                 let m = objection_mark(*id, status, issuer);
                 if let Some(from) = m.from {
@@ -2585,7 +2589,10 @@ mod tests {
                 (&b"Zdx5"[..], &b"Zdx5"[..], Some(&b"Zdx5"[..]), true),
             ] {
                 let (keys, more) = store.listing_keys(lo, hi, after, descending, 10).unwrap();
-                assert!(keys.is_empty() && !more, "{engine:?} {lo:?} {hi:?} {after:?}");
+                assert!(
+                    keys.is_empty() && !more,
+                    "{engine:?} {lo:?} {hi:?} {after:?}"
+                );
             }
             let (keys, _) = store
                 .listing_keys(b"Zdx1", b"Zdx9", None, true, 10)
@@ -2600,7 +2607,9 @@ mod tests {
     fn a_store_held_open_is_refused_with_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let held = Store::open(dir.path()).unwrap();
-        let err = Store::open(dir.path()).err().expect("a second open must fail");
+        let err = Store::open(dir.path())
+            .err()
+            .expect("a second open must fail");
         assert!(matches!(err, StoreError::InUse(_)), "{err}");
         assert!(err.to_string().contains("already running"), "{err}");
         drop(held);

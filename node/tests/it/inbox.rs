@@ -93,7 +93,11 @@ async fn a_joint_action_moves_through_the_target_regions_inboxes() {
         respond_by: today.add_days(14),
     };
     let r = c
-        .submit(0, "310000:init", &Body::JointActionInitiated(action.clone()))
+        .submit(
+            0,
+            "310000:init",
+            &Body::JointActionInitiated(action.clone()),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let aid = action_id(
@@ -244,7 +248,11 @@ async fn a_joint_action_moves_through_the_target_regions_inboxes() {
     // Bad queries name the parameter and the rule.
     let r = gd_impl.get("/v1/inbox?kind=chase").await.unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("kind") && r.body.contains("acknowledge"), "{}", r.body);
+    assert!(
+        r.body.contains("kind") && r.body.contains("acknowledge"),
+        "{}",
+        r.body
+    );
     let r = gd_impl.get("/v1/inbox?limit=0").await.unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("limit"), "{}", r.body);
@@ -288,10 +296,46 @@ async fn listings_find_records_by_region_name_state_and_dates() {
         e
     };
     let published = [
-        (0, "310000:pub", company("上海某某食品有限公司", "沪市监处〔2026〕1号", "2026-03-01", BlackCategory::FoodAndDrug)),
-        (0, "310000:pub", company("上海某某食品有限公司", "沪市监处〔2026〕2号", "2026-06-01", BlackCategory::FoodAndDrug)),
-        (0, "310000:pub", company("某某建筑劳务有限公司", "沪人社罚〔2026〕3号", "2026-04-01", BlackCategory::MaliciousWageArrears)),
-        (1, "440000:pub", company("广州 ABC 食品厂", "粤市监处〔2026〕4号", "2026-05-01", BlackCategory::FoodAndDrug)),
+        (
+            0,
+            "310000:pub",
+            company(
+                "上海某某食品有限公司",
+                "沪市监处〔2026〕1号",
+                "2026-03-01",
+                BlackCategory::FoodAndDrug,
+            ),
+        ),
+        (
+            0,
+            "310000:pub",
+            company(
+                "上海某某食品有限公司",
+                "沪市监处〔2026〕2号",
+                "2026-06-01",
+                BlackCategory::FoodAndDrug,
+            ),
+        ),
+        (
+            0,
+            "310000:pub",
+            company(
+                "某某建筑劳务有限公司",
+                "沪人社罚〔2026〕3号",
+                "2026-04-01",
+                BlackCategory::MaliciousWageArrears,
+            ),
+        ),
+        (
+            1,
+            "440000:pub",
+            company(
+                "广州 ABC 食品厂",
+                "粤市监处〔2026〕4号",
+                "2026-05-01",
+                BlackCategory::FoodAndDrug,
+            ),
+        ),
     ];
     let mut entry_ids = Vec::new();
     for (i, author, e) in &published {
@@ -301,7 +345,11 @@ async fn listings_find_records_by_region_name_state_and_dates() {
         assert_eq!(r.status, 201, "{}", r.body);
         let region = if *i == 0 { SH } else { GD };
         entry_ids.push(
-            entry_id(credfed_protocol::ids::RegionCode::new(region, "r").unwrap(), e).to_string(),
+            entry_id(
+                credfed_protocol::ids::RegionCode::new(region, "r").unwrap(),
+                e,
+            )
+            .to_string(),
         );
     }
     let gd = department_client(&c.nodes[1], "440000:impl");
@@ -310,24 +358,50 @@ async fn listings_find_records_by_region_name_state_and_dates() {
         list(&gd, "/v1/entries").await["count"] == json!(4)
     })
     .await;
-    assert!(ok, "entries never replicated: {}", list(&gd, "/v1/entries").await);
+    assert!(
+        ok,
+        "entries never replicated: {}",
+        list(&gd, "/v1/entries").await
+    );
     // One region, newest decision first.
     let v = list(&gd, "/v1/entries?region=310000").await;
-    assert_eq!(ids(&v), [entry_ids[1].as_str(), entry_ids[2].as_str(), entry_ids[0].as_str()]);
+    assert_eq!(
+        ids(&v),
+        [
+            entry_ids[1].as_str(),
+            entry_ids[2].as_str(),
+            entry_ids[0].as_str()
+        ]
+    );
     assert_eq!(v["items"][0]["name"], json!("上海某某食品有限公司"));
     assert_eq!(v["next_cursor"], Value::Null);
     // A name, in Chinese, across regions; Latin letters however typed.
     let by_name = |q: &str| format!("/v1/entries?name={}", percent(q));
     assert_eq!(list(&gd, &by_name("食品")).await["count"], json!(3));
-    assert_eq!(ids(&list(&gd, &by_name("ａｂｃ食品")).await), [entry_ids[3].as_str()]);
+    assert_eq!(
+        ids(&list(&gd, &by_name("ａｂｃ食品")).await),
+        [entry_ids[3].as_str()]
+    );
     assert_eq!(list(&gd, &by_name("建筑劳务")).await["count"], json!(1));
     assert_eq!(list(&gd, &by_name("食品厂家")).await["count"], json!(0));
     // Category, state and dates.
-    let v = list(&gd, "/v1/entries?category=malicious_wage_arrears&state=active").await;
+    let v = list(
+        &gd,
+        "/v1/entries?category=malicious_wage_arrears&state=active",
+    )
+    .await;
     assert_eq!(ids(&v), [entry_ids[2].as_str()]);
-    let v = list(&gd, "/v1/entries?region=310000&from=2026-03-15&to=2026-05-31").await;
+    let v = list(
+        &gd,
+        "/v1/entries?region=310000&from=2026-03-15&to=2026-05-31",
+    )
+    .await;
     assert_eq!(ids(&v), [entry_ids[2].as_str()]);
-    let v = list(&gd, &format!("/v1/entries?department=440000:pub&name={}", percent("食品"))).await;
+    let v = list(
+        &gd,
+        &format!("/v1/entries?department=440000:pub&name={}", percent("食品")),
+    )
+    .await;
     assert_eq!(ids(&v), [entry_ids[3].as_str()]);
     // Pages of one, joined by cursors: every entry once, in the same order.
     let mut seen = Vec::new();
@@ -354,7 +428,9 @@ async fn listings_find_records_by_region_name_state_and_dates() {
         entry: credfed_protocol::record::EntryId(
             credfed_protocol::crypto::Hash256::from_hex(&entry_ids[1]).unwrap(),
         ),
-        targets: Targets::Regions(vec![credfed_protocol::ids::RegionCode::new(GD, "r").unwrap()]),
+        targets: Targets::Regions(vec![
+            credfed_protocol::ids::RegionCode::new(GD, "r").unwrap(),
+        ]),
         measures: vec![MeasureCode("P-PROCUREMENT".into())],
         respond_by: d("2030-01-01"),
     };
@@ -369,18 +445,29 @@ async fn listings_find_records_by_region_name_state_and_dates() {
     assert!(ok, "{}", list(&gd, "/v1/actions").await);
     let v = list(&gd, &format!("/v1/actions?name={}", percent("食品"))).await;
     assert_eq!(v["count"], json!(1), "{v}");
-    assert_eq!(list(&gd, "/v1/actions?target=310000").await["count"], json!(0));
+    assert_eq!(
+        list(&gd, "/v1/actions?target=310000").await["count"],
+        json!(0)
+    );
     // Bad filters name the parameter and the rule.
     for (path, field, status) in [
         (by_name("食"), "name", 400),
         (by_name("食 "), "name", 422),
         ("/v1/entries?state=dormant".to_string(), "state", 400),
         ("/v1/entries?category=speeding".to_string(), "category", 400),
-        ("/v1/entries?from=2026-05-01&to=2026-01-01".to_string(), "from", 422),
+        (
+            "/v1/entries?from=2026-05-01&to=2026-01-01".to_string(),
+            "from",
+            422,
+        ),
         ("/v1/entries?from=2026-02-30".to_string(), "from", 422),
         ("/v1/entries?cursor=zz".to_string(), "cursor", 400),
         ("/v1/entries?limit=500".to_string(), "limit", 400),
-        ("/v1/evaluations?category=food_and_drug".to_string(), "category", 400),
+        (
+            "/v1/evaluations?category=food_and_drug".to_string(),
+            "category",
+            400,
+        ),
     ] {
         let r = gd.get(&path).await.unwrap();
         assert_eq!(r.status, status, "{path}: {}", r.body);

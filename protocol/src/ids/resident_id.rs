@@ -252,7 +252,10 @@ mod tests {
             );
             assert!(err.to_string().contains(code), "{err}");
         }
-        let listed = ADDRESS_CODES.lines().filter(|l| !l.starts_with('#')).count();
+        let listed = ADDRESS_CODES
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count();
         assert!(listed > 6_000, "{listed}");
     }
 

@@ -1,9 +1,7 @@
 //! The inbox (articles 二十, 二十一, 二十二, 二十三): which region must do what on an action
 //! or an objection, from when and by when, following the records as they come.
 
-use credfed_protocol::inbox::{
-    Task, TaskKind, TaskRef, action_tasks, objection_task, sort_tasks,
-};
+use credfed_protocol::inbox::{Task, TaskKind, TaskRef, action_tasks, objection_task, sort_tasks};
 use credfed_protocol::record::*;
 
 use crate::fixture::*;
@@ -130,7 +128,11 @@ fn art23_inbox_follows_an_action_from_initiation_to_lifting() {
     assert!(inbox(&w, GD).is_empty(), "{:?}", inbox(&w, GD));
     // Executed measures of an entry in force are no task, and their mark waits for
     // the entry's expiry rather than being read by every inbox.
-    assert!(w.ledger.marks_due(region(GD), date("2029-10-31")).is_empty());
+    assert!(
+        w.ledger
+            .marks_due(region(GD), date("2029-10-31"))
+            .is_empty()
+    );
     assert_eq!(w.ledger.marks_due(region(GD), date("2029-11-01")).len(), 1);
     // Shanghai repairs the entry (article 二十一): Guangdong must lift both measures.
     w.now = noon("2026-11-20");
@@ -165,7 +167,11 @@ fn art23_inbox_follows_an_action_from_initiation_to_lifting() {
         );
     }
     assert!(inbox(&w, GD).is_empty());
-    assert!(w.ledger.marks_due(region(GD), date("2099-01-01")).is_empty());
+    assert!(
+        w.ledger
+            .marks_due(region(GD), date("2099-01-01"))
+            .is_empty()
+    );
     // A region that never answered has nothing to do once a record ended the entry.
     assert!(
         inbox(&w, 110000)

@@ -2,8 +2,8 @@
 
 mod check;
 mod failing_view;
-mod inbox;
 mod fixture;
+mod inbox;
 mod props;
 mod proven;
 mod rules;

@@ -1122,7 +1122,10 @@ fn art6_16_evaluations_only_while_valid_and_for_the_subjects_a_scheme_covers() {
     );
     assert_eq!(r.reason, RejectReason::NotApplicable, "{r}");
     assert_eq!(r.field, "evaluation.subject", "{r}");
-    assert!(r.message.contains("第二条") && r.message.contains("natural_person"), "{r}");
+    assert!(
+        r.message.contains("第二条") && r.message.contains("natural_person"),
+        "{r}"
+    );
 }
 
 /// Articles 六, 十六: evaluation results are returned while valid, from any region, and
@@ -1283,8 +1286,15 @@ fn art14_incentives_are_withheld_from_the_responsible_persons_of_a_listed_organi
     w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
     let id = published_id(&w, SH, &e);
     let rep = legal_rep(&w).person;
-    for (person, doc) in [(&rep, "粤文明〔2026〕1号"), (&director, "粤文明〔2026〕2号")] {
-        let mut red = red_entry(Subject::Person(person.clone()), doc, &["I-PUBLIC-SERVICES-PRIORITY"]);
+    for (person, doc) in [
+        (&rep, "粤文明〔2026〕1号"),
+        (&director, "粤文明〔2026〕2号"),
+    ] {
+        let mut red = red_entry(
+            Subject::Person(person.clone()),
+            doc,
+            &["I-PUBLIC-SERVICES-PRIORITY"],
+        );
         red.category = Category::Red(RedSource::MoralModel);
         w.accept("440000:pub", Body::ListEntryPublished(red));
     }
@@ -1303,11 +1313,19 @@ fn art14_incentives_are_withheld_from_the_responsible_persons_of_a_listed_organi
     assert_eq!(a.withheld.len(), 1, "{:?}", a.withheld);
     assert_eq!(a.withheld[0].measure.code, mc("I-PUBLIC-SERVICES-PRIORITY"));
     let reason = &a.withheld[0].reason;
-    assert!(reason.contains("十四") && reason.contains("法定代表人"), "{reason}");
+    assert!(
+        reason.contains("十四") && reason.contains("法定代表人"),
+        "{reason}"
+    );
     assert!(verify_answer(&a, &w.manifest, &w.catalogue).ok());
     // A director is not named by article 十四: the incentive stands.
     let a = ask(&w, &director);
-    assert_eq!(a.recommended[0].code, mc("I-PUBLIC-SERVICES-PRIORITY"), "{:?}", a.withheld);
+    assert_eq!(
+        a.recommended[0].code,
+        mc("I-PUBLIC-SERVICES-PRIORITY"),
+        "{:?}",
+        a.withheld
+    );
     // Repaired: the legal representative's incentive applies again.
     w.accept(
         "310000:pub",

@@ -160,7 +160,6 @@ impl NodeMetrics {
     }
 }
 
-
 impl Drill {
     /// A drill on a running federation with departments registered.
     pub fn new(fed: Federation) -> Drill {

@@ -301,7 +301,10 @@ fn a_scenario_may_not_list_the_subject_proven_unlisted() {
         scenario::UNLISTED_USCC
     );
     let err = scenario::parse(&text).unwrap_err().to_string();
-    assert!(err.contains("step[0].uscc") && err.contains("reserved"), "{err}");
+    assert!(
+        err.contains("step[0].uscc") && err.contains("reserved"),
+        "{err}"
+    );
     let text = format!(
         "name = 'x'\n[[step]]\ndo = 'evaluation'\nregion = '440000'\nuscc = '{}'\nscheme = 'tax-credit'\nclass = 'A'\n",
         scenario::UNLISTED_USCC

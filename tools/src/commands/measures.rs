@@ -119,7 +119,11 @@ pub fn measures(mode: Output, cmd: MeasuresCmd) -> Res {
                             } else {
                                 "recommended".into()
                             },
-                            m.domains.iter().map(snake_name).collect::<Vec<_>>().join(","),
+                            m.domains
+                                .iter()
+                                .map(snake_name)
+                                .collect::<Vec<_>>()
+                                .join(","),
                             on.join(","),
                             m.guidance_article.clone(),
                             m.title_zh.clone(),
@@ -132,7 +136,9 @@ pub fn measures(mode: Output, cmd: MeasuresCmd) -> Res {
                     c.measures.len(),
                     c.version,
                     table(
-                        &["code", "kind", "force", "domains", "falls on", "article", "title"],
+                        &[
+                            "code", "kind", "force", "domains", "falls on", "article", "title"
+                        ],
                         &rows
                     )
                 )

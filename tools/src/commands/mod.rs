@@ -228,7 +228,11 @@ fn resolve_id(
     let v = get_json(node, &format!("/v1/ids/{text}?kind={kind}"))?;
     let ids: Vec<String> = v["matches"]
         .as_array()
-        .map(|m| m.iter().filter_map(|x| x["id"].as_str().map(str::to_owned)).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     match ids.as_slice() {
         [one] => credfed_protocol::crypto::Hash256::from_hex(one)
@@ -560,8 +564,7 @@ pub fn public_key_arg(text: &str) -> Result<PublicKey, Failure> {
 /// A manifest file as either a signed manifest or a draft (its contents only: whoever
 /// signed it is not checked here).
 pub fn read_any_manifest(p: &Path) -> Result<Manifest, Failure> {
-    let text =
-        std::fs::read_to_string(p).map_err(|e| invalid(format!("{}: {e}", p.display())))?;
+    let text = std::fs::read_to_string(p).map_err(|e| invalid(format!("{}: {e}", p.display())))?;
     match serde_json::from_str::<SignedManifest>(&text) {
         Ok(sm) => credfed_protocol::codec::decode(
             &sm.manifest,

@@ -973,8 +973,16 @@ pub fn inbox(
                     format!(
                         "{}{}{}",
                         s(&t["due"]),
-                        if t["due_estimated"] == json!(true) { "~" } else { "" },
-                        if t["overdue"] == json!(true) { " OVERDUE" } else { "" }
+                        if t["due_estimated"] == json!(true) {
+                            "~"
+                        } else {
+                            ""
+                        },
+                        if t["overdue"] == json!(true) {
+                            " OVERDUE"
+                        } else {
+                            ""
+                        }
                     ),
                     s(&t["kind"]),
                     format!("{what} {id}"),
@@ -1140,10 +1148,7 @@ pub fn list(
         let headers: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
         let mut out = table(&headers, &rows);
         match v["next_cursor"].as_str() {
-            Some(c) => out.push_str(&format!(
-                "\n{} shown; more: add --cursor {c}",
-                items.len()
-            )),
+            Some(c) => out.push_str(&format!("\n{} shown; more: add --cursor {c}", items.len())),
             None => out.push_str(&format!("\n{} shown; no more", items.len())),
         }
         out

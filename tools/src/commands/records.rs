@@ -1,8 +1,8 @@
 //! Commands that sign and submit records: departments, entries, evaluations, joint
 //! actions, objections.
 
-use super::*;
 use super::query;
+use super::*;
 
 pub fn dept(mode: Output, command: DeptCmd) -> Res {
     match command {
@@ -199,7 +199,9 @@ pub fn entry(mode: Output, command: EntryCmd) -> Res {
                 ("decided", &|v| s(&v["decided_on"])),
                 ("state", &|v| s(&v["state"])),
                 ("category", &|v| s(&v["category"])),
-                ("subject", &|v| format!("{} {}", s(&v["name"]), s(&v["code"]))),
+                ("subject", &|v| {
+                    format!("{} {}", s(&v["name"]), s(&v["code"]))
+                }),
                 ("document", &|v| s(&v["document_no"])),
             ],
         ),
@@ -282,7 +284,12 @@ pub fn evaluation(mode: Output, command: EvaluationCmd) -> Res {
             &sign,
             &node,
             &Body::EvaluationRevoked {
-                evaluation: EvaluationId(resolve_id(&evaluation, "--evaluation", "evaluation", &node)?),
+                evaluation: EvaluationId(resolve_id(
+                    &evaluation,
+                    "--evaluation",
+                    "evaluation",
+                    &node,
+                )?),
                 reason,
             },
         ),
@@ -303,7 +310,9 @@ pub fn evaluation(mode: Output, command: EvaluationCmd) -> Res {
                 ("state", &|v| s(&v["state"])),
                 ("scheme", &|v| s(&v["scheme"])),
                 ("grade", &|v| s(&v["grade"])),
-                ("subject", &|v| format!("{} {}", s(&v["name"]), s(&v["code"]))),
+                ("subject", &|v| {
+                    format!("{} {}", s(&v["name"]), s(&v["code"]))
+                }),
             ],
         ),
     }
@@ -427,7 +436,9 @@ pub fn action(mode: Output, command: ActionCmd) -> Res {
                 ("region", &|v| s(&v["region"])),
                 ("initiated", &|v| s(&v["initiated_on"])),
                 ("respond by", &|v| s(&v["respond_by"])),
-                ("state", &|v| format!("{} ({} answered)", s(&v["state"]), s(&v["answered"]))),
+                ("state", &|v| {
+                    format!("{} ({} answered)", s(&v["state"]), s(&v["answered"]))
+                }),
                 ("subject", &|v| s(&v["name"])),
                 ("reference", &|v| s(&v["reference"])),
             ],
@@ -549,10 +560,15 @@ pub fn objection(mode: Output, command: ObjectionCmd) -> Res {
             node,
         } => {
             let target = match (entry, evaluation) {
-                (Some(e), None) => ObjectionTarget::Entry(EntryId(resolve_id(&e, "--entry", "entry", &node)?)),
-                (None, Some(e)) => {
-                    ObjectionTarget::Evaluation(EvaluationId(resolve_id(&e, "--evaluation", "evaluation", &node)?))
+                (Some(e), None) => {
+                    ObjectionTarget::Entry(EntryId(resolve_id(&e, "--entry", "entry", &node)?))
                 }
+                (None, Some(e)) => ObjectionTarget::Evaluation(EvaluationId(resolve_id(
+                    &e,
+                    "--evaluation",
+                    "evaluation",
+                    &node,
+                )?)),
                 _ => {
                     return Err(invalid(
                         "--entry: give exactly one of --entry and --evaluation",
@@ -584,7 +600,12 @@ pub fn objection(mode: Output, command: ObjectionCmd) -> Res {
                 &sign,
                 &node,
                 &Body::ObjectionResolved {
-                    objection: ObjectionId(resolve_id(&objection, "--objection", "objection", &node)?),
+                    objection: ObjectionId(resolve_id(
+                        &objection,
+                        "--objection",
+                        "objection",
+                        &node,
+                    )?),
                     outcome,
                     note,
                 },
@@ -603,7 +624,11 @@ pub fn submit_file(mode: Output, file: &Path, sign: &SignArgs, node: &NodeArgs) 
 
 /// The entry as the node holds it, with the fields `changes` gives replaced: what
 /// `entry amend` signs. Persons named anew are resolved through the node.
-fn amended_entry(id: &EntryId, changes: &AmendFields, node: &NodeArgs) -> Result<ListEntry, Failure> {
+fn amended_entry(
+    id: &EntryId,
+    changes: &AmendFields,
+    node: &NodeArgs,
+) -> Result<ListEntry, Failure> {
     let c = changes;
     let nothing = c.name.is_none()
         && c.uscc.is_none()
@@ -688,7 +713,9 @@ fn amended_entry(id: &EntryId, changes: &AmendFields, node: &NodeArgs) -> Result
             .iter()
             .map(|p| {
                 Ok(RelatedPerson {
-                    role: p.role.ok_or_else(|| invalid("--related: ROLE:NUMBER:NAME"))?,
+                    role: p
+                        .role
+                        .ok_or_else(|| invalid("--related: ROLE:NUMBER:NAME"))?,
                     person: persons::resolved(&refs, p)?,
                 })
             })

@@ -346,7 +346,11 @@ async fn joint_action_cycle_between_two_nodes() {
     assert_eq!(v["entry"]["content"]["summary"], "更正：第二批次");
     assert_eq!(v["entry"]["amendments"], 2);
     assert_eq!(v["entry"]["content"]["basis"], corrected["basis"]);
-    let out = env.cli(0, "310000:pub", &["entry", "amend", "--entry", short, "--reason", "x"]);
+    let out = env.cli(
+        0,
+        "310000:pub",
+        &["entry", "amend", "--entry", short, "--reason", "x"],
+    );
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to amend"));
     // Prefixes too short, or matching nothing, are refused with what to do.
@@ -401,7 +405,10 @@ async fn joint_action_cycle_between_two_nodes() {
         "{text}"
     );
     let v = env.json(0, "310000:pub", &["stats"]);
-    assert_eq!(v["entries_by_category"]["black:defying_judgment_or_decision"], 1, "{v}");
+    assert_eq!(
+        v["entries_by_category"]["black:defying_judgment_or_decision"], 1,
+        "{v}"
+    );
     // --dry-run signs without submitting.
     let mut dry = PUBLISH.to_vec();
     dry.push("--dry-run");
