@@ -308,7 +308,7 @@ pub fn objection_task(
 /// Orders an inbox: earliest due first, then the oldest, then by kind and subject, so
 /// that pages are stable.
 pub fn sort_tasks(tasks: &mut [Task]) {
-    tasks.sort_by(|a, b| (a.due, a.since, a.kind, a.about).cmp(&(b.due, b.since, b.kind, b.about)));
+    tasks.sort_by_key(|a| (a.due, a.since, a.kind, a.about));
 }
 
 /// A mark a record moves: from the day it held (`was`, computed from the folds before
