@@ -41,19 +41,14 @@ fn kinds_about(v: &Value, about: &str) -> Vec<String> {
 
 /// Waits until `client`'s inbox holds exactly `kinds` about `about`; returns it.
 async fn wait_for_kinds(client: &ApiClient, about: &str, kinds: &[&str]) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = inbox(client, "").await;
-        if kinds_about(&v, about) == kinds {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "inbox never held {kinds:?} about {about}: {v}"
-        );
-        // The poll interval of a wait with a deadline, not a synchronisation.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ok = wait_until(Duration::from_secs(30), || async {
+        kinds_about(&inbox(client, "").await, about) == kinds
+    })
+    .await;
+    let v = inbox(client, "").await;
+    assert!(ok, "inbox never held {kinds:?} about {about}: {v}");
+    assert_eq!(kinds_about(&v, about), kinds, "{v}");
+    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
