@@ -1075,20 +1075,29 @@ fn effects_reading<V: StateView + ?Sized>(
         },
         bytes: v.bytes.clone(),
     }];
+    // The folds as they were before this record, kept as they are read: the inbox's
+    // marks compare them with the updated folds without reading them again.
+    let before = std::cell::RefCell::new(Before::default());
     let touch_entry = |out: &mut Vec<Update>, id: &EntryId| {
-        if let Some(mut e) = view.entry(id) {
+        if let Some(old) = view.entry(id) {
+            let mut e = old.clone();
+            before.borrow_mut().entries.insert(*id, old);
             e.apply(&origin, &v.body);
             out.push(Update::Entry(Box::new(e)));
         }
     };
     let touch_evaluation = |out: &mut Vec<Update>, id: &EvaluationId| {
-        if let Some(mut e) = view.evaluation(id) {
+        if let Some(old) = view.evaluation(id) {
+            let mut e = old.clone();
+            before.borrow_mut().evaluations.insert(*id, old);
             e.apply(&origin, &v.body);
             out.push(Update::Evaluation(Box::new(e)));
         }
     };
     let touch_action = |out: &mut Vec<Update>, id: &ActionId| {
-        if let Some(mut a) = view.action(id) {
+        if let Some(old) = view.action(id) {
+            let mut a = old.clone();
+            before.borrow_mut().actions.insert(*id, old);
             a.apply(&origin, &v.body);
             out.push(Update::Action(Box::new(a)));
         }
@@ -1196,7 +1205,7 @@ fn effects_reading<V: StateView + ?Sized>(
             }
         }
     }
-    let marks = task_marks(view, &out);
+    let marks = task_marks(view, &before.into_inner(), &out);
     out.extend(marks.into_iter().map(Update::Task));
     out
 }
@@ -1204,7 +1213,25 @@ fn effects_reading<V: StateView + ?Sized>(
 /// The attention marks the fold updates in `out` move ([`crate::inbox`]): an action's
 /// targets when the action changes, or when its entry ends or its expiry moves; the
 /// issuer when an objection is filed or resolved.
-fn task_marks<V: StateView + ?Sized>(view: &Reads<'_, V>, out: &[Update]) -> Vec<MarkMove> {
+/// Folds as they stood before a record, as `effects` read them.
+#[derive(Default)]
+struct Before {
+    entries: BTreeMap<EntryId, EntryFold>,
+    evaluations: BTreeMap<EvaluationId, EvaluationFold>,
+    actions: BTreeMap<ActionId, ActionFold>,
+}
+
+impl Before {
+    fn entry<V: StateView + ?Sized>(&self, view: &Reads<'_, V>, id: &EntryId) -> Option<EntryFold> {
+        self.entries.get(id).cloned().or_else(|| view.entry(id))
+    }
+}
+
+fn task_marks<V: StateView + ?Sized>(
+    view: &Reads<'_, V>,
+    before: &Before,
+    out: &[Update],
+) -> Vec<MarkMove> {
     use crate::inbox::{action_marks, changed_marks, end_of_force, objection_mark};
     let new_entries: BTreeMap<EntryId, &EntryFold> = out
         .iter()
@@ -1217,16 +1244,17 @@ fn task_marks<V: StateView + ?Sized>(view: &Reads<'_, V>, out: &[Update]) -> Vec
     let mut done: BTreeSet<ActionId> = BTreeSet::new();
     for u in out {
         if let Update::Action(a) = u {
-            let old_entry = view.entry(&a.action.entry);
-            let before = match (view.action(&a.id), &old_entry) {
-                (Some(old), Some(e)) => action_marks(&old, e),
+            let old_entry = before.entry(view, &a.action.entry);
+            // An action just initiated has no earlier fold (and was never touched).
+            let was = match (before.actions.get(&a.id), &old_entry) {
+                (Some(old), Some(e)) => action_marks(old, e),
                 _ => Vec::new(),
             };
             let after = match new_entries.get(&a.action.entry) {
                 Some(e) => action_marks(a, e),
                 None => old_entry.map(|e| action_marks(a, &e)).unwrap_or_default(),
             };
-            marks.extend(changed_marks(&before, &after));
+            marks.extend(changed_marks(&was, &after));
             done.insert(a.id);
         }
     }
@@ -1253,7 +1281,8 @@ fn task_marks<V: StateView + ?Sized>(view: &Reads<'_, V>, out: &[Update]) -> Vec
     for u in out {
         match u {
             Update::Entry(e) => {
-                let old = view.entry(&e.id);
+                // Not in `before` only when this record published it.
+                let old = before.entries.get(&e.id).cloned();
                 objection_changes(
                     old.as_ref().map(|o| &o.objections),
                     &e.objections,
@@ -1272,7 +1301,7 @@ fn task_marks<V: StateView + ?Sized>(view: &Reads<'_, V>, out: &[Update]) -> Vec
                 }
             }
             Update::Evaluation(ev) => {
-                let old = view.evaluation(&ev.id);
+                let old = before.evaluations.get(&ev.id).cloned();
                 objection_changes(
                     old.as_ref().map(|o| &o.objections),
                     &ev.objections,
