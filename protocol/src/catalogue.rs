@@ -364,6 +364,50 @@ impl ListingPeriods {
     }
 }
 
+/// A shorter or longer least period before repair for some categories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairOverride {
+    /// Categories it covers.
+    pub categories: Vec<BlackCategory>,
+    /// Least days in force before the subject may apply.
+    pub min_days: u32,
+    /// Where the figure comes from.
+    pub basis: String,
+}
+
+/// Credit repair (信用修复, articles 十八, 二十一): how long a black-list entry must have
+/// been in force before its subject may apply, and how many working days its issuer has
+/// to decide. The longest period is [`ListingPeriods`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairPeriods {
+    /// For categories without an override: least days from the entry's effective date
+    /// to the application.
+    pub default_min_days: u32,
+    /// Where the default comes from.
+    pub default_basis: String,
+    /// Per-category least periods.
+    #[serde(default, rename = "override")]
+    pub overrides: Vec<RepairOverride>,
+    /// Working days from the application to the issuer's decision.
+    pub decision_working_days: u16,
+    /// Where the decision deadline comes from.
+    pub decision_basis: String,
+}
+
+impl RepairPeriods {
+    /// The least period before a subject of `category` may apply, in days, and its source.
+    pub fn min_days(&self, category: BlackCategory) -> (u32, &str) {
+        self.overrides
+            .iter()
+            .find(|o| o.categories.contains(&category))
+            .map_or((self.default_min_days, self.default_basis.as_str()), |o| {
+                (o.min_days, o.basis.as_str())
+            })
+    }
+}
+
 /// The whole policy data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -372,6 +416,10 @@ pub struct Catalogue {
     pub version: u32,
     /// Listing periods of black-list categories.
     pub listing_periods: ListingPeriods,
+    /// Credit-repair periods; a catalogue without them (before version 4) takes no
+    /// repair applications.
+    #[serde(default)]
+    pub repair: Option<RepairPeriods>,
     /// Measures, in file order.
     #[serde(rename = "measure")]
     pub measures: Vec<Measure>,
@@ -723,6 +771,29 @@ impl Catalogue {
                 item: "listing_periods".into(),
                 rule: "a period of 0 days lists nothing".into(),
             });
+        }
+        if let Some(r) = &self.repair {
+            if r.decision_working_days == 0 {
+                return Err(CatalogueError::Item {
+                    item: "repair.decision_working_days".into(),
+                    rule: "the issuer needs at least one working day to decide".into(),
+                });
+            }
+            for (category, min, basis) in BlackCategory::ALL.iter().map(|c| {
+                let (min, basis) = r.min_days(*c);
+                (*c, min, basis)
+            }) {
+                let (max, _) = self.listing_periods.max_days(category);
+                if min >= max {
+                    return Err(CatalogueError::Item {
+                        item: "repair".into(),
+                        rule: format!(
+                            "{}: least period before repair ({min} days, {basis}) must be shorter than the longest listing ({max} days)",
+                            snake(&category)
+                        ),
+                    });
+                }
+            }
         }
         Ok(())
     }

@@ -674,12 +674,13 @@ pub fn fold_evidence(evidence: &[Evidence], manifest: &Manifest) -> Folded {
         authentic.insert(*pos, v);
     }
     // Rebuild the folds from authentic evidence: publications first, then records that
-    // reference them, then resolutions (which reference objections).
+    // reference them, then resolutions and decisions (which reference objections and
+    // repair applications, possibly recorded in a region sorted after the issuer's).
     let phase = |b: &Body| match b {
         Body::ListEntryPublished(_)
         | Body::EvaluationPublished(_)
         | Body::DepartmentRegistered { .. } => 0,
-        Body::ObjectionResolved { .. } => 2,
+        Body::ObjectionResolved { .. } | Body::RepairDecided { .. } => 2,
         _ => 1,
     };
     let mut ordered: Vec<(&RecordPos, &&VerifiedEnvelope)> = authentic.iter().collect();
@@ -751,9 +752,16 @@ pub fn fold_evidence(evidence: &[Evidence], manifest: &Manifest) -> Folded {
                 }
                 None => {}
             },
+            // A repair application may be recorded in any region (like an objection).
+            Body::RepairApplied { entry, .. } => {
+                if let Some(e) = entries.get_mut(entry) {
+                    e.apply(&origin, &v.body);
+                }
+            }
             Body::ListEntryAmended { entry, .. }
             | Body::ListEntryRevoked { entry, .. }
-            | Body::ListEntryRepaired { entry, .. } => {
+            | Body::ListEntryRepaired { entry, .. }
+            | Body::RepairDecided { entry, .. } => {
                 if let Some(e) = entries.get_mut(entry)
                     && e.issuer() == pos.region
                 {

@@ -24,9 +24,12 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::WorkingCalendar;
+use crate::catalogue::RepairPeriods;
 use crate::ids::{PROVINCES, RegionCode, Role};
 use crate::manifest::Policy;
-use crate::record::{ActionId, EntryId, MeasureCode, ObjectionId, ObjectionTarget, Targets};
+use crate::record::{
+    ActionId, EntryId, MeasureCode, ObjectionId, ObjectionTarget, RepairApplicationId, Targets,
+};
 use crate::state::{ActionFold, EntryFold, EntryState, ObjectionStatus};
 use crate::time::{Date, Timestamp};
 
@@ -38,6 +41,8 @@ pub enum TaskRef {
     Action(ActionId),
     /// An objection to a record the region issued.
     Objection(ObjectionId),
+    /// Credit-repair applications for an entry the region issued (one mark per entry).
+    Repair(EntryId),
 }
 
 /// A region's attention mark on an action or objection: from `from` on it has something
@@ -156,6 +161,16 @@ pub fn objection_mark(id: ObjectionId, status: &ObjectionStatus, issuer: RegionC
     }
 }
 
+/// The mark undecided repair applications leave on the entry's issuer (谁认定、谁修复):
+/// from the earliest day one of them was filed.
+pub fn repair_mark(entry: &EntryFold) -> TaskMark {
+    TaskMark {
+        region: entry.issuer(),
+        task: TaskRef::Repair(entry.id),
+        from: entry.open_repairs().map(|(_, r)| r.filed_on).min(),
+    }
+}
+
 /// What is to be done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -168,6 +183,8 @@ pub enum TaskKind {
     Lift,
     /// Verify and resolve an objection (article 二十二).
     ResolveObjection,
+    /// Decide a subject's credit-repair application (articles 十八, 二十一).
+    DecideRepair,
 }
 
 impl TaskKind {
@@ -176,6 +193,7 @@ impl TaskKind {
         match self {
             TaskKind::Acknowledge | TaskKind::ReportExecution | TaskKind::Lift => Role::Implementer,
             TaskKind::ResolveObjection => Role::ObjectionHandler,
+            TaskKind::DecideRepair => Role::Publisher,
         }
     }
 }
@@ -202,6 +220,8 @@ pub struct Task {
     pub overdue: bool,
     /// The measures concerned (to report or lift; for an acknowledgement, those asked).
     pub measures: Vec<MeasureCode>,
+    /// The repair application to decide, for [`TaskKind::DecideRepair`].
+    pub application: Option<RepairApplicationId>,
     /// The entry's state today.
     pub entry_state: Option<EntryState>,
 }
@@ -231,6 +251,7 @@ pub fn action_tasks(
         due_estimated: !covered,
         overdue: today > due,
         measures,
+        application: None,
         entry_state: Some(state),
     };
     let mut out = Vec::new();
@@ -301,14 +322,50 @@ pub fn objection_task(
         due_estimated: !due.calendar_covered,
         overdue: now.date_cst() > due.date,
         measures: Vec::new(),
+        application: None,
         entry_state: None,
     })
+}
+
+/// The tasks undecided repair applications set the entry's issuer today, one per
+/// application, due the catalogue's decision working days after it was filed. Without
+/// repair periods in the catalogue (before version 4) no application can have been
+/// admitted, and none is listed.
+pub fn repair_tasks(
+    entry: &EntryFold,
+    now: Timestamp,
+    calendar: &WorkingCalendar,
+    repair: Option<&RepairPeriods>,
+) -> Vec<Task> {
+    let Some(repair) = repair else {
+        return Vec::new();
+    };
+    let state = entry.state_at(now);
+    entry
+        .open_repairs()
+        .map(|(id, r)| {
+            let due = calendar.add_working_days(r.filed_on, repair.decision_working_days as u32);
+            Task {
+                kind: TaskKind::DecideRepair,
+                role: Role::Publisher,
+                about: TaskRef::Repair(entry.id),
+                entry: Some(entry.id),
+                since: r.filed_on,
+                due: due.date,
+                due_estimated: !due.calendar_covered,
+                overdue: now.date_cst() > due.date,
+                measures: Vec::new(),
+                application: Some(*id),
+                entry_state: Some(state),
+            }
+        })
+        .collect()
 }
 
 /// Orders an inbox: earliest due first, then the oldest, then by kind and subject, so
 /// that pages are stable.
 pub fn sort_tasks(tasks: &mut [Task]) {
-    tasks.sort_by_key(|a| (a.due, a.since, a.kind, a.about));
+    tasks.sort_by_key(|a| (a.due, a.since, a.kind, a.about, a.application));
 }
 
 /// A mark a record moves: from the day it held (`was`, computed from the folds before

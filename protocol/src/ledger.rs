@@ -329,7 +329,10 @@ pub fn required_role(kind: BodyKind) -> Option<Role> {
         | EvaluationPublished | EvaluationRevoked => Some(Role::Publisher),
         JointActionInitiated => Some(Role::Initiator),
         JointActionAcknowledged | MeasureExecuted | MeasureLifted => Some(Role::Implementer),
-        ObjectionFiled | ObjectionResolved => Some(Role::ObjectionHandler),
+        // The desk that takes subjects' objections also takes their repair applications;
+        // the issuer's publishing department decides, as it repairs (谁认定、谁修复).
+        ObjectionFiled | ObjectionResolved | RepairApplied => Some(Role::ObjectionHandler),
+        RepairDecided => Some(Role::Publisher),
         EquivocationEvidence => None,
     }
 }
@@ -793,6 +796,78 @@ fn authorise<V: StateView + ?Sized>(
                 return conflict("objection", format!("{objection} is already resolved"));
             }
         }
+        Body::RepairApplied {
+            entry,
+            case_no,
+            filed_on,
+            ..
+        } => {
+            let Some(held) = view.entry(entry) else {
+                return Ok(Some(format!("entry {entry}")));
+            };
+            // Rules every replica judges the same way: the list cannot change by
+            // amendment, and the recording day is the envelope's. Whether the entry is
+            // still in force, and since when, depends on the issuer's records, which a
+            // replica may hold in another order: those are the recording node's rules
+            // (`local_policy`).
+            if held.content.category.list() != ListKind::Black {
+                return Err(reject(
+                    RejectReason::NotApplicable,
+                    "entry",
+                    "credit repair applies to black-list entries (article 二十一)",
+                ));
+            }
+            if *filed_on > env.timestamp.date_cst() {
+                return Err(reject(
+                    RejectReason::NotApplicable,
+                    "filed_on",
+                    format!(
+                        "{filed_on} is after the day the application is recorded ({})",
+                        env.timestamp.date_cst()
+                    ),
+                ));
+            }
+            if held
+                .repairs
+                .contains_key(&repair_application_id(&env.author, case_no))
+            {
+                return conflict(
+                    "case_no",
+                    format!(
+                        "{case_no} was already used by {} for this entry",
+                        env.author
+                    ),
+                );
+            }
+        }
+        Body::RepairDecided {
+            entry,
+            application,
+            outcome,
+            ..
+        } => {
+            let held = own_entry(entry)?;
+            // The application comes from another region's log: not here yet is a missing
+            // dependency, as for an objection's resolution.
+            let Some(applied) = held.repairs.get(application) else {
+                return Ok(Some(format!(
+                    "repair application {application} for {entry}"
+                )));
+            };
+            if applied.decided.is_some() {
+                return conflict("application", format!("{application} is already decided"));
+            }
+            if *outcome == RepairOutcome::Repaired
+                && (held.revoked.is_some() || held.repaired.is_some())
+            {
+                return conflict(
+                    "outcome",
+                    format!(
+                        "{entry} is already revoked or repaired; refuse or decline the application instead"
+                    ),
+                );
+            }
+        }
         Body::EquivocationEvidence { first, second } => {
             verify_equivocation(rules.manifest, fed, first, second)
                 .map_err(|m| Rejection::from_error(RejectReason::Conflict, "evidence", &m))?;
@@ -831,6 +906,72 @@ fn entry_policy(rules: Rules<'_>, field: &str, e: &ListEntry) -> Result<(), Reje
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// When a subject may apply for credit repair (articles 十八, 二十一): the entry is a
+/// black-list entry still in force, the application is not dated after the day it is
+/// recorded, and the category's least period (policy data, [`crate::catalogue::RepairPeriods`])
+/// has passed since the entry took effect.
+fn repair_application_policy(
+    rules: Rules<'_>,
+    entry: &EntryFold,
+    filed_on: Date,
+    recorded_at: Timestamp,
+) -> Result<(), Rejection> {
+    let not_applicable = |field: &str, m: String| reject(RejectReason::NotApplicable, field, m);
+    let Category::Black(category) = entry.content.category else {
+        return Err(not_applicable(
+            "entry",
+            "credit repair applies to black-list entries (article 二十一)".into(),
+        ));
+    };
+    let Some(repair) = rules.catalogue.repair.as_ref() else {
+        return Err(not_applicable(
+            "entry",
+            format!(
+                "the federation's policy data v{} sets no credit-repair periods; a catalogue with a [repair] section (version 4 or later) must be published first",
+                rules.catalogue.version
+            ),
+        ));
+    };
+    if entry.revoked.is_some() || entry.repaired.is_some() {
+        return Err(reject(
+            RejectReason::Conflict,
+            "entry",
+            format!("{} is already revoked or repaired", entry.id),
+        ));
+    }
+    let recorded_on = recorded_at.date_cst();
+    if recorded_on >= entry.content.expires_on {
+        return Err(reject(
+            RejectReason::Conflict,
+            "entry",
+            format!(
+                "{} expired on {}; its subject left the list without repair (article 十九)",
+                entry.id, entry.content.expires_on
+            ),
+        ));
+    }
+    if filed_on > recorded_on {
+        return Err(not_applicable(
+            "filed_on",
+            format!("{filed_on} is after the day the application is recorded ({recorded_on})"),
+        ));
+    }
+    let (min_days, basis) = repair.min_days(category);
+    let earliest = entry.content.effective_from.add_days(min_days as i32);
+    if filed_on < earliest {
+        return Err(not_applicable(
+            "filed_on",
+            format!(
+                "a {} ({}) entry may be repaired on application from {earliest}, {min_days} days after it took effect on {} ({basis}); applied on {filed_on}",
+                snake_name(&category),
+                category.name_zh(),
+                entry.content.effective_from
+            ),
+        ));
     }
     Ok(())
 }
@@ -922,23 +1063,47 @@ fn snake_name<T: Serialize>(v: &T) -> String {
 ///
 /// Execution feedback for an entry that is suspended (措施在核实期间暂不执行, article
 /// 二十二), revoked, repaired or expired is refused: the measure must not be executed.
+/// A repair application is refused before its category's least period or once the
+/// entry has ended ([`repair_application_policy`]); a decision on an application the
+/// node does not hold is refused rather than left waiting for it.
 pub fn local_policy<V: StateView + ?Sized>(
     rules: Rules<'_>,
     view: &V,
     body: &Body,
     now: Timestamp,
 ) -> Result<Result<(), Rejection>, V::Error> {
-    let _ = rules;
     let reads = Reads::new(view);
-    let verdict = local_policy_reading(&reads, body, now);
+    let verdict = local_policy_reading(rules, &reads, body, now);
     reads.finish(verdict)
 }
 
 fn local_policy_reading<V: StateView + ?Sized>(
+    rules: Rules<'_>,
     view: &Reads<'_, V>,
     body: &Body,
     now: Timestamp,
 ) -> Result<(), Rejection> {
+    if let Body::RepairApplied {
+        entry, filed_on, ..
+    } = body
+        && let Some(held) = view.entry(entry)
+    {
+        repair_application_policy(rules, &held, *filed_on, now)?;
+    }
+    if let Body::RepairDecided {
+        entry, application, ..
+    } = body
+        && let Some(held) = view.entry(entry)
+        && !held.repairs.contains_key(application)
+    {
+        return Err(reject(
+            RejectReason::Conflict,
+            "application",
+            format!(
+                "{application} is not a repair application for {entry} that this node holds; check the id with `credfed repair list --entry {entry}`"
+            ),
+        ));
+    }
     // Articles 六, 十六: results are recognised across regions while they hold; a result
     // whose validity has already ended when it is recorded has nothing to be recognised
     // for (replicas take it as it was recorded: this is the author's rule).
@@ -1149,9 +1314,10 @@ fn effects_reading<V: StateView + ?Sized>(
             }
             touch_entry(&mut out, entry);
         }
-        Body::ListEntryRevoked { entry, .. } | Body::ListEntryRepaired { entry, .. } => {
-            touch_entry(&mut out, entry)
-        }
+        Body::ListEntryRevoked { entry, .. }
+        | Body::ListEntryRepaired { entry, .. }
+        | Body::RepairApplied { entry, .. }
+        | Body::RepairDecided { entry, .. } => touch_entry(&mut out, entry),
         Body::EvaluationPublished(ev) => {
             let id = evaluation_id(&env.author, ev);
             out.push(Update::Subject(
@@ -1210,9 +1376,6 @@ fn effects_reading<V: StateView + ?Sized>(
     out
 }
 
-/// The attention marks the fold updates in `out` move ([`crate::inbox`]): an action's
-/// targets when the action changes, or when its entry ends or its expiry moves; the
-/// issuer when an objection is filed or resolved.
 /// Folds as they stood before a record, as `effects` read them.
 #[derive(Default)]
 struct Before {
@@ -1227,12 +1390,15 @@ impl Before {
     }
 }
 
+/// The attention marks the fold updates in `out` move ([`crate::inbox`]): an action's
+/// targets when the action changes, or when its entry ends or its expiry moves; the
+/// issuer when an objection or a repair application is filed or decided.
 fn task_marks<V: StateView + ?Sized>(
     view: &Reads<'_, V>,
     before: &Before,
     out: &[Update],
 ) -> Vec<MarkMove> {
-    use crate::inbox::{action_marks, changed_marks, end_of_force, objection_mark};
+    use crate::inbox::{action_marks, changed_marks, end_of_force, objection_mark, repair_mark};
     let new_entries: BTreeMap<EntryId, &EntryFold> = out
         .iter()
         .filter_map(|u| match u {
@@ -1289,6 +1455,16 @@ fn task_marks<V: StateView + ?Sized>(
                     e.issuer(),
                     &mut marks,
                 );
+                let repair_was = old.as_ref().and_then(|o| repair_mark(o).from);
+                let repair_now = repair_mark(e);
+                if repair_was != repair_now.from {
+                    marks.push(MarkMove {
+                        region: repair_now.region,
+                        task: repair_now.task,
+                        was: repair_was,
+                        now: repair_now.from,
+                    });
+                }
                 let Some(old) = old else { continue };
                 let ended = |f: &EntryFold| f.revoked.is_some() || f.repaired.is_some();
                 if end_of_force(&old) == end_of_force(e) && ended(&old) == ended(e) {

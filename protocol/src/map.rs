@@ -87,7 +87,10 @@ pub fn keys_named(envelope: &Envelope, body: &Body) -> BTreeSet<Indexed> {
             out.extend(amended.named_keys().into_iter().map(Indexed::Subject));
             out.insert(Indexed::Entry(entry.0));
         }
-        Body::ListEntryRevoked { entry, .. } | Body::ListEntryRepaired { entry, .. } => {
+        Body::ListEntryRevoked { entry, .. }
+        | Body::ListEntryRepaired { entry, .. }
+        | Body::RepairApplied { entry, .. }
+        | Body::RepairDecided { entry, .. } => {
             out.insert(Indexed::Entry(entry.0));
         }
         Body::EvaluationPublished(ev) => {

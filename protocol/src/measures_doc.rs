@@ -180,6 +180,38 @@ pub fn render(catalogue: &Catalogue, source: &str) -> String {
             cell(&o.basis)
         );
     }
+    match &catalogue.repair {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "\n## Credit repair on application (信用修复, articles 十八, 二十一)\n\n\
+                 A subject may apply once its entry has been in force for the least period \
+                 below; the issuing region decides within {} working days ({}).\n\n\
+                 | categories | least period before applying | source |\n|---|---|---|\n\
+                 | every other black-list category | {} days | {} |",
+                r.decision_working_days,
+                cell(&r.decision_basis),
+                r.default_min_days,
+                cell(&r.default_basis)
+            );
+            for o in &r.overrides {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} days | {} |",
+                    list(&o.categories, ""),
+                    o.min_days,
+                    cell(&o.basis)
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "\n## Credit repair on application (信用修复, articles 十八, 二十一)\n\n\
+                 This version sets no repair periods: no application is taken."
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\n## Evaluation schemes (信用评价、分类监管, articles 六, 十六)"

@@ -115,6 +115,11 @@ record_id!(
     /// An objection case, derived from the recording department and its case number.
     ObjectionId
 );
+record_id!(
+    /// A credit-repair application, derived from the recording department and its case
+    /// number.
+    RepairApplicationId
+);
 
 fn derive_id(kind: &str, parts: &[&[u8]]) -> Hash256 {
     // Length-prefixed parts: no two different part lists give the same preimage.
@@ -784,6 +789,18 @@ pub enum ObjectionOutcome {
     Revoked,
 }
 
+/// How the issuing region decided a credit-repair application (article 二十一).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairOutcome {
+    /// Granted: the entry is repaired and every region lifts what it executed.
+    Repaired,
+    /// Examined and refused: the entry stays as it was.
+    Refused,
+    /// Not accepted for examination (不予受理: e.g. incomplete or not the subject's own).
+    NotAccepted,
+}
+
 /// Every record kind (docs/design.md §4). The variant order is part of the wire format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -903,6 +920,32 @@ pub enum Body {
         /// Why.
         reason: String,
     },
+    /// A subject applies for credit repair of a black-list entry; recorded by a
+    /// department of any region and addressed to the entry's issuing region (articles
+    /// 十八, 二十一: 信用修复, 谁认定、谁修复).
+    RepairApplied {
+        /// Which entry.
+        entry: EntryId,
+        /// Case number at the recording department.
+        case_no: String,
+        /// The basis the subject claims.
+        basis: RepairBasis,
+        /// What the subject did (performed, paid, corrected, public service …).
+        grounds: String,
+        /// Day the subject applied.
+        filed_on: Date,
+    },
+    /// The issuing region's decision on a repair application (article 二十一).
+    RepairDecided {
+        /// Which entry (so that a verifier following the entry finds the decision).
+        entry: EntryId,
+        /// Which application.
+        application: RepairApplicationId,
+        /// The decision.
+        outcome: RepairOutcome,
+        /// The reasons given to the subject.
+        reason: String,
+    },
 }
 
 /// What an objection is about.
@@ -944,6 +987,8 @@ pub enum BodyKind {
     ObjectionResolved,
     EquivocationEvidence,
     EvaluationRevoked,
+    RepairApplied,
+    RepairDecided,
 }
 
 impl Body {
@@ -986,6 +1031,8 @@ impl Body {
             Body::ObjectionResolved { .. } => BodyKind::ObjectionResolved,
             Body::EquivocationEvidence { .. } => BodyKind::EquivocationEvidence,
             Body::EvaluationRevoked { .. } => BodyKind::EvaluationRevoked,
+            Body::RepairApplied { .. } => BodyKind::RepairApplied,
+            Body::RepairDecided { .. } => BodyKind::RepairDecided,
         }
     }
 
@@ -1132,6 +1179,13 @@ impl Body {
                 text("grounds", grounds, MAX_TEXT_BYTES, true)
             }
             Body::ObjectionResolved { note, .. } => text("note", note, MAX_TEXT_BYTES, true),
+            Body::RepairApplied {
+                case_no, grounds, ..
+            } => {
+                text("case_no", case_no, MAX_SHORT_TEXT_BYTES, true)?;
+                text("grounds", grounds, MAX_TEXT_BYTES, true)
+            }
+            Body::RepairDecided { reason, .. } => text("reason", reason, MAX_TEXT_BYTES, true),
             Body::EquivocationEvidence { first, second } => {
                 if first == second {
                     return Err(rule("second", "evidence needs two different envelopes"));
@@ -1185,6 +1239,14 @@ pub fn evaluation_id(author: &DepartmentId, ev: &Evaluation) -> EvaluationId {
 pub fn objection_id(author: &DepartmentId, case_no: &str) -> ObjectionId {
     ObjectionId(derive_id(
         "objection",
+        &[author.to_string().as_bytes(), case_no.as_bytes()],
+    ))
+}
+
+/// The id of a repair application recorded by `author` under `case_no`.
+pub fn repair_application_id(author: &DepartmentId, case_no: &str) -> RepairApplicationId {
+    RepairApplicationId(derive_id(
+        "repair",
         &[author.to_string().as_bytes(), case_no.as_bytes()],
     ))
 }

@@ -69,6 +69,21 @@ pub struct ObjectionStatus {
     pub resolved: Option<(ObjectionOutcome, Origin)>,
 }
 
+/// A credit-repair application's record (articles 十八, 二十一).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairApplicationStatus {
+    /// Where it was recorded (any region's department).
+    pub filed: Origin,
+    /// Case number at the recording department.
+    pub case_no: String,
+    /// The basis the subject claims.
+    pub basis: RepairBasis,
+    /// Day the subject applied.
+    pub filed_on: Date,
+    /// The issuer's decision, once made.
+    pub decided: Option<(RepairOutcome, Origin)>,
+}
+
 /// Everything known about a list entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryFold {
@@ -86,6 +101,8 @@ pub struct EntryFold {
     pub repaired: Option<(RepairBasis, Origin)>,
     /// Objections on this entry.
     pub objections: BTreeMap<ObjectionId, ObjectionStatus>,
+    /// Credit-repair applications for this entry.
+    pub repairs: BTreeMap<RepairApplicationId, RepairApplicationStatus>,
     /// Joint actions resting on this entry.
     pub actions: BTreeSet<ActionId>,
     /// Every record that touched the entry (the evidence a check returns).
@@ -105,6 +122,7 @@ impl EntryFold {
             revoked: None,
             repaired: None,
             objections: BTreeMap::new(),
+            repairs: BTreeMap::new(),
             actions: BTreeSet::new(),
             evidence,
         }
@@ -143,11 +161,54 @@ impl EntryFold {
                 self.actions.insert(action_id(&origin.author, &a.reference));
                 true
             }
+            Body::RepairApplied {
+                entry,
+                case_no,
+                basis,
+                filed_on,
+                ..
+            } if *entry == self.id => {
+                let id = repair_application_id(&origin.author, case_no);
+                let decided = self.repairs.get(&id).and_then(|r| r.decided.clone());
+                self.repairs.insert(
+                    id,
+                    RepairApplicationStatus {
+                        filed: origin.clone(),
+                        case_no: case_no.clone(),
+                        basis: *basis,
+                        filed_on: *filed_on,
+                        decided,
+                    },
+                );
+                true
+            }
+            Body::RepairDecided {
+                entry,
+                application,
+                outcome,
+                ..
+            } if *entry == self.id => match self.repairs.get_mut(application) {
+                Some(r) => {
+                    r.decided.get_or_insert((*outcome, origin.clone()));
+                    if *outcome == RepairOutcome::Repaired {
+                        self.repaired.get_or_insert((r.basis, origin.clone()));
+                    }
+                    true
+                }
+                None => false,
+            },
             _ => false,
         };
         if touched {
             self.evidence.insert(origin.pos);
         }
+    }
+
+    /// Repair applications not yet decided.
+    pub fn open_repairs(
+        &self,
+    ) -> impl Iterator<Item = (&RepairApplicationId, &RepairApplicationStatus)> {
+        self.repairs.iter().filter(|(_, r)| r.decided.is_none())
     }
 
     /// Objections not yet resolved.

@@ -99,6 +99,11 @@ pub enum Cmd {
         #[command(subcommand)]
         command: ObjectionCmd,
     },
+    /// Credit repair on the subject's application (信用修复, articles 十八, 二十一).
+    Repair {
+        #[command(subcommand)]
+        command: RepairCmd,
+    },
     /// Sign and submit any record body given as JSON (see docs/protocol.md).
     Submit {
         /// File with the body as JSON, e.g. {"list_entry_revoked": {...}}.
@@ -296,6 +301,8 @@ pub enum TaskKindArg {
     Lift,
     /// Resolve an objection.
     ResolveObjection,
+    /// Decide a credit-repair application.
+    DecideRepair,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -906,6 +913,61 @@ pub enum ObjectionCmd {
         note: String,
         #[command(flatten)]
         sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RepairCmd {
+    /// Record a subject's application (any region's objection desk); the entry's issuing
+    /// region decides. Refused before the category's least period (`credfed measures
+    /// doc`, "Credit repair on application").
+    Apply {
+        /// Entry id (or a unique prefix of at least 8 hex digits).
+        #[arg(long)]
+        entry: String,
+        /// Your case number.
+        #[arg(long)]
+        case_no: String,
+        /// corrected_within_period or public_service.
+        #[arg(long, default_value = "corrected_within_period")]
+        basis: String,
+        /// What the subject did (performed, paid, corrected …).
+        #[arg(long)]
+        grounds: String,
+        /// The day the subject applied (YYYY-MM-DD).
+        #[arg(long)]
+        filed_on: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Decide an application (the entry's issuing region, a publishing department).
+    Decide {
+        /// Entry id (or a unique prefix).
+        #[arg(long)]
+        entry: String,
+        /// Application id, or a unique prefix of it (`credfed repair list --entry`).
+        #[arg(long)]
+        application: String,
+        /// repaired, refused or not_accepted.
+        #[arg(long)]
+        outcome: String,
+        /// The reasons given to the subject.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// An entry's repair applications: where recorded, basis, filed, decision or deadline.
+    List {
+        /// Entry id (or a unique prefix).
+        #[arg(long)]
+        entry: String,
         #[command(flatten)]
         node: NodeArgs,
     },

@@ -695,6 +695,11 @@ async fn entry(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>)
             "state": e.state_at(now),
             "disclosed_late": e.disclosed_late(core.calendar(), &core.manifest().policy),
             "overdue_objections": e.overdue_objections(now, core.calendar(), &core.manifest().policy),
+            // Undecided repair applications with the issuer's deadline (articles 十八, 二十一).
+            "repairs_due": credfed_protocol::inbox::repair_tasks(&e, now, core.calendar(), core.catalogue().repair.as_ref())
+                .iter()
+                .map(|t| json!({"application": t.application, "since": t.since, "due": t.due, "overdue": t.overdue, "due_estimated": t.due_estimated}))
+                .collect::<Vec<_>>(),
         }))
     })();
     ApiError::respond(result, subject)
@@ -1063,7 +1068,7 @@ async fn ids_by_prefix(
 #[serde(deny_unknown_fields)]
 pub struct InboxQuery {
     /// Only tasks of this kind (`acknowledge`, `report_execution`, `lift`,
-    /// `resolve_objection`).
+    /// `resolve_objection`, `decide_repair`).
     pub kind: Option<String>,
     /// Only overdue tasks (`true`) or only those not yet due (`false`).
     pub overdue: Option<bool>,
@@ -1095,7 +1100,7 @@ async fn inbox(
                 ApiError::invalid(
                     "kind",
                     format!(
-                        "'{}' is not a task kind: acknowledge, report_execution, lift or resolve_objection",
+                        "'{}' is not a task kind: acknowledge, report_execution, lift, resolve_objection or decide_repair",
                         k.chars().take(40).collect::<String>()
                     ),
                 )

@@ -1293,7 +1293,9 @@ impl Core {
         region: RegionCode,
         max_marks: usize,
     ) -> Result<(Vec<credfed_protocol::inbox::Task>, bool), StoreError> {
-        use credfed_protocol::inbox::{TaskRef, action_tasks, objection_task, sort_tasks};
+        use credfed_protocol::inbox::{
+            TaskRef, action_tasks, objection_task, repair_tasks, sort_tasks,
+        };
         use credfed_protocol::record::ObjectionTarget;
         let now = self.now();
         let policy = &self.manifest().policy;
@@ -1324,6 +1326,18 @@ impl Core {
                     };
                     if let Some(s) = status {
                         tasks.extend(objection_task(id, &s, now, self.calendar(), policy));
+                    }
+                }
+                TaskRef::Repair(id) => {
+                    if let Some(e) = self.store.entry(&id)?
+                        && e.issuer() == region
+                    {
+                        tasks.extend(repair_tasks(
+                            &e,
+                            now,
+                            self.calendar(),
+                            self.catalogue.repair.as_ref(),
+                        ));
                     }
                 }
             }

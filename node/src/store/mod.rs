@@ -65,18 +65,18 @@ use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use credfed_protocol::listing::{ListingKind, name_grams, subject_name};
 use credfed_protocol::merkle::{Frontier, leaf_hash, node_hash};
 use credfed_protocol::record::{
-    ActionId, Body, EntryId, EvaluationId, ListEntry, ObjectionId, ObjectionTarget, RepairBasis,
-    SubjectKey,
+    ActionId, Body, EntryId, EvaluationId, ListEntry, ObjectionId, ObjectionTarget,
+    RepairApplicationId, RepairBasis, SubjectKey,
 };
 use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
-use credfed_protocol::state::{ObjectionStatus, Origin};
+use credfed_protocol::state::{ObjectionStatus, Origin, RepairApplicationStatus};
 use credfed_protocol::time::Date;
 use credfed_protocol::witness::WitnessView;
 use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 
 /// The lowest level of a region's Merkle tree that is stored. Nodes below it are
 /// hashed again from the envelopes when a proof needs them — at most eight envelopes
@@ -411,6 +411,7 @@ fn task_bytes(task: &TaskRef) -> [u8; 1 + LISTING_ID_BYTES] {
     let (kind, id) = match task {
         TaskRef::Action(a) => (b'a', a.0.0),
         TaskRef::Objection(o) => (b'o', o.0.0),
+        TaskRef::Repair(e) => (b'r', e.0.0),
     };
     let mut out = [0u8; 1 + LISTING_ID_BYTES];
     out[0] = kind;
@@ -581,6 +582,108 @@ struct StoredEntry {
     objections: std::collections::BTreeMap<ObjectionId, ObjectionStatus>,
     actions: std::collections::BTreeSet<ActionId>,
     evidence: std::collections::BTreeSet<RecordPos>,
+    repairs: BTreeMap<RepairApplicationId, RepairApplicationStatus>,
+}
+
+/// Entry folds as formats up to 8 stored them, before credit-repair applications: read
+/// only by the migrations that rewrite them ([`migrate`]).
+mod legacy {
+    use super::*;
+
+    /// A fold as formats 1 to 5 stored it: whole, with its content.
+    #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub(super) struct EntryFoldV5 {
+        pub id: EntryId,
+        pub published: Origin,
+        pub content: ListEntry,
+        pub amendments: u32,
+        pub revoked: Option<Origin>,
+        pub repaired: Option<(RepairBasis, Origin)>,
+        pub objections: BTreeMap<ObjectionId, ObjectionStatus>,
+        pub actions: std::collections::BTreeSet<ActionId>,
+        pub evidence: std::collections::BTreeSet<RecordPos>,
+    }
+
+    impl EntryFoldV5 {
+        pub fn into_fold(self) -> EntryFold {
+            EntryFold {
+                id: self.id,
+                published: self.published,
+                content: self.content,
+                amendments: self.amendments,
+                revoked: self.revoked,
+                repaired: self.repaired,
+                objections: self.objections,
+                repairs: BTreeMap::new(),
+                actions: self.actions,
+                evidence: self.evidence,
+            }
+        }
+
+        #[cfg(test)]
+        pub fn from_fold(f: &EntryFold) -> EntryFoldV5 {
+            EntryFoldV5 {
+                id: f.id,
+                published: f.published.clone(),
+                content: f.content.clone(),
+                amendments: f.amendments,
+                revoked: f.revoked.clone(),
+                repaired: f.repaired.clone(),
+                objections: f.objections.clone(),
+                actions: f.actions.clone(),
+                evidence: f.evidence.clone(),
+            }
+        }
+    }
+
+    /// A slimmed fold as formats 6 to 8 stored it.
+    #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub(super) struct StoredEntryV8 {
+        pub id: EntryId,
+        pub published: Origin,
+        pub content_at: RecordPos,
+        pub content_digest: [u8; 8],
+        pub amendments: u32,
+        pub revoked: Option<Origin>,
+        pub repaired: Option<(RepairBasis, Origin)>,
+        pub objections: BTreeMap<ObjectionId, ObjectionStatus>,
+        pub actions: std::collections::BTreeSet<ActionId>,
+        pub evidence: std::collections::BTreeSet<RecordPos>,
+    }
+
+    impl StoredEntryV8 {
+        #[cfg(test)]
+        pub fn from_current(e: StoredEntry) -> StoredEntryV8 {
+            StoredEntryV8 {
+                id: e.id,
+                published: e.published,
+                content_at: e.content_at,
+                content_digest: e.content_digest,
+                amendments: e.amendments,
+                revoked: e.revoked,
+                repaired: e.repaired,
+                objections: e.objections,
+                actions: e.actions,
+                evidence: e.evidence,
+            }
+        }
+
+        pub fn upgrade(self) -> StoredEntry {
+            StoredEntry {
+                id: self.id,
+                published: self.published,
+                content_at: self.content_at,
+                content_digest: self.content_digest,
+                amendments: self.amendments,
+                revoked: self.revoked,
+                repaired: self.repaired,
+                objections: self.objections,
+                actions: self.actions,
+                evidence: self.evidence,
+                repairs: BTreeMap::new(),
+            }
+        }
+    }
 }
 
 fn content_digest(content: &ListEntry) -> [u8; 8] {
@@ -618,6 +721,7 @@ impl StoredEntry {
             revoked,
             repaired,
             objections,
+            repairs,
             actions,
             evidence,
         } = fold;
@@ -632,6 +736,7 @@ impl StoredEntry {
             objections: objections.clone(),
             actions: actions.clone(),
             evidence: evidence.clone(),
+            repairs: repairs.clone(),
         }
     }
 
@@ -645,6 +750,7 @@ impl StoredEntry {
             revoked: self.revoked,
             repaired: self.repaired,
             objections: self.objections,
+            repairs: self.repairs,
             actions: self.actions,
             evidence: self.evidence,
         }
@@ -672,12 +778,15 @@ fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
 /// Format 5 and earlier stored entry folds with their content: they are rewritten as
 /// [`StoredEntry`]. Format 6 and earlier stored map pages whole: the maps are dropped
 /// (derived data; recomputed with pages in their stored form, [`MapPage::encode_stored`]).
+/// Format 8 and earlier stored entry folds without repair applications: they gain an
+/// empty set ([`upgrade_stored_entries`]).
 fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => return Ok(()),
         found if found > FORMAT_VERSION => return Err(StoreError::NewerFormat { found }),
         // The inbox's index is built when the store opens (`Store::build_task_index`).
-        7 => {
+        7 | 8 => {
+            upgrade_stored_entries(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             return Ok(());
         }
@@ -685,6 +794,7 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
         // stored form when a checkpoint next needs it.
         6 => {
             drop_maps(tree)?;
+            upgrade_stored_entries(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             return Ok(());
         }
@@ -712,7 +822,8 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
 /// interrupted by a crash) are left as they are.
 fn slim_entries(tree: &Kv) -> Result<(), StoreError> {
     in_bounded_batches(tree, b'E', 4_096, |k, v, batch| {
-        let Ok(fold) = dec::<EntryFold>(v, "entry") else {
+        let Ok(fold) = dec::<legacy::EntryFoldV5>(v, "entry").map(legacy::EntryFoldV5::into_fold)
+        else {
             // Already rewritten, or corrupt: say which.
             return dec::<StoredEntry>(v, "entry").map(|_| ());
         };
@@ -740,6 +851,22 @@ fn slim_entries(tree: &Kv) -> Result<(), StoreError> {
         let digest = content_digest(&fold.content);
         batch.insert(k, enc(&StoredEntry::from_fold(&fold, content_at, digest)));
         Ok(())
+    })
+}
+
+/// Gives every stored entry fold of formats 6 to 8 its (empty) set of repair
+/// applications (format 8 → 9), a bounded batch at a time; folds already rewritten (a
+/// migration interrupted by a crash) are left as they are.
+fn upgrade_stored_entries(tree: &Kv) -> Result<(), StoreError> {
+    in_bounded_batches(tree, b'E', 4_096, |k, v, batch| {
+        match dec::<legacy::StoredEntryV8>(v, "entry") {
+            Ok(old) => {
+                batch.insert(k, enc(&old.upgrade()));
+                Ok(())
+            }
+            // Already rewritten, or corrupt: say which.
+            Err(_) => dec::<StoredEntry>(v, "entry").map(|_| ()),
+        }
     })
 }
 
@@ -1588,6 +1715,7 @@ impl Backend for Store {
             let (fold, task): (u8, fn(Hash256) -> TaskRef) = match k.get(9) {
                 Some(b'a') => (b'A', |id| TaskRef::Action(ActionId(id))),
                 Some(b'o') => (b'O', |id| TaskRef::Objection(ObjectionId(id))),
+                Some(b'r') => (b'E', |id| TaskRef::Repair(EntryId(id))),
                 _ => return Err(corrupt()),
             };
             let prefix = k.get(10..).map(hex::encode).ok_or_else(corrupt)?;
@@ -2173,6 +2301,36 @@ mod entry_tests {
         }
     }
 
+    /// A format-8 store (folds without repair applications) is rewritten at open: the
+    /// same folds read back.
+    #[test]
+    fn a_format_8_store_gives_its_entry_folds_repair_applications_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::new();
+        let id;
+        {
+            let store = Store::open(dir.path()).unwrap();
+            w.register_publisher(&store, vec![Role::Publisher]);
+            id = w.publish(&store, entry(""));
+            // As format 8 stored it: no repair applications.
+            let current: StoredEntry = dec(&stored_value(&store, &id), "entry").unwrap();
+            let old = legacy::StoredEntryV8::from_current(current);
+            store.kv.insert(&id_key(b'E', &id.0.0), &enc(&old)).unwrap();
+            store.kv.insert(b"Mformat", &8u32.to_le_bytes()).unwrap();
+            store.sync().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.entry(&id).unwrap(), w.ledger.entry(&id));
+        assert_eq!(
+            store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
+            &FORMAT_VERSION.to_le_bytes()
+        );
+        // Opening again finds nothing left to rewrite.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.entry(&id).unwrap(), w.ledger.entry(&id));
+    }
+
     /// A format-5 store (folds with their content) is rewritten at open: the same folds
     /// read back, stored without content.
     #[test]
@@ -2194,7 +2352,7 @@ mod entry_tests {
                 },
             );
             // As format 5 stored it: the whole fold.
-            let fold = w.ledger.entry(&id).unwrap();
+            let fold = legacy::EntryFoldV5::from_fold(&w.ledger.entry(&id).unwrap());
             store
                 .kv
                 .insert(&id_key(b'E', &id.0.0), &enc(&fold))

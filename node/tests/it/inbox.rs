@@ -482,3 +482,180 @@ fn percent(text: &str) -> String {
         })
         .collect()
 }
+
+/// Credit repair on application across four regions (articles 十八, 二十一, 二十三): Beijing
+/// records the subject's application for Shanghai's entry; it is Shanghai's publishers'
+/// task, not Guangdong's to decide; once Shanghai grants it, Guangdong and Gansu, which
+/// executed a measure, must lift it. An application before the least period is refused
+/// naming the field, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_application_is_decided_by_the_issuer_and_lifted_everywhere() {
+    const BJ: u32 = 110000;
+    let mut c = Cluster::new(&[SH, GD, GS, BJ]);
+    c.start_all().await;
+    for i in 0..4 {
+        c.register_departments(i).await;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let today = Timestamp(now_ms).date_cst();
+    let region = |code| credfed_protocol::ids::RegionCode::new(code, "r").unwrap();
+    let dept = |d: &str| credfed_protocol::ids::DepartmentId::parse(d, "d").unwrap();
+    let listed = |doc: &str, since: i32| {
+        let mut e = wage_arrears_entry(doc);
+        e.basis.decided_on = today.add_days(-since);
+        e.effective_from = today.add_days(-since);
+        e.expires_on = today.add_days(1_000 - since);
+        e
+    };
+    // Listed 370 days ago (past the least period of a year), and ten days ago.
+    let old = listed("沪人社罚〔2025〕3号", 370);
+    let recent = listed("沪人社罚〔2026〕30号", 10);
+    for e in [&old, &recent] {
+        let r = c
+            .submit(0, "310000:pub", &Body::ListEntryPublished(e.clone()))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let old_id = entry_id(region(SH), &old);
+    let recent_id = entry_id(region(SH), &recent);
+    let action = JointAction {
+        reference: "沪联惩〔2026〕40号".into(),
+        kind: ActionKind::Punishment,
+        entry: old_id,
+        targets: Targets::Regions(vec![region(GD), region(GS)]),
+        measures: old.requested_measures.clone(),
+        respond_by: today.add_days(14),
+    };
+    let r = c
+        .submit(
+            0,
+            "310000:init",
+            &Body::JointActionInitiated(action.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let aid = action_id(&dept("310000:init"), &action.reference);
+    let gd_impl = department_client(&c.nodes[1], "440000:impl");
+    let gs_impl = department_client(&c.nodes[2], "620000:impl");
+    for (i, code) in [(1, "440000"), (2, "620000")] {
+        let imp = format!("{code}:impl");
+        let client = if i == 1 { &gd_impl } else { &gs_impl };
+        wait_for_kinds(client, &aid.to_string(), &["acknowledge"]).await;
+        let r = c
+            .submit(
+                i,
+                &imp,
+                &Body::JointActionAcknowledged {
+                    action: aid,
+                    decision: AckDecision::Accepted,
+                    implementing: vec![dept(&imp)],
+                },
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        for m in &action.measures {
+            let r = c
+                .submit(
+                    i,
+                    &imp,
+                    &Body::MeasureExecuted {
+                        action: aid,
+                        measure: m.clone(),
+                        reference: "执〔2026〕1号".into(),
+                        executed_on: today,
+                    },
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+        wait_for_kinds(client, &aid.to_string(), &[]).await;
+    }
+
+    // Beijing's node must hold both entries before it can record applications for them.
+    let bj = &c.nodes[3].client;
+    for id in [old_id, recent_id] {
+        assert!(
+            wait_until(Duration::from_secs(30), || async {
+                bj.get(&format!("/v1/entries/{id}")).await.unwrap().status == 200
+            })
+            .await,
+            "Beijing never held {id}"
+        );
+    }
+    let apply = |entry, case_no: &str| Body::RepairApplied {
+        entry,
+        case_no: case_no.into(),
+        basis: RepairBasis::CorrectedWithinPeriod,
+        grounds: "已足额支付拖欠工资".into(),
+        filed_on: today,
+    };
+    // Too early: refused, naming the field and the least period's source.
+    let r = c
+        .submit(3, "110000:obj", &apply(recent_id, "京信修〔2026〕1号"))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("filed_on") && r.body.contains("58号"),
+        "{}",
+        r.body
+    );
+    let held = bj.get(&format!("/v1/entries/{recent_id}")).await.unwrap();
+    assert_eq!(held.json().unwrap()["entry"]["repairs"], json!({}));
+
+    let r = c
+        .submit(3, "110000:obj", &apply(old_id, "京信修〔2026〕2号"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let application = repair_application_id(&dept("110000:obj"), "京信修〔2026〕2号");
+    // Shanghai's publishers decide it; Beijing's objection desk only recorded it.
+    let sh_pub = department_client(&c.nodes[0], "310000:pub");
+    let v = wait_for_kinds(&sh_pub, &old_id.to_string(), &["decide_repair"]).await;
+    let task = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == json!("decide_repair"))
+        .unwrap();
+    assert_eq!(task["application"], json!(application.to_string()));
+    assert_eq!(task["since"], json!(today.to_string()));
+    let bj_obj = department_client(&c.nodes[3], "110000:obj");
+    assert!(kinds_about(&inbox(&bj_obj, "").await, &old_id.to_string()).is_empty());
+
+    let grant = Body::RepairDecided {
+        entry: old_id,
+        application,
+        outcome: RepairOutcome::Repaired,
+        reason: "已纠正失信行为，准予修复".into(),
+    };
+    // Wait until Guangdong holds the application, so that its refusal is about authority.
+    let gd = &c.nodes[1].client;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            let v = gd.get(&format!("/v1/entries/{old_id}")).await.unwrap();
+            v.json().unwrap()["entry"]["repairs"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+        })
+        .await
+    );
+    let r = c.submit(1, "440000:pub", &grant).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("谁认定、谁修复"), "{}", r.body);
+    let r = c.submit(0, "310000:pub", &grant).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    wait_for_kinds(&sh_pub, &old_id.to_string(), &[]).await;
+    // Every region that executed a measure must now lift it.
+    wait_for_kinds(&gd_impl, &aid.to_string(), &["lift"]).await;
+    wait_for_kinds(&gs_impl, &aid.to_string(), &["lift"]).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            let v = bj.get(&format!("/v1/entries/{old_id}")).await.unwrap();
+            v.json().unwrap()["state"] == json!("repaired")
+        })
+        .await,
+        "Beijing sees the entry repaired"
+    );
+}

@@ -73,6 +73,13 @@ pub const UNITS: &[(&str, &[Role])] = &[
 
 impl World {
     pub fn new(codes: &[u32]) -> World {
+        let mut w = World::starting(codes, noon("2026-10-01"));
+        w.now = noon("2026-11-02");
+        w
+    }
+
+    /// A world whose departments are registered at `at`, with its clock there.
+    pub fn starting(codes: &[u32], at: Timestamp) -> World {
         let authority = key("authority");
         let nodes: BTreeMap<RegionCode, Keypair> = codes
             .iter()
@@ -97,7 +104,7 @@ impl World {
             calendar: WorkingCalendar::embedded().unwrap(),
             depts: BTreeMap::new(),
             ledger: Ledger::new(),
-            now: noon("2026-10-01"),
+            now: at,
             person_key: PersonHashKey::new(&[7; 32])
                 .unwrap()
                 .with_iterations(TEST_HASH_ITERATIONS),
@@ -108,7 +115,6 @@ impl World {
                 w.register(&format!("{c}:{unit}"), roles);
             }
         }
-        w.now = noon("2026-11-02");
         w
     }
 

@@ -1,7 +1,9 @@
 //! The inbox (articles 二十, 二十一, 二十二, 二十三): which region must do what on an action
 //! or an objection, from when and by when, following the records as they come.
 
-use credfed_protocol::inbox::{Task, TaskKind, TaskRef, action_tasks, objection_task, sort_tasks};
+use credfed_protocol::inbox::{
+    Task, TaskKind, TaskRef, action_tasks, objection_task, repair_tasks, sort_tasks,
+};
 use credfed_protocol::record::*;
 
 use crate::fixture::*;
@@ -40,6 +42,15 @@ fn inbox(w: &World, code: u32) -> Vec<Task> {
                     w.now,
                     &w.calendar,
                     &w.manifest.policy,
+                ));
+            }
+            TaskRef::Repair(id) => {
+                let e = w.ledger.entry(&id).unwrap();
+                tasks.extend(repair_tasks(
+                    &e,
+                    w.now,
+                    &w.calendar,
+                    w.catalogue.repair.as_ref(),
                 ));
             }
         }

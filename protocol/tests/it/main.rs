@@ -6,5 +6,6 @@ mod fixture;
 mod inbox;
 mod props;
 mod proven;
+mod repair;
 mod rules;
 mod vectors;

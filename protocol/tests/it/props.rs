@@ -261,6 +261,29 @@ pub fn arb_body() -> impl Strategy<Value = Body> {
             prop::collection::vec(any::<u8>(), 0..64)
         )
             .prop_map(|(first, second)| Body::EquivocationEvidence { first, second }),
+        (id(), arb_text(), any::<bool>(), arb_text(), arb_date()).prop_map(
+            |(e, case_no, public, grounds, filed_on)| Body::RepairApplied {
+                entry: EntryId(e),
+                case_no,
+                basis: if public {
+                    RepairBasis::PublicService
+                } else {
+                    RepairBasis::CorrectedWithinPeriod
+                },
+                grounds,
+                filed_on,
+            }
+        ),
+        (id(), id(), 0..3u8, arb_text()).prop_map(|(e, a, k, reason)| Body::RepairDecided {
+            entry: EntryId(e),
+            application: RepairApplicationId(a),
+            outcome: [
+                RepairOutcome::Repaired,
+                RepairOutcome::Refused,
+                RepairOutcome::NotAccepted
+            ][k as usize],
+            reason
+        }),
     ]
 }
 
@@ -402,6 +425,8 @@ enum Op {
     Amend(usize),
     Revoke(usize),
     Repair(usize),
+    ApplyRepair(usize, usize),
+    DecideRepair(usize, u8),
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -414,6 +439,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => (0..8usize).prop_map(Op::Amend),
         1 => (0..8usize).prop_map(Op::Revoke),
         1 => (0..8usize).prop_map(Op::Repair),
+        2 => (0..4usize, 0..8usize).prop_map(|(r, e)| Op::ApplyRepair(r, e)),
+        2 => (0..8usize, 0..3u8).prop_map(|(a, k)| Op::DecideRepair(a, k)),
     ]
 }
 
@@ -425,6 +452,7 @@ fn run(ops: &[Op]) -> World {
     let mut entries: Vec<(u32, EntryId)> = Vec::new();
     let mut actions: Vec<ActionId> = Vec::new();
     let mut objections: Vec<(u32, ObjectionId)> = Vec::new();
+    let mut applications: Vec<(u32, EntryId, RepairApplicationId)> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         w.now = Timestamp(w.now.0 + 60_000);
         let pick = |v: usize, n: usize| if n == 0 { None } else { Some(v % n) };
@@ -461,6 +489,50 @@ fn run(ops: &[Op]) -> World {
                         ));
                     }
                     res
+                }
+                None => continue,
+            },
+            Op::ApplyRepair(r, e) => match pick(*e, entries.len()) {
+                Some(k) => {
+                    let code = REGIONS[*r];
+                    let case_no = format!("repair-{i}");
+                    let res = w.submit(
+                        &format!("{code}:obj"),
+                        Body::RepairApplied {
+                            entry: entries[k].1,
+                            case_no: case_no.clone(),
+                            basis: RepairBasis::CorrectedWithinPeriod,
+                            grounds: "g".into(),
+                            filed_on: w.now.date_cst(),
+                        },
+                    );
+                    if matches!(res, Ok(Admission::Accept(_))) {
+                        applications.push((
+                            entries[k].0,
+                            entries[k].1,
+                            repair_application_id(&dept(&format!("{code}:obj")), &case_no),
+                        ));
+                    }
+                    res
+                }
+                None => continue,
+            },
+            Op::DecideRepair(a, k) => match pick(*a, applications.len()) {
+                Some(j) => {
+                    let (issuer, entry, application) = applications[j];
+                    w.submit(
+                        &format!("{issuer}:pub"),
+                        Body::RepairDecided {
+                            entry,
+                            application,
+                            outcome: [
+                                RepairOutcome::Repaired,
+                                RepairOutcome::Refused,
+                                RepairOutcome::NotAccepted,
+                            ][*k as usize],
+                            reason: "r".into(),
+                        },
+                    )
                 }
                 None => continue,
             },

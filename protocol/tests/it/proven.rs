@@ -489,3 +489,79 @@ fn an_equivocating_region_is_excluded_with_its_proof() {
         failures(&r)
     );
 }
+
+/// Article 二十一 on application: Shanghai's entry, an application recorded in Guangdong
+/// (whose log sorts after Shanghai's) and Shanghai's decision to repair. The proven answer
+/// says clear and verifies; a node that drops the decision from the evidence to make the
+/// subject look listed — or drops the application so that the decision cannot apply — is
+/// caught by the map (every record naming the entry is proven present).
+#[test]
+fn a_repair_on_application_is_proven_and_cannot_be_hidden() {
+    let mut w = World::new(&[SH, GD, GS]);
+    let e = black_entry(org(ACME), "沪市监处〔2026〕12号", &["P-PROCUREMENT"]);
+    w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
+    let id = published_id(&w, SH, &e);
+    w.now = noon("2027-11-02");
+    w.accept(
+        "440000:obj",
+        Body::RepairApplied {
+            entry: id,
+            case_no: "粤信修〔2027〕1号".into(),
+            basis: RepairBasis::CorrectedWithinPeriod,
+            grounds: "已整改".into(),
+            filed_on: date("2027-11-02"),
+        },
+    );
+    w.accept(
+        "310000:pub",
+        Body::RepairDecided {
+            entry: id,
+            application: repair_application_id(&dept("440000:obj"), "粤信修〔2027〕1号"),
+            outcome: RepairOutcome::Repaired,
+            reason: "准予修复".into(),
+        },
+    );
+    let fold = w.ledger.entry(&id).unwrap();
+    let decided_at = fold.repaired.as_ref().unwrap().1.pos;
+    let applied_at = fold.repairs.values().next().unwrap().filed.pos;
+    let at = seconds(w.now) + 60;
+    let p = proving(w, at, &BTreeMap::new(), &[]);
+    let answer = prove(&p, &acme(), MeasureDomain::Procurement);
+    let r = verify(&p, &answer, p.at + 5, 60);
+    assert!(r.ok(), "{:?}", failures(&r));
+    assert_eq!(r.verdict, Some(Verdict::Clear));
+    for (what, pos) in [("decision", decided_at), ("application", applied_at)] {
+        let mut a = answer.clone();
+        let before = a.answer.evidence.len();
+        a.answer.evidence.retain(|e| e.pos != pos);
+        assert_eq!(
+            a.answer.evidence.len() + 1,
+            before,
+            "the {what} is in the evidence"
+        );
+        // Claim exactly what the rest of the evidence gives (listed, measures apply),
+        // so that only the proof of completeness can catch the lie.
+        let (forged, _) = credfed_protocol::check::recompute_answer(
+            &p.w.manifest,
+            &p.w.catalogue,
+            &a.answer.subject,
+            a.answer.domain,
+            a.answer.as_of,
+            a.answer.freshness.clone(),
+            a.answer.evidence.clone(),
+        );
+        assert_eq!(
+            forged.verdict,
+            Verdict::MeasuresApply,
+            "hiding the {what} lists the subject"
+        );
+        a.answer = forged;
+        let r = verify(&p, &resign(&p, a), p.at + 5, 60);
+        assert!(
+            !r.verified(),
+            "the {what} was hidden and the answer verified"
+        );
+        let f = failures(&r);
+        assert!(!f.is_empty(), "{f:?}");
+    }
+}

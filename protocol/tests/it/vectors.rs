@@ -30,6 +30,28 @@ fn vector_body() -> Body {
     Body::ListEntryPublished(e)
 }
 
+/// The kinds added after the first release of the format (credit repair on application),
+/// pinned apart: `every_kind`'s hash staying the same shows that adding them changed no
+/// earlier kind's bytes (new variants go last).
+fn later_kinds() -> Vec<Body> {
+    let id = EntryId(sha256(&[b"e"]));
+    vec![
+        Body::RepairApplied {
+            entry: id,
+            case_no: "粤信修〔2027〕1号".into(),
+            basis: RepairBasis::CorrectedWithinPeriod,
+            grounds: "已整改".into(),
+            filed_on: date("2027-11-02"),
+        },
+        Body::RepairDecided {
+            entry: id,
+            application: repair_application_id(&dept("440000:xyb"), "粤信修〔2027〕1号"),
+            outcome: RepairOutcome::Repaired,
+            reason: "准予修复".into(),
+        },
+    ]
+}
+
 /// One sample of every body kind, concatenated: its hash pins the whole body layout.
 fn every_kind() -> Vec<Body> {
     let id = EntryId(sha256(&[b"e"]));
@@ -149,6 +171,7 @@ fn known_answers() {
     )
     .unwrap();
     let all: Vec<u8> = every_kind().iter().flat_map(|b| b.encode()).collect();
+    let later: Vec<u8> = later_kinds().iter().flat_map(|b| b.encode()).collect();
     let got = [
         (
             "tag(body-sig, cn-credit)",
@@ -171,6 +194,7 @@ fn known_answers() {
             .to_string(),
         ),
         ("sha256(every body kind)", sha256(&[&all]).to_hex()),
+        ("sha256(later body kinds)", sha256(&[&later]).to_hex()),
     ];
     let want = WANT;
     let mut mismatches = Vec::new();
@@ -186,7 +210,7 @@ fn known_answers() {
     );
 }
 
-const WANT: [(&str, &str); 8] = [
+const WANT: [(&str, &str); 9] = [
     (
         "tag(body-sig, cn-credit)",
         "637265646665640008626f64792d736967020009636e2d637265646974",
@@ -218,6 +242,10 @@ const WANT: [(&str, &str); 8] = [
     (
         "sha256(every body kind)",
         "f3e6c065f1b50d434246411fe6cbb1bd9fa1bd3c04a94299ea3880e4e66fab31",
+    ),
+    (
+        "sha256(later body kinds)",
+        "ca60b34ae0f0edac43317adb5a063ad7abaeb67fb683330b92752f07daccbb1c",
     ),
 ];
 

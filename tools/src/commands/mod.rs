@@ -441,6 +441,7 @@ pub fn run(cli: Cli) -> Res {
         Cmd::Evaluation { command } => records::evaluation(mode, command),
         Cmd::Action { command } => records::action(mode, command),
         Cmd::Objection { command } => records::objection(mode, command),
+        Cmd::Repair { command } => records::repair(mode, command),
         Cmd::Submit { file, sign, node } => records::submit_file(mode, &file, &sign, &node),
         Cmd::Import(args) => crate::import::run(mode, &args),
         Cmd::Check {

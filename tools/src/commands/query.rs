@@ -951,6 +951,7 @@ pub fn inbox(
             TaskKindArg::ReportExecution => "report_execution",
             TaskKindArg::Lift => "lift",
             TaskKindArg::ResolveObjection => "resolve_objection",
+            TaskKindArg::DecideRepair => "decide_repair",
         };
         path.push_str(&format!("&kind={name}"));
     }
@@ -985,7 +986,10 @@ pub fn inbox(
                         }
                     ),
                     s(&t["kind"]),
-                    format!("{what} {id}"),
+                    match t["application"].as_str() {
+                        Some(a) => format!("{what} {id} application {a}"),
+                        None => format!("{what} {id}"),
+                    },
                     s(&t["measures"]),
                     s(&t["entry_state"]),
                 ]

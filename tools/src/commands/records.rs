@@ -723,3 +723,130 @@ fn amended_entry(
     }
     Ok(e)
 }
+
+/// Credit repair on the subject's application: recorded anywhere, decided by the issuer.
+pub fn repair(mode: Output, command: RepairCmd) -> Res {
+    match command {
+        RepairCmd::Apply {
+            entry,
+            case_no,
+            basis,
+            grounds,
+            filed_on,
+            sign,
+            node,
+        } => {
+            let basis = choice(&basis, "--basis", "corrected_within_period, public_service")?;
+            sign_and_submit(
+                mode,
+                &sign,
+                &node,
+                &Body::RepairApplied {
+                    entry: EntryId(resolve_id(&entry, "--entry", "entry", &node)?),
+                    case_no,
+                    basis,
+                    grounds,
+                    filed_on: date(&filed_on, "--filed-on")?,
+                },
+            )
+        }
+        RepairCmd::Decide {
+            entry,
+            application,
+            outcome,
+            reason,
+            sign,
+            node,
+        } => {
+            let outcome = choice(&outcome, "--outcome", "repaired, refused, not_accepted")?;
+            let entry = EntryId(resolve_id(&entry, "--entry", "entry", &node)?);
+            let v = get_json(&node, &format!("/v1/entries/{}", entry.0.to_hex()))?;
+            let application = RepairApplicationId(application_by_prefix(&v, &application)?);
+            sign_and_submit(
+                mode,
+                &sign,
+                &node,
+                &Body::RepairDecided {
+                    entry,
+                    application,
+                    outcome,
+                    reason,
+                },
+            )
+        }
+        RepairCmd::List { entry, node } => {
+            let entry = resolve_id(&entry, "--entry", "entry", &node)?.to_hex();
+            let v = get_json(&node, &format!("/v1/entries/{entry}"))?;
+            let due: std::collections::BTreeMap<String, &Value> = v["repairs_due"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| (s(&d["application"]), d))
+                .collect();
+            let empty = serde_json::Map::new();
+            let rows: Vec<Vec<String>> = v["entry"]["repairs"]
+                .as_object()
+                .unwrap_or(&empty)
+                .iter()
+                .map(|(id, r)| {
+                    let status = match r["decided"].as_array() {
+                        Some(d) => format!("{} (seq {})", s(&d[0]), s(&d[1]["pos"]["seq"])),
+                        None => match due.get(id) {
+                            Some(d) if d["overdue"] == true => {
+                                format!("OVERDUE since {}", s(&d["due"]))
+                            }
+                            Some(d) => format!("to decide by {}", s(&d["due"])),
+                            None => "open".into(),
+                        },
+                    };
+                    vec![
+                        id.chars().take(12).collect(),
+                        format!("{} {}", s(&r["filed"]["author"]), s(&r["case_no"])),
+                        s(&r["basis"]),
+                        s(&r["filed_on"]),
+                        status,
+                    ]
+                })
+                .collect();
+            emit(mode, &v["entry"]["repairs"], || {
+                if rows.is_empty() {
+                    return "no repair application for this entry\n".into();
+                }
+                table(
+                    &["application", "recorded by", "basis", "filed", "decision"],
+                    &rows,
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
+/// The full id of the application of an entry (as `/v1/entries/{id}` gives it) that
+/// `text` names by a unique prefix of at least 8 hex digits.
+fn application_by_prefix(
+    entry: &Value,
+    text: &str,
+) -> Result<credfed_protocol::crypto::Hash256, Failure> {
+    let text = text.trim().to_ascii_lowercase();
+    if text.len() < 8 || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(format!(
+            "--application: '{text}' is not an id or a prefix of 8 to 64 hex digits"
+        )));
+    }
+    let ids: Vec<&String> = entry["entry"]["repairs"]
+        .as_object()
+        .map(|m| m.keys().filter(|k| k.starts_with(&text)).collect())
+        .unwrap_or_default();
+    match ids.as_slice() {
+        [one] => credfed_protocol::crypto::Hash256::from_hex(one)
+            .map_err(|e| invalid(format!("--application: {e}"))),
+        [] => Err(invalid(format!(
+            "--application: no repair application of this entry starts with {text}; see `credfed repair list --entry …`"
+        ))),
+        many => Err(invalid(format!(
+            "--application: {text} matches {} applications of this entry; give more digits",
+            many.len()
+        ))),
+    }
+}
