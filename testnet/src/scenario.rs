@@ -156,6 +156,23 @@ pub enum Step {
         /// `upheld`, `corrected` or `revoked`.
         outcome: String,
     },
+    /// A subject applies for credit repair at a region's objection desk (articles 十八,
+    /// 二十一); the entry's issuing region decides it in a `decide_repair` step.
+    ApplyRepair {
+        /// Name for later steps.
+        id: String,
+        /// Entry name.
+        entry: String,
+        /// Recording region (any member).
+        region: String,
+    },
+    /// The issuing region decides a repair application.
+    DecideRepair {
+        /// Application name.
+        application: String,
+        /// `repaired`, `refused` or `not_accepted`.
+        outcome: String,
+    },
     /// A stream of publications from one region.
     Burst {
         /// Region.
@@ -293,6 +310,21 @@ pub enum Step {
         /// A measure each of those regions must report executed (and not lifted).
         #[serde(default)]
         executed: Option<String>,
+    },
+    /// Ask a region's node for its inbox (every role's tasks, as its operator sees
+    /// them): a task of `kind` about the named entry or action must be there (or, with
+    /// `absent`, must not).
+    AssertInbox {
+        /// The region whose inbox.
+        region: String,
+        /// Task kind: `acknowledge`, `report_execution`, `lift`, `resolve_objection`,
+        /// `decide_repair`.
+        kind: String,
+        /// Name of the entry (repair applications) or action the task is about.
+        about: String,
+        /// The task must not be there.
+        #[serde(default)]
+        absent: bool,
     },
     /// Fail here if any invariant has been violated so far.
     AssertInvariants,

@@ -246,6 +246,42 @@ pub fn target_answer(
     }
 }
 
+/// The case number of a drill repair application named `name`.
+pub fn repair_case(name: &str, today: Date) -> String {
+    format!("演练修〔{}〕{name}", today.ymd().0)
+}
+
+/// A subject's repair application for `entry`, filed today.
+pub fn repair_application(case_no: &str, entry: EntryId, today: Date) -> Body {
+    Body::RepairApplied {
+        entry,
+        case_no: case_no.to_owned(),
+        basis: RepairBasis::CorrectedWithinPeriod,
+        grounds: "演练：已履行".into(),
+        filed_on: today,
+    }
+}
+
+/// The issuer's decision on `application` (`repaired`, `refused`, `not_accepted`).
+pub fn repair_decision(
+    entry: EntryId,
+    application: RepairApplicationId,
+    outcome: &str,
+) -> Result<Body> {
+    let outcome: RepairOutcome =
+        serde_json::from_value(serde_json::json!(outcome)).map_err(|_| {
+            anyhow::anyhow!(
+                "decide_repair.outcome: '{outcome}' is not repaired, refused or not_accepted"
+            )
+        })?;
+    Ok(Body::RepairDecided {
+        entry,
+        application,
+        outcome,
+        reason: "演练决定".into(),
+    })
+}
+
 /// The case number of a drill objection named `name`.
 pub fn objection_case(name: &str, today: Date) -> String {
     format!("演练异〔{}〕{name}", today.ymd().0)
@@ -352,6 +388,8 @@ mod tests {
             ),
             objection_body(&objection_case("o1", day()), id, day()),
             resolution_body(ObjectionId(id.0), "upheld").unwrap(),
+            repair_application(&repair_case("r1", day()), id, day()),
+            repair_decision(id, RepairApplicationId(id.0), "repaired").unwrap(),
             Body::EvaluationPublished(evaluation("91350100M000100Y43", "tax-credit", "A", day())),
         ];
         for b in bodies {

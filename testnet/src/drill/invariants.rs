@@ -352,6 +352,45 @@ impl Drill {
         Ok(format!("{state} at {n} nodes"))
     }
 
+    /// The region's inbox holds (or, `absent`, does not hold) a task of `kind` about the
+    /// entry or action named `about`.
+    pub(super) async fn assert_inbox(
+        &mut self,
+        region: &str,
+        kind: &str,
+        about: &str,
+        absent: bool,
+    ) -> Result<String> {
+        let id = match self.actions.get(about) {
+            Some((named, _)) => named.id.to_string(),
+            None => self
+                .entry_named(about)
+                .with_context(|| format!("assert_inbox.about: no entry or action named {about}"))?
+                .0
+                .id
+                .to_string(),
+        };
+        let i = self.fed.index(region)?;
+        let v = self
+            .fed
+            .get(i, &format!("/v1/inbox?kind={kind}&limit=1000"))
+            .await
+            .with_context(|| format!("inbox of {region}"))?;
+        let found = v["tasks"].as_array().into_iter().flatten().any(|t| {
+            t["about"]
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(|x| x.as_str())
+                == Some(id.as_str())
+        });
+        match (found, absent) {
+            (true, false) => Ok(format!("{region} must {kind} {about}")),
+            (false, true) => Ok(format!("{region} has no {kind} task about {about}")),
+            (false, false) => bail!("{region}'s inbox has no {kind} task about {about}: {v}"),
+            (true, true) => bail!("{region}'s inbox still has a {kind} task about {about}"),
+        }
+    }
+
     /// Every node shows the action's target lines in `status` (and the measure executed).
     pub(super) async fn assert_action(
         &mut self,

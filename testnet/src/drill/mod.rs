@@ -42,6 +42,9 @@ pub struct Drill {
     entries: BTreeMap<String, (Named<EntryId>, ListEntry)>,
     actions: BTreeMap<String, (Named<ActionId>, Vec<RegionCode>)>,
     objections: BTreeMap<String, (Named<ObjectionId>, String)>,
+    /// Repair applications by name: the application (with the entry's issuer) and the
+    /// entry's name.
+    repair_applications: BTreeMap<String, (Named<RepairApplicationId>, String)>,
     /// Entries corrected, with the sequence number of their latest correction in the
     /// issuer's log: a node that holds it must apply the corrected content.
     corrected_at: BTreeMap<EntryId, u64>,
@@ -169,6 +172,7 @@ impl Drill {
             entries: BTreeMap::new(),
             actions: BTreeMap::new(),
             objections: BTreeMap::new(),
+            repair_applications: BTreeMap::new(),
             corrected_at: BTreeMap::new(),
             acked: Vec::new(),
             propagation_ms: Vec::new(),
@@ -382,6 +386,17 @@ impl Drill {
             } => self.respond(action, regions, Some(measure)).await,
             Step::Object { id, entry, region } => self.object(id, entry, region).await,
             Step::Resolve { objection, outcome } => self.resolve(objection, outcome).await,
+            Step::ApplyRepair { id, entry, region } => self.apply_repair(id, entry, region).await,
+            Step::AssertInbox {
+                region,
+                kind,
+                about,
+                absent,
+            } => self.assert_inbox(region, kind, about, *absent).await,
+            Step::DecideRepair {
+                application,
+                outcome,
+            } => self.decide_repair(application, outcome).await,
             Step::Burst {
                 region,
                 count,

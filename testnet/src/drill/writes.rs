@@ -201,6 +201,53 @@ impl Drill {
         Ok(format!("{issuer}#{seq}"))
     }
 
+    /// `apply_repair`: a region's objection desk records a subject's repair application
+    /// for another region's (or its own) entry.
+    pub(super) async fn apply_repair(
+        &mut self,
+        name: &str,
+        entry: &str,
+        region: &str,
+    ) -> Result<String> {
+        let (named, _) = self.entry_named(entry)?;
+        let (eid, issuer) = (named.id, named.region);
+        let r = RegionCode::parse(region, "region")?;
+        let i = self.fed.index(region)?;
+        self.wait_holds_entry(i, &eid).await?;
+        let case_no = bodies::repair_case(name, today());
+        let author = self.author(r, "obj");
+        let (seq, origin) = self
+            .write(&author, &bodies::repair_application(&case_no, eid, today()))
+            .await?;
+        self.propagate(origin, seq).await?;
+        let id = repair_application_id(&DepartmentId::parse(&author, "author")?, &case_no);
+        self.repair_applications.insert(
+            name.to_owned(),
+            (Named { id, region: issuer }, entry.to_owned()),
+        );
+        Ok(format!("{r}#{seq}"))
+    }
+
+    /// `decide_repair`: the issuing region's publishers decide an application.
+    pub(super) async fn decide_repair(
+        &mut self,
+        application: &str,
+        outcome: &str,
+    ) -> Result<String> {
+        let (id, issuer, entry) = {
+            let (named, entry) = self
+                .repair_applications
+                .get(application)
+                .with_context(|| format!("no repair application named {application}"))?;
+            (named.id, named.region, entry.clone())
+        };
+        let entry_id = self.entry_named(&entry)?.0.id;
+        let body = bodies::repair_decision(entry_id, id, outcome)?;
+        let (seq, origin) = self.write(&self.author(issuer, "pub"), &body).await?;
+        self.propagate(origin, seq).await?;
+        Ok(format!("{issuer}#{seq}"))
+    }
+
     /// `burst`: `count` acknowledged writes one after another.
     pub(super) async fn burst(
         &mut self,

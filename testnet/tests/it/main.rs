@@ -111,6 +111,22 @@ async fn scenario_1_joint_punishment() {
             .any(|s| s.action == "AssertInvariants" && s.ok)
     );
     assert!(r.messages > 0 && r.bytes > 0);
+    // Credit repair on application: Shanghai had to decide, and after its decision a
+    // region that executed the bar has to lift it.
+    let inbox: Vec<&str> = r
+        .steps
+        .iter()
+        .filter(|s| s.action == "AssertInbox" && s.ok)
+        .map(|s| s.detail.as_str())
+        .collect();
+    assert_eq!(
+        inbox,
+        [
+            "310000 must decide_repair e1",
+            "310000 has no decide_repair task about e1",
+            "440000 must lift a1"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
