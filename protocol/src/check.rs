@@ -1052,3 +1052,77 @@ pub fn verify_answer(
         failures,
     }
 }
+
+/// A measure an answer applies that the asking region declined when a joint action on
+/// the entry asked it to (article 二十: a target region responds, and may decline
+/// recommended measures with its reasons). The federation's answer is the same
+/// everywhere and stays so; this is the asking region's own record beside it, so that a
+/// department of a declining region sees that its region chose not to carry the measure
+/// out, when and why. A mandatory measure stays mandatory by law whatever the region
+/// answered (`mandatory` says so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclinedHere {
+    /// The measure.
+    pub measure: MeasureCode,
+    /// Whether the answer applies it as mandatory.
+    pub mandatory: bool,
+    /// The entry it comes from.
+    pub entry: EntryId,
+    /// The action that asked for it.
+    pub action: ActionId,
+    /// The region that declined (the asking node's).
+    pub region: RegionCode,
+    /// The day of the answer (China Standard Time).
+    pub declined_on: Date,
+    /// The reason given.
+    pub reason: String,
+}
+
+/// The measures of `answer` that `region` declined in its answers to `actions` (the
+/// actions on the answer's entries): a whole decline covers every measure the action
+/// asked for; a partial one those it did not accept.
+pub fn declined_here(
+    answer: &CheckAnswer,
+    actions: &[ActionFold],
+    region: RegionCode,
+) -> Vec<DeclinedHere> {
+    let mut out = Vec::new();
+    for a in actions {
+        let Some(response) = a.responses.get(&region) else {
+            continue;
+        };
+        let (declined, reason): (Vec<&MeasureCode>, &str) = match &response.decision {
+            AckDecision::Accepted => continue,
+            AckDecision::Declined { reason } => (a.action.measures.iter().collect(), reason),
+            AckDecision::Partly { accepted, reason } => (
+                a.action
+                    .measures
+                    .iter()
+                    .filter(|m| !accepted.contains(m))
+                    .collect(),
+                reason,
+            ),
+        };
+        let applied = answer
+            .mandatory
+            .iter()
+            .map(|m| (m, true))
+            .chain(answer.recommended.iter().map(|m| (m, false)));
+        for (m, mandatory) in applied {
+            if m.source == MeasureSource::Entry(a.action.entry) && declined.contains(&&m.code) {
+                out.push(DeclinedHere {
+                    measure: m.code.clone(),
+                    mandatory,
+                    entry: a.action.entry,
+                    action: a.id,
+                    region,
+                    declined_on: response.origin.at.date_cst(),
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+    }
+    out.sort_by(|x, y| (&x.measure, x.action).cmp(&(&y.measure, y.action)));
+    out.dedup();
+    out
+}

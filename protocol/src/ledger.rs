@@ -548,7 +548,7 @@ fn authorise<V: StateView + ?Sized>(
                 RejectReason::Unauthorised,
                 "entry",
                 format!(
-                    "{id} was issued by {}; only the issuing region may change it (谁认定、谁修复, article 二十二)",
+                    "{id} was issued by {}; only the issuing region may change it (谁认定、谁修复, articles 二十一, 二十二)",
                     e.issuer()
                 ),
             )),
@@ -566,7 +566,7 @@ fn authorise<V: StateView + ?Sized>(
                 RejectReason::Unauthorised,
                 "evaluation",
                 format!(
-                    "{id} was issued by {}; only the issuing region may change it (谁认定、谁修复, article 二十二)",
+                    "{id} was issued by {}; only the issuing region may change it (谁认定、谁修复, articles 二十一, 二十二)",
                     e.issuer()
                 ),
             )),

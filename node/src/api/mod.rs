@@ -561,17 +561,56 @@ async fn check_inner(
                     ),
                 })?;
         // Every field of a proven answer is signed and recomputed by its verifier:
-        // nothing is added to it here.
-        return ok(&serde_json::to_value(&proven)
-            .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?);
+        // nothing is added to it but this region's own declines, beside it (present
+        // only when there are some; the CLI keeps them out of saved answers).
+        let declined = declined_here(&state.core, &proven.answer)?;
+        let mut v = serde_json::to_value(&proven)
+            .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?;
+        if !declined.is_empty() {
+            v["declined_here"] = json!(declined);
+        }
+        return ok(&v);
     } else {
-        serde_json::to_value(state.core.check(&key, domain)?)
+        let answer = state.core.check(&key, domain)?;
+        let declined = declined_here(&state.core, &answer)?;
+        let mut v = serde_json::to_value(&answer);
+        if let Ok(v) = v.as_mut()
+            && !declined.is_empty()
+        {
+            v["declined_here"] = json!(declined);
+        }
+        v
     }
     .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?;
     if let Ok(s) = state.status.lock() {
         v["last_contact_ms"] = json!(s.last_contact_ms);
     }
     ok(&v)
+}
+
+/// The measures of `answer` this node's region declined when joint actions on its
+/// entries asked for them (`credfed_protocol::check::declined_here`): a few fold reads
+/// per entry shown.
+fn declined_here(
+    core: &crate::engine::Core,
+    answer: &credfed_protocol::check::CheckAnswer,
+) -> Result<Vec<credfed_protocol::check::DeclinedHere>, ApiError> {
+    let mut actions = Vec::new();
+    for shown in &answer.entries {
+        let Some(e) = core.entry(&shown.entry).map_err(ApiError::store)? else {
+            continue;
+        };
+        for id in &e.actions {
+            if let Some(a) = core.action(id).map_err(ApiError::store)? {
+                actions.push(a);
+            }
+        }
+    }
+    Ok(credfed_protocol::check::declined_here(
+        answer,
+        &actions,
+        core.region(),
+    ))
 }
 
 /// A federation checkpoint recent enough to prove under: the one held if it was

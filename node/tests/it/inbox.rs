@@ -659,3 +659,102 @@ async fn a_repair_application_is_decided_by_the_issuer_and_lifted_everywhere() {
         "Beijing sees the entry repaired"
     );
 }
+
+/// Article 二十 over the API: Gansu declines Shanghai's action; its node's check shows
+/// the decline beside the answer (plain and proven), the answer itself unchanged, and
+/// Shanghai's node, which declined nothing, shows none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declining_regions_check_shows_its_decline() {
+    let mut c = Cluster::new(&[SH, GS]);
+    c.start_all().await;
+    for i in 0..2 {
+        c.register_departments(i).await;
+    }
+    let region = |code| credfed_protocol::ids::RegionCode::new(code, "r").unwrap();
+    let dept = |d: &str| credfed_protocol::ids::DepartmentId::parse(d, "d").unwrap();
+    let entry = wage_arrears_entry("沪人社罚〔2026〕55号");
+    let r = c
+        .submit(0, "310000:pub", &Body::ListEntryPublished(entry.clone()))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = entry_id(region(SH), &entry);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let today = Timestamp(now_ms).date_cst();
+    let action = JointAction {
+        reference: "沪联惩〔2026〕55号".into(),
+        kind: ActionKind::Punishment,
+        entry: id,
+        targets: Targets::Regions(vec![region(GS)]),
+        measures: entry.requested_measures.clone(),
+        respond_by: today.add_days(7),
+    };
+    let r = c
+        .submit(
+            0,
+            "310000:init",
+            &Body::JointActionInitiated(action.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let aid = action_id(&dept("310000:init"), &action.reference);
+    let gs_impl = department_client(&c.nodes[1], "620000:impl");
+    wait_for_kinds(&gs_impl, &aid.to_string(), &["acknowledge"]).await;
+    let r = c
+        .submit(
+            1,
+            "620000:impl",
+            &Body::JointActionAcknowledged {
+                action: aid,
+                decision: AckDecision::Declined {
+                    reason: "本省已另案处理".into(),
+                },
+                implementing: vec![],
+            },
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let path = "/v1/check?uscc=91350100M000100Y43&domain=procurement";
+    let at_gansu = list(&gs_impl, path).await;
+    let declined = at_gansu["declined_here"].as_array().unwrap();
+    assert_eq!(declined.len(), 1, "{at_gansu}");
+    assert_eq!(declined[0]["measure"], json!("P-PROCUREMENT"));
+    assert_eq!(declined[0]["reason"], json!("本省已另案处理"));
+    assert_eq!(declined[0]["declined_on"], json!(today.to_string()));
+    // The answer is the federation's: the measure still applies in it.
+    assert_eq!(
+        at_gansu["recommended"][0]["code"],
+        json!("P-PROCUREMENT"),
+        "{at_gansu}"
+    );
+    // A proven answer stands under a federation checkpoint, reused for a few seconds:
+    // wait for one that covers the entry.
+    let proven_path = format!("{path}&proofs=true");
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            list(&gs_impl, &proven_path).await["answer"]["entries"]
+                .as_array()
+                .is_some_and(|e| !e.is_empty())
+        })
+        .await
+    );
+    let proven = list(&gs_impl, &proven_path).await;
+    assert_eq!(
+        proven["declined_here"], at_gansu["declined_here"],
+        "{}",
+        proven["answer"]
+    );
+    // Shanghai's node holds the same decline but did not make it.
+    let sh = department_client(&c.nodes[0], "310000:impl");
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            let v = list(&sh, &format!("/v1/actions/{aid}")).await;
+            v.to_string().contains("本省已另案处理")
+        })
+        .await
+    );
+    let at_shanghai = list(&sh, path).await;
+    assert!(at_shanghai.get("declined_here").is_none(), "{at_shanghai}");
+}

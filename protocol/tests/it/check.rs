@@ -240,3 +240,80 @@ fn folds_round_trip_through_json() {
         a
     );
 }
+
+/// Article 二十 (发起与响应): a target region may decline an action, wholly or in part, with
+/// its reasons. The federation's answer is the same everywhere; beside it, the declining
+/// region sees which of the measures it applies that region declined, when and why — a
+/// mandatory one flagged as mandatory all the same — and a region that accepted sees
+/// nothing.
+#[test]
+fn art20_a_declining_region_sees_its_decline_beside_the_answer() {
+    use credfed_protocol::check::declined_here;
+    let mut w = World::new(&[310000, 440000, 620000]);
+    let e = judgment_entry(&w, org(ACME), "（2026）沪01执7号", &["P-PROCUREMENT"]);
+    w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
+    let id = published_id(&w, 310000, &e);
+    let action = JointAction {
+        reference: "沪联惩〔2026〕77号".into(),
+        kind: ActionKind::Punishment,
+        entry: id,
+        targets: Targets::Regions(vec![region(440000), region(620000)]),
+        measures: vec![mc("P-FISCAL-FUNDING"), mc("P-PROCUREMENT")],
+        respond_by: date("2026-11-09"),
+    };
+    w.accept("310000:init", Body::JointActionInitiated(action.clone()));
+    let aid = action_id(&dept("310000:init"), &action.reference);
+    w.accept(
+        "440000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Partly {
+                accepted: vec![mc("P-PROCUREMENT")],
+                reason: "本省无财政资金扶持项目".into(),
+            },
+            implementing: vec![dept("440000:impl")],
+        },
+    );
+    w.accept(
+        "620000:impl",
+        Body::JointActionAcknowledged {
+            action: aid,
+            decision: AckDecision::Declined {
+                reason: "当事人已履行".into(),
+            },
+            implementing: vec![],
+        },
+    );
+    let actions = vec![w.ledger.action(&aid).unwrap()];
+    let ask = |domain| check(w.rules(), &w.ledger, &org(ACME).key(), domain, w.now).unwrap();
+    let funding = ask(MeasureDomain::FiscalFunding);
+    assert!(
+        funding
+            .recommended
+            .iter()
+            .any(|m| m.code == mc("P-FISCAL-FUNDING"))
+    );
+    let gansu = declined_here(&funding, &actions, region(620000));
+    assert_eq!(gansu.len(), 1, "{gansu:?}");
+    assert_eq!(gansu[0].measure, mc("P-FISCAL-FUNDING"));
+    assert_eq!(gansu[0].reason, "当事人已履行");
+    assert_eq!(gansu[0].declined_on, w.now.date_cst());
+    assert!(!gansu[0].mandatory);
+    let guangdong = declined_here(&funding, &actions, region(440000));
+    assert_eq!(guangdong.len(), 1);
+    assert_eq!(guangdong[0].reason, "本省无财政资金扶持项目");
+    assert!(declined_here(&funding, &actions, region(310000)).is_empty());
+    // The procurement bar is mandatory for judgment defiers (财库〔2016〕125号): Gansu
+    // declined it, and is told it applies by law all the same; Guangdong accepted it.
+    let procurement = ask(MeasureDomain::Procurement);
+    assert!(
+        procurement
+            .mandatory
+            .iter()
+            .any(|m| m.code == mc("P-PROCUREMENT"))
+    );
+    let gansu = declined_here(&procurement, &actions, region(620000));
+    assert_eq!(gansu.len(), 1);
+    assert!(gansu[0].mandatory);
+    assert!(declined_here(&procurement, &actions, region(440000)).is_empty());
+}

@@ -82,7 +82,13 @@ pub fn check(
     };
     let cl = client(node)?;
     let r = runtime()?.block_on(async { call(node, cl.post("/v1/check", &request)).await })?;
-    let full = r.json().map_err(|e| invalid(e.to_string()))?;
+    let mut full = r.json().map_err(|e| invalid(e.to_string()))?;
+    // This region's own declines come beside the answer, not in it: they are kept out
+    // of saved answers and evidence files, which hold exactly what verifies.
+    let declined = full
+        .as_object_mut()
+        .and_then(|o| o.remove("declined_here"))
+        .unwrap_or(Value::Null);
     if let Some(p) = save {
         write_json(p, &full)?;
     }
@@ -97,7 +103,11 @@ pub fn check(
     } else {
         full.clone()
     };
-    emit(mode, &full, || {
+    let mut shown_json = full.clone();
+    if !declined.is_null() {
+        shown_json["declined_here"] = declined.clone();
+    }
+    emit(mode, &shown_json, || {
         let mut out = format!("{shown} in {domain}: {}\n", s(&v["verdict"]));
         let rows: Vec<Vec<String>> = ["mandatory", "recommended"]
             .iter()
@@ -131,6 +141,21 @@ pub fn check(
                 "  withheld {}: {}\n",
                 s(&w["measure"]["code"]),
                 s(&w["reason"])
+            ));
+        }
+        for d in declined.as_array().cloned().unwrap_or_default() {
+            out.push_str(&format!(
+                "  declined here ({}) on {}: {} from action {}: {}{}\n",
+                s(&d["region"]),
+                s(&d["declined_on"]),
+                s(&d["measure"]),
+                s(&d["action"]).chars().take(12).collect::<String>(),
+                s(&d["reason"]),
+                if d["mandatory"] == json!(true) {
+                    " (mandatory by law all the same)"
+                } else {
+                    ""
+                }
             ));
         }
         for e in v["entries"].as_array().cloned().unwrap_or_default() {
