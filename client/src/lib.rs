@@ -16,5 +16,5 @@ pub mod keys;
 pub mod node_config;
 pub mod types;
 
-pub use http::{ApiClient, ApiResponse, ClientError};
+pub use http::{ApiClient, ApiResponse, ClientError, StreamEvent};
 pub use types::*;

@@ -238,6 +238,9 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         hashing: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(
+            crate::api::events::MAX_EVENT_STREAMS,
+        )),
     });
     let app = router(
         state,

@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod crypto;
 pub mod envelope;
+pub mod events;
 pub mod federation;
 pub mod gossip;
 pub mod ids;

@@ -230,6 +230,20 @@ pub enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Follow the records that concern your region as they arrive (actions naming it,
+    /// answers to its actions, objections and repair applications to its records, and
+    /// their outcomes); one line each. Resume with `--from` the last id printed.
+    Events {
+        /// Where to start: the id of the last event received, `now`, or nothing for the
+        /// start of every log.
+        #[arg(long)]
+        from: Option<String>,
+        /// Stop after this many events (default: follow until interrupted).
+        #[arg(long)]
+        count: Option<usize>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Tracking statistics of a node (跟踪问效).
     Stats {
         #[command(flatten)]

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod events;
 pub mod input;
 pub mod server;
 
@@ -64,6 +65,8 @@ pub struct ApiState {
     /// they run on blocking threads, at most one per core, and a burst of them queues
     /// here instead of starving the runtime.
     pub hashing: Arc<tokio::sync::Semaphore>,
+    /// Event streams served at once ([`events::MAX_EVENT_STREAMS`]).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// Limits of request handling (the connection limits are in [`server::ServerLimits`]).
@@ -117,6 +120,7 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         .route("/v1/entries/{id}", get(entry))
         .route("/v1/actions/{id}", get(action))
         .route("/v1/inbox", get(inbox))
+        .route("/v1/events", get(events::events))
         .route("/v1/ids/{prefix}", get(ids_by_prefix))
         .route("/v1/entries", get(list_entries))
         .route("/v1/evaluations", get(list_evaluations))

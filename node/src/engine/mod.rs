@@ -435,6 +435,18 @@ impl Core {
         self.store.heads()
     }
 
+    /// Whether the record `body` of `record_region`'s log concerns `region`'s
+    /// departments (`credfed_protocol::events::concerns`): what their event stream
+    /// carries.
+    pub fn concerns(
+        &self,
+        region: RegionCode,
+        record_region: RegionCode,
+        body: &credfed_protocol::record::Body,
+    ) -> Result<bool, StoreError> {
+        credfed_protocol::events::concerns(&*self.store, region, record_region, body)
+    }
+
     /// Envelopes of a region's log from `from`, verbatim.
     pub fn range(
         &self,

@@ -4,6 +4,7 @@
 mod chain;
 mod cluster;
 mod engine;
+mod events;
 mod hardening;
 mod harness;
 mod inbox;

@@ -337,3 +337,67 @@ fn art23_deadlines_count_working_days_across_spring_festival_and_national_day() 
     let t = run("2026-12-28");
     assert!(t.due_estimated, "{t:?}");
 }
+
+/// Articles 十八 (信息推送) and 二十三 (跟踪问效): what a region's event stream carries —
+/// its own records, an action naming it and the answers to its own actions, objections
+/// and repair applications to what it issued and the outcome of those it recorded, a
+/// change to an entry it was asked to act on — and not others' business.
+#[test]
+fn art18_23_each_region_is_told_what_concerns_it() {
+    use credfed_protocol::events::concerns;
+    let mut w = World::new(&[SH, GD, GS, 110000]);
+    let e = judgment_entry(&w, org(ACME), "（2026）沪01执8号", &["P-PROCUREMENT"]);
+    let publish = Body::ListEntryPublished(e.clone());
+    w.accept("310000:pub", publish.clone());
+    let id = published_id(&w, SH, &e);
+    let action = JointAction {
+        reference: "沪联惩〔2026〕88号".into(),
+        kind: ActionKind::Punishment,
+        entry: id,
+        targets: Targets::Regions(vec![region(GD)]),
+        measures: vec![mc("P-PROCUREMENT")],
+        respond_by: date("2026-11-09"),
+    };
+    let initiate = Body::JointActionInitiated(action.clone());
+    w.accept("310000:init", initiate.clone());
+    let aid = action_id(&dept("310000:init"), &action.reference);
+    let ack = Body::JointActionAcknowledged {
+        action: aid,
+        decision: AckDecision::Accepted,
+        implementing: vec![dept("440000:impl")],
+    };
+    w.accept("440000:impl", ack.clone());
+    let apply = Body::RepairApplied {
+        entry: id,
+        case_no: "甘信修〔2026〕8号".into(),
+        basis: RepairBasis::CorrectedWithinPeriod,
+        grounds: "已履行".into(),
+        filed_on: w.now.date_cst(),
+    };
+    w.accept("620000:obj", apply.clone());
+    let decide = Body::RepairDecided {
+        entry: id,
+        application: repair_application_id(&dept("620000:obj"), "甘信修〔2026〕8号"),
+        outcome: RepairOutcome::Repaired,
+        reason: "准予".into(),
+    };
+    w.accept("310000:pub", decide.clone());
+    let told = |to: u32, from: u32, body: &Body| {
+        concerns(&w.ledger, region(to), region(from), body).unwrap()
+    };
+    // Own records always; another region's publication with no action: not.
+    assert!(told(SH, SH, &publish));
+    assert!(!told(GD, SH, &publish));
+    // The action: its target, not a bystander; the answer: the initiator.
+    assert!(told(GD, SH, &initiate));
+    assert!(!told(GS, SH, &initiate));
+    assert!(told(SH, GD, &ack));
+    assert!(!told(110000, GD, &ack));
+    // A repair application: the issuer; the decision: the recording region, and the
+    // target that may have to lift; not a bystander.
+    assert!(told(SH, GS, &apply));
+    assert!(!told(GD, GS, &apply));
+    assert!(told(GS, SH, &decide));
+    assert!(told(GD, SH, &decide));
+    assert!(!told(110000, SH, &decide));
+}

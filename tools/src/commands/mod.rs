@@ -523,6 +523,7 @@ pub fn run(cli: Cli) -> Res {
             },
         ),
         Cmd::Measures { command } => measures::measures(mode, command),
+        Cmd::Events { from, count, node } => query::events(mode, from.as_deref(), count, &node),
         Cmd::Inbox {
             kind,
             overdue,

@@ -1190,6 +1190,46 @@ pub fn short_id(v: &Value) -> String {
     v.as_str().unwrap_or("-").chars().take(12).collect()
 }
 
+/// Follows the node's event stream, one line per event (JSON Lines with `--output
+/// json`), until `count` events or the stream ends.
+pub fn events(mode: Output, from: Option<&str>, count: Option<usize>, node: &NodeArgs) -> Res {
+    use std::io::Write;
+    let cl = client(node)?;
+    let mut seen = 0usize;
+    let mut broken_pipe = false;
+    let result = runtime()?.block_on(cl.follow_events(from, |e| {
+        let line = match mode {
+            Output::Json => json!({"id": e.id, "event": e.event, "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::String(e.data.clone()))}).to_string(),
+            Output::Text => {
+                let d: Value = serde_json::from_str(&e.data).unwrap_or_default();
+                format!(
+                    "{}#{} {} by {} at {}   (resume: --from {})",
+                    s(&d["region"]),
+                    s(&d["seq"]),
+                    e.event,
+                    s(&d["author"]),
+                    d["at"]
+                        .as_i64()
+                        .map(|t| cst_time_ms(Timestamp(t)))
+                        .unwrap_or_default(),
+                    e.id
+                )
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            broken_pipe = true;
+            return false;
+        }
+        seen += 1;
+        count.is_none_or(|n| seen < n)
+    }));
+    if broken_pipe {
+        return Ok(());
+    }
+    result.map_err(|e| client_failure(node, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::tally;
