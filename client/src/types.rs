@@ -124,6 +124,13 @@ pub struct NodeStatus {
     pub now_ms: i64,
     /// When this node last applied an envelope (node clock, ms; 0 = never).
     pub last_applied_ms: i64,
+    /// The last day the working-day calendar covers (`YYYY-12-31`).
+    #[serde(default)]
+    pub calendar_covers_until: Option<String>,
+    /// Set when the calendar ends within 60 days or has ended: deadlines beyond it are
+    /// estimated.
+    #[serde(default)]
+    pub calendar_warning: Option<String>,
 }
 
 /// `GET /v1/peers`.

@@ -114,6 +114,31 @@ impl WorkingCalendar {
         WorkingCalendar::parse(EMBEDDED_CALENDAR)
     }
 
+    /// The last day the calendar covers (31 December of its last year), if any.
+    pub fn last_covered_day(&self) -> Option<Date> {
+        let year = *self.years.keys().next_back()?;
+        Date::parse(&format!("{year:04}-12-31")).ok()
+    }
+
+    /// A warning for operators when the calendar ends within `warn_days` of `today` (or
+    /// already has): deadlines beyond it are estimated. `None` while it reaches further.
+    pub fn coverage_warning(&self, today: Date, warn_days: i32) -> Option<String> {
+        let Some(last) = self.last_covered_day() else {
+            return Some("the working-day calendar is empty: every deadline is estimated as if each weekday were a working day".into());
+        };
+        let left = last.days_since_epoch() - today.days_since_epoch();
+        (left < warn_days).then(|| {
+            let when = if left < 0 {
+                format!("ended on {last}")
+            } else {
+                format!("ends on {last}, in {left} days")
+            };
+            format!(
+                "the working-day calendar {when}: deadlines after it are estimated as if every weekday were a working day (shown with ~ and due_estimated); publish a manifest carrying next year's calendar from the State Council's holiday notice"
+            )
+        })
+    }
+
     /// Whether the calendar has data for the year of `date`.
     pub fn covers(&self, date: Date) -> bool {
         self.years.contains_key(&date.ymd().0)
@@ -225,5 +250,26 @@ mod tests {
             )
             .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod coverage_tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_the_calendar_is_warned_of_before_it_comes() {
+        let c = WorkingCalendar::embedded().unwrap();
+        let last = c.last_covered_day().unwrap();
+        assert_eq!(last.ymd().1, 12);
+        let long_before = last.add_days(-200);
+        assert_eq!(c.coverage_warning(long_before, 60), None);
+        let w = c.coverage_warning(last.add_days(-26), 60).unwrap();
+        assert!(
+            w.contains("in 26 days") && w.contains(&last.to_string()),
+            "{w}"
+        );
+        let w = c.coverage_warning(last.add_days(3), 60).unwrap();
+        assert!(w.contains("ended on"), "{w}");
     }
 }

@@ -617,6 +617,9 @@ fn declined_here(
     ))
 }
 
+/// Days before the working-day calendar ends from which the status warns.
+pub const CALENDAR_WARNING_DAYS: i32 = 60;
+
 /// A federation checkpoint recent enough to prove under: the one held if it was
 /// cosigned less than [`FEDERATION_REUSE_SECONDS`] ago and still has every region's
 /// witnessed head held ([`crate::engine::Core::federation_is_current`]), else a fresh
@@ -1536,6 +1539,10 @@ async fn status(State(state): State<Arc<ApiState>>) -> Response {
             last_applied_ms: metrics
                 .last_applied_ms
                 .load(std::sync::atomic::Ordering::Relaxed),
+            calendar_covers_until: core.calendar().last_covered_day().map(|d| d.to_string()),
+            calendar_warning: core
+                .calendar()
+                .coverage_warning(core.now().date_cst(), CALENDAR_WARNING_DAYS),
         })
     })();
     ApiError::respond(result, None)
@@ -1619,16 +1626,19 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         Err(e) => return ApiError::respond(Err(e.into()), None),
     };
     let lag = replication_lag(&net_status(&state), &heads);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        core.metrics().render(
-            &lag,
-            core.store_bytes(),
-            core.store_cache(),
-            state.audit.failures(),
-        ),
-    )
-        .into_response()
+    let mut text = core.metrics().render(
+        &lag,
+        core.store_bytes(),
+        core.store_cache(),
+        state.audit.failures(),
+    );
+    if let Some(last) = core.calendar().last_covered_day() {
+        let left = last.days_since_epoch() - core.now().date_cst().days_since_epoch();
+        text.push_str(&format!(
+            "# HELP credfed_calendar_days_left Days until the working-day calendar ends (negative: ended; deadlines beyond it are estimated).\n# TYPE credfed_calendar_days_left gauge\ncredfed_calendar_days_left {left}\n"
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 #[cfg(test)]

@@ -174,3 +174,31 @@ async fn a_region_is_told_what_concerns_it_and_resumes_without_gap_or_repeat() {
         .to_string();
     assert!(e.contains("Last-Event-ID"), "{e}");
 }
+
+/// The node says how far its working-day calendar reaches, warns operators before it
+/// ends (status) and exports the days left (metrics), so that estimated deadlines are
+/// never a surprise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calendars_end_is_in_status_and_metrics() {
+    let mut c = Cluster::new(&[SH]);
+    c.start_all().await;
+    let calendar = credfed_protocol::calendar::WorkingCalendar::embedded().unwrap();
+    let last = calendar.last_covered_day().unwrap();
+    let status = c.nodes[0].client.get("/v1/status").await.unwrap();
+    let v: Value = status.json().unwrap();
+    assert_eq!(v["calendar_covers_until"], last.to_string());
+    let today = Timestamp(v["now_ms"].as_i64().unwrap()).date_cst();
+    let expected = calendar.coverage_warning(today, 60);
+    assert_eq!(v["calendar_warning"].as_str(), expected.as_deref(), "{v}");
+    let metrics = c.nodes[0].client.get("/metrics").await.unwrap().body;
+    let left: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("credfed_calendar_days_left "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        left,
+        (last.days_since_epoch() - today.days_since_epoch()) as i64
+    );
+}

@@ -1091,7 +1091,7 @@ pub fn stats(mode: Output, node: &NodeArgs) -> Res {
 pub fn status(mode: Output, node: &NodeArgs) -> Res {
     let v = get_json(node, "/v1/status")?;
     emit(mode, &v, || {
-        table(
+        let t = table(
             &[
                 "region",
                 "own head",
@@ -1118,7 +1118,15 @@ pub fn status(mode: Output, node: &NodeArgs) -> Res {
                 s(&v["equivocating_regions"]),
                 format!("{} KiB", v["store_bytes"].as_u64().unwrap_or(0) / 1024),
             ]],
-        )
+        );
+        let mut out = t;
+        if let Some(why) = v["writes_paused_reason"].as_str() {
+            out.push_str(&format!("\nwrites paused: {why}"));
+        }
+        if let Some(w) = v["calendar_warning"].as_str() {
+            out.push_str(&format!("\nWARNING: {w}"));
+        }
+        out
     });
     Ok(())
 }
