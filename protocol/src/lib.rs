@@ -34,6 +34,7 @@ pub mod map;
 pub mod measures_doc;
 pub mod merkle;
 pub mod record;
+pub mod report;
 pub mod state;
 pub mod time;
 pub mod witness;

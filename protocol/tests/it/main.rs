@@ -7,5 +7,6 @@ mod inbox;
 mod props;
 mod proven;
 mod repair;
+mod report;
 mod rules;
 mod vectors;
