@@ -155,12 +155,11 @@ fn from_the_logs(w: &World) -> BTreeMap<String, ReportLine> {
     }
     let mut out: BTreeMap<String, ReportLine> = BTreeMap::new();
     let today = w.now.date_cst();
-    let (mut ack_hours, mut exec_hours, mut objection_days, mut repair_days): (
-        BTreeMap<String, Vec<f64>>,
-        BTreeMap<String, Vec<f64>>,
-        BTreeMap<String, Vec<f64>>,
-        BTreeMap<String, Vec<f64>>,
-    ) = Default::default();
+    type Samples = BTreeMap<String, Vec<f64>>;
+    let mut ack_hours = Samples::new();
+    let mut exec_hours = Samples::new();
+    let mut objection_days = Samples::new();
+    let mut repair_days = Samples::new();
     for (region, at, author, body) in &records {
         match body {
             Body::ListEntryPublished(e) => {
