@@ -244,6 +244,24 @@ pub enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Supervision report (通报, article 二十三) per period, region and department;
+    /// `--csv` for a spreadsheet.
+    Report {
+        /// day, month or quarter.
+        #[arg(long, default_value = "month")]
+        period: String,
+        /// First day (default: 30 days ago).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (default: today).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print CSV (RFC 4180) instead of a table.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Tracking statistics of a node (跟踪问效).
     Stats {
         #[command(flatten)]

@@ -135,6 +135,7 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/status", get(status))
         .route("/v1/stats", get(stats))
+        .route("/v1/reports", get(reports))
         .route("/v1/audit", get(audit_log))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -1607,6 +1608,71 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Response {
             "mandatory_measures_declined_by_region": non_compliance,
         }))
     })();
+    ApiError::respond(result, None)
+}
+
+/// Query of `/v1/reports`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// `day`, `month` (default) or `quarter`.
+    pub period: Option<String>,
+    /// First day (default: 30 days ago).
+    pub from: Option<String>,
+    /// Last day (default: today).
+    pub to: Option<String>,
+}
+
+/// Longest range of a report: a year and a day.
+pub const MAX_REPORT_DAYS: i32 = 366;
+
+/// Supervision report (article 二十三) per period, region and department
+/// (`credfed_protocol::report`). Like `/v1/stats`, it reads every fold, on a blocking
+/// thread.
+async fn reports(
+    State(state): State<Arc<ApiState>>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> Response {
+    use credfed_protocol::report::{Period, ReportRules, report};
+    let result: Result<Response, ApiError> = async {
+        let period: Period = serde_json::from_value(json!(q.period.as_deref().unwrap_or("month")))
+            .map_err(|_| ApiError::invalid("period", "period: day, month or quarter"))?;
+        let today = state.core.now().date_cst();
+        let day = |v: &Option<String>, field: &str, default| match v {
+            None => Ok(default),
+            // The documented shape (YYYY-MM-DD) is 400; a date that does not exist, 422.
+            Some(t) if t.len() != 10 || !t.bytes().all(|b| b.is_ascii_digit() || b == b'-') => {
+                Err(ApiError::invalid(field, format!("{field}: expected YYYY-MM-DD")))
+            }
+            Some(t) => credfed_protocol::time::Date::parse(t)
+                .map_err(|e| ApiError::unprocessable(field, format!("{field}: {e}"))),
+        };
+        let from = day(&q.from, "from", today.add_days(-30))?;
+        let to = day(&q.to, "to", today)?;
+        let span = to.days_since_epoch() - from.days_since_epoch();
+        if !(0..=MAX_REPORT_DAYS).contains(&span) {
+            return Err(ApiError::unprocessable(
+                "to",
+                format!("to: {to} must be on or after from ({from}) and at most {MAX_REPORT_DAYS} days later"),
+            ));
+        }
+        let core = state.core.clone();
+        let lines = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+            let entries: Vec<_> = core.entries().collect::<Result<_, _>>()?;
+            let actions: Vec<_> = core.actions().collect::<Result<_, _>>()?;
+            let rules = ReportRules {
+                manifest: core.manifest(),
+                catalogue: core.catalogue(),
+                calendar: core.calendar(),
+            };
+            Ok(report(&rules, &entries, &actions, period, from, to, core.now()))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("report failed: {e}")))?
+        .map_err(ApiError::store)?;
+        ok(&json!({"period": period, "from": from, "to": to, "lines": lines}))
+    }
+    .await;
     ApiError::respond(result, None)
 }
 

@@ -658,6 +658,32 @@ async fn a_repair_application_is_decided_by_the_issuer_and_lifted_everywhere() {
         .await,
         "Beijing sees the entry repaired"
     );
+    // The report (article 二十三) counts the application at the issuer, decided by its
+    // publishers, and the two regions' answers and executions.
+    let sh_report = list(&sh_pub, "/v1/reports?period=quarter").await;
+    let region_line = |v: &Value, r: &str| {
+        v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["region"] == r && l["department"].is_null())
+            .cloned()
+            .unwrap_or_else(|| panic!("no line for {r}: {v}"))
+    };
+    let sh_line = region_line(&sh_report, "310000");
+    assert_eq!(sh_line["repairs_received"], json!(1), "{sh_line}");
+    assert_eq!(sh_line["repairs_decided"], json!(1), "{sh_line}");
+    for r in ["440000", "620000"] {
+        let l = region_line(&sh_report, r);
+        assert_eq!(
+            (l["actions_asked"].clone(), l["measures_executed"].clone()),
+            (json!(1), json!(1)),
+            "{l}"
+        );
+    }
+    let r = sh_pub.get("/v1/reports?period=week").await.unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("period"), "{}", r.body);
 }
 
 /// Article 二十 over the API: Gansu declines Shanghai's action; its node's check shows

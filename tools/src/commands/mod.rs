@@ -523,6 +523,13 @@ pub fn run(cli: Cli) -> Res {
             },
         ),
         Cmd::Measures { command } => measures::measures(mode, command),
+        Cmd::Report {
+            period,
+            from,
+            to,
+            csv,
+            node,
+        } => query::report(mode, &period, from.as_deref(), to.as_deref(), csv, &node),
         Cmd::Events { from, count, node } => query::events(mode, from.as_deref(), count, &node),
         Cmd::Inbox {
             kind,

@@ -1238,6 +1238,97 @@ pub fn events(mode: Output, from: Option<&str>, count: Option<usize>, node: &Nod
     result.map_err(|e| client_failure(node, e))
 }
 
+/// The supervision report: a table of the region lines (and their departments), or CSV.
+pub fn report(
+    mode: Output,
+    period: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    csv: bool,
+    node: &NodeArgs,
+) -> Res {
+    let mut path = format!("/v1/reports?period={period}");
+    for (k, v) in [("from", from), ("to", to)] {
+        if let Some(v) = v {
+            path.push_str(&format!("&{k}={v}"));
+        }
+    }
+    let v = get_json(node, &path)?;
+    if csv {
+        let lines: Vec<credfed_protocol::report::ReportLine> =
+            serde_json::from_value(v["lines"].clone())
+                .map_err(|e| invalid(format!("the node's report: {e}")))?;
+        print!("{}", credfed_protocol::report::to_csv(&lines));
+        return Ok(());
+    }
+    emit(mode, &v, || {
+        let opt = |x: &Value| x.as_f64().map(|f| format!("{f:.1}")).unwrap_or("—".into());
+        let rows: Vec<Vec<String>> = v["lines"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|l| {
+                vec![
+                    s(&l["period"]),
+                    s(&l["region"]),
+                    l["department"].as_str().unwrap_or("(region)").to_owned(),
+                    format!("{}/{}", s(&l["acknowledged"]), s(&l["actions_asked"])),
+                    s(&l["acknowledgements_overdue"]),
+                    format!(
+                        "{} ({} mandatory)",
+                        s(&l["declined"]),
+                        s(&l["mandatory_declined"])
+                    ),
+                    opt(&l["median_acknowledgement_hours"]),
+                    format!(
+                        "{}/{}",
+                        s(&l["measures_executed"]),
+                        s(&l["measures_accepted"])
+                    ),
+                    format!("{}/{}", s(&l["disclosed_late"]), s(&l["entries_published"])),
+                    format!(
+                        "{}/{} ({} overdue)",
+                        s(&l["objections_resolved"]),
+                        s(&l["objections_received"]),
+                        s(&l["objections_overdue"])
+                    ),
+                    format!(
+                        "{}/{} ({} overdue)",
+                        s(&l["repairs_decided"]),
+                        s(&l["repairs_received"]),
+                        s(&l["repairs_overdue"])
+                    ),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            return format!(
+                "nothing arose between {} and {}\n",
+                s(&v["from"]),
+                s(&v["to"])
+            );
+        }
+        table(
+            &[
+                "period",
+                "region",
+                "department",
+                "answered/asked",
+                "overdue",
+                "declined",
+                "ack h (median)",
+                "executed/accepted",
+                "late/published",
+                "objections",
+                "repairs",
+            ],
+            &rows,
+        )
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::tally;
