@@ -26,6 +26,7 @@ use crate::ids::RegionCode;
 use crate::ledger::{Reads, StateView};
 use crate::limits::MAX_MEMBERS;
 use crate::record::*;
+use crate::state::EntryFold;
 
 /// Longest cursor text accepted: a region code, a colon and a 20-digit number per
 /// member, with separators.
@@ -122,14 +123,13 @@ fn concerns_reading<V: StateView + ?Sized>(
     }
     let issued_here = |entry: &EntryId| view.entry(entry).is_some_and(|e| e.issuer() == region);
     // An entry on which an action targets the region: a change to it may mean lifting.
-    let targeted_here = |entry: &EntryId| {
-        view.entry(entry).is_some_and(|e| {
-            e.actions
-                .iter()
-                .filter_map(|a| view.action(a))
-                .any(|a| a.targets_region(region))
-        })
+    let targets_here = |e: &EntryFold| {
+        e.actions
+            .iter()
+            .filter_map(|a| view.action(a))
+            .any(|a| a.targets_region(region))
     };
+    let targeted_here = |entry: &EntryId| view.entry(entry).is_some_and(|e| targets_here(&e));
     let initiated_here = |action: &ActionId| {
         view.action(action)
             .is_some_and(|a| a.initiated.pos.region == region)
@@ -153,10 +153,7 @@ fn concerns_reading<V: StateView + ?Sized>(
                 f.objections
                     .get(objection)
                     .is_some_and(|o| o.filed.pos.region == region)
-                    || f.actions
-                        .iter()
-                        .filter_map(|a| view.action(a))
-                        .any(|a| a.targets_region(region))
+                    || targets_here(&f)
             }),
             Some(ObjectionTarget::Evaluation(e)) => view.evaluation(&e).is_some_and(|f| {
                 f.objections
@@ -168,13 +165,12 @@ fn concerns_reading<V: StateView + ?Sized>(
         Body::RepairApplied { entry, .. } => issued_here(entry),
         Body::RepairDecided {
             entry, application, ..
-        } => {
-            view.entry(entry).is_some_and(|f| {
-                f.repairs
-                    .get(application)
-                    .is_some_and(|r| r.filed.pos.region == region)
-            }) || targeted_here(entry)
-        }
+        } => view.entry(entry).is_some_and(|f| {
+            f.repairs
+                .get(application)
+                .is_some_and(|r| r.filed.pos.region == region)
+                || targets_here(&f)
+        }),
         Body::ListEntryAmended { entry, .. }
         | Body::ListEntryRevoked { entry, .. }
         | Body::ListEntryRepaired { entry, .. } => targeted_here(entry),

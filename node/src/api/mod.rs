@@ -600,6 +600,11 @@ fn declined_here(
     core: &crate::engine::Core,
     answer: &credfed_protocol::check::CheckAnswer,
 ) -> Result<Vec<credfed_protocol::check::DeclinedHere>, ApiError> {
+    // Only an applied measure can have been declined: an answer that applies none (the
+    // unlisted subject, the common case) costs no further reads.
+    if answer.mandatory.is_empty() && answer.recommended.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut actions = Vec::new();
     for shown in &answer.entries {
         let Some(e) = core.entry(&shown.entry).map_err(ApiError::store)? else {
