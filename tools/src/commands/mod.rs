@@ -215,15 +215,10 @@ fn resolve_id(
     kind: &str,
     node: &NodeArgs,
 ) -> Result<credfed_protocol::crypto::Hash256, Failure> {
-    let text = text.trim();
+    let text = id_prefix(text, field, kind)?;
     if text.len() == 64 {
-        return credfed_protocol::crypto::Hash256::from_hex(&text.to_ascii_lowercase())
+        return credfed_protocol::crypto::Hash256::from_hex(&text)
             .map_err(|e| invalid(format!("{field}: {e}")));
-    }
-    if text.len() < 8 || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid(format!(
-            "{field}: '{text}' is not a {kind} id: give its 64 hex digits, or a unique prefix of at least 8 (as tables show them)"
-        )));
     }
     let v = get_json(node, &format!("/v1/ids/{text}?kind={kind}"))?;
     let ids: Vec<String> = v["matches"]
@@ -234,14 +229,44 @@ fn resolve_id(
                 .collect()
         })
         .unwrap_or_default();
-    match ids.as_slice() {
+    one_id(
+        &ids,
+        &text,
+        field,
+        &format!("{kind} on this node"),
+        "check the id, or wait until the record has replicated here",
+    )
+}
+
+/// An id or id prefix as typed: 8 to 64 hex digits, lower-cased, or the error naming
+/// `field` and what to give.
+fn id_prefix(text: &str, field: &str, kind: &str) -> Result<String, Failure> {
+    let text = text.trim().to_ascii_lowercase();
+    if text.len() < 8 || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(format!(
+            "{field}: '{text}' is not a {kind} id: give its 64 hex digits, or a unique prefix of at least 8 (as tables show them)"
+        )));
+    }
+    Ok(text)
+}
+
+/// The one id among `ids` (those starting with `prefix`), or why not: none (with
+/// `none_hint`) or several.
+fn one_id(
+    ids: &[String],
+    prefix: &str,
+    field: &str,
+    kind: &str,
+    none_hint: &str,
+) -> Result<credfed_protocol::crypto::Hash256, Failure> {
+    match ids {
         [one] => credfed_protocol::crypto::Hash256::from_hex(one)
-            .map_err(|e| invalid(format!("{field}: the node answered {one}: {e}"))),
+            .map_err(|e| invalid(format!("{field}: {one}: {e}"))),
         [] => Err(invalid(format!(
-            "{field}: no {kind} on this node starts with {text}; check the id, or wait until the record has replicated here"
+            "{field}: no {kind} starts with {prefix}; {none_hint}"
         ))),
         several => Err(invalid(format!(
-            "{field}: {text} starts more than one {kind} ({}); give more digits",
+            "{field}: {prefix} starts more than one {kind} ({}); give more digits",
             several.join(", ")
         ))),
     }

@@ -828,25 +828,21 @@ fn application_by_prefix(
     entry: &Value,
     text: &str,
 ) -> Result<credfed_protocol::crypto::Hash256, Failure> {
-    let text = text.trim().to_ascii_lowercase();
-    if text.len() < 8 || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid(format!(
-            "--application: '{text}' is not an id or a prefix of 8 to 64 hex digits"
-        )));
-    }
-    let ids: Vec<&String> = entry["entry"]["repairs"]
+    let prefix = id_prefix(text, "--application", "repair application")?;
+    let ids: Vec<String> = entry["entry"]["repairs"]
         .as_object()
-        .map(|m| m.keys().filter(|k| k.starts_with(&text)).collect())
+        .map(|m| {
+            m.keys()
+                .filter(|k| k.starts_with(&prefix))
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
-    match ids.as_slice() {
-        [one] => credfed_protocol::crypto::Hash256::from_hex(one)
-            .map_err(|e| invalid(format!("--application: {e}"))),
-        [] => Err(invalid(format!(
-            "--application: no repair application of this entry starts with {text}; see `credfed repair list --entry …`"
-        ))),
-        many => Err(invalid(format!(
-            "--application: {text} matches {} applications of this entry; give more digits",
-            many.len()
-        ))),
-    }
+    one_id(
+        &ids,
+        &prefix,
+        "--application",
+        "repair application of this entry",
+        "see `credfed repair list --entry …`",
+    )
 }
