@@ -217,6 +217,18 @@ pub struct FedOptions {
 impl Federation {
     /// Creates keys, certificates, a signed manifest and configs for `regions` in `dir`.
     pub fn create(dir: &Path, regions: &[RegionCode], opts: &FedOptions) -> Result<Federation> {
+        // A directory an earlier `up` or drill left behind holds nodes' stores and keys:
+        // refuse it here, naming this tool's own flag, instead of letting the first
+        // node's `init` fail on it.
+        if dir.join("federation.json").exists()
+            || regions.iter().any(|r| dir.join(r.to_string()).exists())
+        {
+            bail!(
+                "--dir {}: already holds a federation; stop it with `credfed-testnet down --dir {}` and remove the directory, or choose another --dir",
+                dir.display(),
+                dir.display()
+            );
+        }
         std::fs::create_dir_all(dir)?;
         let bin = node_bin()?;
         let (lab, fault_mode) = match (opts.network, crate::netns::unavailable_reason()) {
@@ -716,4 +728,34 @@ pub fn down(dir: &Path) -> Result<usize> {
         NetLab { slot, nodes }.destroy();
     }
     Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory an earlier federation left behind is refused before any node is
+    /// touched, naming this tool's flag and what to do.
+    #[test]
+    fn a_directory_holding_a_federation_is_refused_with_what_to_do() {
+        let path = std::env::temp_dir().join(format!("credfed-fed-test-{}", std::process::id()));
+        std::fs::create_dir_all(path.join("310000")).unwrap();
+        let regions = parse_regions("310000,440000").unwrap();
+        let opts = FedOptions {
+            base_port: 47_000,
+            heads_interval_ms: 500,
+            network: NetworkChoice::InNode,
+            store_engine: None,
+        };
+        let e = Federation::create(&path, &regions, &opts)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("--dir") && e.contains("already holds a federation") && e.contains("down"),
+            "{e}"
+        );
+        assert!(!path.join("federation.json").exists());
+        std::fs::remove_dir_all(&path).unwrap();
+    }
 }
