@@ -326,6 +326,7 @@ fn part_name(prefix: u8) -> &'static str {
         b'E' => "entry folds (E)",
         b'A' => "action folds (A)",
         b'V' => "evaluation folds (V)",
+        b'F' => "commitment folds (F)",
         b'S' => "subject index (S)",
         b'R' => "receive times (R)",
         b'N' => "Merkle nodes (N)",

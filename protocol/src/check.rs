@@ -118,6 +118,38 @@ pub struct CheckedEvaluation {
     pub measures_in_domain: Vec<MeasureCode>,
 }
 
+/// A commitment in the answer (article 四): one breached within the last
+/// [`BREACH_SHOWN_DAYS`], or one past its deadline that its region has not settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedCommitment {
+    /// Id.
+    pub id: CommitmentId,
+    /// Recording region.
+    pub region: RegionCode,
+    /// Recording (accepting) department.
+    pub author: DepartmentId,
+    /// Acceptance number of the application.
+    pub acceptance_no: String,
+    /// What was applied for.
+    pub matter: String,
+    /// The deadline.
+    pub due_on: Date,
+    /// Breached, or overdue (not settled after its deadline).
+    pub state: CommitmentState,
+    /// Day the breach was found (breached only).
+    pub settled_on: Option<Date>,
+}
+
+/// How long a breach stays in checks and withholds [`COMMITMENT_MEASURE`], in days from
+/// the day it was found. A breached commitment is ordinary dishonesty (一般失信), whose
+/// longest disclosure is one year under the national credit-repair rules
+/// (国家发展改革委令2023年第58号); the federation takes that figure (docs/decisions.md).
+pub const BREACH_SHOWN_DAYS: i32 = 365;
+
+/// The measure that rests on a written commitment: 容缺受理 (article 四). A subject that
+/// breached a commitment is not offered another while the breach is shown.
+pub const COMMITMENT_MEASURE: &str = "I-LICENSING-INCOMPLETE";
+
 /// How current a region's data is in the answering replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionFreshness {
@@ -170,6 +202,10 @@ pub struct CheckAnswer {
     pub evidence: Vec<Evidence>,
     /// True if evidence was cut at the limit.
     pub truncated: bool,
+    /// Commitments breached or overdue (article 四). Absent in answers saved before
+    /// commitments were records: those had none.
+    #[serde(default)]
+    pub commitments: Vec<CheckedCommitment>,
 }
 
 /// What [`decide`] concludes about one subject.
@@ -185,6 +221,8 @@ pub struct Decision {
     pub recommended: Vec<AppliedMeasure>,
     /// Measures withheld, with why.
     pub withheld: Vec<WithheldMeasure>,
+    /// Commitments breached or overdue.
+    pub commitments: Vec<CheckedCommitment>,
 }
 
 /// The measures of an entry (requested, plus those of joint actions resting on it) that
@@ -246,16 +284,55 @@ pub const ARTICLE_14_ROLES: [RelatedRole; 3] = [
 /// - an active black-list entry about the subject withholds every incentive from it
 ///   (articles 三, 四: incentives are for subjects without serious dishonesty), and so
 ///   does one naming it as a related person in a role article 十四 names
-///   ([`ARTICLE_14_ROLES`]).
+///   ([`ARTICLE_14_ROLES`]);
+/// - a commitment the subject breached is shown for [`BREACH_SHOWN_DAYS`] and withholds
+///   容缺受理 ([`COMMITMENT_MEASURE`]) meanwhile; one past its deadline and not settled is
+///   shown as overdue (article 四).
 pub fn decide(
     key: &SubjectKey,
     entries: &[(EntryFold, Vec<ActionFold>)],
     evaluations: &[EvaluationFold],
+    commitments: &[CommitmentFold],
     catalogue: &Catalogue,
     domain: MeasureDomain,
     now: Timestamp,
 ) -> Decision {
     let mut d = Decision::default();
+    let today = now.date_cst();
+    for c in commitments
+        .iter()
+        .filter(|c| &c.commitment.subject.key() == key)
+    {
+        let state = c.state_on(today);
+        let settled_on = c.settled.as_ref().map(|s| s.settled_on);
+        let shown = match state {
+            CommitmentState::Overdue => true,
+            CommitmentState::Breached => settled_on.is_some_and(|on| {
+                today.days_since_epoch() - on.days_since_epoch() < BREACH_SHOWN_DAYS
+            }),
+            CommitmentState::Open | CommitmentState::Fulfilled => false,
+        };
+        if shown {
+            d.commitments.push(CheckedCommitment {
+                id: c.id,
+                region: c.issuer(),
+                author: c.made.author.clone(),
+                acceptance_no: c.commitment.acceptance_no.clone(),
+                matter: c.commitment.matter.clone(),
+                due_on: c.commitment.due_on,
+                state,
+                settled_on,
+            });
+        }
+    }
+    d.commitments.sort_by_key(|c| (c.region, c.id));
+    // The breach that withholds 容缺受理: the latest found, so every node names the same.
+    let breach = d
+        .commitments
+        .iter()
+        .filter(|c| c.state == CommitmentState::Breached)
+        .max_by_key(|c| (c.settled_on, c.region, c.id))
+        .cloned();
     let mut applicable: Vec<(AppliedMeasure, bool, Option<String>)> = Vec::new();
     // The active black-list entry that withholds incentives (the least by id and region,
     // so that every node names the same one), and the related role it names the subject
@@ -382,6 +459,19 @@ pub fn decide(
     }
     for (applied, mandatory, withheld) in applicable {
         let withheld = withheld.or_else(|| {
+            let b = breach.as_ref()?;
+            (applied.code.0 == COMMITMENT_MEASURE).then(|| {
+                format!(
+                    "{} found on {} that this subject breached its written commitment {} for {} (due {}): acceptance on a commitment is not offered again for {BREACH_SHOWN_DAYS} days (article 四: 书面承诺在规定期限内提供)",
+                    b.region,
+                    b.settled_on.map(|d| d.to_string()).unwrap_or_default(),
+                    b.acceptance_no,
+                    b.matter,
+                    b.due_on
+                )
+            })
+        });
+        let withheld = withheld.or_else(|| {
             let (entry, region, role) = blacklisted_by?;
             (applied.kind == ActionKind::Incentive).then(|| match role {
                 None => format!(
@@ -442,6 +532,7 @@ fn check_reading<V: StateView + ?Sized>(
 ) -> CheckAnswer {
     let mut entries = Vec::new();
     let mut evaluations = Vec::new();
+    let mut commitments = Vec::new();
     for r in view.subject_refs(subject) {
         match r {
             SubjectRef::Entry(id) => {
@@ -456,12 +547,18 @@ fn check_reading<V: StateView + ?Sized>(
                     evaluations.push(ev);
                 }
             }
+            SubjectRef::Commitment(id) => {
+                if let Some(c) = view.commitment(&id) {
+                    commitments.push(c);
+                }
+            }
         }
     }
     let decision = decide(
         subject,
         &entries,
         &evaluations,
+        &commitments,
         rules.catalogue,
         domain,
         now,
@@ -476,6 +573,11 @@ fn check_reading<V: StateView + ?Sized>(
     for ev in &evaluations {
         if decision.evaluations.iter().any(|c| c.id == ev.id) {
             positions.extend(ev.evidence.iter().copied());
+        }
+    }
+    for c in &commitments {
+        if decision.commitments.iter().any(|s| s.id == c.id) {
+            positions.extend(c.evidence.iter().copied());
         }
     }
     let (evidence, truncated) = collect_evidence(view, positions);
@@ -509,6 +611,7 @@ fn check_reading<V: StateView + ?Sized>(
         freshness,
         evidence,
         truncated,
+        commitments: decision.commitments,
     }
 }
 
@@ -579,6 +682,8 @@ pub struct Folded {
     pub entries: Vec<(EntryFold, Vec<ActionFold>)>,
     /// Evaluations.
     pub evaluations: Vec<EvaluationFold>,
+    /// Written commitments.
+    pub commitments: Vec<CommitmentFold>,
     /// Envelopes whose signatures and authorship verified.
     pub envelopes_verified: usize,
     /// Envelopes refused, each naming the envelope and the rule.
@@ -679,6 +784,7 @@ pub fn fold_evidence(evidence: &[Evidence], manifest: &Manifest) -> Folded {
     let phase = |b: &Body| match b {
         Body::ListEntryPublished(_)
         | Body::EvaluationPublished(_)
+        | Body::CommitmentMade(_)
         | Body::DepartmentRegistered { .. } => 0,
         Body::ObjectionResolved { .. } | Body::RepairDecided { .. } => 2,
         _ => 1,
@@ -689,6 +795,7 @@ pub fn fold_evidence(evidence: &[Evidence], manifest: &Manifest) -> Folded {
     let mut evaluations: BTreeMap<EvaluationId, EvaluationFold> = BTreeMap::new();
     let mut actions: Vec<ActionFold> = Vec::new();
     let mut objections: BTreeMap<ObjectionId, ObjectionTarget> = BTreeMap::new();
+    let mut commitments: BTreeMap<CommitmentId, CommitmentFold> = BTreeMap::new();
     for (pos, v) in ordered {
         let origin = Origin {
             pos: *pos,
@@ -775,6 +882,16 @@ pub fn fold_evidence(evidence: &[Evidence], manifest: &Manifest) -> Folded {
                     e.apply(&origin, &v.body);
                 }
             }
+            Body::CommitmentMade(c) => {
+                let id = commitment_id(&origin.author, &c.acceptance_no);
+                commitments.insert(id, CommitmentFold::made(id, origin, c.clone()));
+            }
+            // The fold takes a settlement only from the recording region.
+            Body::CommitmentSettled { commitment, .. } => {
+                if let Some(c) = commitments.get_mut(commitment) {
+                    c.apply(&origin, &v.body);
+                }
+            }
             _ => {}
         }
     }
@@ -792,6 +909,7 @@ pub fn fold_evidence(evidence: &[Evidence], manifest: &Manifest) -> Folded {
     Folded {
         entries: with_actions,
         evaluations: evaluations.into_values().collect(),
+        commitments: commitments.into_values().collect(),
         envelopes_verified: authentic.len(),
         failures,
     }
@@ -802,7 +920,7 @@ pub fn fold_evidence(evidence: &[Evidence], manifest: &Manifest) -> Folded {
 pub fn verdict_of(d: &Decision) -> Verdict {
     if !d.mandatory.is_empty() || !d.recommended.is_empty() {
         Verdict::MeasuresApply
-    } else if d.entries.is_empty() && d.evaluations.is_empty() {
+    } else if d.entries.is_empty() && d.evaluations.is_empty() && d.commitments.is_empty() {
         Verdict::Clear
     } else {
         Verdict::NothingApplies
@@ -831,6 +949,7 @@ pub fn recompute_answer(
         subject,
         &folded.entries,
         &folded.evaluations,
+        &folded.commitments,
         catalogue,
         domain,
         as_of,
@@ -849,6 +968,7 @@ pub fn recompute_answer(
         freshness,
         evidence,
         truncated: false,
+        commitments: d.commitments,
     };
     (answer, folded)
 }
@@ -922,6 +1042,27 @@ pub fn answer_differences(
             out.push(format!(
                 "evaluation {}: current by the evidence, and the answer omits it",
                 r.id
+            ));
+        }
+    }
+    for c in &claimed.commitments {
+        match recomputed.commitments.iter().find(|r| r.id == c.id) {
+            None => out.push(format!(
+                "commitment {}: claimed {:?}, but the evidence does not show it breached or overdue",
+                c.id, c.state
+            )),
+            Some(r) if r != c => out.push(format!(
+                "commitment {}: claimed {:?} (due {}, settled {:?}), evidence gives {:?} (due {}, settled {:?})",
+                c.id, c.state, c.due_on, c.settled_on, r.state, r.due_on, r.settled_on
+            )),
+            Some(_) => {}
+        }
+    }
+    for r in &recomputed.commitments {
+        if !claimed.commitments.iter().any(|c| c.id == r.id) {
+            out.push(format!(
+                "commitment {}: {:?} by the evidence, and the answer omits it (article 四)",
+                r.id, r.state
             ));
         }
     }

@@ -179,7 +179,11 @@ fn concerns_reading<V: StateView + ?Sized>(
         | Body::DepartmentRevoked { .. }
         | Body::ListEntryPublished(_)
         | Body::EvaluationPublished(_)
-        | Body::EvaluationRevoked { .. } => false,
+        | Body::EvaluationRevoked { .. }
+        // A commitment is the recording region's business; a breach reaches the others
+        // through their checks, as a publication does.
+        | Body::CommitmentMade(_)
+        | Body::CommitmentSettled { .. } => false,
     }
 }
 

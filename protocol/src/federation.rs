@@ -44,7 +44,8 @@ use crate::manifest::{Manifest, SignedManifest};
 use crate::map::{Indexed, MapProof, map_key, value_of, verify_map_proof};
 use crate::merkle::{MemoryTree, leaf_hash, verify_inclusion};
 use crate::record::{
-    Body, EntryId, EvaluationId, ObjectionId, SubjectKey, entry_id, evaluation_id, objection_id,
+    Body, CommitmentId, EntryId, EvaluationId, ObjectionId, SubjectKey, commitment_id, entry_id,
+    evaluation_id, objection_id,
 };
 use crate::state::RecordPos;
 use crate::time::Timestamp;
@@ -67,7 +68,7 @@ pub const MAX_EVIDENCE_FILE_BYTES: usize = 8 * 1024 * 1024;
 
 /// What an evidence file starts with. Version 2: every field authenticated or
 /// recomputed (version 1 files are refused with a hint to ask again).
-pub const EVIDENCE_MAGIC: &[u8] = b"credfed evidence v2\n";
+pub const EVIDENCE_MAGIC: &[u8] = b"credfed evidence v3\n";
 
 /// The origin line of a federation checkpoint.
 pub fn federation_origin(federation_id: &str) -> String {
@@ -308,6 +309,8 @@ pub enum Followed {
     Evaluation(EvaluationId),
     /// An objection's resolution.
     Objection(ObjectionId),
+    /// Every record about a written commitment (its settlement, article 四).
+    Commitment(CommitmentId),
 }
 
 impl Followed {
@@ -317,6 +320,7 @@ impl Followed {
             Followed::Entry(id) => Indexed::Entry(id.0),
             Followed::Evaluation(id) => Indexed::Evaluation(id.0),
             Followed::Objection(id) => Indexed::Objection(id.0),
+            Followed::Commitment(id) => Indexed::Commitment(id.0),
         })
     }
 }
@@ -417,8 +421,11 @@ impl ProvenAnswer {
         if bytes.starts_with(b"credfed evidence v1\n") {
             return Err("an evidence file of version 1, whose answers were not fully authenticated: export a new one with `credfed check … --evidence FILE`".into());
         }
+        if bytes.starts_with(b"credfed evidence v2\n") {
+            return Err("an evidence file of version 2, whose answers did not carry written commitments (article 四): export a new one with `credfed check … --evidence FILE`".into());
+        }
         let body = bytes.strip_prefix(EVIDENCE_MAGIC).ok_or(
-            "not a credfed evidence file (it should start with 'credfed evidence v2'); \
+            "not a credfed evidence file (it should start with 'credfed evidence v3'); \
              export one with `credfed check … --evidence FILE`",
         )?;
         crate::codec::decode(body, MAX_EVIDENCE_FILE_BYTES, "evidence file")
@@ -458,6 +465,13 @@ impl Listed {
             }
             Body::ObjectionFiled { case_no, .. } => {
                 l.objection = Some(Followed::Objection(objection_id(author, case_no)));
+            }
+            Body::CommitmentMade(c) => {
+                l.publishes = Some(Followed::Commitment(commitment_id(
+                    author,
+                    &c.acceptance_no,
+                )));
+                l.names = l.publishes;
             }
             _ => {}
         }
@@ -975,6 +989,13 @@ pub fn verify_proven_answer(
             .evaluations
             .iter()
             .map(|e| Followed::Evaluation(e.id)),
+    );
+    start.extend(
+        proven
+            .answer
+            .commitments
+            .iter()
+            .map(|c| Followed::Commitment(c.id)),
     );
     let mut following = Following::new(start);
     let mut expected_related: BTreeMap<RegionCode, BTreeSet<Followed>> = BTreeMap::new();
@@ -1670,9 +1691,11 @@ mod tests {
     }
 
     #[test]
-    fn version_1_evidence_files_are_refused_with_what_to_do() {
+    fn older_evidence_files_are_refused_with_what_to_do() {
         let e = ProvenAnswer::from_file(b"credfed evidence v1\nxxxx").unwrap_err();
         assert!(e.contains("version 1") && e.contains("--evidence"), "{e}");
+        let e = ProvenAnswer::from_file(b"credfed evidence v2\nxxxx").unwrap_err();
+        assert!(e.contains("version 2") && e.contains("--evidence"), "{e}");
         let e = ProvenAnswer::from_file(b"hello").unwrap_err();
         assert!(e.contains("not a credfed evidence file"), "{e}");
     }

@@ -28,9 +28,10 @@ use crate::catalogue::RepairPeriods;
 use crate::ids::{PROVINCES, RegionCode, Role};
 use crate::manifest::Policy;
 use crate::record::{
-    ActionId, EntryId, MeasureCode, ObjectionId, ObjectionTarget, RepairApplicationId, Targets,
+    ActionId, CommitmentId, EntryId, MeasureCode, ObjectionId, ObjectionTarget,
+    RepairApplicationId, Targets,
 };
-use crate::state::{ActionFold, EntryFold, EntryState, ObjectionStatus};
+use crate::state::{ActionFold, CommitmentFold, EntryFold, EntryState, ObjectionStatus};
 use crate::time::{Date, Timestamp};
 
 /// What a task is about.
@@ -43,6 +44,8 @@ pub enum TaskRef {
     Objection(ObjectionId),
     /// Credit-repair applications for an entry the region issued (one mark per entry).
     Repair(EntryId),
+    /// A written commitment the region recorded and has not settled (article 四).
+    Commitment(CommitmentId),
 }
 
 /// A region's attention mark on an action or objection: from `from` on it has something
@@ -171,6 +174,39 @@ pub fn repair_mark(entry: &EntryFold) -> TaskMark {
     }
 }
 
+/// The mark an unsettled commitment leaves on its recording region, from the day it
+/// was made: the accepting department follows it until the materials come or the
+/// deadline passes.
+pub fn commitment_mark(c: &CommitmentFold) -> TaskMark {
+    TaskMark {
+        region: c.issuer(),
+        task: TaskRef::Commitment(c.id),
+        from: c.settled.is_none().then_some(c.commitment.made_on),
+    }
+}
+
+/// The task an unsettled commitment sets its recording region today: record the
+/// materials as supplied, by the deadline; once the deadline has passed without them,
+/// record the breach (article 四). `None` once settled.
+pub fn commitment_task(c: &CommitmentFold, now: Timestamp) -> Option<Task> {
+    if c.settled.is_some() {
+        return None;
+    }
+    Some(Task {
+        kind: TaskKind::SettleCommitment,
+        role: Role::Publisher,
+        about: TaskRef::Commitment(c.id),
+        entry: None,
+        since: c.commitment.made_on,
+        due: c.commitment.due_on,
+        due_estimated: false,
+        overdue: now.date_cst() > c.commitment.due_on,
+        measures: Vec::new(),
+        application: None,
+        entry_state: None,
+    })
+}
+
 /// What is to be done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,6 +221,9 @@ pub enum TaskKind {
     ResolveObjection,
     /// Decide a subject's credit-repair application (articles 十八, 二十一).
     DecideRepair,
+    /// Follow a written commitment: fulfilled by its deadline, or breached after it
+    /// (article 四).
+    SettleCommitment,
 }
 
 impl TaskKind {
@@ -193,7 +232,7 @@ impl TaskKind {
         match self {
             TaskKind::Acknowledge | TaskKind::ReportExecution | TaskKind::Lift => Role::Implementer,
             TaskKind::ResolveObjection => Role::ObjectionHandler,
-            TaskKind::DecideRepair => Role::Publisher,
+            TaskKind::DecideRepair | TaskKind::SettleCommitment => Role::Publisher,
         }
     }
 }

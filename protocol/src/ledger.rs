@@ -65,6 +65,8 @@ pub enum SubjectRef {
     Entry(EntryId),
     /// An evaluation.
     Evaluation(EvaluationId),
+    /// A written commitment (article 四).
+    Commitment(CommitmentId),
 }
 
 /// Read access to the state admission and checks need. Implemented in memory by
@@ -92,6 +94,8 @@ pub trait StateView {
     fn objection_target(&self, id: &ObjectionId) -> Result<Option<ObjectionTarget>, Self::Error>;
     /// An evaluation.
     fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, Self::Error>;
+    /// A written commitment.
+    fn commitment(&self, id: &CommitmentId) -> Result<Option<CommitmentFold>, Self::Error>;
     /// Entries and evaluations about a subject.
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, Self::Error>;
     /// Regions flagged for equivocation.
@@ -153,6 +157,9 @@ impl<'v, V: StateView + ?Sized> Reads<'v, V> {
     }
     pub(crate) fn evaluation(&self, id: &EvaluationId) -> Option<EvaluationFold> {
         self.keep(self.view.evaluation(id))
+    }
+    pub(crate) fn commitment(&self, id: &CommitmentId) -> Option<CommitmentFold> {
+        self.keep(self.view.commitment(id))
     }
     pub(crate) fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
         self.keep(self.view.subject_refs(key))
@@ -333,6 +340,9 @@ pub fn required_role(kind: BodyKind) -> Option<Role> {
         // the issuer's publishing department decides, as it repairs (谁认定、谁修复).
         ObjectionFiled | ObjectionResolved | RepairApplied => Some(Role::ObjectionHandler),
         RepairDecided => Some(Role::Publisher),
+        // The licensing department that accepted the application records the
+        // commitment and finds it kept or breached (article 四).
+        CommitmentMade | CommitmentSettled => Some(Role::Publisher),
         EquivocationEvidence => None,
     }
 }
@@ -868,6 +878,92 @@ fn authorise<V: StateView + ?Sized>(
                 );
             }
         }
+        Body::CommitmentMade(c) => {
+            let today = env.timestamp.date_cst();
+            if c.made_on > today {
+                return Err(reject(
+                    RejectReason::NotApplicable,
+                    "commitment.made_on",
+                    format!("{} is after the day it is recorded ({today})", c.made_on),
+                ));
+            }
+            if view
+                .commitment(&commitment_id(&env.author, &c.acceptance_no))
+                .is_some()
+            {
+                return conflict(
+                    "commitment.acceptance_no",
+                    format!(
+                        "{} already recorded a commitment for application {}",
+                        env.author, c.acceptance_no
+                    ),
+                );
+            }
+        }
+        Body::CommitmentSettled {
+            commitment,
+            outcome,
+            settled_on,
+            ..
+        } => {
+            // Made and settled in one log: a missing commitment is a conflict.
+            let held = match view.commitment(commitment) {
+                Some(c) if c.issuer() == region => c,
+                Some(c) => {
+                    return unauth(
+                        "commitment",
+                        format!(
+                            "{commitment} was recorded by {}; only that region finds it kept or breached (article 四)",
+                            c.issuer()
+                        ),
+                    );
+                }
+                None => {
+                    return conflict(
+                        "commitment",
+                        format!("{commitment} does not exist in {region}'s log"),
+                    );
+                }
+            };
+            if held.settled.is_some() {
+                return conflict("commitment", format!("{commitment} is already settled"));
+            }
+            let today = env.timestamp.date_cst();
+            let c = &held.commitment;
+            if *settled_on < c.made_on || *settled_on > today {
+                return Err(reject(
+                    RejectReason::NotApplicable,
+                    "settled_on",
+                    format!(
+                        "{settled_on} is outside the commitment's life: from {} (made) to {today} (recorded)",
+                        c.made_on
+                    ),
+                ));
+            }
+            match outcome {
+                CommitmentOutcome::Fulfilled if *settled_on > c.due_on => {
+                    return Err(reject(
+                        RejectReason::NotApplicable,
+                        "outcome",
+                        format!(
+                            "materials supplied on {settled_on}, after the deadline {}, do not fulfil the commitment: record it as breached (article 四: 在规定期限内提供)",
+                            c.due_on
+                        ),
+                    ));
+                }
+                CommitmentOutcome::Breached if *settled_on <= c.due_on => {
+                    return Err(reject(
+                        RejectReason::NotApplicable,
+                        "outcome",
+                        format!(
+                            "the deadline {} has not passed on {settled_on}: the subject may still supply the materials (article 四: 在规定期限内提供)",
+                            c.due_on
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
         Body::EquivocationEvidence { first, second } => {
             verify_equivocation(rules.manifest, fed, first, second)
                 .map_err(|m| Rejection::from_error(RejectReason::Conflict, "evidence", &m))?;
@@ -1193,6 +1289,8 @@ pub enum Update {
     Objection(ObjectionId, ObjectionTarget),
     /// Store an evaluation fold.
     Evaluation(Box<EvaluationFold>),
+    /// Store a commitment fold.
+    Commitment(Box<CommitmentFold>),
     /// Index a subject (or a related person) under a record about them.
     Subject(SubjectKey, SubjectRef),
     /// Remove an index entry: a correction no longer names that subject (article 二十二).
@@ -1363,6 +1461,25 @@ fn effects_reading<V: StateView + ?Sized>(
             Some(ObjectionTarget::Evaluation(e)) => touch_evaluation(&mut out, &e),
             None => {}
         },
+        Body::CommitmentMade(c) => {
+            let id = commitment_id(&env.author, &c.acceptance_no);
+            out.push(Update::Subject(c.subject.key(), SubjectRef::Commitment(id)));
+            out.push(Update::Commitment(Box::new(CommitmentFold::made(
+                id,
+                origin.clone(),
+                c.clone(),
+            ))));
+        }
+        Body::CommitmentSettled { commitment, .. } => {
+            if let Some(mut c) = view.commitment(commitment) {
+                before
+                    .borrow_mut()
+                    .commitments
+                    .insert(*commitment, c.clone());
+                c.apply(&origin, &v.body);
+                out.push(Update::Commitment(Box::new(c)));
+            }
+        }
         Body::EquivocationEvidence { first, second } => {
             if let Ok(region) =
                 verify_equivocation(rules.manifest, &rules.manifest.federation_id, first, second)
@@ -1382,6 +1499,7 @@ struct Before {
     entries: BTreeMap<EntryId, EntryFold>,
     evaluations: BTreeMap<EvaluationId, EvaluationFold>,
     actions: BTreeMap<ActionId, ActionFold>,
+    commitments: BTreeMap<CommitmentId, CommitmentFold>,
 }
 
 impl Before {
@@ -1392,7 +1510,8 @@ impl Before {
 
 /// The attention marks the fold updates in `out` move ([`crate::inbox`]): an action's
 /// targets when the action changes, or when its entry ends or its expiry moves; the
-/// issuer when an objection or a repair application is filed or decided.
+/// issuer when an objection or a repair application is filed or decided; the recording
+/// region when a commitment is made or settled.
 fn task_marks<V: StateView + ?Sized>(
     view: &Reads<'_, V>,
     before: &Before,
@@ -1485,6 +1604,21 @@ fn task_marks<V: StateView + ?Sized>(
                     &mut marks,
                 );
             }
+            Update::Commitment(c) => {
+                let was = before
+                    .commitments
+                    .get(&c.id)
+                    .and_then(|o| crate::inbox::commitment_mark(o).from);
+                let m = crate::inbox::commitment_mark(c);
+                if was != m.from {
+                    marks.push(MarkMove {
+                        region: m.region,
+                        task: m.task,
+                        was,
+                        now: m.from,
+                    });
+                }
+            }
             _ => {}
         }
     }
@@ -1501,6 +1635,7 @@ pub struct Ledger {
     actions: BTreeMap<ActionId, ActionFold>,
     objections: BTreeMap<ObjectionId, ObjectionTarget>,
     evaluations: BTreeMap<EvaluationId, EvaluationFold>,
+    commitments: BTreeMap<CommitmentId, CommitmentFold>,
     subjects: BTreeMap<SubjectKey, BTreeSet<SubjectRef>>,
     equivocators: BTreeSet<RegionCode>,
     tasks: BTreeMap<(RegionCode, TaskRef), Date>,
@@ -1567,6 +1702,9 @@ impl Ledger {
                 Update::Evaluation(ev) => {
                     self.evaluations.insert(ev.id, *ev);
                 }
+                Update::Commitment(c) => {
+                    self.commitments.insert(c.id, *c);
+                }
                 Update::Subject(k, r) => {
                     self.subjects.entry(k).or_default().insert(r);
                 }
@@ -1618,6 +1756,11 @@ impl Ledger {
         self.evaluations.get(id).cloned()
     }
 
+    /// A written commitment.
+    pub fn commitment(&self, id: &CommitmentId) -> Option<CommitmentFold> {
+        self.commitments.get(id).cloned()
+    }
+
     /// Entries and evaluations about a subject.
     pub fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
         self.subjects
@@ -1661,6 +1804,11 @@ impl Ledger {
         self.actions.values()
     }
 
+    /// Every commitment.
+    pub fn commitments(&self) -> impl Iterator<Item = &CommitmentFold> {
+        self.commitments.values()
+    }
+
     /// A region's attention marks due by `today` (the inbox's index, [`crate::inbox`]).
     pub fn marks_due(&self, region: RegionCode, today: Date) -> Vec<(TaskRef, Date)> {
         self.tasks
@@ -1693,6 +1841,9 @@ impl StateView for Ledger {
     }
     fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, Self::Error> {
         Ok(Ledger::evaluation(self, id))
+    }
+    fn commitment(&self, id: &CommitmentId) -> Result<Option<CommitmentFold>, Self::Error> {
+        Ok(Ledger::commitment(self, id))
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, Self::Error> {
         Ok(Ledger::subject_refs(self, key))

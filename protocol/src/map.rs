@@ -56,6 +56,8 @@ pub enum Indexed {
     Action(Hash256),
     /// An objection: filing and resolution.
     Objection(Hash256),
+    /// A written commitment: its making and settlement (article 四).
+    Commitment(Hash256),
 }
 
 /// A position in the map: the hash of what is indexed, with a kind tag so that no two
@@ -69,6 +71,7 @@ pub fn map_key(indexed: &Indexed) -> Hash256 {
         Indexed::Evaluation(h) => sha256(&[TAG, b"evaluation\0", &h.0]),
         Indexed::Action(h) => sha256(&[TAG, b"action\0", &h.0]),
         Indexed::Objection(h) => sha256(&[TAG, b"objection\0", &h.0]),
+        Indexed::Commitment(h) => sha256(&[TAG, b"commitment\0", &h.0]),
     }
 }
 
@@ -124,6 +127,15 @@ pub fn keys_named(envelope: &Envelope, body: &Body) -> BTreeSet<Indexed> {
         }
         Body::ObjectionResolved { objection, .. } => {
             out.insert(Indexed::Objection(objection.0));
+        }
+        Body::CommitmentMade(c) => {
+            out.insert(Indexed::Subject(c.subject.key()));
+            out.insert(Indexed::Commitment(
+                crate::record::commitment_id(&envelope.author, &c.acceptance_no).0,
+            ));
+        }
+        Body::CommitmentSettled { commitment, .. } => {
+            out.insert(Indexed::Commitment(commitment.0));
         }
         Body::DepartmentRegistered { .. }
         | Body::DepartmentRevoked { .. }

@@ -120,6 +120,11 @@ record_id!(
     /// number.
     RepairApplicationId
 );
+record_id!(
+    /// A written commitment (信用承诺), derived from the recording department and the
+    /// acceptance number of the application it was given for.
+    CommitmentId
+);
 
 fn derive_id(kind: &str, parts: &[&[u8]]) -> Hash256 {
     // Length-prefixed parts: no two different part lists give the same preimage.
@@ -801,6 +806,45 @@ pub enum RepairOutcome {
     NotAccepted,
 }
 
+/// A subject's written commitment to supply, by a deadline, the materials an
+/// application lacked when it was accepted (容缺受理, article 四: 如其书面承诺在规定期限内
+/// 提供，应先行受理). Recorded by the accepting department of any region; only that
+/// region settles it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commitment {
+    /// Who committed.
+    pub subject: Subject,
+    /// Acceptance number of the application at the recording department (受理编号).
+    pub acceptance_no: String,
+    /// What was applied for (the licence or service).
+    pub matter: String,
+    /// The materials accepted as missing, to be supplied (1 to [`MAX_WAIVED`]).
+    pub waived: Vec<String>,
+    /// Day the commitment was signed and the application accepted.
+    pub made_on: Date,
+    /// Last day to supply the materials (规定期限).
+    pub due_on: Date,
+}
+
+/// Most materials one commitment may waive: an application lacking more is not
+/// "部分申报材料不齐备" (article 四), and the bound keeps a record small.
+pub const MAX_WAIVED: usize = 16;
+
+/// Longest term a commitment may give, in days: the federation's own bound (no national
+/// figure; docs/decisions.md), so that a typo of a year cannot leave a commitment open
+/// for decades.
+pub const MAX_COMMITMENT_TERM_DAYS: i32 = 366;
+
+/// How a commitment ended (article 四).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitmentOutcome {
+    /// The materials were supplied by the deadline.
+    Fulfilled,
+    /// They were not: the deadline passed (违背承诺). Every region's checks show it.
+    Breached,
+}
+
 /// Every record kind (docs/design.md §4). The variant order is part of the wire format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -946,6 +990,20 @@ pub enum Body {
         /// The reasons given to the subject.
         reason: String,
     },
+    /// A subject's written commitment under 容缺受理 (article 四).
+    CommitmentMade(Commitment),
+    /// The recording region settles a commitment: fulfilled by the deadline, or breached
+    /// after it (article 四).
+    CommitmentSettled {
+        /// Which commitment.
+        commitment: CommitmentId,
+        /// How it ended.
+        outcome: CommitmentOutcome,
+        /// Day the materials were supplied (fulfilled) or the breach was found (breached).
+        settled_on: Date,
+        /// What was supplied, or what is missing.
+        note: String,
+    },
 }
 
 /// What an objection is about.
@@ -989,6 +1047,8 @@ pub enum BodyKind {
     EvaluationRevoked,
     RepairApplied,
     RepairDecided,
+    CommitmentMade,
+    CommitmentSettled,
 }
 
 impl Body {
@@ -1033,6 +1093,8 @@ impl Body {
             Body::EvaluationRevoked { .. } => BodyKind::EvaluationRevoked,
             Body::RepairApplied { .. } => BodyKind::RepairApplied,
             Body::RepairDecided { .. } => BodyKind::RepairDecided,
+            Body::CommitmentMade(_) => BodyKind::CommitmentMade,
+            Body::CommitmentSettled { .. } => BodyKind::CommitmentSettled,
         }
     }
 
@@ -1186,6 +1248,8 @@ impl Body {
                 text("grounds", grounds, MAX_TEXT_BYTES, true)
             }
             Body::RepairDecided { reason, .. } => text("reason", reason, MAX_TEXT_BYTES, true),
+            Body::CommitmentMade(c) => c.validate(),
+            Body::CommitmentSettled { note, .. } => text("note", note, MAX_TEXT_BYTES, true),
             Body::EquivocationEvidence { first, second } => {
                 if first == second {
                     return Err(rule("second", "evidence needs two different envelopes"));
@@ -1241,6 +1305,63 @@ pub fn objection_id(author: &DepartmentId, case_no: &str) -> ObjectionId {
         "objection",
         &[author.to_string().as_bytes(), case_no.as_bytes()],
     ))
+}
+
+/// The id of the commitment `author` recorded for its application `acceptance_no`.
+pub fn commitment_id(author: &DepartmentId, acceptance_no: &str) -> CommitmentId {
+    CommitmentId(derive_id(
+        "commitment",
+        &[author.to_string().as_bytes(), acceptance_no.as_bytes()],
+    ))
+}
+
+impl Commitment {
+    /// Field rules that need no other record (article 四: a commitment names what is
+    /// missing and a deadline).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.subject.validate("commitment.subject.uscc")?;
+        text(
+            "commitment.acceptance_no",
+            &self.acceptance_no,
+            MAX_SHORT_TEXT_BYTES,
+            true,
+        )?;
+        text("commitment.matter", &self.matter, MAX_TEXT_BYTES, true)?;
+        if self.waived.is_empty() {
+            return Err(rule(
+                "commitment.waived",
+                "name at least one material the subject commits to supply (article 四: 部分申报材料不齐备)",
+            ));
+        }
+        if self.waived.len() > MAX_WAIVED {
+            return Err(rule(
+                "commitment.waived",
+                format!(
+                    "at most {MAX_WAIVED} materials; an application lacking more is not 部分申报材料不齐备 (article 四)"
+                ),
+            ));
+        }
+        for w in &self.waived {
+            text("commitment.waived[]", w, MAX_SHORT_TEXT_BYTES, true)?;
+        }
+        if self.due_on <= self.made_on {
+            return Err(rule(
+                "commitment.due_on",
+                "a commitment needs a deadline after made_on (article 四: 在规定期限内提供)",
+            ));
+        }
+        if self.due_on.days_since_epoch() - self.made_on.days_since_epoch()
+            > MAX_COMMITMENT_TERM_DAYS
+        {
+            return Err(rule(
+                "commitment.due_on",
+                format!(
+                    "at most {MAX_COMMITMENT_TERM_DAYS} days after made_on (the federation's bound, docs/decisions.md)"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The id of a repair application recorded by `author` under `case_no`.

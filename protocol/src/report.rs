@@ -12,6 +12,7 @@
 //! | entries published, disclosed late (article 十七: 7 working days) | the issuer | the publishing one | the publication |
 //! | objections received, resolved, overdue, resolution days | the issuer | the resolving one | the filing |
 //! | repair applications received, decided, overdue, decision days | the issuer | the deciding one | the application |
+//! | commitments made, fulfilled, breached, overdue (article 四) | the recording one | the recording one | the commitment |
 //!
 //! A region's line (`department` = `None`) holds every figure of the region; a
 //! department's line only what that department did (an unanswered action belongs to no
@@ -25,7 +26,8 @@ use crate::calendar::WorkingCalendar;
 use crate::catalogue::{Catalogue, RepairPeriods};
 use crate::ids::{DepartmentId, RegionCode};
 use crate::manifest::{Manifest, Policy};
-use crate::state::{ActionFold, EntryFold, TargetStatus};
+use crate::record::CommitmentOutcome;
+use crate::state::{ActionFold, CommitmentFold, EntryFold, TargetStatus};
 use crate::time::{Date, Timestamp};
 
 /// How figures are grouped in time.
@@ -101,6 +103,14 @@ pub struct ReportLine {
     pub repairs_overdue: u64,
     /// Median days from application to decision.
     pub median_repair_days: Option<f64>,
+    /// Written commitments recorded (容缺受理, article 四).
+    pub commitments_made: u64,
+    /// Of those, fulfilled by their deadline.
+    pub commitments_fulfilled: u64,
+    /// Of those, breached.
+    pub commitments_breached: u64,
+    /// Unsettled past their deadline.
+    pub commitments_overdue: u64,
     /// The reasons given for mandatory declines.
     pub mandatory_decline_reasons: Vec<String>,
 }
@@ -145,13 +155,15 @@ pub struct ReportRules<'a> {
     pub calendar: &'a WorkingCalendar,
 }
 
-/// The report of `entries` and `actions` (each action with the entry it rests on found
-/// in `entries`, or left out) for periods of `period` whose work arose between `from`
-/// and `to` (both included), as it stands at `now`.
+/// The report of `entries`, `actions` (each action with the entry it rests on found
+/// in `entries`, or left out) and `commitments` for periods of `period` whose work arose
+/// between `from` and `to` (both included), as it stands at `now`.
+#[allow(clippy::too_many_arguments)]
 pub fn report<'e>(
     rules: &ReportRules<'_>,
     entries: impl IntoIterator<Item = &'e EntryFold>,
     actions: impl IntoIterator<Item = &'e ActionFold>,
+    commitments: impl IntoIterator<Item = &'e CommitmentFold>,
     period: Period,
     from: Date,
     to: Date,
@@ -272,6 +284,21 @@ pub fn report<'e>(
             }
         }
     }
+    for c in commitments {
+        let made_on = c.commitment.made_on;
+        if !within(made_on) {
+            continue;
+        }
+        let outcome = c.settled.as_ref().map(|s| s.outcome);
+        let overdue = outcome.is_none() && today > c.commitment.due_on;
+        add(made_on, c.issuer(), Some(&c.made.author), &mut |a| {
+            a.line.commitments_made += 1;
+            a.line.commitments_fulfilled +=
+                u64::from(outcome == Some(CommitmentOutcome::Fulfilled));
+            a.line.commitments_breached += u64::from(outcome == Some(CommitmentOutcome::Breached));
+            a.line.commitments_overdue += u64::from(overdue);
+        });
+    }
     acc.into_iter()
         .map(|((p, region, department), mut a)| {
             a.line.period = p;
@@ -287,7 +314,7 @@ pub fn report<'e>(
 }
 
 /// The columns of a report's CSV, in order.
-pub const CSV_COLUMNS: [&str; 23] = [
+pub const CSV_COLUMNS: [&str; 27] = [
     "period",
     "region",
     "department",
@@ -311,6 +338,10 @@ pub const CSV_COLUMNS: [&str; 23] = [
     "repairs_decided",
     "repairs_overdue",
     "median_repair_days",
+    "commitments_made",
+    "commitments_fulfilled",
+    "commitments_breached",
+    "commitments_overdue",
 ];
 
 /// A report as CSV (RFC 4180: fields with commas, quotes or line breaks quoted), one
@@ -344,6 +375,10 @@ pub fn to_csv(lines: &[ReportLine]) -> String {
             l.repairs_decided.to_string(),
             l.repairs_overdue.to_string(),
             opt(l.median_repair_days),
+            l.commitments_made.to_string(),
+            l.commitments_fulfilled.to_string(),
+            l.commitments_breached.to_string(),
+            l.commitments_overdue.to_string(),
         ];
         let quoted: Vec<String> = fields
             .iter()

@@ -735,3 +735,96 @@ impl EvaluationFold {
                 > (self.evaluation.evaluated_on, self.published.pos)
     }
 }
+
+/// State of a written commitment at a day (article 四).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitmentState {
+    /// Within its term, not settled.
+    Open,
+    /// Past its deadline and not settled: the recording department owes a finding.
+    Overdue,
+    /// The materials were supplied by the deadline.
+    Fulfilled,
+    /// Breached (违背承诺): shown in every region's checks.
+    Breached,
+}
+
+/// How a commitment was settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitmentSettlement {
+    /// The settling record.
+    pub origin: Origin,
+    /// Fulfilled or breached.
+    pub outcome: CommitmentOutcome,
+    /// Day it was supplied or the breach found.
+    pub settled_on: Date,
+}
+
+/// Everything known about a written commitment (article 四).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitmentFold {
+    /// Id.
+    pub id: CommitmentId,
+    /// The record that made it.
+    pub made: Origin,
+    /// The commitment.
+    pub commitment: Commitment,
+    /// Its settlement, once recorded.
+    pub settled: Option<CommitmentSettlement>,
+    /// Every record that touched it.
+    pub evidence: BTreeSet<RecordPos>,
+}
+
+impl CommitmentFold {
+    /// A new fold from the record that made it.
+    pub fn made(id: CommitmentId, origin: Origin, commitment: Commitment) -> CommitmentFold {
+        let mut evidence = BTreeSet::new();
+        evidence.insert(origin.pos);
+        CommitmentFold {
+            id,
+            made: origin,
+            commitment,
+            settled: None,
+            evidence,
+        }
+    }
+
+    /// The recording region: the only one that settles it.
+    pub fn issuer(&self) -> RegionCode {
+        self.made.pos.region
+    }
+
+    /// Applies a record that touches this commitment (the first settlement counts;
+    /// admission refuses a second).
+    pub fn apply(&mut self, origin: &Origin, body: &Body) {
+        if let Body::CommitmentSettled {
+            commitment,
+            outcome,
+            settled_on,
+            ..
+        } = body
+            && *commitment == self.id
+            && origin.pos.region == self.issuer()
+        {
+            if self.settled.is_none() {
+                self.settled = Some(CommitmentSettlement {
+                    origin: origin.clone(),
+                    outcome: *outcome,
+                    settled_on: *settled_on,
+                });
+            }
+            self.evidence.insert(origin.pos);
+        }
+    }
+
+    /// Its state on `today`.
+    pub fn state_on(&self, today: Date) -> CommitmentState {
+        match &self.settled {
+            Some(s) if s.outcome == CommitmentOutcome::Fulfilled => CommitmentState::Fulfilled,
+            Some(_) => CommitmentState::Breached,
+            None if today > self.commitment.due_on => CommitmentState::Overdue,
+            None => CommitmentState::Open,
+        }
+    }
+}

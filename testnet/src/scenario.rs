@@ -166,6 +166,36 @@ pub enum Step {
         /// Recording region (any member).
         region: String,
     },
+    /// A region's licensing department records a subject's written commitment under
+    /// 容缺受理 (article 四), made ten days ago and due yesterday, so that a later
+    /// `settle_commitment` may find it kept or breached at once.
+    MakeCommitment {
+        /// Name for later steps.
+        id: String,
+        /// Recording region.
+        region: String,
+        /// The subject's USCC.
+        uscc: String,
+    },
+    /// The recording region settles a commitment: `fulfilled` (on its deadline) or
+    /// `breached` (today, after it).
+    SettleCommitment {
+        /// Commitment name.
+        commitment: String,
+        /// `fulfilled` or `breached`.
+        outcome: String,
+    },
+    /// Every listed node's check of the commitment's subject (licensing) shows it in
+    /// `state` (`overdue`, `breached`), or not at all (`none`: fulfilled).
+    AssertCommitment {
+        /// Nodes that must show it.
+        #[serde(default = "all")]
+        at: Regions,
+        /// Commitment name.
+        commitment: String,
+        /// `overdue`, `breached` or `none`.
+        state: String,
+    },
     /// The issuing region decides a repair application.
     DecideRepair {
         /// Application name.
@@ -318,9 +348,10 @@ pub enum Step {
         /// The region whose inbox.
         region: String,
         /// Task kind: `acknowledge`, `report_execution`, `lift`, `resolve_objection`,
-        /// `decide_repair`.
+        /// `decide_repair`, `settle_commitment`.
         kind: String,
-        /// Name of the entry (repair applications) or action the task is about.
+        /// Name of the entry (repair applications), action or commitment the task is
+        /// about.
         about: String,
         /// The task must not be there.
         #[serde(default)]
@@ -399,7 +430,9 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
     for (i, step) in scenario.steps.iter().enumerate() {
         let named = match step {
             Step::Publish { uscc, .. } => uscc.as_deref(),
-            Step::Evaluation { uscc, .. } => Some(uscc.as_str()),
+            Step::Evaluation { uscc, .. } | Step::MakeCommitment { uscc, .. } => {
+                Some(uscc.as_str())
+            }
             _ => None,
         };
         if named == Some(UNLISTED_USCC) {

@@ -104,6 +104,11 @@ pub enum Cmd {
         #[command(subcommand)]
         command: RepairCmd,
     },
+    /// Written commitments under 容缺受理 (信用承诺, article 四).
+    Commitment {
+        #[command(subcommand)]
+        command: CommitmentCmd,
+    },
     /// Sign and submit any record body given as JSON (see docs/protocol.md).
     Submit {
         /// File with the body as JSON, e.g. {"list_entry_revoked": {...}}.
@@ -335,6 +340,8 @@ pub enum TaskKindArg {
     ResolveObjection,
     /// Decide a credit-repair application.
     DecideRepair,
+    /// Record a written commitment fulfilled or breached.
+    SettleCommitment,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -1000,6 +1007,69 @@ pub enum RepairCmd {
         /// Entry id (or a unique prefix).
         #[arg(long)]
         entry: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CommitmentCmd {
+    /// Record a subject's written commitment to supply missing materials by a deadline
+    /// (your region's licensing department, a publisher).
+    #[command(group(clap::ArgGroup::new("subject").required(true).args(["uscc", "person"])))]
+    Make {
+        /// Subject, an organisation: USCC.
+        #[arg(long)]
+        uscc: Option<String>,
+        /// Subject, a natural person: resident identity number (hashed by the node).
+        #[arg(long)]
+        person: Option<String>,
+        /// Subject name.
+        #[arg(long)]
+        name: String,
+        /// Acceptance number of the application (受理编号), once per department.
+        #[arg(long)]
+        acceptance_no: String,
+        /// What was applied for.
+        #[arg(long)]
+        matter: String,
+        /// A material accepted as missing (repeat for each, at most 16).
+        #[arg(long = "waived", required = true)]
+        waived: Vec<String>,
+        /// The day the commitment was signed (YYYY-MM-DD).
+        #[arg(long)]
+        made_on: String,
+        /// The last day to supply the materials (YYYY-MM-DD).
+        #[arg(long)]
+        due_on: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Record a commitment of your region fulfilled (by its deadline) or breached (after it).
+    Settle {
+        /// Commitment id (or a unique prefix of at least 8 hex digits).
+        #[arg(long)]
+        commitment: String,
+        /// fulfilled or breached.
+        #[arg(long)]
+        outcome: String,
+        /// The day the materials came, or the breach was found (YYYY-MM-DD).
+        #[arg(long)]
+        settled_on: String,
+        /// What was supplied, or what is missing.
+        #[arg(long)]
+        note: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// A commitment and its state today.
+    Show {
+        /// Commitment id (or a unique prefix).
+        commitment: String,
         #[command(flatten)]
         node: NodeArgs,
     },

@@ -119,6 +119,7 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         .route("/v1/persons/refs", post(person_refs))
         .route("/v1/entries/{id}", get(entry))
         .route("/v1/actions/{id}", get(action))
+        .route("/v1/commitments/{id}", get(commitment))
         .route("/v1/inbox", get(inbox))
         .route("/v1/events", get(events::events))
         .route("/v1/ids/{prefix}", get(ids_by_prefix))
@@ -784,6 +785,25 @@ async fn action(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>
     ApiError::respond(result, subject)
 }
 
+/// A written commitment (article 四) and its state today.
+async fn commitment(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>) -> Response {
+    let subject = Some(format!(
+        "commitment {}",
+        id.chars().take(64).collect::<String>()
+    ));
+    let result = (|| {
+        let core = &state.core;
+        let c = core
+            .commitment(&credfed_protocol::record::CommitmentId(input::record_id(
+                "id", &id,
+            )?))?
+            .ok_or_else(|| ApiError::not_found("commitment", &id))?;
+        let state = c.state_on(core.now().date_cst());
+        ok(&json!({ "commitment": c, "state": state }))
+    })();
+    ApiError::respond(result, subject)
+}
+
 /// Query of the listings `/v1/entries`, `/v1/evaluations` and `/v1/actions`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1082,11 +1102,12 @@ async fn ids_by_prefix(
                 ),
             ));
         }
-        const KINDS: [(&str, u8); 4] = [
+        const KINDS: [(&str, u8); 5] = [
             ("entry", b'E'),
             ("action", b'A'),
             ("evaluation", b'V'),
             ("objection", b'O'),
+            ("commitment", b'F'),
         ];
         let kinds: Vec<(&str, u8)> = match &q.kind {
             None => KINDS.to_vec(),
@@ -1094,7 +1115,7 @@ async fn ids_by_prefix(
                 ApiError::invalid(
                     "kind",
                     format!(
-                        "'{}' is not a kind of record with an id: entry, action, evaluation or objection",
+                        "'{}' is not a kind of record with an id: entry, action, evaluation, objection or commitment",
                         k.chars().take(40).collect::<String>()
                     ),
                 )
@@ -1120,7 +1141,7 @@ async fn ids_by_prefix(
 #[serde(deny_unknown_fields)]
 pub struct InboxQuery {
     /// Only tasks of this kind (`acknowledge`, `report_execution`, `lift`,
-    /// `resolve_objection`, `decide_repair`).
+    /// `resolve_objection`, `decide_repair`, `settle_commitment`).
     pub kind: Option<String>,
     /// Only overdue tasks (`true`) or only those not yet due (`false`).
     pub overdue: Option<bool>,
@@ -1152,7 +1173,7 @@ async fn inbox(
                 ApiError::invalid(
                     "kind",
                     format!(
-                        "'{}' is not a task kind: acknowledge, report_execution, lift, resolve_objection or decide_repair",
+                        "'{}' is not a task kind: acknowledge, report_execution, lift, resolve_objection, decide_repair or settle_commitment",
                         k.chars().take(40).collect::<String>()
                     ),
                 )
@@ -1665,12 +1686,22 @@ async fn reports(
         let lines = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
             let entries: Vec<_> = core.entries().collect::<Result<_, _>>()?;
             let actions: Vec<_> = core.actions().collect::<Result<_, _>>()?;
+            let commitments: Vec<_> = core.commitments().collect::<Result<_, _>>()?;
             let rules = ReportRules {
                 manifest: core.manifest(),
                 catalogue: core.catalogue(),
                 calendar: core.calendar(),
             };
-            Ok(report(&rules, &entries, &actions, period, from, to, core.now()))
+            Ok(report(
+                &rules,
+                &entries,
+                &actions,
+                &commitments,
+                period,
+                from,
+                to,
+                core.now(),
+            ))
         })
         .await
         .map_err(|e| ApiError::internal(format!("report failed: {e}")))?

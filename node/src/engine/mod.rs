@@ -1306,7 +1306,7 @@ impl Core {
         max_marks: usize,
     ) -> Result<(Vec<credfed_protocol::inbox::Task>, bool), StoreError> {
         use credfed_protocol::inbox::{
-            TaskRef, action_tasks, objection_task, repair_tasks, sort_tasks,
+            TaskRef, action_tasks, commitment_task, objection_task, repair_tasks, sort_tasks,
         };
         use credfed_protocol::record::ObjectionTarget;
         let now = self.now();
@@ -1350,6 +1350,13 @@ impl Core {
                             self.calendar(),
                             self.catalogue.repair.as_ref(),
                         ));
+                    }
+                }
+                TaskRef::Commitment(id) => {
+                    if let Some(c) = self.store.commitment(&id)?
+                        && c.issuer() == region
+                    {
+                        tasks.extend(commitment_task(&c, now));
                     }
                 }
             }
@@ -1532,6 +1539,22 @@ impl Core {
     /// Every action fold (statistics).
     pub fn actions(&self) -> impl Iterator<Item = Result<ActionFold, StoreError>> + '_ {
         self.store.all_actions()
+    }
+
+    /// Every commitment fold (reports).
+    pub fn commitments(
+        &self,
+    ) -> impl Iterator<Item = Result<credfed_protocol::state::CommitmentFold, StoreError>> + '_
+    {
+        self.store.all_commitments()
+    }
+
+    /// A written commitment.
+    pub fn commitment(
+        &self,
+        id: &credfed_protocol::record::CommitmentId,
+    ) -> Result<Option<credfed_protocol::state::CommitmentFold>, StoreError> {
+        self.store.commitment(id)
     }
 
     /// Regions flagged for equivocation.

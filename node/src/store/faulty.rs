@@ -15,9 +15,9 @@ use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
 use credfed_protocol::record::{
-    ActionId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
+    ActionId, CommitmentId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
 };
-use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
+use credfed_protocol::state::{ActionFold, CommitmentFold, EntryFold, EvaluationFold, RecordPos};
 
 use super::{Backend, ChainReport, StoreError};
 
@@ -99,6 +99,10 @@ impl StateView for FaultyStore {
         self.read()?;
         self.inner.evaluation(id)
     }
+    fn commitment(&self, id: &CommitmentId) -> Result<Option<CommitmentFold>, StoreError> {
+        self.read()?;
+        self.inner.commitment(id)
+    }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
         self.read()?;
         self.inner.subject_refs(key)
@@ -158,6 +162,9 @@ impl Backend for FaultyStore {
     }
     fn all_actions(&self) -> Box<dyn Iterator<Item = Result<ActionFold, StoreError>> + '_> {
         self.inner.all_actions()
+    }
+    fn all_commitments(&self) -> Box<dyn Iterator<Item = Result<CommitmentFold, StoreError>> + '_> {
+        self.inner.all_commitments()
     }
     fn all_departments(
         &self,

@@ -24,6 +24,7 @@
 //! | `A` | action id | `ActionFold` |
 //! | `O` | objection id | `ObjectionTarget` (an entry or an evaluation) |
 //! | `V` | evaluation id | `EvaluationFold` |
+//! | `F` | commitment id | `CommitmentFold` (article 四) |
 //! | `S` | u16 len, SubjectKey, SubjectRef | empty |
 //! | `Q` | region u32 | empty: region flagged for equivocation |
 //! | `P` | region u32, seq u64 | `EquivocationProof` |
@@ -65,10 +66,10 @@ use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use credfed_protocol::listing::{ListingKind, name_grams, subject_name};
 use credfed_protocol::merkle::{Frontier, leaf_hash, node_hash};
 use credfed_protocol::record::{
-    ActionId, Body, EntryId, EvaluationId, ListEntry, ObjectionId, ObjectionTarget,
+    ActionId, Body, CommitmentId, EntryId, EvaluationId, ListEntry, ObjectionId, ObjectionTarget,
     RepairApplicationId, RepairBasis, SubjectKey,
 };
-use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
+use credfed_protocol::state::{ActionFold, CommitmentFold, EntryFold, EvaluationFold, RecordPos};
 use credfed_protocol::state::{ObjectionStatus, Origin, RepairApplicationStatus};
 use credfed_protocol::time::Date;
 use credfed_protocol::witness::WitnessView;
@@ -155,6 +156,8 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn all_entries(&self) -> Box<dyn Iterator<Item = Result<EntryFold, StoreError>> + '_>;
     /// All action folds (statistics).
     fn all_actions(&self) -> Box<dyn Iterator<Item = Result<ActionFold, StoreError>> + '_>;
+    /// All commitment folds (reports).
+    fn all_commitments(&self) -> Box<dyn Iterator<Item = Result<CommitmentFold, StoreError>> + '_>;
     /// Every registered department (including revoked ones).
     fn all_departments(
         &self,
@@ -412,6 +415,7 @@ fn task_bytes(task: &TaskRef) -> [u8; 1 + LISTING_ID_BYTES] {
         TaskRef::Action(a) => (b'a', a.0.0),
         TaskRef::Objection(o) => (b'o', o.0.0),
         TaskRef::Repair(e) => (b'r', e.0.0),
+        TaskRef::Commitment(c) => (b'c', c.0.0),
     };
     let mut out = [0u8; 1 + LISTING_ID_BYTES];
     out[0] = kind;
@@ -1180,6 +1184,7 @@ impl Backend for Store {
                     }
                     batch.insert(id_key(b'V', &v.id.0.0), enc(v.as_ref()))
                 }
+                Update::Commitment(c) => batch.insert(id_key(b'F', &c.id.0.0), enc(c.as_ref())),
                 Update::Unindex(k, r) => {
                     let mut key = subject_prefix(k);
                     key.extend_from_slice(&enc(r));
@@ -1390,6 +1395,10 @@ impl Backend for Store {
 
     fn all_actions(&self) -> Box<dyn Iterator<Item = Result<ActionFold, StoreError>> + '_> {
         self.scan_values(b'A', "action")
+    }
+
+    fn all_commitments(&self) -> Box<dyn Iterator<Item = Result<CommitmentFold, StoreError>> + '_> {
+        self.scan_values(b'F', "commitment")
     }
 
     fn all_departments(
@@ -1716,6 +1725,7 @@ impl Backend for Store {
                 Some(b'a') => (b'A', |id| TaskRef::Action(ActionId(id))),
                 Some(b'o') => (b'O', |id| TaskRef::Objection(ObjectionId(id))),
                 Some(b'r') => (b'E', |id| TaskRef::Repair(EntryId(id))),
+                Some(b'c') => (b'F', |id| TaskRef::Commitment(CommitmentId(id))),
                 _ => return Err(corrupt()),
             };
             let prefix = k.get(10..).map(hex::encode).ok_or_else(corrupt)?;
@@ -1911,6 +1921,9 @@ impl StateView for Store {
     }
     fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, StoreError> {
         self.get(&id_key(b'V', &id.0.0), "evaluation")
+    }
+    fn commitment(&self, id: &CommitmentId) -> Result<Option<CommitmentFold>, StoreError> {
+        self.get(&id_key(b'F', &id.0.0), "commitment")
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
         let prefix = subject_prefix(key);

@@ -784,3 +784,128 @@ async fn a_declining_regions_check_shows_its_decline() {
     let at_shanghai = list(&sh, path).await;
     assert!(at_shanghai.get("declined_here").is_none(), "{at_shanghai}");
 }
+
+/// Article 四 across real nodes: Shanghai's licensing department records a written
+/// commitment; it is Shanghai's task, overdue once its deadline passed, and Guangdong's
+/// check of the subject shows it overdue; Shanghai records the breach, the task goes,
+/// and Guangdong's check (plain and proven) shows the breach. A commitment without a
+/// material, or a fulfilment after the deadline, is refused naming the field, and
+/// nothing stored changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breached_commitment_shows_in_another_regions_check() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    for i in 0..2 {
+        c.register_departments(i).await;
+    }
+    let dept = |d: &str| credfed_protocol::ids::DepartmentId::parse(d, "d").unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let today = Timestamp(now_ms).date_cst();
+    let made = Commitment {
+        subject: Subject::Organisation {
+            uscc: "91350100M000100Y43".into(),
+            name: "某某食品有限公司".into(),
+            check_exemption: None,
+        },
+        acceptance_no: "沪许受〔2026〕88号".into(),
+        matter: "食品经营许可证新办".into(),
+        waived: vec!["场所平面图".into()],
+        made_on: today.add_days(-20),
+        due_on: today.add_days(-1),
+    };
+    let id = commitment_id(&dept("310000:pub"), &made.acceptance_no);
+    let sh = department_client(&c.nodes[0], "310000:pub");
+    // Bad input first: nothing is stored.
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::CommitmentMade(Commitment {
+                waived: vec![],
+                ..made.clone()
+            }),
+        )
+        .await;
+    assert!(
+        r.status >= 400 && r.body.contains("commitment.waived"),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    assert_eq!(
+        sh.get(&format!("/v1/commitments/{id}"))
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    let r = c
+        .submit(0, "310000:pub", &Body::CommitmentMade(made.clone()))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = wait_for_kinds(&sh, &id.to_string(), &["settle_commitment"]).await;
+    let task = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == json!("settle_commitment"))
+        .unwrap()
+        .clone();
+    assert_eq!(task["overdue"], json!(true), "{task}");
+    assert_eq!(task["due"], json!(made.due_on.to_string()));
+    let gd = department_client(&c.nodes[1], "440000:pub");
+    assert!(kinds_about(&inbox(&gd, "").await, &id.to_string()).is_empty());
+    let path = "/v1/check?uscc=91350100M000100Y43&domain=licensing";
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            list(&gd, path).await["commitments"][0]["state"] == json!("overdue")
+        })
+        .await,
+        "{}",
+        list(&gd, path).await
+    );
+    // Supplied after the deadline is no fulfilment.
+    let settle = |outcome| Body::CommitmentSettled {
+        commitment: id,
+        outcome,
+        settled_on: today,
+        note: "逾期未补正".into(),
+    };
+    let r = c
+        .submit(0, "310000:pub", &settle(CommitmentOutcome::Fulfilled))
+        .await;
+    assert!(r.status >= 400 && r.body.contains("outcome"), "{}", r.body);
+    let held = list(&sh, &format!("/v1/commitments/{id}")).await;
+    assert_eq!(held["state"], json!("overdue"), "{held}");
+    let r = c
+        .submit(0, "310000:pub", &settle(CommitmentOutcome::Breached))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    wait_for_kinds(&sh, &id.to_string(), &[]).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            list(&gd, path).await["commitments"][0]["state"] == json!("breached")
+        })
+        .await
+    );
+    let answer = list(&gd, path).await;
+    assert_eq!(
+        answer["commitments"][0]["region"],
+        json!("310000"),
+        "{answer}"
+    );
+    assert_ne!(answer["verdict"], json!("clear"));
+    // The proven answer carries it too, under a federation checkpoint that covers it.
+    let proven_path = format!("{path}&proofs=true");
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            list(&gd, &proven_path).await["answer"]["commitments"][0]["state"] == json!("breached")
+        })
+        .await,
+        "{}",
+        list(&gd, &proven_path).await
+    );
+}

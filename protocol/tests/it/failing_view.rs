@@ -9,7 +9,7 @@ use credfed_protocol::ledger::{
     AdmitError, DepartmentRecord, Head, Ledger, RejectReason, StateView, SubjectRef, admit, effects,
 };
 use credfed_protocol::record::*;
-use credfed_protocol::state::{ActionFold, EntryFold, EvaluationFold, RecordPos};
+use credfed_protocol::state::{ActionFold, CommitmentFold, EntryFold, EvaluationFold, RecordPos};
 
 use crate::fixture::*;
 
@@ -57,6 +57,9 @@ impl StateView for FailingView<'_> {
     }
     fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, DiskError> {
         self.read("evaluation", self.inner.evaluation(id))
+    }
+    fn commitment(&self, id: &CommitmentId) -> Result<Option<CommitmentFold>, DiskError> {
+        self.read("commitment", self.inner.commitment(id))
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, DiskError> {
         self.read("subject", self.inner.subject_refs(key))

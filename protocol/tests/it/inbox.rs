@@ -2,7 +2,8 @@
 //! or an objection, from when and by when, following the records as they come.
 
 use credfed_protocol::inbox::{
-    Task, TaskKind, TaskRef, action_tasks, objection_task, repair_tasks, sort_tasks,
+    Task, TaskKind, TaskRef, action_tasks, commitment_task, objection_task, repair_tasks,
+    sort_tasks,
 };
 use credfed_protocol::record::*;
 
@@ -52,6 +53,10 @@ fn inbox(w: &World, code: u32) -> Vec<Task> {
                     &w.calendar,
                     w.catalogue.repair.as_ref(),
                 ));
+            }
+            TaskRef::Commitment(id) => {
+                let c = w.ledger.commitment(&id).unwrap();
+                tasks.extend(commitment_task(&c, w.now));
             }
         }
     }

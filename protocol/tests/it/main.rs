@@ -1,6 +1,7 @@
 //! Integration tests of credfed-protocol: one binary so it links once.
 
 mod check;
+mod commitment;
 mod failing_view;
 mod fixture;
 mod inbox;

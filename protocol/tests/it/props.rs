@@ -284,6 +284,38 @@ pub fn arb_body() -> impl Strategy<Value = Body> {
             ][k as usize],
             reason
         }),
+        (
+            arb_subject(),
+            arb_text(),
+            arb_text(),
+            prop::collection::vec(arb_text(), 0..4),
+            arb_date(),
+            arb_date()
+        )
+            .prop_map(
+                |(subject, acceptance_no, matter, waived, made_on, due_on)| {
+                    Body::CommitmentMade(Commitment {
+                        subject,
+                        acceptance_no,
+                        matter,
+                        waived,
+                        made_on,
+                        due_on,
+                    })
+                }
+            ),
+        (id(), any::<bool>(), arb_date(), arb_text()).prop_map(|(c, kept, settled_on, note)| {
+            Body::CommitmentSettled {
+                commitment: CommitmentId(c),
+                outcome: if kept {
+                    CommitmentOutcome::Fulfilled
+                } else {
+                    CommitmentOutcome::Breached
+                },
+                settled_on,
+                note,
+            }
+        }),
     ]
 }
 

@@ -565,3 +565,85 @@ fn a_repair_on_application_is_proven_and_cannot_be_hidden() {
         assert!(!f.is_empty(), "{f:?}");
     }
 }
+
+/// Article 四: a commitment breached in Shanghai is part of Guangdong's proven answer for
+/// the subject; a node that drops the breach (or the commitment) from the evidence and
+/// claims what the rest gives is caught: the map lists every record about the subject
+/// and the commitment.
+#[test]
+fn a_breached_commitment_is_proven_and_cannot_be_hidden() {
+    let mut w = World::new(&[SH, GD, GS]);
+    let made = Commitment {
+        subject: org(ACME),
+        acceptance_no: "沪许受〔2026〕1号".into(),
+        matter: "食品经营许可证新办".into(),
+        waived: vec!["场所平面图".into()],
+        made_on: date("2026-11-02"),
+        due_on: date("2026-11-20"),
+    };
+    w.accept("310000:pub", Body::CommitmentMade(made));
+    w.now = noon("2026-11-23");
+    w.accept(
+        "310000:pub",
+        Body::CommitmentSettled {
+            commitment: commitment_id(&dept("310000:pub"), "沪许受〔2026〕1号"),
+            outcome: CommitmentOutcome::Breached,
+            settled_on: date("2026-11-23"),
+            note: "逾期未补正".into(),
+        },
+    );
+    let fold = w
+        .ledger
+        .commitment(&commitment_id(&dept("310000:pub"), "沪许受〔2026〕1号"))
+        .unwrap();
+    let made_at = fold.made.pos;
+    let breached_at = fold.settled.as_ref().unwrap().origin.pos;
+    let at = seconds(w.now) + 60;
+    let p = proving(w, at, &BTreeMap::new(), &[]);
+    let answer = prove(&p, &acme(), MeasureDomain::Licensing);
+    let r = verify(&p, &answer, p.at + 5, 60);
+    assert!(r.ok(), "{:?}", failures(&r));
+    assert_eq!(answer.answer.commitments.len(), 1);
+    assert_eq!(
+        answer.answer.commitments[0].state,
+        credfed_protocol::state::CommitmentState::Breached
+    );
+    assert_eq!(r.verdict, Some(Verdict::NothingApplies));
+    // A file round trip keeps the commitment.
+    let back = ProvenAnswer::from_file(&answer.to_file()).unwrap();
+    assert_eq!(back.answer.commitments, answer.answer.commitments);
+    for (what, pos) in [("breach", breached_at), ("commitment", made_at)] {
+        let mut a = answer.clone();
+        a.answer.evidence.retain(|e| e.pos != pos);
+        let (forged, _) = credfed_protocol::check::recompute_answer(
+            &p.w.manifest,
+            &p.w.catalogue,
+            &a.answer.subject,
+            a.answer.domain,
+            a.answer.as_of,
+            a.answer.freshness.clone(),
+            a.answer.evidence.clone(),
+        );
+        assert_ne!(
+            forged.commitments, answer.answer.commitments,
+            "hiding the {what} changes what the answer shows"
+        );
+        a.answer = forged;
+        let r = verify(&p, &resign(&p, a), p.at + 5, 60);
+        assert!(
+            !r.verified(),
+            "the {what} was hidden and the answer verified"
+        );
+    }
+    // Claiming the breach away while keeping the evidence does not verify either.
+    let mut a = answer.clone();
+    a.answer.commitments.clear();
+    a.answer.verdict = Verdict::Clear;
+    let r = verify(&p, &resign(&p, a), p.at + 5, 60);
+    assert!(!r.verified());
+    assert!(
+        failures(&r).iter().any(|f| f.contains("commitment")),
+        "{:?}",
+        failures(&r)
+    );
+}

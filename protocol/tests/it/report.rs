@@ -18,9 +18,23 @@ const BJ: u32 = 110000;
 /// A month of work: a court-listed debtor in Shanghai with a joint punishment to three
 /// regions (one accepts and executes, one declines the mandatory bar, one never
 /// answers), a Guangdong entry published late, an objection and a repair application
-/// from Gansu, both decided by Shanghai.
+/// from Gansu, both decided by Shanghai; three written commitments in Beijing (one kept,
+/// one breached, one left overdue).
 fn month_of_work() -> World {
     let mut w = World::new(&[SH, GD, GS, BJ]);
+    for no in ["京许1", "京许2", "京许3"] {
+        w.accept(
+            "110000:pub",
+            Body::CommitmentMade(Commitment {
+                subject: org(ACME),
+                acceptance_no: no.into(),
+                matter: "食品经营许可".into(),
+                waived: vec!["场所平面图".into()],
+                made_on: date("2026-11-02"),
+                due_on: date("2026-11-10"),
+            }),
+        );
+    }
     let e = judgment_entry(&w, org(ACME), "（2026）沪01执21号", &["P-PROCUREMENT"]);
     w.accept("310000:pub", Body::ListEntryPublished(e.clone()));
     let id = published_id(&w, SH, &e);
@@ -101,7 +115,25 @@ fn month_of_work() -> World {
             note: "核实".into(),
         },
     );
+    w.accept(
+        "110000:pub",
+        Body::CommitmentSettled {
+            commitment: commitment_id(&dept("110000:pub"), "京许1"),
+            outcome: CommitmentOutcome::Fulfilled,
+            settled_on: date("2026-11-10"),
+            note: "已补正".into(),
+        },
+    );
     w.now = noon("2026-11-12");
+    w.accept(
+        "110000:pub",
+        Body::CommitmentSettled {
+            commitment: commitment_id(&dept("110000:pub"), "京许2"),
+            outcome: CommitmentOutcome::Breached,
+            settled_on: date("2026-11-12"),
+            note: "逾期未补正".into(),
+        },
+    );
     w.accept(
         "310000:pub",
         Body::RepairDecided {
@@ -167,6 +199,22 @@ fn from_the_logs(w: &World) -> BTreeMap<String, ReportLine> {
                 let l = line(&mut out, *region);
                 l.entries_published += 1;
                 l.disclosed_late += u64::from(at.date_cst() > due);
+            }
+            Body::CommitmentMade(c) => {
+                let cid = commitment_id(author, &c.acceptance_no);
+                let settled = records.iter().find_map(|(_, _, _, b)| match b {
+                    Body::CommitmentSettled {
+                        commitment,
+                        outcome,
+                        ..
+                    } if *commitment == cid => Some(*outcome),
+                    _ => None,
+                });
+                let l = line(&mut out, *region);
+                l.commitments_made += 1;
+                l.commitments_fulfilled += u64::from(settled == Some(CommitmentOutcome::Fulfilled));
+                l.commitments_breached += u64::from(settled == Some(CommitmentOutcome::Breached));
+                l.commitments_overdue += u64::from(settled.is_none() && today > c.due_on);
             }
             Body::JointActionInitiated(a) => {
                 let aid = action_id(author, &a.reference);
@@ -323,10 +371,12 @@ fn art23_every_report_figure_is_what_the_raw_logs_give() {
     };
     let entries: Vec<_> = w.ledger.entries().cloned().collect();
     let actions: Vec<_> = w.ledger.actions().cloned().collect();
+    let commitments: Vec<_> = w.ledger.commitments().cloned().collect();
     let lines = report(
         &rules,
         &entries,
         &actions,
+        &commitments,
         Period::Month,
         date("2026-11-01"),
         date("2026-11-30"),
@@ -344,6 +394,16 @@ fn art23_every_report_figure_is_what_the_raw_logs_give() {
     assert_eq!((gs.declined, gs.mandatory_declined), (1, 1));
     assert_eq!(gs.mandatory_decline_reasons, ["本省另案处理"]);
     assert_eq!(regions["110000"].acknowledgements_overdue, 1);
+    let bj = &regions["110000"];
+    assert_eq!(
+        (
+            bj.commitments_made,
+            bj.commitments_fulfilled,
+            bj.commitments_breached,
+            bj.commitments_overdue
+        ),
+        (3, 1, 1, 1)
+    );
     assert_eq!(regions["440000"].disclosed_late, 1);
     assert_eq!(regions["440000"].measures_executed, 1);
     assert_eq!(regions["440000"].median_acknowledgement_hours, Some(5.0));
@@ -370,6 +430,7 @@ fn art23_every_report_figure_is_what_the_raw_logs_give() {
         &rules,
         &entries,
         &actions,
+        &commitments,
         Period::Day,
         date("2026-11-01"),
         date("2026-11-30"),
@@ -386,6 +447,7 @@ fn art23_every_report_figure_is_what_the_raw_logs_give() {
         &rules,
         &entries,
         &actions,
+        &commitments,
         Period::Quarter,
         date("2027-01-01"),
         date("2027-03-31"),

@@ -52,6 +52,27 @@ fn later_kinds() -> Vec<Body> {
     ]
 }
 
+/// The commitment kinds (article 四), added after credit repair on application and
+/// pinned apart for the same reason.
+fn commitment_kinds() -> Vec<Body> {
+    vec![
+        Body::CommitmentMade(Commitment {
+            subject: org(ACME),
+            acceptance_no: "沪许受〔2026〕1号".into(),
+            matter: "食品经营许可证新办".into(),
+            waived: vec!["场所平面图".into()],
+            made_on: date("2026-11-02"),
+            due_on: date("2026-11-20"),
+        }),
+        Body::CommitmentSettled {
+            commitment: commitment_id(&dept("310000:scjgj"), "沪许受〔2026〕1号"),
+            outcome: CommitmentOutcome::Breached,
+            settled_on: date("2026-11-23"),
+            note: "逾期未补正".into(),
+        },
+    ]
+}
+
 /// One sample of every body kind, concatenated: its hash pins the whole body layout.
 fn every_kind() -> Vec<Body> {
     let id = EntryId(sha256(&[b"e"]));
@@ -172,6 +193,7 @@ fn known_answers() {
     .unwrap();
     let all: Vec<u8> = every_kind().iter().flat_map(|b| b.encode()).collect();
     let later: Vec<u8> = later_kinds().iter().flat_map(|b| b.encode()).collect();
+    let commitments: Vec<u8> = commitment_kinds().iter().flat_map(|b| b.encode()).collect();
     let got = [
         (
             "tag(body-sig, cn-credit)",
@@ -195,6 +217,10 @@ fn known_answers() {
         ),
         ("sha256(every body kind)", sha256(&[&all]).to_hex()),
         ("sha256(later body kinds)", sha256(&[&later]).to_hex()),
+        (
+            "sha256(commitment body kinds)",
+            sha256(&[&commitments]).to_hex(),
+        ),
     ];
     let want = WANT;
     let mut mismatches = Vec::new();
@@ -210,7 +236,7 @@ fn known_answers() {
     );
 }
 
-const WANT: [(&str, &str); 9] = [
+const WANT: [(&str, &str); 10] = [
     (
         "tag(body-sig, cn-credit)",
         "637265646665640008626f64792d736967020009636e2d637265646974",
@@ -246,6 +272,10 @@ const WANT: [(&str, &str); 9] = [
     (
         "sha256(later body kinds)",
         "ca60b34ae0f0edac43317adb5a063ad7abaeb67fb683330b92752f07daccbb1c",
+    ),
+    (
+        "sha256(commitment body kinds)",
+        "a1051a4ef21d5183fe8a3d723f1bc0e03c814f5af5a851e2899891b3e5af0fd2",
     ),
 ];
 

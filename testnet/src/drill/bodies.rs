@@ -251,6 +251,41 @@ pub fn repair_case(name: &str, today: Date) -> String {
     format!("演练修〔{}〕{name}", today.ymd().0)
 }
 
+/// A written commitment of the subject `uscc` made ten days before `today` and due the
+/// day before it (article 四).
+pub fn commitment(name: &str, uscc: &str, today: Date) -> Commitment {
+    Commitment {
+        subject: Subject::Organisation {
+            uscc: uscc.into(),
+            name: "演练企业".into(),
+            check_exemption: None,
+        },
+        acceptance_no: format!("演练许〔{}〕{name}", today.ymd().0),
+        matter: "演练：食品经营许可".into(),
+        waived: vec!["场所平面图".into()],
+        made_on: today.add_days(-10),
+        due_on: today.add_days(-1),
+    }
+}
+
+/// The settlement of a commitment made by [`commitment`]: `fulfilled` on its deadline,
+/// or `breached` today.
+pub fn commitment_settlement(id: CommitmentId, outcome: &str, today: Date) -> Result<Body> {
+    let outcome: CommitmentOutcome =
+        serde_json::from_value(serde_json::json!(outcome)).map_err(|_| {
+            anyhow::anyhow!("settle_commitment.outcome: '{outcome}' is not fulfilled or breached")
+        })?;
+    Ok(Body::CommitmentSettled {
+        commitment: id,
+        outcome,
+        settled_on: match outcome {
+            CommitmentOutcome::Fulfilled => today.add_days(-1),
+            CommitmentOutcome::Breached => today,
+        },
+        note: "演练".into(),
+    })
+}
+
 /// A subject's repair application for `entry`, filed today.
 pub fn repair_application(case_no: &str, entry: EntryId, today: Date) -> Body {
     Body::RepairApplied {

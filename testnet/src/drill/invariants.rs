@@ -352,6 +352,58 @@ impl Drill {
         Ok(format!("{state} at {n} nodes"))
     }
 
+    /// Every listed live node's check of the commitment's subject in licensing shows it in
+    /// `state` (`none`: not shown), within 20 s (a node may still be receiving it).
+    pub(super) async fn assert_commitment(
+        &mut self,
+        at: &Regions,
+        commitment: &str,
+        state: &str,
+    ) -> Result<String> {
+        if !["overdue", "breached", "none"].contains(&state) {
+            bail!("assert_commitment.state: '{state}' is not overdue, breached or none");
+        }
+        let (named, uscc) = self.commitments.get(commitment).with_context(|| {
+            format!("assert_commitment.commitment: no commitment named {commitment}")
+        })?;
+        let (id, uscc) = (named.id.to_string(), uscc.clone());
+        let path = format!("/v1/check?uscc={uscc}&domain=licensing");
+        let mut n = 0;
+        for i in self.regions(at, None)? {
+            if !self.fed.live(i) {
+                continue;
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut poll = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                poll.tick().await;
+                let v = self
+                    .fed
+                    .get(i, &path)
+                    .await
+                    .with_context(|| format!("check at {}", self.fed.nodes[i].region))?;
+                let shown = v["commitments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["id"] == json!(id))
+                    .map(|c| c["state"].as_str().unwrap_or("").to_owned());
+                if shown.as_deref().unwrap_or("none") == state {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!(
+                        "{}: the check shows commitment {commitment} as {}, expected {state}",
+                        self.fed.nodes[i].region,
+                        shown.as_deref().unwrap_or("none")
+                    );
+                }
+            }
+            n += 1;
+        }
+        Ok(format!("{state} in the checks of {n} nodes"))
+    }
+
     /// The region's inbox holds (or, `absent`, does not hold) a task of `kind` about the
     /// entry or action named `about`.
     pub(super) async fn assert_inbox(
@@ -361,9 +413,10 @@ impl Drill {
         about: &str,
         absent: bool,
     ) -> Result<String> {
-        let id = match self.actions.get(about) {
-            Some((named, _)) => named.id.to_string(),
-            None => self
+        let id = match (self.actions.get(about), self.commitments.get(about)) {
+            (Some((named, _)), _) => named.id.to_string(),
+            (None, Some((named, _))) => named.id.to_string(),
+            (None, None) => self
                 .entry_named(about)
                 .with_context(|| format!("assert_inbox.about: no entry or action named {about}"))?
                 .0

@@ -45,6 +45,8 @@ pub struct Drill {
     /// Repair applications by name: the application (with the entry's issuer) and the
     /// entry's name.
     repair_applications: BTreeMap<String, (Named<RepairApplicationId>, String)>,
+    /// Written commitments by name, with the subject's USCC.
+    commitments: BTreeMap<String, (Named<CommitmentId>, String)>,
     /// Entries corrected, with the sequence number of their latest correction in the
     /// issuer's log: a node that holds it must apply the corrected content.
     corrected_at: BTreeMap<EntryId, u64>,
@@ -173,6 +175,7 @@ impl Drill {
             actions: BTreeMap::new(),
             objections: BTreeMap::new(),
             repair_applications: BTreeMap::new(),
+            commitments: BTreeMap::new(),
             corrected_at: BTreeMap::new(),
             acked: Vec::new(),
             propagation_ms: Vec::new(),
@@ -397,6 +400,18 @@ impl Drill {
                 application,
                 outcome,
             } => self.decide_repair(application, outcome).await,
+            Step::MakeCommitment { id, region, uscc } => {
+                self.make_commitment(id, region, uscc).await
+            }
+            Step::SettleCommitment {
+                commitment,
+                outcome,
+            } => self.settle_commitment(commitment, outcome).await,
+            Step::AssertCommitment {
+                at,
+                commitment,
+                state,
+            } => self.assert_commitment(at, commitment, state).await,
             Step::Burst {
                 region,
                 count,

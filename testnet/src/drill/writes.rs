@@ -248,6 +248,42 @@ impl Drill {
         Ok(format!("{issuer}#{seq}"))
     }
 
+    /// `make_commitment`: the region's publishers record a commitment made ten days ago
+    /// and due yesterday (article 四).
+    pub(super) async fn make_commitment(
+        &mut self,
+        name: &str,
+        region: &str,
+        uscc: &str,
+    ) -> Result<String> {
+        let r = RegionCode::parse(region, "region")?;
+        let author = self.author(r, "pub");
+        let c = bodies::commitment(name, uscc, today());
+        let id = commitment_id(&DepartmentId::parse(&author, "author")?, &c.acceptance_no);
+        let (seq, origin) = self.write(&author, &Body::CommitmentMade(c)).await?;
+        self.propagate(origin, seq).await?;
+        self.commitments
+            .insert(name.to_owned(), (Named { id, region: r }, uscc.to_owned()));
+        Ok(format!("{r}#{seq}"))
+    }
+
+    /// `settle_commitment`: the recording region finds it kept (on its deadline) or
+    /// breached (today).
+    pub(super) async fn settle_commitment(
+        &mut self,
+        commitment: &str,
+        outcome: &str,
+    ) -> Result<String> {
+        let (named, _) = self.commitments.get(commitment).with_context(|| {
+            format!("settle_commitment.commitment: no commitment named {commitment}")
+        })?;
+        let (id, region) = (named.id, named.region);
+        let body = bodies::commitment_settlement(id, outcome, today())?;
+        let (seq, origin) = self.write(&self.author(region, "pub"), &body).await?;
+        self.propagate(origin, seq).await?;
+        Ok(format!("{region}#{seq}"))
+    }
+
     /// `burst`: `count` acknowledged writes one after another.
     pub(super) async fn burst(
         &mut self,

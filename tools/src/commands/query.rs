@@ -158,6 +158,9 @@ pub fn check(
                 }
             ));
         }
+        for c in v["commitments"].as_array().cloned().unwrap_or_default() {
+            out.push_str(&format!("  {}\n", commitment_line(&c)));
+        }
         for e in v["entries"].as_array().cloned().unwrap_or_default() {
             out.push_str(&format!(
                 "  entry {} {} {} ({})\n",
@@ -327,6 +330,15 @@ fn read_saved(path: &Path) -> Result<Saved, Failure> {
             && !o.contains_key("federation_note")
         {
             o.remove("last_contact_ms");
+        }
+        // Answers saved before commitments were records have no `commitments`: absent
+        // reads as none, which verification then recomputes like every other claim.
+        let answer = match original.get_mut("answer") {
+            Some(a) => a,
+            None => &mut original,
+        };
+        if let Some(o) = answer.as_object_mut() {
+            o.entry("commitments").or_insert_with(|| json!([]));
         }
         match parsed {
             Ok(back) if back == original => Ok(()),
@@ -752,6 +764,12 @@ fn verify_proven(
             };
             out.push_str(&format!("  withheld: {line}{times}\n"));
         }
+        for c in &p.answer.commitments {
+            out.push_str(&format!(
+                "  {}\n",
+                commitment_line(&serde_json::to_value(c).unwrap_or_default())
+            ));
+        }
         out.push_str(&format!(
             "  {} envelopes verified, {} entries confirmed; every field recomputed from the proven evidence",
             report.answer.envelopes_verified, report.answer.entries_confirmed
@@ -957,6 +975,28 @@ fn person_key_of(
 }
 
 /// "2026-11-27 17:30:12 CST" for a timestamp in milliseconds.
+/// A commitment shown by a check (article 四), as a person reads it.
+fn commitment_line(c: &Value) -> String {
+    let id = s(&c["id"]).chars().take(12).collect::<String>();
+    match c["state"].as_str() {
+        Some("breached") => format!(
+            "commitment BREACHED: {} found on {} that {} for {} was not kept (due {}; commitment {id})",
+            s(&c["region"]),
+            s(&c["settled_on"]),
+            s(&c["acceptance_no"]),
+            s(&c["matter"]),
+            s(&c["due_on"])
+        ),
+        _ => format!(
+            "commitment overdue: {} for {} was due {} and {} has not recorded it kept or breached (commitment {id})",
+            s(&c["acceptance_no"]),
+            s(&c["matter"]),
+            s(&c["due_on"]),
+            s(&c["region"])
+        ),
+    }
+}
+
 fn cst_time_ms(t: Timestamp) -> String {
     cst_time(u64::try_from(t.0 / 1000).unwrap_or(0))
 }
@@ -977,6 +1017,7 @@ pub fn inbox(
             TaskKindArg::Lift => "lift",
             TaskKindArg::ResolveObjection => "resolve_objection",
             TaskKindArg::DecideRepair => "decide_repair",
+            TaskKindArg::SettleCommitment => "settle_commitment",
         };
         path.push_str(&format!("&kind={name}"));
     }
@@ -1299,6 +1340,13 @@ pub fn report(
                         s(&l["repairs_received"]),
                         s(&l["repairs_overdue"])
                     ),
+                    format!(
+                        "{} kept, {} breached, {} overdue of {}",
+                        s(&l["commitments_fulfilled"]),
+                        s(&l["commitments_breached"]),
+                        s(&l["commitments_overdue"]),
+                        s(&l["commitments_made"])
+                    ),
                 ]
             })
             .collect();
@@ -1322,6 +1370,7 @@ pub fn report(
                 "late/published",
                 "objections",
                 "repairs",
+                "commitments",
             ],
             &rows,
         )

@@ -724,6 +724,95 @@ fn amended_entry(
     Ok(e)
 }
 
+/// Written commitments under 容缺受理 (article 四): made and settled by the accepting
+/// region's licensing department.
+pub fn commitment(mode: Output, command: CommitmentCmd) -> Res {
+    match command {
+        CommitmentCmd::Make {
+            uscc,
+            person,
+            name,
+            acceptance_no,
+            matter,
+            waived,
+            made_on,
+            due_on,
+            sign,
+            node,
+        } => {
+            let c = Commitment {
+                subject: subject_with_person(uscc.as_deref(), person.as_deref(), &name, &node)?,
+                acceptance_no,
+                matter,
+                waived,
+                made_on: date(&made_on, "--made-on")?,
+                due_on: date(&due_on, "--due-on")?,
+            };
+            sign_and_submit(mode, &sign, &node, &Body::CommitmentMade(c))
+        }
+        CommitmentCmd::Settle {
+            commitment,
+            outcome,
+            settled_on,
+            note,
+            sign,
+            node,
+        } => {
+            let outcome = choice(&outcome, "--outcome", "fulfilled, breached")?;
+            sign_and_submit(
+                mode,
+                &sign,
+                &node,
+                &Body::CommitmentSettled {
+                    commitment: CommitmentId(resolve_id(
+                        &commitment,
+                        "--commitment",
+                        "commitment",
+                        &node,
+                    )?),
+                    outcome,
+                    settled_on: date(&settled_on, "--settled-on")?,
+                    note,
+                },
+            )
+        }
+        CommitmentCmd::Show { commitment, node } => {
+            let id = resolve_id(&commitment, "commitment", "commitment", &node)?.to_hex();
+            let v = get_json(&node, &format!("/v1/commitments/{id}"))?;
+            emit(mode, &v, || {
+                let c = &v["commitment"];
+                let subject = &c["commitment"]["subject"];
+                let subject = match (subject.get("organisation"), subject.get("person")) {
+                    (Some(o), _) => format!("{} {}", s(&o["name"]), s(&o["uscc"])),
+                    (_, Some(p)) => format!("{} {}", s(&p["name"]), s(&p["masked"])),
+                    _ => subject.to_string(),
+                };
+                let settled = match c["settled"].as_object() {
+                    Some(x) => format!("{} on {}", s(&x["outcome"]), s(&x["settled_on"])),
+                    None => "not settled".into(),
+                };
+                format!(
+                    "commitment {id}\n  state:      {}\n  recorded:   {} (seq {}) by {}\n  subject:    {}\n  acceptance: {}\n  matter:     {}\n  waived:     {}\n  made on:    {}\n  due on:     {}\n  settled:    {settled}",
+                    s(&v["state"]),
+                    s(&c["made"]["pos"]["region"]),
+                    s(&c["made"]["pos"]["seq"]),
+                    s(&c["made"]["author"]),
+                    subject,
+                    s(&c["commitment"]["acceptance_no"]),
+                    s(&c["commitment"]["matter"]),
+                    c["commitment"]["waived"]
+                        .as_array()
+                        .map(|w| w.iter().map(s).collect::<Vec<_>>().join("、"))
+                        .unwrap_or_default(),
+                    s(&c["commitment"]["made_on"]),
+                    s(&c["commitment"]["due_on"]),
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
 /// Credit repair on the subject's application: recorded anywhere, decided by the issuer.
 pub fn repair(mode: Output, command: RepairCmd) -> Res {
     match command {

@@ -782,7 +782,7 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     );
     assert_eq!(v["answer"]["verdict"], "clear");
     let bytes = std::fs::read(&file).unwrap();
-    assert!(bytes.starts_with(b"credfed evidence v2\n"));
+    assert!(bytes.starts_with(b"credfed evidence v3\n"));
     let out = verify(&file, &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -939,6 +939,20 @@ async fn proven_answers_verify_offline_and_lies_are_refused() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("answer.note is no part of an answer"),
         "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Saved before commitments were records: no `commitments` field at all. Absent reads
+    // as none, and the file still verifies.
+    let mut a = answer.clone();
+    a["answer"].as_object_mut().unwrap().remove("commitments");
+    let p = dir.join("before-commitments.json");
+    std::fs::write(&p, a.to_string()).unwrap();
+    let out = verify(&p, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     // The verdict flipped: unsigned, the answering node's signature fails; re-signed by
