@@ -327,6 +327,7 @@ fn part_name(prefix: u8) -> &'static str {
         b'A' => "action folds (A)",
         b'V' => "evaluation folds (V)",
         b'F' => "commitment folds (F)",
+        b'B' => "disclosed decisions (B)",
         b'S' => "subject index (S)",
         b'R' => "receive times (R)",
         b'N' => "Merkle nodes (N)",

@@ -183,7 +183,8 @@ fn concerns_reading<V: StateView + ?Sized>(
         // A commitment is the recording region's business; a breach reaches the others
         // through their checks, as a publication does.
         | Body::CommitmentMade(_)
-        | Body::CommitmentSettled { .. } => false,
+        | Body::CommitmentSettled { .. }
+        | Body::DecisionDisclosed(_) => false,
     }
 }
 

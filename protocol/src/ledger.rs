@@ -96,6 +96,8 @@ pub trait StateView {
     fn evaluation(&self, id: &EvaluationId) -> Result<Option<EvaluationFold>, Self::Error>;
     /// A written commitment.
     fn commitment(&self, id: &CommitmentId) -> Result<Option<CommitmentFold>, Self::Error>;
+    /// A disclosed decision.
+    fn disclosure(&self, id: &DisclosureId) -> Result<Option<DisclosureFold>, Self::Error>;
     /// Entries and evaluations about a subject.
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, Self::Error>;
     /// Regions flagged for equivocation.
@@ -160,6 +162,9 @@ impl<'v, V: StateView + ?Sized> Reads<'v, V> {
     }
     pub(crate) fn commitment(&self, id: &CommitmentId) -> Option<CommitmentFold> {
         self.keep(self.view.commitment(id))
+    }
+    pub(crate) fn disclosure(&self, id: &DisclosureId) -> Option<DisclosureFold> {
+        self.keep(self.view.disclosure(id))
     }
     pub(crate) fn subject_refs(&self, key: &SubjectKey) -> Vec<SubjectRef> {
         self.keep(self.view.subject_refs(key))
@@ -343,6 +348,8 @@ pub fn required_role(kind: BodyKind) -> Option<Role> {
         // The licensing department that accepted the application records the
         // commitment and finds it kept or breached (article 四).
         CommitmentMade | CommitmentSettled => Some(Role::Publisher),
+        // The deciding department discloses its own decisions (article 十七).
+        DecisionDisclosed => Some(Role::Publisher),
         EquivocationEvidence => None,
     }
 }
@@ -964,6 +971,46 @@ fn authorise<V: StateView + ?Sized>(
                 _ => {}
             }
         }
+        Body::DecisionDisclosed(d) => {
+            let today = env.timestamp.date_cst();
+            if d.decided_on > today {
+                return Err(reject(
+                    RejectReason::NotApplicable,
+                    "disclosure.decided_on",
+                    format!(
+                        "{} is after the day it is disclosed ({today})",
+                        d.decided_on
+                    ),
+                ));
+            }
+            // Penalty information is public for at most the national rules' longest
+            // period, the catalogue's listing default (国家发展改革委令2023年第58号).
+            let max = rules.catalogue.listing_periods.default_max_days;
+            if d.kind == DisclosureKind::Penalty
+                && d.public_until.days_since_epoch() - d.decided_on.days_since_epoch() > max as i32
+            {
+                return Err(reject(
+                    RejectReason::NotApplicable,
+                    "disclosure.public_until",
+                    format!(
+                        "penalty information is public for at most {max} days after the decision ({})",
+                        rules.catalogue.listing_periods.default_basis
+                    ),
+                ));
+            }
+            if view
+                .disclosure(&disclosure_id(&env.author, d.kind, &d.decision_no))
+                .is_some()
+            {
+                return conflict(
+                    "disclosure.decision_no",
+                    format!(
+                        "{} already disclosed decision {}",
+                        env.author, d.decision_no
+                    ),
+                );
+            }
+        }
         Body::EquivocationEvidence { first, second } => {
             verify_equivocation(rules.manifest, fed, first, second)
                 .map_err(|m| Rejection::from_error(RejectReason::Conflict, "evidence", &m))?;
@@ -1291,6 +1338,8 @@ pub enum Update {
     Evaluation(Box<EvaluationFold>),
     /// Store a commitment fold.
     Commitment(Box<CommitmentFold>),
+    /// Store a disclosed decision.
+    Disclosure(Box<DisclosureFold>),
     /// Index a subject (or a related person) under a record about them.
     Subject(SubjectKey, SubjectRef),
     /// Remove an index entry: a correction no longer names that subject (article 二十二).
@@ -1480,6 +1529,14 @@ fn effects_reading<V: StateView + ?Sized>(
                 out.push(Update::Commitment(Box::new(c)));
             }
         }
+        Body::DecisionDisclosed(d) => {
+            let id = disclosure_id(&env.author, d.kind, &d.decision_no);
+            out.push(Update::Disclosure(Box::new(DisclosureFold {
+                id,
+                published: origin.clone(),
+                disclosure: d.clone(),
+            })));
+        }
         Body::EquivocationEvidence { first, second } => {
             if let Ok(region) =
                 verify_equivocation(rules.manifest, &rules.manifest.federation_id, first, second)
@@ -1636,6 +1693,7 @@ pub struct Ledger {
     objections: BTreeMap<ObjectionId, ObjectionTarget>,
     evaluations: BTreeMap<EvaluationId, EvaluationFold>,
     commitments: BTreeMap<CommitmentId, CommitmentFold>,
+    disclosures: BTreeMap<DisclosureId, DisclosureFold>,
     subjects: BTreeMap<SubjectKey, BTreeSet<SubjectRef>>,
     equivocators: BTreeSet<RegionCode>,
     tasks: BTreeMap<(RegionCode, TaskRef), Date>,
@@ -1704,6 +1762,9 @@ impl Ledger {
                 }
                 Update::Commitment(c) => {
                     self.commitments.insert(c.id, *c);
+                }
+                Update::Disclosure(d) => {
+                    self.disclosures.insert(d.id, *d);
                 }
                 Update::Subject(k, r) => {
                     self.subjects.entry(k).or_default().insert(r);
@@ -1809,6 +1870,11 @@ impl Ledger {
         self.commitments.values()
     }
 
+    /// Every disclosed decision.
+    pub fn disclosures(&self) -> impl Iterator<Item = &DisclosureFold> {
+        self.disclosures.values()
+    }
+
     /// A region's attention marks due by `today` (the inbox's index, [`crate::inbox`]).
     pub fn marks_due(&self, region: RegionCode, today: Date) -> Vec<(TaskRef, Date)> {
         self.tasks
@@ -1844,6 +1910,9 @@ impl StateView for Ledger {
     }
     fn commitment(&self, id: &CommitmentId) -> Result<Option<CommitmentFold>, Self::Error> {
         Ok(Ledger::commitment(self, id))
+    }
+    fn disclosure(&self, id: &DisclosureId) -> Result<Option<DisclosureFold>, Self::Error> {
+        Ok(self.disclosures.get(id).cloned())
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, Self::Error> {
         Ok(Ledger::subject_refs(self, key))

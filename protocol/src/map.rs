@@ -58,6 +58,10 @@ pub enum Indexed {
     Objection(Hash256),
     /// A written commitment: its making and settlement (article 四).
     Commitment(Hash256),
+    /// A disclosed licensing or penalty decision (article 十七). Deliberately not under
+    /// its subject: most companies hold licences, and a check's proof of absence must
+    /// not have to carry them (docs/decisions.md).
+    Disclosure(Hash256),
 }
 
 /// A position in the map: the hash of what is indexed, with a kind tag so that no two
@@ -72,6 +76,7 @@ pub fn map_key(indexed: &Indexed) -> Hash256 {
         Indexed::Action(h) => sha256(&[TAG, b"action\0", &h.0]),
         Indexed::Objection(h) => sha256(&[TAG, b"objection\0", &h.0]),
         Indexed::Commitment(h) => sha256(&[TAG, b"commitment\0", &h.0]),
+        Indexed::Disclosure(h) => sha256(&[TAG, b"disclosure\0", &h.0]),
     }
 }
 
@@ -136,6 +141,11 @@ pub fn keys_named(envelope: &Envelope, body: &Body) -> BTreeSet<Indexed> {
         }
         Body::CommitmentSettled { commitment, .. } => {
             out.insert(Indexed::Commitment(commitment.0));
+        }
+        Body::DecisionDisclosed(d) => {
+            out.insert(Indexed::Disclosure(
+                crate::record::disclosure_id(&envelope.author, d.kind, &d.decision_no).0,
+            ));
         }
         Body::DepartmentRegistered { .. }
         | Body::DepartmentRevoked { .. }

@@ -125,6 +125,11 @@ record_id!(
     /// acceptance number of the application it was given for.
     CommitmentId
 );
+record_id!(
+    /// A disclosed licensing or penalty decision (双公示), derived from the disclosing
+    /// department, the kind and the decision number.
+    DisclosureId
+);
 
 fn derive_id(kind: &str, parts: &[&[u8]]) -> Hash256 {
     // Length-prefixed parts: no two different part lists give the same preimage.
@@ -845,6 +850,36 @@ pub enum CommitmentOutcome {
     Breached,
 }
 
+/// Which decisions article 十七 makes public (双公示).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisclosureKind {
+    /// 行政许可.
+    Licensing,
+    /// 行政处罚.
+    Penalty,
+}
+
+/// An administrative licensing or penalty decision made public (双公示, article 十七:
+/// 7个工作日内通过政府网站公开).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disclosure {
+    /// Licensing or penalty.
+    pub kind: DisclosureKind,
+    /// Whom the decision concerns.
+    pub subject: Subject,
+    /// Decision document number (许可决定书 / 处罚决定书文号).
+    pub decision_no: String,
+    /// The deciding authority.
+    pub authority: String,
+    /// Day of the decision: the 7 working days count from it.
+    pub decided_on: Date,
+    /// What was decided (licence granted, penalty imposed, legal basis).
+    pub summary: String,
+    /// Last day it is shown publicly (公示期).
+    pub public_until: Date,
+}
+
 /// Every record kind (docs/design.md §4). The variant order is part of the wire format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1004,6 +1039,8 @@ pub enum Body {
         /// What was supplied, or what is missing.
         note: String,
     },
+    /// A licensing or penalty decision made public (双公示, article 十七).
+    DecisionDisclosed(Disclosure),
 }
 
 /// What an objection is about.
@@ -1049,6 +1086,7 @@ pub enum BodyKind {
     RepairDecided,
     CommitmentMade,
     CommitmentSettled,
+    DecisionDisclosed,
 }
 
 impl Body {
@@ -1095,6 +1133,7 @@ impl Body {
             Body::RepairDecided { .. } => BodyKind::RepairDecided,
             Body::CommitmentMade(_) => BodyKind::CommitmentMade,
             Body::CommitmentSettled { .. } => BodyKind::CommitmentSettled,
+            Body::DecisionDisclosed(_) => BodyKind::DecisionDisclosed,
         }
     }
 
@@ -1250,6 +1289,7 @@ impl Body {
             Body::RepairDecided { reason, .. } => text("reason", reason, MAX_TEXT_BYTES, true),
             Body::CommitmentMade(c) => c.validate(),
             Body::CommitmentSettled { note, .. } => text("note", note, MAX_TEXT_BYTES, true),
+            Body::DecisionDisclosed(d) => d.validate(),
             Body::EquivocationEvidence { first, second } => {
                 if first == second {
                     return Err(rule("second", "evidence needs two different envelopes"));
@@ -1313,6 +1353,49 @@ pub fn commitment_id(author: &DepartmentId, acceptance_no: &str) -> CommitmentId
         "commitment",
         &[author.to_string().as_bytes(), acceptance_no.as_bytes()],
     ))
+}
+
+/// The id of the decision `author` disclosed as `kind` under `decision_no`.
+pub fn disclosure_id(
+    author: &DepartmentId,
+    kind: DisclosureKind,
+    decision_no: &str,
+) -> DisclosureId {
+    DisclosureId(derive_id(
+        "disclosure",
+        &[
+            author.to_string().as_bytes(),
+            &[kind as u8],
+            decision_no.as_bytes(),
+        ],
+    ))
+}
+
+impl Disclosure {
+    /// Field rules that need no other record.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.subject.validate("disclosure.subject.uscc")?;
+        text(
+            "disclosure.decision_no",
+            &self.decision_no,
+            MAX_SHORT_TEXT_BYTES,
+            true,
+        )?;
+        text(
+            "disclosure.authority",
+            &self.authority,
+            MAX_TEXT_BYTES,
+            true,
+        )?;
+        text("disclosure.summary", &self.summary, MAX_TEXT_BYTES, true)?;
+        if self.public_until <= self.decided_on {
+            return Err(rule(
+                "disclosure.public_until",
+                "the disclosure period must end after decided_on (article 十七)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Commitment {

@@ -13,6 +13,7 @@
 //! | objections received, resolved, overdue, resolution days | the issuer | the resolving one | the filing |
 //! | repair applications received, decided, overdue, decision days | the issuer | the deciding one | the application |
 //! | commitments made, fulfilled, breached, overdue (article 四) | the recording one | the recording one | the commitment |
+//! | licensing and penalty decisions disclosed, disclosed late (双公示, article 十七: 7 working days) | the disclosing one | the disclosing one | the disclosure |
 //!
 //! A region's line (`department` = `None`) holds every figure of the region; a
 //! department's line only what that department did (an unanswered action belongs to no
@@ -27,7 +28,7 @@ use crate::catalogue::{Catalogue, RepairPeriods};
 use crate::ids::{DepartmentId, RegionCode};
 use crate::manifest::{Manifest, Policy};
 use crate::record::CommitmentOutcome;
-use crate::state::{ActionFold, CommitmentFold, EntryFold, TargetStatus};
+use crate::state::{ActionFold, CommitmentFold, DisclosureFold, EntryFold, TargetStatus};
 use crate::time::{Date, Timestamp};
 
 /// How figures are grouped in time.
@@ -111,6 +112,10 @@ pub struct ReportLine {
     pub commitments_breached: u64,
     /// Unsettled past their deadline.
     pub commitments_overdue: u64,
+    /// Licensing and penalty decisions disclosed (双公示, article 十七).
+    pub decisions_disclosed: u64,
+    /// Of those, disclosed later than the disclosure deadline.
+    pub decisions_disclosed_late: u64,
     /// The reasons given for mandatory declines.
     pub mandatory_decline_reasons: Vec<String>,
 }
@@ -156,7 +161,7 @@ pub struct ReportRules<'a> {
 }
 
 /// The report of `entries`, `actions` (each action with the entry it rests on found
-/// in `entries`, or left out) and `commitments` for periods of `period` whose work arose
+/// in `entries`, or left out), `commitments` and `disclosures` for periods of `period` whose work arose
 /// between `from` and `to` (both included), as it stands at `now`.
 #[allow(clippy::too_many_arguments)]
 pub fn report<'e>(
@@ -164,6 +169,7 @@ pub fn report<'e>(
     entries: impl IntoIterator<Item = &'e EntryFold>,
     actions: impl IntoIterator<Item = &'e ActionFold>,
     commitments: impl IntoIterator<Item = &'e CommitmentFold>,
+    disclosures: impl IntoIterator<Item = &'e DisclosureFold>,
     period: Period,
     from: Date,
     to: Date,
@@ -299,6 +305,17 @@ pub fn report<'e>(
             a.line.commitments_overdue += u64::from(overdue);
         });
     }
+    for d in disclosures {
+        let published = d.published.at.date_cst();
+        if !within(published) {
+            continue;
+        }
+        let late = d.disclosed_late(rules.calendar, policy);
+        add(published, d.issuer(), Some(&d.published.author), &mut |a| {
+            a.line.decisions_disclosed += 1;
+            a.line.decisions_disclosed_late += u64::from(late);
+        });
+    }
     acc.into_iter()
         .map(|((p, region, department), mut a)| {
             a.line.period = p;
@@ -314,7 +331,7 @@ pub fn report<'e>(
 }
 
 /// The columns of a report's CSV, in order.
-pub const CSV_COLUMNS: [&str; 27] = [
+pub const CSV_COLUMNS: [&str; 29] = [
     "period",
     "region",
     "department",
@@ -342,6 +359,8 @@ pub const CSV_COLUMNS: [&str; 27] = [
     "commitments_fulfilled",
     "commitments_breached",
     "commitments_overdue",
+    "decisions_disclosed",
+    "decisions_disclosed_late",
 ];
 
 /// A report as CSV (RFC 4180: fields with commas, quotes or line breaks quoted), one
@@ -379,6 +398,8 @@ pub fn to_csv(lines: &[ReportLine]) -> String {
             l.commitments_fulfilled.to_string(),
             l.commitments_breached.to_string(),
             l.commitments_overdue.to_string(),
+            l.decisions_disclosed.to_string(),
+            l.decisions_disclosed_late.to_string(),
         ];
         let quoted: Vec<String> = fields
             .iter()

@@ -828,3 +828,36 @@ impl CommitmentFold {
         }
     }
 }
+
+/// A disclosed licensing or penalty decision (双公示, article 十七).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisclosureFold {
+    /// Id.
+    pub id: DisclosureId,
+    /// The disclosing record.
+    pub published: Origin,
+    /// The decision.
+    pub disclosure: Disclosure,
+}
+
+impl DisclosureFold {
+    /// The disclosing region.
+    pub fn issuer(&self) -> RegionCode {
+        self.published.pos.region
+    }
+
+    /// Whether it was disclosed later than `disclosure_working_days` working days after
+    /// the decision (article 十七: 7个工作日内).
+    pub fn disclosed_late(&self, calendar: &WorkingCalendar, policy: &Policy) -> bool {
+        let due = calendar.add_working_days(
+            self.disclosure.decided_on,
+            policy.disclosure_working_days as u32,
+        );
+        self.published.at.date_cst() > due.date
+    }
+
+    /// Still within its disclosure period on `today`.
+    pub fn public_on(&self, today: Date) -> bool {
+        today <= self.disclosure.public_until
+    }
+}

@@ -109,6 +109,11 @@ pub enum Cmd {
         #[command(subcommand)]
         command: CommitmentCmd,
     },
+    /// Licensing and penalty decisions made public (双公示, article 十七).
+    Disclosure {
+        #[command(subcommand)]
+        command: DisclosureCmd,
+    },
     /// Sign and submit any record body given as JSON (see docs/protocol.md).
     Submit {
         /// File with the body as JSON, e.g. {"list_entry_revoked": {...}}.
@@ -1007,6 +1012,56 @@ pub enum RepairCmd {
         /// Entry id (or a unique prefix).
         #[arg(long)]
         entry: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+// Parsed once per process: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum DisclosureCmd {
+    /// Disclose one of your department's licensing or penalty decisions (within 7 working
+    /// days of the decision; later ones are recorded and counted late).
+    #[command(group(clap::ArgGroup::new("subject").required(true).args(["uscc", "person"])))]
+    Publish {
+        /// licensing or penalty.
+        #[arg(long)]
+        kind: String,
+        /// Subject, an organisation: USCC.
+        #[arg(long)]
+        uscc: Option<String>,
+        /// Subject, a natural person: resident identity number (hashed by the node).
+        #[arg(long)]
+        person: Option<String>,
+        /// Subject name.
+        #[arg(long)]
+        name: String,
+        /// Decision document number.
+        #[arg(long)]
+        decision_no: String,
+        /// The deciding authority.
+        #[arg(long)]
+        authority: String,
+        /// The day of the decision (YYYY-MM-DD).
+        #[arg(long)]
+        decided_on: String,
+        /// What was decided, with its legal basis.
+        #[arg(long)]
+        summary: String,
+        /// The last day it is public (YYYY-MM-DD; a penalty at most the catalogue's
+        /// longest period after the decision).
+        #[arg(long)]
+        public_until: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// A disclosed decision: its deadline, whether it came late, whether still public.
+    Show {
+        /// Disclosure id (or a unique prefix).
+        disclosure: String,
         #[command(flatten)]
         node: NodeArgs,
     },

@@ -120,6 +120,7 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         .route("/v1/entries/{id}", get(entry))
         .route("/v1/actions/{id}", get(action))
         .route("/v1/commitments/{id}", get(commitment))
+        .route("/v1/disclosures/{id}", get(disclosure))
         .route("/v1/inbox", get(inbox))
         .route("/v1/events", get(events::events))
         .route("/v1/ids/{prefix}", get(ids_by_prefix))
@@ -804,6 +805,34 @@ async fn commitment(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<Str
     ApiError::respond(result, subject)
 }
 
+/// A disclosed licensing or penalty decision (双公示, article 十七): whether it came
+/// within the disclosure deadline, and whether it is still public today.
+async fn disclosure(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>) -> Response {
+    let subject = Some(format!(
+        "disclosure {}",
+        id.chars().take(64).collect::<String>()
+    ));
+    let result = (|| {
+        let core = &state.core;
+        let d = core
+            .disclosure(&credfed_protocol::record::DisclosureId(input::record_id(
+                "id", &id,
+            )?))?
+            .ok_or_else(|| ApiError::not_found("disclosure", &id))?;
+        let due = core.calendar().add_working_days(
+            d.disclosure.decided_on,
+            core.manifest().policy.disclosure_working_days as u32,
+        );
+        ok(&json!({
+            "disclosure": d,
+            "due": due.date,
+            "late": d.disclosed_late(core.calendar(), &core.manifest().policy),
+            "public": d.public_on(core.now().date_cst()),
+        }))
+    })();
+    ApiError::respond(result, subject)
+}
+
 /// Query of the listings `/v1/entries`, `/v1/evaluations` and `/v1/actions`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1102,12 +1131,13 @@ async fn ids_by_prefix(
                 ),
             ));
         }
-        const KINDS: [(&str, u8); 5] = [
+        const KINDS: [(&str, u8); 6] = [
             ("entry", b'E'),
             ("action", b'A'),
             ("evaluation", b'V'),
             ("objection", b'O'),
             ("commitment", b'F'),
+            ("disclosure", b'B'),
         ];
         let kinds: Vec<(&str, u8)> = match &q.kind {
             None => KINDS.to_vec(),
@@ -1115,7 +1145,7 @@ async fn ids_by_prefix(
                 ApiError::invalid(
                     "kind",
                     format!(
-                        "'{}' is not a kind of record with an id: entry, action, evaluation, objection or commitment",
+                        "'{}' is not a kind of record with an id: entry, action, evaluation, objection, commitment or disclosure",
                         k.chars().take(40).collect::<String>()
                     ),
                 )
@@ -1687,6 +1717,7 @@ async fn reports(
             let entries: Vec<_> = core.entries().collect::<Result<_, _>>()?;
             let actions: Vec<_> = core.actions().collect::<Result<_, _>>()?;
             let commitments: Vec<_> = core.commitments().collect::<Result<_, _>>()?;
+            let disclosures: Vec<_> = core.disclosures().collect::<Result<_, _>>()?;
             let rules = ReportRules {
                 manifest: core.manifest(),
                 catalogue: core.catalogue(),
@@ -1697,6 +1728,7 @@ async fn reports(
                 &entries,
                 &actions,
                 &commitments,
+                &disclosures,
                 period,
                 from,
                 to,

@@ -1549,6 +1549,22 @@ impl Core {
         self.store.all_commitments()
     }
 
+    /// Every disclosed decision (reports).
+    pub fn disclosures(
+        &self,
+    ) -> impl Iterator<Item = Result<credfed_protocol::state::DisclosureFold, StoreError>> + '_
+    {
+        self.store.all_disclosures()
+    }
+
+    /// A disclosed decision.
+    pub fn disclosure(
+        &self,
+        id: &credfed_protocol::record::DisclosureId,
+    ) -> Result<Option<credfed_protocol::state::DisclosureFold>, StoreError> {
+        self.store.disclosure(id)
+    }
+
     /// A written commitment.
     pub fn commitment(
         &self,

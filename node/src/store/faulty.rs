@@ -15,9 +15,12 @@ use credfed_protocol::ledger::{
     DepartmentRecord, EquivocationProof, Head, StateView, SubjectRef, Update,
 };
 use credfed_protocol::record::{
-    ActionId, CommitmentId, EntryId, EvaluationId, ObjectionId, ObjectionTarget, SubjectKey,
+    ActionId, CommitmentId, DisclosureId, EntryId, EvaluationId, ObjectionId, ObjectionTarget,
+    SubjectKey,
 };
-use credfed_protocol::state::{ActionFold, CommitmentFold, EntryFold, EvaluationFold, RecordPos};
+use credfed_protocol::state::{
+    ActionFold, CommitmentFold, DisclosureFold, EntryFold, EvaluationFold, RecordPos,
+};
 
 use super::{Backend, ChainReport, StoreError};
 
@@ -103,6 +106,10 @@ impl StateView for FaultyStore {
         self.read()?;
         self.inner.commitment(id)
     }
+    fn disclosure(&self, id: &DisclosureId) -> Result<Option<DisclosureFold>, StoreError> {
+        self.read()?;
+        self.inner.disclosure(id)
+    }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
         self.read()?;
         self.inner.subject_refs(key)
@@ -165,6 +172,9 @@ impl Backend for FaultyStore {
     }
     fn all_commitments(&self) -> Box<dyn Iterator<Item = Result<CommitmentFold, StoreError>> + '_> {
         self.inner.all_commitments()
+    }
+    fn all_disclosures(&self) -> Box<dyn Iterator<Item = Result<DisclosureFold, StoreError>> + '_> {
+        self.inner.all_disclosures()
     }
     fn all_departments(
         &self,

@@ -25,6 +25,7 @@
 //! | `O` | objection id | `ObjectionTarget` (an entry or an evaluation) |
 //! | `V` | evaluation id | `EvaluationFold` |
 //! | `F` | commitment id | `CommitmentFold` (article 四) |
+//! | `B` | disclosure id | `DisclosureFold` (双公示, article 十七) |
 //! | `S` | u16 len, SubjectKey, SubjectRef | empty |
 //! | `Q` | region u32 | empty: region flagged for equivocation |
 //! | `P` | region u32, seq u64 | `EquivocationProof` |
@@ -66,10 +67,12 @@ use credfed_protocol::limits::MAX_ENVELOPE_BYTES;
 use credfed_protocol::listing::{ListingKind, name_grams, subject_name};
 use credfed_protocol::merkle::{Frontier, leaf_hash, node_hash};
 use credfed_protocol::record::{
-    ActionId, Body, CommitmentId, EntryId, EvaluationId, ListEntry, ObjectionId, ObjectionTarget,
-    RepairApplicationId, RepairBasis, SubjectKey,
+    ActionId, Body, CommitmentId, DisclosureId, EntryId, EvaluationId, ListEntry, ObjectionId,
+    ObjectionTarget, RepairApplicationId, RepairBasis, SubjectKey,
 };
-use credfed_protocol::state::{ActionFold, CommitmentFold, EntryFold, EvaluationFold, RecordPos};
+use credfed_protocol::state::{
+    ActionFold, CommitmentFold, DisclosureFold, EntryFold, EvaluationFold, RecordPos,
+};
 use credfed_protocol::state::{ObjectionStatus, Origin, RepairApplicationStatus};
 use credfed_protocol::time::Date;
 use credfed_protocol::witness::WitnessView;
@@ -158,6 +161,8 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn all_actions(&self) -> Box<dyn Iterator<Item = Result<ActionFold, StoreError>> + '_>;
     /// All commitment folds (reports).
     fn all_commitments(&self) -> Box<dyn Iterator<Item = Result<CommitmentFold, StoreError>> + '_>;
+    /// All disclosed decisions (reports).
+    fn all_disclosures(&self) -> Box<dyn Iterator<Item = Result<DisclosureFold, StoreError>> + '_>;
     /// Every registered department (including revoked ones).
     fn all_departments(
         &self,
@@ -1185,6 +1190,7 @@ impl Backend for Store {
                     batch.insert(id_key(b'V', &v.id.0.0), enc(v.as_ref()))
                 }
                 Update::Commitment(c) => batch.insert(id_key(b'F', &c.id.0.0), enc(c.as_ref())),
+                Update::Disclosure(d) => batch.insert(id_key(b'B', &d.id.0.0), enc(d.as_ref())),
                 Update::Unindex(k, r) => {
                     let mut key = subject_prefix(k);
                     key.extend_from_slice(&enc(r));
@@ -1399,6 +1405,10 @@ impl Backend for Store {
 
     fn all_commitments(&self) -> Box<dyn Iterator<Item = Result<CommitmentFold, StoreError>> + '_> {
         self.scan_values(b'F', "commitment")
+    }
+
+    fn all_disclosures(&self) -> Box<dyn Iterator<Item = Result<DisclosureFold, StoreError>> + '_> {
+        self.scan_values(b'B', "disclosure")
     }
 
     fn all_departments(
@@ -1924,6 +1934,9 @@ impl StateView for Store {
     }
     fn commitment(&self, id: &CommitmentId) -> Result<Option<CommitmentFold>, StoreError> {
         self.get(&id_key(b'F', &id.0.0), "commitment")
+    }
+    fn disclosure(&self, id: &DisclosureId) -> Result<Option<DisclosureFold>, StoreError> {
+        self.get(&id_key(b'B', &id.0.0), "disclosure")
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
         let prefix = subject_prefix(key);

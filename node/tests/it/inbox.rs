@@ -909,3 +909,82 @@ async fn a_breached_commitment_shows_in_another_regions_check() {
         list(&gd, &proven_path).await
     );
 }
+
+/// Article 十七 over the API: Shanghai discloses a penalty decided twenty days ago (late)
+/// and one decided today (in time); the disclosure reads back with its deadline and
+/// lateness at another region's node, and Shanghai's report counts one late of two
+/// against the disclosing department. A penalty public longer than the national period
+/// is refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disclosures_are_counted_late_against_their_department() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    for i in 0..2 {
+        c.register_departments(i).await;
+    }
+    let dept = |d: &str| credfed_protocol::ids::DepartmentId::parse(d, "d").unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let today = Timestamp(now_ms).date_cst();
+    let penalty = |no: &str, decided_on: credfed_protocol::time::Date, days: i32| Disclosure {
+        kind: DisclosureKind::Penalty,
+        subject: Subject::Organisation {
+            uscc: "91350100M000100Y43".into(),
+            name: "某某食品有限公司".into(),
+            check_exemption: None,
+        },
+        decision_no: no.into(),
+        authority: "上海市市场监督管理局".into(),
+        decided_on,
+        summary: "罚款五万元".into(),
+        public_until: decided_on.add_days(days),
+    };
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::DecisionDisclosed(penalty("沪罚3", today, 2_000)),
+        )
+        .await;
+    assert!(
+        r.status >= 400 && r.body.contains("disclosure.public_until"),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    for (no, decided_on) in [("沪罚1", today.add_days(-20)), ("沪罚2", today)] {
+        let r = c
+            .submit(
+                0,
+                "310000:pub",
+                &Body::DecisionDisclosed(penalty(no, decided_on, 365)),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let late_id = disclosure_id(&dept("310000:pub"), DisclosureKind::Penalty, "沪罚1");
+    let gd = department_client(&c.nodes[1], "440000:pub");
+    let path = format!("/v1/disclosures/{late_id}");
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            gd.get(&path).await.unwrap().status == 200
+        })
+        .await
+    );
+    let v = list(&gd, &path).await;
+    assert_eq!(v["late"], json!(true), "{v}");
+    assert_eq!(v["public"], json!(true), "{v}");
+    let sh = department_client(&c.nodes[0], "310000:pub");
+    let report = list(&sh, "/v1/reports?period=quarter").await;
+    let line = report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["department"] == json!("310000:pub"))
+        .unwrap_or_else(|| panic!("{report}"))
+        .clone();
+    assert_eq!(line["decisions_disclosed"], json!(2), "{line}");
+    assert_eq!(line["decisions_disclosed_late"], json!(1), "{line}");
+}

@@ -9,7 +9,9 @@ use credfed_protocol::ledger::{
     AdmitError, DepartmentRecord, Head, Ledger, RejectReason, StateView, SubjectRef, admit, effects,
 };
 use credfed_protocol::record::*;
-use credfed_protocol::state::{ActionFold, CommitmentFold, EntryFold, EvaluationFold, RecordPos};
+use credfed_protocol::state::{
+    ActionFold, CommitmentFold, DisclosureFold, EntryFold, EvaluationFold, RecordPos,
+};
 
 use crate::fixture::*;
 
@@ -60,6 +62,12 @@ impl StateView for FailingView<'_> {
     }
     fn commitment(&self, id: &CommitmentId) -> Result<Option<CommitmentFold>, DiskError> {
         self.read("commitment", self.inner.commitment(id))
+    }
+    fn disclosure(&self, id: &DisclosureId) -> Result<Option<DisclosureFold>, DiskError> {
+        self.read(
+            "disclosure",
+            StateView::disclosure(self.inner, id).unwrap_or(None),
+        )
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, DiskError> {
         self.read("subject", self.inner.subject_refs(key))

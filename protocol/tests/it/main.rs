@@ -2,6 +2,7 @@
 
 mod check;
 mod commitment;
+mod disclosure;
 mod failing_view;
 mod fixture;
 mod inbox;

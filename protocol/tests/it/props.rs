@@ -304,6 +304,36 @@ pub fn arb_body() -> impl Strategy<Value = Body> {
                     })
                 }
             ),
+        (
+            any::<bool>(),
+            arb_subject(),
+            (arb_text(), arb_text(), arb_text()),
+            arb_date(),
+            arb_date()
+        )
+            .prop_map(
+                |(
+                    penalty,
+                    subject,
+                    (decision_no, authority, summary),
+                    decided_on,
+                    public_until,
+                )| {
+                    Body::DecisionDisclosed(Disclosure {
+                        kind: if penalty {
+                            DisclosureKind::Penalty
+                        } else {
+                            DisclosureKind::Licensing
+                        },
+                        subject,
+                        decision_no,
+                        authority,
+                        decided_on,
+                        summary,
+                        public_until,
+                    })
+                }
+            ),
         (id(), any::<bool>(), arb_date(), arb_text()).prop_map(|(c, kept, settled_on, note)| {
             Body::CommitmentSettled {
                 commitment: CommitmentId(c),

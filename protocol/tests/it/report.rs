@@ -19,9 +19,24 @@ const BJ: u32 = 110000;
 /// regions (one accepts and executes, one declines the mandatory bar, one never
 /// answers), a Guangdong entry published late, an objection and a repair application
 /// from Gansu, both decided by Shanghai; three written commitments in Beijing (one kept,
-/// one breached, one left overdue).
+/// one breached, one left overdue); two decisions disclosed in Guangdong (双公示), one of
+/// them late.
 fn month_of_work() -> World {
     let mut w = World::new(&[SH, GD, GS, BJ]);
+    for (no, decided_on) in [("粤市监罚1", "2026-10-09"), ("粤市监罚2", "2026-10-30")] {
+        w.accept(
+            "440000:pub",
+            Body::DecisionDisclosed(Disclosure {
+                kind: DisclosureKind::Penalty,
+                subject: org(ACME),
+                decision_no: no.into(),
+                authority: "广东省市场监督管理局".into(),
+                decided_on: date(decided_on),
+                summary: "罚款".into(),
+                public_until: date("2027-10-30"),
+            }),
+        );
+    }
     for no in ["京许1", "京许2", "京许3"] {
         w.accept(
             "110000:pub",
@@ -200,6 +215,12 @@ fn from_the_logs(w: &World) -> BTreeMap<String, ReportLine> {
                 l.entries_published += 1;
                 l.disclosed_late += u64::from(at.date_cst() > due);
             }
+            Body::DecisionDisclosed(d) => {
+                let due = w.calendar.add_working_days(d.decided_on, 7).date;
+                let l = line(&mut out, *region);
+                l.decisions_disclosed += 1;
+                l.decisions_disclosed_late += u64::from(at.date_cst() > due);
+            }
             Body::CommitmentMade(c) => {
                 let cid = commitment_id(author, &c.acceptance_no);
                 let settled = records.iter().find_map(|(_, _, _, b)| match b {
@@ -372,11 +393,13 @@ fn art23_every_report_figure_is_what_the_raw_logs_give() {
     let entries: Vec<_> = w.ledger.entries().cloned().collect();
     let actions: Vec<_> = w.ledger.actions().cloned().collect();
     let commitments: Vec<_> = w.ledger.commitments().cloned().collect();
+    let disclosures: Vec<_> = w.ledger.disclosures().cloned().collect();
     let lines = report(
         &rules,
         &entries,
         &actions,
         &commitments,
+        &disclosures,
         Period::Month,
         date("2026-11-01"),
         date("2026-11-30"),
@@ -405,6 +428,13 @@ fn art23_every_report_figure_is_what_the_raw_logs_give() {
         (3, 1, 1, 1)
     );
     assert_eq!(regions["440000"].disclosed_late, 1);
+    assert_eq!(
+        (
+            regions["440000"].decisions_disclosed,
+            regions["440000"].decisions_disclosed_late
+        ),
+        (2, 1)
+    );
     assert_eq!(regions["440000"].measures_executed, 1);
     assert_eq!(regions["440000"].median_acknowledgement_hours, Some(5.0));
     let sh = &regions["310000"];
@@ -431,6 +461,7 @@ fn art23_every_report_figure_is_what_the_raw_logs_give() {
         &entries,
         &actions,
         &commitments,
+        &disclosures,
         Period::Day,
         date("2026-11-01"),
         date("2026-11-30"),
@@ -448,6 +479,7 @@ fn art23_every_report_figure_is_what_the_raw_logs_give() {
         &entries,
         &actions,
         &commitments,
+        &disclosures,
         Period::Quarter,
         date("2027-01-01"),
         date("2027-03-31"),

@@ -52,10 +52,19 @@ fn later_kinds() -> Vec<Body> {
     ]
 }
 
-/// The commitment kinds (article 四), added after credit repair on application and
-/// pinned apart for the same reason.
+/// The commitment (article 四) and disclosure (article 十七) kinds, added after credit
+/// repair on application and pinned apart for the same reason.
 fn commitment_kinds() -> Vec<Body> {
     vec![
+        Body::DecisionDisclosed(Disclosure {
+            kind: DisclosureKind::Penalty,
+            subject: org(ACME),
+            decision_no: "沪市监罚〔2026〕1号".into(),
+            authority: "上海市市场监督管理局".into(),
+            decided_on: date("2026-10-30"),
+            summary: "罚款".into(),
+            public_until: date("2027-10-30"),
+        }),
         Body::CommitmentMade(Commitment {
             subject: org(ACME),
             acceptance_no: "沪许受〔2026〕1号".into(),
@@ -218,7 +227,7 @@ fn known_answers() {
         ("sha256(every body kind)", sha256(&[&all]).to_hex()),
         ("sha256(later body kinds)", sha256(&[&later]).to_hex()),
         (
-            "sha256(commitment body kinds)",
+            "sha256(commitment and disclosure body kinds)",
             sha256(&[&commitments]).to_hex(),
         ),
     ];
@@ -274,8 +283,8 @@ const WANT: [(&str, &str); 10] = [
         "ca60b34ae0f0edac43317adb5a063ad7abaeb67fb683330b92752f07daccbb1c",
     ),
     (
-        "sha256(commitment body kinds)",
-        "a1051a4ef21d5183fe8a3d723f1bc0e03c814f5af5a851e2899891b3e5af0fd2",
+        "sha256(commitment and disclosure body kinds)",
+        "34f8ce6391435ad5d9a231035c779a6b7545df7a9290ae8526aec8101017bb37",
     ),
 ];
 

@@ -468,6 +468,7 @@ pub fn run(cli: Cli) -> Res {
         Cmd::Objection { command } => records::objection(mode, command),
         Cmd::Repair { command } => records::repair(mode, command),
         Cmd::Commitment { command } => records::commitment(mode, command),
+        Cmd::Disclosure { command } => records::disclosure(mode, command),
         Cmd::Submit { file, sign, node } => records::submit_file(mode, &file, &sign, &node),
         Cmd::Import(args) => crate::import::run(mode, &args),
         Cmd::Check {

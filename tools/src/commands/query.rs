@@ -1341,6 +1341,11 @@ pub fn report(
                         s(&l["repairs_overdue"])
                     ),
                     format!(
+                        "{}/{}",
+                        s(&l["decisions_disclosed_late"]),
+                        s(&l["decisions_disclosed"])
+                    ),
+                    format!(
                         "{} kept, {} breached, {} overdue of {}",
                         s(&l["commitments_fulfilled"]),
                         s(&l["commitments_breached"]),
@@ -1370,6 +1375,7 @@ pub fn report(
                 "late/published",
                 "objections",
                 "repairs",
+                "双公示 late/disclosed",
                 "commitments",
             ],
             &rows,

@@ -724,6 +724,67 @@ fn amended_entry(
     Ok(e)
 }
 
+/// 双公示 (article 十七): a department discloses its licensing and penalty decisions.
+pub fn disclosure(mode: Output, command: DisclosureCmd) -> Res {
+    match command {
+        DisclosureCmd::Publish {
+            kind,
+            uscc,
+            person,
+            name,
+            decision_no,
+            authority,
+            decided_on,
+            summary,
+            public_until,
+            sign,
+            node,
+        } => {
+            let d = Disclosure {
+                kind: choice(&kind, "--kind", "licensing, penalty")?,
+                subject: subject_with_person(uscc.as_deref(), person.as_deref(), &name, &node)?,
+                decision_no,
+                authority,
+                decided_on: date(&decided_on, "--decided-on")?,
+                summary,
+                public_until: date(&public_until, "--public-until")?,
+            };
+            sign_and_submit(mode, &sign, &node, &Body::DecisionDisclosed(d))
+        }
+        DisclosureCmd::Show { disclosure, node } => {
+            let id = resolve_id(&disclosure, "disclosure", "disclosure", &node)?.to_hex();
+            let v = get_json(&node, &format!("/v1/disclosures/{id}"))?;
+            emit(mode, &v, || {
+                let d = &v["disclosure"]["disclosure"];
+                format!(
+                    "disclosure {id}\n  kind:        {}\n  decision:    {} by {} on {}\n  disclosed:   {} (seq {}) by {}, due {}{}\n  public until {}{}\n  summary:     {}",
+                    s(&d["kind"]),
+                    s(&d["decision_no"]),
+                    s(&d["authority"]),
+                    s(&d["decided_on"]),
+                    s(&v["disclosure"]["published"]["pos"]["region"]),
+                    s(&v["disclosure"]["published"]["pos"]["seq"]),
+                    s(&v["disclosure"]["published"]["author"]),
+                    s(&v["due"]),
+                    if v["late"] == json!(true) {
+                        " — LATE (article 十七: 7 working days)"
+                    } else {
+                        ""
+                    },
+                    s(&d["public_until"]),
+                    if v["public"] == json!(true) {
+                        ""
+                    } else {
+                        " (period over)"
+                    },
+                    s(&d["summary"]),
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
 /// Written commitments under 容缺受理 (article 四): made and settled by the accepting
 /// region's licensing department.
 pub fn commitment(mode: Output, command: CommitmentCmd) -> Res {
