@@ -14,6 +14,7 @@
 //! | repair applications received, decided, overdue, decision days | the issuer | the deciding one | the application |
 //! | commitments made, fulfilled, breached, overdue (article 四) | the recording one | the recording one | the commitment |
 //! | licensing and penalty decisions disclosed, disclosed late (双公示, article 十七: 7 working days) | the disclosing one | the disclosing one | the disclosure |
+//! | checks answered, per domain (应查必查, article 十八) — this node's own figures ([`add_checks`]) | the answering node's | the asking one | the check |
 //!
 //! A region's line (`department` = `None`) holds every figure of the region; a
 //! department's line only what that department did (an unanswered action belongs to no
@@ -116,6 +117,10 @@ pub struct ReportLine {
     pub decisions_disclosed: u64,
     /// Of those, disclosed later than the disclosure deadline.
     pub decisions_disclosed_late: u64,
+    /// Checks this node answered (its own figure: checks are not replicated).
+    pub checks: u64,
+    /// The same by domain.
+    pub checks_by_domain: BTreeMap<String, u64>,
     /// The reasons given for mandatory declines.
     pub mandatory_decline_reasons: Vec<String>,
 }
@@ -330,8 +335,44 @@ pub fn report<'e>(
         .collect()
 }
 
+/// Adds the checks a node answered to a report made by [`report`]: `counts` by day,
+/// domain and asking department, all of the node's `region`; lines are created where
+/// none exists and the result stays in the report's order.
+pub fn add_checks(
+    lines: Vec<ReportLine>,
+    region: RegionCode,
+    counts: &BTreeMap<(Date, String, String), u64>,
+    period: Period,
+) -> Vec<ReportLine> {
+    let mut by_key: BTreeMap<(String, String, Option<String>), ReportLine> = lines
+        .into_iter()
+        .map(|l| {
+            (
+                (l.period.clone(), l.region.clone(), l.department.clone()),
+                l,
+            )
+        })
+        .collect();
+    for ((day, domain, department), n) in counts {
+        let p = period.label(*day);
+        for d in [None, Some(department.clone())] {
+            let l = by_key
+                .entry((p.clone(), region.to_string(), d.clone()))
+                .or_insert_with(|| ReportLine {
+                    period: p.clone(),
+                    region: region.to_string(),
+                    department: d,
+                    ..ReportLine::default()
+                });
+            l.checks += n;
+            *l.checks_by_domain.entry(domain.clone()).or_default() += n;
+        }
+    }
+    by_key.into_values().collect()
+}
+
 /// The columns of a report's CSV, in order.
-pub const CSV_COLUMNS: [&str; 29] = [
+pub const CSV_COLUMNS: [&str; 30] = [
     "period",
     "region",
     "department",
@@ -361,6 +402,7 @@ pub const CSV_COLUMNS: [&str; 29] = [
     "commitments_overdue",
     "decisions_disclosed",
     "decisions_disclosed_late",
+    "checks",
 ];
 
 /// A report as CSV (RFC 4180: fields with commas, quotes or line breaks quoted), one
@@ -400,6 +442,7 @@ pub fn to_csv(lines: &[ReportLine]) -> String {
             l.commitments_overdue.to_string(),
             l.decisions_disclosed.to_string(),
             l.decisions_disclosed_late.to_string(),
+            l.checks.to_string(),
         ];
         let quoted: Vec<String> = fields
             .iter()

@@ -267,8 +267,11 @@ pub enum Cmd {
         #[arg(long)]
         to: Option<String>,
         /// Print CSV (RFC 4180) instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "xlsx")]
         csv: bool,
+        /// Write a spreadsheet for 通报 to this file (figures, mandatory-decline reasons).
+        #[arg(long)]
+        xlsx: Option<PathBuf>,
         #[command(flatten)]
         node: NodeArgs,
     },

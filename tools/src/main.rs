@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod import;
 mod output;
+mod xlsx;
 
 use std::process::ExitCode;
 

@@ -468,6 +468,7 @@ pub struct CheckQuery {
 
 async fn check_subject(
     State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<CheckQuery>,
 ) -> Response {
     if q.person.is_some() {
@@ -487,19 +488,25 @@ async fn check_subject(
         proofs: q.proofs,
         manifest: q.manifest,
     };
-    check_request(state, request).await
+    check_request(state, caller, request).await
 }
 
 async fn check_posted(
     State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<CheckRequest>,
 ) -> Response {
-    check_request(state, request).await
+    check_request(state, caller, request).await
 }
 
-async fn check_request(state: Arc<ApiState>, q: CheckRequest) -> Response {
+async fn check_request(state: Arc<ApiState>, caller: Caller, q: CheckRequest) -> Response {
     let mut shown = None;
+    let domain = input::domain(&q.domain).ok();
     let result = check_inner(&state, q, &mut shown).await;
+    // Answered checks count for reports (checks per domain, article 二十三).
+    if let (Ok(_), Some(domain)) = (&result, domain) {
+        state.core.count_check(&caller.0.to_string(), domain);
+    }
     ApiError::respond(result, shown)
 }
 
@@ -1723,7 +1730,7 @@ async fn reports(
                 catalogue: core.catalogue(),
                 calendar: core.calendar(),
             };
-            Ok(report(
+            let lines = report(
                 &rules,
                 &entries,
                 &actions,
@@ -1733,6 +1740,13 @@ async fn reports(
                 from,
                 to,
                 core.now(),
+            );
+            let checks = core.check_counts(from, to)?;
+            Ok(credfed_protocol::report::add_checks(
+                lines,
+                core.region(),
+                &checks,
+                period,
             ))
         })
         .await

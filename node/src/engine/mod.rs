@@ -38,7 +38,7 @@ use credfed_protocol::ledger::{DepartmentRecord, Head, Rejection, Rules};
 use credfed_protocol::manifest::Manifest;
 use credfed_protocol::record::{ActionId, EntryId, SubjectKey};
 use credfed_protocol::state::{ActionFold, EntryFold, RecordPos};
-use credfed_protocol::time::Timestamp;
+use credfed_protocol::time::{Date, Timestamp};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,6 +50,10 @@ use crate::store::{Backend, MapPage, PageId, PageNode, StoreError};
 /// Appends waiting for the writer. A full queue makes a caller wait up to
 /// [`APPEND_QUEUE_WAIT`], then refuses with 503: the node is overloaded, not broken.
 pub const APPEND_QUEUE: usize = 1024;
+
+/// How long counts of checks answered stay in memory before they are added to the
+/// store: a check never waits on a write, and a crash loses at most this long of them.
+pub const CHECK_COUNT_FLUSH: Duration = Duration::from_secs(10);
 
 /// Batches of envelopes from peers waiting for the writer. The network never waits on
 /// it: a gossip message that finds it full is ignored and a range is re-fetched later.
@@ -245,6 +249,12 @@ pub struct Core {
     /// stored: proposals carry the notes of recent ones, which their cosigners may not
     /// have received yet.
     witnessed_received: Mutex<BTreeMap<RegionCode, u64>>,
+    /// Checks answered and not yet added to the store's counts, and when they last were
+    /// ([`Core::count_check`]).
+    checks_pending: Mutex<(
+        BTreeMap<crate::store::CheckCountKey, u64>,
+        Option<std::time::Instant>,
+    )>,
 }
 
 /// A federation checkpoint with its quorum, as proven answers use it.
@@ -311,6 +321,7 @@ impl Core {
             federation: Mutex::new(None),
             signed_manifest: config.signed_manifest,
             witnessed_received: Mutex::new(BTreeMap::new()),
+            checks_pending: Mutex::new((BTreeMap::new(), None)),
         });
         Ok((
             core,
@@ -371,7 +382,61 @@ impl Core {
     /// Stops the writer and syncer once every queued append is answered, and makes
     /// everything applied durable. Appends after this are refused as
     /// [`AppendError::Stopped`].
+    /// Counts a check answered for `department` in `domain` today (reports: checks per
+    /// domain, article 二十三). Counted in memory and added to the store at most every
+    /// [`CHECK_COUNT_FLUSH`] and at shutdown, so that a check never waits on a write; a
+    /// crash loses at most that long of counts.
+    pub fn count_check(&self, department: &str, domain: MeasureDomain) {
+        let key = (self.now().date_cst(), domain.name(), department.to_owned());
+        let due = {
+            let Ok(mut p) = self.checks_pending.lock() else {
+                return;
+            };
+            *p.0.entry(key).or_default() += 1;
+            let since = *p.1.get_or_insert_with(std::time::Instant::now);
+            since.elapsed() >= CHECK_COUNT_FLUSH
+        };
+        if due {
+            self.flush_check_counts();
+        }
+    }
+
+    /// Adds the counts held in memory to the store.
+    fn flush_check_counts(&self) {
+        let pending = match self.checks_pending.lock() {
+            Ok(mut p) => {
+                p.1 = Some(std::time::Instant::now());
+                std::mem::take(&mut p.0)
+            }
+            Err(_) => return,
+        };
+        if pending.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.add_check_counts(&pending) {
+            // Figures for reports only: losing them must not fail a check.
+            tracing::warn!(error = %e, "could not store the counts of checks answered");
+        }
+    }
+
+    /// Checks answered from `from` to `to`, by day, domain and department, including
+    /// those not yet stored.
+    pub fn check_counts(
+        &self,
+        from: Date,
+        to: Date,
+    ) -> Result<BTreeMap<crate::store::CheckCountKey, u64>, StoreError> {
+        let mut out = self.store.check_counts(from, to)?;
+        if let Ok(p) = self.checks_pending.lock() {
+            for (k, n) in p.0.iter().filter(|(k, _)| k.0 >= from && k.0 <= to) {
+                *out.entry(k.clone()).or_default() += n;
+            }
+        }
+        Ok(out)
+    }
+
     pub fn shutdown(&self) -> Result<(), StoreError> {
+        self.flush_check_counts();
         // Closing the append queue ends the writer once it has drained it; the writer
         // closes the syncer's queue, and the syncer answers what it holds and ends.
         if let Ok(mut q) = self.appends.lock() {

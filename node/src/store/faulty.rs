@@ -184,6 +184,19 @@ impl Backend for FaultyStore {
     fn note_received(&self, pos: RecordPos, at_ms: i64) {
         self.inner.note_received(pos, at_ms)
     }
+    fn add_check_counts(
+        &self,
+        counts: &BTreeMap<super::CheckCountKey, u64>,
+    ) -> Result<(), StoreError> {
+        self.inner.add_check_counts(counts)
+    }
+    fn check_counts(
+        &self,
+        from: credfed_protocol::time::Date,
+        to: credfed_protocol::time::Date,
+    ) -> Result<BTreeMap<super::CheckCountKey, u64>, StoreError> {
+        self.inner.check_counts(from, to)
+    }
     fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError> {
         self.inner.received_at(pos)
     }

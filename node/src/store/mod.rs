@@ -26,6 +26,7 @@
 //! | `V` | evaluation id | `EvaluationFold` |
 //! | `F` | commitment id | `CommitmentFold` (article 四) |
 //! | `B` | disclosure id | `DisclosureFold` (双公示, article 十七) |
+//! | `c` | day u32, domain name, 0, department text | u64 LE: checks this node answered for that department in that domain that day (local, not replicated; reports) |
 //! | `S` | u16 len, SubjectKey, SubjectRef | empty |
 //! | `Q` | region u32 | empty: region flagged for equivocation |
 //! | `P` | region u32, seq u64 | `EquivocationProof` |
@@ -173,6 +174,15 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn note_received(&self, pos: RecordPos, at_ms: i64);
     /// When this node applied the envelope at `pos`.
     fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError>;
+    /// Adds to the counts of checks answered (day, domain name, department). Local
+    /// figures for reports, never replicated.
+    fn add_check_counts(&self, counts: &BTreeMap<CheckCountKey, u64>) -> Result<(), StoreError>;
+    /// The counts of checks answered from `from` to `to` (both included).
+    fn check_counts(
+        &self,
+        from: Date,
+        to: Date,
+    ) -> Result<BTreeMap<CheckCountKey, u64>, StoreError>;
     /// Equivocation proofs held.
     fn proofs(&self) -> Result<Vec<EquivocationProof>, StoreError>;
     /// Up to `limit` ids of records of `kind` (`b'E'` entries, `b'A'` actions, `b'V'`
@@ -431,6 +441,18 @@ fn task_bytes(task: &TaskRef) -> [u8; 1 + LISTING_ID_BYTES] {
 /// A day as a key part that sorts in date order.
 fn day_bytes(day: Date) -> [u8; 4] {
     (day.days_since_epoch() as u32 ^ 0x8000_0000).to_be_bytes()
+}
+
+/// A count of checks: the day, the domain's name and the asking department's id.
+pub type CheckCountKey = (Date, String, String);
+
+fn check_count_key((day, domain, department): &CheckCountKey) -> Vec<u8> {
+    let mut k = vec![b'c'];
+    k.extend_from_slice(&day_bytes(*day));
+    k.extend_from_slice(domain.as_bytes());
+    k.push(0);
+    k.extend_from_slice(department.as_bytes());
+    k
 }
 
 fn day_from_bytes(bytes: [u8; 4]) -> Option<Date> {
@@ -1421,6 +1443,48 @@ impl Backend for Store {
         if let Err(e) = self.kv.insert(&pos_key(b'R', pos), &at_ms.to_le_bytes()) {
             tracing::debug!(error = %e, "could not note the receive time (a measurement only)");
         }
+    }
+
+    fn add_check_counts(&self, counts: &BTreeMap<CheckCountKey, u64>) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        for (key, n) in counts {
+            let k = check_count_key(key);
+            let held = match self.kv.get(&k)? {
+                Some(v) => u64::from_le_bytes(
+                    <[u8; 8]>::try_from(v.as_slice())
+                        .map_err(|_| StoreError::Corrupt(format!("check count {k:?}")))?,
+                ),
+                None => 0,
+            };
+            batch.insert(k, (held + n).to_le_bytes());
+        }
+        self.kv.apply(batch)
+    }
+
+    fn check_counts(
+        &self,
+        from: Date,
+        to: Date,
+    ) -> Result<BTreeMap<CheckCountKey, u64>, StoreError> {
+        let mut lo = vec![b'c'];
+        lo.extend_from_slice(&day_bytes(from));
+        let mut hi = vec![b'c'];
+        hi.extend_from_slice(&day_bytes(to.succ()));
+        let mut out = BTreeMap::new();
+        for kv in self.kv.range(Bound::Included(lo), Bound::Excluded(hi))? {
+            let (k, v) = kv?;
+            let corrupt = || StoreError::Corrupt(format!("check count {k:?}"));
+            let day = k
+                .get(1..5)
+                .and_then(|d| <[u8; 4]>::try_from(d).ok())
+                .and_then(day_from_bytes)
+                .ok_or_else(corrupt)?;
+            let rest = std::str::from_utf8(&k[5..]).map_err(|_| corrupt())?;
+            let (domain, department) = rest.split_once('\0').ok_or_else(corrupt)?;
+            let n = u64::from_le_bytes(<[u8; 8]>::try_from(v.as_slice()).map_err(|_| corrupt())?);
+            out.insert((day, domain.to_owned(), department.to_owned()), n);
+        }
+        Ok(out)
     }
 
     fn received_at(&self, pos: RecordPos) -> Result<Option<i64>, StoreError> {

@@ -977,6 +977,19 @@ async fn disclosures_are_counted_late_against_their_department() {
     assert_eq!(v["late"], json!(true), "{v}");
     assert_eq!(v["public"], json!(true), "{v}");
     let sh = department_client(&c.nodes[0], "310000:pub");
+    // Checks count for reports by domain (this node's own figures); a refused one not.
+    for domain in ["licensing", "licensing", "procurement"] {
+        list(
+            &sh,
+            &format!("/v1/check?uscc=91350100M000100Y43&domain={domain}"),
+        )
+        .await;
+    }
+    let refused = sh
+        .get("/v1/check?uscc=91350100M000100Y43&domain=astrology")
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 400, "{}", refused.body);
     let report = list(&sh, "/v1/reports?period=quarter").await;
     let line = report["lines"]
         .as_array()
@@ -987,4 +1000,18 @@ async fn disclosures_are_counted_late_against_their_department() {
         .clone();
     assert_eq!(line["decisions_disclosed"], json!(2), "{line}");
     assert_eq!(line["decisions_disclosed_late"], json!(1), "{line}");
+    assert_eq!(line["checks"], json!(3), "{line}");
+    assert_eq!(
+        line["checks_by_domain"],
+        json!({"licensing": 2, "procurement": 1}),
+        "{line}"
+    );
+    let region_line = report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["department"].is_null() && l["region"] == json!("310000"))
+        .unwrap()
+        .clone();
+    assert_eq!(region_line["checks"], json!(3), "{region_line}");
 }

@@ -486,6 +486,62 @@ fn art23_every_report_figure_is_what_the_raw_logs_give() {
         w.now,
     );
     assert!(none.is_empty());
+    // A node's checks join the report where they belong: on its region's line and the
+    // asking department's, creating lines where none was, in the report's order.
+    let counts: BTreeMap<_, u64> = [
+        (
+            (
+                date("2026-11-03"),
+                "licensing".to_string(),
+                "440000:pub".to_string(),
+            ),
+            2,
+        ),
+        (
+            (
+                date("2026-11-04"),
+                "procurement".to_string(),
+                "440000:pub".to_string(),
+            ),
+            1,
+        ),
+        (
+            (
+                date("2026-11-04"),
+                "licensing".to_string(),
+                "440000:init".to_string(),
+            ),
+            4,
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let with_checks =
+        credfed_protocol::report::add_checks(lines.clone(), region(GD), &counts, Period::Month);
+    let gd = with_checks
+        .iter()
+        .find(|l| l.region == "440000" && l.department.is_none())
+        .unwrap();
+    assert_eq!(gd.checks, 7);
+    assert_eq!(gd.checks_by_domain["licensing"], 6);
+    assert_eq!(gd.disclosed_late, 1, "the other figures stay");
+    let init = with_checks
+        .iter()
+        .find(|l| l.department.as_deref() == Some("440000:init"))
+        .unwrap();
+    assert_eq!((init.checks, init.actions_asked), (4, 0));
+    let keys: Vec<_> = with_checks
+        .iter()
+        .map(|l| (l.period.clone(), l.region.clone(), l.department.clone()))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(
+        with_checks.len(),
+        lines.len() + 1,
+        "one new line: 440000:init"
+    );
     // CSV: a header and one line per report line; a reason with a comma stays one field.
     let csv = to_csv(&lines);
     assert_eq!(csv.lines().count(), lines.len() + 1);

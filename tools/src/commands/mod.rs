@@ -555,8 +555,17 @@ pub fn run(cli: Cli) -> Res {
             from,
             to,
             csv,
+            xlsx,
             node,
-        } => query::report(mode, &period, from.as_deref(), to.as_deref(), csv, &node),
+        } => query::report(
+            mode,
+            &period,
+            from.as_deref(),
+            to.as_deref(),
+            csv,
+            xlsx.as_deref(),
+            &node,
+        ),
         Cmd::Events { from, count, node } => query::events(mode, from.as_deref(), count, &node),
         Cmd::Inbox {
             kind,

@@ -1286,6 +1286,7 @@ pub fn report(
     from: Option<&str>,
     to: Option<&str>,
     csv: bool,
+    xlsx: Option<&std::path::Path>,
     node: &NodeArgs,
 ) -> Res {
     let mut path = format!("/v1/reports?period={period}");
@@ -1300,6 +1301,22 @@ pub fn report(
             serde_json::from_value(v["lines"].clone())
                 .map_err(|e| invalid(format!("the node's report: {e}")))?;
         print!("{}", credfed_protocol::report::to_csv(&lines));
+        return Ok(());
+    }
+    if let Some(file) = xlsx {
+        let book = crate::xlsx::report_workbook(&v)
+            .map_err(|e| Failure::new(exit::INVALID, format!("--xlsx: {e}")))?;
+        std::fs::write(file, book).map_err(|e| {
+            Failure::new(
+                exit::INVALID,
+                format!("--xlsx {}: {e}; choose a writable path", file.display()),
+            )
+        })?;
+        eprintln!(
+            "{} report lines written to {}",
+            v["lines"].as_array().map_or(0, Vec::len),
+            file.display()
+        );
         return Ok(());
     }
     emit(mode, &v, || {
@@ -1345,6 +1362,7 @@ pub fn report(
                         s(&l["decisions_disclosed_late"]),
                         s(&l["decisions_disclosed"])
                     ),
+                    s(&l["checks"]),
                     format!(
                         "{} kept, {} breached, {} overdue of {}",
                         s(&l["commitments_fulfilled"]),
@@ -1376,6 +1394,7 @@ pub fn report(
                 "objections",
                 "repairs",
                 "双公示 late/disclosed",
+                "checks",
                 "commitments",
             ],
             &rows,
