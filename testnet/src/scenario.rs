@@ -196,6 +196,29 @@ pub enum Step {
         /// `overdue`, `breached` or `none`.
         state: String,
     },
+    /// A region's publishers disclose a penalty decision (双公示, article 十七): decided
+    /// today, or twenty days ago when `late` (past the 7 working days).
+    Disclose {
+        /// Name for later steps.
+        id: String,
+        /// Disclosing region.
+        region: String,
+        /// The subject's USCC.
+        uscc: String,
+        /// Decided twenty days before it is disclosed.
+        #[serde(default)]
+        late: bool,
+    },
+    /// Every listed live node holds the disclosure and judges it late (or in time).
+    AssertDisclosure {
+        /// Nodes to ask.
+        #[serde(default = "all")]
+        at: Regions,
+        /// Disclosure name.
+        disclosure: String,
+        /// Expected lateness.
+        late: bool,
+    },
     /// The issuing region decides a repair application.
     DecideRepair {
         /// Application name.
@@ -430,9 +453,9 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
     for (i, step) in scenario.steps.iter().enumerate() {
         let named = match step {
             Step::Publish { uscc, .. } => uscc.as_deref(),
-            Step::Evaluation { uscc, .. } | Step::MakeCommitment { uscc, .. } => {
-                Some(uscc.as_str())
-            }
+            Step::Evaluation { uscc, .. }
+            | Step::MakeCommitment { uscc, .. }
+            | Step::Disclose { uscc, .. } => Some(uscc.as_str()),
             _ => None,
         };
         if named == Some(UNLISTED_USCC) {

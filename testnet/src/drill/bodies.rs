@@ -286,6 +286,23 @@ pub fn commitment_settlement(id: CommitmentId, outcome: &str, today: Date) -> Re
     })
 }
 
+/// A penalty decision of the subject `uscc` decided on `decided_on`, to disclose (双公示).
+pub fn penalty_disclosure(name: &str, uscc: &str, decided_on: Date) -> Disclosure {
+    Disclosure {
+        kind: DisclosureKind::Penalty,
+        subject: Subject::Organisation {
+            uscc: uscc.into(),
+            name: "演练企业".into(),
+            check_exemption: None,
+        },
+        decision_no: format!("演练罚〔{}〕{name}", decided_on.ymd().0),
+        authority: "演练".into(),
+        decided_on,
+        summary: "演练：罚款".into(),
+        public_until: decided_on.add_days(365),
+    }
+}
+
 /// A subject's repair application for `entry`, filed today.
 pub fn repair_application(case_no: &str, entry: EntryId, today: Date) -> Body {
     Body::RepairApplied {

@@ -404,6 +404,46 @@ impl Drill {
         Ok(format!("{state} in the checks of {n} nodes"))
     }
 
+    /// Every listed live node holds the disclosure and judges it `late` (or in time).
+    pub(super) async fn assert_disclosure(
+        &mut self,
+        at: &Regions,
+        disclosure: &str,
+        late: bool,
+    ) -> Result<String> {
+        let id = self
+            .disclosures
+            .get(disclosure)
+            .with_context(|| {
+                format!("assert_disclosure.disclosure: no disclosure named {disclosure}")
+            })?
+            .id;
+        let mut n = 0;
+        for i in self.regions(at, None)? {
+            if !self.fed.live(i) {
+                continue;
+            }
+            let v = self
+                .fed
+                .get(i, &format!("/v1/disclosures/{id}"))
+                .await
+                .with_context(|| format!("disclosure at {}", self.fed.nodes[i].region))?;
+            if v["late"] != json!(late) {
+                bail!(
+                    "{}: disclosure {disclosure} judged late = {}, expected {late} (due {})",
+                    self.fed.nodes[i].region,
+                    v["late"],
+                    v["due"]
+                );
+            }
+            n += 1;
+        }
+        Ok(format!(
+            "{} at {n} nodes",
+            if late { "late" } else { "in time" }
+        ))
+    }
+
     /// The region's inbox holds (or, `absent`, does not hold) a task of `kind` about the
     /// entry or action named `about`.
     pub(super) async fn assert_inbox(

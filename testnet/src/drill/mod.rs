@@ -47,6 +47,8 @@ pub struct Drill {
     repair_applications: BTreeMap<String, (Named<RepairApplicationId>, String)>,
     /// Written commitments by name, with the subject's USCC.
     commitments: BTreeMap<String, (Named<CommitmentId>, String)>,
+    /// Disclosed decisions by name.
+    disclosures: BTreeMap<String, Named<DisclosureId>>,
     /// Entries corrected, with the sequence number of their latest correction in the
     /// issuer's log: a node that holds it must apply the corrected content.
     corrected_at: BTreeMap<EntryId, u64>,
@@ -176,6 +178,7 @@ impl Drill {
             objections: BTreeMap::new(),
             repair_applications: BTreeMap::new(),
             commitments: BTreeMap::new(),
+            disclosures: BTreeMap::new(),
             corrected_at: BTreeMap::new(),
             acked: Vec::new(),
             propagation_ms: Vec::new(),
@@ -400,6 +403,17 @@ impl Drill {
                 application,
                 outcome,
             } => self.decide_repair(application, outcome).await,
+            Step::Disclose {
+                id,
+                region,
+                uscc,
+                late,
+            } => self.disclose(id, region, uscc, *late).await,
+            Step::AssertDisclosure {
+                at,
+                disclosure,
+                late,
+            } => self.assert_disclosure(at, disclosure, *late).await,
             Step::MakeCommitment { id, region, uscc } => {
                 self.make_commitment(id, region, uscc).await
             }

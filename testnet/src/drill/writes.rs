@@ -267,6 +267,31 @@ impl Drill {
         Ok(format!("{r}#{seq}"))
     }
 
+    /// `disclose`: the region's publishers disclose a penalty decided today, or twenty
+    /// days ago when `late`.
+    pub(super) async fn disclose(
+        &mut self,
+        name: &str,
+        region: &str,
+        uscc: &str,
+        late: bool,
+    ) -> Result<String> {
+        let r = RegionCode::parse(region, "region")?;
+        let author = self.author(r, "pub");
+        let decided_on = if late { today().add_days(-20) } else { today() };
+        let d = bodies::penalty_disclosure(name, uscc, decided_on);
+        let id = disclosure_id(
+            &DepartmentId::parse(&author, "author")?,
+            d.kind,
+            &d.decision_no,
+        );
+        let (seq, origin) = self.write(&author, &Body::DecisionDisclosed(d)).await?;
+        self.propagate(origin, seq).await?;
+        self.disclosures
+            .insert(name.to_owned(), Named { id, region: r });
+        Ok(format!("{r}#{seq}"))
+    }
+
     /// `settle_commitment`: the recording region finds it kept (on its deadline) or
     /// breached (today).
     pub(super) async fn settle_commitment(
