@@ -119,7 +119,8 @@ pub struct CheckedEvaluation {
 }
 
 /// A commitment in the answer (article 四): one breached within the last
-/// [`BREACH_SHOWN_DAYS`], or one past its deadline that its region has not settled.
+/// [`BREACH_SHOWN_DAYS`], or one past its deadline (by at most as long) that its region
+/// has not settled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckedCommitment {
     /// Id.
@@ -305,8 +306,13 @@ pub fn decide(
     {
         let state = c.state_on(today);
         let settled_on = c.settled.as_ref().map(|s| s.settled_on);
+        // Shown for a year from the deadline missed (overdue) or the breach found: a
+        // commitment its region never settled does not mark the subject for ever.
         let shown = match state {
-            CommitmentState::Overdue => true,
+            CommitmentState::Overdue => {
+                today.days_since_epoch() - c.commitment.due_on.days_since_epoch()
+                    <= BREACH_SHOWN_DAYS
+            }
             CommitmentState::Breached => settled_on.is_some_and(|on| {
                 today.days_since_epoch() - on.days_since_epoch() < BREACH_SHOWN_DAYS
             }),

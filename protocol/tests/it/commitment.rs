@@ -278,6 +278,32 @@ fn art4_the_recording_region_follows_its_commitment_in_the_inbox() {
     assert!(due(&w, GD).is_empty());
     w.now = noon("2026-11-21");
     assert!(due(&w, SH)[0].overdue);
+    // Never settled, it shows in checks as overdue for a year after its deadline, then
+    // no more (the task stays in the inbox until the region settles it).
+    let shown = |w: &World| {
+        check(
+            w.rules(),
+            &w.ledger,
+            &SubjectKey::Uscc(ACME.into()),
+            MeasureDomain::Licensing,
+            w.now,
+        )
+        .unwrap()
+        .commitments
+        .len()
+    };
+    assert_eq!(shown(&w), 1);
+    let back = w.now;
+    w.now = noon(&date("2026-11-20").add_days(BREACH_SHOWN_DAYS).to_string());
+    assert_eq!(shown(&w), 1);
+    w.now = noon(
+        &date("2026-11-20")
+            .add_days(BREACH_SHOWN_DAYS + 1)
+            .to_string(),
+    );
+    assert_eq!(shown(&w), 0);
+    assert_eq!(due(&w, SH).len(), 1);
+    w.now = back;
     w.accept(
         "310000:pub",
         settle(
