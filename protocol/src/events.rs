@@ -14,6 +14,9 @@
 //!   targets R (what R executed may have to be lifted);
 //! * equivocation evidence (every member must know).
 //!
+//! Publications, evaluations, commitments and disclosed decisions of other regions are
+//! not pushed: they reach a region through its checks and listings.
+//!
 //! The cursor is each region's last sequence number the stream has passed, so that a
 //! client that reconnects with it gets every later record that concerns it once, in
 //! the order the node reads the logs, whatever it skipped as not concerning it.

@@ -545,6 +545,24 @@ fn admit_reading<V: StateView + ?Sized>(
     }
 }
 
+/// A day a record states (filed, made, decided) may not be later than the day its
+/// envelope was recorded (China Standard Time): every replica judges this alike.
+fn not_after_recording(
+    field: &str,
+    day: Date,
+    env: &crate::envelope::Envelope,
+) -> Result<(), Rejection> {
+    let recorded = env.timestamp.date_cst();
+    if day > recorded {
+        return Err(reject(
+            RejectReason::NotApplicable,
+            field,
+            format!("{day} is after the day it is recorded ({recorded})"),
+        ));
+    }
+    Ok(())
+}
+
 /// Body rules that need state. `Ok(Some(what))` means a referenced record is missing.
 fn authorise<V: StateView + ?Sized>(
     rules: Rules<'_>,
@@ -834,16 +852,7 @@ fn authorise<V: StateView + ?Sized>(
                     "credit repair applies to black-list entries (article 二十一)",
                 ));
             }
-            if *filed_on > env.timestamp.date_cst() {
-                return Err(reject(
-                    RejectReason::NotApplicable,
-                    "filed_on",
-                    format!(
-                        "{filed_on} is after the day the application is recorded ({})",
-                        env.timestamp.date_cst()
-                    ),
-                ));
-            }
+            not_after_recording("filed_on", *filed_on, env)?;
             if held
                 .repairs
                 .contains_key(&repair_application_id(&env.author, case_no))
@@ -886,14 +895,7 @@ fn authorise<V: StateView + ?Sized>(
             }
         }
         Body::CommitmentMade(c) => {
-            let today = env.timestamp.date_cst();
-            if c.made_on > today {
-                return Err(reject(
-                    RejectReason::NotApplicable,
-                    "commitment.made_on",
-                    format!("{} is after the day it is recorded ({today})", c.made_on),
-                ));
-            }
+            not_after_recording("commitment.made_on", c.made_on, env)?;
             if view
                 .commitment(&commitment_id(&env.author, &c.acceptance_no))
                 .is_some()
@@ -972,17 +974,7 @@ fn authorise<V: StateView + ?Sized>(
             }
         }
         Body::DecisionDisclosed(d) => {
-            let today = env.timestamp.date_cst();
-            if d.decided_on > today {
-                return Err(reject(
-                    RejectReason::NotApplicable,
-                    "disclosure.decided_on",
-                    format!(
-                        "{} is after the day it is disclosed ({today})",
-                        d.decided_on
-                    ),
-                ));
-            }
+            not_after_recording("disclosure.decided_on", d.decided_on, env)?;
             // Penalty information is public for at most the national rules' longest
             // period, the catalogue's listing default (国家发展改革委令2023年第58号).
             let max = rules.catalogue.listing_periods.default_max_days;

@@ -280,18 +280,7 @@ fn art4_the_recording_region_follows_its_commitment_in_the_inbox() {
     assert!(due(&w, SH)[0].overdue);
     // Never settled, it shows in checks as overdue for a year after its deadline, then
     // no more (the task stays in the inbox until the region settles it).
-    let shown = |w: &World| {
-        check(
-            w.rules(),
-            &w.ledger,
-            &SubjectKey::Uscc(ACME.into()),
-            MeasureDomain::Licensing,
-            w.now,
-        )
-        .unwrap()
-        .commitments
-        .len()
-    };
+    let shown = |w: &World| licensing_check(w).commitments.len();
     assert_eq!(shown(&w), 1);
     let back = w.now;
     w.now = noon(&date("2026-11-20").add_days(BREACH_SHOWN_DAYS).to_string());
