@@ -409,6 +409,11 @@ pub struct Store {
     /// of the store costs redb a commit of the writes it holds; they change only when a
     /// proof is recorded (never removed), so a read is kept until then.
     equivocators: std::sync::Mutex<(u64, Option<Vec<RegionCode>>)>,
+    /// Heads read or written so far: every check reads all members' heads (their
+    /// freshness), and the only write is an append, which sets the head it applied. A
+    /// read from the table replaces a cached head only if it is newer, so a read that
+    /// raced an append can never put an older head back.
+    heads: std::sync::RwLock<BTreeMap<RegionCode, Head>>,
 }
 
 fn region_key(prefix: u8, region: RegionCode) -> Vec<u8> {
@@ -1028,6 +1033,7 @@ impl Store {
             kv: tree,
             cache_budget: options.cache_bytes,
             equivocators: std::sync::Mutex::new((0, None)),
+            heads: std::sync::RwLock::new(BTreeMap::new()),
         };
         // Format 8 added the inbox's index, built from the folds (which needs whole
         // entries, so after the other migrations); a crash before the marker is written
@@ -1246,6 +1252,13 @@ impl Backend for Store {
         }
         let new_equivocator = updates.iter().any(|u| matches!(u, Update::Equivocator(_)));
         let applied = self.kv.apply(batch);
+        if applied.is_ok() {
+            for u in updates {
+                if let Update::Append { pos, head, .. } = u {
+                    self.remember_head(pos.region, *head);
+                }
+            }
+        }
         if new_equivocator {
             self.forget_equivocators();
         }
@@ -1973,7 +1986,16 @@ impl Store {
 impl StateView for Store {
     type Error = StoreError;
     fn head(&self, region: RegionCode) -> Result<Option<Head>, StoreError> {
-        self.get(&region_key(b'H', region), "head")
+        if let Ok(cached) = self.heads.read()
+            && let Some(h) = cached.get(&region)
+        {
+            return Ok(Some(*h));
+        }
+        let read: Option<Head> = self.get(&region_key(b'H', region), "head")?;
+        if let Some(h) = read {
+            self.remember_head(region, h);
+        }
+        Ok(read)
     }
     fn envelope_at(&self, pos: RecordPos) -> Result<Option<Vec<u8>>, StoreError> {
         self.kv.get(&pos_key(b'L', pos))
@@ -2032,6 +2054,17 @@ impl StateView for Store {
 
 impl Store {
     /// A proof was recorded: the next read of the equivocators goes to the store.
+    /// Keeps `head` as the region's, unless a newer one is already kept.
+    fn remember_head(&self, region: RegionCode, head: Head) {
+        let mut cached = self.heads.write().unwrap_or_else(|e| e.into_inner());
+        match cached.get(&region) {
+            Some(held) if held.seq >= head.seq => {}
+            _ => {
+                cached.insert(region, head);
+            }
+        }
+    }
+
     fn forget_equivocators(&self) {
         let mut cached = self.equivocators.lock().unwrap_or_else(|e| e.into_inner());
         cached.0 += 1;
@@ -2497,6 +2530,36 @@ mod tests {
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no node {level}/{index}"))
         }
+    }
+
+    /// A region's head kept in memory follows every append, a read that raced an append
+    /// (an older head) never replaces it, and a reopened store reads the same head.
+    #[test]
+    fn kept_heads_follow_appends_and_never_go_back() {
+        use credfed_protocol::ledger::StateView;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(StateView::head(&store, sh()).unwrap(), None);
+            append(&store, 1, b"one");
+            assert_eq!(StateView::head(&store, sh()).unwrap().unwrap().seq, 1);
+            append(&store, 2, b"two");
+            let two = StateView::head(&store, sh()).unwrap().unwrap();
+            assert_eq!(two.seq, 2);
+            store.remember_head(
+                sh(),
+                Head {
+                    seq: 1,
+                    hash: Hash256([0; 32]),
+                    timestamp: Timestamp(1),
+                },
+            );
+            assert_eq!(StateView::head(&store, sh()).unwrap(), Some(two));
+            assert_eq!(store.heads().unwrap()[&sh()], two, "the table agrees");
+            store.sync().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(StateView::head(&store, sh()).unwrap().unwrap().seq, 2);
     }
 
     /// The equivocators read once are kept, and every way a new one is recorded (a
