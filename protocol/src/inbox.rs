@@ -60,6 +60,18 @@ pub struct TaskMark {
     pub from: Option<Date>,
 }
 
+impl TaskMark {
+    /// The move from a mark that held `was` to this one, or `None` if it did not move.
+    pub fn moved_from(self, was: Option<Date>) -> Option<MarkMove> {
+        (was != self.from).then_some(MarkMove {
+            region: self.region,
+            task: self.task,
+            was,
+            now: self.from,
+        })
+    }
+}
+
 /// The regions an action's targets name. "All members" is every province but the
 /// initiator's, the same reading authorisation uses ([`ActionFold::targets_region`]):
 /// the marks must not depend on the manifest version a node holds, and a region that is

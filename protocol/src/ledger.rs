@@ -1600,15 +1600,7 @@ fn task_marks<V: StateView + ?Sized>(
             let before = old.and_then(|o| o.get(id));
             if before != Some(status) {
                 let was = before.and_then(|b| objection_mark(*id, b, issuer).from);
-                let m = objection_mark(*id, status, issuer);
-                if was != m.from {
-                    marks.push(MarkMove {
-                        region: m.region,
-                        task: m.task,
-                        was,
-                        now: m.from,
-                    });
-                }
+                marks.extend(objection_mark(*id, status, issuer).moved_from(was));
             }
         }
     };
@@ -1624,15 +1616,7 @@ fn task_marks<V: StateView + ?Sized>(
                     &mut marks,
                 );
                 let repair_was = old.as_ref().and_then(|o| repair_mark(o).from);
-                let repair_now = repair_mark(e);
-                if repair_was != repair_now.from {
-                    marks.push(MarkMove {
-                        region: repair_now.region,
-                        task: repair_now.task,
-                        was: repair_was,
-                        now: repair_now.from,
-                    });
-                }
+                marks.extend(repair_mark(e).moved_from(repair_was));
                 let Some(old) = old else { continue };
                 let ended = |f: &EntryFold| f.revoked.is_some() || f.repaired.is_some();
                 if end_of_force(&old) == end_of_force(e) && ended(&old) == ended(e) {
@@ -1658,15 +1642,7 @@ fn task_marks<V: StateView + ?Sized>(
                     .commitments
                     .get(&c.id)
                     .and_then(|o| crate::inbox::commitment_mark(o).from);
-                let m = crate::inbox::commitment_mark(c);
-                if was != m.from {
-                    marks.push(MarkMove {
-                        region: m.region,
-                        task: m.task,
-                        was,
-                        now: m.from,
-                    });
-                }
+                marks.extend(crate::inbox::commitment_mark(c).moved_from(was));
             }
             _ => {}
         }

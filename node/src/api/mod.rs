@@ -501,12 +501,17 @@ async fn check_posted(
 
 async fn check_request(state: Arc<ApiState>, caller: Caller, q: CheckRequest) -> Response {
     let mut shown = None;
-    let domain = input::domain(&q.domain).ok();
-    let result = check_inner(&state, q, &mut shown).await;
-    // Answered checks count for reports (checks per domain, article 二十三).
-    if let (Ok(_), Some(domain)) = (&result, domain) {
-        state.core.count_check(&caller.0.to_string(), domain);
-    }
+    let result = match input::domain(&q.domain) {
+        Ok(domain) => {
+            let answered = check_inner(&state, q, domain, &mut shown).await;
+            // Answered checks count for reports (checks per domain, article 二十三).
+            if answered.is_ok() {
+                state.core.count_check(&caller.0.to_string(), domain);
+            }
+            answered
+        }
+        Err(e) => Err(e),
+    };
     ApiError::respond(result, shown)
 }
 
@@ -533,9 +538,9 @@ async fn hash_persons(state: &ApiState, numbers: Vec<String>) -> Result<Vec<Hash
 async fn check_inner(
     state: &ApiState,
     q: CheckRequest,
+    domain: credfed_protocol::catalogue::MeasureDomain,
     shown: &mut Option<String>,
 ) -> Result<Response, ApiError> {
-    let domain = input::domain(&q.domain)?;
     let key = match (&q.uscc, &q.person) {
         (Some(code), None) => {
             // A failing check character may still be an exempted pilot code: only the
