@@ -33,6 +33,7 @@ pub mod manifest;
 pub mod map;
 pub mod measures_doc;
 pub mod merkle;
+pub mod oprf;
 pub mod record;
 pub mod report;
 pub mod state;

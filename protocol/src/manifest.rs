@@ -136,6 +136,113 @@ pub struct Manifest {
     /// The federation's policy data (measures, schemes, listing periods): the text of a
     /// catalogue file, signed with the rest of the manifest.
     pub catalogue: String,
+    /// The person key's threshold, each member's public share and the evaluation budget
+    /// (docs/privacy.md). `None` until the members' key ceremony has run: person checks
+    /// and publications naming persons are unavailable until then.
+    pub person_key: Option<PersonKeyShares>,
+}
+
+/// The federation's person key as the manifest states it: shared t of n among the
+/// members, with each member's public share `k_i · G` against which its evaluations are
+/// verified (docs/privacy.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonKeyShares {
+    /// Members that must answer for one person key.
+    pub threshold: u16,
+    /// Evaluations a member answers per asking member and day (refilled continuously).
+    pub evaluations_per_day: u32,
+    /// Evaluations an asking member may use at once (a batch import).
+    pub burst: u32,
+    /// One public share per member holding a share, sorted by region.
+    pub shares: Vec<PersonKeyShare>,
+}
+
+/// One member's public share of the person key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonKeyShare {
+    /// The member.
+    pub region: RegionCode,
+    /// Its index in the key generation (1-based; fixed for the key's life).
+    pub index: u16,
+    /// `k_i · G`.
+    pub public_share: crate::oprf::Element,
+}
+
+/// Evaluations per asking member and day unless the manifest says otherwise: a province
+/// that checks 100 000 persons a day is served, and enumerating one masked person's
+/// ~5 × 10^9 candidates through honest members takes 5 × 10^9 / 10^5 days ≈ 137 years
+/// (docs/privacy.md).
+pub const DEFAULT_PERSON_EVALUATIONS_PER_DAY: u32 = 100_000;
+/// Burst unless the manifest says otherwise: a 20 000-row import plus headroom.
+pub const DEFAULT_PERSON_EVALUATION_BURST: u32 = 25_000;
+
+impl PersonKeyShares {
+    /// The shares as the OPRF's policy (member index → public share).
+    pub fn policy(&self) -> crate::oprf::keygen::PersonKeyPolicy {
+        crate::oprf::keygen::PersonKeyPolicy {
+            threshold: self.threshold,
+            public_shares: self
+                .shares
+                .iter()
+                .map(|s| (s.index, s.public_share))
+                .collect(),
+        }
+    }
+
+    /// The share entry of a region.
+    pub fn of_region(&self, region: RegionCode) -> Option<&PersonKeyShare> {
+        self.shares.iter().find(|s| s.region == region)
+    }
+
+    /// The region of a member index.
+    pub fn region_of(&self, index: u16) -> Option<RegionCode> {
+        self.shares
+            .iter()
+            .find(|s| s.index == index)
+            .map(|s| s.region)
+    }
+
+    fn validate(&self, members: &[Member], faults: u16) -> Result<(), ManifestError> {
+        if !self.shares.windows(2).all(|w| w[0].region < w[1].region) {
+            return Err(field(
+                "person_key.shares",
+                "must be sorted by region with no region twice",
+            ));
+        }
+        let mut indexes: Vec<u16> = self.shares.iter().map(|s| s.index).collect();
+        indexes.sort_unstable();
+        if indexes.windows(2).any(|w| w[0] == w[1]) {
+            return Err(field("person_key.shares", "two shares have the same index"));
+        }
+        if let Some(s) = self.shares.iter().find(|s| {
+            members
+                .binary_search_by_key(&s.region, |m| m.region)
+                .is_err()
+        }) {
+            return Err(field(
+                "person_key.shares",
+                format!("{} holds a share but is not a member", s.region),
+            ));
+        }
+        if self.threshold <= faults {
+            return Err(field(
+                "person_key.threshold",
+                format!(
+                    "{} is not above the {faults} tolerated faulty members: that many colluding members could compute every person key alone",
+                    self.threshold
+                ),
+            ));
+        }
+        if self.evaluations_per_day == 0 || self.burst == 0 {
+            return Err(field(
+                "person_key.evaluations_per_day",
+                "the budget and the burst must be at least 1",
+            ));
+        }
+        self.policy()
+            .validate()
+            .map_err(|e| field("person_key", e.to_string()))
+    }
 }
 
 /// A manifest and the authority's signature over its exact bytes.
@@ -244,6 +351,7 @@ impl Manifest {
             members,
             policy,
             catalogue: crate::catalogue::EMBEDDED_CATALOGUE.to_owned(),
+            person_key: None,
         }
     }
 
@@ -318,6 +426,9 @@ impl Manifest {
             }
         }
         self.parse_catalogue()?;
+        if let Some(pk) = &self.person_key {
+            pk.validate(&self.members, self.policy.faults_tolerated)?;
+        }
         if self.members.is_empty() || self.members.len() > MAX_MEMBERS {
             return Err(field(
                 "members",
@@ -505,6 +616,7 @@ mod tests {
                 ..Policy::default()
             },
             catalogue: crate::catalogue::EMBEDDED_CATALOGUE.to_owned(),
+            person_key: None,
         }
     }
 

@@ -436,6 +436,41 @@ proptest! {
         prop_assert!(credfed_protocol::gossip::decode_batch(&appended).is_err());
     }
 
+    /// Person-key evaluation messages: a flipped bit either fails to decode or, when it
+    /// still decodes, the proof no longer verifies (unless the flip re-encodes the same
+    /// batch); truncated or extended buffers never decode.
+    #[test]
+    fn mangled_person_key_messages_never_panic_and_never_verify(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..4),
+        cut in any::<prop::sample::Index>(),
+        tail in prop::collection::vec(any::<u8>(), 1..16),
+        count in 1u8..6,
+    ) {
+        use credfed_protocol::oprf::{self, EvaluationRequest, EvaluationResponse, ShareKey};
+        let share = ShareKey::from_bytes(3, [9; 32]).unwrap();
+        let blinded: Vec<_> = (0..count).map(|i| oprf::blind(&[i], &[i + 1; 64]).unwrap().1).collect();
+        let (evaluated, proof) = oprf::evaluate_share(&share, &blinded, &[4; 64]).unwrap();
+        let request = codec::encode(&EvaluationRequest { blinded: blinded.clone() }).unwrap();
+        let response = codec::encode(&EvaluationResponse::Evaluated { member: 3, evaluated, proof }).unwrap();
+        prop_assert_eq!(oprf::decode_request(&request).unwrap().blinded, blinded.clone());
+        let mut flipped = response.clone();
+        for (i, bit) in &flips {
+            let at = i.index(flipped.len());
+            flipped[at] ^= 1 << bit;
+        }
+        if flipped != response
+            && let Ok(EvaluationResponse::Evaluated { member, evaluated, proof }) = oprf::decode_response(&flipped)
+            && member == 3
+        {
+            prop_assert!(oprf::verify_share_evaluation(3, &share.public(), &blinded, &evaluated, &proof).is_err());
+        }
+        prop_assert!(oprf::decode_response(&response[..cut.index(response.len())]).is_err());
+        prop_assert!(oprf::decode_request(&request[..cut.index(request.len())]).is_err());
+        let mut appended = response.clone();
+        appended.extend_from_slice(&tail);
+        prop_assert!(oprf::decode_response(&appended).is_err());
+    }
+
     #[test]
     fn mangled_envelopes_never_panic_and_never_decode_differently(
         flips in prop::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..4),

@@ -1,0 +1,183 @@
+//! The federation key's shares: made, refreshed and repaired without anyone learning the
+//! key (docs/privacy.md, "Key lifecycle").
+//!
+//! The rounds are the Zcash Foundation's `frost-ristretto255` (RFC 9591's group, audited),
+//! whose distributed key generation is Pedersen's verifiable secret sharing with a proof
+//! of knowledge per dealer (the FROST paper's DKG); its dealerless refresh re-randomises
+//! every share without changing the key; its repairable threshold scheme lets t members
+//! rebuild a member's lost share without any of them learning it. A FROST signing share
+//! is a Shamir share of a ristretto255 scalar, which is all the OPRF needs: this module
+//! only converts between frost's types and [`super::ShareKey`] / [`PersonKeyPolicy`], and
+//! checks what a manifest lists.
+//!
+//! Channels are the caller's business, as frost requires: round-1 packages must reach
+//! every member identically (the node sends them to all and each member echoes the
+//! digest of what it received), round-2 packages and repair values must be confidential
+//! and authenticated (the node sends them over the members' Noise-encrypted libp2p
+//! connections, to the one member they are for).
+
+use std::collections::BTreeMap;
+
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::VartimeMultiscalarMul;
+use serde::{Deserialize, Serialize};
+
+pub use frost_ristretto255 as frost;
+use frost_ristretto255::Identifier;
+use frost_ristretto255::keys::{KeyPackage, PublicKeyPackage};
+
+use super::{Element, MAX_MEMBERS, OprfError, ShareKey, decode_element};
+
+/// What every member and every asking node must agree on: how many members answer a
+/// person key (`threshold`), and each member's public share `k_i · G`. Carried in the
+/// manifest; the federation key's own public value is not needed by anyone and is not
+/// listed (nothing is ever verified against it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonKeyPolicy {
+    /// Members that must answer for one person key (t).
+    pub threshold: u16,
+    /// Member index (1-based) → public share.
+    pub public_shares: BTreeMap<u16, Element>,
+}
+
+impl PersonKeyPolicy {
+    /// Checks the policy's shape and that every listed public share lies on one
+    /// polynomial of degree t − 1 (so that any t members give the same key). A manifest
+    /// whose shares do not is refused: checks would give different answers depending on
+    /// which members were asked.
+    pub fn validate(&self) -> Result<(), OprfError> {
+        let n = self.public_shares.len();
+        let t = usize::from(self.threshold);
+        if n == 0 || n > usize::from(MAX_MEMBERS) {
+            return Err(OprfError::Combine(format!(
+                "person_key.public_shares: {n} members, allowed 1 to {MAX_MEMBERS}"
+            )));
+        }
+        if t == 0 || t > n {
+            return Err(OprfError::Combine(format!(
+                "person_key.threshold: {t}, must be 1 to the number of members ({n})"
+            )));
+        }
+        if self.public_shares.contains_key(&0) {
+            return Err(OprfError::Combine(
+                "person_key.public_shares: member index 0 is reserved".into(),
+            ));
+        }
+        let points = self
+            .public_shares
+            .values()
+            .map(|e| decode_element(e, "person_key.public_shares"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let indexes: Vec<u16> = self.public_shares.keys().copied().collect();
+        let base = &indexes[..t];
+        for (j, &x) in indexes.iter().enumerate().skip(t) {
+            if interpolate_at(x, base, &points[..t]) != points[j] {
+                return Err(OprfError::Combine(format!(
+                    "person_key.public_shares: member {x}'s share is not on the polynomial the \
+                     first {t} members define (the shares come from different key generations)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The public share of `member`, if listed.
+    pub fn public_share(&self, member: u16) -> Option<&Element> {
+        self.public_shares.get(&member)
+    }
+}
+
+/// `f(x) · G` from `f(x_i) · G` at `base` (Lagrange interpolation in the exponent).
+fn interpolate_at(x: u16, base: &[u16], points: &[RistrettoPoint]) -> RistrettoPoint {
+    let xs = Scalar::from(x);
+    let weights: Vec<Scalar> = base
+        .iter()
+        .map(|&i| {
+            let xi = Scalar::from(i);
+            let mut num = Scalar::ONE;
+            let mut den = Scalar::ONE;
+            for &j in base.iter().filter(|&&j| j != i) {
+                let xj = Scalar::from(j);
+                num *= xs - xj;
+                den *= xi - xj;
+            }
+            num * den.invert()
+        })
+        .collect();
+    RistrettoPoint::vartime_multiscalar_mul(&weights, points)
+}
+
+/// frost's identifier for member index `i` (the scalar `i`, as the Lagrange
+/// coefficients here assume).
+pub fn member_identifier(index: u16) -> Result<Identifier, OprfError> {
+    Identifier::try_from(index)
+        .map_err(|_| OprfError::Combine(format!("member index {index}: must be 1 or more")))
+}
+
+/// The member index behind a frost identifier made by [`member_identifier`].
+pub fn member_index(id: &Identifier) -> Result<u16, OprfError> {
+    let bytes = id.serialize();
+    let small = bytes.len() == 32 && bytes[2..].iter().all(|&b| b == 0);
+    if !small {
+        return Err(OprfError::Combine(
+            "identifier is not a member index".into(),
+        ));
+    }
+    Ok(u16::from_le_bytes([bytes[0], bytes[1]]))
+}
+
+fn to_element(bytes: &[u8], field: &'static str) -> Result<Element, OprfError> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| OprfError::BadElement { field })?;
+    Ok(Element(arr))
+}
+
+/// The member's OPRF share from the key package a DKG, refresh or repair gave it.
+pub fn share_from_key_package(kp: &KeyPackage) -> Result<ShareKey, OprfError> {
+    let index = member_index(kp.identifier())?;
+    let bytes: [u8; 32] = kp
+        .signing_share()
+        .serialize()
+        .as_slice()
+        .try_into()
+        .map_err(|_| OprfError::BadScalar {
+            field: "signing_share",
+        })?;
+    ShareKey::from_bytes(index, bytes)
+}
+
+/// The manifest's policy from the public package every member computed (they must all
+/// be equal; the authority compares them before signing the manifest).
+pub fn policy_from_public_package(pkg: &PublicKeyPackage) -> Result<PersonKeyPolicy, OprfError> {
+    let threshold = pkg
+        .min_signers()
+        .ok_or_else(|| OprfError::Combine("public key package without min_signers".into()))?;
+    let mut public_shares = BTreeMap::new();
+    for (id, share) in pkg.verifying_shares() {
+        let bytes = share.serialize().map_err(|_| OprfError::BadElement {
+            field: "verifying_share",
+        })?;
+        public_shares.insert(member_index(id)?, to_element(&bytes, "verifying_share")?);
+    }
+    let policy = PersonKeyPolicy {
+        threshold,
+        public_shares,
+    };
+    policy.validate()?;
+    Ok(policy)
+}
+
+/// For property checks only: the key t shares interpolate to (no party ever holds it).
+#[cfg(test)]
+pub(crate) fn interpolate_secret(shares: &[&ShareKey]) -> Scalar {
+    let members: Vec<u16> = shares.iter().map(|s| s.index).collect();
+    shares
+        .iter()
+        .map(|s| super::lagrange_at_zero(s.index, &members) * s.secret)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests;

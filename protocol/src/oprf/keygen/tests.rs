@@ -1,0 +1,331 @@
+//! Key generation, refresh and repair: any t shares give one key, t − 1 do not, a
+//! cheating dealer is named, refresh and repair keep the key.
+
+use std::collections::BTreeMap;
+
+use frost_ristretto255::keys::dkg::{self, round1, round2};
+use frost_ristretto255::keys::{refresh, repairable};
+use frost_ristretto255::rand_core::{CryptoRng, RngCore};
+use sha2::{Digest, Sha512};
+
+use super::super::{
+    RistrettoPoint, blind, combine, evaluate_share, finalize, verify_share_evaluation,
+};
+use super::*;
+
+/// A deterministic generator for tests (SHA-512 in counter mode).
+struct TestRng(u64, u8);
+
+impl RngCore for TestRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(64) {
+            self.0 += 1;
+            let block: [u8; 64] = Sha512::new()
+                .chain_update(self.0.to_le_bytes())
+                .chain_update([self.1])
+                .finalize()
+                .into();
+            chunk.copy_from_slice(&block[..chunk.len()]);
+        }
+    }
+    fn try_fill_bytes(
+        &mut self,
+        dest: &mut [u8],
+    ) -> Result<(), frost_ristretto255::rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+impl CryptoRng for TestRng {}
+
+type Round1 = BTreeMap<Identifier, round1::Package>;
+
+/// Runs the three DKG rounds for members 1..=n as separate parties would (each party
+/// keeps its own secret packages; only packages cross between them).
+fn run_dkg(n: u16, t: u16, seed: u8) -> (Vec<KeyPackage>, Vec<PublicKeyPackage>) {
+    let mut rng = TestRng(0, seed);
+    let ids: Vec<Identifier> = (1..=n).map(|i| member_identifier(i).unwrap()).collect();
+    let mut secrets1 = BTreeMap::new();
+    let mut round1_all = Round1::new();
+    for id in &ids {
+        let (secret, package) = dkg::part1(*id, n, t, &mut rng).unwrap();
+        secrets1.insert(*id, secret);
+        round1_all.insert(*id, package);
+    }
+    let mut secrets2 = BTreeMap::new();
+    let mut inbox2: BTreeMap<Identifier, BTreeMap<Identifier, round2::Package>> = BTreeMap::new();
+    for id in &ids {
+        let others: Round1 = round1_all
+            .iter()
+            .filter(|(k, _)| *k != id)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let (secret, out) = dkg::part2(secrets1.remove(id).unwrap(), &others).unwrap();
+        secrets2.insert(*id, secret);
+        for (to, package) in out {
+            inbox2.entry(to).or_default().insert(*id, package);
+        }
+    }
+    let mut kps = Vec::new();
+    let mut pubs = Vec::new();
+    for id in &ids {
+        let others: Round1 = round1_all
+            .iter()
+            .filter(|(k, _)| *k != id)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let (kp, pk) = dkg::part3(&secrets2[id], &others, &inbox2[id]).unwrap();
+        kps.push(kp);
+        pubs.push(pk);
+    }
+    (kps, pubs)
+}
+
+fn oprf_with(shares: &[&ShareKey], policy: &PersonKeyPolicy, input: &[u8]) -> [u8; 64] {
+    let (b, blinded) = blind(input, &[42; 64]).unwrap();
+    let parts: Vec<(u16, RistrettoPoint)> = shares
+        .iter()
+        .map(|s| {
+            let (ev, proof) = evaluate_share(s, &[blinded], &[s.index() as u8; 64]).unwrap();
+            let public = policy.public_share(s.index()).unwrap();
+            (
+                s.index(),
+                verify_share_evaluation(s.index(), public, &[blinded], &ev, &proof).unwrap()[0],
+            )
+        })
+        .collect();
+    finalize(input, &b, &combine(&parts).unwrap()).unwrap()
+}
+
+/// Every member computes the same public package, the policy it gives validates, and
+/// any t members' shares give one key and one OPRF output while t − 1 do not.
+#[test]
+fn dkg_any_t_shares_give_one_key_and_t_minus_1_do_not() {
+    let (n, t) = (7u16, 4u16);
+    let (kps, pubs) = run_dkg(n, t, 1);
+    let policy = policy_from_public_package(&pubs[0]).unwrap();
+    for p in &pubs[1..] {
+        assert_eq!(policy_from_public_package(p).unwrap(), policy);
+    }
+    assert_eq!(policy.threshold, t);
+    let shares: Vec<ShareKey> = kps
+        .iter()
+        .map(|kp| share_from_key_package(kp).unwrap())
+        .collect();
+    for s in &shares {
+        assert_eq!(policy.public_share(s.index()), Some(&s.public()));
+    }
+    let key = interpolate_secret(&shares.iter().take(4).collect::<Vec<_>>());
+    let group: [u8; 32] = pubs[0]
+        .verifying_key()
+        .serialize()
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(RistrettoPoint::mul_base(&key).compress().to_bytes(), group);
+    let reference = oprf_with(
+        &shares.iter().take(4).collect::<Vec<_>>(),
+        &policy,
+        b"110105194912310029",
+    );
+    for pick in [[0usize, 1, 2, 3], [3, 4, 5, 6], [0, 2, 4, 6], [6, 1, 5, 2]] {
+        let set: Vec<&ShareKey> = pick.iter().map(|&i| &shares[i]).collect();
+        assert_eq!(interpolate_secret(&set), key, "{pick:?}");
+        assert_eq!(
+            oprf_with(&set, &policy, b"110105194912310029"),
+            reference,
+            "{pick:?}"
+        );
+    }
+    let three: Vec<&ShareKey> = shares.iter().take(3).collect();
+    assert_ne!(interpolate_secret(&three), key);
+    assert_ne!(oprf_with(&three, &policy, b"110105194912310029"), reference);
+}
+
+/// A dealer whose round-2 share to one member does not match its commitment is named
+/// by that member's round 3; a policy mixing shares of two key generations is refused.
+#[test]
+fn dkg_a_cheating_dealer_is_named_and_mixed_shares_are_refused() {
+    let (n, t) = (4u16, 3u16);
+    let mut rng = TestRng(0, 2);
+    let ids: Vec<Identifier> = (1..=n).map(|i| member_identifier(i).unwrap()).collect();
+    let mut secrets1 = BTreeMap::new();
+    let mut round1_all = Round1::new();
+    for id in &ids {
+        let (s, p) = dkg::part1(*id, n, t, &mut rng).unwrap();
+        secrets1.insert(*id, s);
+        round1_all.insert(*id, p);
+    }
+    let mut secrets2 = BTreeMap::new();
+    let mut inbox2: BTreeMap<Identifier, BTreeMap<Identifier, round2::Package>> = BTreeMap::new();
+    for id in &ids {
+        let others: Round1 = round1_all
+            .iter()
+            .filter(|(k, _)| *k != id)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let (s, out) = dkg::part2(secrets1.remove(id).unwrap(), &others).unwrap();
+        secrets2.insert(*id, s);
+        for (to, p) in out {
+            inbox2.entry(to).or_default().insert(*id, p);
+        }
+    }
+    // Member 2 sends member 1 the share it meant for member 3.
+    let cheat = inbox2[&ids[2]][&ids[1]].clone();
+    inbox2.get_mut(&ids[0]).unwrap().insert(ids[1], cheat);
+    let others: Round1 = round1_all
+        .iter()
+        .filter(|(k, _)| **k != ids[0])
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let err = dkg::part3(&secrets2[&ids[0]], &others, &inbox2[&ids[0]]).unwrap_err();
+    let culprits: Vec<u16> = err
+        .culprits()
+        .iter()
+        .map(|c| member_index(c).unwrap())
+        .collect();
+    assert_eq!(culprits, vec![2], "{err:?}");
+
+    let (_, pubs_a) = run_dkg(5, 3, 3);
+    let (_, pubs_b) = run_dkg(5, 3, 4);
+    let mut mixed = policy_from_public_package(&pubs_a[0]).unwrap();
+    let other = policy_from_public_package(&pubs_b[0]).unwrap();
+    mixed.public_shares.insert(5, other.public_shares[&5]);
+    let msg = mixed.validate().unwrap_err().to_string();
+    assert!(msg.contains("member 5"), "{msg}");
+    let mut bad_t = policy_from_public_package(&pubs_a[0]).unwrap();
+    bad_t.threshold = 6;
+    assert!(
+        bad_t
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("person_key.threshold")
+    );
+}
+
+/// A dealerless refresh changes every share and public share but not the key: the OPRF
+/// output of a number is unchanged, and an old share mixed with new ones gives garbage.
+#[test]
+fn refresh_changes_every_share_but_not_the_key() {
+    let (n, t) = (5u16, 3u16);
+    let (kps, pubs) = run_dkg(n, t, 5);
+    let old_policy = policy_from_public_package(&pubs[0]).unwrap();
+    let old: Vec<ShareKey> = kps
+        .iter()
+        .map(|k| share_from_key_package(k).unwrap())
+        .collect();
+    let before = oprf_with(&old.iter().take(3).collect::<Vec<_>>(), &old_policy, b"x");
+
+    let mut rng = TestRng(0, 6);
+    let ids: Vec<Identifier> = (1..=n).map(|i| member_identifier(i).unwrap()).collect();
+    let mut s1 = BTreeMap::new();
+    let mut r1 = Round1::new();
+    for id in &ids {
+        let (s, p) = refresh::refresh_dkg_part1(*id, n, t, &mut rng).unwrap();
+        s1.insert(*id, s);
+        r1.insert(*id, p);
+    }
+    let mut s2 = BTreeMap::new();
+    let mut inbox: BTreeMap<Identifier, BTreeMap<Identifier, round2::Package>> = BTreeMap::new();
+    for id in &ids {
+        let others: Round1 = r1
+            .iter()
+            .filter(|(k, _)| *k != id)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let (s, out) = refresh::refresh_dkg_part2(s1.remove(id).unwrap(), &others).unwrap();
+        s2.insert(*id, s);
+        for (to, p) in out {
+            inbox.entry(to).or_default().insert(*id, p);
+        }
+    }
+    let mut new_kps = Vec::new();
+    let mut new_pubs = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let others: Round1 = r1
+            .iter()
+            .filter(|(k, _)| *k != id)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let (kp, pk) = refresh::refresh_dkg_shares(
+            &s2[id],
+            &others,
+            &inbox[id],
+            pubs[i].clone(),
+            kps[i].clone(),
+        )
+        .unwrap();
+        new_kps.push(kp);
+        new_pubs.push(pk);
+    }
+    let new_policy = policy_from_public_package(&new_pubs[0]).unwrap();
+    let new: Vec<ShareKey> = new_kps
+        .iter()
+        .map(|k| share_from_key_package(k).unwrap())
+        .collect();
+    for i in 1..=n {
+        assert_ne!(old_policy.public_shares[&i], new_policy.public_shares[&i]);
+    }
+    assert_eq!(
+        oprf_with(&new.iter().skip(2).collect::<Vec<_>>(), &new_policy, b"x"),
+        before
+    );
+    assert_ne!(
+        interpolate_secret(&[&old[0], &new[1], &new[2]]),
+        interpolate_secret(&[&new[0], &new[1], &new[2]])
+    );
+}
+
+/// A member that lost its share gets the same share back from t helpers, none of whom
+/// sees it (each helper sends one random-looking value per helper).
+#[test]
+fn repair_gives_a_lost_share_back_from_t_helpers() {
+    let (n, t) = (5u16, 3u16);
+    let (kps, pubs) = run_dkg(n, t, 7);
+    let lost = member_identifier(4).unwrap();
+    let helpers: Vec<Identifier> = [1u16, 2, 5]
+        .iter()
+        .map(|&i| member_identifier(i).unwrap())
+        .collect();
+    let mut rng = TestRng(0, 8);
+    let mut deltas: BTreeMap<Identifier, Vec<repairable::Delta>> = BTreeMap::new();
+    for h in &helpers {
+        let kp = &kps[usize::from(member_index(h).unwrap()) - 1];
+        for (to, d) in repairable::repair_share_part1::<frost_ristretto255::Ristretto255Sha512, _>(
+            &helpers, kp, &mut rng, lost,
+        )
+        .unwrap()
+        {
+            deltas.entry(to).or_default().push(d);
+        }
+    }
+    let sigmas: Vec<repairable::Sigma> = helpers
+        .iter()
+        .map(|h| repairable::repair_share_part2(&deltas[h]))
+        .collect();
+    let repaired = repairable::repair_share_part3(&sigmas, lost, &pubs[0]).unwrap();
+    let repaired = share_from_key_package(&repaired).unwrap();
+    let original = share_from_key_package(&kps[3]).unwrap();
+    assert_eq!(repaired.secret_bytes(), original.secret_bytes());
+    assert_eq!(repaired.index(), 4);
+}
+
+/// Member indexes round-trip through frost identifiers; index 0 is refused.
+#[test]
+fn member_indexes_round_trip() {
+    for i in [1u16, 2, 31, 64, 300] {
+        assert_eq!(member_index(&member_identifier(i).unwrap()).unwrap(), i);
+    }
+    assert!(member_identifier(0).is_err());
+}

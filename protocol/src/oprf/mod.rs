@@ -1,0 +1,573 @@
+//! Person keys by a threshold oblivious pseudorandom function (docs/privacy.md).
+//!
+//! A person key is `F(k, number)`, the OPRF of RFC 9497 with the ciphersuite
+//! ristretto255-SHA512, where the federation key `k` exists only as Shamir shares held by
+//! the members (t of n reconstruct it; [`keygen`] makes them by a distributed key
+//! generation no party learns `k` from). To key a number, the asking node:
+//!
+//! 1. hashes the number to the group and blinds it with a fresh scalar ([`blind`]);
+//! 2. sends the blinded element to t members; each answers `k_i · B` with an RFC 9497
+//!    DLEQ proof that it used the share whose public value `k_i · G` the manifest lists
+//!    ([`evaluate_share`]);
+//! 3. verifies every proof ([`verify_share_evaluation`]), combines t verified answers
+//!    with Lagrange coefficients at zero ([`combine`]) and unblinds ([`finalize`]).
+//!
+//! A member sees only a uniformly random group element: it learns nothing about the
+//! number. The asking node learns `F(k, number)` and nothing about `k` or any share
+//! (this is the threshold construction of Jarecki, Kiayias, Krawczyk and Xu, 2017).
+//! The combined output is exactly RFC 9497's OPRF-mode output under `k`; the per-share
+//! proofs are RFC 9497's batched DLEQ proofs under the VOPRF-mode context, so one proof
+//! covers every element of a batch. Both are tested against the RFC's published vectors.
+//!
+//! No randomness here (the crate does none): callers pass 64 random bytes for each blind
+//! and each proof, reduced modulo the group order as RFC 9497 appendix "Random Number
+//! Generation Using Extra Random Bits" allows.
+
+pub mod keygen;
+
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{Identity, VartimeMultiscalarMul};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
+use thiserror::Error;
+use zeroize::Zeroize;
+
+use crate::crypto::Hash256;
+
+/// `CreateContextString(modeOPRF, identifier)`: the context that hashes inputs to the
+/// group, so that the combined output is the RFC's OPRF-mode output.
+const OPRF_CONTEXT: &[u8] = b"OPRFV1-\x00-ristretto255-SHA512";
+/// `CreateContextString(modeVOPRF, identifier)`: the context of the per-share proofs (a
+/// share's evaluation is an RFC 9497 VOPRF evaluation under the share as key).
+const VOPRF_CONTEXT: &[u8] = b"OPRFV1-\x01-ristretto255-SHA512";
+
+/// Most elements one evaluation request may carry. A batch import keys up to 512
+/// persons per API request (docs/privacy.md); twice that leaves room for a request that
+/// gathers two, and bounds a member's work per message to about 1 024 scalar
+/// multiplications (tens of milliseconds).
+pub const MAX_BATCH: usize = 1024;
+
+/// Most members holding shares: the manifest's member limit.
+pub const MAX_MEMBERS: u16 = crate::limits::MAX_MEMBERS as u16;
+
+/// An encoded ristretto255 element (RFC 9496 encoding, 32 bytes) as sent on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Element(pub [u8; 32]);
+
+impl std::fmt::Debug for Element {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Element({})", hex::encode(self.0))
+    }
+}
+
+/// A batched DLEQ proof: RFC 9497's `(c, s)`, each a canonical scalar.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// The challenge.
+    pub c: [u8; 32],
+    /// The response.
+    pub s: [u8; 32],
+}
+
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Proof({}{})", hex::encode(self.c), hex::encode(self.s))
+    }
+}
+
+/// Why an OPRF step failed. Each names what was wrong so that the node can report the
+/// member at fault.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum OprfError {
+    /// Bytes that are not the canonical encoding of a group element, or the identity.
+    #[error("{field}: not a valid ristretto255 element (RFC 9496 encoding, not the identity)")]
+    BadElement {
+        /// Which value.
+        field: &'static str,
+    },
+    /// Bytes that are not a canonical scalar.
+    #[error("{field}: not a canonical ristretto255 scalar")]
+    BadScalar {
+        /// Which value.
+        field: &'static str,
+    },
+    /// An input that hashes to the identity (probability 2^-252; RFC 9497 InvalidInputError).
+    #[error("input hashes to the group identity (RFC 9497 InvalidInputError)")]
+    InvalidInput,
+    /// A batch that is empty, too long or does not match its evaluations.
+    #[error("batch: {0}")]
+    Batch(String),
+    /// A member's proof does not show its evaluation used its listed share.
+    #[error("member {member}: evaluation proof does not verify against its public share")]
+    BadProof {
+        /// The member index.
+        member: u16,
+    },
+    /// Shares that cannot be combined (repeated, zero or too few member indexes).
+    #[error("combine: {0}")]
+    Combine(String),
+}
+
+/// The blinding scalar of one input, kept by the asking node until it finalizes.
+pub struct Blind(Scalar);
+
+impl std::fmt::Debug for Blind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Blind(..)")
+    }
+}
+
+impl Drop for Blind {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// A member's share of the federation key, `k_i`, at member index `i`.
+pub struct ShareKey {
+    index: u16,
+    secret: Scalar,
+}
+
+impl std::fmt::Debug for ShareKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ShareKey(member {}, ..)", self.index)
+    }
+}
+
+impl Drop for ShareKey {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
+
+impl ShareKey {
+    /// A share from its member index (1-based) and canonical scalar bytes.
+    pub fn from_bytes(index: u16, bytes: [u8; 32]) -> Result<ShareKey, OprfError> {
+        if index == 0 {
+            return Err(OprfError::Combine(
+                "member index 0 is reserved for the key itself".into(),
+            ));
+        }
+        let secret = scalar_from_bytes(bytes, "share.secret")?;
+        if secret == Scalar::ZERO {
+            return Err(OprfError::BadScalar {
+                field: "share.secret",
+            });
+        }
+        Ok(ShareKey { index, secret })
+    }
+
+    /// The canonical bytes of the secret scalar (for the node's key file only).
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.secret.to_bytes()
+    }
+
+    /// The member index.
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// `k_i · G`, the value the manifest lists for this member.
+    pub fn public(&self) -> Element {
+        Element(RistrettoPoint::mul_base(&self.secret).compress().to_bytes())
+    }
+}
+
+fn scalar_from_bytes(bytes: [u8; 32], field: &'static str) -> Result<Scalar, OprfError> {
+    Option::from(Scalar::from_canonical_bytes(bytes)).ok_or(OprfError::BadScalar { field })
+}
+
+/// RFC 9497 DeserializeElement: canonical encoding, not the identity.
+pub fn decode_element(e: &Element, field: &'static str) -> Result<RistrettoPoint, OprfError> {
+    let point = CompressedRistretto(e.0)
+        .decompress()
+        .ok_or(OprfError::BadElement { field })?;
+    if point == RistrettoPoint::identity() {
+        return Err(OprfError::BadElement { field });
+    }
+    Ok(point)
+}
+
+fn encode(p: &RistrettoPoint) -> [u8; 32] {
+    p.compress().to_bytes()
+}
+
+/// `expand_message_xmd` (RFC 9380 §5.3.1) with SHA-512 for 64 output bytes (one block,
+/// `ell` = 1), over a message given in parts.
+fn expand_message_xmd_64(msg: &[&[u8]], dst: &[&[u8]]) -> [u8; 64] {
+    let dst_len: usize = dst.iter().map(|d| d.len()).sum();
+    // Every DST here is a fixed string of under 64 bytes; RFC 9380 allows 255.
+    debug_assert!(dst_len <= 255);
+    let dst_len_byte = [dst_len as u8];
+    let mut h = Sha512::new();
+    h.update([0u8; 128]);
+    for m in msg {
+        h.update(m);
+    }
+    h.update(64u16.to_be_bytes());
+    h.update([0u8]);
+    for d in dst {
+        h.update(d);
+    }
+    h.update(dst_len_byte);
+    let b0: [u8; 64] = h.finalize().into();
+    let mut h = Sha512::new();
+    h.update(b0);
+    h.update([1u8]);
+    for d in dst {
+        h.update(d);
+    }
+    h.update(dst_len_byte);
+    h.finalize().into()
+}
+
+/// RFC 9497 HashToGroup: hash_to_ristretto255 with DST "HashToGroup-" || context.
+fn hash_to_group(input: &[u8], context: &[u8]) -> RistrettoPoint {
+    RistrettoPoint::from_uniform_bytes(&expand_message_xmd_64(
+        &[input],
+        &[b"HashToGroup-", context],
+    ))
+}
+
+/// RFC 9497 HashToScalar with DST "HashToScalar-" || context (or a given DST).
+fn hash_to_scalar(msg: &[&[u8]], dst: &[&[u8]]) -> Scalar {
+    Scalar::from_bytes_mod_order_wide(&expand_message_xmd_64(msg, dst))
+}
+
+/// RFC 9497 DeriveKeyPair: the deterministic key of the RFC's test vectors. credfed's
+/// federation key is never derived this way (it comes from [`keygen`]); this exists so
+/// that the vectors can be checked from their published seed.
+pub fn derive_key_pair(
+    seed: &[u8; 32],
+    info: &[u8],
+    verifiable: bool,
+) -> Option<([u8; 32], Element)> {
+    let context = if verifiable {
+        VOPRF_CONTEXT
+    } else {
+        OPRF_CONTEXT
+    };
+    let info_len = u16::try_from(info.len()).ok()?.to_be_bytes();
+    for counter in 0u8..=255 {
+        let sk = hash_to_scalar(
+            &[seed, &info_len, info, &[counter]],
+            &[b"DeriveKeyPair", context],
+        );
+        if sk != Scalar::ZERO {
+            return Some((
+                sk.to_bytes(),
+                Element(encode(&RistrettoPoint::mul_base(&sk))),
+            ));
+        }
+    }
+    None
+}
+
+/// RFC 9497 Blind: `blind · HashToGroup(input)`, with the blind reduced from 64 random
+/// bytes the caller supplies.
+pub fn blind(input: &[u8], randomness: &[u8; 64]) -> Result<(Blind, Element), OprfError> {
+    blind_with(input, Scalar::from_bytes_mod_order_wide(randomness))
+}
+
+fn blind_with(input: &[u8], r: Scalar) -> Result<(Blind, Element), OprfError> {
+    blind_in(input, r, OPRF_CONTEXT)
+}
+
+fn blind_in(input: &[u8], r: Scalar, context: &[u8]) -> Result<(Blind, Element), OprfError> {
+    if r == Scalar::ZERO {
+        return Err(OprfError::BadScalar { field: "blind" });
+    }
+    let point = hash_to_group(input, context);
+    if point == RistrettoPoint::identity() {
+        return Err(OprfError::InvalidInput);
+    }
+    Ok((Blind(r), Element(encode(&(r * point)))))
+}
+
+/// RFC 9497 Finalize: unblind the (combined) evaluation and hash it with the input.
+pub fn finalize(
+    input: &[u8],
+    blind: &Blind,
+    evaluated: &RistrettoPoint,
+) -> Result<[u8; 64], OprfError> {
+    let input_len = u16::try_from(input.len())
+        .map_err(|_| OprfError::Batch("input longer than 65 535 bytes".into()))?;
+    let unblinded = encode(&(blind.0.invert() * evaluated));
+    let mut h = Sha512::new();
+    h.update(input_len.to_be_bytes());
+    h.update(input);
+    h.update(32u16.to_be_bytes());
+    h.update(unblinded);
+    h.update(b"Finalize");
+    Ok(h.finalize().into())
+}
+
+/// The seed and composite weights of RFC 9497 ComputeComposites for `B` and the batch.
+fn composite_weights(b: &[u8; 32], c: &[[u8; 32]], d: &[[u8; 32]]) -> Vec<Scalar> {
+    let seed_dst_len = (5 + VOPRF_CONTEXT.len()) as u16;
+    let mut h = Sha512::new();
+    h.update(32u16.to_be_bytes());
+    h.update(b);
+    h.update(seed_dst_len.to_be_bytes());
+    h.update(b"Seed-");
+    h.update(VOPRF_CONTEXT);
+    let seed: [u8; 64] = h.finalize().into();
+    c.iter()
+        .zip(d)
+        .enumerate()
+        .map(|(i, (ci, di))| {
+            hash_to_scalar(
+                &[
+                    &64u16.to_be_bytes(),
+                    &seed,
+                    &(i as u16).to_be_bytes(),
+                    &32u16.to_be_bytes(),
+                    ci,
+                    &32u16.to_be_bytes(),
+                    di,
+                    b"Composite",
+                ],
+                &[b"HashToScalar-", VOPRF_CONTEXT],
+            )
+        })
+        .collect()
+}
+
+fn challenge(b: &[u8; 32], m: &[u8; 32], z: &[u8; 32], t2: &[u8; 32], t3: &[u8; 32]) -> Scalar {
+    let len = 32u16.to_be_bytes();
+    hash_to_scalar(
+        &[&len, b, &len, m, &len, z, &len, t2, &len, t3, b"Challenge"],
+        &[b"HashToScalar-", VOPRF_CONTEXT],
+    )
+}
+
+fn check_batch(n: usize, m: usize) -> Result<(), OprfError> {
+    if n == 0 || n > MAX_BATCH {
+        return Err(OprfError::Batch(format!(
+            "{n} elements, allowed 1 to {MAX_BATCH}"
+        )));
+    }
+    if n != m {
+        return Err(OprfError::Batch(format!(
+            "{n} blinded elements but {m} evaluations"
+        )));
+    }
+    Ok(())
+}
+
+/// A member's answer to a batch: `k_i · B_j` for every blinded element and one DLEQ
+/// proof (RFC 9497 GenerateProof with A = G, B = k_i · G) covering them all.
+pub fn evaluate_share(
+    share: &ShareKey,
+    blinded: &[Element],
+    proof_randomness: &[u8; 64],
+) -> Result<(Vec<Element>, Proof), OprfError> {
+    evaluate_share_with(
+        share,
+        blinded,
+        Scalar::from_bytes_mod_order_wide(proof_randomness),
+    )
+}
+
+fn evaluate_share_with(
+    share: &ShareKey,
+    blinded: &[Element],
+    r: Scalar,
+) -> Result<(Vec<Element>, Proof), OprfError> {
+    check_batch(blinded.len(), blinded.len())?;
+    let points = blinded
+        .iter()
+        .map(|e| decode_element(e, "blinded_element"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let evaluated: Vec<[u8; 32]> = points.iter().map(|p| encode(&(share.secret * p))).collect();
+    let c_bytes: Vec<[u8; 32]> = blinded.iter().map(|e| e.0).collect();
+    let public = share.public().0;
+    let weights = composite_weights(&public, &c_bytes, &evaluated);
+    let m = RistrettoPoint::vartime_multiscalar_mul(&weights, &points);
+    let z = share.secret * m;
+    let t2 = RistrettoPoint::mul_base(&r);
+    let t3 = r * m;
+    let c = challenge(
+        &public,
+        &encode(&m),
+        &encode(&z),
+        &encode(&t2),
+        &encode(&t3),
+    );
+    let s = r - c * share.secret;
+    Ok((
+        evaluated.into_iter().map(Element).collect(),
+        Proof {
+            c: c.to_bytes(),
+            s: s.to_bytes(),
+        },
+    ))
+}
+
+/// RFC 9497 VerifyProof for a member's batch answer against the member's public share.
+pub fn verify_share_evaluation(
+    member: u16,
+    public_share: &Element,
+    blinded: &[Element],
+    evaluated: &[Element],
+    proof: &Proof,
+) -> Result<Vec<RistrettoPoint>, OprfError> {
+    check_batch(blinded.len(), evaluated.len())?;
+    let bad = OprfError::BadProof { member };
+    let public = decode_element(public_share, "public_share")?;
+    let c_points = blinded
+        .iter()
+        .map(|e| decode_element(e, "blinded_element"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let d_points = evaluated
+        .iter()
+        .map(|e| decode_element(e, "evaluated_element").map_err(|_| bad.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let c_bytes: Vec<[u8; 32]> = blinded.iter().map(|e| e.0).collect();
+    let d_bytes: Vec<[u8; 32]> = evaluated.iter().map(|e| e.0).collect();
+    let weights = composite_weights(&public_share.0, &c_bytes, &d_bytes);
+    let m = RistrettoPoint::vartime_multiscalar_mul(&weights, &c_points);
+    let z = RistrettoPoint::vartime_multiscalar_mul(&weights, &d_points);
+    let c = scalar_from_bytes(proof.c, "proof.c").map_err(|_| bad.clone())?;
+    let s = scalar_from_bytes(proof.s, "proof.s").map_err(|_| bad.clone())?;
+    let t2 = RistrettoPoint::vartime_double_scalar_mul_basepoint(&c, &public, &s);
+    let t3 = RistrettoPoint::vartime_multiscalar_mul([s, c], [m, z]);
+    let expected = challenge(
+        &public_share.0,
+        &encode(&m),
+        &encode(&z),
+        &encode(&t2),
+        &encode(&t3),
+    );
+    if expected != c {
+        return Err(bad);
+    }
+    Ok(d_points)
+}
+
+/// The Lagrange coefficient at zero of member `i` among `members` (all distinct, non-zero).
+fn lagrange_at_zero(i: u16, members: &[u16]) -> Scalar {
+    let xi = Scalar::from(i);
+    let mut num = Scalar::ONE;
+    let mut den = Scalar::ONE;
+    for &j in members.iter().filter(|&&j| j != i) {
+        let xj = Scalar::from(j);
+        num *= xj;
+        den *= xj - xi;
+    }
+    num * den.invert()
+}
+
+/// Combines verified share evaluations of one element from distinct members into
+/// `k · B`: `Σ λ_i · (k_i · B)` with Lagrange coefficients at zero. The caller passes
+/// exactly the threshold's worth (more would still be correct; fewer give a wrong
+/// element, which is why the caller counts).
+pub fn combine(parts: &[(u16, RistrettoPoint)]) -> Result<RistrettoPoint, OprfError> {
+    let members: Vec<u16> = parts.iter().map(|(i, _)| *i).collect();
+    let mut sorted = members.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != members.len() {
+        return Err(OprfError::Combine("a member index appears twice".into()));
+    }
+    if sorted.first() == Some(&0) || members.is_empty() {
+        return Err(OprfError::Combine(
+            "member indexes must be 1 or more, at least one".into(),
+        ));
+    }
+    let weights: Vec<Scalar> = members
+        .iter()
+        .map(|&i| lagrange_at_zero(i, &members))
+        .collect();
+    Ok(RistrettoPoint::vartime_multiscalar_mul(
+        &weights,
+        parts.iter().map(|(_, p)| p),
+    ))
+}
+
+/// The person key records carry: the first 32 bytes of the 64-byte OPRF output (256 bits
+/// is the security the rest of the protocol's hashes give).
+pub fn person_key_from_output(output: &[u8; 64]) -> Hash256 {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&output[..32]);
+    Hash256(out)
+}
+
+/// What an asking node sends a member: blinded elements only (never a number).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvaluationRequest {
+    /// 1 to [`MAX_BATCH`] blinded elements.
+    pub blinded: Vec<Element>,
+}
+
+/// A member's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EvaluationResponse {
+    /// `k_i · B` for every element, in order, and one proof for the batch.
+    Evaluated {
+        /// The answering member's index.
+        member: u16,
+        /// Evaluated elements.
+        evaluated: Vec<Element>,
+        /// The batched DLEQ proof against the member's public share.
+        proof: Proof,
+    },
+    /// Why the member did not evaluate.
+    Refused(EvaluationRefusal),
+}
+
+/// Why a member refused to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EvaluationRefusal {
+    /// The asking member used its budget (the manifest's `person_key` policy); it may ask
+    /// again after `retry_after_ms`.
+    OverBudget {
+        /// Evaluations per day the manifest allows each asking member.
+        per_day: u32,
+        /// When enough budget will be back for this request.
+        retry_after_ms: u64,
+    },
+    /// This member holds no share (not part of the key generation, or lost it).
+    NoShare,
+    /// The request broke a rule (named).
+    Invalid(String),
+}
+
+/// Largest evaluation request on the wire: a batch of [`MAX_BATCH`] elements and the
+/// encoding's length prefixes.
+pub const MAX_REQUEST_BYTES: usize = MAX_BATCH * 32 + 64;
+/// Largest evaluation response: the same batch evaluated, a proof, or a refusal's text.
+pub const MAX_RESPONSE_BYTES: usize = MAX_BATCH * 32 + 1024;
+
+/// Decodes an evaluation request, whole buffer, within its limit and batch bounds.
+pub fn decode_request(bytes: &[u8]) -> Result<EvaluationRequest, crate::codec::DecodeError> {
+    let r: EvaluationRequest =
+        crate::codec::decode(bytes, MAX_REQUEST_BYTES, "person key evaluation request")?;
+    if r.blinded.is_empty() || r.blinded.len() > MAX_BATCH {
+        return Err(crate::codec::DecodeError::Malformed {
+            what: "person key evaluation request",
+            detail: format!("{} elements, allowed 1 to {MAX_BATCH}", r.blinded.len()),
+        });
+    }
+    Ok(r)
+}
+
+/// Decodes an evaluation response, whole buffer, within its limit.
+pub fn decode_response(bytes: &[u8]) -> Result<EvaluationResponse, crate::codec::DecodeError> {
+    let r: EvaluationResponse =
+        crate::codec::decode(bytes, MAX_RESPONSE_BYTES, "person key evaluation response")?;
+    if let EvaluationResponse::Evaluated { evaluated, .. } = &r
+        && (evaluated.is_empty() || evaluated.len() > MAX_BATCH)
+    {
+        return Err(crate::codec::DecodeError::Malformed {
+            what: "person key evaluation response",
+            detail: format!("{} elements, allowed 1 to {MAX_BATCH}", evaluated.len()),
+        });
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests;
