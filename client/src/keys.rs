@@ -74,6 +74,43 @@ pub fn random_secret() -> Result<[u8; 32], KeyFileError> {
     Ok(s)
 }
 
+/// The operating system's generator behind the `rand_core` traits that the person key's
+/// ceremony (frost) takes.
+pub struct SystemRng;
+
+impl credfed_protocol::oprf::keygen::frost::rand_core::RngCore for SystemRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        // The trait cannot fail here; an operating system without entropy cannot run a
+        // node at all (keys are made the same way), so this aborts the ceremony loudly.
+        if let Err(e) = getrandom::fill(dest) {
+            panic!("the operating system gave no random bytes: {e}");
+        }
+    }
+    fn try_fill_bytes(
+        &mut self,
+        dest: &mut [u8],
+    ) -> Result<(), credfed_protocol::oprf::keygen::frost::rand_core::Error> {
+        use credfed_protocol::oprf::keygen::frost::rand_core::Error;
+        getrandom::fill(dest).map_err(|_| {
+            Error::from(
+                std::num::NonZeroU32::new(Error::CUSTOM_START).unwrap_or(std::num::NonZeroU32::MIN),
+            )
+        })
+    }
+}
+
+impl credfed_protocol::oprf::keygen::frost::rand_core::CryptoRng for SystemRng {}
+
 /// The libp2p PeerId of a node key, as text: base58 of the identity multihash of the
 /// protobuf-encoded public key (libp2p's peer-id specification), so that tools can print
 /// it without linking libp2p. The node's tests compare it with libp2p's own.

@@ -56,9 +56,10 @@ pub struct NodeConfig {
     pub authority_key: String,
     /// Node secret key file (hex, mode 0600).
     pub node_key_file: PathBuf,
-    /// Federation secret keying person hashes (hex, ≥ 32 bytes, mode 0600); the same on
-    /// every member node.
-    pub person_secret_file: PathBuf,
+    /// This member's share of the federation's person key (mode 0600), read when the
+    /// manifest lists a share for this region (docs/privacy.md).
+    #[serde(default = "default_person_share_file")]
+    pub person_share_file: PathBuf,
     /// libp2p listen addresses (TCP+TLS+yamux and QUIC).
     pub p2p_listen: Vec<String>,
     /// HTTPS API listen address.
@@ -148,6 +149,10 @@ fn default_witness_round_gap_ms() -> u64 {
     250
 }
 
+fn default_person_share_file() -> PathBuf {
+    "person-share.key".into()
+}
+
 fn default_liveness_timeout_ms() -> u64 {
     10_000
 }
@@ -202,7 +207,7 @@ impl NodeConfig {
             manifest: "manifest.json".into(),
             authority_key: String::new(),
             node_key_file: "node.key".into(),
-            person_secret_file: "person.secret".into(),
+            person_share_file: default_person_share_file(),
             p2p_listen: vec![
                 format!("/{ip_proto}/{listen_ip}/tcp/{p2p_port}"),
                 format!("/{ip_proto}/{listen_ip}/udp/{p2p_port}/quic-v1"),

@@ -131,6 +131,32 @@ pub struct NodeStatus {
     /// estimated.
     #[serde(default)]
     pub calendar_warning: Option<String>,
+    /// Person keys: whether t members holding shares are reachable, and which members
+    /// failed or were refused (docs/privacy.md).
+    #[serde(default)]
+    pub person_keys: PersonKeyStatus,
+}
+
+/// Person keys as `/v1/status` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonKeyStatus {
+    /// Whether the manifest carries a threshold person key.
+    pub configured: bool,
+    /// Members needed per key (t).
+    pub threshold: u16,
+    /// Members holding shares.
+    pub members_with_shares: usize,
+    /// Whether this node holds a share.
+    pub own_share: bool,
+    /// Members holding shares that are reachable now (this one included).
+    pub reachable: usize,
+    /// Whether a person key can be computed now.
+    pub available: bool,
+    /// Members that failed to answer this node, as `region:reason` → count (refused,
+    /// over_budget, timeout, bad_proof, unreachable).
+    pub member_failures: BTreeMap<String, u64>,
+    /// Asking members this node refused for exceeding their budget → count.
+    pub over_budget: BTreeMap<String, u64>,
 }
 
 /// `GET /v1/peers`.
@@ -166,6 +192,10 @@ pub struct PartitionRequest {
     /// Percentage of received gossip messages and pulled ranges to drop (0 = none).
     #[serde(default, deserialize_with = "whole_number")]
     pub loss_percent: u8,
+    /// Answer other members' person-key requests with evaluations under a wrong share
+    /// (a lying member, for drills: the askers' proof checks must catch it).
+    #[serde(default)]
+    pub lie_person_keys: bool,
 }
 
 /// A JSON number that is a whole number of the target type: `75` and `75.0` alike (JSON

@@ -25,7 +25,7 @@ use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::crypto::{Domain, Keypair};
 use credfed_protocol::envelope::NODE_UNIT;
-use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode, Role};
+use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::Timestamp;
@@ -141,7 +141,6 @@ fn main() {
             catalogue: Catalogue::embedded().expect("catalogue"),
             calendar: WorkingCalendar::embedded().expect("calendar"),
             node_key: receiver,
-            person_key: PersonHashKey::new(&[9; 32]).expect("person key"),
             clock: Clock::new(0),
             group_commit_max: 256,
             signed_manifest: None,

@@ -160,7 +160,7 @@ async fn run_mode(
         dir: dir.path().join("node"),
         authority_key: authority.public().to_hex(),
         node_key: None,
-        person_secret_hex: None,
+        person_share_text: None,
         p2p_port: free_port(),
         api_port: free_port(),
         listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -38,7 +38,7 @@ use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
 use credfed_protocol::crypto::{Domain, Keypair, sha256};
 use credfed_protocol::envelope::NODE_UNIT;
 use credfed_protocol::ids::region::PROVINCES;
-use credfed_protocol::ids::{DepartmentId, PersonHashKey, PersonRef, RegionCode, Role};
+use credfed_protocol::ids::{DepartmentId, PersonRef, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};
@@ -365,7 +365,6 @@ fn engine(
             catalogue: Catalogue::embedded().expect("catalogue"),
             calendar: WorkingCalendar::embedded().expect("calendar"),
             node_key: node_key(OWN),
-            person_key: PersonHashKey::new(&[9; 32]).expect("person key"),
             clock: Clock::new(0),
             group_commit_max: 256,
             signed_manifest: None,
@@ -959,7 +958,7 @@ fn https_checks(
         dir: dir.clone(),
         authority_key: authority.public().to_hex(),
         node_key: Some(node_key(OWN)),
-        person_secret_hex: Some(hex::encode([9u8; 32])),
+        person_share_text: None,
         p2p_port: free_port(),
         api_port: free_port(),
         listen_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),

@@ -20,8 +20,8 @@ pub struct InitOptions {
     pub authority_key: String,
     /// The node key, or `None` to generate one.
     pub node_key: Option<credfed_protocol::crypto::Keypair>,
-    /// The federation's person-hash secret (hex), or `None` to generate one (first node).
-    pub person_secret_hex: Option<String>,
+    /// This member's person-key share file's text, if the ceremony has run.
+    pub person_share_text: Option<String>,
     /// libp2p port (TCP and UDP/QUIC).
     pub p2p_port: u16,
     /// HTTPS API port.
@@ -64,11 +64,9 @@ pub fn init_data_dir(opts: &InitOptions) -> Result<InitReport> {
         None => credfed_protocol::crypto::Keypair::from_secret(random_secret()?),
     };
     write_secret(&dir.join("node.key"), &hex::encode(key.secret_bytes()))?;
-    let person = match &opts.person_secret_hex {
-        Some(h) => h.clone(),
-        None => hex::encode(random_secret()?),
-    };
-    write_secret(&dir.join("person.secret"), &person)?;
+    if let Some(text) = &opts.person_share_text {
+        write_secret(&dir.join("person-share.key"), text)?;
+    }
     write_api_certs(&dir, region, opts.listen_ip)?;
     let operator = credfed_protocol::ids::DepartmentId {
         region,

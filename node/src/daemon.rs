@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use credfed_protocol::calendar::WorkingCalendar;
-use credfed_protocol::ids::PersonHashKey;
 use credfed_protocol::manifest::SignedManifest;
 use tokio::sync::{mpsc, watch};
 
@@ -23,6 +22,7 @@ use crate::config::{NodeConfig, read_key};
 use crate::engine::{Clock, Core, EngineConfig};
 use crate::metrics::Metrics;
 use crate::p2p::{self, COMMAND_CAPACITY, NetStatus, P2pConfig};
+use crate::person_keys::{Budget, PersonKeyStats, PersonKeyer, Responder};
 use crate::replication::ReplicationConfig;
 use crate::store::{Backend, Store, StoreOptions};
 
@@ -50,6 +50,34 @@ impl RunningNode {
             .context("engine shutdown")?
             .context("final store sync")
     }
+}
+
+/// This member's share of the person key, checked against the manifest's public share;
+/// `None` when the manifest lists no share for this region.
+fn read_person_share(
+    cfg: &NodeConfig,
+    region: credfed_protocol::ids::RegionCode,
+    shares: &credfed_protocol::manifest::PersonKeyShares,
+) -> Result<Option<Arc<credfed_protocol::oprf::ShareKey>>> {
+    let Some(listed) = shares.of_region(region) else {
+        return Ok(None);
+    };
+    let path = cfg.path(&cfg.person_share_file);
+    let share = credfed_protocol::oprf::ShareKey::from_file_text(&read_text(
+        &path,
+        "person_share_file",
+        "the manifest lists a person-key share for this region; restore the file from backup, or have the threshold of members repair it (docs/operator.md, \"Person keys\")",
+    )?)
+    .with_context(|| format!("person_share_file = {}", path.display()))?;
+    if share.index() != listed.index || share.public() != listed.public_share {
+        bail!(
+            "person_share_file = {}: holds member {}'s share, which is not the share the manifest lists for {region} (member {}); use this region's share file",
+            path.display(),
+            share.index(),
+            listed.index
+        );
+    }
+    Ok(Some(Arc::new(share)))
 }
 
 fn read_text(path: &Path, setting: &str, hint: &str) -> Result<String> {
@@ -107,23 +135,15 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
     let catalogue = manifest
         .parse_catalogue()
         .with_context(|| format!("manifest = {}", manifest_path.display()))?;
-    let secret_path = cfg.path(&cfg.person_secret_file);
-    let person_hex = read_text(
-        &secret_path,
-        "person_secret_file",
-        "every node of the federation holds the same person-hash secret; copy it from the federation's key custodian",
-    )?;
-    let person_key = PersonHashKey::new(&hex::decode(person_hex.trim()).with_context(|| {
-        format!(
-            "person_secret_file = {}: expected hex",
-            secret_path.display()
-        )
-    })?)
-    .with_context(|| format!("person_secret_file = {}", secret_path.display()))?
-    .with_iterations(manifest.policy.person_hash_iterations);
+    // Person keys (docs/privacy.md): this member's share of the threshold key, when the
+    // manifest lists one for this region.
+    let person_share = match &manifest.person_key {
+        Some(pk) => read_person_share(cfg, region, pk)?,
+        None => None,
+    };
     let tls = Arc::new(api_tls_config(cfg)?);
     let audit_path = cfg.data_dir.join("audit.log");
-    let audit = Audit::open(&audit_path)?;
+    let audit = Arc::new(Audit::open(&audit_path)?);
     let api_addr: SocketAddr = cfg
         .api_listen
         .parse()
@@ -188,7 +208,6 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
             catalogue,
             calendar: WorkingCalendar::embedded()?,
             node_key,
-            person_key,
             clock,
             group_commit_max: cfg.group_commit_max,
             signed_manifest: Some(signed.clone()),
@@ -206,6 +225,14 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         })?;
     let api_addr = listener.local_addr()?;
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let person_key_shares = core.manifest().person_key.clone();
+    let person_key_stats = Arc::new(PersonKeyStats::default());
+    let person_key_peers = core
+        .manifest()
+        .members
+        .iter()
+        .map(|m| Ok((m.region, p2p::peer_id_of(&m.node_key)?)))
+        .collect::<Result<std::collections::BTreeMap<_, _>>>()?;
     let status = Arc::new(Mutex::new(NetStatus::default()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let network = p2p::spawn(
@@ -225,19 +252,42 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         links,
         command_rx,
         status.clone(),
+        p2p::PersonKeyLinks {
+            responder: Responder {
+                share: person_share.clone(),
+                budget: Budget::new(
+                    person_key_shares
+                        .as_ref()
+                        .map_or(1, |p| p.evaluations_per_day),
+                    person_key_shares.as_ref().map_or(1, |p| p.burst),
+                ),
+                stats: person_key_stats.clone(),
+            },
+            audit: audit.clone(),
+        },
         shutdown_rx.clone(),
     )?;
+    let person_keys = Arc::new(
+        PersonKeyer::new(
+            region,
+            person_key_shares,
+            person_share,
+            person_key_peers,
+            command_tx.clone(),
+            status.clone(),
+            person_key_stats,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
+    );
     let state = Arc::new(ApiState {
         core: core.clone(),
         commands: command_tx,
         status,
         audit,
+        person_keys,
         metrics_public: cfg.metrics_public,
         clients_dir: cfg.data_dir.join("clients"),
         drill_faults: cfg.drill_faults,
-        hashing: Arc::new(tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-        )),
         event_streams: Arc::new(tokio::sync::Semaphore::new(
             crate::api::events::MAX_EVENT_STREAMS,
         )),

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod engine;
 pub mod metrics;
 pub mod p2p;
+pub mod person_keys;
 pub mod replication;
 pub mod store;
 pub mod wire;

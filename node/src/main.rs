@@ -39,10 +39,10 @@ enum Cmd {
         /// Use this node secret key file instead of generating one.
         #[arg(long)]
         node_key: Option<PathBuf>,
-        /// The federation's person-hash secret file (the same on every node); a new one is
-        /// generated if absent, for the first node.
+        /// This member's share of the federation's person key (a file the key ceremony
+        /// wrote for this region), copied into the data directory (docs/privacy.md).
         #[arg(long)]
-        person_secret: Option<PathBuf>,
+        person_share: Option<PathBuf>,
         /// libp2p port (TCP and UDP/QUIC).
         #[arg(long, default_value_t = 4101)]
         p2p_port: u16,
@@ -99,7 +99,7 @@ fn main() -> Result<()> {
             manifest,
             authority_key,
             node_key,
-            person_secret,
+            person_share,
             p2p_port,
             api_port,
             listen_ip,
@@ -110,7 +110,7 @@ fn main() -> Result<()> {
             manifest,
             &authority_key,
             node_key,
-            person_secret,
+            person_share,
             p2p_port,
             api_port,
             listen_ip,
@@ -192,7 +192,7 @@ fn init(
     manifest: Option<PathBuf>,
     authority_key: &str,
     node_key: Option<PathBuf>,
-    person_secret: Option<PathBuf>,
+    person_share: Option<PathBuf>,
     p2p_port: u16,
     api_port: u16,
     listen_ip: std::net::IpAddr,
@@ -203,13 +203,14 @@ fn init(
         Some(p) => Some(read_key(&p)?),
         None => None,
     };
-    let person_secret = match person_secret {
-        Some(p) => Some(
-            std::fs::read_to_string(&p)
-                .with_context(|| format!("--person-secret {}: cannot read it", p.display()))?
-                .trim()
-                .to_string(),
-        ),
+    let person_share = match person_share {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("--person-share {}: cannot read it", p.display()))?;
+            credfed_protocol::oprf::ShareKey::from_file_text(&text)
+                .with_context(|| format!("--person-share {}", p.display()))?;
+            Some(text)
+        }
         None => None,
     };
     let done = init_data_dir(&InitOptions {
@@ -217,7 +218,7 @@ fn init(
         dir: dir.to_path_buf(),
         authority_key: authority_key.to_string(),
         node_key,
-        person_secret_hex: person_secret,
+        person_share_text: person_share,
         p2p_port,
         api_port,
         listen_ip,

@@ -33,10 +33,13 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::engine::{Core, EngineEvent, EngineLinks, IngestJob, PeerVerdict};
+use crate::person_keys::Responder;
 use crate::replication::{Input, Output, ReplicationConfig, Replicator};
 use crate::wire::{
-    MAX_RANGE_ENVELOPES, MAX_RESPONSE_BYTES, SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse,
+    MAX_RANGE_ENVELOPES, MAX_RESPONSE_BYTES, PERSON_KEY_PROTOCOL, PersonKeyCodec, SYNC_PROTOCOL,
+    SyncCodec, SyncRequest, SyncResponse,
 };
+use credfed_protocol::oprf::{EvaluationRefusal, EvaluationRequest, EvaluationResponse};
 
 /// Capacity of the command channel from the API to the network task.
 pub const COMMAND_CAPACITY: usize = 64;
@@ -54,6 +57,10 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// this is answered with an empty range, which the asking peer re-plans.
 const MAX_RANGE_READS: usize = 8;
 
+/// Person-key evaluations waiting to be sent: they share the range readers' permits
+/// (blocking threads doing a peer's work), so this many can never be exceeded.
+const MAX_PERSON_KEY_JOBS: usize = MAX_RANGE_READS;
+
 /// Mesh peers per node for the envelope and checkpoint topics (gossipsub's D). Every
 /// copy beyond the first a node receives is a duplicate it pays for in TLS, framing and
 /// a system call; see `build_swarm` for why 4 suits a federation of about 31 members.
@@ -70,6 +77,27 @@ pub enum Command {
     /// Collect a fresh federation checkpoint (docs/protocol.md, "Federation
     /// checkpoints"); the reply comes when a quorum cosigned or the round failed.
     Federation(tokio::sync::oneshot::Sender<Result<crate::engine::FederationHead, String>>),
+    /// Ask a member for its share's evaluation of blinded elements (person keys); the
+    /// reply is its answer or why the request failed.
+    PersonKey {
+        /// The member.
+        peer: PeerId,
+        /// The blinded elements.
+        request: EvaluationRequest,
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<Result<EvaluationResponse, String>>,
+    },
+}
+
+/// An evaluation done on a blocking thread, waiting to be sent.
+type PersonKeyDone = (ResponseChannel<EvaluationResponse>, EvaluationResponse);
+
+/// What the network task needs to answer person-key requests.
+pub struct PersonKeyLinks {
+    /// The share, budgets and counters.
+    pub responder: Responder,
+    /// Where evaluations are audited.
+    pub audit: Arc<crate::api::audit::Audit>,
 }
 
 /// A cosign request waiting for records this replica does not hold yet.
@@ -128,6 +156,8 @@ pub struct InNodeFault {
     pub blocked: BTreeSet<RegionCode>,
     /// Percentage of received gossip messages and pulled ranges to drop, 0..=100.
     pub loss_percent: u8,
+    /// Answer person-key requests under a wrong share (a lying member).
+    pub lie_person_keys: bool,
 }
 
 /// Random drops for the in-node loss fault. A xorshift generator: the drops need to be
@@ -181,6 +211,7 @@ struct Behaviour {
     limits: connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
+    person_key: request_response::Behaviour<PersonKeyCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -258,6 +289,18 @@ pub struct Network {
     cosign_requests: BTreeMap<OutboundRequestId, u64>,
     /// Cosign requests held until this replica has the records they are about.
     parked: Vec<ParkedCosign>,
+    /// Drill fault: answer person-key requests under a wrong share.
+    lie_person_keys: bool,
+    /// Person-key requests this node sent, and where each answer goes.
+    person_key_calls: BTreeMap<
+        OutboundRequestId,
+        tokio::sync::oneshot::Sender<Result<EvaluationResponse, String>>,
+    >,
+    /// Answering person-key requests.
+    person_keys: PersonKeyLinks,
+    /// Evaluations finished on blocking threads.
+    person_key_done_tx: mpsc::Sender<PersonKeyDone>,
+    person_key_done_rx: Option<mpsc::Receiver<PersonKeyDone>>,
     /// This region's checkpoint is being signed on a blocking thread.
     signing: bool,
     /// Federation checkpoints being collected.
@@ -331,8 +374,10 @@ impl Network {
         ingest: mpsc::Sender<IngestJob>,
         status: Arc<Mutex<NetStatus>>,
         reads_done_tx: mpsc::Sender<ReadDone>,
+        person_keys: PersonKeyLinks,
     ) -> Result<Network> {
         let (background_tx, background_rx) = mpsc::channel(8);
+        let (person_key_done_tx, person_key_done_rx) = mpsc::channel(MAX_PERSON_KEY_JOBS);
         let mut secret = cfg.node_secret;
         let keypair = identity::Keypair::ed25519_from_bytes(&mut secret).context("node key")?;
         let local_peer = keypair.public().to_peer_id();
@@ -394,6 +439,11 @@ impl Network {
             checkpoint_topic,
             cosign_requests: BTreeMap::new(),
             parked: Vec::new(),
+            person_key_calls: BTreeMap::new(),
+            lie_person_keys: false,
+            person_keys,
+            person_key_done_tx,
+            person_key_done_rx: Some(person_key_done_rx),
             signing: false,
             federation: FederationRounds {
                 // The proposer's own cosignature is on the note from the start.
@@ -436,6 +486,9 @@ impl Network {
         let Some(mut background) = self.background_rx.take() else {
             return;
         };
+        let Some(mut person_key_done) = self.person_key_done_rx.take() else {
+            return;
+        };
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -444,6 +497,9 @@ impl Network {
                 Some(event) = events.recv() => self.on_engine_event(event),
                 Some((channel, response)) = reads_done.recv() => {
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                }
+                Some((channel, response)) = person_key_done.recv() => {
+                    let _ = self.swarm.behaviour_mut().person_key.send_response(channel, response);
                 }
                 _ = tick.tick() => self.on_tick(),
                 _ = redial.tick() => self.on_redial(),
@@ -462,9 +518,26 @@ impl Network {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
+            Command::PersonKey {
+                peer,
+                request,
+                reply,
+            } => {
+                if self.blocked.contains(&peer) {
+                    let _ = reply.send(Err("cut off by a drill partition".into()));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .person_key
+                    .send_request(&peer, request);
+                self.person_key_calls.insert(id, reply);
+            }
             Command::Fault(fault) => {
                 tracing::warn!(blocked = ?fault.blocked, loss_percent = fault.loss_percent, "drill fault (in-node mode)");
                 self.loss = Loss::new(fault.loss_percent);
+                self.lie_person_keys = fault.lie_person_keys;
                 self.blocked.clear();
                 for (pid, (region, _)) in &self.members {
                     if fault.blocked.contains(region) {
@@ -979,6 +1052,30 @@ impl Network {
                     self.on_gossip(propagation_source, message_id, message.data)
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::PersonKey(
+                request_response::Event::Message { peer, message, .. },
+            )) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_person_key_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.person_key_calls.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::PersonKey(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) => {
+                if let Some(reply) = self.person_key_calls.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,
                 message,
@@ -1055,6 +1152,89 @@ impl Network {
                 .behaviour_mut()
                 .gossipsub
                 .report_message_validation_result(&message_id, &source, ignore);
+        }
+    }
+
+    /// A member asks for this member's share's evaluation: budget first, then the work
+    /// on a blocking thread; every request is audited (asking member, element count,
+    /// outcome — nothing else is known here).
+    fn on_person_key_request(
+        &mut self,
+        peer: PeerId,
+        request: EvaluationRequest,
+        channel: ResponseChannel<EvaluationResponse>,
+    ) {
+        let Some((region, _)) = self.members.get(&peer).cloned() else {
+            return;
+        };
+        if self.blocked.contains(&peer) {
+            return;
+        }
+        let elements = request.blinded.len();
+        let audit = |this: &Self, status: u16, outcome: &str| {
+            this.person_keys
+                .audit
+                .record(&crate::api::audit::AuditLine {
+                    time_ms: this.core.now().0,
+                    caller: &format!("{region}:node"),
+                    client: peer.to_string(),
+                    endpoint: "p2p /credfed/person-key/1",
+                    subject: Some(&format!("{elements} blinded elements")),
+                    status,
+                    outcome,
+                    ms: 0.0,
+                });
+        };
+        match self
+            .person_keys
+            .responder
+            .admit(region, &request, Instant::now())
+        {
+            Ok(share) => {
+                audit(self, 200, "ok");
+                let share = if self.lie_person_keys {
+                    match crate::person_keys::wrong_share(&share) {
+                        Some(wrong) => Arc::new(wrong),
+                        None => share,
+                    }
+                } else {
+                    share
+                };
+                let Ok(permit) = self.reads.clone().try_acquire_owned() else {
+                    let busy = EvaluationResponse::Refused(EvaluationRefusal::Invalid(
+                        "busy: every evaluation thread is in use; ask another member".into(),
+                    ));
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .person_key
+                        .send_response(channel, busy);
+                    return;
+                };
+                let done = self.person_key_done_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let answer = crate::person_keys::answer_with(&share, &request.blinded);
+                    // Room for every permit: this never waits.
+                    let _ = done.blocking_send((channel, answer));
+                    drop(permit);
+                });
+            }
+            Err(refusal) => {
+                let outcome = match &refusal {
+                    EvaluationRefusal::OverBudget { .. } => {
+                        tracing::warn!(asking = %region, elements, "person-key evaluations refused: the asking member exceeded its budget (an enumeration?)");
+                        "over_budget"
+                    }
+                    EvaluationRefusal::NoShare => "no_share",
+                    EvaluationRefusal::Invalid(_) => "invalid",
+                };
+                audit(self, 429, outcome);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .person_key
+                    .send_response(channel, EvaluationResponse::Refused(refusal));
+            }
         }
     }
 
@@ -1522,10 +1702,17 @@ fn build_swarm(
             )
             .map_err(|e| std::io::Error::other(e.to_string()))?;
             let sync = request_response::Behaviour::with_codec(
-                SyncCodec,
+                SyncCodec::default(),
                 [(SYNC_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(64),
+            );
+            let person_key = request_response::Behaviour::with_codec(
+                PersonKeyCodec::default(),
+                [(PERSON_KEY_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(crate::person_keys::MEMBER_TIMEOUT)
                     .with_max_concurrent_streams(64),
             );
             let identify =
@@ -1536,6 +1723,7 @@ fn build_swarm(
                 limits,
                 gossipsub,
                 sync,
+                person_key,
                 identify,
                 // Pings are the liveness probe: a connection without a pong for
                 // `liveness_timeout` is closed (see `Network::on_tick`), and the re-dial
@@ -1562,10 +1750,11 @@ pub fn spawn(
     links: EngineLinks,
     commands: mpsc::Receiver<Command>,
     status: Arc<Mutex<NetStatus>>,
+    person_keys: PersonKeyLinks,
     shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let (reads_done_tx, reads_done_rx) = mpsc::channel(MAX_RANGE_READS);
-    let net = Network::new(core, cfg, links.ingest, status, reads_done_tx)?;
+    let net = Network::new(core, cfg, links.ingest, status, reads_done_tx, person_keys)?;
     Ok(tokio::spawn(net.run(
         commands,
         links.events,

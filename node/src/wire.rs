@@ -91,9 +91,70 @@ pub enum SyncResponse {
     CosignRefused(credfed_protocol::witness::CosignRefusal),
 }
 
-/// Length-prefixed canonical codec with limits.
+/// The limits and names of one request-response protocol's messages.
+pub trait Messages: Send + Clone + Default + 'static {
+    /// Request type.
+    type Request: Serialize + serde::de::DeserializeOwned + Send;
+    /// Response type.
+    type Response: Serialize + serde::de::DeserializeOwned + Send;
+    /// Largest request frame.
+    const MAX_REQUEST: usize;
+    /// Largest response frame.
+    const MAX_RESPONSE: usize;
+    /// Decodes a whole request frame (limits and rules included).
+    fn decode_request(bytes: &[u8]) -> Result<Self::Request, credfed_protocol::codec::DecodeError>;
+    /// Decodes a whole response frame.
+    fn decode_response(
+        bytes: &[u8],
+    ) -> Result<Self::Response, credfed_protocol::codec::DecodeError>;
+}
+
+/// The pull protocol's messages.
 #[derive(Debug, Clone, Default)]
-pub struct SyncCodec;
+pub struct SyncMessages;
+
+impl Messages for SyncMessages {
+    type Request = SyncRequest;
+    type Response = SyncResponse;
+    const MAX_REQUEST: usize = MAX_REQUEST_BYTES;
+    const MAX_RESPONSE: usize = MAX_RESPONSE_BYTES;
+    fn decode_request(b: &[u8]) -> Result<SyncRequest, credfed_protocol::codec::DecodeError> {
+        codec::decode(b, MAX_REQUEST_BYTES, "sync request")
+    }
+    fn decode_response(b: &[u8]) -> Result<SyncResponse, credfed_protocol::codec::DecodeError> {
+        codec::decode(b, MAX_RESPONSE_BYTES, "sync response")
+    }
+}
+
+/// Person-key evaluations (docs/privacy.md): an asking node sends blinded elements to a
+/// member, which answers its share's evaluations with a proof, or refuses.
+pub const PERSON_KEY_PROTOCOL: StreamProtocol = StreamProtocol::new("/credfed/person-key/1");
+
+/// The person-key protocol's messages (protocol::oprf holds their types and limits).
+#[derive(Debug, Clone, Default)]
+pub struct PersonKeyMessages;
+
+impl Messages for PersonKeyMessages {
+    type Request = credfed_protocol::oprf::EvaluationRequest;
+    type Response = credfed_protocol::oprf::EvaluationResponse;
+    const MAX_REQUEST: usize = credfed_protocol::oprf::MAX_REQUEST_BYTES;
+    const MAX_RESPONSE: usize = credfed_protocol::oprf::MAX_RESPONSE_BYTES;
+    fn decode_request(b: &[u8]) -> Result<Self::Request, credfed_protocol::codec::DecodeError> {
+        credfed_protocol::oprf::decode_request(b)
+    }
+    fn decode_response(b: &[u8]) -> Result<Self::Response, credfed_protocol::codec::DecodeError> {
+        credfed_protocol::oprf::decode_response(b)
+    }
+}
+
+/// Length-prefixed canonical codec with limits, for any [`Messages`].
+#[derive(Debug, Clone, Default)]
+pub struct LimitedCodec<M>(std::marker::PhantomData<M>);
+
+/// The pull protocol's codec.
+pub type SyncCodec = LimitedCodec<SyncMessages>;
+/// The person-key protocol's codec.
+pub type PersonKeyCodec = LimitedCodec<PersonKeyMessages>;
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
@@ -126,34 +187,34 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
 
-impl libp2p::request_response::Codec for SyncCodec {
+impl<M: Messages> libp2p::request_response::Codec for LimitedCodec<M> {
     type Protocol = StreamProtocol;
-    type Request = SyncRequest;
-    type Response = SyncResponse;
+    type Request = M::Request;
+    type Response = M::Response;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> std::io::Result<SyncRequest> {
-        let b = read_frame(io, MAX_REQUEST_BYTES).await?;
-        codec::decode(&b, MAX_REQUEST_BYTES, "sync request").map_err(invalid)
+    ) -> std::io::Result<M::Request> {
+        let b = read_frame(io, M::MAX_REQUEST).await?;
+        M::decode_request(&b).map_err(invalid)
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> std::io::Result<SyncResponse> {
-        let b = read_frame(io, MAX_RESPONSE_BYTES).await?;
-        codec::decode(&b, MAX_RESPONSE_BYTES, "sync response").map_err(invalid)
+    ) -> std::io::Result<M::Response> {
+        let b = read_frame(io, M::MAX_RESPONSE).await?;
+        M::decode_response(&b).map_err(invalid)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: SyncRequest,
+        req: M::Request,
     ) -> std::io::Result<()> {
         write_frame(io, &codec::encode(&req).map_err(invalid)?).await
     }
@@ -162,7 +223,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: SyncResponse,
+        res: M::Response,
     ) -> std::io::Result<()> {
         write_frame(io, &codec::encode(&res).map_err(invalid)?).await
     }

@@ -188,13 +188,40 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
-    let person_key = credfed_protocol::ids::PersonHashKey::new(&[7; 32]).unwrap();
-    let mut g = c.benchmark_group("person");
+    // Person keys (docs/privacy.md): a member's work per evaluation request, the asking
+    // node's verification of one member's answer, and combining t = 16 answers.
+    use credfed_protocol::oprf;
+    let share = oprf::ShareKey::from_bytes(3, [7; 32]).unwrap();
+    let public = share.public();
+    let one = vec![oprf::blind(b"11010519491231002X", &[1; 64]).unwrap().1];
+    let batch: Vec<oprf::Element> = (0..512u32)
+        .map(|i| oprf::blind(&i.to_le_bytes(), &[2; 64]).unwrap().1)
+        .collect();
+    let (ev_one, proof_one) = oprf::evaluate_share(&share, &one, &[3; 64]).unwrap();
+    let (ev_batch, proof_batch) = oprf::evaluate_share(&share, &batch, &[3; 64]).unwrap();
+    let mut g = c.benchmark_group("person_key");
     g.sample_size(20);
-    g.bench_function("person_hash_default_iterations", |b| {
+    g.bench_function("evaluate_1", |b| {
+        b.iter(|| oprf::evaluate_share(&share, black_box(&one), &[3; 64]).unwrap())
+    });
+    g.bench_function("evaluate_512", |b| {
+        b.iter(|| oprf::evaluate_share(&share, black_box(&batch), &[3; 64]).unwrap())
+    });
+    g.bench_function("verify_1", |b| {
         b.iter(|| {
-            credfed_protocol::ids::person::person_hash(&person_key, black_box("11010519491231002X"))
+            oprf::verify_share_evaluation(3, &public, black_box(&one), &ev_one, &proof_one).unwrap()
         })
+    });
+    g.bench_function("verify_512", |b| {
+        b.iter(|| {
+            oprf::verify_share_evaluation(3, &public, black_box(&batch), &ev_batch, &proof_batch)
+                .unwrap()
+        })
+    });
+    let point = oprf::decode_element(&ev_one[0], "e").unwrap();
+    let parts: Vec<(u16, oprf::RistrettoPoint)> = (1..=16u16).map(|i| (i, point)).collect();
+    g.bench_function("combine_16", |b| {
+        b.iter(|| oprf::combine(black_box(&parts)).unwrap())
     });
     g.finish();
 }
@@ -267,16 +294,29 @@ fn main() {
             v / 1000.0
         );
     }
-    if let (Some(raw), Some(hash)) = (
+    if let (Some(raw), Some(one), Some(batch), Some(v1), Some(v512), Some(comb)) = (
         mean_ns("verify", "raw_verify_strict"),
-        mean_ns("person", "person_hash_default_iterations"),
+        mean_ns("person_key", "evaluate_1"),
+        mean_ns("person_key", "evaluate_512"),
+        mean_ns("person_key", "verify_1"),
+        mean_ns("person_key", "verify_512"),
+        mean_ns("person_key", "combine_16"),
     ) {
-        // 10^10 candidates per masked person (docs/privacy.md).
-        let core_years = hash * 1e10 / 1e9 / (365.25 * 24.0 * 3600.0);
         println!(
-            "RATIO person_hash (16384 iterations) / raw verify_strict = {:.0}  ({:.2} ms per hash; enumerating one masked person ~ {core_years:.0} core-years)",
-            hash / raw,
-            hash / 1e6
+            "RATIO person-key evaluation at a member (1 element + proof) / raw verify_strict = {:.2}  (goal <= 3; {:.1} us)",
+            one / raw,
+            one / 1000.0
+        );
+        println!(
+            "RATIO person-key evaluation per element in a batch of 512 / raw verify_strict = {:.2}  ({:.1} us per element)",
+            batch / 512.0 / raw,
+            batch / 512.0 / 1000.0
+        );
+        println!(
+            "RATIO asking node per element, t = 16 (16 verifications of a 512 batch + combine) / raw verify_strict = {:.2}  (single: verify {:.1} us, combine 16 {:.1} us)",
+            (16.0 * v512 / 512.0 + comb) / raw,
+            v1 / 1000.0,
+            comb / 1000.0
         );
     }
     if let (Some(raw), Some(dec)) = (

@@ -28,7 +28,7 @@ pub struct Member {
 }
 
 /// Deadlines in working days that the state rules apply (articles 十七, 二十二, 二十三),
-/// and the cost of person hashes (docs/privacy.md).
+/// and the witnessing and fault-tolerance policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// Working days after initiation by which a target region should acknowledge, when the
@@ -38,8 +38,6 @@ pub struct Policy {
     pub objection_working_days: u16,
     /// Working days from decision to publication (article 十七: 7).
     pub disclosure_working_days: u16,
-    /// PBKDF2 iterations of a person hash; every member must use the same.
-    pub person_hash_iterations: u32,
     /// How many other members must cosign a region's checkpoint before it counts as
     /// witnessed (docs/protocol.md, "Witnessing").
     pub witness: WitnessPolicy,
@@ -97,7 +95,6 @@ impl Default for Policy {
             acknowledge_working_days: 5,
             objection_working_days: 10,
             disclosure_working_days: 7,
-            person_hash_iterations: crate::ids::person::DEFAULT_PERSON_HASH_ITERATIONS,
             witness: WitnessPolicy::Intersecting,
             faults_tolerated: 0,
         }
@@ -109,10 +106,6 @@ impl Default for Policy {
 /// covers both and refuses a manifest dated years ahead (a typo, or an attempt to
 /// outlive the authority's key rotation).
 pub const MAX_ISSUED_AT_SKEW_MS: i64 = 24 * 3600 * 1000;
-
-/// Most PBKDF2 iterations a manifest may ask of every person hash: about a second on
-/// one core, beyond which checks by identity number would stall.
-pub const MAX_PERSON_HASH_ITERATIONS: u32 = 4_000_000;
 
 /// The manifest content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,11 +161,13 @@ pub struct PersonKeyShare {
     pub public_share: crate::oprf::Element,
 }
 
-/// Evaluations per asking member and day unless the manifest says otherwise: a province
-/// that checks 100 000 persons a day is served, and enumerating one masked person's
-/// ~5 × 10^9 candidates through honest members takes 5 × 10^9 / 10^5 days ≈ 137 years
-/// (docs/privacy.md).
-pub const DEFAULT_PERSON_EVALUATIONS_PER_DAY: u32 = 100_000;
+/// Evaluations each member answers per asking member and day unless the manifest says
+/// otherwise. An asking member spreads its requests over the n − 1 others and needs t − 1
+/// of them per person, so it can key 50 000 · (n − 1) / (t − 1) persons a day (100 000 in
+/// a federation of 31 with t = 16); a lone member enumerating one masked person's ~5 ×
+/// 10^9 candidates needs 5 × 10^9 / 10^5 days ≈ 137 years (docs/privacy.md gives the
+/// colluding cases).
+pub const DEFAULT_PERSON_EVALUATIONS_PER_DAY: u32 = 50_000;
 /// Burst unless the manifest says otherwise: a 20 000-row import plus headroom.
 pub const DEFAULT_PERSON_EVALUATION_BURST: u32 = 25_000;
 
@@ -385,12 +380,6 @@ impl Manifest {
         }
         if self.expires_at <= self.issued_at {
             return Err(field("expires_at", "must be after issued_at"));
-        }
-        if !(1..=MAX_PERSON_HASH_ITERATIONS).contains(&self.policy.person_hash_iterations) {
-            return Err(field(
-                "policy.person_hash_iterations",
-                format!("must be 1-{MAX_PERSON_HASH_ITERATIONS}"),
-            ));
         }
         let n = self.members.len();
         let f = usize::from(self.policy.faults_tolerated);
@@ -685,9 +674,53 @@ mod tests {
                 .to_string()
                 .starts_with("manifest.catalogue")
         );
-        let mut m = manifest(&auth, 1, 3);
-        m.policy.person_hash_iterations = 0;
-        assert!(m.validate().is_err());
+    }
+
+    /// A manifest's person key: shares only for members, a threshold above the tolerated
+    /// faults, a budget of at least one, and public shares from one key generation.
+    #[test]
+    fn person_key_shares_must_be_members_above_faults_and_on_one_polynomial() {
+        let auth = Keypair::from_secret([1; 32]);
+        let mut m = manifest(&auth, 1, 5);
+        let regions: Vec<RegionCode> = m.members.iter().map(|x| x.region).collect();
+        let mut rng = crate::oprf::keygen::TestRng(0, 1);
+        let (_, shares) =
+            crate::oprf::keygen::ceremony_in_one_process(&regions, 3, 10, 10, &mut rng).unwrap();
+        m.person_key = Some(shares.clone());
+        m.validate().unwrap();
+        let err = |m: &Manifest| m.validate().unwrap_err().to_string();
+
+        let mut low = m.clone();
+        low.policy.faults_tolerated = 1;
+        low.person_key.as_mut().unwrap().threshold = 1;
+        assert!(err(&low).contains("person_key.threshold"), "{}", err(&low));
+
+        let mut stranger = m.clone();
+        stranger.members.pop();
+        stranger.policy.faults_tolerated = 0;
+        assert!(
+            err(&stranger).contains("is not a member"),
+            "{}",
+            err(&stranger)
+        );
+
+        let mut other = m.clone();
+        let (_, foreign) =
+            crate::oprf::keygen::ceremony_in_one_process(&regions, 3, 10, 10, &mut rng).unwrap();
+        other.person_key.as_mut().unwrap().shares[4] = foreign.shares[4].clone();
+        assert!(
+            err(&other).contains("not on the polynomial"),
+            "{}",
+            err(&other)
+        );
+
+        let mut broke = m.clone();
+        broke.person_key.as_mut().unwrap().evaluations_per_day = 0;
+        assert!(err(&broke).contains("person_key.evaluations_per_day"));
+
+        let mut twice = m.clone();
+        twice.person_key.as_mut().unwrap().shares[1].index = 1;
+        assert!(err(&twice).contains("same index"), "{}", err(&twice));
     }
 
     /// The witness policy may ask for more than the intersecting quorum of the other

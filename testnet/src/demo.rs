@@ -156,11 +156,12 @@ pub fn demo() -> Result<(), String> {
     };
     // A court's 失信被执行人 decision on a company, naming its legal representative: the
     // flight ban falls on the person (article 十四, 法释〔2015〕17号 第三条).
-    let person_key = credfed_protocol::ids::PersonHashKey::new(&[9; 32])
-        .map_err(|e| e.to_string())?
-        .with_iterations(o.manifest.policy.person_hash_iterations);
+    // The demo runs offline: its person key is held whole here (a federation's members
+    // hold only shares of theirs; docs/privacy.md).
+    let person_key =
+        credfed_protocol::oprf::ShareKey::from_bytes(1, [9; 32]).map_err(|e| e.to_string())?;
     let legal_rep = credfed_protocol::ids::person::person_ref(
-        &person_key,
+        |n| credfed_protocol::oprf::person_key_with_whole_key(&person_key, n),
         "440524188001010014",
         "张三",
         "legal_rep",

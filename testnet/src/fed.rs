@@ -93,7 +93,7 @@ pub fn init_node_dir(
     dir: &Path,
     (ip, p2p, api): (std::net::Ipv4Addr, u16, u16),
     authority_key_hex: &str,
-    person_secret: &Path,
+    person_share: Option<&Path>,
 ) -> Result<()> {
     let out = Command::new(bin)
         .args(["init", "--region", &region.to_string(), "--data-dir"])
@@ -109,9 +109,13 @@ pub fn init_node_dir(
             "json",
             "--authority-key",
             authority_key_hex,
-            "--person-secret",
         ])
-        .arg(person_secret)
+        .args(
+            person_share
+                .map(|p| [std::ffi::OsStr::new("--person-share"), p.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .output()
         .context("running credfed-node init")?;
     if !out.status.success() {
@@ -264,22 +268,42 @@ impl Federation {
                 .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.node_ip(i))
         };
         let authority = Keypair::from_secret(random_secret()?);
-        let secret = dir.join("person.secret");
-        std::fs::write(&secret, hex::encode(random_secret()?))?;
+        // The members' person key (docs/privacy.md): the key generation's rounds run here
+        // for every member, each party's state apart (a drill's machine holds every
+        // node's keys anyway); each share goes to its node's directory only.
+        let mut by_region = regions.to_vec();
+        by_region.sort();
+        let (shares, person_key) = credfed_protocol::oprf::keygen::ceremony_in_one_process(
+            &by_region,
+            credfed_protocol::oprf::keygen::majority(by_region.len()),
+            credfed_protocol::manifest::DEFAULT_PERSON_EVALUATIONS_PER_DAY,
+            credfed_protocol::manifest::DEFAULT_PERSON_EVALUATION_BURST,
+            &mut credfed_client::keys::SystemRng,
+        )
+        .map_err(|e| anyhow::anyhow!("person key generation: {e}"))?;
         let mut nodes = Vec::new();
         for (i, r) in regions.iter().enumerate() {
             let ndir = dir.join(r.to_string());
             let p2p = base_port + 2 * i as u16;
             let api = p2p + 1;
             let ip = node_ip(i);
-            init_node_dir(
+            let share_index = by_region
+                .iter()
+                .position(|x| x == r)
+                .context("a region without a share")?;
+            // Handed to `init`, which keeps it (mode 0600) in the node's directory.
+            let share_file = dir.join(format!(".{r}.share"));
+            credfed_client::keys::write_secret(&share_file, &shares[share_index].to_file_text())?;
+            let made = init_node_dir(
                 &bin,
                 *r,
                 &ndir,
                 (ip, p2p, api),
                 &authority.public().to_hex(),
-                &secret,
-            )?;
+                Some(&share_file),
+            );
+            std::fs::remove_file(&share_file)?;
+            made?;
             let cfg_path = ndir.join("config.toml");
             let mut cfg = NodeConfig::load(&cfg_path)?;
             cfg.heads_interval_ms = opts.heads_interval_ms;
@@ -335,6 +359,8 @@ impl Federation {
                 })
                 .collect(),
         );
+        let mut manifest = manifest;
+        manifest.person_key = Some(person_key);
         let signed = serde_json::to_string_pretty(&manifest.sign(&authority)?)?;
         for n in &nodes {
             std::fs::write(n.dir.join("manifest.json"), &signed)?;

@@ -128,6 +128,12 @@ pub struct Report {
     /// longer served), all nodes.
     #[serde(default)]
     pub map_versions_pruned: u64,
+    /// Person keys, all nodes (docs/privacy.md): `asked` (numbers keyed for
+    /// departments), `evaluations` (elements members evaluated for one another),
+    /// `refused` (requests refused, e.g. over budget), `member_failures` (answers that
+    /// did not verify or did not come), `unavailable` (requests without t members).
+    #[serde(default)]
+    pub person_keys: BTreeMap<String, u64>,
     /// Gossip messages and pulled ranges received, all nodes.
     pub messages: u64,
     /// Envelope bytes received, all nodes.
@@ -345,8 +351,17 @@ pub fn html(r: &Report) -> String {
     );
     let _ = write!(
         s,
-        "<h2>Traffic</h2><p>{} messages (gossip + pulled ranges), {} envelope bytes received across all nodes; {} envelopes applied, {} received again after they were held.</p>",
-        r.messages, r.bytes, r.records_applied, r.records_duplicate
+        "<h2>Traffic</h2><p>{} messages (gossip + pulled ranges), {} envelope bytes received across all nodes; {} envelopes applied, {} received again after they were held.</p><p>Person keys: {}.</p>",
+        r.messages,
+        r.bytes,
+        r.records_applied,
+        r.records_duplicate,
+        esc(&r
+            .person_keys
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "))
     );
     s.push_str("<h2>Steps</h2><table border=1 cellpadding=4 style='border-collapse:collapse'><tr><th>#</th><th>step</th><th>at</th><th>took</th><th>ok</th><th>detail</th></tr>");
     for st in &r.steps {

@@ -338,6 +338,19 @@ pub enum Step {
         #[serde(default)]
         recommended: Vec<String>,
     },
+    /// Person keys at these nodes: once each node's status says they are (un)available
+    /// (waited for, up to `timeout_ms`), a person check there must answer accordingly —
+    /// 200, or 503 `person_checks_unavailable` (docs/privacy.md, "Availability").
+    AssertPersonKeys {
+        /// Where to ask.
+        #[serde(default = "all")]
+        at: Regions,
+        /// Whether t members holding shares should be reachable there.
+        available: bool,
+        /// How long the status may take to say so.
+        #[serde(default = "person_keys_timeout")]
+        timeout_ms: u64,
+    },
     /// Ask nodes for an entry's state.
     AssertEntry {
         /// Where to ask.
@@ -416,6 +429,10 @@ pub enum Step {
 
 fn fifteen_seconds() -> u64 {
     15_000
+}
+
+fn person_keys_timeout() -> u64 {
+    30_000
 }
 
 fn black() -> String {

@@ -31,7 +31,6 @@ use credfed_client::{
     PersonRefsAnswer, PersonRefsRequest, Receipt, SubmitRecord,
 };
 use credfed_protocol::crypto::{Hash256, Signature};
-use credfed_protocol::ids::person::person_hash;
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::record::{ActionId, EntryId, SubjectKey};
 use serde::{Deserialize, Serialize};
@@ -53,18 +52,17 @@ pub struct ApiState {
     pub commands: mpsc::Sender<Command>,
     /// Network status.
     pub status: Arc<Mutex<NetStatus>>,
-    /// Append-only audit log.
-    pub audit: Audit,
+    /// Append-only audit log (shared with the network task, which audits person-key
+    /// evaluations it answers).
+    pub audit: Arc<Audit>,
+    /// Person keys: asking members for evaluations (docs/privacy.md).
+    pub person_keys: Arc<crate::person_keys::PersonKeyer>,
     /// Serve /metrics unauthenticated.
     pub metrics_public: bool,
     /// Directory of issued client certificate fingerprints (`<data-dir>/clients`).
     pub clients_dir: PathBuf,
     /// Serve the in-node drill fault endpoint (testnets only).
     pub drill_faults: bool,
-    /// Person hashes computed at once: each is deliberately slow (docs/privacy.md), so
-    /// they run on blocking threads, at most one per core, and a burst of them queues
-    /// here instead of starving the runtime.
-    pub hashing: Arc<tokio::sync::Semaphore>,
     /// Event streams served at once ([`events::MAX_EVENT_STREAMS`]).
     pub event_streams: Arc<tokio::sync::Semaphore>,
 }
@@ -515,24 +513,14 @@ async fn check_request(state: Arc<ApiState>, caller: Caller, q: CheckRequest) ->
     ApiError::respond(result, shown)
 }
 
-/// Hashes normalised, valid resident identity numbers on a blocking thread, holding a
-/// hashing permit.
+/// The person keys of normalised, valid resident identity numbers, by the members'
+/// threshold key (docs/privacy.md): 503 `person_checks_unavailable` when fewer than t
+/// members holding shares answer.
 async fn hash_persons(state: &ApiState, numbers: Vec<String>) -> Result<Vec<Hash256>, ApiError> {
-    let _permit = state
-        .hashing
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::unavailable("shutting_down", "the node is shutting down"))?;
-    let core = state.core.clone();
-    tokio::task::spawn_blocking(move || {
-        numbers
-            .iter()
-            .map(|n| person_hash(core.person_key(), n))
-            .collect::<Vec<_>>()
+    state.person_keys.keys(&numbers).await.map_err(|e| match e {
+        crate::person_keys::PersonKeyError::Internal(m) => ApiError::internal(m),
+        other => ApiError::unavailable("person_checks_unavailable", other.to_string()),
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("person hashing failed: {e}")))
 }
 
 async fn check_inner(
@@ -1339,6 +1327,7 @@ async fn partition(
             .send(Command::Fault(crate::p2p::InNodeFault {
                 blocked: regions.clone(),
                 loss_percent: req.loss_percent,
+                lie_person_keys: req.lie_person_keys,
             }))
             .await
             .map_err(|_| {
@@ -1347,6 +1336,7 @@ async fn partition(
         ok(&PartitionRequest {
             blocked: regions.iter().map(|r| r.to_string()).collect(),
             loss_percent: req.loss_percent,
+            lie_person_keys: req.lie_person_keys,
         })
     }
     .await;
@@ -1612,6 +1602,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Response {
             calendar_warning: core
                 .calendar()
                 .coverage_warning(core.now().date_cst(), CALENDAR_WARNING_DAYS),
+            person_keys: state.person_keys.status(),
         })
     })();
     ApiError::respond(result, None)
@@ -1785,6 +1776,7 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         core.store_cache(),
         state.audit.failures(),
     );
+    state.person_keys.render_metrics(&mut text);
     if let Some(last) = core.calendar().last_covered_day() {
         let left = last.days_since_epoch() - core.now().date_cst().days_since_epoch();
         text.push_str(&format!(

@@ -33,7 +33,7 @@ use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
 use credfed_protocol::check::CheckAnswer;
 use credfed_protocol::crypto::{Hash256, Keypair, Signature};
 use credfed_protocol::envelope::VerifiedEnvelope;
-use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode};
+use credfed_protocol::ids::{DepartmentId, RegionCode};
 use credfed_protocol::ledger::{DepartmentRecord, Head, Rejection, Rules};
 use credfed_protocol::manifest::Manifest;
 use credfed_protocol::record::{ActionId, EntryId, SubjectKey};
@@ -193,8 +193,6 @@ pub struct EngineConfig {
     pub calendar: WorkingCalendar,
     /// Signs this region's envelopes.
     pub node_key: Keypair,
-    /// Keys persons' identity numbers.
-    pub person_key: PersonHashKey,
     /// The node clock.
     pub clock: Clock,
     /// Appends per fsync at most; 1 disables group commit.
@@ -228,7 +226,6 @@ pub struct Core {
     catalogue: Catalogue,
     calendar: WorkingCalendar,
     region: RegionCode,
-    person_key: PersonHashKey,
     clock: Clock,
     metrics: Arc<Metrics>,
     /// Taken at shutdown: the writer ends once the queue is closed and drained.
@@ -310,7 +307,6 @@ impl Core {
             catalogue: config.catalogue,
             calendar: config.calendar,
             region: config.region,
-            person_key: config.person_key,
             clock: config.clock,
             metrics,
             appends: Mutex::new(Some(append_tx)),
@@ -488,11 +484,6 @@ impl Core {
     /// Metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// The key persons' identity numbers are hashed under.
-    pub fn person_key(&self) -> &PersonHashKey {
-        &self.person_key
     }
 
     /// Every region's head held.

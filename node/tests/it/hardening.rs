@@ -514,7 +514,8 @@ fn refused_start(c: &Cluster) -> String {
 
 /// Settings and files are checked before anything listens, and an error names the
 /// setting, the file and what to do: an overflowing clock offset, a manifest issued
-/// seventy years ahead, a missing person secret, a missing API certificate.
+/// seventy years ahead, a missing person-key share or another member's, a missing API
+/// certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_time_manifest_and_files_are_refused_at_start_naming_the_culprit() {
     let c = Cluster::new(&[SH, GD]);
@@ -550,15 +551,21 @@ async fn bad_time_manifest_and_files_are_refused_at_start_naming_the_culprit() {
     );
     std::fs::write(&manifest_path, original).unwrap();
 
-    let secret = c.nodes[0].dir.join("person.secret");
-    let kept = std::fs::read(&secret).unwrap();
-    std::fs::remove_file(&secret).unwrap();
+    let share = c.nodes[0].dir.join("person-share.key");
+    let kept = std::fs::read(&share).unwrap();
+    std::fs::remove_file(&share).unwrap();
     let err = refused_start(&c);
     assert!(
-        err.contains(&format!("person_secret_file = {}", secret.display())),
+        err.contains(&format!("person_share_file = {}", share.display())) && err.contains("repair"),
         "{err}"
     );
-    std::fs::write(&secret, kept).unwrap();
+    std::fs::copy(c.nodes[1].dir.join("person-share.key"), &share).unwrap();
+    let err = refused_start(&c);
+    assert!(
+        err.contains("holds member 2's share") && err.contains("member 1"),
+        "{err}"
+    );
+    std::fs::write(&share, kept).unwrap();
 
     let cert = c.nodes[0].dir.join(&good.tls_cert);
     std::fs::rename(&cert, cert.with_extension("away")).unwrap();

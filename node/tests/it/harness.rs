@@ -118,8 +118,29 @@ impl Cluster {
     pub fn with_options(regions: &[u32], outsiders: &[u32], quic: bool) -> (Cluster, Vec<Node>) {
         let tmp = tempfile::tempdir().unwrap();
         let authority = key("authority");
-        let secret_file = tmp.path().join("person.secret");
-        std::fs::write(&secret_file, hex::encode([0x5a; 32])).unwrap();
+        // The members' person key, made by the key generation's rounds run here for
+        // every member (one machine holds every node's keys in a test anyway).
+        let member_regions: Vec<RegionCode> = regions
+            .iter()
+            .map(|&c| RegionCode::new(c, "r").unwrap())
+            .collect();
+        let mut sorted_regions = member_regions.clone();
+        sorted_regions.sort();
+        let (person_shares, person_key) = credfed_protocol::oprf::keygen::ceremony_in_one_process(
+            &sorted_regions,
+            credfed_protocol::oprf::keygen::majority(sorted_regions.len()),
+            credfed_protocol::manifest::DEFAULT_PERSON_EVALUATIONS_PER_DAY,
+            credfed_protocol::manifest::DEFAULT_PERSON_EVALUATION_BURST,
+            &mut credfed_client::keys::SystemRng,
+        )
+        .unwrap();
+        let share_of = |code: u32| -> Option<PathBuf> {
+            let region = RegionCode::new(code, "r").unwrap();
+            let i = sorted_regions.iter().position(|r| *r == region)?;
+            let path = tmp.path().join(format!("{code}.share"));
+            std::fs::write(&path, person_shares[i].to_file_text()).unwrap();
+            Some(path)
+        };
         let make = |code: u32| -> Node {
             let region = RegionCode::new(code, "r").unwrap();
             let dir = tmp.path().join(code.to_string());
@@ -138,12 +159,12 @@ impl Cluster {
                     "--output",
                     "json",
                 ])
-                .args([
-                    "--authority-key",
-                    &authority.public().to_hex(),
-                    "--person-secret",
-                    secret_file.to_str().unwrap(),
-                ])
+                .args(["--authority-key", &authority.public().to_hex()])
+                .args(
+                    share_of(code)
+                        .map(|p| vec!["--person-share".to_string(), p.display().to_string()])
+                        .unwrap_or_default(),
+                )
                 .output()
                 .unwrap();
             assert!(
@@ -199,10 +220,10 @@ impl Cluster {
                 authority.public(),
                 members,
             );
-            // Debug builds hash ~30x slower than release: keep a 512-person request
-            // within a client's deadline. The cost model is measured in release
-            // (docs/performance.md).
-            m.policy.person_hash_iterations = 1024;
+            // The person key is the members' (outsiders' manifests have none).
+            if ns.len() == regions.len() && ns.iter().all(|n| member_regions.contains(&n.region)) {
+                m.person_key = Some(person_key.clone());
+            }
             m
         };
         let manifest = manifest_for(&nodes.iter().collect::<Vec<_>>());

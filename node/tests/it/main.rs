@@ -9,5 +9,6 @@ mod hardening;
 mod harness;
 mod inbox;
 mod openapi;
+mod person_keys;
 mod proven;
 mod ranges;

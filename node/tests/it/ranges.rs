@@ -13,7 +13,7 @@ use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::crypto::Keypair;
 use credfed_protocol::envelope::NODE_UNIT;
-use credfed_protocol::ids::{DepartmentId, PersonHashKey, RegionCode, Role};
+use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::Timestamp;
@@ -97,7 +97,6 @@ fn start_node(dir: &std::path::Path) -> (Arc<Core>, credfed_node::engine::Engine
             catalogue: Catalogue::embedded().unwrap(),
             calendar: WorkingCalendar::embedded().unwrap(),
             node_key: key(11),
-            person_key: PersonHashKey::new(&[9; 32]).unwrap(),
             clock: Clock::new(0),
             group_commit_max: 256,
             signed_manifest: None,

@@ -8,7 +8,7 @@ pub mod resident_id;
 pub mod uscc;
 
 pub use department::{DepartmentId, Role};
-pub use person::{PersonHashKey, PersonRef};
+pub use person::PersonRef;
 pub use region::{PROVINCES, Province, RegionCode};
 
 /// The kinds of subject identifier a text may be.

@@ -169,6 +169,134 @@ pub fn policy_from_public_package(pkg: &PublicKeyPackage) -> Result<PersonKeyPol
     Ok(policy)
 }
 
+/// Runs the three rounds of the distributed key generation for `members` (member index
+/// = position + 1) with every party's secret state kept apart, passing only the packages
+/// each party would send; returns each member's share and the manifest's `person_key`.
+///
+/// All parties run in the calling process, so this is for drills and tests, where one
+/// machine holds every node's keys anyway: the caller learns every share (and could
+/// compute the key), which a federation's ceremony between separate members does not
+/// allow (docs/privacy.md, "Key lifecycle").
+pub fn ceremony_in_one_process<R: frost::rand_core::RngCore + frost::rand_core::CryptoRng>(
+    members: &[crate::ids::RegionCode],
+    threshold: u16,
+    evaluations_per_day: u32,
+    burst: u32,
+    rng: &mut R,
+) -> Result<(Vec<ShareKey>, crate::manifest::PersonKeyShares), OprfError> {
+    use frost::keys::dkg;
+    let n =
+        u16::try_from(members.len()).map_err(|_| OprfError::Combine("too many members".into()))?;
+    let fail = |e: frost::Error| OprfError::Combine(format!("key generation: {e}"));
+    let ids: Vec<Identifier> = (1..=n).map(member_identifier).collect::<Result<_, _>>()?;
+    if n == 0 {
+        return Err(OprfError::Combine("key generation: no members".into()));
+    }
+    if n == 1 {
+        // A federation of one has no one to share with: its key is its member's alone
+        // (frost's DKG needs two parties).
+        let mut wide = [0u8; 64];
+        rng.fill_bytes(&mut wide);
+        let share = ShareKey::from_bytes(1, Scalar::from_bytes_mod_order_wide(&wide).to_bytes())?;
+        let listed = vec![crate::manifest::PersonKeyShare {
+            region: members[0],
+            index: 1,
+            public_share: share.public(),
+        }];
+        return Ok((
+            vec![share],
+            crate::manifest::PersonKeyShares {
+                threshold: 1,
+                evaluations_per_day,
+                burst,
+                shares: listed,
+            },
+        ));
+    }
+    let mut round1_secret = BTreeMap::new();
+    let mut round1_public = BTreeMap::new();
+    for id in &ids {
+        let (secret, package) = dkg::part1(*id, n, threshold, &mut *rng).map_err(fail)?;
+        round1_secret.insert(*id, secret);
+        round1_public.insert(*id, package);
+    }
+    let others = |me: &Identifier| -> BTreeMap<Identifier, dkg::round1::Package> {
+        round1_public
+            .iter()
+            .filter(|(k, _)| *k != me)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    };
+    let mut round2_secret = BTreeMap::new();
+    let mut inbox: BTreeMap<Identifier, BTreeMap<Identifier, dkg::round2::Package>> =
+        BTreeMap::new();
+    for id in &ids {
+        let secret = round1_secret
+            .remove(id)
+            .ok_or_else(|| OprfError::Combine("key generation: lost a round-1 state".into()))?;
+        let (secret, outgoing) = dkg::part2(secret, &others(id)).map_err(fail)?;
+        round2_secret.insert(*id, secret);
+        for (to, package) in outgoing {
+            inbox.entry(to).or_default().insert(*id, package);
+        }
+    }
+    let mut shares = Vec::with_capacity(members.len());
+    let mut public: Option<PersonKeyPolicy> = None;
+    for id in &ids {
+        let empty = BTreeMap::new();
+        let (kp, pk) = dkg::part3(
+            &round2_secret[id],
+            &others(id),
+            inbox.get(id).unwrap_or(&empty),
+        )
+        .map_err(fail)?;
+        let policy = policy_from_public_package(&pk)?;
+        if public.as_ref().is_some_and(|p| *p != policy) {
+            return Err(OprfError::Combine(
+                "key generation: members computed different public shares".into(),
+            ));
+        }
+        public = Some(policy);
+        shares.push(share_from_key_package(&kp)?);
+    }
+    let public = public.ok_or_else(|| OprfError::Combine("key generation: no members".into()))?;
+    let listed = members
+        .iter()
+        .zip(1..=n)
+        .map(|(region, index)| {
+            public
+                .public_shares
+                .get(&index)
+                .map(|e| crate::manifest::PersonKeyShare {
+                    region: *region,
+                    index,
+                    public_share: *e,
+                })
+                .ok_or_else(|| {
+                    OprfError::Combine(format!("key generation: no share for member {index}"))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut listed = listed;
+    listed.sort_by_key(|s| s.region);
+    Ok((
+        shares,
+        crate::manifest::PersonKeyShares {
+            threshold,
+            evaluations_per_day,
+            burst,
+            shares: listed,
+        },
+    ))
+}
+
+/// The threshold a federation of `members` uses unless it decides otherwise: a
+/// majority, so that no minority of members can compute a person key and a majority
+/// connected can.
+pub fn majority(members: usize) -> u16 {
+    u16::try_from(members / 2 + 1).unwrap_or(u16::MAX)
+}
+
 /// For property checks only: the key t shares interpolate to (no party ever holds it).
 #[cfg(test)]
 pub(crate) fn interpolate_secret(shares: &[&ShareKey]) -> Scalar {
@@ -178,6 +306,45 @@ pub(crate) fn interpolate_secret(shares: &[&ShareKey]) -> Scalar {
         .map(|s| super::lagrange_at_zero(s.index, &members) * s.secret)
         .sum()
 }
+
+#[cfg(test)]
+/// A deterministic generator for tests (SHA-512 in counter mode).
+pub(crate) struct TestRng(pub(crate) u64, pub(crate) u8);
+
+#[cfg(test)]
+impl frost::rand_core::RngCore for TestRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        use sha2::Digest;
+        for chunk in dest.chunks_mut(64) {
+            self.0 += 1;
+            let block: [u8; 64] = sha2::Sha512::new()
+                .chain_update(self.0.to_le_bytes())
+                .chain_update([self.1])
+                .finalize()
+                .into();
+            chunk.copy_from_slice(&block[..chunk.len()]);
+        }
+    }
+    fn try_fill_bytes(
+        &mut self,
+        dest: &mut [u8],
+    ) -> Result<(), frost_ristretto255::rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+#[cfg(test)]
+impl frost::rand_core::CryptoRng for TestRng {}
 
 #[cfg(test)]
 mod tests;

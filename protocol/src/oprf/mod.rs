@@ -25,7 +25,8 @@
 
 pub mod keygen;
 
-use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::ristretto::CompressedRistretto;
+pub use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{Identity, VartimeMultiscalarMul};
 use serde::{Deserialize, Serialize};
@@ -172,6 +173,44 @@ impl ShareKey {
     /// `k_i · G`, the value the manifest lists for this member.
     pub fn public(&self) -> Element {
         Element(RistrettoPoint::mul_base(&self.secret).compress().to_bytes())
+    }
+}
+
+/// First line of a share file.
+const SHARE_FILE_HEADER: &str = "credfed person-key share v1";
+
+impl ShareKey {
+    /// The text of this member's share file (mode 0600 on disk): a header, the member
+    /// index and the secret scalar in hex.
+    pub fn to_file_text(&self) -> String {
+        format!(
+            "{SHARE_FILE_HEADER}\nmember {}\n{}\n",
+            self.index,
+            hex::encode(self.secret.to_bytes())
+        )
+    }
+
+    /// Parses a share file, naming what is wrong.
+    pub fn from_file_text(text: &str) -> Result<ShareKey, OprfError> {
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let bad = |rule: &str| OprfError::Batch(format!("share file: {rule}"));
+        if lines.next() != Some(SHARE_FILE_HEADER) {
+            return Err(bad(&format!("first line must be {SHARE_FILE_HEADER:?}")));
+        }
+        let index = lines
+            .next()
+            .and_then(|l| l.strip_prefix("member "))
+            .and_then(|n| n.parse::<u16>().ok())
+            .ok_or_else(|| bad("second line must be \"member N\""))?;
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(lines.next().unwrap_or(""), &mut secret)
+            .map_err(|_| bad("third line must be 64 hex digits"))?;
+        if lines.next().is_some() {
+            return Err(bad("three lines expected"));
+        }
+        let share = ShareKey::from_bytes(index, secret);
+        secret.zeroize();
+        share
     }
 }
 
@@ -485,6 +524,26 @@ pub fn combine(parts: &[(u16, RistrettoPoint)]) -> Result<RistrettoPoint, OprfEr
         &weights,
         parts.iter().map(|(_, p)| p),
     ))
+}
+
+/// The OPRF output under a key held whole: what the threshold evaluation gives for the
+/// same key, without blinding (nothing leaves the caller). For a one-member federation's
+/// own checks, the offline demo and tests; a member never holds the whole key.
+pub fn output_with_whole_key(key: &ShareKey, input: &[u8]) -> Result<[u8; 64], OprfError> {
+    let point = hash_to_group(input, OPRF_CONTEXT);
+    if point == RistrettoPoint::identity() {
+        return Err(OprfError::InvalidInput);
+    }
+    finalize(input, &Blind(Scalar::ONE), &(key.secret * point))
+}
+
+/// The person key of a normalised number under a key held whole (see
+/// [`output_with_whole_key`]); an input the group cannot hash (probability 2^-252) gives
+/// the all-zero key.
+pub fn person_key_with_whole_key(key: &ShareKey, normalised_number: &str) -> Hash256 {
+    output_with_whole_key(key, normalised_number.as_bytes())
+        .map(|o| person_key_from_output(&o))
+        .unwrap_or(Hash256([0; 32]))
 }
 
 /// The person key records carry: the first 32 bytes of the 64-byte OPRF output (256 bits

@@ -8,16 +8,13 @@ use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::crypto::Keypair;
 use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, seal, sign_body};
 use credfed_protocol::ids::person::person_ref;
-use credfed_protocol::ids::{DepartmentId, PersonHashKey, PersonRef, RegionCode, Role};
+use credfed_protocol::ids::{DepartmentId, PersonRef, RegionCode, Role};
 use credfed_protocol::ledger::{Admission, Ledger, Rejection, Rules};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
 use credfed_protocol::time::{Date, Timestamp};
 
 pub const FED: &str = "cn-credit-test";
-
-/// Person hashes in tests: the real cost (16 384 iterations) would only slow them.
-pub const TEST_HASH_ITERATIONS: u32 = 16;
 
 /// A real identity number: GB 11643-1999's own worked example (born 1880).
 pub const LEGAL_REP_ID: &str = "440524188001010014";
@@ -59,7 +56,8 @@ pub struct World {
     pub depts: BTreeMap<DepartmentId, Keypair>,
     pub ledger: Ledger,
     pub now: Timestamp,
-    pub person_key: PersonHashKey,
+    /// A person key held whole (tests only; members hold shares of theirs).
+    pub person_key: credfed_protocol::oprf::ShareKey,
 }
 
 /// Units every test region gets, with their roles.
@@ -105,11 +103,8 @@ impl World {
             depts: BTreeMap::new(),
             ledger: Ledger::new(),
             now: at,
-            person_key: PersonHashKey::new(&[7; 32])
-                .unwrap()
-                .with_iterations(TEST_HASH_ITERATIONS),
+            person_key: credfed_protocol::oprf::ShareKey::from_bytes(1, [7; 32]).unwrap(),
         };
-        w.manifest.policy.person_hash_iterations = TEST_HASH_ITERATIONS;
         for &c in codes {
             for (unit, roles) in UNITS {
                 w.register(&format!("{c}:{unit}"), roles);
@@ -204,7 +199,14 @@ impl World {
     }
 
     pub fn person(&self, number: &str, name: &str) -> PersonRef {
-        person_ref(&self.person_key, number, name, "person").unwrap()
+        let key = &self.person_key;
+        person_ref(
+            |n| credfed_protocol::oprf::person_key_with_whole_key(key, n),
+            number,
+            name,
+            "person",
+        )
+        .unwrap()
     }
 
     /// Every region's log, in order.

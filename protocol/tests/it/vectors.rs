@@ -3,19 +3,18 @@
 //! If one of these fails, the wire format or a signing rule changed. That is a
 //! protocol change: bump PROTOCOL_VERSION, update docs/protocol.md, then the constants.
 
+use credfed_protocol::crypto::Hash256;
 use credfed_protocol::crypto::{Domain, Keypair, sha256, tag};
 use credfed_protocol::envelope::{
     AppendPosition, GENESIS_PREV_HASH, envelope_hash, seal, sign_body,
 };
-use credfed_protocol::ids::PersonHashKey;
-use credfed_protocol::ids::person::person_ref;
+use credfed_protocol::ids::PersonRef;
 use credfed_protocol::record::*;
 use credfed_protocol::time::Timestamp;
 
 use crate::fixture::*;
 
 fn vector_body() -> Body {
-    let pk = PersonHashKey::new(&[0x42; 32]).unwrap();
     let mut e = black_entry(
         org(ACME),
         "沪执〔2026〕12号",
@@ -25,7 +24,16 @@ fn vector_body() -> Body {
     e.findings = vec![Finding::AbleButRefuses];
     e.related_persons = vec![RelatedPerson {
         role: RelatedRole::LegalRepresentative,
-        person: person_ref(&pk, "11010519491231002X", "张三", "p").unwrap(),
+        // A fixed person key (the value an earlier keying gave; the encoding pinned here
+        // does not depend on how the key was computed).
+        person: PersonRef {
+            id_hash: Hash256::from_hex(
+                "2b4b3f32b5eec5abbdb42b7a2042f56f588d1d14fee85e8d25db6a432ac58711",
+            )
+            .unwrap(),
+            masked: "11****************".into(),
+            name: "张三".into(),
+        },
     }];
     Body::ListEntryPublished(e)
 }

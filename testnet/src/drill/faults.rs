@@ -265,6 +265,7 @@ impl Drill {
                     &credfed_client::PartitionRequest {
                         blocked: blocked.into_iter().collect(),
                         loss_percent,
+                        lie_person_keys: false,
                     },
                 )
                 .await?;

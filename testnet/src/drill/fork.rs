@@ -120,6 +120,10 @@ impl Drill {
     /// address and TLS certificates) holding node `i`'s key, manifest and a copy of its
     /// store, taken while node `i` is stopped; node `i` is restarted.
     fn make_twin(&mut self, i: usize) -> Result<Twin> {
+        // The twin is the same member: it holds the region's person-key share too.
+        fn original_share(dir: &std::path::Path) -> std::path::PathBuf {
+            dir.join("person-share.key")
+        }
         let n = self.fed.nodes.len();
         let region = self.fed.nodes[i].region;
         let dir = self.fed.dir.join(format!("{region}-twin"));
@@ -138,7 +142,7 @@ impl Drill {
             &dir,
             (ip, p2p, api),
             &self.fed.authority.public().to_hex(),
-            &self.fed.dir.join("person.secret"),
+            Some(&original_share(&self.fed.nodes[i].dir)),
         )
         .context("making the twin's data directory")?;
         let original = self.fed.nodes[i].dir.clone();

@@ -352,6 +352,83 @@ impl Drill {
         Ok(format!("{state} at {n} nodes"))
     }
 
+    /// At every listed live node, waits for `/v1/status` to say person keys are
+    /// (un)available, then checks a person and expects 200 or 503
+    /// `person_checks_unavailable` (docs/privacy.md, "Availability").
+    pub(super) async fn assert_person_keys(
+        &mut self,
+        at: &Regions,
+        available: bool,
+        timeout: Duration,
+    ) -> Result<String> {
+        let mut seen = Vec::new();
+        for i in self.regions(at, None)? {
+            if !self.fed.live(i) {
+                continue;
+            }
+            let region = self.fed.nodes[i].region;
+            let deadline = Instant::now() + timeout;
+            let mut poll = tokio::time::interval(Duration::from_millis(200));
+            let status = loop {
+                poll.tick().await;
+                let status = self.fed.get(i, "/v1/status").await.unwrap_or_default();
+                let keys = status["person_keys"].clone();
+                if keys["available"] == json!(available) {
+                    break keys;
+                }
+                if Instant::now() >= deadline {
+                    bail!(
+                        "{region}: person keys still {} after {timeout:?} (status: {keys})",
+                        if available {
+                            "unavailable"
+                        } else {
+                            "available"
+                        }
+                    );
+                }
+            };
+            // A number no scenario names: the answer is "clear" when keys are available.
+            let request = credfed_client::CheckRequest {
+                proofs: false,
+                manifest: false,
+                uscc: None,
+                person: Some("110101194912310016".into()),
+                domain: "travel".into(),
+            };
+            let r = self.fed.nodes[i]
+                .client
+                .post("/v1/check", &request)
+                .await
+                .with_context(|| format!("person check at {region}"))?;
+            let code = r
+                .json()
+                .ok()
+                .and_then(|v| v["code"].as_str().map(str::to_owned));
+            match (available, r.status, code.as_deref()) {
+                (true, 200, _) | (false, 503, Some("person_checks_unavailable")) => {}
+                _ => bail!(
+                    "{region}: a person check answered {} {}, expected {}",
+                    r.status,
+                    r.body,
+                    if available {
+                        "200"
+                    } else {
+                        "503 person_checks_unavailable"
+                    }
+                ),
+            }
+            seen.push(format!(
+                "{region} {}/{} reachable",
+                status["reachable"], status["threshold"]
+            ));
+        }
+        Ok(format!(
+            "person checks {} at {}",
+            if available { "answered" } else { "unavailable" },
+            seen.join(", ")
+        ))
+    }
+
     /// Every listed live node's check of the commitment's subject in licensing shows it in
     /// `state` (`none`: not shown), within 20 s (a node may still be receiving it).
     pub(super) async fn assert_commitment(

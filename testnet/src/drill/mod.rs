@@ -128,6 +128,7 @@ pub(super) struct NodeMetrics {
     federation_count: u64,
     pub(super) cosign_refusals: BTreeMap<String, u64>,
     map_versions_pruned: u64,
+    person_keys: BTreeMap<String, u64>,
 }
 
 impl NodeMetrics {
@@ -492,6 +493,14 @@ impl Drill {
                 self.assert_check(at, &request, mandatory, recommended)
                     .await
             }
+            Step::AssertPersonKeys {
+                at,
+                available,
+                timeout_ms,
+            } => {
+                self.assert_person_keys(at, *available, Duration::from_millis(*timeout_ms))
+                    .await
+            }
             Step::AssertEntry { at, entry, state } => self.assert_entry(at, entry, state).await,
             Step::AssertAction {
                 at,
@@ -590,6 +599,24 @@ impl Drill {
                 *m.append_buckets.entry(le).or_default() += v;
             } else if l.starts_with("credfed_witness_from_append_seconds_count ") {
                 m.append_count += v;
+            } else if let Some(what) = [
+                ("credfed_person_keys_asked_total", "asked"),
+                ("credfed_person_key_evaluations_total", "evaluations"),
+                ("credfed_person_key_refused_total", "refused"),
+                (
+                    "credfed_person_key_member_failures_total",
+                    "member_failures",
+                ),
+                ("credfed_person_keys_unavailable_total", "unavailable"),
+            ]
+            .iter()
+            .find(|(name, _)| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+            })
+            .map(|(_, what)| *what)
+            {
+                *m.person_keys.entry(what.to_owned()).or_default() += v;
             } else if let Some(reason) = l
                 .strip_prefix("credfed_cosign_refusals_total{reason=\"")
                 .and_then(|r| r.split('"').next())
@@ -608,6 +635,7 @@ impl Drill {
         let mut witness = NodeMetrics::default();
         let mut cosign_refusals: BTreeMap<String, u64> = BTreeMap::new();
         let mut map_versions_pruned = 0;
+        let mut person_keys: BTreeMap<String, u64> = BTreeMap::new();
         for i in 0..self.fed.nodes.len() {
             if !self.fed.live(i) {
                 continue;
@@ -622,6 +650,9 @@ impl Drill {
             map_versions_pruned += m.map_versions_pruned;
             for (k, v) in &m.cosign_refusals {
                 *cosign_refusals.entry(k.clone()).or_default() += v;
+            }
+            for (k, v) in &m.person_keys {
+                *person_keys.entry(k.clone()).or_default() += v;
             }
             // Witnessing after the drill's set-up: the genesis rounds of 31 nodes
             // starting at once say nothing about a running federation. A node restarted
@@ -704,6 +735,7 @@ impl Drill {
             ),
             proven_answers: self.proven.clone(),
             cosign_refusals,
+            person_keys,
             map_versions_pruned,
             messages,
             bytes,

@@ -1167,6 +1167,37 @@ pub fn status(mode: Output, node: &NodeArgs) -> Res {
         if let Some(w) = v["calendar_warning"].as_str() {
             out.push_str(&format!("\nWARNING: {w}"));
         }
+        let pk = &v["person_keys"];
+        if pk["configured"] == serde_json::json!(true) {
+            out.push_str(&format!(
+                "\nperson keys: {} ({} of {} members holding shares reachable, {} needed)",
+                if pk["available"] == serde_json::json!(true) {
+                    "available"
+                } else {
+                    "UNAVAILABLE: person checks and publications naming persons are refused"
+                },
+                pk["reachable"],
+                pk["members_with_shares"],
+                pk["threshold"]
+            ));
+            for (what, map) in [
+                (
+                    "members that failed to answer this node",
+                    &pk["member_failures"],
+                ),
+                (
+                    "asking members this node refused over their budget",
+                    &pk["over_budget"],
+                ),
+            ] {
+                if let Some(m) = map.as_object().filter(|m| !m.is_empty()) {
+                    let list: Vec<String> = m.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+                    out.push_str(&format!("\nperson keys, {what}: {}", list.join(", ")));
+                }
+            }
+        } else {
+            out.push_str("\nperson keys: not set up (the manifest has no person_key; person checks are refused)");
+        }
         out
     });
     Ok(())

@@ -5,48 +5,13 @@ use std::collections::BTreeMap;
 
 use frost_ristretto255::keys::dkg::{self, round1, round2};
 use frost_ristretto255::keys::{refresh, repairable};
-use frost_ristretto255::rand_core::{CryptoRng, RngCore};
-use sha2::{Digest, Sha512};
 
 use super::super::{
     RistrettoPoint, blind, combine, evaluate_share, finalize, verify_share_evaluation,
 };
 use super::*;
 
-/// A deterministic generator for tests (SHA-512 in counter mode).
-struct TestRng(u64, u8);
-
-impl RngCore for TestRng {
-    fn next_u32(&mut self) -> u32 {
-        let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
-    }
-    fn next_u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(64) {
-            self.0 += 1;
-            let block: [u8; 64] = Sha512::new()
-                .chain_update(self.0.to_le_bytes())
-                .chain_update([self.1])
-                .finalize()
-                .into();
-            chunk.copy_from_slice(&block[..chunk.len()]);
-        }
-    }
-    fn try_fill_bytes(
-        &mut self,
-        dest: &mut [u8],
-    ) -> Result<(), frost_ristretto255::rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-impl CryptoRng for TestRng {}
+use crate::oprf::keygen::TestRng;
 
 type Round1 = BTreeMap<Identifier, round1::Package>;
 

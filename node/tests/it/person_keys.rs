@@ -1,0 +1,251 @@
+//! Person keys across real nodes (docs/privacy.md): the members' threshold evaluation, a
+//! member that lies, a member enumerating beyond its budget, a region cut off from the
+//! majority.
+
+use std::time::Duration;
+
+use credfed_protocol::ids::resident_id::check_character;
+use serde_json::json;
+
+use crate::harness::*;
+
+const SH: u32 = 310000;
+const GD: u32 = 440000;
+const GS: u32 = 620000;
+
+/// A valid identity number of a person born 1949-12-31 in Beijing's Dongcheng district,
+/// with sequence `seq`.
+fn number(seq: u16) -> String {
+    let first17 = format!("11010119491231{seq:03}");
+    let check = check_character(first17.as_bytes()).unwrap();
+    format!("{first17}{check}")
+}
+
+async fn person_refs(c: &Cluster, i: usize, numbers: &[String]) -> credfed_client::ApiResponse {
+    let persons: Vec<_> = numbers
+        .iter()
+        .map(|n| json!({"number": n, "name": "张三"}))
+        .collect();
+    c.nodes[i]
+        .client
+        .post("/v1/persons/refs", &json!({ "persons": persons }))
+        .await
+        .unwrap()
+}
+
+/// A cluster whose nodes accept drill faults (partitions, a lying member).
+fn drill_cluster(regions: &[u32]) -> Cluster {
+    let c = Cluster::new(regions);
+    for i in 0..regions.len() {
+        let mut cfg = c.config(i);
+        cfg.drill_faults = true;
+        c.save_config(i, &cfg);
+    }
+    c
+}
+
+async fn wait_person_keys_available(c: &Cluster, i: usize, available: bool) {
+    let ok = wait_until(Duration::from_secs(30), || async {
+        c.status(i)
+            .await
+            .is_some_and(|s| s["person_keys"]["available"] == json!(available))
+    })
+    .await;
+    assert!(
+        ok,
+        "node {i}: person keys never became available = {available}; status {:?}; log:\n{}",
+        c.status(i).await,
+        c.log(i)
+    );
+}
+
+/// The same number keyed at every node gives one key (members' shares combine to one
+/// function, whichever members answer), different numbers give different keys, and no
+/// answer or audit line carries a clear number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_keys_a_number_alike_and_no_clear_number_is_kept() {
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    c.start_all().await;
+    let numbers: Vec<String> = (1..=5).map(number).collect();
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        wait_person_keys_available(&c, i, true).await;
+        let r = person_refs(&c, i, &numbers).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let refs: credfed_client::PersonRefsAnswer = serde_json::from_str(&r.body).unwrap();
+        keys.push(refs.refs.iter().map(|p| p.id_hash).collect::<Vec<_>>());
+    }
+    assert_eq!(keys[0], keys[1]);
+    assert_eq!(keys[0], keys[2]);
+    let mut distinct = keys[0].clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 5);
+    for i in 0..3 {
+        c.stop(i);
+        for file in ["audit.log", "node.log"] {
+            let text = std::fs::read_to_string(c.nodes[i].dir.join(file)).unwrap_or_default();
+            for n in &numbers {
+                assert!(!text.contains(n.as_str()), "node {i} {file} holds {n}");
+            }
+        }
+    }
+    // The answering members' audit logs name the asking member and the count, nothing
+    // more: one line per remote answer, at least one per asking node.
+    let lines: Vec<String> = (0..3)
+        .flat_map(|i| {
+            std::fs::read_to_string(c.nodes[i].dir.join("audit.log"))
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("p2p /credfed/person-key/1"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(lines.len() >= 3, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(":node") && l.contains("5 blinded elements")),
+        "{lines:?}"
+    );
+}
+
+/// A member that answers with evaluations under a wrong share is caught by its proof,
+/// named in the asking node's status, and another member is asked: every check succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_member_is_caught_by_its_proof_and_another_member_is_asked() {
+    let mut c = drill_cluster(&[SH, GD, GS]);
+    c.start_all().await;
+    wait_person_keys_available(&c, 0, true).await;
+    let honest = person_refs(&c, 0, &[number(7)]).await;
+    assert_eq!(honest.status, 200, "{}", honest.body);
+    let r = c.nodes[1]
+        .client
+        .post(
+            "/v1/admin/partition",
+            &json!({"blocked": [], "lie_person_keys": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Several distinct numbers (the cache would answer a repeated one), so that the
+    // rotation asks Guangdong first at least once.
+    for seq in 10..16 {
+        let r = person_refs(&c, 0, &[number(seq)]).await;
+        assert_eq!(r.status, 200, "number {seq}: {}", r.body);
+    }
+    let status = c.status(0).await.unwrap();
+    let failures = &status["person_keys"]["member_failures"];
+    assert!(
+        failures["440000:bad_proof"].as_u64().unwrap_or(0) >= 1,
+        "{status}"
+    );
+    assert!(
+        c.metric(0, "credfed_person_key_member_failures_total")
+            .await
+            >= 1
+    );
+    // Keys made while Guangdong lied are the same as honest ones.
+    c.nodes[1]
+        .client
+        .post("/v1/admin/partition", &json!({"blocked": []}))
+        .await
+        .unwrap();
+    let again = person_refs(&c, 2, &[number(7)]).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&again.body).unwrap()["refs"][0]["id_hash"],
+        serde_json::from_str::<serde_json::Value>(&honest.body).unwrap()["refs"][0]["id_hash"]
+    );
+}
+
+/// A member asking for more evaluations than the manifest's budget is refused by every
+/// member it asks, the refusals are counted and shown at the refusing members, and its
+/// departments get 503 `person_checks_unavailable` naming the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enumerating_member_is_refused_over_its_budget() {
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    let mut m = c.manifest.clone();
+    let pk = m.person_key.as_mut().unwrap();
+    pk.burst = 3;
+    pk.evaluations_per_day = 3;
+    m.version += 1;
+    let signed = serde_json::to_string(&m.sign(&key("authority")).unwrap()).unwrap();
+    for n in &c.nodes {
+        std::fs::write(n.dir.join("manifest.json"), &signed).unwrap();
+    }
+    c.start_all().await;
+    wait_person_keys_available(&c, 0, true).await;
+    let mut refused = None;
+    // Each key costs Shanghai one evaluation at Guangdong or Gansu: 3 + 3, then none.
+    for seq in 100..110 {
+        let r = person_refs(&c, 0, &[number(seq)]).await;
+        if r.status != 200 {
+            refused = Some((seq, r));
+            break;
+        }
+    }
+    let (seq, r) = refused.expect("the budget never ran out");
+    assert!(seq <= 106, "refused only at the {}th number", seq - 99);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.error().code, "person_checks_unavailable", "{}", r.body);
+    assert!(r.body.contains("budget of 3 a day"), "{}", r.body);
+    for i in [1, 2] {
+        let status = c.status(i).await.unwrap();
+        assert!(
+            status["person_keys"]["over_budget"]["310000"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1,
+            "node {i}: {status}"
+        );
+        let audit = std::fs::read_to_string(c.nodes[i].dir.join("audit.log")).unwrap();
+        assert!(audit.contains("over_budget"), "node {i}");
+    }
+}
+
+/// A region cut off from the majority answers person checks "unavailable" (and still
+/// answers organisation checks); after the heal it answers person checks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_cut_off_from_the_majority_says_person_checks_are_unavailable() {
+    let mut c = drill_cluster(&[SH, GD, GS]);
+    c.start_all().await;
+    wait_person_keys_available(&c, 0, true).await;
+    let cut = c.nodes[0]
+        .client
+        .post(
+            "/v1/admin/partition",
+            &json!({"blocked": [GD.to_string(), GS.to_string()]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cut.status, 200, "{}", cut.body);
+    wait_person_keys_available(&c, 0, false).await;
+    let r = person_refs(&c, 0, &[number(20)]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.error().code, "person_checks_unavailable", "{}", r.body);
+    assert!(r.body.contains("of the 2 members needed"), "{}", r.body);
+    let check = c.nodes[0]
+        .client
+        .post(
+            "/v1/check",
+            &json!({"person": number(20), "domain": "travel"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(check.status, 503, "{}", check.body);
+    let org = c.nodes[0]
+        .client
+        .get("/v1/check?uscc=91350100M000100Y43&domain=procurement")
+        .await
+        .unwrap();
+    assert_eq!(org.status, 200, "organisation checks go on: {}", org.body);
+    c.nodes[0]
+        .client
+        .post("/v1/admin/partition", &json!({"blocked": []}))
+        .await
+        .unwrap();
+    wait_person_keys_available(&c, 0, true).await;
+    let r = person_refs(&c, 0, &[number(20)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
