@@ -1213,7 +1213,7 @@ impl Network {
                 };
                 let done = self.person_key_done_tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let answer = crate::person_keys::answer_with(&share, &request.blinded);
+                    let answer = crate::person_keys::answer_with(&share, &request);
                     // Room for every permit: this never waits.
                     let _ = done.blocking_send((channel, answer));
                     drop(permit);

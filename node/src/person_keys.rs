@@ -175,9 +175,6 @@ pub struct PersonKeyer {
     next_start: AtomicU64,
 }
 
-/// One member's verified answer: its index and `k_i · B_j` for every element.
-type Part = (u16, Vec<RistrettoPoint>);
-
 fn random64() -> Result<[u8; 64], PersonKeyError> {
     let mut r = [0u8; 64];
     getrandom::fill(&mut r).map_err(|e| PersonKeyError::Internal(e.to_string()))?;
@@ -420,91 +417,123 @@ impl PersonKeyer {
             blinds.push(b);
             blinded.push(e);
         }
-        let blinded = Arc::new(blinded);
-        let mut parts: Vec<Part> = Vec::with_capacity(t);
+        // Decoded once, for this node's own evaluation and every member's verification.
+        let points = blinded
+            .iter()
+            .map(|e| oprf::decode_element(e, "blinded_element"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PersonKeyError::Internal(e.to_string()))?;
+        let (blinded, points) = (Arc::new(blinded), Arc::new(points));
+        let mut failed: Vec<RegionCode> = Vec::new();
         let mut failures = Vec::new();
-        let mut queue = candidates.into_iter();
-        let mut running = FuturesUnordered::new();
+        let mut answered = 0;
+        // Each round asks one set of t members, each scaling its share by its Lagrange
+        // coefficient in the set, so that the answers only need adding up. A member
+        // that fails is left out and the next round asks a new set (the others' answers
+        // were scaled for the old one).
         loop {
-            while parts.len() + running.len() < t {
-                let Some(region) = queue.next() else { break };
-                running.push(self.ask(shares, region, blinded.clone()));
+            let members: Vec<RegionCode> = candidates
+                .iter()
+                .filter(|r| !failed.contains(r))
+                .take(t)
+                .copied()
+                .collect();
+            if members.len() < t {
+                return Err(PersonKeyError::Unavailable {
+                    needed,
+                    reachable,
+                    answered,
+                    failures,
+                });
             }
-            let Some((region, answer)) = running.next().await else {
-                break;
-            };
-            match answer {
-                Ok(part) => {
-                    parts.push(part);
-                    if parts.len() == t {
-                        break;
+            let set: Arc<Vec<u16>> = Arc::new(
+                members
+                    .iter()
+                    .filter_map(|r| shares.of_region(*r).map(|s| s.index))
+                    .collect(),
+            );
+            let answers: Vec<_> = members
+                .iter()
+                .map(|r| self.ask(shares, *r, set.clone(), blinded.clone(), points.clone()))
+                .collect::<FuturesUnordered<_>>()
+                .collect()
+                .await;
+            let mut parts = Vec::with_capacity(t);
+            for (region, answer) in answers {
+                match answer {
+                    Ok(part) => parts.push(part),
+                    Err((reason, detail)) => {
+                        bump(&self.stats.member_failures, (region.to_string(), reason), 1);
+                        tracing::warn!(member = %region, reason, detail, "a member did not give a person-key evaluation; asking another set");
+                        failures.push(format!("{region}: {detail}"));
+                        failed.push(region);
                     }
                 }
-                Err((reason, detail)) => {
-                    bump(&self.stats.member_failures, (region.to_string(), reason), 1);
-                    tracing::warn!(member = %region, reason, detail, "a member did not give a person-key evaluation; asking the next");
-                    failures.push(format!("{region}: {detail}"));
-                }
+            }
+            answered = parts.len();
+            if parts.len() == t {
+                return tokio::task::spawn_blocking(move || finish(&numbers, &blinds, &parts))
+                    .await
+                    .map_err(|e| PersonKeyError::Internal(e.to_string()))?;
             }
         }
-        if parts.len() < t {
-            return Err(PersonKeyError::Unavailable {
-                needed,
-                reachable,
-                answered: parts.len(),
-                failures,
-            });
-        }
-        tokio::task::spawn_blocking(move || finish(&numbers, &blinds, &parts))
-            .await
-            .map_err(|e| PersonKeyError::Internal(e.to_string()))?
     }
 
-    /// Asks one member (this one locally) and verifies its answer.
+    /// Asks one member of the set (this one locally) and verifies its answer.
     async fn ask(
         &self,
         shares: &PersonKeyShares,
         region: RegionCode,
+        set: Arc<Vec<u16>>,
         blinded: Arc<Vec<Element>>,
-    ) -> (RegionCode, Result<Part, (&'static str, String)>) {
+        points: Arc<Vec<RistrettoPoint>>,
+    ) -> (
+        RegionCode,
+        Result<Vec<RistrettoPoint>, (&'static str, String)>,
+    ) {
         let Some(entry) = shares.of_region(region).cloned() else {
             return (region, Err(("refused", "holds no share".into())));
         };
-        let response = if region == self.region {
+        if region == self.region {
             let Some(own) = self.own.clone() else {
                 return (region, Err(("refused", "this node holds no share".into())));
             };
-            let blinded = blinded.clone();
-            match tokio::task::spawn_blocking(move || answer_with(&own, &blinded)).await {
-                Ok(r) => r,
-                Err(e) => return (region, Err(("refused", e.to_string()))),
-            }
-        } else {
-            let Some(peer) = self.peers.get(&region).copied() else {
-                return (region, Err(("unreachable", "no peer id".into())));
+            // This node's own answer needs no proof to itself.
+            let local = tokio::task::spawn_blocking(move || {
+                oprf::scaled_share(&own, &set).map(|s| s.evaluate_unproven(&points))
+            })
+            .await;
+            return match local {
+                Ok(Ok(p)) => (region, Ok(p)),
+                Ok(Err(e)) => (region, Err(("refused", e.to_string()))),
+                Err(e) => (region, Err(("refused", e.to_string()))),
             };
-            let (tx, rx) = oneshot::channel();
-            let call = Command::PersonKey {
-                peer,
-                request: EvaluationRequest {
-                    blinded: blinded.to_vec(),
-                },
-                reply: tx,
-            };
-            if self.commands.send(call).await.is_err() {
-                return (region, Err(("unreachable", "network stopped".into())));
+        }
+        let Some(peer) = self.peers.get(&region).copied() else {
+            return (region, Err(("unreachable", "no peer id".into())));
+        };
+        let (tx, rx) = oneshot::channel();
+        let call = Command::PersonKey {
+            peer,
+            request: EvaluationRequest {
+                members: set.to_vec(),
+                blinded: blinded.to_vec(),
+            },
+            reply: tx,
+        };
+        if self.commands.send(call).await.is_err() {
+            return (region, Err(("unreachable", "network stopped".into())));
+        }
+        let response = match tokio::time::timeout(MEMBER_TIMEOUT, rx).await {
+            Err(_) => {
+                return (
+                    region,
+                    Err(("timeout", format!("no answer within {MEMBER_TIMEOUT:?}"))),
+                );
             }
-            match tokio::time::timeout(MEMBER_TIMEOUT, rx).await {
-                Err(_) => {
-                    return (
-                        region,
-                        Err(("timeout", format!("no answer within {MEMBER_TIMEOUT:?}"))),
-                    );
-                }
-                Ok(Err(_)) => return (region, Err(("unreachable", "request dropped".into()))),
-                Ok(Ok(Err(e))) => return (region, Err(("unreachable", e))),
-                Ok(Ok(Ok(r))) => r,
-            }
+            Ok(Err(_)) => return (region, Err(("unreachable", "request dropped".into()))),
+            Ok(Ok(Err(e))) => return (region, Err(("unreachable", e))),
+            Ok(Ok(Ok(r))) => r,
         };
         let (member, evaluated, proof) = match response {
             EvaluationResponse::Evaluated {
@@ -540,58 +569,62 @@ impl PersonKeyer {
             );
         }
         let verified = tokio::task::spawn_blocking(move || {
-            oprf::verify_share_evaluation(
+            let public = oprf::scaled_public(entry.index, &entry.public_share, &set)?;
+            oprf::verify_share_evaluation_decoded(
                 entry.index,
-                &entry.public_share,
+                &public,
                 &blinded,
+                &points,
                 &evaluated,
                 &proof,
             )
         })
         .await;
         match verified {
-            Ok(Ok(points)) => (region, Ok((entry.index, points))),
+            Ok(Ok(points)) => (region, Ok(points)),
             Ok(Err(e)) => (region, Err(("bad_proof", e.to_string()))),
             Err(e) => (region, Err(("bad_proof", e.to_string()))),
         }
     }
 }
 
-/// Combines t verified answers per element and finalizes.
+/// Adds up t verified scaled answers per element and finalizes.
 fn finish(
     numbers: &[String],
     blinds: &[Blind],
-    parts: &[Part],
+    parts: &[Vec<RistrettoPoint>],
 ) -> Result<Vec<Hash256>, PersonKeyError> {
     numbers
         .iter()
         .enumerate()
         .map(|(j, n)| {
-            let shares: Vec<(u16, RistrettoPoint)> =
-                parts.iter().map(|(i, pts)| (*i, pts[j])).collect();
-            let combined =
-                oprf::combine(&shares).map_err(|e| PersonKeyError::Internal(e.to_string()))?;
-            let output = oprf::finalize(n.as_bytes(), &blinds[j], &combined)
+            let element: Vec<RistrettoPoint> = parts.iter().map(|pts| pts[j]).collect();
+            let output = oprf::finalize(n.as_bytes(), &blinds[j], &oprf::sum(&element))
                 .map_err(|e| PersonKeyError::Internal(e.to_string()))?;
             Ok(oprf::person_key_from_output(&output))
         })
         .collect()
 }
 
-/// This member's answer to a batch with its share (blocking: a scalar multiplication per
-/// element).
-pub fn answer_with(share: &ShareKey, blinded: &[Element]) -> EvaluationResponse {
+/// This member's answer to a request with its share scaled for the request's set
+/// (blocking: a scalar multiplication per element).
+pub fn answer_with(share: &ShareKey, request: &EvaluationRequest) -> EvaluationResponse {
+    let invalid = |e: String| EvaluationResponse::Refused(EvaluationRefusal::Invalid(e));
     let randomness = match random64() {
         Ok(r) => r,
-        Err(e) => return EvaluationResponse::Refused(EvaluationRefusal::Invalid(e.to_string())),
+        Err(e) => return invalid(e.to_string()),
     };
-    match oprf::evaluate_share(share, blinded, &randomness) {
+    let scaled = match oprf::scaled_share(share, &request.members) {
+        Ok(s) => s,
+        Err(e) => return invalid(e.to_string()),
+    };
+    match oprf::evaluate_share(&scaled, &request.blinded, &randomness) {
         Ok((evaluated, proof)) => EvaluationResponse::Evaluated {
             member: share.index(),
             evaluated,
             proof,
         },
-        Err(e) => EvaluationResponse::Refused(EvaluationRefusal::Invalid(e.to_string())),
+        Err(e) => invalid(e.to_string()),
     }
 }
 

@@ -268,6 +268,27 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
             100.0 * r.records_duplicate as f64 / r.records_applied as f64
         );
     }
+    if !r.person_keys.is_empty() {
+        let parts: Vec<String> = r
+            .person_keys
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!(
+            "  person keys (all nodes): {} (docs/privacy.md)",
+            parts.join(", ")
+        );
+    }
+    let p = &r.person_key_ms;
+    if p.n > 0 {
+        println!(
+            "  one person key at a time: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} keys; goal p99 ≤ 20 ms)",
+            p.p50, p.p90, p.p99, p.max, p.n
+        );
+    }
+    if let Some(rate) = r.person_key_batch_per_s {
+        println!("  person keys in batches of 512: {rate:.0} persons/s (goal ≥ 1000)");
+    }
     if r.map_versions_pruned > 0 {
         println!(
             "  map versions pruned (superseded over a minute ago, no longer served): {}",

@@ -97,6 +97,12 @@ pub struct Report {
     /// covers it (bursts with `measure_proven`).
     #[serde(default)]
     pub proven_visible_ms: Percentiles,
+    /// One person key asked at a time, request to answer (`person_key_load`), ms.
+    #[serde(default)]
+    pub person_key_ms: Percentiles,
+    /// Persons keyed per second by batched requests of 512 (`person_key_load`).
+    #[serde(default)]
+    pub person_key_batch_per_s: Option<f64>,
     /// How long after the links healed every honest node flagged a quiet fork
     /// (`fork_across_partition`).
     #[serde(default)]

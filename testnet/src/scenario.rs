@@ -351,6 +351,20 @@ pub enum Step {
         #[serde(default = "person_keys_timeout")]
         timeout_ms: u64,
     },
+    /// Person keys under load at `region`: `singles` numbers keyed one request at a
+    /// time (latency percentiles in the report), then `batched` numbers in requests of
+    /// 512 as a bulk import sends them (persons per second in the report). Numbers are
+    /// made up and valid; none is published.
+    PersonKeyLoad {
+        /// Asking region.
+        region: String,
+        /// Numbers keyed one at a time.
+        #[serde(default)]
+        singles: u32,
+        /// Numbers keyed in batches.
+        #[serde(default)]
+        batched: u32,
+    },
     /// Ask nodes for an entry's state.
     AssertEntry {
         /// Where to ask.
@@ -528,6 +542,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../scenarios/perf-propagation.toml"),
     ),
     ("perf-proven", include_str!("../scenarios/perf-proven.toml")),
+    (
+        "perf-person-keys",
+        include_str!("../scenarios/perf-person-keys.toml"),
+    ),
     (
         "perf-heal-10k",
         include_str!("../scenarios/perf-heal-10k.toml"),

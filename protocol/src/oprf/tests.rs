@@ -293,3 +293,39 @@ fn the_blind_does_not_change_the_key() {
     assert_eq!(key(b"11010519491231002X", 1), key(b"11010519491231002X", 2));
     assert_ne!(key(b"11010519491231002X", 1), key(b"110105194912310029", 1));
 }
+
+/// Shares scaled by their Lagrange coefficients in the asked set answer with proofs
+/// against the scaled public shares, and their answers sum to what the unscaled answers
+/// combine to — the RFC's output; a set that leaves the member out is refused.
+#[test]
+fn scaled_shares_sum_to_the_combined_key() {
+    let (sk, _) = derive_key_pair(&h32(SEED), KEY_INFO, false).unwrap();
+    let k = scalar(&hex::encode(sk));
+    let shares = shares_of(k, 3, 5, 77);
+    let set = [5u16, 2, 4];
+    let (b, blinded) = blind(&[0], &[9; 64]).unwrap();
+    let mut points = Vec::new();
+    for &i in &set {
+        let share = &shares[usize::from(i) - 1];
+        let scaled = scaled_share(share, &set).unwrap();
+        let (ev, proof) = evaluate_share(&scaled, &[blinded], &[i as u8; 64]).unwrap();
+        let public = scaled_public(i, &share.public(), &set).unwrap();
+        points.push(verify_share_evaluation(i, &public, &[blinded], &ev, &proof).unwrap()[0]);
+        // The unscaled public share does not verify a scaled answer.
+        assert!(verify_share_evaluation(i, &share.public(), &[blinded], &ev, &proof).is_err());
+    }
+    let expected = "527759c3d9366f277d8c6020418d96bb393ba2afb20ff90df23fb7708264e2f3ab9135e3bd69955851de4b1f9fe8a0973396719b7912ba9ee8aa7d0b5e24bcf6";
+    assert_eq!(
+        hex::encode(finalize(&[0], &b, &sum(&points)).unwrap()),
+        expected
+    );
+    let own = scaled_share(&shares[1], &set).unwrap();
+    let decoded = decode_element(&blinded, "b").unwrap();
+    assert_eq!(own.evaluate_unproven(&[decoded])[0], points[1]);
+    assert!(
+        scaled_share(&shares[0], &set).is_err(),
+        "member 1 is not in the set"
+    );
+    assert!(scaled_share(&shares[1], &[2, 2, 4]).is_err());
+    assert!(scaled_public(2, &shares[1].public(), &[]).is_err());
+}

@@ -450,7 +450,7 @@ proptest! {
         let share = ShareKey::from_bytes(3, [9; 32]).unwrap();
         let blinded: Vec<_> = (0..count).map(|i| oprf::blind(&[i], &[i + 1; 64]).unwrap().1).collect();
         let (evaluated, proof) = oprf::evaluate_share(&share, &blinded, &[4; 64]).unwrap();
-        let request = codec::encode(&EvaluationRequest { blinded: blinded.clone() }).unwrap();
+        let request = codec::encode(&EvaluationRequest { members: vec![3, 1], blinded: blinded.clone() }).unwrap();
         let response = codec::encode(&EvaluationResponse::Evaluated { member: 3, evaluated, proof }).unwrap();
         prop_assert_eq!(oprf::decode_request(&request).unwrap().blinded, blinded.clone());
         let mut flipped = response.clone();

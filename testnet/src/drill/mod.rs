@@ -57,6 +57,12 @@ pub struct Drill {
     /// From a record's acknowledgement to the first proven answer at another node that
     /// covers it, ms.
     proven_visible_ms: Vec<f64>,
+    /// One person key asked at a time (`person_key_load`): request to answer, ms.
+    person_key_ms: Vec<f64>,
+    /// Persons keyed per second by batched requests (`person_key_load`).
+    person_key_batch_per_s: Option<f64>,
+    /// Made-up numbers used so far (each load step uses new ones, past the cache).
+    person_keys_made: u32,
     convergence: Vec<Convergence>,
     steps: Vec<StepReport>,
     invariants: BTreeMap<String, (bool, Vec<String>)>,
@@ -184,6 +190,9 @@ impl Drill {
             acked: Vec::new(),
             propagation_ms: Vec::new(),
             proven_visible_ms: Vec::new(),
+            person_key_ms: Vec::new(),
+            person_key_batch_per_s: None,
+            person_keys_made: 0,
             convergence: Vec::new(),
             steps: Vec::new(),
             invariants: INVARIANTS
@@ -493,6 +502,11 @@ impl Drill {
                 self.assert_check(at, &request, mandatory, recommended)
                     .await
             }
+            Step::PersonKeyLoad {
+                region,
+                singles,
+                batched,
+            } => self.person_key_load(region, *singles, *batched).await,
             Step::AssertPersonKeys {
                 at,
                 available,
@@ -717,6 +731,8 @@ impl Drill {
                 .collect(),
             propagation_ms: Percentiles::of(&self.propagation_ms),
             propagation_samples_ms: self.propagation_ms.clone(),
+            person_key_ms: Percentiles::of(&self.person_key_ms),
+            person_key_batch_per_s: self.person_key_batch_per_s,
             proven_visible_ms: Percentiles::of(&self.proven_visible_ms),
             fork_flagged_ms: self.fork_flagged_ms,
             convergence_ms: self.convergence.clone(),

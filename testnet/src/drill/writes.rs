@@ -535,4 +535,81 @@ impl Drill {
             .push((latest - env.timestamp.0).max(0) as f64);
         Ok(())
     }
+
+    /// `person_key_load`: keys made-up numbers at `region`, one per request and then in
+    /// batches of 512, recording the latency and the rate.
+    pub(super) async fn person_key_load(
+        &mut self,
+        region: &str,
+        singles: u32,
+        batched: u32,
+    ) -> Result<String> {
+        let i = self.fed.index(region)?;
+        // Distinct valid numbers per run: Dongcheng district, birth days from 1950 on,
+        // sequence numbers; a fresh offset per step keeps the cache out of the figures.
+        let base = self.person_keys_made;
+        self.person_keys_made += singles + batched;
+        let number = |k: u32| -> String {
+            let k = base + k;
+            let (y, m, d) = credfed_protocol::time::Date::parse("1950-01-01")
+                .map(|d| d.add_days(i32::try_from(k / 1000).unwrap_or(0)))
+                .unwrap_or_else(|_| today())
+                .ymd();
+            let first17 = format!("110101{y:04}{m:02}{d:02}{:03}", k % 1000);
+            let check = credfed_protocol::ids::resident_id::check_character(first17.as_bytes())
+                .unwrap_or('0');
+            format!("{first17}{check}")
+        };
+        let ask = |numbers: Vec<String>| credfed_client::PersonRefsRequest {
+            persons: numbers
+                .into_iter()
+                .map(|number| credfed_client::PersonToHash {
+                    number,
+                    name: "测试".into(),
+                })
+                .collect(),
+        };
+        for k in 0..singles {
+            let started = Instant::now();
+            let _: credfed_client::PersonRefsAnswer = self.fed.nodes[i]
+                .writer
+                .post_json("/v1/persons/refs", &ask(vec![number(k)]))
+                .await
+                .with_context(|| format!("keying one person at {region}"))?;
+            self.person_key_ms
+                .push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let mut rate = None;
+        if batched > 0 {
+            let started = Instant::now();
+            let mut k = singles;
+            while k < singles + batched {
+                let end = (k + 512).min(singles + batched);
+                let answer: credfed_client::PersonRefsAnswer = self.fed.nodes[i]
+                    .writer
+                    .post_json("/v1/persons/refs", &ask((k..end).map(number).collect()))
+                    .await
+                    .with_context(|| format!("keying persons {k}..{end} at {region}"))?;
+                if answer.refs.len() != (end - k) as usize {
+                    bail!(
+                        "{region}: {} refs for {} persons",
+                        answer.refs.len(),
+                        end - k
+                    );
+                }
+                k = end;
+            }
+            let per_s = f64::from(batched) / started.elapsed().as_secs_f64();
+            self.person_key_batch_per_s = Some(per_s);
+            rate = Some(per_s);
+        }
+        let p = Percentiles::of(&self.person_key_ms);
+        Ok(format!(
+            "{singles} single keys p50 {:.1} ms p99 {:.1} ms; {batched} batched{}",
+            p.p50,
+            p.p99,
+            rate.map(|r| format!(" at {r:.0} persons/s"))
+                .unwrap_or_default()
+        ))
+    }
 }
