@@ -80,14 +80,10 @@ pub struct SystemRng;
 
 impl credfed_protocol::oprf::keygen::frost::rand_core::RngCore for SystemRng {
     fn next_u32(&mut self) -> u32 {
-        let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
+        credfed_protocol::oprf::keygen::frost::rand_core::impls::next_u32_via_fill(self)
     }
     fn next_u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
+        credfed_protocol::oprf::keygen::frost::rand_core::impls::next_u64_via_fill(self)
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         // The trait cannot fail here; an operating system without entropy cannot run a

@@ -108,6 +108,9 @@ fn refused(r: &ApiResponse) -> Failure {
         (422, _) => {
             " (the rule cited says what may apply: `credfed measures list` shows the catalogue, docs/measures.md explains it)"
         }
+        (503, "person_checks_unavailable") => {
+            " (too few members holding person-key shares are connected to this node: `credfed status` shows how many; organisation commands still work; retry when members are back)"
+        }
         (503, _) => " (the node cannot write right now; retry shortly)",
         _ => "",
     };

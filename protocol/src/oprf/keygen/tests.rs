@@ -15,45 +15,70 @@ use crate::oprf::keygen::TestRng;
 
 type Round1 = BTreeMap<Identifier, round1::Package>;
 
-/// Runs the three DKG rounds for members 1..=n as separate parties would (each party
-/// keeps its own secret packages; only packages cross between them).
-fn run_dkg(n: u16, t: u16, seed: u8) -> (Vec<KeyPackage>, Vec<PublicKeyPackage>) {
-    let mut rng = TestRng(0, seed);
-    let ids: Vec<Identifier> = (1..=n).map(|i| member_identifier(i).unwrap()).collect();
-    let mut secrets1 = BTreeMap::new();
-    let mut round1_all = Round1::new();
-    for id in &ids {
-        let (secret, package) = dkg::part1(*id, n, t, &mut rng).unwrap();
-        secrets1.insert(*id, secret);
-        round1_all.insert(*id, package);
-    }
-    let mut secrets2 = BTreeMap::new();
-    let mut inbox2: BTreeMap<Identifier, BTreeMap<Identifier, round2::Package>> = BTreeMap::new();
-    for id in &ids {
-        let others: Round1 = round1_all
-            .iter()
-            .filter(|(k, _)| *k != id)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        let (secret, out) = dkg::part2(secrets1.remove(id).unwrap(), &others).unwrap();
-        secrets2.insert(*id, secret);
-        for (to, package) in out {
-            inbox2.entry(to).or_default().insert(*id, package);
+/// The state after the first two rounds of a key generation (or refresh) among members
+/// 1..=n, run as separate parties would: each keeps its own secret; only packages cross.
+struct TwoRounds {
+    ids: Vec<Identifier>,
+    round1: Round1,
+    secrets: BTreeMap<Identifier, round2::SecretPackage>,
+    inbox: BTreeMap<Identifier, BTreeMap<Identifier, round2::Package>>,
+}
+
+impl TwoRounds {
+    /// With `refresh`, the rounds deal zero (frost's dealerless refresh).
+    fn run(n: u16, t: u16, seed: u8, refresh: bool) -> TwoRounds {
+        let mut rng = TestRng(0, seed);
+        let ids: Vec<Identifier> = (1..=n).map(|i| member_identifier(i).unwrap()).collect();
+        let mut secrets1 = BTreeMap::new();
+        let mut round1 = Round1::new();
+        for id in &ids {
+            let (secret, package) = if refresh {
+                refresh::refresh_dkg_part1(*id, n, t, &mut rng).unwrap()
+            } else {
+                dkg::part1(*id, n, t, &mut rng).unwrap()
+            };
+            secrets1.insert(*id, secret);
+            round1.insert(*id, package);
         }
+        let mut rounds = TwoRounds {
+            ids: ids.clone(),
+            round1,
+            secrets: BTreeMap::new(),
+            inbox: BTreeMap::new(),
+        };
+        for id in &ids {
+            let secret = secrets1.remove(id).unwrap();
+            let others = rounds.others(id);
+            let (secret, out) = if refresh {
+                refresh::refresh_dkg_part2(secret, &others).unwrap()
+            } else {
+                dkg::part2(secret, &others).unwrap()
+            };
+            rounds.secrets.insert(*id, secret);
+            for (to, package) in out {
+                rounds.inbox.entry(to).or_default().insert(*id, package);
+            }
+        }
+        rounds
     }
-    let mut kps = Vec::new();
-    let mut pubs = Vec::new();
-    for id in &ids {
-        let others: Round1 = round1_all
+
+    /// The round-1 packages member `me` received (everyone's but its own).
+    fn others(&self, me: &Identifier) -> Round1 {
+        self.round1
             .iter()
-            .filter(|(k, _)| *k != id)
+            .filter(|(k, _)| *k != me)
             .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        let (kp, pk) = dkg::part3(&secrets2[id], &others, &inbox2[id]).unwrap();
-        kps.push(kp);
-        pubs.push(pk);
+            .collect()
     }
-    (kps, pubs)
+}
+
+/// Runs the three DKG rounds for members 1..=n.
+fn run_dkg(n: u16, t: u16, seed: u8) -> (Vec<KeyPackage>, Vec<PublicKeyPackage>) {
+    let r = TwoRounds::run(n, t, seed, false);
+    r.ids
+        .iter()
+        .map(|id| dkg::part3(&r.secrets[id], &r.others(id), &r.inbox[id]).unwrap())
+        .unzip()
 }
 
 fn oprf_with(shares: &[&ShareKey], policy: &PersonKeyPolicy, input: &[u8]) -> [u8; 64] {
@@ -121,39 +146,12 @@ fn dkg_any_t_shares_give_one_key_and_t_minus_1_do_not() {
 /// by that member's round 3; a policy mixing shares of two key generations is refused.
 #[test]
 fn dkg_a_cheating_dealer_is_named_and_mixed_shares_are_refused() {
-    let (n, t) = (4u16, 3u16);
-    let mut rng = TestRng(0, 2);
-    let ids: Vec<Identifier> = (1..=n).map(|i| member_identifier(i).unwrap()).collect();
-    let mut secrets1 = BTreeMap::new();
-    let mut round1_all = Round1::new();
-    for id in &ids {
-        let (s, p) = dkg::part1(*id, n, t, &mut rng).unwrap();
-        secrets1.insert(*id, s);
-        round1_all.insert(*id, p);
-    }
-    let mut secrets2 = BTreeMap::new();
-    let mut inbox2: BTreeMap<Identifier, BTreeMap<Identifier, round2::Package>> = BTreeMap::new();
-    for id in &ids {
-        let others: Round1 = round1_all
-            .iter()
-            .filter(|(k, _)| *k != id)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        let (s, out) = dkg::part2(secrets1.remove(id).unwrap(), &others).unwrap();
-        secrets2.insert(*id, s);
-        for (to, p) in out {
-            inbox2.entry(to).or_default().insert(*id, p);
-        }
-    }
+    let mut r = TwoRounds::run(4, 3, 2, false);
+    let ids = r.ids.clone();
     // Member 2 sends member 1 the share it meant for member 3.
-    let cheat = inbox2[&ids[2]][&ids[1]].clone();
-    inbox2.get_mut(&ids[0]).unwrap().insert(ids[1], cheat);
-    let others: Round1 = round1_all
-        .iter()
-        .filter(|(k, _)| **k != ids[0])
-        .map(|(k, v)| (*k, v.clone()))
-        .collect();
-    let err = dkg::part3(&secrets2[&ids[0]], &others, &inbox2[&ids[0]]).unwrap_err();
+    let cheat = r.inbox[&ids[2]][&ids[1]].clone();
+    r.inbox.get_mut(&ids[0]).unwrap().insert(ids[1], cheat);
+    let err = dkg::part3(&r.secrets[&ids[0]], &r.others(&ids[0]), &r.inbox[&ids[0]]).unwrap_err();
     let culprits: Vec<u16> = err
         .culprits()
         .iter()
@@ -192,41 +190,14 @@ fn refresh_changes_every_share_but_not_the_key() {
         .collect();
     let before = oprf_with(&old.iter().take(3).collect::<Vec<_>>(), &old_policy, b"x");
 
-    let mut rng = TestRng(0, 6);
-    let ids: Vec<Identifier> = (1..=n).map(|i| member_identifier(i).unwrap()).collect();
-    let mut s1 = BTreeMap::new();
-    let mut r1 = Round1::new();
-    for id in &ids {
-        let (s, p) = refresh::refresh_dkg_part1(*id, n, t, &mut rng).unwrap();
-        s1.insert(*id, s);
-        r1.insert(*id, p);
-    }
-    let mut s2 = BTreeMap::new();
-    let mut inbox: BTreeMap<Identifier, BTreeMap<Identifier, round2::Package>> = BTreeMap::new();
-    for id in &ids {
-        let others: Round1 = r1
-            .iter()
-            .filter(|(k, _)| *k != id)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        let (s, out) = refresh::refresh_dkg_part2(s1.remove(id).unwrap(), &others).unwrap();
-        s2.insert(*id, s);
-        for (to, p) in out {
-            inbox.entry(to).or_default().insert(*id, p);
-        }
-    }
+    let r = TwoRounds::run(n, t, 6, true);
     let mut new_kps = Vec::new();
     let mut new_pubs = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let others: Round1 = r1
-            .iter()
-            .filter(|(k, _)| *k != id)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
+    for (i, id) in r.ids.iter().enumerate() {
         let (kp, pk) = refresh::refresh_dkg_shares(
-            &s2[id],
-            &others,
-            &inbox[id],
+            &r.secrets[id],
+            &r.others(id),
+            &r.inbox[id],
             pubs[i].clone(),
             kps[i].clone(),
         )
