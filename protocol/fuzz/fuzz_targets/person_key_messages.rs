@@ -1,5 +1,5 @@
-//! Person-key evaluation messages: decoding never panics, and whatever decodes is
-//! evaluated or verified without panicking.
+//! Person-key evaluation and key-ceremony messages: decoding never panics, and whatever
+//! decodes is evaluated, verified or taken in by a ceremony without panicking.
 #![no_main]
 use credfed_protocol::oprf::{self, ShareKey};
 use libfuzzer_sys::fuzz_target;
@@ -17,4 +17,42 @@ fuzz_target!(|data: &[u8]| {
         let share = ShareKey::from_bytes(1, [7; 32]).expect("a canonical scalar");
         let _ = oprf::verify_share_evaluation(member, &share.public(), &evaluated, &evaluated, &proof);
     }
+    if let Ok(message) = oprf::ceremony::decode_message(data) {
+        let plan = oprf::ceremony::CeremonyPlan {
+            label: "fuzz".into(),
+            threshold: 2,
+            members: vec![
+                credfed_protocol::ids::RegionCode::new(110000, "r").expect("a province"),
+                credfed_protocol::ids::RegionCode::new(310000, "r").expect("a province"),
+            ],
+        };
+        let mut rng = Fixed;
+        if let Ok((mut c, _)) = oprf::ceremony::Ceremony::start(plan.clone(), plan.members[0], &mut rng) {
+            let _ = c.receive(message);
+            let _ = c.round2();
+            let _ = c.finish(1, 1);
+        }
+    }
 });
+
+/// Not random: the fuzzer explores messages, not keys.
+struct Fixed;
+impl oprf::keygen::frost::rand_core::RngCore for Fixed {
+    fn next_u32(&mut self) -> u32 {
+        7
+    }
+    fn next_u64(&mut self) -> u64 {
+        7
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(7);
+    }
+    fn try_fill_bytes(
+        &mut self,
+        dest: &mut [u8],
+    ) -> Result<(), oprf::keygen::frost::rand_core::Error> {
+        dest.fill(7);
+        Ok(())
+    }
+}
+impl oprf::keygen::frost::rand_core::CryptoRng for Fixed {}

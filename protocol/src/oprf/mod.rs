@@ -23,6 +23,7 @@
 //! and each proof, reduced modulo the group order as RFC 9497 appendix "Random Number
 //! Generation Using Extra Random Bits" allows.
 
+pub mod ceremony;
 pub mod keygen;
 
 use curve25519_dalek::ristretto::CompressedRistretto;

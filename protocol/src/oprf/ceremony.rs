@@ -1,0 +1,551 @@
+//! The person key's generation between separate members: one state machine per member,
+//! driven by the messages it receives (docs/privacy.md, "Key lifecycle").
+//!
+//! Each member starts the same plan (the ceremony's id, its members and the threshold),
+//! sends its round-1 package to every other member, and once it holds everyone's,
+//! sends each other member that member's round-2 package together with the digest of
+//! the round-1 packages it holds. A member whose digest differs from the receiver's saw
+//! different round-1 packages — some dealer showed members different commitments — and
+//! is named; nobody finishes on a split view. Round-2 packages are secret: the caller
+//! sends each only to the member it is for, over an authenticated, encrypted channel
+//! (the members' libp2p connections). When a member holds every round-2 package, it
+//! derives its share and the public shares every member must agree on.
+//!
+//! Pure: randomness comes from the caller; messages in and out are values.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::keygen::frost::keys::dkg::{self, round1, round2};
+use super::keygen::{frost, member_identifier, policy_from_public_package, share_from_key_package};
+use super::{OprfError, ShareKey};
+use crate::crypto::{Hash256, sha256};
+use crate::ids::RegionCode;
+use crate::manifest::{PersonKeyShare, PersonKeyShares};
+
+/// Largest ceremony message: a round-1 package carries t commitments of 32 bytes and a
+/// proof (about 16 KiB at the 512-member limit); round-2 packages are one scalar.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// What members send each other during a ceremony.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CeremonyMessage {
+    /// A dealer's commitments and proof of knowledge, to every other member.
+    Round1 {
+        /// The ceremony.
+        ceremony: Hash256,
+        /// The sending member's index.
+        from: u16,
+        /// frost's round-1 package, serialized.
+        package: Vec<u8>,
+    },
+    /// A dealer's secret value for one member, with the digest of the round-1 packages
+    /// the dealer holds.
+    Round2 {
+        /// The ceremony.
+        ceremony: Hash256,
+        /// The sending member's index.
+        from: u16,
+        /// SHA-256 over every member's round-1 package, in index order.
+        round1_digest: Hash256,
+        /// frost's round-2 package for the receiving member, serialized.
+        package: Vec<u8>,
+    },
+}
+
+/// Decodes a ceremony message, whole buffer, within its limit.
+pub fn decode_message(bytes: &[u8]) -> Result<CeremonyMessage, crate::codec::DecodeError> {
+    crate::codec::decode(bytes, MAX_MESSAGE_BYTES, "person key ceremony message")
+}
+
+/// What every member starts with: the same for all, or their messages are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CeremonyPlan {
+    /// A name the members agree on out of band (e.g. `2027-01 person key`).
+    pub label: String,
+    /// Members that must answer for one person key.
+    pub threshold: u16,
+    /// The members taking part, sorted by region; member index = position + 1.
+    pub members: Vec<RegionCode>,
+}
+
+impl CeremonyPlan {
+    /// The ceremony's id: the plan's hash, so that members that started different
+    /// plans refuse each other's messages.
+    pub fn id(&self) -> Hash256 {
+        let members: Vec<u8> = self
+            .members
+            .iter()
+            .flat_map(|r| r.code().to_be_bytes())
+            .collect();
+        sha256(&[
+            b"credfed person key ceremony v1\0",
+            self.label.as_bytes(),
+            b"\0",
+            &self.threshold.to_be_bytes(),
+            &members,
+        ])
+    }
+
+    /// A member's index in this plan.
+    pub fn index_of(&self, region: RegionCode) -> Option<u16> {
+        self.members
+            .iter()
+            .position(|r| *r == region)
+            .and_then(|i| u16::try_from(i + 1).ok())
+    }
+
+    fn n(&self) -> u16 {
+        u16::try_from(self.members.len()).unwrap_or(u16::MAX)
+    }
+}
+
+/// Why a ceremony step failed, naming the member at fault where there is one.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CeremonyError {
+    /// The plan itself is unusable.
+    #[error("plan: {0}")]
+    Plan(String),
+    /// A message of another ceremony (another plan).
+    #[error(
+        "a message of another ceremony (plan {found}, ours {ours}): the members started different plans"
+    )]
+    OtherCeremony {
+        /// The message's ceremony.
+        found: Hash256,
+        /// Ours.
+        ours: Hash256,
+    },
+    /// A member sent something that is not what its round requires.
+    #[error("member {member}: {why}")]
+    Member {
+        /// The member at fault.
+        member: u16,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+fn member_error(member: u16, why: impl Into<String>) -> CeremonyError {
+    CeremonyError::Member {
+        member,
+        why: why.into(),
+    }
+}
+
+/// One member's ceremony.
+pub struct Ceremony {
+    plan: CeremonyPlan,
+    id: Hash256,
+    me: u16,
+    round1_secret: Option<round1::SecretPackage>,
+    round1: BTreeMap<u16, (Vec<u8>, round1::Package)>,
+    round2_secret: Option<round2::SecretPackage>,
+    digest: Option<Hash256>,
+    /// Round-2 packages received, with the sender's digest (checked once ours is known).
+    round2: BTreeMap<u16, (Hash256, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Ceremony {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Ceremony(member {} of {}, round-1 {}, round-2 {})",
+            self.me,
+            self.plan.members.len(),
+            self.round1.len(),
+            self.round2.len()
+        )
+    }
+}
+
+impl Ceremony {
+    /// Starts this member's part: returns the state and the round-1 message for every
+    /// other member.
+    pub fn start<R: frost::rand_core::RngCore + frost::rand_core::CryptoRng>(
+        plan: CeremonyPlan,
+        me: RegionCode,
+        rng: &mut R,
+    ) -> Result<(Ceremony, CeremonyMessage), CeremonyError> {
+        if !plan.members.windows(2).all(|w| w[0] < w[1]) {
+            return Err(CeremonyError::Plan(
+                "members must be sorted by region with no region twice".into(),
+            ));
+        }
+        let n = plan.n();
+        if n < 2 || plan.threshold < 2 || plan.threshold > n {
+            return Err(CeremonyError::Plan(format!(
+                "threshold {} with {n} members: 2 ≤ threshold ≤ members",
+                plan.threshold
+            )));
+        }
+        let me = plan
+            .index_of(me)
+            .ok_or_else(|| CeremonyError::Plan(format!("{me} is not among the plan's members")))?;
+        let id = plan.id();
+        let oprf = |e: OprfError| CeremonyError::Plan(e.to_string());
+        let (secret, package) =
+            dkg::part1(member_identifier(me).map_err(oprf)?, n, plan.threshold, rng)
+                .map_err(|e| CeremonyError::Plan(e.to_string()))?;
+        let bytes = package
+            .serialize()
+            .map_err(|e| CeremonyError::Plan(e.to_string()))?;
+        let mut round1 = BTreeMap::new();
+        round1.insert(me, (bytes.clone(), package));
+        Ok((
+            Ceremony {
+                plan,
+                id,
+                me,
+                round1_secret: Some(secret),
+                round1,
+                round2_secret: None,
+                digest: None,
+                round2: BTreeMap::new(),
+            },
+            CeremonyMessage::Round1 {
+                ceremony: id,
+                from: me,
+                package: bytes,
+            },
+        ))
+    }
+
+    /// This member's index.
+    pub fn me(&self) -> u16 {
+        self.me
+    }
+
+    /// The ceremony's id.
+    pub fn id(&self) -> Hash256 {
+        self.id
+    }
+
+    /// Round-1 and round-2 packages held (own round-1 included).
+    pub fn progress(&self) -> (usize, usize) {
+        (self.round1.len(), self.round2.len())
+    }
+
+    /// Takes in a message from another member. A repeated message is accepted if it is
+    /// the same; a different one from the same member is an equivocation, named.
+    pub fn receive(&mut self, message: CeremonyMessage) -> Result<(), CeremonyError> {
+        let (ceremony, from) = match &message {
+            CeremonyMessage::Round1 { ceremony, from, .. }
+            | CeremonyMessage::Round2 { ceremony, from, .. } => (*ceremony, *from),
+        };
+        if ceremony != self.id {
+            return Err(CeremonyError::OtherCeremony {
+                found: ceremony,
+                ours: self.id,
+            });
+        }
+        if from == self.me || from == 0 || from > self.plan.n() {
+            return Err(member_error(from, "not another member of this ceremony"));
+        }
+        match message {
+            CeremonyMessage::Round1 { package, .. } => {
+                if let Some((held, _)) = self.round1.get(&from) {
+                    return if *held == package {
+                        Ok(())
+                    } else {
+                        Err(member_error(from, "sent two different round-1 packages"))
+                    };
+                }
+                let parsed = round1::Package::deserialize(&package)
+                    .map_err(|e| member_error(from, format!("round-1 package: {e}")))?;
+                self.round1.insert(from, (package, parsed));
+                Ok(())
+            }
+            CeremonyMessage::Round2 {
+                round1_digest,
+                package,
+                ..
+            } => {
+                if let Some(held) = self.round2.get(&from) {
+                    return if *held == (round1_digest, package) {
+                        Ok(())
+                    } else {
+                        Err(member_error(from, "sent two different round-2 packages"))
+                    };
+                }
+                if let Some(ours) = self.digest
+                    && ours != round1_digest
+                {
+                    return Err(member_error(
+                        from,
+                        "holds different round-1 packages than this member: a dealer showed members different commitments; start a new ceremony",
+                    ));
+                }
+                self.round2.insert(from, (round1_digest, package));
+                Ok(())
+            }
+        }
+    }
+
+    fn others_round1(&self) -> BTreeMap<frost::Identifier, round1::Package> {
+        self.round1
+            .iter()
+            .filter(|(i, _)| **i != self.me)
+            .filter_map(|(i, (_, p))| member_identifier(*i).ok().map(|id| (id, p.clone())))
+            .collect()
+    }
+
+    /// Once every round-1 package is in: the round-2 message for each other member
+    /// (each to be sent to that member only). `None` while some are missing; called again
+    /// after it gave the messages, gives `None`.
+    pub fn round2(&mut self) -> Result<Option<Vec<(u16, CeremonyMessage)>>, CeremonyError> {
+        if self.round1.len() < self.plan.members.len() {
+            return Ok(None);
+        }
+        let Some(secret) = self.round1_secret.take() else {
+            return Ok(None);
+        };
+        let digest = {
+            let parts: Vec<&[u8]> = self.round1.values().map(|(b, _)| b.as_slice()).collect();
+            sha256(&parts)
+        };
+        let (secret, outgoing) = dkg::part2(secret, &self.others_round1()).map_err(|e| {
+            let culprits: Vec<String> = e
+                .culprits()
+                .iter()
+                .filter_map(|c| super::keygen::member_index(c).ok())
+                .map(|i| i.to_string())
+                .collect();
+            CeremonyError::Plan(format!(
+                "round 2: {e} (members named: {})",
+                culprits.join(", ")
+            ))
+        })?;
+        // A round-2 package received before this member's digest was known is checked now.
+        if let Some((from, _)) = self.round2.iter().find(|(_, (d, _))| *d != digest) {
+            return Err(member_error(
+                *from,
+                "holds different round-1 packages than this member: a dealer showed members different commitments; start a new ceremony",
+            ));
+        }
+        self.digest = Some(digest);
+        self.round2_secret = Some(secret);
+        let mut messages = Vec::with_capacity(outgoing.len());
+        for (to, package) in outgoing {
+            let to =
+                super::keygen::member_index(&to).map_err(|e| CeremonyError::Plan(e.to_string()))?;
+            messages.push((
+                to,
+                CeremonyMessage::Round2 {
+                    ceremony: self.id,
+                    from: self.me,
+                    round1_digest: digest,
+                    package: package
+                        .serialize()
+                        .map_err(|e| CeremonyError::Plan(e.to_string()))?,
+                },
+            ));
+        }
+        Ok(Some(messages))
+    }
+
+    /// Once every round-2 package is in: this member's share and the manifest's
+    /// `person_key` (with the given budget). `None` while some are missing.
+    pub fn finish(
+        &self,
+        evaluations_per_day: u32,
+        burst: u32,
+    ) -> Result<Option<(ShareKey, PersonKeyShares)>, CeremonyError> {
+        let Some(secret) = &self.round2_secret else {
+            return Ok(None);
+        };
+        if self.round2.len() + 1 < self.plan.members.len() {
+            return Ok(None);
+        }
+        let mut packages = BTreeMap::new();
+        for (from, (_, bytes)) in &self.round2 {
+            let package = round2::Package::deserialize(bytes)
+                .map_err(|e| member_error(*from, format!("round-2 package: {e}")))?;
+            let id = member_identifier(*from).map_err(|e| CeremonyError::Plan(e.to_string()))?;
+            packages.insert(id, package);
+        }
+        let (key_package, public) =
+            dkg::part3(secret, &self.others_round1(), &packages).map_err(|e| {
+                match e
+                    .culprits()
+                    .first()
+                    .and_then(|c| super::keygen::member_index(c).ok())
+                {
+                    Some(member) => member_error(
+                        member,
+                        format!("its round-2 value does not match its commitments: {e}"),
+                    ),
+                    None => CeremonyError::Plan(format!("round 3: {e}")),
+                }
+            })?;
+        let oprf = |e: OprfError| CeremonyError::Plan(e.to_string());
+        let share = share_from_key_package(&key_package).map_err(oprf)?;
+        let policy = policy_from_public_package(&public).map_err(oprf)?;
+        let shares = self
+            .plan
+            .members
+            .iter()
+            .zip(1u16..)
+            .map(|(region, index)| {
+                policy
+                    .public_shares
+                    .get(&index)
+                    .map(|e| PersonKeyShare {
+                        region: *region,
+                        index,
+                        public_share: *e,
+                    })
+                    .ok_or_else(|| {
+                        CeremonyError::Plan(format!("no public share for member {index}"))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((
+            share,
+            PersonKeyShares {
+                threshold: policy.threshold,
+                evaluations_per_day,
+                burst,
+                shares,
+            },
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oprf::keygen::TestRng;
+
+    fn plan(n: u32, t: u16) -> CeremonyPlan {
+        CeremonyPlan {
+            label: "test".into(),
+            threshold: t,
+            members: (0..n)
+                .map(|i| RegionCode::new(110000 + 10000 * i, "r").unwrap())
+                .collect(),
+        }
+    }
+
+    /// Every member, receiving messages in any order (round-2 before its own round 1 is
+    /// complete included), ends with a share of one key and the same public shares.
+    #[test]
+    fn members_exchanging_messages_in_any_order_agree_on_one_key() {
+        let p = plan(4, 3);
+        let mut rng = TestRng(0, 11);
+        let mut members = Vec::new();
+        let mut mail: Vec<(u16, CeremonyMessage)> = Vec::new();
+        for r in &p.members {
+            let (c, m) = Ceremony::start(p.clone(), *r, &mut rng).unwrap();
+            for to in 1..=4u16 {
+                if to != c.me() {
+                    mail.push((to, m.clone()));
+                }
+            }
+            members.push(c);
+        }
+        // Deliver in a scrambled order, letting members move to round 2 as soon as
+        // they can.
+        let mut step = 0usize;
+        while !mail.is_empty() {
+            step += 7;
+            let (to, m) = mail.remove(step % mail.len());
+            let c = &mut members[usize::from(to) - 1];
+            c.receive(m.clone()).unwrap();
+            c.receive(m).unwrap(); // a repeat is harmless
+            if let Some(out) = c.round2().unwrap() {
+                mail.extend(out);
+            }
+        }
+        let results: Vec<_> = members
+            .iter()
+            .map(|c| c.finish(10, 10).unwrap().unwrap())
+            .collect();
+        for (_, shares) in &results[1..] {
+            assert_eq!(*shares, results[0].1);
+        }
+        let mut m = crate::manifest::Manifest::for_build(
+            "cn-credit",
+            1,
+            crate::time::Timestamp(1),
+            crate::time::Timestamp(2),
+            crate::crypto::Keypair::from_secret([1; 32]).public(),
+            p.members
+                .iter()
+                .zip(1u8..)
+                .map(|(r, i)| {
+                    crate::manifest::Member::for_province(
+                        *r,
+                        crate::crypto::Keypair::from_secret([i + 10; 32]).public(),
+                        vec![],
+                    )
+                })
+                .collect(),
+        );
+        m.person_key = Some(results[0].1.clone());
+        m.validate().unwrap();
+        let shares: Vec<&ShareKey> = results.iter().map(|(s, _)| s).collect();
+        let whole = crate::oprf::keygen::interpolate_secret(&shares[..3]);
+        assert_eq!(whole, crate::oprf::keygen::interpolate_secret(&shares[1..]));
+    }
+
+    /// A dealer that shows two members different round-1 packages is caught: a member
+    /// that holds the other version refuses the round-2 packages of members that hold
+    /// the first, naming them; a member that sends two different packages is named.
+    #[test]
+    fn a_dealer_showing_members_different_commitments_is_caught() {
+        let p = plan(3, 2);
+        let mut rng = TestRng(0, 12);
+        let (mut a, ma) = Ceremony::start(p.clone(), p.members[0], &mut rng).unwrap();
+        let (mut b, mb) = Ceremony::start(p.clone(), p.members[1], &mut rng).unwrap();
+        let (mut c, mc) = Ceremony::start(p.clone(), p.members[2], &mut rng).unwrap();
+        // Member 3 equivocates: a second round-1 package for member 2.
+        let (_, mc2) = Ceremony::start(p.clone(), p.members[2], &mut rng).unwrap();
+        a.receive(mb.clone()).unwrap();
+        a.receive(mc.clone()).unwrap();
+        b.receive(ma.clone()).unwrap();
+        b.receive(mc2.clone()).unwrap();
+        c.receive(ma).unwrap();
+        c.receive(mb).unwrap();
+        assert_eq!(
+            b.receive(mc).unwrap_err(),
+            member_error(3, "sent two different round-1 packages")
+        );
+        let from_a = a.round2().unwrap().unwrap();
+        let _ = b.round2().unwrap().unwrap();
+        let to_b = from_a.into_iter().find(|(to, _)| *to == 2).unwrap().1;
+        let err = b.receive(to_b).unwrap_err();
+        assert!(
+            matches!(err, CeremonyError::Member { member: 1, .. }),
+            "{err}"
+        );
+    }
+
+    /// Messages of another plan, from a non-member or from oneself are refused; a plan
+    /// with an impossible threshold does not start.
+    #[test]
+    fn foreign_messages_and_bad_plans_are_refused() {
+        let p = plan(3, 2);
+        let mut rng = TestRng(0, 13);
+        let (mut a, _) = Ceremony::start(p.clone(), p.members[0], &mut rng).unwrap();
+        let mut other = p.clone();
+        other.label = "other".into();
+        let (_, foreign) = Ceremony::start(other, p.members[1], &mut rng).unwrap();
+        assert!(matches!(
+            a.receive(foreign),
+            Err(CeremonyError::OtherCeremony { .. })
+        ));
+        let (_, own) = Ceremony::start(p.clone(), p.members[0], &mut rng).unwrap();
+        assert!(matches!(
+            a.receive(own),
+            Err(CeremonyError::Member { member: 1, .. })
+        ));
+        assert!(Ceremony::start(plan(3, 4), p.members[0], &mut rng).is_err());
+        assert!(Ceremony::start(plan(3, 1), p.members[0], &mut rng).is_err());
+        let stranger = RegionCode::new(650000, "r").unwrap();
+        assert!(Ceremony::start(p.clone(), stranger, &mut rng).is_err());
+        assert!(decode_message(&[0xff; 8]).is_err());
+    }
+}
