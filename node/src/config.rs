@@ -40,7 +40,7 @@ pub struct InitReport {
     pub node_key: credfed_protocol::crypto::PublicKey,
 }
 
-/// Creates a data directory: node key (0600), person-hash secret (0600), API
+/// Creates a data directory: node key (0600), the member's person-key share if given (0600), API
 /// certificates, the operator's client certificate and a config file with every default
 /// written out. Refuses a directory that already holds a node.
 pub fn init_data_dir(opts: &InitOptions) -> Result<InitReport> {

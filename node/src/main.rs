@@ -21,8 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create a data directory: node key (0600), API certificates, person-hash secret and a
-    /// config file with every default written out.
+    /// Create a data directory: node key (0600), API certificates, this member's person-key
+    /// share if given (0600), and a config file with every default written out.
     Init {
         /// Provincial-level region code, e.g. 310000.
         #[arg(long)]

@@ -4,9 +4,9 @@
 //! * envelope admission ÷ two raw `verify_strict` (goal ≤ 1.1)
 //! * RFC 9162 inclusion-proof verification in a tree of 10^7 leaves ÷ raw `verify_strict`,
 //!   and proof sizes at 10^3, 10^6 and 10^7 leaves
-//! * one person hash at the default iteration count ÷ raw `verify_strict`: what a check
-//!   by a clear number costs the node, and (× ~10^10 candidates) what enumerating one
-//!   masked person costs a member (docs/privacy.md)
+//! * person keys (docs/privacy.md): a member's evaluation of one element with its proof,
+//!   and per element in a batch of 512, ÷ raw `verify_strict`; the asking node's work per
+//!   element with t = 16
 //!
 //! Run: `cargo bench -p credfed-protocol --bench protocol`
 

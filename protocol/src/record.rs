@@ -408,7 +408,7 @@ pub enum Subject {
 pub enum SubjectKey {
     /// By USCC.
     Uscc(String),
-    /// By keyed person hash.
+    /// By person key (docs/privacy.md).
     Person(Hash256),
 }
 

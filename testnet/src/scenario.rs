@@ -50,10 +50,10 @@ pub enum Step {
         /// Subject, an organisation: its USCC.
         #[serde(default)]
         uscc: Option<String>,
-        /// Subject, a natural person: `NUMBER:NAME`; hashed by the publishing node.
+        /// Subject, a natural person: `NUMBER:NAME`; keyed by the publishing node.
         #[serde(default)]
         person: Option<String>,
-        /// Related persons, `ROLE:NUMBER:NAME` (article 十四); hashed by the publishing node.
+        /// Related persons, `ROLE:NUMBER:NAME` (article 十四); keyed by the publishing node.
         #[serde(default)]
         related: Vec<String>,
         /// Findings of the decision, e.g. `able_but_refuses`.

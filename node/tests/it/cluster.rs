@@ -690,7 +690,8 @@ async fn correction_at_a_stops_measures_on_the_removed_person_at_b_and_c() {
     c.start_all().await;
     c.register_departments(0).await;
 
-    // The node hashes persons for a department; nothing in the answer is the number.
+    // The node keys persons for a department (the members' threshold key); nothing in
+    // the answer is the number.
     let persons = |n: usize| credfed_client::PersonRefsRequest {
         persons: (0..n)
             .map(|_| credfed_client::PersonToHash {

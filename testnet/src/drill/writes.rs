@@ -5,8 +5,8 @@ use super::bodies::{self, Change};
 use super::*;
 
 impl Drill {
-    /// `publish`: a list entry at `region`; related persons are hashed by that region's
-    /// node (`POST /v1/persons/refs`), as a department's CLI would have them hashed.
+    /// `publish`: a list entry at `region`; related persons are keyed by that region's
+    /// node (`POST /v1/persons/refs`), as a department's CLI would have them keyed.
     pub(super) async fn publish(
         &mut self,
         name: &str,
@@ -45,7 +45,7 @@ impl Drill {
                     &credfed_client::PersonRefsRequest { persons },
                 )
                 .await
-                .with_context(|| format!("hashing persons at {region}"))?;
+                .with_context(|| format!("keying persons at {region}"))?;
             let mut refs = answer.refs.into_iter();
             if person.is_some() {
                 spec.person = refs.next();

@@ -1,5 +1,5 @@
-//! Natural persons on the command line and in import rows. The CLI never holds the
-//! federation secret that keys person hashes (docs/privacy.md): it validates the clear
+//! Natural persons on the command line and in import rows. No one holds the key persons
+//! are keyed under (the members hold shares, docs/privacy.md): the CLI validates the clear
 //! numbers here, then asks the node for the form records carry (`POST /v1/persons/refs`),
 //! so a clear number leaves this machine only inside the TLS connection to the node.
 
