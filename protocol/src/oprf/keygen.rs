@@ -169,9 +169,9 @@ pub fn policy_from_public_package(pkg: &PublicKeyPackage) -> Result<PersonKeyPol
     Ok(policy)
 }
 
-/// Runs the three rounds of the distributed key generation for `members` (member index
-/// = position + 1) with every party's secret state kept apart, passing only the packages
-/// each party would send; returns each member's share and the manifest's `person_key`.
+/// Runs the distributed key generation for `members` (sorted by region; member index =
+/// position + 1): one [`super::ceremony::Ceremony`] per member, passing only the messages
+/// each would send; returns each member's share and the manifest's `person_key`.
 ///
 /// All parties run in the calling process, so this is for drills and tests, where one
 /// machine holds every node's keys anyway: the caller learns every share (and could
@@ -184,11 +184,8 @@ pub fn ceremony_in_one_process<R: frost::rand_core::RngCore + frost::rand_core::
     burst: u32,
     rng: &mut R,
 ) -> Result<(Vec<ShareKey>, crate::manifest::PersonKeyShares), OprfError> {
-    use frost::keys::dkg;
     let n =
         u16::try_from(members.len()).map_err(|_| OprfError::Combine("too many members".into()))?;
-    let fail = |e: frost::Error| OprfError::Combine(format!("key generation: {e}"));
-    let ids: Vec<Identifier> = (1..=n).map(member_identifier).collect::<Result<_, _>>()?;
     if n == 0 {
         return Err(OprfError::Combine("key generation: no members".into()));
     }
@@ -213,81 +210,51 @@ pub fn ceremony_in_one_process<R: frost::rand_core::RngCore + frost::rand_core::
             },
         ));
     }
-    let mut round1_secret = BTreeMap::new();
-    let mut round1_public = BTreeMap::new();
-    for id in &ids {
-        let (secret, package) = dkg::part1(*id, n, threshold, &mut *rng).map_err(fail)?;
-        round1_secret.insert(*id, secret);
-        round1_public.insert(*id, package);
-    }
-    let others = |me: &Identifier| -> BTreeMap<Identifier, dkg::round1::Package> {
-        round1_public
-            .iter()
-            .filter(|(k, _)| *k != me)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect()
+    // Every member's state machine, exactly as separate members run it; only the
+    // delivery is local.
+    use super::ceremony::{Ceremony, CeremonyMessage, CeremonyPlan};
+    let fail =
+        |e: super::ceremony::CeremonyError| OprfError::Combine(format!("key generation: {e}"));
+    let plan = CeremonyPlan {
+        label: "in one process".into(),
+        threshold,
+        members: members.to_vec(),
     };
-    let mut round2_secret = BTreeMap::new();
-    let mut inbox: BTreeMap<Identifier, BTreeMap<Identifier, dkg::round2::Package>> =
-        BTreeMap::new();
-    for id in &ids {
-        let secret = round1_secret
-            .remove(id)
-            .ok_or_else(|| OprfError::Combine("key generation: lost a round-1 state".into()))?;
-        let (secret, outgoing) = dkg::part2(secret, &others(id)).map_err(fail)?;
-        round2_secret.insert(*id, secret);
-        for (to, package) in outgoing {
-            inbox.entry(to).or_default().insert(*id, package);
+    let mut parties = Vec::with_capacity(members.len());
+    let mut mail: Vec<(u16, CeremonyMessage)> = Vec::new();
+    for region in members {
+        let (party, round1) = Ceremony::start(plan.clone(), *region, &mut *rng).map_err(fail)?;
+        mail.extend(
+            (1..=n)
+                .filter(|to| *to != party.me())
+                .map(|to| (to, round1.clone())),
+        );
+        parties.push(party);
+    }
+    while let Some((to, message)) = mail.pop() {
+        let party = &mut parties[usize::from(to) - 1];
+        party.receive(message).map_err(fail)?;
+        if let Some(round2) = party.round2().map_err(fail)? {
+            mail.extend(round2);
         }
     }
-    let mut shares = Vec::with_capacity(members.len());
-    let mut public: Option<PersonKeyPolicy> = None;
-    for id in &ids {
-        let empty = BTreeMap::new();
-        let (kp, pk) = dkg::part3(
-            &round2_secret[id],
-            &others(id),
-            inbox.get(id).unwrap_or(&empty),
-        )
-        .map_err(fail)?;
-        let policy = policy_from_public_package(&pk)?;
-        if public.as_ref().is_some_and(|p| *p != policy) {
+    let mut shares = Vec::with_capacity(parties.len());
+    let mut public: Option<crate::manifest::PersonKeyShares> = None;
+    for party in &parties {
+        let (share, listed) = party
+            .finish(evaluations_per_day, burst)
+            .map_err(fail)?
+            .ok_or_else(|| OprfError::Combine("key generation: a member did not finish".into()))?;
+        if public.as_ref().is_some_and(|p| *p != listed) {
             return Err(OprfError::Combine(
                 "key generation: members computed different public shares".into(),
             ));
         }
-        public = Some(policy);
-        shares.push(share_from_key_package(&kp)?);
+        public = Some(listed);
+        shares.push(share);
     }
     let public = public.ok_or_else(|| OprfError::Combine("key generation: no members".into()))?;
-    let listed = members
-        .iter()
-        .zip(1..=n)
-        .map(|(region, index)| {
-            public
-                .public_shares
-                .get(&index)
-                .map(|e| crate::manifest::PersonKeyShare {
-                    region: *region,
-                    index,
-                    public_share: *e,
-                })
-                .ok_or_else(|| {
-                    OprfError::Combine(format!("key generation: no share for member {index}"))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut listed = listed;
-    listed.sort_by_key(|s| s.region);
-    Ok((
-        shares,
-        crate::manifest::PersonKeyShares {
-            threshold,
-            evaluations_per_day,
-            burst,
-            shares: listed,
-        },
-    ))
+    Ok((shares, public))
 }
 
 /// The threshold a federation of `members` uses unless it decides otherwise: a
