@@ -1185,35 +1185,34 @@ impl Network {
                     ms: 0.0,
                 });
         };
+        // A thread first, so that a busy refusal spends none of the asker's budget.
+        let Ok(permit) = self.reads.clone().try_acquire_owned() else {
+            audit(self, 503, "busy");
+            let busy = EvaluationResponse::Refused(EvaluationRefusal::Invalid(
+                "busy: every evaluation thread is in use; ask another member".into(),
+            ));
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .person_key
+                .send_response(channel, busy);
+            return;
+        };
         match self
             .person_keys
             .responder
             .admit(region, &request, Instant::now())
         {
-            Ok(share) => {
+            Ok(scaled) => {
                 audit(self, 200, "ok");
-                let share = if self.lie_person_keys {
-                    match crate::person_keys::wrong_share(&share) {
-                        Some(wrong) => Arc::new(wrong),
-                        None => share,
-                    }
+                let scaled = if self.lie_person_keys {
+                    crate::person_keys::wrong_share(&scaled).unwrap_or(scaled)
                 } else {
-                    share
-                };
-                let Ok(permit) = self.reads.clone().try_acquire_owned() else {
-                    let busy = EvaluationResponse::Refused(EvaluationRefusal::Invalid(
-                        "busy: every evaluation thread is in use; ask another member".into(),
-                    ));
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .person_key
-                        .send_response(channel, busy);
-                    return;
+                    scaled
                 };
                 let done = self.person_key_done_tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let answer = crate::person_keys::answer_with(&share, &request);
+                    let answer = crate::person_keys::answer_with(&scaled, &request.blinded);
                     // Room for every permit: this never waits.
                     let _ = done.blocking_send((channel, answer));
                     drop(permit);

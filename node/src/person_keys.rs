@@ -217,7 +217,9 @@ impl PersonKeyer {
     }
 
     /// Members holding shares that are reachable now, this one first if it holds one.
-    fn reachable(&self, shares: &PersonKeyShares) -> Vec<RegionCode> {
+    /// `rotate` turns the order of the remote members by one each time (when asking, so
+    /// that load spreads; the status only counts them).
+    fn reachable(&self, shares: &PersonKeyShares, rotate: bool) -> Vec<RegionCode> {
         let connected: Vec<String> = self
             .status
             .lock()
@@ -229,7 +231,7 @@ impl PersonKeyer {
             .map(|s| s.region)
             .filter(|r| *r != self.region && connected.contains(&r.to_string()))
             .collect();
-        if !remote.is_empty() {
+        if rotate && !remote.is_empty() {
             let start = (self.next_start.fetch_add(1, Ordering::Relaxed) as usize) % remote.len();
             remote.rotate_left(start);
         }
@@ -244,7 +246,7 @@ impl PersonKeyer {
     /// What `/v1/status` shows.
     pub fn status(&self) -> PersonKeyStatus {
         let (threshold, members_with_shares, reachable) = match &self.shares {
-            Some(s) => (s.threshold, s.shares.len(), self.reachable(s).len()),
+            Some(s) => (s.threshold, s.shares.len(), self.reachable(s, false).len()),
             None => (0, 0, 0),
         };
         let flatten = |m: &Mutex<BTreeMap<(String, &'static str), u64>>, only: Option<&str>| {
@@ -372,18 +374,15 @@ impl PersonKeyer {
             .fetch_add((numbers.len() - misses.len()) as u64, Ordering::Relaxed);
         for chunk in misses.chunks(oprf::MAX_BATCH) {
             let batch: Vec<String> = chunk.iter().map(|&i| numbers[i].clone()).collect();
-            let keys = self
-                .key_batch(shares, batch.clone())
-                .await
-                .inspect_err(|_| {
-                    self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-                })?;
+            let keys = self.key_batch(shares, batch).await.inspect_err(|_| {
+                self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+            })?;
             let mut cache = self
                 .cache
                 .lock()
                 .map_err(|_| PersonKeyError::Internal("cache lock poisoned".into()))?;
-            for ((&i, number), key) in chunk.iter().zip(&batch).zip(keys) {
-                cache.put(number, key, Instant::now());
+            for (&i, key) in chunk.iter().zip(keys) {
+                cache.put(&numbers[i], key, Instant::now());
                 out[i] = Some(key);
             }
         }
@@ -399,7 +398,7 @@ impl PersonKeyer {
     ) -> Result<Vec<Hash256>, PersonKeyError> {
         let needed = shares.threshold;
         let t = usize::from(needed);
-        let candidates = self.reachable(shares);
+        let candidates = self.reachable(shares, true);
         let reachable = candidates.len();
         if reachable < t {
             return Err(PersonKeyError::Unavailable {
@@ -606,21 +605,17 @@ fn finish(
         .collect()
 }
 
-/// This member's answer to a request with its share scaled for the request's set
-/// (blocking: a scalar multiplication per element).
-pub fn answer_with(share: &ShareKey, request: &EvaluationRequest) -> EvaluationResponse {
+/// This member's answer with its share scaled for the request's set ([`Responder::admit`]
+/// gives it), blocking: a scalar multiplication per element.
+pub fn answer_with(scaled: &ShareKey, blinded: &[Element]) -> EvaluationResponse {
     let invalid = |e: String| EvaluationResponse::Refused(EvaluationRefusal::Invalid(e));
     let randomness = match random64() {
         Ok(r) => r,
         Err(e) => return invalid(e.to_string()),
     };
-    let scaled = match oprf::scaled_share(share, &request.members) {
-        Ok(s) => s,
-        Err(e) => return invalid(e.to_string()),
-    };
-    match oprf::evaluate_share(&scaled, &request.blinded, &randomness) {
+    match oprf::evaluate_share(scaled, blinded, &randomness) {
         Ok((evaluated, proof)) => EvaluationResponse::Evaluated {
-            member: share.index(),
+            member: scaled.index(),
             evaluated,
             proof,
         },
@@ -701,18 +696,24 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// Decides on a request from `region` before any work: the budget, the share. `Ok`
-    /// means evaluate (on a blocking thread, with [`answer_with`]).
+    /// Decides on a request from `region` before any work: the share, the asked set
+    /// (which must include this member), then the budget — so that a request refused for
+    /// its shape spends none. `Ok` is the share scaled for the set, to evaluate with (on a
+    /// blocking thread, with [`answer_with`]).
     pub fn admit(
         &mut self,
         region: RegionCode,
         request: &EvaluationRequest,
         now: Instant,
-    ) -> Result<Arc<ShareKey>, EvaluationRefusal> {
-        let Some(share) = self.share.clone() else {
+    ) -> Result<ShareKey, EvaluationRefusal> {
+        let Some(share) = self.share.as_deref() else {
             bump(&self.stats.refused, (region.to_string(), "no_share"), 1);
             return Err(EvaluationRefusal::NoShare);
         };
+        let share = oprf::scaled_share(share, &request.members).map_err(|e| {
+            bump(&self.stats.refused, (region.to_string(), "invalid"), 1);
+            EvaluationRefusal::Invalid(e.to_string())
+        })?;
         let n = u32::try_from(request.blinded.len()).unwrap_or(u32::MAX);
         match self.budget.take(region, n, now) {
             Ok(()) => {

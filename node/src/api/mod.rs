@@ -516,7 +516,7 @@ async fn check_request(state: Arc<ApiState>, caller: Caller, q: CheckRequest) ->
 /// The person keys of normalised, valid resident identity numbers, by the members'
 /// threshold key (docs/privacy.md): 503 `person_checks_unavailable` when fewer than t
 /// members holding shares answer.
-async fn hash_persons(state: &ApiState, numbers: Vec<String>) -> Result<Vec<Hash256>, ApiError> {
+async fn key_persons(state: &ApiState, numbers: Vec<String>) -> Result<Vec<Hash256>, ApiError> {
     state.person_keys.keys(&numbers).await.map_err(|e| match e {
         crate::person_keys::PersonKeyError::Internal(m) => ApiError::internal(m),
         other => ApiError::unavailable("person_checks_unavailable", other.to_string()),
@@ -541,8 +541,8 @@ async fn check_inner(
             let n = input::resident_number("person", n)?;
             // The audit line carries the mask only.
             *shown = Some(credfed_protocol::ids::person::mask(&n));
-            let hashes = hash_persons(state, vec![n]).await?;
-            SubjectKey::Person(hashes[0])
+            let keys = key_persons(state, vec![n]).await?;
+            SubjectKey::Person(keys[0])
         }
         _ => {
             return Err(ApiError::invalid(
@@ -720,8 +720,8 @@ async fn person_refs_inner(
     } else {
         format!("{},… ({count} persons)", masks[..4].join(","))
     });
-    let hashes = hash_persons(state, numbers).await?;
-    let refs = hashes
+    let keys = key_persons(state, numbers).await?;
+    let refs = keys
         .into_iter()
         .zip(masks)
         .zip(names)
