@@ -18,16 +18,15 @@ fuzz_target!(|data: &[u8]| {
         let _ = oprf::verify_share_evaluation(member, &share.public(), &evaluated, &evaluated, &proof);
     }
     if let Ok(message) = oprf::ceremony::decode_message(data) {
-        let plan = oprf::ceremony::CeremonyPlan {
-            label: "fuzz".into(),
-            threshold: 2,
-            members: vec![
-                credfed_protocol::ids::RegionCode::new(110000, "r").expect("a province"),
-                credfed_protocol::ids::RegionCode::new(310000, "r").expect("a province"),
-            ],
-        };
+        let regions = [
+            credfed_protocol::ids::RegionCode::new(110000, "r").expect("a province"),
+            credfed_protocol::ids::RegionCode::new(310000, "r").expect("a province"),
+        ];
+        let plan = oprf::ceremony::CeremonyPlan::generate("fuzz", 2, &regions).expect("a plan");
         let mut rng = Fixed;
-        if let Ok((mut c, _)) = oprf::ceremony::Ceremony::start(plan.clone(), plan.members[0], &mut rng) {
+        if let Ok((mut c, _)) =
+            oprf::ceremony::Ceremony::start(plan.clone(), regions[0], None, &mut rng)
+        {
             let _ = c.receive(message);
             let _ = c.round2();
             let _ = c.finish(1, 1);

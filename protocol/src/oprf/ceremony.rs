@@ -1,15 +1,21 @@
-//! The person key's generation between separate members: one state machine per member,
-//! driven by the messages it receives (docs/privacy.md, "Key lifecycle").
+//! The person key's generation and refresh between separate members: one state machine
+//! per member, driven by the messages it receives (docs/privacy.md, "Key lifecycle").
 //!
-//! Each member starts the same plan (the ceremony's id, its members and the threshold),
-//! sends its round-1 package to every other member, and once it holds everyone's,
-//! sends each other member that member's round-2 package together with the digest of
-//! the round-1 packages it holds. A member whose digest differs from the receiver's saw
-//! different round-1 packages — some dealer showed members different commitments — and
-//! is named; nobody finishes on a split view. Round-2 packages are secret: the caller
-//! sends each only to the member it is for, over an authenticated, encrypted channel
-//! (the members' libp2p connections). When a member holds every round-2 package, it
-//! derives its share and the public shares every member must agree on.
+//! Each member starts the same plan (what it does, its label, its members and the
+//! threshold), sends its round-1 package to every other member, and once it holds
+//! everyone's, sends each other member that member's round-2 package together with the
+//! digest of the round-1 packages it holds. A member whose digest differs from the
+//! receiver's saw different round-1 packages — some dealer showed members different
+//! commitments — and is named; nobody finishes on a split view. Round-2 packages are
+//! secret: the caller sends each only to the member it is for, over an authenticated,
+//! encrypted channel (the members' libp2p connections). When a member holds every
+//! round-2 package, it derives its share and the public shares every member must agree
+//! on.
+//!
+//! A generation makes a new key. A refresh deals shares of zero on top of the current
+//! shares: every share and public share changes, the key does not (so person keys and
+//! the records written with them stay valid), and a member left out of the refresh
+//! plan is left out of the key (its old share no longer combines with the new ones).
 //!
 //! Pure: randomness comes from the caller; messages in and out are values.
 
@@ -19,7 +25,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::keygen::frost::keys::dkg::{self, round1, round2};
-use super::keygen::{frost, member_identifier, policy_from_public_package, share_from_key_package};
+use super::keygen::frost::keys::refresh;
+use super::keygen::frost::keys::{KeyPackage, PublicKeyPackage};
+use super::keygen::{
+    frost, member_identifier, packages_from_share, policy_from_public_package,
+    share_from_key_package,
+};
 use super::{OprfError, ShareKey};
 use crate::crypto::{Hash256, sha256};
 use crate::ids::RegionCode;
@@ -55,33 +66,185 @@ pub enum CeremonyMessage {
     },
 }
 
+impl CeremonyMessage {
+    /// The ceremony and the sending member's index.
+    pub fn ceremony_and_sender(&self) -> (Hash256, u16) {
+        match self {
+            CeremonyMessage::Round1 { ceremony, from, .. }
+            | CeremonyMessage::Round2 { ceremony, from, .. } => (*ceremony, *from),
+        }
+    }
+
+    /// 1 or 2.
+    pub fn round(&self) -> u8 {
+        match self {
+            CeremonyMessage::Round1 { .. } => 1,
+            CeremonyMessage::Round2 { .. } => 2,
+        }
+    }
+}
+
 /// Decodes a ceremony message, whole buffer, within its limit.
 pub fn decode_message(bytes: &[u8]) -> Result<CeremonyMessage, crate::codec::DecodeError> {
     crate::codec::decode(bytes, MAX_MESSAGE_BYTES, "person key ceremony message")
 }
 
+/// What a ceremony does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CeremonyKind {
+    /// Make a new key.
+    Generate,
+    /// New shares of the current key (the public shares whose [`shares_digest`] this
+    /// is), without changing it.
+    Refresh {
+        /// Digest of the public shares being refreshed.
+        current: Hash256,
+    },
+}
+
+/// A member of a ceremony and its index (the x-coordinate of its share).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanMember {
+    /// The member.
+    pub region: RegionCode,
+    /// Its index: position + 1 in a generation; the current index in a refresh.
+    pub index: u16,
+}
+
 /// What every member starts with: the same for all, or their messages are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CeremonyPlan {
+    /// Generation or refresh.
+    pub kind: CeremonyKind,
     /// A name the members agree on out of band (e.g. `2027-01 person key`).
     pub label: String,
     /// Members that must answer for one person key.
     pub threshold: u16,
-    /// The members taking part, sorted by region; member index = position + 1.
-    pub members: Vec<RegionCode>,
+    /// The members taking part, sorted by region.
+    pub members: Vec<PlanMember>,
+}
+
+/// The digest a refresh names the public shares it refreshes by: members refreshing
+/// different keys (or different public shares of one) refuse each other's messages.
+pub fn shares_digest(shares: &PersonKeyShares) -> Hash256 {
+    let mut bytes = Vec::with_capacity(shares.shares.len() * 38 + 2);
+    bytes.extend_from_slice(&shares.threshold.to_be_bytes());
+    for s in &shares.shares {
+        bytes.extend_from_slice(&s.region.code().to_be_bytes());
+        bytes.extend_from_slice(&s.index.to_be_bytes());
+        bytes.extend_from_slice(&s.public_share.0);
+    }
+    sha256(&[b"credfed person key shares v1\0", &bytes])
 }
 
 impl CeremonyPlan {
+    /// A generation among `regions` (any order; member index = position + 1 once
+    /// sorted).
+    pub fn generate(
+        label: &str,
+        threshold: u16,
+        regions: &[RegionCode],
+    ) -> Result<CeremonyPlan, CeremonyError> {
+        let mut sorted = regions.to_vec();
+        sorted.sort();
+        let plan = CeremonyPlan {
+            kind: CeremonyKind::Generate,
+            label: label.to_string(),
+            threshold,
+            members: sorted
+                .into_iter()
+                .zip(1u16..)
+                .map(|(region, index)| PlanMember { region, index })
+                .collect(),
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// A refresh of `current` among `regions` (all its members when `None`; leaving
+    /// members out removes them from the key). Indexes and threshold stay.
+    pub fn refresh(
+        label: &str,
+        current: &PersonKeyShares,
+        regions: Option<&[RegionCode]>,
+    ) -> Result<CeremonyPlan, CeremonyError> {
+        let mut members = Vec::new();
+        for s in &current.shares {
+            if regions.is_none_or(|r| r.contains(&s.region)) {
+                members.push(PlanMember {
+                    region: s.region,
+                    index: s.index,
+                });
+            }
+        }
+        if let Some(regions) = regions
+            && let Some(stranger) = regions
+                .iter()
+                .find(|r| !current.shares.iter().any(|s| s.region == **r))
+        {
+            return Err(CeremonyError::Plan(format!(
+                "members: {stranger} holds no share of the current key; a refresh keeps or removes members, it adds none (docs/privacy.md, \"Key lifecycle\")"
+            )));
+        }
+        members.sort_by_key(|m| m.region);
+        let plan = CeremonyPlan {
+            kind: CeremonyKind::Refresh {
+                current: shares_digest(current),
+            },
+            label: label.to_string(),
+            threshold: current.threshold,
+            members,
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Checks the plan's shape: members sorted with no region or index twice, indexes
+    /// 1 or more (position + 1 in a generation), 2 ≤ threshold ≤ members, a label.
+    pub fn validate(&self) -> Result<(), CeremonyError> {
+        let plan = |why: String| Err(CeremonyError::Plan(why));
+        if self.label.trim().is_empty() || self.label.len() > 200 {
+            return plan("label: 1 to 200 characters, the same at every member".into());
+        }
+        if !self.members.windows(2).all(|w| w[0].region < w[1].region) {
+            return plan("members must be sorted by region with no region twice".into());
+        }
+        let mut indexes: Vec<u16> = self.members.iter().map(|m| m.index).collect();
+        indexes.sort_unstable();
+        if indexes.first() == Some(&0) || indexes.windows(2).any(|w| w[0] == w[1]) {
+            return plan("member indexes must be 1 or more, each once".into());
+        }
+        if self.kind == CeremonyKind::Generate
+            && self.members.iter().zip(1u16..).any(|(m, i)| m.index != i)
+        {
+            return plan("a generation numbers its members 1, 2, … in region order".into());
+        }
+        let n = self.n();
+        if n < 2 || self.threshold < 2 || self.threshold > n {
+            return plan(format!(
+                "threshold {} with {n} members: 2 ≤ threshold ≤ members",
+                self.threshold
+            ));
+        }
+        Ok(())
+    }
+
     /// The ceremony's id: the plan's hash, so that members that started different
     /// plans refuse each other's messages.
     pub fn id(&self) -> Hash256 {
-        let members: Vec<u8> = self
-            .members
-            .iter()
-            .flat_map(|r| r.code().to_be_bytes())
-            .collect();
+        let mut members = Vec::with_capacity(self.members.len() * 6);
+        for m in &self.members {
+            members.extend_from_slice(&m.region.code().to_be_bytes());
+            members.extend_from_slice(&m.index.to_be_bytes());
+        }
+        let kind: Vec<u8> = match &self.kind {
+            CeremonyKind::Generate => b"generate".to_vec(),
+            CeremonyKind::Refresh { current } => [b"refresh".as_slice(), &current.0].concat(),
+        };
         sha256(&[
-            b"credfed person key ceremony v1\0",
+            b"credfed person key ceremony v2\0",
+            &kind,
+            b"\0",
             self.label.as_bytes(),
             b"\0",
             &self.threshold.to_be_bytes(),
@@ -93,8 +256,16 @@ impl CeremonyPlan {
     pub fn index_of(&self, region: RegionCode) -> Option<u16> {
         self.members
             .iter()
-            .position(|r| *r == region)
-            .and_then(|i| u16::try_from(i + 1).ok())
+            .find(|m| m.region == region)
+            .map(|m| m.index)
+    }
+
+    /// The member holding `index` in this plan.
+    pub fn region_of(&self, index: u16) -> Option<RegionCode> {
+        self.members
+            .iter()
+            .find(|m| m.index == index)
+            .map(|m| m.region)
     }
 
     fn n(&self) -> u16 {
@@ -140,6 +311,8 @@ pub struct Ceremony {
     plan: CeremonyPlan,
     id: Hash256,
     me: u16,
+    /// In a refresh: frost's packages of the member's current share.
+    current: Option<(KeyPackage, PublicKeyPackage)>,
     round1_secret: Option<round1::SecretPackage>,
     round1: BTreeMap<u16, (Vec<u8>, round1::Package)>,
     round2_secret: Option<round2::SecretPackage>,
@@ -163,32 +336,54 @@ impl std::fmt::Debug for Ceremony {
 
 impl Ceremony {
     /// Starts this member's part: returns the state and the round-1 message for every
-    /// other member.
+    /// other member. A refresh needs the member's current share and the public shares
+    /// it belongs to (the manifest's `person_key`).
     pub fn start<R: frost::rand_core::RngCore + frost::rand_core::CryptoRng>(
         plan: CeremonyPlan,
         me: RegionCode,
+        current: Option<(&ShareKey, &PersonKeyShares)>,
         rng: &mut R,
     ) -> Result<(Ceremony, CeremonyMessage), CeremonyError> {
-        if !plan.members.windows(2).all(|w| w[0] < w[1]) {
-            return Err(CeremonyError::Plan(
-                "members must be sorted by region with no region twice".into(),
-            ));
-        }
+        plan.validate()?;
         let n = plan.n();
-        if n < 2 || plan.threshold < 2 || plan.threshold > n {
-            return Err(CeremonyError::Plan(format!(
-                "threshold {} with {n} members: 2 ≤ threshold ≤ members",
-                plan.threshold
-            )));
-        }
         let me = plan
             .index_of(me)
             .ok_or_else(|| CeremonyError::Plan(format!("{me} is not among the plan's members")))?;
         let id = plan.id();
         let oprf = |e: OprfError| CeremonyError::Plan(e.to_string());
-        let (secret, package) =
-            dkg::part1(member_identifier(me).map_err(oprf)?, n, plan.threshold, rng)
-                .map_err(|e| CeremonyError::Plan(e.to_string()))?;
+        let identifier = member_identifier(me).map_err(oprf)?;
+        let (current, (secret, package)) = match &plan.kind {
+            CeremonyKind::Generate => (
+                None,
+                dkg::part1(identifier, n, plan.threshold, &mut *rng)
+                    .map_err(|e| CeremonyError::Plan(e.to_string()))?,
+            ),
+            CeremonyKind::Refresh { current: digest } => {
+                let Some((share, shares)) = current else {
+                    return Err(CeremonyError::Plan(
+                        "a refresh needs this member's current share and the manifest's person_key"
+                            .into(),
+                    ));
+                };
+                if shares_digest(shares) != *digest {
+                    return Err(CeremonyError::Plan(
+                        "the plan refreshes other public shares than this member's manifest lists; every member must refresh the manifest's person_key".into(),
+                    ));
+                }
+                if share.index() != me {
+                    return Err(CeremonyError::Plan(format!(
+                        "this member's share is member {}'s; the plan gives it index {me}",
+                        share.index()
+                    )));
+                }
+                let packages = packages_from_share(share, &shares.policy()).map_err(oprf)?;
+                (
+                    Some(packages),
+                    refresh::refresh_dkg_part1(identifier, n, plan.threshold, &mut *rng)
+                        .map_err(|e| CeremonyError::Plan(e.to_string()))?,
+                )
+            }
+        };
         let bytes = package
             .serialize()
             .map_err(|e| CeremonyError::Plan(e.to_string()))?;
@@ -199,6 +394,7 @@ impl Ceremony {
                 plan,
                 id,
                 me,
+                current,
                 round1_secret: Some(secret),
                 round1,
                 round2_secret: None,
@@ -223,25 +419,47 @@ impl Ceremony {
         self.id
     }
 
+    /// The plan.
+    pub fn plan(&self) -> &CeremonyPlan {
+        &self.plan
+    }
+
     /// Round-1 and round-2 packages held (own round-1 included).
     pub fn progress(&self) -> (usize, usize) {
         (self.round1.len(), self.round2.len())
     }
 
+    /// Members whose message this member still needs for its next step: round-1
+    /// packages while some are missing, then round-2 packages.
+    pub fn waiting_for(&self) -> Vec<u16> {
+        let held: Vec<u16> = if self.round1.len() < self.plan.members.len() {
+            self.round1.keys().copied().collect()
+        } else {
+            self.round2
+                .keys()
+                .copied()
+                .chain(std::iter::once(self.me))
+                .collect()
+        };
+        self.plan
+            .members
+            .iter()
+            .map(|m| m.index)
+            .filter(|i| !held.contains(i))
+            .collect()
+    }
+
     /// Takes in a message from another member. A repeated message is accepted if it is
     /// the same; a different one from the same member is an equivocation, named.
     pub fn receive(&mut self, message: CeremonyMessage) -> Result<(), CeremonyError> {
-        let (ceremony, from) = match &message {
-            CeremonyMessage::Round1 { ceremony, from, .. }
-            | CeremonyMessage::Round2 { ceremony, from, .. } => (*ceremony, *from),
-        };
+        let (ceremony, from) = message.ceremony_and_sender();
         if ceremony != self.id {
             return Err(CeremonyError::OtherCeremony {
                 found: ceremony,
                 ours: self.id,
             });
         }
-        if from == self.me || from == 0 || from > self.plan.n() {
+        if from == self.me || self.plan.region_of(from).is_none() {
             return Err(member_error(from, "not another member of this ceremony"));
         }
         match message {
@@ -306,7 +524,13 @@ impl Ceremony {
             let parts: Vec<&[u8]> = self.round1.values().map(|(b, _)| b.as_slice()).collect();
             sha256(&parts)
         };
-        let (secret, outgoing) = dkg::part2(secret, &self.others_round1()).map_err(|e| {
+        let others = self.others_round1();
+        let dealt = if self.current.is_some() {
+            refresh::refresh_dkg_part2(secret, &others)
+        } else {
+            dkg::part2(secret, &others)
+        };
+        let (secret, outgoing) = dealt.map_err(|e| {
             let culprits: Vec<String> = e
                 .culprits()
                 .iter()
@@ -366,20 +590,30 @@ impl Ceremony {
             let id = member_identifier(*from).map_err(|e| CeremonyError::Plan(e.to_string()))?;
             packages.insert(id, package);
         }
-        let (key_package, public) =
-            dkg::part3(secret, &self.others_round1(), &packages).map_err(|e| {
-                match e
-                    .culprits()
-                    .first()
-                    .and_then(|c| super::keygen::member_index(c).ok())
-                {
-                    Some(member) => member_error(
-                        member,
-                        format!("its round-2 value does not match its commitments: {e}"),
-                    ),
-                    None => CeremonyError::Plan(format!("round 3: {e}")),
-                }
-            })?;
+        let others = self.others_round1();
+        let derived = match &self.current {
+            Some((key_package, public_package)) => refresh::refresh_dkg_shares(
+                secret,
+                &others,
+                &packages,
+                public_package.clone(),
+                key_package.clone(),
+            ),
+            None => dkg::part3(secret, &others, &packages),
+        };
+        let (key_package, public) = derived.map_err(|e| {
+            match e
+                .culprits()
+                .first()
+                .and_then(|c| super::keygen::member_index(c).ok())
+            {
+                Some(member) => member_error(
+                    member,
+                    format!("its round-2 value does not match its commitments: {e}"),
+                ),
+                None => CeremonyError::Plan(format!("round 3: {e}")),
+            }
+        })?;
         let oprf = |e: OprfError| CeremonyError::Plan(e.to_string());
         let share = share_from_key_package(&key_package).map_err(oprf)?;
         let policy = policy_from_public_package(&public).map_err(oprf)?;
@@ -387,21 +621,25 @@ impl Ceremony {
             .plan
             .members
             .iter()
-            .zip(1u16..)
-            .map(|(region, index)| {
+            .map(|m| {
                 policy
                     .public_shares
-                    .get(&index)
+                    .get(&m.index)
                     .map(|e| PersonKeyShare {
-                        region: *region,
-                        index,
+                        region: m.region,
+                        index: m.index,
                         public_share: *e,
                     })
                     .ok_or_else(|| {
-                        CeremonyError::Plan(format!("no public share for member {index}"))
+                        CeremonyError::Plan(format!("no public share for member {}", m.index))
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if shares.len() != policy.public_shares.len() {
+            return Err(CeremonyError::Plan(
+                "the derived public shares name members outside the plan".into(),
+            ));
+        }
         Ok(Some((
             share,
             PersonKeyShares {
@@ -419,14 +657,14 @@ mod tests {
     use super::*;
     use crate::oprf::keygen::TestRng;
 
+    fn regions(n: u32) -> Vec<RegionCode> {
+        (0..n)
+            .map(|i| RegionCode::new(110000 + 10000 * i, "r").unwrap())
+            .collect()
+    }
+
     fn plan(n: u32, t: u16) -> CeremonyPlan {
-        CeremonyPlan {
-            label: "test".into(),
-            threshold: t,
-            members: (0..n)
-                .map(|i| RegionCode::new(110000 + 10000 * i, "r").unwrap())
-                .collect(),
-        }
+        CeremonyPlan::generate("test", t, &regions(n)).unwrap()
     }
 
     /// Every member, receiving messages in any order (round-2 before its own round 1 is
@@ -438,7 +676,7 @@ mod tests {
         let mut members = Vec::new();
         let mut mail: Vec<(u16, CeremonyMessage)> = Vec::new();
         for r in &p.members {
-            let (c, m) = Ceremony::start(p.clone(), *r, &mut rng).unwrap();
+            let (c, m) = Ceremony::start(p.clone(), r.region, None, &mut rng).unwrap();
             for to in 1..=4u16 {
                 if to != c.me() {
                     mail.push((to, m.clone()));
@@ -477,7 +715,7 @@ mod tests {
                 .zip(1u8..)
                 .map(|(r, i)| {
                     crate::manifest::Member::for_province(
-                        *r,
+                        r.region,
                         crate::crypto::Keypair::from_secret([i + 10; 32]).public(),
                         vec![],
                     )
@@ -498,11 +736,11 @@ mod tests {
     fn a_dealer_showing_members_different_commitments_is_caught() {
         let p = plan(3, 2);
         let mut rng = TestRng(0, 12);
-        let (mut a, ma) = Ceremony::start(p.clone(), p.members[0], &mut rng).unwrap();
-        let (mut b, mb) = Ceremony::start(p.clone(), p.members[1], &mut rng).unwrap();
-        let (mut c, mc) = Ceremony::start(p.clone(), p.members[2], &mut rng).unwrap();
+        let (mut a, ma) = Ceremony::start(p.clone(), p.members[0].region, None, &mut rng).unwrap();
+        let (mut b, mb) = Ceremony::start(p.clone(), p.members[1].region, None, &mut rng).unwrap();
+        let (mut c, mc) = Ceremony::start(p.clone(), p.members[2].region, None, &mut rng).unwrap();
         // Member 3 equivocates: a second round-1 package for member 2.
-        let (_, mc2) = Ceremony::start(p.clone(), p.members[2], &mut rng).unwrap();
+        let (_, mc2) = Ceremony::start(p.clone(), p.members[2].region, None, &mut rng).unwrap();
         a.receive(mb.clone()).unwrap();
         a.receive(mc.clone()).unwrap();
         b.receive(ma.clone()).unwrap();
@@ -529,23 +767,155 @@ mod tests {
     fn foreign_messages_and_bad_plans_are_refused() {
         let p = plan(3, 2);
         let mut rng = TestRng(0, 13);
-        let (mut a, _) = Ceremony::start(p.clone(), p.members[0], &mut rng).unwrap();
+        let (mut a, _) = Ceremony::start(p.clone(), p.members[0].region, None, &mut rng).unwrap();
         let mut other = p.clone();
         other.label = "other".into();
-        let (_, foreign) = Ceremony::start(other, p.members[1], &mut rng).unwrap();
+        let (_, foreign) = Ceremony::start(other, p.members[1].region, None, &mut rng).unwrap();
         assert!(matches!(
             a.receive(foreign),
             Err(CeremonyError::OtherCeremony { .. })
         ));
-        let (_, own) = Ceremony::start(p.clone(), p.members[0], &mut rng).unwrap();
+        let (_, own) = Ceremony::start(p.clone(), p.members[0].region, None, &mut rng).unwrap();
         assert!(matches!(
             a.receive(own),
             Err(CeremonyError::Member { member: 1, .. })
         ));
-        assert!(Ceremony::start(plan(3, 4), p.members[0], &mut rng).is_err());
-        assert!(Ceremony::start(plan(3, 1), p.members[0], &mut rng).is_err());
+        assert!(CeremonyPlan::generate("test", 4, &regions(3)).is_err());
+        assert!(CeremonyPlan::generate("test", 1, &regions(3)).is_err());
+        assert!(CeremonyPlan::generate(" ", 2, &regions(3)).is_err());
+        let mut twice = regions(3);
+        twice[2] = twice[1];
+        assert!(CeremonyPlan::generate("test", 2, &twice).is_err());
         let stranger = RegionCode::new(650000, "r").unwrap();
-        assert!(Ceremony::start(p.clone(), stranger, &mut rng).is_err());
+        assert!(Ceremony::start(p.clone(), stranger, None, &mut rng).is_err());
         assert!(decode_message(&[0xff; 8]).is_err());
+    }
+
+    /// Delivers every message (round 1 to all, round 2 to its member) until no mail is
+    /// left; returns each member's result.
+    fn run_to_end(
+        members: &mut [Ceremony],
+        round1: Vec<CeremonyMessage>,
+    ) -> Vec<(ShareKey, PersonKeyShares)> {
+        let indexes: Vec<u16> = members.iter().map(|c| c.me()).collect();
+        let mut mail: Vec<(u16, CeremonyMessage)> = Vec::new();
+        for m in round1 {
+            let (_, from) = m.ceremony_and_sender();
+            mail.extend(
+                indexes
+                    .iter()
+                    .filter(|i| **i != from)
+                    .map(|i| (*i, m.clone())),
+            );
+        }
+        while let Some((to, m)) = mail.pop() {
+            let c = members.iter_mut().find(|c| c.me() == to).unwrap();
+            c.receive(m).unwrap();
+            if let Some(out) = c.round2().unwrap() {
+                mail.extend(out);
+            }
+        }
+        members
+            .iter()
+            .map(|c| c.finish(10, 10).unwrap().unwrap())
+            .collect()
+    }
+
+    /// A refresh among every member changes every share and public share but not the
+    /// key; a refresh leaving a member out removes it (its old share no longer combines
+    /// with the new ones) and keeps the others' indexes; a member refreshing other public
+    /// shares than the plan names, or without its share, does not start.
+    #[test]
+    fn a_refresh_keeps_the_key_and_can_remove_a_member() {
+        let p = plan(4, 3);
+        let mut rng = TestRng(0, 14);
+        let (mut ms, r1): (Vec<_>, Vec<_>) = p
+            .members
+            .iter()
+            .map(|m| Ceremony::start(p.clone(), m.region, None, &mut rng).unwrap())
+            .unzip();
+        let generated = run_to_end(&mut ms, r1);
+        let current = generated[0].1.clone();
+        let old: Vec<&ShareKey> = generated.iter().map(|(s, _)| s).collect();
+        let key = crate::oprf::keygen::interpolate_secret(&old[..3]);
+
+        // Everyone refreshes.
+        let all = CeremonyPlan::refresh("refresh", &current, None).unwrap();
+        let (mut ms, r1): (Vec<_>, Vec<_>) = all
+            .members
+            .iter()
+            .zip(&generated)
+            .map(|(m, (share, _))| {
+                Ceremony::start(all.clone(), m.region, Some((share, &current)), &mut rng).unwrap()
+            })
+            .unzip();
+        let refreshed = run_to_end(&mut ms, r1);
+        for (_, shares) in &refreshed[1..] {
+            assert_eq!(*shares, refreshed[0].1);
+        }
+        let new: Vec<&ShareKey> = refreshed.iter().map(|(s, _)| s).collect();
+        assert_eq!(crate::oprf::keygen::interpolate_secret(&new[1..]), key);
+        for (a, b) in refreshed[0].1.shares.iter().zip(&current.shares) {
+            assert_eq!((a.region, a.index), (b.region, b.index));
+            assert_ne!(a.public_share, b.public_share);
+        }
+        refreshed[0].1.policy().validate().unwrap();
+
+        // Member 2 is left out: the others keep indexes 1, 3, 4 and the key.
+        let current = refreshed[0].1.clone();
+        let kept: Vec<RegionCode> = [0usize, 2, 3]
+            .iter()
+            .map(|i| p.members[*i].region)
+            .collect();
+        let without = CeremonyPlan::refresh("remove member 2", &current, Some(&kept)).unwrap();
+        assert_eq!(
+            without.members.iter().map(|m| m.index).collect::<Vec<_>>(),
+            vec![1, 3, 4]
+        );
+        let (mut ms, r1): (Vec<_>, Vec<_>) = [0usize, 2, 3]
+            .iter()
+            .map(|i| {
+                Ceremony::start(
+                    without.clone(),
+                    p.members[*i].region,
+                    Some((&refreshed[*i].0, &current)),
+                    &mut rng,
+                )
+                .unwrap()
+            })
+            .unzip();
+        let after = run_to_end(&mut ms, r1);
+        assert_eq!(after[0].1.shares.len(), 3);
+        let kept_shares: Vec<&ShareKey> = after.iter().map(|(s, _)| s).collect();
+        assert_eq!(crate::oprf::keygen::interpolate_secret(&kept_shares), key);
+        let removed = &refreshed[1].0;
+        assert_ne!(
+            crate::oprf::keygen::interpolate_secret(&[kept_shares[0], removed, kept_shares[1]]),
+            key
+        );
+
+        // Refusals: a stranger in the plan, another key's shares, no share.
+        let stranger = RegionCode::new(650000, "r").unwrap();
+        assert!(CeremonyPlan::refresh("x", &current, Some(&[stranger, kept[0], kept[1]])).is_err());
+        assert!(matches!(
+            Ceremony::start(
+                without.clone(),
+                kept[0],
+                Some((&after[0].0, &after[0].1)),
+                &mut rng
+            ),
+            Err(CeremonyError::Plan(_))
+        ));
+        assert!(Ceremony::start(without.clone(), kept[0], None, &mut rng).is_err());
+        assert!(
+            Ceremony::start(
+                without,
+                kept[0],
+                Some((&refreshed[2].0, &current)),
+                &mut rng
+            )
+            .is_err(),
+            "member 3's share offered as member 1's"
+        );
     }
 }

@@ -169,6 +169,59 @@ pub fn policy_from_public_package(pkg: &PublicKeyPackage) -> Result<PersonKeyPol
     Ok(policy)
 }
 
+/// frost's packages for a member's current share and the public shares it belongs to:
+/// what a refresh starts from. The key's public value `k · G` (which frost's packages
+/// carry and the manifest does not list) is interpolated from the first t public shares.
+pub fn packages_from_share(
+    share: &ShareKey,
+    policy: &PersonKeyPolicy,
+) -> Result<(KeyPackage, PublicKeyPackage), OprfError> {
+    use frost_ristretto255::VerifyingKey;
+    use frost_ristretto255::keys::{SigningShare, VerifyingShare};
+    policy.validate()?;
+    let listed = policy.public_share(share.index()).ok_or_else(|| {
+        OprfError::Combine(format!(
+            "member {}: no public share listed for it",
+            share.index()
+        ))
+    })?;
+    if *listed != share.public() {
+        return Err(OprfError::Combine(format!(
+            "member {}: its share is not the one the public shares list",
+            share.index()
+        )));
+    }
+    let bad = |what: &str| OprfError::Combine(format!("{what}: not a frost value"));
+    let indexes: Vec<u16> = policy.public_shares.keys().copied().collect();
+    let t = usize::from(policy.threshold);
+    let points = policy
+        .public_shares
+        .values()
+        .map(|e| decode_element(e, "person_key.public_shares"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let group = interpolate_at(0, &indexes[..t], &points[..t]);
+    let verifying_key =
+        VerifyingKey::deserialize(group.compress().as_bytes()).map_err(|_| bad("key"))?;
+    let mut verifying_shares = BTreeMap::new();
+    for (index, element) in &policy.public_shares {
+        verifying_shares.insert(
+            member_identifier(*index)?,
+            VerifyingShare::deserialize(&element.0).map_err(|_| bad("public share"))?,
+        );
+    }
+    let key_package = KeyPackage::new(
+        member_identifier(share.index())?,
+        SigningShare::deserialize(&share.secret_bytes()).map_err(|_| bad("share"))?,
+        VerifyingShare::deserialize(&listed.0).map_err(|_| bad("public share"))?,
+        verifying_key,
+        policy.threshold,
+    );
+    Ok((
+        key_package,
+        PublicKeyPackage::new(verifying_shares, verifying_key, Some(policy.threshold)),
+    ))
+}
+
 /// Runs the distributed key generation for `members` (sorted by region; member index =
 /// position + 1): one [`super::ceremony::Ceremony`] per member, passing only the messages
 /// each would send; returns each member's share and the manifest's `person_key`.
@@ -215,15 +268,12 @@ pub fn ceremony_in_one_process<R: frost::rand_core::RngCore + frost::rand_core::
     use super::ceremony::{Ceremony, CeremonyMessage, CeremonyPlan};
     let fail =
         |e: super::ceremony::CeremonyError| OprfError::Combine(format!("key generation: {e}"));
-    let plan = CeremonyPlan {
-        label: "in one process".into(),
-        threshold,
-        members: members.to_vec(),
-    };
+    let plan = CeremonyPlan::generate("in one process", threshold, members).map_err(fail)?;
     let mut parties = Vec::with_capacity(members.len());
     let mut mail: Vec<(u16, CeremonyMessage)> = Vec::new();
-    for region in members {
-        let (party, round1) = Ceremony::start(plan.clone(), *region, &mut *rng).map_err(fail)?;
+    for member in &plan.members {
+        let (party, round1) =
+            Ceremony::start(plan.clone(), member.region, None, &mut *rng).map_err(fail)?;
         mail.extend(
             (1..=n)
                 .filter(|to| *to != party.me())
