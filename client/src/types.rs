@@ -212,6 +212,21 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> 
     }
 }
 
+/// An optional whole number of `u16` (see [`whole_number`]).
+fn optional_whole_u16<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let Some(x) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if x.fract() == 0.0 && (0.0..=f64::from(u16::MAX)).contains(&x) {
+        Ok(Some(x as u16))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{x} is not a whole number from 0 to {}",
+            u16::MAX
+        )))
+    }
+}
+
 /// A person to hash: `POST /v1/persons/refs`, to the department's own node only (the
 /// clear number travels in this body over mutual TLS, never in a URL, and the node
 /// neither stores nor logs it).
@@ -277,4 +292,98 @@ pub struct CheckRequest {
 /// `null`: what the OpenAPI document's `"type": "string"` says.
 fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     <String as Deserialize>::deserialize(d).map(Some)
+}
+
+/// `POST /v1/admin/person-key-ceremony`: start this member's part of a person-key
+/// ceremony (docs/operator.md, "Person keys"). Every member's operator starts the same
+/// plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonyRequest {
+    /// `generate` (a new key) or `refresh` (new shares of the manifest's key).
+    pub kind: String,
+    /// The label the members agreed on.
+    pub label: String,
+    /// Members needed for one person key (generation only; default: a majority).
+    #[serde(default, deserialize_with = "optional_whole_u16")]
+    pub threshold: Option<u16>,
+    /// Members taking part (default: every member for a generation, every current
+    /// share holder for a refresh; a refresh may leave members out to remove them).
+    #[serde(default)]
+    pub members: Option<Vec<String>>,
+}
+
+/// Where a ceremony stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CeremonyState {
+    /// Exchanging packages.
+    Running,
+    /// This member's share is written; `person_key` lists the public shares.
+    Done,
+    /// Stopped; `error` says why and names the member at fault where there is one.
+    Failed,
+}
+
+/// What `GET /v1/admin/person-key-ceremony` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CeremonyStatus {
+    /// The ceremony's id (the plan's hash; equal at every member that started the same
+    /// plan).
+    pub ceremony: credfed_protocol::crypto::Hash256,
+    /// The member this status is from.
+    pub member: credfed_protocol::ids::RegionCode,
+    /// `generate` or `refresh`.
+    pub kind: String,
+    /// The plan's label.
+    pub label: String,
+    /// Members needed for one person key.
+    pub threshold: u16,
+    /// The members, in plan order.
+    pub members: Vec<credfed_protocol::ids::RegionCode>,
+    /// Running, done or failed.
+    pub state: CeremonyState,
+    /// When this member's operator started it (ms since the epoch).
+    pub started_ms: i64,
+    /// Round-1 packages held (this member's own included).
+    pub round1_held: usize,
+    /// Round-2 packages received.
+    pub round2_held: usize,
+    /// Members whose package this member still needs for its next step.
+    pub waiting_for: Vec<credfed_protocol::ids::RegionCode>,
+    /// Members this member's messages have not reached yet, with the last reason.
+    pub undelivered: Vec<Undelivered>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// This member's new share (0600), once done.
+    pub share_file: Option<std::path::PathBuf>,
+    /// The public shares for the next manifest, once done (with the budget of the
+    /// manifest this node runs, or the defaults).
+    pub person_key: Option<credfed_protocol::manifest::PersonKeyShares>,
+    /// The file the public shares were written to, for the federation authority.
+    pub person_key_file: Option<std::path::PathBuf>,
+}
+
+/// A member not reached yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undelivered {
+    /// The member.
+    pub region: credfed_protocol::ids::RegionCode,
+    /// Messages waiting for it.
+    pub messages: usize,
+    /// The last failure or refusal.
+    pub last_error: Option<String>,
+}
+
+/// What the federation authority reads (`credfed federation person-key --from FILE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CeremonyResult {
+    /// The ceremony.
+    pub ceremony: credfed_protocol::crypto::Hash256,
+    /// Its label.
+    pub label: String,
+    /// The member that wrote this file.
+    pub written_by: credfed_protocol::ids::RegionCode,
+    /// The public shares for the manifest's `person_key`.
+    pub person_key: credfed_protocol::manifest::PersonKeyShares,
 }

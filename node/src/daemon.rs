@@ -63,18 +63,49 @@ fn read_person_share(
         return Ok(None);
     };
     let path = cfg.path(&cfg.person_share_file);
-    let share = credfed_protocol::oprf::ShareKey::from_file_text(&read_text(
-        &path,
-        "person_share_file",
-        "the manifest lists a person-key share for this region; restore the file from backup, or have the threshold of members repair it (docs/operator.md, \"Person keys\")",
-    )?)
-    .with_context(|| format!("person_share_file = {}", path.display()))?;
-    if share.index() != listed.index || share.public() != listed.public_share {
+    let matches = |share: &credfed_protocol::oprf::ShareKey| {
+        share.index() == listed.index && share.public() == listed.public_share
+    };
+    // After a ceremony the new share sits beside the old one under the ceremony's name;
+    // a node started with the new manifest and the old setting says which file it is.
+    let hint = || -> String {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let found = std::fs::read_dir(dir).ok().and_then(|entries| {
+            entries.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("person-share-") && n.ends_with(".key"))
+                    && std::fs::read_to_string(p)
+                        .ok()
+                        .and_then(|t| credfed_protocol::oprf::ShareKey::from_file_text(&t).ok())
+                        .is_some_and(|s| matches(&s))
+            })
+        });
+        match found {
+            Some(p) => format!(
+                "; {} holds the share the manifest lists (a ceremony wrote it): set person_share_file = \"{}\" in the config",
+                p.display(),
+                p.display()
+            ),
+            None => "; restore the file from backup, or have the threshold of members repair it (docs/operator.md, \"Person keys\")".into(),
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "person_share_file = {}: cannot read it ({e}); the manifest lists a person-key share for this region{}",
+            path.display(),
+            hint()
+        )
+    })?;
+    let share = credfed_protocol::oprf::ShareKey::from_file_text(&text)
+        .with_context(|| format!("person_share_file = {}", path.display()))?;
+    if !matches(&share) {
         bail!(
-            "person_share_file = {}: holds member {}'s share, which is not the share the manifest lists for {region} (member {}); use this region's share file",
+            "person_share_file = {}: holds member {}'s share, which is not the share the manifest lists for {region} (member {}){}",
             path.display(),
             share.index(),
-            listed.index
+            listed.index,
+            hint()
         );
     }
     Ok(Some(Arc::new(share)))
@@ -234,6 +265,22 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         .map(|m| Ok((m.region, p2p::peer_id_of(&m.node_key)?)))
         .collect::<Result<std::collections::BTreeMap<_, _>>>()?;
     let status = Arc::new(Mutex::new(NetStatus::default()));
+    // Person-key ceremonies write new shares beside the share in use.
+    let share_path = cfg.path(&cfg.person_share_file);
+    let ceremonies = Arc::new(Mutex::new(crate::ceremonies::Ceremonies::new(
+        region,
+        share_path
+            .parent()
+            .map_or_else(|| cfg.data_dir.clone(), Path::to_path_buf),
+        person_share.clone().zip(person_key_shares.clone()),
+        person_key_shares.as_ref().map_or(
+            (
+                credfed_protocol::manifest::DEFAULT_PERSON_EVALUATIONS_PER_DAY,
+                credfed_protocol::manifest::DEFAULT_PERSON_EVALUATION_BURST,
+            ),
+            |p| (p.evaluations_per_day, p.burst),
+        ),
+    )));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let network = p2p::spawn(
         core.clone(),
@@ -264,6 +311,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
                 stats: person_key_stats.clone(),
             },
             audit: audit.clone(),
+            ceremonies: ceremonies.clone(),
         },
         shutdown_rx.clone(),
     )?;
@@ -285,6 +333,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         status,
         audit,
         person_keys,
+        ceremonies,
         metrics_public: cfg.metrics_public,
         clients_dir: cfg.data_dir.join("clients"),
         drill_faults: cfg.drill_faults,

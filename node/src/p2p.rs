@@ -36,8 +36,8 @@ use crate::engine::{Core, EngineEvent, EngineLinks, IngestJob, PeerVerdict};
 use crate::person_keys::Responder;
 use crate::replication::{Input, Output, ReplicationConfig, Replicator};
 use crate::wire::{
-    MAX_RANGE_ENVELOPES, MAX_RESPONSE_BYTES, PERSON_KEY_PROTOCOL, PersonKeyCodec, SYNC_PROTOCOL,
-    SyncCodec, SyncRequest, SyncResponse,
+    CEREMONY_PROTOCOL, CeremonyCodec, MAX_RANGE_ENVELOPES, MAX_RESPONSE_BYTES, PERSON_KEY_PROTOCOL,
+    PersonKeyCodec, SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse,
 };
 use credfed_protocol::oprf::{EvaluationRefusal, EvaluationRequest, EvaluationResponse};
 
@@ -98,6 +98,9 @@ pub struct PersonKeyLinks {
     pub responder: Responder,
     /// Where evaluations are audited.
     pub audit: Arc<crate::api::audit::Audit>,
+    /// This member's part in person-key ceremonies (shared with the API, which starts
+    /// them).
+    pub ceremonies: Arc<Mutex<crate::ceremonies::Ceremonies>>,
 }
 
 /// A cosign request waiting for records this replica does not hold yet.
@@ -212,6 +215,7 @@ struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
     person_key: request_response::Behaviour<PersonKeyCodec>,
+    ceremony: request_response::Behaviour<CeremonyCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -298,6 +302,8 @@ pub struct Network {
     >,
     /// Answering person-key requests.
     person_keys: PersonKeyLinks,
+    /// Ceremony messages sent and not answered yet.
+    ceremony_calls: BTreeMap<OutboundRequestId, crate::ceremonies::Delivery>,
     /// Evaluations finished on blocking threads.
     person_key_done_tx: mpsc::Sender<PersonKeyDone>,
     person_key_done_rx: Option<mpsc::Receiver<PersonKeyDone>>,
@@ -442,6 +448,7 @@ impl Network {
             person_key_calls: BTreeMap::new(),
             lie_person_keys: false,
             person_keys,
+            ceremony_calls: BTreeMap::new(),
             person_key_done_tx,
             person_key_done_rx: Some(person_key_done_rx),
             signing: false,
@@ -808,6 +815,71 @@ impl Network {
         self.check_federation_round();
         self.release_parked(now);
         self.maybe_start_round();
+        self.send_ceremony_mail(now);
+    }
+
+    /// Sends the ceremony messages that are due to the members they are for.
+    fn send_ceremony_mail(&mut self, now: Instant) {
+        let due = match self.person_keys.ceremonies.lock() {
+            Ok(mut c) => c.due(now),
+            Err(_) => return,
+        };
+        for (region, delivery, message) in due {
+            let peer = self
+                .members
+                .iter()
+                .find(|(_, (r, _))| *r == region)
+                .map(|(p, _)| *p);
+            let outcome = match peer {
+                Some(p) if self.blocked.contains(&p) => {
+                    Err("cut off by a drill partition".to_string())
+                }
+                Some(p) => {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .ceremony
+                        .send_request(&p, message);
+                    self.ceremony_calls.insert(id, delivery);
+                    continue;
+                }
+                None => Err(format!("{region} is not a member in this node's manifest")),
+            };
+            if let Ok(mut c) = self.person_keys.ceremonies.lock() {
+                c.delivered(delivery, outcome);
+            }
+        }
+    }
+
+    /// A member's ceremony message: handed over with the region its connection
+    /// authenticated, and answered at once (the work is a few scalar operations, and a
+    /// share written to disk at the end).
+    fn on_ceremony_message(
+        &mut self,
+        peer: PeerId,
+        message: credfed_protocol::oprf::ceremony::CeremonyMessage,
+        channel: ResponseChannel<credfed_protocol::oprf::ceremony::CeremonyReply>,
+    ) {
+        let Some((region, _)) = self.members.get(&peer).cloned() else {
+            return;
+        };
+        if self.blocked.contains(&peer) {
+            return;
+        }
+        let reply = match self.person_keys.ceremonies.lock() {
+            Ok(mut c) => c.receive(region, message),
+            Err(_) => credfed_protocol::oprf::ceremony::CeremonyReply::Refused(
+                "this member's ceremony state is unusable; restart the node and the ceremony"
+                    .into(),
+            ),
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .ceremony
+            .send_response(channel, reply);
+        // Round 2 or a finished share may have become due.
+        self.send_ceremony_mail(Instant::now());
     }
 
     /// Starts a witnessing round if this region's log grew since the last witnessed
@@ -1067,6 +1139,36 @@ impl Network {
                     }
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Ceremony(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_ceremony_message(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(delivery) = self.ceremony_calls.remove(&request_id)
+                        && let Ok(mut c) = self.person_keys.ceremonies.lock()
+                    {
+                        c.delivered(delivery, Ok(response));
+                    }
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Ceremony(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) => {
+                if let Some(delivery) = self.ceremony_calls.remove(&request_id)
+                    && let Ok(mut c) = self.person_keys.ceremonies.lock()
+                {
+                    c.delivered(delivery, Err(error.to_string()));
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::PersonKey(
                 request_response::Event::OutboundFailure {
                     request_id, error, ..
@@ -1714,6 +1816,15 @@ fn build_swarm(
                     .with_request_timeout(crate::person_keys::MEMBER_TIMEOUT)
                     .with_max_concurrent_streams(64),
             );
+            // Ceremony messages are a few per member per ceremony; a member answers at
+            // once, so the default timeout only bounds a dead connection.
+            let ceremony = request_response::Behaviour::with_codec(
+                CeremonyCodec::default(),
+                [(CEREMONY_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(16),
+            );
             let identify =
                 identify::Behaviour::new(identify::Config::new("/credfed/1".into(), key.public()));
             Ok(Behaviour {
@@ -1723,6 +1834,7 @@ fn build_swarm(
                 gossipsub,
                 sync,
                 person_key,
+                ceremony,
                 identify,
                 // Pings are the liveness probe: a connection without a pong for
                 // `liveness_timeout` is closed (see `Network::on_tick`), and the re-dial

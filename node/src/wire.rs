@@ -147,6 +147,29 @@ impl Messages for PersonKeyMessages {
     }
 }
 
+/// The person key's ceremony between members (docs/privacy.md, "Key lifecycle"): a
+/// member sends a round's package to the member it is for, which takes it, holds it
+/// until its operator starts the ceremony, or refuses it.
+pub const CEREMONY_PROTOCOL: StreamProtocol = StreamProtocol::new("/credfed/person-key-ceremony/1");
+
+/// The ceremony protocol's messages (protocol::oprf::ceremony holds their types and
+/// limits).
+#[derive(Debug, Clone, Default)]
+pub struct CeremonyMessages;
+
+impl Messages for CeremonyMessages {
+    type Request = credfed_protocol::oprf::ceremony::CeremonyMessage;
+    type Response = credfed_protocol::oprf::ceremony::CeremonyReply;
+    const MAX_REQUEST: usize = credfed_protocol::oprf::ceremony::MAX_MESSAGE_BYTES;
+    const MAX_RESPONSE: usize = credfed_protocol::oprf::ceremony::MAX_REPLY_BYTES;
+    fn decode_request(b: &[u8]) -> Result<Self::Request, credfed_protocol::codec::DecodeError> {
+        credfed_protocol::oprf::ceremony::decode_message(b)
+    }
+    fn decode_response(b: &[u8]) -> Result<Self::Response, credfed_protocol::codec::DecodeError> {
+        credfed_protocol::oprf::ceremony::decode_reply(b)
+    }
+}
+
 /// Length-prefixed canonical codec with limits, for any [`Messages`].
 #[derive(Debug, Clone, Default)]
 pub struct LimitedCodec<M>(std::marker::PhantomData<M>);
@@ -155,6 +178,8 @@ pub struct LimitedCodec<M>(std::marker::PhantomData<M>);
 pub type SyncCodec = LimitedCodec<SyncMessages>;
 /// The person-key protocol's codec.
 pub type PersonKeyCodec = LimitedCodec<PersonKeyMessages>;
+/// The ceremony protocol's codec.
+pub type CeremonyCodec = LimitedCodec<CeremonyMessages>;
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,

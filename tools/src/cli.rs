@@ -280,6 +280,12 @@ pub enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// The person key's shares (docs/operator.md, "Person keys"): start this member's
+    /// part of a key generation or refresh, and follow it to the end.
+    PersonKey {
+        #[command(subcommand)]
+        command: PersonKeyCmd,
+    },
     /// A node's status.
     Status {
         #[command(flatten)]
@@ -484,6 +490,61 @@ pub enum FederationCmd {
     Show {
         /// File.
         manifest: PathBuf,
+    },
+    /// Put the public shares a person-key ceremony ended with into a draft (the members'
+    /// files must agree), with the evaluation budget.
+    PersonKey {
+        /// Draft manifest.
+        draft: PathBuf,
+        /// A member's result: the person-key-*.json its node wrote, or
+        /// `credfed person-key status --output json`. Give every member's, so that a
+        /// member that saw other public shares is caught here.
+        #[arg(long = "from", required = true)]
+        from: Vec<PathBuf>,
+        /// Evaluations a member answers per asking member and day (default: the
+        /// draft's, or 50 000).
+        #[arg(long)]
+        evaluations_per_day: Option<u32>,
+        /// Evaluations an asking member may use at once (default: the draft's, or
+        /// 25 000).
+        #[arg(long)]
+        burst: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PersonKeyCmd {
+    /// Start this member's part of a ceremony; every member's operator starts the same
+    /// plan (same kind, label, threshold and members).
+    Start {
+        /// A label the members agreed on, e.g. "2027-01 person key".
+        #[arg(long)]
+        label: String,
+        /// Renew the shares of the manifest's key instead of making a new key (the key
+        /// and every person key stay; leave members out with --members to remove them).
+        #[arg(long)]
+        refresh: bool,
+        /// Members needed for one person key (generation only; default a majority).
+        #[arg(long)]
+        threshold: Option<u16>,
+        /// Members taking part, comma-separated region codes (default: every member,
+        /// or every current share holder for --refresh).
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+        /// Wait up to this many seconds for the ceremony to end, showing progress.
+        #[arg(long)]
+        wait: Option<u64>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// The ceremony's progress; once done, the new share file and the public shares
+    /// for the federation authority.
+    Status {
+        /// Wait up to this many seconds for the ceremony to end, showing progress.
+        #[arg(long)]
+        wait: Option<u64>,
+        #[command(flatten)]
+        node: NodeArgs,
     },
 }
 

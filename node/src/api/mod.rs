@@ -57,6 +57,9 @@ pub struct ApiState {
     pub audit: Arc<Audit>,
     /// Person keys: asking members for evaluations (docs/privacy.md).
     pub person_keys: Arc<crate::person_keys::PersonKeyer>,
+    /// This member's part in person-key ceremonies (the network task sends and receives
+    /// their messages).
+    pub ceremonies: Arc<Mutex<crate::ceremonies::Ceremonies>>,
     /// Serve /metrics unauthenticated.
     pub metrics_public: bool,
     /// Directory of issued client certificate fingerprints (`<data-dir>/clients`).
@@ -142,6 +145,10 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
         // Always routed, so that other methods get 405 like everywhere; the handler
         // answers 404 on nodes without drill faults.
         .route("/v1/admin/partition", post(partition))
+        .route(
+            "/v1/admin/person-key-ceremony",
+            get(ceremony_status).post(ceremony_start),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
@@ -1340,6 +1347,121 @@ async fn partition(
         })
     }
     .await;
+    ApiError::respond(result, None)
+}
+
+/// Starts this member's part of a person-key ceremony (docs/operator.md, "Person keys").
+async fn ceremony_start(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<credfed_client::CeremonyRequest>,
+) -> Response {
+    let result = (|| {
+        caller.require_operator(&state, "a person-key ceremony")?;
+        let manifest = state.core.manifest();
+        let mut members = Vec::new();
+        for r in req.members.iter().flatten() {
+            let region = input::region_code("members", r)?;
+            if manifest.member(region).is_none() {
+                return Err(ApiError::unprocessable(
+                    "members",
+                    format!("members: {region} is not a member of the federation"),
+                ));
+            }
+            members.push(region);
+        }
+        // The plan's rules name what they are about; the field follows.
+        let plan_error = |e: credfed_protocol::oprf::ceremony::CeremonyError| {
+            let text = e.to_string();
+            let text = text.trim_start_matches("plan: ");
+            let field = if text.starts_with("label") {
+                "label"
+            } else if text.starts_with("threshold") {
+                "threshold"
+            } else {
+                "members"
+            };
+            ApiError::unprocessable(field, text)
+        };
+        let mut ceremonies = state
+            .ceremonies
+            .lock()
+            .map_err(|_| ApiError::internal("the ceremony state is poisoned; restart the node"))?;
+        use credfed_protocol::oprf::ceremony::CeremonyPlan;
+        let plan = match req.kind.as_str() {
+            "generate" => {
+                if members.is_empty() {
+                    members = manifest.members.iter().map(|m| m.region).collect();
+                }
+                let threshold = req
+                    .threshold
+                    .unwrap_or_else(|| credfed_protocol::oprf::keygen::majority(members.len()));
+                if threshold <= manifest.policy.faults_tolerated {
+                    return Err(ApiError::unprocessable(
+                        "threshold",
+                        format!(
+                            "threshold: {threshold} members could all be among the {} faulty members the federation tolerates (policy.faults_tolerated); use more than {}",
+                            manifest.policy.faults_tolerated, manifest.policy.faults_tolerated
+                        ),
+                    ));
+                }
+                CeremonyPlan::generate(&req.label, threshold, &members).map_err(plan_error)?
+            }
+            "refresh" => {
+                let current = ceremonies.current_shares().cloned().ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "kind",
+                        "kind: refresh renews the manifest's person key, and this node runs without a share of one; run a generation, or restore the share file",
+                    )
+                })?;
+                if req.threshold.is_some_and(|t| t != current.threshold) {
+                    return Err(ApiError::unprocessable(
+                        "threshold",
+                        format!(
+                            "threshold: a refresh keeps the key's threshold ({}); leave it out",
+                            current.threshold
+                        ),
+                    ));
+                }
+                let chosen = (!members.is_empty()).then_some(members.as_slice());
+                CeremonyPlan::refresh(&req.label, &current, chosen).map_err(plan_error)?
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    "kind",
+                    format!("kind: {other:?}, expected \"generate\" or \"refresh\""),
+                ));
+            }
+        };
+        let status = ceremonies
+            .start(plan, state.core.now().0)
+            .map_err(|e| ApiError::unprocessable("members", e))?;
+        ok(&status)
+    })();
+    ApiError::respond(result, None)
+}
+
+/// The running or last person-key ceremony's progress and, once done, the public shares.
+async fn ceremony_status(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let result = (|| {
+        caller.require_operator(&state, "a person-key ceremony")?;
+        let status = state
+            .ceremonies
+            .lock()
+            .map_err(|_| ApiError::internal("the ceremony state is poisoned; restart the node"))?
+            .status();
+        match status {
+            Some(s) => ok(&s),
+            None => Err(ApiError::with_status(
+                axum::http::StatusCode::NOT_FOUND,
+                "no_ceremony",
+                "no person-key ceremony has been started on this node since it started; start one with `credfed person-key start`",
+            )),
+        }
+    })();
     ApiError::respond(result, None)
 }
 

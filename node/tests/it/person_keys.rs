@@ -249,3 +249,213 @@ async fn a_region_cut_off_from_the_majority_says_person_checks_are_unavailable()
     let r = person_refs(&c, 0, &[number(20)]).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+fn install_manifest(c: &mut Cluster, m: &credfed_protocol::manifest::Manifest) {
+    let signed = serde_json::to_string(&m.sign(&key("authority")).unwrap()).unwrap();
+    for n in &c.nodes {
+        std::fs::write(n.dir.join("manifest.json"), &signed).unwrap();
+    }
+    c.manifest = m.clone();
+}
+
+async fn ceremony(c: &Cluster, i: usize, body: serde_json::Value) -> serde_json::Value {
+    let r = c.nodes[i]
+        .client
+        .post("/v1/admin/person-key-ceremony", &body)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "node {i}: {}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+async fn ceremony_status(c: &Cluster, i: usize) -> serde_json::Value {
+    let r = c.nodes[i]
+        .client
+        .get("/v1/admin/person-key-ceremony")
+        .await
+        .unwrap();
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// Waits until every node's ceremony is done; returns their statuses.
+async fn ceremony_done(c: &Cluster) -> Vec<credfed_client::CeremonyStatus> {
+    let ok = wait_until(Duration::from_secs(30), || async {
+        let mut all = true;
+        for i in 0..c.nodes.len() {
+            all &= ceremony_status(c, i).await["state"] == json!("done");
+        }
+        all
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..c.nodes.len() {
+        statuses.push(ceremony_status(c, i).await);
+    }
+    assert!(ok, "ceremony never ended everywhere: {statuses:#?}");
+    statuses
+        .into_iter()
+        .map(|s| serde_json::from_value(s).unwrap())
+        .collect()
+}
+
+/// Every node switches to the ceremony's result: the manifest with its public shares,
+/// and the new share file named in the config.
+async fn adopt(c: &mut Cluster, done: &[credfed_client::CeremonyStatus]) {
+    for i in 0..c.nodes.len() {
+        c.stop(i);
+    }
+    let mut m = c.manifest.clone();
+    m.person_key = done[0].person_key.clone();
+    m.version += 1;
+    install_manifest(c, &m);
+    for (i, s) in done.iter().enumerate() {
+        let mut cfg = c.config(i);
+        cfg.person_share_file = s.share_file.clone().unwrap();
+        c.save_config(i, &cfg);
+    }
+    c.start_all().await;
+}
+
+/// The members make the person key between themselves over their connections — one
+/// member starts late and gets what was held for it, an impersonating or malformed plan
+/// is refused — every node writes only its own share, the nodes use the key once the
+/// manifest lists it, and a refresh among them changes every share but no person key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_make_and_refresh_the_person_key_over_their_connections() {
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    let mut m = c.manifest.clone();
+    m.person_key = None;
+    install_manifest(&mut c, &m);
+    c.start_all().await;
+    let status = c.status(0).await.unwrap();
+    assert_eq!(
+        status["person_keys"]["configured"],
+        json!(false),
+        "{status}"
+    );
+    // No ceremony yet: 404 saying how to start one; bad plans are refused naming the field.
+    let r = c.nodes[0]
+        .client
+        .get("/v1/admin/person-key-ceremony")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("credfed person-key start"), "{}", r.body);
+    for (body, field) in [
+        (
+            json!({"kind": "generate", "label": "x", "threshold": 4}),
+            "threshold",
+        ),
+        (json!({"kind": "mint", "label": "x"}), "kind"),
+        (json!({"kind": "refresh", "label": "x"}), "kind"),
+        (
+            json!({"kind": "generate", "label": "x", "members": ["650000"]}),
+            "members",
+        ),
+    ] {
+        let r = c.nodes[0]
+            .client
+            .post("/v1/admin/person-key-ceremony", &body)
+            .await
+            .unwrap();
+        assert!(r.status == 400 || r.status == 422, "{body}: {}", r.body);
+        assert_eq!(
+            r.error().field.as_deref(),
+            Some(field),
+            "{body}: {}",
+            r.body
+        );
+    }
+    // Departments may not run ceremonies.
+    c.register_departments(0).await;
+    let dept = department_client(&c.nodes[0], "310000:pub");
+    let r = dept
+        .post(
+            "/v1/admin/person-key-ceremony",
+            &json!({"kind": "generate", "label": "x"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    let plan = json!({"kind": "generate", "label": "it 2026-12"});
+    let first = ceremony(&c, 0, plan.clone()).await;
+    assert_eq!(first["threshold"], json!(2));
+    ceremony(&c, 1, plan.clone()).await;
+    // Gansu has not started: the others wait for it by name.
+    let ok = wait_until(Duration::from_secs(20), || async {
+        ceremony_status(&c, 0).await["waiting_for"] == json!(["620000"])
+    })
+    .await;
+    assert!(ok, "{}", ceremony_status(&c, 0).await);
+    let third = ceremony(&c, 2, plan).await;
+    assert_eq!(third["ceremony"], first["ceremony"], "one plan, one id");
+    let done = ceremony_done(&c).await;
+    for s in &done[1..] {
+        assert_eq!(s.person_key, done[0].person_key);
+    }
+    // Each node wrote its own share, and no node's share is another's.
+    let shares: Vec<credfed_protocol::oprf::ShareKey> = done
+        .iter()
+        .map(|s| {
+            credfed_protocol::oprf::ShareKey::from_file_text(
+                &std::fs::read_to_string(s.share_file.as_ref().unwrap()).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    for (i, s) in shares.iter().enumerate() {
+        assert!(
+            done[i]
+                .share_file
+                .as_ref()
+                .unwrap()
+                .starts_with(&c.nodes[i].dir)
+        );
+        let listed = done[0]
+            .person_key
+            .as_ref()
+            .unwrap()
+            .of_region(c.nodes[i].region)
+            .unwrap();
+        assert_eq!(listed.public_share, s.public());
+    }
+
+    adopt(&mut c, &done).await;
+    let numbers: Vec<String> = (40..43).map(number).collect();
+    let mut before = Vec::new();
+    for i in 0..3 {
+        wait_person_keys_available(&c, i, true).await;
+        let r = person_refs(&c, i, &numbers).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let refs: credfed_client::PersonRefsAnswer = serde_json::from_str(&r.body).unwrap();
+        before.push(refs.refs.iter().map(|p| p.id_hash).collect::<Vec<_>>());
+    }
+    assert_eq!(before[0], before[1]);
+    assert_eq!(before[0], before[2]);
+
+    // A refresh: new shares, the same key.
+    let refresh = json!({"kind": "refresh", "label": "it refresh"});
+    for i in 0..3 {
+        ceremony(&c, i, refresh.clone()).await;
+    }
+    let refreshed = ceremony_done(&c).await;
+    let old = c.manifest.person_key.clone().unwrap();
+    let new = refreshed[0].person_key.clone().unwrap();
+    for (a, b) in old.shares.iter().zip(&new.shares) {
+        assert_eq!((a.region, a.index), (b.region, b.index));
+        assert_ne!(a.public_share, b.public_share);
+    }
+    adopt(&mut c, &refreshed).await;
+    for i in 0..3 {
+        wait_person_keys_available(&c, i, true).await;
+        let r = person_refs(&c, i, &numbers).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let refs: credfed_client::PersonRefsAnswer = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            refs.refs.iter().map(|p| p.id_hash).collect::<Vec<_>>(),
+            before[0],
+            "node {i}: a refresh changed person keys"
+        );
+    }
+}

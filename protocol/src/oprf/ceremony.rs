@@ -89,6 +89,27 @@ pub fn decode_message(bytes: &[u8]) -> Result<CeremonyMessage, crate::codec::Dec
     crate::codec::decode(bytes, MAX_MESSAGE_BYTES, "person key ceremony message")
 }
 
+/// A member's answer to a ceremony message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CeremonyReply {
+    /// Taken into the member's ceremony (or the same message again).
+    Taken,
+    /// Kept until the member starts the ceremony it belongs to (its operator has not
+    /// yet, or started another plan).
+    Held,
+    /// Refused, with the reason (the member's ceremony failed, or the message is not
+    /// what the sender may send).
+    Refused(String),
+}
+
+/// Largest reply: a reason of a few hundred bytes.
+pub const MAX_REPLY_BYTES: usize = 4 * 1024;
+
+/// Decodes a ceremony reply, whole buffer, within its limit.
+pub fn decode_reply(bytes: &[u8]) -> Result<CeremonyReply, crate::codec::DecodeError> {
+    crate::codec::decode(bytes, MAX_REPLY_BYTES, "person key ceremony reply")
+}
+
 /// What a ceremony does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CeremonyKind {

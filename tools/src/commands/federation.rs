@@ -211,6 +211,12 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
             );
             Ok(())
         }
+        FederationCmd::PersonKey {
+            draft,
+            from,
+            evaluations_per_day,
+            burst,
+        } => super::person_key::set_in_draft(mode, &draft, &from, evaluations_per_day, burst),
         FederationCmd::Show { manifest } => {
             let m = read_any_manifest(&manifest)?;
             let v = serde_json::to_value(&m).map_err(|e| invalid(e.to_string()))?;

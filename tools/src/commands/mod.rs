@@ -3,6 +3,7 @@
 mod federation;
 mod ids;
 mod measures;
+mod person_key;
 pub mod persons;
 mod query;
 mod records;
@@ -579,6 +580,7 @@ pub fn run(cli: Cli) -> Res {
         } => query::inbox(mode, kind, overdue, limit, offset, &node),
         Cmd::Stats { node } => query::stats(mode, &node),
         Cmd::Status { node } => query::status(mode, &node),
+        Cmd::PersonKey { command } => person_key::person_key(mode, command),
         Cmd::Peers { node } => query::peers(mode, &node),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;

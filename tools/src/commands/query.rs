@@ -1196,7 +1196,7 @@ pub fn status(mode: Output, node: &NodeArgs) -> Res {
                 }
             }
         } else {
-            out.push_str("\nperson keys: not set up (the manifest has no person_key; person checks are refused)");
+            out.push_str("\nperson keys: not set up (the manifest has no person_key; person checks are refused; the members make one with `credfed person-key start`, docs/operator.md)");
         }
         out
     });

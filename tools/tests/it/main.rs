@@ -1505,3 +1505,172 @@ async fn verify_evidence_checks_a_members_fork_offline() {
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stdout).contains("do not contradict"));
 }
+
+/// The person key node `i` gives the legal representative's number (polling until
+/// enough members are connected).
+async fn person_ref(env: &Env, i: usize) -> Value {
+    let n = &env.fed.nodes[i];
+    let r = n.region.to_string();
+    let client = credfed_client::ApiClient::with_identity(
+        &n.api,
+        &n.dir.join("api-ca.pem"),
+        &n.dir.join("operator").join(format!("{r}-node.pem")),
+        &n.dir.join("operator").join(format!("{r}-node.key")),
+    )
+    .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut poll = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        poll.tick().await;
+        let r = client
+            .post(
+                "/v1/persons/refs",
+                &json!({"persons": [{"number": LEGAL_REP, "name": "张三"}]}),
+            )
+            .await
+            .unwrap();
+        if r.status == 200 {
+            let v: Value = serde_json::from_str(&r.body).unwrap();
+            return v["refs"][0]["id_hash"].clone();
+        }
+        assert!(Instant::now() < end, "person refs: {}", r.body);
+    }
+}
+
+/// A person key's refresh through the shipped commands: each member's operator starts
+/// it with `credfed person-key start --refresh` and follows it with `--wait`; the
+/// authority's `credfed federation person-key` takes the members' result files only if
+/// they agree (a file with one public share changed is refused), the manifest is signed
+/// and installed, the nodes restart on their new shares, and every person key is what
+/// it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_key_refresh_runs_through_the_cli_and_the_authority_step() {
+    let mut env = federation(29700).await;
+    let before = person_ref(&env, 0).await;
+    assert_eq!(person_ref(&env, 1).await, before);
+
+    let started = env.json(
+        0,
+        "310000:pub",
+        &["person-key", "start", "--refresh", "--label", "cli refresh"],
+    );
+    assert_eq!(started["state"], json!("running"), "{started}");
+    let done1 = env.json(
+        1,
+        "310000:pub",
+        &[
+            "person-key",
+            "start",
+            "--refresh",
+            "--label",
+            "cli refresh",
+            "--wait",
+            "60",
+        ],
+    );
+    assert_eq!(done1["state"], json!("done"), "{done1}");
+    let done0 = env.json(0, "310000:pub", &["person-key", "status", "--wait", "60"]);
+    assert_eq!(done0["person_key"], done1["person_key"]);
+    let text = env.cli(0, "310000:pub", &["person-key", "status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("done") && text.contains("credfed federation person-key"),
+        "{text}"
+    );
+
+    // The authority: the current manifest as a draft, the members' results, a check
+    // that they agree.
+    let tmp = tempfile::tempdir().unwrap();
+    let draft = tmp.path().join("draft.json");
+    let shown = env.json(
+        0,
+        "310000:pub",
+        &[
+            "federation",
+            "show",
+            env.fed.dir.join("manifest.json").to_str().unwrap(),
+        ],
+    );
+    let mut m = shown.clone();
+    m["version"] = json!(m["version"].as_u64().unwrap() + 1);
+    std::fs::write(&draft, serde_json::to_string(&m).unwrap()).unwrap();
+    let files: Vec<String> = [&done0, &done1]
+        .iter()
+        .map(|d| d["person_key_file"].as_str().unwrap().to_string())
+        .collect();
+    let forged = tmp.path().join("forged.json");
+    let mut f: Value = serde_json::from_str(&std::fs::read_to_string(&files[1]).unwrap()).unwrap();
+    f["person_key"]["shares"][0]["public_share"] =
+        done0["person_key"]["shares"][1]["public_share"].clone();
+    std::fs::write(&forged, f.to_string()).unwrap();
+    let out = env.cli(
+        0,
+        "310000:pub",
+        &[
+            "federation",
+            "person-key",
+            draft.to_str().unwrap(),
+            "--from",
+            &files[0],
+            "--from",
+            forged.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("computed other public shares"), "{err}");
+    let set = env.json(
+        0,
+        "310000:pub",
+        &[
+            "federation",
+            "person-key",
+            draft.to_str().unwrap(),
+            "--from",
+            &files[0],
+            "--from",
+            &files[1],
+        ],
+    );
+    assert_eq!(set["results_compared"], json!(2));
+    let signed = tmp.path().join("signed.json");
+    env.json(
+        0,
+        "310000:pub",
+        &[
+            "federation",
+            "sign",
+            draft.to_str().unwrap(),
+            "--key",
+            env.fed.dir.join("authority.key").to_str().unwrap(),
+            "--out",
+            signed.to_str().unwrap(),
+        ],
+    );
+
+    // Every node runs the new manifest with its new share.
+    for (i, done) in [&done0, &done1].iter().enumerate() {
+        env.fed.signal(i, "-TERM").unwrap();
+        let dir = env.fed.nodes[i].dir.clone();
+        std::fs::copy(&signed, dir.join("manifest.json")).unwrap();
+        let cfg_path = dir.join("config.toml");
+        let mut cfg = credfed_client::node_config::NodeConfig::load(&cfg_path).unwrap();
+        cfg.person_share_file = done["share_file"].as_str().unwrap().into();
+        cfg.save(&cfg_path).unwrap();
+    }
+    for i in 0..2 {
+        env.fed.start(i, false).unwrap();
+    }
+    for i in 0..2 {
+        env.fed
+            .wait_writable(i, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        person_ref(&env, 0).await,
+        before,
+        "the refresh changed a person key"
+    );
+    assert_eq!(person_ref(&env, 1).await, before);
+}
