@@ -60,6 +60,11 @@ pub struct NodeConfig {
     /// manifest lists a share for this region (docs/privacy.md).
     #[serde(default = "default_person_share_file")]
     pub person_share_file: PathBuf,
+    /// The share is lost: start without it (this member answers no evaluations) so
+    /// that the other members can repair it (docs/operator.md, "Person keys"). Only
+    /// honoured while `person_share_file` is missing.
+    #[serde(default)]
+    pub person_share_lost: bool,
     /// libp2p listen addresses (TCP+TLS+yamux and QUIC).
     pub p2p_listen: Vec<String>,
     /// HTTPS API listen address.
@@ -208,6 +213,7 @@ impl NodeConfig {
             authority_key: String::new(),
             node_key_file: "node.key".into(),
             person_share_file: default_person_share_file(),
+            person_share_lost: false,
             p2p_listen: vec![
                 format!("/{ip_proto}/{listen_ip}/tcp/{p2p_port}"),
                 format!("/{ip_proto}/{listen_ip}/udp/{p2p_port}/quic-v1"),

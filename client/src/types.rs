@@ -300,7 +300,8 @@ fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CeremonyRequest {
-    /// `generate` (a new key) or `refresh` (new shares of the manifest's key).
+    /// `generate` (a new key), `refresh` (new shares of the manifest's key) or `repair`
+    /// (a member's lost share given back, or a new member's first share).
     pub kind: String,
     /// The label the members agreed on.
     pub label: String,
@@ -308,9 +309,13 @@ pub struct CeremonyRequest {
     #[serde(default, deserialize_with = "optional_whole_u16")]
     pub threshold: Option<u16>,
     /// Members taking part (default: every member for a generation, every current
-    /// share holder for a refresh; a refresh may leave members out to remove them).
+    /// share holder for a refresh; a refresh may leave members out to remove them). For
+    /// a repair: the helpers (default every other share holder; at least the threshold).
     #[serde(default)]
     pub members: Option<Vec<String>>,
+    /// The member being repaired (repair only).
+    #[serde(default)]
+    pub member: Option<String>,
 }
 
 /// Where a ceremony stands.

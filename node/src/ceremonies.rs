@@ -11,6 +11,9 @@
 //! computed are written for the federation authority, which puts them into the next
 //! manifest; nodes use the new share once they run with that manifest.
 //!
+//! A repair (a lost share given back, or a new member's first share) runs the same way
+//! with helpers and the member being repaired as parties ([`credfed_protocol::oprf::repair`]).
+//!
 //! Ceremony state lives in memory: a node restarted during a ceremony has lost its part,
 //! and the members start a new plan (another label).
 
@@ -25,6 +28,122 @@ use credfed_protocol::oprf::ShareKey;
 use credfed_protocol::oprf::ceremony::{
     Ceremony, CeremonyKind, CeremonyMessage, CeremonyPlan, CeremonyReply,
 };
+use credfed_protocol::oprf::repair::{Repair, RepairOutcome, RepairPlan};
+
+/// What a member's operator starts.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// A key generation or a refresh.
+    Keys(CeremonyPlan),
+    /// A repair or an enrolment.
+    Repair(RepairPlan),
+}
+
+/// This member's state machine in the running ceremony (one at a time per node, so the
+/// size difference between the variants costs nothing).
+#[allow(clippy::large_enum_variant)]
+enum Part {
+    Keys(Ceremony),
+    Repair(Repair),
+}
+
+/// What a finished part leaves.
+enum Ended {
+    /// A new share and the public shares listing it.
+    Share(ShareKey, PersonKeyShares),
+    /// A helper's part is over; nothing to write.
+    Helped,
+}
+
+impl Part {
+    fn id(&self) -> Hash256 {
+        match self {
+            Part::Keys(c) => c.id(),
+            Part::Repair(r) => r.id(),
+        }
+    }
+
+    fn label(&self) -> &str {
+        match self {
+            Part::Keys(c) => &c.plan().label,
+            Part::Repair(r) => &r.plan().label,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Part::Keys(c) => match c.plan().kind {
+                CeremonyKind::Generate => "generate",
+                CeremonyKind::Refresh { .. } => "refresh",
+            },
+            Part::Repair(_) => "repair",
+        }
+    }
+
+    fn region_of(&self, index: u16) -> Option<RegionCode> {
+        match self {
+            Part::Keys(c) => c.plan().region_of(index),
+            Part::Repair(r) => r.plan().region_of(index),
+        }
+    }
+
+    /// Every party, as (region, index).
+    fn parties(&self) -> Vec<(RegionCode, u16)> {
+        match self {
+            Part::Keys(c) => c
+                .plan()
+                .members
+                .iter()
+                .map(|m| (m.region, m.index))
+                .collect(),
+            Part::Repair(r) => r.plan().parties().map(|m| (m.region, m.index)).collect(),
+        }
+    }
+
+    /// (first counter, second counter) for the status: round-1 and round-2 packages,
+    /// or a repair's deltas or sigmas held.
+    fn progress(&self) -> (usize, usize) {
+        match self {
+            Part::Keys(c) => c.progress(),
+            Part::Repair(r) => (r.progress().0, 0),
+        }
+    }
+
+    fn waiting_for(&self) -> Vec<u16> {
+        match self {
+            Part::Keys(c) => c.waiting_for(),
+            Part::Repair(r) => r.waiting_for(),
+        }
+    }
+
+    /// Takes a message in; returns the messages that became due.
+    fn receive(&mut self, message: CeremonyMessage) -> Result<Vec<(u16, CeremonyMessage)>, String> {
+        match self {
+            Part::Keys(c) => {
+                c.receive(message).map_err(|e| e.to_string())?;
+                Ok(c.round2().map_err(|e| e.to_string())?.unwrap_or_default())
+            }
+            Part::Repair(r) => Ok(r
+                .receive(message)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .collect()),
+        }
+    }
+
+    fn finish(&self, budget: (u32, u32)) -> Result<Option<Ended>, String> {
+        match self {
+            Part::Keys(c) => Ok(c
+                .finish(budget.0, budget.1)
+                .map_err(|e| e.to_string())?
+                .map(|(share, listed)| Ended::Share(share, listed))),
+            Part::Repair(r) => Ok(r.finish().map_err(|e| e.to_string())?.map(|o| match o {
+                RepairOutcome::Helped => Ended::Helped,
+                RepairOutcome::Share(share, listed) => Ended::Share(share, listed),
+            })),
+        }
+    }
+}
 
 /// Messages of ceremonies not started here that are held at once: two per member of the
 /// largest federation (512 members), each at most
@@ -52,7 +171,8 @@ struct Outgoing {
 pub use credfed_client::{CeremonyResult, CeremonyState, CeremonyStatus, Undelivered};
 
 struct Running {
-    ceremony: Ceremony,
+    ceremony: Part,
+    threshold: u16,
     started_ms: i64,
     /// (member index, round) → message.
     outbox: BTreeMap<(u16, u8), Outgoing>,
@@ -78,8 +198,10 @@ pub struct Ceremonies {
     me: RegionCode,
     /// Where new shares and public shares are written.
     dir: PathBuf,
-    /// This member's current share and the manifest's public shares (for a refresh).
-    current: Option<(std::sync::Arc<ShareKey>, PersonKeyShares)>,
+    /// This member's current share (for a refresh, or to help a repair).
+    share: Option<std::sync::Arc<ShareKey>>,
+    /// The manifest's public shares.
+    shares: Option<PersonKeyShares>,
     /// Budget written into the public shares a ceremony ends with.
     budget: (u32, u32),
     running: Option<Running>,
@@ -100,13 +222,15 @@ impl Ceremonies {
     pub fn new(
         me: RegionCode,
         dir: PathBuf,
-        current: Option<(std::sync::Arc<ShareKey>, PersonKeyShares)>,
+        share: Option<std::sync::Arc<ShareKey>>,
+        shares: Option<PersonKeyShares>,
         budget: (u32, u32),
     ) -> Ceremonies {
         Ceremonies {
             me,
             dir,
-            current,
+            share,
+            shares,
             budget,
             running: None,
             held: BTreeMap::new(),
@@ -114,35 +238,64 @@ impl Ceremonies {
         }
     }
 
-    /// The manifest's public shares this member would refresh, if it holds a share.
+    /// The manifest's public shares (refreshed or repaired by a ceremony).
     pub fn current_shares(&self) -> Option<&PersonKeyShares> {
-        self.current.as_ref().map(|(_, s)| s)
+        self.shares.as_ref()
+    }
+
+    /// Whether this member holds a share of the manifest's key.
+    pub fn holds_share(&self) -> bool {
+        self.share.is_some()
     }
 
     /// Starts this member's part of `plan` (replacing any earlier ceremony); messages
     /// other members sent for it before are taken in now.
-    pub fn start(&mut self, plan: CeremonyPlan, now_ms: i64) -> Result<CeremonyStatus, StartError> {
-        let current = match (&plan.kind, &self.current) {
-            (CeremonyKind::Refresh { .. }, Some((share, shares))) => Some((share.as_ref(), shares)),
-            (CeremonyKind::Refresh { .. }, None) => {
-                return Err(StartError::Plan(
-                    "this member holds no share of a current person key, so it cannot refresh one; repair it first, or take part in a new generation".into(),
-                ));
+    pub fn start(&mut self, plan: Plan, now_ms: i64) -> Result<CeremonyStatus, StartError> {
+        let rng = &mut credfed_client::keys::SystemRng;
+        let (ceremony, first, threshold) = match plan {
+            Plan::Keys(plan) => {
+                let current = match (&plan.kind, &self.share, &self.shares) {
+                    (CeremonyKind::Refresh { .. }, Some(share), Some(shares)) => {
+                        Some((share.as_ref(), shares))
+                    }
+                    (CeremonyKind::Refresh { .. }, _, _) => {
+                        return Err(StartError::Plan(
+                            "this member holds no share of a current person key, so it cannot refresh one; have it repaired first, or take part in a new generation".into(),
+                        ));
+                    }
+                    (CeremonyKind::Generate, _, _) => None,
+                };
+                let threshold = plan.threshold;
+                let (c, round1) = Ceremony::start(plan, self.me, current, rng)
+                    .map_err(|e| StartError::Plan(e.to_string()))?;
+                let others: Vec<(u16, CeremonyMessage)> = c
+                    .plan()
+                    .members
+                    .iter()
+                    .filter(|m| m.index != c.me())
+                    .map(|m| (m.index, round1.clone()))
+                    .collect();
+                (Part::Keys(c), others, threshold)
             }
-            (CeremonyKind::Generate, _) => None,
+            Plan::Repair(plan) => {
+                let Some(shares) = &self.shares else {
+                    return Err(StartError::Plan(
+                        "the manifest this node runs has no person_key to repair".into(),
+                    ));
+                };
+                let (r, deltas) = Repair::start(plan, self.me, self.share.as_deref(), shares, rng)
+                    .map_err(|e| StartError::Plan(e.to_string()))?;
+                (Part::Repair(r), deltas, shares.threshold)
+            }
         };
-        let (ceremony, round1) =
-            Ceremony::start(plan, self.me, current, &mut credfed_client::keys::SystemRng)
-                .map_err(|e| StartError::Plan(e.to_string()))?;
         let now = Instant::now();
         let mut outbox = BTreeMap::new();
-        for m in &ceremony.plan().members {
-            if m.index != ceremony.me() {
-                outbox.insert((m.index, 1), outgoing(round1.clone(), now));
-            }
+        for (to, message) in first {
+            outbox.insert((to, message.round()), outgoing(message, now));
         }
-        tracing::info!(ceremony = %ceremony.id(), label = %ceremony.plan().label, members = ceremony.plan().members.len(), "person-key ceremony started");
+        tracing::info!(ceremony = %ceremony.id(), kind = ceremony.kind(), label = %ceremony.label(), parties = ceremony.parties().len(), "person-key ceremony started");
         self.running = Some(Running {
+            threshold,
             ceremony,
             started_ms: now_ms,
             outbox,
@@ -176,11 +329,10 @@ impl Ceremonies {
     /// The running or last ceremony's status.
     pub fn status(&self) -> Option<CeremonyStatus> {
         let r = self.running.as_ref()?;
-        let plan = r.ceremony.plan();
         let (round1_held, round2_held) = r.ceremony.progress();
         let mut undelivered: BTreeMap<u16, Undelivered> = BTreeMap::new();
         for ((to, _), o) in &r.outbox {
-            let Some(region) = plan.region_of(*to) else {
+            let Some(region) = r.ceremony.region_of(*to) else {
                 continue;
             };
             let u = undelivered.entry(*to).or_insert(Undelivered {
@@ -196,13 +348,15 @@ impl Ceremonies {
         Some(CeremonyStatus {
             ceremony: r.ceremony.id(),
             member: self.me,
-            kind: match plan.kind {
-                CeremonyKind::Generate => "generate".into(),
-                CeremonyKind::Refresh { .. } => "refresh".into(),
-            },
-            label: plan.label.clone(),
-            threshold: plan.threshold,
-            members: plan.members.iter().map(|m| m.region).collect(),
+            kind: r.ceremony.kind().into(),
+            label: r.ceremony.label().into(),
+            threshold: r.threshold,
+            members: r
+                .ceremony
+                .parties()
+                .into_iter()
+                .map(|(region, _)| region)
+                .collect(),
             state: r.state.clone(),
             started_ms: r.started_ms,
             round1_held,
@@ -211,7 +365,7 @@ impl Ceremonies {
                 r.ceremony
                     .waiting_for()
                     .into_iter()
-                    .filter_map(|i| plan.region_of(i))
+                    .filter_map(|i| r.ceremony.region_of(i))
                     .collect()
             } else {
                 Vec::new()
@@ -236,11 +390,7 @@ impl Ceremonies {
     fn hold(&mut self, sender: RegionCode, message: CeremonyMessage) -> CeremonyReply {
         let (id, from) = message.ceremony_and_sender();
         let key = (id, from, message.round());
-        let bytes = match &message {
-            CeremonyMessage::Round1 { package, .. } | CeremonyMessage::Round2 { package, .. } => {
-                package.len() + 80
-            }
-        };
+        let bytes = message.package().len() + 80;
         if let Some(h) = self.held.get(&key) {
             return if h.sender == sender && h.message == message {
                 CeremonyReply::Held
@@ -275,11 +425,11 @@ impl Ceremonies {
             return CeremonyReply::Refused("no ceremony is running here".into());
         };
         let (_, from) = message.ceremony_and_sender();
-        let plan = r.ceremony.plan();
-        if plan.region_of(from) != Some(sender) {
+        if r.ceremony.region_of(from) != Some(sender) {
             return CeremonyReply::Refused(format!(
                 "{sender} sent a message as member {from}, which the plan gives to {}",
-                plan.region_of(from)
+                r.ceremony
+                    .region_of(from)
                     .map_or_else(|| "no one".to_string(), |r| r.to_string())
             ));
         }
@@ -293,10 +443,19 @@ impl Ceremonies {
             CeremonyState::Done => return CeremonyReply::Taken,
             CeremonyState::Running => {}
         }
-        if let Err(e) = r.ceremony.receive(message) {
-            let why = self.named(&e.to_string());
-            self.fail(why.clone());
-            return CeremonyReply::Refused(why);
+        match r.ceremony.receive(message) {
+            Ok(due) => {
+                let now = Instant::now();
+                for (to, message) in due {
+                    r.outbox
+                        .insert((to, message.round()), outgoing(message, now));
+                }
+            }
+            Err(e) => {
+                let why = self.named(&e);
+                self.fail(why.clone());
+                return CeremonyReply::Refused(why);
+            }
         }
         if let Err(why) = self.advance() {
             self.fail(why.clone());
@@ -311,10 +470,10 @@ impl Ceremonies {
             return text.to_string();
         };
         let mut out = text.to_string();
-        for m in &r.ceremony.plan().members {
+        for (region, index) in r.ceremony.parties() {
             out = out.replace(
-                &format!("member {}:", m.index),
-                &format!("member {} ({}):", m.index, m.region),
+                &format!("member {index}:"),
+                &format!("member {index} ({region}):"),
             );
         }
         out
@@ -329,41 +488,40 @@ impl Ceremonies {
         }
     }
 
-    /// Round 2 once every round-1 package is in; the share once every round-2 package
-    /// is.
+    /// Ends this member's part once it has everything: writes a new share, or notes
+    /// that a helper's work is over.
     fn advance(&mut self) -> Result<(), String> {
         let budget = self.budget;
         let dir = self.dir.clone();
+        let me = self.me;
         let Some(r) = self.running.as_mut() else {
             return Ok(());
         };
-        if let Some(round2) = r.ceremony.round2().map_err(|e| e.to_string())? {
-            let now = Instant::now();
-            for (to, message) in round2 {
-                r.outbox.insert((to, 2), outgoing(message, now));
+        match r.ceremony.finish(budget)? {
+            None => Ok(()),
+            Some(Ended::Helped) => {
+                tracing::info!(ceremony = %r.ceremony.id(), "person-key repair: this helper's part is done");
+                r.state = CeremonyState::Done;
+                Ok(())
+            }
+            Some(Ended::Share(share, person_key)) => {
+                let (share_file, person_key_file) = write_result(
+                    &dir,
+                    r.ceremony.id(),
+                    r.ceremony.label(),
+                    me,
+                    &share,
+                    &person_key,
+                )
+                .map_err(|e| format!("writing the new share: {e}"))?;
+                tracing::info!(ceremony = %r.ceremony.id(), share_file = %share_file.display(), "person-key ceremony done: new share written");
+                r.state = CeremonyState::Done;
+                r.share_file = Some(share_file);
+                r.person_key = Some(person_key);
+                r.person_key_file = Some(person_key_file);
+                Ok(())
             }
         }
-        let Some((share, person_key)) = r
-            .ceremony
-            .finish(budget.0, budget.1)
-            .map_err(|e| e.to_string())?
-        else {
-            return Ok(());
-        };
-        let (share_file, person_key_file) = write_result(
-            &dir,
-            r.ceremony.id(),
-            &share,
-            &person_key,
-            r.ceremony.plan(),
-        )
-        .map_err(|e| format!("writing the new share: {e}"))?;
-        tracing::info!(ceremony = %r.ceremony.id(), share_file = %share_file.display(), "person-key ceremony done: new share written");
-        r.state = CeremonyState::Done;
-        r.share_file = Some(share_file);
-        r.person_key = Some(person_key);
-        r.person_key_file = Some(person_key_file);
-        Ok(())
     }
 
     /// Messages to send now, each with the member it is for; marked in flight until
@@ -378,7 +536,7 @@ impl Ceremonies {
             if o.in_flight || o.next_try > now {
                 continue;
             }
-            let Some(region) = r.ceremony.plan().region_of(*to) else {
+            let Some(region) = r.ceremony.region_of(*to) else {
                 continue;
             };
             o.in_flight = true;
@@ -429,9 +587,10 @@ fn outgoing(message: CeremonyMessage, now: Instant) -> Outgoing {
 fn write_result(
     dir: &Path,
     id: Hash256,
+    label: &str,
+    me: RegionCode,
     share: &ShareKey,
     person_key: &PersonKeyShares,
-    plan: &CeremonyPlan,
 ) -> std::io::Result<(PathBuf, PathBuf)> {
     let short: String = id.to_hex().chars().take(16).collect();
     let share_file = dir.join(format!("person-share-{short}.key"));
@@ -447,12 +606,9 @@ fn write_result(
     }
     credfed_client::keys::write_secret(&share_file, &share.to_file_text())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let me = plan
-        .region_of(share.index())
-        .ok_or_else(|| std::io::Error::other("the share's index is not in the plan"))?;
     let result = CeremonyResult {
         ceremony: id,
-        label: plan.label.clone(),
+        label: label.to_string(),
         written_by: me,
         person_key: person_key.clone(),
     };
@@ -507,12 +663,12 @@ mod tests {
             .map(|r| {
                 let dir = tmp.path().join(r.to_string());
                 std::fs::create_dir_all(&dir).unwrap();
-                Ceremonies::new(*r, dir, None, (10, 5))
+                Ceremonies::new(*r, dir, None, None, (10, 5))
             })
             .collect();
         let plan = CeremonyPlan::generate("test", 2, &regions).unwrap();
-        members[0].start(plan.clone(), 1).unwrap();
-        members[1].start(plan.clone(), 1).unwrap();
+        members[0].start(Plan::Keys(plan.clone()), 1).unwrap();
+        members[1].start(Plan::Keys(plan.clone()), 1).unwrap();
         exchange(&mut members, Some(regions[1]));
         assert_eq!(members[0].status().unwrap().state, CeremonyState::Running);
         assert_eq!(
@@ -520,7 +676,7 @@ mod tests {
             vec![regions[2]],
             "waiting for the member that has not started"
         );
-        members[2].start(plan.clone(), 2).unwrap();
+        members[2].start(Plan::Keys(plan.clone()), 2).unwrap();
         exchange(&mut members, None);
         let done: Vec<CeremonyStatus> = members.iter().map(|m| m.status().unwrap()).collect();
         for s in &done {
@@ -559,9 +715,10 @@ mod tests {
         let err = write_result(
             &members[0].dir,
             s.ceremony,
+            "test",
+            regions[0],
             &share,
             s.person_key.as_ref().unwrap(),
-            &plan,
         )
         .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
@@ -574,12 +731,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let regions = [region(310000), region(440000), region(620000)];
         let plan = CeremonyPlan::generate("test", 2, &regions).unwrap();
-        let mut a = Ceremonies::new(regions[0], tmp.path().into(), None, (10, 5));
-        let mut b = Ceremonies::new(regions[1], tmp.path().into(), None, (10, 5));
-        let mut c = Ceremonies::new(regions[2], tmp.path().into(), None, (10, 5));
-        a.start(plan.clone(), 1).unwrap();
-        b.start(plan.clone(), 1).unwrap();
-        c.start(plan.clone(), 1).unwrap();
+        let mut a = Ceremonies::new(regions[0], tmp.path().into(), None, None, (10, 5));
+        let mut b = Ceremonies::new(regions[1], tmp.path().into(), None, None, (10, 5));
+        let mut c = Ceremonies::new(regions[2], tmp.path().into(), None, None, (10, 5));
+        a.start(Plan::Keys(plan.clone()), 1).unwrap();
+        b.start(Plan::Keys(plan.clone()), 1).unwrap();
+        c.start(Plan::Keys(plan.clone()), 1).unwrap();
         let from_b = b.due(Instant::now()).into_iter().next().unwrap().2;
         // 620000 relays 440000's package as its own sender.
         assert!(matches!(
@@ -588,8 +745,8 @@ mod tests {
         ));
         assert_eq!(a.receive(regions[1], from_b.clone()), CeremonyReply::Taken);
         // 440000 starts over (a second round-1 package in the same ceremony).
-        let mut b2 = Ceremonies::new(regions[1], tmp.path().into(), None, (10, 5));
-        b2.start(plan.clone(), 2).unwrap();
+        let mut b2 = Ceremonies::new(regions[1], tmp.path().into(), None, None, (10, 5));
+        b2.start(Plan::Keys(plan.clone()), 2).unwrap();
         let second = b2.due(Instant::now()).into_iter().next().unwrap().2;
         match a.receive(regions[1], second) {
             CeremonyReply::Refused(why) => assert!(why.contains("440000"), "{why}"),
@@ -605,12 +762,12 @@ mod tests {
         );
 
         // Held messages: bounded by count.
-        let mut idle = Ceremonies::new(regions[0], tmp.path().into(), None, (10, 5));
+        let mut idle = Ceremonies::new(regions[0], tmp.path().into(), None, None, (10, 5));
         let mut held = 0;
         for label in 0..(MAX_HELD_MESSAGES + 5) {
             let p = CeremonyPlan::generate(&format!("p{label}"), 2, &regions).unwrap();
-            let mut x = Ceremonies::new(regions[1], tmp.path().into(), None, (10, 5));
-            x.start(p, 1).unwrap();
+            let mut x = Ceremonies::new(regions[1], tmp.path().into(), None, None, (10, 5));
+            x.start(Plan::Keys(p), 1).unwrap();
             let m = x.due(Instant::now()).into_iter().next().unwrap().2;
             if idle.receive(regions[1], m) == CeremonyReply::Held {
                 held += 1;

@@ -87,9 +87,16 @@ fn read_person_share(
                 p.display(),
                 p.display()
             ),
-            None => "; restore the file from backup, or have the threshold of members repair it (docs/operator.md, \"Person keys\")".into(),
+            None => "; restore the file from backup, or set person_share_lost = true and have the threshold of members repair it (docs/operator.md, \"Person keys\")".into(),
         }
     };
+    if cfg.person_share_lost && !path.exists() {
+        tracing::warn!(
+            file = %path.display(),
+            "person_share_lost: running without this member's person-key share; it answers no evaluations until the other members repair it (`credfed person-key start --repair`)"
+        );
+        return Ok(None);
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| {
         anyhow::anyhow!(
             "person_share_file = {}: cannot read it ({e}); the manifest lists a person-key share for this region{}",
@@ -272,7 +279,8 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         share_path
             .parent()
             .map_or_else(|| cfg.data_dir.clone(), Path::to_path_buf),
-        person_share.clone().zip(person_key_shares.clone()),
+        person_share.clone(),
+        person_key_shares.clone(),
         person_key_shares.as_ref().map_or(
             (
                 credfed_protocol::manifest::DEFAULT_PERSON_EVALUATIONS_PER_DAY,

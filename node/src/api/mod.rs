@@ -1387,7 +1387,14 @@ async fn ceremony_start(
             .ceremonies
             .lock()
             .map_err(|_| ApiError::internal("the ceremony state is poisoned; restart the node"))?;
+        use crate::ceremonies::Plan;
         use credfed_protocol::oprf::ceremony::CeremonyPlan;
+        if req.member.is_some() && req.kind != "repair" {
+            return Err(ApiError::unprocessable(
+                "member",
+                "member: names the member being repaired, so it goes with kind \"repair\" only",
+            ));
+        }
         let plan = match req.kind.as_str() {
             "generate" => {
                 if members.is_empty() {
@@ -1405,15 +1412,21 @@ async fn ceremony_start(
                         ),
                     ));
                 }
-                CeremonyPlan::generate(&req.label, threshold, &members).map_err(plan_error)?
+                Plan::Keys(
+                    CeremonyPlan::generate(&req.label, threshold, &members).map_err(plan_error)?,
+                )
             }
             "refresh" => {
-                let current = ceremonies.current_shares().cloned().ok_or_else(|| {
-                    ApiError::unprocessable(
-                        "kind",
-                        "kind: refresh renews the manifest's person key, and this node runs without a share of one; run a generation, or restore the share file",
-                    )
-                })?;
+                let current = ceremonies
+                    .current_shares()
+                    .filter(|_| ceremonies.holds_share())
+                    .cloned()
+                    .ok_or_else(|| {
+                        ApiError::unprocessable(
+                            "kind",
+                            "kind: refresh renews the manifest's person key, and this node runs without a share of one; run a generation, or have the share repaired first",
+                        )
+                    })?;
                 if req.threshold.is_some_and(|t| t != current.threshold) {
                     return Err(ApiError::unprocessable(
                         "threshold",
@@ -1424,12 +1437,46 @@ async fn ceremony_start(
                     ));
                 }
                 let chosen = (!members.is_empty()).then_some(members.as_slice());
-                CeremonyPlan::refresh(&req.label, &current, chosen).map_err(plan_error)?
+                Plan::Keys(CeremonyPlan::refresh(&req.label, &current, chosen).map_err(plan_error)?)
+            }
+            "repair" => {
+                let current = ceremonies.current_shares().cloned().ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "kind",
+                        "kind: the manifest this node runs has no person_key to repair",
+                    )
+                })?;
+                let Some(member) = &req.member else {
+                    return Err(ApiError::unprocessable(
+                        "member",
+                        "member: name the member whose share is repaired (its region code)",
+                    ));
+                };
+                let member = input::region_code("member", member)?;
+                if manifest.member(member).is_none() {
+                    return Err(ApiError::unprocessable(
+                        "member",
+                        format!("member: {member} is not a member of the federation"),
+                    ));
+                }
+                if req.threshold.is_some() {
+                    return Err(ApiError::unprocessable(
+                        "threshold",
+                        "threshold: a repair keeps the key's threshold; leave it out",
+                    ));
+                }
+                let chosen = (!members.is_empty()).then_some(members.as_slice());
+                Plan::Repair(
+                    credfed_protocol::oprf::repair::RepairPlan::new(
+                        &req.label, &current, member, chosen,
+                    )
+                    .map_err(plan_error)?,
+                )
             }
             other => {
                 return Err(ApiError::invalid(
                     "kind",
-                    format!("kind: {other:?}, expected \"generate\" or \"refresh\""),
+                    format!("kind: {other:?}, expected \"generate\", \"refresh\" or \"repair\""),
                 ));
             }
         };

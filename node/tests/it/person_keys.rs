@@ -459,3 +459,76 @@ async fn members_make_and_refresh_the_person_key_over_their_connections() {
         );
     }
 }
+
+/// A member whose share file is gone starts only when told the share is lost, answers
+/// no evaluations, and gets the same share back from the others over their connections
+/// (checked against the manifest's public share); after a restart on it, the keys are
+/// what they were. A helper writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_lost_its_share_gets_it_back_from_the_others() {
+    let mut c = Cluster::new(&[SH, GD, GS]);
+    c.start_all().await;
+    wait_person_keys_available(&c, 0, true).await;
+    let numbers: Vec<String> = (60..62).map(number).collect();
+    let r = person_refs(&c, 0, &numbers).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let before: credfed_client::PersonRefsAnswer = serde_json::from_str(&r.body).unwrap();
+
+    // Gansu loses its share.
+    c.stop(2);
+    let cfg = c.config(2);
+    let share_path = c.nodes[2].dir.join(&cfg.person_share_file);
+    let original = std::fs::read_to_string(&share_path).unwrap();
+    std::fs::remove_file(&share_path).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            c.nodes[2].dir.join("config.toml").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("person_share_lost"), "{err}");
+    let mut lost = cfg.clone();
+    lost.person_share_lost = true;
+    c.save_config(2, &lost);
+    c.start(2);
+    c.wait_writable(2).await;
+
+    let plan = json!({"kind": "repair", "label": "gansu lost", "member": "620000"});
+    for i in 0..3 {
+        ceremony(&c, i, plan.clone()).await;
+    }
+    let done = ceremony_done(&c).await;
+    assert!(done[0].share_file.is_none() && done[1].share_file.is_none());
+    let repaired = std::fs::read_to_string(done[2].share_file.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        credfed_protocol::oprf::ShareKey::from_file_text(&repaired)
+            .unwrap()
+            .secret_bytes(),
+        credfed_protocol::oprf::ShareKey::from_file_text(&original)
+            .unwrap()
+            .secret_bytes()
+    );
+    assert_eq!(done[2].person_key, c.manifest.person_key);
+
+    c.stop(2);
+    let mut back = c.config(2);
+    back.person_share_lost = false;
+    back.person_share_file = done[2].share_file.clone().unwrap();
+    c.save_config(2, &back);
+    c.start(2);
+    wait_person_keys_available(&c, 2, true).await;
+    // Gansu answers again: with Shanghai stopped, Guangdong needs Gansu's share.
+    c.stop(0);
+    wait_person_keys_available(&c, 1, true).await;
+    let r = person_refs(&c, 1, &numbers).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after: credfed_client::PersonRefsAnswer = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        after.refs.iter().map(|p| p.id_hash).collect::<Vec<_>>(),
+        before.refs.iter().map(|p| p.id_hash).collect::<Vec<_>>()
+    );
+}

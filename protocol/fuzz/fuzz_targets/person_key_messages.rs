@@ -27,9 +27,32 @@ fuzz_target!(|data: &[u8]| {
         if let Ok((mut c, _)) =
             oprf::ceremony::Ceremony::start(plan.clone(), regions[0], None, &mut rng)
         {
-            let _ = c.receive(message);
+            let _ = c.receive(message.clone());
             let _ = c.round2();
             let _ = c.finish(1, 1);
+        }
+        // The same message at a member being repaired (a newcomer at index 3 of a key
+        // whose public shares are G and 2G).
+        let g = |n: u8| {
+            let mut scalar = [0u8; 32];
+            scalar[0] = n;
+            ShareKey::from_bytes(1, scalar).expect("a canonical scalar").public()
+        };
+        let current = credfed_protocol::manifest::PersonKeyShares {
+            threshold: 2,
+            evaluations_per_day: 1,
+            burst: 1,
+            shares: vec![
+                credfed_protocol::manifest::PersonKeyShare { region: regions[0], index: 1, public_share: g(1) },
+                credfed_protocol::manifest::PersonKeyShare { region: regions[1], index: 2, public_share: g(2) },
+            ],
+        };
+        let newcomer = credfed_protocol::ids::RegionCode::new(440000, "r").expect("a province");
+        if let Ok(plan) = oprf::repair::RepairPlan::new("fuzz", &current, newcomer, None)
+            && let Ok((mut r, _)) = oprf::repair::Repair::start(plan, newcomer, None, &current, &mut rng)
+        {
+            let _ = r.receive(message);
+            let _ = r.finish();
         }
     }
 });

@@ -64,6 +64,25 @@ pub enum CeremonyMessage {
         /// frost's round-2 package for the receiving member, serialized.
         package: Vec<u8>,
     },
+    /// A repair helper's share of its contribution, for another helper
+    /// ([`super::repair`]).
+    RepairDelta {
+        /// The repair.
+        ceremony: Hash256,
+        /// The sending helper's index.
+        from: u16,
+        /// frost's delta, serialized (one scalar).
+        package: Vec<u8>,
+    },
+    /// A repair helper's sum of the deltas it received, for the member being repaired.
+    RepairSigma {
+        /// The repair.
+        ceremony: Hash256,
+        /// The sending helper's index.
+        from: u16,
+        /// frost's sigma, serialized (one scalar).
+        package: Vec<u8>,
+    },
 }
 
 impl CeremonyMessage {
@@ -71,15 +90,30 @@ impl CeremonyMessage {
     pub fn ceremony_and_sender(&self) -> (Hash256, u16) {
         match self {
             CeremonyMessage::Round1 { ceremony, from, .. }
-            | CeremonyMessage::Round2 { ceremony, from, .. } => (*ceremony, *from),
+            | CeremonyMessage::Round2 { ceremony, from, .. }
+            | CeremonyMessage::RepairDelta { ceremony, from, .. }
+            | CeremonyMessage::RepairSigma { ceremony, from, .. } => (*ceremony, *from),
         }
     }
 
-    /// 1 or 2.
+    /// The step the message belongs to: 1 and 2 for a generation's or refresh's rounds,
+    /// 3 for a repair's deltas, 4 for its sigmas.
     pub fn round(&self) -> u8 {
         match self {
             CeremonyMessage::Round1 { .. } => 1,
             CeremonyMessage::Round2 { .. } => 2,
+            CeremonyMessage::RepairDelta { .. } => 3,
+            CeremonyMessage::RepairSigma { .. } => 4,
+        }
+    }
+
+    /// The package it carries.
+    pub fn package(&self) -> &[u8] {
+        match self {
+            CeremonyMessage::Round1 { package, .. }
+            | CeremonyMessage::Round2 { package, .. }
+            | CeremonyMessage::RepairDelta { package, .. }
+            | CeremonyMessage::RepairSigma { package, .. } => package,
         }
     }
 }
@@ -519,6 +553,12 @@ impl Ceremony {
                 }
                 self.round2.insert(from, (round1_digest, package));
                 Ok(())
+            }
+            CeremonyMessage::RepairDelta { .. } | CeremonyMessage::RepairSigma { .. } => {
+                Err(member_error(
+                    from,
+                    "sent a repair's message to a key generation or refresh",
+                ))
             }
         }
     }

@@ -108,6 +108,40 @@ fn interpolate_at(x: u16, base: &[u16], points: &[RistrettoPoint]) -> RistrettoP
     RistrettoPoint::vartime_multiscalar_mul(&weights, points)
 }
 
+/// The key's public value `k · G`, interpolated from the public shares (frost's packages
+/// carry it; nothing in credfed is verified against it).
+pub fn public_value(policy: &PersonKeyPolicy) -> Result<Element, OprfError> {
+    interpolated(policy, 0)
+}
+
+/// The public share member `index` holds — or would hold, for an index no member has
+/// yet — on the polynomial the listed public shares define: what a repaired or newly
+/// enrolled member's share must match.
+pub fn public_share_at(policy: &PersonKeyPolicy, index: u16) -> Result<Element, OprfError> {
+    if let Some(listed) = policy.public_share(index) {
+        policy.validate()?;
+        return Ok(*listed);
+    }
+    interpolated(policy, index)
+}
+
+fn interpolated(policy: &PersonKeyPolicy, index: u16) -> Result<Element, OprfError> {
+    policy.validate()?;
+    let t = usize::from(policy.threshold);
+    let indexes: Vec<u16> = policy.public_shares.keys().copied().take(t).collect();
+    let points = policy
+        .public_shares
+        .values()
+        .take(t)
+        .map(|e| decode_element(e, "person_key.public_shares"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Element(
+        interpolate_at(index, &indexes, &points)
+            .compress()
+            .to_bytes(),
+    ))
+}
+
 /// frost's identifier for member index `i` (the scalar `i`, as the Lagrange
 /// coefficients here assume).
 pub fn member_identifier(index: u16) -> Result<Identifier, OprfError> {
@@ -192,16 +226,8 @@ pub fn packages_from_share(
         )));
     }
     let bad = |what: &str| OprfError::Combine(format!("{what}: not a frost value"));
-    let indexes: Vec<u16> = policy.public_shares.keys().copied().collect();
-    let t = usize::from(policy.threshold);
-    let points = policy
-        .public_shares
-        .values()
-        .map(|e| decode_element(e, "person_key.public_shares"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let group = interpolate_at(0, &indexes[..t], &points[..t]);
     let verifying_key =
-        VerifyingKey::deserialize(group.compress().as_bytes()).map_err(|_| bad("key"))?;
+        VerifyingKey::deserialize(&public_value(policy)?.0).map_err(|_| bad("key"))?;
     let mut verifying_shares = BTreeMap::new();
     for (index, element) in &policy.public_shares {
         verifying_shares.insert(

@@ -25,6 +25,7 @@
 
 pub mod ceremony;
 pub mod keygen;
+pub mod repair;
 
 use curve25519_dalek::ristretto::CompressedRistretto;
 pub use curve25519_dalek::ristretto::RistrettoPoint;

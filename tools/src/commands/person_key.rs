@@ -13,16 +13,23 @@ pub fn person_key(mode: Output, cmd: PersonKeyCmd) -> Res {
         PersonKeyCmd::Start {
             label,
             refresh,
+            repair,
             threshold,
             members,
             wait,
             node,
         } => {
+            let kind = match (&repair, refresh) {
+                (Some(_), _) => "repair",
+                (None, true) => "refresh",
+                (None, false) => "generate",
+            };
             let request = CeremonyRequest {
-                kind: if refresh { "refresh" } else { "generate" }.into(),
+                kind: kind.into(),
                 label,
                 threshold,
                 members: (!members.is_empty()).then_some(members),
+                member: repair,
             };
             let c = client(&node)?;
             let r = runtime()?.block_on(async {
@@ -85,7 +92,13 @@ fn follow(mode: Output, node: &NodeArgs, mut status: CeremonyStatus, wait: Optio
 fn progress_line(s: &CeremonyStatus) -> String {
     let n = s.members.len();
     let waiting: Vec<String> = s.waiting_for.iter().map(|r| r.to_string()).collect();
-    let step = if s.round1_held < n {
+    let step = if s.kind == "repair" {
+        format!(
+            "repair: {} of {} helpers' values",
+            s.round1_held,
+            n.saturating_sub(1)
+        )
+    } else if s.round1_held < n {
         format!("round 1: {} of {n} packages", s.round1_held)
     } else {
         format!("round 2: {} of {} packages", s.round2_held, n - 1)
@@ -110,6 +123,9 @@ fn describe(s: &CeremonyStatus) -> String {
         s.members.len(),
         match s.state {
             CeremonyState::Running => format!("running — {}", progress_line(s)),
+            CeremonyState::Done if s.share_file.is_none() => {
+                "done (this member helped; it writes nothing)".into()
+            }
             CeremonyState::Done => "done".into(),
             CeremonyState::Failed => format!("FAILED — {}", s.error.clone().unwrap_or_default()),
         }
@@ -125,7 +141,12 @@ fn describe(s: &CeremonyStatus) -> String {
                 .unwrap_or_default()
         ));
     }
-    if let (Some(share), Some(public)) = (&s.share_file, &s.person_key_file) {
+    if let (Some(share), "repair") = (&s.share_file, s.kind.as_str()) {
+        out.push_str(&format!(
+            "\nrepaired share: {} (checked against the public shares)\nnext: a member that lost its share sets person_share_file to it, removes person_share_lost and restarts; a new member's public share goes into the manifest with `credfed federation person-key`",
+            share.display()
+        ));
+    } else if let (Some(share), Some(public)) = (&s.share_file, &s.person_key_file) {
         out.push_str(&format!(
             "\nnew share: {} (keep it and back it up; it is used once the manifest lists these public shares)\npublic shares for the federation authority: {}\nnext: the authority runs `credfed federation person-key DRAFT --from <each member's file>`, signs and distributes the manifest; then set person_share_file to the new share and restart",
             share.display(),
