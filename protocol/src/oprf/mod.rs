@@ -412,6 +412,12 @@ pub fn evaluate_share(
     )
 }
 
+/// 1/2 mod ℓ, as (ℓ + 1)/2.
+const HALF: [u8; 32] = [
+    247, 233, 122, 46, 141, 49, 9, 44, 107, 206, 123, 81, 239, 124, 111, 10, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 8,
+];
+
 fn evaluate_share_with(
     share: &ShareKey,
     blinded: &[Element],
@@ -422,24 +428,41 @@ fn evaluate_share_with(
         .iter()
         .map(|e| decode_element(e, "blinded_element"))
         .collect::<Result<Vec<_>, _>>()?;
-    let d_points: Vec<RistrettoPoint> = points.iter().map(|p| share.secret * p).collect();
-    let evaluated: Vec<[u8; 32]> = d_points.iter().map(encode).collect();
+    // Every point that is sent or hashed is computed halved (its scalar times 1/2), so
+    // that `double_and_compress_batch` encodes each group of them with one field
+    // inversion instead of one per point: two inversions for the whole answer (the
+    // evaluations and the public share, then the proof's four points), where encoding
+    // them one by one costs as much as a scalar multiplication for a single element.
+    let half = Scalar::from_bytes_mod_order(HALF);
+    let k_half = share.secret * half;
+    let mut halves: Vec<RistrettoPoint> = points.iter().map(|p| k_half * p).collect();
+    halves.push(RistrettoPoint::mul_base(&k_half));
+    let mut encoded: Vec<[u8; 32]> = RistrettoPoint::double_and_compress_batch(&halves)
+        .into_iter()
+        .map(|c| c.to_bytes())
+        .collect();
+    let public = encoded.pop().unwrap_or_default();
+    let evaluated = encoded;
     let c_bytes: Vec<[u8; 32]> = blinded.iter().map(|e| e.0).collect();
-    let public = share.public().0;
     let weights = composite_weights(&public, &c_bytes, &evaluated);
-    let m = RistrettoPoint::vartime_multiscalar_mul(&weights, &points);
-    // RFC 9497's ComputeCompositesFast: one multiplication, where Σ d_i · D_i would be a
-    // sum over the batch (measured slower from a few elements on).
-    let z = share.secret * m;
-    let t2 = RistrettoPoint::mul_base(&r);
-    let t3 = r * m;
-    let c = challenge(
-        &public,
-        &encode(&m),
-        &encode(&z),
-        &encode(&t2),
-        &encode(&t3),
-    );
+    let half_weights: Vec<Scalar> = weights.iter().map(|w| w * half).collect();
+    let m_half = RistrettoPoint::vartime_multiscalar_mul(&half_weights, &points);
+    let m = m_half + m_half;
+    // Z = Σ d_i · D_i = k · M. For one element, d_0 · D_0 is a single variable-time
+    // multiplication of public values, cheaper than the constant-time k · M of RFC
+    // 9497's ComputeCompositesFast, which is the cheaper from a few elements on.
+    let z_half = if let [d_half] = halves[..halves.len() - 1] {
+        RistrettoPoint::vartime_multiscalar_mul([weights[0]], [d_half])
+    } else {
+        k_half * m
+    };
+    let r_half = r * half;
+    let t2_half = RistrettoPoint::mul_base(&r_half);
+    let t3_half = r_half * m;
+    let proof_points =
+        RistrettoPoint::double_and_compress_batch(&[m_half, z_half, t2_half, t3_half]);
+    let [m_enc, z_enc, t2_enc, t3_enc] = [0, 1, 2, 3].map(|i| proof_points[i].to_bytes());
+    let c = challenge(&public, &m_enc, &z_enc, &t2_enc, &t3_enc);
     let s = r - c * share.secret;
     Ok((
         evaluated.into_iter().map(Element).collect(),
