@@ -147,8 +147,14 @@ impl Part {
 
 /// Messages of ceremonies not started here that are held at once: two per member of the
 /// largest federation (512 members), each at most
-/// [`credfed_protocol::oprf::ceremony::MAX_MESSAGE_BYTES`].
+/// [`credfed_protocol::oprf::ceremony::MAX_MESSAGE_BYTES`] (and [`MAX_HELD_PER_MEMBER`]
+/// from any one member).
 pub const MAX_HELD_MESSAGES: usize = 1024;
+
+/// Held messages from one member at most: a round-1 and a round-2 message of a
+/// generation or refresh, or a repair's delta and sigma, for two plans at once. A member
+/// flooding messages of made-up ceremonies fills only its own allowance.
+pub const MAX_HELD_PER_MEMBER: usize = 4;
 
 /// Bytes of held messages at most (a round-1 package of a 31-member federation with
 /// t = 16 is about 600 bytes).
@@ -400,6 +406,12 @@ impl Ceremonies {
                     message.round()
                 ))
             };
+        }
+        let from_sender = self.held.values().filter(|h| h.sender == sender).count();
+        if from_sender >= MAX_HELD_PER_MEMBER {
+            return CeremonyReply::Refused(format!(
+                "{from_sender} messages from {sender} of ceremonies not started here are held already (limit {MAX_HELD_PER_MEMBER} per member); this member's operator must start the ceremony"
+            ));
         }
         if self.held.len() >= MAX_HELD_MESSAGES || self.held_bytes + bytes > MAX_HELD_BYTES {
             return CeremonyReply::Refused(format!(
@@ -761,10 +773,11 @@ mod tests {
                 .contains("member 2 (440000)")
         );
 
-        // Held messages: bounded by count.
+        // Held messages: a member flooding made-up ceremonies fills only its own
+        // allowance; another member's message is still held.
         let mut idle = Ceremonies::new(regions[0], tmp.path().into(), None, None, (10, 5));
         let mut held = 0;
-        for label in 0..(MAX_HELD_MESSAGES + 5) {
+        for label in 0..20 {
             let p = CeremonyPlan::generate(&format!("p{label}"), 2, &regions).unwrap();
             let mut x = Ceremonies::new(regions[1], tmp.path().into(), None, None, (10, 5));
             x.start(Plan::Keys(p), 1).unwrap();
@@ -773,6 +786,11 @@ mod tests {
                 held += 1;
             }
         }
-        assert_eq!(held, MAX_HELD_MESSAGES);
+        assert_eq!(held, MAX_HELD_PER_MEMBER);
+        let p = CeremonyPlan::generate("honest", 2, &regions).unwrap();
+        let mut x = Ceremonies::new(regions[2], tmp.path().into(), None, None, (10, 5));
+        x.start(Plan::Keys(p), 1).unwrap();
+        let m = x.due(Instant::now()).into_iter().next().unwrap().2;
+        assert_eq!(idle.receive(regions[2], m), CeremonyReply::Held);
     }
 }

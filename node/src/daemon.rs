@@ -107,6 +107,14 @@ fn read_person_share(
     let share = credfed_protocol::oprf::ShareKey::from_file_text(&text)
         .with_context(|| format!("person_share_file = {}", path.display()))?;
     if !matches(&share) {
+        if share.index() == listed.index {
+            bail!(
+                "person_share_file = {}: holds another share of member {} than the manifest lists for {region} (an earlier one, before a refresh, or one of another key){}",
+                path.display(),
+                share.index(),
+                hint()
+            );
+        }
         bail!(
             "person_share_file = {}: holds member {}'s share, which is not the share the manifest lists for {region} (member {}){}",
             path.display(),

@@ -40,6 +40,8 @@ pub mod exit {
     pub const PARTIAL: u8 = 6;
     /// Not verified: no authority key pinned and the manifest not explicitly trusted.
     pub const UNPINNED: u8 = 7;
+    /// What was waited for (`person-key … --wait`) has not happened within the time.
+    pub const NOT_YET: u8 = 8;
 }
 
 impl Failure {

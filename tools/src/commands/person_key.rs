@@ -32,9 +32,19 @@ pub fn person_key(mode: Output, cmd: PersonKeyCmd) -> Res {
                 member: repair,
             };
             let c = client(&node)?;
-            let r = runtime()?.block_on(async {
-                call(&node, c.post("/v1/admin/person-key-ceremony", &request)).await
-            })?;
+            let r = runtime()?
+                .block_on(async { c.post("/v1/admin/person-key-ceremony", &request).await })
+                .map_err(|e| client_failure(&node, e))?;
+            if r.status >= 400 {
+                let e = r.error();
+                return Err(Failure::new(
+                    exit::REFUSED,
+                    format!(
+                        "the node refused: {} {} (every member's operator starts the same plan: docs/operator.md, \"Person keys\")",
+                        r.status, e.message
+                    ),
+                ));
+            }
             let status: CeremonyStatus =
                 serde_json::from_str(&r.body).map_err(|e| invalid(e.to_string()))?;
             follow(mode, &node, status, wait)
@@ -79,7 +89,7 @@ fn follow(mode: Output, node: &NodeArgs, mut status: CeremonyStatus, wait: Optio
             ),
         )),
         CeremonyState::Running if wait.is_some() => Err(Failure::new(
-            exit::UNREACHABLE,
+            exit::NOT_YET,
             format!(
                 "the ceremony has not ended yet ({}); `credfed person-key status --wait 600` follows it further",
                 progress_line(&status)
@@ -216,9 +226,16 @@ pub fn set_in_draft(
     let threshold = person_key.threshold;
     m.person_key = Some(person_key);
     m.validate().map_err(|e| {
-        invalid(format!(
-            "{e}; the ceremony's members must be the draft's members (add or remove members first, or run a ceremony among the draft's members)"
-        ))
+        let text = e.to_string();
+        if text.contains("member") {
+            invalid(format!(
+                "{text}; the ceremony's members must be the draft's members (add or remove members first, or run a ceremony among the draft's members)"
+            ))
+        } else if text.contains("evaluations_per_day") || text.contains("burst") {
+            invalid(format!("{text}; change --evaluations-per-day or --burst"))
+        } else {
+            invalid(text)
+        }
     })?;
     write_json(draft, &m)?;
     let files = from.len();
