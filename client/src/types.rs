@@ -157,6 +157,10 @@ pub struct PersonKeyStatus {
     pub member_failures: BTreeMap<String, u64>,
     /// Asking members this node refused for exceeding their budget → count.
     pub over_budget: BTreeMap<String, u64>,
+    /// Asking members other members report refusing over their budget (signed reports
+    /// gossiped to every member): asker → reporter → count.
+    #[serde(default)]
+    pub over_budget_reported: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// `GET /v1/peers`.

@@ -66,6 +66,10 @@ const MAX_PERSON_KEY_JOBS: usize = MAX_RANGE_READS;
 /// a system call; see `build_swarm` for why 4 suits a federation of about 31 members.
 const GOSSIP_MESH: usize = 4;
 
+/// A member reports one asker over budget at most this often (the first refusal at
+/// once): enough for operators to see an enumeration, too little to flood the mesh.
+const ALERT_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How often the loop checks liveness and lets the replicator plan.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -288,6 +292,10 @@ pub struct Network {
     rounds: crate::witnessing::Rounds,
     /// Where witnessed checkpoints are gossiped.
     checkpoint_topic: gossipsub::IdentTopic,
+    /// Where members report askers over their person-key budget.
+    alert_topic: gossipsub::IdentTopic,
+    /// When this member last reported each asker (reports are rate-limited).
+    alerts_sent: BTreeMap<RegionCode, Instant>,
     /// Outstanding cosign requests and the round each belongs to, to tell their
     /// failures from range failures and late answers from current ones.
     cosign_requests: BTreeMap<OutboundRequestId, u64>,
@@ -403,6 +411,7 @@ impl Network {
         }
         let topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/envelopes/2"));
         let checkpoint_topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/checkpoints/1"));
+        let alert_topic = gossipsub::IdentTopic::new(format!("credfed/{fed}/alerts/1"));
         let quorum = core
             .manifest()
             .policy
@@ -443,6 +452,8 @@ impl Network {
             refusal_log: RefusalLog::default(),
             rounds: crate::witnessing::Rounds::with_gap(quorum, cfg.witness_round_gap),
             checkpoint_topic,
+            alert_topic,
+            alerts_sent: BTreeMap::new(),
             cosign_requests: BTreeMap::new(),
             parked: Vec::new(),
             person_key_calls: BTreeMap::new(),
@@ -472,6 +483,10 @@ impl Network {
             .behaviour_mut()
             .gossipsub
             .subscribe(&net.checkpoint_topic)?;
+        net.swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&net.alert_topic)?;
         for a in net.cfg.listen.clone() {
             net.swarm
                 .listen_on(a.clone())
@@ -1120,6 +1135,8 @@ impl Network {
             })) => {
                 if message.topic == self.checkpoint_topic.hash() {
                     self.on_checkpoint_gossip(propagation_source, message_id, message.data)
+                } else if message.topic == self.alert_topic.hash() {
+                    self.on_alert_gossip(propagation_source, message_id, message.data)
                 } else {
                     self.on_gossip(propagation_source, message_id, message.data)
                 }
@@ -1324,6 +1341,7 @@ impl Network {
                 let outcome = match &refusal {
                     EvaluationRefusal::OverBudget { .. } => {
                         tracing::warn!(asking = %region, elements, "person-key evaluations refused: the asking member exceeded its budget (an enumeration?)");
+                        self.report_over_budget(region);
                         "over_budget"
                     }
                     EvaluationRefusal::NoShare => "no_share",
@@ -1337,6 +1355,91 @@ impl Network {
                     .send_response(channel, EvaluationResponse::Refused(refusal));
             }
         }
+    }
+
+    /// Tells every member, signed, that `asker` exceeded its budget here: at once the
+    /// first time, then at most every [`ALERT_INTERVAL`] per asker.
+    fn report_over_budget(&mut self, asker: RegionCode) {
+        let now = Instant::now();
+        if self
+            .alerts_sent
+            .get(&asker)
+            .is_some_and(|t| now.duration_since(*t) < ALERT_INTERVAL)
+        {
+            return;
+        }
+        // `admit` counted this refusal already.
+        let refused = self
+            .person_keys
+            .responder
+            .stats
+            .refused_over_budget(&asker.to_string());
+        let bytes = match self
+            .core
+            .sign_budget_alert(asker, refused)
+            .and_then(|a| credfed_protocol::codec::encode(&a).map_err(|e| e.to_string()))
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not sign a budget report");
+                return;
+            }
+        };
+        self.alerts_sent.insert(asker, now);
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.alert_topic.clone(), bytes)
+        {
+            tracing::debug!(error = %e, "budget report not gossiped (no member subscribed yet?)");
+        }
+    }
+
+    /// Another member's report of an asker over budget: kept and shown if its reporter's
+    /// node key signed it.
+    fn on_alert_gossip(&mut self, source: PeerId, message_id: gossipsub::MessageId, data: Vec<u8>) {
+        let fed = self.core.manifest().federation_id.clone();
+        let verdict = credfed_protocol::oprf::alert::decode_alert(&data)
+            .map_err(|e| e.to_string())
+            .and_then(|signed| {
+                let reporter = signed.alert.reporter;
+                if reporter == self.core.region() {
+                    return Ok(None);
+                }
+                let key = self
+                    .core
+                    .manifest()
+                    .member(reporter)
+                    .map(|m| m.node_key)
+                    .ok_or_else(|| format!("{reporter} is not a member"))?;
+                signed.verify(&key, &fed).map_err(|e| e.to_string())?;
+                Ok(Some(signed.alert))
+            });
+        let acceptance = match verdict {
+            Ok(Some(alert)) => {
+                let (asker, reporter) = (alert.asker.to_string(), alert.reporter.to_string());
+                if self
+                    .person_keys
+                    .responder
+                    .stats
+                    .note_report(&asker, &reporter, alert.refused)
+                {
+                    tracing::warn!(asking = %asker, %reporter, refused = alert.refused, "a member reports refusing an asking member over its person-key budget (an enumeration?)");
+                }
+                gossipsub::MessageAcceptance::Accept
+            }
+            Ok(None) => gossipsub::MessageAcceptance::Ignore,
+            Err(e) => {
+                tracing::debug!(%source, error = %e, "budget report refused");
+                gossipsub::MessageAcceptance::Reject
+            }
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message_id, &source, acceptance);
     }
 
     fn on_request(&mut self, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {

@@ -93,6 +93,36 @@ pub struct PersonKeyStats {
     pub evaluated_for: Mutex<BTreeMap<String, u64>>,
     /// Requests this member refused, by asking region and reason.
     pub refused: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Other members' signed reports of askers over budget: (asker, reporter) → the
+    /// highest count reported.
+    pub reported: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl PersonKeyStats {
+    /// Requests this member refused `asker` over its budget so far.
+    pub fn refused_over_budget(&self, asker: &str) -> u64 {
+        self.refused
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(asker.to_string(), "over_budget")).copied())
+            .unwrap_or(0)
+    }
+
+    /// Takes in another member's verified report; whether it is news (a higher count).
+    pub fn note_report(&self, asker: &str, reporter: &str, refused: u64) -> bool {
+        let Ok(mut m) = self.reported.lock() else {
+            return false;
+        };
+        let held = m
+            .entry((asker.to_string(), reporter.to_string()))
+            .or_default();
+        if refused > *held {
+            *held = refused;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K, n: u64) {
@@ -274,6 +304,17 @@ impl PersonKeyer {
             available: self.shares.is_some() && reachable >= usize::from(threshold),
             member_failures: flatten(&self.stats.member_failures, None),
             over_budget: flatten(&self.stats.refused, Some("over_budget")),
+            over_budget_reported: {
+                let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+                if let Ok(m) = self.stats.reported.lock() {
+                    for ((asker, reporter), n) in m.iter() {
+                        out.entry(asker.clone())
+                            .or_default()
+                            .insert(reporter.clone(), *n);
+                    }
+                }
+                out
+            },
         }
     }
 
@@ -338,6 +379,25 @@ impl PersonKeyer {
             "counter",
             "Evaluation requests this member refused, by asking member and reason.",
             labelled(&st.refused, "asking", "reason"),
+        );
+        w(
+            "credfed_person_key_over_budget_reported",
+            "gauge",
+            "Requests other members report refusing an asking member over its budget (signed reports, gossiped), by asking and reporting member.",
+            self.stats
+                .reported
+                .lock()
+                .map(|m| {
+                    m.iter()
+                        .map(|((asker, reporter), n)| {
+                            (
+                                format!("{{asking=\"{asker}\",reporter=\"{reporter}\"}}"),
+                                *n,
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         );
         w(
             "credfed_person_key_evaluations_total",

@@ -157,6 +157,8 @@ pub enum Domain {
     RecordId,
     /// A node's signature over a proven answer it gives (evidence files).
     ProvenAnswer,
+    /// A member's report that an asking member exceeded its person-key budget.
+    BudgetAlert,
 }
 
 impl Domain {
@@ -169,6 +171,7 @@ impl Domain {
             Domain::EnvelopeHash => "envelope-hash",
             Domain::RecordId => "record-id",
             Domain::ProvenAnswer => "proven-answer-sig",
+            Domain::BudgetAlert => "budget-alert-sig",
         }
     }
 }

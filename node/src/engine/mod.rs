@@ -579,6 +579,26 @@ impl Core {
         ))
     }
 
+    /// Signs a report that `asker` exceeded its person-key budget here (gossiped to
+    /// every member; docs/privacy.md).
+    pub fn sign_budget_alert(
+        &self,
+        asker: RegionCode,
+        refused: u64,
+    ) -> Result<credfed_protocol::oprf::alert::SignedBudgetAlert, String> {
+        credfed_protocol::oprf::alert::SignedBudgetAlert::sign(
+            credfed_protocol::oprf::alert::BudgetAlert {
+                reporter: self.region,
+                asker,
+                refused,
+                at_ms: self.now().0,
+            },
+            &self.checkpoint_key,
+            &self.manifest.federation_id,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     /// The root of `region`'s verifiable map over its first `size` records
     /// (docs/protocol.md, "Verifiable map"), computing and storing that version from the
     /// latest earlier one if needed. Blocking (reads the log): call off the network loop.

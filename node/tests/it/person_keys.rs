@@ -160,8 +160,9 @@ async fn a_lying_member_is_caught_by_its_proof_and_another_member_is_asked() {
 }
 
 /// A member asking for more evaluations than the manifest's budget is refused by every
-/// member it asks, the refusals are counted and shown at the refusing members, and its
-/// departments get 503 `person_checks_unavailable` naming the budget.
+/// member it asks, the refusals are counted and shown at the refusing members and, by
+/// signed gossiped reports, at every member; its departments get 503
+/// `person_checks_unavailable` naming the budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enumerating_member_is_refused_over_its_budget() {
     let mut c = Cluster::new(&[SH, GD, GS]);
@@ -201,6 +202,24 @@ async fn an_enumerating_member_is_refused_over_its_budget() {
         );
         let audit = std::fs::read_to_string(c.nodes[i].dir.join("audit.log")).unwrap();
         assert!(audit.contains("over_budget"), "node {i}");
+    }
+    // Each refusing member tells every member, signed: Guangdong learns of Gansu's
+    // refusals and Gansu of Guangdong's, and the enumerator's own node hears of both.
+    for (i, reporter) in [(1, "620000"), (2, "440000"), (0, "440000"), (0, "620000")] {
+        let ok = wait_until(Duration::from_secs(20), || async {
+            c.status(i).await.is_some_and(|s| {
+                s["person_keys"]["over_budget_reported"]["310000"][reporter]
+                    .as_u64()
+                    .unwrap_or(0)
+                    >= 1
+            })
+        })
+        .await;
+        assert!(
+            ok,
+            "node {i} never heard {reporter}'s report: {:?}",
+            c.status(i).await
+        );
     }
 }
 

@@ -1,5 +1,6 @@
-//! Person-key evaluation and key-ceremony messages: decoding never panics, and whatever
-//! decodes is evaluated, verified or taken in by a ceremony without panicking.
+//! Person-key evaluation, key-ceremony and budget-report messages: decoding never panics,
+//! and whatever decodes is evaluated, verified or taken in by a ceremony without
+//! panicking.
 #![no_main]
 use credfed_protocol::oprf::{self, ShareKey};
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,10 @@ fuzz_target!(|data: &[u8]| {
     {
         let share = ShareKey::from_bytes(1, [7; 32]).expect("a canonical scalar");
         let _ = oprf::verify_share_evaluation(member, &share.public(), &evaluated, &evaluated, &proof);
+    }
+    if let Ok(alert) = oprf::alert::decode_alert(data) {
+        let key = credfed_protocol::crypto::Keypair::from_secret([9; 32]);
+        let _ = alert.verify(&key.public(), "fuzz");
     }
     if let Ok(message) = oprf::ceremony::decode_message(data) {
         let regions = [

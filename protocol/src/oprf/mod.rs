@@ -23,6 +23,7 @@
 //! and each proof, reduced modulo the group order as RFC 9497 appendix "Random Number
 //! Generation Using Extra Random Bits" allows.
 
+pub mod alert;
 pub mod ceremony;
 pub mod keygen;
 pub mod repair;

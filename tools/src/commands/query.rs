@@ -1195,6 +1195,25 @@ pub fn status(mode: Output, node: &NodeArgs) -> Res {
                     out.push_str(&format!("\nperson keys, {what}: {}", list.join(", ")));
                 }
             }
+            if let Some(m) = pk["over_budget_reported"]
+                .as_object()
+                .filter(|m| !m.is_empty())
+            {
+                let list: Vec<String> = m
+                    .iter()
+                    .map(|(asker, by)| {
+                        let by: Vec<String> = by
+                            .as_object()
+                            .map(|b| b.iter().map(|(r, n)| format!("{r} ×{n}")).collect())
+                            .unwrap_or_default();
+                        format!("{asker} (by {})", by.join(", "))
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "\nperson keys, asking members other members report refusing over their budget: {}",
+                    list.join("; ")
+                ));
+            }
         } else {
             out.push_str("\nperson keys: not set up (the manifest has no person_key; person checks are refused; the members make one with `credfed person-key start`, docs/operator.md)");
         }
