@@ -289,6 +289,11 @@ fn summary(r: &report::Report, dir: &std::path::Path) {
     if let Some(rate) = r.person_key_batch_per_s {
         println!("  person keys in batches of 512: {rate:.0} persons/s (goal ≥ 1000)");
     }
+    if let Some(ms) = r.person_key_refresh_ms {
+        println!(
+            "  person-key shares refreshed by every member over their connections in {ms} ms (key unchanged)"
+        );
+    }
     if r.map_versions_pruned > 0 {
         println!(
             "  map versions pruned (superseded over a minute ago, no longer served): {}",

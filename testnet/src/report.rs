@@ -103,6 +103,10 @@ pub struct Report {
     /// Persons keyed per second by batched requests of 512 (`person_key_load`).
     #[serde(default)]
     pub person_key_batch_per_s: Option<f64>,
+    /// How long every member's share refresh over the connections took
+    /// (`person_key_refresh`), ms.
+    #[serde(default)]
+    pub person_key_refresh_ms: Option<u64>,
     /// How long after the links healed every honest node flagged a quiet fork
     /// (`fork_across_partition`).
     #[serde(default)]

@@ -351,6 +351,18 @@ pub enum Step {
         #[serde(default = "person_keys_timeout")]
         timeout_ms: u64,
     },
+    /// Every member refreshes its person-key share over the members' connections (the
+    /// operators' `credfed person-key start --refresh`), up to `timeout_ms`: every member
+    /// must end with the same public shares, its own new share written, and the same key
+    /// (the public shares interpolate to the manifest's public value). The nodes keep
+    /// running on their current shares (adopting needs a new manifest).
+    PersonKeyRefresh {
+        /// The plan's label.
+        label: String,
+        /// How long the ceremony may take.
+        #[serde(default = "person_keys_timeout")]
+        timeout_ms: u64,
+    },
     /// Person keys under load at `region`: `singles` numbers keyed one request at a
     /// time (latency percentiles in the report), then `batched` numbers in requests of
     /// 512 as a bulk import sends them (persons per second in the report). Numbers are

@@ -355,6 +355,142 @@ impl Drill {
     /// At every listed live node, waits for `/v1/status` to say person keys are
     /// (un)available, then checks a person and expects 200 or 503
     /// `person_checks_unavailable` (docs/privacy.md, "Availability").
+    pub(super) async fn person_key_refresh(
+        &mut self,
+        label: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        use credfed_client::{CeremonyState, CeremonyStatus};
+        let n = self.fed.nodes.len();
+        if let Some(i) = (0..n).find(|i| !self.fed.live(*i)) {
+            bail!(
+                "{} is not running: a refresh that keeps every member needs every member",
+                self.fed.nodes[i].region
+            );
+        }
+        let Some(current) = self.fed.manifest.person_key.clone() else {
+            bail!("the manifest has no person key to refresh");
+        };
+        let started = Instant::now();
+        let plan = credfed_client::CeremonyRequest {
+            kind: "refresh".into(),
+            label: label.into(),
+            threshold: None,
+            members: None,
+            member: None,
+        };
+        for i in 0..n {
+            let r = self.fed.nodes[i]
+                .client
+                .post("/v1/admin/person-key-ceremony", &plan)
+                .await
+                .with_context(|| format!("starting the refresh at {}", self.fed.nodes[i].region))?;
+            if r.status != 200 {
+                bail!("{}: {} {}", self.fed.nodes[i].region, r.status, r.body);
+            }
+        }
+        let deadline = started + timeout;
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        let done: Vec<CeremonyStatus> = loop {
+            poll.tick().await;
+            let mut statuses = Vec::with_capacity(n);
+            for i in 0..n {
+                let v = self
+                    .fed
+                    .get(i, "/v1/admin/person-key-ceremony")
+                    .await
+                    .unwrap_or_default();
+                let s: Option<CeremonyStatus> = serde_json::from_value(v).ok();
+                statuses.push(s);
+            }
+            if let Some(failed) = statuses
+                .iter()
+                .flatten()
+                .find(|s| s.state == CeremonyState::Failed)
+            {
+                bail!(
+                    "the refresh failed at {}: {}",
+                    failed.member,
+                    failed.error.clone().unwrap_or_default()
+                );
+            }
+            if statuses
+                .iter()
+                .all(|s| s.as_ref().is_some_and(|s| s.state == CeremonyState::Done))
+            {
+                break statuses.into_iter().flatten().collect();
+            }
+            if Instant::now() >= deadline {
+                let waiting: Vec<String> = statuses
+                    .iter()
+                    .flatten()
+                    .filter(|s| s.state != CeremonyState::Done)
+                    .map(|s| {
+                        format!(
+                            "{} (round 1 {}/{n}, round 2 {}/{}, waiting for {:?})",
+                            s.member,
+                            s.round1_held,
+                            s.round2_held,
+                            n - 1,
+                            s.waiting_for
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "the refresh did not end within {timeout:?}: {}",
+                    waiting.join("; ")
+                );
+            }
+        };
+        let ms = started.elapsed().as_millis();
+        let new = done[0]
+            .person_key
+            .clone()
+            .context("a finished refresh without public shares")?;
+        for s in &done[1..] {
+            if s.person_key.as_ref() != Some(&new) {
+                bail!(
+                    "{} ended with other public shares than {}",
+                    s.member,
+                    done[0].member
+                );
+            }
+        }
+        let value = |p: &credfed_protocol::manifest::PersonKeyShares| {
+            credfed_protocol::oprf::keygen::public_value(&p.policy())
+                .map_err(|e| anyhow::anyhow!(e.to_string()))
+        };
+        if value(&new)? != value(&current)? {
+            bail!("the refresh changed the person key (its public value differs)");
+        }
+        for s in &done {
+            let listed = new
+                .of_region(s.member)
+                .with_context(|| format!("{} is not in the refreshed shares", s.member))?;
+            let file = s
+                .share_file
+                .as_ref()
+                .with_context(|| format!("{} wrote no share", s.member))?;
+            let share = credfed_protocol::oprf::ShareKey::from_file_text(
+                &std::fs::read_to_string(file).with_context(|| file.display().to_string())?,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if share.public() != listed.public_share {
+                bail!("{}'s new share is not the one the shares list", s.member);
+            }
+            let old = current
+                .of_region(s.member)
+                .context("a member without a share before the refresh")?;
+            if old.public_share == listed.public_share {
+                bail!("{}'s public share did not change", s.member);
+            }
+        }
+        self.person_key_refresh_ms = Some(ms as u64);
+        Ok(format!(
+            "{n} members refreshed their person-key shares in {ms} ms over their connections: every share changed, the key did not"
+        ))
+    }
+
     pub(super) async fn assert_person_keys(
         &mut self,
         at: &Regions,

@@ -61,6 +61,8 @@ pub struct Drill {
     person_key_ms: Vec<f64>,
     /// Persons keyed per second by batched requests (`person_key_load`).
     person_key_batch_per_s: Option<f64>,
+    /// How long the members' share refresh took (`person_key_refresh`), ms.
+    person_key_refresh_ms: Option<u64>,
     /// Made-up numbers used so far (each load step uses new ones, past the cache).
     person_keys_made: u32,
     convergence: Vec<Convergence>,
@@ -192,6 +194,7 @@ impl Drill {
             proven_visible_ms: Vec::new(),
             person_key_ms: Vec::new(),
             person_key_batch_per_s: None,
+            person_key_refresh_ms: None,
             person_keys_made: 0,
             convergence: Vec::new(),
             steps: Vec::new(),
@@ -507,6 +510,10 @@ impl Drill {
                 singles,
                 batched,
             } => self.person_key_load(region, *singles, *batched).await,
+            Step::PersonKeyRefresh { label, timeout_ms } => {
+                self.person_key_refresh(label, Duration::from_millis(*timeout_ms))
+                    .await
+            }
             Step::AssertPersonKeys {
                 at,
                 available,
@@ -733,6 +740,7 @@ impl Drill {
             propagation_samples_ms: self.propagation_ms.clone(),
             person_key_ms: Percentiles::of(&self.person_key_ms),
             person_key_batch_per_s: self.person_key_batch_per_s,
+            person_key_refresh_ms: self.person_key_refresh_ms,
             proven_visible_ms: Percentiles::of(&self.proven_visible_ms),
             fork_flagged_ms: self.fork_flagged_ms,
             convergence_ms: self.convergence.clone(),
