@@ -287,11 +287,7 @@ impl CeremonyPlan {
     /// The ceremony's id: the plan's hash, so that members that started different
     /// plans refuse each other's messages.
     pub fn id(&self) -> Hash256 {
-        let mut members = Vec::with_capacity(self.members.len() * 6);
-        for m in &self.members {
-            members.extend_from_slice(&m.region.code().to_be_bytes());
-            members.extend_from_slice(&m.index.to_be_bytes());
-        }
+        let members = encode_members(&self.members);
         let kind: Vec<u8> = match &self.kind {
             CeremonyKind::Generate => b"generate".to_vec(),
             CeremonyKind::Refresh { current } => [b"refresh".as_slice(), &current.0].concat(),
@@ -354,7 +350,17 @@ pub enum CeremonyError {
     },
 }
 
-fn member_error(member: u16, why: impl Into<String>) -> CeremonyError {
+/// (region, index) of each member, as a plan's id hashes them.
+pub(super) fn encode_members(members: &[PlanMember]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(members.len() * 6);
+    for m in members {
+        out.extend_from_slice(&m.region.code().to_be_bytes());
+        out.extend_from_slice(&m.index.to_be_bytes());
+    }
+    out
+}
+
+pub(super) fn member_error(member: u16, why: impl Into<String>) -> CeremonyError {
     CeremonyError::Member {
         member,
         why: why.into(),

@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ceremony::{CeremonyError, CeremonyMessage, PlanMember, shares_digest};
+use super::ceremony::{
+    CeremonyError, CeremonyMessage, PlanMember, encode_members, member_error, shares_digest,
+};
 use super::keygen::frost::keys::repairable::{self, Delta, Sigma};
 use super::keygen::{
     frost, member_identifier, packages_from_share, public_share_at, share_from_key_package,
@@ -46,13 +48,6 @@ pub struct RepairPlan {
 
 fn plan_error(why: impl Into<String>) -> CeremonyError {
     CeremonyError::Plan(why.into())
-}
-
-fn member_error(member: u16, why: impl Into<String>) -> CeremonyError {
-    CeremonyError::Member {
-        member,
-        why: why.into(),
-    }
 }
 
 impl RepairPlan {
@@ -146,11 +141,7 @@ impl RepairPlan {
     /// The repair's id, so that members that started different plans refuse each
     /// other's messages.
     pub fn id(&self) -> Hash256 {
-        let mut helpers = Vec::with_capacity(self.helpers.len() * 6);
-        for m in &self.helpers {
-            helpers.extend_from_slice(&m.region.code().to_be_bytes());
-            helpers.extend_from_slice(&m.index.to_be_bytes());
-        }
+        let helpers = encode_members(&self.helpers);
         sha256(&[
             b"credfed person key repair v1\0",
             &self.current.0,
