@@ -296,6 +296,8 @@ pub struct Network {
     alert_topic: gossipsub::IdentTopic,
     /// When this member last reported each asker (reports are rate-limited).
     alerts_sent: BTreeMap<RegionCode, Instant>,
+    /// Askers refused since their last report.
+    alerts_due: BTreeSet<RegionCode>,
     /// Outstanding cosign requests and the round each belongs to, to tell their
     /// failures from range failures and late answers from current ones.
     cosign_requests: BTreeMap<OutboundRequestId, u64>,
@@ -454,6 +456,7 @@ impl Network {
             checkpoint_topic,
             alert_topic,
             alerts_sent: BTreeMap::new(),
+            alerts_due: BTreeSet::new(),
             cosign_requests: BTreeMap::new(),
             parked: Vec::new(),
             person_key_calls: BTreeMap::new(),
@@ -831,6 +834,9 @@ impl Network {
         self.release_parked(now);
         self.maybe_start_round();
         self.send_ceremony_mail(now);
+        if !self.alerts_due.is_empty() {
+            self.send_due_alerts(now);
+        }
     }
 
     /// Sends the ceremony messages that are due to the members they are for.
@@ -1358,41 +1364,58 @@ impl Network {
     }
 
     /// Tells every member, signed, that `asker` exceeded its budget here: at once the
-    /// first time, then at most every [`ALERT_INTERVAL`] per asker.
+    /// first time, then at most every [`ALERT_INTERVAL`] per asker with the count so far.
+    /// A report that cannot be gossiped yet (no member subscribed) stays due and is tried
+    /// again at every tick.
     fn report_over_budget(&mut self, asker: RegionCode) {
-        let now = Instant::now();
-        if self
-            .alerts_sent
-            .get(&asker)
-            .is_some_and(|t| now.duration_since(*t) < ALERT_INTERVAL)
-        {
-            return;
-        }
-        // `admit` counted this refusal already.
-        let refused = self
-            .person_keys
-            .responder
-            .stats
-            .refused_over_budget(&asker.to_string());
-        let bytes = match self
-            .core
-            .sign_budget_alert(asker, refused)
-            .and_then(|a| credfed_protocol::codec::encode(&a).map_err(|e| e.to_string()))
-        {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not sign a budget report");
-                return;
+        self.alerts_due.insert(asker);
+        self.send_due_alerts(Instant::now());
+    }
+
+    fn send_due_alerts(&mut self, now: Instant) {
+        let due: Vec<RegionCode> = self
+            .alerts_due
+            .iter()
+            .filter(|a| {
+                self.alerts_sent
+                    .get(a)
+                    .is_none_or(|t| now.duration_since(*t) >= ALERT_INTERVAL)
+            })
+            .copied()
+            .collect();
+        for asker in due {
+            // `admit` counted the refusals already.
+            let refused = self
+                .person_keys
+                .responder
+                .stats
+                .refused_over_budget(&asker.to_string());
+            let bytes = match self
+                .core
+                .sign_budget_alert(asker, refused)
+                .and_then(|a| credfed_protocol::codec::encode(&a).map_err(|e| e.to_string()))
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not sign a budget report");
+                    self.alerts_due.remove(&asker);
+                    continue;
+                }
+            };
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.alert_topic.clone(), bytes)
+            {
+                Ok(_) => {
+                    self.alerts_sent.insert(asker, now);
+                    self.alerts_due.remove(&asker);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "budget report not gossiped yet (no member subscribed?); trying again");
+                }
             }
-        };
-        self.alerts_sent.insert(asker, now);
-        if let Err(e) = self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(self.alert_topic.clone(), bytes)
-        {
-            tracing::debug!(error = %e, "budget report not gossiped (no member subscribed yet?)");
         }
     }
 
