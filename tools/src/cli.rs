@@ -524,7 +524,7 @@ pub enum PersonKeyCmd {
         /// and every person key stay; leave members out with --members to remove them).
         #[arg(long)]
         refresh: bool,
-        /// Give this member's lost share back, or a new member its first share of the
+        /// Give a member's lost share back, or a new member its first share of the
         /// manifest's key: the region being repaired (its own operator starts the same
         /// plan); --members names the helpers (default every other share holder).
         #[arg(long, value_name = "REGION", conflicts_with = "refresh")]
