@@ -17,7 +17,9 @@
 //! (this is the threshold construction of Jarecki, Kiayias, Krawczyk and Xu, 2017).
 //! The combined output is exactly RFC 9497's OPRF-mode output under `k`; the per-share
 //! proofs are RFC 9497's batched DLEQ proofs under the VOPRF-mode context, so one proof
-//! covers every element of a batch. Both are tested against the RFC's published vectors.
+//! covers every element of a batch (a single element gets the same proof without the
+//! batch's composites, docs/decisions.md 89). Both are tested against the RFC's
+//! published vectors.
 //!
 //! No randomness here (the crate does none): callers pass 64 random bytes for each blind
 //! and each proof, reduced modulo the group order as RFC 9497 appendix "Random Number
@@ -65,7 +67,8 @@ impl std::fmt::Debug for Element {
     }
 }
 
-/// A batched DLEQ proof: RFC 9497's `(c, s)`, each a canonical scalar.
+/// A DLEQ proof `(c, s)`, each a canonical scalar: RFC 9497's batched proof for two or
+/// more elements, a direct one for a single element (see `evaluate_single_with`).
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proof {
     /// The challenge.
@@ -400,7 +403,8 @@ fn check_batch(n: usize, m: usize) -> Result<(), OprfError> {
 }
 
 /// A member's answer to a batch: `k_i · B_j` for every blinded element and one DLEQ
-/// proof (RFC 9497 GenerateProof with A = G, B = k_i · G) covering them all.
+/// proof covering them all (RFC 9497 GenerateProof with A = G, B = k_i · G for two or
+/// more elements; a direct proof for one).
 pub fn evaluate_share(
     share: &ShareKey,
     blinded: &[Element],
@@ -419,7 +423,85 @@ const HALF: [u8; 32] = [
     0, 0, 0, 0, 0, 0, 0, 0, 8,
 ];
 
+/// A member's answer: for one element, a Chaum–Pedersen proof over `(G, A; C, D)`
+/// directly ([`evaluate_single_with`]); for more, RFC 9497's batched proof
+/// ([`evaluate_rfc_batch_with`]).
 fn evaluate_share_with(
+    share: &ShareKey,
+    blinded: &[Element],
+    r: Scalar,
+) -> Result<(Vec<Element>, Proof), OprfError> {
+    if let [one] = blinded {
+        evaluate_single_with(share, one, r)
+    } else {
+        evaluate_rfc_batch_with(share, blinded, r)
+    }
+}
+
+/// One element: `D = k · C` with a proof that `log_G(A) = log_C(D)` — the DLEQ proof
+/// RFC 9497 builds for a batch, without the batch's composite elements, whose two extra
+/// multiplications would make one evaluation cost about 3.8 verifications instead of
+/// about 2.5 (docs/decisions.md, 89). Its challenge hashes `A, C, D, t2, t3` under its
+/// own label, so a proof of one kind never verifies as the other.
+fn evaluate_single_with(
+    share: &ShareKey,
+    blinded: &Element,
+    r: Scalar,
+) -> Result<(Vec<Element>, Proof), OprfError> {
+    let c_point = decode_element(blinded, "blinded_element")?;
+    // Every point computed halved and encoded in one batch (one inversion), as in
+    // `evaluate_rfc_batch_with`.
+    let half = Scalar::from_bytes_mod_order(HALF);
+    let k_half = share.secret * half;
+    let r_half = r * half;
+    let halves = [
+        k_half * c_point,
+        RistrettoPoint::mul_base(&k_half),
+        RistrettoPoint::mul_base(&r_half),
+        r_half * c_point,
+    ];
+    let encoded = RistrettoPoint::double_and_compress_batch(&halves);
+    let [d, public, t2, t3] = [0, 1, 2, 3].map(|i| encoded[i].to_bytes());
+    let c = single_challenge(&public, &blinded.0, &d, &t2, &t3);
+    let s = r - c * share.secret;
+    Ok((
+        vec![Element(d)],
+        Proof {
+            c: c.to_bytes(),
+            s: s.to_bytes(),
+        },
+    ))
+}
+
+fn single_challenge(
+    a: &[u8; 32],
+    c: &[u8; 32],
+    d: &[u8; 32],
+    t2: &[u8; 32],
+    t3: &[u8; 32],
+) -> Scalar {
+    let len = 32u16.to_be_bytes();
+    hash_to_scalar(
+        &[
+            &len,
+            a,
+            &len,
+            c,
+            &len,
+            d,
+            &len,
+            t2,
+            &len,
+            t3,
+            b"credfed single DLEQ",
+        ],
+        &[b"HashToScalar-", VOPRF_CONTEXT],
+    )
+}
+
+/// RFC 9497's evaluation with its batched DLEQ proof (GenerateProof with
+/// ComputeCompositesFast); byte for byte the RFC's, as its test vectors check.
+pub(crate) fn evaluate_rfc_batch_with(
     share: &ShareKey,
     blinded: &[Element],
     r: Scalar,
@@ -492,6 +574,52 @@ pub fn verify_share_evaluation(
 /// [`verify_share_evaluation`] with the blinded elements already decoded (the asking
 /// node decodes its own elements once for every member it verifies).
 pub fn verify_share_evaluation_decoded(
+    member: u16,
+    public_share: &Element,
+    blinded: &[Element],
+    c_points: &[RistrettoPoint],
+    evaluated: &[Element],
+    proof: &Proof,
+) -> Result<Vec<RistrettoPoint>, OprfError> {
+    check_batch(blinded.len(), evaluated.len())?;
+    check_batch(blinded.len(), c_points.len())?;
+    if let ([one], [c_point], [d]) = (blinded, c_points, evaluated) {
+        return verify_single(member, public_share, one, c_point, d, proof);
+    }
+    verify_rfc_batch_decoded(member, public_share, blinded, c_points, evaluated, proof)
+}
+
+/// Verifies [`evaluate_single_with`]'s proof.
+fn verify_single(
+    member: u16,
+    public_share: &Element,
+    blinded: &Element,
+    c_point: &RistrettoPoint,
+    evaluated: &Element,
+    proof: &Proof,
+) -> Result<Vec<RistrettoPoint>, OprfError> {
+    let bad = OprfError::BadProof { member };
+    let public = decode_element(public_share, "public_share")?;
+    let d_point = decode_element(evaluated, "evaluated_element").map_err(|_| bad.clone())?;
+    let c = scalar_from_bytes(proof.c, "proof.c").map_err(|_| bad.clone())?;
+    let s = scalar_from_bytes(proof.s, "proof.s").map_err(|_| bad.clone())?;
+    let t2 = RistrettoPoint::vartime_double_scalar_mul_basepoint(&c, &public, &s);
+    let t3 = RistrettoPoint::vartime_multiscalar_mul([s, c], [*c_point, d_point]);
+    let expected = single_challenge(
+        &public_share.0,
+        &blinded.0,
+        &evaluated.0,
+        &encode(&t2),
+        &encode(&t3),
+    );
+    if expected != c {
+        return Err(bad);
+    }
+    Ok(vec![d_point])
+}
+
+/// Verifies RFC 9497's batched proof ([`evaluate_rfc_batch_with`]).
+pub(crate) fn verify_rfc_batch_decoded(
     member: u16,
     public_share: &Element,
     blinded: &[Element],
@@ -677,7 +805,7 @@ pub enum EvaluationResponse {
         member: u16,
         /// Evaluated elements.
         evaluated: Vec<Element>,
-        /// The batched DLEQ proof against the member's public share.
+        /// The DLEQ proof against the member's public share.
         proof: Proof,
     },
     /// Why the member did not evaluate.

@@ -107,12 +107,32 @@ fn rfc9497_voprf_mode_proof_vectors() {
             .map(|(input, b)| blind_in(input, scalar(b), VOPRF_CONTEXT).unwrap())
             .collect();
         let blinded: Vec<Element> = blinds.iter().map(|(_, e)| *e).collect();
-        let (evaluated, proof) = evaluate_share_with(&share, &blinded, scalar(proof_r)).unwrap();
+        let (evaluated, proof) =
+            evaluate_rfc_batch_with(&share, &blinded, scalar(proof_r)).unwrap();
         assert_eq!(
             format!("{}{}", hex::encode(proof.c), hex::encode(proof.s)),
             proof_hex
         );
-        let points = verify_share_evaluation(1, &pk, &blinded, &evaluated, &proof).unwrap();
+        let c_points: Vec<RistrettoPoint> = blinded
+            .iter()
+            .map(|e| decode_element(e, "blinded").unwrap())
+            .collect();
+        let points =
+            verify_rfc_batch_decoded(1, &pk, &blinded, &c_points, &evaluated, &proof).unwrap();
+        // The evaluation a member sends is the same for any batch size; only a single
+        // element's proof is credfed's own (it verifies, and not as the RFC's).
+        let (own_evaluated, own_proof) =
+            evaluate_share_with(&share, &blinded, scalar(proof_r)).unwrap();
+        assert_eq!(own_evaluated, evaluated);
+        verify_share_evaluation(1, &pk, &blinded, &own_evaluated, &own_proof).unwrap();
+        if blinded.len() == 1 {
+            assert_ne!(own_proof, proof);
+            assert!(
+                verify_rfc_batch_decoded(1, &pk, &blinded, &c_points, &evaluated, &own_proof)
+                    .is_err()
+            );
+            assert!(verify_share_evaluation(1, &pk, &blinded, &evaluated, &proof).is_err());
+        }
         for (((input, _), (b, _)), (point, output)) in
             inputs.iter().zip(&blinds).zip(points.iter().zip(&outputs))
         {
