@@ -722,13 +722,7 @@ impl Ceremony {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oprf::keygen::TestRng;
-
-    fn regions(n: u32) -> Vec<RegionCode> {
-        (0..n)
-            .map(|i| RegionCode::new(110000 + 10000 * i, "r").unwrap())
-            .collect()
-    }
+    use crate::oprf::keygen::{TestRng, test_regions as regions};
 
     fn plan(n: u32, t: u16) -> CeremonyPlan {
         CeremonyPlan::generate("test", t, &regions(n)).unwrap()

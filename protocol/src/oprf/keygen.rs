@@ -210,7 +210,6 @@ pub fn packages_from_share(
     share: &ShareKey,
     policy: &PersonKeyPolicy,
 ) -> Result<(KeyPackage, PublicKeyPackage), OprfError> {
-    use frost_ristretto255::VerifyingKey;
     use frost_ristretto255::keys::{SigningShare, VerifyingShare};
     policy.validate()?;
     let listed = policy.public_share(share.index()).ok_or_else(|| {
@@ -226,6 +225,24 @@ pub fn packages_from_share(
         )));
     }
     let bad = |what: &str| OprfError::Combine(format!("{what}: not a frost value"));
+    let public = public_package(policy)?;
+    let key_package = KeyPackage::new(
+        member_identifier(share.index())?,
+        SigningShare::deserialize(&share.secret_bytes()).map_err(|_| bad("share"))?,
+        VerifyingShare::deserialize(&listed.0).map_err(|_| bad("public share"))?,
+        *public.verifying_key(),
+        policy.threshold,
+    );
+    Ok((key_package, public))
+}
+
+/// frost's public package of the listed shares, with the key's public value `k · G`
+/// interpolated from them: what a refresh and a repair take the key's public value and
+/// threshold from.
+pub fn public_package(policy: &PersonKeyPolicy) -> Result<PublicKeyPackage, OprfError> {
+    use frost_ristretto255::VerifyingKey;
+    use frost_ristretto255::keys::VerifyingShare;
+    let bad = |what: &str| OprfError::Combine(format!("{what}: not a frost value"));
     let verifying_key =
         VerifyingKey::deserialize(&public_value(policy)?.0).map_err(|_| bad("key"))?;
     let mut verifying_shares = BTreeMap::new();
@@ -235,16 +252,10 @@ pub fn packages_from_share(
             VerifyingShare::deserialize(&element.0).map_err(|_| bad("public share"))?,
         );
     }
-    let key_package = KeyPackage::new(
-        member_identifier(share.index())?,
-        SigningShare::deserialize(&share.secret_bytes()).map_err(|_| bad("share"))?,
-        VerifyingShare::deserialize(&listed.0).map_err(|_| bad("public share"))?,
+    Ok(PublicKeyPackage::new(
+        verifying_shares,
         verifying_key,
-        policy.threshold,
-    );
-    Ok((
-        key_package,
-        PublicKeyPackage::new(verifying_shares, verifying_key, Some(policy.threshold)),
+        Some(policy.threshold),
     ))
 }
 
@@ -348,6 +359,14 @@ pub(crate) fn interpolate_secret(shares: &[&ShareKey]) -> Scalar {
         .iter()
         .map(|s| super::lagrange_at_zero(s.index, &members) * s.secret)
         .sum()
+}
+
+/// For tests: `n` provincial regions from 110000 on.
+#[cfg(test)]
+pub(crate) fn test_regions(n: u32) -> Vec<crate::ids::RegionCode> {
+    (0..n)
+        .map(|i| crate::ids::RegionCode::new(110000 + 10000 * i, "r").unwrap())
+        .collect()
 }
 
 #[cfg(test)]

@@ -531,14 +531,8 @@ pub(crate) fn evaluate_rfc_batch_with(
     let half_weights: Vec<Scalar> = weights.iter().map(|w| w * half).collect();
     let m_half = RistrettoPoint::vartime_multiscalar_mul(&half_weights, &points);
     let m = m_half + m_half;
-    // Z = Σ d_i · D_i = k · M. For one element, d_0 · D_0 is a single variable-time
-    // multiplication of public values, cheaper than the constant-time k · M of RFC
-    // 9497's ComputeCompositesFast, which is the cheaper from a few elements on.
-    let z_half = if let [d_half] = halves[..halves.len() - 1] {
-        RistrettoPoint::vartime_multiscalar_mul([weights[0]], [d_half])
-    } else {
-        k_half * m
-    };
+    // RFC 9497's ComputeCompositesFast: Z = k · M.
+    let z_half = k_half * m;
     let r_half = r * half;
     let t2_half = RistrettoPoint::mul_base(&r_half);
     let t3_half = r_half * m;

@@ -435,7 +435,7 @@ impl Repair {
                 let policy = self.current.policy();
                 let expected = public_share_at(&policy, self.plan.member.index).map_err(oprf)?;
                 // frost takes the key's public value and the threshold from it.
-                let public = public_package(&policy).map_err(oprf)?;
+                let public = super::keygen::public_package(&policy).map_err(oprf)?;
                 let key_package = repairable::repair_share_part3(
                     &parsed,
                     member_identifier(self.plan.member.index).map_err(oprf)?,
@@ -463,40 +463,12 @@ impl Repair {
     }
 }
 
-/// frost's public package of the listed shares (the key's public value interpolated).
-fn public_package(
-    policy: &super::keygen::PersonKeyPolicy,
-) -> Result<frost::keys::PublicKeyPackage, OprfError> {
-    use frost::VerifyingKey;
-    use frost::keys::VerifyingShare;
-    let zero = super::keygen::public_value(policy)?;
-    let verifying_key = VerifyingKey::deserialize(&zero.0)
-        .map_err(|_| OprfError::Combine("key: not a frost value".into()))?;
-    let mut shares = BTreeMap::new();
-    for (index, e) in &policy.public_shares {
-        shares.insert(
-            member_identifier(*index)?,
-            VerifyingShare::deserialize(&e.0)
-                .map_err(|_| OprfError::Combine("public share: not a frost value".into()))?,
-        );
-    }
-    Ok(frost::keys::PublicKeyPackage::new(
-        shares,
-        verifying_key,
-        Some(policy.threshold),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oprf::keygen::{TestRng, ceremony_in_one_process, interpolate_secret};
-
-    fn regions(n: u32) -> Vec<RegionCode> {
-        (0..n)
-            .map(|i| RegionCode::new(110000 + 10000 * i, "r").unwrap())
-            .collect()
-    }
+    use crate::oprf::keygen::{
+        TestRng, ceremony_in_one_process, interpolate_secret, test_regions as regions,
+    };
 
     /// Runs a repair among `parties` (helpers' shares by index); returns each party's
     /// outcome.
