@@ -172,8 +172,17 @@ mod tests {
 
     #[test]
     fn a_busy_range_is_skipped() {
-        let base = free_range(41_000, 4).unwrap();
-        let _held = std::net::TcpListener::bind(("127.0.0.1", base + 1)).unwrap();
+        // A free range can be taken by another process's ephemeral port between the
+        // check and the bind: then try the next one (bounded).
+        let mut from = 41_000;
+        let (base, _held) = loop {
+            let base = free_range(from, 4).unwrap();
+            match std::net::TcpListener::bind(("127.0.0.1", base + 1)) {
+                Ok(held) => break (base, held),
+                Err(_) if from < 50_000 => from = base + 4,
+                Err(e) => panic!("no range to hold a port in: {e}"),
+            }
+        };
         let next = free_range(base, 4).unwrap();
         assert!(next >= base + 4, "{base} → {next}");
     }
