@@ -106,6 +106,10 @@ pub struct NodeConfig {
     /// Open API connections in all.
     #[serde(default = "default_api_max_connections")]
     pub api_max_connections: usize,
+    /// How long a web console session lasts, seconds, whatever the activity
+    /// (docs/console.md).
+    #[serde(default = "default_console_session_seconds")]
+    pub console_session_seconds: u64,
     /// Time for a client to complete the TLS handshake, ms.
     #[serde(default = "default_api_handshake_timeout_ms")]
     pub api_handshake_timeout_ms: u64,
@@ -167,6 +171,10 @@ fn default_api_max_connections_per_client() -> usize {
 }
 fn default_api_max_connections() -> usize {
     4096
+}
+fn default_console_session_seconds() -> u64 {
+    // A working morning or afternoon: the department logs in with its key again after.
+    4 * 3600
 }
 fn default_api_handshake_timeout_ms() -> u64 {
     10_000
@@ -234,6 +242,7 @@ impl NodeConfig {
             api_max_body_bytes: 256 * 1024,
             api_max_connections_per_client: default_api_max_connections_per_client(),
             api_max_connections: default_api_max_connections(),
+            console_session_seconds: default_console_session_seconds(),
             api_handshake_timeout_ms: default_api_handshake_timeout_ms(),
             api_request_head_timeout_ms: default_api_request_head_timeout_ms(),
             api_request_body_timeout_ms: default_api_request_body_timeout_ms(),
@@ -295,6 +304,12 @@ impl NodeConfig {
             self.api_max_connections_per_client as u64,
             1,
             65_536,
+        )?;
+        range(
+            "console_session_seconds",
+            self.console_session_seconds,
+            1,
+            24 * 3600,
         )?;
         range(
             "api_max_connections",

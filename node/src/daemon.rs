@@ -32,6 +32,8 @@ pub struct RunningNode {
     pub core: Arc<Core>,
     /// Where the API listens.
     pub api_addr: SocketAddr,
+    /// The router the API listener serves (in-process tests call it directly).
+    pub router: axum::Router,
     shutdown: watch::Sender<bool>,
     network: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<()>,
@@ -364,6 +366,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
             max_concurrency: cfg.api_max_concurrency,
             body_timeout: Duration::from_millis(cfg.api_request_body_timeout_ms),
         },
+        Duration::from_secs(cfg.console_session_seconds),
     );
     let limits = ServerLimits {
         handshake: Duration::from_millis(cfg.api_handshake_timeout_ms),
@@ -374,10 +377,18 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         drain: Duration::from_secs(5),
     };
     tracing::info!(%api_addr, region = %region, "API listening (HTTPS)");
-    let api = tokio::spawn(serve(listener, tls, app, limits, metrics, shutdown_rx));
+    let api = tokio::spawn(serve(
+        listener,
+        tls,
+        app.clone(),
+        limits,
+        metrics,
+        shutdown_rx,
+    ));
     Ok(RunningNode {
         core,
         api_addr,
+        router: app,
         shutdown: shutdown_tx,
         network,
         api,

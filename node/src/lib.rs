@@ -12,6 +12,7 @@ pub mod admission;
 pub mod api;
 pub mod ceremonies;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod engine;
 pub mod metrics;

@@ -159,6 +159,8 @@ pub enum Domain {
     ProvenAnswer,
     /// A member's report that an asking member exceeded its person-key budget.
     BudgetAlert,
+    /// A department's answer to a web console's login challenge.
+    ConsoleLogin,
 }
 
 impl Domain {
@@ -172,6 +174,7 @@ impl Domain {
             Domain::RecordId => "record-id",
             Domain::ProvenAnswer => "proven-answer-sig",
             Domain::BudgetAlert => "budget-alert-sig",
+            Domain::ConsoleLogin => "console-login-sig",
         }
     }
 }

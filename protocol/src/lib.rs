@@ -19,6 +19,7 @@ pub mod catalogue;
 pub mod check;
 pub mod checkpoint;
 pub mod codec;
+pub mod console;
 pub mod crypto;
 pub mod envelope;
 pub mod events;

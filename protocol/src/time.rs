@@ -28,6 +28,18 @@ impl Timestamp {
     pub fn date_cst(self) -> Date {
         Date(self.0.saturating_add(CST_OFFSET_MS).div_euclid(MS_PER_DAY) as i32)
     }
+
+    /// `YYYY-MM-DD HH:MM:SS CST`, as people read it (seconds truncated).
+    pub fn cst_string(self) -> String {
+        let of_day = self.0.saturating_add(CST_OFFSET_MS).rem_euclid(MS_PER_DAY) / 1000;
+        format!(
+            "{} {:02}:{:02}:{:02} CST",
+            self.date_cst(),
+            of_day / 3600,
+            of_day % 3600 / 60,
+            of_day % 60
+        )
+    }
 }
 
 /// A civil date (proleptic Gregorian), stored as days since 1970-01-01.
@@ -195,6 +207,16 @@ fn civil_from_days(z: i32) -> (i32, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cst_string_is_eight_hours_ahead_of_utc() {
+        // 2026-12-05T16:30:05.999Z is 2026-12-06 00:30:05 in Beijing.
+        assert_eq!(
+            Timestamp(1_796_488_205_999).cst_string(),
+            "2026-12-06 00:30:05 CST"
+        );
+        assert_eq!(Timestamp(0).cst_string(), "1970-01-01 08:00:00 CST");
+    }
 
     #[test]
     fn round_trips_every_day_1900_to_2199() {

@@ -41,6 +41,7 @@ pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 
 use crate::api::audit::{Audit, AuditCaller, AuditLine, AuditSubject};
 use crate::api::server::{ClientAddr, PeerCertificate};
+
 use crate::engine::Core;
 use crate::p2p::{Command, NetStatus};
 
@@ -112,8 +113,36 @@ impl Caller {
 /// The OpenAPI document, checked in at `docs/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
-/// Builds the router.
-pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
+/// Builds the router: the API under `/v1` and the web console under `/console/`, whose
+/// sessions last `session_ttl`.
+pub fn router(state: Arc<ApiState>, limits: RequestLimits, session_ttl: Duration) -> Router {
+    // The console reads and writes through these same routes, called in process as the
+    // session's department (crate::console).
+    let inner = api_routes(state.clone())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(state.clone());
+    let console = crate::console::routes(Arc::new(crate::console::ConsoleState {
+        api: state.clone(),
+        inner,
+        sessions: Mutex::new(crate::console::session::Sessions::default()),
+        session_ttl,
+    }));
+    api_routes(state.clone())
+        .with_state(state.clone())
+        .merge(console)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrency,
+        ))
+        .layer(middleware::from_fn_with_state(limits, read_body))
+        .layer(middleware::from_fn_with_state(state, audit_calls))
+}
+
+/// The API's routes behind mutual TLS (or a console session's department).
+fn api_routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
     Router::new()
         .route("/v1/records", post(submit))
         .route("/v1/check", get(check_subject).post(check_posted))
@@ -149,16 +178,7 @@ pub fn router(state: Arc<ApiState>, limits: RequestLimits) -> Router {
             "/v1/admin/person-key-ceremony",
             get(ceremony_status).post(ceremony_start),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(wrong_method)
-        .layer(DefaultBodyLimit::max(limits.max_body))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            limits.max_concurrency,
-        ))
-        .layer(middleware::from_fn_with_state(limits, read_body))
-        .layer(middleware::from_fn_with_state(state.clone(), audit_calls))
-        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(state, authenticate))
 }
 
 async fn unknown_route(req: Request) -> ApiError {
@@ -322,6 +342,22 @@ async fn authenticate(
     if path == "/v1/openapi.json" || (path == "/metrics" && state.metrics_public) {
         return next.run(req).await;
     }
+    // A console session's call, made in process (HTTP clients cannot set extensions):
+    // the department is checked as a certificate's would be, at every call.
+    if let Some(console) = req.extensions().get::<crate::console::ConsoleCaller>() {
+        let id = console.0.clone();
+        let mut response = match registered(&state, id.clone()) {
+            Ok(id) => {
+                req.extensions_mut().insert(Caller(id));
+                next.run(req).await
+            }
+            Err(e) => e.into_response_with_code(),
+        };
+        response
+            .extensions_mut()
+            .insert(AuditCaller(format!("{id} (console)")));
+        return response;
+    }
     let cert = req
         .extensions()
         .get::<PeerCertificate>()
@@ -365,6 +401,11 @@ fn identify(state: &ApiState, fingerprint: &str) -> Result<DepartmentId, ApiErro
     let text =
         std::fs::read_to_string(state.clients_dir.join(fingerprint)).map_err(|_| unknown())?;
     let id = DepartmentId::parse(text.trim(), "client").map_err(|_| unknown())?;
+    registered(state, id)
+}
+
+/// `id` if it is this node's operator or a department registered and not revoked here.
+fn registered(state: &ApiState, id: DepartmentId) -> Result<DepartmentId, ApiError> {
     let core = &state.core;
     if id.unit == credfed_protocol::envelope::NODE_UNIT && id.region == core.region() {
         return Ok(id);

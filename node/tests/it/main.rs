@@ -3,6 +3,7 @@
 #[path = "../../benches/common/mod.rs"]
 mod chain;
 mod cluster;
+mod console;
 mod engine;
 mod events;
 mod hardening;

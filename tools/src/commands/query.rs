@@ -252,17 +252,7 @@ fn measure_source(source: &Value) -> String {
 
 /// "2026-11-27 17:30:12 CST" for seconds since the epoch.
 fn cst_time(seconds: u64) -> String {
-    let ms = i64::try_from(seconds)
-        .unwrap_or(i64::MAX / 1000)
-        .saturating_mul(1000);
-    let of_day = (seconds + 8 * 3600) % 86_400;
-    format!(
-        "{} {:02}:{:02}:{:02} CST",
-        Timestamp(ms).date_cst(),
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
+    Timestamp::from_seconds(seconds).cst_string()
 }
 
 /// The freshness bound of `credfed verify`.

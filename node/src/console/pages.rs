@@ -1,0 +1,1650 @@
+//! The console's handlers and page models (templates in `node/templates/console/`).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use askama::Template;
+use axum::Form;
+use axum::body::Bytes;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use credfed_protocol::catalogue::MeasureDomain;
+use credfed_protocol::console::{CHALLENGE_BYTES, login_message, verify_login};
+use credfed_protocol::crypto::{Domain, PublicKey, Signature, tag};
+use credfed_protocol::ids::DepartmentId;
+use credfed_protocol::record::{AckDecision, ActionId, Body};
+use credfed_protocol::time::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::labels::Labels;
+use super::session::{Session, TableFull};
+use super::{
+    Console, ConsoleState, LANG_COOKIE, PRELOGIN_COOKIE, SESSION_COOKIE, audited, csrf_ok, labels,
+    random_hex, secure_headers, see_other, set_cookie,
+};
+
+/// What every page's frame shows.
+pub struct Frame {
+    /// Words.
+    pub l: &'static Labels,
+    /// The logged-in department's menu, if any.
+    pub nav: Option<Nav>,
+    /// This page's path, for the language switch to come back to.
+    pub here: String,
+}
+
+/// The menu of a logged-in department.
+pub struct Nav {
+    /// Who.
+    pub department: String,
+    /// CSRF token for the logout form and the scripts.
+    pub csrf: String,
+    /// Operator pages shown.
+    pub operator: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    f: Frame,
+    region: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/home.html")]
+struct HomePage {
+    f: Frame,
+    name: String,
+    department: String,
+    roles: String,
+    tasks: u64,
+    overdue: u64,
+}
+
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage {
+    f: Frame,
+    status: u16,
+    message: String,
+    next: String,
+}
+
+/// An error shown on a page, naming its field.
+pub struct ShownError {
+    field: Option<String>,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/check.html")]
+struct CheckPage {
+    f: Frame,
+    csrf: String,
+    domains: Vec<(String, bool)>,
+    domain: String,
+    uscc: String,
+    name: String,
+    error: Option<ShownError>,
+    matches: Vec<MatchRow>,
+    result: Option<CheckView>,
+}
+
+struct MatchRow {
+    id: String,
+    short: String,
+    name: String,
+    uscc: String,
+    region: String,
+    state: String,
+}
+
+struct MeasureRow {
+    code: String,
+    title: String,
+    region: String,
+    source: String,
+}
+
+struct EntryRow {
+    id: String,
+    short: String,
+    category: String,
+    state: String,
+    region: String,
+    document_no: String,
+}
+
+struct FreshRow {
+    region: String,
+    seq: String,
+    age: String,
+    stale: bool,
+}
+
+struct CheckView {
+    shown: String,
+    domain: String,
+    verdict: String,
+    verdict_class: String,
+    evidence_link: Option<String>,
+    person_evidence: bool,
+    person_number: String,
+    mandatory: Vec<MeasureRow>,
+    recommended: Vec<MeasureRow>,
+    withheld: Vec<(String, String)>,
+    declined: Vec<String>,
+    entries: Vec<EntryRow>,
+    evaluations: Vec<String>,
+    freshness: Vec<FreshRow>,
+}
+
+#[derive(Template)]
+#[template(path = "console/inbox.html")]
+struct InboxPage {
+    f: Frame,
+    total: u64,
+    overdue: u64,
+    error: Option<String>,
+    rows: Vec<TaskRow>,
+}
+
+struct TaskRow {
+    due: String,
+    overdue: bool,
+    kind: String,
+    link: String,
+    link_text: String,
+    measures: String,
+    entry_state: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/record.html")]
+struct RecordPage {
+    f: Frame,
+    heading: String,
+    id: String,
+    error: Option<String>,
+    summary: Vec<(String, String)>,
+    ack: Option<AckForm>,
+    timeline: Vec<TimelineRow>,
+    fields: Vec<(String, String)>,
+}
+
+struct AckForm {
+    action: String,
+    implementing: String,
+}
+
+struct TimelineRow {
+    time: String,
+    what: String,
+    region: String,
+    department: String,
+    pos: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/sign.html")]
+struct SignPage {
+    f: Frame,
+    body: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/federation.html")]
+struct FederationPage {
+    f: Frame,
+    node: Vec<(String, String)>,
+    regions: Vec<RegionRow>,
+    departments: Vec<(String, String, String, String)>,
+}
+
+struct RegionRow {
+    region: String,
+    connected: bool,
+    seq: String,
+    lag: String,
+    age: String,
+    flags: Vec<String>,
+}
+
+/// Renders a page with the console's headers.
+fn page<T: Template>(status: StatusCode, t: &T) -> Response {
+    let mut r = match t.render() {
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the page could not be rendered: {e}"),
+        )
+            .into_response(),
+    };
+    secure_headers(&mut r);
+    r
+}
+
+/// A JSON answer for the console's scripts, with the console's headers.
+fn json_answer(status: StatusCode, v: &Value) -> Response {
+    let mut r = (status, axum::Json(v.clone())).into_response();
+    secure_headers(&mut r);
+    r
+}
+
+/// An error for a script: `{code, field, message}` like the API's.
+fn json_error(status: StatusCode, code: &str, field: Option<&str>, message: &str) -> Response {
+    json_answer(
+        status,
+        &json!({"code": code, "field": field, "message": message}),
+    )
+}
+
+fn frame(l: &'static Labels, session: Option<&Session>, state: &ConsoleState, here: &str) -> Frame {
+    Frame {
+        l,
+        nav: session.map(|s| Nav {
+            department: s.department.to_string(),
+            csrf: s.csrf.clone(),
+            operator: state.is_operator(&s.department),
+        }),
+        here: here.to_owned(),
+    }
+}
+
+fn error_page(
+    l: &'static Labels,
+    session: Option<&Session>,
+    state: &ConsoleState,
+    status: StatusCode,
+    message: String,
+    next: &str,
+) -> Response {
+    page(
+        status,
+        &ErrorPage {
+            f: frame(l, session, state, "/console/"),
+            status: status.as_u16(),
+            message,
+            next: next.to_owned(),
+        },
+    )
+}
+
+/// The session of a page request, or a redirect to the login page.
+#[allow(clippy::result_large_err)]
+fn require_session(state: &ConsoleState, headers: &HeaderMap) -> Result<Session, Response> {
+    state
+        .session(headers)
+        .map(|(_, s)| s)
+        .ok_or_else(|| see_other("/console/login"))
+}
+
+/// `/` and `/console` lead to the console.
+pub async fn to_console() -> Response {
+    see_other("/console/")
+}
+
+/// The department's start page.
+pub async fn home(state: Console, headers: HeaderMap) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let inbox = state
+        .api(&s.department, Method::GET, "/v1/inbox?limit=1", None)
+        .await;
+    let dept = state
+        .api(
+            &s.department,
+            Method::GET,
+            &format!("/v1/departments/{}", s.department),
+            None,
+        )
+        .await;
+    let roles = dept.json["roles"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    let name = dept.json["name"]
+        .as_str()
+        .map_or_else(|| s.department.to_string(), str::to_owned);
+    page(
+        StatusCode::OK,
+        &HomePage {
+            f: frame(l, Some(&s), &state, "/console/"),
+            name,
+            department: s.department.to_string(),
+            roles,
+            tasks: inbox.json["total"].as_u64().unwrap_or(0),
+            overdue: inbox.json["overdue"].as_u64().unwrap_or(0),
+        },
+    )
+}
+
+/// The login page; gives the browser its pre-login cookie.
+pub async fn login_page(state: Console, headers: HeaderMap) -> Response {
+    let l = labels(&headers);
+    let mut r = page(
+        StatusCode::OK,
+        &LoginPage {
+            f: frame(l, None, &state, "/console/login"),
+            region: state.api.core.region().to_string(),
+        },
+    );
+    if super::cookie(&headers, PRELOGIN_COOKIE).is_none()
+        && let Some(pre) = random_hex(16)
+    {
+        set_cookie(&mut r, PRELOGIN_COOKIE, &pre, None);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+pub struct ChallengeForm {
+    department: String,
+}
+
+/// The key a department logs in with: its registered signing key, or for the node's
+/// operator (`REGION:node`) the node key the manifest names.
+fn login_key(state: &ConsoleState, id: &DepartmentId) -> Result<PublicKey, (StatusCode, String)> {
+    let core = &state.api.core;
+    if id.unit == credfed_protocol::envelope::NODE_UNIT {
+        if id.region != core.region() {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "department: {id} is another node's operator; log in at that node, or as a department of {}",
+                    core.region()
+                ),
+            ));
+        }
+        return core
+            .manifest()
+            .members
+            .iter()
+            .find(|m| m.region == id.region)
+            .map(|m| m.node_key)
+            .ok_or((
+                StatusCode::UNAUTHORIZED,
+                format!("department: {id} is not a member of the manifest"),
+            ));
+    }
+    if id.home_province() != core.region() {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "department: {id} belongs to region {}; log in at its own node",
+                id.home_province()
+            ),
+        ));
+    }
+    match core.department(id) {
+        Ok(Some(d)) if d.revoked_at.is_none() => Ok(d.key),
+        Ok(Some(_)) => Err((
+            StatusCode::FORBIDDEN,
+            format!("department: {id} was revoked; ask the operator"),
+        )),
+        Ok(None) => Err((
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "department: {id} is not registered in {}'s log; check the id with your operator",
+                core.region()
+            ),
+        )),
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))),
+    }
+}
+
+/// Opens a login challenge: `{challenge, message}` (hex); the browser signs `message`.
+pub async fn challenge(
+    state: Console,
+    headers: HeaderMap,
+    Form(form): Form<ChallengeForm>,
+) -> Response {
+    let Some(prelogin) = super::cookie(&headers, PRELOGIN_COOKIE) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "no_login_cookie",
+            None,
+            "open the login page first (/console/login), with cookies allowed",
+        );
+    };
+    let id = match DepartmentId::parse(form.department.trim(), "department") {
+        Ok(id) => id,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                Some("department"),
+                &e.to_string(),
+            );
+        }
+    };
+    if let Err((status, message)) = login_key(&state, &id) {
+        return json_error(status, "cannot_log_in", Some("department"), &message);
+    }
+    let mut c = [0u8; CHALLENGE_BYTES];
+    let random = random_hex(CHALLENGE_BYTES).unwrap_or_default();
+    if hex::decode_to_slice(random, &mut c).is_err() {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_randomness",
+            None,
+            "the node cannot draw random numbers right now; tell the operator",
+        );
+    }
+    let opened = state
+        .sessions
+        .lock()
+        .map_err(|_| TableFull::Challenges)
+        .and_then(|mut s| s.open_challenge(c, &prelogin, id.clone(), Instant::now()));
+    if opened.is_err() {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            None,
+            "too many logins are open at once; try again in two minutes",
+        );
+    }
+    let core = &state.api.core;
+    let message = login_message(&core.manifest().federation_id, core.region(), &id, &c);
+    json_answer(
+        StatusCode::OK,
+        &json!({"challenge": hex::encode(c), "message": hex::encode(message)}),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    department: String,
+    challenge: String,
+    signature: String,
+}
+
+/// Checks the signed challenge and starts a session.
+pub async fn login(state: Console, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+    let fail = |status: StatusCode, field: Option<&str>, message: String| {
+        audited(
+            json_error(status, "login_failed", field, &message),
+            None,
+            Some("console login".into()),
+        )
+    };
+    let Some(prelogin) = super::cookie(&headers, PRELOGIN_COOKIE) else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            None,
+            "open the login page first (/console/login), with cookies allowed".into(),
+        );
+    };
+    let id = match DepartmentId::parse(form.department.trim(), "department") {
+        Ok(id) => id,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, Some("department"), e.to_string()),
+    };
+    let mut c = [0u8; CHALLENGE_BYTES];
+    if hex::decode_to_slice(form.challenge.trim(), &mut c).is_err() {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            Some("challenge"),
+            "challenge: expected 64 hex digits".into(),
+        );
+    }
+    let signature = match Signature::from_hex(&form.signature.trim().to_ascii_lowercase()) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                Some("signature"),
+                format!("signature: {e}"),
+            );
+        }
+    };
+    let taken = state
+        .sessions
+        .lock()
+        .map(|mut s| s.take_challenge(&c, &prelogin, &id, Instant::now()))
+        .unwrap_or(false);
+    if !taken {
+        return fail(
+            StatusCode::UNAUTHORIZED,
+            Some("challenge"),
+            "challenge: unknown, used or older than two minutes; log in again".into(),
+        );
+    }
+    let key = match login_key(&state, &id) {
+        Ok(k) => k,
+        Err((status, m)) => return fail(status, Some("department"), m),
+    };
+    let core = &state.api.core;
+    if verify_login(
+        &key,
+        &core.manifest().federation_id,
+        core.region(),
+        &id,
+        &c,
+        &signature,
+    )
+    .is_err()
+    {
+        return fail(
+            StatusCode::UNAUTHORIZED,
+            Some("key"),
+            format!(
+                "key: the signature does not verify under {id}'s registered key; choose that department's signing key file"
+            ),
+        );
+    }
+    let (Some(token), Some(csrf)) = (random_hex(32), random_hex(16)) else {
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "the node cannot draw random numbers right now; tell the operator".into(),
+        );
+    };
+    let session = Session {
+        department: id.clone(),
+        csrf,
+        expires: Instant::now() + state.session_ttl,
+    };
+    let started = state
+        .sessions
+        .lock()
+        .map_err(|_| TableFull::Sessions)
+        .and_then(|mut s| s.start(&token, session, Instant::now()));
+    if started.is_err() {
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "the node holds as many console sessions as it may; ask the operator".into(),
+        );
+    }
+    let mut r = json_answer(StatusCode::OK, &json!({"next": "/console/"}));
+    set_cookie(&mut r, SESSION_COOKIE, &token, Some(state.session_ttl));
+    set_cookie(&mut r, PRELOGIN_COOKIE, "", Some(std::time::Duration::ZERO));
+    audited(r, Some(&id), Some("console login".into()))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// Ends the session.
+pub async fn logout(state: Console, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let l = labels(&headers);
+    let Some((token, s)) = state.session(&headers) else {
+        return see_other("/console/login");
+    };
+    if !csrf_ok(&s, form.csrf.as_deref()) {
+        return csrf_refused(l, &s, &state);
+    }
+    if let Ok(mut t) = state.sessions.lock() {
+        t.end(&token);
+    }
+    let mut r = see_other("/console/login");
+    set_cookie(&mut r, SESSION_COOKIE, "", Some(std::time::Duration::ZERO));
+    audited(r, Some(&s.department), Some("console logout".into()))
+}
+
+fn csrf_refused(l: &'static Labels, s: &Session, state: &ConsoleState) -> Response {
+    error_page(
+        l,
+        Some(s),
+        state,
+        StatusCode::FORBIDDEN,
+        "csrf: the form's token does not match this session (a page from another site, or an old tab)".into(),
+        "Reload the page and send the form again.",
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LangQuery {
+    to: Option<String>,
+    back: Option<String>,
+}
+
+/// Sets the language cookie and returns to the page (console paths only).
+pub async fn switch_lang(Query(q): Query<LangQuery>) -> Response {
+    let lang = if q.to.as_deref() == Some("en") {
+        "en"
+    } else {
+        "zh"
+    };
+    let back = q
+        .back
+        .filter(|b| b.starts_with("/console/") && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/console/".into());
+    let mut r = see_other(&back);
+    set_cookie(
+        &mut r,
+        LANG_COOKIE,
+        lang,
+        Some(std::time::Duration::from_secs(365 * 86_400)),
+    );
+    r
+}
+
+#[derive(Deserialize, Default)]
+pub struct CheckQuery {
+    uscc: Option<String>,
+    name: Option<String>,
+    domain: Option<String>,
+}
+
+fn domains(selected: &str) -> Vec<(String, bool)> {
+    MeasureDomain::ALL
+        .iter()
+        .map(|d| (d.name().to_owned(), d.name() == selected))
+        .collect()
+}
+
+/// A JSON value as page text. Bidirectional controls (U+202A–202E, U+2066–2069,
+/// U+200E–200F, U+061C) are shown as `[U+XXXX]`: a record's text must not reorder what
+/// the page shows around it (a name that reads backwards, a number that swaps digits).
+/// HTML escaping is the template engine's.
+fn text(v: &Value) -> String {
+    let raw = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => return String::new(),
+        other => other.to_string(),
+    };
+    if !raw.chars().any(is_bidi_control) {
+        return raw;
+    }
+    raw.chars()
+        .map(|c| {
+            if is_bidi_control(c) {
+                format!("[U+{:04X}]", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+fn shown_error(reply: &super::ApiReply) -> ShownError {
+    ShownError {
+        field: reply.json["field"].as_str().map(str::to_owned),
+        message: reply.message(),
+    }
+}
+
+/// The check page: by USCC (GET), or a name search among list entries.
+pub async fn check_page(
+    state: Console,
+    headers: HeaderMap,
+    Query(q): Query<CheckQuery>,
+) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let domain = q
+        .domain
+        .clone()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "procurement".into());
+    let mut p = CheckPage {
+        f: frame(l, Some(&s), &state, "/console/check"),
+        csrf: s.csrf.clone(),
+        domains: domains(&domain),
+        domain: domain.clone(),
+        uscc: q.uscc.clone().unwrap_or_default(),
+        name: q.name.clone().unwrap_or_default(),
+        error: None,
+        matches: Vec::new(),
+        result: None,
+    };
+    let mut subject = None;
+    if let Some(uscc) = q.uscc.as_deref().filter(|u| !u.trim().is_empty()) {
+        let uri = format!(
+            "/v1/check?uscc={}&domain={}",
+            urlencode(uscc.trim()),
+            urlencode(&domain)
+        );
+        let reply = state.api(&s.department, Method::GET, &uri, None).await;
+        subject = reply.subject.clone();
+        if reply.status.is_success() {
+            let evidence = format!(
+                "/console/evidence?uscc={}&domain={}",
+                urlencode(uscc.trim()),
+                urlencode(&domain)
+            );
+            p.result = Some(check_view(&reply.json, uscc.trim(), Some(evidence), None));
+        } else {
+            p.error = Some(shown_error(&reply));
+        }
+    } else if let Some(name) = q.name.as_deref().filter(|n| !n.trim().is_empty()) {
+        let uri = format!("/v1/entries?name={}&limit=50", urlencode(name.trim()));
+        let reply = state.api(&s.department, Method::GET, &uri, None).await;
+        if reply.status.is_success() {
+            p.matches = reply.json["items"]
+                .as_array()
+                .map(|a| a.iter().map(match_row).collect())
+                .unwrap_or_default();
+            if p.matches.is_empty() {
+                p.error = Some(ShownError {
+                    field: None,
+                    message: format!("{}: {}", l.matches, l.nothing),
+                });
+            }
+        } else {
+            p.error = Some(shown_error(&reply));
+        }
+    }
+    audited(page(StatusCode::OK, &p), Some(&s.department), subject)
+}
+
+fn match_row(e: &Value) -> MatchRow {
+    let id = text(&e["id"]);
+    let code = text(&e["code"]);
+    MatchRow {
+        short: short(&id),
+        id,
+        name: text(&e["name"]),
+        // Persons are listed by their masked number: only a USCC links to a check.
+        uscc: if code.contains('*') {
+            String::new()
+        } else {
+            code
+        },
+        region: text(&e["region"]),
+        state: text(&e["state"]),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PersonCheckForm {
+    csrf: Option<String>,
+    person: String,
+    domain: String,
+}
+
+/// A person's check: the number travels in the form body, never in a URL.
+pub async fn check_person(
+    state: Console,
+    headers: HeaderMap,
+    Form(form): Form<PersonCheckForm>,
+) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&s, form.csrf.as_deref()) {
+        return csrf_refused(l, &s, &state);
+    }
+    let reply = state
+        .api(
+            &s.department,
+            Method::POST,
+            "/v1/check",
+            Some(&json!({"person": form.person, "domain": form.domain})),
+        )
+        .await;
+    let mut p = CheckPage {
+        f: frame(l, Some(&s), &state, "/console/check"),
+        csrf: s.csrf.clone(),
+        domains: domains(&form.domain),
+        domain: form.domain.clone(),
+        uscc: String::new(),
+        name: String::new(),
+        error: None,
+        matches: Vec::new(),
+        result: None,
+    };
+    if reply.status.is_success() {
+        let masked = reply.subject.clone().unwrap_or_default();
+        p.result = Some(check_view(
+            &reply.json,
+            &masked,
+            None,
+            Some(form.person.trim().to_owned()),
+        ));
+    } else {
+        p.error = Some(shown_error(&reply));
+    }
+    audited(page(StatusCode::OK, &p), Some(&s.department), reply.subject)
+}
+
+fn measure_rows(v: &Value) -> Vec<MeasureRow> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| MeasureRow {
+                    code: text(&m["code"]),
+                    title: text(&m["title_zh"]),
+                    region: text(&m["region"]),
+                    source: source_text(&m["source"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn source_text(v: &Value) -> String {
+    match v {
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| format!("{k} {}", short(&text(x))))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => text(other),
+    }
+}
+
+fn check_view(
+    v: &Value,
+    shown: &str,
+    evidence: Option<String>,
+    person: Option<String>,
+) -> CheckView {
+    let verdict = text(&v["verdict"]);
+    let now_ms = v["as_of"].as_i64().unwrap_or(0);
+    CheckView {
+        shown: shown.to_owned(),
+        domain: text(&v["domain"]),
+        verdict_class: match verdict.as_str() {
+            "clear" => "good",
+            "restricted" | "prohibited" | "punish" => "bad",
+            _ => "neutral",
+        }
+        .into(),
+        verdict,
+        evidence_link: evidence,
+        person_evidence: person.is_some(),
+        person_number: person.unwrap_or_default(),
+        mandatory: measure_rows(&v["mandatory"]),
+        recommended: measure_rows(&v["recommended"]),
+        withheld: v["withheld"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|w| (text(&w["measure"]["code"]), text(&w["reason"])))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        declined: v["declined_here"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|d| {
+                        format!(
+                            "{} {} {}: {}",
+                            text(&d["region"]),
+                            text(&d["declined_on"]),
+                            text(&d["measure"]),
+                            text(&d["reason"])
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        entries: v["entries"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        let id = text(&e["entry"]);
+                        EntryRow {
+                            short: short(&id),
+                            id,
+                            category: category_text(&e["category"]),
+                            state: text(&e["state"]),
+                            region: text(&e["region"]),
+                            document_no: text(&e["document_no"]),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        evaluations: v["evaluations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        format!(
+                            "{} {} {} ({})",
+                            text(&e["scheme"]),
+                            text(&e["class"]),
+                            text(&e["state"]),
+                            text(&e["region"])
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        freshness: v["freshness"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| {
+                        let seq = f["head_seq"].as_u64().unwrap_or(0);
+                        FreshRow {
+                            region: text(&f["region"]),
+                            seq: seq.to_string(),
+                            age: f["head_time"]
+                                .as_i64()
+                                .map(|t| format!("{} s", (now_ms - t).max(0) / 1000))
+                                .unwrap_or_default(),
+                            stale: seq == 0,
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn category_text(v: &Value) -> String {
+    match v {
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| format!("{k}: {}", text(x)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => text(other),
+    }
+}
+
+/// The proven answer as an evidence file (`credfed verify` reads it).
+pub async fn evidence_get(
+    state: Console,
+    headers: HeaderMap,
+    Query(q): Query<CheckQuery>,
+) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let uscc = q.uscc.unwrap_or_default();
+    let domain = q.domain.unwrap_or_default();
+    let uri = format!(
+        "/v1/check?uscc={}&domain={}&proofs=true&manifest=true",
+        urlencode(uscc.trim()),
+        urlencode(&domain)
+    );
+    let reply = state.api(&s.department, Method::GET, &uri, None).await;
+    evidence_file(l, &s, &state, reply, &format!("{}-{domain}", uscc.trim()))
+}
+
+/// A person's evidence file: the number in the form body.
+pub async fn evidence_person(
+    state: Console,
+    headers: HeaderMap,
+    Form(form): Form<PersonCheckForm>,
+) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&s, form.csrf.as_deref()) {
+        return csrf_refused(l, &s, &state);
+    }
+    let reply = state
+        .api(
+            &s.department,
+            Method::POST,
+            "/v1/check",
+            Some(&json!({"person": form.person, "domain": form.domain, "proofs": true, "manifest": true})),
+        )
+        .await;
+    let name = reply
+        .subject
+        .clone()
+        .unwrap_or_else(|| "person".into())
+        .replace('*', "x");
+    evidence_file(l, &s, &state, reply, &format!("{name}-{}", form.domain))
+}
+
+fn evidence_file(
+    l: &'static Labels,
+    s: &Session,
+    state: &ConsoleState,
+    reply: super::ApiReply,
+    stem: &str,
+) -> Response {
+    if !reply.status.is_success() {
+        return error_page(
+            l,
+            Some(s),
+            state,
+            reply.status,
+            reply.message(),
+            "Go back to the check page and try again.",
+        );
+    }
+    let proven: credfed_protocol::federation::ProvenAnswer =
+        match serde_json::from_value(reply.json.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                return error_page(
+                    l,
+                    Some(s),
+                    state,
+                    StatusCode::BAD_GATEWAY,
+                    format!("the node's answer carries no proofs: {e}"),
+                    "",
+                );
+            }
+        };
+    let file_name: String = stem
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(80)
+        .collect();
+    let mut r = (StatusCode::OK, proven.to_file()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}.evidence\""))
+    {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    secure_headers(&mut r);
+    audited(r, Some(&s.department), reply.subject)
+}
+
+/// The department's inbox, earliest due first.
+pub async fn inbox_page(state: Console, headers: HeaderMap) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let reply = state
+        .api(&s.department, Method::GET, "/v1/inbox?limit=500", None)
+        .await;
+    let rows = reply.json["tasks"]
+        .as_array()
+        .map(|a| a.iter().map(task_row).collect())
+        .unwrap_or_default();
+    page(
+        StatusCode::OK,
+        &InboxPage {
+            f: frame(l, Some(&s), &state, "/console/inbox"),
+            total: reply.json["total"].as_u64().unwrap_or(0),
+            overdue: reply.json["overdue"].as_u64().unwrap_or(0),
+            error: (!reply.status.is_success()).then(|| reply.message()),
+            rows,
+        },
+    )
+}
+
+fn task_row(t: &Value) -> TaskRow {
+    let about = &t["about"];
+    let (link, id) = if let Some(a) = about["action"].as_str() {
+        (format!("/console/actions/{a}"), a.to_owned())
+    } else {
+        let e = text(&t["entry"]);
+        (format!("/console/entries/{e}"), e)
+    };
+    TaskRow {
+        due: format!(
+            "{}{}",
+            if t["due_estimated"] == json!(true) {
+                "~"
+            } else {
+                ""
+            },
+            text(&t["due"])
+        ),
+        overdue: t["overdue"] == json!(true),
+        kind: text(&t["kind"]),
+        link_text: short(&id),
+        link,
+        measures: t["measures"]
+            .as_array()
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
+        entry_state: text(&t["entry_state"]),
+    }
+}
+
+/// Every `{at, author, pos}` in a record's JSON, as timeline rows named by where they sit.
+fn timeline(v: &Value) -> Vec<TimelineRow> {
+    fn walk(v: &Value, path: &str, out: &mut Vec<(i64, TimelineRow)>) {
+        match v {
+            Value::Object(o) => {
+                if let (Some(at), Some(author), Some(pos)) = (
+                    o.get("at").and_then(Value::as_i64),
+                    o.get("author"),
+                    o.get("pos"),
+                ) {
+                    out.push((
+                        at,
+                        TimelineRow {
+                            time: Timestamp(at).cst_string(),
+                            what: path.trim_start_matches('.').to_owned(),
+                            region: text(&author["region"]),
+                            department: format!(
+                                "{}:{}",
+                                text(&author["region"]),
+                                text(&author["unit"])
+                            ),
+                            pos: format!("{}#{}", text(&pos["region"]), text(&pos["seq"])),
+                        },
+                    ));
+                }
+                for (k, x) in o {
+                    walk(x, &format!("{path}.{k}"), out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, "", &mut out);
+    out.sort_by_key(|(at, _)| *at);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Leaves of a JSON value as `path = value` rows (bounded: a page stays small).
+fn flatten(v: &Value, limit: usize) -> Vec<(String, String)> {
+    fn walk(v: &Value, path: &str, out: &mut Vec<(String, String)>, limit: usize) {
+        if out.len() >= limit {
+            return;
+        }
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    walk(x, &format!("{path}.{k}"), out, limit);
+                }
+            }
+            Value::Array(a) if !a.is_empty() => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{path}[{i}]"), out, limit);
+                }
+            }
+            other => out.push((path.trim_start_matches('.').to_owned(), text(other))),
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, "", &mut out, limit);
+    out
+}
+
+/// Fields shown per page at most (keeps every page under the size budget).
+const MAX_FIELDS: usize = 400;
+
+#[derive(Deserialize)]
+pub struct RecordId {
+    id: String,
+}
+
+/// An entry with its timeline.
+pub async fn entry_page(
+    state: Console,
+    headers: HeaderMap,
+    Path(RecordId { id }): Path<RecordId>,
+) -> Response {
+    record_page(state, headers, "entries", id).await
+}
+
+/// A joint action with its timeline and the acknowledgement form.
+pub async fn action_page(
+    state: Console,
+    headers: HeaderMap,
+    Path(RecordId { id }): Path<RecordId>,
+) -> Response {
+    record_page(state, headers, "actions", id).await
+}
+
+async fn record_page(state: Console, headers: HeaderMap, kind: &str, id: String) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let reply = state
+        .api(
+            &s.department,
+            Method::GET,
+            &format!("/v1/{kind}/{}", urlencode(&id)),
+            None,
+        )
+        .await;
+    let here = format!("/console/{kind}/{}", urlencode(&id));
+    if !reply.status.is_success() {
+        let status = reply.status;
+        return audited(
+            error_page(l, Some(&s), &state, status, reply.message(), ""),
+            Some(&s.department),
+            reply.subject,
+        );
+    }
+    let v = &reply.json;
+    let (heading, summary, ack) = if kind == "entries" {
+        let e = &v["entry"];
+        let c = &e["content"];
+        let subject = &c["subject"];
+        let name = text(&subject["organisation"]["name"]) + &text(&subject["person"]["name"]);
+        (
+            format!("{} · {}", l.entries, name),
+            vec![
+                (l.state.to_owned(), text(&v["state"])),
+                (l.kind.to_owned(), category_text(&c["category"])),
+                (l.uscc.to_owned(), text(&subject["organisation"]["uscc"])),
+                ("basis".into(), text(&c["basis"]["document_no"])),
+                ("authority".into(), text(&c["basis"]["authority"])),
+                ("expires_on".into(), text(&c["expires_on"])),
+            ],
+            None,
+        )
+    } else {
+        let a = &v["action"]["action"];
+        let mine = v["targets"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|x| text(&x["region"]) == s.department.region.to_string())
+        });
+        (
+            format!("{} · {}", l.acknowledge, text(&a["reference"])),
+            vec![
+                (l.kind.to_owned(), text(&a["kind"])),
+                (
+                    l.measure.to_owned(),
+                    a["measures"]
+                        .as_array()
+                        .map(|m| m.iter().map(text).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default(),
+                ),
+                (l.due.to_owned(), text(&a["respond_by"])),
+                (l.entries.to_owned(), text(&a["entry"])),
+            ],
+            mine.then(|| AckForm {
+                action: text(&v["action"]["id"]),
+                implementing: s.department.to_string(),
+            }),
+        )
+    };
+    let p = RecordPage {
+        f: frame(l, Some(&s), &state, &here),
+        heading,
+        id: id.clone(),
+        error: None,
+        summary,
+        ack,
+        timeline: timeline(v),
+        fields: flatten(v, MAX_FIELDS),
+    };
+    audited(page(StatusCode::OK, &p), Some(&s.department), reply.subject)
+}
+
+#[derive(Deserialize, Default)]
+pub struct SignQuery {
+    body: Option<String>,
+}
+
+/// Any record body as JSON, signed in the browser (every kind the API takes).
+pub async fn sign_page(state: Console, headers: HeaderMap, Query(q): Query<SignQuery>) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    page(
+        StatusCode::OK,
+        &SignPage {
+            f: frame(l, Some(&s), &state, "/console/sign"),
+            body: q.body.unwrap_or_default(),
+        },
+    )
+}
+
+/// The session of a script's request with its CSRF header, or the JSON refusal.
+#[allow(clippy::result_large_err)]
+fn script_session(state: &ConsoleState, headers: &HeaderMap) -> Result<Session, Response> {
+    let Some((_, s)) = state.session(headers) else {
+        return Err(json_error(
+            StatusCode::UNAUTHORIZED,
+            "no_session",
+            None,
+            "the console session ended; log in again",
+        ));
+    };
+    let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if !csrf_ok(&s, given) {
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            None,
+            "csrf: the token does not match this session; reload the page",
+        ));
+    }
+    Ok(s)
+}
+
+/// Builds the body a form describes: `{body, message}` (hex); the browser signs
+/// `message` (the record tag followed by the body).
+pub async fn prepare(
+    state: Console,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let s = match script_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let body = match body_of(&form, &s) {
+        Ok(b) => b,
+        Err((field, message)) => {
+            return json_error(StatusCode::BAD_REQUEST, "invalid", Some(field), &message);
+        }
+    };
+    let bytes = body.encode();
+    if bytes.len() > credfed_protocol::limits::MAX_BODY_BYTES {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            Some("body"),
+            &format!(
+                "body: {} bytes, more than a record may hold ({})",
+                bytes.len(),
+                credfed_protocol::limits::MAX_BODY_BYTES
+            ),
+        );
+    }
+    let mut message = tag(Domain::Body, &state.api.core.manifest().federation_id);
+    message.extend_from_slice(&bytes);
+    json_answer(
+        StatusCode::OK,
+        &json!({"body": hex::encode(&bytes), "message": hex::encode(message)}),
+    )
+}
+
+fn field<'a>(form: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map_or("", |v| v.trim())
+}
+
+fn body_of(form: &BTreeMap<String, String>, s: &Session) -> Result<Body, (&'static str, String)> {
+    match field(form, "kind") {
+        "body" => serde_json::from_str::<Body>(field(form, "body")).map_err(|e| {
+            (
+                "body",
+                format!(
+                    "body: not a record body as JSON ({e}); see docs/protocol.md for the kinds"
+                ),
+            )
+        }),
+        "acknowledge" => {
+            let action = hex32("action", field(form, "action"))?;
+            let reason = field(form, "reason").to_owned();
+            let decision = match field(form, "decision") {
+                "accepted" => AckDecision::Accepted,
+                "declined" if reason.is_empty() => {
+                    return Err((
+                        "reason",
+                        "reason: a decline names its reason (article 十八: the initiator and the state need it)".into(),
+                    ));
+                }
+                "declined" => AckDecision::Declined { reason },
+                other => {
+                    return Err((
+                        "decision",
+                        format!("decision: '{other}' is not accepted or declined"),
+                    ));
+                }
+            };
+            let mut implementing = Vec::new();
+            for part in field(form, "implementing")
+                .split([',', ' ', '，'])
+                .filter(|p| !p.is_empty())
+            {
+                implementing.push(
+                    DepartmentId::parse(part, "implementing")
+                        .map_err(|e| ("implementing", e.to_string()))?,
+                );
+            }
+            if implementing.is_empty() && matches!(decision, AckDecision::Accepted) {
+                implementing.push(s.department.clone());
+            }
+            implementing.sort();
+            implementing.dedup();
+            Ok(Body::JointActionAcknowledged {
+                action: ActionId(action),
+                decision,
+                implementing,
+            })
+        }
+        other => Err((
+            "kind",
+            format!(
+                "kind: '{}' is not a form this console signs",
+                other.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
+fn hex32(
+    name: &'static str,
+    v: &str,
+) -> Result<credfed_protocol::crypto::Hash256, (&'static str, String)> {
+    credfed_protocol::crypto::Hash256::from_hex(v)
+        .map_err(|_| (name, format!("{name}: expected 64 hex digits")))
+}
+
+#[derive(Deserialize)]
+pub struct Signed {
+    body: String,
+    signature: String,
+}
+
+/// Submits a body the browser signed, as the session's department, through
+/// `POST /v1/records`; answers the API's receipt or error.
+pub async fn submit(state: Console, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match script_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let signed: Signed = match serde_json::from_slice(&body) {
+        Ok(x) => x,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                None,
+                &format!("expected {{body, signature}} as JSON: {e}"),
+            );
+        }
+    };
+    let reply = state
+        .api(
+            &s.department,
+            Method::POST,
+            "/v1/records",
+            Some(&json!({
+                "author": s.department.to_string(),
+                "body": signed.body,
+                "signature": signed.signature,
+            })),
+        )
+        .await;
+    audited(
+        json_answer(reply.status, &reply.json),
+        Some(&s.department),
+        reply.subject,
+    )
+}
+
+/// The federation at a glance (operators).
+pub async fn federation_page(state: Console, headers: HeaderMap) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !state.is_operator(&s.department) {
+        return error_page(
+            l,
+            Some(&s),
+            &state,
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} does not hold the operator role; this page is for the node's operators",
+                s.department
+            ),
+            "",
+        );
+    }
+    let status = state
+        .api(&s.department, Method::GET, "/v1/status", None)
+        .await;
+    let peers = state
+        .api(&s.department, Method::GET, "/v1/peers", None)
+        .await;
+    let heads = state
+        .api(&s.department, Method::GET, "/v1/heads", None)
+        .await;
+    let depts = state
+        .api(&s.department, Method::GET, "/v1/departments", None)
+        .await;
+    let st = &status.json;
+    let now_ms = st["now_ms"].as_i64().unwrap_or(0);
+    let own = text(&st["region"]);
+    let equivocating: Vec<String> = st["equivocating_regions"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    let mut regions = Vec::new();
+    for m in &state.api.core.manifest().members {
+        let r = m.region.to_string();
+        let head = &heads.json[&r];
+        let mut flags = Vec::new();
+        if equivocating.contains(&r) {
+            flags.push("equivocation".to_owned());
+        }
+        if let Ok(Some(_)) = state.api.core.fork_evidence(m.region) {
+            flags.push("fork".to_owned());
+        }
+        let connected = r == own || peers.json["connected"].get(&r).is_some();
+        if !connected {
+            flags.push("unreachable".to_owned());
+        }
+        regions.push(RegionRow {
+            connected,
+            seq: text(&head["seq"]),
+            lag: text(&st["lag"][&r]),
+            age: head["timestamp_ms"]
+                .as_i64()
+                .map(|t| format!("{} s", (now_ms - t).max(0) / 1000))
+                .unwrap_or_default(),
+            flags,
+            region: r,
+        });
+    }
+    let node = [
+        "region",
+        "federation_id",
+        "manifest_version",
+        "writes_open",
+        "writes_paused_reason",
+        "peers_connected",
+        "members",
+        "own_head",
+        "store_bytes",
+        "audit_ok",
+        "calendar_warning",
+    ]
+    .iter()
+    .map(|k| ((*k).to_owned(), text(&st[*k])))
+    .collect();
+    let departments = depts
+        .json
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    (
+                        format!(
+                            "{}:{}",
+                            text(&d["department"]["region"]),
+                            text(&d["department"]["unit"])
+                        ),
+                        text(&d["name"]),
+                        d["roles"]
+                            .as_array()
+                            .map(|r| r.iter().map(text).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default(),
+                        if d["revoked_at"].is_null() {
+                            String::new()
+                        } else {
+                            "revoked".into()
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    page(
+        StatusCode::OK,
+        &FederationPage {
+            f: frame(l, Some(&s), &state, "/console/federation"),
+            node,
+            regions,
+            departments,
+        },
+    )
+}
+
+/// The console's script (vendored, no build step).
+pub async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/console/console.js"),
+    )
+}
+
+/// The console's stylesheet.
+pub async fn stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../assets/console/console.css"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    secure_headers(&mut r);
+    r
+}
+
+/// Percent-encodes a query value.
+fn urlencode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,587 @@
+//! The web console through the node's own router, in process: login by a signed
+//! challenge, every page's status, escaping of hostile record text, CSRF refusals,
+//! scoping, session expiry, and a record signed as the browser signs it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body as HttpBody;
+use axum::http::{Request, StatusCode, header};
+use credfed_protocol::crypto::Keypair;
+use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::record::*;
+use credfed_protocol::time::Timestamp;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::harness::*;
+
+const SH: u32 = 310000;
+const GD: u32 = 440000;
+
+/// Largest page the console may serve.
+const MAX_PAGE_BYTES: usize = 100 * 1024;
+
+/// A browser: keeps cookies, sends forms, reads answers.
+struct Browser {
+    router: axum::Router,
+    cookies: HashMap<String, String>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+    bytes: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+impl Browser {
+    fn new(router: axum::Router) -> Browser {
+        Browser {
+            router,
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, mut req: Request<HttpBody>) -> Answer {
+        let jar: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !jar.is_empty() {
+            req.headers_mut()
+                .insert(header::COOKIE, jar.join("; ").parse().unwrap());
+        }
+        let r = self.router.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        for c in headers.get_all(header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            assert!(
+                c.contains("; Secure") && c.contains("; HttpOnly") && c.contains("SameSite=Strict"),
+                "cookie without Secure/HttpOnly/SameSite: {c}"
+            );
+            let (kv, _) = c.split_once(';').unwrap();
+            let (k, v) = kv.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.into(), v.into());
+            }
+        }
+        let body = axum::body::to_bytes(r.into_body(), 64 << 20).await.unwrap();
+        let bytes = body.to_vec();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"))
+        {
+            assert!(body.len() <= MAX_PAGE_BYTES, "page of {} bytes", body.len());
+            let csp = headers
+                .get(header::CONTENT_SECURITY_POLICY)
+                .expect("every page has a CSP")
+                .to_str()
+                .unwrap();
+            assert!(csp.contains("script-src 'self'"), "{csp}");
+        }
+        Answer {
+            status,
+            headers,
+            body,
+            bytes,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        self.send(Request::get(path).body(HttpBody::empty()).unwrap())
+            .await
+    }
+
+    async fn post_form(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        csrf: Option<&str>,
+    ) -> Answer {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        self.send(req.body(HttpBody::from(body)).unwrap()).await
+    }
+
+    async fn post_json(&mut self, path: &str, v: &Value, csrf: Option<&str>) -> Answer {
+        let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        self.send(req.body(HttpBody::from(v.to_string())).unwrap())
+            .await
+    }
+
+    /// Logs in as `department` signing with `key`, as the console's script does.
+    async fn log_in(&mut self, department: &str, key: &Keypair) -> Answer {
+        let page = self.get("/console/login").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let c = self
+            .post_form(
+                "/console/login/challenge",
+                &[("department", department)],
+                None,
+            )
+            .await;
+        if c.status != StatusCode::OK {
+            return c;
+        }
+        let c = c.json();
+        let message = hex::decode(c["message"].as_str().unwrap()).unwrap();
+        let signature = browser_sign(key, &message);
+        self.post_form(
+            "/console/login",
+            &[
+                ("department", department),
+                ("challenge", c["challenge"].as_str().unwrap()),
+                ("signature", &signature),
+            ],
+            None,
+        )
+        .await
+    }
+
+    /// The CSRF token the pages carry.
+    async fn csrf(&mut self) -> String {
+        let home = self.get("/console/").await;
+        let at = home
+            .body
+            .find("name=\"csrf\" content=\"")
+            .expect("csrf meta");
+        home.body[at + 21..].split('"').next().unwrap().to_owned()
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// WebCrypto's Ed25519 sign: plain Ed25519 over the message bytes.
+fn browser_sign(key: &Keypair, message: &[u8]) -> String {
+    use ed25519_dalek::Signer;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&key.secret_bytes());
+    hex::encode(sk.sign(message).to_bytes())
+}
+
+fn dept_key(d: &str) -> Keypair {
+    key(&format!("dept-{d}"))
+}
+
+/// Shanghai (a process) lists a company with hostile text in its name and document
+/// number and asks every region to act; Guangdong runs in this process.
+async fn federation_with_an_action(
+    console_session_seconds: Option<u64>,
+) -> (Cluster, credfed_node::daemon::RunningNode, String, String) {
+    let mut c = Cluster::new(&[SH, GD]);
+    if let Some(s) = console_session_seconds {
+        let mut cfg = c.config(1);
+        cfg.console_session_seconds = s;
+        c.save_config(1, &cfg);
+    }
+    c.start(0);
+    let (gd, _faults) = c.start_faulty(1).await;
+    c.wait_writable(0).await;
+    c.wait_writable(1).await;
+    c.register_departments(0).await;
+    c.register_departments(1).await;
+    let today = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+    .date_cst();
+    let mut entry = ListEntry {
+        effective_from: today.add_days(-1),
+        expires_on: today.add_days(365),
+        ..wage_arrears_entry("沪<script>alert(1)</script>\"'\u{202E}〔2026〕9号")
+    };
+    if let Subject::Organisation { name, .. } = &mut entry.subject {
+        *name = "<img src=x onerror=alert(2)>某某公司".into();
+    }
+    let r = c
+        .submit(0, "310000:pub", &Body::ListEntryPublished(entry.clone()))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let eid = entry_id(RegionCode::new(SH, "r").unwrap(), &entry);
+    let action = JointAction {
+        reference: "沪联惩〔2026〕<b>22</b>号".into(),
+        kind: ActionKind::Punishment,
+        entry: eid,
+        targets: Targets::AllMembers,
+        measures: entry.requested_measures.clone(),
+        respond_by: today.add_days(14),
+    };
+    let r = c
+        .submit(
+            0,
+            "310000:init",
+            &Body::JointActionInitiated(action.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let aid = action_id(
+        &DepartmentId::parse("310000:init", "d").unwrap(),
+        &action.reference,
+    );
+    // Guangdong holds both records before the pages are read.
+    let held = wait_until(Duration::from_secs(30), || async {
+        c.head(1, SH).await >= 6
+    })
+    .await;
+    assert!(held, "Guangdong never received Shanghai's records");
+    (c, gd, eid.to_string(), aid.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_department_checks_and_answers_an_action_in_the_console() {
+    let (_c, gd, eid, aid) = federation_with_an_action(None).await;
+    let mut b = Browser::new(gd.router.clone());
+
+    // Without a session every page leads to the login page; `/` leads to the console.
+    assert_eq!(b.get("/").await.location(), "/console/");
+    for p in [
+        "/console/",
+        "/console/check",
+        "/console/inbox",
+        "/console/federation",
+    ] {
+        let a = b.get(p).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{p}");
+        assert_eq!(a.location(), "/console/login", "{p}");
+    }
+    let login = b.log_in("440000:impl", &dept_key("440000:impl")).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    assert!(b.cookies.contains_key("credfed_session"));
+    let home = b.get("/console/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.body.contains("440000:impl"), "{}", home.body);
+
+    // The check shows the listing, the hostile name and number escaped, never raw.
+    let check = b
+        .get("/console/check?uscc=91350100M000100Y43&domain=procurement")
+        .await;
+    assert_eq!(check.status, StatusCode::OK);
+    assert!(check.body.contains("P-PROCUREMENT"), "{}", check.body);
+    assert!(check.body.contains(&eid[..12]));
+    assert!(
+        !check.body.contains("<script>alert"),
+        "raw script in the page"
+    );
+    let at = check.body.find("alert(1)").unwrap_or(0).saturating_sub(60);
+    assert!(
+        check
+            .body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;&#34;&#39;[U+202E]"),
+        "{}",
+        &check.body[at..(at + 200).min(check.body.len())]
+    );
+    // An unlisted company is clear; a malformed code names the field and the rule.
+    let clear = b
+        .get("/console/check?uscc=91110000100000000R&domain=procurement")
+        .await;
+    assert!(clear.body.contains("clear"), "{}", clear.body);
+    let bad = b
+        .get("/console/check?uscc=91350100M000100Y4&domain=procurement")
+        .await;
+    assert!(bad.body.contains("uscc"), "{}", bad.body);
+    assert!(bad.body.contains("class=\"error\""), "{}", bad.body);
+    // A name search finds the entry.
+    let found = b
+        .get(&format!("/console/check?name={}", enc("某某公司")))
+        .await;
+    assert!(
+        found.body.contains(&format!("/console/entries/{eid}")),
+        "{}",
+        found.body
+    );
+
+    // The evidence download is a proven answer that verifies offline.
+    let ev = b
+        .get("/console/evidence?uscc=91350100M000100Y43&domain=procurement")
+        .await;
+    assert_eq!(ev.status, StatusCode::OK, "{}", ev.body);
+    assert!(
+        ev.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let proven = credfed_protocol::federation::ProvenAnswer::from_file(&ev.bytes).unwrap();
+    let report = credfed_protocol::federation::verify_proven_answer(
+        &proven,
+        gd.core.manifest(),
+        gd.core.catalogue(),
+        gd.core.now_seconds(),
+        300,
+    );
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+
+    // Entry page: the timeline names the region and department; the name is escaped.
+    let entry = b.get(&format!("/console/entries/{eid}")).await;
+    assert_eq!(entry.status, StatusCode::OK);
+    assert!(entry.body.contains("310000:pub"));
+    assert!(!entry.body.contains("<img src=x"));
+    assert!(entry.body.contains("&#60;img src=x onerror=alert(2)&#62;"));
+    assert!(
+        !entry.body.contains('\u{202E}'),
+        "a bidi override reached the page raw"
+    );
+
+    // The inbox holds the acknowledgement, and the action page its form.
+    let inbox = b.get("/console/inbox").await;
+    assert!(
+        inbox.body.contains(&format!("/console/actions/{aid}")),
+        "{}",
+        inbox.body
+    );
+    assert!(inbox.body.contains("acknowledge"));
+    let action = b.get(&format!("/console/actions/{aid}")).await;
+    assert!(
+        action.body.contains("data-sign=\"acknowledge\""),
+        "{}",
+        action.body
+    );
+    assert!(!action.body.contains("<b>22</b>"));
+
+    // Declining without a reason is refused beside the field; with one it is signed as
+    // the browser signs it and lands through the API.
+    let csrf = b.csrf().await;
+    let no_reason = b
+        .post_form(
+            "/console/sign/prepare",
+            &[
+                ("kind", "acknowledge"),
+                ("action", &aid),
+                ("decision", "declined"),
+            ],
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(no_reason.status, StatusCode::BAD_REQUEST);
+    assert_eq!(no_reason.json()["field"], "reason");
+    let prepared = b
+        .post_form(
+            "/console/sign/prepare",
+            &[
+                ("kind", "acknowledge"),
+                ("action", &aid),
+                ("decision", "declined"),
+                ("reason", "本地区无相应采购项目 <script>"),
+            ],
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
+    let p = prepared.json();
+    let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
+    assert!(message.starts_with(b"credfed\0\x08body-sig"));
+    let signature = browser_sign(&dept_key("440000:impl"), &message);
+    let submitted = b
+        .post_json(
+            "/console/sign/submit",
+            &serde_json::json!({"body": p["body"], "signature": signature}),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(submitted.status, StatusCode::CREATED, "{}", submitted.body);
+    let answered = b.get(&format!("/console/actions/{aid}")).await;
+    assert!(
+        answered
+            .body
+            .contains("本地区无相应采购项目 &#60;script&#62;"),
+        "{}",
+        answered.body
+    );
+    assert!(answered.body.contains("declined"));
+
+    // A signature by another key is the API's refusal, shown as such.
+    let forged = b
+        .post_json(
+            "/console/sign/submit",
+            &serde_json::json!({"body": p["body"], "signature": browser_sign(&dept_key("440000:pub"), &message)}),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.body);
+    gd.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_refuses_forged_logins_foreign_forms_and_ended_sessions() {
+    let (c, gd, _eid, aid) = federation_with_an_action(Some(2)).await;
+    let router = gd.router.clone();
+
+    // Another department's key, another region's department, an unknown one.
+    let mut b = Browser::new(router.clone());
+    let wrong = b.log_in("440000:impl", &dept_key("440000:pub")).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.json()["field"], "key");
+    assert!(!b.cookies.contains_key("credfed_session"));
+    let foreign = b.log_in("310000:impl", &dept_key("310000:impl")).await;
+    assert_eq!(foreign.status, StatusCode::UNAUTHORIZED, "{}", foreign.body);
+    assert!(
+        foreign.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("own node")
+    );
+    let ghost = b.log_in("440000:ghost", &dept_key("440000:ghost")).await;
+    assert_eq!(ghost.status, StatusCode::UNAUTHORIZED);
+
+    // A challenge answered twice, or from another browser, does not log in.
+    let mut b = Browser::new(router.clone());
+    b.get("/console/login").await;
+    let ch = b
+        .post_form(
+            "/console/login/challenge",
+            &[("department", "440000:impl")],
+            None,
+        )
+        .await
+        .json();
+    let sig = browser_sign(
+        &dept_key("440000:impl"),
+        &hex::decode(ch["message"].as_str().unwrap()).unwrap(),
+    );
+    let fields = [
+        ("department", "440000:impl"),
+        ("challenge", ch["challenge"].as_str().unwrap()),
+        ("signature", sig.as_str()),
+    ];
+    let mut other = Browser::new(router.clone());
+    other.get("/console/login").await;
+    let stolen = other.post_form("/console/login", &fields, None).await;
+    assert_eq!(stolen.status, StatusCode::UNAUTHORIZED, "{}", stolen.body);
+    // The challenge was spent by the attempt: even its own browser cannot use it now.
+    let late = b.post_form("/console/login", &fields, None).await;
+    assert_eq!(late.status, StatusCode::UNAUTHORIZED);
+
+    // A department that is not an operator is refused the operator page; the node's
+    // operator (its node key) sees each region.
+    let mut dept = Browser::new(router.clone());
+    assert_eq!(
+        dept.log_in("440000:impl", &dept_key("440000:impl"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        dept.get("/console/federation").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut op = Browser::new(router.clone());
+    let r = op.log_in("440000:node", &c.nodes[1].node_key).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let fed = op.get("/console/federation").await;
+    assert_eq!(fed.status, StatusCode::OK);
+    assert!(
+        fed.body.contains("310000") && fed.body.contains("440000:impl"),
+        "{}",
+        fed.body
+    );
+
+    // Forms and scripts without the session's CSRF token are refused.
+    let csrf = dept.csrf().await;
+    let no_token = dept
+        .post_form(
+            "/console/sign/prepare",
+            &[
+                ("kind", "acknowledge"),
+                ("action", &aid),
+                ("decision", "accepted"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    let wrong_token = dept
+        .post_form(
+            "/console/sign/prepare",
+            &[
+                ("kind", "acknowledge"),
+                ("action", &aid),
+                ("decision", "accepted"),
+            ],
+            Some("0123"),
+        )
+        .await;
+    assert_eq!(wrong_token.status, StatusCode::FORBIDDEN);
+    let person = dept
+        .post_form(
+            "/console/check",
+            &[("person", "11010519491231002X"), ("domain", "travel")],
+            None,
+        )
+        .await;
+    assert_eq!(person.status, StatusCode::FORBIDDEN);
+    let logout = dept.post_form("/console/logout", &[], None).await;
+    assert_eq!(
+        logout.status,
+        StatusCode::FORBIDDEN,
+        "logout without the token"
+    );
+    let logout = dept
+        .post_form("/console/logout", &[("csrf", &csrf)], None)
+        .await;
+    assert_eq!(logout.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        dept.get("/console/inbox").await.location(),
+        "/console/login"
+    );
+
+    // Sessions end by themselves (this node's are two seconds long).
+    let mut short = Browser::new(router.clone());
+    assert_eq!(
+        short
+            .log_in("440000:obj", &dept_key("440000:obj"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(short.get("/console/inbox").await.status, StatusCode::OK);
+    let ended = wait_until(Duration::from_secs(15), || {
+        let mut s = Browser {
+            router: router.clone(),
+            cookies: short.cookies.clone(),
+        };
+        async move { s.get("/console/inbox").await.location() == "/console/login" }
+    })
+    .await;
+    assert!(ended, "a session outlived console_session_seconds");
+    gd.stop().await.unwrap();
+}
