@@ -60,6 +60,7 @@ pub struct Labels {
     pub flags: &'static str,
     pub witnessed_age: &'static str,
     pub peers: &'static str,
+    pub node_facts: &'static str,
     pub departments: &'static str,
     pub roles: &'static str,
     pub error: &'static str,
@@ -70,6 +71,9 @@ pub struct Labels {
     pub tasks_waiting: &'static str,
     pub yes: &'static str,
     pub no: &'static str,
+    pub verdict_clear: &'static str,
+    pub verdict_measures_apply: &'static str,
+    pub verdict_nothing_applies: &'static str,
 }
 
 /// 中文.
@@ -127,7 +131,8 @@ pub const ZH: Labels = Labels {
     lag: "落后",
     flags: "告警",
     witnessed_age: "见证检查点距今",
-    peers: "对等节点",
+    peers: "各地区节点",
+    node_facts: "本节点",
     departments: "部门及证书",
     roles: "角色",
     error: "错误",
@@ -138,6 +143,9 @@ pub const ZH: Labels = Labels {
     tasks_waiting: "项待办",
     yes: "是",
     no: "否",
+    verdict_clear: "无记录，不适用任何措施",
+    verdict_measures_apply: "适用联合奖惩措施",
+    verdict_nothing_applies: "有记录，但本领域不适用措施",
 };
 
 /// English.
@@ -195,7 +203,8 @@ pub const EN: Labels = Labels {
     lag: "lag",
     flags: "flags",
     witnessed_age: "witnessed checkpoint age",
-    peers: "Peers",
+    peers: "Regions",
+    node_facts: "This node",
     departments: "Departments and certificates",
     roles: "Roles",
     error: "Error",
@@ -206,6 +215,9 @@ pub const EN: Labels = Labels {
     tasks_waiting: "tasks waiting",
     yes: "yes",
     no: "no",
+    verdict_clear: "no record: no measure applies",
+    verdict_measures_apply: "measures apply",
+    verdict_nothing_applies: "records exist, but no measure applies in this domain",
 };
 
 /// The labels for a language code (`en`, else Chinese).

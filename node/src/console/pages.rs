@@ -727,7 +727,13 @@ pub async fn check_page(
                 urlencode(uscc.trim()),
                 urlencode(&domain)
             );
-            p.result = Some(check_view(&reply.json, uscc.trim(), Some(evidence), None));
+            p.result = Some(check_view(
+                l,
+                &reply.json,
+                uscc.trim(),
+                Some(evidence),
+                None,
+            ));
         } else {
             p.error = Some(shown_error(&reply));
         }
@@ -813,6 +819,7 @@ pub async fn check_person(
     if reply.status.is_success() {
         let masked = reply.subject.clone().unwrap_or_default();
         p.result = Some(check_view(
+            l,
             &reply.json,
             &masked,
             None,
@@ -851,6 +858,7 @@ fn source_text(v: &Value) -> String {
 }
 
 fn check_view(
+    l: &Labels,
     v: &Value,
     shown: &str,
     evidence: Option<String>,
@@ -858,16 +866,17 @@ fn check_view(
 ) -> CheckView {
     let verdict = text(&v["verdict"]);
     let now_ms = v["as_of"].as_i64().unwrap_or(0);
+    let (words, class) = match verdict.as_str() {
+        "clear" => (l.verdict_clear, "good"),
+        "measures_apply" => (l.verdict_measures_apply, "bad"),
+        "nothing_applies" => (l.verdict_nothing_applies, "neutral"),
+        _ => ("", "neutral"),
+    };
     CheckView {
         shown: shown.to_owned(),
         domain: text(&v["domain"]),
-        verdict_class: match verdict.as_str() {
-            "clear" => "good",
-            "restricted" | "prohibited" | "punish" => "bad",
-            _ => "neutral",
-        }
-        .into(),
-        verdict,
+        verdict_class: class.into(),
+        verdict: format!("{words} ({verdict})"),
         evidence_link: evidence,
         person_evidence: person.is_some(),
         person_number: person.unwrap_or_default(),

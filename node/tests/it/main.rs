@@ -1,5 +1,6 @@
 //! Integration tests: several real credfed-node processes on loopback.
 
+mod browser;
 #[path = "../../benches/common/mod.rs"]
 mod chain;
 mod cluster;

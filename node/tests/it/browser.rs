@@ -1,0 +1,384 @@
+//! The web console end to end in Debian's headless Chromium (installed by
+//! scripts/setup), driven over WebDriver against real node processes: a department logs
+//! in by signing the challenge with WebCrypto, checks a listed and an unlisted company,
+//! publishes an entry that then shows on another node's console, declines an action
+//! from its inbox with a reason; an operator sees a cut-off region flagged. Every page
+//! loads only from the node's origin. Screenshots land in
+//! `target/console-screenshots/` (docs/console.md shows the best of them).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::record::*;
+use credfed_protocol::time::Timestamp;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::harness::*;
+
+const SH: u32 = 310000;
+const GD: u32 = 440000;
+
+/// chromedriver, stopped with the test.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_local_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_browser(profile: &Path) -> (Driver, Client) {
+    assert!(
+        Path::new("/usr/bin/chromedriver").exists() && Path::new("/usr/bin/chromium").exists(),
+        "Debian's chromium and chromium-driver are needed: run scripts/setup as root"
+    );
+    let port = free_local_port();
+    let child = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Driver(child);
+    let url = format!("http://127.0.0.1:{port}");
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(json!({
+        "browserName": "chrome",
+        "acceptInsecureCerts": true,
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--window-size=1280,800",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    }))
+    .unwrap();
+    // chromedriver takes a moment to listen: retry the session until a deadline.
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut b = ClientBuilder::rustls().unwrap();
+        b.capabilities(caps.clone());
+        match b.connect(&url).await {
+            Ok(c) => return (driver, c),
+            Err(e) if Instant::now() < end => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no WebDriver session with chromium: {e}"),
+        }
+    }
+}
+
+/// Waits until the page's source satisfies `cond` (reloading with `reload`).
+async fn wait_for_page(
+    b: &Client,
+    what: &str,
+    reload: bool,
+    cond: impl Fn(&str) -> bool,
+) -> String {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let src = b.source().await.unwrap();
+        if cond(&src) {
+            return src;
+        }
+        assert!(Instant::now() < end, "the page never showed {what}:\n{src}");
+        if reload {
+            b.refresh().await.unwrap();
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Every resource the page loaded came from `origin`.
+async fn only_from(b: &Client, origin: &str) {
+    let urls = b
+        .execute(
+            "return [location.href].concat(performance.getEntriesByType('resource').map(e => e.name));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    for u in urls.as_array().unwrap() {
+        let u = u.as_str().unwrap();
+        assert!(u.starts_with(origin), "request to {u}, outside {origin}");
+    }
+}
+
+async fn shot(b: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.png")),
+        b.screenshot().await.unwrap(),
+    )
+    .unwrap();
+}
+
+async fn log_in(b: &Client, origin: &str, department: &str, key_file: &Path) {
+    b.goto(&format!("{origin}/console/login")).await.unwrap();
+    b.find(Locator::Css("input[name=department]"))
+        .await
+        .unwrap()
+        .send_keys(department)
+        .await
+        .unwrap();
+    b.find(Locator::Css("input[name=key]"))
+        .await
+        .unwrap()
+        .send_keys(key_file.to_str().unwrap())
+        .await
+        .unwrap();
+    b.find(Locator::Css("#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while b.current_url().await.unwrap().path() != "/console/" {
+        let err = b
+            .find(Locator::Css("#login .form-error, #login .field-error"))
+            .await
+            .ok();
+        assert!(
+            Instant::now() < end,
+            "login as {department} did not finish: {:?}",
+            match err {
+                Some(e) => e.text().await.ok(),
+                None => None,
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn log_out(b: &Client) {
+    b.find(Locator::Css("#logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(15);
+    while b.current_url().await.unwrap().path() != "/console/login" {
+        assert!(
+            Instant::now() < end,
+            "logout did not return to the login page"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes a department's signing key file (what `credfed key gen` writes).
+fn key_file(dir: &Path, department: &str) -> PathBuf {
+    let p = dir.join(format!("{}.key", department.replace(':', "-")));
+    std::fs::write(
+        &p,
+        hex::encode(key(&format!("dept-{department}")).secret_bytes()),
+    )
+    .unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_department_works_through_the_console_in_chromium() {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let mut c = Cluster::new(&[SH, GD]);
+    for i in 0..2 {
+        let mut cfg = c.config(i);
+        cfg.drill_faults = true;
+        c.save_config(i, &cfg);
+    }
+    c.start_all().await;
+    c.register_departments(0).await;
+    c.register_departments(1).await;
+    let today = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+    .date_cst();
+    // Shanghai lists a company and asks every region to act.
+    let listed = ListEntry {
+        effective_from: today.add_days(-1),
+        expires_on: today.add_days(365),
+        ..wage_arrears_entry("沪人社罚〔2026〕31号")
+    };
+    let r = c
+        .submit(0, "310000:pub", &Body::ListEntryPublished(listed.clone()))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let action = JointAction {
+        reference: "沪联惩〔2026〕31号".into(),
+        kind: ActionKind::Punishment,
+        entry: entry_id(RegionCode::new(SH, "r").unwrap(), &listed),
+        targets: Targets::AllMembers,
+        measures: listed.requested_measures.clone(),
+        respond_by: today.add_days(14),
+    };
+    let r = c
+        .submit(
+            0,
+            "310000:init",
+            &Body::JointActionInitiated(action.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let aid = action_id(
+        &DepartmentId::parse("310000:init", "d").unwrap(),
+        &action.reference,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(1, SH).await >= 6
+        })
+        .await
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (_driver, b) = start_browser(&tmp.path().join("profile")).await;
+    let gd = format!("https://{}", c.nodes[1].api);
+    let sh = format!("https://{}", c.nodes[0].api);
+
+    // Guangdong's implementer logs in (the key signs the challenge in the browser).
+    log_in(&b, &gd, "440000:impl", &key_file(tmp.path(), "440000:impl")).await;
+    shot(&b, "home").await;
+    only_from(&b, &gd).await;
+
+    // The listed company: its measure and entry; an unlisted one: clear.
+    b.goto(&format!(
+        "{gd}/console/check?uscc=91350100M000100Y43&domain=procurement"
+    ))
+    .await
+    .unwrap();
+    let src = b.source().await.unwrap();
+    assert!(
+        src.contains("P-PROCUREMENT") && src.contains("沪人社罚〔2026〕31号"),
+        "{src}"
+    );
+    shot(&b, "check-listed").await;
+    only_from(&b, &gd).await;
+    b.goto(&format!(
+        "{gd}/console/check?uscc=91110000100000000R&domain=procurement"
+    ))
+    .await
+    .unwrap();
+    assert!(b.source().await.unwrap().contains("clear"));
+
+    // The inbox leads to the action; declining with a reason is signed and lands.
+    b.goto(&format!("{gd}/console/inbox")).await.unwrap();
+    shot(&b, "inbox").await;
+    b.find(Locator::Css(&format!("a[href='/console/actions/{aid}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.find(Locator::Css("input[name=decision][value=declined]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.find(Locator::Css("form[data-sign] input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("本地区无相应采购项目")
+        .await
+        .unwrap();
+    b.find(Locator::Css("form[data-sign] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_page(&b, "the receipt", false, |s| s.contains("✓ 440000#")).await;
+    shot(&b, "action-declined").await;
+    b.refresh().await.unwrap();
+    let src = b.source().await.unwrap();
+    assert!(
+        src.contains("本地区无相应采购项目") && src.contains("declined"),
+        "{src}"
+    );
+    log_out(&b).await;
+
+    // Guangdong's publisher publishes an entry from the signing page...
+    log_in(&b, &gd, "440000:pub", &key_file(tmp.path(), "440000:pub")).await;
+    let mine = ListEntry {
+        effective_from: today.add_days(-1),
+        expires_on: today.add_days(365),
+        subject: Subject::Organisation {
+            uscc: "91440300MA5DC7KX3L".into(),
+            name: "深圳某某劳务有限公司".into(),
+            check_exemption: None,
+        },
+        ..wage_arrears_entry("粤人社罚〔2026〕5号")
+    };
+    let body = serde_json::to_string(&Body::ListEntryPublished(mine.clone())).unwrap();
+    b.goto(&format!("{gd}/console/sign")).await.unwrap();
+    b.execute(
+        "document.querySelector('textarea[name=body]').value = arguments[0];",
+        vec![json!(body)],
+    )
+    .await
+    .unwrap();
+    b.find(Locator::Css("form[data-sign] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_page(&b, "the receipt", false, |s| s.contains("✓ 440000#")).await;
+    log_out(&b).await;
+
+    // ... and Shanghai's console shows it.
+    log_in(&b, &sh, "310000:impl", &key_file(tmp.path(), "310000:impl")).await;
+    b.goto(&format!(
+        "{sh}/console/check?uscc=91440300MA5DC7KX3L&domain=procurement"
+    ))
+    .await
+    .unwrap();
+    wait_for_page(&b, "Guangdong's entry", true, |s| {
+        s.contains("粤人社罚〔2026〕5号")
+    })
+    .await;
+    only_from(&b, &sh).await;
+    log_out(&b).await;
+
+    // Guangdong's operator sees Shanghai flagged once it is cut off.
+    let r = c.nodes[1]
+        .client
+        .post("/v1/admin/partition", &json!({"blocked": ["310000"]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let node_key = tmp.path().join("440000-node.key");
+    std::fs::write(&node_key, hex::encode(c.nodes[1].node_key.secret_bytes())).unwrap();
+    log_in(&b, &gd, "440000:node", &node_key).await;
+    b.goto(&format!("{gd}/console/federation")).await.unwrap();
+    wait_for_page(&b, "310000 flagged unreachable", true, |s| {
+        s.contains("unreachable")
+    })
+    .await;
+    shot(&b, "federation").await;
+    only_from(&b, &gd).await;
+    b.close().await.unwrap();
+}
