@@ -713,6 +713,75 @@ pub fn freshness_of(manifest: &Manifest, leaves: &[Checkpoint]) -> Vec<RegionFre
         .collect()
 }
 
+/// What a verifier may rely on, from a [`ProofReport`] (the one reading of it that the
+/// CLI and the console both show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationStatus {
+    /// Every field proven, every region fresh.
+    Verified,
+    /// Proven for the regions fresh and not excluded; the rest named (accepted only when
+    /// the verifier asks for partial answers).
+    Partial,
+    /// Do not rely on it.
+    NotVerified,
+}
+
+/// A report judged: its status and every problem, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    /// The status.
+    pub status: VerificationStatus,
+    /// The problems (empty when verified or accepted as partial).
+    pub failures: Vec<String>,
+}
+
+/// Judges `report`: the proof's and the answer's failures, plus `extra` (the verifier's
+/// own checks, e.g. whom the file is about); then stale and excluded regions, which
+/// fail it unless `accept_partial`.
+pub fn judge(
+    report: &ProofReport,
+    extra: Vec<String>,
+    max_age_seconds: u64,
+    accept_partial: bool,
+) -> Judgement {
+    let mut failures = report.failures.clone();
+    failures.extend(report.answer.failures.iter().cloned());
+    failures.extend(extra);
+    let stale: Vec<&RegionReport> = report.regions.iter().filter(|r| r.stale).collect();
+    let excluded: Vec<&RegionReport> = report
+        .regions
+        .iter()
+        .filter(|r| r.standing == RegionStanding::Excluded)
+        .collect();
+    let partial = failures.is_empty() && !(stale.is_empty() && excluded.is_empty());
+    if partial && !accept_partial {
+        for r in &stale {
+            failures.push(format!(
+                "freshness: {}'s head was signed {} before the instant verified, more than the {max_age_seconds}s allowed (cut off, or its clock is wrong); ask again later, or accept a partial answer without it (credfed verify --partial)",
+                r.region,
+                r.age_seconds
+                    .map_or("an unknown time".into(), |a| format!("{a}s")),
+            ));
+        }
+        for r in &excluded {
+            failures.push(format!(
+                "{} is excluded: it signed two histories (at #{}), so nothing about its records is proven; accept a partial answer to rely on the rest (credfed verify --partial)",
+                r.region,
+                r.equivocated_at.unwrap_or(0)
+            ));
+        }
+    }
+    let status = if !failures.is_empty() {
+        VerificationStatus::NotVerified
+    } else if partial {
+        VerificationStatus::Partial
+    } else {
+        VerificationStatus::Verified
+    };
+    Judgement { status, failures }
+}
+
 /// Verifies a proven answer offline, against the manifest alone, at `now_seconds`, with
 /// every region's head at most `max_age_seconds` old:
 ///

@@ -80,8 +80,13 @@
     var message = (err && err.message) || String(err);
     var slot = null;
     if (field) {
-      slot = form.querySelector('[data-error-for="' + field + '"]') ||
-        form.querySelector('[data-error-for="' + String(field).split(".").pop() + '"]');
+      // The API names fields by their path in the request ("body.subject.uscc"); the
+      // forms' fields are named by their path in the body ("subject.organisation.uscc").
+      var f = String(field).replace(/^body\./, "");
+      var candidates = [field, f, f.split(".").pop()];
+      for (var i = 0; i < candidates.length && !slot; i++) {
+        slot = form.querySelector('[data-error-for="' + candidates[i] + '"]');
+      }
     }
     if (!slot) slot = form.querySelector(".form-error");
     if (slot) slot.textContent = message;
@@ -149,7 +154,42 @@
     });
   }
 
+  function setUpVerify(form) {
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      clearErrors(form);
+      var file = form.elements.file.files[0];
+      if (!file) { showError(form, new FieldError("file", "file: choose an evidence file")); return; }
+      file.arrayBuffer().then(function (bytes) {
+        return fetch(form.getAttribute("action"), {
+          method: "POST", credentials: "same-origin",
+          headers: { "X-CSRF-Token": meta("csrf"), "Content-Type": "application/octet-stream" },
+          body: bytes
+        }).then(function (r) {
+          return r.json().then(function (j) {
+            if (!r.ok) throw new FieldError(j.field, j.message || ("the node answered " + r.status));
+            return j;
+          });
+        });
+      }).then(function (v) {
+        var out = document.getElementById("verdict");
+        out.hidden = false;
+        out.querySelector(".verdict").className = "verdict " + (v.status === "verified" ? "good" : "bad");
+        out.querySelector(".status").textContent = v.headline;
+        var ul = out.querySelector(".lines");
+        ul.textContent = "";
+        v.lines.concat(v.failures).forEach(function (line) {
+          var li = document.createElement("li");
+          li.textContent = line;
+          ul.appendChild(li);
+        });
+      }).catch(function (e) { showError(form, e); });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var verify = document.getElementById("verify");
+    if (verify) setUpVerify(verify);
     var login = document.getElementById("login");
     if (login) setUpLogin(login);
     document.querySelectorAll("form[data-sign]").forEach(setUpSigning);

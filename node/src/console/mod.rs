@@ -20,6 +20,7 @@
 //!   (the department trusts its node, as with the API; the script at least refuses to
 //!   sign anything but a login or a record body).
 
+pub mod forms;
 pub mod labels;
 pub mod pages;
 pub mod session;
@@ -172,6 +173,12 @@ pub fn routes(state: Arc<ConsoleState>) -> Router {
         .route("/console/entries/{id}", get(pages::entry_page))
         .route("/console/actions/{id}", get(pages::action_page))
         .route("/console/sign", get(pages::sign_page))
+        .route("/console/forms", get(pages::forms_page))
+        .route(
+            "/console/verify",
+            get(pages::verify_page).post(pages::verify_file),
+        )
+        .route("/console/forms/{slug}", get(pages::form_page))
         .route("/console/sign/prepare", post(pages::prepare))
         .route("/console/sign/submit", post(pages::submit))
         .route("/console/federation", get(pages::federation_page))

@@ -13,7 +13,7 @@ use credfed_protocol::catalogue::MeasureDomain;
 use credfed_protocol::console::{CHALLENGE_BYTES, login_message, verify_login};
 use credfed_protocol::crypto::{Domain, PublicKey, Signature, tag};
 use credfed_protocol::ids::DepartmentId;
-use credfed_protocol::record::{AckDecision, ActionId, Body};
+use credfed_protocol::record::{AckDecision, ActionId, Body, ListEntry};
 use credfed_protocol::time::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -169,6 +169,7 @@ struct RecordPage {
     id: String,
     error: Option<String>,
     summary: Vec<(String, String)>,
+    steps: Vec<(String, String)>,
     ack: Option<AckForm>,
     timeline: Vec<TimelineRow>,
     fields: Vec<(String, String)>,
@@ -1042,20 +1043,25 @@ fn evidence_file(
             "Go back to the check page and try again.",
         );
     }
-    let proven: credfed_protocol::federation::ProvenAnswer =
-        match serde_json::from_value(reply.json.clone()) {
-            Ok(p) => p,
-            Err(e) => {
-                return error_page(
-                    l,
-                    Some(s),
-                    state,
-                    StatusCode::BAD_GATEWAY,
-                    format!("the node's answer carries no proofs: {e}"),
-                    "",
-                );
-            }
-        };
+    // This region's own declines travel beside the proven answer, never inside the
+    // signed file (the API says so): they are left out of it here too.
+    let mut signed = reply.json.clone();
+    if let Some(o) = signed.as_object_mut() {
+        o.remove("declined_here");
+    }
+    let proven: credfed_protocol::federation::ProvenAnswer = match serde_json::from_value(signed) {
+        Ok(p) => p,
+        Err(e) => {
+            return error_page(
+                l,
+                Some(s),
+                state,
+                StatusCode::BAD_GATEWAY,
+                format!("the node's answer carries no proofs: {e}"),
+                "",
+            );
+        }
+    };
     let file_name: String = stem
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
@@ -1291,12 +1297,14 @@ async fn record_page(state: Console, headers: HeaderMap, kind: &str, id: String)
             }),
         )
     };
+    let steps = record_steps(l, kind, v);
     let p = RecordPage {
         f: frame(l, Some(&s), &state, &here),
         heading,
         id: id.clone(),
         error: None,
         summary,
+        steps,
         ack,
         timeline: timeline(v),
         fields: flatten(v, MAX_FIELDS),
@@ -1353,16 +1361,21 @@ fn script_session(state: &ConsoleState, headers: &HeaderMap) -> Result<Session, 
 pub async fn prepare(
     state: Console,
     headers: HeaderMap,
-    Form(form): Form<BTreeMap<String, String>>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
+    let form: BTreeMap<String, String> = pairs.iter().cloned().collect();
     let s = match script_session(&state, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let body = match body_of(&form, &s) {
+    let built = match super::forms::form(field(&form, "kind")) {
+        Some(spec) => super::forms::build(spec, &pairs),
+        None => body_of(&form, &s).map_err(|(f, m)| (f.to_owned(), m)),
+    };
+    let body = match built {
         Ok(b) => b,
         Err((field, message)) => {
-            return json_error(StatusCode::BAD_REQUEST, "invalid", Some(field), &message);
+            return json_error(StatusCode::BAD_REQUEST, "invalid", Some(&field), &message);
         }
     };
     let bytes = body.encode();
@@ -1498,6 +1511,422 @@ pub async fn submit(state: Console, headers: HeaderMap, body: Bytes) -> Response
         json_answer(reply.status, &reply.json),
         Some(&s.department),
         reply.subject,
+    )
+}
+
+/// The steps a department can take on a record, as links to their forms (the API
+/// decides whether this department may take them).
+fn record_steps(l: &Labels, kind: &str, v: &Value) -> Vec<(String, String)> {
+    let title = |slug: &str| {
+        super::forms::form(slug).map_or(slug.to_owned(), |f| {
+            if l.lang == "en" { f.en } else { f.zh }.to_owned()
+        })
+    };
+    let mut out = Vec::new();
+    if kind == "entries" {
+        let id = text(&v["entry"]["id"]);
+        for slug in ["initiate", "object", "repair-apply", "repair", "revoke"] {
+            out.push((format!("/console/forms/{slug}?entry={id}"), title(slug)));
+        }
+        if let Some(o) = v["entry"]["objections"].as_object() {
+            for oid in o.keys() {
+                out.push((
+                    format!("/console/forms/resolve?objection={oid}"),
+                    format!("{} {}", title("resolve"), short(oid)),
+                ));
+            }
+        }
+        if let Some(r) = v["entry"]["repairs"].as_object() {
+            for aid in r.keys() {
+                out.push((
+                    format!("/console/forms/repair-decide?entry={id}&application={aid}"),
+                    format!("{} {}", title("repair-decide"), short(aid)),
+                ));
+            }
+        }
+    } else {
+        let id = text(&v["action"]["id"]);
+        for slug in ["execute", "lift"] {
+            out.push((format!("/console/forms/{slug}?action={id}"), title(slug)));
+        }
+    }
+    out
+}
+
+#[derive(Template)]
+#[template(path = "console/forms.html")]
+struct FormsPage {
+    f: Frame,
+    forms: Vec<(String, String)>,
+}
+
+/// The forms a department can fill in.
+pub async fn forms_page(state: Console, headers: HeaderMap) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    page(
+        StatusCode::OK,
+        &FormsPage {
+            f: frame(l, Some(&s), &state, "/console/forms"),
+            forms: super::forms::FORMS
+                .iter()
+                .map(|x| {
+                    (
+                        x.slug.to_owned(),
+                        if l.lang == "en" { x.en } else { x.zh }.to_owned(),
+                    )
+                })
+                .collect(),
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/form.html")]
+struct FormPage {
+    f: Frame,
+    slug: String,
+    title: String,
+    error: Option<String>,
+    choose_category: bool,
+    categories: Vec<(String, String)>,
+    fields: Vec<FieldView>,
+}
+
+struct FieldView {
+    name: String,
+    label: String,
+    widget: String,
+    value: String,
+    required: bool,
+    options: Vec<(String, String, bool)>,
+}
+
+/// One form, filled in from the query (`entry`, `action`, `category`, …).
+pub async fn form_page(
+    state: Console,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    use super::forms::Input;
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(spec) = super::forms::form(&slug) else {
+        return error_page(
+            l,
+            Some(&s),
+            &state,
+            StatusCode::NOT_FOUND,
+            format!("no form '{}'", slug.chars().take(40).collect::<String>()),
+            "See /console/forms for every step.",
+        );
+    };
+    let here = format!("/console/forms/{}", spec.slug);
+    let title = if l.lang == "en" { spec.en } else { spec.zh }.to_owned();
+    let needs_category = spec.fields.iter().any(|x| x.input == Input::Category);
+    let category = q
+        .get("category")
+        .and_then(|c| super::forms::parse_category(c).map(|_| c.clone()));
+    if needs_category && category.is_none() {
+        return page(
+            StatusCode::OK,
+            &FormPage {
+                f: frame(l, Some(&s), &state, &here),
+                slug: spec.slug.into(),
+                title,
+                error: None,
+                choose_category: true,
+                categories: super::forms::categories(),
+                fields: Vec::new(),
+            },
+        );
+    }
+    // The measures offered: those the catalogue lets apply to the entry (the chosen
+    // category with an organisation as subject, or the entry named), or the action's.
+    let catalogue = state.api.core.catalogue();
+    let mut error = None;
+    let mut measures: Vec<(String, String)> = Vec::new();
+    if let Some(c) = category.as_deref().and_then(super::forms::parse_category) {
+        let findings = if c
+            == credfed_protocol::record::Category::Black(
+                credfed_protocol::record::BlackCategory::DefyingJudgmentOrDecision,
+            ) {
+            vec![credfed_protocol::record::Finding::AbleButRefuses]
+        } else {
+            vec![]
+        };
+        let probe = probe_entry(c, findings);
+        measures = super::forms::measures_for(catalogue, &probe);
+    } else if let Some(entry) = q.get("entry").filter(|_| spec.slug == "initiate") {
+        let r = state
+            .api(
+                &s.department,
+                Method::GET,
+                &format!("/v1/entries/{}", urlencode(entry)),
+                None,
+            )
+            .await;
+        match serde_json::from_value::<ListEntry>(r.json["entry"]["content"].clone()) {
+            Ok(e) => measures = super::forms::measures_for(catalogue, &e),
+            Err(_) => error = Some(r.message()),
+        }
+    } else if let Some(action) = q.get("action") {
+        let r = state
+            .api(
+                &s.department,
+                Method::GET,
+                &format!("/v1/actions/{}", urlencode(action)),
+                None,
+            )
+            .await;
+        match r.json["action"]["action"]["measures"].as_array() {
+            Some(a) => {
+                measures = a
+                    .iter()
+                    .map(|m| {
+                        let code = text(m);
+                        let title = catalogue
+                            .get(&credfed_protocol::record::MeasureCode(code.clone()))
+                            .map(|x| x.title_zh.clone())
+                            .unwrap_or_default();
+                        (code, title)
+                    })
+                    .collect()
+            }
+            None => error = Some(r.message()),
+        }
+    }
+    let defying = category.as_deref().and_then(super::forms::parse_category)
+        == Some(credfed_protocol::record::Category::Black(
+            credfed_protocol::record::BlackCategory::DefyingJudgmentOrDecision,
+        ));
+    let fields = spec
+        .fields
+        .iter()
+        // Findings belong to court-listed entries only (article 九 group 4).
+        .filter(|x| x.input != Input::Findings || defying)
+        .map(|x| {
+            let value = q
+                .get(x.path)
+                .or_else(|| q.get(x.path.rsplit('.').next().unwrap_or(x.path)))
+                .cloned()
+                .unwrap_or_default();
+            let (widget, options) = match x.input {
+                Input::Text | Input::List | Input::Targets => ("text", vec![]),
+                Input::LongText => ("textarea", vec![]),
+                Input::Date => ("date", vec![]),
+                Input::Category => ("hidden", vec![]),
+                Input::Choice(o) => (
+                    "select",
+                    o.iter()
+                        .map(|v| ((*v).to_owned(), (*v).to_owned(), value == *v))
+                        .collect(),
+                ),
+                Input::Measures => (
+                    "checkboxes",
+                    measures
+                        .iter()
+                        .map(|(c, t)| (c.clone(), t.clone(), false))
+                        .collect(),
+                ),
+                Input::Measure => (
+                    "select",
+                    measures
+                        .iter()
+                        .map(|(c, t)| (c.clone(), format!("{c} {t}"), false))
+                        .collect(),
+                ),
+                Input::Findings => (
+                    "checkboxes",
+                    vec![(
+                        "able_but_refuses".into(),
+                        "有履行能力而拒不履行".into(),
+                        false,
+                    )],
+                ),
+            };
+            let value = match x.input {
+                Input::Category => category.clone().unwrap_or_default(),
+                Input::Targets if value.is_empty() => "all".into(),
+                _ => value,
+            };
+            FieldView {
+                name: x.path.to_owned(),
+                label: if l.lang == "en" { x.en } else { x.zh }.to_owned(),
+                widget: widget.to_owned(),
+                value,
+                required: x.required,
+                options,
+            }
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        &FormPage {
+            f: frame(l, Some(&s), &state, &here),
+            slug: spec.slug.into(),
+            title,
+            error,
+            choose_category: false,
+            categories: Vec::new(),
+            fields,
+        },
+    )
+}
+
+/// An entry of `category` against an organisation, to ask the catalogue which measures
+/// could apply before the form is filled in.
+fn probe_entry(
+    category: credfed_protocol::record::Category,
+    findings: Vec<credfed_protocol::record::Finding>,
+) -> ListEntry {
+    let day = credfed_protocol::time::Date::from_days_since_epoch(20_000)
+        .unwrap_or_else(|_| Timestamp(0).date_cst());
+    ListEntry {
+        category,
+        subject: credfed_protocol::record::Subject::Organisation {
+            uscc: String::new(),
+            name: String::new(),
+            check_exemption: None,
+        },
+        related_persons: vec![],
+        basis: credfed_protocol::record::Basis {
+            document_no: String::new(),
+            authority: String::new(),
+            decided_on: day,
+            legal_basis: String::new(),
+        },
+        effective_from: day,
+        expires_on: day,
+        requested_measures: vec![],
+        findings,
+        summary: String::new(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/verify.html")]
+struct VerifyPage {
+    f: Frame,
+}
+
+/// The verification page: an evidence file is chosen and its result shown.
+pub async fn verify_page(state: Console, headers: HeaderMap) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    page(
+        StatusCode::OK,
+        &VerifyPage {
+            f: frame(l, Some(&s), &state, "/console/verify"),
+        },
+    )
+}
+
+/// Verifies an evidence file (the request body) as `credfed verify` does, against the
+/// manifest the file carries if the federation's authority signed it, else against this
+/// node's; answers `{status, headline, lines, failures}` for the page to show.
+pub async fn verify_file(state: Console, headers: HeaderMap, body: Bytes) -> Response {
+    use credfed_protocol::federation::{ProvenAnswer, VerificationStatus};
+    if let Err(r) = script_session(&state, &headers) {
+        return r;
+    }
+    let proven = match ProvenAnswer::from_file(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                Some("file"),
+                &format!("file: not an evidence file: {e}"),
+            );
+        }
+    };
+    let core = &state.api.core;
+    let own = core.manifest();
+    let (manifest, carried_note) = match &proven.signed_manifest {
+        Some(signed) => match signed.verify(&own.authority_key, proven.answer.as_of) {
+            Ok(m) => (m, None),
+            Err(e) => {
+                return json_answer(
+                    StatusCode::OK,
+                    &json!({
+                        "status": "not_verified",
+                        "headline": "NOT VERIFIED",
+                        "lines": [],
+                        "failures": [format!("manifest: the file's manifest is not the federation authority's: {e}")],
+                    }),
+                );
+            }
+        },
+        None => (
+            own.clone(),
+            Some("the file carries no manifest: checked against this node's"),
+        ),
+    };
+    let catalogue = match credfed_protocol::catalogue::Catalogue::parse(&manifest.catalogue) {
+        Ok(c) => c,
+        Err(e) => {
+            return json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                Some("file"),
+                &format!("the manifest's catalogue: {e}"),
+            );
+        }
+    };
+    let max_age = 300;
+    let report = credfed_protocol::federation::verify_proven_answer(
+        &proven,
+        &manifest,
+        &catalogue,
+        core.now_seconds(),
+        max_age,
+    );
+    let judged = credfed_protocol::federation::judge(&report, Vec::new(), max_age, false);
+    let (status, headline) = match judged.status {
+        VerificationStatus::Verified => ("verified", "VERIFIED"),
+        VerificationStatus::Partial => ("partial", "VERIFIED, PARTIAL"),
+        VerificationStatus::NotVerified => ("not_verified", "NOT VERIFIED"),
+    };
+    let subject = match &proven.answer.subject {
+        credfed_protocol::record::SubjectKey::Uscc(u) => u.clone(),
+        other => format!("{other:?}").chars().take(80).collect(),
+    };
+    let mut lines = vec![
+        format!("{}: {subject}", proven.answer.domain.name()),
+        format!(
+            "verdict (recomputed from the proofs): {}",
+            report
+                .verdict
+                .map_or("-", credfed_protocol::check::verdict_name)
+        ),
+        format!(
+            "as of {} ({} s old), answered by {}, cosigned by {} of {} members (quorum {})",
+            Timestamp::from_seconds(report.witnessed_at).cst_string(),
+            report.age_seconds,
+            report.answered_by,
+            report.cosigners.len(),
+            manifest.members.len(),
+            report.quorum
+        ),
+        format!("manifest {} v{}", manifest.federation_id, manifest.version),
+    ];
+    if let Some(n) = carried_note {
+        lines.push(n.to_owned());
+    }
+    json_answer(
+        StatusCode::OK,
+        &json!({"status": status, "headline": headline, "lines": lines, "failures": judged.failures}),
     )
 }
 

@@ -186,6 +186,26 @@ async fn log_out(b: &Client) {
     }
 }
 
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Sets a field's value as a person's typing would end up (date inputs take
+/// `YYYY-MM-DD` whatever the browser's locale shows).
+async fn set_value(b: &Client, css: &str, value: &str) {
+    b.execute(
+        "const e = document.querySelector(arguments[0]); e.value = arguments[1]; e.dispatchEvent(new Event('change'));",
+        vec![json!(css), json!(value)],
+    )
+    .await
+    .unwrap();
+}
+
 /// Writes a department's signing key file (what `credfed key gen` writes).
 fn key_file(dir: &Path, department: &str) -> PathBuf {
     let p = dir.join(format!("{}.key", department.replace(':', "-")));
@@ -320,33 +340,39 @@ async fn a_department_works_through_the_console_in_chromium() {
     );
     log_out(&b).await;
 
-    // Guangdong's publisher publishes an entry from the signing page...
+    // Guangdong's publisher publishes an entry with the form: the category first, then
+    // the measures the catalogue offers for it...
     log_in(&b, &gd, "440000:pub", &key_file(tmp.path(), "440000:pub")).await;
-    let mine = ListEntry {
-        effective_from: today.add_days(-1),
-        expires_on: today.add_days(365),
-        subject: Subject::Organisation {
-            uscc: "91440300MA5DC7KX3L".into(),
-            name: "深圳某某劳务有限公司".into(),
-            check_exemption: None,
-        },
-        ..wage_arrears_entry("粤人社罚〔2026〕5号")
-    };
-    let body = serde_json::to_string(&Body::ListEntryPublished(mine.clone())).unwrap();
-    b.goto(&format!("{gd}/console/sign")).await.unwrap();
-    b.execute(
-        "document.querySelector('textarea[name=body]').value = arguments[0];",
-        vec![json!(body)],
-    )
-    .await
-    .unwrap();
-    b.find(Locator::Css("form[data-sign] button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
+    b.goto(&format!("{gd}/console/forms/publish"))
         .await
         .unwrap();
+    set_value(&b, "select[name=category]", "black:malicious_wage_arrears").await;
+    click(&b, "main form button[type=submit]").await;
+    let src = wait_for_page(&b, "the publication form", false, |s| {
+        s.contains("name=\"requested_measures\"")
+    })
+    .await;
+    assert!(src.contains("value=\"P-PROCUREMENT\""), "{src}");
+    assert!(
+        !src.contains("value=\"I-"),
+        "an incentive offered for a black-list entry"
+    );
+    for (field, value) in [
+        ("subject.organisation.uscc", "91440300MA5DC7KX3L"),
+        ("subject.organisation.name", "深圳某某劳务有限公司"),
+        ("basis.document_no", "粤人社罚〔2026〕5号"),
+        ("basis.authority", "深圳市人力资源和社会保障局"),
+        ("basis.decided_on", &today.add_days(-2).to_string()),
+        ("basis.legal_basis", "《保障农民工工资支付条例》第四十八条"),
+        ("effective_from", &today.add_days(-1).to_string()),
+        ("expires_on", &today.add_days(365).to_string()),
+    ] {
+        set_value(&b, &format!("[name='{field}']"), value).await;
+    }
+    click(&b, "input[name=requested_measures][value=P-PROCUREMENT]").await;
+    click(&b, "form[data-sign] button[type=submit]").await;
     wait_for_page(&b, "the receipt", false, |s| s.contains("✓ 440000#")).await;
+    shot(&b, "publish").await;
     log_out(&b).await;
 
     // ... and Shanghai's console shows it.
@@ -363,6 +389,28 @@ async fn a_department_works_through_the_console_in_chromium() {
     only_from(&b, &sh).await;
     log_out(&b).await;
 
+    // An evidence file while both regions are connected, for the verification page.
+    let evidence = c.nodes[1]
+        .client
+        .get("/v1/check?uscc=91350100M000100Y43&domain=procurement&proofs=true&manifest=true")
+        .await
+        .unwrap();
+    assert_eq!(evidence.status, 200, "{}", evidence.body);
+    // The console's download of the same answer (this region's declines left out).
+    let mut v: serde_json::Value = serde_json::from_str(&evidence.body).unwrap();
+    assert!(
+        v.get("declined_here").is_some(),
+        "Guangdong declined; the answer says so"
+    );
+    v.as_object_mut().unwrap().remove("declined_here");
+    let proven: credfed_protocol::federation::ProvenAnswer = serde_json::from_value(v).unwrap();
+    let good = tmp.path().join("listed.evidence");
+    std::fs::write(&good, proven.to_file()).unwrap();
+    let mut bytes = proven.to_file();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    let bad = tmp.path().join("edited.evidence");
+    std::fs::write(&bad, bytes).unwrap();
     // Guangdong's operator sees Shanghai flagged once it is cut off.
     let r = c.nodes[1]
         .client
@@ -380,5 +428,49 @@ async fn a_department_works_through_the_console_in_chromium() {
     .await;
     shot(&b, "federation").await;
     only_from(&b, &gd).await;
+
+    // The evidence file checks out on the verification page; the same file with one
+    // byte changed does not.
+    for (file, expect) in [(&good, "VERIFIED"), (&bad, "NOT VERIFIED")] {
+        b.goto(&format!("{gd}/console/verify")).await.unwrap();
+        b.find(Locator::Css("input[name=file]"))
+            .await
+            .unwrap()
+            .send_keys(file.to_str().unwrap())
+            .await
+            .unwrap();
+        click(&b, "#verify button[type=submit]").await;
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = b
+                .find(Locator::Css("#verdict .status"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let error = b
+                .find(Locator::Css("#verify .form-error"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if !status.is_empty() || !error.is_empty() {
+                if expect == "VERIFIED" {
+                    assert_eq!(status, "VERIFIED", "{error}");
+                    shot(&b, "verify").await;
+                } else {
+                    assert!(
+                        status == "NOT VERIFIED" || !error.is_empty(),
+                        "an edited file verified: {status}"
+                    );
+                }
+                break;
+            }
+            assert!(Instant::now() < end, "the verification never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     b.close().await.unwrap();
 }

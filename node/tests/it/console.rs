@@ -350,6 +350,50 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         300,
     );
     assert!(report.failures.is_empty(), "{:?}", report.failures);
+    // The verification page's check agrees; an edited file never verifies.
+    let csrf = b.csrf().await;
+    let verify = |bytes: Vec<u8>, csrf: String| {
+        Request::post("/console/verify")
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header("x-csrf-token", csrf)
+            .body(HttpBody::from(bytes))
+            .unwrap()
+    };
+    let ok = b.send(verify(ev.bytes.clone(), csrf.clone())).await;
+    assert_eq!(ok.json()["status"], "verified", "{}", ok.body);
+    for at in [ev.bytes.len() / 3, ev.bytes.len() / 2, ev.bytes.len() - 10] {
+        let mut edited = ev.bytes.clone();
+        edited[at] ^= 0x01;
+        let r = b.send(verify(edited, csrf.clone())).await;
+        assert!(
+            r.status == StatusCode::BAD_REQUEST || r.json()["status"] == "not_verified",
+            "a file edited at byte {at} was taken: {}",
+            r.body
+        );
+    }
+    let no_token = b.send(verify(ev.bytes.clone(), "nope".into())).await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+
+    // The publication form asks for the category first, then offers only the measures
+    // the catalogue lets serve it (punishments for a black-list entry).
+    let step = b.get("/console/forms/publish").await;
+    assert!(step.body.contains("name=\"category\""), "{}", step.body);
+    let form = b
+        .get("/console/forms/publish?category=black:malicious_wage_arrears")
+        .await;
+    assert!(
+        form.body.contains("value=\"P-PROCUREMENT\""),
+        "{}",
+        form.body
+    );
+    assert!(
+        !form.body.contains("value=\"I-"),
+        "an incentive offered for a black-list entry"
+    );
+    assert_eq!(
+        b.get("/console/forms/nonsense").await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // Entry page: the timeline names the region and department; the name is escaped.
     let entry = b.get(&format!("/console/entries/{eid}")).await;

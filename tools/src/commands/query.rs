@@ -539,9 +539,8 @@ fn verify_proven(
         .at
         .unwrap_or_else(|| u64::try_from(now().0 / 1000).unwrap_or(0));
     let report = verify_proven_answer(p, m, catalogue, now, freshness.max_age);
-    let mut failures = report.failures.clone();
-    failures.extend(report.answer.failures.iter().cloned());
     // The person the file is about, confirmed through the verifier's own node.
+    let mut extra = Vec::new();
     let mut person_line = None;
     if let (Some((number, node)), SubjectKey::Person(key)) = (person, &p.answer.subject) {
         match person_key_of(number, node) {
@@ -550,7 +549,7 @@ fn verify_proven(
                     "the person is {masked}: the file's person key is this number's, as your node computes it"
                 ));
             }
-            Ok((_, masked)) => failures.push(format!(
+            Ok((_, masked)) => extra.push(format!(
                 "--person: the file is about another person than {masked} (its person key is not this number's)"
             )),
             Err(e) => return Err(e),
@@ -563,31 +562,13 @@ fn verify_proven(
         .iter()
         .filter(|r| r.standing == RegionStanding::Excluded)
         .collect();
-    let verified = failures.is_empty();
-    let partial = verified && !(stale.is_empty() && excluded.is_empty());
-    if partial && !freshness.partial {
-        for r in &stale {
-            failures.push(format!(
-                "freshness: {}'s head was signed {} before the instant verified, more than the {}s allowed (cut off, or its clock is wrong); ask again later, or pass --partial to accept an answer without it",
-                r.region,
-                r.age_seconds.map_or("an unknown time".into(), |a| format!("{a}s")),
-                freshness.max_age
-            ));
-        }
-        for r in &excluded {
-            failures.push(format!(
-                "{} is excluded: it signed two histories (at #{}), so nothing about its records is proven; pass --partial to accept an answer without it",
-                r.region,
-                r.equivocated_at.unwrap_or(0)
-            ));
-        }
-    }
-    let status = if !failures.is_empty() {
-        "not_verified"
-    } else if partial {
-        "partial"
-    } else {
-        "verified"
+    let judged =
+        credfed_protocol::federation::judge(&report, extra, freshness.max_age, freshness.partial);
+    let failures = judged.failures;
+    let status = match judged.status {
+        credfed_protocol::federation::VerificationStatus::Verified => "verified",
+        credfed_protocol::federation::VerificationStatus::Partial => "partial",
+        credfed_protocol::federation::VerificationStatus::NotVerified => "not_verified",
     };
     let subject = subject_text(&p.answer.subject, &p.answer.evidence);
     let v = json!({
