@@ -172,6 +172,8 @@ pub fn routes(state: Arc<ConsoleState>) -> Router {
         .route("/console/inbox", get(pages::inbox_page))
         .route("/console/entries/{id}", get(pages::entry_page))
         .route("/console/actions/{id}", get(pages::action_page))
+        .route("/console/commitments/{id}", get(pages::commitment_page))
+        .route("/console/disclosures/{id}", get(pages::disclosure_page))
         .route("/console/sign", get(pages::sign_page))
         .route("/console/forms", get(pages::forms_page))
         .route(
@@ -182,6 +184,8 @@ pub fn routes(state: Arc<ConsoleState>) -> Router {
         .route("/console/sign/prepare", post(pages::prepare))
         .route("/console/sign/submit", post(pages::submit))
         .route("/console/federation", get(pages::federation_page))
+        .route("/console/audit", get(pages::audit_page))
+        .route("/console/reports", get(pages::reports_page))
         .route("/console/static/console.js", get(pages::script))
         .route("/console/static/console.css", get(pages::stylesheet))
         .layer(axum::middleware::from_fn_with_state(

@@ -201,7 +201,7 @@ struct FederationPage {
     f: Frame,
     node: Vec<(String, String)>,
     regions: Vec<RegionRow>,
-    departments: Vec<(String, String, String, String)>,
+    departments: Vec<(String, String, String, String, String)>,
 }
 
 struct RegionRow {
@@ -1110,6 +1110,8 @@ fn task_row(t: &Value) -> TaskRow {
     let about = &t["about"];
     let (link, id) = if let Some(a) = about["action"].as_str() {
         (format!("/console/actions/{a}"), a.to_owned())
+    } else if let Some(c) = about["commitment"].as_str() {
+        (format!("/console/commitments/{c}"), c.to_owned())
     } else {
         let e = text(&t["entry"]);
         (format!("/console/entries/{e}"), e)
@@ -1221,6 +1223,24 @@ pub async fn entry_page(
     record_page(state, headers, "entries", id).await
 }
 
+/// A written commitment with its timeline.
+pub async fn commitment_page(
+    state: Console,
+    headers: HeaderMap,
+    Path(RecordId { id }): Path<RecordId>,
+) -> Response {
+    record_page(state, headers, "commitments", id).await
+}
+
+/// A disclosed decision (双公示) with its timeline.
+pub async fn disclosure_page(
+    state: Console,
+    headers: HeaderMap,
+    Path(RecordId { id }): Path<RecordId>,
+) -> Response {
+    record_page(state, headers, "disclosures", id).await
+}
+
 /// A joint action with its timeline and the acknowledgement form.
 pub async fn action_page(
     state: Console,
@@ -1271,6 +1291,15 @@ async fn record_page(state: Console, headers: HeaderMap, kind: &str, id: String)
             ],
             None,
         )
+    } else if kind != "actions" {
+        // Commitments and disclosures: their fields and timeline say it all.
+        let title = if kind == "commitments" {
+            super::forms::form("commitment")
+        } else {
+            super::forms::form("disclose")
+        }
+        .map_or(kind, |f| if l.lang == "en" { f.en } else { f.zh });
+        (format!("{title} · {}", short(&id)), Vec::new(), None)
     } else {
         let a = &v["action"]["action"];
         let mine = v["targets"].as_array().is_some_and(|t| {
@@ -1544,11 +1573,18 @@ fn record_steps(l: &Labels, kind: &str, v: &Value) -> Vec<(String, String)> {
                 ));
             }
         }
-    } else {
+    } else if kind == "actions" {
         let id = text(&v["action"]["id"]);
         for slug in ["execute", "lift"] {
             out.push((format!("/console/forms/{slug}?action={id}"), title(slug)));
         }
+    } else if kind == "commitments"
+        && let Some(id) = v["id"].as_str().or(v["commitment"]["id"].as_str())
+    {
+        out.push((
+            format!("/console/forms/settle?commitment={id}"),
+            title("settle"),
+        ));
     }
     out
 }
@@ -1930,6 +1966,266 @@ pub async fn verify_file(state: Console, headers: HeaderMap, body: Bytes) -> Res
     )
 }
 
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+struct AuditPage {
+    f: Frame,
+    caller: String,
+    endpoint: String,
+    outcomes: Vec<(String, bool)>,
+    error: Option<String>,
+    total: usize,
+    shown: usize,
+    rows: Vec<AuditRow>,
+}
+
+struct AuditRow {
+    time: String,
+    caller: String,
+    endpoint: String,
+    subject: String,
+    status: String,
+    outcome: String,
+    ms: String,
+    failed: bool,
+}
+
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    caller: Option<String>,
+    endpoint: Option<String>,
+    outcome: Option<String>,
+}
+
+/// The audit log's latest lines (operators), filtered by caller, endpoint and outcome.
+pub async fn audit_page(
+    state: Console,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let reply = state
+        .api(&s.department, Method::GET, "/v1/audit", None)
+        .await;
+    if !reply.status.is_success() {
+        return error_page(l, Some(&s), &state, reply.status, reply.message(), "");
+    }
+    let caller = q.caller.unwrap_or_default();
+    let endpoint = q.endpoint.unwrap_or_default();
+    let outcome = q.outcome.unwrap_or_else(|| "all".into());
+    let lines = reply.json.as_array().cloned().unwrap_or_default();
+    let total = lines.len();
+    let rows: Vec<AuditRow> = lines
+        .iter()
+        .rev()
+        .filter(|x| caller.is_empty() || text(&x["caller"]).contains(caller.trim()))
+        .filter(|x| endpoint.is_empty() || text(&x["endpoint"]).contains(endpoint.trim()))
+        .filter(|x| match outcome.as_str() {
+            "ok" => x["outcome"] == "ok",
+            "refused" => x["outcome"] != "ok",
+            _ => true,
+        })
+        // The newest 300 that match: a page stays under 100 KB.
+        .take(300)
+        .map(|x| AuditRow {
+            time: x["time_ms"]
+                .as_i64()
+                .map(|t| Timestamp(t).cst_string())
+                .unwrap_or_default(),
+            caller: text(&x["caller"]),
+            endpoint: text(&x["endpoint"]),
+            subject: text(&x["subject"]),
+            status: text(&x["status"]),
+            outcome: text(&x["outcome"]),
+            ms: x["ms"]
+                .as_f64()
+                .map(|m| format!("{m:.1}"))
+                .unwrap_or_default(),
+            failed: x["outcome"] != "ok",
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        &AuditPage {
+            f: frame(l, Some(&s), &state, "/console/audit"),
+            outcomes: ["all", "ok", "refused"]
+                .iter()
+                .map(|o| ((*o).to_owned(), *o == outcome))
+                .collect(),
+            caller,
+            endpoint,
+            error: None,
+            total,
+            shown: rows.len(),
+            rows,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/reports.html")]
+struct ReportsPage {
+    f: Frame,
+    from: String,
+    to: String,
+    error: Option<String>,
+    chart: Chart,
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+/// A bar chart drawn by the node (SVG, no script).
+struct Chart {
+    width: u32,
+    height: u32,
+    bar: u32,
+    label_y: u32,
+    bars: Vec<Bar>,
+}
+
+struct Bar {
+    label: String,
+    asked: u64,
+    answered: u64,
+    declined: u64,
+    x: u32,
+    x_answered: u32,
+    x_declined: u32,
+    x_text: u32,
+    y_asked: u32,
+    h_asked: u32,
+    y_answered: u32,
+    h_answered: u32,
+    y_declined: u32,
+    h_declined: u32,
+}
+
+/// Bars of joint actions asked, answered and declined per region (three thin bars
+/// side by side per region, its code below).
+fn answers_chart(per_region: &[(String, u64, u64, u64)]) -> Chart {
+    const PLOT: u32 = 220;
+    const TOP: u32 = 10;
+    const BAR: u32 = 10;
+    const STEP: u32 = 48;
+    let max = per_region
+        .iter()
+        .map(|r| r.1.max(r.2))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let scale = |v: u64| ((v.min(max) * u64::from(PLOT)) / max) as u32;
+    let bars = per_region
+        .iter()
+        .enumerate()
+        .map(|(i, (label, asked, answered, declined))| {
+            let x = 14 + i as u32 * STEP;
+            let (ha, hn, hd) = (scale(*asked), scale(*answered), scale(*declined));
+            Bar {
+                label: label.clone(),
+                asked: *asked,
+                answered: *answered,
+                declined: *declined,
+                x,
+                x_answered: x + BAR + 1,
+                x_declined: x + 2 * (BAR + 1),
+                x_text: x + (3 * BAR + 2) / 2,
+                y_asked: TOP + PLOT - ha,
+                h_asked: ha,
+                y_answered: TOP + PLOT - hn,
+                h_answered: hn,
+                y_declined: TOP + PLOT - hd,
+                h_declined: hd,
+            }
+        })
+        .collect::<Vec<_>>();
+    Chart {
+        width: (28 + bars.len() as u32 * STEP).max(640),
+        height: TOP + PLOT + 24,
+        bar: BAR,
+        label_y: TOP + PLOT + 16,
+        bars,
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReportsQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The 通报 figures of the period (article 二十三), per region and department, with a
+/// chart of answers per region.
+pub async fn reports_page(
+    state: Console,
+    headers: HeaderMap,
+    Query(q): Query<ReportsQuery>,
+) -> Response {
+    let l = labels(&headers);
+    let s = match require_session(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut uri = "/v1/reports?period=month".to_owned();
+    for (k, v) in [("from", &q.from), ("to", &q.to)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            uri.push_str(&format!("&{k}={}", urlencode(v)));
+        }
+    }
+    let reply = state.api(&s.department, Method::GET, &uri, None).await;
+    let lines = reply.json["lines"].as_array().cloned().unwrap_or_default();
+    let columns = [
+        "period",
+        "region",
+        "department",
+        "actions_asked",
+        "acknowledged",
+        "acknowledgements_overdue",
+        "declined",
+        "mandatory_declined",
+        "measures_executed",
+        "entries_published",
+        "disclosed_late",
+        "objections_received",
+        "objections_overdue",
+        "repairs_received",
+    ];
+    let mut per_region: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for x in &lines {
+        if x["department"].is_null() {
+            let e = per_region.entry(text(&x["region"])).or_default();
+            e.0 += x["actions_asked"].as_u64().unwrap_or(0);
+            e.1 += x["acknowledged"].as_u64().unwrap_or(0);
+            e.2 += x["declined"].as_u64().unwrap_or(0);
+        }
+    }
+    let bars: Vec<(String, u64, u64, u64)> = per_region
+        .into_iter()
+        .map(|(r, (a, n, d))| (r, a, n, d))
+        .collect();
+    page(
+        StatusCode::OK,
+        &ReportsPage {
+            f: frame(l, Some(&s), &state, "/console/reports"),
+            from: text(&reply.json["from"]),
+            to: text(&reply.json["to"]),
+            error: (!reply.status.is_success()).then(|| reply.message()),
+            chart: answers_chart(&bars),
+            head: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows: lines
+                .iter()
+                // A page stays under 100 KB: a month of 31 regions and their
+                // departments fits; the CLI's `credfed report --csv` gives every line.
+                .take(400)
+                .map(|x| columns.iter().map(|c| text(&x[*c])).collect())
+                .collect(),
+        },
+    )
+}
+
 /// The federation at a glance (operators).
 pub async fn federation_page(state: Console, headers: HeaderMap) -> Response {
     let l = labels(&headers);
@@ -2012,18 +2308,36 @@ pub async fn federation_page(state: Console, headers: HeaderMap) -> Response {
     .iter()
     .map(|k| ((*k).to_owned(), text(&st[*k])))
     .collect();
+    // Client certificates this node issued, by department (the file names are their
+    // fingerprints: deleting one cuts that certificate off, docs/operator.md).
+    let mut certificates: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir(&state.api.clients_dir) {
+        for e in dir.flatten().take(10_000) {
+            if let Ok(who) = std::fs::read_to_string(e.path()) {
+                certificates
+                    .entry(who.trim().to_owned())
+                    .or_default()
+                    .push(short(&e.file_name().to_string_lossy()));
+            }
+        }
+    }
     let departments = depts
         .json
         .as_array()
         .map(|a| {
             a.iter()
                 .map(|d| {
+                    let id = format!(
+                        "{}:{}",
+                        text(&d["department"]["region"]),
+                        text(&d["department"]["unit"])
+                    );
                     (
-                        format!(
-                            "{}:{}",
-                            text(&d["department"]["region"]),
-                            text(&d["department"]["unit"])
-                        ),
+                        certificates
+                            .get(&id)
+                            .map(|c| c.join(" "))
+                            .unwrap_or_default(),
+                        id,
                         text(&d["name"]),
                         d["roles"]
                             .as_array()

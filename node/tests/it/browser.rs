@@ -428,6 +428,10 @@ async fn a_department_works_through_the_console_in_chromium() {
     .await;
     shot(&b, "federation").await;
     only_from(&b, &gd).await;
+    b.goto(&format!("{gd}/console/reports")).await.unwrap();
+    assert!(b.source().await.unwrap().contains("<svg"));
+    shot(&b, "reports").await;
+    only_from(&b, &gd).await;
 
     // The evidence file checks out on the verification page; the same file with one
     // byte changed does not.

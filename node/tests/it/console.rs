@@ -558,6 +558,54 @@ async fn the_console_refuses_forged_logins_foreign_forms_and_ended_sessions() {
         "{}",
         fed.body
     );
+    // The audit log names the console's callers; a department may not read it.
+    let audit = op.get("/console/audit?caller=440000:impl").await;
+    assert_eq!(audit.status, StatusCode::OK);
+    assert!(
+        audit.body.contains("440000:impl (console)"),
+        "{}",
+        audit.body
+    );
+    assert!(
+        !audit.body.contains("<td>440000:node (console)</td>"),
+        "the filter let another caller through"
+    );
+    assert_eq!(
+        dept.get("/console/audit").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Reports: Shanghai's action counts as asked of Guangdong, drawn by the node.
+    let reports = op.get("/console/reports").await;
+    assert_eq!(reports.status, StatusCode::OK);
+    assert!(reports.body.contains("<svg"), "{}", reports.body);
+    assert!(
+        reports.body.contains("<title>440000: 1 / "),
+        "{}",
+        reports.body
+    );
+    // A department sees only its role's tasks: the publisher has no acknowledgement.
+    let mut publisher = Browser::new(router.clone());
+    let r = publisher
+        .log_in("440000:pub", &dept_key("440000:pub"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let inbox = publisher.get("/console/inbox").await;
+    assert!(
+        !inbox.body.contains(&format!("/console/actions/{aid}")),
+        "{}",
+        inbox.body
+    );
+    // English on request, kept by a cookie; the way back is a console path only.
+    let en = publisher
+        .get("/console/lang?to=en&back=/console/inbox")
+        .await;
+    assert_eq!(en.location(), "/console/inbox");
+    let page = publisher.get("/console/inbox").await;
+    assert!(page.body.contains("<html lang=\"en\">"), "{}", page.body);
+    let away = publisher
+        .get("/console/lang?to=en&back=//evil.example/")
+        .await;
+    assert_eq!(away.location(), "/console/");
 
     // Forms and scripts without the session's CSRF token are refused.
     let csrf = dept.csrf().await;
