@@ -85,7 +85,7 @@
       var f = String(field).replace(/^body\./, "");
       var candidates = [field, f, f.split(".").pop()];
       for (var i = 0; i < candidates.length && !slot; i++) {
-        slot = form.querySelector('[data-error-for="' + candidates[i] + '"]');
+        slot = form.querySelector('[data-error-for="' + CSS.escape(candidates[i]) + '"]');
       }
     }
     if (!slot) slot = form.querySelector(".form-error");

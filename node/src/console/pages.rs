@@ -281,10 +281,20 @@ fn error_page(
 /// The session of a page request, or a redirect to the login page.
 #[allow(clippy::result_large_err)]
 fn require_session(state: &ConsoleState, headers: &HeaderMap) -> Result<Session, Response> {
-    state
-        .session(headers)
-        .map(|(_, s)| s)
-        .ok_or_else(|| see_other("/console/login"))
+    live_session(state, headers).ok_or_else(|| see_other("/console/login"))
+}
+
+/// The request's session if its department may still log in (registered, not revoked):
+/// a revoked department's session ends at its next request.
+fn live_session(state: &ConsoleState, headers: &HeaderMap) -> Option<Session> {
+    let (token, s) = state.session(headers)?;
+    if login_key(state, &s.department).is_err() {
+        if let Ok(mut t) = state.sessions.lock() {
+            t.end(&token);
+        }
+        return None;
+    }
+    Some(s)
 }
 
 /// `/` and `/console` lead to the console.
@@ -408,8 +418,10 @@ fn login_key(state: &ConsoleState, id: &DepartmentId) -> Result<PublicKey, (Stat
 pub async fn challenge(
     state: Console,
     headers: HeaderMap,
+    client: Option<axum::Extension<crate::api::server::ClientAddr>>,
     Form(form): Form<ChallengeForm>,
 ) -> Response {
+    let client = client.map(|c| c.0.0.ip());
     let Some(prelogin) = super::cookie(&headers, PRELOGIN_COOKIE) else {
         return json_error(
             StatusCode::BAD_REQUEST,
@@ -446,14 +458,25 @@ pub async fn challenge(
         .sessions
         .lock()
         .map_err(|_| TableFull::Challenges)
-        .and_then(|mut s| s.open_challenge(c, &prelogin, id.clone(), Instant::now()));
-    if opened.is_err() {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            None,
-            "too many logins are open at once; try again in two minutes",
-        );
+        .and_then(|mut s| s.open_challenge(c, &prelogin, id.clone(), client, Instant::now()));
+    match opened {
+        Ok(()) => {}
+        Err(TableFull::ChallengesOfClient) => {
+            return json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                None,
+                "this address has too many logins open; finish one or try again in two minutes",
+            );
+        }
+        Err(_) => {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                None,
+                "too many logins are open at once; try again in two minutes",
+            );
+        }
     }
     let core = &state.api.core;
     let message = login_message(&core.manifest().federation_id, core.region(), &id, &c);
@@ -1365,7 +1388,7 @@ pub async fn sign_page(state: Console, headers: HeaderMap, Query(q): Query<SignQ
 /// The session of a script's request with its CSRF header, or the JSON refusal.
 #[allow(clippy::result_large_err)]
 fn script_session(state: &ConsoleState, headers: &HeaderMap) -> Result<Session, Response> {
-    let Some((_, s)) = state.session(headers) else {
+    let Some(s) = live_session(state, headers) else {
         return Err(json_error(
             StatusCode::UNAUTHORIZED,
             "no_session",

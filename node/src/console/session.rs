@@ -17,6 +17,9 @@ pub const MAX_SESSIONS: usize = 4_096;
 pub const MAX_CHALLENGES: usize = 4_096;
 /// How long a challenge may be answered.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(120);
+/// Open challenges per client address: one address cannot fill the table and lock
+/// every other department out of logging in for [`CHALLENGE_TTL`].
+pub const MAX_CHALLENGES_PER_CLIENT: usize = 16;
 
 /// A logged-in department.
 #[derive(Debug, Clone)]
@@ -36,11 +39,14 @@ pub enum TableFull {
     Sessions,
     /// Too many open challenges.
     Challenges,
+    /// Too many open challenges from this client address.
+    ChallengesOfClient,
 }
 
 /// An open challenge: for which pre-login cookie and department, until when.
 #[derive(Debug, Clone)]
 struct Challenge {
+    client: Option<std::net::IpAddr>,
     prelogin: Hash256,
     department: DepartmentId,
     expires: Instant,
@@ -64,15 +70,27 @@ impl Sessions {
         challenge: [u8; CHALLENGE_BYTES],
         prelogin: &str,
         department: DepartmentId,
+        client: Option<std::net::IpAddr>,
         now: Instant,
     ) -> Result<(), TableFull> {
         self.challenges.retain(|_, c| c.expires > now);
         if self.challenges.len() >= MAX_CHALLENGES {
             return Err(TableFull::Challenges);
         }
+        if client.is_some()
+            && self
+                .challenges
+                .values()
+                .filter(|c| c.client == client)
+                .count()
+                >= MAX_CHALLENGES_PER_CLIENT
+        {
+            return Err(TableFull::ChallengesOfClient);
+        }
         self.challenges.insert(
             challenge,
             Challenge {
+                client,
                 prelogin: digest(prelogin),
                 department,
                 expires: now + CHALLENGE_TTL,
@@ -156,20 +174,20 @@ mod tests {
     fn a_challenge_is_taken_once_by_its_browser_and_department() {
         let mut s = Sessions::default();
         let now = Instant::now();
-        s.open_challenge([1; 32], "pre", d("110000:a"), now)
+        s.open_challenge([1; 32], "pre", d("110000:a"), None, now)
             .unwrap();
         assert!(!s.take_challenge(&[1; 32], "other", &d("110000:a"), now));
-        s.open_challenge([2; 32], "pre", d("110000:a"), now)
+        s.open_challenge([2; 32], "pre", d("110000:a"), None, now)
             .unwrap();
         assert!(!s.take_challenge(&[2; 32], "pre", &d("110000:b"), now));
-        s.open_challenge([3; 32], "pre", d("110000:a"), now)
+        s.open_challenge([3; 32], "pre", d("110000:a"), None, now)
             .unwrap();
         assert!(s.take_challenge(&[3; 32], "pre", &d("110000:a"), now));
         assert!(
             !s.take_challenge(&[3; 32], "pre", &d("110000:a"), now),
             "replayed"
         );
-        s.open_challenge([4; 32], "pre", d("110000:a"), now)
+        s.open_challenge([4; 32], "pre", d("110000:a"), None, now)
             .unwrap();
         assert!(!s.take_challenge(
             &[4; 32],
@@ -177,6 +195,27 @@ mod tests {
             &d("110000:a"),
             now + CHALLENGE_TTL + Duration::from_secs(1)
         ));
+    }
+
+    #[test]
+    fn one_client_address_cannot_fill_the_challenge_table() {
+        let mut s = Sessions::default();
+        let now = Instant::now();
+        let flood = Some(std::net::IpAddr::from([10, 0, 0, 9]));
+        for i in 0..MAX_CHALLENGES_PER_CLIENT {
+            s.open_challenge([i as u8; 32], "p", d("110000:a"), flood, now)
+                .unwrap();
+        }
+        assert_eq!(
+            s.open_challenge([200; 32], "p", d("110000:a"), flood, now),
+            Err(TableFull::ChallengesOfClient)
+        );
+        let other = Some(std::net::IpAddr::from([10, 0, 0, 10]));
+        s.open_challenge([201; 32], "p", d("110000:a"), other, now)
+            .unwrap();
+        // Expired ones make room again.
+        s.open_challenge([202; 32], "p", d("110000:a"), flood, now + CHALLENGE_TTL)
+            .unwrap();
     }
 
     #[test]

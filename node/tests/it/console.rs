@@ -269,7 +269,7 @@ async fn federation_with_an_action(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_department_checks_and_answers_an_action_in_the_console() {
-    let (_c, gd, eid, aid) = federation_with_an_action(None).await;
+    let (c, gd, eid, aid) = federation_with_an_action(None).await;
     let mut b = Browser::new(gd.router.clone());
 
     // Without a session every page leads to the login page; `/` leads to the console.
@@ -482,6 +482,23 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         )
         .await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.body);
+
+    // A department revoked while logged in loses its session at the next request.
+    let r = c
+        .submit_signed(
+            1,
+            "440000:node",
+            &c.nodes[1].node_key,
+            &Body::DepartmentRevoked {
+                department: DepartmentId::parse("440000:impl", "d").unwrap(),
+                reason: "密钥泄露".into(),
+            },
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(b.get("/console/inbox").await.location(), "/console/login");
+    let again = b.log_in("440000:impl", &dept_key("440000:impl")).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN, "{}", again.body);
     gd.stop().await.unwrap();
 }
 
