@@ -6,6 +6,7 @@ use std::time::Instant;
 use askama::Template;
 use axum::Form;
 use axum::body::Bytes;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -602,8 +603,14 @@ pub struct CsrfForm {
 }
 
 /// Ends the session.
-pub async fn logout(state: Console, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+pub async fn logout(
+    state: Console,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
     let l = labels(&headers);
+    // A body that is not a form carries no token: refused like a wrong one.
+    let form = form.map_or(CsrfForm { csrf: None }, |Form(f)| f);
     let Some((token, s)) = state.session(&headers) else {
         return see_other("/console/login");
     };
@@ -800,10 +807,12 @@ fn match_row(e: &Value) -> MatchRow {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct PersonCheckForm {
     csrf: Option<String>,
+    #[serde(default)]
     person: String,
+    #[serde(default)]
     domain: String,
 }
 
@@ -811,9 +820,10 @@ pub struct PersonCheckForm {
 pub async fn check_person(
     state: Console,
     headers: HeaderMap,
-    Form(form): Form<PersonCheckForm>,
+    form: Result<Form<PersonCheckForm>, FormRejection>,
 ) -> Response {
     let l = labels(&headers);
+    let form = form.map_or_else(|_| PersonCheckForm::default(), |Form(f)| f);
     let s = match require_session(&state, &headers) {
         Ok(s) => s,
         Err(r) => return r,
@@ -1023,9 +1033,10 @@ pub async fn evidence_get(
 pub async fn evidence_person(
     state: Console,
     headers: HeaderMap,
-    Form(form): Form<PersonCheckForm>,
+    form: Result<Form<PersonCheckForm>, FormRejection>,
 ) -> Response {
     let l = labels(&headers);
+    let form = form.map_or_else(|_| PersonCheckForm::default(), |Form(f)| f);
     let s = match require_session(&state, &headers) {
         Ok(s) => s,
         Err(r) => return r,

@@ -664,6 +664,14 @@ async fn the_console_refuses_forged_logins_foreign_forms_and_ended_sessions() {
         StatusCode::FORBIDDEN,
         "logout without the token"
     );
+    let bare = dept
+        .send(
+            Request::post("/console/logout")
+                .body(HttpBody::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(bare.status, StatusCode::FORBIDDEN, "logout without a form");
     let logout = dept
         .post_form("/console/logout", &[("csrf", &csrf)], None)
         .await;
