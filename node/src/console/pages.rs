@@ -1431,7 +1431,9 @@ pub async fn prepare(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let built = match super::forms::form(field(&form, "kind")) {
+    // `form` names the form: `kind` is a field of some records (an action's, a
+    // disclosure's).
+    let built = match super::forms::form(field(&form, "form")) {
         Some(spec) => super::forms::build(spec, &pairs),
         None => body_of(&form, &s).map_err(|(f, m)| (f.to_owned(), m)),
     };
@@ -1467,7 +1469,7 @@ fn field<'a>(form: &'a BTreeMap<String, String>, name: &str) -> &'a str {
 }
 
 fn body_of(form: &BTreeMap<String, String>, s: &Session) -> Result<Body, (&'static str, String)> {
-    match field(form, "kind") {
+    match field(form, "form") {
         "body" => serde_json::from_str::<Body>(field(form, "body")).map_err(|e| {
             (
                 "body",
@@ -1517,9 +1519,9 @@ fn body_of(form: &BTreeMap<String, String>, s: &Session) -> Result<Body, (&'stat
             })
         }
         other => Err((
-            "kind",
+            "form",
             format!(
-                "kind: '{}' is not a form this console signs",
+                "form: '{}' is not a form this console signs",
                 other.chars().take(40).collect::<String>()
             ),
         )),

@@ -375,7 +375,28 @@ async fn a_department_works_through_the_console_in_chromium() {
     shot(&b, "publish").await;
     log_out(&b).await;
 
-    // ... and Shanghai's console shows it.
+    // Guangdong's initiator asks every region to act on it, from the entry's page.
+    log_in(&b, &gd, "440000:init", &key_file(tmp.path(), "440000:init")).await;
+    b.goto(&format!(
+        "{gd}/console/check?uscc=91440300MA5DC7KX3L&domain=procurement"
+    ))
+    .await
+    .unwrap();
+    click(&b, "main a[href^='/console/entries/']").await;
+    click(&b, "main a[href^='/console/forms/initiate']").await;
+    wait_for_page(&b, "the initiation form", false, |s| {
+        s.contains("name=\"respond_by\"")
+    })
+    .await;
+    set_value(&b, "[name=reference]", "粤联惩〔2026〕5号").await;
+    set_value(&b, "[name=respond_by]", &today.add_days(10).to_string()).await;
+    click(&b, "input[name=measures][value=P-PROCUREMENT]").await;
+    click(&b, "form[data-sign] button[type=submit]").await;
+    wait_for_page(&b, "the receipt", false, |s| s.contains("✓ 440000#")).await;
+    log_out(&b).await;
+
+    // ... and Shanghai's console shows the entry; its implementer accepts the action
+    // from its inbox and reports the execution.
     log_in(&b, &sh, "310000:impl", &key_file(tmp.path(), "310000:impl")).await;
     b.goto(&format!(
         "{sh}/console/check?uscc=91440300MA5DC7KX3L&domain=procurement"
@@ -387,6 +408,55 @@ async fn a_department_works_through_the_console_in_chromium() {
     })
     .await;
     only_from(&b, &sh).await;
+    b.goto(&format!("{sh}/console/inbox")).await.unwrap();
+    wait_for_page(&b, "Guangdong's action", true, |s| {
+        s.contains("/console/actions/")
+    })
+    .await;
+    click(&b, "main a[href^='/console/actions/']").await;
+    wait_for_page(&b, "the acknowledgement form", false, |s| {
+        s.contains("data-sign=\"acknowledge\"")
+    })
+    .await;
+    click(&b, "form[data-sign] button[type=submit]").await;
+    wait_for_page(&b, "the receipt", false, |s| s.contains("✓ 310000#")).await;
+    click(&b, "main a[href^='/console/forms/execute']").await;
+    wait_for_page(&b, "the execution form", false, |s| {
+        s.contains("name=\"executed_on\"")
+    })
+    .await;
+    set_value(&b, "[name=reference]", "沪财采〔2026〕8号").await;
+    set_value(&b, "[name=executed_on]", &today.to_string()).await;
+    click(&b, "form[data-sign] button[type=submit]").await;
+    wait_for_page(&b, "the receipt", false, |s| s.contains("✓ 310000#")).await;
+    log_out(&b).await;
+
+    // Guangdong's publisher repairs its entry (article 二十一) from the entry's page.
+    log_in(&b, &gd, "440000:pub", &key_file(tmp.path(), "440000:pub")).await;
+    b.goto(&format!(
+        "{gd}/console/check?uscc=91440300MA5DC7KX3L&domain=procurement"
+    ))
+    .await
+    .unwrap();
+    click(&b, "main a[href^='/console/entries/']").await;
+    click(&b, "main a[href^='/console/forms/repair?']").await;
+    wait_for_page(&b, "the repair form", false, |s| {
+        s.contains("name=\"basis\"")
+    })
+    .await;
+    set_value(&b, "[name=reason]", "已足额支付拖欠工资并公开承诺").await;
+    click(&b, "form[data-sign] button[type=submit]").await;
+    wait_for_page(&b, "the receipt", false, |s| s.contains("✓ 440000#")).await;
+    b.goto(&format!(
+        "{gd}/console/check?uscc=91440300MA5DC7KX3L&domain=procurement"
+    ))
+    .await
+    .unwrap();
+    let src = b.source().await.unwrap();
+    assert!(
+        !src.contains("P-PROCUREMENT"),
+        "a repaired entry still applies: {src}"
+    );
     log_out(&b).await;
 
     // An evidence file while both regions are connected, for the verification page.

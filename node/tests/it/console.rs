@@ -429,7 +429,7 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         .post_form(
             "/console/sign/prepare",
             &[
-                ("kind", "acknowledge"),
+                ("form", "acknowledge"),
                 ("action", &aid),
                 ("decision", "declined"),
             ],
@@ -442,7 +442,7 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         .post_form(
             "/console/sign/prepare",
             &[
-                ("kind", "acknowledge"),
+                ("form", "acknowledge"),
                 ("action", &aid),
                 ("decision", "declined"),
                 ("reason", "本地区无相应采购项目 <script>"),
@@ -630,7 +630,7 @@ async fn the_console_refuses_forged_logins_foreign_forms_and_ended_sessions() {
         .post_form(
             "/console/sign/prepare",
             &[
-                ("kind", "acknowledge"),
+                ("form", "acknowledge"),
                 ("action", &aid),
                 ("decision", "accepted"),
             ],
@@ -642,7 +642,7 @@ async fn the_console_refuses_forged_logins_foreign_forms_and_ended_sessions() {
         .post_form(
             "/console/sign/prepare",
             &[
-                ("kind", "acknowledge"),
+                ("form", "acknowledge"),
                 ("action", &aid),
                 ("decision", "accepted"),
             ],
