@@ -567,6 +567,16 @@ mod tests {
         }
     }
 
+    /// `form` names the form in the posted fields: no record field may take it.
+    #[test]
+    fn no_field_is_named_like_the_form_selector() {
+        for spec in FORMS {
+            for field in spec.fields {
+                assert_ne!(field.path, "form", "{}", spec.slug);
+            }
+        }
+    }
+
     #[test]
     fn a_missing_required_field_is_named() {
         let spec = form("revoke").unwrap();

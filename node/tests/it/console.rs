@@ -320,6 +320,35 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         .await;
     assert!(bad.body.contains("uscc"), "{}", bad.body);
     assert!(bad.body.contains("class=\"error\""), "{}", bad.body);
+    // A person's check goes by POST (the number never in a URL); the page shows the
+    // mask, never the number outside the form that downloads the evidence.
+    let csrf = b.csrf().await;
+    let person = b
+        .post_form(
+            "/console/check",
+            &[
+                ("csrf", &csrf),
+                ("person", "11010519491231002X"),
+                ("domain", "travel"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(person.status, StatusCode::OK);
+    assert!(person.body.contains("clear"), "{}", person.body);
+    assert!(
+        person
+            .body
+            .contains(&credfed_protocol::ids::person::mask("11010519491231002X")),
+        "{}",
+        person.body
+    );
+    assert_eq!(
+        person.body.matches("11010519491231002X").count(),
+        1,
+        "{}",
+        person.body
+    );
     // A name search finds the entry.
     let found = b
         .get(&format!("/console/check?name={}", enc("某某公司")))
