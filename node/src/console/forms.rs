@@ -31,6 +31,12 @@ pub enum Input {
     Category,
     /// `all` or region codes separated by commas.
     Targets,
+    /// A person's resident identity number: never put in the body as such; the node
+    /// turns it, with the name, into the person's reference (`POST /v1/persons/refs`)
+    /// before the body is built.
+    PersonNumber,
+    /// The person's name as on the decision document (goes with the number).
+    PersonName,
 }
 
 /// One field.
@@ -101,6 +107,51 @@ pub const FORMS: &[FormSpec] = &[
                 true,
             ),
             f("subject.organisation.name", "名称", "Name", Text, true),
+            f(
+                "basis.document_no",
+                "决定文书号",
+                "Decision document no.",
+                Text,
+                true,
+            ),
+            f(
+                "basis.authority",
+                "决定机关",
+                "Deciding authority",
+                Text,
+                true,
+            ),
+            f("basis.decided_on", "决定日期", "Decided on", Date, true),
+            f("basis.legal_basis", "法律依据", "Legal basis", Text, true),
+            f("effective_from", "起始日期", "Effective from", Date, true),
+            f("expires_on", "截止日期", "Expires on", Date, true),
+            f("findings", "认定情形", "Findings", Findings, false),
+            f(
+                "requested_measures",
+                "请求的措施",
+                "Measures requested",
+                Measures,
+                false,
+            ),
+            f("summary", "摘要", "Summary", LongText, false),
+        ],
+        fixed: &[("related_persons", "[]")],
+    },
+    FormSpec {
+        slug: "publish-person",
+        kind: "list_entry_published",
+        zh: "发布名单条目（自然人）",
+        en: "Publish a list entry (natural person)",
+        fields: &[
+            f("category", "类别", "Category", Category, true),
+            f(
+                "person.number",
+                "身份证号码",
+                "Resident identity number",
+                PersonNumber,
+                true,
+            ),
+            f("person.name", "姓名", "Name", PersonName, true),
             f(
                 "basis.document_no",
                 "决定文书号",
@@ -404,9 +455,34 @@ pub fn measures_for(catalogue: &Catalogue, entry: &ListEntry) -> Vec<(String, St
         .collect()
 }
 
-/// Builds the body a form's values describe; a missing required field or a value of
+/// The person a form names (number and name), if it names one.
+pub fn person_of(spec: &FormSpec, values: &[(String, String)]) -> Option<(String, String)> {
+    let get = |input: Input| {
+        let field = spec.fields.iter().find(|f| f.input == input)?;
+        values
+            .iter()
+            .find(|(k, _)| k == field.path)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    spec.fields
+        .iter()
+        .any(|f| f.input == PersonNumber)
+        .then(|| {
+            (
+                get(PersonNumber).unwrap_or_default(),
+                get(PersonName).unwrap_or_default(),
+            )
+        })
+}
+
+/// Builds the body a form's values describe, with `resolved` values set at their paths
+/// (the person's reference the node computed); a missing required field or a value of
 /// the wrong shape names the field.
-pub fn build(spec: &FormSpec, values: &[(String, String)]) -> Result<Body, (String, String)> {
+pub fn build(
+    spec: &FormSpec,
+    values: &[(String, String)],
+    resolved: &[(&str, Value)],
+) -> Result<Body, (String, String)> {
     let mut obj = Value::Object(Map::new());
     for (path, json) in spec.fixed {
         let v: Value =
@@ -428,6 +504,8 @@ pub fn build(spec: &FormSpec, values: &[(String, String)]) -> Result<Body, (Stri
             ));
         }
         let v = match field.input {
+            // Resolved into the person's reference before the body is built.
+            PersonNumber | PersonName => continue,
             Text | LongText | Date | Measure | Choice(_) if first.is_empty() => {
                 Value::String(String::new())
             }
@@ -488,6 +566,9 @@ pub fn build(spec: &FormSpec, values: &[(String, String)]) -> Result<Body, (Stri
             }
         };
         set(&mut obj, field.path, v);
+    }
+    for (path, v) in resolved {
+        set(&mut obj, path, v.clone());
     }
     let body = serde_json::json!({ spec.kind: obj });
     serde_json::from_value::<Body>(body).map_err(|e| {
@@ -553,11 +634,24 @@ mod tests {
                         Findings => "able_but_refuses",
                         Category => "black:food_and_drug",
                         Targets => "440000,620000",
+                        PersonNumber => "11010519491231002X",
+                        PersonName => "张三",
                     };
                     (f.path.to_owned(), v.to_owned())
                 })
                 .collect();
-            let body = build(spec, &filled).unwrap_or_else(|e| panic!("{}: {e:?}", spec.slug));
+            let resolved = if person_of(spec, &filled).is_some() {
+                vec![(
+                    "subject",
+                    serde_json::json!({"person": {
+                        "id_hash": ID, "masked": "11****************", "name": "张三"
+                    }}),
+                )]
+            } else {
+                vec![]
+            };
+            let body =
+                build(spec, &filled, &resolved).unwrap_or_else(|e| panic!("{}: {e:?}", spec.slug));
             assert_eq!(
                 credfed_protocol::catalogue::snake_name(&body.kind()),
                 spec.kind,
@@ -580,7 +674,7 @@ mod tests {
     #[test]
     fn a_missing_required_field_is_named() {
         let spec = form("revoke").unwrap();
-        let e = build(spec, &values(&[("entry", ID)])).unwrap_err();
+        let e = build(spec, &values(&[("entry", ID)]), &[]).unwrap_err();
         assert_eq!(e.0, "reason");
         assert!(e.1.contains("required"), "{}", e.1);
     }
@@ -591,6 +685,7 @@ mod tests {
         let e = build(
             spec,
             &values(&[("objection", ID), ("outcome", "ignored"), ("note", "n")]),
+            &[],
         )
         .unwrap_err();
         assert_eq!(e.0, "outcome");
@@ -608,7 +703,7 @@ mod tests {
         ];
         let mut all = values(&base);
         all.push(("targets".into(), "all".into()));
-        match build(spec, &all).unwrap() {
+        match build(spec, &all, &[]).unwrap() {
             Body::JointActionInitiated(a) => {
                 assert_eq!(a.targets, credfed_protocol::record::Targets::AllMembers)
             }

@@ -1434,7 +1434,31 @@ pub async fn prepare(
     // `form` names the form: `kind` is a field of some records (an action's, a
     // disclosure's).
     let built = match super::forms::form(field(&form, "form")) {
-        Some(spec) => super::forms::build(spec, &pairs),
+        Some(spec) => {
+            // A person is named by the reference the members' key gives their number
+            // (docs/privacy.md): asked of the API as the CLI asks it, the number only
+            // in this request's body.
+            let mut resolved = Vec::new();
+            if let Some((number, name)) = super::forms::person_of(spec, &pairs) {
+                let r = state
+                    .api(
+                        &s.department,
+                        Method::POST,
+                        "/v1/persons/refs",
+                        Some(&json!({"persons": [{"number": number, "name": name}]})),
+                    )
+                    .await;
+                if !r.status.is_success() {
+                    let field = match r.json["field"].as_str() {
+                        Some(f) if f.contains("name") => "person.name",
+                        _ => "person.number",
+                    };
+                    return json_error(r.status, "invalid", Some(field), &r.message());
+                }
+                resolved.push(("subject", json!({"person": r.json["refs"][0].clone()})));
+            }
+            super::forms::build(spec, &pairs, &resolved)
+        }
         None => body_of(&form, &s).map_err(|(f, m)| (f.to_owned(), m)),
     };
     let body = match built {
@@ -1734,7 +1758,15 @@ pub async fn form_page(
         } else {
             vec![]
         };
-        let probe = probe_entry(c, findings);
+        let mut probe = probe_entry(c, findings);
+        if spec.fields.iter().any(|x| x.input == Input::PersonNumber) {
+            probe.subject =
+                credfed_protocol::record::Subject::Person(credfed_protocol::ids::PersonRef {
+                    id_hash: credfed_protocol::crypto::Hash256([0; 32]),
+                    masked: String::new(),
+                    name: String::new(),
+                });
+        }
         measures = super::forms::measures_for(catalogue, &probe);
     } else if let Some(entry) = q.get("entry").filter(|_| spec.slug == "initiate") {
         let r = state
@@ -1791,7 +1823,9 @@ pub async fn form_page(
                 .cloned()
                 .unwrap_or_default();
             let (widget, options) = match x.input {
-                Input::Text | Input::List | Input::Targets => ("text", vec![]),
+                Input::Text | Input::List | Input::Targets | Input::PersonName => ("text", vec![]),
+                // Typed, never carried in a link (no value from the query).
+                Input::PersonNumber => ("text", vec![]),
                 Input::LongText => ("textarea", vec![]),
                 Input::Date => ("date", vec![]),
                 Input::Category => ("hidden", vec![]),
@@ -1826,6 +1860,7 @@ pub async fn form_page(
             };
             let value = match x.input {
                 Input::Category => category.clone().unwrap_or_default(),
+                Input::PersonNumber => String::new(),
                 Input::Targets if value.is_empty() => "all".into(),
                 _ => value,
             };

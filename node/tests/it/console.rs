@@ -512,6 +512,86 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         .await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.body);
 
+    // A publisher lists a person with the person form: the number becomes the person's
+    // reference through the members' key; the listed person's check then applies it.
+    let mut publisher = Browser::new(gd.router.clone());
+    let r = publisher
+        .log_in("440000:pub", &dept_key("440000:pub"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let form = publisher
+        .get("/console/forms/publish-person?category=black:defying_judgment_or_decision")
+        .await;
+    assert!(
+        form.body.contains("value=\"P-TRAVEL-RAIL\""),
+        "{}",
+        form.body
+    );
+    let pcsrf = publisher.csrf().await;
+    let today = gd.core.now().date_cst();
+    let (decided, from, until) = (
+        today.add_days(-3).to_string(),
+        today.add_days(-2).to_string(),
+        today.add_days(300).to_string(),
+    );
+    let fields = [
+        ("form", "publish-person"),
+        ("category", "black:defying_judgment_or_decision"),
+        ("person.number", "440524188001010014"),
+        ("person.name", "李四"),
+        ("basis.document_no", "（2026）粤01执1号"),
+        ("basis.authority", "广州市中级人民法院"),
+        ("basis.decided_on", &decided),
+        (
+            "basis.legal_basis",
+            "《最高人民法院关于公布失信被执行人名单信息的若干规定》第一条",
+        ),
+        ("effective_from", &from),
+        ("expires_on", &until),
+        ("findings", "able_but_refuses"),
+        ("requested_measures", "P-TRAVEL-RAIL"),
+    ];
+    let prepared = publisher
+        .post_form("/console/sign/prepare", &fields, Some(&pcsrf))
+        .await;
+    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
+    let p = prepared.json();
+    let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&message).contains("440524188001010014"),
+        "the clear number went into the record"
+    );
+    let signature = browser_sign(&dept_key("440000:pub"), &message);
+    let r = publisher
+        .post_json(
+            "/console/sign/submit",
+            &serde_json::json!({"body": p["body"], "signature": signature}),
+            Some(&pcsrf),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let listed = publisher
+        .post_form(
+            "/console/check",
+            &[
+                ("csrf", &pcsrf),
+                ("person", "440524188001010014"),
+                ("domain", "travel"),
+            ],
+            None,
+        )
+        .await;
+    assert!(listed.body.contains("P-TRAVEL-RAIL"), "{}", listed.body);
+    // A number that is not one is named beside its field.
+    let mut bad = fields.to_vec();
+    bad[2] = ("person.number", "440524188001010015");
+    let r = publisher
+        .post_form("/console/sign/prepare", &bad, Some(&pcsrf))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.json()["field"], "person.number");
+    assert!(r.json()["message"].as_str().unwrap().contains("GB 11643"));
+
     // A department revoked while logged in loses its session at the next request.
     let r = c
         .submit_signed(
