@@ -69,6 +69,9 @@ pub struct FormSpec {
     pub fields: &'static [FieldSpec],
     /// Values every body of this form carries that the form does not ask for.
     pub fixed: &'static [(&'static str, &'static str)],
+    /// The form changes a held entry: its content is the starting point (under
+    /// `amended`) and only the fields given change it.
+    pub amends_entry: bool,
 }
 
 const fn f(
@@ -136,6 +139,7 @@ pub const FORMS: &[FormSpec] = &[
             f("summary", "摘要", "Summary", LongText, false),
         ],
         fixed: &[("related_persons", "[]")],
+        amends_entry: false,
     },
     FormSpec {
         slug: "publish-person",
@@ -181,6 +185,63 @@ pub const FORMS: &[FormSpec] = &[
             f("summary", "摘要", "Summary", LongText, false),
         ],
         fixed: &[("related_persons", "[]")],
+        amends_entry: false,
+    },
+    FormSpec {
+        slug: "amend",
+        kind: "list_entry_amended",
+        zh: "更正名单条目（第二十二条，只改填写的项）",
+        en: "Amend a list entry (article 二十二; only the fields filled in change)",
+        fields: &[
+            f("entry", "名单条目", "Entry", Text, true),
+            f(
+                "amended.basis.document_no",
+                "决定文书号",
+                "Decision document no.",
+                Text,
+                false,
+            ),
+            f(
+                "amended.basis.authority",
+                "决定机关",
+                "Deciding authority",
+                Text,
+                false,
+            ),
+            f(
+                "amended.basis.decided_on",
+                "决定日期",
+                "Decided on",
+                Date,
+                false,
+            ),
+            f(
+                "amended.basis.legal_basis",
+                "法律依据",
+                "Legal basis",
+                Text,
+                false,
+            ),
+            f(
+                "amended.effective_from",
+                "起始日期",
+                "Effective from",
+                Date,
+                false,
+            ),
+            f("amended.expires_on", "截止日期", "Expires on", Date, false),
+            f(
+                "amended.requested_measures",
+                "请求的措施",
+                "Measures requested",
+                Measures,
+                false,
+            ),
+            f("amended.summary", "摘要", "Summary", LongText, false),
+            f("reason", "更正原因", "Reason", LongText, true),
+        ],
+        fixed: &[],
+        amends_entry: true,
     },
     FormSpec {
         slug: "revoke",
@@ -192,6 +253,7 @@ pub const FORMS: &[FormSpec] = &[
             f("reason", "原因", "Reason", LongText, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "repair",
@@ -210,6 +272,7 @@ pub const FORMS: &[FormSpec] = &[
             f("reason", "说明", "Details", LongText, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "repair-apply",
@@ -230,6 +293,7 @@ pub const FORMS: &[FormSpec] = &[
             f("filed_on", "申请日期", "Filed on", Date, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "repair-decide",
@@ -249,6 +313,7 @@ pub const FORMS: &[FormSpec] = &[
             f("reason", "理由", "Reasons", LongText, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "initiate",
@@ -270,6 +335,7 @@ pub const FORMS: &[FormSpec] = &[
             f("respond_by", "回复期限", "Respond by", Date, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "execute",
@@ -283,6 +349,7 @@ pub const FORMS: &[FormSpec] = &[
             f("executed_on", "执行日期", "Executed on", Date, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "lift",
@@ -296,6 +363,7 @@ pub const FORMS: &[FormSpec] = &[
             f("reason", "原因", "Reason", LongText, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "object",
@@ -309,6 +377,7 @@ pub const FORMS: &[FormSpec] = &[
             f("filed_on", "受理日期", "Filed on", Date, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "resolve",
@@ -327,6 +396,7 @@ pub const FORMS: &[FormSpec] = &[
             f("note", "说明", "Note", LongText, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "commitment",
@@ -355,6 +425,7 @@ pub const FORMS: &[FormSpec] = &[
             f("due_on", "补正期限", "Due on", Date, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "settle",
@@ -374,6 +445,7 @@ pub const FORMS: &[FormSpec] = &[
             f("note", "说明", "Note", LongText, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "disclose",
@@ -403,6 +475,7 @@ pub const FORMS: &[FormSpec] = &[
             f("public_until", "公示截止", "Public until", Date, true),
         ],
         fixed: &[],
+        amends_entry: false,
     },
 ];
 
@@ -484,6 +557,12 @@ pub fn build(
     resolved: &[(&str, Value)],
 ) -> Result<Body, (String, String)> {
     let mut obj = Value::Object(Map::new());
+    // An amendment starts from the entry as held; a field left empty keeps its value.
+    if spec.amends_entry {
+        for (path, v) in resolved {
+            set(&mut obj, path, v.clone());
+        }
+    }
     for (path, json) in spec.fixed {
         let v: Value =
             serde_json::from_str(json).map_err(|e| (path.to_string(), format!("{path}: {e}")))?;
@@ -497,6 +576,9 @@ pub fn build(
             .filter(|v| !v.is_empty())
             .collect();
         let first = given.first().copied().unwrap_or("");
+        if spec.amends_entry && !field.required && given.is_empty() {
+            continue;
+        }
         if field.required && given.is_empty() {
             return Err((
                 field.path.to_owned(),
@@ -567,8 +649,10 @@ pub fn build(
         };
         set(&mut obj, field.path, v);
     }
-    for (path, v) in resolved {
-        set(&mut obj, path, v.clone());
+    if !spec.amends_entry {
+        for (path, v) in resolved {
+            set(&mut obj, path, v.clone());
+        }
     }
     let body = serde_json::json!({ spec.kind: obj });
     serde_json::from_value::<Body>(body).map_err(|e| {
@@ -640,7 +724,12 @@ mod tests {
                     (f.path.to_owned(), v.to_owned())
                 })
                 .collect();
-            let resolved = if person_of(spec, &filled).is_some() {
+            let resolved = if spec.amends_entry {
+                vec![(
+                    "amended",
+                    serde_json::to_value(sample_entry("black:food_and_drug")).unwrap(),
+                )]
+            } else if person_of(spec, &filled).is_some() {
                 vec![(
                     "subject",
                     serde_json::json!({"person": {
@@ -711,13 +800,43 @@ mod tests {
         }
     }
 
-    /// The measures offered for a food-and-drug black-list entry against a company are
-    /// punishments the catalogue lets serve that category; no incentive is offered.
+    /// An amendment changes only the fields filled in; the rest stay as held.
     #[test]
-    fn measures_offered_fit_the_category_and_the_subject() {
-        let catalogue = Catalogue::embedded().unwrap();
-        let entry = ListEntry {
-            category: parse_category("black:food_and_drug").unwrap(),
+    fn an_amendment_keeps_what_is_not_filled_in() {
+        let held = sample_entry("black:food_and_drug");
+        let spec = form("amend").unwrap();
+        let body = build(
+            spec,
+            &values(&[
+                ("entry", ID),
+                ("amended.expires_on", "2026-12-31"),
+                ("amended.summary", ""),
+                ("reason", "更正"),
+            ]),
+            &[("amended", serde_json::to_value(&held).unwrap())],
+        )
+        .unwrap();
+        match body {
+            Body::ListEntryAmended {
+                amended, reason, ..
+            } => {
+                assert_eq!(amended.expires_on.to_string(), "2026-12-31");
+                assert_eq!(
+                    ListEntry {
+                        expires_on: held.expires_on,
+                        ..amended
+                    },
+                    held
+                );
+                assert_eq!(reason, "更正");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn sample_entry(category: &str) -> ListEntry {
+        ListEntry {
+            category: parse_category(category).unwrap(),
             subject: credfed_protocol::record::Subject::Organisation {
                 uscc: "91350100M000100Y43".into(),
                 name: "x".into(),
@@ -735,7 +854,15 @@ mod tests {
             requested_measures: vec![],
             findings: vec![],
             summary: String::new(),
-        };
+        }
+    }
+
+    /// The measures offered for a food-and-drug black-list entry against a company are
+    /// punishments the catalogue lets serve that category; no incentive is offered.
+    #[test]
+    fn measures_offered_fit_the_category_and_the_subject() {
+        let catalogue = Catalogue::embedded().unwrap();
+        let entry = sample_entry("black:food_and_drug");
         let offered = measures_for(&catalogue, &entry);
         assert!(
             offered.iter().any(|(c, _)| c == "P-PROCUREMENT"),

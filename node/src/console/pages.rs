@@ -1439,6 +1439,21 @@ pub async fn prepare(
             // (docs/privacy.md): asked of the API as the CLI asks it, the number only
             // in this request's body.
             let mut resolved = Vec::new();
+            if spec.amends_entry {
+                let entry = field(&form, "entry");
+                let r = state
+                    .api(
+                        &s.department,
+                        Method::GET,
+                        &format!("/v1/entries/{}", urlencode(entry)),
+                        None,
+                    )
+                    .await;
+                if !r.status.is_success() {
+                    return json_error(r.status, "invalid", Some("entry"), &r.message());
+                }
+                resolved.push(("amended", r.json["entry"]["content"].clone()));
+            }
             if let Some((number, name)) = super::forms::person_of(spec, &pairs) {
                 let r = state
                     .api(
@@ -1614,7 +1629,14 @@ fn record_steps(l: &Labels, kind: &str, v: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if kind == "entries" {
         let id = text(&v["entry"]["id"]);
-        for slug in ["initiate", "object", "repair-apply", "repair", "revoke"] {
+        for slug in [
+            "initiate",
+            "amend",
+            "object",
+            "repair-apply",
+            "repair",
+            "revoke",
+        ] {
             out.push((format!("/console/forms/{slug}?entry={id}"), title(slug)));
         }
         if let Some(o) = v["entry"]["objections"].as_object() {
@@ -1748,6 +1770,8 @@ pub async fn form_page(
     // category with an organisation as subject, or the entry named), or the action's.
     let catalogue = state.api.core.catalogue();
     let mut error = None;
+    // An amendment's form shows the entry as held.
+    let mut held: Option<Value> = None;
     let mut measures: Vec<(String, String)> = Vec::new();
     if let Some(c) = category.as_deref().and_then(super::forms::parse_category) {
         let findings = if c
@@ -1768,7 +1792,10 @@ pub async fn form_page(
                 });
         }
         measures = super::forms::measures_for(catalogue, &probe);
-    } else if let Some(entry) = q.get("entry").filter(|_| spec.slug == "initiate") {
+    } else if let Some(entry) = q
+        .get("entry")
+        .filter(|_| spec.slug == "initiate" || spec.amends_entry)
+    {
         let r = state
             .api(
                 &s.department,
@@ -1778,7 +1805,10 @@ pub async fn form_page(
             )
             .await;
         match serde_json::from_value::<ListEntry>(r.json["entry"]["content"].clone()) {
-            Ok(e) => measures = super::forms::measures_for(catalogue, &e),
+            Ok(e) => {
+                measures = super::forms::measures_for(catalogue, &e);
+                held = Some(r.json["entry"]["content"].clone());
+            }
             Err(_) => error = Some(r.message()),
         }
     } else if let Some(action) = q.get("action") {
@@ -1857,6 +1887,28 @@ pub async fn form_page(
                         false,
                     )],
                 ),
+            };
+            let held_value = held.as_ref().and_then(|h| {
+                let path = x.path.strip_prefix("amended.")?;
+                let mut at = h;
+                for part in path.split('.') {
+                    at = at.get(part)?;
+                }
+                Some(at.clone())
+            });
+            let value = match (&held_value, value.is_empty()) {
+                (Some(v), true) if !v.is_array() => text(v),
+                _ => value,
+            };
+            let options = match &held_value {
+                Some(Value::Array(chosen)) => options
+                    .into_iter()
+                    .map(|(c, t, _)| {
+                        let on = chosen.iter().any(|x| x.as_str() == Some(c.as_str()));
+                        (c, t, on)
+                    })
+                    .collect(),
+                _ => options,
             };
             let value = match x.input {
                 Input::Category => category.clone().unwrap_or_default(),

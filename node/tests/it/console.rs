@@ -582,6 +582,54 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         )
         .await;
     assert!(listed.body.contains("P-TRAVEL-RAIL"), "{}", listed.body);
+    // The publisher corrects the entry: the amendment form shows it as held, and only
+    // the field filled in changes.
+    let found = publisher
+        .get(&format!("/console/check?name={}", enc("李四")))
+        .await;
+    let at = found
+        .body
+        .find("/console/entries/")
+        .expect("the person's entry is listed");
+    let pid = found.body[at + 17..at + 17 + 64].to_owned();
+    let form = publisher
+        .get(&format!("/console/forms/amend?entry={pid}"))
+        .await;
+    assert!(form.body.contains("（2026）粤01执1号"), "{}", form.body);
+    assert!(
+        form.body.contains("value=\"P-TRAVEL-RAIL\" checked"),
+        "{}",
+        form.body
+    );
+    let later = today.add_days(200).to_string();
+    let prepared = publisher
+        .post_form(
+            "/console/sign/prepare",
+            &[
+                ("form", "amend"),
+                ("entry", &pid),
+                ("amended.expires_on", &later),
+                ("reason", "更正截止日期"),
+            ],
+            Some(&pcsrf),
+        )
+        .await;
+    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
+    let p = prepared.json();
+    let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
+    let r = publisher
+        .post_json(
+            "/console/sign/submit",
+            &serde_json::json!({"body": p["body"], "signature": browser_sign(&dept_key("440000:pub"), &message)}),
+            Some(&pcsrf),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let amended = publisher.get(&format!("/console/entries/{pid}")).await;
+    assert!(amended.body.contains(&later), "{}", amended.body);
+    assert!(amended.body.contains("（2026）粤01执1号"));
+    assert!(amended.body.contains("李四"));
+
     // A number that is not one is named beside its field.
     let mut bad = fields.to_vec();
     bad[2] = ("person.number", "440524188001010015");
