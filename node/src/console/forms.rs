@@ -37,6 +37,10 @@ pub enum Input {
     PersonNumber,
     /// The person's name as on the decision document (goes with the number).
     PersonName,
+    /// An evaluation scheme of the catalogue.
+    Scheme,
+    /// A class such as `A` or `AEO` (1 to 4 ASCII characters).
+    Class,
 }
 
 /// One field.
@@ -242,6 +246,40 @@ pub const FORMS: &[FormSpec] = &[
         ],
         fixed: &[],
         amends_entry: true,
+    },
+    FormSpec {
+        slug: "evaluate",
+        kind: "evaluation_published",
+        zh: "发布信用评价结果（第六、十六条）",
+        en: "Publish an evaluation result (articles 六, 十六)",
+        fields: &[
+            f(
+                "subject.organisation.uscc",
+                "统一社会信用代码",
+                "USCC",
+                Text,
+                true,
+            ),
+            f("subject.organisation.name", "名称", "Name", Text, true),
+            f("scheme", "评价体系", "Scheme", Scheme, true),
+            f("grade", "等级", "Class", Class, true),
+            f("evaluated_on", "评价日期", "Evaluated on", Date, true),
+            f("valid_until", "有效期至", "Valid until", Date, true),
+        ],
+        fixed: &[],
+        amends_entry: false,
+    },
+    FormSpec {
+        slug: "evaluation-revoke",
+        kind: "evaluation_revoked",
+        zh: "撤销信用评价结果",
+        en: "Revoke an evaluation result",
+        fields: &[
+            f("evaluation", "评价", "Evaluation", Text, true),
+            f("reason", "原因", "Reason", LongText, true),
+        ],
+        fixed: &[],
+        amends_entry: false,
     },
     FormSpec {
         slug: "revoke",
@@ -588,10 +626,26 @@ pub fn build(
         let v = match field.input {
             // Resolved into the person's reference before the body is built.
             PersonNumber | PersonName => continue,
-            Text | LongText | Date | Measure | Choice(_) if first.is_empty() => {
+            Text | LongText | Date | Measure | Scheme | Choice(_) if first.is_empty() => {
                 Value::String(String::new())
             }
-            Text | LongText | Date | Measure => Value::String(first.to_owned()),
+            Text | LongText | Date | Measure | Scheme => Value::String(first.to_owned()),
+            Class => {
+                let c = first.to_ascii_uppercase();
+                if c.is_empty() || c.len() > 4 || !c.is_ascii() {
+                    return Err((
+                        field.path.to_owned(),
+                        format!(
+                            "{}: '{}' must be 1 to 4 ASCII characters, e.g. A or AEO",
+                            field.path,
+                            first.chars().take(10).collect::<String>()
+                        ),
+                    ));
+                }
+                let mut g = [0u8; 4];
+                g[..c.len()].copy_from_slice(c.as_bytes());
+                serde_json::json!({ "class": g })
+            }
             Choice(options) => {
                 if !options.contains(&first) {
                     return Err((
@@ -707,7 +761,7 @@ mod tests {
                         Text => match f.path {
                             p if p.ends_with("uscc") => "91350100M000100Y43",
                             "entry" | "action" | "objection" | "commitment" | "application"
-                            | "target.entry" => ID,
+                            | "target.entry" | "evaluation" => ID,
                             _ => "x",
                         },
                         LongText => "说明",
@@ -720,6 +774,8 @@ mod tests {
                         Targets => "440000,620000",
                         PersonNumber => "11010519491231002X",
                         PersonName => "张三",
+                        Scheme => "tax-credit",
+                        Class => "a",
                     };
                     (f.path.to_owned(), v.to_owned())
                 })

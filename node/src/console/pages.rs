@@ -963,12 +963,26 @@ fn check_view(
             .map(|a| {
                 a.iter()
                     .map(|e| {
+                        let ev = &e["evaluation"];
+                        let grade = match (&ev["grade"]["class"], &ev["grade"]["score"]) {
+                            (Value::Array(bytes), _) => bytes
+                                .iter()
+                                .filter_map(|b| b.as_u64())
+                                .filter(|b| *b != 0)
+                                .filter_map(|b| char::from_u32(b as u32))
+                                .collect::<String>(),
+                            (_, Value::Number(n)) => format!("{n}‰"),
+                            _ => String::new(),
+                        };
                         format!(
-                            "{} {} {} ({})",
-                            text(&e["scheme"]),
-                            text(&e["class"]),
+                            "{} {} — {} · {} ({}, {} – {})",
+                            text(&ev["scheme"]),
+                            text(&Value::String(grade)),
+                            text(&e["class_meaning"]),
                             text(&e["state"]),
-                            text(&e["region"])
+                            text(&e["region"]),
+                            text(&ev["evaluated_on"]),
+                            text(&ev["valid_until"])
                         )
                     })
                     .collect()
@@ -1857,6 +1871,21 @@ pub async fn form_page(
                 // Typed, never carried in a link (no value from the query).
                 Input::PersonNumber => ("text", vec![]),
                 Input::LongText => ("textarea", vec![]),
+                Input::Class => ("text", vec![]),
+                Input::Scheme => (
+                    "select",
+                    catalogue
+                        .schemes
+                        .iter()
+                        .map(|x| {
+                            (
+                                x.id.clone(),
+                                format!("{} {}", x.id, x.name_zh),
+                                value == x.id,
+                            )
+                        })
+                        .collect(),
+                ),
                 Input::Date => ("date", vec![]),
                 Input::Category => ("hidden", vec![]),
                 Input::Choice(o) => (

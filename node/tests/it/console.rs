@@ -630,6 +630,42 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
     assert!(amended.body.contains("（2026）粤01执1号"));
     assert!(amended.body.contains("李四"));
 
+    // An evaluation result published with its form shows in the company's check.
+    let (evaluated, valid) = (
+        today.add_days(-1).to_string(),
+        today.add_days(365).to_string(),
+    );
+    let prepared = publisher
+        .post_form(
+            "/console/sign/prepare",
+            &[
+                ("form", "evaluate"),
+                ("subject.organisation.uscc", "91440300MA5DC7KX3L"),
+                ("subject.organisation.name", "深圳某某科技有限公司"),
+                ("scheme", "tax-credit"),
+                ("grade", "a"),
+                ("evaluated_on", &evaluated),
+                ("valid_until", &valid),
+            ],
+            Some(&pcsrf),
+        )
+        .await;
+    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
+    let p = prepared.json();
+    let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
+    let r = publisher
+        .post_json(
+            "/console/sign/submit",
+            &serde_json::json!({"body": p["body"], "signature": browser_sign(&dept_key("440000:pub"), &message)}),
+            Some(&pcsrf),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let checked = publisher
+        .get("/console/check?uscc=91440300MA5DC7KX3L&domain=procurement")
+        .await;
+    assert!(checked.body.contains("tax-credit A —"), "{}", checked.body);
+
     // A number that is not one is named beside its field.
     let mut bad = fields.to_vec();
     bad[2] = ("person.number", "440524188001010015");
