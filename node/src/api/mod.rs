@@ -150,6 +150,7 @@ fn api_routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/entries/{id}", get(entry))
         .route("/v1/actions/{id}", get(action))
         .route("/v1/commitments/{id}", get(commitment))
+        .route("/v1/evaluations/{id}", get(evaluation))
         .route("/v1/disclosures/{id}", get(disclosure))
         .route("/v1/inbox", get(inbox))
         .route("/v1/events", get(events::events))
@@ -849,6 +850,26 @@ async fn commitment(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<Str
             .ok_or_else(|| ApiError::not_found("commitment", &id))?;
         let state = c.state_on(core.now().date_cst());
         ok(&json!({ "commitment": c, "state": state }))
+    })();
+    ApiError::respond(result, subject)
+}
+
+/// An evaluation result (articles 六, 十六) and its state today (pending, valid,
+/// suspended, expired, revoked).
+async fn evaluation(State(state): State<Arc<ApiState>>, ApiPath(id): ApiPath<String>) -> Response {
+    let subject = Some(format!(
+        "evaluation {}",
+        id.chars().take(64).collect::<String>()
+    ));
+    let result = (|| {
+        let core = &state.core;
+        let e = core
+            .evaluation(&credfed_protocol::record::EvaluationId(input::record_id(
+                "id", &id,
+            )?))?
+            .ok_or_else(|| ApiError::not_found("evaluation", &id))?;
+        let state = e.state_at(core.now());
+        ok(&json!({ "evaluation": e, "state": state }))
     })();
     ApiError::respond(result, subject)
 }

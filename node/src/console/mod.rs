@@ -173,6 +173,7 @@ pub fn routes(state: Arc<ConsoleState>) -> Router {
         .route("/console/entries/{id}", get(pages::entry_page))
         .route("/console/actions/{id}", get(pages::action_page))
         .route("/console/commitments/{id}", get(pages::commitment_page))
+        .route("/console/evaluations/{id}", get(pages::evaluation_page))
         .route("/console/disclosures/{id}", get(pages::disclosure_page))
         .route("/console/sign", get(pages::sign_page))
         .route("/console/forms", get(pages::forms_page))

@@ -138,7 +138,7 @@ struct CheckView {
     withheld: Vec<(String, String)>,
     declined: Vec<String>,
     entries: Vec<EntryRow>,
-    evaluations: Vec<String>,
+    evaluations: Vec<(String, String)>,
     freshness: Vec<FreshRow>,
 }
 
@@ -974,7 +974,7 @@ fn check_view(
                             (_, Value::Number(n)) => format!("{n}‰"),
                             _ => String::new(),
                         };
-                        format!(
+                        let line = format!(
                             "{} {} — {} · {} ({}, {} – {})",
                             text(&ev["scheme"]),
                             text(&Value::String(grade)),
@@ -983,7 +983,8 @@ fn check_view(
                             text(&e["region"]),
                             text(&ev["evaluated_on"]),
                             text(&ev["valid_until"])
-                        )
+                        );
+                        (text(&e["id"]), line)
                     })
                     .collect()
             })
@@ -1280,6 +1281,15 @@ pub async fn commitment_page(
     record_page(state, headers, "commitments", id).await
 }
 
+/// An evaluation result with its timeline.
+pub async fn evaluation_page(
+    state: Console,
+    headers: HeaderMap,
+    Path(RecordId { id }): Path<RecordId>,
+) -> Response {
+    record_page(state, headers, "evaluations", id).await
+}
+
 /// A disclosed decision (双公示) with its timeline.
 pub async fn disclosure_page(
     state: Console,
@@ -1341,10 +1351,10 @@ async fn record_page(state: Console, headers: HeaderMap, kind: &str, id: String)
         )
     } else if kind != "actions" {
         // Commitments and disclosures: their fields and timeline say it all.
-        let title = if kind == "commitments" {
-            super::forms::form("commitment")
-        } else {
-            super::forms::form("disclose")
+        let title = match kind {
+            "commitments" => super::forms::form("commitment"),
+            "evaluations" => super::forms::form("evaluate"),
+            _ => super::forms::form("disclose"),
         }
         .map_or(kind, |f| if l.lang == "en" { f.en } else { f.zh });
         (format!("{title} · {}", short(&id)), Vec::new(), None)
@@ -1674,6 +1684,13 @@ fn record_steps(l: &Labels, kind: &str, v: &Value) -> Vec<(String, String)> {
         for slug in ["execute", "lift"] {
             out.push((format!("/console/forms/{slug}?action={id}"), title(slug)));
         }
+    } else if kind == "evaluations"
+        && let Some(id) = v["evaluation"]["id"].as_str()
+    {
+        out.push((
+            format!("/console/forms/evaluation-revoke?evaluation={id}"),
+            title("evaluation-revoke"),
+        ));
     } else if kind == "commitments"
         && let Some(id) = v["id"].as_str().or(v["commitment"]["id"].as_str())
     {

@@ -1640,6 +1640,13 @@ impl Core {
     ) -> Result<Option<credfed_protocol::state::DisclosureFold>, StoreError> {
         self.store.disclosure(id)
     }
+    /// An evaluation result as held (its publication and revocation).
+    pub fn evaluation(
+        &self,
+        id: &credfed_protocol::record::EvaluationId,
+    ) -> Result<Option<credfed_protocol::state::EvaluationFold>, StoreError> {
+        self.store.evaluation(id)
+    }
 
     /// A written commitment.
     pub fn commitment(

@@ -665,6 +665,18 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         .get("/console/check?uscc=91440300MA5DC7KX3L&domain=procurement")
         .await;
     assert!(checked.body.contains("tax-credit A —"), "{}", checked.body);
+    let at = checked
+        .body
+        .find("/console/evaluations/")
+        .expect("the evaluation links to its page");
+    let evid = checked.body[at + 21..at + 21 + 64].to_owned();
+    let page = publisher.get(&format!("/console/evaluations/{evid}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("440000:pub"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("/console/forms/evaluation-revoke?evaluation=")
+    );
 
     // A number that is not one is named beside its field.
     let mut bad = fields.to_vec();
