@@ -303,6 +303,27 @@ async fn a_department_works_through_the_console_in_chromium() {
     .unwrap();
     assert!(b.source().await.unwrap().contains("clear"));
 
+    // On a tablet held upright the pages fit the screen's width (nothing to scroll
+    // sideways but wide tables, which scroll inside themselves).
+    b.set_window_size(768, 1024).await.unwrap();
+    for path in [
+        "/console/check?uscc=91350100M000100Y43&domain=procurement",
+        "/console/inbox",
+        "/console/forms/publish?category=black:food_and_drug",
+    ] {
+        b.goto(&format!("{gd}{path}")).await.unwrap();
+        let fits = b
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fits, json!(true), "{path} is wider than a tablet");
+    }
+    shot(&b, "tablet-form").await;
+    b.set_window_size(1280, 800).await.unwrap();
+
     // The inbox leads to the action; declining with a reason is signed and lands.
     b.goto(&format!("{gd}/console/inbox")).await.unwrap();
     shot(&b, "inbox").await;
