@@ -37,6 +37,10 @@ pub enum Input {
     PersonNumber,
     /// The person's name as on the decision document (goes with the number).
     PersonName,
+    /// Related persons of an organisation (article 十一 names legal representatives,
+    /// principals and those directly responsible), one per line as
+    /// `role:number:name`; the numbers become references like the subject's.
+    Related,
     /// An evaluation scheme of the catalogue.
     Scheme,
     /// A class such as `A` or `AEO` (1 to 4 ASCII characters).
@@ -133,6 +137,13 @@ pub const FORMS: &[FormSpec] = &[
             f("effective_from", "起始日期", "Effective from", Date, true),
             f("expires_on", "截止日期", "Expires on", Date, true),
             f("findings", "认定情形", "Findings", Findings, false),
+            f(
+                "related_persons",
+                "相关自然人（每行一人：角色:身份证号码:姓名）",
+                "Related persons (one per line: role:number:name)",
+                Related,
+                false,
+            ),
             f(
                 "requested_measures",
                 "请求的措施",
@@ -586,6 +597,49 @@ pub fn person_of(spec: &FormSpec, values: &[(String, String)]) -> Option<(String
         })
 }
 
+/// The related persons a form lists: `(role, number, name)` per non-empty line, the
+/// role checked; a bad line names the field and its line.
+pub fn related_of(
+    spec: &FormSpec,
+    values: &[(String, String)],
+) -> Result<Vec<(credfed_protocol::record::RelatedRole, String, String)>, (String, String)> {
+    let Some(field) = spec.fields.iter().find(|f| f.input == Related) else {
+        return Ok(Vec::new());
+    };
+    let text = values
+        .iter()
+        .find(|(k, _)| k == field.path)
+        .map_or("", |(_, v)| v.as_str());
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        let bad = |m: String| (field.path.to_owned(), format!("{}[{i}]: {m}", field.path));
+        let parts: Vec<&str> = line.splitn(3, [':', '：']).map(str::trim).collect();
+        let [role, number, name] = parts[..] else {
+            return Err(bad(format!(
+                "'{}' is not role:number:name (e.g. legal_representative:11010519491231002X:张三)",
+                line.chars().take(60).collect::<String>()
+            )));
+        };
+        let role: credfed_protocol::record::RelatedRole =
+            serde_json::from_value(Value::String(role.to_owned())).map_err(|_| {
+                bad(format!(
+                    "role '{}' is not one of legal_representative, principal_responsible, actual_controller, directly_responsible, director_supervisor_or_senior_manager",
+                    role.chars().take(40).collect::<String>()
+                ))
+            })?;
+        if name.is_empty() {
+            return Err(bad("the name is missing".into()));
+        }
+        out.push((role, number.to_owned(), name.to_owned()));
+    }
+    Ok(out)
+}
+
 /// Builds the body a form's values describe, with `resolved` values set at their paths
 /// (the person's reference the node computed); a missing required field or a value of
 /// the wrong shape names the field.
@@ -624,8 +678,8 @@ pub fn build(
             ));
         }
         let v = match field.input {
-            // Resolved into the person's reference before the body is built.
-            PersonNumber | PersonName => continue,
+            // Resolved into persons' references before the body is built.
+            PersonNumber | PersonName | Related => continue,
             Text | LongText | Date | Measure | Scheme | Choice(_) if first.is_empty() => {
                 Value::String(String::new())
             }
@@ -775,6 +829,7 @@ mod tests {
                         PersonNumber => "11010519491231002X",
                         PersonName => "张三",
                         Scheme => "tax-credit",
+                        Related => "legal_representative:11010519491231002X:张三",
                         Class => "a",
                     };
                     (f.path.to_owned(), v.to_owned())
@@ -854,6 +909,30 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn related_persons_are_read_line_by_line_and_bad_lines_named() {
+        let spec = form("publish").unwrap();
+        let ok = related_of(
+            spec,
+            &values(&[(
+                "related_persons",
+                "legal_representative:11010519491231002X:张三\n\n directly_responsible：440524188001010014：李四",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[1].2, "李四");
+        let e = related_of(spec, &values(&[("related_persons", "chairman:1:x")])).unwrap_err();
+        assert_eq!(e.0, "related_persons");
+        assert!(
+            e.1.contains("related_persons[0]: role 'chairman'"),
+            "{}",
+            e.1
+        );
+        let e = related_of(spec, &values(&[("related_persons", "张三")])).unwrap_err();
+        assert!(e.1.contains("role:number:name"), "{}", e.1);
     }
 
     /// An amendment changes only the fields filled in; the rest stay as held.

@@ -1478,23 +1478,71 @@ pub async fn prepare(
                 }
                 resolved.push(("amended", r.json["entry"]["content"].clone()));
             }
-            if let Some((number, name)) = super::forms::person_of(spec, &pairs) {
+            let related = match super::forms::related_of(spec, &pairs) {
+                Ok(r) => r,
+                Err((field, message)) => {
+                    return json_error(StatusCode::BAD_REQUEST, "invalid", Some(&field), &message);
+                }
+            };
+            let subject = super::forms::person_of(spec, &pairs);
+            let mut persons: Vec<Value> = Vec::new();
+            if let Some((number, name)) = &subject {
+                persons.push(json!({"number": number, "name": name}));
+            }
+            for (_, number, name) in &related {
+                persons.push(json!({"number": number, "name": name}));
+            }
+            if !persons.is_empty() {
                 let r = state
                     .api(
                         &s.department,
                         Method::POST,
                         "/v1/persons/refs",
-                        Some(&json!({"persons": [{"number": number, "name": name}]})),
+                        Some(&json!({ "persons": persons })),
                     )
                     .await;
                 if !r.status.is_success() {
-                    let field = match r.json["field"].as_str() {
-                        Some(f) if f.contains("name") => "person.name",
-                        _ => "person.number",
+                    // The API names `persons[i].number`: point at the form's field.
+                    let api_field = r.json["field"].as_str().unwrap_or("");
+                    let index: usize = api_field
+                        .trim_start_matches("persons[")
+                        .split(']')
+                        .next()
+                        .and_then(|i| i.parse().ok())
+                        .unwrap_or(0);
+                    let field = if subject.is_some() && index == 0 {
+                        if api_field.ends_with("name") {
+                            "person.name"
+                        } else {
+                            "person.number"
+                        }
+                    } else {
+                        "related_persons"
                     };
                     return json_error(r.status, "invalid", Some(field), &r.message());
                 }
-                resolved.push(("subject", json!({"person": r.json["refs"][0].clone()})));
+                let refs = r.json["refs"].as_array().cloned().unwrap_or_default();
+                if refs.len() != persons.len() {
+                    return json_error(
+                        StatusCode::BAD_GATEWAY,
+                        "internal",
+                        None,
+                        "the node answered another number of person references than asked",
+                    );
+                }
+                let mut refs = refs.into_iter();
+                if subject.is_some() {
+                    let first = refs.next().unwrap_or(Value::Null);
+                    resolved.push(("subject", json!({ "person": first })));
+                }
+                let listed: Vec<Value> = related
+                    .iter()
+                    .zip(refs)
+                    .map(|((role, _, _), person)| json!({"role": role, "person": person}))
+                    .collect();
+                if !listed.is_empty() {
+                    resolved.push(("related_persons", Value::Array(listed)));
+                }
             }
             super::forms::build(spec, &pairs, &resolved)
         }
@@ -1814,6 +1862,21 @@ pub async fn form_page(
             vec![]
         };
         let mut probe = probe_entry(c, findings);
+        if spec.fields.iter().any(|x| x.input == Input::Related) {
+            // Measures that fall on related persons are offered too: the protocol
+            // refuses them if the entry names no one in that role.
+            probe.related_persons = credfed_protocol::record::RelatedRole::ALL
+                .into_iter()
+                .map(|role| credfed_protocol::record::RelatedPerson {
+                    role,
+                    person: credfed_protocol::ids::PersonRef {
+                        id_hash: credfed_protocol::crypto::Hash256([0; 32]),
+                        masked: String::new(),
+                        name: String::new(),
+                    },
+                })
+                .collect();
+        }
         if spec.fields.iter().any(|x| x.input == Input::PersonNumber) {
             probe.subject =
                 credfed_protocol::record::Subject::Person(credfed_protocol::ids::PersonRef {
@@ -1887,7 +1950,7 @@ pub async fn form_page(
                 Input::Text | Input::List | Input::Targets | Input::PersonName => ("text", vec![]),
                 // Typed, never carried in a link (no value from the query).
                 Input::PersonNumber => ("text", vec![]),
-                Input::LongText => ("textarea", vec![]),
+                Input::LongText | Input::Related => ("textarea", vec![]),
                 Input::Class => ("text", vec![]),
                 Input::Scheme => (
                     "select",
@@ -1958,7 +2021,8 @@ pub async fn form_page(
             };
             let value = match x.input {
                 Input::Category => category.clone().unwrap_or_default(),
-                Input::PersonNumber => String::new(),
+                // Numbers are typed, never carried in a link or shown back.
+                Input::PersonNumber | Input::Related => String::new(),
                 Input::Targets if value.is_empty() => "all".into(),
                 _ => value,
             };

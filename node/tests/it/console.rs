@@ -630,6 +630,72 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
     assert!(amended.body.contains("（2026）粤01执1号"));
     assert!(amended.body.contains("李四"));
 
+    // A court-listed company with its legal representative: the representative's
+    // number becomes a reference too, and the air-travel bar falls on them.
+    let company = [
+        ("form", "publish"),
+        ("category", "black:defying_judgment_or_decision"),
+        ("subject.organisation.uscc", "91350100M000100Y43"),
+        ("subject.organisation.name", "某某建筑劳务有限公司"),
+        ("basis.document_no", "（2026）粤01执2号"),
+        ("basis.authority", "广州市中级人民法院"),
+        ("basis.decided_on", &decided),
+        (
+            "basis.legal_basis",
+            "《最高人民法院关于限制被执行人高消费及有关消费的若干规定》第一条",
+        ),
+        ("effective_from", &from),
+        ("expires_on", &until),
+        ("findings", "able_but_refuses"),
+        (
+            "related_persons",
+            "legal_representative:11010519491231002X:张三",
+        ),
+        ("requested_measures", "P-TRAVEL-AIR"),
+    ];
+    let form = publisher
+        .get("/console/forms/publish?category=black:defying_judgment_or_decision")
+        .await;
+    assert!(
+        form.body.contains("value=\"P-TRAVEL-AIR\""),
+        "{}",
+        form.body
+    );
+    let prepared = publisher
+        .post_form("/console/sign/prepare", &company, Some(&pcsrf))
+        .await;
+    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
+    let p = prepared.json();
+    let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
+    assert!(!String::from_utf8_lossy(&message).contains("11010519491231002X"));
+    let r = publisher
+        .post_json(
+            "/console/sign/submit",
+            &serde_json::json!({"body": p["body"], "signature": browser_sign(&dept_key("440000:pub"), &message)}),
+            Some(&pcsrf),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let rep = publisher
+        .post_form(
+            "/console/check",
+            &[
+                ("csrf", &pcsrf),
+                ("person", "11010519491231002X"),
+                ("domain", "travel"),
+            ],
+            None,
+        )
+        .await;
+    assert!(rep.body.contains("P-TRAVEL-AIR"), "{}", rep.body);
+    let mut bad = company.to_vec();
+    bad[11] = ("related_persons", "chairman:11010519491231002X:张三");
+    let r = publisher
+        .post_form("/console/sign/prepare", &bad, Some(&pcsrf))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["field"], "related_persons");
+
     // An evaluation result published with its form shows in the company's check.
     let (evaluated, valid) = (
         today.add_days(-1).to_string(),
