@@ -597,12 +597,15 @@ pub fn person_of(spec: &FormSpec, values: &[(String, String)]) -> Option<(String
         })
 }
 
+/// One related person as a form lists it: role, clear number, name.
+pub type RelatedLine = (credfed_protocol::record::RelatedRole, String, String);
+
 /// The related persons a form lists: `(role, number, name)` per non-empty line, the
 /// role checked; a bad line names the field and its line.
 pub fn related_of(
     spec: &FormSpec,
     values: &[(String, String)],
-) -> Result<Vec<(credfed_protocol::record::RelatedRole, String, String)>, (String, String)> {
+) -> Result<Vec<RelatedLine>, (String, String)> {
     let Some(field) = spec.fields.iter().find(|f| f.input == Related) else {
         return Ok(Vec::new());
     };
