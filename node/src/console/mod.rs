@@ -170,11 +170,20 @@ pub fn routes(state: Arc<ConsoleState>) -> Router {
             get(pages::evidence_get).post(pages::evidence_person),
         )
         .route("/console/inbox", get(pages::inbox_page))
-        .route("/console/entries/{id}", get(pages::entry_page))
-        .route("/console/actions/{id}", get(pages::action_page))
-        .route("/console/commitments/{id}", get(pages::commitment_page))
-        .route("/console/evaluations/{id}", get(pages::evaluation_page))
-        .route("/console/disclosures/{id}", get(pages::disclosure_page))
+        .route("/console/entries/{id}", pages::record_route("entries"))
+        .route("/console/actions/{id}", pages::record_route("actions"))
+        .route(
+            "/console/commitments/{id}",
+            pages::record_route("commitments"),
+        )
+        .route(
+            "/console/evaluations/{id}",
+            pages::record_route("evaluations"),
+        )
+        .route(
+            "/console/disclosures/{id}",
+            pages::record_route("disclosures"),
+        )
         .route("/console/sign", get(pages::sign_page))
         .route("/console/forms", get(pages::forms_page))
         .route(

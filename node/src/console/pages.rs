@@ -1263,49 +1263,16 @@ pub struct RecordId {
     id: String,
 }
 
-/// An entry with its timeline.
-pub async fn entry_page(
-    state: Console,
-    headers: HeaderMap,
-    Path(RecordId { id }): Path<RecordId>,
-) -> Response {
-    record_page(state, headers, "entries", id).await
-}
-
-/// A written commitment with its timeline.
-pub async fn commitment_page(
-    state: Console,
-    headers: HeaderMap,
-    Path(RecordId { id }): Path<RecordId>,
-) -> Response {
-    record_page(state, headers, "commitments", id).await
-}
-
-/// An evaluation result with its timeline.
-pub async fn evaluation_page(
-    state: Console,
-    headers: HeaderMap,
-    Path(RecordId { id }): Path<RecordId>,
-) -> Response {
-    record_page(state, headers, "evaluations", id).await
-}
-
-/// A disclosed decision (双公示) with its timeline.
-pub async fn disclosure_page(
-    state: Console,
-    headers: HeaderMap,
-    Path(RecordId { id }): Path<RecordId>,
-) -> Response {
-    record_page(state, headers, "disclosures", id).await
-}
-
-/// A joint action with its timeline and the acknowledgement form.
-pub async fn action_page(
-    state: Console,
-    headers: HeaderMap,
-    Path(RecordId { id }): Path<RecordId>,
-) -> Response {
-    record_page(state, headers, "actions", id).await
+/// The route of a record page: `kind` is the API's collection (`entries`, `actions`,
+/// `evaluations`, `commitments`, `disclosures`), read as `/v1/{kind}/{id}`.
+pub fn record_route(
+    kind: &'static str,
+) -> axum::routing::MethodRouter<std::sync::Arc<ConsoleState>> {
+    axum::routing::get(
+        move |state: Console, headers: HeaderMap, Path(RecordId { id }): Path<RecordId>| {
+            record_page(state, headers, kind, id)
+        },
+    )
 }
 
 async fn record_page(state: Console, headers: HeaderMap, kind: &str, id: String) -> Response {

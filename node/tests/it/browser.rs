@@ -10,9 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use credfed_protocol::ids::{DepartmentId, RegionCode};
-use credfed_protocol::record::*;
-use credfed_protocol::time::Timestamp;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -229,43 +226,15 @@ async fn a_department_works_through_the_console_in_chromium() {
     c.start_all().await;
     c.register_departments(0).await;
     c.register_departments(1).await;
-    let today = Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    )
-    .date_cst();
+    let today = today();
     // Shanghai lists a company and asks every region to act.
-    let listed = ListEntry {
-        effective_from: today.add_days(-1),
-        expires_on: today.add_days(365),
-        ..wage_arrears_entry("沪人社罚〔2026〕31号")
-    };
-    let r = c
-        .submit(0, "310000:pub", &Body::ListEntryPublished(listed.clone()))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let action = JointAction {
-        reference: "沪联惩〔2026〕31号".into(),
-        kind: ActionKind::Punishment,
-        entry: entry_id(RegionCode::new(SH, "r").unwrap(), &listed),
-        targets: Targets::AllMembers,
-        measures: listed.requested_measures.clone(),
-        respond_by: today.add_days(14),
-    };
-    let r = c
-        .submit(
+    let (_, aid) = c
+        .list_and_ask_all(
             0,
-            "310000:init",
-            &Body::JointActionInitiated(action.clone()),
+            wage_arrears_entry("沪人社罚〔2026〕31号"),
+            "沪联惩〔2026〕31号",
         )
         .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let aid = action_id(
-        &DepartmentId::parse("310000:init", "d").unwrap(),
-        &action.reference,
-    );
     assert!(
         wait_until(Duration::from_secs(30), || async {
             c.head(1, SH).await >= 6

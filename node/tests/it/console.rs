@@ -8,9 +8,8 @@ use std::time::Duration;
 use axum::body::Body as HttpBody;
 use axum::http::{Request, StatusCode, header};
 use credfed_protocol::crypto::Keypair;
-use credfed_protocol::ids::{DepartmentId, RegionCode};
+use credfed_protocol::ids::DepartmentId;
 use credfed_protocol::record::*;
-use credfed_protocol::time::Timestamp;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -167,6 +166,31 @@ impl Browser {
         .await
     }
 
+    /// Fills a form as the console's script does: prepares the body, signs the message
+    /// with `signer`'s key and submits it. Returns the message signed and the answer.
+    async fn sign_form(
+        &mut self,
+        fields: &[(&str, &str)],
+        csrf: &str,
+        signer: &str,
+    ) -> (Vec<u8>, Answer) {
+        let prepared = self
+            .post_form("/console/sign/prepare", fields, Some(csrf))
+            .await;
+        assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
+        let p = prepared.json();
+        let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
+        let signature = browser_sign(&dept_key(signer), &message);
+        let submitted = self
+            .post_json(
+                "/console/sign/submit",
+                &serde_json::json!({"body": p["body"], "signature": signature}),
+                Some(csrf),
+            )
+            .await;
+        (message, submitted)
+    }
+
     /// The CSRF token the pages carry.
     async fn csrf(&mut self) -> String {
         let home = self.get("/console/").await;
@@ -218,46 +242,13 @@ async fn federation_with_an_action(
     c.wait_writable(1).await;
     c.register_departments(0).await;
     c.register_departments(1).await;
-    let today = Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    )
-    .date_cst();
-    let mut entry = ListEntry {
-        effective_from: today.add_days(-1),
-        expires_on: today.add_days(365),
-        ..wage_arrears_entry("沪<script>alert(1)</script>\"'\u{202E}〔2026〕9号")
-    };
+    let mut entry = wage_arrears_entry("沪<script>alert(1)</script>\"'\u{202E}〔2026〕9号");
     if let Subject::Organisation { name, .. } = &mut entry.subject {
         *name = "<img src=x onerror=alert(2)>某某公司".into();
     }
-    let r = c
-        .submit(0, "310000:pub", &Body::ListEntryPublished(entry.clone()))
+    let (eid, aid) = c
+        .list_and_ask_all(0, entry, "沪联惩〔2026〕<b>22</b>号")
         .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let eid = entry_id(RegionCode::new(SH, "r").unwrap(), &entry);
-    let action = JointAction {
-        reference: "沪联惩〔2026〕<b>22</b>号".into(),
-        kind: ActionKind::Punishment,
-        entry: eid,
-        targets: Targets::AllMembers,
-        measures: entry.requested_measures.clone(),
-        respond_by: today.add_days(14),
-    };
-    let r = c
-        .submit(
-            0,
-            "310000:init",
-            &Body::JointActionInitiated(action.clone()),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let aid = action_id(
-        &DepartmentId::parse("310000:init", "d").unwrap(),
-        &action.reference,
-    );
     // Guangdong holds both records before the pages are read.
     let held = wait_until(Duration::from_secs(30), || async {
         c.head(1, SH).await >= 6
@@ -551,24 +542,11 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         ("findings", "able_but_refuses"),
         ("requested_measures", "P-TRAVEL-RAIL"),
     ];
-    let prepared = publisher
-        .post_form("/console/sign/prepare", &fields, Some(&pcsrf))
-        .await;
-    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
-    let p = prepared.json();
-    let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
+    let (message, r) = publisher.sign_form(&fields, &pcsrf, "440000:pub").await;
     assert!(
         !String::from_utf8_lossy(&message).contains("440524188001010014"),
         "the clear number went into the record"
     );
-    let signature = browser_sign(&dept_key("440000:pub"), &message);
-    let r = publisher
-        .post_json(
-            "/console/sign/submit",
-            &serde_json::json!({"body": p["body"], "signature": signature}),
-            Some(&pcsrf),
-        )
-        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let listed = publisher
         .post_form(
@@ -602,26 +580,16 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         form.body
     );
     let later = today.add_days(200).to_string();
-    let prepared = publisher
-        .post_form(
-            "/console/sign/prepare",
+    let (_, r) = publisher
+        .sign_form(
             &[
                 ("form", "amend"),
                 ("entry", &pid),
                 ("amended.expires_on", &later),
                 ("reason", "更正截止日期"),
             ],
-            Some(&pcsrf),
-        )
-        .await;
-    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
-    let p = prepared.json();
-    let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
-    let r = publisher
-        .post_json(
-            "/console/sign/submit",
-            &serde_json::json!({"body": p["body"], "signature": browser_sign(&dept_key("440000:pub"), &message)}),
-            Some(&pcsrf),
+            &pcsrf,
+            "440000:pub",
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -661,20 +629,8 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         "{}",
         form.body
     );
-    let prepared = publisher
-        .post_form("/console/sign/prepare", &company, Some(&pcsrf))
-        .await;
-    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
-    let p = prepared.json();
-    let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
+    let (message, r) = publisher.sign_form(&company, &pcsrf, "440000:pub").await;
     assert!(!String::from_utf8_lossy(&message).contains("11010519491231002X"));
-    let r = publisher
-        .post_json(
-            "/console/sign/submit",
-            &serde_json::json!({"body": p["body"], "signature": browser_sign(&dept_key("440000:pub"), &message)}),
-            Some(&pcsrf),
-        )
-        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let rep = publisher
         .post_form(
@@ -701,9 +657,8 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         today.add_days(-1).to_string(),
         today.add_days(365).to_string(),
     );
-    let prepared = publisher
-        .post_form(
-            "/console/sign/prepare",
+    let (_, r) = publisher
+        .sign_form(
             &[
                 ("form", "evaluate"),
                 ("subject.organisation.uscc", "91440300MA5DC7KX3L"),
@@ -713,17 +668,8 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
                 ("evaluated_on", &evaluated),
                 ("valid_until", &valid),
             ],
-            Some(&pcsrf),
-        )
-        .await;
-    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
-    let p = prepared.json();
-    let message = hex::decode(p["message"].as_str().unwrap()).unwrap();
-    let r = publisher
-        .post_json(
-            "/console/sign/submit",
-            &serde_json::json!({"body": p["body"], "signature": browser_sign(&dept_key("440000:pub"), &message)}),
-            Some(&pcsrf),
+            &pcsrf,
+            "440000:pub",
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);

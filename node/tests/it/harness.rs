@@ -529,6 +529,61 @@ impl Drop for Node {
     }
 }
 
+/// Today in China Standard Time, by the system clock.
+pub fn today() -> credfed_protocol::time::Date {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+    .date_cst()
+}
+
+impl Cluster {
+    /// Node `i`'s publisher lists `entry` (effective from yesterday for a year) and its
+    /// initiator asks every other member to apply the entry's requested measures within
+    /// two weeks, under `reference`. Returns the entry and the action.
+    pub async fn list_and_ask_all(
+        &self,
+        i: usize,
+        entry: ListEntry,
+        reference: &str,
+    ) -> (
+        credfed_protocol::record::EntryId,
+        credfed_protocol::record::ActionId,
+    ) {
+        use credfed_protocol::record::{ActionKind, JointAction, Targets, action_id, entry_id};
+        let region = self.nodes[i].region;
+        let today = today();
+        let entry = ListEntry {
+            effective_from: today.add_days(-1),
+            expires_on: today.add_days(365),
+            ..entry
+        };
+        let publisher = format!("{region}:pub");
+        let r = self
+            .submit(i, &publisher, &Body::ListEntryPublished(entry.clone()))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let action = JointAction {
+            reference: reference.into(),
+            kind: ActionKind::Punishment,
+            entry: entry_id(region, &entry),
+            targets: Targets::AllMembers,
+            measures: entry.requested_measures.clone(),
+            respond_by: today.add_days(14),
+        };
+        let initiator = format!("{region}:init");
+        let r = self
+            .submit(i, &initiator, &Body::JointActionInitiated(action.clone()))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let initiator = DepartmentId::parse(&initiator, "initiator").unwrap();
+        (action.entry, action_id(&initiator, &action.reference))
+    }
+}
+
 /// Polls `cond` until it holds or `deadline` passes. Returns whether it held.
 pub async fn wait_until<F, Fut>(deadline: Duration, mut cond: F) -> bool
 where
