@@ -65,16 +65,4 @@ pub fn s(v: &Value) -> String {
     }
 }
 
-/// `text` as a URL query value: RFC 3986's unreserved characters as they are, every
-/// other byte of its UTF-8 as `%XX` (a name in Chinese goes in a query this way).
-pub fn query_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use credfed_client::query_value;

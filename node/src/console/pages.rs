@@ -747,16 +747,16 @@ pub async fn check_page(
     if let Some(uscc) = q.uscc.as_deref().filter(|u| !u.trim().is_empty()) {
         let uri = format!(
             "/v1/check?uscc={}&domain={}",
-            urlencode(uscc.trim()),
-            urlencode(&domain)
+            credfed_client::query_value(uscc.trim()),
+            credfed_client::query_value(&domain)
         );
         let reply = state.api(&s.department, Method::GET, &uri, None).await;
         subject = reply.subject.clone();
         if reply.status.is_success() {
             let evidence = format!(
                 "/console/evidence?uscc={}&domain={}",
-                urlencode(uscc.trim()),
-                urlencode(&domain)
+                credfed_client::query_value(uscc.trim()),
+                credfed_client::query_value(&domain)
             );
             p.result = Some(check_view(
                 l,
@@ -769,7 +769,10 @@ pub async fn check_page(
             p.error = Some(shown_error(&reply));
         }
     } else if let Some(name) = q.name.as_deref().filter(|n| !n.trim().is_empty()) {
-        let uri = format!("/v1/entries?name={}&limit=50", urlencode(name.trim()));
+        let uri = format!(
+            "/v1/entries?name={}&limit=50",
+            credfed_client::query_value(name.trim())
+        );
         let reply = state.api(&s.department, Method::GET, &uri, None).await;
         if reply.status.is_success() {
             p.matches = reply.json["items"]
@@ -816,6 +819,30 @@ pub struct PersonCheckForm {
     domain: String,
 }
 
+/// A person's check through the API (`POST /v1/check`, with proofs for an evidence
+/// file) for a session whose form carries its CSRF token.
+async fn ask_about_person(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    form: Result<Form<PersonCheckForm>, FormRejection>,
+    proofs: bool,
+) -> Result<(Session, PersonCheckForm, super::ApiReply), Response> {
+    let form = form.map_or_else(|_| PersonCheckForm::default(), |Form(f)| f);
+    let s = require_session(state, headers)?;
+    if !csrf_ok(&s, form.csrf.as_deref()) {
+        return Err(csrf_refused(labels(headers), &s, state));
+    }
+    let mut request = json!({"person": form.person, "domain": form.domain});
+    if proofs {
+        request["proofs"] = json!(true);
+        request["manifest"] = json!(true);
+    }
+    let reply = state
+        .api(&s.department, Method::POST, "/v1/check", Some(&request))
+        .await;
+    Ok((s, form, reply))
+}
+
 /// A person's check: the number travels in the form body, never in a URL.
 pub async fn check_person(
     state: Console,
@@ -823,22 +850,10 @@ pub async fn check_person(
     form: Result<Form<PersonCheckForm>, FormRejection>,
 ) -> Response {
     let l = labels(&headers);
-    let form = form.map_or_else(|_| PersonCheckForm::default(), |Form(f)| f);
-    let s = match require_session(&state, &headers) {
-        Ok(s) => s,
+    let (s, form, reply) = match ask_about_person(&state, &headers, form, false).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, form.csrf.as_deref()) {
-        return csrf_refused(l, &s, &state);
-    }
-    let reply = state
-        .api(
-            &s.department,
-            Method::POST,
-            "/v1/check",
-            Some(&json!({"person": form.person, "domain": form.domain})),
-        )
-        .await;
     let mut p = CheckPage {
         f: frame(l, Some(&s), &state, "/console/check"),
         csrf: s.csrf.clone(),
@@ -1037,8 +1052,8 @@ pub async fn evidence_get(
     let domain = q.domain.unwrap_or_default();
     let uri = format!(
         "/v1/check?uscc={}&domain={}&proofs=true&manifest=true",
-        urlencode(uscc.trim()),
-        urlencode(&domain)
+        credfed_client::query_value(uscc.trim()),
+        credfed_client::query_value(&domain)
     );
     let reply = state.api(&s.department, Method::GET, &uri, None).await;
     evidence_file(l, &s, &state, reply, &format!("{}-{domain}", uscc.trim()))
@@ -1051,22 +1066,10 @@ pub async fn evidence_person(
     form: Result<Form<PersonCheckForm>, FormRejection>,
 ) -> Response {
     let l = labels(&headers);
-    let form = form.map_or_else(|_| PersonCheckForm::default(), |Form(f)| f);
-    let s = match require_session(&state, &headers) {
-        Ok(s) => s,
+    let (s, form, reply) = match ask_about_person(&state, &headers, form, true).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, form.csrf.as_deref()) {
-        return csrf_refused(l, &s, &state);
-    }
-    let reply = state
-        .api(
-            &s.department,
-            Method::POST,
-            "/v1/check",
-            Some(&json!({"person": form.person, "domain": form.domain, "proofs": true, "manifest": true})),
-        )
-        .await;
     let name = reply
         .subject
         .clone()
@@ -1285,11 +1288,11 @@ async fn record_page(state: Console, headers: HeaderMap, kind: &str, id: String)
         .api(
             &s.department,
             Method::GET,
-            &format!("/v1/{kind}/{}", urlencode(&id)),
+            &format!("/v1/{kind}/{}", credfed_client::query_value(&id)),
             None,
         )
         .await;
-    let here = format!("/console/{kind}/{}", urlencode(&id));
+    let here = format!("/console/{kind}/{}", credfed_client::query_value(&id));
     if !reply.status.is_success() {
         let status = reply.status;
         return audited(
@@ -1436,7 +1439,7 @@ pub async fn prepare(
                     .api(
                         &s.department,
                         Method::GET,
-                        &format!("/v1/entries/{}", urlencode(entry)),
+                        &format!("/v1/entries/{}", credfed_client::query_value(entry)),
                         None,
                     )
                     .await;
@@ -1861,7 +1864,7 @@ pub async fn form_page(
             .api(
                 &s.department,
                 Method::GET,
-                &format!("/v1/entries/{}", urlencode(entry)),
+                &format!("/v1/entries/{}", credfed_client::query_value(entry)),
                 None,
             )
             .await;
@@ -1877,7 +1880,7 @@ pub async fn form_page(
             .api(
                 &s.department,
                 Method::GET,
-                &format!("/v1/actions/{}", urlencode(action)),
+                &format!("/v1/actions/{}", credfed_client::query_value(action)),
                 None,
             )
             .await;
@@ -2372,7 +2375,7 @@ pub async fn reports_page(
     let mut uri = "/v1/reports?period=month".to_owned();
     for (k, v) in [("from", &q.from), ("to", &q.to)] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-            uri.push_str(&format!("&{k}={}", urlencode(v)));
+            uri.push_str(&format!("&{k}={}", credfed_client::query_value(v)));
         }
     }
     let reply = state.api(&s.department, Method::GET, &uri, None).await;
@@ -2586,17 +2589,4 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     secure_headers(&mut r);
     r
-}
-
-/// Percent-encodes a query value.
-fn urlencode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
