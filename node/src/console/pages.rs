@@ -2141,6 +2141,22 @@ pub async fn verify_file(state: Console, headers: HeaderMap, body: Bytes) -> Res
         credfed_protocol::record::SubjectKey::Uscc(u) => u.clone(),
         other => format!("{other:?}").chars().take(80).collect(),
     };
+    if judged.status == VerificationStatus::NotVerified {
+        // Nothing in the file can be relied on: only what it claims to be about, said
+        // as a claim, and the problems.
+        return json_answer(
+            StatusCode::OK,
+            &json!({
+                "status": "not_verified",
+                "headline": headline,
+                "lines": [format!(
+                    "the file claims to answer about {subject} in {} — do not rely on it",
+                    proven.answer.domain.name()
+                )],
+                "failures": judged.failures,
+            }),
+        );
+    }
     let mut lines = vec![
         format!("{}: {subject}", proven.answer.domain.name()),
         format!(
