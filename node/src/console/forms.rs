@@ -429,6 +429,20 @@ pub const FORMS: &[FormSpec] = &[
         amends_entry: false,
     },
     FormSpec {
+        slug: "object-evaluation",
+        kind: "objection_filed",
+        zh: "受理对信用评价的异议（第二十二条）",
+        en: "Record an objection to an evaluation (article 二十二)",
+        fields: &[
+            f("target.evaluation", "信用评价", "Evaluation", Text, true),
+            f("case_no", "受理编号", "Case no.", Text, true),
+            f("grounds", "异议理由", "Grounds", LongText, true),
+            f("filed_on", "受理日期", "Filed on", Date, true),
+        ],
+        fixed: &[],
+        amends_entry: false,
+    },
+    FormSpec {
         slug: "resolve",
         kind: "objection_resolved",
         zh: "异议处理结果",
@@ -818,7 +832,7 @@ mod tests {
                         Text => match f.path {
                             p if p.ends_with("uscc") => "91350100M000100Y43",
                             "entry" | "action" | "objection" | "commitment" | "application"
-                            | "target.entry" | "evaluation" => ID,
+                            | "target.entry" | "target.evaluation" | "evaluation" => ID,
                             _ => "x",
                         },
                         LongText => "说明",

@@ -211,6 +211,7 @@ struct RegionRow {
     seq: String,
     lag: String,
     age: String,
+    witnessed_age: String,
     flags: Vec<String>,
 }
 
@@ -1706,9 +1707,21 @@ fn record_steps(l: &Labels, kind: &str, v: &Value) -> Vec<(String, String)> {
         && let Some(id) = v["evaluation"]["id"].as_str()
     {
         out.push((
+            format!("/console/forms/object-evaluation?evaluation={id}"),
+            title("object-evaluation"),
+        ));
+        out.push((
             format!("/console/forms/evaluation-revoke?evaluation={id}"),
             title("evaluation-revoke"),
         ));
+        if let Some(o) = v["evaluation"]["objections"].as_object() {
+            for oid in o.keys() {
+                out.push((
+                    format!("/console/forms/resolve?objection={oid}"),
+                    format!("{} {}", title("resolve"), short(oid)),
+                ));
+            }
+        }
     } else if kind == "commitments"
         && let Some(id) = v["id"].as_str().or(v["commitment"]["id"].as_str())
     {
@@ -2445,6 +2458,11 @@ pub async fn reports_page(
     )
 }
 
+/// A witnessed checkpoint older than this is flagged on the operator's page: the
+/// verifier's default freshness bound (`credfed verify --max-age`), past which proven
+/// answers about the region verify only as partial.
+const WITNESSED_AGE_WARNING_SECONDS: i64 = 300;
+
 /// The federation at a glance (operators).
 pub async fn federation_page(state: Console, headers: HeaderMap) -> Response {
     let l = labels(&headers);
@@ -2492,9 +2510,38 @@ pub async fn federation_page(state: Console, headers: HeaderMap) -> Response {
         if equivocating.contains(&r) {
             flags.push("equivocation".to_owned());
         }
-        if let Ok(Some(_)) = state.api.core.fork_evidence(m.region) {
-            flags.push("fork".to_owned());
+        // The region's checkpoint as this node holds it: evidence of a fork or a split
+        // view, and the latest checkpoint the members witnessed (its age: how current
+        // proven answers about this region can be).
+        let cp = state
+            .api(
+                &s.department,
+                Method::GET,
+                &format!("/v1/log/{r}/checkpoint"),
+                None,
+            )
+            .await;
+        for (key, flag) in [
+            ("fork_evidence", "fork"),
+            ("split_view_evidence", "split view"),
+            ("equivocation_evidence", "equivocation"),
+        ] {
+            if !cp.json[key].is_null() && !flags.iter().any(|f| f == flag) {
+                flags.push(flag.to_owned());
+            }
         }
+        let witnessed_age = cp.json["witnessed"]
+            .as_str()
+            .and_then(|note| credfed_protocol::checkpoint::SignedCheckpoint::parse(note).ok())
+            .and_then(|w| w.checkpoint.time())
+            .map(|t| {
+                let age = (now_ms / 1000 - i64::try_from(t).unwrap_or(i64::MAX)).max(0);
+                if age > WITNESSED_AGE_WARNING_SECONDS {
+                    flags.push("witnessed checkpoint old".to_owned());
+                }
+                format!("{age} s")
+            })
+            .unwrap_or_else(|| "-".to_owned());
         let connected = r == own || peers.json["connected"].get(&r).is_some();
         if !connected {
             flags.push("unreachable".to_owned());
@@ -2507,6 +2554,7 @@ pub async fn federation_page(state: Console, headers: HeaderMap) -> Response {
                 .as_i64()
                 .map(|t| format!("{} s", (now_ms - t).max(0) / 1000))
                 .unwrap_or_default(),
+            witnessed_age,
             flags,
             region: r,
         });

@@ -689,6 +689,39 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         page.body
             .contains("/console/forms/evaluation-revoke?evaluation=")
     );
+    // An objection to the evaluation, recorded by the objection desk from the
+    // evaluation's page, suspends it; the page then offers its resolution.
+    let mut desk = Browser::new(gd.router.clone());
+    let r = desk.log_in("440000:obj", &dept_key("440000:obj")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let form = desk
+        .get(&format!(
+            "/console/forms/object-evaluation?evaluation={evid}"
+        ))
+        .await;
+    assert!(form.body.contains(&evid), "{}", form.body);
+    let dcsrf = desk.csrf().await;
+    let filed_on = today.to_string();
+    let (_, r) = desk
+        .sign_form(
+            &[
+                ("form", "object-evaluation"),
+                ("target.evaluation", &evid),
+                ("case_no", "粤信异〔2026〕3号"),
+                ("grounds", "评价所依据的纳税记录有误"),
+                ("filed_on", &filed_on),
+            ],
+            &dcsrf,
+            "440000:obj",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let page = desk.get(&format!("/console/evaluations/{evid}")).await;
+    assert!(
+        page.body.contains("/console/forms/resolve?objection="),
+        "{}",
+        page.body
+    );
 
     // A number that is not one is named beside its field.
     let mut bad = fields.to_vec();
@@ -792,6 +825,23 @@ async fn the_console_refuses_forged_logins_foreign_forms_and_ended_sessions() {
         "{}",
         fed.body
     );
+    // Each region's witnessed checkpoint has an age once the members cosign it.
+    let witnessed = wait_until(Duration::from_secs(30), || {
+        let mut op = Browser {
+            router: router.clone(),
+            cookies: op.cookies.clone(),
+        };
+        async move {
+            let page = op.get("/console/federation").await.body;
+            page.matches(" s</td>").count() >= 4
+        }
+    })
+    .await;
+    assert!(
+        witnessed,
+        "no witnessed checkpoint age on the operator's page"
+    );
+
     // The audit log names the console's callers; a department may not read it.
     let audit = op.get("/console/audit?caller=440000:impl").await;
     assert_eq!(audit.status, StatusCode::OK);
