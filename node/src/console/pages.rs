@@ -2549,7 +2549,11 @@ pub async fn federation_page(state: Console, headers: HeaderMap) -> Response {
         regions.push(RegionRow {
             connected,
             seq: text(&head["seq"]),
-            lag: text(&st["lag"][&r]),
+            // Only regions whose newer records a peer has announced have a lag.
+            lag: match &st["lag"][&r] {
+                Value::Null => "-".to_owned(),
+                v => text(v),
+            },
             age: head["timestamp_ms"]
                 .as_i64()
                 .map(|t| format!("{} s", (now_ms - t).max(0) / 1000))
