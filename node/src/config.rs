@@ -225,10 +225,19 @@ pub fn issue_client_cert(
     }
     write_atomically(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
     write_atomically(&cert_path, cert.pem().as_bytes(), 0o644)?;
-    // Registered last: a certificate is usable only once both files are in place.
+    // Registered last: a certificate is usable only once both files are in place. The
+    // file's first line is the department; the next ones say when it was issued and
+    // until when it is valid, for the operator's page (docs/console.md).
+    let not_after = params.not_after;
+    let record = format!(
+        "{department}\nissued_ms={stamp}\nnot_after={:04}-{:02}-{:02}\n",
+        not_after.year(),
+        u8::from(not_after.month()),
+        not_after.day()
+    );
     write_atomically(
         &clients.join(cert_fingerprint(cert.der())),
-        department.to_string().as_bytes(),
+        record.as_bytes(),
         0o644,
     )?;
     Ok(IssuedCertificate {

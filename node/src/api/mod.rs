@@ -401,7 +401,9 @@ fn identify(state: &ApiState, fingerprint: &str) -> Result<DepartmentId, ApiErro
     };
     let text =
         std::fs::read_to_string(state.clients_dir.join(fingerprint)).map_err(|_| unknown())?;
-    let id = DepartmentId::parse(text.trim(), "client").map_err(|_| unknown())?;
+    // The first line names the department (issuance details follow it).
+    let first = text.lines().next().unwrap_or("");
+    let id = DepartmentId::parse(first.trim(), "client").map_err(|_| unknown())?;
     registered(state, id)
 }
 

@@ -2584,11 +2584,16 @@ pub async fn federation_page(state: Console, headers: HeaderMap) -> Response {
     let mut certificates: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Ok(dir) = std::fs::read_dir(&state.api.clients_dir) {
         for e in dir.flatten().take(10_000) {
-            if let Ok(who) = std::fs::read_to_string(e.path()) {
-                certificates
-                    .entry(who.trim().to_owned())
-                    .or_default()
-                    .push(short(&e.file_name().to_string_lossy()));
+            if let Ok(record) = std::fs::read_to_string(e.path()) {
+                let mut lines = record.lines();
+                let who = lines.next().unwrap_or("").trim().to_owned();
+                let until = lines
+                    .find_map(|l| l.strip_prefix("not_after="))
+                    .unwrap_or("?");
+                certificates.entry(who).or_default().push(format!(
+                    "{} (valid until {until})",
+                    short(&e.file_name().to_string_lossy())
+                ));
             }
         }
     }

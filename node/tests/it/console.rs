@@ -825,6 +825,10 @@ async fn the_console_refuses_forged_logins_foreign_forms_and_ended_sessions() {
         "{}",
         fed.body
     );
+    // A department's client certificate, once issued, is listed with its validity.
+    let _impl_client = department_client(&c.nodes[1], "440000:impl");
+    let fed = op.get("/console/federation").await;
+    assert!(fed.body.contains("(valid until "), "{}", fed.body);
     // Each region's witnessed checkpoint has an age once the members cosign it.
     let witnessed = wait_until(Duration::from_secs(30), || {
         let mut op = Browser {
