@@ -253,6 +253,13 @@ pub const FORMS: &[FormSpec] = &[
                 false,
             ),
             f("amended.summary", "摘要", "Summary", LongText, false),
+            f(
+                "amended.related_persons",
+                "相关自然人（填写则整体替换；每行一人：角色:身份证号码:姓名）",
+                "Related persons (replaces them all if given; one per line: role:number:name)",
+                Related,
+                false,
+            ),
             f("reason", "更正原因", "Reason", LongText, true),
         ],
         fixed: &[],

@@ -1511,8 +1511,15 @@ pub async fn prepare(
                     .zip(refs)
                     .map(|((role, _, _), person)| json!({"role": role, "person": person}))
                     .collect();
-                if !listed.is_empty() {
-                    resolved.push(("related_persons", Value::Array(listed)));
+                if let Some(path) = spec
+                    .fields
+                    .iter()
+                    .find(|f| f.input == super::forms::Input::Related)
+                    .map(|f| f.path)
+                    .filter(|_| !listed.is_empty())
+                {
+                    // After the entry as held, for an amendment: given, they replace it.
+                    resolved.push((path, Value::Array(listed)));
                 }
             }
             super::forms::build(spec, &pairs, &resolved)

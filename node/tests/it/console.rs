@@ -644,6 +644,59 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
         )
         .await;
     assert!(rep.body.contains("P-TRAVEL-AIR"), "{}", rep.body);
+    // The company's legal representative changes: an amendment that names only the new
+    // one moves the bar from 张三 to 李四 and leaves the rest of the entry as held.
+    let found = publisher
+        .get(&format!(
+            "/console/check?name={}",
+            enc("某某建筑劳务有限公司")
+        ))
+        .await;
+    let at = found
+        .body
+        .find("/console/entries/")
+        .expect("the company is listed");
+    let cid = found.body[at + 17..at + 17 + 64].to_owned();
+    let (_, r) = publisher
+        .sign_form(
+            &[
+                ("form", "amend"),
+                ("entry", &cid),
+                (
+                    "amended.related_persons",
+                    "legal_representative:440524188001010014:李四",
+                ),
+                ("reason", "法定代表人变更"),
+            ],
+            &pcsrf,
+            "440000:pub",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let travel = |number: &'static str| {
+        let csrf = pcsrf.clone();
+        let mut b = Browser {
+            router: gd.router.clone(),
+            cookies: publisher.cookies.clone(),
+        };
+        async move {
+            b.post_form(
+                "/console/check",
+                &[("csrf", &csrf), ("person", number), ("domain", "travel")],
+                None,
+            )
+            .await
+            .body
+        }
+    };
+    assert!(!travel("11010519491231002X").await.contains("P-TRAVEL-AIR"));
+    assert!(travel("440524188001010014").await.contains("P-TRAVEL-AIR"));
+    let amended = publisher.get(&format!("/console/entries/{cid}")).await;
+    assert!(
+        amended.body.contains("（2026）粤01执2号"),
+        "{}",
+        amended.body
+    );
     let mut bad = company.to_vec();
     bad[11] = ("related_persons", "chairman:11010519491231002X:张三");
     let r = publisher
