@@ -175,8 +175,11 @@ fn main() -> Result<()> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,libp2p_gossipsub=warn,libp2p_swarm=warn".into());
+    // Colour codes only for a terminal: logs written to files (a service's journal, a
+    // testnet's node.log) stay plain text that grep and log shippers read.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init()

@@ -192,8 +192,15 @@ async fn wrong_method(req: Request) -> ApiError {
 
 impl ApiError {
     fn new_not_found_route(path: &str) -> ApiError {
+        // Not a record that may arrive later: the path is not served at all.
         let shown: String = path.chars().take(200).collect();
-        ApiError::not_found("route", &format!("{shown} (see /v1/openapi.json)"))
+        ApiError::with_status(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no route {shown} on this node: the API's paths are in /v1/openapi.json, the web console is at /console/"
+            ),
+        )
     }
 }
 

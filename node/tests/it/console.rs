@@ -262,6 +262,22 @@ async fn federation_with_an_action(
 async fn a_department_checks_and_answers_an_action_in_the_console() {
     let (c, gd, eid, aid) = federation_with_an_action(None).await;
     let mut b = Browser::new(gd.router.clone());
+    // A path the node does not serve says so (not "not replicated yet"), and where the
+    // API and the console are.
+    let unknown = b.get("/v2/nothing").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let message = unknown.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("no route /v2/nothing") && message.contains("/console/"),
+        "{message}"
+    );
+    assert!(!message.contains("replicated"), "{message}");
+    // Shanghai's node writes its log to a file: plain text, no colour codes.
+    let log = c.log(0);
+    assert!(
+        !log.is_empty() && !log.contains('\u{1b}'),
+        "colour codes in node.log"
+    );
 
     // Without a session every page leads to the login page; `/` leads to the console.
     assert_eq!(b.get("/").await.location(), "/console/");
