@@ -101,6 +101,9 @@ fn refused(r: &ApiResponse) -> Failure {
         .and_then(|v| v["code"].as_str().map(str::to_owned))
         .unwrap_or_default();
     let hint = match (r.status, code.as_str()) {
+        (401, "no_client_certificate" | "unknown_client_certificate") => {
+            " (is --cert/--cert-key the client certificate this node issued to the department? A certificate from another node's CA is refused)"
+        }
         (401, _) => " (is the department registered, and is --key the key it was registered with?)",
         (403, "not_allowed") => {
             " (does the department hold the role, and is it a department of this node's region?)"
@@ -112,7 +115,11 @@ fn refused(r: &ApiResponse) -> Failure {
         (503, "person_checks_unavailable") => {
             " (too few members holding person-key shares are connected to this node: `credfed status` shows how many; organisation commands still work; retry when members are back)"
         }
-        (503, _) => " (the node cannot write right now; retry shortly)",
+        (503, "writes_paused") => " (the node cannot write right now; retry shortly)",
+        (503, "no_quorum" | "proofs_unavailable") => {
+            " (too few members cosigned a federation checkpoint just now; retry shortly, or ask without proofs)"
+        }
+        (503, _) => " (the node cannot answer this now; the message says why; retry shortly)",
         _ => "",
     };
     Failure::new(
@@ -638,4 +645,30 @@ fn write_json(p: &Path, v: &impl serde::Serialize) -> Res {
         serde_json::to_string_pretty(v).map_err(|e| invalid(e.to_string()))?,
     )
     .map_err(|e| invalid(format!("{}: {e}", p.display())))
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    fn answer(status: u16, code: &str) -> ApiResponse {
+        ApiResponse {
+            status,
+            body: serde_json::json!({"code": code, "field": null, "message": "m"}).to_string(),
+        }
+    }
+
+    /// A refusal's hint follows its code: a read refused for want of a quorum is not
+    /// "cannot write", a certificate refused is not a signing key's fault.
+    #[test]
+    fn refusal_hints_follow_the_error_code() {
+        let hint = |status, code| refused(&answer(status, code)).message;
+        assert!(hint(503, "writes_paused").contains("cannot write"));
+        assert!(!hint(503, "no_quorum").contains("cannot write"));
+        assert!(hint(503, "no_quorum").contains("without proofs"));
+        assert!(!hint(503, "audit_unavailable").contains("cannot write right now"));
+        assert!(hint(401, "unknown_client_certificate").contains("--cert"));
+        assert!(!hint(401, "unknown_client_certificate").contains("--key the key"));
+        assert!(hint(401, "bad_signature").contains("--key"));
+    }
 }
