@@ -358,6 +358,12 @@ impl NodeConfig {
             path: shown.clone(),
             detail: e.to_string(),
         })?;
+        if value.contains_key("author") && !value.contains_key("region") {
+            return Err(ConfigError::Parse {
+                path: shown,
+                detail: "this is a `credfed` CLI settings file (it names an author), not a node's configuration; give credfed-node the node's config.toml (--config, or CREDFED_NODE_CONFIG)".into(),
+            });
+        }
         for (k, v) in std::env::vars() {
             let Some(name) = k.strip_prefix("CREDFED_") else {
                 continue;
@@ -434,5 +440,23 @@ impl NodeConfig {
                 "authority_key: {e}; set the federation authority's public key (64 hex characters)"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI's settings file given to the node is named as such, with the way out.
+    #[test]
+    fn a_cli_settings_file_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("credfed-node-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pub.toml");
+        std::fs::write(&path, "author = \"110000:pub\"\nnode = \"127.0.0.1:1\"\n").unwrap();
+        let e = NodeConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains("CLI settings file"), "{e}");
+        assert!(e.contains("CREDFED_NODE_CONFIG"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

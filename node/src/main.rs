@@ -60,14 +60,14 @@ enum Cmd {
     /// Run the node.
     Run {
         /// Config file.
-        #[arg(long, env = "CREDFED_CONFIG")]
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
         config: PathBuf,
     },
     /// Issue an API client certificate to a department of this node's region (or to the
     /// operator: `REGION:node`) and register it with the node.
     IssueClientCert {
         /// Config file of the node.
-        #[arg(long, env = "CREDFED_CONFIG")]
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
         config: PathBuf,
         /// Department id, e.g. 310000:scjgj.
         #[arg(long)]
@@ -85,7 +85,7 @@ enum Cmd {
     /// <data-dir>/operator/, created by `init`).
     Status {
         /// Config file of the node.
-        #[arg(long, env = "CREDFED_CONFIG")]
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
         config: PathBuf,
     },
 }

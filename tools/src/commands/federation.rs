@@ -234,10 +234,11 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
                     })
                     .collect();
                 format!(
-                    "{} v{} (expires {} ms)\n{}",
+                    "{} v{} (issued {}, expires {})\n{}",
                     m.federation_id,
                     m.version,
-                    m.expires_at.0,
+                    m.issued_at.cst_string(),
+                    m.expires_at.cst_string(),
                     table(&["region", "name", "node key", "addresses"], &rows)
                 )
             });

@@ -1201,9 +1201,21 @@ pub fn peers(mode: Output, node: &NodeArgs) -> Res {
             .cloned()
             .unwrap_or_default()
             .iter()
-            .map(|(r, p)| vec![r.clone(), s(p), s(&v["last_contact_ms"][r])])
+            .map(|(r, p)| {
+                let contact = v["last_contact_ms"][r]
+                    .as_i64()
+                    .map(|t| {
+                        format!(
+                            "{} ({}s ago)",
+                            cst_time_ms(Timestamp(t)),
+                            (now().0 - t).max(0) / 1000
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into());
+                vec![r.clone(), s(p), contact]
+            })
             .collect();
-        table(&["region", "peer id", "last contact (ms)"], &rows)
+        table(&["region", "peer id", "last contact"], &rows)
     });
     Ok(())
 }
