@@ -178,6 +178,10 @@ async fn joint_action_cycle_between_two_nodes() {
     let action = v["action"].as_str().unwrap().to_string();
     env.wait_json(1, &["action", "show", &action], |_| true)
         .await;
+    // The nodes are connected: `peers` says when each was last heard from, in words.
+    let out = env.cli(1, "440000:impl", &["peers"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" CST (") && text.contains("s ago)"), "{text}");
     env.json(
         1,
         "440000:impl",
