@@ -191,6 +191,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// The parser's message with every run of 15 or more digits (or `X`, a resident
+/// identity number's check character) replaced: a parser quotes the value it could not
+/// read, and a person's number sent with the wrong JSON type must not come back in an
+/// error body, which clients and proxies log (docs/privacy.md).
+fn withhold_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let run = chars[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || **c == 'X' || **c == 'x')
+            .count();
+        if run >= 15 && chars[i].is_ascii_digit() {
+            out.push_str("[number withheld]");
+            i += run;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 fn json_rejection(r: JsonRejection) -> ApiError {
     // A body that is not the documented JSON is 400 (axum says 422 for wrong fields;
     // here 422 means a well-formed request that breaks a rule).
@@ -220,7 +244,7 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         status,
         code,
         Some("body"),
-        format!("body: {hint}: {}", r.body_text()),
+        format!("body: {hint}: {}", withhold_numbers(&r.body_text())),
     )
 }
 
@@ -242,7 +266,7 @@ fn query_rejection(r: QueryRejection) -> ApiError {
         StatusCode::BAD_REQUEST,
         "invalid",
         Some("query"),
-        format!("query: {}", r.body_text()),
+        format!("query: {}", withhold_numbers(&r.body_text())),
     )
 }
 
@@ -271,6 +295,36 @@ fn path_rejection(r: PathRejection) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A person's number sent as a JSON number is refused without being quoted back.
+    #[tokio::test]
+    async fn a_refused_body_never_quotes_a_persons_number() {
+        use axum::extract::FromRequest;
+        #[derive(Debug, serde::Deserialize)]
+        struct Persons {
+            #[allow(dead_code)]
+            number: String,
+        }
+        for body in [
+            r#"{"number": 110105194912310021}"#,
+            r#"{"number": ["11010519491231002X"], "x": 1}"#,
+        ] {
+            let req = axum::http::Request::post("/")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let Err(e) = ApiJson::<Persons>::from_request(req, &()).await else {
+                panic!("{body} was taken");
+            };
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            assert!(!e.message().contains("1101051949123100"), "{}", e.message());
+        }
+        assert_eq!(
+            withhold_numbers("integer `110105194912310021`, expected a string"),
+            "integer `[number withheld]`, expected a string"
+        );
+        assert_eq!(withhold_numbers("line 1 column 34"), "line 1 column 34");
+    }
 
     /// Fail closed: a store that cannot persist answers 503 and says nothing was
     /// acknowledged; paused writes say so.
