@@ -406,12 +406,10 @@ impl ApiClient {
             }
         }
         let mut sender = self.connect().await?;
-        let response = sender.send_request(request).await.map_err(|e| {
-            ClientError::Protocol(format!(
-                "{path} at {}: connection broke off: {e}",
-                pool.addr
-            ))
-        })?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| fresh_connection_broke_off(path, &pool.addr, &e))?;
         self.finish(sender, response).await
     }
 
@@ -635,6 +633,29 @@ impl EventParser {
         }
         Ok(out)
     }
+}
+
+/// A request on a connection just made broke off before its answer. With TLS 1.3 the
+/// node checks a client certificate after the handshake, so a certificate it did not
+/// issue (another node's, or one whose fingerprint was deleted) shows here, as an alert
+/// in the error's chain: the message says so and what to check.
+fn fresh_connection_broke_off(path: &str, addr: &str, e: &hyper::Error) -> ClientError {
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    let lower = chain.to_ascii_lowercase();
+    let hint = if lower.contains("alert") || lower.contains("certificate") {
+        "; the node refused the client certificate: use the one this node issued to your department (credfed-node issue-client-cert on this node), with --cert/--cert-key or CREDFED_CERT/CREDFED_CERT_KEY"
+    } else {
+        ""
+    };
+    ClientError::Protocol(format!(
+        "{path} at {addr}: connection broke off: {chain}{hint}"
+    ))
 }
 
 #[cfg(test)]
