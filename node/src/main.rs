@@ -88,6 +88,11 @@ enum Cmd {
         #[arg(long, env = "CREDFED_NODE_CONFIG")]
         config: PathBuf,
     },
+    /// Shell completions (`credfed-node completions bash > /etc/bash_completion.d/credfed-node`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> Result<()> {
@@ -148,6 +153,16 @@ fn main() -> Result<()> {
             for b in issued.backups {
                 println!("  kept the replaced file as {}", b.display());
             }
+            Ok(())
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "credfed-node",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Cmd::Status { config } => {

@@ -735,3 +735,18 @@ async fn members_reconnect_within_two_seconds_during_a_stranger_flood() {
         );
     }
 }
+
+/// `credfed-node completions SHELL` prints a completion script naming its commands.
+#[test]
+fn the_node_binary_prints_shell_completions() {
+    let out = std::process::Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("credfed-node") && text.contains("issue-client-cert"),
+        "{text}"
+    );
+}
