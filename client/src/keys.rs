@@ -67,6 +67,24 @@ pub fn write_secret(path: &Path, hex_text: &str) -> Result<(), KeyFileError> {
         .map_err(|e| io(format!("cannot write it ({e})")))
 }
 
+/// Writes a public key file (hex and a newline, mode 0644), refusing to overwrite.
+pub fn write_public(path: &Path, hex_text: &str) -> Result<(), KeyFileError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |detail: String| KeyFileError::Io {
+        path: path.display().to_string(),
+        detail,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| io(format!("cannot create it ({e})")))?;
+    f.write_all(format!("{hex_text}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(format!("cannot write it ({e})")))
+}
+
 /// 32 bytes from the operating system.
 pub fn random_secret() -> Result<[u8; 32], KeyFileError> {
     let mut s = [0u8; 32];

@@ -10,14 +10,22 @@ pub fn key(mode: Output, cmd: KeyCmd) -> Res {
             let k = Keypair::from_secret(secret);
             credfed_client::keys::write_secret(&out, &hex::encode(secret))
                 .map_err(|e| invalid(format!("{e:#}")))?;
-            let mut v = json!({"file": out, "public_key": k.public().to_hex()});
+            // The public half beside it: what a department hands to its operator.
+            let mut public_file = out.clone().into_os_string();
+            public_file.push(".pub");
+            let public_file = std::path::PathBuf::from(public_file);
+            credfed_client::keys::write_public(&public_file, &k.public().to_hex())
+                .map_err(|e| invalid(format!("{e:#}")))?;
+            let mut v =
+                json!({"file": out, "public_file": public_file, "public_key": k.public().to_hex()});
             if kind == KeyKind::Node {
                 v["peer_id"] = json!(credfed_client::keys::peer_id(&k.public()));
             }
             emit(mode, &v, || {
                 format!(
-                    "wrote {} (mode 0600)\npublic key {}",
+                    "wrote {} (mode 0600, keep it) and {} (the public key, to hand over)\npublic key {}",
                     out.display(),
+                    public_file.display(),
                     k.public()
                 )
             });
@@ -82,7 +90,7 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
                 version,
                 Timestamp(now),
                 Timestamp(now + valid_days * 86_400_000),
-                public_key_arg(&authority)?,
+                public_key_arg(&authority, true)?,
                 ms,
             );
             if let Some(n) = witnesses {

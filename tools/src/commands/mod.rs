@@ -611,11 +611,29 @@ pub fn now() -> Timestamp {
     )
 }
 
-pub fn public_key_arg(text: &str) -> Result<PublicKey, Failure> {
+pub fn public_key_arg(text: &str, secret_file_allowed: bool) -> Result<PublicKey, Failure> {
     if let Ok(k) = PublicKey::from_hex(text.trim()) {
         return Ok(k);
     }
-    Ok(read_key(Path::new(text))?.public())
+    let path = Path::new(text);
+    // A `.pub` file holds a public key (what `credfed key gen` writes beside the key).
+    if path.extension().is_some_and(|e| e == "pub") {
+        let content = std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        return PublicKey::from_hex(content.trim()).map_err(|e| {
+            invalid(format!(
+                "{}: not a public key ({e}); expected the 64 hex digits `credfed key gen` wrote",
+                path.display()
+            ))
+        });
+    }
+    if !secret_file_allowed {
+        return Err(invalid(format!(
+            "{}: a key file holds a secret key, which never leaves its owner: give the public key instead — the .pub file `credfed key gen` wrote beside it, or the hex `credfed key show` prints",
+            path.display()
+        )));
+    }
+    Ok(read_key(path)?.public())
 }
 
 /// A manifest file as either a signed manifest or a draft (its contents only: whoever
@@ -650,6 +668,34 @@ fn write_json(p: &Path, v: &impl serde::Serialize) -> Res {
 #[cfg(test)]
 mod refusal_tests {
     use super::*;
+
+    /// A department's registration takes a public key (hex or `.pub`), never a secret
+    /// key file; the authority's own tools may read its key file.
+    #[test]
+    fn a_secret_key_file_is_not_taken_for_a_public_key() {
+        let dir = std::env::temp_dir().join(format!("credfed-pub-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = Keypair::from_secret([5; 32]);
+        let secret = dir.join("dept.key");
+        let public = dir.join("dept.key.pub");
+        std::fs::write(&secret, hex::encode(k.secret_bytes())).unwrap();
+        std::fs::write(&public, format!("{}\n", k.public().to_hex())).unwrap();
+        let e = public_key_arg(secret.to_str().unwrap(), false).unwrap_err();
+        assert!(e.message.contains("secret key"), "{}", e.message);
+        assert_eq!(
+            public_key_arg(public.to_str().unwrap(), false).unwrap(),
+            k.public()
+        );
+        assert_eq!(
+            public_key_arg(&k.public().to_hex(), false).unwrap(),
+            k.public()
+        );
+        assert_eq!(
+            public_key_arg(secret.to_str().unwrap(), true).unwrap(),
+            k.public()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn answer(status: u16, code: &str) -> ApiResponse {
         ApiResponse {

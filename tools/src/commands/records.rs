@@ -28,7 +28,7 @@ pub fn dept(mode: Output, command: DeptCmd) -> Res {
                 .collect::<Result<_, _>>()?;
             rs.sort();
             rs.dedup();
-            let key = public_key_arg(&public_key)?;
+            let key = public_key_arg(&public_key, false)?;
             sign_and_submit(
                 mode,
                 &sign,

@@ -1296,6 +1296,16 @@ fn id_check_and_keys_and_completions() {
         std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // The public half lies beside it, readable, holding only the public key.
+    let public = dir.path().join("dept.key.pub");
+    let text = std::fs::read_to_string(&public).unwrap();
+    let secret = std::fs::read_to_string(&k).unwrap();
+    assert_eq!(text.trim().len(), 64);
+    assert_ne!(text.trim(), secret.trim());
+    assert_eq!(
+        std::fs::metadata(&public).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
     assert!(
         !Command::new(CLI)
             .args([
