@@ -157,13 +157,15 @@ fn main() -> Result<()> {
         }
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "credfed-node",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            use std::io::Write;
+            // Into a buffer first: a reader that stops early (`| head`) is no error here
+            // (the daemon keeps SIGPIPE ignored, as a network process must).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "credfed-node", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
         Cmd::Status { config } => {
             let cfg = NodeConfig::load(&config)?;

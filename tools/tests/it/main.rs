@@ -1688,3 +1688,24 @@ async fn a_person_key_refresh_runs_through_the_cli_and_the_authority_step() {
     );
     assert_eq!(person_ref(&env, 1).await, before);
 }
+
+/// A reader that stops early (`credfed … | head`) ends the CLI quietly, no panic.
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(CLI)
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reading end is dropped here, as `head -1` exits.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(first.contains("credfed"), "{first}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
