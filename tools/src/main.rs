@@ -99,13 +99,6 @@ fn load_config_file() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    // Rust ignores SIGPIPE, so a write to a closed pipe (`credfed … | head`) is an error
-    // every print would turn into a panic; with the default action the process ends
-    // quietly as other command-line tools do.
-    // SAFETY: setting a signal's disposition to its default before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     if let Err(e) = load_config_file() {
         eprintln!("error: config file: {e}");
         return ExitCode::from(exit::INVALID);

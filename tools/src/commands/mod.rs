@@ -591,12 +591,13 @@ pub fn run(cli: Cli) -> Res {
         Cmd::Peers { node } => query::peers(mode, &node),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "credfed",
-                &mut std::io::stdout(),
-            );
+            use std::io::Write;
+            // Into a buffer first, written as every output is: a reader that stops early
+            // (`credfed completions bash | head`) ends it quietly (clap_complete panics
+            // on a closed pipe when it writes to stdout itself).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "credfed", &mut script);
+            let _ = std::io::stdout().lock().write_all(&script);
             Ok(())
         }
     }
