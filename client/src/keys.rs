@@ -47,6 +47,16 @@ pub fn read_key(path: &Path) -> Result<Keypair, KeyFileError> {
 
 /// Writes a secret file with mode 0600, refusing to overwrite an existing file.
 pub fn write_secret(path: &Path, hex_text: &str) -> Result<(), KeyFileError> {
+    write_new(path, hex_text.as_bytes(), 0o600)
+}
+
+/// Writes a public key file (hex and a newline, mode 0644), refusing to overwrite.
+pub fn write_public(path: &Path, hex_text: &str) -> Result<(), KeyFileError> {
+    write_new(path, format!("{hex_text}\n").as_bytes(), 0o644)
+}
+
+/// Creates `path` with `mode` and `bytes`, synced; never over an existing file.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyFileError> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |detail: String| KeyFileError::Io {
         path: path.display().to_string(),
@@ -55,32 +65,14 @@ pub fn write_secret(path: &Path, hex_text: &str) -> Result<(), KeyFileError> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .open(path)
         .map_err(|e| {
             io(format!(
                 "cannot create it ({e}); a key file is never overwritten"
             ))
         })?;
-    f.write_all(hex_text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io(format!("cannot write it ({e})")))
-}
-
-/// Writes a public key file (hex and a newline, mode 0644), refusing to overwrite.
-pub fn write_public(path: &Path, hex_text: &str) -> Result<(), KeyFileError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |detail: String| KeyFileError::Io {
-        path: path.display().to_string(),
-        detail,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(|e| io(format!("cannot create it ({e})")))?;
-    f.write_all(format!("{hex_text}\n").as_bytes())
+    f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| io(format!("cannot write it ({e})")))
 }
