@@ -651,7 +651,9 @@ fn fresh_connection_broke_off(path: &str, addr: &str, e: &hyper::Error) -> Clien
     let hint = if lower.contains("alert") || lower.contains("certificate") {
         "; the node refused the client certificate: use the one this node issued to your department (credfed-node issue-client-cert on this node), with --cert/--cert-key or CREDFED_CERT/CREDFED_CERT_KEY"
     } else {
-        ""
+        // The alert may close the connection before the request is even sent, and then
+        // only "not ready" or "canceled" is left of it.
+        "; the node closed a new connection before answering: if it refused the client certificate, use the one this node issued to your department (credfed-node issue-client-cert on this node), with --cert/--cert-key or CREDFED_CERT/CREDFED_CERT_KEY"
     };
     ClientError::Protocol(format!(
         "{path} at {addr}: connection broke off: {chain}{hint}"

@@ -527,7 +527,8 @@ async fn intruders_and_bad_records_are_refused() {
         Err(e) => {
             let m = e.to_string();
             assert!(
-                m.contains("UnknownCA") && m.contains("refused the client certificate"),
+                m.contains("refused the client certificate")
+                    && m.contains("credfed-node issue-client-cert"),
                 "{m}"
             );
         }

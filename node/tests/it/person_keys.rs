@@ -129,6 +129,15 @@ async fn a_lying_member_is_caught_by_its_proof_and_another_member_is_asked() {
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
+    // The rotation asks connected members only: wait until Shanghai holds connections
+    // to both others (on a loaded machine one may still be dialling).
+    let connected = wait_until(Duration::from_secs(30), || async {
+        c.status(0)
+            .await
+            .is_some_and(|s| s["peers_connected"].as_u64().unwrap_or(0) >= 2)
+    })
+    .await;
+    assert!(connected, "Shanghai never connected to both other members");
     // Several distinct numbers (the cache would answer a repeated one), so that the
     // rotation asks Guangdong first at least once.
     for seq in 10..16 {
