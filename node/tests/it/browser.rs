@@ -18,6 +18,29 @@ use crate::harness::*;
 const SH: u32 = 310000;
 const GD: u32 = 440000;
 
+/// Polling the browser against a deadline: `tick` waits for the next poll (every
+/// 100 ms) and fails the test, naming what never happened, once the deadline passes.
+struct Deadline {
+    end: Instant,
+    every: tokio::time::Interval,
+}
+
+impl Deadline {
+    fn in_seconds(seconds: u64) -> Deadline {
+        let mut every = tokio::time::interval(Duration::from_millis(100));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        Deadline {
+            end: Instant::now() + Duration::from_secs(seconds),
+            every,
+        }
+    }
+
+    async fn tick(&mut self, what: impl std::fmt::Display) {
+        assert!(Instant::now() < self.end, "{what}");
+        self.every.tick().await;
+    }
+}
+
 /// chromedriver, stopped with the test.
 struct Driver(Child);
 
@@ -66,17 +89,17 @@ async fn start_browser(profile: &Path) -> (Driver, Client) {
     }))
     .unwrap();
     // chromedriver takes a moment to listen: retry the session until a deadline.
-    let end = Instant::now() + Duration::from_secs(60);
+    let mut deadline = Deadline::in_seconds(60);
     loop {
         let mut b = ClientBuilder::rustls().unwrap();
         b.capabilities(caps.clone());
         match b.connect(&url).await {
             Ok(c) => return (driver, c),
-            Err(e) if Instant::now() < end => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(e) => {
+                deadline
+                    .tick(format!("no WebDriver session with chromium: {e}"))
+                    .await
             }
-            Err(e) => panic!("no WebDriver session with chromium: {e}"),
         }
     }
 }
@@ -88,17 +111,17 @@ async fn wait_for_page(
     reload: bool,
     cond: impl Fn(&str) -> bool,
 ) -> String {
-    let end = Instant::now() + Duration::from_secs(30);
+    let mut deadline = Deadline::in_seconds(30);
     loop {
         let src = b.source().await.unwrap();
         if cond(&src) {
             return src;
         }
-        assert!(Instant::now() < end, "the page never showed {what}:\n{src}");
+        deadline
+            .tick(format!("the page never showed {what}:\n{src}"))
+            .await;
         if reload {
             b.refresh().await.unwrap();
-        } else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -148,21 +171,18 @@ async fn log_in(b: &Client, origin: &str, department: &str, key_file: &Path) {
         .click()
         .await
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(30);
+    let mut deadline = Deadline::in_seconds(30);
     while b.current_url().await.unwrap().path() != "/console/" {
-        let err = b
+        let err = match b
             .find(Locator::Css("#login .form-error, #login .field-error"))
             .await
-            .ok();
-        assert!(
-            Instant::now() < end,
-            "login as {department} did not finish: {:?}",
-            match err {
-                Some(e) => e.text().await.ok(),
-                None => None,
-            }
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        {
+            Ok(e) => e.text().await.ok(),
+            Err(_) => None,
+        };
+        deadline
+            .tick(format!("login as {department} did not finish: {err:?}"))
+            .await;
     }
 }
 
@@ -173,13 +193,11 @@ async fn log_out(b: &Client) {
         .click()
         .await
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(15);
+    let mut deadline = Deadline::in_seconds(15);
     while b.current_url().await.unwrap().path() != "/console/login" {
-        assert!(
-            Instant::now() < end,
-            "logout did not return to the login page"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        deadline
+            .tick("logout did not return to the login page")
+            .await;
     }
 }
 
@@ -504,7 +522,7 @@ async fn a_department_works_through_the_console_in_chromium() {
             .await
             .unwrap();
         click(&b, "#verify button[type=submit]").await;
-        let end = Instant::now() + Duration::from_secs(30);
+        let mut deadline = Deadline::in_seconds(30);
         loop {
             let status = b
                 .find(Locator::Css("#verdict .status"))
@@ -532,8 +550,7 @@ async fn a_department_works_through_the_console_in_chromium() {
                 }
                 break;
             }
-            assert!(Instant::now() < end, "the verification never answered");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            deadline.tick("the verification never answered").await;
         }
     }
     b.close().await.unwrap();
