@@ -110,6 +110,24 @@ pub struct NodeConfig {
     /// (docs/console.md).
     #[serde(default = "default_console_session_seconds")]
     pub console_session_seconds: u64,
+    /// Address of the public side (search pages, open data; docs/public.md), HTTPS
+    /// without client certificates, on a listener and budgets of its own. Empty: not
+    /// served.
+    #[serde(default)]
+    pub public_listen: String,
+    /// Requests per minute one client address may make of the public side (and the
+    /// burst it may save up).
+    #[serde(default = "default_public_requests_per_minute")]
+    pub public_requests_per_minute: u32,
+    /// Public requests handled at once (apart from the API's `api_max_concurrency`).
+    #[serde(default = "default_public_max_concurrency")]
+    pub public_max_concurrency: usize,
+    /// Open public connections in all.
+    #[serde(default = "default_public_max_connections")]
+    pub public_max_connections: usize,
+    /// Open public connections per client address.
+    #[serde(default = "default_public_max_connections_per_client")]
+    pub public_max_connections_per_client: usize,
     /// Time for a client to complete the TLS handshake, ms.
     #[serde(default = "default_api_handshake_timeout_ms")]
     pub api_handshake_timeout_ms: u64,
@@ -175,6 +193,20 @@ fn default_api_max_connections() -> usize {
 fn default_console_session_seconds() -> u64 {
     // A working morning or afternoon: the department logs in with its key again after.
     4 * 3600
+}
+fn default_public_requests_per_minute() -> u32 {
+    // A person reading pages makes a few requests a minute; programs use the open data.
+    120
+}
+fn default_public_max_concurrency() -> usize {
+    // Public requests may wait; the department API's 256 slots are not theirs.
+    16
+}
+fn default_public_max_connections() -> usize {
+    1024
+}
+fn default_public_max_connections_per_client() -> usize {
+    16
 }
 fn default_api_handshake_timeout_ms() -> u64 {
     10_000
@@ -243,6 +275,11 @@ impl NodeConfig {
             api_max_connections_per_client: default_api_max_connections_per_client(),
             api_max_connections: default_api_max_connections(),
             console_session_seconds: default_console_session_seconds(),
+            public_listen: String::new(),
+            public_requests_per_minute: default_public_requests_per_minute(),
+            public_max_concurrency: default_public_max_concurrency(),
+            public_max_connections: default_public_max_connections(),
+            public_max_connections_per_client: default_public_max_connections_per_client(),
             api_handshake_timeout_ms: default_api_handshake_timeout_ms(),
             api_request_head_timeout_ms: default_api_request_head_timeout_ms(),
             api_request_body_timeout_ms: default_api_request_body_timeout_ms(),
@@ -317,6 +354,38 @@ impl NodeConfig {
             1,
             1_000_000,
         )?;
+        range(
+            "public_requests_per_minute",
+            u64::from(self.public_requests_per_minute),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "public_max_concurrency",
+            self.public_max_concurrency as u64,
+            1,
+            65_536,
+        )?;
+        range(
+            "public_max_connections",
+            self.public_max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "public_max_connections_per_client",
+            self.public_max_connections_per_client as u64,
+            1,
+            65_536,
+        )?;
+        if !self.public_listen.is_empty()
+            && self.public_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            bail!(
+                "public_listen = {:?}: expected IP:port, or empty to serve no public side",
+                self.public_listen
+            );
+        }
         range(
             "api_handshake_timeout_ms",
             self.api_handshake_timeout_ms,

@@ -163,6 +163,7 @@ async fn run_mode(
         person_share_text: None,
         p2p_port: free_port(),
         api_port: free_port(),
+        public_port: None,
         listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
     })
     .expect("data directory");

@@ -961,6 +961,7 @@ fn https_checks(
         person_share_text: None,
         p2p_port: free_port(),
         api_port: free_port(),
+        public_port: None,
         listen_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
     })
     .expect("data directory");

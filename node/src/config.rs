@@ -26,6 +26,8 @@ pub struct InitOptions {
     pub p2p_port: u16,
     /// HTTPS API port.
     pub api_port: u16,
+    /// Port of the public side (search pages, open data; docs/public.md), if served.
+    pub public_port: Option<u16>,
     /// Address both listeners bind to, and the API certificate names.
     pub listen_ip: std::net::IpAddr,
 }
@@ -75,6 +77,9 @@ pub fn init_data_dir(opts: &InitOptions) -> Result<InitReport> {
     issue_client_cert(&dir, region, &operator, &dir.join("operator"), false)?;
     let mut cfg = NodeConfig::defaults(region, &dir, opts.listen_ip, opts.p2p_port, opts.api_port);
     cfg.authority_key = opts.authority_key.clone();
+    if let Some(port) = opts.public_port {
+        cfg.public_listen = std::net::SocketAddr::new(opts.listen_ip, port).to_string();
+    }
     cfg.save(&dir.join("config.toml"))?;
     Ok(InitReport {
         dir,

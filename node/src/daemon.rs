@@ -16,7 +16,7 @@ use credfed_protocol::manifest::SignedManifest;
 use tokio::sync::{mpsc, watch};
 
 use crate::api::audit::Audit;
-use crate::api::server::{ServerLimits, serve};
+use crate::api::server::{Listener, ServerLimits, serve};
 use crate::api::{ApiState, RequestLimits, router};
 use crate::config::{NodeConfig, read_key};
 use crate::engine::{Clock, Core, EngineConfig};
@@ -34,9 +34,14 @@ pub struct RunningNode {
     pub api_addr: SocketAddr,
     /// The router the API listener serves (in-process tests call it directly).
     pub router: axum::Router,
+    /// Where the public side listens, if `public_listen` is set.
+    pub public_addr: Option<SocketAddr>,
+    /// The public side's router (built whether or not it listens; tests call it).
+    pub public_router: axum::Router,
     shutdown: watch::Sender<bool>,
     network: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<()>,
+    public: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -45,6 +50,9 @@ impl RunningNode {
     pub async fn stop(self) -> Result<()> {
         let _ = self.shutdown.send(true);
         let _ = self.api.await;
+        if let Some(p) = self.public {
+            let _ = p.await;
+        }
         let _ = self.network.await;
         let core = self.core;
         tokio::task::spawn_blocking(move || core.shutdown())
@@ -359,6 +367,13 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
             crate::api::events::MAX_EVENT_STREAMS,
         )),
     });
+    let public_router = crate::public::router(
+        state.clone(),
+        crate::public::PublicLimits {
+            requests_per_minute: cfg.public_requests_per_minute,
+            max_concurrency: cfg.public_max_concurrency,
+        },
+    );
     let app = router(
         state,
         RequestLimits {
@@ -375,6 +390,38 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         per_client: cfg.api_max_connections_per_client,
         total: cfg.api_max_connections,
         drain: Duration::from_secs(5),
+        listener: Listener::Api,
+    };
+    // The public side: its own listener, connection budgets and TLS without client
+    // certificates (docs/public.md).
+    let (public_addr, public) = if cfg.public_listen.is_empty() {
+        (None, None)
+    } else {
+        let addr: SocketAddr = cfg.public_listen.parse().with_context(|| {
+            format!("public_listen = {:?}: expected IP:port", cfg.public_listen)
+        })?;
+        let public_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "public_listen = {addr}: cannot listen (in use, or not an address of this host?)"
+            )
+        })?;
+        let addr = public_listener.local_addr()?;
+        tracing::info!(%addr, "public side listening (HTTPS, no client certificates)");
+        let public_limits = ServerLimits {
+            per_client: cfg.public_max_connections_per_client,
+            total: cfg.public_max_connections,
+            listener: Listener::Public,
+            ..limits
+        };
+        let task = tokio::spawn(serve(
+            public_listener,
+            Arc::new(public_tls_config(cfg)?),
+            public_router.clone(),
+            public_limits,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
+        (Some(addr), Some(task))
     };
     tracing::info!(%api_addr, region = %region, "API listening (HTTPS)");
     let api = tokio::spawn(serve(
@@ -389,18 +436,57 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         core,
         api_addr,
         router: app,
+        public_addr,
+        public_router,
         shutdown: shutdown_tx,
         network,
         api,
+        public,
     })
+}
+
+/// The node's server certificate chain and key (`tls_cert`, `tls_key`).
+fn server_certificate(
+    cfg: &NodeConfig,
+) -> Result<(
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert_path = cfg.path(&cfg.tls_cert);
+    let certs = CertificateDer::pem_file_iter(&cert_path)
+        .with_context(|| format!("tls_cert = {}: cannot read it", cert_path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("tls_cert = {}: not a PEM certificate", cert_path.display()))?;
+    let key_path = cfg.path(&cfg.tls_key);
+    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| {
+        format!(
+            "tls_key = {}: cannot read a PEM private key",
+            key_path.display()
+        )
+    })?;
+    Ok((certs, key))
+}
+
+/// Server TLS for the public side: the node's server certificate, no client
+/// certificates asked (a browser would otherwise offer its user's).
+pub fn public_tls_config(cfg: &NodeConfig) -> Result<rustls::ServerConfig> {
+    let (certs, key) = server_certificate(cfg)?;
+    let mut server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| "tls_cert and tls_key do not match")?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(server)
 }
 
 /// Server TLS with optional client certificates from the node's API CA: public endpoints
 /// answer without one, everything else checks it (see `api::authenticate`). Offers
 /// HTTP/1.1 only (see `api::server`).
 pub fn api_tls_config(cfg: &NodeConfig) -> Result<rustls::ServerConfig> {
+    use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let ca_path = cfg.path(&PathBuf::from("api-ca.pem"));
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(&ca_path).with_context(|| {
@@ -414,18 +500,9 @@ pub fn api_tls_config(cfg: &NodeConfig) -> Result<rustls::ServerConfig> {
     let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
         .allow_unauthenticated()
         .build()?;
+    let (certs, key) = server_certificate(cfg)?;
     let cert_path = cfg.path(&cfg.tls_cert);
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .with_context(|| format!("tls_cert = {}: cannot read it", cert_path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("tls_cert = {}: not a PEM certificate", cert_path.display()))?;
     let key_path = cfg.path(&cfg.tls_key);
-    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| {
-        format!(
-            "tls_key = {}: cannot read a PEM private key",
-            key_path.display()
-        )
-    })?;
     let mut server = rustls::ServerConfig::builder()
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)

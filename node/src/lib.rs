@@ -18,6 +18,7 @@ pub mod engine;
 pub mod metrics;
 pub mod p2p;
 pub mod person_keys;
+pub mod public;
 pub mod replication;
 pub mod store;
 pub mod wire;

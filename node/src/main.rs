@@ -49,6 +49,10 @@ enum Cmd {
         /// HTTPS API port.
         #[arg(long, default_value_t = 8443)]
         api_port: u16,
+        /// Port of the public side: search pages and open data for anyone, HTTPS
+        /// without client certificates (docs/public.md). Not served unless given.
+        #[arg(long)]
+        public_port: Option<u16>,
         /// Address both listeners bind to (and the API certificate names): the host's
         /// address on the federation's network; loopback by default.
         #[arg(long, default_value = "127.0.0.1")]
@@ -107,6 +111,7 @@ fn main() -> Result<()> {
             person_share,
             p2p_port,
             api_port,
+            public_port,
             listen_ip,
             output,
         } => init(
@@ -116,8 +121,7 @@ fn main() -> Result<()> {
             &authority_key,
             node_key,
             person_share,
-            p2p_port,
-            api_port,
+            (p2p_port, api_port, public_port),
             listen_ip,
             &output,
         ),
@@ -213,8 +217,7 @@ fn init(
     authority_key: &str,
     node_key: Option<PathBuf>,
     person_share: Option<PathBuf>,
-    p2p_port: u16,
-    api_port: u16,
+    (p2p_port, api_port, public_port): (u16, u16, Option<u16>),
     listen_ip: std::net::IpAddr,
     output: &str,
 ) -> Result<()> {
@@ -241,6 +244,7 @@ fn init(
         person_share_text: person_share,
         p2p_port,
         api_port,
+        public_port,
         listen_ip,
     })?;
     if let Some(m) = manifest {

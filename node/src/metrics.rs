@@ -60,6 +60,12 @@ pub struct Metrics {
     pub api_connections_refused: AtomicU64,
     /// Gossip messages reported to gossipsub as invalid (their sender penalised).
     pub gossip_rejected: AtomicU64,
+    /// Public requests served (past the rate limit), docs/public.md.
+    pub public_requests: AtomicU64,
+    /// Public requests refused by the per-address rate limit.
+    pub public_rate_limited: AtomicU64,
+    /// Public connections refused at accept (per-client or total limit).
+    pub public_connections_refused: AtomicU64,
     /// Overlapping ranges fetched because a peer's log seemed to fork from ours.
     pub fork_probes: AtomicU64,
     /// This region's checkpoints witnessed (a quorum of cosignatures reached).
@@ -179,7 +185,7 @@ impl Metrics {
         let c = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 17] = [
             (
                 "credfed_records_ingested_total",
                 "Envelopes admitted.",
@@ -239,6 +245,21 @@ impl Metrics {
                 "credfed_api_connections_refused_total",
                 "API connections refused at accept (per-client or total limit).",
                 &self.api_connections_refused,
+            ),
+            (
+                "credfed_public_requests_total",
+                "Public requests served past the rate limit (docs/public.md).",
+                &self.public_requests,
+            ),
+            (
+                "credfed_public_rate_limited_total",
+                "Public requests refused by the per-address rate limit.",
+                &self.public_rate_limited,
+            ),
+            (
+                "credfed_public_connections_refused_total",
+                "Public connections refused at accept (per-client or total limit).",
+                &self.public_connections_refused,
             ),
             (
                 "credfed_gossip_rejected_total",

@@ -405,6 +405,23 @@ pub const CSV_COLUMNS: [&str; 30] = [
     "checks",
 ];
 
+/// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break; a
+/// field a spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, tab or
+/// carriage return) gets a leading `'`, so that text from records cannot run as one
+/// (OWASP, "CSV injection").
+pub fn csv_field(f: &str) -> String {
+    let f = if f.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{f}")
+    } else {
+        f.to_owned()
+    };
+    if f.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", f.replace('"', "\"\""))
+    } else {
+        f
+    }
+}
+
 /// A report as CSV (RFC 4180: fields with commas, quotes or line breaks quoted), one
 /// line per report line, the region's lines with an empty department.
 pub fn to_csv(lines: &[ReportLine]) -> String {
@@ -444,16 +461,7 @@ pub fn to_csv(lines: &[ReportLine]) -> String {
             l.decisions_disclosed_late.to_string(),
             l.checks.to_string(),
         ];
-        let quoted: Vec<String> = fields
-            .iter()
-            .map(|f| {
-                if f.contains([',', '"', '\n', '\r']) {
-                    format!("\"{}\"", f.replace('"', "\"\""))
-                } else {
-                    f.clone()
-                }
-            })
-            .collect();
+        let quoted: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         out.push_str(&quoted.join(","));
         out.push_str("\r\n");
     }

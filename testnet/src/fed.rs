@@ -86,12 +86,13 @@ pub fn parse_regions(spec: &str) -> Result<Vec<RegionCode>> {
 }
 
 /// Makes a node's data directory with `credfed-node init`: keys, API certificates and a
-/// configuration listening on `ip` at ports `p2p` and `api`.
+/// configuration listening on `ip` at ports `p2p` and `api` (and `public`, the public
+/// side, if given).
 pub fn init_node_dir(
     bin: &Path,
     region: RegionCode,
     dir: &Path,
-    (ip, p2p, api): (std::net::Ipv4Addr, u16, u16),
+    (ip, p2p, api, public): (std::net::Ipv4Addr, u16, u16, Option<u16>),
     authority_key_hex: &str,
     person_share: Option<&Path>,
 ) -> Result<()> {
@@ -110,6 +111,7 @@ pub fn init_node_dir(
             "--authority-key",
             authority_key_hex,
         ])
+        .args(public.map(|p| format!("--public-port={p}")))
         .args(
             person_share
                 .map(|p| [std::ffi::OsStr::new("--person-share"), p.as_os_str()])
@@ -261,7 +263,7 @@ impl Federation {
         let base_port = if lab.is_some() {
             opts.base_port
         } else {
-            crate::procs::free_range(opts.base_port, 2 * regions.len() as u16)?
+            crate::procs::free_range(opts.base_port, 3 * regions.len() as u16)?
         };
         let node_ip = |i: usize| {
             lab.as_ref()
@@ -286,6 +288,8 @@ impl Federation {
             let ndir = dir.join(r.to_string());
             let p2p = base_port + 2 * i as u16;
             let api = p2p + 1;
+            // The public side (docs/public.md) after every node's pair of ports.
+            let public = base_port + 2 * regions.len() as u16 + i as u16;
             let ip = node_ip(i);
             let share_index = by_region
                 .iter()
@@ -298,7 +302,7 @@ impl Federation {
                 &bin,
                 *r,
                 &ndir,
-                (ip, p2p, api),
+                (ip, p2p, api, Some(public)),
                 &authority.public().to_hex(),
                 Some(&share_file),
             );

@@ -690,7 +690,9 @@ pub const CALENDAR_WARNING_DAYS: i32 = 60;
 /// cosigned less than [`FEDERATION_REUSE_SECONDS`] ago and still has every region's
 /// witnessed head held ([`crate::engine::Core::federation_is_current`]), else a fresh
 /// one collected by the network task (waiting at most [`FEDERATION_WAIT`]).
-async fn federation_head(state: &ApiState) -> Result<crate::engine::FederationHead, ApiError> {
+pub(crate) async fn federation_head(
+    state: &ApiState,
+) -> Result<crate::engine::FederationHead, ApiError> {
     if let Some(h) = state.core.federation()
         && state.core.now_seconds().saturating_sub(h.witnessed_at) < FEDERATION_REUSE_SECONDS
     {

@@ -47,6 +47,17 @@ pub struct ServerLimits {
     pub total: usize,
     /// How long shutdown waits for requests in flight.
     pub drain: Duration,
+    /// Which listener this is: its refusals are counted apart.
+    pub listener: Listener,
+}
+
+/// The node's HTTPS listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The department API and console (`api_listen`).
+    Api,
+    /// The public side (`public_listen`, docs/public.md).
+    Public,
 }
 
 /// The client certificate of a request's connection, if it presented one.
@@ -121,16 +132,16 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        let refused = match limits.listener {
+            Listener::Api => &metrics.api_connections_refused,
+            Listener::Public => &metrics.public_connections_refused,
+        };
         let Some(slot) = clients.take(addr.ip(), limits.per_client) else {
-            metrics
-                .api_connections_refused
-                .fetch_add(1, Ordering::Relaxed);
+            refused.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         let Ok(permit) = total.clone().try_acquire_owned() else {
-            metrics
-                .api_connections_refused
-                .fetch_add(1, Ordering::Relaxed);
+            refused.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         // Answers are small writes: without this, Nagle's algorithm holds them for the

@@ -2095,11 +2095,18 @@ pub async fn verify_page(state: Console, headers: HeaderMap) -> Response {
 /// manifest the file carries if the federation's authority signed it, else against this
 /// node's; answers `{status, headline, lines, failures}` for the page to show.
 pub async fn verify_file(state: Console, headers: HeaderMap, body: Bytes) -> Response {
-    use credfed_protocol::federation::{ProvenAnswer, VerificationStatus};
     if let Err(r) = script_session(&state, &headers) {
         return r;
     }
-    let proven = match ProvenAnswer::from_file(&body) {
+    judge_evidence_file(&state.api.core, &body)
+}
+
+/// Verifies an evidence file against the federation's manifest and answers the
+/// judgement as JSON `{status, headline, lines, failures}`: the console's and the public
+/// verification pages (docs/console.md, docs/public.md).
+pub(crate) fn judge_evidence_file(core: &crate::engine::Core, body: &[u8]) -> Response {
+    use credfed_protocol::federation::{ProvenAnswer, VerificationStatus};
+    let proven = match ProvenAnswer::from_file(body) {
         Ok(p) => p,
         Err(e) => {
             return json_error(
@@ -2110,7 +2117,6 @@ pub async fn verify_file(state: Console, headers: HeaderMap, body: Bytes) -> Res
             );
         }
     };
-    let core = &state.api.core;
     let own = core.manifest();
     let (manifest, carried_note) = match &proven.signed_manifest {
         Some(signed) => match signed.verify(&own.authority_key, proven.answer.as_of) {

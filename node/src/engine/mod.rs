@@ -1284,6 +1284,16 @@ impl Core {
             .and_then(|n| credfed_protocol::checkpoint::SignedCheckpoint::parse(&n).ok()))
     }
 
+    /// The latest witnessed checkpoint of `region` held, as its note text.
+    pub fn witnessed_note(&self, region: RegionCode) -> Result<Option<String>, StoreError> {
+        self.store.note(b'C', region)
+    }
+
+    /// The manifest as the authority signed it (what the node was started with).
+    pub fn signed_manifest(&self) -> Option<&credfed_protocol::manifest::SignedManifest> {
+        self.signed_manifest.as_ref()
+    }
+
     /// The largest checkpoint of `region` this node has cosigned as a witness.
     pub fn witness_view(
         &self,
@@ -1669,6 +1679,96 @@ impl Core {
     /// The store engine's page cache: budget and use.
     pub fn store_cache(&self) -> crate::store::CacheUsage {
         self.store.cache_usage()
+    }
+
+    /// Whether a record is published verbatim to the public
+    /// (`credfed_protocol::publicity::record_publicity`), resolving the record it follows
+    /// to its subject as first published: an entry's publication envelope (an amendment
+    /// may correct the subject later), an evaluation's or commitment's content (never
+    /// amended), an objection's target, an action's entry.
+    pub fn record_publicity(
+        &self,
+        body: &credfed_protocol::record::Body,
+    ) -> Result<Result<(), credfed_protocol::publicity::Withheld>, StoreError> {
+        use credfed_protocol::publicity::{About, record_publicity};
+        use credfed_protocol::record::{Body, Subject};
+        enum Step {
+            IsPerson(bool),
+            Follow(About),
+        }
+        let mut failure = None;
+        let mut resolve = |about: About| -> Option<bool> {
+            let mut about = about;
+            // An objection names a target, an action an entry: at most two steps.
+            for _ in 0..3 {
+                let step: Result<Option<Step>, StoreError> = (|| {
+                    Ok(match about {
+                        About::Entry(id) => match self.store.entry(&id)? {
+                            None => None,
+                            Some(f) => {
+                                let bytes = self.store.envelope_at(f.published.pos)?;
+                                let body = bytes.as_deref().and_then(|b| {
+                                    credfed_protocol::envelope::decode_envelope(
+                                        &self.manifest.federation_id,
+                                        b,
+                                    )
+                                    .ok()
+                                    .map(|v| v.body)
+                                });
+                                match body {
+                                    Some(Body::ListEntryPublished(e)) => Some(Step::IsPerson(
+                                        matches!(e.subject, Subject::Person(_)),
+                                    )),
+                                    _ => None,
+                                }
+                            }
+                        },
+                        About::Evaluation(id) => self.store.evaluation(&id)?.map(|f| {
+                            Step::IsPerson(matches!(f.evaluation.subject, Subject::Person(_)))
+                        }),
+                        About::Commitment(id) => self.store.commitment(&id)?.map(|f| {
+                            Step::IsPerson(matches!(f.commitment.subject, Subject::Person(_)))
+                        }),
+                        About::Objection(id) => self
+                            .store
+                            .objection_target(&id)?
+                            .map(|t| Step::Follow(t.into())),
+                        About::Action(id) => self
+                            .store
+                            .action(&id)?
+                            .map(|a| Step::Follow(About::Entry(a.action.entry))),
+                    })
+                })();
+                match step {
+                    Ok(Some(Step::IsPerson(is_person))) => return Some(is_person),
+                    Ok(Some(Step::Follow(next))) => about = next,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        failure = Some(e);
+                        return None;
+                    }
+                }
+            }
+            None
+        };
+        let publicity = record_publicity(body, &mut resolve);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(publicity),
+        }
+    }
+
+    /// The entries, evaluations and commitments that name a subject.
+    pub fn subject_refs(
+        &self,
+        key: &SubjectKey,
+    ) -> Result<Vec<credfed_protocol::ledger::SubjectRef>, StoreError> {
+        credfed_protocol::ledger::StateView::subject_refs(&*self.store, key)
+    }
+
+    /// The envelope at a position, verbatim.
+    pub fn envelope_at(&self, pos: RecordPos) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.envelope_at(pos)
     }
 
     /// The check (应查必查) answered from this replica now.

@@ -13,4 +13,5 @@ mod inbox;
 mod openapi;
 mod person_keys;
 mod proven;
+mod public;
 mod ranges;

@@ -140,7 +140,7 @@ impl Drill {
             &node_bin()?,
             region,
             &dir,
-            (ip, p2p, api),
+            (ip, p2p, api, None),
             &self.fed.authority.public().to_hex(),
             Some(&original_share(&self.fed.nodes[i].dir)),
         )
