@@ -170,16 +170,30 @@ impl RegionFeedVerifier {
                 region,
                 rule: "not a member of the manifest".into(),
             })?;
-        Ok(RegionFeedVerifier {
+        Ok(RegionFeedVerifier::with_node_key(
+            &manifest.federation_id,
             region,
-            federation_id: manifest.federation_id.clone(),
-            node_key: member.node_key,
+            member.node_key,
+        ))
+    }
+
+    /// A verifier from the region's first position, given the federation id and the
+    /// region's node key directly.
+    pub fn with_node_key(
+        federation_id: &str,
+        region: RegionCode,
+        node_key: PublicKey,
+    ) -> RegionFeedVerifier {
+        RegionFeedVerifier {
+            region,
+            federation_id: federation_id.to_owned(),
+            node_key,
             frontier: Frontier::empty(),
             departments: BTreeMap::new(),
             last_published: None,
             published: 0,
             withheld: 0,
-        })
+        }
     }
 
     /// Records applied.

@@ -538,3 +538,159 @@ pub fn ftm_entities(e: &PublicEntry) -> Vec<FtmEntity> {
     };
     vec![party, sanction]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::sha256;
+    use crate::ids::PersonRef;
+    use crate::record::{Basis, BlackCategory, ListEntry, RelatedPerson};
+
+    fn person() -> PersonRef {
+        PersonRef {
+            id_hash: sha256(&[b"publicity-test"]),
+            masked: "11****************".into(),
+            name: "张三".into(),
+        }
+    }
+
+    fn entry(category: Category, subject: Subject, related: Vec<RelatedPerson>) -> ListEntry {
+        let d = |s: &str| Date::parse(s).unwrap();
+        ListEntry {
+            category,
+            subject,
+            related_persons: related,
+            basis: Basis {
+                document_no: "d".into(),
+                authority: "a".into(),
+                decided_on: d("2026-01-05"),
+                legal_basis: "l".into(),
+            },
+            effective_from: d("2026-01-05"),
+            expires_on: d("2029-01-05"),
+            requested_measures: vec![],
+            findings: vec![],
+            summary: "s".into(),
+        }
+    }
+
+    fn org() -> Subject {
+        Subject::Organisation {
+            uscc: "91350100M000100Y43".into(),
+            name: "某某公司".into(),
+            check_exemption: None,
+        }
+    }
+
+    #[test]
+    fn art11_14_a_record_naming_a_person_is_withheld_and_one_about_an_organisation_published() {
+        let black = Category::Black(BlackCategory::FoodAndDrug);
+        let plain = Body::ListEntryPublished(entry(black, org(), vec![]));
+        assert_eq!(record_publicity(&plain, |_| None), Ok(()));
+        let rep = vec![RelatedPerson {
+            role: RelatedRole::LegalRepresentative,
+            person: person(),
+        }];
+        let with_rep = Body::ListEntryPublished(entry(black, org(), rep));
+        assert_eq!(
+            record_publicity(&with_rep, |_| Some(false)),
+            Err(Withheld::NamesANaturalPerson)
+        );
+        let of_person = Body::ListEntryPublished(entry(black, Subject::Person(person()), vec![]));
+        assert_eq!(
+            record_publicity(&of_person, |_| Some(false)),
+            Err(Withheld::NamesANaturalPerson)
+        );
+        // A follow-up takes the subject of what it follows; unresolved fails closed.
+        let id = EntryId(sha256(&[b"e"]));
+        let repair = Body::ListEntryRevoked {
+            entry: id,
+            reason: "r".into(),
+        };
+        assert_eq!(record_publicity(&repair, |_| Some(false)), Ok(()));
+        assert_eq!(
+            record_publicity(&repair, |_| Some(true)),
+            Err(Withheld::AboutANaturalPerson)
+        );
+        assert_eq!(
+            record_publicity(&repair, |_| None),
+            Err(Withheld::Unresolved)
+        );
+        let evidence = Body::EquivocationEvidence {
+            first: vec![],
+            second: vec![],
+        };
+        assert_eq!(
+            record_publicity(&evidence, |_| Some(false)),
+            Err(Withheld::EquivocationEvidence)
+        );
+    }
+
+    #[test]
+    fn fashi_2017_7_court_listed_debtors_are_shown_by_name_and_masked_number_others_not_at_all() {
+        let now = Timestamp(1_780_000_000_000); // 2026-05
+        let fold_of = |e: ListEntry| {
+            EntryFold::published(
+                EntryId(sha256(&[b"x"])),
+                crate::state::Origin {
+                    pos: crate::state::RecordPos {
+                        region: RegionCode::new(310000, "r").unwrap(),
+                        seq: 1,
+                    },
+                    at: now,
+                    author: DepartmentId::parse("310000:pub", "a").unwrap(),
+                },
+                e,
+            )
+        };
+        let debtor = fold_of(entry(
+            Category::Black(BlackCategory::DefyingJudgmentOrDecision),
+            Subject::Person(person()),
+            vec![],
+        ));
+        let shown = public_entry(&debtor, now).expect("a court-listed debtor is public");
+        assert_eq!(
+            shown.subject,
+            PublicSubject::Person {
+                name: "张三".into(),
+                masked: "11****************".into()
+            }
+        );
+        assert!(shown.person_basis.unwrap().contains("法释〔2017〕7号"));
+        for b in BlackCategory::ALL {
+            let f = fold_of(entry(Category::Black(b), Subject::Person(person()), vec![]));
+            assert_eq!(
+                public_entry(&f, now).is_some(),
+                b == BlackCategory::DefyingJudgmentOrDecision,
+                "{b:?}"
+            );
+        }
+        // Of an organisation's related persons only the legal representative is named.
+        for role in RelatedRole::ALL {
+            let f = fold_of(entry(
+                Category::Black(BlackCategory::FoodAndDrug),
+                org(),
+                vec![RelatedPerson {
+                    role,
+                    person: person(),
+                }],
+            ));
+            let e = public_entry(&f, now).unwrap();
+            assert_eq!(
+                e.legal_representative.is_some(),
+                role == RelatedRole::LegalRepresentative
+            );
+        }
+        // No projection carries the person key, whatever it shows.
+        let text = format!("{:?}", public_entry(&debtor, now));
+        assert!(!text.contains(&person().id_hash.to_hex()));
+    }
+
+    #[test]
+    fn csv_fields_cannot_run_as_formulas() {
+        assert_eq!(crate::report::csv_field("=1+1"), "'=1+1");
+        assert_eq!(crate::report::csv_field("-2,3"), "\"'-2,3\"");
+        assert_eq!(crate::report::csv_field("a\"b"), "\"a\"\"b\"");
+        assert_eq!(crate::report::csv_field("某某公司"), "某某公司");
+    }
+}
