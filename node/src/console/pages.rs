@@ -215,8 +215,8 @@ struct RegionRow {
     flags: Vec<String>,
 }
 
-/// Renders a page with the console's headers.
-fn page<T: Template>(status: StatusCode, t: &T) -> Response {
+/// Renders a page with the console's headers (the public side's pages too).
+pub(crate) fn page<T: Template>(status: StatusCode, t: &T) -> Response {
     let mut r = match t.render() {
         Ok(html) => (
             status,

@@ -30,23 +30,8 @@ const EVIDENCE_SCAN_LIMIT: usize = 512;
 /// partners check most.
 const DEFAULT_DOMAIN: MeasureDomain = MeasureDomain::Procurement;
 
-fn html<T: Template>(status: StatusCode, t: &T) -> Response {
-    let mut r = match t.render() {
-        Ok(body) => (
-            status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            body,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the page could not be rendered: {e}"),
-        )
-            .into_response(),
-    };
-    secure_headers(&mut r);
-    r
-}
+/// Pages render as the console's do: same headers, same Content-Security-Policy.
+use crate::console::pages::page as html;
 
 #[derive(Template)]
 #[template(path = "public/error.html")]
