@@ -558,6 +558,9 @@ fn check_reading<V: StateView + ?Sized>(
                     commitments.push(c);
                 }
             }
+            // A disclosed licence or penalty is information for the public (article 十七),
+            // not a list decision: it changes no measure.
+            SubjectRef::Disclosure(_) => {}
         }
     }
     let decision = decide(

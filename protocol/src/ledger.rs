@@ -67,6 +67,9 @@ pub enum SubjectRef {
     Evaluation(EvaluationId),
     /// A written commitment (article 四).
     Commitment(CommitmentId),
+    /// A licensing or penalty decision disclosed (双公示, article 十七): shown on the
+    /// public subject page, never part of a check's verdict.
+    Disclosure(DisclosureId),
 }
 
 /// Read access to the state admission and checks need. Implemented in memory by
@@ -1523,6 +1526,7 @@ fn effects_reading<V: StateView + ?Sized>(
         }
         Body::DecisionDisclosed(d) => {
             let id = disclosure_id(&env.author, d.kind, &d.decision_no);
+            out.push(Update::Subject(d.subject.key(), SubjectRef::Disclosure(id)));
             out.push(Update::Disclosure(Box::new(DisclosureFold {
                 id,
                 published: origin.clone(),

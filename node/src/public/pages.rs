@@ -12,7 +12,7 @@ use credfed_protocol::listing::{ListFilter, ListingKind, normalise_name, query_g
 use credfed_protocol::publicity::{
     PublicEntry, PublicSubject, Withheld, public_entry, public_evaluation,
 };
-use credfed_protocol::record::{EntryId, ListKind, SubjectKey};
+use credfed_protocol::record::{DisclosureKind, EntryId, ListKind, SubjectKey};
 use credfed_protocol::state::RecordPos;
 use serde::Deserialize;
 
@@ -249,8 +249,22 @@ struct SubjectPage {
     name: String,
     entries: Vec<EntryCell>,
     evaluations: Vec<(String, String, String, String, String)>,
+    disclosures: Vec<DisclosureCell>,
     evidence_withheld: Option<String>,
     domains: Vec<(String, bool)>,
+}
+
+/// A licensing or penalty decision on the subject page (双公示, article 十七).
+struct DisclosureCell {
+    kind: &'static str,
+    decision_no: String,
+    authority: String,
+    decided_on: String,
+    summary: String,
+    public_until: String,
+    region: String,
+    /// Disclosed later than the working days the policy allows.
+    late: bool,
 }
 
 /// Why the subject's evidence file may not be public (`None`: it may): every record
@@ -323,6 +337,7 @@ fn build_subject(core: &Core, code: &str) -> Result<SubjectPage, crate::store::S
     let mut name = String::new();
     let mut entries = Vec::new();
     let mut evaluations = Vec::new();
+    let mut disclosures = Vec::new();
     let mut positions = Vec::new();
     for r in core.subject_refs(&SubjectKey::Uscc(code.to_owned()))? {
         match r {
@@ -373,6 +388,35 @@ fn build_subject(core: &Core, code: &str) -> Result<SubjectPage, crate::store::S
                     ));
                 }
             }
+            // Shown during its public period (公示期) only, and only if its record may be
+            // published verbatim (one about an organisation naming no person).
+            SubjectRef::Disclosure(id) => {
+                let Some(fold) = core.disclosure(&id)? else {
+                    continue;
+                };
+                if !fold.public_on(now.date_cst()) {
+                    continue;
+                }
+                let body =
+                    credfed_protocol::record::Body::DecisionDisclosed(fold.disclosure.clone());
+                if core.record_publicity(&body)?.is_err() {
+                    continue;
+                }
+                let d = &fold.disclosure;
+                disclosures.push(DisclosureCell {
+                    kind: match d.kind {
+                        DisclosureKind::Licensing => "行政许可 Licensing",
+                        DisclosureKind::Penalty => "行政处罚 Penalty",
+                    },
+                    decision_no: d.decision_no.clone(),
+                    authority: d.authority.clone(),
+                    decided_on: d.decided_on.to_string(),
+                    summary: d.summary.clone(),
+                    public_until: d.public_until.to_string(),
+                    region: fold.issuer().to_string(),
+                    late: fold.disclosed_late(core.calendar(), &core.manifest().policy),
+                });
+            }
             SubjectRef::Commitment(id) => {
                 if let Some(fold) = core.commitment(&id)? {
                     positions.push(fold.made.pos);
@@ -395,6 +439,7 @@ fn build_subject(core: &Core, code: &str) -> Result<SubjectPage, crate::store::S
         },
         entries,
         evaluations,
+        disclosures,
         evidence_withheld: evidence_withheld(core, &positions),
         domains: domains(DEFAULT_DOMAIN),
     })

@@ -81,7 +81,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 
 /// The lowest level of a region's Merkle tree that is stored. Nodes below it are
 /// hashed again from the envelopes when a proof needs them — at most eight envelopes
@@ -815,14 +815,21 @@ fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
 /// [`StoredEntry`]. Format 6 and earlier stored map pages whole: the maps are dropped
 /// (derived data; recomputed with pages in their stored form, [`MapPage::encode_stored`]).
 /// Format 8 and earlier stored entry folds without repair applications: they gain an
-/// empty set ([`upgrade_stored_entries`]).
+/// empty set ([`upgrade_stored_entries`]). Format 9 and earlier did not index
+/// disclosures by subject ([`index_disclosures`]).
 fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => return Ok(()),
         found if found > FORMAT_VERSION => return Err(StoreError::NewerFormat { found }),
+        9 => {
+            index_disclosures(tree)?;
+            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+            return Ok(());
+        }
         // The inbox's index is built when the store opens (`Store::build_task_index`).
         7 | 8 => {
             upgrade_stored_entries(tree)?;
+            index_disclosures(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             return Ok(());
         }
@@ -831,6 +838,7 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
         6 => {
             drop_maps(tree)?;
             upgrade_stored_entries(tree)?;
+            index_disclosures(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             return Ok(());
         }
@@ -848,8 +856,23 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
         other => return Err(StoreError::Corrupt(format!("unknown store format {other}"))),
     }
     slim_entries(tree)?;
+    index_disclosures(tree)?;
     tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
     Ok(())
+}
+
+/// Indexes every disclosure under its subject (format 9 → 10), so that a subject's
+/// public page finds its 双公示 decisions without reading them all; a bounded batch at a
+/// time, and writing a key already there (a migration interrupted by a crash) changes
+/// nothing.
+fn index_disclosures(tree: &Kv) -> Result<(), StoreError> {
+    in_bounded_batches(tree, b'B', 4_096, |_, v, batch| {
+        let fold: DisclosureFold = dec(v, "disclosure")?;
+        let mut key = subject_prefix(&fold.disclosure.subject.key());
+        key.extend_from_slice(&enc(&SubjectRef::Disclosure(fold.id)));
+        batch.insert(key, []);
+        Ok(())
+    })
 }
 
 /// Rewrites every entry fold without its content (format 5 → 6): the content is found
@@ -2422,6 +2445,55 @@ mod entry_tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// A format-9 store (disclosures not indexed by subject) indexes them at open: the
+    /// subject's references then name the disclosure, as a store of this format does.
+    #[test]
+    fn a_format_9_store_indexes_its_disclosures_by_subject_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::new();
+        let subject;
+        let refs_now;
+        {
+            let store = Store::open(dir.path()).unwrap();
+            w.register_publisher(&store, vec![Role::Publisher]);
+            let d = credfed_protocol::record::Disclosure {
+                kind: credfed_protocol::record::DisclosureKind::Penalty,
+                subject: entry("").subject,
+                decision_no: "沪罚〔2026〕1号".into(),
+                authority: "上海市市场监督管理局".into(),
+                decided_on: Date::parse("2026-09-01").unwrap(),
+                summary: "罚款".into(),
+                public_until: Date::parse("2026-12-01").unwrap(),
+            };
+            subject = d.subject.key();
+            w.record(&store, false, &Body::DecisionDisclosed(d));
+            refs_now = store.subject_refs(&subject).unwrap();
+            assert!(
+                refs_now
+                    .iter()
+                    .any(|r| matches!(r, SubjectRef::Disclosure(_))),
+                "{refs_now:?}"
+            );
+            // As format 9 stored it: no index key for the disclosure.
+            let mut key = subject_prefix(&subject);
+            for r in &refs_now {
+                if matches!(r, SubjectRef::Disclosure(_)) {
+                    key.extend_from_slice(&enc(r));
+                }
+            }
+            store.kv.remove(&key).unwrap();
+            assert!(store.subject_refs(&subject).unwrap().is_empty());
+            store.kv.insert(b"Mformat", &9u32.to_le_bytes()).unwrap();
+            store.sync().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.subject_refs(&subject).unwrap(), refs_now);
+        assert_eq!(
+            store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
+            &FORMAT_VERSION.to_le_bytes()
+        );
     }
 
     /// A format-8 store (folds without repair applications) is rewritten at open: the

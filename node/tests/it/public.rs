@@ -162,6 +162,33 @@ async fn the_public_sees_what_the_law_makes_public_and_can_verify_it() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let hidden_id = entry_id(c.nodes[0].region, &food);
+    // 5. Two penalty decisions about the first company (双公示, article 十七): one within
+    //    its public period, one whose period ended yesterday.
+    let plain_subject = wage_arrears_entry("x").subject;
+    for (no, decided, until) in [
+        (
+            "沪市监罚〔2026〕35号",
+            today.add_days(-3),
+            today.add_days(90),
+        ),
+        (
+            "沪市监罚〔2025〕36号",
+            today.add_days(-200),
+            today.add_days(-1),
+        ),
+    ] {
+        let d = Disclosure {
+            kind: DisclosureKind::Penalty,
+            subject: plain_subject.clone(),
+            decision_no: no.into(),
+            authority: "上海市市场监督管理局".into(),
+            decided_on: decided,
+            summary: "<b>罚款</b>二万元".into(),
+            public_until: until,
+        };
+        let r = c.submit(0, "310000:pub", &Body::DecisionDisclosed(d)).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
 
     let sh_head = c.head(0, SH).await;
     let held = wait_until(Duration::from_secs(30), || async {
@@ -230,6 +257,18 @@ async fn the_public_sees_what_the_law_makes_public_and_can_verify_it() {
         "raw HTML from a record"
     );
     assert!(subject.body.contains("&#60;img src=x"), "{}", subject.body);
+    // The disclosure within its period is listed (escaped); the ended one is not.
+    assert!(
+        subject.body.contains("沪市监罚〔2026〕35号"),
+        "{}",
+        subject.body
+    );
+    assert!(subject.body.contains("&#60;b&#62;罚款"), "{}", subject.body);
+    assert!(
+        !subject.body.contains("沪市监罚〔2025〕36号"),
+        "{}",
+        subject.body
+    );
     assert!(
         subject
             .body
