@@ -3,7 +3,9 @@
 //! in by signing the challenge with WebCrypto, checks a listed and an unlisted company,
 //! publishes an entry that then shows on another node's console, declines an action
 //! from its inbox with a reason; an operator sees a cut-off region flagged. Every page
-//! loads only from the node's origin. Screenshots land in
+//! loads only from the node's origin. The public side too: search, a subject's page,
+//! the evidence downloaded with the page's button and verified on the public
+//! verification page. Screenshots land in
 //! `target/console-screenshots/` (docs/console.md shows the best of them).
 
 use std::path::{Path, PathBuf};
@@ -59,6 +61,8 @@ fn free_local_port() -> u16 {
         .port()
 }
 
+/// Starts chromedriver and a headless Chromium with its profile in `profile` and its
+/// downloads saved, without asking, to `profile/downloads`.
 async fn start_browser(profile: &Path) -> (Driver, Client) {
     assert!(
         Path::new("/usr/bin/chromedriver").exists() && Path::new("/usr/bin/chromium").exists(),
@@ -84,7 +88,12 @@ async fn start_browser(profile: &Path) -> (Driver, Client) {
                 "--disable-component-update", "--disable-sync",
                 "--window-size=1280,800",
                 format!("--user-data-dir={}", profile.display()),
-            ]
+            ],
+            "prefs": {
+                "download.default_directory": profile.join("downloads").display().to_string(),
+                "download.prompt_for_download": false,
+                "download.directory_upgrade": true,
+            }
         }
     }))
     .unwrap();
@@ -553,5 +562,177 @@ async fn a_department_works_through_the_console_in_chromium() {
             deadline.tick("the verification never answered").await;
         }
     }
+    b.close().await.unwrap();
+}
+
+/// Waits for a finished download in `dir` (Chromium writes `*.crdownload` and hidden
+/// temporary files until done) and returns its path.
+async fn downloaded(dir: &Path) -> PathBuf {
+    let mut deadline = Deadline::in_seconds(30);
+    loop {
+        let done: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            // Chromium's own temporary files start with a dot.
+            .filter(|p| {
+                p.extension().is_none_or(|x| x != "crdownload")
+                    && p.file_name()
+                        .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        if let Some(p) = done.into_iter().next() {
+            return p;
+        }
+        deadline
+            .tick(format!("no download finished in {}", dir.display()))
+            .await;
+    }
+}
+
+/// Submits `file` on a verification page already open and returns the verdict shown
+/// (or the form's error when the file was refused before any verdict).
+async fn verdict_for(b: &Client, file: &Path) -> (String, String) {
+    b.find(Locator::Css("input[name=file]"))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    click(b, "#verify button[type=submit]").await;
+    let mut deadline = Deadline::in_seconds(30);
+    loop {
+        let text = |css: &'static str| async move {
+            b.find(Locator::Css(css))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        };
+        let status = text("#verdict .status").await;
+        let error = text("#verify .form-error").await;
+        if !status.is_empty() || !error.is_empty() {
+            return (status, error);
+        }
+        deadline.tick("the verification never answered").await;
+    }
+}
+
+/// The public side in Chromium, as a citizen or a bank uses it: search a company by a
+/// part of its name, open its page, download the evidence file with the page's button
+/// and verify it on the public verification page; the file with one byte changed is
+/// refused. No login, no client certificate; every request stays on the node's origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_searches_downloads_and_verifies_in_chromium() {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let mut c = Cluster::new(&[SH, GD]);
+    let public_port = free_local_port();
+    let mut cfg = c.config(1);
+    cfg.public_listen = format!("127.0.0.1:{public_port}");
+    c.save_config(1, &cfg);
+    c.start_all().await;
+    c.register_departments(0).await;
+    c.register_departments(1).await;
+    let (entry, _) = c
+        .list_and_ask_all(
+            0,
+            wage_arrears_entry("沪人社罚〔2026〕41号"),
+            "沪联惩〔2026〕41号",
+        )
+        .await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("profile");
+    let downloads = profile.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let (_driver, b) = start_browser(&profile).await;
+    let public = format!("https://127.0.0.1:{public_port}");
+
+    // Search by a part of the registered name (劳务), once Guangdong holds the entry.
+    b.goto(&format!("{public}/")).await.unwrap();
+    let mut deadline = Deadline::in_seconds(60);
+    loop {
+        let q = b.find(Locator::Css("input[name=q]")).await.unwrap();
+        q.clear().await.unwrap();
+        q.send_keys("劳务").await.unwrap();
+        click(&b, "form[role=search] button[type=submit]").await;
+        if b.source()
+            .await
+            .unwrap()
+            .contains("/subjects/91350100M000100Y43")
+        {
+            break;
+        }
+        deadline
+            .tick("the search never found the company Shanghai listed")
+            .await;
+    }
+    shot(&b, "public-search").await;
+    only_from(&b, &public).await;
+
+    // Its page: the entry from Shanghai, with its state.
+    click(&b, "a[href='/subjects/91350100M000100Y43']").await;
+    let src = wait_for_page(&b, "the subject page", false, |s| {
+        s.contains("沪人社罚〔2026〕41号")
+    })
+    .await;
+    assert!(src.contains(&entry.to_string()), "{src}");
+    shot(&b, "public-subject").await;
+    only_from(&b, &public).await;
+
+    // The evidence speaks as of the federation's latest cosigned checkpoint: wait (in
+    // the page's own origin) until one covers the entry, then download it with the
+    // page's button.
+    let mut deadline = Deadline::in_seconds(90);
+    loop {
+        let hexed = b
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 fetch('/subjects/91350100M000100Y43/evidence?domain=procurement')
+                   .then(r => r.ok ? r.arrayBuffer() : new ArrayBuffer(0))
+                   .then(a => done(Array.from(new Uint8Array(a), x => x.toString(16).padStart(2, '0')).join('')))
+                   .catch(() => done(''));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let bytes = hex::decode(hexed.as_str().unwrap_or("")).unwrap_or_default();
+        if credfed_protocol::federation::ProvenAnswer::from_file(&bytes)
+            .is_ok_and(|f| !f.answer.entries.is_empty())
+        {
+            break;
+        }
+        deadline
+            .tick("no evidence file ever listed the company")
+            .await;
+    }
+    click(&b, "form[action$='/evidence'] button[type=submit]").await;
+    let file = downloaded(&downloads).await;
+    let bytes = std::fs::read(&file).unwrap();
+    let answer = credfed_protocol::federation::ProvenAnswer::from_file(&bytes).unwrap();
+    assert!(
+        answer.answer.entries.iter().any(|e| e.entry == entry),
+        "the downloaded answer does not carry the entry"
+    );
+
+    // The public verification page: the file verifies; one byte changed does not.
+    b.goto(&format!("{public}/verify")).await.unwrap();
+    let (status, error) = verdict_for(&b, &file).await;
+    assert_eq!(status, "VERIFIED", "{error}");
+    shot(&b, "public-verify").await;
+    only_from(&b, &public).await;
+    let mut edited = bytes.clone();
+    let at = edited.len() / 2;
+    edited[at] ^= 1;
+    let bad = tmp.path().join("edited.evidence");
+    std::fs::write(&bad, edited).unwrap();
+    b.goto(&format!("{public}/verify")).await.unwrap();
+    let (status, error) = verdict_for(&b, &bad).await;
+    assert!(
+        status == "NOT VERIFIED" || !error.is_empty(),
+        "an edited file verified: {status}"
+    );
     b.close().await.unwrap();
 }
