@@ -122,6 +122,11 @@ pub struct NodeConfig {
     /// Public requests handled at once (apart from the API's `api_max_concurrency`).
     #[serde(default = "default_public_max_concurrency")]
     pub public_max_concurrency: usize,
+    /// Threads that serve the public side: a runtime of their own, at a lower CPU
+    /// priority than the department API's (docs/public.md), so that a public flood
+    /// takes at most these threads' share of the machine.
+    #[serde(default = "default_public_worker_threads")]
+    pub public_worker_threads: usize,
     /// Open public connections in all.
     #[serde(default = "default_public_max_connections")]
     pub public_max_connections: usize,
@@ -202,6 +207,10 @@ fn default_public_max_concurrency() -> usize {
     // Public requests may wait; the department API's 256 slots are not theirs.
     16
 }
+fn default_public_worker_threads() -> usize {
+    // One thread: the public side is read-only and may wait; the cores are the API's.
+    1
+}
 fn default_public_max_connections() -> usize {
     1024
 }
@@ -278,6 +287,7 @@ impl NodeConfig {
             public_listen: String::new(),
             public_requests_per_minute: default_public_requests_per_minute(),
             public_max_concurrency: default_public_max_concurrency(),
+            public_worker_threads: default_public_worker_threads(),
             public_max_connections: default_public_max_connections(),
             public_max_connections_per_client: default_public_max_connections_per_client(),
             api_handshake_timeout_ms: default_api_handshake_timeout_ms(),
@@ -365,6 +375,12 @@ impl NodeConfig {
             self.public_max_concurrency as u64,
             1,
             65_536,
+        )?;
+        range(
+            "public_worker_threads",
+            self.public_worker_threads as u64,
+            1,
+            256,
         )?;
         range(
             "public_max_connections",

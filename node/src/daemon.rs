@@ -41,7 +41,76 @@ pub struct RunningNode {
     shutdown: watch::Sender<bool>,
     network: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<()>,
-    public: Option<tokio::task::JoinHandle<()>>,
+    public: Option<(tokio::task::JoinHandle<()>, PublicRuntime)>,
+}
+
+/// How much lower the public side's threads run than the API's (a `nice` value): under
+/// contention the kernel weighs a nice-19 thread at 15 against a nice-0 thread's 1024,
+/// so a public flood cannot take the cores the departments' checks need; on an idle
+/// machine it has them all. Measured against nice 10 and SCHED_IDLE in
+/// docs/performance.md ("Public side under a flood").
+const PUBLIC_NICE: i32 = 19;
+
+/// The public side's own runtime: `public_worker_threads` threads (and a blocking pool
+/// bounded by `public_max_concurrency`), all at [`PUBLIC_NICE`]. Its budgets are
+/// separate from the API's down to the CPU (docs/public.md). Shut down in the
+/// background when dropped, since a runtime may not be dropped inside another.
+struct PublicRuntime {
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl PublicRuntime {
+    fn build(cfg: &NodeConfig) -> Result<PublicRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.public_worker_threads.max(1))
+            .max_blocking_threads(cfg.public_max_concurrency.max(1))
+            .thread_name("credfed-public")
+            .on_thread_start(lower_this_threads_priority)
+            .enable_all()
+            .build()
+            .context("the public side's runtime")?;
+        Ok(PublicRuntime {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+
+    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(f)
+    }
+}
+
+impl Drop for PublicRuntime {
+    fn drop(&mut self) {
+        if let Some(r) = self.runtime.take() {
+            r.shutdown_background();
+        }
+    }
+}
+
+/// Lowers the calling thread's CPU priority by [`PUBLIC_NICE`] (on Linux `nice` is a
+/// thread's own). Failing to is logged, not fatal: the public side then competes at
+/// the API's priority, still within its own concurrency and connection budgets.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, PUBLIC_NICE)
+        };
+        if rc != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "could not lower the public side's thread priority"
+            );
+        }
+    }
 }
 
 impl RunningNode {
@@ -50,8 +119,9 @@ impl RunningNode {
     pub async fn stop(self) -> Result<()> {
         let _ = self.shutdown.send(true);
         let _ = self.api.await;
-        if let Some(p) = self.public {
-            let _ = p.await;
+        if let Some((task, runtime)) = self.public {
+            let _ = task.await;
+            drop(runtime);
         }
         let _ = self.network.await;
         let core = self.core;
@@ -400,11 +470,13 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         let addr: SocketAddr = cfg.public_listen.parse().with_context(|| {
             format!("public_listen = {:?}: expected IP:port", cfg.public_listen)
         })?;
-        let public_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        // Bound here, registered with the public runtime's reactor inside it.
+        let public_listener = std::net::TcpListener::bind(addr).with_context(|| {
             format!(
                 "public_listen = {addr}: cannot listen (in use, or not an address of this host?)"
             )
         })?;
+        public_listener.set_nonblocking(true)?;
         let addr = public_listener.local_addr()?;
         tracing::info!(%addr, "public side listening (HTTPS, no client certificates)");
         let public_limits = ServerLimits {
@@ -413,15 +485,17 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
             listener: Listener::Public,
             ..limits
         };
-        let task = tokio::spawn(serve(
-            public_listener,
-            Arc::new(public_tls_config(cfg)?),
-            public_router.clone(),
-            public_limits,
-            metrics.clone(),
-            shutdown_rx.clone(),
-        ));
-        (Some(addr), Some(task))
+        let runtime = PublicRuntime::build(cfg)?;
+        let tls = Arc::new(public_tls_config(cfg)?);
+        let (router, metrics, shutdown) =
+            (public_router.clone(), metrics.clone(), shutdown_rx.clone());
+        let task = runtime.spawn(async move {
+            match tokio::net::TcpListener::from_std(public_listener) {
+                Ok(l) => serve(l, tls, router, public_limits, metrics, shutdown).await,
+                Err(e) => tracing::error!(error = %e, "the public side cannot listen"),
+            }
+        });
+        (Some(addr), Some((task, runtime)))
     };
     tracing::info!(%api_addr, region = %region, "API listening (HTTPS)");
     let api = tokio::spawn(serve(

@@ -140,7 +140,11 @@ pub fn router(api: Arc<ApiState>, limits: PublicLimits) -> Router {
         .with_state(state)
 }
 
-/// Refuses a client address over its rate with 429 and `Retry-After`, before any work.
+/// How long a refusal for too many requests waits before it is sent.
+const RATE_LIMITED_PAUSE: Duration = Duration::from_secs(1);
+
+/// Refuses a client address over its rate with 429 and `Retry-After`, before any work,
+/// after [`RATE_LIMITED_PAUSE`].
 async fn rate_limited(State(state): Public, req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
@@ -159,6 +163,11 @@ async fn rate_limited(State(state): Public, req: Request, next: Next) -> Respons
             .metrics()
             .public_rate_limited
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A client that ignores Retry-After on a kept-alive connection would otherwise
+        // get refusals as fast as it asks: each costs TLS and parsing. Answering after
+        // a pause costs a timer, and bounds refusals to one per open connection per
+        // pause (its connections are bounded by `public_max_connections_per_client`).
+        tokio::time::sleep(RATE_LIMITED_PAUSE.min(Duration::from_secs(wait))).await;
         let mut r = (
             StatusCode::TOO_MANY_REQUESTS,
             format!(

@@ -14,4 +14,5 @@ mod openapi;
 mod person_keys;
 mod proven;
 mod public;
+mod public_load;
 mod ranges;
