@@ -524,42 +524,15 @@ async fn a_department_works_through_the_console_in_chromium() {
     // byte changed does not.
     for (file, expect) in [(&good, "VERIFIED"), (&bad, "NOT VERIFIED")] {
         b.goto(&format!("{gd}/console/verify")).await.unwrap();
-        b.find(Locator::Css("input[name=file]"))
-            .await
-            .unwrap()
-            .send_keys(file.to_str().unwrap())
-            .await
-            .unwrap();
-        click(&b, "#verify button[type=submit]").await;
-        let mut deadline = Deadline::in_seconds(30);
-        loop {
-            let status = b
-                .find(Locator::Css("#verdict .status"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let error = b
-                .find(Locator::Css("#verify .form-error"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if !status.is_empty() || !error.is_empty() {
-                if expect == "VERIFIED" {
-                    assert_eq!(status, "VERIFIED", "{error}");
-                    shot(&b, "verify").await;
-                } else {
-                    assert!(
-                        status == "NOT VERIFIED" || !error.is_empty(),
-                        "an edited file verified: {status}"
-                    );
-                }
-                break;
-            }
-            deadline.tick("the verification never answered").await;
+        let (status, error) = verdict_for(&b, file).await;
+        if expect == "VERIFIED" {
+            assert_eq!(status, "VERIFIED", "{error}");
+            shot(&b, "verify").await;
+        } else {
+            assert!(
+                status == "NOT VERIFIED" || !error.is_empty(),
+                "an edited file verified: {status}"
+            );
         }
     }
     b.close().await.unwrap();
