@@ -424,11 +424,19 @@ impl Network {
         if let Ok(mut s) = status.lock() {
             s.peer_id = local_peer.to_string();
         }
-        let replicator = Replicator::new(
-            cfg.replication,
-            core.region(),
-            cfg.solo || members.is_empty(),
-        );
+        // A store holding some of its own log holds all of it that ever left the node
+        // (`engine::ShareableHead`): writes open at once. An empty one may be a wiped
+        // store whose records the peers hold: it waits for one of them.
+        let intact = core.shareable_own_head().is_some();
+        let open_at_start = cfg.solo || members.is_empty() || intact;
+        if !open_at_start {
+            core.close_writes(format!(
+                "this node holds none of region {}'s own log (a new or emptied store): since {} it waits for a member to report the region's head, so that no sequence number is used twice; check that a member is reachable (credfed peers)",
+                core.region(),
+                core.now().cst_string(),
+            ));
+        }
+        let replicator = Replicator::new(cfg.replication, core.region(), open_at_start);
         let members_count = core.manifest().members.len();
         let federation_quorum = core.manifest().policy.federation_quorum(members_count);
         let mut net = Network {
@@ -1468,7 +1476,20 @@ impl Network {
     fn on_request(&mut self, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
         match request {
             SyncRequest::Heads => {
-                let heads = self.local.iter().map(|(r, h)| (*r, *h)).collect();
+                // Our own log only as far as it may leave the node (`ShareableHead`).
+                let own = self.core.region();
+                let shareable = self.core.shareable_own_head();
+                let heads = self
+                    .local
+                    .iter()
+                    .filter_map(|(r, h)| {
+                        if *r == own {
+                            shareable.map(|s| (*r, s))
+                        } else {
+                            Some((*r, *h))
+                        }
+                    })
+                    .collect();
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -1826,6 +1847,11 @@ impl Network {
                     self.pending_ranges.insert(id, (region, from));
                 }
                 Output::OpenWrites => self.core.open_writes(),
+                Output::CloseWrites { peer_head, local } => self.core.close_writes(format!(
+                    "a member holds region {}'s own log up to record {peer_head}, this node only up to {local} (was its store copied back from an older state? restore with credfed-node restore): since {} writes wait until the missing records are fetched back",
+                    self.core.region(),
+                    self.core.now().cst_string(),
+                )),
             }
         }
     }

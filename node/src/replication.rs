@@ -97,6 +97,14 @@ pub enum Output {
     },
     /// The own log is confirmed complete: writes may start.
     OpenWrites,
+    /// A peer holds more of our own log than this node does (a store copied back from
+    /// an older state): writes stop until the missing records are fetched back.
+    CloseWrites {
+        /// The own head the peer reported.
+        peer_head: u64,
+        /// The own head held here.
+        local: u64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -136,9 +144,16 @@ pub struct Replicator {
 }
 
 impl Replicator {
-    /// A replicator for a node of `own_region`. With `solo`, writes open at once (a
-    /// federation of one, or an operator's explicit first start).
-    pub fn new(config: ReplicationConfig, own_region: RegionCode, solo: bool) -> Replicator {
+    /// A replicator for a node of `own_region`. With `open_at_start`, writes open at
+    /// once: a store that holds its own log intact (every record of it that ever left
+    /// the node is in it, see `engine::ShareableHead`), a federation of one, or an
+    /// operator's explicit `solo` start. Otherwise they open once a peer has reported
+    /// our own head and we hold at least that much.
+    pub fn new(
+        config: ReplicationConfig,
+        own_region: RegionCode,
+        open_at_start: bool,
+    ) -> Replicator {
         Replicator {
             config,
             own_region,
@@ -147,7 +162,7 @@ impl Replicator {
             failed: BTreeMap::new(),
             best: BTreeMap::new(),
             best_changed: false,
-            own_head_seen: solo.then_some(0),
+            own_head_seen: open_at_start.then_some(0),
             writes_open: false,
             behind_since: BTreeMap::new(),
         }
@@ -216,6 +231,14 @@ impl Replicator {
                     }
                     let own = s.heads.get(&self.own_region).copied().unwrap_or(0);
                     self.own_head_seen = Some(self.own_head_seen.unwrap_or(0).max(own));
+                    let held = local.get(&self.own_region).copied().unwrap_or(0);
+                    if self.writes_open && own > held {
+                        self.writes_open = false;
+                        out.push(Output::CloseWrites {
+                            peer_head: own,
+                            local: held,
+                        });
+                    }
                 }
             }
             Input::RangeDone(p, r, from) | Input::RequestFailed(p, Some((r, from))) => {
@@ -566,6 +589,43 @@ mod tests {
             solo.step(Input::Tick, &BTreeMap::new(), t)
                 .contains(&Output::OpenWrites)
         );
+    }
+
+    #[test]
+    fn an_intact_store_opens_at_once_and_closes_if_a_peer_holds_more_of_its_log() {
+        let p = PeerId::random();
+        let own = r(310000);
+        let mut rep = Replicator::new(ReplicationConfig::default(), own, true);
+        let t = Instant::now();
+        let mut local = BTreeMap::new();
+        local.insert(own, 5);
+        // No peer at all: open.
+        assert!(
+            rep.step(Input::Tick, &local, t)
+                .contains(&Output::OpenWrites)
+        );
+        rep.step(Input::PeerUp(p), &local, t);
+        // A peer that holds what we hold changes nothing.
+        let out = rep.step(Input::Heads(p, vec![(own, head(5))]), &local, t);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::CloseWrites { .. })),
+            "{out:?}"
+        );
+        // One that holds more of our own log than we do closes writes at once and has
+        // the missing records fetched back...
+        let out = rep.step(Input::Heads(p, vec![(own, head(8))]), &local, t);
+        assert!(
+            out.contains(&Output::CloseWrites {
+                peer_head: 8,
+                local: 5
+            }),
+            "{out:?}"
+        );
+        assert!(ranges(&out).contains(&(p, 6)), "{out:?}");
+        // ...and they open again once we hold them.
+        local.insert(own, 8);
+        let out = rep.step(Input::RangeDone(p, own, 6), &local, t);
+        assert!(out.contains(&Output::OpenWrites), "{out:?}");
     }
 
     #[test]

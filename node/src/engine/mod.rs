@@ -181,6 +181,34 @@ impl WriteGate {
     }
 }
 
+/// The highest record of this region's own log that may leave the node: acknowledged
+/// (its fsync returned) or received from a peer (it is held elsewhere already).
+///
+/// Why it exists: a record applied but not yet synced can be lost in a crash. If a peer
+/// had already seen it (a heads answer, a range, a signed checkpoint), a restarted node
+/// would seal a different record at the same position — equivocation. Keeping every
+/// such channel at or below this head is what lets a restarted node with an intact
+/// store accept writes at once, without asking its peers first (docs/operator.md,
+/// "Restarts").
+#[derive(Debug, Default)]
+pub struct ShareableHead(Mutex<Option<Head>>);
+
+impl ShareableHead {
+    /// The head, if the own log holds anything that may be shared.
+    pub fn get(&self) -> Option<Head> {
+        self.0.lock().ok().and_then(|g| *g)
+    }
+
+    /// Moves the head forward (never back).
+    pub(crate) fn advance(&self, head: Head) {
+        if let Ok(mut g) = self.0.lock()
+            && g.is_none_or(|h| h.seq < head.seq)
+        {
+            *g = Some(head);
+        }
+    }
+}
+
 /// What the engine is built from.
 pub struct EngineConfig {
     /// This node's region.
@@ -220,6 +248,8 @@ struct AppendJob {
 /// The engine's handle: writes go to the writer thread, reads to the store.
 pub struct Core {
     store: Arc<dyn Backend>,
+    /// What of the own log may leave the node (see [`ShareableHead`]).
+    shareable: Arc<ShareableHead>,
     /// Signs this region's checkpoints (the node key; the writer holds its own copy).
     checkpoint_key: Keypair,
     manifest: Manifest,
@@ -276,7 +306,14 @@ impl Core {
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Core>, EngineLinks), StoreError> {
         let store: Arc<dyn Backend> = Arc::from(store);
+        // Whatever the store holds at start becomes durable now: after this, everything
+        // in it may be shared, whether or not it was acknowledged before a crash.
+        store.sync()?;
         let heads = store.heads()?;
+        let shareable = Arc::new(ShareableHead::default());
+        if let Some(own) = heads.get(&config.region) {
+            shareable.advance(*own);
+        }
         let (append_tx, append_rx) = mpsc::channel(APPEND_QUEUE);
         let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
         let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
@@ -293,6 +330,7 @@ impl Core {
             clock: config.clock,
             metrics: metrics.clone(),
             gate: gate.clone(),
+            shareable: shareable.clone(),
             heads,
             group_commit_max: config.group_commit_max.max(1),
             appends: append_rx,
@@ -302,6 +340,7 @@ impl Core {
         .map_err(StoreError::Io)?;
         let core = Arc::new(Core {
             store,
+            shareable,
             checkpoint_key,
             manifest: config.manifest,
             catalogue: config.catalogue,
@@ -368,6 +407,12 @@ impl Core {
             tracing::info!("own log confirmed with peers: accepting writes");
         }
         self.gate.set(None);
+    }
+
+    /// Closes the write gate for `reason` (what the node waits for, and what to do).
+    pub fn close_writes(&self, reason: String) {
+        tracing::warn!("writes closed: {reason}");
+        self.gate.set(Some(reason));
     }
 
     /// Why writes are paused, if they are.
@@ -491,6 +536,12 @@ impl Core {
         self.store.heads()
     }
 
+    /// The own log's head as far as it may leave this node (see [`ShareableHead`]):
+    /// what heads answers, ranges and checkpoints given to others stop at.
+    pub fn shareable_own_head(&self) -> Option<Head> {
+        self.shareable.get()
+    }
+
     /// Whether the record `body` of `record_region`'s log concerns `region`'s
     /// departments (`credfed_protocol::events::concerns`): what their event stream
     /// carries.
@@ -511,6 +562,13 @@ impl Core {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut limit = limit;
+        if region == self.region {
+            // Never a record of our own that a crash could still take back.
+            let shareable = self.shareable.get().map_or(0, |h| h.seq);
+            let allowed = (shareable + 1).saturating_sub(from.max(1));
+            limit = limit.min(usize::try_from(allowed).unwrap_or(usize::MAX));
+        }
         self.store.range(region, from, limit, max_bytes)
     }
 
@@ -567,6 +625,11 @@ impl Core {
     ) -> Result<credfed_protocol::checkpoint::SignedCheckpoint, StoreError> {
         use credfed_protocol::checkpoint::{Checkpoint, SignedCheckpoint, origin};
         let (size, root) = self.tree_head(self.region)?;
+        // A signed checkpoint leaves the node: what it covers must survive a crash.
+        // Records applied before this point are covered by this sync.
+        if self.shareable.get().map_or(0, |h| h.seq) < size {
+            self.store.sync()?;
+        }
         let map_root = self.map_root(self.region, size).map_err(|e| match e {
             ProofFailure::Store(e) => e,
             other => StoreError::Corrupt(format!("own map: {other}")),

@@ -28,7 +28,7 @@ use libp2p::gossipsub::MessageId;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AppendError, AppendJob, Clock, IngestError, WriteGate};
+use super::{AppendError, AppendJob, Clock, IngestError, ShareableHead, WriteGate};
 use crate::metrics::Metrics;
 use crate::replication::{MAX_PARKED_PER_REGION, Parked};
 use crate::store::{Backend, StoreError};
@@ -189,6 +189,7 @@ pub(super) struct WriterParts {
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub gate: Arc<WriteGate>,
+    pub shareable: Arc<ShareableHead>,
     pub heads: BTreeMap<RegionCode, Head>,
     pub group_commit_max: usize,
     pub appends: mpsc::Receiver<AppendJob>,
@@ -207,6 +208,7 @@ pub(super) fn spawn(parts: WriterParts) -> std::io::Result<Vec<std::thread::Join
         clock,
         metrics,
         gate,
+        shareable,
         heads,
         group_commit_max,
         appends,
@@ -219,6 +221,7 @@ pub(super) fn spawn(parts: WriterParts) -> std::io::Result<Vec<std::thread::Join
         let s = Syncer {
             store: store.clone(),
             gate: gate.clone(),
+            shareable: shareable.clone(),
             metrics: metrics.clone(),
             events: events.clone(),
         };
@@ -240,6 +243,7 @@ pub(super) fn spawn(parts: WriterParts) -> std::io::Result<Vec<std::thread::Join
         clock,
         metrics,
         gate,
+        shareable,
         heads,
         moved: BTreeMap::new(),
         parked: Parked::default(),
@@ -269,6 +273,7 @@ struct Writer {
     clock: Clock,
     metrics: Arc<Metrics>,
     gate: Arc<WriteGate>,
+    shareable: Arc<ShareableHead>,
     /// Every region's head, kept here because only this thread moves them.
     heads: BTreeMap<RegionCode, Head>,
     /// Heads moved since the network was last told.
@@ -550,7 +555,15 @@ impl Writer {
     /// Admits an envelope from a peer, parking what is early and queueing evidence.
     fn ingest_from_peer(&mut self, bytes: &[u8], known: &VerifiedSignatures) -> PeerVerdict {
         match self.ingest(bytes, known) {
-            Ok(Admission::Accept(_)) => {
+            Ok(Admission::Accept(v)) => {
+                if v.envelope.region == self.region {
+                    // Our own record, back from a peer: held elsewhere already.
+                    self.shareable.advance(Head {
+                        seq: v.envelope.seq,
+                        hash: v.hash,
+                        timestamp: v.envelope.timestamp,
+                    });
+                }
                 self.drain_parked();
                 PeerVerdict::Accept
             }
@@ -739,7 +752,14 @@ impl Writer {
         let Some(syncer) = &self.syncer else {
             let result = self.store.sync();
             self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
-            acknowledge(sealed, result, &self.gate, &self.metrics, &self.events);
+            acknowledge(
+                sealed,
+                result,
+                &self.gate,
+                &self.shareable,
+                &self.metrics,
+                &self.events,
+            );
             return;
         };
         // Blocks while the syncer is two groups behind: the disk sets the pace.
@@ -756,6 +776,7 @@ impl Writer {
 struct Syncer {
     store: Arc<dyn Backend>,
     gate: Arc<WriteGate>,
+    shareable: Arc<ShareableHead>,
     metrics: Arc<Metrics>,
     events: mpsc::Sender<EngineEvent>,
 }
@@ -769,7 +790,14 @@ impl Syncer {
             }
             let result = self.store.sync();
             self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
-            acknowledge(group, result, &self.gate, &self.metrics, &self.events);
+            acknowledge(
+                group,
+                result,
+                &self.gate,
+                &self.shareable,
+                &self.metrics,
+                &self.events,
+            );
         }
     }
 }
@@ -781,11 +809,23 @@ fn acknowledge(
     group: Vec<Sealed>,
     result: Result<(), StoreError>,
     gate: &WriteGate,
+    shareable: &ShareableHead,
     metrics: &Metrics,
     events: &mpsc::Sender<EngineEvent>,
 ) {
     match result {
         Ok(()) => {
+            if let Some(last) = group
+                .iter()
+                .map(|s| &s.envelope)
+                .max_by_key(|v| v.envelope.seq)
+            {
+                shareable.advance(Head {
+                    seq: last.envelope.seq,
+                    hash: last.hash,
+                    timestamp: last.envelope.timestamp,
+                });
+            }
             metrics
                 .appends
                 .fetch_add(group.len() as u64, Ordering::Relaxed);

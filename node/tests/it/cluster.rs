@@ -619,8 +619,57 @@ async fn writes_wait_for_a_peer_to_confirm_the_own_log() {
         .await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json().unwrap()["code"], json!("writes_paused"));
+    let status = c.status(0).await.unwrap();
+    let why = status["writes_paused_reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("holds none of region 310000's own log") && why.contains(" CST"),
+        "the reason says what the node waits for and since when: {status}"
+    );
     c.start(1);
     c.wait_writable(0).await;
+}
+
+/// A node restarted on an intact store (here after SIGKILL, its only peer down) writes at
+/// once: every record of its own log that ever left it is in its store
+/// (docs/operator.md, "Restarts"), so no sequence number can be used twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_on_an_intact_store_writes_without_its_peers() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("sh-1")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    c.kill(0);
+    c.stop(1);
+    c.start(0);
+    c.wait_writable(0).await;
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("sh-2")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The peer comes back and receives both records; neither side sees a fork.
+    c.start(1);
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            c.head(1, SH).await == c.head(0, SH).await && c.head(1, SH).await > 0
+        })
+        .await,
+        "log:\n{}",
+        c.log(1)
+    );
+    for i in 0..2 {
+        assert_eq!(c.metric(i, "credfed_equivocations_total").await, 0);
+    }
 }
 
 /// A store whose chain no longer verifies is detected at start and not served.
