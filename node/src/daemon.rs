@@ -211,17 +211,10 @@ fn read_text(path: &Path, setting: &str, hint: &str) -> Result<String> {
         .with_context(|| format!("{setting} = {}: cannot read it; {hint}", path.display()))
 }
 
-/// Starts a node over the store in its data directory.
-pub async fn start(cfg: &NodeConfig) -> Result<RunningNode> {
-    start_with(cfg, None).await
-}
-
-/// Starts a node; `store` replaces the one in the data directory (tests wrap it to
-/// inject faults).
-pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Result<RunningNode> {
-    // Both rustls providers may be linked into this binary; pick one explicitly.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    cfg.validate()?;
+/// What the engine is built from, read from the node's files: its key, the signed
+/// manifest (verified against the pinned authority key and this machine's clock) and the
+/// catalogue it carries. Shared by the daemon and by `restore`.
+pub fn engine_config(cfg: &NodeConfig) -> Result<EngineConfig> {
     let region = cfg.region()?;
     let clock = Clock::new(cfg.clock_offset_ms);
     let node_key_path = cfg.path(&cfg.node_key_file);
@@ -261,6 +254,55 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
     let catalogue = manifest
         .parse_catalogue()
         .with_context(|| format!("manifest = {}", manifest_path.display()))?;
+    Ok(EngineConfig {
+        region,
+        manifest,
+        catalogue,
+        calendar: WorkingCalendar::embedded()?,
+        node_key,
+        clock,
+        group_commit_max: cfg.group_commit_max,
+        signed_manifest: Some(signed),
+    })
+}
+
+/// Opens (or creates) the store under `data_dir/store` with the config's engine and
+/// cache budget.
+pub fn open_store(cfg: &NodeConfig) -> Result<Store> {
+    let dir = cfg.data_dir.join("store");
+    let options = StoreOptions {
+        engine: cfg.store_engine.parse().map_err(anyhow::Error::msg)?,
+        cache_bytes: match cfg.store_cache_mib {
+            0 => crate::store::machine_cache_bytes(),
+            mib => mib << 20,
+        },
+        compact: cfg.store_compact_at_start,
+    };
+    let store = Store::open_with(&dir, &options)
+        .with_context(|| format!("opening store {}", dir.display()))?;
+    tracing::info!(
+        engine = store.engine().name(),
+        cache_mib = options.cache_bytes >> 20,
+        "store opened"
+    );
+    Ok(store)
+}
+
+/// Starts a node over the store in its data directory.
+pub async fn start(cfg: &NodeConfig) -> Result<RunningNode> {
+    start_with(cfg, None).await
+}
+
+/// Starts a node; `store` replaces the one in the data directory (tests wrap it to
+/// inject faults).
+pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Result<RunningNode> {
+    // Both rustls providers may be linked into this binary; pick one explicitly.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    cfg.validate()?;
+    let engine_config = engine_config(cfg)?;
+    let region = engine_config.region;
+    let manifest = &engine_config.manifest;
+    let node_secret = engine_config.node_key.secret_bytes();
     // Person keys (docs/privacy.md): this member's share of the threshold key, when the
     // manifest lists one for this region.
     let person_share = match &manifest.person_key {
@@ -285,25 +327,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
 
     let store = match store {
         Some(s) => s,
-        None => {
-            let dir = cfg.data_dir.join("store");
-            let options = StoreOptions {
-                engine: cfg.store_engine.parse().map_err(anyhow::Error::msg)?,
-                cache_bytes: match cfg.store_cache_mib {
-                    0 => crate::store::machine_cache_bytes(),
-                    mib => mib << 20,
-                },
-                compact: cfg.store_compact_at_start,
-            };
-            let store = Store::open_with(&dir, &options)
-                .with_context(|| format!("opening store {}", dir.display()))?;
-            tracing::info!(
-                engine = store.engine().name(),
-                cache_mib = options.cache_bytes >> 20,
-                "store opened"
-            );
-            Box::new(store)
-        }
+        None => Box::new(open_store(cfg)?),
     };
     let started = std::time::Instant::now();
     let fed = manifest.federation_id.clone();
@@ -325,22 +349,8 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
     );
 
     let metrics = Arc::new(Metrics::default());
-    let node_secret = node_key.secret_bytes();
-    let (core, links) = Core::start(
-        store,
-        EngineConfig {
-            region,
-            manifest,
-            catalogue,
-            calendar: WorkingCalendar::embedded()?,
-            node_key,
-            clock,
-            group_commit_max: cfg.group_commit_max,
-            signed_manifest: Some(signed.clone()),
-        },
-        metrics.clone(),
-    )
-    .context("starting the engine")?;
+    let (core, links) =
+        Core::start(store, engine_config, metrics.clone()).context("starting the engine")?;
 
     let listener = tokio::net::TcpListener::bind(api_addr)
         .await

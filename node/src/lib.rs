@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod backup;
 pub mod ceremonies;
 pub mod config;
 pub mod console;

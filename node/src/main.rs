@@ -92,6 +92,36 @@ enum Cmd {
         #[arg(long, env = "CREDFED_NODE_CONFIG")]
         config: PathBuf,
     },
+    /// Back up a running node into a new directory: every region's records up to the
+    /// heads read at the start (read through the API with the operator certificate) and
+    /// the data directory's files (keys, certificates, configuration, manifest, audit
+    /// log). No pause: the logs are append-only. Keep the directory as secret as
+    /// node.key: it holds it.
+    Backup {
+        /// Config file of the node.
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
+        config: PathBuf,
+        /// Directory to create for the backup (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        /// Print machine-readable JSON.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+    },
+    /// Rebuild a node's data directory from a backup (the node stopped; the directory
+    /// empty or absent). Every record is verified again as it is admitted; the node then
+    /// waits for a member to confirm its own log before it writes.
+    Restore {
+        /// Backup directory (made by `credfed-node backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// Data directory to create (its config.toml is the backup's, pointed here).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print machine-readable JSON.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+    },
     /// Shell completions (`credfed-node completions bash > /etc/bash_completion.d/credfed-node`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -173,24 +203,85 @@ fn main() -> Result<()> {
         }
         Cmd::Status { config } => {
             let cfg = NodeConfig::load(&config)?;
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(async {
-                    let op = cfg.data_dir.join("operator");
-                    let stem = format!("{}-node", cfg.region);
-                    let client = credfed_client::ApiClient::with_identity(
-                        &cfg.api_listen,
-                        &cfg.path(&PathBuf::from("api-ca.pem")),
-                        &op.join(format!("{stem}.pem")),
-                        &op.join(format!("{stem}.key")),
-                    )?;
-                    let status = client.status().await?;
-                    println!("{}", serde_json::to_string_pretty(&status)?);
-                    Ok(())
+            runtime()?.block_on(async {
+                let status = operator_client(&cfg)?.status().await?;
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                Ok(())
+            })
+        }
+        Cmd::Backup { config, to, output } => {
+            let cfg = NodeConfig::load(&config)?;
+            let json = output == "json";
+            let report = runtime()?.block_on(async {
+                let client = operator_client(&cfg)?;
+                credfed_node::backup::backup(&cfg, &client, &to, &mut |line| {
+                    if !json {
+                        eprintln!("{line}");
+                    }
                 })
+                .await
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "backed up {} records of {} regions and {} files ({} bytes) into {}; keep it as secret as node.key",
+                    report.records.values().sum::<u64>(),
+                    report.records.len(),
+                    report.files,
+                    report.bytes,
+                    report.dir.display()
+                );
+            }
+            Ok(())
+        }
+        Cmd::Restore {
+            from,
+            data_dir,
+            output,
+        } => {
+            let json = output == "json";
+            let report = runtime()?.block_on(credfed_node::backup::restore(
+                &from,
+                &data_dir,
+                &mut |line| {
+                    if !json {
+                        eprintln!("{line}");
+                    }
+                },
+            ))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "restored {} records of {} regions and {} files into {}; start the node: it waits for a member to confirm its own log, then writes",
+                    report.records.values().sum::<u64>(),
+                    report.records.len(),
+                    report.files,
+                    report.data_dir.display()
+                );
+            }
+            Ok(())
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A client of the node's API with the operator certificate `init` made.
+fn operator_client(cfg: &NodeConfig) -> Result<credfed_client::ApiClient> {
+    let op = cfg.data_dir.join("operator");
+    let stem = format!("{}-node", cfg.region);
+    Ok(credfed_client::ApiClient::with_identity(
+        &cfg.api_listen,
+        &cfg.path(&PathBuf::from("api-ca.pem")),
+        &op.join(format!("{stem}.pem")),
+        &op.join(format!("{stem}.key")),
+    )?)
 }
 
 fn init_logging(format: &str) {

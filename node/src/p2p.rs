@@ -427,9 +427,16 @@ impl Network {
         // A store holding some of its own log holds all of it that ever left the node
         // (`engine::ShareableHead`): writes open at once. An empty one may be a wiped
         // store whose records the peers hold: it waits for one of them.
-        let intact = core.shareable_own_head().is_some();
+        let restored = core.restored_from();
+        let intact = core.shareable_own_head().is_some() && restored.is_none();
         let open_at_start = cfg.solo || members.is_empty() || intact;
-        if !open_at_start {
+        if let Some(backup) = restored.filter(|_| !open_at_start) {
+            core.close_writes(format!(
+                "this store was restored from a backup ({backup}): since {} it waits for a member to report region {}'s head and fetches what the backup lacks, so that no sequence number is used twice; check that a member is reachable (credfed peers)",
+                core.now().cst_string(),
+                core.region(),
+            ));
+        } else if !open_at_start {
             core.close_writes(format!(
                 "this node holds none of region {}'s own log (a new or emptied store): since {} it waits for a member to report the region's head, so that no sequence number is used twice; check that a member is reachable (credfed peers)",
                 core.region(),

@@ -209,6 +209,10 @@ impl ShareableHead {
     }
 }
 
+/// Store note kind: the store was restored from a backup (the backup's description;
+/// empty once a peer has confirmed the own log).
+const NOTE_RESTORED: u8 = b'R';
+
 /// What the engine is built from.
 pub struct EngineConfig {
     /// This node's region.
@@ -401,12 +405,35 @@ impl Core {
         answer.await.map_err(|_| AppendError::Stopped)?
     }
 
-    /// Lifts the write gate: this region's head is confirmed with a peer.
+    /// Lifts the write gate: this region's head is confirmed with a peer (or needs no
+    /// confirmation). A store restored from a backup is a restored store no more.
     pub fn open_writes(&self) {
         if self.gate.reason().is_some() {
-            tracing::info!("own log confirmed with peers: accepting writes");
+            tracing::info!("own log confirmed: accepting writes");
+        }
+        if self.restored_from().is_some()
+            && let Err(e) = self.store.set_note(NOTE_RESTORED, self.region, "")
+        {
+            tracing::warn!(error = %e, "could not clear the store's restored mark");
         }
         self.gate.set(None);
+    }
+
+    /// When the store was restored from a backup whose own log has not been confirmed
+    /// with a peer since: what the backup said about itself.
+    pub fn restored_from(&self) -> Option<String> {
+        match self.store.note(NOTE_RESTORED, self.region) {
+            Ok(Some(n)) if !n.is_empty() => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Marks the store as restored from a backup: at its next start the node waits for a
+    /// peer to confirm its own log before writing (the backup may be older than records
+    /// the federation holds).
+    pub fn mark_restored(&self, what: &str) -> Result<(), StoreError> {
+        self.store.set_note(NOTE_RESTORED, self.region, what)?;
+        self.store.sync()
     }
 
     /// Closes the write gate for `reason` (what the node waits for, and what to do).

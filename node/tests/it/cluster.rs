@@ -1346,3 +1346,209 @@ async fn a_witness_killed_mid_cosign_never_goes_back_on_what_it_cosigned() {
         original
     );
 }
+
+fn node_command(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN).args(args).output().unwrap()
+}
+
+/// Backups (docs/operator.md, "Backups"): taken from a running node while it writes,
+/// restored into an empty data directory through admission (an edited record refused),
+/// and the restored node waits for a member to confirm its own log — which the
+/// federation holds beyond the backup — fetches what the backup lacks, and writes on
+/// without a fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writing_restores_into_a_node_that_rejoins() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    c.register_departments(1).await;
+    for (i, author, doc) in [(0, "310000:pub", "sh-1"), (1, "440000:pub", "gd-1")] {
+        let r = c
+            .submit(
+                i,
+                author,
+                &Body::ListEntryPublished(wage_arrears_entry(doc)),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let gd_head = c.head(1, GD).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(0, GD).await == gd_head
+        })
+        .await
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let backup = tmp.path().join("backup");
+    let config = c.nodes[0].dir.join("config.toml");
+    // Writes go on while the backup runs.
+    let writing = {
+        let client = c.nodes[0].client.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            for k in 0..20 {
+                let (bytes, sig) = credfed_protocol::envelope::sign_body(
+                    FED,
+                    &key("dept-310000:pub"),
+                    &Body::ListEntryPublished(wage_arrears_entry(&format!("sh-w{k}"))),
+                );
+                let req = json!({"author": "310000:pub", "body": hex::encode(bytes), "signature": sig.to_hex()});
+                if client
+                    .post("/v1/records", &req)
+                    .await
+                    .is_ok_and(|r| r.status == 201)
+                {
+                    n += 1;
+                }
+            }
+            n
+        })
+    };
+    let out = node_command(&[
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        "--to",
+        backup.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(writing.await.unwrap(), 20);
+    let backed_up_sh = report["records"]["310000"].as_u64().unwrap();
+    assert!(backed_up_sh >= 5, "{report}");
+    assert_eq!(report["records"]["440000"].as_u64(), Some(gd_head));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&backup), 0o700);
+    assert_eq!(mode(&backup.join("files/node.key")), 0o600);
+    // The federation moves on past the backup.
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("sh-after")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sh_head = c.head(0, SH).await;
+    assert!(sh_head > backed_up_sh);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(1, SH).await == sh_head
+        })
+        .await
+    );
+
+    // The disk is lost.
+    c.stop(0);
+    let dir = c.nodes[0].dir.clone();
+    std::fs::rename(&dir, tmp.path().join("lost")).unwrap();
+
+    // A backup with one byte of a record changed is refused, naming the record.
+    let edited = tmp.path().join("edited");
+    copy_dir(&backup, &edited);
+    let log = edited.join("logs/310000.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 1;
+    std::fs::write(&log, bytes).unwrap();
+    let target = tmp.path().join("from-edited");
+    let out = node_command(&[
+        "restore",
+        "--from",
+        edited.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("region 310000") && err.contains("refused"),
+        "{err}"
+    );
+
+    // Into a directory that is not empty: refused.
+    let out = node_command(&[
+        "restore",
+        "--from",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+
+    let out = node_command(&[
+        "restore",
+        "--from",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(restored["records"], report["records"], "{restored}");
+
+    // Restored, the node waits for a member before writing...
+    c.stop(1);
+    c.start(0);
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            c.status(0).await.is_some_and(|s| {
+                s["writes_paused_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("restored from a backup"))
+            })
+        })
+        .await,
+        "log:\n{}",
+        c.log(0)
+    );
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("sh-too-early")),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    // ...fetches its own records that the backup lacks, and writes on.
+    c.start(1);
+    c.wait_writable(0).await;
+    assert_eq!(c.head(0, SH).await, sh_head);
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("sh-restored")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(1, SH).await == sh_head + 1
+        })
+        .await
+    );
+    for i in 0..2 {
+        assert_eq!(c.metric(i, "credfed_equivocations_total").await, 0);
+    }
+    // Restarted again, the store is its own: writes open at once, peers or not.
+    c.stop(1);
+    c.stop(0);
+    c.start(0);
+    c.wait_writable(0).await;
+}

@@ -472,7 +472,7 @@ pub fn department_client(n: &Node, department: &str) -> ApiClient {
 }
 
 /// Copies a directory tree (regular files and directories).
-fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
+pub fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
