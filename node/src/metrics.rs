@@ -52,6 +52,12 @@ pub struct Metrics {
     /// Envelopes from peers not applied because the local store failed (never blamed
     /// on the peer).
     pub ingest_store_errors: AtomicU64,
+    /// Times the store began failing to persist writes.
+    pub store_failures: AtomicU64,
+    /// Times a failed store was reopened and persisted again.
+    pub store_recoveries: AtomicU64,
+    /// Since when (Unix ms) the store has been failing to persist; 0 while it persists.
+    pub store_failing_since_ms: std::sync::atomic::AtomicI64,
     /// Gossip messages and ranges dropped because the writer's queue was full.
     pub ingest_queue_full: AtomicU64,
     /// Range requests from peers answered empty because every reader was busy.
@@ -185,7 +191,7 @@ impl Metrics {
         let c = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        let counters: [(&str, &str, &AtomicU64); 17] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             (
                 "credfed_records_ingested_total",
                 "Envelopes admitted.",
@@ -230,6 +236,16 @@ impl Metrics {
                 "credfed_ingest_store_errors_total",
                 "Envelopes from peers not applied because the local store failed.",
                 &self.ingest_store_errors,
+            ),
+            (
+                "credfed_store_failures_total",
+                "Times the store began failing to persist writes (writes closed until a retry succeeds).",
+                &self.store_failures,
+            ),
+            (
+                "credfed_store_recoveries_total",
+                "Times a failing store was reopened and persisted again by itself.",
+                &self.store_recoveries,
             ),
             (
                 "credfed_ingest_queue_full_total",
@@ -313,6 +329,20 @@ impl Metrics {
             s,
             "# HELP credfed_peers Connected member peers.\n# TYPE credfed_peers gauge\ncredfed_peers {}",
             self.peers.load(Ordering::Relaxed)
+        );
+        let failing_since = self.store_failing_since_ms.load(Ordering::Relaxed);
+        let failing_s = if failing_since > 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            (now - failing_since).max(0) / 1000
+        } else {
+            0
+        };
+        let _ = writeln!(
+            s,
+            "# HELP credfed_store_failing 1 while the store cannot persist writes (writes closed, retried by the node).\n# TYPE credfed_store_failing gauge\ncredfed_store_failing {}\n# HELP credfed_store_failing_seconds How long the store has been failing to persist (0 while it persists).\n# TYPE credfed_store_failing_seconds gauge\ncredfed_store_failing_seconds {failing_s}",
+            u8::from(failing_since > 0)
         );
         let _ = writeln!(
             s,

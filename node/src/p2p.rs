@@ -613,7 +613,11 @@ impl Network {
                 let signed = match signed {
                     Ok(s) => s,
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot sign a checkpoint; retrying at the next tick");
+                        // At most one line per period, with how many failed meanwhile
+                        // (a full disk fails every attempt).
+                        if let Some(n) = self.refusal_log.note("checkpoint_sign", Instant::now()) {
+                            tracing::warn!(error = %e, failures = n, "cannot sign a checkpoint; retrying");
+                        }
                         return;
                     }
                 };
@@ -802,6 +806,14 @@ impl Network {
                     self.maybe_start_round();
                 }
             }
+            EngineEvent::HeadsReloaded(heads) => {
+                // The store was reopened after a failure: what it holds now replaces
+                // what was reported (records applied and not made durable may be gone),
+                // so that the missing ones are fetched again.
+                self.local_seq = heads.iter().map(|(r, h)| (*r, h.seq)).collect();
+                self.local = heads;
+                self.step(Input::Tick);
+            }
             EngineEvent::Appended(envelopes) => {
                 for batch in credfed_protocol::gossip::split_into_batches(envelopes) {
                     let message = match credfed_protocol::gossip::encode_batch(&batch) {
@@ -930,7 +942,8 @@ impl Network {
         if self.connected.is_empty() || !self.rounds.due(size, now) {
             return;
         }
-        if self.signing {
+        // Signing stores the region's map: not while the store cannot persist.
+        if self.signing || self.core.store_failing() {
             return;
         }
         // Signing computes the region's map for the new records: off the loop.

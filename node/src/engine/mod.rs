@@ -146,24 +146,76 @@ impl Clock {
     }
 }
 
-/// Why writes are paused, shared by the API, the writer and the network.
+/// Why writes are paused, shared by the API, the writer and the network. Two causes,
+/// kept apart because they end differently: the own log waiting for a peer's
+/// confirmation (the network lifts it) and a store that failed to persist (the writer
+/// lifts it once a retry succeeds).
 #[derive(Debug, Default)]
 pub struct WriteGate {
-    reason: Mutex<Option<String>>,
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// Waiting for the own log to be confirmed, and for what.
+    confirm: Option<String>,
+    /// The store failed to persist and is being retried.
+    store: Option<StoreFailure>,
+}
+
+/// A store failure being retried with back-off.
+#[derive(Debug, Clone)]
+pub struct StoreFailure {
+    /// When it began (monotonic).
+    pub since: std::time::Instant,
+    /// When it began, as people read it.
+    pub since_cst: String,
+    /// The first error.
+    pub error: String,
+    /// Retries made so far.
+    pub attempts: u32,
+    /// When the next retry is due.
+    pub next_try: std::time::Instant,
+}
+
+/// The longest wait between two retries of a failed store.
+pub const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
+
+impl StoreFailure {
+    fn describe(&self) -> String {
+        format!(
+            "the store cannot persist writes since {} ({}); the node retries by itself ({} retries so far, the next within {} s): free disk space or repair the disk, nothing else is needed; reads go on",
+            self.since_cst,
+            self.error,
+            self.attempts,
+            self.next_try
+                .saturating_duration_since(std::time::Instant::now())
+                .as_secs()
+                .max(1)
+        )
+    }
 }
 
 impl WriteGate {
     fn closed(reason: &str) -> WriteGate {
         WriteGate {
-            reason: Mutex::new(Some(reason.to_owned())),
+            state: Mutex::new(GateState {
+                confirm: Some(reason.to_owned()),
+                store: None,
+            }),
         }
     }
 
-    /// The reason writes are paused, if they are.
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reason writes are paused, if they are: a failing store first.
     pub fn reason(&self) -> Option<String> {
-        match self.reason.lock() {
-            Ok(g) => g.clone(),
-            Err(_) => Some("the write gate is poisoned; restart the node".into()),
+        let g = self.lock();
+        match &g.store {
+            Some(f) => Some(f.describe()),
+            None => g.confirm.clone(),
         }
     }
 
@@ -175,9 +227,52 @@ impl WriteGate {
     }
 
     fn set(&self, reason: Option<String>) {
-        if let Ok(mut g) = self.reason.lock() {
-            *g = reason;
+        self.lock().confirm = reason;
+    }
+
+    /// The store failure being retried, if any.
+    pub fn store_failure(&self) -> Option<StoreFailure> {
+        self.lock().store.clone()
+    }
+
+    /// Records a failed store write; the first failure closes writes and is kept (with
+    /// its time) until a retry succeeds. Returns whether this one began it.
+    pub(crate) fn store_failed(&self, error: &str) -> bool {
+        let mut g = self.lock();
+        if g.store.is_some() {
+            return false;
         }
+        let now = std::time::Instant::now();
+        g.store = Some(StoreFailure {
+            since: now,
+            since_cst: Clock::new(0).now().cst_string(),
+            error: error.to_owned(),
+            attempts: 0,
+            next_try: now + Duration::from_secs(1),
+        });
+        true
+    }
+
+    /// Whether a retry of the failed store is due.
+    pub(crate) fn store_retry_due(&self, now: std::time::Instant) -> bool {
+        self.lock()
+            .store
+            .as_ref()
+            .is_some_and(|f| now >= f.next_try)
+    }
+
+    /// A retry failed: the next one waits twice as long, up to [`STORE_RETRY_MAX`].
+    pub(crate) fn store_retry_failed(&self, now: std::time::Instant) {
+        if let Some(f) = self.lock().store.as_mut() {
+            f.attempts += 1;
+            let wait = Duration::from_secs(1 << f.attempts.min(5)).min(STORE_RETRY_MAX);
+            f.next_try = now + wait;
+        }
+    }
+
+    /// A retry succeeded: writes reopen unless the own log still awaits confirmation.
+    pub(crate) fn store_recovered(&self) -> Option<StoreFailure> {
+        self.lock().store.take()
     }
 }
 
@@ -440,6 +535,11 @@ impl Core {
     pub fn close_writes(&self, reason: String) {
         tracing::warn!("writes closed: {reason}");
         self.gate.set(Some(reason));
+    }
+
+    /// Whether the store is failing to persist (writes closed, retried by the writer).
+    pub fn store_failing(&self) -> bool {
+        self.gate.store_failure().is_some()
     }
 
     /// Why writes are paused, if they are.

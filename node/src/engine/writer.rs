@@ -169,6 +169,9 @@ pub enum EngineEvent {
     },
     /// Heads that moved since the last report.
     Heads(BTreeMap<RegionCode, Head>),
+    /// Every region's head as the store holds it after a reopen (some may have gone
+    /// back): replaces what the network knew.
+    HeadsReloaded(BTreeMap<RegionCode, Head>),
     /// Own envelopes made durable together, in log order: gossip them (in as few
     /// messages as the gossip limits allow).
     Appended(Vec<Vec<u8>>),
@@ -302,7 +305,10 @@ impl Writer {
                     None => break,
                 },
                 Some(job) = ingests.recv() => self.on_ingest(job).await,
-                _ = tick.tick() => self.commit_evidence().await,
+                _ = tick.tick() => {
+                    self.retry_failed_store().await;
+                    self.commit_evidence().await;
+                }
             }
         }
         // The syncer ends when its queue closes, after answering what it holds.
@@ -342,9 +348,32 @@ impl Writer {
     }
 
     async fn on_ingest(&mut self, job: IngestJob) {
+        // While the store cannot persist, peers' records are not even tried (each try
+        // would fail and log): they are fetched again once it recovers.
+        let failing = self.gate.store_failure().is_some();
+        if failing {
+            self.metrics
+                .ingest_store_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
         // The heads go first, so that the network plans its next fetch from them and
         // not from the heads before this job.
         let verdict = match job {
+            IngestJob::Gossip {
+                source, message_id, ..
+            } if failing => EngineEvent::Gossip {
+                verdict: PeerVerdict::Ignore,
+                source,
+                message_id,
+            },
+            IngestJob::Range {
+                peer, region, from, ..
+            } if failing => EngineEvent::RangeDone {
+                peer,
+                region,
+                from,
+                forked: false,
+            },
             IngestJob::Gossip {
                 bytes,
                 source,
@@ -500,8 +529,12 @@ impl Writer {
         bytes: &[u8],
         known: &VerifiedSignatures,
     ) -> Result<Admission, IngestError> {
+        let gate = self.gate.clone();
         let store_failed = |metrics: &Metrics, e: StoreError| {
             metrics.ingest_store_errors.fetch_add(1, Ordering::Relaxed);
+            // A read can fail for the same cause as a write (sled keeps its first I/O
+            // error for every later call): retried and reopened the same way.
+            note_store_failure(&gate, metrics, &e);
             IngestError::Store(e)
         };
         let verdict = match admit_with(self.rules(), &*self.store, bytes, known) {
@@ -844,11 +877,7 @@ fn acknowledge(
             }
         }
         Err(e) => {
-            let why = format!(
-                "the store failed to make writes durable ({e}); check the disk, then restart the node"
-            );
-            tracing::error!("{why}");
-            gate.set(Some(why.clone()));
+            note_store_failure(gate, metrics, &e);
             for s in group {
                 if let Some(reply) = s.reply {
                     let _ = reply.send(Err(AppendError::Store(StoreError::Io(
@@ -857,6 +886,66 @@ fn acknowledge(
                         )),
                     ))));
                 }
+            }
+        }
+    }
+}
+
+/// A write the store could not persist closes writes until a retry succeeds
+/// (`Writer::retry_failed_store`); only the first failure of a run is logged as one.
+fn note_store_failure(gate: &WriteGate, metrics: &Metrics, e: &StoreError) {
+    if gate.store_failed(&e.to_string()) {
+        metrics.store_failures.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        metrics.store_failing_since_ms.store(now, Ordering::Relaxed);
+        tracing::error!(error = %e, "the store failed to persist a write: writes closed; retrying with back-off until it succeeds");
+    }
+}
+
+/// Bytes written and synced beside the store to see whether the disk takes writes
+/// again before the engine is reopened (reopening on a full disk would only fail).
+const STORE_PROBE_BYTES: usize = 1 << 20;
+
+impl Writer {
+    /// Retries a failed store when its back-off has passed: a probe write beside it,
+    /// then the engine closed and opened again (both engines refuse every write after
+    /// a failed one until then), a sync, and the heads read again — writes applied and
+    /// not made durable before the failure may be gone, so the network is given the
+    /// heads afresh and fetches what is missing.
+    async fn retry_failed_store(&mut self) {
+        let now = std::time::Instant::now();
+        if !self.gate.store_retry_due(now) {
+            return;
+        }
+        let attempt = self
+            .store
+            .probe_writable(STORE_PROBE_BYTES)
+            .and_then(|()| self.store.reopen())
+            .and_then(|()| self.store.sync())
+            .and_then(|()| self.store.heads());
+        match attempt {
+            Ok(heads) => {
+                let failure = self.gate.store_recovered();
+                self.metrics
+                    .store_recoveries
+                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .store_failing_since_ms
+                    .store(0, Ordering::Relaxed);
+                tracing::warn!(
+                    failed_for_s = failure.map_or(0, |f| f.since.elapsed().as_secs()),
+                    "the store persists writes again: writes and replication resume"
+                );
+                self.heads = heads.clone();
+                self.moved.clear();
+                self.parked = Parked::default();
+                self.send(EngineEvent::HeadsReloaded(heads)).await;
+            }
+            Err(e) => {
+                self.gate.store_retry_failed(now);
+                tracing::warn!(error = %e, "the store still cannot persist; next retry after a longer wait");
             }
         }
     }

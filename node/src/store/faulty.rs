@@ -133,6 +133,15 @@ impl Backend for FaultyStore {
         self.faults.check(&self.faults.fail_sync, "sync")?;
         self.inner.sync()
     }
+    fn probe_writable(&self, bytes: usize) -> Result<(), StoreError> {
+        self.faults.check(&self.faults.fail_writes, "probe")?;
+        self.faults.check(&self.faults.fail_sync, "probe")?;
+        self.inner.probe_writable(bytes)
+    }
+    fn reopen(&self) -> Result<(), StoreError> {
+        self.faults.check(&self.faults.fail_writes, "reopen")?;
+        self.inner.reopen()
+    }
     fn heads(&self) -> Result<BTreeMap<RegionCode, Head>, StoreError> {
         self.read()?;
         self.inner.heads()

@@ -17,7 +17,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -104,25 +104,111 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 pub type Pairs<'a> = Box<dyn DoubleEndedIterator<Item = Result<Pair, StoreError>> + 'a>;
 
 /// The engine, opened.
+///
+/// The engine's handle sits behind a lock so that [`Kv::reopen`] can replace it while
+/// the node runs: after a failed write (a full disk, an I/O error) both engines refuse
+/// every later write until they are opened again (sled keeps the first I/O error as a
+/// global error; redb answers `PreviousIo`). Calls take a clone of the handle and let
+/// the lock go at once, so a reader never holds it across its work.
 pub enum Kv {
     /// sled: the database (flushes) and the one tree.
     Sled {
-        /// For flush and size.
-        db: sled::Db,
-        /// Every key.
-        tree: sled::Tree,
+        /// For flush and size, and every key's tree; `None` while being reopened.
+        open: RwLock<Option<(sled::Db, sled::Tree)>>,
         /// The directory, for the fsyncs sled does not do.
         dir: PathBuf,
+        /// The page cache budget it was opened with.
+        cache_bytes: u64,
     },
     /// redb: the database file.
     Redb {
-        /// The database.
-        db: redb::Database,
+        /// The database; `None` while being reopened.
+        open: RwLock<Option<Arc<redb::Database>>>,
         /// Its file, for its size.
         file: PathBuf,
+        /// The page cache budget it was opened with.
+        cache_bytes: u64,
         /// Batches applied and not yet committed, and when a commit was last durable.
         pending: Mutex<Pending>,
     },
+}
+
+/// How long a reopen waits for the engine to let go of its files (sled's background
+/// threads, a reader still holding the old handle).
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
+
+fn closed_for_reopen() -> StoreError {
+    StoreError::Io(std::io::Error::other(
+        "the store is closed after a failure and is being reopened; retry shortly",
+    ))
+}
+
+fn sled_handle(
+    open: &RwLock<Option<(sled::Db, sled::Tree)>>,
+) -> Result<(sled::Db, sled::Tree), StoreError> {
+    match open.read() {
+        Ok(g) => g.clone().ok_or_else(closed_for_reopen),
+        Err(p) => p.into_inner().clone().ok_or_else(closed_for_reopen),
+    }
+}
+
+fn redb_handle(
+    open: &RwLock<Option<Arc<redb::Database>>>,
+) -> Result<Arc<redb::Database>, StoreError> {
+    match open.read() {
+        Ok(g) => g.clone().ok_or_else(closed_for_reopen),
+        Err(p) => p.into_inner().clone().ok_or_else(closed_for_reopen),
+    }
+}
+
+fn open_sled(
+    dir: &Path,
+    cache_bytes: u64,
+    wait: Duration,
+) -> Result<(sled::Db, sled::Tree), StoreError> {
+    // sled releases its file lock only when its background threads finish with a
+    // dropped instance, which on a loaded machine can trail the drop: wait for it with
+    // a deadline, then say what holds it.
+    let deadline = Instant::now() + wait;
+    let db = loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
+            Ok(db) => break db,
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if Instant::now() >= deadline {
+                    return Err(StoreError::InUse(dir.display().to_string()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let tree = db.open_tree("credfed")?;
+    Ok((db, tree))
+}
+
+fn open_redb(file: &Path, cache_bytes: u64, wait: Duration) -> Result<redb::Database, StoreError> {
+    let deadline = Instant::now() + wait;
+    let db = loop {
+        match redb::Builder::new()
+            .set_cache_size(usize::try_from(cache_bytes).unwrap_or(usize::MAX))
+            .create(file)
+        {
+            Ok(db) => break db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(redb_err(e)),
+        }
+    };
+    // The table exists from the start, so that readers never meet its absence.
+    let txn = db.begin_write().map_err(redb_err)?;
+    txn.open_table(TABLE).map_err(redb_err)?;
+    txn.commit().map_err(redb_err)?;
+    Ok(db)
 }
 
 /// Writes applied to a redb store and not yet committed to it: what readers see on top
@@ -223,10 +309,12 @@ fn commit_pending(
 
 impl Drop for Kv {
     fn drop(&mut self) {
-        if let Kv::Redb { db, pending, .. } = self {
+        if let Kv::Redb { open, pending, .. } = self
+            && let Ok(db) = redb_handle(open)
+        {
             let mut p = lock_pending(pending);
             if !p.ops.is_empty()
-                && let Err(e) = commit_pending(db, &mut p, true)
+                && let Err(e) = commit_pending(&db, &mut p, true)
             {
                 tracing::warn!(error = %e, "store closed with writes not committed (they are pulled again from peers)");
             }
@@ -244,51 +332,68 @@ impl Kv {
     pub fn open(dir: &Path, engine: Engine, cache_bytes: u64) -> Result<Kv, StoreError> {
         std::fs::create_dir_all(dir)?;
         match engine {
-            Engine::Sled => {
-                // sled releases its file lock only when its background threads finish
-                // with a dropped instance, which on a loaded machine can trail the
-                // drop: wait for it with a deadline, then say what holds it.
-                let deadline = Instant::now() + SLED_LOCK_WAIT;
-                let db = loop {
-                    match sled::Config::new()
-                        .path(dir)
-                        .cache_capacity(cache_bytes)
-                        .open()
-                    {
-                        Ok(db) => break db,
-                        Err(sled::Error::Io(e))
-                            if e.to_string().contains("could not acquire lock") =>
-                        {
-                            if Instant::now() >= deadline {
-                                return Err(StoreError::InUse(dir.display().to_string()));
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                };
-                let tree = db.open_tree("credfed")?;
-                Ok(Kv::Sled {
-                    db,
-                    tree,
-                    dir: dir.to_path_buf(),
-                })
-            }
+            Engine::Sled => Ok(Kv::Sled {
+                open: RwLock::new(Some(open_sled(dir, cache_bytes, SLED_LOCK_WAIT)?)),
+                dir: dir.to_path_buf(),
+                cache_bytes,
+            }),
             Engine::Redb => {
                 let file = dir.join(REDB_FILE);
-                let db = redb::Builder::new()
-                    .set_cache_size(usize::try_from(cache_bytes).unwrap_or(usize::MAX))
-                    .create(&file)
-                    .map_err(redb_err)?;
-                // The table exists from the start, so that readers never meet its absence.
-                let txn = db.begin_write().map_err(redb_err)?;
-                txn.open_table(TABLE).map_err(redb_err)?;
-                txn.commit().map_err(redb_err)?;
+                let db = open_redb(&file, cache_bytes, Duration::ZERO)?;
                 Ok(Kv::Redb {
-                    db,
+                    open: RwLock::new(Some(Arc::new(db))),
                     file,
+                    cache_bytes,
                     pending: Mutex::new(Pending::new()),
                 })
+            }
+        }
+    }
+
+    /// Writes `bytes` into a scratch file in the store's directory, syncs and removes it.
+    pub fn probe_writable(&self, bytes: usize) -> Result<(), StoreError> {
+        use std::io::Write;
+        let dir = match self {
+            Kv::Sled { dir, .. } => dir.clone(),
+            Kv::Redb { file, .. } => file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        let path = dir.join("write-probe");
+        let result = (|| {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&vec![0u8; bytes])?;
+            f.sync_all()
+        })();
+        let _ = std::fs::remove_file(&path);
+        Ok(result?)
+    }
+
+    /// Closes the engine and opens it again: what clears an engine's memory of a failed
+    /// write once its cause (a full disk) is gone. Writes applied and not yet durable
+    /// may be lost (sled) or are kept to be committed (redb): either way whole batches.
+    /// Calls meanwhile fail with a clear error; if opening fails the store stays closed
+    /// and the next reopen tries again.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        match self {
+            Kv::Sled {
+                open,
+                dir,
+                cache_bytes,
+            } => {
+                let mut g = open.write().unwrap_or_else(|p| p.into_inner());
+                drop(g.take());
+                *g = Some(open_sled(dir, *cache_bytes, REOPEN_WAIT)?);
+                Ok(())
+            }
+            Kv::Redb {
+                open,
+                file,
+                cache_bytes,
+                ..
+            } => {
+                let mut g = open.write().unwrap_or_else(|p| p.into_inner());
+                drop(g.take());
+                *g = Some(Arc::new(open_redb(file, *cache_bytes, REOPEN_WAIT)?));
+                Ok(())
             }
         }
     }
@@ -304,11 +409,12 @@ impl Kv {
     /// The value under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
-            Kv::Sled { tree, .. } => Ok(tree.get(key)?.map(|v| v.to_vec())),
-            Kv::Redb { db, pending, .. } => {
+            Kv::Sled { open, .. } => Ok(sled_handle(open)?.1.get(key)?.map(|v| v.to_vec())),
+            Kv::Redb { open, pending, .. } => {
                 if let Some(v) = lock_pending(pending).ops.get(key) {
                     return Ok(v.clone());
                 }
+                let db = redb_handle(open)?;
                 let txn = db.begin_read().map_err(redb_err)?;
                 let table = txn.open_table(TABLE).map_err(redb_err)?;
                 Ok(table
@@ -336,7 +442,8 @@ impl Kv {
     /// Applies `batch` atomically: after a crash, all of it or none of it.
     pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         match self {
-            Kv::Sled { tree, .. } => {
+            Kv::Sled { open, .. } => {
+                let (_, tree) = sled_handle(open)?;
                 let mut b = sled::Batch::default();
                 for (k, v) in batch.ops {
                     match v {
@@ -347,7 +454,7 @@ impl Kv {
                 tree.apply_batch(b)?;
                 Ok(())
             }
-            Kv::Redb { db, pending, .. } => {
+            Kv::Redb { open, pending, .. } => {
                 let mut p = lock_pending(pending);
                 // Like sled's flusher, applied writes are made durable at least every
                 // DURABLE_EVERY, so that what a node replicates without appending is
@@ -355,7 +462,7 @@ impl Kv {
                 // committed before this batch joins, so that a failed commit refuses
                 // this batch (not applied) and keeps the earlier ones pending.
                 if p.last_durable.elapsed() >= DURABLE_EVERY || p.bytes >= PENDING_MAX_BYTES {
-                    commit_pending(db, &mut p, false)?;
+                    commit_pending(&*redb_handle(open)?, &mut p, false)?;
                 }
                 for (k, v) in batch.ops {
                     p.bytes += k.len() + v.as_ref().map_or(0, Vec::len);
@@ -369,7 +476,8 @@ impl Kv {
     /// Makes everything applied so far durable (a real fsync).
     pub fn sync(&self) -> Result<(), StoreError> {
         match self {
-            Kv::Sled { db, dir, .. } => {
+            Kv::Sled { open, dir, .. } => {
+                let (db, _) = sled_handle(open)?;
                 db.flush()?;
                 std::fs::File::open(dir.join("db"))?.sync_all()?;
                 let blobs = dir.join("blobs");
@@ -381,7 +489,9 @@ impl Kv {
                 }
                 Ok(())
             }
-            Kv::Redb { db, pending, .. } => commit_pending(db, &mut lock_pending(pending), true),
+            Kv::Redb { open, pending, .. } => {
+                commit_pending(&*redb_handle(open)?, &mut lock_pending(pending), true)
+            }
         }
     }
 
@@ -399,16 +509,22 @@ impl Kv {
             return Ok(Box::new(std::iter::empty()));
         }
         match self {
-            Kv::Sled { tree, .. } => Ok(Box::new(tree.range::<Vec<u8>, _>((lo, hi)).map(|kv| {
-                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(Into::into)
-            }))),
-            Kv::Redb { db, pending, .. } => {
+            Kv::Sled { open, .. } => Ok(Box::new(
+                sled_handle(open)?
+                    .1
+                    .range::<Vec<u8>, _>((lo, hi))
+                    .map(|kv| {
+                        kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                            .map_err(Into::into)
+                    }),
+            )),
+            Kv::Redb { open, pending, .. } => {
+                let db = redb_handle(open)?;
                 // Ranges read the file alone: what is pending is committed first.
                 {
                     let mut p = lock_pending(pending);
                     if !p.ops.is_empty() {
-                        commit_pending(db, &mut p, false)?;
+                        commit_pending(&db, &mut p, false)?;
                     }
                 }
                 let txn = db.begin_read().map_err(redb_err)?;
@@ -451,7 +567,15 @@ impl Kv {
     pub fn compact(&mut self) -> Result<bool, StoreError> {
         match self {
             Kv::Sled { .. } => Ok(false),
-            Kv::Redb { db, pending, .. } => {
+            Kv::Redb { open, pending, .. } => {
+                let Some(db) = open
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                    .and_then(Arc::get_mut)
+                else {
+                    return Ok(false);
+                };
                 commit_pending(db, &mut lock_pending(pending), true)?;
                 let mut any = false;
                 while db
@@ -468,7 +592,9 @@ impl Kv {
     /// Bytes the engine's files occupy.
     pub fn size_on_disk(&self) -> u64 {
         match self {
-            Kv::Sled { db, .. } => db.size_on_disk().unwrap_or(0),
+            Kv::Sled { open, .. } => {
+                sled_handle(open).map_or(0, |(db, _)| db.size_on_disk().unwrap_or(0))
+            }
             Kv::Redb { file, .. } => std::fs::metadata(file).map_or(0, |m| m.len()),
         }
     }
@@ -477,7 +603,9 @@ impl Kv {
     pub fn cache_bytes(&self) -> Option<u64> {
         match self {
             Kv::Sled { .. } => None,
-            Kv::Redb { db, .. } => Some(db.cache_stats().used_bytes() as u64),
+            Kv::Redb { open, .. } => redb_handle(open)
+                .ok()
+                .map(|db| db.cache_stats().used_bytes() as u64),
         }
     }
 }
@@ -500,6 +628,25 @@ mod tests {
 
     /// Both engines keep the same contract: ordered ranges both ways, prefixes, batches
     /// with removals, and what was synced survives a reopen.
+    #[test]
+    fn reopening_keeps_what_was_synced_on_both_engines() {
+        for engine in [Engine::Sled, Engine::Redb] {
+            let dir = tempfile::tempdir().unwrap();
+            let kv = Kv::open(dir.path(), engine, 1 << 20).unwrap();
+            kv.insert(b"a", b"1").unwrap();
+            kv.sync().unwrap();
+            kv.probe_writable(4096).unwrap();
+            assert!(!dir.path().join("write-probe").exists(), "{engine:?}");
+            kv.reopen().unwrap();
+            assert_eq!(kv.get(b"a").unwrap(), Some(b"1".to_vec()), "{engine:?}");
+            kv.insert(b"b", b"2").unwrap();
+            kv.sync().unwrap();
+            kv.reopen().unwrap();
+            let keys: Vec<Vec<u8>> = kv.scan_prefix(b"").unwrap().map(|p| p.unwrap().0).collect();
+            assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()], "{engine:?}");
+        }
+    }
+
     #[test]
     fn both_engines_agree() {
         for engine in [Engine::Sled, Engine::Redb] {

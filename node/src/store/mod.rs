@@ -134,6 +134,13 @@ pub trait Backend: StateView<Error = StoreError> + Send + Sync {
     fn apply(&self, updates: &[Update]) -> Result<(), StoreError>;
     /// Makes everything applied so far durable (a real fsync).
     fn sync(&self) -> Result<(), StoreError>;
+    /// Closes the engine and opens it again after a failed write (its cause gone):
+    /// writes applied and not yet durable may be lost, whole batches at a time, so the
+    /// caller reads the heads again afterwards.
+    fn reopen(&self) -> Result<(), StoreError>;
+    /// Writes `bytes` into a scratch file beside the engine's files, syncs and removes
+    /// it: whether the disk takes writes again.
+    fn probe_writable(&self, bytes: usize) -> Result<(), StoreError>;
     /// Every region's head.
     fn heads(&self) -> Result<BTreeMap<RegionCode, Head>, StoreError>;
     /// Up to `limit` envelopes of `region` from `from_seq`, stopping at `max_bytes`.
@@ -1139,6 +1146,22 @@ impl Store {
 }
 
 impl Backend for Store {
+    fn probe_writable(&self, bytes: usize) -> Result<(), StoreError> {
+        self.kv.probe_writable(bytes)
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        self.kv.reopen()?;
+        // Cached reads may be of writes the engine no longer holds.
+        if let Ok(mut h) = self.heads.write() {
+            h.clear();
+        }
+        if let Ok(mut e) = self.equivocators.lock() {
+            *e = (e.0 + 1, None);
+        }
+        Ok(())
+    }
+
     fn apply(&self, updates: &[Update]) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         // The envelope these updates come from, decoded only if an entry fold needs to

@@ -92,7 +92,8 @@ async fn store_failure_during_ingest_blames_no_peer() {
 }
 
 /// A store failure during an append answers 503 and acknowledges nothing; a failed
-/// fsync also pauses writes (the disk cannot be trusted) and says why in the status.
+/// write or fsync pauses writes (the disk cannot be trusted) and says why in the status,
+/// and once the disk works again the node reopens its store and writes by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_failure_during_append_is_503_and_nothing_acknowledged() {
     let mut c = Cluster::new(&[SH, GD]);
@@ -117,7 +118,20 @@ async fn store_failure_during_append_is_503_and_nothing_acknowledged() {
     assert_eq!(r.error().code, "cannot_persist");
     assert_eq!(c.head(1, GD).await, head, "nothing applied");
     assert_eq!(m.appends.load(Ordering::SeqCst), acknowledged);
+    // Writes stay closed, saying why and since when, until the disk takes writes again;
+    // then the node reopens its store by itself.
+    let status = c.status(1).await.unwrap();
+    assert_eq!(status["writes_open"], false, "{status}");
+    let why = status["writes_paused_reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("cannot persist writes since") && why.contains("retries by itself"),
+        "{status}"
+    );
+    assert!(m.store_failing_since_ms.load(Ordering::SeqCst) > 0);
     faults.fail_writes.store(false, Ordering::SeqCst);
+    c.wait_writable(1).await;
+    assert_eq!(m.store_failing_since_ms.load(Ordering::SeqCst), 0);
+    assert_eq!(c.metric(1, "credfed_store_recoveries_total").await, 1);
 
     faults.fail_sync.store(true, Ordering::SeqCst);
     let r = c
@@ -153,10 +167,20 @@ async fn store_failure_during_append_is_503_and_nothing_acknowledged() {
         status["writes_paused_reason"]
             .as_str()
             .unwrap()
-            .contains("failed to make writes durable"),
+            .contains("cannot persist writes since"),
         "{status}"
     );
     faults.fail_sync.store(false, Ordering::SeqCst);
+    // Recovered by itself: the next write is acknowledged, without a restart.
+    c.wait_writable(1).await;
+    let r = c
+        .submit(
+            1,
+            "440000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("gd-4")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
     gd.stop().await.unwrap();
 }
 
@@ -399,4 +423,142 @@ async fn a_witness_refuses_a_wrong_map_root() {
         matches!(refused, Err(CosignRefusal::WrongMap { .. })),
         "{refused:?}"
     );
+}
+
+/// A small file system mounted over a node's store for one test (tmpfs: the test
+/// runs as root, as CI does), unmounted when dropped.
+struct SmallDisk {
+    at: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, mib: u64) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "mounting a {mib} MiB tmpfs at {} failed: this test needs root (CI runs as root)",
+            at.display()
+        );
+        SmallDisk {
+            at: at.to_path_buf(),
+        }
+    }
+
+    /// Fills the file system until at most `leave` bytes are free; returns the filler.
+    fn fill(&self, leave: u64) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.at.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        let len = f.metadata().unwrap().len();
+        f.set_len(len.saturating_sub(leave)).unwrap();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.at)
+            .status();
+    }
+}
+
+/// A disk that fills while the node copies other regions' records stops its writes and
+/// its replication with a clear reason (writes_open false, the metrics say so), and once
+/// space is freed the node reopens its store and catches up by itself — the same
+/// process, no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_filled_during_replication_recovers_without_a_restart() {
+    disk_filled_during_replication("sled").await;
+}
+
+async fn disk_filled_during_replication(engine: &str) {
+    let mut c = Cluster::new(&[SH, GD]);
+    let mut cfg = c.config(1);
+    cfg.store_engine = engine.into();
+    c.save_config(1, &cfg);
+    let disk = SmallDisk::mount(&c.nodes[1].dir.join("store"), 48);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let filler = disk.fill(1 << 20);
+    let mut written = 0;
+    // Records until the replica's disk is full (a few MiB of sled at most).
+    for n in 0..3000 {
+        let r = c
+            .submit(
+                0,
+                "310000:pub",
+                &Body::ListEntryPublished(wage_arrears_entry(&format!("fill-{n}"))),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        written += 1;
+        if n % 50 == 49 && c.metric(1, "credfed_store_failures_total").await > 0 {
+            break;
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.metric(1, "credfed_store_failures_total").await > 0
+        })
+        .await,
+        "the replica's disk never filled after {written} records; log:\n{}",
+        c.log(1)
+    );
+    let status = c.status(1).await.unwrap();
+    assert_eq!(status["writes_open"], false, "{status}");
+    assert!(
+        status["writes_paused_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot persist writes since")),
+        "{status}"
+    );
+    let sh_head = c.head(0, SH).await;
+    let stopped_at = c.head(1, SH).await;
+    eprintln!("{engine}: written {written}, head {sh_head}, the replica stopped at {stopped_at}");
+    assert!(stopped_at < sh_head, "the replica stopped short");
+    // Reads go on while the disk is full.
+    assert!(c.status(1).await.is_some());
+
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(90), || async {
+            c.head(1, SH).await == sh_head
+        })
+        .await,
+        "the replica never caught up after space was freed; log:\n{}",
+        c.log(1)
+    );
+    c.wait_writable(1).await;
+    assert!(c.metric(1, "credfed_store_recoveries_total").await >= 1);
+    assert!(
+        c.nodes[1]
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "the node process is the one started before the disk filled"
+    );
+    c.register_departments(1).await;
+    let r = c
+        .submit(
+            1,
+            "440000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("gd-after")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    c.stop(0);
+    c.stop(1);
+    drop(disk);
 }
