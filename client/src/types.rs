@@ -135,6 +135,12 @@ pub struct NodeStatus {
     /// failed or were refused (docs/privacy.md).
     #[serde(default)]
     pub person_keys: PersonKeyStatus,
+    /// When the manifest in force expires (CST).
+    #[serde(default)]
+    pub manifest_expires_at: Option<String>,
+    /// Set from 30 days before the manifest expires: what to do.
+    #[serde(default)]
+    pub manifest_warning: Option<String>,
 }
 
 /// Person keys as `/v1/status` shows them.

@@ -266,6 +266,44 @@ pub fn engine_config(cfg: &NodeConfig) -> Result<EngineConfig> {
     })
 }
 
+/// Store note kind: the highest manifest this node has run on (`VERSION HASH`).
+const NOTE_MANIFEST: u8 = b'M';
+
+/// Refuses to start on a manifest older than one this node has run on, or on other
+/// content under the same version (docs/protocol.md §7), then records this one as the
+/// highest. Kept in the store, not beside the manifest file: an operator copying an old
+/// manifest back cannot copy the record back with it.
+fn keep_manifest_forward(
+    store: &dyn Backend,
+    manifest: &credfed_protocol::manifest::Manifest,
+    region: credfed_protocol::ids::RegionCode,
+    path: &Path,
+) -> Result<()> {
+    let held = store.note(NOTE_MANIFEST, region)?;
+    if let Some(held) = &held {
+        let (version, hash) = held
+            .split_once(' ')
+            .and_then(|(v, h)| {
+                Some((
+                    v.parse::<u64>().ok()?,
+                    credfed_protocol::crypto::Hash256::from_hex(h).ok()?,
+                ))
+            })
+            .with_context(|| {
+                format!("the store's record of the manifest run on is damaged: {held:?}")
+            })?;
+        manifest
+            .may_follow(version, &hash)
+            .with_context(|| format!("manifest = {}", path.display()))?;
+    }
+    let now = format!("{} {}", manifest.version, manifest.hash().to_hex());
+    if held.as_deref() != Some(now.as_str()) {
+        store.set_note(NOTE_MANIFEST, region, &now)?;
+        store.sync()?;
+    }
+    Ok(())
+}
+
 /// Opens (or creates) the store under `data_dir/store` with the config's engine and
 /// cache budget.
 pub fn open_store(cfg: &NodeConfig) -> Result<Store> {
@@ -329,6 +367,10 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         Some(s) => s,
         None => Box::new(open_store(cfg)?),
     };
+    keep_manifest_forward(&*store, manifest, region, &cfg.path(&cfg.manifest))?;
+    if let Some(warning) = crate::api::manifest_warning(manifest, engine_config.clock.now()) {
+        tracing::warn!("{warning}");
+    }
     let started = std::time::Instant::now();
     let fed = manifest.federation_id.clone();
     let report = tokio::task::spawn_blocking(move || {

@@ -289,6 +289,29 @@ pub enum ManifestError {
         /// Held.
         held: u64,
     },
+    /// Older than a version this node has already run on (docs/protocol.md §7).
+    #[error(
+        "manifest.version: {offered} is older than version {held}, which this node has already run on; a node never goes back to an older manifest — install version {held} or later"
+    )]
+    RolledBack {
+        /// Offered.
+        offered: u64,
+        /// Held.
+        held: u64,
+    },
+    /// The version this node has run on, with other content: two manifests signed with
+    /// one version number (an authority's mistake, or a forgery with a stolen key).
+    #[error(
+        "manifest.version: {version} was already run on here with other content (hash {held_hash}, this one {offered_hash}); ask the federation authority which is valid, and for a higher version"
+    )]
+    ConflictingVersion {
+        /// The version.
+        version: u64,
+        /// Hash of the held one.
+        held_hash: String,
+        /// Hash of this one.
+        offered_hash: String,
+    },
     /// Any other field rule.
     #[error("manifest.{field}: {rule}")]
     Field {
@@ -478,6 +501,27 @@ impl Manifest {
     /// SHA-256 of its canonical encoding (the bytes the authority signs).
     pub fn hash(&self) -> Hash256 {
         sha256(&[&codec::encode(self).unwrap_or_default()])
+    }
+
+    /// Whether a node that has run on manifest `held_version` (whose [`Manifest::hash`] was
+    /// `held_hash`) may run on this one: never an older version, never the same version
+    /// with other content (docs/protocol.md §7: no rollback).
+    pub fn may_follow(&self, held_version: u64, held_hash: &Hash256) -> Result<(), ManifestError> {
+        if self.version < held_version {
+            return Err(ManifestError::RolledBack {
+                offered: self.version,
+                held: held_version,
+            });
+        }
+        let hash = self.hash();
+        if self.version == held_version && &hash != held_hash {
+            return Err(ManifestError::ConflictingVersion {
+                version: self.version,
+                held_hash: held_hash.to_hex(),
+                offered_hash: hash.to_hex(),
+            });
+        }
+        Ok(())
     }
 
     /// The member whose node key this is.
@@ -810,6 +854,29 @@ mod tests {
                 held: 2
             })
         ));
+        // A node never runs on an older manifest than one it ran on, nor on other
+        // content under a version it ran on.
+        let v2 = manifest(&auth, 2, 4);
+        let v1 = manifest(&auth, 1, 4);
+        assert!(v2.may_follow(2, &v2.hash()).is_ok());
+        assert!(v2.may_follow(1, &v1.hash()).is_ok());
+        assert!(matches!(
+            v1.may_follow(2, &v2.hash()),
+            Err(ManifestError::RolledBack {
+                offered: 1,
+                held: 2
+            })
+        ));
+        let other_v2 = manifest(&auth, 2, 3);
+        let e = other_v2.may_follow(2, &v2.hash()).unwrap_err();
+        assert!(matches!(
+            e,
+            ManifestError::ConflictingVersion { version: 2, .. }
+        ));
+        assert!(
+            e.to_string().contains("ask the federation authority"),
+            "{e}"
+        );
         let newer = manifest(&auth, 3, 4).sign(&auth).unwrap();
         assert_eq!(
             newer

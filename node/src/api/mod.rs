@@ -1811,6 +1811,33 @@ fn replication_lag(
         .collect()
 }
 
+/// Days before its expiry from which the manifest is warned about.
+pub const MANIFEST_WARNING_DAYS: i64 = 30;
+
+/// Days until the manifest expires (fractions dropped; negative once it has).
+fn manifest_days_left(
+    manifest: &credfed_protocol::manifest::Manifest,
+    now: credfed_protocol::time::Timestamp,
+) -> i64 {
+    (manifest.expires_at.0 - now.0).div_euclid(86_400_000)
+}
+
+/// The warning `/v1/status` carries from [`MANIFEST_WARNING_DAYS`] before the manifest
+/// expires: a node refuses to start on an expired manifest.
+pub fn manifest_warning(
+    manifest: &credfed_protocol::manifest::Manifest,
+    now: credfed_protocol::time::Timestamp,
+) -> Option<String> {
+    let left = manifest_days_left(manifest, now);
+    (left < MANIFEST_WARNING_DAYS).then(|| {
+        format!(
+            "the manifest (version {}) expires at {} ({left} days from now): ask the federation authority for the next version and install it on every node before then (docs/operator.md, \"Manifests\"); a node does not start on an expired manifest",
+            manifest.version,
+            manifest.expires_at.cst_string()
+        )
+    })
+}
+
 async fn status(State(state): State<Arc<ApiState>>) -> Response {
     let result = (|| {
         let core = &state.core;
@@ -1845,6 +1872,8 @@ async fn status(State(state): State<Arc<ApiState>>) -> Response {
                 .calendar()
                 .coverage_warning(core.now().date_cst(), CALENDAR_WARNING_DAYS),
             person_keys: state.person_keys.status(),
+            manifest_expires_at: Some(core.manifest().expires_at.cst_string()),
+            manifest_warning: manifest_warning(core.manifest(), core.now()),
         })
     })();
     ApiError::respond(result, None)
@@ -2019,6 +2048,11 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         state.audit.failures(),
     );
     state.person_keys.render_metrics(&mut text);
+    text.push_str(&format!(
+        "# HELP credfed_manifest_version Version of the manifest in force.\n# TYPE credfed_manifest_version gauge\ncredfed_manifest_version {}\n# HELP credfed_manifest_days_left Days until the manifest in force expires (warned from {MANIFEST_WARNING_DAYS}).\n# TYPE credfed_manifest_days_left gauge\ncredfed_manifest_days_left {}\n",
+        core.manifest().version,
+        manifest_days_left(core.manifest(), core.now())
+    ));
     if let Some(last) = core.calendar().last_covered_day() {
         let left = last.days_since_epoch() - core.now().date_cst().days_since_epoch();
         text.push_str(&format!(

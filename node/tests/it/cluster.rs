@@ -1552,3 +1552,71 @@ async fn a_backup_taken_while_writing_restores_into_a_node_that_rejoins() {
     c.start(0);
     c.wait_writable(0).await;
 }
+
+/// Manifests only go forward (docs/protocol.md §7): a node that has run on version 2
+/// refuses to start on version 1 again, naming both; and from 30 days before the manifest
+/// in force expires, the status and the metrics say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_never_goes_back_to_an_older_manifest_and_warns_before_expiry() {
+    let mut c = Cluster::new(&[SH, GD]);
+    let manifest_file = c.nodes[0].dir.join("manifest.json");
+    let v1 = std::fs::read_to_string(&manifest_file).unwrap();
+    let mut m = c.manifest.clone();
+    m.version = 2;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Ten days and an hour: ten whole days left for as long as the test runs.
+    m.expires_at = credfed_protocol::time::Timestamp(now_ms + 10 * 86_400_000 + 3_600_000);
+    let v2 = serde_json::to_string(&m.sign(&key("authority")).unwrap()).unwrap();
+    std::fs::write(&manifest_file, &v2).unwrap();
+    c.start(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(0)
+                .await
+                .is_some_and(|s| s["manifest_version"] == json!(2))
+        })
+        .await,
+        "log:\n{}",
+        c.log(0)
+    );
+    let status = c.status(0).await.unwrap();
+    let warning = status["manifest_warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("version 2")
+            && warning.contains("10 days")
+            && warning.contains("install it on every node"),
+        "{status}"
+    );
+    assert_eq!(c.metric(0, "credfed_manifest_days_left").await, 10);
+    c.stop(0);
+    std::fs::write(&manifest_file, &v1).unwrap();
+    c.start(0);
+    let exited = wait_until(Duration::from_secs(30), || async {
+        c.nodes[0]
+            .child
+            .as_ref()
+            .is_some_and(|_| c.log(0).contains("older than version 2"))
+    })
+    .await;
+    assert!(exited, "log:\n{}", c.log(0));
+    let code = c.nodes[0].child.as_mut().unwrap().wait().unwrap();
+    assert!(!code.success());
+    assert!(
+        c.status(0).await.is_none(),
+        "a node on the older manifest is not serving"
+    );
+    // Version 2 again: it starts.
+    std::fs::write(&manifest_file, &v2).unwrap();
+    c.start(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(0).await.is_some()
+        })
+        .await,
+        "log:\n{}",
+        c.log(0)
+    );
+}

@@ -173,6 +173,15 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
         }
         FederationCmd::Sign { draft, key, out } => {
             let m = read_draft(&draft)?;
+            // Every node refuses an expired manifest: signing one only hides the
+            // mistake until it is installed.
+            if m.expires_at <= now() {
+                return Err(invalid(format!(
+                    "{}: expires_at {} has passed; a node refuses an expired manifest — make a new draft (credfed federation init --valid-days N) or ask for a later expiry",
+                    draft.display(),
+                    m.expires_at.cst_string()
+                )));
+            }
             let signed = m
                 .sign(&read_key(&key)?)
                 .map_err(|e| invalid(e.to_string()))?;

@@ -1135,8 +1135,10 @@ pub fn status(mode: Output, node: &NodeArgs) -> Res {
         if let Some(why) = v["writes_paused_reason"].as_str() {
             out.push_str(&format!("\nwrites paused: {why}"));
         }
-        if let Some(w) = v["calendar_warning"].as_str() {
-            out.push_str(&format!("\nWARNING: {w}"));
+        for key in ["calendar_warning", "manifest_warning"] {
+            if let Some(w) = v[key].as_str() {
+                out.push_str(&format!("\nWARNING: {w}"));
+            }
         }
         let pk = &v["person_keys"];
         if pk["configured"] == serde_json::json!(true) {

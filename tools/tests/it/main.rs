@@ -1412,6 +1412,26 @@ fn federation_init_states_the_faults_its_quorums_tolerate() {
             && err.contains("--faults-tolerated"),
         "{err}"
     );
+    // A draft whose expiry has passed is not signed: every node would refuse it.
+    let draft = tmp.path().join("draft.json");
+    let mut d: Value = serde_json::from_str(&std::fs::read_to_string(&draft).unwrap()).unwrap();
+    d["expires_at"] = json!(1_000);
+    std::fs::write(&draft, d.to_string()).unwrap();
+    let key = tmp.path().join("authority.key");
+    std::fs::write(&key, "09".repeat(32)).unwrap();
+    let out = Command::new(CLI)
+        .args(["federation", "sign", draft.to_str().unwrap(), "--key"])
+        .arg(&key)
+        .args(["--out", tmp.path().join("signed.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has passed") && err.contains("--valid-days"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("signed.json").exists());
 }
 
 /// `credfed verify-evidence` checks evidence against a member offline: two envelopes its
