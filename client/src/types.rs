@@ -141,6 +141,10 @@ pub struct NodeStatus {
     /// Set from 30 days before the manifest expires: what to do.
     #[serde(default)]
     pub manifest_warning: Option<String>,
+    /// Set from 30 days before the API's server or CA certificate, or a department's
+    /// client certificate, ends: which, when, and what to do.
+    #[serde(default)]
+    pub certificates_warning: Option<String>,
 }
 
 /// Person keys as `/v1/status` shows them.

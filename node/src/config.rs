@@ -88,6 +88,34 @@ pub fn init_data_dir(opts: &InitOptions) -> Result<InitReport> {
     })
 }
 
+/// How long the node's API certificate authority is valid: ten years, renewed by a CA
+/// rollover long before (docs/operator.md, "Certificates").
+pub const CA_LIFETIME_DAYS: i32 = 3650;
+/// How long the API server certificate is valid; `credfed-node rotate-server-cert`
+/// renews it (the node warns 30 days ahead).
+pub const SERVER_CERT_LIFETIME_DAYS: i32 = 365;
+/// How long a department's client certificate is valid; reissued from a new request.
+pub const CLIENT_CERT_LIFETIME_DAYS: i32 = 365;
+
+/// Sets a certificate valid from yesterday (clocks differ) for `days` days from today,
+/// and returns its last day.
+fn set_lifetime(params: &mut rcgen::CertificateParams, days: i32) -> credfed_protocol::time::Date {
+    let today = credfed_protocol::time::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+    )
+    .date_cst();
+    let at = |d: credfed_protocol::time::Date| {
+        let (y, m, day) = d.ymd();
+        rcgen::date_time_ymd(y, m as u8, day as u8)
+    };
+    let last = today.add_days(days);
+    params.not_before = at(today.add_days(-1));
+    params.not_after = at(last);
+    last
+}
+
 /// The node's API certificate authority and a server certificate it signs for
 /// `localhost`, 127.0.0.1 and the listen address. Clients trust the CA (`api-ca.pem`); the CA key also signs
 /// department client certificates.
@@ -98,7 +126,26 @@ pub fn write_api_certs(dir: &Path, region: RegionCode, listen_ip: std::net::IpAd
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
         .push(DnType::CommonName, format!("credfed node {region} API CA"));
+    set_lifetime(&mut ca, CA_LIFETIME_DAYS);
     let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+    std::fs::create_dir_all(dir.join("clients"))?;
+    std::fs::write(dir.join("api-ca.pem"), ca_cert.pem())?;
+    write_secret(&dir.join("api-ca-key.pem"), &issuer.key().serialize_pem())?;
+    write_server_cert(dir, region, listen_ip, &issuer)?;
+    Ok(())
+}
+
+/// Makes a new server key and certificate signed by the API CA, valid for
+/// [`SERVER_CERT_LIFETIME_DAYS`], for `localhost`, 127.0.0.1 and `listen_ip`; written
+/// through temporary files and renames, so the node never reads half of them.
+fn write_server_cert(
+    dir: &Path,
+    region: RegionCode,
+    listen_ip: std::net::IpAddr,
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+) -> Result<credfed_protocol::time::Date> {
+    use rcgen::{CertificateParams, DnType, KeyPair};
     let server_key = KeyPair::generate()?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     if !listen_ip.is_loopback() {
@@ -108,14 +155,56 @@ pub fn write_api_certs(dir: &Path, region: RegionCode, listen_ip: std::net::IpAd
     server
         .distinguished_name
         .push(DnType::CommonName, format!("credfed node {region}"));
-    let issuer = Issuer::new(ca, ca_key);
-    let server_cert = server.signed_by(&server_key, &issuer)?;
-    std::fs::create_dir_all(dir.join("clients"))?;
-    std::fs::write(dir.join("api-ca.pem"), ca_cert.pem())?;
-    write_secret(&dir.join("api-ca-key.pem"), &issuer.key().serialize_pem())?;
-    std::fs::write(dir.join("api-cert.pem"), server_cert.pem())?;
-    write_secret(&dir.join("api-key.pem"), &server_key.serialize_pem())?;
-    Ok(())
+    let last = set_lifetime(&mut server, SERVER_CERT_LIFETIME_DAYS);
+    let server_cert = server.signed_by(&server_key, issuer)?;
+    write_atomically(
+        &dir.join("api-key.pem"),
+        server_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_atomically(
+        &dir.join("api-cert.pem"),
+        server_cert.pem().as_bytes(),
+        0o644,
+    )?;
+    Ok(last)
+}
+
+/// Renews the API server certificate and key before they expire (`credfed-node
+/// rotate-server-cert`): the old pair is kept as `*.replaced-<ms>`; clients trust the
+/// CA, so nothing changes for them. Returns the new certificate's last day.
+pub fn rotate_server_cert(
+    data_dir: &Path,
+    region: RegionCode,
+    listen_ip: std::net::IpAddr,
+) -> Result<credfed_protocol::time::Date> {
+    let issuer = ca_issuer(data_dir, region)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    for name in ["api-cert.pem", "api-key.pem"] {
+        let path = data_dir.join(name);
+        if path.exists() {
+            std::fs::copy(&path, data_dir.join(format!("{name}.replaced-{stamp}")))
+                .with_context(|| format!("keeping a copy of {}", path.display()))?;
+        }
+    }
+    write_server_cert(data_dir, region, listen_ip, &issuer)
+}
+
+/// Days a certificate (PEM file) has left, and its last day; `None` when the file
+/// holds no certificate it can read.
+pub fn cert_days_left(
+    pem_file: &Path,
+    now: credfed_protocol::time::Timestamp,
+) -> Option<(i64, String)> {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(pem_file).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let not_after = cert.validity().not_after.timestamp();
+    let left = (not_after * 1000 - now.0).div_euclid(86_400_000);
+    let last = credfed_protocol::time::Timestamp(not_after * 1000).cst_string();
+    Some((left, last))
 }
 
 fn ca_issuer(dir: &Path, region: RegionCode) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>> {
@@ -141,10 +230,107 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
 pub struct IssuedCertificate {
     /// The certificate (PEM).
     pub cert: PathBuf,
-    /// Its key (PEM, mode 0600).
-    pub key: PathBuf,
+    /// Its key (PEM, mode 0600), unless issued for a signing request.
+    pub key: Option<PathBuf>,
     /// Where the files it replaced were moved, with `--replace`.
     pub backups: Vec<PathBuf>,
+    /// Its fingerprint: the name of its entry in `<data-dir>/clients/`.
+    pub fingerprint: String,
+    /// Its last valid day.
+    pub not_after: String,
+}
+
+/// One client certificate the node accepts, as its entry in `<data-dir>/clients/`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegisteredCertificate {
+    /// Its fingerprint (the entry's file name).
+    pub fingerprint: String,
+    /// The department it was issued to.
+    pub department: String,
+    /// Its last valid day, when recorded.
+    pub not_after: Option<String>,
+}
+
+/// Every client certificate the node accepts.
+pub fn registered_certificates(data_dir: &Path) -> Result<Vec<RegisteredCertificate>> {
+    let dir = data_dir.join("clients");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let mut lines = text.lines();
+        out.push(RegisteredCertificate {
+            fingerprint: name,
+            department: lines.next().unwrap_or_default().trim().to_string(),
+            not_after: lines.find_map(|l| l.strip_prefix("not_after=").map(str::to_string)),
+        });
+    }
+    out.sort_by(|a, b| (&a.department, &a.fingerprint).cmp(&(&b.department, &b.fingerprint)));
+    Ok(out)
+}
+
+/// Revokes client certificates: the one whose fingerprint is given (a prefix of at
+/// least 12 hex digits, as `credfed-node certs` shows), or the one in a PEM file, or
+/// every one of a department. Returns what it revoked; refuses a prefix that names
+/// more than one, and revoking nothing.
+pub fn revoke_client_certs(
+    data_dir: &Path,
+    which: &RevokeWhich,
+) -> Result<Vec<RegisteredCertificate>> {
+    let all = registered_certificates(data_dir)?;
+    let chosen: Vec<RegisteredCertificate> = match which {
+        RevokeWhich::Fingerprint(f) => {
+            let f = f.to_ascii_lowercase();
+            if f.len() < 12 {
+                bail!(
+                    "--fingerprint: give at least 12 hex digits of it (credfed-node certs lists them)"
+                );
+            }
+            let hits: Vec<_> = all
+                .into_iter()
+                .filter(|c| c.fingerprint.starts_with(&f))
+                .collect();
+            if hits.len() > 1 {
+                bail!(
+                    "--fingerprint {f}: names {} certificates; give more digits",
+                    hits.len()
+                );
+            }
+            hits
+        }
+        RevokeWhich::CertFile(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let der = rustls::pki_types::CertificateDer::from_pem_file(path).map_err(|e| {
+                anyhow::anyhow!("--cert {}: not a PEM certificate ({e})", path.display())
+            })?;
+            let f = cert_fingerprint(&der);
+            all.into_iter().filter(|c| c.fingerprint == f).collect()
+        }
+        RevokeWhich::Department(d) => all.into_iter().filter(|c| &c.department == d).collect(),
+    };
+    if chosen.is_empty() {
+        bail!("no certificate this node accepts matches; credfed-node certs lists those it does");
+    }
+    for c in &chosen {
+        let path = data_dir.join("clients").join(&c.fingerprint);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(chosen)
+}
+
+/// Which client certificates to revoke.
+#[derive(Debug, Clone)]
+pub enum RevokeWhich {
+    /// By fingerprint (or a prefix of it).
+    Fingerprint(String),
+    /// The certificate in this PEM file.
+    CertFile(PathBuf),
+    /// Every certificate of this department.
+    Department(String),
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a
@@ -183,6 +369,20 @@ pub fn issue_client_cert(
     out: &Path,
     replace: bool,
 ) -> Result<IssuedCertificate> {
+    issue_client_cert_for(data_dir, region, department, out, replace, None)
+}
+
+/// As [`issue_client_cert`], for the key in a certificate signing request the
+/// department made (`credfed key csr`) when `csr_pem` is given: no private key is
+/// written or handed over then, only the certificate.
+pub fn issue_client_cert_for(
+    data_dir: &Path,
+    region: RegionCode,
+    department: &credfed_protocol::ids::DepartmentId,
+    out: &Path,
+    replace: bool,
+    csr_pem: Option<&str>,
+) -> Result<IssuedCertificate> {
     use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
     if department.home_province() != region {
         bail!(
@@ -195,7 +395,7 @@ pub fn issue_client_cert(
     let key_path = out.join(format!("{stem}.key"));
     let existing: Vec<&PathBuf> = [&cert_path, &key_path]
         .into_iter()
-        .filter(|p| p.exists())
+        .filter(|p| p.exists() && (csr_pem.is_none() || *p == &cert_path))
         .collect();
     if !replace && !existing.is_empty() {
         bail!(
@@ -205,13 +405,26 @@ pub fn issue_client_cert(
     }
     let clients = data_dir.join("clients");
     let issuer = ca_issuer(data_dir, region)?;
-    let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params
         .distinguished_name
         .push(DnType::CommonName, department.to_string());
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.signed_by(&key, &issuer)?;
+    set_lifetime(&mut params, CLIENT_CERT_LIFETIME_DAYS);
+    // The subject and usage are the node's to decide, whatever the request asks for;
+    // only its public key is taken (its signature proves the requester holds the key).
+    let (cert, key) = match csr_pem {
+        Some(pem) => {
+            let csr = rcgen::CertificateSigningRequestParams::from_pem(pem).map_err(|e| {
+                anyhow::anyhow!("--csr: not a certificate signing request this node can read ({e}); make one with `credfed key csr`")
+            })?;
+            (params.signed_by(&csr.public_key, &issuer)?, None)
+        }
+        None => {
+            let key = KeyPair::generate()?;
+            (params.signed_by(&key, &issuer)?, Some(key))
+        }
+    };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::create_dir_all(&clients).with_context(|| format!("creating {}", clients.display()))?;
     let stamp = std::time::SystemTime::now()
@@ -228,26 +441,32 @@ pub fn issue_client_cert(
             .with_context(|| format!("keeping {} as {}", old.display(), backup.display()))?;
         backups.push(backup);
     }
-    write_atomically(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    if let Some(key) = &key {
+        write_atomically(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    }
     write_atomically(&cert_path, cert.pem().as_bytes(), 0o644)?;
     // Registered last: a certificate is usable only once both files are in place. The
     // file's first line is the department; the next ones say when it was issued and
     // until when it is valid, for the operator's page (docs/console.md).
     let not_after = params.not_after;
+    let fingerprint = cert_fingerprint(cert.der());
     let record = format!(
         "{department}\nissued_ms={stamp}\nnot_after={:04}-{:02}-{:02}\n",
         not_after.year(),
         u8::from(not_after.month()),
         not_after.day()
     );
-    write_atomically(
-        &clients.join(cert_fingerprint(cert.der())),
-        record.as_bytes(),
-        0o644,
-    )?;
+    write_atomically(&clients.join(&fingerprint), record.as_bytes(), 0o644)?;
     Ok(IssuedCertificate {
         cert: cert_path,
-        key: key_path,
+        key: key.map(|_| key_path),
         backups,
+        fingerprint,
+        not_after: format!(
+            "{:04}-{:02}-{:02}",
+            not_after.year(),
+            u8::from(not_after.month()),
+            not_after.day()
+        ),
     })
 }

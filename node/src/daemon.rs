@@ -348,6 +348,19 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         None => None,
     };
     let tls = Arc::new(api_tls_config(cfg)?);
+    for (which, path) in [
+        ("server certificate", cfg.path(&cfg.tls_cert)),
+        ("CA certificate", cfg.path(&PathBuf::from("api-ca.pem"))),
+    ] {
+        if let Some((left, last)) = crate::config::cert_days_left(&path, engine_config.clock.now())
+            && left < crate::api::CERT_WARNING_DAYS
+        {
+            tracing::warn!(
+                "the API's {which} ({}) ends at {last}, in {left} days: renew it (docs/operator.md, \"Certificates\")",
+                path.display()
+            );
+        }
+    }
     let audit_path = cfg.data_dir.join("audit.log");
     let audit = Arc::new(Audit::open(&audit_path)?);
     let api_addr: SocketAddr = cfg
@@ -484,6 +497,10 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         ceremonies,
         metrics_public: cfg.metrics_public,
         clients_dir: cfg.data_dir.join("clients"),
+        cert_files: vec![
+            ("server", cfg.path(&cfg.tls_cert)),
+            ("ca", cfg.path(&PathBuf::from("api-ca.pem"))),
+        ],
         drill_faults: cfg.drill_faults,
         event_streams: Arc::new(tokio::sync::Semaphore::new(
             crate::api::events::MAX_EVENT_STREAMS,

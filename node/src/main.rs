@@ -80,10 +80,50 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
         /// Replace an existing certificate and key in --out (they are kept as
-        /// <name>.replaced-<ms>; the old certificate stays valid until its fingerprint
-        /// file under <data-dir>/clients/ is deleted).
+        /// <name>.replaced-<ms>; the old certificate stays valid until it is revoked
+        /// with `credfed-node revoke-client-cert`).
         #[arg(long)]
         replace: bool,
+        /// The department's certificate signing request (`credfed key csr`): the
+        /// certificate is issued for the key the department keeps, and no private key
+        /// is written. Without it the node makes the key (hand it over securely).
+        #[arg(long)]
+        csr: Option<PathBuf>,
+    },
+    /// List the client certificates this node accepts: fingerprint, department, last
+    /// valid day.
+    Certs {
+        /// Config file of the node.
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
+        config: PathBuf,
+        /// Print machine-readable JSON.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+    },
+    /// Revoke client certificates: by fingerprint (12 or more hex digits, as `certs`
+    /// shows), by the certificate's file, or every one of a department. Takes effect at
+    /// the next connection; says what it revoked.
+    RevokeClientCert {
+        /// Config file of the node.
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
+        config: PathBuf,
+        /// Fingerprint, or a prefix of at least 12 hex digits.
+        #[arg(long, conflicts_with_all = ["cert", "department"], required_unless_present_any = ["cert", "department"])]
+        fingerprint: Option<String>,
+        /// The certificate file (PEM).
+        #[arg(long, conflicts_with = "department")]
+        cert: Option<PathBuf>,
+        /// Every certificate of this department.
+        #[arg(long)]
+        department: Option<String>,
+    },
+    /// Renew the API server certificate (valid one year; the node warns 30 days before it
+    /// ends). Clients trust the node's CA, so nothing changes for them; restart the node
+    /// to serve the new certificate.
+    RotateServerCert {
+        /// Config file of the node.
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
+        config: PathBuf,
     },
     /// Ask a running node for its status (uses the operator certificate in
     /// <data-dir>/operator/, created by `init`).
@@ -169,24 +209,107 @@ fn main() -> Result<()> {
             department,
             out,
             replace,
+            csr,
         } => {
             let cfg = NodeConfig::load(&config)?;
             let dept = credfed_protocol::ids::DepartmentId::parse(&department, "--department")?;
-            let issued = credfed_node::config::issue_client_cert(
+            if dept.unit != credfed_protocol::envelope::NODE_UNIT {
+                runtime()?.block_on(require_registered(&cfg, &dept))?;
+            }
+            let csr_text = match &csr {
+                Some(p) => Some(
+                    std::fs::read_to_string(p).with_context(|| format!("--csr {}", p.display()))?,
+                ),
+                None => None,
+            };
+            let issued = credfed_node::config::issue_client_cert_for(
                 &cfg.data_dir,
                 cfg.region()?,
                 &dept,
                 &out,
                 replace,
+                csr_text.as_deref(),
             )?;
+            match &issued.key {
+                Some(key) => println!(
+                    "issued {} and {} (mode 0600), valid until {}; give both to {dept} with api-ca.pem",
+                    issued.cert.display(),
+                    key.display(),
+                    issued.not_after
+                ),
+                None => println!(
+                    "issued {} for the key in the request, valid until {}; give it to {dept} with api-ca.pem (no private key left this node's hands)",
+                    issued.cert.display(),
+                    issued.not_after
+                ),
+            }
             println!(
-                "issued {} and {} (mode 0600); give both to {dept} with api-ca.pem",
-                issued.cert.display(),
-                issued.key.display()
+                "  fingerprint {} (credfed-node revoke-client-cert --fingerprint {})",
+                issued.fingerprint,
+                &issued.fingerprint[..16]
             );
             for b in issued.backups {
                 println!("  kept the replaced file as {}", b.display());
             }
+            Ok(())
+        }
+        Cmd::Certs { config, output } => {
+            let cfg = NodeConfig::load(&config)?;
+            let certs = credfed_node::config::registered_certificates(&cfg.data_dir)?;
+            if output == "json" {
+                println!("{}", serde_json::to_string_pretty(&certs)?);
+            } else {
+                println!("{:<18} {:<24} valid until", "fingerprint", "department");
+                for c in certs {
+                    println!(
+                        "{:<18} {:<24} {}",
+                        &c.fingerprint[..16],
+                        c.department,
+                        c.not_after.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Cmd::RevokeClientCert {
+            config,
+            fingerprint,
+            cert,
+            department,
+        } => {
+            use credfed_node::config::RevokeWhich;
+            let cfg = NodeConfig::load(&config)?;
+            let which = match (fingerprint, cert, department) {
+                (Some(f), _, _) => RevokeWhich::Fingerprint(f),
+                (_, Some(c), _) => RevokeWhich::CertFile(c),
+                (_, _, Some(d)) => RevokeWhich::Department(d),
+                _ => anyhow::bail!("give --fingerprint, --cert or --department"),
+            };
+            for c in credfed_node::config::revoke_client_certs(&cfg.data_dir, &which)? {
+                println!(
+                    "revoked {} of {} (valid until {})",
+                    c.fingerprint,
+                    c.department,
+                    c.not_after.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        Cmd::RotateServerCert { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            let listen: std::net::SocketAddr = cfg
+                .api_listen
+                .parse()
+                .with_context(|| format!("api_listen = {:?}", cfg.api_listen))?;
+            let last = credfed_node::config::rotate_server_cert(
+                &cfg.data_dir,
+                cfg.region()?,
+                listen.ip(),
+            )?;
+            println!(
+                "new server certificate in {} valid until {last}; the old pair kept as *.replaced-*; restart the node to serve it",
+                cfg.data_dir.join("api-cert.pem").display()
+            );
             Ok(())
         }
         Cmd::Completions { shell } => {
@@ -263,6 +386,37 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Refuses to issue a certificate to a department the node does not know as registered
+/// and unrevoked (asked of the running node: the registry is in its store).
+async fn require_registered(
+    cfg: &NodeConfig,
+    dept: &credfed_protocol::ids::DepartmentId,
+) -> Result<()> {
+    let client = operator_client(cfg)?;
+    let r = client
+        .get(&format!("/v1/departments/{}", credfed_client::query_value(&dept.to_string())))
+        .await
+        .context("asking the node whether the department is registered (the node must be running: the registry is in its store)")?;
+    match r.status {
+        200 => {
+            let v = r.json()?;
+            if !v["revoked_at"].is_null() {
+                anyhow::bail!(
+                    "--department {dept}: revoked; a revoked department gets no certificate"
+                );
+            }
+            Ok(())
+        }
+        404 => anyhow::bail!(
+            "--department {dept}: not registered at this node; register it first (credfed dept register), then issue its certificate"
+        ),
+        s => anyhow::bail!(
+            "asking the node about {dept}: HTTP {s}: {}",
+            r.error().message
+        ),
     }
 }
 

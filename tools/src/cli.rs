@@ -396,6 +396,17 @@ pub enum KeyCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Make a department's API (TLS) key and a certificate signing request for it: the
+    /// key stays here (mode 0600), the request goes to the node's operator
+    /// (`credfed-node issue-client-cert --csr`), the certificate comes back.
+    Csr {
+        /// The department, e.g. 310000:scjgj.
+        #[arg(long)]
+        department: String,
+        /// Directory to write <department>.key and <department>.csr into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Show a key file's public key (and PeerId for node keys).
     Show {
         /// Key file.

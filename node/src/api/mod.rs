@@ -65,6 +65,9 @@ pub struct ApiState {
     pub metrics_public: bool,
     /// Directory of issued client certificate fingerprints (`<data-dir>/clients`).
     pub clients_dir: PathBuf,
+    /// The API's server certificate and its CA's certificate (PEM files), whose expiry
+    /// status and metrics report.
+    pub cert_files: Vec<(&'static str, PathBuf)>,
     /// Serve the in-node drill fault endpoint (testnets only).
     pub drill_faults: bool,
     /// Event streams served at once ([`events::MAX_EVENT_STREAMS`]).
@@ -1811,6 +1814,73 @@ fn replication_lag(
         .collect()
 }
 
+/// Days before its expiry from which a certificate is warned about.
+pub const CERT_WARNING_DAYS: i64 = 30;
+
+/// Days left of the API's own certificates: (which, days left, last valid instant).
+fn own_certificates(
+    state: &ApiState,
+    now: credfed_protocol::time::Timestamp,
+) -> Vec<(&'static str, i64, String)> {
+    state
+        .cert_files
+        .iter()
+        .filter_map(|(which, path)| {
+            crate::config::cert_days_left(path, now).map(|(left, last)| (*which, left, last))
+        })
+        .collect()
+}
+
+/// Days left of the client certificate that ends first, and how many end within
+/// [`CERT_WARNING_DAYS`] (from the validity recorded at issuance).
+fn client_certificates(
+    state: &ApiState,
+    now: credfed_protocol::time::Timestamp,
+) -> (Option<i64>, usize) {
+    let Some(data_dir) = state.clients_dir.parent() else {
+        return (None, 0);
+    };
+    let today = now.date_cst().days_since_epoch() as i64;
+    let left: Vec<i64> = crate::config::registered_certificates(data_dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            let d = credfed_protocol::time::Date::parse(c.not_after.as_deref()?).ok()?;
+            Some(d.days_since_epoch() as i64 - today)
+        })
+        .collect();
+    (
+        left.iter().copied().min(),
+        left.iter().filter(|l| **l < CERT_WARNING_DAYS).count(),
+    )
+}
+
+/// What `/v1/status` says from [`CERT_WARNING_DAYS`] before a certificate ends.
+fn certificates_warning(
+    state: &ApiState,
+    now: credfed_protocol::time::Timestamp,
+) -> Option<String> {
+    let mut parts = Vec::new();
+    for (which, left, last) in own_certificates(state, now) {
+        if left < CERT_WARNING_DAYS {
+            let what = match which {
+                "ca" => {
+                    "the API's certificate authority (plan a CA rollover: docs/operator.md, \"Certificates\")"
+                }
+                _ => "the API's server certificate (credfed-node rotate-server-cert, then restart)",
+            };
+            parts.push(format!("{what} ends at {last} ({left} days)"));
+        }
+    }
+    let (_, soon) = client_certificates(state, now);
+    if soon > 0 {
+        parts.push(format!(
+            "{soon} department client certificate(s) end within {CERT_WARNING_DAYS} days (credfed-node certs; reissue from a new request)"
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// Days before its expiry from which the manifest is warned about.
 pub const MANIFEST_WARNING_DAYS: i64 = 30;
 
@@ -1874,6 +1944,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Response {
             person_keys: state.person_keys.status(),
             manifest_expires_at: Some(core.manifest().expires_at.cst_string()),
             manifest_warning: manifest_warning(core.manifest(), core.now()),
+            certificates_warning: certificates_warning(&state, core.now()),
         })
     })();
     ApiError::respond(result, None)
@@ -2048,6 +2119,15 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         state.audit.failures(),
     );
     state.person_keys.render_metrics(&mut text);
+    text.push_str("# HELP credfed_certificate_days_left Days until the API's own certificates end (server, ca).\n# TYPE credfed_certificate_days_left gauge\n");
+    for (which, left, _) in own_certificates(&state, core.now()) {
+        text.push_str(&format!(
+            "credfed_certificate_days_left{{cert=\"{which}\"}} {left}\n"
+        ));
+    }
+    if let (Some(first), _) = client_certificates(&state, core.now()) {
+        text.push_str(&format!("# HELP credfed_client_certificate_days_left_min Days until the first department client certificate ends.\n# TYPE credfed_client_certificate_days_left_min gauge\ncredfed_client_certificate_days_left_min {first}\n"));
+    }
     text.push_str(&format!(
         "# HELP credfed_manifest_version Version of the manifest in force.\n# TYPE credfed_manifest_version gauge\ncredfed_manifest_version {}\n# HELP credfed_manifest_days_left Days until the manifest in force expires (warned from {MANIFEST_WARNING_DAYS}).\n# TYPE credfed_manifest_days_left gauge\ncredfed_manifest_days_left {}\n",
         core.manifest().version,

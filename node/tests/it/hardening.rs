@@ -750,3 +750,157 @@ fn the_node_binary_prints_shell_completions() {
         "{text}"
     );
 }
+
+/// Days from now until the certificate in `pem` ends.
+fn cert_days_left(pem: &std::path::Path) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    credfed_node::config::cert_days_left(pem, credfed_protocol::time::Timestamp(now))
+        .unwrap()
+        .0
+}
+
+/// Certificates with lifetimes (docs/operator.md, "Certificates"): the CA ten years, the
+/// server and client certificates one year; a department's certificate issued for the
+/// key in its own signing request (no private key handed over), refused for a
+/// department the node does not know; listed and revoked by a name the tool prints; the
+/// server certificate renewed while clients keep trusting the CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_have_lifetimes_come_from_requests_and_are_revoked_by_name() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let dir = c.nodes[0].dir.clone();
+    let config = dir.join("config.toml");
+    let node = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let ca_left = cert_days_left(&dir.join("api-ca.pem"));
+    let server_left = cert_days_left(&dir.join("api-cert.pem"));
+    assert!((3640..=3650).contains(&ca_left), "CA: {ca_left} days");
+    assert!(
+        (360..=365).contains(&server_left),
+        "server: {server_left} days"
+    );
+
+    let out_dir = dir.join("issued");
+    let out_arg = out_dir.to_str().unwrap().to_string();
+    // A department the node does not know gets nothing.
+    let out = node(&[
+        "issue-client-cert",
+        "--department",
+        "310000:ghost",
+        "--out",
+        &out_arg,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not registered") && err.contains("register it first"),
+        "{err}"
+    );
+    assert!(!out_dir.join("310000-ghost.pem").exists());
+
+    // The department makes its key and request; only the request travels.
+    let tls_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "310000:obj");
+    let csr = params.serialize_request(&tls_key).unwrap().pem().unwrap();
+    let csr_file = dir.join("obj.csr");
+    std::fs::write(&csr_file, csr).unwrap();
+    let out = node(&[
+        "issue-client-cert",
+        "--department",
+        "310000:obj",
+        "--out",
+        &out_arg,
+        "--csr",
+        csr_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("fingerprint") && said.contains("valid until"),
+        "{said}"
+    );
+    assert!(
+        !out_dir.join("310000-obj.key").exists(),
+        "no private key written"
+    );
+    let cert = out_dir.join("310000-obj.pem");
+    assert!((360..=365).contains(&cert_days_left(&cert)));
+    let key_file = dir.join("obj-own.key");
+    std::fs::write(&key_file, tls_key.serialize_pem()).unwrap();
+    let obj = ApiClient::with_identity(&c.nodes[0].api, &dir.join("api-ca.pem"), &cert, &key_file)
+        .unwrap();
+    assert_eq!(obj.get("/v1/stats").await.unwrap().status, 200);
+
+    // Listed by fingerprint, department and last day; revoked by the printed name.
+    let out = node(&["certs", "--output", "json"]);
+    let certs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours: Vec<&Value> = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["department"] == json!("310000:obj"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{certs}");
+    let fingerprint = ours[0]["fingerprint"].as_str().unwrap().to_string();
+    assert!(said.contains(&fingerprint), "{said}");
+    assert!(ours[0]["not_after"].as_str().is_some_and(|d| d.len() == 10));
+    let out = node(&["revoke-client-cert", "--fingerprint", &fingerprint[..16]]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("revoked {fingerprint} of 310000:obj"))
+    );
+    let refused =
+        ApiClient::with_identity(&c.nodes[0].api, &dir.join("api-ca.pem"), &cert, &key_file)
+            .unwrap()
+            .get("/v1/stats")
+            .await;
+    assert!(refused.is_err() || refused.is_ok_and(|r| r.status == 401 || r.status == 403));
+    let out = node(&["revoke-client-cert", "--fingerprint", &fingerprint[..16]]);
+    assert!(!out.status.success(), "revoking nothing is an error");
+
+    // Expiry in the status and the metrics; nothing to warn about a year ahead.
+    let status = c.status(0).await.unwrap();
+    assert!(status["certificates_warning"].is_null(), "{status}");
+    let metrics = c.nodes[0].client.get("/metrics").await.unwrap().body;
+    assert!(
+        metrics.contains(&format!(
+            "credfed_certificate_days_left{{cert=\"server\"}} {server_left}"
+        )),
+        "{metrics}"
+    );
+
+    // The server certificate renewed; a restarted node serves it and clients that
+    // trust the CA go on.
+    let before = std::fs::read(dir.join("api-cert.pem")).unwrap();
+    let out = node(&["rotate-server-cert"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(std::fs::read(dir.join("api-cert.pem")).unwrap(), before);
+    c.stop(0);
+    c.start(0);
+    c.wait_writable(0).await;
+}

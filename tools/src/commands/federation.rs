@@ -31,6 +31,43 @@ pub fn key(mode: Output, cmd: KeyCmd) -> Res {
             });
             Ok(())
         }
+        KeyCmd::Csr { department, out } => {
+            let dept = credfed_protocol::ids::DepartmentId::parse(&department, "--department")
+                .map_err(|e| invalid(e.to_string()))?;
+            let stem = dept.to_string().replace(':', "-");
+            let key_file = out.join(format!("{stem}.key"));
+            let csr_file = out.join(format!("{stem}.csr"));
+            if let Some(existing) = [&key_file, &csr_file].into_iter().find(|p| p.exists()) {
+                return Err(invalid(format!(
+                    "{}: already exists; a key is never overwritten (choose another --out)",
+                    existing.display()
+                )));
+            }
+            let tls_key = rcgen::KeyPair::generate().map_err(|e| invalid(e.to_string()))?;
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+                .map_err(|e| invalid(e.to_string()))?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, dept.to_string());
+            let csr = params
+                .serialize_request(&tls_key)
+                .and_then(|r| r.pem())
+                .map_err(|e| invalid(e.to_string()))?;
+            std::fs::create_dir_all(&out)
+                .map_err(|e| invalid(format!("{}: {e}", out.display())))?;
+            credfed_client::keys::write_secret(&key_file, &tls_key.serialize_pem())
+                .map_err(|e| invalid(format!("{e:#}")))?;
+            credfed_client::keys::write_public(&csr_file, &csr)
+                .map_err(|e| invalid(format!("{e:#}")))?;
+            emit(mode, &json!({"key": key_file, "csr": csr_file}), || {
+                format!(
+                    "wrote {} (mode 0600, keep it) and {} (give it to the node's operator: credfed-node issue-client-cert --department {dept} --csr …)",
+                    key_file.display(),
+                    csr_file.display()
+                )
+            });
+            Ok(())
+        }
         KeyCmd::Show { key } => {
             let k = read_key(&key)?;
             let peer = credfed_client::keys::peer_id(&k.public());

@@ -1135,7 +1135,11 @@ pub fn status(mode: Output, node: &NodeArgs) -> Res {
         if let Some(why) = v["writes_paused_reason"].as_str() {
             out.push_str(&format!("\nwrites paused: {why}"));
         }
-        for key in ["calendar_warning", "manifest_warning"] {
+        for key in [
+            "calendar_warning",
+            "manifest_warning",
+            "certificates_warning",
+        ] {
             if let Some(w) = v[key].as_str() {
                 out.push_str(&format!("\nWARNING: {w}"));
             }

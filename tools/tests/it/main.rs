@@ -1729,3 +1729,43 @@ fn a_closed_pipe_ends_the_cli_quietly() {
     assert!(first.contains("credfed"), "{first}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `credfed key csr` leaves the department's TLS key with it (0600) and writes only a
+/// certificate signing request to hand over; it never overwrites a key.
+#[test]
+fn key_csr_keeps_the_key_and_writes_a_request() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::new(CLI)
+            .args(["key", "csr", "--department", "310000:scjgj", "--out"])
+            .arg(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = tmp.path().join("310000-scjgj.key");
+    let csr = std::fs::read_to_string(tmp.path().join("310000-scjgj.csr")).unwrap();
+    assert!(
+        csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+        "{csr}"
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("issue-client-cert --department 310000:scjgj --csr")
+    );
+    let before = std::fs::read(&key).unwrap();
+    let again = run();
+    assert_eq!(again.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+}
