@@ -2119,6 +2119,32 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         state.audit.failures(),
     );
     state.person_keys.render_metrics(&mut text);
+    let members = core.manifest().members.len();
+    text.push_str(&format!(
+        "# HELP credfed_members Members in the manifest in force, this node included (alert when credfed_peers < credfed_members - 1).\n# TYPE credfed_members gauge\ncredfed_members {members}\n"
+    ));
+    // How old this region's latest witnessed checkpoint is: proven answers are no
+    // fresher than it.
+    if let Ok(Some(time)) = core
+        .witnessed_checkpoint(core.region())
+        .map(|w| w.and_then(|w| w.checkpoint.time()))
+    {
+        let age = (core.now_seconds()).saturating_sub(time);
+        text.push_str(&format!(
+            "# HELP credfed_witnessed_checkpoint_age_seconds Age of this region's latest checkpoint cosigned by a quorum.\n# TYPE credfed_witnessed_checkpoint_age_seconds gauge\ncredfed_witnessed_checkpoint_age_seconds {age}\n"
+        ));
+    }
+    // Joint actions this region's departments have not acknowledged by the deadline
+    // (article 二十三), from the bounded attention-mark index the inbox reads.
+    if let Ok((tasks, _)) = core.inbox(core.region(), MAX_INBOX_MARKS) {
+        let overdue = tasks
+            .iter()
+            .filter(|t| t.overdue && t.kind == credfed_protocol::inbox::TaskKind::Acknowledge)
+            .count();
+        text.push_str(&format!(
+            "# HELP credfed_acknowledgements_overdue Joint actions this region has not acknowledged by their deadline.\n# TYPE credfed_acknowledgements_overdue gauge\ncredfed_acknowledgements_overdue {overdue}\n"
+        ));
+    }
     text.push_str("# HELP credfed_certificate_days_left Days until the API's own certificates end (server, ca).\n# TYPE credfed_certificate_days_left gauge\n");
     for (which, left, _) in own_certificates(&state, core.now()) {
         text.push_str(&format!(

@@ -5,6 +5,7 @@ mod browser;
 mod chain;
 mod cluster;
 mod console;
+mod deploy;
 mod engine;
 mod events;
 mod hardening;
