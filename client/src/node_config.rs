@@ -103,9 +103,24 @@ pub struct NodeConfig {
     /// Open API connections per client address; more are refused at accept.
     #[serde(default = "default_api_max_connections_per_client")]
     pub api_max_connections_per_client: usize,
-    /// Open API connections in all.
+    /// Open API connections with a client certificate, in all (departments, the
+    /// operator); those without one have their own budgets below.
     #[serde(default = "default_api_max_connections")]
     pub api_max_connections: usize,
+    /// TLS handshakes in progress at once (before a client has shown a certificate).
+    #[serde(default = "default_api_max_handshakes")]
+    pub api_max_handshakes: usize,
+    /// Open API connections without a client certificate (the console's login, the
+    /// OpenAPI document, a metrics scraper), apart from the certified ones.
+    #[serde(default = "default_api_max_anonymous_connections")]
+    pub api_max_anonymous_connections: usize,
+    /// Handshakes in progress from one network (a /24 or a /48) at once, and apart
+    /// from them its connections without a certificate.
+    #[serde(default = "default_api_max_connections_per_network")]
+    pub api_max_connections_per_network: usize,
+    /// Open API connections with one client certificate.
+    #[serde(default = "default_api_max_connections_per_certificate")]
+    pub api_max_connections_per_certificate: usize,
     /// How long a web console session lasts, seconds, whatever the activity
     /// (docs/console.md).
     #[serde(default = "default_console_session_seconds")]
@@ -147,6 +162,17 @@ pub struct NodeConfig {
     /// off (one fsync per append).
     #[serde(default = "default_group_commit_max")]
     pub group_commit_max: usize,
+    /// The audit log is rotated when it reaches this size, MiB (the rotated file is
+    /// compressed and kept).
+    #[serde(default = "default_audit_rotate_mib")]
+    pub audit_rotate_mib: u64,
+    /// ... or when its oldest line is this many days old.
+    #[serde(default = "default_audit_rotate_days")]
+    pub audit_rotate_days: u64,
+    /// Rotated audit logs are deleted after this many days (at least 180: network logs
+    /// are kept six months, 网络安全法 第二十一条).
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u64,
     /// Serve `POST /v1/admin/partition`, the in-node fault mode of drills. Off on every
     /// real node: `credfed-testnet` turns it on for its own federations.
     #[serde(default)]
@@ -192,6 +218,22 @@ fn default_api_max_connections_per_client() -> usize {
     // A department's tools use a pool of 32; several people behind one address share it.
     128
 }
+fn default_api_max_handshakes() -> usize {
+    1024
+}
+
+fn default_api_max_anonymous_connections() -> usize {
+    512
+}
+
+fn default_api_max_connections_per_network() -> usize {
+    64
+}
+
+fn default_api_max_connections_per_certificate() -> usize {
+    64
+}
+
 fn default_api_max_connections() -> usize {
     4096
 }
@@ -230,6 +272,18 @@ fn default_api_request_body_timeout_ms() -> u64 {
 /// first caller of a group; 1 turns group commit off (one fsync per append, as a
 /// baseline).
 pub const DEFAULT_GROUP_COMMIT_MAX: usize = 256;
+
+fn default_audit_rotate_mib() -> u64 {
+    64
+}
+
+fn default_audit_rotate_days() -> u64 {
+    1
+}
+
+fn default_audit_retention_days() -> u64 {
+    365
+}
 
 fn default_group_commit_max() -> usize {
     DEFAULT_GROUP_COMMIT_MAX
@@ -283,6 +337,10 @@ impl NodeConfig {
             api_max_body_bytes: 256 * 1024,
             api_max_connections_per_client: default_api_max_connections_per_client(),
             api_max_connections: default_api_max_connections(),
+            api_max_handshakes: default_api_max_handshakes(),
+            api_max_anonymous_connections: default_api_max_anonymous_connections(),
+            api_max_connections_per_network: default_api_max_connections_per_network(),
+            api_max_connections_per_certificate: default_api_max_connections_per_certificate(),
             console_session_seconds: default_console_session_seconds(),
             public_listen: String::new(),
             public_requests_per_minute: default_public_requests_per_minute(),
@@ -294,6 +352,9 @@ impl NodeConfig {
             api_request_head_timeout_ms: default_api_request_head_timeout_ms(),
             api_request_body_timeout_ms: default_api_request_body_timeout_ms(),
             group_commit_max: default_group_commit_max(),
+            audit_rotate_mib: default_audit_rotate_mib(),
+            audit_rotate_days: default_audit_rotate_days(),
+            audit_retention_days: default_audit_retention_days(),
             drill_faults: false,
             store_engine: default_store_engine(),
             store_cache_mib: 0,
@@ -375,6 +436,38 @@ impl NodeConfig {
             self.public_max_concurrency as u64,
             1,
             65_536,
+        )?;
+        range("audit_rotate_mib", self.audit_rotate_mib, 1, 1 << 20)?;
+        range(
+            "api_max_handshakes",
+            self.api_max_handshakes as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "api_max_anonymous_connections",
+            self.api_max_anonymous_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "api_max_connections_per_network",
+            self.api_max_connections_per_network as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "api_max_connections_per_certificate",
+            self.api_max_connections_per_certificate as u64,
+            1,
+            1_000_000,
+        )?;
+        range("audit_rotate_days", self.audit_rotate_days, 1, 366)?;
+        range(
+            "audit_retention_days",
+            self.audit_retention_days,
+            180,
+            36_600,
         )?;
         range(
             "public_worker_threads",

@@ -362,7 +362,14 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         }
     }
     let audit_path = cfg.data_dir.join("audit.log");
-    let audit = Arc::new(Audit::open(&audit_path)?);
+    let audit = Arc::new(Audit::open_with(
+        &audit_path,
+        crate::api::audit::AuditRotation {
+            max_bytes: cfg.audit_rotate_mib << 20,
+            max_age_ms: i64::try_from(cfg.audit_rotate_days).unwrap_or(366) * 86_400_000,
+            retention_ms: i64::try_from(cfg.audit_retention_days).unwrap_or(36_600) * 86_400_000,
+        },
+    )?);
     let api_addr: SocketAddr = cfg
         .api_listen
         .parse()
@@ -528,6 +535,10 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         request_body: Duration::from_millis(cfg.api_request_body_timeout_ms),
         per_client: cfg.api_max_connections_per_client,
         total: cfg.api_max_connections,
+        handshakes: cfg.api_max_handshakes,
+        anonymous: cfg.api_max_anonymous_connections,
+        per_network: cfg.api_max_connections_per_network,
+        per_certificate: cfg.api_max_connections_per_certificate,
         drain: Duration::from_secs(5),
         listener: Listener::Api,
     };
@@ -550,7 +561,12 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         tracing::info!(%addr, "public side listening (HTTPS, no client certificates)");
         let public_limits = ServerLimits {
             per_client: cfg.public_max_connections_per_client,
+            // Nobody shows a certificate on the public side: every connection is in
+            // the anonymous pools.
             total: cfg.public_max_connections,
+            handshakes: cfg.public_max_connections,
+            anonymous: cfg.public_max_connections,
+            per_network: cfg.public_max_connections_per_client.saturating_mul(8),
             listener: Listener::Public,
             ..limits
         };

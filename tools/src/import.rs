@@ -74,8 +74,9 @@ fn validate_row(f: &EntryFields) -> Result<Vec<NamedPerson>, Failure> {
     Ok(named)
 }
 
-/// A row: its line number in the file and its fields by column name.
-type Row = (usize, BTreeMap<String, String>);
+/// A row: its line number in the file and its fields by column name, or why the row
+/// cannot be read (judged like a row that breaks a rule: `--skip-invalid` skips it).
+type Row = (usize, Result<BTreeMap<String, String>, String>);
 
 fn read_rows(path: &std::path::Path) -> Result<Vec<Row>, Failure> {
     let bad = |m: String| Failure::new(exit::INVALID, m);
@@ -90,8 +91,13 @@ fn read_rows(path: &std::path::Path) -> Result<Vec<Row>, Failure> {
             if line.trim().is_empty() {
                 continue;
             }
-            let v: Value = serde_json::from_str(line)
-                .map_err(|e| bad(format!("line {}: not JSON: {e}", i + 1)))?;
+            let v: Value = match serde_json::from_str(line) {
+                Ok(v) => v,
+                Err(e) => {
+                    rows.push((i + 1, Err(format!("not JSON: {e}"))));
+                    continue;
+                }
+            };
             let mut row = BTreeMap::new();
             for (k, x) in v.as_object().cloned().unwrap_or_default() {
                 let text = match x {
@@ -105,27 +111,45 @@ fn read_rows(path: &std::path::Path) -> Result<Vec<Row>, Failure> {
                 };
                 row.insert(k, text);
             }
-            rows.push((i + 1, row));
+            rows.push((i + 1, Ok(row)));
         }
     } else {
+        // Flexible: a row with too few or too many fields is one invalid row, not the
+        // end of the import.
         let mut r = csv::ReaderBuilder::new()
-            .flexible(false)
+            .flexible(true)
             .from_path(path)
             .map_err(|e| bad(format!("{}: {e}", path.display())))?;
         let headers = r
             .headers()
             .map_err(|e| bad(format!("{}: header row: {e}", path.display())))?
             .clone();
-        for (i, rec) in r.records().enumerate() {
-            let rec = rec.map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
-            rows.push((
-                i + 2,
-                headers
+        let mut next_line = 2;
+        for rec in r.records() {
+            // The line a record starts on, as the file counts (a quoted field may span
+            // lines): one number in every message.
+            let line = match &rec {
+                Ok(rec) => rec.position().map_or(next_line, |p| p.line() as usize),
+                Err(e) => e.position().map_or(next_line, |p| p.line() as usize),
+            };
+            next_line = line + 1;
+            let row = match rec {
+                Err(e) => Err(match e.kind() {
+                    csv::ErrorKind::Utf8 { .. } => "not UTF-8 text".to_string(),
+                    _ => "not a CSV record".to_string(),
+                }),
+                Ok(rec) if rec.len() != headers.len() => Err(format!(
+                    "has {} fields where the header has {} (a missing or extra comma?)",
+                    rec.len(),
+                    headers.len()
+                )),
+                Ok(rec) => Ok(headers
                     .iter()
                     .map(str::to_string)
                     .zip(rec.iter().map(str::to_string))
-                    .collect(),
-            ));
+                    .collect()),
+            };
+            rows.push((line, row));
         }
     }
     Ok(rows)
@@ -140,6 +164,13 @@ pub fn run(mode: Output, args: &ImportArgs) -> Result<(), Failure> {
     let mut named = Vec::new();
     let mut problems = Vec::new();
     for (line, row) in &rows {
+        let row = match row {
+            Ok(row) => row,
+            Err(why) => {
+                problems.push(json!({"line": line, "error": why}));
+                continue;
+            }
+        };
         let f = to_fields(row);
         match validate_row(&f) {
             Ok(p) => {

@@ -904,3 +904,87 @@ async fn certificates_have_lifetimes_come_from_requests_and_are_revoked_by_name(
     c.start(0);
     c.wait_writable(0).await;
 }
+
+/// Departments first on the API: 80 addresses in 80 networks each hold 16 connections
+/// that finished the TLS handshake without a certificate and sent half a request — more
+/// than every certified connection the node allows — and still 150 requests of a
+/// department, each on a new connection, are all answered. The flood fills the pools of
+/// connections without a certificate; departments are served from their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_flood_from_80_networks_leaves_departments_served() {
+    let mut c = Cluster::new(&[SH, GD]);
+    let mut cfg = c.config(0);
+    cfg.api_max_connections = 512;
+    cfg.api_max_connections_per_client = 16;
+    cfg.api_max_anonymous_connections = 256;
+    cfg.api_max_handshakes = 64;
+    c.save_config(0, &cfg);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let node = &c.nodes[0];
+    let target: std::net::SocketAddr = node.api.parse().unwrap();
+    let tls = crate::public_load::tls_connector(&node.dir.join("api-ca.pem"));
+    let mut held = Vec::new();
+    let mut established = 0;
+    for net in 1..=80u8 {
+        let source: std::net::IpAddr = format!("127.0.{net}.1").parse().unwrap();
+        for _ in 0..16 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+            let Ok(tcp) = socket.connect(target).await else {
+                continue;
+            };
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let Ok(Ok(mut stream)) =
+                tokio::time::timeout(Duration::from_secs(5), tls.connect(name, tcp)).await
+            else {
+                continue;
+            };
+            if stream
+                .write_all(b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\n")
+                .await
+                .is_ok()
+            {
+                established += 1;
+                held.push(stream);
+            }
+        }
+    }
+    // More than the certified pool's 512 got through their handshakes.
+    assert!(
+        established > 512,
+        "only {established} flood connections got through TLS"
+    );
+    let obj = department_client(node, "310000:obj");
+    drop(obj);
+    let mut failures = Vec::new();
+    let mut times = Vec::new();
+    for _ in 0..150 {
+        // A new client each time: a new connection, a new handshake.
+        let client = ApiClient::with_identity(
+            &node.api,
+            &node.dir.join("api-ca.pem"),
+            &node.dir.join("certs/310000-obj.pem"),
+            &node.dir.join("certs/310000-obj.key"),
+        )
+        .unwrap();
+        let t = Instant::now();
+        match client.get("/v1/stats").await {
+            Ok(r) if r.status == 200 => times.push(t.elapsed()),
+            other => failures.push(format!("{other:?}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 150 failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    times.sort();
+    let p99 = times[times.len() * 99 / 100];
+    eprintln!(
+        "department requests under the flood: p99 {p99:?}, flood connections held {}",
+        held.len()
+    );
+    drop(held);
+}

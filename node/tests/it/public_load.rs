@@ -38,7 +38,7 @@ struct FloodCount {
     in_flight: AtomicU64,
 }
 
-fn tls_connector(ca: &Path) -> tokio_rustls::TlsConnector {
+pub fn tls_connector(ca: &Path) -> tokio_rustls::TlsConnector {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).unwrap() {

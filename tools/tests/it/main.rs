@@ -512,6 +512,38 @@ async fn bulk_import_validates_first_and_resumes_without_duplicates() {
     assert_eq!(v["submitted"], 2000 - 4 - 598);
     assert_eq!(v["invalid"], 4);
     assert_eq!(head(&env), start + 1996, "exactly one record per valid row");
+    // A row with columns missing is one invalid row, with one line number, skipped like
+    // any other with --skip-invalid.
+    let short = dir.join("short.csv");
+    write_csv(&short, 2, &[]);
+    let mut text = std::fs::read_to_string(&short).unwrap();
+    text = text.replace("沪人社罚〔2026〕1号", "沪人社罚〔2026〕short-1号");
+    text = text.replace("沪人社罚〔2026〕0号", "沪人社罚〔2026〕short-0号");
+    text.push_str("91350100M000100Y43,某某公司,black\n");
+    std::fs::write(&short, text).unwrap();
+    let out = env.cli(
+        0,
+        "310000:pub",
+        &[
+            "import",
+            short.to_str().unwrap(),
+            "--skip-invalid",
+            "--output",
+            "json",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 4: has 3 fields where the header has 12"),
+        "{err}"
+    );
+    assert!(!err.contains("(line:"), "one line number: {err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["submitted"].as_u64(), v["invalid"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
 }
 
 /// Bulk import of natural-person entries and related persons: the CLI validates every
