@@ -266,6 +266,54 @@ pub fn engine_config(cfg: &NodeConfig) -> Result<EngineConfig> {
     })
 }
 
+/// Store note kind: how many times the node has started on this store.
+const NOTE_RUNS: u8 = b'G';
+
+/// The same count kept beside the store, in the data directory.
+pub const RUNS_FILE: &str = "store-runs";
+
+/// Counts this start in the store and beside it. A store whose count is below the
+/// file's is older than the node's last run on this machine — a store directory copied
+/// back by hand, not restored with `credfed-node restore` — and is marked as restored, so
+/// that the node confirms its own log with a member before writing (docs/operator.md,
+/// "Restarts and no rollback"). The store is written first: a crash between the two
+/// leaves the store ahead, never behind.
+fn count_runs(
+    store: &dyn Backend,
+    region: credfed_protocol::ids::RegionCode,
+    file: &Path,
+) -> Result<()> {
+    let in_store: u64 = store
+        .note(NOTE_RUNS, region)?
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let beside: Option<u64> = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    if let Some(beside) = beside
+        && in_store < beside
+    {
+        tracing::warn!(
+            store_runs = in_store,
+            last_run = beside,
+            "the store is older than the node's last run here (copied back?): writes wait for a member to confirm this region's log"
+        );
+        store.set_note(
+            crate::engine::NOTE_RESTORED,
+            region,
+            &format!("a store older than the node's last run here: run {in_store} of {beside}"),
+        )?;
+    }
+    let next = in_store.max(beside.unwrap_or(0)) + 1;
+    store.set_note(NOTE_RUNS, region, &next.to_string())?;
+    store.sync()?;
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, format!("{next}\n"))
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(())
+}
+
 /// Store note kind: the highest manifest this node has run on (`VERSION HASH`).
 const NOTE_MANIFEST: u8 = b'M';
 
@@ -388,6 +436,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         None => Box::new(open_store(cfg)?),
     };
     keep_manifest_forward(&*store, manifest, region, &cfg.path(&cfg.manifest))?;
+    count_runs(&*store, region, &cfg.data_dir.join(RUNS_FILE))?;
     if let Some(warning) = crate::api::manifest_warning(manifest, engine_config.clock.now()) {
         tracing::warn!("{warning}");
     }

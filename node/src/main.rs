@@ -162,6 +162,15 @@ enum Cmd {
         #[arg(long, value_parser = ["text", "json"], default_value = "text")]
         output: String,
     },
+    /// Mark the store as restored (the node stopped): at its next start the node waits for
+    /// a member to confirm this region's log before it writes. For a machine brought
+    /// back from a disk image or VM snapshot, which the node cannot tell from its own
+    /// files (`credfed-node restore` marks what it restores by itself).
+    MarkRestored {
+        /// Config file of the node.
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
+        config: PathBuf,
+    },
     /// Shell completions (`credfed-node completions bash > /etc/bash_completion.d/credfed-node`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -251,6 +260,23 @@ fn main() -> Result<()> {
             for b in issued.backups {
                 println!("  kept the replaced file as {}", b.display());
             }
+            Ok(())
+        }
+        Cmd::MarkRestored { config } => {
+            use credfed_node::store::Backend;
+            let cfg = NodeConfig::load(&config)?;
+            let store = credfed_node::daemon::open_store(&cfg)?;
+            store.set_note(
+                credfed_node::engine::NOTE_RESTORED,
+                cfg.region()?,
+                "marked restored by the operator",
+            )?;
+            store.sync()?;
+            println!(
+                "marked {}: at its next start the node waits for a member to confirm region {}'s log before it writes",
+                cfg.data_dir.join("store").display(),
+                cfg.region
+            );
             Ok(())
         }
         Cmd::Certs { config, output } => {

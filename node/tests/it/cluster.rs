@@ -1620,3 +1620,108 @@ async fn a_node_never_goes_back_to_an_older_manifest_and_warns_before_expiry() {
         c.log(0)
     );
 }
+
+/// A store directory copied back by hand (older than the node's last run on it) is not
+/// taken for an intact store: the node waits for a member, fetches its own records the
+/// copy lacks, and writes on without a fork. `credfed-node mark-restored` does the same
+/// for a machine brought back from a disk image, which the node cannot tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_copied_back_by_hand_waits_for_a_member_before_writing() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let store = c.nodes[0].dir.join("store");
+    let old = c.nodes[0].dir.join("store.copy");
+    c.stop(0);
+    copy_dir(&store, &old);
+    c.start(0);
+    c.wait_writable(0).await;
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("after-copy")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let head = c.head(0, SH).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.head(1, SH).await == head
+        })
+        .await
+    );
+    c.stop(0);
+    std::fs::remove_dir_all(&store).unwrap();
+    std::fs::rename(&old, &store).unwrap();
+    let paused_until_a_member = |c: &mut Cluster| {
+        c.stop(1);
+        c.start(0);
+    };
+    paused_until_a_member(&mut c);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(0).await.is_some_and(|s| {
+                s["writes_paused_reason"].as_str().is_some_and(|r| {
+                    r.contains("restored from a backup")
+                        && r.contains("older than the node's last run")
+                })
+            })
+        })
+        .await,
+        "log:\n{}",
+        c.log(0)
+    );
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("too-early")),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    c.start(1);
+    c.wait_writable(0).await;
+    assert_eq!(
+        c.head(0, SH).await,
+        head,
+        "the records the copy lacked came back"
+    );
+
+    // A disk image brought back: marked by the operator.
+    c.stop(0);
+    let out = std::process::Command::new(BIN)
+        .args(["mark-restored", "--config"])
+        .arg(c.nodes[0].dir.join("config.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    paused_until_a_member(&mut c);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(0).await.is_some_and(|s| {
+                s["writes_paused_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("marked restored by the operator"))
+            })
+        })
+        .await
+    );
+    c.start(1);
+    c.wait_writable(0).await;
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("after-all")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for i in 0..2 {
+        assert_eq!(c.metric(i, "credfed_equivocations_total").await, 0);
+    }
+}
