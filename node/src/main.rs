@@ -390,6 +390,8 @@ fn main() -> Result<()> {
             output,
         } => {
             let json = output == "json";
+            // The writer says why a record is refused: shown on stderr.
+            init_logging("text");
             let report = runtime()?.block_on(credfed_node::backup::restore(
                 &from,
                 &data_dir,
