@@ -266,8 +266,7 @@ pub fn engine_config(cfg: &NodeConfig) -> Result<EngineConfig> {
     })
 }
 
-/// Store note kind: how many times the node has started on this store.
-const NOTE_RUNS: u8 = b'G';
+use crate::store::{NOTE_MANIFEST, NOTE_RUNS};
 
 /// The same count kept beside the store, in the data directory.
 pub const RUNS_FILE: &str = "store-runs";
@@ -313,9 +312,6 @@ fn count_runs(
         .with_context(|| format!("writing {}", file.display()))?;
     Ok(())
 }
-
-/// Store note kind: the highest manifest this node has run on (`VERSION HASH`).
-const NOTE_MANIFEST: u8 = b'M';
 
 /// Refuses to start on a manifest older than one this node has run on, or on other
 /// content under the same version (docs/protocol.md §7), then records this one as the

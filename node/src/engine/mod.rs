@@ -304,9 +304,7 @@ impl ShareableHead {
     }
 }
 
-/// Store note kind: the store was restored from a backup (the backup's description;
-/// empty once a peer has confirmed the own log).
-pub const NOTE_RESTORED: u8 = b'R';
+pub use crate::store::NOTE_RESTORED;
 
 /// What the engine is built from.
 pub struct EngineConfig {

@@ -44,6 +44,9 @@
 //! | `G` | region u32, from day u32 (days since 1970 + 2^31), task (kind u8, the id's first 8 bytes) | empty: the region has something to do on the action or objection from that day (the inbox's index, `credfed_protocol::inbox`; local, derived; a record's update names the day it held and the day it holds) |
 //! | `Zd` | kind u8 (`e` entry, `v` evaluation, `a` action), region u32, day u32, the id's first 8 bytes | empty: listings by region and date (decision, evaluation, initiation) |
 //! | `Zn` | kind u8, two characters of the subject's normalised name (2 × u32) but the legal form's, the id's first 8 bytes | empty: name search (`credfed_protocol::listing`) |
+//! | `r` | region u32 (the node's own) | the backup the store was restored from, until a member confirmed the own log ([`NOTE_RESTORED`]; empty once confirmed) |
+//! | `m` | region u32 (the node's own) | `VERSION HASH` of the highest manifest the node has run on ([`NOTE_MANIFEST`]) |
+//! | `g` | region u32 (the node's own) | how many times the node has started on this store ([`NOTE_RUNS`]) |
 //!
 //! The verifiable map (`I`, `J`) is derived from the log and computed when a checkpoint
 //! needs it (docs/protocol.md, "Verifiable map"): a store without it — an older store,
@@ -422,6 +425,17 @@ pub struct Store {
     /// raced an append can never put an older head back.
     heads: std::sync::RwLock<BTreeMap<RegionCode, Head>>,
 }
+
+/// Every key prefix of the table above: a note kind must be none of them, or a reader of
+/// that prefix meets the note (a note under `G` once broke the inbox's index).
+pub const KEY_PREFIXES: &[u8] = b"MLHDEAOVFBcSQPRTNWCXYIJUKGZrmg";
+
+/// Note kind: restored from a backup, until a member confirms the own log.
+pub const NOTE_RESTORED: u8 = b'r';
+/// Note kind: the highest manifest the node has run on.
+pub const NOTE_MANIFEST: u8 = b'm';
+/// Note kind: starts on this store.
+pub const NOTE_RUNS: u8 = b'g';
 
 fn region_key(prefix: u8, region: RegionCode) -> Vec<u8> {
     let mut k = vec![prefix];
@@ -2597,6 +2611,41 @@ mod tests {
     use super::*;
     use credfed_protocol::merkle::{MemoryTree, TreeNodes, inclusion_proof, root_at};
     use credfed_protocol::time::Timestamp;
+
+    #[test]
+    fn note_kinds_have_key_prefixes_of_their_own() {
+        let mut seen = std::collections::BTreeSet::new();
+        for p in KEY_PREFIXES {
+            assert!(seen.insert(*p), "prefix {:?} listed twice", *p as char);
+        }
+        for note in [NOTE_RESTORED, NOTE_MANIFEST, NOTE_RUNS] {
+            assert_eq!(
+                KEY_PREFIXES.iter().filter(|p| **p == note).count(),
+                1,
+                "{:?}",
+                note as char
+            );
+        }
+        // The notes beside the inbox's index and receive times: readers of those
+        // prefixes never meet them.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for note in [NOTE_RESTORED, NOTE_MANIFEST, NOTE_RUNS] {
+            store.set_note(note, sh(), "some text").unwrap();
+        }
+        assert!(
+            store
+                .marks_due(sh(), Timestamp(0).date_cst(), 10)
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        assert!(store.heads().unwrap().is_empty());
+        assert_eq!(
+            store.note(NOTE_RUNS, sh()).unwrap().as_deref(),
+            Some("some text")
+        );
+    }
 
     fn sh() -> RegionCode {
         RegionCode::new(310000, "r").unwrap()
