@@ -649,38 +649,118 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
     })
 }
 
-/// The node's server certificate chain and key (`tls_cert`, `tls_key`).
-fn server_certificate(
-    cfg: &NodeConfig,
-) -> Result<(
-    Vec<rustls::pki_types::CertificateDer<'static>>,
-    rustls::pki_types::PrivateKeyDer<'static>,
-)> {
+/// How often a handshake looks whether the server certificate's file changed.
+const CERT_RELOAD_CHECK: Duration = Duration::from_secs(5);
+
+/// The server certificate, taken again from its files when they change: a renewed
+/// certificate (`credfed-node rotate-server-cert`) is served within
+/// [`CERT_RELOAD_CHECK`] without a restart. A pair that cannot be read or does not
+/// match is logged and the one in use kept.
+#[derive(Debug)]
+pub struct ReloadingCertificate {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    state: std::sync::RwLock<ServedCertificate>,
+}
+
+#[derive(Debug)]
+struct ServedCertificate {
+    key: Arc<rustls::sign::CertifiedKey>,
+    modified: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn certified_key(cfg_cert: &Path, cfg_key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let cert_path = cfg.path(&cfg.tls_cert);
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .with_context(|| format!("tls_cert = {}: cannot read it", cert_path.display()))?
+    let certs = CertificateDer::pem_file_iter(cfg_cert)
+        .with_context(|| format!("tls_cert = {}: cannot read it", cfg_cert.display()))?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("tls_cert = {}: not a PEM certificate", cert_path.display()))?;
-    let key_path = cfg.path(&cfg.tls_key);
-    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| {
+        .with_context(|| format!("tls_cert = {}: not a PEM certificate", cfg_cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(cfg_key).with_context(|| {
         format!(
             "tls_key = {}: cannot read a PEM private key",
-            key_path.display()
+            cfg_key.display()
         )
     })?;
-    Ok((certs, key))
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let key = rustls::sign::CertifiedKey::from_der(certs, key, &provider).with_context(|| {
+        format!(
+            "tls_cert and tls_key ({} and {}) do not match",
+            cfg_cert.display(),
+            cfg_key.display()
+        )
+    })?;
+    Ok(Arc::new(key))
+}
+
+impl ReloadingCertificate {
+    /// Loads the pair named by the config.
+    pub fn load(cfg: &NodeConfig) -> Result<ReloadingCertificate> {
+        let (cert_path, key_path) = (cfg.path(&cfg.tls_cert), cfg.path(&cfg.tls_key));
+        let key = certified_key(&cert_path, &key_path)?;
+        Ok(ReloadingCertificate {
+            state: std::sync::RwLock::new(ServedCertificate {
+                key,
+                modified: modified(&cert_path),
+                checked: std::time::Instant::now(),
+            }),
+            cert_path,
+            key_path,
+        })
+    }
+
+    fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
+        let now = std::time::Instant::now();
+        {
+            let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if now.duration_since(s.checked) < CERT_RELOAD_CHECK {
+                return s.key.clone();
+            }
+        }
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if now.duration_since(s.checked) >= CERT_RELOAD_CHECK {
+            s.checked = now;
+            let m = modified(&self.cert_path);
+            if m != s.modified {
+                // The key file is renamed into place before the certificate: once the
+                // certificate changed, both are the new pair.
+                match certified_key(&self.cert_path, &self.key_path) {
+                    Ok(key) => {
+                        tracing::info!(cert = %self.cert_path.display(), "serving the renewed API server certificate");
+                        s.key = key;
+                        s.modified = m;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "the API server certificate changed but cannot be used; serving the previous one");
+                        s.modified = m;
+                    }
+                }
+            }
+        }
+        s.key.clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current())
+    }
 }
 
 /// Server TLS for the public side: the node's server certificate, no client
 /// certificates asked (a browser would otherwise offer its user's).
 pub fn public_tls_config(cfg: &NodeConfig) -> Result<rustls::ServerConfig> {
-    let (certs, key) = server_certificate(cfg)?;
     let mut server = rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .with_context(|| "tls_cert and tls_key do not match")?;
+        .with_cert_resolver(Arc::new(ReloadingCertificate::load(cfg)?));
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(server)
 }
@@ -704,19 +784,9 @@ pub fn api_tls_config(cfg: &NodeConfig) -> Result<rustls::ServerConfig> {
     let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
         .allow_unauthenticated()
         .build()?;
-    let (certs, key) = server_certificate(cfg)?;
-    let cert_path = cfg.path(&cfg.tls_cert);
-    let key_path = cfg.path(&cfg.tls_key);
     let mut server = rustls::ServerConfig::builder()
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .with_context(|| {
-            format!(
-                "tls_cert and tls_key ({} and {}) do not match",
-                cert_path.display(),
-                key_path.display()
-            )
-        })?;
+        .with_cert_resolver(Arc::new(ReloadingCertificate::load(cfg)?));
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(server)
 }

@@ -118,8 +118,8 @@ enum Cmd {
         department: Option<String>,
     },
     /// Renew the API server certificate (valid one year; the node warns 30 days before it
-    /// ends). Clients trust the node's CA, so nothing changes for them; restart the node
-    /// to serve the new certificate.
+    /// ends). Clients trust the node's CA, so nothing changes for them; a running node
+    /// serves the new certificate within seconds, without a restart.
     RotateServerCert {
         /// Config file of the node.
         #[arg(long, env = "CREDFED_NODE_CONFIG")]
@@ -333,7 +333,7 @@ fn main() -> Result<()> {
                 listen.ip(),
             )?;
             println!(
-                "new server certificate in {} valid until {last}; the old pair kept as *.replaced-*; restart the node to serve it",
+                "new server certificate in {} valid until {last}; the old pair kept as *.replaced-*; a running node serves it within seconds",
                 cfg.data_dir.join("api-cert.pem").display()
             );
             Ok(())

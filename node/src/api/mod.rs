@@ -1867,7 +1867,7 @@ fn certificates_warning(
                 "ca" => {
                     "the API's certificate authority (plan a CA rollover: docs/operator.md, \"Certificates\")"
                 }
-                _ => "the API's server certificate (credfed-node rotate-server-cert, then restart)",
+                _ => "the API's server certificate (credfed-node rotate-server-cert)",
             };
             parts.push(format!("{what} ends at {last} ({left} days)"));
         }
