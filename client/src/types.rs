@@ -145,6 +145,13 @@ pub struct NodeStatus {
     /// client certificate, ends: which, when, and what to do.
     #[serde(default)]
     pub certificates_warning: Option<String>,
+    /// The manifest version each member said it runs when it last connected, by region.
+    #[serde(default)]
+    pub members_manifest_versions: BTreeMap<String, u64>,
+    /// Set when a member runs another manifest version than this node: which, and what
+    /// to do.
+    #[serde(default)]
+    pub manifest_versions_warning: Option<String>,
 }
 
 /// Person keys as `/v1/status` shows them.

@@ -207,6 +207,26 @@ pub struct NetStatus {
     pub best_known: BTreeMap<String, u64>,
     /// Last time (ms since the epoch) anything was heard from each member.
     pub last_contact_ms: BTreeMap<String, i64>,
+    /// The manifest version each connected member says it runs (libp2p identify's
+    /// agent string), by region.
+    pub manifest_versions: BTreeMap<String, u64>,
+}
+
+/// The identify agent string: this build and the manifest version it runs, which the
+/// other members show in their status (members on different versions are flagged).
+pub fn agent_version(manifest_version: u64) -> String {
+    format!(
+        "credfed-node/{} manifest/{manifest_version}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The manifest version in an agent string of [`agent_version`]'s form.
+pub fn manifest_version_of(agent: &str) -> Option<u64> {
+    agent
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("manifest/"))
+        .and_then(|v| v.parse().ok())
 }
 
 // Order matters: the allow list decides first, so that a non-member's denial reaches
@@ -418,7 +438,12 @@ impl Network {
             .manifest()
             .policy
             .witness_quorum(core.manifest().members.len());
-        let swarm = build_swarm(keypair, &members, &cfg)?;
+        let swarm = build_swarm(
+            keypair,
+            &members,
+            &cfg,
+            agent_version(core.manifest().version),
+        )?;
         let local = core.heads().context("reading heads at start")?;
         let local_seq = local.iter().map(|(r, h)| (*r, h.seq)).collect();
         if let Ok(mut s) = status.lock() {
@@ -1153,6 +1178,20 @@ impl Network {
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                // Only members' connections get this far (the allow list).
+                if let (Some((region, _)), Some(version)) = (
+                    self.members.get(&peer_id),
+                    manifest_version_of(&info.agent_version),
+                ) && let Ok(mut s) = self.status.lock()
+                {
+                    s.manifest_versions.insert(region.to_string(), version);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 connection,
                 result: Ok(_),
@@ -1910,6 +1949,7 @@ fn build_swarm(
     keypair: identity::Keypair,
     members: &BTreeMap<PeerId, (RegionCode, Vec<Multiaddr>)>,
     cfg: &P2pConfig,
+    agent: String,
 ) -> Result<Swarm<Behaviour>> {
     let gossip_cfg = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
@@ -1997,8 +2037,9 @@ fn build_swarm(
                     .with_request_timeout(Duration::from_secs(10))
                     .with_max_concurrent_streams(16),
             );
-            let identify =
-                identify::Behaviour::new(identify::Config::new("/credfed/1".into(), key.public()));
+            let identify = identify::Behaviour::new(
+                identify::Config::new("/credfed/1".into(), key.public()).with_agent_version(agent),
+            );
             Ok(Behaviour {
                 allow,
                 admission,

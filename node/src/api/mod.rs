@@ -1881,6 +1881,21 @@ fn certificates_warning(
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// What `/v1/status` says when members run other manifest versions than this node.
+fn manifest_versions_warning(own: u64, members: &BTreeMap<String, u64>) -> Option<String> {
+    let other: Vec<String> = members
+        .iter()
+        .filter(|(_, v)| **v != own)
+        .map(|(r, v)| format!("{r} runs version {v}"))
+        .collect();
+    (!other.is_empty()).then(|| {
+        format!(
+            "this node runs manifest version {own}, but {}: every member must install the newest version the authority signed (docs/operator.md, \"Manifests\")",
+            other.join(", ")
+        )
+    })
+}
+
 /// Days before its expiry from which the manifest is warned about.
 pub const MANIFEST_WARNING_DAYS: i64 = 30;
 
@@ -1945,6 +1960,11 @@ async fn status(State(state): State<Arc<ApiState>>) -> Response {
             manifest_expires_at: Some(core.manifest().expires_at.cst_string()),
             manifest_warning: manifest_warning(core.manifest(), core.now()),
             certificates_warning: certificates_warning(&state, core.now()),
+            manifest_versions_warning: manifest_versions_warning(
+                core.manifest().version,
+                &s.manifest_versions,
+            ),
+            members_manifest_versions: s.manifest_versions.clone(),
         })
     })();
     ApiError::respond(result, None)
@@ -2120,6 +2140,15 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     );
     state.person_keys.render_metrics(&mut text);
     let members = core.manifest().members.len();
+    let s = net_status(&state);
+    if !s.manifest_versions.is_empty() {
+        text.push_str("# HELP credfed_member_manifest_version The manifest version a member said it runs when it last connected.\n# TYPE credfed_member_manifest_version gauge\n");
+        for (region, v) in &s.manifest_versions {
+            text.push_str(&format!(
+                "credfed_member_manifest_version{{region=\"{region}\"}} {v}\n"
+            ));
+        }
+    }
     text.push_str(&format!(
         "# HELP credfed_members Members in the manifest in force, this node included (alert when credfed_peers < credfed_members - 1).\n# TYPE credfed_members gauge\ncredfed_members {members}\n"
     ));

@@ -1591,6 +1591,29 @@ async fn a_node_never_goes_back_to_an_older_manifest_and_warns_before_expiry() {
         "{status}"
     );
     assert_eq!(c.metric(0, "credfed_manifest_days_left").await, 10);
+    // A member still on version 1 is flagged on both sides.
+    c.start(1);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(0).await.is_some_and(|s| {
+                s["manifest_versions_warning"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("440000 runs version 1"))
+            })
+        })
+        .await,
+        "log:\n{}",
+        c.log(0)
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(1)
+                .await
+                .is_some_and(|s| s["members_manifest_versions"]["310000"] == json!(2))
+        })
+        .await
+    );
+    c.stop(1);
     c.stop(0);
     std::fs::write(&manifest_file, &v1).unwrap();
     c.start(0);

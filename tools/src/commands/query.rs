@@ -1138,6 +1138,7 @@ pub fn status(mode: Output, node: &NodeArgs) -> Res {
         for key in [
             "calendar_warning",
             "manifest_warning",
+            "manifest_versions_warning",
             "certificates_warning",
         ] {
             if let Some(w) = v[key].as_str() {
