@@ -348,6 +348,68 @@ fn keep_manifest_forward(
     Ok(())
 }
 
+/// Verifies `offered` as the successor of the manifest the node's config names and puts
+/// it in its place, keeping the old file as `<name>.replaced-<ms>`. Returns what it did.
+/// Refuses (naming the rule) a manifest signed by another authority, expired, issued
+/// ahead of the clock, not naming this node's key for its region, for another
+/// federation, or not newer than the one in use.
+pub fn install_manifest(cfg: &NodeConfig, offered: &Path) -> Result<String> {
+    let region = cfg.region()?;
+    let clock = Clock::new(cfg.clock_offset_ms);
+    let path = cfg.path(&cfg.manifest);
+    let read = |p: &Path| -> Result<SignedManifest> {
+        serde_json::from_str(&read_text(
+            p,
+            "manifest",
+            "ask the federation authority for the signed manifest",
+        )?)
+        .with_context(|| format!("{}: not a signed manifest", p.display()))
+    };
+    let held = read(&path)?
+        .verify(&cfg.authority()?, clock.now())
+        .or_else(|_| {
+            // An expired manifest in use is what a new one replaces: its signature is
+            // still checked, against a time inside its validity.
+            let signed = read(&path)?;
+            let m: credfed_protocol::manifest::Manifest = credfed_protocol::codec::decode(
+                &signed.manifest,
+                credfed_protocol::limits::MAX_MANIFEST_BYTES,
+                "manifest",
+            )?;
+            signed
+                .verify(&cfg.authority()?, m.issued_at)
+                .map_err(anyhow::Error::from)
+        })
+        .with_context(|| format!("the manifest in use ({})", path.display()))?;
+    let signed = read(offered)?;
+    let new = signed
+        .verify_update(&held, clock.now())
+        .with_context(|| format!("{}", offered.display()))?;
+    let node_key = read_key(&cfg.path(&cfg.node_key_file))?;
+    if new.member(region).map(|m| m.node_key) != Some(node_key.public()) {
+        bail!(
+            "{}: does not name this node's key for {region}; a node cannot run on a manifest that leaves it out",
+            offered.display()
+        );
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let kept = path.with_extension(format!("json.replaced-{stamp}"));
+    std::fs::copy(&path, &kept).with_context(|| format!("keeping {}", path.display()))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::copy(offered, &tmp).with_context(|| format!("copying {}", offered.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("installing {}", path.display()))?;
+    Ok(format!(
+        "installed manifest version {} (was {}; kept as {}), {} members, expires {}; restart the node to run it",
+        new.version,
+        held.version,
+        kept.display(),
+        new.members.len(),
+        new.expires_at.cst_string()
+    ))
+}
+
 /// Opens (or creates) the store under `data_dir/store` with the config's engine and
 /// cache budget.
 pub fn open_store(cfg: &NodeConfig) -> Result<Store> {

@@ -162,6 +162,17 @@ enum Cmd {
         #[arg(long, value_parser = ["text", "json"], default_value = "text")]
         output: String,
     },
+    /// Install a new manifest version: verified first (the pinned authority's signature,
+    /// not expired, this node's key named for its region, a version above the one in
+    /// use), then put in place of the manifest file (the old one kept beside it);
+    /// restart the node to run it.
+    InstallManifest {
+        /// Config file of the node.
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
+        config: PathBuf,
+        /// The signed manifest the federation authority published.
+        manifest: PathBuf,
+    },
     /// Mark the store as restored (the node stopped): at its next start the node waits for
     /// a member to confirm this region's log before it writes. For a machine brought
     /// back from a disk image or VM snapshot, which the node cannot tell from its own
@@ -260,6 +271,12 @@ fn main() -> Result<()> {
             for b in issued.backups {
                 println!("  kept the replaced file as {}", b.display());
             }
+            Ok(())
+        }
+        Cmd::InstallManifest { config, manifest } => {
+            let cfg = NodeConfig::load(&config)?;
+            let report = credfed_node::daemon::install_manifest(&cfg, &manifest)?;
+            println!("{report}");
             Ok(())
         }
         Cmd::MarkRestored { config } => {

@@ -1642,6 +1642,69 @@ async fn a_node_never_goes_back_to_an_older_manifest_and_warns_before_expiry() {
         "log:\n{}",
         c.log(0)
     );
+
+    // `install-manifest` checks before it installs: an older version, an expired one and
+    // one signed by another key are refused, naming why; a newer one is put in place
+    // with the old file kept.
+    let tmp = tempfile::tempdir().unwrap();
+    let install = |m: &str| {
+        let file = tmp.path().join("offered.json");
+        std::fs::write(&file, m).unwrap();
+        std::process::Command::new(BIN)
+            .args(["install-manifest", "--config"])
+            .arg(c.nodes[0].dir.join("config.toml"))
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let refused = |out: std::process::Output, why: &str| {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains(why), "{err}");
+    };
+    refused(install(&v1), "does not supersede the held version 2");
+    let mut expired = c.manifest.clone();
+    expired.version = 3;
+    expired.expires_at = credfed_protocol::time::Timestamp(now_ms - 1_000);
+    refused(
+        install(&serde_json::to_string(&expired.sign(&key("authority")).unwrap()).unwrap()),
+        "expired",
+    );
+    let mut forged = c.manifest.clone();
+    forged.version = 3;
+    forged.authority_key = key("not-the-authority").public();
+    refused(
+        install(&serde_json::to_string(&forged.sign(&key("not-the-authority")).unwrap()).unwrap()),
+        "authority",
+    );
+    assert_eq!(
+        std::fs::read_to_string(&manifest_file).unwrap(),
+        v2,
+        "nothing installed"
+    );
+    let mut v3 = c.manifest.clone();
+    v3.version = 3;
+    let v3 = serde_json::to_string(&v3.sign(&key("authority")).unwrap()).unwrap();
+    let out = install(&v3);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("installed manifest version 3 (was 2"));
+    assert_eq!(std::fs::read_to_string(&manifest_file).unwrap(), v3);
+    c.stop(0);
+    c.start(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(0)
+                .await
+                .is_some_and(|s| s["manifest_version"] == json!(3))
+        })
+        .await,
+        "log:\n{}",
+        c.log(0)
+    );
 }
 
 /// A store directory copied back by hand (older than the node's last run on it) is not
