@@ -178,7 +178,8 @@ pub fn rotate_server_cert(
     region: RegionCode,
     listen_ip: std::net::IpAddr,
 ) -> Result<credfed_protocol::time::Date> {
-    let issuer = ca_issuer(data_dir, region)?;
+    // Signed by the current CA even during a rollover: every client trusts it.
+    let issuer = ca_issuer_of(data_dir, "api-ca.pem", "api-ca-key.pem", region)?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
@@ -207,17 +208,154 @@ pub fn cert_days_left(
     Some((left, last))
 }
 
+/// The CA that signs new certificates: the next one during a CA rollover, else the
+/// current one.
 fn ca_issuer(dir: &Path, region: RegionCode) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>> {
+    if dir.join(NEXT_CA).exists() {
+        ca_issuer_of(dir, NEXT_CA, NEXT_CA_KEY, region)
+    } else {
+        ca_issuer_of(dir, "api-ca.pem", "api-ca-key.pem", region)
+    }
+}
+
+/// The CA in `cert`/`key` as an issuer: certificates chain to it by its subject and key,
+/// so the subject is read from the certificate.
+fn ca_issuer_of(
+    dir: &Path,
+    cert: &str,
+    key: &str,
+    region: RegionCode,
+) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let key_pem = std::fs::read_to_string(dir.join("api-ca-key.pem"))
-        .context("reading api-ca-key.pem (run this on the node's machine)")?;
+    use rustls::pki_types::pem::PemObject;
+    let key_pem = std::fs::read_to_string(dir.join(key))
+        .with_context(|| format!("reading {key} (run this on the node's machine)"))?;
     let key = KeyPair::from_pem(&key_pem)?;
-    // The same subject as at `init`: certificates chain to api-ca.pem by name and key.
+    let der = rustls::pki_types::CertificateDer::from_pem_file(dir.join(cert))
+        .with_context(|| format!("reading {cert}"))?;
+    let common_name = x509_parser::parse_x509_certificate(&der)
+        .ok()
+        .and_then(|(_, c)| {
+            c.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|n| n.as_str().ok().map(str::to_string))
+        })
+        .unwrap_or_else(|| format!("credfed node {region} API CA"));
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("credfed node {region} API CA"));
+    ca.distinguished_name.push(DnType::CommonName, common_name);
     Ok(Issuer::new(ca, key))
+}
+
+/// The next API CA during a rollover, its key, when the rollover began (ms), and the
+/// bundle of both CA certificates clients trust meanwhile.
+pub const NEXT_CA: &str = "api-ca-next.pem";
+const NEXT_CA_KEY: &str = "api-ca-next-key.pem";
+const ROLLOVER_BEGAN: &str = "api-ca-rollover";
+/// Both CA certificates during a rollover: what departments trust meanwhile.
+pub const CA_BUNDLE: &str = "api-ca-bundle.pem";
+
+/// Begins a CA rollover: a new CA (ten years) beside the current one. Until
+/// [`finish_ca_rollover`], the node trusts client certificates of both (after a
+/// restart), new certificates are issued by the new one, and clients should trust
+/// `api-ca-bundle.pem`, which holds both. Returns the new CA's last day.
+pub fn begin_ca_rollover(dir: &Path, region: RegionCode) -> Result<credfed_protocol::time::Date> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    if dir.join(NEXT_CA).exists() {
+        bail!(
+            "a CA rollover is under way already ({NEXT_CA} exists): finish it with `credfed-node rotate-ca --finish`"
+        );
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("credfed node {region} API CA {stamp}"),
+    );
+    let last = set_lifetime(&mut ca, CA_LIFETIME_DAYS);
+    let cert = ca.self_signed(&key)?;
+    write_atomically(
+        &dir.join(NEXT_CA_KEY),
+        key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_atomically(&dir.join(NEXT_CA), cert.pem().as_bytes(), 0o644)?;
+    let current = std::fs::read_to_string(dir.join("api-ca.pem")).context("reading api-ca.pem")?;
+    write_atomically(
+        &dir.join(CA_BUNDLE),
+        format!("{current}{}", cert.pem()).as_bytes(),
+        0o644,
+    )?;
+    write_atomically(
+        &dir.join(ROLLOVER_BEGAN),
+        format!("{stamp}\n").as_bytes(),
+        0o644,
+    )?;
+    Ok(last)
+}
+
+/// Ends a CA rollover: the new CA becomes the CA (the old one kept as
+/// `*.replaced-<ms>`), and the server certificate is signed again by it. Client
+/// certificates issued before the rollover began stop working: listed and refused unless
+/// `force`. Returns those cut off.
+pub fn finish_ca_rollover(
+    dir: &Path,
+    region: RegionCode,
+    listen_ip: std::net::IpAddr,
+    force: bool,
+) -> Result<Vec<RegisteredCertificate>> {
+    if !dir.join(NEXT_CA).exists() {
+        bail!("no CA rollover is under way: begin one with `credfed-node rotate-ca --begin`");
+    }
+    let began: u128 = std::fs::read_to_string(dir.join(ROLLOVER_BEGAN))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(u128::MAX);
+    let issued_before = |c: &RegisteredCertificate| -> bool {
+        let text =
+            std::fs::read_to_string(dir.join("clients").join(&c.fingerprint)).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("issued_ms="))
+            .and_then(|v| v.parse::<u128>().ok())
+            .is_none_or(|ms| ms < began)
+    };
+    let old: Vec<RegisteredCertificate> = registered_certificates(dir)?
+        .into_iter()
+        .filter(issued_before)
+        .collect();
+    if !old.is_empty() && !force {
+        let names: Vec<String> = old
+            .iter()
+            .map(|c| format!("{} ({})", c.department, &c.fingerprint[..16]))
+            .collect();
+        bail!(
+            "{} client certificate(s) were issued by the old CA and would stop working: {}; reissue them (issue-client-cert --replace), or pass --force to cut them off",
+            old.len(),
+            names.join(", ")
+        );
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    for name in ["api-ca.pem", "api-ca-key.pem"] {
+        std::fs::rename(dir.join(name), dir.join(format!("{name}.replaced-{stamp}")))
+            .with_context(|| format!("keeping {name}"))?;
+    }
+    std::fs::rename(dir.join(NEXT_CA_KEY), dir.join("api-ca-key.pem"))?;
+    std::fs::rename(dir.join(NEXT_CA), dir.join("api-ca.pem"))?;
+    let _ = std::fs::remove_file(dir.join(ROLLOVER_BEGAN));
+    std::fs::copy(dir.join("api-ca.pem"), dir.join(CA_BUNDLE))?;
+    let issuer = ca_issuer_of(dir, "api-ca.pem", "api-ca-key.pem", region)?;
+    write_server_cert(dir, region, listen_ip, &issuer)?;
+    for c in &old {
+        let _ = std::fs::remove_file(dir.join("clients").join(&c.fingerprint));
+    }
+    Ok(old)
 }
 
 /// SHA-256 of a certificate's DER: the name of its entry in `<data-dir>/clients/`.

@@ -843,6 +843,15 @@ pub fn api_tls_config(cfg: &NodeConfig) -> Result<rustls::ServerConfig> {
     })? {
         roots.add(c.with_context(|| format!("{}: not a PEM certificate", ca_path.display()))?)?;
     }
+    // During a CA rollover, client certificates of the next CA are trusted as well.
+    let next = cfg.path(&PathBuf::from(crate::config::NEXT_CA));
+    if next.exists() {
+        for c in CertificateDer::pem_file_iter(&next)
+            .with_context(|| format!("{}: cannot read it", next.display()))?
+        {
+            roots.add(c.with_context(|| format!("{}: not a PEM certificate", next.display()))?)?;
+        }
+    }
     let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
         .allow_unauthenticated()
         .build()?;

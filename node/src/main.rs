@@ -162,6 +162,26 @@ enum Cmd {
         #[arg(long, value_parser = ["text", "json"], default_value = "text")]
         output: String,
     },
+    /// Roll the API's certificate authority over. `--begin` makes a new CA beside the
+    /// current one: after a restart the node trusts client certificates of both, new
+    /// ones are issued by the new CA, and departments should trust
+    /// `<data-dir>/api-ca-bundle.pem` (both CAs). `--finish`, once every department has
+    /// a certificate of the new CA, makes it the CA and signs the server certificate
+    /// again with it (restart then).
+    RotateCa {
+        /// Config file of the node.
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
+        config: PathBuf,
+        /// Begin: make the next CA.
+        #[arg(long, conflicts_with = "finish", required_unless_present = "finish")]
+        begin: bool,
+        /// Finish: the next CA becomes the CA.
+        #[arg(long)]
+        finish: bool,
+        /// With --finish: cut off the client certificates of the old CA still registered.
+        #[arg(long, requires = "finish")]
+        force: bool,
+    },
     /// Install a new manifest version: verified first (the pinned authority's signature,
     /// not expired, this node's key named for its region, a version above the one in
     /// use), then put in place of the manifest file (the old one kept beside it);
@@ -270,6 +290,41 @@ fn main() -> Result<()> {
             );
             for b in issued.backups {
                 println!("  kept the replaced file as {}", b.display());
+            }
+            Ok(())
+        }
+        Cmd::RotateCa {
+            config,
+            begin,
+            finish: _,
+            force,
+        } => {
+            let cfg = NodeConfig::load(&config)?;
+            if begin {
+                let last = credfed_node::config::begin_ca_rollover(&cfg.data_dir, cfg.region()?)?;
+                println!(
+                    "new CA in {} (valid until {last}); restart the node to trust its certificates, give departments {} (both CAs) and reissue their certificates (issue-client-cert --replace), then rotate-ca --finish",
+                    cfg.data_dir.join(credfed_node::config::NEXT_CA).display(),
+                    cfg.data_dir.join(credfed_node::config::CA_BUNDLE).display()
+                );
+            } else {
+                let listen: std::net::SocketAddr = cfg
+                    .api_listen
+                    .parse()
+                    .with_context(|| format!("api_listen = {:?}", cfg.api_listen))?;
+                let cut = credfed_node::config::finish_ca_rollover(
+                    &cfg.data_dir,
+                    cfg.region()?,
+                    listen.ip(),
+                    force,
+                )?;
+                println!(
+                    "the new CA is {}; server certificate signed again; restart the node",
+                    cfg.data_dir.join("api-ca.pem").display()
+                );
+                for c in cut {
+                    println!("  cut off {} of {}", c.fingerprint, c.department);
+                }
             }
             Ok(())
         }

@@ -1865,7 +1865,7 @@ fn certificates_warning(
         if left < CERT_WARNING_DAYS {
             let what = match which {
                 "ca" => {
-                    "the API's certificate authority (plan a CA rollover: docs/operator.md, \"Certificates\")"
+                    "the API's certificate authority (credfed-node rotate-ca: docs/operator.md, \"Certificates\")"
                 }
                 _ => "the API's server certificate (credfed-node rotate-server-cert)",
             };

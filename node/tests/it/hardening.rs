@@ -1006,3 +1006,94 @@ async fn a_half_sent_flood_from_80_networks_leaves_departments_served() {
     );
     drop(held);
 }
+
+/// A CA rollover with an overlap (docs/operator.md, "Certificates"): after `rotate-ca
+/// --begin` the node trusts client certificates of both CAs and issues from the new
+/// one; `--finish` refuses while certificates of the old CA are registered (naming
+/// them) unless forced, then the new CA is the CA, the server certificate is signed by
+/// it, and the old CA's certificates no longer connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_ca_rolls_over_with_an_overlap_in_which_both_are_trusted() {
+    let mut c = Cluster::new(&[SH, GD]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let dir = c.nodes[0].dir.clone();
+    let config = dir.join("config.toml");
+    let node = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let _ = department_client(&c.nodes[0], "310000:obj");
+    let api = c.nodes[0].api.clone();
+    let client = |ca: &str, dept: &str, certs: &str| {
+        let stem = dept.replace(':', "-");
+        ApiClient::with_identity(
+            &api,
+            &dir.join(ca),
+            &dir.join(certs).join(format!("{stem}.pem")),
+            &dir.join(certs).join(format!("{stem}.key")),
+        )
+        .unwrap()
+    };
+    let works =
+        |cl: ApiClient| async move { cl.get("/v1/stats").await.is_ok_and(|r| r.status == 200) };
+    assert!(works(client("api-ca.pem", "310000:obj", "certs")).await);
+
+    let out = node(&["rotate-ca", "--begin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = std::fs::read_to_string(dir.join("api-ca-bundle.pem")).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
+    c.stop(0);
+    c.start(0);
+    c.wait_writable(0).await;
+    // The overlap: the old CA's certificate still connects, a new one from the new CA too.
+    assert!(works(client("api-ca.pem", "310000:obj", "certs")).await);
+    let out = node(&[
+        "issue-client-cert",
+        "--department",
+        "310000:impl",
+        "--out",
+        dir.join("new").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(works(client("api-ca-bundle.pem", "310000:impl", "new")).await);
+
+    // Finishing would cut off the old CA's certificates: refused, naming them.
+    let out = node(&["rotate-ca", "--finish"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("310000:obj") && err.contains("--force"),
+        "{err}"
+    );
+    let out = node(&["rotate-ca", "--finish", "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cut off"));
+    c.stop(0);
+    c.start(0);
+    // The new CA's certificate connects, trusting the new CA alone; the old one does not.
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            works(client("api-ca.pem", "310000:impl", "new")).await
+        })
+        .await,
+        "log:\n{}",
+        c.log(0)
+    );
+    assert!(!works(client("api-ca-bundle.pem", "310000:obj", "certs")).await);
+}
