@@ -166,9 +166,9 @@ impl From<AppendError> for ApiError {
                 "cannot_persist",
                 format!("{e}; the record was not acknowledged, retry later"),
             ),
-            AppendError::Gated(why) => {
-                ApiError::unavailable("writes_paused", format!("{why}; retry in a few seconds"))
-            }
+            // Every reason says what the node waits for and what would end it: a
+            // generic "retry in a few seconds" misled when no member was reachable.
+            AppendError::Gated(why) => ApiError::unavailable("writes_paused", why),
             AppendError::Busy(why) => ApiError::unavailable("busy", why),
             AppendError::Stopped => ApiError::unavailable(
                 "shutting_down",

@@ -115,7 +115,9 @@ fn refused(r: &ApiResponse) -> Failure {
         (503, "person_checks_unavailable") => {
             " (too few members holding person-key shares are connected to this node: `credfed status` shows how many; organisation commands still work; retry when members are back)"
         }
-        (503, "writes_paused") => " (the node cannot write right now; retry shortly)",
+        (503, "writes_paused") => {
+            " (the node cannot write right now: the message says what it waits for; `credfed status` shows whether that has ended)"
+        }
         (503, "no_quorum" | "proofs_unavailable") => {
             " (too few members cosigned a federation checkpoint just now; retry shortly, or ask without proofs)"
         }
