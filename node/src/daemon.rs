@@ -365,19 +365,20 @@ pub fn install_manifest(cfg: &NodeConfig, offered: &Path) -> Result<String> {
         )?)
         .with_context(|| format!("{}: not a signed manifest", p.display()))
     };
-    let held = read(&path)?
-        .verify(&cfg.authority()?, clock.now())
+    let in_use = read(&path)?;
+    let authority = cfg.authority()?;
+    let held = in_use
+        .verify(&authority, clock.now())
         .or_else(|_| {
             // An expired manifest in use is what a new one replaces: its signature is
             // still checked, against a time inside its validity.
-            let signed = read(&path)?;
             let m: credfed_protocol::manifest::Manifest = credfed_protocol::codec::decode(
-                &signed.manifest,
+                &in_use.manifest,
                 credfed_protocol::limits::MAX_MANIFEST_BYTES,
                 "manifest",
             )?;
-            signed
-                .verify(&cfg.authority()?, m.issued_at)
+            in_use
+                .verify(&authority, m.issued_at)
                 .map_err(anyhow::Error::from)
         })
         .with_context(|| format!("the manifest in use ({})", path.display()))?;

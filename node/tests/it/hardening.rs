@@ -774,13 +774,7 @@ async fn certificates_have_lifetimes_come_from_requests_and_are_revoked_by_name(
     c.register_departments(0).await;
     let dir = c.nodes[0].dir.clone();
     let config = dir.join("config.toml");
-    let node = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .args(["--config", config.to_str().unwrap()])
-            .output()
-            .unwrap()
-    };
+    let node = |args: &[&str]| node_cli(&config, args);
     let ca_left = cert_days_left(&dir.join("api-ca.pem"));
     let server_left = cert_days_left(&dir.join("api-cert.pem"));
     assert!((3640..=3650).contains(&ca_left), "CA: {ca_left} days");
@@ -1019,13 +1013,7 @@ async fn the_api_ca_rolls_over_with_an_overlap_in_which_both_are_trusted() {
     c.register_departments(0).await;
     let dir = c.nodes[0].dir.clone();
     let config = dir.join("config.toml");
-    let node = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .args(["--config", config.to_str().unwrap()])
-            .output()
-            .unwrap()
-    };
+    let node = |args: &[&str]| node_cli(&config, args);
     let _ = department_client(&c.nodes[0], "310000:obj");
     let api = c.nodes[0].api.clone();
     let client = |ca: &str, dept: &str, certs: &str| {

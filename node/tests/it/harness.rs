@@ -445,6 +445,16 @@ impl Cluster {
     }
 }
 
+/// Runs `credfed-node ARGS --config CONFIG` and returns what it did.
+pub fn node_cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 /// Issues a client certificate for `department` with the node's CLI; returns a client using it.
 pub fn department_client(n: &Node, department: &str) -> ApiClient {
     let out = n.dir.join("certs");
