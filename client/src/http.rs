@@ -430,10 +430,11 @@ impl ApiClient {
         if let Ok(mut idle) = self.pool.idle.lock() {
             idle.push(sender);
         }
-        Ok(ApiResponse {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
+        // Answers are UTF-8 JSON: the checked conversion (an ASCII fast path) first; the
+        // lossy one, a character at a time, only for a body that is not.
+        let body = String::from_utf8(body.to_vec())
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Ok(ApiResponse { status, body })
     }
 
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {

@@ -185,6 +185,7 @@ async fn run_mode(
     cfg.group_commit_max = group_commit_max;
     // 64 writers and the metrics client share one address.
     cfg.api_max_connections_per_client = 256;
+    cfg.api_max_connections_per_certificate = 256;
     cfg.save(&report.dir.join("config.toml")).expect("config");
     let store = credfed_node::store::Store::open_with(
         &cfg.data_dir.join("store"),

@@ -972,8 +972,9 @@ fn https_checks(
     .expect("manifest");
     let mut cfg = report.config;
     cfg.solo = true;
-    // 64 clients and this bench share one address.
+    // 64 clients and this bench share one address and one operator certificate.
     cfg.api_max_connections_per_client = 256;
+    cfg.api_max_connections_per_certificate = 256;
     cfg.save(&report.dir.join("config.toml")).expect("config");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

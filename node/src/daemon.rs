@@ -612,6 +612,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         ceremonies,
         metrics_public: cfg.metrics_public,
         clients_dir: cfg.data_dir.join("clients"),
+        client_ids: Default::default(),
         cert_files: vec![
             ("server", cfg.path(&cfg.tls_cert)),
             ("ca", cfg.path(&PathBuf::from("api-ca.pem"))),

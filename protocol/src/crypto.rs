@@ -25,7 +25,7 @@ macro_rules! fixed_bytes {
             pub const LEN: usize = $len;
             /// Lower-case hex.
             pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
+                $crate::codec::lower_hex(&self.0)
             }
             /// Parses lower- or upper-case hex of exactly the right length.
             pub fn from_hex(text: &str) -> Result<Self, HexError> {
@@ -95,7 +95,7 @@ pub struct HexError {
 fn serialize_fixed<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeTuple;
     if s.is_human_readable() {
-        return s.serialize_str(&hex::encode(bytes));
+        return s.serialize_str(&crate::codec::lower_hex(bytes));
     }
     let mut t = s.serialize_tuple(bytes.len())?;
     for b in bytes {

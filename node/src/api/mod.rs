@@ -20,12 +20,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use credfed_client::{
     CheckRequest, HeadInfo, LogPage, MAX_PERSONS_PER_REQUEST, NodeStatus, PartitionRequest, Peers,
     PersonRefsAnswer, PersonRefsRequest, Receipt, SubmitRecord,
@@ -65,6 +65,8 @@ pub struct ApiState {
     pub metrics_public: bool,
     /// Directory of issued client certificate fingerprints (`<data-dir>/clients`).
     pub clients_dir: PathBuf,
+    /// The departments of those files as last read, by fingerprint.
+    pub client_ids: ClientIds,
     /// The API's server certificate and its CA's certificate (PEM files), whose expiry
     /// status and metrics report.
     pub cert_files: Vec<(&'static str, PathBuf)>,
@@ -409,12 +411,56 @@ fn identify(state: &ApiState, fingerprint: &str) -> Result<DepartmentId, ApiErro
             ),
         )
     };
-    let text =
-        std::fs::read_to_string(state.clients_dir.join(fingerprint)).map_err(|_| unknown())?;
-    // The first line names the department (issuance details follow it).
-    let first = text.lines().next().unwrap_or("");
-    let id = DepartmentId::parse(first.trim(), "client").map_err(|_| unknown())?;
+    let id = state
+        .client_ids
+        .department(&state.clients_dir, fingerprint)
+        .ok_or_else(unknown)?;
     registered(state, id)
+}
+
+/// Issued certificates' departments, read from their fingerprint files and kept with
+/// the file's identity (device, inode, size, modification time). Every request still
+/// looks at the file — deleting it cuts the certificate off at the next request — but
+/// with one `stat` instead of opening and reading it, which was a few per cent of a
+/// check over HTTPS (docs/performance.md, "National scale").
+#[derive(Default)]
+pub struct ClientIds {
+    known: Mutex<std::collections::HashMap<String, (FileStamp, DepartmentId)>>,
+}
+
+/// What identifies one version of a file without reading it.
+type FileStamp = (u64, u64, u64, Option<std::time::SystemTime>);
+
+/// Fingerprints kept at most: more than a node issues in years; past it the map is
+/// emptied and filled again from the files.
+const MAX_CLIENT_IDS: usize = 10_000;
+
+impl ClientIds {
+    /// The department the certificate `fingerprint` was issued to, if its file is
+    /// there and names one.
+    fn department(&self, dir: &std::path::Path, fingerprint: &str) -> Option<DepartmentId> {
+        use std::os::unix::fs::MetadataExt;
+        let path = dir.join(fingerprint);
+        let meta = std::fs::metadata(&path).ok()?;
+        let stamp = (meta.dev(), meta.ino(), meta.len(), meta.modified().ok());
+        if let Ok(known) = self.known.lock()
+            && let Some((seen, id)) = known.get(fingerprint)
+            && *seen == stamp
+        {
+            return Some(id.clone());
+        }
+        let text = std::fs::read_to_string(&path).ok()?;
+        // The first line names the department (issuance details follow it).
+        let first = text.lines().next().unwrap_or("");
+        let id = DepartmentId::parse(first.trim(), "client").ok()?;
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= MAX_CLIENT_IDS {
+                known.clear();
+            }
+            known.insert(fingerprint.to_owned(), (stamp, id.clone()));
+        }
+        Some(id)
+    }
 }
 
 /// `id` if it is this node's operator or a department registered and not revoked here.
@@ -437,9 +483,20 @@ fn registered(state: &ApiState, id: DepartmentId) -> Result<DepartmentId, ApiErr
 }
 
 fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Result<Response, ApiError> {
-    let value = serde_json::to_value(v)
+    // Straight to bytes: going through a `serde_json::Value` first built a tree of maps
+    // per answer and was the largest part of a check's CPU over HTTPS
+    // (docs/performance.md, "National scale").
+    let body = serde_json::to_vec(v)
         .map_err(|e| ApiError::internal(format!("cannot render the answer as JSON: {e}")))?;
-    Ok((status, Json(value)).into_response())
+    Ok((
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 fn ok<T: Serialize>(v: &T) -> Result<Response, ApiError> {
@@ -612,7 +669,7 @@ async fn check_inner(
             ));
         }
     };
-    let mut v = if q.proofs {
+    if q.proofs {
         let head = federation_head(state).await?;
         let core = state.core.clone();
         let with_manifest = q.manifest;
@@ -632,28 +689,35 @@ async fn check_inner(
         // nothing is added to it but this region's own declines, beside it (present
         // only when there are some; the CLI keeps them out of saved answers).
         let declined = declined_here(&state.core, &proven.answer)?;
-        let mut v = serde_json::to_value(&proven)
-            .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?;
-        if !declined.is_empty() {
-            v["declined_here"] = json!(declined);
-        }
-        return ok(&v);
-    } else {
-        let answer = state.core.check(&key, domain)?;
-        let declined = declined_here(&state.core, &answer)?;
-        let mut v = serde_json::to_value(&answer);
-        if let Ok(v) = v.as_mut()
-            && !declined.is_empty()
-        {
-            v["declined_here"] = json!(declined);
-        }
-        v
-    }
-    .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))?;
-    if let Ok(s) = state.status.lock() {
-        v["last_contact_ms"] = json!(s.last_contact_ms);
-    }
-    ok(&v)
+        return ok(&CheckResponse {
+            answer: &proven,
+            declined_here: &declined,
+            last_contact_ms: None,
+        });
+    };
+    let answer = state.core.check(&key, domain)?;
+    let declined = declined_here(&state.core, &answer)?;
+    // Serialised under the status lock rather than cloned out of it: thirty strings
+    // copied per check showed in the profile, and writing them is as short.
+    let status = state.status.lock().ok();
+    ok(&CheckResponse {
+        answer: &answer,
+        declined_here: &declined,
+        last_contact_ms: status.as_ref().map(|s| &s.last_contact_ms),
+    })
+}
+
+/// A check's answer as sent: the answer's own fields, this region's declines beside
+/// them when there are any, and (plain answers only) when each member was last heard
+/// from. Serialised directly, without an intermediate JSON tree.
+#[derive(Serialize)]
+struct CheckResponse<'a, A: Serialize> {
+    #[serde(flatten)]
+    answer: &'a A,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    declined_here: &'a [credfed_protocol::check::DeclinedHere],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_contact_ms: Option<&'a BTreeMap<String, i64>>,
 }
 
 /// The measures of `answer` this node's region declined when joint actions on its
@@ -2200,6 +2264,44 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A certificate's department is read from its fingerprint file once and kept, but
+    /// deleting the file cuts it off at the next look and a file written anew is read
+    /// again.
+    #[test]
+    fn a_client_certificate_file_deleted_or_replaced_is_seen_at_the_next_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ClientIds::default();
+        let fp = "ab".repeat(32);
+        assert!(ids.department(dir.path(), &fp).is_none());
+        std::fs::write(dir.path().join(&fp), "110000:scjgj\nnot_after=2027-12-01\n").unwrap();
+        assert_eq!(
+            ids.department(dir.path(), &fp).unwrap().to_string(),
+            "110000:scjgj"
+        );
+        // Kept: a second look gives the same without reading.
+        assert_eq!(
+            ids.department(dir.path(), &fp).unwrap().to_string(),
+            "110000:scjgj"
+        );
+        std::fs::remove_file(dir.path().join(&fp)).unwrap();
+        assert!(
+            ids.department(dir.path(), &fp).is_none(),
+            "a deleted file still admitted"
+        );
+        // Written again (another inode, another length): read again.
+        std::fs::write(
+            dir.path().join(&fp),
+            "110000:tax\nnot_after=2027-12-01\nnote=x\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ids.department(dir.path(), &fp).unwrap().to_string(),
+            "110000:tax"
+        );
+        std::fs::write(dir.path().join(&fp), "not a department\n").unwrap();
+        assert!(ids.department(dir.path(), &fp).is_none());
+    }
 
     /// The checked-in OpenAPI document lists every route the router serves.
     #[test]
