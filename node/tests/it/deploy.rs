@@ -164,3 +164,176 @@ fn the_systemd_unit_is_hardened_and_verifies() {
         "systemd-analyze verify: {said}"
     );
 }
+
+/// `scripts/package-deb` makes a Debian package of the node: its control fields, every
+/// file where the unit and the operator's guide expect it, owned by root with the modes
+/// a package should have, nothing under /etc, maintainer scripts that parse, create the
+/// data directory 0700 and never delete it; the packaged binary runs.
+#[test]
+fn the_debian_package_holds_the_node_its_unit_and_kit() {
+    let Some(dpkg_deb) = on_path("dpkg-deb") else {
+        eprintln!("SKIPPED the package check: dpkg-deb is not installed (not a Debian system)");
+        return;
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = tempfile::tempdir().unwrap();
+    let made = Command::new(root.join("scripts/package-deb"))
+        .args(["--bin", BIN, "--compress", "none", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "package-deb: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let deb = PathBuf::from(String::from_utf8(made.stdout).unwrap().trim());
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        deb.ends_with(format!(
+            "credfed-node_{version}_{}.deb",
+            std::env::consts::ARCH
+                .replace("x86_64", "amd64")
+                .replace("aarch64", "arm64")
+        )),
+        "{}",
+        deb.display()
+    );
+    let run = |args: &[&str]| {
+        let o = Command::new(&dpkg_deb)
+            .args(args)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "dpkg-deb {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(
+        run(&["--field"])
+            .lines()
+            .find(|l| l.starts_with("Package:")),
+        Some("Package: credfed-node")
+    );
+    assert_eq!(
+        run(&["--field"])
+            .lines()
+            .find(|l| l.starts_with("Version:")),
+        Some(format!("Version: {version}").as_str())
+    );
+    assert!(
+        run(&["--field"]).contains("Depends: libc6"),
+        "no libc6 dependency"
+    );
+
+    // path -> (mode, owner)
+    let contents = run(&["--contents"]);
+    let files: std::collections::BTreeMap<String, (String, String)> = contents
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.get(5)?.trim_start_matches('.').to_string(),
+                (f[0].to_string(), f[1].to_string()),
+            ))
+        })
+        .collect();
+    for (path, mode) in [
+        ("/usr/bin/credfed-node", "-rwxr-xr-x"),
+        ("/lib/systemd/system/credfed-node.service", "-rw-r--r--"),
+        ("/usr/share/doc/credfed-node/operator.md", "-rw-r--r--"),
+        (
+            "/usr/share/credfed-node/prometheus/credfed.rules.yml",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/credfed-node/prometheus/prometheus.yml",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/credfed-node/grafana/credfed-node.json",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/bash-completion/completions/credfed-node",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/zsh/vendor-completions/_credfed-node",
+            "-rw-r--r--",
+        ),
+    ] {
+        let Some((m, _)) = files.get(path) else {
+            panic!("{path} missing from the package:\n{contents}");
+        };
+        assert_eq!(m, mode, "{path}");
+    }
+    for (path, (_, owner)) in &files {
+        assert_eq!(owner, "root/root", "{path} not owned by root");
+        assert!(
+            !path.starts_with("/etc/"),
+            "{path}: the package holds no configuration files"
+        );
+    }
+
+    // The unit names what the package holds.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(&dpkg_deb)
+        .arg("-x")
+        .arg(&deb)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let unit = std::fs::read_to_string(dir.path().join("lib/systemd/system/credfed-node.service"))
+        .unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/credfed-node run"));
+    assert!(unit.contains("Documentation=file:///usr/share/doc/credfed-node/operator.md"));
+    let v = Command::new(dir.path().join("usr/bin/credfed-node"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        format!("credfed-node {version}")
+    );
+
+    // Maintainer scripts: valid shell; the data directory made 0700, never removed.
+    let control = tempfile::tempdir().unwrap();
+    let o = Command::new(&dpkg_deb)
+        .arg("-e")
+        .arg(&deb)
+        .arg(control.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    for script in ["postinst", "prerm", "postrm"] {
+        let path = control.path().join(script);
+        let parsed = Command::new("sh").arg("-n").arg(&path).output().unwrap();
+        assert!(
+            parsed.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&parsed.stderr)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("rm -"), "{script} deletes files: {text}");
+        if script == "postinst" {
+            assert!(
+                text.contains("install -d -m 0700 -o credfed -g credfed /var/lib/credfed"),
+                "{text}"
+            );
+            assert!(
+                !text.lines().any(|l| {
+                    let l = l.trim_start();
+                    l.starts_with("systemctl enable")
+                        || l.starts_with("systemctl start")
+                        || l.contains("deb-systemd-helper enable")
+                }),
+                "postinst must not start or enable the node before its init: {text}"
+            );
+        }
+    }
+}
