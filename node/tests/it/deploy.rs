@@ -212,22 +212,16 @@ fn the_debian_package_holds_the_node_its_unit_and_kit() {
         );
         String::from_utf8(o.stdout).unwrap()
     };
-    assert_eq!(
-        run(&["--field"])
+    let fields = run(&["--field"]);
+    let field = |name: &str| {
+        fields
             .lines()
-            .find(|l| l.starts_with("Package:")),
-        Some("Package: credfed-node")
-    );
-    assert_eq!(
-        run(&["--field"])
-            .lines()
-            .find(|l| l.starts_with("Version:")),
-        Some(format!("Version: {version}").as_str())
-    );
-    assert!(
-        run(&["--field"]).contains("Depends: libc6"),
-        "no libc6 dependency"
-    );
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            .unwrap_or_else(|| panic!("no {name} field:\n{fields}"))
+    };
+    assert_eq!(field("Package"), "credfed-node");
+    assert_eq!(field("Version"), version);
+    assert!(field("Depends").contains("libc6"), "no libc6 dependency");
 
     // path -> (mode, owner)
     let contents = run(&["--contents"]);
@@ -279,15 +273,24 @@ fn the_debian_package_holds_the_node_its_unit_and_kit() {
         );
     }
 
+    // `dpkg-deb -x` (the files) or `-e` (the maintainer scripts) into a new directory.
+    let unpack = |flag: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new(&dpkg_deb)
+            .arg(flag)
+            .arg(&deb)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "dpkg-deb {flag}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        dir
+    };
     // The unit names what the package holds.
-    let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(&dpkg_deb)
-        .arg("-x")
-        .arg(&deb)
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let dir = unpack("-x");
     let unit = std::fs::read_to_string(dir.path().join("lib/systemd/system/credfed-node.service"))
         .unwrap();
     assert!(unit.contains("ExecStart=/usr/bin/credfed-node run"));
@@ -302,14 +305,7 @@ fn the_debian_package_holds_the_node_its_unit_and_kit() {
     );
 
     // Maintainer scripts: valid shell; the data directory made 0700, never removed.
-    let control = tempfile::tempdir().unwrap();
-    let o = Command::new(&dpkg_deb)
-        .arg("-e")
-        .arg(&deb)
-        .arg(control.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let control = unpack("-e");
     for script in ["postinst", "prerm", "postrm"] {
         let path = control.path().join(script);
         let parsed = Command::new("sh").arg("-n").arg(&path).output().unwrap();
