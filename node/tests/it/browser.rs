@@ -624,9 +624,11 @@ async fn the_public_searches_downloads_and_verifies_in_chromium() {
     let public = format!("https://127.0.0.1:{public_port}");
 
     // Search by a part of the registered name (劳务), once Guangdong holds the entry.
-    b.goto(&format!("{public}/")).await.unwrap();
     let mut deadline = Deadline::in_seconds(60);
     loop {
+        // From the home page each time: a search box found while the previous results
+        // page was still loading went stale under the test (StaleElementReference).
+        b.goto(&format!("{public}/")).await.unwrap();
         let q = b.find(Locator::Css("input[name=q]")).await.unwrap();
         q.clear().await.unwrap();
         q.send_keys("劳务").await.unwrap();
