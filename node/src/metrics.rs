@@ -368,6 +368,13 @@ impl Metrics {
             "# HELP credfed_store_cache_budget_bytes The store engine's page cache budget (store_cache_mib).\n# TYPE credfed_store_cache_budget_bytes gauge\ncredfed_store_cache_budget_bytes {}",
             store_cache.budget
         );
+        if let Some(held) = store_cache.pending_writes {
+            let _ = writeln!(
+                s,
+                "# HELP credfed_store_pending_write_bytes Writes applied and not yet in the store's file, held in memory (committed at credfed_store_pending_write_limit_bytes, at every sync and at least every 500 ms).\n# TYPE credfed_store_pending_write_bytes gauge\ncredfed_store_pending_write_bytes {held}\n# HELP credfed_store_pending_write_limit_bytes Pending writes at which they are committed.\n# TYPE credfed_store_pending_write_limit_bytes gauge\ncredfed_store_pending_write_limit_bytes {}",
+                crate::store::kv::PENDING_MAX_BYTES
+            );
+        }
         if let Some(used) = store_cache.used {
             let _ = writeln!(
                 s,

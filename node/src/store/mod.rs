@@ -386,6 +386,9 @@ pub struct CacheUsage {
     pub budget: u64,
     /// What it holds now, if the engine says (redb does; sled does not).
     pub used: Option<u64>,
+    /// Writes applied and not yet in the file, held in memory (redb; at most
+    /// [`kv::PENDING_MAX_BYTES`] before they are committed, plus a commit in progress).
+    pub pending_writes: Option<u64>,
 }
 
 pub use map_page::{MapPage, PageId, PageNode, VersionRecord};
@@ -1484,6 +1487,7 @@ impl Backend for Store {
         CacheUsage {
             budget: self.cache_budget,
             used: self.kv.cache_bytes(),
+            pending_writes: self.kv.pending_bytes(),
         }
     }
 
@@ -3169,6 +3173,15 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .expect("the cache metric");
         assert!(reported <= budget, "metric says {reported}");
+        // Synced: no writes held in memory, and the metric says so beside its limit.
+        assert!(
+            text.contains("credfed_store_pending_write_bytes 0\n"),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "credfed_store_pending_write_limit_bytes {}",
+            kv::PENDING_MAX_BYTES
+        )));
     }
 
     /// A format-3 store (the map a node per record) and a format-6 store (pages stored
