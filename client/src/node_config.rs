@@ -602,6 +602,16 @@ impl NodeConfig {
         Ok(r)
     }
 
+    /// The API's listening address (`api_listen`).
+    pub fn api_addr(&self) -> Result<std::net::SocketAddr> {
+        self.api_listen.parse().map_err(|e| {
+            ConfigError::Setting(format!(
+                "api_listen = {:?}: expected IP:port ({e})",
+                self.api_listen
+            ))
+        })
+    }
+
     /// A path relative to the data directory.
     pub fn path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

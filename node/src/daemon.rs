@@ -477,10 +477,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
             retention_ms: i64::try_from(cfg.audit_retention_days).unwrap_or(36_600) * 86_400_000,
         },
     )?);
-    let api_addr: SocketAddr = cfg
-        .api_listen
-        .parse()
-        .with_context(|| format!("api_listen = {:?}: expected IP:port", cfg.api_listen))?;
+    let api_addr: SocketAddr = cfg.api_addr()?;
     let listen = cfg
         .p2p_listen
         .iter()

@@ -308,10 +308,7 @@ fn main() -> Result<()> {
                     cfg.data_dir.join(credfed_node::config::CA_BUNDLE).display()
                 );
             } else {
-                let listen: std::net::SocketAddr = cfg
-                    .api_listen
-                    .parse()
-                    .with_context(|| format!("api_listen = {:?}", cfg.api_listen))?;
+                let listen = cfg.api_addr()?;
                 let cut = credfed_node::config::finish_ca_rollover(
                     &cfg.data_dir,
                     cfg.region()?,
@@ -395,10 +392,7 @@ fn main() -> Result<()> {
         }
         Cmd::RotateServerCert { config } => {
             let cfg = NodeConfig::load(&config)?;
-            let listen: std::net::SocketAddr = cfg
-                .api_listen
-                .parse()
-                .with_context(|| format!("api_listen = {:?}", cfg.api_listen))?;
+            let listen = cfg.api_addr()?;
             let last = credfed_node::config::rotate_server_cert(
                 &cfg.data_dir,
                 cfg.region()?,
