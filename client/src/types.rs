@@ -152,6 +152,10 @@ pub struct NodeStatus {
     /// to do.
     #[serde(default)]
     pub manifest_versions_warning: Option<String>,
+    /// Set when a newer manifest (a member's, or the file replaced) was not adopted: why.
+    /// The node keeps running the version it runs.
+    #[serde(default)]
+    pub manifest_refused: Option<String>,
 }
 
 /// Person keys as `/v1/status` shows them.

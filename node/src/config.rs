@@ -473,7 +473,7 @@ pub enum RevokeWhich {
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a
 /// rename, so that `path` holds either nothing or the whole new content.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));

@@ -42,6 +42,7 @@ pub struct RunningNode {
     network: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<()>,
     public: Option<(tokio::task::JoinHandle<()>, PublicRuntime)>,
+    adopted: watch::Receiver<Option<u64>>,
 }
 
 /// How much lower the public side's threads run than the API's (a `nice` value): under
@@ -114,6 +115,17 @@ fn lower_this_threads_priority() {
 }
 
 impl RunningNode {
+    /// Resolves when a newer manifest has been installed while the node runs (from its
+    /// file or from a member), with its version: the node must then be stopped and
+    /// started again on it.
+    pub async fn manifest_adopted(&mut self) -> u64 {
+        match self.adopted.wait_for(Option::is_some).await {
+            Ok(v) => v.unwrap_or_default(),
+            // The watch ended without adopting (the node stops): never resolves.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Stops the API and the network, answers every queued append, and makes the store
     /// durable.
     pub async fn stop(self) -> Result<()> {
@@ -354,18 +366,32 @@ fn keep_manifest_forward(
 /// ahead of the clock, not naming this node's key for its region, for another
 /// federation, or not newer than the one in use.
 pub fn install_manifest(cfg: &NodeConfig, offered: &Path) -> Result<String> {
-    let region = cfg.region()?;
+    let text = read_text(
+        offered,
+        "manifest",
+        "ask the federation authority for the signed manifest",
+    )?;
+    install_manifest_text(cfg, &text, &offered.display().to_string())
+}
+
+fn read_signed_manifest(p: &Path) -> Result<SignedManifest> {
+    serde_json::from_str(&read_text(
+        p,
+        "manifest",
+        "ask the federation authority for the signed manifest",
+    )?)
+    .with_context(|| format!("{}: not a signed manifest", p.display()))
+}
+
+/// [`install_manifest`] for a manifest's text already read: `source` names where it
+/// came from in errors (a file, or the member that sent it). The text is installed as
+/// it is (checked, never rewritten).
+pub fn install_manifest_text(cfg: &NodeConfig, text: &str, source: &str) -> Result<String> {
+    let signed: SignedManifest =
+        serde_json::from_str(text).with_context(|| format!("{source}: not a signed manifest"))?;
     let clock = Clock::new(cfg.clock_offset_ms);
     let path = cfg.path(&cfg.manifest);
-    let read = |p: &Path| -> Result<SignedManifest> {
-        serde_json::from_str(&read_text(
-            p,
-            "manifest",
-            "ask the federation authority for the signed manifest",
-        )?)
-        .with_context(|| format!("{}: not a signed manifest", p.display()))
-    };
-    let in_use = read(&path)?;
+    let in_use = read_signed_manifest(&path)?;
     let authority = cfg.authority()?;
     let held = in_use
         .verify(&authority, clock.now())
@@ -382,33 +408,161 @@ pub fn install_manifest(cfg: &NodeConfig, offered: &Path) -> Result<String> {
                 .map_err(anyhow::Error::from)
         })
         .with_context(|| format!("the manifest in use ({})", path.display()))?;
-    let signed = read(offered)?;
-    let new = signed
-        .verify_update(&held, clock.now())
-        .with_context(|| format!("{}", offered.display()))?;
-    let node_key = read_key(&cfg.path(&cfg.node_key_file))?;
-    if new.member(region).map(|m| m.node_key) != Some(node_key.public()) {
-        bail!(
-            "{}: does not name this node's key for {region}; a node cannot run on a manifest that leaves it out",
-            offered.display()
-        );
-    }
+    let new = successor(cfg, &held, &signed, clock.now(), source)?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let kept = path.with_extension(format!("json.replaced-{stamp}"));
     std::fs::copy(&path, &kept).with_context(|| format!("keeping {}", path.display()))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::copy(offered, &tmp).with_context(|| format!("copying {}", offered.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("installing {}", path.display()))?;
+    crate::config::write_atomically(&path, text.as_bytes(), 0o644)?;
     Ok(format!(
-        "installed manifest version {} (was {}; kept as {}), {} members, expires {}; restart the node to run it",
+        "installed manifest version {} (was {}; kept as {}), {} members, expires {}; a running node adopts it within {} s and its members fetch it from it, a stopped one runs it when started",
         new.version,
         held.version,
         kept.display(),
         new.members.len(),
-        new.expires_at.cst_string()
+        new.expires_at.cst_string(),
+        MANIFEST_CHECK.as_secs()
     ))
+}
+
+/// Verifies `signed` as a manifest this node may run after `held`: signed by the
+/// authority `held` names (which the node pins), unexpired, of the same federation, a
+/// higher version, and naming this node's key for its region.
+fn successor(
+    cfg: &NodeConfig,
+    held: &credfed_protocol::manifest::Manifest,
+    signed: &SignedManifest,
+    now: credfed_protocol::time::Timestamp,
+    source: &str,
+) -> Result<credfed_protocol::manifest::Manifest> {
+    let region = cfg.region()?;
+    let new = signed
+        .verify_update(held, now)
+        .with_context(|| source.to_string())?;
+    let node_key = read_key(&cfg.path(&cfg.node_key_file))?;
+    if new.member(region).map(|m| m.node_key) != Some(node_key.public()) {
+        bail!(
+            "{source}: does not name this node's key for {region}; a node cannot run on a manifest that leaves it out"
+        );
+    }
+    Ok(new)
+}
+
+/// How often a running node looks whether its manifest file changed
+/// (`credfed-node install-manifest` put a newer one in place).
+pub const MANIFEST_CHECK: Duration = Duration::from_secs(5);
+
+/// Watches for a newer manifest while the node runs: the file replaced by
+/// `install-manifest`, or one a member runs and sent (`p2p::ManifestOffer`). A newer
+/// manifest that verifies is installed and announced on `adopted`; the caller stops the
+/// node and starts it again on it (`credfed-node run` executes itself anew, same pid:
+/// docs/decisions.md). Anything else is refused, logged (once per manifest) and shown in
+/// `/v1/status` as `manifest_refused`; the node keeps running the version it runs, and
+/// never goes back.
+struct ManifestWatch {
+    cfg: NodeConfig,
+    core: Arc<Core>,
+    offers: mpsc::Receiver<p2p::ManifestOffer>,
+    status: Arc<Mutex<NetStatus>>,
+    adopted: watch::Sender<Option<u64>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl ManifestWatch {
+    async fn run(mut self) {
+        let path = self.cfg.path(&self.cfg.manifest);
+        let mut seen = modified(&path);
+        let mut refused: Option<credfed_protocol::crypto::Hash256> = None;
+        let mut tick = tokio::time::interval(MANIFEST_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let outcome = tokio::select! {
+                _ = self.shutdown.changed() => return,
+                Some(offer) = self.offers.recv() => {
+                    let hash = offer.signed.hash();
+                    if refused == Some(hash) {
+                        continue;
+                    }
+                    let cfg = self.cfg.clone();
+                    let source = format!("the manifest member {} runs", offer.from);
+                    let text = match serde_json::to_string_pretty(&offer.signed) {
+                        Ok(t) => t,
+                        Err(_) => continue,
+                    };
+                    let installed = tokio::task::spawn_blocking(move || {
+                        install_manifest_text(&cfg, &text, &source)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("installing: {e}")));
+                    // Whatever happened, the file this task wrote is not news to it.
+                    seen = modified(&path);
+                    (hash, false, installed.map(|said| (offer.signed, said)))
+                }
+                _ = tick.tick() => {
+                    let now_modified = modified(&path);
+                    if now_modified == seen {
+                        continue;
+                    }
+                    seen = now_modified;
+                    let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                    let Ok(signed) = serde_json::from_str::<SignedManifest>(&text) else {
+                        tracing::warn!(file = %path.display(), "the manifest file changed but is not a signed manifest; the node keeps running version {}", self.core.manifest().version);
+                        continue;
+                    };
+                    let hash = signed.hash();
+                    if self.core.signed_manifest().map(SignedManifest::hash) == Some(hash)
+                        || refused == Some(hash)
+                    {
+                        continue;
+                    }
+                    let source = path.display().to_string();
+                    let checked = successor(&self.cfg, self.core.manifest(), &signed, self.core.now(), &source)
+                        .map(|m| (signed, format!("{source} holds manifest version {}", m.version)));
+                    (hash, true, checked)
+                }
+            };
+            match outcome {
+                (_, _, Ok((signed, said))) => {
+                    let version =
+                        credfed_protocol::codec::decode::<credfed_protocol::manifest::Manifest>(
+                            &signed.manifest,
+                            credfed_protocol::limits::MAX_MANIFEST_BYTES,
+                            "manifest",
+                        )
+                        .map_or(0, |m| m.version);
+                    tracing::info!(
+                        version,
+                        running = self.core.manifest().version,
+                        "{said}; adopting it: the node stops and starts again on it"
+                    );
+                    let _ = self.adopted.send(Some(version));
+                    return;
+                }
+                (hash, from_file, Err(e)) => {
+                    refused = Some(hash);
+                    let not_newer = e.chain().any(|c| {
+                        matches!(
+                            c.downcast_ref::<credfed_protocol::manifest::ManifestError>(),
+                            Some(credfed_protocol::manifest::ManifestError::NotNewer { .. })
+                        )
+                    });
+                    if not_newer && !from_file {
+                        // A member asked before it moved on: nothing to adopt.
+                        tracing::debug!(error = %format!("{e:#}"), "not a newer manifest");
+                        continue;
+                    }
+                    // A file put back to an older version is refused here as it would be
+                    // at the next start: the node never goes back.
+                    let why = format!("{e:#}");
+                    tracing::warn!(error = %why, "a newer manifest was refused; the node keeps running version {}", self.core.manifest().version);
+                    if let Ok(mut s) = self.status.lock() {
+                        s.manifest_refused = Some(why);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Opens (or creates) the store under `data_dir/store` with the config's engine and
@@ -555,6 +709,19 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         ),
     )));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (manifest_offers, offers) = mpsc::channel(1);
+    let (adopted_tx, adopted) = watch::channel(None);
+    tokio::spawn(
+        ManifestWatch {
+            cfg: cfg.clone(),
+            core: core.clone(),
+            offers,
+            status: status.clone(),
+            adopted: adopted_tx,
+            shutdown: shutdown_rx.clone(),
+        }
+        .run(),
+    );
     let network = p2p::spawn(
         core.clone(),
         P2pConfig {
@@ -568,6 +735,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
             witness_round_gap: Duration::from_millis(cfg.witness_round_gap_ms),
             liveness_timeout: Duration::from_millis(cfg.liveness_timeout_ms),
             solo: cfg.solo,
+            manifest_offers: Some(manifest_offers),
         },
         links,
         command_rx,
@@ -707,6 +875,7 @@ pub async fn start_with(cfg: &NodeConfig, store: Option<Box<dyn Backend>>) -> Re
         network,
         api,
         public,
+        adopted,
     })
 }
 

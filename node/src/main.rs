@@ -612,12 +612,43 @@ fn init(
 }
 
 async fn run(cfg: NodeConfig) -> Result<()> {
-    let node = credfed_node::daemon::start(&cfg).await?;
-    shutdown_signal().await;
+    let mut node = credfed_node::daemon::start(&cfg).await?;
+    let adopted = tokio::select! {
+        _ = shutdown_signal() => None,
+        version = node.manifest_adopted() => Some(version),
+    };
     tracing::info!("shutting down");
     node.stop().await?;
     tracing::info!("stopped cleanly");
+    if let Some(version) = adopted {
+        // Every part of a node (allow list, quorums, federation checkpoints, person
+        // keys, catalogue) follows from the manifest it starts on: the node starts again
+        // on the new one as this same process (same pid, for systemd and drills), with
+        // the store made durable above (docs/decisions.md).
+        tracing::info!(
+            version,
+            "starting again on manifest version {version} (same process)"
+        );
+        return Err(exec_self());
+    }
     Ok(())
+}
+
+/// Replaces this process by a new run of its own binary with the same arguments and
+/// environment; returns only if that failed (then the process exits with an error and
+/// a service manager restarts it).
+fn exec_self() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "credfed-node".into());
+    // /proc/self/exe is this very binary even if its file was replaced meanwhile.
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    anyhow::anyhow!(
+        "could not start again on the new manifest ({error}); start the node again: it runs the installed manifest"
+    )
 }
 
 async fn shutdown_signal() {

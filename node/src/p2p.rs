@@ -210,6 +210,9 @@ pub struct NetStatus {
     /// The manifest version each connected member says it runs (libp2p identify's
     /// agent string), by region.
     pub manifest_versions: BTreeMap<String, u64>,
+    /// Why the last newer manifest offered (by a member or in the manifest file) was not
+    /// adopted.
+    pub manifest_refused: Option<String>,
 }
 
 /// The identify agent string: this build and the manifest version it runs, which the
@@ -268,7 +271,25 @@ pub struct P2pConfig {
     pub liveness_timeout: Duration,
     /// Start with writes open (see `NodeConfig::solo`).
     pub solo: bool,
+    /// Where manifests that members run at a newer version than this node's go, once
+    /// fetched from them (the daemon verifies and adopts them; `None`: not fetched).
+    pub manifest_offers: Option<mpsc::Sender<ManifestOffer>>,
 }
+
+/// A newer manifest a member runs, as it sent it: nothing about it is trusted until the
+/// daemon has verified it against the pinned authority (`daemon::adopt_offered_manifest`).
+#[derive(Debug, Clone)]
+pub struct ManifestOffer {
+    /// The member that sent it.
+    pub from: RegionCode,
+    /// The manifest as signed.
+    pub signed: credfed_protocol::manifest::SignedManifest,
+}
+
+/// How long before a member is asked again for a newer manifest (one that was refused,
+/// or lost on the way): a member cannot make this node fetch and verify manifests in a
+/// loop.
+const MANIFEST_ASK_PERIOD: Duration = Duration::from_secs(60);
 
 type ReadDone = (ResponseChannel<SyncResponse>, SyncResponse);
 
@@ -343,6 +364,10 @@ pub struct Network {
     federation: FederationRounds,
     background_tx: mpsc::Sender<Background>,
     background_rx: Option<mpsc::Receiver<Background>>,
+    /// Manifest requests in flight, and when each member was last asked for which
+    /// version (bounded by the members).
+    manifest_requests: BTreeMap<OutboundRequestId, RegionCode>,
+    manifest_asked: BTreeMap<PeerId, Instant>,
 }
 
 /// Refused inbound connections are logged at most once per [`REFUSAL_LOG_PERIOD`] per
@@ -519,6 +544,8 @@ impl Network {
             },
             background_tx,
             background_rx: Some(background_rx),
+            manifest_requests: BTreeMap::new(),
+            manifest_asked: BTreeMap::new(),
             cfg,
         };
         net.swarm.behaviour_mut().gossipsub.subscribe(&net.topic)?;
@@ -1187,9 +1214,12 @@ impl Network {
                 if let (Some((region, _)), Some(version)) = (
                     self.members.get(&peer_id),
                     manifest_version_of(&info.agent_version),
-                ) && let Ok(mut s) = self.status.lock()
-                {
-                    s.manifest_versions.insert(region.to_string(), version);
+                ) {
+                    let region = *region;
+                    if let Ok(mut s) = self.status.lock() {
+                        s.manifest_versions.insert(region.to_string(), version);
+                    }
+                    self.ask_for_newer_manifest(peer_id, region, version);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
@@ -1290,6 +1320,9 @@ impl Network {
                 },
             )) => {
                 tracing::debug!(%peer, %error, "sync request failed");
+                if self.manifest_requests.remove(&request_id).is_some() {
+                    return;
+                }
                 if let Some(round) = self.cosign_requests.remove(&request_id) {
                     if self.rounds.current_id() == Some(round) {
                         self.rounds.failed(peer);
@@ -1532,8 +1565,45 @@ impl Network {
             .report_message_validation_result(&message_id, &source, acceptance);
     }
 
+    /// Asks a member that runs a newer manifest version than this node for it, at most
+    /// once per [`MANIFEST_ASK_PERIOD`] per member whatever version it names (a member
+    /// naming ever higher versions costs one request and one refusal a period). A
+    /// manifest that is adopted restarts the node, which forgets what it asked.
+    fn ask_for_newer_manifest(&mut self, peer: PeerId, region: RegionCode, version: u64) {
+        if self.cfg.manifest_offers.is_none() || version <= self.core.manifest().version {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .manifest_asked
+            .get(&peer)
+            .is_some_and(|at| now.duration_since(*at) < MANIFEST_ASK_PERIOD)
+        {
+            return;
+        }
+        self.manifest_asked.insert(peer, now);
+        tracing::info!(%region, version, running = self.core.manifest().version, "a member runs a newer manifest: asking it for it");
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, SyncRequest::Manifest);
+        self.manifest_requests.insert(id, region);
+    }
+
     fn on_request(&mut self, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
         match request {
+            SyncRequest::Manifest => {
+                // Nodes started without a signed manifest (in-process tests) have none to
+                // give: the channel is dropped and the asker's request fails.
+                if let Some(signed) = self.core.signed_manifest().cloned() {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, SyncResponse::Manifest(signed));
+                }
+            }
             SyncRequest::Heads => {
                 // Our own log only as far as it may leave the node (`ShareableHead`).
                 let own = self.core.region();
@@ -1725,6 +1795,15 @@ impl Network {
             return;
         }
         self.touch(&peer);
+        if let Some(from) = self.manifest_requests.remove(&request_id) {
+            if let (SyncResponse::Manifest(signed), Some(offers)) =
+                (response, self.cfg.manifest_offers.as_ref())
+                && offers.try_send(ManifestOffer { from, signed }).is_err()
+            {
+                tracing::debug!(%from, "a manifest offer is already being looked at; asked again later");
+            }
+            return;
+        }
         if let Some(round) = self.federation.requests.remove(&request_id) {
             if self.federation.rounds.current_id() != Some(round) {
                 return;
@@ -1760,6 +1839,10 @@ impl Network {
             return;
         }
         match response {
+            // Only asked for with a request id kept in `manifest_requests` (above).
+            SyncResponse::Manifest(_) => {
+                tracing::debug!(%peer, "a manifest nobody asked for, ignored");
+            }
             SyncResponse::Cosigned(line) => {
                 self.on_cosigned(peer, line);
             }

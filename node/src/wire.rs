@@ -71,6 +71,10 @@ pub enum SyncRequest {
         /// may not hold yet.
         witnessed: Vec<String>,
     },
+    /// The manifest the responder runs: asked when a member's identify agent names a
+    /// newer version than the asker's (docs/operator.md, "Manifests"). Appended last so
+    /// that the variants before keep their tags.
+    Manifest,
 }
 
 /// A pull response.
@@ -89,6 +93,10 @@ pub enum SyncResponse {
     Cosigned(credfed_protocol::checkpoint::NoteSignature),
     /// Why it does not cosign.
     CosignRefused(credfed_protocol::witness::CosignRefusal),
+    /// The signed manifest the responder runs (at most
+    /// [`credfed_protocol::limits::MAX_MANIFEST_BYTES`], well inside a response frame);
+    /// the asker verifies it against its own pinned authority before anything else.
+    Manifest(credfed_protocol::manifest::SignedManifest),
 }
 
 /// The limits and names of one request-response protocol's messages.
@@ -251,5 +259,62 @@ impl<M: Messages> libp2p::request_response::Codec for LimitedCodec<M> {
         res: M::Response,
     ) -> std::io::Result<()> {
         write_frame(io, &codec::encode(&res).map_err(invalid)?).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credfed_protocol::crypto::Keypair;
+    use credfed_protocol::manifest::{Manifest, Member};
+    use credfed_protocol::time::Timestamp;
+
+    /// The manifest request and answer were appended to the pull protocol: the tags of
+    /// the messages before are unchanged (nodes of the previous build keep understanding
+    /// them), and a signed manifest travels whole within the response limit.
+    #[test]
+    fn the_pull_protocol_keeps_its_tags_and_carries_a_signed_manifest() {
+        let tag = |r: &SyncRequest| codec::encode(r).unwrap()[0];
+        assert_eq!(tag(&SyncRequest::Heads), 0);
+        assert_eq!(
+            tag(&SyncRequest::Cosign {
+                note: String::new()
+            }),
+            2
+        );
+        assert_eq!(tag(&SyncRequest::Manifest), 4);
+        let bytes = codec::encode(&SyncRequest::Manifest).unwrap();
+        assert_eq!(
+            SyncMessages::decode_request(&bytes).unwrap(),
+            SyncRequest::Manifest
+        );
+        let authority = Keypair::from_secret([7; 32]);
+        let members = credfed_protocol::ids::PROVINCES[..31]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Member::for_province(
+                    RegionCode::new(p.code, "r").unwrap(),
+                    Keypair::from_secret([i as u8 + 10; 32]).public(),
+                    vec![format!("/ip4/10.0.0.{i}/tcp/4001")],
+                )
+            })
+            .collect();
+        let m = Manifest::for_build(
+            "cn-credit",
+            2,
+            Timestamp(0),
+            Timestamp(1 << 50),
+            authority.public(),
+            members,
+        );
+        let signed = m.sign(&authority).unwrap();
+        let response = codec::encode(&SyncResponse::Manifest(signed.clone())).unwrap();
+        assert!(response.len() <= MAX_RESPONSE_BYTES);
+        assert_eq!(
+            SyncMessages::decode_response(&response).unwrap(),
+            SyncResponse::Manifest(signed.clone())
+        );
+        assert_eq!(signed.verify(&authority.public(), Timestamp(1)).unwrap(), m);
     }
 }

@@ -191,6 +191,12 @@ impl std::str::FromStr for NetworkChoice {
     }
 }
 
+/// A node's entry in the manifest: its key and its libp2p address at `ip`.
+fn member_of(n: &NodeHandle, ip: std::net::Ipv4Addr) -> Member {
+    let address = format!("/ip4/{ip}/tcp/{}", n.p2p_port);
+    Member::for_province(n.region, n.node_key.public(), vec![address])
+}
+
 /// A running federation.
 pub struct Federation {
     /// Root directory.
@@ -201,6 +207,8 @@ pub struct Federation {
     pub manifest: Manifest,
     /// Authority key (seeds department keys).
     pub authority: Keypair,
+    /// Nodes prepared but not in the manifest yet (`FedOptions::standby`), not started.
+    pub standby: Vec<NodeHandle>,
     /// The namespaces the nodes run in, if link faults are real.
     pub lab: Option<NetLab>,
     /// How faults are injected, in words (for the report).
@@ -218,6 +226,9 @@ pub struct FedOptions {
     pub network: NetworkChoice,
     /// Store engine of every node (`None`: the node's default).
     pub store_engine: Option<String>,
+    /// Regions whose nodes are prepared (keys, certificates, configuration) but left out
+    /// of the first manifest: a drill adds them later (`add_member`).
+    pub standby: Vec<RegionCode>,
 }
 
 impl Federation {
@@ -249,7 +260,7 @@ impl Federation {
             (_, None) => {
                 // One namespace more than nodes: room for a region's twin, the second
                 // copy of its node a drill may start to fork its log (drill::fork).
-                let lab = NetLab::create(regions.len() + 1)?;
+                let lab = NetLab::create(regions.len() + opts.standby.len() + 1)?;
                 let mode = format!(
                     "network namespaces + nftables (lab {}, {}): partitions, one-way cuts and loss are real packet drops between namespaces",
                     lab.slot,
@@ -258,12 +269,16 @@ impl Federation {
                 (Some(lab), mode)
             }
         };
+        if let Some(r) = opts.standby.iter().find(|r| regions.contains(r)) {
+            bail!("region {r} is both a member and a node to add later");
+        }
+        let total = regions.len() + opts.standby.len();
         // Each node in its own namespace has its own address; on loopback a federation
         // must find ports no other federation uses.
         let base_port = if lab.is_some() {
             opts.base_port
         } else {
-            crate::procs::free_range(opts.base_port, 3 * regions.len() as u16)?
+            crate::procs::free_range(opts.base_port, 3 * total as u16)?
         };
         let node_ip = |i: usize| {
             lab.as_ref()
@@ -284,29 +299,34 @@ impl Federation {
         )
         .map_err(|e| anyhow::anyhow!("person key generation: {e}"))?;
         let mut nodes = Vec::new();
-        for (i, r) in regions.iter().enumerate() {
+        for (i, r) in regions.iter().chain(&opts.standby).enumerate() {
             let ndir = dir.join(r.to_string());
             let p2p = base_port + 2 * i as u16;
             let api = p2p + 1;
             // The public side (docs/public.md) after every node's pair of ports.
-            let public = base_port + 2 * regions.len() as u16 + i as u16;
+            let public = base_port + 2 * total as u16 + i as u16;
             let ip = node_ip(i);
-            let share_index = by_region
-                .iter()
-                .position(|x| x == r)
-                .context("a region without a share")?;
-            // Handed to `init`, which keeps it (mode 0600) in the node's directory.
-            let share_file = dir.join(format!(".{r}.share"));
-            credfed_client::keys::write_secret(&share_file, &shares[share_index].to_file_text())?;
+            // Handed to `init`, which keeps it (mode 0600) in the node's directory. A
+            // node added later has no share until a ceremony gives it one.
+            let share_file = match by_region.iter().position(|x| x == r) {
+                Some(share_index) => {
+                    let file = dir.join(format!(".{r}.share"));
+                    credfed_client::keys::write_secret(&file, &shares[share_index].to_file_text())?;
+                    Some(file)
+                }
+                None => None,
+            };
             let made = init_node_dir(
                 &bin,
                 *r,
                 &ndir,
                 (ip, p2p, api, Some(public)),
                 &authority.public().to_hex(),
-                Some(&share_file),
+                share_file.as_deref(),
             );
-            std::fs::remove_file(&share_file)?;
+            if let Some(f) = &share_file {
+                std::fs::remove_file(f)?;
+            }
             made?;
             let cfg_path = ndir.join("config.toml");
             let mut cfg = NodeConfig::load(&cfg_path)?;
@@ -348,6 +368,7 @@ impl Federation {
                 paused: false,
             });
         }
+        let standby = nodes.split_off(regions.len());
         let manifest = Manifest::for_build(
             FEDERATION_ID,
             1,
@@ -357,10 +378,7 @@ impl Federation {
             nodes
                 .iter()
                 .enumerate()
-                .map(|(i, n)| {
-                    let address = format!("/ip4/{}/tcp/{}", node_ip(i), n.p2p_port);
-                    Member::for_province(n.region, n.node_key.public(), vec![address])
-                })
+                .map(|(i, n)| member_of(n, node_ip(i)))
                 .collect(),
         );
         let mut manifest = manifest;
@@ -377,6 +395,7 @@ impl Federation {
         Ok(Federation {
             dir: dir.to_path_buf(),
             nodes,
+            standby,
             manifest,
             authority,
             lab,
@@ -594,9 +613,141 @@ impl Federation {
         Ok(configs)
     }
 
+    /// Adds the prepared node of `region` as the authority and one operator would, while
+    /// the federation runs: the authority signs the next manifest version naming it,
+    /// `credfed-node install-manifest` puts it on member `via` only, and every live member
+    /// must run it within `timeout` (the others fetch it from `via`), each in the process
+    /// it ran in before; then the new node starts on it, is writable, and its departments
+    /// are registered. Returns its index and what happened.
+    pub async fn add_member(
+        &mut self,
+        region: RegionCode,
+        via: usize,
+        timeout: Duration,
+    ) -> Result<(usize, String)> {
+        let j = self
+            .standby
+            .iter()
+            .position(|n| n.region == region)
+            .with_context(|| format!("region {region} is not a node prepared to be added"))?;
+        let ip: std::net::SocketAddr = self.standby[j]
+            .api
+            .parse()
+            .context("the prepared node's API address")?;
+        let mut manifest = self.manifest.clone();
+        manifest.version += 1;
+        manifest.members.push(member_of(
+            &self.standby[j],
+            match ip.ip() {
+                std::net::IpAddr::V4(v4) => v4,
+                std::net::IpAddr::V6(_) => bail!("a testnet node has an IPv4 address"),
+            },
+        ));
+        manifest.members.sort_by_key(|m| m.region);
+        let signed = serde_json::to_string_pretty(&manifest.sign(&self.authority)?)?;
+        let file = self
+            .dir
+            .join(format!("manifest-v{}.json", manifest.version));
+        std::fs::write(&file, &signed)?;
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.live(i)).collect();
+        let pids: Vec<Option<u32>> = self
+            .nodes
+            .iter()
+            .map(|n| n.child.as_ref().map(Child::id))
+            .collect();
+        let started = Instant::now();
+        let out = Command::new(node_bin()?)
+            .args(["install-manifest", "--config"])
+            .arg(self.nodes[via].dir.join("config.toml"))
+            .arg(&file)
+            .output()
+            .context("running credfed-node install-manifest")?;
+        if !out.status.success() {
+            bail!(
+                "install-manifest at {}: {}",
+                self.nodes[via].region,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let version = manifest.version;
+        let members = manifest.members.len();
+        let end = started + timeout;
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            poll.tick().await;
+            let nodes = &self.nodes;
+            let running = futures::future::join_all(live.iter().map(|&i| async move {
+                nodes[i]
+                    .client
+                    .get("/v1/status")
+                    .await
+                    .ok()
+                    .and_then(|r| r.json().ok())
+                    .is_some_and(|v| {
+                        v["manifest_version"].as_u64() == Some(version)
+                            && v["members"].as_u64() == Some(members as u64)
+                    })
+            }))
+            .await;
+            if running.iter().all(|r| *r) {
+                break;
+            }
+            if Instant::now() > end {
+                let behind: Vec<String> = live
+                    .iter()
+                    .zip(&running)
+                    .filter(|(_, r)| !**r)
+                    .map(|(&i, _)| self.nodes[i].region.to_string())
+                    .collect();
+                bail!(
+                    "manifest version {version} installed at {}, but {} did not run it within {timeout:?}",
+                    self.nodes[via].region,
+                    behind.join(", ")
+                );
+            }
+        }
+        let adopted_ms = started.elapsed().as_millis();
+        for &i in &live {
+            let n = &mut self.nodes[i];
+            let same = n.child.as_ref().map(Child::id) == pids[i]
+                && n.child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+            if !same {
+                bail!(
+                    "{} runs version {version}, but not in the process it ran in before",
+                    n.region
+                );
+            }
+        }
+        let node = self.standby.remove(j);
+        std::fs::write(node.dir.join("manifest.json"), &signed)?;
+        std::fs::write(self.dir.join("manifest.json"), &signed)?;
+        self.manifest = manifest;
+        self.nodes.push(node);
+        let i = self.nodes.len() - 1;
+        self.start(i, false)?;
+        self.wait_writable(i, timeout).await?;
+        self.register_departments_at(&[i]).await?;
+        Ok((
+            i,
+            format!(
+                "manifest version {version} installed at {} only; all {} running members ran it {adopted_ms} ms later, each in its own process (no restart by an operator); {region} started on it, writable, departments registered",
+                self.nodes[via].region,
+                live.len()
+            ),
+        ))
+    }
+
     /// Registers the standard departments in every region.
     pub async fn register_departments(&self) -> Result<()> {
-        let tasks = self.nodes.iter().map(|n| async move {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.register_departments_at(&all).await
+    }
+
+    /// Registers the standard departments of the regions of nodes `at`.
+    pub async fn register_departments_at(&self, at: &[usize]) -> Result<()> {
+        let tasks = at.iter().map(|&i| &self.nodes[i]).map(|n| async move {
             for (unit, roles) in UNITS {
                 let d = DepartmentId::new(n.region, unit, "department")?;
                 let body = Body::DepartmentRegistered {
@@ -776,6 +927,7 @@ mod tests {
             heads_interval_ms: 500,
             network: NetworkChoice::InNode,
             store_engine: None,
+            standby: Vec::new(),
         };
         let e = Federation::create(&path, &regions, &opts)
             .err()

@@ -112,7 +112,10 @@ pub async fn run_chaos(opts: &ChaosRun) -> Result<(usize, Vec<(u64, String)>)> {
 
 /// Builds a federation, runs `scenario`, writes the report, stops the nodes.
 pub async fn run_drill(scenario: &scenario::Scenario, opts: &DrillRun) -> Result<report::Report> {
-    let regions = fed::parse_regions(&opts.regions)?;
+    let mut regions = fed::parse_regions(&opts.regions)?;
+    // A region the scenario adds is not a member at the start, whatever --regions says.
+    let added = scenario.regions_added()?;
+    regions.retain(|r| !added.contains(r));
     let tmp;
     let dir: &Path = match &opts.dir {
         Some(d) => d,
@@ -136,6 +139,7 @@ pub async fn run_drill(scenario: &scenario::Scenario, opts: &DrillRun) -> Result
             heads_interval_ms,
             network: opts.network,
             store_engine: opts.store_engine.clone(),
+            standby: added,
         },
     )?;
     eprintln!(

@@ -164,7 +164,7 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::Up { regions, dir, base_port, network, store_engine } => rt()?.block_on(interruptible(async {
             let regions = fed::parse_regions(&regions)?;
-            let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: fed::heads_interval_ms(regions.len()), network: network.parse()?, store_engine })?;
+            let mut f = fed::Federation::create(&dir, &regions, &fed::FedOptions { base_port, heads_interval_ms: fed::heads_interval_ms(regions.len()), network: network.parse()?, store_engine, standby: Vec::new() })?;
             f.start_all(true).await?;
             f.register_departments().await?;
             f.write_department_credentials()?;

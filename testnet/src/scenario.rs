@@ -245,6 +245,21 @@ pub enum Step {
         #[serde(default)]
         concurrency: Option<usize>,
     },
+    /// Add a member while the federation runs (docs/operator.md, "Adding a member"): the
+    /// authority signs the next manifest naming `region`, whose node was prepared but
+    /// left out of the first manifest; it is installed on `via` only; every running
+    /// member must run it within the deadline, in its own process; then the new node
+    /// starts on it and its departments are registered.
+    AddMember {
+        /// The region to add (not among the drill's members at the start).
+        region: String,
+        /// The member whose operator installs the manifest (default: the first).
+        #[serde(default)]
+        via: Option<String>,
+        /// Deadline in milliseconds for every member to run it.
+        #[serde(default = "sixty_seconds")]
+        timeout_ms: u64,
+    },
     /// SIGKILL a node.
     Kill {
         /// Region.
@@ -474,6 +489,35 @@ fn thirty_seconds() -> u64 {
     30_000
 }
 
+fn sixty_seconds() -> u64 {
+    60_000
+}
+
+impl Scenario {
+    /// Regions an `add_member` step adds: their nodes are prepared at the start but left
+    /// out of the first manifest.
+    pub fn regions_added(&self) -> anyhow::Result<Vec<credfed_protocol::ids::RegionCode>> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::AddMember { region, .. } => Some(region),
+                _ => None,
+            })
+            .map(|r| {
+                r.parse::<u32>()
+                    .ok()
+                    .and_then(|c| credfed_protocol::ids::RegionCode::new(c, "region").ok())
+                    .filter(|c| c.is_province())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "add_member.region: {r:?} is not a provincial-level region code"
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
 impl Step {
     /// The step's kind, as written in the file.
     pub fn kind(&self) -> String {
@@ -548,6 +592,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "09-fork-across-partition",
         include_str!("../scenarios/09-fork-across-partition.toml"),
+    ),
+    (
+        "10-add-member",
+        include_str!("../scenarios/10-add-member.toml"),
     ),
     (
         "perf-propagation",

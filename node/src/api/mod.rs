@@ -1954,7 +1954,7 @@ fn manifest_versions_warning(own: u64, members: &BTreeMap<String, u64>) -> Optio
         .collect();
     (!other.is_empty()).then(|| {
         format!(
-            "this node runs manifest version {own}, but {}: every member must install the newest version the authority signed (docs/operator.md, \"Manifests\")",
+            "this node runs manifest version {own}, but {}: a member fetches a newer version from a member that runs it and adopts it within seconds; one that stays behind refused it (its status says why in manifest_refused) or is not connected (docs/operator.md, \"Manifests\")",
             other.join(", ")
         )
     })
@@ -2029,6 +2029,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Response {
                 &s.manifest_versions,
             ),
             members_manifest_versions: s.manifest_versions.clone(),
+            manifest_refused: s.manifest_refused.clone(),
         })
     })();
     ApiError::respond(result, None)
@@ -2264,6 +2265,27 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Members on another manifest version than this node are named in the status
+    /// (members normally adopt a newer version within seconds: one still named has
+    /// refused it or cannot fetch it).
+    #[test]
+    fn members_on_another_manifest_version_are_flagged() {
+        let mut members = BTreeMap::new();
+        assert_eq!(manifest_versions_warning(2, &members), None);
+        members.insert("310000".to_string(), 2);
+        assert_eq!(manifest_versions_warning(2, &members), None);
+        members.insert("440000".to_string(), 1);
+        members.insert("620000".to_string(), 3);
+        let w = manifest_versions_warning(2, &members).unwrap();
+        assert!(
+            w.contains("runs manifest version 2")
+                && w.contains("440000 runs version 1, 620000 runs version 3")
+                && !w.contains("310000")
+                && w.contains("manifest_refused"),
+            "{w}"
+        );
+    }
 
     /// A certificate's department is read from its fingerprint file once and kept, but
     /// deleting the file cuts it off at the next look and a file written anew is read

@@ -1591,28 +1591,60 @@ async fn a_node_never_goes_back_to_an_older_manifest_and_warns_before_expiry() {
         "{status}"
     );
     assert_eq!(c.metric(0, "credfed_manifest_days_left").await, 10);
-    // A member still on version 1 is flagged on both sides.
+    // A member still on version 1 fetches version 2 from the member running it and
+    // adopts it, as the same process, without anyone restarting it.
     c.start(1);
+    let pid = c.nodes[1].child.as_ref().unwrap().id();
     assert!(
-        wait_until(Duration::from_secs(30), || async {
-            c.status(0).await.is_some_and(|s| {
-                s["manifest_versions_warning"]
-                    .as_str()
-                    .is_some_and(|w| w.contains("440000 runs version 1"))
+        wait_until(Duration::from_secs(60), || async {
+            c.status(1).await.is_some_and(|s| {
+                s["manifest_version"] == json!(2)
+                    && s["members_manifest_versions"]["310000"] == json!(2)
             })
         })
         .await,
         "log:\n{}",
-        c.log(0)
+        c.log(1)
     );
     assert!(
-        wait_until(Duration::from_secs(30), || async {
-            c.status(1)
-                .await
-                .is_some_and(|s| s["members_manifest_versions"]["310000"] == json!(2))
-        })
-        .await
+        c.nodes[1]
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none()
     );
+    assert_eq!(c.nodes[1].child.as_ref().unwrap().id(), pid);
+    assert!(
+        c.log(1).contains("a member runs a newer manifest"),
+        "{}",
+        c.log(1)
+    );
+    let adopted: credfed_protocol::manifest::SignedManifest = serde_json::from_str(
+        &std::fs::read_to_string(c.nodes[1].dir.join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        adopted,
+        serde_json::from_str::<credfed_protocol::manifest::SignedManifest>(&v2).unwrap()
+    );
+    // Its own file put back to version 1 while it runs: refused, as at a start.
+    std::fs::write(c.nodes[1].dir.join("manifest.json"), &v1).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(1).await.is_some_and(|s| {
+                s["manifest_version"] == json!(2)
+                    && s["manifest_refused"]
+                        .as_str()
+                        .is_some_and(|w| w.contains("does not supersede the held version 2"))
+            })
+        })
+        .await,
+        "log:\n{}",
+        c.log(1)
+    );
+    std::fs::write(c.nodes[1].dir.join("manifest.json"), &v2).unwrap();
     c.stop(1);
     c.stop(0);
     std::fs::write(&manifest_file, &v1).unwrap();
@@ -1693,10 +1725,10 @@ async fn a_node_never_goes_back_to_an_older_manifest_and_warns_before_expiry() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("installed manifest version 3 (was 2"));
     assert_eq!(std::fs::read_to_string(&manifest_file).unwrap(), v3);
-    c.stop(0);
-    c.start(0);
+    // The running node adopts it by itself.
+    let pid = c.nodes[0].child.as_ref().unwrap().id();
     assert!(
-        wait_until(Duration::from_secs(30), || async {
+        wait_until(Duration::from_secs(60), || async {
             c.status(0)
                 .await
                 .is_some_and(|s| s["manifest_version"] == json!(3))
@@ -1705,6 +1737,163 @@ async fn a_node_never_goes_back_to_an_older_manifest_and_warns_before_expiry() {
         "log:\n{}",
         c.log(0)
     );
+    assert_eq!(c.nodes[0].child.as_ref().unwrap().id(), pid);
+    assert!(
+        c.nodes[0]
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A member is added while the federation runs (docs/operator.md, "Adding a member"):
+/// the authority's manifest naming it is installed on one member, which adopts it
+/// without anyone restarting it; the other member fetches it from that one and adopts it
+/// too; the new member, started on it, catches up on the records written before and its
+/// own records reach the others. A newer manifest that a member runs under another
+/// authority (a member's operator gone rogue) is refused, said in the status, and the
+/// federation stays on its manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_by_a_new_manifest_joins_while_the_federation_runs() {
+    let (mut c, mut extra) = Cluster::with_extra(&[SH, GD], &[GS]);
+    c.start_all().await;
+    c.register_departments(0).await;
+    let r = c
+        .submit(
+            0,
+            "310000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("before-joining")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let pids: Vec<u32> = c
+        .nodes
+        .iter()
+        .map(|n| n.child.as_ref().unwrap().id())
+        .collect();
+    let joining = extra.remove(0);
+    let mut m = c.manifest.clone();
+    m.version = 2;
+    m.members
+        .push(credfed_protocol::manifest::Member::for_province(
+            joining.region,
+            joining.node_key.public(),
+            vec![format!("/ip4/127.0.0.1/tcp/{}", joining.p2p_port)],
+        ));
+    m.members.sort_by_key(|m| m.region);
+    let v2 = serde_json::to_string(&m.sign(&key("authority")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let offered = tmp.path().join("manifest-v2.json");
+    std::fs::write(&offered, &v2).unwrap();
+    let out = node_cli(
+        &c.nodes[0].dir.join("config.toml"),
+        &["install-manifest", offered.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..2 {
+        assert!(
+            wait_until(Duration::from_secs(60), || async {
+                c.status(i)
+                    .await
+                    .is_some_and(|s| s["manifest_version"] == json!(2) && s["members"] == json!(3))
+            })
+            .await,
+            "node {i} log:\n{}",
+            c.log(i)
+        );
+    }
+    for (i, n) in c.nodes.iter_mut().enumerate() {
+        assert_eq!(n.child.as_ref().unwrap().id(), pids[i], "the same process");
+        assert!(n.child.as_mut().unwrap().try_wait().unwrap().is_none());
+    }
+    assert!(
+        c.log(1).contains("a member runs a newer manifest"),
+        "{}",
+        c.log(1)
+    );
+    for i in 0..2 {
+        let log = c.log(i);
+        assert!(
+            log.contains("adopting it") && log.contains("starting again on manifest version 2"),
+            "{log}"
+        );
+    }
+
+    // The new member starts on the manifest naming it.
+    std::fs::write(joining.dir.join("manifest.json"), &v2).unwrap();
+    c.nodes.push(joining);
+    c.start(2);
+    c.wait_writable(2).await;
+    let sh_head = c.head(0, SH).await;
+    assert!(sh_head >= 1);
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            c.head(2, SH).await == sh_head
+        })
+        .await,
+        "log:\n{}",
+        c.log(2)
+    );
+    c.register_departments(2).await;
+    let r = c
+        .submit(
+            2,
+            "620000:pub",
+            &Body::ListEntryPublished(wage_arrears_entry("after-joining")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let gs_head = c.head(2, GS).await;
+    for i in 0..2 {
+        assert!(
+            wait_until(Duration::from_secs(60), || async {
+                c.head(i, GS).await == gs_head
+            })
+            .await,
+            "node {i} log:\n{}",
+            c.log(i)
+        );
+    }
+
+    // A member that runs a "version 3" under an authority of its own: the others
+    // fetch it, refuse it, and say why.
+    c.stop(1);
+    let mut cfg = c.config(1);
+    let forger = key("a-forged-authority");
+    cfg.authority_key = forger.public().to_hex();
+    c.save_config(1, &cfg);
+    let mut forged = m.clone();
+    forged.version = 3;
+    forged.authority_key = forger.public();
+    std::fs::write(
+        c.nodes[1].dir.join("manifest.json"),
+        serde_json::to_string(&forged.sign(&forger).unwrap()).unwrap(),
+    )
+    .unwrap();
+    c.start(1);
+    for i in [0, 2] {
+        assert!(
+            wait_until(Duration::from_secs(60), || async {
+                c.status(i).await.is_some_and(|s| {
+                    s["manifest_refused"]
+                        .as_str()
+                        .is_some_and(|w| w.contains("is not the pinned federation authority"))
+                })
+            })
+            .await,
+            "node {i} log:\n{}",
+            c.log(i)
+        );
+        let s = c.status(i).await.unwrap();
+        assert_eq!(s["manifest_version"], json!(2), "{s}");
+    }
 }
 
 /// A store directory copied back by hand (older than the node's last run on it) is not

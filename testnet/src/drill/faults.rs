@@ -25,6 +25,37 @@ impl Drill {
         Ok(detail)
     }
 
+    /// Adds a prepared region as a member while the federation runs
+    /// ([`crate::fed::Federation::add_member`]); the drill's per-node state grows with it.
+    pub(super) async fn add_member(
+        &mut self,
+        region: &str,
+        via: Option<&str>,
+        timeout_ms: u64,
+    ) -> Result<String> {
+        let code = region
+            .parse::<u32>()
+            .ok()
+            .and_then(|c| credfed_protocol::ids::RegionCode::new(c, "region").ok())
+            .with_context(|| format!("add_member.region: {region:?} is not a region code"))?;
+        let via = match via {
+            Some(v) => self.fed.index(v)?,
+            None => (0..self.fed.nodes.len())
+                .find(|&i| self.fed.live(i))
+                .context("add_member: no member is running to install the manifest on")?,
+        };
+        let (_, detail) = self
+            .fed
+            .add_member(code, via, std::time::Duration::from_millis(timeout_ms))
+            .await?;
+        let n = self.fed.nodes.len();
+        self.applied_rules.resize(n, None);
+        self.last_heads.resize(n, Default::default());
+        self.reapply_faults().await?;
+        self.last_fault = Some((format!("add member {region}"), Instant::now()));
+        Ok(detail)
+    }
+
     /// Restart a node with its clock offset by `offset_ms`.
     pub(super) async fn skew(&mut self, region: &str, offset_ms: &i64) -> Result<String> {
         let i = self.fed.index(region)?;

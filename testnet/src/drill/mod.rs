@@ -472,6 +472,11 @@ impl Drill {
                 state,
                 timeout_ms,
             } => self.wait_until_state(at, entry, state, timeout_ms).await,
+            Step::AddMember {
+                region,
+                via,
+                timeout_ms,
+            } => self.add_member(region, via.as_deref(), *timeout_ms).await,
             Step::Kill { region } => self.kill(region).await,
             Step::Restart { region } => self.restart(region).await,
             Step::Skew { region, offset_ms } => self.skew(region, offset_ms).await,

@@ -192,6 +192,24 @@ async fn scenario_2_objection_in_node_fault_mode() {
     );
 }
 
+/// A member added while the federation runs: installed on one member, adopted by every
+/// running member in its own process, the new node takes part in a joint punishment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_10_a_member_added_while_the_federation_runs() {
+    let r = drill("10-add-member", 28600, NetworkChoice::Auto).await;
+    assert!(r.regions.iter().any(|x| x == "650000"), "{:?}", r.regions);
+    let added = r
+        .steps
+        .iter()
+        .find(|s| s.action == "AddMember")
+        .expect("the add_member step ran");
+    assert!(
+        added.ok && added.detail.contains("all 4 running members ran it"),
+        "{}",
+        added.detail
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_4_partition_and_heal() {
     let Some(network) = real_links("scenario_4_partition_and_heal") else {

@@ -1139,6 +1139,7 @@ pub fn status(mode: Output, node: &NodeArgs) -> Res {
             "calendar_warning",
             "manifest_warning",
             "manifest_versions_warning",
+            "manifest_refused",
             "certificates_warning",
         ] {
             if let Some(w) = v[key].as_str() {

@@ -32,6 +32,7 @@ async fn federation(base_port: u16) -> Env {
             // The CLI needs no link faults: loopback keeps these tests root-free.
             network: credfed_testnet::fed::NetworkChoice::InNode,
             store_engine: None,
+            standby: Vec::new(),
         },
     )
     .unwrap();
