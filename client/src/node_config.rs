@@ -268,6 +268,11 @@ fn default_api_request_head_timeout_ms() -> u64 {
 fn default_api_request_body_timeout_ms() -> u64 {
     10_000
 }
+/// Where `credfed-node init` writes a generated operator signing key, in the data
+/// directory: `operator/` beside the operator's API client certificate, for the operator
+/// to take off the machine (the node never reads it).
+pub const OPERATOR_KEY_FILE: &str = "operator/operator-signing.key";
+
 /// Appends made durable by one fsync at most, by default. Bounds the latency of the
 /// first caller of a group; 1 turns group commit off (one fsync per append, as a
 /// baseline).

@@ -24,7 +24,7 @@ use credfed_node::store::Store;
 use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::crypto::{Domain, Keypair};
-use credfed_protocol::envelope::NODE_UNIT;
+use credfed_protocol::envelope::OPERATOR_UNIT;
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
@@ -47,19 +47,20 @@ fn company(seq: u64, distinct: bool) -> String {
     format!("{first17}{check}")
 }
 
-/// `n` envelopes of 310000's log: a department registration, then list entries.
+/// `n` envelopes of 310000's log: a department registration (by the operator), then
+/// list entries.
 fn origin_log(
     n: usize,
-    origin: &Keypair,
+    (origin, operator): (&Keypair, &Keypair),
     publisher: &Keypair,
     now: Timestamp,
     distinct: bool,
 ) -> Vec<Vec<u8>> {
     let r = region(310000);
     let dept = DepartmentId::new(r, "pub", "department").expect("valid department");
-    let node = DepartmentId {
+    let operator_id = DepartmentId {
         region: r,
-        unit: NODE_UNIT.into(),
+        unit: OPERATOR_UNIT.into(),
     };
     let today = now.date_cst();
     let mut out = Vec::with_capacity(n);
@@ -72,7 +73,7 @@ fn origin_log(
                 roles: vec![Role::Publisher],
                 key: publisher.public(),
             };
-            (node.clone(), origin, body)
+            (operator_id.clone(), operator, body)
         } else {
             let entry = ListEntry {
                 category: Category::Black(BlackCategory::MaliciousWageArrears),
@@ -110,6 +111,8 @@ fn main() {
     let origin = Keypair::from_secret([2; 32]);
     let receiver = Keypair::from_secret([3; 32]);
     let publisher = Keypair::from_secret([4; 32]);
+    let operator = Keypair::from_secret([5; 32]);
+    let receiver_operator = Keypair::from_secret([6; 32]);
     let authority = Keypair::from_secret([1; 32]);
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -122,13 +125,16 @@ fn main() {
         Timestamp(0),
         Timestamp(i64::MAX / 2),
         authority.public(),
-        [(310000, &origin), (620000, &receiver)]
-            .into_iter()
-            .map(|(c, k)| Member::for_province(region(c), k.public(), vec![]))
-            .collect(),
+        [
+            (310000, &origin, &operator),
+            (620000, &receiver, &receiver_operator),
+        ]
+        .into_iter()
+        .map(|(c, k, o)| Member::for_province(region(c), k.public(), o.public(), vec![]))
+        .collect(),
     );
     eprintln!("sealing {n} envelopes of 310000's log…");
-    let log = origin_log(n, &origin, &publisher, now, distinct);
+    let log = origin_log(n, (&origin, &operator), &publisher, now, distinct);
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = Store::open(&dir.path().join("store")).expect("store");

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use credfed_client::{ApiClient, SubmitRecord};
 use credfed_node::config::{InitOptions, init_data_dir};
 use credfed_protocol::crypto::Keypair;
-use credfed_protocol::envelope::NODE_UNIT;
+use credfed_protocol::envelope::OPERATOR_UNIT;
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
@@ -160,6 +160,7 @@ async fn run_mode(
         dir: dir.path().join("node"),
         authority_key: authority.public().to_hex(),
         node_key: None,
+        operator_key: None,
         person_share_text: None,
         p2p_port: free_port(),
         api_port: free_port(),
@@ -173,7 +174,12 @@ async fn run_mode(
         Timestamp(0),
         Timestamp(i64::MAX / 2),
         authority.public(),
-        vec![Member::for_province(region, report.node_key, vec![])],
+        vec![Member::for_province(
+            region,
+            report.node_key,
+            report.operator_key,
+            vec![],
+        )],
     );
     std::fs::write(
         report.dir.join("manifest.json"),
@@ -204,8 +210,8 @@ async fn run_mode(
     let client = ApiClient::with_identity(
         &node.api_addr.to_string(),
         &report.dir.join("api-ca.pem"),
-        &op.join("310000-node.pem"),
-        &op.join("310000-node.key"),
+        &op.join("310000-operator.pem"),
+        &op.join("310000-operator.key"),
     )
     .expect("client");
     let end = Instant::now() + Duration::from_secs(30);
@@ -213,7 +219,9 @@ async fn run_mode(
         assert!(Instant::now() < end, "writes never opened");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let node_key = credfed_client::keys::read_key(&report.dir.join("node.key")).expect("key");
+    let operator_key =
+        credfed_client::keys::read_key(&report.dir.join(credfed_node::config::OPERATOR_KEY_FILE))
+            .expect("operator key");
     let publisher = Keypair::from_secret([4; 32]);
     let dept = DepartmentId::new(region, "pub", "department").expect("department");
     let register = Body::DepartmentRegistered {
@@ -222,12 +230,17 @@ async fn run_mode(
         roles: vec![Role::Publisher],
         key: publisher.public(),
     };
-    let node_author = DepartmentId {
+    let operator = DepartmentId {
         region,
-        unit: NODE_UNIT.into(),
+        unit: OPERATOR_UNIT.into(),
     };
     client
-        .submit(&SubmitRecord::sign(FED, &node_author, &node_key, &register))
+        .submit(&SubmitRecord::sign(
+            FED,
+            &operator,
+            &operator_key,
+            &register,
+        ))
         .await
         .expect("department registered");
 
@@ -309,8 +322,8 @@ async fn check_latency(kept: &ApiClient, addr: &str, dir: &std::path::Path) {
         let c = ApiClient::with_identity(
             addr,
             &dir.join("api-ca.pem"),
-            &op.join("310000-node.pem"),
-            &op.join("310000-node.key"),
+            &op.join("310000-operator.pem"),
+            &op.join("310000-operator.key"),
         )
         .expect("client");
         let t = Instant::now();

@@ -36,7 +36,7 @@ use credfed_node::store::{Backend, DEFAULT_CACHE_BYTES, Engine, Store, StoreOpti
 use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
 use credfed_protocol::crypto::{Domain, Keypair, sha256};
-use credfed_protocol::envelope::NODE_UNIT;
+use credfed_protocol::envelope::OPERATOR_UNIT;
 use credfed_protocol::ids::region::PROVINCES;
 use credfed_protocol::ids::{DepartmentId, PersonRef, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
@@ -55,6 +55,13 @@ fn region(code: u32) -> RegionCode {
 
 fn node_key(code: u32) -> Keypair {
     let mut seed = [7u8; 32];
+    seed[..4].copy_from_slice(&code.to_be_bytes());
+    Keypair::from_secret(seed)
+}
+
+/// The region's operator key: registers its departments.
+fn operator_key(code: u32) -> Keypair {
+    let mut seed = [8u8; 32];
     seed[..4].copy_from_slice(&code.to_be_bytes());
     Keypair::from_secret(seed)
 }
@@ -241,11 +248,12 @@ fn body(code: u32, serial: u64, today: Date, p: &mut Published) -> Body {
 fn generate(code: u32, n: u64, now: Timestamp, path: &Path) -> u64 {
     let r = region(code);
     let origin = node_key(code);
+    let operator = operator_key(code);
     let publisher = department_key(code);
     let dept = DepartmentId::new(r, "pub", "department").expect("valid department");
-    let node = DepartmentId {
+    let operator_id = DepartmentId {
         region: r,
-        unit: NODE_UNIT.into(),
+        unit: OPERATOR_UNIT.into(),
     };
     let today = now.date_cst();
     let mut out = BufWriter::new(std::fs::File::create(path).expect("log file"));
@@ -260,7 +268,7 @@ fn generate(code: u32, n: u64, now: Timestamp, path: &Path) -> u64 {
                 roles: vec![Role::Publisher, Role::Initiator],
                 key: publisher.public(),
             };
-            (node.clone(), &origin, body)
+            (operator_id.clone(), &operator, body)
         } else {
             (
                 dept.clone(),
@@ -420,7 +428,14 @@ fn main() {
         authority.public(),
         PROVINCES
             .iter()
-            .map(|p| Member::for_province(region(p.code), node_key(p.code).public(), vec![]))
+            .map(|p| {
+                Member::for_province(
+                    region(p.code),
+                    node_key(p.code).public(),
+                    operator_key(p.code).public(),
+                    vec![],
+                )
+            })
             .collect(),
     );
 
@@ -958,6 +973,7 @@ fn https_checks(
         dir: dir.clone(),
         authority_key: authority.public().to_hex(),
         node_key: Some(node_key(OWN)),
+        operator_key: Some(operator_key(OWN).public()),
         person_share_text: None,
         p2p_port: free_port(),
         api_port: free_port(),
@@ -989,8 +1005,8 @@ fn https_checks(
         let client = credfed_client::ApiClient::with_identity(
             &node.api_addr.to_string(),
             &report.dir.join("api-ca.pem"),
-            &op.join(format!("{OWN}-node.pem")),
-            &op.join(format!("{OWN}-node.key")),
+            &op.join(format!("{OWN}-operator.pem")),
+            &op.join(format!("{OWN}-operator.key")),
         )
         .expect("client");
         let deadline = Instant::now() + std::time::Duration::from_secs(60);

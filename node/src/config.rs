@@ -8,7 +8,9 @@ use anyhow::{Context, Result, bail};
 use credfed_protocol::ids::RegionCode;
 
 pub use credfed_client::keys::{random_secret, read_key, write_secret};
-pub use credfed_client::node_config::{DEFAULT_GROUP_COMMIT_MAX, MAX_CLOCK_OFFSET_MS, NodeConfig};
+pub use credfed_client::node_config::{
+    DEFAULT_GROUP_COMMIT_MAX, MAX_CLOCK_OFFSET_MS, NodeConfig, OPERATOR_KEY_FILE,
+};
 
 /// What a new data directory is made from.
 pub struct InitOptions {
@@ -20,6 +22,10 @@ pub struct InitOptions {
     pub authority_key: String,
     /// The node key, or `None` to generate one.
     pub node_key: Option<credfed_protocol::crypto::Keypair>,
+    /// The operator's public key (made by the operator with `credfed key gen --kind
+    /// operator`), or `None` to generate a key pair into `operator/` for the operator to
+    /// take away.
+    pub operator_key: Option<credfed_protocol::crypto::PublicKey>,
     /// This member's person-key share file's text, if the ceremony has run.
     pub person_share_text: Option<String>,
     /// libp2p port (TCP and UDP/QUIC).
@@ -40,6 +46,10 @@ pub struct InitReport {
     pub config: NodeConfig,
     /// The node's public key (send it to the federation authority).
     pub node_key: credfed_protocol::crypto::PublicKey,
+    /// The operator's public key (send it to the federation authority too).
+    pub operator_key: credfed_protocol::crypto::PublicKey,
+    /// Where a generated operator key was written (`None` when it was given).
+    pub operator_key_file: Option<PathBuf>,
 }
 
 /// Creates a data directory: node key (0600), the member's person-key share if given (0600), API
@@ -72,9 +82,22 @@ pub fn init_data_dir(opts: &InitOptions) -> Result<InitReport> {
     write_api_certs(&dir, region, opts.listen_ip)?;
     let operator = credfed_protocol::ids::DepartmentId {
         region,
-        unit: credfed_protocol::envelope::NODE_UNIT.into(),
+        unit: credfed_protocol::envelope::OPERATOR_UNIT.into(),
     };
     issue_client_cert(&dir, region, &operator, &dir.join("operator"), false)?;
+    let (operator_key, operator_key_file) = match opts.operator_key {
+        Some(k) => (k, None),
+        None => {
+            let k = credfed_protocol::crypto::Keypair::from_secret(random_secret()?);
+            let file = dir.join(OPERATOR_KEY_FILE);
+            write_secret(&file, &hex::encode(k.secret_bytes()))?;
+            credfed_client::keys::write_public(
+                &file.with_extension("key.pub"),
+                &k.public().to_hex(),
+            )?;
+            (k.public(), Some(file))
+        }
+    };
     let mut cfg = NodeConfig::defaults(region, &dir, opts.listen_ip, opts.p2p_port, opts.api_port);
     cfg.authority_key = opts.authority_key.clone();
     if let Some(port) = opts.public_port {
@@ -85,6 +108,8 @@ pub fn init_data_dir(opts: &InitOptions) -> Result<InitReport> {
         dir,
         config: cfg,
         node_key: key.public(),
+        operator_key,
+        operator_key_file,
     })
 }
 

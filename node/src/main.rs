@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use credfed_node::config::{InitOptions, NodeConfig, init_data_dir, read_key};
 use credfed_node::p2p::peer_id_of;
@@ -39,6 +39,11 @@ enum Cmd {
         /// Use this node secret key file instead of generating one.
         #[arg(long)]
         node_key: Option<PathBuf>,
+        /// The operator's public key (hex, or the `.pub` file `credfed key gen --kind
+        /// operator` wrote): signs this region's department registrations. Without it a
+        /// key pair is generated into <data-dir>/operator/ for the operator to take away.
+        #[arg(long)]
+        operator_key: Option<String>,
         /// This member's share of the federation's person key (a file the key ceremony
         /// wrote for this region), copied into the data directory (docs/privacy.md).
         #[arg(long)]
@@ -218,6 +223,7 @@ fn main() -> Result<()> {
             manifest,
             authority_key,
             node_key,
+            operator_key,
             person_share,
             p2p_port,
             api_port,
@@ -229,7 +235,7 @@ fn main() -> Result<()> {
             &data_dir,
             manifest,
             &authority_key,
-            node_key,
+            (node_key, operator_key),
             person_share,
             (p2p_port, api_port, public_port),
             listen_ip,
@@ -253,7 +259,7 @@ fn main() -> Result<()> {
         } => {
             let cfg = NodeConfig::load(&config)?;
             let dept = credfed_protocol::ids::DepartmentId::parse(&department, "--department")?;
-            if dept.unit != credfed_protocol::envelope::NODE_UNIT {
+            if !credfed_protocol::envelope::reserved_unit(&dept.unit) {
                 runtime()?.block_on(require_registered(&cfg, &dept))?;
             }
             let csr_text = match &csr {
@@ -523,7 +529,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// A client of the node's API with the operator certificate `init` made.
 fn operator_client(cfg: &NodeConfig) -> Result<credfed_client::ApiClient> {
     let op = cfg.data_dir.join("operator");
-    let stem = format!("{}-node", cfg.region);
+    // `<region>-operator` since the operator has its own unit; `<region>-node` in a data
+    // directory made before.
+    let stem = [
+        credfed_protocol::envelope::OPERATOR_UNIT,
+        credfed_protocol::envelope::NODE_UNIT,
+    ]
+    .iter()
+    .map(|unit| format!("{}-{unit}", cfg.region))
+    .find(|stem| op.join(format!("{stem}.pem")).exists())
+    .unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            cfg.region,
+            credfed_protocol::envelope::OPERATOR_UNIT
+        )
+    });
     Ok(credfed_client::ApiClient::with_identity(
         &cfg.api_listen,
         &cfg.path(&PathBuf::from("api-ca.pem")),
@@ -548,13 +569,31 @@ fn init_logging(format: &str) {
     }
 }
 
+/// An operator public key given as hex or a `.pub` file; a secret key file is refused
+/// (it never needs to reach the node).
+fn operator_public_key(text: &str) -> Result<credfed_protocol::crypto::PublicKey> {
+    if let Ok(k) = credfed_protocol::crypto::PublicKey::from_hex(text.trim()) {
+        return Ok(k);
+    }
+    let path = std::path::Path::new(text);
+    if path.extension().is_none_or(|e| e != "pub") {
+        bail!(
+            "--operator-key {text}: give the public key (64 hex digits, or the .pub file `credfed key gen --kind operator` wrote); the secret key stays with the operator"
+        );
+    }
+    let content = std::fs::read_to_string(path)
+        .with_context(|| format!("--operator-key {}: cannot read it", path.display()))?;
+    credfed_protocol::crypto::PublicKey::from_hex(content.trim())
+        .map_err(|e| anyhow::anyhow!("--operator-key {}: not a public key ({e})", path.display()))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn init(
     region: &str,
     dir: &std::path::Path,
     manifest: Option<PathBuf>,
     authority_key: &str,
-    node_key: Option<PathBuf>,
+    (node_key, operator_key): (Option<PathBuf>, Option<String>),
     person_share: Option<PathBuf>,
     (p2p_port, api_port, public_port): (u16, u16, Option<u16>),
     listen_ip: std::net::IpAddr,
@@ -563,6 +602,10 @@ fn init(
     let region = RegionCode::parse(region, "--region")?;
     let node_key = match node_key {
         Some(p) => Some(read_key(&p)?),
+        None => None,
+    };
+    let operator_key = match operator_key {
+        Some(text) => Some(operator_public_key(&text)?),
         None => None,
     };
     let person_share = match person_share {
@@ -580,6 +623,7 @@ fn init(
         dir: dir.to_path_buf(),
         authority_key: authority_key.to_string(),
         node_key,
+        operator_key,
         person_share_text: person_share,
         p2p_port,
         api_port,
@@ -595,15 +639,22 @@ fn init(
     if output == "json" {
         println!(
             "{}",
-            serde_json::json!({"region": region.to_string(), "node_key": done.node_key.to_hex(), "peer_id": peer.to_string(), "config": done.dir.join("config.toml"), "addresses": cfg.p2p_listen})
+            serde_json::json!({"region": region.to_string(), "node_key": done.node_key.to_hex(), "operator_key": done.operator_key.to_hex(), "operator_key_file": done.operator_key_file, "peer_id": peer.to_string(), "config": done.dir.join("config.toml"), "addresses": cfg.p2p_listen})
         );
     } else {
         println!("created node {region} in {}", done.dir.display());
-        println!("  node public key  {}", done.node_key);
-        println!("  peer id          {peer}");
-        println!("  addresses        {}", cfg.p2p_listen.join(" "));
+        println!("  node public key      {}", done.node_key);
+        println!("  operator public key  {}", done.operator_key);
+        println!("  peer id              {peer}");
+        println!("  addresses            {}", cfg.p2p_listen.join(" "));
+        if let Some(file) = &done.operator_key_file {
+            println!(
+                "the operator's signing key is in {} (0600): it registers and revokes this region's departments and the node never reads it; move it to the operator's own machine",
+                file.display()
+            );
+        }
         println!(
-            "next: send the public key and addresses to the federation authority, put the signed manifest at {}, set authority_key in config.toml, then run `credfed-node run --config {}`",
+            "next: send both public keys and the addresses to the federation authority, put the signed manifest at {}, set authority_key in config.toml, then run `credfed-node run --config {}`",
             done.dir.join("manifest.json").display(),
             done.dir.join("config.toml").display()
         );

@@ -1401,7 +1401,7 @@ impl Network {
                 .audit
                 .record(&crate::api::audit::AuditLine {
                     time_ms: this.core.now().0,
-                    caller: &format!("{region}:node"),
+                    caller: &format!("{region}:{}", credfed_protocol::envelope::NODE_UNIT),
                     client: peer.to_string(),
                     endpoint: "p2p /credfed/person-key/1",
                     subject: Some(&format!("{elements} blinded elements")),

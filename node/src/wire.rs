@@ -296,6 +296,7 @@ mod tests {
                 Member::for_province(
                     RegionCode::new(p.code, "r").unwrap(),
                     Keypair::from_secret([i as u8 + 10; 32]).public(),
+                    Keypair::from_secret([i as u8 + 110; 32]).public(),
                     vec![format!("/ip4/10.0.0.{i}/tcp/4001")],
                 )
             })

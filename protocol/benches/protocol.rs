@@ -20,7 +20,7 @@ use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::codec;
 use credfed_protocol::crypto::{Domain, Keypair};
 use credfed_protocol::envelope::{
-    AppendPosition, Envelope, GENESIS_PREV_HASH, NODE_UNIT, decode_envelope, seal, sign_body,
+    AppendPosition, Envelope, GENESIS_PREV_HASH, OPERATOR_UNIT, decode_envelope, seal, sign_body,
 };
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::ledger::{Admission, Ledger, Rules, admit};
@@ -40,6 +40,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let node = Keypair::from_secret([2; 32]);
+    let operator = Keypair::from_secret([4; 32]);
     let dept_key = Keypair::from_secret([3; 32]);
     let sh = RegionCode::new(310000, "r").unwrap();
     let manifest = Manifest::for_build(
@@ -48,12 +49,17 @@ fn setup() -> Setup {
         Timestamp(0),
         Timestamp(i64::MAX),
         Keypair::from_secret([1; 32]).public(),
-        vec![Member::for_province(sh, node.public(), vec![])],
+        vec![Member::for_province(
+            sh,
+            node.public(),
+            operator.public(),
+            vec![],
+        )],
     );
     let catalogue = Catalogue::embedded().unwrap();
     let mut ledger = Ledger::new();
     let dept = DepartmentId::new(sh, "scjgj", "d").unwrap();
-    let node_author = DepartmentId::new(sh, NODE_UNIT, "d").unwrap();
+    let operator_author = DepartmentId::new(sh, OPERATOR_UNIT, "d").unwrap();
     let rules = Rules {
         manifest: &manifest,
         catalogue: &catalogue,
@@ -75,7 +81,7 @@ fn setup() -> Setup {
         roles: vec![Role::Publisher],
         key: dept_key.public(),
     };
-    let env = append(&mut ledger, node_author, &node, &reg);
+    let env = append(&mut ledger, operator_author, &operator, &reg);
     assert!(matches!(
         ledger.ingest(rules, &env).unwrap(),
         Admission::Accept(_)

@@ -67,6 +67,7 @@ fn fixture(keys: u64) -> Fixture {
             Member::for_province(
                 RegionCode::new(p.code, "r").unwrap(),
                 key_of(i).public(),
+                key_of(i + 1000).public(),
                 vec![],
             )
         })

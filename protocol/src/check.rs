@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalogue::{Bearer, Catalogue, Measure, MeasureDomain, SubjectKind};
 use crate::crypto::PublicKey;
-use crate::envelope::{NODE_UNIT, VerifiedEnvelope, decode_envelope};
+use crate::envelope::{VerifiedEnvelope, decode_envelope};
 use crate::ids::{DepartmentId, RegionCode};
 use crate::ledger::{Reads, Rules, StateView, SubjectRef, grade_text, required_role};
 use crate::limits::MAX_EVIDENCE_ENVELOPES;
@@ -649,7 +649,7 @@ fn collect_evidence<V: StateView + ?Sized>(
             &bytes,
             crate::limits::MAX_ENVELOPE_BYTES,
             "envelope",
-        ) && env.author.unit != NODE_UNIT
+        ) && !crate::envelope::reserved_unit(&env.author.unit)
             && let Some(d) = view.department(&env.author)
         {
             positions.insert(d.registered_at);
@@ -749,10 +749,15 @@ pub fn fold_evidence(evidence: &[Evidence], manifest: &Manifest) -> Folded {
     for (pos, v) in &decoded {
         let label = format!("evidence {}#{}", pos.region, pos.seq);
         let env = &v.envelope;
-        let (key, roles) = if env.author.unit == NODE_UNIT && env.author.region == pos.region {
-            match manifest.member(pos.region) {
-                Some(m) => (m.node_key, None),
-                None => continue,
+        let (key, roles) = if let Some(key) =
+            crate::ledger::region_author_key(manifest, pos.region, &env.author, v.body.kind())
+        {
+            match key {
+                Ok(k) => (k, None),
+                Err(why) => {
+                    failures.push(format!("{label}: {why}"));
+                    continue;
+                }
             }
         } else {
             match registrations.get(&env.author).and_then(|r| {

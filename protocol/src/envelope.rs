@@ -23,9 +23,20 @@ use crate::limits::MAX_ENVELOPE_BYTES;
 use crate::record::{Body, FieldError};
 use crate::time::Timestamp;
 
-/// The unit code that stands for a region's node itself as author (department
-/// registration and equivocation evidence are written by the node, signed with its key).
+/// The unit code that stands for a region's node itself as author: equivocation
+/// evidence, which the node writes by itself, signed with its node key.
 pub const NODE_UNIT: &str = "node";
+
+/// The unit code that stands for a region's operator as author: department
+/// registrations and revocations, signed with the operator key the manifest names for
+/// the region (never the node key; docs/protocol.md §7).
+pub const OPERATOR_UNIT: &str = "operator";
+
+/// Whether a unit code is reserved for the region itself ([`NODE_UNIT`],
+/// [`OPERATOR_UNIT`]): no department may be registered under it.
+pub fn reserved_unit(unit: &str) -> bool {
+    unit == NODE_UNIT || unit == OPERATOR_UNIT
+}
 
 /// The previous hash of the first envelope of every log.
 pub const GENESIS_PREV_HASH: Hash256 = Hash256([0; 32]);

@@ -1316,7 +1316,7 @@ pub fn gather_proofs<S: ProofSource>(
                 crate::codec::decode(&bytes, crate::limits::MAX_ENVELOPE_BYTES, "envelope")
                     .map_err(corrupt)?;
             let body = Body::decode(&envelope.body).map_err(corrupt)?;
-            if envelope.author.unit != crate::envelope::NODE_UNIT {
+            if !crate::envelope::reserved_unit(&envelope.author.unit) {
                 authors.insert(envelope.author.clone());
             }
             out.push((pos, Listed::of(region, &envelope.author, &body)));
@@ -1572,8 +1572,9 @@ mod tests {
         RegionCode::new(c, "r").unwrap()
     }
 
+    /// A region's node key (`c` a region code) or, at `c + 1`, its operator key.
     fn key(c: u32) -> Keypair {
-        Keypair::from_secret([(c / 10_000) as u8; 32])
+        Keypair::from_secret([(c / 10_000) as u8 + 100 * (c % 2) as u8; 32])
     }
 
     fn manifest() -> Manifest {
@@ -1585,7 +1586,9 @@ mod tests {
             Keypair::from_secret([99; 32]).public(),
             CODES
                 .iter()
-                .map(|&c| Member::for_province(region(c), key(c).public(), vec![]))
+                .map(|&c| {
+                    Member::for_province(region(c), key(c).public(), key(c + 1).public(), vec![])
+                })
                 .collect(),
         )
     }

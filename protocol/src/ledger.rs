@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::catalogue::Catalogue;
 use crate::crypto::{Hash256, PublicKey, VerifiedSignatures};
 use crate::envelope::{
-    EnvelopeError, GENESIS_PREV_HASH, NODE_UNIT, VerifiedEnvelope, decode_envelope,
+    EnvelopeError, GENESIS_PREV_HASH, NODE_UNIT, OPERATOR_UNIT, VerifiedEnvelope, decode_envelope,
 };
 use crate::ids::{DepartmentId, RegionCode, Role};
 use crate::inbox::{MarkMove, TaskRef};
@@ -357,14 +357,75 @@ pub fn required_role(kind: BodyKind) -> Option<Role> {
     }
 }
 
-/// Bodies the node may write in its own name (author unit [`NODE_UNIT`]).
+/// Bodies the node may write in its own name (author unit [`NODE_UNIT`]): only what it
+/// writes by itself.
 pub fn node_may_author(kind: BodyKind) -> bool {
+    matches!(kind, BodyKind::EquivocationEvidence)
+}
+
+/// Bodies the region's operator may write (author unit [`OPERATOR_UNIT`]): who the
+/// region's departments are.
+pub fn operator_may_author(kind: BodyKind) -> bool {
     matches!(
         kind,
-        BodyKind::DepartmentRegistered
-            | BodyKind::DepartmentRevoked
-            | BodyKind::EquivocationEvidence
+        BodyKind::DepartmentRegistered | BodyKind::DepartmentRevoked
     )
+}
+
+/// The key that must have signed a record written in a region's own name — by its node
+/// ([`NODE_UNIT`], the node key) or its operator ([`OPERATOR_UNIT`], the operator key) —
+/// in the log of `log_region`; `None` when `author` is a department (its registration
+/// names its key). Refuses, saying why, a region's own author in another region's log
+/// or writing a body its role does not cover.
+pub fn region_author_key(
+    manifest: &Manifest,
+    log_region: crate::ids::RegionCode,
+    author: &crate::ids::DepartmentId,
+    kind: BodyKind,
+) -> Option<Result<crate::crypto::PublicKey, String>> {
+    let member = manifest.member(log_region)?;
+    region_author_key_of(
+        (member.node_key, member.operator_key),
+        log_region,
+        author,
+        kind,
+    )
+}
+
+/// [`region_author_key`] given the region's node and operator keys.
+pub fn region_author_key_of(
+    (node_key, operator_key): (crate::crypto::PublicKey, crate::crypto::PublicKey),
+    log_region: crate::ids::RegionCode,
+    author: &crate::ids::DepartmentId,
+    kind: BodyKind,
+) -> Option<Result<crate::crypto::PublicKey, String>> {
+    let (may, role) = match author.unit.as_str() {
+        NODE_UNIT => (node_may_author(kind), "node"),
+        OPERATOR_UNIT => (operator_may_author(kind), "operator"),
+        _ => return None,
+    };
+    if author.region != log_region {
+        return Some(Err(format!(
+            "the {role} of {} may not write in {log_region}'s log",
+            author.region
+        )));
+    }
+    if !may {
+        return Some(Err(format!(
+            "the {role} of {} may not write {kind:?} in its own name{}",
+            author.region,
+            if role == "node" && operator_may_author(kind) {
+                " (departments are registered and revoked by the operator: author <region>:operator, signed with the operator key the manifest names)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Some(Ok(if role == "node" {
+        node_key
+    } else {
+        operator_key
+    }))
 }
 
 /// Decides whether `bytes` is the next valid envelope of its region's log.
@@ -477,68 +538,59 @@ fn admit_reading<V: StateView + ?Sized>(
     }
 
     let kind = v.body.kind();
-    let author_key = if env.author.unit == NODE_UNIT {
-        if env.author.region != env.region || !node_may_author(kind) {
-            return Err(reject(
-                RejectReason::Unauthorised,
-                "envelope.author",
-                format!(
-                    "the node of {} may not write {kind:?} in its own name",
-                    env.author.region
-                ),
-            ));
-        }
-        member.node_key
-    } else {
-        let dept = view.department(&env.author).ok_or_else(|| {
-            reject(
-                RejectReason::UnknownAuthor,
-                "envelope.author",
-                format!("{} is not registered", env.author),
-            )
-        })?;
-        if dept.revoked_at.is_some() {
-            return Err(reject(
-                RejectReason::AuthorRevoked,
-                "envelope.author",
-                format!("{} was revoked", env.author),
-            ));
-        }
-        if env.author.home_province() != env.region {
-            return Err(reject(
-                RejectReason::Unauthorised,
-                "envelope.author",
-                format!(
-                    "{} belongs to {}, not to {}",
-                    env.author,
-                    env.author.home_province(),
-                    env.region
-                ),
-            ));
-        }
-        match required_role(kind) {
-            Some(role) if dept.roles.contains(&role) => {}
-            Some(role) => {
+    let author_key =
+        if let Some(key) = region_author_key(rules.manifest, env.region, &env.author, kind) {
+            key.map_err(|why| reject(RejectReason::Unauthorised, "envelope.author", why))?
+        } else {
+            let dept = view.department(&env.author).ok_or_else(|| {
+                reject(
+                    RejectReason::UnknownAuthor,
+                    "envelope.author",
+                    format!("{} is not registered", env.author),
+                )
+            })?;
+            if dept.revoked_at.is_some() {
+                return Err(reject(
+                    RejectReason::AuthorRevoked,
+                    "envelope.author",
+                    format!("{} was revoked", env.author),
+                ));
+            }
+            if env.author.home_province() != env.region {
                 return Err(reject(
                     RejectReason::Unauthorised,
                     "envelope.author",
                     format!(
-                        "{} lacks the {} role needed for {kind:?}",
+                        "{} belongs to {}, not to {}",
                         env.author,
-                        role.name()
+                        env.author.home_province(),
+                        env.region
                     ),
                 ));
             }
-            None => {
-                return Err(reject(
-                    RejectReason::Unauthorised,
-                    "envelope.author",
-                    format!("{kind:?} is written by the node only"),
-                ));
+            match required_role(kind) {
+                Some(role) if dept.roles.contains(&role) => {}
+                Some(role) => {
+                    return Err(reject(
+                        RejectReason::Unauthorised,
+                        "envelope.author",
+                        format!(
+                            "{} lacks the {} role needed for {kind:?}",
+                            env.author,
+                            role.name()
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(reject(
+                        RejectReason::Unauthorised,
+                        "envelope.author",
+                        format!("{kind:?} is written by the node only"),
+                    ));
+                }
             }
-        }
-        dept.key
-    };
+            dept.key
+        };
     env.verify_author_sig_unless_known(known, fed, &author_key)
         .map_err(|e| Rejection::from_error(RejectReason::BadAuthorSignature, e.field(), &e))?;
 
@@ -629,10 +681,13 @@ fn authorise<V: StateView + ?Sized>(
                     ),
                 );
             }
-            if department.unit == NODE_UNIT {
+            if crate::envelope::reserved_unit(&department.unit) {
                 return unauth(
                     "department.unit",
-                    "'node' is reserved for the region node".into(),
+                    format!(
+                        "'{}' is reserved for the region itself ('{NODE_UNIT}', '{OPERATOR_UNIT}')",
+                        department.unit
+                    ),
                 );
             }
             key.verifying_key("key")

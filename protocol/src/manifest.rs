@@ -23,6 +23,11 @@ pub struct Member {
     pub name: String,
     /// The node's Ed25519 key: signs the region's envelopes and is its libp2p PeerId.
     pub node_key: PublicKey,
+    /// The province operator's key: signs the region's department registrations and
+    /// revocations (author unit [`crate::envelope::OPERATOR_UNIT`]). Apart from the node
+    /// key, so that the running node — its key on a networked machine — cannot make
+    /// departments, and registering one never needs the node's secret.
+    pub operator_key: PublicKey,
     /// Bootstrap multiaddresses.
     pub addresses: Vec<String>,
 }
@@ -331,11 +336,17 @@ fn field(field: &'static str, rule: impl Into<String>) -> ManifestError {
 
 impl Member {
     /// A member named after its province (GB/T 2260 Chinese name).
-    pub fn for_province(region: RegionCode, node_key: PublicKey, addresses: Vec<String>) -> Member {
+    pub fn for_province(
+        region: RegionCode,
+        node_key: PublicKey,
+        operator_key: PublicKey,
+        addresses: Vec<String>,
+    ) -> Member {
         Member {
             region,
             name: region.province_info().name_zh.into(),
             node_key,
+            operator_key,
             addresses,
         }
     }
@@ -458,6 +469,20 @@ impl Manifest {
         if keys.windows(2).any(|w| w[0] == w[1]) {
             return Err(field("members", "two members share a node key"));
         }
+        // Every key speaks for one member in one role: an operator key that is also a
+        // node key (its own or another's) would let a running node register departments.
+        let mut all: Vec<_> = self
+            .members
+            .iter()
+            .flat_map(|m| [m.node_key, m.operator_key])
+            .collect();
+        all.sort();
+        if all.windows(2).any(|w| w[0] == w[1]) {
+            return Err(field(
+                "members",
+                "an operator key is also a node key or another member's operator key; each operator makes its own with `credfed key gen --kind operator`",
+            ));
+        }
         for m in &self.members {
             if !m.region.is_province() {
                 return Err(field(
@@ -466,6 +491,8 @@ impl Manifest {
                 ));
             }
             m.node_key.verifying_key("manifest.members[].node_key")?;
+            m.operator_key
+                .verifying_key("manifest.members[].operator_key")?;
             if m.name.is_empty() || m.name.len() > MAX_TEXT_BYTES {
                 return Err(field(
                     "members",
@@ -641,6 +668,7 @@ mod tests {
                     region: RegionCode::new(p.code, "r").unwrap(),
                     name: p.name_zh.into(),
                     node_key: Keypair::from_secret([i as u8 + 10; 32]).public(),
+                    operator_key: Keypair::from_secret([i as u8 + 110; 32]).public(),
                     addresses: vec![format!("/ip4/127.0.0.1/tcp/{}", 4000 + i)],
                 })
                 .collect(),
@@ -662,7 +690,8 @@ mod tests {
             .enumerate()
             .map(|(i, p)| {
                 let key = Keypair::from_secret([i as u8 + 10; 32]).public();
-                Member::for_province(RegionCode::new(p.code, "r").unwrap(), key, vec![])
+                let operator = Keypair::from_secret([i as u8 + 110; 32]).public();
+                Member::for_province(RegionCode::new(p.code, "r").unwrap(), key, operator, vec![])
             })
             .collect();
         let m = Manifest::for_build(

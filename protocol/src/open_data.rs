@@ -29,7 +29,7 @@ use thiserror::Error;
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::crypto::{Hash256, PublicKey};
-use crate::envelope::{NODE_UNIT, decode_envelope};
+use crate::envelope::decode_envelope;
 use crate::ids::RegionCode;
 use crate::manifest::Manifest;
 use crate::merkle::{Frontier, leaf_hash};
@@ -146,6 +146,8 @@ pub struct RegionFeedVerifier {
     pub region: RegionCode,
     federation_id: String,
     node_key: PublicKey,
+    /// Signs the region's department registrations and revocations.
+    operator_key: PublicKey,
     /// The tree of the leaves applied.
     pub frontier: Frontier,
     /// Department keys registered so far in the region's log (and whether revoked).
@@ -170,24 +172,27 @@ impl RegionFeedVerifier {
                 region,
                 rule: "not a member of the manifest".into(),
             })?;
-        Ok(RegionFeedVerifier::with_node_key(
+        Ok(RegionFeedVerifier::with_keys(
             &manifest.federation_id,
             region,
             member.node_key,
+            member.operator_key,
         ))
     }
 
     /// A verifier from the region's first position, given the federation id and the
-    /// region's node key directly.
-    pub fn with_node_key(
+    /// region's node and operator keys directly.
+    pub fn with_keys(
         federation_id: &str,
         region: RegionCode,
         node_key: PublicKey,
+        operator_key: PublicKey,
     ) -> RegionFeedVerifier {
         RegionFeedVerifier {
             region,
             federation_id: federation_id.to_owned(),
             node_key,
+            operator_key,
             frontier: Frontier::empty(),
             departments: BTreeMap::new(),
             last_published: None,
@@ -259,8 +264,13 @@ impl RegionFeedVerifier {
                 }
                 env.verify_node_sig(&self.federation_id, &self.node_key)
                     .map_err(|e| fail(e.to_string()))?;
-                let author_key = if env.author.unit == NODE_UNIT {
-                    self.node_key
+                let author_key = if let Some(key) = crate::ledger::region_author_key_of(
+                    (self.node_key, self.operator_key),
+                    self.region,
+                    &env.author,
+                    v.body.kind(),
+                ) {
+                    key.map_err(|why| fail(format!("envelope.author: {why}")))?
                 } else {
                     match self.departments.get(&env.author.to_string()) {
                         Some((key, _)) => *key,

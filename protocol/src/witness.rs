@@ -302,8 +302,9 @@ mod tests {
         RegionCode::new(c, "r").unwrap()
     }
 
+    /// A region's node key (`c` a region code) or, at `c + 1`, its operator key.
     fn key(c: u32) -> Keypair {
-        Keypair::from_secret([(c / 10_000) as u8; 32])
+        Keypair::from_secret([(c / 10_000) as u8 + 100 * (c % 2) as u8; 32])
     }
 
     fn manifest(codes: &[u32]) -> Manifest {
@@ -315,7 +316,9 @@ mod tests {
             Keypair::from_secret([99; 32]).public(),
             codes
                 .iter()
-                .map(|&c| Member::for_province(region(c), key(c).public(), vec![]))
+                .map(|&c| {
+                    Member::for_province(region(c), key(c).public(), key(c + 1).public(), vec![])
+                })
                 .collect(),
         )
     }

@@ -8,7 +8,9 @@ use std::time::Instant;
 use credfed_protocol::catalogue::{Catalogue, MeasureDomain};
 use credfed_protocol::check::{check, verify_answer};
 use credfed_protocol::crypto::{Keypair, sha256};
-use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, seal, sign_body};
+use credfed_protocol::envelope::{
+    AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, OPERATOR_UNIT, seal, sign_body,
+};
 use credfed_protocol::ids::{DepartmentId, PROVINCES, RegionCode, Role};
 use credfed_protocol::ledger::{Admission, Ledger, Rules};
 use credfed_protocol::manifest::{Manifest, Member};
@@ -40,6 +42,8 @@ impl Origin {
         let region = author.home_province();
         let signer = if author.unit == NODE_UNIT {
             key(&format!("node-{region}"))
+        } else if author.unit == OPERATOR_UNIT {
+            key(&format!("operator-{region}"))
         } else {
             key(&format!("dept-{author}"))
         };
@@ -94,7 +98,14 @@ pub fn demo() -> Result<(), String> {
         key("authority").public(),
         regions
             .iter()
-            .map(|r| Member::for_province(*r, key(&format!("node-{r}")).public(), vec![]))
+            .map(|r| {
+                Member::for_province(
+                    *r,
+                    key(&format!("node-{r}")).public(),
+                    key(&format!("operator-{r}")).public(),
+                    vec![],
+                )
+            })
             .collect(),
     );
     let signed = manifest
@@ -131,7 +142,7 @@ pub fn demo() -> Result<(), String> {
                 roles,
                 key: key(&format!("dept-{id}")).public(),
             };
-            o.write(&dept(*r, NODE_UNIT)?, body)?;
+            o.write(&dept(*r, OPERATOR_UNIT)?, body)?;
         }
     }
     let sh = regions

@@ -11,7 +11,7 @@ use credfed_client::keys::{random_secret, read_key};
 use credfed_client::node_config::NodeConfig;
 use credfed_client::{ApiClient, ApiResponse, SubmitRecord};
 use credfed_protocol::crypto::{Keypair, sha256};
-use credfed_protocol::envelope::NODE_UNIT;
+use credfed_protocol::envelope::OPERATOR_UNIT;
 use credfed_protocol::ids::{DepartmentId, PROVINCES, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::Body;
@@ -147,6 +147,8 @@ pub struct NodeHandle {
     pub p2p_port: u16,
     /// Node key.
     pub node_key: Keypair,
+    /// The region's operator key (`init` wrote it to `operator/`): registers departments.
+    pub operator_key: Keypair,
     /// Operator client (node certificate) for reads and polls: short deadline.
     pub client: ApiClient,
     /// The same for writes: a write waits for an fsync, which on a machine running 31
@@ -194,7 +196,12 @@ impl std::str::FromStr for NetworkChoice {
 /// A node's entry in the manifest: its key and its libp2p address at `ip`.
 fn member_of(n: &NodeHandle, ip: std::net::Ipv4Addr) -> Member {
     let address = format!("/ip4/{ip}/tcp/{}", n.p2p_port);
-    Member::for_province(n.region, n.node_key.public(), vec![address])
+    Member::for_province(
+        n.region,
+        n.node_key.public(),
+        n.operator_key.public(),
+        vec![address],
+    )
 }
 
 /// A running federation.
@@ -345,14 +352,16 @@ impl Federation {
             cfg.drill_faults = true;
             cfg.save(&cfg_path)?;
             let node_key = read_key(&ndir.join("node.key"))?;
+            let operator_key =
+                read_key(&ndir.join(credfed_client::node_config::OPERATOR_KEY_FILE))?;
             let op = ndir.join("operator");
             let api_addr = format!("{ip}:{api}");
             // Drills poll many nodes at once: a stalled connection must cost seconds, not 30.
             let client = ApiClient::with_identity(
                 &api_addr,
                 &ndir.join("api-ca.pem"),
-                &op.join(format!("{r}-node.pem")),
-                &op.join(format!("{r}-node.key")),
+                &op.join(format!("{r}-operator.pem")),
+                &op.join(format!("{r}-operator.key")),
             )?
             .with_timeout(Duration::from_secs(5));
             let writer = client.clone().with_timeout(Duration::from_secs(30));
@@ -362,6 +371,7 @@ impl Federation {
                 api: api_addr,
                 p2p_port: p2p,
                 node_key,
+                operator_key,
                 client,
                 writer,
                 child: None,
@@ -757,7 +767,12 @@ impl Federation {
                     key: self.dept_key(&d.to_string()).public(),
                 };
                 let r = self
-                    .submit_signed(n, &format!("{}:{NODE_UNIT}", n.region), &n.node_key, &body)
+                    .submit_signed(
+                        n,
+                        &format!("{}:{OPERATOR_UNIT}", n.region),
+                        &n.operator_key,
+                        &body,
+                    )
                     .await?;
                 if r.status != 201 {
                     bail!("registering {d}: {} {}", r.status, r.body);

@@ -41,7 +41,8 @@ pub struct NodeArgs {
 /// Who signs.
 #[derive(Args, Clone)]
 pub struct SignArgs {
-    /// Authoring department, REGION:UNIT (REGION:node for the node itself).
+    /// Authoring department, REGION:UNIT (REGION:operator for the region's operator,
+    /// who registers and revokes departments with the operator key).
     #[arg(long, env = "CREDFED_AUTHOR")]
     pub author: String,
     /// The department's secret key file (from `credfed key gen`).
@@ -418,12 +419,15 @@ pub enum KeyCmd {
 pub enum KeyKind {
     Authority,
     Node,
+    /// A province operator's key: signs its department registrations and revocations
+    /// (author `<region>:operator`); kept by the operator, never on the node.
+    Operator,
     Department,
 }
 
 #[derive(Subcommand)]
 pub enum FederationCmd {
-    /// Create an unsigned manifest from a members file (TOML: [[member]] region, name, node_key, addresses).
+    /// Create an unsigned manifest from a members file (TOML: [[member]] region, name, node_key, operator_key, addresses).
     Init {
         /// Members file.
         #[arg(long)]
@@ -466,6 +470,10 @@ pub enum FederationCmd {
         /// Node public key (hex).
         #[arg(long)]
         node_key: String,
+        /// The province operator's public key (hex, or its `.pub` file): signs the
+        /// region's department registrations (`credfed key gen --kind operator`).
+        #[arg(long)]
+        operator_key: String,
         /// Bootstrap addresses.
         #[arg(long, value_delimiter = ',')]
         addresses: Vec<String>,

@@ -92,10 +92,13 @@ pub struct RequestLimits {
 pub struct Caller(pub DepartmentId);
 
 impl Caller {
-    /// The node's own operator (`REGION:node`), or a department holding the operator role.
+    /// The node's own operator (`REGION:operator`; `REGION:node` for a certificate
+    /// issued before the operator had its own unit), or a department holding the
+    /// operator role.
     pub fn is_operator(&self, state: &ApiState) -> Result<bool, ApiError> {
         let core = &state.core;
-        if self.0.unit == credfed_protocol::envelope::NODE_UNIT && self.0.region == core.region() {
+        if credfed_protocol::envelope::reserved_unit(&self.0.unit) && self.0.region == core.region()
+        {
             return Ok(true);
         }
         Ok(core
@@ -466,7 +469,7 @@ impl ClientIds {
 /// `id` if it is this node's operator or a department registered and not revoked here.
 fn registered(state: &ApiState, id: DepartmentId) -> Result<DepartmentId, ApiError> {
     let core = &state.core;
-    if id.unit == credfed_protocol::envelope::NODE_UNIT && id.region == core.region() {
+    if credfed_protocol::envelope::reserved_unit(&id.unit) && id.region == core.region() {
         return Ok(id);
     }
     match core.department(&id)? {

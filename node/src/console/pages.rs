@@ -366,10 +366,21 @@ pub struct ChallengeForm {
 }
 
 /// The key a department logs in with: its registered signing key, or for the node's
-/// operator (`REGION:node`) the node key the manifest names.
+/// operator (`REGION:operator`) the operator key the manifest names. The node key never
+/// logs in: it stays on the node.
 fn login_key(state: &ConsoleState, id: &DepartmentId) -> Result<PublicKey, (StatusCode, String)> {
     let core = &state.api.core;
     if id.unit == credfed_protocol::envelope::NODE_UNIT {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "department: {id} is the node itself, whose key never leaves it; the operator logs in as {}:{}",
+                id.region,
+                credfed_protocol::envelope::OPERATOR_UNIT
+            ),
+        ));
+    }
+    if id.unit == credfed_protocol::envelope::OPERATOR_UNIT {
         if id.region != core.region() {
             return Err((
                 StatusCode::UNAUTHORIZED,
@@ -384,7 +395,7 @@ fn login_key(state: &ConsoleState, id: &DepartmentId) -> Result<PublicKey, (Stat
             .members
             .iter()
             .find(|m| m.region == id.region)
-            .map(|m| m.node_key)
+            .map(|m| m.operator_key)
             .ok_or((
                 StatusCode::UNAUTHORIZED,
                 format!("department: {id} is not a member of the manifest"),

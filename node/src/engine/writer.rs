@@ -68,7 +68,7 @@ fn preverifier_threads() -> usize {
 /// not yet known, is left for admission to judge.
 fn preverify(
     federation_id: &str,
-    node_keys: &BTreeMap<RegionCode, PublicKey>,
+    node_keys: &BTreeMap<RegionCode, (PublicKey, PublicKey)>,
     store: &dyn Backend,
     chunk: &[Vec<u8>],
 ) -> VerifiedSignatures {
@@ -91,17 +91,19 @@ fn preverify(
         if env.seq <= held {
             continue;
         }
-        let Some(node_key) = node_keys.get(&env.region) else {
+        let Some(&(node_key, operator_key)) = node_keys.get(&env.region) else {
             continue;
         };
         let author_key = if env.author.unit == NODE_UNIT {
-            Some(*node_key)
+            Some(node_key)
+        } else if env.author.unit == credfed_protocol::envelope::OPERATOR_UNIT {
+            Some(operator_key)
         } else {
             *authors
                 .entry(env.author.clone())
                 .or_insert_with(|| store.department(&env.author).ok().flatten().map(|d| d.key))
         };
-        env.preverify(&mut known, federation_id, node_key, author_key.as_ref());
+        env.preverify(&mut known, federation_id, &node_key, author_key.as_ref());
     }
     known
 }
@@ -449,11 +451,11 @@ impl Writer {
             return self.ingest_in_order(envelopes, &VerifiedSignatures::new());
         }
         let federation_id = self.manifest.federation_id.clone();
-        let node_keys: BTreeMap<RegionCode, PublicKey> = self
+        let node_keys: BTreeMap<RegionCode, (PublicKey, PublicKey)> = self
             .manifest
             .members
             .iter()
-            .map(|m| (m.region, m.node_key))
+            .map(|m| (m.region, (m.node_key, m.operator_key)))
             .collect();
         let store = self.store.clone();
         let chunks: Vec<&[Vec<u8>]> = envelopes.chunks(PREVERIFY_CHUNK).collect();
@@ -988,7 +990,8 @@ mod tests {
                 seal("fed", &node_key, &at, node.clone(), bytes, sig).unwrap()
             })
             .collect();
-        let keys: BTreeMap<RegionCode, PublicKey> = [(sh, node_key.public())].into();
+        let keys: BTreeMap<RegionCode, (PublicKey, PublicKey)> =
+            [(sh, (node_key.public(), node_key.public()))].into();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let all = preverify("fed", &keys, &store, &chunk).len();

@@ -2158,7 +2158,7 @@ mod entry_tests {
     use super::*;
     use credfed_protocol::catalogue::Catalogue;
     use credfed_protocol::crypto::Keypair;
-    use credfed_protocol::envelope::{AppendPosition, NODE_UNIT, seal, sign_body};
+    use credfed_protocol::envelope::{AppendPosition, OPERATOR_UNIT, seal, sign_body};
     use credfed_protocol::ids::Role;
     use credfed_protocol::ledger::{Admission, Ledger, Rules, admit, effects};
     use credfed_protocol::manifest::{Manifest, Member};
@@ -2171,6 +2171,7 @@ mod entry_tests {
         manifest: Manifest,
         catalogue: Catalogue,
         node: Keypair,
+        operator: Keypair,
         publisher: Keypair,
         region: RegionCode,
         seq: u64,
@@ -2181,6 +2182,7 @@ mod entry_tests {
     impl World {
         fn new() -> World {
             let node = Keypair::from_secret([31; 32]);
+            let operator = Keypair::from_secret([33; 32]);
             let region = RegionCode::new(310000, "r").unwrap();
             World {
                 manifest: Manifest::for_build(
@@ -2189,10 +2191,16 @@ mod entry_tests {
                     Timestamp(0),
                     Timestamp(i64::MAX / 2),
                     Keypair::from_secret([1; 32]).public(),
-                    vec![Member::for_province(region, node.public(), vec![])],
+                    vec![Member::for_province(
+                        region,
+                        node.public(),
+                        operator.public(),
+                        vec![],
+                    )],
                 ),
                 catalogue: Catalogue::embedded().unwrap(),
                 node,
+                operator,
                 publisher: Keypair::from_secret([32; 32]),
                 region,
                 seq: 0,
@@ -2203,14 +2211,14 @@ mod entry_tests {
 
         /// Seals `body`, admits and applies it to the store as the writer does (and to
         /// the ledger), and returns the updates.
-        fn record(&mut self, store: &Store, by_node: bool, body: &Body) -> Vec<Update> {
-            let (author, key) = if by_node {
+        fn record(&mut self, store: &Store, by_operator: bool, body: &Body) -> Vec<Update> {
+            let (author, key) = if by_operator {
                 (
                     DepartmentId {
                         region: self.region,
-                        unit: NODE_UNIT.into(),
+                        unit: OPERATOR_UNIT.into(),
                     },
-                    &self.node,
+                    &self.operator,
                 )
             } else {
                 (
@@ -2244,7 +2252,7 @@ mod entry_tests {
             updates
         }
 
-        /// The node registers the publishing department with `roles`.
+        /// The operator registers the publishing department with `roles`.
         fn register_publisher(&mut self, store: &Store, roles: Vec<Role>) {
             let body = Body::DepartmentRegistered {
                 department: DepartmentId::new(self.region, "pub", "d").unwrap(),

@@ -505,9 +505,13 @@ async fn a_department_works_through_the_console_in_chromium() {
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
-    let node_key = tmp.path().join("440000-node.key");
-    std::fs::write(&node_key, hex::encode(c.nodes[1].node_key.secret_bytes())).unwrap();
-    log_in(&b, &gd, "440000:node", &node_key).await;
+    let operator_key = tmp.path().join("440000-operator-signing.key");
+    std::fs::write(
+        &operator_key,
+        hex::encode(c.nodes[1].operator_key.secret_bytes()),
+    )
+    .unwrap();
+    log_in(&b, &gd, "440000:operator", &operator_key).await;
     b.goto(&format!("{gd}/console/federation")).await.unwrap();
     wait_for_page(&b, "310000 flagged unreachable", true, |s| {
         s.contains("unreachable")

@@ -149,7 +149,7 @@ async fn rewrite_guangdong_alone(c: &mut Cluster, records: u64, prefix: &str) {
             key: key("x").public(),
         };
         let r = c
-            .submit_signed(1, "440000:node", &c.nodes[1].node_key, &body)
+            .submit_signed(1, "440000:operator", &c.nodes[1].operator_key, &body)
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
@@ -496,8 +496,8 @@ async fn intruders_and_bad_records_are_refused() {
     let r = c
         .submit_signed(
             0,
-            "310000:node",
-            &c.nodes[0].node_key,
+            "310000:operator",
+            &c.nodes[0].operator_key,
             &Body::DepartmentRevoked {
                 department: credfed_protocol::ids::DepartmentId::parse("310000:obj", "d").unwrap(),
                 reason: "机构改革".into(),
@@ -609,8 +609,8 @@ async fn writes_wait_for_a_peer_to_confirm_the_own_log() {
     let r = c
         .submit_signed(
             0,
-            "310000:node",
-            &c.nodes[0].node_key,
+            "310000:operator",
+            &c.nodes[0].operator_key,
             &Body::DepartmentRevoked {
                 department: credfed_protocol::ids::DepartmentId::parse("310000:x", "d").unwrap(),
                 reason: "r".into(),
@@ -1781,6 +1781,7 @@ async fn a_member_added_by_a_new_manifest_joins_while_the_federation_runs() {
         .push(credfed_protocol::manifest::Member::for_province(
             joining.region,
             joining.node_key.public(),
+            joining.operator_key.public(),
             vec![format!("/ip4/127.0.0.1/tcp/{}", joining.p2p_port)],
         ));
     m.members.sort_by_key(|m| m.region);

@@ -806,8 +806,8 @@ async fn a_department_checks_and_answers_an_action_in_the_console() {
     let r = c
         .submit_signed(
             1,
-            "440000:node",
-            &c.nodes[1].node_key,
+            "440000:operator",
+            &c.nodes[1].operator_key,
             &Body::DepartmentRevoked {
                 department: DepartmentId::parse("440000:impl", "d").unwrap(),
                 reason: "密钥泄露".into(),
@@ -884,8 +884,13 @@ async fn the_console_refuses_forged_logins_foreign_forms_and_ended_sessions() {
         dept.get("/console/federation").await.status,
         StatusCode::FORBIDDEN
     );
+    // The node key never logs in, not even for the operator.
+    let mut node = Browser::new(router.clone());
+    let r = node.log_in("440000:node", &c.nodes[1].node_key).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert!(r.body.contains("440000:operator"), "{}", r.body);
     let mut op = Browser::new(router.clone());
-    let r = op.log_in("440000:node", &c.nodes[1].node_key).await;
+    let r = op.log_in("440000:operator", &c.nodes[1].operator_key).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let fed = op.get("/console/federation").await;
     assert_eq!(fed.status, StatusCode::OK);
@@ -924,7 +929,7 @@ async fn the_console_refuses_forged_logins_foreign_forms_and_ended_sessions() {
         audit.body
     );
     assert!(
-        !audit.body.contains("<td>440000:node (console)</td>"),
+        !audit.body.contains("<td>440000:operator (console)</td>"),
         "the filter let another caller through"
     );
     assert_eq!(

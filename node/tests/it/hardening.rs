@@ -342,7 +342,7 @@ async fn every_call_of_a_scripted_session_is_audited() {
             "/v1/peers".into(),
             None,
             200,
-            "310000:node",
+            "310000:operator",
             None,
         ),
     ];
@@ -372,7 +372,7 @@ async fn every_call_of_a_scripted_session_is_audited() {
     // The session's lines follow the marker, one per call, in order.
     let start = lines
         .iter()
-        .rposition(|l| l["endpoint"] == "GET /v1/status" && l["caller"] == "310000:node")
+        .rposition(|l| l["endpoint"] == "GET /v1/status" && l["caller"] == "310000:operator")
         .expect("the marker's line");
     let session = &lines[start + 1..];
     assert_eq!(session.len(), script.len(), "{session:#?}");

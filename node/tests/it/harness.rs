@@ -81,6 +81,8 @@ pub struct Node {
     pub dir: PathBuf,
     pub p2p_port: u16,
     pub node_key: Keypair,
+    /// The region's operator key (`init` wrote it to `operator/`): registers departments.
+    pub operator_key: Keypair,
     pub child: Option<Child>,
     pub client: ApiClient,
 }
@@ -173,13 +175,16 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             );
             let node_key = credfed_node::config::read_key(&dir.join("node.key")).unwrap();
+            let operator_key =
+                credfed_node::config::read_key(&dir.join(credfed_node::config::OPERATOR_KEY_FILE))
+                    .unwrap();
             let api = format!("127.0.0.1:{api_port}");
             let op = dir.join("operator");
             let client = ApiClient::with_identity(
                 &api,
                 &dir.join("api-ca.pem"),
-                &op.join(format!("{code}-node.pem")),
-                &op.join(format!("{code}-node.key")),
+                &op.join(format!("{code}-operator.pem")),
+                &op.join(format!("{code}-operator.key")),
             )
             .unwrap();
             // Fast anti-entropy for tests.
@@ -194,6 +199,7 @@ impl Cluster {
                 api,
                 p2p_port,
                 node_key,
+                operator_key,
                 child: None,
                 client,
             }
@@ -209,7 +215,12 @@ impl Cluster {
                     } else {
                         format!("/ip4/127.0.0.1/tcp/{}", n.p2p_port)
                     };
-                    Member::for_province(n.region, n.node_key.public(), vec![address])
+                    Member::for_province(
+                        n.region,
+                        n.node_key.public(),
+                        n.operator_key.public(),
+                        vec![address],
+                    )
                 })
                 .collect();
             let mut m = Manifest::for_build(
@@ -312,8 +323,8 @@ impl Cluster {
         let client = ApiClient::with_identity(
             &api,
             &dst.join("api-ca.pem"),
-            &op.join(format!("{code}-node.pem")),
-            &op.join(format!("{code}-node.key")),
+            &op.join(format!("{code}-operator.pem")),
+            &op.join(format!("{code}-operator.key")),
         )
         .unwrap();
         Node {
@@ -322,6 +333,7 @@ impl Cluster {
             dir: dst,
             p2p_port,
             node_key: Keypair::from_secret(self.nodes[i].node_key.secret_bytes()),
+            operator_key: Keypair::from_secret(self.nodes[i].operator_key.secret_bytes()),
             child: None,
             client,
         }
@@ -382,7 +394,7 @@ impl Cluster {
             .join("\n")
     }
 
-    /// Registers the standard departments of node `i` (node-authored records).
+    /// Registers the standard departments of node `i` (operator-authored records).
     pub async fn register_departments(&self, i: usize) {
         let n = &self.nodes[i];
         for (unit, roles) in UNITS {
@@ -394,7 +406,7 @@ impl Cluster {
                 key: key(&format!("dept-{d}")).public(),
             };
             let r = self
-                .submit_signed(i, &format!("{}:node", n.region), &n.node_key, &body)
+                .submit_signed(i, &format!("{}:operator", n.region), &n.operator_key, &body)
                 .await;
             assert_eq!(r.status, 201, "{}", r.body);
         }

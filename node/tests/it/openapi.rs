@@ -68,9 +68,9 @@ fn run_schemathesis(c: &Cluster, with_certificate: bool) -> (bool, String) {
         let code = node.region.code();
         cmd.args([
             "--request-cert",
-            op.join(format!("{code}-node.pem")).to_str().unwrap(),
+            op.join(format!("{code}-operator.pem")).to_str().unwrap(),
             "--request-cert-key",
-            op.join(format!("{code}-node.key")).to_str().unwrap(),
+            op.join(format!("{code}-operator.key")).to_str().unwrap(),
         ]);
     }
     // Schemathesis keeps a cache in its working directory: keep it out of the tree.

@@ -12,7 +12,7 @@ use credfed_node::store::{Engine, Store, StoreOptions};
 use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::crypto::Keypair;
-use credfed_protocol::envelope::NODE_UNIT;
+use credfed_protocol::envelope::OPERATOR_UNIT;
 use credfed_protocol::ids::{DepartmentId, RegionCode, Role};
 use credfed_protocol::manifest::{Manifest, Member};
 use credfed_protocol::record::*;
@@ -31,16 +31,16 @@ fn key(n: u8) -> Keypair {
     Keypair::from_secret([n; 32])
 }
 
-/// Region 310000's log of `n` envelopes: the node registers a publisher, which then
+/// Region 310000's log of `n` envelopes: the operator registers a publisher, which then
 /// publishes; `tamper(index, envelope)` may change any envelope as it is made.
 fn log(n: usize, tamper: impl Fn(usize, &mut Vec<u8>)) -> Vec<Vec<u8>> {
     let node_key = key(31);
     let publisher = key(32);
     let sh = region(310000);
     let dept = DepartmentId::new(sh, "pub", "department").unwrap();
-    let node = DepartmentId {
+    let operator = DepartmentId {
         region: sh,
-        unit: NODE_UNIT.into(),
+        unit: OPERATOR_UNIT.into(),
     };
     let now = Timestamp(1_780_000_000_000);
     let mut chain = Chain::new(FED, sh, &node_key, now);
@@ -48,8 +48,8 @@ fn log(n: usize, tamper: impl Fn(usize, &mut Vec<u8>)) -> Vec<Vec<u8>> {
         .map(|i| {
             let mut env = if i == 0 {
                 chain.append(
-                    node.clone(),
-                    &node_key,
+                    operator.clone(),
+                    &key(34),
                     &Body::DepartmentRegistered {
                         department: dept.clone(),
                         name: "认定部门".into(),
@@ -85,8 +85,8 @@ fn start_node(dir: &std::path::Path) -> (Arc<Core>, credfed_node::engine::Engine
         Timestamp(i64::MAX / 2),
         key(1).public(),
         vec![
-            Member::for_province(region(110000), key(11).public(), vec![]),
-            Member::for_province(region(310000), key(31).public(), vec![]),
+            Member::for_province(region(110000), key(11).public(), key(12).public(), vec![]),
+            Member::for_province(region(310000), key(31).public(), key(34).public(), vec![]),
         ],
     );
     Core::start(

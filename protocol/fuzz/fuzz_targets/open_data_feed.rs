@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let region = RegionCode::new(310000, "region").unwrap();
     let node = Keypair::from_secret([7; 32]);
-    let mut v = RegionFeedVerifier::with_node_key("fuzz", region, node.public());
+    let mut v = RegionFeedVerifier::with_keys("fuzz", region, node.public(), node.public());
     for line in data.split(|b| *b == b'\n') {
         if line.len() > MAX_FEED_LINE_BYTES {
             continue;

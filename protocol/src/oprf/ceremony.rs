@@ -778,6 +778,7 @@ mod tests {
                     crate::manifest::Member::for_province(
                         r.region,
                         crate::crypto::Keypair::from_secret([i + 10; 32]).public(),
+                        crate::crypto::Keypair::from_secret([i + 110; 32]).public(),
                         vec![],
                     )
                 })

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use credfed_protocol::calendar::WorkingCalendar;
 use credfed_protocol::catalogue::Catalogue;
 use credfed_protocol::crypto::Keypair;
-use credfed_protocol::envelope::{AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, seal, sign_body};
+use credfed_protocol::envelope::{
+    AppendPosition, GENESIS_PREV_HASH, NODE_UNIT, OPERATOR_UNIT, seal, sign_body,
+};
 use credfed_protocol::ids::person::person_ref;
 use credfed_protocol::ids::{DepartmentId, PersonRef, RegionCode, Role};
 use credfed_protocol::ledger::{Admission, Ledger, Rejection, Rules};
@@ -50,6 +52,8 @@ pub struct World {
     #[allow(dead_code)] // kept so tests can sign manifest updates
     pub authority: Keypair,
     pub nodes: BTreeMap<RegionCode, Keypair>,
+    /// Each region's operator key (signs its department registrations).
+    pub operators: BTreeMap<RegionCode, Keypair>,
     pub manifest: Manifest,
     pub catalogue: Catalogue,
     pub calendar: WorkingCalendar,
@@ -83,6 +87,10 @@ impl World {
             .iter()
             .map(|&c| (region(c), key(&format!("node-{c}"))))
             .collect();
+        let operators: BTreeMap<RegionCode, Keypair> = codes
+            .iter()
+            .map(|&c| (region(c), key(&format!("operator-{c}"))))
+            .collect();
         let manifest = Manifest::for_build(
             FED,
             1,
@@ -91,12 +99,13 @@ impl World {
             authority.public(),
             nodes
                 .iter()
-                .map(|(r, k)| Member::for_province(*r, k.public(), vec![]))
+                .map(|(r, k)| Member::for_province(*r, k.public(), operators[r].public(), vec![]))
                 .collect(),
         );
         let mut w = World {
             authority,
             nodes,
+            operators,
             manifest,
             catalogue: Catalogue::embedded().unwrap(),
             calendar: WorkingCalendar::embedded().unwrap(),
@@ -120,7 +129,7 @@ impl World {
         }
     }
 
-    /// Registers a department through its province's node.
+    /// Registers a department as its province's operator.
     pub fn register(&mut self, id: &str, roles: &[Role]) -> DepartmentId {
         let d = dept(id);
         let k = key(&format!("dept-{id}"));
@@ -130,12 +139,12 @@ impl World {
             roles: roles.to_vec(),
             key: k.public(),
         };
-        let node = DepartmentId {
+        let operator = DepartmentId {
             region: d.home_province(),
-            unit: NODE_UNIT.into(),
+            unit: OPERATOR_UNIT.into(),
         };
         self.depts.insert(d.clone(), k);
-        self.accept(&node.to_string(), body);
+        self.accept(&operator.to_string(), body);
         d
     }
 
@@ -145,6 +154,8 @@ impl World {
         let region = author.home_province();
         let signer = if author.unit == NODE_UNIT {
             &self.nodes[&region]
+        } else if author.unit == OPERATOR_UNIT {
+            &self.operators[&region]
         } else {
             &self.depts[&author]
         };

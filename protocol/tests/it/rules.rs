@@ -444,7 +444,7 @@ fn art15_department_roles_regions_and_revocation() {
         key: k.public(),
     };
     assert_eq!(
-        w.refuse("310000:node", foreign.clone()).reason,
+        w.refuse("310000:operator", foreign.clone()).reason,
         RejectReason::Unauthorised
     );
     // Operators register; publishers do not.
@@ -472,7 +472,7 @@ fn art15_department_roles_regions_and_revocation() {
     );
     // Revoked departments write nothing more, and cannot be re-registered.
     w.accept(
-        "310000:node",
+        "310000:operator",
         Body::DepartmentRevoked {
             department: dept("310000:pub"),
             reason: "机构改革".into(),
@@ -485,7 +485,7 @@ fn art15_department_roles_regions_and_revocation() {
     assert_eq!(r.reason, RejectReason::AuthorRevoked);
     assert_eq!(
         w.refuse(
-            "310000:node",
+            "310000:operator",
             Body::DepartmentRegistered {
                 department: dept("310000:pub"),
                 name: "n".into(),
@@ -496,15 +496,17 @@ fn art15_department_roles_regions_and_revocation() {
         .reason,
         RejectReason::Conflict
     );
-    // The node may not publish list entries in its own name.
-    assert_eq!(
-        w.refuse(
-            "310000:node",
-            Body::ListEntryPublished(black_entry(org(ACME), "d3", &[]))
-        )
-        .reason,
-        RejectReason::Unauthorised
-    );
+    // Neither the node nor the operator may publish list entries in its own name.
+    for own in ["310000:node", "310000:operator"] {
+        assert_eq!(
+            w.refuse(
+                own,
+                Body::ListEntryPublished(black_entry(org(ACME), "d3", &[]))
+            )
+            .reason,
+            RejectReason::Unauthorised
+        );
+    }
 }
 
 /// Invariant 3: forged signatures, non-members, broken chains and replays are refused;
@@ -1445,18 +1447,76 @@ fn art14_related_persons_are_found_with_their_role() {
 }
 
 #[test]
-fn node_unit_is_reserved() {
+fn node_and_operator_units_are_reserved() {
     let mut w = world();
+    for unit in [NODE_UNIT, credfed_protocol::envelope::OPERATOR_UNIT] {
+        let r = w.refuse(
+            "310000:operator",
+            Body::DepartmentRegistered {
+                department: dept(&format!("310000:{unit}")),
+                name: "n".into(),
+                roles: vec![Role::Operator],
+                key: key("k").public(),
+            },
+        );
+        assert_eq!(r.reason, RejectReason::Unauthorised);
+        assert!(r.to_string().contains("reserved"), "{r}");
+    }
+}
+
+/// Departments are registered and revoked by the region's operator, with the operator
+/// key the manifest names apart from the node key (docs/protocol.md §7): the running
+/// node's key cannot make a department, an operator record signed with the node key is
+/// refused, and the operator writes nothing but registrations and revocations, in its
+/// own region's log only.
+#[test]
+fn department_registration_is_signed_by_the_operator_key_not_the_node_key() {
+    let mut w = world();
+    let body = Body::DepartmentRegistered {
+        department: dept("310000:new"),
+        name: "n".into(),
+        roles: vec![Role::Publisher],
+        key: key("k").public(),
+    };
+    let r = w.refuse("310000:node", body.clone());
+    assert_eq!(r.reason, RejectReason::Unauthorised);
+    assert!(
+        r.to_string()
+            .contains("registered and revoked by the operator"),
+        "{r}"
+    );
     let r = w.refuse(
         "310000:node",
-        Body::DepartmentRegistered {
-            department: dept(&format!("310000:{NODE_UNIT}")),
-            name: "n".into(),
-            roles: vec![Role::Operator],
-            key: key("k").public(),
+        Body::DepartmentRevoked {
+            department: dept("310000:pub"),
+            reason: "x".into(),
         },
     );
     assert_eq!(r.reason, RejectReason::Unauthorised);
+    // Author "operator", signed with the node key.
+    let (bytes, sig) = credfed_protocol::envelope::sign_body(FED, &w.nodes[&region(SH)], &body);
+    let sealed = w.seal_signed(dept("310000:operator"), bytes, sig);
+    assert_eq!(
+        w.ingest(&sealed).unwrap_err().reason,
+        RejectReason::BadAuthorSignature
+    );
+    // Another region's operator in this region's log.
+    let (bytes, sig) = credfed_protocol::envelope::sign_body(FED, &w.operators[&region(GD)], &body);
+    let sealed = w.seal_signed(dept("440000:operator"), bytes, sig);
+    assert_eq!(
+        w.ingest(&sealed).unwrap_err().reason,
+        RejectReason::Unauthorised
+    );
+    // The operator may not write equivocation evidence (the node's own record).
+    let r = w.refuse(
+        "310000:operator",
+        Body::EquivocationEvidence {
+            first: vec![1],
+            second: vec![2],
+        },
+    );
+    assert_eq!(r.reason, RejectReason::Unauthorised);
+    w.accept("310000:operator", body);
 }
 
 /// Articles 二十 and 二十三: a target region may decline a measure, but must say why; a

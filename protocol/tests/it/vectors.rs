@@ -359,6 +359,7 @@ fn fuzz_seed_manifest_parses() {
                     Member::for_province(
                         RegionCode::new(p.code, "r").unwrap(),
                         Keypair::from_secret([i as u8 + 1; 32]).public(),
+                        Keypair::from_secret([i as u8 + 101; 32]).public(),
                         vec![],
                     )
                 })

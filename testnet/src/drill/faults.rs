@@ -424,11 +424,12 @@ impl Drill {
                 roles: vec![credfed_protocol::ids::Role::Publisher],
                 key: self.fed.dept_key("rogue").public(),
             };
-            let node = DepartmentId::parse(&format!("{r}:node"), "author")?;
+            // The rogue member's own operator signs: it holds its region's keys.
+            let operator = DepartmentId::parse(&format!("{r}:operator"), "author")?;
             let record = credfed_client::SubmitRecord::sign(
                 FEDERATION_ID,
-                &node,
-                &self.fed.nodes[i].node_key,
+                &operator,
+                &self.fed.nodes[i].operator_key,
                 &body,
             );
             let resp = self.fed.nodes[i]

@@ -171,8 +171,8 @@ impl Drill {
         let client = ApiClient::with_identity(
             &format!("{ip}:{api}"),
             &dir.join("api-ca.pem"),
-            &op.join(format!("{region}-node.pem")),
-            &op.join(format!("{region}-node.key")),
+            &op.join(format!("{region}-operator.pem")),
+            &op.join(format!("{region}-operator.key")),
         )?
         .with_timeout(Duration::from_secs(5));
         let writer = client.clone().with_timeout(Duration::from_secs(30));
@@ -185,6 +185,9 @@ impl Drill {
                 p2p_port: p2p,
                 node_key: credfed_protocol::crypto::Keypair::from_secret(
                     self.fed.nodes[i].node_key.secret_bytes(),
+                ),
+                operator_key: credfed_protocol::crypto::Keypair::from_secret(
+                    self.fed.nodes[i].operator_key.secret_bytes(),
                 ),
                 client,
                 writer,

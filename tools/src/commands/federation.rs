@@ -90,6 +90,7 @@ struct MemberRow {
     region: String,
     name: String,
     node_key: String,
+    operator_key: String,
     #[serde(default)]
     addresses: Vec<String>,
 }
@@ -118,6 +119,8 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
                     name: m.name,
                     node_key: PublicKey::from_hex(&m.node_key)
                         .map_err(|e| invalid(format!("member.node_key: {e}")))?,
+                    operator_key: PublicKey::from_hex(&m.operator_key)
+                        .map_err(|e| invalid(format!("member.operator_key: {e}")))?,
                     addresses: m.addresses,
                 });
             }
@@ -172,6 +175,7 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
             region,
             name,
             node_key,
+            operator_key,
             addresses,
         } => {
             let mut m = read_draft(&draft)?;
@@ -183,6 +187,7 @@ pub fn federation(mode: Output, cmd: FederationCmd) -> Res {
                 name,
                 node_key: PublicKey::from_hex(&node_key)
                     .map_err(|e| invalid(format!("--node-key: {e}")))?,
+                operator_key: public_key_arg(&operator_key, false)?,
                 addresses,
             });
             m.members.sort_by_key(|x| x.region);

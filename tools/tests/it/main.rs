@@ -68,11 +68,11 @@ impl Env {
             .env("CREDFED_CA", n.dir.join("api-ca.pem"))
             .env(
                 "CREDFED_CERT",
-                n.dir.join("operator").join(format!("{r}-node.pem")),
+                n.dir.join("operator").join(format!("{r}-operator.pem")),
             )
             .env(
                 "CREDFED_CERT_KEY",
-                n.dir.join("operator").join(format!("{r}-node.key")),
+                n.dir.join("operator").join(format!("{r}-operator.key")),
             )
             .env("CREDFED_AUTHOR", dept)
             .env(
@@ -1390,10 +1390,11 @@ fn federation_init_states_the_faults_its_quorums_tolerate() {
         .enumerate()
         .map(|(i, p)| {
             format!(
-                "[[member]]\nregion = \"{}\"\nname = \"{}\"\nnode_key = \"{}\"\n\n",
+                "[[member]]\nregion = \"{}\"\nname = \"{}\"\nnode_key = \"{}\"\noperator_key = \"{}\"\n\n",
                 p.code,
                 p.name_zh,
-                Keypair::from_secret([i as u8 + 1; 32]).public().to_hex()
+                Keypair::from_secret([i as u8 + 1; 32]).public().to_hex(),
+                Keypair::from_secret([i as u8 + 101; 32]).public().to_hex()
             )
         })
         .collect();
@@ -1490,14 +1491,14 @@ async fn verify_evidence_checks_a_members_fork_offline() {
             roles: vec![credfed_protocol::ids::Role::Publisher],
             key: node_key.public(),
         };
-        let (bytes, sig) = sign_body(fed_id, node_key, &body);
+        let (bytes, sig) = sign_body(fed_id, &env.fed.nodes[0].operator_key, &body);
         let at = AppendPosition {
             region: sh,
             seq: 3,
             prev_hash: Hash256([2; 32]),
             timestamp: credfed_protocol::time::Timestamp(1_790_000_000_000),
         };
-        let author = credfed_protocol::ids::DepartmentId::parse("310000:node", "a").unwrap();
+        let author = credfed_protocol::ids::DepartmentId::parse("310000:operator", "a").unwrap();
         seal(fed_id, node_key, &at, author, bytes, sig).unwrap()
     };
     let verify = |name: &str, v: &Value| {
@@ -1581,8 +1582,8 @@ async fn person_ref(env: &Env, i: usize) -> Value {
     let client = credfed_client::ApiClient::with_identity(
         &n.api,
         &n.dir.join("api-ca.pem"),
-        &n.dir.join("operator").join(format!("{r}-node.pem")),
-        &n.dir.join("operator").join(format!("{r}-node.key")),
+        &n.dir.join("operator").join(format!("{r}-operator.pem")),
+        &n.dir.join("operator").join(format!("{r}-operator.key")),
     )
     .unwrap();
     let end = Instant::now() + Duration::from_secs(30);
