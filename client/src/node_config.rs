@@ -299,10 +299,55 @@ fn default_group_commit_max() -> usize {
 pub const MAX_CLOCK_OFFSET_MS: i64 = 366 * 24 * 3600 * 1000;
 
 const TEMPLATE_COMMENTS: &str = "\
-# credfed-node configuration. Every setting is shown with its value; paths are relative
-# to data_dir unless absolute. Environment variables CREDFED_<NAME> (upper case) override
-# the file, and command-line flags override both.
+# credfed-node configuration. Every setting is shown with its value and what it does;
+# paths are relative to data_dir unless absolute. Environment variables CREDFED_<NAME>
+# (upper case) override the file, and command-line flags override both.
 ";
+
+/// Each field of [`NodeConfig`] with its doc comment (joined into one paragraph; blank
+/// doc lines kept as paragraph breaks), in declaration order, read from this file.
+fn setting_notes() -> Vec<(&'static str, String)> {
+    const SOURCE: &str = include_str!("node_config.rs");
+    let Some(body) = SOURCE
+        .split_once("pub struct NodeConfig {")
+        .and_then(|(_, rest)| rest.split_once("\n}\n"))
+        .map(|(body, _)| body)
+    else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    let mut doc: Vec<&str> = Vec::new();
+    for line in body.lines() {
+        let t = line.trim();
+        if let Some(d) = t.strip_prefix("///") {
+            doc.push(d.trim());
+        } else if let Some((name, _)) = t.strip_prefix("pub ").and_then(|r| r.split_once(':')) {
+            notes.push((name.trim(), doc.join(" ").replace("  ", "\n")));
+            doc.clear();
+        } else if !t.starts_with("#[") && !t.starts_with("//") && !t.is_empty() {
+            doc.clear();
+        }
+    }
+    notes
+}
+
+/// `text` as `# ` comment lines of at most `width` characters (a blank doc line starts a
+/// new paragraph).
+fn wrap_comment(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.split('\n') {
+        let mut line = String::from("#");
+        for word in paragraph.split_whitespace() {
+            if line.chars().count() + 1 + word.chars().count() > width && line.len() > 1 {
+                lines.push(std::mem::replace(&mut line, String::from("#")));
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        lines.push(line);
+    }
+    lines
+}
 
 impl NodeConfig {
     /// Defaults for a region and data directory.
@@ -590,9 +635,46 @@ impl NodeConfig {
             path: path.display().to_string(),
             detail,
         };
-        let body = toml::to_string(self).map_err(|e| io(format!("cannot render: {e}")))?;
-        std::fs::write(path, format!("{TEMPLATE_COMMENTS}\n{body}"))
-            .map_err(|e| io(format!("cannot write: {e}")))
+        let text = self
+            .commented()
+            .map_err(|e| io(format!("cannot render: {e}")))?;
+        std::fs::write(path, text).map_err(|e| io(format!("cannot write: {e}")))
+    }
+
+    /// The configuration as TOML with every setting preceded by what it does: the
+    /// setting's doc comment on [`NodeConfig`], taken from this file's source when it is
+    /// compiled, so that a setting and its explanation cannot drift apart.
+    pub fn commented(&self) -> std::result::Result<String, toml::ser::Error> {
+        let table = toml::Table::try_from(self)?;
+        let mut out = format!("{TEMPLATE_COMMENTS}\n");
+        let notes = setting_notes();
+        let mut written = std::collections::BTreeSet::new();
+        for (name, note) in &notes {
+            let Some(value) = table.get(*name) else {
+                continue;
+            };
+            for line in wrap_comment(note, 88) {
+                out.push_str(&line);
+                out.push('\n');
+            }
+            let mut one = toml::Table::new();
+            one.insert((*name).to_string(), value.clone());
+            out.push_str(&toml::to_string(&one)?);
+            out.push('\n');
+            written.insert(*name);
+        }
+        // A setting without a doc comment would be a build error (missing_docs); keep
+        // anything else rather than lose it.
+        let mut rest = toml::Table::new();
+        for (k, v) in &table {
+            if !written.contains(k.as_str()) {
+                rest.insert(k.clone(), v.clone());
+            }
+        }
+        if !rest.is_empty() {
+            out.push_str(&toml::to_string(&rest)?);
+        }
+        Ok(out)
     }
 
     /// The region code.
@@ -639,6 +721,59 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn example() -> NodeConfig {
+        NodeConfig::defaults(
+            RegionCode::new(310000, "region").unwrap(),
+            Path::new("/var/lib/credfed"),
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            4101,
+            8443,
+        )
+    }
+
+    /// Every setting a node's config.toml holds says what it does, the commented file
+    /// reads back as the same configuration, and the example the Debian package ships
+    /// (`deploy/config.example.toml`) is this build's. Regenerate it with
+    /// `CREDFED_WRITE_CONFIG_EXAMPLE=1 cargo test -p credfed-client commented`.
+    #[test]
+    fn the_commented_configuration_explains_every_setting_and_reads_back() {
+        let cfg = example();
+        let table = toml::Table::try_from(&cfg).unwrap();
+        let notes = setting_notes();
+        for key in table.keys() {
+            let note = notes.iter().find(|(n, _)| n == key).map(|(_, d)| d);
+            assert!(
+                note.is_some_and(|d| d.len() > 10),
+                "setting {key} has no doc comment to explain it"
+            );
+        }
+        let text = cfg.commented().unwrap();
+        assert!(
+            text.contains(
+                "# Provincial-level region code this node speaks for.\nregion = \"310000\"\n"
+            ),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+        let dir =
+            std::env::temp_dir().join(format!("credfed-config-example-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        cfg.save(&path).unwrap();
+        let back = NodeConfig::load(&path).unwrap();
+        assert_eq!(back.commented().unwrap(), text);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/config.example.toml");
+        if std::env::var_os("CREDFED_WRITE_CONFIG_EXAMPLE").is_some() {
+            std::fs::write(shipped, &text).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(shipped).unwrap(),
+            text,
+            "deploy/config.example.toml is not this build's; regenerate it (see the test's doc)"
+        );
+    }
 
     /// The CLI's settings file given to the node is named as such, with the way out.
     #[test]

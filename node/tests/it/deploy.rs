@@ -240,6 +240,10 @@ fn the_debian_package_holds_the_node_its_unit_and_kit() {
         ("/lib/systemd/system/credfed-node.service", "-rw-r--r--"),
         ("/usr/share/doc/credfed-node/operator.md", "-rw-r--r--"),
         (
+            "/usr/share/doc/credfed-node/examples/config.toml",
+            "-rw-r--r--",
+        ),
+        (
             "/usr/share/credfed-node/prometheus/credfed.rules.yml",
             "-rw-r--r--",
         ),
