@@ -511,9 +511,16 @@ impl ManifestWatch {
                         continue;
                     };
                     let hash = signed.hash();
-                    if self.core.signed_manifest().map(SignedManifest::hash) == Some(hash)
-                        || refused == Some(hash)
-                    {
+                    if self.core.signed_manifest().map(SignedManifest::hash) == Some(hash) {
+                        // The file holds the manifest the node runs again (a refused
+                        // file put right): nothing is wrong with it any more.
+                        if let Ok(mut s) = self.status.lock() {
+                            s.manifest_refused = None;
+                        }
+                        refused = None;
+                        continue;
+                    }
+                    if refused == Some(hash) {
                         continue;
                     }
                     let source = path.display().to_string();

@@ -1644,7 +1644,18 @@ async fn a_node_never_goes_back_to_an_older_manifest_and_warns_before_expiry() {
         "log:\n{}",
         c.log(1)
     );
+    // Put right, the warning goes.
     std::fs::write(c.nodes[1].dir.join("manifest.json"), &v2).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            c.status(1)
+                .await
+                .is_some_and(|s| s["manifest_refused"].is_null())
+        })
+        .await,
+        "log:\n{}",
+        c.log(1)
+    );
     c.stop(1);
     c.stop(0);
     std::fs::write(&manifest_file, &v1).unwrap();
