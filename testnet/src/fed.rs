@@ -525,18 +525,17 @@ impl Federation {
         let mut poll = tokio::time::interval(Duration::from_millis(200));
         loop {
             poll.tick().await;
-            let nodes = &self.nodes;
-            let counts = futures::future::join_all((0..nodes.len()).map(|i| async move {
-                nodes[i]
-                    .client
-                    .get("/v1/status")
-                    .await
-                    .ok()
-                    .and_then(|r| r.json().ok())
-                    .and_then(|v| v["peers_connected"].as_u64())
-                    .unwrap_or(0)
-            }))
-            .await;
+            let all: Vec<usize> = (0..self.nodes.len()).collect();
+            let counts: Vec<u64> = self
+                .statuses(&all)
+                .await
+                .iter()
+                .map(|s| {
+                    s.as_ref()
+                        .and_then(|v| v["peers_connected"].as_u64())
+                        .unwrap_or(0)
+                })
+                .collect();
             if counts.iter().all(|c| *c as usize >= want) {
                 return Ok(());
             }
@@ -546,6 +545,20 @@ impl Federation {
                 );
             }
         }
+    }
+
+    /// `/v1/status` of nodes `at`, asked at once (`None` where a node does not answer).
+    async fn statuses(&self, at: &[usize]) -> Vec<Option<serde_json::Value>> {
+        let nodes = &self.nodes;
+        futures::future::join_all(at.iter().map(|&i| async move {
+            nodes[i]
+                .client
+                .get("/v1/status")
+                .await
+                .ok()
+                .and_then(|r| r.json().ok())
+        }))
+        .await
     }
 
     /// Key of a department in this testnet.
@@ -685,20 +698,17 @@ impl Federation {
         let mut poll = tokio::time::interval(Duration::from_millis(200));
         loop {
             poll.tick().await;
-            let nodes = &self.nodes;
-            let running = futures::future::join_all(live.iter().map(|&i| async move {
-                nodes[i]
-                    .client
-                    .get("/v1/status")
-                    .await
-                    .ok()
-                    .and_then(|r| r.json().ok())
-                    .is_some_and(|v| {
+            let running: Vec<bool> = self
+                .statuses(&live)
+                .await
+                .iter()
+                .map(|s| {
+                    s.as_ref().is_some_and(|v| {
                         v["manifest_version"].as_u64() == Some(version)
                             && v["members"].as_u64() == Some(members as u64)
                     })
-            }))
-            .await;
+                })
+                .collect();
             if running.iter().all(|r| *r) {
                 break;
             }
