@@ -602,38 +602,71 @@ impl Federation {
                     &key,
                     &hex::encode(self.dept_key(&d.to_string()).secret_bytes()),
                 )?;
-                let mut config = toml::Table::new();
-                for (k, v) in [
-                    ("node", n.api.clone()),
-                    ("ca", dir.join("api-ca.pem").display().to_string()),
+                configs.push(self.write_cli_config(
+                    n,
+                    &dir.join(format!("{unit}.toml")),
+                    &d,
                     (
-                        "cert",
-                        out.join(format!("{stem}.pem")).display().to_string(),
+                        &out.join(format!("{stem}.pem")),
+                        &out.join(format!("{stem}.key")),
                     ),
-                    (
-                        "cert_key",
-                        out.join(format!("{stem}.key")).display().to_string(),
-                    ),
-                    ("author", d.to_string()),
-                    ("key", key.display().to_string()),
-                    ("manifest", manifest.display().to_string()),
-                    ("authority_key", self.authority.public().to_hex()),
-                ] {
-                    config.insert(k.into(), toml::Value::String(v));
-                }
-                let path = dir.join(format!("{unit}.toml"));
-                std::fs::write(
-                    &path,
-                    format!(
-                        "# CLI settings of {d} in this testnet: CREDFED_CONFIG={} credfed …\n{}",
-                        path.display(),
-                        toml::to_string(&config)?
-                    ),
-                )?;
-                configs.push(path);
+                    &key,
+                    &manifest,
+                )?);
             }
+            // The region's operator: its API certificate and the operator signing key
+            // `init` made (departments are registered with it).
+            let operator = DepartmentId::new(n.region, OPERATOR_UNIT, "operator")?;
+            let op = dir.join("operator");
+            let stem = operator.to_string().replace(':', "-");
+            configs.push(self.write_cli_config(
+                n,
+                &dir.join("operator.toml"),
+                &operator,
+                (
+                    &op.join(format!("{stem}.pem")),
+                    &op.join(format!("{stem}.key")),
+                ),
+                &dir.join(credfed_client::node_config::OPERATOR_KEY_FILE),
+                &manifest,
+            )?);
         }
         Ok(configs)
+    }
+
+    /// Writes a `credfed` CLI settings file at `path` acting as `author` at node `n`.
+    fn write_cli_config(
+        &self,
+        n: &NodeHandle,
+        path: &Path,
+        author: &DepartmentId,
+        (cert, cert_key): (&Path, &Path),
+        key: &Path,
+        manifest: &Path,
+    ) -> Result<PathBuf> {
+        let dir = std::fs::canonicalize(&n.dir)?;
+        let mut config = toml::Table::new();
+        for (k, v) in [
+            ("node", n.api.clone()),
+            ("ca", dir.join("api-ca.pem").display().to_string()),
+            ("cert", cert.display().to_string()),
+            ("cert_key", cert_key.display().to_string()),
+            ("author", author.to_string()),
+            ("key", key.display().to_string()),
+            ("manifest", manifest.display().to_string()),
+            ("authority_key", self.authority.public().to_hex()),
+        ] {
+            config.insert(k.into(), toml::Value::String(v));
+        }
+        std::fs::write(
+            path,
+            format!(
+                "# CLI settings of {author} in this testnet: CREDFED_CONFIG={} credfed …\n{}",
+                path.display(),
+                toml::to_string(&config)?
+            ),
+        )?;
+        Ok(path.to_path_buf())
     }
 
     /// Adds the prepared node of `region` as the authority and one operator would, while

@@ -175,7 +175,7 @@ fn real_main() -> Result<ExitCode> {
             }
             let units: Vec<String> = fed::UNITS.iter().map(|(u, roles)| format!("{u} ({})", roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join(", "))).collect();
             let first = &f.nodes[0];
-            println!("\n{} nodes running. Links: {}.\nDepartments of every region: {}; each has a CLI config <node dir>/<unit>.toml (signing key, client certificate, node, manifest), e.g.\n  CREDFED_CONFIG={}/pub.toml credfed status\nOperator certificates: <node dir>/operator/. Stop with: credfed-testnet down --dir {}", f.nodes.len(), f.fault_mode, units.join(", "), first.dir.display(), dir.display());
+            println!("\n{} nodes running. Links: {}.\nDepartments of every region: {}; each has a CLI config <node dir>/<unit>.toml (signing key, client certificate, node, manifest), e.g.\n  CREDFED_CONFIG={}/pub.toml credfed status\nEach region's operator (registers and revokes departments with the operator key): <node dir>/operator.toml, e.g.\n  CREDFED_CONFIG={}/operator.toml credfed dept list\nStop with: credfed-testnet down --dir {}", f.nodes.len(), f.fault_mode, units.join(", "), first.dir.display(), first.dir.display(), dir.display());
             f.detach();
             Ok(ExitCode::SUCCESS)
         })),
