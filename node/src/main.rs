@@ -20,6 +20,18 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum ManifestCmd {
+    /// Install a new manifest version (see `install-manifest`).
+    Install {
+        /// Config file of the node.
+        #[arg(long, env = "CREDFED_NODE_CONFIG")]
+        config: PathBuf,
+        /// The signed manifest the federation authority published.
+        manifest: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Create a data directory: node key (0600), API certificates, this member's person-key
     /// share if given (0600), and a config file with every default written out.
@@ -189,8 +201,9 @@ enum Cmd {
     },
     /// Install a new manifest version: verified first (the pinned authority's signature,
     /// not expired, this node's key named for its region, a version above the one in
-    /// use), then put in place of the manifest file (the old one kept beside it);
-    /// restart the node to run it.
+    /// use), then put in place of the manifest file (the old one kept beside it). A
+    /// running node adopts it within 5 s and its members fetch it from it; a stopped
+    /// one runs it when started. Also `credfed-node manifest install`.
     InstallManifest {
         /// Config file of the node.
         #[arg(long, env = "CREDFED_NODE_CONFIG")]
@@ -198,6 +211,9 @@ enum Cmd {
         /// The signed manifest the federation authority published.
         manifest: PathBuf,
     },
+    /// The manifest: `install` (the same as `install-manifest`).
+    #[command(subcommand)]
+    Manifest(ManifestCmd),
     /// Mark the store as restored (the node stopped): at its next start the node waits for
     /// a member to confirm this region's log before it writes. For a machine brought
     /// back from a disk image or VM snapshot, which the node cannot tell from its own
@@ -331,7 +347,8 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::InstallManifest { config, manifest } => {
+        Cmd::InstallManifest { config, manifest }
+        | Cmd::Manifest(ManifestCmd::Install { config, manifest }) => {
             let cfg = NodeConfig::load(&config)?;
             let report = credfed_node::daemon::install_manifest(&cfg, &manifest)?;
             println!("{report}");

@@ -1800,9 +1800,10 @@ async fn a_member_added_by_a_new_manifest_joins_while_the_federation_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let offered = tmp.path().join("manifest-v2.json");
     std::fs::write(&offered, &v2).unwrap();
+    // `manifest install`, the other spelling of `install-manifest`.
     let out = node_cli(
         &c.nodes[0].dir.join("config.toml"),
-        &["install-manifest", offered.to_str().unwrap()],
+        &["manifest", "install", offered.to_str().unwrap()],
     );
     assert!(
         out.status.success(),
