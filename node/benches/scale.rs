@@ -313,6 +313,20 @@ fn memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Resident memory once the allocator has given the heap this process freed back to
+/// the system: what it holds live (glibc otherwise keeps freed heap).
+fn resident_without_freed_heap() -> u64 {
+    // SAFETY: malloc_trim takes an integer and only releases free heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    memory().0
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
 /// Bytes the files under `dir` occupy (allocated blocks).
 fn disk_usage(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -543,15 +557,11 @@ fn main() {
     let applied = metrics.ingested.load(Ordering::Relaxed);
     assert_eq!(applied, n, "every envelope applied");
     let (rss_filled, peak_filled) = memory();
-    // SAFETY: as below; what the filled node holds live, without the heap it freed.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let (rss_filled_live, _) = memory();
+    let rss_filled_live = resident_without_freed_heap();
     eprintln!(
         "resident after filling: {:.0} MiB; {:.0} MiB once the heap the fill freed is given back",
-        rss_filled as f64 / (1u64 << 20) as f64,
-        rss_filled_live as f64 / (1u64 << 20) as f64
+        mib(rss_filled),
+        mib(rss_filled_live)
     );
     let disk_before_prune = disk_usage(&store_dir);
     // What stays once superseded map versions age out (the node prunes them by itself
@@ -605,18 +615,13 @@ fn main() {
     let proven = with_map.then(|| proven_answers(&core, &manifest, &regions, per_region));
     let workflows = workflow_reads(&core, &regions);
     let (rss_serving_untrimmed, _) = memory();
-    // This process filled the store before it "restarted" it: the allocator still holds
-    // heap the fill freed. A restarted node starts without it; give it back to the
-    // system before measuring, so that the figure is the restarted node's.
-    // SAFETY: malloc_trim takes an integer and only releases free heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let (rss_serving, _) = memory();
+    // This process filled the store before it "restarted" it: a restarted node starts
+    // without the heap the fill freed, so the figure is taken without it.
+    let rss_serving = resident_without_freed_heap();
     eprintln!(
         "resident after restart and checks: {:.0} MiB; {:.0} MiB before the heap the fill freed was given back",
-        rss_serving as f64 / (1u64 << 20) as f64,
-        rss_serving_untrimmed as f64 / (1u64 << 20) as f64
+        mib(rss_serving),
+        mib(rss_serving_untrimmed)
     );
 
     // The limit: two strict verifications per envelope (catch-up's own cryptography).
@@ -643,7 +648,6 @@ fn main() {
         https_checks(&work, &manifest, &authority, store, &regions, per_region)
     };
 
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let envelope_bytes = parts.get(&b'L').map_or(log_bytes, |p| p.bytes);
     println!(
         "engine: {}, cache {} MiB",
