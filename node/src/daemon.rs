@@ -371,7 +371,15 @@ pub fn install_manifest(cfg: &NodeConfig, offered: &Path) -> Result<String> {
         "manifest",
         "ask the federation authority for the signed manifest",
     )?;
-    install_manifest_text(cfg, &text, &offered.display().to_string())
+    install_manifest_text(cfg, &text, &offered.display().to_string()).map(|i| i.report)
+}
+
+/// What [`install_manifest_text`] installed.
+pub struct Installed {
+    /// The version now in the manifest file.
+    pub version: u64,
+    /// What was done, for the operator.
+    pub report: String,
 }
 
 fn read_signed_manifest(p: &Path) -> Result<SignedManifest> {
@@ -386,7 +394,7 @@ fn read_signed_manifest(p: &Path) -> Result<SignedManifest> {
 /// [`install_manifest`] for a manifest's text already read: `source` names where it
 /// came from in errors (a file, or the member that sent it). The text is installed as
 /// it is (checked, never rewritten).
-pub fn install_manifest_text(cfg: &NodeConfig, text: &str, source: &str) -> Result<String> {
+pub fn install_manifest_text(cfg: &NodeConfig, text: &str, source: &str) -> Result<Installed> {
     let signed: SignedManifest =
         serde_json::from_str(text).with_context(|| format!("{source}: not a signed manifest"))?;
     let clock = Clock::new(cfg.clock_offset_ms);
@@ -415,7 +423,7 @@ pub fn install_manifest_text(cfg: &NodeConfig, text: &str, source: &str) -> Resu
     let kept = path.with_extension(format!("json.replaced-{stamp}"));
     std::fs::copy(&path, &kept).with_context(|| format!("keeping {}", path.display()))?;
     crate::config::write_atomically(&path, text.as_bytes(), 0o644)?;
-    Ok(format!(
+    let report = format!(
         "installed manifest version {} (was {}; kept as {}), {} members, expires {}; a running node adopts it within {} s and its members fetch it from it, a stopped one runs it when started",
         new.version,
         held.version,
@@ -423,7 +431,11 @@ pub fn install_manifest_text(cfg: &NodeConfig, text: &str, source: &str) -> Resu
         new.members.len(),
         new.expires_at.cst_string(),
         MANIFEST_CHECK.as_secs()
-    ))
+    );
+    Ok(Installed {
+        version: new.version,
+        report,
+    })
 }
 
 /// Verifies `signed` as a manifest this node may run after `held`: signed by the
@@ -497,7 +509,7 @@ impl ManifestWatch {
                     .unwrap_or_else(|e| Err(anyhow::anyhow!("installing: {e}")));
                     // Whatever happened, the file this task wrote is not news to it.
                     seen = modified(&path);
-                    (hash, false, installed.map(|said| (offer.signed, said)))
+                    (hash, false, installed.map(|i| (i.version, i.report)))
                 }
                 _ = tick.tick() => {
                     let now_modified = modified(&path);
@@ -525,19 +537,12 @@ impl ManifestWatch {
                     }
                     let source = path.display().to_string();
                     let checked = successor(&self.cfg, self.core.manifest(), &signed, self.core.now(), &source)
-                        .map(|m| (signed, format!("{source} holds manifest version {}", m.version)));
+                        .map(|m| (m.version, format!("{source} holds manifest version {}", m.version)));
                     (hash, true, checked)
                 }
             };
             match outcome {
-                (_, _, Ok((signed, said))) => {
-                    let version =
-                        credfed_protocol::codec::decode::<credfed_protocol::manifest::Manifest>(
-                            &signed.manifest,
-                            credfed_protocol::limits::MAX_MANIFEST_BYTES,
-                            "manifest",
-                        )
-                        .map_or(0, |m| m.version);
+                (_, _, Ok((version, said))) => {
                     tracing::info!(
                         version,
                         running = self.core.manifest().version,
