@@ -183,9 +183,11 @@ pub struct NodeConfig {
     /// an fsync (docs/decisions.md, "Witnessing cadence").
     #[serde(default = "default_witness_round_gap_ms")]
     pub witness_round_gap_ms: u64,
-    /// The engine of a store created by this node: `sled` (the embedded default) or
+    /// The engine of a store created by this node: `sled` (the embedded default),
     /// `redb` (a B-tree whose file tracks its live data; docs/decisions.md, "Store
-    /// engine"). An existing store keeps the engine it was created with.
+    /// engine") or `fjall` (an LSM tree: the most compact store at national scale, not
+    /// yet through the crash drills; docs/decisions.md, "An LSM engine measured"). An
+    /// existing store keeps the engine it was created with.
     #[serde(default = "default_store_engine")]
     pub store_engine: String,
     /// The store engine's page cache, MiB; 0 = derived from the machine (a thirty-second
@@ -436,9 +438,9 @@ impl NodeConfig {
             600_000,
         )?;
         range("worker_threads", self.worker_threads as u64, 0, 1024)?;
-        if !matches!(self.store_engine.as_str(), "sled" | "redb") {
+        if !matches!(self.store_engine.as_str(), "sled" | "redb" | "fjall") {
             bail!(
-                "store_engine = {:?}: must be \"sled\" or \"redb\"",
+                "store_engine = {:?}: must be \"sled\", \"redb\" or \"fjall\"",
                 self.store_engine
             );
         }

@@ -35,8 +35,8 @@ enum Cmd {
         /// nftables), `in-node` (the nodes' own fault mode on loopback) or `auto`.
         #[arg(long, value_parser = ["auto", "netns", "in-node"], default_value = "auto")]
         network: String,
-        /// Store engine of every node (`sled`, the default, or `redb`): drills on either.
-        #[arg(long, value_parser = ["sled", "redb"])]
+        /// Store engine of every node (`sled`, the default, `redb` or `fjall`): drills on any.
+        #[arg(long, value_parser = ["sled", "redb", "fjall"])]
         store_engine: Option<String>,
     },
     /// Stop a federation started with `up`.
@@ -69,8 +69,8 @@ enum Cmd {
         /// nftables), `in-node` (the nodes' own fault mode on loopback) or `auto`.
         #[arg(long, value_parser = ["auto", "netns", "in-node"], default_value = "auto")]
         network: String,
-        /// Store engine of every node (`sled`, the default, or `redb`): drills on either.
-        #[arg(long, value_parser = ["sled", "redb"])]
+        /// Store engine of every node (`sled`, the default, `redb` or `fjall`): drills on any.
+        #[arg(long, value_parser = ["sled", "redb", "fjall"])]
         store_engine: Option<String>,
     },
     /// Random fault schedules with random workloads; every invariant checked. A failing

@@ -34,6 +34,12 @@ const DURABLE_EVERY: Duration = Duration::from_millis(500);
 /// The redb file in a store directory.
 pub const REDB_FILE: &str = "store.redb";
 
+/// The directory of a fjall store, in the store's directory.
+pub const FJALL_DIR: &str = "fjall";
+
+/// The one keyspace of a fjall store.
+const FJALL_KEYSPACE: &str = "credfed";
+
 /// Which engine a store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,13 +49,21 @@ pub enum Engine {
     Sled,
     /// redb (a copy-on-write B-tree, fsync per durable commit).
     Redb,
+    /// fjall (an LSM tree: a journal, sorted tables written whole and merged in the
+    /// background).
+    Fjall,
 }
 
 impl Engine {
+    /// Every engine (what the engine contract's tests run on).
+    pub const ALL: [Engine; 3] = [Engine::Sled, Engine::Redb, Engine::Fjall];
+
     /// The engine of the store already in `dir`, if there is one.
     pub fn in_dir(dir: &Path) -> Option<Engine> {
         if dir.join(REDB_FILE).exists() {
             Some(Engine::Redb)
+        } else if dir.join(FJALL_DIR).exists() {
+            Some(Engine::Fjall)
         } else if dir.join("db").exists() || dir.join("conf").exists() {
             Some(Engine::Sled)
         } else {
@@ -62,6 +76,7 @@ impl Engine {
         match self {
             Engine::Sled => "sled",
             Engine::Redb => "redb",
+            Engine::Fjall => "fjall",
         }
     }
 }
@@ -72,8 +87,9 @@ impl std::str::FromStr for Engine {
         match s {
             "sled" => Ok(Engine::Sled),
             "redb" => Ok(Engine::Redb),
+            "fjall" => Ok(Engine::Fjall),
             other => Err(format!(
-                "store.engine: '{other}' is not an engine; use 'redb' or 'sled'"
+                "store.engine: '{other}' is not an engine; use 'redb', 'sled' or 'fjall'"
             )),
         }
     }
@@ -134,6 +150,61 @@ pub enum Kv {
         /// applied (readers take only `pending`'s lock, never this one).
         commit_lock: Mutex<()>,
     },
+    /// fjall: the database and its one keyspace. Batches go to its journal (atomic,
+    /// in order) and its memtable; [`Kv::sync`] fsyncs the journal.
+    Fjall {
+        /// `None` while being reopened.
+        open: RwLock<Option<(fjall::Database, fjall::Keyspace)>>,
+        /// The store's directory (the engine's own is [`FJALL_DIR`] in it).
+        dir: PathBuf,
+        /// The block cache budget it was opened with.
+        cache_bytes: u64,
+    },
+}
+
+fn fjall_handle(
+    open: &RwLock<Option<(fjall::Database, fjall::Keyspace)>>,
+) -> Result<(fjall::Database, fjall::Keyspace), StoreError> {
+    match open.read() {
+        Ok(g) => g.clone().ok_or_else(closed_for_reopen),
+        Err(p) => p.into_inner().clone().ok_or_else(closed_for_reopen),
+    }
+}
+
+fn fjall_err(e: fjall::Error) -> StoreError {
+    match e {
+        fjall::Error::Io(e) => StoreError::Io(e),
+        other => StoreError::Redb(format!("fjall: {other}")),
+    }
+}
+
+fn open_fjall(
+    dir: &Path,
+    cache_bytes: u64,
+    wait: Duration,
+) -> Result<(fjall::Database, fjall::Keyspace), StoreError> {
+    // Like sled, a dropped instance's background threads may hold the lock a moment
+    // longer: wait for it with a deadline, then say what holds it.
+    let deadline = Instant::now() + wait;
+    let db = loop {
+        match fjall::Database::builder(dir.join(FJALL_DIR))
+            .cache_size(cache_bytes)
+            .open()
+        {
+            Ok(db) => break db,
+            Err(fjall::Error::Locked) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(fjall::Error::Locked) => {
+                return Err(StoreError::InUse(dir.display().to_string()));
+            }
+            Err(e) => return Err(fjall_err(e)),
+        }
+    };
+    let keyspace = db
+        .keyspace(FJALL_KEYSPACE, fjall::KeyspaceCreateOptions::default)
+        .map_err(fjall_err)?;
+    Ok((db, keyspace))
 }
 
 /// How long a reopen waits for the engine to let go of its files (sled's background
@@ -505,6 +576,11 @@ impl Kv {
                     commit_lock: Mutex::new(()),
                 })
             }
+            Engine::Fjall => Ok(Kv::Fjall {
+                open: RwLock::new(Some(open_fjall(dir, cache_bytes, SLED_LOCK_WAIT)?)),
+                dir: dir.to_path_buf(),
+                cache_bytes,
+            }),
         }
     }
 
@@ -512,7 +588,7 @@ impl Kv {
     pub fn probe_writable(&self, bytes: usize) -> Result<(), StoreError> {
         use std::io::Write;
         let dir = match self {
-            Kv::Sled { dir, .. } => dir.clone(),
+            Kv::Sled { dir, .. } | Kv::Fjall { dir, .. } => dir.clone(),
             Kv::Redb { file, .. } => file.parent().map(Path::to_path_buf).unwrap_or_default(),
         };
         let path = dir.join("write-probe");
@@ -553,6 +629,16 @@ impl Kv {
                 *g = Some(Arc::new(open_redb(file, *cache_bytes, REOPEN_WAIT)?));
                 Ok(())
             }
+            Kv::Fjall {
+                open,
+                dir,
+                cache_bytes,
+            } => {
+                let mut g = open.write().unwrap_or_else(|p| p.into_inner());
+                drop(g.take());
+                *g = Some(open_fjall(dir, *cache_bytes, REOPEN_WAIT)?);
+                Ok(())
+            }
         }
     }
 
@@ -561,6 +647,7 @@ impl Kv {
         match self {
             Kv::Sled { .. } => Engine::Sled,
             Kv::Redb { .. } => Engine::Redb,
+            Kv::Fjall { .. } => Engine::Fjall,
         }
     }
 
@@ -568,6 +655,11 @@ impl Kv {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Kv::Sled { open, .. } => Ok(sled_handle(open)?.1.get(key)?.map(|v| v.to_vec())),
+            Kv::Fjall { open, .. } => Ok(fjall_handle(open)?
+                .1
+                .get(key)
+                .map_err(fjall_err)?
+                .map(|v| v.to_vec())),
             Kv::Redb { open, pending, .. } => {
                 {
                     let p = lock_pending(pending);
@@ -617,6 +709,17 @@ impl Kv {
                 }
                 tree.apply_batch(b)?;
                 Ok(())
+            }
+            Kv::Fjall { open, .. } => {
+                let (db, keyspace) = fjall_handle(open)?;
+                let mut b = db.batch();
+                for (k, v) in batch.ops {
+                    match v {
+                        Some(v) => b.insert(&keyspace, k, v),
+                        None => b.remove(&keyspace, k),
+                    }
+                }
+                b.commit().map_err(fjall_err)
             }
             Kv::Redb {
                 open,
@@ -668,6 +771,10 @@ impl Kv {
                 commit_lock,
                 ..
             } => commit_pending(&*redb_handle(open)?, pending, commit_lock, true),
+            Kv::Fjall { open, .. } => fjall_handle(open)?
+                .0
+                .persist(fjall::PersistMode::SyncAll)
+                .map_err(fjall_err),
         }
     }
 
@@ -692,6 +799,18 @@ impl Kv {
                     .map(|kv| {
                         kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
                             .map_err(Into::into)
+                    }),
+            )),
+            // An iterator over one snapshot: the state of one moment.
+            Kv::Fjall { open, .. } => Ok(Box::new(
+                fjall_handle(open)?
+                    .1
+                    .range::<Vec<u8>, _>((lo, hi))
+                    .map(|guard| {
+                        guard
+                            .into_inner()
+                            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                            .map_err(fjall_err)
                     }),
             )),
             Kv::Redb { open, pending, .. } => {
@@ -761,7 +880,8 @@ impl Kv {
     /// whether anything was done.
     pub fn compact(&mut self) -> Result<bool, StoreError> {
         match self {
-            Kv::Sled { .. } => Ok(false),
+            // fjall merges its tables in the background as it writes.
+            Kv::Sled { .. } | Kv::Fjall { .. } => Ok(false),
             Kv::Redb {
                 open,
                 pending,
@@ -796,6 +916,9 @@ impl Kv {
                 sled_handle(open).map_or(0, |(db, _)| db.size_on_disk().unwrap_or(0))
             }
             Kv::Redb { file, .. } => std::fs::metadata(file).map_or(0, |m| m.len()),
+            Kv::Fjall { open, .. } => {
+                fjall_handle(open).map_or(0, |(db, _)| db.disk_space().unwrap_or(0))
+            }
         }
     }
 
@@ -804,6 +927,10 @@ impl Kv {
     pub fn pending_bytes(&self) -> Option<u64> {
         match self {
             Kv::Sled { .. } => None,
+            // Its memtables: what it holds before writing a sorted table.
+            Kv::Fjall { open, .. } => fjall_handle(open)
+                .ok()
+                .map(|(db, _)| db.write_buffer_size()),
             Kv::Redb { pending, .. } => {
                 let p = lock_pending(pending);
                 Some((p.bytes + p.committing_bytes) as u64)
@@ -815,6 +942,7 @@ impl Kv {
     pub fn cache_bytes(&self) -> Option<u64> {
         match self {
             Kv::Sled { .. } => None,
+            Kv::Fjall { open, .. } => fjall_handle(open).ok().map(|(db, _)| db.cache_size()),
             Kv::Redb { open, .. } => redb_handle(open)
                 .ok()
                 .map(|db| db.cache_stats().used_bytes() as u64),
@@ -838,11 +966,11 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    /// Both engines keep the same contract: ordered ranges both ways, prefixes, batches
+    /// Every engine keeps the same contract: ordered ranges both ways, prefixes, batches
     /// with removals, and what was synced survives a reopen.
     #[test]
-    fn reopening_keeps_what_was_synced_on_both_engines() {
-        for engine in [Engine::Sled, Engine::Redb] {
+    fn reopening_keeps_what_was_synced_on_every_engine() {
+        for engine in Engine::ALL {
             let dir = tempfile::tempdir().unwrap();
             let kv = Kv::open(dir.path(), engine, 1 << 20).unwrap();
             kv.insert(b"a", b"1").unwrap();
@@ -860,8 +988,8 @@ mod tests {
     }
 
     #[test]
-    fn both_engines_agree() {
-        for engine in [Engine::Sled, Engine::Redb] {
+    fn every_engine_keeps_the_same_contract() {
+        for engine in Engine::ALL {
             let dir = tempfile::tempdir().unwrap();
             {
                 let kv = Kv::open(dir.path(), engine, 1 << 20).unwrap();
@@ -900,11 +1028,17 @@ mod tests {
 
     /// redb ranges give the file with the writes not yet committed laid over it
     /// (inserts, overwrites and removals, across commits), read forwards, backwards or
-    /// from both ends, as a map of every write would.
+    /// from both ends, as a map of every write would; fjall's ranges (memtables over
+    /// sorted tables) likewise.
     #[test]
     fn ranges_lay_pending_writes_over_the_file_both_ways() {
+        ranges_match_a_model_of_every_write(Engine::Redb);
+        ranges_match_a_model_of_every_write(Engine::Fjall);
+    }
+
+    fn ranges_match_a_model_of_every_write(engine: Engine) {
         let dir = tempfile::tempdir().unwrap();
-        let kv = Kv::open(dir.path(), Engine::Redb, 1 << 20).unwrap();
+        let kv = Kv::open(dir.path(), engine, 1 << 20).unwrap();
         let mut model: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
         // A fixed sequence from a small generator: inserts, removals, commits.
         let mut seed = 0x2545_f491_4f6c_dd1du64;

@@ -2995,7 +2995,7 @@ mod tests {
     /// boundaries, whether it removes, rewrites or keeps them, and nothing else.
     #[test]
     fn bounded_batches_meet_every_key_once() {
-        for engine in [Engine::Sled, Engine::Redb] {
+        for engine in Engine::ALL {
             let dir = tempfile::tempdir().unwrap();
             let kv = Kv::open(dir.path(), engine, 8 << 20).unwrap();
             let mut batch = Batch::default();
@@ -3032,10 +3032,10 @@ mod tests {
     }
 
     /// A listing range whose start lies past its end (a cursor a client made up) reads
-    /// nothing, on both engines.
+    /// nothing, on every engine.
     #[test]
-    fn an_inverted_listing_range_is_empty_on_both_engines() {
-        for engine in [Engine::Sled, Engine::Redb] {
+    fn an_inverted_listing_range_is_empty_on_every_engine() {
+        for engine in Engine::ALL {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open_with(
                 dir.path(),
@@ -3081,6 +3081,20 @@ mod tests {
         assert!(err.to_string().contains("already running"), "{err}");
         drop(held);
         Store::open(dir.path()).unwrap();
+        // fjall likewise (its lock file).
+        let dir = tempfile::tempdir().unwrap();
+        let fjall = StoreOptions {
+            engine: Engine::Fjall,
+            cache_bytes: 8 << 20,
+            compact: false,
+        };
+        let held = Store::open_with(dir.path(), &fjall).unwrap();
+        let err = Store::open_with(dir.path(), &fjall)
+            .err()
+            .expect("a second open must fail");
+        assert!(matches!(err, StoreError::InUse(_)), "{err}");
+        drop(held);
+        Store::open_with(dir.path(), &fjall).unwrap();
     }
 
     /// The engine is the one the store was created with, whatever the options say
@@ -3088,7 +3102,12 @@ mod tests {
     /// records), and a redb store opened with sled stays redb.
     #[test]
     fn an_existing_store_keeps_its_engine() {
-        for (created, asked) in [(Engine::Sled, Engine::Redb), (Engine::Redb, Engine::Sled)] {
+        for (created, asked) in [
+            (Engine::Sled, Engine::Redb),
+            (Engine::Redb, Engine::Sled),
+            (Engine::Fjall, Engine::Redb),
+            (Engine::Redb, Engine::Fjall),
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let with = |engine| StoreOptions {
                 engine,

@@ -212,6 +212,13 @@ async fn kill_during_burst(cycles: usize, writes_per_cycle: usize, engine: &str)
         c.save_config(i, &cfg);
     }
     c.start_all().await;
+    for node in &c.nodes {
+        assert_eq!(
+            credfed_node::store::kv::Engine::in_dir(&node.dir.join("store")).map(|e| e.name()),
+            Some(engine),
+            "the store runs on the engine under test"
+        );
+    }
     c.register_departments(0).await;
     let mut acknowledged: Vec<(u64, String)> = Vec::new();
     let mut doc = 0;
@@ -296,12 +303,19 @@ async fn sigkill_during_writes_loses_no_acknowledged_record_on_redb() {
     kill_during_burst(3, 20, "redb").await;
 }
 
+/// The same on the fjall engine: its journal, synced, is what acknowledges a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_writes_loses_no_acknowledged_record_on_fjall() {
+    kill_during_burst(3, 20, "fjall").await;
+}
+
 /// Soak: many kill cycles. `cargo test -p credfed-node --test it -- --ignored soak`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn soak_sigkill_many_cycles() {
     kill_during_burst(40, 40, "sled").await;
     kill_during_burst(40, 40, "redb").await;
+    kill_during_burst(40, 40, "fjall").await;
 }
 
 /// peers outside the manifest cannot connect; forged, unauthorised,
