@@ -8,7 +8,7 @@
 //! from 1 to 64 kept-alive clients (the daemon started on the filled store) and what a
 //! map version costs.
 //!
-//! `cargo bench -p credfed-node --bench scale -- N [--engine redb|sled] [--cache-mib M]
+//! `cargo bench -p credfed-node --bench scale -- N [--engine redb|sled|fjall] [--cache-mib M]
 //! [--no-map] [--no-https] [--dir DIR]` (default N = 100000, sled, the default cache).
 //! Signatures are made beforehand on every core, into files under the work directory
 //! (a temporary one unless `--dir` is given), so that the node's memory is measured
@@ -556,6 +556,10 @@ fn main() {
     });
     let applied = metrics.ingested.load(Ordering::Relaxed);
     assert_eq!(applied, n, "every envelope applied");
+    eprintln!(
+        "ingested in {ingest_s:.1} s and {versions} map versions in {map_s:.1} s \
+         (the ratios are printed at the end, against the verify rate measured then)"
+    );
     let (rss_filled, peak_filled) = memory();
     let rss_filled_live = resident_without_freed_heap();
     eprintln!(
