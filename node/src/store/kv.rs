@@ -162,15 +162,6 @@ pub enum Kv {
     },
 }
 
-fn fjall_handle(
-    open: &RwLock<Option<(fjall::Database, fjall::Keyspace)>>,
-) -> Result<(fjall::Database, fjall::Keyspace), StoreError> {
-    match open.read() {
-        Ok(g) => g.clone().ok_or_else(closed_for_reopen),
-        Err(p) => p.into_inner().clone().ok_or_else(closed_for_reopen),
-    }
-}
-
 fn fjall_err(e: fjall::Error) -> StoreError {
     match e {
         fjall::Error::Io(e) => StoreError::Io(e),
@@ -183,24 +174,16 @@ fn open_fjall(
     cache_bytes: u64,
     wait: Duration,
 ) -> Result<(fjall::Database, fjall::Keyspace), StoreError> {
-    // Like sled, a dropped instance's background threads may hold the lock a moment
-    // longer: wait for it with a deadline, then say what holds it.
-    let deadline = Instant::now() + wait;
-    let db = loop {
+    let db = open_waiting(dir, wait, || {
         match fjall::Database::builder(dir.join(FJALL_DIR))
             .cache_size(cache_bytes)
             .open()
         {
-            Ok(db) => break db,
-            Err(fjall::Error::Locked) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(fjall::Error::Locked) => {
-                return Err(StoreError::InUse(dir.display().to_string()));
-            }
-            Err(e) => return Err(fjall_err(e)),
+            Ok(db) => OpenTry::Opened(db),
+            Err(fjall::Error::Locked) => OpenTry::Locked,
+            Err(e) => OpenTry::Failed(fjall_err(e)),
         }
-    };
+    })?;
     let keyspace = db
         .keyspace(FJALL_KEYSPACE, fjall::KeyspaceCreateOptions::default)
         .map_err(fjall_err)?;
@@ -217,21 +200,53 @@ fn closed_for_reopen() -> StoreError {
     ))
 }
 
-fn sled_handle(
-    open: &RwLock<Option<(sled::Db, sled::Tree)>>,
-) -> Result<(sled::Db, sled::Tree), StoreError> {
+/// A clone of the engine's handle, the lock let go at once (`None`: being reopened).
+fn handle<T: Clone>(open: &RwLock<Option<T>>) -> Result<T, StoreError> {
     match open.read() {
         Ok(g) => g.clone().ok_or_else(closed_for_reopen),
         Err(p) => p.into_inner().clone().ok_or_else(closed_for_reopen),
     }
 }
 
-fn redb_handle(
-    open: &RwLock<Option<Arc<redb::Database>>>,
-) -> Result<Arc<redb::Database>, StoreError> {
-    match open.read() {
-        Ok(g) => g.clone().ok_or_else(closed_for_reopen),
-        Err(p) => p.into_inner().clone().ok_or_else(closed_for_reopen),
+/// Drops the engine's handle (calls meanwhile are told the store is being reopened)
+/// and puts the one `open` gives in its place; if opening fails the store stays closed.
+fn replace_handle<T>(
+    slot: &RwLock<Option<T>>,
+    open: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<(), StoreError> {
+    let mut g = slot.write().unwrap_or_else(|p| p.into_inner());
+    drop(g.take());
+    *g = Some(open()?);
+    Ok(())
+}
+
+/// What one try to open an engine's files gave.
+enum OpenTry<T> {
+    Opened(T),
+    /// Another instance holds the files' lock.
+    Locked,
+    Failed(StoreError),
+}
+
+/// Opens with `try_open`, trying again while another instance holds the lock — a
+/// dropped instance's background threads (sled, fjall) or a reader still holding the
+/// old handle (redb) can trail the drop on a loaded machine — until `wait` has passed;
+/// then the store is in use (`dir` names it).
+fn open_waiting<T>(
+    dir: &Path,
+    wait: Duration,
+    mut try_open: impl FnMut() -> OpenTry<T>,
+) -> Result<T, StoreError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match try_open() {
+            OpenTry::Opened(t) => return Ok(t),
+            OpenTry::Failed(e) => return Err(e),
+            OpenTry::Locked if Instant::now() >= deadline => {
+                return Err(StoreError::InUse(dir.display().to_string()));
+            }
+            OpenTry::Locked => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
 }
 
@@ -240,44 +255,34 @@ fn open_sled(
     cache_bytes: u64,
     wait: Duration,
 ) -> Result<(sled::Db, sled::Tree), StoreError> {
-    // sled releases its file lock only when its background threads finish with a
-    // dropped instance, which on a loaded machine can trail the drop: wait for it with
-    // a deadline, then say what holds it.
-    let deadline = Instant::now() + wait;
-    let db = loop {
+    let db = open_waiting(dir, wait, || {
         match sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             .open()
         {
-            Ok(db) => break db,
+            Ok(db) => OpenTry::Opened(db),
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                if Instant::now() >= deadline {
-                    return Err(StoreError::InUse(dir.display().to_string()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                OpenTry::Locked
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => OpenTry::Failed(e.into()),
         }
-    };
+    })?;
     let tree = db.open_tree("credfed")?;
     Ok((db, tree))
 }
 
 fn open_redb(file: &Path, cache_bytes: u64, wait: Duration) -> Result<redb::Database, StoreError> {
-    let deadline = Instant::now() + wait;
-    let db = loop {
+    let db = open_waiting(file, wait, || {
         match redb::Builder::new()
             .set_cache_size(usize::try_from(cache_bytes).unwrap_or(usize::MAX))
             .create(file)
         {
-            Ok(db) => break db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => return Err(redb_err(e)),
+            Ok(db) => OpenTry::Opened(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => OpenTry::Locked,
+            Err(e) => OpenTry::Failed(redb_err(e)),
         }
-    };
+    })?;
     // The table exists from the start, so that readers never meet its absence.
     let txn = db.begin_write().map_err(redb_err)?;
     txn.open_table(TABLE).map_err(redb_err)?;
@@ -540,7 +545,7 @@ impl Drop for Kv {
             commit_lock,
             ..
         } = self
-            && let Ok(db) = redb_handle(open)
+            && let Ok(db) = handle(open)
         {
             let any = !lock_pending(pending).ops.is_empty();
             if any && let Err(e) = commit_pending(&db, pending, commit_lock, true) {
@@ -612,33 +617,20 @@ impl Kv {
                 open,
                 dir,
                 cache_bytes,
-            } => {
-                let mut g = open.write().unwrap_or_else(|p| p.into_inner());
-                drop(g.take());
-                *g = Some(open_sled(dir, *cache_bytes, REOPEN_WAIT)?);
-                Ok(())
-            }
+            } => replace_handle(open, || open_sled(dir, *cache_bytes, REOPEN_WAIT)),
             Kv::Redb {
                 open,
                 file,
                 cache_bytes,
                 ..
-            } => {
-                let mut g = open.write().unwrap_or_else(|p| p.into_inner());
-                drop(g.take());
-                *g = Some(Arc::new(open_redb(file, *cache_bytes, REOPEN_WAIT)?));
-                Ok(())
-            }
+            } => replace_handle(open, || {
+                open_redb(file, *cache_bytes, REOPEN_WAIT).map(Arc::new)
+            }),
             Kv::Fjall {
                 open,
                 dir,
                 cache_bytes,
-            } => {
-                let mut g = open.write().unwrap_or_else(|p| p.into_inner());
-                drop(g.take());
-                *g = Some(open_fjall(dir, *cache_bytes, REOPEN_WAIT)?);
-                Ok(())
-            }
+            } => replace_handle(open, || open_fjall(dir, *cache_bytes, REOPEN_WAIT)),
         }
     }
 
@@ -654,8 +646,8 @@ impl Kv {
     /// The value under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
-            Kv::Sled { open, .. } => Ok(sled_handle(open)?.1.get(key)?.map(|v| v.to_vec())),
-            Kv::Fjall { open, .. } => Ok(fjall_handle(open)?
+            Kv::Sled { open, .. } => Ok(handle(open)?.1.get(key)?.map(|v| v.to_vec())),
+            Kv::Fjall { open, .. } => Ok(handle(open)?
                 .1
                 .get(key)
                 .map_err(fjall_err)?
@@ -670,7 +662,7 @@ impl Kv {
                         return Ok(v.clone());
                     }
                 }
-                let db = redb_handle(open)?;
+                let db = handle(open)?;
                 let txn = db.begin_read().map_err(redb_err)?;
                 let table = txn.open_table(TABLE).map_err(redb_err)?;
                 Ok(table
@@ -699,7 +691,7 @@ impl Kv {
     pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         match self {
             Kv::Sled { open, .. } => {
-                let (_, tree) = sled_handle(open)?;
+                let (_, tree) = handle(open)?;
                 let mut b = sled::Batch::default();
                 for (k, v) in batch.ops {
                     match v {
@@ -711,7 +703,7 @@ impl Kv {
                 Ok(())
             }
             Kv::Fjall { open, .. } => {
-                let (db, keyspace) = fjall_handle(open)?;
+                let (db, keyspace) = handle(open)?;
                 let mut b = db.batch();
                 for (k, v) in batch.ops {
                     match v {
@@ -737,7 +729,7 @@ impl Kv {
                     p.last_durable.elapsed() >= DURABLE_EVERY || p.bytes >= PENDING_MAX_BYTES
                 };
                 if due {
-                    commit_pending(&*redb_handle(open)?, pending, commit_lock, false)?;
+                    commit_pending(&*handle(open)?, pending, commit_lock, false)?;
                 }
                 let mut p = lock_pending(pending);
                 for (k, v) in batch.ops {
@@ -753,7 +745,7 @@ impl Kv {
     pub fn sync(&self) -> Result<(), StoreError> {
         match self {
             Kv::Sled { open, dir, .. } => {
-                let (db, _) = sled_handle(open)?;
+                let (db, _) = handle(open)?;
                 db.flush()?;
                 std::fs::File::open(dir.join("db"))?.sync_all()?;
                 let blobs = dir.join("blobs");
@@ -770,8 +762,8 @@ impl Kv {
                 pending,
                 commit_lock,
                 ..
-            } => commit_pending(&*redb_handle(open)?, pending, commit_lock, true),
-            Kv::Fjall { open, .. } => fjall_handle(open)?
+            } => commit_pending(&*handle(open)?, pending, commit_lock, true),
+            Kv::Fjall { open, .. } => handle(open)?
                 .0
                 .persist(fjall::PersistMode::SyncAll)
                 .map_err(fjall_err),
@@ -793,28 +785,22 @@ impl Kv {
         }
         match self {
             Kv::Sled { open, .. } => Ok(Box::new(
-                sled_handle(open)?
-                    .1
-                    .range::<Vec<u8>, _>((lo, hi))
-                    .map(|kv| {
-                        kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                            .map_err(Into::into)
-                    }),
+                handle(open)?.1.range::<Vec<u8>, _>((lo, hi)).map(|kv| {
+                    kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                        .map_err(Into::into)
+                }),
             )),
             // An iterator over one snapshot: the state of one moment.
             Kv::Fjall { open, .. } => Ok(Box::new(
-                fjall_handle(open)?
-                    .1
-                    .range::<Vec<u8>, _>((lo, hi))
-                    .map(|guard| {
-                        guard
-                            .into_inner()
-                            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                            .map_err(fjall_err)
-                    }),
+                handle(open)?.1.range::<Vec<u8>, _>((lo, hi)).map(|guard| {
+                    guard
+                        .into_inner()
+                        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                        .map_err(fjall_err)
+                }),
             )),
             Kv::Redb { open, pending, .. } => {
-                let db = redb_handle(open)?;
+                let db = handle(open)?;
                 fn bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
                     match b {
                         Bound::Included(k) => Bound::Included(k.as_slice()),
@@ -913,11 +899,11 @@ impl Kv {
     pub fn size_on_disk(&self) -> u64 {
         match self {
             Kv::Sled { open, .. } => {
-                sled_handle(open).map_or(0, |(db, _)| db.size_on_disk().unwrap_or(0))
+                handle(open).map_or(0, |(db, _)| db.size_on_disk().unwrap_or(0))
             }
             Kv::Redb { file, .. } => std::fs::metadata(file).map_or(0, |m| m.len()),
             Kv::Fjall { open, .. } => {
-                fjall_handle(open).map_or(0, |(db, _)| db.disk_space().unwrap_or(0))
+                handle(open).map_or(0, |(db, _)| db.disk_space().unwrap_or(0))
             }
         }
     }
@@ -928,9 +914,7 @@ impl Kv {
         match self {
             Kv::Sled { .. } => None,
             // Its memtables: what it holds before writing a sorted table.
-            Kv::Fjall { open, .. } => fjall_handle(open)
-                .ok()
-                .map(|(db, _)| db.write_buffer_size()),
+            Kv::Fjall { open, .. } => handle(open).ok().map(|(db, _)| db.write_buffer_size()),
             Kv::Redb { pending, .. } => {
                 let p = lock_pending(pending);
                 Some((p.bytes + p.committing_bytes) as u64)
@@ -942,8 +926,8 @@ impl Kv {
     pub fn cache_bytes(&self) -> Option<u64> {
         match self {
             Kv::Sled { .. } => None,
-            Kv::Fjall { open, .. } => fjall_handle(open).ok().map(|(db, _)| db.cache_size()),
-            Kv::Redb { open, .. } => redb_handle(open)
+            Kv::Fjall { open, .. } => handle(open).ok().map(|(db, _)| db.cache_size()),
+            Kv::Redb { open, .. } => handle(open)
                 .ok()
                 .map(|db| db.cache_stats().used_bytes() as u64),
         }
