@@ -165,7 +165,7 @@ pub enum Kv {
 fn fjall_err(e: fjall::Error) -> StoreError {
     match e {
         fjall::Error::Io(e) => StoreError::Io(e),
-        other => StoreError::Redb(format!("fjall: {other}")),
+        other => StoreError::Engine(format!("fjall: {other}")),
     }
 }
 
@@ -335,9 +335,10 @@ impl Pending {
 /// keeps that small, at one fsync per few MiB.
 const DURABLE_AFTER_BYTES: usize = 4 << 20;
 
-/// How long opening a sled store waits for its lock: what a dropped instance's
-/// background threads need to let go of it; another process holding it is an error.
-const SLED_LOCK_WAIT: Duration = Duration::from_secs(3);
+/// How long opening a sled or fjall store waits for its lock: what a dropped
+/// instance's background threads need to let go of it; another process holding it is
+/// an error.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// Pending writes beyond which they are committed: large enough that a commit carries
 /// thousands of envelopes — at national scale most keys of a record (folds, indexes)
@@ -556,7 +557,7 @@ impl Drop for Kv {
 }
 
 fn redb_err(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Redb(e.into().to_string())
+    StoreError::Engine(e.into().to_string())
 }
 
 impl Kv {
@@ -566,7 +567,7 @@ impl Kv {
         std::fs::create_dir_all(dir)?;
         match engine {
             Engine::Sled => Ok(Kv::Sled {
-                open: RwLock::new(Some(open_sled(dir, cache_bytes, SLED_LOCK_WAIT)?)),
+                open: RwLock::new(Some(open_sled(dir, cache_bytes, LOCK_WAIT)?)),
                 dir: dir.to_path_buf(),
                 cache_bytes,
             }),
@@ -582,7 +583,7 @@ impl Kv {
                 })
             }
             Engine::Fjall => Ok(Kv::Fjall {
-                open: RwLock::new(Some(open_fjall(dir, cache_bytes, SLED_LOCK_WAIT)?)),
+                open: RwLock::new(Some(open_fjall(dir, cache_bytes, LOCK_WAIT)?)),
                 dir: dir.to_path_buf(),
                 cache_bytes,
             }),
@@ -912,9 +913,9 @@ impl Kv {
     /// does not say: `None`).
     pub fn pending_bytes(&self) -> Option<u64> {
         match self {
-            Kv::Sled { .. } => None,
-            // Its memtables: what it holds before writing a sorted table.
-            Kv::Fjall { open, .. } => handle(open).ok().map(|(db, _)| db.write_buffer_size()),
+            // fjall bounds its memtables by its own write buffer size, not by the limit
+            // this figure is exported beside.
+            Kv::Sled { .. } | Kv::Fjall { .. } => None,
             Kv::Redb { pending, .. } => {
                 let p = lock_pending(pending);
                 Some((p.bytes + p.committing_bytes) as u64)

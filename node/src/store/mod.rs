@@ -103,9 +103,9 @@ pub enum StoreError {
     /// sled reported an error (I/O, corruption it detected).
     #[error("store: {0}")]
     Sled(#[from] sled::Error),
-    /// redb reported an error (I/O, corruption it detected).
+    /// redb or fjall reported an error (I/O, corruption it detected).
     #[error("store: {0}")]
-    Redb(String),
+    Engine(String),
     /// A filesystem call failed.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
@@ -384,7 +384,7 @@ pub fn machine_cache_bytes() -> u64 {
 pub struct CacheUsage {
     /// The budget, bytes.
     pub budget: u64,
-    /// What it holds now, if the engine says (redb does; sled does not).
+    /// What it holds now, if the engine says (redb and fjall do; sled does not).
     pub used: Option<u64>,
     /// Writes applied and not yet in the file, held in memory (redb; at most
     /// [`kv::PENDING_MAX_BYTES`] before they are committed, plus a commit in progress).
