@@ -367,11 +367,13 @@ mod tests {
             audit.record(&line(t0 + k));
         }
         assert!(audit.healthy());
-        wait_for("compression of the first rotated log", || {
+        // The background thread compresses, then prunes: wait for both.
+        wait_for("compression of the first rotated log, then pruning", || {
             audit
                 .rotated()
                 .iter()
                 .any(|p| p.extension().is_some_and(|x| x == "gz") && rotated_ms(p) != Some(1000))
+                && !dir.path().join("audit-1000.log.gz").exists()
         });
         assert!(
             !dir.path().join("audit-1000.log.gz").exists(),
