@@ -20,7 +20,7 @@
 //! companies, 5 joint punishments on the region's own entries, 5 corrections and 5
 //! credit repairs of earlier entries.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 mod common;
@@ -340,6 +340,29 @@ fn disk_usage(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// Bytes under `dir` by the directory that holds them, up to `depth` levels down
+/// (an engine's journal apart from its tables, say), largest first.
+fn disk_by_directory(dir: &Path, depth: usize) -> Vec<(String, u64)> {
+    fn walk(root: &Path, at: &Path, depth: usize, into: &mut BTreeMap<String, u64>) {
+        use std::os::unix::fs::MetadataExt;
+        for e in std::fs::read_dir(at).into_iter().flatten().flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                walk(root, &e.path(), depth, into);
+            } else {
+                let rel = at.strip_prefix(root).unwrap_or(at);
+                let key: PathBuf = rel.components().take(depth).collect();
+                *into.entry(key.display().to_string()).or_default() += meta.blocks() * 512;
+            }
+        }
+    }
+    let mut by = BTreeMap::new();
+    walk(dir, dir, depth, &mut by);
+    let mut v: Vec<_> = by.into_iter().collect();
+    v.sort_by_key(|(_, b)| std::cmp::Reverse(*b));
+    v
 }
 
 fn part_name(prefix: u8) -> &'static str {
@@ -687,6 +710,14 @@ fn main() {
         mib(disk_uncompacted),
         disk_uncompacted as f64 / envelope_bytes as f64
     );
+    for (sub, bytes) in disk_by_directory(&store_dir, 3) {
+        println!(
+            "  files in {:<30} {:>10.1} MiB {:>8.1} bytes/record",
+            if sub.is_empty() { "." } else { &sub },
+            mib(bytes),
+            bytes as f64 / n as f64
+        );
+    }
     let live: u64 = parts.values().map(|p| p.bytes).sum();
     println!(
         "live data: {:.0} bytes/record; file / live = {:.2}",

@@ -488,6 +488,13 @@ async fn a_disk_filled_during_replication_recovers_without_a_restart() {
     disk_filled_during_replication("sled").await;
 }
 
+/// The same on the LSM engine: its journal write fails where sled's log did, and the
+/// store reopened once space is back replays the journal's synced part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_filled_during_replication_recovers_on_fjall() {
+    disk_filled_during_replication("fjall").await;
+}
+
 async fn disk_filled_during_replication(engine: &str) {
     let mut c = Cluster::new(&[SH, GD]);
     let mut cfg = c.config(1);
