@@ -1277,4 +1277,47 @@ mod tests {
         drop((db, keyspace));
         assert_eq!(kv.scan_prefix(b"Z").unwrap().count(), 64 * 1024);
     }
+
+    /// A fjall store made before the layout changed (fjall's own defaults) opens with
+    /// this build, keeps what it held, takes writes, and keeps its recorded layout:
+    /// its new tables stay uncompressed at level 0, as that layout says.
+    #[test]
+    fn a_fjall_store_made_with_the_defaults_opens_and_keeps_its_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = fjall::Database::builder(dir.path().join(FJALL_DIR))
+                .open()
+                .unwrap();
+            let keyspace = db
+                .keyspace(FJALL_KEYSPACE, fjall::KeyspaceCreateOptions::default)
+                .unwrap();
+            keyspace.insert("before", "kept").unwrap();
+            db.persist(fjall::PersistMode::SyncAll).unwrap();
+        }
+        assert_eq!(Engine::in_dir(dir.path()), Some(Engine::Fjall));
+        let kv = Kv::open(dir.path(), Engine::Fjall, 1 << 20).unwrap();
+        assert_eq!(kv.get(b"before").unwrap(), Some(b"kept".to_vec()));
+        let mut written = 0u64;
+        let mut batch = Batch::default();
+        for i in 0..32 * 1024u32 {
+            let key = format!("Zregion-110000/listing/name/{i:08}");
+            written += (key.len() + 64) as u64;
+            batch.insert(key.into_bytes(), vec![b'x'; 64]);
+        }
+        kv.apply(batch).unwrap();
+        kv.sync().unwrap();
+        let Kv::Fjall { open, .. } = &kv else {
+            unreachable!("opened as fjall")
+        };
+        let (_, keyspace) = handle(open).unwrap();
+        keyspace.rotate_memtable_and_wait().unwrap();
+        assert!(
+            keyspace.disk_space() * 2 > written,
+            "the old store's level 0 was compressed: its recorded layout was not kept"
+        );
+        drop(keyspace);
+        kv.reopen().unwrap();
+        assert_eq!(kv.get(b"before").unwrap(), Some(b"kept".to_vec()));
+        assert_eq!(kv.scan_prefix(b"Z").unwrap().count(), 32 * 1024);
+    }
 }
