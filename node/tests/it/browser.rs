@@ -122,12 +122,28 @@ async fn wait_for_page(
 ) -> String {
     let mut deadline = Deadline::in_seconds(30);
     loop {
-        let src = b.source().await.unwrap();
-        if cond(&src) {
+        // A page still arriving serialises as a closed document cut short (a form
+        // without its later fields and buttons), which can already satisfy `cond`:
+        // read it only once the browser has the whole document, in the same script
+        // so that a navigation cannot come between the two.
+        let page = b
+            .execute(
+                "return document.readyState === 'complete' \
+                 ? document.documentElement.outerHTML : null;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let src = page.as_str().unwrap_or_default().to_owned();
+        if !src.is_empty() && cond(&src) {
             return src;
         }
         deadline
-            .tick(format!("the page never showed {what}:\n{src}"))
+            .tick(if src.is_empty() {
+                format!("the page never finished loading while waiting for {what}")
+            } else {
+                format!("the page never showed {what}:\n{src}")
+            })
             .await;
         if reload {
             b.refresh().await.unwrap();
