@@ -3,7 +3,7 @@
 //! append, what the node did before), and appends per fsync.
 //!
 //! `cargo bench -p credfed-node --bench group_commit [-- SECONDS [SYNC_DELAY_MS]]
-//! [--engine=redb]` (default 5 s per measurement, no added delay, sled). A real node runs in this process on a
+//! [--engine=redb|fjall]` (default 5 s per measurement, no added delay, sled). A real node runs in this process on a
 //! real disk (a temporary directory) and is driven over HTTPS by the same client the CLI
 //! uses, one kept-alive connection per writer; docs/performance.md records the figures.
 //!
@@ -350,7 +350,7 @@ fn main() {
     let engine: credfed_node::store::Engine = std::env::args()
         .skip(1)
         .find_map(|a| a.strip_prefix("--engine=").map(str::to_owned))
-        .map(|e| e.parse().expect("--engine=sled|redb"))
+        .map(|e| e.parse().expect("--engine=sled|redb|fjall"))
         .unwrap_or_default();
     println!("store engine: {}", engine.name());
     let disk = raw_sync_rate(sync_delay_ms);
