@@ -134,17 +134,12 @@ async fn wait_for_page(
             )
             .await
             .unwrap();
-        let src = page.as_str().unwrap_or_default().to_owned();
-        if !src.is_empty() && cond(&src) {
-            return src;
-        }
-        deadline
-            .tick(if src.is_empty() {
-                format!("the page never finished loading while waiting for {what}")
-            } else {
-                format!("the page never showed {what}:\n{src}")
-            })
-            .await;
+        let failure = match page.as_str() {
+            Some(src) if cond(src) => return src.to_owned(),
+            Some(src) => format!("the page never showed {what}:\n{src}"),
+            None => format!("the page never finished loading while waiting for {what}"),
+        };
+        deadline.tick(failure).await;
         if reload {
             b.refresh().await.unwrap();
         }
