@@ -1,7 +1,11 @@
 //! The public side cannot starve the departments: a flood of public requests from many
 //! loopback addresses (bounded: a fixed number of connections, for a bounded time)
-//! leaves the department API's check latency within twice its quiet value. Quiet and
-//! flooded windows alternate, so that whatever else the machine does falls on both.
+//! leaves the department API's median check where it was (within 1.5 × its quiet value)
+//! and its p99 within three times its quiet p99 (decision 112 in docs/decisions.md: on
+//! this kernel a nice-19 thread may finish its slice before a woken department thread
+//! runs, a few milliseconds that no priority setting removed; losing the isolation
+//! altogether measured 8.4 ×). Quiet and flooded windows alternate, so that whatever
+//! else the machine does falls on both.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -256,5 +260,6 @@ async fn a_public_flood_leaves_department_checks_within_twice_their_quiet_latenc
     );
     eprintln!("{report}");
     assert!(count.ok.load(Ordering::SeqCst) > 0, "{report}");
-    assert!(f99 <= q99 * 2, "{report}");
+    assert!(f50 <= q50 * 3 / 2, "the median check slowed: {report}");
+    assert!(f99 <= q99 * 3, "the slowest checks slowed: {report}");
 }
