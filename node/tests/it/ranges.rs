@@ -266,3 +266,90 @@ async fn a_range_stops_at_an_author_signature_by_another_key() {
         credfed_protocol::envelope::seal(FED, &key(31), &at, env.author, env.body, forged).unwrap();
     assert_eq!(pull(envelopes).await, (true, 200));
 }
+
+/// Start-up walks the regions' chains on several threads: a clean store counts every
+/// envelope of every region, and when two chains are broken the error names the first
+/// region in code order (as a walk in order would), whichever thread found what first.
+#[test]
+fn start_up_chain_walk_counts_every_region_and_names_the_first_broken_one() {
+    use credfed_protocol::envelope::envelope_hash;
+    use credfed_protocol::ledger::{Head, Update};
+    use credfed_protocol::state::RecordPos;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let codes = [110000u32, 310000, 440000, 620000, 650000];
+    let now = Timestamp(1_780_000_000_000);
+    let mut third = Vec::new();
+    for (r, code) in codes.iter().enumerate() {
+        let node_key = key(40 + r as u8);
+        let mut chain = Chain::new(FED, region(*code), &node_key, now);
+        let operator = DepartmentId {
+            region: region(*code),
+            unit: OPERATOR_UNIT.into(),
+        };
+        for seq in 1..=7u64 {
+            let bytes = chain.append(
+                operator.clone(),
+                &key(60 + r as u8),
+                &Body::DepartmentRegistered {
+                    department: DepartmentId::new(region(*code), &format!("d{seq}"), "d").unwrap(),
+                    name: "认定部门".into(),
+                    roles: vec![Role::Publisher],
+                    key: key(80).public(),
+                },
+            );
+            if seq == 3 {
+                third.push(bytes.clone());
+            }
+            store
+                .apply(&[Update::Append {
+                    pos: RecordPos {
+                        region: region(*code),
+                        seq,
+                    },
+                    head: Head {
+                        seq,
+                        hash: envelope_hash(FED, &bytes),
+                        timestamp: now,
+                    },
+                    bytes,
+                }])
+                .unwrap();
+        }
+    }
+    use credfed_node::store::Backend;
+    let report = store.verify_chains(FED, &mut |_, _| {}).unwrap();
+    assert_eq!((report.regions, report.envelopes), (5, 35));
+
+    // 440000's third envelope replaced by 620000's, then 310000's by 650000's.
+    store
+        .corrupt_envelope_for_drills(
+            RecordPos {
+                region: region(440000),
+                seq: 3,
+            },
+            &third[3],
+        )
+        .unwrap();
+    let e = store
+        .verify_chains(FED, &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("440000"), "{e}");
+    store
+        .corrupt_envelope_for_drills(
+            RecordPos {
+                region: region(310000),
+                seq: 3,
+            },
+            &third[4],
+        )
+        .unwrap();
+    for _ in 0..20 {
+        let e = store
+            .verify_chains(FED, &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("310000#3") && e.contains("chain broken"), "{e}");
+    }
+}
