@@ -146,6 +146,13 @@ async fn wait_for_page(
     }
 }
 
+/// The page's source once the browser has all of it (a navigation may return before a
+/// long page has been parsed, and a page cut short can pass a test's assertion or fail
+/// it for nothing).
+async fn whole_page(b: &Client) -> String {
+    wait_for_page(b, "the whole page", false, |_| true).await
+}
+
 /// Every resource the page loaded came from `origin`.
 async fn only_from(b: &Client, origin: &str) {
     let urls = b
@@ -296,7 +303,7 @@ async fn a_department_works_through_the_console_in_chromium() {
     ))
     .await
     .unwrap();
-    let src = b.source().await.unwrap();
+    let src = whole_page(&b).await;
     assert!(
         src.contains("P-PROCUREMENT") && src.contains("沪人社罚〔2026〕31号"),
         "{src}"
@@ -308,7 +315,7 @@ async fn a_department_works_through_the_console_in_chromium() {
     ))
     .await
     .unwrap();
-    assert!(b.source().await.unwrap().contains("clear"));
+    assert!(whole_page(&b).await.contains("clear"));
 
     // On a tablet held upright the pages fit the screen's width (nothing to scroll
     // sideways but wide tables, which scroll inside themselves).
@@ -361,7 +368,7 @@ async fn a_department_works_through_the_console_in_chromium() {
     wait_for_page(&b, "the receipt", false, |s| s.contains("✓ 440000#")).await;
     shot(&b, "action-declined").await;
     b.refresh().await.unwrap();
-    let src = b.source().await.unwrap();
+    let src = whole_page(&b).await;
     assert!(
         src.contains("本地区无相应采购项目") && src.contains("declined"),
         "{src}"
@@ -480,7 +487,7 @@ async fn a_department_works_through_the_console_in_chromium() {
     ))
     .await
     .unwrap();
-    let src = b.source().await.unwrap();
+    let src = whole_page(&b).await;
     assert!(
         !src.contains("P-PROCUREMENT"),
         "a repaired entry still applies: {src}"
@@ -531,7 +538,7 @@ async fn a_department_works_through_the_console_in_chromium() {
     shot(&b, "federation").await;
     only_from(&b, &gd).await;
     b.goto(&format!("{gd}/console/reports")).await.unwrap();
-    assert!(b.source().await.unwrap().contains("<svg"));
+    assert!(whole_page(&b).await.contains("<svg"));
     shot(&b, "reports").await;
     only_from(&b, &gd).await;
 
@@ -648,9 +655,8 @@ async fn the_public_searches_downloads_and_verifies_in_chromium() {
         q.clear().await.unwrap();
         q.send_keys("劳务").await.unwrap();
         click(&b, "form[role=search] button[type=submit]").await;
-        if b.source()
+        if whole_page(&b)
             .await
-            .unwrap()
             .contains("/subjects/91350100M000100Y43")
         {
             break;
