@@ -1299,12 +1299,18 @@ async fn a_witness_killed_mid_cosign_never_goes_back_on_what_it_cosigned() {
                 client.post("/v1/records", &req).await
             }));
         }
-        // Kill Gansu once it has cosigned part of the burst, with more rounds coming.
+        // Kill Gansu once it has cosigned part of the burst, with more rounds coming,
+        // and Guangdong holds a witnessed checkpoint (a cosignature Gansu has recorded
+        // may still be on its way to Guangdong when Gansu dies, and in the first cycle
+        // Guangdong would then hold none to check below).
         let cosigning = wait_until(Duration::from_secs(30), || async {
             checkpoint_view(&c, 2, GD).await["cosigned"]["size"]
                 .as_u64()
                 .unwrap_or(0)
                 > before
+                && checkpoint_view(&c, 1, GD).await["witnessed"]
+                    .as_str()
+                    .is_some()
         })
         .await;
         assert!(
