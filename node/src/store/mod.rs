@@ -58,6 +58,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 
 use credfed_protocol::codec;
 use credfed_protocol::crypto::Hash256;
@@ -1111,9 +1113,7 @@ impl Store {
         }
         Ok(expect - 1)
     }
-}
 
-impl Store {
     /// Opens the store in `dir` with the engine it was created with, or creates one
     /// with the default engine, and the default cache budget.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -1484,9 +1484,9 @@ impl Backend for Store {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, heads.len().max(1));
-        let next = std::sync::atomic::AtomicUsize::new(0);
+        let next = AtomicUsize::new(0);
         // The lowest index of a chain found broken: chains after it need no walk.
-        let first_broken = std::sync::atomic::AtomicUsize::new(usize::MAX);
+        let first_broken = AtomicUsize::new(usize::MAX);
         let (report_tx, report_rx) = std::sync::mpsc::channel::<(RegionCode, u64)>();
         let mut outcomes: Vec<Option<Result<u64, StoreError>>> =
             (0..heads.len()).map(|_| None).collect();
@@ -1498,13 +1498,13 @@ impl Backend for Store {
                     scope.spawn(move || {
                         let mut done = Vec::new();
                         loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let i = next.fetch_add(1, Relaxed);
                             let Some((region, head)) = heads.get(i) else {
                                 return done;
                             };
                             // Chains after a broken one are not needed: the first
                             // broken chain in code order is the error either way.
-                            if i > first_broken.load(std::sync::atomic::Ordering::Relaxed) {
+                            if i > first_broken.load(Relaxed) {
                                 return done;
                             }
                             let outcome =
@@ -1512,7 +1512,7 @@ impl Backend for Store {
                                     let _ = report_tx.send((*region, seq));
                                 });
                             if outcome.is_err() {
-                                first_broken.fetch_min(i, std::sync::atomic::Ordering::Relaxed);
+                                first_broken.fetch_min(i, Relaxed);
                             }
                             done.push((i, outcome));
                         }
