@@ -9,8 +9,10 @@
 //! map version costs.
 //!
 //! `cargo bench -p credfed-node --bench scale -- N [--engine redb|sled|fjall] [--cache-mib M]
-//! [--no-map] [--no-https] [--dir DIR]` (default N = 100000, sled, the default cache);
+//! [--no-map] [--no-https] [--no-workflows] [--dir DIR]` (default N = 100000, sled, the default cache);
 //! `--startup-only --dir DIR` times only a restart on the store a run left in DIR.
+//! `N --reads-only --dir DIR` measures only the reads (start-up, checks, workflows,
+//! HTTPS) on the store a run of the same N left in DIR.
 //! Signatures are made beforehand on every core, into files under the work directory
 //! (a temporary one unless `--dir` is given), so that the node's memory is measured
 //! without the generated log in it. docs/performance.md records the figures.
@@ -375,6 +377,7 @@ fn part_name(prefix: u8) -> &'static str {
         b'F' => "commitment folds (F)",
         b'B' => "disclosed decisions (B)",
         b'S' => "subject index (S)",
+        b's' => "subject markers (s)",
         b'R' => "receive times (R)",
         b'N' => "Merkle nodes (N)",
         b'I' => "map pages (I)",
@@ -504,6 +507,42 @@ fn main() {
         );
         core.shutdown().expect("engine stopped");
         drop(links);
+        return;
+    }
+
+    // Steps 4 to 6 alone, on the store an earlier run of the same N left in `--dir`:
+    // to measure (or profile) the read paths again without filling the store.
+    if args.iter().any(|a| a == "--reads-only") {
+        let store_dir = work.join("store");
+        assert!(
+            store_dir.exists(),
+            "--reads-only needs --dir with the store of an earlier run"
+        );
+        let log_bytes: u64 = regions
+            .iter()
+            .map(|c| std::fs::metadata(work.join(format!("logs/{c}"))).map_or(0, |m| m.len()))
+            .sum();
+        let reads = serve_reads(&ReadSetup {
+            work: &work,
+            store_dir: &store_dir,
+            options: &options,
+            manifest: &manifest,
+            authority: &authority,
+            regions: &regions,
+            per_region,
+            n,
+            with_map,
+            https: !args.iter().any(|a| a == "--no-https"),
+            workflows: !args.iter().any(|a| a == "--no-workflows"),
+            envelope_len: (log_bytes / n).max(1) as usize,
+        });
+        println!(
+            "engine: {}, cache {} MiB; {n} records (reads only, on the store in {})",
+            options.engine.name(),
+            options.cache_bytes >> 20,
+            work.display()
+        );
+        print_reads(&reads, n);
         return;
     }
 
@@ -642,70 +681,22 @@ fn main() {
     drop(store);
     let disk = disk_usage(&store_dir);
 
-    // 4. Start-up as the daemon does it: open, verify every chain, start the engine.
-    let t = Instant::now();
-    let store = Store::open_with(&store_dir, &options).expect("store reopens");
-    let report = store
-        .verify_chains(FED, &mut |_, _| {})
-        .expect("chains verify");
-    assert_eq!(report.envelopes, n);
-    let metrics = Arc::new(Metrics::default());
-    let (core, links) = engine(store, &manifest, metrics);
-    let startup_s = t.elapsed().as_secs_f64();
-
-    // 5. Checks: listed companies (every region's first block is listed) and unlisted
-    // ones (serials no region used), one at a time.
-    let samples = 20_000u64;
-    let time_checks = |listed: bool| {
-        let mut lat = Vec::with_capacity(samples as usize);
-        for i in 0..samples {
-            let key = sample_company(&regions, per_region, i, listed);
-            let t = Instant::now();
-            let answer = core.check(&key, MeasureDomain::Procurement).expect("check");
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
-            std::hint::black_box(answer);
-        }
-        lat.sort_by(f64::total_cmp);
-        lat
-    };
-    let listed = time_checks(true);
-    let unlisted = time_checks(false);
-    let proven = with_map.then(|| proven_answers(&core, &manifest, &regions, per_region));
-    let workflows = workflow_reads(&core, &regions);
-    let (rss_serving_untrimmed, _) = memory();
-    // This process filled the store before it "restarted" it: a restarted node starts
-    // without the heap the fill freed, so the figure is taken without it.
-    let rss_serving = resident_without_freed_heap();
-    eprintln!(
-        "resident after restart and checks: {:.0} MiB; {:.0} MiB before the heap the fill freed was given back",
-        mib(rss_serving),
-        mib(rss_serving_untrimmed)
-    );
-
-    // The limit: two strict verifications per envelope (catch-up's own cryptography).
-    let key = node_key(OWN);
-    let payload = vec![0x5a; (log_bytes / n) as usize];
-    let sig = key.sign(Domain::EnvelopeHeader, FED, &payload);
-    let public = key.public();
-    let t = Instant::now();
-    for _ in 0..20_000 {
-        public
-            .verify(Domain::EnvelopeHeader, FED, &payload, &sig, "bench")
-            .expect("verifies");
-    }
-    let verify_pairs = 10_000.0 / t.elapsed().as_secs_f64();
-    core.shutdown().expect("engine stopped");
-    drop(core);
-    drop(links);
-
-    // 6. Checks over HTTPS: the daemon on the filled store, kept-alive connections.
-    let https = if args.iter().any(|a| a == "--no-https") {
-        Vec::new()
-    } else {
-        let store = Store::open_with(&store_dir, &options).expect("store reopens");
-        https_checks(&work, &manifest, &authority, store, &regions, per_region)
-    };
-
+    // 4–6. Start-up, checks, workflows and HTTPS on the filled store.
+    let reads = serve_reads(&ReadSetup {
+        work: &work,
+        store_dir: &store_dir,
+        options: &options,
+        manifest: &manifest,
+        authority: &authority,
+        regions: &regions,
+        per_region,
+        n,
+        with_map,
+        https: !args.iter().any(|a| a == "--no-https"),
+        workflows: !args.iter().any(|a| a == "--no-workflows"),
+        envelope_len: (log_bytes / n) as usize,
+    });
+    let verify_pairs = reads.verify_pairs;
     let envelope_bytes = parts.get(&b'L').map_or(log_bytes, |p| p.bytes);
     println!(
         "engine: {}, cache {} MiB",
@@ -769,18 +760,37 @@ fn main() {
         "memory: {:.0} MiB resident after filling (peak {:.0} MiB), {:.0} MiB after restart and {} checks",
         mib(rss_filled),
         mib(peak_filled),
-        mib(rss_serving),
-        2 * samples
+        mib(reads.rss_serving),
+        2 * CHECK_SAMPLES
     );
+    print_reads(&reads, n);
+}
+
+/// Prints what [`serve_reads`] measured.
+fn print_reads(reads: &Reads, n: u64) {
+    let Reads {
+        startup_s,
+        listed,
+        unlisted,
+        proven,
+        workflows,
+        verify_pairs,
+        https,
+        rss_serving,
+    } = reads;
     println!("start-up: {startup_s:.2} s (open, verify {n} envelopes' chains, engine start)");
     println!(
-        "check in process: listed p50 {:.3} ms p99 {:.3} ms; unlisted p50 {:.3} ms p99 {:.3} ms",
-        percentile(&listed, 0.5),
-        percentile(&listed, 0.99),
-        percentile(&unlisted, 0.5),
-        percentile(&unlisted, 0.99)
+        "serving: {:.0} MiB resident after the checks; raw verify pairs {verify_pairs:.0}/s (what the HTTPS ratios divide by)",
+        mib(*rss_serving)
     );
-    if let Some(p) = &proven {
+    println!(
+        "check in process: listed p50 {:.3} ms p99 {:.3} ms; unlisted p50 {:.3} ms p99 {:.3} ms",
+        percentile(listed, 0.5),
+        percentile(listed, 0.99),
+        percentile(unlisted, 0.5),
+        percentile(unlisted, 0.99)
+    );
+    if let Some(p) = proven {
         println!(
             "proven answers (witnessing every head and a federation checkpoint first: {:.2} s): listed p50 {:.2} ms p99 {:.2} ms; unlisted p50 {:.2} ms p99 {:.2} ms; files up to {} bytes; one of each verified offline in {:.2} ms",
             p.setup_s,
@@ -792,22 +802,24 @@ fn main() {
             p.verify_ms
         );
     }
-    println!(
-        "inbox (every region's, {} reads): p50 {:.2} ms p99 {:.2} ms, up to {} tasks",
-        workflows.inbox_ms.len(),
-        percentile(&workflows.inbox_ms, 0.5),
-        percentile(&workflows.inbox_ms, 0.99),
-        workflows.max_tasks
-    );
-    for (what, lat) in &workflows.listings {
+    if let Some(workflows) = workflows {
         println!(
-            "listing, {what}: p50 {:.2} ms p99 {:.2} ms ({} pages)",
-            percentile(lat, 0.5),
-            percentile(lat, 0.99),
-            lat.len()
+            "inbox (every region's, {} reads): p50 {:.2} ms p99 {:.2} ms, up to {} tasks",
+            workflows.inbox_ms.len(),
+            percentile(&workflows.inbox_ms, 0.5),
+            percentile(&workflows.inbox_ms, 0.99),
+            workflows.max_tasks
         );
+        for (what, lat) in &workflows.listings {
+            println!(
+                "listing, {what}: p50 {:.2} ms p99 {:.2} ms ({} pages)",
+                percentile(lat, 0.5),
+                percentile(lat, 0.99),
+                lat.len()
+            );
+        }
     }
-    for h in &https {
+    for h in https {
         println!(
             "checks over HTTPS, {:>2} clients: {:>6.0} checks/s = {:.2} × the raw verify-pair rate; p50 {:.2} ms p99 {:.2} ms",
             h.clients,
@@ -816,6 +828,128 @@ fn main() {
             h.p50_ms,
             h.p99_ms
         );
+    }
+}
+
+/// Check samples timed in process, listed and unlisted each.
+const CHECK_SAMPLES: u64 = 20_000;
+
+/// What [`serve_reads`] needs: the filled store and how it was filled.
+struct ReadSetup<'a> {
+    work: &'a Path,
+    store_dir: &'a Path,
+    options: &'a StoreOptions,
+    manifest: &'a Manifest,
+    authority: &'a Keypair,
+    regions: &'a [u32],
+    per_region: u64,
+    n: u64,
+    with_map: bool,
+    https: bool,
+    workflows: bool,
+    /// An envelope's average length: the payload of the raw verify-pair rate.
+    envelope_len: usize,
+}
+
+/// What a filled store serves: start-up, checks, proven answers, workflows' reads,
+/// HTTPS checks, and the raw verify-pair rate of the same moment.
+struct Reads {
+    startup_s: f64,
+    listed: Vec<f64>,
+    unlisted: Vec<f64>,
+    proven: Option<ProvenTimes>,
+    /// `None` with `--no-workflows`.
+    workflows: Option<WorkflowTimes>,
+    rss_serving: u64,
+    verify_pairs: f64,
+    https: Vec<HttpsChecks>,
+}
+
+/// Steps 4 to 6 of the bench on a filled store (also alone, `--reads-only`).
+fn serve_reads(setup: &ReadSetup) -> Reads {
+    // 4. Start-up as the daemon does it: open, verify every chain, start the engine.
+    let t = Instant::now();
+    let store = Store::open_with(setup.store_dir, setup.options).expect("store reopens");
+    let report = store
+        .verify_chains(FED, &mut |_, _| {})
+        .expect("chains verify");
+    assert_eq!(report.envelopes, setup.n);
+    let metrics = Arc::new(Metrics::default());
+    let (core, links) = engine(store, setup.manifest, metrics);
+    let startup_s = t.elapsed().as_secs_f64();
+
+    // 5. Checks: listed companies (every region's first block is listed) and unlisted
+    // ones (serials no region used), one at a time.
+    let samples = CHECK_SAMPLES;
+    let time_checks = |listed: bool| {
+        let mut lat = Vec::with_capacity(samples as usize);
+        for i in 0..samples {
+            let key = sample_company(setup.regions, setup.per_region, i, listed);
+            let t = Instant::now();
+            let answer = core.check(&key, MeasureDomain::Procurement).expect("check");
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(answer);
+        }
+        lat.sort_by(f64::total_cmp);
+        lat
+    };
+    let listed = time_checks(true);
+    let unlisted = time_checks(false);
+    let proven = setup
+        .with_map
+        .then(|| proven_answers(&core, setup.manifest, setup.regions, setup.per_region));
+    let workflows = setup
+        .workflows
+        .then(|| workflow_reads(&core, setup.regions));
+    let (rss_serving_untrimmed, _) = memory();
+    // This process filled the store before it "restarted" it: a restarted node starts
+    // without the heap the fill freed, so the figure is taken without it.
+    let rss_serving = resident_without_freed_heap();
+    eprintln!(
+        "resident after restart and checks: {:.0} MiB; {:.0} MiB before the heap the fill freed was given back",
+        mib(rss_serving),
+        mib(rss_serving_untrimmed)
+    );
+
+    // The limit: two strict verifications per envelope (catch-up's own cryptography).
+    let key = node_key(OWN);
+    let payload = vec![0x5a; setup.envelope_len];
+    let sig = key.sign(Domain::EnvelopeHeader, FED, &payload);
+    let public = key.public();
+    let t = Instant::now();
+    for _ in 0..20_000 {
+        public
+            .verify(Domain::EnvelopeHeader, FED, &payload, &sig, "bench")
+            .expect("verifies");
+    }
+    let verify_pairs = 10_000.0 / t.elapsed().as_secs_f64();
+    core.shutdown().expect("engine stopped");
+    drop(core);
+    drop(links);
+
+    // 6. Checks over HTTPS: the daemon on the filled store, kept-alive connections.
+    let https = if setup.https {
+        let store = Store::open_with(setup.store_dir, setup.options).expect("store reopens");
+        https_checks(
+            setup.work,
+            setup.manifest,
+            setup.authority,
+            store,
+            setup.regions,
+            setup.per_region,
+        )
+    } else {
+        Vec::new()
+    };
+    Reads {
+        startup_s,
+        listed,
+        unlisted,
+        proven,
+        workflows,
+        rss_serving,
+        verify_pairs,
+        https,
     }
 }
 

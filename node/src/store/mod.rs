@@ -28,6 +28,7 @@
 //! | `B` | disclosure id | `DisclosureFold` (双公示, article 十七) |
 //! | `c` | day u32, domain name, 0, department text | u64 LE: checks this node answered for that department in that domain that day (local, not replicated; reports) |
 //! | `S` | u16 len, SubjectKey, SubjectRef | empty |
+//! | `s` | u16 len, SubjectKey (the subject may have `S` keys: a point read before the scan) | empty |
 //! | `Q` | region u32 | empty: region flagged for equivocation |
 //! | `P` | region u32, seq u64 | `EquivocationProof` |
 //! | `R` | region u32, seq u64 | i64 LE: when this node applied it (local, not replicated) |
@@ -86,7 +87,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 10;
+pub const FORMAT_VERSION: u32 = 11;
 
 /// The lowest level of a region's Merkle tree that is stored. Nodes below it are
 /// hashed again from the envelopes when a proof needs them — at most eight envelopes
@@ -433,7 +434,7 @@ pub struct Store {
 
 /// Every key prefix of the table above: a note kind must be none of them, or a reader of
 /// that prefix meets the note (a note under `G` once broke the inbox's index).
-pub const KEY_PREFIXES: &[u8] = b"MLHDEAOVFBcSQPRTNWCXYIJUKGZrmg";
+pub const KEY_PREFIXES: &[u8] = b"MLHDEAOVFBcSsQPRTNWCXYIJUKGZrmg";
 
 /// Note kind: restored from a backup, until a member confirms the own log.
 pub const NOTE_RESTORED: u8 = b'r';
@@ -612,6 +613,25 @@ fn subject_prefix(key: &SubjectKey) -> Vec<u8> {
     let mut k = vec![b'S'];
     k.extend_from_slice(&(enc.len() as u16).to_be_bytes());
     k.extend_from_slice(&enc);
+    k
+}
+
+/// The key saying that `key` may have subject-index keys (`S`): written with every one
+/// of them, in the same batch, and never removed (a subject whose references were all
+/// unindexed keeps it and costs a scan that finds nothing). A check reads it first:
+/// it is a point read, which an LSM store answers from its tables' Bloom filters
+/// without visiting their blocks, where the subject-index scan is a range read that
+/// visits every level — and most subjects checked are on no list (docs/performance.md,
+/// "Unlisted subjects answered by a point read").
+fn subject_marker_key(key: &SubjectKey) -> Vec<u8> {
+    subject_marker_for_prefix(&subject_prefix(key))
+}
+
+/// [`subject_marker_key`] of the subject whose index prefix (`S`, length, subject) is
+/// `prefix`.
+fn subject_marker_for_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k[0] = b's';
     k
 }
 
@@ -842,13 +862,20 @@ fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
 /// (derived data; recomputed with pages in their stored form, [`MapPage::encode_stored`]).
 /// Format 8 and earlier stored entry folds without repair applications: they gain an
 /// empty set ([`upgrade_stored_entries`]). Format 9 and earlier did not index
-/// disclosures by subject ([`index_disclosures`]).
+/// disclosures by subject ([`index_disclosures`]). Format 10 and earlier had no subject
+/// markers ([`mark_indexed_subjects`]).
 fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => return Ok(()),
         found if found > FORMAT_VERSION => return Err(StoreError::NewerFormat { found }),
+        10 => {
+            mark_indexed_subjects(tree)?;
+            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+            return Ok(());
+        }
         9 => {
             index_disclosures(tree)?;
+            mark_indexed_subjects(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             return Ok(());
         }
@@ -856,6 +883,7 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
         7 | 8 => {
             upgrade_stored_entries(tree)?;
             index_disclosures(tree)?;
+            mark_indexed_subjects(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             return Ok(());
         }
@@ -865,6 +893,7 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
             drop_maps(tree)?;
             upgrade_stored_entries(tree)?;
             index_disclosures(tree)?;
+            mark_indexed_subjects(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
             return Ok(());
         }
@@ -883,6 +912,7 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     }
     slim_entries(tree)?;
     index_disclosures(tree)?;
+    mark_indexed_subjects(tree)?;
     tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
     Ok(())
 }
@@ -894,9 +924,28 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
 fn index_disclosures(tree: &Kv) -> Result<(), StoreError> {
     in_bounded_batches(tree, b'B', 4_096, |_, v, batch| {
         let fold: DisclosureFold = dec(v, "disclosure")?;
-        let mut key = subject_prefix(&fold.disclosure.subject.key());
+        let subject = fold.disclosure.subject.key();
+        let mut key = subject_prefix(&subject);
         key.extend_from_slice(&enc(&SubjectRef::Disclosure(fold.id)));
         batch.insert(key, []);
+        batch.insert(subject_marker_key(&subject), []);
+        Ok(())
+    })
+}
+
+/// Writes the marker of every subject the subject index holds (format 10 → 11,
+/// [`subject_marker_key`]); a bounded batch at a time, and writing a marker already
+/// there (a migration interrupted by a crash) changes nothing.
+fn mark_indexed_subjects(tree: &Kv) -> Result<(), StoreError> {
+    in_bounded_batches(tree, b'S', 16_384, |k, _, batch| {
+        let len = k
+            .get(1..3)
+            .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
+            .ok_or_else(|| StoreError::Corrupt(format!("subject index key {k:?}")))?;
+        let prefix = k
+            .get(..3 + len)
+            .ok_or_else(|| StoreError::Corrupt(format!("subject index key {k:?}")))?;
+        batch.insert(subject_marker_for_prefix(prefix), []);
         Ok(())
     })
 }
@@ -1353,6 +1402,7 @@ impl Backend for Store {
                     let mut key = subject_prefix(k);
                     key.extend_from_slice(&enc(r));
                     batch.insert(key, []);
+                    batch.insert(subject_marker_key(k), []);
                 }
                 Update::Equivocator(r) => batch.insert(region_key(b'Q', *r), []),
                 // Applied below, once per task: the last mark of a task wins.
@@ -2162,6 +2212,9 @@ impl StateView for Store {
         self.get(&id_key(b'B', &id.0.0), "disclosure")
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
+        if self.kv.get(&subject_marker_key(key))?.is_none() {
+            return Ok(Vec::new());
+        }
         let prefix = subject_prefix(key);
         self.kv
             .scan_prefix(&prefix)?
@@ -2567,6 +2620,89 @@ mod entry_tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// Every subject the subject index holds has its marker: without it a check would
+    /// read the subject as on no list.
+    fn assert_every_indexed_subject_is_marked(store: &Store) {
+        for kv in store.kv.scan_prefix(b"S").unwrap() {
+            let (k, _) = kv.unwrap();
+            let len = u16::from_be_bytes([k[1], k[2]]) as usize;
+            let marker = subject_marker_for_prefix(&k[..3 + len]);
+            assert!(
+                store.kv.get(&marker).unwrap().is_some(),
+                "subject index key {k:?} without its marker"
+            );
+        }
+    }
+
+    /// A format-10 store (no subject markers) marks its indexed subjects at open: the
+    /// subject's references read back as before. Written through an entry's life
+    /// (publication, an amendment moving it to another subject), every indexed subject
+    /// has its marker, and the subject it left keeps one and answers no references.
+    #[test]
+    fn a_format_10_store_marks_its_indexed_subjects_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::new();
+        let (subject, moved_to, refs_now);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            w.register_publisher(&store, vec![Role::Publisher]);
+            let id = w.publish(&store, entry(""));
+            subject = entry("").subject.key();
+            let mut other = entry("");
+            other.subject = Subject::Organisation {
+                uscc: "91350100M000200X2K".into(),
+                name: "另一建筑劳务有限公司".into(),
+                check_exemption: None,
+            };
+            moved_to = other.subject.key();
+            w.record(
+                &store,
+                false,
+                &Body::ListEntryAmended {
+                    entry: id,
+                    amended: other,
+                    reason: "主体更正".into(),
+                },
+            );
+            let mut again = entry("再次");
+            again.basis.document_no = "沪人社〔2026〕2号".into();
+            w.publish(&store, again);
+            refs_now = store.subject_refs(&subject).unwrap();
+            assert_eq!(refs_now.len(), 1, "{refs_now:?}");
+            assert_eq!(
+                store.subject_refs(&moved_to).unwrap(),
+                w.ledger.subject_refs(&moved_to)
+            );
+            assert_every_indexed_subject_is_marked(&store);
+            // As format 10 stored it: no markers. Without its marker a subject reads
+            // as on no list — what the migration must prevent.
+            let markers: Vec<Vec<u8>> = store
+                .kv
+                .scan_prefix(b"s")
+                .unwrap()
+                .map(|kv| kv.unwrap().0)
+                .collect();
+            assert_eq!(markers.len(), 2, "one marker for each subject ever indexed");
+            for k in &markers {
+                store.kv.remove(k).unwrap();
+            }
+            assert!(store.subject_refs(&subject).unwrap().is_empty());
+            store.kv.insert(b"Mformat", &10u32.to_le_bytes()).unwrap();
+            store.sync().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.subject_refs(&subject).unwrap(), refs_now);
+        assert_eq!(
+            store.subject_refs(&moved_to).unwrap(),
+            w.ledger.subject_refs(&moved_to)
+        );
+        assert_every_indexed_subject_is_marked(&store);
+        assert_eq!(
+            store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
+            &FORMAT_VERSION.to_le_bytes()
+        );
     }
 
     /// A format-9 store (disclosures not indexed by subject) indexes them at open: the
