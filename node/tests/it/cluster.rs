@@ -1210,6 +1210,23 @@ async fn a_forked_region_cannot_get_its_checkpoint_witnessed() {
             .as_str()
             .map(str::to_owned);
     }
+    // Both witnesses hold the checkpoint their cosignatures made before the fork: a
+    // cosignature recorded is not yet a witnessed checkpoint sent back to every member
+    // (in a loaded run one witness still held the one of size 0 when the fork began).
+    for i in [0, 2] {
+        let ok = wait_until(Duration::from_secs(30), || async {
+            checkpoint_view(&c, i, GD).await["witnessed"]
+                .as_str()
+                .and_then(|n| SignedCheckpoint::parse(n).ok())
+                .is_some_and(|s| s.checkpoint.size == size)
+        })
+        .await;
+        assert!(
+            ok,
+            "node {i} never held Guangdong's witnessed checkpoint at {size}; log:\n{}",
+            c.log(i)
+        );
+    }
     // Another history of the same length.
     rewrite_guangdong_alone(&mut c, size, "fork").await;
     let forked = checkpoint_view(&c, 1, GD).await;
