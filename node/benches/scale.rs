@@ -480,6 +480,22 @@ fn main() {
             .collect(),
     );
 
+    // How steps 4 to 6 read the store (after a fill, or alone).
+    let read_setup = |log_bytes: u64| ReadSetup {
+        work: &work,
+        store_dir: work.join("store"),
+        options: &options,
+        manifest: &manifest,
+        authority: &authority,
+        regions: &regions,
+        per_region,
+        n,
+        with_map,
+        https: !args.iter().any(|a| a == "--no-https"),
+        workflows: !args.iter().any(|a| a == "--no-workflows"),
+        envelope_len: (log_bytes / n).max(1) as usize,
+    };
+
     // Start-up alone, on the store an earlier run left in `--dir`: what a restart costs
     // without filling the store again (at 10^7 the fill takes most of an hour).
     if args.iter().any(|a| a == "--startup-only") {
@@ -522,20 +538,7 @@ fn main() {
             .iter()
             .map(|c| std::fs::metadata(work.join(format!("logs/{c}"))).map_or(0, |m| m.len()))
             .sum();
-        let reads = serve_reads(&ReadSetup {
-            work: &work,
-            store_dir: &store_dir,
-            options: &options,
-            manifest: &manifest,
-            authority: &authority,
-            regions: &regions,
-            per_region,
-            n,
-            with_map,
-            https: !args.iter().any(|a| a == "--no-https"),
-            workflows: !args.iter().any(|a| a == "--no-workflows"),
-            envelope_len: (log_bytes / n).max(1) as usize,
-        });
+        let reads = serve_reads(&read_setup(log_bytes));
         println!(
             "engine: {}, cache {} MiB; {n} records (reads only, on the store in {})",
             options.engine.name(),
@@ -682,20 +685,7 @@ fn main() {
     let disk = disk_usage(&store_dir);
 
     // 4–6. Start-up, checks, workflows and HTTPS on the filled store.
-    let reads = serve_reads(&ReadSetup {
-        work: &work,
-        store_dir: &store_dir,
-        options: &options,
-        manifest: &manifest,
-        authority: &authority,
-        regions: &regions,
-        per_region,
-        n,
-        with_map,
-        https: !args.iter().any(|a| a == "--no-https"),
-        workflows: !args.iter().any(|a| a == "--no-workflows"),
-        envelope_len: (log_bytes / n) as usize,
-    });
+    let reads = serve_reads(&read_setup(log_bytes));
     let verify_pairs = reads.verify_pairs;
     let envelope_bytes = parts.get(&b'L').map_or(log_bytes, |p| p.bytes);
     println!(
@@ -837,7 +827,7 @@ const CHECK_SAMPLES: u64 = 20_000;
 /// What [`serve_reads`] needs: the filled store and how it was filled.
 struct ReadSetup<'a> {
     work: &'a Path,
-    store_dir: &'a Path,
+    store_dir: PathBuf,
     options: &'a StoreOptions,
     manifest: &'a Manifest,
     authority: &'a Keypair,
@@ -869,7 +859,7 @@ struct Reads {
 fn serve_reads(setup: &ReadSetup) -> Reads {
     // 4. Start-up as the daemon does it: open, verify every chain, start the engine.
     let t = Instant::now();
-    let store = Store::open_with(setup.store_dir, setup.options).expect("store reopens");
+    let store = Store::open_with(&setup.store_dir, setup.options).expect("store reopens");
     let report = store
         .verify_chains(FED, &mut |_, _| {})
         .expect("chains verify");
@@ -929,7 +919,7 @@ fn serve_reads(setup: &ReadSetup) -> Reads {
 
     // 6. Checks over HTTPS: the daemon on the filled store, kept-alive connections.
     let https = if setup.https {
-        let store = Store::open_with(setup.store_dir, setup.options).expect("store reopens");
+        let store = Store::open_with(&setup.store_dir, setup.options).expect("store reopens");
         https_checks(
             setup.work,
             setup.manifest,
