@@ -627,6 +627,15 @@ fn subject_marker_key(key: &SubjectKey) -> Vec<u8> {
     subject_marker_for_prefix(&subject_prefix(key))
 }
 
+/// The subject part (`S`, length, subject) of a subject-index key; `None` if the key
+/// is shorter than its length says.
+fn subject_of_index_key(key: &[u8]) -> Option<&[u8]> {
+    let len = key
+        .get(1..3)
+        .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)?;
+    key.get(..3 + len)
+}
+
 /// [`subject_marker_key`] of the subject whose index prefix (`S`, length, subject) is
 /// `prefix`.
 fn subject_marker_for_prefix(prefix: &[u8]) -> Vec<u8> {
@@ -920,15 +929,14 @@ fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
 /// Indexes every disclosure under its subject (format 9 → 10), so that a subject's
 /// public page finds its 双公示 decisions without reading them all; a bounded batch at a
 /// time, and writing a key already there (a migration interrupted by a crash) changes
-/// nothing.
+/// nothing. The subjects' markers follow in [`mark_indexed_subjects`], which every
+/// upgrade path runs after it.
 fn index_disclosures(tree: &Kv) -> Result<(), StoreError> {
     in_bounded_batches(tree, b'B', 4_096, |_, v, batch| {
         let fold: DisclosureFold = dec(v, "disclosure")?;
-        let subject = fold.disclosure.subject.key();
-        let mut key = subject_prefix(&subject);
+        let mut key = subject_prefix(&fold.disclosure.subject.key());
         key.extend_from_slice(&enc(&SubjectRef::Disclosure(fold.id)));
         batch.insert(key, []);
-        batch.insert(subject_marker_key(&subject), []);
         Ok(())
     })
 }
@@ -938,12 +946,7 @@ fn index_disclosures(tree: &Kv) -> Result<(), StoreError> {
 /// there (a migration interrupted by a crash) changes nothing.
 fn mark_indexed_subjects(tree: &Kv) -> Result<(), StoreError> {
     in_bounded_batches(tree, b'S', 16_384, |k, _, batch| {
-        let len = k
-            .get(1..3)
-            .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
-            .ok_or_else(|| StoreError::Corrupt(format!("subject index key {k:?}")))?;
-        let prefix = k
-            .get(..3 + len)
+        let prefix = subject_of_index_key(k)
             .ok_or_else(|| StoreError::Corrupt(format!("subject index key {k:?}")))?;
         batch.insert(subject_marker_for_prefix(prefix), []);
         Ok(())
@@ -2627,8 +2630,7 @@ mod entry_tests {
     fn assert_every_indexed_subject_is_marked(store: &Store) {
         for kv in store.kv.scan_prefix(b"S").unwrap() {
             let (k, _) = kv.unwrap();
-            let len = u16::from_be_bytes([k[1], k[2]]) as usize;
-            let marker = subject_marker_for_prefix(&k[..3 + len]);
+            let marker = subject_marker_for_prefix(subject_of_index_key(&k).unwrap());
             assert!(
                 store.kv.get(&marker).unwrap().is_some(),
                 "subject index key {k:?} without its marker"
