@@ -542,7 +542,7 @@ fn check_reading<V: StateView + ?Sized>(
     for r in view.subject_refs(subject) {
         match r {
             SubjectRef::Entry(id) => {
-                if let Some(e) = view.entry(&id) {
+                if let Some(e) = view.entry_keeping_envelope(&id) {
                     let actions: Vec<ActionFold> =
                         e.actions.iter().filter_map(|a| view.action(a)).collect();
                     entries.push((e, actions));

@@ -91,6 +91,17 @@ pub trait StateView {
     fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, Self::Error>;
     /// A list entry.
     fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, Self::Error>;
+    /// A list entry and, when the view read its content from the envelope that carries
+    /// it, that envelope's position and bytes exactly as [`StateView::envelope_at`]
+    /// gives them: a check that also needs the envelope as evidence need not read it a
+    /// second time. A view holding folds whole gives no envelope (the default).
+    #[allow(clippy::type_complexity)]
+    fn entry_with_envelope(
+        &self,
+        id: &EntryId,
+    ) -> Result<Option<(EntryFold, Option<(RecordPos, Vec<u8>)>)>, Self::Error> {
+        Ok(self.entry(id)?.map(|e| (e, None)))
+    }
     /// A joint action.
     fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, Self::Error>;
     /// What an objection is about.
@@ -114,6 +125,12 @@ pub trait StateView {
 pub(crate) struct Reads<'v, V: StateView + ?Sized> {
     view: &'v V,
     failed: std::cell::RefCell<Option<V::Error>>,
+    /// Envelopes the view handed over with an entry's content
+    /// ([`StateView::entry_with_envelope`]), given again by
+    /// [`Reads::envelope_at`] without a read. A position's envelope never changes once
+    /// held, and a `Reads` lives for one rule's evaluation: at most one envelope per
+    /// entry read through [`Reads::entry_keeping_envelope`].
+    envelopes: std::cell::RefCell<BTreeMap<RecordPos, Vec<u8>>>,
 }
 
 impl<'v, V: StateView + ?Sized> Reads<'v, V> {
@@ -121,6 +138,7 @@ impl<'v, V: StateView + ?Sized> Reads<'v, V> {
         Reads {
             view,
             failed: std::cell::RefCell::new(None),
+            envelopes: std::cell::RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -146,6 +164,9 @@ impl<'v, V: StateView + ?Sized> Reads<'v, V> {
         self.keep(self.view.head(region))
     }
     pub(crate) fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>> {
+        if let Some(bytes) = self.envelopes.borrow().get(&pos) {
+            return Some(bytes.clone());
+        }
         self.keep(self.view.envelope_at(pos))
     }
     pub(crate) fn department(&self, id: &DepartmentId) -> Option<DepartmentRecord> {
@@ -153,6 +174,15 @@ impl<'v, V: StateView + ?Sized> Reads<'v, V> {
     }
     pub(crate) fn entry(&self, id: &EntryId) -> Option<EntryFold> {
         self.keep(self.view.entry(id))
+    }
+    /// [`Reads::entry`], keeping the envelope its content was read from (if the view
+    /// gives it) for [`Reads::envelope_at`].
+    pub(crate) fn entry_keeping_envelope(&self, id: &EntryId) -> Option<EntryFold> {
+        let (entry, envelope) = self.keep(self.view.entry_with_envelope(id))?;
+        if let Some((pos, bytes)) = envelope {
+            self.envelopes.borrow_mut().insert(pos, bytes);
+        }
+        Some(entry)
     }
     pub(crate) fn action(&self, id: &ActionId) -> Option<ActionFold> {
         self.keep(self.view.action(id))

@@ -90,6 +90,13 @@ impl StateView for FaultyStore {
         self.read()?;
         self.inner.entry(id)
     }
+    fn entry_with_envelope(
+        &self,
+        id: &EntryId,
+    ) -> Result<Option<(EntryFold, Option<(RecordPos, Vec<u8>)>)>, StoreError> {
+        self.read()?;
+        self.inner.entry_with_envelope(id)
+    }
     fn action(&self, id: &ActionId) -> Result<Option<ActionFold>, StoreError> {
         self.read()?;
         self.inner.action(id)

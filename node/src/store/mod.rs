@@ -595,6 +595,18 @@ fn subject_listing_keys(
     keys
 }
 
+/// A task's whole id: the value of its mark, so that the inbox reads the task's fold by
+/// a point read instead of resolving the key's id prefix by a range read. Marks written
+/// before (an empty value) are resolved by their prefix, as they were.
+fn task_id(task: &TaskRef) -> &[u8; 32] {
+    match task {
+        TaskRef::Action(a) => &a.0.0,
+        TaskRef::Objection(o) => &o.0.0,
+        TaskRef::Repair(e) => &e.0.0,
+        TaskRef::Commitment(c) => &c.0.0,
+    }
+}
+
 fn mark_key(region: RegionCode, from: Date, task: &TaskRef) -> Vec<u8> {
     let mut k = region_key(b'G', region);
     k.extend_from_slice(&day_bytes(from));
@@ -1425,7 +1437,7 @@ impl Backend for Store {
             if let Update::Task(m) = u
                 && let Some(day) = m.now
             {
-                batch.insert(mark_key(m.region, day, &m.task), []);
+                batch.insert(mark_key(m.region, day, &m.task), task_id(&m.task));
             }
         }
         let new_equivocator = updates.iter().any(|u| matches!(u, Update::Equivocator(_)));
@@ -1988,7 +2000,7 @@ impl Backend for Store {
         hi.extend_from_slice(&day_bytes(today.succ()));
         let mut out = Vec::new();
         for kv in self.kv.range(Bound::Included(lo), Bound::Excluded(hi))? {
-            let (k, _) = kv?;
+            let (k, whole_id) = kv?;
             if out.len() == limit {
                 return Ok((out, true));
             }
@@ -2005,9 +2017,18 @@ impl Backend for Store {
                 Some(b'c') => (b'F', |id| TaskRef::Commitment(CommitmentId(id))),
                 _ => return Err(corrupt()),
             };
-            let prefix = k.get(10..).map(hex::encode).ok_or_else(corrupt)?;
-            for id in self.ids_with_prefix(fold, &prefix, 4)? {
-                out.push((task(id), day));
+            let prefix = k.get(10..).ok_or_else(corrupt)?;
+            match <[u8; 32]>::try_from(whole_id.as_slice()) {
+                // The whole id, written with the mark: it must extend the key's prefix.
+                Ok(id) if id.starts_with(prefix) => out.push((task(Hash256(id)), day)),
+                Ok(_) => return Err(corrupt()),
+                // A mark written before marks carried their id.
+                Err(_) if whole_id.is_empty() => {
+                    for id in self.ids_with_prefix(fold, &hex::encode(prefix), 4)? {
+                        out.push((task(id), day));
+                    }
+                }
+                Err(_) => return Err(corrupt()),
             }
         }
         Ok((out, false))
@@ -2063,7 +2084,7 @@ impl Store {
             if let Some(entry) = self.entry(&action.action.entry)? {
                 for m in action_marks(&action, &entry) {
                     if let Some(from) = m.from {
-                        batch.insert(mark_key(m.region, from, &m.task), []);
+                        batch.insert(mark_key(m.region, from, &m.task), task_id(&m.task));
                     }
                 }
             }
@@ -2075,7 +2096,7 @@ impl Store {
             for (id, status) in objections {
                 let m = objection_mark(*id, status, issuer);
                 if let Some(from) = m.from {
-                    batch.insert(mark_key(m.region, from, &m.task), []);
+                    batch.insert(mark_key(m.region, from, &m.task), task_id(&m.task));
                 }
             }
         };
@@ -2099,6 +2120,15 @@ impl Store {
     /// The whole fold: the content read from the envelope the stored fold names, and
     /// checked against its digest.
     fn with_content(&self, stored: StoredEntry) -> Result<EntryFold, StoreError> {
+        self.with_content_and_envelope(stored).map(|(fold, _)| fold)
+    }
+
+    /// [`Store::with_content`], with the envelope the content was read from (its
+    /// position and bytes as stored).
+    fn with_content_and_envelope(
+        &self,
+        stored: StoredEntry,
+    ) -> Result<(EntryFold, (RecordPos, Vec<u8>)), StoreError> {
         let pos = stored.content_at;
         let corrupt = |what: &str| {
             StoreError::Corrupt(format!("entry {}: content at {pos:?} {what}", stored.id))
@@ -2114,7 +2144,7 @@ impl Store {
         if content_digest(&content) != stored.content_digest {
             return Err(corrupt("does not match the stored digest"));
         }
-        Ok(stored.into_fold(content))
+        Ok((stored.into_fold(content), (pos, bytes)))
     }
 
     /// The hash of the complete subtree at `level` (below [`STORED_TREE_LEVEL`]) and
@@ -2196,6 +2226,18 @@ impl StateView for Store {
     fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, StoreError> {
         match self.stored_entry(id)? {
             Some(stored) => self.with_content(stored).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn entry_with_envelope(
+        &self,
+        id: &EntryId,
+    ) -> Result<Option<(EntryFold, Option<(RecordPos, Vec<u8>)>)>, StoreError> {
+        match self.stored_entry(id)? {
+            Some(stored) => {
+                let (fold, envelope) = self.with_content_and_envelope(stored)?;
+                Ok(Some((fold, Some(envelope))))
+            }
             None => Ok(None),
         }
     }
@@ -2461,6 +2503,18 @@ mod entry_tests {
             assert_eq!(marks.len(), 1);
             assert_eq!(marks[0].1, filed);
             assert!(!more);
+            // The mark carries the task's whole id; a mark written before marks did
+            // (an empty value) is resolved by its key's prefix to the same task, and a
+            // value that does not extend the key's prefix is refused as corrupt.
+            let (mark, value) = store.kv.scan_prefix(b"G").unwrap().next().unwrap().unwrap();
+            assert_eq!(value.as_slice(), task_id(&marks[0].0));
+            store.kv.insert(&mark, &[]).unwrap();
+            assert_eq!(store.marks_due(w.region, later, 10).unwrap().0, marks);
+            store.kv.insert(&mark, &[0xee; 32]).unwrap();
+            let refused = store.marks_due(w.region, later, 10).unwrap_err();
+            assert!(matches!(refused, StoreError::Corrupt(_)), "{refused}");
+            store.kv.insert(&mark, &value).unwrap();
+            assert_eq!(store.marks_due(w.region, later, 10).unwrap().0, marks);
             // Not due before the filing day.
             assert!(
                 store
@@ -2509,6 +2563,67 @@ mod entry_tests {
         assert!(store.marks_due(w.region, later, 10).unwrap().0.is_empty());
         assert!(w.ledger.marks_due(w.region, later).is_empty());
         assert!(store.kv.scan_prefix(b"G").unwrap().next().is_none());
+    }
+
+    /// A check hands the envelope an entry's content was read from over to the
+    /// evidence instead of reading it again: the answer from the store is the in-memory
+    /// ledger's (whose folds are whole and hand over no envelope) to the byte, after a
+    /// publication and after an amendment moves the content to a later envelope, and
+    /// the envelope handed over is the one stored at its position.
+    #[test]
+    fn a_check_reuses_the_content_envelope_and_answers_as_the_ledger() {
+        use credfed_protocol::catalogue::MeasureDomain;
+        use credfed_protocol::ledger::StateView;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = World::new();
+        w.register_publisher(&store, vec![Role::Publisher]);
+        let id = w.publish(&store, entry(""));
+        let subject = entry("").subject.key();
+        let now = Timestamp(1_790_000_000_000 + 1_000_000);
+        let same_answers = |store: &Store, w: &World| {
+            let rules = Rules {
+                manifest: &w.manifest,
+                catalogue: &w.catalogue,
+            };
+            let (fold, handed) = store.entry_with_envelope(&id).unwrap().unwrap();
+            let (pos, bytes) = handed.expect("the store reads the content from an envelope");
+            assert_eq!(Some(bytes), store.envelope_at(pos).unwrap());
+            assert!(
+                fold.evidence.contains(&pos),
+                "{pos:?} is the entry's evidence"
+            );
+            let mut carried = 0;
+            for domain in MeasureDomain::ALL {
+                let from_store =
+                    credfed_protocol::check::check(rules, store, &subject, domain, now).unwrap();
+                let from_ledger =
+                    credfed_protocol::check::check(rules, &w.ledger, &subject, domain, now)
+                        .unwrap();
+                assert_eq!(from_store, from_ledger, "{domain:?}");
+                carried += usize::from(from_store.evidence.iter().any(|e| e.pos == pos));
+            }
+            assert!(
+                carried > 0,
+                "some domain's answer carries the content envelope"
+            );
+            pos
+        };
+        let published_at = same_answers(&store, &w);
+        w.record(
+            &store,
+            false,
+            &Body::ListEntryAmended {
+                entry: id,
+                amended: entry("更正后的摘要"),
+                reason: "更正".into(),
+            },
+        );
+        let amended_at = same_answers(&store, &w);
+        assert!(
+            amended_at.seq > published_at.seq,
+            "the amendment carries the content"
+        );
     }
 
     /// Publication, amendment, objection filed and resolved, revocation: after each,
