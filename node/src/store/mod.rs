@@ -430,7 +430,26 @@ pub struct Store {
     /// read from the table replaces a cached head only if it is newer, so a read that
     /// raced an append can never put an older head back.
     heads: std::sync::RwLock<BTreeMap<RegionCode, Head>>,
+    /// Departments read so far, with a generation that every write of a department (and
+    /// every reopening) moves on: a read that began before such a write is not kept, so
+    /// the cache never holds a record older than the table's (a revocation or a change
+    /// of roles is seen by the next read). Every admission reads its author and every
+    /// check the authors of its evidence, out of a few thousand departments.
+    departments: std::sync::RwLock<DepartmentCache>,
 }
+
+/// The departments [`Store`] keeps between reads: at most [`DEPARTMENT_CACHE_ENTRIES`],
+/// emptied when full (a federation has a few thousand departments; a flood of reads of
+/// others only empties it).
+#[derive(Default)]
+struct DepartmentCache {
+    generation: u64,
+    held: std::collections::HashMap<DepartmentId, DepartmentRecord>,
+}
+
+/// Departments kept between reads: a record is a few hundred bytes, so at most about
+/// 2 MiB, which sits within any cache budget (docs/decisions.md, 114).
+const DEPARTMENT_CACHE_ENTRIES: usize = 4_096;
 
 /// Every key prefix of the table above: a note kind must be none of them, or a reader of
 /// that prefix meets the note (a note under `G` once broke the inbox's index).
@@ -1207,6 +1226,7 @@ impl Store {
             cache_budget: options.cache_bytes,
             equivocators: std::sync::Mutex::new((0, None)),
             heads: std::sync::RwLock::new(BTreeMap::new()),
+            departments: std::sync::RwLock::new(DepartmentCache::default()),
         };
         // Format 8 added the inbox's index, built from the folds (which needs whole
         // entries, so after the other migrations); a crash before the marker is written
@@ -1302,6 +1322,7 @@ impl Backend for Store {
         if let Ok(mut e) = self.equivocators.lock() {
             *e = (e.0 + 1, None);
         }
+        self.forget_departments();
         Ok(())
     }
 
@@ -1441,7 +1462,12 @@ impl Backend for Store {
             }
         }
         let new_equivocator = updates.iter().any(|u| matches!(u, Update::Equivocator(_)));
+        let department_written = updates.iter().any(|u| matches!(u, Update::Department(_)));
         let applied = self.kv.apply(batch);
+        // After the write (whether or not it took): a read begun before it is not kept.
+        if department_written {
+            self.forget_departments();
+        }
         if applied.is_ok() {
             for u in updates {
                 if let Update::Append { pos, head, .. } = u {
@@ -2221,7 +2247,26 @@ impl StateView for Store {
         self.kv.get(&pos_key(b'L', pos))
     }
     fn department(&self, id: &DepartmentId) -> Result<Option<DepartmentRecord>, StoreError> {
-        self.get(&id_key(b'D', id.to_string().as_bytes()), "department")
+        let generation = {
+            let cached = self.departments.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(d) = cached.held.get(id) {
+                return Ok(Some(d.clone()));
+            }
+            cached.generation
+        };
+        let read: Option<DepartmentRecord> =
+            self.get(&id_key(b'D', id.to_string().as_bytes()), "department")?;
+        if let Some(d) = &read {
+            let mut cached = self.departments.write().unwrap_or_else(|e| e.into_inner());
+            // Kept only if no department was written while the table was read.
+            if cached.generation == generation {
+                if cached.held.len() >= DEPARTMENT_CACHE_ENTRIES {
+                    cached.held.clear();
+                }
+                cached.held.insert(id.clone(), d.clone());
+            }
+        }
+        Ok(read)
     }
     fn entry(&self, id: &EntryId) -> Result<Option<EntryFold>, StoreError> {
         match self.stored_entry(id)? {
@@ -2298,6 +2343,14 @@ impl Store {
                 cached.insert(region, head);
             }
         }
+    }
+
+    /// A department was written (or the engine reopened): the cache is emptied and
+    /// reads begun before are not kept.
+    fn forget_departments(&self) {
+        let mut cached = self.departments.write().unwrap_or_else(|e| e.into_inner());
+        cached.generation += 1;
+        cached.held.clear();
     }
 
     fn forget_equivocators(&self) {
@@ -2563,6 +2616,72 @@ mod entry_tests {
         assert!(store.marks_due(w.region, later, 10).unwrap().0.is_empty());
         assert!(w.ledger.marks_due(w.region, later).is_empty());
         assert!(store.kv.scan_prefix(b"G").unwrap().next().is_none());
+    }
+
+    /// Departments kept between reads never outlive a write: after a department is read
+    /// (and kept), its revocation is what the next read gives, and its next
+    /// publication is refused at admission; the write moves the cache's generation on
+    /// (a read begun before it is not kept); the cache stays within its bound.
+    #[test]
+    fn a_kept_department_gives_way_to_its_revocation() {
+        use credfed_protocol::ledger::StateView;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = World::new();
+        w.register_publisher(&store, vec![Role::Publisher]);
+        let publisher = DepartmentId::new(w.region, "pub", "d").unwrap();
+        let held = store.department(&publisher).unwrap().unwrap();
+        assert!(held.revoked_at.is_none());
+        assert_eq!(store.department(&publisher).unwrap().as_ref(), Some(&held));
+        assert_eq!(store.departments.read().unwrap().held.len(), 1, "kept");
+        let generation = store.departments.read().unwrap().generation;
+        w.record(
+            &store,
+            true,
+            &Body::DepartmentRevoked {
+                department: publisher.clone(),
+                reason: "撤销".into(),
+            },
+        );
+        // The write moved the generation on: a read begun before it is not kept.
+        assert_ne!(store.departments.read().unwrap().generation, generation);
+        let now = store.department(&publisher).unwrap().unwrap();
+        assert!(
+            now.revoked_at.is_some(),
+            "the revocation is read, not the kept record"
+        );
+        assert_eq!(Some(&now), w.ledger.department(&publisher).as_ref());
+        // The revoked department's next publication is refused.
+        let (bytes, sig) = sign_body(FED, &w.publisher, &Body::ListEntryPublished(entry("")));
+        let at = AppendPosition {
+            region: w.region,
+            seq: w.seq + 1,
+            prev_hash: w.prev,
+            timestamp: Timestamp(1_790_000_000_000 + w.seq as i64 + 1),
+        };
+        let env = seal(FED, &w.node, &at, publisher.clone(), bytes, sig).unwrap();
+        let rules = Rules {
+            manifest: &w.manifest,
+            catalogue: &w.catalogue,
+        };
+        assert!(
+            admit(rules, &store, &env).is_err(),
+            "a revoked author is refused"
+        );
+        // The bound: reads of as many departments as it holds, and more, never exceed it.
+        {
+            let mut cached = store.departments.write().unwrap();
+            cached.held.clear();
+            for i in 0..DEPARTMENT_CACHE_ENTRIES {
+                let mut d = now.clone();
+                d.department = DepartmentId::new(w.region, &format!("u{i}"), "d").unwrap();
+                cached.held.insert(d.department.clone(), d);
+            }
+        }
+        store.department(&publisher).unwrap();
+        let held = store.departments.read().unwrap().held.len();
+        assert!(held <= DEPARTMENT_CACHE_ENTRIES, "{held} kept");
+        assert_eq!(store.department(&publisher).unwrap(), Some(now));
     }
 
     /// A check hands the envelope an entry's content was read from over to the
