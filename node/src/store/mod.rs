@@ -2433,9 +2433,9 @@ mod entry_tests {
             }
         }
 
-        /// Seals `body`, admits and applies it to the store as the writer does (and to
-        /// the ledger), and returns the updates.
-        fn record(&mut self, store: &Store, by_operator: bool, body: &Body) -> Vec<Update> {
+        /// Seals `body` at the next position (by the operator, or by the publishing
+        /// department), without admitting it.
+        fn seal_next(&self, by_operator: bool, body: &Body) -> Vec<u8> {
             let (author, key) = if by_operator {
                 (
                     DepartmentId {
@@ -2451,14 +2451,21 @@ mod entry_tests {
                 )
             };
             let (bytes, sig) = sign_body(FED, key, body);
-            self.seq += 1;
+            let seq = self.seq + 1;
             let at = AppendPosition {
                 region: self.region,
-                seq: self.seq,
+                seq,
                 prev_hash: self.prev,
-                timestamp: Timestamp(1_790_000_000_000 + self.seq as i64),
+                timestamp: Timestamp(1_790_000_000_000 + seq as i64),
             };
-            let env = seal(FED, &self.node, &at, author, bytes, sig).unwrap();
+            seal(FED, &self.node, &at, author, bytes, sig).unwrap()
+        }
+
+        /// Seals `body`, admits and applies it to the store as the writer does (and to
+        /// the ledger), and returns the updates.
+        fn record(&mut self, store: &Store, by_operator: bool, body: &Body) -> Vec<Update> {
+            let env = self.seal_next(by_operator, body);
+            self.seq += 1;
             self.prev = envelope_hash(FED, &env);
             let rules = Rules {
                 manifest: &self.manifest,
@@ -2497,6 +2504,15 @@ mod entry_tests {
                 })
                 .unwrap()
         }
+    }
+
+    /// A new store whose publishing department is registered with `roles`.
+    fn store_with_publisher(roles: Vec<Role>) -> (tempfile::TempDir, Store, World) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = World::new();
+        w.register_publisher(&store, roles);
+        (dir, store, w)
     }
 
     fn entry(summary: &str) -> ListEntry {
@@ -2625,10 +2641,7 @@ mod entry_tests {
     #[test]
     fn a_kept_department_gives_way_to_its_revocation() {
         use credfed_protocol::ledger::StateView;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut w = World::new();
-        w.register_publisher(&store, vec![Role::Publisher]);
+        let (_dir, store, mut w) = store_with_publisher(vec![Role::Publisher]);
         let publisher = DepartmentId::new(w.region, "pub", "d").unwrap();
         let held = store.department(&publisher).unwrap().unwrap();
         assert!(held.revoked_at.is_none());
@@ -2652,14 +2665,7 @@ mod entry_tests {
         );
         assert_eq!(Some(&now), w.ledger.department(&publisher).as_ref());
         // The revoked department's next publication is refused.
-        let (bytes, sig) = sign_body(FED, &w.publisher, &Body::ListEntryPublished(entry("")));
-        let at = AppendPosition {
-            region: w.region,
-            seq: w.seq + 1,
-            prev_hash: w.prev,
-            timestamp: Timestamp(1_790_000_000_000 + w.seq as i64 + 1),
-        };
-        let env = seal(FED, &w.node, &at, publisher.clone(), bytes, sig).unwrap();
+        let env = w.seal_next(false, &Body::ListEntryPublished(entry("")));
         let rules = Rules {
             manifest: &w.manifest,
             catalogue: &w.catalogue,
@@ -2693,10 +2699,7 @@ mod entry_tests {
     fn a_check_reuses_the_content_envelope_and_answers_as_the_ledger() {
         use credfed_protocol::catalogue::MeasureDomain;
         use credfed_protocol::ledger::StateView;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut w = World::new();
-        w.register_publisher(&store, vec![Role::Publisher]);
+        let (_dir, store, mut w) = store_with_publisher(vec![Role::Publisher]);
         let id = w.publish(&store, entry(""));
         let subject = entry("").subject.key();
         let now = Timestamp(1_790_000_000_000 + 1_000_000);
