@@ -127,9 +127,10 @@ pub(crate) struct Reads<'v, V: StateView + ?Sized> {
     failed: std::cell::RefCell<Option<V::Error>>,
     /// Envelopes the view handed over with an entry's content
     /// ([`StateView::entry_with_envelope`]), given again by
-    /// [`Reads::envelope_at`] without a read. A position's envelope never changes once
-    /// held, and a `Reads` lives for one rule's evaluation: at most one envelope per
-    /// entry read through [`Reads::entry_keeping_envelope`].
+    /// [`Reads::envelope_at`] without a read (once; a later ask reads the view). A
+    /// position's envelope never changes once held, and a `Reads` lives for one rule's
+    /// evaluation: at most one envelope per entry read through
+    /// [`Reads::entry_keeping_envelope`].
     envelopes: std::cell::RefCell<BTreeMap<RecordPos, Vec<u8>>>,
 }
 
@@ -164,8 +165,9 @@ impl<'v, V: StateView + ?Sized> Reads<'v, V> {
         self.keep(self.view.head(region))
     }
     pub(crate) fn envelope_at(&self, pos: RecordPos) -> Option<Vec<u8>> {
-        if let Some(bytes) = self.envelopes.borrow().get(&pos) {
-            return Some(bytes.clone());
+        // Taken, not copied: evidence reads each position once.
+        if let Some(bytes) = self.envelopes.borrow_mut().remove(&pos) {
+            return Some(bytes);
         }
         self.keep(self.view.envelope_at(pos))
     }

@@ -2483,6 +2483,19 @@ mod entry_tests {
             updates
         }
 
+        /// Amends `id` to the test entry with `summary` (a correction of the summary).
+        fn amend_summary(&mut self, store: &Store, id: EntryId, summary: &str) {
+            self.record(
+                store,
+                false,
+                &Body::ListEntryAmended {
+                    entry: id,
+                    amended: entry(summary),
+                    reason: "更正".into(),
+                },
+            );
+        }
+
         /// The operator registers the publishing department with `roles`.
         fn register_publisher(&mut self, store: &Store, roles: Vec<Role>) {
             let body = Body::DepartmentRegistered {
@@ -2732,15 +2745,7 @@ mod entry_tests {
             pos
         };
         let published_at = same_answers(&store, &w);
-        w.record(
-            &store,
-            false,
-            &Body::ListEntryAmended {
-                entry: id,
-                amended: entry("更正后的摘要"),
-                reason: "更正".into(),
-            },
-        );
+        w.amend_summary(&store, id, "更正后的摘要");
         let amended_at = same_answers(&store, &w);
         assert!(
             amended_at.seq > published_at.seq,
@@ -2770,15 +2775,7 @@ mod entry_tests {
             );
         };
         same(&store, &w);
-        w.record(
-            &store,
-            false,
-            &Body::ListEntryAmended {
-                entry: id,
-                amended: entry("更正后的摘要"),
-                reason: "更正".into(),
-            },
-        );
+        w.amend_summary(&store, id, "更正后的摘要");
         same(&store, &w);
         assert_eq!(
             store.entry(&id).unwrap().unwrap().content.summary,
