@@ -27,8 +27,8 @@
 //! | `F` | commitment id | `CommitmentFold` (article 四) |
 //! | `B` | disclosure id | `DisclosureFold` (双公示, article 十七) |
 //! | `c` | day u32, domain name, 0, department text | u64 LE: checks this node answered for that department in that domain that day (local, not replicated; reports) |
-//! | `S` | u16 len, SubjectKey, SubjectRef | empty |
-//! | `s` | u16 len, SubjectKey (the subject may have `S` keys: a point read before the scan) | empty |
+//! | `S` | u16 len, SubjectKey, SubjectRef | empty: the subject index, for subjects whose marker is empty |
+//! | `s` | u16 len, SubjectKey (something was indexed for the subject: a point read that answers most checks) | the subject's references in key order, at most [`SUBJECT_MARKER_REFS_MAX`] ([`subject_marker_value`]), and no `S` keys; empty: the references are the `S` keys (past the cap, or written by format 11) |
 //! | `Q` | region u32 | empty: region flagged for equivocation |
 //! | `P` | region u32, seq u64 | `EquivocationProof` |
 //! | `R` | region u32, seq u64 | i64 LE: when this node applied it (local, not replicated) |
@@ -42,7 +42,7 @@
 //! | `J` | region u32, version u64 | 32-byte map root at that version |
 //! | `U` | region u32, version u64 | `VersionRecord`: when that map version was computed and the pages it wrote (what pruning reads) |
 //! | `K` | region u32, map key (32 bytes), seq u64 | empty: the record at seq names that key (subjects, entries, evaluations, objections), for every position but the key's first, which its leaf carries |
-//! | `G` | region u32, from day u32 (days since 1970 + 2^31), task (kind u8, the id's first 8 bytes) | empty: the region has something to do on the action or objection from that day (the inbox's index, `credfed_protocol::inbox`; local, derived; a record's update names the day it held and the day it holds) |
+//! | `G` | region u32, from day u32 (days since 1970 + 2^31), task (kind u8, the id's first 8 bytes) | the task's whole id (empty if written by format 11 or earlier): the region has something to do on the action or objection from that day (the inbox's index, `credfed_protocol::inbox`; local, derived; a record's update names the day it held and the day it holds) |
 //! | `Zd` | kind u8 (`e` entry, `v` evaluation, `a` action), region u32, day u32, the id's first 8 bytes | empty: listings by region and date (decision, evaluation, initiation) |
 //! | `Zn` | kind u8, two characters of the subject's normalised name (2 × u32) but the legal form's, the id's first 8 bytes | empty: name search (`credfed_protocol::listing`) |
 //! | `r` | region u32 (the node's own) | the backup the store was restored from, until a member confirmed the own log ([`NOTE_RESTORED`]; empty once confirmed) |
@@ -87,7 +87,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// On-disk format written by this build. Bump with a migration in [`migrate`].
-pub const FORMAT_VERSION: u32 = 11;
+pub const FORMAT_VERSION: u32 = 12;
 
 /// The lowest level of a region's Merkle tree that is stored. Nodes below it are
 /// hashed again from the envelopes when a proof needs them — at most eight envelopes
@@ -675,6 +675,71 @@ fn subject_marker_for_prefix(prefix: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The most references a subject's marker lists (format 12). A subject with more — a
+/// company with dozens of evaluations — has an empty marker and its references as `S`
+/// keys: every new reference rewrites the list, so the cap bounds that rewrite at about
+/// two kilobytes, and subjects this busy are few.
+pub const SUBJECT_MARKER_REFS_MAX: usize = 64;
+
+/// The tag a listing marker's value begins with; an empty value lists nothing and sends
+/// the reader to the `S` keys (markers of format 11, subjects past the cap).
+const SUBJECT_MARKER_LIST: u8 = 1;
+
+/// A subject marker's value for the subject's encoded references `refs` (in key order:
+/// a `BTreeSet` of the bytes that follow the subject's prefix in its `S` keys): the
+/// list, or empty past [`SUBJECT_MARKER_REFS_MAX`].
+///
+/// Why a list under the marker: a check of a listed subject read the marker and then
+/// scanned the subject's `S` keys, a range read that on an LSM engine merges an
+/// iterator over every level (docs/performance.md, "A listed subject answered by one
+/// point read"). A listed subject has no `S` keys: the list is its index, written by
+/// the writer only ([`Store::index_subject`]) from what the store held before the batch
+/// and the batch's own changes in order (docs/decisions.md, 115). It must be whole: a
+/// reference missing from it would answer "on no list".
+fn subject_marker_value(refs: &std::collections::BTreeSet<Vec<u8>>) -> Vec<u8> {
+    if refs.len() > SUBJECT_MARKER_REFS_MAX {
+        return Vec::new();
+    }
+    let mut v = Vec::with_capacity(1 + refs.iter().map(|r| 1 + r.len()).sum::<usize>());
+    v.push(SUBJECT_MARKER_LIST);
+    for r in refs {
+        // An encoded reference is a tag and a 32-byte id: it fits a length byte.
+        debug_assert!(r.len() <= u8::MAX as usize);
+        v.push(r.len() as u8);
+        v.extend_from_slice(r);
+    }
+    v
+}
+
+/// The encoded references a subject marker's value lists, in key order; `None` for an
+/// empty value (read the `S` keys). A value that is not such a list — an unknown tag, a
+/// length running past its end, references out of order or past the cap — is refused
+/// as corrupt, never read as fewer references.
+fn subject_marker_refs(value: &[u8]) -> Result<Option<Vec<&[u8]>>, StoreError> {
+    let corrupt = |why: &str| StoreError::Corrupt(format!("subject marker: {why}"));
+    let Some((&tag, mut rest)) = value.split_first() else {
+        return Ok(None);
+    };
+    if tag != SUBJECT_MARKER_LIST {
+        return Err(corrupt(&format!("unknown tag {tag}")));
+    }
+    let mut refs: Vec<&[u8]> = Vec::new();
+    while let Some((&len, tail)) = rest.split_first() {
+        let r = tail
+            .get(..len as usize)
+            .ok_or_else(|| corrupt("a reference runs past the value's end"))?;
+        if refs.last().is_some_and(|last| *last >= r) {
+            return Err(corrupt("references out of key order"));
+        }
+        if refs.len() == SUBJECT_MARKER_REFS_MAX {
+            return Err(corrupt("more references than a marker lists"));
+        }
+        refs.push(r);
+        rest = &tail[len as usize..];
+    }
+    Ok(Some(refs))
+}
+
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     // The stored types are the protocol's own: encoding cannot fail.
     codec::encode(v).unwrap_or_default()
@@ -903,11 +968,20 @@ fn tree_key(region: RegionCode, level: u8, index: u64) -> Vec<u8> {
 /// Format 8 and earlier stored entry folds without repair applications: they gain an
 /// empty set ([`upgrade_stored_entries`]). Format 9 and earlier did not index
 /// disclosures by subject ([`index_disclosures`]). Format 10 and earlier had no subject
-/// markers ([`mark_indexed_subjects`]).
+/// markers ([`mark_indexed_subjects`]); format 11's markers are empty, which reads the
+/// subject's `S` keys, until the subject next changes ([`subject_marker_value`]).
 fn migrate(tree: &Kv, from: u32) -> Result<(), StoreError> {
     match from {
         FORMAT_VERSION => return Ok(()),
         found if found > FORMAT_VERSION => return Err(StoreError::NewerFormat { found }),
+        // Format 11's markers are empty, which reads the subject's `S` keys as before;
+        // each becomes a list at its subject's next change. Nothing to rewrite — the
+        // number only keeps a build of format 11, which would not keep the lists, from
+        // opening the store.
+        11 => {
+            tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
+            return Ok(());
+        }
         10 => {
             mark_indexed_subjects(tree)?;
             tree.insert(b"Mformat", &FORMAT_VERSION.to_le_bytes())?;
@@ -979,7 +1053,12 @@ fn mark_indexed_subjects(tree: &Kv) -> Result<(), StoreError> {
     in_bounded_batches(tree, b'S', 16_384, |k, _, batch| {
         let prefix = subject_of_index_key(k)
             .ok_or_else(|| StoreError::Corrupt(format!("subject index key {k:?}")))?;
-        batch.insert(subject_marker_for_prefix(prefix), []);
+        let marker = subject_marker_for_prefix(prefix);
+        // Only where there is none: a marker's list (format 12) is the subject's index,
+        // and an empty marker over it would send checks to keys that do not hold it.
+        if tree.get(&marker)?.is_none() {
+            batch.insert(marker, []);
+        }
         Ok(())
     })
 }
@@ -1272,6 +1351,69 @@ impl Store {
         self.kv.insert(&pos_key(b'L', pos), bytes)
     }
 
+    /// The encoded references the subject index holds for the subject whose `S` prefix
+    /// is `prefix`, as the store holds them now, and whether they are its `S` keys:
+    /// its marker's list, or its `S` keys when the marker is empty. No marker: nothing
+    /// was ever indexed for the subject (the marker goes in every batch that indexes,
+    /// and the upgrade to format 11 marked every subject indexed before), which is what
+    /// a check relies on too.
+    fn indexed_refs(
+        &self,
+        prefix: &[u8],
+    ) -> Result<(std::collections::BTreeSet<Vec<u8>>, bool), StoreError> {
+        let Some(marker) = self.kv.get(&subject_marker_for_prefix(prefix))? else {
+            return Ok(Default::default());
+        };
+        if let Some(refs) = subject_marker_refs(&marker)? {
+            return Ok((refs.into_iter().map(<[u8]>::to_vec).collect(), false));
+        }
+        let keys = self
+            .kv
+            .scan_prefix(prefix)?
+            .map(|kv| kv.map(|(k, _)| k[prefix.len()..].to_vec()))
+            .collect::<Result<_, _>>()?;
+        Ok((keys, true))
+    }
+
+    /// Adds to `batch` what indexes the subject whose `S` prefix is `prefix` after
+    /// `changes` (in order; true: indexed, false: unindexed), from what the store holds
+    /// before it: at most [`SUBJECT_MARKER_REFS_MAX`] references as its marker's list and
+    /// no `S` keys; more as `S` keys under an empty marker. Moving from one form to the
+    /// other writes or removes every key in the same batch, so the marker always says
+    /// truly where the references are (docs/decisions.md, 115).
+    fn index_subject(
+        &self,
+        prefix: &[u8],
+        changes: &[(bool, Vec<u8>)],
+        batch: &mut Batch,
+    ) -> Result<(), StoreError> {
+        use std::collections::BTreeSet;
+        let (before, keyed) = self.indexed_refs(prefix)?;
+        let mut refs = before.clone();
+        for (indexed, r) in changes {
+            if *indexed {
+                refs.insert(r.clone());
+            } else {
+                refs.remove(r);
+            }
+        }
+        let listed = refs.len() <= SUBJECT_MARKER_REFS_MAX;
+        let empty = BTreeSet::new();
+        let keys_before = if keyed { &before } else { &empty };
+        let keys_after = if listed { &empty } else { &refs };
+        for r in keys_before.difference(keys_after) {
+            batch.remove([prefix, r].concat());
+        }
+        for r in keys_after.difference(keys_before) {
+            batch.insert([prefix, r].concat(), []);
+        }
+        batch.insert(
+            subject_marker_for_prefix(prefix),
+            subject_marker_value(&refs),
+        );
+        Ok(())
+    }
+
     fn frontier(&self, region: RegionCode) -> Result<Frontier, StoreError> {
         match self.kv.get(&region_key(b'T', region))? {
             None => Ok(Frontier::empty()),
@@ -1335,6 +1477,9 @@ impl Backend for Store {
             _ => None,
         });
         let mut appended_body: Option<Option<Body>> = None;
+        // The subject index's changes by subject, in order (true: indexed): each
+        // subject's marker is written once, after them.
+        let mut subjects: BTreeMap<Vec<u8>, Vec<(bool, Vec<u8>)>> = BTreeMap::new();
         for u in updates {
             match u {
                 Update::Append { pos, head, bytes } => {
@@ -1429,21 +1574,20 @@ impl Backend for Store {
                 }
                 Update::Commitment(c) => batch.insert(id_key(b'F', &c.id.0.0), enc(c.as_ref())),
                 Update::Disclosure(d) => batch.insert(id_key(b'B', &d.id.0.0), enc(d.as_ref())),
+                // Written below, once per subject, in the form its marker says.
                 Update::Unindex(k, r) => {
-                    let mut key = subject_prefix(k);
-                    key.extend_from_slice(&enc(r));
-                    batch.remove(key);
+                    (subjects.entry(subject_prefix(k)).or_default()).push((false, enc(r)));
                 }
                 Update::Subject(k, r) => {
-                    let mut key = subject_prefix(k);
-                    key.extend_from_slice(&enc(r));
-                    batch.insert(key, []);
-                    batch.insert(subject_marker_key(k), []);
+                    (subjects.entry(subject_prefix(k)).or_default()).push((true, enc(r)));
                 }
                 Update::Equivocator(r) => batch.insert(region_key(b'Q', *r), []),
                 // Applied below, once per task: the last mark of a task wins.
                 Update::Task(_) => {}
             }
+        }
+        for (prefix, changes) in &subjects {
+            self.index_subject(prefix, changes, &mut batch)?;
         }
         // Removals first: a record that moves a mark removes its old key and writes the
         // new one in this batch (ops apply in order, so a key removed and written stays).
@@ -2302,8 +2446,11 @@ impl StateView for Store {
         self.get(&id_key(b'B', &id.0.0), "disclosure")
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
-        if self.kv.get(&subject_marker_key(key))?.is_none() {
+        let Some(marker) = self.kv.get(&subject_marker_key(key))? else {
             return Ok(Vec::new());
+        };
+        if let Some(refs) = subject_marker_refs(&marker)? {
+            return refs.into_iter().map(|r| dec(r, "subject ref")).collect();
         }
         let prefix = subject_prefix(key);
         self.kv
@@ -2859,15 +3006,19 @@ mod entry_tests {
         }
     }
 
-    /// Every subject the subject index holds has its marker: without it a check would
-    /// read the subject as on no list.
+    /// Every subject with `S` keys has its marker, and an empty one (a marker's list is
+    /// the subject's whole index): otherwise a check would read the subject as on
+    /// fewer lists than its keys say.
     fn assert_every_indexed_subject_is_marked(store: &Store) {
         for kv in store.kv.scan_prefix(b"S").unwrap() {
             let (k, _) = kv.unwrap();
             let marker = subject_marker_for_prefix(subject_of_index_key(&k).unwrap());
+            let marker = store.kv.get(&marker).unwrap();
+            let marker =
+                marker.unwrap_or_else(|| panic!("subject index key {k:?} without its marker"));
             assert!(
-                store.kv.get(&marker).unwrap().is_some(),
-                "subject index key {k:?} without its marker"
+                marker.is_empty(),
+                "subject index key {k:?} beside a marker's list"
             );
         }
     }
@@ -2912,16 +3063,25 @@ mod entry_tests {
                 w.ledger.subject_refs(&moved_to)
             );
             assert_every_indexed_subject_is_marked(&store);
-            // As format 10 stored it: no markers. Without its marker a subject reads
-            // as on no list — what the migration must prevent.
-            let markers: Vec<Vec<u8>> = store
+            // As format 10 stored it: the references as `S` keys, no markers. Without
+            // its marker a subject reads as on no list — what the migration must
+            // prevent.
+            let markers: Vec<(Vec<u8>, Vec<u8>)> = store
                 .kv
                 .scan_prefix(b"s")
                 .unwrap()
-                .map(|kv| kv.unwrap().0)
+                .map(|kv| kv.unwrap())
                 .collect();
             assert_eq!(markers.len(), 2, "one marker for each subject ever indexed");
-            for k in &markers {
+            for (k, v) in &markers {
+                let mut prefix = k.clone();
+                prefix[0] = b'S';
+                for r in subject_marker_refs(v).unwrap().expect("listed") {
+                    store
+                        .kv
+                        .insert(&[prefix.as_slice(), r].concat(), &[])
+                        .unwrap();
+                }
                 store.kv.remove(k).unwrap();
             }
             assert!(store.subject_refs(&subject).unwrap().is_empty());
@@ -2970,7 +3130,8 @@ mod entry_tests {
                     .any(|r| matches!(r, SubjectRef::Disclosure(_))),
                 "{refs_now:?}"
             );
-            // As format 9 stored it: no index key for the disclosure.
+            // As format 9 stored it: no index key for the disclosure, and no subject
+            // markers (format 11 added them).
             let mut key = subject_prefix(&subject);
             for r in &refs_now {
                 if matches!(r, SubjectRef::Disclosure(_)) {
@@ -2978,6 +3139,7 @@ mod entry_tests {
                 }
             }
             store.kv.remove(&key).unwrap();
+            store.kv.remove(&subject_marker_key(&subject)).unwrap();
             assert!(store.subject_refs(&subject).unwrap().is_empty());
             store.kv.insert(b"Mformat", &9u32.to_le_bytes()).unwrap();
             store.sync().unwrap();
@@ -3060,6 +3222,271 @@ mod entry_tests {
             store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
             &FORMAT_VERSION.to_le_bytes()
         );
+    }
+}
+
+/// A subject marker's list against the subject index it stands for: a reference missing
+/// from the list would answer "on no list".
+#[cfg(test)]
+mod subject_marker_tests {
+    use super::*;
+    use credfed_protocol::crypto::Hash256;
+    use credfed_protocol::record::{EntryId, EvaluationId};
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn subject(i: u8) -> SubjectKey {
+        SubjectKey::Uscc(format!("91110000MA0000{i:03}X"))
+    }
+
+    /// References from a pool larger than the marker's cap, of two kinds.
+    fn reference(i: u8) -> SubjectRef {
+        let id = Hash256([i.wrapping_mul(37); 32]);
+        if i.is_multiple_of(3) {
+            SubjectRef::Evaluation(EvaluationId(id))
+        } else {
+            SubjectRef::Entry(EntryId(id))
+        }
+    }
+
+    /// The subject's `S` keys, read past its marker.
+    fn scanned(store: &Store, key: &SubjectKey) -> Vec<SubjectRef> {
+        let prefix = subject_prefix(key);
+        store
+            .kv
+            .scan_prefix(&prefix)
+            .unwrap()
+            .map(|kv| dec(&kv.unwrap().0[prefix.len()..], "subject ref").unwrap())
+            .collect()
+    }
+
+    fn marker(store: &Store, key: &SubjectKey) -> Option<Vec<u8>> {
+        store.kv.get(&subject_marker_key(key)).unwrap()
+    }
+
+    fn sorted(refs: &BTreeSet<SubjectRef>) -> Vec<SubjectRef> {
+        let mut v: Vec<SubjectRef> = refs.iter().copied().collect();
+        v.sort_by_key(enc);
+        v
+    }
+
+    fn open(engine: Engine, dir: &Path) -> Store {
+        let options = StoreOptions {
+            engine,
+            cache_bytes: 8 << 20,
+            compact: false,
+        };
+        Store::open_with(dir, &options).unwrap()
+    }
+
+    /// One change: subject, reference, indexed (true) or unindexed.
+    type Change = (u8, u8, bool);
+
+    fn updates(batch: &[Change]) -> Vec<Update> {
+        batch
+            .iter()
+            .map(|&(s, r, indexed)| {
+                if indexed {
+                    Update::Subject(subject(s), reference(r))
+                } else {
+                    Update::Unindex(subject(s), reference(r))
+                }
+            })
+            .collect()
+    }
+
+    /// Every subject answers what the model holds, in one form: within the cap its
+    /// marker's list and no `S` keys, past it an empty marker and the keys.
+    fn assert_answers(store: &Store, model: &BTreeMap<u8, BTreeSet<SubjectRef>>) {
+        for s in 0..3u8 {
+            let key = subject(s);
+            let want = model.get(&s).map(sorted).unwrap_or_default();
+            assert_eq!(store.subject_refs(&key).unwrap(), want, "subject {s}");
+            let Some(value) = marker(store, &key) else {
+                assert!(!model.contains_key(&s), "subject {s} indexed, no marker");
+                assert!(
+                    scanned(store, &key).is_empty(),
+                    "subject {s}: keys, no marker"
+                );
+                continue;
+            };
+            match subject_marker_refs(&value).unwrap() {
+                Some(listed) => {
+                    assert!(want.len() <= SUBJECT_MARKER_REFS_MAX, "subject {s}");
+                    assert_eq!(listed.len(), want.len(), "subject {s}");
+                    assert!(
+                        scanned(store, &key).is_empty(),
+                        "subject {s}: list and keys"
+                    );
+                }
+                None => {
+                    assert!(want.len() > SUBJECT_MARKER_REFS_MAX, "subject {s}");
+                    assert_eq!(scanned(store, &key), want, "subject {s}'s keys");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Batches of indexing and unindexing, in any order and on every engine (redb
+        /// reads its writes not yet committed, which the list is built from): after
+        /// each, and after reopening, every subject answers what was indexed. Two
+        /// subjects share a pool of 110 references, about 62 % of them indexed at a
+        /// time once a run is under way: runs cross the cap of 64 both ways, often.
+        #[test]
+        fn a_subject_marker_always_lists_what_its_index_holds(
+            batches in prop::collection::vec(
+                prop::collection::vec((0u8..2, 0u8..110, prop::bool::weighted(0.62)), 1..60),
+                1..16,
+            )
+        ) {
+            for engine in Engine::ALL {
+                let dir = tempfile::tempdir().unwrap();
+                let store = open(engine, dir.path());
+                let mut model: BTreeMap<u8, BTreeSet<SubjectRef>> = BTreeMap::new();
+                for batch in &batches {
+                    store.apply(&updates(batch)).unwrap();
+                    for &(s, r, indexed) in batch {
+                        let refs = model.entry(s).or_default();
+                        if indexed {
+                            refs.insert(reference(r));
+                        } else {
+                            refs.remove(&reference(r));
+                        }
+                    }
+                    assert_answers(&store, &model);
+                }
+                store.sync().unwrap();
+                drop(store);
+                assert_answers(&open(engine, dir.path()), &model);
+            }
+        }
+    }
+
+    /// A subject past the cap comes back under it: listed again, its keys removed.
+    #[test]
+    fn a_subject_past_the_cap_is_listed_again_once_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(Engine::default(), dir.path());
+        let max = SUBJECT_MARKER_REFS_MAX as u8;
+        let all: Vec<Change> = (0..=max).map(|r| (0, r, true)).collect();
+        store.apply(&updates(&all)).unwrap();
+        let value = marker(&store, &subject(0)).unwrap();
+        assert!(value.is_empty(), "{} references: as keys", max + 1);
+        let all_refs = store.subject_refs(&subject(0)).unwrap();
+        assert_eq!(all_refs.len(), max as usize + 1);
+        assert_eq!(all_refs, scanned(&store, &subject(0)));
+        store.apply(&updates(&[(0, 5, false)])).unwrap();
+        let value = marker(&store, &subject(0)).unwrap();
+        let listed = subject_marker_refs(&value).unwrap().expect("a list again");
+        assert_eq!(listed.len(), max as usize);
+        assert!(scanned(&store, &subject(0)).is_empty(), "the keys removed");
+        let mut rest = all_refs;
+        rest.retain(|r| *r != reference(5));
+        assert_eq!(store.subject_refs(&subject(0)).unwrap(), rest);
+    }
+
+    /// A subject as format 11 wrote it (its references as keys, an empty marker) reads
+    /// the keys, and becomes a list holding them, the keys removed, at its next change;
+    /// a format-11 store opens as format 12 and answers as before.
+    #[test]
+    fn a_format_11_marker_reads_the_keys_until_its_subject_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let before;
+        {
+            let store = open(Engine::default(), dir.path());
+            // As format 11 stored it: the keys, every marker empty.
+            for (s, r) in [(0, 1), (0, 2), (1, 4)] {
+                let key = [subject_prefix(&subject(s)), enc(&reference(r))].concat();
+                store.kv.insert(&key, &[]).unwrap();
+                store
+                    .kv
+                    .insert(&subject_marker_key(&subject(s)), &[])
+                    .unwrap();
+            }
+            before = store.subject_refs(&subject(0)).unwrap();
+            assert_eq!(before, sorted(&[reference(1), reference(2)].into()));
+            store.kv.insert(b"Mformat", &11u32.to_le_bytes()).unwrap();
+            store.sync().unwrap();
+        }
+        let store = open(Engine::default(), dir.path());
+        assert_eq!(
+            store.kv.get(b"Mformat").unwrap().unwrap().as_slice(),
+            &FORMAT_VERSION.to_le_bytes()
+        );
+        assert_eq!(store.subject_refs(&subject(0)).unwrap(), before);
+        store.apply(&updates(&[(0, 3, true)])).unwrap();
+        let value = marker(&store, &subject(0)).unwrap();
+        let listed = subject_marker_refs(&value).unwrap().expect("a list now");
+        assert_eq!(listed.len(), 3, "the keys written before and the new one");
+        assert!(scanned(&store, &subject(0)).is_empty(), "its keys removed");
+        assert_eq!(
+            store.subject_refs(&subject(0)).unwrap(),
+            sorted(&[reference(1), reference(2), reference(3)].into())
+        );
+        // The subject that did not change keeps its keys and reads them.
+        assert_eq!(scanned(&store, &subject(1)), vec![reference(4)]);
+        assert_eq!(store.subject_refs(&subject(1)).unwrap(), vec![reference(4)]);
+    }
+
+    /// A marker's value that is not a list the writer could have written is refused as
+    /// corrupt — never read as fewer references, which would answer "on no list".
+    #[test]
+    fn a_damaged_subject_marker_is_refused_not_read_as_fewer_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(Engine::default(), dir.path());
+        store
+            .apply(&updates(&[(0, 1, true), (0, 2, true)]))
+            .unwrap();
+        let key = subject_marker_key(&subject(0));
+        let good = marker(&store, &subject(0)).unwrap();
+        let r1 = enc(&reference(1));
+        let r2 = enc(&reference(2));
+        let (lo, hi) = if r1 < r2 { (r1, r2) } else { (r2, r1) };
+        let list = |refs: &[&Vec<u8>]| {
+            let mut v = vec![SUBJECT_MARKER_LIST];
+            for r in refs {
+                v.push(r.len() as u8);
+                v.extend_from_slice(r);
+            }
+            v
+        };
+        assert_eq!(good, list(&[&lo, &hi]), "the writer's own form");
+        let mut too_many = vec![SUBJECT_MARKER_LIST];
+        for i in 0..=SUBJECT_MARKER_REFS_MAX as u8 {
+            let r = enc(&reference(i));
+            too_many.push(r.len() as u8);
+            too_many.extend_from_slice(&r);
+        }
+        let mut truncated = good.clone();
+        truncated.pop();
+        let mut bad_tag = good.clone();
+        bad_tag[0] = 2;
+        for (what, bad) in [
+            ("truncated", truncated),
+            ("unknown tag", bad_tag),
+            ("out of order", list(&[&hi, &lo])),
+            ("repeated", list(&[&lo, &lo])),
+            ("past the cap", too_many),
+        ] {
+            store.kv.insert(&key, &bad).unwrap();
+            assert!(
+                matches!(store.subject_refs(&subject(0)), Err(StoreError::Corrupt(_))),
+                "{what}"
+            );
+            assert!(
+                matches!(
+                    store.apply(&updates(&[(0, 9, true)])),
+                    Err(StoreError::Corrupt(_))
+                ),
+                "the writer refuses to build on a damaged list ({what})"
+            );
+        }
+        // A reference that decodes as nothing the store holds is refused by decoding.
+        store.kv.insert(&key, &list(&[&vec![0xff; 3]])).unwrap();
+        assert!(store.subject_refs(&subject(0)).is_err());
     }
 }
 
