@@ -3365,6 +3365,29 @@ mod subject_marker_tests {
         }
     }
 
+    proptest! {
+        /// Any bytes as a marker's value: refused or read, never a panic; what is read
+        /// is exactly what the writer would write for it, so a damaged value cannot be
+        /// read as another list.
+        #[test]
+        fn a_subject_marker_value_is_read_only_in_the_writers_form(
+            tagged in any::<bool>(),
+            tail in prop::collection::vec(any::<u8>(), 0..400),
+            listed in prop::collection::btree_set(
+                prop::collection::vec(any::<u8>(), 1..40), 0..8),
+        ) {
+            // Half of the values carry the list's tag, so that their lengths are read.
+            let value = if tagged { [&[SUBJECT_MARKER_LIST][..], &tail].concat() } else { tail };
+            if let Ok(Some(refs)) = subject_marker_refs(&value) {
+                let set: BTreeSet<Vec<u8>> = refs.iter().map(|r| r.to_vec()).collect();
+                prop_assert_eq!(subject_marker_value(&set), value);
+            }
+            let written = subject_marker_value(&listed);
+            let read = subject_marker_refs(&written).unwrap().unwrap();
+            prop_assert_eq!(read, listed.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        }
+    }
+
     /// A subject past the cap comes back under it: listed again, its keys removed.
     #[test]
     fn a_subject_past_the_cap_is_listed_again_once_under_it() {
