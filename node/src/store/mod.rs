@@ -647,13 +647,8 @@ fn subject_prefix(key: &SubjectKey) -> Vec<u8> {
     k
 }
 
-/// The key saying that `key` may have subject-index keys (`S`): written with every one
-/// of them, in the same batch, and never removed (a subject whose references were all
-/// unindexed keeps it and costs a scan that finds nothing). A check reads it first:
-/// it is a point read, which an LSM store answers from its tables' Bloom filters
-/// without visiting their blocks, where the subject-index scan is a range read that
-/// visits every level — and most subjects checked are on no list (docs/performance.md,
-/// "Unlisted subjects answered by a point read").
+/// The marker key of `key` ([`subject_marker_for_prefix`]).
+#[cfg(test)]
 fn subject_marker_key(key: &SubjectKey) -> Vec<u8> {
     subject_marker_for_prefix(&subject_prefix(key))
 }
@@ -667,8 +662,13 @@ fn subject_of_index_key(key: &[u8]) -> Option<&[u8]> {
     key.get(..3 + len)
 }
 
-/// [`subject_marker_key`] of the subject whose index prefix (`S`, length, subject) is
-/// `prefix`.
+/// The marker key of the subject whose index prefix (`S`, length, subject) is `prefix`:
+/// written in every batch that indexes or unindexes anything for the subject, never
+/// removed, its value saying where the references are ([`subject_marker_value`]). A
+/// check reads it first: a point read, which an LSM store answers from its tables'
+/// Bloom filters without visiting their blocks, where a range read visits every level —
+/// most subjects checked have no marker (docs/performance.md, "Unlisted subjects answered
+/// by a point read"), and a listed one within the cap has its references in it.
 fn subject_marker_for_prefix(prefix: &[u8]) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k[0] = b's';
@@ -1047,7 +1047,7 @@ fn index_disclosures(tree: &Kv) -> Result<(), StoreError> {
 }
 
 /// Writes the marker of every subject the subject index holds (format 10 → 11,
-/// [`subject_marker_key`]); a bounded batch at a time, and writing a marker already
+/// [`subject_marker_for_prefix`]); a bounded batch at a time, and writing a marker already
 /// there (a migration interrupted by a crash) changes nothing.
 fn mark_indexed_subjects(tree: &Kv) -> Result<(), StoreError> {
     in_bounded_batches(tree, b'S', 16_384, |k, _, batch| {
@@ -1352,17 +1352,14 @@ impl Store {
     }
 
     /// The encoded references the subject index holds for the subject whose `S` prefix
-    /// is `prefix`, as the store holds them now, and whether they are its `S` keys:
-    /// its marker's list, or its `S` keys when the marker is empty. No marker: nothing
-    /// was ever indexed for the subject (the marker goes in every batch that indexes,
-    /// and the upgrade to format 11 marked every subject indexed before), which is what
-    /// a check relies on too.
-    fn indexed_refs(
-        &self,
-        prefix: &[u8],
-    ) -> Result<(std::collections::BTreeSet<Vec<u8>>, bool), StoreError> {
+    /// is `prefix`, in key order, and whether they are its `S` keys: its marker's list,
+    /// or its `S` keys when the marker is empty. No marker: nothing was ever indexed
+    /// for the subject (the marker goes in every batch that indexes, and the upgrade to
+    /// format 11 marked every subject indexed before). The one place that decides
+    /// where a subject's references are, for checks and for the writer alike.
+    fn indexed_refs(&self, prefix: &[u8]) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
         let Some(marker) = self.kv.get(&subject_marker_for_prefix(prefix))? else {
-            return Ok(Default::default());
+            return Ok((Vec::new(), false));
         };
         if let Some(refs) = subject_marker_refs(&marker)? {
             return Ok((refs.into_iter().map(<[u8]>::to_vec).collect(), false));
@@ -1389,6 +1386,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         use std::collections::BTreeSet;
         let (before, keyed) = self.indexed_refs(prefix)?;
+        let before: BTreeSet<Vec<u8>> = before.into_iter().collect();
         let mut refs = before.clone();
         for (indexed, r) in changes {
             if *indexed {
@@ -1576,10 +1574,16 @@ impl Backend for Store {
                 Update::Disclosure(d) => batch.insert(id_key(b'B', &d.id.0.0), enc(d.as_ref())),
                 // Written below, once per subject, in the form its marker says.
                 Update::Unindex(k, r) => {
-                    (subjects.entry(subject_prefix(k)).or_default()).push((false, enc(r)));
+                    subjects
+                        .entry(subject_prefix(k))
+                        .or_default()
+                        .push((false, enc(r)));
                 }
                 Update::Subject(k, r) => {
-                    (subjects.entry(subject_prefix(k)).or_default()).push((true, enc(r)));
+                    subjects
+                        .entry(subject_prefix(k))
+                        .or_default()
+                        .push((true, enc(r)));
                 }
                 Update::Equivocator(r) => batch.insert(region_key(b'Q', *r), []),
                 // Applied below, once per task: the last mark of a task wins.
@@ -2446,20 +2450,8 @@ impl StateView for Store {
         self.get(&id_key(b'B', &id.0.0), "disclosure")
     }
     fn subject_refs(&self, key: &SubjectKey) -> Result<Vec<SubjectRef>, StoreError> {
-        let Some(marker) = self.kv.get(&subject_marker_key(key))? else {
-            return Ok(Vec::new());
-        };
-        if let Some(refs) = subject_marker_refs(&marker)? {
-            return refs.into_iter().map(|r| dec(r, "subject ref")).collect();
-        }
-        let prefix = subject_prefix(key);
-        self.kv
-            .scan_prefix(&prefix)?
-            .map(|kv| {
-                let (k, _) = kv?;
-                dec(&k[prefix.len()..], "subject ref")
-            })
-            .collect()
+        let (refs, _) = self.indexed_refs(&subject_prefix(key))?;
+        refs.iter().map(|r| dec(r, "subject ref")).collect()
     }
     fn equivocators(&self) -> Result<Vec<RegionCode>, StoreError> {
         let generation = {
